@@ -1,0 +1,52 @@
+# Every target sets up what it needs: a virtualenv with the pinned packages, and Chromium
+# for the browser tests.
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test worker migrate lint format chromium bench bench-import bench-list bench-webhooks clean
+
+$(STAMP): pyproject.toml constraints.txt
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)  ## Start the app (embedded default unless DATABASE_URL/CELERY_BROKER_URL are set)
+	$(BIN)/product-importer serve --host $(HOST) --port $(PORT)
+
+worker: $(STAMP)  ## Start a Celery worker (production mode)
+	$(BIN)/product-importer worker
+
+migrate: $(STAMP)
+	$(BIN)/product-importer migrate
+
+test: $(STAMP) chromium  ## Run every test against real PostgreSQL, Redis, Celery and Chromium
+	$(BIN)/pytest
+
+chromium:
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+bench: bench-import bench-list bench-webhooks
+
+bench-import: $(STAMP)  ## Import benchmark: reference vs full import, unchanged, half changed; RSS
+	$(BIN)/python bench/import_bench.py
+
+bench-list: $(STAMP)
+	$(BIN)/python bench/list_bench.py
+
+bench-webhooks: $(STAMP)
+	$(BIN)/python bench/webhook_bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache artifacts bench/data

@@ -1,0 +1,64 @@
+"""Product Importer: import product CSVs in the background and manage the catalog."""
+
+import logging
+import os
+
+from dotenv import load_dotenv
+from flask import Flask
+
+from . import background
+from .config import load_config
+from .errors import register_errorhandlers
+from .extensions import celery_init_app, csrf, db, migrate
+from .imports.uploads import UploadRequest
+
+MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Create the web application; `test_config` overrides settings read from the environment."""
+    load_dotenv()
+    instance_path = os.path.abspath(os.environ.get("INSTANCE_PATH") or "instance")
+    app = Flask(__name__, instance_path=instance_path)
+    app.request_class = UploadRequest  # uploads stream to disk, never into memory
+    app.config.from_mapping(load_config(app.instance_path))
+    app.config.update(test_config or {})
+    configure_logging(app)
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    return app
+
+
+def configure_logging(app: Flask) -> None:
+    """Log to stderr at LOG_LEVEL."""
+    logging.basicConfig(
+        level=app.config["LOG_LEVEL"],
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def register_extensions(app: Flask) -> None:
+    """Attach the database, migrations, CSRF protection and Celery."""
+    db.init_app(app)
+    migrate.init_app(app, db, directory=MIGRATIONS)
+    csrf.init_app(app)
+    background.register(app, celery_init_app)
+
+
+def register_blueprints(app: Flask) -> None:
+    """Register every domain's API and page blueprints."""
+    from . import health
+    from .imports import api as imports_api
+    from .imports import views as imports_views
+    from .products import api as products_api
+    from .products import views as products_views
+    from .webhooks import api as webhooks_api
+    from .webhooks import views as webhooks_views
+
+    app.register_blueprint(health.bp)
+    for module in (imports_api, products_api, webhooks_api):
+        csrf.exempt(module.bp)  # the JSON API checks the request's origin instead
+        app.register_blueprint(module.bp)
+    for module in (imports_views, products_views, webhooks_views):
+        app.register_blueprint(module.bp)

@@ -1,0 +1,73 @@
+"""Settings from the environment: the embedded default unless a database and broker are named."""
+
+import os
+import secrets
+from pathlib import Path
+
+GIB = 1024**3
+TRUE_WORDS = {"1", "true", "yes", "on"}
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    return default if value is None or value == "" else value.strip().lower() in TRUE_WORDS
+
+
+def normalize_database_url(url: str) -> str:
+    """Make `postgresql://` URLs use psycopg 3 (SQLAlchemy would pick psycopg2)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _secret_key(instance_path: Path) -> str:
+    """Return SECRET_KEY, generating and keeping one in the instance folder when unset."""
+    if os.environ.get("SECRET_KEY"):
+        return os.environ["SECRET_KEY"]
+    key_file = instance_path / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_hex(32))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+def load_config(instance_path: str) -> dict:
+    """Read every setting from the environment; `.env.example` documents each one."""
+    instance = Path(instance_path)
+    instance.mkdir(parents=True, exist_ok=True)
+    env = os.environ.get
+    database_url = env("DATABASE_URL") or f"sqlite:///{instance / 'product_importer.db'}"
+    broker_url = env("CELERY_BROKER_URL") or ""
+    max_upload = int(env("MAX_UPLOAD_BYTES") or GIB)
+    return {
+        "SECRET_KEY": _secret_key(instance),
+        "SQLALCHEMY_DATABASE_URI": normalize_database_url(database_url),
+        "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(database_url),
+        "CELERY_BROKER_URL": broker_url,
+        # No broker named: run background work in a thread of the web process.
+        "EMBEDDED_WORKER": not broker_url,
+        "UPLOAD_FOLDER": env("UPLOAD_FOLDER") or str(instance / "uploads"),
+        "MAX_UPLOAD_BYTES": max_upload,
+        # Room for the multipart envelope around the file; the file itself is checked exactly.
+        "MAX_CONTENT_LENGTH": max_upload + 1024 * 1024,
+        "UPLOAD_RETENTION_HOURS": float(env("UPLOAD_RETENTION_HOURS") or 24),
+        "IMPORT_HEARTBEAT_TIMEOUT_SECONDS": float(env("IMPORT_HEARTBEAT_TIMEOUT_SECONDS") or 30),
+        "WEBHOOK_TIMEOUT_SECONDS": float(env("WEBHOOK_TIMEOUT_SECONDS") or 5),
+        "WEBHOOK_ALLOW_PRIVATE": _bool(env("WEBHOOK_ALLOW_PRIVATE")),
+        "LOG_LEVEL": (env("LOG_LEVEL") or "INFO").upper(),
+        "WTF_CSRF_TIME_LIMIT": None,
+    }
+
+
+def _engine_options(database_url: str) -> dict:
+    """Pool settings: pre-ping everywhere, TCP keepalives so a lost peer is noticed."""
+    if database_url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 30, "check_same_thread": False}}
+    keepalives = {
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+        "connect_timeout": 10,
+    }
+    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20, "connect_args": keepalives}

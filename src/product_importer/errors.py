@@ -1,0 +1,78 @@
+"""Domain exceptions and the one handler that turns them into JSON or HTML responses."""
+
+from typing import Any
+
+from flask import Flask, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+
+class AppError(Exception):
+    """An error a caller can act on; the subclass sets the HTTP status and code."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, details: Any = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        if code:
+            self.code = code
+
+
+class BadRequest(AppError):
+    status, code = 400, "bad_request"
+
+
+class Forbidden(AppError):
+    status, code = 403, "forbidden"
+
+
+class NotFound(AppError):
+    status, code = 404, "not_found"
+
+
+class Conflict(AppError):
+    status, code = 409, "conflict"
+
+
+class TooLarge(AppError):
+    status, code = 413, "too_large"
+
+
+class Invalid(AppError):
+    status, code = 422, "invalid"
+
+
+def wants_json() -> bool:
+    """API paths always answer JSON; pages answer HTML unless JSON is asked for."""
+    if request.path.startswith("/api/"):
+        return True
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "application/json"
+
+
+def error_response(status: int, code: str, message: str, details: Any = None):
+    """Answer in the SPEC error shape for JSON callers, or with the error page for people."""
+    if wants_json():
+        body = {"error": {"code": code, "message": message, "details": details}}
+        return jsonify(body), status
+    return render_template("error.html", status=status, message=message), status
+
+
+def _handle_app_error(error: AppError):
+    return error_response(error.status, error.code, error.message, error.details)
+
+
+def _handle_http_error(error: HTTPException):
+    code = (error.name or "error").lower().replace(" ", "_")
+    message = error.description or error.name
+    if error.code == 413:
+        message = "The upload is larger than the limit. Split the file or compress it with gzip."
+    return error_response(error.code or 500, code, message)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    """Map domain exceptions and HTTP errors to one response shape."""
+    app.register_error_handler(AppError, _handle_app_error)
+    app.register_error_handler(HTTPException, _handle_http_error)

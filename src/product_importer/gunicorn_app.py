@@ -1,0 +1,32 @@
+"""Run gunicorn from the `serve` command, starting the embedded worker in its process."""
+
+from gunicorn.app.base import BaseApplication
+
+
+class GunicornApp(BaseApplication):
+    """gunicorn with our settings; loads the Flask app in the worker process."""
+
+    def __init__(self, options: dict, *, embedded: bool):
+        self.options = options
+        self.embedded = embedded
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+        if self.embedded:
+            self.cfg.set("post_worker_init", _start_embedded_worker)
+
+    def load(self):
+        from .wsgi import app
+
+        return app
+
+
+def _start_embedded_worker(worker) -> None:
+    """Start the in-process background worker once the web worker has loaded the app."""
+    from .background import EmbeddedWorker
+    from .imports import tasks as _import_tasks  # noqa: F401
+    from .webhooks import tasks as _webhook_tasks  # noqa: F401
+
+    EmbeddedWorker(worker.wsgi).start()

@@ -1,0 +1,1 @@
+"""Imports: CSV parsing, the bulk engine, import jobs, their API and pages."""

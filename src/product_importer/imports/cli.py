@@ -1,0 +1,83 @@
+"""`product-importer import FILE`: the same import engine, from a terminal, with a progress bar."""
+
+import os
+import shutil
+import threading
+import time
+import uuid
+
+import click
+from flask import current_app
+
+from ..errors import AppError
+from ..extensions import db
+from . import service, uploads
+from .models import Status
+
+
+def run_import_from_terminal(path: str) -> int:
+    """Queue `path` like an upload, run the queue here, show progress; return an exit code."""
+    stored = _store(path)
+    try:
+        uploads.check(stored, os.path.getsize(stored))
+    except AppError as error:
+        os.remove(stored)
+        click.echo(f"Error: {error.message}", err=True)
+        return 2
+    job = service.create(
+        db.session,
+        filename=os.path.basename(path),
+        file_path=stored,
+        bytes_total=os.path.getsize(stored),
+    )
+    db.session.commit()
+    job_id = job.id
+    app = current_app._get_current_object()
+    threading.Thread(target=_drain, args=(app,), daemon=True).start()
+    return _watch(job_id)
+
+
+def _store(path: str) -> str:
+    """Copy the file into the upload folder: the retention cleanup may remove it later."""
+    folder = current_app.config["UPLOAD_FOLDER"]
+    os.makedirs(folder, exist_ok=True)
+    suffix = ".csv.gz" if path.lower().endswith(".gz") else ".csv"
+    stored = os.path.join(folder, f"{uuid.uuid4().hex}{suffix}")
+    shutil.copyfile(path, stored)
+    return stored
+
+
+def _drain(app) -> None:
+    """Run the queue in this process unless a worker is already running it."""
+    with app.app_context():
+        service.drain_queue()
+
+
+def _watch(job_id: int) -> int:
+    """Show a progress bar until the job finishes; print its outcome."""
+    with click.progressbar(length=100, label=f"Import {job_id}", show_eta=False) as bar:
+        shown = 0
+        while True:
+            db.session.rollback()
+            job = service.get(db.session, job_id)
+            percent = int(job.percent)
+            bar.label = f"{job.message[:40]:<40}"
+            bar.update(max(0, percent - shown))
+            shown = max(shown, percent)
+            if job.finished:
+                break
+            time.sleep(0.5)
+    return _report(job)
+
+
+def _report(job) -> int:
+    click.echo(
+        f"{job.status}: {job.rows_processed:,} rows read, {job.created:,} created, "
+        f"{job.updated:,} updated, {job.unchanged:,} unchanged, "
+        f"{job.rows_invalid:,} rejected"
+    )
+    for warning in job.warnings or []:
+        click.echo(f"Warning: {warning}")
+    if job.error:
+        click.echo(f"Error: {job.error}", err=True)
+    return 0 if job.status in (Status.COMPLETED, Status.COMPLETED_WITH_ERRORS) else 1

@@ -1,0 +1,366 @@
+"""Stream a product CSV: decompress, decode, find the header, validate rows. Pure, no database.
+
+The reader works on any binary file object, in constant memory: it never holds more than a
+batch of rows, and a physical line longer than MAX_LINE_BYTES fails the file instead of
+filling memory.
+"""
+
+import codecs
+import csv
+import gzip
+import io
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+MAX_SKU = 255
+MAX_NAME = 255
+MAX_DESCRIPTION = 10_000
+MAX_LINE_BYTES = 4 * 1024 * 1024
+# Longer than any valid value, short enough that an unclosed quote cannot fill memory.
+MAX_FIELD_CHARS = 1024 * 1024
+DELIMITERS = (",", ";", "\t", "|")
+KNOWN_COLUMNS = ("sku", "name", "description", "active")
+REQUIRED_COLUMNS = ("sku", "name")
+ACTIVE_WORDS = {
+    "true": True,
+    "1": True,
+    "yes": True,
+    "y": True,
+    "false": False,
+    "0": False,
+    "no": False,
+    "n": False,
+}
+GZIP_MAGIC = b"\x1f\x8b"
+# C0, DEL and C1 control characters; the description may also hold tabs and line breaks.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+DESCRIPTION_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+FALLBACK_ENCODING = "x-cp1252-latin1"
+
+csv.field_size_limit(MAX_FIELD_CHARS)
+
+
+def _cp1252_latin1_table() -> str:
+    """Windows-1252, with its five undefined bytes read as the Latin-1 characters."""
+    chars = []
+    for byte in range(256):
+        try:
+            chars.append(bytes([byte]).decode("cp1252"))
+        except UnicodeDecodeError:
+            chars.append(chr(byte))
+    return "".join(chars)
+
+
+_DECODING_TABLE = _cp1252_latin1_table()
+
+
+def _search_codec(name: str) -> codecs.CodecInfo | None:
+    if name.replace("-", "_") != FALLBACK_ENCODING.replace("-", "_"):
+        return None
+
+    class IncrementalDecoder(codecs.IncrementalDecoder):
+        def decode(self, data: bytes, final: bool = False) -> str:
+            return codecs.charmap_decode(data, self.errors, _DECODING_TABLE)[0]
+
+    return codecs.CodecInfo(
+        name=FALLBACK_ENCODING,
+        encode=codecs.getencoder("cp1252"),
+        decode=lambda data, errors="strict": codecs.charmap_decode(data, errors, _DECODING_TABLE),
+        incrementaldecoder=IncrementalDecoder,
+    )
+
+
+codecs.register(_search_codec)
+
+
+class FileRejected(Exception):
+    """The file as a whole cannot be imported; the message says why and what to do."""
+
+
+class NotUtf8(Exception):
+    """The file is not valid UTF-8; read it again as Windows-1252."""
+
+
+@dataclass(frozen=True)
+class Header:
+    """Where each known column sits, and what else the header held."""
+
+    positions: dict[str, int]
+    field_count: int
+    delimiter: str
+    unknown: tuple[str, ...] = ()
+
+    def has(self, column: str) -> bool:
+        return column in self.positions
+
+
+@dataclass
+class Batch:
+    """Rows read since the previous batch: valid ones for staging, rejected ones for the report.
+
+    A valid row is `(line, sku, name, description or None, active or None)`; None means the
+    file has no such column (or, for active, left the cell empty): keep what the catalog has.
+    A rejected row is `(line, sku or None, reason)`.
+    """
+
+    valid: list[tuple] = field(default_factory=list)
+    rejected: list[tuple] = field(default_factory=list)
+    rows_read: int = 0
+
+
+class GuardedReader(io.RawIOBase):
+    """A binary source that counts bytes and refuses oversized or line-less data."""
+
+    def __init__(self, source: BinaryIO, *, max_bytes: int | None, too_big_message: str):
+        self.source = source
+        self.max_bytes = max_bytes
+        self.too_big_message = too_big_message
+        self.bytes_read = 0
+        self.since_newline = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.source.read(len(buffer))
+        size = len(data)
+        buffer[:size] = data
+        self.bytes_read += size
+        if self.max_bytes is not None and self.bytes_read > self.max_bytes:
+            raise FileRejected(self.too_big_message)
+        self._check_line_length(data)
+        return size
+
+    def _check_line_length(self, data: bytes) -> None:
+        last_break = max(data.rfind(b"\n"), data.rfind(b"\r"))
+        self.since_newline = (
+            len(data) - last_break - 1 if last_break >= 0 else (self.since_newline + len(data))
+        )
+        if self.since_newline > MAX_LINE_BYTES:
+            raise FileRejected(
+                f"A line is longer than {MAX_LINE_BYTES:,} bytes: this does not look like a "
+                "CSV file. Export the products as CSV and upload that file."
+            )
+
+
+class CsvFile:
+    """An open product CSV: `header`, `warnings`, `batches()`, and bytes consumed so far."""
+
+    def __init__(
+        self,
+        raw: BinaryIO,
+        *,
+        encoding: str = "utf-8-sig",
+        max_decompressed_bytes: int | None = None,
+    ):
+        self.raw = raw
+        self.encoding = encoding
+        self.warnings: list[str] = []
+        self.reject_reasons: Counter[str] = Counter()
+        self._guard = GuardedReader(
+            _decompressed(raw),
+            max_bytes=max_decompressed_bytes if _is_gzip(raw) else None,
+            too_big_message=_too_big_message(max_decompressed_bytes),
+        )
+        buffered = io.BufferedReader(self._guard, buffer_size=1 << 20)
+        self._text = io.TextIOWrapper(buffered, encoding=encoding, errors="strict", newline="")
+        self._lines_before_data = 0
+        self.header = self._read_header()
+
+    def bytes_consumed(self) -> int:
+        """Bytes of the stored file read so far (compressed bytes for a gzip file)."""
+        return self.raw.tell()
+
+    def _read_header(self) -> Header | None:
+        """Read the first non-blank line as the header; None for a file without one."""
+        for line in _decoded(self._text):
+            self._lines_before_data += 1
+            if line.strip():
+                return parse_header(line)
+        return None
+
+    def batches(self, size: int = 5000) -> Iterator[Batch]:
+        """Yield the data rows, validated, in batches of about `size` rows read."""
+        reader = csv.reader(_decoded(self._text), delimiter=self.header.delimiter, strict=True)
+        validate = row_validator(self.header)
+        previous_end = self._lines_before_data
+        batch = Batch()
+        while True:
+            try:
+                for row in reader:
+                    line = previous_end + 1
+                    previous_end = self._lines_before_data + reader.line_num
+                    if len(row) <= 1 and not "".join(row).strip():
+                        continue  # a blank line
+                    batch.rows_read += 1
+                    validate(row, line, batch)
+                    if batch.rows_read >= size:
+                        self._count_reasons(batch)
+                        yield batch
+                        batch = Batch()
+                break
+            except csv.Error as error:
+                line = previous_end + 1
+                previous_end = self._lines_before_data + reader.line_num
+                batch.rows_read += 1
+                batch.rejected.append((line, None, _csv_error_reason(error)))
+        self._count_reasons(batch)
+        yield batch
+
+    def _count_reasons(self, batch: Batch) -> None:
+        """Remember why rows were rejected, to name the most common reason."""
+        self.reject_reasons.update(_reason_key(rejected[2]) for rejected in batch.rejected)
+
+
+def open_csv(raw: BinaryIO, *, max_decompressed_bytes: int | None = None) -> CsvFile:
+    """Open `raw` as UTF-8 if it is, else as Windows-1252, with a warning."""
+    try:
+        csv_file = CsvFile(raw, max_decompressed_bytes=max_decompressed_bytes)
+    except NotUtf8:
+        raw.seek(0)
+        csv_file = reopen_as_fallback(raw, max_decompressed_bytes=max_decompressed_bytes)
+    return csv_file
+
+
+def reopen_as_fallback(raw: BinaryIO, *, max_decompressed_bytes: int | None = None) -> CsvFile:
+    """Open `raw` again from the start as Windows-1252, noting it in the warnings."""
+    raw.seek(0)
+    csv_file = CsvFile(
+        raw, encoding=FALLBACK_ENCODING, max_decompressed_bytes=max_decompressed_bytes
+    )
+    csv_file.warnings.append(
+        "The file is not valid UTF-8, so it was read as Windows-1252. If accented letters look "
+        "wrong, save the file as CSV UTF-8 and import it again."
+    )
+    return csv_file
+
+
+def _decoded(text: io.TextIOWrapper) -> Iterator[str]:
+    """Iterate lines, turning a UTF-8 decoding error into NotUtf8."""
+    try:
+        yield from text
+    except UnicodeDecodeError as error:
+        raise NotUtf8(str(error)) from error
+
+
+def _is_gzip(raw: BinaryIO) -> bool:
+    position = raw.tell()
+    magic = raw.read(2)
+    raw.seek(position)
+    return magic == GZIP_MAGIC
+
+
+def _decompressed(raw: BinaryIO) -> BinaryIO:
+    return gzip.GzipFile(fileobj=raw, mode="rb") if _is_gzip(raw) else raw
+
+
+def _too_big_message(limit: int | None) -> str:
+    size = f"{limit:,} bytes" if limit else "the limit"
+    return (
+        f"The compressed file expands to more than {size}. Split it into smaller files "
+        "and import them one after the other."
+    )
+
+
+def detect_delimiter(header_line: str) -> str:
+    """Return the delimiter that occurs most in the header line (`,` on a tie)."""
+    counts = {delimiter: header_line.count(delimiter) for delimiter in DELIMITERS}
+    best = max(counts.values())
+    return "," if counts[","] == best else max(counts, key=counts.get)
+
+
+def parse_header(line: str) -> Header:
+    """Match the header's columns (any case, spaces ignored) to the known columns."""
+    line = line.removeprefix("\ufeff").removeprefix("\u00ef\u00bb\u00bf")  # a BOM, as read
+    delimiter = detect_delimiter(line)
+    names = next(csv.reader([line], delimiter=delimiter))
+    cleaned = [name.strip().lower() for name in names]
+    positions: dict[str, int] = {}
+    unknown = []
+    for position, name in enumerate(cleaned):
+        if name in positions:
+            raise FileRejected(f'The header names the column "{name}" twice. Keep one of them.')
+        if name in KNOWN_COLUMNS:
+            positions[name] = position
+        else:
+            unknown.append(names[position].strip())
+    missing = [column for column in REQUIRED_COLUMNS if column not in positions]
+    if missing:
+        found = ", ".join(name.strip() for name in names) or "(empty)"
+        raise FileRejected(
+            f"Missing required column{'s' if len(missing) > 1 else ''}: {', '.join(missing)}. "
+            f"The header found was: {found}. The first line must name the columns sku and name "
+            "(description and active are optional)."
+        )
+    return Header(positions, len(names), delimiter, tuple(unknown))
+
+
+def row_validator(header: Header) -> Callable[[list[str], int, Batch], None]:
+    """Return a function that validates one parsed row and adds it to the batch."""
+    sku_at, name_at = header.positions["sku"], header.positions["name"]
+    description_at = header.positions.get("description")
+    active_at = header.positions.get("active")
+    field_count = header.field_count
+
+    def validate(row: list[str], line: int, batch: Batch) -> None:
+        if len(row) != field_count:
+            sku = row[sku_at] if len(row) > sku_at else ""
+            reason = f"wrong number of fields (expected {field_count}, found {len(row)})"
+            batch.rejected.append((line, _reported_sku(sku), reason))
+            return
+        sku = row[sku_at].strip()
+        name = row[name_at].strip()
+        description = row[description_at].strip() if description_at is not None else None
+        active = row[active_at].strip() if active_at is not None else ""
+        reason = check_values(sku, name, description, active)
+        if reason:
+            batch.rejected.append((line, _reported_sku(sku), reason))
+        else:
+            batch.valid.append((line, sku, name, description, ACTIVE_WORDS.get(active.lower())))
+
+    return validate
+
+
+def _reported_sku(sku: str) -> str | None:
+    """The SKU as the rejected-rows report shows it: trimmed, cut short, without NUL."""
+    return sku.strip()[:MAX_SKU].replace("\x00", "\ufffd") or None
+
+
+def check_values(sku: str, name: str, description: str | None, active: str) -> str | None:
+    """Return why these trimmed values cannot be imported, or None when they can."""
+    if not sku:
+        return "sku is empty"
+    if not name:
+        return "name is empty"
+    if len(sku) > MAX_SKU:
+        return f"sku is longer than {MAX_SKU} characters"
+    if len(name) > MAX_NAME:
+        return f"name is longer than {MAX_NAME} characters"
+    if description is not None and len(description) > MAX_DESCRIPTION:
+        return f"description is longer than {MAX_DESCRIPTION:,} characters"
+    if active and active.lower() not in ACTIVE_WORDS:
+        return f'active is "{active[:20]}", not one of true/false, 1/0, yes/no, y/n'
+    if CONTROL.search(sku) or CONTROL.search(name):
+        return "sku or name holds a control character"
+    if description and DESCRIPTION_CONTROL.search(description):
+        return "description holds a control character"
+    return None
+
+
+def _csv_error_reason(error: csv.Error) -> str:
+    text = str(error)
+    if "unexpected end of data" in text:
+        return "a quoted field is still open at the end of the file"
+    if "field larger than field limit" in text:
+        return f"a field is longer than {MAX_FIELD_CHARS:,} characters (is a quote left open?)"
+    if "expected after" in text:
+        return "malformed quotes (a closing quote must be followed by a delimiter or line end)"
+    return f"unreadable row ({text})"
+
+
+def _reason_key(reason: str) -> str:
+    """Group reasons that differ only in their details, to find the most common one."""
+    return reason.split(" (")[0].split(' is "')[0]

@@ -1,0 +1,189 @@
+"""Stage validated rows and merge them into the catalog in one transaction.
+
+PostgreSQL: COPY into a temporary table, then set-based SQL: keep the last row of each
+case-insensitive SKU, update the products whose values differ, insert the new ones.
+SQLite (embedded default): the same steps with executemany and SQLite's UPDATE .. FROM.
+Neither touches the catalog until `merge()`, and neither commits: the caller commits once.
+"""
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection
+
+# Session-level lock held by the worker that runs imports: imports apply one at a time.
+IMPORT_LOCK_KEY = 0x1D0_0001
+# Transaction-level lock held while an import merges; delete-all refuses to run meanwhile.
+APPLY_LOCK_KEY = 0x1D0_0002
+
+STAGING_COLUMNS = "(rn, sku, name, description, active)"
+
+
+@dataclass(frozen=True)
+class MergeCounts:
+    """Products after in-file duplicates collapse: created + updated + unchanged = distinct."""
+
+    distinct: int
+    created: int
+    updated: int
+
+    @property
+    def unchanged(self) -> int:
+        return self.distinct - self.created - self.updated
+
+
+# Step callbacks let the runner report which part of the merge is running.
+Step = Callable[[str], None]
+
+
+class PostgresStage:
+    """Staging and merge on a PostgreSQL connection inside one open transaction."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        self.execute = conn.exec_driver_sql
+        self._copy = None
+        self._copy_cm = None
+
+    def start(self) -> None:
+        """Create the temporary staging table and open a COPY into it."""
+        self.execute(
+            "CREATE TEMP TABLE import_staging (rn bigint NOT NULL, sku text NOT NULL, "
+            "name text NOT NULL, description text, active boolean) ON COMMIT DROP"
+        )
+        self._open_copy()
+
+    def _open_copy(self) -> None:
+        cursor = self.conn.connection.driver_connection.cursor()  # psycopg, for COPY
+        self._copy_cm = cursor.copy(f"COPY import_staging {STAGING_COLUMNS} FROM STDIN")
+        self._copy = self._copy_cm.__enter__()
+
+    def write(self, rows: Iterable[tuple]) -> None:
+        """Send valid rows `(line, sku, name, description, active)` to the staging table."""
+        write_row = self._copy.write_row
+        for row in rows:
+            write_row(row)
+
+    def reset(self) -> None:
+        """Forget every staged row, to read the file again from the start."""
+        self._close_copy()
+        self.execute("TRUNCATE import_staging")
+        self._open_copy()
+
+    def _close_copy(self) -> None:
+        if self._copy_cm is not None:
+            self._copy_cm.__exit__(None, None, None)
+            self._copy_cm = self._copy = None
+
+    def merge(self, step: Step) -> MergeCounts:
+        """Apply the staged rows to the catalog; the caller's transaction is still open."""
+        self._close_copy()
+        execute = self.execute
+        execute("SELECT pg_advisory_xact_lock(%s)", (APPLY_LOCK_KEY,))
+        execute("SET LOCAL work_mem = '256MB'")
+        step("deduplicating")
+        distinct = execute(
+            "CREATE TEMP TABLE import_latest ON COMMIT DROP AS "
+            "SELECT DISTINCT ON (lower(sku)) lower(sku) AS key, sku, name, description, active "
+            "FROM import_staging ORDER BY lower(sku), rn DESC"
+        ).rowcount
+        execute("ANALYZE import_latest")
+        step("updating")
+        updated = execute(PG_UPDATE).rowcount
+        step("inserting")
+        created = execute(PG_INSERT).rowcount
+        return MergeCounts(distinct=distinct, created=created, updated=updated)
+
+
+PG_UPDATE = """
+UPDATE products AS p
+SET sku = l.sku, name = l.name,
+    description = COALESCE(l.description, p.description),
+    active = COALESCE(l.active, p.active),
+    updated_at = now()
+FROM import_latest AS l
+WHERE lower(p.sku) = l.key
+  AND (p.sku, p.name, p.description, p.active)
+      IS DISTINCT FROM (l.sku, l.name, COALESCE(l.description, p.description),
+                        COALESCE(l.active, p.active))
+"""
+
+# NOT EXISTS finds the new products; ON CONFLICT covers one created through the API meanwhile.
+PG_INSERT = """
+INSERT INTO products (sku, name, description, active, created_at, updated_at)
+SELECT l.sku, l.name, COALESCE(l.description, ''), COALESCE(l.active, true), now(), now()
+FROM import_latest AS l
+WHERE NOT EXISTS (SELECT 1 FROM products AS p WHERE lower(p.sku) = l.key)
+ON CONFLICT (lower(sku)) DO UPDATE
+SET sku = EXCLUDED.sku, name = EXCLUDED.name, description = EXCLUDED.description,
+    active = EXCLUDED.active, updated_at = now()
+"""
+
+
+class SqliteStage:
+    """Staging and merge on a SQLite connection; the merge runs in one write transaction."""
+
+    def __init__(self, conn: Connection, now: datetime):
+        self.conn = conn
+        self.execute = conn.exec_driver_sql
+        self.now = now.strftime("%Y-%m-%d %H:%M:%S.%f")  # SQLAlchemy's SQLite format
+
+    def start(self) -> None:
+        """Create the staging table in SQLite's temp database (no lock on the catalog)."""
+        self.execute("DROP TABLE IF EXISTS temp.import_staging")
+        self.execute(
+            "CREATE TEMP TABLE import_staging (rn INTEGER NOT NULL, sku TEXT NOT NULL, "
+            "name TEXT NOT NULL, description TEXT, active INTEGER)"
+        )
+
+    def write(self, rows: Iterable[tuple]) -> None:
+        """Insert valid rows into the staging table."""
+        rows = list(rows)
+        if rows:
+            self.execute("INSERT INTO temp.import_staging VALUES (?, ?, ?, ?, ?)", rows)
+
+    def reset(self) -> None:
+        """Forget every staged row, to read the file again from the start."""
+        self.execute("DELETE FROM temp.import_staging")
+
+    def merge(self, step: Step) -> MergeCounts:
+        """Apply the staged rows inside BEGIN IMMEDIATE; the caller commits."""
+        execute = self.execute
+        self.conn.commit()  # staging touched only the temp database; now take the write lock
+        execute("BEGIN IMMEDIATE")
+        step("deduplicating")
+        execute("DROP TABLE IF EXISTS temp.import_latest")
+        # SQLite takes the bare columns from the row holding max(rn): the last occurrence.
+        execute(
+            "CREATE TEMP TABLE import_latest AS SELECT lower(sku) AS key, sku, name, "
+            "description, active, max(rn) AS rn FROM temp.import_staging GROUP BY lower(sku)"
+        )
+        distinct = execute("SELECT count(*) FROM temp.import_latest").fetchone()[0]
+        step("updating")
+        updated = execute(SQLITE_UPDATE, (self.now,)).rowcount
+        step("inserting")
+        created = execute(SQLITE_INSERT, (self.now, self.now)).rowcount
+        return MergeCounts(distinct=distinct, created=created, updated=updated)
+
+
+SQLITE_UPDATE = """
+UPDATE products
+SET sku = l.sku, name = l.name,
+    description = COALESCE(l.description, products.description),
+    active = COALESCE(l.active, products.active),
+    updated_at = ?
+FROM temp.import_latest AS l
+WHERE lower(products.sku) = l.key
+  AND (products.sku IS NOT l.sku OR products.name IS NOT l.name
+       OR products.description IS NOT COALESCE(l.description, products.description)
+       OR products.active IS NOT COALESCE(l.active, products.active))
+"""
+
+SQLITE_INSERT = """
+INSERT INTO products (sku, name, description, active, created_at, updated_at)
+SELECT l.sku, l.name, COALESCE(l.description, ''), COALESCE(l.active, 1), ?, ?
+FROM temp.import_latest AS l
+WHERE NOT EXISTS (SELECT 1 FROM products AS p WHERE lower(p.sku) = l.key)
+ORDER BY l.rn
+"""

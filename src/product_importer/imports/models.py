@@ -1,0 +1,105 @@
+"""Import jobs and the rows they rejected."""
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, String, Text, false
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..extensions import db
+from ..products.models import BigId
+from ..timeutil import iso, utcnow
+
+
+class Status(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    COMPLETED_WITH_ERRORS = "completed_with_errors"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINISHED = {Status.COMPLETED, Status.COMPLETED_WITH_ERRORS, Status.FAILED, Status.CANCELLED}
+
+
+class Phase(enum.StrEnum):
+    READING = "reading"
+    APPLYING = "applying"
+
+
+class ImportJob(db.Model):
+    __tablename__ = "import_jobs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    file_path: Mapped[str] = mapped_column(String(1024))
+    status: Mapped[str] = mapped_column(String(32), default=Status.QUEUED)
+    phase: Mapped[str | None] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(String(255), default="Waiting for a worker")
+    percent: Mapped[float] = mapped_column(Float, default=0.0)
+    bytes_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_processed: Mapped[int] = mapped_column(BigInteger, default=0)
+    rows_processed: Mapped[int] = mapped_column(BigInteger, default=0)
+    rows_invalid: Mapped[int] = mapped_column(BigInteger, default=0)
+    created: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated: Mapped[int] = mapped_column(BigInteger, default=0)
+    unchanged: Mapped[int] = mapped_column(BigInteger, default=0)
+    rows_per_second: Mapped[float | None] = mapped_column(Float)
+    eta_seconds: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    warnings: Mapped[list] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Bookkeeping for workers: not part of the JSON contract.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(default=0)
+    cancel_requested: Mapped[bool] = mapped_column(default=False, server_default=false())
+    worker: Mapped[str | None] = mapped_column(String(255))
+    db_pid: Mapped[int | None] = mapped_column()
+    retry_of_id: Mapped[int | None] = mapped_column(ForeignKey("import_jobs.id"))
+    file_removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_import_jobs_status_id", "status", "id"),)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    def to_dict(self) -> dict:
+        """Return the ImportJob JSON of SPEC."""
+        return {
+            "id": self.id,
+            "filename": self.filename,
+            "status": self.status,
+            "phase": self.phase,
+            "message": self.message,
+            "percent": round(self.percent or 0.0, 1),
+            "bytes_total": self.bytes_total,
+            "bytes_processed": self.bytes_processed,
+            "rows_processed": self.rows_processed,
+            "rows_invalid": self.rows_invalid,
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "rows_per_second": self.rows_per_second,
+            "eta_seconds": self.eta_seconds,
+            "error": self.error,
+            "warnings": list(self.warnings or []),
+            "created_at": iso(self.created_at),
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+        }
+
+
+class RejectedRow(db.Model):
+    __tablename__ = "import_rejected_rows"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("import_jobs.id", ondelete="CASCADE"))
+    line: Mapped[int] = mapped_column(BigInteger)
+    sku: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_import_rejected_rows_job_id_line", "job_id", "line"),)

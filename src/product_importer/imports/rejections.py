@@ -1,0 +1,57 @@
+"""Write rejected rows to the job's report as they are found, outside the import transaction.
+
+They are written through their own connection so that the report survives a failed or
+cancelled import, and so memory stays bounded however many rows a file gets wrong.
+"""
+
+from sqlalchemy import Engine, delete, insert
+
+from .models import RejectedRow
+
+FLUSH_EVERY = 5000
+rejected_rows = RejectedRow.__table__
+
+
+class RejectionWriter:
+    """Buffer rejected rows `(line, sku, reason)` and write them in batches."""
+
+    def __init__(self, engine: Engine, job_id: int):
+        self.engine = engine
+        self.job_id = job_id
+        self.pending: list[tuple] = []
+
+    def clear(self) -> None:
+        """Forget rows an earlier attempt of this job reported."""
+        self.pending.clear()
+        with self.engine.begin() as conn:
+            conn.execute(delete(rejected_rows).where(rejected_rows.c.job_id == self.job_id))
+
+    def write(self, rows: list[tuple]) -> None:
+        self.pending.extend(rows)
+        if len(self.pending) >= FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered rows."""
+        if not self.pending:
+            return
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                self._copy(conn)
+            else:
+                conn.execute(
+                    insert(rejected_rows),
+                    [
+                        {"job_id": self.job_id, "line": line, "sku": sku, "reason": reason}
+                        for line, sku, reason in self.pending
+                    ],
+                )
+        self.pending.clear()
+
+    def _copy(self, conn) -> None:
+        cursor = conn.connection.driver_connection.cursor()
+        with cursor.copy(
+            "COPY import_rejected_rows (job_id, line, sku, reason) FROM STDIN"
+        ) as copy:
+            for line, sku, reason in self.pending:
+                copy.write_row((self.job_id, line, sku, reason))

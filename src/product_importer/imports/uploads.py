@@ -1,0 +1,85 @@
+"""Store uploads straight into UPLOAD_FOLDER as they stream in, and check what arrived."""
+
+import gzip
+import os
+import tempfile
+import uuid
+import zlib
+
+from flask import Request, current_app
+
+from ..errors import Invalid, TooLarge
+from .csv_rows import GZIP_MAGIC
+
+SNIFF_BYTES = 8192
+
+
+class UploadRequest(Request):
+    """A request whose uploaded files are written to the upload folder, never held in memory."""
+
+    def _get_file_stream(
+        self, total_content_length, content_type, filename=None, content_length=None
+    ):
+        folder = current_app.config["UPLOAD_FOLDER"]
+        os.makedirs(folder, exist_ok=True)
+        # Deleted when closed; the view keeps the bytes by hard-linking the file first.
+        return tempfile.NamedTemporaryFile(dir=folder, prefix=".incoming-", suffix=".part")
+
+
+def keep(upload) -> tuple[str, int]:
+    """Keep an uploaded file under a unique name; return its path and size."""
+    stream = upload.stream
+    stream.flush()
+    folder = current_app.config["UPLOAD_FOLDER"]
+    path = os.path.join(folder, f"{uuid.uuid4().hex}{_suffix(upload.filename)}")
+    if hasattr(stream, "name") and os.path.exists(str(stream.name)):
+        os.link(stream.name, path)
+    else:  # a small file that werkzeug kept in memory
+        stream.seek(0)
+        with open(path, "wb") as out:
+            while chunk := stream.read(1 << 20):
+                out.write(chunk)
+    return path, os.path.getsize(path)
+
+
+def _suffix(filename: str | None) -> str:
+    name = (filename or "").lower()
+    return ".csv.gz" if name.endswith(".gz") else ".csv"
+
+
+def check(path: str, size: int) -> None:
+    """Refuse a file over the limit (413), empty, only whitespace, or binary (422)."""
+    limit = current_app.config["MAX_UPLOAD_BYTES"]
+    if size > limit:
+        raise TooLarge(
+            f"The file is {size:,} bytes; the limit is {limit:,} bytes. Split it "
+            "into smaller files or compress it with gzip."
+        )
+    with open(path, "rb") as raw:
+        compressed = raw.read(2) == GZIP_MAGIC
+        raw.seek(0)
+        stream = gzip.GzipFile(fileobj=raw) if compressed else raw
+        try:
+            _check_content(stream)
+        except (OSError, EOFError, zlib.error) as error:
+            raise Invalid(
+                "The file looks gzip-compressed but cannot be decompressed "
+                f"({error}). Compress it again, or upload the plain CSV."
+            ) from error
+
+
+def _check_content(stream) -> None:
+    head = stream.read(SNIFF_BYTES)
+    if b"\x00" in head:
+        raise Invalid(
+            "The file is binary, not a CSV (it holds NUL bytes). Export the products "
+            "as CSV (for example 'CSV UTF-8' in Excel) and upload that file."
+        )
+    chunk = head.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark alone is empty
+    while chunk and not chunk.strip():
+        chunk = stream.read(1 << 20)
+    if not chunk.strip():
+        raise Invalid(
+            "The file is empty. Upload a CSV with a header row (sku,name,...) and "
+            "at least one product."
+        )

@@ -1,0 +1,1 @@
+"""Products: the catalog, its API and its page."""

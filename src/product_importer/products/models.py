@@ -1,0 +1,46 @@
+"""The product catalog table."""
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text, func, true
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..extensions import db
+from ..timeutil import iso, utcnow
+
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+class Product(db.Model):
+    __tablename__ = "products"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    sku: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
+    active: Mapped[bool] = mapped_column(default=True, server_default=true())
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, server_default=func.now()
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, server_default=func.now(), onupdate=utcnow
+    )
+
+    __table_args__ = (
+        # SKU identity is case-insensitive; the import merges on this expression too.
+        Index("uq_products_lower_sku", func.lower(sku), unique=True),
+        Index("ix_products_updated_at_id", updated_at, id),
+    )
+
+    def to_dict(self) -> dict:
+        """Return the Product JSON of SPEC."""
+        return {
+            "id": self.id,
+            "sku": self.sku,
+            "name": self.name,
+            "description": self.description,
+            "active": self.active,
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+        }

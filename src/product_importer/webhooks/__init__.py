@@ -1,0 +1,1 @@
+"""Webhooks: endpoints, signed event deliveries, their API and page."""

@@ -1,0 +1,5 @@
+"""Webhook endpoints and deliveries."""
+
+
+def periodic() -> None:
+    """Send deliveries that are due."""

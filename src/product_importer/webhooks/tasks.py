@@ -1,0 +1,1 @@
+"""Celery tasks for webhook deliveries."""

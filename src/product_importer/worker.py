@@ -1,0 +1,25 @@
+"""Celery entry point: `celery -A product_importer.worker worker` (or `product-importer worker`)."""
+
+from celery.signals import worker_ready, worker_shutdown
+
+from . import background, create_app
+from .imports import tasks as _import_tasks  # noqa: F401  (registers the tasks)
+from .webhooks import tasks as _webhook_tasks  # noqa: F401
+
+flask_app = create_app()
+celery_app = flask_app.extensions["celery"]
+_maintenance = {}
+
+
+@worker_ready.connect
+def _start_maintenance(**_kwargs) -> None:
+    """Every worker recovers stalled imports and sends due webhook deliveries."""
+    _maintenance["stop"] = background.start_maintenance_thread(flask_app)
+    with flask_app.app_context():
+        background.run_periodic()
+
+
+@worker_shutdown.connect
+def _stop_maintenance(**_kwargs) -> None:
+    if "stop" in _maintenance:
+        _maintenance["stop"].set()
