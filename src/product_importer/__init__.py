@@ -48,7 +48,7 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """Register every domain's API and page blueprints."""
-    from . import health
+    from . import health, openapi
     from .imports import api as imports_api
     from .imports import views as imports_views
     from .products import api as products_api
@@ -57,6 +57,7 @@ def register_blueprints(app: Flask) -> None:
     from .webhooks import views as webhooks_views
 
     app.register_blueprint(health.bp)
+    app.register_blueprint(openapi.bp)
     for module in (imports_api, products_api, webhooks_api):
         csrf.exempt(module.bp)  # the JSON API checks the request's origin instead
         app.register_blueprint(module.bp)

@@ -241,7 +241,9 @@ def reopen_as_fallback(raw: BinaryIO, *, max_decompressed_bytes: int | None = No
 def _decoded(text: io.TextIOWrapper) -> Iterator[str]:
     """Iterate lines, turning a UTF-8 decoding error into NotUtf8."""
     try:
-        yield from text
+        # Not `yield from`: closing this generator would close the file too.
+        for line in text:  # noqa: UP028
+            yield line
     except UnicodeDecodeError as error:
         raise NotUtf8(str(error)) from error
 

@@ -71,10 +71,14 @@ class PostgresStage:
         self.execute("TRUNCATE import_staging")
         self._open_copy()
 
-    def _close_copy(self) -> None:
+    def _close_copy(self, error: BaseException | None = None) -> None:
         if self._copy_cm is not None:
-            self._copy_cm.__exit__(None, None, None)
-            self._copy_cm = self._copy = None
+            copy_cm, self._copy_cm, self._copy = self._copy_cm, None, None
+            copy_cm.__exit__(type(error) if error else None, error, None)
+
+    def abort(self, error: BaseException) -> None:
+        """End an open COPY after a failure, so the transaction can roll back."""
+        self._close_copy(error)
 
     def merge(self, step: Step) -> MergeCounts:
         """Apply the staged rows to the catalog; the caller's transaction is still open."""
@@ -146,6 +150,9 @@ class SqliteStage:
     def reset(self) -> None:
         """Forget every staged row, to read the file again from the start."""
         self.execute("DELETE FROM temp.import_staging")
+
+    def abort(self, error: BaseException) -> None:
+        """Nothing to end: SQLite stages with plain INSERTs."""
 
     def merge(self, step: Step) -> MergeCounts:
         """Apply the staged rows inside BEGIN IMMEDIATE; the caller commits."""

@@ -190,7 +190,10 @@ def _import(conn, engine, job, progress, max_decompressed) -> Outcome:
             stage.reset()
             rejections.clear()
             csv_file = csv_rows.reopen_as_fallback(raw, max_decompressed_bytes=max_decompressed)
-            rows, invalid = _read(csv_file, stage, rejections, progress)
+            rows, invalid = _read_or_abort(csv_file, stage, rejections, progress)
+        except BaseException as error:
+            stage.abort(error)
+            raise
     warnings = _warnings(csv_file)
     if rows and rows == invalid:
         return Outcome(
@@ -204,6 +207,14 @@ def _import(conn, engine, job, progress, max_decompressed) -> Outcome:
     counts = stage.merge(lambda step: progress.merging(step, distinct_hint))
     progress.merging("finishing", counts.distinct)
     return Outcome(counts, rows, invalid, warnings)
+
+
+def _read_or_abort(csv_file, stage, rejections, progress) -> tuple[int, int]:
+    try:
+        return _read(csv_file, stage, rejections, progress)
+    except BaseException as error:
+        stage.abort(error)
+        raise
 
 
 def _read(csv_file, stage, rejections, progress) -> tuple[int, int]:

@@ -1,0 +1,225 @@
+"""Fixtures: a real PostgreSQL database, Redis, a Celery worker process and a gunicorn server.
+
+The test database `product_importer_test` is created afresh for each session (it is ours to
+drop). Every test starts from empty tables. Processes are started the way users start them:
+`product-importer worker` and `product-importer serve`.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from sqlalchemy import text
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+TEST_DB = os.environ.get("TEST_DB_NAME", "product_importer_test")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+ARTIFACTS = ROOT / "artifacts"
+
+
+def _database_url(name: str) -> str:
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def _recreate_database(name: str) -> None:
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+@pytest.fixture(scope="session")
+def test_env(tmp_path_factory) -> dict:
+    """Environment shared by the in-process app and every process the tests start."""
+    _recreate_database(TEST_DB)
+    instance = tmp_path_factory.mktemp("instance")
+    env = {
+        "DATABASE_URL": _database_url(TEST_DB),
+        "CELERY_BROKER_URL": REDIS_URL,
+        "INSTANCE_PATH": str(instance),
+        "UPLOAD_FOLDER": str(instance / "uploads"),
+        "SECRET_KEY": "test-secret",
+        "MAX_UPLOAD_BYTES": str(1024 * 1024 * 1024),
+        "UPLOAD_RETENTION_HOURS": "24",
+        "IMPORT_HEARTBEAT_TIMEOUT_SECONDS": "5",
+        "WEBHOOK_TIMEOUT_SECONDS": "5",
+        "WEBHOOK_ALLOW_PRIVATE": "true",
+        "LOG_LEVEL": "INFO",
+    }
+    os.environ.update(env)
+    _flush_redis()
+    return env
+
+
+def _flush_redis() -> None:
+    import redis
+
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+@pytest.fixture(scope="session")
+def app(test_env):
+    """The Flask app on the test database, migrated."""
+    import flask_migrate
+
+    from product_importer import create_app
+
+    app = create_app({"TESTING": True})
+    with app.app_context():
+        flask_migrate.upgrade()
+    return app
+
+
+@pytest.fixture(autouse=True)
+def _empty_tables(request, app):
+    """Start every test from empty tables (workers use their own connections, so no rollback)."""
+    from product_importer.extensions import db
+
+    with app.app_context():
+        tables = ", ".join(t.name for t in db.metadata.sorted_tables)
+        with db.engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    yield
+
+
+@pytest.fixture
+def app_ctx(app):
+    with app.app_context():
+        yield app
+
+
+@pytest.fixture
+def db_session(app_ctx):
+    """The app's SQLAlchemy session, for checking database state."""
+    from product_importer.extensions import db
+
+    yield db.session
+    db.session.rollback()
+    db.session.remove()
+
+
+@pytest.fixture
+def client(app):
+    """Flask's test client: requests go through the whole app, in this process."""
+    return app.test_client()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Process:
+    """A command started by the tests, its output kept in a log file."""
+
+    def __init__(self, args: list[str], env: dict, log_path: Path):
+        self.log_path = log_path
+        self.log = open(log_path, "wb")
+        self.popen = subprocess.Popen(
+            args, env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT,
+            cwd=ROOT, start_new_session=True,
+        )
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_output(self, needle: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while needle not in self.output():
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"process exited:\n{self.output()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no {needle!r} within {timeout}s:\n{self.output()[-3000:]}")
+            time.sleep(0.1)
+
+    def kill(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        """Send `sig` to the whole process group and wait for it to end."""
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(timeout)
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def start_worker(test_env, app, tmp_path_factory):
+    """Start `product-importer worker` processes; all are stopped at the end of the session."""
+    started: list[Process] = []
+    logs = tmp_path_factory.mktemp("workers")
+
+    def start(**env) -> Process:
+        args = [str(BIN / "product-importer"), "worker", "--concurrency", "4",
+                "--hostname", f"test{len(started)}@%h"]
+        worker = Process(args, env, logs / f"worker-{len(started)}.log")
+        started.append(worker)
+        worker.wait_for_output(" ready.")
+        return worker
+
+    yield start
+    for worker in started:
+        worker.kill()
+
+
+@pytest.fixture(scope="session")
+def worker(start_worker):
+    """One Celery worker for the whole session."""
+    return start_worker()
+
+
+@pytest.fixture
+def live_worker(worker):
+    """The session's worker, started again if a test killed it."""
+    if worker.popen.poll() is not None:
+        pytest.fail("the session worker is not running")
+    return worker
+
+
+@pytest.fixture(scope="session")
+def live_server(test_env, app, worker, tmp_path_factory):
+    """`product-importer serve` (gunicorn, production mode) on a free port; yields its URL."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    server = Process([str(BIN / "product-importer"), "serve", "--port", str(port)], {}, log)
+    url = f"http://127.0.0.1:{port}"
+    wait_until_up(url, server)
+    yield url
+    server.kill()
+
+
+def wait_until_up(url: str, process: Process, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.popen.poll() is not None:
+            raise RuntimeError(f"server exited:\n{process.output()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise TimeoutError(f"server not up:\n{process.output()[-3000:]}")
+
+
+@pytest.fixture
+def http(live_server):
+    """An HTTP client for the live server."""
+    with httpx.Client(base_url=live_server, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    """A git-ignored folder for screenshots and other test output."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
