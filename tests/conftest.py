@@ -123,7 +123,7 @@ class Process:
 
     def __init__(self, args: list[str], env: dict, log_path: Path):
         self.log_path = log_path
-        self.log = open(log_path, "wb")
+        self.log = open(log_path, "wb")  # noqa: SIM115  (closed in kill())
         self.popen = subprocess.Popen(
             args, env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT,
             cwd=ROOT, start_new_session=True,

@@ -4,7 +4,8 @@ from tests.helpers import import_csv
 
 
 def test_upload_is_imported_by_the_worker(http, live_worker, db_session):
-    job = import_csv(http, "sku,name,description\r\nA-1,Apple,Red\r\nb-2,Banana,\r\na-1,Apple 2,Green\r\n")
+    csv = "sku,name,description\r\nA-1,Apple,Red\r\nb-2,Banana,\r\na-1,Apple 2,Green\r\n"
+    job = import_csv(http, csv)
 
     assert job["status"] == "completed"
     assert (job["rows_processed"], job["created"], job["updated"], job["unchanged"]) == (3, 2, 0, 0)
