@@ -125,8 +125,12 @@ class Process:
         self.log_path = log_path
         self.log = open(log_path, "wb")  # noqa: SIM115  (closed in kill())
         self.popen = subprocess.Popen(
-            args, env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT,
-            cwd=ROOT, start_new_session=True,
+            args,
+            env={**os.environ, **env},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
         )
 
     def output(self) -> str:
@@ -160,8 +164,14 @@ def start_worker(test_env, app, tmp_path_factory):
     logs = tmp_path_factory.mktemp("workers")
 
     def start(**env) -> Process:
-        args = [str(BIN / "product-importer"), "worker", "--concurrency", "4",
-                "--hostname", f"test{len(started)}@%h"]
+        args = [
+            str(BIN / "product-importer"),
+            "worker",
+            "--concurrency",
+            "4",
+            "--hostname",
+            f"test{len(started)}@%h",
+        ]
         worker = Process(args, env, logs / f"worker-{len(started)}.log")
         started.append(worker)
         worker.wait_for_output(" ready.")

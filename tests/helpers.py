@@ -22,8 +22,9 @@ def wait_for_job(http_client, job_id: int, timeout: float = 60) -> dict:
         time.sleep(0.2)
 
 
-def import_csv(http_client, content: bytes | str, filename: str = "products.csv",
-               timeout: float = 60) -> dict:
+def import_csv(
+    http_client, content: bytes | str, filename: str = "products.csv", timeout: float = 60
+) -> dict:
     """Upload a file and wait for its import to finish; return the final job JSON."""
     response = upload_csv(http_client, content, filename)
     assert response.status_code == 202, response.text
