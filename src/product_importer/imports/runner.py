@@ -58,6 +58,7 @@ class Progress:
     rows_processed: int = 0
     rows_invalid: int = 0
     started: float = field(default_factory=time.monotonic)
+    step_started: float = field(default_factory=time.monotonic)
     cancel: threading.Event = field(default_factory=threading.Event)
 
     def read(self, bytes_processed: int, rows: int, invalid: int) -> None:
@@ -68,7 +69,10 @@ class Progress:
         self.percent = max(self.percent, READING_SHARE * min(share, 1.0))
 
     def merging(self, step: str, distinct_hint: int) -> None:
-        """Record which merge step runs."""
+        """Record which merge step runs, and log how long the previous one took."""
+        now = time.monotonic()
+        log.info("import step %s: %.2fs", self.message, now - self.step_started)
+        self.step_started = now
         self.phase = Phase.APPLYING
         self.message = f"Applying {distinct_hint:,} products ({step})"
         self.percent = max(self.percent, MERGE_STEPS[step])
