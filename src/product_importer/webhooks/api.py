@@ -1,8 +1,94 @@
-"""The webhooks JSON API."""
+"""The webhooks JSON API: endpoints, a test ping, deliveries and redelivery."""
 
-from flask import Blueprint
+from flask import Blueprint, current_app, jsonify, request, url_for
 
+from ..errors import BadRequest, Invalid
+from ..extensions import db
 from ..security import refuse_cross_site_requests
+from . import models, service  # noqa: F401  (models: registers the tables with the app)
 
 bp = Blueprint("webhooks_api", __name__, url_prefix="/api/webhooks")
 bp.before_request(refuse_cross_site_requests)
+
+MAX_DELIVERIES = 200
+
+
+def _fields() -> dict:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadRequest("Send the webhook as a JSON object.")
+    return body
+
+
+def _allow_private() -> bool:
+    return bool(current_app.config["WEBHOOK_ALLOW_PRIVATE"])
+
+
+@bp.get("")
+def list_webhooks():
+    """Return every webhook endpoint."""
+    return jsonify(items=[e.to_dict() for e in service.list_endpoints(db.session)])
+
+
+@bp.post("")
+def create_webhook():
+    """Create an endpoint: 201 with its secret, which is shown this once."""
+    endpoint = service.create(db.session, fields=_fields(), allow_private=_allow_private())
+    db.session.commit()
+    location = url_for("webhooks_api.get_webhook", endpoint_id=endpoint.id)
+    return jsonify(endpoint.to_dict(with_secret=True)), 201, {"Location": location}
+
+
+@bp.get("/<int:endpoint_id>")
+def get_webhook(endpoint_id: int):
+    """Return one endpoint (without its secret)."""
+    return jsonify(service.get(db.session, endpoint_id).to_dict())
+
+
+@bp.patch("/<int:endpoint_id>")
+def update_webhook(endpoint_id: int):
+    """Change some of an endpoint's fields."""
+    endpoint = service.update_endpoint(
+        db.session, endpoint_id, fields=_fields(), allow_private=_allow_private()
+    )
+    db.session.commit()
+    return jsonify(endpoint.to_dict())
+
+
+@bp.delete("/<int:endpoint_id>")
+def delete_webhook(endpoint_id: int):
+    """Delete an endpoint and its delivery log: 204."""
+    service.delete_endpoint(db.session, endpoint_id)
+    db.session.commit()
+    return "", 204
+
+
+@bp.post("/<int:endpoint_id>/test")
+def test_webhook(endpoint_id: int):
+    """Send a `ping` and wait for the answer: the one delivery made inside a request."""
+    result = service.send_test(
+        db.session,
+        endpoint_id,
+        timeout=service.timeout_seconds(),
+        allow_private=_allow_private(),
+    )
+    db.session.commit()
+    return jsonify(result)
+
+
+@bp.get("/<int:endpoint_id>/deliveries")
+def list_deliveries(endpoint_id: int):
+    """Return the endpoint's recent deliveries, newest first, each with its attempt log."""
+    limit = request.args.get("limit", "50")
+    if not limit.isdigit() or not 1 <= int(limit) <= MAX_DELIVERIES:
+        raise Invalid(f"limit must be a whole number from 1 to {MAX_DELIVERIES}.")
+    recent = service.list_deliveries(db.session, endpoint_id, limit=int(limit))
+    return jsonify(items=[delivery.to_dict(attempts) for delivery, attempts in recent])
+
+
+@bp.post("/<int:endpoint_id>/deliveries/<int:delivery_id>/redeliver")
+def redeliver(endpoint_id: int, delivery_id: int):
+    """Send a delivery again with the same `webhook-id`: 202 with the delivery to be sent."""
+    delivery = service.redeliver(db.session, endpoint_id, delivery_id)
+    db.session.commit()
+    return jsonify(delivery.to_dict()), 202

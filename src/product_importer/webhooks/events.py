@@ -1,7 +1,46 @@
 """Publish events to webhook endpoints (an outbox written in the caller's transaction)."""
 
-from sqlalchemy import Connection
+import json
+import uuid
+
+from sqlalchemy import Connection, insert, select
 from sqlalchemy.orm import Session
+
+from .. import background
+from ..timeutil import iso, utcnow
+from .models import Delivery, DeliveryStatus, Endpoint
+
+# What an endpoint can subscribe to; `ping` is only sent by the Test button.
+EVENT_TYPES = (
+    "product.created",
+    "product.updated",
+    "product.deleted",
+    "products.deleted_all",
+    "import.completed",
+    "import.failed",
+)
+PING = "ping"
+endpoints = Endpoint.__table__
+deliveries = Delivery.__table__
+
+
+def new_event_id() -> str:
+    """Return a new event id; it is also the `webhook-id` of every attempt."""
+    return "evt_" + uuid.uuid4().hex
+
+
+def payload(event_id: str, event_type: str, data: dict) -> str:
+    """Serialize the event body once; every attempt sends exactly these bytes."""
+    now = utcnow()
+    body = {
+        "id": event_id,
+        "type": event_type,
+        # SPEC names it `created_at`; the Standard Webhooks payload names it `timestamp`.
+        "timestamp": iso(now),
+        "created_at": iso(now),
+        "data": data,
+    }
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def publish(conn: Connection, event_type: str, data: dict) -> list[int]:
@@ -10,9 +49,42 @@ def publish(conn: Connection, event_type: str, data: dict) -> list[int]:
     The deliveries are rows written in the caller's transaction: a rolled-back change sends
     nothing. Call `send(ids)` after the commit, or leave them to the periodic sweep.
     """
-    return []
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"unknown webhook event type {event_type!r}")
+    rows = conn.execute(select(endpoints.c.id, endpoints.c.events).where(endpoints.c.enabled))
+    targets = [row.id for row in rows if event_type in (row.events or [])]
+    if not targets:
+        return []
+    event_id, now = new_event_id(), utcnow()
+    body = payload(event_id, event_type, data)
+    values = [
+        {
+            "endpoint_id": endpoint_id,
+            "event_id": event_id,
+            "event_type": event_type,
+            "payload": body,
+            "status": DeliveryStatus.PENDING,
+            "attempts": 0,
+            "created_at": now,
+            "next_attempt_at": now,
+        }
+        for endpoint_id in targets
+    ]
+    return list(conn.execute(insert(deliveries).returning(deliveries.c.id), values).scalars())
 
 
 def publish_in_session(session: Session, event_type: str, data: dict) -> None:
     """Publish within an ORM session's transaction; deliveries start once it commits."""
-    publish(session.connection(), event_type, data)
+    ids = publish(session.connection(), event_type, data)
+    if ids:
+        from .tasks import deliver
+
+        background.submit_after_commit(session, deliver, ids)
+
+
+def send(delivery_ids: list[int]) -> None:
+    """Start sending deliveries now; call it after the commit that wrote them."""
+    if delivery_ids:
+        from .tasks import deliver
+
+        background.submit(deliver, delivery_ids)

@@ -1,5 +1,478 @@
-"""Webhook endpoints and deliveries."""
+"""Webhook endpoints and their deliveries: configure, test, send, retry.
+
+Deliveries are rows (an outbox written with the change that caused them). A task message
+only says "these are due"; the worker claims a row before sending it, so however many
+messages or workers there are, one attempt is made at a time. Retries are scheduled by
+writing `next_attempt_at`, and every worker's periodic sweep sends what is due.
+"""
+
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import Connection, delete, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from .. import background
+from ..errors import Conflict, Invalid, NotFound
+from ..extensions import db
+from ..timeutil import utcnow
+from . import events, sender, signing, ssrf
+from .models import Attempt, Delivery, DeliveryStatus, Endpoint
+from .sender import Outcome, Verdict
+
+log = logging.getLogger(__name__)
+
+RETRY_WINDOW = timedelta(hours=24)  # "about a day" of retries
+MAX_RETRY_DELAY_SECONDS = 4 * 3600.0
+RETRY_FACTOR = 3
+LEASE_MARGIN_SECONDS = 60.0  # a claim outlives the attempt's timeout by this much
+RESUBMIT_SECONDS = 30.0  # how long the sweep trusts a message it sent to be handled
+SWEEP_LIMIT = 500
+DELIVERY_RETENTION = timedelta(days=30)
+CLEANUP_EVERY_SECONDS = 3600.0
+EDITABLE = {"url", "events", "enabled", "description"}
+READ_ONLY = {"id", "created_at", "secret", "disabled_reason"}
+
+deliveries = Delivery.__table__
+attempts_table = Attempt.__table__
+endpoints = Endpoint.__table__
+_state = {"cleaned_at": 0.0, "submitted": {}}
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+
+def _setting(name: str, default: float) -> float:
+    """Read a number from the app config, else the environment (for settings added later)."""
+    value = current_app.config.get(name)
+    if value in (None, ""):
+        value = os.environ.get(name) or default
+    return float(value)
+
+
+def timeout_seconds() -> float:
+    return _setting("WEBHOOK_TIMEOUT_SECONDS", 5.0)
+
+
+def retry_base_seconds() -> float:
+    return _setting("WEBHOOK_RETRY_BASE_SECONDS", 5.0)
+
+
+def allow_private() -> bool:
+    return bool(current_app.config.get("WEBHOOK_ALLOW_PRIVATE"))
+
+
+# --- endpoints ---------------------------------------------------------------------------------
+
+
+def list_endpoints(session: Session) -> list[Endpoint]:
+    """Return every endpoint, oldest first."""
+    return list(session.scalars(select(Endpoint).order_by(Endpoint.id)))
+
+
+def get(session: Session, endpoint_id: int) -> Endpoint:
+    """Return the endpoint, or raise NotFound."""
+    endpoint = session.get(Endpoint, endpoint_id)
+    if endpoint is None:
+        raise NotFound(f"Webhook {endpoint_id} does not exist.")
+    return endpoint
+
+
+def create(session: Session, *, fields: dict, allow_private: bool) -> Endpoint:
+    """Create an endpoint from API fields, with a new secret; raise Invalid naming bad fields."""
+    values = clean(fields, allow_private=allow_private, partial=False)
+    endpoint = Endpoint(secret=signing.generate_secret(), **values)
+    session.add(endpoint)
+    session.flush()
+    return endpoint
+
+
+def update_endpoint(
+    session: Session, endpoint_id: int, *, fields: dict, allow_private: bool
+) -> Endpoint:
+    """Change some of an endpoint's fields; enabling it again clears why it was disabled."""
+    endpoint = get(session, endpoint_id)
+    values = clean(fields, allow_private=allow_private, partial=True)
+    for name, value in values.items():
+        setattr(endpoint, name, value)
+    if values.get("enabled"):
+        endpoint.disabled_reason = None
+    session.flush()
+    return endpoint
+
+
+def delete_endpoint(session: Session, endpoint_id: int) -> None:
+    """Delete an endpoint with its deliveries."""
+    session.delete(get(session, endpoint_id))
+    session.flush()
+
+
+def clean(fields: dict, *, allow_private: bool, partial: bool) -> dict:
+    """Return the validated values of the editable fields; raise Invalid naming each problem."""
+    problems = {name: "Unknown field." for name in fields if name not in EDITABLE | READ_ONLY}
+    if not partial:
+        problems |= {name: "Required." for name in ("url", "events") if name not in fields}
+    values = {}
+    for name in EDITABLE & fields.keys():
+        try:
+            values[name] = CLEANERS[name](fields[name], allow_private)
+        except ValueError as error:
+            problems[name] = str(error)
+    if problems:
+        raise Invalid("The webhook is not valid; see details.", details=problems)
+    return values
+
+
+def _clean_url(value, allow_private: bool) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("Give the URL that receives the events (http:// or https://).")
+    url = value.strip()
+    if len(url) > 2048:
+        raise ValueError("At most 2048 characters.")
+    try:
+        ssrf.check_url(url, allow_private=allow_private)
+    except ssrf.Refused as error:
+        raise ValueError(str(error)) from None
+    return url
+
+
+def _clean_events(value, _allow_private: bool) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"Choose at least one event: {', '.join(events.EVENT_TYPES)}.")
+    unknown = [item for item in value if item not in events.EVENT_TYPES]
+    if unknown:
+        raise ValueError(
+            f"Unknown event {unknown[0]!r}; known events: {', '.join(events.EVENT_TYPES)}."
+        )
+    return [name for name in events.EVENT_TYPES if name in value]
+
+
+def _clean_enabled(value, _allow_private: bool) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("Must be true or false.")
+    return value
+
+
+def _clean_description(value, _allow_private: bool) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value.strip()) > 255:
+        raise ValueError("Must be text of at most 255 characters.")
+    return value.strip()
+
+
+CLEANERS = {
+    "url": _clean_url,
+    "events": _clean_events,
+    "enabled": _clean_enabled,
+    "description": _clean_description,
+}
+
+
+# --- deliveries, as the API sees them ---------------------------------------------------------
+
+
+def list_deliveries(
+    session: Session, endpoint_id: int, *, limit: int = 50
+) -> list[tuple[Delivery, list[Attempt]]]:
+    """Return an endpoint's newest deliveries, each with its attempts in order."""
+    get(session, endpoint_id)
+    recent = list(
+        session.scalars(
+            select(Delivery)
+            .where(Delivery.endpoint_id == endpoint_id)
+            .order_by(Delivery.id.desc())
+            .limit(limit)
+        )
+    )
+    log_of = {delivery.id: [] for delivery in recent}
+    if log_of:
+        for attempt in session.scalars(
+            select(Attempt)
+            .where(Attempt.delivery_id.in_(log_of))
+            .order_by(Attempt.delivery_id, Attempt.number, Attempt.id)
+        ):
+            log_of[attempt.delivery_id].append(attempt)
+    return [(delivery, log_of[delivery.id]) for delivery in recent]
+
+
+def redeliver(session: Session, endpoint_id: int, delivery_id: int) -> Delivery:
+    """Send a delivery again, with the same `webhook-id`: now if still pending, else anew."""
+    endpoint = get(session, endpoint_id)
+    original = session.get(Delivery, delivery_id)
+    if original is None or original.endpoint_id != endpoint_id:
+        raise NotFound(f"Delivery {delivery_id} of webhook {endpoint_id} does not exist.")
+    if not endpoint.enabled:
+        raise Conflict("The webhook is disabled. Enable it, then redeliver.")
+    if original.status == DeliveryStatus.PENDING:
+        original.next_attempt_at = utcnow()  # a retry waiting for later: bring it forward
+        delivery = original
+    else:
+        delivery = Delivery(
+            endpoint_id=endpoint_id,
+            event_id=original.event_id,
+            event_type=original.event_type,
+            payload=original.payload,
+            status=DeliveryStatus.PENDING,
+            attempts=0,
+            next_attempt_at=utcnow(),
+        )
+        session.add(delivery)
+    session.flush()
+    from .tasks import deliver
+
+    background.submit_after_commit(session, deliver, [delivery.id])
+    return delivery
+
+
+def send_test(session: Session, endpoint_id: int, *, timeout: float, allow_private: bool) -> dict:
+    """Send a `ping` now and wait for the answer; record it; return what SPEC's test returns."""
+    endpoint = get(session, endpoint_id)
+    event_id = events.new_event_id()
+    body = events.payload(event_id, events.PING, {"webhook_id": endpoint.id})
+    outcome = sender.send(
+        endpoint.url,
+        endpoint.secret,
+        event_id,
+        body.encode(),
+        timeout=timeout,
+        allow_private=allow_private,
+    )
+    now = utcnow()
+    delivery = Delivery(
+        endpoint_id=endpoint.id,
+        event_id=event_id,
+        event_type=events.PING,
+        payload=body,
+        status=DeliveryStatus.SUCCEEDED if outcome.ok else DeliveryStatus.FAILED,
+        attempts=1,
+        status_code=outcome.status_code,
+        response_time_ms=outcome.response_time_ms,
+        error=outcome.error,
+        finished_at=now,
+    )
+    session.add(delivery)
+    session.flush()
+    session.add(Attempt(delivery_id=delivery.id, number=1, started_at=now, **_reply(outcome)))
+    return {"ok": outcome.ok, **_reply(outcome)}
+
+
+def _reply(outcome: Outcome) -> dict:
+    return {
+        "status_code": outcome.status_code,
+        "response_time_ms": outcome.response_time_ms,
+        "error": outcome.error,
+    }
+
+
+# --- sending, as workers do it ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A delivery this worker holds while it makes attempt number `attempt`."""
+
+    id: int
+    attempt: int
+    endpoint_id: int
+    event_id: str
+    payload: str
+    created_at: datetime
+
+
+def deliver(delivery_ids: list[int]) -> int:
+    """Send the given deliveries if they are due; return how many attempts were made."""
+    first, *others = delivery_ids
+    for other in others:
+        # one task each, so a slow receiver never holds up the others
+        events.send([other])
+    return int(deliver_one(first))
+
+
+def deliver_one(delivery_id: int) -> bool:
+    """Claim one due delivery, make one attempt and record it; False when it was not due."""
+    claim = _claim(delivery_id)
+    if claim is None:
+        return False
+    endpoint = _endpoint_of(claim.endpoint_id)
+    started = utcnow()
+    if endpoint is None or not endpoint.enabled:
+        outcome = Outcome(Verdict.FAILED, error="Not sent: the webhook is disabled.")
+    else:
+        outcome = sender.send(
+            endpoint.url,
+            endpoint.secret,
+            claim.event_id,
+            claim.payload.encode(),
+            timeout=timeout_seconds(),
+            allow_private=allow_private(),
+        )
+    _record(claim, outcome, started)
+    return True
+
+
+def _claim(delivery_id: int) -> Claim | None:
+    """Take a due delivery for one attempt; another worker skips it until the lease ends."""
+    now = utcnow()
+    due = (
+        select(deliveries.c.id)
+        .where(
+            deliveries.c.id == delivery_id,
+            deliveries.c.status == DeliveryStatus.PENDING,
+            deliveries.c.next_attempt_at <= now,
+            or_(deliveries.c.locked_until.is_(None), deliveries.c.locked_until < now),
+        )
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    lease = timedelta(seconds=timeout_seconds() + LEASE_MARGIN_SECONDS)
+    with db.engine.begin() as conn:
+        row = conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id == due)
+            .values(attempts=deliveries.c.attempts + 1, locked_until=now + lease)
+            .returning(
+                deliveries.c.id,
+                deliveries.c.attempts,
+                deliveries.c.endpoint_id,
+                deliveries.c.event_id,
+                deliveries.c.payload,
+                deliveries.c.created_at,
+            )
+        ).first()
+    return Claim(*row) if row else None
+
+
+def _endpoint_of(endpoint_id: int):
+    with db.engine.connect() as conn:
+        return conn.execute(
+            select(endpoints.c.url, endpoints.c.secret, endpoints.c.enabled).where(
+                endpoints.c.id == endpoint_id
+            )
+        ).first()
+
+
+def _record(claim: Claim, outcome: Outcome, started: datetime) -> None:
+    """Log the attempt and move the delivery on: done, failed, or due again later."""
+    with db.engine.begin() as conn:
+        conn.execute(
+            insert(attempts_table).values(
+                delivery_id=claim.id, number=claim.attempt, started_at=started, **_reply(outcome)
+            )
+        )
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id == claim.id, deliveries.c.attempts == claim.attempt)
+            .values(locked_until=None, **{**_reply(outcome), **_next_state(claim, outcome)})
+        )
+        if outcome.verdict == Verdict.GONE:
+            _disable(conn, claim.endpoint_id, outcome.error)
+
+
+def _next_state(claim: Claim, outcome: Outcome) -> dict:
+    now = utcnow()
+    if outcome.verdict == Verdict.SUCCEEDED:
+        return {"status": DeliveryStatus.SUCCEEDED, "next_attempt_at": None, "finished_at": now}
+    if outcome.verdict == Verdict.RETRY:
+        delay = retry_delay(claim.attempt, outcome.retry_after)
+        next_at = now + timedelta(seconds=delay)
+        if next_at <= _aware(claim.created_at) + RETRY_WINDOW:
+            return {"status": DeliveryStatus.PENDING, "next_attempt_at": next_at}
+        return {
+            "status": DeliveryStatus.FAILED,
+            "next_attempt_at": None,
+            "finished_at": now,
+            "error": f"Gave up after {claim.attempt} attempts over a day: {outcome.error}",
+        }
+    return {"status": DeliveryStatus.FAILED, "next_attempt_at": None, "finished_at": now}
+
+
+def retry_delay(attempt: int, retry_after: float | None = None) -> float:
+    """Seconds to wait after failed attempt number `attempt`: exponential, jittered."""
+    backoff = min(retry_base_seconds() * RETRY_FACTOR ** (attempt - 1), MAX_RETRY_DELAY_SECONDS)
+    # jitter spreads out the retries of many deliveries that failed together
+    delay = backoff * random.uniform(0.5, 1.0)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, RETRY_WINDOW.total_seconds()))
+    return delay
+
+
+def _disable(conn: Connection, endpoint_id: int, reason: str | None) -> None:
+    log.warning("webhook %s answered 410 Gone; disabling it", endpoint_id)
+    conn.execute(
+        update(endpoints)
+        .where(endpoints.c.id == endpoint_id)
+        .values(
+            enabled=False,
+            disabled_reason=f"Disabled at {utcnow():%Y-%m-%d %H:%M} UTC: the receiver "
+            "answered 410 Gone. Enable it again once the receiver accepts events.",
+            updated_at=utcnow(),
+        )
+    )
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes, which are UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+# --- periodic maintenance ---------------------------------------------------------------------
 
 
 def periodic() -> None:
-    """Send deliveries that are due."""
+    """Send deliveries that are due (retries, and any whose message was lost); prune old ones."""
+    dispatch_due()
+    if time.monotonic() - _state["cleaned_at"] >= CLEANUP_EVERY_SECONDS:
+        _state["cleaned_at"] = time.monotonic()
+        remove_old_deliveries()
+
+
+def dispatch_due() -> int:
+    """Hand each due, unclaimed delivery to a task; return how many were handed out."""
+    now = utcnow()
+    with db.engine.connect() as conn:
+        due = conn.execute(
+            select(deliveries.c.id, deliveries.c.next_attempt_at)
+            .where(
+                deliveries.c.status == DeliveryStatus.PENDING,
+                deliveries.c.next_attempt_at <= now,
+                or_(deliveries.c.locked_until.is_(None), deliveries.c.locked_until < now),
+            )
+            .order_by(deliveries.c.next_attempt_at)
+            .limit(SWEEP_LIMIT)
+        ).all()
+    fresh = _not_recently_submitted(due)
+    for delivery_id in fresh:
+        events.send([delivery_id])
+    return len(fresh)
+
+
+def _not_recently_submitted(due) -> list[int]:
+    """Skip what this process already handed out for the same due time, while it waits in line."""
+    now = time.monotonic()
+    submitted = _state["submitted"]
+    for key in [key for key, at in submitted.items() if now - at > RESUBMIT_SECONDS]:
+        del submitted[key]
+    fresh = []
+    for row in due:
+        key = (row.id, row.next_attempt_at)  # a retry, or a redelivery, is due at a new time
+        if key not in submitted:
+            submitted[key] = now
+            fresh.append(row.id)
+    return fresh
+
+
+def remove_old_deliveries() -> int:
+    """Delete finished deliveries (and their attempts) older than DELIVERY_RETENTION."""
+    cutoff = utcnow() - DELIVERY_RETENTION
+    with db.engine.begin() as conn:
+        return conn.execute(
+            delete(deliveries).where(
+                deliveries.c.status != DeliveryStatus.PENDING, deliveries.c.created_at < cutoff
+            )
+        ).rowcount

@@ -1,0 +1,123 @@
+"""Webhook endpoints, the deliveries queued for them, and every attempt made."""
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, true
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..extensions import db
+from ..products.models import BigId
+from ..timeutil import iso, utcnow
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Endpoint(db.Model):
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    events: Mapped[list] = mapped_column(JSON, default=list)
+    enabled: Mapped[bool] = mapped_column(default=True, server_default=true())
+    description: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    secret: Mapped[str] = mapped_column(String(255))
+    # Why the app turned the endpoint off (a 410 answer); cleared when someone enables it.
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+    def to_dict(self, *, with_secret: bool = False) -> dict:
+        """Return the Webhook JSON of SPEC; the secret only when asked (the create response)."""
+        data = {
+            "id": self.id,
+            "url": self.url,
+            "events": list(self.events or []),
+            "enabled": self.enabled,
+            "description": self.description,
+            "created_at": iso(self.created_at),
+            "disabled_reason": self.disabled_reason,
+        }
+        if with_secret:
+            data["secret"] = self.secret
+        return data
+
+
+class Delivery(db.Model):
+    """One event for one endpoint; `event_id` is the `webhook-id` of every attempt."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(String(64))
+    event_type: Mapped[str] = mapped_column(String(64))
+    # The exact body, serialized once, so every attempt sends the same bytes.
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response_time_ms: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A worker sending it holds it until then; a worker that died lets it go.
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_endpoint_id_id", "endpoint_id", "id"),
+    )
+
+    def to_dict(self, attempts: list["Attempt"] | None = None) -> dict:
+        """Return the delivery JSON of SPEC, with `attempt_log` when attempts are given."""
+        data = {
+            "id": self.id,
+            "event_id": self.event_id,
+            "event": self.event_type,
+            "status": self.status,
+            "attempts": self.attempts,
+            "status_code": self.status_code,
+            "response_time_ms": self.response_time_ms,
+            "error": self.error,
+            "created_at": iso(self.created_at),
+            "next_attempt_at": iso(self.next_attempt_at),
+        }
+        if attempts is not None:
+            data["attempt_log"] = [attempt.to_dict() for attempt in attempts]
+        return data
+
+
+class Attempt(db.Model):
+    """One HTTP request made for a delivery, successful or not."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE")
+    )
+    number: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response_time_ms: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_webhook_attempts_delivery_id_number", "delivery_id", "number"),)
+
+    def to_dict(self) -> dict:
+        """Return one entry of a delivery's `attempt_log`."""
+        return {
+            "number": self.number,
+            "at": iso(self.started_at),
+            "status_code": self.status_code,
+            "response_time_ms": self.response_time_ms,
+            "error": self.error,
+        }

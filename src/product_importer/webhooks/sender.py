@@ -1,0 +1,139 @@
+"""One signed HTTP attempt to a webhook endpoint, and what its answer means."""
+
+import enum
+import functools
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+import httpx
+
+from . import signing, ssrf
+
+USER_AGENT = "ProductImporter-Webhooks/1.0"
+MAX_BODY_READ = 64 * 1024  # read this much of an answer, so the connection can be reused
+
+
+class Verdict(enum.StrEnum):
+    SUCCEEDED = "succeeded"
+    RETRY = "retry"  # network error, timeout, 5xx or 429
+    FAILED = "failed"  # any other answer, or a refused target
+    GONE = "gone"  # 410: the receiver asks us to stop
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt found out."""
+
+    verdict: Verdict
+    status_code: int | None = None
+    response_time_ms: int | None = None
+    error: str | None = None
+    retry_after: float | None = None  # seconds, from the receiver's Retry-After
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict == Verdict.SUCCEEDED
+
+
+@functools.cache
+def _client() -> httpx.Client:
+    """One client per process: keeps connections to receivers open between deliveries."""
+    # Proxies from the environment would bypass the address check; redirects likewise.
+    return httpx.Client(
+        trust_env=False,
+        follow_redirects=False,
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        headers={"user-agent": USER_AGENT, "content-type": "application/json"},
+    )
+
+
+def send(
+    url: str, secret: str, msg_id: str, body: bytes, *, timeout: float, allow_private: bool
+) -> Outcome:
+    """POST `body` to `url`, signed, to the address checked after DNS resolution."""
+    started = time.perf_counter()
+    try:
+        target = ssrf.resolve(ssrf.parse(url), allow_private=allow_private)
+    except ssrf.Refused as error:
+        return Outcome(Verdict.FAILED, error=str(error))
+    except (OSError, UnicodeError) as error:
+        return Outcome(Verdict.RETRY, error=f"DNS lookup failed: {error}")
+    headers = {"host": target.host_header(), **signing.headers(secret, msg_id, _now(), body)}
+    try:
+        response = _post(target, headers, body, timeout)
+    except httpx.TimeoutException as error:
+        ms = _elapsed_ms(started)
+        return Outcome(Verdict.RETRY, response_time_ms=ms, error=_timeout_message(error, timeout))
+    except httpx.HTTPError as error:
+        detail = str(error) or type(error).__name__
+        return Outcome(Verdict.RETRY, response_time_ms=_elapsed_ms(started), error=detail)
+    return judge(response, _elapsed_ms(started))
+
+
+def _post(target: ssrf.Target, headers: dict, body: bytes, timeout: float) -> httpx.Response:
+    extensions = {"sni_hostname": target.url.host} if target.url.scheme == "https" else {}
+    with _client().stream(
+        "POST",
+        target.pinned_url(),
+        content=body,
+        headers=headers,
+        timeout=timeout,
+        extensions=extensions,
+    ) as response:
+        read = 0
+        for chunk in response.iter_raw():
+            read += len(chunk)
+            if read > MAX_BODY_READ:
+                break
+    return response
+
+
+def judge(response: httpx.Response, response_time_ms: int) -> Outcome:
+    """Say what a receiver's answer means: success, retry later, give up, or stop for good."""
+    code = response.status_code
+    reply = {"status_code": code, "response_time_ms": response_time_ms}
+    if 200 <= code < 300:
+        return Outcome(Verdict.SUCCEEDED, **reply)
+    error = f"HTTP {code} {response.reason_phrase}".strip()
+    if code == 410:
+        return Outcome(Verdict.GONE, **reply, error=f"{error}: the webhook was disabled")
+    if code >= 500 or code == 429:
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        return Outcome(Verdict.RETRY, **reply, error=error, retry_after=retry_after)
+    return Outcome(Verdict.FAILED, **reply, error=f"{error} (only 5xx and 429 are retried)")
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Return the seconds a `Retry-After` header asks for (a number or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _timeout_message(error: httpx.TimeoutException, timeout: float) -> str:
+    phase = {
+        httpx.ConnectTimeout: "connecting",
+        httpx.ReadTimeout: "waiting for the answer",
+        httpx.WriteTimeout: "sending",
+        httpx.PoolTimeout: "waiting for a free connection",
+    }.get(type(error), "waiting")
+    return f"Timed out after {timeout:g} s {phase}"
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def _elapsed_ms(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)

@@ -1,0 +1,97 @@
+"""Keep webhooks out of the operator's network: check targets when saved and after DNS.
+
+Link-local addresses (169.254.0.0/16 holds the cloud metadata service) and addresses that
+cannot be a server are always refused; loopback and private addresses unless allowed.
+Delivery connects to the very address that was checked, so DNS cannot be re-pointed between
+the check and the connection.
+"""
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+
+import httpx
+
+SCHEMES = ("http", "https")
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+# Metadata services outside the link-local ranges (AWS over IPv6, Alibaba Cloud).
+PRIVATE_HINT = " (allowed only with WEBHOOK_ALLOW_PRIVATE=true)"
+METADATA = {ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")}
+
+
+class Refused(Exception):
+    """The target is not allowed; the message says why, for the person who configured it."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A checked target: the URL to request and the address to connect to instead of DNS."""
+
+    url: httpx.URL
+    address: Address
+
+    def pinned_url(self) -> httpx.URL:
+        """The URL with its host replaced by the checked address."""
+        return self.url.copy_with(host=str(self.address))
+
+    def host_header(self) -> str:
+        return self.url.netloc.decode("ascii")
+
+
+def parse(url: str) -> httpx.URL:
+    """Return the parsed URL, or raise Refused unless it is an absolute http(s) URL."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as error:
+        raise Refused(f"Not a valid URL: {error}.") from None
+    if parsed.scheme not in SCHEMES:
+        raise Refused("Only http:// and https:// URLs can receive webhooks.")
+    if not parsed.host:
+        raise Refused("The URL has no host name.")
+    return parsed
+
+
+def refusal(address: Address, *, allow_private: bool) -> str | None:
+    """Return why `address` is refused, or None when it may be used."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    if address in METADATA:
+        return f"{address} is a cloud metadata address"
+    if address.is_link_local:
+        return f"{address} is a link-local address (such as the cloud metadata service)"
+    if address.is_multicast or address.is_unspecified:
+        return f"{address} is not the address of a server"
+    if address.is_loopback:
+        return None if allow_private else f"{address} is a loopback address{PRIVATE_HINT}"
+    if address.is_reserved:
+        return f"{address} is not the address of a server"
+    if not address.is_global and not allow_private:
+        return f"{address} is a private address{PRIVATE_HINT}"
+    return None
+
+
+def resolve(url: httpx.URL, *, allow_private: bool) -> Target:
+    """Resolve the URL's host and check every address; raise Refused, or OSError from DNS."""
+    port = url.port or (443 if url.scheme == "https" else 80)
+    infos = socket.getaddrinfo(url.host, port, type=socket.SOCK_STREAM)
+    addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    for address in addresses:
+        # one refused address refuses the name: DNS may hand out any of them later
+        reason = refusal(address, allow_private=allow_private)
+        if reason:
+            raise Refused(_explain(url.host, address, reason))
+    return Target(url=url, address=addresses[0])
+
+
+def _explain(host: str, address: Address, reason: str) -> str:
+    subject = reason if host == str(address) else f"{host} resolves to {reason}"
+    return f"Refused: {subject}."
+
+
+def check_url(url: str, *, allow_private: bool) -> Target:
+    """Check a URL as it is saved: scheme, host, and where its name resolves now."""
+    parsed = parse(url)
+    try:
+        return resolve(parsed, allow_private=allow_private)
+    except (OSError, UnicodeError) as error:
+        raise Refused(f"The host name {parsed.host} could not be resolved ({error}).") from None

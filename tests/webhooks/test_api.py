@@ -1,0 +1,157 @@
+"""The webhooks API: configure endpoints, test them, list and redeliver deliveries."""
+
+import pytest
+
+from tests.conftest import free_port
+
+from .receiver import Answer, verify
+
+
+def test_create_returns_the_secret_once(client, receiver):
+    body = {"url": receiver.url, "events": ["product.updated", "product.created"]}
+    response = client.post("/api/webhooks", json=body)
+
+    assert response.status_code == 201
+    created = response.get_json()
+    assert created["secret"].startswith("whsec_")
+    assert created["events"] == ["product.created", "product.updated"]
+    assert created["enabled"] is True
+    assert created["description"] == ""
+    assert response.headers["Location"].endswith(f"/api/webhooks/{created['id']}")
+    shown = client.get(f"/api/webhooks/{created['id']}").get_json()
+    assert "secret" not in shown
+    assert client.get("/api/webhooks").get_json()["items"] == [shown]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"events": ["product.created"]}, "url"),
+        ({"url": "http://127.0.0.1/x"}, "events"),
+        ({"url": "http://127.0.0.1/x", "events": []}, "events"),
+        ({"url": "http://127.0.0.1/x", "events": ["product.exploded"]}, "events"),
+        ({"url": "ftp://127.0.0.1/x", "events": ["product.created"]}, "url"),
+        ({"url": "http://127.0.0.1/x", "events": ["import.failed"], "enabled": "yes"}, "enabled"),
+        ({"url": "http://127.0.0.1/x", "events": ["import.failed"], "colour": "red"}, "colour"),
+        ({"url": "http://127.0.0.1/x", "events": ["ping"]}, "events"),
+        (
+            {"url": "http://127.0.0.1/x", "events": ["import.failed"], "description": "x" * 256},
+            "description",
+        ),
+    ],
+)
+def test_invalid_webhooks_are_refused_naming_the_field(client, body, field):
+    response = client.post("/api/webhooks", json=body)
+
+    assert response.status_code == 422
+    assert field in response.get_json()["error"]["details"]
+
+
+def test_a_body_that_is_not_a_json_object_is_a_bad_request(client):
+    assert client.post("/api/webhooks", data="url=x").status_code == 400
+
+
+def test_patch_changes_only_what_is_sent(client, make_endpoint, receiver):
+    endpoint = make_endpoint(receiver.url, description="CRM")
+
+    response = client.patch(f"/api/webhooks/{endpoint['id']}", json={"enabled": False})
+
+    assert response.status_code == 200
+    changed = response.get_json()
+    assert (changed["enabled"], changed["description"], changed["url"]) == (
+        False,
+        "CRM",
+        receiver.url,
+    )
+    refused = client.patch(f"/api/webhooks/{endpoint['id']}", json={"url": "gopher://x"})
+    assert refused.status_code == 422
+
+
+def test_delete_removes_the_webhook_and_its_deliveries(client, make_endpoint, receiver):
+    endpoint = make_endpoint(receiver.url)
+    client.post(f"/api/webhooks/{endpoint['id']}/test")
+
+    assert client.delete(f"/api/webhooks/{endpoint['id']}").status_code == 204
+    assert client.get(f"/api/webhooks/{endpoint['id']}").status_code == 404
+    assert client.get(f"/api/webhooks/{endpoint['id']}/deliveries").status_code == 404
+    assert client.delete(f"/api/webhooks/{endpoint['id']}").status_code == 404
+
+
+def test_test_sends_a_signed_ping_and_reports_the_answer(client, make_endpoint, receiver):
+    endpoint = make_endpoint(receiver.url)
+    receiver.answer(Answer(status=204, sleep=0.05))
+
+    result = client.post(f"/api/webhooks/{endpoint['id']}/test").get_json()
+
+    assert result["ok"] is True
+    assert result["status_code"] == 204
+    assert result["error"] is None
+    assert result["response_time_ms"] >= 50
+    (ping,) = receiver.requests
+    assert verify(endpoint["secret"], ping)
+    assert ping.json()["type"] == "ping"
+    assert ping.json()["id"] == ping.headers["webhook-id"]
+    assert ping.headers["content-type"] == "application/json"
+
+
+def test_test_reports_errors_and_non_2xx_answers(client, make_endpoint, receiver):
+    endpoint = make_endpoint(receiver.url)
+    receiver.answer(Answer(status=500))
+
+    failed = client.post(f"/api/webhooks/{endpoint['id']}/test").get_json()
+    assert (failed["ok"], failed["status_code"]) == (False, 500)
+    assert "500" in failed["error"]
+
+    closed = make_endpoint(f"http://127.0.0.1:{free_port()}/hook")
+    unreachable = client.post(f"/api/webhooks/{closed['id']}/test").get_json()
+    assert unreachable["ok"] is False
+    assert unreachable["status_code"] is None
+    assert unreachable["error"]
+
+
+def test_deliveries_list_the_test_ping_with_its_attempt(client, make_endpoint, receiver):
+    endpoint = make_endpoint(receiver.url)
+    client.post(f"/api/webhooks/{endpoint['id']}/test")
+
+    (delivery,) = client.get(f"/api/webhooks/{endpoint['id']}/deliveries").get_json()["items"]
+
+    assert delivery["event"] == "ping"
+    assert delivery["event_id"].startswith("evt_")
+    assert (delivery["status"], delivery["attempts"], delivery["status_code"]) == (
+        "succeeded",
+        1,
+        200,
+    )
+    assert delivery["next_attempt_at"] is None
+    assert set(delivery) >= {"id", "error", "response_time_ms", "created_at", "attempt_log"}
+    (attempt,) = delivery["attempt_log"]
+    assert (attempt["number"], attempt["status_code"]) == (1, 200)
+
+
+def test_redeliver_sends_the_same_event_again(client, make_endpoint, receiver, db_session):
+    from product_importer.webhooks import service
+
+    endpoint = make_endpoint(receiver.url)
+    client.post(f"/api/webhooks/{endpoint['id']}/test")
+    (first,) = client.get(f"/api/webhooks/{endpoint['id']}/deliveries").get_json()["items"]
+
+    response = client.post(f"/api/webhooks/{endpoint['id']}/deliveries/{first['id']}/redeliver")
+
+    assert response.status_code == 202
+    again = response.get_json()
+    assert again["event_id"] == first["event_id"]
+    assert again["status"] == "pending"
+    service.deliver_one(again["id"])  # what the worker does with the queued task
+    first_ping, second_ping = receiver.wait_for(2)
+    assert first_ping.body == second_ping.body
+    assert first_ping.headers["webhook-id"] == second_ping.headers["webhook-id"]
+    assert verify(endpoint["secret"], second_ping)
+
+
+def test_redeliver_of_an_unknown_delivery_is_not_found(client, make_endpoint, receiver):
+    endpoint = make_endpoint(receiver.url)
+
+    response = client.post(f"/api/webhooks/{endpoint['id']}/deliveries/999/redeliver")
+
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "not_found"

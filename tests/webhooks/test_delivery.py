@@ -1,0 +1,241 @@
+"""Deliveries sent by a real worker: signed attempts, the log, retries, 410, the claim.
+
+Every test here goes through the session's Celery worker, as production does; the worker
+also sweeps for due deliveries every second, so a test never sends in-process what the
+worker could pick up too (except to show that a delivery is claimed once).
+"""
+
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from product_importer.extensions import db
+from product_importer.timeutil import utcnow
+from product_importer.webhooks import events, service
+from product_importer.webhooks.models import Attempt, Delivery, Endpoint
+
+from .receiver import Answer, verify
+
+PRODUCT = {"id": 7, "sku": "A-1", "name": "Apple", "description": "", "active": True}
+deliveries = Delivery.__table__
+
+pytestmark = pytest.mark.usefixtures("live_worker", "db_session")
+
+
+def publish(event_type: str = "product.updated", data: dict = PRODUCT) -> list[int]:
+    """Publish in a session and commit, as the products service does; return delivery ids."""
+    events.publish_in_session(db.session, event_type, data)
+    db.session.commit()
+    return list(db.session.scalars(select(Delivery.id).order_by(Delivery.id)))
+
+
+def delivery(delivery_id: int) -> Delivery:
+    db.session.rollback()  # see what the worker committed
+    return db.session.get(Delivery, delivery_id)
+
+
+def wait_for(delivery_id: int, status: str = "succeeded", timeout: float = 30) -> Delivery:
+    deadline = time.monotonic() + timeout
+    while (found := delivery(delivery_id)).status != status:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"delivery still {found.status}: {found.to_dict()}")
+        time.sleep(0.05)
+    return found
+
+
+def attempts_of(delivery_id: int) -> list[Attempt]:
+    query = select(Attempt).where(Attempt.delivery_id == delivery_id).order_by(Attempt.number)
+    return list(db.session.scalars(query))
+
+
+def test_an_event_reaches_each_subscribed_enabled_endpoint_signed(make_endpoint, receiver):
+    wanted = make_endpoint(receiver.url, events=["product.updated"])
+    make_endpoint(receiver.url, events=["product.created"])
+    make_endpoint(receiver.url, events=["product.updated"], enabled=False)
+
+    (delivery_id,) = publish()
+    sent = wait_for(delivery_id)
+
+    (request,) = receiver.requests
+    assert verify(wanted["secret"], request)
+    body = request.json()
+    assert body["type"] == "product.updated"
+    assert body["data"] == PRODUCT
+    assert body["id"] == request.headers["webhook-id"] == sent.event_id
+    assert body["id"].startswith("evt_")
+    assert body["created_at"].endswith("Z")
+    assert (sent.attempts, sent.status_code, sent.next_attempt_at) == (1, 200, None)
+
+
+def test_a_rolled_back_change_publishes_nothing(make_endpoint, receiver):
+    make_endpoint(receiver.url)
+
+    events.publish_in_session(db.session, "product.updated", PRODUCT)
+    db.session.rollback()
+    time.sleep(1.5)  # a sweep or two of the worker
+
+    assert db.session.scalars(select(Delivery)).all() == []
+    assert receiver.requests == []
+
+
+def test_unknown_event_types_are_a_programming_error():
+    with pytest.raises(ValueError):
+        events.publish_in_session(db.session, "product.exploded", {})
+
+
+def test_500_twice_then_200_makes_three_attempts_all_logged(client, make_endpoint, receiver):
+    endpoint = make_endpoint(receiver.url)
+    receiver.answer(Answer(status=500), Answer(status=500))
+
+    (delivery_id,) = publish()
+    wait_for(delivery_id)
+
+    requests = receiver.requests
+    assert len(requests) == 3
+    assert len({r.headers["webhook-id"] for r in requests}) == 1
+    assert len({r.body for r in requests}) == 1
+    assert all(verify(endpoint["secret"], r) for r in requests)
+    items = client.get(f"/api/webhooks/{endpoint['id']}/deliveries").get_json()["items"]
+    (shown,) = items
+    assert (shown["status"], shown["attempts"], shown["status_code"]) == ("succeeded", 3, 200)
+    assert [a["status_code"] for a in shown["attempt_log"]] == [500, 500, 200]
+    assert [a["number"] for a in shown["attempt_log"]] == [1, 2, 3]
+    assert all(a["response_time_ms"] is not None for a in shown["attempt_log"])
+
+
+def test_a_timeout_is_recorded_and_retried(make_endpoint, receiver):
+    # The worker's timeout is the test environment's WEBHOOK_TIMEOUT_SECONDS=5.
+    make_endpoint(receiver.url)
+    receiver.answer(Answer(sleep=6))
+
+    (delivery_id,) = publish()
+    wait_for(delivery_id, timeout=30)
+
+    timed_out, succeeded = attempts_of(delivery_id)
+    assert timed_out.error.startswith("Timed out after 5 s")
+    assert timed_out.status_code is None
+    assert 5000 <= timed_out.response_time_ms < 6000
+    assert (succeeded.status_code, succeeded.error) == (200, None)
+
+
+def test_410_disables_the_endpoint(client, make_endpoint, receiver):
+    endpoint = make_endpoint(receiver.url)
+    receiver.answer(Answer(status=410))
+
+    (delivery_id,) = publish()
+    failed = wait_for(delivery_id, "failed")
+
+    assert (failed.attempts, failed.status_code) == (1, 410)
+    shown = client.get(f"/api/webhooks/{endpoint['id']}").get_json()
+    assert shown["enabled"] is False
+    assert "410" in shown["disabled_reason"]
+    assert publish() == [delivery_id], "a disabled endpoint gets no new deliveries"
+    enabled = client.patch(f"/api/webhooks/{endpoint['id']}", json={"enabled": True}).get_json()
+    assert enabled["disabled_reason"] is None
+
+
+@pytest.mark.parametrize("status", [400, 404, 301])
+def test_other_answers_fail_without_retrying(make_endpoint, receiver, status):
+    make_endpoint(receiver.url)
+    receiver.answer(Answer(status=status))
+
+    (delivery_id,) = publish()
+    failed = wait_for(delivery_id, "failed")
+
+    assert (failed.attempts, failed.status_code, failed.next_attempt_at) == (1, status, None)
+
+
+def test_429_honours_retry_after(make_endpoint, receiver):
+    make_endpoint(receiver.url)
+    receiver.answer(Answer(status=429, headers={"Retry-After": "120"}))
+
+    (delivery_id,) = publish()
+    receiver.wait_for(1)
+    deadline = time.monotonic() + 10
+    while (waiting := delivery(delivery_id)).status_code != 429:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    assert waiting.status == "pending"
+    wait = waiting.next_attempt_at.replace(tzinfo=None) - utcnow().replace(tzinfo=None)
+    assert timedelta(seconds=110) < wait <= timedelta(seconds=120)
+
+
+def test_retries_stop_after_about_a_day(make_endpoint, receiver):
+    make_endpoint(receiver.url)
+    receiver.answer(Answer(status=502))
+    with db.engine.begin() as conn:  # an event published a day ago, due now
+        (delivery_id,) = events.publish(conn, "product.updated", PRODUCT)
+        conn.execute(update(deliveries).values(created_at=utcnow() - timedelta(hours=24)))
+
+    given_up = wait_for(delivery_id, "failed")
+
+    assert given_up.error.startswith("Gave up after 1 attempts over a day: HTTP 502")
+
+
+def test_a_delivery_of_a_disabled_endpoint_is_not_sent(make_endpoint, receiver):
+    make_endpoint(receiver.url)
+    with db.engine.begin() as conn:
+        (delivery_id,) = events.publish(conn, "product.updated", PRODUCT)
+        conn.execute(update(Endpoint.__table__).values(enabled=False))
+
+    failed = wait_for(delivery_id, "failed")
+
+    assert failed.error == "Not sent: the webhook is disabled."
+    assert receiver.requests == []
+
+
+def test_a_delivery_is_claimed_by_one_sender_at_a_time(app, make_endpoint, receiver):
+    make_endpoint(receiver.url)
+    receiver.answer(Answer(sleep=0.5))
+    barrier = threading.Barrier(6)
+
+    def sender(delivery_id: int) -> None:
+        with app.app_context():
+            barrier.wait()
+            service.deliver_one(delivery_id)
+
+    with db.engine.begin() as conn:  # no task message: the in-process senders race the sweep
+        (delivery_id,) = events.publish(conn, "product.updated", PRODUCT)
+    threads = [threading.Thread(target=sender, args=(delivery_id,)) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wait_for(delivery_id)
+
+    assert len(receiver.requests) == 1
+    assert delivery(delivery_id).attempts == 1
+
+
+def test_backoff_grows_exponentially_with_jitter_and_a_cap(app, monkeypatch):
+    monkeypatch.setitem(app.config, "WEBHOOK_RETRY_BASE_SECONDS", 10)
+    delays = [[service.retry_delay(n) for _ in range(50)] for n in (1, 2, 3, 20)]
+
+    assert all(5 <= d <= 10 for d in delays[0])
+    assert all(15 <= d <= 30 for d in delays[1])
+    assert all(45 <= d <= 90 for d in delays[2])
+    assert max(delays[3]) <= service.MAX_RETRY_DELAY_SECONDS
+    assert len(set(delays[0])) > 40, "jittered"
+    assert service.retry_delay(1, retry_after=600) == 600
+
+
+def test_old_finished_deliveries_are_removed(make_endpoint, receiver):
+    make_endpoint(receiver.url)
+    with db.engine.begin() as conn:
+        (delivery_id,) = events.publish(conn, "product.updated", PRODUCT)
+        conn.execute(
+            update(deliveries).values(status="succeeded", created_at=utcnow() - timedelta(days=31))
+        )
+        conn.execute(
+            Attempt.__table__.insert().values(
+                delivery_id=delivery_id, number=1, started_at=utcnow()
+            )
+        )
+
+    assert service.remove_old_deliveries() == 1
+    assert db.session.scalars(select(Attempt)).all() == []
+    assert db.session.scalars(select(Endpoint)).one()

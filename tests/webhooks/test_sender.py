@@ -1,0 +1,82 @@
+"""One attempt, without the database: timeouts, refusals after DNS, what answers mean."""
+
+import pytest
+
+from product_importer.webhooks import sender, signing
+from product_importer.webhooks.sender import Verdict
+from tests.conftest import free_port
+
+from .receiver import Answer, verify
+
+SECRET = signing.generate_secret()
+BODY = b'{"id":"evt_1","type":"ping","data":{}}'
+
+
+def send(url: str, *, timeout: float = 2, allow_private: bool = True) -> sender.Outcome:
+    return sender.send(url, SECRET, "evt_1", BODY, timeout=timeout, allow_private=allow_private)
+
+
+def test_a_signed_post_is_sent_to_the_checked_address(receiver):
+    outcome = send(receiver.url.replace("127.0.0.1", "localhost"))
+
+    assert outcome.ok
+    (request,) = receiver.requests
+    assert request.headers["host"] == f"localhost:{receiver.port}"
+    assert request.body == BODY
+    assert verify(SECRET, request)
+
+
+def test_a_receiver_slower_than_the_timeout_is_a_retryable_timeout(receiver):
+    receiver.answer(Answer(sleep=1.5))
+
+    outcome = send(receiver.url, timeout=0.5)
+
+    assert outcome.verdict == Verdict.RETRY
+    assert outcome.error == "Timed out after 0.5 s waiting for the answer"
+    assert 500 <= outcome.response_time_ms < 1400
+
+
+def test_a_closed_port_is_a_retryable_network_error():
+    outcome = send(f"http://127.0.0.1:{free_port()}/hook")
+
+    assert outcome.verdict == Verdict.RETRY
+    assert outcome.status_code is None
+    assert outcome.error
+
+
+def test_private_targets_are_refused_after_resolution_when_not_allowed(receiver):
+    outcome = send(receiver.url.replace("127.0.0.1", "localhost"), allow_private=False)
+
+    assert outcome.verdict == Verdict.FAILED
+    assert outcome.error.startswith("Refused: localhost resolves to 127.0.0.1")
+    assert receiver.requests == []
+
+
+@pytest.mark.parametrize(
+    ("status", "verdict"),
+    [
+        (200, Verdict.SUCCEEDED),
+        (204, Verdict.SUCCEEDED),
+        (500, Verdict.RETRY),
+        (503, Verdict.RETRY),
+        (429, Verdict.RETRY),
+        (410, Verdict.GONE),
+        (404, Verdict.FAILED),
+        (302, Verdict.FAILED),
+    ],
+)
+def test_what_each_answer_means(receiver, status, verdict):
+    receiver.answer(Answer(status=status, headers={"Retry-After": "7"}))
+
+    outcome = send(receiver.url)
+
+    assert (outcome.verdict, outcome.status_code) == (verdict, status)
+    assert outcome.retry_after == (7 if verdict == Verdict.RETRY else None)
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("30", 30), (None, None), ("soon", None), ("Wed, 21 Oct 2015 07:28:00 GMT", 0)],
+)
+def test_retry_after_is_seconds_or_a_date(header, seconds):
+    assert sender.parse_retry_after(header) == seconds

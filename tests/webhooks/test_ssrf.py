@@ -1,0 +1,82 @@
+"""Webhook targets inside the network are refused when saved and again at delivery."""
+
+import pytest
+
+from product_importer import create_app
+from product_importer.webhooks import ssrf
+
+REFUSED_UNLESS_ALLOWED = [
+    "http://127.0.0.1/hook",
+    "http://10.0.0.5/hook",
+    "http://172.16.3.4:8080/hook",
+    "http://192.168.1.10/hook",
+    "http://[::1]/hook",
+    "http://[fd12:3456::1]/hook",
+    "http://[::ffff:10.0.0.1]/hook",
+    "http://2130706433/hook",  # 127.0.0.1 written as one number
+    "http://localhost:9/hook",  # a host name resolving to 127.0.0.1
+]
+ALWAYS_REFUSED = [
+    "http://169.254.169.254/latest/meta-data/",
+    "http://[fe80::1]/hook",
+    "http://[::ffff:169.254.169.254]/",
+    "http://0.0.0.0/hook",
+    "http://224.0.0.1/hook",
+]
+
+
+@pytest.fixture(scope="module")
+def strict_app(app):
+    """An app on the same database with WEBHOOK_ALLOW_PRIVATE off, as in production."""
+    return create_app({"TESTING": True, "WEBHOOK_ALLOW_PRIVATE": False})
+
+
+@pytest.fixture
+def strict_client(strict_app):
+    return strict_app.test_client()
+
+
+@pytest.mark.parametrize("url", REFUSED_UNLESS_ALLOWED + ALWAYS_REFUSED)
+def test_internal_targets_are_refused_when_saved(strict_client, url):
+    response = strict_client.post("/api/webhooks", json={"url": url, "events": ["product.created"]})
+
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert error["details"]["url"].startswith("Refused:"), error
+    assert strict_client.get("/api/webhooks").get_json()["items"] == []
+
+
+@pytest.mark.parametrize("url", REFUSED_UNLESS_ALLOWED)
+def test_private_targets_are_allowed_when_configured(url):
+    assert ssrf.check_url(url, allow_private=True).address
+
+
+@pytest.mark.parametrize("url", ALWAYS_REFUSED)
+def test_link_local_targets_are_refused_even_when_private_ones_are_allowed(url):
+    with pytest.raises(ssrf.Refused):
+        ssrf.check_url(url, allow_private=True)
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://example.com/x", "file:///etc/passwd", "javascript:alert(1)", "/relative", ""]
+)
+def test_only_http_and_https_urls_are_accepted(url):
+    with pytest.raises(ssrf.Refused):
+        ssrf.parse(url)
+
+
+def test_a_name_resolving_to_loopback_is_named_in_the_refusal():
+    with pytest.raises(ssrf.Refused, match=r"localhost resolves to 127\.0\.0\.1 is a loopback"):
+        ssrf.check_url("http://localhost/hook", allow_private=False)
+
+
+def test_delivery_checks_the_target_again(strict_app, make_endpoint, receiver):
+    # Saved while private targets were allowed; sent by an app where they are not.
+    endpoint = make_endpoint(receiver.url.replace("127.0.0.1", "localhost"))
+    client = strict_app.test_client()
+
+    result = client.post(f"/api/webhooks/{endpoint['id']}/test").get_json()
+
+    assert result["ok"] is False
+    assert result["error"].startswith("Refused: localhost resolves to 127.0.0.1")
+    assert receiver.requests == []
