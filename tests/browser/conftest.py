@@ -1,7 +1,7 @@
 """Browser fixtures: Playwright driving Debian's Chromium against the live server."""
 
 import pytest
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import expect, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -14,6 +14,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+# Imports run in a real worker: give expectations on their outcome some room.
+expect.set_options(timeout=10_000)
 
 
 @pytest.fixture(scope="session")

@@ -1,17 +1,64 @@
 """Import pages: upload with live progress, and the import history."""
 
-from flask import Blueprint, render_template
+from datetime import datetime
+
+from flask import Blueprint, current_app, render_template
+
+from ..extensions import db
+from . import service
+from .models import ImportJob
 
 bp = Blueprint("imports", __name__, template_folder="templates")
+
+OUTCOMES = {
+    "queued": ("Queued", "badge-muted"),
+    "running": ("Running", "badge-info"),
+    "completed": ("Completed", "badge-success"),
+    "completed_with_errors": ("Completed with errors", "badge-warning"),
+    "failed": ("Failed", "badge-danger"),
+    "cancelled": ("Cancelled", "badge-muted"),
+}
 
 
 @bp.get("/")
 def upload_page():
     """Upload a CSV and watch its import."""
-    return render_template("imports/upload.html")
+    limit = current_app.config["MAX_UPLOAD_BYTES"]
+    return render_template(
+        "imports/upload.html", max_upload_bytes=limit, max_upload_label=size_label(limit)
+    )
 
 
 @bp.get("/imports")
 def history_page():
-    """The history of imports."""
-    return render_template("imports/history.html")
+    """The history of imports, newest first."""
+    jobs = [history_row(job) for job in service.list_recent(db.session)]
+    return render_template("imports/history.html", jobs=jobs, outcomes=OUTCOMES)
+
+
+def history_row(job: ImportJob) -> dict:
+    """The job's JSON plus what the history table shows: its duration."""
+    return {**job.to_dict(), "duration": duration_label(job.started_at, job.finished_at)}
+
+
+def duration_label(started: datetime | None, finished: datetime | None) -> str:
+    """Say how long a finished job ran: "0.4 s", "12 s", "3 min 5 s", "1 h 2 min"."""
+    if started is None or finished is None:
+        return ""
+    seconds = max(0.0, (finished - started).total_seconds())
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    minutes, seconds = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+    return f"{minutes // 60} h {minutes % 60} min"
+
+
+def size_label(size: float) -> str:
+    """Say a byte count the way the page's script does (1024-based): "1 GB", "500 MB"."""
+    units = ["B", "KB", "MB", "GB", "TB"]
+    unit = 0
+    while size >= 1024 and unit < len(units) - 1:
+        size /= 1024
+        unit += 1
+    return f"{size:.3g} {units[unit]}"

@@ -1,0 +1,205 @@
+/* Shared helpers for every page, exposed as window.App:
+   App.api(method, url, body)   JSON request with the CSRF token; throws App.ApiError
+   App.csrfToken()              the token from <meta name="csrf-token">
+   App.notify(text, kind)       a notice (toast): kind "success" | "error" | "info"
+   App.openDialog(dialog), App.closeDialog(dialog)   modal <dialog> with a focus trap
+   App.setDialogBusy(dialog, busy)       keep a dialog open while its request runs
+   App.setBusy(button, busy, busyText)   spinner and disabled state on a button
+   App.format.*                 numbers, bytes, durations, dates
+   App.localTimes(root)         show <time datetime="..." data-local> in the reader's time zone */
+(function () {
+  "use strict";
+
+  const SAFE_METHODS = ["GET", "HEAD", "OPTIONS"];
+
+  function csrfToken() {
+    const meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.content : "";
+  }
+
+  class ApiError extends Error {
+    constructor(status, message, code, details) {
+      super(message);
+      this.status = status;
+      this.code = code || "error";
+      this.details = details == null ? null : details;
+    }
+  }
+
+  function errorFrom(status, body) {
+    const error = body && body.error;
+    if (error && error.message) return new ApiError(status, error.message, error.code, error.details);
+    if (status === 0) return new ApiError(0, "The server could not be reached. Check your connection and try again.");
+    return new ApiError(status, `The server answered ${status}. Try again in a moment.`);
+  }
+
+  /* Send a JSON request; state-changing ones carry the CSRF token. Returns the parsed body. */
+  async function api(method, url, body) {
+    const headers = { Accept: "application/json" };
+    if (!SAFE_METHODS.includes(method)) headers["X-CSRFToken"] = csrfToken();
+    const init = { method, headers, credentials: "same-origin" };
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    let response;
+    try {
+      response = await fetch(url, init);
+    } catch (networkError) {
+      throw errorFrom(0, null);
+    }
+    const data = response.status === 204 ? null : await response.json().catch(() => null);
+    if (!response.ok) throw errorFrom(response.status, data);
+    return data;
+  }
+
+  /* ---- notices ------------------------------------------------------------------------ */
+
+  function notify(text, kind = "success", { timeout } = {}) {
+    const region = document.getElementById("notices");
+    const notice = document.createElement("div");
+    notice.className = `notice notice-${kind}`;
+    // Errors interrupt screen readers; other notices wait their turn (the region is polite).
+    if (kind === "error") notice.setAttribute("role", "alert");
+    const message = document.createElement("div");
+    message.className = "notice-text";
+    message.textContent = text;
+    const close = document.createElement("button");
+    close.type = "button";
+    close.className = "notice-close";
+    close.setAttribute("aria-label", "Dismiss notice");
+    close.textContent = "×";
+    close.addEventListener("click", () => notice.remove());
+    notice.append(message, close);
+    region.append(notice);
+    const ms = timeout === undefined ? (kind === "error" ? 12000 : 6000) : timeout;
+    if (ms) setTimeout(() => notice.remove(), ms);
+    return notice;
+  }
+
+  /* ---- dialogs ------------------------------------------------------------------------ */
+
+  const FOCUSABLE = [
+    "a[href]", "button:not([disabled])", "input:not([disabled]):not([type=hidden])",
+    "select:not([disabled])", "textarea:not([disabled])", "[tabindex]:not([tabindex='-1'])",
+  ].join(",");
+
+  function focusables(dialog) {
+    return [...dialog.querySelectorAll(FOCUSABLE)].filter((el) => el.offsetParent !== null);
+  }
+
+  /* Keep Tab and Shift+Tab inside the dialog (showModal() already makes the page inert). */
+  function trapFocus(event) {
+    if (event.key !== "Tab") return;
+    const items = focusables(event.currentTarget);
+    if (!items.length) return;
+    const first = items[0];
+    const last = items[items.length - 1];
+    if (event.shiftKey && document.activeElement === first) {
+      event.preventDefault();
+      last.focus();
+    } else if (!event.shiftKey && document.activeElement === last) {
+      event.preventDefault();
+      first.focus();
+    }
+  }
+
+  /* A busy dialog (a request running) stays open when Escape is pressed. */
+  function refuseCancelWhileBusy(event) {
+    if (event.currentTarget.dataset.busy === "true") event.preventDefault();
+  }
+
+  function openDialog(dialog, { focus } = {}) {
+    if (!dialog.dataset.enhanced) {
+      dialog.addEventListener("keydown", trapFocus);
+      dialog.addEventListener("cancel", refuseCancelWhileBusy);
+      dialog.addEventListener("close", () => {
+        const opener = dialog._opener;
+        dialog._opener = null;
+        if (opener && opener.isConnected) opener.focus();
+      });
+      dialog.querySelectorAll("[data-close-dialog]").forEach((button) =>
+        button.addEventListener("click", () => closeDialog(dialog)),
+      );
+      dialog.dataset.enhanced = "true";
+    }
+    dialog._opener = document.activeElement;
+    setDialogBusy(dialog, false);
+    dialog.showModal();
+    const target = focus || dialog.querySelector("[autofocus]") || focusables(dialog)[0];
+    if (target) target.focus();
+  }
+
+  function closeDialog(dialog) {
+    if (dialog.dataset.busy === "true") return;
+    if (dialog.open) dialog.close();
+  }
+
+  /* While busy, Escape and the close buttons leave the dialog open. */
+  function setDialogBusy(dialog, busy) {
+    dialog.dataset.busy = busy ? "true" : "false";
+    dialog.toggleAttribute("aria-busy", busy);
+    dialog.querySelectorAll("[data-close-dialog]").forEach((button) => (button.disabled = busy));
+  }
+
+  function setBusy(button, busy, busyText) {
+    if (busy) {
+      button.dataset.label = button.textContent;
+      if (busyText) button.textContent = busyText;
+      button.setAttribute("aria-busy", "true");
+      button.disabled = true;
+    } else {
+      if (button.dataset.label) button.textContent = button.dataset.label;
+      button.removeAttribute("aria-busy");
+      button.disabled = false;
+    }
+  }
+
+  /* ---- formatting --------------------------------------------------------------------- */
+
+  const integer = new Intl.NumberFormat();
+
+  const format = {
+    number(value) {
+      return value == null ? "–" : integer.format(Math.round(value));
+    },
+    bytes(value) {
+      if (value == null) return "–";
+      const units = ["B", "KB", "MB", "GB", "TB"];
+      let size = value;
+      let unit = 0;
+      while (size >= 1024 && unit < units.length - 1) {
+        size /= 1024;
+        unit += 1;
+      }
+      const digits = unit === 0 || size >= 100 ? 0 : 1;
+      return `${size.toFixed(digits)} ${units[unit]}`;
+    },
+    duration(seconds) {
+      if (seconds == null || !Number.isFinite(seconds)) return "–";
+      if (seconds < 10) return `${Math.max(0, seconds).toFixed(1)} s`;
+      const total = Math.round(seconds);
+      if (total < 60) return `${total} s`;
+      const minutes = Math.floor(total / 60);
+      if (minutes < 60) return `${minutes} min ${total % 60} s`;
+      return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+    },
+    dateTime(iso) {
+      if (!iso) return "–";
+      return new Date(iso).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+    },
+  };
+
+  function localTimes(root = document) {
+    root.querySelectorAll("time[data-local]").forEach((el) => {
+      el.textContent = format.dateTime(el.getAttribute("datetime"));
+      el.title = el.getAttribute("datetime");
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", () => localTimes());
+
+  window.App = {
+    api, ApiError, csrfToken, notify, openDialog, closeDialog, setDialogBusy, setBusy, format, localTimes,
+  };
+})();

@@ -1,0 +1,50 @@
+/* The import history: refresh the table while an import is queued or running, and retry
+   failed or cancelled imports (the new job is then watched on the upload page). */
+(function () {
+  "use strict";
+
+  const REFRESH_MS = 2000;
+
+  function body() {
+    return document.getElementById("imports-body");
+  }
+
+  /* Fetch this page again and swap in its table body; stop once nothing is running. */
+  async function refresh() {
+    if (body().dataset.active !== "true") return;
+    try {
+      const response = await fetch(location.href, { headers: { Accept: "text/html" } });
+      if (response.ok) {
+        const html = new DOMParser().parseFromString(await response.text(), "text/html");
+        const fresh = html.getElementById("imports-body");
+        const focusedRetry = document.activeElement && document.activeElement.dataset.retry;
+        if (fresh) {
+          body().replaceWith(document.importNode(fresh, true));
+          window.App.localTimes(body());
+          if (focusedRetry) {
+            const again = body().querySelector(`[data-retry="${focusedRetry}"]`);
+            if (again) again.focus();
+          }
+        }
+      }
+    } catch (error) {
+      // The next round tries again.
+    }
+    setTimeout(refresh, REFRESH_MS);
+  }
+
+  document.addEventListener("click", async (event) => {
+    const button = event.target.closest("[data-retry]");
+    if (!button) return;
+    window.App.setBusy(button, true, "Retrying…");
+    try {
+      const job = await window.App.api("POST", `/api/imports/${button.dataset.retry}/retry`);
+      location.assign(`/?job=${job.id}`);
+    } catch (error) {
+      window.App.setBusy(button, false);
+      window.App.notify(`Could not retry: ${error.message}`, "error");
+    }
+  });
+
+  setTimeout(refresh, REFRESH_MS);
+})();

@@ -1,0 +1,423 @@
+/* The upload page: send a CSV with upload progress, then follow its import job live
+   through the server-sent events of /api/imports/<id>/events. The job id is kept in the
+   address (?job=<id>) so a reload, or a link from the history page, resumes watching it. */
+(function () {
+  "use strict";
+
+  const { api, format, notify } = window.App;
+  const $ = (id) => document.getElementById(id);
+  const uploadSection = $("upload-section");
+  const panel = $("job-panel");
+  const fileInput = $("file-input");
+  const dropzone = $("dropzone");
+  const maxBytes = Number(uploadSection.dataset.maxBytes);
+
+  const STATUS = {
+    uploading: ["Uploading", "badge-info"],
+    queued: ["Queued", "badge-muted"],
+    running: ["Running", "badge-info"],
+    completed: ["Completed", "badge-success"],
+    completed_with_errors: ["Completed with errors", "badge-warning"],
+    failed: ["Failed", "badge-danger"],
+    cancelled: ["Cancelled", "badge-muted"],
+    upload_failed: ["Upload failed", "badge-danger"],
+  };
+  const PHASE = { reading: "Reading", applying: "Applying" };
+  const FINISHED = ["completed", "completed_with_errors", "failed", "cancelled"];
+
+  const state = { file: null, xhr: null, job: null, source: null, poll: null, uploadError: null };
+
+  /* ---- choosing a file --------------------------------------------------------------- */
+
+  fileInput.addEventListener("change", () => {
+    if (fileInput.files.length) startUpload(fileInput.files[0]);
+  });
+
+  ["dragenter", "dragover"].forEach((type) =>
+    dropzone.addEventListener(type, (event) => {
+      event.preventDefault();
+      dropzone.classList.add("dragover");
+    }),
+  );
+  ["dragleave", "dragend", "drop"].forEach((type) =>
+    dropzone.addEventListener(type, () => dropzone.classList.remove("dragover")),
+  );
+  dropzone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    const files = event.dataTransfer && event.dataTransfer.files;
+    if (!files || !files.length) return;
+    if (files.length > 1) notify("Only the first file is imported; drop one file at a time.", "info");
+    startUpload(files[0]);
+  });
+  // A file dropped beside the drop zone must not make the browser navigate away to it.
+  ["dragover", "drop"].forEach((type) => window.addEventListener(type, (event) => event.preventDefault()));
+
+  function showUploadError(message) {
+    const box = $("upload-error");
+    box.textContent = message;
+    box.hidden = !message;
+  }
+
+  /* ---- uploading --------------------------------------------------------------------- */
+
+  function startUpload(file) {
+    fileInput.value = "";
+    showUploadError("");
+    if (file.size > maxBytes) {
+      showUploadError(
+        `${file.name} is ${format.bytes(file.size)}, over the ${format.bytes(maxBytes)} limit. ` +
+          "Split the file or compress it with gzip.",
+      );
+      return;
+    }
+    Object.assign(state, { file, job: null, uploadError: null });
+    showPanel();
+    renderUploading(file, 0, performance.now());
+    sendFile(file);
+  }
+
+  function sendFile(file) {
+    const xhr = new XMLHttpRequest();
+    const started = performance.now();
+    state.xhr = xhr;
+    xhr.open("POST", "/api/imports");
+    xhr.setRequestHeader("Accept", "application/json");
+    xhr.setRequestHeader("X-CSRFToken", window.App.csrfToken());
+    xhr.upload.addEventListener("progress", (event) => {
+      if (state.xhr === xhr) renderUploading(file, event.loaded, started);
+    });
+    xhr.addEventListener("load", () => {
+      state.xhr = null;
+      const body = parseJson(xhr.responseText);
+      if (xhr.status === 202 && body) return jobStarted(body);
+      const error = body && body.error;
+      uploadFailed(error ? error.message : `The server answered ${xhr.status}.`, xhr.status >= 500);
+    });
+    xhr.addEventListener("error", () => {
+      state.xhr = null;
+      uploadFailed("The upload was interrupted: the server could not be reached.", true);
+    });
+    xhr.addEventListener("abort", () => {
+      state.xhr = null;
+      reset();
+      notify("Upload cancelled.", "info");
+    });
+    const form = new FormData();
+    form.append("file", file, file.name);
+    xhr.send(form);
+  }
+
+  function parseJson(text) {
+    try {
+      return JSON.parse(text);
+    } catch (error) {
+      return null;
+    }
+  }
+
+  function renderUploading(file, loaded, started) {
+    const total = file.size || 1;
+    const percent = Math.min(100, (loaded / total) * 100);
+    const seconds = (performance.now() - started) / 1000;
+    const rate = seconds > 0.5 ? loaded / seconds : null;
+    const detail = [`${format.bytes(loaded)} of ${format.bytes(file.size)} sent`];
+    if (rate) detail.push(`${format.bytes(rate)}/s`);
+    if (rate && loaded < total) detail.push(`about ${format.duration((total - loaded) / rate)} left`);
+    if (loaded >= total) detail.push("waiting for the server to store the file");
+    renderHead(file.name, `${format.bytes(file.size)}`, "uploading");
+    renderProgress(loaded >= total ? "Upload complete, starting the import…" : "Uploading…", percent, "active");
+    $("job-detail").textContent = detail.join(" · ");
+    $("job-stats").hidden = true;
+    renderResult(null);
+    showActions({ cancel: true });
+  }
+
+  function uploadFailed(message, canRetry) {
+    state.uploadError = message;
+    renderHead(state.file.name, format.bytes(state.file.size), "upload_failed");
+    renderProgress("Upload failed", 0, "none");
+    $("job-detail").textContent = "";
+    renderResult(alertBox("error", "The file was not accepted", message));
+    showActions({ retry: canRetry, another: true });
+  }
+
+  /* ---- following the import job ------------------------------------------------------- */
+
+  function jobStarted(job) {
+    history.replaceState(null, "", `?job=${job.id}`);
+    renderJob(job);
+    watch(job.id);
+  }
+
+  function watch(jobId) {
+    stopWatching();
+    if (!window.EventSource) return poll(jobId);
+    const source = new EventSource(`/api/imports/${jobId}/events`);
+    state.source = source;
+    source.addEventListener("progress", (event) => renderJob(JSON.parse(event.data)));
+    source.addEventListener("done", (event) => {
+      stopWatching();
+      renderJob(JSON.parse(event.data));
+    });
+    // The browser reconnects by itself after a dropped connection; a refused one is final.
+    source.addEventListener("error", () => {
+      if (source.readyState === EventSource.CLOSED && state.source === source) poll(jobId);
+    });
+  }
+
+  function poll(jobId) {
+    stopWatching();
+    const tick = async () => {
+      try {
+        const job = await api("GET", `/api/imports/${jobId}`);
+        renderJob(job);
+        if (FINISHED.includes(job.status)) return;
+      } catch (error) {
+        if (error.status === 404) return renderMissing(error);
+      }
+      state.poll = setTimeout(tick, 1000);
+    };
+    tick();
+  }
+
+  function stopWatching() {
+    if (state.source) state.source.close();
+    clearTimeout(state.poll);
+    state.source = null;
+    state.poll = null;
+  }
+
+  function renderJob(job) {
+    state.job = job;
+    const finished = FINISHED.includes(job.status);
+    renderHead(job.filename, `${format.bytes(job.bytes_total)} · import #${job.id}`, job.status);
+    renderProgress(job.message, job.percent, barState(job.status));
+    $("job-detail").textContent = jobDetail(job);
+    renderStats(job, finished);
+    renderResult(finished ? resultBox(job) : null);
+    showActions({
+      cancel: !finished,
+      retry: job.status === "failed" || job.status === "cancelled",
+      products: job.status === "completed" || job.status === "completed_with_errors",
+      errors: finished && job.rows_invalid > 0,
+      another: finished,
+    });
+    $("errors-link").href = `/api/imports/${job.id}/errors.csv`;
+  }
+
+  function renderMissing(error) {
+    stopWatching();
+    showPanel();
+    const title = error.status === 404 ? "This import does not exist" : "The import could not be loaded";
+    renderHead(title, "", "failed");
+    renderProgress("", 0, "none");
+    renderResult(alertBox("error", title, error.message));
+    showActions({ another: true });
+  }
+
+  function barState(status) {
+    if (status === "completed" || status === "completed_with_errors") return "success";
+    if (status === "failed") return "danger";
+    if (status === "cancelled") return "muted";
+    return status === "running" ? "active" : "";
+  }
+
+  function jobDetail(job) {
+    if (job.status === "queued") return "Waiting for a worker and for earlier imports to finish.";
+    if (job.status === "running") {
+      return `${format.bytes(job.bytes_processed)} of ${format.bytes(job.bytes_total)} read`;
+    }
+    const seconds = elapsed(job);
+    return seconds == null ? "" : `Finished in ${format.duration(seconds)}`;
+  }
+
+  function elapsed(job) {
+    if (!job.started_at) return null;
+    const end = job.finished_at ? Date.parse(job.finished_at) : Date.now();
+    return (end - Date.parse(job.started_at)) / 1000;
+  }
+
+  function renderStats(job, finished) {
+    const stopped = job.status === "failed" || job.status === "cancelled";
+    $("job-stats").hidden = stopped && !job.rows_processed; // nothing was read: zeros say nothing
+    const seconds = elapsed(job);
+    $("stat-phase").textContent = finished ? "Finished" : PHASE[job.phase] || STATUS[job.status][0];
+    $("stat-rows").textContent = format.number(job.rows_processed);
+    let speed = job.rows_per_second;
+    if (finished) speed = seconds > 0 && job.rows_processed ? job.rows_processed / seconds : null;
+    $("stat-speed").textContent = speed ? `${format.number(speed)} rows/s` : "–";
+    $("stat-eta-label").textContent = finished ? "Duration" : "Time left";
+    $("stat-eta").textContent = format.duration(finished ? seconds : job.eta_seconds);
+    $("stat-created").textContent = format.number(job.created);
+    $("stat-updated").textContent = format.number(job.updated);
+    $("stat-unchanged").textContent = format.number(job.unchanged);
+    $("stat-invalid").textContent = format.number(job.rows_invalid);
+  }
+
+  function resultBox(job) {
+    const box = document.createElement("div");
+    box.className = "stack";
+    if (job.status === "failed") {
+      box.append(alertBox("error", "The import failed. The catalog was not changed.", job.error));
+    } else if (job.status === "cancelled") {
+      box.append(alertBox("info", "The import was cancelled. The catalog was not changed.", job.error));
+    } else {
+      const total = job.created + job.updated + job.unchanged;
+      const title = total === 1 ? "1 product imported" : `${format.number(total)} products imported`;
+      const summary =
+        `${format.number(job.created)} created, ${format.number(job.updated)} updated, ` +
+        `${format.number(job.unchanged)} unchanged.`;
+      box.append(alertBox("success", title, summary));
+      if (job.rows_invalid > 0) {
+        const rows = job.rows_invalid === 1 ? "1 row was" : `${format.number(job.rows_invalid)} rows were`;
+        box.append(alertBox("warning", `${rows} rejected`,
+          "Download them to see the line and reason of each, fix them and import that file."));
+      }
+    }
+    if (job.warnings && job.warnings.length) box.append(warningList(job.warnings));
+    return box;
+  }
+
+  function warningList(warnings) {
+    const box = alertBox("warning", warnings.length === 1 ? "Warning" : "Warnings", null);
+    const list = document.createElement("ul");
+    list.className = "warnings";
+    warnings.forEach((text) => {
+      const item = document.createElement("li");
+      item.textContent = text;
+      list.append(item);
+    });
+    box.append(list);
+    return box;
+  }
+
+  function alertBox(kind, title, text) {
+    const box = document.createElement("div");
+    box.className = `alert alert-${kind}`;
+    if (kind === "error") box.setAttribute("role", "alert");
+    const heading = document.createElement("p");
+    heading.className = "alert-title";
+    heading.textContent = title;
+    box.append(heading);
+    if (text) {
+      const body = document.createElement("p");
+      body.className = "alert-text";
+      body.textContent = text;
+      box.append(body);
+    }
+    return box;
+  }
+
+  /* ---- shared rendering --------------------------------------------------------------- */
+
+  function showPanel() {
+    uploadSection.hidden = true;
+    panel.hidden = false;
+  }
+
+  function renderHead(name, meta, status) {
+    $("job-file").textContent = name;
+    $("job-meta").textContent = meta;
+    const [label, badgeClass] = STATUS[status] || [status, "badge-muted"];
+    const badge = $("job-badge");
+    badge.textContent = label;
+    badge.className = `badge ${badgeClass}`;
+  }
+
+  function renderProgress(message, percent, barStateName) {
+    $("job-progress-line").hidden = barStateName === "none";
+    const value = Math.max(0, Math.min(100, percent || 0));
+    const shown = value >= 100 || value === 0 ? String(Math.round(value)) : value.toFixed(1);
+    const messageEl = $("job-message");
+    if (messageEl.textContent !== message) messageEl.textContent = message; // re-announce changes only
+    $("job-percent").textContent = `${shown}%`;
+    $("job-progress-bar").style.width = `${value}%`;
+    const bar = $("job-progress");
+    bar.setAttribute("aria-valuenow", String(Math.round(value)));
+    bar.dataset.state = barStateName;
+  }
+
+  function renderResult(node) {
+    const result = $("job-result");
+    result.replaceChildren(...(node ? [node] : []));
+    result.hidden = !node;
+  }
+
+  function showActions(visible) {
+    const hadFocus = document.activeElement;
+    $("cancel-button").hidden = !visible.cancel;
+    $("retry-button").hidden = !visible.retry;
+    $("products-link").hidden = !visible.products;
+    $("errors-link").hidden = !visible.errors;
+    $("another-button").hidden = !visible.another;
+    // Keep keyboard users in place when the button they used disappears.
+    if (hadFocus && panel.contains(hadFocus) && hadFocus.hidden) {
+      const next = panel.querySelector(".job-actions > :not([hidden])");
+      if (next) next.focus();
+    }
+  }
+
+  function reset() {
+    stopWatching();
+    Object.assign(state, { file: null, xhr: null, job: null, uploadError: null });
+    history.replaceState(null, "", location.pathname);
+    panel.hidden = true;
+    uploadSection.hidden = false;
+    fileInput.focus();
+  }
+
+  /* ---- buttons ------------------------------------------------------------------------ */
+
+  $("cancel-button").addEventListener("click", async (event) => {
+    if (state.xhr) return state.xhr.abort();
+    if (!state.job) return;
+    const button = event.currentTarget;
+    window.App.setBusy(button, true, "Cancelling…");
+    try {
+      renderJob(await api("POST", `/api/imports/${state.job.id}/cancel`));
+    } catch (error) {
+      // 409: it finished meanwhile; the event stream brings the final state.
+      if (error.status !== 409) notify(`Could not cancel: ${error.message}`, "error");
+    } finally {
+      window.App.setBusy(button, false);
+    }
+  });
+
+  $("retry-button").addEventListener("click", async (event) => {
+    if (state.uploadError && state.file) return startUpload(state.file);
+    if (!state.job) return;
+    const button = event.currentTarget;
+    window.App.setBusy(button, true, "Retrying…");
+    try {
+      jobStarted(await api("POST", `/api/imports/${state.job.id}/retry`));
+    } catch (error) {
+      notify(`Could not retry: ${error.message}`, "error");
+    } finally {
+      window.App.setBusy(button, false);
+    }
+  });
+
+  $("another-button").addEventListener("click", reset);
+
+  window.addEventListener("beforeunload", (event) => {
+    if (state.xhr) event.preventDefault(); // leaving now would abort the upload
+  });
+
+  /* ---- resume watching a job named in the address ------------------------------------- */
+
+  async function resume(jobId) {
+    showPanel();
+    renderHead("", `import #${jobId}`, "queued");
+    renderProgress("Loading…", 0, "");
+    try {
+      const job = await api("GET", `/api/imports/${jobId}`);
+      renderJob(job);
+      if (!FINISHED.includes(job.status)) watch(job.id);
+    } catch (error) {
+      renderMissing(error);
+    }
+  }
+
+  const jobId = new URLSearchParams(location.search).get("job");
+  if (jobId && /^\d+$/.test(jobId)) resume(jobId);
+})();

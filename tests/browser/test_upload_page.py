@@ -1,0 +1,92 @@
+"""The upload page: a CSV goes up, and its import is followed live until it finishes."""
+
+import re
+
+from playwright.sync_api import Page, expect
+
+
+def csv_file(name: str, text: str) -> dict:
+    return {"name": name, "mimeType": "text/csv", "buffer": text.encode()}
+
+
+def drop_file(page: Page, selector: str, name: str, text: str) -> None:
+    """Drop a file on an element the way a person dragging it from their desktop does."""
+    data = page.evaluate_handle(
+        """([name, text]) => {
+            const data = new DataTransfer();
+            data.items.add(new File([text], name, {type: "text/csv"}));
+            return data;
+        }""",
+        [name, text],
+    )
+    page.dispatch_event(selector, "drop", {"dataTransfer": data})
+
+
+def test_upload_shows_progress_until_the_import_is_complete(page: Page):
+    rows = "".join(f"SKU-{n},Widget {n},Blue,red\n" for n in range(1, 2001))
+    content = "sku,name,description,colour\n" + rows + "SKU-1,Widget one again,,\n,No SKU,,\n"
+    page.goto("/")
+    expect(page.get_by_role("link", name="Upload")).to_have_attribute("aria-current", "page")
+
+    page.get_by_label("Drop a CSV file here or choose a file").set_input_files(
+        csv_file("widgets.csv", content)
+    )
+
+    expect(page.locator("#job-message")).to_have_text("Import complete")
+    expect(page.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "100")
+    expect(page.locator("#job-percent")).to_have_text("100%")
+    expect(page.locator("#job-badge")).to_have_text("Completed with errors")
+    expect(page.locator("#stat-rows")).to_have_text("2,002")
+    expect(page.locator("#stat-created")).to_have_text("2,000")
+    expect(page.locator("#stat-updated")).to_have_text("0")
+    expect(page.locator("#stat-invalid")).to_have_text("1")
+    expect(page.get_by_text("2,000 products imported")).to_be_visible()
+    expect(page.get_by_text("1 row was rejected")).to_be_visible()
+    expect(page.get_by_text("Unknown columns were ignored: colour.")).to_be_visible()
+    job_id = re.search(r"\?job=(\d+)$", page.url).group(1)
+    expect(page.get_by_role("link", name="Download rejected rows")).to_have_attribute(
+        "href", f"/api/imports/{job_id}/errors.csv"
+    )
+    expect(page.get_by_role("link", name="View products")).to_have_attribute("href", "/products")
+    expect(page.get_by_role("button", name="Cancel")).to_be_hidden()
+    expect(page.get_by_role("button", name="Retry")).to_be_hidden()
+
+
+def test_a_file_without_a_sku_column_fails_with_its_reason_and_can_be_retried(page: Page):
+    page.goto("/")
+    drop_file(page, "#dropzone", "no-sku.csv", "name,description\nFoo,Bar\n")
+
+    reason = page.get_by_role("alert").filter(has_text="The import failed")
+    expect(reason).to_contain_text("Missing required column: sku")
+    expect(page.locator("#job-badge")).to_have_text("Failed")
+    expect(page.get_by_role("link", name="View products")).to_be_hidden()
+    first_job = page.url
+
+    page.get_by_role("button", name="Retry").click()
+
+    expect(page).not_to_have_url(first_job)  # a new job for the same file
+    expect(reason).to_contain_text("Missing required column: sku")
+    expect(page.get_by_role("button", name="Retry")).to_be_visible()
+    page.get_by_role("button", name="Import another file").click()
+    expect(page.get_by_text("Drop a CSV file here")).to_be_visible()
+
+
+def test_an_empty_file_is_refused_with_the_reason(page: Page):
+    page.goto("/")
+    page.locator("#file-input").set_input_files(csv_file("empty.csv", "  \n"))
+
+    expect(page.get_by_role("alert").filter(has_text="The file was not accepted")).to_be_visible()
+    expect(page.locator("#job-badge")).to_have_text("Upload failed")
+    expect(page.get_by_role("button", name="Import another file")).to_be_visible()
+
+
+def test_reloading_the_page_resumes_following_the_import(page: Page):
+    page.goto("/")
+    page.locator("#file-input").set_input_files(csv_file("one.csv", "sku,name\nA-1,Apple\n"))
+    expect(page.locator("#job-message")).to_have_text("Import complete")
+
+    page.reload()
+
+    expect(page.locator("#job-message")).to_have_text("Import complete")
+    expect(page.locator("#stat-created")).to_have_text("1")
+    expect(page.get_by_text("one.csv")).to_be_visible()
