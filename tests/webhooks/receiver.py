@@ -80,6 +80,7 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # else each answer waits for a delayed ACK
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))

@@ -67,8 +67,7 @@ def send(
         ms = _elapsed_ms(started)
         return Outcome(Verdict.RETRY, response_time_ms=ms, error=_timeout_message(error, timeout))
     except httpx.HTTPError as error:
-        detail = str(error) or type(error).__name__
-        return Outcome(Verdict.RETRY, response_time_ms=_elapsed_ms(started), error=detail)
+        return Outcome(Verdict.RETRY, response_time_ms=_elapsed_ms(started), error=_describe(error))
     return judge(response, _elapsed_ms(started))
 
 
@@ -119,6 +118,12 @@ def parse_retry_after(value: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _describe(error: httpx.HTTPError) -> str:
+    if isinstance(error, httpx.ConnectError):
+        return f"Could not connect: {error}"
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
 def _timeout_message(error: httpx.TimeoutException, timeout: float) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import Connection, delete, insert, or_, select, update
+from sqlalchemy import Connection, Row, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from .. import background
@@ -296,10 +296,10 @@ def deliver(delivery_ids: list[int]) -> int:
 
 def deliver_one(delivery_id: int) -> bool:
     """Claim one due delivery, make one attempt and record it; False when it was not due."""
-    claim = _claim(delivery_id)
-    if claim is None:
+    claimed = _claim(delivery_id)
+    if claimed is None:
         return False
-    endpoint = _endpoint_of(claim.endpoint_id)
+    claim, endpoint = claimed
     started = utcnow()
     if endpoint is None or not endpoint.enabled:
         outcome = Outcome(Verdict.FAILED, error="Not sent: the webhook is disabled.")
@@ -316,8 +316,8 @@ def deliver_one(delivery_id: int) -> bool:
     return True
 
 
-def _claim(delivery_id: int) -> Claim | None:
-    """Take a due delivery for one attempt; another worker skips it until the lease ends."""
+def _claim(delivery_id: int) -> tuple[Claim, Row | None] | None:
+    """Take a due delivery for one attempt (another worker skips it until the lease ends)."""
     now = utcnow()
     due = (
         select(deliveries.c.id)
@@ -345,16 +345,14 @@ def _claim(delivery_id: int) -> Claim | None:
                 deliveries.c.created_at,
             )
         ).first()
-    return Claim(*row) if row else None
-
-
-def _endpoint_of(endpoint_id: int):
-    with db.engine.connect() as conn:
-        return conn.execute(
+        if row is None:
+            return None
+        endpoint = conn.execute(
             select(endpoints.c.url, endpoints.c.secret, endpoints.c.enabled).where(
-                endpoints.c.id == endpoint_id
+                endpoints.c.id == row.endpoint_id
             )
         ).first()
+    return Claim(*row), endpoint
 
 
 def _record(claim: Claim, outcome: Outcome, started: datetime) -> None:

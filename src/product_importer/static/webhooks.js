@@ -1,0 +1,387 @@
+/* The webhooks page: a table filled from GET /api/webhooks with an enabled switch, Test,
+   add and edit in a modal form, delete behind a confirmation, and each webhook's recent
+   deliveries with their attempt log and a Redeliver button. */
+(function () {
+  "use strict";
+
+  const { api, format, notify, openDialog, closeDialog, setBusy, setDialogBusy } = window.App;
+  const $ = (id) => document.getElementById(id);
+  const FIELDS = ["url", "description", "events", "enabled"];
+  const POLL_MS = 2000;
+
+  const state = { webhooks: [], tests: {}, editing: null, deleting: null, shown: null };
+  let pollTimer = null;
+
+  function el(tag, props = {}, ...children) {
+    const node = document.createElement(tag);
+    Object.entries(props).forEach(([key, value]) => {
+      if (key === "dataset") Object.assign(node.dataset, value);
+      else if (key in node) node[key] = value;
+      else node.setAttribute(key, value);
+    });
+    node.append(...children.filter((child) => child != null));
+    return node;
+  }
+
+  function button(text, action, id, label, className = "btn btn-sm") {
+    const props = { type: "button", className, dataset: { action, id: String(id) } };
+    return el("button", { ...props, "aria-label": label }, text);
+  }
+
+  /* ---- the list ------------------------------------------------------------------------ */
+
+  async function loadWebhooks() {
+    const table = $("webhooks-table");
+    table.setAttribute("aria-busy", "true");
+    try {
+      state.webhooks = (await api("GET", "/api/webhooks")).items;
+      renderWebhooks();
+    } catch (error) {
+      notify(`Could not load the webhooks: ${error.message}`, "error");
+    } finally {
+      table.removeAttribute("aria-busy");
+    }
+  }
+
+  function renderWebhooks() {
+    $("webhooks-body").replaceChildren(...state.webhooks.map(webhookRow));
+    $("webhooks-empty").hidden = state.webhooks.length > 0;
+  }
+
+  function webhookRow(hook) {
+    const url = el("td", { dataset: { label: "URL" } }, el("span", { className: "sku" }, hook.url));
+    if (hook.description) url.append(el("div", { className: "muted small" }, hook.description));
+    if (hook.disabled_reason) url.append(el("div", { className: "field-error" }, hook.disabled_reason));
+    return el(
+      "tr",
+      { dataset: { id: String(hook.id) } },
+      url,
+      el("td", { dataset: { label: "Events" } }, eventList(hook.events)),
+      el("td", { dataset: { label: "Enabled" } }, enabledSwitch(hook)),
+      el("td", { dataset: { label: "Last test" } }, testResult(hook.id)),
+      el(
+        "td",
+        { className: "actions" },
+        button("Test", "test", hook.id, `Test ${hook.url}`),
+        button("Deliveries", "deliveries", hook.id, `Deliveries of ${hook.url}`),
+        button("Edit", "edit", hook.id, `Edit ${hook.url}`),
+        button("Delete", "delete", hook.id, `Delete ${hook.url}`, "btn btn-sm btn-danger-outline"),
+      ),
+    );
+  }
+
+  function eventList(events) {
+    return el("span", { className: "small" }, events.join(", "));
+  }
+
+  function enabledSwitch(hook) {
+    const input = el("input", {
+      type: "checkbox",
+      role: "switch",
+      checked: hook.enabled,
+      dataset: { action: "toggle", id: String(hook.id) },
+      "aria-label": `Enabled: ${hook.url}`,
+    });
+    return el("label", { className: "switch" }, input, el("span", { className: "switch-track", "aria-hidden": "true" }));
+  }
+
+  function testResult(id) {
+    const result = state.tests[id];
+    const cell = el("span", { className: "small test-result", role: "status", id: `test-result-${id}` });
+    if (!result) cell.append(el("span", { className: "muted" }, "–"));
+    else if (result.pending) cell.append(el("span", { className: "muted" }, "Sending ping…"));
+    else cell.append(responseBadge(result), " ", el("span", { className: "muted" }, responseText(result)));
+    return cell;
+  }
+
+  function responseBadge(result) {
+    const ok = result.ok === undefined ? result.status === "succeeded" : result.ok;
+    const label = result.status_code ? String(result.status_code) : ok ? "OK" : "Error";
+    return el("span", { className: `badge ${ok ? "badge-success" : "badge-danger"}` }, label);
+  }
+
+  function responseText(result) {
+    const parts = [];
+    if (result.response_time_ms != null) parts.push(`${format.number(result.response_time_ms)} ms`);
+    if (result.error) parts.push(result.error);
+    return parts.join(" · ");
+  }
+
+  function findWebhook(id) {
+    return state.webhooks.find((hook) => hook.id === Number(id));
+  }
+
+  /* ---- actions on a row ---------------------------------------------------------------- */
+
+  async function runTest(id, trigger) {
+    state.tests[id] = { pending: true };
+    $(`test-result-${id}`).replaceWith(testResult(id));
+    setBusy(trigger, true, "Testing…");
+    try {
+      state.tests[id] = await api("POST", `/api/webhooks/${id}/test`);
+    } catch (error) {
+      state.tests[id] = { ok: false, error: error.message };
+    } finally {
+      setBusy(trigger, false);
+    }
+    $(`test-result-${id}`).replaceWith(testResult(id));
+    if (state.shown === id) loadDeliveries();
+  }
+
+  async function toggle(input) {
+    const hook = findWebhook(input.dataset.id);
+    input.disabled = true;
+    try {
+      const changed = await api("PATCH", `/api/webhooks/${hook.id}`, { enabled: input.checked });
+      Object.assign(hook, changed);
+      notify(`Webhook ${changed.enabled ? "enabled" : "disabled"}.`, "success");
+    } catch (error) {
+      input.checked = !input.checked;
+      notify(`Could not change the webhook: ${error.message}`, "error");
+    } finally {
+      input.disabled = false;
+    }
+    const row = input.closest("tr");
+    const fresh = webhookRow(hook);
+    row.replaceWith(fresh);
+    fresh.querySelector('[data-action="toggle"]').focus();
+  }
+
+  function onTableClick(event) {
+    const target = event.target.closest("[data-action]");
+    if (!target || target.dataset.action === "toggle") return;
+    const id = Number(target.dataset.id);
+    const actions = {
+      test: () => runTest(id, target),
+      deliveries: () => showDeliveries(id),
+      edit: () => openForm(findWebhook(id)),
+      delete: () => confirmDelete(findWebhook(id)),
+    };
+    actions[target.dataset.action]();
+  }
+
+  function onTableChange(event) {
+    if (event.target.dataset.action === "toggle") toggle(event.target);
+  }
+
+  /* ---- add and edit -------------------------------------------------------------------- */
+
+  function openForm(hook) {
+    state.editing = hook || null;
+    const form = $("webhook-form");
+    form.reset();
+    clearErrors();
+    $("webhook-dialog-title").textContent = hook ? "Edit webhook" : "Add webhook";
+    $("webhook-save").textContent = hook ? "Save changes" : "Add webhook";
+    if (hook) {
+      form.elements.url.value = hook.url;
+      form.elements.description.value = hook.description;
+      form.elements.enabled.checked = hook.enabled;
+      eventBoxes().forEach((box) => (box.checked = hook.events.includes(box.value)));
+    }
+    openDialog($("webhook-dialog"));
+  }
+
+  function eventBoxes() {
+    return [...$("webhook-form").querySelectorAll('input[name="events"]')];
+  }
+
+  function formValues() {
+    const form = $("webhook-form");
+    return {
+      url: form.elements.url.value.trim(),
+      description: form.elements.description.value.trim(),
+      events: eventBoxes().filter((box) => box.checked).map((box) => box.value),
+      enabled: form.elements.enabled.checked,
+    };
+  }
+
+  function clearErrors() {
+    $("webhook-form-error").textContent = "";
+    FIELDS.forEach((name) => ($(`webhook-${name}-error`).textContent = ""));
+    $("webhook-url").removeAttribute("aria-invalid");
+  }
+
+  function showErrors(error) {
+    const details = (error.status === 422 && error.details) || {};
+    const known = FIELDS.filter((name) => details[name]);
+    known.forEach((name) => ($(`webhook-${name}-error`).textContent = details[name]));
+    if (details.url) $("webhook-url").setAttribute("aria-invalid", "true");
+    if (!known.length) $("webhook-form-error").textContent = error.message;
+    const first = known[0] === "events" ? eventBoxes()[0] : $(`webhook-${known[0]}`);
+    if (first) first.focus();
+  }
+
+  async function submitForm(event) {
+    event.preventDefault();
+    clearErrors();
+    const dialog = $("webhook-dialog");
+    const save = $("webhook-save");
+    const editing = state.editing;
+    setDialogBusy(dialog, true);
+    setBusy(save, true, "Saving…");
+    try {
+      const saved = editing
+        ? await api("PATCH", `/api/webhooks/${editing.id}`, formValues())
+        : await api("POST", "/api/webhooks", formValues());
+      setDialogBusy(dialog, false);
+      closeDialog(dialog);
+      await loadWebhooks();
+      if (editing) notify("Webhook saved.", "success");
+      else showSecret(saved.secret);
+    } catch (error) {
+      showErrors(error);
+    } finally {
+      setBusy(save, false);
+      setDialogBusy(dialog, false);
+    }
+  }
+
+  function showSecret(secret) {
+    $("webhook-secret").value = secret;
+    openDialog($("secret-dialog"));
+  }
+
+  async function copySecret() {
+    const input = $("webhook-secret");
+    input.select();
+    try {
+      await navigator.clipboard.writeText(input.value);
+      notify("Secret copied.", "success");
+    } catch (error) {
+      notify("Select the secret and copy it with Ctrl+C (the browser refused to copy).", "info");
+    }
+  }
+
+  /* ---- delete -------------------------------------------------------------------------- */
+
+  function confirmDelete(hook) {
+    state.deleting = hook;
+    $("delete-url").textContent = hook.url;
+    openDialog($("delete-dialog"));
+  }
+
+  async function deleteConfirmed() {
+    const dialog = $("delete-dialog");
+    const confirm = $("delete-confirm");
+    const hook = state.deleting;
+    setDialogBusy(dialog, true);
+    setBusy(confirm, true, "Deleting…");
+    try {
+      await api("DELETE", `/api/webhooks/${hook.id}`);
+      setDialogBusy(dialog, false);
+      closeDialog(dialog);
+      if (state.shown === hook.id) hideDeliveries();
+      notify("Webhook deleted.", "success");
+      await loadWebhooks();
+      $("new-webhook-button").focus();
+    } catch (error) {
+      notify(`Could not delete the webhook: ${error.message}`, "error");
+    } finally {
+      setBusy(confirm, false);
+      setDialogBusy(dialog, false);
+    }
+  }
+
+  /* ---- deliveries ---------------------------------------------------------------------- */
+
+  function showDeliveries(id) {
+    state.shown = id;
+    $("deliveries").hidden = false;
+    $("deliveries-url").textContent = findWebhook(id).url;
+    $("deliveries-body").replaceChildren();
+    $("deliveries-status").textContent = "Loading deliveries…";
+    loadDeliveries().then(() => $("deliveries-title").scrollIntoView({ block: "nearest" }));
+  }
+
+  function hideDeliveries() {
+    state.shown = null;
+    $("deliveries").hidden = true;
+    clearTimeout(pollTimer);
+  }
+
+  async function loadDeliveries() {
+    clearTimeout(pollTimer);
+    const id = state.shown;
+    if (id == null) return;
+    try {
+      const { items } = await api("GET", `/api/webhooks/${id}/deliveries`);
+      if (state.shown !== id) return;
+      $("deliveries-body").replaceChildren(...items.map(deliveryRow));
+      $("deliveries-status").textContent = items.length
+        ? `${items.length} most recent deliveries, newest first.`
+        : "No deliveries yet. Press Test to send a ping.";
+      // While some are still being retried, keep the outcomes fresh.
+      if (items.some((item) => item.status === "pending")) pollTimer = setTimeout(loadDeliveries, POLL_MS);
+    } catch (error) {
+      $("deliveries-status").textContent = `Could not load the deliveries: ${error.message}`;
+    }
+  }
+
+  function deliveryRow(item) {
+    return el(
+      "tr",
+      {},
+      el("td", { dataset: { label: "Event" } }, el("code", {}, item.event), el("div", { className: "muted small sku" }, item.event_id)),
+      el("td", { dataset: { label: "Outcome" } }, outcomeBadge(item), nextAttempt(item)),
+      el("td", { dataset: { label: "Response" } }, responseText(item) || "–"),
+      el("td", { dataset: { label: "Attempts" } }, attemptLog(item)),
+      el("td", { dataset: { label: "Created" } }, format.dateTime(item.created_at)),
+      el("td", { className: "actions" }, button("Redeliver", "redeliver", item.id, `Redeliver ${item.event} ${item.event_id}`)),
+    );
+  }
+
+  function outcomeBadge(item) {
+    const kinds = { succeeded: "badge-success", failed: "badge-danger", pending: "badge-warning" };
+    const label = item.status === "pending" && item.attempts ? "retrying" : item.status;
+    return el("span", { className: `badge ${kinds[item.status] || "badge-muted"}` }, label);
+  }
+
+  function nextAttempt(item) {
+    if (!item.next_attempt_at || !item.attempts) return null;
+    return el("div", { className: "muted small" }, `next try ${format.dateTime(item.next_attempt_at)}`);
+  }
+
+  function attemptLog(item) {
+    const log = item.attempt_log || [];
+    if (!log.length) return String(item.attempts);
+    const list = el("ol", { className: "small" });
+    log.forEach((attempt) => {
+      const code = attempt.status_code ? `HTTP ${attempt.status_code}` : "no answer";
+      list.append(el("li", {}, `${format.dateTime(attempt.at)}: ${code}. ${responseText(attempt)}`));
+    });
+    return el("details", {}, el("summary", {}, `${item.attempts} attempt${item.attempts === 1 ? "" : "s"}`), list);
+  }
+
+  async function redeliver(target) {
+    setBusy(target, true, "Queuing…");
+    try {
+      await api("POST", `/api/webhooks/${state.shown}/deliveries/${target.dataset.id}/redeliver`);
+      notify("Delivery queued; it is sent in the background.", "success");
+      await loadDeliveries();
+    } catch (error) {
+      notify(`Could not redeliver: ${error.message}`, "error");
+      setBusy(target, false);
+    }
+  }
+
+  function onDeliveriesClick(event) {
+    const target = event.target.closest('[data-action="redeliver"]');
+    if (target) redeliver(target);
+  }
+
+  /* ---- wiring -------------------------------------------------------------------------- */
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("new-webhook-button").addEventListener("click", () => openForm(null));
+    $("webhooks-body").addEventListener("click", onTableClick);
+    $("webhooks-body").addEventListener("change", onTableChange);
+    $("webhook-form").addEventListener("submit", submitForm);
+    $("secret-copy").addEventListener("click", copySecret);
+    $("delete-confirm").addEventListener("click", deleteConfirmed);
+    $("deliveries-body").addEventListener("click", onDeliveriesClick);
+    $("deliveries-refresh").addEventListener("click", loadDeliveries);
+    $("deliveries-close").addEventListener("click", hideDeliveries);
+    loadWebhooks();
+  });
+})();
