@@ -56,7 +56,7 @@ def test_a_file_without_a_sku_column_fails_with_its_reason_and_can_be_retried(pa
     page.goto("/")
     drop_file(page, "#dropzone", "no-sku.csv", "name,description\nFoo,Bar\n")
 
-    reason = page.get_by_role("alert").filter(has_text="The import failed")
+    reason = page.get_by_role("alert").filter(has_text="Nothing was imported")
     expect(reason).to_contain_text("Missing required column: sku")
     expect(page.locator("#job-badge")).to_have_text("Failed")
     expect(page.get_by_role("link", name="View products")).to_be_hidden()
@@ -90,3 +90,23 @@ def test_reloading_the_page_resumes_following_the_import(page: Page):
     expect(page.locator("#job-message")).to_have_text("Import complete")
     expect(page.locator("#stat-created")).to_have_text("1")
     expect(page.get_by_text("one.csv")).to_be_visible()
+
+
+def test_cancel_a_running_import(page: Page, http, tmp_path):
+    big = tmp_path / "big.csv"  # a path, not a buffer: Chromium reads it straight from disk
+    rows = "".join(f"SKU-{n},Widget {n},A blue widget number {n}\n" for n in range(400_000))
+    big.write_text("sku,name,description\n" + rows)
+    page.goto("/")
+    page.locator("#file-input").set_input_files(big)
+
+    expect(page.locator("#job-badge")).to_have_text("Running")
+    expect(page.locator("#stat-phase")).to_have_text(re.compile("Reading|Applying"))
+    expect(page.locator("#stat-speed")).to_contain_text("rows/s")
+    page.get_by_role("button", name="Cancel").click()
+
+    expect(page.locator("#job-badge")).to_have_text("Cancelled")
+    expect(page.locator("#job-message")).to_have_text("Import cancelled")
+    expect(page.get_by_text("the catalog was not changed")).to_be_visible()
+    expect(page.get_by_role("button", name="Retry")).to_be_visible()
+    job_id = re.search(r"\?job=(\d+)$", page.url).group(1)
+    assert http.get(f"/api/imports/{job_id}").json()["status"] == "cancelled"

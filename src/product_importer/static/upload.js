@@ -258,9 +258,9 @@
     const box = document.createElement("div");
     box.className = "stack";
     if (job.status === "failed") {
-      box.append(alertBox("error", "The import failed. The catalog was not changed.", job.error));
+      box.append(alertBox("error", "Nothing was imported", job.error));
     } else if (job.status === "cancelled") {
-      box.append(alertBox("info", "The import was cancelled. The catalog was not changed.", job.error));
+      box.append(alertBox("info", "Nothing was imported", job.error || "The import was cancelled."));
     } else {
       const total = job.created + job.updated + job.unchanged;
       const title = total === 1 ? "1 product imported" : `${format.number(total)} products imported`;
