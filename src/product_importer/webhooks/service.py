@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import Connection, Row, delete, insert, or_, select, update
+from sqlalchemy import Connection, Row, bindparam, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from .. import background
@@ -42,6 +42,56 @@ deliveries = Delivery.__table__
 attempts_table = Attempt.__table__
 endpoints = Endpoint.__table__
 _state = {"cleaned_at": 0.0, "submitted": {}}
+
+# Statements a worker runs for every attempt, built once (building them costs more than
+# running them).
+_due_now = (
+    select(deliveries.c.id)
+    .where(
+        deliveries.c.id == bindparam("delivery_id"),
+        deliveries.c.status == DeliveryStatus.PENDING.value,
+        deliveries.c.next_attempt_at <= bindparam("now"),
+        or_(deliveries.c.locked_until.is_(None), deliveries.c.locked_until < bindparam("now")),
+    )
+    .with_for_update(skip_locked=True)
+    .scalar_subquery()
+)
+CLAIM = (
+    update(deliveries)
+    .where(deliveries.c.id == _due_now)
+    .values(attempts=deliveries.c.attempts + 1, locked_until=bindparam("lease_until"))
+    .returning(
+        deliveries.c.id,
+        deliveries.c.attempts,
+        deliveries.c.endpoint_id,
+        deliveries.c.event_id,
+        deliveries.c.payload,
+        deliveries.c.created_at,
+    )
+)
+ENDPOINT = select(endpoints.c.url, endpoints.c.secret, endpoints.c.enabled).where(
+    endpoints.c.id == bindparam("endpoint_id")
+)
+RECORD = (
+    update(deliveries)
+    # only while this attempt's claim holds: a worker that lost it records nothing
+    .where(deliveries.c.id == bindparam("delivery_id"))
+    .where(deliveries.c.attempts == bindparam("attempt"))
+    .values(
+        locked_until=None,
+        **{
+            name: bindparam(name, type_=deliveries.c[name].type)
+            for name in (
+                "status",
+                "status_code",
+                "response_time_ms",
+                "error",
+                "next_attempt_at",
+                "finished_at",
+            )
+        },
+    )
+)
 
 
 # --- settings ---------------------------------------------------------------------------------
@@ -319,57 +369,28 @@ def deliver_one(delivery_id: int) -> bool:
 def _claim(delivery_id: int) -> tuple[Claim, Row | None] | None:
     """Take a due delivery for one attempt (another worker skips it until the lease ends)."""
     now = utcnow()
-    due = (
-        select(deliveries.c.id)
-        .where(
-            deliveries.c.id == delivery_id,
-            deliveries.c.status == DeliveryStatus.PENDING,
-            deliveries.c.next_attempt_at <= now,
-            or_(deliveries.c.locked_until.is_(None), deliveries.c.locked_until < now),
-        )
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    lease = timedelta(seconds=timeout_seconds() + LEASE_MARGIN_SECONDS)
+    lease_until = now + timedelta(seconds=timeout_seconds() + LEASE_MARGIN_SECONDS)
     with db.engine.begin() as conn:
-        row = conn.execute(
-            update(deliveries)
-            .where(deliveries.c.id == due)
-            .values(attempts=deliveries.c.attempts + 1, locked_until=now + lease)
-            .returning(
-                deliveries.c.id,
-                deliveries.c.attempts,
-                deliveries.c.endpoint_id,
-                deliveries.c.event_id,
-                deliveries.c.payload,
-                deliveries.c.created_at,
-            )
-        ).first()
+        params = {"delivery_id": delivery_id, "now": now, "lease_until": lease_until}
+        row = conn.execute(CLAIM, params).first()
         if row is None:
             return None
-        endpoint = conn.execute(
-            select(endpoints.c.url, endpoints.c.secret, endpoints.c.enabled).where(
-                endpoints.c.id == row.endpoint_id
-            )
-        ).first()
+        endpoint = conn.execute(ENDPOINT, {"endpoint_id": row.endpoint_id}).first()
     return Claim(*row), endpoint
 
 
 def _record(claim: Claim, outcome: Outcome, started: datetime) -> None:
     """Log the attempt and move the delivery on: done, failed, or due again later."""
+    reply = _reply(outcome)
     with db.engine.begin() as conn:
         conn.execute(
-            insert(attempts_table).values(
-                delivery_id=claim.id, number=claim.attempt, started_at=started, **_reply(outcome)
-            )
+            insert(attempts_table),
+            {"delivery_id": claim.id, "number": claim.attempt, "started_at": started, **reply},
         )
-        conn.execute(
-            update(deliveries)
-            .where(deliveries.c.id == claim.id, deliveries.c.attempts == claim.attempt)
-            .values(locked_until=None, **{**_reply(outcome), **_next_state(claim, outcome)})
-        )
+        state = {"delivery_id": claim.id, "attempt": claim.attempt, **reply}
+        conn.execute(RECORD, state | _next_state(claim, outcome))
         if outcome.verdict == Verdict.GONE:
-            _disable(conn, claim.endpoint_id, outcome.error)
+            _disable(conn, claim.endpoint_id)
 
 
 def _next_state(claim: Claim, outcome: Outcome) -> dict:
@@ -380,7 +401,11 @@ def _next_state(claim: Claim, outcome: Outcome) -> dict:
         delay = retry_delay(claim.attempt, outcome.retry_after)
         next_at = now + timedelta(seconds=delay)
         if next_at <= _aware(claim.created_at) + RETRY_WINDOW:
-            return {"status": DeliveryStatus.PENDING, "next_attempt_at": next_at}
+            return {
+                "status": DeliveryStatus.PENDING,
+                "next_attempt_at": next_at,
+                "finished_at": None,
+            }
         return {
             "status": DeliveryStatus.FAILED,
             "next_attempt_at": None,
@@ -400,7 +425,7 @@ def retry_delay(attempt: int, retry_after: float | None = None) -> float:
     return delay
 
 
-def _disable(conn: Connection, endpoint_id: int, reason: str | None) -> None:
+def _disable(conn: Connection, endpoint_id: int) -> None:
     log.warning("webhook %s answered 410 Gone; disabling it", endpoint_id)
     conn.execute(
         update(endpoints)
