@@ -155,3 +155,21 @@ def test_redeliver_of_an_unknown_delivery_is_not_found(client, make_endpoint, re
 
     assert response.status_code == 404
     assert response.get_json()["error"]["code"] == "not_found"
+
+
+def test_the_openapi_part_refers_only_to_schemas_it_defines():
+    import json
+
+    from product_importer.webhooks import openapi
+
+    text = json.dumps(openapi.paths())
+    known = set(openapi.schemas()) | {"Error"}  # Error: the app's one error shape
+    referred = {part.split('"')[0] for part in text.split("#/components/schemas/")[1:]}
+    assert referred <= known
+    assert set(openapi.paths()) == {
+        "/api/webhooks",
+        "/api/webhooks/{id}",
+        "/api/webhooks/{id}/test",
+        "/api/webhooks/{id}/deliveries",
+        "/api/webhooks/{id}/deliveries/{did}/redeliver",
+    }

@@ -239,3 +239,23 @@ def test_old_finished_deliveries_are_removed(make_endpoint, receiver):
     assert service.remove_old_deliveries() == 1
     assert db.session.scalars(select(Attempt)).all() == []
     assert db.session.scalars(select(Endpoint)).one()
+
+
+def test_redelivering_a_waiting_retry_sends_it_now(client, make_endpoint, receiver):
+    endpoint = make_endpoint(receiver.url)
+    receiver.answer(Answer(status=503, headers={"Retry-After": "3600"}))
+    (delivery_id,) = publish()
+    receiver.wait_for(1)
+    deadline = time.monotonic() + 10
+    while delivery(delivery_id).status_code != 503:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    url = f"/api/webhooks/{endpoint['id']}/deliveries/{delivery_id}/redeliver"
+    response = client.post(url)
+
+    assert response.status_code == 202
+    assert response.get_json()["id"] == delivery_id, "the waiting delivery itself, not a copy"
+    done = wait_for(delivery_id)
+    assert done.attempts == 2
+    assert len(receiver.requests) == 2

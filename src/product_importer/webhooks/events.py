@@ -2,6 +2,7 @@
 
 import json
 import uuid
+from datetime import timedelta
 
 from sqlalchemy import (
     Connection,
@@ -31,6 +32,8 @@ EVENT_TYPES = (
     "import.failed",
 )
 PING = "ping"
+# How long the sweep trusts a task message to be on its way before it sends another.
+QUEUED_GRACE_SECONDS = 30.0
 endpoints = Endpoint.__table__
 deliveries = Delivery.__table__
 
@@ -41,7 +44,7 @@ FAN_OUT = (
     insert(deliveries)
     .from_select(
         ["endpoint_id", "event_id", "event_type", "payload", "status", "attempts"]
-        + ["created_at", "next_attempt_at"],
+        + ["created_at", "next_attempt_at", "queued_until"],
         select(
             endpoints.c.id,
             bindparam("event_id", type_=String),
@@ -51,6 +54,7 @@ FAN_OUT = (
             literal(0, Integer),
             bindparam("now", type_=DateTime(timezone=True)),
             bindparam("now", type_=DateTime(timezone=True)),
+            bindparam("queued_until", type_=DateTime(timezone=True)),
         ).where(
             endpoints.c.enabled,
             cast(endpoints.c.events, Text).like(bindparam("subscribed"), escape="/"),
@@ -85,6 +89,20 @@ def publish(conn: Connection, event_type: str, data: dict) -> list[int]:
     The deliveries are rows written in the caller's transaction: a rolled-back change sends
     nothing. Call `send(ids)` after the commit, or leave them to the periodic sweep.
     """
+    return _fan_out(conn, event_type, data, queued_until=None)
+
+
+def publish_in_session(session: Session, event_type: str, data: dict) -> None:
+    """Publish within an ORM session's transaction; deliveries start once it commits."""
+    queued_until = utcnow() + timedelta(seconds=QUEUED_GRACE_SECONDS)
+    ids = _fan_out(session.connection(), event_type, data, queued_until=queued_until)
+    if ids:
+        from .tasks import deliver
+
+        background.submit_after_commit(session, deliver, ids)
+
+
+def _fan_out(conn: Connection, event_type: str, data: dict, *, queued_until) -> list[int]:
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown webhook event type {event_type!r}")
     event_id, now = new_event_id(), utcnow()
@@ -94,17 +112,9 @@ def publish(conn: Connection, event_type: str, data: dict) -> list[int]:
         "event_type": event_type,
         "payload": payload(event_id, event_type, data),
         "now": now,
+        "queued_until": queued_until,
     }
     return list(conn.execute(FAN_OUT, params).scalars())
-
-
-def publish_in_session(session: Session, event_type: str, data: dict) -> None:
-    """Publish within an ORM session's transaction; deliveries start once it commits."""
-    ids = publish(session.connection(), event_type, data)
-    if ids:
-        from .tasks import deliver
-
-        background.submit_after_commit(session, deliver, ids)
 
 
 def send(delivery_ids: list[int]) -> None:

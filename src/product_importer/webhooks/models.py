@@ -69,6 +69,8 @@ class Delivery(db.Model):
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # A worker sending it holds it until then; a worker that died lets it go.
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A task message for it is on its way; the sweep sends another only after this.
+    queued_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (

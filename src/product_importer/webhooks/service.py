@@ -31,7 +31,6 @@ RETRY_WINDOW = timedelta(hours=24)  # "about a day" of retries
 MAX_RETRY_DELAY_SECONDS = 4 * 3600.0
 RETRY_FACTOR = 3
 LEASE_MARGIN_SECONDS = 60.0  # a claim outlives the attempt's timeout by this much
-RESUBMIT_SECONDS = 30.0  # how long the sweep trusts a message it sent to be handled
 SWEEP_LIMIT = 500
 DELIVERY_RETENTION = timedelta(days=30)
 CLEANUP_EVERY_SECONDS = 3600.0
@@ -41,7 +40,7 @@ READ_ONLY = {"id", "created_at", "secret", "disabled_reason"}
 deliveries = Delivery.__table__
 attempts_table = Attempt.__table__
 endpoints = Endpoint.__table__
-_state = {"cleaned_at": 0.0, "submitted": {}}
+_state = {"cleaned_at": 0.0}
 
 # Statements a worker runs for every attempt, built once (building them costs more than
 # running them).
@@ -79,6 +78,7 @@ RECORD = (
     .where(deliveries.c.attempts == bindparam("attempt"))
     .values(
         locked_until=None,
+        queued_until=None,  # a retry is the sweep's to send when it falls due
         **{
             name: bindparam(name, type_=deliveries.c[name].type)
             for name in (
@@ -259,8 +259,10 @@ def redeliver(session: Session, endpoint_id: int, delivery_id: int) -> Delivery:
         raise NotFound(f"Delivery {delivery_id} of webhook {endpoint_id} does not exist.")
     if not endpoint.enabled:
         raise Conflict("The webhook is disabled. Enable it, then redeliver.")
+    queued_until = utcnow() + timedelta(seconds=events.QUEUED_GRACE_SECONDS)
     if original.status == DeliveryStatus.PENDING:
         original.next_attempt_at = utcnow()  # a retry waiting for later: bring it forward
+        original.queued_until = queued_until
         delivery = original
     else:
         delivery = Delivery(
@@ -271,6 +273,7 @@ def redeliver(session: Session, endpoint_id: int, delivery_id: int) -> Delivery:
             status=DeliveryStatus.PENDING,
             attempts=0,
             next_attempt_at=utcnow(),
+            queued_until=queued_until,
         )
         session.add(delivery)
     session.flush()
@@ -456,38 +459,36 @@ def periodic() -> None:
 
 
 def dispatch_due() -> int:
-    """Hand each due, unclaimed delivery to a task; return how many were handed out."""
+    """Hand each due delivery no task is on its way for to a task; return how many."""
     now = utcnow()
-    with db.engine.connect() as conn:
-        due = conn.execute(
-            select(deliveries.c.id, deliveries.c.next_attempt_at)
-            .where(
-                deliveries.c.status == DeliveryStatus.PENDING,
-                deliveries.c.next_attempt_at <= now,
-                or_(deliveries.c.locked_until.is_(None), deliveries.c.locked_until < now),
+    waiting = (
+        select(deliveries.c.id)
+        .where(
+            deliveries.c.status == DeliveryStatus.PENDING,
+            deliveries.c.next_attempt_at <= now,
+            or_(deliveries.c.locked_until.is_(None), deliveries.c.locked_until < now),
+            or_(deliveries.c.queued_until.is_(None), deliveries.c.queued_until < now),
+        )
+        .order_by(deliveries.c.next_attempt_at)
+        .limit(SWEEP_LIMIT)
+        .with_for_update(skip_locked=True)
+    )
+    queued_until = now + timedelta(seconds=events.QUEUED_GRACE_SECONDS)
+    with db.engine.begin() as conn:
+        # marked as queued, so other workers' sweeps leave them alone
+        ids = (
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id.in_(waiting.scalar_subquery()))
+                .values(queued_until=queued_until)
+                .returning(deliveries.c.id)
             )
-            .order_by(deliveries.c.next_attempt_at)
-            .limit(SWEEP_LIMIT)
-        ).all()
-    fresh = _not_recently_submitted(due)
-    for delivery_id in fresh:
+            .scalars()
+            .all()
+        )
+    for delivery_id in ids:
         events.send([delivery_id])
-    return len(fresh)
-
-
-def _not_recently_submitted(due) -> list[int]:
-    """Skip what this process already handed out for the same due time, while it waits in line."""
-    now = time.monotonic()
-    submitted = _state["submitted"]
-    for key in [key for key, at in submitted.items() if now - at > RESUBMIT_SECONDS]:
-        del submitted[key]
-    fresh = []
-    for row in due:
-        key = (row.id, row.next_attempt_at)  # a retry, or a redelivery, is due at a new time
-        if key not in submitted:
-            submitted[key] = now
-            fresh.append(row.id)
-    return fresh
+    return len(ids)
 
 
 def remove_old_deliveries() -> int:

@@ -50,6 +50,7 @@ def upgrade():
         sa.Column("created_at", Stamp, nullable=False),
         sa.Column("next_attempt_at", Stamp),
         sa.Column("locked_until", Stamp),
+        sa.Column("queued_until", Stamp),
         sa.Column("finished_at", Stamp),
     )
     op.create_index(
