@@ -1,0 +1,480 @@
+/* The products page: a table filled from GET /api/products, with filters, sorting and page
+   numbers kept in the address; create and edit in a modal form; delete one product or all. */
+(function () {
+  "use strict";
+
+  const { api, format, notify, openDialog, closeDialog, setBusy, setDialogBusy } = window.App;
+  const $ = (id) => document.getElementById(id);
+  const FILTERS = ["sku", "name", "description", "active"];
+  const FIELDS = ["sku", "name", "description", "active"];
+  const DEFAULT_SORT = "-updated_at";
+  const DEFAULT_PER_PAGE = 50;
+  const DEBOUNCE_MS = 300;
+
+  const filterForm = $("filters");
+  const table = $("products-table");
+  const tbody = $("products-body");
+  const state = { filters: {}, page: 1, perPage: DEFAULT_PER_PAGE, sort: DEFAULT_SORT, items: [], total: 0 };
+  let loadSeq = 0;
+
+  /* ---- state <-> address -------------------------------------------------------------- */
+
+  function readAddress() {
+    const params = new URLSearchParams(location.search);
+    FILTERS.forEach((name) => (state.filters[name] = (params.get(name) || "").trim()));
+    state.page = positive(params.get("page"), 1);
+    state.perPage = positive(params.get("per_page"), DEFAULT_PER_PAGE);
+    state.sort = params.get("sort") || DEFAULT_SORT;
+  }
+
+  function positive(text, fallback) {
+    const value = Number.parseInt(text, 10);
+    return Number.isFinite(value) && value > 0 ? value : fallback;
+  }
+
+  /* Query for the page address (defaults left out) or for the API (`full`). */
+  function query({ page = state.page, full = false } = {}) {
+    const params = new URLSearchParams();
+    FILTERS.forEach((name) => state.filters[name] && params.set(name, state.filters[name]));
+    if (full || state.sort !== DEFAULT_SORT) params.set("sort", state.sort);
+    if (full || state.perPage !== DEFAULT_PER_PAGE) params.set("per_page", String(state.perPage));
+    if (full || page !== 1) params.set("page", String(page));
+    return params.toString();
+  }
+
+  function writeAddress(mode) {
+    const search = query();
+    const url = search ? `?${search}` : location.pathname;
+    if (mode === "push") history.pushState(null, "", url);
+    else history.replaceState(null, "", url);
+  }
+
+  function fillForm() {
+    FILTERS.forEach((name) => (filterForm.elements[name].value = state.filters[name]));
+    $("per-page").value = String(state.perPage);
+  }
+
+  function readForm() {
+    FILTERS.forEach((name) => (state.filters[name] = filterForm.elements[name].value.trim()));
+  }
+
+  function filtering() {
+    return FILTERS.some((name) => state.filters[name]);
+  }
+
+  /* ---- loading and rendering ---------------------------------------------------------- */
+
+  async function load() {
+    const seq = ++loadSeq;
+    table.setAttribute("aria-busy", "true");
+    try {
+      const data = await api("GET", `/api/products?${query({ full: true })}`);
+      if (seq !== loadSeq) return; // a newer request is on its way
+      if (data.pages > 0 && state.page > data.pages) return goToPage(data.pages, "replace");
+      Object.assign(state, { items: data.items, total: data.total, pages: data.pages });
+      render();
+    } catch (error) {
+      if (seq !== loadSeq) return;
+      if (error.status === 422 && state.page > 1) return goToPage(1, "replace");
+      $("list-summary").textContent = "The products could not be loaded.";
+      notify(`Could not load the products: ${error.message}`, "error");
+    } finally {
+      if (seq === loadSeq) table.removeAttribute("aria-busy");
+    }
+  }
+
+  function goToPage(page, mode) {
+    state.page = page;
+    writeAddress(mode);
+    return load();
+  }
+
+  function render() {
+    const focus = focusedAction();
+    tbody.replaceChildren(...(state.items.length ? state.items.map(productRow) : [emptyRow()]));
+    if (focus) restoreFocus(focus);
+    const count = `${format.number(state.total)} product${state.total === 1 ? "" : "s"}`;
+    $("list-summary").textContent = filtering() ? `${count} match the filters` : count;
+    renderSort();
+    renderPagination();
+    $("export-link").href = `/api/products/export.csv?${exportQuery()}`;
+    $("delete-all-button").disabled = !filtering() && state.total === 0;
+  }
+
+  /* A row button that had the focus is replaced on every render: focus its successor. */
+  function focusedAction() {
+    const active = document.activeElement;
+    if (!active || !tbody.contains(active)) return null;
+    return { action: active.dataset.action, id: active.dataset.id };
+  }
+
+  function restoreFocus({ action, id }) {
+    const again = tbody.querySelector(`button[data-action="${action}"][data-id="${id}"]`);
+    (again || $("list-summary")).focus();
+  }
+
+  function exportQuery() {
+    const params = new URLSearchParams();
+    FILTERS.forEach((name) => state.filters[name] && params.set(name, state.filters[name]));
+    params.set("sort", state.sort);
+    return params.toString();
+  }
+
+  function cell(label, content, className) {
+    const td = document.createElement("td");
+    if (label) td.dataset.label = label;
+    if (className) td.className = className;
+    if (content instanceof Node) td.append(content);
+    else td.textContent = content;
+    return td;
+  }
+
+  function element(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text != null) node.textContent = text;
+    return node;
+  }
+
+  function productRow(product) {
+    const row = document.createElement("tr");
+    row.dataset.id = product.id;
+    const description = element("div", "truncate", product.description || "–");
+    if (product.description) description.title = product.description;
+    const status = product.active
+      ? element("span", "badge badge-success", "Active")
+      : element("span", "badge badge-muted", "Inactive");
+    const updated = element("time", "nowrap", format.dateTime(product.updated_at));
+    updated.dateTime = product.updated_at;
+    const actions = document.createDocumentFragment();
+    actions.append(
+      actionButton("Edit", `Edit ${product.sku}`, "edit", product.id),
+      actionButton("Delete", `Delete ${product.sku}`, "delete", product.id),
+    );
+    row.append(
+      cell("SKU", product.sku, "sku"),
+      cell("Name", product.name),
+      cell("Description", description),
+      cell("Status", status),
+      cell("Updated", updated),
+      cell(null, actions, "actions"),
+    );
+    return row;
+  }
+
+  function actionButton(text, label, action, id) {
+    const button = element("button", action === "delete" ? "btn btn-sm btn-danger-outline" : "btn btn-sm", text);
+    button.type = "button";
+    button.dataset.action = action;
+    button.dataset.id = id;
+    button.setAttribute("aria-label", label);
+    return button;
+  }
+
+  function emptyRow() {
+    const row = document.createElement("tr");
+    const box = element("div", "empty-state");
+    if (filtering()) {
+      box.append(element("p", null, ""), element("p", null, "Try fewer or shorter filters."));
+      box.firstChild.append(element("strong", null, "No products match these filters"));
+      const clear = element("button", "btn btn-sm", "Clear filters");
+      clear.type = "button";
+      clear.addEventListener("click", clearFilters);
+      box.append(clear);
+    } else {
+      box.append(element("p", null, ""), element("p", null, ""));
+      box.firstChild.append(element("strong", null, "No products yet"));
+      const link = element("a", null, "Import a CSV file");
+      link.href = "/";
+      box.lastChild.append(link, " or add a product with “New product”.");
+    }
+    const td = cell(null, box, "empty-cell");
+    td.colSpan = 6;
+    row.append(td);
+    return row;
+  }
+
+  function renderSort() {
+    const field = state.sort.replace(/^-/, "");
+    const descending = state.sort.startsWith("-");
+    table.querySelectorAll("th[data-sort]").forEach((th) => {
+      if (th.dataset.sort === field) th.setAttribute("aria-sort", descending ? "descending" : "ascending");
+      else th.removeAttribute("aria-sort");
+    });
+  }
+
+  /* Page numbers: the first, the last, and two either side of the current one. */
+  function pageNumbers(current, pages) {
+    const numbers = [];
+    for (let n = 1; n <= pages; n += 1) {
+      if (n === 1 || n === pages || Math.abs(n - current) <= 2) numbers.push(n);
+      else if (numbers[numbers.length - 1] !== null) numbers.push(null);
+    }
+    return numbers;
+  }
+
+  function pageLink(page, text, label, { current = false, disabled = false } = {}) {
+    const item = document.createElement("li");
+    const link = element("a", null, text);
+    const search = query({ page });
+    link.href = search ? `?${search}` : location.pathname;
+    link.dataset.page = page;
+    link.setAttribute("aria-label", label);
+    if (current) link.setAttribute("aria-current", "page");
+    if (disabled) {
+      link.setAttribute("aria-disabled", "true");
+      link.tabIndex = -1;
+    }
+    item.append(link);
+    return item;
+  }
+
+  function renderPagination() {
+    const nav = $("pagination");
+    const pages = Math.max(1, state.pages || 0);
+    nav.hidden = state.total === 0;
+    $("page-status").textContent = `Page ${state.page} of ${pages}`;
+    const items = [pageLink(state.page - 1, "‹ Prev", "Previous page", { disabled: state.page <= 1 })];
+    pageNumbers(state.page, pages).forEach((n) => {
+      if (n === null) {
+        const gap = document.createElement("li");
+        gap.append(element("span", "gap", "…"));
+        items.push(gap);
+      } else {
+        items.push(pageLink(n, String(n), `Page ${n}`, { current: n === state.page }));
+      }
+    });
+    items.push(pageLink(state.page + 1, "Next ›", "Next page", { disabled: state.page >= pages }));
+    $("page-links").replaceChildren(...items);
+  }
+
+  /* ---- filters, sorting, pages -------------------------------------------------------- */
+
+  let debounce = null;
+
+  function applyFilters() {
+    clearTimeout(debounce);
+    readForm();
+    state.page = 1;
+    writeAddress("replace");
+    load();
+  }
+
+  function clearFilters() {
+    filterForm.reset();
+    FILTERS.forEach((name) => (filterForm.elements[name].value = ""));
+    applyFilters();
+    filterForm.elements.sku.focus();
+  }
+
+  filterForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    applyFilters();
+  });
+  filterForm.addEventListener("input", (event) => {
+    if (event.target.tagName === "SELECT") return applyFilters();
+    clearTimeout(debounce);
+    debounce = setTimeout(applyFilters, DEBOUNCE_MS);
+  });
+  $("clear-filters").addEventListener("click", clearFilters);
+
+  $("per-page").addEventListener("change", (event) => {
+    state.perPage = Number(event.target.value);
+    goToPage(1, "replace");
+  });
+
+  table.querySelector("thead").addEventListener("click", (event) => {
+    const th = event.target.closest("th[data-sort]");
+    if (!th) return;
+    const field = th.dataset.sort;
+    const current = state.sort.replace(/^-/, "");
+    const descendingFirst = field === "updated_at";
+    if (current === field) state.sort = state.sort.startsWith("-") ? field : `-${field}`;
+    else state.sort = descendingFirst ? `-${field}` : field;
+    goToPage(1, "replace");
+  });
+
+  $("page-links").addEventListener("click", (event) => {
+    const link = event.target.closest("a[data-page]");
+    if (!link || event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
+    event.preventDefault();
+    goToPage(Number(link.dataset.page), "push");
+    table.scrollIntoView({ block: "nearest" });
+  });
+
+  window.addEventListener("popstate", () => {
+    readAddress();
+    fillForm();
+    load();
+  });
+
+  /* ---- create and edit ---------------------------------------------------------------- */
+
+  const productDialog = $("product-dialog");
+  const productForm = $("product-form");
+  let editing = null;
+
+  function openProductForm(product) {
+    editing = product || null;
+    productForm.reset();
+    clearErrors();
+    $("product-dialog-title").textContent = product ? `Edit ${product.sku}` : "New product";
+    $("product-save").textContent = product ? "Save changes" : "Create product";
+    productForm.elements.sku.value = product ? product.sku : "";
+    productForm.elements.name.value = product ? product.name : "";
+    productForm.elements.description.value = product ? product.description || "" : "";
+    productForm.elements.active.checked = product ? product.active : true;
+    openDialog(productDialog, { focus: product ? productForm.elements.name : productForm.elements.sku });
+  }
+
+  function formValues() {
+    const elements = productForm.elements;
+    return {
+      sku: elements.sku.value.trim(),
+      name: elements.name.value.trim(),
+      description: elements.description.value.trim(),
+      active: elements.active.checked,
+    };
+  }
+
+  /* For an edit, send only what changed (PATCH is partial). */
+  function changes(values) {
+    if (!editing) return values;
+    return Object.fromEntries(Object.entries(values).filter(([key, value]) => value !== editing[key]));
+  }
+
+  function clearErrors() {
+    $("product-form-error").textContent = "";
+    FIELDS.forEach((field) => setFieldError(field, ""));
+  }
+
+  function setFieldError(field, message) {
+    const input = productForm.elements[field];
+    $(`product-${field}-error`).textContent = message;
+    if (message) input.setAttribute("aria-invalid", "true");
+    else input.removeAttribute("aria-invalid");
+  }
+
+  function showErrors(error) {
+    const details = error.details && typeof error.details === "object" ? error.details : {};
+    const known = Object.keys(details).filter((field) => FIELDS.includes(field));
+    if (error.status === 409 && !known.length) {
+      setFieldError("sku", error.message);
+      known.push("sku");
+    }
+    known.forEach((field) => setFieldError(field, String(details[field] || error.message)));
+    const others = Object.keys(details).filter((field) => !FIELDS.includes(field));
+    if (!known.length || others.length) {
+      const extra = others.map((field) => `${field}: ${details[field]}`).join("; ");
+      $("product-form-error").textContent = extra ? `${error.message} (${extra})` : error.message;
+    }
+    const first = FIELDS.find((field) => known.includes(field));
+    (first ? productForm.elements[first] : productForm.elements.sku).focus();
+  }
+
+  productForm.addEventListener("input", (event) => {
+    if (FIELDS.includes(event.target.name)) setFieldError(event.target.name, "");
+  });
+
+  productForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearErrors();
+    const values = formValues();
+    const body = changes(values);
+    if (editing && !Object.keys(body).length) {
+      closeDialog(productDialog);
+      return notify("Nothing changed.", "info");
+    }
+    const button = $("product-save");
+    setBusy(button, true, "Saving…");
+    setDialogBusy(productDialog, true);
+    try {
+      const product = editing
+        ? await api("PATCH", `/api/products/${editing.id}`, body)
+        : await api("POST", "/api/products", body);
+      setDialogBusy(productDialog, false);
+      closeDialog(productDialog);
+      notify(editing ? `Saved ${product.sku}.` : `Created ${product.sku}.`, "success");
+      load();
+    } catch (error) {
+      setDialogBusy(productDialog, false);
+      showErrors(error);
+      if (error.status === 404) load();
+    } finally {
+      setBusy(button, false);
+    }
+  });
+
+  $("new-product-button").addEventListener("click", () => openProductForm(null));
+
+  /* ---- delete one --------------------------------------------------------------------- */
+
+  const deleteDialog = $("delete-dialog");
+  let deleting = null;
+
+  tbody.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-action]");
+    if (!button) return;
+    const product = state.items.find((item) => String(item.id) === button.dataset.id);
+    if (!product) return;
+    if (button.dataset.action === "edit") return openProductForm(product);
+    deleting = product;
+    $("delete-sku").textContent = product.sku;
+    openDialog(deleteDialog);
+  });
+
+  $("delete-confirm").addEventListener("click", async (event) => {
+    const button = event.currentTarget;
+    setBusy(button, true, "Deleting…");
+    setDialogBusy(deleteDialog, true);
+    try {
+      await api("DELETE", `/api/products/${deleting.id}`);
+      notify(`Deleted ${deleting.sku}.`, "success");
+    } catch (error) {
+      if (error.status === 404) notify(`${deleting.sku} was already deleted.`, "info");
+      else notify(`Could not delete ${deleting.sku}: ${error.message}`, "error");
+    } finally {
+      setBusy(button, false);
+      setDialogBusy(deleteDialog, false);
+      closeDialog(deleteDialog);
+      load();
+    }
+  });
+
+  /* ---- delete all --------------------------------------------------------------------- */
+
+  const deleteAllDialog = $("delete-all-dialog");
+
+  $("delete-all-button").addEventListener("click", () => {
+    $("delete-all-count").textContent = filtering()
+      ? "Every product in the catalog is deleted, not only those the filters show."
+      : `All ${format.number(state.total)} products in the catalog will be deleted.`;
+    $("delete-all-progress").textContent = "";
+    openDialog(deleteAllDialog);
+  });
+
+  $("delete-all-confirm").addEventListener("click", async (event) => {
+    const button = event.currentTarget;
+    setBusy(button, true, "Deleting…");
+    setDialogBusy(deleteAllDialog, true);
+    $("delete-all-progress").textContent = "Deleting every product. A large catalog takes a few seconds…";
+    try {
+      const result = await api("DELETE", "/api/products?confirm=true");
+      const deleted = result && result.deleted != null ? result.deleted : 0;
+      notify(`Deleted ${format.number(deleted)} product${deleted === 1 ? "" : "s"}.`, "success");
+    } catch (error) {
+      notify(`The products were not deleted: ${error.message}`, "error");
+    } finally {
+      setBusy(button, false);
+      setDialogBusy(deleteAllDialog, false);
+      closeDialog(deleteAllDialog);
+      goToPage(1, "replace");
+    }
+  });
+
+  /* ---- start -------------------------------------------------------------------------- */
+
+  readAddress();
+  fillForm();
+  load();
+})();

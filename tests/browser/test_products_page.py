@@ -1,0 +1,259 @@
+"""The products page: filter and page through the catalog, create, edit and delete products."""
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.helpers import import_csv
+
+
+def catalog(count: int) -> str:
+    """A CSV of `count` products: odd ones blue widgets, even ones red gadgets, every 4th inactive,
+    every 3rd made of steel."""
+    lines = ["sku,name,description,active"]
+    for n in range(1, count + 1):
+        name = f"Blue widget {n}" if n % 2 else f"Red gadget {n}"
+        material = "steel" if n % 3 == 0 else "wood"
+        lines.append(f"SKU-{n:03d},{name},Made of {material},{'no' if n % 4 == 0 else 'yes'}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def products_api(http):
+    """Skip, saying why, while the products API is not served yet (it is built in parallel)."""
+    if http.get("/api/products").status_code in (404, 405):
+        pytest.skip("the products API (GET /api/products) is not served yet")
+
+
+@pytest.fixture
+def seed(http):
+    """Import a CSV through the API; fail the test unless it imports cleanly."""
+
+    def seed(content: str) -> dict:
+        job = import_csv(http, content)
+        assert job["status"] == "completed", job
+        return job
+
+    return seed
+
+
+def rows(page: Page):
+    return page.locator("#products-body tr")
+
+
+def filters(page: Page):
+    return page.get_by_role("search", name="Filter products")
+
+
+def skus(page: Page) -> list[str]:
+    return page.locator('#products-body td[data-label="SKU"]').all_inner_texts()
+
+
+def test_filter_sort_and_paginate(page: Page, products_api, seed):
+    seed(catalog(120))
+    page.goto("/products")
+    expect(page.get_by_role("link", name="Products")).to_have_attribute("aria-current", "page")
+    expect(page.locator("#list-summary")).to_have_text("120 products")
+    expect(page.get_by_text("Page 1 of 3")).to_be_visible()
+    expect(rows(page)).to_have_count(50)
+    first_page = skus(page)
+
+    page.get_by_role("link", name="Page 2", exact=True).click()
+    expect(page.get_by_text("Page 2 of 3")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"page=2"))
+    expect(page.get_by_role("link", name="Page 2", exact=True)).to_have_attribute(
+        "aria-current", "page"
+    )
+    expect(rows(page).first).not_to_have_text(first_page[0])
+    assert not set(skus(page)) & set(first_page)
+    page.get_by_role("link", name="Next page").click()
+    expect(page.get_by_text("Page 3 of 3")).to_be_visible()
+    expect(rows(page)).to_have_count(20)
+    page.go_back()
+    expect(page.get_by_text("Page 2 of 3")).to_be_visible()
+
+    filters(page).get_by_label("Name").fill("gadget")
+    expect(page.locator("#list-summary")).to_have_text("60 products match the filters")
+    expect(page.get_by_text("Page 1 of 2")).to_be_visible()
+    filters(page).get_by_label("Status").select_option("Inactive")
+    expect(page.locator("#list-summary")).to_have_text("30 products match the filters")
+    filters(page).get_by_label("SKU").fill("sku-00")
+    expect(page.locator("#list-summary")).to_have_text("2 products match the filters")
+    assert sorted(skus(page)) == ["SKU-004", "SKU-008"]
+    expect(rows(page).first.get_by_text("Inactive")).to_be_visible()
+
+    page.reload()  # the filters live in the address
+    expect(filters(page).get_by_label("Name")).to_have_value("gadget")
+    expect(page.locator("#list-summary")).to_have_text("2 products match the filters")
+
+    filters(page).get_by_label("Description").fill("steel")
+    expect(page.get_by_text("No products match these filters")).to_be_visible()
+    page.get_by_role("button", name="Clear filters").click()
+    expect(page.locator("#list-summary")).to_have_text("120 products")
+
+    page.get_by_role("button", name="SKU", exact=True).click()
+    expect(rows(page).first.locator('[data-label="SKU"]')).to_have_text("SKU-001")
+    page.get_by_role("button", name="SKU", exact=True).click()
+    expect(rows(page).first.locator('[data-label="SKU"]')).to_have_text("SKU-120")
+
+
+def test_create_shows_field_errors_then_succeeds(page: Page, products_api, seed, http):
+    seed("sku,name\nSKU-1,Existing\n")
+    page.goto("/products")
+    expect(rows(page)).to_have_count(1)
+
+    page.get_by_role("button", name="New product").click()
+    dialog = page.get_by_role("dialog", name="New product")
+    expect(dialog).to_be_visible()
+    expect(dialog.get_by_label("SKU")).to_be_focused()
+    dialog.get_by_label("SKU").fill("NEW-1")
+    dialog.get_by_role("button", name="Create product").click()
+
+    name = dialog.get_by_label("Name")
+    expect(name).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#product-name-error")).to_have_text(re.compile(r"\w"))
+    expect(name).to_be_focused()
+
+    dialog.get_by_label("SKU").fill("sku-1")  # another spelling of an existing SKU
+    name.fill("A clash")
+    dialog.get_by_role("button", name="Create product").click()
+    expect(dialog.get_by_label("SKU")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#product-sku-error")).to_have_text(re.compile(r"\w"))
+
+    dialog.get_by_label("SKU").fill("NEW-1")
+    expect(dialog.get_by_label("SKU")).not_to_have_attribute("aria-invalid", "true")
+    dialog.get_by_label("Description").fill("Made by hand")
+    dialog.get_by_role("button", name="Create product").click()
+
+    expect(dialog).to_be_hidden()
+    expect(page.get_by_text("Created NEW-1.")).to_be_visible()
+    expect(rows(page)).to_have_count(2)
+    expect(page.get_by_role("cell", name="NEW-1", exact=True)).to_be_visible()
+    created = http.get("/api/products", params={"sku": "NEW-1"}).json()["items"]
+    assert [(p["sku"], p["name"], p["description"], p["active"]) for p in created] == [
+        ("NEW-1", "A clash", "Made by hand", True)
+    ]
+
+
+def test_edit_a_product(page: Page, products_api, seed, http):
+    seed("sku,name,description\nSKU-1,Old name,Old description\nSKU-2,Other,\n")
+    page.goto("/products")
+
+    page.get_by_role("button", name="Edit SKU-1").click()
+    dialog = page.get_by_role("dialog", name="Edit SKU-1")
+    expect(dialog.get_by_label("SKU")).to_have_value("SKU-1")
+    expect(dialog.get_by_label("Name")).to_have_value("Old name")
+    expect(dialog.get_by_label("Name")).to_be_focused()
+    dialog.get_by_label("Name").fill("New name")
+    dialog.get_by_role("switch", name="Active").uncheck()
+    dialog.get_by_role("button", name="Save changes").click()
+
+    expect(dialog).to_be_hidden()
+    expect(page.get_by_text("Saved SKU-1.")).to_be_visible()
+    row = rows(page).filter(has_text="SKU-1")
+    expect(row.locator('[data-label="Name"]')).to_have_text("New name")
+    expect(row.locator('[data-label="Status"]')).to_have_text("Inactive")
+    product = http.get("/api/products", params={"sku": "SKU-1"}).json()["items"][0]
+    assert (product["name"], product["description"], product["active"]) == (
+        "New name",
+        "Old description",
+        False,
+    )
+
+
+def test_delete_a_product_after_confirming(page: Page, products_api, seed):
+    seed("sku,name\nSKU-1,First\nSKU-2,Second\n")
+    page.goto("/products")
+    expect(rows(page)).to_have_count(2)
+
+    page.get_by_role("button", name="Delete SKU-1").click()
+    dialog = page.get_by_role("dialog", name="Delete product")
+    expect(dialog).to_contain_text("Delete SKU-1? This cannot be undone.")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    expect(rows(page)).to_have_count(2)
+
+    page.get_by_role("button", name="Delete SKU-1").click()
+    dialog.get_by_role("button", name="Delete", exact=True).click()
+
+    expect(dialog).to_be_hidden()
+    expect(page.get_by_text("Deleted SKU-1.")).to_be_visible()
+    expect(rows(page)).to_have_count(1)
+    expect(page.locator("#list-summary")).to_have_text("1 product")
+
+
+def test_delete_all_products_through_the_dialog(page: Page, products_api, seed, http):
+    seed(catalog(3))
+    page.goto("/products")
+    expect(rows(page)).to_have_count(3)
+    held = []  # the request is held to see the feedback while it runs
+    page.route(re.compile(r"/api/products\?confirm=true$"), lambda route: held.append(route))
+
+    page.get_by_role("button", name="Delete all products").click()
+    dialog = page.get_by_role("dialog", name="Delete all products")
+    expect(dialog).to_contain_text("Are you sure? This cannot be undone.")
+    confirm = dialog.get_by_role("button", name="Delete all products")
+    confirm.click()
+
+    expect(dialog.get_by_role("button", name="Deleting…")).to_have_attribute("aria-busy", "true")
+    expect(dialog).to_contain_text("Deleting every product")
+    page.keyboard.press("Escape")  # a running delete keeps its dialog open
+    expect(dialog).to_be_visible()
+    held[0].continue_()
+
+    expect(dialog).to_be_hidden()
+    expect(page.get_by_text("Deleted 3 products.")).to_be_visible()
+    expect(page.get_by_text("No products yet")).to_be_visible()
+    assert http.get("/api/products").json()["total"] == 0
+
+
+def test_a_failed_delete_all_says_why(page: Page, products_api, seed):
+    seed(catalog(2))
+    page.goto("/products")
+    refusal = {"error": {"code": "conflict", "message": "An import is being applied; try again."}}
+    page.route(
+        re.compile(r"/api/products\?confirm=true$"),
+        lambda route: route.fulfill(status=409, json=refusal),
+    )
+
+    page.get_by_role("button", name="Delete all products").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete all products").click()
+
+    expect(page.get_by_role("alert")).to_contain_text(
+        "The products were not deleted: An import is being applied; try again."
+    )
+    expect(rows(page)).to_have_count(2)
+
+
+def test_the_product_form_is_usable_with_the_keyboard(page: Page):
+    page.goto("/products")
+    opener = page.get_by_role("button", name="New product")
+    opener.focus()
+    page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog", name="New product")
+    expect(dialog.get_by_label("SKU")).to_be_focused()
+
+    page.keyboard.press("Shift+Tab")
+    expect(dialog.get_by_role("button", name="Close")).to_be_focused()
+    page.keyboard.press("Shift+Tab")  # focus stays in the dialog: round to the last button
+    expect(dialog.get_by_role("button", name="Create product")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(dialog.get_by_role("button", name="Close")).to_be_focused()
+
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(opener).to_be_focused()
+
+
+@pytest.mark.parametrize("path", ["/", "/imports", "/products"])
+def test_pages_fit_a_narrow_screen(page: Page, seed, path, request):
+    if path == "/products":
+        request.getfixturevalue("products_api")
+    seed(catalog(3))
+    page.set_viewport_size({"width": 375, "height": 740})
+    page.goto(path)
+    expect(page.get_by_role("navigation", name="Main")).to_be_visible()
+    if path == "/products":
+        expect(rows(page)).to_have_count(3)
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
