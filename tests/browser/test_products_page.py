@@ -124,7 +124,10 @@ def test_create_shows_field_errors_then_succeeds(page: Page, products_api, seed,
     dialog.get_by_label("SKU").fill("NEW-1")
     expect(dialog.get_by_label("SKU")).not_to_have_attribute("aria-invalid", "true")
     dialog.get_by_label("Description").fill("Made by hand")
-    dialog.get_by_role("button", name="Create product").click()
+    with page.expect_request(lambda r: r.method == "POST" and "/api/products" in r.url) as create:
+        dialog.get_by_role("button", name="Create product").click()
+    token = page.locator('meta[name="csrf-token"]').get_attribute("content")
+    assert token and create.value.headers.get("x-csrftoken") == token
 
     expect(dialog).to_be_hidden()
     expect(page.get_by_text("Created NEW-1.")).to_be_visible()

@@ -28,9 +28,12 @@ def test_upload_shows_progress_until_the_import_is_complete(page: Page):
     page.goto("/")
     expect(page.get_by_role("link", name="Upload")).to_have_attribute("aria-current", "page")
 
-    page.get_by_label("Drop a CSV file here or choose a file").set_input_files(
-        csv_file("widgets.csv", content)
-    )
+    with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/api/imports")) as up:
+        page.get_by_label("Drop a CSV file here or choose a file").set_input_files(
+            csv_file("widgets.csv", content)
+        )
+    token = page.locator('meta[name="csrf-token"]').get_attribute("content")
+    assert token and up.value.headers.get("x-csrftoken") == token
 
     expect(page.locator("#job-message")).to_have_text("Import complete")
     expect(page.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "100")
