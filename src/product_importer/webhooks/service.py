@@ -17,11 +17,10 @@ from flask import current_app
 from sqlalchemy import Connection, Row, bindparam, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from .. import background
 from ..errors import Conflict, Invalid, NotFound
 from ..extensions import db
 from ..timeutil import utcnow
-from . import events, sender, signing, ssrf
+from . import doorbell, events, sender, signing, ssrf
 from .models import Attempt, Delivery, DeliveryStatus, Endpoint
 from .sender import Outcome, Verdict
 
@@ -32,6 +31,7 @@ MAX_RETRY_DELAY_SECONDS = 4 * 3600.0
 RETRY_FACTOR = 3
 LEASE_MARGIN_SECONDS = 60.0  # a claim outlives the attempt's timeout by this much
 SWEEP_LIMIT = 500
+BATCH_SIZE = 25  # deliveries to one endpoint that one task sends, one after another
 DELIVERY_RETENTION = timedelta(days=30)
 CLEANUP_EVERY_SECONDS = 3600.0
 EDITABLE = {"url", "events", "enabled", "description"}
@@ -67,6 +67,9 @@ CLAIM = (
         deliveries.c.payload,
         deliveries.c.created_at,
     )
+)
+ENDPOINT_OF = select(deliveries.c.id, deliveries.c.endpoint_id).where(
+    deliveries.c.id.in_(bindparam("ids", expanding=True))
 )
 ENDPOINT = select(endpoints.c.url, endpoints.c.secret, endpoints.c.enabled).where(
     endpoints.c.id == bindparam("endpoint_id")
@@ -277,9 +280,7 @@ def redeliver(session: Session, endpoint_id: int, delivery_id: int) -> Delivery:
         )
         session.add(delivery)
     session.flush()
-    from .tasks import deliver
-
-    background.submit_after_commit(session, deliver, [delivery.id])
+    doorbell.ring_after_commit(session, [delivery.id])
     return delivery
 
 
@@ -339,17 +340,45 @@ class Claim:
 
 
 def deliver(delivery_ids: list[int]) -> int:
-    """Send the given deliveries if they are due; return how many attempts were made."""
-    first, *others = delivery_ids
-    for other in others:
-        # one task each, so a slow receiver never holds up the others
-        events.send([other])
-    return int(deliver_one(first))
+    """Send those of the deliveries that are due; return how many attempts were made.
+
+    One endpoint's deliveries go in order, a batch per task; other endpoints' batches go to
+    tasks of their own, so a slow receiver holds up no one else.
+    """
+    with db.engine.connect() as conn:
+        batches = batches_by_endpoint(conn, delivery_ids)
+        if not batches:
+            return 0
+        first, *others = batches
+        for batch in others:
+            events.send(batch)
+        return sum(deliver_one(delivery_id, conn) for delivery_id in first)
 
 
-def deliver_one(delivery_id: int) -> bool:
+def batches_by_endpoint(conn: Connection, delivery_ids: list[int]) -> list[list[int]]:
+    """Group ids by endpoint, in order, in batches of at most BATCH_SIZE."""
+    with conn.begin():
+        rows = conn.execute(ENDPOINT_OF, {"ids": list(delivery_ids)}).all()
+    return _batches(rows)
+
+
+def _batches(rows) -> list[list[int]]:
+    by_endpoint: dict[int, list[int]] = {}
+    for delivery_id, endpoint_id in sorted(rows):
+        by_endpoint.setdefault(endpoint_id, []).append(delivery_id)
+    return [
+        ids[start : start + BATCH_SIZE]
+        for ids in by_endpoint.values()
+        for start in range(0, len(ids), BATCH_SIZE)
+    ]
+
+
+def deliver_one(delivery_id: int, conn: Connection | None = None) -> bool:
     """Claim one due delivery, make one attempt and record it; False when it was not due."""
-    claimed = _claim(delivery_id)
+    if conn is None:
+        with db.engine.connect() as own:
+            return deliver_one(delivery_id, own)
+    claimed = _claim(conn, delivery_id)
     if claimed is None:
         return False
     claim, endpoint = claimed
@@ -365,15 +394,15 @@ def deliver_one(delivery_id: int) -> bool:
             timeout=timeout_seconds(),
             allow_private=allow_private(),
         )
-    _record(claim, outcome, started)
+    _record(conn, claim, outcome, started)
     return True
 
 
-def _claim(delivery_id: int) -> tuple[Claim, Row | None] | None:
+def _claim(conn: Connection, delivery_id: int) -> tuple[Claim, Row | None] | None:
     """Take a due delivery for one attempt (another worker skips it until the lease ends)."""
     now = utcnow()
     lease_until = now + timedelta(seconds=timeout_seconds() + LEASE_MARGIN_SECONDS)
-    with db.engine.begin() as conn:
+    with conn.begin():
         params = {"delivery_id": delivery_id, "now": now, "lease_until": lease_until}
         row = conn.execute(CLAIM, params).first()
         if row is None:
@@ -382,10 +411,10 @@ def _claim(delivery_id: int) -> tuple[Claim, Row | None] | None:
     return Claim(*row), endpoint
 
 
-def _record(claim: Claim, outcome: Outcome, started: datetime) -> None:
+def _record(conn: Connection, claim: Claim, outcome: Outcome, started: datetime) -> None:
     """Log the attempt and move the delivery on: done, failed, or due again later."""
     reply = _reply(outcome)
-    with db.engine.begin() as conn:
+    with conn.begin():
         conn.execute(
             insert(attempts_table),
             {"delivery_id": claim.id, "number": claim.attempt, "started_at": started, **reply},
@@ -476,19 +505,15 @@ def dispatch_due() -> int:
     queued_until = now + timedelta(seconds=events.QUEUED_GRACE_SECONDS)
     with db.engine.begin() as conn:
         # marked as queued, so other workers' sweeps leave them alone
-        ids = (
-            conn.execute(
-                update(deliveries)
-                .where(deliveries.c.id.in_(waiting.scalar_subquery()))
-                .values(queued_until=queued_until)
-                .returning(deliveries.c.id)
-            )
-            .scalars()
-            .all()
-        )
-    for delivery_id in ids:
-        events.send([delivery_id])
-    return len(ids)
+        rows = conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id.in_(waiting.scalar_subquery()))
+            .values(queued_until=queued_until)
+            .returning(deliveries.c.id, deliveries.c.endpoint_id)
+        ).all()
+    for batch in _batches(rows):
+        events.send(batch)
+    return len(rows)
 
 
 def remove_old_deliveries() -> int:
