@@ -2,6 +2,7 @@
 
 import enum
 import functools
+import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -10,6 +11,10 @@ from email.utils import parsedate_to_datetime
 import httpx
 
 from . import signing, ssrf
+
+log = logging.getLogger(__name__)
+# httpx logs every request at INFO; the delivery log and our own lines say what matters.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 USER_AGENT = "ProductImporter-Webhooks/1.0"
 MAX_BODY_READ = 64 * 1024  # read this much of an answer, so the connection can be reused

@@ -289,6 +289,7 @@ def send_test(session: Session, endpoint_id: int, *, timeout: float, allow_priva
     endpoint = get(session, endpoint_id)
     event_id = events.new_event_id()
     body = events.payload(event_id, events.PING, {"webhook_id": endpoint.id})
+    started = utcnow()
     outcome = sender.send(
         endpoint.url,
         endpoint.secret,
@@ -297,7 +298,6 @@ def send_test(session: Session, endpoint_id: int, *, timeout: float, allow_priva
         timeout=timeout,
         allow_private=allow_private,
     )
-    now = utcnow()
     delivery = Delivery(
         endpoint_id=endpoint.id,
         event_id=event_id,
@@ -308,11 +308,12 @@ def send_test(session: Session, endpoint_id: int, *, timeout: float, allow_priva
         status_code=outcome.status_code,
         response_time_ms=outcome.response_time_ms,
         error=outcome.error,
-        finished_at=now,
+        created_at=started,
+        finished_at=utcnow(),
     )
     session.add(delivery)
     session.flush()
-    session.add(Attempt(delivery_id=delivery.id, number=1, started_at=now, **_reply(outcome)))
+    session.add(Attempt(delivery_id=delivery.id, number=1, started_at=started, **_reply(outcome)))
     return {"ok": outcome.ok, **_reply(outcome)}
 
 
@@ -395,7 +396,13 @@ def deliver_one(delivery_id: int, conn: Connection | None = None) -> bool:
             allow_private=allow_private(),
         )
     _record(conn, claim, outcome, started)
+    level = logging.DEBUG if outcome.ok else logging.INFO
+    log.log(level, "webhook delivery %s attempt %s: %s", claim.id, claim.attempt, _said(outcome))
     return True
+
+
+def _said(outcome: Outcome) -> str:
+    return outcome.error or f"HTTP {outcome.status_code} in {outcome.response_time_ms} ms"
 
 
 def _claim(conn: Connection, delivery_id: int) -> tuple[Claim, Row | None] | None:

@@ -1,0 +1,90 @@
+"""Product edits through the API publish events, after the commit, without waiting for them."""
+
+import time
+
+import pytest
+
+from .receiver import Answer, Receiver, verify
+
+pytestmark = pytest.mark.usefixtures("live_worker")
+
+
+@pytest.fixture
+def products_api(http):
+    """Skip while the products API is not served yet (it is being written alongside)."""
+    if http.get("/api/products").status_code in (404, 405):
+        pytest.skip("GET /api/products is not served yet")
+
+
+@pytest.fixture
+def sleepy():
+    """A receiver that takes 10 s to answer anything: twice the delivery timeout."""
+    server = Receiver(default=Answer(sleep=10))
+    yield server
+    server.close()
+
+
+def add_webhook(http, url: str, events: list[str]) -> dict:
+    response = http.post("/api/webhooks", json={"url": url, "events": events})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_a_product_edit_returns_at_once_while_every_receiver_sleeps(products_api, http, sleepy):
+    hooks = [add_webhook(http, sleepy.url, ["product.updated"]) for _ in range(3)]
+    product = http.post("/api/products", json={"sku": "SLOW-1", "name": "Before"}).json()
+
+    started = time.monotonic()
+    response = http.patch(f"/api/products/{product['id']}", json={"name": "After"})
+    elapsed = time.monotonic() - started
+
+    assert response.status_code == 200
+    assert elapsed < 0.5, f"the edit took {elapsed:.2f}s"
+    requests = sleepy.wait_for(3, timeout=15)  # sent by the worker, in parallel
+    secrets = {hook["secret"] for hook in hooks}
+    assert all(any(verify(secret, r) for secret in secrets) for r in requests)
+    assert {r.json()["data"]["name"] for r in requests} == {"After"}
+
+
+def test_each_edit_publishes_its_event(products_api, http, receiver):
+    hook = add_webhook(
+        http,
+        receiver.url,
+        ["product.created", "product.updated", "product.deleted", "products.deleted_all"],
+    )
+
+    product = http.post("/api/products", json={"sku": "EV-1", "name": "Apple"}).json()
+    receiver.wait_for(1)
+    http.patch(f"/api/products/{product['id']}", json={"name": "Green apple"})
+    receiver.wait_for(2)
+    http.delete(f"/api/products/{product['id']}")
+    receiver.wait_for(3)
+    http.post("/api/products", json={"sku": "EV-2", "name": "Pear"})
+    receiver.wait_for(4)
+    http.delete("/api/products", params={"confirm": "true"})
+
+    requests = receiver.wait_for(5)
+    assert all(verify(hook["secret"], r) for r in requests)
+    types = [r.json()["type"] for r in requests]
+    assert types == [
+        "product.created",
+        "product.updated",
+        "product.deleted",
+        "product.created",
+        "products.deleted_all",
+    ]
+    assert requests[1].json()["data"]["name"] == "Green apple"
+
+
+def test_a_refused_edit_publishes_nothing(products_api, http, receiver):
+    add_webhook(http, receiver.url, ["product.created", "product.updated"])
+    http.post("/api/products", json={"sku": "DUP-1", "name": "First"})
+    other = http.post("/api/products", json={"sku": "DUP-2", "name": "Second"}).json()
+    receiver.wait_for(2)
+
+    clash = http.patch(f"/api/products/{other['id']}", json={"sku": "dup-1"})
+    duplicate = http.post("/api/products", json={"sku": "DUP-1", "name": "Again"})
+    time.sleep(1.5)
+
+    assert (clash.status_code, duplicate.status_code) == (409, 409)
+    assert len(receiver.requests) == 2
