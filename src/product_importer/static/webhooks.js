@@ -90,8 +90,16 @@
     const cell = el("span", { className: "small test-result", role: "status", id: `test-result-${id}` });
     if (!result) cell.append(el("span", { className: "muted" }, "–"));
     else if (result.pending) cell.append(el("span", { className: "muted" }, "Sending ping…"));
-    else cell.append(responseBadge(result), " ", el("span", { className: "muted" }, responseText(result)));
+    else cell.append(resultLine(result));
     return cell;
+  }
+
+  /* "200 · 34 ms" on one line, then the error (if any) below it. */
+  function resultLine(result) {
+    const time = result.response_time_ms == null ? "" : ` ${format.number(result.response_time_ms)} ms`;
+    const line = el("span", { className: "nowrap" }, responseBadge(result), el("span", { className: "muted" }, time));
+    if (!result.error) return line;
+    return el("span", {}, line, el("div", { className: "muted" }, result.error));
   }
 
   function responseBadge(result) {
