@@ -295,7 +295,7 @@ def parse_header(line: str) -> Header:
         if name in KNOWN_COLUMNS:
             positions[name] = position
         else:
-            unknown.append(names[position].strip())
+            unknown.append(names[position].strip() or f"(unnamed column {position + 1})")
     missing = [column for column in REQUIRED_COLUMNS if column not in positions]
     if missing:
         found = ", ".join(name.strip() for name in names) or "(empty)"
@@ -383,7 +383,7 @@ def check_values(sku: str, name: str, description: str | None, active: str) -> s
     if description is not None and len(description) > MAX_DESCRIPTION:
         return f"description is longer than {MAX_DESCRIPTION:,} characters"
     if active and active.lower() not in ACTIVE_WORDS:
-        return f'active is "{active[:20]}", not one of true/false, 1/0, yes/no, y/n'
+        return f'active is not one of true/false, 1/0, yes/no, y/n (found "{active[:20]}")'
     if CONTROL.search(sku) or CONTROL.search(name):
         return "sku or name holds a control character"
     if description and DESCRIPTION_CONTROL.search(description):
@@ -404,4 +404,4 @@ def _csv_error_reason(error: csv.Error) -> str:
 
 def _reason_key(reason: str) -> str:
     """Group reasons that differ only in their details, to find the most common one."""
-    return reason.split(" (")[0].split(' is "')[0]
+    return reason.split(" (")[0]
