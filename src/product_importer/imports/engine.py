@@ -82,6 +82,10 @@ class PostgresStage:
         """End an open COPY after a failure, so the transaction can roll back."""
         self._close_copy(error)
 
+    def finish(self) -> None:
+        """End the COPY without merging (nothing to apply), so the transaction can go on."""
+        self._close_copy()
+
     def merge(self, step: Step) -> MergeCounts:
         """Apply the staged rows to the catalog; the caller's transaction is still open."""
         self._close_copy()
@@ -155,6 +159,9 @@ class SqliteStage:
         self.execute("DELETE FROM temp.import_staging")
 
     def abort(self, error: BaseException) -> None:
+        """Nothing to end: SQLite stages with plain INSERTs."""
+
+    def finish(self) -> None:
         """Nothing to end: SQLite stages with plain INSERTs."""
 
     def merge(self, step: Step) -> MergeCounts:

@@ -161,7 +161,11 @@ def run(
     try:
         outcome = _import(conn, engine, job, progress, max_decompressed)
         progress.message = "Finishing"
-        conn.execute(_finish_statement(job.id, outcome, progress))
+        # The job row is now locked until the commit: a cancel that came before is seen here
+        # (the heartbeat may not have noticed it yet); a later one waits and finds it finished.
+        finish = _finish_statement(job.id, outcome, progress).returning(jobs.c.cancel_requested)
+        if conn.execute(finish).scalar():
+            raise Cancelled()
         before_commit(conn, job.id)
         progress.phase = "committing"  # too late to interrupt: the commit decides
         conn.commit()
@@ -200,6 +204,7 @@ def _import(conn, engine, job, progress, max_decompressed) -> Outcome:
             raise
     warnings = _warnings(csv_file)
     if rows and rows == invalid:
+        stage.finish()
         return Outcome(
             MergeCounts(0, 0, 0),
             rows,
@@ -208,6 +213,8 @@ def _import(conn, engine, job, progress, max_decompressed) -> Outcome:
             no_valid_reason=_most_common(csv_file, invalid),
         )
     distinct_hint = rows - invalid
+    # From here a cancel interrupts the merge, also while it waits for locks on the catalog.
+    progress.phase, progress.message = Phase.APPLYING, f"Applying {distinct_hint:,} products"
     counts = stage.merge(lambda step: progress.merging(step, distinct_hint))
     progress.merging("finishing", counts.distinct)
     return Outcome(counts, rows, invalid, warnings)

@@ -1,10 +1,12 @@
 """Import jobs: create, cancel, retry, run the queue, recover jobs whose worker died."""
 
 import fcntl
+import gzip
 import logging
 import os
 import socket
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import timedelta
@@ -60,9 +62,9 @@ def create(
     return job
 
 
-def get(session: Session, job_id: int) -> ImportJob:
-    """Return the job, or raise NotFound."""
-    job = session.get(ImportJob, job_id)
+def get(session: Session, job_id: int, *, for_update: bool = False) -> ImportJob:
+    """Return the job, or raise NotFound; `for_update` locks its row until the commit."""
+    job = session.get(ImportJob, job_id, with_for_update=for_update, populate_existing=for_update)
     if job is None:
         raise NotFound(f"Import {job_id} does not exist.")
     return job
@@ -75,7 +77,8 @@ def list_recent(session: Session, *, limit: int = 200) -> list[ImportJob]:
 
 def cancel(session: Session, job_id: int) -> ImportJob:
     """Cancel a queued job now, or ask the worker to stop a running one."""
-    job = get(session, job_id)
+    # Locking the row waits for a worker that is committing the job, and then sees it finished.
+    job = get(session, job_id, for_update=True)
     if job.finished:
         raise Conflict(f"Import {job_id} has already finished ({job.status}).")
     job.cancel_requested = True
@@ -240,6 +243,14 @@ def run_claimed(conn: Connection, job: runner.ClaimedJob) -> None:
         )
     except csv_rows.FileRejected as error:
         _finish(job, Status.FAILED, "Import failed", str(error))
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        _finish(
+            job,
+            Status.FAILED,
+            "Import failed",
+            f"The compressed file is damaged or incomplete ({error}); the catalog was not "
+            "changed. Compress the CSV again, or upload it uncompressed.",
+        )
     except FileNotFoundError:
         _finish(
             job,

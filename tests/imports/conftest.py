@@ -1,0 +1,161 @@
+"""Import test helpers: generated files, catalog snapshots, waiting on jobs, reading SSE."""
+
+import csv
+import io
+import json
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import pytest
+from bench.generate_csv import rows as generated_rows
+from sqlalchemy import text
+
+BIG_ROWS = 200_000  # about 35 MB: long enough to cancel or kill an import while it runs
+
+
+def csv_bytes(rows, header=("name", "sku", "description")) -> bytes:
+    """Write rows as CSV (CRLF, quoted where needed), as Excel and the sample file do."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue().encode()
+
+
+@dataclass(frozen=True)
+class GeneratedFile:
+    """A file shaped like the sample, and the catalog a clean import of it gives."""
+
+    data: bytes
+    rows: int
+    expected: dict  # lower(sku) -> (sku, name, description, active)
+
+
+def generate(count: int, seed: int = 7) -> GeneratedFile:
+    rows = list(generated_rows(count, changed=False, seed=seed))
+    expected = {sku.lower(): (sku, name, text_, True) for name, sku, text_ in rows}
+    return GeneratedFile(csv_bytes(rows), count, expected)
+
+
+@pytest.fixture(scope="session")
+def big_file() -> GeneratedFile:
+    """200,000 rows with quoted multi-line descriptions and SKUs repeated in another case."""
+    return generate(BIG_ROWS)
+
+
+@pytest.fixture
+def catalog(app):
+    """Return a function that reads every product, in id order, with all its columns."""
+    from product_importer.extensions import db
+
+    def snapshot() -> list[tuple]:
+        with app.app_context(), db.engine.connect() as conn:
+            result = conn.execute(
+                text(
+                    "SELECT id, sku, name, description, active, created_at, updated_at "
+                    "FROM products ORDER BY id"
+                )
+            )
+            return [tuple(row) for row in result]
+
+    return snapshot
+
+
+def products_by_key(snapshot: list[tuple]) -> dict:
+    """lower(sku) -> (sku, name, description, active), as `GeneratedFile.expected`."""
+    return {row[1].lower(): (row[1], row[2], row[3], row[4]) for row in snapshot}
+
+
+@pytest.fixture
+def sql(app):
+    """Run one SQL statement on the test database in its own transaction; return all rows."""
+    from product_importer.extensions import db
+
+    def run(statement: str, **params) -> list:
+        with app.app_context(), db.engine.begin() as conn:
+            result = conn.execute(text(statement), params)
+            return list(result) if result.returns_rows else []
+
+    return run
+
+
+def wait_for(http, job_id: int, predicate, what: str, timeout: float = 60) -> dict:
+    """Poll the job until `predicate(job)` holds; fail if it finishes first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = http.get(f"/api/imports/{job_id}").json()
+        if predicate(job):
+            return job
+        if job["status"] not in ("queued", "running"):
+            pytest.fail(f"import {job_id} finished before it was {what}: {job}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"import {job_id} not {what} after {timeout}s: {job}")
+        time.sleep(0.05)
+
+
+def read_events(http, job_id: int) -> list[tuple[str, dict]]:
+    """Read the job's server-sent events until the server closes the stream."""
+    events, name = [], None
+    with http.stream("GET", f"/api/imports/{job_id}/events") as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                events.append((name, json.loads(line.removeprefix("data: "))))
+    return events
+
+
+def errors_csv(http, job_id: int) -> list[list[str]]:
+    """The job's rejected rows report, parsed."""
+    response = http.get(f"/api/imports/{job_id}/errors.csv")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    return list(csv.reader(io.StringIO(response.text)))
+
+
+@pytest.fixture
+def holding(app):
+    """Return a context manager that runs SQL in a transaction kept open until it exits.
+
+    Holding a lock on the catalog stops an import at a known point (waiting for the catalog,
+    or in the middle of its merge) however fast the machine is.
+    """
+    from product_importer.extensions import db
+
+    @contextmanager
+    def hold(statement: str):
+        with app.app_context(), db.engine.connect() as conn:
+            conn.execute(text(statement))
+            try:
+                yield
+            finally:
+                conn.rollback()
+
+    return hold
+
+
+@pytest.fixture(autouse=True)
+def _no_import_left_running(request):
+    """After a test with the worker, wait for its imports to end (cancelling stragglers).
+
+    A test that fails half-way must not leave an import running into the next test, whose
+    first step empties the tables.
+    """
+    if "live_worker" not in request.fixturenames:
+        yield
+        return
+    run = request.getfixturevalue("sql")
+    yield
+    unfinished = "WHERE status IN ('queued', 'running')"
+    started = time.monotonic()
+    while run(f"SELECT count(*) FROM import_jobs {unfinished}")[0][0]:
+        waited = time.monotonic() - started
+        if waited > 90:
+            left = run(f"SELECT id, status, message FROM import_jobs {unfinished}")
+            pytest.fail(f"imports still unfinished after the test: {left}")
+        if waited > 30:
+            run(f"UPDATE import_jobs SET cancel_requested = true {unfinished}")
+        time.sleep(0.1)

@@ -1,0 +1,439 @@
+"""Imports through HTTP: a live gunicorn server, a Celery worker process, PostgreSQL.
+
+Each test uploads a file the way a user or an integrator would, waits for the job, and checks
+the job as the API shows it and the catalog as the database holds it.
+"""
+
+import gzip
+import io
+import os
+import time
+
+import pytest
+
+from tests.helpers import import_csv, upload_csv, wait_for_job
+
+from .conftest import errors_csv
+
+pytestmark = pytest.mark.usefixtures("live_worker")
+
+
+def counts(job: dict) -> tuple:
+    """(rows read, rejected, created, updated, unchanged) of a job."""
+    return (
+        job["rows_processed"],
+        job["rows_invalid"],
+        job["created"],
+        job["updated"],
+        job["unchanged"],
+    )
+
+
+# --- a good file ----------------------------------------------------------------------------
+
+
+def test_an_upload_is_imported_exactly_as_written(http, catalog):
+    data = (
+        "name,sku,description\r\n"
+        'Apple,A-1,"Red, sweet\r\nand crisp"\r\n'
+        "  Banana  ,B-2,  Yellow  \r\n"
+        'Cherry,C-3,"He said ""ripe"""\r\n'
+        "Café crème,D-4,日本語\r\n"
+        "Elder,E-5,\r\n"
+    ).encode()
+    job = import_csv(http, data, filename="fruit.csv")
+
+    assert job["status"] == "completed"
+    assert counts(job) == (5, 0, 5, 0, 0)
+    assert job["filename"] == "fruit.csv"
+    assert (job["percent"], job["phase"], job["error"], job["warnings"]) == (100, None, None, [])
+    assert job["bytes_total"] == job["bytes_processed"] == len(data)
+    assert job["message"] == "Import complete"
+    assert job["created_at"] <= job["started_at"] <= job["finished_at"]
+    assert job["finished_at"].endswith("Z")
+    assert [row[1:5] for row in catalog()] == [
+        ("A-1", "Apple", "Red, sweet\r\nand crisp", True),
+        ("B-2", "Banana", "Yellow", True),
+        ("C-3", "Cherry", 'He said "ripe"', True),
+        ("D-4", "Café crème", "日本語", True),
+        ("E-5", "Elder", "", True),
+    ]
+
+
+def test_the_response_to_an_upload_is_the_queued_job_and_where_to_find_it(http):
+    response = upload_csv(http, "sku,name\nA-1,Apple\n")
+
+    assert response.status_code == 202
+    job = response.json()
+    assert response.headers["Location"].endswith(f"/api/imports/{job['id']}")
+    assert job["status"] in ("queued", "running", "completed")
+    assert http.get(response.headers["Location"]).json()["id"] == job["id"]
+    assert wait_for_job(http, job["id"])["status"] == "completed"
+
+
+def test_imports_are_listed_newest_first(http):
+    ids = [import_csv(http, f"sku,name\nS-{n},Name {n}\n")["id"] for n in range(3)]
+
+    items = http.get("/api/imports").json()["items"]
+    assert [item["id"] for item in items] == ids[::-1]
+    assert {item["status"] for item in items} == {"completed"}
+
+
+@pytest.mark.parametrize("filename", ["products.csv.gz", "products.csv"])
+def test_a_gzip_upload_is_imported(http, catalog, filename):
+    data = gzip.compress(b"\xef\xbb\xbfsku,name\r\nA-1,Apple\r\nB-2,Banana\r\n")
+    job = import_csv(http, data, filename=filename)
+
+    assert job["status"] == "completed"
+    assert counts(job) == (2, 0, 2, 0, 0)
+    assert job["bytes_total"] == len(data)
+    assert [row[1:3] for row in catalog()] == [("A-1", "Apple"), ("B-2", "Banana")]
+
+
+def test_a_semicolon_file_with_columns_in_any_case_is_imported(http, catalog):
+    job = import_csv(http, " SKU ; Name ;DESCRIPTION\nA-1;Apple, red;Sweet, crisp\n")
+
+    assert job["status"] == "completed"
+    assert [row[1:4] for row in catalog()] == [("A-1", "Apple, red", "Sweet, crisp")]
+
+
+def test_a_windows_1252_file_is_imported_with_a_warning(http, catalog):
+    job = import_csv(http, b"sku,name,description\r\nA-1,Caf\xe9,\x80 5 \x96 cheap\r\n")
+
+    assert job["status"] == "completed"
+    assert len(job["warnings"]) == 1 and "Windows-1252" in job["warnings"][0]
+    assert [row[1:4] for row in catalog()] == [("A-1", "Café", "€ 5 – cheap")]
+
+
+def test_a_windows_1252_byte_far_into_the_file_restarts_the_reading_cleanly(http, catalog):
+    rows = b"".join(b"S-%d,Name %d,%s\r\n" % (n, n, b"x" * 200) for n in range(20_000))
+    data = b"sku,name,description\r\n" + rows + b"S-LAST,Caf\xe9,\r\n"  # past 4 MB
+    job = import_csv(http, data)
+
+    assert job["status"] == "completed"
+    assert counts(job) == (20_001, 0, 20_001, 0, 0)
+    assert "Windows-1252" in job["warnings"][0]
+    products = catalog()
+    assert len(products) == 20_001
+    assert products[-1][1:3] == ("S-LAST", "Café")
+
+
+def test_unknown_columns_are_ignored_with_a_warning(http, catalog):
+    job = import_csv(http, "sku,Price,name,colour\nA-1,9.99,Apple,red\n")
+
+    assert job["status"] == "completed"
+    assert job["warnings"] == ["Unknown columns were ignored: Price, colour."]
+    assert [row[1:3] for row in catalog()] == [("A-1", "Apple")]
+
+
+# --- import semantics -----------------------------------------------------------------------
+
+
+def test_duplicates_in_another_case_within_a_file_keep_the_last_row(http, catalog):
+    data = "sku,name\nabc-1,First\nX-1,Other\nABC-1,Second\nAbc-1,Third\nx-1,Other again\n"
+    job = import_csv(http, data)
+
+    assert counts(job) == (5, 0, 2, 0, 0)
+    assert [row[1:3] for row in catalog()] == [("Abc-1", "Third"), ("x-1", "Other again")]
+
+
+def test_a_sku_in_another_case_updates_the_product_and_takes_the_new_spelling(http, catalog):
+    import_csv(http, "sku,name,description\nabc-1,Apple,Red\nb-2,Banana,Yellow\n")
+    before = {row[1].lower(): row for row in catalog()}
+
+    job = import_csv(http, "sku,name,description\nABC-1,Apple,Red\nB-2,Banana (new),Yellow\n")
+
+    assert counts(job) == (2, 0, 0, 2, 0)  # a spelling-only change counts as updated
+    after = {row[1].lower(): row for row in catalog()}
+    assert after["abc-1"][:5] == (before["abc-1"][0], "ABC-1", "Apple", "Red", True)
+    assert after["b-2"][:5] == (before["b-2"][0], "B-2", "Banana (new)", "Yellow", True)
+    assert after["abc-1"][5] == before["abc-1"][5]  # created_at kept
+    assert after["abc-1"][6] > before["abc-1"][6]  # updated_at moved
+
+
+def test_products_not_in_the_file_are_untouched(http, catalog):
+    import_csv(http, "sku,name\nA-1,Apple\nB-2,Banana\n")
+    before = catalog()
+
+    import_csv(http, "sku,name\nC-3,Cherry\n")
+
+    assert catalog()[:2] == before
+
+
+def test_active_is_set_only_from_a_file_that_has_the_column(http, catalog):
+    job = import_csv(http, "sku,name,active\nA-1,Apple,false\nB-2,Banana,\nC-3,Cherry,YES\n")
+    assert counts(job) == (3, 0, 3, 0, 0)
+    assert [(row[1], row[4]) for row in catalog()] == [("A-1", False), ("B-2", True), ("C-3", True)]
+
+    job = import_csv(http, "sku,name\nA-1,Apple 2\nB-2,Banana 2\n")  # no active column
+    assert counts(job) == (2, 0, 0, 2, 0)
+    assert [(row[2], row[4]) for row in catalog()][:2] == [("Apple 2", False), ("Banana 2", True)]
+
+    job = import_csv(http, "sku,name,active\nA-1,Apple 2,y\nB-2,Banana 2,\nC-3,Cherry,0\n")
+    assert counts(job) == (3, 0, 0, 2, 1)  # B-2's empty cell keeps its value: unchanged
+    assert [(row[1], row[4]) for row in catalog()] == [("A-1", True), ("B-2", True), ("C-3", False)]
+
+
+def test_a_file_without_a_description_column_keeps_the_descriptions(http, catalog):
+    import_csv(http, "sku,name,description\nA-1,Apple,Red\n")
+
+    job = import_csv(http, "sku,name\nA-1,Apple\nB-2,Banana\n")
+
+    assert counts(job) == (2, 0, 1, 0, 1)
+    assert [row[1:4] for row in catalog()] == [("A-1", "Apple", "Red"), ("B-2", "Banana", "")]
+
+
+def test_unchanged_rows_are_counted_and_not_rewritten(http, catalog):
+    data = "sku,name,description,active\nA-1,Apple,Red,yes\nB-2,Banana,Yellow,no\nC-3,Cherry,,1\n"
+    import_csv(http, data)
+    before = catalog()
+
+    job = import_csv(http, data.replace("Yellow", "Green").replace("a-1", "A-1"))
+
+    assert job["status"] == "completed"
+    assert counts(job) == (3, 0, 0, 1, 2)
+    after = catalog()
+    assert [after[0], after[2]] == [before[0], before[2]]  # updated_at unchanged too
+    assert after[1][3] == "Green" and after[1][6] > before[1][6]
+
+    job = import_csv(http, data.replace("Yellow", "Green"))
+    assert counts(job) == (3, 0, 0, 0, 3)
+    assert catalog() == after
+
+
+def test_created_updated_unchanged_count_distinct_products(http):
+    import_csv(http, "sku,name\nA-1,Apple\nB-2,Banana\n")
+
+    data = "sku,name\nA-1,Apple\nb-2,Banana\nB-2,Banana 2\nC-3,Cherry\nc-3,Cherry\nD-4,\n"
+    job = import_csv(http, data)
+
+    assert job["status"] == "completed_with_errors"
+    assert counts(job) == (6, 1, 1, 1, 1)
+
+
+# --- rejected rows and failed files ---------------------------------------------------------
+
+
+def test_invalid_rows_are_skipped_and_listed_in_errors_csv(http, catalog):
+    data = (
+        "sku,name,description,active\r\n"
+        "A-1,Apple,ok,yes\r\n"  # 2
+        ",No SKU,x,\r\n"  # 3
+        'B-2,Banana,"two\r\nlines",\r\n'  # 4-5
+        "C-3,,x,\r\n"  # 6
+        "D-4,Date,x,maybe\r\n"  # 7
+        "E-5,Elder,x\r\n"  # 8
+        f"{'S' * 256},Long,x,\r\n"  # 9
+        "F-6,Fig\x01,x,\r\n"  # 10
+        "G-7,Grape,ok,no\r\n"  # 11
+        'H-8,Open,"never closed\r\n'  # 12-13
+    )
+    job = import_csv(http, data)
+
+    assert job["status"] == "completed_with_errors"
+    assert counts(job) == (10, 7, 3, 0, 0)
+    assert job["error"] is None
+    assert job["percent"] == 100
+    assert [row[1:5] for row in catalog()] == [
+        ("A-1", "Apple", "ok", True),
+        ("B-2", "Banana", "two\r\nlines", True),
+        ("G-7", "Grape", "ok", False),
+    ]
+    assert errors_csv(http, job["id"]) == [
+        ["line", "sku", "reason"],
+        ["3", "", "sku is empty"],
+        ["6", "C-3", "name is empty"],
+        ["7", "D-4", 'active is not one of true/false, 1/0, yes/no, y/n (found "maybe")'],
+        ["8", "E-5", "wrong number of fields (expected 4, found 3)"],
+        ["9", "S" * 255, "sku is longer than 255 characters"],
+        ["10", "F-6", "sku or name holds a control character"],
+        ["12", "", "a quoted field is still open at the end of the file"],
+    ]
+
+
+def test_errors_csv_of_a_clean_import_has_only_the_header(http):
+    job = import_csv(http, "sku,name\nA-1,Apple\n")
+
+    assert errors_csv(http, job["id"]) == [["line", "sku", "reason"]]
+    response = http.get(f"/api/imports/{job['id']}/errors.csv")
+    assert f"import-{job['id']}-errors.csv" in response.headers["content-disposition"]
+
+
+def test_a_file_without_one_valid_row_fails_naming_the_most_common_reason(http, catalog):
+    import_csv(http, "sku,name\nKEEP-1,Kept\n")
+    before = catalog()
+    data = "sku,name,active\nA-1,Apple,maybe\nB-2,Banana,sure\n,Nameless,yes\nD-4,Date,nope\n"
+
+    job = import_csv(http, data)
+
+    assert job["status"] == "failed", job
+    assert counts(job) == (4, 4, 0, 0, 0)
+    assert job["error"].startswith("No valid rows: all 4 rows were rejected.")
+    assert (
+        "The most common reason: active is not one of true/false, 1/0, yes/no, y/n (3 rows)"
+        in job["error"]
+    )
+    assert "Download the rejected rows" in job["error"]
+    assert job["percent"] < 100
+    assert len(errors_csv(http, job["id"])) == 5
+    assert catalog() == before
+
+
+def test_a_header_only_file_completes_with_nothing_to_do(http, catalog):
+    job = import_csv(http, "\ufeffsku,name,description\r\n")
+
+    assert job["status"] == "completed"
+    assert counts(job) == (0, 0, 0, 0, 0)
+    assert job["percent"] == 100
+    assert job["error"] is None
+    assert job["message"] == "Nothing to import: the file has no rows"
+    assert catalog() == []
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            "name,description\nApple,Red\n",
+            "Missing required column: sku. The header found was: name, description.",
+        ),
+        (
+            "Product;Title;Price\nA-1;Apple;1\n",
+            "Missing required columns: sku, name. The header found was: Product, Title, Price.",
+        ),
+    ],
+)
+def test_a_missing_required_column_fails_at_once_naming_it(http, catalog, data, expected):
+    job = import_csv(http, data)
+
+    assert job["status"] == "failed"
+    assert job["error"].startswith(expected)
+    assert "sku and name" in job["error"]  # what to do
+    assert job["rows_processed"] == 0
+    assert job["percent"] < 100
+    assert catalog() == []
+
+
+def _damaged(data: bytes) -> bytes:
+    middle = len(data) // 2
+    return data[:middle] + bytes(b ^ 0xFF for b in data[middle : middle + 4]) + data[middle + 4 :]
+
+
+@pytest.mark.parametrize("damage", ["cut-short", "corrupted"])
+def test_a_damaged_gzip_file_fails_the_job_saying_so(http, catalog, damage):
+    whole = gzip.compress(b"sku,name\n" + b"".join(b"S-%d,Name\n" % n for n in range(50_000)))
+    data = whole[: len(whole) // 2] if damage == "cut-short" else _damaged(whole)
+
+    job = import_csv(http, data)
+
+    assert job["status"] == "failed"
+    assert job["error"].startswith("The compressed file is damaged or incomplete")
+    assert "Compress the CSV again" in job["error"]
+    assert catalog() == []
+
+
+# --- refused uploads ------------------------------------------------------------------------
+
+
+def _stored_files(test_env) -> set[str]:
+    folder = test_env["UPLOAD_FOLDER"]
+    return set(os.listdir(folder)) if os.path.isdir(folder) else set()
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (b"", "empty"),
+        (b" \r\n\t\n  \n", "empty"),
+        (b"\xef\xbb\xbf\r\n", "empty"),
+        (gzip.compress(b""), "empty"),
+        (gzip.compress(b"\n\n   \n"), "empty"),
+        (b"sku,name\nA-1,App\x00le\n", "binary"),
+        (b"PK\x03\x04\x14\x00\x00\x00\x08\x00" + bytes(range(256)) * 4, "binary"),
+        (gzip.compress(b"sku,name\n\x00\x00\x00"), "binary"),
+        (b"\x1f\x8b\x08\x00garbage, not deflate data" * 10, "cannot be decompressed"),
+    ],
+    ids=[
+        "empty",
+        "whitespace",
+        "bom-only",
+        "gzip-of-nothing",
+        "gzip-of-whitespace",
+        "nul",
+        "zip",
+        "gzip-of-binary",
+        "broken-gzip",
+    ],
+)
+def test_an_empty_or_binary_upload_is_refused_with_422(http, test_env, data, words):
+    before = _stored_files(test_env)
+
+    response = upload_csv(http, data)
+
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid"
+    assert words in error["message"]
+    assert http.get("/api/imports").json()["items"] == []
+    assert _stored_files(test_env) == before
+
+
+def test_an_upload_without_a_file_field_is_refused_with_400(http):
+    response = http.post("/api/imports", files={"upload": ("a.csv", b"sku,name\nA,B\n")})
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "bad_request"
+    assert "'file'" in response.json()["error"]["message"]
+    assert http.get("/api/imports").json()["items"] == []
+
+
+def test_unknown_imports_are_404(http):
+    for path in ("/api/imports/999", "/api/imports/999/errors.csv", "/api/imports/999/events"):
+        response = http.get(path)
+        assert response.status_code == 404, path
+        assert response.json()["error"]["code"] == "not_found"
+    for action in ("cancel", "retry"):
+        assert http.post(f"/api/imports/999/{action}").status_code == 404
+
+
+@pytest.fixture
+def small_limit_client(app, test_env):
+    """A Flask test client of an app whose upload limit is 1,000 bytes."""
+    from product_importer import create_app
+
+    limited = create_app({"TESTING": True, "MAX_UPLOAD_BYTES": 1000, "MAX_CONTENT_LENGTH": 5000})
+    yield limited.test_client()
+    app.extensions["celery"].set_default()  # create_app made the limited app's Celery current
+
+
+@pytest.mark.parametrize("size", [1001, 4000, 100_000])
+def test_an_upload_over_the_limit_is_refused_with_413(small_limit_client, test_env, size):
+    before = _stored_files(test_env)
+    data = b"sku,name\n" + b"A,B\n" * (size // 4)
+
+    response = small_limit_client.post(
+        "/api/imports", data={"file": (io.BytesIO(data[:size]), "big.csv")}
+    )
+
+    assert response.status_code == 413
+    error = response.get_json()["error"]
+    assert error["code"] in ("too_large", "request_entity_too_large")
+    assert "limit" in error["message"]
+    assert small_limit_client.get("/api/imports").get_json()["items"] == []
+    assert _stored_files(test_env) == before
+
+
+def test_an_upload_at_the_limit_is_accepted(small_limit_client):
+    data = (b"sku,name\n" + b"A,B\n" * 300)[:1000]
+
+    response = small_limit_client.post("/api/imports", data={"file": (io.BytesIO(data), "ok.csv")})
+
+    assert response.status_code == 202, response.get_data(as_text=True)
+    job = response.get_json()
+    assert job["bytes_total"] == 1000
+    location = response.headers["Location"]
+    deadline = time.monotonic() + 30
+    while job["status"] in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.1)
+        job = small_limit_client.get(location).get_json()
+    assert job["status"] == "completed"

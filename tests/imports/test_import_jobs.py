@@ -1,0 +1,256 @@
+"""Import jobs while they run: live progress, cancel, retry, the queue, failures mid-merge.
+
+Where a test must act while an import is at a given point, it holds a lock on the catalog so
+the import waits there, instead of hoping to be fast enough.
+"""
+
+import pytest
+
+from tests.helpers import import_csv, upload_csv, wait_for_job
+
+from .conftest import csv_bytes, generate, products_by_key, read_events, wait_for
+
+pytestmark = pytest.mark.usefixtures("live_worker")
+
+ROW_LOCK = "SELECT id FROM products WHERE lower(sku) = '{key}' FOR UPDATE"
+# Conflicts with the import's SHARE ROW EXCLUSIVE lock, as any product edit in progress does.
+TABLE_LOCK = "LOCK TABLE products IN ROW EXCLUSIVE MODE"
+NOT_CHANGED = "the catalog was not changed"
+
+
+def upload(http, data, filename="products.csv") -> dict:
+    response = upload_csv(http, data, filename)
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def seed_from(http, generated, count: int = 2) -> list[str]:
+    """Import `count` of the file's products under other names, and one product it lacks."""
+    keys = list(generated.expected)[:count]
+    rows = [("Old name", generated.expected[key][0], "Old description") for key in keys]
+    job = import_csv(http, csv_bytes([*rows, ("Not in the file", "OTHER-1", "")]))
+    assert job["created"] == count + 1
+    return keys
+
+
+def cancel(http, job_id: int):
+    return http.post(f"/api/imports/{job_id}/cancel")
+
+
+def retry(http, job_id: int):
+    return http.post(f"/api/imports/{job_id}/retry")
+
+
+# --- progress -------------------------------------------------------------------------------
+
+
+def test_progress_is_streamed_then_done_with_percent_never_going_down(http, catalog, big_file):
+    job = upload(http, big_file.data, "sample.csv")
+
+    events = read_events(http, job["id"])  # returns once the server closes the stream
+
+    names = [name for name, _ in events]
+    assert names[0] == "progress"
+    assert names[-1] == "done" and names.count("done") == 1
+    progress = [data for name, data in events if name == "progress"]
+    assert len(progress) >= 3, names
+    percents = [data["percent"] for data in progress]
+    assert percents == sorted(percents), percents
+    assert len(set(percents)) >= 2, percents
+    assert all(data["status"] in ("queued", "running") for data in progress)
+    assert all(percent < 100 for percent in percents)
+    running = [data for data in progress if data["status"] == "running"]
+    assert running and all(data["phase"] in ("reading", "applying") for data in running)
+
+    done = events[-1][1]
+    assert done["status"] == "completed"
+    assert done["percent"] == 100 >= percents[-1]
+    assert done["rows_processed"] == big_file.rows
+    assert done["created"] == len(big_file.expected)
+    assert (done["updated"], done["unchanged"], done["rows_invalid"]) == (0, 0, 0)
+    assert products_by_key(catalog()) == big_file.expected
+
+
+def test_the_stream_of_a_finished_import_is_just_done(http):
+    job = import_csv(http, "sku,name\nA-1,Apple\n")
+
+    assert read_events(http, job["id"]) == [("done", job)]
+
+
+# --- cancel and retry -----------------------------------------------------------------------
+
+
+def test_a_cancel_while_reading_leaves_the_catalog_unchanged_and_retry_runs_it_again(
+    http, catalog, holding, big_file
+):
+    keys = seed_from(http, big_file)
+    before = catalog()
+    # Should the cancel land after the reading, the merge waits on this row until cancelled.
+    with holding(ROW_LOCK.format(key=keys[0])):
+        job = upload(http, big_file.data, "sample.csv")
+        wait_for(http, job["id"], lambda j: j["phase"] == "reading" and j["percent"] > 0, "read")
+
+        response = retry(http, job["id"])
+        assert response.status_code == 409
+        assert "still running" in response.json()["error"]["message"]
+
+        response = cancel(http, job["id"])
+        assert response.status_code == 202
+        assert response.json()["id"] == job["id"]
+
+        cancelled = wait_for_job(http, job["id"])
+    assert cancelled["status"] == "cancelled"
+    assert NOT_CHANGED in cancelled["error"] and "Retry" in cancelled["error"]
+    assert 0 < cancelled["percent"] < 100
+    assert cancelled["phase"] is None
+    assert catalog() == before
+    assert cancel(http, job["id"]).status_code == 409
+
+    response = retry(http, job["id"])
+
+    assert response.status_code == 202
+    again = response.json()
+    assert again["id"] != job["id"]
+    assert response.headers["Location"].endswith(f"/api/imports/{again['id']}")
+    assert (again["filename"], again["bytes_total"]) == ("sample.csv", len(big_file.data))
+    done = wait_for_job(http, again["id"], timeout=120)
+    assert done["status"] == "completed"
+    assert (done["created"], done["updated"]) == (len(big_file.expected) - 2, 2)
+    products = products_by_key(catalog())
+    assert products.pop("other-1") == ("OTHER-1", "Not in the file", "", True)
+    assert products == big_file.expected
+
+
+def test_a_cancel_while_applying_interrupts_the_merge(http, catalog, holding):
+    generated = generate(20_000, seed=3)
+    keys = seed_from(http, generated)
+    before = catalog()
+    with holding(ROW_LOCK.format(key=keys[0])):  # the merge's UPDATE waits on this row
+        job = upload(http, generated.data)
+        wait_for(http, job["id"], lambda j: j["phase"] == "applying", "applying")
+
+        assert cancel(http, job["id"]).status_code == 202
+        cancelled = wait_for_job(http, job["id"], timeout=20)  # no need to release the row
+
+    assert cancelled["status"] == "cancelled"
+    assert NOT_CHANGED in cancelled["error"]
+    assert cancelled["rows_processed"] == 20_000
+    assert catalog() == before
+
+
+def test_a_cancel_while_the_import_waits_for_the_catalog_is_not_lost(http, catalog, holding):
+    import_csv(http, "sku,name\nA-1,Apple\n")
+    before = catalog()
+    with holding(TABLE_LOCK):  # a product edit in progress: the merge must wait for it
+        job = upload(http, "sku,name\nA-1,Apple 2\nB-2,Banana\n")
+        wait_for(http, job["id"], lambda j: j["rows_processed"] == 2, "read to the end")
+
+        assert cancel(http, job["id"]).status_code == 202
+        cancelled = wait_for_job(http, job["id"], timeout=10)  # while the catalog is still busy
+
+    assert cancelled["status"] == "cancelled"
+    assert catalog() == before
+
+
+def test_a_queued_import_is_cancelled_at_once_and_never_runs(http, catalog, holding):
+    with holding(TABLE_LOCK):  # keeps the first import running
+        first = upload(http, "sku,name\nA-1,Apple\n")
+        wait_for(http, first["id"], lambda j: j["rows_processed"] == 1, "read")
+        second = upload(http, "sku,name\nB-2,Banana\n")
+
+        response = cancel(http, second["id"])
+
+        assert response.status_code == 202
+        assert response.json()["status"] == "cancelled"
+        assert NOT_CHANGED in response.json()["error"]
+        assert http.get(f"/api/imports/{first['id']}").json()["status"] == "running"
+
+    assert wait_for_job(http, first["id"])["status"] == "completed"
+    third = import_csv(http, "sku,name\nC-3,Cherry\n")  # the queue went on past the cancelled
+    assert third["status"] == "completed"
+    assert http.get(f"/api/imports/{second['id']}").json()["status"] == "cancelled"
+    assert [row[1] for row in catalog()] == ["A-1", "C-3"]
+    assert cancel(http, first["id"]).status_code == 409
+    assert cancel(http, second["id"]).status_code == 409
+
+
+def test_a_retry_of_a_completed_import_runs_the_same_file_again(http):
+    job = import_csv(http, "sku,name\nA-1,Apple\nB-2,Banana\n", filename="fruit.csv")
+
+    response = retry(http, job["id"])
+
+    assert response.status_code == 202
+    again = wait_for_job(http, response.json()["id"])
+    assert again["id"] != job["id"]
+    assert again["filename"] == "fruit.csv"
+    assert again["status"] == "completed"
+    assert (again["created"], again["updated"], again["unchanged"]) == (0, 0, 2)
+    assert [item["id"] for item in http.get("/api/imports").json()["items"]] == [
+        again["id"],
+        job["id"],
+    ]
+
+
+# --- the queue ------------------------------------------------------------------------------
+
+
+def test_imports_apply_one_at_a_time_in_upload_order(http, catalog, holding):
+    files = [f"sku,name\nSAME-1,From file {n}\nONLY-{n},Only in {n}\n" for n in range(3)]
+    with holding(TABLE_LOCK):  # the first import waits; the others must wait behind it
+        jobs = [upload(http, data) for data in files]
+        wait_for(http, jobs[0]["id"], lambda j: j["rows_processed"] == 2, "read")
+        statuses = [http.get(f"/api/imports/{job['id']}").json()["status"] for job in jobs]
+        assert statuses == ["running", "queued", "queued"]
+
+    done = [wait_for_job(http, job["id"]) for job in jobs]
+
+    assert [job["status"] for job in done] == ["completed"] * 3
+    assert [(job["created"], job["updated"]) for job in done] == [(2, 0), (1, 1), (1, 1)]
+    for earlier, later in zip(done, done[1:], strict=False):
+        assert earlier["finished_at"] <= later["started_at"]
+    assert sorted(row[1:3] for row in catalog()) == [
+        ("ONLY-0", "Only in 0"),
+        ("ONLY-1", "Only in 1"),
+        ("ONLY-2", "Only in 2"),
+        ("SAME-1", "From file 2"),
+    ]
+
+
+# --- failures -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def products_check(sql):
+    """Add a CHECK constraint on products for the test (refusing the name BOOM), then drop it."""
+    sql("ALTER TABLE products ADD CONSTRAINT test_no_boom CHECK (name <> 'BOOM') NOT VALID")
+    yield
+    sql("ALTER TABLE products DROP CONSTRAINT IF EXISTS test_no_boom")
+
+
+def test_a_failure_during_the_merge_leaves_the_catalog_unchanged(
+    http, catalog, sql, products_check
+):
+    import_csv(http, "sku,name,description\nA-1,Apple,Red\nB-2,Banana,Yellow\n")
+    before = catalog()
+    data = "sku,name,description\na-1,Apple 2,Green\nB-2,Banana,Yellow\nC-3,BOOM,x\nD-4,Date,y\n"
+
+    job = import_csv(http, data)
+
+    assert job["status"] == "failed"
+    assert NOT_CHANGED in job["error"]
+    assert "test_no_boom" in job["error"]  # what went wrong
+    assert "Retry the import" in job["error"]  # what to do
+    assert job["percent"] < 100
+    assert (job["created"], job["updated"], job["unchanged"]) == (0, 0, 0)
+    assert catalog() == before
+
+    sql("ALTER TABLE products DROP CONSTRAINT test_no_boom")
+    again = wait_for_job(http, retry(http, job["id"]).json()["id"])
+    assert again["status"] == "completed"
+    assert (again["created"], again["updated"], again["unchanged"]) == (2, 1, 1)
+    assert [row[1:3] for row in catalog()] == [
+        ("a-1", "Apple 2"),
+        ("B-2", "Banana"),
+        ("C-3", "BOOM"),
+        ("D-4", "Date"),
+    ]
