@@ -4,6 +4,8 @@ Where a test must act while an import is at a given point, it holds a lock on th
 the import waits there, instead of hoping to be fast enough.
 """
 
+import os
+
 import pytest
 
 from tests.helpers import import_csv, upload_csv, wait_for_job
@@ -189,6 +191,32 @@ def test_a_retry_of_a_completed_import_runs_the_same_file_again(http):
         again["id"],
         job["id"],
     ]
+
+
+def test_an_upload_is_kept_for_retry_until_its_jobs_end_and_its_retention_passes(
+    http, sql, holding, app, monkeypatch
+):
+    from product_importer.imports import service
+
+    job = import_csv(http, "sku,name\nA-1,Apple\n")
+    path = sql("SELECT file_path FROM import_jobs WHERE id = :id", id=job["id"])[0][0]
+    monkeypatch.setitem(app.config, "UPLOAD_RETENTION_HOURS", 0)
+    with holding(TABLE_LOCK):  # keeps the retry running
+        again = retry(http, job["id"]).json()
+        wait_for(http, again["id"], lambda j: j["rows_processed"] == 1, "read")
+        with app.app_context():
+            assert service.remove_expired_uploads() == 0  # a job still needs the file
+        assert os.path.exists(path)
+    assert wait_for_job(http, again["id"])["status"] == "completed"
+
+    with app.app_context():
+        assert service.remove_expired_uploads() == 1
+
+    assert not os.path.exists(path)
+    response = retry(http, again["id"])
+    assert response.status_code == 409
+    assert "no longer kept" in response.json()["error"]["message"]
+    assert "Upload it again" in response.json()["error"]["message"]
 
 
 # --- the queue ------------------------------------------------------------------------------

@@ -1,0 +1,89 @@
+"""A worker killed in the middle of an import: a live worker notices and runs the job again."""
+
+import os
+import signal
+from contextlib import nullcontext
+from datetime import timedelta
+
+import pytest
+
+from tests.helpers import upload_csv, wait_for_job
+
+from .conftest import products_by_key, wait_for
+
+# Conflicts with the import's lock on the catalog: the merge waits until it is released.
+TABLE_LOCK = "LOCK TABLE products IN ROW EXCLUSIVE MODE"
+
+
+def claimed_by(sql, job_id: int) -> int:
+    """The process id of the worker that claimed the job."""
+    worker = sql("SELECT worker FROM import_jobs WHERE id = :id", id=job_id)[0][0]
+    return int(worker.rsplit(":", 1)[1])
+
+
+@pytest.mark.parametrize("moment", ["reading", "merging"])
+def test_a_job_whose_worker_was_killed_is_recovered_and_imported_whole(
+    http, catalog, sql, holding, start_worker, live_worker, big_file, moment
+):
+    doomed = start_worker()
+    session_worker = live_worker.popen.pid
+    # In "merging", the import waits for this lock after reading the whole file, so the kill
+    # lands inside its merge transaction however fast the machine is.
+    lock = holding(TABLE_LOCK) if moment == "merging" else nullcontext()
+    os.killpg(session_worker, signal.SIGSTOP)  # paused, so that the doomed worker takes the job
+    try:
+        with lock:
+            response = upload_csv(http, big_file.data, "sample.csv")
+            job_id = response.json()["id"]
+            if moment == "reading":
+                wait_for(http, job_id, lambda j: j["status"] == "running", "running")
+            else:
+                wait_for(http, job_id, lambda j: j["rows_processed"] == big_file.rows, "read")
+            assert claimed_by(sql, job_id) == doomed.popen.pid
+            doomed.kill(signal.SIGKILL)
+    finally:
+        os.killpg(session_worker, signal.SIGCONT)
+        doomed.kill(signal.SIGKILL)
+
+    job = wait_for_job(http, job_id, timeout=90)
+
+    assert job["status"] == "completed", job
+    assert claimed_by(sql, job_id) == session_worker
+    assert job["rows_processed"] == big_file.rows
+    assert (job["created"], job["updated"], job["unchanged"]) == (len(big_file.expected), 0, 0)
+    assert job["percent"] == 100
+    products = catalog()
+    assert len(products) == len(big_file.expected)
+    assert products_by_key(products) == big_file.expected
+
+
+def test_a_job_whose_worker_was_lost_three_times_fails_saying_what_to_do(
+    http, db_session, catalog, live_worker
+):
+    from product_importer.imports.models import ImportJob
+    from product_importer.timeutil import utcnow
+
+    # What the third worker to die on this job leaves behind: a running job gone quiet.
+    lost = ImportJob(
+        filename="cursed.csv",
+        file_path="/nowhere/cursed.csv",
+        bytes_total=100,
+        status="running",
+        phase="reading",
+        percent=40.0,
+        attempts=3,
+        started_at=utcnow() - timedelta(minutes=3),
+        heartbeat_at=utcnow() - timedelta(minutes=1),
+        warnings=[],
+    )
+    db_session.add(lost)
+    db_session.commit()
+
+    job = wait_for_job(http, lost.id, timeout=30)
+
+    assert job["status"] == "failed"
+    assert "stopped responding for 5 seconds, 3 times" in job["error"]
+    assert "The catalog was not changed" in job["error"]
+    assert "Check that workers are running" in job["error"]
+    assert job["percent"] == 40  # kept where it stopped
+    assert catalog() == []
