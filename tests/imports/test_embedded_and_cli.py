@@ -92,6 +92,23 @@ def test_serve_with_nothing_configured_imports_into_sqlite(embedded_server):
     assert (instance / "secret_key").exists()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="SQLite's built-in lower() folds ASCII only, so the embedded merge and the "
+    "lower(sku) unique index treat ÄPFEL-1 and äpfel-1 as two products (PostgreSQL: one). "
+    "Fix outside imports/: register a Unicode lower() on SQLite connections.",
+)
+def test_embedded_sku_identity_ignores_case_beyond_ascii_too(embedded_server):
+    url, instance, _server = embedded_server
+    with httpx.Client(base_url=url, timeout=30) as http:
+        job = import_csv(http, "sku,name\nÄPFEL-1,Apfel\näpfel-1,Apfel 2\nÉTÉ-2,Été\n")
+
+    assert (job["created"], job["updated"]) == (2, 0)  # as PostgreSQL counts it
+    with sqlite3.connect(instance / "product_importer.db") as database:
+        rows = database.execute("SELECT sku, name FROM products ORDER BY id").fetchall()
+    assert sorted(rows) == [("ÉTÉ-2", "Été"), ("äpfel-1", "Apfel 2")]
+
+
 def run_import_command(path) -> subprocess.CompletedProcess:
     """`product-importer import FILE` with the test session's settings (PostgreSQL, Redis)."""
     return subprocess.run(

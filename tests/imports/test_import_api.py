@@ -137,6 +137,13 @@ def test_duplicates_in_another_case_within_a_file_keep_the_last_row(http, catalo
     assert [row[1:3] for row in catalog()] == [("Abc-1", "Third"), ("x-1", "Other again")]
 
 
+def test_sku_case_is_ignored_beyond_ascii_too(http, catalog):
+    job = import_csv(http, "sku,name\nÄPFEL-1,Apfel\näpfel-1,Apfel 2\nÉTÉ-2,Été\n")
+
+    assert counts(job) == (3, 0, 2, 0, 0)
+    assert sorted(row[1:3] for row in catalog()) == [("ÉTÉ-2", "Été"), ("äpfel-1", "Apfel 2")]
+
+
 def test_a_sku_in_another_case_updates_the_product_and_takes_the_new_spelling(http, catalog):
     import_csv(http, "sku,name,description\nabc-1,Apple,Red\nb-2,Banana,Yellow\n")
     before = {row[1].lower(): row for row in catalog()}
@@ -181,6 +188,10 @@ def test_a_file_without_a_description_column_keeps_the_descriptions(http, catalo
 
     assert counts(job) == (2, 0, 1, 0, 1)
     assert [row[1:4] for row in catalog()] == [("A-1", "Apple", "Red"), ("B-2", "Banana", "")]
+
+    job = import_csv(http, "sku,name,description\nA-1,Apple,\n")  # an empty cell clears it
+    assert counts(job) == (1, 0, 0, 1, 0)
+    assert catalog()[0][1:4] == ("A-1", "Apple", "")
 
 
 def test_unchanged_rows_are_counted_and_not_rewritten(http, catalog):
@@ -249,6 +260,19 @@ def test_invalid_rows_are_skipped_and_listed_in_errors_csv(http, catalog):
         ["10", "F-6", "sku or name holds a control character"],
         ["12", "", "a quoted field is still open at the end of the file"],
     ]
+
+
+def test_errors_csv_lists_every_rejected_row_of_a_large_file_in_line_order(http, catalog):
+    rows = "".join(f"S-{n},{'' if n % 5 else 'Name'}\n" for n in range(12_500))
+    job = import_csv(http, f"sku,name\n{rows}")
+
+    assert job["status"] == "completed_with_errors"
+    assert counts(job) == (12_500, 10_000, 2_500, 0, 0)
+    report = errors_csv(http, job["id"])
+    assert len(report) == 10_001
+    expected = [[str(n + 2), f"S-{n}", "name is empty"] for n in range(12_500) if n % 5]
+    assert report[1:] == expected
+    assert len(catalog()) == 2_500
 
 
 def test_errors_csv_of_a_clean_import_has_only_the_header(http):
@@ -376,6 +400,25 @@ def test_an_empty_or_binary_upload_is_refused_with_422(http, test_env, data, wor
     assert words in error["message"]
     assert http.get("/api/imports").json()["items"] == []
     assert _stored_files(test_env) == before
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"}],
+    ids=["origin", "sec-fetch-site"],
+)
+def test_an_upload_sent_by_another_site_is_refused(http, headers):
+    files = {"file": ("products.csv", b"sku,name\nA-1,Apple\n")}
+    response = http.post("/api/imports", files=files, headers=headers)
+
+    assert response.status_code == 403
+    assert http.get("/api/imports").json()["items"] == []
+
+
+def test_an_upload_keeps_its_file_name_for_people(http):
+    job = import_csv(http, "sku,name\nA-1,Apple\n", filename="Produits d'été 2024.csv")
+
+    assert job["filename"] == "Produits d'été 2024.csv"
 
 
 def test_an_upload_without_a_file_field_is_refused_with_400(http):
