@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text, func, true
+from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text, func, text, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
@@ -31,6 +31,15 @@ class Product(db.Model):
         # SKU identity is case-insensitive; the import merges on this expression too.
         Index("uq_products_lower_sku", func.lower(sku), unique=True),
         Index("ix_products_updated_at_id", updated_at, id),
+        Index("ix_products_lower_name_id", func.lower(name), id),
+        Index(
+            "ix_products_inactive_updated_at_id",
+            updated_at,
+            id,
+            postgresql_where=text("NOT active"),
+            sqlite_where=text("NOT active"),
+        ),
+        # PostgreSQL also has trigram indexes on sku and name, made by migration 0003.
     )
 
     def to_dict(self) -> dict:

@@ -1,0 +1,416 @@
+"""Products: list with filters and totals, create, change, delete, delete all, export."""
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from math import ceil
+
+from sqlalchemy import ColumnElement, delete, func, literal, not_, or_, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from ..errors import Conflict, Invalid, NotFound
+from ..imports import service as imports_service
+from ..imports.csv_rows import CONTROL, DESCRIPTION_CONTROL, MAX_DESCRIPTION, MAX_NAME, MAX_SKU
+from ..webhooks import events
+from .models import Product
+
+DEFAULT_SORT = "-updated_at"
+DEFAULT_PER_PAGE = 50
+MAX_PER_PAGE = 200
+MAX_PAGE = 10_000_000
+# A filtered total is counted exactly up to this many products (or a few pages past the one
+# asked for); past it the list says "more than N". Counting every match of a common word
+# means reading most of the table, which no index avoids.
+COUNT_CAP = 1000
+COUNT_PAGES_AHEAD = 10
+TEXT_FILTERS = ("sku", "name", "description")
+SORT_KEYS = {
+    # SKU identity ignores case, so does its order; lower(sku) has a unique index.
+    "sku": func.lower(Product.sku),
+    "name": func.lower(Product.name),
+    "updated_at": Product.updated_at,
+}
+EXPORT_COLUMNS = ("sku", "name", "description", "active")
+READ_ONLY = {"id", "created_at", "updated_at"}
+LIKE_ESCAPE = "\\"
+APPLYING_MESSAGE = (
+    "An import is being applied to the catalog. Delete the products once it has finished."
+)
+
+
+# --- listing --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The list filters: text is matched as a case-insensitive substring; empty means any."""
+
+    sku: str = ""
+    name: str = ""
+    description: str = ""
+    q: str = ""
+    active: bool | None = None
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        """Return the WHERE conditions of these filters."""
+        found = [
+            _contains(getattr(Product, field), getattr(self, field))
+            for field in TEXT_FILTERS
+            if getattr(self, field)
+        ]
+        if self.q:
+            found.append(or_(*(_contains(getattr(Product, f), self.q) for f in TEXT_FILTERS)))
+        if self.active is not None:
+            # `NOT active` lets PostgreSQL use the partial index of inactive products.
+            found.append(Product.active if self.active else not_(Product.active))
+        return found
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of products; `total` is exact unless `total_exact` says more than it match."""
+
+    items: list[Product]
+    page: int
+    per_page: int
+    total: int
+    total_exact: bool = True
+
+    @property
+    def pages(self) -> int:
+        if self.total_exact:
+            return ceil(self.total / self.per_page)
+        return self.total // self.per_page + 1  # at least this many
+
+    def to_dict(self) -> dict:
+        """Return the list JSON of SPEC, plus `total_exact`."""
+        return {
+            "items": [product.to_dict() for product in self.items],
+            "page": self.page,
+            "per_page": self.per_page,
+            "total": self.total,
+            "pages": self.pages,
+            "total_exact": self.total_exact,
+        }
+
+
+def _contains(column, term: str) -> ColumnElement[bool]:
+    for special in (LIKE_ESCAPE, "%", "_"):
+        term = term.replace(special, LIKE_ESCAPE + special)
+    return column.ilike(f"%{term}%", escape=LIKE_ESCAPE)
+
+
+def parse_filters(args: Mapping[str, str]) -> Filters:
+    """Read the filters from query arguments; raise Invalid naming each bad one."""
+    values, problems = {}, {}
+    for field in (*TEXT_FILTERS, "q"):
+        values[field] = (args.get(field) or "").strip()
+        if DESCRIPTION_CONTROL.search(values[field]):
+            problems[field] = "Must not hold control characters."
+    active = (args.get("active") or "").strip().lower()
+    if active not in ("", "true", "false"):
+        problems["active"] = "Must be true or false."
+    if problems:
+        raise Invalid("The filters are not valid; see details.", details=problems)
+    return Filters(**values, active={"true": True, "false": False}.get(active))
+
+
+def parse_sort(value: str | None) -> str:
+    """Return a valid sort (`sku`, `name`, `updated_at`, `-` first for descending)."""
+    sort = (value or "").strip() or DEFAULT_SORT
+    if sort.removeprefix("-") not in SORT_KEYS:
+        choices = ", ".join(SORT_KEYS)
+        raise Invalid(
+            f"Unknown sort {sort!r}.",
+            details={"sort": f"One of {choices}, with - in front for descending order."},
+        )
+    return sort
+
+
+def _order_by(sort: str, *, reverse: bool = False) -> tuple:
+    descending = sort.startswith("-") != reverse
+    key = SORT_KEYS[sort.removeprefix("-")]
+    # ties broken by id, so pages are stable
+    return (key.desc(), Product.id.desc()) if descending else (key.asc(), Product.id.asc())
+
+
+def list_products(
+    session: Session,
+    *,
+    filters: Filters,
+    sort: str = DEFAULT_SORT,
+    page: int = 1,
+    per_page: int = DEFAULT_PER_PAGE,
+) -> Page:
+    """Return one page of the products that match, with their total."""
+    _check_paging(page, per_page)
+    conditions = filters.conditions()
+    offset = (page - 1) * per_page
+    total = _known_total(session, filters)
+    if total is not None:
+        _check_page_exists(page, per_page, total)
+        items = _fetch(session, conditions, sort, offset, per_page, total=total)
+        return Page(items, page, per_page, total)
+    items = _fetch(session, conditions, sort, offset, per_page)
+    if len(items) < per_page and (items or page == 1):
+        return Page(items, page, per_page, offset + len(items))  # the last page: no count
+    total, exact = _bounded_count(session, conditions, offset=offset, per_page=per_page)
+    if exact:
+        _check_page_exists(page, per_page, total)
+    return Page(items, page, per_page, total, exact)
+
+
+def _known_total(session: Session, filters: Filters) -> int | None:
+    """Return the exact total when it costs no scan of the matches, else None."""
+    if filters == Filters():
+        return catalog_total(session)
+    if filters == Filters(active=filters.active):
+        # counted from the partial index of inactive products, small in a usual catalog
+        inactive = select(func.count()).select_from(Product).where(not_(Product.active))
+        inactive_total = session.scalar(inactive)
+        return catalog_total(session) - inactive_total if filters.active else inactive_total
+    return None
+
+
+def _check_paging(page: int, per_page: int) -> None:
+    if not 1 <= per_page <= MAX_PER_PAGE:
+        raise Invalid(
+            f"per_page must be from 1 to {MAX_PER_PAGE}.",
+            details={"per_page": f"From 1 to {MAX_PER_PAGE}."},
+        )
+    if not 1 <= page <= MAX_PAGE:
+        raise Invalid("page must be 1 or more.", details={"page": "1 or more."})
+
+
+def _check_page_exists(page: int, per_page: int, total: int) -> None:
+    last = max(1, ceil(total / per_page))
+    if page > last:
+        raise Invalid(
+            f"There is no page {page}: the last page is {last}.",
+            details={"page": f"From 1 to {last}."},
+        )
+
+
+def _fetch(
+    session: Session, conditions: list, sort: str, offset: int, limit: int, *, total=None
+) -> list[Product]:
+    query = select(Product).where(*conditions)
+    if total is not None and offset > total // 2:
+        # Walk the sort order from its other end: the last page costs what the first does.
+        skip, count = max(total - offset - limit, 0), min(limit, total - offset)
+        query = query.order_by(*_order_by(sort, reverse=True)).offset(skip).limit(count)
+        return list(reversed(session.scalars(query).all()))
+    query = query.order_by(*_order_by(sort)).offset(offset).limit(limit)
+    return list(session.scalars(query))
+
+
+def _bounded_count(
+    session: Session, conditions: list, *, offset: int, per_page: int
+) -> tuple[int, bool]:
+    """Count matches up to a limit: `(total, True)`, or `(limit, False)` when more match."""
+    limit = max(COUNT_CAP, offset + COUNT_PAGES_AHEAD * per_page)
+    matching = select(literal(1)).select_from(Product).where(*conditions).limit(limit + 1)
+    counted = session.scalar(select(func.count()).select_from(matching.subquery()))
+    return (counted, True) if counted <= limit else (limit, False)
+
+
+# The exact number of products, per database, with the catalog version it was counted at.
+# A trigger moves the version on in the transaction that adds or removes products.
+_totals: dict[str, tuple[int, int]] = {}
+_version_tables: dict[str, bool] = {}
+VERSION = text("SELECT version FROM products_version")
+VERSION_AND_TOTAL = text("SELECT version, (SELECT count(*) FROM products) FROM products_version")
+
+
+def catalog_total(session: Session) -> int:
+    """Return the number of products; on PostgreSQL, counted again only after it changed."""
+    bind = session.get_bind()
+    database = str(bind.url)
+    if bind.dialect.name != "postgresql" or not _has_version(session, database):
+        return session.scalar(select(func.count()).select_from(Product))
+    version = session.scalar(VERSION)
+    cached = _totals.get(database)
+    if cached and cached[0] == version:
+        return cached[1]
+    version, total = session.execute(VERSION_AND_TOTAL).one()
+    _totals[database] = (version, total)
+    return total
+
+
+def _has_version(session: Session, database: str) -> bool:
+    # A database stamped with revision 0003 while it was still empty lacks the table.
+    if database not in _version_tables:
+        found = session.scalar(text("SELECT to_regclass('products_version') IS NOT NULL"))
+        _version_tables[database] = found
+    return _version_tables[database]
+
+
+# --- single products ------------------------------------------------------------------------
+
+
+def get(session: Session, product_id: int) -> Product:
+    """Return the product, or raise NotFound."""
+    product = session.get(Product, product_id)
+    if product is None:
+        raise NotFound(f"Product {product_id} does not exist.")
+    return product
+
+
+def create(session: Session, *, fields: dict) -> Product:
+    """Create a product from API fields; raise Invalid or Conflict (the SKU is taken)."""
+    values = clean(fields, partial=False)
+    _refuse_taken_sku(session, values["sku"])
+    product = Product(**values)
+    session.add(product)
+    _flush(session, values["sku"])
+    events.publish_in_session(session, "product.created", product.to_dict())
+    return product
+
+
+def update(session: Session, product_id: int, *, fields: dict) -> Product:
+    """Change the fields given; raise NotFound, Invalid or Conflict (another has the SKU)."""
+    product = get(session, product_id)
+    values = clean(fields, partial=True)
+    changes = {name: value for name, value in values.items() if getattr(product, name) != value}
+    if not changes:
+        return product  # nothing to write, nothing to announce
+    if "sku" in changes:
+        _refuse_taken_sku(session, changes["sku"], other_than=product.id)
+    for name, value in changes.items():
+        setattr(product, name, value)
+    _flush(session, changes.get("sku", product.sku))
+    events.publish_in_session(session, "product.updated", product.to_dict())
+    return product
+
+
+def delete_product(session: Session, product_id: int) -> None:
+    """Delete one product; raise NotFound."""
+    product = get(session, product_id)
+    data = product.to_dict()
+    session.delete(product)
+    session.flush()
+    events.publish_in_session(session, "product.deleted", data)
+
+
+def _refuse_taken_sku(session: Session, sku: str, *, other_than: int | None = None) -> None:
+    query = select(Product.sku).where(func.lower(Product.sku) == func.lower(sku))
+    if other_than is not None:
+        query = query.where(Product.id != other_than)
+    taken = session.scalars(query.limit(1)).first()
+    if taken is not None:
+        raise _sku_taken(sku, taken)
+
+
+def _sku_taken(sku: str, taken: str | None = None) -> Conflict:
+    spelled = f" (as {taken!r})" if taken and taken != sku else ""
+    message = f"A product with SKU {sku!r}{spelled} already exists; SKUs ignore case."
+    return Conflict(message, details={"sku": message})
+
+
+def _flush(session: Session, sku: str) -> None:
+    """Flush in a savepoint: a SKU taken by a concurrent request is a Conflict, not a 500."""
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        raise _sku_taken(sku) from None
+
+
+def clean(fields: dict, *, partial: bool) -> dict:
+    """Return the trimmed values of the editable fields; raise Invalid naming each problem."""
+    # The import's rules, so that every product exports and imports back unchanged.
+    problems = {
+        name: "Unknown field." for name in fields if name not in CLEANERS and name not in READ_ONLY
+    }
+    if not partial:
+        problems |= {name: "Required." for name in ("sku", "name") if name not in fields}
+    values = {}
+    for name, cleaner in CLEANERS.items():
+        if name in fields:
+            try:
+                values[name] = cleaner(fields[name])
+            except ValueError as error:
+                problems[name] = str(error)
+    if problems:
+        raise Invalid("The product is not valid; see details.", details=problems)
+    return values
+
+
+def _clean_line(value, limit: int) -> str:
+    if not isinstance(value, str):
+        raise ValueError("Must be text.")
+    value = value.strip()
+    if not value:
+        raise ValueError("Required.")
+    if len(value) > limit:
+        raise ValueError(f"At most {limit} characters.")
+    if CONTROL.search(value):
+        raise ValueError("Must not hold control characters.")
+    return value
+
+
+def _clean_description(value) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError("Must be text.")
+    value = value.strip()
+    if len(value) > MAX_DESCRIPTION:
+        raise ValueError(f"At most {MAX_DESCRIPTION:,} characters.")
+    if DESCRIPTION_CONTROL.search(value):
+        raise ValueError("Must not hold control characters (tabs and line breaks are fine).")
+    return value
+
+
+def _clean_active(value) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("Must be true or false.")
+    return value
+
+
+CLEANERS = {
+    "sku": lambda value: _clean_line(value, MAX_SKU),
+    "name": lambda value: _clean_line(value, MAX_NAME),
+    "description": _clean_description,
+    "active": _clean_active,
+}
+
+
+# --- the whole catalog ----------------------------------------------------------------------
+
+
+def delete_all(session: Session) -> int:
+    """Delete every product; raise Conflict while an import is being applied."""
+    if imports_service.is_applying(session):  # on PostgreSQL this also keeps one from starting
+        raise Conflict(APPLYING_MESSAGE)
+    if session.get_bind().dialect.name == "postgresql":
+        deleted = _truncate(session)
+    else:
+        deleted = session.execute(delete(Product)).rowcount
+    events.publish_in_session(session, "products.deleted_all", {"deleted": deleted})
+    return deleted
+
+
+def _truncate(session: Session) -> int:
+    """Empty the table with TRUNCATE: instant however many products, and transactional."""
+    # TRUNCATE waits for every reader (a long export, say); meanwhile, readers wait for it.
+    session.execute(text("SET LOCAL lock_timeout = '5s'"))
+    try:
+        session.execute(text("LOCK TABLE products IN ACCESS EXCLUSIVE MODE"))
+    except OperationalError:
+        raise Conflict(
+            "The catalog is busy (an export or a long request is reading it). Try again."
+        ) from None
+    deleted = catalog_total(session)
+    session.execute(text("TRUNCATE products"))
+    return deleted
+
+
+def export_rows(session: Session, *, filters: Filters, sort: str, batch: int = 2000) -> Iterator:
+    """Yield `(sku, name, description, active)` of every matching product, in `sort` order."""
+    # A server-side cursor read in batches: constant memory, and one consistent snapshot.
+    columns = [getattr(Product, name) for name in EXPORT_COLUMNS]
+    query = select(*columns).where(*filters.conditions()).order_by(*_order_by(sort))
+    result = session.execute(query, execution_options={"yield_per": batch})
+    for rows in result.partitions():
+        yield from rows

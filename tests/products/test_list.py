@@ -1,0 +1,199 @@
+"""GET /api/products: filters, sorting, pages and totals, on the real PostgreSQL."""
+
+import pytest
+from sqlalchemy import text
+
+from product_importer.products import service
+
+
+@pytest.fixture
+def catalog(app):
+    """Eleven products written in one statement, as an import writes them (same updated_at)."""
+    from product_importer.extensions import db
+
+    rows = [
+        ("WID-001", "Blue widget", "Made of steel", True),
+        ("wid-002", "blue Widget XL", "Made of wood", True),
+        ("GAD-003", "Red gadget", "Steel and glass", False),
+        ("gad-004", "Green gadget", "100% recycled_paper", True),
+        ("TOOL-005", "Hammer", "Forged STEEL head", True),
+        ("tool-006", "Saw", "Wood handle", False),
+        ("BOX_007", "Box 50%", "Cardboard", True),
+        ("CRATE-008", "Crate", "Pine wood\r\nwith lid", True),
+        ("MISC-010", "Widget stand", "For widgets", True),
+        ("MISC-011", "Clamp", "Cast iron", False),
+        ("MISC-012", "Vice", "Back\\slash", True),
+    ]
+    with app.app_context(), db.engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO products (sku, name, description, active) VALUES (:s, :n, :d, :a)"),
+            [{"s": s, "n": n, "d": d, "a": a} for s, n, d, a in rows],
+        )
+    return rows
+
+
+def skus(client, query: str = "") -> list[str]:
+    response = client.get(f"/api/products?per_page=200&{query}")
+    assert response.status_code == 200, response.get_json()
+    return [product["sku"] for product in response.get_json()["items"]]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("sku=wid", {"WID-001", "wid-002"}),
+        ("sku=WID-00", {"WID-001", "wid-002"}),
+        ("name=WIDGET", {"WID-001", "wid-002", "MISC-010"}),
+        ("description=steel", {"WID-001", "GAD-003", "TOOL-005"}),
+        ("description=wood", {"wid-002", "tool-006", "CRATE-008"}),
+        ("q=widget", {"WID-001", "wid-002", "MISC-010"}),
+        ("q=steel", {"WID-001", "GAD-003", "TOOL-005"}),
+        ("q=box", {"BOX_007"}),
+        ("q=crate", {"CRATE-008"}),
+        ("active=false", {"GAD-003", "tool-006", "MISC-011"}),
+        ("active=FALSE", {"GAD-003", "tool-006", "MISC-011"}),
+        ("active=true&name=gadget", {"gad-004"}),
+        ("name=gadget&description=steel", {"GAD-003"}),
+        ("sku=%20wid%20", {"WID-001", "wid-002"}),  # the term is trimmed
+        ("sku=&name=&active=", None),  # empty filters: every product
+        # LIKE's wildcards are matched as themselves
+        ("name=50%25", {"BOX_007"}),
+        ("sku=_", {"BOX_007"}),
+        ("description=100%25", {"gad-004"}),
+        ("description=d_p", {"gad-004"}),
+        ("description=k%5Cs", {"MISC-012"}),
+        ("description=with%20lid", {"CRATE-008"}),
+        ("name=nothing-like-this", set()),
+    ],
+)
+def test_filters_match_substrings_ignoring_case(client, catalog, query, expected):
+    expected = expected if expected is not None else {row[0] for row in catalog}
+    assert set(skus(client, query)) == expected
+    body = client.get(f"/api/products?{query}").get_json()
+    assert (body["total"], body["total_exact"]) == (len(expected), True)
+
+
+def test_non_ascii_text_matches_ignoring_case(client, catalog):
+    response = client.post(
+        "/api/products", json={"sku": "ÉCLAIR-9", "name": "Éclair", "description": "Pâtisserie"}
+    )
+    assert response.status_code == 201
+    assert skus(client, "sku=éclair") == ["ÉCLAIR-9"]
+    assert skus(client, "description=PÂTISSERIE") == ["ÉCLAIR-9"]
+    assert client.post("/api/products", json={"sku": "éclair-9", "name": "x"}).status_code == 409
+
+
+@pytest.mark.parametrize(
+    ("sort", "first", "last"),
+    [
+        ("sku", "BOX_007", "wid-002"),
+        ("-sku", "wid-002", "BOX_007"),
+        ("name", "WID-001", "MISC-010"),  # lower(name): 'blue widget' .. 'widget stand'
+        ("-name", "MISC-010", "WID-001"),
+        ("updated_at", "WID-001", "MISC-012"),  # equal times: ties go by id
+        ("-updated_at", "MISC-012", "WID-001"),
+    ],
+)
+def test_sort_orders_and_breaks_ties_by_id(client, catalog, sort, first, last):
+    found = skus(client, f"sort={sort}")
+    assert (found[0], found[-1], len(found)) == (first, last, 11)
+
+
+def test_sku_sort_ignores_case(client, catalog):
+    assert skus(client, "sort=sku&sku=wid") == ["WID-001", "wid-002"]
+    assert skus(client, "sort=sku&sku=gad") == ["GAD-003", "gad-004"]
+
+
+def test_the_default_order_is_newest_change_first(client, catalog):
+    product = client.get("/api/products?sku=GAD-003").get_json()["items"][0]
+    client.patch(f"/api/products/{product['id']}", json={"name": "Red gadget 2"})
+    assert skus(client)[0] == "GAD-003"
+
+
+def test_pages_cover_every_product_once_with_totals(client, catalog):
+    seen = []
+    for page in (1, 2, 3):
+        body = client.get(f"/api/products?per_page=5&page={page}&sort=name").get_json()
+        assert (body["page"], body["per_page"], body["total"], body["pages"]) == (page, 5, 11, 3)
+        seen += [product["sku"] for product in body["items"]]
+    assert len(seen) == len(set(seen)) == 11
+    assert seen == skus(client, "sort=name")
+
+
+@pytest.mark.parametrize("sort", ["sku", "-sku", "name", "-updated_at", "updated_at"])
+def test_the_last_pages_read_from_the_other_end_match_the_first(client, catalog, sort):
+    every = skus(client, f"sort={sort}")
+    for per_page in (1, 5, 7):
+        pages = -(-11 // per_page)
+        found = []
+        for page in range(1, pages + 1):
+            body = client.get(f"/api/products?per_page={per_page}&page={page}&sort={sort}")
+            found += [product["sku"] for product in body.get_json()["items"]]
+        assert found == every, (sort, per_page)
+
+
+def test_filtered_pages_give_totals_too(client, catalog):
+    first = client.get("/api/products?active=true&per_page=3").get_json()
+    last = client.get("/api/products?active=true&per_page=3&page=3").get_json()
+    assert (first["total"], first["pages"], len(first["items"])) == (8, 3, 3)
+    assert (last["total"], last["pages"], len(last["items"])) == (8, 3, 2)
+    middle = client.get("/api/products?q=o&per_page=2&page=2").get_json()
+    assert (middle["total"], middle["total_exact"]) == (len(skus(client, "q=o")), True)
+
+
+def test_an_empty_catalog_has_one_empty_page(client):
+    body = client.get("/api/products").get_json()
+    assert body == {
+        "items": [],
+        "page": 1,
+        "per_page": 50,
+        "total": 0,
+        "pages": 0,
+        "total_exact": True,
+    }
+    assert client.get("/api/products?name=x").get_json()["total"] == 0
+
+
+def test_many_matches_are_counted_up_to_a_limit(client, catalog, monkeypatch):
+    monkeypatch.setattr(service, "COUNT_CAP", 4)
+    monkeypatch.setattr(service, "COUNT_PAGES_AHEAD", 2)
+
+    first = client.get("/api/products?description=e&per_page=2").get_json()
+    assert (first["total"], first["total_exact"], first["pages"]) == (4, False, 3)
+    further = client.get("/api/products?description=e&per_page=2&page=3").get_json()
+    assert (further["total"], further["total_exact"]) == (8, True)  # counted further along
+    assert len(further["items"]) == 2
+    # no text filter: always exact
+    assert client.get("/api/products?active=true&per_page=2").get_json()["total_exact"] is True
+    assert client.get("/api/products?per_page=2").get_json()["total"] == 11
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("per_page=0", "per_page"),
+        ("per_page=201", "per_page"),
+        ("per_page=ten", "per_page"),
+        ("per_page=-5", "per_page"),
+        ("page=0", "page"),
+        ("page=-1", "page"),
+        ("page=1.5", "page"),
+        ("page=99999999999999999999", "page"),
+        ("page=4&per_page=5", "page"),  # 11 products: 3 pages
+        ("page=2&name=nothing", "page"),
+        ("page=3&name=gadget&per_page=1", "page"),  # 2 match
+        ("sort=price", "sort"),
+        ("sort=--sku", "sort"),
+        ("active=maybe", "active"),
+        ("name=%00", "name"),
+    ],
+)
+def test_out_of_range_arguments_are_422(client, catalog, query, field):
+    response = client.get(f"/api/products?{query}")
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert (error["code"], set(error["details"])) == ("invalid", {field})
+
+
+def test_per_page_200_is_allowed(client, catalog):
+    assert client.get("/api/products?per_page=200").get_json()["per_page"] == 200
