@@ -3,6 +3,8 @@
 import csv
 import io
 import json
+import os
+import signal
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,6 +14,10 @@ from bench.generate_csv import rows as generated_rows
 from sqlalchemy import text
 
 BIG_ROWS = 200_000  # about 35 MB: long enough to cancel or kill an import while it runs
+# Held by a test, these stop an import at a known point: a lock on the whole catalog (as any
+# product edit in progress holds) makes it wait before its merge; a row lock, inside it.
+TABLE_LOCK = "LOCK TABLE products IN ROW EXCLUSIVE MODE"
+ROW_LOCK = "SELECT id FROM products WHERE lower(sku) = '{key}' FOR UPDATE"
 
 
 def csv_bytes(rows, header=("name", "sku", "description")) -> bytes:
@@ -159,3 +165,13 @@ def _no_import_left_running(request):
         if waited > 30:
             run(f"UPDATE import_jobs SET cancel_requested = true {unfinished}")
         time.sleep(0.1)
+
+
+@contextmanager
+def paused(worker):
+    """Stop a worker process (SIGSTOP) for a while, so that another one takes the next job."""
+    os.killpg(worker.popen.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.killpg(worker.popen.pid, signal.SIGCONT)

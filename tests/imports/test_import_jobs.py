@@ -4,19 +4,27 @@ Where a test must act while an import is at a given point, it holds a lock on th
 the import waits there, instead of hoping to be fast enough.
 """
 
+import gzip
+import io
 import os
 
 import pytest
 
 from tests.helpers import import_csv, upload_csv, wait_for_job
 
-from .conftest import csv_bytes, generate, products_by_key, read_events, wait_for
+from .conftest import (
+    ROW_LOCK,
+    TABLE_LOCK,
+    csv_bytes,
+    generate,
+    paused,
+    products_by_key,
+    read_events,
+    wait_for,
+)
 
 pytestmark = pytest.mark.usefixtures("live_worker")
 
-ROW_LOCK = "SELECT id FROM products WHERE lower(sku) = '{key}' FOR UPDATE"
-# Conflicts with the import's SHARE ROW EXCLUSIVE lock, as any product edit in progress does.
-TABLE_LOCK = "LOCK TABLE products IN ROW EXCLUSIVE MODE"
 NOT_CHANGED = "the catalog was not changed"
 
 
@@ -282,3 +290,23 @@ def test_a_failure_during_the_merge_leaves_the_catalog_unchanged(
         ("C-3", "BOOM"),
         ("D-4", "Date"),
     ]
+
+
+def test_a_gzip_file_expanding_past_ten_times_the_upload_limit_fails_saying_so(
+    http, client, app, catalog, live_worker, monkeypatch
+):
+    from product_importer.imports import service
+
+    data = gzip.compress(b"sku,name\n" + b"A-1,Name\n" * 200_000)  # 1.8 MB from a few KB
+    monkeypatch.setitem(app.config, "MAX_UPLOAD_BYTES", 100_000)  # this process's limit
+    with paused(live_worker):  # the import runs here, with the limit above
+        response = client.post("/api/imports", data={"file": (io.BytesIO(data), "big.csv.gz")})
+        assert response.status_code == 202
+        with app.app_context():
+            assert service.drain_queue() == 1
+
+    job = http.get(response.headers["Location"]).json()
+    assert job["status"] == "failed"
+    assert "expands to more than 1,000,000 bytes" in job["error"]
+    assert "Split it into smaller files" in job["error"]
+    assert catalog() == []

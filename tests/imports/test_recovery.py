@@ -1,6 +1,5 @@
 """A worker killed in the middle of an import: a live worker notices and runs the job again."""
 
-import os
 import signal
 from contextlib import nullcontext
 from datetime import timedelta
@@ -9,10 +8,7 @@ import pytest
 
 from tests.helpers import upload_csv, wait_for_job
 
-from .conftest import products_by_key, wait_for
-
-# Conflicts with the import's lock on the catalog: the merge waits until it is released.
-TABLE_LOCK = "LOCK TABLE products IN ROW EXCLUSIVE MODE"
+from .conftest import TABLE_LOCK, generate, paused, products_by_key, wait_for
 
 
 def claimed_by(sql, job_id: int) -> int:
@@ -25,36 +21,34 @@ def claimed_by(sql, job_id: int) -> int:
 def test_a_job_whose_worker_was_killed_is_recovered_and_imported_whole(
     http, catalog, sql, holding, start_worker, live_worker, big_file, moment
 ):
+    # In "merging", the import waits for this lock after reading the whole file, so the kill
+    # lands inside its merge transaction however fast the machine is (and a smaller file does).
+    lock = holding(TABLE_LOCK) if moment == "merging" else nullcontext()
+    file = generate(20_000) if moment == "merging" else big_file
     doomed = start_worker()
     session_worker = live_worker.popen.pid
-    # In "merging", the import waits for this lock after reading the whole file, so the kill
-    # lands inside its merge transaction however fast the machine is.
-    lock = holding(TABLE_LOCK) if moment == "merging" else nullcontext()
-    os.killpg(session_worker, signal.SIGSTOP)  # paused, so that the doomed worker takes the job
-    try:
-        with lock:
-            response = upload_csv(http, big_file.data, "sample.csv")
+    with paused(live_worker), lock:  # paused, so that the doomed worker takes the job
+        try:
+            response = upload_csv(http, file.data, "sample.csv")
             job_id = response.json()["id"]
             if moment == "reading":
                 wait_for(http, job_id, lambda j: j["status"] == "running", "running")
             else:
-                wait_for(http, job_id, lambda j: j["rows_processed"] == big_file.rows, "read")
+                wait_for(http, job_id, lambda j: j["rows_processed"] == file.rows, "read")
             assert claimed_by(sql, job_id) == doomed.popen.pid
+        finally:
             doomed.kill(signal.SIGKILL)
-    finally:
-        os.killpg(session_worker, signal.SIGCONT)
-        doomed.kill(signal.SIGKILL)
 
     job = wait_for_job(http, job_id, timeout=90)
 
     assert job["status"] == "completed", job
     assert claimed_by(sql, job_id) == session_worker
-    assert job["rows_processed"] == big_file.rows
-    assert (job["created"], job["updated"], job["unchanged"]) == (len(big_file.expected), 0, 0)
+    assert job["rows_processed"] == file.rows
+    assert (job["created"], job["updated"], job["unchanged"]) == (len(file.expected), 0, 0)
     assert job["percent"] == 100
     products = catalog()
-    assert len(products) == len(big_file.expected)
-    assert products_by_key(products) == big_file.expected
+    assert len(products) == len(file.expected)
+    assert products_by_key(products) == file.expected
 
 
 def test_a_job_whose_worker_was_lost_three_times_fails_saying_what_to_do(
