@@ -43,6 +43,7 @@ class PostgresStage:
     def __init__(self, conn: Connection):
         self.conn = conn
         self.execute = conn.exec_driver_sql
+        self.staged = 0
         self._copy = None
         self._copy_cm = None
 
@@ -61,16 +62,18 @@ class PostgresStage:
         self._copy_cm = cursor.copy(f"COPY import_staging {STAGING_COLUMNS} FROM STDIN")
         self._copy = self._copy_cm.__enter__()
 
-    def write(self, rows: Iterable[tuple]) -> None:
+    def write(self, rows: list[tuple]) -> None:
         """Send valid rows `(line, sku, name, description, active)` to the staging table."""
         write_row = self._copy.write_row
         for row in rows:
             write_row(row)
+        self.staged += len(rows)
 
     def reset(self) -> None:
         """Forget every staged row, to read the file again from the start."""
         self._close_copy()
         self.execute("TRUNCATE import_staging")
+        self.staged = 0
         self._open_copy()
 
     def _close_copy(self, error: BaseException | None = None) -> None:
@@ -92,43 +95,53 @@ class PostgresStage:
         execute = self.execute
         execute("SELECT pg_advisory_xact_lock(%s)", (APPLY_LOCK_KEY,))
         # Product edits wait (reads do not) until the import commits: no SKU can appear
-        # between the UPDATE and the INSERT, so the INSERT needs no costly ON CONFLICT.
+        # between the join and the INSERT, so the INSERT needs no costly ON CONFLICT.
         execute("LOCK TABLE products IN SHARE ROW EXCLUSIVE MODE")
         execute("SET LOCAL work_mem = '256MB'")
         step("deduplicating")
-        # Sorted by key, the INSERT below fills the lower(sku) index in order. COLLATE "C"
-        # compares bytes, faster than the database's collation and equal for equality.
-        distinct = execute(
-            "CREATE TEMP TABLE import_latest ON COMMIT DROP AS "
-            'SELECT DISTINCT ON (key COLLATE "C") key, sku, name, description, active '
-            'FROM import_staging ORDER BY key COLLATE "C", rn DESC'
-        ).rowcount
-        execute("ANALYZE import_latest")
-        step("updating")
-        updated = execute(PG_UPDATE).rowcount
-        step("inserting")
-        created = execute(PG_INSERT).rowcount
-        return MergeCounts(distinct=distinct, created=created, updated=updated)
+        superseded = execute(PG_DROP_SUPERSEDED).rowcount
+        execute("ANALYZE import_staging")
+        step("merging")
+        updated, created = execute(PG_MERGE).fetchone()
+        return MergeCounts(distinct=self.staged - superseded, created=created, updated=updated)
 
 
-PG_UPDATE = """
-UPDATE products AS p
-SET sku = l.sku, name = l.name,
-    description = COALESCE(l.description, p.description),
-    active = COALESCE(l.active, p.active),
-    updated_at = now()
-FROM import_latest AS l
-WHERE lower(p.sku) = l.key
-  AND (p.sku, p.name, p.description, p.active)
-      IS DISTINCT FROM (l.sku, l.name, COALESCE(l.description, p.description),
-                        COALESCE(l.active, p.active))
+# Within the file the last row of a SKU wins: delete the earlier ones (a hash aggregate, no
+# sort of the whole table).
+PG_DROP_SUPERSEDED = """
+DELETE FROM import_staging AS s
+USING (SELECT key, max(rn) AS rn FROM import_staging GROUP BY key HAVING count(*) > 1) AS last
+WHERE s.key = last.key AND s.rn < last.rn
 """
 
-PG_INSERT = """
-INSERT INTO products (sku, name, description, active, created_at, updated_at)
-SELECT l.sku, l.name, COALESCE(l.description, ''), COALESCE(l.active, true), now(), now()
-FROM import_latest AS l
-WHERE NOT EXISTS (SELECT 1 FROM products AS p WHERE lower(p.sku) = l.key)
+# One join of the file with the catalog serves both the UPDATE (only rows whose values
+# differ are rewritten) and the INSERT. New products go in in key order, so the lower(sku)
+# index fills from left to right; COLLATE "C" sorts by bytes, faster than the database's
+# collation and the same for equality.
+PG_MERGE = """
+WITH matched AS MATERIALIZED (
+    SELECT s.key, s.sku, s.name, s.description, s.active, p.id AS product_id,
+           (p.sku, p.name, p.description, p.active)
+           IS DISTINCT FROM (s.sku, s.name, COALESCE(s.description, p.description),
+                             COALESCE(s.active, p.active)) AS changed
+    FROM import_staging AS s LEFT JOIN products AS p ON lower(p.sku) = s.key
+), updated AS (
+    UPDATE products AS p
+    SET sku = m.sku, name = m.name,
+        description = COALESCE(m.description, p.description),
+        active = COALESCE(m.active, p.active),
+        updated_at = now()
+    FROM matched AS m
+    WHERE p.id = m.product_id AND m.changed
+    RETURNING 1
+), created AS (
+    INSERT INTO products (sku, name, description, active, created_at, updated_at)
+    SELECT sku, name, COALESCE(description, ''), COALESCE(active, true), now(), now()
+    FROM matched WHERE product_id IS NULL
+    ORDER BY key COLLATE "C"
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM updated), (SELECT count(*) FROM created)
 """
 
 

@@ -22,7 +22,13 @@ from .rejections import RejectionWriter
 log = logging.getLogger(__name__)
 
 READING_SHARE = 85.0  # percent of the bar for reading; the merge fills the rest
-MERGE_STEPS = {"deduplicating": 88.0, "updating": 92.0, "inserting": 95.0, "finishing": 99.0}
+MERGE_STEPS = {
+    "deduplicating": 87.0,
+    "merging": 90.0,
+    "updating": 92.0,
+    "inserting": 95.0,
+    "finishing": 99.0,
+}
 HEARTBEAT_SECONDS = 0.5
 jobs = ImportJob.__table__
 
@@ -60,6 +66,8 @@ class Progress:
     started: float = field(default_factory=time.monotonic)
     step_started: float = field(default_factory=time.monotonic)
     cancel: threading.Event = field(default_factory=threading.Event)
+    # True while the merge's statements run: a cancel then interrupts them
+    interruptible: bool = False
 
     def read(self, bytes_processed: int, rows: int, invalid: int) -> None:
         """Record reading progress; percent follows the bytes read."""
@@ -68,13 +76,15 @@ class Progress:
         share = bytes_processed / self.bytes_total if self.bytes_total else 1.0
         self.percent = max(self.percent, READING_SHARE * min(share, 1.0))
 
-    def merging(self, step: str, distinct_hint: int) -> None:
+    def merging(self, step: str, what: str) -> None:
         """Record which merge step runs, and log how long the previous one took."""
+        if self.cancel.is_set():
+            raise Cancelled()
         now = time.monotonic()
         log.info("import step %s: %.2fs", self.message, now - self.step_started)
         self.step_started = now
         self.phase = Phase.APPLYING
-        self.message = f"Applying {distinct_hint:,} products ({step})"
+        self.message = f"Applying {what} ({step})"
         self.percent = max(self.percent, MERGE_STEPS[step])
 
     def columns(self) -> dict:
@@ -125,9 +135,10 @@ class Heartbeat(threading.Thread):
         )
         with self.engine.begin() as conn:
             cancel = conn.execute(statement).scalar()
-        if cancel and not self.progress.cancel.is_set():
+        if cancel:
             self.progress.cancel.set()
-            if self.progress.phase == Phase.APPLYING:
+            # Again at every beat: an interrupt that lands between two statements is lost.
+            if self.progress.interruptible:
                 self.interrupt()
 
     def stop(self) -> None:
@@ -152,9 +163,14 @@ def run(
     job: ClaimedJob,
     *,
     max_decompressed: int,
-    before_commit: Callable[[Connection, int], None],
+    before_commit: Callable[[Connection, int], object],
+    after_commit: Callable[[object], None] = lambda _result: None,
 ) -> None:
-    """Import `job`'s file on `conn` and commit; roll back and raise on failure or cancel."""
+    """Import `job`'s file on `conn` and commit; roll back and raise on failure or cancel.
+
+    `before_commit(conn, job_id)` runs inside the import's transaction; its result goes to
+    `after_commit` once the commit succeeded.
+    """
     progress = Progress(bytes_total=job.bytes_total)
     heartbeat = Heartbeat(engine, job, progress, interrupt=lambda: _interrupt(conn))
     heartbeat.start()
@@ -164,18 +180,21 @@ def run(
         # The job row is now locked until the commit: a cancel that came before is seen here
         # (the heartbeat may not have noticed it yet); a later one waits and finds it finished.
         finish = _finish_statement(job.id, outcome, progress).returning(jobs.c.cancel_requested)
+        progress.interruptible = False
         if conn.execute(finish).scalar():
             raise Cancelled()
-        before_commit(conn, job.id)
+        result = before_commit(conn, job.id)
         progress.phase = "committing"  # too late to interrupt: the commit decides
         conn.commit()
     except BaseException as error:
+        progress.interruptible = False
         conn.rollback()
         if progress.cancel.is_set() and not isinstance(error, Cancelled):
             raise Cancelled() from error  # the statement was interrupted by our cancel
         raise
     finally:
         heartbeat.stop()
+    after_commit(result)
 
 
 def _import(conn, engine, job, progress, max_decompressed) -> Outcome:
@@ -212,11 +231,12 @@ def _import(conn, engine, job, progress, max_decompressed) -> Outcome:
             warnings,
             no_valid_reason=_most_common(csv_file, invalid),
         )
-    distinct_hint = rows - invalid
+    valid = f"{rows - invalid:,} rows"
     # From here a cancel interrupts the merge, also while it waits for locks on the catalog.
-    progress.phase, progress.message = Phase.APPLYING, f"Applying {distinct_hint:,} products"
-    counts = stage.merge(lambda step: progress.merging(step, distinct_hint))
-    progress.merging("finishing", counts.distinct)
+    progress.phase, progress.message = Phase.APPLYING, f"Applying {valid}"
+    progress.interruptible = True
+    counts = stage.merge(lambda step: progress.merging(step, valid))
+    progress.merging("finishing", f"{counts.distinct:,} products")
     return Outcome(counts, rows, invalid, warnings)
 
 

@@ -232,7 +232,14 @@ def run_claimed(conn: Connection, job: runner.ClaimedJob) -> None:
     limit = 10 * current_app.config["MAX_UPLOAD_BYTES"]
     started = time.monotonic()
     try:
-        runner.run(conn, db.engine, job, max_decompressed=limit, before_commit=_publish_outcome)
+        runner.run(
+            conn,
+            db.engine,
+            job,
+            max_decompressed=limit,
+            before_commit=_publish_outcome,
+            after_commit=_send_now,
+        )
         log.info("import %s finished in %.1fs", job.id, time.monotonic() - started)
     except runner.Cancelled:
         _finish(
@@ -295,20 +302,34 @@ def _finish(job: runner.ClaimedJob, status: str, message: str, error: str | None
                 eta_seconds=None,
             )
         ).rowcount
-        if finished and status == Status.FAILED:
-            _publish_outcome(conn, job.id)
+        deliveries = _publish_outcome(conn, job.id) if finished and status == Status.FAILED else []
+    _send_now(deliveries)
 
 
-def _publish_outcome(conn: Connection, job_id: int) -> None:
-    """Queue the `import.completed` or `import.failed` webhook in the caller's transaction."""
+def _publish_outcome(conn: Connection, job_id: int, *, will_send: bool = True) -> list[int]:
+    """Queue the `import.completed` or `import.failed` webhook in the caller's transaction.
+
+    The caller sends the returned deliveries after its commit, unless `will_send` is false.
+    """
     from ..webhooks import events
 
     values = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().one()
     row = ImportJob(**values)  # not added to any session: only serialized
     if row.status in (Status.COMPLETED, Status.COMPLETED_WITH_ERRORS):
-        events.publish(conn, "import.completed", row.to_dict())
-    elif row.status == Status.FAILED:
-        events.publish(conn, "import.failed", row.to_dict())
+        return events.publish(conn, "import.completed", row.to_dict(), will_send=will_send)
+    if row.status == Status.FAILED:
+        return events.publish(conn, "import.failed", row.to_dict(), will_send=will_send)
+    return []
+
+
+def _send_now(delivery_ids: list[int]) -> None:
+    """Start the committed import's deliveries now rather than at the next sweep."""
+    from ..webhooks import events
+
+    try:
+        events.send(delivery_ids)
+    except Exception:  # the periodic sweep sends them anyway
+        log.warning("could not start webhook deliveries %s now", delivery_ids, exc_info=True)
 
 
 # --- periodic maintenance -------------------------------------------------------------------
@@ -366,7 +387,7 @@ def _requeue_or_fail(conn: Connection, job_id: int, attempts: int, timeout: floa
                 "are running and have enough memory, then retry the import.",
             )
         )
-        _publish_outcome(conn, job_id)
+        _publish_outcome(conn, job_id, will_send=False)  # the sweep sends it
         return
     log.warning("import %s: worker lost; requeued for attempt %s", job_id, attempts + 1)
     conn.execute(

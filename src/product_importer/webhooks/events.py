@@ -85,13 +85,15 @@ def payload(event_id: str, event_type: str, data: dict) -> str:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def publish(conn: Connection, event_type: str, data: dict) -> list[int]:
+def publish(conn: Connection, event_type: str, data: dict, *, will_send: bool = False) -> list[int]:
     """Queue `event_type` for every enabled endpoint subscribed to it; return delivery ids.
 
     The deliveries are rows written in the caller's transaction: a rolled-back change sends
-    nothing. Call `send(ids)` after the commit, or leave them to the periodic sweep.
+    nothing. With `will_send`, the caller calls `send(ids)` after the commit (the sweep leaves
+    them alone for a grace period); otherwise the periodic sweep sends them.
     """
-    return _fan_out(conn, event_type, data, queued_until=None)
+    queued_until = utcnow() + timedelta(seconds=QUEUED_GRACE_SECONDS) if will_send else None
+    return _fan_out(conn, event_type, data, queued_until=queued_until)
 
 
 def publish_in_session(session: Session, event_type: str, data: dict) -> None:
