@@ -52,6 +52,7 @@ def test_env(tmp_path_factory) -> dict:
         "IMPORT_HEARTBEAT_TIMEOUT_SECONDS": "5",
         "WEBHOOK_TIMEOUT_SECONDS": "5",
         "WEBHOOK_ALLOW_PRIVATE": "true",
+        "WEBHOOK_RETRY_BASE_SECONDS": "0.2",  # retries after ~0.1-0.2 s, not seconds
         "LOG_LEVEL": "INFO",
     }
     os.environ.update(env)

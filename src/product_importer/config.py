@@ -54,6 +54,7 @@ def load_config(instance_path: str) -> dict:
         "IMPORT_HEARTBEAT_TIMEOUT_SECONDS": float(env("IMPORT_HEARTBEAT_TIMEOUT_SECONDS") or 30),
         "WEBHOOK_TIMEOUT_SECONDS": float(env("WEBHOOK_TIMEOUT_SECONDS") or 5),
         "WEBHOOK_ALLOW_PRIVATE": _bool(env("WEBHOOK_ALLOW_PRIVATE")),
+        "WEBHOOK_RETRY_BASE_SECONDS": float(env("WEBHOOK_RETRY_BASE_SECONDS") or 5),
         "LOG_LEVEL": (env("LOG_LEVEL") or "INFO").upper(),
         "WTF_CSRF_TIME_LIMIT": None,
     }

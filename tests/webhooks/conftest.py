@@ -1,14 +1,8 @@
-"""Webhook fixtures: receivers on 127.0.0.1, endpoints, short retry delays."""
-
-import os
+"""Webhook fixtures: receivers on 127.0.0.1 and endpoints."""
 
 import pytest
 
 from .receiver import Receiver
-
-# Retries after ~0.1-0.2 s instead of seconds, for the app and every worker started later.
-# (Set at collection, before the session's worker process inherits the environment.)
-os.environ.setdefault("WEBHOOK_RETRY_BASE_SECONDS", "0.2")
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ writing `next_attempt_at`, and every worker's periodic sweep sends what is due.
 """
 
 import logging
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -100,20 +99,12 @@ RECORD = (
 # --- settings ---------------------------------------------------------------------------------
 
 
-def _setting(name: str, default: float) -> float:
-    """Read a number from the app config, else the environment (for settings added later)."""
-    value = current_app.config.get(name)
-    if value in (None, ""):
-        value = os.environ.get(name) or default
-    return float(value)
-
-
 def timeout_seconds() -> float:
-    return _setting("WEBHOOK_TIMEOUT_SECONDS", 5.0)
+    return float(current_app.config["WEBHOOK_TIMEOUT_SECONDS"])
 
 
 def retry_base_seconds() -> float:
-    return _setting("WEBHOOK_RETRY_BASE_SECONDS", 5.0)
+    return float(current_app.config["WEBHOOK_RETRY_BASE_SECONDS"])
 
 
 def allow_private() -> bool:
