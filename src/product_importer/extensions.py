@@ -27,10 +27,19 @@ migrate = Migrate()
 csrf = CSRFProtect()
 
 
+def _unicode_lower(value):
+    """lower() for SQLite that folds every letter, as PostgreSQL's does, not only ASCII."""
+    return value.lower() if isinstance(value, str) else value
+
+
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection, _record):
-    """Let readers work while an import writes, and enforce foreign keys, on SQLite."""
+    """Let readers work while an import writes, enforce foreign keys and fold case fully."""
     if type(dbapi_connection).__module__.startswith("sqlite3"):
+        # Replaces the built-in lower() that the unique index on lower(sku) and the import's
+        # merge use, so ÄPFEL-1 and äpfel-1 are one product here too. Deterministic, so
+        # SQLite accepts it in an index expression.
+        dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")

@@ -92,12 +92,6 @@ def test_serve_with_nothing_configured_imports_into_sqlite(embedded_server):
     assert (instance / "secret_key").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SQLite's built-in lower() folds ASCII only, so the embedded merge and the "
-    "lower(sku) unique index treat ÄPFEL-1 and äpfel-1 as two products (PostgreSQL: one). "
-    "Fix outside imports/: register a Unicode lower() on SQLite connections.",
-)
 def test_embedded_sku_identity_ignores_case_beyond_ascii_too(embedded_server):
     url, instance, _server = embedded_server
     with httpx.Client(base_url=url, timeout=30) as http:
