@@ -64,6 +64,7 @@ class Progress:
     rows_processed: int = 0
     rows_invalid: int = 0
     started: float = field(default_factory=time.monotonic)
+    step: str = "reading"  # for the step-time log
     step_started: float = field(default_factory=time.monotonic)
     cancel: threading.Event = field(default_factory=threading.Event)
     # True while the merge's statements run: a cancel then interrupts them
@@ -81,8 +82,8 @@ class Progress:
         if self.cancel.is_set():
             raise Cancelled()
         now = time.monotonic()
-        log.info("import step %s: %.2fs", self.message, now - self.step_started)
-        self.step_started = now
+        log.info("import step %s: %.2fs", self.step, now - self.step_started)
+        self.step, self.step_started = step, now
         self.phase = Phase.APPLYING
         self.message = f"Applying {what} ({step})"
         self.percent = max(self.percent, MERGE_STEPS[step])

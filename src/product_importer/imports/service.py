@@ -9,7 +9,7 @@ import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import Connection, Engine, create_engine, func, select, update
@@ -358,7 +358,7 @@ def recover_stale_jobs() -> int:
         ).all()
         for job in stale:
             _terminate_backend(conn, job.id, job.db_pid)
-            _requeue_or_fail(conn, job.id, job.attempts, timeout)
+            _requeue_or_fail(conn, job.id, job.attempts, timeout, cutoff)
     return len(stale)
 
 
@@ -372,13 +372,21 @@ def _terminate_backend(conn: Connection, job_id: int, pid: int | None) -> None:
         )
 
 
-def _requeue_or_fail(conn: Connection, job_id: int, attempts: int, timeout: float) -> None:
+def _requeue_or_fail(
+    conn: Connection, job_id: int, attempts: int, timeout: float, cutoff: datetime
+) -> None:
     lost = f"The worker running this import stopped responding for {timeout:.0f} seconds"
+    # Still the same stale attempt? (SQLite has no row locks: the import may have committed
+    # since the SELECT, while this statement waited for the database's write lock.)
+    still_stale = update(jobs).where(
+        jobs.c.id == job_id,
+        jobs.c.status == Status.RUNNING,
+        jobs.c.attempts == attempts,
+        jobs.c.heartbeat_at < cutoff,
+    )
     if attempts >= MAX_ATTEMPTS:
-        conn.execute(
-            update(jobs)
-            .where(jobs.c.id == job_id)
-            .values(
+        failed = conn.execute(
+            still_stale.values(
                 status=Status.FAILED,
                 phase=None,
                 message="Import failed",
@@ -386,21 +394,21 @@ def _requeue_or_fail(conn: Connection, job_id: int, attempts: int, timeout: floa
                 error=f"{lost}, {attempts} times. The catalog was not changed. Check that workers "
                 "are running and have enough memory, then retry the import.",
             )
-        )
-        _publish_outcome(conn, job_id, will_send=False)  # the sweep sends it
+        ).rowcount
+        if failed:
+            _publish_outcome(conn, job_id, will_send=False)  # the sweep sends it
         return
-    log.warning("import %s: worker lost; requeued for attempt %s", job_id, attempts + 1)
-    conn.execute(
-        update(jobs)
-        .where(jobs.c.id == job_id)
-        .values(
+    requeued = conn.execute(
+        still_stale.values(
             status=Status.QUEUED,
             phase=None,
             worker=None,
             db_pid=None,
             message=f"{lost}; starting again (attempt {attempts + 1} of {MAX_ATTEMPTS})",
         )
-    )
+    ).rowcount
+    if requeued:
+        log.warning("import %s: worker lost; requeued for attempt %s", job_id, attempts + 1)
 
 
 def _queue_idle() -> bool:
