@@ -71,7 +71,13 @@
       const data = await api("GET", `/api/products?${query({ full: true })}`);
       if (seq !== loadSeq) return; // a newer request is on its way
       if (data.pages > 0 && state.page > data.pages) return goToPage(data.pages, "replace");
-      Object.assign(state, { items: data.items, total: data.total, pages: data.pages });
+      Object.assign(state, {
+        items: data.items,
+        total: data.total,
+        pages: data.pages,
+        // beyond a bound the API stops counting: `total` is then a lower bound
+        exact: data.total_exact !== false,
+      });
       render();
     } catch (error) {
       if (seq !== loadSeq) return;
@@ -93,7 +99,9 @@
     const focus = focusedAction();
     tbody.replaceChildren(...(state.items.length ? state.items.map(productRow) : [emptyRow()]));
     if (focus) restoreFocus(focus);
-    const count = `${format.number(state.total)} product${state.total === 1 ? "" : "s"}`;
+    const count = state.exact
+      ? `${format.number(state.total)} product${state.total === 1 ? "" : "s"}`
+      : `More than ${format.number(state.total)} products`;
     $("list-summary").textContent = filtering() ? `${count} match the filters` : count;
     renderSort();
     renderPagination();
@@ -233,7 +241,7 @@
     const nav = $("pagination");
     const pages = Math.max(1, state.pages || 0);
     nav.hidden = state.total === 0;
-    $("page-status").textContent = `Page ${state.page} of ${pages}`;
+    $("page-status").textContent = `Page ${state.page} of ${pages}${state.exact ? "" : " or more"}`;
     const items = [pageLink(state.page - 1, "‹ Prev", "Previous page", { disabled: state.page <= 1 })];
     pageNumbers(state.page, pages).forEach((n) => {
       if (n === null) {
