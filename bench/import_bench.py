@@ -21,22 +21,27 @@ Data files are generated into bench/data/ (git-ignored) by bench/generate_csv.py
 
 import argparse
 import os
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import psycopg
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "bench" / "data"
-BIN = Path(sys.executable).parent
-PG = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432")
+from harness import (
+    BIN,
+    DATA,
+    database_url,
+    generated_csv,
+    recreate_database,
+    start,
+    stop,
+    wait_for_server,
+)
+
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7")
 DB_NAME = "pi_bench_import"
-DB_URL = f"{PG}/{DB_NAME}"
+DB_URL = database_url(DB_NAME)
 PORT = int(os.environ.get("BENCH_PORT", "8765"))
 
 REFERENCE_SQL = """
@@ -46,29 +51,6 @@ ORDER BY lower(sku), rn DESC
 ON CONFLICT (lower(sku)) DO UPDATE
 SET sku = EXCLUDED.sku, name = EXCLUDED.name, description = EXCLUDED.description
 """
-
-
-def data_file(name: str, rows: int, *, changed: bool = False) -> Path:
-    """Generate a data file once; later runs reuse it."""
-    path = DATA / name
-    if not path.exists():
-        DATA.mkdir(parents=True, exist_ok=True)
-        print(f"generating {path.name} ({rows:,} rows)...", flush=True)
-        args = [
-            sys.executable,
-            str(ROOT / "bench" / "generate_csv.py"),
-            str(path),
-            "--rows",
-            str(rows),
-        ] + (["--changed"] if changed else [])
-        subprocess.run(args, check=True)
-    return path
-
-
-def recreate_database() -> None:
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
 
 
 def environment() -> dict:
@@ -84,42 +66,14 @@ def environment() -> dict:
     }
 
 
-def start(args: list[str], log_name: str) -> subprocess.Popen:
-    log = open(DATA / log_name, "wb")  # noqa: SIM115  (kept open for the process)
-    return subprocess.Popen(
-        [str(BIN / "product-importer"), *args],
-        env=environment(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(30)
-
-
 def start_worker() -> subprocess.Popen:
-    worker = start(["worker", "--concurrency", "2"], "worker.log")
+    worker = start(["worker", "--concurrency", "2"], environment(), "worker.log")
     deadline = time.monotonic() + 60
     while b" ready." not in (DATA / "worker.log").read_bytes():
         if time.monotonic() > deadline or worker.poll() is not None:
             raise RuntimeError((DATA / "worker.log").read_text())
         time.sleep(0.2)
     return worker
-
-
-def wait_for_server(url: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise RuntimeError((DATA / "server.log").read_text())
 
 
 def reference(path: Path) -> float:
@@ -240,22 +194,22 @@ def main() -> None:
     parser.add_argument("--skip-2m", action="store_true", help="skip the 2M-row RSS run")
     args = parser.parse_args()
     files = {
-        "base": data_file(f"bench_{args.rows}.csv", args.rows),
-        "changed": data_file(f"bench_{args.rows}_changed.csv", args.rows, changed=True),
+        "base": generated_csv(f"bench_{args.rows}.csv", args.rows),
+        "changed": generated_csv(f"bench_{args.rows}_changed.csv", args.rows, changed=True),
     }
     if not args.skip_2m:
-        files["2M"] = data_file("bench_2000000.csv", 2_000_000)
-    recreate_database()
+        files["2M"] = generated_csv("bench_2000000.csv", 2_000_000)
+    recreate_database(DB_NAME)
     subprocess.run(
         [str(BIN / "product-importer"), "migrate"],
         env=environment(),
         check=True,
         capture_output=True,
     )
-    server = start(["serve", "--port", str(PORT)], "server.log")
+    server = start(["serve", "--port", str(PORT)], environment(), "server.log")
     url = f"http://127.0.0.1:{PORT}"
     try:
-        wait_for_server(url)
+        wait_for_server(url, server, "server.log")
         with httpx.Client(base_url=url, timeout=600) as http:
             rss = {"500K": measure_rss(http, files["base"])}
             if not args.skip_2m:

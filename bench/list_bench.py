@@ -25,7 +25,6 @@ head, interleaved, and prints the best and median of each.
 
 import argparse
 import os
-import signal
 import socket
 import statistics
 import subprocess
@@ -36,17 +35,14 @@ from pathlib import Path
 import httpx
 import psycopg
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "bench" / "data"
-BIN = Path(sys.executable).parent
-PG = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432")
+from harness import BIN, DATA, ROOT, database_url, generated_csv, start, stop, wait_for_server
+
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 DB_NAME = "pi_bench_list"
 IMPORT_DB_NAME = "pi_bench_list_import"
 WARMUP = 3
 
-sys.path.insert(0, str(ROOT / "bench"))
-from generate_csv import WORDS  # noqa: E402
+from generate_csv import WORDS  # noqa: E402  (bench/ is on sys.path: the script's folder)
 
 # Typical terms: words of the generator's vocabulary (each in about 4% of SKUs and about 27%
 # of descriptions) and its last names (each about 8% of names).
@@ -54,10 +50,6 @@ SKU_TERMS = ["blue", "church", "paper", "road", "deal"]
 NAME_TERMS = ["smith", "garcia", "lopez", "taylor", "clark"]
 TEXT_TERMS = ["church", "system", "paper", "green", "moment"]
 assert set(SKU_TERMS + TEXT_TERMS) <= set(WORDS)
-
-
-def database_url(name: str) -> str:
-    return f"{PG}/{name}"
 
 
 def ensure_database(name: str) -> None:
@@ -78,13 +70,7 @@ def env_for(name: str, **extra) -> dict:
 
 
 def data_file(rows: int) -> Path:
-    path = DATA / f"list_bench_{rows}.csv"
-    if not path.exists():
-        DATA.mkdir(parents=True, exist_ok=True)
-        print(f"generating {path.name}...", flush=True)
-        generator = str(ROOT / "bench" / "generate_csv.py")
-        subprocess.run([sys.executable, generator, str(path), "--rows", str(rows)], check=True)
-    return path
+    return generated_csv(f"list_bench_{rows}.csv", rows)
 
 
 def run_cli(*args: str, env: dict) -> None:
@@ -141,31 +127,11 @@ def free_port() -> int:
 
 def start_server() -> tuple[subprocess.Popen, str]:
     port = free_port()
-    log = open(DATA / "list-bench-server.log", "wb")  # noqa: SIM115  (the server's lifetime)
-    server = subprocess.Popen(
-        [str(BIN / "product-importer"), "serve", "--port", str(port)],
-        env=env_for(DB_NAME, CELERY_BROKER_URL=REDIS),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-        start_new_session=True,
-    )
+    env = env_for(DB_NAME, CELERY_BROKER_URL=REDIS)
+    server = start(["serve", "--port", str(port)], env, "list-bench-server.log")
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError("the server exited; see bench/data/list-bench-server.log")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return server, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise TimeoutError("the server did not start")
-
-
-def stop(server: subprocess.Popen) -> None:
-    os.killpg(server.pid, signal.SIGTERM)
-    server.wait(30)
+    wait_for_server(url, server, "list-bench-server.log")
+    return server, url
 
 
 def timed(http: httpx.Client, params: dict) -> tuple[float, dict]:
@@ -190,7 +156,8 @@ def sample() -> tuple[str, str]:
     """One full SKU and a rare three-word phrase taken from the middle of a description."""
     with psycopg.connect(database_url(DB_NAME)) as conn:
         sku, description = conn.execute(
-            "SELECT sku, description FROM products ORDER BY id OFFSET 123456 LIMIT 1"
+            "SELECT sku, description FROM products ORDER BY id "
+            "OFFSET (SELECT count(*) / 4 FROM products) LIMIT 1"
         ).fetchone()
     return sku, " ".join(description.split()[2:5]).rstrip(".").lower()
 

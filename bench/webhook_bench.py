@@ -21,9 +21,7 @@ import argparse
 import math
 import multiprocessing
 import os
-import signal
 import subprocess
-import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -31,13 +29,11 @@ from pathlib import Path
 import httpx
 import psycopg
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "bench" / "data"
-BIN = Path(sys.executable).parent
-PG = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432")
+from harness import BIN, DATA, database_url, recreate_database, start, stop, wait_for_server
+
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/8")
 DB_NAME = "pi_bench_webhooks"
-DB_URL = f"{PG}/{DB_NAME}"
+DB_URL = database_url(DB_NAME)
 PORT = int(os.environ.get("BENCH_WEBHOOK_PORT", "8766"))
 SLOW_SECONDS = 2.0
 WEBHOOKS = 5
@@ -88,12 +84,6 @@ def _serve(sleep: float, ready) -> None:
 # --- the app's processes --------------------------------------------------------------------
 
 
-def recreate_database() -> None:
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
-
-
 def environment() -> dict:
     instance = DATA / "webhook-instance"
     return {
@@ -105,23 +95,6 @@ def environment() -> dict:
         "WEBHOOK_ALLOW_PRIVATE": "true",  # the receivers are on 127.0.0.1
         "LOG_LEVEL": "WARNING",
     }
-
-
-def start(args: list[str], log_name: str) -> subprocess.Popen:
-    log = open(DATA / log_name, "wb")  # noqa: SIM115  (kept open for the process)
-    return subprocess.Popen(
-        [str(BIN / "product-importer"), *args],
-        env=environment(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(30)
 
 
 def bench_app():
@@ -139,17 +112,6 @@ def wait_for_worker(worker: subprocess.Popen) -> None:
     while not control.ping(timeout=0.5):
         if time.monotonic() > deadline or worker.poll() is not None:
             raise RuntimeError((DATA / "webhook-worker.log").read_text())
-
-
-def wait_for_server(url: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise RuntimeError((DATA / "webhook-server.log").read_text())
 
 
 def flush_broker() -> None:
@@ -272,7 +234,7 @@ class Worker:
         self.process = None
 
     def start(self) -> None:
-        self.process = start(["worker", *WORKER_ARGS], "webhook-worker.log")
+        self.process = start(["worker", *WORKER_ARGS], environment(), "webhook-worker.log")
         wait_for_worker(self.process)
 
     def stop(self) -> None:
@@ -333,15 +295,15 @@ def main() -> None:
     parser.add_argument("--skip-edits", action="store_true", help="only measure throughput")
     args = parser.parse_args()
     DATA.mkdir(parents=True, exist_ok=True)
-    recreate_database()
+    recreate_database(DB_NAME)
     flush_broker()
     subprocess.run([str(BIN / "product-importer"), "migrate"], env=environment(), check=True)
-    server = start(["serve", "--port", str(PORT)], "webhook-server.log")
+    server = start(["serve", "--port", str(PORT)], environment(), "webhook-server.log")
     worker = Worker()
     try:
         worker.start()
         url = f"http://127.0.0.1:{PORT}"
-        wait_for_server(url)
+        wait_for_server(url, server, "webhook-server.log")
         with httpx.Client(base_url=url, timeout=30) as http:
             if not args.skip_edits:
                 report_edit_cost(edit_cost(http, args.requests, args.block), args.requests)

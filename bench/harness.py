@@ -1,0 +1,72 @@
+"""What the benchmarks share: generated data, their databases, and the app's processes."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "bench" / "data"  # git-ignored
+BIN = Path(sys.executable).parent
+PG = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432")
+
+
+def database_url(name: str) -> str:
+    return f"{PG}/{name}"
+
+
+def recreate_database(name: str) -> None:
+    """Drop (if there) and create one of the benchmarks' own databases."""
+    with psycopg.connect(database_url("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def generated_csv(name: str, rows: int, *, changed: bool = False) -> Path:
+    """Generate a data file with bench/generate_csv.py once; later runs reuse it."""
+    path = DATA / name
+    if not path.exists():
+        DATA.mkdir(parents=True, exist_ok=True)
+        print(f"generating {path.name} ({rows:,} rows)...", flush=True)
+        args = [sys.executable, str(ROOT / "bench" / "generate_csv.py"), str(path)]
+        args += ["--rows", str(rows)] + (["--changed"] if changed else [])
+        subprocess.run(args, check=True)
+    return path
+
+
+def start(args: list[str], env: dict, log_name: str) -> subprocess.Popen:
+    """Start `product-importer ARGS` in its own process group, output to bench/data/LOG."""
+    DATA.mkdir(parents=True, exist_ok=True)
+    log = open(DATA / log_name, "wb")  # noqa: SIM115  (kept open for the process)
+    return subprocess.Popen(
+        [str(BIN / "product-importer"), *args],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Stop a started process and its children (gunicorn's, celery's)."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
+
+
+def wait_for_server(url: str, server: subprocess.Popen, log_name: str) -> None:
+    """Wait until the server answers /healthz; fail with its log if it does not."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError(f"the server did not start:\n{(DATA / log_name).read_text()}")
