@@ -162,13 +162,8 @@ def _product_page_schema() -> dict:
     page["properties"] |= {
         "page": {"type": "integer"},
         "per_page": {"type": "integer"},
-        "total": {"type": "integer", "description": "Products that match (see total_exact)"},
+        "total": {"type": "integer", "description": "How many products match, exactly"},
         "pages": {"type": "integer"},
-        "total_exact": {
-            "type": "boolean",
-            "description": "False when more than `total` products match a text filter: "
-            "those are counted only up to a limit, and `pages` is then a lower bound.",
-        },
     }
     return page
 

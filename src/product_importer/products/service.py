@@ -1,10 +1,11 @@
 """Products: list with filters and totals, create, change, delete, delete all, export."""
 
+import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from math import ceil
 
-from sqlalchemy import ColumnElement, delete, func, literal, not_, or_, select, text
+from sqlalchemy import ColumnElement, delete, func, not_, or_, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -18,11 +19,6 @@ DEFAULT_SORT = "-updated_at"
 DEFAULT_PER_PAGE = 50
 MAX_PER_PAGE = 200
 MAX_PAGE = 10_000_000
-# A filtered total is counted exactly up to this many products (or a few pages past the one
-# asked for); past it the list says "more than N". Counting every match of a common word
-# means reading most of the table, which no index avoids.
-COUNT_CAP = 1000
-COUNT_PAGES_AHEAD = 10
 TEXT_FILTERS = ("sku", "name", "description")
 SORT_KEYS = {
     # SKU identity ignores case, so does its order; lower(sku) has a unique index.
@@ -51,6 +47,10 @@ class Filters:
     q: str = ""
     active: bool | None = None
 
+    def key(self) -> str:
+        """These filters as one string, to file their total under."""
+        return json.dumps(asdict(self), sort_keys=True, ensure_ascii=False)
+
     def conditions(self) -> list[ColumnElement[bool]]:
         """Return the WHERE conditions of these filters."""
         found = [
@@ -68,29 +68,25 @@ class Filters:
 
 @dataclass(frozen=True)
 class Page:
-    """One page of products; `total` is exact unless `total_exact` says more than it match."""
+    """One page of products, with the exact number of products that match."""
 
     items: list[Product]
     page: int
     per_page: int
     total: int
-    total_exact: bool = True
 
     @property
     def pages(self) -> int:
-        if self.total_exact:
-            return ceil(self.total / self.per_page)
-        return self.total // self.per_page + 1  # at least this many
+        return ceil(self.total / self.per_page)
 
     def to_dict(self) -> dict:
-        """Return the list JSON of SPEC, plus `total_exact`."""
+        """Return the list JSON of SPEC."""
         return {
             "items": [product.to_dict() for product in self.items],
             "page": self.page,
             "per_page": self.per_page,
             "total": self.total,
             "pages": self.pages,
-            "total_exact": self.total_exact,
         }
 
 
@@ -142,7 +138,7 @@ def list_products(
     page: int = 1,
     per_page: int = DEFAULT_PER_PAGE,
 ) -> Page:
-    """Return one page of the products that match, with their total."""
+    """Return one page of the products that match, with their exact total."""
     _check_paging(page, per_page)
     conditions = filters.conditions()
     offset = (page - 1) * per_page
@@ -151,13 +147,18 @@ def list_products(
         _check_page_exists(page, per_page, total)
         items = _fetch(session, conditions, sort, offset, per_page, total=total)
         return Page(items, page, per_page, total)
+    # The version is read before counting: a count is never older than the version it is
+    # filed under.
+    version = _catalog_version(session)
     items = _fetch(session, conditions, sort, offset, per_page)
     if len(items) < per_page and (items or page == 1):
-        return Page(items, page, per_page, offset + len(items))  # the last page: no count
-    total, exact = _bounded_count(session, conditions, offset=offset, per_page=per_page)
-    if exact:
-        _check_page_exists(page, per_page, total)
-    return Page(items, page, per_page, total, exact)
+        total = offset + len(items)  # the last page: no count needed
+    else:
+        total = _count(session, conditions)
+    if version is not None:
+        _remember_total(session, filters, version, total)
+    _check_page_exists(page, per_page, total)
+    return Page(items, page, per_page, total)
 
 
 def _known_total(session: Session, filters: Filters) -> int | None:
@@ -169,7 +170,47 @@ def _known_total(session: Session, filters: Filters) -> int | None:
         inactive = select(func.count()).select_from(Product).where(not_(Product.active))
         inactive_total = session.scalar(inactive)
         return catalog_total(session) - inactive_total if filters.active else inactive_total
-    return None
+    version = _catalog_version(session)
+    if version is None:
+        return None
+    return session.scalar(CACHED_TOTAL, {"filters": filters.key(), "version": version})
+
+
+def _count(session: Session, conditions: list) -> int:
+    return session.scalar(select(func.count()).select_from(Product).where(*conditions))
+
+
+# Exact totals of text filters, per catalog version (migration 0004): counting every match of
+# a common word reads a large part of the table, so it is done once per filter until the
+# catalog changes, not once per page.
+TOTALS_TABLE = "product_list_totals"
+CACHED_TOTAL = text(
+    "SELECT total FROM product_list_totals WHERE filters = :filters AND version = :version"
+)
+REMEMBER_TOTAL = text(
+    "INSERT INTO product_list_totals (filters, version, total) "
+    "VALUES (:filters, :version, :total) ON CONFLICT (filters) DO UPDATE "
+    "SET version = EXCLUDED.version, total = EXCLUDED.total "
+    "WHERE product_list_totals.version < EXCLUDED.version"
+)
+FORGET_OLD_TOTALS = text("DELETE FROM product_list_totals WHERE version < :version")
+
+
+def _catalog_version(session: Session) -> int | None:
+    """The catalog version, or None where there is none (SQLite, or before migration 0004)."""
+    bind = session.get_bind()
+    database = str(bind.url)
+    if bind.dialect.name != "postgresql" or not _has_table(session, database, TOTALS_TABLE):
+        return None
+    return session.scalar(VERSION)
+
+
+def _remember_total(session: Session, filters: Filters, version: int, total: int) -> None:
+    """File a count under its catalog version, in its own short transaction."""
+    values = {"filters": filters.key(), "version": version, "total": total}
+    with session.get_bind().begin() as conn:  # the request's own transaction only reads
+        conn.execute(FORGET_OLD_TOTALS, values)
+        conn.execute(REMEMBER_TOTAL, values)
 
 
 def _check_paging(page: int, per_page: int) -> None:
@@ -204,20 +245,11 @@ def _fetch(
     return list(session.scalars(query))
 
 
-def _bounded_count(
-    session: Session, conditions: list, *, offset: int, per_page: int
-) -> tuple[int, bool]:
-    """Count matches up to a limit: `(total, True)`, or `(limit, False)` when more match."""
-    limit = max(COUNT_CAP, offset + COUNT_PAGES_AHEAD * per_page)
-    matching = select(literal(1)).select_from(Product).where(*conditions).limit(limit + 1)
-    counted = session.scalar(select(func.count()).select_from(matching.subquery()))
-    return (counted, True) if counted <= limit else (limit, False)
-
-
 # The exact number of products, per database, with the catalog version it was counted at.
-# A trigger moves the version on in the transaction that adds or removes products.
+# A trigger moves the version on in the transaction that adds, changes or removes products.
 _totals: dict[str, tuple[int, int]] = {}
-_version_tables: dict[str, bool] = {}
+_tables: dict[tuple[str, str], bool] = {}
+VERSION_TABLE = "products_version"
 VERSION = text("SELECT version FROM products_version")
 VERSION_AND_TOTAL = text("SELECT version, (SELECT count(*) FROM products) FROM products_version")
 
@@ -226,7 +258,7 @@ def catalog_total(session: Session) -> int:
     """Return the number of products; on PostgreSQL, counted again only after it changed."""
     bind = session.get_bind()
     database = str(bind.url)
-    if bind.dialect.name != "postgresql" or not _has_version(session, database):
+    if bind.dialect.name != "postgresql" or not _has_table(session, database, VERSION_TABLE):
         return session.scalar(select(func.count()).select_from(Product))
     version = session.scalar(VERSION)
     cached = _totals.get(database)
@@ -237,12 +269,12 @@ def catalog_total(session: Session) -> int:
     return total
 
 
-def _has_version(session: Session, database: str) -> bool:
-    # A database stamped with revision 0003 while it was still empty lacks the table.
-    if database not in _version_tables:
-        found = session.scalar(text("SELECT to_regclass('products_version') IS NOT NULL"))
-        _version_tables[database] = found
-    return _version_tables[database]
+def _has_table(session: Session, database: str, table: str) -> bool:
+    # A database stamped with a revision while it was still empty lacks the table.
+    if (database, table) not in _tables:
+        found = session.scalar(text("SELECT to_regclass(:table) IS NOT NULL"), {"table": table})
+        _tables[database, table] = found
+    return _tables[database, table]
 
 
 # --- single products ------------------------------------------------------------------------

@@ -71,13 +71,7 @@
       const data = await api("GET", `/api/products?${query({ full: true })}`);
       if (seq !== loadSeq) return; // a newer request is on its way
       if (data.pages > 0 && state.page > data.pages) return goToPage(data.pages, "replace");
-      Object.assign(state, {
-        items: data.items,
-        total: data.total,
-        pages: data.pages,
-        // beyond a bound the API stops counting: `total` is then a lower bound
-        exact: data.total_exact !== false,
-      });
+      Object.assign(state, { items: data.items, total: data.total, pages: data.pages });
       render();
     } catch (error) {
       if (seq !== loadSeq) return;
@@ -99,9 +93,7 @@
     const focus = focusedAction();
     tbody.replaceChildren(...(state.items.length ? state.items.map(productRow) : [emptyRow()]));
     if (focus) restoreFocus(focus);
-    const count = state.exact
-      ? `${format.number(state.total)} product${state.total === 1 ? "" : "s"}`
-      : `More than ${format.number(state.total)} products`;
+    const count = `${format.number(state.total)} product${state.total === 1 ? "" : "s"}`;
     $("list-summary").textContent = filtering() ? `${count} match the filters` : count;
     renderSort();
     renderPagination();
@@ -241,7 +233,7 @@
     const nav = $("pagination");
     const pages = Math.max(1, state.pages || 0);
     nav.hidden = state.total === 0;
-    $("page-status").textContent = `Page ${state.page} of ${pages}${state.exact ? "" : " or more"}`;
+    $("page-status").textContent = `Page ${state.page} of ${pages}`;
     const items = [pageLink(state.page - 1, "‹ Prev", "Previous page", { disabled: state.page <= 1 })];
     pageNumbers(state.page, pages).forEach((n) => {
       if (n === null) {
