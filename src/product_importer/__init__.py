@@ -3,7 +3,7 @@
 import logging
 import os
 
-from dotenv import load_dotenv
+from dotenv import find_dotenv, load_dotenv
 from flask import Flask
 
 from . import background
@@ -17,7 +17,7 @@ MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Create the web application; `test_config` overrides settings read from the environment."""
-    load_dotenv()
+    load_dotenv(find_dotenv(usecwd=True))  # the .env of the folder it runs in, not of the package
     instance_path = os.path.abspath(os.environ.get("INSTANCE_PATH") or "instance")
     app = Flask(__name__, instance_path=instance_path)
     app.request_class = UploadRequest  # uploads stream to disk, never into memory

@@ -379,6 +379,21 @@ def test_control_characters_reject_the_row(char, label, column):
     assert only_reason(f"sku,name,description\n{row}\n") == expected
 
 
+@pytest.mark.parametrize("char", ["\x1c", "\x1f", "\x85", "\x0b", "\x0c"])
+@pytest.mark.parametrize("column", ["sku", "name", "description"])
+def test_control_characters_at_the_edge_of_a_value_reject_the_row_too(char, column):
+    # Python's str.strip() would remove these as whitespace; the rules say control character.
+    values = {"sku": "A-1", "name": "Apple", "description": "fine"}
+    values[column] = f"{values[column]}{char}"
+    reason = only_reason("sku,name,description\n" + ",".join(values.values()) + "\n")
+    assert reason.endswith("holds a control character")
+
+
+def test_unicode_spaces_around_a_value_are_trimmed():
+    result = read("sku,name\n\u00a0A-1\u3000, Apple\u2009\n")
+    assert result.products == [("A-1", "Apple", None, None)]
+
+
 @pytest.mark.parametrize(
     ("value", "label"),
     [("a\tb", "tab"), ('"a\nb"', "lf"), ('"a\r\nb"', "crlf"), ('"a\rb"', "cr")],

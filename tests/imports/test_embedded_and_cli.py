@@ -92,6 +92,24 @@ def test_serve_with_nothing_configured_imports_into_sqlite(embedded_server):
     assert (instance / "secret_key").exists()
 
 
+def test_settings_come_from_the_env_file_of_the_folder_it_runs_in(tmp_path, test_env):
+    env = {key: value for key, value in os.environ.items() if key not in SETTINGS | set(test_env)}
+    instance = tmp_path / "from-dotenv"
+    (tmp_path / ".env").write_text(f"INSTANCE_PATH={instance}\n")
+
+    done = subprocess.run(
+        [str(BIN / "product-importer"), "migrate"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert (instance / "product_importer.db").exists()
+
+
 def test_embedded_sku_identity_ignores_case_beyond_ascii_too(embedded_server):
     url, instance, _server = embedded_server
     with httpx.Client(base_url=url, timeout=30) as http:

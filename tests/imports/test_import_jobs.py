@@ -7,6 +7,8 @@ the import waits there, instead of hoping to be fast enough.
 import gzip
 import io
 import os
+import time
+from pathlib import Path
 
 import pytest
 
@@ -310,3 +312,23 @@ def test_a_gzip_file_expanding_past_ten_times_the_upload_limit_fails_saying_so(
     assert "expands to more than 1,000,000 bytes" in job["error"]
     assert "Split it into smaller files" in job["error"]
     assert catalog() == []
+
+
+def test_half_received_uploads_left_for_a_day_are_removed(app, test_env):
+    from product_importer.imports import service
+
+    folder = Path(test_env["UPLOAD_FOLDER"])
+    folder.mkdir(parents=True, exist_ok=True)
+    abandoned = folder / ".incoming-abandoned.part"
+    receiving = folder / ".incoming-receiving.part"
+    for part in (abandoned, receiving):
+        part.write_bytes(b"sku,name\n")
+    day_ago = time.time() - 25 * 3600
+    os.utime(abandoned, (day_ago, day_ago))
+
+    with app.app_context():
+        assert service.remove_abandoned_parts() == 1
+
+    assert not abandoned.exists()
+    assert receiving.exists()  # an upload still arriving
+    receiving.unlink()

@@ -81,3 +81,33 @@ def test_a_job_whose_worker_was_lost_three_times_fails_saying_what_to_do(
     assert "Check that workers are running" in job["error"]
     assert job["percent"] == 40  # kept where it stopped
     assert catalog() == []
+
+
+def test_a_cancelled_job_whose_worker_was_lost_ends_cancelled_not_run_again(
+    http, db_session, catalog, live_worker
+):
+    from product_importer.imports.models import ImportJob
+    from product_importer.timeutil import utcnow
+
+    # A cancel was asked for, then the worker died before it noticed.
+    lost = ImportJob(
+        filename="unwanted.csv",
+        file_path="/nowhere/unwanted.csv",
+        bytes_total=100,
+        status="running",
+        phase="reading",
+        percent=20.0,
+        attempts=1,
+        cancel_requested=True,
+        started_at=utcnow() - timedelta(minutes=1),
+        heartbeat_at=utcnow() - timedelta(minutes=1),
+        warnings=[],
+    )
+    db_session.add(lost)
+    db_session.commit()
+
+    job = wait_for_job(http, lost.id, timeout=30)
+
+    assert job["status"] == "cancelled"
+    assert "catalog was not changed" in job["error"] and "Retry" in job["error"]
+    assert catalog() == []

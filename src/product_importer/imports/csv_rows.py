@@ -37,6 +37,11 @@ ACTIVE_WORDS = {
 GZIP_MAGIC = b"\x1f\x8b"
 # C0, DEL and C1 control characters; the description may also hold tabs and line breaks.
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# What trimming removes: spaces, tabs, line breaks and Unicode spaces. Not str.strip()'s
+# default, which also removes control characters (\x1c-\x1f, \x85) that make a row invalid.
+SPACE = "\t\r\n" + "".join(
+    char for char in map(chr, range(0x3001)) if char.isspace() and not CONTROL.match(char)
+)
 DESCRIPTION_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 FALLBACK_ENCODING = "x-cp1252-latin1"
 
@@ -318,19 +323,19 @@ def fast_acceptor(header: Header) -> Callable[[list[str], int], tuple | None]:
     active_at = header.positions.get("active")
 
     def accept(row: list[str], line: int) -> tuple | None:
-        sku, name = row[sku_at].strip(), row[name_at].strip()
+        sku, name = row[sku_at].strip(SPACE), row[name_at].strip(SPACE)
         if not (0 < len(sku) <= MAX_SKU and 0 < len(name) <= MAX_NAME):
             return None
         if not (sku.isprintable() and name.isprintable()):
             return None
         description = active = None
         if description_at is not None:
-            description = row[description_at].strip()
+            description = row[description_at].strip(SPACE)
             if len(description) > MAX_DESCRIPTION or not (
                 description.isprintable() or not DESCRIPTION_CONTROL.search(description)
             ):
                 return None
-        if active_at is not None and (word := row[active_at].strip()):
+        if active_at is not None and (word := row[active_at].strip(SPACE)):
             active = ACTIVE_WORDS.get(word.lower())
             if active is None:
                 return None
@@ -352,10 +357,10 @@ def row_validator(header: Header) -> Callable[[list[str], int, Batch], None]:
             reason = f"wrong number of fields (expected {field_count}, found {len(row)})"
             batch.rejected.append((line, _reported_sku(sku), reason))
             return
-        sku = row[sku_at].strip()
-        name = row[name_at].strip()
-        description = row[description_at].strip() if description_at is not None else None
-        active = row[active_at].strip() if active_at is not None else ""
+        sku = row[sku_at].strip(SPACE)
+        name = row[name_at].strip(SPACE)
+        description = row[description_at].strip(SPACE) if description_at is not None else None
+        active = row[active_at].strip(SPACE) if active_at is not None else ""
         reason = check_values(sku, name, description, active)
         if reason:
             batch.rejected.append((line, _reported_sku(sku), reason))

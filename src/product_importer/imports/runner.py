@@ -176,7 +176,7 @@ def run(
     heartbeat = Heartbeat(engine, job, progress, interrupt=lambda: _interrupt(conn))
     heartbeat.start()
     try:
-        outcome = _import(conn, engine, job, progress, max_decompressed)
+        outcome = _import(conn, engine, job, progress, max_decompressed, heartbeat.beat)
         progress.message = "Finishing"
         # The job row is now locked until the commit: a cancel that came before is seen here
         # (the heartbeat may not have noticed it yet); a later one waits and finds it finished.
@@ -198,7 +198,7 @@ def run(
     after_commit(result)
 
 
-def _import(conn, engine, job, progress, max_decompressed) -> Outcome:
+def _import(conn, engine, job, progress, max_decompressed, beat) -> Outcome:
     stage = (
         PostgresStage(conn) if conn.dialect.name == "postgresql" else SqliteStage(conn, utcnow())
     )
@@ -236,6 +236,9 @@ def _import(conn, engine, job, progress, max_decompressed) -> Outcome:
     # From here a cancel interrupts the merge, also while it waits for locks on the catalog.
     progress.phase, progress.message = Phase.APPLYING, f"Applying {valid}"
     progress.interruptible = True
+    # Written now, not at the next beat: on SQLite the merge holds the write lock, so the job
+    # must say `applying` (delete-all answers 409 by it) before the merge starts.
+    beat()
     counts = stage.merge(lambda step: progress.merging(step, valid))
     progress.merging("finishing", f"{counts.distinct:,} products")
     return Outcome(counts, rows, invalid, warnings)

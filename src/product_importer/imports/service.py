@@ -10,6 +10,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from flask import current_app
 from sqlalchemy import Connection, Engine, create_engine, func, select, update
@@ -28,6 +29,7 @@ from .models import FINISHED, ImportJob, RejectedRow, Status
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3  # the first run and two retries after a worker died
+CANCELLED_ERROR = "The import was cancelled; the catalog was not changed. Retry it to run it again."
 CLEANUP_EVERY_SECONDS = 60.0
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 jobs = ImportJob.__table__
@@ -89,7 +91,7 @@ def cancel(session: Session, job_id: int) -> ImportJob:
 
 def _mark_cancelled(job: ImportJob) -> None:
     job.status, job.phase, job.message = Status.CANCELLED, None, "Import cancelled"
-    job.error = "The import was cancelled; the catalog was not changed. Retry it to run it again."
+    job.error = CANCELLED_ERROR
     job.finished_at = utcnow()
 
 
@@ -246,7 +248,7 @@ def run_claimed(conn: Connection, job: runner.ClaimedJob) -> None:
             job,
             Status.CANCELLED,
             "Import cancelled",
-            "The import was cancelled; the catalog was not changed. Retry it to run it again.",
+            CANCELLED_ERROR,
         )
     except csv_rows.FileRejected as error:
         _finish(job, Status.FAILED, "Import failed", str(error))
@@ -344,6 +346,7 @@ def periodic() -> None:
     if time.monotonic() - _last_cleanup["at"] >= CLEANUP_EVERY_SECONDS:
         _last_cleanup["at"] = time.monotonic()
         remove_expired_uploads()
+        remove_abandoned_parts()
 
 
 def recover_stale_jobs() -> int:
@@ -352,13 +355,16 @@ def recover_stale_jobs() -> int:
     cutoff = utcnow() - timedelta(seconds=timeout)
     with db.engine.begin() as conn:
         stale = conn.execute(
-            select(jobs.c.id, jobs.c.attempts, jobs.c.db_pid)
+            select(jobs.c.id, jobs.c.attempts, jobs.c.db_pid, jobs.c.cancel_requested)
             .where(jobs.c.status == Status.RUNNING, jobs.c.heartbeat_at < cutoff)
             .with_for_update(skip_locked=True)
         ).all()
         for job in stale:
             _terminate_backend(conn, job.id, job.db_pid)
-            _requeue_or_fail(conn, job.id, job.attempts, timeout, cutoff)
+            if job.cancel_requested:
+                _cancel_lost(conn, job.id, job.attempts, cutoff)
+            else:
+                _requeue_or_fail(conn, job.id, job.attempts, timeout, cutoff)
     return len(stale)
 
 
@@ -372,18 +378,39 @@ def _terminate_backend(conn: Connection, job_id: int, pid: int | None) -> None:
         )
 
 
-def _requeue_or_fail(
-    conn: Connection, job_id: int, attempts: int, timeout: float, cutoff: datetime
-) -> None:
-    lost = f"The worker running this import stopped responding for {timeout:.0f} seconds"
-    # Still the same stale attempt? (SQLite has no row locks: the import may have committed
-    # since the SELECT, while this statement waited for the database's write lock.)
-    still_stale = update(jobs).where(
+def _still_stale(job_id: int, attempts: int, cutoff: datetime):
+    """An UPDATE of the job only while it is the same stale attempt.
+
+    SQLite has no row locks: the import may have committed since the SELECT, while this
+    statement waited for the database's write lock.
+    """
+    return update(jobs).where(
         jobs.c.id == job_id,
         jobs.c.status == Status.RUNNING,
         jobs.c.attempts == attempts,
         jobs.c.heartbeat_at < cutoff,
     )
+
+
+def _cancel_lost(conn: Connection, job_id: int, attempts: int, cutoff: datetime) -> None:
+    """A job whose worker died after a cancel was asked for ends cancelled, not run again."""
+    conn.execute(
+        _still_stale(job_id, attempts, cutoff).values(
+            status=Status.CANCELLED,
+            phase=None,
+            message="Import cancelled",
+            finished_at=utcnow(),
+            eta_seconds=None,
+            error=CANCELLED_ERROR,
+        )
+    )
+
+
+def _requeue_or_fail(
+    conn: Connection, job_id: int, attempts: int, timeout: float, cutoff: datetime
+) -> None:
+    lost = f"The worker running this import stopped responding for {timeout:.0f} seconds"
+    still_stale = _still_stale(job_id, attempts, cutoff)
     if attempts >= MAX_ATTEMPTS:
         failed = conn.execute(
             still_stale.values(
@@ -441,6 +468,21 @@ def remove_expired_uploads() -> int:
                 update(jobs).where(jobs.c.file_path == path).values(file_removed_at=utcnow())
             )
     return len(paths)
+
+
+ABANDONED_PART_SECONDS = 24 * 3600
+
+
+def remove_abandoned_parts() -> int:
+    """Delete half-received uploads left by a web process that died while receiving them."""
+    cutoff = time.time() - ABANDONED_PART_SECONDS  # no upload takes a day
+    removed = 0
+    for part in Path(current_app.config["UPLOAD_FOLDER"]).glob(".incoming-*.part"):
+        with suppress(FileNotFoundError):  # finished meanwhile
+            if part.stat().st_mtime < cutoff:
+                part.unlink()
+                removed += 1
+    return removed
 
 
 def _remove_file(path: str) -> None:

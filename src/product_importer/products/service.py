@@ -11,7 +11,14 @@ from sqlalchemy.orm import Session
 
 from ..errors import Conflict, Invalid, NotFound
 from ..imports import service as imports_service
-from ..imports.csv_rows import CONTROL, DESCRIPTION_CONTROL, MAX_DESCRIPTION, MAX_NAME, MAX_SKU
+from ..imports.csv_rows import (
+    CONTROL,
+    DESCRIPTION_CONTROL,
+    MAX_DESCRIPTION,
+    MAX_NAME,
+    MAX_SKU,
+    SPACE,
+)
 from ..webhooks import events
 from .models import Product
 
@@ -371,7 +378,7 @@ def clean(fields: dict, *, partial: bool) -> dict:
 def _clean_line(value, limit: int) -> str:
     if not isinstance(value, str):
         raise ValueError("Must be text.")
-    value = value.strip()
+    value = value.strip(SPACE)
     if not value:
         raise ValueError("Required.")
     if len(value) > limit:
@@ -386,7 +393,7 @@ def _clean_description(value) -> str:
         return ""
     if not isinstance(value, str):
         raise ValueError("Must be text.")
-    value = value.strip()
+    value = value.strip(SPACE)
     if len(value) > MAX_DESCRIPTION:
         raise ValueError(f"At most {MAX_DESCRIPTION:,} characters.")
     if DESCRIPTION_CONTROL.search(value):
