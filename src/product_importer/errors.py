@@ -67,7 +67,8 @@ def _handle_app_error(error: AppError):
 def _handle_http_error(error: HTTPException):
     code = (error.name or "error").lower().replace(" ", "_")
     message = error.description or error.name
-    if error.code == 413:
+    if error.code == 413:  # one code for every 413, as TooLarge has it
+        code = TooLarge.code
         message = "The upload is larger than the limit. Split the file or compress it with gzip."
     return error_response(error.code or 500, code, message)
 

@@ -184,6 +184,8 @@ def test_filtered_totals_follow_every_change_to_the_catalog(client, catalog, db_
         ("page=-1", "page"),
         ("page=1.5", "page"),
         ("page=99999999999999999999", "page"),
+        ("page=%C2%B2", "page"),  # "²": a digit to str.isdigit(), not to int()
+        ("per_page=%D9%A3", "per_page"),  # Arabic-Indic three
         ("page=4&per_page=5", "page"),  # 11 products: 3 pages
         ("page=2&name=nothing", "page"),
         ("page=3&name=gadget&per_page=1", "page"),  # 2 match

@@ -20,8 +20,10 @@ def _whole_number(name: str, default: int) -> int:
     value = request.args.get(name, "").strip()
     if not value:
         return default
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):  # "²" is a digit to isdigit(), not to int()
         raise Invalid(f"{name} must be a whole number.", details={name: "A whole number."})
+    if len(value) > 9:
+        raise Invalid(f"{name} is out of range.", details={name: "Too large."})
     return int(value)
 
 

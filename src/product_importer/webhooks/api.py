@@ -80,7 +80,7 @@ def test_webhook(endpoint_id: int):
 def list_deliveries(endpoint_id: int):
     """Return the endpoint's recent deliveries, newest first, each with its attempt log."""
     limit = request.args.get("limit", "50")
-    if not limit.isdigit() or not 1 <= int(limit) <= MAX_DELIVERIES:
+    if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit[:9]) <= MAX_DELIVERIES:
         raise Invalid(f"limit must be a whole number from 1 to {MAX_DELIVERIES}.")
     recent = service.list_deliveries(db.session, endpoint_id, limit=int(limit))
     return jsonify(items=[delivery.to_dict(attempts) for delivery, attempts in recent])
