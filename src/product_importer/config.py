@@ -52,6 +52,9 @@ def load_config(instance_path: str) -> dict:
         "MAX_CONTENT_LENGTH": max_upload + 1024 * 1024,
         "UPLOAD_RETENTION_HOURS": float(env("UPLOAD_RETENTION_HOURS") or 24),
         "IMPORT_HEARTBEAT_TIMEOUT_SECONDS": float(env("IMPORT_HEARTBEAT_TIMEOUT_SECONDS") or 30),
+        # `serve` gives each web process 16 threads: half may follow imports, the rest serve.
+        "MAX_EVENT_STREAMS": int(env("MAX_EVENT_STREAMS") or 8),
+        "EVENT_STREAM_SECONDS": float(env("EVENT_STREAM_SECONDS") or 300),
         "WEBHOOK_TIMEOUT_SECONDS": float(env("WEBHOOK_TIMEOUT_SECONDS") or 5),
         "WEBHOOK_ALLOW_PRIVATE": _bool(env("WEBHOOK_ALLOW_PRIVATE")),
         "WEBHOOK_RETRY_BASE_SECONDS": float(env("WEBHOOK_RETRY_BASE_SECONDS") or 5),

@@ -2,6 +2,7 @@
 
 import re
 
+import pytest
 from playwright.sync_api import Page, expect
 
 
@@ -113,3 +114,27 @@ def test_cancel_a_running_import(page: Page, http, tmp_path):
     expect(page.get_by_role("button", name="Retry")).to_be_visible()
     job_id = re.search(r"\?job=(\d+)$", page.url).group(1)
     assert http.get(f"/api/imports/{job_id}").json()["status"] == "cancelled"
+
+
+def refuse_with_503(route) -> None:
+    """Answer as the server does past its cap of open event streams."""
+    body = '{"error": {"code": "too_many_streams", "message": "Poll.", "details": null}}'
+    headers = {"Retry-After": "10"}
+    route.fulfill(status=503, headers=headers, content_type="application/json", body=body)
+
+
+def reset_connection(route) -> None:
+    """Break the connection, as a proxy that does not pass streams on might."""
+    route.abort("connectionreset")
+
+
+@pytest.mark.parametrize("fail", [refuse_with_503, reset_connection], ids=["refused", "broken"])
+def test_progress_is_polled_when_the_event_stream_is_refused_or_broken(page: Page, fail):
+    streams = []
+    page.route(re.compile(r"/api/imports/\d+/events$"), lambda route: streams.append(fail(route)))
+    page.goto("/")
+    page.locator("#file-input").set_input_files(csv_file("one.csv", "sku,name\nA-1,Apple\n"))
+
+    expect(page.locator("#job-message")).to_have_text("Import complete")
+    expect(page.locator("#stat-created")).to_have_text("1")
+    assert streams  # the page did ask for the stream first

@@ -4,11 +4,13 @@ import csv
 import io
 import json
 import os
+import socket
+import threading
 import time
 
-from flask import Blueprint, Response, jsonify, request, stream_with_context, url_for
+from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context, url_for
 
-from ..errors import AppError, BadRequest
+from ..errors import AppError, BadRequest, error_response
 from ..extensions import db
 from ..security import refuse_cross_site_requests
 from . import service, uploads
@@ -18,6 +20,8 @@ bp.before_request(refuse_cross_site_requests)
 
 EVENT_POLL_SECONDS = 1.0
 KEEPALIVE_SECONDS = 15.0
+RECONNECT_MILLISECONDS = 1000  # how soon EventSource reopens a stream the server ended
+STREAMS_BUSY_RETRY_SECONDS = 10
 
 
 @bp.post("")
@@ -98,25 +102,87 @@ def _drain(buffer: io.StringIO) -> str:
     return text
 
 
+class StreamSlots:
+    """Count this process's open event streams, each of which holds a web thread."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._open = 0
+
+    def take(self, limit: int) -> bool:
+        """Take a slot if fewer than `limit` are taken; tell whether it was."""
+        with self._lock:
+            if self._open >= limit:
+                return False
+            self._open += 1
+            return True
+
+    def give_back(self) -> None:
+        """Free a slot taken by `take`."""
+        with self._lock:
+            self._open -= 1
+
+
+stream_slots = StreamSlots()
+
+
 @bp.get("/<int:job_id>/events")
 def import_events(job_id: int):
-    """Stream `progress` events about once a second while the job changes, then `done`."""
+    """Stream `progress` events about once a second while the job changes, then `done`.
+
+    A stream still open after EVENT_STREAM_SECONDS ends without `done` and the client
+    reconnects; past MAX_EVENT_STREAMS open streams the answer is 503.
+    """
     service.get(db.session, job_id)
     db.session.rollback()
-    return Response(
-        stream_with_context(_events(job_id)),
+    if not stream_slots.take(current_app.config["MAX_EVENT_STREAMS"]):
+        return _streams_busy(job_id)
+    events = _events(job_id, current_app.config["EVENT_STREAM_SECONDS"], _client_socket())
+    response = Response(
+        stream_with_context(events),
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+    # Called by the server once the stream ends for any reason, even before it started.
+    response.call_on_close(stream_slots.give_back)
+    return response
 
 
-def _events(job_id: int):
+def _streams_busy(job_id: int):
+    message = (
+        "Too many progress streams are open on this server. "
+        f"Poll GET /api/imports/{job_id} about once a second instead."
+    )
+    body, status = error_response(503, "too_many_streams", message)
+    return body, status, {"Retry-After": str(STREAMS_BUSY_RETRY_SECONDS)}
+
+
+def _client_socket() -> socket.socket | None:
+    """The connection to the client when the server hands it over (gunicorn does)."""
+    sock = request.environ.get("gunicorn.socket")
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _client_gone(sock: socket.socket | None) -> bool:
+    """Tell whether the client hung up, so a closed tab frees its thread before a write fails."""
+    if sock is None:
+        return False
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False  # nothing to read: still connected
+    except ValueError:
+        return False  # a TLS socket cannot peek: rely on failed writes
+    except OSError:
+        return True
+
+
+def _events(job_id: int, lifetime: float, client: socket.socket | None):
+    yield f"retry: {RECONNECT_MILLISECONDS}\n\n"
+    ends = time.monotonic() + lifetime
     last_sent, last_write = None, time.monotonic()
-    while True:
-        job = service.get(db.session, job_id)
-        data = job.to_dict()
-        finished = job.finished
-        db.session.rollback()  # hold no transaction open between polls
+    while not _client_gone(client):
+        data, finished = _job_state(job_id)
         if finished:
             yield _event("done", data)
             return
@@ -126,7 +192,16 @@ def _events(job_id: int):
         elif time.monotonic() - last_write > KEEPALIVE_SECONDS:
             yield ": keep-alive\n\n"
             last_write = time.monotonic()
+        if time.monotonic() >= ends:
+            return  # after the current state, so every stream tells the client something
         time.sleep(EVENT_POLL_SECONDS)
+
+
+def _job_state(job_id: int) -> tuple[dict, bool]:
+    job = service.get(db.session, job_id)
+    data, finished = job.to_dict(), job.finished
+    db.session.rollback()  # hold no transaction open between polls
+    return data, finished
 
 
 def _event(name: str, data: dict) -> str:

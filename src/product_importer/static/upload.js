@@ -1,6 +1,7 @@
 /* The upload page: send a CSV with upload progress, then follow its import job live
-   through the server-sent events of /api/imports/<id>/events. The job id is kept in the
-   address (?job=<id>) so a reload, or a link from the history page, resumes watching it. */
+   through the server-sent events of /api/imports/<id>/events (polling the job instead when
+   the stream is refused or keeps failing). The job id is kept in the address (?job=<id>)
+   so a reload, or a link from the history page, resumes watching it. */
 (function () {
   "use strict";
 
@@ -153,15 +154,21 @@
     stopWatching();
     if (!window.EventSource) return poll(jobId);
     const source = new EventSource(`/api/imports/${jobId}/events`);
+    let opened = false;
     state.source = source;
+    source.addEventListener("open", () => (opened = true));
     source.addEventListener("progress", (event) => renderJob(JSON.parse(event.data)));
     source.addEventListener("done", (event) => {
       stopWatching();
       renderJob(JSON.parse(event.data));
     });
-    // The browser reconnects by itself after a dropped connection; a refused one is final.
+    // The server ends each stream after a few minutes and the browser opens a new one. A
+    // refused stream (503: too many open) is closed for good, and one that fails before it
+    // opens may never open: then ask for the job once a second, which always works.
     source.addEventListener("error", () => {
-      if (source.readyState === EventSource.CLOSED && state.source === source) poll(jobId);
+      if (state.source !== source) return;
+      if (source.readyState === EventSource.CLOSED || !opened) return poll(jobId);
+      opened = false; // the browser is reconnecting: a failure before it reopens ends it
     });
   }
 
