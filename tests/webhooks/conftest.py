@@ -1,5 +1,8 @@
 """Webhook fixtures: receivers on 127.0.0.1 and endpoints."""
 
+import socket
+import time
+
 import pytest
 
 from .receiver import Receiver
@@ -24,3 +27,19 @@ def make_endpoint(client):
         return response.get_json()
 
     return make
+
+
+@pytest.fixture
+def slow_dns(monkeypatch):
+    """Make DNS answer correctly but late: call it with the seconds each lookup should take."""
+
+    def slow_down(seconds: float) -> None:
+        getaddrinfo = socket.getaddrinfo
+
+        def lookup(*args, **kwargs):
+            time.sleep(seconds)  # a resolver we cannot run here, so its delay is played
+            return getaddrinfo(*args, **kwargs)
+
+        monkeypatch.setattr(socket, "getaddrinfo", lookup)
+
+    return slow_down

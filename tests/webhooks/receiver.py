@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 TOLERANCE_SECONDS = 5 * 60
+TRICKLED_BODY = b"." * 100  # at a byte every 0.1 s, 10 s: longer than any timeout in the tests
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,8 @@ class Answer:
     status: int = 200
     sleep: float = 0.0
     headers: dict = field(default_factory=dict)
+    trickle: float = 0.0  # seconds between the bytes of a long body, sent one at a time
+    trickle_head: bool = False  # the status line and headers byte by byte too
 
 
 @dataclass(frozen=True)
@@ -87,12 +90,30 @@ class Receiver:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 answer = receiver._next_answer(Received(self.path, headers, body, time.time()))
                 time.sleep(answer.sleep)
+                if answer.trickle:
+                    return self._trickle(answer)
                 self.send_response(answer.status)
                 for name, value in answer.headers.items():
                     self.send_header(name, value)
                 self.send_header("content-length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")
+
+            def _trickle(self, answer: Answer) -> None:
+                """Answer slowly but steadily, as a receiver holding a sender's thread does."""
+                head = (
+                    f"HTTP/1.1 {answer.status} OK\r\ncontent-length: {len(TRICKLED_BODY)}\r\n\r\n"
+                )
+                data = head.encode() + TRICKLED_BODY
+                at_once = 0 if answer.trickle_head else len(head)
+                self.close_connection = True
+                try:
+                    self.wfile.write(data[:at_once])
+                    for byte in data[at_once:]:
+                        time.sleep(answer.trickle)
+                        self.wfile.write(bytes([byte]))
+                except OSError:
+                    pass  # the sender gave up and closed the connection, as it should
 
             def log_message(self, *args):
                 pass

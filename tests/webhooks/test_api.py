@@ -1,5 +1,7 @@
 """The webhooks API: configure endpoints, test them, list and redeliver deliveries."""
 
+import time
+
 import pytest
 
 from tests.conftest import free_port
@@ -107,6 +109,25 @@ def test_test_reports_errors_and_non_2xx_answers(client, make_endpoint, receiver
     assert unreachable["ok"] is False
     assert unreachable["status_code"] is None
     assert unreachable["error"]
+
+
+def test_test_gives_up_on_an_answer_trickling_in_at_the_timeout(
+    app, client, make_endpoint, receiver, monkeypatch
+):
+    monkeypatch.setitem(app.config, "WEBHOOK_TIMEOUT_SECONDS", 1.0)
+    endpoint = make_endpoint(receiver.url)
+    receiver.answer(Answer(trickle=0.1))  # a byte every 0.1 s, for 10 s
+
+    started = time.monotonic()
+    result = client.post(f"/api/webhooks/{endpoint['id']}/test").get_json()
+    took = time.monotonic() - started
+
+    assert 1 <= took < 1.5
+    assert (result["ok"], result["status_code"]) == (False, None)
+    assert result["error"] == "Timed out after 1 s waiting for the answer"
+    assert 1000 <= result["response_time_ms"] < 1500
+    (ping,) = client.get(f"/api/webhooks/{endpoint['id']}/deliveries").get_json()["items"]
+    assert (ping["status"], ping["error"]) == ("failed", result["error"])
 
 
 def test_deliveries_list_the_test_ping_with_its_attempt(client, make_endpoint, receiver):

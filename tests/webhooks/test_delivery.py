@@ -121,6 +121,21 @@ def test_a_timeout_is_recorded_and_retried(make_endpoint, receiver):
     assert (succeeded.status_code, succeeded.error) == (200, None)
 
 
+def test_an_answer_trickling_in_past_the_timeout_is_cut_off_and_retried(make_endpoint, receiver):
+    # A byte every 0.1 s for 10 s: every read is quick, the whole answer is not.
+    make_endpoint(receiver.url)
+    receiver.answer(Answer(trickle=0.1))
+
+    (delivery_id,) = publish()
+    wait_for(delivery_id, timeout=30)
+
+    timed_out, succeeded = attempts_of(delivery_id)
+    assert timed_out.error == "Timed out after 5 s waiting for the answer"
+    assert timed_out.status_code is None
+    assert 5000 <= timed_out.response_time_ms < 5500
+    assert (succeeded.status_code, succeeded.error) == (200, None)
+
+
 def test_410_disables_the_endpoint(client, make_endpoint, receiver):
     endpoint = make_endpoint(receiver.url)
     receiver.answer(Answer(status=410))

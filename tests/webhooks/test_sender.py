@@ -1,5 +1,7 @@
 """One attempt, without the database: timeouts, refusals after DNS, what answers mean."""
 
+import time
+
 import pytest
 
 from product_importer.webhooks import sender, signing
@@ -34,6 +36,53 @@ def test_a_receiver_slower_than_the_timeout_is_a_retryable_timeout(receiver):
     assert outcome.verdict == Verdict.RETRY
     assert outcome.error == "Timed out after 0.5 s waiting for the answer"
     assert 500 <= outcome.response_time_ms < 1400
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        Answer(trickle=0.1),
+        Answer(trickle=0.7),  # each byte within the timeout: only a total deadline stops it
+        Answer(trickle=0.1, trickle_head=True),
+        Answer(trickle=0.7, trickle_head=True),
+    ],
+    ids=["body", "body-slower", "headers", "headers-slower"],
+)
+def test_an_answer_trickling_in_past_the_timeout_is_cut_off_at_the_timeout(receiver, answer):
+    receiver.answer(answer)
+
+    started = time.monotonic()
+    outcome = send(receiver.url, timeout=1)
+    took = time.monotonic() - started
+
+    assert outcome.verdict == Verdict.RETRY
+    assert outcome.error == "Timed out after 1 s waiting for the answer"
+    assert outcome.status_code is None
+    assert 1 <= took < 1.5
+    assert 1000 <= outcome.response_time_ms < 1500
+
+
+def test_a_dns_lookup_slower_than_the_timeout_is_a_retryable_timeout(receiver, slow_dns):
+    slow_dns(3)
+
+    started = time.monotonic()
+    outcome = send(receiver.url.replace("127.0.0.1", "localhost"), timeout=1)
+    took = time.monotonic() - started
+
+    assert outcome.verdict == Verdict.RETRY
+    assert outcome.error == "Timed out after 1 s resolving the host name"
+    assert 1 <= took < 1.5
+    assert receiver.requests == []
+
+
+def test_time_spent_on_dns_counts_towards_the_timeout(receiver, slow_dns):
+    slow_dns(0.6)
+    receiver.answer(Answer(sleep=0.6))
+
+    outcome = send(receiver.url.replace("127.0.0.1", "localhost"), timeout=1)
+
+    assert outcome.error == "Timed out after 1 s waiting for the answer"
+    assert 1000 <= outcome.response_time_ms < 1500
 
 
 def test_a_closed_port_is_a_retryable_network_error():

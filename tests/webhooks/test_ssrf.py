@@ -1,5 +1,7 @@
 """Webhook targets inside the network are refused when saved and again at delivery."""
 
+import time
+
 import pytest
 
 from product_importer import create_app
@@ -68,6 +70,21 @@ def test_only_http_and_https_urls_are_accepted(url):
 def test_a_name_resolving_to_loopback_is_named_in_the_refusal():
     with pytest.raises(ssrf.Refused, match=r"localhost resolves to 127\.0\.0\.1 is a loopback"):
         ssrf.check_url("http://localhost/hook", allow_private=False)
+
+
+def test_saving_gives_up_on_a_dns_lookup_that_takes_too_long(slow_dns, monkeypatch):
+    monkeypatch.setattr(ssrf, "SAVE_LOOKUP_TIMEOUT_SECONDS", 0.5)
+    slow_dns(3)
+
+    started = time.monotonic()
+    with pytest.raises(ssrf.Refused) as refused:
+        ssrf.check_url("http://localhost/hook", allow_private=True)
+
+    assert time.monotonic() - started < 1
+    assert str(refused.value) == (
+        "The host name localhost could not be resolved "
+        "(DNS lookup of localhost timed out after 0.5 s)."
+    )
 
 
 def test_delivery_checks_the_target_again(strict_app, make_endpoint, receiver):

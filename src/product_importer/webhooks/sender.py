@@ -1,5 +1,7 @@
 """One signed HTTP attempt to a webhook endpoint, and what its answer means."""
 
+import contextlib
+import contextvars
 import enum
 import functools
 import logging
@@ -8,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+import httpcore
 import httpx
 
 from . import signing, ssrf
@@ -18,6 +21,10 @@ logging.getLogger("httpx").setLevel(logging.WARNING)
 
 USER_AGENT = "ProductImporter-Webhooks/1.0"
 MAX_BODY_READ = 64 * 1024  # read this much of an answer, so the connection can be reused
+# A zero socket timeout means non-blocking (an error, not a timeout): wait at least this long.
+MIN_WAIT_SECONDS = 0.001
+# When the current thread's attempt must end (a time.perf_counter() value), if it is sending.
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
 
 
 class Verdict(enum.StrEnum):
@@ -42,14 +49,68 @@ class Outcome:
         return self.verdict == Verdict.SUCCEEDED
 
 
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every socket wait ends by the deadline of the attempt using it."""
+
+    def __init__(self, stream: httpcore.NetworkStream):
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _remaining(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _remaining(timeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context, server_hostname=None, timeout=None) -> "_DeadlineStream":
+        tls = self._stream.start_tls(ssl_context, server_hostname, _remaining(timeout))
+        return _DeadlineStream(tls)
+
+    def get_extra_info(self, info: str):
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's network backend, handing out connections that respect the deadline."""
+
+    def __init__(self, backend: httpcore.NetworkBackend):
+        self._backend = backend
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        stream = self._backend.connect_tcp(
+            host, port, _remaining(timeout), local_address, socket_options
+        )
+        return _DeadlineStream(stream)
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+def _remaining(timeout: float | None) -> float | None:
+    """Shorten one socket wait to the time left before this thread's attempt must end."""
+    deadline = _deadline.get()
+    if deadline is None:
+        return timeout
+    left = max(deadline - time.perf_counter(), MIN_WAIT_SECONDS)
+    return left if timeout is None else min(timeout, left)
+
+
 @functools.cache
 def _client() -> httpx.Client:
     """One client per process: keeps connections to receivers open between deliveries."""
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+    transport = httpx.HTTPTransport(limits=limits, trust_env=False)
+    # httpx's timeouts restart on every read, so a receiver trickling its answer could hold a
+    # thread for ever; only the socket level sees every wait. httpx has no public way in.
+    pool = transport._pool
+    pool._network_backend = _DeadlineBackend(pool._network_backend)
     # Proxies from the environment would bypass the address check; redirects likewise.
     return httpx.Client(
+        transport=transport,
         trust_env=False,
         follow_redirects=False,
-        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
         headers={"user-agent": USER_AGENT, "content-type": "application/json"},
     )
 
@@ -57,17 +118,20 @@ def _client() -> httpx.Client:
 def send(
     url: str, secret: str, msg_id: str, body: bytes, *, timeout: float, allow_private: bool
 ) -> Outcome:
-    """POST `body` to `url`, signed, to the address checked after DNS resolution."""
+    """POST `body` to `url`, signed, to the address checked after DNS; all within `timeout`."""
     started = time.perf_counter()
     try:
-        target = ssrf.resolve(ssrf.parse(url), allow_private=allow_private)
+        target = ssrf.resolve(ssrf.parse(url), allow_private=allow_private, timeout=timeout)
     except ssrf.Refused as error:
         return Outcome(Verdict.FAILED, error=str(error))
+    except ssrf.LookupTimeout:
+        error = _timed_out(timeout, "resolving the host name")
+        return Outcome(Verdict.RETRY, response_time_ms=_elapsed_ms(started), error=error)
     except (OSError, UnicodeError) as error:
         return Outcome(Verdict.RETRY, error=f"DNS lookup failed: {error}")
     headers = {"host": target.host_header(), **signing.headers(secret, msg_id, _now(), body)}
     try:
-        response = _post(target, headers, body, timeout)
+        response = _post(target, headers, body, deadline=started + timeout)
     except httpx.TimeoutException as error:
         ms = _elapsed_ms(started)
         return Outcome(Verdict.RETRY, response_time_ms=ms, error=_timeout_message(error, timeout))
@@ -76,22 +140,42 @@ def send(
     return judge(response, _elapsed_ms(started))
 
 
-def _post(target: ssrf.Target, headers: dict, body: bytes, timeout: float) -> httpx.Response:
+@contextlib.contextmanager
+def _until(deadline: float):
+    """Make every network wait of this thread end by `deadline` (a time.perf_counter())."""
+    token = _deadline.set(deadline)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def _post(target: ssrf.Target, headers: dict, body: bytes, *, deadline: float) -> httpx.Response:
     extensions = {"sni_hostname": target.url.host} if target.url.scheme == "https" else {}
-    with _client().stream(
-        "POST",
-        target.pinned_url(),
-        content=body,
-        headers=headers,
-        timeout=timeout,
-        extensions=extensions,
-    ) as response:
-        read = 0
-        for chunk in response.iter_raw():
-            read += len(chunk)
-            if read > MAX_BODY_READ:
-                break
+    with (
+        _until(deadline),
+        _client().stream(
+            "POST",
+            target.pinned_url(),
+            content=body,
+            headers=headers,
+            timeout=_remaining(None),  # waiting for a pooled connection counts too
+            extensions=extensions,
+        ) as response,
+    ):
+        _drain(response, deadline)
     return response
+
+
+def _drain(response: httpx.Response, deadline: float) -> None:
+    """Read (and drop) the start of the answer, so the connection can serve the next request."""
+    read = 0
+    for chunk in response.iter_raw():
+        read += len(chunk)
+        if read > MAX_BODY_READ:
+            return
+        if time.perf_counter() > deadline:
+            raise httpx.ReadTimeout("The answer took too long", request=response.request)
 
 
 def judge(response: httpx.Response, response_time_ms: int) -> Outcome:
@@ -138,6 +222,10 @@ def _timeout_message(error: httpx.TimeoutException, timeout: float) -> str:
         httpx.WriteTimeout: "sending",
         httpx.PoolTimeout: "waiting for a free connection",
     }.get(type(error), "waiting")
+    return _timed_out(timeout, phase)
+
+
+def _timed_out(timeout: float, phase: str) -> str:
     return f"Timed out after {timeout:g} s {phase}"
 
 

@@ -8,6 +8,7 @@ the check and the connection.
 
 import ipaddress
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import httpx
@@ -17,6 +18,11 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 # Metadata services outside the link-local ranges (AWS over IPv6, Alibaba Cloud).
 PRIVATE_HINT = " (allowed only with WEBHOOK_ALLOW_PRIVATE=true)"
 METADATA = {ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")}
+SAVE_LOOKUP_TIMEOUT_SECONDS = 10.0  # a webhook being saved waits no longer for DNS than this
+
+
+class LookupTimeout(TimeoutError):
+    """DNS did not answer in time."""
 
 
 class Refused(Exception):
@@ -70,10 +76,10 @@ def refusal(address: Address, *, allow_private: bool) -> str | None:
     return None
 
 
-def resolve(url: httpx.URL, *, allow_private: bool) -> Target:
-    """Resolve the URL's host and check every address; raise Refused, or OSError from DNS."""
+def resolve(url: httpx.URL, *, allow_private: bool, timeout: float) -> Target:
+    """Resolve the host within `timeout` s, check every address; raise Refused or OSError."""
     port = url.port or (443 if url.scheme == "https" else 80)
-    infos = socket.getaddrinfo(url.host, port, type=socket.SOCK_STREAM)
+    infos = _getaddrinfo(url.host, port, timeout)
     addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
     for address in addresses:
         # one refused address refuses the name: DNS may hand out any of them later
@@ -81,6 +87,19 @@ def resolve(url: httpx.URL, *, allow_private: bool) -> Target:
         if reason:
             raise Refused(_explain(url.host, address, reason))
     return Target(url=url, address=addresses[0])
+
+
+def _getaddrinfo(host: str, port: int, timeout: float) -> list:
+    """Look `host` up, raising LookupTimeout when DNS takes longer than `timeout` seconds."""
+    # getaddrinfo takes no timeout and cannot be interrupted, so it runs in a thread of its
+    # own that we stop waiting for; a thread per lookup means one hung name delays no other.
+    lookups = ThreadPoolExecutor(max_workers=1, thread_name_prefix="webhook-dns")
+    future = lookups.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+    lookups.shutdown(wait=False)  # the thread ends when getaddrinfo returns, answer or not
+    try:
+        return future.result(timeout)
+    except TimeoutError:
+        raise LookupTimeout(f"DNS lookup of {host} timed out after {timeout:g} s") from None
 
 
 def _explain(host: str, address: Address, reason: str) -> str:
@@ -92,6 +111,6 @@ def check_url(url: str, *, allow_private: bool) -> Target:
     """Check a URL as it is saved: scheme, host, and where its name resolves now."""
     parsed = parse(url)
     try:
-        return resolve(parsed, allow_private=allow_private)
+        return resolve(parsed, allow_private=allow_private, timeout=SAVE_LOOKUP_TIMEOUT_SECONDS)
     except (OSError, UnicodeError) as error:
         raise Refused(f"The host name {parsed.host} could not be resolved ({error}).") from None
