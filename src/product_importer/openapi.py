@@ -214,8 +214,13 @@ def _import_paths() -> dict:
             "parameters": [ID],
             "get": {
                 "summary": "Progress as server-sent events: `progress` about once a second "
-                "while the job changes, then `done`; each carries the ImportJob as data",
-                "responses": {"200": _text("text/event-stream", "The event stream"), **NOT_FOUND},
+                "while the job changes, then `done`; each carries the ImportJob as data. A "
+                "stream still open after EVENT_STREAM_SECONDS ends without `done`: reconnect",
+                "responses": {
+                    "200": _text("text/event-stream", "The event stream"),
+                    "503": _error("Too many streams open: poll GET /api/imports/{id} instead"),
+                    **NOT_FOUND,
+                },
             },
         },
         "/api/imports/{id}/cancel": {
