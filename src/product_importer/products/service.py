@@ -149,14 +149,16 @@ def list_products(
     _check_paging(page, per_page)
     conditions = filters.conditions()
     offset = (page - 1) * per_page
+    version = None
     total = _known_total(session, filters)
+    if total is None:
+        # Read before counting: a count is never older than the version it is filed under.
+        version = _catalog_version(session)
+        total = _cached_total(session, filters, version)
     if total is not None:
         _check_page_exists(page, per_page, total)
         items = _fetch(session, conditions, sort, offset, per_page, total=total)
         return Page(items, page, per_page, total)
-    # The version is read before counting: a count is never older than the version it is
-    # filed under.
-    version = _catalog_version(session)
     items = _fetch(session, conditions, sort, offset, per_page)
     if len(items) < per_page and (items or page == 1):
         total = offset + len(items)  # the last page: no count needed
@@ -177,7 +179,11 @@ def _known_total(session: Session, filters: Filters) -> int | None:
         inactive = select(func.count()).select_from(Product).where(not_(Product.active))
         inactive_total = session.scalar(inactive)
         return catalog_total(session) - inactive_total if filters.active else inactive_total
-    version = _catalog_version(session)
+    return None
+
+
+def _cached_total(session: Session, filters: Filters, version: int | None) -> int | None:
+    """The total counted for these filters at this catalog version, if one was."""
     if version is None:
         return None
     return session.scalar(CACHED_TOTAL, {"filters": filters.key(), "version": version})
