@@ -165,7 +165,7 @@ def run(
     *,
     max_decompressed: int,
     before_commit: Callable[[Connection, int], object],
-    after_commit: Callable[[object], None] = lambda _result: None,
+    after_commit: Callable[[object], None],
 ) -> None:
     """Import `job`'s file on `conn` and commit; roll back and raise on failure or cancel.
 

@@ -308,19 +308,19 @@ def _finish(job: runner.ClaimedJob, status: str, message: str, error: str | None
     _send_now(deliveries)
 
 
-def _publish_outcome(conn: Connection, job_id: int, *, will_send: bool = True) -> list[int]:
+def _publish_outcome(conn: Connection, job_id: int) -> list[int]:
     """Queue the `import.completed` or `import.failed` webhook in the caller's transaction.
 
-    The caller sends the returned deliveries after its commit, unless `will_send` is false.
+    The caller sends the returned deliveries (`_send_now`) after its commit.
     """
     from ..webhooks import events
 
     values = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().one()
     row = ImportJob(**values)  # not added to any session: only serialized
     if row.status in (Status.COMPLETED, Status.COMPLETED_WITH_ERRORS):
-        return events.publish(conn, "import.completed", row.to_dict(), will_send=will_send)
+        return events.publish(conn, "import.completed", row.to_dict(), will_send=True)
     if row.status == Status.FAILED:
-        return events.publish(conn, "import.failed", row.to_dict(), will_send=will_send)
+        return events.publish(conn, "import.failed", row.to_dict(), will_send=True)
     return []
 
 
@@ -359,12 +359,14 @@ def recover_stale_jobs() -> int:
             .where(jobs.c.status == Status.RUNNING, jobs.c.heartbeat_at < cutoff)
             .with_for_update(skip_locked=True)
         ).all()
+        deliveries = []
         for job in stale:
             _terminate_backend(conn, job.id, job.db_pid)
             if job.cancel_requested:
                 _cancel_lost(conn, job.id, job.attempts, cutoff)
             else:
-                _requeue_or_fail(conn, job.id, job.attempts, timeout, cutoff)
+                deliveries += _requeue_or_fail(conn, job.id, job.attempts, timeout, cutoff)
+    _send_now(deliveries)
     return len(stale)
 
 
@@ -408,7 +410,8 @@ def _cancel_lost(conn: Connection, job_id: int, attempts: int, cutoff: datetime)
 
 def _requeue_or_fail(
     conn: Connection, job_id: int, attempts: int, timeout: float, cutoff: datetime
-) -> None:
+) -> list[int]:
+    """Run a lost job again, or fail it after MAX_ATTEMPTS; return webhook deliveries to send."""
     lost = f"The worker running this import stopped responding for {timeout:.0f} seconds"
     still_stale = _still_stale(job_id, attempts, cutoff)
     if attempts >= MAX_ATTEMPTS:
@@ -422,9 +425,7 @@ def _requeue_or_fail(
                 "are running and have enough memory, then retry the import.",
             )
         ).rowcount
-        if failed:
-            _publish_outcome(conn, job_id, will_send=False)  # the sweep sends it
-        return
+        return _publish_outcome(conn, job_id) if failed else []
     requeued = conn.execute(
         still_stale.values(
             status=Status.QUEUED,
@@ -436,6 +437,7 @@ def _requeue_or_fail(
     ).rowcount
     if requeued:
         log.warning("import %s: worker lost; requeued for attempt %s", job_id, attempts + 1)
+    return []
 
 
 def _queue_idle() -> bool:

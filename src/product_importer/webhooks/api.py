@@ -79,10 +79,12 @@ def test_webhook(endpoint_id: int):
 @bp.get("/<int:endpoint_id>/deliveries")
 def list_deliveries(endpoint_id: int):
     """Return the endpoint's recent deliveries, newest first, each with its attempt log."""
-    limit = request.args.get("limit", "50")
-    if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit[:9]) <= MAX_DELIVERIES:
+    given = request.args.get("limit", "50")
+    # ASCII digits only: "²" is a digit to isdigit(), not to int()
+    limit = int(given) if given.isascii() and given.isdigit() and len(given) <= 9 else 0
+    if not 1 <= limit <= MAX_DELIVERIES:
         raise Invalid(f"limit must be a whole number from 1 to {MAX_DELIVERIES}.")
-    recent = service.list_deliveries(db.session, endpoint_id, limit=int(limit))
+    recent = service.list_deliveries(db.session, endpoint_id, limit=limit)
     return jsonify(items=[delivery.to_dict(attempts) for delivery, attempts in recent])
 
 
