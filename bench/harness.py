@@ -27,6 +27,19 @@ def recreate_database(name: str) -> None:
         conn.execute(f'CREATE DATABASE "{name}"')
 
 
+def app_environment(db_name: str, broker: str, instance: str, **settings: str) -> dict:
+    """This process's environment plus the app's settings for a benchmark's own database."""
+    folder = DATA / instance
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url(db_name),
+        "CELERY_BROKER_URL": broker,
+        "INSTANCE_PATH": str(folder),
+        "UPLOAD_FOLDER": str(folder / "uploads"),
+        **settings,
+    }
+
+
 def generated_csv(name: str, rows: int, *, changed: bool = False) -> Path:
     """Generate a data file with bench/generate_csv.py once; later runs reuse it."""
     path = DATA / name

@@ -31,6 +31,7 @@ import psycopg
 from harness import (
     BIN,
     DATA,
+    app_environment,
     database_url,
     generated_csv,
     recreate_database,
@@ -54,16 +55,7 @@ SET sku = EXCLUDED.sku, name = EXCLUDED.name, description = EXCLUDED.description
 
 
 def environment() -> dict:
-    instance = DATA / "instance"
-    return {
-        **os.environ,
-        "DATABASE_URL": DB_URL,
-        "CELERY_BROKER_URL": REDIS,
-        "INSTANCE_PATH": str(instance),
-        "UPLOAD_FOLDER": str(instance / "uploads"),
-        "LOG_LEVEL": "INFO",
-        "UPLOAD_RETENTION_HOURS": "0",
-    }
+    return app_environment(DB_NAME, REDIS, "instance", LOG_LEVEL="INFO", UPLOAD_RETENTION_HOURS="0")
 
 
 def start_worker() -> subprocess.Popen:

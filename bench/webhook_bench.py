@@ -29,7 +29,16 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from harness import BIN, DATA, database_url, recreate_database, start, stop, wait_for_server
+from harness import (
+    BIN,
+    DATA,
+    app_environment,
+    database_url,
+    recreate_database,
+    start,
+    stop,
+    wait_for_server,
+)
 
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/8")
 DB_NAME = "pi_bench_webhooks"
@@ -85,16 +94,10 @@ def _serve(sleep: float, ready) -> None:
 
 
 def environment() -> dict:
-    instance = DATA / "webhook-instance"
-    return {
-        **os.environ,
-        "DATABASE_URL": DB_URL,
-        "CELERY_BROKER_URL": REDIS,
-        "INSTANCE_PATH": str(instance),
-        "UPLOAD_FOLDER": str(instance / "uploads"),
-        "WEBHOOK_ALLOW_PRIVATE": "true",  # the receivers are on 127.0.0.1
-        "LOG_LEVEL": "WARNING",
-    }
+    # the receivers are on 127.0.0.1
+    return app_environment(
+        DB_NAME, REDIS, "webhook-instance", WEBHOOK_ALLOW_PRIVATE="true", LOG_LEVEL="WARNING"
+    )
 
 
 def bench_app():

@@ -17,6 +17,27 @@ def claimed_by(sql, job_id: int) -> int:
     return int(worker.rsplit(":", 1)[1])
 
 
+def add_quiet_job(db_session, *, filename: str, **columns):
+    """A running job whose worker stopped writing its heartbeat a minute ago."""
+    from product_importer.imports.models import ImportJob
+    from product_importer.timeutil import utcnow
+
+    job = ImportJob(
+        filename=filename,
+        file_path=f"/nowhere/{filename}",
+        bytes_total=100,
+        status="running",
+        phase="reading",
+        started_at=utcnow() - timedelta(minutes=3),
+        heartbeat_at=utcnow() - timedelta(minutes=1),
+        warnings=[],
+        **columns,
+    )
+    db_session.add(job)
+    db_session.commit()
+    return job
+
+
 @pytest.mark.parametrize("moment", ["reading", "merging"])
 def test_a_job_whose_worker_was_killed_is_recovered_and_imported_whole(
     http, catalog, sql, holding, start_worker, live_worker, big_file, moment
@@ -54,24 +75,8 @@ def test_a_job_whose_worker_was_killed_is_recovered_and_imported_whole(
 def test_a_job_whose_worker_was_lost_three_times_fails_saying_what_to_do(
     http, db_session, catalog, live_worker
 ):
-    from product_importer.imports.models import ImportJob
-    from product_importer.timeutil import utcnow
-
     # What the third worker to die on this job leaves behind: a running job gone quiet.
-    lost = ImportJob(
-        filename="cursed.csv",
-        file_path="/nowhere/cursed.csv",
-        bytes_total=100,
-        status="running",
-        phase="reading",
-        percent=40.0,
-        attempts=3,
-        started_at=utcnow() - timedelta(minutes=3),
-        heartbeat_at=utcnow() - timedelta(minutes=1),
-        warnings=[],
-    )
-    db_session.add(lost)
-    db_session.commit()
+    lost = add_quiet_job(db_session, filename="cursed.csv", percent=40.0, attempts=3)
 
     job = wait_for_job(http, lost.id, timeout=30)
 
@@ -86,25 +91,8 @@ def test_a_job_whose_worker_was_lost_three_times_fails_saying_what_to_do(
 def test_a_cancelled_job_whose_worker_was_lost_ends_cancelled_not_run_again(
     http, db_session, catalog, live_worker
 ):
-    from product_importer.imports.models import ImportJob
-    from product_importer.timeutil import utcnow
-
     # A cancel was asked for, then the worker died before it noticed.
-    lost = ImportJob(
-        filename="unwanted.csv",
-        file_path="/nowhere/unwanted.csv",
-        bytes_total=100,
-        status="running",
-        phase="reading",
-        percent=20.0,
-        attempts=1,
-        cancel_requested=True,
-        started_at=utcnow() - timedelta(minutes=1),
-        heartbeat_at=utcnow() - timedelta(minutes=1),
-        warnings=[],
-    )
-    db_session.add(lost)
-    db_session.commit()
+    lost = add_quiet_job(db_session, filename="unwanted.csv", attempts=1, cancel_requested=True)
 
     job = wait_for_job(http, lost.id, timeout=30)
 
