@@ -26,7 +26,5 @@ class GunicornApp(BaseApplication):
 def _start_embedded_worker(worker) -> None:
     """Start the in-process background worker once the web worker has loaded the app."""
     from .background import EmbeddedWorker
-    from .imports import tasks as _import_tasks  # noqa: F401
-    from .webhooks import tasks as _webhook_tasks  # noqa: F401
 
     EmbeddedWorker(worker.wsgi).start()

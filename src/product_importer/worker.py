@@ -3,10 +3,9 @@
 from celery.signals import worker_ready, worker_shutdown
 
 from . import background, create_app
-from .imports import tasks as _import_tasks  # noqa: F401  (registers the tasks)
-from .webhooks import tasks as _webhook_tasks  # noqa: F401
 
 flask_app = create_app()
+background.register_tasks()
 celery_app = flask_app.extensions["celery"]
 _maintenance = {}
 

@@ -206,7 +206,7 @@ def test_a_retry_of_a_completed_import_runs_the_same_file_again(http):
 def test_an_upload_is_kept_for_retry_until_its_jobs_end_and_its_retention_passes(
     http, sql, holding, app, monkeypatch
 ):
-    from product_importer.imports import service
+    from product_importer.imports import maintenance
 
     job = import_csv(http, "sku,name\nA-1,Apple\n")
     path = sql("SELECT file_path FROM import_jobs WHERE id = :id", id=job["id"])[0][0]
@@ -215,12 +215,12 @@ def test_an_upload_is_kept_for_retry_until_its_jobs_end_and_its_retention_passes
         again = retry(http, job["id"]).json()
         wait_for(http, again["id"], lambda j: j["rows_processed"] == 1, "read")
         with app.app_context():
-            assert service.remove_expired_uploads() == 0  # a job still needs the file
+            assert maintenance.remove_expired_uploads() == 0  # a job still needs the file
         assert os.path.exists(path)
     assert wait_for_job(http, again["id"])["status"] == "completed"
 
     with app.app_context():
-        assert service.remove_expired_uploads() == 1
+        assert maintenance.remove_expired_uploads() == 1
 
     assert not os.path.exists(path)
     response = retry(http, again["id"])
@@ -297,7 +297,7 @@ def test_a_failure_during_the_merge_leaves_the_catalog_unchanged(
 def test_a_gzip_file_expanding_past_ten_times_the_upload_limit_fails_saying_so(
     http, client, app, catalog, live_worker, monkeypatch
 ):
-    from product_importer.imports import service
+    from product_importer.imports import queue
 
     data = gzip.compress(b"sku,name\n" + b"A-1,Name\n" * 200_000)  # 1.8 MB from a few KB
     monkeypatch.setitem(app.config, "MAX_UPLOAD_BYTES", 100_000)  # this process's limit
@@ -305,7 +305,7 @@ def test_a_gzip_file_expanding_past_ten_times_the_upload_limit_fails_saying_so(
         response = client.post("/api/imports", data={"file": (io.BytesIO(data), "big.csv.gz")})
         assert response.status_code == 202
         with app.app_context():
-            assert service.drain_queue() == 1
+            assert queue.drain_queue() == 1
 
     job = http.get(response.headers["Location"]).json()
     assert job["status"] == "failed"
@@ -315,7 +315,7 @@ def test_a_gzip_file_expanding_past_ten_times_the_upload_limit_fails_saying_so(
 
 
 def test_half_received_uploads_left_for_a_day_are_removed(app, test_env):
-    from product_importer.imports import service
+    from product_importer.imports import maintenance
 
     folder = Path(test_env["UPLOAD_FOLDER"])
     folder.mkdir(parents=True, exist_ok=True)
@@ -327,7 +327,7 @@ def test_half_received_uploads_left_for_a_day_are_removed(app, test_env):
     os.utime(abandoned, (day_ago, day_ago))
 
     with app.app_context():
-        assert service.remove_abandoned_parts() == 1
+        assert maintenance.remove_abandoned_parts() == 1
 
     assert not abandoned.exists()
     assert receiving.exists()  # an upload still arriving

@@ -4,7 +4,7 @@ import psycopg
 import pytest
 from sqlalchemy import select, text
 
-from product_importer.imports.engine import APPLY_LOCK_KEY
+from product_importer.database import APPLY_LOCK_KEY
 from product_importer.webhooks.models import Delivery
 
 

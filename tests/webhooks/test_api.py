@@ -150,7 +150,7 @@ def test_deliveries_list_the_test_ping_with_its_attempt(client, make_endpoint, r
 
 
 def test_redeliver_sends_the_same_event_again(client, make_endpoint, receiver, db_session):
-    from product_importer.webhooks import service
+    from product_importer.webhooks import delivery
 
     endpoint = make_endpoint(receiver.url)
     client.post(f"/api/webhooks/{endpoint['id']}/test")
@@ -162,7 +162,7 @@ def test_redeliver_sends_the_same_event_again(client, make_endpoint, receiver, d
     again = response.get_json()
     assert again["event_id"] == first["event_id"]
     assert again["status"] == "pending"
-    service.deliver_one(again["id"])  # what the worker does with the queued task
+    delivery.deliver_one(again["id"])  # what the worker does with the queued task
     first_ping, second_ping = receiver.wait_for(2)
     assert first_ping.body == second_ping.body
     assert first_ping.headers["webhook-id"] == second_ping.headers["webhook-id"]

@@ -14,7 +14,8 @@ from sqlalchemy import select, update
 
 from product_importer.extensions import db
 from product_importer.timeutil import utcnow
-from product_importer.webhooks import events, service
+from product_importer.webhooks import delivery as sending
+from product_importer.webhooks import events
 from product_importer.webhooks.models import Attempt, Delivery, Endpoint
 
 from .receiver import Answer, verify
@@ -211,7 +212,7 @@ def test_a_delivery_is_claimed_by_one_sender_at_a_time(app, make_endpoint, recei
     def sender(delivery_id: int) -> None:
         with app.app_context():
             barrier.wait()
-            service.deliver_one(delivery_id)
+            sending.deliver_one(delivery_id)
 
     with db.engine.begin() as conn:  # no task message: the in-process senders race the sweep
         (delivery_id,) = events.publish(conn, "product.updated", PRODUCT)
@@ -228,14 +229,14 @@ def test_a_delivery_is_claimed_by_one_sender_at_a_time(app, make_endpoint, recei
 
 def test_backoff_grows_exponentially_with_jitter_and_a_cap(app, monkeypatch):
     monkeypatch.setitem(app.config, "WEBHOOK_RETRY_BASE_SECONDS", 10)
-    delays = [[service.retry_delay(n) for _ in range(50)] for n in (1, 2, 3, 20)]
+    delays = [[sending.retry_delay(n) for _ in range(50)] for n in (1, 2, 3, 20)]
 
     assert all(5 <= d <= 10 for d in delays[0])
     assert all(15 <= d <= 30 for d in delays[1])
     assert all(45 <= d <= 90 for d in delays[2])
-    assert max(delays[3]) <= service.MAX_RETRY_DELAY_SECONDS
+    assert max(delays[3]) <= sending.MAX_RETRY_DELAY_SECONDS
     assert len(set(delays[0])) > 40, "jittered"
-    assert service.retry_delay(1, retry_after=600) == 600
+    assert sending.retry_delay(1, retry_after=600) == 600
 
 
 def test_old_finished_deliveries_are_removed(make_endpoint, receiver):
@@ -251,7 +252,7 @@ def test_old_finished_deliveries_are_removed(make_endpoint, receiver):
             )
         )
 
-    assert service.remove_old_deliveries() == 1
+    assert sending.remove_old_deliveries() == 1
     assert db.session.scalars(select(Attempt)).all() == []
     assert db.session.scalars(select(Endpoint)).one()
 

@@ -4,15 +4,14 @@ import os
 import shutil
 import threading
 import time
-import uuid
 
 import click
 from flask import current_app
 
 from ..errors import AppError
 from ..extensions import db
-from . import service, uploads
-from .models import Status
+from . import queue, service, uploads
+from .states import SUCCEEDED
 
 
 def run_import_from_terminal(path: str) -> int:
@@ -33,24 +32,21 @@ def run_import_from_terminal(path: str) -> int:
     db.session.commit()
     job_id = job.id
     app = current_app._get_current_object()
-    threading.Thread(target=_drain, args=(app,), daemon=True).start()
+    threading.Thread(target=_run_queue, args=(app,), daemon=True).start()
     return _watch(job_id)
 
 
 def _store(path: str) -> str:
     """Copy the file into the upload folder: the retention cleanup may remove it later."""
-    folder = current_app.config["UPLOAD_FOLDER"]
-    os.makedirs(folder, exist_ok=True)
-    suffix = ".csv.gz" if path.lower().endswith(".gz") else ".csv"
-    stored = os.path.join(folder, f"{uuid.uuid4().hex}{suffix}")
+    stored = uploads.new_path(path)
     shutil.copyfile(path, stored)
     return stored
 
 
-def _drain(app) -> None:
+def _run_queue(app) -> None:
     """Run the queue in this process unless a worker is already running it."""
     with app.app_context():
-        service.drain_queue()
+        queue.drain_queue()
 
 
 def _watch(job_id: int) -> int:
@@ -80,4 +76,4 @@ def _report(job) -> int:
         click.echo(f"Warning: {warning}")
     if job.error:
         click.echo(f"Error: {job.error}", err=True)
-    return 0 if job.status in (Status.COMPLETED, Status.COMPLETED_WITH_ERRORS) else 1
+    return 0 if job.status in SUCCEEDED else 1

@@ -9,40 +9,29 @@ import codecs
 import csv
 import gzip
 import io
-import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-MAX_SKU = 255
-MAX_NAME = 255
-MAX_DESCRIPTION = 10_000
+from ..products.rules import (
+    ACTIVE_WORDS,
+    DESCRIPTION_CONTROL,
+    MAX_DESCRIPTION,
+    MAX_NAME,
+    MAX_SKU,
+    SPACE,
+    check_values,
+)
+from .failures import FileRejected
+
 MAX_LINE_BYTES = 4 * 1024 * 1024
 # Longer than any valid value, short enough that an unclosed quote cannot fill memory.
 MAX_FIELD_CHARS = 1024 * 1024
 DELIMITERS = (",", ";", "\t", "|")
 KNOWN_COLUMNS = ("sku", "name", "description", "active")
 REQUIRED_COLUMNS = ("sku", "name")
-ACTIVE_WORDS = {
-    "true": True,
-    "1": True,
-    "yes": True,
-    "y": True,
-    "false": False,
-    "0": False,
-    "no": False,
-    "n": False,
-}
 GZIP_MAGIC = b"\x1f\x8b"
-# C0, DEL and C1 control characters; the description may also hold tabs and line breaks.
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-# What trimming removes: spaces, tabs, line breaks and Unicode spaces. Not str.strip()'s
-# default, which also removes control characters (\x1c-\x1f, \x85) that make a row invalid.
-SPACE = "\t\r\n" + "".join(
-    char for char in map(chr, range(0x3001)) if char.isspace() and not CONTROL.match(char)
-)
-DESCRIPTION_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 FALLBACK_ENCODING = "x-cp1252-latin1"
 
 csv.field_size_limit(MAX_FIELD_CHARS)
@@ -79,10 +68,6 @@ def _search_codec(name: str) -> codecs.CodecInfo | None:
 
 
 codecs.register(_search_codec)
-
-
-class FileRejected(Exception):
-    """The file as a whole cannot be imported; the message says why and what to do."""
 
 
 class NotUtf8(Exception):
@@ -163,6 +148,7 @@ class CsvFile:
     ):
         self.raw = raw
         self.encoding = encoding
+        self.max_decompressed_bytes = max_decompressed_bytes
         self.warnings: list[str] = []
         self.reject_reasons: Counter[str] = Counter()
         self._guard = GuardedReader(
@@ -373,27 +359,6 @@ def row_validator(header: Header) -> Callable[[list[str], int, Batch], None]:
 def _reported_sku(sku: str) -> str | None:
     """The SKU as the rejected-rows report shows it: trimmed, cut short, without NUL."""
     return sku.strip()[:MAX_SKU].replace("\x00", "\ufffd") or None
-
-
-def check_values(sku: str, name: str, description: str | None, active: str) -> str | None:
-    """Return why these trimmed values cannot be imported, or None when they can."""
-    if not sku:
-        return "sku is empty"
-    if not name:
-        return "name is empty"
-    if len(sku) > MAX_SKU:
-        return f"sku is longer than {MAX_SKU} characters"
-    if len(name) > MAX_NAME:
-        return f"name is longer than {MAX_NAME} characters"
-    if description is not None and len(description) > MAX_DESCRIPTION:
-        return f"description is longer than {MAX_DESCRIPTION:,} characters"
-    if active and active.lower() not in ACTIVE_WORDS:
-        return f'active is not one of true/false, 1/0, yes/no, y/n (found "{active[:20]}")'
-    if CONTROL.search(sku) or CONTROL.search(name):
-        return "sku or name holds a control character"
-    if description and DESCRIPTION_CONTROL.search(description):
-        return "description holds a control character"
-    return None
 
 
 def _csv_error_reason(error: csv.Error) -> str:

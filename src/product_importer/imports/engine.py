@@ -12,10 +12,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
-# Session-level lock held by the worker that runs imports: imports apply one at a time.
-IMPORT_LOCK_KEY = 0x1D0_0001
-# Transaction-level lock held while an import merges; delete-all refuses to run meanwhile.
-APPLY_LOCK_KEY = 0x1D0_0002
+from .. import database
 
 STAGING_COLUMNS = "(rn, sku, name, description, active)"
 
@@ -40,7 +37,7 @@ Step = Callable[[str], None]
 class PostgresStage:
     """Staging and merge on a PostgreSQL connection inside one open transaction."""
 
-    def __init__(self, conn: Connection):
+    def __init__(self, conn: Connection, now: datetime):
         self.conn = conn
         self.execute = conn.exec_driver_sql
         self.staged = 0
@@ -93,7 +90,7 @@ class PostgresStage:
         """Apply the staged rows to the catalog; the caller's transaction is still open."""
         self._close_copy()
         execute = self.execute
-        execute("SELECT pg_advisory_xact_lock(%s)", (APPLY_LOCK_KEY,))
+        database.POSTGRES.hold_apply_lock(self.conn)
         # Product edits wait (reads do not) until the import commits: no SKU can appear
         # between the join and the INSERT, so the INSERT needs no costly ON CONFLICT.
         execute("LOCK TABLE products IN SHARE ROW EXCLUSIVE MODE")
@@ -182,6 +179,7 @@ class SqliteStage:
         execute = self.execute
         self.conn.commit()  # staging touched only the temp database; now take the write lock
         execute("BEGIN IMMEDIATE")
+        database.SQLITE.hold_apply_lock(self.conn)
         step("deduplicating")
         execute("DROP TABLE IF EXISTS temp.import_latest")
         # SQLite takes the bare columns from the row holding max(rn): the last occurrence.
@@ -217,3 +215,11 @@ FROM temp.import_latest AS l
 WHERE NOT EXISTS (SELECT 1 FROM products AS p WHERE lower(p.sku) = l.key)
 ORDER BY l.rn
 """
+
+
+STAGES = {database.POSTGRES.name: PostgresStage, database.SQLITE.name: SqliteStage}
+
+
+def open_stage(conn: Connection, now: datetime) -> PostgresStage | SqliteStage:
+    """The staging area of the database `conn` is on; `now` stamps the products it writes."""
+    return STAGES[database.of(conn).name](conn, now)

@@ -1,31 +1,13 @@
 """Import jobs and the rows they rejected."""
 
-import enum
 from datetime import datetime
 
 from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
-from ..products.models import BigId
+from ..extensions import BigId, db
 from ..timeutil import iso, utcnow
-
-
-class Status(enum.StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    COMPLETED_WITH_ERRORS = "completed_with_errors"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-FINISHED = {Status.COMPLETED, Status.COMPLETED_WITH_ERRORS, Status.FAILED, Status.CANCELLED}
-
-
-class Phase(enum.StrEnum):
-    READING = "reading"
-    APPLYING = "applying"
+from .states import FINISHED, Status
 
 
 class ImportJob(db.Model):
@@ -69,28 +51,33 @@ class ImportJob(db.Model):
 
     def to_dict(self) -> dict:
         """Return the ImportJob JSON of SPEC."""
-        return {
-            "id": self.id,
-            "filename": self.filename,
-            "status": self.status,
-            "phase": self.phase,
-            "message": self.message,
-            "percent": round(self.percent or 0.0, 1),
-            "bytes_total": self.bytes_total,
-            "bytes_processed": self.bytes_processed,
-            "rows_processed": self.rows_processed,
-            "rows_invalid": self.rows_invalid,
-            "created": self.created,
-            "updated": self.updated,
-            "unchanged": self.unchanged,
-            "rows_per_second": self.rows_per_second,
-            "eta_seconds": self.eta_seconds,
-            "error": self.error,
-            "warnings": list(self.warnings or []),
-            "created_at": iso(self.created_at),
-            "started_at": iso(self.started_at),
-            "finished_at": iso(self.finished_at),
-        }
+        return job_json(self)
+
+
+def job_json(job) -> dict:
+    """The ImportJob JSON of SPEC, from a job or from a row of the jobs table."""
+    return {
+        "id": job.id,
+        "filename": job.filename,
+        "status": job.status,
+        "phase": job.phase,
+        "message": job.message,
+        "percent": round(job.percent or 0.0, 1),
+        "bytes_total": job.bytes_total,
+        "bytes_processed": job.bytes_processed,
+        "rows_processed": job.rows_processed,
+        "rows_invalid": job.rows_invalid,
+        "created": job.created,
+        "updated": job.updated,
+        "unchanged": job.unchanged,
+        "rows_per_second": job.rows_per_second,
+        "eta_seconds": job.eta_seconds,
+        "error": job.error,
+        "warnings": list(job.warnings or []),
+        "created_at": iso(job.created_at),
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+    }
 
 
 class RejectedRow(db.Model):

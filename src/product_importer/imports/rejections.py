@@ -4,11 +4,13 @@ They are written through their own connection so that the report survives a fail
 cancelled import, and so memory stays bounded however many rows a file gets wrong.
 """
 
-from sqlalchemy import Engine, delete, insert
+from sqlalchemy import Engine, delete
 
+from .. import database
 from .models import RejectedRow
 
 FLUSH_EVERY = 5000
+COLUMNS = ("job_id", "line", "sku", "reason")
 rejected_rows = RejectedRow.__table__
 
 
@@ -27,6 +29,7 @@ class RejectionWriter:
             conn.execute(delete(rejected_rows).where(rejected_rows.c.job_id == self.job_id))
 
     def write(self, rows: list[tuple]) -> None:
+        """Add rejected rows; they are written once FLUSH_EVERY have gathered."""
         self.pending.extend(rows)
         if len(self.pending) >= FLUSH_EVERY:
             self.flush()
@@ -35,23 +38,7 @@ class RejectionWriter:
         """Write the buffered rows."""
         if not self.pending:
             return
+        rows = ((self.job_id, line, sku, reason) for line, sku, reason in self.pending)
         with self.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                self._copy(conn)
-            else:
-                conn.execute(
-                    insert(rejected_rows),
-                    [
-                        {"job_id": self.job_id, "line": line, "sku": sku, "reason": reason}
-                        for line, sku, reason in self.pending
-                    ],
-                )
+            database.of(conn).write_rows(conn, rejected_rows.name, COLUMNS, rows)
         self.pending.clear()
-
-    def _copy(self, conn) -> None:
-        cursor = conn.connection.driver_connection.cursor()
-        with cursor.copy(
-            "COPY import_rejected_rows (job_id, line, sku, reason) FROM STDIN"
-        ) as copy:
-            for line, sku, reason in self.pending:
-                copy.write_row((self.job_id, line, sku, reason))

@@ -1,11 +1,11 @@
-"""Celery tasks for imports: thin wrappers around the service."""
+"""Celery tasks for imports: thin wrappers around the queue."""
 
 from celery import shared_task
 
-from . import service
+from . import queue
 
 
-@shared_task(name="product_importer.imports.drain_imports")
+@shared_task(name=queue.DRAIN_TASK)
 def drain_imports() -> int:
     """Run queued imports one at a time; returns how many ran."""
-    return service.drain_queue()
+    return queue.drain_queue()

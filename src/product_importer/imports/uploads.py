@@ -31,8 +31,7 @@ def keep(upload) -> tuple[str, int]:
     """Keep an uploaded file under a unique name; return its path and size."""
     stream = upload.stream
     stream.flush()
-    folder = current_app.config["UPLOAD_FOLDER"]
-    path = os.path.join(folder, f"{uuid.uuid4().hex}{_suffix(upload.filename)}")
+    path = new_path(upload.filename)
     if hasattr(stream, "name") and os.path.exists(str(stream.name)):
         os.link(stream.name, path)
     else:  # a small file that werkzeug kept in memory
@@ -43,9 +42,12 @@ def keep(upload) -> tuple[str, int]:
     return path, os.path.getsize(path)
 
 
-def _suffix(filename: str | None) -> str:
-    name = (filename or "").lower()
-    return ".csv.gz" if name.endswith(".gz") else ".csv"
+def new_path(filename: str | None) -> str:
+    """A unique path in the upload folder for a file of this name (`.csv` or `.csv.gz`)."""
+    folder = current_app.config["UPLOAD_FOLDER"]
+    os.makedirs(folder, exist_ok=True)
+    suffix = ".csv.gz" if (filename or "").lower().endswith(".gz") else ".csv"
+    return os.path.join(folder, f"{uuid.uuid4().hex}{suffix}")
 
 
 def check(path: str, size: int) -> None:

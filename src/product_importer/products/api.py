@@ -1,37 +1,15 @@
 """The products JSON API: list, create, get, change, delete, delete all, CSV export."""
 
-import csv
-import io
+from flask import Blueprint, jsonify, request, url_for
 
-from flask import Blueprint, Response, jsonify, request, stream_with_context, url_for
-
-from ..errors import BadRequest, Invalid
+from ..apiutil import csv_download, json_object, whole_number
+from ..errors import BadRequest
 from ..extensions import db
 from ..security import refuse_cross_site_requests
 from . import service
 
 bp = Blueprint("products_api", __name__, url_prefix="/api/products")
 bp.before_request(refuse_cross_site_requests)
-
-EXPORT_FLUSH_ROWS = 2000
-
-
-def _whole_number(name: str, default: int) -> int:
-    value = request.args.get(name, "").strip()
-    if not value:
-        return default
-    if not (value.isascii() and value.isdigit()):  # "²" is a digit to isdigit(), not to int()
-        raise Invalid(f"{name} must be a whole number.", details={name: "A whole number."})
-    if len(value) > 9:
-        raise Invalid(f"{name} is out of range.", details={name: "Too large."})
-    return int(value)
-
-
-def _fields() -> dict:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise BadRequest("Send the product as a JSON object.")
-    return body
 
 
 @bp.get("")
@@ -41,8 +19,8 @@ def list_products():
         db.session,
         filters=service.parse_filters(request.args),
         sort=service.parse_sort(request.args.get("sort")),
-        page=_whole_number("page", 1),
-        per_page=_whole_number("per_page", service.DEFAULT_PER_PAGE),
+        page=whole_number("page", 1),
+        per_page=whole_number("per_page", service.DEFAULT_PER_PAGE),
     )
     return jsonify(page.to_dict())
 
@@ -50,7 +28,7 @@ def list_products():
 @bp.post("")
 def create_product():
     """Create a product: 201; 409 when its SKU exists in any case; 422 naming bad fields."""
-    product = service.create(db.session, fields=_fields())
+    product = service.create(db.session, fields=json_object("product"))
     db.session.commit()
     location = url_for("products_api.get_product", product_id=product.id)
     return jsonify(product.to_dict()), 201, {"Location": location}
@@ -65,7 +43,7 @@ def get_product(product_id: int):
 @bp.patch("/<int:product_id>")
 def update_product(product_id: int):
     """Change the fields given: 200; 409 when another product has the SKU."""
-    product = service.update(db.session, product_id, fields=_fields())
+    product = service.update(db.session, product_id, fields=json_object("product"))
     db.session.commit()
     return jsonify(product.to_dict())
 
@@ -96,23 +74,8 @@ def export_csv():
         filters=service.parse_filters(request.args),
         sort=service.parse_sort(request.args.get("sort")),
     )
-    headers = {"Content-Disposition": 'attachment; filename="products.csv"'}
-    return Response(stream_with_context(_csv(rows)), mimetype="text/csv", headers=headers)
-
-
-def _csv(rows):
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(service.EXPORT_COLUMNS)
-    for count, (sku, name, description, active) in enumerate(rows, start=1):
-        writer.writerow((sku, name, description, "true" if active else "false"))
-        if count % EXPORT_FLUSH_ROWS == 0:
-            yield _drain(buffer)
-    yield _drain(buffer)
-
-
-def _drain(buffer: io.StringIO) -> str:
-    text = buffer.getvalue()
-    buffer.seek(0)
-    buffer.truncate()
-    return text
+    lines = (
+        (sku, name, description, "true" if active else "false")
+        for sku, name, description, active in rows
+    )
+    return csv_download(lines, service.EXPORT_COLUMNS, "products.csv")

@@ -5,21 +5,14 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from math import ceil
 
-from sqlalchemy import ColumnElement, delete, func, not_, or_, select, text
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import ColumnElement, func, not_, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from .. import database
 from ..errors import Conflict, Invalid, NotFound
-from ..imports import service as imports_service
-from ..imports.csv_rows import (
-    CONTROL,
-    DESCRIPTION_CONTROL,
-    MAX_DESCRIPTION,
-    MAX_NAME,
-    MAX_SKU,
-    SPACE,
-)
 from ..webhooks import events
+from . import rules, totals
 from .models import Product
 
 DEFAULT_SORT = "-updated_at"
@@ -108,7 +101,7 @@ def parse_filters(args: Mapping[str, str]) -> Filters:
     values, problems = {}, {}
     for field in (*TEXT_FILTERS, "q"):
         values[field] = (args.get(field) or "").strip()
-        if DESCRIPTION_CONTROL.search(values[field]):
+        if rules.DESCRIPTION_CONTROL.search(values[field]):
             problems[field] = "Must not hold control characters."
     active = (args.get("active") or "").strip().lower()
     if active not in ("", "true", "false"):
@@ -149,12 +142,11 @@ def list_products(
     _check_paging(page, per_page)
     conditions = filters.conditions()
     offset = (page - 1) * per_page
-    version = None
-    total = _known_total(session, filters)
+    kept = None
+    total = _total_without_counting(session, filters)
     if total is None:
-        # Read before counting: a count is never older than the version it is filed under.
-        version = _catalog_version(session)
-        total = _cached_total(session, filters, version)
+        kept = totals.FilteredTotals(session, filters.key())
+        total = kept.known()
     if total is not None:
         _check_page_exists(page, per_page, total)
         items = _fetch(session, conditions, sort, offset, per_page, total=total)
@@ -163,67 +155,19 @@ def list_products(
     if len(items) < per_page and (items or page == 1):
         total = offset + len(items)  # the last page: no count needed
     else:
-        total = _count(session, conditions)
-    if version is not None:
-        _remember_total(session, filters, version, total)
+        total = totals.count(session, conditions)
+    kept.remember(total)
     _check_page_exists(page, per_page, total)
     return Page(items, page, per_page, total)
 
 
-def _known_total(session: Session, filters: Filters) -> int | None:
+def _total_without_counting(session: Session, filters: Filters) -> int | None:
     """Return the exact total when it costs no scan of the matches, else None."""
     if filters == Filters():
-        return catalog_total(session)
+        return totals.catalog_total(session)
     if filters == Filters(active=filters.active):
-        # counted from the partial index of inactive products, small in a usual catalog
-        inactive = select(func.count()).select_from(Product).where(not_(Product.active))
-        inactive_total = session.scalar(inactive)
-        return catalog_total(session) - inactive_total if filters.active else inactive_total
+        return totals.active_total(session, filters.active)
     return None
-
-
-def _cached_total(session: Session, filters: Filters, version: int | None) -> int | None:
-    """The total counted for these filters at this catalog version, if one was."""
-    if version is None:
-        return None
-    return session.scalar(CACHED_TOTAL, {"filters": filters.key(), "version": version})
-
-
-def _count(session: Session, conditions: list) -> int:
-    return session.scalar(select(func.count()).select_from(Product).where(*conditions))
-
-
-# Exact totals of text filters, per catalog version (migration 0004): counting every match of
-# a common word reads a large part of the table, so it is done once per filter until the
-# catalog changes, not once per page.
-TOTALS_TABLE = "product_list_totals"
-CACHED_TOTAL = text(
-    "SELECT total FROM product_list_totals WHERE filters = :filters AND version = :version"
-)
-REMEMBER_TOTAL = text(
-    "INSERT INTO product_list_totals (filters, version, total) "
-    "VALUES (:filters, :version, :total) ON CONFLICT (filters) DO UPDATE "
-    "SET version = EXCLUDED.version, total = EXCLUDED.total "
-    "WHERE product_list_totals.version < EXCLUDED.version"
-)
-FORGET_OLD_TOTALS = text("DELETE FROM product_list_totals WHERE version < :version")
-
-
-def _catalog_version(session: Session) -> int | None:
-    """The catalog version, or None where there is none (SQLite, or before migration 0004)."""
-    bind = session.get_bind()
-    database = str(bind.url)
-    if bind.dialect.name != "postgresql" or not _has_table(session, database, TOTALS_TABLE):
-        return None
-    return session.scalar(VERSION)
-
-
-def _remember_total(session: Session, filters: Filters, version: int, total: int) -> None:
-    """File a count under its catalog version, in its own short transaction."""
-    values = {"filters": filters.key(), "version": version, "total": total}
-    with session.get_bind().begin() as conn:  # the request's own transaction only reads
-        conn.execute(FORGET_OLD_TOTALS, values)
-        conn.execute(REMEMBER_TOTAL, values)
 
 
 def _check_paging(page: int, per_page: int) -> None:
@@ -256,38 +200,6 @@ def _fetch(
         return list(reversed(session.scalars(query).all()))
     query = query.order_by(*_order_by(sort)).offset(offset).limit(limit)
     return list(session.scalars(query))
-
-
-# The exact number of products, per database, with the catalog version it was counted at.
-# A trigger moves the version on in the transaction that adds, changes or removes products.
-_totals: dict[str, tuple[int, int]] = {}
-_tables: dict[tuple[str, str], bool] = {}
-VERSION_TABLE = "products_version"
-VERSION = text("SELECT version FROM products_version")
-VERSION_AND_TOTAL = text("SELECT version, (SELECT count(*) FROM products) FROM products_version")
-
-
-def catalog_total(session: Session) -> int:
-    """Return the number of products; on PostgreSQL, counted again only after it changed."""
-    bind = session.get_bind()
-    database = str(bind.url)
-    if bind.dialect.name != "postgresql" or not _has_table(session, database, VERSION_TABLE):
-        return session.scalar(select(func.count()).select_from(Product))
-    version = session.scalar(VERSION)
-    cached = _totals.get(database)
-    if cached and cached[0] == version:
-        return cached[1]
-    version, total = session.execute(VERSION_AND_TOTAL).one()
-    _totals[database] = (version, total)
-    return total
-
-
-def _has_table(session: Session, database: str, table: str) -> bool:
-    # A database stamped with a revision while it was still empty lacks the table.
-    if (database, table) not in _tables:
-        found = session.scalar(text("SELECT to_regclass(:table) IS NOT NULL"), {"table": table})
-        _tables[database, table] = found
-    return _tables[database, table]
 
 
 # --- single products ------------------------------------------------------------------------
@@ -364,61 +276,10 @@ def _flush(session: Session, sku: str) -> None:
 def clean(fields: dict, *, partial: bool) -> dict:
     """Return the trimmed values of the editable fields; raise Invalid naming each problem."""
     # The import's rules, so that every product exports and imports back unchanged.
-    problems = {
-        name: "Unknown field." for name in fields if name not in CLEANERS and name not in READ_ONLY
-    }
-    if not partial:
-        problems |= {name: "Required." for name in ("sku", "name") if name not in fields}
-    values = {}
-    for name, cleaner in CLEANERS.items():
-        if name in fields:
-            try:
-                values[name] = cleaner(fields[name])
-            except ValueError as error:
-                problems[name] = str(error)
+    values, problems = rules.clean_fields(fields, partial=partial, read_only=READ_ONLY)
     if problems:
         raise Invalid("The product is not valid; see details.", details=problems)
     return values
-
-
-def _clean_line(value, limit: int) -> str:
-    if not isinstance(value, str):
-        raise ValueError("Must be text.")
-    value = value.strip(SPACE)
-    if not value:
-        raise ValueError("Required.")
-    if len(value) > limit:
-        raise ValueError(f"At most {limit} characters.")
-    if CONTROL.search(value):
-        raise ValueError("Must not hold control characters.")
-    return value
-
-
-def _clean_description(value) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise ValueError("Must be text.")
-    value = value.strip(SPACE)
-    if len(value) > MAX_DESCRIPTION:
-        raise ValueError(f"At most {MAX_DESCRIPTION:,} characters.")
-    if DESCRIPTION_CONTROL.search(value):
-        raise ValueError("Must not hold control characters (tabs and line breaks are fine).")
-    return value
-
-
-def _clean_active(value) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError("Must be true or false.")
-    return value
-
-
-CLEANERS = {
-    "sku": lambda value: _clean_line(value, MAX_SKU),
-    "name": lambda value: _clean_line(value, MAX_NAME),
-    "description": _clean_description,
-    "active": _clean_active,
-}
 
 
 # --- the whole catalog ----------------------------------------------------------------------
@@ -426,28 +287,16 @@ CLEANERS = {
 
 def delete_all(session: Session) -> int:
     """Delete every product; raise Conflict while an import is being applied."""
-    if imports_service.is_applying(session):  # on PostgreSQL this also keeps one from starting
+    seam = database.of(session)
+    if seam.applying(session):  # on PostgreSQL this also keeps one from starting
         raise Conflict(APPLYING_MESSAGE)
-    if session.get_bind().dialect.name == "postgresql":
-        deleted = _truncate(session)
-    else:
-        deleted = session.execute(delete(Product)).rowcount
-    events.publish_in_session(session, "products.deleted_all", {"deleted": deleted})
-    return deleted
-
-
-def _truncate(session: Session) -> int:
-    """Empty the table with TRUNCATE: instant however many products, and transactional."""
-    # TRUNCATE waits for every reader (a long export, say); meanwhile, readers wait for it.
-    session.execute(text("SET LOCAL lock_timeout = '5s'"))
-    try:
-        session.execute(text("LOCK TABLE products IN ACCESS EXCLUSIVE MODE"))
-    except OperationalError:
+    if not seam.lock_products(session):
         raise Conflict(
             "The catalog is busy (an export or a long request is reading it). Try again."
-        ) from None
-    deleted = catalog_total(session)
-    session.execute(text("TRUNCATE products"))
+        )
+    deleted = totals.catalog_total(session)
+    seam.empty_products(session)
+    events.publish_in_session(session, "products.deleted_all", {"deleted": deleted})
     return deleted
 
 

@@ -1,8 +1,9 @@
 """The webhooks JSON API: endpoints, a test ping, deliveries and redelivery."""
 
-from flask import Blueprint, current_app, jsonify, request, url_for
+from flask import Blueprint, jsonify, url_for
 
-from ..errors import BadRequest, Invalid
+from ..apiutil import json_object, whole_number
+from ..errors import Invalid
 from ..extensions import db
 from ..security import refuse_cross_site_requests
 from . import models, service  # noqa: F401  (models: registers the tables with the app)
@@ -11,17 +12,6 @@ bp = Blueprint("webhooks_api", __name__, url_prefix="/api/webhooks")
 bp.before_request(refuse_cross_site_requests)
 
 MAX_DELIVERIES = 200
-
-
-def _fields() -> dict:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise BadRequest("Send the webhook as a JSON object.")
-    return body
-
-
-def _allow_private() -> bool:
-    return bool(current_app.config["WEBHOOK_ALLOW_PRIVATE"])
 
 
 @bp.get("")
@@ -33,7 +23,7 @@ def list_webhooks():
 @bp.post("")
 def create_webhook():
     """Create an endpoint: 201 with its secret, which is shown this once."""
-    endpoint = service.create(db.session, fields=_fields(), allow_private=_allow_private())
+    endpoint = service.create(db.session, fields=json_object("webhook"))
     db.session.commit()
     location = url_for("webhooks_api.get_webhook", endpoint_id=endpoint.id)
     return jsonify(endpoint.to_dict(with_secret=True)), 201, {"Location": location}
@@ -48,9 +38,7 @@ def get_webhook(endpoint_id: int):
 @bp.patch("/<int:endpoint_id>")
 def update_webhook(endpoint_id: int):
     """Change some of an endpoint's fields."""
-    endpoint = service.update_endpoint(
-        db.session, endpoint_id, fields=_fields(), allow_private=_allow_private()
-    )
+    endpoint = service.update_endpoint(db.session, endpoint_id, fields=json_object("webhook"))
     db.session.commit()
     return jsonify(endpoint.to_dict())
 
@@ -66,12 +54,7 @@ def delete_webhook(endpoint_id: int):
 @bp.post("/<int:endpoint_id>/test")
 def test_webhook(endpoint_id: int):
     """Send a `ping` and wait for the answer: the one delivery made inside a request."""
-    result = service.send_test(
-        db.session,
-        endpoint_id,
-        timeout=service.timeout_seconds(),
-        allow_private=_allow_private(),
-    )
+    result = service.send_test(db.session, endpoint_id)
     db.session.commit()
     return jsonify(result)
 
@@ -79,9 +62,7 @@ def test_webhook(endpoint_id: int):
 @bp.get("/<int:endpoint_id>/deliveries")
 def list_deliveries(endpoint_id: int):
     """Return the endpoint's recent deliveries, newest first, each with its attempt log."""
-    given = request.args.get("limit", "50")
-    # ASCII digits only: "²" is a digit to isdigit(), not to int()
-    limit = int(given) if given.isascii() and given.isdigit() and len(given) <= 9 else 0
+    limit = whole_number("limit", 50)
     if not 1 <= limit <= MAX_DELIVERIES:
         raise Invalid(f"limit must be a whole number from 1 to {MAX_DELIVERIES}.")
     recent = service.list_deliveries(db.session, endpoint_id, limit=limit)

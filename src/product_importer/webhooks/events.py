@@ -1,6 +1,7 @@
 """Publish events to webhook endpoints (an outbox written in the caller's transaction)."""
 
 import json
+import logging
 import uuid
 from datetime import timedelta
 
@@ -20,8 +21,9 @@ from sqlalchemy.orm import Session
 
 from .. import background
 from ..timeutil import iso, utcnow
-from . import doorbell
 from .models import Delivery, DeliveryStatus, Endpoint
+
+log = logging.getLogger(__name__)
 
 # What an endpoint can subscribe to; `ping` is only sent by the Test button.
 EVENT_TYPES = (
@@ -33,6 +35,7 @@ EVENT_TYPES = (
     "import.failed",
 )
 PING = "ping"
+DELIVER_TASK = "product_importer.webhooks.deliver"
 # How long the sweep trusts a task message to be on its way before it sends another: long
 # enough for a batch of 25 deliveries to a receiver that always times out (5 s each).
 QUEUED_GRACE_SECONDS = 180.0
@@ -101,8 +104,7 @@ def publish_in_session(session: Session, event_type: str, data: dict) -> None:
     queued_until = utcnow() + timedelta(seconds=QUEUED_GRACE_SECONDS)
     ids = _fan_out(session.connection(), event_type, data, queued_until=queued_until)
     if ids:
-        # not background.submit_after_commit: the request must never wait on the broker
-        doorbell.ring_after_commit(session, ids)
+        background.send_after_commit(session, DELIVER_TASK, ids)
 
 
 def _fan_out(conn: Connection, event_type: str, data: dict, *, queued_until) -> list[int]:
@@ -121,8 +123,13 @@ def _fan_out(conn: Connection, event_type: str, data: dict, *, queued_until) -> 
 
 
 def send(delivery_ids: list[int]) -> None:
-    """Start sending deliveries now; call it after the commit that wrote them."""
-    if delivery_ids:
-        from .tasks import deliver
+    """Start sending deliveries now; call it after the commit that wrote them.
 
-        background.submit(deliver, delivery_ids)
+    Never raises: if the broker is out of reach, the periodic sweep sends them later.
+    """
+    if not delivery_ids:
+        return
+    try:
+        background.submit(DELIVER_TASK, delivery_ids)
+    except Exception:
+        log.warning("could not start webhook deliveries %s now", delivery_ids, exc_info=True)

@@ -6,8 +6,7 @@ from datetime import datetime
 from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, true
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
-from ..products.models import BigId
+from ..extensions import BigId, db
 from ..timeutil import iso, utcnow
 
 

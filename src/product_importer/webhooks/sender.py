@@ -48,6 +48,14 @@ class Outcome:
     def ok(self) -> bool:
         return self.verdict == Verdict.SUCCEEDED
 
+    def reply(self) -> dict:
+        """The columns a delivery and its attempt log keep of the answer."""
+        return {
+            "status_code": self.status_code,
+            "response_time_ms": self.response_time_ms,
+            "error": self.error,
+        }
+
 
 class _DeadlineStream(httpcore.NetworkStream):
     """A connection whose every socket wait ends by the deadline of the attempt using it."""

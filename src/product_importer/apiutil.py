@@ -1,0 +1,58 @@
+"""What every JSON API blueprint needs from a request: a JSON body, whole numbers, CSV out."""
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+
+from flask import Response, request, stream_with_context
+
+from .errors import BadRequest, Invalid
+
+CSV_FLUSH_ROWS = 2000
+MAX_DIGITS = 9
+
+
+def json_object(what: str) -> dict:
+    """The request's JSON body, which must be an object; raise BadRequest naming `what`."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadRequest(f"Send the {what} as a JSON object.")
+    return body
+
+
+def whole_number(name: str, default: int) -> int:
+    """A query argument of ASCII digits (or `default` when absent); raise Invalid otherwise."""
+    value = request.args.get(name, "").strip()
+    if not value:
+        return default
+    if not (value.isascii() and value.isdigit()):  # "²" is a digit to isdigit(), not to int()
+        raise Invalid(f"{name} must be a whole number.", details={name: "A whole number."})
+    if len(value) > MAX_DIGITS:
+        raise Invalid(f"{name} is out of range.", details={name: "Too large."})
+    return int(value)
+
+
+def csv_download(rows: Iterable[Sequence], header: Sequence[str], filename: str) -> Response:
+    """Stream rows as a CSV attachment (CRLF, as spreadsheets write it), in constant memory."""
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    return Response(
+        stream_with_context(_csv_text(rows, header)), mimetype="text/csv", headers=headers
+    )
+
+
+def _csv_text(rows: Iterable[Sequence], header: Sequence[str]):
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(header)
+    for count, row in enumerate(rows, start=1):
+        writer.writerow(row)
+        if count % CSV_FLUSH_ROWS == 0:
+            yield _take(buffer)
+    yield _take(buffer)
+
+
+def _take(buffer: io.StringIO) -> str:
+    text = buffer.getvalue()
+    buffer.seek(0)
+    buffer.truncate()
+    return text

@@ -1,0 +1,204 @@
+"""Where PostgreSQL and SQLite differ, behind one object each: nothing else asks which it is on.
+
+`of(conn_or_session)` returns the object for the database the caller is connected to. Both have
+the same methods; each says in its own words how it keeps the promise on its database.
+"""
+
+import fcntl
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Connection, event, func, select, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+# Session-level lock held by the worker that runs imports: imports apply one at a time.
+IMPORT_LOCK_KEY = 0x1D0_0001
+# Transaction-level lock held while an import merges; delete-all refuses to run meanwhile.
+APPLY_LOCK_KEY = 0x1D0_0002
+
+
+class Postgres:
+    """PostgreSQL: advisory locks, COPY, statement cancel, a catalog version kept by a trigger."""
+
+    name = "postgresql"
+
+    def __init__(self) -> None:
+        self._tables: dict[tuple[str, str], bool] = {}
+
+    @contextmanager
+    def import_lock(self, conn: Connection) -> Iterator[bool]:
+        """Hold the session lock that lets one worker run the import queue; yield if it did."""
+        locked = conn.execute(select(func.pg_try_advisory_lock(IMPORT_LOCK_KEY))).scalar()
+        conn.commit()
+        yield bool(locked)  # closing the connection releases it, even if the process dies
+
+    def prepare_import(self, conn: Connection) -> None:
+        """Give the import's session room to keep its staging table in memory."""
+        conn.exec_driver_sql("SET temp_buffers = '128MB'")
+        conn.commit()
+
+    def session_id(self, conn: Connection) -> int | None:
+        """The server process of this connection, so that recovery can end it."""
+        return conn.connection.driver_connection.info.backend_pid
+
+    def name_session(self, conn: Connection, name: str) -> None:
+        """Label this connection's session (recovery ends only a session with this name)."""
+        conn.exec_driver_sql("SELECT set_config('application_name', %s, false)", (name,))
+
+    def end_session(self, conn: Connection, session_id: int | None, name: str) -> None:
+        """End a lost worker's session, so its transaction and locks go away."""
+        if session_id:
+            conn.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE pid = %s AND application_name = %s",
+                (session_id, name),
+            )
+
+    def interrupt(self, conn: Connection) -> None:
+        """Cancel the statement running on `conn`, from another thread."""
+        driver = conn.connection.driver_connection
+        cancel = getattr(driver, "cancel_safe", None) or driver.cancel
+        cancel()
+
+    def write_rows(self, conn: Connection, table: str, columns: tuple, rows: Iterable) -> None:
+        """Append rows to a table with COPY."""
+        cursor = conn.connection.driver_connection.cursor()
+        with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    def hold_apply_lock(self, conn: Connection) -> None:
+        """Take the lock that says an import is applying, until this transaction ends."""
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (APPLY_LOCK_KEY,))
+
+    def applying(self, session: Session) -> bool:
+        """Whether an import is applying; if not, none starts before this transaction ends."""
+        got = session.execute(select(func.pg_try_advisory_xact_lock(APPLY_LOCK_KEY))).scalar()
+        return not got
+
+    def catalog_version(self, session: Session) -> int | None:
+        """The catalog version a trigger moves on with every change (None before migration)."""
+        if not self.has_table(session, "products_version"):
+            return None
+        return session.scalar(text("SELECT version FROM products_version"))
+
+    def has_table(self, session: Session, table: str) -> bool:
+        """Whether the table exists; a database stamped while empty lacks later tables."""
+        key = (str(session.get_bind().url), table)
+        if key not in self._tables:
+            found = session.scalar(text("SELECT to_regclass(:table) IS NOT NULL"), {"table": table})
+            self._tables[key] = bool(found)
+        return self._tables[key]
+
+    def lock_products(self, session: Session) -> bool:
+        """Lock the products table for emptying; False when readers keep it busy for 5 s."""
+        # TRUNCATE waits for every reader (a long export, say); meanwhile, readers wait for it.
+        session.execute(text("SET LOCAL lock_timeout = '5s'"))
+        try:
+            with session.begin_nested():
+                session.execute(text("LOCK TABLE products IN ACCESS EXCLUSIVE MODE"))
+        except OperationalError:
+            return False
+        return True
+
+    def empty_products(self, session: Session) -> None:
+        """Empty the products table: instant however many products, and transactional."""
+        session.execute(text("TRUNCATE products"))
+
+
+class Sqlite:
+    """SQLite (embedded default): one writer, lock files beside the database, no versions."""
+
+    name = "sqlite"
+
+    @contextmanager
+    def import_lock(self, conn: Connection) -> Iterator[bool]:
+        """Hold a lock file beside the database while this process runs the import queue."""
+        with open(_beside(conn, "import.lock"), "w") as lock_file:
+            try:
+                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+
+    def prepare_import(self, conn: Connection) -> None:
+        """Nothing to prepare: SQLite stages in its temp database."""
+
+    def session_id(self, conn: Connection) -> int | None:
+        """No server process: a lost worker's connection died with it."""
+        return None
+
+    def name_session(self, conn: Connection, name: str) -> None:
+        """No sessions to name."""
+
+    def end_session(self, conn: Connection, session_id: int | None, name: str) -> None:
+        """Nothing to end: the lost process's locks went with it."""
+
+    def interrupt(self, conn: Connection) -> None:
+        """Stop the statement running on `conn`, from another thread."""
+        conn.connection.driver_connection.interrupt()
+
+    def write_rows(self, conn: Connection, table: str, columns: tuple, rows: Iterable) -> None:
+        """Append rows to a table with one executemany."""
+        marks = ", ".join("?" for _ in columns)
+        conn.exec_driver_sql(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", list(rows)
+        )
+
+    def hold_apply_lock(self, conn: Connection) -> None:
+        """Hold a lock file beside the database until this transaction commits or rolls back."""
+        lock_file = open(_beside(conn, "apply.lock"), "w")  # noqa: SIM115  (closed on release)
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+
+        def release(_conn) -> None:
+            lock_file.close()  # closing the file releases the lock
+
+        for name in ("commit", "rollback"):
+            event.listen(conn, name, release, once=True)
+
+    def applying(self, session: Session) -> bool:
+        """Whether an import holds the apply lock right now."""
+        with open(_beside(session.connection(), "apply.lock"), "w") as lock_file:
+            try:
+                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+        return False
+
+    def catalog_version(self, session: Session) -> int | None:
+        """SQLite keeps no catalog version: totals are counted every time."""
+        return None
+
+    def has_table(self, session: Session, table: str) -> bool:
+        """Whether the table exists."""
+        found = session.scalar(
+            text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :table"),
+            {"table": table},
+        )
+        return found is not None
+
+    def lock_products(self, session: Session) -> bool:
+        """Nothing to lock: SQLite's single writer waits its turn."""
+        return True
+
+    def empty_products(self, session: Session) -> None:
+        """Delete every product (SQLite has no TRUNCATE)."""
+        session.execute(text("DELETE FROM products"))
+
+
+def _beside(conn: Connection, suffix: str) -> str:
+    """A lock file next to the SQLite database file."""
+    return f"{os.path.abspath(conn.engine.url.database)}.{suffix}"
+
+
+POSTGRES, SQLITE = Postgres(), Sqlite()
+
+
+def of(bind: Connection | Session) -> Postgres | Sqlite:
+    """The database behind a connection or a session."""
+    # a Session (or Flask-SQLAlchemy's scoped session) has get_bind(); a Connection does not
+    dialect = bind.get_bind().dialect if hasattr(bind, "get_bind") else bind.dialect
+    return POSTGRES if dialect.name == "postgresql" else SQLITE

@@ -1,0 +1,69 @@
+"""Why an import stopped before it applied: each exception carries the message people read.
+
+Raised where the problem is found; the queue records `status` and `str(error)` as the job's
+end, in one place. None of them leaves a trace in the catalog: the import's transaction
+rolls back.
+"""
+
+from .states import Status
+
+CANCELLED_MESSAGE = (
+    "The import was cancelled; the catalog was not changed. Retry it to run it again."
+)
+
+
+class ImportStopped(Exception):
+    """The import ended without applying; `str(error)` says why and what to do."""
+
+    status = Status.FAILED
+
+
+class Cancelled(ImportStopped):
+    """Someone asked to cancel the running job."""
+
+    status = Status.CANCELLED
+
+    def __init__(self, message: str = CANCELLED_MESSAGE):
+        super().__init__(message)
+
+
+class FileRejected(ImportStopped):
+    """The file as a whole cannot be imported."""
+
+
+class DamagedFile(ImportStopped):
+    """The gzip file cannot be decompressed to its end."""
+
+    def __init__(self, error: Exception):
+        super().__init__(
+            f"The compressed file is damaged or incomplete ({error}); the catalog was not "
+            "changed. Compress the CSV again, or upload it uncompressed."
+        )
+
+
+class FileGone(ImportStopped):
+    """The stored upload has been removed."""
+
+    def __init__(self):
+        super().__init__("The uploaded file is no longer on the server. Upload it again.")
+
+
+class WorkerLost(ImportStopped):
+    """The job's worker stopped responding too many times."""
+
+    def __init__(self, timeout: float, attempts: int):
+        super().__init__(
+            f"The worker running this import stopped responding for {timeout:.0f} seconds, "
+            f"{attempts} times. The catalog was not changed. Check that workers are running "
+            "and have enough memory, then retry the import."
+        )
+
+
+class Unexpected(ImportStopped):
+    """Anything else: a bug, or the database gone away."""
+
+    def __init__(self, description: str):
+        super().__init__(
+            f"The import failed unexpectedly ({description}); the catalog was not changed. "
+            "Retry the import; if it fails again, ask the operator to check the worker log."
+        )

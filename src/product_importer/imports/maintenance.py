@@ -1,0 +1,144 @@
+"""Import upkeep every worker runs each second: recover lost jobs, restart the queue, clean up.
+
+State of this module (when uploads were last cleaned) is per process, which is all it needs:
+each worker cleans at most once a minute, and cleaning twice does no harm.
+"""
+
+import logging
+import os
+import time
+from contextlib import suppress
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from flask import current_app
+from sqlalchemy import Connection, func, select, update
+
+from .. import background, database
+from ..extensions import db
+from ..timeutil import utcnow
+from ..webhooks import events
+from .endings import announce, final_values, record_end, stopped_values
+from .failures import Cancelled, WorkerLost
+from .models import ImportJob
+from .queue import DRAIN_TASK
+from .runner import application_name
+from .states import FINISHED, Status
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3  # the first run and two retries after a worker died
+CLEANUP_EVERY_SECONDS = 60.0
+ABANDONED_PART_SECONDS = 24 * 3600  # no upload takes a day
+jobs = ImportJob.__table__
+_last_cleanup = {"at": 0.0}
+
+
+def periodic() -> None:
+    """Recover jobs whose worker died, start the queue if idle, remove old uploads."""
+    if recover_stale_jobs() or _queue_idle():
+        background.submit(DRAIN_TASK)
+    if time.monotonic() - _last_cleanup["at"] >= CLEANUP_EVERY_SECONDS:
+        _last_cleanup["at"] = time.monotonic()
+        remove_expired_uploads()
+        remove_abandoned_parts()
+
+
+def recover_stale_jobs() -> int:
+    """Requeue (or, after MAX_ATTEMPTS, fail) running jobs whose heartbeat stopped."""
+    timeout = current_app.config["IMPORT_HEARTBEAT_TIMEOUT_SECONDS"]
+    cutoff = utcnow() - timedelta(seconds=timeout)
+    with db.engine.begin() as conn:
+        stale = conn.execute(
+            select(jobs.c.id, jobs.c.attempts, jobs.c.db_pid, jobs.c.cancel_requested)
+            .where(jobs.c.status == Status.RUNNING, jobs.c.heartbeat_at < cutoff)
+            .with_for_update(skip_locked=True)
+        ).all()
+        deliveries = []
+        for job in stale:
+            database.of(conn).end_session(conn, job.db_pid, application_name(job.id))
+            deliveries += _recover(conn, job, timeout, cutoff)
+    events.send(deliveries)
+    return len(stale)
+
+
+def _recover(conn: Connection, job, timeout: float, cutoff: datetime) -> list[int]:
+    """End a lost job (cancelled if asked, failed after MAX_ATTEMPTS) or queue it again."""
+    # Only while it is the same stale attempt: on SQLite (no row locks) the import may have
+    # committed since the SELECT, while this statement waited for the write lock.
+    still_stale = jobs.c.heartbeat_at < cutoff
+    if job.cancel_requested:
+        values = final_values(Status.CANCELLED, error=str(Cancelled()))
+    elif job.attempts >= MAX_ATTEMPTS:
+        values = stopped_values(WorkerLost(timeout, job.attempts))
+    else:
+        _requeue(conn, job, timeout, still_stale)
+        return []
+    return announce(conn, record_end(conn, job.id, job.attempts, values, still_stale))
+
+
+def _requeue(conn: Connection, job, timeout: float, still_stale) -> None:
+    lost = f"The worker running this import stopped responding for {timeout:.0f} seconds"
+    requeued = conn.execute(
+        update(jobs)
+        .where(
+            jobs.c.id == job.id,
+            jobs.c.status == Status.RUNNING,
+            jobs.c.attempts == job.attempts,
+            still_stale,
+        )
+        .values(
+            status=Status.QUEUED,
+            phase=None,
+            worker=None,
+            db_pid=None,
+            message=f"{lost}; starting again (attempt {job.attempts + 1} of {MAX_ATTEMPTS})",
+        )
+    ).rowcount
+    if requeued:
+        log.warning("import %s: worker lost; requeued for attempt %s", job.id, job.attempts + 1)
+
+
+def _queue_idle() -> bool:
+    """Whether jobs wait while none runs: a lost wake-up message, or a worker just started."""
+    with db.engine.connect() as conn:
+        queued = conn.execute(select(jobs.c.id).where(jobs.c.status == Status.QUEUED).limit(1))
+        running = conn.execute(select(jobs.c.id).where(jobs.c.status == Status.RUNNING).limit(1))
+        return queued.first() is not None and running.first() is None
+
+
+def remove_expired_uploads() -> int:
+    """Delete stored files whose jobs all finished more than UPLOAD_RETENTION_HOURS ago."""
+    hours = current_app.config["UPLOAD_RETENTION_HOURS"]
+    cutoff = utcnow() - timedelta(hours=hours)
+    unfinished = func.sum(func.cast(jobs.c.status.notin_([s.value for s in FINISHED]), db.Integer))
+    with db.engine.begin() as conn:
+        paths = (
+            conn.execute(
+                select(jobs.c.file_path)
+                .where(jobs.c.file_removed_at.is_(None))
+                .group_by(jobs.c.file_path)
+                .having(unfinished == 0, func.max(jobs.c.finished_at) < cutoff)
+            )
+            .scalars()
+            .all()
+        )
+        for path in paths:
+            with suppress(FileNotFoundError):
+                os.remove(path)
+            conn.execute(
+                update(jobs).where(jobs.c.file_path == path).values(file_removed_at=utcnow())
+            )
+    return len(paths)
+
+
+def remove_abandoned_parts() -> int:
+    """Delete half-received uploads left by a web process that died while receiving them."""
+    cutoff = time.time() - ABANDONED_PART_SECONDS
+    removed = 0
+    for part in Path(current_app.config["UPLOAD_FOLDER"]).glob(".incoming-*.part"):
+        with suppress(FileNotFoundError):  # finished meanwhile
+            if part.stat().st_mtime < cutoff:
+                part.unlink()
+                removed += 1
+    return removed

@@ -1,0 +1,108 @@
+"""What makes a product's fields valid: one set of rules for the CSV import and the API.
+
+Both paths use these rules, so every product the API accepts exports and imports back
+unchanged, and every row the import accepts could have been typed in by hand. Pure: no database.
+"""
+
+import re
+
+MAX_SKU = 255
+MAX_NAME = 255
+MAX_DESCRIPTION = 10_000
+ACTIVE_WORDS = {
+    "true": True,
+    "1": True,
+    "yes": True,
+    "y": True,
+    "false": False,
+    "0": False,
+    "no": False,
+    "n": False,
+}
+# C0, DEL and C1 control characters; the description may also hold tabs and line breaks.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+DESCRIPTION_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# What trimming removes: spaces, tabs, line breaks and Unicode spaces. Not str.strip()'s
+# default, which also removes control characters (\x1c-\x1f, \x85) that make a value invalid.
+SPACE = "\t\r\n" + "".join(
+    char for char in map(chr, range(0x3001)) if char.isspace() and not CONTROL.match(char)
+)
+EDITABLE = ("sku", "name", "description", "active")
+
+
+def check_values(sku: str, name: str, description: str | None, active: str) -> str | None:
+    """Return why these trimmed CSV values cannot be imported, or None when they can."""
+    if not sku:
+        return "sku is empty"
+    if not name:
+        return "name is empty"
+    if len(sku) > MAX_SKU:
+        return f"sku is longer than {MAX_SKU} characters"
+    if len(name) > MAX_NAME:
+        return f"name is longer than {MAX_NAME} characters"
+    if description is not None and len(description) > MAX_DESCRIPTION:
+        return f"description is longer than {MAX_DESCRIPTION:,} characters"
+    if active and active.lower() not in ACTIVE_WORDS:
+        return f'active is not one of true/false, 1/0, yes/no, y/n (found "{active[:20]}")'
+    if CONTROL.search(sku) or CONTROL.search(name):
+        return "sku or name holds a control character"
+    if description and DESCRIPTION_CONTROL.search(description):
+        return "description holds a control character"
+    return None
+
+
+def clean_fields(fields: dict, *, partial: bool, read_only: set[str]) -> tuple[dict, dict]:
+    """Return (trimmed values, problems by field) of API fields; read-only ones are ignored."""
+    problems = {
+        name: "Unknown field." for name in fields if name not in EDITABLE and name not in read_only
+    }
+    if not partial:
+        problems |= {name: "Required." for name in ("sku", "name") if name not in fields}
+    values = {}
+    for name in EDITABLE:
+        if name in fields:
+            try:
+                values[name] = CLEANERS[name](fields[name])
+            except ValueError as error:
+                problems[name] = str(error)
+    return values, problems
+
+
+def _clean_line(value, limit: int) -> str:
+    if not isinstance(value, str):
+        raise ValueError("Must be text.")
+    value = value.strip(SPACE)
+    if not value:
+        raise ValueError("Required.")
+    if len(value) > limit:
+        raise ValueError(f"At most {limit} characters.")
+    if CONTROL.search(value):
+        raise ValueError("Must not hold control characters.")
+    return value
+
+
+def _clean_description(value) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError("Must be text.")
+    value = value.strip(SPACE)
+    if len(value) > MAX_DESCRIPTION:
+        raise ValueError(f"At most {MAX_DESCRIPTION:,} characters.")
+    if DESCRIPTION_CONTROL.search(value):
+        raise ValueError("Must not hold control characters (tabs and line breaks are fine).")
+    return value
+
+
+def _clean_active(value) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("Must be true or false.")
+    return value
+
+
+CLEANERS = {
+    "sku": lambda value: _clean_line(value, MAX_SKU),
+    "name": lambda value: _clean_line(value, MAX_NAME),
+    "description": _clean_description,
+    "active": _clean_active,
+}

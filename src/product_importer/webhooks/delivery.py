@@ -1,0 +1,298 @@
+"""Sending webhook deliveries, as workers do it: claim, attempt, record, retry, sweep.
+
+Deliveries are rows (an outbox written with the change that caused them). A task message
+only says "these are due"; the worker claims a row before sending it, so however many
+messages or workers there are, one attempt is made at a time. Retries are scheduled by
+writing `next_attempt_at`, and every worker's periodic sweep sends what is due.
+"""
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Connection, Row, bindparam, delete, insert, or_, select, update
+
+from ..extensions import db
+from ..timeutil import utcnow
+from . import events, sender
+from .models import Attempt, Delivery, DeliveryStatus, Endpoint
+from .sender import Outcome, Verdict
+from .service import allow_private, retry_base_seconds, timeout_seconds
+
+log = logging.getLogger(__name__)
+
+RETRY_WINDOW = timedelta(hours=24)  # "about a day" of retries
+MAX_RETRY_DELAY_SECONDS = 4 * 3600.0
+RETRY_FACTOR = 3
+LEASE_MARGIN_SECONDS = 60.0  # a claim outlives the attempt's timeout by this much
+SWEEP_LIMIT = 500
+BATCH_SIZE = 25  # deliveries to one endpoint that one task sends, one after another
+DELIVERY_RETENTION = timedelta(days=30)
+CLEANUP_EVERY_SECONDS = 3600.0
+
+deliveries = Delivery.__table__
+attempts_table = Attempt.__table__
+endpoints = Endpoint.__table__
+_state = {"cleaned_at": 0.0}
+
+# Statements a worker runs for every attempt, built once (building them costs more than
+# running them).
+_due_now = (
+    select(deliveries.c.id)
+    .where(
+        deliveries.c.id == bindparam("delivery_id"),
+        deliveries.c.status == DeliveryStatus.PENDING.value,
+        deliveries.c.next_attempt_at <= bindparam("now"),
+        or_(deliveries.c.locked_until.is_(None), deliveries.c.locked_until < bindparam("now")),
+    )
+    .with_for_update(skip_locked=True)
+    .scalar_subquery()
+)
+CLAIM = (
+    update(deliveries)
+    .where(deliveries.c.id == _due_now)
+    .values(attempts=deliveries.c.attempts + 1, locked_until=bindparam("lease_until"))
+    .returning(
+        deliveries.c.id,
+        deliveries.c.attempts,
+        deliveries.c.endpoint_id,
+        deliveries.c.event_id,
+        deliveries.c.payload,
+        deliveries.c.created_at,
+    )
+)
+ENDPOINT_OF = select(deliveries.c.id, deliveries.c.endpoint_id).where(
+    deliveries.c.id.in_(bindparam("ids", expanding=True))
+)
+ENDPOINT = select(endpoints.c.url, endpoints.c.secret, endpoints.c.enabled).where(
+    endpoints.c.id == bindparam("endpoint_id")
+)
+RECORD = (
+    update(deliveries)
+    # only while this attempt's claim holds: a worker that lost it records nothing
+    .where(deliveries.c.id == bindparam("delivery_id"))
+    .where(deliveries.c.attempts == bindparam("attempt"))
+    .values(
+        locked_until=None,
+        queued_until=None,  # a retry is the sweep's to send when it falls due
+        **{
+            name: bindparam(name, type_=deliveries.c[name].type)
+            for name in (
+                "status",
+                "status_code",
+                "response_time_ms",
+                "error",
+                "next_attempt_at",
+                "finished_at",
+            )
+        },
+    )
+)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A delivery this worker holds while it makes attempt number `attempt`."""
+
+    id: int
+    attempt: int
+    endpoint_id: int
+    event_id: str
+    payload: str
+    created_at: datetime
+
+
+def deliver(delivery_ids: list[int]) -> int:
+    """Send those of the deliveries that are due; return how many attempts were made.
+
+    One endpoint's deliveries go in order, a batch per task; other endpoints' batches go to
+    tasks of their own, so a slow receiver holds up no one else.
+    """
+    with db.engine.connect() as conn:
+        batches = batches_by_endpoint(conn, delivery_ids)
+        if not batches:
+            return 0
+        first, *others = batches
+        for batch in others:
+            events.send(batch)
+        return sum(deliver_one(delivery_id, conn) for delivery_id in first)
+
+
+def batches_by_endpoint(conn: Connection, delivery_ids: list[int]) -> list[list[int]]:
+    """Group ids by endpoint, in order, in batches of at most BATCH_SIZE."""
+    with conn.begin():
+        rows = conn.execute(ENDPOINT_OF, {"ids": list(delivery_ids)}).all()
+    return _batches(rows)
+
+
+def _batches(rows) -> list[list[int]]:
+    by_endpoint: dict[int, list[int]] = {}
+    for delivery_id, endpoint_id in sorted(rows):
+        by_endpoint.setdefault(endpoint_id, []).append(delivery_id)
+    return [
+        ids[start : start + BATCH_SIZE]
+        for ids in by_endpoint.values()
+        for start in range(0, len(ids), BATCH_SIZE)
+    ]
+
+
+def deliver_one(delivery_id: int, conn: Connection | None = None) -> bool:
+    """Claim one due delivery, make one attempt and record it; False when it was not due."""
+    if conn is None:
+        with db.engine.connect() as own:
+            return deliver_one(delivery_id, own)
+    claimed = _claim(conn, delivery_id)
+    if claimed is None:
+        return False
+    claim, endpoint = claimed
+    started = utcnow()
+    if endpoint is None or not endpoint.enabled:
+        outcome = Outcome(Verdict.FAILED, error="Not sent: the webhook is disabled.")
+    else:
+        outcome = sender.send(
+            endpoint.url,
+            endpoint.secret,
+            claim.event_id,
+            claim.payload.encode(),
+            timeout=timeout_seconds(),
+            allow_private=allow_private(),
+        )
+    _record(conn, claim, outcome, started)
+    level = logging.DEBUG if outcome.ok else logging.INFO
+    log.log(level, "webhook delivery %s attempt %s: %s", claim.id, claim.attempt, _said(outcome))
+    return True
+
+
+def _said(outcome: Outcome) -> str:
+    return outcome.error or f"HTTP {outcome.status_code} in {outcome.response_time_ms} ms"
+
+
+def _claim(conn: Connection, delivery_id: int) -> tuple[Claim, Row | None] | None:
+    """Take a due delivery for one attempt (another worker skips it until the lease ends)."""
+    now = utcnow()
+    lease_until = now + timedelta(seconds=timeout_seconds() + LEASE_MARGIN_SECONDS)
+    with conn.begin():
+        params = {"delivery_id": delivery_id, "now": now, "lease_until": lease_until}
+        row = conn.execute(CLAIM, params).first()
+        if row is None:
+            return None
+        endpoint = conn.execute(ENDPOINT, {"endpoint_id": row.endpoint_id}).first()
+    return Claim(*row), endpoint
+
+
+def _record(conn: Connection, claim: Claim, outcome: Outcome, started: datetime) -> None:
+    """Log the attempt and move the delivery on: done, failed, or due again later."""
+    reply = outcome.reply()
+    with conn.begin():
+        conn.execute(
+            insert(attempts_table),
+            {"delivery_id": claim.id, "number": claim.attempt, "started_at": started, **reply},
+        )
+        state = {"delivery_id": claim.id, "attempt": claim.attempt, **reply}
+        conn.execute(RECORD, state | _next_state(claim, outcome))
+        if outcome.verdict == Verdict.GONE:
+            _disable(conn, claim.endpoint_id)
+
+
+def _next_state(claim: Claim, outcome: Outcome) -> dict:
+    now = utcnow()
+    if outcome.verdict == Verdict.SUCCEEDED:
+        return {"status": DeliveryStatus.SUCCEEDED, "next_attempt_at": None, "finished_at": now}
+    if outcome.verdict == Verdict.RETRY:
+        delay = retry_delay(claim.attempt, outcome.retry_after)
+        next_at = now + timedelta(seconds=delay)
+        if next_at <= _aware(claim.created_at) + RETRY_WINDOW:
+            return {
+                "status": DeliveryStatus.PENDING,
+                "next_attempt_at": next_at,
+                "finished_at": None,
+            }
+        return {
+            "status": DeliveryStatus.FAILED,
+            "next_attempt_at": None,
+            "finished_at": now,
+            "error": f"Gave up after {claim.attempt} attempts over a day: {outcome.error}",
+        }
+    return {"status": DeliveryStatus.FAILED, "next_attempt_at": None, "finished_at": now}
+
+
+def retry_delay(attempt: int, retry_after: float | None = None) -> float:
+    """Seconds to wait after failed attempt number `attempt`: exponential, jittered."""
+    backoff = min(retry_base_seconds() * RETRY_FACTOR ** (attempt - 1), MAX_RETRY_DELAY_SECONDS)
+    # jitter spreads out the retries of many deliveries that failed together
+    delay = backoff * random.uniform(0.5, 1.0)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, RETRY_WINDOW.total_seconds()))
+    return delay
+
+
+def _disable(conn: Connection, endpoint_id: int) -> None:
+    log.warning("webhook %s answered 410 Gone; disabling it", endpoint_id)
+    conn.execute(
+        update(endpoints)
+        .where(endpoints.c.id == endpoint_id)
+        .values(
+            enabled=False,
+            disabled_reason=f"Disabled at {utcnow():%Y-%m-%d %H:%M} UTC: the receiver "
+            "answered 410 Gone. Enable it again once the receiver accepts events.",
+            updated_at=utcnow(),
+        )
+    )
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes, which are UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+# --- periodic maintenance ---------------------------------------------------------------------
+
+
+def periodic() -> None:
+    """Send deliveries that are due (retries, and any whose message was lost); prune old ones."""
+    dispatch_due()
+    if time.monotonic() - _state["cleaned_at"] >= CLEANUP_EVERY_SECONDS:
+        _state["cleaned_at"] = time.monotonic()
+        remove_old_deliveries()
+
+
+def dispatch_due() -> int:
+    """Hand each due delivery no task is on its way for to a task; return how many."""
+    now = utcnow()
+    waiting = (
+        select(deliveries.c.id)
+        .where(
+            deliveries.c.status == DeliveryStatus.PENDING,
+            deliveries.c.next_attempt_at <= now,
+            or_(deliveries.c.locked_until.is_(None), deliveries.c.locked_until < now),
+            or_(deliveries.c.queued_until.is_(None), deliveries.c.queued_until < now),
+        )
+        .order_by(deliveries.c.next_attempt_at)
+        .limit(SWEEP_LIMIT)
+        .with_for_update(skip_locked=True)
+    )
+    queued_until = now + timedelta(seconds=events.QUEUED_GRACE_SECONDS)
+    with db.engine.begin() as conn:
+        # marked as queued, so other workers' sweeps leave them alone
+        rows = conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id.in_(waiting.scalar_subquery()))
+            .values(queued_until=queued_until)
+            .returning(deliveries.c.id, deliveries.c.endpoint_id)
+        ).all()
+    for batch in _batches(rows):
+        events.send(batch)
+    return len(rows)
+
+
+def remove_old_deliveries() -> int:
+    """Delete finished deliveries (and their attempts) older than DELIVERY_RETENTION."""
+    cutoff = utcnow() - DELIVERY_RETENTION
+    with db.engine.begin() as conn:
+        return conn.execute(
+            delete(deliveries).where(
+                deliveries.c.status != DeliveryStatus.PENDING, deliveries.c.created_at < cutoff
+            )
+        ).rowcount
