@@ -5,7 +5,7 @@
 (function () {
   "use strict";
 
-  const { api, format, notify } = window.App;
+  const { api, el, format, notify } = window.App;
   const $ = (id) => document.getElementById(id);
   const uploadSection = $("upload-section");
   const panel = $("job-panel");
@@ -262,8 +262,7 @@
   }
 
   function resultBox(job) {
-    const box = document.createElement("div");
-    box.className = "stack";
+    const box = el("div", { className: "stack" });
     if (job.status === "failed") {
       box.append(alertBox("error", "Nothing was imported", job.error));
     } else if (job.status === "cancelled") {
@@ -287,31 +286,18 @@
 
   function warningList(warnings) {
     const box = alertBox("warning", warnings.length === 1 ? "Warning" : "Warnings", null);
-    const list = document.createElement("ul");
-    list.className = "warnings";
-    warnings.forEach((text) => {
-      const item = document.createElement("li");
-      item.textContent = text;
-      list.append(item);
-    });
-    box.append(list);
+    box.append(el("ul", { className: "warnings" }, ...warnings.map((text) => el("li", {}, text))));
     return box;
   }
 
   function alertBox(kind, title, text) {
-    const box = document.createElement("div");
-    box.className = `alert alert-${kind}`;
+    const box = el(
+      "div",
+      { className: `alert alert-${kind}` },
+      el("p", { className: "alert-title" }, title),
+      text ? el("p", { className: "alert-text" }, text) : null,
+    );
     if (kind === "error") box.setAttribute("role", "alert");
-    const heading = document.createElement("p");
-    heading.className = "alert-title";
-    heading.textContent = title;
-    box.append(heading);
-    if (text) {
-      const body = document.createElement("p");
-      body.className = "alert-text";
-      body.textContent = text;
-      box.append(body);
-    }
     return box;
   }
 

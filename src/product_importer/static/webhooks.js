@@ -4,24 +4,13 @@
 (function () {
   "use strict";
 
-  const { api, format, notify, openDialog, closeDialog, setBusy, setDialogBusy } = window.App;
+  const { api, el, format, formErrors, notify, openDialog, closeDialog, setBusy, setDialogBusy } = window.App;
   const $ = (id) => document.getElementById(id);
-  const FIELDS = ["url", "description", "events", "enabled"];
   const POLL_MS = 2000;
 
   const state = { webhooks: [], tests: {}, editing: null, deleting: null, shown: null };
   let pollTimer = null;
-
-  function el(tag, props = {}, ...children) {
-    const node = document.createElement(tag);
-    Object.entries(props).forEach(([key, value]) => {
-      if (key === "dataset") Object.assign(node.dataset, value);
-      else if (key in node) node[key] = value;
-      else node.setAttribute(key, value);
-    });
-    node.append(...children.filter((child) => child != null));
-    return node;
-  }
+  let webhookErrors = null; // App.formErrors of the webhook form, once the page has loaded
 
   function button(text, action, id, label, className = "btn btn-sm") {
     const props = { type: "button", className, dataset: { action, id: String(id) } };
@@ -178,7 +167,7 @@
     state.editing = hook || null;
     const form = $("webhook-form");
     form.reset();
-    clearErrors();
+    webhookErrors.clear();
     $("webhook-dialog-title").textContent = hook ? "Edit webhook" : "Add webhook";
     $("webhook-save").textContent = hook ? "Save changes" : "Add webhook";
     if (hook) {
@@ -204,25 +193,9 @@
     };
   }
 
-  function clearErrors() {
-    $("webhook-form-error").textContent = "";
-    FIELDS.forEach((name) => ($(`webhook-${name}-error`).textContent = ""));
-    $("webhook-url").removeAttribute("aria-invalid");
-  }
-
-  function showErrors(error) {
-    const details = (error.status === 422 && error.details) || {};
-    const known = FIELDS.filter((name) => details[name]);
-    known.forEach((name) => ($(`webhook-${name}-error`).textContent = details[name]));
-    if (details.url) $("webhook-url").setAttribute("aria-invalid", "true");
-    if (!known.length) $("webhook-form-error").textContent = error.message;
-    const first = known[0] === "events" ? eventBoxes()[0] : $(`webhook-${known[0]}`);
-    if (first) first.focus();
-  }
-
   async function submitForm(event) {
     event.preventDefault();
-    clearErrors();
+    webhookErrors.clear();
     const dialog = $("webhook-dialog");
     const save = $("webhook-save");
     const editing = state.editing;
@@ -238,7 +211,7 @@
       if (editing) notify("Webhook saved.", "success");
       else showSecret(saved.secret);
     } catch (error) {
-      showErrors(error);
+      webhookErrors.show(error);
     } finally {
       setBusy(save, false);
       setDialogBusy(dialog, false);
@@ -381,6 +354,7 @@
   /* ---- wiring -------------------------------------------------------------------------- */
 
   document.addEventListener("DOMContentLoaded", () => {
+    webhookErrors = formErrors($("webhook-form"));
     $("new-webhook-button").addEventListener("click", () => openForm(null));
     $("webhooks-body").addEventListener("click", onTableClick);
     $("webhooks-body").addEventListener("change", onTableChange);
