@@ -13,16 +13,8 @@
   const dropzone = $("dropzone");
   const maxBytes = Number(uploadSection.dataset.maxBytes);
 
-  const STATUS = {
-    uploading: ["Uploading", "badge-info"],
-    queued: ["Queued", "badge-muted"],
-    running: ["Running", "badge-info"],
-    completed: ["Completed", "badge-success"],
-    completed_with_errors: ["Completed with errors", "badge-warning"],
-    failed: ["Failed", "badge-danger"],
-    cancelled: ["Cancelled", "badge-muted"],
-    upload_failed: ["Upload failed", "badge-danger"],
-  };
+  // [label, badge class] of each status, as imports/views.py names them for every page.
+  const STATUS = JSON.parse($("status-labels").textContent);
   const PHASE = { reading: "Reading", applying: "Applying" };
   const FINISHED = ["completed", "completed_with_errors", "failed", "cancelled"];
 
