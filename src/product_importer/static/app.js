@@ -9,8 +9,9 @@
                                 marked aria-invalid until edited), the rest in the .form-error box
    App.notify(text, kind)       a notice (toast): kind "success" | "error" | "info"
    App.openDialog(dialog), App.closeDialog(dialog)   modal <dialog> with a focus trap
-   App.setDialogBusy(dialog, busy)       keep a dialog open while its request runs
    App.setBusy(button, busy, busyText)   spinner and disabled state on a button
+   App.whileBusy({ button, text, dialog }, work)   await work() with the button busy and the
+                                dialog (optional) kept open; both are restored however it ends
    App.format.*                 numbers, bytes, durations, dates
    App.localTimes(root)         show <time datetime="..." data-local> in the reader's time zone */
 (function () {
@@ -214,6 +215,18 @@
     return { clear, show };
   }
 
+  /* Run a request with its button busy and its dialog held open; returns what work() returns. */
+  async function whileBusy({ button, text, dialog = null }, work) {
+    setBusy(button, true, text);
+    if (dialog) setDialogBusy(dialog, true);
+    try {
+      return await work();
+    } finally {
+      setBusy(button, false);
+      if (dialog) setDialogBusy(dialog, false);
+    }
+  }
+
   /* ---- formatting --------------------------------------------------------------------- */
 
   const integer = new Intl.NumberFormat();
@@ -259,7 +272,7 @@
   document.addEventListener("DOMContentLoaded", () => localTimes());
 
   window.App = {
-    api, ApiError, csrfToken, el, formErrors, notify, openDialog, closeDialog, setDialogBusy, setBusy, format,
+    api, ApiError, csrfToken, el, formErrors, notify, openDialog, closeDialog, setBusy, whileBusy, format,
     localTimes,
   };
 })();

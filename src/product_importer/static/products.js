@@ -3,7 +3,7 @@
 (function () {
   "use strict";
 
-  const { api, el, format, formErrors, notify, openDialog, closeDialog, setBusy, setDialogBusy } = window.App;
+  const { api, el, format, formErrors, notify, openDialog, closeDialog, whileBusy } = window.App;
   const $ = (id) => document.getElementById(id);
   const FILTERS = ["sku", "name", "description", "active"];
   const DEFAULT_SORT = "-updated_at";
@@ -326,24 +326,20 @@
       closeDialog(productDialog);
       return notify("Nothing changed.", "info");
     }
-    const button = $("product-save");
-    setBusy(button, true, "Saving…");
-    setDialogBusy(productDialog, true);
+    const busy = { button: $("product-save"), text: "Saving…", dialog: productDialog };
+    let product;
     try {
-      const product = editing
-        ? await api("PATCH", `/api/products/${editing.id}`, body)
-        : await api("POST", "/api/products", body);
-      setDialogBusy(productDialog, false);
-      closeDialog(productDialog);
-      notify(editing ? `Saved ${product.sku}.` : `Created ${product.sku}.`, "success");
-      load();
+      product = await whileBusy(busy, () =>
+        editing ? api("PATCH", `/api/products/${editing.id}`, body) : api("POST", "/api/products", body),
+      );
     } catch (error) {
-      setDialogBusy(productDialog, false);
       productErrors.show(error);
       if (error.status === 404) load();
-    } finally {
-      setBusy(button, false);
+      return;
     }
+    closeDialog(productDialog);
+    notify(editing ? `Saved ${product.sku}.` : `Created ${product.sku}.`, "success");
+    load();
   });
 
   $("new-product-button").addEventListener("click", () => openProductForm(null));
@@ -365,21 +361,16 @@
   });
 
   $("delete-confirm").addEventListener("click", async (event) => {
-    const button = event.currentTarget;
-    setBusy(button, true, "Deleting…");
-    setDialogBusy(deleteDialog, true);
+    const busy = { button: event.currentTarget, text: "Deleting…", dialog: deleteDialog };
     try {
-      await api("DELETE", `/api/products/${deleting.id}`);
+      await whileBusy(busy, () => api("DELETE", `/api/products/${deleting.id}`));
       notify(`Deleted ${deleting.sku}.`, "success");
     } catch (error) {
       if (error.status === 404) notify(`${deleting.sku} was already deleted.`, "info");
       else notify(`Could not delete ${deleting.sku}: ${error.message}`, "error");
-    } finally {
-      setBusy(button, false);
-      setDialogBusy(deleteDialog, false);
-      closeDialog(deleteDialog);
-      load();
     }
+    closeDialog(deleteDialog);
+    load();
   });
 
   /* ---- delete all --------------------------------------------------------------------- */
@@ -395,22 +386,17 @@
   });
 
   $("delete-all-confirm").addEventListener("click", async (event) => {
-    const button = event.currentTarget;
-    setBusy(button, true, "Deleting…");
-    setDialogBusy(deleteAllDialog, true);
+    const busy = { button: event.currentTarget, text: "Deleting…", dialog: deleteAllDialog };
     $("delete-all-progress").textContent = "Deleting every product. A large catalog takes a few seconds…";
     try {
-      const result = await api("DELETE", "/api/products?confirm=true");
+      const result = await whileBusy(busy, () => api("DELETE", "/api/products?confirm=true"));
       const deleted = result && result.deleted != null ? result.deleted : 0;
       notify(`Deleted ${format.number(deleted)} product${deleted === 1 ? "" : "s"}.`, "success");
     } catch (error) {
       notify(`The products were not deleted: ${error.message}`, "error");
-    } finally {
-      setBusy(button, false);
-      setDialogBusy(deleteAllDialog, false);
-      closeDialog(deleteAllDialog);
-      goToPage(1, "replace");
     }
+    closeDialog(deleteAllDialog);
+    goToPage(1, "replace");
   });
 
   /* ---- start -------------------------------------------------------------------------- */

@@ -5,7 +5,7 @@
 (function () {
   "use strict";
 
-  const { api, el, format, notify } = window.App;
+  const { api, csrfToken, el, format, notify, whileBusy } = window.App;
   const $ = (id) => document.getElementById(id);
   const uploadSection = $("upload-section");
   const panel = $("job-panel");
@@ -75,7 +75,7 @@
     state.xhr = xhr;
     xhr.open("POST", "/api/imports");
     xhr.setRequestHeader("Accept", "application/json");
-    xhr.setRequestHeader("X-CSRFToken", window.App.csrfToken());
+    xhr.setRequestHeader("X-CSRFToken", csrfToken());
     xhr.upload.addEventListener("progress", (event) => {
       if (state.xhr === xhr) renderUploading(file, event.loaded, started);
     });
@@ -356,29 +356,23 @@
   $("cancel-button").addEventListener("click", async (event) => {
     if (state.xhr) return state.xhr.abort();
     if (!state.job) return;
-    const button = event.currentTarget;
-    window.App.setBusy(button, true, "Cancelling…");
+    const busy = { button: event.currentTarget, text: "Cancelling…" };
     try {
-      renderJob(await api("POST", `/api/imports/${state.job.id}/cancel`));
+      renderJob(await whileBusy(busy, () => api("POST", `/api/imports/${state.job.id}/cancel`)));
     } catch (error) {
       // 409: it finished meanwhile; the event stream brings the final state.
       if (error.status !== 409) notify(`Could not cancel: ${error.message}`, "error");
-    } finally {
-      window.App.setBusy(button, false);
     }
   });
 
   $("retry-button").addEventListener("click", async (event) => {
     if (state.uploadError && state.file) return startUpload(state.file);
     if (!state.job) return;
-    const button = event.currentTarget;
-    window.App.setBusy(button, true, "Retrying…");
+    const busy = { button: event.currentTarget, text: "Retrying…" };
     try {
-      jobStarted(await api("POST", `/api/imports/${state.job.id}/retry`));
+      jobStarted(await whileBusy(busy, () => api("POST", `/api/imports/${state.job.id}/retry`)));
     } catch (error) {
       notify(`Could not retry: ${error.message}`, "error");
-    } finally {
-      window.App.setBusy(button, false);
     }
   });
 

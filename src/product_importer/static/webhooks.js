@@ -4,7 +4,7 @@
 (function () {
   "use strict";
 
-  const { api, el, format, formErrors, notify, openDialog, closeDialog, setBusy, setDialogBusy } = window.App;
+  const { api, el, format, formErrors, notify, openDialog, closeDialog, setBusy, whileBusy } = window.App;
   const $ = (id) => document.getElementById(id);
   const POLL_MS = 2000;
 
@@ -113,13 +113,12 @@
   async function runTest(id, trigger) {
     state.tests[id] = { pending: true };
     $(`test-result-${id}`).replaceWith(testResult(id));
-    setBusy(trigger, true, "Testing…");
     try {
-      state.tests[id] = await api("POST", `/api/webhooks/${id}/test`);
+      state.tests[id] = await whileBusy({ button: trigger, text: "Testing…" }, () =>
+        api("POST", `/api/webhooks/${id}/test`),
+      );
     } catch (error) {
       state.tests[id] = { ok: false, error: error.message };
-    } finally {
-      setBusy(trigger, false);
     }
     $(`test-result-${id}`).replaceWith(testResult(id));
     if (state.shown === id) loadDeliveries();
@@ -197,25 +196,20 @@
     event.preventDefault();
     webhookErrors.clear();
     const dialog = $("webhook-dialog");
-    const save = $("webhook-save");
     const editing = state.editing;
-    setDialogBusy(dialog, true);
-    setBusy(save, true, "Saving…");
+    const values = formValues();
+    let saved;
     try {
-      const saved = editing
-        ? await api("PATCH", `/api/webhooks/${editing.id}`, formValues())
-        : await api("POST", "/api/webhooks", formValues());
-      setDialogBusy(dialog, false);
-      closeDialog(dialog);
-      await loadWebhooks();
-      if (editing) notify("Webhook saved.", "success");
-      else showSecret(saved.secret);
+      saved = await whileBusy({ button: $("webhook-save"), text: "Saving…", dialog }, () =>
+        editing ? api("PATCH", `/api/webhooks/${editing.id}`, values) : api("POST", "/api/webhooks", values),
+      );
     } catch (error) {
-      webhookErrors.show(error);
-    } finally {
-      setBusy(save, false);
-      setDialogBusy(dialog, false);
+      return webhookErrors.show(error);
     }
+    closeDialog(dialog);
+    await loadWebhooks();
+    if (editing) notify("Webhook saved.", "success");
+    else showSecret(saved.secret);
   }
 
   function showSecret(secret) {
@@ -244,24 +238,19 @@
 
   async function deleteConfirmed() {
     const dialog = $("delete-dialog");
-    const confirm = $("delete-confirm");
     const hook = state.deleting;
-    setDialogBusy(dialog, true);
-    setBusy(confirm, true, "Deleting…");
     try {
-      await api("DELETE", `/api/webhooks/${hook.id}`);
-      setDialogBusy(dialog, false);
-      closeDialog(dialog);
-      if (state.shown === hook.id) hideDeliveries();
-      notify("Webhook deleted.", "success");
-      await loadWebhooks();
-      $("new-webhook-button").focus();
+      await whileBusy({ button: $("delete-confirm"), text: "Deleting…", dialog }, () =>
+        api("DELETE", `/api/webhooks/${hook.id}`),
+      );
     } catch (error) {
-      notify(`Could not delete the webhook: ${error.message}`, "error");
-    } finally {
-      setBusy(confirm, false);
-      setDialogBusy(dialog, false);
+      return notify(`Could not delete the webhook: ${error.message}`, "error");
     }
+    closeDialog(dialog);
+    if (state.shown === hook.id) hideDeliveries();
+    notify("Webhook deleted.", "success");
+    await loadWebhooks();
+    $("new-webhook-button").focus();
   }
 
   /* ---- deliveries ---------------------------------------------------------------------- */
