@@ -18,6 +18,11 @@ OUTCOMES = {
     "failed": ("Failed", "badge-danger"),
     "cancelled": ("Cancelled", "badge-muted"),
 }
+# The upload page's states before a job exists; its script reads these with OUTCOMES.
+UPLOAD_STATES = {
+    "uploading": ("Uploading", "badge-info"),
+    "upload_failed": ("Upload failed", "badge-danger"),
+}
 
 
 @bp.get("/")
@@ -25,7 +30,10 @@ def upload_page():
     """Upload a CSV and watch its import."""
     limit = current_app.config["MAX_UPLOAD_BYTES"]
     return render_template(
-        "imports/upload.html", max_upload_bytes=limit, max_upload_label=size_label(limit)
+        "imports/upload.html",
+        max_upload_bytes=limit,
+        max_upload_label=size_label(limit),
+        statuses=OUTCOMES | UPLOAD_STATES,
     )
 
 

@@ -1,10 +1,17 @@
 /* Shared helpers for every page, exposed as window.App:
    App.api(method, url, body)   JSON request with the CSRF token; throws App.ApiError
    App.csrfToken()              the token from <meta name="csrf-token">
+   App.el(tag, props, ...children)   a new element: props are properties (className, type,
+                                dataset: {...}) or else attributes ("aria-label"); null
+                                children are skipped
+   App.formErrors(form)         { clear(), show(apiError) }: an API error's details beside the
+                                fields (each in its [data-error-for="<field>"] box, its control
+                                marked aria-invalid until edited), the rest in the .form-error box
    App.notify(text, kind)       a notice (toast): kind "success" | "error" | "info"
    App.openDialog(dialog), App.closeDialog(dialog)   modal <dialog> with a focus trap
-   App.setDialogBusy(dialog, busy)       keep a dialog open while its request runs
    App.setBusy(button, busy, busyText)   spinner and disabled state on a button
+   App.whileBusy({ button, text, dialog }, work)   await work() with the button busy and the
+                                dialog (optional) kept open; both are restored however it ends
    App.format.*                 numbers, bytes, durations, dates
    App.localTimes(root)         show <time datetime="..." data-local> in the reader's time zone */
 (function () {
@@ -53,24 +60,29 @@
     return data;
   }
 
+  /* ---- building the page ------------------------------------------------------------- */
+
+  function el(tag, props = {}, ...children) {
+    const node = document.createElement(tag);
+    Object.entries(props).forEach(([key, value]) => {
+      if (key === "dataset") Object.assign(node.dataset, value);
+      else if (key in node) node[key] = value;
+      else node.setAttribute(key, value);
+    });
+    node.append(...children.filter((child) => child != null));
+    return node;
+  }
+
   /* ---- notices ------------------------------------------------------------------------ */
 
   function notify(text, kind = "success", { timeout } = {}) {
     const region = document.getElementById("notices");
-    const notice = document.createElement("div");
-    notice.className = `notice notice-${kind}`;
+    const notice = el("div", { className: `notice notice-${kind}` }, el("div", { className: "notice-text" }, text));
     // Errors interrupt screen readers; other notices wait their turn (the region is polite).
     if (kind === "error") notice.setAttribute("role", "alert");
-    const message = document.createElement("div");
-    message.className = "notice-text";
-    message.textContent = text;
-    const close = document.createElement("button");
-    close.type = "button";
-    close.className = "notice-close";
-    close.setAttribute("aria-label", "Dismiss notice");
-    close.textContent = "×";
+    const close = el("button", { type: "button", className: "notice-close", "aria-label": "Dismiss notice" }, "×");
     close.addEventListener("click", () => notice.remove());
-    notice.append(message, close);
+    notice.append(close);
     region.append(notice);
     const ms = timeout === undefined ? (kind === "error" ? 12000 : 6000) : timeout;
     if (ms) setTimeout(() => notice.remove(), ms);
@@ -85,7 +97,7 @@
   ].join(",");
 
   function focusables(dialog) {
-    return [...dialog.querySelectorAll(FOCUSABLE)].filter((el) => el.offsetParent !== null);
+    return [...dialog.querySelectorAll(FOCUSABLE)].filter((item) => item.offsetParent !== null);
   }
 
   /* Keep Tab and Shift+Tab inside the dialog (showModal() already makes the page inert). */
@@ -155,6 +167,66 @@
     }
   }
 
+  /* ---- form errors -------------------------------------------------------------------- */
+
+  /* A field's error box names its field (data-error-for); the controls that point to it with
+     aria-describedby are marked invalid while it speaks, and the first of them takes the focus. */
+  function formErrors(form) {
+    const summary = form.querySelector(".form-error");
+    const boxes = [...form.querySelectorAll("[data-error-for]")];
+    const boxFor = (field) => boxes.find((box) => box.dataset.errorFor === field);
+    const controlsOf = (box) => [...form.querySelectorAll(`[aria-describedby~="${box.id}"]`)];
+
+    function setField(box, message) {
+      box.textContent = message;
+      controlsOf(box).filter((control) => control.matches("input, select, textarea")).forEach((control) => {
+        if (message) control.setAttribute("aria-invalid", "true");
+        else control.removeAttribute("aria-invalid");
+      });
+    }
+
+    function clear() {
+      summary.textContent = "";
+      boxes.forEach((box) => setField(box, ""));
+    }
+
+    /* Details that name a field go beside it; the message, with any other details, goes above
+       the fields when no field explains it. */
+    function show(error) {
+      const details = error.details && typeof error.details === "object" ? error.details : {};
+      const fields = Object.keys(details).filter(boxFor);
+      fields.forEach((field) => setField(boxFor(field), String(details[field] || error.message)));
+      const others = Object.keys(details).filter((field) => !boxFor(field));
+      if (!fields.length || others.length) {
+        const extra = others.map((field) => `${field}: ${details[field]}`).join("; ");
+        summary.textContent = extra ? `${error.message} (${extra})` : error.message;
+      }
+      const first = boxes.find((box) => fields.includes(box.dataset.errorFor)) || boxes[0];
+      const [control] = first ? controlsOf(first) : [];
+      if (control) (control.matches(FOCUSABLE) ? control : control.querySelector(FOCUSABLE)).focus();
+    }
+
+    // Editing a field takes its error away.
+    form.addEventListener("input", (event) => {
+      boxes
+        .filter((box) => controlsOf(box).some((control) => control.contains(event.target)))
+        .forEach((box) => setField(box, ""));
+    });
+    return { clear, show };
+  }
+
+  /* Run a request with its button busy and its dialog held open; returns what work() returns. */
+  async function whileBusy({ button, text, dialog = null }, work) {
+    setBusy(button, true, text);
+    if (dialog) setDialogBusy(dialog, true);
+    try {
+      return await work();
+    } finally {
+      setBusy(button, false);
+      if (dialog) setDialogBusy(dialog, false);
+    }
+  }
+
   /* ---- formatting --------------------------------------------------------------------- */
 
   const integer = new Intl.NumberFormat();
@@ -191,15 +263,16 @@
   };
 
   function localTimes(root = document) {
-    root.querySelectorAll("time[data-local]").forEach((el) => {
-      el.textContent = format.dateTime(el.getAttribute("datetime"));
-      el.title = el.getAttribute("datetime");
+    root.querySelectorAll("time[data-local]").forEach((time) => {
+      time.textContent = format.dateTime(time.getAttribute("datetime"));
+      time.title = time.getAttribute("datetime");
     });
   }
 
   document.addEventListener("DOMContentLoaded", () => localTimes());
 
   window.App = {
-    api, ApiError, csrfToken, notify, openDialog, closeDialog, setDialogBusy, setBusy, format, localTimes,
+    api, ApiError, csrfToken, el, formErrors, notify, openDialog, closeDialog, setBusy, whileBusy, format,
+    localTimes,
   };
 })();

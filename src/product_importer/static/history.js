@@ -3,6 +3,7 @@
 (function () {
   "use strict";
 
+  const { api, localTimes, notify, setBusy } = window.App;
   const REFRESH_MS = 2000;
 
   function body() {
@@ -20,7 +21,7 @@
         const focusedRetry = document.activeElement && document.activeElement.dataset.retry;
         if (fresh) {
           body().replaceWith(document.importNode(fresh, true));
-          window.App.localTimes(body());
+          localTimes(body());
           if (focusedRetry) {
             const again = body().querySelector(`[data-retry="${focusedRetry}"]`);
             if (again) again.focus();
@@ -36,13 +37,13 @@
   document.addEventListener("click", async (event) => {
     const button = event.target.closest("[data-retry]");
     if (!button) return;
-    window.App.setBusy(button, true, "Retrying…");
+    setBusy(button, true, "Retrying…");
     try {
-      const job = await window.App.api("POST", `/api/imports/${button.dataset.retry}/retry`);
+      const job = await api("POST", `/api/imports/${button.dataset.retry}/retry`);
       location.assign(`/?job=${job.id}`);
     } catch (error) {
-      window.App.setBusy(button, false);
-      window.App.notify(`Could not retry: ${error.message}`, "error");
+      setBusy(button, false);
+      notify(`Could not retry: ${error.message}`, "error");
     }
   });
 

@@ -3,10 +3,9 @@
 (function () {
   "use strict";
 
-  const { api, format, notify, openDialog, closeDialog, setBusy, setDialogBusy } = window.App;
+  const { api, el, format, formErrors, notify, openDialog, closeDialog, whileBusy } = window.App;
   const $ = (id) => document.getElementById(id);
   const FILTERS = ["sku", "name", "description", "active"];
-  const FIELDS = ["sku", "name", "description", "active"];
   const DEFAULT_SORT = "-updated_at";
   const DEFAULT_PER_PAGE = 50;
   const DEBOUNCE_MS = 300;
@@ -120,78 +119,61 @@
     return params.toString();
   }
 
-  function cell(label, content, className) {
-    const td = document.createElement("td");
-    if (label) td.dataset.label = label;
-    if (className) td.className = className;
-    if (content instanceof Node) td.append(content);
-    else td.textContent = content;
-    return td;
-  }
-
-  function element(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text != null) node.textContent = text;
-    return node;
+  function cell(label, ...content) {
+    return el("td", { dataset: { label } }, ...content);
   }
 
   function productRow(product) {
-    const row = document.createElement("tr");
-    row.dataset.id = product.id;
-    const description = element("div", "truncate", product.description || "–");
+    const description = el("div", { className: "truncate" }, product.description || "–");
     if (product.description) description.title = product.description;
     const status = product.active
-      ? element("span", "badge badge-success", "Active")
-      : element("span", "badge badge-muted", "Inactive");
-    const updated = element("time", "nowrap", format.dateTime(product.updated_at));
-    updated.dateTime = product.updated_at;
-    const actions = document.createDocumentFragment();
-    actions.append(
-      actionButton("Edit", `Edit ${product.sku}`, "edit", product.id),
-      actionButton("Delete", `Delete ${product.sku}`, "delete", product.id),
-    );
-    row.append(
-      cell("SKU", product.sku, "sku"),
+      ? el("span", { className: "badge badge-success" }, "Active")
+      : el("span", { className: "badge badge-muted" }, "Inactive");
+    const updated = el("time", { className: "nowrap", dateTime: product.updated_at });
+    updated.textContent = format.dateTime(product.updated_at);
+    return el(
+      "tr",
+      { dataset: { id: product.id } },
+      el("td", { className: "sku", dataset: { label: "SKU" } }, product.sku),
       cell("Name", product.name),
       cell("Description", description),
       cell("Status", status),
       cell("Updated", updated),
-      cell(null, actions, "actions"),
+      el(
+        "td",
+        { className: "actions" },
+        actionButton("Edit", `Edit ${product.sku}`, "edit", product.id),
+        actionButton("Delete", `Delete ${product.sku}`, "delete", product.id),
+      ),
     );
-    return row;
   }
 
   function actionButton(text, label, action, id) {
-    const button = element("button", action === "delete" ? "btn btn-sm btn-danger-outline" : "btn btn-sm", text);
-    button.type = "button";
-    button.dataset.action = action;
-    button.dataset.id = id;
-    button.setAttribute("aria-label", label);
-    return button;
+    const className = action === "delete" ? "btn btn-sm btn-danger-outline" : "btn btn-sm";
+    return el("button", { type: "button", className, dataset: { action, id }, "aria-label": label }, text);
   }
 
   function emptyRow() {
-    const row = document.createElement("tr");
-    const box = element("div", "empty-state");
+    let box;
     if (filtering()) {
-      box.append(element("p", null, ""), element("p", null, "Try fewer or shorter filters."));
-      box.firstChild.append(element("strong", null, "No products match these filters"));
-      const clear = element("button", "btn btn-sm", "Clear filters");
-      clear.type = "button";
+      const clear = el("button", { type: "button", className: "btn btn-sm" }, "Clear filters");
       clear.addEventListener("click", clearFilters);
-      box.append(clear);
+      box = el(
+        "div",
+        { className: "empty-state" },
+        el("p", {}, el("strong", {}, "No products match these filters")),
+        el("p", {}, "Try fewer or shorter filters."),
+        clear,
+      );
     } else {
-      box.append(element("p", null, ""), element("p", null, ""));
-      box.firstChild.append(element("strong", null, "No products yet"));
-      const link = element("a", null, "Import a CSV file");
-      link.href = "/";
-      box.lastChild.append(link, " or add a product with “New product”.");
+      box = el(
+        "div",
+        { className: "empty-state" },
+        el("p", {}, el("strong", {}, "No products yet")),
+        el("p", {}, el("a", { href: "/" }, "Import a CSV file"), " or add a product with “New product”."),
+      );
     }
-    const td = cell(null, box, "empty-cell");
-    td.colSpan = 6;
-    row.append(td);
-    return row;
+    return el("tr", {}, el("td", { className: "empty-cell", colSpan: 6 }, box));
   }
 
   function renderSort() {
@@ -214,19 +196,15 @@
   }
 
   function pageLink(page, text, label, { current = false, disabled = false } = {}) {
-    const item = document.createElement("li");
-    const link = element("a", null, text);
     const search = query({ page });
-    link.href = search ? `?${search}` : location.pathname;
-    link.dataset.page = page;
-    link.setAttribute("aria-label", label);
+    const href = search ? `?${search}` : location.pathname;
+    const link = el("a", { href, dataset: { page }, "aria-label": label }, text);
     if (current) link.setAttribute("aria-current", "page");
     if (disabled) {
       link.setAttribute("aria-disabled", "true");
       link.tabIndex = -1;
     }
-    item.append(link);
-    return item;
+    return el("li", {}, link);
   }
 
   function renderPagination() {
@@ -236,13 +214,8 @@
     $("page-status").textContent = `Page ${state.page} of ${pages}`;
     const items = [pageLink(state.page - 1, "‹ Prev", "Previous page", { disabled: state.page <= 1 })];
     pageNumbers(state.page, pages).forEach((n) => {
-      if (n === null) {
-        const gap = document.createElement("li");
-        gap.append(element("span", "gap", "…"));
-        items.push(gap);
-      } else {
-        items.push(pageLink(n, String(n), `Page ${n}`, { current: n === state.page }));
-      }
+      if (n === null) items.push(el("li", {}, el("span", { className: "gap" }, "…")));
+      else items.push(pageLink(n, String(n), `Page ${n}`, { current: n === state.page }));
     });
     items.push(pageLink(state.page + 1, "Next ›", "Next page", { disabled: state.page >= pages }));
     $("page-links").replaceChildren(...items);
@@ -312,12 +285,13 @@
 
   const productDialog = $("product-dialog");
   const productForm = $("product-form");
+  const productErrors = formErrors(productForm);
   let editing = null;
 
   function openProductForm(product) {
     editing = product || null;
     productForm.reset();
-    clearErrors();
+    productErrors.clear();
     $("product-dialog-title").textContent = product ? `Edit ${product.sku}` : "New product";
     $("product-save").textContent = product ? "Save changes" : "Create product";
     productForm.elements.sku.value = product ? product.sku : "";
@@ -343,66 +317,29 @@
     return Object.fromEntries(Object.entries(values).filter(([key, value]) => value !== editing[key]));
   }
 
-  function clearErrors() {
-    $("product-form-error").textContent = "";
-    FIELDS.forEach((field) => setFieldError(field, ""));
-  }
-
-  function setFieldError(field, message) {
-    const input = productForm.elements[field];
-    $(`product-${field}-error`).textContent = message;
-    if (message) input.setAttribute("aria-invalid", "true");
-    else input.removeAttribute("aria-invalid");
-  }
-
-  function showErrors(error) {
-    const details = error.details && typeof error.details === "object" ? error.details : {};
-    const known = Object.keys(details).filter((field) => FIELDS.includes(field));
-    if (error.status === 409 && !known.length) {
-      setFieldError("sku", error.message);
-      known.push("sku");
-    }
-    known.forEach((field) => setFieldError(field, String(details[field] || error.message)));
-    const others = Object.keys(details).filter((field) => !FIELDS.includes(field));
-    if (!known.length || others.length) {
-      const extra = others.map((field) => `${field}: ${details[field]}`).join("; ");
-      $("product-form-error").textContent = extra ? `${error.message} (${extra})` : error.message;
-    }
-    const first = FIELDS.find((field) => known.includes(field));
-    (first ? productForm.elements[first] : productForm.elements.sku).focus();
-  }
-
-  productForm.addEventListener("input", (event) => {
-    if (FIELDS.includes(event.target.name)) setFieldError(event.target.name, "");
-  });
-
   productForm.addEventListener("submit", async (event) => {
     event.preventDefault();
-    clearErrors();
+    productErrors.clear();
     const values = formValues();
     const body = changes(values);
     if (editing && !Object.keys(body).length) {
       closeDialog(productDialog);
       return notify("Nothing changed.", "info");
     }
-    const button = $("product-save");
-    setBusy(button, true, "Saving…");
-    setDialogBusy(productDialog, true);
+    const busy = { button: $("product-save"), text: "Saving…", dialog: productDialog };
+    let product;
     try {
-      const product = editing
-        ? await api("PATCH", `/api/products/${editing.id}`, body)
-        : await api("POST", "/api/products", body);
-      setDialogBusy(productDialog, false);
-      closeDialog(productDialog);
-      notify(editing ? `Saved ${product.sku}.` : `Created ${product.sku}.`, "success");
-      load();
+      product = await whileBusy(busy, () =>
+        editing ? api("PATCH", `/api/products/${editing.id}`, body) : api("POST", "/api/products", body),
+      );
     } catch (error) {
-      setDialogBusy(productDialog, false);
-      showErrors(error);
+      productErrors.show(error);
       if (error.status === 404) load();
-    } finally {
-      setBusy(button, false);
+      return;
     }
+    closeDialog(productDialog);
+    notify(editing ? `Saved ${product.sku}.` : `Created ${product.sku}.`, "success");
+    load();
   });
 
   $("new-product-button").addEventListener("click", () => openProductForm(null));
@@ -424,21 +361,16 @@
   });
 
   $("delete-confirm").addEventListener("click", async (event) => {
-    const button = event.currentTarget;
-    setBusy(button, true, "Deleting…");
-    setDialogBusy(deleteDialog, true);
+    const busy = { button: event.currentTarget, text: "Deleting…", dialog: deleteDialog };
     try {
-      await api("DELETE", `/api/products/${deleting.id}`);
+      await whileBusy(busy, () => api("DELETE", `/api/products/${deleting.id}`));
       notify(`Deleted ${deleting.sku}.`, "success");
     } catch (error) {
       if (error.status === 404) notify(`${deleting.sku} was already deleted.`, "info");
       else notify(`Could not delete ${deleting.sku}: ${error.message}`, "error");
-    } finally {
-      setBusy(button, false);
-      setDialogBusy(deleteDialog, false);
-      closeDialog(deleteDialog);
-      load();
     }
+    closeDialog(deleteDialog);
+    load();
   });
 
   /* ---- delete all --------------------------------------------------------------------- */
@@ -454,22 +386,17 @@
   });
 
   $("delete-all-confirm").addEventListener("click", async (event) => {
-    const button = event.currentTarget;
-    setBusy(button, true, "Deleting…");
-    setDialogBusy(deleteAllDialog, true);
+    const busy = { button: event.currentTarget, text: "Deleting…", dialog: deleteAllDialog };
     $("delete-all-progress").textContent = "Deleting every product. A large catalog takes a few seconds…";
     try {
-      const result = await api("DELETE", "/api/products?confirm=true");
+      const result = await whileBusy(busy, () => api("DELETE", "/api/products?confirm=true"));
       const deleted = result && result.deleted != null ? result.deleted : 0;
       notify(`Deleted ${format.number(deleted)} product${deleted === 1 ? "" : "s"}.`, "success");
     } catch (error) {
       notify(`The products were not deleted: ${error.message}`, "error");
-    } finally {
-      setBusy(button, false);
-      setDialogBusy(deleteAllDialog, false);
-      closeDialog(deleteAllDialog);
-      goToPage(1, "replace");
     }
+    closeDialog(deleteAllDialog);
+    goToPage(1, "replace");
   });
 
   /* ---- start -------------------------------------------------------------------------- */

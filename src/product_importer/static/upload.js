@@ -5,7 +5,7 @@
 (function () {
   "use strict";
 
-  const { api, format, notify } = window.App;
+  const { api, csrfToken, el, format, notify, whileBusy } = window.App;
   const $ = (id) => document.getElementById(id);
   const uploadSection = $("upload-section");
   const panel = $("job-panel");
@@ -13,16 +13,8 @@
   const dropzone = $("dropzone");
   const maxBytes = Number(uploadSection.dataset.maxBytes);
 
-  const STATUS = {
-    uploading: ["Uploading", "badge-info"],
-    queued: ["Queued", "badge-muted"],
-    running: ["Running", "badge-info"],
-    completed: ["Completed", "badge-success"],
-    completed_with_errors: ["Completed with errors", "badge-warning"],
-    failed: ["Failed", "badge-danger"],
-    cancelled: ["Cancelled", "badge-muted"],
-    upload_failed: ["Upload failed", "badge-danger"],
-  };
+  // [label, badge class] of each status, as imports/views.py names them for every page.
+  const STATUS = JSON.parse($("status-labels").textContent);
   const PHASE = { reading: "Reading", applying: "Applying" };
   const FINISHED = ["completed", "completed_with_errors", "failed", "cancelled"];
 
@@ -83,7 +75,7 @@
     state.xhr = xhr;
     xhr.open("POST", "/api/imports");
     xhr.setRequestHeader("Accept", "application/json");
-    xhr.setRequestHeader("X-CSRFToken", window.App.csrfToken());
+    xhr.setRequestHeader("X-CSRFToken", csrfToken());
     xhr.upload.addEventListener("progress", (event) => {
       if (state.xhr === xhr) renderUploading(file, event.loaded, started);
     });
@@ -262,8 +254,7 @@
   }
 
   function resultBox(job) {
-    const box = document.createElement("div");
-    box.className = "stack";
+    const box = el("div", { className: "stack" });
     if (job.status === "failed") {
       box.append(alertBox("error", "Nothing was imported", job.error));
     } else if (job.status === "cancelled") {
@@ -287,31 +278,18 @@
 
   function warningList(warnings) {
     const box = alertBox("warning", warnings.length === 1 ? "Warning" : "Warnings", null);
-    const list = document.createElement("ul");
-    list.className = "warnings";
-    warnings.forEach((text) => {
-      const item = document.createElement("li");
-      item.textContent = text;
-      list.append(item);
-    });
-    box.append(list);
+    box.append(el("ul", { className: "warnings" }, ...warnings.map((text) => el("li", {}, text))));
     return box;
   }
 
   function alertBox(kind, title, text) {
-    const box = document.createElement("div");
-    box.className = `alert alert-${kind}`;
+    const box = el(
+      "div",
+      { className: `alert alert-${kind}` },
+      el("p", { className: "alert-title" }, title),
+      text ? el("p", { className: "alert-text" }, text) : null,
+    );
     if (kind === "error") box.setAttribute("role", "alert");
-    const heading = document.createElement("p");
-    heading.className = "alert-title";
-    heading.textContent = title;
-    box.append(heading);
-    if (text) {
-      const body = document.createElement("p");
-      body.className = "alert-text";
-      body.textContent = text;
-      box.append(body);
-    }
     return box;
   }
 
@@ -378,29 +356,23 @@
   $("cancel-button").addEventListener("click", async (event) => {
     if (state.xhr) return state.xhr.abort();
     if (!state.job) return;
-    const button = event.currentTarget;
-    window.App.setBusy(button, true, "Cancelling…");
+    const busy = { button: event.currentTarget, text: "Cancelling…" };
     try {
-      renderJob(await api("POST", `/api/imports/${state.job.id}/cancel`));
+      renderJob(await whileBusy(busy, () => api("POST", `/api/imports/${state.job.id}/cancel`)));
     } catch (error) {
       // 409: it finished meanwhile; the event stream brings the final state.
       if (error.status !== 409) notify(`Could not cancel: ${error.message}`, "error");
-    } finally {
-      window.App.setBusy(button, false);
     }
   });
 
   $("retry-button").addEventListener("click", async (event) => {
     if (state.uploadError && state.file) return startUpload(state.file);
     if (!state.job) return;
-    const button = event.currentTarget;
-    window.App.setBusy(button, true, "Retrying…");
+    const busy = { button: event.currentTarget, text: "Retrying…" };
     try {
-      jobStarted(await api("POST", `/api/imports/${state.job.id}/retry`));
+      jobStarted(await whileBusy(busy, () => api("POST", `/api/imports/${state.job.id}/retry`)));
     } catch (error) {
       notify(`Could not retry: ${error.message}`, "error");
-    } finally {
-      window.App.setBusy(button, false);
     }
   });
 

@@ -4,24 +4,13 @@
 (function () {
   "use strict";
 
-  const { api, format, notify, openDialog, closeDialog, setBusy, setDialogBusy } = window.App;
+  const { api, el, format, formErrors, notify, openDialog, closeDialog, setBusy, whileBusy } = window.App;
   const $ = (id) => document.getElementById(id);
-  const FIELDS = ["url", "description", "events", "enabled"];
   const POLL_MS = 2000;
 
   const state = { webhooks: [], tests: {}, editing: null, deleting: null, shown: null };
   let pollTimer = null;
-
-  function el(tag, props = {}, ...children) {
-    const node = document.createElement(tag);
-    Object.entries(props).forEach(([key, value]) => {
-      if (key === "dataset") Object.assign(node.dataset, value);
-      else if (key in node) node[key] = value;
-      else node.setAttribute(key, value);
-    });
-    node.append(...children.filter((child) => child != null));
-    return node;
-  }
+  let webhookErrors = null; // App.formErrors of the webhook form, once the page has loaded
 
   function button(text, action, id, label, className = "btn btn-sm") {
     const props = { type: "button", className, dataset: { action, id: String(id) } };
@@ -124,13 +113,12 @@
   async function runTest(id, trigger) {
     state.tests[id] = { pending: true };
     $(`test-result-${id}`).replaceWith(testResult(id));
-    setBusy(trigger, true, "Testing…");
     try {
-      state.tests[id] = await api("POST", `/api/webhooks/${id}/test`);
+      state.tests[id] = await whileBusy({ button: trigger, text: "Testing…" }, () =>
+        api("POST", `/api/webhooks/${id}/test`),
+      );
     } catch (error) {
       state.tests[id] = { ok: false, error: error.message };
-    } finally {
-      setBusy(trigger, false);
     }
     $(`test-result-${id}`).replaceWith(testResult(id));
     if (state.shown === id) loadDeliveries();
@@ -178,7 +166,7 @@
     state.editing = hook || null;
     const form = $("webhook-form");
     form.reset();
-    clearErrors();
+    webhookErrors.clear();
     $("webhook-dialog-title").textContent = hook ? "Edit webhook" : "Add webhook";
     $("webhook-save").textContent = hook ? "Save changes" : "Add webhook";
     if (hook) {
@@ -204,45 +192,24 @@
     };
   }
 
-  function clearErrors() {
-    $("webhook-form-error").textContent = "";
-    FIELDS.forEach((name) => ($(`webhook-${name}-error`).textContent = ""));
-    $("webhook-url").removeAttribute("aria-invalid");
-  }
-
-  function showErrors(error) {
-    const details = (error.status === 422 && error.details) || {};
-    const known = FIELDS.filter((name) => details[name]);
-    known.forEach((name) => ($(`webhook-${name}-error`).textContent = details[name]));
-    if (details.url) $("webhook-url").setAttribute("aria-invalid", "true");
-    if (!known.length) $("webhook-form-error").textContent = error.message;
-    const first = known[0] === "events" ? eventBoxes()[0] : $(`webhook-${known[0]}`);
-    if (first) first.focus();
-  }
-
   async function submitForm(event) {
     event.preventDefault();
-    clearErrors();
+    webhookErrors.clear();
     const dialog = $("webhook-dialog");
-    const save = $("webhook-save");
     const editing = state.editing;
-    setDialogBusy(dialog, true);
-    setBusy(save, true, "Saving…");
+    const values = formValues();
+    let saved;
     try {
-      const saved = editing
-        ? await api("PATCH", `/api/webhooks/${editing.id}`, formValues())
-        : await api("POST", "/api/webhooks", formValues());
-      setDialogBusy(dialog, false);
-      closeDialog(dialog);
-      await loadWebhooks();
-      if (editing) notify("Webhook saved.", "success");
-      else showSecret(saved.secret);
+      saved = await whileBusy({ button: $("webhook-save"), text: "Saving…", dialog }, () =>
+        editing ? api("PATCH", `/api/webhooks/${editing.id}`, values) : api("POST", "/api/webhooks", values),
+      );
     } catch (error) {
-      showErrors(error);
-    } finally {
-      setBusy(save, false);
-      setDialogBusy(dialog, false);
+      return webhookErrors.show(error);
     }
+    closeDialog(dialog);
+    await loadWebhooks();
+    if (editing) notify("Webhook saved.", "success");
+    else showSecret(saved.secret);
   }
 
   function showSecret(secret) {
@@ -271,24 +238,19 @@
 
   async function deleteConfirmed() {
     const dialog = $("delete-dialog");
-    const confirm = $("delete-confirm");
     const hook = state.deleting;
-    setDialogBusy(dialog, true);
-    setBusy(confirm, true, "Deleting…");
     try {
-      await api("DELETE", `/api/webhooks/${hook.id}`);
-      setDialogBusy(dialog, false);
-      closeDialog(dialog);
-      if (state.shown === hook.id) hideDeliveries();
-      notify("Webhook deleted.", "success");
-      await loadWebhooks();
-      $("new-webhook-button").focus();
+      await whileBusy({ button: $("delete-confirm"), text: "Deleting…", dialog }, () =>
+        api("DELETE", `/api/webhooks/${hook.id}`),
+      );
     } catch (error) {
-      notify(`Could not delete the webhook: ${error.message}`, "error");
-    } finally {
-      setBusy(confirm, false);
-      setDialogBusy(dialog, false);
+      return notify(`Could not delete the webhook: ${error.message}`, "error");
     }
+    closeDialog(dialog);
+    if (state.shown === hook.id) hideDeliveries();
+    notify("Webhook deleted.", "success");
+    await loadWebhooks();
+    $("new-webhook-button").focus();
   }
 
   /* ---- deliveries ---------------------------------------------------------------------- */
@@ -381,6 +343,7 @@
   /* ---- wiring -------------------------------------------------------------------------- */
 
   document.addEventListener("DOMContentLoaded", () => {
+    webhookErrors = formErrors($("webhook-form"));
     $("new-webhook-button").addEventListener("click", () => openForm(null));
     $("webhooks-body").addEventListener("click", onTableClick);
     $("webhooks-body").addEventListener("change", onTableChange);
