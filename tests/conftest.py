@@ -11,12 +11,13 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import insert, text
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -79,15 +80,67 @@ def app(test_env):
     return app
 
 
+@dataclass(frozen=True)
+class Account:
+    """One of the accounts every test starts with: sign in with email and PASSWORD, or token."""
+
+    role: str
+    email: str
+    token: str
+
+
+PASSWORD = "a test password, long enough"
+
+
+@pytest.fixture(scope="session")
+def accounts() -> dict[str, Account]:
+    """An admin, an editor and a viewer, each with a personal access token of its role."""
+    from product_importer.accounts import credentials
+
+    return {
+        role: Account(role, f"{role}@example.test", credentials.new_token())
+        for role in ("admin", "editor", "viewer")
+    }
+
+
+@pytest.fixture(scope="session")
+def _account_rows(accounts) -> tuple[list[dict], list[dict]]:
+    from product_importer.accounts import credentials
+
+    password_hash = credentials.hash_password(PASSWORD)  # once: argon2 is slow on purpose
+    users = [
+        {"email": a.email, "password_hash": password_hash, "role": a.role}
+        for a in accounts.values()
+    ]
+    tokens = [
+        {
+            "user_id": number,
+            "name": "tests",
+            "token_hash": credentials.token_hash(a.token),
+            "prefix": a.token[:12],
+            "role": a.role,
+        }
+        for number, a in enumerate(accounts.values(), start=1)
+    ]
+    return users, tokens
+
+
 @pytest.fixture(autouse=True)
-def _empty_tables(request, app):
-    """Start every test from empty tables (workers use their own connections, so no rollback)."""
+def _empty_tables(request, app, _account_rows):
+    """Start every test from empty tables but the three standard accounts.
+
+    Workers use their own connections, so there is no rollback to lean on.
+    """
+    from product_importer.accounts.models import Token, User
     from product_importer.extensions import db
 
+    users, tokens = _account_rows
     with app.app_context():
         tables = ", ".join(t.name for t in db.metadata.sorted_tables)
         with db.engine.begin() as conn:
             conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+            conn.execute(insert(User), users)  # ids 1, 2, 3: admin, editor, viewer
+            conn.execute(insert(Token), tokens)
     yield
 
 
@@ -108,9 +161,37 @@ def db_session(app_ctx):
 
 
 @pytest.fixture
-def client(app):
-    """Flask's test client: requests go through the whole app, in this process."""
-    return app.test_client()
+def client(app, accounts):
+    """Flask's test client, as the admin's token: requests go through the whole app, here."""
+    return client_with_token(app, accounts["admin"].token)
+
+
+@pytest.fixture
+def client_as(app, accounts):
+    """Return a test client acting with the token of the standard account of a role."""
+    return lambda role: client_with_token(app, accounts[role].token)
+
+
+def admin_token_for(app) -> str:
+    """Make an admin with a token in `app`'s own database (an embedded app, say); return it."""
+    from product_importer.accounts import service
+    from product_importer.extensions import db
+
+    with app.app_context():
+        admin = service.find_user(db.session, "admin@example.test") or service.create_user(
+            db.session, email="admin@example.test", role="admin", password=PASSWORD
+        )
+        _, token = service.create_token(db.session, admin, name="tests")
+        db.session.commit()
+    return token
+
+
+def client_with_token(app, token: str | None):
+    """A test client that sends `Authorization: Bearer <token>` (none when token is None)."""
+    test_client = app.test_client()
+    if token:
+        test_client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    return test_client
 
 
 def free_port() -> int:
@@ -223,10 +304,16 @@ def wait_until_up(url: str, process: Process, timeout: float = 60) -> None:
 
 
 @pytest.fixture
-def http(live_server):
-    """An HTTP client for the live server."""
-    with httpx.Client(base_url=live_server, timeout=30) as client:
+def http(live_server, accounts):
+    """An HTTP client for the live server, acting with the admin's token."""
+    with http_client(live_server, accounts["admin"].token) as client:
         yield client
+
+
+def http_client(url: str, token: str | None) -> httpx.Client:
+    """An HTTP client for `url` that sends the bearer token (none when token is None)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=url, timeout=30, headers=headers)
 
 
 @pytest.fixture

@@ -5,11 +5,13 @@ import os
 
 from dotenv import find_dotenv, load_dotenv
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import background
+from . import background, security
+from .accounts import auth
 from .config import load_config
 from .errors import register_errorhandlers
-from .extensions import celery_init_app, csrf, db, migrate
+from .extensions import celery_init_app, csrf, db, limiter, migrate
 from .imports.uploads import UploadRequest
 
 MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
@@ -24,6 +26,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config.from_mapping(load_config(app.instance_path))
     app.config.update(test_config or {})
     configure_logging(app)
+    if app.config["PROXY_COUNT"]:  # the client's address and scheme, as the proxies saw them
+        count = app.config["PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
     register_extensions(app)
     register_blueprints(app)
     register_errorhandlers(app)
@@ -39,16 +44,21 @@ def configure_logging(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    """Attach the database, migrations, CSRF protection and Celery."""
+    """Attach the database, migrations, CSRF, sign-in, rate limits, hardening and Celery."""
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS)
     csrf.init_app(app)
+    security.init_app(app)  # first: body limits hold before anything reads a body
+    limiter.init_app(app)
+    auth.init_app(app)
     background.register(app, celery_init_app)
 
 
 def register_blueprints(app: Flask) -> None:
     """Register every domain's API and page blueprints."""
     from . import health, openapi
+    from .accounts import api as accounts_api
+    from .accounts import views as accounts_views
     from .imports import api as imports_api
     from .imports import views as imports_views
     from .products import api as products_api
@@ -58,8 +68,9 @@ def register_blueprints(app: Flask) -> None:
 
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
-    for module in (imports_api, products_api, webhooks_api):
-        csrf.exempt(module.bp)  # the JSON API checks the request's origin instead
+    for module in (accounts_api, imports_api, products_api, webhooks_api):
+        # Token callers hold no CSRF token: auth.enforce asks it of cookie sessions only.
+        csrf.exempt(module.bp)
         app.register_blueprint(module.bp)
-    for module in (imports_views, products_views, webhooks_views):
+    for module in (accounts_views, imports_views, products_views, webhooks_views):
         app.register_blueprint(module.bp)

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from flask import Response, request, stream_with_context
 
 from .errors import BadRequest, Invalid
+from .spreadsheet import escape_formula
 
 CSV_FLUSH_ROWS = 2000
 MAX_DIGITS = 9
@@ -33,7 +34,11 @@ def whole_number(name: str, default: int) -> int:
 
 
 def csv_download(rows: Iterable[Sequence], header: Sequence[str], filename: str) -> Response:
-    """Stream rows as a CSV attachment (CRLF, as spreadsheets write it), in constant memory."""
+    """Stream rows as a CSV attachment (CRLF, as spreadsheets write it), in constant memory.
+
+    A text cell that a spreadsheet would run as a formula gets a `'` in front (the import
+    drops it again).
+    """
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
     return Response(
         stream_with_context(_csv_text(rows, header)), mimetype="text/csv", headers=headers
@@ -45,7 +50,7 @@ def _csv_text(rows: Iterable[Sequence], header: Sequence[str]):
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(header)
     for count, row in enumerate(rows, start=1):
-        writer.writerow(row)
+        writer.writerow([escape_formula(cell) if isinstance(cell, str) else cell for cell in row])
         if count % CSV_FLUSH_ROWS == 0:
             yield _take(buffer)
     yield _take(buffer)

@@ -1,12 +1,22 @@
 """The `product-importer` command: serve, worker, migrate, import."""
 
+import logging
 import multiprocessing
 import os
+import sys
+from contextlib import contextmanager
 
 import click
 import flask_migrate
 
 from . import create_app
+from .accounts import credentials
+from .accounts import service as accounts_service
+from .accounts.roles import ROLES
+from .errors import AppError
+from .extensions import db
+
+log = logging.getLogger(__name__)
 
 
 @click.group()
@@ -30,9 +40,11 @@ def serve(host: str, port: int) -> None:
     """Run the web app (gunicorn), with the embedded worker when no broker is configured."""
     from .gunicorn_app import GunicornApp
 
+    os.environ["SERVE_HOST"] = host  # the address to answer as, for every web process
     app = create_app()
     with app.app_context():
         flask_migrate.upgrade()
+        _announce_setup_link(host, port)
     embedded = app.config["EMBEDDED_WORKER"]
     # SQLite has one writer: one process with threads. PostgreSQL: a process per core.
     workers = 1 if embedded else int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
@@ -49,6 +61,17 @@ def serve(host: str, port: int) -> None:
         },
         embedded=embedded,
     ).run()
+
+
+def _announce_setup_link(host: str, port: int) -> None:
+    """While no account exists, print (and log) a one-time link that creates the first admin."""
+    token = accounts_service.new_setup_link_token(db.session)
+    db.session.commit()
+    if token:
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        link = f"http://{shown}:{port}/setup?token={token}"
+        click.secho(f"No account exists yet. Create the first admin here: {link}", bold=True)
+        log.warning("no account exists yet; create the first admin at %s", link)
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -83,3 +106,60 @@ def import_file(path: str) -> None:
     with app.app_context():
         flask_migrate.upgrade()
         raise SystemExit(run_import_from_terminal(path))
+
+
+@main.group()
+def users() -> None:
+    """Manage accounts (for provisioning without a browser)."""
+
+
+@users.command("create")
+@click.argument("email")
+@click.option("--role", type=click.Choice(ROLES), required=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def create_user(email: str, role: str, password_stdin: bool) -> None:
+    """Create an account; without --password-stdin, print a one-time password."""
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
+    shown = password is None
+    with _cli_app():
+        password = password or credentials.new_password()
+        user = accounts_service.create_user(db.session, email=email, role=role, password=password)
+        db.session.commit()
+        click.echo(f"Created {user.email} ({user.role}).", err=True)
+    if shown:
+        click.echo(f"One-time password (shown only once): {password}", err=True)
+
+
+@main.group()
+def tokens() -> None:
+    """Manage personal access tokens (for scripts and other systems)."""
+
+
+@tokens.command("create")
+@click.argument("email")
+@click.option("--name", required=True, help="What the token is for.")
+@click.option("--role", type=click.Choice(ROLES), help="At most the account's role (default).")
+@click.option("--expires-days", type=click.IntRange(1, 3650), help="Default: never expires.")
+def create_token(email: str, name: str, role: str | None, expires_days: int | None) -> None:
+    """Create a token for an account and print it alone on standard output."""
+    with _cli_app():
+        owner = accounts_service.find_user(db.session, email)
+        if owner is None or not owner.active:
+            raise click.ClickException(f"No active account {email}. Create it with `users create`.")
+        _, secret = accounts_service.create_token(
+            db.session, owner, name=name, role=role, expires_days=expires_days
+        )
+        db.session.commit()
+    click.echo(secret)
+
+
+@contextmanager
+def _cli_app():
+    """An app context on a migrated database; domain errors become clean CLI errors."""
+    with create_app().app_context():
+        flask_migrate.upgrade()
+        try:
+            yield
+        except AppError as error:
+            details = f" ({error.details})" if error.details else ""
+            raise click.ClickException(f"{error.message}{details}") from error

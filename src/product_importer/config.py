@@ -2,8 +2,10 @@
 
 import os
 import secrets
+import socket
 from pathlib import Path
 
+MIB = 1024**2
 GIB = 1024**3
 TRUE_WORDS = {"1", "true", "yes", "on"}
 
@@ -48,8 +50,8 @@ def load_config(instance_path: str) -> dict:
         "EMBEDDED_WORKER": not broker_url,
         "UPLOAD_FOLDER": env("UPLOAD_FOLDER") or str(instance / "uploads"),
         "MAX_UPLOAD_BYTES": max_upload,
-        # Room for the multipart envelope around the file; the file itself is checked exactly.
-        "MAX_CONTENT_LENGTH": max_upload + 1024 * 1024,
+        # JSON and form bodies; views marked `large_body` (uploads) take MAX_UPLOAD_BYTES more.
+        "MAX_CONTENT_LENGTH": MIB,
         "UPLOAD_RETENTION_HOURS": float(env("UPLOAD_RETENTION_HOURS") or 24),
         "IMPORT_HEARTBEAT_TIMEOUT_SECONDS": float(env("IMPORT_HEARTBEAT_TIMEOUT_SECONDS") or 30),
         # `serve` gives each web process 16 threads: half may follow imports, the rest serve.
@@ -60,7 +62,47 @@ def load_config(instance_path: str) -> dict:
         "WEBHOOK_RETRY_BASE_SECONDS": float(env("WEBHOOK_RETRY_BASE_SECONDS") or 5),
         "LOG_LEVEL": (env("LOG_LEVEL") or "INFO").upper(),
         "WTF_CSRF_TIME_LIMIT": None,
+        **_access_settings(env, broker_url),
     }
+
+
+def _access_settings(env, broker_url: str) -> dict:
+    """Sign-in sessions, allowed host names, rate-limit storage and quotas."""
+    return {
+        # Flask refuses (400) a request whose Host header is not one of these.
+        "TRUSTED_HOSTS": allowed_hosts(env("ALLOWED_HOSTS"), env("SERVE_HOST")),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": _bool(env("SESSION_COOKIE_SECURE")),
+        "PERMANENT_SESSION_LIFETIME": 14 * 24 * 3600,
+        # Failed sign-ins are counted where every web process sees them: Redis in production.
+        "RATELIMIT_STORAGE_URI": broker_url if broker_url.startswith("redis") else "memory://",
+        "RATELIMIT_KEY_PREFIX": "product-importer-limits",
+        "RATELIMIT_SWALLOW_ERRORS": True,  # Redis down: sign-in still works, unlimited
+        "MAX_QUEUED_IMPORTS": int(env("MAX_QUEUED_IMPORTS") or 3),
+        "MIN_FREE_DISK_BYTES": int(env("MIN_FREE_DISK_BYTES") or 512 * MIB),
+        "PROXY_COUNT": int(env("PROXY_COUNT") or 0),
+    }
+
+
+LOCAL_HOSTS = ["localhost", "127.0.0.1"]  # Werkzeug cannot match IPv6 literals
+WILDCARDS = {"0.0.0.0", "::", ""}
+
+
+def allowed_hosts(configured: str | None, serve_host: str | None) -> list[str]:
+    """The Host header names to answer: ALLOWED_HOSTS, else localhost and the bound address.
+
+    Bound to every address (0.0.0.0), the machine's own names are added; anything else (a
+    public DNS name) must be listed in ALLOWED_HOSTS.
+    """
+    if configured:
+        return [name.strip() for name in configured.split(",") if name.strip()]
+    hosts = list(LOCAL_HOSTS)
+    if serve_host in WILDCARDS and serve_host is not None:
+        hosts += [socket.gethostname(), socket.getfqdn()]
+    elif serve_host:
+        hosts.append(serve_host)
+    return list(dict.fromkeys(hosts))
 
 
 def _engine_options(database_url: str) -> dict:

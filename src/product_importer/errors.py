@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 
@@ -44,6 +44,14 @@ class Invalid(AppError):
     status, code = 422, "invalid"
 
 
+class TooMany(AppError):
+    status, code = 429, "too_many"
+
+
+class InsufficientStorage(AppError):
+    status, code = 507, "insufficient_storage"
+
+
 def wants_json() -> bool:
     """API paths always answer JSON; pages answer HTML unless JSON is asked for."""
     if request.path.startswith("/api/"):
@@ -68,9 +76,18 @@ def _handle_http_error(error: HTTPException):
     code = (error.name or "error").lower().replace(" ", "_")
     message = error.description or error.name
     if error.code == 413:  # one code for every 413, as TooLarge has it
-        code = TooLarge.code
-        message = "The upload is larger than the limit. Split the file or compress it with gzip."
-    return error_response(error.code or 500, code, message)
+        code, message = TooLarge.code, _too_large_message()
+    body, status = error_response(error.code or 500, code, message)
+    # Keep what the protocol asks for: Allow on a 405, Retry-After on a 429.
+    headers = [(name, value) for name, value in error.get_headers() if name != "Content-Type"]
+    return body, status, headers
+
+
+def _too_large_message() -> str:
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.max_content_length and request.max_content_length > limit:
+        return "The upload is larger than the limit. Split the file or compress it with gzip."
+    return f"The request body is larger than {limit:,} bytes. Send less at once."
 
 
 def register_errorhandlers(app: Flask) -> None:

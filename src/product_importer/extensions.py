@@ -1,7 +1,8 @@
 """Extension objects, created unbound and attached to the app in create_app()."""
 
 from celery import Celery, Task
-from flask import Flask
+from flask import Flask, request
+from flask_limiter import Limiter
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
@@ -30,6 +31,8 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 csrf = CSRFProtect()
+# Limits are declared on the views that need them (failed sign-ins); none by default.
+limiter = Limiter(key_func=lambda: request.remote_addr or "unknown")
 
 
 def _unicode_lower(value):

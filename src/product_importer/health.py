@@ -4,18 +4,21 @@ from flask import Blueprint, current_app, jsonify
 from kombu import Connection
 from sqlalchemy import text
 
+from .accounts.auth import public
 from .extensions import db
 
 bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
+@public
 def healthz():
     """Answer while the process is up."""
     return jsonify(status="ok")
 
 
 @bp.get("/readyz")
+@public
 def readyz():
     """Answer 200 when the database and the broker are reachable, 503 naming what is not."""
     checks = {"database": _check_database(), "broker": _check_broker()}

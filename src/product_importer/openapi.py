@@ -2,6 +2,8 @@
 
 from flask import Blueprint, jsonify
 
+from .accounts import openapi as accounts_openapi
+from .accounts.auth import public
 from .webhooks import openapi as webhooks_openapi
 
 bp = Blueprint("openapi", __name__)
@@ -44,6 +46,10 @@ CROSS_SITE = {"403": _error("Refused: sent by a page of another site")}
 
 def document() -> dict:
     """Return the OpenAPI document."""
+    return accounts_openapi.secure(_unsecured())
+
+
+def _unsecured() -> dict:
     return {
         "openapi": "3.0.3",
         "info": {
@@ -56,13 +62,17 @@ def document() -> dict:
             **_import_paths(),
             **_product_paths(),
             **webhooks_openapi.paths(),
+            **accounts_openapi.paths(),
             **_service_paths(),
         },
-        "components": {"schemas": {**_schemas(), **webhooks_openapi.schemas()}},
+        "components": {
+            "schemas": {**_schemas(), **webhooks_openapi.schemas(), **accounts_openapi.schemas()}
+        },
     }
 
 
 @bp.get("/api/openapi.json")
+@public
 def openapi_json():
     """Serve the OpenAPI document."""
     return jsonify(document())
@@ -122,6 +132,7 @@ def _import_job_schema() -> dict:
             "created_at": STAMP,
             "started_at": NULLABLE_STAMP,
             "finished_at": NULLABLE_STAMP,
+            "created_by": {"type": "string", "nullable": True, "description": "Who uploaded it"},
         },
     }
 

@@ -1,17 +1,50 @@
-"""Cross-site request forgery protection for the JSON API.
+"""Request hardening: cross-site refusal, body limits, security headers on every response.
 
-The API has outside clients (scripts, other systems) that hold no CSRF token, so instead of
-a token it refuses state-changing requests that a browser marks as coming from another site:
-browsers always send `Sec-Fetch-Site` or `Origin` on such requests, other clients send neither.
+The JSON API has outside clients (scripts, other systems) that hold no CSRF token, so besides
+the token the pages send, it refuses state-changing requests that a browser marks as coming
+from another site: browsers always send `Sec-Fetch-Site` or `Origin` on such requests, other
+clients send neither. `Origin: null` (a sandboxed frame, a file: page) counts as cross-site.
 """
 
 from urllib.parse import urlsplit
 
-from flask import request
+from flask import Flask, current_app, request
 
 from .errors import Forbidden
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",  # for browsers that predate frame-ancestors
+}
+
+
+def init_app(app: Flask) -> None:
+    """Limit request bodies (MAX_CONTENT_LENGTH, 1 MiB) and add the security headers."""
+    app.before_request(_limit_body)
+    app.after_request(_add_headers)
+
+
+def large_body(view):
+    """Let this view receive an upload of up to MAX_UPLOAD_BYTES (plus the form around it)."""
+    view.large_body = True
+    return view
+
+
+def _limit_body() -> None:
+    view = current_app.view_functions.get(request.endpoint)
+    if getattr(view, "large_body", False):
+        # Room for the multipart envelope around the file; the file itself is checked exactly.
+        envelope = current_app.config["MAX_CONTENT_LENGTH"]
+        request.max_content_length = current_app.config["MAX_UPLOAD_BYTES"] + envelope
+
+
+def _add_headers(response):
+    for name, value in HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
 
 
 def refuse_cross_site_requests() -> None:
@@ -22,5 +55,5 @@ def refuse_cross_site_requests() -> None:
     if fetch_site in ("cross-site", "same-site"):
         raise Forbidden("Cross-site requests are refused. Use the app's own pages or the API.")
     origin = request.headers.get("Origin")
-    if origin and origin != "null" and urlsplit(origin).netloc != request.host:
+    if origin is not None and (origin == "null" or urlsplit(origin).netloc != request.host):
         raise Forbidden("Cross-site requests are refused. Use the app's own pages or the API.")

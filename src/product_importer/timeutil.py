@@ -15,3 +15,8 @@ def iso(value: datetime | None) -> str | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def aware(value: datetime) -> datetime:
+    """The same moment, timezone-aware: SQLite hands back naive values, which are UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

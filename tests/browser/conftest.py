@@ -3,6 +3,8 @@
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from tests.conftest import PASSWORD
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -28,8 +30,8 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, live_server, live_worker, artifacts, request):
-    """A fresh page on the live server; a screenshot of it is saved when the test ends."""
+def signed_out_page(browser, live_server, live_worker, artifacts, request):
+    """A fresh page on the live server, signed in as no one; a screenshot is saved at the end."""
     context = browser.new_context(base_url=live_server, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(15_000)
@@ -37,3 +39,19 @@ def page(browser, live_server, live_worker, artifacts, request):
     name = request.node.name.replace("/", "_")
     page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
     context.close()
+
+
+@pytest.fixture
+def page(signed_out_page, accounts):
+    """A fresh page, signed in through the sign-in page as the admin."""
+    sign_in(signed_out_page, accounts["admin"].email)
+    return signed_out_page
+
+
+def sign_in(page, email: str, password: str = PASSWORD) -> None:
+    """Sign in through the page, as a person does; wait until the app shows who it is."""
+    page.goto("/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#signed-in-as")).to_contain_text(email)

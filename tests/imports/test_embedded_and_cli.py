@@ -5,10 +5,9 @@ import os
 import sqlite3
 import subprocess
 
-import httpx
 import pytest
 
-from tests.conftest import BIN, ROOT, Process, free_port, wait_until_up
+from tests.conftest import BIN, ROOT, Process, free_port, http_client, wait_until_up
 from tests.helpers import import_csv
 
 from .conftest import errors_csv
@@ -59,15 +58,48 @@ def embedded_server(tmp_path, test_env):
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(url, server)
-        yield url, instance, server
+        assert (
+            f"Create the first admin here: http://127.0.0.1:{port}/setup?token=" in server.output()
+        )
+        yield url, instance, server, provision_admin(env, tmp_path)
     finally:
         server.kill()
 
 
+def provision_admin(env: dict, cwd) -> str:
+    """Make an admin and a token with the command line, as an operator would; return the token."""
+
+    def run(*args: str, stdin: str = "") -> str:
+        done = subprocess.run(
+            [str(BIN / "product-importer"), *args],
+            env=env,
+            cwd=cwd,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    run(
+        "users",
+        "create",
+        "ops@example.test",
+        "--role",
+        "admin",
+        "--password-stdin",
+        stdin="a long operator password\n",
+    )
+    token = run("tokens", "create", "ops@example.test", "--name", "smoke test")
+    assert token.startswith("pit_") and token.count("\n") == 1  # the token alone on stdout
+    return token.strip()
+
+
 def test_serve_with_nothing_configured_imports_into_sqlite(embedded_server):
-    url, instance, server = embedded_server
+    url, instance, server, token = embedded_server
     assert "embedded (SQLite + in-process worker) mode" in server.output()
-    with httpx.Client(base_url=url, timeout=30) as http:
+    with http_client(url, token) as http:
         first = import_csv(
             http, "sku,name,description,active\nA-1,Apple,Red,no\nb-2,Banana,,\nB-2,Banana 2,Y,\n"
         )
@@ -111,8 +143,8 @@ def test_settings_come_from_the_env_file_of_the_folder_it_runs_in(tmp_path, test
 
 
 def test_embedded_sku_identity_ignores_case_beyond_ascii_too(embedded_server):
-    url, instance, _server = embedded_server
-    with httpx.Client(base_url=url, timeout=30) as http:
+    url, instance, _server, token = embedded_server
+    with http_client(url, token) as http:
         job = import_csv(http, "sku,name\nÄPFEL-1,Apfel\näpfel-1,Apfel 2\nÉTÉ-2,Été\n")
 
     assert (job["created"], job["updated"]) == (2, 0)  # as PostgreSQL counts it

@@ -12,7 +12,7 @@ from contextlib import ExitStack
 import httpx
 import pytest
 
-from tests.conftest import BIN, Process, free_port, wait_until_up
+from tests.conftest import BIN, Process, free_port, http_client, wait_until_up
 from tests.helpers import upload_csv, wait_for_job
 
 from .conftest import TABLE_LOCK, wait_for
@@ -92,9 +92,9 @@ def open_stream_when_free(streams, client, job_id, timeout: float = 10) -> Strea
         time.sleep(0.2)
 
 
-def test_past_the_cap_a_stream_is_refused_until_an_open_one_closes(start_server, holding):
+def test_past_the_cap_a_stream_is_refused_until_an_open_one_closes(start_server, holding, accounts):
     server = start_server(MAX_EVENT_STREAMS="2")
-    with httpx.Client(base_url=server, timeout=10) as client, ExitStack() as streams:
+    with http_client(server, accounts["admin"].token) as client, ExitStack() as streams:
         with holding(TABLE_LOCK):
             job_id = running_job(client)
             first, second = (Stream(streams, client, job_id) for _ in range(2))
@@ -119,10 +119,12 @@ def test_past_the_cap_a_stream_is_refused_until_an_open_one_closes(start_server,
             assert events[-1][0] == "done" and events[-1][1]["status"] == "completed"
 
 
-def test_a_stream_ends_after_its_time_without_done_and_a_new_one_goes_on(start_server, holding):
+def test_a_stream_ends_after_its_time_without_done_and_a_new_one_goes_on(
+    start_server, holding, accounts
+):
     server = start_server(EVENT_STREAM_SECONDS="2")
     events_url = "/api/imports/{}/events"
-    with httpx.Client(base_url=server, timeout=10) as client:
+    with http_client(server, accounts["admin"].token) as client:
         with holding(TABLE_LOCK):
             job_id = running_job(client)
             for _ in range(2):  # a client that reconnects gets a new stream each time

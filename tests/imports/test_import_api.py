@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from tests.conftest import client_with_token
 from tests.helpers import import_csv, upload_csv, wait_for_job
 
 from .conftest import errors_csv
@@ -440,12 +441,12 @@ def test_unknown_imports_are_404(http):
 
 
 @pytest.fixture
-def small_limit_client(app, test_env):
+def small_limit_client(app, test_env, accounts):
     """A Flask test client of an app whose upload limit is 1,000 bytes."""
     from product_importer import create_app
 
     limited = create_app({"TESTING": True, "MAX_UPLOAD_BYTES": 1000, "MAX_CONTENT_LENGTH": 5000})
-    yield limited.test_client()
+    yield client_with_token(limited, accounts["admin"].token)
     app.extensions["celery"].set_default()  # create_app made the limited app's Celery current
 
 

@@ -36,8 +36,26 @@ def test_the_export_is_a_csv_of_every_product(client):
     body = response.get_data(as_text=True)
     assert body.startswith("sku,name,description,active\r\n")
     exported = [(r["sku"], r["name"], r["description"], r["active"] == "true") for r in rows(body)]
-    assert exported == products(client)
+    assert exported == [tuple(map(shown_as_text, product)) for product in products(client)]
     assert {r["active"] for r in rows(body)} == {"true", "false"}
+
+
+def shown_as_text(value):
+    """What a spreadsheet-safe export writes: a ' before a cell that would start a formula."""
+    return "'" + value if isinstance(value, str) and value[:1] in ("=", "+", "-", "@") else value
+
+
+def test_cells_that_would_run_as_formulas_are_escaped_in_the_export(client):
+    fields = {"sku": '=HYPERLINK("http://evil.example")', "name": "+1", "description": "@SUM(A1)"}
+    assert client.post("/api/products", json=fields).status_code == 201
+
+    (row,) = rows(client.get("/api/products/export.csv").get_data(as_text=True))
+
+    assert (row["sku"], row["name"], row["description"]) == (
+        '\'=HYPERLINK("http://evil.example")',
+        "'+1",
+        "'@SUM(A1)",
+    )
 
 
 def test_the_export_keeps_the_filters_and_the_sort(client):

@@ -7,6 +7,7 @@ import flask_migrate
 import pytest
 
 from product_importer import create_app
+from tests.conftest import admin_token_for, client_with_token
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def sqlite_app(test_env, tmp_path_factory):
 
 @pytest.fixture
 def sqlite_client(sqlite_app):
-    client = sqlite_app.test_client()
+    client = client_with_token(sqlite_app, admin_token_for(sqlite_app))
     assert client.delete("/api/products?confirm=true").status_code == 200
     return client
 

@@ -184,7 +184,7 @@ def test_retries_stop_after_about_a_day(make_endpoint, receiver):
     make_endpoint(receiver.url)
     receiver.answer(Answer(status=502))
     with db.engine.begin() as conn:  # an event published a day ago, due now
-        (delivery_id,) = events.publish(conn, "product.updated", PRODUCT)
+        (delivery_id,) = events.publish(conn, "product.updated", PRODUCT, actor=None)
         conn.execute(update(deliveries).values(created_at=utcnow() - timedelta(hours=24)))
 
     given_up = wait_for(delivery_id, "failed")
@@ -195,7 +195,7 @@ def test_retries_stop_after_about_a_day(make_endpoint, receiver):
 def test_a_delivery_of_a_disabled_endpoint_is_not_sent(make_endpoint, receiver):
     make_endpoint(receiver.url)
     with db.engine.begin() as conn:
-        (delivery_id,) = events.publish(conn, "product.updated", PRODUCT)
+        (delivery_id,) = events.publish(conn, "product.updated", PRODUCT, actor=None)
         conn.execute(update(Endpoint.__table__).values(enabled=False))
 
     failed = wait_for(delivery_id, "failed")
@@ -215,7 +215,7 @@ def test_a_delivery_is_claimed_by_one_sender_at_a_time(app, make_endpoint, recei
             sending.deliver_one(delivery_id)
 
     with db.engine.begin() as conn:  # no task message: the in-process senders race the sweep
-        (delivery_id,) = events.publish(conn, "product.updated", PRODUCT)
+        (delivery_id,) = events.publish(conn, "product.updated", PRODUCT, actor=None)
     threads = [threading.Thread(target=sender, args=(delivery_id,)) for _ in range(6)]
     for thread in threads:
         thread.start()
@@ -242,7 +242,7 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap(app, monkeypatch):
 def test_old_finished_deliveries_are_removed(make_endpoint, receiver):
     make_endpoint(receiver.url)
     with db.engine.begin() as conn:
-        (delivery_id,) = events.publish(conn, "product.updated", PRODUCT)
+        (delivery_id,) = events.publish(conn, "product.updated", PRODUCT, actor=None)
         conn.execute(
             update(deliveries).values(status="succeeded", created_at=utcnow() - timedelta(days=31))
         )

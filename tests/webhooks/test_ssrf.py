@@ -6,6 +6,7 @@ import pytest
 
 from product_importer import create_app
 from product_importer.webhooks import ssrf
+from tests.conftest import client_with_token
 
 REFUSED_UNLESS_ALLOWED = [
     "http://127.0.0.1/hook",
@@ -34,8 +35,8 @@ def strict_app(app):
 
 
 @pytest.fixture
-def strict_client(strict_app):
-    return strict_app.test_client()
+def strict_client(strict_app, accounts):
+    return client_with_token(strict_app, accounts["admin"].token)
 
 
 @pytest.mark.parametrize("url", REFUSED_UNLESS_ALLOWED + ALWAYS_REFUSED)
@@ -87,10 +88,10 @@ def test_saving_gives_up_on_a_dns_lookup_that_takes_too_long(slow_dns, monkeypat
     )
 
 
-def test_delivery_checks_the_target_again(strict_app, make_endpoint, receiver):
+def test_delivery_checks_the_target_again(strict_client, make_endpoint, receiver):
     # Saved while private targets were allowed; sent by an app where they are not.
     endpoint = make_endpoint(receiver.url.replace("127.0.0.1", "localhost"))
-    client = strict_app.test_client()
+    client = strict_client
 
     result = client.post(f"/api/webhooks/{endpoint['id']}/test").get_json()
 

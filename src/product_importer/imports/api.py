@@ -4,10 +4,13 @@ import os
 
 from flask import Blueprint, jsonify, request, url_for
 
+from ..accounts import audit
+from ..accounts.auth import current_actor, requires
+from ..accounts.roles import Role
 from ..apiutil import csv_download
 from ..errors import AppError, BadRequest
 from ..extensions import db
-from ..security import refuse_cross_site_requests
+from ..security import large_body, refuse_cross_site_requests
 from . import service, streams, uploads
 
 bp = Blueprint("imports_api", __name__, url_prefix="/api/imports")
@@ -15,8 +18,14 @@ bp.before_request(refuse_cross_site_requests)
 
 
 @bp.post("")
+@requires(Role.EDITOR)
+@large_body
 def upload():
     """Store the uploaded CSV and queue its import: 202 with the job."""
+    actor = current_actor()
+    # Refused before a byte of the body is read: a quota or a full disk wastes no upload.
+    service.refuse_past_quota(db.session, actor)
+    uploads.refuse_if_disk_would_fill(request.content_length or 0)
     file = request.files.get("file")
     if file is None:
         raise BadRequest("Send the CSV as multipart/form-data in a field named 'file'.")
@@ -26,9 +35,11 @@ def upload():
     except AppError:
         os.remove(path)
         raise
+    filename = file.filename or "upload.csv"
     job = service.create(
-        db.session, filename=file.filename or "upload.csv", file_path=path, bytes_total=size
+        db.session, filename=filename, file_path=path, bytes_total=size, created_by=actor
     )
+    audit.record(db.session, "import.created", f"import #{job.id}", file=filename, bytes=size)
     db.session.commit()
     return _accepted(job)
 
@@ -39,34 +50,41 @@ def _accepted(job):
 
 
 @bp.get("")
+@requires(Role.VIEWER)
 def list_imports():
     """Return the import jobs, newest first."""
     return jsonify(items=[job.to_dict() for job in service.list_recent(db.session)])
 
 
 @bp.get("/<int:job_id>")
+@requires(Role.VIEWER)
 def get_import(job_id: int):
     """Return one import job."""
     return jsonify(service.get(db.session, job_id).to_dict())
 
 
 @bp.post("/<int:job_id>/cancel")
+@requires(Role.EDITOR)
 def cancel_import(job_id: int):
     """Cancel a queued or running import: 202; 409 once finished."""
     job = service.cancel(db.session, job_id)
+    audit.record(db.session, "import.cancelled", f"import #{job.id}")
     db.session.commit()
     return jsonify(job.to_dict()), 202
 
 
 @bp.post("/<int:job_id>/retry")
+@requires(Role.EDITOR)
 def retry_import(job_id: int):
     """Queue a new import of the same file: 202 with the new job; 409 while it still runs."""
-    job = service.retry(db.session, job_id)
+    job = service.retry(db.session, job_id, created_by=current_actor())
+    audit.record(db.session, "import.retried", f"import #{job.id}", retry_of=job_id)
     db.session.commit()
     return _accepted(job)
 
 
 @bp.get("/<int:job_id>/errors.csv")
+@requires(Role.VIEWER)
 def rejected_rows_csv(job_id: int):
     """Stream `line,sku,reason` for every rejected row."""
     service.get(db.session, job_id)
@@ -75,6 +93,7 @@ def rejected_rows_csv(job_id: int):
 
 
 @bp.get("/<int:job_id>/events")
+@requires(Role.VIEWER)
 def import_events(job_id: int):
     """Stream the job's progress as server-sent events until it has finished."""
     service.get(db.session, job_id)

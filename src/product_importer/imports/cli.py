@@ -28,6 +28,7 @@ def run_import_from_terminal(path: str) -> int:
         filename=os.path.basename(path),
         file_path=stored,
         bytes_total=os.path.getsize(stored),
+        created_by=None,
     )
     db.session.commit()
     job_id = job.id

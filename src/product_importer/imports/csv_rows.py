@@ -23,6 +23,7 @@ from ..products.rules import (
     SPACE,
     check_values,
 )
+from ..spreadsheet import unescape_formula
 from .failures import FileRejected
 
 MAX_LINE_BYTES = 4 * 1024 * 1024
@@ -312,13 +313,15 @@ def fast_acceptor(header: Header) -> Callable[[list[str], int], tuple | None]:
         sku, name = row[sku_at].strip(SPACE), row[name_at].strip(SPACE)
         if not (0 < len(sku) <= MAX_SKU and 0 < len(name) <= MAX_NAME):
             return None
-        if not (sku.isprintable() and name.isprintable()):
-            return None
+        if not (sku.isprintable() and name.isprintable()) or "'" in (sku[0], name[0]):
+            return None  # the exact checks (and a spreadsheet's escaping quote) are below
         description = active = None
         if description_at is not None:
             description = row[description_at].strip(SPACE)
-            if len(description) > MAX_DESCRIPTION or not (
-                description.isprintable() or not DESCRIPTION_CONTROL.search(description)
+            if (
+                description[:1] == "'"
+                or len(description) > MAX_DESCRIPTION
+                or not (description.isprintable() or not DESCRIPTION_CONTROL.search(description))
             ):
                 return None
         if active_at is not None and (word := row[active_at].strip(SPACE)):
@@ -343,9 +346,13 @@ def row_validator(header: Header) -> Callable[[list[str], int, Batch], None]:
             reason = f"wrong number of fields (expected {field_count}, found {len(row)})"
             batch.rejected.append((line, _reported_sku(sku), reason))
             return
-        sku = row[sku_at].strip(SPACE)
-        name = row[name_at].strip(SPACE)
-        description = row[description_at].strip(SPACE) if description_at is not None else None
+        sku = unescape_formula(row[sku_at].strip(SPACE))
+        name = unescape_formula(row[name_at].strip(SPACE))
+        description = (
+            unescape_formula(row[description_at].strip(SPACE))
+            if description_at is not None
+            else None
+        )
         active = row[active_at].strip(SPACE) if active_at is not None else ""
         reason = check_values(sku, name, description, active)
         if reason:

@@ -71,4 +71,5 @@ def announce(conn: Connection, row: Row | None) -> list[int]:
     event = EVENTS.get(row.status) if row is not None else None
     if event is None:
         return []
-    return events.publish(conn, event, job_json(row), will_send=True)
+    actor = {"id": row.created_by_id, "email": row.created_by} if row.created_by else None
+    return events.publish(conn, event, job_json(row), actor=actor, will_send=True)

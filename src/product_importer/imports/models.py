@@ -42,6 +42,9 @@ class ImportJob(db.Model):
     db_pid: Mapped[int | None] = mapped_column()
     retry_of_id: Mapped[int | None] = mapped_column(ForeignKey("import_jobs.id"))
     file_removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Who uploaded it (the email as it was then); None for the command line.
+    created_by_id: Mapped[int | None] = mapped_column(BigId)
+    created_by: Mapped[str | None] = mapped_column(String(254))
 
     __table_args__ = (Index("ix_import_jobs_status_id", "status", "id"),)
 
@@ -77,6 +80,7 @@ def job_json(job) -> dict:
         "created_at": iso(job.created_at),
         "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at),
+        "created_by": job.created_by,
     }
 
 

@@ -3,16 +3,17 @@
 import os
 from collections.abc import Iterator
 
-from sqlalchemy import select
+from flask import current_app
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .. import background
-from ..errors import Conflict, NotFound
+from ..errors import Conflict, NotFound, TooMany
 from .endings import final_values
 from .failures import Cancelled
 from .models import ImportJob, RejectedRow
 from .queue import DRAIN_TASK
-from .states import Status
+from .states import FINISHED, Status
 
 
 def create(
@@ -21,14 +22,21 @@ def create(
     filename: str,
     file_path: str,
     bytes_total: int,
+    created_by: dict | None,
     retry_of_id: int | None = None,
 ) -> ImportJob:
-    """Queue an import of a stored file; it starts once committed and earlier jobs are done."""
+    """Queue an import of a stored file; it starts once committed and earlier jobs are done.
+
+    `created_by` is `{"id", "email"}` of the account that asked for it; None from a terminal.
+    """
+    refuse_past_quota(session, created_by)
     job = ImportJob(
         filename=filename[:255],
         file_path=file_path,
         bytes_total=bytes_total,
         retry_of_id=retry_of_id,
+        created_by_id=created_by and created_by["id"],
+        created_by=created_by and created_by["email"],
         status=Status.QUEUED,
         warnings=[],
     )
@@ -36,6 +44,23 @@ def create(
     session.flush()
     background.send_after_commit(session, DRAIN_TASK)
     return job
+
+
+def refuse_past_quota(session: Session, created_by: dict | None) -> None:
+    """Raise TooMany once the account has MAX_QUEUED_IMPORTS imports waiting or running."""
+    if created_by is None:
+        return
+    quota = current_app.config["MAX_QUEUED_IMPORTS"]
+    unfinished = session.scalar(
+        select(func.count())
+        .select_from(ImportJob)
+        .where(ImportJob.created_by_id == created_by["id"], ImportJob.status.notin_(FINISHED))
+    )
+    if unfinished >= quota:
+        raise TooMany(
+            f"You have {unfinished} imports waiting or running; the limit is {quota}. "
+            "Wait for one to finish, or cancel one, then upload again."
+        )
 
 
 def get(session: Session, job_id: int, *, for_update: bool = False) -> ImportJob:
@@ -64,7 +89,7 @@ def cancel(session: Session, job_id: int) -> ImportJob:
     return job
 
 
-def retry(session: Session, job_id: int) -> ImportJob:
+def retry(session: Session, job_id: int, *, created_by: dict | None) -> ImportJob:
     """Queue a new job for the same stored file."""
     job = get(session, job_id)
     if not job.finished:
@@ -76,6 +101,7 @@ def retry(session: Session, job_id: int) -> ImportJob:
         filename=job.filename,
         file_path=job.file_path,
         bytes_total=job.bytes_total,
+        created_by=created_by,
         retry_of_id=job.id,
     )
 

@@ -2,13 +2,14 @@
 
 import gzip
 import os
+import shutil
 import tempfile
 import uuid
 import zlib
 
 from flask import Request, current_app
 
-from ..errors import Invalid, TooLarge
+from ..errors import InsufficientStorage, Invalid, TooLarge
 from .csv_rows import GZIP_MAGIC
 
 SNIFF_BYTES = 8192
@@ -25,6 +26,19 @@ class UploadRequest(Request):
         os.makedirs(folder, exist_ok=True)
         # Deleted when closed; the view keeps the bytes by hard-linking the file first.
         return tempfile.NamedTemporaryFile(dir=folder, prefix=".incoming-", suffix=".part")
+
+
+def refuse_if_disk_would_fill(incoming: int) -> None:
+    """Raise InsufficientStorage when storing `incoming` bytes would leave too little free."""
+    folder = current_app.config["UPLOAD_FOLDER"]
+    os.makedirs(folder, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    keep_free = current_app.config["MIN_FREE_DISK_BYTES"]
+    if free - incoming < keep_free:
+        raise InsufficientStorage(
+            f"The server has too little disk space for this upload ({free:,} bytes free, "
+            f"{keep_free:,} kept free). Try again later, or ask the operator to free space."
+        )
 
 
 def keep(upload) -> tuple[str, int]:

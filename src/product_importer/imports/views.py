@@ -4,6 +4,8 @@ from datetime import datetime
 
 from flask import Blueprint, current_app, render_template
 
+from ..accounts.auth import requires
+from ..accounts.roles import Role
 from ..extensions import db
 from . import service
 from .models import ImportJob
@@ -26,6 +28,7 @@ UPLOAD_STATES = {
 
 
 @bp.get("/")
+@requires(Role.VIEWER)
 def upload_page():
     """Upload a CSV and watch its import."""
     limit = current_app.config["MAX_UPLOAD_BYTES"]
@@ -38,6 +41,7 @@ def upload_page():
 
 
 @bp.get("/imports")
+@requires(Role.VIEWER)
 def history_page():
     """The history of imports, newest first."""
     jobs = [history_row(job) for job in service.list_recent(db.session)]

@@ -2,6 +2,9 @@
 
 from flask import Blueprint, jsonify, request, url_for
 
+from ..accounts import audit
+from ..accounts.auth import requires
+from ..accounts.roles import Role
 from ..apiutil import csv_download, json_object, whole_number
 from ..errors import BadRequest
 from ..extensions import db
@@ -13,6 +16,7 @@ bp.before_request(refuse_cross_site_requests)
 
 
 @bp.get("")
+@requires(Role.VIEWER)
 def list_products():
     """Return one page of the products that match the filters, with the total."""
     page = service.list_products(
@@ -26,47 +30,58 @@ def list_products():
 
 
 @bp.post("")
+@requires(Role.EDITOR)
 def create_product():
     """Create a product: 201; 409 when its SKU exists in any case; 422 naming bad fields."""
     product = service.create(db.session, fields=json_object("product"))
+    audit.record(db.session, "product.created", product.sku, id=product.id)
     db.session.commit()
     location = url_for("products_api.get_product", product_id=product.id)
     return jsonify(product.to_dict()), 201, {"Location": location}
 
 
 @bp.get("/<int:product_id>")
+@requires(Role.VIEWER)
 def get_product(product_id: int):
     """Return one product."""
     return jsonify(service.get(db.session, product_id).to_dict())
 
 
 @bp.patch("/<int:product_id>")
+@requires(Role.EDITOR)
 def update_product(product_id: int):
     """Change the fields given: 200; 409 when another product has the SKU."""
-    product = service.update(db.session, product_id, fields=json_object("product"))
+    fields = json_object("product")
+    product = service.update(db.session, product_id, fields=fields)
+    audit.record(db.session, "product.updated", product.sku, id=product.id, fields=sorted(fields))
     db.session.commit()
     return jsonify(product.to_dict())
 
 
 @bp.delete("/<int:product_id>")
+@requires(Role.EDITOR)
 def delete_product(product_id: int):
     """Delete one product: 204."""
-    service.delete_product(db.session, product_id)
+    deleted = service.delete_product(db.session, product_id)
+    audit.record(db.session, "product.deleted", deleted["sku"], id=product_id)
     db.session.commit()
     return "", 204
 
 
 @bp.delete("")
+@requires(Role.ADMIN)
 def delete_all_products():
     """Delete every product (`?confirm=true`): 200 with the number deleted."""
     if request.args.get("confirm") != "true":
         raise BadRequest("Deleting every product cannot be undone: add ?confirm=true to do it.")
     deleted = service.delete_all(db.session)
+    audit.record(db.session, "products.deleted_all", "every product", deleted=deleted)
     db.session.commit()
     return jsonify(deleted=deleted)
 
 
 @bp.get("/export.csv")
+@requires(Role.VIEWER)
 def export_csv():
     """Stream the products that match the filters as CSV that imports back unchanged."""
     rows = service.export_rows(

@@ -240,13 +240,14 @@ def update(session: Session, product_id: int, *, fields: dict) -> Product:
     return product
 
 
-def delete_product(session: Session, product_id: int) -> None:
-    """Delete one product; raise NotFound."""
+def delete_product(session: Session, product_id: int) -> dict:
+    """Delete one product and return its JSON as it was; raise NotFound."""
     product = get(session, product_id)
     data = product.to_dict()
     session.delete(product)
     session.flush()
     events.publish_in_session(session, "product.deleted", data)
+    return data
 
 
 def _refuse_taken_sku(session: Session, sku: str, *, other_than: int | None = None) -> None:

@@ -2,6 +2,9 @@
 
 from flask import Blueprint, jsonify, url_for
 
+from ..accounts import audit
+from ..accounts.auth import requires
+from ..accounts.roles import Role
 from ..apiutil import json_object, whole_number
 from ..errors import Invalid
 from ..extensions import db
@@ -15,51 +18,65 @@ MAX_DELIVERIES = 200
 
 
 @bp.get("")
+@requires(Role.VIEWER)
 def list_webhooks():
     """Return every webhook endpoint."""
     return jsonify(items=[e.to_dict() for e in service.list_endpoints(db.session)])
 
 
 @bp.post("")
+@requires(Role.ADMIN)
 def create_webhook():
     """Create an endpoint: 201 with its secret, which is shown this once."""
     endpoint = service.create(db.session, fields=json_object("webhook"))
+    audit.record(
+        db.session, "webhook.created", endpoint.url, id=endpoint.id, events=endpoint.events
+    )
     db.session.commit()
     location = url_for("webhooks_api.get_webhook", endpoint_id=endpoint.id)
     return jsonify(endpoint.to_dict(with_secret=True)), 201, {"Location": location}
 
 
 @bp.get("/<int:endpoint_id>")
+@requires(Role.VIEWER)
 def get_webhook(endpoint_id: int):
     """Return one endpoint (without its secret)."""
     return jsonify(service.get(db.session, endpoint_id).to_dict())
 
 
 @bp.patch("/<int:endpoint_id>")
+@requires(Role.ADMIN)
 def update_webhook(endpoint_id: int):
     """Change some of an endpoint's fields."""
-    endpoint = service.update_endpoint(db.session, endpoint_id, fields=json_object("webhook"))
+    fields = json_object("webhook")
+    endpoint = service.update_endpoint(db.session, endpoint_id, fields=fields)
+    audit.record(db.session, "webhook.updated", endpoint.url, id=endpoint_id, fields=sorted(fields))
     db.session.commit()
     return jsonify(endpoint.to_dict())
 
 
 @bp.delete("/<int:endpoint_id>")
+@requires(Role.ADMIN)
 def delete_webhook(endpoint_id: int):
     """Delete an endpoint and its delivery log: 204."""
-    service.delete_endpoint(db.session, endpoint_id)
+    url = service.delete_endpoint(db.session, endpoint_id)
+    audit.record(db.session, "webhook.deleted", url, id=endpoint_id)
     db.session.commit()
     return "", 204
 
 
 @bp.post("/<int:endpoint_id>/test")
+@requires(Role.ADMIN)
 def test_webhook(endpoint_id: int):
     """Send a `ping` and wait for the answer: the one delivery made inside a request."""
     result = service.send_test(db.session, endpoint_id)
+    audit.record(db.session, "webhook.tested", f"webhook {endpoint_id}", ok=result["ok"])
     db.session.commit()
     return jsonify(result)
 
 
 @bp.get("/<int:endpoint_id>/deliveries")
+@requires(Role.VIEWER)
 def list_deliveries(endpoint_id: int):
     """Return the endpoint's recent deliveries, newest first, each with its attempt log."""
     limit = whole_number("limit", 50)
@@ -70,8 +87,12 @@ def list_deliveries(endpoint_id: int):
 
 
 @bp.post("/<int:endpoint_id>/deliveries/<int:delivery_id>/redeliver")
+@requires(Role.ADMIN)
 def redeliver(endpoint_id: int, delivery_id: int):
     """Send a delivery again with the same `webhook-id`: 202 with the delivery to be sent."""
     delivery = service.redeliver(db.session, endpoint_id, delivery_id)
+    audit.record(
+        db.session, "webhook.redelivered", f"webhook {endpoint_id}", event=delivery.event_id
+    )
     db.session.commit()
     return jsonify(delivery.to_dict()), 202

@@ -10,12 +10,12 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Row, bindparam, delete, insert, or_, select, update
 
 from ..extensions import db
-from ..timeutil import utcnow
+from ..timeutil import aware, utcnow
 from . import events, sender
 from .models import Attempt, Delivery, DeliveryStatus, Endpoint
 from .sender import Outcome, Verdict
@@ -203,7 +203,7 @@ def _next_state(claim: Claim, outcome: Outcome) -> dict:
     if outcome.verdict == Verdict.RETRY:
         delay = retry_delay(claim.attempt, outcome.retry_after)
         next_at = now + timedelta(seconds=delay)
-        if next_at <= _aware(claim.created_at) + RETRY_WINDOW:
+        if next_at <= aware(claim.created_at) + RETRY_WINDOW:
             return {
                 "status": DeliveryStatus.PENDING,
                 "next_attempt_at": next_at,
@@ -240,11 +240,6 @@ def _disable(conn: Connection, endpoint_id: int) -> None:
             updated_at=utcnow(),
         )
     )
-
-
-def _aware(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes, which are UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 # --- periodic maintenance ---------------------------------------------------------------------

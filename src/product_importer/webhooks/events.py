@@ -20,6 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from .. import background
+from ..accounts.auth import current_actor
 from ..timeutil import iso, utcnow
 from .models import Delivery, DeliveryStatus, Endpoint
 
@@ -74,8 +75,11 @@ def new_event_id() -> str:
     return "evt_" + uuid.uuid4().hex
 
 
-def payload(event_id: str, event_type: str, data: dict) -> str:
-    """Serialize the event body once; every attempt sends exactly these bytes."""
+def payload(event_id: str, event_type: str, data: dict, actor: dict | None = None) -> str:
+    """Serialize the event body once; every attempt sends exactly these bytes.
+
+    `actor` is `{"id", "email"}` of the account that caused the event, None for the system.
+    """
     now = utcnow()
     body = {
         "id": event_id,
@@ -83,12 +87,15 @@ def payload(event_id: str, event_type: str, data: dict) -> str:
         # SPEC names it `created_at`; the Standard Webhooks payload names it `timestamp`.
         "timestamp": iso(now),
         "created_at": iso(now),
+        "actor": actor,
         "data": data,
     }
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def publish(conn: Connection, event_type: str, data: dict, *, will_send: bool = False) -> list[int]:
+def publish(
+    conn: Connection, event_type: str, data: dict, *, actor: dict | None, will_send: bool = False
+) -> list[int]:
     """Queue `event_type` for every enabled endpoint subscribed to it; return delivery ids.
 
     The deliveries are rows written in the caller's transaction: a rolled-back change sends
@@ -96,18 +103,22 @@ def publish(conn: Connection, event_type: str, data: dict, *, will_send: bool = 
     them alone for a grace period); otherwise the periodic sweep sends them.
     """
     queued_until = utcnow() + timedelta(seconds=QUEUED_GRACE_SECONDS) if will_send else None
-    return _fan_out(conn, event_type, data, queued_until=queued_until)
+    return _fan_out(conn, event_type, data, actor, queued_until=queued_until)
 
 
 def publish_in_session(session: Session, event_type: str, data: dict) -> None:
-    """Publish within an ORM session's transaction; deliveries start once it commits."""
+    """Publish, as the account making this request, in the session's transaction.
+
+    The deliveries start once the session commits.
+    """
     queued_until = utcnow() + timedelta(seconds=QUEUED_GRACE_SECONDS)
-    ids = _fan_out(session.connection(), event_type, data, queued_until=queued_until)
+    conn = session.connection()
+    ids = _fan_out(conn, event_type, data, current_actor(), queued_until=queued_until)
     if ids:
         background.send_after_commit(session, DELIVER_TASK, ids)
 
 
-def _fan_out(conn: Connection, event_type: str, data: dict, *, queued_until) -> list[int]:
+def _fan_out(conn: Connection, event_type: str, data: dict, actor, *, queued_until) -> list[int]:
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown webhook event type {event_type!r}")
     event_id, now = new_event_id(), utcnow()
@@ -115,7 +126,7 @@ def _fan_out(conn: Connection, event_type: str, data: dict, *, queued_until) -> 
         "subscribed": '%"' + event_type.replace("_", "/_") + '"%',
         "event_id": event_id,
         "event_type": event_type,
-        "payload": payload(event_id, event_type, data),
+        "payload": payload(event_id, event_type, data, actor),
         "now": now,
         "queued_until": queued_until,
     }

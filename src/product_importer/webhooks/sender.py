@@ -105,10 +105,14 @@ def _remaining(timeout: float | None) -> float | None:
     return left if timeout is None else min(timeout, left)
 
 
-@functools.cache
-def _client() -> httpx.Client:
-    """One client per process: keeps connections to receivers open between deliveries."""
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+@functools.lru_cache(maxsize=256)
+def _client(host: str) -> httpx.Client:
+    """One client per receiving host name: keeps connections open between its deliveries.
+
+    Requests go to the checked address, not the name, so one shared pool would hand a TLS
+    connection verified for one host name to another name on the same address.
+    """
+    limits = httpx.Limits(max_connections=50, max_keepalive_connections=10)
     transport = httpx.HTTPTransport(limits=limits, trust_env=False)
     # httpx's timeouts restart on every read, so a receiver trickling its answer could hold a
     # thread for ever; only the socket level sees every wait. httpx has no public way in.
@@ -162,7 +166,7 @@ def _post(target: ssrf.Target, headers: dict, body: bytes, *, deadline: float) -
     extensions = {"sni_hostname": target.url.host} if target.url.scheme == "https" else {}
     with (
         _until(deadline),
-        _client().stream(
+        _client(target.url.host).stream(
             "POST",
             target.pinned_url(),
             content=body,

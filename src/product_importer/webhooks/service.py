@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import background
+from ..accounts.auth import current_actor
 from ..errors import Conflict, Invalid, NotFound
 from ..timeutil import utcnow
 from . import events, sender, signing, ssrf
@@ -70,10 +71,12 @@ def update_endpoint(session: Session, endpoint_id: int, *, fields: dict) -> Endp
     return endpoint
 
 
-def delete_endpoint(session: Session, endpoint_id: int) -> None:
-    """Delete an endpoint with its deliveries."""
-    session.delete(get(session, endpoint_id))
+def delete_endpoint(session: Session, endpoint_id: int) -> str:
+    """Delete an endpoint with its deliveries; return the URL it had."""
+    endpoint = get(session, endpoint_id)
+    session.delete(endpoint)
     session.flush()
+    return endpoint.url
 
 
 def clean(fields: dict, *, partial: bool) -> dict:
@@ -199,7 +202,7 @@ def send_test(session: Session, endpoint_id: int) -> dict:
     """Send a `ping` now and wait for the answer; record it; return what SPEC's test returns."""
     endpoint = get(session, endpoint_id)
     event_id = events.new_event_id()
-    body = events.payload(event_id, events.PING, {"webhook_id": endpoint.id})
+    body = events.payload(event_id, events.PING, {"webhook_id": endpoint.id}, current_actor())
     started = utcnow()
     outcome = sender.send(
         endpoint.url,

@@ -18,6 +18,13 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 # Metadata services outside the link-local ranges (AWS over IPv6, Alibaba Cloud).
 PRIVATE_HINT = " (allowed only with WEBHOOK_ALLOW_PRIVATE=true)"
 METADATA = {ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")}
+# IPv6 ranges that carry or reach an IPv4 address (or a deprecated site network), so that a
+# private or link-local IPv4 target could hide in them: always refused.
+TUNNELS = {
+    ipaddress.ip_network("fec0::/10"): "a site-local address",
+    ipaddress.ip_network("2002::/16"): "a 6to4 address (it embeds an IPv4 address)",
+    ipaddress.ip_network("2001::/32"): "a Teredo address (it embeds an IPv4 address)",
+}
 SAVE_LOOKUP_TIMEOUT_SECONDS = 10.0  # a webhook being saved waits no longer for DNS than this
 
 
@@ -63,6 +70,9 @@ def refusal(address: Address, *, allow_private: bool) -> str | None:
         address = address.ipv4_mapped
     if address in METADATA:
         return f"{address} is a cloud metadata address"
+    for network, what in TUNNELS.items():
+        if address.version == 6 and address in network:
+            return f"{address} is {what}"
     if address.is_link_local:
         return f"{address} is a link-local address (such as the cloud metadata service)"
     if address.is_multicast or address.is_unspecified:

@@ -1,0 +1,129 @@
+"""The accounts JSON API: one's own account and tokens; accounts and the audit log (admins)."""
+
+from flask import Blueprint, jsonify, request
+from flask_login import current_user, login_user
+
+from ..apiutil import json_object, whole_number
+from ..extensions import db
+from ..security import refuse_cross_site_requests
+from . import audit, credentials, service
+from .auth import requires
+from .roles import Role
+
+bp = Blueprint("accounts_api", __name__, url_prefix="/api")
+bp.before_request(refuse_cross_site_requests)
+
+
+@bp.get("/account")
+@requires(Role.VIEWER)
+def get_account():
+    """The signed-in account, with the role this request acts with."""
+    return jsonify(
+        account=current_user.user.to_dict(), role=current_user.role, via=current_user.via
+    )
+
+
+@bp.post("/account/password")
+@requires(Role.VIEWER)
+def change_password():
+    """Change one's own password: 204; every other session of the account ends."""
+    fields = json_object("passwords")
+    user = current_user.user
+    service.change_password(
+        db.session, user, current=fields.get("current_password"), new=fields.get("new_password")
+    )
+    audit.record(db.session, "account.password_changed", user.email)
+    db.session.commit()
+    if current_user.via == "session":
+        login_user(current_user)  # this session goes on, under the new epoch
+    return "", 204
+
+
+@bp.get("/tokens")
+@requires(Role.VIEWER)
+def list_tokens():
+    """One's own tokens (every token, for an admin), without their secrets."""
+    tokens = service.list_tokens(db.session, current_user.user)
+    return jsonify(items=[token.to_dict() for token in tokens])
+
+
+@bp.post("/tokens")
+@requires(Role.VIEWER)
+def create_token():
+    """Create a token for oneself: 201 with its secret, shown this once."""
+    fields = json_object("token")
+    token, secret = service.create_token(
+        db.session,
+        current_user.user,
+        name=fields.get("name"),
+        role=fields.get("role"),
+        expires_days=fields.get("expires_days"),
+    )
+    audit.record(db.session, "token.created", token.name, role=token.role, owner=token.owner.email)
+    db.session.commit()
+    return jsonify(token.to_dict() | {"token": secret}), 201
+
+
+@bp.delete("/tokens/<int:token_id>")
+@requires(Role.VIEWER)
+def revoke_token(token_id: int):
+    """Revoke a token: 204; it stops working at once."""
+    token = service.revoke_token(db.session, token_id, current_user.user)
+    audit.record(db.session, "token.revoked", token.name, owner=token.owner.email)
+    db.session.commit()
+    return "", 204
+
+
+@bp.get("/users")
+@requires(Role.ADMIN)
+def list_users():
+    """Every account."""
+    return jsonify(items=[user.to_dict() for user in service.list_users(db.session)])
+
+
+@bp.post("/users")
+@requires(Role.ADMIN)
+def create_user():
+    """Add an account: 201 with a one-time password, shown this once."""
+    fields = json_object("account")
+    password = credentials.new_password()
+    user = service.create_user(
+        db.session, email=fields.get("email"), role=fields.get("role"), password=password
+    )
+    audit.record(db.session, "user.created", user.email, role=user.role)
+    db.session.commit()
+    return jsonify(user.to_dict() | {"password": password}), 201
+
+
+@bp.patch("/users/<int:user_id>")
+@requires(Role.ADMIN)
+def change_user(user_id: int):
+    """Change an account's role, or deactivate it (its sessions and tokens stop at once)."""
+    fields = json_object("change")
+    user = service.change_user(db.session, user_id, fields=fields, acting=current_user.user)
+    audit.record(db.session, "user.changed", user.email, **fields)
+    db.session.commit()
+    return jsonify(user.to_dict())
+
+
+@bp.post("/users/<int:user_id>/password")
+@requires(Role.ADMIN)
+def reset_password(user_id: int):
+    """Give an account a new one-time password (shown this once); its sessions end."""
+    user, password = service.reset_password(db.session, user_id)
+    audit.record(db.session, "user.password_reset", user.email)
+    db.session.commit()
+    return jsonify(user.to_dict() | {"password": password})
+
+
+@bp.get("/audit")
+@requires(Role.ADMIN)
+def list_audit():
+    """The audit log, newest first: `actor` (email), `action` (exact, or `import.`), `page`."""
+    found = audit.list_entries(
+        db.session,
+        actor=request.args.get("actor", ""),
+        action=request.args.get("action", ""),
+        page=whole_number("page", 1),
+    )
+    return jsonify(found.to_dict())

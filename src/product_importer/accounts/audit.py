@@ -1,0 +1,74 @@
+"""The audit log: who did what, when, from which address, to what.
+
+An entry is written in the transaction of the change it records, so a change that rolls back
+leaves no entry, and one that commits always has one.
+"""
+
+from dataclasses import dataclass
+from math import ceil
+
+from flask import has_request_context, request
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ..errors import Invalid
+from .auth import current_actor
+from .models import AuditEntry
+
+PER_PAGE = 50
+MAX_PAGE = 100_000
+
+
+def record(session: Session, action: str, target: str | None = None, **details) -> None:
+    """Add an entry for `action` on `target` by the account making this request."""
+    actor = current_actor() or {}
+    session.add(
+        AuditEntry(
+            actor_id=actor.get("id"),
+            actor_email=actor.get("email"),
+            client_address=request.remote_addr if has_request_context() else None,
+            action=action,
+            target=target,
+            details=details or None,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    items: list[AuditEntry]
+    page: int
+    total: int
+
+    def to_dict(self) -> dict:
+        """The audit page JSON: newest first."""
+        return {
+            "items": [entry.to_dict() for entry in self.items],
+            "page": self.page,
+            "per_page": PER_PAGE,
+            "total": self.total,
+            "pages": max(1, ceil(self.total / PER_PAGE)),
+        }
+
+
+def list_entries(
+    session: Session, *, actor: str = "", action: str = "", page: int = 1
+) -> AuditPage:
+    """Entries newest first, by actor email and action (exact, or a prefix ending in a dot)."""
+    if not 1 <= page <= MAX_PAGE:
+        raise Invalid("page must be 1 or more.", details={"page": "1 or more."})
+    query = select(AuditEntry)
+    if actor:
+        query = query.where(func.lower(AuditEntry.actor_email) == actor.strip().lower())
+    if action:
+        action = action.strip()
+        query = query.where(
+            AuditEntry.action.startswith(action)
+            if action.endswith(".")
+            else AuditEntry.action == action
+        )
+    total = session.scalar(select(func.count()).select_from(query.subquery()))
+    items = session.scalars(
+        query.order_by(AuditEntry.id.desc()).offset((page - 1) * PER_PAGE).limit(PER_PAGE)
+    ).all()
+    return AuditPage(list(items), page, total)

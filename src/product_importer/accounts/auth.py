@@ -1,0 +1,181 @@
+"""Who is asking, and may they: sessions and bearer tokens, roles per route, CSRF, 401/403.
+
+Every view declares who may call it, with `@public` or `@requires(role)`; `enforce` runs before
+every request and refuses what the view's declaration does not allow. A view that declares
+nothing is refused to everyone but admins (and a test walks the URL map, so none does).
+"""
+
+import logging
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from flask import Flask, current_app, g, has_request_context, jsonify, redirect, request, url_for
+from flask_login import AnonymousUserMixin, LoginManager, current_user
+from flask_wtf.csrf import validate_csrf
+from wtforms import ValidationError
+
+from ..errors import AppError, Forbidden
+from ..extensions import db
+from . import service
+from .models import User
+from .roles import Role, at_least
+
+log = logging.getLogger(__name__)
+
+PUBLIC = "public"
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+login_manager = LoginManager()
+
+
+class Unauthorized(AppError):
+    status, code = 401, "unauthorized"
+
+
+@dataclass
+class Principal:
+    """The account behind a request, with the role it acts with and how it proved it."""
+
+    user: User
+    role: Role
+    via: str  # "session" or "token"
+    is_authenticated = True
+    is_active = True
+    is_anonymous = False
+
+    @property
+    def id(self) -> int:
+        return self.user.id
+
+    @property
+    def email(self) -> str:
+        return self.user.email
+
+    def get_id(self) -> str:
+        # The epoch moves on with a password change or deactivation, ending old sessions.
+        return f"{self.user.id}:{self.user.session_epoch}"
+
+    def can(self, role: str) -> bool:
+        """Whether this principal has every right of `role`."""
+        return at_least(self.role, role)
+
+
+class Anonymous(AnonymousUserMixin):
+    role = None
+
+    def can(self, role: str) -> bool:
+        return False
+
+
+def public(view):
+    """Let anyone call this view, signed in or not."""
+    view.access = PUBLIC
+    return view
+
+
+def requires(role: Role):
+    """Let accounts (and tokens) with at least `role` call this view."""
+
+    def mark(view):
+        view.access = role
+        return view
+
+    return mark
+
+
+def init_app(app: Flask) -> None:
+    """Load principals from sessions and tokens, and check every request's right to run."""
+    login_manager.init_app(app)
+    login_manager.anonymous_user = Anonymous
+    app.before_request(enforce)
+
+
+@login_manager.user_loader
+def _load_session(user_id: str) -> Principal | None:
+    account_id, _, epoch = user_id.partition(":")
+    user = db.session.get(User, int(account_id)) if account_id.isdigit() else None
+    if user is None or not user.active or str(user.session_epoch) != epoch:
+        return None  # deactivated, or its password changed since: sign in again
+    return Principal(user, Role(user.role), "session")
+
+
+@login_manager.request_loader
+def _load_token(req) -> Principal | None:
+    scheme, _, secret = req.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not secret:
+        return None
+    found = service.resolve_token(db.session, secret.strip())
+    if found is None:
+        g.bad_token = True
+        return None
+    user, role = found
+    return Principal(user, role, "token")
+
+
+def access_of(endpoint: str | None) -> str | None:
+    """What the view of `endpoint` declared: PUBLIC, a role, or None (nothing)."""
+    if endpoint == "static":
+        return PUBLIC
+    view = current_app.view_functions.get(endpoint)
+    return getattr(view, "access", None)
+
+
+def enforce():
+    """Refuse a request its caller may not make: 401 (who are you?) or 403 (not you)."""
+    if request.endpoint is None:
+        return None  # no such route: the 404 follows
+    needed = access_of(request.endpoint)
+    if needed == PUBLIC:
+        return None
+    if needed is None:
+        log.error("view %s declares no access rule; only admins may call it", request.endpoint)
+        needed = Role.ADMIN
+    if not current_user.is_authenticated:
+        return _unauthorized()
+    if not current_user.can(needed):
+        raise Forbidden(
+            f"This needs the {needed} role; your account ({current_user.email}) is "
+            f"{current_user.role}. Ask an admin.",
+            details={"required_role": str(needed), "role": str(current_user.role)},
+        )
+    if current_user.via == "session" and request.method not in SAFE_METHODS:
+        _require_csrf_header()
+    return None
+
+
+def _require_csrf_header() -> None:
+    """A cookie rides along on any request a browser makes: ask for the page's CSRF token too.
+
+    Pages' forms are checked by CSRFProtect; the JSON API reads the token from its header only,
+    so an upload's body is not parsed before the view has checked quotas and disk space.
+    """
+    try:
+        validate_csrf(request.headers.get("X-CSRFToken"))
+    except ValidationError as error:
+        raise Forbidden(
+            f"The page's CSRF token is missing or stale ({error}). Reload the page and retry."
+        ) from None
+
+
+def _unauthorized():
+    if request.path.startswith("/api/"):
+        message = (
+            "That token is not valid (unknown, expired, revoked, or its account deactivated)."
+            if g.get("bad_token")
+            else "Sign in, or send a personal access token: Authorization: Bearer pit_..."
+        )
+        body = {"error": {"code": Unauthorized.code, "message": message, "details": None}}
+        return jsonify(body), 401, {"WWW-Authenticate": 'Bearer realm="product-importer"'}
+    target = request.full_path.rstrip("?") if request.query_string else request.path
+    return redirect(url_for("accounts.login_page") + "?" + urlencode({"next": target}))
+
+
+def current_actor() -> dict | None:
+    """`{"id", "email"}` of the account making this request; None for the system."""
+    if has_request_context() and current_user.is_authenticated:
+        return {"id": current_user.id, "email": current_user.email}
+    return None
+
+
+def client_address() -> str:
+    """The client's address (as the trusted proxies, if any, report it)."""
+    return request.remote_addr or "unknown"

@@ -1,0 +1,232 @@
+"""Accounts and tokens: create, find, change role, deactivate, sign in, first admin."""
+
+import re
+from datetime import timedelta
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from ..errors import Conflict, Forbidden, Invalid, NotFound
+from ..timeutil import aware, utcnow
+from . import credentials
+from .models import SetupToken, Token, User
+from .roles import ROLES, Role, at_least, lower_of
+
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+MAX_TOKEN_DAYS = 3650
+
+
+# --- accounts -------------------------------------------------------------------------------
+
+
+def any_account(session: Session) -> bool:
+    """Whether at least one account exists (the setup link then stops working)."""
+    return session.scalar(select(User.id).limit(1)) is not None
+
+
+def get_user(session: Session, user_id: int) -> User:
+    """Return the account, or raise NotFound."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"Account {user_id} does not exist.")
+    return user
+
+
+def find_user(session: Session, email: str) -> User | None:
+    """The account with this email, in any case."""
+    query = select(User).where(func.lower(User.email) == email.strip().lower())
+    return session.scalars(query).first()
+
+
+def list_users(session: Session) -> list[User]:
+    """Every account, oldest first."""
+    return list(session.scalars(select(User).order_by(User.id)))
+
+
+def create_user(session: Session, *, email, role, password: str | None = None) -> User:
+    """Create an account; raise Invalid naming bad fields, Conflict when the email is taken."""
+    problems = {}
+    if not isinstance(email, str) or not EMAIL.match(email.strip()) or len(email) > 254:
+        problems["email"] = "Give an email address, such as ana@example.com."
+    if role not in ROLES:
+        problems["role"] = f"One of {', '.join(ROLES)}."
+    if password is not None and (problem := credentials.password_problem(password)):
+        problems["password"] = problem
+    if problems:
+        raise Invalid("The account is not valid; see details.", details=problems)
+    if find_user(session, email) is not None:
+        raise Conflict(
+            f"An account with email {email.strip()!r} already exists.",
+            details={"email": "Already taken."},
+        )
+    user = User(
+        email=email.strip(),
+        role=role,
+        password_hash=credentials.hash_password(password or credentials.new_password()),
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def change_user(session: Session, user_id: int, *, fields: dict, acting: User) -> User:
+    """Change an account's role or deactivate it; an admin cannot demote or lock out itself."""
+    user = get_user(session, user_id)
+    unknown = set(fields) - {"role", "active"}
+    if unknown:
+        raise Invalid(
+            "Only role and active can be changed.", details={n: "Unknown field." for n in unknown}
+        )
+    if "role" in fields and fields["role"] not in ROLES:
+        raise Invalid("Unknown role.", details={"role": f"One of {', '.join(ROLES)}."})
+    if "active" in fields and not isinstance(fields["active"], bool):
+        raise Invalid("active must be true or false.", details={"active": "true or false."})
+    if user.id == acting.id and (
+        fields.get("active") is False or fields.get("role", Role.ADMIN) != Role.ADMIN
+    ):
+        raise Conflict("You cannot demote or deactivate your own account; ask another admin.")
+    if fields.get("active") is False and user.active:
+        user.session_epoch += 1  # its sessions end now; its tokens stop with `active`
+    for name, value in fields.items():
+        setattr(user, name, value)
+    session.flush()
+    return user
+
+
+def change_password(session: Session, user: User, *, current, new) -> None:
+    """Change one's own password (the current one is asked again); other sessions end."""
+    if not credentials.password_matches(user.password_hash, current or ""):
+        raise Invalid(
+            "The current password is not right.", details={"current_password": "Not right."}
+        )
+    if problem := credentials.password_problem(new):
+        raise Invalid("Choose another password.", details={"new_password": problem})
+    user.password_hash = credentials.hash_password(new)
+    user.session_epoch += 1
+    session.flush()
+
+
+def reset_password(session: Session, user_id: int) -> tuple[User, str]:
+    """Give an account a new one-time password; its sessions end. Returns the password."""
+    user = get_user(session, user_id)
+    password = credentials.new_password()
+    user.password_hash = credentials.hash_password(password)
+    user.session_epoch += 1
+    session.flush()
+    return user, password
+
+
+def authenticate(session: Session, email: str, password: str) -> User | None:
+    """The active account these credentials sign in to, or None."""
+    user = find_user(session, email or "")
+    hashed = user.password_hash if user is not None and user.active else None
+    if not credentials.password_matches(hashed, password or ""):
+        return None
+    user.last_sign_in_at = utcnow()
+    return user
+
+
+# --- personal access tokens -------------------------------------------------------------------
+
+
+def create_token(
+    session: Session, owner: User, *, name, role=None, expires_days=None
+) -> tuple[Token, str]:
+    """Make a token for `owner`; return it with its secret, which is never shown again."""
+    problems = {}
+    if not isinstance(name, str) or not name.strip() or len(name.strip()) > 100:
+        problems["name"] = "Give the token a name of at most 100 characters."
+    role = role or owner.role
+    if role not in ROLES:
+        problems["role"] = f"One of {', '.join(ROLES)}."
+    elif not at_least(owner.role, role):
+        problems["role"] = f"At most {owner.role}, the role of {owner.email}."
+    if expires_days is not None and (
+        isinstance(expires_days, bool)
+        or not isinstance(expires_days, int)
+        or not 1 <= expires_days <= MAX_TOKEN_DAYS
+    ):
+        problems["expires_days"] = f"A whole number of days from 1 to {MAX_TOKEN_DAYS}, or none."
+    if problems:
+        raise Invalid("The token is not valid; see details.", details=problems)
+    secret = credentials.new_token()
+    expires = utcnow() + timedelta(days=expires_days) if expires_days else None
+    token = Token(
+        owner=owner,
+        name=name.strip(),
+        role=role,
+        token_hash=credentials.token_hash(secret),
+        prefix=secret[:12],
+        expires_at=expires,
+    )
+    session.add(token)
+    session.flush()
+    return token, secret
+
+
+def list_tokens(session: Session, viewer: User) -> list[Token]:
+    """The viewer's own tokens; every token for an admin."""
+    query = select(Token).order_by(Token.id)
+    if viewer.role != Role.ADMIN:
+        query = query.where(Token.user_id == viewer.id)
+    return list(session.scalars(query))
+
+
+def revoke_token(session: Session, token_id: int, viewer: User) -> Token:
+    """Delete a token: one's own, or any for an admin."""
+    token = session.get(Token, token_id)
+    if token is None or (token.user_id != viewer.id and viewer.role != Role.ADMIN):
+        raise NotFound(f"Token {token_id} does not exist.")
+    session.delete(token)
+    session.flush()
+    return token
+
+
+def resolve_token(session: Session, secret: str) -> tuple[User, Role] | None:
+    """The active account and effective role of a bearer token, or None."""
+    if not secret.startswith(credentials.TOKEN_PREFIX):
+        return None
+    token = session.scalars(
+        select(Token).where(Token.token_hash == credentials.token_hash(secret))
+    ).first()
+    if token is None or not token.owner.active:
+        return None
+    if token.expires_at is not None and aware(token.expires_at) <= utcnow():
+        return None
+    now = utcnow()
+    if token.last_used_at is None or now - aware(token.last_used_at) > timedelta(minutes=1):
+        token.last_used_at = now  # once a minute at most: a busy script writes little
+    return token.owner, lower_of(token.role, token.owner.role)
+
+
+# --- first run --------------------------------------------------------------------------------
+
+
+def new_setup_link_token(session: Session) -> str | None:
+    """While no account exists, replace the setup token and return it; else None."""
+    if any_account(session):
+        return None
+    secret = credentials.new_token(credentials.SETUP_PREFIX)
+    session.execute(delete(SetupToken))
+    session.add(SetupToken(token_hash=credentials.token_hash(secret)))
+    session.flush()
+    return secret
+
+
+def setup_token_valid(session: Session, secret: str | None) -> bool:
+    """Whether the setup link may still create the first admin."""
+    if not secret or any_account(session):
+        return False
+    digest = credentials.token_hash(secret)
+    return session.scalar(select(SetupToken.id).where(SetupToken.token_hash == digest)) is not None
+
+
+def create_first_admin(session: Session, *, secret, email, password) -> User:
+    """Create the first admin through the setup link; the link stops working."""
+    if not setup_token_valid(session, secret):
+        raise Forbidden("This setup link is no longer valid: an account exists already. Sign in.")
+    if problem := credentials.password_problem(password):
+        raise Invalid("Choose another password.", details={"password": problem})
+    user = create_user(session, email=email, role=Role.ADMIN, password=password)
+    session.execute(delete(SetupToken))
+    return user

@@ -1,0 +1,136 @@
+"""Account pages: sign in and out, first-run setup, one's account, accounts and audit (admins)."""
+
+from flask import Blueprint, abort, g, redirect, render_template, request, url_for
+from flask_login import current_user, login_user, logout_user
+
+from ..apiutil import whole_number
+from ..errors import AppError
+from ..extensions import db, limiter
+from . import audit, service
+from .auth import Principal, client_address, public, requires
+from .roles import ROLES, Role
+
+bp = Blueprint("accounts", __name__, template_folder="templates")
+
+SIGN_IN_LIMIT = "10 per minute"
+TOO_MANY = "Too many failed sign-ins from here or for this account. Wait a minute and try again."
+
+
+def _failed(_response) -> bool:
+    return g.get("sign_in_failed", False)
+
+
+def _account_key() -> str:
+    return "account:" + (request.form.get("email") or "").strip().lower()
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(
+    SIGN_IN_LIMIT,
+    key_func=client_address,
+    methods=["POST"],
+    deduct_when=_failed,
+    scope="sign-in-address",
+    error_message=TOO_MANY,
+)
+@limiter.limit(
+    SIGN_IN_LIMIT,
+    key_func=_account_key,
+    methods=["POST"],
+    deduct_when=_failed,
+    scope="sign-in-account",
+    error_message=TOO_MANY,
+)
+@public
+def login_page():
+    """Sign in with email and password; failed tries are limited per account and address."""
+    target = _safe_next(request.values.get("next"))
+    if request.method == "GET":
+        if current_user.is_authenticated:
+            return redirect(target)
+        return render_template("accounts/login.html", next=target, email="", error=None)
+    email = request.form.get("email", "")
+    user = service.authenticate(db.session, email, request.form.get("password", ""))
+    if user is None:
+        g.sign_in_failed = True
+        audit.record(db.session, "auth.sign_in_failed", email.strip()[:254] or None)
+        db.session.commit()
+        error = "That email and password do not match an active account."
+        return render_template("accounts/login.html", next=target, email=email, error=error), 401
+    login_user(Principal(user, Role(user.role), "session"))
+    audit.record(db.session, "auth.signed_in", user.email)
+    db.session.commit()
+    return redirect(target)
+
+
+def _safe_next(value: str | None) -> str:
+    """Where to go after signing in: a path of this site only, never another site."""
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return url_for("imports.upload_page")
+
+
+@bp.post("/logout")
+@requires(Role.VIEWER)
+def logout():
+    """Sign out of this session."""
+    audit.record(db.session, "auth.signed_out", current_user.email)
+    db.session.commit()
+    logout_user()
+    return redirect(url_for("accounts.login_page"))
+
+
+@bp.route("/setup", methods=["GET", "POST"])
+@public
+def setup_page():
+    """Create the first admin through the one-time link `serve` printed."""
+    secret = request.values.get("token")
+    if not service.setup_token_valid(db.session, secret):
+        abort(
+            404,
+            "This setup link is not valid: an account exists already, or the link was "
+            "replaced when the server restarted. Sign in, or use the newest link.",
+        )
+    if request.method == "GET":
+        return render_template("accounts/setup.html", token=secret, email="", problems={})
+    email = request.form.get("email", "")
+    password = request.form.get("password", "")
+    try:
+        if password != request.form.get("confirm", ""):
+            raise AppError(
+                "The two passwords differ.", details={"confirm": "Type the same password twice."}
+            )
+        user = service.create_first_admin(db.session, secret=secret, email=email, password=password)
+    except AppError as error:
+        db.session.rollback()
+        problems = error.details or {"email": error.message}
+        return render_template(
+            "accounts/setup.html", token=secret, email=email, problems=problems
+        ), 422
+    login_user(Principal(user, Role.ADMIN, "session"))
+    audit.record(db.session, "user.created", user.email, role=user.role)
+    db.session.commit()
+    return redirect(url_for("imports.upload_page"))
+
+
+@bp.get("/account")
+@requires(Role.VIEWER)
+def account_page():
+    """One's password and personal access tokens."""
+    return render_template("accounts/account.html", roles=ROLES)
+
+
+@bp.get("/users")
+@requires(Role.ADMIN)
+def users_page():
+    """Accounts: add, change role, deactivate, reset a password."""
+    return render_template("accounts/users.html", roles=ROLES)
+
+
+@bp.get("/audit")
+@requires(Role.ADMIN)
+def audit_page():
+    """The audit log, newest first, filtered by actor and action."""
+    actor, action = request.args.get("actor", "").strip(), request.args.get("action", "").strip()
+    found = audit.list_entries(db.session, actor=actor, action=action, page=whole_number("page", 1))
+    return render_template("accounts/audit.html", found=found.to_dict(), actor=actor, action=action)

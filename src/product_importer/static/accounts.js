@@ -1,0 +1,163 @@
+/* The account page (one's tokens and password) and the users page (admins). */
+(function () {
+  "use strict";
+
+  const { api, el, format, formErrors, notify, whileBusy } = window.App;
+  const byId = (id) => document.getElementById(id);
+
+  function fieldsOf(form) {
+    return Object.fromEntries(new FormData(form).entries());
+  }
+
+  /* Submit a form's fields to the API, showing field errors beside the fields. */
+  function onSubmit(form, send) {
+    const errors = formErrors(form);
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      errors.clear();
+      const button = form.querySelector("button[type=submit]");
+      try {
+        await whileBusy({ button, text: "Saving…" }, () => send(fieldsOf(form)));
+      } catch (error) {
+        errors.show(error);
+      }
+    });
+  }
+
+  function showSecret(box, valueId, secret) {
+    byId(valueId).textContent = secret;
+    box.hidden = false;
+    box.focus();
+  }
+
+  /* ---- the account page ---------------------------------------------------------------- */
+
+  function tokenRow(token) {
+    const revoke = el("button", { type: "button", className: "btn btn-sm btn-danger-outline" }, "Revoke");
+    revoke.addEventListener("click", async () => {
+      if (!window.confirm(`Revoke the token "${token.name}"? Scripts using it stop working at once.`)) return;
+      try {
+        await api("DELETE", `/api/tokens/${token.id}`);
+        notify(`Token "${token.name}" revoked.`);
+        loadTokens();
+      } catch (error) {
+        notify(error.message, "error");
+      }
+    });
+    const cell = (label, ...content) => el("td", { dataset: { label } }, ...content);
+    return el(
+      "tr",
+      {},
+      cell("Name", token.name),
+      cell("Starts with", el("code", {}, `${token.prefix}…`)),
+      cell("Role", token.role),
+      cell("Expires", token.expires_at ? format.dateTime(token.expires_at) : "never"),
+      cell("Last used", token.last_used_at ? format.dateTime(token.last_used_at) : "never"),
+      el("td", { className: "actions" }, revoke),
+    );
+  }
+
+  async function loadTokens() {
+    const body = byId("tokens-body");
+    const { items } = await api("GET", "/api/tokens");
+    body.replaceChildren(
+      ...(items.length ? items.map(tokenRow) : [el("tr", {}, el("td", { colSpan: 6, className: "empty-cell" }, "No tokens yet."))]),
+    );
+  }
+
+  function accountPage() {
+    onSubmit(byId("token-form"), async (fields) => {
+      const days = fields.expires_days ? Number(fields.expires_days) : null;
+      const created = await api("POST", "/api/tokens", { name: fields.name, role: fields.role, expires_days: days });
+      showSecret(byId("new-token"), "new-token-value", created.token);
+      byId("token-form").reset();
+      loadTokens();
+    });
+    onSubmit(byId("password-form"), async (fields) => {
+      await api("POST", "/api/account/password", fields);
+      byId("password-form").reset();
+      notify("Password changed. Your other sessions were signed out.");
+    });
+    loadTokens().catch((error) => notify(error.message, "error"));
+  }
+
+  /* ---- the users page ------------------------------------------------------------------ */
+
+  async function change(user, fields, done) {
+    try {
+      await api("PATCH", `/api/users/${user.id}`, fields);
+      notify(done);
+    } catch (error) {
+      notify(error.message, "error");
+    }
+    loadUsers();
+  }
+
+  function roleSelect(user, roles, me) {
+    const select = el("select", { "aria-label": `Role of ${user.email}`, disabled: me || !user.active });
+    roles.forEach((role) => select.append(el("option", { value: role, selected: role === user.role }, role)));
+    select.addEventListener("change", () => change(user, { role: select.value }, `${user.email} is now ${select.value}.`));
+    return select;
+  }
+
+  function userActions(user, me) {
+    const actions = el("td", { className: "actions" });
+    if (me) return actions;
+    const toggle = el("button", { type: "button", className: `btn btn-sm ${user.active ? "btn-danger-outline" : ""}` },
+      user.active ? "Deactivate" : "Reactivate");
+    toggle.addEventListener("click", () => {
+      if (user.active && !window.confirm(`Deactivate ${user.email}? Their sessions and tokens stop working at once.`)) return;
+      change(user, { active: !user.active }, `${user.email} ${user.active ? "deactivated" : "reactivated"}.`);
+    });
+    const reset = el("button", { type: "button", className: "btn btn-sm" }, "Reset password");
+    reset.addEventListener("click", async () => {
+      if (!window.confirm(`Give ${user.email} a new one-time password? Their sessions end.`)) return;
+      try {
+        const result = await api("POST", `/api/users/${user.id}/password`);
+        byId("new-password-for").textContent = `New one-time password for ${user.email} (shown only once):`;
+        showSecret(byId("new-password-box"), "new-password-value", result.password);
+      } catch (error) {
+        notify(error.message, "error");
+      }
+    });
+    actions.append(reset, toggle);
+    return actions;
+  }
+
+  async function loadUsers() {
+    const table = byId("users-table");
+    const roles = table.dataset.roles.split(",");
+    const { items } = await api("GET", "/api/users");
+    byId("users-body").replaceChildren(
+      ...items.map((user) => {
+        const me = String(user.id) === table.dataset.me;
+        const cell = (label, ...content) => el("td", { dataset: { label } }, ...content);
+        return el(
+          "tr",
+          { dataset: { userId: user.id } },
+          cell("Email", user.email, me ? el("span", { className: "muted small" }, " (you)") : null),
+          cell("Role", roleSelect(user, roles, me)),
+          cell("Status", el("span", { className: `badge ${user.active ? "badge-success" : "badge-muted"}` }, user.active ? "Active" : "Deactivated")),
+          cell("Last sign-in", user.last_sign_in_at ? format.dateTime(user.last_sign_in_at) : "never"),
+          userActions(user, me),
+        );
+      }),
+    );
+  }
+
+  function usersPage() {
+    onSubmit(byId("user-form"), async (fields) => {
+      const created = await api("POST", "/api/users", fields);
+      byId("new-password-for").textContent = `Account ${created.email} added (${created.role}). Its one-time password (shown only once):`;
+      showSecret(byId("new-password-box"), "new-password-value", created.password);
+      byId("user-form").reset();
+      loadUsers();
+    });
+    loadUsers().catch((error) => notify(error.message, "error"));
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    if (byId("tokens-table")) accountPage();
+    if (byId("users-table")) usersPage();
+  });
+})();
