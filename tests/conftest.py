@@ -181,7 +181,7 @@ def admin_token_for(app) -> str:
         admin = service.find_user(db.session, "admin@example.test") or service.create_user(
             db.session, email="admin@example.test", role="admin", password=PASSWORD
         )
-        _, token = service.create_token(db.session, admin, name="tests")
+        _, token = service.create_token(db.session, admin, name="tests", role="admin")
         db.session.commit()
     return token
 

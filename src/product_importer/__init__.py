@@ -9,6 +9,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import background, security
 from .accounts import auth
+from .apiutil import IdConverter
 from .config import load_config
 from .errors import register_errorhandlers
 from .extensions import celery_init_app, csrf, db, limiter, migrate
@@ -23,6 +24,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     instance_path = os.path.abspath(os.environ.get("INSTANCE_PATH") or "instance")
     app = Flask(__name__, instance_path=instance_path)
     app.request_class = UploadRequest  # uploads stream to disk, never into memory
+    app.url_map.converters["int"] = IdConverter  # before any route: ids past 64 bits are 404
     app.config.from_mapping(load_config(app.instance_path))
     app.config.update(test_config or {})
     configure_logging(app)

@@ -5,12 +5,21 @@ import io
 from collections.abc import Iterable, Sequence
 
 from flask import Response, request, stream_with_context
+from werkzeug.routing import IntegerConverter
 
+from .apidoc import MAX_ID
 from .errors import BadRequest, Invalid
 from .spreadsheet import escape_formula
 
 CSV_FLUSH_ROWS = 2000
 MAX_DIGITS = 9
+
+
+class IdConverter(IntegerConverter):
+    """`<int:...>` in routes: at most a 64-bit id, so a larger one is a 404, not a 500."""
+
+    def __init__(self, url_map, fixed_digits=0, min=None, max=MAX_ID, signed=False):  # noqa: A002
+        super().__init__(url_map, fixed_digits, min, max, signed)
 
 
 def json_object(what: str) -> dict:
@@ -21,10 +30,17 @@ def json_object(what: str) -> dict:
     return body
 
 
+def refuse_unknown(fields: dict, known: set[str]) -> None:
+    """Raise Invalid naming every field of a JSON body that is not one of `known`."""
+    unknown = {name: "Unknown field." for name in fields if name not in known}
+    if unknown:
+        raise Invalid(f"Unknown fields; send only {', '.join(sorted(known))}.", details=unknown)
+
+
 def whole_number(name: str, default: int) -> int:
     """A query argument of ASCII digits (or `default` when absent); raise Invalid otherwise."""
-    value = request.args.get(name, "").strip()
-    if not value:
+    value = request.args.get(name)
+    if value is None:
         return default
     if not (value.isascii() and value.isdigit()):  # "²" is a digit to isdigit(), not to int()
         raise Invalid(f"{name} must be a whole number.", details={name: "A whole number."})

@@ -147,7 +147,7 @@ def create_token(email: str, name: str, role: str | None, expires_days: int | No
         if owner is None or not owner.active:
             raise click.ClickException(f"No active account {email}. Create it with `users create`.")
         _, secret = accounts_service.create_token(
-            db.session, owner, name=name, role=role, expires_days=expires_days
+            db.session, owner, name=name, role=role or owner.role, expires_days=expires_days
         )
         db.session.commit()
     click.echo(secret)

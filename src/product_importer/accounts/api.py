@@ -3,7 +3,7 @@
 from flask import Blueprint, jsonify, request
 from flask_login import current_user, login_user
 
-from ..apiutil import json_object, whole_number
+from ..apiutil import json_object, refuse_unknown, whole_number
 from ..extensions import db
 from ..security import refuse_cross_site_requests
 from . import audit, credentials, service
@@ -28,6 +28,7 @@ def get_account():
 def change_password():
     """Change one's own password: 204; every other session of the account ends."""
     fields = json_object("passwords")
+    refuse_unknown(fields, {"current_password", "new_password"})
     user = current_user.user
     service.change_password(
         db.session, user, current=fields.get("current_password"), new=fields.get("new_password")
@@ -52,11 +53,12 @@ def list_tokens():
 def create_token():
     """Create a token for oneself: 201 with its secret, shown this once."""
     fields = json_object("token")
+    refuse_unknown(fields, {"name", "role", "expires_days"})
     token, secret = service.create_token(
         db.session,
         current_user.user,
         name=fields.get("name"),
-        role=fields.get("role"),
+        role=fields.get("role", current_user.user.role),
         expires_days=fields.get("expires_days"),
     )
     audit.record(db.session, "token.created", token.name, role=token.role, owner=token.owner.email)
@@ -86,6 +88,7 @@ def list_users():
 def create_user():
     """Add an account: 201 with a one-time password, shown this once."""
     fields = json_object("account")
+    refuse_unknown(fields, {"email", "role"})
     password = credentials.new_password()
     user = service.create_user(
         db.session, email=fields.get("email"), role=fields.get("role"), password=password

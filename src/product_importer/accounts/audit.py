@@ -4,6 +4,7 @@ An entry is written in the transaction of the change it records, so a change tha
 leaves no entry, and one that commits always has one.
 """
 
+import re
 from dataclasses import dataclass
 from math import ceil
 
@@ -16,6 +17,7 @@ from .auth import current_actor
 from .models import AuditEntry
 
 PER_PAGE = 50
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 MAX_PAGE = 100_000
 
 
@@ -56,7 +58,9 @@ def list_entries(
 ) -> AuditPage:
     """Entries newest first, by actor email and action (exact, or a prefix ending in a dot)."""
     if not 1 <= page <= MAX_PAGE:
-        raise Invalid("page must be 1 or more.", details={"page": "1 or more."})
+        raise Invalid(f"page must be from 1 to {MAX_PAGE}.", details={"page": f"1 to {MAX_PAGE}."})
+    if CONTROL.search(actor + action):
+        raise Invalid("The filters must not hold control characters.")
     query = select(AuditEntry)
     if actor:
         query = query.where(func.lower(AuditEntry.actor_email) == actor.strip().lower())

@@ -1,17 +1,32 @@
-"""The accounts part of the OpenAPI document, and how every operation is secured."""
+"""The accounts part of the OpenAPI document, and the security schemes every operation uses."""
 
+from ..apidoc import (
+    LINE,
+    LOCATION,
+    NO_CONTROL,
+    NULLABLE_STAMP,
+    STAMP,
+    error,
+    json_body,
+    json_response,
+    links_to,
+    list_of,
+    operation,
+    path_id,
+    query,
+    ref,
+)
+from .audit import MAX_PAGE
+from .credentials import MAX_PASSWORD, MIN_PASSWORD
 from .roles import ROLES
+from .service import EMAIL, MAX_TOKEN_DAYS
 
-STAMP = {"type": "string", "format": "date-time"}
-NULLABLE_STAMP = {**STAMP, "nullable": True}
-ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
-PUBLIC_PATHS = {"/api/openapi.json", "/healthz", "/readyz"}
 SECURITY_SCHEMES = {
     "bearer": {
         "type": "http",
         "scheme": "bearer",
-        "description": "A personal access token, pit_...: made on /account or with "
-        "`product-importer tokens create`.",
+        "description": "A personal access token, pit_...: made on /account, through "
+        "POST /api/tokens, or with `product-importer tokens create`.",
     },
     "session": {
         "type": "apiKey",
@@ -21,79 +36,48 @@ SECURITY_SCHEMES = {
         "page's CSRF token in X-CSRFToken.",
     },
 }
-
-
-def _ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict, description: str) -> dict:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _body(name: str) -> dict:
-    return {"required": True, "content": {"application/json": {"schema": _ref(name)}}}
-
-
-def _list_of(name: str) -> dict:
-    items = {"type": "array", "items": _ref(name)}
-    return {"type": "object", "required": ["items"], "properties": {"items": items}}
-
-
-def _op(summary: str, responses: dict, **more) -> dict:
-    return {"summary": summary, "responses": responses, **more}
-
-
-def secure(document: dict) -> dict:
-    """Name who may call each operation: every one but the public ones answers 401 and 403."""
-    components = document.setdefault("components", {})
-    components["securitySchemes"] = SECURITY_SCHEMES
-    document["security"] = [{"bearer": []}, {"session": []}]
-    error = _json(_ref("Error"), "")
-    for path, operations in document["paths"].items():
-        for method, operation in operations.items():
-            if method == "parameters":
-                continue
-            if path in PUBLIC_PATHS:
-                operation["security"] = []
-                continue
-            responses = operation["responses"]
-            responses.setdefault("401", {**error, "description": "No valid session or token"})
-            responses.setdefault(
-                "403",
-                {
-                    **error,
-                    "description": "The role is too low (or a "
-                    "cross-site request): error.details names the role",
-                },
-            )
-    return document
+ROLE = {"type": "string", "enum": list(ROLES)}
 
 
 def schemas() -> dict:
     """The component schemas of the accounts paths."""
-    role = {"type": "string", "enum": list(ROLES)}
+    email = {"type": "string", "maxLength": 254, "pattern": EMAIL.pattern}
     return {
         "Account": {
             "type": "object",
             "properties": {
                 "id": {"type": "integer"},
                 "email": {"type": "string"},
-                "role": role,
+                "role": ROLE,
                 "active": {"type": "boolean"},
                 "created_at": STAMP,
                 "last_sign_in_at": NULLABLE_STAMP,
-                "password": {"type": "string", "description": "One-time; only when made"},
+                "password": {"type": "string", "description": "One-time; only when made or reset"},
             },
         },
-        "AccountInput": {
+        "AccountCreate": {
             "type": "object",
             "required": ["email", "role"],
-            "properties": {"email": {"type": "string"}, "role": role},
+            "properties": {"email": email, "role": ROLE},
+            "additionalProperties": False,
         },
         "AccountChange": {
             "type": "object",
-            "properties": {"role": role, "active": {"type": "boolean"}},
+            "properties": {"role": ROLE, "active": {"type": "boolean"}},
+            "additionalProperties": False,
+        },
+        "PasswordChange": {
+            "type": "object",
+            "required": ["current_password", "new_password"],
+            "properties": {
+                "current_password": {"type": "string"},
+                "new_password": {
+                    "type": "string",
+                    "minLength": MIN_PASSWORD,
+                    "maxLength": MAX_PASSWORD,
+                },
+            },
+            "additionalProperties": False,
         },
         "Token": {
             "type": "object",
@@ -101,7 +85,7 @@ def schemas() -> dict:
                 "id": {"type": "integer"},
                 "name": {"type": "string"},
                 "prefix": {"type": "string", "description": "The first characters, to tell apart"},
-                "role": role,
+                "role": ROLE,
                 "owner": {"type": "string"},
                 "expires_at": NULLABLE_STAMP,
                 "created_at": STAMP,
@@ -109,19 +93,23 @@ def schemas() -> dict:
                 "token": {"type": "string", "description": "pit_...; only when made"},
             },
         },
-        "TokenInput": {
+        "TokenCreate": {
             "type": "object",
             "required": ["name"],
             "properties": {
-                "name": {"type": "string", "maxLength": 100},
-                "role": {**role, "description": "At most the owner's; the owner's by default"},
+                "name": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": LINE},
+                "role": {
+                    **ROLE,
+                    "description": "At most the owner's (422 otherwise); the owner's by default",
+                },
                 "expires_days": {
                     "type": "integer",
                     "minimum": 1,
-                    "maximum": 3650,
+                    "maximum": MAX_TOKEN_DAYS,
                     "nullable": True,
                 },
             },
+            "additionalProperties": False,
         },
         "AuditPage": {
             "type": "object",
@@ -138,95 +126,99 @@ def schemas() -> dict:
 
 def paths() -> dict:
     """The accounts paths."""
-    invalid = {"422": _json(_ref("Error"), "Invalid fields, named in error.details")}
-    not_found = {"404": _json(_ref("Error"), "No such account or token")}
+    invalid = {"422": error("Invalid fields, named in error.details")}
     me = {
         "type": "object",
         "properties": {
-            "account": _ref("Account"),
-            "role": {"type": "string"},
+            "account": ref("Account"),
+            "role": {**ROLE, "description": "The role this request acts with"},
             "via": {"type": "string", "enum": ["session", "token"]},
         },
     }
-    passwords = {
-        "type": "object",
-        "required": ["current_password", "new_password"],
-        "properties": {
-            "current_password": {"type": "string"},
-            "new_password": {"type": "string", "minLength": 10},
-        },
-    }
-    query = [
-        {"name": name, "in": "query", "schema": {"type": "string"}, "description": text}
-        for name, text in (
-            ("actor", "An account's email"),
-            ("action", "Exact, or a prefix ending in '.'"),
-        )
-    ] + [{"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}}]
+    token_made = json_response(ref("Token"), "Made", LOCATION)
+    token_made["links"] = links_to("revoke_token")
+    account_made = json_response(ref("Account"), "Added", LOCATION)
+    account_made["links"] = links_to("change_user", "reset_password")
+    audit_filters = [
+        query("actor", {"type": "string", "pattern": NO_CONTROL}, "An account's email"),
+        query(
+            "action", {"type": "string", "pattern": NO_CONTROL}, "Exact, or a prefix ending in '.'"
+        ),
+        query("page", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}, "Page number"),
+    ]
     return {
-        "/api/account": {"get": _op("The signed-in account", {"200": _json(me, "The account")})},
+        "/api/account": {
+            "get": operation(
+                "get_account", "The signed-in account", {"200": json_response(me, "It")}
+            )
+        },
         "/api/account/password": {
-            "post": _op(
-                "Change one's own password (other sessions end)",
+            "post": operation(
+                "change_password",
+                "Change one's own password (the account's other sessions end)",
                 {"204": {"description": "Changed"}, **invalid},
-                requestBody={
-                    "required": True,
-                    "content": {"application/json": {"schema": passwords}},
-                },
+                requestBody=json_body("PasswordChange"),
             ),
         },
         "/api/tokens": {
-            "get": _op(
+            "get": operation(
+                "list_tokens",
                 "One's tokens (every token, for an admin)",
-                {"200": _json(_list_of("Token"), "Tokens")},
+                {"200": json_response(list_of("Token"), "Tokens")},
             ),
-            "post": _op(
-                "Make a token; its secret is in the answer only",
-                {"201": _json(_ref("Token"), "Made"), **invalid},
-                requestBody=_body("TokenInput"),
+            "post": operation(
+                "create_token",
+                "Make a token for oneself; its secret is in this answer only",
+                {"201": token_made, **invalid},
+                requestBody=json_body("TokenCreate"),
             ),
         },
         "/api/tokens/{id}": {
-            "parameters": [ID],
-            "delete": _op("Revoke a token", {"204": {"description": "Revoked"}, **not_found}),
+            "parameters": [path_id()],
+            "delete": operation(
+                "revoke_token", "Revoke a token", {"204": {"description": "Revoked"}}
+            ),
         },
         "/api/users": {
-            "get": _op("Every account (admin)", {"200": _json(_list_of("Account"), "Accounts")}),
-            "post": _op(
-                "Add an account (admin); a one-time password in the answer",
-                {
-                    "201": _json(_ref("Account"), "Added"),
-                    "409": _json(_ref("Error"), "Email taken"),
-                    **invalid,
-                },
-                requestBody=_body("AccountInput"),
+            "get": operation(
+                "list_users",
+                "Every account (admin)",
+                {"200": json_response(list_of("Account"), "Accounts")},
+            ),
+            "post": operation(
+                "create_user",
+                "Add an account (admin); a one-time password is in the answer",
+                {"201": account_made, "409": error("The email is taken"), **invalid},
+                requestBody=json_body("AccountCreate"),
             ),
         },
         "/api/users/{id}": {
-            "parameters": [ID],
-            "patch": _op(
-                "Change a role, or deactivate (admin)",
+            "parameters": [path_id()],
+            "patch": operation(
+                "change_user",
+                "Change a role, or deactivate: its sessions and tokens stop at once (admin)",
                 {
-                    "200": _json(_ref("Account"), "Changed"),
-                    **not_found,
+                    "200": json_response(ref("Account"), "Changed"),
+                    "409": error("Not on one's own account"),
                     **invalid,
-                    "409": _json(_ref("Error"), "Not on one's own account"),
                 },
-                requestBody=_body("AccountChange"),
+                requestBody=json_body("AccountChange"),
             ),
         },
         "/api/users/{id}/password": {
-            "parameters": [ID],
-            "post": _op(
+            "parameters": [path_id()],
+            "post": operation(
+                "reset_password",
                 "A new one-time password (admin); the account's sessions end",
-                {"200": _json(_ref("Account"), "With `password`"), **not_found},
+                {"200": json_response(ref("Account"), "With `password`")},
             ),
         },
         "/api/audit": {
-            "get": _op(
+            "get": operation(
+                "list_audit",
                 "The audit log, newest first (admin)",
-                {"200": _json(_ref("AuditPage"), "A page of entries"), **invalid},
-                parameters=query,
+                {"200": json_response(ref("AuditPage"), "A page of entries"), **invalid},
+                parameters=audit_filters,
             ),
         },
     }

@@ -6,13 +6,17 @@ from datetime import timedelta
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from ..apidoc import LINE
 from ..errors import Conflict, Forbidden, Invalid, NotFound
 from ..timeutil import aware, utcnow
 from . import credentials
 from .models import SetupToken, Token, User
 from .roles import ROLES, Role, at_least, lower_of
 
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+# Something@something, without spaces or control characters (the same in every regex dialect,
+# so the OpenAPI document can state it exactly).
+EMAIL = re.compile(r"^[^@\x00-\x20\x7f-\x9f]+@[^@\x00-\x20\x7f-\x9f]+$")
+TOKEN_NAME = re.compile(LINE)
 MAX_TOKEN_DAYS = 3650
 
 
@@ -46,7 +50,7 @@ def list_users(session: Session) -> list[User]:
 def create_user(session: Session, *, email, role, password: str | None = None) -> User:
     """Create an account; raise Invalid naming bad fields, Conflict when the email is taken."""
     problems = {}
-    if not isinstance(email, str) or not EMAIL.match(email.strip()) or len(email) > 254:
+    if not isinstance(email, str) or not EMAIL.match(email) or len(email) > 254:
         problems["email"] = "Give an email address, such as ana@example.com."
     if role not in ROLES:
         problems["role"] = f"One of {', '.join(ROLES)}."
@@ -95,7 +99,8 @@ def change_user(session: Session, user_id: int, *, fields: dict, acting: User) -
 
 def change_password(session: Session, user: User, *, current, new) -> None:
     """Change one's own password (the current one is asked again); other sessions end."""
-    if not credentials.password_matches(user.password_hash, current or ""):
+    matches = isinstance(current, str) and credentials.password_matches(user.password_hash, current)
+    if not matches:
         raise Invalid(
             "The current password is not right.", details={"current_password": "Not right."}
         )
@@ -132,11 +137,13 @@ def authenticate(session: Session, email: str, password: str) -> User | None:
 def create_token(
     session: Session, owner: User, *, name, role=None, expires_days=None
 ) -> tuple[Token, str]:
-    """Make a token for `owner`; return it with its secret, which is never shown again."""
+    """Make a token for `owner` with `role` (at most the owner's); return it and its secret.
+
+    The secret is never shown again: only its hash is kept.
+    """
     problems = {}
-    if not isinstance(name, str) or not name.strip() or len(name.strip()) > 100:
-        problems["name"] = "Give the token a name of at most 100 characters."
-    role = role or owner.role
+    if not isinstance(name, str) or not TOKEN_NAME.match(name) or len(name) > 100:
+        problems["name"] = "Give the token a name: one line of at most 100 characters."
     if role not in ROLES:
         problems["role"] = f"One of {', '.join(ROLES)}."
     elif not at_least(owner.role, role):

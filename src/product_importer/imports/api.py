@@ -20,7 +20,7 @@ bp.before_request(refuse_cross_site_requests)
 @bp.post("")
 @requires(Role.EDITOR)
 @large_body
-def upload():
+def upload_import():
     """Store the uploaded CSV and queue its import: 202 with the job."""
     actor = current_actor()
     # Refused before a byte of the body is read: a quota or a full disk wastes no upload.

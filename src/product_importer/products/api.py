@@ -82,7 +82,7 @@ def delete_all_products():
 
 @bp.get("/export.csv")
 @requires(Role.VIEWER)
-def export_csv():
+def export_products():
     """Stream the products that match the filters as CSV that imports back unchanged."""
     rows = service.export_rows(
         db.session,

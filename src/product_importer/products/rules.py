@@ -82,10 +82,8 @@ def _clean_line(value, limit: int) -> str:
 
 
 def _clean_description(value) -> str:
-    if value is None:
-        return ""
     if not isinstance(value, str):
-        raise ValueError("Must be text.")
+        raise ValueError("Must be text (an empty string clears it).")
     value = value.strip(SPACE)
     if len(value) > MAX_DESCRIPTION:
         raise ValueError(f"At most {MAX_DESCRIPTION:,} characters.")

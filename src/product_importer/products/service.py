@@ -100,12 +100,12 @@ def parse_filters(args: Mapping[str, str]) -> Filters:
     """Read the filters from query arguments; raise Invalid naming each bad one."""
     values, problems = {}, {}
     for field in (*TEXT_FILTERS, "q"):
-        values[field] = (args.get(field) or "").strip()
+        values[field] = (args.get(field) or "").strip(rules.SPACE)
         if rules.DESCRIPTION_CONTROL.search(values[field]):
             problems[field] = "Must not hold control characters."
-    active = (args.get("active") or "").strip().lower()
-    if active not in ("", "true", "false"):
-        problems["active"] = "Must be true or false."
+    active = args.get("active")
+    if active not in (None, "true", "false"):
+        problems["active"] = "Must be true or false (or left out for any)."
     if problems:
         raise Invalid("The filters are not valid; see details.", details=problems)
     return Filters(**values, active={"true": True, "false": False}.get(active))
@@ -113,7 +113,7 @@ def parse_filters(args: Mapping[str, str]) -> Filters:
 
 def parse_sort(value: str | None) -> str:
     """Return a valid sort (`sku`, `name`, `updated_at`, `-` first for descending)."""
-    sort = (value or "").strip() or DEFAULT_SORT
+    sort = DEFAULT_SORT if value is None else value
     if sort.removeprefix("-") not in SORT_KEYS:
         choices = ", ".join(SORT_KEYS)
         raise Invalid(

@@ -6,15 +6,12 @@ from ..accounts import audit
 from ..accounts.auth import requires
 from ..accounts.roles import Role
 from ..apiutil import json_object, whole_number
-from ..errors import Invalid
 from ..extensions import db
 from ..security import refuse_cross_site_requests
 from . import models, service  # noqa: F401  (models: registers the tables with the app)
 
 bp = Blueprint("webhooks_api", __name__, url_prefix="/api/webhooks")
 bp.before_request(refuse_cross_site_requests)
-
-MAX_DELIVERIES = 200
 
 
 @bp.get("")
@@ -79,9 +76,7 @@ def test_webhook(endpoint_id: int):
 @requires(Role.VIEWER)
 def list_deliveries(endpoint_id: int):
     """Return the endpoint's recent deliveries, newest first, each with its attempt log."""
-    limit = whole_number("limit", 50)
-    if not 1 <= limit <= MAX_DELIVERIES:
-        raise Invalid(f"limit must be a whole number from 1 to {MAX_DELIVERIES}.")
+    limit = whole_number("limit", service.DEFAULT_DELIVERIES)
     recent = service.list_deliveries(db.session, endpoint_id, limit=limit)
     return jsonify(items=[delivery.to_dict(attempts) for delivery, attempts in recent])
 

@@ -1,54 +1,76 @@
-"""The webhooks part of the OpenAPI document: `paths()` and `schemas()` to merge in."""
+"""The webhooks part of the OpenAPI document: `schemas()` and `paths()` to merge in."""
 
+from ..apidoc import (
+    LOCATION,
+    NULLABLE_STAMP,
+    STAMP,
+    error,
+    json_body,
+    json_response,
+    links_to,
+    list_of,
+    operation,
+    path_id,
+    query,
+    ref,
+)
 from .events import EVENT_TYPES
+from .service import MAX_DELIVERIES, READ_ONLY
 
-ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
-DELIVERY_ID = {"name": "did", "in": "path", "required": True, "schema": {"type": "integer"}}
-STAMP = {"type": "string", "format": "date-time"}
-
-
-def _ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict, description: str) -> dict:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-ERRORS = {
-    "404": _json(_ref("Error"), "No such webhook or delivery"),
-    "422": _json(_ref("Error"), "Invalid fields, named in error.details"),
-}
+NULLABLE_INT = {"type": "integer", "nullable": True}
+NULLABLE_TEXT = {"type": "string", "nullable": True}
+FOLLOW_WEBHOOK = (
+    "get_webhook",
+    "update_webhook",
+    "delete_webhook",
+    "test_webhook",
+    "list_deliveries",
+)
 
 
 def schemas() -> dict:
-    """Return the component schemas the webhook paths refer to."""
-    nullable_int = {"type": "integer", "nullable": True}
-    nullable_text = {"type": "string", "nullable": True}
-    return {
-        "WebhookInput": {
-            "type": "object",
-            "properties": {
-                "url": {"type": "string", "format": "uri", "maxLength": 2048},
-                "events": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {"type": "string", "enum": list(EVENT_TYPES)},
-                },
-                "enabled": {"type": "boolean", "default": True},
-                "description": {"type": "string", "maxLength": 255},
-            },
+    """The component schemas the webhook paths refer to."""
+    fields = {
+        "url": {
+            "type": "string",
+            "format": "uri",
+            "maxLength": 2048,
+            "pattern": "^https?://",
+            "description": "Refused (422) when it resolves to a link-local, site-local, 6to4 or "
+            "Teredo address, or (unless WEBHOOK_ALLOW_PRIVATE) a private or loopback one, or "
+            "does not resolve at all",
         },
+        "events": {
+            "type": "array",
+            "minItems": 1,
+            "items": {"type": "string", "enum": list(EVENT_TYPES)},
+        },
+        "enabled": {"type": "boolean", "default": True},
+        "description": {"type": "string", "maxLength": 255, "nullable": True},
+    }
+    read_only = {name: {"description": "Read-only: ignored when sent"} for name in READ_ONLY}
+    change = {
+        "type": "object",
+        "description": "Read-only fields may be sent back and are ignored; others are refused.",
+        "properties": fields | read_only,
+        "additionalProperties": False,
+    }
+    return {
+        "WebhookCreate": {
+            **change,
+            "required": ["url", "events"],
+            # A receiver on this machine: saved only with WEBHOOK_ALLOW_PRIVATE=true.
+            "example": {"url": "http://127.0.0.1:9/hooks", "events": ["product.updated"]},
+        },
+        "WebhookChange": change,
         "Webhook": {
             "type": "object",
             "properties": {
                 "id": {"type": "integer"},
-                "url": {"type": "string"},
-                "events": {"type": "array", "items": {"type": "string"}},
-                "enabled": {"type": "boolean"},
-                "description": {"type": "string"},
                 "created_at": STAMP,
-                "disabled_reason": {**nullable_text, "description": "Set when a 410 disabled it"},
+                **fields,
+                "description": {"type": "string"},
+                "disabled_reason": {**NULLABLE_TEXT, "description": "Set when a 410 disabled it"},
                 "secret": {"type": "string", "description": "whsec_...; only when created"},
             },
         },
@@ -56,96 +78,106 @@ def schemas() -> dict:
             "type": "object",
             "properties": {
                 "ok": {"type": "boolean"},
-                "status_code": nullable_int,
-                "response_time_ms": nullable_int,
-                "error": nullable_text,
+                "status_code": NULLABLE_INT,
+                "response_time_ms": NULLABLE_INT,
+                "error": NULLABLE_TEXT,
             },
         },
-        "Delivery": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "integer"},
-                "event_id": {"type": "string", "description": "The webhook-id of every attempt"},
-                "event": {"type": "string"},
-                "status": {"type": "string", "enum": ["pending", "succeeded", "failed"]},
-                "attempts": {"type": "integer"},
-                "status_code": nullable_int,
-                "response_time_ms": nullable_int,
-                "error": nullable_text,
-                "created_at": STAMP,
-                "next_attempt_at": {**STAMP, "nullable": True},
-                "attempt_log": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "properties": {
-                            "number": {"type": "integer"},
-                            "at": STAMP,
-                            "status_code": nullable_int,
-                            "response_time_ms": nullable_int,
-                            "error": nullable_text,
-                        },
-                    },
-                },
-            },
+        "Delivery": _delivery(),
+    }
+
+
+def _delivery() -> dict:
+    outcome = {
+        "status_code": NULLABLE_INT,
+        "response_time_ms": NULLABLE_INT,
+        "error": NULLABLE_TEXT,
+    }
+    attempt = {
+        "type": "object",
+        "properties": {"number": {"type": "integer"}, "at": STAMP, **outcome},
+    }
+    return {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "event_id": {"type": "string", "description": "The webhook-id of every attempt"},
+            "event": {"type": "string"},
+            "status": {"type": "string", "enum": ["pending", "succeeded", "failed"]},
+            "attempts": {"type": "integer"},
+            **outcome,
+            "created_at": STAMP,
+            "next_attempt_at": NULLABLE_STAMP,
+            "attempt_log": {"type": "array", "items": attempt},
         },
     }
 
 
 def paths() -> dict:
-    """Return the OpenAPI path items of /api/webhooks."""
-    body = {"required": True, "content": {"application/json": {"schema": _ref("WebhookInput")}}}
-    items = {"type": "object", "properties": {"items": {"type": "array", "items": {}}}}
-    webhooks = {**items, "properties": {"items": {"type": "array", "items": _ref("Webhook")}}}
-    deliveries = {**items, "properties": {"items": {"type": "array", "items": _ref("Delivery")}}}
+    """The /api/webhooks paths (reading: any role; changing: admin)."""
+    invalid = {"422": error("Invalid fields, each named in error.details")}
+    created = json_response(ref("Webhook"), "Created", LOCATION)
+    created["links"] = links_to(*FOLLOW_WEBHOOK)
+    limit = query(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": MAX_DELIVERIES, "default": 50},
+        "How many of the newest deliveries",
+    )
     return {
         "/api/webhooks": {
-            "get": {"summary": "List webhooks", "responses": {"200": _json(webhooks, "OK")}},
-            "post": {
-                "summary": "Create a webhook; the response holds its secret, shown this once",
-                "requestBody": body,
-                "responses": {"201": _json(_ref("Webhook"), "Created"), **ERRORS},
-            },
+            "get": operation(
+                "list_webhooks", "List webhooks", {"200": json_response(list_of("Webhook"), "OK")}
+            ),
+            "post": operation(
+                "create_webhook",
+                "Create a webhook; the response holds its secret, shown this once",
+                {"201": created, **invalid},
+                requestBody=json_body("WebhookCreate"),
+            ),
         },
         "/api/webhooks/{id}": {
-            "parameters": [ID],
-            "get": {"summary": "Get a webhook", "responses": {"200": _json(_ref("Webhook"), "OK")}},
-            "patch": {
-                "summary": "Change some of a webhook's fields",
-                "requestBody": body,
-                "responses": {"200": _json(_ref("Webhook"), "OK"), **ERRORS},
-            },
-            "delete": {
-                "summary": "Delete a webhook and its deliveries",
-                "responses": {"204": {"description": "Deleted"}, "404": ERRORS["404"]},
-            },
+            "parameters": [path_id()],
+            "get": operation(
+                "get_webhook", "Get a webhook", {"200": json_response(ref("Webhook"), "OK")}
+            ),
+            "patch": operation(
+                "update_webhook",
+                "Change some of a webhook's fields",
+                {"200": json_response(ref("Webhook"), "Changed"), **invalid},
+                requestBody=json_body("WebhookChange"),
+            ),
+            "delete": operation(
+                "delete_webhook",
+                "Delete a webhook and its deliveries",
+                {"204": {"description": "Deleted"}},
+            ),
         },
         "/api/webhooks/{id}/test": {
-            "parameters": [ID],
-            "post": {
-                "summary": "Send a ping now and wait for the answer (within the timeout)",
-                "responses": {"200": _json(_ref("WebhookTest"), "The outcome"), **ERRORS},
-            },
+            "parameters": [path_id()],
+            "post": operation(
+                "test_webhook",
+                "Send a ping now and wait for the answer (within the timeout)",
+                {"200": json_response(ref("WebhookTest"), "The outcome")},
+            ),
         },
         "/api/webhooks/{id}/deliveries": {
-            "parameters": [ID],
-            "get": {
-                "summary": "Recent deliveries, newest first, each with its attempt log",
-                "parameters": [
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 50}}
-                ],
-                "responses": {"200": _json(deliveries, "OK"), **ERRORS},
-            },
+            "parameters": [path_id()],
+            "get": operation(
+                "list_deliveries",
+                "Recent deliveries, newest first, each with its attempt log",
+                {"200": json_response(list_of("Delivery"), "OK"), **invalid},
+                parameters=[limit],
+            ),
         },
         "/api/webhooks/{id}/deliveries/{did}/redeliver": {
-            "parameters": [ID, DELIVERY_ID],
-            "post": {
-                "summary": "Send again with the same webhook-id (a waiting retry: now)",
-                "responses": {
-                    "202": _json(_ref("Delivery"), "Queued"),
-                    "409": _json(_ref("Error"), "The webhook is disabled"),
-                    "404": ERRORS["404"],
+            "parameters": [path_id(), path_id("did")],
+            "post": operation(
+                "redeliver",
+                "Send again with the same webhook-id (a waiting retry: now)",
+                {
+                    "202": json_response(ref("Delivery"), "Queued"),
+                    "409": error("The webhook is disabled"),
                 },
-            },
+            ),
         },
     }

@@ -17,6 +17,8 @@ from . import events, sender, signing, ssrf
 from .models import Attempt, Delivery, DeliveryStatus, Endpoint
 
 EDITABLE = {"url", "events", "enabled", "description"}
+DEFAULT_DELIVERIES = 50
+MAX_DELIVERIES = 200
 READ_ONLY = {"id", "created_at", "secret", "disabled_reason"}
 
 # --- settings ---------------------------------------------------------------------------------
@@ -148,6 +150,9 @@ def list_deliveries(
     session: Session, endpoint_id: int, *, limit: int = 50
 ) -> list[tuple[Delivery, list[Attempt]]]:
     """Return an endpoint's newest deliveries, each with its attempts in order."""
+    if not 1 <= limit <= MAX_DELIVERIES:
+        message = f"limit must be a whole number from 1 to {MAX_DELIVERIES}."
+        raise Invalid(message, details={"limit": message})
     get(session, endpoint_id)
     recent = list(
         session.scalars(
