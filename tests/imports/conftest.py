@@ -11,13 +11,15 @@ from dataclasses import dataclass
 
 import pytest
 from bench.generate_csv import rows as generated_rows
-from sqlalchemy import text
+from sqlalchemy import insert, text
 
-BIG_ROWS = 200_000  # about 35 MB: long enough to cancel or kill an import while it runs
 # Held by a test, these stop an import at a known point: a lock on the whole catalog (as any
 # product edit in progress holds) makes it wait before its merge; a row lock, inside it.
+# `holding_rejections` stops it in the middle of its reading.
 TABLE_LOCK = "LOCK TABLE products IN ROW EXCLUSIVE MODE"
 ROW_LOCK = "SELECT id FROM products WHERE lower(sku) = '{key}' FOR UPDATE"
+# An import writes the rows it rejects every FLUSH_EVERY of them and at the end of its reading.
+REJECTED_AT_ONCE = 5000
 
 
 def csv_bytes(rows, header=("name", "sku", "description")) -> bytes:
@@ -31,23 +33,31 @@ def csv_bytes(rows, header=("name", "sku", "description")) -> bytes:
 
 @dataclass(frozen=True)
 class GeneratedFile:
-    """A file shaped like the sample, and the catalog a clean import of it gives."""
+    """A file shaped like the sample, and the catalog an import of it gives."""
 
     data: bytes
     rows: int
     expected: dict  # lower(sku) -> (sku, name, description, active)
+    rejected: int = 0
 
 
-def generate(count: int, seed: int = 7) -> GeneratedFile:
+def generate(count: int, seed: int = 7, *, rejected: int = 0) -> GeneratedFile:
+    """`count` rows like the sample's; `rejected` rows without a name in the middle of them."""
     rows = list(generated_rows(count, changed=False, seed=seed))
     expected = {sku.lower(): (sku, name, text_, True) for name, sku, text_ in rows}
-    return GeneratedFile(csv_bytes(rows), count, expected)
+    nameless = [("", f"NAMELESS-{n}", "") for n in range(rejected)]
+    middle = count // 2
+    data = csv_bytes(rows[:middle] + nameless + rows[middle:])
+    return GeneratedFile(data, count + rejected, expected, rejected)
 
 
 @pytest.fixture(scope="session")
-def big_file() -> GeneratedFile:
-    """200,000 rows with quoted multi-line descriptions and SKUs repeated in another case."""
-    return generate(BIG_ROWS)
+def held_file() -> GeneratedFile:
+    """20,000 rows, and in their middle as many rejected rows as an import writes at once.
+
+    Under `holding_rejections`, an import of it stops half-way through its reading.
+    """
+    return generate(20_000, rejected=REJECTED_AT_ONCE)
 
 
 @pytest.fixture
@@ -122,6 +132,30 @@ def errors_csv(http, job_id: int) -> list[list[str]]:
     return list(csv.reader(io.StringIO(response.text)))
 
 
+class Held:
+    """A transaction a test keeps open: whatever waits for its locks waits until it ends."""
+
+    def __init__(self, conn, engine):
+        self.conn, self.engine = conn, engine
+        self.pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+
+    def wait_until_blocking(self, timeout: float = 60) -> None:
+        """Wait until another session waits for a lock this transaction holds."""
+        blocked = "SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.engine.connect() as conn:
+                if conn.execute(text(blocked), {"pid": self.pid}).scalar():
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing waited on the held transaction within {timeout}s")
+            time.sleep(0.05)
+
+    def release(self) -> None:
+        """End the transaction now, before the context exits."""
+        self.conn.rollback()
+
+
 @pytest.fixture
 def holding(app):
     """Return a context manager that runs SQL in a transaction kept open until it exits.
@@ -136,11 +170,60 @@ def holding(app):
         with app.app_context(), db.engine.connect() as conn:
             conn.execute(text(statement))
             try:
-                yield
+                yield Held(conn, db.engine)
             finally:
                 conn.rollback()
 
     return hold
+
+
+@pytest.fixture
+def holding_rejections(app):
+    """Return a context manager that stops the next write of rejected rows until it exits.
+
+    Rejected rows are written through their own connection, each taking the next id of their
+    table; a row with that id, inserted and not committed, makes the import's write wait for
+    the test's transaction. The import is then still reading (`held_file` stops half-way).
+    """
+    from product_importer.extensions import db
+    from product_importer.imports.models import ImportJob, RejectedRow
+
+    @contextmanager
+    def hold():
+        with app.app_context(), db.engine.connect() as conn:
+            jobs, rejected = ImportJob.__table__, RejectedRow.__table__
+            # the held row's job: the test's own, never committed, seen by no one else
+            owner = conn.execute(
+                insert(jobs)
+                .values(filename="held", file_path="", status="failed", warnings=[])
+                .returning(jobs.c.id)
+            ).scalar()
+            taken = conn.execute(text("SELECT nextval('import_rejected_rows_id_seq')")).scalar()
+            conn.execute(insert(rejected).values(id=taken + 1, job_id=owner, line=0, reason="held"))
+            try:
+                yield Held(conn, db.engine)
+            finally:
+                conn.rollback()
+
+    return hold
+
+
+def wait_for_heartbeats(sql, job_id: int, beats: int = 2, timeout: float = 30) -> None:
+    """Wait until the running job's heartbeat has been written `beats` more times.
+
+    Each beat reads the job's cancel request: once two have been written after a cancel was
+    committed, the import has seen it (the second beat starts after the first one ended).
+    """
+    query = "SELECT heartbeat_at FROM import_jobs WHERE id = :id"
+    seen = sql(query, id=job_id)[0][0]
+    deadline = time.monotonic() + timeout
+    while beats:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"import {job_id}: heartbeat not written within {timeout}s")
+        time.sleep(0.05)
+        latest = sql(query, id=job_id)[0][0]
+        if latest != seen:
+            seen, beats = latest, beats - 1
 
 
 @pytest.fixture(autouse=True)
