@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -156,6 +157,16 @@ class Process:
                 os.killpg(self.popen.pid, signal.SIGKILL)
                 self.popen.wait(timeout)
         self.log.close()
+
+
+@contextmanager
+def paused(worker: Process):
+    """Stop a worker process (SIGSTOP) for a while: it takes no job and sends nothing."""
+    os.killpg(worker.popen.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.killpg(worker.popen.pid, signal.SIGCONT)
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,6 @@
 import csv
 import io
 import json
-import os
-import signal
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -248,13 +246,3 @@ def _no_import_left_running(request):
         if waited > 30:
             run(f"UPDATE import_jobs SET cancel_requested = true {unfinished}")
         time.sleep(0.1)
-
-
-@contextmanager
-def paused(worker):
-    """Stop a worker process (SIGSTOP) for a while, so that another one takes the next job."""
-    os.killpg(worker.popen.pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.killpg(worker.popen.pid, signal.SIGCONT)

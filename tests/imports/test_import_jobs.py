@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import paused
 from tests.helpers import import_csv, upload_csv, wait_for_job
 
 from .conftest import (
@@ -22,7 +23,6 @@ from .conftest import (
     csv_bytes,
     errors_csv,
     generate,
-    paused,
     products_by_key,
     read_events,
     wait_for,

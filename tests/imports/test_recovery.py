@@ -5,9 +5,10 @@ from datetime import timedelta
 
 import pytest
 
+from tests.conftest import paused
 from tests.helpers import upload_csv, wait_for_job
 
-from .conftest import TABLE_LOCK, paused, products_by_key
+from .conftest import TABLE_LOCK, products_by_key
 
 
 def claimed_by(sql, job_id: int) -> int:

@@ -122,10 +122,11 @@ def test_test_gives_up_on_an_answer_trickling_in_at_the_timeout(
     result = client.post(f"/api/webhooks/{endpoint['id']}/test").get_json()
     took = time.monotonic() - started
 
-    assert 1 <= took < 1.5
+    assert took >= 1
     assert (result["ok"], result["status_code"]) == (False, None)
     assert result["error"] == "Timed out after 1 s waiting for the answer"
-    assert 1000 <= result["response_time_ms"] < 1500
+    assert result["response_time_ms"] >= 1000
+    receiver.wait_for_hang_up()  # it left with most of the answer still to come
     (ping,) = client.get(f"/api/webhooks/{endpoint['id']}/deliveries").get_json()["items"]
     assert (ping["status"], ping["error"]) == ("failed", result["error"])
 

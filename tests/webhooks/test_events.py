@@ -1,11 +1,14 @@
-"""Events from the rest of the app: one per import, never one per CSV row."""
+"""Events from the rest of the app: one per import, never one per CSV row.
 
-import time
+That nothing more was sent is shown by a later event that must arrive: once it has, and no
+delivery is pending, the receiver holds everything the earlier change sent.
+"""
 
 import pytest
 
 from tests.helpers import import_csv
 
+from .conftest import settled_deliveries
 from .receiver import verify
 
 pytestmark = pytest.mark.usefixtures("live_worker")
@@ -21,10 +24,12 @@ def import_hook(http, receiver) -> dict:
 
 def test_a_completed_import_sends_one_import_completed(http, receiver, import_hook):
     job = import_csv(http, "sku,name\nA-1,Apple\nB-2,Banana\nC-3,Cherry\n,No SKU\n")
+    later = import_csv(http, "sku,name\nD-4,Date\n")
 
-    (request,) = receiver.wait_for(1)
-    time.sleep(1.5)  # nothing else follows: no event per row
-    assert len(receiver.requests) == 1
+    receiver.wait_for(2)
+    assert len(settled_deliveries(http, import_hook["id"])) == 2
+    request, last = receiver.requests  # no event per row
+    assert last.json()["data"]["id"] == later["id"]
     assert verify(import_hook["secret"], request)
     event = request.json()
     assert event["type"] == "import.completed"
@@ -45,9 +50,13 @@ def test_a_failed_import_sends_import_failed(http, receiver, import_hook):
 
 def test_endpoints_only_get_the_events_they_chose(http, receiver):
     body = {"url": receiver.url, "events": ["import.failed"]}
-    assert http.post("/api/webhooks", json=body).status_code == 201
+    hook = http.post("/api/webhooks", json=body).json()
 
     import_csv(http, "sku,name\nA-1,Apple\n")
-    time.sleep(1.5)
+    failed = import_csv(http, "name\nNo SKU column\n")
 
-    assert receiver.requests == []
+    receiver.wait_for(1)
+    assert len(settled_deliveries(http, hook["id"])) == 1
+    (request,) = receiver.requests  # none for the completed import
+    assert request.json()["type"] == "import.failed"
+    assert request.json()["data"]["id"] == failed["id"]
