@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import insert, text
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -25,6 +25,8 @@ PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.
 TEST_DB = os.environ.get("TEST_DB_NAME", "product_importer_test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 ARTIFACTS = ROOT / "artifacts"
+# An import writes the rows it rejects every 5,000 of them and at the end of its reading.
+REJECTED_AT_ONCE = 5000
 
 
 def _database_url(name: str) -> str:
@@ -90,6 +92,82 @@ def _empty_tables(request, app):
         with db.engine.begin() as conn:
             conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     yield
+
+
+class Held:
+    """A transaction a test keeps open: whatever waits for its locks waits until it ends."""
+
+    def __init__(self, conn, engine):
+        self.conn, self.engine = conn, engine
+        self.pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+
+    def wait_until_blocking(self, timeout: float = 60) -> None:
+        """Wait until another session waits for a lock this transaction holds."""
+        blocked = "SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.engine.connect() as conn:
+                if conn.execute(text(blocked), {"pid": self.pid}).scalar():
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing waited on the held transaction within {timeout}s")
+            time.sleep(0.05)
+
+    def release(self) -> None:
+        """End the transaction now, before the context exits."""
+        self.conn.rollback()
+
+
+@pytest.fixture
+def holding(app):
+    """Return a context manager that runs SQL in a transaction kept open until it exits.
+
+    Holding a lock the import needs stops it at a known point however fast the machine is;
+    `Held.wait_until_blocking()` tells when it waits there.
+    """
+    from product_importer.extensions import db
+
+    @contextmanager
+    def hold(statement: str):
+        with app.app_context(), db.engine.connect() as conn:
+            conn.execute(text(statement))
+            try:
+                yield Held(conn, db.engine)
+            finally:
+                conn.rollback()
+
+    return hold
+
+
+@pytest.fixture
+def holding_rejections(app):
+    """Return a context manager that stops the next write of rejected rows until it exits.
+
+    Rejected rows are written through their own connection, each taking the next id of their
+    table; a row with that id, inserted and not committed, makes the import's write wait for
+    the test's transaction. The import is then still reading (`held_file` stops half-way).
+    """
+    from product_importer.extensions import db
+    from product_importer.imports.models import ImportJob, RejectedRow
+
+    @contextmanager
+    def hold():
+        with app.app_context(), db.engine.connect() as conn:
+            jobs, rejected = ImportJob.__table__, RejectedRow.__table__
+            # the held row's job: the test's own, never committed, seen by no one else
+            owner = conn.execute(
+                insert(jobs)
+                .values(filename="held", file_path="", status="failed", warnings=[])
+                .returning(jobs.c.id)
+            ).scalar()
+            taken = conn.execute(text("SELECT nextval('import_rejected_rows_id_seq')")).scalar()
+            conn.execute(insert(rejected).values(id=taken + 1, job_id=owner, line=0, reason="held"))
+            try:
+                yield Held(conn, db.engine)
+            finally:
+                conn.rollback()
+
+    return hold
 
 
 @pytest.fixture

@@ -4,20 +4,19 @@ import csv
 import io
 import json
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
 from bench.generate_csv import rows as generated_rows
-from sqlalchemy import insert, text
+from sqlalchemy import text
 
-# Held by a test, these stop an import at a known point: a lock on the whole catalog (as any
-# product edit in progress holds) makes it wait before its merge; a row lock, inside it.
-# `holding_rejections` stops it in the middle of its reading.
+from tests.conftest import REJECTED_AT_ONCE
+
+# Held by a test (`holding`), these stop an import at a known point: a lock on the whole
+# catalog (as any product edit in progress holds) makes it wait before its merge; a row lock,
+# inside it. `holding_rejections` stops it in the middle of its reading.
 TABLE_LOCK = "LOCK TABLE products IN ROW EXCLUSIVE MODE"
 ROW_LOCK = "SELECT id FROM products WHERE lower(sku) = '{key}' FOR UPDATE"
-# An import writes the rows it rejects every FLUSH_EVERY of them and at the end of its reading.
-REJECTED_AT_ONCE = 5000
 
 
 def csv_bytes(rows, header=("name", "sku", "description")) -> bytes:
@@ -128,82 +127,6 @@ def errors_csv(http, job_id: int) -> list[list[str]]:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/csv")
     return list(csv.reader(io.StringIO(response.text)))
-
-
-class Held:
-    """A transaction a test keeps open: whatever waits for its locks waits until it ends."""
-
-    def __init__(self, conn, engine):
-        self.conn, self.engine = conn, engine
-        self.pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
-
-    def wait_until_blocking(self, timeout: float = 60) -> None:
-        """Wait until another session waits for a lock this transaction holds."""
-        blocked = "SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"
-        deadline = time.monotonic() + timeout
-        while True:
-            with self.engine.connect() as conn:
-                if conn.execute(text(blocked), {"pid": self.pid}).scalar():
-                    return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing waited on the held transaction within {timeout}s")
-            time.sleep(0.05)
-
-    def release(self) -> None:
-        """End the transaction now, before the context exits."""
-        self.conn.rollback()
-
-
-@pytest.fixture
-def holding(app):
-    """Return a context manager that runs SQL in a transaction kept open until it exits.
-
-    Holding a lock on the catalog stops an import at a known point (waiting for the catalog,
-    or in the middle of its merge) however fast the machine is.
-    """
-    from product_importer.extensions import db
-
-    @contextmanager
-    def hold(statement: str):
-        with app.app_context(), db.engine.connect() as conn:
-            conn.execute(text(statement))
-            try:
-                yield Held(conn, db.engine)
-            finally:
-                conn.rollback()
-
-    return hold
-
-
-@pytest.fixture
-def holding_rejections(app):
-    """Return a context manager that stops the next write of rejected rows until it exits.
-
-    Rejected rows are written through their own connection, each taking the next id of their
-    table; a row with that id, inserted and not committed, makes the import's write wait for
-    the test's transaction. The import is then still reading (`held_file` stops half-way).
-    """
-    from product_importer.extensions import db
-    from product_importer.imports.models import ImportJob, RejectedRow
-
-    @contextmanager
-    def hold():
-        with app.app_context(), db.engine.connect() as conn:
-            jobs, rejected = ImportJob.__table__, RejectedRow.__table__
-            # the held row's job: the test's own, never committed, seen by no one else
-            owner = conn.execute(
-                insert(jobs)
-                .values(filename="held", file_path="", status="failed", warnings=[])
-                .returning(jobs.c.id)
-            ).scalar()
-            taken = conn.execute(text("SELECT nextval('import_rejected_rows_id_seq')")).scalar()
-            conn.execute(insert(rejected).values(id=taken + 1, job_id=owner, line=0, reason="held"))
-            try:
-                yield Held(conn, db.engine)
-            finally:
-                conn.rollback()
-
-    return hold
 
 
 def wait_for_heartbeats(sql, job_id: int, beats: int = 2, timeout: float = 30) -> None:
