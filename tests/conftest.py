@@ -272,18 +272,30 @@ def start_worker(test_env, app, tmp_path_factory):
         worker.kill()
 
 
+class SessionWorker:
+    """The worker every test shares; a test may kill it (to show recovery), so it restarts."""
+
+    def __init__(self, start):
+        self.start = start
+        self.process = start()
+
+    def alive(self) -> Process:
+        """Return the worker process, started again if it is no longer running."""
+        if self.process.popen.poll() is not None:
+            self.process = self.start()
+        return self.process
+
+
 @pytest.fixture(scope="session")
-def worker(start_worker):
+def worker(start_worker) -> SessionWorker:
     """One Celery worker for the whole session."""
-    return start_worker()
+    return SessionWorker(start_worker)
 
 
 @pytest.fixture
-def live_worker(worker):
+def live_worker(worker) -> Process:
     """The session's worker, started again if a test killed it."""
-    if worker.popen.poll() is not None:
-        pytest.fail("the session worker is not running")
-    return worker
+    return worker.alive()
 
 
 @pytest.fixture(scope="session")
