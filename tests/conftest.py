@@ -19,6 +19,8 @@ import psycopg
 import pytest
 from sqlalchemy import insert, text
 
+pytest_plugins = ["tests.modes"]  # the `api`, `served` and `any_http` fixtures: both modes
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -201,15 +203,16 @@ def free_port() -> int:
 class Process:
     """A command started by the tests, its output kept in a log file."""
 
-    def __init__(self, args: list[str], env: dict, log_path: Path):
+    def __init__(self, args: list[str], env: dict, log_path: Path, *, cwd=ROOT, inherit=True):
+        """Start `args` with the session's environment plus `env` (or only `env`)."""
         self.log_path = log_path
         self.log = open(log_path, "wb")  # noqa: SIM115  (closed in kill())
         self.popen = subprocess.Popen(
             args,
-            env={**os.environ, **env},
+            env={**os.environ, **env} if inherit else env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            cwd=ROOT,
+            cwd=cwd,
             start_new_session=True,
         )
 

@@ -11,6 +11,7 @@ from bench.generate_csv import rows as generated_rows
 from sqlalchemy import text
 
 from tests.conftest import REJECTED_AT_ONCE
+from tests.modes import snapshot
 
 # Held by a test (`holding`), these stop an import at a known point: a lock on the whole
 # catalog (as any product edit in progress holds) makes it wait before its merge; a row lock,
@@ -59,20 +60,12 @@ def held_file() -> GeneratedFile:
 
 @pytest.fixture
 def catalog(app):
-    """Return a function that reads every product, in id order, with all its columns."""
+    """Return a function that reads every product of the PostgreSQL database (`snapshot`)."""
     from product_importer.extensions import db
 
-    def snapshot() -> list[tuple]:
-        with app.app_context(), db.engine.connect() as conn:
-            result = conn.execute(
-                text(
-                    "SELECT id, sku, name, description, active, created_at, updated_at "
-                    "FROM products ORDER BY id"
-                )
-            )
-            return [tuple(row) for row in result]
-
-    return snapshot
+    with app.app_context():
+        engine = db.engine
+    return lambda: snapshot(engine)
 
 
 def products_by_key(snapshot: list[tuple]) -> dict:
