@@ -30,17 +30,19 @@ def receiver():
     server.close()
 
 
+def create_endpoint(client, url: str, events=("product.updated",), **fields) -> dict:
+    """Create a webhook through the API with Flask's test client; return its JSON and secret."""
+    response = client.post("/api/webhooks", json={"url": url, "events": list(events), **fields})
+    assert response.status_code == 201, response.get_data(as_text=True)
+    return response.get_json()
+
+
 @pytest.fixture
 def make_endpoint(client):
-    """Create a webhook through the API; return its JSON (with the secret)."""
-
-    def make(url: str, events=("product.updated",), **fields) -> dict:
-        body = {"url": url, "events": list(events), **fields}
-        response = client.post("/api/webhooks", json=body)
-        assert response.status_code == 201, response.get_data(as_text=True)
-        return response.get_json()
-
-    return make
+    """Create a webhook on the PostgreSQL app (`create_endpoint`)."""
+    return lambda url, events=("product.updated",), **fields: create_endpoint(
+        client, url, events, **fields
+    )
 
 
 @pytest.fixture
