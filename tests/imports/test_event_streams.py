@@ -94,7 +94,7 @@ def open_stream_when_free(streams, client, job_id, timeout: float = 60) -> Strea
 
 def test_past_the_cap_a_stream_is_refused_until_an_open_one_closes(start_server, holding):
     server = start_server(MAX_EVENT_STREAMS="2")
-    with httpx.Client(base_url=server, timeout=10) as client, ExitStack() as streams:
+    with httpx.Client(base_url=server, timeout=30) as client, ExitStack() as streams:
         with holding(TABLE_LOCK):
             job_id = running_job(client)
             first, second = (Stream(streams, client, job_id) for _ in range(2))
@@ -122,7 +122,7 @@ def test_past_the_cap_a_stream_is_refused_until_an_open_one_closes(start_server,
 def test_a_stream_ends_after_its_time_without_done_and_a_new_one_goes_on(start_server, holding):
     server = start_server(EVENT_STREAM_SECONDS="2")
     events_url = "/api/imports/{}/events"
-    with httpx.Client(base_url=server, timeout=10) as client:
+    with httpx.Client(base_url=server, timeout=30) as client:
         with holding(TABLE_LOCK):
             job_id = running_job(client)
             for _ in range(2):  # a client that reconnects gets a new stream each time

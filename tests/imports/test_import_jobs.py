@@ -189,7 +189,7 @@ def test_a_cancel_while_applying_interrupts_the_merge(http, catalog, holding):
         wait_for(http, job["id"], lambda j: j["phase"] == "applying", "applying")
 
         assert cancel(http, job["id"]).status_code == 202
-        cancelled = wait_for_job(http, job["id"], timeout=20)  # no need to release the row
+        cancelled = wait_for_job(http, job["id"])  # no need to release the row
 
     assert cancelled["status"] == "cancelled"
     assert NOT_CHANGED in cancelled["error"]
@@ -205,7 +205,7 @@ def test_a_cancel_while_the_import_waits_for_the_catalog_is_not_lost(http, catal
         wait_for(http, job["id"], lambda j: j["rows_processed"] == 2, "read to the end")
 
         assert cancel(http, job["id"]).status_code == 202
-        cancelled = wait_for_job(http, job["id"], timeout=10)  # while the catalog is still busy
+        cancelled = wait_for_job(http, job["id"])  # while the catalog is still busy
 
     assert cancelled["status"] == "cancelled"
     assert catalog() == before
