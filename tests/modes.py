@@ -7,7 +7,7 @@ server) runs once in each mode, so a bug of one mode cannot hide behind the othe
 
 - `api`: the app in this process: on the test PostgreSQL database, or configured as the
   embedded default (SQLite in its own instance folder, no broker). No background work runs
-  for it: for the API itself, and for what it writes (products, queued deliveries).
+  for it, so it serves tests of the API itself and of what it writes (products, deliveries).
 - `served`: a running server: the session's gunicorn and Celery worker, or
   `product-importer serve` started with no database or broker named, in its own folder, so its
   imports and deliveries run on its own threads as a laptop's would.
@@ -38,13 +38,15 @@ def empty_tables(engine: Engine) -> None:
             conn.execute(table.delete())
 
 
-def snapshot(engine) -> list[tuple]:
-    """Every product, in id order, with all its columns."""
-    columns = "id, sku, name, description, active, created_at, updated_at"
+PRODUCTS = text(
+    "SELECT id, sku, name, description, active, created_at, updated_at FROM products ORDER BY id"
+)
+
+
+def snapshot(engine: Engine) -> list[tuple]:
+    """Every product, in id order, with all its columns (as the database driver returns them)."""
     with engine.connect() as conn:
-        return [
-            tuple(row) for row in conn.execute(text(f"SELECT {columns} FROM products ORDER BY id"))
-        ]
+        return [tuple(row) for row in conn.execute(PRODUCTS)]
 
 
 # --- the app in this process ----------------------------------------------------------------
