@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +20,16 @@ import psycopg
 import pytest
 from sqlalchemy import insert, text
 
+pytest_plugins = ["tests.modes"]  # the `api`, `served` and `any_http` fixtures: both modes
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 TEST_DB = os.environ.get("TEST_DB_NAME", "product_importer_test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 ARTIFACTS = ROOT / "artifacts"
+# An import writes the rows it rejects every 5,000 of them and at the end of its reading.
+REJECTED_AT_ONCE = 5000
 
 
 def _database_url(name: str) -> str:
@@ -104,7 +109,8 @@ def accounts() -> dict[str, Account]:
 
 
 @pytest.fixture(scope="session")
-def _account_rows(accounts) -> tuple[list[dict], list[dict]]:
+def account_rows(accounts) -> tuple[list[dict], list[dict]]:
+    """The rows of the standard accounts and their tokens, for `restore_accounts`."""
     from product_importer.accounts import credentials
 
     password_hash = credentials.hash_password(PASSWORD)  # once: argon2 is slow on purpose
@@ -126,22 +132,104 @@ def _account_rows(accounts) -> tuple[list[dict], list[dict]]:
 
 
 @pytest.fixture(autouse=True)
-def _empty_tables(request, app, _account_rows):
+def _empty_tables(request, app, account_rows):
     """Start every test from empty tables but the three standard accounts.
 
     Workers use their own connections, so there is no rollback to lean on.
     """
-    from product_importer.accounts.models import Token, User
     from product_importer.extensions import db
 
-    users, tokens = _account_rows
     with app.app_context():
         tables = ", ".join(t.name for t in db.metadata.sorted_tables)
         with db.engine.begin() as conn:
             conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-            conn.execute(insert(User), users)  # ids 1, 2, 3: admin, editor, viewer
-            conn.execute(insert(Token), tokens)
+            restore_accounts(conn, account_rows)
     yield
+
+
+def restore_accounts(conn, account_rows) -> None:
+    """Insert the standard accounts (ids 1, 2, 3: admin, editor, viewer) into emptied tables."""
+    from product_importer.accounts.models import Token, User
+
+    users, tokens = account_rows
+    conn.execute(insert(User), users)
+    conn.execute(insert(Token), tokens)
+
+
+class Held:
+    """A transaction a test keeps open: whatever waits for its locks waits until it ends."""
+
+    def __init__(self, conn, engine):
+        self.conn, self.engine = conn, engine
+        self.pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+
+    def wait_until_blocking(self, timeout: float = 60) -> None:
+        """Wait until another session waits for a lock this transaction holds."""
+        blocked = "SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.engine.connect() as conn:
+                if conn.execute(text(blocked), {"pid": self.pid}).scalar():
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing waited on the held transaction within {timeout}s")
+            time.sleep(0.05)
+
+    def release(self) -> None:
+        """End the transaction now, before the context exits."""
+        self.conn.rollback()
+
+
+@pytest.fixture
+def holding(app):
+    """Return a context manager that runs SQL in a transaction kept open until it exits.
+
+    Holding a lock the import needs stops it at a known point however fast the machine is;
+    `Held.wait_until_blocking()` tells when it waits there.
+    """
+    from product_importer.extensions import db
+
+    @contextmanager
+    def hold(statement: str):
+        with app.app_context(), db.engine.connect() as conn:
+            conn.execute(text(statement))
+            try:
+                yield Held(conn, db.engine)
+            finally:
+                conn.rollback()
+
+    return hold
+
+
+@pytest.fixture
+def holding_rejections(app):
+    """Return a context manager that stops the next write of rejected rows until it exits.
+
+    Rejected rows are written through their own connection, each taking the next id of their
+    table; a row with that id, inserted and not committed, makes the import's write wait for
+    the test's transaction. The import is then still reading (`held_file` stops half-way).
+    """
+    from product_importer.extensions import db
+    from product_importer.imports.models import ImportJob, RejectedRow
+
+    @contextmanager
+    def hold():
+        with app.app_context(), db.engine.connect() as conn:
+            jobs, rejected = ImportJob.__table__, RejectedRow.__table__
+            # the held row's job: the test's own, never committed, seen by no one else
+            owner = conn.execute(
+                insert(jobs)
+                .values(filename="held", file_path="", status="failed", warnings=[])
+                .returning(jobs.c.id)
+            ).scalar()
+            taken = conn.execute(text("SELECT nextval('import_rejected_rows_id_seq')")).scalar()
+            conn.execute(insert(rejected).values(id=taken + 1, job_id=owner, line=0, reason="held"))
+            try:
+                yield Held(conn, db.engine)
+            finally:
+                conn.rollback()
+
+    return hold
 
 
 @pytest.fixture
@@ -203,15 +291,16 @@ def free_port() -> int:
 class Process:
     """A command started by the tests, its output kept in a log file."""
 
-    def __init__(self, args: list[str], env: dict, log_path: Path):
+    def __init__(self, args: list[str], env: dict, log_path: Path, *, cwd=ROOT, inherit=True):
+        """Start `args` with the session's environment plus `env` (or only `env`)."""
         self.log_path = log_path
         self.log = open(log_path, "wb")  # noqa: SIM115  (closed in kill())
         self.popen = subprocess.Popen(
             args,
-            env={**os.environ, **env},
+            env={**os.environ, **env} if inherit else env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            cwd=ROOT,
+            cwd=cwd,
             start_new_session=True,
         )
 
@@ -239,6 +328,16 @@ class Process:
         self.log.close()
 
 
+@contextmanager
+def paused(worker: Process):
+    """Stop a worker process (SIGSTOP) for a while: it takes no job and sends nothing."""
+    os.killpg(worker.popen.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.killpg(worker.popen.pid, signal.SIGCONT)
+
+
 @pytest.fixture(scope="session")
 def start_worker(test_env, app, tmp_path_factory):
     """Start `product-importer worker` processes; all are stopped at the end of the session."""
@@ -264,18 +363,30 @@ def start_worker(test_env, app, tmp_path_factory):
         worker.kill()
 
 
+class SessionWorker:
+    """The worker every test shares; a test may kill it (to show recovery), so it restarts."""
+
+    def __init__(self, start):
+        self.start = start
+        self.process = start()
+
+    def alive(self) -> Process:
+        """Return the worker process, started again if it is no longer running."""
+        if self.process.popen.poll() is not None:
+            self.process = self.start()
+        return self.process
+
+
 @pytest.fixture(scope="session")
-def worker(start_worker):
+def worker(start_worker) -> SessionWorker:
     """One Celery worker for the whole session."""
-    return start_worker()
+    return SessionWorker(start_worker)
 
 
 @pytest.fixture
-def live_worker(worker):
+def live_worker(worker) -> Process:
     """The session's worker, started again if a test killed it."""
-    if worker.popen.poll() is not None:
-        pytest.fail("the session worker is not running")
-    return worker
+    return worker.alive()
 
 
 @pytest.fixture(scope="session")

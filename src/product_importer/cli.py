@@ -58,6 +58,7 @@ def serve(host: str, port: int) -> None:
             "worker_class": "gthread",
             "timeout": 120,
             "accesslog": "-",
+            "loglevel": app.config["LOG_LEVEL"].lower(),
         },
         embedded=embedded,
     ).run()

@@ -14,6 +14,11 @@ class GunicornApp(BaseApplication):
     def load_config(self) -> None:
         for key, value in self.options.items():
             self.cfg.set(key, value)
+        # gunicorn 25.1+ keeps a control socket at one path per user ($HOME/.gunicorn or
+        # $XDG_RUNTIME_DIR): a second instance on the machine replaces it, and the first to stop
+        # deletes the other's. Nothing here uses it.
+        if "control_socket_disable" in self.cfg.settings:
+            self.cfg.set("control_socket_disable", True)
         if self.embedded:
             self.cfg.set("post_worker_init", _start_embedded_worker)
 

@@ -17,8 +17,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 
-# Imports run in a real worker: give expectations on their outcome some room.
-expect.set_options(timeout=10_000)
+# Imports run in a real worker, on a machine that may be busy: expectations wait for a state,
+# and only fail if it never comes.
+expect.set_options(timeout=30_000)
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +35,7 @@ def signed_out_page(browser, live_server, live_worker, artifacts, request):
     """A fresh page on the live server, signed in as no one; a screenshot is saved at the end."""
     context = browser.new_context(base_url=live_server, viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    page.set_default_timeout(15_000)
+    page.set_default_timeout(30_000)
     yield page
     name = request.node.name.replace("/", "_")
     page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)

@@ -5,6 +5,8 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.conftest import REJECTED_AT_ONCE
+
 
 def csv_file(name: str, text: str) -> dict:
     return {"name": name, "mimeType": "text/csv", "buffer": text.encode()}
@@ -96,17 +98,21 @@ def test_reloading_the_page_resumes_following_the_import(page: Page):
     expect(page.get_by_text("one.csv")).to_be_visible()
 
 
-def test_cancel_a_running_import(page: Page, http, tmp_path):
-    big = tmp_path / "big.csv"  # a path, not a buffer: Chromium reads it straight from disk
-    rows = "".join(f"SKU-{n},Widget {n},A blue widget number {n}\n" for n in range(400_000))
-    big.write_text("sku,name,description\n" + rows)
-    page.goto("/")
-    page.locator("#file-input").set_input_files(big)
+def test_cancel_a_running_import(page: Page, http, holding_rejections):
+    rows = [f"SKU-{n},Widget {n},A blue widget number {n}" for n in range(10_000)]
+    nameless = [f"NONAME-{n},," for n in range(REJECTED_AT_ONCE)]
+    content = "sku,name,description\n" + "\n".join(rows[:5000] + nameless + rows[5000:]) + "\n"
+    with holding_rejections() as reading:  # the import stops half-way through the file
+        page.goto("/")
+        page.locator("#file-input").set_input_files(csv_file("big.csv", content))
+        reading.wait_until_blocking()
 
-    expect(page.locator("#job-badge")).to_have_text("Running")
-    expect(page.locator("#stat-phase")).to_have_text(re.compile("Reading|Applying"))
-    expect(page.locator("#stat-speed")).to_contain_text("rows/s")
-    page.get_by_role("button", name="Cancel").click()
+        expect(page.locator("#job-badge")).to_have_text("Running")
+        expect(page.locator("#stat-phase")).to_have_text(re.compile("Reading"))
+        expect(page.locator("#stat-speed")).to_contain_text("rows/s")
+        with page.expect_response(re.compile(r"/api/imports/\d+/cancel$")) as cancelled:
+            page.get_by_role("button", name="Cancel").click()
+        assert cancelled.value.status == 202
 
     expect(page.locator("#job-badge")).to_have_text("Cancelled")
     expect(page.locator("#job-message")).to_have_text("Import cancelled")
@@ -114,6 +120,7 @@ def test_cancel_a_running_import(page: Page, http, tmp_path):
     expect(page.get_by_role("button", name="Retry")).to_be_visible()
     job_id = re.search(r"\?job=(\d+)$", page.url).group(1)
     assert http.get(f"/api/imports/{job_id}").json()["status"] == "cancelled"
+    assert http.get("/api/products").json()["total"] == 0
 
 
 def refuse_with_503(route) -> None:

@@ -3,19 +3,19 @@
 import csv
 import io
 import json
-import os
-import signal
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
 from bench.generate_csv import rows as generated_rows
 from sqlalchemy import text
 
-BIG_ROWS = 200_000  # about 35 MB: long enough to cancel or kill an import while it runs
-# Held by a test, these stop an import at a known point: a lock on the whole catalog (as any
-# product edit in progress holds) makes it wait before its merge; a row lock, inside it.
+from tests.conftest import REJECTED_AT_ONCE
+from tests.modes import snapshot
+
+# Held by a test (`holding`), these stop an import at a known point: a lock on the whole
+# catalog (as any product edit in progress holds) makes it wait before its merge; a row lock,
+# inside it. `holding_rejections` stops it in the middle of its reading.
 TABLE_LOCK = "LOCK TABLE products IN ROW EXCLUSIVE MODE"
 ROW_LOCK = "SELECT id FROM products WHERE lower(sku) = '{key}' FOR UPDATE"
 
@@ -31,41 +31,41 @@ def csv_bytes(rows, header=("name", "sku", "description")) -> bytes:
 
 @dataclass(frozen=True)
 class GeneratedFile:
-    """A file shaped like the sample, and the catalog a clean import of it gives."""
+    """A file shaped like the sample, and the catalog an import of it gives."""
 
     data: bytes
     rows: int
     expected: dict  # lower(sku) -> (sku, name, description, active)
+    rejected: int = 0
 
 
-def generate(count: int, seed: int = 7) -> GeneratedFile:
+def generate(count: int, seed: int = 7, *, rejected: int = 0) -> GeneratedFile:
+    """`count` rows like the sample's; `rejected` rows without a name in the middle of them."""
     rows = list(generated_rows(count, changed=False, seed=seed))
     expected = {sku.lower(): (sku, name, text_, True) for name, sku, text_ in rows}
-    return GeneratedFile(csv_bytes(rows), count, expected)
+    nameless = [("", f"NAMELESS-{n}", "") for n in range(rejected)]
+    middle = count // 2
+    data = csv_bytes(rows[:middle] + nameless + rows[middle:])
+    return GeneratedFile(data, count + rejected, expected, rejected)
 
 
 @pytest.fixture(scope="session")
-def big_file() -> GeneratedFile:
-    """200,000 rows with quoted multi-line descriptions and SKUs repeated in another case."""
-    return generate(BIG_ROWS)
+def held_file() -> GeneratedFile:
+    """20,000 rows, and in their middle as many rejected rows as an import writes at once.
+
+    Under `holding_rejections`, an import of it stops half-way through its reading.
+    """
+    return generate(20_000, rejected=REJECTED_AT_ONCE)
 
 
 @pytest.fixture
 def catalog(app):
-    """Return a function that reads every product, in id order, with all its columns."""
+    """Return a function that reads every product of the PostgreSQL database (`snapshot`)."""
     from product_importer.extensions import db
 
-    def snapshot() -> list[tuple]:
-        with app.app_context(), db.engine.connect() as conn:
-            result = conn.execute(
-                text(
-                    "SELECT id, sku, name, description, active, created_at, updated_at "
-                    "FROM products ORDER BY id"
-                )
-            )
-            return [tuple(row) for row in result]
-
-    return snapshot
+    with app.app_context():
+        engine = db.engine
+    return lambda: snapshot(engine)
 
 
 def products_by_key(snapshot: list[tuple]) -> dict:
@@ -122,25 +122,22 @@ def errors_csv(http, job_id: int) -> list[list[str]]:
     return list(csv.reader(io.StringIO(response.text)))
 
 
-@pytest.fixture
-def holding(app):
-    """Return a context manager that runs SQL in a transaction kept open until it exits.
+def wait_for_heartbeats(sql, job_id: int, beats: int = 2, timeout: float = 30) -> None:
+    """Wait until the running job's heartbeat has been written `beats` more times.
 
-    Holding a lock on the catalog stops an import at a known point (waiting for the catalog,
-    or in the middle of its merge) however fast the machine is.
+    Each beat reads the job's cancel request: once two have been written after a cancel was
+    committed, the import has seen it (the second beat starts after the first one ended).
     """
-    from product_importer.extensions import db
-
-    @contextmanager
-    def hold(statement: str):
-        with app.app_context(), db.engine.connect() as conn:
-            conn.execute(text(statement))
-            try:
-                yield
-            finally:
-                conn.rollback()
-
-    return hold
+    query = "SELECT heartbeat_at FROM import_jobs WHERE id = :id"
+    seen = sql(query, id=job_id)[0][0]
+    deadline = time.monotonic() + timeout
+    while beats:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"import {job_id}: heartbeat not written within {timeout}s")
+        time.sleep(0.05)
+        latest = sql(query, id=job_id)[0][0]
+        if latest != seen:
+            seen, beats = latest, beats - 1
 
 
 @pytest.fixture(autouse=True)
@@ -165,13 +162,3 @@ def _no_import_left_running(request):
         if waited > 30:
             run(f"UPDATE import_jobs SET cancel_requested = true {unfinished}")
         time.sleep(0.1)
-
-
-@contextmanager
-def paused(worker):
-    """Stop a worker process (SIGSTOP) for a while, so that another one takes the next job."""
-    os.killpg(worker.popen.pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.killpg(worker.popen.pid, signal.SIGCONT)

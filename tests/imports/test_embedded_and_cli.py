@@ -1,5 +1,9 @@
 """The two other ways in: `product-importer serve` with nothing configured (SQLite and the
-in-process worker), and `product-importer import FILE` from a terminal."""
+in-process worker), and `product-importer import FILE` from a terminal.
+
+The API's behaviour in the embedded default is tested with everything else, in both modes
+(`tests/modes.py`); here, that it starts and works with no setting at all.
+"""
 
 import os
 import sqlite3
@@ -30,22 +34,6 @@ SETTINGS = {
 }
 
 
-class BareProcess(Process):
-    """A command started with exactly `env`: nothing inherited from the test session."""
-
-    def __init__(self, args: list[str], env: dict, log_path, cwd):
-        self.log_path = log_path
-        self.log = open(log_path, "wb")  # noqa: SIM115  (closed in kill())
-        self.popen = subprocess.Popen(
-            args,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            cwd=cwd,
-            start_new_session=True,
-        )
-
-
 @pytest.fixture
 def embedded_server(tmp_path, test_env):
     """`product-importer serve` with no setting but INSTANCE_PATH; yields (url, instance, log)."""
@@ -54,7 +42,7 @@ def embedded_server(tmp_path, test_env):
     env["INSTANCE_PATH"] = str(instance)
     port = free_port()
     args = [str(BIN / "product-importer"), "serve", "--port", str(port)]
-    server = BareProcess(args, env, tmp_path / "serve.log", cwd=tmp_path)
+    server = Process(args, env, tmp_path / "serve.log", cwd=tmp_path, inherit=False)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(url, server)
@@ -140,17 +128,6 @@ def test_settings_come_from_the_env_file_of_the_folder_it_runs_in(tmp_path, test
 
     assert done.returncode == 0, done.stderr
     assert (instance / "product_importer.db").exists()
-
-
-def test_embedded_sku_identity_ignores_case_beyond_ascii_too(embedded_server):
-    url, instance, _server, token = embedded_server
-    with http_client(url, token) as http:
-        job = import_csv(http, "sku,name\nÄPFEL-1,Apfel\näpfel-1,Apfel 2\nÉTÉ-2,Été\n")
-
-    assert (job["created"], job["updated"]) == (2, 0)  # as PostgreSQL counts it
-    with sqlite3.connect(instance / "product_importer.db") as database:
-        rows = database.execute("SELECT sku, name FROM products ORDER BY id").fetchall()
-    assert sorted(rows) == [("ÉTÉ-2", "Été"), ("äpfel-1", "Apfel 2")]
 
 
 def run_import_command(path) -> subprocess.CompletedProcess:

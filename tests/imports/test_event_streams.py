@@ -81,7 +81,7 @@ class Stream:
         return parse_events(self._lines)
 
 
-def open_stream_when_free(streams, client, job_id, timeout: float = 10) -> Stream:
+def open_stream_when_free(streams, client, job_id, timeout: float = 60) -> Stream:
     """Open a stream, asking again while the server is at its cap."""
     deadline = time.monotonic() + timeout
     while True:
@@ -130,7 +130,7 @@ def test_a_stream_ends_after_its_time_without_done_and_a_new_one_goes_on(
             for _ in range(2):  # a client that reconnects gets a new stream each time
                 started = time.monotonic()
                 response = client.get(events_url.format(job_id))  # returns once it ends
-                assert 1.5 < time.monotonic() - started < 6
+                assert time.monotonic() - started >= 2  # EVENT_STREAM_SECONDS
                 assert response.status_code == 200
                 assert "retry: " in response.text  # EventSource reconnects after this delay
                 events = parse_events(response.text.splitlines())
@@ -138,10 +138,10 @@ def test_a_stream_ends_after_its_time_without_done_and_a_new_one_goes_on(
                 assert events[-1][1]["status"] == "running"
 
         events = []
-        for _ in range(10):  # reconnect until the import's end is told
+        deadline = time.monotonic() + 60
+        while not events or events[-1][0] != "done":  # reconnect until the import's end is told
+            assert time.monotonic() < deadline, events[-3:]
             events += parse_events(client.get(events_url.format(job_id)).text.splitlines())
-            if events[-1][0] == "done":
-                break
         assert {name for name, _ in events[:-1]} <= {"progress"}
         assert events[-1] == ("done", wait_for_job(client, job_id))
         assert events[-1][1]["status"] == "completed"

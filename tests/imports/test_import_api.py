@@ -1,7 +1,7 @@
 """Imports through HTTP: a live gunicorn server, a Celery worker process, PostgreSQL.
 
 Each test uploads a file the way a user or an integrator would, waits for the job, and checks
-the job as the API shows it and the catalog as the database holds it.
+the job as the API shows it and the any_catalog as the database holds it.
 """
 
 import gzip
@@ -15,8 +15,6 @@ from tests.conftest import client_with_token
 from tests.helpers import import_csv, upload_csv, wait_for_job
 
 from .conftest import errors_csv
-
-pytestmark = pytest.mark.usefixtures("live_worker")
 
 
 def counts(job: dict) -> tuple:
@@ -33,7 +31,7 @@ def counts(job: dict) -> tuple:
 # --- a good file ----------------------------------------------------------------------------
 
 
-def test_an_upload_is_imported_exactly_as_written(http, catalog):
+def test_an_upload_is_imported_exactly_as_written(any_http, any_catalog):
     data = (
         "name,sku,description\r\n"
         'Apple,A-1,"Red, sweet\r\nand crisp"\r\n'
@@ -42,7 +40,7 @@ def test_an_upload_is_imported_exactly_as_written(http, catalog):
         "Café crème,D-4,日本語\r\n"
         "Elder,E-5,\r\n"
     ).encode()
-    job = import_csv(http, data, filename="fruit.csv")
+    job = import_csv(any_http, data, filename="fruit.csv")
 
     assert job["status"] == "completed"
     assert counts(job) == (5, 0, 5, 0, 0)
@@ -52,7 +50,7 @@ def test_an_upload_is_imported_exactly_as_written(http, catalog):
     assert job["message"] == "Import complete"
     assert job["created_at"] <= job["started_at"] <= job["finished_at"]
     assert job["finished_at"].endswith("Z")
-    assert [row[1:5] for row in catalog()] == [
+    assert [row[1:5] for row in any_catalog()] == [
         ("A-1", "Apple", "Red, sweet\r\nand crisp", True),
         ("B-2", "Banana", "Yellow", True),
         ("C-3", "Cherry", 'He said "ripe"', True),
@@ -61,163 +59,176 @@ def test_an_upload_is_imported_exactly_as_written(http, catalog):
     ]
 
 
-def test_the_response_to_an_upload_is_the_queued_job_and_where_to_find_it(http):
-    response = upload_csv(http, "sku,name\nA-1,Apple\n")
+def test_the_response_to_an_upload_is_the_queued_job_and_where_to_find_it(any_http):
+    response = upload_csv(any_http, "sku,name\nA-1,Apple\n")
 
     assert response.status_code == 202
     job = response.json()
     assert response.headers["Location"].endswith(f"/api/imports/{job['id']}")
     assert job["status"] in ("queued", "running", "completed")
-    assert http.get(response.headers["Location"]).json()["id"] == job["id"]
-    assert wait_for_job(http, job["id"])["status"] == "completed"
+    assert any_http.get(response.headers["Location"]).json()["id"] == job["id"]
+    assert wait_for_job(any_http, job["id"])["status"] == "completed"
 
 
-def test_imports_are_listed_newest_first(http):
-    ids = [import_csv(http, f"sku,name\nS-{n},Name {n}\n")["id"] for n in range(3)]
+def test_imports_are_listed_newest_first(any_http):
+    ids = [import_csv(any_http, f"sku,name\nS-{n},Name {n}\n")["id"] for n in range(3)]
 
-    items = http.get("/api/imports").json()["items"]
+    items = any_http.get("/api/imports").json()["items"]
     assert [item["id"] for item in items] == ids[::-1]
     assert {item["status"] for item in items} == {"completed"}
 
 
 @pytest.mark.parametrize("filename", ["products.csv.gz", "products.csv"])
-def test_a_gzip_upload_is_imported(http, catalog, filename):
+def test_a_gzip_upload_is_imported(any_http, any_catalog, filename):
     data = gzip.compress(b"\xef\xbb\xbfsku,name\r\nA-1,Apple\r\nB-2,Banana\r\n")
-    job = import_csv(http, data, filename=filename)
+    job = import_csv(any_http, data, filename=filename)
 
     assert job["status"] == "completed"
     assert counts(job) == (2, 0, 2, 0, 0)
     assert job["bytes_total"] == len(data)
-    assert [row[1:3] for row in catalog()] == [("A-1", "Apple"), ("B-2", "Banana")]
+    assert [row[1:3] for row in any_catalog()] == [("A-1", "Apple"), ("B-2", "Banana")]
 
 
-def test_a_semicolon_file_with_columns_in_any_case_is_imported(http, catalog):
-    job = import_csv(http, " SKU ; Name ;DESCRIPTION\nA-1;Apple, red;Sweet, crisp\n")
+def test_a_semicolon_file_with_columns_in_any_case_is_imported(any_http, any_catalog):
+    job = import_csv(any_http, " SKU ; Name ;DESCRIPTION\nA-1;Apple, red;Sweet, crisp\n")
 
     assert job["status"] == "completed"
-    assert [row[1:4] for row in catalog()] == [("A-1", "Apple, red", "Sweet, crisp")]
+    assert [row[1:4] for row in any_catalog()] == [("A-1", "Apple, red", "Sweet, crisp")]
 
 
-def test_a_windows_1252_file_is_imported_with_a_warning(http, catalog):
-    job = import_csv(http, b"sku,name,description\r\nA-1,Caf\xe9,\x80 5 \x96 cheap\r\n")
+def test_a_windows_1252_file_is_imported_with_a_warning(any_http, any_catalog):
+    job = import_csv(any_http, b"sku,name,description\r\nA-1,Caf\xe9,\x80 5 \x96 cheap\r\n")
 
     assert job["status"] == "completed"
     assert len(job["warnings"]) == 1 and "Windows-1252" in job["warnings"][0]
-    assert [row[1:4] for row in catalog()] == [("A-1", "Café", "€ 5 – cheap")]
+    assert [row[1:4] for row in any_catalog()] == [("A-1", "Café", "€ 5 – cheap")]
 
 
-def test_a_windows_1252_byte_far_into_the_file_restarts_the_reading_cleanly(http, catalog):
+def test_a_windows_1252_byte_far_into_the_file_restarts_the_reading_cleanly(any_http, any_catalog):
     rows = b"".join(b"S-%d,Name %d,%s\r\n" % (n, n, b"x" * 200) for n in range(20_000))
     data = b"sku,name,description\r\n" + rows + b"S-LAST,Caf\xe9,\r\n"  # past 4 MB
-    job = import_csv(http, data)
+    job = import_csv(any_http, data)
 
     assert job["status"] == "completed"
     assert counts(job) == (20_001, 0, 20_001, 0, 0)
     assert "Windows-1252" in job["warnings"][0]
-    products = catalog()
+    products = any_catalog()
     assert len(products) == 20_001
     assert products[-1][1:3] == ("S-LAST", "Café")
 
 
-def test_unknown_columns_are_ignored_with_a_warning(http, catalog):
-    job = import_csv(http, "sku,Price,name,colour\nA-1,9.99,Apple,red\n")
+def test_unknown_columns_are_ignored_with_a_warning(any_http, any_catalog):
+    job = import_csv(any_http, "sku,Price,name,colour\nA-1,9.99,Apple,red\n")
 
     assert job["status"] == "completed"
     assert job["warnings"] == ["Unknown columns were ignored: Price, colour."]
-    assert [row[1:3] for row in catalog()] == [("A-1", "Apple")]
+    assert [row[1:3] for row in any_catalog()] == [("A-1", "Apple")]
 
 
 # --- import semantics -----------------------------------------------------------------------
 
 
-def test_duplicates_in_another_case_within_a_file_keep_the_last_row(http, catalog):
+def test_duplicates_in_another_case_within_a_file_keep_the_last_row(any_http, any_catalog):
     data = "sku,name\nabc-1,First\nX-1,Other\nABC-1,Second\nAbc-1,Third\nx-1,Other again\n"
-    job = import_csv(http, data)
+    job = import_csv(any_http, data)
 
     assert counts(job) == (5, 0, 2, 0, 0)
-    assert [row[1:3] for row in catalog()] == [("Abc-1", "Third"), ("x-1", "Other again")]
+    assert [row[1:3] for row in any_catalog()] == [("Abc-1", "Third"), ("x-1", "Other again")]
 
 
-def test_sku_case_is_ignored_beyond_ascii_too(http, catalog):
-    job = import_csv(http, "sku,name\nÄPFEL-1,Apfel\näpfel-1,Apfel 2\nÉTÉ-2,Été\n")
+def test_sku_case_is_ignored_beyond_ascii_too(any_http, any_catalog):
+    job = import_csv(any_http, "sku,name\nÄPFEL-1,Apfel\näpfel-1,Apfel 2\nÉTÉ-2,Été\n")
 
     assert counts(job) == (3, 0, 2, 0, 0)
-    assert sorted(row[1:3] for row in catalog()) == [("ÉTÉ-2", "Été"), ("äpfel-1", "Apfel 2")]
+    assert sorted(row[1:3] for row in any_catalog()) == [("ÉTÉ-2", "Été"), ("äpfel-1", "Apfel 2")]
 
 
-def test_a_sku_in_another_case_updates_the_product_and_takes_the_new_spelling(http, catalog):
-    import_csv(http, "sku,name,description\nabc-1,Apple,Red\nb-2,Banana,Yellow\n")
-    before = {row[1].lower(): row for row in catalog()}
+def test_a_sku_in_another_case_updates_the_product_and_takes_the_new_spelling(
+    any_http, any_catalog
+):
+    import_csv(any_http, "sku,name,description\nabc-1,Apple,Red\nb-2,Banana,Yellow\n")
+    before = {row[1].lower(): row for row in any_catalog()}
 
-    job = import_csv(http, "sku,name,description\nABC-1,Apple,Red\nB-2,Banana (new),Yellow\n")
+    job = import_csv(any_http, "sku,name,description\nABC-1,Apple,Red\nB-2,Banana (new),Yellow\n")
 
     assert counts(job) == (2, 0, 0, 2, 0)  # a spelling-only change counts as updated
-    after = {row[1].lower(): row for row in catalog()}
+    after = {row[1].lower(): row for row in any_catalog()}
     assert after["abc-1"][:5] == (before["abc-1"][0], "ABC-1", "Apple", "Red", True)
     assert after["b-2"][:5] == (before["b-2"][0], "B-2", "Banana (new)", "Yellow", True)
     assert after["abc-1"][5] == before["abc-1"][5]  # created_at kept
     assert after["abc-1"][6] > before["abc-1"][6]  # updated_at moved
 
 
-def test_products_not_in_the_file_are_untouched(http, catalog):
-    import_csv(http, "sku,name\nA-1,Apple\nB-2,Banana\n")
-    before = catalog()
+def test_products_not_in_the_file_are_untouched(any_http, any_catalog):
+    import_csv(any_http, "sku,name\nA-1,Apple\nB-2,Banana\n")
+    before = any_catalog()
 
-    import_csv(http, "sku,name\nC-3,Cherry\n")
+    import_csv(any_http, "sku,name\nC-3,Cherry\n")
 
-    assert catalog()[:2] == before
+    assert any_catalog()[:2] == before
 
 
-def test_active_is_set_only_from_a_file_that_has_the_column(http, catalog):
-    job = import_csv(http, "sku,name,active\nA-1,Apple,false\nB-2,Banana,\nC-3,Cherry,YES\n")
+def test_active_is_set_only_from_a_file_that_has_the_column(any_http, any_catalog):
+    job = import_csv(any_http, "sku,name,active\nA-1,Apple,false\nB-2,Banana,\nC-3,Cherry,YES\n")
     assert counts(job) == (3, 0, 3, 0, 0)
-    assert [(row[1], row[4]) for row in catalog()] == [("A-1", False), ("B-2", True), ("C-3", True)]
+    assert [(row[1], row[4]) for row in any_catalog()] == [
+        ("A-1", False),
+        ("B-2", True),
+        ("C-3", True),
+    ]
 
-    job = import_csv(http, "sku,name\nA-1,Apple 2\nB-2,Banana 2\n")  # no active column
+    job = import_csv(any_http, "sku,name\nA-1,Apple 2\nB-2,Banana 2\n")  # no active column
     assert counts(job) == (2, 0, 0, 2, 0)
-    assert [(row[2], row[4]) for row in catalog()][:2] == [("Apple 2", False), ("Banana 2", True)]
+    assert [(row[2], row[4]) for row in any_catalog()][:2] == [
+        ("Apple 2", False),
+        ("Banana 2", True),
+    ]
 
-    job = import_csv(http, "sku,name,active\nA-1,Apple 2,y\nB-2,Banana 2,\nC-3,Cherry,0\n")
+    job = import_csv(any_http, "sku,name,active\nA-1,Apple 2,y\nB-2,Banana 2,\nC-3,Cherry,0\n")
     assert counts(job) == (3, 0, 0, 2, 1)  # B-2's empty cell keeps its value: unchanged
-    assert [(row[1], row[4]) for row in catalog()] == [("A-1", True), ("B-2", True), ("C-3", False)]
+    assert [(row[1], row[4]) for row in any_catalog()] == [
+        ("A-1", True),
+        ("B-2", True),
+        ("C-3", False),
+    ]
 
 
-def test_a_file_without_a_description_column_keeps_the_descriptions(http, catalog):
-    import_csv(http, "sku,name,description\nA-1,Apple,Red\n")
+def test_a_file_without_a_description_column_keeps_the_descriptions(any_http, any_catalog):
+    import_csv(any_http, "sku,name,description\nA-1,Apple,Red\n")
 
-    job = import_csv(http, "sku,name\nA-1,Apple\nB-2,Banana\n")
+    job = import_csv(any_http, "sku,name\nA-1,Apple\nB-2,Banana\n")
 
     assert counts(job) == (2, 0, 1, 0, 1)
-    assert [row[1:4] for row in catalog()] == [("A-1", "Apple", "Red"), ("B-2", "Banana", "")]
+    assert [row[1:4] for row in any_catalog()] == [("A-1", "Apple", "Red"), ("B-2", "Banana", "")]
 
-    job = import_csv(http, "sku,name,description\nA-1,Apple,\n")  # an empty cell clears it
+    job = import_csv(any_http, "sku,name,description\nA-1,Apple,\n")  # an empty cell clears it
     assert counts(job) == (1, 0, 0, 1, 0)
-    assert catalog()[0][1:4] == ("A-1", "Apple", "")
+    assert any_catalog()[0][1:4] == ("A-1", "Apple", "")
 
 
-def test_unchanged_rows_are_counted_and_not_rewritten(http, catalog):
+def test_unchanged_rows_are_counted_and_not_rewritten(any_http, any_catalog):
     data = "sku,name,description,active\nA-1,Apple,Red,yes\nB-2,Banana,Yellow,no\nC-3,Cherry,,1\n"
-    import_csv(http, data)
-    before = catalog()
+    import_csv(any_http, data)
+    before = any_catalog()
 
-    job = import_csv(http, data.replace("Yellow", "Green").replace("a-1", "A-1"))
+    job = import_csv(any_http, data.replace("Yellow", "Green").replace("a-1", "A-1"))
 
     assert job["status"] == "completed"
     assert counts(job) == (3, 0, 0, 1, 2)
-    after = catalog()
+    after = any_catalog()
     assert [after[0], after[2]] == [before[0], before[2]]  # updated_at unchanged too
     assert after[1][3] == "Green" and after[1][6] > before[1][6]
 
-    job = import_csv(http, data.replace("Yellow", "Green"))
+    job = import_csv(any_http, data.replace("Yellow", "Green"))
     assert counts(job) == (3, 0, 0, 0, 3)
-    assert catalog() == after
+    assert any_catalog() == after
 
 
-def test_created_updated_unchanged_count_distinct_products(http):
-    import_csv(http, "sku,name\nA-1,Apple\nB-2,Banana\n")
+def test_created_updated_unchanged_count_distinct_products(any_http):
+    import_csv(any_http, "sku,name\nA-1,Apple\nB-2,Banana\n")
 
     data = "sku,name\nA-1,Apple\nb-2,Banana\nB-2,Banana 2\nC-3,Cherry\nc-3,Cherry\nD-4,\n"
-    job = import_csv(http, data)
+    job = import_csv(any_http, data)
 
     assert job["status"] == "completed_with_errors"
     assert counts(job) == (6, 1, 1, 1, 1)
@@ -226,7 +237,7 @@ def test_created_updated_unchanged_count_distinct_products(http):
 # --- rejected rows and failed files ---------------------------------------------------------
 
 
-def test_invalid_rows_are_skipped_and_listed_in_errors_csv(http, catalog):
+def test_invalid_rows_are_skipped_and_listed_in_errors_csv(any_http, any_catalog):
     data = (
         "sku,name,description,active\r\n"
         "A-1,Apple,ok,yes\r\n"  # 2
@@ -240,18 +251,18 @@ def test_invalid_rows_are_skipped_and_listed_in_errors_csv(http, catalog):
         "G-7,Grape,ok,no\r\n"  # 11
         'H-8,Open,"never closed\r\n'  # 12-13
     )
-    job = import_csv(http, data)
+    job = import_csv(any_http, data)
 
     assert job["status"] == "completed_with_errors"
     assert counts(job) == (10, 7, 3, 0, 0)
     assert job["error"] is None
     assert job["percent"] == 100
-    assert [row[1:5] for row in catalog()] == [
+    assert [row[1:5] for row in any_catalog()] == [
         ("A-1", "Apple", "ok", True),
         ("B-2", "Banana", "two\r\nlines", True),
         ("G-7", "Grape", "ok", False),
     ]
-    assert errors_csv(http, job["id"]) == [
+    assert errors_csv(any_http, job["id"]) == [
         ["line", "sku", "reason"],
         ["3", "", "sku is empty"],
         ["6", "C-3", "name is empty"],
@@ -263,33 +274,33 @@ def test_invalid_rows_are_skipped_and_listed_in_errors_csv(http, catalog):
     ]
 
 
-def test_errors_csv_lists_every_rejected_row_of_a_large_file_in_line_order(http, catalog):
+def test_errors_csv_lists_every_rejected_row_of_a_large_file_in_line_order(any_http, any_catalog):
     rows = "".join(f"S-{n},{'' if n % 5 else 'Name'}\n" for n in range(12_500))
-    job = import_csv(http, f"sku,name\n{rows}")
+    job = import_csv(any_http, f"sku,name\n{rows}")
 
     assert job["status"] == "completed_with_errors"
     assert counts(job) == (12_500, 10_000, 2_500, 0, 0)
-    report = errors_csv(http, job["id"])
+    report = errors_csv(any_http, job["id"])
     assert len(report) == 10_001
     expected = [[str(n + 2), f"S-{n}", "name is empty"] for n in range(12_500) if n % 5]
     assert report[1:] == expected
-    assert len(catalog()) == 2_500
+    assert len(any_catalog()) == 2_500
 
 
-def test_errors_csv_of_a_clean_import_has_only_the_header(http):
-    job = import_csv(http, "sku,name\nA-1,Apple\n")
+def test_errors_csv_of_a_clean_import_has_only_the_header(any_http):
+    job = import_csv(any_http, "sku,name\nA-1,Apple\n")
 
-    assert errors_csv(http, job["id"]) == [["line", "sku", "reason"]]
-    response = http.get(f"/api/imports/{job['id']}/errors.csv")
+    assert errors_csv(any_http, job["id"]) == [["line", "sku", "reason"]]
+    response = any_http.get(f"/api/imports/{job['id']}/errors.csv")
     assert f"import-{job['id']}-errors.csv" in response.headers["content-disposition"]
 
 
-def test_a_file_without_one_valid_row_fails_naming_the_most_common_reason(http, catalog):
-    import_csv(http, "sku,name\nKEEP-1,Kept\n")
-    before = catalog()
+def test_a_file_without_one_valid_row_fails_naming_the_most_common_reason(any_http, any_catalog):
+    import_csv(any_http, "sku,name\nKEEP-1,Kept\n")
+    before = any_catalog()
     data = "sku,name,active\nA-1,Apple,maybe\nB-2,Banana,sure\n,Nameless,yes\nD-4,Date,nope\n"
 
-    job = import_csv(http, data)
+    job = import_csv(any_http, data)
 
     assert job["status"] == "failed", job
     assert counts(job) == (4, 4, 0, 0, 0)
@@ -300,19 +311,19 @@ def test_a_file_without_one_valid_row_fails_naming_the_most_common_reason(http, 
     )
     assert "Download the rejected rows" in job["error"]
     assert job["percent"] < 100
-    assert len(errors_csv(http, job["id"])) == 5
-    assert catalog() == before
+    assert len(errors_csv(any_http, job["id"])) == 5
+    assert any_catalog() == before
 
 
-def test_a_header_only_file_completes_with_nothing_to_do(http, catalog):
-    job = import_csv(http, "\ufeffsku,name,description\r\n")
+def test_a_header_only_file_completes_with_nothing_to_do(any_http, any_catalog):
+    job = import_csv(any_http, "\ufeffsku,name,description\r\n")
 
     assert job["status"] == "completed"
     assert counts(job) == (0, 0, 0, 0, 0)
     assert job["percent"] == 100
     assert job["error"] is None
     assert job["message"] == "Nothing to import: the file has no rows"
-    assert catalog() == []
+    assert any_catalog() == []
 
 
 @pytest.mark.parametrize(
@@ -328,15 +339,15 @@ def test_a_header_only_file_completes_with_nothing_to_do(http, catalog):
         ),
     ],
 )
-def test_a_missing_required_column_fails_at_once_naming_it(http, catalog, data, expected):
-    job = import_csv(http, data)
+def test_a_missing_required_column_fails_at_once_naming_it(any_http, any_catalog, data, expected):
+    job = import_csv(any_http, data)
 
     assert job["status"] == "failed"
     assert job["error"].startswith(expected)
     assert "sku and name" in job["error"]  # what to do
     assert job["rows_processed"] == 0
     assert job["percent"] < 100
-    assert catalog() == []
+    assert any_catalog() == []
 
 
 def _damaged(data: bytes) -> bytes:
@@ -345,23 +356,22 @@ def _damaged(data: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("damage", ["cut-short", "corrupted"])
-def test_a_damaged_gzip_file_fails_the_job_saying_so(http, catalog, damage):
+def test_a_damaged_gzip_file_fails_the_job_saying_so(any_http, any_catalog, damage):
     whole = gzip.compress(b"sku,name\n" + b"".join(b"S-%d,Name\n" % n for n in range(50_000)))
     data = whole[: len(whole) // 2] if damage == "cut-short" else _damaged(whole)
 
-    job = import_csv(http, data)
+    job = import_csv(any_http, data)
 
     assert job["status"] == "failed"
     assert job["error"].startswith("The compressed file is damaged or incomplete")
     assert "Compress the CSV again" in job["error"]
-    assert catalog() == []
+    assert any_catalog() == []
 
 
 # --- refused uploads ------------------------------------------------------------------------
 
 
-def _stored_files(test_env) -> set[str]:
-    folder = test_env["UPLOAD_FOLDER"]
+def _stored_files(folder) -> set[str]:
     return set(os.listdir(folder)) if os.path.isdir(folder) else set()
 
 
@@ -390,58 +400,58 @@ def _stored_files(test_env) -> set[str]:
         "broken-gzip",
     ],
 )
-def test_an_empty_or_binary_upload_is_refused_with_422(http, test_env, data, words):
-    before = _stored_files(test_env)
+def test_an_empty_or_binary_upload_is_refused_with_422(any_http, served, data, words):
+    before = _stored_files(served.uploads)
 
-    response = upload_csv(http, data)
+    response = upload_csv(any_http, data)
 
     assert response.status_code == 422, response.text
     error = response.json()["error"]
     assert error["code"] == "invalid"
     assert words in error["message"]
-    assert http.get("/api/imports").json()["items"] == []
-    assert _stored_files(test_env) == before
+    assert any_http.get("/api/imports").json()["items"] == []
+    assert _stored_files(served.uploads) == before
 
 
 @pytest.mark.parametrize(
     "headers",
-    [{"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"}],
+    [{"Origin": "any_http://evil.example"}, {"Sec-Fetch-Site": "cross-site"}],
     ids=["origin", "sec-fetch-site"],
 )
-def test_an_upload_sent_by_another_site_is_refused(http, headers):
+def test_an_upload_sent_by_another_site_is_refused(any_http, headers):
     files = {"file": ("products.csv", b"sku,name\nA-1,Apple\n")}
-    response = http.post("/api/imports", files=files, headers=headers)
+    response = any_http.post("/api/imports", files=files, headers=headers)
 
     assert response.status_code == 403
-    assert http.get("/api/imports").json()["items"] == []
+    assert any_http.get("/api/imports").json()["items"] == []
 
 
-def test_an_upload_keeps_its_file_name_for_people(http):
-    job = import_csv(http, "sku,name\nA-1,Apple\n", filename="Produits d'été 2024.csv")
+def test_an_upload_keeps_its_file_name_for_people(any_http):
+    job = import_csv(any_http, "sku,name\nA-1,Apple\n", filename="Produits d'été 2024.csv")
 
     assert job["filename"] == "Produits d'été 2024.csv"
 
 
-def test_an_upload_without_a_file_field_is_refused_with_400(http):
-    response = http.post("/api/imports", files={"upload": ("a.csv", b"sku,name\nA,B\n")})
+def test_an_upload_without_a_file_field_is_refused_with_400(any_http):
+    response = any_http.post("/api/imports", files={"upload": ("a.csv", b"sku,name\nA,B\n")})
 
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "bad_request"
     assert "'file'" in response.json()["error"]["message"]
-    assert http.get("/api/imports").json()["items"] == []
+    assert any_http.get("/api/imports").json()["items"] == []
 
 
-def test_unknown_imports_are_404(http):
+def test_unknown_imports_are_404(any_http):
     for path in ("/api/imports/999", "/api/imports/999/errors.csv", "/api/imports/999/events"):
-        response = http.get(path)
+        response = any_http.get(path)
         assert response.status_code == 404, path
         assert response.json()["error"]["code"] == "not_found"
     for action in ("cancel", "retry"):
-        assert http.post(f"/api/imports/999/{action}").status_code == 404
+        assert any_http.post(f"/api/imports/999/{action}").status_code == 404
 
 
 @pytest.fixture
-def small_limit_client(app, test_env, accounts):
+def small_limit_client(app, test_env, live_worker, accounts):
     """A Flask test client of an app whose upload limit is 1,000 bytes."""
     from product_importer import create_app
 
@@ -452,7 +462,7 @@ def small_limit_client(app, test_env, accounts):
 
 @pytest.mark.parametrize("size", [1001, 4000, 100_000])
 def test_an_upload_over_the_limit_is_refused_with_413(small_limit_client, test_env, size):
-    before = _stored_files(test_env)
+    before = _stored_files(test_env["UPLOAD_FOLDER"])
     data = b"sku,name\n" + b"A,B\n" * (size // 4)
 
     response = small_limit_client.post(
@@ -464,7 +474,7 @@ def test_an_upload_over_the_limit_is_refused_with_413(small_limit_client, test_e
     assert error["code"] == "too_large"  # one code, whichever check refused it
     assert "limit" in error["message"]
     assert small_limit_client.get("/api/imports").get_json()["items"] == []
-    assert _stored_files(test_env) == before
+    assert _stored_files(test_env["UPLOAD_FOLDER"]) == before
 
 
 def test_an_upload_at_the_limit_is_accepted(small_limit_client):

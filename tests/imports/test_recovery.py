@@ -1,14 +1,14 @@
 """A worker killed in the middle of an import: a live worker notices and runs the job again."""
 
 import signal
-from contextlib import nullcontext
 from datetime import timedelta
 
 import pytest
 
+from tests.conftest import paused
 from tests.helpers import upload_csv, wait_for_job
 
-from .conftest import TABLE_LOCK, generate, paused, products_by_key, wait_for
+from .conftest import TABLE_LOCK, products_by_key
 
 
 def claimed_by(sql, job_id: int) -> int:
@@ -40,36 +40,38 @@ def add_quiet_job(db_session, *, filename: str, **columns):
 
 @pytest.mark.parametrize("moment", ["reading", "merging"])
 def test_a_job_whose_worker_was_killed_is_recovered_and_imported_whole(
-    http, catalog, sql, holding, start_worker, live_worker, big_file, moment
+    http, catalog, sql, holding, holding_rejections, start_worker, live_worker, held_file, moment
 ):
-    # In "merging", the import waits for this lock after reading the whole file, so the kill
-    # lands inside its merge transaction however fast the machine is (and a smaller file does).
-    lock = holding(TABLE_LOCK) if moment == "merging" else nullcontext()
-    file = generate(20_000) if moment == "merging" else big_file
+    # The import waits at a known point while the worker is killed, however fast the machine
+    # is: half-way through its reading (writing rejected rows), or, having read the whole
+    # file, for this lock on the catalog, so the kill lands inside its merge transaction.
+    hold = holding_rejections() if moment == "reading" else holding(TABLE_LOCK)
     doomed = start_worker()
     session_worker = live_worker.popen.pid
-    with paused(live_worker), lock:  # paused, so that the doomed worker takes the job
+    with paused(live_worker), hold as held:  # paused, so that the doomed worker takes the job
         try:
-            response = upload_csv(http, file.data, "sample.csv")
+            response = upload_csv(http, held_file.data, "sample.csv")
             job_id = response.json()["id"]
-            if moment == "reading":
-                wait_for(http, job_id, lambda j: j["status"] == "running", "running")
-            else:
-                wait_for(http, job_id, lambda j: j["rows_processed"] == file.rows, "read")
+            held.wait_until_blocking()
             assert claimed_by(sql, job_id) == doomed.popen.pid
+            job = http.get(f"/api/imports/{job_id}").json()
+            assert (job["status"], job["phase"]) == (
+                "running",
+                moment.replace("merging", "applying"),
+            )
         finally:
             doomed.kill(signal.SIGKILL)
 
     job = wait_for_job(http, job_id, timeout=90)
 
-    assert job["status"] == "completed", job
+    assert job["status"] == "completed_with_errors", job
     assert claimed_by(sql, job_id) == session_worker
-    assert job["rows_processed"] == file.rows
-    assert (job["created"], job["updated"], job["unchanged"]) == (len(file.expected), 0, 0)
+    assert (job["rows_processed"], job["rows_invalid"]) == (held_file.rows, held_file.rejected)
+    assert (job["created"], job["updated"], job["unchanged"]) == (len(held_file.expected), 0, 0)
     assert job["percent"] == 100
     products = catalog()
-    assert len(products) == len(file.expected)
-    assert products_by_key(products) == file.expected
+    assert len(products) == len(held_file.expected)
+    assert products_by_key(products) == held_file.expected
 
 
 def test_a_job_whose_worker_was_lost_three_times_fails_saying_what_to_do(

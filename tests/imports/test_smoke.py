@@ -10,5 +10,5 @@ def test_upload_is_imported_by_the_worker(http, live_worker, db_session):
     assert job["status"] == "completed"
     assert (job["rows_processed"], job["created"], job["updated"], job["unchanged"]) == (3, 2, 0, 0)
     assert job["percent"] == 100
-    products = http.get("/api/imports").json()["items"]
-    assert products[0]["id"] == job["id"]
+    imports = http.get("/api/imports").json()["items"]
+    assert imports[0]["id"] == job["id"]

@@ -1,10 +1,13 @@
-"""The products JSON API, through the whole app in this process, on the real PostgreSQL."""
+"""The products JSON API, through the whole app in this process, in both modes (`api`): on
+the real PostgreSQL, and on SQLite as the embedded default has it."""
+
+from contextlib import contextmanager
 
 import psycopg
 import pytest
 from sqlalchemy import select, text
 
-from product_importer.database import APPLY_LOCK_KEY
+from product_importer import database
 from product_importer.webhooks.models import Delivery
 
 
@@ -17,8 +20,8 @@ def create(client, **fields):
 # --- create ---------------------------------------------------------------------------------
 
 
-def test_create_answers_201_with_the_product_and_its_location(client):
-    response = client.post(
+def test_create_answers_201_with_the_product_and_its_location(api):
+    response = api.post(
         "/api/products", json={"sku": " ABC-1 ", "name": "  Apple ", "description": " Red \n"}
     )
 
@@ -37,11 +40,11 @@ def test_create_answers_201_with_the_product_and_its_location(client):
     assert (product["sku"], product["name"], product["description"]) == ("ABC-1", "Apple", "Red")
     assert product["active"] is True
     assert product["created_at"].endswith("Z")
-    assert client.get(response.headers["Location"]).get_json() == product
+    assert api.get(response.headers["Location"]).get_json() == product
 
 
-def test_create_takes_active_and_defaults_the_description(client):
-    product = create(client, sku="X-1", name="Pear", active=False)
+def test_create_takes_active_and_defaults_the_description(api):
+    product = create(api, sku="X-1", name="Pear", active=False)
     assert (product["description"], product["active"]) == ("", False)
 
 
@@ -65,74 +68,72 @@ def test_create_takes_active_and_defaults_the_description(client):
         ({"sku": "", "name": "", "active": 1}, {"sku", "name", "active"}),
     ],
 )
-def test_create_names_every_invalid_field(client, fields, problems):
-    response = client.post("/api/products", json=fields)
+def test_create_names_every_invalid_field(api, fields, problems):
+    response = api.post("/api/products", json=fields)
 
     assert response.status_code == 422
     error = response.get_json()["error"]
     assert error["code"] == "invalid"
     assert set(error["details"]) == problems
-    assert client.get("/api/products").get_json()["total"] == 0
+    assert api.get("/api/products").get_json()["total"] == 0
 
 
-def test_create_keeps_tabs_and_line_breaks_inside_a_description(client):
-    product = create(client, sku="T-1", name="Tabs", description="a\tb\r\nc")
+def test_create_keeps_tabs_and_line_breaks_inside_a_description(api):
+    product = create(api, sku="T-1", name="Tabs", description="a\tb\r\nc")
     assert product["description"] == "a\tb\r\nc"
 
 
-def test_create_ignores_read_only_fields(client):
-    product = create(client, sku="R-1", name="Echo", id=999, created_at="2020-01-01T00:00:00Z")
+def test_create_ignores_read_only_fields(api):
+    product = create(api, sku="R-1", name="Echo", id=999, created_at="2020-01-01T00:00:00Z")
     assert product["id"] != 999
 
 
-def test_create_refuses_a_sku_that_exists_in_any_case(client):
-    create(client, sku="Abc-1", name="First")
+def test_create_refuses_a_sku_that_exists_in_any_case(api):
+    create(api, sku="Abc-1", name="First")
 
-    response = client.post("/api/products", json={"sku": "ABC-1", "name": "Second"})
+    response = api.post("/api/products", json={"sku": "ABC-1", "name": "Second"})
 
     assert response.status_code == 409
     error = response.get_json()["error"]
     assert error["code"] == "conflict"
     assert "Abc-1" in error["message"]
     assert set(error["details"]) == {"sku"}
-    assert client.get("/api/products").get_json()["total"] == 1
+    assert api.get("/api/products").get_json()["total"] == 1
 
 
 @pytest.mark.parametrize(
     ("data", "content_type"),
     [("not json", "application/json"), ('["a list"]', "application/json"), ("x=1", "text/plain")],
 )
-def test_create_wants_a_json_object(client, data, content_type):
-    response = client.post("/api/products", data=data, content_type=content_type)
+def test_create_wants_a_json_object(api, data, content_type):
+    response = api.post("/api/products", data=data, content_type=content_type)
     assert response.status_code == 400
     assert response.get_json()["error"]["code"] == "bad_request"
 
 
-def test_a_page_of_another_site_cannot_change_products(client):
-    response = client.post(
+def test_a_page_of_another_site_cannot_change_products(api):
+    response = api.post(
         "/api/products",
         json={"sku": "X-1", "name": "Forged"},
         headers={"Sec-Fetch-Site": "cross-site"},
     )
     assert response.status_code == 403
-    assert client.get("/api/products").get_json()["total"] == 0
+    assert api.get("/api/products").get_json()["total"] == 0
 
 
 # --- get, change, delete --------------------------------------------------------------------
 
 
-def test_get_an_unknown_product_is_404(client):
-    response = client.get("/api/products/12345")
+def test_get_an_unknown_product_is_404(api):
+    response = api.get("/api/products/12345")
     assert response.status_code == 404
     assert response.get_json()["error"]["code"] == "not_found"
 
 
-def test_patch_changes_only_the_fields_given(client):
-    product = create(client, sku="P-1", name="Old", description="Kept")
+def test_patch_changes_only_the_fields_given(api):
+    product = create(api, sku="P-1", name="Old", description="Kept")
 
-    response = client.patch(
-        f"/api/products/{product['id']}", json={"name": " New ", "active": False}
-    )
+    response = api.patch(f"/api/products/{product['id']}", json={"name": " New ", "active": False})
 
     assert response.status_code == 200
     changed = response.get_json()
@@ -144,99 +145,106 @@ def test_patch_changes_only_the_fields_given(client):
     )
     assert changed["updated_at"] > product["updated_at"]
     assert changed["created_at"] == product["created_at"]
-    assert client.get(f"/api/products/{product['id']}").get_json() == changed
+    assert api.get(f"/api/products/{product['id']}").get_json() == changed
 
 
-def test_patch_with_the_same_values_changes_nothing(client):
-    product = create(client, sku="P-1", name="Same")
-    response = client.patch(f"/api/products/{product['id']}", json={"name": "Same", "sku": "P-1"})
+def test_patch_with_the_same_values_changes_nothing(api):
+    product = create(api, sku="P-1", name="Same")
+    response = api.patch(f"/api/products/{product['id']}", json={"name": "Same", "sku": "P-1"})
     assert response.get_json() == product
 
 
-def test_patch_may_change_only_the_case_of_the_sku(client):
-    product = create(client, sku="abc-1", name="Lower")
-    response = client.patch(f"/api/products/{product['id']}", json={"sku": "ABC-1"})
+def test_patch_may_change_only_the_case_of_the_sku(api):
+    product = create(api, sku="abc-1", name="Lower")
+    response = api.patch(f"/api/products/{product['id']}", json={"sku": "ABC-1"})
     assert (response.status_code, response.get_json()["sku"]) == (200, "ABC-1")
 
 
-def test_patch_refuses_the_sku_of_another_product(client):
-    create(client, sku="TAKEN-1", name="First")
-    other = create(client, sku="OTHER-1", name="Second")
+def test_patch_refuses_the_sku_of_another_product(api):
+    create(api, sku="TAKEN-1", name="First")
+    other = create(api, sku="OTHER-1", name="Second")
 
-    response = client.patch(f"/api/products/{other['id']}", json={"sku": "taken-1"})
+    response = api.patch(f"/api/products/{other['id']}", json={"sku": "taken-1"})
 
     assert response.status_code == 409
     assert set(response.get_json()["error"]["details"]) == {"sku"}
-    assert client.get(f"/api/products/{other['id']}").get_json()["sku"] == "OTHER-1"
+    assert api.get(f"/api/products/{other['id']}").get_json()["sku"] == "OTHER-1"
 
 
 @pytest.mark.parametrize(
     ("fields", "problem"),
     [({"sku": ""}, "sku"), ({"name": None}, "name"), ({"active": "no"}, "active"), ({"x": 1}, "x")],
 )
-def test_patch_names_invalid_fields(client, fields, problem):
-    product = create(client, sku="P-1", name="Valid")
-    response = client.patch(f"/api/products/{product['id']}", json=fields)
+def test_patch_names_invalid_fields(api, fields, problem):
+    product = create(api, sku="P-1", name="Valid")
+    response = api.patch(f"/api/products/{product['id']}", json=fields)
     assert response.status_code == 422
     assert set(response.get_json()["error"]["details"]) == {problem}
 
 
-def test_patch_an_unknown_product_is_404(client):
-    assert client.patch("/api/products/999", json={"name": "Ghost"}).status_code == 404
+def test_patch_an_unknown_product_is_404(api):
+    assert api.patch("/api/products/999", json={"name": "Ghost"}).status_code == 404
 
 
-def test_patch_wants_a_json_object(client):
-    product = create(client, sku="P-1", name="Valid")
-    assert client.patch(f"/api/products/{product['id']}", data="name=x").status_code == 400
+def test_patch_wants_a_json_object(api):
+    product = create(api, sku="P-1", name="Valid")
+    assert api.patch(f"/api/products/{product['id']}", data="name=x").status_code == 400
 
 
-def test_delete_answers_204_then_the_product_is_gone(client):
-    product = create(client, sku="D-1", name="Doomed")
-    kept = create(client, sku="D-2", name="Kept")
+def test_delete_answers_204_then_the_product_is_gone(api):
+    product = create(api, sku="D-1", name="Doomed")
+    kept = create(api, sku="D-2", name="Kept")
 
-    response = client.delete(f"/api/products/{product['id']}")
+    response = api.delete(f"/api/products/{product['id']}")
 
     assert (response.status_code, response.data) == (204, b"")
-    assert client.get(f"/api/products/{product['id']}").status_code == 404
-    assert client.delete(f"/api/products/{product['id']}").status_code == 404
-    assert [p["id"] for p in client.get("/api/products").get_json()["items"]] == [kept["id"]]
+    assert api.get(f"/api/products/{product['id']}").status_code == 404
+    assert api.delete(f"/api/products/{product['id']}").status_code == 404
+    assert [p["id"] for p in api.get("/api/products").get_json()["items"]] == [kept["id"]]
 
 
 # --- delete all -----------------------------------------------------------------------------
 
 
-def test_delete_all_needs_confirm_true(client):
-    create(client, sku="K-1", name="Kept")
+def test_delete_all_needs_confirm_true(api):
+    create(api, sku="K-1", name="Kept")
     for query in ("", "?confirm=false", "?confirm=yes", "?confirm="):
-        response = client.delete(f"/api/products{query}")
+        response = api.delete(f"/api/products{query}")
         assert response.status_code == 400, query
         assert "confirm=true" in response.get_json()["error"]["message"]
-    assert client.get("/api/products").get_json()["total"] == 1
+    assert api.get("/api/products").get_json()["total"] == 1
 
 
-def test_delete_all_deletes_every_product_and_says_how_many(client):
+def test_delete_all_deletes_every_product_and_says_how_many(api):
     for n in range(3):
-        create(client, sku=f"ALL-{n}", name="Product")
+        create(api, sku=f"ALL-{n}", name="Product")
 
-    response = client.delete("/api/products?confirm=true")
+    response = api.delete("/api/products?confirm=true")
 
     assert (response.status_code, response.get_json()) == (200, {"deleted": 3})
-    assert client.get("/api/products").get_json()["total"] == 0
-    assert client.delete("/api/products?confirm=true").get_json() == {"deleted": 0}
-    assert create(client, sku="ALL-0", name="Again")["sku"] == "ALL-0"
+    assert api.get("/api/products").get_json()["total"] == 0
+    assert api.delete("/api/products?confirm=true").get_json() == {"deleted": 0}
+    assert create(api, sku="ALL-0", name="Again")["sku"] == "ALL-0"
 
 
-def test_delete_all_is_refused_while_an_import_is_applying(client, test_env):
-    create(client, sku="K-1", name="Kept")
-    # The engine holds this lock from the start of its merge until the import commits.
-    with psycopg.connect(test_env["DATABASE_URL"]) as importer:
-        importer.execute("SELECT pg_advisory_xact_lock(%s)", (APPLY_LOCK_KEY,))
-        response = client.delete("/api/products?confirm=true")
+@contextmanager
+def an_import_applying(engine):
+    """Hold the lock an import holds from the start of its merge to its commit."""
+    with engine.connect() as conn:
+        database.of(conn).hold_apply_lock(conn)
+        yield
+        conn.rollback()
+
+
+def test_delete_all_is_refused_while_an_import_is_applying(api, any_engine):
+    create(api, sku="K-1", name="Kept")
+    with an_import_applying(any_engine):
+        response = api.delete("/api/products?confirm=true")
 
     assert response.status_code == 409
     assert "import" in response.get_json()["error"]["message"]
-    assert client.get("/api/products").get_json()["total"] == 1
-    assert client.delete("/api/products?confirm=true").status_code == 200
+    assert api.get("/api/products").get_json()["total"] == 1
+    assert api.delete("/api/products?confirm=true").status_code == 200
 
 
 def test_delete_all_gives_up_while_a_long_reader_holds_the_table(client, test_env):
@@ -256,25 +264,25 @@ def test_delete_all_gives_up_while_a_long_reader_holds_the_table(client, test_en
 EVENTS = ["product.created", "product.updated", "product.deleted", "products.deleted_all"]
 
 
-def queued_events(db_session) -> list[tuple[str, str]]:
-    db_session.rollback()
-    rows = db_session.execute(select(Delivery.event_type, Delivery.payload).order_by(Delivery.id))
-    return [(event, payload) for event, payload in rows]
+def queued_events(engine) -> list[tuple[str, str]]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(Delivery.event_type, Delivery.payload).order_by(Delivery.id))
+        return [(event, payload) for event, payload in rows]
 
 
-def test_each_change_queues_its_event_with_the_product(client, db_session):
-    response = client.post("/api/webhooks", json={"url": "http://127.0.0.1:9/", "events": EVENTS})
+def test_each_change_queues_its_event_with_the_product(api, any_engine):
+    response = api.post("/api/webhooks", json={"url": "http://127.0.0.1:9/", "events": EVENTS})
     assert response.status_code == 201, response.get_json()
 
-    product = create(client, sku="EV-1", name="Apple")
-    client.patch(f"/api/products/{product['id']}", json={"name": "Green apple"})
-    client.patch(f"/api/products/{product['id']}", json={"name": "Green apple"})  # no change
-    client.post("/api/products", json={"sku": "ev-1", "name": "Clash"})  # refused: no event
-    client.delete(f"/api/products/{product['id']}")
-    create(client, sku="EV-2", name="Pear")
-    client.delete("/api/products?confirm=true")
+    product = create(api, sku="EV-1", name="Apple")
+    api.patch(f"/api/products/{product['id']}", json={"name": "Green apple"})
+    api.patch(f"/api/products/{product['id']}", json={"name": "Green apple"})  # no change
+    api.post("/api/products", json={"sku": "ev-1", "name": "Clash"})  # refused: no event
+    api.delete(f"/api/products/{product['id']}")
+    create(api, sku="EV-2", name="Pear")
+    api.delete("/api/products?confirm=true")
 
-    queued = queued_events(db_session)
+    queued = queued_events(any_engine)
     assert [event for event, _ in queued] == [
         "product.created",
         "product.updated",

@@ -1,4 +1,5 @@
-"""GET /api/products/export.csv: the matching products as CSV that imports back unchanged."""
+"""GET /api/products/export.csv: the matching products as CSV that imports back unchanged, in
+both modes."""
 
 import csv
 import io
@@ -18,16 +19,18 @@ def rows(body: str) -> list[dict]:
     return list(csv.DictReader(io.StringIO(body, newline="")))
 
 
-def products(client) -> list[tuple]:
-    items = client.get("/api/products?per_page=200&sort=sku").get_json()["items"]
+LIST = "/api/products?per_page=200&sort=sku"
+
+
+def fields(items: list[dict]) -> list[tuple]:
     return [(p["sku"], p["name"], p["description"], p["active"]) for p in items]
 
 
-def test_the_export_is_a_csv_of_every_product(client):
-    for fields in TRICKY:
-        assert client.post("/api/products", json=fields).status_code == 201
+def test_the_export_is_a_csv_of_every_product(api):
+    for product in TRICKY:
+        assert api.post("/api/products", json=product).status_code == 201
 
-    response = client.get("/api/products/export.csv?sort=sku")
+    response = api.get("/api/products/export.csv?sort=sku")
 
     assert response.status_code == 200
     assert response.mimetype == "text/csv"
@@ -36,7 +39,9 @@ def test_the_export_is_a_csv_of_every_product(client):
     body = response.get_data(as_text=True)
     assert body.startswith("sku,name,description,active\r\n")
     exported = [(r["sku"], r["name"], r["description"], r["active"] == "true") for r in rows(body)]
-    assert exported == [tuple(map(shown_as_text, product)) for product in products(client)]
+    assert exported == [
+        tuple(map(shown_as_text, p)) for p in fields(api.get(LIST).get_json()["items"])
+    ]
     assert {r["active"] for r in rows(body)} == {"true", "false"}
 
 
@@ -45,11 +50,11 @@ def shown_as_text(value):
     return "'" + value if isinstance(value, str) and value[:1] in ("=", "+", "-", "@") else value
 
 
-def test_cells_that_would_run_as_formulas_are_escaped_in_the_export(client):
+def test_cells_that_would_run_as_formulas_are_escaped_in_the_export(api):
     fields = {"sku": '=HYPERLINK("http://evil.example")', "name": "+1", "description": "@SUM(A1)"}
-    assert client.post("/api/products", json=fields).status_code == 201
+    assert api.post("/api/products", json=fields).status_code == 201
 
-    (row,) = rows(client.get("/api/products/export.csv").get_data(as_text=True))
+    (row,) = rows(api.get("/api/products/export.csv").get_data(as_text=True))
 
     assert (row["sku"], row["name"], row["description"]) == (
         '\'=HYPERLINK("http://evil.example")',
@@ -58,21 +63,21 @@ def test_cells_that_would_run_as_formulas_are_escaped_in_the_export(client):
     )
 
 
-def test_the_export_keeps_the_filters_and_the_sort(client):
+def test_the_export_keeps_the_filters_and_the_sort(api):
     for n, name in enumerate(["Blue widget", "Red widget", "Blue gadget"]):
-        client.post("/api/products", json={"sku": f"E-{n}", "name": name, "active": n != 1})
+        api.post("/api/products", json={"sku": f"E-{n}", "name": name, "active": n != 1})
 
-    body = client.get("/api/products/export.csv?name=WIDGET&sort=-sku").get_data(as_text=True)
+    body = api.get("/api/products/export.csv?name=WIDGET&sort=-sku").get_data(as_text=True)
     assert [r["sku"] for r in rows(body)] == ["E-1", "E-0"]
-    body = client.get("/api/products/export.csv?q=blue&active=true&sort=name")
+    body = api.get("/api/products/export.csv?q=blue&active=true&sort=name")
     assert [r["sku"] for r in rows(body.get_data(as_text=True))] == ["E-2", "E-0"]
-    assert rows(client.get("/api/products/export.csv?sku=none").get_data(as_text=True)) == []
+    assert rows(api.get("/api/products/export.csv?sku=none").get_data(as_text=True)) == []
 
 
-def test_an_invalid_filter_is_422_before_any_csv(client):
-    response = client.get("/api/products/export.csv?active=perhaps")
+def test_an_invalid_filter_is_422_before_any_csv(api):
+    response = api.get("/api/products/export.csv?active=perhaps")
     assert response.status_code == 422
-    assert client.get("/api/products/export.csv?sort=price").status_code == 422
+    assert api.get("/api/products/export.csv?sort=price").status_code == 422
 
 
 def test_a_large_export_streams_in_chunks(client, app):
@@ -94,17 +99,17 @@ def test_a_large_export_streams_in_chunks(client, app):
     assert len(rows("".join(c.decode() if isinstance(c, bytes) else c for c in chunks))) == 10000
 
 
-def test_the_export_imports_back_unchanged(http, live_worker, client):
-    for fields in TRICKY:
-        assert http.post("/api/products", json=fields).status_code == 201
-    before = products(client)
-    exported = http.get("/api/products/export.csv").content
+def test_the_export_imports_back_unchanged(any_http):
+    for product in TRICKY:
+        assert any_http.post("/api/products", json=product).status_code == 201
+    before = fields(any_http.get(LIST).json()["items"])
+    exported = any_http.get("/api/products/export.csv").content
 
-    again = import_csv(http, exported, filename="products.csv")
+    again = import_csv(any_http, exported, filename="products.csv")
     assert again["status"] == "completed", again
     assert (again["created"], again["updated"], again["unchanged"]) == (0, 0, len(TRICKY))
 
-    assert http.delete("/api/products?confirm=true").json() == {"deleted": len(TRICKY)}
-    fresh = import_csv(http, exported, filename="products.csv")
+    assert any_http.delete("/api/products?confirm=true").json() == {"deleted": len(TRICKY)}
+    fresh = import_csv(any_http, exported, filename="products.csv")
     assert (fresh["status"], fresh["created"], fresh["warnings"]) == ("completed", 5, [])
-    assert products(client) == before
+    assert fields(any_http.get(LIST).json()["items"]) == before

@@ -1,14 +1,12 @@
-"""GET /api/products: filters, sorting, pages and totals, on the real PostgreSQL."""
+"""GET /api/products: filters, sorting, pages and totals, in both modes (`api`)."""
 
 import pytest
 from sqlalchemy import text
 
 
 @pytest.fixture
-def catalog(app):
+def catalog(any_engine):
     """Eleven products written in one statement, as an import writes them (same updated_at)."""
-    from product_importer.extensions import db
-
     rows = [
         ("WID-001", "Blue widget", "Made of steel", True),
         ("wid-002", "blue Widget XL", "Made of wood", True),
@@ -22,7 +20,7 @@ def catalog(app):
         ("MISC-011", "Clamp", "Cast iron", False),
         ("MISC-012", "Vice", "Back\\slash", True),
     ]
-    with app.app_context(), db.engine.begin() as conn:
+    with any_engine.begin() as conn:
         conn.execute(
             text("INSERT INTO products (sku, name, description, active) VALUES (:s, :n, :d, :a)"),
             [{"s": s, "n": n, "d": d, "a": a} for s, n, d, a in rows],
@@ -30,8 +28,8 @@ def catalog(app):
     return rows
 
 
-def skus(client, query: str = "") -> list[str]:
-    response = client.get(f"/api/products?per_page=200&{query}")
+def skus(api, query: str = "") -> list[str]:
+    response = api.get(f"/api/products?per_page=200&{query}")
     assert response.status_code == 200, response.get_json()
     return [product["sku"] for product in response.get_json()["items"]]
 
@@ -63,21 +61,21 @@ def skus(client, query: str = "") -> list[str]:
         ("name=nothing-like-this", set()),
     ],
 )
-def test_filters_match_substrings_ignoring_case(client, catalog, query, expected):
+def test_filters_match_substrings_ignoring_case(api, catalog, query, expected):
     expected = expected if expected is not None else {row[0] for row in catalog}
-    assert set(skus(client, query)) == expected
-    body = client.get(f"/api/products?{query}").get_json()
+    assert set(skus(api, query)) == expected
+    body = api.get(f"/api/products?{query}").get_json()
     assert body["total"] == len(expected)
 
 
-def test_non_ascii_text_matches_ignoring_case(client, catalog):
-    response = client.post(
+def test_non_ascii_text_matches_ignoring_case(api, catalog):
+    response = api.post(
         "/api/products", json={"sku": "ÉCLAIR-9", "name": "Éclair", "description": "Pâtisserie"}
     )
     assert response.status_code == 201
-    assert skus(client, "sku=éclair") == ["ÉCLAIR-9"]
-    assert skus(client, "description=PÂTISSERIE") == ["ÉCLAIR-9"]
-    assert client.post("/api/products", json={"sku": "éclair-9", "name": "x"}).status_code == 409
+    assert skus(api, "sku=éclair") == ["ÉCLAIR-9"]
+    assert skus(api, "description=PÂTISSERIE") == ["ÉCLAIR-9"]
+    assert api.post("/api/products", json={"sku": "éclair-9", "name": "x"}).status_code == 409
 
 
 @pytest.mark.parametrize(
@@ -91,55 +89,55 @@ def test_non_ascii_text_matches_ignoring_case(client, catalog):
         ("-updated_at", "MISC-012", "WID-001"),
     ],
 )
-def test_sort_orders_and_breaks_ties_by_id(client, catalog, sort, first, last):
-    found = skus(client, f"sort={sort}")
+def test_sort_orders_and_breaks_ties_by_id(api, catalog, sort, first, last):
+    found = skus(api, f"sort={sort}")
     assert (found[0], found[-1], len(found)) == (first, last, 11)
 
 
-def test_sku_sort_ignores_case(client, catalog):
-    assert skus(client, "sort=sku&sku=wid") == ["WID-001", "wid-002"]
-    assert skus(client, "sort=sku&sku=gad") == ["GAD-003", "gad-004"]
+def test_sku_sort_ignores_case(api, catalog):
+    assert skus(api, "sort=sku&sku=wid") == ["WID-001", "wid-002"]
+    assert skus(api, "sort=sku&sku=gad") == ["GAD-003", "gad-004"]
 
 
-def test_the_default_order_is_newest_change_first(client, catalog):
-    product = client.get("/api/products?sku=GAD-003").get_json()["items"][0]
-    client.patch(f"/api/products/{product['id']}", json={"name": "Red gadget 2"})
-    assert skus(client)[0] == "GAD-003"
+def test_the_default_order_is_newest_change_first(api, catalog):
+    product = api.get("/api/products?sku=GAD-003").get_json()["items"][0]
+    api.patch(f"/api/products/{product['id']}", json={"name": "Red gadget 2"})
+    assert skus(api)[0] == "GAD-003"
 
 
-def test_pages_cover_every_product_once_with_totals(client, catalog):
+def test_pages_cover_every_product_once_with_totals(api, catalog):
     seen = []
     for page in (1, 2, 3):
-        body = client.get(f"/api/products?per_page=5&page={page}&sort=name").get_json()
+        body = api.get(f"/api/products?per_page=5&page={page}&sort=name").get_json()
         assert (body["page"], body["per_page"], body["total"], body["pages"]) == (page, 5, 11, 3)
         seen += [product["sku"] for product in body["items"]]
     assert len(seen) == len(set(seen)) == 11
-    assert seen == skus(client, "sort=name")
+    assert seen == skus(api, "sort=name")
 
 
 @pytest.mark.parametrize("sort", ["sku", "-sku", "name", "-updated_at", "updated_at"])
-def test_the_last_pages_read_from_the_other_end_match_the_first(client, catalog, sort):
-    every = skus(client, f"sort={sort}")
+def test_the_last_pages_read_from_the_other_end_match_the_first(api, catalog, sort):
+    every = skus(api, f"sort={sort}")
     for per_page in (1, 5, 7):
         pages = -(-11 // per_page)
         found = []
         for page in range(1, pages + 1):
-            body = client.get(f"/api/products?per_page={per_page}&page={page}&sort={sort}")
+            body = api.get(f"/api/products?per_page={per_page}&page={page}&sort={sort}")
             found += [product["sku"] for product in body.get_json()["items"]]
         assert found == every, (sort, per_page)
 
 
-def test_filtered_pages_give_totals_too(client, catalog):
-    first = client.get("/api/products?active=true&per_page=3").get_json()
-    last = client.get("/api/products?active=true&per_page=3&page=3").get_json()
+def test_filtered_pages_give_totals_too(api, catalog):
+    first = api.get("/api/products?active=true&per_page=3").get_json()
+    last = api.get("/api/products?active=true&per_page=3&page=3").get_json()
     assert (first["total"], first["pages"], len(first["items"])) == (8, 3, 3)
     assert (last["total"], last["pages"], len(last["items"])) == (8, 3, 2)
-    middle = client.get("/api/products?q=o&per_page=2&page=2").get_json()
-    assert middle["total"] == len(skus(client, "q=o"))
+    middle = api.get("/api/products?q=o&per_page=2&page=2").get_json()
+    assert middle["total"] == len(skus(api, "q=o"))
 
 
-def test_an_empty_catalog_has_one_empty_page(client):
-    body = client.get("/api/products").get_json()
+def test_an_empty_catalog_has_one_empty_page(api):
+    body = api.get("/api/products").get_json()
     assert body == {
         "items": [],
         "page": 1,
@@ -147,28 +145,29 @@ def test_an_empty_catalog_has_one_empty_page(client):
         "total": 0,
         "pages": 0,
     }
-    assert client.get("/api/products?name=x").get_json()["total"] == 0
+    assert api.get("/api/products?name=x").get_json()["total"] == 0
 
 
-def test_filtered_totals_follow_every_change_to_the_catalog(client, catalog, db_session):
+@pytest.mark.parametrize("any_app", ["production"], indirect=True)  # kept totals: PostgreSQL
+def test_filtered_totals_follow_every_change_to_the_catalog(api, catalog, db_session):
     def total(query: str) -> int:
         # two per page, so the total is counted rather than seen on the last page
-        return client.get(f"/api/products?{query}&per_page=2").get_json()["total"]
+        return api.get(f"/api/products?{query}&per_page=2").get_json()["total"]
 
     before = total("description=e")
-    assert before == len(skus(client, "description=e")) > 2
+    assert before == len(skus(api, "description=e")) > 2
     # counted once, then kept for every web process until the catalog changes
     kept = db_session.execute(text("SELECT filters, total FROM product_list_totals")).all()
     assert [total for filters, total in kept if '"description": "e"' in filters] == [before]
     assert total("description=e") == before
 
-    created = client.post("/api/products", json={"sku": "NEW-1", "name": "n", "description": "e"})
+    created = api.post("/api/products", json={"sku": "NEW-1", "name": "n", "description": "e"})
     assert total("description=e") == before + 1
-    client.patch(f"/api/products/{created.get_json()['id']}", json={"description": "xyz"})
+    api.patch(f"/api/products/{created.get_json()['id']}", json={"description": "xyz"})
     assert total("description=e") == before
-    client.patch(f"/api/products/{created.get_json()['id']}", json={"description": "eee"})
+    api.patch(f"/api/products/{created.get_json()['id']}", json={"description": "eee"})
     assert total("description=e") == before + 1
-    client.delete(f"/api/products/{created.get_json()['id']}")
+    api.delete(f"/api/products/{created.get_json()['id']}")
     assert total("description=e") == before
 
 
@@ -199,12 +198,12 @@ def test_filtered_totals_follow_every_change_to_the_catalog(client, catalog, db_
         ("q=%1F", "q"),
     ],
 )
-def test_out_of_range_arguments_are_422(client, catalog, query, field):
-    response = client.get(f"/api/products?{query}")
+def test_out_of_range_arguments_are_422(api, catalog, query, field):
+    response = api.get(f"/api/products?{query}")
     assert response.status_code == 422
     error = response.get_json()["error"]
     assert (error["code"], set(error["details"])) == ("invalid", {field})
 
 
-def test_per_page_200_is_allowed(client, catalog):
-    assert client.get("/api/products?per_page=200").get_json()["per_page"] == 200
+def test_per_page_200_is_allowed(api, catalog):
+    assert api.get("/api/products?per_page=200").get_json()["per_page"] == 200

@@ -1,11 +1,25 @@
 """Webhook fixtures: receivers on 127.0.0.1 and endpoints."""
 
 import socket
+import threading
 import time
 
 import pytest
 
 from .receiver import Receiver
+
+
+def settled_deliveries(http, endpoint_id: int, timeout: float = 30) -> list[dict]:
+    """Wait until none of the webhook's deliveries is pending; return them, oldest first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = http.get(f"/api/webhooks/{endpoint_id}/deliveries", params={"limit": 200})
+        items = response.json()["items"][::-1]
+        if all(item["status"] != "pending" for item in items):
+            return items
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"deliveries still pending after {timeout}s: {items}")
+        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -16,17 +30,19 @@ def receiver():
     server.close()
 
 
+def create_endpoint(client, url: str, events=("product.updated",), **fields) -> dict:
+    """Create a webhook through the API with Flask's test client; return its JSON and secret."""
+    response = client.post("/api/webhooks", json={"url": url, "events": list(events), **fields})
+    assert response.status_code == 201, response.get_data(as_text=True)
+    return response.get_json()
+
+
 @pytest.fixture
 def make_endpoint(client):
-    """Create a webhook through the API; return its JSON (with the secret)."""
-
-    def make(url: str, events=("product.updated",), **fields) -> dict:
-        body = {"url": url, "events": list(events), **fields}
-        response = client.post("/api/webhooks", json=body)
-        assert response.status_code == 201, response.get_data(as_text=True)
-        return response.get_json()
-
-    return make
+    """Create a webhook on the PostgreSQL app (`create_endpoint`)."""
+    return lambda url, events=("product.updated",), **fields: create_endpoint(
+        client, url, events, **fields
+    )
 
 
 @pytest.fixture
@@ -43,3 +59,32 @@ def slow_dns(monkeypatch):
         monkeypatch.setattr(socket, "getaddrinfo", lookup)
 
     return slow_down
+
+
+class HeldResolver:
+    """DNS that answers only once released: the lookups still waiting are counted."""
+
+    def __init__(self):
+        self.released = threading.Event()
+        self.waiting = 0
+        self._lock = threading.Lock()
+
+    def wrap(self, getaddrinfo):
+        def lookup(*args, **kwargs):
+            with self._lock:
+                self.waiting += 1
+            self.released.wait(60)
+            with self._lock:
+                self.waiting -= 1
+            return getaddrinfo(*args, **kwargs)
+
+        return lookup
+
+
+@pytest.fixture
+def held_dns(monkeypatch):
+    """Make DNS lookups wait until the test ends (or calls `released.set()`)."""
+    resolver = HeldResolver()
+    monkeypatch.setattr(socket, "getaddrinfo", resolver.wrap(socket.getaddrinfo))
+    yield resolver
+    resolver.released.set()

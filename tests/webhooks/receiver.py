@@ -26,6 +26,7 @@ class Answer:
     headers: dict = field(default_factory=dict)
     trickle: float = 0.0  # seconds between the bytes of a long body, sent one at a time
     trickle_head: bool = False  # the status line and headers byte by byte too
+    held: bool = False  # answer only once the test calls `release()`
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ class Receiver:
         self.default = default or Answer()
         self.script: list[Answer] = []
         self.requests: list[Received] = []
+        self.hang_ups = 0  # trickled answers whose sender hung up before they were complete
+        self.released = threading.Event()
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -62,14 +65,19 @@ class Receiver:
 
     def wait_for(self, count: int, timeout: float = 30) -> list[Received]:
         """Wait until `count` requests have arrived; return them all."""
-        deadline = time.monotonic() + timeout
-        while len(self.requests) < count:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(self.requests)} of {count} requests within {timeout}s")
-            time.sleep(0.05)
+        _wait_until(lambda: len(self.requests) >= count, f"{count} requests", timeout)
         return list(self.requests)
 
+    def wait_for_hang_up(self, timeout: float = 30) -> None:
+        """Wait until a sender hangs up on a trickled answer before it is complete."""
+        _wait_until(lambda: self.hang_ups, "sender hanging up", timeout)
+
+    def release(self) -> None:
+        """Let held requests be answered."""
+        self.released.set()
+
     def close(self) -> None:
+        self.release()
         self.server.shutdown()
         self.server.server_close()
 
@@ -90,6 +98,8 @@ class Receiver:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 answer = receiver._next_answer(Received(self.path, headers, body, time.time()))
                 time.sleep(answer.sleep)
+                if answer.held:
+                    receiver.released.wait(60)
                 if answer.trickle:
                     return self._trickle(answer)
                 self.send_response(answer.status)
@@ -112,13 +122,22 @@ class Receiver:
                     for byte in data[at_once:]:
                         time.sleep(answer.trickle)
                         self.wfile.write(bytes([byte]))
-                except OSError:
-                    pass  # the sender gave up and closed the connection, as it should
+                except OSError:  # the sender gave up and closed the connection, as it should
+                    with receiver.lock:
+                        receiver.hang_ups += 1
 
             def log_message(self, *args):
                 pass
 
         return Handler
+
+
+def _wait_until(condition, what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {what} within {timeout}s")
+        time.sleep(0.05)
 
 
 def verify(secret: str, received: Received, now: float | None = None) -> bool:

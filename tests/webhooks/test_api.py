@@ -1,4 +1,5 @@
-"""The webhooks API: configure endpoints, test them, list and redeliver deliveries."""
+"""The webhooks API: configure endpoints, test them, list and redeliver deliveries; in both
+modes (`api`)."""
 
 import time
 
@@ -6,12 +7,13 @@ import pytest
 
 from tests.conftest import free_port
 
+from .conftest import create_endpoint
 from .receiver import Answer, verify
 
 
-def test_create_returns_the_secret_once(client, receiver):
+def test_create_returns_the_secret_once(api, receiver):
     body = {"url": receiver.url, "events": ["product.updated", "product.created"]}
-    response = client.post("/api/webhooks", json=body)
+    response = api.post("/api/webhooks", json=body)
 
     assert response.status_code == 201
     created = response.get_json()
@@ -20,9 +22,9 @@ def test_create_returns_the_secret_once(client, receiver):
     assert created["enabled"] is True
     assert created["description"] == ""
     assert response.headers["Location"].endswith(f"/api/webhooks/{created['id']}")
-    shown = client.get(f"/api/webhooks/{created['id']}").get_json()
+    shown = api.get(f"/api/webhooks/{created['id']}").get_json()
     assert "secret" not in shown
-    assert client.get("/api/webhooks").get_json()["items"] == [shown]
+    assert api.get("/api/webhooks").get_json()["items"] == [shown]
 
 
 @pytest.mark.parametrize(
@@ -42,21 +44,21 @@ def test_create_returns_the_secret_once(client, receiver):
         ),
     ],
 )
-def test_invalid_webhooks_are_refused_naming_the_field(client, body, field):
-    response = client.post("/api/webhooks", json=body)
+def test_invalid_webhooks_are_refused_naming_the_field(api, body, field):
+    response = api.post("/api/webhooks", json=body)
 
     assert response.status_code == 422
     assert field in response.get_json()["error"]["details"]
 
 
-def test_a_body_that_is_not_a_json_object_is_a_bad_request(client):
-    assert client.post("/api/webhooks", data="url=x").status_code == 400
+def test_a_body_that_is_not_a_json_object_is_a_bad_request(api):
+    assert api.post("/api/webhooks", data="url=x").status_code == 400
 
 
-def test_patch_changes_only_what_is_sent(client, make_endpoint, receiver):
-    endpoint = make_endpoint(receiver.url, description="CRM")
+def test_patch_changes_only_what_is_sent(api, receiver):
+    endpoint = create_endpoint(api, receiver.url, description="CRM")
 
-    response = client.patch(f"/api/webhooks/{endpoint['id']}", json={"enabled": False})
+    response = api.patch(f"/api/webhooks/{endpoint['id']}", json={"enabled": False})
 
     assert response.status_code == 200
     changed = response.get_json()
@@ -65,25 +67,25 @@ def test_patch_changes_only_what_is_sent(client, make_endpoint, receiver):
         "CRM",
         receiver.url,
     )
-    refused = client.patch(f"/api/webhooks/{endpoint['id']}", json={"url": "gopher://x"})
+    refused = api.patch(f"/api/webhooks/{endpoint['id']}", json={"url": "gopher://x"})
     assert refused.status_code == 422
 
 
-def test_delete_removes_the_webhook_and_its_deliveries(client, make_endpoint, receiver):
-    endpoint = make_endpoint(receiver.url)
-    client.post(f"/api/webhooks/{endpoint['id']}/test")
+def test_delete_removes_the_webhook_and_its_deliveries(api, receiver):
+    endpoint = create_endpoint(api, receiver.url)
+    api.post(f"/api/webhooks/{endpoint['id']}/test")
 
-    assert client.delete(f"/api/webhooks/{endpoint['id']}").status_code == 204
-    assert client.get(f"/api/webhooks/{endpoint['id']}").status_code == 404
-    assert client.get(f"/api/webhooks/{endpoint['id']}/deliveries").status_code == 404
-    assert client.delete(f"/api/webhooks/{endpoint['id']}").status_code == 404
+    assert api.delete(f"/api/webhooks/{endpoint['id']}").status_code == 204
+    assert api.get(f"/api/webhooks/{endpoint['id']}").status_code == 404
+    assert api.get(f"/api/webhooks/{endpoint['id']}/deliveries").status_code == 404
+    assert api.delete(f"/api/webhooks/{endpoint['id']}").status_code == 404
 
 
-def test_test_sends_a_signed_ping_and_reports_the_answer(client, make_endpoint, receiver):
-    endpoint = make_endpoint(receiver.url)
+def test_test_sends_a_signed_ping_and_reports_the_answer(api, receiver):
+    endpoint = create_endpoint(api, receiver.url)
     receiver.answer(Answer(status=204, sleep=0.05))
 
-    result = client.post(f"/api/webhooks/{endpoint['id']}/test").get_json()
+    result = api.post(f"/api/webhooks/{endpoint['id']}/test").get_json()
 
     assert result["ok"] is True
     assert result["status_code"] == 204
@@ -96,45 +98,46 @@ def test_test_sends_a_signed_ping_and_reports_the_answer(client, make_endpoint, 
     assert ping.headers["content-type"] == "application/json"
 
 
-def test_test_reports_errors_and_non_2xx_answers(client, make_endpoint, receiver):
-    endpoint = make_endpoint(receiver.url)
+def test_test_reports_errors_and_non_2xx_answers(api, receiver):
+    endpoint = create_endpoint(api, receiver.url)
     receiver.answer(Answer(status=500))
 
-    failed = client.post(f"/api/webhooks/{endpoint['id']}/test").get_json()
+    failed = api.post(f"/api/webhooks/{endpoint['id']}/test").get_json()
     assert (failed["ok"], failed["status_code"]) == (False, 500)
     assert "500" in failed["error"]
 
-    closed = make_endpoint(f"http://127.0.0.1:{free_port()}/hook")
-    unreachable = client.post(f"/api/webhooks/{closed['id']}/test").get_json()
+    closed = create_endpoint(api, f"http://127.0.0.1:{free_port()}/hook")
+    unreachable = api.post(f"/api/webhooks/{closed['id']}/test").get_json()
     assert unreachable["ok"] is False
     assert unreachable["status_code"] is None
     assert unreachable["error"]
 
 
 def test_test_gives_up_on_an_answer_trickling_in_at_the_timeout(
-    app, client, make_endpoint, receiver, monkeypatch
+    any_app, api, receiver, monkeypatch
 ):
-    monkeypatch.setitem(app.config, "WEBHOOK_TIMEOUT_SECONDS", 1.0)
-    endpoint = make_endpoint(receiver.url)
+    monkeypatch.setitem(any_app.config, "WEBHOOK_TIMEOUT_SECONDS", 1.0)
+    endpoint = create_endpoint(api, receiver.url)
     receiver.answer(Answer(trickle=0.1))  # a byte every 0.1 s, for 10 s
 
     started = time.monotonic()
-    result = client.post(f"/api/webhooks/{endpoint['id']}/test").get_json()
+    result = api.post(f"/api/webhooks/{endpoint['id']}/test").get_json()
     took = time.monotonic() - started
 
-    assert 1 <= took < 1.5
+    assert took >= 1
     assert (result["ok"], result["status_code"]) == (False, None)
     assert result["error"] == "Timed out after 1 s waiting for the answer"
-    assert 1000 <= result["response_time_ms"] < 1500
-    (ping,) = client.get(f"/api/webhooks/{endpoint['id']}/deliveries").get_json()["items"]
+    assert result["response_time_ms"] >= 1000
+    receiver.wait_for_hang_up()  # it left with most of the answer still to come
+    (ping,) = api.get(f"/api/webhooks/{endpoint['id']}/deliveries").get_json()["items"]
     assert (ping["status"], ping["error"]) == ("failed", result["error"])
 
 
-def test_deliveries_list_the_test_ping_with_its_attempt(client, make_endpoint, receiver):
-    endpoint = make_endpoint(receiver.url)
-    client.post(f"/api/webhooks/{endpoint['id']}/test")
+def test_deliveries_list_the_test_ping_with_its_attempt(api, receiver):
+    endpoint = create_endpoint(api, receiver.url)
+    api.post(f"/api/webhooks/{endpoint['id']}/test")
 
-    (delivery,) = client.get(f"/api/webhooks/{endpoint['id']}/deliveries").get_json()["items"]
+    (delivery,) = api.get(f"/api/webhooks/{endpoint['id']}/deliveries").get_json()["items"]
 
     assert delivery["event"] == "ping"
     assert delivery["event_id"].startswith("evt_")
@@ -149,30 +152,31 @@ def test_deliveries_list_the_test_ping_with_its_attempt(client, make_endpoint, r
     assert (attempt["number"], attempt["status_code"]) == (1, 200)
 
 
-def test_redeliver_sends_the_same_event_again(client, make_endpoint, receiver, db_session):
+def test_redeliver_sends_the_same_event_again(any_app, api, receiver):
     from product_importer.webhooks import delivery
 
-    endpoint = make_endpoint(receiver.url)
-    client.post(f"/api/webhooks/{endpoint['id']}/test")
-    (first,) = client.get(f"/api/webhooks/{endpoint['id']}/deliveries").get_json()["items"]
+    endpoint = create_endpoint(api, receiver.url)
+    api.post(f"/api/webhooks/{endpoint['id']}/test")
+    (first,) = api.get(f"/api/webhooks/{endpoint['id']}/deliveries").get_json()["items"]
 
-    response = client.post(f"/api/webhooks/{endpoint['id']}/deliveries/{first['id']}/redeliver")
+    response = api.post(f"/api/webhooks/{endpoint['id']}/deliveries/{first['id']}/redeliver")
 
     assert response.status_code == 202
     again = response.get_json()
     assert again["event_id"] == first["event_id"]
     assert again["status"] == "pending"
-    delivery.deliver_one(again["id"])  # what the worker does with the queued task
+    with any_app.app_context():
+        delivery.deliver_one(again["id"])  # what a worker does with the queued task
     first_ping, second_ping = receiver.wait_for(2)
     assert first_ping.body == second_ping.body
     assert first_ping.headers["webhook-id"] == second_ping.headers["webhook-id"]
     assert verify(endpoint["secret"], second_ping)
 
 
-def test_redeliver_of_an_unknown_delivery_is_not_found(client, make_endpoint, receiver):
-    endpoint = make_endpoint(receiver.url)
+def test_redeliver_of_an_unknown_delivery_is_not_found(api, receiver):
+    endpoint = create_endpoint(api, receiver.url)
 
-    response = client.post(f"/api/webhooks/{endpoint['id']}/deliveries/999/redeliver")
+    response = api.post(f"/api/webhooks/{endpoint['id']}/deliveries/999/redeliver")
 
     assert response.status_code == 404
     assert response.get_json()["error"]["code"] == "not_found"

@@ -35,7 +35,7 @@ def test_a_receiver_slower_than_the_timeout_is_a_retryable_timeout(receiver):
 
     assert outcome.verdict == Verdict.RETRY
     assert outcome.error == "Timed out after 0.5 s waiting for the answer"
-    assert 500 <= outcome.response_time_ms < 1400
+    assert outcome.response_time_ms >= 500
 
 
 @pytest.mark.parametrize(
@@ -58,20 +58,20 @@ def test_an_answer_trickling_in_past_the_timeout_is_cut_off_at_the_timeout(recei
     assert outcome.verdict == Verdict.RETRY
     assert outcome.error == "Timed out after 1 s waiting for the answer"
     assert outcome.status_code is None
-    assert 1 <= took < 1.5
-    assert 1000 <= outcome.response_time_ms < 1500
+    assert took >= 1
+    assert outcome.response_time_ms >= 1000
+    receiver.wait_for_hang_up()  # it left with most of the answer still to come
 
 
-def test_a_dns_lookup_slower_than_the_timeout_is_a_retryable_timeout(receiver, slow_dns):
-    slow_dns(3)
-
+def test_a_dns_lookup_slower_than_the_timeout_is_a_retryable_timeout(receiver, held_dns):
     started = time.monotonic()
     outcome = send(receiver.url.replace("127.0.0.1", "localhost"), timeout=1)
     took = time.monotonic() - started
 
     assert outcome.verdict == Verdict.RETRY
     assert outcome.error == "Timed out after 1 s resolving the host name"
-    assert 1 <= took < 1.5
+    assert took >= 1
+    assert held_dns.waiting == 1  # it gave up on the lookup rather than waiting for it
     assert receiver.requests == []
 
 
@@ -81,8 +81,9 @@ def test_time_spent_on_dns_counts_towards_the_timeout(receiver, slow_dns):
 
     outcome = send(receiver.url.replace("127.0.0.1", "localhost"), timeout=1)
 
+    # Neither the lookup nor the answer alone takes the 1 s: their sum does.
     assert outcome.error == "Timed out after 1 s waiting for the answer"
-    assert 1000 <= outcome.response_time_ms < 1500
+    assert outcome.response_time_ms >= 1000
 
 
 def test_a_closed_port_is_a_retryable_network_error():
