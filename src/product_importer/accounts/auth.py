@@ -165,8 +165,11 @@ def _unauthorized():
         )
         body = {"error": {"code": Unauthorized.code, "message": message, "details": None}}
         return jsonify(body), 401, {"WWW-Authenticate": 'Bearer realm="product-importer"'}
+    login = url_for("accounts.login_page")
+    if request.method not in SAFE_METHODS:
+        return redirect(login)  # a form posted while signed out cannot be sent again after
     target = request.full_path.rstrip("?") if request.query_string else request.path
-    return redirect(url_for("accounts.login_page") + "?" + urlencode({"next": target}))
+    return redirect(login + "?" + urlencode({"next": target}))
 
 
 def current_actor() -> dict | None:
