@@ -137,7 +137,11 @@ def enforce():
             f"{current_user.role}. Ask an admin.",
             details={"required_role": str(needed), "role": str(current_user.role)},
         )
-    if current_user.via == "session" and request.method not in SAFE_METHODS:
+    if (
+        current_user.via == "session"
+        and request.method not in SAFE_METHODS
+        and request.path.startswith("/api/")  # pages' forms: CSRFProtect checks their field
+    ):
         _require_csrf_header()
     return None
 
