@@ -84,7 +84,7 @@ def sql(app):
 def clear_sign_in_limits() -> None:
     """Forget every failed sign-in counted in Redis (by the live server and in-process apps)."""
     store = redis.Redis.from_url(REDIS_URL)
-    for key in store.scan_iter("LIMITER*"):
+    for key in store.scan_iter("*product-importer-limits/*"):
         store.delete(key)
 
 
