@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from product_importer.config import allowed_hosts
 from tests.conftest import http_client
 
 MIB = 1024 * 1024
@@ -130,11 +131,12 @@ def test_a_request_for_another_host_name_is_refused_and_changes_nothing(
     with http_client(live_server, accounts["admin"].token) as http:
         evil = {"Host": "evil.example", "Origin": "http://evil.example"}
         created = http.post("/api/products", json={"sku": "E", "name": "E"}, headers=evil)
-        page = http.get("/products", headers={"Host": "evil.example"})
+        page = http.get("/products", headers={"Host": "evil.example", "Accept": "text/html"})
         ours = http.get("/api/products", headers={"Host": "localhost"})
 
     assert (created.status_code, page.status_code) == (400, 400)
     assert "evil.example" in created.json()["error"]["message"]
+    assert page.text == "Host 'evil.example' is not trusted."
     assert client.get("/api/products").get_json()["total"] == 0
     assert ours.status_code == 200
 
@@ -172,3 +174,21 @@ def test_every_kind_of_response_carries_the_security_headers(live_server, http, 
     for what, response in responses.items():
         assert_security_headers(response, what)
     assert responses["403 page"].status_code == 403
+
+
+def test_allowed_hosts_default_to_local_names_and_the_bound_address():
+    assert allowed_hosts(None, None) == ["localhost", "127.0.0.1"]
+    assert allowed_hosts(None, "10.1.2.3") == ["localhost", "127.0.0.1", "10.1.2.3"]
+    assert socket.gethostname() in allowed_hosts(None, "0.0.0.0")
+    assert allowed_hosts(" shop.example, api.example ", "0.0.0.0") == [
+        "shop.example",
+        "api.example",
+    ]
+
+
+def test_allowed_hosts_names_the_only_host_names_answered(make_app, monkeypatch):
+    monkeypatch.setenv("ALLOWED_HOSTS", "shop.example")
+    app = make_app()
+
+    assert app.test_client().get("/healthz", base_url="http://shop.example").status_code == 200
+    assert app.test_client().get("/healthz", base_url="http://localhost").status_code == 400
