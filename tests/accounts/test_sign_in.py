@@ -4,7 +4,9 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import PASSWORD, REDIS_URL
+from tests.conftest import PASSWORD, REDIS_URL, http_client
+from tests.helpers import import_csv
+from tests.imports.conftest import read_events
 
 from .conftest import form_token, is_signed_in, post_sign_in
 
@@ -90,6 +92,21 @@ def test_signing_out_ends_the_session(browser, accounts):
     assert response.status_code == 302 and response.headers["location"] == "/login"
     assert not is_signed_in(browser)
     assert browser.get("/api/products").status_code == 401
+
+
+def test_progress_events_and_csv_downloads_work_with_a_session_and_a_token(
+    live_server, live_worker, http, browsers, accounts
+):
+    job = import_csv(http, "sku,name\nA-1,Apple\n,No SKU\n")
+    session = browsers(accounts["viewer"].email)
+    with http_client(live_server, accounts["viewer"].token) as token:
+        for caller in (session, token):
+            events = read_events(caller, job["id"])
+            assert events[-1][0] == "done" and events[-1][1]["status"] == job["status"]
+            rejected = caller.get(f"/api/imports/{job['id']}/errors.csv").text
+            assert rejected.splitlines() == ["line,sku,reason", "3,,sku is empty"]
+            exported = caller.get("/api/products/export.csv").text
+            assert exported.splitlines()[1] == "A-1,Apple,,true"
 
 
 def test_a_signed_in_page_names_the_account_and_its_role(browser, accounts):
