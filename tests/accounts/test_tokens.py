@@ -168,3 +168,15 @@ def test_the_cli_shows_a_one_time_password_and_refuses_what_it_cannot_do(app):
     too_high = run_cli("tokens", "create", "new@example.test", "--name", "x", "--role", "admin")
     assert too_high.returncode != 0 and too_high.stdout == ""
     assert "At most viewer" in too_high.stderr
+
+
+def test_a_token_used_only_to_read_shows_when_it_was_last_used(client_as, client):
+    def last_used() -> str | None:
+        tokens = client.get("/api/tokens").get_json()["items"]
+        return next(t["last_used_at"] for t in tokens if t["owner"] == "viewer@example.test")
+
+    assert last_used() is None
+
+    assert client_as("viewer").get("/api/products").status_code == 200
+
+    assert last_used() is not None

@@ -107,6 +107,8 @@ def _load_token(req) -> Principal | None:
     if found is None:
         g.bad_token = True
         return None
+    if db.session.dirty:  # its last_used_at moved on: keep that even when the request only reads
+        db.session.commit()
     user, role = found
     return Principal(user, role, "token")
 
