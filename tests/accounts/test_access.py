@@ -199,3 +199,34 @@ def test_a_role_too_low_for_a_page_gets_a_page_naming_the_role_needed(client_as)
     assert response.status_code == 403
     page = response.get_data(as_text=True)
     assert "This needs the admin role" in page and "editor@example.test" in page
+
+
+def test_the_openapi_document_says_who_may_call_each_operation(app, client):
+    document = client.get("/api/openapi.json").get_json()
+    assert set(document["components"]["securitySchemes"]) == {"bearer", "session"}
+    wrong = []
+    for method, rule, endpoint in routes(app):
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule)
+        operation = document["paths"].get(path, {}).get(method.lower())
+        if operation is None:
+            continue  # pages and static files are not in the API's document
+        with app.app_context():
+            public = access_of(endpoint) == PUBLIC
+        if public != (operation.get("security") == []):
+            wrong.append((method, path, "security"))
+        if not public and not {"401", "403"} <= set(operation["responses"]):
+            wrong.append((method, path, "401/403"))
+    assert wrong == []
+
+
+def test_a_viewer_reads_webhooks_but_never_a_secret(client, client_as):
+    made = client.post(
+        "/api/webhooks", json={"url": "http://127.0.0.1:9/h", "events": ["product.created"]}
+    )
+    secret = made.get_json()["secret"]
+    viewer = client_as("viewer")
+
+    for path in ("/api/webhooks", "/api/webhooks/1", "/api/webhooks/1/deliveries"):
+        response = viewer.get(path)
+        assert response.status_code == 200
+        assert secret not in response.get_data(as_text=True) and '"secret"' not in response.text
