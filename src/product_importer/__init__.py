@@ -49,10 +49,10 @@ def register_extensions(app: Flask) -> None:
     """Attach the database, migrations, CSRF, sign-in, rate limits, hardening and Celery."""
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS)
-    csrf.init_app(app)
     security.init_app(app)  # first: body limits hold before anything reads a body
     limiter.init_app(app)
-    auth.init_app(app)
+    auth.init_app(app)  # before CSRF: a signed-out caller is sent to sign in, not told of tokens
+    csrf.init_app(app)
     background.register(app, celery_init_app)
 
 

@@ -2,7 +2,8 @@
 
 from typing import Any
 
-from flask import Flask, current_app, jsonify, render_template, request
+from flask import Flask, Response, current_app, jsonify, render_template, request
+from flask.globals import request_ctx
 from werkzeug.exceptions import HTTPException
 
 
@@ -65,6 +66,8 @@ def error_response(status: int, code: str, message: str, details: Any = None):
     if wants_json():
         body = {"error": {"code": code, "message": message, "details": details}}
         return jsonify(body), status
+    if request_ctx.url_adapter is None:  # a Host not allowed: the page's links cannot be built
+        return Response(message, mimetype="text/plain"), status
     return render_template("error.html", status=status, message=message), status
 
 

@@ -37,6 +37,7 @@ class Received:
     headers: dict
     body: bytes
     at: float
+    client: tuple = ()  # the sender's (address, port): one port per connection
 
     def json(self) -> dict:
         return json.loads(self.body)
@@ -96,7 +97,8 @@ class Receiver:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                answer = receiver._next_answer(Received(self.path, headers, body, time.time()))
+                received = Received(self.path, headers, body, time.time(), self.client_address)
+                answer = receiver._next_answer(received)
                 time.sleep(answer.sleep)
                 if answer.held:
                     receiver.released.wait(60)

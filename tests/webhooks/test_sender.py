@@ -28,6 +28,17 @@ def test_a_signed_post_is_sent_to_the_checked_address(receiver):
     assert verify(SECRET, request)
 
 
+def test_a_kept_alive_connection_is_reused_only_for_the_same_host_name(receiver):
+    by_name = receiver.url.replace("127.0.0.1", "localhost")  # the same address, another name
+
+    for url in (by_name, by_name, receiver.url, receiver.url, by_name):
+        assert send(url).ok
+
+    ports = [request.client[1] for request in receiver.requests]
+    assert ports[0] == ports[1] == ports[4]  # kept alive for its host name
+    assert ports[2] == ports[3] != ports[0]  # another name has a connection of its own
+
+
 def test_a_receiver_slower_than_the_timeout_is_a_retryable_timeout(receiver):
     receiver.answer(Answer(sleep=1.5))
 

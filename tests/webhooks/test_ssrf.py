@@ -23,6 +23,10 @@ ALWAYS_REFUSED = [
     "http://[::ffff:169.254.169.254]/",
     "http://0.0.0.0/hook",
     "http://224.0.0.1/hook",
+    "http://[fec0::1]/hook",  # site-local
+    "http://[2002:7f00:1::1]/hook",  # 6to4 of 127.0.0.1
+    "http://[2002:a9fe:a9fe::1]/hook",  # 6to4 of the metadata address 169.254.169.254
+    "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/hook",  # Teredo
 ]
 
 

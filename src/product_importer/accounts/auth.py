@@ -107,6 +107,8 @@ def _load_token(req) -> Principal | None:
     if found is None:
         g.bad_token = True
         return None
+    if db.session.dirty:  # its last_used_at moved on: keep that even when the request only reads
+        db.session.commit()
     user, role = found
     return Principal(user, role, "token")
 
@@ -137,7 +139,11 @@ def enforce():
             f"{current_user.role}. Ask an admin.",
             details={"required_role": str(needed), "role": str(current_user.role)},
         )
-    if current_user.via == "session" and request.method not in SAFE_METHODS:
+    if (
+        current_user.via == "session"
+        and request.method not in SAFE_METHODS
+        and request.path.startswith("/api/")  # pages' forms: CSRFProtect checks their field
+    ):
         _require_csrf_header()
     return None
 
@@ -165,8 +171,11 @@ def _unauthorized():
         )
         body = {"error": {"code": Unauthorized.code, "message": message, "details": None}}
         return jsonify(body), 401, {"WWW-Authenticate": 'Bearer realm="product-importer"'}
+    login = url_for("accounts.login_page")
+    if request.method not in SAFE_METHODS:
+        return redirect(login)  # a form posted while signed out cannot be sent again after
     target = request.full_path.rstrip("?") if request.query_string else request.path
-    return redirect(url_for("accounts.login_page") + "?" + urlencode({"next": target}))
+    return redirect(login + "?" + urlencode({"next": target}))
 
 
 def current_actor() -> dict | None:

@@ -64,8 +64,19 @@ def login_page():
 
 
 def _safe_next(value: str | None) -> str:
-    """Where to go after signing in: a path of this site only, never another site."""
-    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+    """Where to go after signing in: a path of this site only, never another site.
+
+    Browsers drop tabs and line breaks from an address and read a backslash as a slash, so
+    `/<tab>/evil.example` would lead away: any such character refuses the value.
+    """
+    if (
+        value
+        and value.startswith("/")
+        and not value.startswith("//")
+        and "\\" not in value
+        and value.isprintable()
+        and not any(char.isspace() for char in value)
+    ):
         return value
     return url_for("imports.upload_page")
 

@@ -2,7 +2,7 @@
 (function () {
   "use strict";
 
-  const { api, el, format, formErrors, notify, whileBusy } = window.App;
+  const { api, can, el, format, formErrors, notify, whileBusy } = window.App;
   const byId = (id) => document.getElementById(id);
 
   function fieldsOf(form) {
@@ -49,6 +49,7 @@
       "tr",
       {},
       cell("Name", token.name),
+      can("admin") ? cell("Owner", token.owner) : null, // admins see everyone's tokens
       cell("Starts with", el("code", {}, `${token.prefix}…`)),
       cell("Role", token.role),
       cell("Expires", token.expires_at ? format.dateTime(token.expires_at) : "never"),
@@ -61,7 +62,7 @@
     const body = byId("tokens-body");
     const { items } = await api("GET", "/api/tokens");
     body.replaceChildren(
-      ...(items.length ? items.map(tokenRow) : [el("tr", {}, el("td", { colSpan: 6, className: "empty-cell" }, "No tokens yet."))]),
+      ...(items.length ? items.map(tokenRow) : [el("tr", {}, el("td", { colSpan: 7, className: "empty-cell" }, "No tokens yet."))]),
     );
   }
 

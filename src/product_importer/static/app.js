@@ -13,7 +13,9 @@
    App.whileBusy({ button, text, dialog }, work)   await work() with the button busy and the
                                 dialog (optional) kept open; both are restored however it ends
    App.format.*                 numbers, bytes, durations, dates
-   App.localTimes(root)         show <time datetime="..." data-local> in the reader's time zone */
+   App.localTimes(root)         show <time datetime="..." data-local> in the reader's time zone
+   App.can(role)                whether the signed-in account has every right of a role
+                                (<body data-role>); the server refuses the rest anyway */
 (function () {
   "use strict";
 
@@ -271,8 +273,16 @@
 
   document.addEventListener("DOMContentLoaded", () => localTimes());
 
+  /* ---- what the account may do -------------------------------------------------------- */
+
+  const RANKS = { viewer: 1, editor: 2, admin: 3 };
+
+  function can(role) {
+    return (RANKS[document.body.dataset.role] || 0) >= RANKS[role];
+  }
+
   window.App = {
-    api, ApiError, csrfToken, el, formErrors, notify, openDialog, closeDialog, setBusy, whileBusy, format,
-    localTimes,
+    api, ApiError, can, csrfToken, el, formErrors, notify, openDialog, closeDialog, setBusy, whileBusy,
+    format, localTimes,
   };
 })();

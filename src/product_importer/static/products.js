@@ -3,7 +3,7 @@
 (function () {
   "use strict";
 
-  const { api, el, format, formErrors, notify, openDialog, closeDialog, whileBusy } = window.App;
+  const { api, can, el, format, formErrors, notify, openDialog, closeDialog, whileBusy } = window.App;
   const $ = (id) => document.getElementById(id);
   const FILTERS = ["sku", "name", "description", "active"];
   const DEFAULT_SORT = "-updated_at";
@@ -97,7 +97,7 @@
     renderSort();
     renderPagination();
     $("export-link").href = `/api/products/export.csv?${exportQuery()}`;
-    $("delete-all-button").disabled = !filtering() && state.total === 0;
+    if (can("admin")) $("delete-all-button").disabled = !filtering() && state.total === 0;
   }
 
   /* A row button that had the focus is replaced on every render: focus its successor. */
@@ -142,8 +142,12 @@
       el(
         "td",
         { className: "actions" },
-        actionButton("Edit", `Edit ${product.sku}`, "edit", product.id),
-        actionButton("Delete", `Delete ${product.sku}`, "delete", product.id),
+        ...(can("editor")
+          ? [
+              actionButton("Edit", `Edit ${product.sku}`, "edit", product.id),
+              actionButton("Delete", `Delete ${product.sku}`, "delete", product.id),
+            ]
+          : []),
       ),
     );
   }
@@ -166,12 +170,10 @@
         clear,
       );
     } else {
-      box = el(
-        "div",
-        { className: "empty-state" },
-        el("p", {}, el("strong", {}, "No products yet")),
-        el("p", {}, el("a", { href: "/" }, "Import a CSV file"), " or add a product with “New product”."),
-      );
+      const hint = can("editor")
+        ? el("p", {}, el("a", { href: "/" }, "Import a CSV file"), " or add a product with “New product”.")
+        : el("p", {}, "Products appear here once an editor imports or adds them.");
+      box = el("div", { className: "empty-state" }, el("p", {}, el("strong", {}, "No products yet")), hint);
     }
     return el("tr", {}, el("td", { className: "empty-cell", colSpan: 6 }, box));
   }
@@ -342,7 +344,7 @@
     load();
   });
 
-  $("new-product-button").addEventListener("click", () => openProductForm(null));
+  if (can("editor")) $("new-product-button").addEventListener("click", () => openProductForm(null));
 
   /* ---- delete one --------------------------------------------------------------------- */
 
@@ -377,7 +379,7 @@
 
   const deleteAllDialog = $("delete-all-dialog");
 
-  $("delete-all-button").addEventListener("click", () => {
+  if (can("admin")) $("delete-all-button").addEventListener("click", () => {
     $("delete-all-count").textContent = filtering()
       ? "Every product in the catalog is deleted, not only those the filters show."
       : `All ${format.number(state.total)} products in the catalog will be deleted.`;

@@ -5,7 +5,7 @@
 (function () {
   "use strict";
 
-  const { api, csrfToken, el, format, notify, whileBusy } = window.App;
+  const { api, can, csrfToken, el, format, notify, whileBusy } = window.App;
   const $ = (id) => document.getElementById(id);
   const uploadSection = $("upload-section");
   const panel = $("job-panel");
@@ -20,28 +20,31 @@
 
   const state = { file: null, xhr: null, job: null, source: null, poll: null, uploadError: null };
 
-  /* ---- choosing a file --------------------------------------------------------------- */
+  /* ---- choosing a file (editors; a viewer's page has no drop zone) --------------------- */
 
-  fileInput.addEventListener("change", () => {
-    if (fileInput.files.length) startUpload(fileInput.files[0]);
-  });
+  function listenForFiles() {
+    fileInput.addEventListener("change", () => {
+      if (fileInput.files.length) startUpload(fileInput.files[0]);
+    });
 
-  ["dragenter", "dragover"].forEach((type) =>
-    dropzone.addEventListener(type, (event) => {
+    ["dragenter", "dragover"].forEach((type) =>
+      dropzone.addEventListener(type, (event) => {
+        event.preventDefault();
+        dropzone.classList.add("dragover");
+      }),
+    );
+    ["dragleave", "dragend", "drop"].forEach((type) =>
+      dropzone.addEventListener(type, () => dropzone.classList.remove("dragover")),
+    );
+    dropzone.addEventListener("drop", (event) => {
       event.preventDefault();
-      dropzone.classList.add("dragover");
-    }),
-  );
-  ["dragleave", "dragend", "drop"].forEach((type) =>
-    dropzone.addEventListener(type, () => dropzone.classList.remove("dragover")),
-  );
-  dropzone.addEventListener("drop", (event) => {
-    event.preventDefault();
-    const files = event.dataTransfer && event.dataTransfer.files;
-    if (!files || !files.length) return;
-    if (files.length > 1) notify("Only the first file is imported; drop one file at a time.", "info");
-    startUpload(files[0]);
-  });
+      const files = event.dataTransfer && event.dataTransfer.files;
+      if (!files || !files.length) return;
+      if (files.length > 1) notify("Only the first file is imported; drop one file at a time.", "info");
+      startUpload(files[0]);
+    });
+  }
+  if (can("editor")) listenForFiles();
   // A file dropped beside the drop zone must not make the browser navigate away to it.
   ["dragover", "drop"].forEach((type) => window.addEventListener(type, (event) => event.preventDefault()));
 
@@ -330,11 +333,12 @@
 
   function showActions(visible) {
     const hadFocus = document.activeElement;
-    $("cancel-button").hidden = !visible.cancel;
-    $("retry-button").hidden = !visible.retry;
+    const editor = can("editor"); // a viewer follows an import but cannot change it
+    $("cancel-button").hidden = !(visible.cancel && editor);
+    $("retry-button").hidden = !(visible.retry && editor);
     $("products-link").hidden = !visible.products;
     $("errors-link").hidden = !visible.errors;
-    $("another-button").hidden = !visible.another;
+    $("another-button").hidden = !(visible.another && editor);
     // Keep keyboard users in place when the button they used disappears.
     if (hadFocus && panel.contains(hadFocus) && hadFocus.hidden) {
       const next = panel.querySelector(".job-actions > :not([hidden])");

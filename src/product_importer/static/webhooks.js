@@ -4,7 +4,7 @@
 (function () {
   "use strict";
 
-  const { api, el, format, formErrors, notify, openDialog, closeDialog, setBusy, whileBusy } = window.App;
+  const { api, can, el, format, formErrors, notify, openDialog, closeDialog, setBusy, whileBusy } = window.App;
   const $ = (id) => document.getElementById(id);
   const POLL_MS = 2000;
 
@@ -48,15 +48,20 @@
       el("td", { dataset: { label: "Events" } }, eventList(hook.events)),
       el("td", { dataset: { label: "Enabled" } }, enabledSwitch(hook)),
       el("td", { dataset: { label: "Last test" } }, testResult(hook.id)),
-      el(
-        "td",
-        { className: "actions" },
-        button("Test", "test", hook.id, `Test ${hook.url}`),
-        button("Deliveries", "deliveries", hook.id, `Deliveries of ${hook.url}`),
-        button("Edit", "edit", hook.id, `Edit ${hook.url}`),
-        button("Delete", "delete", hook.id, `Delete ${hook.url}`, "btn btn-sm btn-danger-outline"),
-      ),
+      el("td", { className: "actions" }, ...rowActions(hook)),
     );
+  }
+
+  /* Everyone sees the deliveries; only admins manage webhooks. */
+  function rowActions(hook) {
+    const deliveries = button("Deliveries", "deliveries", hook.id, `Deliveries of ${hook.url}`);
+    if (!can("admin")) return [deliveries];
+    return [
+      button("Test", "test", hook.id, `Test ${hook.url}`),
+      deliveries,
+      button("Edit", "edit", hook.id, `Edit ${hook.url}`),
+      button("Delete", "delete", hook.id, `Delete ${hook.url}`, "btn btn-sm btn-danger-outline"),
+    ];
   }
 
   function eventList(events) {
@@ -68,6 +73,7 @@
       type: "checkbox",
       role: "switch",
       checked: hook.enabled,
+      disabled: !can("admin"),
       dataset: { action: "toggle", id: String(hook.id) },
       "aria-label": `Enabled: ${hook.url}`,
     });
@@ -297,7 +303,7 @@
       el("td", { dataset: { label: "Response" } }, responseText(item) || "–"),
       el("td", { dataset: { label: "Attempts" } }, attemptLog(item)),
       el("td", { dataset: { label: "Created" } }, format.dateTime(item.created_at)),
-      el("td", { className: "actions" }, button("Redeliver", "redeliver", item.id, `Redeliver ${item.event} ${item.event_id}`)),
+      el("td", { className: "actions" }, can("admin") ? button("Redeliver", "redeliver", item.id, `Redeliver ${item.event} ${item.event_id}`) : null),
     );
   }
 
@@ -344,7 +350,7 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     webhookErrors = formErrors($("webhook-form"));
-    $("new-webhook-button").addEventListener("click", () => openForm(null));
+    if (can("admin")) $("new-webhook-button").addEventListener("click", () => openForm(null));
     $("webhooks-body").addEventListener("click", onTableClick);
     $("webhooks-body").addEventListener("change", onTableChange);
     $("webhook-form").addEventListener("submit", submitForm);

@@ -1,0 +1,163 @@
+"""The audit log: every action SPEC lists, with account, time, client address and target."""
+
+import io
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.conftest import PASSWORD, client_with_token
+from tests.helpers import wait_for_job
+from tests.imports.conftest import paused
+
+from .conftest import form_token, post_sign_in
+
+ADDRESS = "203.0.113.7"
+CLOSED_PORT_URL = "http://127.0.0.1:9/hook"  # nothing listens: a test ping fails at once
+
+
+@pytest.fixture
+def acting(app, accounts):
+    """Return a test client with the token of a role, calling from ADDRESS."""
+
+    def make(role: str | None):
+        caller = client_with_token(app, accounts[role].token if role else None)
+        caller.environ_base["REMOTE_ADDR"] = ADDRESS
+        return caller
+
+    return make
+
+
+def entries(admin, **filters) -> dict:
+    response = admin.get("/api/audit", query_string=filters)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()
+
+
+def csv_file(text: str) -> dict:
+    return {"file": (io.BytesIO(text.encode()), "fruit.csv")}
+
+
+def sign_in_and_out(acting, email: str) -> None:
+    browser = acting(None)
+    assert post_sign_in(browser, email, "wrong password").status_code == 401
+    assert post_sign_in(browser, email, PASSWORD).status_code == 302
+    token = form_token(browser.get("/account").get_data(as_text=True))
+    assert browser.post("/logout", data={"csrf_token": token}).status_code == 302
+
+
+def import_actions(editor) -> None:
+    assert editor.post("/api/imports", data=csv_file("sku,name\nA,B\n")).status_code == 202
+    assert editor.post("/api/imports/1/cancel").status_code == 202
+    assert editor.post("/api/imports/1/retry").status_code == 202
+    assert editor.post("/api/imports/2/cancel").status_code == 202
+
+
+def product_and_webhook_actions(editor, admin) -> None:
+    hook = {"url": CLOSED_PORT_URL, "events": ["product.created"]}
+    assert admin.post("/api/webhooks", json=hook).status_code == 201
+    assert admin.patch("/api/webhooks/1", json={"description": "ERP"}).status_code == 200
+    assert admin.post("/api/webhooks/1/test").get_json()["ok"] is False
+    assert editor.post("/api/products", json={"sku": "P-1", "name": "Pen"}).status_code == 201
+    assert editor.patch("/api/products/1", json={"name": "Blue pen"}).status_code == 200
+    assert admin.post("/api/webhooks/1/deliveries/1/redeliver").status_code == 202
+    assert admin.delete("/api/webhooks/1").status_code == 204
+    assert editor.delete("/api/products/1").status_code == 204
+    assert admin.delete("/api/products?confirm=true").status_code == 200
+
+
+def account_actions(editor, admin) -> None:
+    assert admin.post("/api/users", json={"email": "new@example.test", "role": "viewer"})
+    assert admin.patch("/api/users/4", json={"role": "editor"}).status_code == 200
+    assert admin.patch("/api/users/4", json={"active": False}).status_code == 200
+    assert admin.post("/api/users/4/password").status_code == 200
+    made = editor.post("/api/tokens", json={"name": "ERP sync", "role": "viewer"}).get_json()
+    assert editor.delete(f"/api/tokens/{made['id']}").status_code == 204
+    change = {"current_password": PASSWORD, "new_password": "another long password"}
+    assert editor.post("/api/account/password", json=change).status_code == 204
+
+
+EDITOR, ADMIN = "editor@example.test", "admin@example.test"
+EXPECTED = [
+    (None, "auth.sign_in_failed", EDITOR),
+    (EDITOR, "auth.signed_in", EDITOR),
+    (EDITOR, "auth.signed_out", EDITOR),
+    (EDITOR, "import.created", "import #1"),
+    (EDITOR, "import.cancelled", "import #1"),
+    (EDITOR, "import.retried", "import #2"),
+    (EDITOR, "import.cancelled", "import #2"),
+    (ADMIN, "webhook.created", CLOSED_PORT_URL),
+    (ADMIN, "webhook.updated", CLOSED_PORT_URL),
+    (ADMIN, "webhook.tested", "webhook 1"),
+    (EDITOR, "product.created", "P-1"),
+    (EDITOR, "product.updated", "P-1"),
+    (ADMIN, "webhook.redelivered", "webhook 1"),
+    (ADMIN, "webhook.deleted", CLOSED_PORT_URL),
+    (EDITOR, "product.deleted", "P-1"),
+    (ADMIN, "products.deleted_all", "every product"),
+    (ADMIN, "user.created", "new@example.test"),
+    (ADMIN, "user.changed", "new@example.test"),
+    (ADMIN, "user.changed", "new@example.test"),
+    (ADMIN, "user.password_reset", "new@example.test"),
+    (EDITOR, "token.created", "ERP sync"),
+    (EDITOR, "token.revoked", "ERP sync"),
+    (EDITOR, "account.password_changed", EDITOR),
+]
+
+
+def test_every_action_is_recorded_with_account_time_address_and_target(acting, live_worker):
+    editor, admin = acting("editor"), acting("admin")
+    started = datetime.now(UTC)
+
+    sign_in_and_out(acting, EDITOR)
+    with paused(live_worker):  # the imports stay queued, to be cancelled
+        import_actions(editor)
+    product_and_webhook_actions(editor, admin)
+    account_actions(editor, admin)
+
+    log = entries(admin)["items"][::-1]  # oldest first
+    assert [(e["actor"], e["action"], e["target"]) for e in log] == EXPECTED
+    assert {e["client_address"] for e in log} == {ADDRESS}
+    for entry in log:
+        at = datetime.fromisoformat(entry["at"])
+        assert started - timedelta(seconds=1) <= at <= datetime.now(UTC)
+    changes = [e["details"] for e in log if e["action"] == "user.changed"]
+    assert changes == [{"role": "editor"}, {"active": False}]
+
+
+def test_the_log_is_filtered_by_account_and_action_and_paged(acting):
+    editor, admin = acting("editor"), acting("admin")
+    for n in range(55):
+        assert editor.post("/api/products", json={"sku": f"E-{n}", "name": "E"}).status_code == 201
+    assert admin.post("/api/products", json={"sku": "A-1", "name": "A"}).status_code == 201
+    assert admin.delete("/api/products/56").status_code == 204
+
+    first = entries(admin, actor="EDITOR@example.test")
+    assert (first["total"], first["pages"], first["per_page"], len(first["items"])) == (
+        55,
+        2,
+        50,
+        50,
+    )
+    assert first["items"][0]["target"] == "E-54"  # newest first
+    second = entries(admin, actor=EDITOR, page=2)
+    assert [e["target"] for e in second["items"]] == ["E-4", "E-3", "E-2", "E-1", "E-0"]
+    assert entries(admin, action="product.deleted")["total"] == 1
+    assert entries(admin, action="product.")["total"] == 57  # a prefix ending in a dot
+    assert entries(admin, actor=ADMIN, action="product.created")["total"] == 1
+    assert entries(admin, actor="nobody@example.test")["items"] == []
+    assert admin.get("/api/audit?page=0").status_code == 422
+    assert editor.get("/api/audit").status_code == 403
+
+
+def test_an_import_says_who_started_it(acting, live_worker, http):
+    editor = acting("editor")
+    with paused(live_worker):
+        job = editor.post("/api/imports", data=csv_file("sku,name\nA,B\n")).get_json()
+        assert job["created_by"] == EDITOR
+        retried = acting("admin").post(f"/api/imports/{job['id']}/cancel")
+        assert retried.get_json()["created_by"] == EDITOR  # cancelling does not change it
+    again = acting("admin").post(f"/api/imports/{job['id']}/retry").get_json()
+    assert again["created_by"] == ADMIN
+    listed = editor.get("/api/imports").get_json()["items"]
+    assert [j["created_by"] for j in listed] == [ADMIN, EDITOR]
+    assert wait_for_job(http, again["id"])["created_by"] == ADMIN

@@ -1,0 +1,94 @@
+"""Quotas: unfinished imports per account (429) and free disk space (507), both refused before
+a byte of the upload is read or stored."""
+
+import io
+import os
+
+from tests.conftest import client_with_token, http_client
+from tests.helpers import upload_csv
+from tests.imports.conftest import paused
+
+from .test_hardening import raw_exchange, request_head
+
+BOUNDARY = "quota-test-boundary"
+
+
+def multipart(content: bytes) -> bytes:
+    return (
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="a.csv"\r\n'
+            f"Content-Type: text/csv\r\n\r\n"
+        ).encode()
+        + content
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
+
+
+def files_in(folder: str) -> set[str]:
+    return set(os.listdir(folder)) if os.path.isdir(folder) else set()
+
+
+def test_past_max_queued_imports_an_account_is_refused_429_before_its_upload_is_read(
+    live_server, live_worker, accounts, client
+):
+    with paused(live_worker), http_client(live_server, accounts["editor"].token) as editor:
+        for n in range(3):  # MAX_QUEUED_IMPORTS is 3 by default; the worker holds them queued
+            assert upload_csv(editor, f"sku,name\nQ-{n},Q\n").status_code == 202
+        head = request_head(
+            "POST",
+            live_server,
+            "/api/imports",
+            accounts["editor"].token,
+            Content_Type=f"multipart/form-data; boundary={BOUNDARY}",
+            Content_Length=100 * 1024 * 1024,  # announced; only its start is sent
+        )
+        status, _, body = raw_exchange(live_server, head, multipart(b"sku,name\n")[:200])
+        with http_client(live_server, accounts["admin"].token) as admin:
+            others = upload_csv(admin, "sku,name\nA-1,A\n")  # the quota is per account
+        for job in client.get("/api/imports").get_json()["items"]:
+            client.post(f"/api/imports/{job['id']}/cancel")
+
+    assert status == 429
+    assert b"the limit is 3" in body and b"too_many" in body
+    assert others.status_code == 202
+    assert len(client.get("/api/imports").get_json()["items"]) == 4
+
+
+def test_the_quota_counts_only_unfinished_imports(make_app, accounts, live_worker):
+    app = make_app(MAX_QUEUED_IMPORTS=1)
+    editor = client_with_token(app, accounts["editor"].token)
+
+    def upload():
+        return editor.post("/api/imports", data={"file": (io.BytesIO(b"sku,name\nA,B\n"), "a.csv")})
+
+    with paused(live_worker):  # imports stay queued until cancelled
+        first = upload()
+        assert first.status_code == 202
+        assert upload().status_code == 429
+        assert editor.post(f"/api/imports/{first.get_json()['id']}/cancel").status_code == 202
+        second = upload()
+        assert second.status_code == 202
+        assert editor.post(f"/api/imports/{second.get_json()['id']}/cancel").status_code == 202
+
+
+def test_an_upload_that_would_fill_the_disk_is_507_and_nothing_is_stored(make_app, accounts):
+    app = make_app(MIN_FREE_DISK_BYTES=2**62)  # more than any disk has free
+    folder = app.config["UPLOAD_FOLDER"]
+    before = files_in(folder)
+    body = io.BytesIO(multipart(b"sku,name\nA,B\n" * 1000))
+
+    response = client_with_token(app, accounts["editor"].token).post(
+        "/api/imports",
+        input_stream=body,
+        content_type=f"multipart/form-data; boundary={BOUNDARY}",
+        content_length=len(body.getvalue()),
+    )
+
+    assert response.status_code == 507
+    error = response.get_json()["error"]
+    assert error["code"] == "insufficient_storage" and "disk space" in error["message"]
+    assert body.tell() == 0  # not a byte of the upload was read
+    assert files_in(folder) == before
+    assert client_with_token(app, accounts["editor"].token).get("/api/imports").get_json() == {
+        "items": []
+    }

@@ -1,0 +1,81 @@
+"""First run: while no account exists, the one-time /setup link creates the first admin."""
+
+import httpx
+import pytest
+
+from .conftest import form_token, is_signed_in
+
+ADMIN = {"email": "first@example.test", "password": "the first password", "confirm": ""}
+
+
+@pytest.fixture
+def no_accounts(app, sql):
+    """No account at all, as on a fresh install; return a new setup link's token."""
+    from product_importer.accounts import service
+    from product_importer.extensions import db
+
+    sql("TRUNCATE users CASCADE")
+    with app.app_context():
+        token = service.new_setup_link_token(db.session)
+        db.session.commit()
+    assert token
+    return token
+
+
+@pytest.fixture
+def browser(live_server):
+    with httpx.Client(base_url=live_server, timeout=30) as client:
+        yield client
+
+
+def post_setup(browser, token: str, **fields):
+    page = browser.get("/setup", params={"token": token})
+    assert page.status_code == 200, page.text
+    data = {**ADMIN, "confirm": ADMIN["password"], **fields}
+    return browser.post(
+        "/setup", data={"csrf_token": form_token(page.text), "token": token, **data}
+    )
+
+
+def test_the_setup_link_creates_the_first_admin_signed_in(browser, no_accounts, sql):
+    response = post_setup(browser, no_accounts)
+
+    assert response.status_code == 302 and response.headers["location"] == "/"
+    assert is_signed_in(browser)
+    account = browser.get("/api/account").json()
+    assert (account["account"]["email"], account["role"]) == ("first@example.test", "admin")
+    assert sql("SELECT email, role FROM users") == [("first@example.test", "admin")]
+    # The link is spent: it is not there any more, for anyone.
+    assert browser.get("/setup", params={"token": no_accounts}).status_code == 404
+    with httpx.Client(base_url=str(browser.base_url)) as other:
+        assert other.get("/setup", params={"token": no_accounts}).status_code == 404
+
+
+def test_a_wrong_setup_token_finds_nothing(browser, no_accounts, sql):
+    assert browser.get("/setup", params={"token": "setup_wrong"}).status_code == 404
+    assert browser.get("/setup").status_code == 404
+    page = browser.get("/setup", params={"token": no_accounts})
+    data = {"csrf_token": form_token(page.text), "token": "setup_wrong", **ADMIN}
+    assert browser.post("/setup", data=data).status_code == 404
+    assert sql("SELECT count(*) FROM users") == [(0,)]
+
+
+def test_setup_shows_what_is_wrong_and_creates_nothing(browser, no_accounts, sql):
+    differ = post_setup(browser, no_accounts, confirm="another password")
+    assert differ.status_code == 422 and "Type the same password twice." in differ.text
+    short = post_setup(browser, no_accounts, password="short", confirm="short")
+    assert short.status_code == 422 and "Use at least 10 characters." in short.text
+    assert sql("SELECT count(*) FROM users") == [(0,)]
+    assert post_setup(browser, no_accounts).status_code == 302  # the link still works
+
+
+def test_the_setup_link_is_dead_once_an_account_exists(browser, no_accounts, client, app):
+    from product_importer.accounts import service
+    from product_importer.extensions import db
+
+    with app.app_context():
+        service.create_user(db.session, email="ops@example.test", role="admin", password="x" * 12)
+        db.session.commit()
+        assert service.new_setup_link_token(db.session) is None
+
+    assert browser.get("/setup", params={"token": no_accounts}).status_code == 404

@@ -1,0 +1,186 @@
+"""Signing in and out at /login: the session cookie, where it leads, and failed tries limited."""
+
+import httpx
+import pytest
+import redis
+
+from tests.conftest import PASSWORD, REDIS_URL, http_client
+from tests.helpers import import_csv
+from tests.imports.conftest import read_events
+
+from .conftest import form_token, is_signed_in, post_sign_in
+
+
+@pytest.fixture
+def browser(live_server):
+    with httpx.Client(base_url=live_server, timeout=30) as client:
+        yield client
+
+
+def session_cookie(response) -> str:
+    headers = response.headers
+    cookies = (
+        headers.get_list("set-cookie")
+        if hasattr(headers, "get_list")
+        else headers.getlist("set-cookie")
+    )
+    (cookie,) = [c for c in cookies if c.startswith("session=")]
+    return cookie
+
+
+def test_signing_in_through_the_form_opens_the_pages_and_the_api(browser, accounts):
+    assert browser.get("/products").headers["location"] == "/login?next=%2Fproducts"
+
+    response = post_sign_in(browser, "Editor@Example.test", next="/products")
+
+    assert response.status_code == 302
+    assert response.headers["location"] == "/products"
+    attributes = {part.strip().lower() for part in session_cookie(response).split(";")[1:]}
+    assert {"httponly", "samesite=lax", "path=/"} <= attributes
+    assert "secure" not in attributes  # SESSION_COOKIE_SECURE is not set here
+    page = browser.get("/products")
+    assert page.status_code == 200 and "editor@example.test" in page.text
+    assert browser.get("/api/account").json()["account"]["email"] == "editor@example.test"
+
+
+def test_a_wrong_password_is_401_with_the_form_again_and_no_session(browser, accounts):
+    response = post_sign_in(browser, accounts["admin"].email, "not the password")
+
+    assert response.status_code == 401
+    assert "That email and password do not match an active account." in response.text
+    assert accounts["admin"].email in response.text  # the email stays filled in
+    assert not is_signed_in(browser)
+    assert browser.get("/api/account").status_code == 401
+
+
+def test_an_unknown_email_is_refused_like_a_wrong_password(browser):
+    response = post_sign_in(browser, "nobody@example.test", PASSWORD)
+    assert response.status_code == 401
+    assert not is_signed_in(browser)
+
+
+def test_a_deactivated_account_cannot_sign_in(browser, client, accounts):
+    assert client.patch("/api/users/3", json={"active": False}).status_code == 200
+    assert post_sign_in(browser, accounts["viewer"].email).status_code == 401
+
+
+def test_the_sign_in_form_needs_its_csrf_token(browser, accounts):
+    browser.get("/login")
+    data = {"email": accounts["admin"].email, "password": PASSWORD}
+
+    assert browser.post("/login", data=data).status_code == 400
+    assert not is_signed_in(browser)
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["https://evil.example/", "//evil.example/", "/\\evil.example", "/\t/evil.example", " //x.io"],
+)
+def test_after_signing_in_only_a_page_of_this_site_is_next(browser, accounts, target):
+    response = post_sign_in(browser, accounts["admin"].email, next=target)
+
+    assert response.status_code == 302
+    assert response.headers["location"] == "/"
+
+
+def test_signing_out_ends_the_session(browser, accounts):
+    post_sign_in(browser, accounts["admin"].email)
+    token = form_token(browser.get("/products").text)  # the Sign out form of the navigation
+
+    response = browser.post("/logout", data={"csrf_token": token})
+
+    assert response.status_code == 302 and response.headers["location"] == "/login"
+    assert not is_signed_in(browser)
+    assert browser.get("/api/products").status_code == 401
+
+
+def test_progress_events_and_csv_downloads_work_with_a_session_and_a_token(
+    live_server, live_worker, http, browsers, accounts
+):
+    job = import_csv(http, "sku,name\nA-1,Apple\n,No SKU\n")
+    session = browsers(accounts["viewer"].email)
+    with http_client(live_server, accounts["viewer"].token) as token:
+        for caller in (session, token):
+            events = read_events(caller, job["id"])
+            assert events[-1][0] == "done" and events[-1][1]["status"] == job["status"]
+            rejected = caller.get(f"/api/imports/{job['id']}/errors.csv").text
+            assert rejected.splitlines() == ["line,sku,reason", "3,,sku is empty"]
+            exported = caller.get("/api/products/export.csv").text
+            assert exported.splitlines()[1] == "A-1,Apple,,true"
+
+
+def test_a_signed_in_page_names_the_account_and_its_role(browser, accounts):
+    post_sign_in(browser, accounts["viewer"].email)
+    page = browser.get("/products").text
+    assert 'id="signed-in-as"' in page and "viewer@example.test" in page
+    assert 'data-role="viewer"' in page
+
+
+def test_with_session_cookie_secure_the_cookie_is_secure(make_app, accounts, monkeypatch):
+    monkeypatch.setenv("SESSION_COOKIE_SECURE", "true")
+    app = make_app()
+    browser = app.test_client()
+
+    response = post_sign_in(browser, accounts["admin"].email)
+
+    assert response.status_code == 302
+    assert "; Secure" in session_cookie(response)
+
+
+# --- failed sign-ins limited ------------------------------------------------------------------
+
+
+def sign_in_from(browser, address: str, email: str, password: str = "wrong password"):
+    """Post the sign-in form (in process) as if from `address`."""
+    token = form_token(browser.get("/login").get_data(as_text=True))
+    data = {"csrf_token": token, "email": email, "password": password}
+    return browser.post("/login", data=data, environ_base={"REMOTE_ADDR": address})
+
+
+def test_ten_failed_sign_ins_a_minute_for_one_account_then_429(app, accounts):
+    browser = app.test_client()
+    email = accounts["editor"].email
+    for n in range(10):  # from ten addresses, so only the account's limit is reached
+        assert sign_in_from(browser, f"198.51.100.{n}", email).status_code == 401
+
+    refused = sign_in_from(browser, "198.51.100.99", email, PASSWORD)
+
+    assert refused.status_code == 429
+    assert "Too many failed sign-ins" in refused.get_data(as_text=True)
+    assert (
+        sign_in_from(browser, "198.51.100.99", accounts["viewer"].email, PASSWORD).status_code
+        == 302
+    )
+
+
+def test_ten_failed_sign_ins_a_minute_from_one_address_then_429(app, accounts):
+    browser = app.test_client()
+    for n in range(10):  # ten accounts, so only the address's limit is reached
+        assert sign_in_from(browser, "203.0.113.5", f"guess{n}@example.test").status_code == 401
+
+    assert (
+        sign_in_from(browser, "203.0.113.5", accounts["admin"].email, PASSWORD).status_code == 429
+    )
+    assert (
+        sign_in_from(browser, "203.0.113.6", accounts["admin"].email, PASSWORD).status_code == 302
+    )
+
+
+def test_successful_sign_ins_are_not_counted(app, accounts):
+    browser = app.test_client()
+    for _ in range(12):
+        response = sign_in_from(browser, "192.0.2.10", accounts["viewer"].email, PASSWORD)
+        assert response.status_code == 302
+        browser.post("/logout", data={"csrf_token": form_token(browser.get("/account").text)})
+
+
+def test_the_live_server_counts_failed_sign_ins_in_redis(browser):
+    store = redis.Redis.from_url(REDIS_URL)
+    email = "counted-in-redis@example.test"
+
+    for _ in range(2):
+        assert post_sign_in(browser, email, "wrong").status_code == 401
+
+    keys = [key.decode() for key in store.scan_iter(f"*product-importer-limits/*{email}*")]
+    assert len(keys) == 1, keys
+    assert int(store.get(keys[0])) == 2  # every web process reads and adds to this count

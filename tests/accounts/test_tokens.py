@@ -1,0 +1,182 @@
+"""Personal access tokens: made once and shown once, hashed at rest, capped by the owner's role,
+ended by expiry, revocation or the owner's deactivation; and the provisioning CLI."""
+
+import hashlib
+
+from tests.conftest import PASSWORD, client_with_token
+
+from .conftest import is_signed_in, post_sign_in, run_cli
+
+
+def make_token(caller, **fields):
+    response = caller.post("/api/tokens", json={"name": "nightly sync", **fields})
+    assert response.status_code == 201, response.get_data(as_text=True)
+    return response.get_json()
+
+
+def test_a_token_is_shown_once_and_only_its_sha256_is_kept(app, client_as, sql):
+    editor = client_as("editor")
+
+    made = make_token(editor, expires_days=30)
+
+    secret = made["token"]
+    assert secret.startswith("pit_") and made["prefix"] == secret[:12]
+    assert (made["name"], made["role"], made["owner"]) == (
+        "nightly sync",
+        "editor",
+        "editor@example.test",
+    )
+    assert made["expires_at"] is not None
+    stored = sql("SELECT * FROM access_tokens WHERE id = :id", id=made["id"])[0]._asdict()
+    assert stored["token_hash"] == hashlib.sha256(secret.encode()).hexdigest()
+    assert secret not in {str(value) for value in stored.values()}
+    listed = editor.get("/api/tokens").get_json()["items"]
+    assert [t["prefix"] for t in listed if t["id"] == made["id"]] == [secret[:12]]
+    assert all("token" not in t for t in listed)  # never shown again
+    acting = client_with_token(app, secret).get("/api/account").get_json()
+    assert (acting["account"]["email"], acting["role"], acting["via"]) == (
+        "editor@example.test",
+        "editor",
+        "token",
+    )
+
+
+def test_a_token_role_is_at_most_the_owner_role(client_as, app):
+    editor = client_as("editor")
+
+    response = editor.post("/api/tokens", json={"name": "too much", "role": "admin"})
+
+    assert response.status_code == 422
+    assert response.get_json()["error"]["details"]["role"] == (
+        "At most editor, the role of editor@example.test."
+    )
+    read_only = make_token(editor, role="viewer")["token"]
+    refused = client_with_token(app, read_only).post(
+        "/api/products", json={"sku": "A", "name": "B"}
+    )
+    assert refused.status_code == 403
+
+
+def test_an_expired_token_is_refused(app, client_as, sql):
+    secret = make_token(client_as("viewer"), expires_days=1)["token"]
+    token = client_with_token(app, secret)
+    assert token.get("/api/products").status_code == 200
+
+    sql("UPDATE access_tokens SET expires_at = now() - interval '1 s' WHERE name = 'nightly sync'")
+
+    response = token.get("/api/products")
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert "not valid" in response.get_json()["error"]["message"]
+
+
+def test_a_revoked_token_stops_at_once(app, client_as):
+    viewer = client_as("viewer")
+    made = make_token(viewer)
+    token = client_with_token(app, made["token"])
+    assert token.get("/api/products").status_code == 200
+
+    assert viewer.delete(f"/api/tokens/{made['id']}").status_code == 204
+
+    assert token.get("/api/products").status_code == 401
+    assert made["id"] not in [t["id"] for t in viewer.get("/api/tokens").get_json()["items"]]
+
+
+def test_only_admins_see_and_revoke_the_tokens_of_others(client_as):
+    editor_token = make_token(client_as("editor"))
+    viewer = client_as("viewer")
+
+    assert {t["owner"] for t in viewer.get("/api/tokens").get_json()["items"]} == {
+        "viewer@example.test"
+    }
+    assert viewer.delete(f"/api/tokens/{editor_token['id']}").status_code == 404
+    admin = client_as("admin")
+    owners = {t["owner"] for t in admin.get("/api/tokens").get_json()["items"]}
+    assert owners == {"admin@example.test", "editor@example.test", "viewer@example.test"}
+    assert admin.delete(f"/api/tokens/{editor_token['id']}").status_code == 204
+
+
+def test_deactivating_an_account_stops_its_tokens_and_sessions_at_once(
+    client, client_as, live_server, browsers, accounts
+):
+    session = browsers(accounts["editor"].email)
+    token = client_as("editor")
+    assert token.get("/api/products").status_code == 200
+
+    assert client.patch("/api/users/2", json={"active": False}).get_json()["active"] is False
+
+    assert token.get("/api/products").status_code == 401
+    assert session.get("/api/products").status_code == 401
+    assert not is_signed_in(session)
+    # Active again, it signs in anew; the old session stays ended.
+    assert client.patch("/api/users/2", json={"active": True}).status_code == 200
+    assert token.get("/api/products").status_code == 200
+    assert not is_signed_in(session)
+
+
+def test_demoting_the_owner_caps_what_its_tokens_may_do(client, client_as, browsers, accounts):
+    made = make_token(client_as("editor"))  # with the editor role, as its owner has
+    editor_session = browsers(accounts["editor"].email)
+    token = client_with_token(client.application, made["token"])
+    assert token.post("/api/products", json={"sku": "A-1", "name": "A"}).status_code == 201
+
+    assert client.patch("/api/users/2", json={"role": "viewer"}).status_code == 200
+
+    refused = token.post("/api/products", json={"sku": "A-2", "name": "A"})
+    assert refused.status_code == 403
+    assert "needs the editor role" in refused.get_json()["error"]["message"]
+    assert token.get("/api/account").get_json()["role"] == "viewer"
+    assert editor_session.post("/api/products", json={"sku": "A-3", "name": "A"}).status_code == 403
+
+
+def test_an_admin_cannot_demote_or_deactivate_itself(client):
+    assert client.patch("/api/users/1", json={"role": "editor"}).status_code == 409
+    assert client.patch("/api/users/1", json={"active": False}).status_code == 409
+    assert client.get("/api/account").get_json()["account"]["role"] == "admin"
+
+
+def test_the_cli_creates_accounts_and_prints_a_token_alone(app):
+    created = run_cli(
+        "users", "create", "ops@example.test", "--role", "editor", "--password-stdin",
+        stdin="an operator password\n",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    assert created.stdout == ""
+
+    made = run_cli("tokens", "create", "OPS@example.test", "--name", "ERP", "--role", "viewer")
+
+    assert made.returncode == 0, made.stderr
+    secret = made.stdout.removesuffix("\n")
+    assert secret.startswith("pit_") and "\n" not in secret
+    acting = client_with_token(app, secret).get("/api/account").get_json()
+    assert (acting["account"]["email"], acting["role"]) == ("ops@example.test", "viewer")
+    browser = app.test_client()
+    assert post_sign_in(browser, "ops@example.test", "an operator password").status_code == 302
+    assert post_sign_in(app.test_client(), "ops@example.test", PASSWORD).status_code == 401
+
+
+def test_the_cli_shows_a_one_time_password_and_refuses_what_it_cannot_do(app):
+    created = run_cli("users", "create", "new@example.test", "--role", "viewer")
+    assert created.returncode == 0 and created.stdout == ""
+    password = created.stderr.split("One-time password (shown only once): ")[1].strip()
+    assert post_sign_in(app.test_client(), "new@example.test", password).status_code == 302
+
+    again = run_cli("users", "create", "NEW@example.test", "--role", "viewer")
+    assert again.returncode != 0 and "already exists" in again.stderr
+    nobody = run_cli("tokens", "create", "nobody@example.test", "--name", "x")
+    assert nobody.returncode != 0 and nobody.stdout == ""
+    too_high = run_cli("tokens", "create", "new@example.test", "--name", "x", "--role", "admin")
+    assert too_high.returncode != 0 and too_high.stdout == ""
+    assert "At most viewer" in too_high.stderr
+
+
+def test_a_token_used_only_to_read_shows_when_it_was_last_used(client_as, client):
+    def last_used() -> str | None:
+        tokens = client.get("/api/tokens").get_json()["items"]
+        return next(t["last_used_at"] for t in tokens if t["owner"] == "viewer@example.test")
+
+    assert last_used() is None
+
+    assert client_as("viewer").get("/api/products").status_code == 200
+
+    assert last_used() is not None

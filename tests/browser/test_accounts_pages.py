@@ -1,0 +1,156 @@
+"""The account pages as a person uses them: sign in and out, first-run setup, one's tokens,
+the users page, the audit log, and a 403 that says which role is needed."""
+
+import re
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.accounts.conftest import post_sign_in
+from tests.conftest import PASSWORD
+
+from .conftest import sign_in
+
+
+@pytest.fixture(autouse=True)
+def _fresh_sign_in_limits(app):
+    from tests.accounts.conftest import clear_sign_in_limits
+
+    yield
+    clear_sign_in_limits()
+
+
+def test_sign_in_leads_back_to_the_page_and_sign_out_ends_it(signed_out_page: Page, accounts):
+    page = signed_out_page
+    page.goto("/products?name=pen")
+    expect(page).to_have_url(re.compile(r"/login\?next="))
+
+    page.get_by_label("Email").fill(accounts["editor"].email)
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_have_text(
+        "That email and password do not match an active account."
+    )
+    page.get_by_label("Password").fill(PASSWORD)  # the form shown again keeps email and next
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(re.compile(r"/products\?name=pen$"))
+    expect(page.locator("#signed-in-as")).to_contain_text("editor")
+
+    page.get_by_role("button", name="Sign out").click()
+
+    expect(page).to_have_url(re.compile(r"/login$"))
+    page.goto("/products")
+    expect(page).to_have_url(re.compile(r"/login\?next=%2Fproducts$"))
+
+
+def test_the_setup_page_creates_the_first_admin(signed_out_page: Page, app, sql_runner):
+    from product_importer.accounts import service
+    from product_importer.extensions import db
+
+    sql_runner("TRUNCATE users CASCADE")
+    with app.app_context():
+        token = service.new_setup_link_token(db.session)
+        db.session.commit()
+    page = signed_out_page
+    page.goto(f"/setup?token={token}")
+
+    page.get_by_label("Email").fill("first@example.test")
+    page.get_by_label("Password (at least 10 characters)").fill("the first password")
+    page.get_by_label("Password again").fill("the first password")
+    page.get_by_role("button", name="Create the admin account").click()
+
+    expect(page.locator("#signed-in-as")).to_contain_text("first@example.test")
+    expect(page.get_by_role("link", name="Users")).to_be_visible()
+    page.goto(f"/setup?token={token}")
+    expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
+
+
+@pytest.fixture
+def sql_runner(app):
+    from sqlalchemy import text
+
+    from product_importer.extensions import db
+
+    def run(statement: str) -> None:
+        with app.app_context(), db.engine.begin() as conn:
+            conn.execute(text(statement))
+
+    return run
+
+
+def test_a_new_token_is_shown_once(page: Page, live_server):
+    page.goto("/account")
+    page.get_by_label("Name").fill("ERP sync")
+    page.get_by_label("Role").select_option("viewer")
+
+    page.get_by_role("button", name="Create token").click()
+
+    secret = page.locator("#new-token-value")
+    expect(secret).to_have_text(re.compile(r"^pit_"))
+    value = secret.text_content()
+    row = page.locator("#tokens-body tr", has_text="ERP sync")
+    expect(row).to_contain_text(value[:12])
+    expect(row).to_contain_text("viewer")
+    with httpx.Client(base_url=live_server, headers={"Authorization": f"Bearer {value}"}) as api:
+        assert api.get("/api/account").json()["role"] == "viewer"
+    page.reload()
+    expect(page.locator("#tokens-body tr", has_text="ERP sync")).to_be_visible()
+    expect(page.locator("#new-token")).to_be_hidden()
+    assert value not in page.content()
+
+
+def test_the_users_page_adds_an_account_changes_its_role_and_deactivates_it(
+    page: Page, live_server, client
+):
+    page.goto("/users")
+    page.get_by_label("Email").fill("ana@example.test")
+    page.get_by_label("Role", exact=True).select_option("viewer")
+    page.get_by_role("button", name="Add account").click()
+
+    expect(page.locator("#new-password-for")).to_contain_text("ana@example.test")
+    password = page.locator("#new-password-value").text_content()
+    with httpx.Client(base_url=live_server) as browser:
+        assert post_sign_in(browser, "ana@example.test", password).status_code == 302
+    row = page.locator("#users-body tr", has_text="ana@example.test")
+    expect(row).to_contain_text("Active")
+
+    row.get_by_label("Role of ana@example.test").select_option("editor")
+    expect(page.locator("#notices")).to_contain_text("ana@example.test is now editor.")
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.get_by_role("button", name="Deactivate").click()
+
+    expect(row).to_contain_text("Deactivated")
+    (ana,) = [u for u in client.get("/api/users").get_json()["items"] if u["id"] == 4]
+    assert (ana["role"], ana["active"]) == ("editor", False)
+    expect(page.locator("#users-body tr", has_text="admin@example.test")).to_contain_text("(you)")
+
+
+def test_a_page_above_ones_role_says_which_role_is_needed(signed_out_page: Page, accounts):
+    sign_in(signed_out_page, accounts["viewer"].email)
+
+    response = signed_out_page.goto("/users")
+
+    assert response.status == 403
+    expect(signed_out_page.get_by_role("heading", name="Not allowed")).to_be_visible()
+    expect(signed_out_page.locator("main")).to_contain_text("This needs the admin role")
+
+
+def test_the_audit_page_lists_entries_and_filters_them(page: Page, client_as):
+    editor = client_as("editor")
+    for sku in ("A-1", "B-2"):
+        editor.post("/api/products", json={"sku": sku, "name": sku})
+    editor.delete("/api/products/1")
+
+    page.goto("/audit")
+    rows = page.locator("#audit-table tbody tr")
+    expect(rows.first).to_contain_text("product.deleted")  # newest first
+    expect(page.get_by_text("auth.signed_in")).to_be_visible()  # this page's own sign-in
+
+    page.get_by_label("Action").fill("product.created")
+    page.get_by_role("button", name="Filter").click()
+    expect(rows).to_have_count(2)
+    expect(page.get_by_role("status")).to_contain_text("2 entries")
+    page.get_by_label("Account (email)").fill("admin@example.test")
+    page.get_by_role("button", name="Filter").click()
+    expect(rows).to_have_text(["Nothing recorded matches these filters."])
