@@ -5,9 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.conftest import PASSWORD, client_with_token
+from tests.conftest import PASSWORD, client_with_token, paused
 from tests.helpers import wait_for_job
-from tests.imports.conftest import paused
 
 from .conftest import form_token, post_sign_in
 

@@ -4,9 +4,8 @@ a byte of the upload is read or stored."""
 import io
 import os
 
-from tests.conftest import client_with_token, http_client
+from tests.conftest import client_with_token, http_client, paused
 from tests.helpers import upload_csv
-from tests.imports.conftest import paused
 
 from .test_hardening import raw_exchange, request_head
 
