@@ -94,6 +94,29 @@ def test_signing_out_ends_the_session(browser, accounts):
     assert browser.get("/api/products").status_code == 401
 
 
+def test_a_cookie_copied_before_signing_out_stops_working_too(browser, live_server, accounts):
+    post_sign_in(browser, accounts["admin"].email)
+    copied = dict(browser.cookies)  # what a thief on the same computer would take
+    token = form_token(browser.get("/products").text)
+
+    browser.post("/logout", data={"csrf_token": token})
+
+    with httpx.Client(base_url=live_server, cookies=copied, timeout=30) as thief:
+        assert thief.get("/api/account").status_code == 401
+        assert thief.get("/products").status_code == 302
+
+
+def test_two_browsers_have_sessions_of_their_own(browser, live_server, accounts):
+    post_sign_in(browser, accounts["editor"].email)
+    with httpx.Client(base_url=live_server, timeout=30) as other:
+        post_sign_in(other, accounts["editor"].email)
+        token = form_token(other.get("/products").text)
+        other.post("/logout", data={"csrf_token": token})
+
+        assert other.get("/api/account").status_code == 401
+    assert browser.get("/api/account").json()["account"]["email"] == accounts["editor"].email
+
+
 def test_progress_events_and_csv_downloads_work_with_a_session_and_a_token(
     live_server, live_worker, http, browsers, accounts
 ):

@@ -1,7 +1,7 @@
 """The accounts JSON API: one's own account and tokens; accounts and the audit log (admins)."""
 
 from flask import Blueprint, jsonify, request
-from flask_login import current_user, login_user
+from flask_login import current_user
 
 from ..apiutil import json_object, refuse_unknown, whole_number
 from ..extensions import db
@@ -31,12 +31,14 @@ def change_password():
     refuse_unknown(fields, {"current_password", "new_password"})
     user = current_user.user
     service.change_password(
-        db.session, user, current=fields.get("current_password"), new=fields.get("new_password")
+        db.session,
+        user,
+        current=fields.get("current_password"),
+        new=fields.get("new_password"),
+        keep=current_user.session_key,  # this session goes on; the others end
     )
     audit.record(db.session, "account.password_changed", user.email)
     db.session.commit()
-    if current_user.via == "session":
-        login_user(current_user)  # this session goes on, under the new epoch
     return "", 204
 
 

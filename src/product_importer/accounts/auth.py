@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from flask import Flask, current_app, g, has_request_context, jsonify, redirect, request, url_for
-from flask_login import AnonymousUserMixin, LoginManager, current_user
+from flask_login import AnonymousUserMixin, LoginManager, current_user, login_user, logout_user
 from flask_wtf.csrf import validate_csrf
 from wtforms import ValidationError
 
@@ -38,6 +38,7 @@ class Principal:
     user: User
     role: Role
     via: str  # "session" or "token"
+    session_key: str | None = None  # a session's key, as its cookie holds it
     is_authenticated = True
     is_active = True
     is_anonymous = False
@@ -51,8 +52,8 @@ class Principal:
         return self.user.email
 
     def get_id(self) -> str:
-        # The epoch moves on with a password change or deactivation, ending old sessions.
-        return f"{self.user.id}:{self.user.session_epoch}"
+        # What the session cookie holds: the account and the key of this sign-in.
+        return f"{self.user.id}:{self.session_key}"
 
     def can(self, role: str) -> bool:
         """Whether this principal has every right of `role`."""
@@ -91,11 +92,12 @@ def init_app(app: Flask) -> None:
 
 @login_manager.user_loader
 def _load_session(user_id: str) -> Principal | None:
-    account_id, _, epoch = user_id.partition(":")
+    account_id, _, key = user_id.partition(":")
     user = db.session.get(User, int(account_id)) if account_id.isdigit() else None
-    if user is None or not user.active or str(user.session_epoch) != epoch:
-        return None  # deactivated, or its password changed since: sign in again
-    return Principal(user, Role(user.role), "session")
+    if user is None or not user.active or not service.session_alive(db.session, user.id, key):
+        return None  # signed out, deactivated, or its password changed since: sign in again
+    db.session.commit()  # last_seen_at, at most once a minute
+    return Principal(user, Role(user.role), "session", key)
 
 
 @login_manager.request_loader
@@ -176,6 +178,18 @@ def _unauthorized():
         return redirect(login)  # a form posted while signed out cannot be sent again after
     target = request.full_path.rstrip("?") if request.query_string else request.path
     return redirect(login + "?" + urlencode({"next": target}))
+
+
+def sign_in(user: User) -> None:
+    """Start a sign-in session of `user` in this browser (the caller commits)."""
+    login_user(Principal(user, Role(user.role), "session", service.open_session(db.session, user)))
+
+
+def sign_out() -> None:
+    """End this browser's sign-in session, for good: a copied cookie stops working too."""
+    if current_user.is_authenticated and current_user.session_key:
+        service.close_session(db.session, current_user.session_key)
+    logout_user()
 
 
 def current_actor() -> dict | None:

@@ -8,6 +8,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 TOKEN_PREFIX = "pit_"
 SETUP_PREFIX = "setup_"
+SESSION_PREFIX = "sess_"
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024
 # argon2-cffi's defaults (RFC 9106's second recommendation: 64 MiB, 3 passes) cost about

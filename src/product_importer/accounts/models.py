@@ -18,8 +18,6 @@ class User(db.Model):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16), default=Role.VIEWER)
     active: Mapped[bool] = mapped_column(default=True, server_default=true())
-    # Moved on by a password change or deactivation: every session signed with the old one ends.
-    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_sign_in_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -66,6 +64,18 @@ class Token(db.Model):
             "created_at": iso(self.created_at),
             "last_used_at": iso(self.last_used_at),
         }
+
+
+class SignInSession(db.Model):
+    """A browser signed in: its cookie holds the key, kept here as a hash; sign-out deletes it."""
+
+    __tablename__ = "sign_in_sessions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class SetupToken(db.Model):

@@ -10,7 +10,7 @@ from ..apidoc import LINE
 from ..errors import Conflict, Forbidden, Invalid, NotFound
 from ..timeutil import aware, utcnow
 from . import credentials
-from .models import SetupToken, Token, User
+from .models import SetupToken, SignInSession, Token, User
 from .roles import ROLES, Role, at_least, lower_of
 
 # Something@something, without spaces or control characters (the same in every regex dialect,
@@ -89,16 +89,16 @@ def change_user(session: Session, user_id: int, *, fields: dict, acting: User) -
         fields.get("active") is False or fields.get("role", Role.ADMIN) != Role.ADMIN
     ):
         raise Conflict("You cannot demote or deactivate your own account; ask another admin.")
-    if fields.get("active") is False and user.active:
-        user.session_epoch += 1  # its sessions end now; its tokens stop with `active`
+    if fields.get("active") is False:
+        close_sessions(session, user)  # its tokens stop with `active`
     for name, value in fields.items():
         setattr(user, name, value)
     session.flush()
     return user
 
 
-def change_password(session: Session, user: User, *, current, new) -> None:
-    """Change one's own password (the current one is asked again); other sessions end."""
+def change_password(session: Session, user: User, *, current, new, keep: str | None) -> None:
+    """Change one's own password (the current one is asked again); sessions but `keep` end."""
     matches = isinstance(current, str) and credentials.password_matches(user.password_hash, current)
     if not matches:
         raise Invalid(
@@ -107,7 +107,7 @@ def change_password(session: Session, user: User, *, current, new) -> None:
     if problem := credentials.password_problem(new):
         raise Invalid("Choose another password.", details={"new_password": problem})
     user.password_hash = credentials.hash_password(new)
-    user.session_epoch += 1
+    close_sessions(session, user, keep=keep)
     session.flush()
 
 
@@ -116,7 +116,7 @@ def reset_password(session: Session, user_id: int) -> tuple[User, str]:
     user = get_user(session, user_id)
     password = credentials.new_password()
     user.password_hash = credentials.hash_password(password)
-    user.session_epoch += 1
+    close_sessions(session, user)
     session.flush()
     return user, password
 
@@ -129,6 +129,47 @@ def authenticate(session: Session, email: str, password: str) -> User | None:
         return None
     user.last_sign_in_at = utcnow()
     return user
+
+
+# --- sign-in sessions ------------------------------------------------------------------------
+
+
+def open_session(session: Session, user: User) -> str:
+    """Record a new sign-in of `user`; return the key its cookie will hold."""
+    key = credentials.new_token(credentials.SESSION_PREFIX)
+    session.add(SignInSession(user_id=user.id, key_hash=credentials.token_hash(key)))
+    session.flush()
+    return key
+
+
+def session_alive(session: Session, user_id: int, key: str) -> bool:
+    """Whether this sign-in still stands (not signed out, nor ended by its account's admin)."""
+    found = session.scalars(
+        select(SignInSession).where(
+            SignInSession.key_hash == credentials.token_hash(key), SignInSession.user_id == user_id
+        )
+    ).first()
+    if found is None:
+        return False
+    now = utcnow()
+    if now - aware(found.last_seen_at) > timedelta(minutes=1):
+        found.last_seen_at = now  # once a minute at most
+    return True
+
+
+def close_session(session: Session, key: str) -> None:
+    """Sign out: the cookie holding this key stops working, even if someone copied it."""
+    session.execute(
+        delete(SignInSession).where(SignInSession.key_hash == credentials.token_hash(key))
+    )
+
+
+def close_sessions(session: Session, user: User, *, keep: str | None = None) -> None:
+    """End every sign-in of `user` (but the one holding `keep`)."""
+    query = delete(SignInSession).where(SignInSession.user_id == user.id)
+    if keep:
+        query = query.where(SignInSession.key_hash != credentials.token_hash(keep))
+    session.execute(query)
 
 
 # --- personal access tokens -------------------------------------------------------------------

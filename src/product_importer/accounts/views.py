@@ -1,13 +1,13 @@
 """Account pages: sign in and out, first-run setup, one's account, accounts and audit (admins)."""
 
 from flask import Blueprint, abort, g, redirect, render_template, request, url_for
-from flask_login import current_user, login_user, logout_user
+from flask_login import current_user
 
 from ..apiutil import whole_number
 from ..errors import AppError
 from ..extensions import db, limiter
 from . import audit, service
-from .auth import Principal, client_address, public, requires
+from .auth import client_address, public, requires, sign_in, sign_out
 from .roles import ROLES, Role
 
 bp = Blueprint("accounts", __name__, template_folder="templates")
@@ -57,7 +57,7 @@ def login_page():
         db.session.commit()
         error = "That email and password do not match an active account."
         return render_template("accounts/login.html", next=target, email=email, error=error), 401
-    login_user(Principal(user, Role(user.role), "session"))
+    sign_in(user)
     audit.record(db.session, "auth.signed_in", user.email)
     db.session.commit()
     return redirect(target)
@@ -86,8 +86,8 @@ def _safe_next(value: str | None) -> str:
 def logout():
     """Sign out of this session."""
     audit.record(db.session, "auth.signed_out", current_user.email)
+    sign_out()
     db.session.commit()
-    logout_user()
     return redirect(url_for("accounts.login_page"))
 
 
@@ -118,7 +118,7 @@ def setup_page():
         return render_template(
             "accounts/setup.html", token=secret, email=email, problems=problems
         ), 422
-    login_user(Principal(user, Role.ADMIN, "session"))
+    sign_in(user)
     audit.record(db.session, "user.created", user.email, role=user.role)
     db.session.commit()
     return redirect(url_for("imports.upload_page"))

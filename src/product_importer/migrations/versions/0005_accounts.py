@@ -1,4 +1,5 @@
-"""Accounts, personal access tokens, the one-time setup link, the audit log; who started an import.
+"""Accounts, their sign-in sessions and tokens, the one-time setup link, the audit log; who
+started an import.
 
 Revision ID: 0005
 Revises: 0004
@@ -25,7 +26,6 @@ def upgrade():
         sa.Column("password_hash", sa.String(255), nullable=False),
         sa.Column("role", sa.String(16), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False, server_default=sa.true()),
-        sa.Column("session_epoch", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("created_at", Stamp, nullable=False),
         sa.Column("last_sign_in_at", Stamp),
     )
@@ -41,6 +41,14 @@ def upgrade():
         sa.Column("expires_at", Stamp),
         sa.Column("created_at", Stamp, nullable=False),
         sa.Column("last_used_at", Stamp),
+    )
+    op.create_table(
+        "sign_in_sessions",
+        sa.Column("id", BigId, primary_key=True),
+        sa.Column("user_id", BigId, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+        sa.Column("created_at", Stamp, nullable=False),
+        sa.Column("last_seen_at", Stamp, nullable=False),
     )
     op.create_table(
         "setup_tokens",
@@ -72,5 +80,6 @@ def downgrade():
         batch.drop_column("created_by_id")
     op.drop_table("audit_log")
     op.drop_table("setup_tokens")
+    op.drop_table("sign_in_sessions")
     op.drop_table("access_tokens")
     op.drop_table("users")
