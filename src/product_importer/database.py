@@ -107,6 +107,14 @@ class Postgres:
         """Empty the products table: instant however many products, and transactional."""
         session.execute(text("TRUNCATE products"))
 
+    def lock_for_edit(self, session: Session) -> None:
+        """Wait for a running import before reading the product to edit, not after.
+
+        An import switching in a new catalog needs it to itself for a moment; an edit that
+        read it first and then waited for the import would never let it.
+        """
+        session.execute(text("LOCK TABLE products IN ROW EXCLUSIVE MODE"))
+
 
 class Sqlite:
     """SQLite (embedded default): one writer, lock files beside the database, no versions."""
@@ -187,6 +195,9 @@ class Sqlite:
     def empty_products(self, session: Session) -> None:
         """Delete every product (SQLite has no TRUNCATE)."""
         session.execute(text("DELETE FROM products"))
+
+    def lock_for_edit(self, session: Session) -> None:
+        """Nothing to lock: SQLite's single writer waits its turn."""
 
 
 def _beside(conn: Connection, suffix: str) -> str:

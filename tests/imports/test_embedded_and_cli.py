@@ -116,6 +116,7 @@ def test_embedded_sku_identity_ignores_case_beyond_ascii_too(embedded_server):
         job = import_csv(http, "sku,name\nÄPFEL-1,Apfel\näpfel-1,Apfel 2\nÉTÉ-2,Été\n")
 
     assert (job["created"], job["updated"]) == (2, 0)  # as PostgreSQL counts it
+    assert job["rows_superseded"] == 1  # ÄPFEL-1, repeated as äpfel-1
     with sqlite3.connect(instance / "product_importer.db") as database:
         rows = database.execute("SELECT sku, name FROM products ORDER BY id").fetchall()
     assert sorted(rows) == [("ÉTÉ-2", "Été"), ("äpfel-1", "Apfel 2")]

@@ -216,6 +216,7 @@ def get(session: Session, product_id: int) -> Product:
 def create(session: Session, *, fields: dict) -> Product:
     """Create a product from API fields; raise Invalid or Conflict (the SKU is taken)."""
     values = clean(fields, partial=False)
+    database.of(session).lock_for_edit(session)
     _refuse_taken_sku(session, values["sku"])
     product = Product(**values)
     session.add(product)
@@ -226,6 +227,7 @@ def create(session: Session, *, fields: dict) -> Product:
 
 def update(session: Session, product_id: int, *, fields: dict) -> Product:
     """Change the fields given; raise NotFound, Invalid or Conflict (another has the SKU)."""
+    database.of(session).lock_for_edit(session)
     product = get(session, product_id)
     values = clean(fields, partial=True)
     changes = {name: value for name, value in values.items() if getattr(product, name) != value}
@@ -242,6 +244,7 @@ def update(session: Session, product_id: int, *, fields: dict) -> Product:
 
 def delete_product(session: Session, product_id: int) -> None:
     """Delete one product; raise NotFound."""
+    database.of(session).lock_for_edit(session)
     product = get(session, product_id)
     data = product.to_dict()
     session.delete(product)
