@@ -56,16 +56,20 @@ WARMUP = 3
 
 from generate_csv import WORDS  # noqa: E402  (bench/ is on sys.path: the script's folder)
 
-# Terms of three selectivities per text filter, found by counting in the generated data
-# (500K rows; the same shares at 5M): "rare" matches a handful of products or none, "2%" about
-# one product in fifty, "30%" about one in three or four. The rare description term is a
-# phrase taken from the catalog itself (see `sample`). The table prints each term's total.
+# Terms of three selectivities per text filter: "rare" matches a handful of products or none,
+# "2%" about one product in fifty, "30%" about one in three or four (each term's total is
+# printed). The generated descriptions draw every word from one small vocabulary (each word is
+# in ~27% of them), so the bench gives 2% of the products and five others a word of their own
+# (`mark_words`, idempotent). The extra cases are the limits of a trigram index: a phrase of
+# three common words taken from the catalog (see `sample`), and a 1.5% substring made of
+# punctuation and single letters, which no trigram narrows down.
 TERMS = {
     "sku": {"rare": "-12345", "2%": "-9", "30%": "-2"},  # index digits: 0.002%, 2.4%, 24%
     "name": {"rare": "wendy q", "2%": "a g", "30%": "ar"},  # none, 3.3%, 28%
-    "description": {"rare": None, "2%": "e. t", "30%": "church"},  # ~1, 1.5%, 27%
+    "description": {"rare": "quixotic", "2%": "zephyr", "30%": "church"},
 }
 TERMS["q"] = TERMS["description"]
+MARKS = {"Zephyr edition.": "id % 50 = 7", "Quixotic gadget.": "id % 100003 = 11"}
 assert "church" in WORDS
 
 
@@ -132,9 +136,21 @@ def load_catalog(rows: int) -> None:
             conn.execute("TRUNCATE products")
         print(f"importing {path.name}...", flush=True)
         print(f"  import took {import_seconds(DB_NAME, path):.1f} s", flush=True)
+    mark_words()
     with psycopg.connect(database_url(DB_NAME), autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE products")
+        conn.execute("TRUNCATE product_list_totals")  # first requests count their totals
     print(f"catalog: {product_count(DB_NAME):,} products", flush=True)
+
+
+def mark_words() -> None:
+    """Append a word of their own to the descriptions of 2% of the products and of a few."""
+    with psycopg.connect(database_url(DB_NAME), autocommit=True) as conn:
+        for words, which in MARKS.items():
+            conn.execute(
+                f"UPDATE products SET description = description || ' {words}' "
+                f"WHERE {which} AND description NOT LIKE '% {words}'"
+            )
 
 
 def free_port() -> int:
@@ -191,9 +207,11 @@ def cases() -> list[tuple[str, str, list[dict]]]:
     found = []
     for field, terms in TERMS.items():
         for share, term in terms.items():
-            term = phrase if term is None else term
             found.append((f"{field}, {share}", repr(term), [{field: term}]))
     return found + [
+        ("extra: description, phrase", repr(phrase), [{"description": phrase}]),
+        ("extra: q, phrase", repr(phrase), [{"q": phrase}]),
+        ("extra: description, 'e. t'", "1.5%, no selective trigram", [{"description": "e. t"}]),
         ("active=true", "", [{"active": "true"}]),
         ("active=false", "(none inactive)", [{"active": "false"}]),
         ("last page, unfiltered", "", [{"page": "LAST"}]),

@@ -65,7 +65,22 @@ class Build:
         columns = self._columns()
         with self._helper() as helper:
             helper.exec_driver_sql(CREATE_BUILD)
-        self._parallel(_fill_statements(columns, self.fresh), {"now": self.now})
+        params = {"now": self.now, "base": self._reserve_ids()}
+        self._parallel(_fill_statements(columns, self.fresh), params)
+
+    def _reserve_ids(self) -> int:
+        """Take ids for the new products from the sequence: base + line, in file order.
+
+        Two helpers insert new products side by side; ids taken by each row from the sequence
+        would interleave, ids from the line numbers follow the file (with gaps, as ids may).
+        No one else takes ids meanwhile: product edits wait for this import.
+        """
+        execute = self.conn.exec_driver_sql
+        sequence = execute("SELECT pg_get_serial_sequence('products', 'id')").scalar()
+        last_line = execute("SELECT coalesce(max(rn), 0) FROM import_staging").scalar()
+        base = execute(f"SELECT nextval('{sequence}')").scalar()
+        execute(f"SELECT setval('{sequence}', {base + last_line})")
+        return base
 
     def index(self) -> None:
         """Build the live catalog's indexes on the build table, side by side."""
@@ -259,10 +274,11 @@ NEW_ROWS = (
     "WHERE plan.product_id IS NULL)"
 )
 NEW_FROM_STAGING = "import_staging"
-# New products, with ids from the products' own sequence.
+# New products, with ids reserved from the products' own sequence (`_reserve_ids`).
 FILL_NEW = f"""
-INSERT INTO {BUILD} (sku, name, description, active, created_at, updated_at)
-SELECT s.sku, s.name, COALESCE(s.description, ''), COALESCE(s.active, true), %(now)s, %(now)s
+INSERT INTO {BUILD} (id, sku, name, description, active, created_at, updated_at)
+SELECT %(base)s + s.rn, s.sku, s.name, COALESCE(s.description, ''), COALESCE(s.active, true),
+       %(now)s, %(now)s
 FROM {{source}} AS s WHERE s.rn %% 2 = {{half}}
 """
 INDEXES = """

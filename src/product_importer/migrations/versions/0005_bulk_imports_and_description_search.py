@@ -1,4 +1,4 @@
-"""A trigram index on descriptions; rows superseded within a file and the search-index state.
+"""Trigram index on descriptions, row hashes of products; superseded rows, search-index state.
 
 Revision ID: 0005
 Revises: 0004
@@ -13,6 +13,10 @@ import several times slower, so an import that writes most of the catalog builds
 anew without it and builds it after its commit (`imports/bulk.py`); the job's `search_index`
 says "refreshing" meanwhile, then "ready". `rows_superseded` counts valid rows whose SKU
 repeats later in the file.
+
+`products.row_hash` (a stored generated column, a 64-bit hash of sku, name and description)
+lets an import find the rows it changes by joining hashes instead of every value: the hash table
+of that join is a quarter of the size. Adding it rewrites the products table once.
 """
 
 import sqlalchemy as sa
@@ -31,6 +35,11 @@ def upgrade():
     )
     op.add_column("import_jobs", sa.Column("search_index", sa.String(16), nullable=True))
     if op.get_bind().dialect.name == "postgresql":
+        # the same expression as the import's staging table (imports/postgres_stage.py)
+        op.execute(
+            "ALTER TABLE products ADD COLUMN row_hash bigint GENERATED ALWAYS AS "
+            "(hashtextextended(sku || E'\\x1f' || name || E'\\x1f' || description, 0)) STORED"
+        )
         op.execute("SET maintenance_work_mem = '1GB'")
         op.create_index(
             "ix_products_description_trgm",
@@ -44,5 +53,6 @@ def upgrade():
 def downgrade():
     if op.get_bind().dialect.name == "postgresql":
         op.drop_index("ix_products_description_trgm", "products")
+        op.drop_column("products", "row_hash")
     op.drop_column("import_jobs", "search_index")
     op.drop_column("import_jobs", "rows_superseded")
