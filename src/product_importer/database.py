@@ -35,8 +35,9 @@ class Postgres:
         yield bool(locked)  # closing the connection releases it, even if the process dies
 
     def prepare_import(self, conn: Connection) -> None:
-        """Give the import's session room to keep its staging table in memory."""
+        """Give the import's session room to sort and hash its staged rows in memory."""
         conn.exec_driver_sql("SET temp_buffers = '128MB'")
+        conn.exec_driver_sql("SET work_mem = '256MB'")
         conn.commit()
 
     def session_id(self, conn: Connection) -> int | None:

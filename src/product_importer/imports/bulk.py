@@ -21,11 +21,11 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from .. import database
 
@@ -35,6 +35,7 @@ BUILD = "products_build"
 BUILDERS = 2  # helper connections that fill and index the build table side by side
 LOCK_WAIT = "300ms"  # the longest a reader may wait behind one try to switch the catalog
 LOCK_RETRY_SECONDS = 0.2
+DEADLOCK_CHECK = "100ms"
 HELPER_SETTINGS = ("SET maintenance_work_mem = '256MB'", "SET work_mem = '256MB'")
 LOCK_NOT_AVAILABLE = "55P03"
 DEFERRED = {
@@ -129,6 +130,10 @@ class Build:
         """Take the catalog for the switch in short tries, letting readers through between."""
         execute = self.conn.exec_driver_sql
         execute(f"SET LOCAL lock_timeout = '{LOCK_WAIT}'")
+        # An autovacuum in the way is cancelled once a lock waits deadlock_timeout (1 s by
+        # default): shorter than one try, where the server lets us set it (superusers).
+        with suppress(DBAPIError), self.conn.begin_nested():
+            execute(f"SET LOCAL deadlock_timeout = '{DEADLOCK_CHECK}'")
         while True:
             try:
                 with self.conn.begin_nested():
