@@ -39,10 +39,11 @@ DEADLOCK_CHECK = "100ms"
 HELPER_SETTINGS = ("SET maintenance_work_mem = '256MB'", "SET work_mem = '256MB'")
 LOCK_NOT_AVAILABLE = "55P03"
 DEFERRED = {
-    "ix_products_description_trgm": (
-        "CREATE INDEX IF NOT EXISTS ix_products_description_trgm ON products "
-        "USING gin (description gin_trgm_ops)"
-    ),
+    f"ix_products_description_trgm_{half}": (
+        f"CREATE INDEX IF NOT EXISTS ix_products_description_trgm_{half} ON products "
+        f"USING gin (description gin_trgm_ops) WHERE (id %% 2) = {half}"  # %% for psycopg
+    )
+    for half in (0, 1)
 }
 
 
@@ -91,7 +92,8 @@ class Build:
                 self.deferred.append(name)
                 continue
             build_name = f"{name[:50]}_build"
-            statements.append(_retarget(definition, name, build_name))
+            # run through psycopg, which reads % as a placeholder
+            statements.append(_retarget(definition, name, build_name).replace("%", "%%"))
             self.indexes.append((build_name, name, constraint))
         # trigram (GIN) builds take longest and use one core each: start them first
         statements.sort(key=lambda statement: " USING gin " not in statement)
@@ -214,17 +216,35 @@ def possible(conn: Connection) -> bool:
 
 
 def refresh_search(engine: Engine) -> None:
-    """Build the search indexes an import deferred, then say so on its job."""
+    """Build the search indexes an import deferred, side by side, then say so on its job."""
     with helper_connection(engine) as helper:
-        waiting = helper.execute(text(REFRESHING)).scalar()
-        if not waiting:
+        if not helper.execute(text(REFRESHING)).scalar():
             return
-        helper.exec_driver_sql("SET maintenance_work_mem = '1GB'")
-        for name, statement in DEFERRED.items():
-            started = time.monotonic()
-            helper.exec_driver_sql(statement)
-            log.info("search index %s built in %.1fs", name, time.monotonic() - started)
+        started = time.monotonic()
+        threads = [
+            threading.Thread(target=_build_deferred, args=(engine, statement))
+            for statement in DEFERRED.values()
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for name in DEFERRED:
+            if not helper.execute(text(EXISTS), {"name": name}).scalar():
+                return  # logged by its thread; the maintenance loop tries again
+        seconds = time.monotonic() - started
+        log.info("search indexes %s built in %.1fs", ", ".join(DEFERRED), seconds)
         helper.execute(text(REFRESHED))
+
+
+def _build_deferred(engine: Engine, statement: str) -> None:
+    """Build one deferred index on a connection of its own."""
+    try:
+        with helper_connection(engine) as helper:
+            helper.exec_driver_sql("SET maintenance_work_mem = '512MB'")
+            helper.exec_driver_sql(statement)
+    except Exception:
+        log.exception("search index not built: %s", statement)
 
 
 def _retarget(definition: str, name: str, build_name: str) -> str:
@@ -252,7 +272,7 @@ def _fill_statements(columns: list[str], fresh: bool) -> list[str]:
 
 CREATE_BUILD = f"""
 CREATE TABLE {BUILD} (LIKE products INCLUDING DEFAULTS INCLUDING CONSTRAINTS
-    INCLUDING GENERATED INCLUDING STORAGE) WITH (autovacuum_enabled = false)
+    INCLUDING GENERATED INCLUDING STORAGE INCLUDING STATISTICS) WITH (autovacuum_enabled = false)
 """
 COLUMNS = """
 SELECT attname FROM pg_attribute
@@ -310,6 +330,7 @@ SELECT pid FROM (
 ) AS stuck
 WHERE pg_cancel_backend(pid)
 """
+EXISTS = "SELECT to_regclass(:name) IS NOT NULL"
 REFRESHING = "SELECT EXISTS (SELECT FROM import_jobs WHERE search_index = 'refreshing')"
 REFRESHED = (
     "UPDATE import_jobs SET search_index = 'ready', message = 'Import complete' "

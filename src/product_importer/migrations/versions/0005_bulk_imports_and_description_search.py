@@ -41,18 +41,27 @@ def upgrade():
             "(hashtextextended(sku || E'\\x1f' || name || E'\\x1f' || description, 0)) STORED"
         )
         op.execute("SET maintenance_work_mem = '1GB'")
-        op.create_index(
-            "ix_products_description_trgm",
-            "products",
-            ["description"],
-            postgresql_using="gin",
-            postgresql_ops={"description": "gin_trgm_ops"},
-        )
+        # Two halves (by the parity of the id), so that two connections can build them side
+        # by side; the products service asks for each half (`Filters.conditions`), and the
+        # statistics of the parity tell the planner each half is half the catalog.
+        for half in (0, 1):
+            op.create_index(
+                f"ix_products_description_trgm_{half}",
+                "products",
+                ["description"],
+                postgresql_using="gin",
+                postgresql_ops={"description": "gin_trgm_ops"},
+                postgresql_where=sa.text(f"(id % 2) = {half}"),
+            )
+        op.execute("CREATE STATISTICS products_id_parity ON ((id % 2)) FROM products")
+        op.execute("ANALYZE products")
 
 
 def downgrade():
     if op.get_bind().dialect.name == "postgresql":
-        op.drop_index("ix_products_description_trgm", "products")
+        op.execute("DROP STATISTICS products_id_parity")
+        for half in (0, 1):
+            op.drop_index(f"ix_products_description_trgm_{half}", "products")
         op.drop_column("products", "row_hash")
     op.drop_column("import_jobs", "search_index")
     op.drop_column("import_jobs", "rows_superseded")
