@@ -14,17 +14,20 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench" / "data"  # git-ignored
 BIN = Path(sys.executable).parent
 PG = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432")
+# Appended to every benchmark database's name, so that runs of several people do not clash.
+DB_SUFFIX = os.environ.get("BENCH_DB_SUFFIX", "")
+ADMIN_URL = f"{PG}/postgres"
 
 
 def database_url(name: str) -> str:
-    return f"{PG}/{name}"
+    return f"{PG}/{name}{DB_SUFFIX}"
 
 
 def recreate_database(name: str) -> None:
     """Drop (if there) and create one of the benchmarks' own databases."""
-    with psycopg.connect(database_url("postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}{DB_SUFFIX}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}{DB_SUFFIX}"')
 
 
 def app_environment(db_name: str, broker: str, instance: str, **settings: str) -> dict:

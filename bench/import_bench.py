@@ -1,22 +1,27 @@
-"""Import benchmark: the full import path against a hand-written floor, in one run.
+"""Import benchmark: the full import path against hand-written floors, in one run.
 
-    python bench/import_bench.py [--rounds N] [--skip-2m]
+    python bench/import_bench.py [--rounds N] [--rows N] [--big-rows N | --skip-big]
 
 On PostgreSQL (BENCH_PG_URL, default postgresql://postgres@127.0.0.1:5432; the script creates
-and uses the database `pi_bench_import`) and Redis (BENCH_REDIS_URL, default db 7), it prints
-seconds, rows/s and ratios for:
+and uses the database `pi_bench_import` + BENCH_DB_SUFFIX) and Redis (BENCH_REDIS_URL, default
+db 7), it prints seconds, rows/s and ratios to R_bare for:
 
-  R  the reference: the file COPYed raw into a temp table, then one
-     INSERT .. SELECT DISTINCT ON (lower(sku)) .. ORDER BY lower(sku), rn DESC
-     .. ON CONFLICT (lower(sku)) DO UPDATE into an empty copy of the products table;
-  A  a full import through the HTTP API and a Celery worker into an empty catalog, from the
-     end of the upload to `completed`;
-  B  the same file again (every product unchanged);
-  C  a file that changes half of the products;
+  R_bare  the floor: the file COPYed raw into a temp table, then one
+          INSERT .. SELECT DISTINCT ON (lower(sku)) .. ON CONFLICT (lower(sku)) DO UPDATE
+          .. WHERE .. IS DISTINCT FROM into an empty table with only the primary key and the
+          unique lower(sku) index;
+  R       the same statements into an empty copy of the products table with all its indexes
+          (what the catalog's list and search indexes cost when kept row by row);
+  A       a full import through the HTTP API and a Celery worker into an empty catalog, from
+          the end of the upload to `completed` (and, A ready, to its search index `ready`);
+  B       the same file again (every product unchanged);
+  C       a file that changes half of the products' names (and C ready);
 
-and the worker's peak RSS (VmHWM) for a 500K-row and a 2M-row import, each in a fresh worker.
-Each of R, A, B, C runs `--rounds` times, interleaved; the best time of each is reported.
-Data files are generated into bench/data/ (git-ignored) by bench/generate_csv.py.
+then each import's step log (where the time goes: parsing and COPY while reading, then each SQL
+step), and, each in a fresh worker into an empty catalog, the worker's peak RSS (VmHWM) and
+time for a --rows import and a --big-rows (default 5M) one, with R_bare at that size.
+Each of R_bare, R, A, B, C runs `--rounds` times, interleaved; the best time of each is
+reported. Data files are generated into bench/data/ (git-ignored) by bench/generate_csv.py.
 """
 
 import argparse
@@ -45,13 +50,23 @@ DB_NAME = "pi_bench_import"
 DB_URL = database_url(DB_NAME)
 PORT = int(os.environ.get("BENCH_PORT", "8765"))
 
-REFERENCE_SQL = """
-INSERT INTO ref_products (sku, name, description)
+UPSERT_SQL = """
+INSERT INTO {table} (sku, name, description)
 SELECT DISTINCT ON (lower(sku)) sku, name, description FROM raw
 ORDER BY lower(sku), rn DESC
 ON CONFLICT (lower(sku)) DO UPDATE
 SET sku = EXCLUDED.sku, name = EXCLUDED.name, description = EXCLUDED.description
+WHERE ({table}.sku, {table}.name, {table}.description)
+      IS DISTINCT FROM (EXCLUDED.sku, EXCLUDED.name, EXCLUDED.description)
 """
+BARE_TABLE = """
+CREATE TABLE ref_products (id bigserial PRIMARY KEY, sku varchar(255) NOT NULL,
+    name varchar(255) NOT NULL, description text NOT NULL DEFAULT '',
+    active boolean NOT NULL DEFAULT true, created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now());
+CREATE UNIQUE INDEX ON ref_products (lower(sku))
+"""
+FULL_TABLE = "CREATE TABLE ref_products (LIKE products INCLUDING ALL)"
 
 
 def environment() -> dict:
@@ -68,11 +83,12 @@ def start_worker() -> subprocess.Popen:
     return worker
 
 
-def reference(path: Path) -> float:
-    """R: raw COPY into a temp table + one INSERT .. ON CONFLICT into an empty products copy."""
+def reference(path: Path, table_sql: str) -> float:
+    """Raw COPY into a temp table + one INSERT .. ON CONFLICT into an empty table."""
     with psycopg.connect(DB_URL) as conn:
         conn.execute("DROP TABLE IF EXISTS ref_products")
-        conn.execute("CREATE TABLE ref_products (LIKE products INCLUDING ALL)")
+        for statement in table_sql.split(";"):
+            conn.execute(statement)
         conn.commit()
         started = time.perf_counter()
         conn.execute("SET work_mem = '256MB'")  # the same setting the import uses
@@ -88,7 +104,7 @@ def reference(path: Path) -> float:
         ):
             while chunk := source.read(1 << 20):
                 copy.write(chunk)
-        conn.execute(REFERENCE_SQL)
+        conn.execute(UPSERT_SQL.format(table="ref_products"))
         conn.commit()
         elapsed = time.perf_counter() - started
         conn.execute("DROP TABLE ref_products")
@@ -96,22 +112,38 @@ def reference(path: Path) -> float:
     return elapsed
 
 
-def import_through_api(http: httpx.Client, path: Path) -> tuple[float, dict]:
-    """Upload `path`; return seconds from the end of the upload to `completed`, and the job."""
+def import_through_api(http: httpx.Client, path: Path) -> tuple[float, float, dict]:
+    """Upload `path`; return seconds from the end of the upload to `completed` and to its
+    search index being ready (the same when none was deferred), and the job."""
     with open(path, "rb") as source:
         response = http.post("/api/imports", files={"file": (path.name, source, "text/csv")})
     uploaded = time.perf_counter()
     response.raise_for_status()
     job_id = response.json()["id"]
+    done = None
     while True:
         job = http.get(f"/api/imports/{job_id}").json()
-        if job["status"] not in ("queued", "running"):
+        if done is None and job["status"] not in ("queued", "running"):
+            done = time.perf_counter() - uploaded
+        if done is not None and job.get("search_index") != "refreshing":
             break
         time.sleep(0.05)
-    elapsed = time.perf_counter() - uploaded
+    ready = time.perf_counter() - uploaded
     if job["status"] != "completed":
         raise RuntimeError(f"import {job_id} ended {job['status']}: {job['error']}")
-    return elapsed, job
+    return done, ready, job
+
+
+def step_log(since: int) -> list[str]:
+    """The worker's step-time lines written after byte `since` of its log."""
+    with open(DATA / "worker.log", "rb") as log:
+        log.seek(since)
+        lines = log.read().decode(errors="replace").splitlines()
+    return [line.split(": ", 1)[1] for line in lines if "import step" in line or "built in" in line]
+
+
+def log_size() -> int:
+    return (DATA / "worker.log").stat().st_size
 
 
 def truncate_products() -> None:
@@ -127,70 +159,99 @@ def peak_rss_mb(pid: int) -> float:
     raise RuntimeError("no VmHWM")
 
 
-def measure_rss(http: httpx.Client, path: Path) -> float:
-    """Import `path` in a fresh worker into an empty catalog; return the worker's peak RSS."""
+def measure_fresh(http: httpx.Client, path: Path) -> dict:
+    """Import `path` in a fresh worker into an empty catalog: peak RSS, seconds, steps."""
     truncate_products()
     worker = start_worker()
     try:
-        import_through_api(http, path)
-        return peak_rss_mb(worker.pid)
+        done, ready, _job = import_through_api(http, path)
+        return {"rss": peak_rss_mb(worker.pid), "done": done, "ready": ready, "steps": step_log(0)}
     finally:
         stop(worker)
 
 
 def timing_rounds(http: httpx.Client, files: dict, rounds: int) -> dict:
-    times: dict[str, list[float]] = {key: [] for key in "RABC"}
-    jobs = {}
+    times: dict[str, list[float]] = {
+        key: [] for key in ("R_bare", "R", "A", "A ready", "B", "C", "C ready")
+    }
+    jobs, steps = {}, {}
     for round_number in range(1, rounds + 1):
         print(f"round {round_number}/{rounds}...", flush=True)
-        times["R"].append(reference(files["base"]))
+        times["R_bare"].append(reference(files["base"], BARE_TABLE))
+        times["R"].append(reference(files["base"], FULL_TABLE))
         truncate_products()
         for key, name in (("A", "base"), ("B", "base"), ("C", "changed")):
-            elapsed, jobs[key] = import_through_api(http, files[name])
-            times[key].append(elapsed)
-    return {key: (min(values), jobs.get(key)) for key, values in times.items()}
+            since = log_size()
+            done, ready, jobs[key] = import_through_api(http, files[name])
+            times[key].append(done)
+            if f"{key} ready" in times:
+                times[f"{key} ready"].append(ready)
+            steps[key] = step_log(since)
+    return {key: (min(values), jobs.get(key), steps.get(key)) for key, values in times.items()}
 
 
-def report(results: dict, rows: int, rss: dict) -> None:
-    reference_seconds = results["R"][0]
-    targets = {"A": 1.25, "B": 0.9, "C": 1.6}
-    print(f"\n{'run':<44}{'seconds':>9}{'rows/s':>11}{'x R':>8}{'target':>9}")
-    labels = {
-        "R": "R  reference (COPY + INSERT .. ON CONFLICT)",
-        "A": "A  full import, empty catalog",
-        "B": "B  same file again (all unchanged)",
-        "C": "C  half the products changed",
-    }
-    for key, (seconds, job) in results.items():
-        ratio = seconds / reference_seconds
-        target = f"<= {targets[key]}" if key in targets else ""
-        print(f"{labels[key]:<44}{seconds:>9.2f}{rows / seconds:>11,.0f}{ratio:>8.2f}{target:>9}")
-        if job:
+LABELS = {
+    "R_bare": "R_bare  COPY + upsert, pk and lower(sku) only",
+    "R": "R       the same, with every products index",
+    "A": "A       full import, empty catalog",
+    "A ready": "A ready ... and its search index built",
+    "B": "B       same file again (all unchanged)",
+    "C": "C       half the products' names changed",
+    "C ready": "C ready ... and its search index built",
+}
+TARGETS = {"A": "<= 1.6", "A ready": "<= 4", "B": "<= 0.8", "C": "<= 1.6", "C ready": "<= 4"}
+
+
+def report(results: dict, rows: int) -> None:
+    bare = results["R_bare"][0]
+    print(f"\n{'run':<48}{'seconds':>9}{'rows/s':>11}{'/R_bare':>9}{'target':>9}")
+    for key, (seconds, job, _steps) in results.items():
+        ratio, target = seconds / bare, TARGETS.get(key, "")
+        print(f"{LABELS[key]:<48}{seconds:>9.2f}{rows / seconds:>11,.0f}{ratio:>9.2f}{target:>9}")
+        if job and "ready" not in key:
             print(
-                f"{'':<6}created {job['created']:,}, updated {job['updated']:,}, "
-                f"unchanged {job['unchanged']:,}"
+                f"{'':<8}created {job['created']:,}, updated {job['updated']:,}, "
+                f"unchanged {job['unchanged']:,}, superseded {job['rows_superseded']:,}"
             )
-    if rss:
+    for key in "ABC":
+        print(f"\nstep log of {key} (last round):")
+        for line in results[key][2] or []:
+            print(f"    {line}")
+
+
+def report_fresh(fresh: dict) -> None:
+    for size, found in fresh.items():
         print(
-            f"\nworker peak RSS: {rss['500K']:.0f} MB at 500K rows, "
-            f"{rss.get('2M', float('nan')):.0f} MB at 2M rows "
-            f"(difference {rss.get('2M', float('nan')) - rss['500K']:.0f} MB; "
-            "targets < 150 MB, difference <= 30 MB)"
+            f"\nfresh worker, {size} rows: peak RSS {found['rss']:.0f} MB, completed in "
+            f"{found['done']:.1f} s, search index ready in {found['ready']:.1f} s"
         )
+        if "bare" in found:
+            print(
+                f"    R_bare at {size}: {found['bare']:.1f} s; ready / R_bare "
+                f"{found['ready'] / found['bare']:.2f} (target <= 4)"
+            )
+        for line in found["steps"]:
+            print(f"    {line}")
+    sizes = list(fresh)
+    if len(sizes) == 2:
+        small, big = fresh[sizes[0]], fresh[sizes[1]]
+        print(f"\n{sizes[1]} / {sizes[0]} time: {big['done'] / small['done']:.1f} x (target <= 11)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--rows", type=int, default=500_000)
-    parser.add_argument("--skip-2m", action="store_true", help="skip the 2M-row RSS run")
+    parser.add_argument("--big-rows", type=int, default=5_000_000)
+    parser.add_argument("--skip-big", action="store_true", help="skip the big fresh import")
+    parser.add_argument("--skip-rounds", action="store_true", help="only the fresh imports")
     args = parser.parse_args()
     files = {
         "base": generated_csv(f"bench_{args.rows}.csv", args.rows),
         "changed": generated_csv(f"bench_{args.rows}_changed.csv", args.rows, changed=True),
     }
-    if not args.skip_2m:
-        files["2M"] = generated_csv("bench_2000000.csv", 2_000_000)
+    if not args.skip_big:
+        files["big"] = generated_csv(f"bench_{args.big_rows}.csv", args.big_rows)
     recreate_database(DB_NAME)
     subprocess.run(
         [str(BIN / "product-importer"), "migrate"],
@@ -202,18 +263,25 @@ def main() -> None:
     url = f"http://127.0.0.1:{PORT}"
     try:
         wait_for_server(url, server, "server.log")
-        with httpx.Client(base_url=url, timeout=600) as http:
-            rss = {"500K": measure_rss(http, files["base"])}
-            if not args.skip_2m:
-                rss["2M"] = measure_rss(http, files["2M"])
-            worker = start_worker()
-            try:
-                results = timing_rounds(http, files, args.rounds)
-            finally:
-                stop(worker)
+        with httpx.Client(base_url=url, timeout=3600) as http:
+            fresh = {f"{args.rows:,}": measure_fresh(http, files["base"])}
+            if not args.skip_big:
+                big = measure_fresh(http, files["big"])
+                truncate_products()
+                big["bare"] = reference(files["big"], BARE_TABLE)
+                fresh[f"{args.big_rows:,}"] = big
+            results = {}
+            if not args.skip_rounds:
+                worker = start_worker()
+                try:
+                    results = timing_rounds(http, files, args.rounds)
+                finally:
+                    stop(worker)
     finally:
         stop(server)
-    report(results, args.rows, rss)
+    if results:
+        report(results, args.rows)
+    report_fresh(fresh)
 
 
 if __name__ == "__main__":

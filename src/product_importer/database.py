@@ -35,8 +35,9 @@ class Postgres:
         yield bool(locked)  # closing the connection releases it, even if the process dies
 
     def prepare_import(self, conn: Connection) -> None:
-        """Give the import's session room to keep its staging table in memory."""
+        """Give the import's session room to sort and hash its staged rows in memory."""
         conn.exec_driver_sql("SET temp_buffers = '128MB'")
+        conn.exec_driver_sql("SET work_mem = '256MB'")
         conn.commit()
 
     def session_id(self, conn: Connection) -> int | None:
@@ -106,6 +107,14 @@ class Postgres:
     def empty_products(self, session: Session) -> None:
         """Empty the products table: instant however many products, and transactional."""
         session.execute(text("TRUNCATE products"))
+
+    def lock_for_edit(self, session: Session) -> None:
+        """Wait for a running import before reading the product to edit, not after.
+
+        An import switching in a new catalog needs it to itself for a moment; an edit that
+        read it first and then waited for the import would never let it.
+        """
+        session.execute(text("LOCK TABLE products IN ROW EXCLUSIVE MODE"))
 
 
 class Sqlite:
@@ -187,6 +196,9 @@ class Sqlite:
     def empty_products(self, session: Session) -> None:
         """Delete every product (SQLite has no TRUNCATE)."""
         session.execute(text("DELETE FROM products"))
+
+    def lock_for_edit(self, session: Session) -> None:
+        """Nothing to lock: SQLite's single writer waits its turn."""
 
 
 def _beside(conn: Connection, suffix: str) -> str:

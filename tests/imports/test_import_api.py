@@ -232,6 +232,7 @@ def test_created_updated_unchanged_count_distinct_products(any_http):
 
     assert job["status"] == "completed_with_errors"
     assert counts(job) == (6, 1, 1, 1, 1)
+    assert job["rows_superseded"] == 2  # b-2 and C-3: a later row of the same SKU won
 
 
 # --- rejected rows and failed files ---------------------------------------------------------

@@ -64,7 +64,19 @@ def _watch(job_id: int) -> int:
             if job.finished:
                 break
             time.sleep(0.5)
+    _wait_for_search_index(job)
     return _report(job)
+
+
+def _wait_for_search_index(job) -> None:
+    """Stay while this process builds the search index the import left for after it."""
+    if job.search_index != "refreshing":
+        return
+    click.echo("Refreshing the search index...")
+    while job.search_index == "refreshing":
+        time.sleep(0.5)
+        db.session.rollback()
+        job = service.get(db.session, job.id)
 
 
 def _report(job) -> int:

@@ -36,7 +36,7 @@ _last_cleanup = {"at": 0.0}
 
 def periodic() -> None:
     """Recover jobs whose worker died, start the queue if idle, remove old uploads."""
-    if recover_stale_jobs() or _queue_idle():
+    if recover_stale_jobs() or _queue_idle() or _search_left_refreshing():
         background.submit(DRAIN_TASK)
     if time.monotonic() - _last_cleanup["at"] >= CLEANUP_EVERY_SECONDS:
         _last_cleanup["at"] = time.monotonic()
@@ -105,6 +105,18 @@ def _queue_idle() -> bool:
         queued = conn.execute(select(jobs.c.id).where(jobs.c.status == Status.QUEUED).limit(1))
         running = conn.execute(select(jobs.c.id).where(jobs.c.status == Status.RUNNING).limit(1))
         return queued.first() is not None and running.first() is None
+
+
+def _search_left_refreshing() -> bool:
+    """Whether an import's search index waits to be built while no import runs."""
+    with db.engine.connect() as conn:
+        refreshing = conn.execute(
+            select(jobs.c.id).where(jobs.c.search_index == "refreshing").limit(1)
+        ).first()
+        if refreshing is None:
+            return False
+        running = conn.execute(select(jobs.c.id).where(jobs.c.status == Status.RUNNING).limit(1))
+        return running.first() is None
 
 
 def remove_expired_uploads() -> int:

@@ -27,6 +27,9 @@ class ImportJob(db.Model):
     created: Mapped[int] = mapped_column(BigInteger, default=0)
     updated: Mapped[int] = mapped_column(BigInteger, default=0)
     unchanged: Mapped[int] = mapped_column(BigInteger, default=0)
+    rows_superseded: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # "refreshing" while a search index the import deferred is built, then "ready"
+    search_index: Mapped[str | None] = mapped_column(String(16))
     rows_per_second: Mapped[float | None] = mapped_column(Float)
     eta_seconds: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
@@ -73,6 +76,8 @@ def job_json(job) -> dict:
         "created": job.created,
         "updated": job.updated,
         "unchanged": job.unchanged,
+        "rows_superseded": job.rows_superseded or 0,
+        "search_index": job.search_index,
         "rows_per_second": job.rows_per_second,
         "eta_seconds": job.eta_seconds,
         "error": job.error,

@@ -41,6 +41,17 @@ def schemas() -> dict:
                     name: {"type": "integer", "description": "Products, after in-file duplicates"}
                     for name in results
                 },
+                "rows_superseded": {
+                    "type": "integer",
+                    "description": "Valid rows whose SKU repeats later in the file (the last won)",
+                },
+                "search_index": {
+                    "type": "string",
+                    "enum": ["refreshing", "ready", None],
+                    "nullable": True,
+                    "description": "A search index this import rebuilds after its commit: until "
+                    "it is ready, description and q filters answer correctly but slower",
+                },
                 "rows_per_second": {"type": "number", "nullable": True},
                 "eta_seconds": {"type": "number", "nullable": True},
                 "error": {"type": "string", "nullable": True},

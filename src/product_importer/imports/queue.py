@@ -20,6 +20,7 @@ from ..extensions import db
 from ..timeutil import utcnow
 from ..webhooks import events
 from .endings import announce, final_values, record_end, stopped_values
+from .engine import refresh_search
 from .failures import Cancelled, ImportStopped, Unexpected
 from .models import ImportJob
 from .progress import ClaimedJob
@@ -56,9 +57,11 @@ def drain_queue() -> int:
             if not locked:
                 return 0
             seam.prepare_import(conn)
+            refresh_search(conn, db.engine)  # left by a worker lost after an import committed
             while (job := claim_next(conn)) is not None:
                 run_claimed(conn, job)
                 ran += 1
+                refresh_search(conn, db.engine)
     return ran
 
 
@@ -83,6 +86,9 @@ def claim_next(conn: Connection) -> ClaimedJob | None:
             attempts=jobs.c.attempts + 1,
             started_at=func.coalesce(jobs.c.started_at, now),
             heartbeat_at=now,
+            # figures of an earlier attempt are not this one's: unknown until measured
+            rows_per_second=None,
+            eta_seconds=None,
             worker=WORKER_ID,
             db_pid=seam.session_id(conn),
         )

@@ -7,6 +7,8 @@ cancel requests.
 """
 
 import gzip
+import logging
+import time
 import zlib
 from dataclasses import dataclass
 
@@ -20,6 +22,9 @@ from .failures import Cancelled, DamagedFile, FileGone, FileRejected, ImportStop
 from .progress import ClaimedJob, Heartbeat, Progress
 from .rejections import RejectionWriter
 from .states import Status
+
+log = logging.getLogger(__name__)
+SEARCH_REFRESHING = "Import complete; the search index is being refreshed"
 
 
 def application_name(job_id: int) -> str:
@@ -43,7 +48,9 @@ class Outcome:
         return Status.COMPLETED_WITH_ERRORS if self.invalid else Status.COMPLETED
 
     def message(self) -> str | None:
-        return None if self.rows else "Nothing to import: the file has no rows"
+        if not self.rows:
+            return "Nothing to import: the file has no rows"
+        return SEARCH_REFRESHING if self.counts.search_deferred else None
 
     def columns(self, progress: Progress) -> dict:
         """The counts the final job row shows."""
@@ -56,6 +63,8 @@ class Outcome:
             "created": self.counts.created,
             "updated": self.counts.updated,
             "unchanged": self.counts.unchanged,
+            "rows_superseded": self.counts.superseded,
+            "search_index": "refreshing" if self.counts.search_deferred else None,
             "warnings": self.warnings,
         }
 
@@ -71,8 +80,15 @@ class Run:
         self.conn, self.engine, self.job = conn, engine, job
         self.max_decompressed = max_decompressed
         self.progress = Progress(bytes_total=job.bytes_total)
-        interrupt = lambda: database.of(conn).interrupt(conn)  # noqa: E731
-        self.heartbeat = Heartbeat(engine, job, self.progress, interrupt=interrupt)
+        self.stage = None
+        self.heartbeat = Heartbeat(engine, job, self.progress, interrupt=self._interrupt)
+
+    def _interrupt(self) -> None:
+        """Cancel what the import runs on the database: its own statement and its helpers'."""
+        if self.stage is not None:
+            self.stage.interrupt()
+        else:
+            database.of(self.conn).interrupt(self.conn)
 
     def __enter__(self) -> "Run":
         self.heartbeat.start()
@@ -83,11 +99,21 @@ class Run:
         try:
             if error is not None:
                 self.conn.rollback()
+            self._clean_up()
         finally:
             self.heartbeat.stop()
         interrupted = error is not None and not isinstance(error, ImportStopped)
         if interrupted and self.progress.cancel.is_set():
             raise Cancelled() from error  # the statement was interrupted by our cancel
+
+    def _clean_up(self) -> None:
+        """Drop the import's staging tables (the next import drops them if this cannot)."""
+        if self.stage is None:
+            return
+        try:
+            self.stage.cleanup()
+        except Exception:
+            log.warning("import %s: staging tables not dropped", self.job.id, exc_info=True)
 
     def import_file(self) -> Outcome:
         """Stage the file and merge it; the transaction stays open for the caller."""
@@ -105,7 +131,7 @@ class Run:
 
     def _import(self) -> Outcome:
         progress = self.progress
-        stage = open_stage(self.conn, utcnow())
+        stage = self.stage = open_stage(self.conn, utcnow())
         rejections = RejectionWriter(self.engine, self.job.id)
         rejections.clear()
         with open(self.job.file_path, "rb") as raw:
@@ -121,13 +147,12 @@ class Run:
             stage.finish()
             reason = _most_common(csv_file, invalid)
             return Outcome(MergeCounts(0, 0, 0), rows, invalid, warnings, no_valid_reason=reason)
-        valid = f"{rows - invalid:,} rows"
         # From here a cancel interrupts the merge, also while it waits for locks on the catalog.
-        progress.applying(f"Applying {valid}")
+        progress.applying(f"{rows - invalid:,} rows", stage.staged)
         # Written now, not at the next beat: on SQLite the merge holds the write lock, so the
         # job must say `applying` before the merge starts.
         self.heartbeat.beat()
-        counts = stage.merge(lambda step: progress.merging(step, valid))
+        counts = stage.merge(progress)
         progress.merging("finishing", f"{counts.distinct:,} products")
         return Outcome(counts, rows, invalid, warnings)
 
@@ -154,15 +179,21 @@ def _stage_file(raw, csv_file, stage, rejections, progress):
 def _read(csv_file, stage, rejections, progress) -> tuple[int, int]:
     """Stage every valid row and record every rejected one; return (rows, invalid)."""
     rows = invalid = 0
+    started, writing = time.perf_counter(), 0.0
     for batch in csv_file.batches():
         if progress.cancel.is_set():
             raise Cancelled()
+        before = time.perf_counter()
         stage.write(batch.valid)
+        writing += time.perf_counter() - before
         rejections.write(batch.rejected)
         rows += batch.rows_read
         invalid += len(batch.rejected)
         progress.read(csv_file.bytes_consumed(), rows, invalid)
     rejections.flush()
+    parsing = time.perf_counter() - started - writing
+    # where reading's time goes: Python parsing, or sending rows to the database
+    progress.detail = f" (parsing {parsing:.2f}s, writing to the staging table {writing:.2f}s)"
     if progress.cancel.is_set():
         raise Cancelled()
     return rows, invalid

@@ -36,7 +36,8 @@ class Product(db.Model):
             postgresql_where=text("NOT active"),
             sqlite_where=text("NOT active"),
         ),
-        # PostgreSQL also has trigram indexes on sku and name, made by migration 0003.
+        # PostgreSQL also has trigram indexes on sku and name (migration 0003) and on
+        # description (0006).
     )
 
     def to_dict(self) -> dict:

@@ -5,7 +5,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from math import ceil
 
-from sqlalchemy import ColumnElement, func, not_, or_, select
+from sqlalchemy import ColumnElement, and_, func, literal_column, not_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -54,12 +54,10 @@ class Filters:
     def conditions(self) -> list[ColumnElement[bool]]:
         """Return the WHERE conditions of these filters."""
         found = [
-            _contains(getattr(Product, field), getattr(self, field))
-            for field in TEXT_FILTERS
-            if getattr(self, field)
+            _matches(field, getattr(self, field)) for field in TEXT_FILTERS if getattr(self, field)
         ]
         if self.q:
-            found.append(or_(*(_contains(getattr(Product, f), self.q) for f in TEXT_FILTERS)))
+            found.append(or_(*(_matches(field, self.q) for field in TEXT_FILTERS)))
         if self.active is not None:
             # `NOT active` lets PostgreSQL use the partial index of inactive products.
             found.append(Product.active if self.active else not_(Product.active))
@@ -88,6 +86,19 @@ class Page:
             "total": self.total,
             "pages": self.pages,
         }
+
+
+def _matches(field: str, term: str) -> ColumnElement[bool]:
+    """The condition of one text filter."""
+    contains = _contains(getattr(Product, field), term)
+    if field != "description":
+        return contains
+    # The same condition, asked of each half of the catalog (by the parity of the id): the
+    # trigram index on descriptions comes in two halves (migration 0006) so that two
+    # connections build it side by side after a bulk import, and each is used for its half.
+    # Literals, not parameters: a plan must prove each half's index predicate.
+    parity = Product.id % literal_column("2")
+    return or_(*(and_(contains, parity == literal_column(str(half))) for half in (0, 1)))
 
 
 def _contains(column, term: str) -> ColumnElement[bool]:
@@ -216,6 +227,7 @@ def get(session: Session, product_id: int) -> Product:
 def create(session: Session, *, fields: dict) -> Product:
     """Create a product from API fields; raise Invalid or Conflict (the SKU is taken)."""
     values = clean(fields, partial=False)
+    database.of(session).lock_for_edit(session)
     _refuse_taken_sku(session, values["sku"])
     product = Product(**values)
     session.add(product)
@@ -226,6 +238,7 @@ def create(session: Session, *, fields: dict) -> Product:
 
 def update(session: Session, product_id: int, *, fields: dict) -> Product:
     """Change the fields given; raise NotFound, Invalid or Conflict (another has the SKU)."""
+    database.of(session).lock_for_edit(session)
     product = get(session, product_id)
     values = clean(fields, partial=True)
     changes = {name: value for name, value in values.items() if getattr(product, name) != value}
@@ -242,6 +255,7 @@ def update(session: Session, product_id: int, *, fields: dict) -> Product:
 
 def delete_product(session: Session, product_id: int) -> dict:
     """Delete one product and return its JSON as it was; raise NotFound."""
+    database.of(session).lock_for_edit(session)
     product = get(session, product_id)
     data = product.to_dict()
     session.delete(product)

@@ -1,0 +1,338 @@
+"""The bulk path of a PostgreSQL import: build the catalog anew beside the live one, then switch.
+
+Inserting half a million rows into a table with trigram indexes costs three times the insert
+alone, because every index is kept up to date row by row. Here the new catalog is written into
+`products_build` without indexes by helper connections (unchanged products copied with their
+ids, changed ones with their ids and new values, new ones with fresh ids), its indexes are then
+built in bulk by two helpers side by side, and the import's own transaction switches it in:
+it waits for the catalog in tries of LOCK_WAIT, so readers of the products are never held up
+longer than one try, then drops the old table and renames the new one, its indexes, primary
+key and triggers. Until that transaction commits nothing a reader sees has changed; a cancel,
+failure or crash before it leaves the catalog as it was (the build table is dropped later).
+
+The import's transaction holds SHARE ROW EXCLUSIVE on products throughout (product edits wait,
+as for an in-place merge), so the build cannot miss an edit. Indexes in DEFERRED (the trigram
+index on descriptions: ~10 s of one core for 500K products) are built after the commit by
+`refresh_search`; description filters answer correctly but without it meanwhile.
+"""
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from datetime import datetime
+
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from .. import database
+
+log = logging.getLogger(__name__)
+
+BUILD = "products_build"
+BUILDERS = 2  # helper connections that fill and index the build table side by side
+LOCK_WAIT = "300ms"  # the longest a reader may wait behind one try to switch the catalog
+LOCK_RETRY_SECONDS = 0.2
+DEADLOCK_CHECK = "100ms"
+HELPER_SETTINGS = ("SET maintenance_work_mem = '256MB'", "SET work_mem = '256MB'")
+LOCK_NOT_AVAILABLE = "55P03"
+DEFERRED = {
+    f"ix_products_description_trgm_{half}": (
+        f"CREATE INDEX IF NOT EXISTS ix_products_description_trgm_{half} ON products "
+        f"USING gin (description gin_trgm_ops) WHERE (id %% 2) = {half}"  # %% for psycopg
+    )
+    for half in (0, 1)
+}
+
+
+class Build:
+    """One build of the catalog beside the live one, switched in by `conn`'s transaction."""
+
+    def __init__(self, conn: Connection, now: datetime, *, fresh: bool):
+        self.conn, self.now, self.fresh = conn, now, fresh
+        self.engine = conn.engine
+        self.helpers: list[Connection] = []
+        self.indexes: list[tuple[str, str, str | None]] = []  # (build name, name, constraint)
+        self.deferred: list[str] = []
+
+    def interrupt(self) -> None:
+        """Cancel whatever the helpers are running."""
+        for helper in list(self.helpers):
+            database.POSTGRES.interrupt(helper)
+
+    def fill(self) -> None:
+        """Create the build table and write the whole new catalog into it, without indexes."""
+        columns = self._columns()
+        with self._helper() as helper:
+            helper.exec_driver_sql(CREATE_BUILD)
+        params = {"now": self.now, "base": self._reserve_ids()}
+        self._parallel(_fill_statements(columns, self.fresh), params)
+
+    def _reserve_ids(self) -> int:
+        """Take ids for the new products from the sequence: base + line, in file order.
+
+        Two helpers insert new products side by side; ids taken by each row from the sequence
+        would interleave, ids from the line numbers follow the file (with gaps, as ids may).
+        No one else takes ids meanwhile: product edits wait for this import.
+        """
+        execute = self.conn.exec_driver_sql
+        sequence = execute("SELECT pg_get_serial_sequence('products', 'id')").scalar()
+        last_line = execute("SELECT coalesce(max(rn), 0) FROM import_staging").scalar()
+        base = execute(f"SELECT nextval('{sequence}')").scalar()
+        execute(f"SELECT setval('{sequence}', {base + last_line})")
+        return base
+
+    def index(self) -> None:
+        """Build the live catalog's indexes on the build table, side by side."""
+        statements = []
+        for name, definition, constraint in self.conn.execute(text(INDEXES)).all():
+            if name in DEFERRED:
+                self.deferred.append(name)
+                continue
+            build_name = f"{name[:50]}_build"
+            # run through psycopg, which reads % as a placeholder
+            statements.append(_retarget(definition, name, build_name).replace("%", "%%"))
+            self.indexes.append((build_name, name, constraint))
+        # trigram (GIN) builds take longest and use one core each: start them first
+        statements.sort(key=lambda statement: " USING gin " not in statement)
+        self._parallel(statements)
+
+    def analyze(self) -> None:
+        """Give the planner the new catalog's statistics before anyone queries it."""
+        with self._helper() as helper:
+            helper.exec_driver_sql(f"ANALYZE {BUILD}")
+
+    def switch(self) -> bool:
+        """Put the build table in the live one's place; True when indexes were deferred."""
+        execute = self.conn.exec_driver_sql
+        triggers = execute(TRIGGERS).scalars().all()
+        sequence = execute("SELECT pg_get_serial_sequence('products', 'id')").scalar()
+        self._lock_catalog()
+        if sequence:  # owned by the old table, DROP would take it along
+            execute(f"ALTER SEQUENCE {sequence} OWNED BY {BUILD}.id")
+        execute("DROP TABLE products")
+        execute(f"ALTER TABLE {BUILD} RENAME TO products")
+        for build_name, name, constraint in self.indexes:
+            if constraint in ("p", "u"):
+                kind = "PRIMARY KEY" if constraint == "p" else "UNIQUE"
+                using = f"{kind} USING INDEX {build_name}"
+                execute(f"ALTER TABLE products ADD CONSTRAINT {name} {using}")
+            else:
+                execute(f"ALTER INDEX {build_name} RENAME TO {name}")
+        for trigger in triggers:
+            execute(trigger)
+        execute("ALTER TABLE products RESET (autovacuum_enabled)")
+        # the statement triggers did not see the build's rows: move the catalog version on
+        execute("UPDATE products_version SET version = version + 1")
+        return bool(self.deferred)
+
+    def _lock_catalog(self) -> None:
+        """Take the catalog for the switch in short tries, letting readers through between."""
+        execute = self.conn.exec_driver_sql
+        execute(f"SET LOCAL lock_timeout = '{LOCK_WAIT}'")
+        # An autovacuum in the way is cancelled once a lock waits deadlock_timeout (1 s by
+        # default): shorter than one try, where the server lets us set it (superusers).
+        with suppress(DBAPIError), self.conn.begin_nested():
+            execute(f"SET LOCAL deadlock_timeout = '{DEADLOCK_CHECK}'")
+        while True:
+            try:
+                with self.conn.begin_nested():
+                    execute("LOCK TABLE products IN ACCESS EXCLUSIVE MODE")
+                break
+            except OperationalError as error:
+                if getattr(error.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                    raise
+            self._release_deadlocked()
+            time.sleep(LOCK_RETRY_SECONDS)
+        execute("SET LOCAL lock_timeout = 0")
+
+    def _release_deadlocked(self) -> None:
+        """Cancel statements that hold the catalog and wait for this import: they never end."""
+        for (pid,) in self.conn.exec_driver_sql(DEADLOCKED).all():
+            log.warning("cancelled session %s: it held the catalog and waited for the import", pid)
+
+    def _columns(self) -> list[str]:
+        return self.conn.exec_driver_sql(COLUMNS).scalars().all()
+
+    def _parallel(self, statements: list[str], params: dict | None = None) -> None:
+        """Run the statements on BUILDERS helper connections side by side; raise the first error."""
+        pending: queue.SimpleQueue[str] = queue.SimpleQueue()
+        for statement in statements:
+            pending.put(statement)
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            with self._helper() as helper:
+                while not errors:
+                    try:
+                        statement = pending.get_nowait()
+                    except queue.Empty:
+                        return
+                    try:
+                        helper.exec_driver_sql(statement, *([params] if params else []))
+                    except BaseException as error:  # noqa: BLE001  (raised in the caller's thread)
+                        errors.append(error)
+                        self.interrupt()
+
+        threads = [threading.Thread(target=work) for _ in range(min(BUILDERS, len(statements)))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+
+    @contextmanager
+    def _helper(self) -> Iterator[Connection]:
+        with helper_connection(self.engine) as helper:
+            self.helpers.append(helper)
+            try:
+                yield helper
+            finally:
+                self.helpers.remove(helper)
+
+
+@contextmanager
+def helper_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection of its own in autocommit, with room for sorts and index builds."""
+    with engine.connect() as helper:
+        helper = helper.execution_options(isolation_level="AUTOCOMMIT")
+        for setting in HELPER_SETTINGS:
+            helper.exec_driver_sql(setting)
+        yield helper
+
+
+def run_alone(engine: Engine, statement: str) -> None:
+    """Run one statement on a helper connection, committed when it returns."""
+    with helper_connection(engine) as helper:
+        helper.exec_driver_sql(statement)
+
+
+def possible(conn: Connection) -> bool:
+    """Whether the catalog can be switched: no table refers to it, no exclusion constraint."""
+    return not conn.exec_driver_sql(BLOCKERS).scalar()
+
+
+def refresh_search(engine: Engine) -> None:
+    """Build the search indexes an import deferred, side by side, then say so on its job."""
+    with helper_connection(engine) as helper:
+        if not helper.execute(text(REFRESHING)).scalar():
+            return
+        started = time.monotonic()
+        threads = [
+            threading.Thread(target=_build_deferred, args=(engine, statement))
+            for statement in DEFERRED.values()
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for name in DEFERRED:
+            if not helper.execute(text(EXISTS), {"name": name}).scalar():
+                return  # logged by its thread; the maintenance loop tries again
+        seconds = time.monotonic() - started
+        log.info("search indexes %s built in %.1fs", ", ".join(DEFERRED), seconds)
+        helper.execute(text(REFRESHED))
+
+
+def _build_deferred(engine: Engine, statement: str) -> None:
+    """Build one deferred index on a connection of its own."""
+    try:
+        with helper_connection(engine) as helper:
+            helper.exec_driver_sql("SET maintenance_work_mem = '512MB'")
+            helper.exec_driver_sql(statement)
+    except Exception:
+        log.exception("search index not built: %s", statement)
+
+
+def _retarget(definition: str, name: str, build_name: str) -> str:
+    """An index definition of the live table, for the build table under another name."""
+    old = f" {name} ON public.products "
+    if old not in definition:
+        raise RuntimeError(f"unexpected index definition: {definition}")
+    return definition.replace(old, f" {build_name} ON public.{BUILD} ", 1)
+
+
+def _fill_statements(columns: list[str], fresh: bool) -> list[str]:
+    """INSERTs that write the new catalog, split in halves so that two helpers share them."""
+    written = ("id", "sku", "name", "description", "active", "created_at", "updated_at")
+    kept = [column for column in columns if column not in written]
+    halves = []
+    for half in (0, 1):
+        halves.append(FILL_NEW.format(half=half, source=NEW_FROM_STAGING if fresh else NEW_ROWS))
+        if not fresh:
+            halves.append(FILL_KEPT.format(half=half, columns=", ".join(columns)))
+            extra = "".join(f", {column}" for column in kept)
+            pick = "".join(f", p.{column}" for column in kept)
+            halves.append(FILL_CHANGED.format(half=half, extra=extra, pick=pick))
+    return halves
+
+
+CREATE_BUILD = f"""
+CREATE TABLE {BUILD} (LIKE products INCLUDING DEFAULTS INCLUDING CONSTRAINTS
+    INCLUDING GENERATED INCLUDING STORAGE INCLUDING STATISTICS) WITH (autovacuum_enabled = false)
+"""
+COLUMNS = """
+SELECT attname FROM pg_attribute
+WHERE attrelid = 'products'::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''
+ORDER BY attnum
+"""
+# Products the file does not change, as they are.
+FILL_KEPT = f"""
+INSERT INTO {BUILD} ({{columns}}) SELECT {{columns}} FROM products AS p
+WHERE p.id %% 2 = {{half}}
+  AND NOT EXISTS (SELECT FROM import_plan AS plan WHERE plan.product_id = p.id)
+"""
+# Products the file changes: their ids, the file's values, what the file leaves as it was.
+FILL_CHANGED = f"""
+INSERT INTO {BUILD} (id, sku, name, description, active, created_at, updated_at{{extra}})
+SELECT p.id, s.sku, s.name, COALESCE(s.description, p.description),
+       COALESCE(s.active, p.active), p.created_at, %(now)s{{pick}}
+FROM import_plan AS plan JOIN import_staging AS s ON s.rn = plan.rn
+JOIN products AS p ON p.id = plan.product_id
+WHERE s.rn %% 2 = {{half}}
+"""
+NEW_ROWS = (
+    "(SELECT s.* FROM import_plan AS plan JOIN import_staging AS s ON s.rn = plan.rn "
+    "WHERE plan.product_id IS NULL)"
+)
+NEW_FROM_STAGING = "import_staging"
+# New products, with ids reserved from the products' own sequence (`_reserve_ids`).
+FILL_NEW = f"""
+INSERT INTO {BUILD} (id, sku, name, description, active, created_at, updated_at)
+SELECT %(base)s + s.rn, s.sku, s.name, COALESCE(s.description, ''), COALESCE(s.active, true),
+       %(now)s, %(now)s
+FROM {{source}} AS s WHERE s.rn %% 2 = {{half}}
+"""
+INDEXES = """
+SELECT i.relname, pg_get_indexdef(i.oid), c.contype
+FROM pg_index AS x JOIN pg_class AS i ON i.oid = x.indexrelid
+LEFT JOIN pg_constraint AS c ON c.conindid = x.indexrelid AND c.conrelid = x.indrelid
+WHERE x.indrelid = 'products'::regclass
+"""
+TRIGGERS = """
+SELECT pg_get_triggerdef(oid) FROM pg_trigger
+WHERE tgrelid = 'products'::regclass AND NOT tgisinternal ORDER BY tgname
+"""
+BLOCKERS = """
+SELECT EXISTS (SELECT FROM pg_constraint WHERE confrelid = 'products'::regclass
+               OR (conrelid = 'products'::regclass AND contype = 'x'))
+"""
+# Sessions that hold a lock on the catalog and wait for this one (a deadlock not yet found).
+DEADLOCKED = """
+SELECT pid FROM (
+    SELECT DISTINCT l.pid FROM pg_locks AS l
+    WHERE l.relation = 'products'::regclass AND l.granted AND l.pid <> pg_backend_pid()
+      AND pg_backend_pid() = ANY (pg_blocking_pids(l.pid))
+    OFFSET 0  -- found first, cancelled after
+) AS stuck
+WHERE pg_cancel_backend(pid)
+"""
+EXISTS = "SELECT to_regclass(:name) IS NOT NULL"
+REFRESHING = "SELECT EXISTS (SELECT FROM import_jobs WHERE search_index = 'refreshing')"
+REFRESHED = (
+    "UPDATE import_jobs SET search_index = 'ready', message = 'Import complete' "
+    "WHERE search_index = 'refreshing'"
+)

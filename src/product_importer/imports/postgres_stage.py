@@ -1,0 +1,250 @@
+"""PostgreSQL staging and merge: COPY into an unlogged table, compare, merge in place or in bulk.
+
+The staging table is a plain (unlogged) table, committed once the file is read and its repeated
+SKUs dropped, so that helper connections can read it: the catalog is not touched until the
+import's own transaction merges or switches it, and the caller commits that once. Leftovers of
+an attempt that died are dropped by the next import (imports run one at a time).
+
+Which path runs is chosen by the file's numbers after comparing it with the catalog: an import
+that writes most of the catalog (a fresh one, or one that changes half the products) builds the
+catalog anew beside the live one (`bulk.py`); one that writes few rows updates them in place.
+"""
+
+import logging
+
+from sqlalchemy import Connection
+
+from .. import database
+from . import bulk
+from .counts import MergeCounts, Steps
+
+log = logging.getLogger(__name__)
+
+STAGING = "import_staging"
+PLAN = "import_plan"
+STAGING_COLUMNS = "(rn, sku, name, description, active, seen)"
+# Python marks rows whose SKU may have come before (a bit per hash of its lowercase): the
+# database then looks for repeats among those keys only, not among every key of the file.
+SEEN_BITS = 1 << 26  # 8 MB: about 7% of new SKUs marked in vain at 5M rows
+# Building the catalog anew costs about half a row written in place per catalog row (its
+# indexes are built in bulk, in parallel), plus a fixed cost that a small import never repays.
+BULK_MIN_ROWS = 10_000
+BULK_MIN_SHARE = 0.1  # rows written / products after the import
+
+
+class PostgresStage:
+    """Staging and merge on a PostgreSQL connection; the merge runs in the caller's transaction."""
+
+    def __init__(self, conn: Connection, now):
+        self.conn, self.now = conn, now
+        self.execute = conn.exec_driver_sql
+        self.staged = 0
+        self._seen = bytearray(SEEN_BITS // 8)
+        self._copy = self._copy_cm = None
+        self._build: bulk.Build | None = None
+        self._planned = False  # whether the import_plan table holds the rows to write
+        self._descriptions = True  # whether the file gives descriptions (its rows' hashes)
+
+    def start(self) -> None:
+        """Create the staging table and open a COPY into it."""
+        self.cleanup()
+        self.execute(
+            f"CREATE UNLOGGED TABLE {STAGING} (rn bigint NOT NULL, sku text NOT NULL, "
+            "name text NOT NULL, description text, active boolean, seen boolean NOT NULL, "
+            # computed by the database while Python is still parsing later rows
+            "key text GENERATED ALWAYS AS (lower(sku)) STORED, "
+            f"hash bigint GENERATED ALWAYS AS ({ROW_HASH}) STORED) "
+            "WITH (autovacuum_enabled = false)"
+        )
+        self._open_copy()
+
+    def _open_copy(self) -> None:
+        cursor = self.conn.connection.driver_connection.cursor()  # psycopg, for COPY
+        self._copy_cm = cursor.copy(f"COPY {STAGING} {STAGING_COLUMNS} FROM STDIN")
+        self._copy = self._copy_cm.__enter__()
+
+    def write(self, rows: list[tuple]) -> None:
+        """Send valid rows `(line, sku, name, description, active)` to the staging table."""
+        write_row, seen, mask = self._copy.write_row, self._seen, SEEN_BITS - 1
+        for row in rows:
+            sku = row[1]
+            # PostgreSQL's lower() of an ASCII SKU is the same key as Python's whenever two
+            # such SKUs are one; any other SKU is marked, so no repeat goes unseen.
+            if sku.isascii():
+                bit = hash(sku.lower()) & mask
+                mark = seen[bit >> 3] & (1 << (bit & 7))
+                seen[bit >> 3] |= 1 << (bit & 7)
+                write_row((*row, mark != 0))
+            else:
+                write_row((*row, True))
+        self.staged += len(rows)
+        if rows and rows[0][3] is None:  # the file has no description column
+            self._descriptions = False
+
+    def reset(self) -> None:
+        """Forget every staged row, to read the file again from the start."""
+        self._close_copy()
+        self.execute(f"TRUNCATE {STAGING}")
+        self.staged, self._seen = 0, bytearray(SEEN_BITS // 8)
+        self._open_copy()
+
+    def _close_copy(self, error: BaseException | None = None) -> None:
+        if self._copy_cm is not None:
+            copy_cm, self._copy_cm, self._copy = self._copy_cm, None, None
+            copy_cm.__exit__(type(error) if error else None, error, None)
+
+    def abort(self, error: BaseException) -> None:
+        """End an open COPY after a failure, so the transaction can roll back."""
+        self._close_copy(error)
+
+    def finish(self) -> None:
+        """End the COPY without merging (nothing to apply), so the transaction can go on."""
+        self._close_copy()
+
+    def interrupt(self) -> None:
+        """Cancel the statements of this stage, on its connection and its helpers'."""
+        database.POSTGRES.interrupt(self.conn)
+        if self._build is not None:
+            self._build.interrupt()
+
+    @staticmethod
+    def refresh_search(engine) -> None:
+        """Build the search indexes a bulk import left for after its commit."""
+        bulk.refresh_search(engine)
+
+    def cleanup(self) -> None:
+        """Drop the staging tables of this import (or of an attempt that died), committed."""
+        self.execute(f"DROP TABLE IF EXISTS {STAGING}, {PLAN}, {bulk.BUILD}")
+        self.conn.commit()
+
+    def merge(self, steps: Steps) -> MergeCounts:
+        """Apply the staged rows to the catalog; the caller's transaction is still open."""
+        self._close_copy()
+        steps.start("deduplicating")
+        superseded = self.execute(PG_DROP_SUPERSEDED).rowcount
+        self.execute(f"ANALYZE {STAGING}")
+        self.conn.commit()  # the staging table, readable by helpers; the catalog is untouched
+        database.POSTGRES.hold_apply_lock(self.conn)
+        # Product edits wait (reads do not) until the import commits, so the comparison
+        # stays true until then and the INSERT needs no costly ON CONFLICT.
+        self.execute("LOCK TABLE products IN SHARE ROW EXCLUSIVE MODE")
+        distinct = self.staged - superseded
+        steps.start("comparing")
+        catalog = self.execute(CATALOG_SIZE).scalar()
+        bulk_possible = distinct >= max(BULK_MIN_ROWS, BULK_MIN_SHARE * catalog)
+        bulk_possible = bulk_possible and bulk.possible(self.conn)
+        created, updated = self._compare(catalog, distinct, committed=bulk_possible)
+        counts = MergeCounts(distinct, created, updated, superseded)
+        writes = created + updated
+        if bulk_possible and writes >= max(BULK_MIN_ROWS, BULK_MIN_SHARE * (catalog + created)):
+            return self._merge_in_bulk(steps, counts, catalog)
+        return self._merge_in_place(steps, counts)
+
+    def _compare(self, catalog: int, distinct: int, *, committed: bool) -> tuple[int, int]:
+        """Write the plan: the staged rows that are new or change their product; count them."""
+        self._planned = catalog > 0
+        if not self._planned:  # a fresh catalog: every row is new, nothing to compare
+            return distinct, 0
+        # Rows with descriptions compare by hash: a narrow join, not one of every column.
+        plan = PG_PLAN if self._descriptions else PG_PLAN_BY_VALUES
+        if committed:  # the bulk path's helpers read it
+            bulk.run_alone(self.conn.engine, plan.format(kind="UNLOGGED"))
+        else:
+            self.execute(plan.format(kind="TEMP"))
+        return self.execute(PG_PLAN_COUNTS).one()
+
+    def _merge_in_place(self, steps: Steps, counts: MergeCounts) -> MergeCounts:
+        steps.expect([("updating", counts.updated), ("inserting", counts.created)])
+        plan = PLAN if self._planned else STAGING_AS_PLAN
+        if counts.updated:
+            steps.start("updating")
+            self.execute(PG_UPDATE.format(plan=plan))
+        if counts.created:
+            steps.start("inserting")
+            self.execute(PG_INSERT.format(plan=plan))
+        return counts
+
+    def _merge_in_bulk(self, steps: Steps, counts: MergeCounts, catalog: int) -> MergeCounts:
+        self._build = bulk.Build(self.conn, self.now, fresh=catalog == 0)
+        rows = catalog + counts.created
+        steps.expect([("copying", rows), ("indexing", rows), ("analyzing", rows)])
+        steps.start("copying")
+        self._build.fill()
+        steps.start("indexing")
+        self._build.index()
+        steps.start("analyzing")
+        self._build.analyze()
+        steps.expect([("switching", rows)])
+        steps.start("switching")
+        deferred = self._build.switch()
+        return MergeCounts(
+            counts.distinct, counts.created, counts.updated, counts.superseded, deferred
+        )
+
+
+# Within the file the last row of a SKU wins: delete the earlier ones. Only keys of rows
+# marked `seen` can repeat; their rows are grouped (a hash aggregate of a few keys, no sort).
+PG_DROP_SUPERSEDED = f"""
+DELETE FROM {STAGING} AS s
+USING (
+    SELECT key, max(rn) AS rn FROM {STAGING}
+    WHERE key IN (SELECT key FROM {STAGING} WHERE seen)
+    GROUP BY key HAVING count(*) > 1
+) AS last
+WHERE s.key = last.key AND s.rn < last.rn
+"""
+
+# A product's row hash (migration 0006 stores it on products): sku, name and description with a
+# separator no valid value holds. Equal hashes mean equal values (a 64-bit hash: one chance in
+# 2^64 per row that a change goes unseen); unequal ones certainly differ.
+ROW_HASH = "hashtextextended(sku || E'\\x1f' || name || E'\\x1f' || description, 0)"
+
+# The plan: every staged row that creates a product (product_id NULL) or changes one. Rows
+# whose values already match are left out here, so nothing later touches them. The join
+# carries hashes, not values: its hash table is a quarter of the size.
+PG_PLAN = f"""
+CREATE {{kind}} TABLE {PLAN} WITH (autovacuum_enabled = false) AS
+SELECT s.rn, p.id AS product_id
+FROM {STAGING} AS s LEFT JOIN products AS p ON lower(p.sku) = s.key
+WHERE p.id IS NULL OR p.row_hash <> s.hash
+   OR p.active IS DISTINCT FROM COALESCE(s.active, p.active)
+"""
+# A file without descriptions keeps the catalog's: compare the values themselves.
+PG_PLAN_BY_VALUES = f"""
+CREATE {{kind}} TABLE {PLAN} WITH (autovacuum_enabled = false) AS
+SELECT s.rn, p.id AS product_id
+FROM {STAGING} AS s LEFT JOIN products AS p ON lower(p.sku) = s.key
+WHERE p.id IS NULL
+   OR (p.sku, p.name, p.description, p.active)
+      IS DISTINCT FROM (s.sku, s.name, COALESCE(s.description, p.description),
+                        COALESCE(s.active, p.active))
+"""
+# Whether the catalog is empty, else about how many products it has (enough to choose a path).
+CATALOG_SIZE = """
+SELECT CASE WHEN NOT EXISTS (SELECT FROM products) THEN 0
+            ELSE greatest((SELECT reltuples FROM pg_class WHERE oid = 'products'::regclass), 1)
+       END::bigint
+"""
+PG_PLAN_COUNTS = f"SELECT count(*) - count(product_id), count(product_id) FROM {PLAN}"
+# A fresh catalog has no plan: every staged row is new.
+STAGING_AS_PLAN = f"(SELECT rn, NULL::bigint AS product_id FROM {STAGING})"
+
+PG_UPDATE = f"""
+UPDATE products AS p
+SET sku = s.sku, name = s.name,
+    description = COALESCE(s.description, p.description),
+    active = COALESCE(s.active, p.active),
+    updated_at = now()
+FROM {{plan}} AS plan JOIN {STAGING} AS s ON s.rn = plan.rn
+WHERE p.id = plan.product_id
+"""
+
+# New products go in in key order, so the lower(sku) index fills from left to right; COLLATE
+# "C" sorts by bytes, faster than the database's collation and the same for equality.
+PG_INSERT = f"""
+INSERT INTO products (sku, name, description, active, created_at, updated_at)
+SELECT s.sku, s.name, COALESCE(s.description, ''), COALESCE(s.active, true), now(), now()
+FROM {{plan}} AS plan JOIN {STAGING} AS s ON s.rn = plan.rn
+WHERE plan.product_id IS NULL
+ORDER BY s.key COLLATE "C"
+"""

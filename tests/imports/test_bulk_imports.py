@@ -1,0 +1,193 @@
+"""Imports that write most of the catalog build it anew beside the live one and switch it in.
+
+Where a test must act while the import switches, it holds a read of the catalog open: the
+switch then waits for it, trying again and again, and lets other readers through meanwhile.
+"""
+
+import time
+
+import pytest
+
+from tests.helpers import import_csv, upload_csv, wait_for_job
+
+from .conftest import csv_bytes, generate, products_by_key, wait_for
+
+pytestmark = pytest.mark.usefixtures("live_worker")
+
+READ_HELD = "SELECT count(*) FROM products"  # holds ACCESS SHARE on products until rollback
+SCRATCH = ("import_staging", "import_plan", "products_build")
+BULK_ROWS = 20_000
+WAITING = ("queued", "running")
+
+
+def products_oid(sql) -> int:
+    """The products table's identity: a bulk import replaces the table, in place it stays."""
+    return sql("SELECT 'products'::regclass::oid")[0][0]
+
+
+def indexes(sql) -> list[tuple]:
+    return sql("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'products' ORDER BY 1")
+
+
+def scratch_tables(sql) -> list[str]:
+    found = sql(
+        "SELECT relname FROM pg_class WHERE relname = ANY(:names) AND relkind = 'r'",
+        names=list(SCRATCH),
+    )
+    return [row[0] for row in found]
+
+
+def wait_until_search_ready(http, job_id: int, timeout: float = 90) -> dict:
+    """Poll a finished job until its search index is ready."""
+    deadline = time.monotonic() + timeout
+    while (job := http.get(f"/api/imports/{job_id}").json())["search_index"] != "ready":
+        assert job["search_index"] == "refreshing" or job["status"] in ("queued", "running")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"import {job_id}: search index not ready after {timeout}s")
+        time.sleep(0.1)
+    return job
+
+
+def upload(http, data: bytes) -> dict:
+    response = upload_csv(http, data)
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def test_a_fresh_import_is_built_in_bulk_with_exact_counts_and_every_index(http, catalog, sql):
+    before_indexes, before_oid = indexes(sql), products_oid(sql)
+    generated = generate(BULK_ROWS, seed=11)
+
+    job = import_csv(http, generated.data)
+
+    assert job["status"] == "completed"
+    distinct = len(generated.expected)
+    assert (job["created"], job["updated"], job["unchanged"]) == (distinct, 0, 0)
+    assert job["rows_superseded"] == BULK_ROWS - distinct > 0
+    assert job["search_index"] in ("refreshing", "ready")
+    assert products_oid(sql) != before_oid  # switched in
+    assert products_by_key(catalog()) == generated.expected
+    assert wait_until_search_ready(http, job["id"])["message"] == "Import complete"
+    assert indexes(sql) == before_indexes
+    assert scratch_tables(sql) == []
+    rows = http.get("/api/products", params={"description": "church"}).json()
+    expected = sum("church" in values[2].lower() for values in generated.expected.values())
+    assert rows["total"] == expected
+
+
+def test_a_bulk_import_keeps_the_ids_and_rows_of_existing_products(http, catalog, sql):
+    generated = generate(BULK_ROWS, seed=12)
+    keys = list(generated.expected)
+    changed, same = generated.expected[keys[0]], generated.expected[keys[1]]
+    seed = [("Old name", changed[0], changed[2]), (same[1], same[0], same[2])]
+    import_csv(http, csv_bytes([*seed, ("Not in the file", "OTHER-1", "kept")]))
+    before = {row[1].lower(): row for row in catalog()}
+    oid = products_oid(sql)
+
+    job = import_csv(http, generated.data)
+
+    assert products_oid(sql) != oid
+    assert (job["created"], job["updated"], job["unchanged"]) == (len(keys) - 2, 1, 1)
+    after = {row[1].lower(): row for row in catalog()}
+    assert after["other-1"] == before["other-1"]  # not in the file: untouched
+    assert after[keys[1]] == before[keys[1]]  # unchanged: not rewritten, updated_at kept
+    was, now = before[keys[0]], after[keys[0]]
+    assert (now[0], now[5]) == (was[0], was[5])  # same id, same created_at
+    assert now[2] == changed[1] and now[6] > was[6]
+    new_ids = [row[0] for key, row in after.items() if key not in before]
+    assert min(new_ids) > max(row[0] for row in before.values())
+    created = http.post("/api/products", json={"sku": "NEXT-1", "name": "Next"}).json()
+    assert created["id"] > max(new_ids)  # the id sequence went along with the table
+
+
+def test_an_import_that_changes_few_rows_merges_in_place(http, catalog, sql):
+    generated = generate(BULK_ROWS, seed=13)
+    import_csv(http, generated.data)
+    oid = products_oid(sql)
+    key = next(iter(generated.expected))
+    sku, _name, description, _active = generated.expected[key]
+
+    job = import_csv(http, csv_bytes([("Renamed", sku, description), ("New", "NEW-1", "")]))
+
+    assert (job["created"], job["updated"]) == (1, 1)
+    assert job["search_index"] is None
+    assert products_oid(sql) == oid
+
+
+def test_readers_are_not_held_up_while_a_bulk_import_waits_to_switch(http, catalog, sql, holding):
+    import_csv(http, "sku,name\nA-1,Apple\n")
+    with holding(READ_HELD):  # a long read: the switch must wait for it
+        job = upload(http, generate(BULK_ROWS, seed=14).data)
+        wait_for(http, job["id"], lambda j: "switching" in j["message"], "switching")
+        for _ in range(5):  # each would queue behind the switch if it waited without pause
+            listed = http.get("/api/products")
+            assert listed.status_code == 200
+            assert listed.json()["total"] == 1
+        assert http.get(f"/api/imports/{job['id']}").json()["status"] == "running"
+
+    done = wait_for_job(http, job["id"])
+    assert done["status"] == "completed"
+    assert http.get("/api/products").json()["total"] == done["created"] + 1
+
+
+def test_a_cancel_while_a_bulk_import_switches_leaves_the_catalog_unchanged(
+    http, catalog, sql, holding
+):
+    import_csv(http, "sku,name\nA-1,Apple\n")
+    before, before_indexes, oid = catalog(), indexes(sql), products_oid(sql)
+    with holding(READ_HELD):
+        job = upload(http, generate(BULK_ROWS, seed=15).data)
+        wait_for(http, job["id"], lambda j: "switching" in j["message"], "switching")
+        assert http.post(f"/api/imports/{job['id']}/cancel").status_code == 202
+        cancelled = wait_for_job(http, job["id"], timeout=20)  # the read is still held
+
+    assert cancelled["status"] == "cancelled"
+    assert catalog() == before
+    assert (products_oid(sql), indexes(sql)) == (oid, before_indexes)
+    assert scratch_tables(sql) == []
+
+
+@pytest.fixture
+def no_boom(sql):
+    """A CHECK constraint on products (refusing the name BOOM) for the test."""
+    sql("ALTER TABLE products ADD CONSTRAINT test_no_boom CHECK (name <> 'BOOM')")
+    yield
+    sql("ALTER TABLE products DROP CONSTRAINT IF EXISTS test_no_boom")
+
+
+def test_a_failure_while_building_leaves_the_catalog_unchanged(http, catalog, sql, no_boom):
+    import_csv(http, "sku,name\nA-1,Apple\n")
+    before, oid = catalog(), products_oid(sql)
+    rows = [(f"Name {n}", f"SKU-{n}", "") for n in range(BULK_ROWS)] + [("BOOM", "B-1", "")]
+
+    job = import_csv(http, csv_bytes(rows))
+
+    assert job["status"] == "failed"
+    assert "test_no_boom" in job["error"]
+    assert catalog() == before
+    assert products_oid(sql) == oid
+    assert scratch_tables(sql) == []
+
+
+def test_a_search_index_left_unbuilt_by_a_lost_worker_is_built_again(http, sql):
+    job = import_csv(http, generate(BULK_ROWS, seed=16).data)
+    wait_until_search_ready(http, job["id"])
+    # as a worker that died after the commit, before building the index, leaves it
+    sql("DROP INDEX ix_products_description_trgm_0, ix_products_description_trgm_1")
+    sql("UPDATE import_jobs SET search_index = 'refreshing' WHERE id = :id", id=job["id"])
+
+    wait_until_search_ready(http, job["id"])  # the maintenance loop of a worker builds it
+
+    names = [name for name, _definition in indexes(sql)]
+    assert {"ix_products_description_trgm_0", "ix_products_description_trgm_1"} <= set(names)
+
+
+def test_progress_moves_while_applying_and_never_goes_down(http, big_file):
+    job = upload(http, big_file.data)
+    seen = []
+    while (current := http.get(f"/api/imports/{job['id']}").json())["status"] in WAITING:
+        if current["phase"] == "applying":
+            seen.append(current["percent"])
+    assert current["status"] == "completed"
+    assert seen == sorted(seen)
+    assert len(set(seen)) >= 3  # not one jump at the end
