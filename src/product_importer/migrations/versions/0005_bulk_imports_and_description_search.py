@@ -5,9 +5,10 @@ Revises: 0004
 Create Date: 2026-11-29
 
 Description and q filters were a sequential scan with ILIKE over every description; a
-trigram GIN index on description finds a word from the index instead (bench/list_bench.py:
-p95 5-20 ms for rare, 2% and 30% words at 500K products, under 20 ms at 5M). Measured on
-466,693 products (2 CPUs): one index builds in ~10 s (~58 MB); at 5M products in ~165 s. So it
+trigram GIN index on description finds a word from the index instead (bench/list_bench.py,
+description and q filters, p95 for rare, 2% and 30% words: 14-32 ms at 500K products on a
+quiet machine, 20-76 ms at 5M; a scan took 0.5-1 s at 500K). Measured on 466,693 products
+(2 CPUs): one index builds in ~10 s (~58 MB); at 5M products in ~165 s (549 MB). So it
 comes in two halves by the parity of the id, which two connections build side by side, and a
 statistics object on the parity tells the planner each half holds half the products. This
 migration builds both on the existing catalog once. Kept row by row it would make a large
