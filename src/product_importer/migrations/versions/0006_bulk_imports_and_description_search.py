@@ -4,11 +4,14 @@ Revision ID: 0006
 Revises: 0005
 Create Date: 2026-11-29
 
-Description and q filters were a sequential scan with ILIKE over every description; the
-trigram GIN index on description finds any substring (rare words, two-word phrases, words in
-a third of the products) from the index instead. Measured on 466,693 products (2 CPUs,
-maintenance_work_mem 1GB): the index builds in ~10 s and takes ~58 MB; this migration builds it
-on the existing catalog, so it takes that long once. Kept row by row it would make a large
+Description and q filters were a sequential scan with ILIKE over every description; a
+trigram GIN index on description finds a word from the index instead (bench/list_bench.py,
+description and q filters, p95 for rare, 2% and 30% words: 14-32 ms at 500K products on a
+quiet machine, 20-76 ms at 5M; a scan took 0.5-1 s at 500K). Measured on 466,693 products
+(2 CPUs): one index builds in ~10 s (~58 MB); at 5M products in ~165 s (549 MB). So it
+comes in two halves by the parity of the id, which two connections build side by side, and a
+statistics object on the parity tells the planner each half holds half the products. This
+migration builds both on the existing catalog once. Kept row by row it would make a large
 import several times slower, so an import that writes most of the catalog builds the catalog
 anew without it and builds it after its commit (`imports/bulk.py`); the job's `search_index`
 says "refreshing" meanwhile, then "ready". `rows_superseded` counts valid rows whose SKU
