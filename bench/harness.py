@@ -86,3 +86,25 @@ def wait_for_server(url: str, server: subprocess.Popen, log_name: str) -> None:
         except httpx.HTTPError:
             time.sleep(0.2)
     raise RuntimeError(f"the server did not start:\n{(DATA / log_name).read_text()}")
+
+
+def admin_token(env: dict) -> str:
+    """An admin's personal access token on the benchmark's database, made with the CLI."""
+    cli = str(BIN / "product-importer")
+    email = "bench@example.com"
+    # the account may be there already (a kept database): then only a new token is needed
+    subprocess.run([cli, "users", "create", email, "--role", "admin"], env=env, capture_output=True)
+    made = subprocess.run(
+        [cli, "tokens", "create", email, "--name", "benchmark"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return made.stdout.strip()
+
+
+def api_client(url: str, env: dict, timeout: float) -> httpx.Client:
+    """An HTTP client of the app at `url`, signed in as the benchmark's admin."""
+    token = admin_token(env)
+    return httpx.Client(base_url=url, timeout=timeout, headers={"Authorization": f"Bearer {token}"})

@@ -36,6 +36,7 @@ import psycopg
 from harness import (
     BIN,
     DATA,
+    api_client,
     app_environment,
     database_url,
     generated_csv,
@@ -263,7 +264,7 @@ def main() -> None:
     url = f"http://127.0.0.1:{PORT}"
     try:
         wait_for_server(url, server, "server.log")
-        with httpx.Client(base_url=url, timeout=3600) as http:
+        with api_client(url, environment(), timeout=3600) as http:
             fresh = {f"{args.rows:,}": measure_fresh(http, files["base"])}
             if not args.skip_big:
                 big = measure_fresh(http, files["big"])

@@ -42,6 +42,7 @@ from harness import (
     DATA,
     DB_SUFFIX,
     ROOT,
+    api_client,
     database_url,
     generated_csv,
     start,
@@ -225,7 +226,7 @@ def cases() -> list[tuple[str, str, list[dict]]]:
 
 def run_requests(url: str, count: int, *, extras: bool = True) -> list[tuple]:
     results = []
-    with httpx.Client(base_url=url, timeout=60) as http:
+    with api_client(url, env_for(DB_NAME), timeout=60) as http:
         pages = http.get("/api/products").json()["pages"]
         for label, terms, requests in cases():
             if not extras and label.startswith("extra:"):
@@ -237,7 +238,7 @@ def run_requests(url: str, count: int, *, extras: bool = True) -> list[tuple]:
 
 
 def delete_all_ms(url: str, expected: int) -> float:
-    with httpx.Client(base_url=url, timeout=120) as http:
+    with api_client(url, env_for(DB_NAME), timeout=120) as http:
         started = time.perf_counter()
         response = http.delete("/api/products", params={"confirm": "true"})
         elapsed = (time.perf_counter() - started) * 1000

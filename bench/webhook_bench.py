@@ -32,6 +32,7 @@ import psycopg
 from harness import (
     BIN,
     DATA,
+    api_client,
     app_environment,
     database_url,
     recreate_database,
@@ -307,7 +308,7 @@ def main() -> None:
         worker.start()
         url = f"http://127.0.0.1:{PORT}"
         wait_for_server(url, server, "webhook-server.log")
-        with httpx.Client(base_url=url, timeout=30) as http:
+        with api_client(url, environment(), timeout=30) as http:
             if not args.skip_edits:
                 report_edit_cost(edit_cost(http, args.requests, args.block), args.requests)
             report_throughput(throughput(http, args.events, worker))
