@@ -64,7 +64,7 @@ def csv_download(rows: Iterable[Sequence], header: Sequence[str], filename: str)
 def _csv_text(rows: Iterable[Sequence], header: Sequence[str]):
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(header)
+    writer.writerow([escape_formula(name) for name in header])  # a file's own header, too
     for count, row in enumerate(rows, start=1):
         writer.writerow([escape_formula(cell) if isinstance(cell, str) else cell for cell in row])
         if count % CSV_FLUSH_ROWS == 0:

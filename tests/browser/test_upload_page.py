@@ -47,18 +47,21 @@ def test_upload_shows_progress_until_the_import_is_complete(page: Page):
     expect(page.locator("#stat-updated")).to_have_text("0")
     expect(page.locator("#stat-invalid")).to_have_text("1")
     expect(page.get_by_text("2,000 products imported")).to_be_visible()
+    expect(
+        page.get_by_text("1 row repeated an earlier SKU; the last one was kept.")
+    ).to_be_visible()
     expect(page.get_by_text("1 row was rejected")).to_be_visible()
     expect(page.get_by_text("Unknown columns were ignored: colour.")).to_be_visible()
     job_id = re.search(r"\?job=(\d+)$", page.url).group(1)
     expect(page.get_by_role("link", name="Download rejected rows")).to_have_attribute(
-        "href", f"/api/imports/{job_id}/errors.csv"
+        "href", f"/api/imports/{job_id}/rejected.csv"
     )
     expect(page.get_by_role("link", name="View products")).to_have_attribute("href", "/products")
     expect(page.get_by_role("button", name="Cancel")).to_be_hidden()
     expect(page.get_by_role("button", name="Retry")).to_be_hidden()
 
 
-def test_a_file_without_a_sku_column_fails_with_its_reason_and_can_be_retried(page: Page):
+def test_a_file_without_a_sku_column_fails_with_its_reason_and_no_retry(page: Page):
     page.goto("/")
     drop_file(page, "#dropzone", "no-sku.csv", "name,description\nFoo,Bar\n")
 
@@ -66,15 +69,25 @@ def test_a_file_without_a_sku_column_fails_with_its_reason_and_can_be_retried(pa
     expect(reason).to_contain_text("Missing required column: sku")
     expect(page.locator("#job-badge")).to_have_text("Failed")
     expect(page.get_by_role("link", name="View products")).to_be_hidden()
+    # the same file would fail the same way: no Retry, but another file
+    expect(page.get_by_role("button", name="Retry")).to_be_hidden()
+    page.get_by_role("button", name="Import another file").click()
+    expect(page.get_by_text("Drop a CSV file here")).to_be_visible()
+
+
+def test_a_file_without_one_valid_row_fails_and_can_be_retried(page: Page):
+    page.goto("/")
+    drop_file(page, "#dropzone", "nameless.csv", "sku,name\nA-1,\n")
+
+    reason = page.get_by_role("alert").filter(has_text="Nothing was imported")
+    expect(reason).to_contain_text("No valid rows")
     first_job = page.url
 
     page.get_by_role("button", name="Retry").click()
 
     expect(page).not_to_have_url(first_job)  # a new job for the same file
-    expect(reason).to_contain_text("Missing required column: sku")
+    expect(reason).to_contain_text("No valid rows")
     expect(page.get_by_role("button", name="Retry")).to_be_visible()
-    page.get_by_role("button", name="Import another file").click()
-    expect(page.get_by_text("Drop a CSV file here")).to_be_visible()
 
 
 def test_an_empty_file_is_refused_with_the_reason(page: Page):

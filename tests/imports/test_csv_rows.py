@@ -21,9 +21,10 @@ class Read:
 
     file: csv_rows.CsvFile
     valid: list[tuple]
-    rejected: list[tuple]
+    rejected: list[tuple]  # (line, sku, reason)
     rows_read: int
     batch_sizes: list[int]
+    rejected_cells: list[list[str] | None]  # each rejected row's cells as the file had them
 
     @property
     def products(self) -> list[tuple]:
@@ -39,10 +40,11 @@ def read(data: bytes | str, *, size: int = 5000, limit: int | None = None) -> Re
     if isinstance(data, str):
         data = data.encode()
     csv_file = open_csv(BytesIO(data), max_decompressed_bytes=limit)
-    result = Read(csv_file, [], [], 0, [])
+    result = Read(csv_file, [], [], 0, [], [])
     for batch in csv_file.batches(size):
         result.valid += batch.valid
-        result.rejected += batch.rejected
+        result.rejected += [rejected[:3] for rejected in batch.rejected]
+        result.rejected_cells += [rejected[3] for rejected in batch.rejected]
         result.rows_read += batch.rows_read
         result.batch_sizes.append(batch.rows_read)
     return result
@@ -524,3 +526,12 @@ def test_a_field_longer_than_the_field_limit_rejects_its_row():
     result = read(f'sku,name,description\nA-1,Apple,"{lines}"\nB-2,Banana,ok\n')
     assert result.rejected[0][0] == 2
     assert result.rejected[0][2].startswith("a field is longer than 1,048,576 characters")
+
+
+def test_a_rejected_row_keeps_its_cells_as_the_file_had_them():
+    data = 'SKU ; Name;Extra\n A-1 ;;x\nB-2;"two\nlines";y;z\nC-3;Fine;w\n"D-4;open\n'
+    result = read(data)
+
+    assert result.file.header.names == ("SKU ", " Name", "Extra")
+    assert [line for line, _sku, _reason in result.rejected] == [2, 3, 6]
+    assert result.rejected_cells == [[" A-1 ", "", "x"], ["B-2", "two\nlines", "y", "z"], None]

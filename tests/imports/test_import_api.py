@@ -4,6 +4,7 @@ Each test uploads a file the way a user or an integrator would, waits for the jo
 the job as the API shows it and the any_catalog as the database holds it.
 """
 
+import csv
 import gzip
 import io
 import os
@@ -233,6 +234,10 @@ def test_created_updated_unchanged_count_distinct_products(any_http):
     assert job["status"] == "completed_with_errors"
     assert counts(job) == (6, 1, 1, 1, 1)
     assert job["rows_superseded"] == 2  # b-2 and C-3: a later row of the same SKU won
+    assert job["summary"] == (
+        "1 created, 1 updated, 1 unchanged, 1 rejected. "
+        "2 rows repeated an earlier SKU; the last one was kept."
+    )
 
 
 # --- rejected rows and failed files ---------------------------------------------------------
@@ -296,6 +301,66 @@ def test_errors_csv_of_a_clean_import_has_only_the_header(any_http):
     assert f"import-{job['id']}-errors.csv" in response.headers["content-disposition"]
 
 
+def rejected_file(http, job_id: int) -> list[list[str]]:
+    """The job's rejected rows as the file had them, parsed."""
+    response = http.get(f"/api/imports/{job_id}/rejected.csv")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    assert f"import-{job_id}-rejected.csv" in response.headers["content-disposition"]
+    return list(csv.reader(io.StringIO(response.text)))
+
+
+def test_the_rejected_rows_file_once_fixed_imports_as_it_is(any_http, any_catalog):
+    data = (
+        "Name;SKU;Colour;Active\r\n"  # another order, another delimiter, an unknown column
+        "Apple;A-1;red;yes\r\n"  # 2
+        "No SKU;;green;\r\n"  # 3
+        '"Banana ""big""; ripe";B-2;;maybe\r\n'  # 4
+        ";C-3;blue;no\r\n"  # 5
+        "Date;=D-4;black\r\n"  # 6: one cell short, and a cell a spreadsheet would run
+    )
+    first = import_csv(any_http, data)
+    assert counts(first) == (5, 4, 1, 0, 0)
+    assert first["header"] is None  # only a job that failed on its header names it
+
+    report = rejected_file(any_http, first["id"])
+
+    assert report == [
+        ["line", "reason", "Name", "SKU", "Colour", "Active"],
+        ["3", "sku is empty", "No SKU", "", "green", ""],
+        [
+            "4",
+            'active is not one of true/false, 1/0, yes/no, y/n (found "maybe")',
+            'Banana "big"; ripe',
+            "B-2",
+            "",
+            "maybe",
+        ],
+        ["5", "name is empty", "", "C-3", "blue", "no"],
+        ["6", "wrong number of fields (expected 4, found 3)", "Date", "'=D-4", "black"],
+    ]
+    # Fixed as a person would in a spreadsheet: fill the cells the reasons name.
+    fixed = [report[0], *report[1:]]
+    fixed[1][3], fixed[2][5], fixed[3][2], fixed[4][5:] = "E-5", "no", "Cherry", [""]
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerows(fixed)
+
+    second = import_csv(any_http, buffer.getvalue())
+
+    assert second["status"] == "completed", errors_csv(any_http, second["id"])
+    assert counts(second) == (4, 0, 4, 0, 0)
+    assert second["warnings"] == ["Unknown columns were ignored: line, reason, Colour."]
+    assert sorted(row[1:5] for row in any_catalog()) == [
+        ("=D-4", "Date", "", True),
+        ("A-1", "Apple", "", True),
+        ("B-2", 'Banana "big"; ripe', "", False),
+        ("C-3", "Cherry", "", False),
+        ("E-5", "No SKU", "", True),
+    ]
+    assert rejected_file(any_http, second["id"]) == [["line", "reason", *report[0]]]
+    assert errors_csv(any_http, first["id"])[0] == ["line", "sku", "reason"]
+
+
 def test_a_file_without_one_valid_row_fails_naming_the_most_common_reason(any_http, any_catalog):
     import_csv(any_http, "sku,name\nKEEP-1,Kept\n")
     before = any_catalog()
@@ -346,6 +411,7 @@ def test_a_missing_required_column_fails_at_once_naming_it(any_http, any_catalog
     assert job["status"] == "failed"
     assert job["error"].startswith(expected)
     assert "sku and name" in job["error"]  # what to do
+    assert job["header"] == expected.split("was: ")[1].rstrip(".").split(", ")  # no Retry
     assert job["rows_processed"] == 0
     assert job["percent"] < 100
     assert any_catalog() == []

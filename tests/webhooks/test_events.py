@@ -21,7 +21,7 @@ def import_hook(any_http, receiver) -> dict:
 
 
 def test_a_completed_import_sends_one_import_completed(any_http, receiver, import_hook):
-    job = import_csv(any_http, "sku,name\nA-1,Apple\nB-2,Banana\nC-3,Cherry\n,No SKU\n")
+    job = import_csv(any_http, "sku,name\nA-1,Apple\nB-2,Banana\nC-3,Cherry\n,No SKU\nb-2,Bean\n")
     later = import_csv(any_http, "sku,name\nD-4,Date\n")
 
     receiver.wait_for(2)
@@ -35,6 +35,11 @@ def test_a_completed_import_sends_one_import_completed(any_http, receiver, impor
     assert event["data"]["id"] == job["id"]
     assert event["data"]["status"] == "completed_with_errors"
     assert (event["data"]["created"], event["data"]["rows_invalid"]) == (3, 1)
+    assert event["data"]["rows_superseded"] == 1
+    assert event["data"]["summary"] == (
+        "3 created, 0 updated, 0 unchanged, 1 rejected. "
+        "1 row repeated an earlier SKU; the last one was kept."
+    )
 
 
 def test_a_failed_import_sends_import_failed(any_http, receiver, import_hook):

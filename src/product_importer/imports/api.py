@@ -92,6 +92,14 @@ def rejected_rows_csv(job_id: int):
     return csv_download(rows, ("line", "sku", "reason"), f"import-{job_id}-errors.csv")
 
 
+@bp.get("/<int:job_id>/rejected.csv")
+@requires(Role.VIEWER)
+def rejected_rows_file(job_id: int):
+    """Stream the rejected rows as the file had them, after `line,reason`: fix, import again."""
+    header, rows = service.rejected_file(db.session, service.get(db.session, job_id))
+    return csv_download(rows, header, f"import-{job_id}-rejected.csv")
+
+
 @bp.get("/<int:job_id>/events")
 @requires(Role.VIEWER)
 def import_events(job_id: int):

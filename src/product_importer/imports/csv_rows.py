@@ -24,7 +24,7 @@ from ..products.rules import (
     check_values,
 )
 from ..spreadsheet import unescape_formula
-from .failures import FileRejected
+from .failures import FileRejected, HeaderRejected
 
 MAX_LINE_BYTES = 4 * 1024 * 1024
 # Longer than any valid value, short enough that an unclosed quote cannot fill memory.
@@ -83,6 +83,7 @@ class Header:
     field_count: int
     delimiter: str
     unknown: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()  # the header's cells as the file has them
 
     def has(self, column: str) -> bool:
         return column in self.positions
@@ -94,7 +95,8 @@ class Batch:
 
     A valid row is `(line, sku, name, description or None, active or None)`; None means the
     file has no such column (or, for active, left the cell empty): keep what the catalog has.
-    A rejected row is `(line, sku or None, reason)`.
+    A rejected row is `(line, sku or None, reason, cells)`: `cells` are the row as the file
+    had it (None when the row could not be split into cells), for the rejected-rows file.
     """
 
     valid: list[tuple] = field(default_factory=list)
@@ -211,7 +213,7 @@ class CsvFile:
                 line = previous_end + 1
                 previous_end = base + reader.line_num
                 count += 1
-                batch.rejected.append((line, None, _csv_error_reason(error)))
+                batch.rejected.append((line, None, _csv_error_reason(error), None))
         yield self._close(batch, count)
 
     def _close(self, batch: Batch, count: int) -> Batch:
@@ -283,7 +285,10 @@ def parse_header(line: str) -> Header:
     unknown = []
     for position, name in enumerate(cleaned):
         if name in positions:
-            raise FileRejected(f'The header names the column "{name}" twice. Keep one of them.')
+            raise HeaderRejected(
+                f'The header names the column "{name}" twice. Keep one of them.',
+                [name.strip() for name in names],
+            )
         if name in KNOWN_COLUMNS:
             positions[name] = position
         else:
@@ -291,12 +296,13 @@ def parse_header(line: str) -> Header:
     missing = [column for column in REQUIRED_COLUMNS if column not in positions]
     if missing:
         found = ", ".join(name.strip() for name in names) or "(empty)"
-        raise FileRejected(
+        raise HeaderRejected(
             f"Missing required column{'s' if len(missing) > 1 else ''}: {', '.join(missing)}. "
             f"The header found was: {found}. The first line must name the columns sku and name "
-            "(description and active are optional)."
+            "(description and active are optional).",
+            [name.strip() for name in names],
         )
-    return Header(positions, len(names), delimiter, tuple(unknown))
+    return Header(positions, len(names), delimiter, tuple(unknown), tuple(names))
 
 
 def fast_acceptor(header: Header) -> Callable[[list[str], int], tuple | None]:
@@ -344,7 +350,7 @@ def row_validator(header: Header) -> Callable[[list[str], int, Batch], None]:
         if len(row) != field_count:
             sku = row[sku_at] if len(row) > sku_at else ""
             reason = f"wrong number of fields (expected {field_count}, found {len(row)})"
-            batch.rejected.append((line, _reported_sku(sku), reason))
+            batch.rejected.append((line, _reported_sku(sku), reason, row))
             return
         sku = unescape_formula(row[sku_at].strip(SPACE))
         name = unescape_formula(row[name_at].strip(SPACE))
@@ -356,7 +362,7 @@ def row_validator(header: Header) -> Callable[[list[str], int, Batch], None]:
         active = row[active_at].strip(SPACE) if active_at is not None else ""
         reason = check_values(sku, name, description, active)
         if reason:
-            batch.rejected.append((line, _reported_sku(sku), reason))
+            batch.rejected.append((line, _reported_sku(sku), reason, row))
         else:
             batch.valid.append((line, sku, name, description, ACTIVE_WORDS.get(active.lower())))
 

@@ -5,11 +5,13 @@ lost worker) goes through `final_values`; `record_end` writes them only while th
 still owns the job; `announce` queues the webhook in the same transaction.
 """
 
+import json
+
 from sqlalchemy import Connection, Row, update
 
 from ..timeutil import utcnow
 from ..webhooks import events
-from .failures import ImportStopped
+from .failures import HeaderRejected, ImportStopped
 from .models import ImportJob, job_json
 from .states import SUCCEEDED, Status
 
@@ -43,8 +45,11 @@ def final_values(status: Status, *, error: str | None = None, message: str | Non
 
 
 def stopped_values(stop: ImportStopped) -> dict:
-    """The columns of a job that stopped before applying."""
-    return final_values(stop.status, error=str(stop))
+    """The columns of a job that stopped before applying (with the header that stopped it)."""
+    values = final_values(stop.status, error=str(stop))
+    if isinstance(stop, HeaderRejected):
+        values["header"] = json.dumps(stop.header)
+    return values
 
 
 def record_end(conn: Connection, job_id: int, attempts: int, values: dict, *also) -> Row | None:

@@ -31,6 +31,17 @@ class FileRejected(ImportStopped):
     """The file as a whole cannot be imported."""
 
 
+class HeaderRejected(FileRejected):
+    """The file's header lacks a required column (or is missing, or names one twice).
+
+    Retrying the same file fails the same way: the job keeps the header it found instead.
+    """
+
+    def __init__(self, message: str, header: list[str]):
+        super().__init__(message)
+        self.header = header
+
+
 class DamagedFile(ImportStopped):
     """The gzip file cannot be decompressed to its end."""
 

@@ -1,5 +1,6 @@
 """Import jobs and the rows they rejected."""
 
+import json
 from datetime import datetime
 
 from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, String, Text, false
@@ -7,7 +8,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import BigId, db
 from ..timeutil import iso, utcnow
-from .states import FINISHED, Status
+from .states import FINISHED, SUCCEEDED, Status
 
 
 class ImportJob(db.Model):
@@ -30,6 +31,10 @@ class ImportJob(db.Model):
     rows_superseded: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     # "refreshing" while a search index the import deferred is built, then "ready"
     search_index: Mapped[str | None] = mapped_column(String(16))
+    # The header a job failed on (a JSON list; [] for none): retrying the same file cannot help.
+    header: Mapped[str | None] = mapped_column(Text)
+    # The file's header cells as it had them (a JSON list), for the rejected-rows file.
+    source_header: Mapped[str | None] = mapped_column(Text)
     rows_per_second: Mapped[float | None] = mapped_column(Float)
     eta_seconds: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
@@ -77,6 +82,8 @@ def job_json(job) -> dict:
         "updated": job.updated,
         "unchanged": job.unchanged,
         "rows_superseded": job.rows_superseded or 0,
+        "summary": summary(job),
+        "header": json.loads(job.header) if job.header is not None else None,
         "search_index": job.search_index,
         "rows_per_second": job.rows_per_second,
         "eta_seconds": job.eta_seconds,
@@ -89,6 +96,25 @@ def job_json(job) -> dict:
     }
 
 
+def summary(job) -> str | None:
+    """Say what a completed import did, for people: the page, history, CLI and webhooks."""
+    if job.status not in SUCCEEDED:
+        return None
+    said = (
+        f"{job.created:,} created, {job.updated:,} updated, {job.unchanged:,} unchanged, "
+        f"{job.rows_invalid:,} rejected."
+    )
+    if job.rows_superseded:
+        said += " " + superseded_note(job.rows_superseded)
+    return said
+
+
+def superseded_note(rows: int) -> str:
+    """Say that rows repeating a SKU gave way to its last row."""
+    repeated = "1 row repeated" if rows == 1 else f"{rows:,} rows repeated"
+    return f"{repeated} an earlier SKU; the last one was kept."
+
+
 class RejectedRow(db.Model):
     __tablename__ = "import_rejected_rows"
 
@@ -97,5 +123,8 @@ class RejectedRow(db.Model):
     line: Mapped[int] = mapped_column(BigInteger)
     sku: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text)
+    # The row's cells as the file had them, a JSON list (JSON escapes NUL, which text cannot
+    # hold); null when the row could not be split into cells.
+    cells: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_import_rejected_rows_job_id_line", "job_id", "line"),)

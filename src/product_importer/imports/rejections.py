@@ -4,29 +4,37 @@ They are written through their own connection so that the report survives a fail
 cancelled import, and so memory stays bounded however many rows a file gets wrong.
 """
 
-from sqlalchemy import Engine, delete
+import json
+
+from sqlalchemy import Engine, delete, update
 
 from .. import database
-from .models import RejectedRow
+from .models import ImportJob, RejectedRow
 
 FLUSH_EVERY = 5000
-COLUMNS = ("job_id", "line", "sku", "reason")
+COLUMNS = ("job_id", "line", "sku", "reason", "cells")
 rejected_rows = RejectedRow.__table__
+jobs = ImportJob.__table__
 
 
 class RejectionWriter:
-    """Buffer rejected rows `(line, sku, reason)` and write them in batches."""
+    """Buffer rejected rows `(line, sku, reason, cells)` and write them in batches."""
 
     def __init__(self, engine: Engine, job_id: int):
         self.engine = engine
         self.job_id = job_id
         self.pending: list[tuple] = []
 
-    def clear(self) -> None:
-        """Forget rows an earlier attempt of this job reported."""
+    def clear(self, header: tuple[str, ...] | None = None) -> None:
+        """Forget rows an earlier attempt reported; keep the file's `header` for the report."""
         self.pending.clear()
         with self.engine.begin() as conn:
             conn.execute(delete(rejected_rows).where(rejected_rows.c.job_id == self.job_id))
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == self.job_id)
+                .values(source_header=json.dumps(header) if header is not None else None)
+            )
 
     def write(self, rows: list[tuple]) -> None:
         """Add rejected rows; they are written once FLUSH_EVERY have gathered."""
@@ -38,7 +46,10 @@ class RejectionWriter:
         """Write the buffered rows."""
         if not self.pending:
             return
-        rows = ((self.job_id, line, sku, reason) for line, sku, reason in self.pending)
+        rows = (
+            (self.job_id, line, sku, reason, json.dumps(cells) if cells is not None else None)
+            for line, sku, reason, cells in self.pending
+        )
         with self.engine.begin() as conn:
             database.of(conn).write_rows(conn, rejected_rows.name, COLUMNS, rows)
         self.pending.clear()

@@ -18,7 +18,7 @@ from .. import database
 from ..timeutil import utcnow
 from . import csv_rows
 from .engine import MergeCounts, open_stage
-from .failures import Cancelled, DamagedFile, FileGone, FileRejected, ImportStopped
+from .failures import Cancelled, DamagedFile, FileGone, HeaderRejected, ImportStopped
 from .progress import ClaimedJob, Heartbeat, Progress
 from .rejections import RejectionWriter
 from .states import Status
@@ -137,10 +137,12 @@ class Run:
         with open(self.job.file_path, "rb") as raw:
             csv_file = csv_rows.open_csv(raw, max_decompressed_bytes=self.max_decompressed)
             if csv_file.header is None:
-                raise FileRejected(
+                raise HeaderRejected(
                     "The file holds no header row. Add the line "
-                    "'sku,name,description' at the top and upload again."
+                    "'sku,name,description' at the top and upload again.",
+                    [],
                 )
+            rejections.clear(csv_file.header.names)
             csv_file, rows, invalid = _stage_file(raw, csv_file, stage, rejections, progress)
         warnings = _warnings(csv_file)
         if rows and rows == invalid:
@@ -165,10 +167,10 @@ def _stage_file(raw, csv_file, stage, rejections, progress):
             rows, invalid = _read(csv_file, stage, rejections, progress)
         except csv_rows.NotUtf8:
             stage.reset()
-            rejections.clear()
             csv_file = csv_rows.reopen_as_fallback(
                 raw, max_decompressed_bytes=csv_file.max_decompressed_bytes
             )
+            rejections.clear(csv_file.header.names)
             rows, invalid = _read(csv_file, stage, rejections, progress)
     except BaseException as error:
         stage.abort(error)

@@ -1,5 +1,6 @@
 """Import jobs as the API sees them: create, read, cancel, retry, rejected rows."""
 
+import json
 import os
 from collections.abc import Iterator
 
@@ -106,12 +107,42 @@ def retry(session: Session, job_id: int, *, created_by: dict | None) -> ImportJo
     )
 
 
-def rejected_rows(session: Session, job_id: int, *, chunk: int = 5000) -> Iterator[tuple]:
+def rejected_rows(session: Session, job_id: int) -> Iterator[tuple]:
     """Yield `(line, sku, reason)` of every row the job rejected, in line order."""
+    for row in _rejected(session, job_id):
+        yield row.line, row.sku, row.reason
+
+
+REPORT_COLUMNS = ("line", "reason")
+
+
+def rejected_file(session: Session, job: ImportJob) -> tuple[list[str], Iterator[list]]:
+    """The header and rows of the rejected rows as the file had them, after `line,reason`.
+
+    Importing these rows once fixed is the repair: the two added columns are ignored then.
+    Jobs that kept no cells (before migration 0008) give their SKU alone.
+    """
+    names = json.loads(job.source_header) if job.source_header else ["sku"]
+
+    def cells(row) -> list[str]:
+        if not job.source_header:
+            return [row.sku or ""]
+        # a row whose quotes could not be read has no cells: its line says where to look
+        return json.loads(row.cells) if row.cells is not None else []
+
+    def rows():
+        for row in _rejected(session, job.id):
+            yield [row.line, row.reason, *cells(row)]
+
+    return [*REPORT_COLUMNS, *names], rows()
+
+
+def _rejected(session: Session, job_id: int, *, chunk: int = 5000) -> Iterator:
+    """Yield the rows the job rejected, in line order, a chunk of them at a time."""
     last_line = -1
     while True:
         rows = session.execute(
-            select(RejectedRow.line, RejectedRow.sku, RejectedRow.reason)
+            select(RejectedRow.line, RejectedRow.sku, RejectedRow.reason, RejectedRow.cells)
             .where(RejectedRow.job_id == job_id, RejectedRow.line > last_line)
             .order_by(RejectedRow.line)
             .limit(chunk)

@@ -8,7 +8,7 @@ from ..accounts.auth import requires
 from ..accounts.roles import Role
 from ..extensions import db
 from . import service
-from .models import ImportJob
+from .models import ImportJob, superseded_note
 
 bp = Blueprint("imports", __name__, template_folder="templates")
 
@@ -45,7 +45,9 @@ def upload_page():
 def history_page():
     """The history of imports, newest first."""
     jobs = [history_row(job) for job in service.list_recent(db.session)]
-    return render_template("imports/history.html", jobs=jobs, outcomes=OUTCOMES)
+    return render_template(
+        "imports/history.html", jobs=jobs, outcomes=OUTCOMES, superseded_note=superseded_note
+    )
 
 
 def history_row(job: ImportJob) -> dict:
@@ -54,10 +56,14 @@ def history_row(job: ImportJob) -> dict:
 
 
 def duration_label(started: datetime | None, finished: datetime | None) -> str:
-    """Say how long a finished job ran: "0.4 s", "12 s", "3 min 5 s", "1 h 2 min"."""
+    """Say how long a finished job ran: "40 ms", "1.4 s", "12 s", "3 min 5 s", "1 h 2 min"."""
     if started is None or finished is None:
         return ""
     seconds = max(0.0, (finished - started).total_seconds())
+    if seconds < 0.001:
+        return "under 1 ms"
+    if seconds < 1:
+        return f"{round(seconds * 1000)} ms"  # not "0.0 s"
     if seconds < 10:
         return f"{seconds:.1f} s"
     minutes, seconds = divmod(round(seconds), 60)

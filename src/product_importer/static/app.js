@@ -251,7 +251,9 @@
     },
     duration(seconds) {
       if (seconds == null || !Number.isFinite(seconds)) return "–";
-      if (seconds < 10) return `${Math.max(0, seconds).toFixed(1)} s`;
+      if (seconds < 0.001) return "under 1 ms";
+      if (seconds < 1) return `${Math.round(seconds * 1000)} ms`; // not "0.0 s"
+      if (seconds < 10) return `${seconds.toFixed(1)} s`;
       const total = Math.round(seconds);
       if (total < 60) return `${total} s`;
       const minutes = Math.floor(total / 60);

@@ -199,12 +199,12 @@
     renderResult(finished ? resultBox(job) : null);
     showActions({
       cancel: !finished,
-      retry: job.status === "failed" || job.status === "cancelled",
+      retry: (job.status === "failed" || job.status === "cancelled") && !headerFailed(job),
       products: job.status === "completed" || job.status === "completed_with_errors",
       errors: finished && job.rows_invalid > 0,
       another: finished,
     });
-    $("errors-link").href = `/api/imports/${job.id}/errors.csv`;
+    $("errors-link").href = `/api/imports/${job.id}/rejected.csv`;
   }
 
   function renderMissing(error) {
@@ -233,6 +233,12 @@
     return seconds == null ? "" : `Finished in ${format.duration(seconds)}`;
   }
 
+  /* Whether the job failed on the file's header: the same file would fail the same way, so
+     there is no Retry (a column-mapping form, once there is one, belongs here). */
+  function headerFailed(job) {
+    return job.status === "failed" && Array.isArray(job.header);
+  }
+
   function elapsed(job) {
     if (!job.started_at) return null;
     const end = job.finished_at ? Date.parse(job.finished_at) : Date.now();
@@ -250,9 +256,11 @@
     $("stat-speed").textContent = speed ? `${format.number(speed)} rows/s` : "–";
     $("stat-eta-label").textContent = finished ? "Duration" : "Time left";
     $("stat-eta").textContent = format.duration(finished ? seconds : job.eta_seconds);
-    $("stat-created").textContent = format.number(job.created);
-    $("stat-updated").textContent = format.number(job.updated);
-    $("stat-unchanged").textContent = format.number(job.unchanged);
+    // The merge counts products only as it ends: until then they are not known, not zero.
+    for (const name of ["created", "updated", "unchanged"]) {
+      $(`stat-${name}`).textContent = finished ? format.number(job[name]) : "–";
+      $(`stat-${name}`).title = finished ? "" : "Known once the import is applied";
+    }
     $("stat-invalid").textContent = format.number(job.rows_invalid);
   }
 
@@ -265,18 +273,26 @@
     } else {
       const total = job.created + job.updated + job.unchanged;
       const title = total === 1 ? "1 product imported" : `${format.number(total)} products imported`;
-      const summary =
+      let summary =
         `${format.number(job.created)} created, ${format.number(job.updated)} updated, ` +
         `${format.number(job.unchanged)} unchanged.`;
+      if (job.rows_superseded > 0) summary += ` ${supersededNote(job.rows_superseded)}`;
       box.append(alertBox("success", title, summary));
       if (job.rows_invalid > 0) {
         const rows = job.rows_invalid === 1 ? "1 row was" : `${format.number(job.rows_invalid)} rows were`;
         box.append(alertBox("warning", `${rows} rejected`,
-          "Download them to see the line and reason of each, fix them and import that file."));
+          "Download them: each keeps every column of your file, with its line and the reason. " +
+            "Fix those cells and import that file as it is (the line and reason columns are ignored)."));
       }
     }
     if (job.warnings && job.warnings.length) box.append(warningList(job.warnings));
     return box;
+  }
+
+  /* The words of the job's `summary` (imports/models.py) about rows that repeat a SKU. */
+  function supersededNote(rows) {
+    const repeated = rows === 1 ? "1 row repeated" : `${format.number(rows)} rows repeated`;
+    return `${repeated} an earlier SKU; the last one was kept.`;
   }
 
   function warningList(warnings) {
