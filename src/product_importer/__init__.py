@@ -3,24 +3,24 @@
 import logging
 import os
 
-from dotenv import find_dotenv, load_dotenv
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import background, security
 from .accounts import auth
 from .apiutil import IdConverter
-from .config import load_config
+from .config import load_config, load_env_file
 from .errors import register_errorhandlers
 from .extensions import celery_init_app, csrf, db, limiter, migrate
 from .imports.uploads import UploadRequest
+from .metrics import requests as request_metrics
 
 MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
 
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Create the web application; `test_config` overrides settings read from the environment."""
-    load_dotenv(find_dotenv(usecwd=True))  # the .env of the folder it runs in, not of the package
+    load_env_file()
     instance_path = os.path.abspath(os.environ.get("INSTANCE_PATH") or "instance")
     app = Flask(__name__, instance_path=instance_path)
     app.request_class = UploadRequest  # uploads stream to disk, never into memory
@@ -46,9 +46,10 @@ def configure_logging(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    """Attach the database, migrations, CSRF, sign-in, rate limits, hardening and Celery."""
+    """Attach the database, migrations, metrics, CSRF, sign-in, rate limits, hardening, Celery."""
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS)
+    request_metrics.init_app(app)  # first: it times and counts every request, refused or not
     security.init_app(app)  # first: body limits hold before anything reads a body
     limiter.init_app(app)
     auth.init_app(app)  # before CSRF: a signed-out caller is sent to sign in, not told of tokens
@@ -63,6 +64,7 @@ def register_blueprints(app: Flask) -> None:
     from .accounts import views as accounts_views
     from .imports import api as imports_api
     from .imports import views as imports_views
+    from .metrics import views as metrics_views
     from .products import api as products_api
     from .products import views as products_views
     from .webhooks import api as webhooks_api
@@ -70,6 +72,7 @@ def register_blueprints(app: Flask) -> None:
 
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(metrics_views.bp)
     for module in (accounts_api, imports_api, products_api, webhooks_api):
         # Token callers hold no CSRF token: auth.enforce asks it of cookie sessions only.
         csrf.exempt(module.bp)

@@ -13,8 +13,10 @@ from . import create_app
 from .accounts import credentials
 from .accounts import service as accounts_service
 from .accounts.roles import ROLES
+from .config import load_env_file
 from .errors import AppError
 from .extensions import db
+from .metrics import requests as request_metrics
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,8 @@ def serve(host: str, port: int) -> None:
     from .gunicorn_app import GunicornApp
 
     os.environ["SERVE_HOST"] = host  # the address to answer as, for every web process
+    load_env_file()  # PROMETHEUS_MULTIPROC_DIR may be set there
+    metrics_dir = request_metrics.prepare_multiprocess_dir()  # before the app loads metrics
     app = create_app()
     with app.app_context():
         flask_migrate.upgrade()
@@ -61,6 +65,7 @@ def serve(host: str, port: int) -> None:
             "loglevel": app.config["LOG_LEVEL"].lower(),
         },
         embedded=embedded,
+        remove_on_exit=metrics_dir,
     ).run()
 
 

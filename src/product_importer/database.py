@@ -9,7 +9,8 @@ import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, event, func, select, text
+from sqlalchemy import Connection, Table, event, func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -116,6 +117,14 @@ class Postgres:
         """
         session.execute(text("LOCK TABLE products IN ROW EXCLUSIVE MODE"))
 
+    def seconds_between(self, start, end):
+        """A SQL expression: the seconds from timestamp `start` to `end`."""
+        return func.extract("epoch", end - start)
+
+    def upsert(self, table: Table):
+        """An INSERT on `table` that can say what to do ON CONFLICT."""
+        return postgresql.insert(table)
+
 
 class Sqlite:
     """SQLite (embedded default): one writer, lock files beside the database, no versions."""
@@ -199,6 +208,14 @@ class Sqlite:
 
     def lock_for_edit(self, session: Session) -> None:
         """Nothing to lock: SQLite's single writer waits its turn."""
+
+    def seconds_between(self, start, end):
+        """A SQL expression: the seconds from timestamp `start` to `end` (Julian days apart)."""
+        return (func.julianday(end) - func.julianday(start)) * 86400.0
+
+    def upsert(self, table: Table):
+        """An INSERT on `table` that can say what to do ON CONFLICT."""
+        return sqlite.insert(table)
 
 
 def _beside(conn: Connection, suffix: str) -> str:
