@@ -1,12 +1,11 @@
 """Product Importer: import product CSVs in the background and manage the catalog."""
 
-import logging
 import os
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import background, security
+from . import background, logs, security
 from .accounts import auth
 from .apiutil import IdConverter
 from .config import load_config, load_env_file
@@ -27,7 +26,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.url_map.converters["int"] = IdConverter  # before any route: ids past 64 bits are 404
     app.config.from_mapping(load_config(app.instance_path))
     app.config.update(test_config or {})
-    configure_logging(app)
+    logs.init_app(app)  # first: a request refused early still gets its id
     if app.config["PROXY_COUNT"]:  # the client's address and scheme, as the proxies saw them
         count = app.config["PROXY_COUNT"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
@@ -35,14 +34,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     register_blueprints(app)
     register_errorhandlers(app)
     return app
-
-
-def configure_logging(app: Flask) -> None:
-    """Log to stderr at LOG_LEVEL."""
-    logging.basicConfig(
-        level=app.config["LOG_LEVEL"],
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
 
 
 def register_extensions(app: Flask) -> None:

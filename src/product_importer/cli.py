@@ -8,8 +8,9 @@ from contextlib import contextmanager
 
 import click
 import flask_migrate
+from flask import current_app
 
-from . import create_app
+from . import create_app, logs
 from .accounts import credentials
 from .accounts import service as accounts_service
 from .accounts.roles import ROLES
@@ -53,7 +54,7 @@ def serve(host: str, port: int) -> None:
     # SQLite has one writer: one process with threads. PostgreSQL: a process per core.
     workers = 1 if embedded else int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
     mode = "embedded (SQLite + in-process worker)" if embedded else "production"
-    click.echo(f"Serving on http://{host}:{port} in {mode} mode")
+    _say(app, f"Serving on http://{host}:{port} in {mode} mode")
     GunicornApp(
         {
             "bind": f"{host}:{port}",
@@ -63,10 +64,19 @@ def serve(host: str, port: int) -> None:
             "timeout": 120,
             "accesslog": "-",
             "loglevel": app.config["LOG_LEVEL"].lower(),
+            "logger_class": logs.gunicorn_logger(app.config["LOG_FORMAT"]),
         },
         embedded=embedded,
         remove_on_exit=metrics_dir,
     ).run()
+
+
+def _say(app, message: str) -> None:
+    """Tell the person at the terminal; with LOG_FORMAT=json, a log line (every line is JSON)."""
+    if app.config["LOG_FORMAT"] == "json":
+        log.info("%s", message)
+    else:
+        click.echo(message)
 
 
 def _announce_setup_link(host: str, port: int) -> None:
@@ -76,7 +86,8 @@ def _announce_setup_link(host: str, port: int) -> None:
     if token:
         shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         link = f"http://{shown}:{port}/setup?token={token}"
-        click.secho(f"No account exists yet. Create the first admin here: {link}", bold=True)
+        if current_app.config["LOG_FORMAT"] != "json":
+            click.secho(f"No account exists yet. Create the first admin here: {link}", bold=True)
         log.warning("no account exists yet; create the first admin at %s", link)
 
 
@@ -87,7 +98,9 @@ def worker(concurrency: int, celery_args: tuple[str, ...]) -> None:
     """Run a Celery worker for every queue (imports, webhooks, default)."""
     from .worker import celery_app, flask_app
 
+    quiet = ["--quiet"] if flask_app.config["LOG_FORMAT"] == "json" else []  # no banner
     argv = [
+        *quiet,
         "worker",
         "--queues",
         "imports,webhooks,default",
