@@ -9,8 +9,9 @@ from contextlib import contextmanager
 import click
 import flask_migrate
 from flask import current_app
+from sqlalchemy import make_url
 
-from . import create_app, logs
+from . import create_app, database, logs
 from .accounts import credentials
 from .accounts import service as accounts_service
 from .accounts.roles import ROLES
@@ -28,12 +29,18 @@ def main() -> None:
 
 
 @main.command()
-def migrate() -> None:
+@click.option(
+    "--create-database", is_flag=True, help="Create the PostgreSQL database first if missing."
+)
+def migrate(create_database: bool) -> None:
     """Bring the database schema up to date."""
     app = create_app()
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    if create_database and database.create_if_missing(url):
+        log.info("created the database %s", make_url(url).database)
     with app.app_context():
         flask_migrate.upgrade()
-    click.echo("Database schema is up to date.")
+    _say(app, "Database schema is up to date.")
 
 
 @main.command()
