@@ -1,33 +1,32 @@
 """Product Importer: import product CSVs in the background and manage the catalog."""
 
-import logging
 import os
 
-from dotenv import find_dotenv, load_dotenv
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import background, security
+from . import background, logs, security
 from .accounts import auth
 from .apiutil import IdConverter
-from .config import load_config
+from .config import load_config, load_env_file
 from .errors import register_errorhandlers
 from .extensions import celery_init_app, csrf, db, limiter, migrate
 from .imports.uploads import UploadRequest
+from .metrics import requests as request_metrics
 
 MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
 
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Create the web application; `test_config` overrides settings read from the environment."""
-    load_dotenv(find_dotenv(usecwd=True))  # the .env of the folder it runs in, not of the package
+    load_env_file()
     instance_path = os.path.abspath(os.environ.get("INSTANCE_PATH") or "instance")
     app = Flask(__name__, instance_path=instance_path)
     app.request_class = UploadRequest  # uploads stream to disk, never into memory
     app.url_map.converters["int"] = IdConverter  # before any route: ids past 64 bits are 404
     app.config.from_mapping(load_config(app.instance_path))
     app.config.update(test_config or {})
-    configure_logging(app)
+    logs.init_app(app)  # first: a request refused early still gets its id
     if app.config["PROXY_COUNT"]:  # the client's address and scheme, as the proxies saw them
         count = app.config["PROXY_COUNT"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
@@ -37,18 +36,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     return app
 
 
-def configure_logging(app: Flask) -> None:
-    """Log to stderr at LOG_LEVEL."""
-    logging.basicConfig(
-        level=app.config["LOG_LEVEL"],
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-
-
 def register_extensions(app: Flask) -> None:
-    """Attach the database, migrations, CSRF, sign-in, rate limits, hardening and Celery."""
+    """Attach the database, migrations, metrics, CSRF, sign-in, rate limits, hardening, Celery."""
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS)
+    request_metrics.init_app(app)  # first: it times and counts every request, refused or not
     security.init_app(app)  # first: body limits hold before anything reads a body
     limiter.init_app(app)
     auth.init_app(app)  # before CSRF: a signed-out caller is sent to sign in, not told of tokens
@@ -63,6 +55,7 @@ def register_blueprints(app: Flask) -> None:
     from .accounts import views as accounts_views
     from .imports import api as imports_api
     from .imports import views as imports_views
+    from .metrics import views as metrics_views
     from .products import api as products_api
     from .products import views as products_views
     from .webhooks import api as webhooks_api
@@ -70,6 +63,7 @@ def register_blueprints(app: Flask) -> None:
 
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(metrics_views.bp)
     for module in (accounts_api, imports_api, products_api, webhooks_api):
         # Token callers hold no CSRF token: auth.enforce asks it of cookie sessions only.
         csrf.exempt(module.bp)

@@ -23,7 +23,11 @@ from sqlalchemy.orm import Session
 log = logging.getLogger(__name__)
 
 # Each domain's `periodic()`; run every MAINTENANCE_INTERVAL seconds by every worker.
-PERIODIC = ["product_importer.imports.maintenance", "product_importer.webhooks.delivery"]
+PERIODIC = [
+    "product_importer.imports.maintenance",
+    "product_importer.webhooks.delivery",
+    "product_importer.metrics.pushed",  # what this worker counted, into the database
+]
 # Importing these registers every task with Celery.
 TASK_MODULES = ["product_importer.imports.tasks", "product_importer.webhooks.tasks"]
 QUEUES = {"product_importer.imports.": "imports", "product_importer.webhooks.": "webhooks"}

@@ -8,13 +8,17 @@ from contextlib import contextmanager
 
 import click
 import flask_migrate
+from flask import current_app
+from sqlalchemy import make_url
 
-from . import create_app
+from . import create_app, database, logs
 from .accounts import credentials
 from .accounts import service as accounts_service
 from .accounts.roles import ROLES
+from .config import load_env_file
 from .errors import AppError
 from .extensions import db
+from .metrics import requests as request_metrics
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +29,18 @@ def main() -> None:
 
 
 @main.command()
-def migrate() -> None:
+@click.option(
+    "--create-database", is_flag=True, help="Create the PostgreSQL database first if missing."
+)
+def migrate(create_database: bool) -> None:
     """Bring the database schema up to date."""
     app = create_app()
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    if create_database and database.create_if_missing(url):
+        log.info("created the database %s", make_url(url).database)
     with app.app_context():
         flask_migrate.upgrade()
-    click.echo("Database schema is up to date.")
+    _say(app, "Database schema is up to date.")
 
 
 @main.command()
@@ -41,6 +51,8 @@ def serve(host: str, port: int) -> None:
     from .gunicorn_app import GunicornApp
 
     os.environ["SERVE_HOST"] = host  # the address to answer as, for every web process
+    load_env_file()  # PROMETHEUS_MULTIPROC_DIR may be set there
+    metrics_dir = request_metrics.prepare_multiprocess_dir()  # before the app loads metrics
     app = create_app()
     with app.app_context():
         flask_migrate.upgrade()
@@ -49,7 +61,7 @@ def serve(host: str, port: int) -> None:
     # SQLite has one writer: one process with threads. PostgreSQL: a process per core.
     workers = 1 if embedded else int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
     mode = "embedded (SQLite + in-process worker)" if embedded else "production"
-    click.echo(f"Serving on http://{host}:{port} in {mode} mode")
+    _say(app, f"Serving on http://{host}:{port} in {mode} mode")
     GunicornApp(
         {
             "bind": f"{host}:{port}",
@@ -59,9 +71,19 @@ def serve(host: str, port: int) -> None:
             "timeout": 120,
             "accesslog": "-",
             "loglevel": app.config["LOG_LEVEL"].lower(),
+            "logger_class": logs.gunicorn_logger(app.config["LOG_FORMAT"]),
         },
         embedded=embedded,
+        remove_on_exit=metrics_dir,
     ).run()
+
+
+def _say(app, message: str) -> None:
+    """Tell the person at the terminal; with LOG_FORMAT=json, a log line (every line is JSON)."""
+    if app.config["LOG_FORMAT"] == "json":
+        log.info("%s", message)
+    else:
+        click.echo(message)
 
 
 def _announce_setup_link(host: str, port: int) -> None:
@@ -71,7 +93,8 @@ def _announce_setup_link(host: str, port: int) -> None:
     if token:
         shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         link = f"http://{shown}:{port}/setup?token={token}"
-        click.secho(f"No account exists yet. Create the first admin here: {link}", bold=True)
+        if current_app.config["LOG_FORMAT"] != "json":
+            click.secho(f"No account exists yet. Create the first admin here: {link}", bold=True)
         log.warning("no account exists yet; create the first admin at %s", link)
 
 
@@ -82,7 +105,9 @@ def worker(concurrency: int, celery_args: tuple[str, ...]) -> None:
     """Run a Celery worker for every queue (imports, webhooks, default)."""
     from .worker import celery_app, flask_app
 
+    quiet = ["--quiet"] if flask_app.config["LOG_FORMAT"] == "json" else []  # no banner
     argv = [
+        *quiet,
         "worker",
         "--queues",
         "imports,webhooks,default",

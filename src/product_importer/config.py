@@ -5,6 +5,8 @@ import secrets
 import socket
 from pathlib import Path
 
+from dotenv import find_dotenv, load_dotenv
+
 MIB = 1024**2
 GIB = 1024**3
 TRUE_WORDS = {"1", "true", "yes", "on"}
@@ -31,6 +33,11 @@ def _secret_key(instance_path: Path) -> str:
         key_file.write_text(secrets.token_hex(32))
         key_file.chmod(0o600)
     return key_file.read_text().strip()
+
+
+def load_env_file() -> None:
+    """Read `.env` of the folder the command runs in (not the package's) into the environment."""
+    load_dotenv(find_dotenv(usecwd=True))
 
 
 def load_config(instance_path: str) -> dict:
@@ -61,6 +68,9 @@ def load_config(instance_path: str) -> dict:
         "WEBHOOK_ALLOW_PRIVATE": _bool(env("WEBHOOK_ALLOW_PRIVATE")),
         "WEBHOOK_RETRY_BASE_SECONDS": float(env("WEBHOOK_RETRY_BASE_SECONDS") or 5),
         "LOG_LEVEL": (env("LOG_LEVEL") or "INFO").upper(),
+        "LOG_FORMAT": (env("LOG_FORMAT") or "text").lower(),
+        # A bearer token that opens GET /metrics only (admins' tokens and sessions open it too).
+        "METRICS_TOKEN": env("METRICS_TOKEN") or "",
         "WTF_CSRF_TIME_LIMIT": None,
         **_access_settings(env, broker_url),
     }

@@ -9,9 +9,11 @@ import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, event, func, select, text
+from sqlalchemy import Connection, Table, create_engine, event, func, make_url, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 # Session-level lock held by the worker that runs imports: imports apply one at a time.
 IMPORT_LOCK_KEY = 0x1D0_0001
@@ -116,6 +118,14 @@ class Postgres:
         """
         session.execute(text("LOCK TABLE products IN ROW EXCLUSIVE MODE"))
 
+    def seconds_between(self, start, end):
+        """A SQL expression: the seconds from timestamp `start` to `end`."""
+        return func.extract("epoch", end - start)
+
+    def upsert(self, table: Table):
+        """An INSERT on `table` that can say what to do ON CONFLICT."""
+        return postgresql.insert(table)
+
 
 class Sqlite:
     """SQLite (embedded default): one writer, lock files beside the database, no versions."""
@@ -200,6 +210,14 @@ class Sqlite:
     def lock_for_edit(self, session: Session) -> None:
         """Nothing to lock: SQLite's single writer waits its turn."""
 
+    def seconds_between(self, start, end):
+        """A SQL expression: the seconds from timestamp `start` to `end` (Julian days apart)."""
+        return (func.julianday(end) - func.julianday(start)) * 86400.0
+
+    def upsert(self, table: Table):
+        """An INSERT on `table` that can say what to do ON CONFLICT."""
+        return sqlite.insert(table)
+
 
 def _beside(conn: Connection, suffix: str) -> str:
     """A lock file next to the SQLite database file."""
@@ -207,6 +225,31 @@ def _beside(conn: Connection, suffix: str) -> str:
 
 
 POSTGRES, SQLITE = Postgres(), Sqlite()
+
+
+def create_if_missing(url: str) -> bool:
+    """Create the PostgreSQL database `url` names unless it exists; True when it was created.
+
+    Connects to the server's `postgres` database as the same user (who needs CREATEDB).
+    SQLite makes its file by itself.
+    """
+    target = make_url(url)
+    if target.get_backend_name() != "postgresql":
+        return False
+    engine = create_engine(
+        target.set(database="postgres"), isolation_level="AUTOCOMMIT", poolclass=NullPool
+    )
+    try:
+        with engine.connect() as conn:
+            found = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": target.database}
+            ).scalar()
+            if not found:
+                quoted = conn.dialect.identifier_preparer.quote(target.database)
+                conn.execute(text(f"CREATE DATABASE {quoted}"))
+    finally:
+        engine.dispose()
+    return not found
 
 
 def of(bind: Connection | Session) -> Postgres | Sqlite:

@@ -1,14 +1,19 @@
 """Run gunicorn from the `serve` command, starting the embedded worker in its process."""
 
+import shutil
+
 from gunicorn.app.base import BaseApplication
+
+from .metrics import requests as request_metrics
 
 
 class GunicornApp(BaseApplication):
     """gunicorn with our settings; loads the Flask app in the worker process."""
 
-    def __init__(self, options: dict, *, embedded: bool):
+    def __init__(self, options: dict, *, embedded: bool, remove_on_exit: str | None = None):
         self.options = options
         self.embedded = embedded
+        self.remove_on_exit = remove_on_exit  # the metrics folder `serve` made for this run
         super().__init__()
 
     def load_config(self) -> None:
@@ -21,11 +26,17 @@ class GunicornApp(BaseApplication):
             self.cfg.set("control_socket_disable", True)
         if self.embedded:
             self.cfg.set("post_worker_init", _start_embedded_worker)
+        self.cfg.set("child_exit", _web_process_gone)
+        self.cfg.set("on_exit", self._remove_metrics_folder)
 
     def load(self):
         from .wsgi import app
 
         return app
+
+    def _remove_metrics_folder(self, _server) -> None:
+        if self.remove_on_exit:
+            shutil.rmtree(self.remove_on_exit, ignore_errors=True)
 
 
 def _start_embedded_worker(worker) -> None:
@@ -33,3 +44,7 @@ def _start_embedded_worker(worker) -> None:
     from .background import EmbeddedWorker
 
     EmbeddedWorker(worker.wsgi).start()
+
+
+def _web_process_gone(_server, worker) -> None:
+    request_metrics.process_gone(worker.pid)

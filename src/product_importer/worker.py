@@ -3,6 +3,7 @@
 from celery.signals import worker_ready, worker_shutdown
 
 from . import background, create_app
+from .metrics import pushed
 
 flask_app = create_app()
 background.register_tasks()
@@ -22,3 +23,5 @@ def _start_maintenance(**_kwargs) -> None:
 def _stop_maintenance(**_kwargs) -> None:
     if "stop" in _maintenance:
         _maintenance["stop"].set()
+    with flask_app.app_context():
+        pushed.flush()  # the last second's counts

@@ -46,6 +46,8 @@ NEEDS = {
     ("DELETE", "/api/tokens/<int:token_id>"): "viewer",
 }
 RANK = {"viewer": 1, "editor": 2, "admin": 3}
+# Read by programs, not people: refused like the API (401 and a Bearer challenge), not redirected.
+PROGRAM_PATHS = {"/metrics"}
 
 
 def routes(app) -> list[tuple[str, str, str]]:
@@ -90,7 +92,7 @@ def test_every_other_route_refuses_a_request_without_credentials(app):
             continue
         path = sample_path(rule)
         response = anonymous.open(path, method=method)
-        if path.startswith("/api/"):
+        if path.startswith("/api/") or path in PROGRAM_PATHS:
             body = response.get_json(silent=True) or {}
             refused = (
                 response.status_code == 401

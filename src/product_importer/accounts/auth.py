@@ -5,6 +5,7 @@ every request and refuses what the view's declaration does not allow. A view tha
 nothing is refused to everyone but admins (and a test walks the URL map, so none does).
 """
 
+import hmac
 import logging
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -83,6 +84,20 @@ def requires(role: Role):
     return mark
 
 
+def admin_or_token(setting: str):
+    """Let admins call this view, and programs that send the bearer token of `setting` (if set).
+
+    For a metrics scraper: it gets a secret of its own that opens nothing else.
+    """
+
+    def mark(view):
+        view.access = Role.ADMIN
+        view.token_setting = setting
+        return view
+
+    return mark
+
+
 def init_app(app: Flask) -> None:
     """Load principals from sessions and tokens, and check every request's right to run."""
     login_manager.init_app(app)
@@ -128,7 +143,7 @@ def enforce():
     if request.endpoint is None:
         return None  # no such route: the 404 follows
     needed = access_of(request.endpoint)
-    if needed == PUBLIC:
+    if needed == PUBLIC or _holds_setting_token(request.endpoint):
         return None
     if needed is None:
         log.error("view %s declares no access rule; only admins may call it", request.endpoint)
@@ -150,6 +165,16 @@ def enforce():
     return None
 
 
+def _holds_setting_token(endpoint: str) -> bool:
+    """Whether the request sends the token of the setting its view accepts (`admin_or_token`)."""
+    setting = getattr(current_app.view_functions.get(endpoint), "token_setting", None)
+    expected = current_app.config.get(setting) if setting else None
+    scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
+    if not expected or scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(secret.strip().encode(), expected.encode())
+
+
 def _require_csrf_header() -> None:
     """A cookie rides along on any request a browser makes: ask for the page's CSRF token too.
 
@@ -165,7 +190,7 @@ def _require_csrf_header() -> None:
 
 
 def _unauthorized():
-    if request.path.startswith("/api/"):
+    if request.path.startswith("/api/") or request.path == "/metrics":  # programs: no redirect
         message = (
             "That token is not valid (unknown, expired, revoked, or its account deactivated)."
             if g.get("bad_token")

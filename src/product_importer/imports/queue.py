@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Engine, create_engine, func, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
-from .. import database
+from .. import database, logs
 from ..extensions import db
 from ..timeutil import utcnow
 from ..webhooks import events
@@ -59,7 +59,8 @@ def drain_queue() -> int:
             seam.prepare_import(conn)
             refresh_search(conn, db.engine)  # left by a worker lost after an import committed
             while (job := claim_next(conn)) is not None:
-                run_claimed(conn, job)
+                with logs.job(job.id):  # its lines name the job
+                    run_claimed(conn, job)
                 ran += 1
                 refresh_search(conn, db.engine)
     return ran

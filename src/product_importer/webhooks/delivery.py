@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, Row, bindparam, delete, insert, or_, select, update
 
 from ..extensions import db
+from ..metrics import pushed
 from ..timeutil import aware, utcnow
 from . import events, sender
 from .models import Attempt, Delivery, DeliveryStatus, Endpoint
@@ -160,6 +161,7 @@ def deliver_one(delivery_id: int, conn: Connection | None = None) -> bool:
             allow_private=allow_private(),
         )
     _record(conn, claim, outcome, started)
+    pushed.webhook_attempt(outcome.verdict.value, outcome.response_time_ms)
     level = logging.DEBUG if outcome.ok else logging.INFO
     log.log(level, "webhook delivery %s attempt %s: %s", claim.id, claim.attempt, _said(outcome))
     return True

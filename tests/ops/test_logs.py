@@ -1,0 +1,60 @@
+"""LOG_FORMAT=json: the real server and worker write one JSON object per line, with the ids."""
+
+import json
+import re
+
+import httpx
+
+from tests.conftest import BIN, Process, free_port, paused, wait_until_up
+from tests.helpers import import_csv
+
+FIELDS = {"time", "level", "logger", "message", "request_id", "job_id"}
+# Celery's signal handler writes this straight to the terminal, past every logging setting.
+CELERY_SHUTDOWN_NOTICE = re.compile(r"\n+worker: (Warm|Cold) shutdown \(MainProcess\)\n")
+
+
+def json_lines(output: str) -> list[dict]:
+    """Every line of a process's output as a JSON object (Celery's shutdown notice aside)."""
+    lines = CELERY_SHUTDOWN_NOTICE.sub("\n", output).splitlines()
+    records = []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            raise AssertionError(f"not a JSON line: {line!r}") from None
+    assert all(isinstance(r, dict) and set(r) >= FIELDS for r in records), records
+    return records
+
+
+def test_server_and_worker_log_json_with_request_and_job_ids(
+    start_worker, live_worker, accounts, tmp_path
+):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {"LOG_FORMAT": "json", "WEB_CONCURRENCY": "2"}
+    server = Process(
+        [str(BIN / "product-importer"), "serve", "--port", str(port)], env, tmp_path / "s.log"
+    )
+    worker = start_worker(LOG_FORMAT="json")
+    try:
+        wait_until_up(url, server)
+        headers = {"Authorization": f"Bearer {accounts['admin'].token}"}
+        with paused(live_worker), httpx.Client(base_url=url, headers=headers, timeout=30) as http:
+            traced = http.get("/api/products", headers={"X-Request-ID": "trace-42"})
+            assert traced.headers["X-Request-ID"] == "trace-42"  # a proxy's id, echoed back
+            made = http.get("/healthz", headers={"X-Request-ID": 'no "quotes" here'})
+            assert re.fullmatch(r"[0-9a-f]{32}", made.headers["X-Request-ID"])  # ours instead
+            job = import_csv(http, "name,sku\nA,J-1\nB,J-2\n")  # run by the JSON worker
+        assert job["status"] == "completed"
+    finally:
+        worker.kill()
+        server.kill()
+
+    served = json_lines(server.output())
+    access = [r for r in served if r["logger"] == "gunicorn.access"]
+    assert any(r["request_id"] == "trace-42" and "/api/products" in r["message"] for r in access)
+    assert any(r["request_id"] == made.headers["X-Request-ID"] for r in access)
+    assert any("Listening at" in r["message"] for r in served)
+    worked = json_lines(worker.output())
+    assert any(r["job_id"] == job["id"] and "finished" in r["message"] for r in worked)
+    assert any(r["message"].endswith(" ready.") for r in worked)

@@ -1,0 +1,123 @@
+"""`/metrics` through HTTP, on a real gunicorn of two processes and a real Celery worker."""
+
+import time
+
+import httpx
+
+from tests.conftest import paused
+from tests.helpers import import_csv, upload_csv
+from tests.webhooks.conftest import settled_deliveries
+from tests.webhooks.receiver import Receiver
+
+from .conftest import METRICS_TOKEN, sample, scrape
+
+REQUESTS = "product_importer_http_requests_total"
+
+
+def wait_for_metric(url: str, name: str, at_least: float, timeout: float = 60, **labels) -> dict:
+    """Scrape until the sample reaches `at_least`; return that scrape."""
+    deadline = time.monotonic() + timeout
+    while True:
+        samples = scrape(url)
+        if sample(samples, name, **labels) >= at_least:
+            return samples
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"{name}{labels} below {at_least}: {sample(samples, name, **labels)}"
+            )
+        time.sleep(0.2)
+
+
+def create_endpoint(http, url: str, events: tuple) -> dict:
+    response = http.post("/api/webhooks", json={"url": url, "events": list(events)})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_metrics_are_refused_without_credentials_and_to_non_admins(two_process_server, accounts):
+    url = two_process_server
+    anonymous = httpx.get(f"{url}/metrics")
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"]["code"] == "unauthorized"
+    assert anonymous.headers["WWW-Authenticate"].startswith("Bearer")
+    wrong = httpx.get(f"{url}/metrics", headers={"Authorization": "Bearer not-the-token"})
+    assert wrong.status_code == 401
+    viewer = {"Authorization": f"Bearer {accounts['viewer'].token}"}
+    assert httpx.get(f"{url}/metrics", headers=viewer).status_code == 403
+    # the scraper's token opens /metrics and nothing else
+    scraper = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+    assert httpx.get(f"{url}/api/products", headers=scraper).status_code == 401
+    assert scrape(url, accounts["admin"].token)  # an admin's token opens it too
+    assert scrape(url)
+
+
+def test_requests_are_counted_per_route_by_every_web_process(two_process_server, accounts):
+    url, headers = two_process_server, {"Authorization": f"Bearer {accounts['viewer'].token}"}
+    route = "/api/products/<int:product_id>"
+    before = scrape(url)
+    for product_id in range(1, 41):
+        # a new connection each: gunicorn's two processes take turns accepting them
+        assert httpx.get(f"{url}/api/products/{product_id}", headers=headers).status_code == 404
+    after = scrape(url)
+
+    counted = sample(after, REQUESTS, route=route, method="GET", status="404") - sample(
+        before, REQUESTS, route=route, method="GET", status="404"
+    )
+    assert counted == 40  # whichever process answered the scrape counts for both
+    latency = "product_importer_http_request_duration_seconds_count"
+    assert (
+        sample(after, latency, route=route, method="GET")
+        - sample(before, latency, route=route, method="GET")
+        == 40
+    )
+    assert not any(dict(labels).get("route") == "/api/products/1" for _, labels in after)
+
+
+def test_an_import_and_a_webhook_delivery_move_their_counters(
+    two_process_server, accounts, live_worker
+):
+    url = two_process_server
+    receiver = Receiver()
+    try:
+        with httpx.Client(base_url=url, timeout=30) as http:
+            http.headers["Authorization"] = f"Bearer {accounts['admin'].token}"
+            endpoint = create_endpoint(http, receiver.url, events=("import.completed",))
+            before = scrape(url)
+            job = import_csv(http, "name,sku,description\nA,M-1,x\nB,M-2,y\nC,M-3,z\n")
+            assert job["status"] == "completed"
+            [delivery] = settled_deliveries(http, endpoint["id"])
+            assert delivery["status"] == "succeeded"
+    finally:
+        receiver.close()
+
+    ok = "product_importer_webhook_attempts_total"
+    # workers push their counts through the database every second
+    after = wait_for_metric(
+        url, ok, sample(before, ok, outcome="succeeded") + 1, outcome="succeeded"
+    )
+    moved = lambda name, **labels: sample(after, name, **labels) - sample(before, name, **labels)  # noqa: E731
+    assert moved("product_importer_imports_total", status="completed") == 1
+    assert moved("product_importer_import_rows_total", status="completed") == 3
+    assert moved("product_importer_import_duration_seconds_count", status="completed") == 1
+    assert (
+        moved("product_importer_import_duration_seconds_bucket", status="completed", le="+Inf") == 1
+    )
+    assert (
+        moved("product_importer_webhook_attempt_duration_seconds_count", outcome="succeeded") == 1
+    )
+    assert sample(after, REQUESTS, route="/api/imports", method="POST", status="202") >= 1
+
+
+def test_the_queue_and_pending_deliveries_are_read_from_the_database(
+    two_process_server, accounts, live_worker
+):
+    url = two_process_server
+    with httpx.Client(base_url=url, timeout=30) as http:
+        http.headers["Authorization"] = f"Bearer {accounts['admin'].token}"
+        create_endpoint(http, "http://127.0.0.1:9/hook", events=("product.created",))
+        with paused(live_worker):  # nothing takes the work while the figures are read
+            assert upload_csv(http, "name,sku\nA,Q-1\n").status_code == 202
+            assert http.post("/api/products", json={"name": "B", "sku": "Q-2"}).status_code == 201
+            samples = scrape(url)
+            assert sample(samples, "product_importer_import_queue_depth", status="queued") == 1
+            assert sample(samples, "product_importer_webhook_deliveries_pending") == 1
