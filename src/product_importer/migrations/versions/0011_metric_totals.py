@@ -1,7 +1,7 @@
 """Totals of what workers count (webhook attempts and their latency), for /metrics.
 
 Revision ID: 0011
-Revises: 0006
+Revises: 0008
 Create Date: 2026-12-02
 
 Workers serve no port of their own: each adds what it counted to these rows every second,
