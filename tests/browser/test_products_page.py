@@ -145,6 +145,8 @@ def test_the_cards_of_a_phone_sort_with_a_control_of_their_own(page: Page, seed)
     expect(page).to_have_url(re.compile(r"sort=sku"))
     page.get_by_label("Sort").select_option("Name Z–A")
     expect(rows(page).first.locator('[data-label="Name"]')).to_have_text("Red gadget 8")
+    filters(page).get_by_label("SKU").fill("SKU-012")
+    expect(page.locator("#list-summary")).to_have_text("1 product matches the filters")
 
 
 def test_a_filter_matching_many_products_shows_the_exact_total(page: Page, seed):

@@ -110,7 +110,8 @@
     tbody.replaceChildren(...(state.items.length ? state.items.map(productRow) : [emptyRow()]));
     if (focus) restoreFocus(focus);
     const count = `${format.number(state.total)} product${state.total === 1 ? "" : "s"}`;
-    $("list-summary").textContent = filtering() ? `${count} match the filters` : count;
+    const match = state.total === 1 ? "matches" : "match";
+    $("list-summary").textContent = filtering() ? `${count} ${match} the filters` : count;
     renderSort();
     renderPagination();
     $("sort-select").value = state.sort;
