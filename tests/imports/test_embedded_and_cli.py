@@ -182,7 +182,7 @@ def test_the_import_command_sends_its_webhook_before_it_returns(tmp_path, client
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert [request.json()["type"] for request in received] == ["import.completed"]
-    assert "1 sent: delivered (HTTP 200)" in result.stdout
+    assert "│ Webhooks      │ 1 webhook: delivered (HTTP 200)" in result.stdout
     receiver.close()
 
 

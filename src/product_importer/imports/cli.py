@@ -208,7 +208,8 @@ def _webhook_rows(sent: list[int]) -> list[tuple[str, str]]:
         select(Delivery.status, Delivery.status_code, Delivery.error).where(Delivery.id.in_(sent))
     ).all()
     said = [_delivery_said(*outcome) for outcome in outcomes]
-    return [("Webhooks", f"{len(sent)} sent: {'; '.join(said)}")]
+    hooks = "1 webhook" if len(sent) == 1 else f"{len(sent)} webhooks"
+    return [("Webhooks", f"{hooks}: {'; '.join(said)}")]
 
 
 def _delivery_said(status: str, code: int | None, error: str | None) -> str:
