@@ -5,7 +5,8 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from tests.helpers import import_csv
+from tests.conftest import REJECTED_AT_ONCE
+from tests.helpers import import_csv, upload_csv
 
 
 def test_history_shows_each_import_with_outcome_counts_and_rejected_rows(page: Page, http):
@@ -54,6 +55,31 @@ def test_retry_from_the_history_follows_the_new_import(page: Page, http):
 
     expect(page).to_have_url(re.compile(rf"/\?job={failed['id'] + 1}$"))
     expect(page.get_by_role("alert")).to_contain_text("No valid rows")
+
+
+def test_a_running_import_fits_the_history_with_its_watch_button(
+    page: Page, http, holding_rejections
+):
+    rows = [f"SKU-{n},Widget {n}" for n in range(10_000)]
+    nameless = [f"NONAME-{n}," for n in range(REJECTED_AT_ONCE)]
+    content = "sku,name\n" + "\n".join(rows[:5000] + nameless + rows[5000:]) + "\n"
+    page.set_viewport_size({"width": 1366, "height": 800})
+    with holding_rejections() as reading:  # the import stops half-way through the file
+        job = upload_csv(http, content, "held.csv").json()
+        reading.wait_until_blocking()
+        page.goto("/imports")
+
+        row = page.locator(f'tr[data-job-id="{job["id"]}"]')
+        watch = row.get_by_role("link", name="Watch progress")
+        expect(watch).to_be_visible()
+        box, table = watch.bounding_box(), page.locator(".table-wrap").bounding_box()
+        assert box["x"] + box["width"] <= table["x"] + table["width"], (box, table)
+        assert page.evaluate("document.querySelector('.table-wrap').scrollWidth") <= table["width"]
+        for column in ("Created", "Updated", "Unchanged"):  # counted as it applies: not yet
+            expect(row.locator(f'[data-label="{column}"]')).to_have_text("–")
+
+    expect(row.locator('[data-label="Outcome"] .badge')).to_have_text("Completed with errors")
+    expect(row.locator('[data-label="Created"]')).to_have_text("10,000")
 
 
 def test_history_without_imports_says_so(page: Page):

@@ -19,12 +19,11 @@ NAV = {
 
 @pytest.fixture
 def catalog_with_everything(http):
-    """A product, a webhook with a delivery, and a failed import that Retry may fix."""
+    """A product, a webhook with a delivery, and a failed import: something to act on."""
     hook = {"url": "http://127.0.0.1:9/hook", "events": ["product.created"]}
     assert http.post("/api/webhooks", json=hook).status_code == 201
     assert http.post("/api/products", json={"sku": "P-1", "name": "Pen"}).status_code == 201
-    # no valid rows (a header failure would offer no Retry: it fails the same way)
-    assert import_csv(http, "sku,name\nA-1,\n")["status"] == "failed"
+    assert import_csv(http, "sku,name\nA-1,\n")["status"] == "failed"  # no valid row: retryable
 
 
 @pytest.mark.parametrize("role", ["viewer", "editor", "admin"])

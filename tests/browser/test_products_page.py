@@ -39,6 +39,11 @@ def filters(page: Page):
     return page.get_by_role("search", name="Filter products")
 
 
+def pager(page: Page, where: str = "Pages"):
+    """The page controls below the table ("Pages") or above it ("Pages, above the table")."""
+    return page.get_by_role("navigation", name=where, exact=True)
+
+
 def skus(page: Page) -> list[str]:
     return page.locator('#products-body td[data-label="SKU"]').all_inner_texts()
 
@@ -48,27 +53,27 @@ def test_filter_sort_and_paginate(page: Page, seed):
     page.goto("/products")
     expect(page.get_by_role("link", name="Products")).to_have_attribute("aria-current", "page")
     expect(page.locator("#list-summary")).to_have_text("120 products")
-    expect(page.get_by_text("Page 1 of 3")).to_be_visible()
+    expect(pager(page).get_by_text("Page 1 of 3")).to_be_visible()
     expect(rows(page)).to_have_count(50)
     first_page = skus(page)
 
-    page.get_by_role("link", name="Page 2", exact=True).click()
-    expect(page.get_by_text("Page 2 of 3")).to_be_visible()
+    pager(page).get_by_role("link", name="Page 2", exact=True).click()
+    expect(pager(page).get_by_text("Page 2 of 3")).to_be_visible()
     expect(page).to_have_url(re.compile(r"page=2"))
-    expect(page.get_by_role("link", name="Page 2", exact=True)).to_have_attribute(
+    expect(pager(page).get_by_role("link", name="Page 2", exact=True)).to_have_attribute(
         "aria-current", "page"
     )
     expect(rows(page).first).not_to_have_text(first_page[0])
     assert not set(skus(page)) & set(first_page)
-    page.get_by_role("link", name="Next page").click()
-    expect(page.get_by_text("Page 3 of 3")).to_be_visible()
+    pager(page).get_by_role("link", name="Next page").click()
+    expect(pager(page).get_by_text("Page 3 of 3")).to_be_visible()
     expect(rows(page)).to_have_count(20)
     page.go_back()
-    expect(page.get_by_text("Page 2 of 3")).to_be_visible()
+    expect(pager(page).get_by_text("Page 2 of 3")).to_be_visible()
 
     filters(page).get_by_label("Name").fill("gadget")
     expect(page.locator("#list-summary")).to_have_text("60 products match the filters")
-    expect(page.get_by_text("Page 1 of 2")).to_be_visible()
+    expect(pager(page).get_by_text("Page 1 of 2")).to_be_visible()
     filters(page).get_by_label("Status").select_option("Inactive")
     expect(page.locator("#list-summary")).to_have_text("30 products match the filters")
     filters(page).get_by_label("SKU").fill("sku-00")
@@ -91,14 +96,67 @@ def test_filter_sort_and_paginate(page: Page, seed):
     expect(rows(page).first.locator('[data-label="SKU"]')).to_have_text("SKU-120")
 
 
+def table_top(page: Page) -> float:
+    """Where the page controls above the table are, from the top of the window (px)."""
+    return page.evaluate("document.getElementById('pagination-top').getBoundingClientRect().top")
+
+
+@pytest.mark.parametrize("width", [1366, 390])
+def test_a_new_page_starts_at_the_table_top_with_the_focus_there(page: Page, seed, width):
+    seed(catalog(120))
+    page.set_viewport_size({"width": width, "height": 800})
+    page.goto("/products")
+    expect(pager(page, "Pages, above the table").get_by_text("Page 1 of 3")).to_be_visible()
+    expect(pager(page).get_by_text("Page 1 of 3")).to_be_visible()
+    pager(page).get_by_role("link", name="Page 2", exact=True).scroll_into_view_if_needed()
+    assert table_top(page) < 0  # scrolled down to the controls below the table
+
+    pager(page).get_by_role("link", name="Page 2", exact=True).click()
+
+    expect(pager(page).get_by_text("Page 2 of 3")).to_be_visible()
+    expect(page.locator("#products-table")).to_be_focused()
+    assert 0 <= table_top(page) < 800 / 4, table_top(page)
+
+    pager(page, "Pages, above the table").get_by_label("Go to page").fill("3")
+    pager(page, "Pages, above the table").get_by_label("Go to page").press("Enter")
+    expect(pager(page).get_by_text("Page 3 of 3")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"page=3"))
+    expect(rows(page)).to_have_count(20)
+    expect(page.locator("#products-table")).to_be_focused()
+
+
+def test_a_page_past_the_last_shows_the_last(page: Page, seed):
+    seed(catalog(120))
+    page.goto("/products?page=999999")
+    expect(pager(page).get_by_text("Page 3 of 3")).to_be_visible()
+    expect(rows(page)).to_have_count(20)
+    expect(page).to_have_url(re.compile(r"page=3$"))
+
+
+def test_the_cards_of_a_phone_sort_with_a_control_of_their_own(page: Page, seed):
+    seed(catalog(12))
+    page.set_viewport_size({"width": 390, "height": 800})
+    page.goto("/products")
+    expect(page.locator("#products-table thead")).not_to_be_in_viewport()
+
+    page.get_by_label("Sort").select_option("SKU A–Z")
+
+    expect(rows(page).first.locator('[data-label="SKU"]')).to_have_text("SKU-001")
+    expect(page).to_have_url(re.compile(r"sort=sku"))
+    page.get_by_label("Sort").select_option("Name Z–A")
+    expect(rows(page).first.locator('[data-label="Name"]')).to_have_text("Red gadget 8")
+    filters(page).get_by_label("SKU").fill("SKU-012")
+    expect(page.locator("#list-summary")).to_have_text("1 product matches the filters")
+
+
 def test_a_filter_matching_many_products_shows_the_exact_total(page: Page, seed):
     seed(catalog(1100))
     page.goto("/products?description=made")
     expect(page.locator("#list-summary")).to_have_text("1,100 products match the filters")
-    expect(page.get_by_text("Page 1 of 22")).to_be_visible()
-    page.get_by_role("link", name="Page 22", exact=True).click()
+    expect(pager(page).get_by_text("Page 1 of 22")).to_be_visible()
+    pager(page).get_by_role("link", name="Page 22", exact=True).click()
     expect(rows(page)).to_have_count(50)
-    expect(page.get_by_text("Page 22 of 22")).to_be_visible()
+    expect(pager(page).get_by_text("Page 22 of 22")).to_be_visible()
 
 
 def test_create_shows_field_errors_then_succeeds(page: Page, seed, http):

@@ -109,6 +109,9 @@ def test_reloading_the_page_resumes_following_the_import(page: Page):
     expect(page.locator("#job-message")).to_have_text("Import complete")
     expect(page.locator("#stat-created")).to_have_text("1")
     expect(page.get_by_text("one.csv")).to_be_visible()
+    # a small import takes milliseconds: never "Finished in 0.0 s"
+    expect(page.locator("#job-detail")).to_have_text(re.compile(r"^Finished in (\d+ ms|\d\.\d s)$"))
+    expect(page.locator("#job-detail")).not_to_have_text(re.compile(r"0\.0 s"))
 
 
 def test_cancel_a_running_import(page: Page, http, holding_rejections):

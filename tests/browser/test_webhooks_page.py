@@ -88,6 +88,81 @@ def test_deliveries_show_each_attempt_and_can_be_redelivered(page: Page, receive
     assert len(receiver.wait_for(2)) == 2
 
 
+def test_new_deliveries_appear_while_the_list_is_open_with_their_http_code(
+    page: Page, http, receiver
+):
+    page.goto("/webhooks")
+    add_webhook(page, receiver.url)
+    row = page.locator("#webhooks-body tr")
+    receiver.answer(Answer(status=202))
+    row.get_by_role("button", name=f"Test {receiver.url}").click()
+    expect(row.locator(".test-result")).to_contain_text("202")
+    row.get_by_role("button", name=f"Deliveries of {receiver.url}").click()
+    deliveries = page.locator("#deliveries-body tr")
+    expect(deliveries).to_have_count(1)
+    expect(page.locator("#deliveries-status")).to_have_text("1 most recent delivery, newest first.")
+    expect(deliveries.first.locator('[data-label="Response"]')).to_contain_text("HTTP 202")
+
+    created = http.post("/api/products", json={"sku": "HOOK-1", "name": "Hooked"})  # no Refresh
+    assert created.status_code == 201
+
+    expect(deliveries).to_have_count(2)
+    expect(deliveries.first).to_contain_text("product.created")
+    expect(deliveries.first.locator('[data-label="Response"]')).to_contain_text("HTTP 200")
+    status = page.locator("#deliveries-status")
+    expect(status).to_have_text("2 most recent deliveries, newest first.")
+
+
+def inside(inner: dict, outer: dict) -> bool:
+    """Whether one bounding box lies within another."""
+    return (
+        inner["x"] >= outer["x"] - 0.5
+        and inner["y"] >= outer["y"] - 0.5
+        and inner["x"] + inner["width"] <= outer["x"] + outer["width"] + 0.5
+        and inner["y"] + inner["height"] <= outer["y"] + outer["height"] + 0.5
+    )
+
+
+@pytest.mark.parametrize("width", [1366, 390])
+def test_webhook_cards_hold_their_buttons_and_event_ids(page: Page, receiver, width):
+    page.set_viewport_size({"width": width, "height": 900})
+    page.goto("/webhooks")
+    header = page.locator(".page-header").bounding_box()
+    add = page.get_by_role("button", name="Add webhook").bounding_box()
+    assert add["x"] + add["width"] > header["x"] + header["width"] - 2  # on the right
+    add_webhook(page, receiver.url)
+    row = page.locator("#webhooks-body tr")
+    row.get_by_role("button", name=f"Test {receiver.url}").click()
+    row.get_by_role("button", name=f"Deliveries of {receiver.url}").click()
+    delivery = page.locator("#deliveries-body tr").first
+    expect(delivery).to_contain_text("ping")
+
+    card = row.bounding_box()
+    for button in row.get_by_role("button").all():
+        assert inside(button.bounding_box(), card), button.text_content()
+    assert inside(delivery.locator(".event-id").bounding_box(), delivery.bounding_box())
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+def test_the_events_box_has_the_pages_border(page: Page):
+    page.goto("/webhooks")
+    page.get_by_role("button", name="Add webhook").click()
+    events = page.get_by_role("group", name="Events")
+    style = events.evaluate(
+        "box => [getComputedStyle(box).borderTopStyle, getComputedStyle(box).borderTopColor]"
+    )
+    border = page.evaluate(
+        """() => {
+            const probe = document.body.appendChild(document.createElement("div"));
+            probe.style.color = "var(--border)";
+            const color = getComputedStyle(probe).color;
+            probe.remove();
+            return color;
+        }"""
+    )
+    assert style == ["solid", border]  # the cards' border, not the browser's grey groove
+
+
 def test_invalid_urls_are_shown_next_to_the_field(page: Page):
     page.goto("/webhooks")
     page.get_by_role("button", name="Add webhook").click()

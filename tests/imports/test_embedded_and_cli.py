@@ -6,13 +6,19 @@ The API's behaviour in the embedded default is tested with everything else, in b
 """
 
 import os
+import pty
+import re
 import sqlite3
 import subprocess
+import threading
+import time
 
 import pytest
 
-from tests.conftest import BIN, ROOT, Process, free_port, http_client, wait_until_up
+from tests.conftest import BIN, ROOT, Process, free_port, http_client, paused, wait_until_up
 from tests.helpers import import_csv
+from tests.webhooks.conftest import create_endpoint
+from tests.webhooks.receiver import Receiver
 
 from .conftest import errors_csv
 
@@ -148,13 +154,107 @@ def test_the_import_command_prints_the_outcome_and_exits_0(tmp_path, catalog):
     result = run_import_command(path)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert (
-        "completed_with_errors: 4 rows read, 2 created, 0 updated, 0 unchanged, 1 rejected"
-        in result.stdout
+    summary = dict(
+        [cell.strip() for cell in line.strip("│ ").split("│")]
+        for line in result.stdout.splitlines()
+        if line.count("│") == 3
     )
+    assert summary["Outcome"] == "Completed with errors"
+    assert (summary["Rows read"], summary["Created"], summary["Updated"]) == ("4", "2", "0")
+    assert (summary["Unchanged"], summary["Rejected"]) == ("0", "1")
+    assert summary["Repeated SKUs"] == "1 row repeated an earlier SKU; the last one was kept."
+    assert re.fullmatch(r"\d+ ms|\d\.\d s", summary["Duration"])
+    assert summary["Rejected rows"].startswith("/api/imports/")
     assert "Warning: Unknown columns were ignored: colour." in result.stdout
     assert sorted(row[1:3] for row in catalog()) == [("B-2", "Banana"), ("a-1", "Apple 2")]
     assert path.exists()  # the command imports a copy; the user's file stays
+
+
+def test_the_import_command_sends_its_webhook_before_it_returns(tmp_path, client, live_worker):
+    receiver = Receiver()
+    create_endpoint(client, receiver.url, events=("import.completed",))
+    path = tmp_path / "fruit.csv"
+    path.write_text("sku,name\nA-1,Apple\n")
+
+    with paused(live_worker):  # no worker takes the job or its webhook: only the command can
+        result = run_import_command(path)
+        received = list(receiver.requests)  # no waiting: it must be there already
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [request.json()["type"] for request in received] == ["import.completed"]
+    assert "│ Webhooks      │ 1 webhook: delivered (HTTP 200)" in result.stdout
+    receiver.close()
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+class Terminal:
+    """`product-importer import FILE` in a pseudo-terminal, as a person runs it; output kept."""
+
+    def __init__(self, path):
+        leader, follower = pty.openpty()
+        env = os.environ | {"COLUMNS": "160", "LINES": "40", "TERM": "xterm-256color"}
+        self.process = subprocess.Popen(
+            [str(BIN / "product-importer"), "import", str(path)],
+            cwd=ROOT,
+            env=env,
+            stdin=follower,
+            stdout=follower,
+            stderr=follower,
+        )
+        os.close(follower)
+        self.leader, self.output = leader, b""
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = os.read(self.leader, 65536)
+            except OSError:  # the command exited and closed the terminal
+                return
+            if not data:
+                return
+            self.output += data
+
+    def text(self) -> str:
+        return ANSI.sub("", self.output.decode(errors="replace"))
+
+    def last_bar(self) -> str:
+        """The bar as last drawn: the last piece of output that holds one."""
+        pieces = re.split(r"[\r\n]", self.text())
+        return next((piece for piece in reversed(pieces) if "━" in piece), "")
+
+    def wait_for(self, seen, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while not seen(self.last_bar()):
+            assert self.process.poll() is None, self.text()
+            assert time.monotonic() < deadline, self.text()
+            time.sleep(0.05)
+        return self.last_bar()
+
+
+def test_the_import_command_shows_the_pages_figures_with_logs_above_the_bar(
+    tmp_path, live_worker, held_file, holding_rejections
+):
+    path = tmp_path / "held.csv"
+    path.write_bytes(held_file.data)
+
+    with paused(live_worker), holding_rejections() as reading:  # stops half-way through reading
+        terminal = Terminal(path)
+        reading.wait_until_blocking()
+        bar = terminal.wait_for(lambda bar: re.search(r"[1-9][\d,]* rows read", bar))
+    terminal.process.wait(timeout=120)
+
+    assert re.search(r"Reading\s+━*.*\s(\d+)%\s+[\d,]+ rows/s · elapsed [\d.]+ m?s", bar), bar
+    assert "time left not known yet" in bar or re.search(r"about [\d.]+ m?s left", bar), bar
+    assert re.search(r"· [\d,]+ rows read · [\d,]+ rejected", bar), bar
+    assert terminal.process.returncode == 0, terminal.text()
+    pieces = re.split(r"[\r\n]", terminal.text())
+    logs = [piece for piece in pieces if "import step" in piece]
+    assert logs and not [piece for piece in logs if "━" in piece]  # a log line never on the bar
+    assert "Finished" in terminal.last_bar() and "100%" in terminal.last_bar()
+    assert re.search(rf"│ Rejected\s+│ {held_file.rejected:,}\s+│", terminal.text())
 
 
 @pytest.mark.parametrize(

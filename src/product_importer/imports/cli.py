@@ -1,17 +1,37 @@
-"""`product-importer import FILE`: the same import engine, from a terminal, with a progress bar."""
+"""`product-importer import FILE`: the same import engine, from a terminal, with live progress.
 
+The display is rich's: a progress bar with the page's figures (phase, percent, rows/s, elapsed,
+time left, counts), log lines printed above it (RichHandler on the bar's console), and a
+summary table at the end. Webhook deliveries of the import are made before the command
+returns, since nothing in this process would send them once it has exited.
+"""
+
+import logging
 import os
 import shutil
 import threading
 import time
 
 import click
-from flask import current_app
+from flask import Flask, current_app
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+from rich.table import Table
+from sqlalchemy import select
 
 from ..errors import AppError
 from ..extensions import db
+from ..timeutil import aware, utcnow
+from ..webhooks import delivery, events
+from ..webhooks.models import Delivery
 from . import queue, service, uploads
+from .models import superseded_note
 from .states import SUCCEEDED
+from .views import OUTCOMES, seconds_label
+
+POLL_SECONDS = 0.25
+PHASES = {"reading": "Reading", "applying": "Applying"}
 
 
 def run_import_from_terminal(path: str) -> int:
@@ -31,10 +51,36 @@ def run_import_from_terminal(path: str) -> int:
         created_by=None,
     )
     db.session.commit()
-    job_id = job.id
     app = current_app._get_current_object()
-    threading.Thread(target=_run_queue, args=(app,), daemon=True).start()
-    return _watch(job_id)
+    tasks = SendsWebhooksHere(app)
+    app.extensions["embedded_worker"] = tasks  # background.submit() hands tasks to it
+    runner = threading.Thread(target=_run_queue, args=(app,), name="import-queue", daemon=True)
+    runner.start()
+    console = Console()
+    with _logging_above(console):
+        job = _watch(console, job.id)
+        runner.join()  # it sends the import's webhooks before it ends
+    return _report(console, job, tasks.sent)
+
+
+class SendsWebhooksHere:
+    """Where this command's background tasks go: webhook deliveries are made at once, here.
+
+    The command exits when the import ends, so a delivery left for later would wait for
+    another process's sweep; anything else goes to the workers as it would from the web app.
+    """
+
+    def __init__(self, app: Flask):
+        self.app = app
+        self.sent: list[int] = []
+
+    def submit(self, task_name: str, args: tuple) -> None:
+        if task_name == events.DELIVER_TASK:
+            self.sent += args[0]
+            with self.app.app_context():
+                delivery.deliver(args[0])  # its other endpoints' batches come back here
+        elif not self.app.config["EMBEDDED_WORKER"]:
+            self.app.extensions["celery"].send_task(task_name, args=args)
 
 
 def _store(path: str) -> str:
@@ -50,43 +96,126 @@ def _run_queue(app) -> None:
         queue.drain_queue()
 
 
-def _watch(job_id: int) -> int:
-    """Show a progress bar until the job finishes; print its outcome."""
-    with click.progressbar(length=100, label=f"Import {job_id}", show_eta=False) as bar:
-        shown = 0
-        while True:
-            db.session.rollback()
-            job = service.get(db.session, job_id)
-            percent = int(job.percent)
-            bar.label = f"{job.message[:40]:<40}"
-            bar.update(max(0, percent - shown))
-            shown = max(shown, percent)
-            if job.finished:
-                break
-            time.sleep(0.5)
-    _wait_for_search_index(job)
-    return _report(job)
+class _logging_above:
+    """Log through rich on the bar's console while it shows, so lines go above the bar."""
+
+    def __init__(self, console: Console):
+        self.handler = RichHandler(console=console, show_path=False, log_time_format="%X")
+        self.root = logging.getLogger()
+        self.saved: list[logging.Handler] = []
+
+    def __enter__(self):
+        self.saved = self.root.handlers[:]
+        self.handler.setLevel(self.root.level)
+        self.root.handlers = [self.handler]
+
+    def __exit__(self, *exc):
+        self.root.handlers = self.saved
 
 
-def _wait_for_search_index(job) -> None:
-    """Stay while this process builds the search index the import left for after it."""
-    if job.search_index != "refreshing":
-        return
-    click.echo("Refreshing the search index...")
-    while job.search_index == "refreshing":
-        time.sleep(0.5)
-        db.session.rollback()
-        job = service.get(db.session, job.id)
-
-
-def _report(job) -> int:
-    click.echo(
-        f"{job.status}: {job.rows_processed:,} rows read, {job.created:,} created, "
-        f"{job.updated:,} updated, {job.unchanged:,} unchanged, "
-        f"{job.rows_invalid:,} rejected"
+def _watch(console: Console, job_id: int):
+    """Show the job's progress until it (and the search index it rebuilds) is done."""
+    columns = (
+        TextColumn("[bold]{task.fields[phase]:<9}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[figures]}"),
     )
+    with Progress(*columns, console=console, refresh_per_second=8) as bar:
+        task = bar.add_task(f"Import {job_id}", total=100, phase="Queued", figures="")
+        while True:
+            db.session.rollback()  # see what the worker committed since
+            job = service.get(db.session, job_id)
+            bar.update(task, completed=job.percent, **_shown(job))
+            if job.finished and job.search_index != "refreshing":
+                return job
+            time.sleep(POLL_SECONDS)
+
+
+def _shown(job) -> dict:
+    """The phase and figures the page shows, in one line; what is not known says so."""
+    if job.finished:
+        phase = "Indexing" if job.search_index == "refreshing" else "Finished"
+    else:
+        phase = PHASES.get(job.phase, OUTCOMES[job.status][0])
+    rate = f"{job.rows_per_second:,.0f} rows/s" if job.rows_per_second else "– rows/s"
+    if job.finished:
+        left = job.message if job.search_index == "refreshing" else ""
+    else:
+        left = _left(job.eta_seconds)
+    figures = [
+        rate,
+        f"elapsed {seconds_label(_elapsed(job))}",
+        left,
+        f"{job.rows_processed:,} rows read",
+        f"{job.rows_invalid:,} rejected",
+    ]
+    return {"phase": phase, "figures": " · ".join(figure for figure in figures if figure)}
+
+
+def _left(eta: float | None) -> str:
+    return "time left not known yet" if eta is None else f"about {seconds_label(eta)} left"
+
+
+def _elapsed(job) -> float:
+    if job.started_at is None:
+        return 0.0
+    end = aware(job.finished_at) if job.finished_at else utcnow()
+    return max(0.0, (end - aware(job.started_at)).total_seconds())
+
+
+def _report(console: Console, job, sent: list[int]) -> int:
+    """Print the outcome as a table (and an error on stderr); return the exit code."""
+    table = Table(title=f"Import #{job.id}: {job.filename}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for name, value in _summary_rows(job) + _webhook_rows(sent):
+        table.add_row(name, value)
+    console.print(table)
     for warning in job.warnings or []:
-        click.echo(f"Warning: {warning}")
+        console.print(f"Warning: {warning}", style="yellow", soft_wrap=True)
     if job.error:
         click.echo(f"Error: {job.error}", err=True)
     return 0 if job.status in SUCCEEDED else 1
+
+
+def _summary_rows(job) -> list[tuple[str, str]]:
+    rows = [
+        ("Outcome", OUTCOMES[job.status][0]),
+        ("Rows read", f"{job.rows_processed:,}"),
+        ("Created", f"{job.created:,}"),
+        ("Updated", f"{job.updated:,}"),
+        ("Unchanged", f"{job.unchanged:,}"),
+        ("Rejected", f"{job.rows_invalid:,}"),
+        ("Duration", seconds_label(_elapsed(job))),
+    ]
+    if job.rows_per_second:
+        rows.append(("Speed", f"{job.rows_per_second:,.0f} rows/s"))
+    if job.rows_superseded:
+        rows.append(("Repeated SKUs", superseded_note(job.rows_superseded)))
+    if job.rows_invalid:
+        where = f"/api/imports/{job.id}/rejected.csv"
+        rows.append(("Rejected rows", f"{where} (fix them and import that file)"))
+    return rows
+
+
+def _webhook_rows(sent: list[int]) -> list[tuple[str, str]]:
+    """Say what became of the webhooks this command sent (none when a worker ran the job)."""
+    if not sent:
+        return []
+    db.session.rollback()
+    outcomes = db.session.execute(
+        select(Delivery.status, Delivery.status_code, Delivery.error).where(Delivery.id.in_(sent))
+    ).all()
+    said = [_delivery_said(*outcome) for outcome in outcomes]
+    hooks = "1 webhook" if len(sent) == 1 else f"{len(sent)} webhooks"
+    return [("Webhooks", f"{hooks}: {'; '.join(said)}")]
+
+
+def _delivery_said(status: str, code: int | None, error: str | None) -> str:
+    answer = f"HTTP {code}" if code else error
+    if status == "succeeded":
+        return f"delivered ({answer})"
+    if status == "pending":
+        return f"not delivered yet ({answer}); a worker or `serve` retries it"
+    return f"failed ({answer})"

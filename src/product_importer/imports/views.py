@@ -59,7 +59,12 @@ def duration_label(started: datetime | None, finished: datetime | None) -> str:
     """Say how long a finished job ran: "40 ms", "1.4 s", "12 s", "3 min 5 s", "1 h 2 min"."""
     if started is None or finished is None:
         return ""
-    seconds = max(0.0, (finished - started).total_seconds())
+    return seconds_label((finished - started).total_seconds())
+
+
+def seconds_label(seconds: float) -> str:
+    """Say a number of seconds as the pages do: "40 ms", "1.4 s", "3 min 5 s", "1 h 2 min"."""
+    seconds = max(0.0, seconds)
     if seconds < 0.001:
         return "under 1 ms"
     if seconds < 1:

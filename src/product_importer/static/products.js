@@ -74,7 +74,7 @@
       render();
     } catch (error) {
       if (seq !== loadSeq) return;
-      if (error.status === 422 && state.page > 1) return goToPage(1, "replace");
+      if (error.status === 422 && state.page > 1) return goToLastPage();
       $("list-summary").textContent = "The products could not be loaded.";
       notify(`Could not load the products: ${error.message}`, "error");
     } finally {
@@ -88,14 +88,33 @@
     return load();
   }
 
+  /* A page past any the API serves (?page=999999): show the last one, not the first. */
+  async function goToLastPage() {
+    try {
+      const first = await api("GET", `/api/products?${query({ page: 1, full: true })}`);
+      return goToPage(Math.max(1, first.pages), "replace");
+    } catch (error) {
+      return goToPage(1, "replace");
+    }
+  }
+
+  /* After choosing a page: the new rows start at the table's top, and so does the focus. */
+  async function turnTo(page) {
+    await goToPage(page, "push");
+    $("pagination-top").scrollIntoView({ block: "start" });
+    table.focus({ preventScroll: true });
+  }
+
   function render() {
     const focus = focusedAction();
     tbody.replaceChildren(...(state.items.length ? state.items.map(productRow) : [emptyRow()]));
     if (focus) restoreFocus(focus);
     const count = `${format.number(state.total)} product${state.total === 1 ? "" : "s"}`;
-    $("list-summary").textContent = filtering() ? `${count} match the filters` : count;
+    const match = state.total === 1 ? "matches" : "match";
+    $("list-summary").textContent = filtering() ? `${count} ${match} the filters` : count;
     renderSort();
     renderPagination();
+    $("sort-select").value = state.sort;
     $("export-link").href = `/api/products/export.csv?${exportQuery()}`;
     if (can("admin")) $("delete-all-button").disabled = !filtering() && state.total === 0;
   }
@@ -209,18 +228,22 @@
     return el("li", {}, link);
   }
 
+  /* The same page controls above and below the table. */
   function renderPagination() {
-    const nav = $("pagination");
     const pages = Math.max(1, state.pages || 0);
-    nav.hidden = state.total === 0;
-    $("page-status").textContent = `Page ${state.page} of ${pages}`;
-    const items = [pageLink(state.page - 1, "‹ Prev", "Previous page", { disabled: state.page <= 1 })];
-    pageNumbers(state.page, pages).forEach((n) => {
-      if (n === null) items.push(el("li", {}, el("span", { className: "gap" }, "…")));
-      else items.push(pageLink(n, String(n), `Page ${n}`, { current: n === state.page }));
-    });
-    items.push(pageLink(state.page + 1, "Next ›", "Next page", { disabled: state.page >= pages }));
-    $("page-links").replaceChildren(...items);
+    for (const nav of [$("pagination-top"), $("pagination")]) {
+      nav.hidden = state.total === 0;
+      nav.querySelector(".page-status").textContent = `Page ${state.page} of ${pages}`;
+      const items = [pageLink(state.page - 1, "‹ Prev", "Previous page", { disabled: state.page <= 1 })];
+      pageNumbers(state.page, pages).forEach((n) => {
+        if (n === null) items.push(el("li", {}, el("span", { className: "gap" }, "…")));
+        else items.push(pageLink(n, String(n), `Page ${n}`, { current: n === state.page }));
+      });
+      items.push(pageLink(state.page + 1, "Next ›", "Next page", { disabled: state.page >= pages }));
+      nav.querySelector(".page-links").replaceChildren(...items);
+    }
+    $("go-to-page-number").max = String(pages);
+    $("go-to-page").hidden = pages < 2;
   }
 
   /* ---- filters, sorting, pages -------------------------------------------------------- */
@@ -269,12 +292,27 @@
     goToPage(1, "replace");
   });
 
-  $("page-links").addEventListener("click", (event) => {
-    const link = event.target.closest("a[data-page]");
-    if (!link || event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
+  for (const nav of [$("pagination-top"), $("pagination")]) {
+    nav.querySelector(".page-links").addEventListener("click", (event) => {
+      const link = event.target.closest("a[data-page]");
+      if (!link || event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
+      event.preventDefault();
+      turnTo(Number(link.dataset.page));
+    });
+  }
+
+  $("go-to-page").addEventListener("submit", (event) => {
     event.preventDefault();
-    goToPage(Number(link.dataset.page), "push");
-    table.scrollIntoView({ block: "nearest" });
+    const input = $("go-to-page-number");
+    const wanted = Number.parseInt(input.value, 10);
+    if (!Number.isFinite(wanted)) return input.focus();
+    input.value = "";
+    turnTo(Math.min(Math.max(1, wanted), Math.max(1, state.pages || 1)));
+  });
+
+  $("sort-select").addEventListener("change", (event) => {
+    state.sort = event.target.value;
+    goToPage(1, "replace");
   });
 
   window.addEventListener("popstate", () => {

@@ -253,9 +253,11 @@
     $("stat-rows").textContent = format.number(job.rows_processed);
     let speed = job.rows_per_second;
     if (finished) speed = seconds > 0 && job.rows_processed ? job.rows_processed / seconds : null;
-    $("stat-speed").textContent = speed ? `${format.number(speed)} rows/s` : "–";
+    const unknown = finished ? "–" : "Not known yet"; // not measured yet, rather than a stale 0
+    $("stat-speed").textContent = speed ? `${format.number(speed)} rows/s` : unknown;
     $("stat-eta-label").textContent = finished ? "Duration" : "Time left";
-    $("stat-eta").textContent = format.duration(finished ? seconds : job.eta_seconds);
+    const left = finished ? seconds : job.eta_seconds;
+    $("stat-eta").textContent = left == null ? unknown : format.duration(left);
     // The merge counts products only as it ends: until then they are not known, not zero.
     for (const name of ["created", "updated", "unchanged"]) {
       $(`stat-${name}`).textContent = finished ? format.number(job[name]) : "–";

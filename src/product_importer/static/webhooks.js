@@ -266,6 +266,7 @@
     $("deliveries").hidden = false;
     $("deliveries-url").textContent = findWebhook(id).url;
     $("deliveries-body").replaceChildren();
+    state.deliveriesSeen = null;
     $("deliveries-status").textContent = "Loading deliveries…";
     loadDeliveries().then(() => $("deliveries-title").scrollIntoView({ block: "nearest" }));
   }
@@ -283,28 +284,49 @@
     try {
       const { items } = await api("GET", `/api/webhooks/${id}/deliveries`);
       if (state.shown !== id) return;
-      $("deliveries-body").replaceChildren(...items.map(deliveryRow));
-      $("deliveries-status").textContent = items.length
-        ? `${items.length} most recent deliveries, newest first.`
-        : "No deliveries yet. Press Test to send a ping.";
-      // While some are still being retried, keep the outcomes fresh.
-      if (items.some((item) => item.status === "pending")) pollTimer = setTimeout(loadDeliveries, POLL_MS);
+      // Rendered again only when something changed: an open attempt log stays open.
+      const seen = JSON.stringify(items);
+      if (seen !== state.deliveriesSeen) {
+        state.deliveriesSeen = seen;
+        $("deliveries-body").replaceChildren(...items.map(deliveryRow));
+        $("deliveries-status").textContent = items.length
+          ? `${items.length === 1 ? "1 most recent delivery" : `${items.length} most recent deliveries`}, newest first.`
+          : "No deliveries yet. Press Test to send a ping.";
+      }
     } catch (error) {
       $("deliveries-status").textContent = `Could not load the deliveries: ${error.message}`;
     }
+    // New deliveries and retries show up while the list is open (not while the tab is hidden).
+    if (state.shown === id) pollTimer = setTimeout(pollDeliveries, POLL_MS);
+  }
+
+  function pollDeliveries() {
+    if (document.hidden) pollTimer = setTimeout(pollDeliveries, POLL_MS);
+    else loadDeliveries();
   }
 
   function deliveryRow(item) {
     return el(
       "tr",
       {},
-      el("td", { dataset: { label: "Event" } }, el("code", {}, item.event), el("div", { className: "muted small sku" }, item.event_id)),
+      el(
+        "td",
+        { dataset: { label: "Event" } },
+        el("div", { className: "event-cell" }, el("code", {}, item.event), el("div", { className: "muted small sku event-id" }, item.event_id)),
+      ),
       el("td", { dataset: { label: "Outcome" } }, outcomeBadge(item), nextAttempt(item)),
-      el("td", { dataset: { label: "Response" } }, responseText(item) || "–"),
+      el("td", { dataset: { label: "Response" } }, deliveryResponse(item)),
       el("td", { dataset: { label: "Attempts" } }, attemptLog(item)),
       el("td", { dataset: { label: "Created" } }, format.dateTime(item.created_at)),
       el("td", { className: "actions" }, can("admin") ? button("Redeliver", "redeliver", item.id, `Redeliver ${item.event} ${item.event_id}`) : null),
     );
+  }
+
+  /* "HTTP 204 · 37 ms" (or why there was no answer) of the delivery's last attempt. */
+  function deliveryResponse(item) {
+    if (!item.attempts) return "–";
+    const code = item.status_code ? `HTTP ${item.status_code}` : "No answer";
+    return [code, responseText(item)].filter(Boolean).join(" · ");
   }
 
   function outcomeBadge(item) {
