@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run run-prod test worker migrate lint format chromium bench bench-import bench-list bench-webhooks clean
+.PHONY: run run-prod test worker migrate lint format chromium bench bench-import bench-list bench-webhooks bench-load clean
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -61,6 +61,9 @@ bench-list: $(STAMP)
 
 bench-webhooks: $(STAMP)
 	$(BIN)/python bench/webhook_bench.py
+
+bench-load: $(STAMP)  ## 50 people browsing and 5 editing (locust) while a 500K import runs
+	$(BIN)/python bench/load_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache artifacts bench/data
