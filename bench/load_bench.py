@@ -72,11 +72,18 @@ class People:
     product_ids: list[int] = []
 
 
+class Person(FastHttpUser):
+    """Waits for an answer as long as gunicorn and the proxy do (120 s), as a browser would."""
+
+    abstract = True
+    network_timeout = connection_timeout = 120.0
+
+
 def _headers(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
 
 
-class Browser(FastHttpUser):
+class Browser(Person):
     """Someone reading the catalog: pages, filters, opens a product."""
 
     fixed_count = BROWSERS
@@ -122,7 +129,7 @@ class Browser(FastHttpUser):
         self.client.get(f"/api/products/{product_id}", headers=self.headers, name="product")
 
 
-class Editor(FastHttpUser):
+class Editor(Person):
     """Someone fixing product names one at a time."""
 
     fixed_count = EDITORS
@@ -146,6 +153,8 @@ class Phase:
     seconds: float
     stats: dict  # kind -> (requests, failures, p50, p95, p99)
     errors: list[str]
+    client_cpu: float  # seconds of CPU the simulated people (this process) used
+    load_average: float  # the machine's, over the last minute, at the phase's end
 
 
 class Load:
@@ -165,7 +174,7 @@ class Load:
         """Count from now until `until()` is true or a bound is reached."""
         stats = self.env.stats
         stats.reset_all()
-        started = time.monotonic()
+        started, cpu = time.monotonic(), time.process_time()
         while not until() and time.monotonic() - started < max_seconds:
             if stats.total.num_requests >= max_requests:
                 break
@@ -180,7 +189,8 @@ class Load:
             for entry in stats.entries.values()
         }
         errors = [f"{e.name}: {e.error} (x{e.occurrences})" for e in stats.errors.values()]
-        return Phase(name, seconds, figures, errors)
+        load = os.getloadavg()[0]  # the machine is shared: say how busy it was
+        return Phase(name, seconds, figures, errors, time.process_time() - cpu, load)
 
 
 def after(seconds: float):
@@ -269,7 +279,9 @@ def print_phases(baseline: Phase, loaded: Phase) -> None:
         lists = [phase.stats[k][3] for k in LIST_KINDS if k in phase.stats]
         rate = total / phase.seconds
         print(f"{phase.name}: {phase.seconds:.0f} s, {total} requests ({rate:.0f}/s), "
-              f"{failed} errors; worst list p95 {max(lists, default=0):.0f} ms")  # fmt: skip
+              f"{failed} errors; worst list p95 {max(lists, default=0):.0f} ms; "
+              f"client CPU {phase.client_cpu:.1f} s; load average {phase.load_average:.1f} "
+              f"on {os.cpu_count()} cores")  # fmt: skip
         for error in phase.errors:
             print(f"  {error}")
 
