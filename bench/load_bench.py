@@ -36,6 +36,7 @@ from dataclasses import dataclass  # noqa: E402
 
 import gevent  # noqa: E402
 import httpx  # noqa: E402
+import psutil  # noqa: E402
 import psycopg  # noqa: E402
 from locust import FastHttpUser, between, task  # noqa: E402
 from locust.env import Environment  # noqa: E402
@@ -154,15 +155,22 @@ class Phase:
     stats: dict  # kind -> (requests, failures, p50, p95, p99)
     errors: list[str]
     client_cpu: float  # seconds of CPU the simulated people (this process) used
+    server_cpu: float  # seconds of CPU the two web processes used
     load_average: float  # the machine's, over the last minute, at the phase's end
 
 
 class Load:
     """The simulated people, running from start() to stop(); measured phase by phase."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, server_pid: int):
         self.env = Environment(user_classes=[Browser, Editor], host=url)
         self.runner = self.env.create_local_runner()
+        self.server = psutil.Process(server_pid)
+
+    def server_cpu(self) -> float:
+        """CPU seconds used so far by gunicorn's processes (the master and its workers)."""
+        processes = [self.server, *self.server.children(recursive=True)]
+        return sum(sum(p.cpu_times()[:2]) for p in processes)
 
     def start(self) -> None:
         self.runner.start(BROWSERS + EDITORS, spawn_rate=10)
@@ -174,7 +182,7 @@ class Load:
         """Count from now until `until()` is true or a bound is reached."""
         stats = self.env.stats
         stats.reset_all()
-        started, cpu = time.monotonic(), time.process_time()
+        started, cpu, server_cpu = time.monotonic(), time.process_time(), self.server_cpu()
         while not until() and time.monotonic() - started < max_seconds:
             if stats.total.num_requests >= max_requests:
                 break
@@ -190,7 +198,8 @@ class Load:
         }
         errors = [f"{e.name}: {e.error} (x{e.occurrences})" for e in stats.errors.values()]
         load = os.getloadavg()[0]  # the machine is shared: say how busy it was
-        return Phase(name, seconds, figures, errors, time.process_time() - cpu, load)
+        cpu_used = (time.process_time() - cpu, self.server_cpu() - server_cpu)
+        return Phase(name, seconds, figures, errors, *cpu_used, load)
 
 
 def after(seconds: float):
@@ -280,8 +289,9 @@ def print_phases(baseline: Phase, loaded: Phase) -> None:
         rate = total / phase.seconds
         print(f"{phase.name}: {phase.seconds:.0f} s, {total} requests ({rate:.0f}/s), "
               f"{failed} errors; worst list p95 {max(lists, default=0):.0f} ms; "
-              f"client CPU {phase.client_cpu:.1f} s; load average {phase.load_average:.1f} "
-              f"on {os.cpu_count()} cores")  # fmt: skip
+              f"client CPU {phase.client_cpu:.1f} s; web CPU {phase.server_cpu:.1f} s = "
+              f"{1000 * phase.server_cpu / max(total, 1):.1f} ms per request; load average "
+              f"{phase.load_average:.1f} on {os.cpu_count()} cores")  # fmt: skip
         for error in phase.errors:
             print(f"  {error}")
 
@@ -312,7 +322,7 @@ def main() -> None:
             conn.execute("VACUUM ANALYZE products")  # as autovacuum would, soon after
         People.product_ids = sample_ids()
 
-        load = Load(url)
+        load = Load(url, server.pid)
         load.start()
         try:
             print(f"{BROWSERS} people browsing, {EDITORS} editing; warming up...", flush=True)
