@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run run-prod test worker migrate lint format chromium bench bench-import bench-list bench-webhooks clean
+.PHONY: run run-prod test worker migrate lint format chromium bench bench-import bench-list bench-webhooks bench-load clean
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -19,17 +19,19 @@ run: $(STAMP)  ## Start the app (embedded default unless DATABASE_URL/CELERY_BRO
 
 # Production mode with this machine's PostgreSQL and Redis: the database is created if missing
 # and migrated, then honcho runs deploy/Procfile (gunicorn with WEB_CONCURRENCY processes and
-# two Celery workers). Ctrl-C stops them all. Each setting may come from the environment.
+# two Celery workers). Ctrl-C stops them all. Settings come from the environment, else .env,
+# else these defaults.
 PROD_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/product_importer
 PROD_BROKER_URL ?= redis://127.0.0.1:6379/0
 
 run-prod: $(STAMP)  ## Production mode here: gunicorn and two Celery workers (honcho); Ctrl-C stops
-	@export DATABASE_URL="$${DATABASE_URL:-$(PROD_DATABASE_URL)}" \
-		CELERY_BROKER_URL="$${CELERY_BROKER_URL:-$(PROD_BROKER_URL)}" \
-		WEB_CONCURRENCY="$${WEB_CONCURRENCY:-4}" HOST="$(HOST)" \
-		PATH="$(abspath $(BIN)):$$PATH" && \
-	product-importer migrate --create-database && \
-	exec honcho start --procfile deploy/Procfile --port $(PORT)
+	@$(if $(wildcard .env),$(BIN)/dotenv run --no-override) sh -c '\
+		export DATABASE_URL="$${DATABASE_URL:-$(PROD_DATABASE_URL)}" \
+			CELERY_BROKER_URL="$${CELERY_BROKER_URL:-$(PROD_BROKER_URL)}" \
+			WEB_CONCURRENCY="$${WEB_CONCURRENCY:-4}" HOST="$(HOST)" \
+			PATH="$(abspath $(BIN)):$$PATH" && \
+		product-importer migrate --create-database && \
+		exec honcho start --procfile deploy/Procfile --port $(PORT)'
 
 worker: $(STAMP)  ## Start a Celery worker (production mode)
 	$(BIN)/product-importer worker
@@ -61,6 +63,9 @@ bench-list: $(STAMP)
 
 bench-webhooks: $(STAMP)
 	$(BIN)/python bench/webhook_bench.py
+
+bench-load: $(STAMP)  ## 50 people browsing and 5 editing (locust) while a 500K import runs
+	$(BIN)/python bench/load_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache artifacts bench/data

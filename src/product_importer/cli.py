@@ -69,6 +69,11 @@ def serve(host: str, port: int) -> None:
             "threads": 16,
             "worker_class": "gthread",
             "timeout": 120,
+            # Idle connections stay open longer than a proxy keeps its own (nginx: 60 s), so
+            # the proxy always closes first: closed here first, a request the proxy or a
+            # client sent on it at that moment is lost ("connection closed", found by
+            # bench/load_bench.py). gthread waits on idle connections without a thread.
+            "keepalive": 75,
             "accesslog": "-",
             "loglevel": app.config["LOG_LEVEL"].lower(),
             "logger_class": logs.gunicorn_logger(app.config["LOG_FORMAT"]),

@@ -58,3 +58,20 @@ def test_server_and_worker_log_json_with_request_and_job_ids(
     worked = json_lines(worker.output())
     assert any(r["job_id"] == job["id"] and "finished" in r["message"] for r in worked)
     assert any(r["message"].endswith(" ready.") for r in worked)
+
+
+def test_text_logs_stay_readable_and_name_the_request(app, tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    args = [str(BIN / "product-importer"), "serve", "--port", str(port)]
+    server = Process(args, {"WEB_CONCURRENCY": "1"}, tmp_path / "text.log")  # LOG_FORMAT unset
+    try:
+        wait_until_up(url, server)
+        assert httpx.get(f"{url}/healthz", headers={"X-Request-ID": "text-7"}).status_code == 200
+        server.wait_for_output("request_id=text-7")  # the access line, written after the answer
+    finally:
+        server.kill()
+    [line] = [line for line in server.output().splitlines() if "request_id=text-7" in line]
+    assert " INFO gunicorn.access: " in line and '"GET /healthz HTTP/1.1" 200' in line
+    assert line.endswith(" request_id=text-7")
+    assert not any(line.startswith("{") for line in server.output().splitlines())

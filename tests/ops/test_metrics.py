@@ -1,8 +1,10 @@
 """`/metrics` through HTTP, on a real gunicorn of two processes and a real Celery worker."""
 
+import io
 import time
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import paused
 from tests.helpers import import_csv, upload_csv
@@ -121,3 +123,27 @@ def test_the_queue_and_pending_deliveries_are_read_from_the_database(
             samples = scrape(url)
             assert sample(samples, "product_importer_import_queue_depth", status="queued") == 1
             assert sample(samples, "product_importer_webhook_deliveries_pending") == 1
+
+
+def test_both_modes_answer_metrics_from_their_own_database(api):
+    # no background work runs for `api`: the upload stays queued, the delivery pending
+    assert (
+        api.post(
+            "/api/webhooks", json={"url": "http://127.0.0.1:9/h", "events": ["product.created"]}
+        ).status_code
+        == 201
+    )
+    assert api.post("/api/products", json={"name": "A", "sku": "BM-1"}).status_code == 201
+    upload = api.post("/api/imports", data={"file": (io.BytesIO(b"name,sku\nA,BM-2\n"), "p.csv")})
+    assert upload.status_code == 202
+    response = api.get("/metrics")
+    assert response.status_code == 200
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(response.get_data(as_text=True))
+        for s in family.samples
+    }
+    assert sample(samples, "product_importer_import_queue_depth", status="queued") == 1
+    assert sample(samples, "product_importer_webhook_deliveries_pending") == 1
+    route = {"route": "/api/imports", "method": "POST", "status": "202"}
+    assert sample(samples, REQUESTS, **route) >= 1
