@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run run-prod test worker migrate lint format chromium bench bench-import bench-list bench-webhooks bench-load clean
+.PHONY: run run-prod test worker migrate lint format chromium bench bench-import bench-list bench-webhooks bench-load bench-upload clean
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -53,7 +53,7 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
-bench: bench-import bench-list bench-webhooks
+bench: bench-import bench-list bench-webhooks bench-upload
 
 bench-import: $(STAMP)  ## Import benchmark: reference vs full import, unchanged, half changed; RSS
 	$(BIN)/python bench/import_bench.py
@@ -66,6 +66,9 @@ bench-webhooks: $(STAMP)
 
 bench-load: $(STAMP)  ## 50 people browsing and 5 editing (locust) while a 500K import runs
 	$(BIN)/python bench/load_bench.py
+
+bench-upload: $(STAMP)  ## A tus upload at 5 MB/s: import after its last byte vs R_bare
+	$(BIN)/python bench/upload_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache artifacts bench/data

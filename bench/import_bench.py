@@ -74,8 +74,8 @@ def environment() -> dict:
     return app_environment(DB_NAME, REDIS, "instance", LOG_LEVEL="INFO", UPLOAD_RETENTION_HOURS="0")
 
 
-def start_worker() -> subprocess.Popen:
-    worker = start(["worker", "--concurrency", "2"], environment(), "worker.log")
+def start_worker(env: dict | None = None) -> subprocess.Popen:
+    worker = start(["worker", "--concurrency", "2"], env or environment(), "worker.log")
     deadline = time.monotonic() + 60
     while b" ready." not in (DATA / "worker.log").read_bytes():
         if time.monotonic() > deadline or worker.poll() is not None:
@@ -84,9 +84,9 @@ def start_worker() -> subprocess.Popen:
     return worker
 
 
-def reference(path: Path, table_sql: str) -> float:
+def reference(path: Path, table_sql: str, db_url: str = DB_URL) -> float:
     """Raw COPY into a temp table + one INSERT .. ON CONFLICT into an empty table."""
-    with psycopg.connect(DB_URL) as conn:
+    with psycopg.connect(db_url) as conn:
         conn.execute("DROP TABLE IF EXISTS ref_products")
         for statement in table_sql.split(";"):
             conn.execute(statement)

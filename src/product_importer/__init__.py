@@ -54,6 +54,7 @@ def register_blueprints(app: Flask) -> None:
     from .accounts import api as accounts_api
     from .accounts import views as accounts_views
     from .imports import api as imports_api
+    from .imports import tus
     from .imports import views as imports_views
     from .metrics import views as metrics_views
     from .products import api as products_api
@@ -64,7 +65,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(metrics_views.bp)
-    for module in (accounts_api, imports_api, products_api, webhooks_api):
+    for module in (accounts_api, imports_api, tus, products_api, webhooks_api):
         # Token callers hold no CSRF token: auth.enforce asks it of cookie sessions only.
         csrf.exempt(module.bp)
         app.register_blueprint(module.bp)

@@ -129,10 +129,25 @@ def worker(concurrency: int, celery_args: tuple[str, ...]) -> None:
 
 @main.command("import")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
-def import_file(path: str) -> None:
-    """Import a CSV file from a terminal, with a progress bar."""
+@click.option(
+    "--url",
+    help="A remote server (https://...): upload there with the resumable protocol and import.",
+)
+@click.option(
+    "--token",
+    envvar="PRODUCT_IMPORTER_TOKEN",
+    help="A personal access token (editor) of the remote server; or PRODUCT_IMPORTER_TOKEN.",
+)
+def import_file(path: str, url: str | None, token: str | None) -> None:
+    """Import a CSV file from a terminal, with a progress bar: here, or on a server (--url)."""
     from .imports.cli import run_import_from_terminal
 
+    if url:
+        from .imports.remote import import_remotely
+
+        if not token:
+            raise click.UsageError("--url needs --token (or PRODUCT_IMPORTER_TOKEN).")
+        raise SystemExit(import_remotely(path, url, token))
     app = create_app()
     with app.app_context():
         flask_migrate.upgrade()

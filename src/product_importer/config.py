@@ -60,6 +60,9 @@ def load_config(instance_path: str) -> dict:
         # JSON and form bodies; views marked `large_body` (uploads) take MAX_UPLOAD_BYTES more.
         "MAX_CONTENT_LENGTH": MIB,
         "UPLOAD_RETENTION_HOURS": float(env("UPLOAD_RETENTION_HOURS") or 24),
+        # An import reading a resumable upload as it arrives gives the queue back to others
+        # after this long without a new byte, and goes on when the upload does.
+        "UPLOAD_STALL_SECONDS": float(env("UPLOAD_STALL_SECONDS") or 30),
         "IMPORT_HEARTBEAT_TIMEOUT_SECONDS": float(env("IMPORT_HEARTBEAT_TIMEOUT_SECONDS") or 30),
         # `serve` gives each web process 16 threads: half may follow imports, the rest serve.
         "MAX_EVENT_STREAMS": int(env("MAX_EVENT_STREAMS") or 8),

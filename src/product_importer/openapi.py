@@ -18,7 +18,7 @@ bp = Blueprint("openapi", __name__)
 
 DOMAINS = (imports_openapi, products_openapi, webhooks_openapi, accounts_openapi)
 PUBLIC_PATHS = {"/api/openapi.json", "/healthz", "/readyz"}
-METHODS = {"get", "post", "put", "patch", "delete"}
+METHODS = {"get", "head", "options", "post", "put", "patch", "delete"}
 
 
 @bp.get("/api/openapi.json")

@@ -26,12 +26,19 @@ def document(client) -> dict:
 
 
 def routes(app) -> set[tuple[str, str]]:
-    """`(path, method)` of every rule the app serves under /api, plus the health probes."""
+    """`(path, method)` of every rule the app serves under /api, plus the health probes.
+
+    HEAD and OPTIONS count where a view answers them itself (the tus uploads), not where
+    Flask adds them to a GET or to any route.
+    """
     found = set()
     for rule in app.url_map.iter_rules():
         if rule.rule.startswith("/api/") or rule.rule in ("/healthz", "/readyz"):
             path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
-            found |= {(path, method.lower()) for method in rule.methods - {"HEAD", "OPTIONS"}}
+            automatic = {"OPTIONS"} if rule.provide_automatic_options else set()
+            if "GET" in rule.methods:
+                automatic.add("HEAD")
+            found |= {(path, method.lower()) for method in rule.methods - automatic}
     return found
 
 

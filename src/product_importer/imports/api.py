@@ -2,16 +2,16 @@
 
 import os
 
-from flask import Blueprint, jsonify, request, url_for
+from flask import Blueprint, current_app, jsonify, request, url_for
 
 from ..accounts import audit
 from ..accounts.auth import current_actor, requires
 from ..accounts.roles import Role
-from ..apiutil import csv_download
-from ..errors import AppError, BadRequest
+from ..apiutil import csv_download, json_object, refuse_unknown
+from ..errors import AppError, BadRequest, Invalid, TooLarge
 from ..extensions import db
 from ..security import large_body, refuse_cross_site_requests
-from . import service, streams, uploads
+from . import resumable, service, streams, uploads
 
 bp = Blueprint("imports_api", __name__, url_prefix="/api/imports")
 bp.before_request(refuse_cross_site_requests)
@@ -21,8 +21,13 @@ bp.before_request(refuse_cross_site_requests)
 @requires(Role.EDITOR)
 @large_body
 def upload_import():
-    """Store the uploaded CSV and queue its import: 202 with the job."""
+    """Store the uploaded CSV and queue its import: 202 with the job.
+
+    JSON `{"upload": id}` imports a resumable upload instead, even one still arriving.
+    """
     actor = current_actor()
+    if request.is_json:
+        return _import_upload(actor)
     # Refused before a byte of the body is read: a quota or a full disk wastes no upload.
     service.refuse_past_quota(db.session, actor)
     uploads.refuse_if_disk_would_fill(request.content_length or 0)
@@ -42,6 +47,46 @@ def upload_import():
     audit.record(db.session, "import.created", f"import #{job.id}", file=filename, bytes=size)
     db.session.commit()
     return _accepted(job)
+
+
+def _import_upload(actor: dict):
+    """Queue the import of a resumable upload; it applies only after the upload's last byte."""
+    if (request.content_length or 0) > current_app.config["MAX_CONTENT_LENGTH"]:
+        raise TooLarge("The JSON body is larger than 1 MiB. Send only the upload's id.")
+    body = json_object('import, {"upload": "<upload id>"},')
+    refuse_unknown(body, {"upload", "plan", "max_invalid", "columns"})
+    if not isinstance(body.get("upload"), str):
+        raise Invalid(
+            'Name the upload: {"upload": "<upload id>"}.', details={"upload": "Required."}
+        )
+    _refuse_options_not_supported(body)
+    service.refuse_past_quota(db.session, actor)
+    upload = resumable.get_owned(db.session, body["upload"], actor["id"])
+    if upload.error:
+        raise Invalid(f"This upload was refused: {upload.error}")
+    job = service.create(
+        db.session,
+        filename=upload.filename,
+        file_path=upload.file_path,
+        bytes_total=upload.length,
+        created_by=actor,
+        upload_id=upload.id,
+    )
+    audit.record(db.session, "import.created", f"import #{job.id}", upload=upload.id)
+    db.session.commit()
+    return _accepted(job)
+
+
+def _refuse_options_not_supported(body: dict) -> None:
+    """Plans, error thresholds and column mappings are not read from uploads yet: refuse them
+    rather than apply the file in a way that was not asked for."""
+    asked = [name for name in ("plan", "max_invalid", "columns") if body.get(name)]
+    if asked:
+        raise Invalid(
+            f"{', '.join(asked)} cannot be used with a resumable upload yet. Import it without, "
+            "or upload the file as multipart/form-data.",
+            details=dict.fromkeys(asked, "Not supported with an upload yet."),
+        )
 
 
 def _accepted(job):

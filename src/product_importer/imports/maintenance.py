@@ -13,15 +13,17 @@ from pathlib import Path
 
 from flask import current_app
 from sqlalchemy import Connection, func, select, update
+from sqlalchemy.orm import Session
 
 from .. import background, database
 from ..extensions import db
 from ..timeutil import utcnow
 from ..webhooks import events
+from . import resumable
 from .endings import announce, final_values, record_end, stopped_values
 from .failures import Cancelled, WorkerLost
 from .models import ImportJob
-from .queue import DRAIN_TASK
+from .queue import DRAIN_TASK, ready_to_run
 from .runner import application_name
 from .states import FINISHED, Status
 
@@ -41,6 +43,7 @@ def periodic() -> None:
     if time.monotonic() - _last_cleanup["at"] >= CLEANUP_EVERY_SECONDS:
         _last_cleanup["at"] = time.monotonic()
         remove_expired_uploads()
+        remove_expired_resumable_uploads()
         remove_abandoned_parts()
 
 
@@ -102,7 +105,9 @@ def _requeue(conn: Connection, job, timeout: float, still_stale) -> None:
 def _queue_idle() -> bool:
     """Whether jobs wait while none runs: a lost wake-up message, or a worker just started."""
     with db.engine.connect() as conn:
-        queued = conn.execute(select(jobs.c.id).where(jobs.c.status == Status.QUEUED).limit(1))
+        queued = conn.execute(
+            select(jobs.c.id).where(jobs.c.status == Status.QUEUED, ready_to_run()).limit(1)
+        )
         running = conn.execute(select(jobs.c.id).where(jobs.c.status == Status.RUNNING).limit(1))
         return queued.first() is not None and running.first() is None
 
@@ -142,6 +147,14 @@ def remove_expired_uploads() -> int:
                 update(jobs).where(jobs.c.file_path == path).values(file_removed_at=utcnow())
             )
     return len(paths)
+
+
+def remove_expired_resumable_uploads() -> int:
+    """Remove tus uploads past their expiry (unfinished ones after UPLOAD_RETENTION_HOURS)."""
+    with Session(db.engine) as session:
+        removed = resumable.remove_expired(session)
+        session.commit()
+    return removed
 
 
 def remove_abandoned_parts() -> int:

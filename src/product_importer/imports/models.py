@@ -53,6 +53,8 @@ class ImportJob(db.Model):
     # Who uploaded it (the email as it was then); None for the command line.
     created_by_id: Mapped[int | None] = mapped_column(BigId)
     created_by: Mapped[str | None] = mapped_column(String(254))
+    # The resumable upload it reads (None for a multipart upload or the command line).
+    upload_id: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (Index("ix_import_jobs_status_id", "status", "id"),)
 
@@ -128,3 +130,24 @@ class RejectedRow(db.Model):
     cells: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_import_rejected_rows_job_id_line", "job_id", "line"),)
+
+
+class Upload(db.Model):
+    """A resumable (tus) upload: its bytes are in `file_path`, as many as have arrived."""
+
+    __tablename__ = "uploads"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner_id: Mapped[int] = mapped_column(BigId)
+    filename: Mapped[str] = mapped_column(String(255))
+    length: Mapped[int] = mapped_column(BigInteger)  # Upload-Length, as declared
+    file_path: Mapped[str] = mapped_column(String(1024))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # When a piece last started or ended: a job waiting for the upload runs while it moves.
+    received_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Why the finished file was refused (binary, empty, damaged gzip): its jobs fail with it.
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_uploads_expires_at", "expires_at"),)

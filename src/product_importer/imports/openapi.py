@@ -1,5 +1,7 @@
 """The imports part of the OpenAPI document: `schemas()` and `paths()` to merge in."""
 
+from flask import current_app
+
 from ..apidoc import (
     LOCATION,
     NULLABLE_STAMP,
@@ -101,7 +103,12 @@ def _event_stream() -> dict:
 
 
 def paths() -> dict:
-    """The imports paths."""
+    """The imports paths, and the resumable uploads'."""
+    return {**_import_paths(), **_upload_paths()}
+
+
+def _import_paths() -> dict:
+    """The /api/imports paths."""
     job = ref("ImportJob")
     upload = {
         "required": True,
@@ -195,6 +202,136 @@ def paths() -> dict:
                 "they were (an import ignores the two added columns). Cells a spreadsheet would "
                 "run as a formula get a `'` in front, which an import drops again.",
                 {"200": text("text/csv", "The rejected rows with every column of the file")},
+            ),
+        },
+    }
+
+
+TUS_VERSION = {
+    "name": "Tus-Resumable",
+    "in": "header",
+    "required": True,
+    "schema": {"type": "string", "enum": ["1.0.0"]},
+    "description": "The tus protocol version: 1.0.0 (else 412)",
+}
+UPLOAD_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+    "description": "The upload's id: the last part of the URL its creation gave",
+}
+
+
+def _header(description: str, schema: dict | None = None) -> dict:
+    return {"description": description, "schema": schema or {"type": "string"}}
+
+
+def _bytes_header(name: str, description: str, *, minimum: int = 0, maximum=None) -> dict:
+    schema = {"type": "integer", "format": "int64", "minimum": minimum}
+    if maximum is not None:
+        schema["maximum"] = maximum
+    return {
+        "name": name,
+        "in": "header",
+        "required": True,
+        "schema": schema,
+        "description": description,
+    }
+
+
+def _no_content(description: str, headers: dict) -> dict:
+    return {"description": description, "headers": headers}
+
+
+def _upload_paths() -> dict:
+    """/api/uploads: the tus 1.0 protocol (core, creation, termination, expiration)."""
+    offset = {"Upload-Offset": _header("Bytes received so far", {"type": "integer"})}
+    expires = {"Upload-Expires": _header("When an unfinished upload is removed (HTTP date)")}
+    protocol = {
+        "Tus-Version": _header("1.0.0"),
+        "Tus-Extension": _header("creation,termination,expiration"),
+        "Tus-Max-Size": _header("MAX_UPLOAD_BYTES", {"type": "integer"}),
+    }
+    piece = {
+        "required": True,
+        "content": {
+            "application/offset+octet-stream": {"schema": {"type": "string", "format": "binary"}}
+        },
+    }
+    wrong_version = error("No Tus-Resumable: 1.0.0 header (Tus-Version names the version)")
+    return {
+        "/api/uploads": {
+            "options": operation(
+                "uploads_options",
+                "The tus version, extensions and largest upload",
+                {"204": _no_content("The protocol's facts", protocol)},
+            ),
+            "post": operation(
+                "create_upload",
+                "Start a resumable upload of Upload-Length bytes (editor); Upload-Metadata "
+                "may name the file (`filename`)",
+                {
+                    "201": _no_content(
+                        "Created: send its bytes to Location", {**LOCATION, **expires}
+                    ),
+                    "400": error("No Upload-Length, or Upload-Metadata not base64"),
+                    "412": wrong_version,
+                    "413": error("Upload-Length is over MAX_UPLOAD_BYTES"),
+                    "422": error("Upload-Length is 0: the file is empty"),
+                    "507": error("Storing it would leave less than MIN_FREE_DISK_BYTES free"),
+                },
+                parameters=[
+                    TUS_VERSION,
+                    _bytes_header(
+                        "Upload-Length",
+                        "The file's size in bytes, at most MAX_UPLOAD_BYTES (else 413)",
+                        minimum=1,
+                        maximum=current_app.config["MAX_UPLOAD_BYTES"],
+                    ),
+                    {
+                        "name": "Upload-Metadata",
+                        "in": "header",
+                        "schema": {"type": "string"},
+                        "description": "`key base64value,...`; `filename` names the file",
+                    },
+                ],
+            ),
+        },
+        "/api/uploads/{id}": {
+            "parameters": [UPLOAD_ID, TUS_VERSION],
+            "head": operation(
+                "upload_offset",
+                "How many bytes have arrived (resume from Upload-Offset)",
+                {
+                    "200": _no_content(
+                        "The offset",
+                        {**offset, "Upload-Length": _header("The declared size"), **expires},
+                    ),
+                    "412": wrong_version,
+                },
+            ),
+            "patch": operation(
+                "upload_piece",
+                "Append bytes at Upload-Offset; the last byte runs the checks of a multipart "
+                "upload (empty, binary, gzip)",
+                {
+                    "204": _no_content("Appended", {**offset, **expires}),
+                    "400": error("No Upload-Offset"),
+                    "409": error("Upload-Offset is not the offset, or the upload was refused"),
+                    "412": wrong_version,
+                    "413": error("The piece goes past Upload-Length"),
+                    "415": error("Content-Type is not application/offset+octet-stream"),
+                    "422": error("The finished file is empty, binary, or not gzip it claims"),
+                    "423": error("Another piece of this upload is being received"),
+                },
+                parameters=[_bytes_header("Upload-Offset", "Where this piece starts")],
+                requestBody=piece,
+            ),
+            "delete": operation(
+                "terminate_upload",
+                "Remove the upload and its bytes (an import already reading it fails)",
+                {"204": {"description": "Removed"}, "412": wrong_version},
             ),
         },
     }

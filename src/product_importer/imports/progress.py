@@ -48,6 +48,7 @@ class ClaimedJob:
     attempts: int
     file_path: str
     bytes_total: int
+    upload_id: str | None = None  # a resumable upload, read while it arrives
 
 
 @dataclass

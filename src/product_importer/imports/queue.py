@@ -11,7 +11,7 @@ import socket
 import time
 
 from flask import current_app
-from sqlalchemy import Connection, Engine, create_engine, func, select, update
+from sqlalchemy import Connection, Engine, create_engine, exists, func, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
@@ -22,7 +22,8 @@ from ..webhooks import events
 from .endings import announce, final_values, record_end, stopped_values
 from .engine import refresh_search
 from .failures import Cancelled, ImportStopped, Unexpected
-from .models import ImportJob
+from .growing import UploadStalled
+from .models import ImportJob, Upload
 from .progress import ClaimedJob
 from .runner import Run, application_name
 from .states import Phase, Status
@@ -32,6 +33,24 @@ log = logging.getLogger(__name__)
 DRAIN_TASK = "product_importer.imports.drain_imports"
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 jobs = ImportJob.__table__
+uploads = Upload.__table__
+
+
+def ready_to_run():
+    """Queued jobs that may run now: all but those that gave up waiting for their upload
+    (stalled) while no byte has come since; a cancel request runs the job to its end."""
+    still_waiting = exists().where(
+        uploads.c.id == jobs.c.upload_id,
+        uploads.c.completed_at.is_(None),
+        uploads.c.error.is_(None),
+        or_(uploads.c.received_at.is_(None), uploads.c.received_at <= jobs.c.heartbeat_at),
+    )
+    return or_(
+        jobs.c.upload_id.is_(None),
+        jobs.c.heartbeat_at.is_(None),
+        jobs.c.cancel_requested,
+        ~still_waiting,
+    )
 
 
 def import_engine() -> Engine:
@@ -70,7 +89,7 @@ def claim_next(conn: Connection) -> ClaimedJob | None:
     """Mark the oldest queued job running, on this connection; return it."""
     oldest = (
         select(jobs.c.id)
-        .where(jobs.c.status == Status.QUEUED)
+        .where(jobs.c.status == Status.QUEUED, ready_to_run())
         .order_by(jobs.c.id)
         .limit(1)
         .with_for_update(skip_locked=True)
@@ -93,7 +112,9 @@ def claim_next(conn: Connection) -> ClaimedJob | None:
             worker=WORKER_ID,
             db_pid=seam.session_id(conn),
         )
-        .returning(jobs.c.id, jobs.c.attempts, jobs.c.file_path, jobs.c.bytes_total)
+        .returning(
+            jobs.c.id, jobs.c.attempts, jobs.c.file_path, jobs.c.bytes_total, jobs.c.upload_id
+        )
     ).first()
     if row:
         # lets recovery find and end this session if the worker is lost
@@ -108,6 +129,9 @@ def run_claimed(conn: Connection, job: ClaimedJob) -> None:
     try:
         deliveries = _apply(conn, job)
         log.info("import %s finished in %.1fs", job.id, time.monotonic() - started)
+    except UploadStalled as stalled:
+        _wait_for_upload(job, stalled)
+        return
     except ImportStopped as stop:
         deliveries = _end_stopped(job, stop)
     except Exception as error:
@@ -119,7 +143,8 @@ def run_claimed(conn: Connection, job: ClaimedJob) -> None:
 def _apply(conn: Connection, job: ClaimedJob) -> list[int]:
     """Import the file and end the job in one transaction; return the webhook deliveries."""
     limit = 10 * current_app.config["MAX_UPLOAD_BYTES"]
-    with Run(conn, db.engine, job, max_decompressed=limit) as run:
+    stall = current_app.config["UPLOAD_STALL_SECONDS"]
+    with Run(conn, db.engine, job, max_decompressed=limit, stall_seconds=stall) as run:
         outcome = run.import_file()
         values = final_values(outcome.status(), error=outcome.no_valid_reason)
         if message := outcome.message():
@@ -134,6 +159,34 @@ def _apply(conn: Connection, job: ClaimedJob) -> list[int]:
         deliveries = announce(conn, row)
         conn.commit()
     return deliveries
+
+
+def _wait_for_upload(job: ClaimedJob, stalled: UploadStalled) -> None:
+    """Give the job back to the queue until its upload moves again: the queue goes on.
+
+    Waiting is not an attempt; `heartbeat_at` says since when it waits (`ready_to_run`).
+    """
+    with db.engine.begin() as conn:
+        conn.execute(
+            update(jobs)
+            .where(
+                jobs.c.id == job.id,
+                jobs.c.attempts == job.attempts,
+                jobs.c.status == Status.RUNNING,
+            )
+            .values(
+                status=Status.QUEUED,
+                phase=None,
+                message=str(stalled),
+                attempts=jobs.c.attempts - 1,
+                heartbeat_at=utcnow(),
+                worker=None,
+                db_pid=None,
+                rows_per_second=None,
+                eta_seconds=None,
+            )
+        )
+    log.info("import %s: %s", job.id, stalled)
 
 
 def _end_stopped(job: ClaimedJob, stop: ImportStopped) -> list[int]:

@@ -18,7 +18,8 @@ from .. import database
 from ..timeutil import utcnow
 from . import csv_rows
 from .engine import MergeCounts, open_stage
-from .failures import Cancelled, DamagedFile, FileGone, HeaderRejected, ImportStopped
+from .failures import Cancelled, DamagedFile, FileGone, FileRejected, HeaderRejected, ImportStopped
+from .growing import open_stored
 from .progress import ClaimedJob, Heartbeat, Progress
 from .rejections import RejectionWriter
 from .states import Status
@@ -76,9 +77,17 @@ class Run:
     `Cancelled`.
     """
 
-    def __init__(self, conn: Connection, engine: Engine, job: ClaimedJob, *, max_decompressed: int):
+    def __init__(
+        self,
+        conn: Connection,
+        engine: Engine,
+        job: ClaimedJob,
+        *,
+        max_decompressed: int,
+        stall_seconds: float,
+    ):
         self.conn, self.engine, self.job = conn, engine, job
-        self.max_decompressed = max_decompressed
+        self.max_decompressed, self.stall_seconds = max_decompressed, stall_seconds
         self.progress = Progress(bytes_total=job.bytes_total)
         self.stage = None
         self.heartbeat = Heartbeat(engine, job, self.progress, interrupt=self._interrupt)
@@ -134,7 +143,13 @@ class Run:
         stage = self.stage = open_stage(self.conn, utcnow())
         rejections = RejectionWriter(self.engine, self.job.id)
         rejections.clear()
-        with open(self.job.file_path, "rb") as raw:
+        job = self.job
+        following = {
+            "engine": self.engine,
+            "stall_seconds": self.stall_seconds,
+            "stopping": progress.cancel.is_set,
+        }
+        with open_stored(job.file_path, job.upload_id, job.bytes_total, **following) as raw:
             csv_file = csv_rows.open_csv(raw, max_decompressed_bytes=self.max_decompressed)
             if csv_file.header is None:
                 raise HeaderRejected(

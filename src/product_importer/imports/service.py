@@ -25,6 +25,7 @@ def create(
     bytes_total: int,
     created_by: dict | None,
     retry_of_id: int | None = None,
+    upload_id: str | None = None,
 ) -> ImportJob:
     """Queue an import of a stored file; it starts once committed and earlier jobs are done.
 
@@ -36,6 +37,7 @@ def create(
         file_path=file_path,
         bytes_total=bytes_total,
         retry_of_id=retry_of_id,
+        upload_id=upload_id,
         created_by_id=created_by and created_by["id"],
         created_by=created_by and created_by["email"],
         status=Status.QUEUED,
@@ -104,6 +106,7 @@ def retry(session: Session, job_id: int, *, created_by: dict | None) -> ImportJo
         bytes_total=job.bytes_total,
         created_by=created_by,
         retry_of_id=job.id,
+        upload_id=job.upload_id,  # an upload still arriving is followed again
     )
 
 

@@ -66,12 +66,7 @@ def new_path(filename: str | None) -> str:
 
 def check(path: str, size: int) -> None:
     """Refuse a file over the limit (413), empty, only whitespace, or binary (422)."""
-    limit = current_app.config["MAX_UPLOAD_BYTES"]
-    if size > limit:
-        raise TooLarge(
-            f"The file is {size:,} bytes; the limit is {limit:,} bytes. Split it "
-            "into smaller files or compress it with gzip."
-        )
+    check_size(size)
     with open(path, "rb") as raw:
         compressed = raw.read(2) == GZIP_MAGIC
         raw.seek(0)
@@ -83,6 +78,23 @@ def check(path: str, size: int) -> None:
                 "The file looks gzip-compressed but cannot be decompressed "
                 f"({error}). Compress it again, or upload the plain CSV."
             ) from error
+
+
+def check_size(size: int) -> None:
+    """Refuse a file over MAX_UPLOAD_BYTES (413)."""
+    limit = current_app.config["MAX_UPLOAD_BYTES"]
+    if size > limit:
+        raise TooLarge(
+            f"The file is {size:,} bytes; the limit is {limit:,} bytes. Split it "
+            "into smaller files or compress it with gzip."
+        )
+
+
+def empty_file() -> Invalid:
+    """The error of an empty file (422)."""
+    return Invalid(
+        "The file is empty. Upload a CSV with a header row (sku,name,...) and at least one product."
+    )
 
 
 def _check_content(stream) -> None:
@@ -100,7 +112,4 @@ def _check_content(stream) -> None:
             break
         chunk = stream.read(1 << 20)
     if not chunk.strip():
-        raise Invalid(
-            "The file is empty. Upload a CSV with a header row (sku,name,...) and "
-            "at least one product."
-        )
+        raise empty_file()

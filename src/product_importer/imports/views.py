@@ -24,6 +24,7 @@ OUTCOMES = {
 UPLOAD_STATES = {
     "uploading": ("Uploading", "badge-info"),
     "upload_failed": ("Upload failed", "badge-danger"),
+    "paused": ("Paused", "badge-muted"),
 }
 
 

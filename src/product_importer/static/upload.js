@@ -1,7 +1,13 @@
 /* The upload page: send a CSV with upload progress, then follow its import job live
    through the server-sent events of /api/imports/<id>/events (polling the job instead when
    the stream is refused or keeps failing). The job id is kept in the address (?job=<id>)
-   so a reload, or a link from the history page, resumes watching it. */
+   so a reload, or a link from the history page, resumes watching it.
+
+   The file goes up as a resumable (tus) upload with tus-js-client: a dropped connection is
+   retried from the server's offset, and after a reload the same file picked again goes on
+   from there (the library keeps the upload's fingerprint in localStorage). The import is
+   asked for as soon as the upload exists, so the server reads the rows while they arrive.
+   Without the library, the file goes up as one multipart POST. */
 (function () {
   "use strict";
 
@@ -18,7 +24,14 @@
   const PHASE = { reading: "Reading", applying: "Applying" };
   const FINISHED = ["completed", "completed_with_errors", "failed", "cancelled"];
 
-  const state = { file: null, xhr: null, job: null, source: null, poll: null, uploadError: null };
+  const state = {
+    file: null, xhr: null, upload: null, jobId: null, importing: null, paused: false, samples: [],
+    job: null, source: null, poll: null, uploadError: null,
+  };
+  const resumable = Boolean(window.tus && window.tus.isSupported);
+  const CHUNK_BYTES = 16 * 1024 * 1024; // one PATCH each
+  const RETRY_DELAYS = [0, 1000, 3000, 5000, 10000, 20000, 30000, 60000];
+  const IMPORT_OF = "product-importer:import-of-upload:"; // + upload URL -> its import's id
 
   /* ---- choosing a file (editors; a viewer's page has no drop zone) --------------------- */
 
@@ -59,6 +72,8 @@
   function startUpload(file) {
     fileInput.value = "";
     showUploadError("");
+    const note = $("resume-note");
+    if (note) note.hidden = true;
     if (file.size > maxBytes) {
       showUploadError(
         `${file.name} is ${format.bytes(file.size)}, over the ${format.bytes(maxBytes)} limit. ` +
@@ -66,21 +81,138 @@
       );
       return;
     }
-    Object.assign(state, { file, job: null, uploadError: null });
+    Object.assign(state, { file, job: null, jobId: null, importing: null, uploadError: null, samples: [] });
     showPanel();
-    renderUploading(file, 0, performance.now());
-    sendFile(file);
+    renderUploading(file, 0);
+    if (resumable) sendResumable(file);
+    else sendFile(file);
+  }
+
+  /* ---- the resumable upload ------------------------------------------------------------ */
+
+  function sendResumable(file) {
+    const upload = new window.tus.Upload(file, {
+      endpoint: "/api/uploads",
+      chunkSize: CHUNK_BYTES,
+      retryDelays: RETRY_DELAYS,
+      headers: { "X-CSRFToken": csrfToken() },
+      metadata: { filename: file.name, filetype: file.type || "text/csv" },
+      storeFingerprintForResuming: true,
+      removeFingerprintOnSuccess: true,
+      onUploadUrlAvailable: () => {
+        state.importing = importWhileUploading(upload);
+      },
+      onProgress: (sent) => {
+        if (state.upload === upload) renderUploading(file, sent);
+      },
+      onSuccess: () => uploadDone(upload),
+      onError: (error) => {
+        if (state.upload !== upload) return;
+        state.upload = null;
+        uploadFailed(tusMessage(error), true);
+      },
+    });
+    state.upload = upload;
+    state.paused = false;
+    upload.findPreviousUploads().then((previous) => {
+      if (state.upload !== upload) return;
+      if (previous.length) upload.resumeFromPreviousUpload(previous[0]);
+      upload.start();
+    });
+  }
+
+  /* Ask for the import as soon as the upload exists; resolve to its id (null if refused). */
+  async function importWhileUploading(upload) {
+    const known = localStorage.getItem(IMPORT_OF + upload.url);
+    if (known) return (state.jobId = known); // resumed: its import already follows it
+    try {
+      const job = await api("POST", "/api/imports", { upload: upload.url.split("/").pop() });
+      localStorage.setItem(IMPORT_OF + upload.url, String(job.id));
+      if (state.upload === upload) state.jobId = String(job.id);
+      return String(job.id);
+    } catch (error) {
+      if (state.upload !== upload) return null;
+      state.upload = null;
+      upload.abort(true).catch(() => {});
+      uploadFailed(error.message, error.status >= 500);
+      return null;
+    }
+  }
+
+  async function uploadDone(upload) {
+    if (state.upload !== upload) return;
+    const jobId = (await state.importing) || localStorage.getItem(IMPORT_OF + upload.url);
+    if (state.upload !== upload) return; // the import was refused: the page says why
+    state.upload = null;
+    localStorage.removeItem(IMPORT_OF + upload.url);
+    if (!jobId) return uploadFailed("The upload finished but its import could not be started.", true);
+    try {
+      jobStarted(await api("GET", `/api/imports/${jobId}`));
+    } catch (error) {
+      renderMissing(error);
+    }
+  }
+
+  function tusMessage(error) {
+    const response = error.originalResponse;
+    const body = response ? parseJson(response.getBody()) : null;
+    if (body && body.error) return body.error.message;
+    return "The upload stopped: the server could not be reached. Retry to go on from where it stopped.";
+  }
+
+  function pauseUpload() {
+    if (!state.upload || state.paused) return;
+    state.paused = true;
+    state.upload.abort(); // keeps the upload on the server: Resume goes on from its offset
+    renderUploading(state.file, lastSent());
+  }
+
+  function resumeUpload() {
+    if (!state.upload || !state.paused) return;
+    state.paused = false;
+    state.samples = [];
+    state.upload.start();
+    renderUploading(state.file, lastSent());
+  }
+
+  function lastSent() {
+    const last = state.samples[state.samples.length - 1];
+    return last ? last[1] : 0;
+  }
+
+  /* Bytes per second over the last few seconds: a resumed or throttled upload's speed now. */
+  function uploadRate(loaded) {
+    const now = performance.now();
+    state.samples.push([now, loaded]);
+    while (state.samples.length > 2 && now - state.samples[0][0] > 5000) state.samples.shift();
+    const [then, before] = state.samples[0];
+    return now - then > 500 ? ((loaded - before) * 1000) / (now - then) : null;
+  }
+
+  /* An upload left unfinished by a reload or a closed tab: say how to go on with it. */
+  async function noteUnfinishedUploads() {
+    if (!resumable || !can("editor")) return;
+    const stored = await window.tus.defaultOptions.urlStorage.findAllUploads().catch(() => []);
+    const note = $("resume-note");
+    if (!note || !stored.length) return;
+    const names = stored.map((entry) => {
+      const name = (entry.metadata && entry.metadata.filename) || "a file";
+      return `${name} (${format.bytes(entry.size)})`;
+    });
+    note.querySelector(".alert-text").textContent =
+      `The upload of ${names.join(", ")} did not finish. Choose the same file again: it goes ` +
+      "on from where it stopped.";
+    note.hidden = false;
   }
 
   function sendFile(file) {
     const xhr = new XMLHttpRequest();
-    const started = performance.now();
     state.xhr = xhr;
     xhr.open("POST", "/api/imports");
     xhr.setRequestHeader("Accept", "application/json");
     xhr.setRequestHeader("X-CSRFToken", csrfToken());
     xhr.upload.addEventListener("progress", (event) => {
-      if (state.xhr === xhr) renderUploading(file, event.loaded, started);
+      if (state.xhr === xhr) renderUploading(file, event.loaded);
     });
     xhr.addEventListener("load", () => {
       state.xhr = null;
@@ -111,21 +243,25 @@
     }
   }
 
-  function renderUploading(file, loaded, started) {
+  function renderUploading(file, loaded) {
     const total = file.size || 1;
     const percent = Math.min(100, (loaded / total) * 100);
-    const seconds = (performance.now() - started) / 1000;
-    const rate = seconds > 0.5 ? loaded / seconds : null;
+    const rate = state.paused ? null : uploadRate(loaded);
     const detail = [`${format.bytes(loaded)} of ${format.bytes(file.size)} sent`];
     if (rate) detail.push(`${format.bytes(rate)}/s`);
     if (rate && loaded < total) detail.push(`about ${format.duration((total - loaded) / rate)} left`);
     if (loaded >= total) detail.push("waiting for the server to store the file");
-    renderHead(file.name, `${format.bytes(file.size)}`, "uploading");
-    renderProgress(loaded >= total ? "Upload complete, starting the import…" : "Uploading…", percent, "active");
-    $("job-detail").textContent = detail.join(" · ");
+    renderHead(file.name, `${format.bytes(file.size)}`, state.paused ? "paused" : "uploading");
+    let message = state.paused ? "Upload paused" : "Uploading…";
+    if (loaded >= total) message = "Upload complete, starting the import…";
+    renderProgress(message, percent, state.paused ? "" : "active");
+    const detailEl = $("job-detail");
+    detailEl.textContent = detail.join(" · ");
+    detailEl.dataset.sent = String(loaded);
     $("job-stats").hidden = true;
     renderResult(null);
-    showActions({ cancel: true });
+    const canPause = Boolean(state.upload) && loaded < total;
+    showActions({ cancel: true, pause: canPause && !state.paused, resume: canPause && state.paused });
   }
 
   function uploadFailed(message, canRetry) {
@@ -357,6 +493,8 @@
     $("products-link").hidden = !visible.products;
     $("errors-link").hidden = !visible.errors;
     $("another-button").hidden = !(visible.another && editor);
+    $("pause-button").hidden = !(visible.pause && editor);
+    $("resume-button").hidden = !(visible.resume && editor);
     // Keep keyboard users in place when the button they used disappears.
     if (hadFocus && panel.contains(hadFocus) && hadFocus.hidden) {
       const next = panel.querySelector(".job-actions > :not([hidden])");
@@ -366,17 +504,19 @@
 
   function reset() {
     stopWatching();
-    Object.assign(state, { file: null, xhr: null, job: null, uploadError: null });
+    Object.assign(state, { file: null, xhr: null, upload: null, jobId: null, job: null, uploadError: null });
     history.replaceState(null, "", location.pathname);
     panel.hidden = true;
     uploadSection.hidden = false;
     fileInput.focus();
+    noteUnfinishedUploads();
   }
 
   /* ---- buttons ------------------------------------------------------------------------ */
 
   $("cancel-button").addEventListener("click", async (event) => {
     if (state.xhr) return state.xhr.abort();
+    if (state.upload) return cancelUpload();
     if (!state.job) return;
     const busy = { button: event.currentTarget, text: "Cancelling…" };
     try {
@@ -399,6 +539,20 @@
   });
 
   $("another-button").addEventListener("click", reset);
+  $("pause-button").addEventListener("click", pauseUpload);
+  $("resume-button").addEventListener("click", resumeUpload);
+
+  /* Cancel an upload: its import (which follows it) is cancelled, the upload removed. */
+  async function cancelUpload() {
+    const upload = state.upload;
+    const jobId = state.jobId;
+    state.upload = null;
+    if (jobId) await api("POST", `/api/imports/${jobId}/cancel`).catch(() => {});
+    await upload.abort(true).catch(() => {});
+    if (upload.url) localStorage.removeItem(IMPORT_OF + upload.url);
+    reset();
+    notify("Upload cancelled.", "info");
+  }
 
   window.addEventListener("beforeunload", (event) => {
     if (state.xhr) event.preventDefault(); // leaving now would abort the upload
@@ -421,4 +575,5 @@
 
   const jobId = new URLSearchParams(location.search).get("job");
   if (jobId && /^\d+$/.test(jobId)) resume(jobId);
+  else noteUnfinishedUploads();
 })();

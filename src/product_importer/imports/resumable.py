@@ -1,0 +1,234 @@
+"""Resumable uploads (tus 1.0) as the API sees them: create, find, append, finish, remove.
+
+An upload's bytes go straight to a file in the upload folder; its offset is that file's size,
+so every web process agrees on it without asking the database. One piece is written at a time
+(an exclusive lock on the file, which another web process sees too); a piece cut off by a
+dropped connection keeps the bytes that arrived, and the client asks the offset and goes on.
+"""
+
+import base64
+import binascii
+import fcntl
+import os
+import uuid
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import delete, exists, select, update
+from sqlalchemy.orm import Session
+from werkzeug.exceptions import ClientDisconnected
+
+from .. import background
+from ..errors import AppError, BadRequest, Conflict, NotFound, TooLarge
+from ..timeutil import aware, utcnow
+from . import uploads
+from .endings import final_values
+from .models import ImportJob, Upload
+from .queue import DRAIN_TASK
+from .states import Status
+
+PIECE_READ_BYTES = 64 * 1024  # small reads: an import that follows the upload sees bytes soon
+EXPIRED = (
+    "The upload expired before its last byte arrived, so nothing was imported. Upload the "
+    "file again."
+)
+
+
+class Locked(AppError):
+    status, code = 423, "locked"
+
+
+def parse_metadata(header: str | None) -> dict[str, str]:
+    """Decode `Upload-Metadata` (`key base64value,key2 base64value`); 400 when malformed."""
+    metadata = {}
+    for pair in (header or "").split(","):
+        if not pair.strip():
+            continue
+        key, _, value = pair.strip().partition(" ")
+        try:
+            metadata[key] = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise BadRequest(
+                f"Upload-Metadata value of '{key}' is not base64 of UTF-8 text."
+            ) from None
+    return metadata
+
+
+def create(session: Session, *, owner_id: int, length: int, filename: str) -> Upload:
+    """Start an upload of `length` bytes: an empty file, and its row (the caller commits)."""
+    uploads.check_size(length)
+    if length == 0:
+        raise uploads.empty_file()
+    uploads.refuse_if_disk_would_fill(length)
+    path = uploads.new_path(filename)
+    open(path, "xb").close()
+    hours = current_app.config["UPLOAD_RETENTION_HOURS"]
+    upload = Upload(
+        id=uuid.uuid4().hex,
+        owner_id=owner_id,
+        filename=(filename or "upload.csv")[:255],
+        length=length,
+        file_path=path,
+        expires_at=utcnow() + timedelta(hours=hours),
+    )
+    session.add(upload)
+    return upload
+
+
+def get_owned(session: Session, upload_id: str, owner_id: int) -> Upload:
+    """The account's upload; NotFound for another account's, an expired or a removed one."""
+    upload = session.get(Upload, upload_id) if len(upload_id) <= 32 else None
+    if upload is None or upload.owner_id != owner_id or _expired(upload):
+        raise NotFound(f"Upload {upload_id} does not exist (or has expired). Upload again.")
+    return upload
+
+
+def _expired(upload: Upload) -> bool:
+    return upload.completed_at is None and aware(upload.expires_at) <= utcnow()
+
+
+def offset(upload: Upload) -> int:
+    """How many bytes of the upload have arrived."""
+    try:
+        return os.path.getsize(upload.file_path)
+    except FileNotFoundError:
+        raise NotFound(f"Upload {upload.id} no longer has its file. Upload again.") from None
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a piece goes: plain values, so no transaction stays open while bytes arrive."""
+
+    id: str
+    path: str
+    length: int
+
+
+def append(session: Session, upload: Upload, *, at: int, stream, declared: int | None) -> int:
+    """Write one piece at offset `at` from `stream`; return the new offset (the caller commits).
+
+    409 when `at` is not the offset, 413 past the declared length, 423 while another piece of
+    the same upload is being written; the last byte runs the checks of a multipart upload.
+    """
+    if upload.error:
+        raise Conflict(f"This upload was refused: {upload.error}")
+    target = Target(upload.id, upload.file_path, upload.length)
+    _mark_received(session, upload)
+    with _writer(target) as out:
+        size = os.fstat(out.fileno()).st_size
+        if at != size:
+            raise Conflict(
+                f"Upload-Offset is {at:,} but the upload holds {size:,} bytes: ask with HEAD "
+                "and send from there."
+            )
+        if declared is not None and at + declared > target.length:
+            raise TooLarge(_past_length(target))
+        size = _copy(stream, out, size, target)
+    upload.received_at = utcnow()
+    if size == target.length and upload.completed_at is None:
+        _finish(session, upload)
+    background.send_after_commit(session, DRAIN_TASK)  # a job may wait for these bytes
+    return size
+
+
+def _mark_received(session: Session, upload: Upload) -> None:
+    """Say a piece is arriving, committed: a job that gave up waiting runs again."""
+    upload.received_at = utcnow()
+    if session.scalar(select(exists().where(ImportJob.upload_id == upload.id))):
+        background.send_after_commit(session, DRAIN_TASK)
+    session.commit()
+
+
+@contextmanager
+def _writer(target: Target):
+    """The upload's file, open for appending, locked against a second writer."""
+    try:
+        out = open(target.path, "ab", buffering=0)  # noqa: SIM115  (closed by the with below)
+    except FileNotFoundError:
+        raise NotFound(f"Upload {target.id} no longer has its file. Upload again.") from None
+    with out:
+        try:
+            fcntl.flock(out.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Locked(
+                "Another piece of this upload is still being received. Wait a moment, ask "
+                "the offset with HEAD and send from there."
+            ) from None
+        yield out
+
+
+def _copy(stream, out, size: int, target: Target) -> int:
+    """Append the body to `out` until it ends, keeping what arrived if the client drops."""
+    while True:
+        try:
+            chunk = stream.read(PIECE_READ_BYTES)
+        except ClientDisconnected:
+            return size  # the bytes so far are kept: the client resumes from them
+        if not chunk:
+            return size
+        if size + len(chunk) > target.length:
+            out.write(chunk[: target.length - size])
+            raise TooLarge(_past_length(target))
+        out.write(chunk)
+        size += len(chunk)
+
+
+def _past_length(target: Target) -> str:
+    return (
+        f"The piece goes past the upload's declared length ({target.length:,} bytes). "
+        "Send only the bytes of the file."
+    )
+
+
+def _finish(session: Session, upload: Upload) -> None:
+    """The last byte arrived: run a multipart upload's checks, and keep the file for imports.
+
+    A refused file is recorded (committed here, as the error answer commits nothing), so its
+    imports fail with the same reason.
+    """
+    try:
+        uploads.check(upload.file_path, upload.length)
+    except AppError as error:
+        upload.error = error.message
+        session.commit()
+        raise
+    now = utcnow()
+    upload.completed_at = now
+    upload.expires_at = now + timedelta(hours=current_app.config["UPLOAD_RETENTION_HOURS"])
+
+
+def terminate(session: Session, upload: Upload) -> None:
+    """Remove the upload; its file too, unless an import keeps it (the caller commits)."""
+    _remove(session, upload.id, upload.file_path)
+
+
+def _remove(session: Session, upload_id: str, path: str) -> None:
+    session.execute(delete(Upload).where(Upload.id == upload_id))
+    if not session.scalar(select(exists().where(ImportJob.file_path == path))):
+        with suppress(FileNotFoundError):
+            os.remove(path)
+
+
+def remove_expired(session: Session) -> int:
+    """Remove uploads past their expiry; fail the queued imports still waiting for them."""
+    expired = session.execute(
+        select(Upload.id, Upload.file_path, Upload.completed_at).where(
+            Upload.expires_at <= utcnow()
+        )
+    ).all()
+    for upload_id, path, completed_at in expired:
+        if completed_at is None:
+            _fail_waiting(session, upload_id)
+        _remove(session, upload_id, path)
+    return len(expired)
+
+
+def _fail_waiting(session: Session, upload_id: str) -> None:
+    """Fail the queued imports of an upload that will never finish (running ones notice)."""
+    session.execute(
+        update(ImportJob)
+        .where(ImportJob.upload_id == upload_id, ImportJob.status == Status.QUEUED)
+        .values(**final_values(Status.FAILED, error=EXPIRED))
+    )

@@ -1,0 +1,75 @@
+"""The upload page sends files with tus-js-client: a reload mid-upload resumes from its offset,
+Pause and Resume work, and the import that followed the upload completes once."""
+
+import os
+
+from playwright.sync_api import Page, expect
+from sqlalchemy import text
+
+from tests.imports.conftest import generate
+
+PICK = "Drop a CSV file here or choose a file"
+
+
+def throttle_uploads(page: Page, bytes_per_second: int) -> None:
+    """Slow the page's uploads (Chromium's network emulation), so one can be interrupted."""
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    conditions = {"offline": False, "latency": 0, "downloadThroughput": -1}
+    cdp.send(
+        "Network.emulateNetworkConditions", conditions | {"uploadThroughput": bytes_per_second}
+    )
+
+
+def bytes_sent(page: Page) -> int:
+    return int(page.locator("#job-detail").get_attribute("data-sent") or 0)
+
+
+def scalar(app, query: str):
+    from product_importer.extensions import db
+
+    with app.app_context(), db.engine.connect() as conn:
+        return conn.execute(text(query)).scalar_one()
+
+
+def server_offset(app) -> int:
+    """How many bytes of the (one) upload the server holds."""
+    return os.path.getsize(scalar(app, "SELECT file_path FROM uploads"))
+
+
+def test_a_reload_mid_upload_resumes_from_the_servers_offset(page: Page, app, tmp_path):
+    # Under the bulk path's 10,000 rows: an import that builds the catalog anew leaves the
+    # products' id sequence where it was (tests that follow expect product id 1).
+    file = generate(9_000)
+    path = tmp_path / "catalog.csv"  # a file on disk: the same file picked again after a reload
+    path.write_bytes(file.data)
+    throttle_uploads(page, 150 * 1024)
+    page.goto("/")
+    page.get_by_label(PICK).set_input_files(str(path))
+    expect(page.locator("#job-badge")).to_have_text("Uploading")
+    page.wait_for_function("() => Number(document.getElementById('job-detail').dataset.sent) > 0")
+    expect(page.locator("#job-detail")).to_contain_text(" sent · ")
+    expect(page.locator("#job-detail")).to_contain_text("/s · about ")  # speed and time left
+
+    page.get_by_role("button", name="Pause").click()
+    expect(page.locator("#job-badge")).to_have_text("Paused")
+    paused_at = bytes_sent(page)
+    page.get_by_role("button", name="Resume").click()
+    page.wait_for_function(
+        f"() => Number(document.getElementById('job-detail').dataset.sent) > {paused_at + 100_000}"
+    )
+
+    page.reload()  # mid-upload: the browser drops the connection
+    expect(page.locator("#resume-note")).to_contain_text("catalog.csv")
+    held = server_offset(app)
+    assert 0 < held < len(file.data)
+    throttle_uploads(page, 4 * 1024 * 1024)
+    with page.expect_request(lambda request: request.method == "PATCH") as resumed:
+        page.get_by_label(PICK).set_input_files(str(path))
+    # the dropped piece's bytes were kept: it goes on from where the server stopped
+    assert held <= int(resumed.value.headers["upload-offset"]) < len(file.data)
+
+    expect(page.locator("#job-message")).to_have_text("Import complete")
+    expect(page.locator("#stat-rows")).to_have_text(f"{file.rows:,}")
+    assert scalar(app, "SELECT count(*) FROM import_jobs") == 1  # the one asked for at first
+    assert scalar(app, "SELECT count(*) FROM products") == len(file.expected)

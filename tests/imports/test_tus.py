@@ -1,0 +1,184 @@
+"""Resumable uploads (tus 1.0) at /api/uploads: protocol, ownership, checks, expiry; both modes."""
+
+import base64
+import gzip
+import os
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+
+from tests.conftest import client_with_token
+
+TUS = {"Tus-Resumable": "1.0.0"}
+PIECE = {**TUS, "Content-Type": "application/offset+octet-stream"}
+DATA = b"sku,name\r\nA-1,Apple\r\nB-2,Banana\r\n"
+
+
+def metadata(**values: str) -> str:
+    return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in values.items())
+
+
+def create(client, length: int, filename: str = "products.csv") -> str:
+    """Start an upload; return its URL."""
+    headers = {**TUS, "Upload-Length": str(length), "Upload-Metadata": metadata(filename=filename)}
+    response = client.post("/api/uploads", headers=headers)
+    assert response.status_code == 201, response.get_json()
+    assert response.headers["Tus-Resumable"] == "1.0.0"
+    assert response.headers["Upload-Expires"].endswith("GMT")
+    return response.headers["Location"]
+
+
+def send(client, url: str, offset: int, piece: bytes):
+    return client.patch(url, data=piece, headers={**PIECE, "Upload-Offset": str(offset)})
+
+
+def offset_of(client, url: str) -> int:
+    response = client.head(url, headers=TUS)
+    assert response.status_code == 200
+    return int(response.headers["Upload-Offset"])
+
+
+def test_options_advertise_the_protocol(api, any_app):
+    response = api.options("/api/uploads")
+    assert response.status_code == 204
+    assert response.headers["Tus-Version"] == "1.0.0"
+    assert response.headers["Tus-Extension"] == "creation,termination,expiration"
+    assert response.headers["Tus-Max-Size"] == str(any_app.config["MAX_UPLOAD_BYTES"])
+
+
+def test_an_upload_in_pieces_reaches_its_length(api, any_engine):
+    url = create(api, len(DATA))
+    assert offset_of(api, url) == 0
+    first = send(api, url, 0, DATA[:10])
+    assert first.status_code == 204
+    assert first.headers["Upload-Offset"] == "10"
+    assert offset_of(api, url) == 10
+    last = send(api, url, 10, DATA[10:])
+    assert last.status_code == 204
+    assert last.headers["Upload-Offset"] == str(len(DATA))
+    head = api.head(url, headers=TUS)
+    assert head.headers["Upload-Length"] == str(len(DATA))
+    assert "Upload-Expires" not in head.headers  # finished: it no longer expires as unfinished
+    with any_engine.connect() as conn:
+        row = conn.execute(text("SELECT file_path, completed_at FROM uploads")).one()
+    assert row.completed_at is not None
+    with open(row.file_path, "rb") as stored:
+        assert stored.read() == DATA
+
+
+def test_a_wrong_offset_is_409_and_changes_nothing(api):
+    url = create(api, len(DATA))
+    send(api, url, 0, DATA[:10])
+    for wrong in (0, 5, 11):
+        response = send(api, url, wrong, DATA[wrong:])
+        assert response.status_code == 409
+        assert "ask with HEAD" in response.get_json()["error"]["message"]
+    assert offset_of(api, url) == 10
+
+
+def test_a_piece_past_the_declared_length_is_refused(api):
+    url = create(api, len(DATA))
+    response = send(api, url, 0, DATA + b"C-3,Cherry\r\n")
+    assert response.status_code == 413
+    assert "declared length" in response.get_json()["error"]["message"]
+    assert offset_of(api, url) == 0
+
+
+def test_the_protocol_headers_are_required(api):
+    url = create(api, len(DATA))
+    no_version = api.patch(url, data=DATA, headers={"Content-Type": PIECE["Content-Type"]})
+    assert no_version.status_code == 412
+    assert no_version.headers["Tus-Version"] == "1.0.0"
+    wrong_type = api.patch(url, data=DATA, headers={**TUS, "Upload-Offset": "0"})
+    assert wrong_type.status_code == 415
+    no_offset = api.patch(url, data=DATA, headers=PIECE)
+    assert no_offset.status_code == 400
+    no_length = api.post("/api/uploads", headers=TUS)
+    assert no_length.status_code == 400
+    assert "Upload-Length" in no_length.get_json()["error"]["message"]
+
+
+def test_termination_removes_the_upload_and_its_bytes(api, any_engine):
+    url = create(api, len(DATA))
+    send(api, url, 0, DATA[:10])
+    with any_engine.connect() as conn:
+        path = conn.execute(text("SELECT file_path FROM uploads")).scalar_one()
+    assert api.delete(url, headers=TUS).status_code == 204
+    assert api.head(url, headers=TUS).status_code == 404
+    assert send(api, url, 10, DATA[10:]).status_code == 404
+    assert not os.path.exists(path)
+
+
+def test_another_account_gets_404(api, any_app, accounts):
+    url = create(api, len(DATA))
+    editor = client_with_token(any_app, accounts["editor"].token)
+    assert editor.head(url, headers=TUS).status_code == 404
+    assert send(editor, url, 0, DATA).status_code == 404
+    assert editor.delete(url, headers=TUS).status_code == 404
+    assert offset_of(api, url) == 0
+
+
+def test_a_viewer_cannot_upload(any_app, accounts):
+    viewer = client_with_token(any_app, accounts["viewer"].token)
+    response = viewer.post("/api/uploads", headers={**TUS, "Upload-Length": "10"})
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "words"),
+    [
+        (b"", 422, "empty"),
+        (b"  \r\n \t\r\n ", 422, "empty"),
+        (b"sku\x00name\r\n\x00", 422, "binary"),
+        (gzip.compress(b"\x00" * 50), 422, "binary"),
+        (b"\x1f\x8b" + b"not gzip at all!!!", 422, "gzip"),
+    ],
+)
+def test_the_checks_of_a_multipart_upload_apply(api, data, status, words):
+    length = len(data)
+    headers = {**TUS, "Upload-Length": str(length)}
+    created = api.post("/api/uploads", headers=headers)
+    if length == 0:
+        assert created.status_code == status
+        assert words in created.get_json()["error"]["message"]
+        return
+    response = send(api, created.headers["Location"], 0, data)
+    assert response.status_code == status
+    assert words in response.get_json()["error"]["message"]
+    # a refused upload takes no more bytes, and says why
+    again = send(api, created.headers["Location"], length, b"")
+    assert again.status_code == 409
+    assert words in again.get_json()["error"]["message"]
+
+
+def test_an_upload_over_the_limit_is_413_at_once(api, any_app):
+    limit = any_app.config["MAX_UPLOAD_BYTES"]
+    response = api.post("/api/uploads", headers={**TUS, "Upload-Length": str(limit + 1)})
+    assert response.status_code == 413
+    assert "limit" in response.get_json()["error"]["message"]
+
+
+def test_an_expired_upload_is_gone(api, any_app, any_engine):
+    from product_importer.imports import maintenance
+
+    unfinished = create(api, len(DATA))
+    send(api, unfinished, 0, DATA[:10])
+    finished = create(api, len(DATA))
+    send(api, finished, 0, DATA)
+    with any_engine.begin() as conn:
+        path = conn.execute(
+            text("SELECT file_path FROM uploads WHERE completed_at IS NULL")
+        ).scalar_one()
+        # the clock moved past the unfinished upload's expiry
+        conn.execute(
+            text("UPDATE uploads SET expires_at = :past WHERE completed_at IS NULL"),
+            {"past": datetime.now(UTC) - timedelta(seconds=1)},
+        )
+    assert api.head(unfinished, headers=TUS).status_code == 404  # at once, before the cleanup
+    with any_app.app_context():
+        assert maintenance.remove_expired_resumable_uploads() == 1
+    with any_engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM uploads")).scalar() == 1
+    assert not os.path.exists(path)
+    assert offset_of(api, finished) == len(DATA)

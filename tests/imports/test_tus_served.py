@@ -1,0 +1,181 @@
+"""Resumable uploads against a running server, with a real tus client (tuspy), both modes."""
+
+import io
+import socket
+import subprocess
+import time
+from urllib.parse import urlsplit
+
+from tusclient import client as tus
+
+from tests.conftest import BIN
+from tests.imports.conftest import generate, products_by_key, wait_for
+
+TUS = {"Tus-Resumable": "1.0.0"}
+PIECE = {**TUS, "Content-Type": "application/offset+octet-stream"}
+
+
+def tus_client(served, accounts) -> tus.TusClient:
+    headers = {"Authorization": f"Bearer {accounts['admin'].token}"}
+    return tus.TusClient(f"{served.url}/api/uploads", headers=headers)
+
+
+def offset_of(http, url: str) -> int:
+    response = http.head(url, headers=TUS)
+    assert response.status_code == 200
+    return int(response.headers["Upload-Offset"])
+
+
+def stored_bytes(served, url: str) -> bytes:
+    upload_id = url.rsplit("/", 1)[-1]
+    with served.engine.connect() as conn:
+        path = conn.exec_driver_sql(
+            "SELECT file_path FROM uploads WHERE id = ?"
+            if served.mode == "embedded"
+            else "SELECT file_path FROM uploads WHERE id = %s",
+            (upload_id,),
+        ).scalar_one()
+    with open(path, "rb") as stored:
+        return stored.read()
+
+
+def test_tuspy_uploads_in_pieces_and_resumes_from_the_offset(served, any_http, accounts):
+    data = generate(2_000).data
+    client = tus_client(served, accounts)
+    first = client.uploader(
+        file_stream=io.BytesIO(data), chunk_size=16 * 1024, metadata={"filename": "p.csv"}
+    )
+    first.upload(stop_at=len(data) // 2)
+    assert offset_of(any_http, first.url) == first.offset >= len(data) // 2
+    # another client (a new process, say) resumes from the URL: it asks the offset with HEAD
+    second = client.uploader(file_stream=io.BytesIO(data), url=first.url, chunk_size=64 * 1024)
+    assert second.offset == first.offset
+    second.upload()
+    assert offset_of(any_http, first.url) == len(data)
+    assert stored_bytes(served, first.url) == data
+
+
+def send_part_and_drop(url: str, token: str, data: bytes, sent: int) -> None:
+    """PATCH all of `data` at offset 0 by its Content-Length, send `sent` bytes, hang up."""
+    parts = urlsplit(url)
+    head = (
+        f"PATCH {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        f"Authorization: Bearer {token}\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"
+        "Content-Type: application/offset+octet-stream\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    )
+    with socket.create_connection((parts.hostname, parts.port)) as sock:
+        sock.sendall(head.encode() + data[:sent])
+        sock.shutdown(socket.SHUT_WR)  # the connection drops mid-piece
+
+
+def wait_for_offset(http, url: str, expected: int) -> None:
+    """Wait until the server has noticed the drop and kept what arrived."""
+    while (offset := offset_of(http, url)) != expected:
+        assert offset < expected
+        time.sleep(0.05)
+
+
+def test_a_connection_dropped_mid_piece_keeps_what_arrived(served, any_http, accounts):
+    data = generate(2_000).data
+    created = any_http.post("/api/uploads", headers={**TUS, "Upload-Length": str(len(data))})
+    assert created.status_code == 201
+    url = served.url + created.headers["Location"]
+    sent = len(data) // 3
+    send_part_and_drop(url, accounts["admin"].token, data, sent)
+    wait_for_offset(any_http, url, sent)
+    # the tus client asks the offset and finishes from there
+    rest = tus_client(served, accounts).uploader(file_stream=io.BytesIO(data), url=url)
+    assert rest.offset == sent
+    rest.upload()
+    assert stored_bytes(served, url) == data
+
+
+def finished(http, job_id: int) -> dict:
+    return wait_for(http, job_id, lambda job: job["status"] not in ("queued", "running"), "done")
+
+
+def start_upload(http, served, data: bytes, sent: int) -> str:
+    """Create an upload of `data` and send its first `sent` bytes; return its URL."""
+    created = http.post("/api/uploads", headers={**TUS, "Upload-Length": str(len(data))})
+    url = served.url + created.headers["Location"]
+    if sent:
+        piece = http.patch(url, content=data[:sent], headers={**PIECE, "Upload-Offset": "0"})
+        assert piece.status_code == 204
+    return url
+
+
+def test_a_finished_upload_is_imported(served, any_http, any_catalog):
+    file = generate(3_000)
+    url = start_upload(any_http, served, file.data, len(file.data))
+    response = any_http.post("/api/imports", json={"upload": url.rsplit("/", 1)[-1]})
+    assert response.status_code == 202
+    job = finished(any_http, response.json()["id"])
+    assert job["status"] == "completed", job
+    assert job["created"] == len(file.expected)
+    assert products_by_key(any_catalog()) == file.expected
+
+
+def test_an_import_reads_while_the_upload_arrives_and_applies_after_its_last_byte(
+    served, any_http, any_catalog
+):
+    file = generate(20_000)
+    half = len(file.data) // 2
+    url = start_upload(any_http, served, file.data, half)
+    response = any_http.post("/api/imports", json={"upload": url.rsplit("/", 1)[-1]})
+    assert response.status_code == 202
+    job_id = response.json()["id"]
+    reading = wait_for(any_http, job_id, lambda job: job["rows_processed"] > 0, "reading")
+    assert reading["phase"] == "reading" and reading["bytes_processed"] <= half
+    assert any_catalog() == []  # nothing applied before the last byte
+    rest = any_http.patch(
+        url, content=file.data[half:], headers={**PIECE, "Upload-Offset": str(half)}
+    )
+    assert rest.status_code == 204
+    job = finished(any_http, job_id)
+    assert job["status"] == "completed", job
+    assert job["rows_processed"] == file.rows
+    assert products_by_key(any_catalog()) == file.expected
+
+
+def test_a_dropped_upload_never_leaves_a_half_written_import(served, any_http, any_catalog):
+    file = generate(20_000)  # its first half holds a batch of rows (5,000)
+    url = start_upload(any_http, served, file.data, len(file.data) // 2)
+    response = any_http.post("/api/imports", json={"upload": url.rsplit("/", 1)[-1]})
+    job_id = response.json()["id"]
+    wait_for(any_http, job_id, lambda job: job["rows_processed"] > 0, "reading")
+    assert any_http.delete(url, headers=TUS).status_code == 204  # the upload is given up
+    job = finished(any_http, job_id)
+    assert job["status"] == "failed"
+    assert "cancelled or expired before its last byte" in job["error"]
+    assert any_catalog() == []
+
+
+def test_an_upload_refused_at_its_last_byte_fails_its_import(served, any_http, any_catalog):
+    data = b"sku,name\r\nA-1,Apple\r\n\x00\x00"
+    url = start_upload(any_http, served, data, 10)
+    response = any_http.post("/api/imports", json={"upload": url.rsplit("/", 1)[-1]})
+    job_id = response.json()["id"]
+    last = any_http.patch(url, content=data[10:], headers={**PIECE, "Upload-Offset": "10"})
+    assert last.status_code == 422
+    job = finished(any_http, job_id)
+    assert job["status"] == "failed" and "binary" in job["error"]
+    assert any_catalog() == []
+
+
+def test_the_command_line_imports_into_a_remote_server_over_tus(
+    served, accounts, any_catalog, tmp_path
+):
+    file = generate(3_000)
+    path = tmp_path / "remote.csv"
+    path.write_bytes(file.data)
+    args = [str(BIN / "product-importer"), "import", str(path), "--url", served.url]
+    run = subprocess.run(
+        [*args, "--token", accounts["editor"].token], capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr
+    assert f"completed: {file.rows:,} rows read, {len(file.expected):,} created" in run.stdout
+    assert products_by_key(any_catalog()) == file.expected
+    with served.engine.connect() as conn:
+        upload = conn.exec_driver_sql("SELECT filename, completed_at FROM uploads").one()
+    assert upload.filename == "remote.csv" and upload.completed_at is not None
