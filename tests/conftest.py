@@ -404,9 +404,12 @@ def live_worker(worker) -> Process:
 
 @pytest.fixture
 def two_workers(worker, start_worker) -> list[Process]:
-    """Two worker processes of the test's own; the session's worker is stopped meanwhile."""
+    """Two worker processes of the test's own; the session's worker is stopped meanwhile.
+
+    Each reads one import at a time (IMPORT_SLOTS=1): a second import goes to the other one.
+    """
     worker.process.kill()  # started again by the next test that needs it
-    started = [start_worker(), start_worker()]
+    started = [start_worker(IMPORT_SLOTS="1"), start_worker(IMPORT_SLOTS="1")]
     yield started
     for process in started:
         process.kill()

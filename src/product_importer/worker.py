@@ -1,8 +1,9 @@
 """Celery entry point: `celery -A product_importer.worker worker` (or `product-importer worker`)."""
 
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 
 from . import background, create_app
+from .imports.progress import WORKER_STOPPING
 
 flask_app = create_app()
 background.register_tasks()
@@ -22,3 +23,13 @@ def _start_maintenance(**_kwargs) -> None:
 def _stop_maintenance(**_kwargs) -> None:
     if "stop" in _maintenance:
         _maintenance["stop"].set()
+
+
+@worker_shutting_down.connect
+def _hand_back_imports(**_kwargs) -> None:
+    """Asked to stop (SIGTERM, as a deploy does): running imports go back to the queue now.
+
+    Celery's warm shutdown waits for running tasks; an import could take an hour, so each
+    one rolls back within a heartbeat and its job is queued for another worker.
+    """
+    WORKER_STOPPING.set()

@@ -59,6 +59,16 @@ class WorkerLost(ImportStopped):
         )
 
 
+class HandedBack(ImportStopped):
+    """The worker is stopping (SIGTERM, as a deploy does): the job goes back to the queue."""
+
+    def __init__(self):
+        super().__init__(
+            "The worker running this import was stopped; the import waits for another worker "
+            "and starts again from the beginning. The catalog was not changed."
+        )
+
+
 class Unexpected(ImportStopped):
     """Anything else: a bug, or the database gone away."""
 

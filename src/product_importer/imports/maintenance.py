@@ -36,7 +36,7 @@ _last_cleanup = {"at": 0.0}
 
 def periodic() -> None:
     """Recover jobs whose worker died, start the queue if idle, remove old uploads."""
-    if recover_stale_jobs() or _queue_idle() or _search_left_refreshing():
+    if recover_stale_jobs() or _queue_waiting() or _search_left_refreshing():
         background.submit(DRAIN_TASK)
     if time.monotonic() - _last_cleanup["at"] >= CLEANUP_EVERY_SECONDS:
         _last_cleanup["at"] = time.monotonic()
@@ -74,6 +74,7 @@ def _recover(conn: Connection, job, timeout: float, cutoff: datetime) -> list[in
     else:
         _requeue(conn, job, timeout, still_stale)
         return []
+    database.of(conn).drop_staging(conn, job.id)  # what its reading left, never to be applied
     return announce(conn, record_end(conn, job.id, job.attempts, values, still_stale))
 
 
@@ -99,12 +100,20 @@ def _requeue(conn: Connection, job, timeout: float, still_stale) -> None:
         log.warning("import %s: worker lost; requeued for attempt %s", job.id, job.attempts + 1)
 
 
-def _queue_idle() -> bool:
-    """Whether jobs wait while none runs: a lost wake-up message, or a worker just started."""
+def _queue_waiting() -> bool:
+    """Whether jobs wait that a drain could start: a lost wake-up, a job handed back, a slot free.
+
+    On PostgreSQL any worker with a free slot may read a queued job while others run; on
+    SQLite the one queue runner takes it when its current job ends.
+    """
     with db.engine.connect() as conn:
         queued = conn.execute(select(jobs.c.id).where(jobs.c.status == Status.QUEUED).limit(1))
+        if queued.first() is None:
+            return False
+        if database.of(conn).parallel_reading:
+            return True
         running = conn.execute(select(jobs.c.id).where(jobs.c.status == Status.RUNNING).limit(1))
-        return queued.first() is not None and running.first() is None
+        return running.first() is None
 
 
 def _search_left_refreshing() -> bool:

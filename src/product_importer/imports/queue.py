@@ -1,13 +1,18 @@
 """The import queue, as workers run it: claim the oldest job, run it, record how it ended.
 
-One worker at a time runs the queue (a lock the database holds for it), so imports apply one
-at a time, in upload order. The path of a job goes one way: claim -> `runner.Run` (read, stage,
-merge) -> `endings` (final row and webhook, in the import's transaction) -> commit -> send.
+On PostgreSQL every worker runs the queue: each claims the oldest queued job (`SKIP LOCKED`)
+and reads it, side by side with the others, up to IMPORT_SLOTS imports per worker process;
+applying waits for the import's turn (`turns.Turn`), so imports apply one at a time, in upload
+order. On SQLite one process runs the queue. The path of a job goes one way: claim ->
+`runner.Run` (read, stage, wait for the turn, merge) -> `endings` (final row and webhook, in the
+import's transaction) -> commit -> send. A worker asked to stop (SIGTERM) hands its imports
+back to the queue at once, for another worker.
 """
 
 import logging
 import os
 import socket
+import threading
 import time
 
 from flask import current_app
@@ -15,23 +20,27 @@ from sqlalchemy import Connection, Engine, create_engine, func, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
-from .. import database
+from .. import background, database
 from ..extensions import db
 from ..timeutil import utcnow
 from ..webhooks import events
 from .endings import announce, final_values, record_end, stopped_values
 from .engine import refresh_search
-from .failures import Cancelled, ImportStopped, Unexpected
+from .failures import Cancelled, HandedBack, ImportStopped, Unexpected
 from .models import ImportJob
-from .progress import ClaimedJob
+from .progress import WORKER_STOPPING, ClaimedJob
 from .runner import Run, application_name
 from .states import Phase, Status
+from .turns import GiveWay, Turn
 
 log = logging.getLogger(__name__)
 
 DRAIN_TASK = "product_importer.imports.drain_imports"
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 jobs = ImportJob.__table__
+# Imports one worker process reads at once: the rest of its threads send webhooks.
+IMPORT_SLOTS = int(os.environ.get("IMPORT_SLOTS") or 2)
+_slots = threading.BoundedSemaphore(IMPORT_SLOTS)
 
 
 def import_engine() -> Engine:
@@ -49,7 +58,16 @@ def import_engine() -> Engine:
 
 
 def drain_queue() -> int:
-    """Run queued jobs one at a time, oldest first, unless another worker is doing so."""
+    """Run queued jobs, oldest first, while there are any; return how many ran."""
+    if not _slots.acquire(blocking=False):
+        return 0  # this worker reads as many as it may; a running drain takes the next job
+    try:
+        return _drain()
+    finally:
+        _slots.release()
+
+
+def _drain() -> int:
     ran = 0
     with import_engine().connect() as conn:
         seam = database.of(conn)
@@ -57,12 +75,30 @@ def drain_queue() -> int:
             if not locked:
                 return 0
             seam.prepare_import(conn)
-            refresh_search(conn, db.engine)  # left by a worker lost after an import committed
-            while (job := claim_next(conn)) is not None:
+            _refresh_left_search(conn)
+            while not WORKER_STOPPING.is_set() and (job := claim_next(conn)) is not None:
+                if seam.parallel_reading and _more_queued(conn):
+                    background.submit(DRAIN_TASK)  # another slot, here or elsewhere, reads it
                 run_claimed(conn, job)
                 ran += 1
-                refresh_search(conn, db.engine)
     return ran
+
+
+def _refresh_left_search(conn: Connection) -> None:
+    """Build search indexes a worker lost after an import committed left, if no import applies."""
+    seam = database.of(conn)
+    if seam.take_turn(conn):
+        try:
+            refresh_search(conn, db.engine)
+        finally:
+            seam.end_turn(conn)
+
+
+def _more_queued(conn: Connection) -> bool:
+    found = conn.execute(select(jobs.c.id).where(jobs.c.status == Status.QUEUED).limit(1))
+    more = found.first() is not None
+    conn.commit()
+    return more
 
 
 def claim_next(conn: Connection) -> ClaimedJob | None:
@@ -107,6 +143,9 @@ def run_claimed(conn: Connection, job: ClaimedJob) -> None:
     try:
         deliveries = _apply(conn, job)
         log.info("import %s finished in %.1fs", job.id, time.monotonic() - started)
+    except (HandedBack, GiveWay) as stop:
+        _hand_back(job, stop)
+        return
     except ImportStopped as stop:
         deliveries = _end_stopped(job, stop)
     except Exception as error:
@@ -118,7 +157,8 @@ def run_claimed(conn: Connection, job: ClaimedJob) -> None:
 def _apply(conn: Connection, job: ClaimedJob) -> list[int]:
     """Import the file and end the job in one transaction; return the webhook deliveries."""
     limit = 10 * current_app.config["MAX_UPLOAD_BYTES"]
-    with Run(conn, db.engine, job, max_decompressed=limit) as run:
+    turn = Turn(conn, job, refresh=lambda conn: refresh_search(conn, db.engine))
+    with Run(conn, db.engine, job, max_decompressed=limit, turn=turn) as run:
         outcome = run.import_file()
         values = final_values(outcome.status(), error=outcome.no_valid_reason)
         if message := outcome.message():
@@ -133,6 +173,30 @@ def _apply(conn: Connection, job: ClaimedJob) -> list[int]:
         deliveries = announce(conn, row)
         conn.commit()
     return deliveries
+
+
+def _hand_back(job: ClaimedJob, stop: ImportStopped) -> None:
+    """Put the job back in the queue, this attempt not counted, and wake another worker."""
+    with db.engine.begin() as conn:
+        handed = conn.execute(
+            update(jobs)
+            .where(
+                jobs.c.id == job.id,
+                jobs.c.status == Status.RUNNING,
+                jobs.c.attempts == job.attempts,
+            )
+            .values(
+                status=Status.QUEUED,
+                phase=None,
+                attempts=jobs.c.attempts - 1,
+                worker=None,
+                db_pid=None,
+                message=str(stop),
+            )
+        ).rowcount
+    if handed:
+        log.warning("import %s handed back to the queue: %s", job.id, stop)
+        background.submit(DRAIN_TASK)
 
 
 def _end_stopped(job: ClaimedJob, stop: ImportStopped) -> list[int]:

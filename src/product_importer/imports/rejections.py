@@ -4,6 +4,8 @@ They are written through their own connection so that the report survives a fail
 cancelled import, and so memory stays bounded however many rows a file gets wrong.
 """
 
+from contextlib import suppress
+
 from sqlalchemy import Engine, delete
 
 from .. import database
@@ -21,6 +23,7 @@ class RejectionWriter:
         self.engine = engine
         self.job_id = job_id
         self.pending: list[tuple] = []
+        self._writing = None  # the connection of the write in progress, to interrupt it
 
     def clear(self) -> None:
         """Forget rows an earlier attempt of this job reported."""
@@ -40,5 +43,16 @@ class RejectionWriter:
             return
         rows = ((self.job_id, line, sku, reason) for line, sku, reason in self.pending)
         with self.engine.begin() as conn:
-            database.of(conn).write_rows(conn, rejected_rows.name, COLUMNS, rows)
+            self._writing = conn
+            try:
+                database.of(conn).write_rows(conn, rejected_rows.name, COLUMNS, rows)
+            finally:
+                self._writing = None
         self.pending.clear()
+
+    def interrupt(self) -> None:
+        """Stop the write in progress, if any, from another thread."""
+        conn = self._writing
+        if conn is not None:
+            with suppress(Exception):  # the write ended meanwhile: nothing to stop
+                database.of(conn).interrupt(conn)
