@@ -7,6 +7,8 @@ rolls back.
 
 from .states import Status
 
+MAX_ATTEMPTS = 3  # the first run and two retries after a worker or the database was lost
+
 CANCELLED_MESSAGE = (
     "The import was cancelled; the catalog was not changed. Retry it to run it again."
 )

@@ -19,7 +19,7 @@ from ..extensions import db
 from ..timeutil import utcnow
 from ..webhooks import events
 from .endings import announce, final_values, record_end, stopped_values
-from .failures import Cancelled, WorkerLost
+from .failures import MAX_ATTEMPTS, Cancelled, WorkerLost
 from .models import ImportJob
 from .queue import DRAIN_TASK
 from .runner import application_name
@@ -27,7 +27,6 @@ from .states import FINISHED, Status
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 3  # the first run and two retries after a worker died
 CLEANUP_EVERY_SECONDS = 60.0
 ABANDONED_PART_SECONDS = 24 * 3600  # no upload takes a day
 jobs = ImportJob.__table__

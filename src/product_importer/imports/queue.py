@@ -26,7 +26,7 @@ from ..timeutil import utcnow
 from ..webhooks import events
 from .endings import announce, final_values, record_end, stopped_values
 from .engine import refresh_search
-from .failures import Cancelled, HandedBack, ImportStopped, Unexpected
+from .failures import MAX_ATTEMPTS, Cancelled, HandedBack, ImportStopped, Unexpected
 from .models import ImportJob
 from .progress import WORKER_STOPPING, ClaimedJob
 from .runner import Run, application_name
@@ -78,9 +78,11 @@ def _drain() -> int:
             _refresh_left_search(conn)
             while not WORKER_STOPPING.is_set() and (job := claim_next(conn)) is not None:
                 if seam.parallel_reading and _more_queued(conn):
-                    background.submit(DRAIN_TASK)  # another slot, here or elsewhere, reads it
+                    _wake_queue()  # another slot, here or elsewhere, reads the next one
                 run_claimed(conn, job)
                 ran += 1
+                if _database_lost(conn):
+                    break  # a new drain, on a new connection, takes the queue on
     return ran
 
 
@@ -150,8 +152,54 @@ def run_claimed(conn: Connection, job: ClaimedJob) -> None:
         deliveries = _end_stopped(job, stop)
     except Exception as error:
         log.exception("import %s failed", job.id)
+        if _database_lost(conn) and job.attempts < MAX_ATTEMPTS:
+            _requeue_when_back(job, error)
+            return
         deliveries = _end_stopped(job, Unexpected(_describe(error)))
     events.send(deliveries)
+
+
+def _database_lost(conn: Connection) -> bool:
+    """Whether the import's connection broke (the database restarted, the network was cut)."""
+    try:
+        driver = conn.connection.driver_connection
+    except Exception:  # invalidated: SQLAlchemy saw it break
+        return True
+    return bool(getattr(driver, "broken", False))
+
+
+def _requeue_when_back(job: ClaimedJob, error: Exception) -> None:
+    """Queue the job for another attempt as soon as the database answers again.
+
+    Nothing of it was applied: its transaction died with the connection. If the database
+    stays away longer than the heartbeat timeout, recovery requeues it instead.
+    """
+    message = (
+        f"The connection to the database was lost ({_describe(error)}); the catalog was not "
+        f"changed. Starting again (attempt {job.attempts + 1} of {MAX_ATTEMPTS})."
+    )
+    deadline = time.monotonic() + current_app.config["IMPORT_HEARTBEAT_TIMEOUT_SECONDS"]
+    while True:
+        try:
+            with db.engine.begin() as conn:
+                conn.execute(
+                    update(jobs)
+                    .where(
+                        jobs.c.id == job.id,
+                        jobs.c.status == Status.RUNNING,
+                        jobs.c.attempts == job.attempts,
+                    )
+                    .values(status=Status.QUEUED, phase=None, worker=None, db_pid=None)
+                    .values(message=message)
+                )
+            break
+        except DBAPIError:
+            if time.monotonic() > deadline:
+                log.warning("import %s: database still away; recovery requeues it", job.id)
+                return
+            time.sleep(0.5)
+    log.warning("import %s: database connection lost; requeued", job.id)
+    _wake_queue()
 
 
 def _apply(conn: Connection, job: ClaimedJob) -> list[int]:
@@ -196,7 +244,15 @@ def _hand_back(job: ClaimedJob, stop: ImportStopped) -> None:
         ).rowcount
     if handed:
         log.warning("import %s handed back to the queue: %s", job.id, stop)
+        _wake_queue()
+
+
+def _wake_queue() -> None:
+    """Ask a worker to run the queue; if the broker is away, the maintenance loop will."""
+    try:
         background.submit(DRAIN_TASK)
+    except Exception:
+        log.warning("could not wake the import queue; the maintenance loop will", exc_info=True)
 
 
 def _end_stopped(job: ClaimedJob, stop: ImportStopped) -> list[int]:
