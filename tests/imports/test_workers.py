@@ -4,11 +4,14 @@ order; a worker stopped with SIGTERM hands its import back to the other at once.
 import os
 import signal
 
+import pytest
+
 from tests.helpers import wait_for_job
 
-from .conftest import csv_bytes, products_by_key, wait_for
+from .conftest import TABLE_LOCK, csv_bytes, products_by_key, wait_for
 from .test_import_jobs import upload
 
+pytestmark = pytest.mark.slow  # two worker processes of their own for each test
 WAITING_FOR_TURN = "waiting for the imports uploaded before it"
 
 
@@ -76,3 +79,29 @@ def test_a_worker_stopped_with_sigterm_hands_its_import_to_the_other(
     assert pid_of(row) == other.popen.pid
     assert row.attempts == 1  # handed back, not lost: the heartbeat timeout would count one
     assert products_by_key(catalog()) == held_file.expected
+
+
+def test_a_worker_stopped_while_an_import_applies_hands_it_over_unapplied(
+    two_workers, http, sql, catalog, holding
+):
+    data = csv_bytes([("Applied once", "STOP-1", ""), ("Applied too", "STOP-2", "")])
+    with holding(TABLE_LOCK) as held:
+        job = upload(http, data)
+        held.wait_until_blocking()  # in its merge, waiting for the catalog
+        assert http.get(f"/api/imports/{job['id']}").json()["phase"] == "applying"
+        first_pid = pid_of(job_row(sql, job["id"]))
+        stopped = next(w for w in two_workers if w.popen.pid == first_pid)
+
+        os.kill(first_pid, signal.SIGTERM)
+
+        stopped.popen.wait(60)  # it rolled back and left while the catalog was still held
+        assert "handed back to the queue" in stopped.output()
+        assert catalog() == []
+
+    done = wait_for_job(http, job["id"])
+    assert (done["status"], done["created"]) == ("completed", 2)
+    assert pid_of(job_row(sql, job["id"])) != first_pid
+    assert sorted(row[1:3] for row in catalog()) == [
+        ("STOP-1", "Applied once"),
+        ("STOP-2", "Applied too"),
+    ]

@@ -65,6 +65,7 @@ def wait_until(condition, what: str, timeout: float = 60):
     return found
 
 
+@pytest.mark.slow  # two worker processes of its own
 def test_two_workers_share_the_deliveries_and_each_webhook_gets_them_in_order(two_workers, http):
     receiver = Receiver(default=Answer(sleep=0.2))  # slow: deliveries pile up on both workers
     hooks = [add_webhook(http, f"{receiver.url}?hook={n}") for n in range(6)]
