@@ -233,6 +233,19 @@ def holding_rejections(app):
 
 
 @pytest.fixture
+def sql(app):
+    """Run one SQL statement on the test database in its own transaction; return all rows."""
+    from product_importer.extensions import db
+
+    def run(statement: str, **params) -> list:
+        with app.app_context(), db.engine.begin() as conn:
+            result = conn.execute(text(statement), params)
+            return list(result) if result.returns_rows else []
+
+    return run
+
+
+@pytest.fixture
 def app_ctx(app):
     with app.app_context():
         yield app
@@ -387,6 +400,19 @@ def worker(start_worker) -> SessionWorker:
 def live_worker(worker) -> Process:
     """The session's worker, started again if a test killed it."""
     return worker.alive()
+
+
+@pytest.fixture
+def two_workers(worker, start_worker) -> list[Process]:
+    """Two worker processes of the test's own; the session's worker is stopped meanwhile.
+
+    Each reads one import at a time (IMPORT_SLOTS=1): a second import goes to the other one.
+    """
+    worker.process.kill()  # started again by the next test that needs it
+    started = [start_worker(IMPORT_SLOTS="1"), start_worker(IMPORT_SLOTS="1")]
+    yield started
+    for process in started:
+        process.kill()
 
 
 @pytest.fixture(scope="session")

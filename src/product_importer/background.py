@@ -14,6 +14,7 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from importlib import import_module
 
 from flask import Flask, current_app
@@ -37,6 +38,9 @@ MAX_ITEMS_PER_MESSAGE = 500
 # Each task message costs a worker a few milliseconds: gather a burst of commits into one.
 LINGER_SECONDS = 0.05
 _doorbell_lock = threading.Lock()
+# task name -> what to do with the items of a message that could not be sent (the broker is
+# down): the work stays in the database, and this makes sure the sweep takes it at once.
+UNSENT: dict[str, Callable[[list], None]] = {}
 
 
 def submit(task_name: str, *args) -> None:
@@ -118,6 +122,8 @@ def _send_quietly(task_name: str, items: list | None) -> None:
             submit(task_name, items[start : start + MAX_ITEMS_PER_MESSAGE])
     except Exception:  # the work is safe in the database
         log.exception("could not send %s; the maintenance loop will", task_name)
+        if items and task_name in UNSENT:
+            UNSENT[task_name](items)
 
 
 def run_periodic() -> None:

@@ -70,6 +70,8 @@ def load_config(instance_path: str) -> dict:
         "WEBHOOK_TIMEOUT_SECONDS": float(env("WEBHOOK_TIMEOUT_SECONDS") or 5),
         "WEBHOOK_ALLOW_PRIVATE": _bool(env("WEBHOOK_ALLOW_PRIVATE")),
         "WEBHOOK_RETRY_BASE_SECONDS": float(env("WEBHOOK_RETRY_BASE_SECONDS") or 5),
+        # An event waits at most this long for the earlier events to its endpoint to leave.
+        "WEBHOOK_ORDER_WAIT_SECONDS": float(env("WEBHOOK_ORDER_WAIT_SECONDS") or 6 * 3600),
         "LOG_LEVEL": (env("LOG_LEVEL") or "INFO").upper(),
         "LOG_FORMAT": (env("LOG_FORMAT") or "text").lower(),
         # A bearer token that opens GET /metrics only (admins' tokens and sessions open it too).

@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
-# Session-level lock held by the worker that runs imports: imports apply one at a time.
+# Session-level lock held by the import whose turn it is to apply: imports apply one at a time.
 IMPORT_LOCK_KEY = 0x1D0_0001
 # Transaction-level lock held while an import merges; delete-all refuses to run meanwhile.
 APPLY_LOCK_KEY = 0x1D0_0002
@@ -25,16 +25,31 @@ class Postgres:
     """PostgreSQL: advisory locks, COPY, statement cancel, a catalog version kept by a trigger."""
 
     name = "postgresql"
+    # Imports read side by side, on any worker; `take_turn` lets one apply at a time.
+    parallel_reading = True
 
     def __init__(self) -> None:
         self._tables: dict[tuple[str, str], bool] = {}
 
     @contextmanager
     def import_lock(self, conn: Connection) -> Iterator[bool]:
-        """Hold the session lock that lets one worker run the import queue; yield if it did."""
+        """Every worker may run the queue: imports wait for their turn only to apply."""
+        yield True
+
+    def take_turn(self, conn: Connection) -> bool:
+        """Take the session lock of the import that applies now; False if another holds it."""
         locked = conn.execute(select(func.pg_try_advisory_lock(IMPORT_LOCK_KEY))).scalar()
         conn.commit()
-        yield bool(locked)  # closing the connection releases it, even if the process dies
+        return bool(locked)  # closing the connection releases it, even if the process dies
+
+    def end_turn(self, conn: Connection) -> None:
+        """Let the next import apply."""
+        conn.execute(select(func.pg_advisory_unlock(IMPORT_LOCK_KEY)))
+        conn.commit()
+
+    def drop_staging(self, conn: Connection, job_id: int) -> None:
+        """Drop the staging table a lost import of `job_id` left (`postgres_stage`)."""
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS import_staging_{int(job_id)}")
 
     def prepare_import(self, conn: Connection) -> None:
         """Give the import's session room to sort and hash its staged rows in memory."""
@@ -131,6 +146,18 @@ class Sqlite:
     """SQLite (embedded default): one writer, lock files beside the database, no versions."""
 
     name = "sqlite"
+    # One writer: one process runs the queue (`import_lock`), one import after the other.
+    parallel_reading = False
+
+    def take_turn(self, conn: Connection) -> bool:
+        """The queue's lock file is the turn: this import is the only one running."""
+        return True
+
+    def end_turn(self, conn: Connection) -> None:
+        """Nothing to end: the queue's lock file is held until the queue is empty."""
+
+    def drop_staging(self, conn: Connection, job_id: int) -> None:
+        """Nothing to drop: SQLite stages in the connection's temp database."""
 
     @contextmanager
     def import_lock(self, conn: Connection) -> Iterator[bool]:

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import pytest
 from bench.generate_csv import rows as generated_rows
-from sqlalchemy import text
 
 from tests.conftest import REJECTED_AT_ONCE
 from tests.modes import snapshot
@@ -71,19 +70,6 @@ def catalog(app):
 def products_by_key(snapshot: list[tuple]) -> dict:
     """lower(sku) -> (sku, name, description, active), as `GeneratedFile.expected`."""
     return {row[1].lower(): (row[1], row[2], row[3], row[4]) for row in snapshot}
-
-
-@pytest.fixture
-def sql(app):
-    """Run one SQL statement on the test database in its own transaction; return all rows."""
-    from product_importer.extensions import db
-
-    def run(statement: str, **params) -> list:
-        with app.app_context(), db.engine.begin() as conn:
-            result = conn.execute(text(statement), params)
-            return list(result) if result.returns_rows else []
-
-    return run
 
 
 def wait_for(http, job_id: int, predicate, what: str, timeout: float = 60) -> dict:

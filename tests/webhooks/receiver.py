@@ -50,6 +50,7 @@ class Receiver:
         self.default = default or Answer()
         self.script: list[Answer] = []
         self.requests: list[Received] = []
+        self.statuses: list[int] = []  # the status each request was answered with, in order
         self.hang_ups = 0  # trickled answers whose sender hung up before they were complete
         self.released = threading.Event()
         self.lock = threading.Lock()
@@ -82,10 +83,18 @@ class Receiver:
         self.server.shutdown()
         self.server.server_close()
 
+    def accepted(self) -> list[Received]:
+        """The requests answered with a 2xx status, in the order they arrived."""
+        with self.lock:
+            pairs = list(zip(self.requests, self.statuses, strict=True))
+        return [request for request, status in pairs if 200 <= status < 300]
+
     def _next_answer(self, received: Received) -> Answer:
         with self.lock:
             self.requests.append(received)
-            return self.script.pop(0) if self.script else self.default
+            answer = self.script.pop(0) if self.script else self.default
+            self.statuses.append(answer.status)
+            return answer
 
     def _handler(self):
         receiver = self

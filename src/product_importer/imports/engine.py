@@ -22,7 +22,7 @@ __all__ = ["MergeCounts", "PostgresStage", "SqliteStage", "open_stage", "refresh
 class SqliteStage:
     """Staging and merge on a SQLite connection; the merge runs in one write transaction."""
 
-    def __init__(self, conn: Connection, now: datetime):
+    def __init__(self, conn: Connection, now: datetime, job_id: int | None = None):
         self.conn = conn
         self.execute = conn.exec_driver_sql
         self.now = now.strftime("%Y-%m-%d %H:%M:%S.%f")  # SQLAlchemy's SQLite format
@@ -53,6 +53,9 @@ class SqliteStage:
 
     def finish(self) -> None:
         """Nothing to end: SQLite stages with plain INSERTs."""
+
+    def prepare(self) -> None:
+        """Nothing to prepare: the staging table is this connection's own."""
 
     def interrupt(self) -> None:
         """Stop the statement running on the connection, from another thread."""
@@ -112,9 +115,9 @@ ORDER BY l.rn
 STAGES = {database.POSTGRES.name: PostgresStage, database.SQLITE.name: SqliteStage}
 
 
-def open_stage(conn: Connection, now: datetime) -> PostgresStage | SqliteStage:
-    """The staging area of the database `conn` is on; `now` stamps the products it writes."""
-    return STAGES[database.of(conn).name](conn, now)
+def open_stage(conn: Connection, now: datetime, job_id: int) -> PostgresStage | SqliteStage:
+    """The staging area of job `job_id`; `now` stamps the products it writes."""
+    return STAGES[database.of(conn).name](conn, now, job_id)
 
 
 def refresh_search(conn: Connection, engine: Engine) -> None:

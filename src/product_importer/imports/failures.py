@@ -7,6 +7,8 @@ rolls back.
 
 from .states import Status
 
+MAX_ATTEMPTS = 3  # the first run and two retries after a worker or the database was lost
+
 CANCELLED_MESSAGE = (
     "The import was cancelled; the catalog was not changed. Retry it to run it again."
 )
@@ -67,6 +69,16 @@ class WorkerLost(ImportStopped):
             f"The worker running this import stopped responding for {timeout:.0f} seconds, "
             f"{attempts} times. The catalog was not changed. Check that workers are running "
             "and have enough memory, then retry the import."
+        )
+
+
+class HandedBack(ImportStopped):
+    """The worker is stopping (SIGTERM, as a deploy does): the job goes back to the queue."""
+
+    def __init__(self):
+        super().__init__(
+            "The worker running this import was stopped; the import waits for another worker "
+            "and starts again from the beginning. The catalog was not changed."
         )
 
 

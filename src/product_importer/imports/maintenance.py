@@ -21,7 +21,7 @@ from ..timeutil import utcnow
 from ..webhooks import events
 from . import resumable
 from .endings import announce, final_values, record_end, stopped_values
-from .failures import Cancelled, WorkerLost
+from .failures import MAX_ATTEMPTS, Cancelled, WorkerLost
 from .models import ImportJob
 from .queue import DRAIN_TASK, ready_to_run
 from .runner import application_name
@@ -29,7 +29,6 @@ from .states import FINISHED, Status
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 3  # the first run and two retries after a worker died
 CLEANUP_EVERY_SECONDS = 60.0
 ABANDONED_PART_SECONDS = 24 * 3600  # no upload takes a day
 jobs = ImportJob.__table__
@@ -38,7 +37,7 @@ _last_cleanup = {"at": 0.0}
 
 def periodic() -> None:
     """Recover jobs whose worker died, start the queue if idle, remove old uploads."""
-    if recover_stale_jobs() or _queue_idle() or _search_left_refreshing():
+    if recover_stale_jobs() or _queue_waiting() or _search_left_refreshing():
         background.submit(DRAIN_TASK)
     if time.monotonic() - _last_cleanup["at"] >= CLEANUP_EVERY_SECONDS:
         _last_cleanup["at"] = time.monotonic()
@@ -77,6 +76,7 @@ def _recover(conn: Connection, job, timeout: float, cutoff: datetime) -> list[in
     else:
         _requeue(conn, job, timeout, still_stale)
         return []
+    database.of(conn).drop_staging(conn, job.id)  # what its reading left, never to be applied
     return announce(conn, record_end(conn, job.id, job.attempts, values, still_stale))
 
 
@@ -102,14 +102,22 @@ def _requeue(conn: Connection, job, timeout: float, still_stale) -> None:
         log.warning("import %s: worker lost; requeued for attempt %s", job.id, job.attempts + 1)
 
 
-def _queue_idle() -> bool:
-    """Whether jobs wait while none runs: a lost wake-up message, or a worker just started."""
+def _queue_waiting() -> bool:
+    """Whether jobs wait that a drain could start: a lost wake-up, a job handed back, a slot free.
+
+    On PostgreSQL any worker with a free slot may read a queued job while others run; on
+    SQLite the one queue runner takes it when its current job ends.
+    """
     with db.engine.connect() as conn:
         queued = conn.execute(
             select(jobs.c.id).where(jobs.c.status == Status.QUEUED, ready_to_run()).limit(1)
         )
+        if queued.first() is None:
+            return False
+        if database.of(conn).parallel_reading:
+            return True
         running = conn.execute(select(jobs.c.id).where(jobs.c.status == Status.RUNNING).limit(1))
-        return queued.first() is not None and running.first() is None
+        return running.first() is None
 
 
 def _search_left_refreshing() -> bool:

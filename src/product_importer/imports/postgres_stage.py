@@ -1,9 +1,11 @@
 """PostgreSQL staging and merge: COPY into an unlogged table, compare, merge in place or in bulk.
 
-The staging table is a plain (unlogged) table, committed once the file is read and its repeated
-SKUs dropped, so that helper connections can read it: the catalog is not touched until the
-import's own transaction merges or switches it, and the caller commits that once. Leftovers of
-an attempt that died are dropped by the next import (imports run one at a time).
+The staging table is a plain (unlogged) table of the job's own (`import_staging_<job id>`), so
+that imports read side by side; committed once the file is read. When its turn to apply comes
+(one import at a time) it is renamed `import_staging`, the name the merge's SQL and its helper
+connections read. The catalog is not touched until the import's own transaction merges or
+switches it, and the caller commits that once. Leftovers of an attempt that died are dropped by
+the next attempt of the job, or by the next import to apply.
 
 Which path runs is chosen by the file's numbers after comparing it with the catalog: an import
 that writes most of the catalog (a fresh one, or one that changes half the products) builds the
@@ -35,8 +37,9 @@ BULK_MIN_SHARE = 0.1  # rows written / products after the import
 class PostgresStage:
     """Staging and merge on a PostgreSQL connection; the merge runs in the caller's transaction."""
 
-    def __init__(self, conn: Connection, now):
+    def __init__(self, conn: Connection, now, job_id: int):
         self.conn, self.now = conn, now
+        self.table = f"{STAGING}_{int(job_id)}"  # while reading; STAGING once applying
         self.execute = conn.exec_driver_sql
         self.staged = 0
         self._seen = bytearray(SEEN_BITS // 8)
@@ -49,7 +52,7 @@ class PostgresStage:
         """Create the staging table and open a COPY into it."""
         self.cleanup()
         self.execute(
-            f"CREATE UNLOGGED TABLE {STAGING} (rn bigint NOT NULL, sku text NOT NULL, "
+            f"CREATE UNLOGGED TABLE {self.table} (rn bigint NOT NULL, sku text NOT NULL, "
             "name text NOT NULL, description text, active boolean, seen boolean NOT NULL, "
             # computed by the database while Python is still parsing later rows
             "key text GENERATED ALWAYS AS (lower(sku)) STORED, "
@@ -60,7 +63,7 @@ class PostgresStage:
 
     def _open_copy(self) -> None:
         cursor = self.conn.connection.driver_connection.cursor()  # psycopg, for COPY
-        self._copy_cm = cursor.copy(f"COPY {STAGING} {STAGING_COLUMNS} FROM STDIN")
+        self._copy_cm = cursor.copy(f"COPY {self.table} {STAGING_COLUMNS} FROM STDIN")
         self._copy = self._copy_cm.__enter__()
 
     def write(self, rows: list[tuple]) -> None:
@@ -84,7 +87,7 @@ class PostgresStage:
     def reset(self) -> None:
         """Forget every staged row, to read the file again from the start."""
         self._close_copy()
-        self.execute(f"TRUNCATE {STAGING}")
+        self.execute(f"TRUNCATE {self.table}")
         self.staged, self._seen = 0, bytearray(SEEN_BITS // 8)
         self._open_copy()
 
@@ -101,6 +104,11 @@ class PostgresStage:
         """End the COPY without merging (nothing to apply), so the transaction can go on."""
         self._close_copy()
 
+    def prepare(self) -> None:
+        """End the COPY and commit the staged rows: reading is done."""
+        self._close_copy()
+        self.conn.commit()
+
     def interrupt(self) -> None:
         """Cancel the statements of this stage, on its connection and its helpers'."""
         database.POSTGRES.interrupt(self.conn)
@@ -114,12 +122,23 @@ class PostgresStage:
 
     def cleanup(self) -> None:
         """Drop the staging tables of this import (or of an attempt that died), committed."""
-        self.execute(f"DROP TABLE IF EXISTS {STAGING}, {PLAN}, {bulk.BUILD}")
+        if self.table == STAGING:  # applying: the merge's tables too
+            self.execute(f"DROP TABLE IF EXISTS {STAGING}, {PLAN}, {bulk.BUILD}")
+        else:
+            self.execute(f"DROP TABLE IF EXISTS {self.table}")
+        self.conn.commit()
+
+    def _take_over_shared_names(self) -> None:
+        """Give the staged rows the name the merge reads (it is this import's turn), committed."""
+        self.execute(f"DROP TABLE IF EXISTS {STAGING}, {PLAN}, {bulk.BUILD}")  # a lost attempt's
+        self.execute(f"ALTER TABLE {self.table} RENAME TO {STAGING}")
+        self.table = STAGING
         self.conn.commit()
 
     def merge(self, steps: Steps) -> MergeCounts:
         """Apply the staged rows to the catalog; the caller's transaction is still open."""
         self._close_copy()
+        self._take_over_shared_names()
         steps.start("deduplicating")
         superseded = self.execute(PG_DROP_SUPERSEDED).rowcount
         self.execute(f"ANALYZE {STAGING}")

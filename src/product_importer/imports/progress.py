@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine, case, update
 
 from ..timeutil import utcnow
-from .failures import Cancelled
+from .failures import Cancelled, HandedBack, ImportStopped
 from .models import ImportJob
 from .states import Phase, Status
 
@@ -38,6 +38,8 @@ STEP_SECONDS = {
 WITHIN_STEP = 0.9
 HEARTBEAT_SECONDS = 0.5
 jobs = ImportJob.__table__
+# Set when this worker process is asked to stop (SIGTERM): its imports hand their jobs back.
+WORKER_STOPPING = threading.Event()
 
 
 @dataclass(frozen=True)
@@ -66,13 +68,31 @@ class Progress:
     step: str = "reading"  # for the step-time log
     step_started: float = field(default_factory=time.monotonic)
     detail: str = ""  # what the step log adds about the step that runs
+    # set when the import must stop: a cancel request, or its worker stopping (`stop_error`)
     cancel: threading.Event = field(default_factory=threading.Event)
+    stop_error: ImportStopped | None = None
     # True while the merge's statements run: a cancel then interrupts them
     interruptible: bool = False
+    ending: bool = False  # the final row is being written: too late to stop
     what: str = ""  # "466,693 rows": what the merge applies, for the message
     # the merge steps still to come, with the rows each is expected to handle
     steps_ahead: list[tuple[str, int]] = field(default_factory=list)
     step_span: tuple[float, float, float] = (0.0, 0.0, 0.0)  # from %, to %, expected seconds
+
+    def stop(self, error: ImportStopped) -> None:
+        """Ask the import to stop with `error` (the first reason given stays)."""
+        if self.stop_error is None:
+            self.stop_error = error
+        self.cancel.set()
+
+    def stopped(self) -> ImportStopped:
+        """The error to stop with, once `cancel` is set."""
+        return self.stop_error or Cancelled()
+
+    def waiting(self) -> None:
+        """Record that the file is read and staged; the import waits for its turn to apply."""
+        self.message = "Read; waiting for the imports uploaded before it to be applied"
+        self.percent = max(self.percent, READING_SHARE)
 
     def read(self, bytes_processed: int, rows: int, invalid: int) -> None:
         """Record reading progress; percent follows the bytes read."""
@@ -100,7 +120,7 @@ class Progress:
     def merging(self, step: str, what: str | None = None) -> None:
         """Start a merge step: log how long the previous one took, give this one its share."""
         if self.cancel.is_set():
-            raise Cancelled()
+            raise self.stopped()
         now = time.monotonic()
         log.info("import step %s: %.2fs%s", self.step, now - self.step_started, self.detail)
         self.detail = ""
@@ -188,10 +208,14 @@ class Heartbeat(threading.Thread):
         with self.engine.begin() as conn:
             cancel = conn.execute(statement).scalar()
         if cancel:
-            self.progress.cancel.set()
+            self.progress.stop(Cancelled())
             # Again at every beat: an interrupt that lands between two statements is lost.
             if self.progress.interruptible:
                 self.interrupt()
+        elif WORKER_STOPPING.is_set() and not self.progress.ending:
+            # reading or applying, whatever it waits for: roll back now and hand the job back
+            self.progress.stop(HandedBack())
+            self.interrupt()
 
     def stop(self) -> None:
         self.stopped.set()

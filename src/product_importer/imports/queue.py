@@ -1,56 +1,49 @@
 """The import queue, as workers run it: claim the oldest job, run it, record how it ended.
 
-One worker at a time runs the queue (a lock the database holds for it), so imports apply one
-at a time, in upload order. The path of a job goes one way: claim -> `runner.Run` (read, stage,
-merge) -> `endings` (final row and webhook, in the import's transaction) -> commit -> send.
+On PostgreSQL every worker runs the queue: each claims the oldest queued job (`SKIP LOCKED`)
+and reads it, side by side with the others, up to IMPORT_SLOTS imports per worker process;
+applying waits for the import's turn (`turns.Turn`), so imports apply one at a time, in upload
+order. On SQLite one process runs the queue. The path of a job goes one way: claim ->
+`runner.Run` (read, stage, wait for the turn, merge) -> `endings` (final row and webhook, in the
+import's transaction) -> commit -> send. A worker asked to stop (SIGTERM) hands its imports
+back to the queue at once, for another worker.
 """
 
 import logging
 import os
 import socket
+import threading
 import time
 
 from flask import current_app
-from sqlalchemy import Connection, Engine, create_engine, exists, func, or_, select, update
+from sqlalchemy import Connection, Engine, create_engine, func, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
-from .. import database, logs
+from .. import background, database, logs
 from ..extensions import db
 from ..timeutil import utcnow
 from ..webhooks import events
 from .endings import announce, final_values, record_end, stopped_values
 from .engine import refresh_search
-from .failures import Cancelled, ImportStopped, Unexpected
+from .failures import MAX_ATTEMPTS, Cancelled, HandedBack, ImportStopped, Unexpected
 from .growing import UploadStalled
-from .models import ImportJob, Upload
-from .progress import ClaimedJob
+from .models import ImportJob
+from .progress import WORKER_STOPPING, ClaimedJob
 from .runner import Run, application_name
 from .states import Phase, Status
+from .turns import GiveWay, Turn, ready_to_run
 
 log = logging.getLogger(__name__)
 
 DRAIN_TASK = "product_importer.imports.drain_imports"
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 jobs = ImportJob.__table__
-uploads = Upload.__table__
 
 
-def ready_to_run():
-    """Queued jobs that may run now: all but those that gave up waiting for their upload
-    (stalled) while no byte has come since; a cancel request runs the job to its end."""
-    still_waiting = exists().where(
-        uploads.c.id == jobs.c.upload_id,
-        uploads.c.completed_at.is_(None),
-        uploads.c.error.is_(None),
-        or_(uploads.c.received_at.is_(None), uploads.c.received_at <= jobs.c.heartbeat_at),
-    )
-    return or_(
-        jobs.c.upload_id.is_(None),
-        jobs.c.heartbeat_at.is_(None),
-        jobs.c.cancel_requested,
-        ~still_waiting,
-    )
+# Imports one worker process reads at once: the rest of its threads send webhooks.
+IMPORT_SLOTS = int(os.environ.get("IMPORT_SLOTS") or 2)
+_slots = threading.BoundedSemaphore(IMPORT_SLOTS)
 
 
 def import_engine() -> Engine:
@@ -68,7 +61,16 @@ def import_engine() -> Engine:
 
 
 def drain_queue() -> int:
-    """Run queued jobs one at a time, oldest first, unless another worker is doing so."""
+    """Run queued jobs, oldest first, while there are any; return how many ran."""
+    if not _slots.acquire(blocking=False):
+        return 0  # this worker reads as many as it may; a running drain takes the next job
+    try:
+        return _drain()
+    finally:
+        _slots.release()
+
+
+def _drain() -> int:
     ran = 0
     with import_engine().connect() as conn:
         seam = database.of(conn)
@@ -76,13 +78,34 @@ def drain_queue() -> int:
             if not locked:
                 return 0
             seam.prepare_import(conn)
-            refresh_search(conn, db.engine)  # left by a worker lost after an import committed
-            while (job := claim_next(conn)) is not None:
+            _refresh_left_search(conn)
+            while not WORKER_STOPPING.is_set() and (job := claim_next(conn)) is not None:
+                if seam.parallel_reading and _more_queued(conn):
+                    _wake_queue()  # another slot, here or elsewhere, reads the next one
                 with logs.job(job.id):  # its lines name the job
                     run_claimed(conn, job)
                 ran += 1
-                refresh_search(conn, db.engine)
+                if _database_lost(conn):
+                    break  # a new drain, on a new connection, takes the queue on
     return ran
+
+
+def _refresh_left_search(conn: Connection) -> None:
+    """Build search indexes a worker lost after an import committed left, if no import applies."""
+    seam = database.of(conn)
+    if seam.take_turn(conn):
+        try:
+            refresh_search(conn, db.engine)
+        finally:
+            seam.end_turn(conn)
+
+
+def _more_queued(conn: Connection) -> bool:
+    queued = select(jobs.c.id).where(jobs.c.status == Status.QUEUED, ready_to_run()).limit(1)
+    found = conn.execute(queued)
+    more = found.first() is not None
+    conn.commit()
+    return more
 
 
 def claim_next(conn: Connection) -> ClaimedJob | None:
@@ -131,20 +154,70 @@ def run_claimed(conn: Connection, job: ClaimedJob) -> None:
         log.info("import %s finished in %.1fs", job.id, time.monotonic() - started)
     except UploadStalled as stalled:
         _wait_for_upload(job, stalled)
+    except (HandedBack, GiveWay) as stop:
+        _hand_back(job, stop)
         return
     except ImportStopped as stop:
         deliveries = _end_stopped(job, stop)
     except Exception as error:
         log.exception("import %s failed", job.id)
+        if _database_lost(conn) and job.attempts < MAX_ATTEMPTS:
+            _requeue_when_back(job, error)
+            return
         deliveries = _end_stopped(job, Unexpected(_describe(error)))
     events.send(deliveries)
+
+
+def _database_lost(conn: Connection) -> bool:
+    """Whether the import's connection broke (the database restarted, the network was cut)."""
+    try:
+        driver = conn.connection.driver_connection
+    except Exception:  # invalidated: SQLAlchemy saw it break
+        return True
+    return bool(getattr(driver, "broken", False))
+
+
+def _requeue_when_back(job: ClaimedJob, error: Exception) -> None:
+    """Queue the job for another attempt as soon as the database answers again.
+
+    Nothing of it was applied: its transaction died with the connection. If the database
+    stays away longer than the heartbeat timeout, recovery requeues it instead.
+    """
+    message = (
+        f"The connection to the database was lost ({_describe(error)}); the catalog was not "
+        f"changed. Starting again (attempt {job.attempts + 1} of {MAX_ATTEMPTS})."
+    )
+    deadline = time.monotonic() + current_app.config["IMPORT_HEARTBEAT_TIMEOUT_SECONDS"]
+    while True:
+        try:
+            with db.engine.begin() as conn:
+                conn.execute(
+                    update(jobs)
+                    .where(
+                        jobs.c.id == job.id,
+                        jobs.c.status == Status.RUNNING,
+                        jobs.c.attempts == job.attempts,
+                    )
+                    .values(status=Status.QUEUED, phase=None, worker=None, db_pid=None)
+                    .values(message=message)
+                )
+            break
+        except DBAPIError:
+            if time.monotonic() > deadline:
+                log.warning("import %s: database still away; recovery requeues it", job.id)
+                return
+            time.sleep(0.5)
+    log.warning("import %s: database connection lost; requeued", job.id)
+    _wake_queue()
 
 
 def _apply(conn: Connection, job: ClaimedJob) -> list[int]:
     """Import the file and end the job in one transaction; return the webhook deliveries."""
     limit = 10 * current_app.config["MAX_UPLOAD_BYTES"]
     stall = current_app.config["UPLOAD_STALL_SECONDS"]
-    with Run(conn, db.engine, job, max_decompressed=limit, stall_seconds=stall) as run:
+    turn = Turn(conn, job, refresh=lambda conn: refresh_search(conn, db.engine))
+    run = Run(conn, db.engine, job, max_decompressed=limit, stall_seconds=stall, turn=turn)
+    with run:
         outcome = run.import_file()
         values = final_values(outcome.status(), error=outcome.no_valid_reason)
         if message := outcome.message():
@@ -166,27 +239,49 @@ def _wait_for_upload(job: ClaimedJob, stalled: UploadStalled) -> None:
 
     Waiting is not an attempt; `heartbeat_at` says since when it waits (`ready_to_run`).
     """
-    with db.engine.begin() as conn:
-        conn.execute(
-            update(jobs)
-            .where(
-                jobs.c.id == job.id,
-                jobs.c.attempts == job.attempts,
-                jobs.c.status == Status.RUNNING,
-            )
-            .values(
-                status=Status.QUEUED,
-                phase=None,
-                message=str(stalled),
-                attempts=jobs.c.attempts - 1,
-                heartbeat_at=utcnow(),
-                worker=None,
-                db_pid=None,
-                rows_per_second=None,
-                eta_seconds=None,
-            )
-        )
+    _requeue_running(
+        job, str(stalled), heartbeat_at=utcnow(), rows_per_second=None, eta_seconds=None
+    )
     log.info("import %s: %s", job.id, stalled)
+
+
+def _hand_back(job: ClaimedJob, stop: ImportStopped) -> None:
+    """Put the job back in the queue, this attempt not counted, and wake another worker."""
+    if _requeue_running(job, str(stop)):
+        log.warning("import %s handed back to the queue: %s", job.id, stop)
+        _wake_queue()
+
+
+def _requeue_running(job: ClaimedJob, message: str, **values) -> bool:
+    """Queue this attempt's job again, the attempt not counted; False if it is not ours now."""
+    with db.engine.begin() as conn:
+        return bool(
+            conn.execute(
+                update(jobs)
+                .where(
+                    jobs.c.id == job.id,
+                    jobs.c.status == Status.RUNNING,
+                    jobs.c.attempts == job.attempts,
+                )
+                .values(
+                    status=Status.QUEUED,
+                    phase=None,
+                    attempts=jobs.c.attempts - 1,
+                    worker=None,
+                    db_pid=None,
+                    message=message,
+                    **values,
+                )
+            ).rowcount
+        )
+
+
+def _wake_queue() -> None:
+    """Ask a worker to run the queue; if the broker is away, the maintenance loop will."""
+    try:
+        background.submit(DRAIN_TASK)
+    except Exception:
+        log.warning("could not wake the import queue; the maintenance loop will", exc_info=True)
 
 
 def _end_stopped(job: ClaimedJob, stop: ImportStopped) -> list[int]:

@@ -5,6 +5,7 @@ cancelled import, and so memory stays bounded however many rows a file gets wron
 """
 
 import json
+from contextlib import suppress
 
 from sqlalchemy import Engine, delete, update
 
@@ -24,6 +25,7 @@ class RejectionWriter:
         self.engine = engine
         self.job_id = job_id
         self.pending: list[tuple] = []
+        self._writing = None  # the connection of the write in progress, to interrupt it
 
     def clear(self, header: tuple[str, ...] | None = None) -> None:
         """Forget rows an earlier attempt reported; keep the file's `header` for the report."""
@@ -51,5 +53,16 @@ class RejectionWriter:
             for line, sku, reason, cells in self.pending
         )
         with self.engine.begin() as conn:
-            database.of(conn).write_rows(conn, rejected_rows.name, COLUMNS, rows)
+            self._writing = conn
+            try:
+                database.of(conn).write_rows(conn, rejected_rows.name, COLUMNS, rows)
+            finally:
+                self._writing = None
         self.pending.clear()
+
+    def interrupt(self) -> None:
+        """Stop the write in progress, if any, from another thread."""
+        conn = self._writing
+        if conn is not None:
+            with suppress(Exception):  # the write ended meanwhile: nothing to stop
+                database.of(conn).interrupt(conn)

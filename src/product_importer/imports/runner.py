@@ -1,9 +1,12 @@
 """Run one attempt at an import job: read the stored file, stage it, merge it, report progress.
 
-Nothing here commits: the queue writes the job's end in the same transaction and commits once,
-so a failure, a cancel or a crash before the commit leaves the catalog as it was. A heartbeat
-thread writes progress at least once a second through another connection, and notices
-cancel requests.
+Nothing here commits the catalog: the queue writes the job's end in the same transaction and
+commits once, so a failure, a cancel or a crash before the commit leaves the catalog as it was.
+A heartbeat thread writes progress at least once a second through another connection, and
+notices cancel requests and its worker stopping.
+
+Imports read in parallel (each stages into a table of its own); between reading and merging,
+`Turn.wait()` waits until the imports uploaded before this one have ended and none applies.
 """
 
 import gzip
@@ -18,7 +21,7 @@ from .. import database
 from ..timeutil import utcnow
 from . import csv_rows
 from .engine import MergeCounts, open_stage
-from .failures import Cancelled, DamagedFile, FileGone, FileRejected, HeaderRejected, ImportStopped
+from .failures import DamagedFile, FileGone, HeaderRejected, ImportStopped
 from .growing import open_stored
 from .progress import ClaimedJob, Heartbeat, Progress
 from .rejections import RejectionWriter
@@ -85,19 +88,23 @@ class Run:
         *,
         max_decompressed: int,
         stall_seconds: float,
+        turn,
     ):
         self.conn, self.engine, self.job = conn, engine, job
         self.max_decompressed, self.stall_seconds = max_decompressed, stall_seconds
+        self.turn = turn  # waits for the import's turn to apply; released on leaving
         self.progress = Progress(bytes_total=job.bytes_total)
         self.stage = None
+        self.rejections = RejectionWriter(engine, job.id)
         self.heartbeat = Heartbeat(engine, job, self.progress, interrupt=self._interrupt)
 
     def _interrupt(self) -> None:
-        """Cancel what the import runs on the database: its own statement and its helpers'."""
+        """Cancel what the import runs on the database: its statements and its helpers'."""
         if self.stage is not None:
             self.stage.interrupt()
         else:
             database.of(self.conn).interrupt(self.conn)
+        self.rejections.interrupt()
 
     def __enter__(self) -> "Run":
         self.heartbeat.start()
@@ -111,9 +118,10 @@ class Run:
             self._clean_up()
         finally:
             self.heartbeat.stop()
+            self.turn.release()
         interrupted = error is not None and not isinstance(error, ImportStopped)
         if interrupted and self.progress.cancel.is_set():
-            raise Cancelled() from error  # the statement was interrupted by our cancel
+            raise self.progress.stopped() from error  # interrupted by our cancel or stop
 
     def _clean_up(self) -> None:
         """Drop the import's staging tables (the next import drops them if this cannot)."""
@@ -136,12 +144,13 @@ class Run:
     def end_values(self, outcome: Outcome) -> dict:
         """Stop interrupting statements: the final row is about to be written."""
         self.progress.interruptible = False
+        self.progress.ending = True
         return outcome.columns(self.progress)
 
     def _import(self) -> Outcome:
         progress = self.progress
-        stage = self.stage = open_stage(self.conn, utcnow())
-        rejections = RejectionWriter(self.engine, self.job.id)
+        stage = self.stage = open_stage(self.conn, utcnow(), self.job.id)
+        rejections = self.rejections
         rejections.clear()
         job = self.job
         following = {
@@ -164,6 +173,9 @@ class Run:
             stage.finish()
             reason = _most_common(csv_file, invalid)
             return Outcome(MergeCounts(0, 0, 0), rows, invalid, warnings, no_valid_reason=reason)
+        stage.prepare()
+        progress.waiting()
+        self.turn.wait(progress)
         # From here a cancel interrupts the merge, also while it waits for locks on the catalog.
         progress.applying(f"{rows - invalid:,} rows", stage.staged)
         # Written now, not at the next beat: on SQLite the merge holds the write lock, so the
@@ -199,7 +211,7 @@ def _read(csv_file, stage, rejections, progress) -> tuple[int, int]:
     started, writing = time.perf_counter(), 0.0
     for batch in csv_file.batches():
         if progress.cancel.is_set():
-            raise Cancelled()
+            raise progress.stopped()
         before = time.perf_counter()
         stage.write(batch.valid)
         writing += time.perf_counter() - before
@@ -212,7 +224,7 @@ def _read(csv_file, stage, rejections, progress) -> tuple[int, int]:
     # where reading's time goes: Python parsing, or sending rows to the database
     progress.detail = f" (parsing {parsing:.2f}s, writing to the staging table {writing:.2f}s)"
     if progress.cancel.is_set():
-        raise Cancelled()
+        raise progress.stopped()
     return rows, invalid
 
 

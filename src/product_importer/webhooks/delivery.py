@@ -1,9 +1,15 @@
 """Sending webhook deliveries, as workers do it: claim, attempt, record, retry, sweep.
 
 Deliveries are rows (an outbox written with the change that caused them). A task message
-only says "these are due"; the worker claims a row before sending it, so however many
-messages or workers there are, one attempt is made at a time. Retries are scheduled by
-writing `next_attempt_at`, and every worker's periodic sweep sends what is due.
+only says "these are due"; the worker claims a row before sending it (`SKIP LOCKED`), so
+however many messages or workers there are, one attempt is made at a time. Retries are
+scheduled by writing `next_attempt_at`, and every worker's periodic sweep sends what is due.
+
+Each endpoint gets its events in the order they were created: a delivery is claimed only
+when no earlier one to its endpoint is pending (being sent, or waiting for a retry), unless
+it has waited WEBHOOK_ORDER_WAIT_SECONDS since it was created. The worker that finishes a
+delivery sends the next one of its endpoint at once. `ping` (the Test button) is outside the
+order: it neither waits nor holds anyone up.
 """
 
 import logging
@@ -12,7 +18,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Row, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Connection, Row, bindparam, delete, exists, insert, or_, select, update
 
 from ..extensions import db
 from ..metrics import pushed
@@ -20,7 +26,7 @@ from ..timeutil import aware, utcnow
 from . import events, sender
 from .models import Attempt, Delivery, DeliveryStatus, Endpoint
 from .sender import Outcome, Verdict
-from .service import allow_private, retry_base_seconds, timeout_seconds
+from .service import allow_private, order_wait_seconds, retry_base_seconds, timeout_seconds
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +43,21 @@ deliveries = Delivery.__table__
 attempts_table = Attempt.__table__
 endpoints = Endpoint.__table__
 _state = {"cleaned_at": 0.0}
+_earlier = deliveries.alias("earlier")
+
+# Waiting its turn: an earlier event to the same endpoint is still pending, and this one was
+# created after `hold_since` (now - WEBHOOK_ORDER_WAIT_SECONDS). Pings take no part.
+HELD_BACK = (
+    exists()
+    .where(
+        _earlier.c.endpoint_id == deliveries.c.endpoint_id,
+        _earlier.c.status == DeliveryStatus.PENDING.value,
+        _earlier.c.id < deliveries.c.id,
+        _earlier.c.event_type != events.PING,
+    )
+    .where(deliveries.c.event_type != events.PING)
+    .where(deliveries.c.created_at > bindparam("hold_since"))
+)
 
 # Statements a worker runs for every attempt, built once (building them costs more than
 # running them).
@@ -47,9 +68,26 @@ _due_now = (
         deliveries.c.status == DeliveryStatus.PENDING.value,
         deliveries.c.next_attempt_at <= bindparam("now"),
         or_(deliveries.c.locked_until.is_(None), deliveries.c.locked_until < bindparam("now")),
+        ~HELD_BACK,
     )
     .with_for_update(skip_locked=True)
     .scalar_subquery()
+)
+UNQUEUE = (
+    update(deliveries)
+    .where(deliveries.c.id.in_(bindparam("ids", expanding=True)))
+    .where(deliveries.c.status == DeliveryStatus.PENDING.value)
+    .values(queued_until=None)
+)
+NEXT_IN_LINE = (
+    select(deliveries.c.id)
+    .where(
+        deliveries.c.endpoint_id == bindparam("endpoint_id"),
+        deliveries.c.status == DeliveryStatus.PENDING.value,
+        deliveries.c.event_type != events.PING,
+    )
+    .order_by(deliveries.c.id)
+    .limit(1)
 )
 CLAIM = (
     update(deliveries)
@@ -118,7 +156,11 @@ def deliver(delivery_ids: list[int]) -> int:
         first, *others = batches
         for batch in others:
             events.send(batch)
-        return sum(deliver_one(delivery_id, conn) for delivery_id in first)
+        made = sum(deliver_one(delivery_id, conn) for delivery_id in first)
+        with conn.begin():
+            # those left waiting for their turn are the sweep's once it comes, not in 3 minutes
+            conn.execute(UNQUEUE, {"ids": first})
+        return made
 
 
 def batches_by_endpoint(conn: Connection, delivery_ids: list[int]) -> list[list[int]]:
@@ -139,14 +181,30 @@ def _batches(rows) -> list[list[int]]:
     ]
 
 
-def deliver_one(delivery_id: int, conn: Connection | None = None) -> bool:
-    """Claim one due delivery, make one attempt and record it; False when it was not due."""
+def deliver_one(delivery_id: int, conn: Connection | None = None) -> int:
+    """Send one due delivery, then those its ending lets go; return how many attempts."""
     if conn is None:
         with db.engine.connect() as own:
             return deliver_one(delivery_id, own)
+    made = 0
+    while (outcome := _attempt(conn, delivery_id)) is not None:
+        made += 1
+        claim, verdict = outcome
+        if verdict == Verdict.RETRY:
+            break  # the later ones keep waiting for its retry
+        # it left `pending`: the next of its endpoint is free to go, and this worker is here
+        with conn.begin():
+            delivery_id = conn.execute(NEXT_IN_LINE, {"endpoint_id": claim.endpoint_id}).scalar()
+        if delivery_id is None:
+            break
+    return made
+
+
+def _attempt(conn: Connection, delivery_id: int) -> tuple[Claim, Verdict] | None:
+    """Claim one due delivery, make one attempt and record it; None when it was not due."""
     claimed = _claim(conn, delivery_id)
     if claimed is None:
-        return False
+        return None
     claim, endpoint = claimed
     started = utcnow()
     if endpoint is None or not endpoint.enabled:
@@ -164,7 +222,7 @@ def deliver_one(delivery_id: int, conn: Connection | None = None) -> bool:
     pushed.webhook_attempt(outcome.verdict.value, outcome.response_time_ms)
     level = logging.DEBUG if outcome.ok else logging.INFO
     log.log(level, "webhook delivery %s attempt %s: %s", claim.id, claim.attempt, _said(outcome))
-    return True
+    return claim, outcome.verdict
 
 
 def _said(outcome: Outcome) -> str:
@@ -175,8 +233,10 @@ def _claim(conn: Connection, delivery_id: int) -> tuple[Claim, Row | None] | Non
     """Take a due delivery for one attempt (another worker skips it until the lease ends)."""
     now = utcnow()
     lease_until = now + timedelta(seconds=timeout_seconds() + LEASE_MARGIN_SECONDS)
+    hold_since = now - timedelta(seconds=order_wait_seconds())
     with conn.begin():
         params = {"delivery_id": delivery_id, "now": now, "lease_until": lease_until}
+        params["hold_since"] = hold_since
         row = conn.execute(CLAIM, params).first()
         if row is None:
             return None
@@ -265,19 +325,22 @@ def dispatch_due() -> int:
             deliveries.c.next_attempt_at <= now,
             or_(deliveries.c.locked_until.is_(None), deliveries.c.locked_until < now),
             or_(deliveries.c.queued_until.is_(None), deliveries.c.queued_until < now),
+            ~HELD_BACK,
         )
         .order_by(deliveries.c.next_attempt_at)
         .limit(SWEEP_LIMIT)
         .with_for_update(skip_locked=True)
     )
     queued_until = now + timedelta(seconds=events.QUEUED_GRACE_SECONDS)
+    hold_since = now - timedelta(seconds=order_wait_seconds())
     with db.engine.begin() as conn:
         # marked as queued, so other workers' sweeps leave them alone
         rows = conn.execute(
             update(deliveries)
             .where(deliveries.c.id.in_(waiting.scalar_subquery()))
             .values(queued_until=queued_until)
-            .returning(deliveries.c.id, deliveries.c.endpoint_id)
+            .returning(deliveries.c.id, deliveries.c.endpoint_id),
+            {"hold_since": hold_since},
         ).all()
     for batch in _batches(rows):
         events.send(batch)

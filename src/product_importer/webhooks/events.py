@@ -16,11 +16,13 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    update,
 )
 from sqlalchemy.orm import Session
 
 from .. import background
 from ..accounts.auth import current_actor
+from ..extensions import db
 from ..timeutil import iso, utcnow
 from .models import Delivery, DeliveryStatus, Endpoint
 
@@ -144,3 +146,24 @@ def send(delivery_ids: list[int]) -> None:
         background.submit(DELIVER_TASK, delivery_ids)
     except Exception:
         log.warning("could not start webhook deliveries %s now", delivery_ids, exc_info=True)
+        unqueue(delivery_ids)
+
+
+def unqueue(delivery_ids: list[int]) -> None:
+    """Say no message is on its way for these deliveries: the sweep sends them when it can.
+
+    Without this a delivery whose message never left would wait QUEUED_GRACE_SECONDS.
+    """
+    try:
+        with db.engine.begin() as conn:
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id.in_(delivery_ids))
+                .where(deliveries.c.status == DeliveryStatus.PENDING.value)
+                .values(queued_until=None)
+            )
+    except Exception:  # the database is out of reach too: the grace period will do
+        log.warning("could not unqueue webhook deliveries %s", delivery_ids, exc_info=True)
+
+
+background.UNSENT[DELIVER_TASK] = unqueue

@@ -3,7 +3,7 @@
 import enum
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, true
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, text, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import BigId, db
@@ -75,6 +75,14 @@ class Delivery(db.Model):
     __table_args__ = (
         Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
         Index("ix_webhook_deliveries_endpoint_id_id", "endpoint_id", "id"),
+        # whether an earlier delivery to the endpoint is pending (sending in order)
+        Index(
+            "ix_webhook_deliveries_pending_endpoint",
+            "endpoint_id",
+            "id",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
     )
 
     def to_dict(self, attempts: list["Attempt"] | None = None) -> dict:

@@ -32,6 +32,10 @@ def retry_base_seconds() -> float:
     return float(current_app.config["WEBHOOK_RETRY_BASE_SECONDS"])
 
 
+def order_wait_seconds() -> float:
+    return float(current_app.config["WEBHOOK_ORDER_WAIT_SECONDS"])
+
+
 def allow_private() -> bool:
     return bool(current_app.config.get("WEBHOOK_ALLOW_PRIVATE"))
 

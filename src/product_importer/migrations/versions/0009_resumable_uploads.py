@@ -1,7 +1,7 @@
 """Resumable (tus) uploads, and the upload an import reads.
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0011
 Create Date: 2026-12-02
 
 `uploads` holds one row per tus upload (its bytes are in the upload folder; the offset is the
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0006"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
