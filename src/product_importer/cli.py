@@ -128,7 +128,13 @@ def worker(concurrency: int, celery_args: tuple[str, ...]) -> None:
 
 
 @main.command("import")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.argument("path", type=click.Path(exists=True, dir_okay=False), required=False)
+@click.option(
+    "--plan", is_flag=True, help="Compare with the catalog, change nothing; print counts."
+)
+@click.option("--apply", "apply_id", type=int, help="Apply the plan with this job id.")
+@click.option("--max-invalid", help="Fail past this many invalid rows: a count (100) or 1%.")
+@click.option("--columns", help='Map fields to header names: \'{"sku": "Item Code"}\'.')
 @click.option(
     "--url",
     help="A remote server (https://...): upload there with the resumable protocol and import.",
@@ -138,20 +144,26 @@ def worker(concurrency: int, celery_args: tuple[str, ...]) -> None:
     envvar="PRODUCT_IMPORTER_TOKEN",
     help="A personal access token (editor) of the remote server; or PRODUCT_IMPORTER_TOKEN.",
 )
-def import_file(path: str, url: str | None, token: str | None) -> None:
-    """Import a CSV file from a terminal, with a progress bar: here, or on a server (--url)."""
-    from .imports.cli import run_import_from_terminal
+def import_file(path, plan, apply_id, max_invalid, columns, url, token) -> None:
+    """Import a CSV file from a terminal, with a progress bar: here, or on a server (--url);
+    or plan it, or apply a plan."""
+    from .imports.cli import apply_from_terminal, run_import_from_terminal
 
+    if (path is None) == (apply_id is None):
+        raise click.UsageError("Give a FILE to import, or --apply ID of a plan (not both).")
+    given = {"plan": plan or None, "max_invalid": max_invalid, "columns": columns}
     if url:
         from .imports.remote import import_remotely
 
-        if not token:
-            raise click.UsageError("--url needs --token (or PRODUCT_IMPORTER_TOKEN).")
-        raise SystemExit(import_remotely(path, url, token))
+        if not token or path is None:
+            raise click.UsageError("--url needs a FILE and --token (or PRODUCT_IMPORTER_TOKEN).")
+        raise SystemExit(import_remotely(path, url, token, given))
     app = create_app()
     with app.app_context():
         flask_migrate.upgrade()
-        raise SystemExit(run_import_from_terminal(path))
+        if apply_id is not None:
+            raise SystemExit(apply_from_terminal(apply_id))
+        raise SystemExit(run_import_from_terminal(path, given))
 
 
 @main.group()

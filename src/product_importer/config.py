@@ -63,6 +63,9 @@ def load_config(instance_path: str) -> dict:
         # An import reading a resumable upload as it arrives gives the queue back to others
         # after this long without a new byte, and goes on when the upload does.
         "UPLOAD_STALL_SECONDS": float(env("UPLOAD_STALL_SECONDS") or 30),
+        "IMPORT_UNDO_DAYS": float(env("IMPORT_UNDO_DAYS") or 7),
+        # Off only to measure what the change record costs (bench/import_bench.py).
+        "IMPORT_CHANGE_RECORD": _bool(env("IMPORT_CHANGE_RECORD"), default=True),
         "IMPORT_HEARTBEAT_TIMEOUT_SECONDS": float(env("IMPORT_HEARTBEAT_TIMEOUT_SECONDS") or 30),
         # `serve` gives each web process 16 threads: half may follow imports, the rest serve.
         "MAX_EVENT_STREAMS": int(env("MAX_EVENT_STREAMS") or 8),

@@ -25,17 +25,25 @@ from ..extensions import db
 from ..timeutil import aware, utcnow
 from ..webhooks import delivery, events
 from ..webhooks.models import Delivery
-from . import queue, service, uploads
+from . import options, plans, queue, service, uploads
 from .models import superseded_note
-from .states import SUCCEEDED
+from .states import SUCCEEDED, Status
 from .views import OUTCOMES, seconds_label
 
 POLL_SECONDS = 0.25
 PHASES = {"reading": "Reading", "applying": "Applying"}
 
 
-def run_import_from_terminal(path: str) -> int:
-    """Queue `path` like an upload, run the queue here, show progress; return an exit code."""
+def run_import_from_terminal(path: str, given: dict | None = None) -> int:
+    """Queue `path` like an upload, run the queue here, show progress; return an exit code.
+
+    `given` holds the options as typed (plan, max_invalid, columns).
+    """
+    try:
+        chosen = options.Options(**options.parse(given or {}))
+    except AppError as error:
+        click.echo(f"Error: {error.message} {error.details}", err=True)
+        return 2
     stored = _store(path)
     try:
         uploads.check(stored, os.path.getsize(stored))
@@ -49,8 +57,26 @@ def run_import_from_terminal(path: str) -> int:
         file_path=stored,
         bytes_total=os.path.getsize(stored),
         created_by=None,
+        sha256=uploads.sha256(stored),
+        options=chosen,
     )
     db.session.commit()
+    return _run_and_watch(job.id)
+
+
+def apply_from_terminal(job_id: int) -> int:
+    """Apply a plan, run the queue here, show progress; return an exit code."""
+    try:
+        plans.apply(db.session, job_id, created_by=None)
+    except AppError as error:
+        click.echo(f"Error: {error.message}", err=True)
+        return 2
+    db.session.commit()
+    return _run_and_watch(job_id)
+
+
+def _run_and_watch(job_id: int) -> int:
+    """Run the queue in this process while showing the job's progress; report its outcome."""
     app = current_app._get_current_object()
     tasks = SendsWebhooksHere(app)
     app.extensions["embedded_worker"] = tasks  # background.submit() hands tasks to it
@@ -58,7 +84,7 @@ def run_import_from_terminal(path: str) -> int:
     runner.start()
     console = Console()
     with _logging_above(console):
-        job = _watch(console, job.id)
+        job = _watch(console, job_id)
         runner.join()  # it sends the import's webhooks before it ends
     return _report(console, job, tasks.sent)
 
@@ -172,19 +198,23 @@ def _report(console: Console, job, sent: list[int]) -> int:
     for name, value in _summary_rows(job) + _webhook_rows(sent):
         table.add_row(name, value)
     console.print(table)
+    if job.status == Status.PLANNED:
+        apply = f"product-importer import --apply {job.id}"
+        console.print(f"Nothing has changed yet. Apply it: {apply}")
     for warning in job.warnings or []:
         console.print(f"Warning: {warning}", style="yellow", soft_wrap=True)
     if job.error:
         click.echo(f"Error: {job.error}", err=True)
-    return 0 if job.status in SUCCEEDED else 1
+    return 0 if job.status in SUCCEEDED | {Status.PLANNED} else 1
 
 
 def _summary_rows(job) -> list[tuple[str, str]]:
+    would = "Would be " if job.status == Status.PLANNED else ""
     rows = [
         ("Outcome", OUTCOMES[job.status][0]),
         ("Rows read", f"{job.rows_processed:,}"),
-        ("Created", f"{job.created:,}"),
-        ("Updated", f"{job.updated:,}"),
+        (f"{would}created".capitalize(), f"{job.created:,}"),
+        (f"{would}updated".capitalize(), f"{job.updated:,}"),
         ("Unchanged", f"{job.unchanged:,}"),
         ("Rejected", f"{job.rows_invalid:,}"),
         ("Duration", seconds_label(_elapsed(job))),

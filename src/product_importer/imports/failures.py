@@ -18,6 +18,7 @@ class ImportStopped(Exception):
     """The import ended without applying; `str(error)` says why and what to do."""
 
     status = Status.FAILED
+    columns: dict = {}  # what the job row shows besides the error (counts, the header)
 
 
 class Cancelled(ImportStopped):
@@ -34,14 +35,27 @@ class FileRejected(ImportStopped):
 
 
 class HeaderRejected(FileRejected):
-    """The file's header lacks a required column (or is missing, or names one twice).
-
-    Retrying the same file fails the same way: the job keeps the header it found instead.
+    """The header lacks a required column (or one the mapping names), or is missing, or names
+    one twice; `header` lists it. Retrying the same file fails the same way, unless with a
+    column mapping.
     """
 
-    def __init__(self, message: str, header: list[str]):
+    def __init__(self, message: str, *, header: list[str]):
         super().__init__(message)
         self.header = header
+        self.columns = {"header": header}
+
+
+class TooManyInvalid(FileRejected):
+    """More rows were invalid than the job's `max_invalid` allows."""
+
+    def __init__(self, invalid: int, rows: int, max_invalid: str):
+        super().__init__(
+            f"{invalid:,} of {rows:,} rows read were invalid, more than the limit of "
+            f"{max_invalid}; the import stopped before changing the catalog. Download the "
+            "rejected rows, fix them and upload again, or retry with a higher max_invalid."
+        )
+        self.columns = {"rows_invalid": invalid, "rows_processed": rows}
 
 
 class DamagedFile(ImportStopped):

@@ -1,14 +1,25 @@
 """Import jobs and the rows they rejected."""
 
-import json
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, String, Text, false
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    PrimaryKeyConstraint,
+    String,
+    Text,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import BigId, db
 from ..timeutil import iso, utcnow
-from .states import FINISHED, SUCCEEDED, Status
+from .states import FINISHED, SUCCEEDED, Kind, Status
 
 
 class ImportJob(db.Model):
@@ -31,8 +42,6 @@ class ImportJob(db.Model):
     rows_superseded: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     # "refreshing" while a search index the import deferred is built, then "ready"
     search_index: Mapped[str | None] = mapped_column(String(16))
-    # The header a job failed on (a JSON list; [] for none): retrying the same file cannot help.
-    header: Mapped[str | None] = mapped_column(Text)
     # The file's header cells as it had them (a JSON list), for the rejected-rows file.
     source_header: Mapped[str | None] = mapped_column(Text)
     rows_per_second: Mapped[float | None] = mapped_column(Float)
@@ -55,6 +64,18 @@ class ImportJob(db.Model):
     created_by: Mapped[str | None] = mapped_column(String(254))
     # The resumable upload it reads (None for a multipart upload or the command line).
     upload_id: Mapped[str | None] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(8), default=Kind.IMPORT, server_default="import")
+    plan: Mapped[bool] = mapped_column(default=False, server_default=false())
+    undo_of: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    undone_by: Mapped[int | None] = mapped_column(BigInteger)
+    duplicate_of: Mapped[int | None] = mapped_column(BigInteger)
+    conflicts: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # The header a job failed on ([] for none): the same file fails the same way, unless mapped.
+    header: Mapped[list | None] = mapped_column(JSON)
+    # The options it was asked with, kept for retry and apply.
+    sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    max_invalid: Mapped[str | None] = mapped_column(String(24))
+    columns: Mapped[dict | None] = mapped_column(JSON)
 
     __table_args__ = (Index("ix_import_jobs_status_id", "status", "id"),)
 
@@ -85,7 +106,6 @@ def job_json(job) -> dict:
         "unchanged": job.unchanged,
         "rows_superseded": job.rows_superseded or 0,
         "summary": summary(job),
-        "header": json.loads(job.header) if job.header is not None else None,
         "search_index": job.search_index,
         "rows_per_second": job.rows_per_second,
         "eta_seconds": job.eta_seconds,
@@ -95,6 +115,15 @@ def job_json(job) -> dict:
         "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at),
         "created_by": job.created_by,
+        "kind": job.kind,
+        "plan": bool(job.plan),
+        "undo_of": job.undo_of,
+        "undone_by": job.undone_by,
+        "duplicate_of": job.duplicate_of,
+        "conflicts": job.conflicts or 0,
+        "header": job.header,
+        "max_invalid": job.max_invalid,
+        "columns": job.columns,
     }
 
 
@@ -151,3 +180,25 @@ class Upload(db.Model):
     error: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_uploads_expires_at", "expires_at"),)
+
+
+class ImportChange(db.Model):
+    """One product an import (or a plan) creates or updates: the values after, and before."""
+
+    __tablename__ = "import_changes"
+
+    job_id: Mapped[int] = mapped_column(BigId, ForeignKey("import_jobs.id", ondelete="CASCADE"))
+    rn: Mapped[int] = mapped_column(BigInteger)  # the file's line: unique within one import
+    kind: Mapped[str] = mapped_column(String(8))  # created | updated
+    product_id: Mapped[int | None] = mapped_column(BigInteger)  # None for a plan's creations
+    sku: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean)
+    before_sku: Mapped[str | None] = mapped_column(Text)
+    before_name: Mapped[str | None] = mapped_column(Text)
+    before_description: Mapped[str | None] = mapped_column(Text)
+    before_active: Mapped[bool | None] = mapped_column(Boolean)
+    before_updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (PrimaryKeyConstraint("job_id", "kind", "rn"),)

@@ -51,6 +51,12 @@ class ClaimedJob:
     file_path: str
     bytes_total: int
     upload_id: str | None = None  # a resumable upload, read while it arrives
+    kind: str = "import"
+    plan: bool = False
+    max_invalid: str | None = None
+    columns: dict | None = None
+    undo_of: int | None = None
+    warnings: tuple[str, ...] = ()  # known before the file is read (the same file again)
 
 
 @dataclass

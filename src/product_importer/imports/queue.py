@@ -9,6 +9,7 @@ import's transaction) -> commit -> send. A worker asked to stop (SIGTERM) hands 
 back to the queue at once, for another worker.
 """
 
+import dataclasses
 import logging
 import os
 import socket
@@ -31,7 +32,7 @@ from .growing import UploadStalled
 from .models import ImportJob
 from .progress import WORKER_STOPPING, ClaimedJob
 from .runner import Run, application_name
-from .states import Phase, Status
+from .states import Kind, Phase, Status
 from .turns import GiveWay, Turn, ready_to_run
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 DRAIN_TASK = "product_importer.imports.drain_imports"
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 jobs = ImportJob.__table__
+CLAIMED = [field.name for field in dataclasses.fields(ClaimedJob)]
 
 
 # Imports one worker process reads at once: the rest of its threads send webhooks.
@@ -135,15 +137,13 @@ def claim_next(conn: Connection) -> ClaimedJob | None:
             worker=WORKER_ID,
             db_pid=seam.session_id(conn),
         )
-        .returning(
-            jobs.c.id, jobs.c.attempts, jobs.c.file_path, jobs.c.bytes_total, jobs.c.upload_id
-        )
+        .returning(*(jobs.c[name] for name in CLAIMED))
     ).first()
     if row:
         # lets recovery find and end this session if the worker is lost
         seam.name_session(conn, application_name(row.id))
     conn.commit()
-    return ClaimedJob(*row) if row else None
+    return ClaimedJob(**(row._asdict() | {"warnings": tuple(row.warnings or ())})) if row else None
 
 
 def run_claimed(conn: Connection, job: ClaimedJob) -> None:
@@ -212,23 +212,30 @@ def _requeue_when_back(job: ClaimedJob, error: Exception) -> None:
 
 
 def _apply(conn: Connection, job: ClaimedJob) -> list[int]:
-    """Import the file and end the job in one transaction; return the webhook deliveries."""
-    limit = 10 * current_app.config["MAX_UPLOAD_BYTES"]
-    stall = current_app.config["UPLOAD_STALL_SECONDS"]
+    """Run the job and end it in one transaction; return the webhook deliveries."""
+    config = current_app.config
+    limit = 10 * config["MAX_UPLOAD_BYTES"]
     turn = Turn(conn, job, refresh=lambda conn: refresh_search(conn, db.engine))
-    run = Run(conn, db.engine, job, max_decompressed=limit, stall_seconds=stall, turn=turn)
+    run = Run(
+        conn,
+        db.engine,
+        job,
+        max_decompressed=limit,
+        stall_seconds=config["UPLOAD_STALL_SECONDS"],
+        turn=turn,
+        record_changes=config["IMPORT_CHANGE_RECORD"],
+    )
     with run:
-        outcome = run.import_file()
-        values = final_values(outcome.status(), error=outcome.no_valid_reason)
-        if message := outcome.message():
-            values["message"] = message
+        values = run.undo() if job.kind == Kind.UNDO else _import(run)
         # The job row is now locked until the commit: a cancel that came before is seen here
         # (the heartbeat may not have noticed it yet); a later one waits and finds it ended.
-        row = record_end(conn, job.id, job.attempts, values | run.end_values(outcome))
+        row = record_end(conn, job.id, job.attempts, values)
         if row is None:  # recovery gave the job to another attempt: that one ends it
             raise ImportStopped("This attempt lost the job to another worker.")
         if row.cancel_requested:
             raise Cancelled()
+        if job.kind == Kind.UNDO:
+            conn.execute(update(jobs).where(jobs.c.id == job.undo_of).values(undone_by=job.id))
         deliveries = announce(conn, row)
         conn.commit()
     return deliveries
@@ -282,6 +289,15 @@ def _wake_queue() -> None:
         background.submit(DRAIN_TASK)
     except Exception:
         log.warning("could not wake the import queue; the maintenance loop will", exc_info=True)
+
+
+def _import(run: Run) -> dict:
+    """Import (or plan) the job's file; return the job's end values."""
+    outcome = run.import_file()
+    values = final_values(outcome.status(), error=outcome.no_valid_reason)
+    if message := outcome.message():
+        values["message"] = message
+    return values | run.end_values(outcome)
 
 
 def _end_stopped(job: ClaimedJob, stop: ImportStopped) -> list[int]:

@@ -19,14 +19,16 @@ RETRY_DELAY_SECONDS = 3
 FINISHED = {"completed", "completed_with_errors", "failed", "cancelled"}
 
 
-def import_remotely(path: str, url: str, token: str) -> int:
-    """Upload `path` to the server at `url` and import it there; return an exit code."""
+def import_remotely(path: str, url: str, token: str, given: dict) -> int:
+    """Upload `path` to the server at `url` and import it there with the `given` options
+    (plan, max_invalid, columns as JSON text); return an exit code."""
+    options = _options(given)
     base = url.rstrip("/")
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=base, headers=headers, timeout=60) as http:
         try:
             uploader = _start_upload(base, headers, path)
-            job = _ask_for_import(http, uploader.url.rsplit("/", 1)[-1])
+            job = _ask_for_import(http, uploader.url.rsplit("/", 1)[-1], options)
             _send(uploader, os.path.getsize(path))
         except (TusCommunicationError, TusUploadFailed) as error:
             raise click.ClickException(_tus_error(error)) from error
@@ -46,8 +48,19 @@ def _start_upload(base: str, headers: dict, path: str):
     return uploader
 
 
-def _ask_for_import(http: httpx.Client, upload_id: str) -> dict:
-    response = http.post("/api/imports", json={"upload": upload_id})
+def _options(given: dict) -> dict:
+    """The import options for the server's JSON: those given, `columns` as an object."""
+    options = {name: value for name, value in given.items() if value is not None}
+    if "columns" in options:
+        try:
+            options["columns"] = json.loads(options["columns"])
+        except ValueError as error:
+            raise click.UsageError(f"--columns is not JSON: {error}") from error
+    return options
+
+
+def _ask_for_import(http: httpx.Client, upload_id: str, options: dict) -> dict:
+    response = http.post("/api/imports", json={"upload": upload_id, **options})
     if response.status_code != 202:
         raise click.ClickException(_api_error(response))
     return response.json()

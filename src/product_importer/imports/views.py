@@ -19,6 +19,8 @@ OUTCOMES = {
     "completed_with_errors": ("Completed with errors", "badge-warning"),
     "failed": ("Failed", "badge-danger"),
     "cancelled": ("Cancelled", "badge-muted"),
+    "planned": ("Planned", "badge-info"),
+    "discarded": ("Discarded", "badge-muted"),
 }
 # The upload page's states before a job exists; its script reads these with OUTCOMES.
 UPLOAD_STATES = {

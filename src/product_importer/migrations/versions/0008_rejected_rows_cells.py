@@ -23,7 +23,7 @@ depends_on = None
 
 def upgrade():
     op.add_column("import_jobs", sa.Column("source_header", sa.Text(), nullable=True))
-    op.add_column("import_jobs", sa.Column("header", sa.Text(), nullable=True))
+    op.add_column("import_jobs", sa.Column("header", sa.JSON(), nullable=True))
     op.add_column("import_rejected_rows", sa.Column("cells", sa.Text(), nullable=True))
 
 
