@@ -182,7 +182,7 @@ def test_the_import_command_sends_its_webhook_before_it_returns(tmp_path, client
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert [request.json()["type"] for request in received] == ["import.completed"]
-    assert "│ Webhooks      │ 1 webhook: delivered (HTTP 200)" in result.stdout
+    assert re.search(r"│ Webhooks\s+│ 1 webhook: delivered \(HTTP 200\)", result.stdout)
     receiver.close()
 
 

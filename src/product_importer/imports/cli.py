@@ -82,11 +82,11 @@ def _run_and_watch(job_id: int) -> int:
     app.extensions["embedded_worker"] = tasks  # background.submit() hands tasks to it
     runner = threading.Thread(target=_run_queue, args=(app,), name="import-queue", daemon=True)
     runner.start()
-    console = Console()
+    console = Console(stderr=True)  # progress and logs; the outcome goes to stdout
     with _logging_above(console):
         job = _watch(console, job_id)
         runner.join()  # it sends the import's webhooks before it ends
-    return _report(console, job, tasks.sent)
+    return _report(Console(), job, tasks.sent)
 
 
 class SendsWebhooksHere:
