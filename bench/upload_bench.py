@@ -117,9 +117,12 @@ def rounds(http: httpx.Client, path: Path, rate: float, count: int) -> dict:
     for number in range(1, count + 1):
         print(f"round {number}/{count}...", flush=True)
         found["R_bare"].append(reference(path, BARE_TABLE, db_url=DB_URL))
+        print(f"    R_bare {found['R_bare'][-1]:.2f} s", flush=True)
         for key, follow in (("F", True), ("S", False)):
             truncate_products()
             found[key].append(upload_and_import(http, path, rate, follow=follow))
+            result = found[key][-1]
+            print(f"    {key}: upload {result['upload']:.2f} s, then {result['after']:.2f} s")
     return found
 
 
@@ -160,11 +163,11 @@ def main() -> None:
         try:
             with httpx.Client(base_url=url, timeout=3600, headers=headers) as http:
                 found = rounds(http, path, args.rate * 1e6, args.rounds)
+            report(found, args.rows, args.rate * 1e6)
         finally:
             stop(worker)
     finally:
         stop(server)
-    report(found, args.rows, args.rate * 1e6)
 
 
 if __name__ == "__main__":

@@ -182,3 +182,36 @@ def test_an_expired_upload_is_gone(api, any_app, any_engine):
         assert conn.execute(text("SELECT count(*) FROM uploads")).scalar() == 1
     assert not os.path.exists(path)
     assert offset_of(api, finished) == len(DATA)
+
+
+def test_an_import_waits_in_the_queue_while_its_upload_stalls(embedded_app, accounts, account_rows):
+    """It gives the queue back after UPLOAD_STALL_SECONDS, and goes on when bytes come."""
+    from product_importer.extensions import db
+    from product_importer.imports import queue
+    from tests.modes import empty_tables
+
+    with embedded_app.app_context():
+        empty_tables(db.engine, account_rows)
+    client = client_with_token(embedded_app, accounts["admin"].token)
+    url = create(client, len(DATA))
+    send(client, url, 0, DATA[:10])
+    created = client.post("/api/imports", json={"upload": url.rsplit("/", 1)[-1]})
+    assert created.status_code == 202
+    job_url = f"/api/imports/{created.get_json()['id']}"
+    embedded_app.config["UPLOAD_STALL_SECONDS"] = 0.2
+    try:
+        with embedded_app.app_context():
+            assert queue.drain_queue() == 1  # ran, and gave the job back
+            waiting = client.get(job_url).get_json()
+            assert waiting["status"] == "queued"
+            assert waiting["message"] == "Waiting for the upload to go on (10 of 33 bytes received)"
+            assert queue.drain_queue() == 0  # no byte since: it is not taken again
+            assert send(client, url, 10, DATA[10:]).status_code == 204
+            assert queue.drain_queue() == 1
+    finally:
+        embedded_app.config["UPLOAD_STALL_SECONDS"] = 30.0
+    job = client.get(job_url).get_json()
+    assert (job["status"], job["created"]) == ("completed", 2)
+    with embedded_app.app_context(), db.engine.connect() as conn:
+        attempts = conn.execute(text("SELECT attempts FROM import_jobs")).scalar_one()
+    assert attempts == 1  # waiting was not an attempt

@@ -218,7 +218,8 @@ def _import_paths() -> dict:
                         },
                     },
                 }
-            }
+            },
+            "application/json": {"schema": _from_upload()},
         },
     }
     queued = json_response(job, "Queued", LOCATION)
@@ -230,11 +231,12 @@ def _import_paths() -> dict:
                 "Upload a CSV (or .csv.gz) and queue its import (editor)",
                 {
                     "202": queued,
-                    "400": error("No file field"),
+                    "400": error("No file field, or the JSON body is not an object"),
+                    "404": error("No such upload of this account (or it expired)"),
                     "413": error("Over MAX_UPLOAD_BYTES"),
                     "422": error(
-                        "Empty, only white space, binary, or not gzip it claims to be; "
-                        "an option not valid"
+                        "Empty, only white space, binary, or not gzip it claims to be; an "
+                        "upload refused at its last byte; an option not valid"
                     ),
                     "429": error("The account has MAX_QUEUED_IMPORTS imports unfinished"),
                     "507": error("Storing it would leave less than MIN_FREE_DISK_BYTES free"),
@@ -312,6 +314,24 @@ def _import_paths() -> dict:
                 "run as a formula get a `'` in front, which an import drops again.",
                 {"200": text("text/csv", "The rejected rows with every column of the file")},
             ),
+        },
+    }
+
+
+def _from_upload() -> dict:
+    """The JSON body that imports a resumable upload, even one still arriving."""
+    return {
+        "type": "object",
+        "required": ["upload"],
+        "additionalProperties": False,
+        "properties": {
+            "upload": {
+                "type": "string",
+                "description": "The id of an upload of /api/uploads (the end of its URL)",
+            },
+            "plan": {"type": "boolean", "description": "Not yet supported with an upload"},
+            "max_invalid": {"type": "string", "description": "Not yet supported with an upload"},
+            "columns": {"type": "object", "description": "Not yet supported with an upload"},
         },
     }
 
