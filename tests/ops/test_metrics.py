@@ -2,6 +2,7 @@
 
 import io
 import time
+from contextlib import nullcontext
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -116,27 +117,37 @@ def test_the_queue_and_pending_deliveries_are_read_from_the_database(
     url = two_process_server
     with httpx.Client(base_url=url, timeout=30) as http:
         http.headers["Authorization"] = f"Bearer {accounts['admin'].token}"
-        create_endpoint(http, "http://127.0.0.1:9/hook", events=("product.created",))
+        hook = create_endpoint(http, "http://127.0.0.1:9/hook", events=("product.created",))
         with paused(live_worker):  # nothing takes the work while the figures are read
-            assert upload_csv(http, "name,sku\nA,Q-1\n").status_code == 202
+            upload = upload_csv(http, "name,sku\nA,Q-1\n")
+            assert upload.status_code == 202
             assert http.post("/api/products", json={"name": "B", "sku": "Q-2"}).status_code == 201
             samples = scrape(url)
-            assert sample(samples, "product_importer_import_queue_depth", status="queued") == 1
-            assert sample(samples, "product_importer_webhook_deliveries_pending") == 1
+            leave_no_work(http, upload.json()["id"], hook["id"])
+    assert sample(samples, "product_importer_import_queue_depth", status="queued") == 1
+    assert sample(samples, "product_importer_webhook_deliveries_pending") == 1
 
 
-def test_both_modes_answer_metrics_from_their_own_database(api):
-    # no background work runs for `api`: the upload stays queued, the delivery pending
-    assert (
-        api.post(
-            "/api/webhooks", json={"url": "http://127.0.0.1:9/h", "events": ["product.created"]}
-        ).status_code
-        == 201
-    )
-    assert api.post("/api/products", json={"name": "A", "sku": "BM-1"}).status_code == 201
-    upload = api.post("/api/imports", data={"file": (io.BytesIO(b"name,sku\nA,BM-2\n"), "p.csv")})
-    assert upload.status_code == 202
-    response = api.get("/metrics")
+def leave_no_work(http, job_id: int, webhook_id: int) -> None:
+    """Cancel the queued import and delete the webhook, so the next test inherits nothing."""
+    assert http.post(f"/api/imports/{job_id}/cancel").status_code == 202
+    assert http.delete(f"/api/webhooks/{webhook_id}").status_code == 204
+
+
+def test_both_modes_answer_metrics_from_their_own_database(api, any_app, request):
+    # production: the session's worker is held; embedded: `api` runs no background work
+    production = not any_app.config["EMBEDDED_WORKER"]
+    held = paused(request.getfixturevalue("live_worker")) if production else nullcontext()
+    with held:
+        hook = {"url": "http://127.0.0.1:9/h", "events": ["product.created"]}
+        webhook = api.post("/api/webhooks", json=hook)
+        assert webhook.status_code == 201
+        assert api.post("/api/products", json={"name": "A", "sku": "BM-1"}).status_code == 201
+        csv = {"file": (io.BytesIO(b"name,sku\nA,BM-2\n"), "p.csv")}
+        upload = api.post("/api/imports", data=csv)
+        assert upload.status_code == 202
+        response = api.get("/metrics")
+        leave_no_work(api, upload.get_json()["id"], webhook.get_json()["id"])
     assert response.status_code == 200
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value

@@ -329,9 +329,7 @@ def _from_upload() -> dict:
                 "type": "string",
                 "description": "The id of an upload of /api/uploads (the end of its URL)",
             },
-            "plan": {"type": "boolean", "description": "Not yet supported with an upload"},
-            "max_invalid": {"type": "string", "description": "Not yet supported with an upload"},
-            "columns": {"type": "object", "description": "Not yet supported with an upload"},
+            **OPTIONS,
         },
     }
 
