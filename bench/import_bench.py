@@ -196,7 +196,9 @@ def measure_fresh(http: httpx.Client, path: Path) -> dict:
         stop(worker)
 
 
-def timing_rounds(http: httpx.Client, files: dict, rounds: int) -> tuple[dict, dict]:
+def timing_rounds(
+    http: httpx.Client, files: dict, rounds: int, *, skip_r: bool = False
+) -> tuple[dict, dict]:
     """Each round: the floors, then the imports with a change record, then without one."""
     keys = ("R_bare", "R", "A", "A ready", "B", "C", "C ready", "A0", "B0", "C0", "P", "AP", "U")
     times: dict[str, list[float]] = {key: [] for key in keys}
@@ -204,7 +206,8 @@ def timing_rounds(http: httpx.Client, files: dict, rounds: int) -> tuple[dict, d
     for round_number in range(1, rounds + 1):
         print(f"round {round_number}/{rounds}...", flush=True)
         times["R_bare"].append(reference(files["base"], BARE_TABLE))
-        times["R"].append(reference(files["base"], FULL_TABLE))
+        if not skip_r:
+            times["R"].append(reference(files["base"], FULL_TABLE))
         worker = start_worker()
         try:
             storage = with_record(http, files, times, jobs, steps)
@@ -219,7 +222,9 @@ def timing_rounds(http: httpx.Client, files: dict, rounds: int) -> tuple[dict, d
                 steps[key] = step_log(since)
         finally:
             stop(worker)
-    best = {key: (min(values), jobs.get(key), steps.get(key)) for key, values in times.items()}
+    best = {
+        key: (min(values), jobs.get(key), steps.get(key)) for key, values in times.items() if values
+    }
     return best, storage
 
 
@@ -338,6 +343,7 @@ def main() -> None:
     parser.add_argument("--skip-big", action="store_true", help="skip the big fresh import")
     parser.add_argument("--skip-rounds", action="store_true", help="only the fresh imports")
     parser.add_argument("--skip-fresh", action="store_true", help="skip the fresh-worker runs")
+    parser.add_argument("--skip-r", action="store_true", help="skip R (every index row by row)")
     args = parser.parse_args()
     files = {
         "base": generated_csv(f"bench_{args.rows}.csv", args.rows),
@@ -367,7 +373,7 @@ def main() -> None:
                 fresh[f"{args.big_rows:,}"] = big
             results, storage = {}, {}
             if not args.skip_rounds:
-                results, storage = timing_rounds(http, files, args.rounds)
+                results, storage = timing_rounds(http, files, args.rounds, skip_r=args.skip_r)
     finally:
         stop(server)
     if results:
