@@ -1,4 +1,5 @@
-"""Import pages: upload with live progress, and the import history."""
+"""Import pages: upload with live progress, the import history, and one import with its plan or
+change record."""
 
 from datetime import datetime
 
@@ -19,6 +20,8 @@ OUTCOMES = {
     "completed_with_errors": ("Completed with errors", "badge-warning"),
     "failed": ("Failed", "badge-danger"),
     "cancelled": ("Cancelled", "badge-muted"),
+    "planned": ("Planned", "badge-info"),
+    "discarded": ("Discarded", "badge-muted"),
 }
 # The upload page's states before a job exists; its script reads these with OUTCOMES.
 UPLOAD_STATES = {
@@ -46,6 +49,38 @@ def history_page():
     """The history of imports, newest first."""
     jobs = [history_row(job) for job in service.list_recent(db.session)]
     return render_template("imports/history.html", jobs=jobs, outcomes=OUTCOMES)
+
+
+@bp.get("/imports/<int:job_id>")
+@requires(Role.VIEWER)
+def import_page(job_id: int):
+    """One import: its outcome, its plan or change record, and what can be done with it."""
+    job = history_row(service.get(db.session, job_id))
+    return render_template(
+        "imports/detail.html", job=job, outcomes=OUTCOMES, undo_question=undo_question(job)
+    )
+
+
+def undo_question(job: dict) -> str:
+    """What undoing the import does, asked: "Delete 1,204 products it created and restore ..."."""
+    created, updated = job["created"] or 0, job["updated"] or 0
+    deed = []
+    if created:
+        deed.append(f"delete {products(created)} it created")
+    if updated:
+        deed.append(
+            f"restore {updated:,} it changed"
+            if created
+            else f"restore {products(updated)} it changed"
+        )
+    if not deed:
+        return "Undo this import? It changed no products."
+    return " and ".join(deed).capitalize() + "?"
+
+
+def products(count: int) -> str:
+    """ "1 product", "1,204 products"."""
+    return f"{count:,} product{'' if count == 1 else 's'}"
 
 
 def history_row(job: ImportJob) -> dict:

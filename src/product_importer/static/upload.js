@@ -1,11 +1,14 @@
 /* The upload page: send a CSV with upload progress, then follow its import job live
    through the server-sent events of /api/imports/<id>/events (polling the job instead when
    the stream is refused or keeps failing). The job id is kept in the address (?job=<id>)
-   so a reload, or a link from the history page, resumes watching it. */
+   so a reload, or a link from the history page, resumes watching it. A plan (the option "Plan
+   first") ends `planned` and shows what applying it would change, with Apply and Discard; a job
+   that failed for want of a column shows the column mapping form (changes.js). */
 (function () {
   "use strict";
 
   const { api, can, csrfToken, el, format, notify, whileBusy } = window.App;
+  const Changes = window.Changes;
   const $ = (id) => document.getElementById(id);
   const uploadSection = $("upload-section");
   const panel = $("job-panel");
@@ -16,9 +19,12 @@
   // [label, badge class] of each status, as imports/views.py names them for every page.
   const STATUS = JSON.parse($("status-labels").textContent);
   const PHASE = { reading: "Reading", applying: "Applying" };
-  const FINISHED = ["completed", "completed_with_errors", "failed", "cancelled"];
+  const FINISHED = ["completed", "completed_with_errors", "failed", "cancelled", "planned", "discarded"];
+  const SUCCEEDED = ["completed", "completed_with_errors"];
 
-  const state = { file: null, xhr: null, job: null, source: null, poll: null, uploadError: null };
+  const state = {
+    file: null, xhr: null, job: null, source: null, poll: null, uploadError: null, shown: null,
+  };
 
   /* ---- choosing a file (editors; a viewer's page has no drop zone) --------------------- */
 
@@ -44,9 +50,41 @@
       startUpload(files[0]);
     });
   }
-  if (can("editor")) listenForFiles();
+  if (can("editor")) {
+    listenForFiles();
+    $("stop-on-invalid").addEventListener("change", (event) => {
+      $("max-invalid").disabled = !event.target.checked;
+      showOptionError("");
+      if (event.target.checked) $("max-invalid").focus();
+    });
+    $("max-invalid").addEventListener("input", () => showOptionError(""));
+  }
   // A file dropped beside the drop zone must not make the browser navigate away to it.
   ["dragover", "drop"].forEach((type) => window.addEventListener(type, (event) => event.preventDefault()));
+
+  /* The options sent with the file as form fields: plan, and max_invalid as a percentage. */
+  function uploadOptions() {
+    const options = {};
+    if ($("plan-first").checked) options.plan = "true";
+    if ($("stop-on-invalid").checked) options.max_invalid = `${$("max-invalid").value.trim()}%`;
+    return options;
+  }
+
+  /* Say what is wrong with the threshold beside it; true when it is fine. */
+  function optionsValid() {
+    const input = $("max-invalid");
+    if (!$("stop-on-invalid").checked) return true;
+    const value = Number(input.value.trim());
+    const ok = input.value.trim() !== "" && Number.isFinite(value) && value >= 0 && value <= 100;
+    showOptionError(ok ? "" : "Give a percentage from 0 to 100, such as 1 or 0.5.");
+    if (!ok) input.focus();
+    return ok;
+  }
+
+  function showOptionError(message) {
+    $("max-invalid-error").textContent = message;
+    $("max-invalid").toggleAttribute("aria-invalid", Boolean(message));
+  }
 
   function showUploadError(message) {
     const box = $("upload-error");
@@ -59,6 +97,7 @@
   function startUpload(file) {
     fileInput.value = "";
     showUploadError("");
+    if (!optionsValid()) return;
     if (file.size > maxBytes) {
       showUploadError(
         `${file.name} is ${format.bytes(file.size)}, over the ${format.bytes(maxBytes)} limit. ` +
@@ -99,6 +138,7 @@
       notify("Upload cancelled.", "info");
     });
     const form = new FormData();
+    Object.entries(uploadOptions()).forEach(([name, value]) => form.append(name, value));
     form.append("file", file, file.name);
     xhr.send(form);
   }
@@ -197,14 +237,36 @@
     $("job-detail").textContent = jobDetail(job);
     renderStats(job, finished);
     renderResult(finished ? resultBox(job) : null);
+    renderSections(job);
+    const mapping = job.status === "failed" && Boolean(job.header);
     showActions({
       cancel: !finished,
-      retry: job.status === "failed" || job.status === "cancelled",
-      products: job.status === "completed" || job.status === "completed_with_errors",
+      // A job that lacked a column is retried through the mapping form, not as it was.
+      retry: (job.status === "failed" && !mapping) || job.status === "cancelled",
+      apply: job.status === "planned",
+      discard: job.status === "planned",
+      products: SUCCEEDED.includes(job.status),
       errors: finished && job.rows_invalid > 0,
+      details: finished,
       another: finished,
     });
     $("errors-link").href = `/api/imports/${job.id}/errors.csv`;
+    $("details-link").href = `/imports/${job.id}`;
+  }
+
+  /* The plan's changes, or the mapping form: built once per job and status. */
+  function renderSections(job) {
+    const key = `${job.id}:${job.status}`;
+    if (state.shown === key) return;
+    state.shown = key;
+    const planned = job.status === "planned";
+    const mapping = job.status === "failed" && Boolean(job.header) && can("editor");
+    $("job-plan").hidden = !planned;
+    $("job-mapping").hidden = !mapping;
+    if (planned) Changes.browser($("job-plan-slot"), job);
+    else $("job-plan-slot").replaceChildren();
+    if (mapping) Changes.mappingForm($("job-mapping-slot"), job, { onRetried: jobStarted });
+    else $("job-mapping-slot").replaceChildren();
   }
 
   function renderMissing(error) {
@@ -214,13 +276,14 @@
     renderHead(title, "", "failed");
     renderProgress("", 0, "none");
     renderResult(alertBox("error", title, error.message));
+    renderSections({ id: null, status: "missing" });
     showActions({ another: true });
   }
 
   function barState(status) {
-    if (status === "completed" || status === "completed_with_errors") return "success";
+    if (SUCCEEDED.includes(status) || status === "planned") return "success";
     if (status === "failed") return "danger";
-    if (status === "cancelled") return "muted";
+    if (status === "cancelled" || status === "discarded") return "muted";
     return status === "running" ? "active" : "";
   }
 
@@ -258,7 +321,11 @@
 
   function resultBox(job) {
     const box = el("div", { className: "stack" });
-    if (job.status === "failed") {
+    if (job.status === "planned") {
+      box.append(alertBox("info", "Plan ready: the catalog has not changed yet", planSummary(job)));
+    } else if (job.status === "discarded") {
+      box.append(alertBox("info", "Plan discarded", "The catalog was not changed."));
+    } else if (job.status === "failed") {
       box.append(alertBox("error", "Nothing was imported", job.error));
     } else if (job.status === "cancelled") {
       box.append(alertBox("info", "Nothing was imported", job.error || "The import was cancelled."));
@@ -277,6 +344,14 @@
     }
     if (job.warnings && job.warnings.length) box.append(warningList(job.warnings));
     return box;
+  }
+
+  function planSummary(job) {
+    let text =
+      `Applying it now would create ${format.number(job.created)}, update ` +
+      `${format.number(job.updated)} and leave ${format.number(job.unchanged)} products unchanged`;
+    if (job.rows_invalid > 0) text += `; ${format.number(job.rows_invalid)} rows would be rejected`;
+    return `${text}. Review the changes below, then apply or discard it.`;
   }
 
   function warningList(warnings) {
@@ -335,6 +410,9 @@
     const hadFocus = document.activeElement;
     const editor = can("editor"); // a viewer follows an import but cannot change it
     $("cancel-button").hidden = !(visible.cancel && editor);
+    $("apply-button").hidden = !(visible.apply && editor);
+    $("discard-button").hidden = !(visible.discard && editor);
+    $("details-link").hidden = !visible.details;
     $("retry-button").hidden = !(visible.retry && editor);
     $("products-link").hidden = !visible.products;
     $("errors-link").hidden = !visible.errors;
@@ -348,7 +426,8 @@
 
   function reset() {
     stopWatching();
-    Object.assign(state, { file: null, xhr: null, job: null, uploadError: null });
+    Object.assign(state, { file: null, xhr: null, job: null, uploadError: null, shown: null });
+    renderSections({ id: null, status: "none" });
     history.replaceState(null, "", location.pathname);
     panel.hidden = true;
     uploadSection.hidden = false;
@@ -377,6 +456,27 @@
       jobStarted(await whileBusy(busy, () => api("POST", `/api/imports/${state.job.id}/retry`)));
     } catch (error) {
       notify(`Could not retry: ${error.message}`, "error");
+    }
+  });
+
+  $("apply-button").addEventListener("click", async (event) => {
+    if (!state.job) return;
+    const busy = { button: event.currentTarget, text: "Applying…" };
+    try {
+      jobStarted(await whileBusy(busy, () => api("POST", `/api/imports/${state.job.id}/apply`)));
+    } catch (error) {
+      notify(`Could not apply the plan: ${error.message}`, "error");
+    }
+  });
+
+  $("discard-button").addEventListener("click", async (event) => {
+    if (!state.job) return;
+    const busy = { button: event.currentTarget, text: "Discarding…" };
+    try {
+      renderJob(await whileBusy(busy, () => api("POST", `/api/imports/${state.job.id}/discard`)));
+      notify("The plan was discarded; the catalog was not changed.", "info");
+    } catch (error) {
+      notify(`Could not discard the plan: ${error.message}`, "error");
     }
   });
 
