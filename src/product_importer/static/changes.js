@@ -35,12 +35,9 @@
     );
     const tablist = el("div", { className: "tabs", role: "tablist", "aria-label": "Kind of change" }, ...tabs);
     const body = el("tbody");
+    const head = el("tr");
     const table = el("table", { className: "table stack-sm changes-table" },
-      el("caption", { className: "visually-hidden" }, "Changed products"),
-      el("thead", {}, el("tr", {},
-        el("th", { scope: "col" }, "SKU"),
-        el("th", { scope: "col" }, "Fields (before → after)"))),
-      body);
+      el("caption", { className: "visually-hidden" }, "Changed products"), el("thead", {}, head), body);
     const status = el("p", { className: "page-status", "aria-live": "polite" });
     const prev = el("button", { type: "button", className: "btn btn-sm" }, "‹ Previous");
     const next = el("button", { type: "button", className: "btn btn-sm" }, "Next ›");
@@ -85,7 +82,10 @@
 
     function render(data) {
       const pages = Math.max(1, data.pages || 0);
-      const rows = data.items.map((item) => changeRow(item, state.kind));
+      const created = state.kind === "created";
+      head.replaceChildren(...(created ? CREATED_COLUMNS : UPDATED_COLUMNS).map((name) =>
+        el("th", { scope: "col" }, name)));
+      const rows = data.items.map((item) => (created ? createdRow(item) : updatedRow(item)));
       body.replaceChildren(...(rows.length ? rows : [messageRow(`No ${state.kind} products.`)]));
       status.textContent = data.total
         ? `Page ${data.page} of ${pages} · ${format.number(data.total)} ${state.kind} products`
@@ -119,22 +119,37 @@
     select(state.kind, false);
   }
 
+  const CREATED_COLUMNS = ["SKU", "Name", "Description", "Active"];
+  const UPDATED_COLUMNS = ["SKU", "Changed fields (before → after)"];
+
   function messageRow(text) {
-    return el("tr", {}, el("td", { colSpan: 2, className: "empty-cell muted" }, text));
+    return el("tr", {}, el("td", { colSpan: 4, className: "empty-cell muted" }, text));
   }
 
-  function changeRow(item, kind) {
-    const fields = Object.entries(item.changes || {}).map(([field, change]) =>
+  /* A new product: its values, one column each. */
+  function createdRow(item) {
+    const value = (field) => {
+      const after = (item.changes[field] || {}).after;
+      return after === "" || after == null ? "" : shown(after);
+    };
+    return el("tr", {},
+      el("td", { className: "sku", dataset: { label: "SKU" } }, item.sku),
+      ...["name", "description", "active"].map((field) =>
+        el("td", { className: "wrap", dataset: { label: field } }, value(field))));
+  }
+
+  /* An updated product: each field that changes, before -> after, in the file's column order. */
+  function updatedRow(item) {
+    const fields = FIELDS.filter((field) => item.changes[field]).map((field) =>
       el("li", {},
         el("span", { className: "diff-field" }, field),
-        kind === "created" ? null : el("del", { className: "diff-before" }, shown(change.before)),
-        kind === "created" ? null : el("span", { className: "diff-arrow", "aria-label": "becomes" }, "→"),
-        el("ins", { className: "diff-after" }, shown(change.after))),
+        el("del", { className: "diff-before" }, shown(item.changes[field].before)),
+        el("span", { className: "diff-arrow", "aria-hidden": "true" }, "→"),
+        el("ins", { className: "diff-after" }, shown(item.changes[field].after))),
     );
     return el("tr", {},
       el("td", { className: "sku", dataset: { label: "SKU" } }, item.sku),
-      el("td", { className: "wrap", dataset: { label: kind === "created" ? "Values" : "Changes" } },
-        el("ul", { className: "diff" }, ...fields)));
+      el("td", { className: "wrap", dataset: { label: "Changes" } }, el("ul", { className: "diff" }, ...fields)));
   }
 
   function shown(value) {

@@ -342,21 +342,27 @@
           "Download them to see the line and reason of each, fix them and import that file."));
       }
     }
-    if (job.warnings && job.warnings.length) box.append(warningList(job.warnings));
+    if (job.warnings && job.warnings.length) box.append(warningList(job.warnings, job.duplicate_of));
     return box;
   }
 
   function planSummary(job) {
+    const plural = (count, word) => `${format.number(count)} ${word}${count === 1 ? "" : "s"}`;
     let text =
-      `Applying it now would create ${format.number(job.created)}, update ` +
-      `${format.number(job.updated)} and leave ${format.number(job.unchanged)} products unchanged`;
-    if (job.rows_invalid > 0) text += `; ${format.number(job.rows_invalid)} rows would be rejected`;
+      `Applying it now would create ${plural(job.created, "product")}, update ` +
+      `${format.number(job.updated)} and leave ${format.number(job.unchanged)} unchanged`;
+    if (job.rows_invalid > 0) text += `; ${plural(job.rows_invalid, "row")} would be rejected`;
     return `${text}. Review the changes below, then apply or discard it.`;
   }
 
-  function warningList(warnings) {
+  /* The warnings; when the file is one imported before, a link to that import. */
+  function warningList(warnings, duplicateOf) {
     const box = alertBox("warning", warnings.length === 1 ? "Warning" : "Warnings", null);
     box.append(el("ul", { className: "warnings" }, ...warnings.map((text) => el("li", {}, text))));
+    if (duplicateOf) {
+      box.append(el("p", { className: "alert-text" },
+        el("a", { href: `/imports/${duplicateOf}` }, `See import #${duplicateOf}`)));
+    }
     return box;
   }
 
