@@ -16,6 +16,11 @@ db 7), it prints seconds, rows/s and ratios to R_bare for:
           the end of the upload to `completed` (and, A ready, to its search index `ready`);
   B       the same file again (every product unchanged);
   C       a file that changes half of the products' names (and C ready);
+  A0, C0  A and C by a worker that keeps no change record (IMPORT_CHANGE_RECORD=false): what
+          the change record costs, as A / A0 and C / C0 (target <= 1.15 each);
+  P, AP   a plan of the file into an empty catalog, then applying it (targets P <= A, AP <= A);
+  U       the undo of a fresh import (every product it created deleted; target U <= A);
+  the storage of the change record (pg_total_relation_size of import_changes) of A and of C;
 
 then each import's step log (where the time goes: parsing and COPY while reading, then each SQL
 step), and, each in a fresh worker into an empty catalog, the worker's peak RSS (VmHWM) and
@@ -73,8 +78,8 @@ def environment() -> dict:
     return app_environment(DB_NAME, REDIS, "instance", LOG_LEVEL="INFO", UPLOAD_RETENTION_HOURS="0")
 
 
-def start_worker() -> subprocess.Popen:
-    worker = start(["worker", "--concurrency", "2"], environment(), "worker.log")
+def start_worker(**settings: str) -> subprocess.Popen:
+    worker = start(["worker", "--concurrency", "2"], environment() | settings, "worker.log")
     deadline = time.monotonic() + 60
     while b" ready." not in (DATA / "worker.log").read_bytes():
         if time.monotonic() > deadline or worker.poll() is not None:
@@ -112,26 +117,45 @@ def reference(path: Path, table_sql: str) -> float:
     return elapsed
 
 
-def import_through_api(http: httpx.Client, path: Path) -> tuple[float, float, dict]:
+def import_through_api(
+    http: httpx.Client, path: Path, form: dict | None = None
+) -> tuple[float, float, dict]:
     """Upload `path`; return seconds from the end of the upload to `completed` and to its
     search index being ready (the same when none was deferred), and the job."""
     with open(path, "rb") as source:
-        response = http.post("/api/imports", files={"file": (path.name, source, "text/csv")})
-    uploaded = time.perf_counter()
+        files = {"file": (path.name, source, "text/csv")}
+        response = http.post("/api/imports", files=files, data=form or {})
+    return follow(http, response)
+
+
+def follow(http: httpx.Client, response: httpx.Response) -> tuple[float, float, dict]:
+    """Follow the job `response` answered with, from now until it has finished."""
+    started = time.perf_counter()
     response.raise_for_status()
     job_id = response.json()["id"]
     done = None
     while True:
         job = http.get(f"/api/imports/{job_id}").json()
         if done is None and job["status"] not in ("queued", "running"):
-            done = time.perf_counter() - uploaded
+            done = time.perf_counter() - started
         if done is not None and job.get("search_index") != "refreshing":
             break
         time.sleep(0.05)
-    ready = time.perf_counter() - uploaded
-    if job["status"] != "completed":
+    ready = time.perf_counter() - started
+    if job["status"] not in ("completed", "planned"):
         raise RuntimeError(f"import {job_id} ended {job['status']}: {job['error']}")
     return done, ready, job
+
+
+def change_record_bytes() -> int:
+    """The size of the change record table with its index and TOAST."""
+    with psycopg.connect(DB_URL, autocommit=True) as conn:
+        return conn.execute("SELECT pg_total_relation_size('import_changes')").fetchone()[0]
+
+
+def truncate_changes() -> None:
+    with psycopg.connect(DB_URL, autocommit=True) as conn:
+        conn.execute("TRUNCATE import_changes")
 
 
 def step_log(since: int) -> list[str]:
@@ -170,24 +194,63 @@ def measure_fresh(http: httpx.Client, path: Path) -> dict:
         stop(worker)
 
 
-def timing_rounds(http: httpx.Client, files: dict, rounds: int) -> dict:
-    times: dict[str, list[float]] = {
-        key: [] for key in ("R_bare", "R", "A", "A ready", "B", "C", "C ready")
-    }
-    jobs, steps = {}, {}
+def timing_rounds(http: httpx.Client, files: dict, rounds: int) -> tuple[dict, dict]:
+    """Each round: the floors, then the imports with a change record, then without one."""
+    keys = ("R_bare", "R", "A", "A ready", "B", "C", "C ready", "A0", "B0", "C0", "P", "AP", "U")
+    times: dict[str, list[float]] = {key: [] for key in keys}
+    jobs, steps, storage = {}, {}, {}
     for round_number in range(1, rounds + 1):
         print(f"round {round_number}/{rounds}...", flush=True)
         times["R_bare"].append(reference(files["base"], BARE_TABLE))
         times["R"].append(reference(files["base"], FULL_TABLE))
-        truncate_products()
-        for key, name in (("A", "base"), ("B", "base"), ("C", "changed")):
-            since = log_size()
-            done, ready, jobs[key] = import_through_api(http, files[name])
-            times[key].append(done)
-            if f"{key} ready" in times:
-                times[f"{key} ready"].append(ready)
-            steps[key] = step_log(since)
-    return {key: (min(values), jobs.get(key), steps.get(key)) for key, values in times.items()}
+        worker = start_worker()
+        try:
+            storage = with_record(http, files, times, jobs, steps)
+        finally:
+            stop(worker)
+        worker = start_worker(IMPORT_CHANGE_RECORD="false")
+        try:
+            truncate_products()
+            for key, name in (("A0", "base"), ("B0", "base"), ("C0", "changed")):
+                since = log_size()
+                times[key].append(import_through_api(http, files[name])[0])
+                steps[key] = step_log(since)
+        finally:
+            stop(worker)
+    best = {key: (min(values), jobs.get(key), steps.get(key)) for key, values in times.items()}
+    return best, storage
+
+
+def with_record(http: httpx.Client, files: dict, times: dict, jobs: dict, steps: dict) -> dict:
+    """A, its undo U, the plan P and its apply AP, then B and C; the record's sizes of A and C."""
+    storage = {}
+    truncate_products()
+    truncate_changes()
+    since = log_size()
+    done, ready, jobs["A"] = import_through_api(http, files["base"])
+    times["A"].append(done)
+    times["A ready"].append(ready)
+    steps["A"] = step_log(since)
+    storage["A"] = change_record_bytes()
+    undo = follow(http, http.post(f"/api/imports/{jobs['A']['id']}/undo"))
+    times["U"].append(undo[0])
+    jobs["U"] = undo[2]
+    done, _ready, jobs["P"] = import_through_api(http, files["base"], {"plan": "true"})
+    times["P"].append(done)
+    since = log_size()
+    done, _ready, jobs["AP"] = follow(http, http.post(f"/api/imports/{jobs['P']['id']}/apply"))
+    times["AP"].append(done)
+    steps["AP"] = step_log(since)
+    for key, name in (("B", "base"), ("C", "changed")):
+        truncate_changes()
+        since = log_size()
+        done, ready, jobs[key] = import_through_api(http, files[name])
+        times[key].append(done)
+        if f"{key} ready" in times:
+            times[f"{key} ready"].append(ready)
+        steps[key] = step_log(since)
+        storage[key] = change_record_bytes()
+    return storage
 
 
 LABELS = {
@@ -198,8 +261,35 @@ LABELS = {
     "B": "B       same file again (all unchanged)",
     "C": "C       half the products' names changed",
     "C ready": "C ready ... and its search index built",
+    "A0": "A0      A without a change record",
+    "B0": "B0      B without a change record",
+    "C0": "C0      C without a change record",
+    "P": "P       a plan of the file, empty catalog",
+    "AP": "AP      applying that plan",
+    "U": "U       undo of the fresh import A",
 }
 TARGETS = {"A": "<= 1.6", "A ready": "<= 4", "B": "<= 0.8", "C": "<= 1.6", "C ready": "<= 4"}
+# Ratios of two runs of the same round (issue 10's cost limits).
+PAIRS = (
+    ("A", "A0", "change record on a fresh import", "<= 1.15"),
+    ("C", "C0", "change record on a half-changed import", "<= 1.15"),
+    ("B", "B0", "change record on an unchanged import", ""),
+    ("P", "A", "plan / import", "<= 1"),
+    ("AP", "A", "apply after plan / import", "<= 1"),
+    ("U", "A", "undo of a fresh import / the import", "<= 1"),
+)
+
+
+def report_pairs(results: dict, storage: dict, rows: int) -> None:
+    """The ratios between runs, and what the change record takes on disk."""
+    print(f"\n{'ratio':<48}{'value':>9}{'target':>9}")
+    for top, bottom, label, target in PAIRS:
+        print(f"{label:<48}{results[top][0] / results[bottom][0]:>9.2f}{target:>9}")
+    for key, size in storage.items():
+        job = results[key][1]
+        changed = job["created"] + job["updated"]
+        per = f"{size / changed:,.0f} bytes per change" if changed else "no changes"
+        print(f"change record of {key}: {size / 2**20:,.1f} MiB for {changed:,} changes ({per})")
 
 
 def report(results: dict, rows: int) -> None:
@@ -213,7 +303,7 @@ def report(results: dict, rows: int) -> None:
                 f"{'':<8}created {job['created']:,}, updated {job['updated']:,}, "
                 f"unchanged {job['unchanged']:,}, superseded {job['rows_superseded']:,}"
             )
-    for key in "ABC":
+    for key in ("A", "A0", "AP", "B", "C", "C0"):
         print(f"\nstep log of {key} (last round):")
         for line in results[key][2] or []:
             print(f"    {line}")
@@ -245,6 +335,7 @@ def main() -> None:
     parser.add_argument("--big-rows", type=int, default=5_000_000)
     parser.add_argument("--skip-big", action="store_true", help="skip the big fresh import")
     parser.add_argument("--skip-rounds", action="store_true", help="only the fresh imports")
+    parser.add_argument("--skip-fresh", action="store_true", help="skip the fresh-worker runs")
     args = parser.parse_args()
     files = {
         "base": generated_csv(f"bench_{args.rows}.csv", args.rows),
@@ -264,23 +355,22 @@ def main() -> None:
     try:
         wait_for_server(url, server, "server.log")
         with httpx.Client(base_url=url, timeout=3600) as http:
-            fresh = {f"{args.rows:,}": measure_fresh(http, files["base"])}
+            fresh = {}
+            if not args.skip_fresh:
+                fresh[f"{args.rows:,}"] = measure_fresh(http, files["base"])
             if not args.skip_big:
                 big = measure_fresh(http, files["big"])
                 truncate_products()
                 big["bare"] = reference(files["big"], BARE_TABLE)
                 fresh[f"{args.big_rows:,}"] = big
-            results = {}
+            results, storage = {}, {}
             if not args.skip_rounds:
-                worker = start_worker()
-                try:
-                    results = timing_rounds(http, files, args.rounds)
-                finally:
-                    stop(worker)
+                results, storage = timing_rounds(http, files, args.rounds)
     finally:
         stop(server)
     if results:
         report(results, args.rows)
+        report_pairs(results, storage, args.rows)
     report_fresh(fresh)
 
 

@@ -3,11 +3,14 @@
 import time
 
 
-def upload_csv(http_client, content: bytes | str, filename: str = "products.csv"):
-    """POST a file to /api/imports; return the response."""
+def upload_csv(
+    http_client, content: bytes | str, filename: str = "products.csv", data: dict | None = None
+):
+    """POST a file to /api/imports (with the form fields `data`); return the response."""
     if isinstance(content, str):
         content = content.encode()
-    return http_client.post("/api/imports", files={"file": (filename, content, "text/csv")})
+    files = {"file": (filename, content, "text/csv")}
+    return http_client.post("/api/imports", files=files, data=data or {})
 
 
 def wait_for_job(http_client, job_id: int, timeout: float = 60) -> dict:
@@ -23,9 +26,13 @@ def wait_for_job(http_client, job_id: int, timeout: float = 60) -> dict:
 
 
 def import_csv(
-    http_client, content: bytes | str, filename: str = "products.csv", timeout: float = 60
+    http_client,
+    content: bytes | str,
+    filename: str = "products.csv",
+    timeout: float = 60,
+    data: dict | None = None,
 ) -> dict:
     """Upload a file and wait for its import to finish; return the final job JSON."""
-    response = upload_csv(http_client, content, filename)
+    response = upload_csv(http_client, content, filename, data)
     assert response.status_code == 202, response.text
     return wait_for_job(http_client, response.json()["id"], timeout)

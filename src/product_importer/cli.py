@@ -98,15 +98,26 @@ def worker(concurrency: int, celery_args: tuple[str, ...]) -> None:
 
 
 @main.command("import")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False))
-def import_file(path: str) -> None:
-    """Import a CSV file from a terminal, with a progress bar."""
-    from .imports.cli import run_import_from_terminal
+@click.argument("path", type=click.Path(exists=True, dir_okay=False), required=False)
+@click.option(
+    "--plan", is_flag=True, help="Compare with the catalog, change nothing; print counts."
+)
+@click.option("--apply", "apply_id", type=int, help="Apply the plan with this job id.")
+@click.option("--max-invalid", help="Fail past this many invalid rows: a count (100) or 1%.")
+@click.option("--columns", help='Map fields to header names: \'{"sku": "Item Code"}\'.')
+def import_file(path, plan, apply_id, max_invalid, columns) -> None:
+    """Import a CSV file from a terminal, with a progress bar (or plan it, or apply a plan)."""
+    from .imports.cli import apply_from_terminal, run_import_from_terminal
 
+    if (path is None) == (apply_id is None):
+        raise click.UsageError("Give a FILE to import, or --apply ID of a plan (not both).")
     app = create_app()
     with app.app_context():
         flask_migrate.upgrade()
-        raise SystemExit(run_import_from_terminal(path))
+        if apply_id is not None:
+            raise SystemExit(apply_from_terminal(apply_id))
+        given = {"plan": plan or None, "max_invalid": max_invalid, "columns": columns}
+        raise SystemExit(run_import_from_terminal(path, given))
 
 
 @main.group()

@@ -53,6 +53,9 @@ def load_config(instance_path: str) -> dict:
         # JSON and form bodies; views marked `large_body` (uploads) take MAX_UPLOAD_BYTES more.
         "MAX_CONTENT_LENGTH": MIB,
         "UPLOAD_RETENTION_HOURS": float(env("UPLOAD_RETENTION_HOURS") or 24),
+        "IMPORT_UNDO_DAYS": float(env("IMPORT_UNDO_DAYS") or 7),
+        # Off only to measure what the change record costs (bench/import_bench.py).
+        "IMPORT_CHANGE_RECORD": _bool(env("IMPORT_CHANGE_RECORD"), default=True),
         "IMPORT_HEARTBEAT_TIMEOUT_SECONDS": float(env("IMPORT_HEARTBEAT_TIMEOUT_SECONDS") or 30),
         # `serve` gives each web process 16 threads: half may follow imports, the rest serve.
         "MAX_EVENT_STREAMS": int(env("MAX_EVENT_STREAMS") or 8),

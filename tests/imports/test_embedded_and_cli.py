@@ -130,10 +130,10 @@ def test_settings_come_from_the_env_file_of_the_folder_it_runs_in(tmp_path, test
     assert (instance / "product_importer.db").exists()
 
 
-def run_import_command(path) -> subprocess.CompletedProcess:
+def run_import_command(path, *options: str) -> subprocess.CompletedProcess:
     """`product-importer import FILE` with the test session's settings (PostgreSQL, Redis)."""
     return subprocess.run(
-        [str(BIN / "product-importer"), "import", str(path)],
+        [str(BIN / "product-importer"), "import", *([str(path)] if path else []), *options],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -174,4 +174,38 @@ def test_the_import_command_fails_with_the_reason_and_a_non_zero_exit(
 
     assert result.returncode == code, result.stdout + result.stderr
     assert message in result.stderr
+    assert catalog() == []
+
+
+def test_the_import_command_plans_then_applies(tmp_path, catalog):
+    path = tmp_path / "items.csv"
+    path.write_text("Item Code,Title\nA-1,Apple\nB-2,Banana\nC-3,\n")
+    columns = '{"sku": "Item Code", "name": "Title"}'
+
+    planned = run_import_command(path, "--plan", "--columns", columns, "--max-invalid", "1")
+
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    assert (
+        "planned: 3 rows read, 2 would be created, 0 would be updated, 0 unchanged, 1 rejected"
+        in planned.stdout
+    )
+    assert catalog() == []
+    job_id = planned.stdout.split("import --apply ")[1].split()[0]
+
+    applied = run_import_command(None, "--apply", job_id)
+
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "2 created, 0 updated" in applied.stdout
+    assert sorted(row[1:3] for row in catalog()) == [("A-1", "Apple"), ("B-2", "Banana")]
+    assert run_import_command(None, "--apply", job_id).returncode == 2
+
+
+def test_the_import_command_stops_past_max_invalid(tmp_path, catalog):
+    path = tmp_path / "bad.csv"
+    path.write_text("sku,name\nA-1,\nB-2,\nC-3,Cherry\n")
+
+    result = run_import_command(path, "--max-invalid", "50%")
+
+    assert result.returncode == 1
+    assert "2 of 3 rows read were invalid, more than the limit of 50%" in result.stderr
     assert catalog() == []

@@ -7,11 +7,11 @@ from flask import Blueprint, jsonify, request, url_for
 from ..accounts import audit
 from ..accounts.auth import current_actor, requires
 from ..accounts.roles import Role
-from ..apiutil import csv_download
+from ..apiutil import csv_download, json_object, refuse_unknown, whole_number
 from ..errors import AppError, BadRequest
 from ..extensions import db
 from ..security import large_body, refuse_cross_site_requests
-from . import service, streams, uploads
+from . import changes, options, plans, service, streams, uploads
 
 bp = Blueprint("imports_api", __name__, url_prefix="/api/imports")
 bp.before_request(refuse_cross_site_requests)
@@ -29,6 +29,7 @@ def upload_import():
     file = request.files.get("file")
     if file is None:
         raise BadRequest("Send the CSV as multipart/form-data in a field named 'file'.")
+    given = options.parse(request.form)
     path, size = uploads.keep(file)
     try:
         uploads.check(path, size)
@@ -37,9 +38,17 @@ def upload_import():
         raise
     filename = file.filename or "upload.csv"
     job = service.create(
-        db.session, filename=filename, file_path=path, bytes_total=size, created_by=actor
+        db.session,
+        filename=filename,
+        file_path=path,
+        bytes_total=size,
+        created_by=actor,
+        sha256=uploads.sha256(path),
+        options=options.Options(**given),
     )
-    audit.record(db.session, "import.created", f"import #{job.id}", file=filename, bytes=size)
+    audit.record(
+        db.session, "import.created", f"import #{job.id}", file=filename, bytes=size, **given
+    )
     db.session.commit()
     return _accepted(job)
 
@@ -76,11 +85,75 @@ def cancel_import(job_id: int):
 @bp.post("/<int:job_id>/retry")
 @requires(Role.EDITOR)
 def retry_import(job_id: int):
-    """Queue a new import of the same file: 202 with the new job; 409 while it still runs."""
-    job = service.retry(db.session, job_id, created_by=current_actor())
-    audit.record(db.session, "import.retried", f"import #{job.id}", retry_of=job_id)
+    """Queue a new import of the same file: 202 with the new job; 409 while it still runs.
+
+    A JSON body may set `plan`, `max_invalid` and `columns`; those not given are the job's own.
+    """
+    given = _json_options()
+    job = service.retry(db.session, job_id, created_by=current_actor(), options=given)
+    audit.record(db.session, "import.retried", f"import #{job.id}", retry_of=job_id, **given)
     db.session.commit()
     return _accepted(job)
+
+
+def _json_options() -> dict:
+    """The import options of a JSON body (none without a body)."""
+    if not request.get_data(cache=True):
+        return {}
+    body = json_object("options")
+    refuse_unknown(body, set(options.FIELDS))
+    return options.parse(body)
+
+
+@bp.post("/<int:job_id>/apply")
+@requires(Role.EDITOR)
+def apply_plan(job_id: int):
+    """Run a plan's import (the same job): 202; 409 unless it is a plan waiting."""
+    job = plans.apply(db.session, job_id, created_by=current_actor())
+    audit.record(db.session, "import.applied", f"import #{job.id}")
+    db.session.commit()
+    return _accepted(job)
+
+
+@bp.post("/<int:job_id>/discard")
+@requires(Role.EDITOR)
+def discard_plan(job_id: int):
+    """End a plan without applying it: 200; 409 unless it is a plan waiting."""
+    job = plans.discard(db.session, job_id)
+    audit.record(db.session, "import.discarded", f"import #{job.id}")
+    db.session.commit()
+    return jsonify(job.to_dict())
+
+
+@bp.post("/<int:job_id>/undo")
+@requires(Role.EDITOR)
+def undo_import(job_id: int):
+    """Queue the undo of a completed import: 202 with the undo job; 409 when it cannot be."""
+    job = plans.undo(db.session, job_id, created_by=current_actor())
+    audit.record(db.session, "import.undone", f"import #{job_id}", undo_job=job.id)
+    db.session.commit()
+    return _accepted(job)
+
+
+@bp.get("/<int:job_id>/changes")
+@requires(Role.VIEWER)
+def list_changes(job_id: int):
+    """A page of the products the import (or plan) created or updated, before and after."""
+    service.get(db.session, job_id)
+    kind = changes.parse_kind(request.args.get("kind"))
+    page = whole_number("page", 1)
+    per_page = whole_number("per_page", changes.DEFAULT_PER_PAGE)
+    return jsonify(changes.page(db.session, job_id, kind=kind, page=page, per_page=per_page))
+
+
+@bp.get("/<int:job_id>/changes.csv")
+@requires(Role.VIEWER)
+def changes_csv(job_id: int):
+    """Stream the change record as CSV: one row per product, its values after and before."""
+    service.get(db.session, job_id)
+    kind = changes.parse_kind(request.args.get("kind"))
+    rows = changes.csv_rows(db.session, job_id, kind=kind)
+    return csv_download(rows, changes.CSV_HEADER, f"import-{job_id}-changes.csv")
 
 
 @bp.get("/<int:job_id>/errors.csv")

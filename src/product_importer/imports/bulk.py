@@ -16,11 +16,12 @@ index on descriptions: ~10 s of one core for 500K products) are built after the 
 `refresh_search`; description filters answer correctly but without it meanwhile.
 """
 
+import functools
 import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime
 
@@ -62,13 +63,18 @@ class Build:
         for helper in list(self.helpers):
             database.POSTGRES.interrupt(helper)
 
-    def fill(self) -> None:
-        """Create the build table and write the whole new catalog into it, without indexes."""
+    def fill(self, alongside: Callable[[int], None] | None = None) -> None:
+        """Create the build table and write the whole new catalog into it, without indexes.
+
+        `alongside(base)` runs on the import's connection meanwhile; new products get the ids
+        base + line.
+        """
         columns = self._columns()
         with self._helper() as helper:
             helper.exec_driver_sql(CREATE_BUILD)
         params = {"now": self.now, "base": self._reserve_ids()}
-        self._parallel(_fill_statements(columns, self.fresh), params)
+        run_here = alongside and functools.partial(alongside, params["base"])
+        self._parallel(_fill_statements(columns, self.fresh), params, alongside=run_here)
 
     def _reserve_ids(self) -> int:
         """Take ids for the new products from the sequence: base + line, in file order.
@@ -156,8 +162,16 @@ class Build:
     def _columns(self) -> list[str]:
         return self.conn.exec_driver_sql(COLUMNS).scalars().all()
 
-    def _parallel(self, statements: list[str], params: dict | None = None) -> None:
-        """Run the statements on BUILDERS helper connections side by side; raise the first error."""
+    def _parallel(
+        self,
+        statements: list[str],
+        params: dict | None = None,
+        alongside: Callable[[], None] | None = None,
+    ) -> None:
+        """Run the statements on BUILDERS helper connections side by side; raise the first error.
+
+        `alongside` runs in this thread meanwhile.
+        """
         pending: queue.SimpleQueue[str] = queue.SimpleQueue()
         for statement in statements:
             pending.put(statement)
@@ -179,10 +193,23 @@ class Build:
         threads = [threading.Thread(target=work) for _ in range(min(BUILDERS, len(statements)))]
         for thread in threads:
             thread.start()
-        for thread in threads:
-            thread.join()
+        try:
+            self._run_alongside(alongside)
+        finally:
+            for thread in threads:
+                thread.join()
         if errors:
             raise errors[0]
+
+    def _run_alongside(self, alongside: Callable[[], None] | None) -> None:
+        """Run `alongside` in this thread; if it fails, stop the helpers too."""
+        if alongside is None:
+            return
+        try:
+            alongside()
+        except BaseException:
+            self.interrupt()
+            raise
 
     @contextmanager
     def _helper(self) -> Iterator[Connection]:

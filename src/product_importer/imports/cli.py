@@ -10,12 +10,20 @@ from flask import current_app
 
 from ..errors import AppError
 from ..extensions import db
-from . import queue, service, uploads
-from .states import SUCCEEDED
+from . import options, plans, queue, service, uploads
+from .states import SUCCEEDED, Status
 
 
-def run_import_from_terminal(path: str) -> int:
-    """Queue `path` like an upload, run the queue here, show progress; return an exit code."""
+def run_import_from_terminal(path: str, given: dict | None = None) -> int:
+    """Queue `path` like an upload, run the queue here, show progress; return an exit code.
+
+    `given` holds the options as typed (plan, max_invalid, columns).
+    """
+    try:
+        chosen = options.Options(**options.parse(given or {}))
+    except AppError as error:
+        click.echo(f"Error: {error.message} {error.details}", err=True)
+        return 2
     stored = _store(path)
     try:
         uploads.check(stored, os.path.getsize(stored))
@@ -29,9 +37,25 @@ def run_import_from_terminal(path: str) -> int:
         file_path=stored,
         bytes_total=os.path.getsize(stored),
         created_by=None,
+        sha256=uploads.sha256(stored),
+        options=chosen,
     )
     db.session.commit()
-    job_id = job.id
+    return _run_and_watch(job.id)
+
+
+def apply_from_terminal(job_id: int) -> int:
+    """Apply a plan, run the queue here, show progress; return an exit code."""
+    try:
+        plans.apply(db.session, job_id, created_by=None)
+    except AppError as error:
+        click.echo(f"Error: {error.message}", err=True)
+        return 2
+    db.session.commit()
+    return _run_and_watch(job_id)
+
+
+def _run_and_watch(job_id: int) -> int:
     app = current_app._get_current_object()
     threading.Thread(target=_run_queue, args=(app,), daemon=True).start()
     return _watch(job_id)
@@ -80,13 +104,16 @@ def _wait_for_search_index(job) -> None:
 
 
 def _report(job) -> int:
+    would = "would be " if job.status == Status.PLANNED else ""
     click.echo(
-        f"{job.status}: {job.rows_processed:,} rows read, {job.created:,} created, "
-        f"{job.updated:,} updated, {job.unchanged:,} unchanged, "
+        f"{job.status}: {job.rows_processed:,} rows read, {job.created:,} {would}created, "
+        f"{job.updated:,} {would}updated, {job.unchanged:,} unchanged, "
         f"{job.rows_invalid:,} rejected"
     )
+    if job.status == Status.PLANNED:
+        click.echo(f"Nothing has changed yet. Apply it: product-importer import --apply {job.id}")
     for warning in job.warnings or []:
         click.echo(f"Warning: {warning}")
     if job.error:
         click.echo(f"Error: {job.error}", err=True)
-    return 0 if job.status in SUCCEEDED else 1
+    return 0 if job.status in SUCCEEDED | {Status.PLANNED} else 1

@@ -24,7 +24,7 @@ from ..products.rules import (
     check_values,
 )
 from ..spreadsheet import unescape_formula
-from .failures import FileRejected
+from .failures import FileRejected, MissingColumns
 
 MAX_LINE_BYTES = 4 * 1024 * 1024
 # Longer than any valid value, short enough that an unclosed quote cannot fill memory.
@@ -146,8 +146,10 @@ class CsvFile:
         *,
         encoding: str = "utf-8-sig",
         max_decompressed_bytes: int | None = None,
+        columns: dict[str, str] | None = None,
     ):
         self.raw = raw
+        self.columns = columns
         self.encoding = encoding
         self.max_decompressed_bytes = max_decompressed_bytes
         self.warnings: list[str] = []
@@ -172,7 +174,7 @@ class CsvFile:
             for line in self._text:
                 self._lines_before_data += 1
                 if line.strip():
-                    return parse_header(line)
+                    return parse_header(line, self.columns)
         except UnicodeDecodeError as error:
             raise NotUtf8(str(error)) from error
         return None
@@ -224,21 +226,40 @@ class CsvFile:
         self.reject_reasons.update(_reason_key(rejected[2]) for rejected in batch.rejected)
 
 
-def open_csv(raw: BinaryIO, *, max_decompressed_bytes: int | None = None) -> CsvFile:
-    """Open `raw` as UTF-8 if it is, else as Windows-1252, with a warning."""
+def open_csv(
+    raw: BinaryIO,
+    *,
+    max_decompressed_bytes: int | None = None,
+    columns: dict[str, str] | None = None,
+) -> CsvFile:
+    """Open `raw` as UTF-8 if it is, else as Windows-1252, with a warning.
+
+    `columns` maps product fields to the file's header names, for a header that names them
+    otherwise.
+    """
     try:
-        csv_file = CsvFile(raw, max_decompressed_bytes=max_decompressed_bytes)
+        csv_file = CsvFile(raw, max_decompressed_bytes=max_decompressed_bytes, columns=columns)
     except NotUtf8:
         raw.seek(0)
-        csv_file = reopen_as_fallback(raw, max_decompressed_bytes=max_decompressed_bytes)
+        csv_file = reopen_as_fallback(
+            raw, max_decompressed_bytes=max_decompressed_bytes, columns=columns
+        )
     return csv_file
 
 
-def reopen_as_fallback(raw: BinaryIO, *, max_decompressed_bytes: int | None = None) -> CsvFile:
+def reopen_as_fallback(
+    raw: BinaryIO,
+    *,
+    max_decompressed_bytes: int | None = None,
+    columns: dict[str, str] | None = None,
+) -> CsvFile:
     """Open `raw` again from the start as Windows-1252, noting it in the warnings."""
     raw.seek(0)
     csv_file = CsvFile(
-        raw, encoding=FALLBACK_ENCODING, max_decompressed_bytes=max_decompressed_bytes
+        raw,
+        encoding=FALLBACK_ENCODING,
+        max_decompressed_bytes=max_decompressed_bytes,
+        columns=columns,
     )
     csv_file.warnings.append(
         "The file is not valid UTF-8, so it was read as Windows-1252. If accented letters look "
@@ -273,30 +294,55 @@ def detect_delimiter(header_line: str) -> str:
     return "," if counts[","] == best else max(counts, key=counts.get)
 
 
-def parse_header(line: str) -> Header:
-    """Match the header's columns (any case, spaces ignored) to the known columns."""
+def parse_header(line: str, columns: dict[str, str] | None = None) -> Header:
+    """Match the header's columns (any case, spaces ignored) to the known columns.
+
+    With `columns` (product field -> header name), the mapped fields are found by those names
+    and the others by their own.
+    """
     line = line.removeprefix("\ufeff").removeprefix("\u00ef\u00bb\u00bf")  # a BOM, as read
     delimiter = detect_delimiter(line)
     names = next(csv.reader([line], delimiter=delimiter))
     cleaned = [name.strip().lower() for name in names]
+    wanted = _wanted_names(columns or {})
     positions: dict[str, int] = {}
     unknown = []
     for position, name in enumerate(cleaned):
-        if name in positions:
-            raise FileRejected(f'The header names the column "{name}" twice. Keep one of them.')
-        if name in KNOWN_COLUMNS:
-            positions[name] = position
+        if name in wanted:
+            if wanted[name] in positions:
+                raise FileRejected(f'The header names the column "{name}" twice. Keep one of them.')
+            positions[wanted[name]] = position
         else:
             unknown.append(names[position].strip() or f"(unnamed column {position + 1})")
     missing = [column for column in REQUIRED_COLUMNS if column not in positions]
+    missing += [
+        known for known in columns or {} if known not in positions and known not in REQUIRED_COLUMNS
+    ]
     if missing:
-        found = ", ".join(name.strip() for name in names) or "(empty)"
-        raise FileRejected(
-            f"Missing required column{'s' if len(missing) > 1 else ''}: {', '.join(missing)}. "
-            f"The header found was: {found}. The first line must name the columns sku and name "
-            "(description and active are optional)."
-        )
+        raise _missing(missing, [name.strip() for name in names], columns)
     return Header(positions, len(names), delimiter, tuple(unknown))
+
+
+def _wanted_names(columns: dict[str, str]) -> dict[str, str]:
+    """Lowercase header name -> product field: the mapping's, then the fields' own names."""
+    wanted = {name.lower(): known for known, name in columns.items()}
+    for known in KNOWN_COLUMNS:
+        if known not in columns:
+            wanted.setdefault(known, known)
+    return wanted
+
+
+def _missing(missing: list[str], header: list[str], columns: dict | None) -> MissingColumns:
+    found = ", ".join(header) or "(empty)"
+    mapped = [f"{field} -> {columns[field]}" for field in missing if columns and field in columns]
+    plural = "s" if len(missing) > 1 else ""
+    where = f" (mapped: {'; '.join(mapped)})" if mapped else ""
+    return MissingColumns(
+        f"Missing required column{plural}: {', '.join(missing)}{where}. "
+        f"The header found was: {found}. The first line must name the columns sku and name "
+        "(description and active are optional), or map the file's columns to them and retry.",
+        header=header,
+    )
 
 
 def fast_acceptor(header: Header) -> Callable[[list[str], int], tuple | None]:

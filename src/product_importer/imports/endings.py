@@ -11,13 +11,15 @@ from ..timeutil import utcnow
 from ..webhooks import events
 from .failures import ImportStopped
 from .models import ImportJob, job_json
-from .states import SUCCEEDED, Status
+from .states import SUCCEEDED, Kind, Status
 
 MESSAGES = {
     Status.COMPLETED: "Import complete",
     Status.COMPLETED_WITH_ERRORS: "Import complete",
     Status.FAILED: "Import failed",
     Status.CANCELLED: "Import cancelled",
+    Status.PLANNED: "Plan ready",
+    Status.DISCARDED: "Plan discarded",
 }
 EVENTS = {
     Status.COMPLETED: "import.completed",
@@ -37,14 +39,14 @@ def final_values(status: Status, *, error: str | None = None, message: str | Non
         "finished_at": utcnow(),
         "eta_seconds": None,
     }
-    if status in SUCCEEDED:
+    if status in SUCCEEDED or status == Status.PLANNED:
         values.update(percent=100.0, eta_seconds=0.0)
     return values
 
 
 def stopped_values(stop: ImportStopped) -> dict:
-    """The columns of a job that stopped before applying."""
-    return final_values(stop.status, error=str(stop))
+    """The columns of a job that stopped before applying (with the counts or header it names)."""
+    return final_values(stop.status, error=str(stop)) | stop.columns
 
 
 def record_end(conn: Connection, job_id: int, attempts: int, values: dict, *also) -> Row | None:
@@ -64,12 +66,23 @@ def record_end(conn: Connection, job_id: int, attempts: int, values: dict, *also
 
 
 def announce(conn: Connection, row: Row | None) -> list[int]:
-    """Queue `import.completed` or `import.failed` in the caller's transaction.
+    """Queue `import.completed`, `import.undone` or `import.failed` in the caller's transaction.
 
+    One event per import: a completed one carries its counts and where its change record is.
     Returns the delivery ids for `events.send` once the caller has committed.
     """
     event = EVENTS.get(row.status) if row is not None else None
     if event is None:
         return []
+    data = job_json(row)
+    if event == "import.completed" and row.kind == Kind.UNDO:
+        event = "import.undone"
+    elif event == "import.completed":
+        data["changes_url"] = changes_path(row.id)
     actor = {"id": row.created_by_id, "email": row.created_by} if row.created_by else None
-    return events.publish(conn, event, job_json(row), actor=actor, will_send=True)
+    return events.publish(conn, event, data, actor=actor, will_send=True)
+
+
+def changes_path(job_id: int) -> str:
+    """Where the API serves an import's change record (a path on this server)."""
+    return f"/api/imports/{job_id}/changes"

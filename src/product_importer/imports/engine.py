@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Engine
 
 from .. import database
 from .counts import MergeCounts, Steps
-from .postgres_stage import PostgresStage
+from .postgres_stage import CHANGE_COLUMNS, PostgresStage
 
 __all__ = ["MergeCounts", "PostgresStage", "SqliteStage", "open_stage", "refresh_search"]
 
@@ -22,8 +22,8 @@ __all__ = ["MergeCounts", "PostgresStage", "SqliteStage", "open_stage", "refresh
 class SqliteStage:
     """Staging and merge on a SQLite connection; the merge runs in one write transaction."""
 
-    def __init__(self, conn: Connection, now: datetime):
-        self.conn = conn
+    def __init__(self, conn: Connection, now: datetime, job_id: int | None = None):
+        self.conn, self.job_id = conn, job_id
         self.execute = conn.exec_driver_sql
         self.now = now.strftime("%Y-%m-%d %H:%M:%S.%f")  # SQLAlchemy's SQLite format
         self.staged = 0
@@ -65,56 +65,125 @@ class SqliteStage:
     def refresh_search(engine: Engine) -> None:
         """Nothing to refresh: SQLite merges in place, its indexes are always whole."""
 
-    def merge(self, steps: Steps) -> MergeCounts:
-        """Apply the staged rows inside BEGIN IMMEDIATE; the caller commits."""
-        execute = self.execute
+    def lock_catalog(self) -> None:
+        """Take SQLite's write lock (and the apply lock) for this transaction."""
         self.conn.commit()  # staging touched only the temp database; now take the write lock
-        execute("BEGIN IMMEDIATE")
+        self.execute("BEGIN IMMEDIATE")
         database.SQLITE.hold_apply_lock(self.conn)
+
+    def _deduplicate(self, steps: Steps) -> int:
+        """Keep the last row of each SKU in temp.import_latest; return how many products."""
         steps.start("deduplicating")
-        execute("DROP TABLE IF EXISTS temp.import_latest")
+        self.execute("DROP TABLE IF EXISTS temp.import_latest")
         # SQLite takes the bare columns from the row holding max(rn): the last occurrence.
-        execute(
+        self.execute(
             "CREATE TEMP TABLE import_latest AS SELECT lower(sku) AS key, sku, name, "
             "description, active, max(rn) AS rn FROM temp.import_staging GROUP BY lower(sku)"
         )
-        distinct = execute("SELECT count(*) FROM temp.import_latest").fetchone()[0]
+        return self.execute("SELECT count(*) FROM temp.import_latest").fetchone()[0]
+
+    def _new_products(self) -> int:
+        """Keep the rows whose SKU is not in the catalog in temp.import_new; count them."""
+        self.execute("DROP TABLE IF EXISTS temp.import_new")
+        self.execute(SQLITE_NEW)
+        return self.execute("SELECT count(*) FROM temp.import_new").fetchone()[0]
+
+    def _forget_changes(self) -> None:
+        """Remove what a plan of this job recorded: the run records what it really does."""
+        if self.job_id is not None:
+            self.execute("DELETE FROM import_changes WHERE job_id = ?", (self.job_id,))
+
+    def plan(self, steps: Steps) -> MergeCounts:
+        """Compare the staged rows with the catalog and record what applying would change."""
+        self.conn.commit()
+        distinct = self._deduplicate(steps)
+        steps.start("comparing")
+        self._forget_changes()
+        updated = self.execute(SQLITE_RECORD_UPDATED, (self.job_id,)).rowcount
+        self._new_products()
+        created = self.execute(
+            SQLITE_RECORD_CREATED.format(product_id="NULL", join=""), (self.job_id,)
+        ).rowcount
+        return MergeCounts(distinct, created, updated, superseded=self.staged - distinct)
+
+    def merge(self, steps: Steps) -> MergeCounts:
+        """Apply the staged rows inside BEGIN IMMEDIATE; the caller commits."""
+        execute = self.execute
+        self.lock_catalog()
+        distinct = self._deduplicate(steps)
         steps.expect([("updating", distinct), ("inserting", distinct)])
         steps.start("updating")
+        self._forget_changes()
+        if self.job_id is not None:
+            execute(SQLITE_RECORD_UPDATED, (self.job_id,))
         updated = execute(SQLITE_UPDATE, (self.now,)).rowcount
         steps.start("inserting")
+        self._new_products()
         created = execute(SQLITE_INSERT, (self.now, self.now)).rowcount
+        if self.job_id is not None:
+            created_sql = SQLITE_RECORD_CREATED.format(product_id="p.id", join=JOIN_NEW_PRODUCT)
+            execute(created_sql, (self.job_id,))
         return MergeCounts(distinct, created, updated, superseded=self.staged - distinct)
 
 
-SQLITE_UPDATE = """
-UPDATE products
+# A staged row that changes its product (`products` as p, the row as l).
+SQLITE_CHANGES = """
+lower(p.sku) = l.key
+AND (p.sku IS NOT l.sku OR p.name IS NOT l.name
+     OR p.description IS NOT COALESCE(l.description, p.description)
+     OR p.active IS NOT COALESCE(l.active, p.active))
+"""
+
+SQLITE_UPDATE = f"""
+UPDATE products AS p
 SET sku = l.sku, name = l.name,
-    description = COALESCE(l.description, products.description),
-    active = COALESCE(l.active, products.active),
+    description = COALESCE(l.description, p.description),
+    active = COALESCE(l.active, p.active),
     updated_at = ?
 FROM temp.import_latest AS l
-WHERE lower(products.sku) = l.key
-  AND (products.sku IS NOT l.sku OR products.name IS NOT l.name
-       OR products.description IS NOT COALESCE(l.description, products.description)
-       OR products.active IS NOT COALESCE(l.active, products.active))
+WHERE {SQLITE_CHANGES}
+"""
+
+SQLITE_NEW = """
+CREATE TEMP TABLE import_new AS SELECT l.* FROM temp.import_latest AS l
+WHERE NOT EXISTS (SELECT 1 FROM products AS p WHERE lower(p.sku) = l.key)
 """
 
 SQLITE_INSERT = """
 INSERT INTO products (sku, name, description, active, created_at, updated_at)
 SELECT l.sku, l.name, COALESCE(l.description, ''), COALESCE(l.active, 1), ?, ?
-FROM temp.import_latest AS l
-WHERE NOT EXISTS (SELECT 1 FROM products AS p WHERE lower(p.sku) = l.key)
+FROM temp.import_new AS l
 ORDER BY l.rn
+"""
+
+# The change record (migration 0007): what the import writes, and for an update what was there.
+SQLITE_RECORD_UPDATED = f"""
+INSERT INTO import_changes {CHANGE_COLUMNS}
+SELECT ?, l.rn, 'updated', p.id, l.sku, l.name, COALESCE(l.description, p.description),
+       COALESCE(l.active, p.active), p.sku, p.name, p.description, p.active, p.updated_at
+FROM temp.import_latest AS l JOIN products AS p ON {SQLITE_CHANGES}
+"""
+# The products the merge has just inserted, found by their keys.
+JOIN_NEW_PRODUCT = "JOIN products AS p ON lower(p.sku) = l.key"
+SQLITE_RECORD_CREATED = f"""
+INSERT INTO import_changes {CHANGE_COLUMNS}
+SELECT ?, l.rn, 'created', {{product_id}}, l.sku, l.name, COALESCE(l.description, ''),
+       COALESCE(l.active, 1), NULL, NULL, NULL, NULL, NULL
+FROM temp.import_new AS l {{join}}
 """
 
 
 STAGES = {database.POSTGRES.name: PostgresStage, database.SQLITE.name: SqliteStage}
 
 
-def open_stage(conn: Connection, now: datetime) -> PostgresStage | SqliteStage:
-    """The staging area of the database `conn` is on; `now` stamps the products it writes."""
-    return STAGES[database.of(conn).name](conn, now)
+def open_stage(
+    conn: Connection, now: datetime, job_id: int | None = None
+) -> PostgresStage | SqliteStage:
+    """The staging area of the database `conn` is on; `now` stamps the products it writes.
+
+    What the merge (or a plan) changes is recorded as `job_id`'s change record.
+    """
+    return STAGES[database.of(conn).name](conn, now, job_id)
 
 
 def refresh_search(conn: Connection, engine: Engine) -> None:

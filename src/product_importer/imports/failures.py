@@ -16,6 +16,7 @@ class ImportStopped(Exception):
     """The import ended without applying; `str(error)` says why and what to do."""
 
     status = Status.FAILED
+    columns: dict = {}  # what the job row shows besides the error (counts, the header)
 
 
 class Cancelled(ImportStopped):
@@ -29,6 +30,26 @@ class Cancelled(ImportStopped):
 
 class FileRejected(ImportStopped):
     """The file as a whole cannot be imported."""
+
+
+class MissingColumns(FileRejected):
+    """The header lacks a required column (or one the mapping names); `header` lists it."""
+
+    def __init__(self, message: str, *, header: list[str]):
+        super().__init__(message)
+        self.columns = {"header": header}
+
+
+class TooManyInvalid(FileRejected):
+    """More rows were invalid than the job's `max_invalid` allows."""
+
+    def __init__(self, invalid: int, rows: int, max_invalid: str):
+        super().__init__(
+            f"{invalid:,} of {rows:,} rows read were invalid, more than the limit of "
+            f"{max_invalid}; the import stopped before changing the catalog. Download the "
+            "rejected rows, fix them and upload again, or retry with a higher max_invalid."
+        )
+        self.columns = {"rows_invalid": invalid, "rows_processed": rows}
 
 
 class DamagedFile(ImportStopped):

@@ -18,6 +18,7 @@ from .. import background, database
 from ..extensions import db
 from ..timeutil import utcnow
 from ..webhooks import events
+from . import plans
 from .endings import announce, final_values, record_end, stopped_values
 from .failures import Cancelled, WorkerLost
 from .models import ImportJob
@@ -40,6 +41,7 @@ def periodic() -> None:
         background.submit(DRAIN_TASK)
     if time.monotonic() - _last_cleanup["at"] >= CLEANUP_EVERY_SECONDS:
         _last_cleanup["at"] = time.monotonic()
+        _expire_plans_and_changes()
         remove_expired_uploads()
         remove_abandoned_parts()
 
@@ -117,6 +119,18 @@ def _search_left_refreshing() -> bool:
             return False
         running = conn.execute(select(jobs.c.id).where(jobs.c.status == Status.RUNNING).limit(1))
         return running.first() is None
+
+
+def _expire_plans_and_changes() -> None:
+    """Discard plans nobody applied in time; drop change records past the undo window."""
+    try:
+        discarded = plans.discard_expired(db.session)
+        removed = plans.remove_old_changes(db.session)
+        db.session.commit()
+    finally:
+        db.session.remove()
+    if discarded or removed:
+        log.info("discarded %s expired plans, removed %s old change rows", discarded, removed)
 
 
 def remove_expired_uploads() -> int:

@@ -2,12 +2,24 @@
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, String, Text, false
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    PrimaryKeyConstraint,
+    String,
+    Text,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import BigId, db
 from ..timeutil import iso, utcnow
-from .states import FINISHED, Status
+from .states import FINISHED, Kind, Status
 
 
 class ImportJob(db.Model):
@@ -48,6 +60,17 @@ class ImportJob(db.Model):
     # Who uploaded it (the email as it was then); None for the command line.
     created_by_id: Mapped[int | None] = mapped_column(BigId)
     created_by: Mapped[str | None] = mapped_column(String(254))
+    kind: Mapped[str] = mapped_column(String(8), default=Kind.IMPORT, server_default="import")
+    plan: Mapped[bool] = mapped_column(default=False, server_default=false())
+    undo_of: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    undone_by: Mapped[int | None] = mapped_column(BigInteger)
+    duplicate_of: Mapped[int | None] = mapped_column(BigInteger)
+    conflicts: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    header: Mapped[list | None] = mapped_column(JSON)  # the file's header, when it lacked a column
+    # The options it was asked with, kept for retry and apply.
+    sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    max_invalid: Mapped[str | None] = mapped_column(String(24))
+    columns: Mapped[dict | None] = mapped_column(JSON)
 
     __table_args__ = (Index("ix_import_jobs_status_id", "status", "id"),)
 
@@ -86,6 +109,15 @@ def job_json(job) -> dict:
         "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at),
         "created_by": job.created_by,
+        "kind": job.kind,
+        "plan": bool(job.plan),
+        "undo_of": job.undo_of,
+        "undone_by": job.undone_by,
+        "duplicate_of": job.duplicate_of,
+        "conflicts": job.conflicts or 0,
+        "header": job.header,
+        "max_invalid": job.max_invalid,
+        "columns": job.columns,
     }
 
 
@@ -99,3 +131,25 @@ class RejectedRow(db.Model):
     reason: Mapped[str] = mapped_column(Text)
 
     __table_args__ = (Index("ix_import_rejected_rows_job_id_line", "job_id", "line"),)
+
+
+class ImportChange(db.Model):
+    """One product an import (or a plan) creates or updates: the values after, and before."""
+
+    __tablename__ = "import_changes"
+
+    job_id: Mapped[int] = mapped_column(BigId, ForeignKey("import_jobs.id", ondelete="CASCADE"))
+    rn: Mapped[int] = mapped_column(BigInteger)  # the file's line: unique within one import
+    kind: Mapped[str] = mapped_column(String(8))  # created | updated
+    product_id: Mapped[int | None] = mapped_column(BigInteger)  # None for a plan's creations
+    sku: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean)
+    before_sku: Mapped[str | None] = mapped_column(Text)
+    before_name: Mapped[str | None] = mapped_column(Text)
+    before_description: Mapped[str | None] = mapped_column(Text)
+    before_active: Mapped[bool | None] = mapped_column(Boolean)
+    before_updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (PrimaryKeyConstraint("job_id", "kind", "rn"),)

@@ -1,6 +1,7 @@
 """The imports part of the OpenAPI document: `schemas()` and `paths()` to merge in."""
 
 from ..apidoc import (
+    LINE,
     LOCATION,
     NULLABLE_STAMP,
     STAMP,
@@ -10,12 +11,51 @@ from ..apidoc import (
     list_of,
     operation,
     path_id,
+    query,
     ref,
     text,
 )
-from .states import Phase, Status
+from .changes import FIELDS, KINDS, MAX_PER_PAGE
+from .csv_rows import KNOWN_COLUMNS
+from .options import MAX_INVALID_PATTERN
+from .states import Kind, Phase, Status
 
-FOLLOW_JOB = ("get_import", "import_events", "cancel_import", "retry_import", "rejected_rows_csv")
+FOLLOW_JOB = (
+    "get_import",
+    "import_events",
+    "cancel_import",
+    "retry_import",
+    "rejected_rows_csv",
+    "list_changes",
+    "changes_csv",
+    "apply_plan",
+    "discard_plan",
+    "undo_import",
+)
+NULLABLE_ID = {"type": "integer", "nullable": True}
+OPTIONS = {
+    "plan": {
+        "type": "boolean",
+        "description": "Read, validate and compare with the catalog without changing it; the "
+        "job ends `planned`: apply or discard it",
+    },
+    "max_invalid": {
+        "type": "string",
+        "pattern": MAX_INVALID_PATTERN,
+        "description": "Fail the job, before the catalog changes, once more rows than this are "
+        "invalid: a count (`100`) or a percentage of the rows read (`1%`)",
+    },
+    "columns": {
+        "type": "object",
+        "properties": {
+            name: {"type": "string", "pattern": LINE, "maxLength": 255} for name in KNOWN_COLUMNS
+        },
+        "additionalProperties": False,
+        "minProperties": 1,
+        "description": "Product field -> the file's header name, for a header that names them "
+        'otherwise: {"sku": "Item Code", "name": "Title"}',
+    },
+}
 
 
 def schemas() -> dict:
@@ -64,7 +104,65 @@ def schemas() -> dict:
                     "nullable": True,
                     "description": "Who uploaded it; null from the command line",
                 },
+                "kind": {"type": "string", "enum": [kind.value for kind in Kind]},
+                "plan": {"type": "boolean", "description": "Whether it is (or was) a plan"},
+                "undo_of": {**NULLABLE_ID, "description": "The import an undo job undoes"},
+                "undone_by": {**NULLABLE_ID, "description": "The undo job that undid it"},
+                "duplicate_of": {
+                    **NULLABLE_ID,
+                    "description": "An earlier completed import of an identical file",
+                },
+                "conflicts": {
+                    "type": "integer",
+                    "description": "Products an undo left alone: changed since the import",
+                },
+                "header": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "nullable": True,
+                    "description": "The file's header, when it lacked a required column",
+                },
+                "max_invalid": {**OPTIONS["max_invalid"], "nullable": True},
+                "columns": {**OPTIONS["columns"], "nullable": True},
             },
+        },
+        "ImportOptions": {
+            "type": "object",
+            "properties": OPTIONS,
+            "additionalProperties": False,
+            "description": "Options of a retry; those not given are the job's own",
+        },
+        "ChangePage": _change_page(),
+    }
+
+
+def _change_page() -> dict:
+    """A page of an import's change record."""
+    value = {"nullable": True, "description": "A string, or a boolean for active"}
+    change = {
+        "type": "object",
+        "properties": {"before": value, "after": value},
+    }
+    item = {
+        "type": "object",
+        "required": ["sku", "product_id", "kind", "changes"],
+        "properties": {
+            "sku": {"type": "string"},
+            "product_id": {**NULLABLE_ID, "description": "null for a plan's new products"},
+            "kind": {"type": "string", "enum": list(KINDS)},
+            "changes": {
+                "type": "object",
+                "properties": {field: change for field in FIELDS},
+                "additionalProperties": False,
+            },
+        },
+    }
+    return {
+        "type": "object",
+        "required": ["items", "page", "per_page", "total", "pages"],
+        "properties": {
+            "items": {"type": "array", "items": item},
+            **{name: {"type": "integer"} for name in ("page", "per_page", "total", "pages")},
         },
     }
 
@@ -95,7 +193,14 @@ def paths() -> dict:
                 "schema": {
                     "type": "object",
                     "required": ["file"],
-                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        **OPTIONS,
+                        "columns": {
+                            "type": "string",
+                            "description": "The columns mapping, as a JSON object",
+                        },
+                    },
                 }
             }
         },
@@ -111,7 +216,10 @@ def paths() -> dict:
                     "202": queued,
                     "400": error("No file field"),
                     "413": error("Over MAX_UPLOAD_BYTES"),
-                    "422": error("Empty, only white space, binary, or not gzip it claims to be"),
+                    "422": error(
+                        "Empty, only white space, binary, or not gzip it claims to be; "
+                        "an option not valid"
+                    ),
                     "429": error("The account has MAX_QUEUED_IMPORTS imports unfinished"),
                     "507": error("Storing it would leave less than MIN_FREE_DISK_BYTES free"),
                 },
@@ -155,20 +263,95 @@ def paths() -> dict:
             "parameters": [path_id()],
             "post": operation(
                 "retry_import",
-                "Import the same file again, as a new job (editor)",
+                "Import the same file again, as a new job, with other options if given (editor)",
                 {
                     "202": queued,
-                    "409": error("Still running, or the file is no longer kept"),
+                    "400": error("A body that is not a JSON object"),
+                    "409": error("Still running, an undo, or the file is no longer kept"),
+                    "422": error("An option not valid"),
                     "429": error("The account has MAX_QUEUED_IMPORTS imports unfinished"),
+                },
+                requestBody={
+                    "required": False,
+                    "content": {"application/json": {"schema": ref("ImportOptions")}},
                 },
             ),
         },
+        **_plan_paths(queued),
         "/api/imports/{id}/errors.csv": {
             "parameters": [path_id()],
             "get": operation(
                 "rejected_rows_csv",
                 "Every rejected row as CSV: line,sku,reason",
                 {"200": text("text/csv", "The rejected rows")},
+            ),
+        },
+    }
+
+
+def _plan_paths(queued: dict) -> dict:
+    """Apply and discard a plan, undo an import, read its change record."""
+    job = ref("ImportJob")
+    kind = query("kind", {"type": "string", "enum": list(KINDS)}, "Only created or updated")
+    paging = [
+        query("page", {"type": "integer", "minimum": 1, "maximum": 999_999_999}, "Page number"),
+        query("per_page", {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE}, "Per page"),
+    ]
+    return {
+        "/api/imports/{id}/apply": {
+            "parameters": [path_id()],
+            "post": operation(
+                "apply_plan",
+                "Apply a plan: the same job runs the import against the catalog as it is (editor)",
+                {
+                    "202": queued,
+                    "409": error("Not a plan waiting, or its file is no longer kept"),
+                    "429": error("The account has MAX_QUEUED_IMPORTS imports unfinished"),
+                },
+            ),
+        },
+        "/api/imports/{id}/discard": {
+            "parameters": [path_id()],
+            "post": operation(
+                "discard_plan",
+                "Discard a plan (editor)",
+                {"200": json_response(job, "Discarded"), "409": error("Not a plan waiting")},
+            ),
+        },
+        "/api/imports/{id}/undo": {
+            "parameters": [path_id()],
+            "post": operation(
+                "undo_import",
+                "Undo a completed import of the last IMPORT_UNDO_DAYS, as a new job (editor)",
+                {
+                    "202": json_response(job, "The undo job, queued", LOCATION),
+                    "409": error("Not a completed import, too old, or undone already"),
+                    "429": error("The account has MAX_QUEUED_IMPORTS imports unfinished"),
+                },
+            ),
+        },
+        "/api/imports/{id}/changes": {
+            "parameters": [path_id()],
+            "get": operation(
+                "list_changes",
+                "The products the import (or plan) creates or updates, before and after",
+                {
+                    "200": json_response(ref("ChangePage"), "A page of changes"),
+                    "422": error("A kind, page or per_page not valid"),
+                },
+                parameters=[kind, *paging],
+            ),
+        },
+        "/api/imports/{id}/changes.csv": {
+            "parameters": [path_id()],
+            "get": operation(
+                "changes_csv",
+                "The change record as CSV: kind, product_id, the values after and before",
+                {
+                    "200": text("text/csv", "The changes"),
+                    "422": error("A kind not valid"),
+                },
+                parameters=[kind],
             ),
         },
     }

@@ -35,8 +35,8 @@ BULK_MIN_SHARE = 0.1  # rows written / products after the import
 class PostgresStage:
     """Staging and merge on a PostgreSQL connection; the merge runs in the caller's transaction."""
 
-    def __init__(self, conn: Connection, now):
-        self.conn, self.now = conn, now
+    def __init__(self, conn: Connection, now, job_id: int | None = None):
+        self.conn, self.now, self.job_id = conn, now, job_id
         self.execute = conn.exec_driver_sql
         self.staged = 0
         self._seen = bytearray(SEEN_BITS // 8)
@@ -117,17 +117,59 @@ class PostgresStage:
         self.execute(f"DROP TABLE IF EXISTS {STAGING}, {PLAN}, {bulk.BUILD}")
         self.conn.commit()
 
-    def merge(self, steps: Steps) -> MergeCounts:
-        """Apply the staged rows to the catalog; the caller's transaction is still open."""
+    def lock_catalog(self) -> None:
+        """Hold the catalog for this transaction: product edits and other imports wait.
+
+        Reads do not wait. An import's comparison stays true until it commits, so its INSERT
+        needs no costly ON CONFLICT.
+        """
+        database.POSTGRES.hold_apply_lock(self.conn)
+        self.execute("LOCK TABLE products IN SHARE ROW EXCLUSIVE MODE")
+
+    def _deduplicate(self, steps: Steps) -> int:
+        """Drop rows whose SKU comes again later, commit the staging table; return how many."""
         self._close_copy()
         steps.start("deduplicating")
         superseded = self.execute(PG_DROP_SUPERSEDED).rowcount
         self.execute(f"ANALYZE {STAGING}")
         self.conn.commit()  # the staging table, readable by helpers; the catalog is untouched
-        database.POSTGRES.hold_apply_lock(self.conn)
-        # Product edits wait (reads do not) until the import commits, so the comparison
-        # stays true until then and the INSERT needs no costly ON CONFLICT.
-        self.execute("LOCK TABLE products IN SHARE ROW EXCLUSIVE MODE")
+        return superseded
+
+    def plan(self, steps: Steps) -> MergeCounts:
+        """Compare the staged rows with the catalog and record what applying would change."""
+        superseded = self._deduplicate(steps)
+        distinct = self.staged - superseded
+        steps.start("comparing")
+        catalog = self.execute(CATALOG_SIZE).scalar()
+        created, updated = self._compare(catalog, distinct, committed=False)
+        self._forget_changes()
+        self._record_updated()
+        self._record_created("NULL::bigint")
+        return MergeCounts(distinct, created, updated, superseded)
+
+    def _forget_changes(self) -> None:
+        """Remove what a plan of this job recorded: the run records what it really does."""
+        if self.job_id is not None:
+            self.execute("DELETE FROM import_changes WHERE job_id = %(job)s", {"job": self.job_id})
+
+    def _record_updated(self) -> None:
+        """Record the products the plan updates, with their values before (set-based)."""
+        if self._planned and self.job_id is not None:
+            self.execute(PG_RECORD_UPDATED, {"job": self.job_id})
+
+    def _record_created(self, product_id: str, params: dict | None = None, join: str = "") -> None:
+        """Record the products the plan creates; `product_id` is the SQL of their ids."""
+        if self.job_id is None:
+            return
+        plan = PLAN if self._planned else STAGING_AS_PLAN
+        statement = PG_RECORD_CREATED.format(plan=plan, product_id=product_id, join=join)
+        self.execute(statement, {"job": self.job_id} | (params or {}))
+
+    def merge(self, steps: Steps) -> MergeCounts:
+        """Apply the staged rows to the catalog; the caller's transaction is still open."""
+        superseded = self._deduplicate(steps)
+        self.lock_catalog()
+        self._forget_changes()
         distinct = self.staged - superseded
         steps.start("comparing")
         catalog = self.execute(CATALOG_SIZE).scalar()
@@ -158,10 +200,12 @@ class PostgresStage:
         plan = PLAN if self._planned else STAGING_AS_PLAN
         if counts.updated:
             steps.start("updating")
+            self._record_updated()
             self.execute(PG_UPDATE.format(plan=plan))
         if counts.created:
             steps.start("inserting")
             self.execute(PG_INSERT.format(plan=plan))
+            self._record_created("p.id", join=JOIN_NEW_PRODUCT)
         return counts
 
     def _merge_in_bulk(self, steps: Steps, counts: MergeCounts, catalog: int) -> MergeCounts:
@@ -169,7 +213,9 @@ class PostgresStage:
         rows = catalog + counts.created
         steps.expect([("copying", rows), ("indexing", rows), ("analyzing", rows)])
         steps.start("copying")
-        self._build.fill()
+        # The change record is written by the import's own connection (it commits with the
+        # import) while the helpers write the new catalog.
+        self._build.fill(alongside=self._record_bulk)
         steps.start("indexing")
         self._build.index()
         steps.start("analyzing")
@@ -180,6 +226,11 @@ class PostgresStage:
         return MergeCounts(
             counts.distinct, counts.created, counts.updated, counts.superseded, deferred
         )
+
+    def _record_bulk(self, base: int) -> None:
+        """Record what a bulk merge changes: new products get the ids `base` + line."""
+        self._record_updated()
+        self._record_created("%(base)s + s.rn", {"base": base})
 
 
 # Within the file the last row of a SKU wins: delete the earlier ones. Only keys of rows
@@ -248,3 +299,25 @@ FROM {{plan}} AS plan JOIN {STAGING} AS s ON s.rn = plan.rn
 WHERE plan.product_id IS NULL
 ORDER BY s.key COLLATE "C"
 """
+
+# The change record (migration 0007): what the import writes, and for an update what was there.
+CHANGE_COLUMNS = (
+    "(job_id, rn, kind, product_id, sku, name, description, active, "
+    "before_sku, before_name, before_description, before_active, before_updated_at)"
+)
+PG_RECORD_UPDATED = f"""
+INSERT INTO import_changes {CHANGE_COLUMNS}
+SELECT %(job)s, s.rn, 'updated', p.id, s.sku, s.name, COALESCE(s.description, p.description),
+       COALESCE(s.active, p.active), p.sku, p.name, p.description, p.active, p.updated_at
+FROM {PLAN} AS plan JOIN {STAGING} AS s ON s.rn = plan.rn
+JOIN products AS p ON p.id = plan.product_id
+"""
+PG_RECORD_CREATED = f"""
+INSERT INTO import_changes {CHANGE_COLUMNS}
+SELECT %(job)s, s.rn, 'created', {{product_id}}, s.sku, s.name, COALESCE(s.description, ''),
+       COALESCE(s.active, true), NULL, NULL, NULL, NULL, NULL
+FROM {{plan}} AS plan JOIN {STAGING} AS s ON s.rn = plan.rn {{join}}
+WHERE plan.product_id IS NULL
+"""
+# The products an in-place merge has just inserted, found by their keys.
+JOIN_NEW_PRODUCT = "JOIN products AS p ON lower(p.sku) = s.key"

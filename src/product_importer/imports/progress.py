@@ -48,6 +48,12 @@ class ClaimedJob:
     attempts: int
     file_path: str
     bytes_total: int
+    kind: str = "import"
+    plan: bool = False
+    max_invalid: str | None = None
+    columns: dict | None = None
+    undo_of: int | None = None
+    warnings: tuple[str, ...] = ()  # known before the file is read (the same file again)
 
 
 @dataclass

@@ -5,6 +5,7 @@ at a time, in upload order. The path of a job goes one way: claim -> `runner.Run
 merge) -> `endings` (final row and webhook, in the import's transaction) -> commit -> send.
 """
 
+import dataclasses
 import logging
 import os
 import socket
@@ -25,13 +26,14 @@ from .failures import Cancelled, ImportStopped, Unexpected
 from .models import ImportJob
 from .progress import ClaimedJob
 from .runner import Run, application_name
-from .states import Phase, Status
+from .states import Kind, Phase, Status
 
 log = logging.getLogger(__name__)
 
 DRAIN_TASK = "product_importer.imports.drain_imports"
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 jobs = ImportJob.__table__
+CLAIMED = [field.name for field in dataclasses.fields(ClaimedJob)]
 
 
 def import_engine() -> Engine:
@@ -92,13 +94,13 @@ def claim_next(conn: Connection) -> ClaimedJob | None:
             worker=WORKER_ID,
             db_pid=seam.session_id(conn),
         )
-        .returning(jobs.c.id, jobs.c.attempts, jobs.c.file_path, jobs.c.bytes_total)
+        .returning(*(jobs.c[name] for name in CLAIMED))
     ).first()
     if row:
         # lets recovery find and end this session if the worker is lost
         seam.name_session(conn, application_name(row.id))
     conn.commit()
-    return ClaimedJob(*row) if row else None
+    return ClaimedJob(**(row._asdict() | {"warnings": tuple(row.warnings or ())})) if row else None
 
 
 def run_claimed(conn: Connection, job: ClaimedJob) -> None:
@@ -116,23 +118,33 @@ def run_claimed(conn: Connection, job: ClaimedJob) -> None:
 
 
 def _apply(conn: Connection, job: ClaimedJob) -> list[int]:
-    """Import the file and end the job in one transaction; return the webhook deliveries."""
-    limit = 10 * current_app.config["MAX_UPLOAD_BYTES"]
-    with Run(conn, db.engine, job, max_decompressed=limit) as run:
-        outcome = run.import_file()
-        values = final_values(outcome.status(), error=outcome.no_valid_reason)
-        if message := outcome.message():
-            values["message"] = message
+    """Run the job and end it in one transaction; return the webhook deliveries."""
+    config = current_app.config
+    limit = 10 * config["MAX_UPLOAD_BYTES"]
+    record = config["IMPORT_CHANGE_RECORD"]
+    with Run(conn, db.engine, job, max_decompressed=limit, record_changes=record) as run:
+        values = run.undo() if job.kind == Kind.UNDO else _import(run)
         # The job row is now locked until the commit: a cancel that came before is seen here
         # (the heartbeat may not have noticed it yet); a later one waits and finds it ended.
-        row = record_end(conn, job.id, job.attempts, values | run.end_values(outcome))
+        row = record_end(conn, job.id, job.attempts, values)
         if row is None:  # recovery gave the job to another attempt: that one ends it
             raise ImportStopped("This attempt lost the job to another worker.")
         if row.cancel_requested:
             raise Cancelled()
+        if job.kind == Kind.UNDO:
+            conn.execute(update(jobs).where(jobs.c.id == job.undo_of).values(undone_by=job.id))
         deliveries = announce(conn, row)
         conn.commit()
     return deliveries
+
+
+def _import(run: Run) -> dict:
+    """Import (or plan) the job's file; return the job's end values."""
+    outcome = run.import_file()
+    values = final_values(outcome.status(), error=outcome.no_valid_reason)
+    if message := outcome.message():
+        values["message"] = message
+    return values | run.end_values(outcome)
 
 
 def _end_stopped(job: ClaimedJob, stop: ImportStopped) -> list[int]:

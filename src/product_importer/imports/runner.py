@@ -17,14 +17,25 @@ from sqlalchemy import Connection, Engine
 from .. import database
 from ..timeutil import utcnow
 from . import csv_rows
+from .endings import final_values
 from .engine import MergeCounts, open_stage
-from .failures import Cancelled, DamagedFile, FileGone, FileRejected, ImportStopped
+from .failures import (
+    Cancelled,
+    DamagedFile,
+    FileGone,
+    FileRejected,
+    ImportStopped,
+    TooManyInvalid,
+)
+from .options import invalid_limit
 from .progress import ClaimedJob, Heartbeat, Progress
 from .rejections import RejectionWriter
 from .states import Status
+from .undo import undo_import
 
 log = logging.getLogger(__name__)
 SEARCH_REFRESHING = "Import complete; the search index is being refreshed"
+PLAN_READY = "Plan ready: nothing has changed yet. Apply it or discard it"
 
 
 def application_name(job_id: int) -> str:
@@ -41,13 +52,18 @@ class Outcome:
     invalid: int
     warnings: list[str]
     no_valid_reason: str | None = None
+    plan: bool = False
 
     def status(self) -> Status:
         if self.no_valid_reason:
             return Status.FAILED
+        if self.plan:
+            return Status.PLANNED
         return Status.COMPLETED_WITH_ERRORS if self.invalid else Status.COMPLETED
 
     def message(self) -> str | None:
+        if self.plan and not self.no_valid_reason:
+            return PLAN_READY
         if not self.rows:
             return "Nothing to import: the file has no rows"
         return SEARCH_REFRESHING if self.counts.search_deferred else None
@@ -76,9 +92,19 @@ class Run:
     `Cancelled`.
     """
 
-    def __init__(self, conn: Connection, engine: Engine, job: ClaimedJob, *, max_decompressed: int):
+    def __init__(
+        self,
+        conn: Connection,
+        engine: Engine,
+        job: ClaimedJob,
+        *,
+        max_decompressed: int,
+        record_changes: bool = True,
+    ):
         self.conn, self.engine, self.job = conn, engine, job
         self.max_decompressed = max_decompressed
+        # a plan always records what it would change: that is what it is for
+        self.record_changes = record_changes or job.plan
         self.progress = Progress(bytes_total=job.bytes_total)
         self.stage = None
         self.heartbeat = Heartbeat(engine, job, self.progress, interrupt=self._interrupt)
@@ -124,60 +150,103 @@ class Run:
         except FileNotFoundError as error:
             raise FileGone() from error
 
+    def undo(self) -> dict:
+        """Undo the import `undo_of` in this transaction; return the job's end values."""
+        self.progress.applying(f"the undo of import #{self.job.undo_of}", 0)
+        self.heartbeat.beat()
+        open_stage(self.conn, utcnow(), self.job.id).lock_catalog()
+        counts = undo_import(self.conn, self.job.undo_of)
+        self.progress.interruptible = False
+        return final_values(Status.COMPLETED, message=counts.message()) | {
+            "heartbeat_at": utcnow(),
+            "updated": counts.restored,
+            "conflicts": counts.conflicts,
+        }
+
     def end_values(self, outcome: Outcome) -> dict:
         """Stop interrupting statements: the final row is about to be written."""
         self.progress.interruptible = False
         return outcome.columns(self.progress)
 
     def _import(self) -> Outcome:
-        progress = self.progress
-        stage = self.stage = open_stage(self.conn, utcnow())
-        rejections = RejectionWriter(self.engine, self.job.id)
+        job, progress = self.job, self.progress
+        stage = self.stage = open_stage(
+            self.conn, utcnow(), job.id if self.record_changes else None
+        )
+        rejections = RejectionWriter(self.engine, job.id)
         rejections.clear()
-        with open(self.job.file_path, "rb") as raw:
-            csv_file = csv_rows.open_csv(raw, max_decompressed_bytes=self.max_decompressed)
+        with open(job.file_path, "rb") as raw:
+            csv_file = csv_rows.open_csv(
+                raw, max_decompressed_bytes=self.max_decompressed, columns=job.columns
+            )
             if csv_file.header is None:
                 raise FileRejected(
                     "The file holds no header row. Add the line "
                     "'sku,name,description' at the top and upload again."
                 )
-            csv_file, rows, invalid = _stage_file(raw, csv_file, stage, rejections, progress)
-        warnings = _warnings(csv_file)
+            reading = (raw, csv_file, stage, rejections, progress)
+            csv_file, rows, invalid = _stage_file(*reading, max_invalid=job.max_invalid)
+        warnings = [*job.warnings, *_warnings(csv_file)]
         if rows and rows == invalid:
             stage.finish()
             reason = _most_common(csv_file, invalid)
             return Outcome(MergeCounts(0, 0, 0), rows, invalid, warnings, no_valid_reason=reason)
+        if invalid > invalid_limit(job.max_invalid, rows):
+            stage.finish()
+            raise TooManyInvalid(invalid, rows, job.max_invalid)
+        counts = self._plan(rows, invalid) if job.plan else self._merge(rows, invalid)
+        return Outcome(counts, rows, invalid, warnings, plan=job.plan)
+
+    def _plan(self, rows: int, invalid: int) -> MergeCounts:
+        """Compare with the catalog and record what would change; the catalog is untouched."""
+        self.progress.applying(f"{rows - invalid:,} rows", self.stage.staged)
+        self.progress.message = f"Comparing {rows - invalid:,} rows with the catalog"
+        counts = self.stage.plan(self.progress)
+        self.progress.merging("finishing", f"{counts.distinct:,} products")
+        return counts
+
+    def _merge(self, rows: int, invalid: int) -> MergeCounts:
+        """Merge the staged rows into the catalog, recording the changes."""
+        progress = self.progress
         # From here a cancel interrupts the merge, also while it waits for locks on the catalog.
-        progress.applying(f"{rows - invalid:,} rows", stage.staged)
+        progress.applying(f"{rows - invalid:,} rows", self.stage.staged)
         # Written now, not at the next beat: on SQLite the merge holds the write lock, so the
         # job must say `applying` before the merge starts.
         self.heartbeat.beat()
-        counts = stage.merge(progress)
+        counts = self.stage.merge(progress)
         progress.merging("finishing", f"{counts.distinct:,} products")
-        return Outcome(counts, rows, invalid, warnings)
+        return counts
 
 
-def _stage_file(raw, csv_file, stage, rejections, progress):
+def _stage_file(raw, csv_file, stage, rejections, progress, *, max_invalid: str | None):
     """Stage every valid row, reading again as Windows-1252 if the file is not UTF-8."""
     stage.start()
+    limit = invalid_limit(max_invalid, None)  # a count stops the reading at once
     try:
         try:
-            rows, invalid = _read(csv_file, stage, rejections, progress)
+            rows, invalid = _read(csv_file, stage, rejections, progress, limit)
         except csv_rows.NotUtf8:
             stage.reset()
             rejections.clear()
             csv_file = csv_rows.reopen_as_fallback(
-                raw, max_decompressed_bytes=csv_file.max_decompressed_bytes
+                raw,
+                max_decompressed_bytes=csv_file.max_decompressed_bytes,
+                columns=csv_file.columns,
             )
-            rows, invalid = _read(csv_file, stage, rejections, progress)
+            rows, invalid = _read(csv_file, stage, rejections, progress, limit)
+        if invalid > limit:
+            raise TooManyInvalid(invalid, rows, max_invalid)
     except BaseException as error:
         stage.abort(error)
         raise
     return csv_file, rows, invalid
 
 
-def _read(csv_file, stage, rejections, progress) -> tuple[int, int]:
-    """Stage every valid row and record every rejected one; return (rows, invalid)."""
+def _read(csv_file, stage, rejections, progress, limit: float) -> tuple[int, int]:
+    """Stage every valid row and record every rejected one; return (rows, invalid).
+
+    Stops once more than `limit` rows were invalid.
+    """
     rows = invalid = 0
     started, writing = time.perf_counter(), 0.0
     for batch in csv_file.batches():
@@ -190,6 +259,8 @@ def _read(csv_file, stage, rejections, progress) -> tuple[int, int]:
         rows += batch.rows_read
         invalid += len(batch.rejected)
         progress.read(csv_file.bytes_consumed(), rows, invalid)
+        if invalid > limit:
+            break
     rejections.flush()
     parsing = time.perf_counter() - started - writing
     # where reading's time goes: Python parsing, or sending rows to the database

@@ -12,8 +12,9 @@ from ..errors import Conflict, NotFound, TooMany
 from .endings import final_values
 from .failures import Cancelled
 from .models import ImportJob, RejectedRow
+from .options import Options
 from .queue import DRAIN_TASK
-from .states import FINISHED, Status
+from .states import FINISHED, SUCCEEDED, Kind, Status
 
 
 def create(
@@ -23,13 +24,18 @@ def create(
     file_path: str,
     bytes_total: int,
     created_by: dict | None,
+    sha256: str | None = None,
+    options: Options | None = None,
     retry_of_id: int | None = None,
 ) -> ImportJob:
     """Queue an import of a stored file; it starts once committed and earlier jobs are done.
 
     `created_by` is `{"id", "email"}` of the account that asked for it; None from a terminal.
+    A file identical (`sha256`) to an earlier completed import is noted with a warning.
     """
     refuse_past_quota(session, created_by)
+    options = options or Options()
+    earlier = same_file_imported(session, sha256)
     job = ImportJob(
         filename=filename[:255],
         file_path=file_path,
@@ -38,12 +44,41 @@ def create(
         created_by_id=created_by and created_by["id"],
         created_by=created_by and created_by["email"],
         status=Status.QUEUED,
-        warnings=[],
+        sha256=sha256,
+        duplicate_of=earlier and earlier.id,
+        warnings=duplicate_warnings(earlier),
+        plan=options.plan,
+        max_invalid=options.max_invalid,
+        columns=options.columns,
     )
     session.add(job)
     session.flush()
     background.send_after_commit(session, DRAIN_TASK)
     return job
+
+
+def same_file_imported(session: Session, sha256: str | None) -> ImportJob | None:
+    """The latest completed import of a file with this SHA-256, if any."""
+    if sha256 is None:
+        return None
+    return session.scalars(
+        select(ImportJob)
+        .where(
+            ImportJob.sha256 == sha256,
+            ImportJob.kind == Kind.IMPORT,
+            ImportJob.status.in_(SUCCEEDED),
+        )
+        .order_by(ImportJob.id.desc())
+        .limit(1)
+    ).first()
+
+
+def duplicate_warnings(earlier: ImportJob | None) -> list[str]:
+    """The warning a job gets when its file is identical to `earlier`'s."""
+    if earlier is None:
+        return []
+    when = (earlier.finished_at or earlier.created_at).strftime("%Y-%m-%d %H:%M UTC")
+    return [f"This file is identical to import #{earlier.id} of {when}."]
 
 
 def refuse_past_quota(session: Session, created_by: dict | None) -> None:
@@ -65,7 +100,10 @@ def refuse_past_quota(session: Session, created_by: dict | None) -> None:
 
 def get(session: Session, job_id: int, *, for_update: bool = False) -> ImportJob:
     """Return the job, or raise NotFound; `for_update` locks its row until the commit."""
-    job = session.get(ImportJob, job_id, with_for_update=for_update, populate_existing=for_update)
+    # FOR NO KEY UPDATE: a running import holds a key-share lock on its job row (its change
+    # record refers to it), which a cancel must not wait for.
+    lock = {"key_share": True} if for_update else None
+    job = session.get(ImportJob, job_id, with_for_update=lock, populate_existing=for_update)
     if job is None:
         raise NotFound(f"Import {job_id} does not exist.")
     return job
@@ -89,21 +127,33 @@ def cancel(session: Session, job_id: int) -> ImportJob:
     return job
 
 
-def retry(session: Session, job_id: int, *, created_by: dict | None) -> ImportJob:
-    """Queue a new job for the same stored file."""
+def retry(
+    session: Session, job_id: int, *, created_by: dict | None, options: dict | None = None
+) -> ImportJob:
+    """Queue a new job for the same stored file, with the options given or the job's own."""
     job = get(session, job_id)
+    if job.kind != Kind.IMPORT:
+        raise Conflict(f"Job {job_id} is an undo; undo the import again instead.")
     if not job.finished:
         raise Conflict(f"Import {job_id} is still {job.status}; cancel it or wait for it.")
-    if job.file_removed_at or not os.path.exists(job.file_path):
-        raise Conflict("The uploaded file is no longer kept on the server. Upload it again.")
+    refuse_without_file(job)
+    own = {"plan": job.plan, "max_invalid": job.max_invalid, "columns": job.columns}
     return create(
         session,
         filename=job.filename,
         file_path=job.file_path,
         bytes_total=job.bytes_total,
         created_by=created_by,
+        sha256=job.sha256,
+        options=Options(**(own | (options or {}))),
         retry_of_id=job.id,
     )
+
+
+def refuse_without_file(job: ImportJob) -> None:
+    """Raise Conflict when the job's uploaded file is no longer kept."""
+    if job.file_removed_at or not os.path.exists(job.file_path):
+        raise Conflict("The uploaded file is no longer kept on the server. Upload it again.")
 
 
 def rejected_rows(session: Session, job_id: int, *, chunk: int = 5000) -> Iterator[tuple]:

@@ -10,12 +10,27 @@ class Status(enum.StrEnum):
     COMPLETED_WITH_ERRORS = "completed_with_errors"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    PLANNED = "planned"  # a plan: read and compared, waiting to be applied or discarded
+    DISCARDED = "discarded"
 
 
+# No worker runs these: a planned job waits for a person, not for the queue.
 FINISHED = frozenset(
-    {Status.COMPLETED, Status.COMPLETED_WITH_ERRORS, Status.FAILED, Status.CANCELLED}
+    {
+        Status.COMPLETED,
+        Status.COMPLETED_WITH_ERRORS,
+        Status.FAILED,
+        Status.CANCELLED,
+        Status.PLANNED,
+        Status.DISCARDED,
+    }
 )
 SUCCEEDED = frozenset({Status.COMPLETED, Status.COMPLETED_WITH_ERRORS})
+
+
+class Kind(enum.StrEnum):
+    IMPORT = "import"
+    UNDO = "undo"
 
 
 class Phase(enum.StrEnum):

@@ -1,6 +1,7 @@
 """Store uploads straight into UPLOAD_FOLDER as they stream in, and check what arrived."""
 
 import gzip
+import hashlib
 import os
 import shutil
 import tempfile
@@ -54,6 +55,12 @@ def keep(upload) -> tuple[str, int]:
             while chunk := stream.read(1 << 20):
                 out.write(chunk)
     return path, os.path.getsize(path)
+
+
+def sha256(path: str) -> str:
+    """The SHA-256 of a stored file, in hex (to tell the same file uploaded again)."""
+    with open(path, "rb") as stored:
+        return hashlib.file_digest(stored, "sha256").hexdigest()
 
 
 def new_path(filename: str | None) -> str:

@@ -34,6 +34,7 @@ EVENT_TYPES = (
     "products.deleted_all",
     "import.completed",
     "import.failed",
+    "import.undone",
 )
 PING = "ping"
 DELIVER_TASK = "product_importer.webhooks.deliver"

@@ -1,0 +1,136 @@
+"""What people do with a finished job: apply or discard a plan, undo a completed import."""
+
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from .. import background
+from ..errors import Conflict
+from ..timeutil import aware, utcnow
+from .endings import final_values
+from .models import ImportChange, ImportJob
+from .queue import DRAIN_TASK
+from .service import (
+    duplicate_warnings,
+    get,
+    refuse_past_quota,
+    refuse_without_file,
+    same_file_imported,
+)
+from .states import FINISHED, SUCCEEDED, Kind, Status
+
+# What an applied plan starts again from: the run measures everything anew.
+FRESH_RUN = {
+    "phase": None,
+    "message": "Waiting for a worker",
+    "percent": 0.0,
+    "bytes_processed": 0,
+    "rows_per_second": None,
+    "eta_seconds": None,
+    "error": None,
+    "started_at": None,
+    "finished_at": None,
+    "heartbeat_at": None,
+    "attempts": 0,
+    "cancel_requested": False,
+}
+
+
+def _planned(session: Session, job_id: int) -> ImportJob:
+    job = get(session, job_id, for_update=True)
+    if job.status != Status.PLANNED:
+        raise Conflict(f"Import {job_id} is {job.status}, not a plan waiting to be applied.")
+    return job
+
+
+def apply(session: Session, job_id: int, *, created_by: dict | None) -> ImportJob:
+    """Queue a plan's import, as the same job; it compares with the catalog again as it runs."""
+    job = _planned(session, job_id)
+    refuse_without_file(job)
+    refuse_past_quota(session, created_by)
+    earlier = same_file_imported(session, job.sha256)
+    for column, value in FRESH_RUN.items():
+        setattr(job, column, value)
+    job.status, job.plan = Status.QUEUED, False
+    job.duplicate_of, job.warnings = earlier and earlier.id, duplicate_warnings(earlier)
+    background.send_after_commit(session, DRAIN_TASK)
+    return job
+
+
+def discard(session: Session, job_id: int) -> ImportJob:
+    """End a plan without applying it, and forget what it recorded."""
+    job = _planned(session, job_id)
+    for column, value in final_values(Status.DISCARDED).items():
+        setattr(job, column, value)
+    session.execute(delete(ImportChange).where(ImportChange.job_id == job.id))
+    return job
+
+
+def discard_expired(session: Session) -> int:
+    """Discard plans left unapplied for UPLOAD_RETENTION_HOURS; return how many."""
+    cutoff = utcnow() - timedelta(hours=current_app.config["UPLOAD_RETENTION_HOURS"])
+    expired = session.scalars(
+        select(ImportJob.id).where(
+            ImportJob.status == Status.PLANNED, ImportJob.finished_at < cutoff
+        )
+    ).all()
+    for job_id in expired:
+        discard(session, job_id)
+    return len(expired)
+
+
+def undo(session: Session, job_id: int, *, created_by: dict | None) -> ImportJob:
+    """Queue the undo of a completed import of the last IMPORT_UNDO_DAYS, as a new job."""
+    target = get(session, job_id, for_update=True)
+    refuse_undo(session, target)
+    refuse_past_quota(session, created_by)
+    job = ImportJob(
+        kind=Kind.UNDO,
+        undo_of=target.id,
+        filename=target.filename,
+        file_path="",
+        bytes_total=0,
+        created_by_id=created_by and created_by["id"],
+        created_by=created_by and created_by["email"],
+        status=Status.QUEUED,
+        warnings=[],
+    )
+    session.add(job)
+    session.flush()
+    background.send_after_commit(session, DRAIN_TASK)
+    return job
+
+
+def refuse_undo(session: Session, target: ImportJob) -> None:
+    """Raise Conflict unless `target` is a completed import that can still be undone."""
+    if target.kind != Kind.IMPORT or target.status not in SUCCEEDED:
+        raise Conflict(
+            f"Import {target.id} is {target.status}: only a completed import can be undone."
+        )
+    days = current_app.config["IMPORT_UNDO_DAYS"]
+    if aware(target.finished_at) < utcnow() - timedelta(days=days):
+        raise Conflict(
+            f"Import {target.id} finished more than {days:g} days ago; its change record is no "
+            "longer kept, so it cannot be undone. Import the products you want back instead."
+        )
+    earlier = session.scalar(
+        select(ImportJob.id).where(
+            ImportJob.undo_of == target.id,
+            ImportJob.status.notin_([Status.FAILED, Status.CANCELLED]),
+        )
+    )
+    if target.undone_by or earlier:
+        raise Conflict(
+            f"Import {target.id} is already undone (by job {target.undone_by or earlier})."
+        )
+
+
+def remove_old_changes(session: Session) -> int:
+    """Delete the change records of imports finished more than IMPORT_UNDO_DAYS ago."""
+    cutoff = utcnow() - timedelta(days=current_app.config["IMPORT_UNDO_DAYS"])
+    old = select(ImportJob.id).where(
+        ImportJob.finished_at < cutoff, ImportJob.status.in_(FINISHED - {Status.PLANNED})
+    )
+    return session.execute(delete(ImportChange).where(ImportChange.job_id.in_(old))).rowcount

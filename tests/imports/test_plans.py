@@ -1,0 +1,273 @@
+"""Plans, change records, undo and guards, through HTTP, in both modes (issue 10)."""
+
+import csv
+import io
+
+from tests.helpers import import_csv, upload_csv, wait_for_job
+
+from .conftest import csv_bytes
+
+HEADER = ("sku", "name", "description", "active")
+FIRST = csv_bytes(
+    [
+        ("A-1", "Apple", "Red", "true"),
+        ("B-2", "Banana", "Yellow", "true"),
+        ("C-3", "Cherry", "", "no"),
+    ],
+    header=HEADER,
+)
+# Changes A-1's SKU spelling, name and active; leaves B-2; C-3 gets a description; D-4 is new.
+SECOND = csv_bytes(
+    [
+        ("a-1", "Apple pie", "Red", "false"),
+        ("B-2", "Banana", "Yellow", "true"),
+        ("C-3", "Cherry", "Dark", "no"),
+        ("D-4", "Date", "Sweet", "yes"),
+    ],
+    header=HEADER,
+)
+VALUES_AFTER_SECOND = [
+    ("a-1", "Apple pie", "Red", False),
+    ("B-2", "Banana", "Yellow", True),
+    ("C-3", "Cherry", "Dark", False),
+    ("D-4", "Date", "Sweet", True),
+]
+
+
+def values(catalog) -> list[tuple]:
+    """(sku, name, description, active) of every product, by SKU."""
+    return sorted(((r[1], r[2], r[3], bool(r[4])) for r in catalog), key=lambda v: v[0].lower())
+
+
+def counts(job: dict) -> tuple:
+    return job["created"], job["updated"], job["unchanged"], job["rows_invalid"]
+
+
+def changes(http, job_id: int, **params) -> dict:
+    response = http.get(f"/api/imports/{job_id}/changes", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+# --- plans ----------------------------------------------------------------------------------
+
+
+def test_a_plan_changes_nothing_and_applying_it_equals_a_direct_import(any_http, any_catalog):
+    import_csv(any_http, FIRST)
+    before = any_catalog()
+
+    plan = import_csv(any_http, SECOND, data={"plan": "true"})
+
+    assert plan["status"] == "planned", plan
+    assert (plan["plan"], plan["percent"], plan["kind"]) == (True, 100, "import")
+    assert counts(plan) == (1, 2, 1, 0)
+    assert any_catalog() == before
+    created = changes(any_http, plan["id"], kind="created")
+    assert created["total"] == 1
+    assert created["items"][0]["sku"] == "D-4"
+    assert created["items"][0]["product_id"] is None
+    assert created["items"][0]["changes"]["name"] == {"before": None, "after": "Date"}
+    updated = changes(any_http, plan["id"], kind="updated")["items"]
+    assert [item["sku"] for item in updated] == ["a-1", "C-3"]
+    assert updated[0]["changes"] == {
+        "sku": {"before": "A-1", "after": "a-1"},
+        "name": {"before": "Apple", "after": "Apple pie"},
+        "active": {"before": True, "after": False},
+    }
+    assert updated[1]["changes"] == {"description": {"before": "", "after": "Dark"}}
+
+    applied = any_http.post(f"/api/imports/{plan['id']}/apply")
+    assert applied.status_code == 202, applied.text
+    assert applied.json()["id"] == plan["id"]
+    job = wait_for_job(any_http, plan["id"])
+
+    assert job["status"] == "completed", job
+    assert (job["plan"], counts(job)) == (False, (1, 2, 1, 0))
+    assert values(any_catalog()) == VALUES_AFTER_SECOND
+    record = changes(any_http, job["id"])
+    assert record["total"] == 3
+    assert all(item["product_id"] for item in record["items"])
+    assert any_http.post(f"/api/imports/{job['id']}/apply").status_code == 409
+
+
+def test_applying_a_plan_counts_against_the_catalog_as_it_is_then(any_http, any_catalog):
+    plan = import_csv(any_http, FIRST, data={"plan": "true"})
+    assert counts(plan) == (3, 0, 0, 0)
+    import_csv(any_http, FIRST)  # the same products arrive another way meanwhile
+
+    any_http.post(f"/api/imports/{plan['id']}/apply")
+    job = wait_for_job(any_http, plan["id"])
+
+    assert counts(job) == (0, 0, 3, 0)
+    assert changes(any_http, job["id"])["total"] == 0
+
+
+def test_a_discarded_plan_leaves_the_catalog_byte_identical(any_http, any_catalog):
+    import_csv(any_http, FIRST)
+    before = any_catalog()
+    plan = import_csv(any_http, SECOND, data={"plan": "true"})
+
+    response = any_http.post(f"/api/imports/{plan['id']}/discard")
+
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "discarded"
+    assert any_catalog() == before
+    assert changes(any_http, plan["id"])["total"] == 0
+    assert any_http.post(f"/api/imports/{plan['id']}/apply").status_code == 409
+    assert any_http.post(f"/api/imports/{plan['id']}/discard").status_code == 409
+
+
+# --- the change record ----------------------------------------------------------------------
+
+
+def test_the_change_record_downloads_as_csv(any_http):
+    import_csv(any_http, FIRST)
+    job = import_csv(any_http, SECOND.replace(b"Sweet", b"=1+1"))
+
+    response = any_http.get(f"/api/imports/{job['id']}/changes.csv")
+
+    assert response.status_code == 200
+    rows = list(csv.reader(io.StringIO(response.text)))
+    assert rows[0] == [
+        "kind", "product_id", "sku", "name", "description", "active",
+        "sku_before", "name_before", "description_before", "active_before",
+    ]  # fmt: skip
+    assert [row[0] for row in rows[1:]] == ["created", "updated", "updated"]
+    assert rows[1][2:6] == ["D-4", "Date", "'=1+1", "true"]
+    assert rows[2][2:] == ["a-1", "Apple pie", "Red", "false", "A-1", "Apple", "Red", "true"]
+    only_created = any_http.get(f"/api/imports/{job['id']}/changes.csv", params={"kind": "created"})
+    assert len(list(csv.reader(io.StringIO(only_created.text)))) == 2
+    assert any_http.get(f"/api/imports/{job['id']}/changes?kind=deleted").status_code == 422
+    assert any_http.get(f"/api/imports/{job['id']}/changes?per_page=201").status_code == 422
+
+
+def test_the_change_record_pages_in_file_order(any_http):
+    rows = [(f"SKU-{n:03}", f"Name {n}", "") for n in range(120)]
+    job = import_csv(any_http, csv_bytes(rows, header=("sku", "name", "description")))
+
+    first = changes(any_http, job["id"], kind="created", per_page=50)
+    last = changes(any_http, job["id"], kind="created", per_page=50, page=3)
+
+    assert (first["total"], first["pages"], len(first["items"])) == (120, 3, 50)
+    assert first["items"][0]["sku"] == "SKU-000"
+    assert [item["sku"] for item in last["items"]] == [f"SKU-{n:03}" for n in range(100, 120)]
+
+
+# --- undo -----------------------------------------------------------------------------------
+
+
+def test_undoing_a_fresh_import_leaves_an_empty_catalog(any_http, any_catalog):
+    job = import_csv(any_http, FIRST)
+
+    response = any_http.post(f"/api/imports/{job['id']}/undo")
+
+    assert response.status_code == 202, response.text
+    undo = response.json()
+    assert (undo["kind"], undo["undo_of"]) == ("undo", job["id"])
+    undo = wait_for_job(any_http, undo["id"])
+    assert undo["status"] == "completed", undo
+    assert undo["conflicts"] == 0
+    assert "deleted 3 products" in undo["message"]
+    assert any_catalog() == []
+    assert any_http.get(f"/api/imports/{job['id']}").json()["undone_by"] == undo["id"]
+    assert any_http.post(f"/api/imports/{job['id']}/undo").status_code == 409
+
+
+def test_undoing_an_update_restores_every_field(any_http, any_catalog):
+    import_csv(any_http, FIRST)
+    before = any_catalog()
+    job = import_csv(any_http, SECOND)
+    assert values(any_catalog()) == VALUES_AFTER_SECOND
+
+    undo = any_http.post(f"/api/imports/{job['id']}/undo").json()
+    undo = wait_for_job(any_http, undo["id"])
+
+    assert (undo["status"], undo["updated"], undo["conflicts"]) == ("completed", 2, 0)
+    assert any_catalog() == before  # SKU spelling, active and timestamps included
+
+
+def test_a_product_edited_after_the_import_is_a_conflict_and_kept(any_http, any_catalog):
+    job = import_csv(any_http, FIRST)
+    banana = next(row for row in any_catalog() if row[1] == "B-2")
+    edited = any_http.patch(f"/api/products/{banana[0]}", json={"name": "Plantain"})
+    assert edited.status_code == 200, edited.text
+    later = import_csv(any_http, csv_bytes([("C-3", "Cherry", "Sour", "")], header=HEADER))
+    assert later["updated"] == 1
+
+    undo = any_http.post(f"/api/imports/{job['id']}/undo").json()
+    undo = wait_for_job(any_http, undo["id"])
+
+    assert (undo["status"], undo["conflicts"]) == ("completed", 2)
+    assert values(any_catalog()) == [
+        ("B-2", "Plantain", "Yellow", True),
+        ("C-3", "Cherry", "Sour", False),
+    ]
+
+
+def test_only_a_completed_import_can_be_undone(any_http):
+    failed = import_csv(any_http, "sku,name\r\n,\r\n")
+    plan = import_csv(any_http, FIRST, data={"plan": "true"})
+    assert failed["status"] == "failed"
+
+    for job in (failed, plan):
+        response = any_http.post(f"/api/imports/{job['id']}/undo")
+        assert response.status_code == 409, response.text
+        assert response.json()["error"]["code"] == "conflict"
+    assert any_http.post("/api/imports/999999/undo").status_code == 404
+
+
+# --- guards ---------------------------------------------------------------------------------
+
+
+def test_past_max_invalid_the_job_fails_before_the_merge(any_http, any_catalog):
+    import_csv(any_http, FIRST)
+    before = any_catalog()
+    rows = [("X-1", "", ""), ("X-2", "", ""), ("X-3", "", ""), ("X-4", "Ok", ""), ("X-5", "Ok", "")]
+    data = csv_bytes(rows, header=("sku", "name", "description"))
+
+    job = import_csv(any_http, data, data={"max_invalid": "2"})
+    by_share = import_csv(any_http, data, data={"max_invalid": "50%"})
+    within = import_csv(any_http, data, data={"max_invalid": "60%"})
+
+    assert job["status"] == "failed", job
+    assert "3 of 5 rows read were invalid, more than the limit of 2;" in job["error"]
+    assert job["rows_invalid"] == 3
+    assert by_share["status"] == "failed"
+    assert "3 of 5 rows read were invalid, more than the limit of 50%" in by_share["error"]
+    assert within["status"] == "completed_with_errors"
+    assert within["created"] == 2
+    assert len(any_catalog()) == len(before) + 2
+
+
+def test_bad_options_are_refused_with_the_field(any_http):
+    response = upload_csv(any_http, FIRST, data={"max_invalid": "lots", "columns": "{"})
+
+    assert response.status_code == 422
+    assert set(response.json()["error"]["details"]) == {"max_invalid", "columns"}
+
+
+def test_a_missing_column_lists_the_header_and_a_mapping_retries_it(any_http, any_catalog):
+    data = "Item Code;Title;Notes\r\nA-1;Apple;x\r\n"
+    job = import_csv(any_http, data)
+    assert job["status"] == "failed"
+    assert job["header"] == ["Item Code", "Title", "Notes"]
+
+    retry = any_http.post(
+        f"/api/imports/{job['id']}/retry", json={"columns": {"sku": "item code", "name": "Title"}}
+    )
+
+    assert retry.status_code == 202, retry.text
+    done = wait_for_job(any_http, retry.json()["id"])
+    assert done["status"] == "completed", done
+    assert done["columns"] == {"sku": "item code", "name": "Title"}
+    assert done["warnings"] == ["Unknown columns were ignored: Notes."]
+    assert values(any_catalog()) == [("A-1", "Apple", "", True)]
+
+
+def test_the_same_file_again_is_noted(any_http):
+    first = import_csv(any_http, FIRST)
+    again = import_csv(any_http, FIRST, data={"plan": "true"})
+
+    assert again["duplicate_of"] == first["id"]
+    assert again["warnings"][0].startswith(f"This file is identical to import #{first['id']} of ")
+    assert import_csv(any_http, SECOND)["duplicate_of"] is None
