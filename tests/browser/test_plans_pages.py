@@ -218,6 +218,8 @@ def test_the_threshold_option_is_sent_and_stops_the_import(page: Page, http):
     assert http.get(f"/api/imports/{job_id(page)}").json()["max_invalid"] == "10%"
     reason = page.get_by_role("alert").filter(has_text="Nothing was imported")
     expect(reason).to_contain_text("1 of 2")
+    expect(page.get_by_role("link", name="Download rejected rows")).to_be_visible()
+    expect(page.get_by_role("button", name="Retry")).to_be_hidden()  # it would stop again
     assert catalog(http) == []
 
 

@@ -84,8 +84,24 @@ def products(count: int) -> str:
 
 
 def history_row(job: ImportJob) -> dict:
-    """The job's JSON plus what the history table shows: its duration."""
-    return {**job.to_dict(), "duration": duration_label(job.started_at, job.finished_at)}
+    """The job's JSON plus what the pages show: its duration, whether a Retry makes sense."""
+    row = job.to_dict()
+    return {
+        **row,
+        "duration": duration_label(job.started_at, job.finished_at),
+        "retryable": retryable(row),
+    }
+
+
+def retryable(job: dict) -> bool:
+    """Whether retrying the job as it was could end otherwise (upload.js says the same).
+
+    A file that lacked a column (its header is listed: the columns are mapped instead) or whose
+    rows made it fail (too many invalid, none valid) would only fail the same way again.
+    """
+    if job["status"] == "cancelled":
+        return True
+    return job["status"] == "failed" and not job["header"] and not job["rows_invalid"]
 
 
 def duration_label(started: datetime | None, finished: datetime | None) -> str:

@@ -238,11 +238,9 @@
     renderStats(job, finished);
     renderResult(finished ? resultBox(job) : null);
     renderSections(job);
-    const mapping = job.status === "failed" && Boolean(job.header);
     showActions({
       cancel: !finished,
-      // A job that lacked a column is retried through the mapping form, not as it was.
-      retry: (job.status === "failed" && !mapping) || job.status === "cancelled",
+      retry: retryable(job),
       apply: job.status === "planned",
       discard: job.status === "planned",
       products: SUCCEEDED.includes(job.status),
@@ -252,6 +250,14 @@
     });
     $("errors-link").href = `/api/imports/${job.id}/errors.csv`;
     $("details-link").href = `/imports/${job.id}`;
+  }
+
+  /* Whether retrying the job as it was could end otherwise (imports/views.py says the same):
+     a file that lacked a column is mapped instead, and one whose rows made it fail (too many
+     invalid, none valid) would fail the same way again. */
+  function retryable(job) {
+    if (job.status === "cancelled") return true;
+    return job.status === "failed" && !job.header && !job.rows_invalid;
   }
 
   /* The plan's changes, or the mapping form: built once per job and status. */
