@@ -1,13 +1,14 @@
 """Import pages: upload with live progress, the import history, and one import with its plan or
 change record."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from flask import Blueprint, current_app, render_template
 
 from ..accounts.auth import requires
 from ..accounts.roles import Role
 from ..extensions import db
+from ..timeutil import aware, utcnow
 from . import service
 from .models import ImportJob
 
@@ -55,10 +56,21 @@ def history_page():
 @requires(Role.VIEWER)
 def import_page(job_id: int):
     """One import: its outcome, its plan or change record, and what can be done with it."""
-    job = history_row(service.get(db.session, job_id))
+    found = service.get(db.session, job_id)
+    days = current_app.config["IMPORT_UNDO_DAYS"]
     return render_template(
-        "imports/detail.html", job=job, outcomes=OUTCOMES, undo_question=undo_question(job)
+        "imports/detail.html",
+        job=history_row(found),
+        outcomes=OUTCOMES,
+        undo_question=undo_question(found.to_dict()),
+        undo_days=days,
+        record_kept=record_kept(found.finished_at, days),
     )
+
+
+def record_kept(finished: datetime | None, days: float) -> bool:
+    """Whether a finished import's change record is still kept (and so it can be undone)."""
+    return finished is None or aware(finished) >= utcnow() - timedelta(days=days)
 
 
 def undo_question(job: dict) -> str:
