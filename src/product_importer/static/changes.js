@@ -134,8 +134,9 @@
     };
     return el("tr", {},
       el("td", { className: "sku", dataset: { label: "SKU" } }, item.sku),
-      ...["name", "description", "active"].map((field) =>
-        el("td", { className: "wrap", dataset: { label: field } }, value(field))));
+      el("td", { dataset: { label: "name" } }, value("name")),
+      el("td", { className: "wrap", dataset: { label: "description" } }, value("description")),
+      el("td", { dataset: { label: "active" } }, value("active")));
   }
 
   /* An updated product: each field that changes, before -> after, in the file's column order. */
