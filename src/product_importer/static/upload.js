@@ -319,6 +319,9 @@
     $("stat-speed").textContent = speed ? `${format.number(speed)} rows/s` : "–";
     $("stat-eta-label").textContent = finished ? "Duration" : "Time left";
     $("stat-eta").textContent = format.duration(finished ? seconds : job.eta_seconds);
+    const planned = job.status === "planned"; // counts of what applying would do
+    $("stat-created-label").textContent = planned ? "To create" : "Created";
+    $("stat-updated-label").textContent = planned ? "To update" : "Updated";
     $("stat-created").textContent = format.number(job.created);
     $("stat-updated").textContent = format.number(job.updated);
     $("stat-unchanged").textContent = format.number(job.unchanged);
