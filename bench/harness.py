@@ -86,3 +86,25 @@ def wait_for_server(url: str, server: subprocess.Popen, log_name: str) -> None:
         except httpx.HTTPError:
             time.sleep(0.2)
     raise RuntimeError(f"the server did not start:\n{(DATA / log_name).read_text()}")
+
+
+def admin_token(env: dict) -> str:
+    """An admin account and a token of it, made with the CLI, for the benchmark's requests."""
+    email = "bench@example.com"
+    subprocess.run(
+        [str(BIN / "product-importer"), "users", "create", email, "--role", "admin"]
+        + ["--password-stdin"],
+        input="bench-password-not-secret\n",
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    made = subprocess.run(
+        [str(BIN / "product-importer"), "tokens", "create", email, "--name", "bench"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return made.stdout.strip()

@@ -195,3 +195,37 @@ def test_progress_moves_while_applying_and_never_goes_down(http, holding):
     done = wait_for_job(http, job["id"])
     assert early["phase"] == late["phase"] == "applying"
     assert early["percent"] < late["percent"] < done["percent"] == 100
+
+
+# --- the change record and undo of a bulk import ----------------------------------------------
+
+
+def test_a_fresh_bulk_import_records_what_it_created_and_its_undo_empties_the_catalog(
+    http, catalog, sql
+):
+    job = import_csv(http, generate(BULK_ROWS, seed=17).data)
+    recorded = sql(
+        "SELECT count(*), count(DISTINCT c.product_id), count(p.id) FROM import_changes AS c "
+        "LEFT JOIN products AS p ON p.id = c.product_id AND p.sku = c.sku WHERE c.job_id = :job",
+        job=job["id"],
+    )[0]
+    assert tuple(recorded) == (job["created"],) * 3  # every product, by its id and SKU
+
+    undo = wait_for_job(http, http.post(f"/api/imports/{job['id']}/undo").json()["id"])
+
+    assert (undo["status"], undo["conflicts"]) == ("completed", 0)
+    assert catalog() == []
+
+
+def test_undoing_a_bulk_update_restores_the_catalog_exactly(http, catalog):
+    rows = [(f"Name {n}", f"SKU-{n}", f"Text {n}") for n in range(BULK_ROWS)]
+    import_csv(http, csv_bytes(rows))
+    before = catalog()
+    changed = [(f"Name {n}", f"sku-{n}", f"Other {n}") for n in range(0, BULK_ROWS, 2)]
+    job = import_csv(http, csv_bytes(changed + [("New", "NEW-1", "")]))
+    assert (job["created"], job["updated"]) == (1, BULK_ROWS // 2)
+
+    undo = wait_for_job(http, http.post(f"/api/imports/{job['id']}/undo").json()["id"])
+
+    assert (undo["status"], undo["updated"], undo["conflicts"]) == ("completed", BULK_ROWS // 2, 0)
+    assert catalog() == before

@@ -2,6 +2,9 @@
 
 import csv
 import io
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import text
 
 from tests.helpers import import_csv, upload_csv, wait_for_job
 
@@ -271,3 +274,61 @@ def test_the_same_file_again_is_noted(any_http):
     assert again["duplicate_of"] == first["id"]
     assert again["warnings"][0].startswith(f"This file is identical to import #{first['id']} of ")
     assert import_csv(any_http, SECOND)["duplicate_of"] is None
+
+
+def test_an_import_past_the_undo_window_cannot_be_undone(any_http, served):
+    job = import_csv(any_http, FIRST)
+    with served.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE import_jobs SET finished_at = :then WHERE id = :id"),
+            {"then": datetime.now(UTC) - timedelta(days=8), "id": job["id"]},
+        )
+
+    response = any_http.post(f"/api/imports/{job['id']}/undo")
+
+    assert response.status_code == 409
+    assert "more than 7 days ago" in response.json()["error"]["message"]
+
+
+# --- upkeep ---------------------------------------------------------------------------------
+
+
+def test_upkeep_discards_old_plans_and_removes_old_change_records(app, http, sql):
+    from product_importer.extensions import db
+    from product_importer.imports import plans
+
+    old_plan = import_csv(http, FIRST, data={"plan": "true"})
+    old_import = import_csv(http, SECOND)
+    recent = import_csv(http, csv_bytes([("E-5", "Elder", "", "")], header=HEADER))
+    long_ago = datetime.now(UTC) - timedelta(days=30)
+    for job in (old_plan, old_import):
+        sql(
+            "UPDATE import_jobs SET finished_at = :then WHERE id = :id", then=long_ago, id=job["id"]
+        )
+
+    with app.app_context():
+        discarded = plans.discard_expired(db.session)
+        removed = plans.remove_old_changes(db.session)
+        db.session.commit()
+
+    assert (discarded, removed) == (1, 4)
+    assert http.get(f"/api/imports/{old_plan['id']}").json()["status"] == "discarded"
+    assert changes(http, old_import["id"])["total"] == 0
+    assert changes(http, recent["id"])["total"] == 1
+
+
+def test_apply_discard_and_undo_are_in_the_audit_log(http):
+    plan = import_csv(http, FIRST, data={"plan": "true"})
+    other = import_csv(http, SECOND, data={"plan": "true"})
+    http.post(f"/api/imports/{plan['id']}/apply")
+    http.post(f"/api/imports/{other['id']}/discard")
+    wait_for_job(http, plan["id"])
+    undo = http.post(f"/api/imports/{plan['id']}/undo").json()
+    wait_for_job(http, undo["id"])
+
+    entries = http.get("/api/audit", params={"action": "import."}).json()["items"]
+
+    actions = [(entry["action"], entry["target"]) for entry in entries]
+    assert ("import.applied", f"import #{plan['id']}") in actions
+    assert ("import.discarded", f"import #{other['id']}") in actions
+    assert ("import.undone", f"import #{plan['id']}") in actions

@@ -6,7 +6,7 @@ delivery is pending, the receiver holds everything the earlier change sent.
 
 import pytest
 
-from tests.helpers import import_csv
+from tests.helpers import import_csv, wait_for_job
 
 from .conftest import settled_deliveries
 from .receiver import verify
@@ -14,7 +14,7 @@ from .receiver import verify
 
 @pytest.fixture
 def import_hook(any_http, receiver) -> dict:
-    body = {"url": receiver.url, "events": ["import.completed", "import.failed"]}
+    body = {"url": receiver.url, "events": ["import.completed", "import.failed", "import.undone"]}
     response = any_http.post("/api/webhooks", json=body)
     assert response.status_code == 201, response.text
     return response.json()
@@ -35,6 +35,21 @@ def test_a_completed_import_sends_one_import_completed(any_http, receiver, impor
     assert event["data"]["id"] == job["id"]
     assert event["data"]["status"] == "completed_with_errors"
     assert (event["data"]["created"], event["data"]["rows_invalid"]) == (3, 1)
+    assert event["data"]["changes_url"] == f"/api/imports/{job['id']}/changes"
+
+
+def test_a_plan_sends_nothing_and_an_undo_sends_import_undone(any_http, receiver, import_hook):
+    plan = import_csv(any_http, "sku,name\nA-1,Apple\n", data={"plan": "true"})
+    any_http.post(f"/api/imports/{plan['id']}/apply")
+    wait_for_job(any_http, plan["id"])
+    undo = wait_for_job(any_http, any_http.post(f"/api/imports/{plan['id']}/undo").json()["id"])
+
+    receiver.wait_for(2)
+    assert len(settled_deliveries(any_http, import_hook["id"])) == 2
+    events = [request.json() for request in receiver.requests]
+    assert [event["type"] for event in events] == ["import.completed", "import.undone"]
+    assert [event["data"]["id"] for event in events] == [plan["id"], undo["id"]]
+    assert events[1]["data"]["undo_of"] == plan["id"]
 
 
 def test_a_failed_import_sends_import_failed(any_http, receiver, import_hook):
