@@ -8,8 +8,9 @@ from sqlalchemy.orm import Session
 
 from ..errors import Invalid
 from .models import ImportChange
+from .states import CHANGE_KINDS, PLANNED_KINDS
 
-KINDS = ("created", "updated")
+KINDS = CHANGE_KINDS
 FIELDS = ("sku", "name", "description", "active")
 DEFAULT_PER_PAGE = 50
 MAX_PER_PAGE = 200
@@ -33,13 +34,21 @@ def parse_kind(value: str | None) -> str | None:
     return value
 
 
-def page(session: Session, job_id: int, *, kind: str | None, page: int, per_page: int) -> dict:
+def stored_kinds(kind: str | None, *, planned: bool) -> list[str]:
+    """The kinds of rows to read: a plan's record is kept under kinds of its own."""
+    kinds = [kind] if kind else list(KINDS)
+    return [PLANNED_KINDS[one] for one in kinds] if planned else kinds
+
+
+def page(
+    session: Session, job_id: int, *, kind: str | None, planned: bool, page: int, per_page: int
+) -> dict:
     """One page of the changes, created first, each in the order of the file."""
     if not 1 <= per_page <= MAX_PER_PAGE:
         raise Invalid(f"per_page must be 1 to {MAX_PER_PAGE}.", details={"per_page": "1-200"})
     if page < 1:
         raise Invalid("page must be 1 or more.", details={"page": "1 or more"})
-    where = _where(job_id, kind)
+    where = _where(job_id, stored_kinds(kind, planned=planned))
     total = session.scalar(select(func.count()).select_from(ImportChange).where(*where))
     rows = session.execute(
         select(ImportChange.__table__)
@@ -57,13 +66,13 @@ def page(session: Session, job_id: int, *, kind: str | None, page: int, per_page
     }
 
 
-def _where(job_id: int, kind: str | None) -> list:
-    return [change.job_id == job_id, *([change.kind == kind] if kind else [])]
+def _where(job_id: int, kinds: list[str]) -> list:
+    return [change.job_id == job_id, change.kind.in_(kinds)]
 
 
 def _item(row) -> dict:
     """`{"sku", "product_id", "kind", "changes": {field: {"before", "after"}}}` of one product."""
-    created = row.kind == "created"
+    created = row.kind in ("created", PLANNED_KINDS["created"])
     fields = {}
     for field in FIELDS:
         after, before = row._mapping[field], row._mapping[f"before_{field}"]
@@ -71,23 +80,25 @@ def _item(row) -> dict:
             after, before = bool(after), None if before is None else bool(before)
         if created or before != after:
             fields[field] = {"before": before, "after": after}
-    return {"sku": row.sku, "product_id": row.product_id, "kind": row.kind, "changes": fields}
+    kind = "created" if created else "updated"
+    return {"sku": row.sku, "product_id": row.product_id, "kind": kind, "changes": fields}
 
 
-def csv_rows(session: Session, job_id: int, *, kind: str | None) -> Iterator[tuple]:
+def csv_rows(session: Session, job_id: int, *, kind: str | None, planned: bool) -> Iterator[tuple]:
     """Yield every change as a CSV row, a chunk at a time (constant memory)."""
     columns = (change.rn, change.kind, change.product_id, *(change[f] for f in FIELDS))
     for one_kind in (kind,) if kind else KINDS:
+        stored = stored_kinds(one_kind, planned=planned)
         last = -1
         while True:
             rows = session.execute(
                 select(*columns, *BEFORE.values())
-                .where(*_where(job_id, one_kind), change.rn > last)
+                .where(*_where(job_id, stored), change.rn > last)
                 .order_by(change.rn)
                 .limit(CSV_CHUNK)
             ).all()
             for row in rows:
-                yield _csv_row(row[1:])
+                yield _csv_row((one_kind, *row[2:]))
             if len(rows) < CSV_CHUNK:
                 break
             last = rows[-1].rn

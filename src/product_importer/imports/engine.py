@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Engine
 from .. import database
 from .counts import MergeCounts, Steps
 from .postgres_stage import CHANGE_COLUMNS, PostgresStage
+from .states import PLANNED_KINDS
 
 __all__ = ["MergeCounts", "PostgresStage", "SqliteStage", "open_stage", "refresh_search"]
 
@@ -88,22 +89,17 @@ class SqliteStage:
         self.execute(SQLITE_NEW)
         return self.execute("SELECT count(*) FROM temp.import_new").fetchone()[0]
 
-    def _forget_changes(self) -> None:
-        """Remove what a plan of this job recorded: the run records what it really does."""
-        if self.job_id is not None:
-            self.execute("DELETE FROM import_changes WHERE job_id = ?", (self.job_id,))
-
     def plan(self, steps: Steps) -> MergeCounts:
         """Compare the staged rows with the catalog and record what applying would change."""
         self.conn.commit()
         distinct = self._deduplicate(steps)
         steps.start("comparing")
-        self._forget_changes()
-        updated = self.execute(SQLITE_RECORD_UPDATED, (self.job_id,)).rowcount
+        recorded = (self.job_id, PLANNED_KINDS["updated"])
+        updated = self.execute(SQLITE_RECORD_UPDATED, recorded).rowcount
         self._new_products()
-        created = self.execute(
-            SQLITE_RECORD_CREATED.format(product_id="NULL", join=""), (self.job_id,)
-        ).rowcount
+        recorded = (self.job_id, PLANNED_KINDS["created"])
+        created_sql = SQLITE_RECORD_CREATED.format(product_id="NULL", join="")
+        created = self.execute(created_sql, recorded).rowcount
         return MergeCounts(distinct, created, updated, superseded=self.staged - distinct)
 
     def merge(self, steps: Steps) -> MergeCounts:
@@ -113,16 +109,15 @@ class SqliteStage:
         distinct = self._deduplicate(steps)
         steps.expect([("updating", distinct), ("inserting", distinct)])
         steps.start("updating")
-        self._forget_changes()
         if self.job_id is not None:
-            execute(SQLITE_RECORD_UPDATED, (self.job_id,))
+            execute(SQLITE_RECORD_UPDATED, (self.job_id, "updated"))
         updated = execute(SQLITE_UPDATE, (self.now,)).rowcount
         steps.start("inserting")
         self._new_products()
         created = execute(SQLITE_INSERT, (self.now, self.now)).rowcount
         if self.job_id is not None:
             created_sql = SQLITE_RECORD_CREATED.format(product_id="p.id", join=JOIN_NEW_PRODUCT)
-            execute(created_sql, (self.job_id,))
+            execute(created_sql, (self.job_id, "created"))
         return MergeCounts(distinct, created, updated, superseded=self.staged - distinct)
 
 
@@ -159,7 +154,7 @@ ORDER BY l.rn
 # The change record (migration 0007): what the import writes, and for an update what was there.
 SQLITE_RECORD_UPDATED = f"""
 INSERT INTO import_changes {CHANGE_COLUMNS}
-SELECT ?, l.rn, 'updated', p.id, l.sku, l.name, COALESCE(l.description, p.description),
+SELECT ?, l.rn, ?, p.id, l.sku, l.name, COALESCE(l.description, p.description),
        COALESCE(l.active, p.active), p.sku, p.name, p.description, p.active, p.updated_at
 FROM temp.import_latest AS l JOIN products AS p ON {SQLITE_CHANGES}
 """
@@ -167,7 +162,7 @@ FROM temp.import_latest AS l JOIN products AS p ON {SQLITE_CHANGES}
 JOIN_NEW_PRODUCT = "JOIN products AS p ON lower(p.sku) = l.key"
 SQLITE_RECORD_CREATED = f"""
 INSERT INTO import_changes {CHANGE_COLUMNS}
-SELECT ?, l.rn, 'created', {{product_id}}, l.sku, l.name, COALESCE(l.description, ''),
+SELECT ?, l.rn, ?, {{product_id}}, l.sku, l.name, COALESCE(l.description, ''),
        COALESCE(l.active, 1), NULL, NULL, NULL, NULL, NULL
 FROM temp.import_new AS l {{join}}
 """

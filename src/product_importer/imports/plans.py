@@ -19,7 +19,7 @@ from .service import (
     refuse_without_file,
     same_file_imported,
 )
-from .states import FINISHED, SUCCEEDED, Kind, Status
+from .states import FINISHED, PLANNED_KINDS, SUCCEEDED, Kind, Status
 
 # What an applied plan starts again from: the run measures everything anew.
 FRESH_RUN = {
@@ -60,11 +60,10 @@ def apply(session: Session, job_id: int, *, created_by: dict | None) -> ImportJo
 
 
 def discard(session: Session, job_id: int) -> ImportJob:
-    """End a plan without applying it, and forget what it recorded."""
+    """End a plan without applying it (the upkeep removes what it recorded)."""
     job = _planned(session, job_id)
     for column, value in final_values(Status.DISCARDED).items():
         setattr(job, column, value)
-    session.execute(delete(ImportChange).where(ImportChange.job_id == job.id))
     return job
 
 
@@ -128,9 +127,20 @@ def refuse_undo(session: Session, target: ImportJob) -> None:
 
 
 def remove_old_changes(session: Session) -> int:
-    """Delete the change records of imports finished more than IMPORT_UNDO_DAYS ago."""
+    """Delete the change records of imports finished more than IMPORT_UNDO_DAYS ago, and
+    those of plans applied or discarded."""
     cutoff = utcnow() - timedelta(days=current_app.config["IMPORT_UNDO_DAYS"])
     old = select(ImportJob.id).where(
         ImportJob.finished_at < cutoff, ImportJob.status.in_(FINISHED - {Status.PLANNED})
     )
-    return session.execute(delete(ImportChange).where(ImportChange.job_id.in_(old))).rowcount
+    done_planning = select(ImportJob.id).where(ImportJob.status != Status.PLANNED)
+    removed = session.execute(delete(ImportChange).where(ImportChange.job_id.in_(old))).rowcount
+    return (
+        removed
+        + session.execute(
+            delete(ImportChange).where(
+                ImportChange.kind.in_(PLANNED_KINDS.values()),
+                ImportChange.job_id.in_(done_planning),
+            )
+        ).rowcount
+    )

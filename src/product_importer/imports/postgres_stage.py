@@ -17,6 +17,7 @@ from sqlalchemy import Connection
 from .. import database
 from . import bulk
 from .counts import MergeCounts, Steps
+from .states import PLANNED_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -142,34 +143,29 @@ class PostgresStage:
         steps.start("comparing")
         catalog = self.execute(CATALOG_SIZE).scalar()
         created, updated = self._compare(catalog, distinct, committed=False)
-        self._forget_changes()
-        self._record_updated()
-        self._record_created("NULL::bigint")
+        self._record_updated(PLANNED_KINDS["updated"])
+        self._record_created("NULL::bigint", kind=PLANNED_KINDS["created"])
         return MergeCounts(distinct, created, updated, superseded)
 
-    def _forget_changes(self) -> None:
-        """Remove what a plan of this job recorded: the run records what it really does."""
-        if self.job_id is not None:
-            self.execute("DELETE FROM import_changes WHERE job_id = %(job)s", {"job": self.job_id})
-
-    def _record_updated(self) -> None:
+    def _record_updated(self, kind: str = "updated") -> None:
         """Record the products the plan updates, with their values before (set-based)."""
         if self._planned and self.job_id is not None:
-            self.execute(PG_RECORD_UPDATED, {"job": self.job_id})
+            self.execute(PG_RECORD_UPDATED, {"job": self.job_id, "kind": kind})
 
-    def _record_created(self, product_id: str, params: dict | None = None, join: str = "") -> None:
+    def _record_created(
+        self, product_id: str, params: dict | None = None, join: str = "", kind: str = "created"
+    ) -> None:
         """Record the products the plan creates; `product_id` is the SQL of their ids."""
         if self.job_id is None:
             return
         plan = PLAN if self._planned else STAGING_AS_PLAN
         statement = PG_RECORD_CREATED.format(plan=plan, product_id=product_id, join=join)
-        self.execute(statement, {"job": self.job_id} | (params or {}))
+        self.execute(statement, {"job": self.job_id, "kind": kind} | (params or {}))
 
     def merge(self, steps: Steps) -> MergeCounts:
         """Apply the staged rows to the catalog; the caller's transaction is still open."""
         superseded = self._deduplicate(steps)
         self.lock_catalog()
-        self._forget_changes()
         distinct = self.staged - superseded
         steps.start("comparing")
         catalog = self.execute(CATALOG_SIZE).scalar()
@@ -307,14 +303,14 @@ CHANGE_COLUMNS = (
 )
 PG_RECORD_UPDATED = f"""
 INSERT INTO import_changes {CHANGE_COLUMNS}
-SELECT %(job)s, s.rn, 'updated', p.id, s.sku, s.name, COALESCE(s.description, p.description),
+SELECT %(job)s, s.rn, %(kind)s, p.id, s.sku, s.name, COALESCE(s.description, p.description),
        COALESCE(s.active, p.active), p.sku, p.name, p.description, p.active, p.updated_at
 FROM {PLAN} AS plan JOIN {STAGING} AS s ON s.rn = plan.rn
 JOIN products AS p ON p.id = plan.product_id
 """
 PG_RECORD_CREATED = f"""
 INSERT INTO import_changes {CHANGE_COLUMNS}
-SELECT %(job)s, s.rn, 'created', {{product_id}}, s.sku, s.name, COALESCE(s.description, ''),
+SELECT %(job)s, s.rn, %(kind)s, {{product_id}}, s.sku, s.name, COALESCE(s.description, ''),
        COALESCE(s.active, true), NULL, NULL, NULL, NULL, NULL
 FROM {{plan}} AS plan JOIN {STAGING} AS s ON s.rn = plan.rn {{join}}
 WHERE plan.product_id IS NULL

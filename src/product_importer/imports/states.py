@@ -36,3 +36,9 @@ class Kind(enum.StrEnum):
 class Phase(enum.StrEnum):
     READING = "reading"
     APPLYING = "applying"
+
+
+# How a plan's change record is kept: apart from the record of the run that applies it, so
+# applying never has to delete it first (the workers' upkeep removes it later).
+CHANGE_KINDS = ("created", "updated")
+PLANNED_KINDS = {"created": "pcreated", "updated": "pupdated"}

@@ -27,7 +27,9 @@ SET sku = c.before_sku, name = c.before_name, description = c.before_description
 FROM import_changes AS c
 WHERE c.job_id = :job AND c.kind = 'updated' AND products.id = c.product_id AND {AS_WRITTEN}
 """)
-RECORDED = text("SELECT count(*) FROM import_changes WHERE job_id = :job")
+RECORDED = text(
+    "SELECT count(*) FROM import_changes WHERE job_id = :job AND kind IN ('created', 'updated')"
+)
 
 
 @dataclass(frozen=True)
