@@ -61,7 +61,7 @@ def test_upload_shows_progress_until_the_import_is_complete(page: Page):
     expect(page.get_by_role("button", name="Retry")).to_be_hidden()
 
 
-def test_a_file_without_a_sku_column_fails_with_its_reason_and_no_retry(page: Page):
+def test_a_file_without_a_sku_column_fails_with_its_reason_and_offers_the_mapping(page: Page):
     page.goto("/")
     drop_file(page, "#dropzone", "no-sku.csv", "name,description\nFoo,Bar\n")
 
@@ -69,25 +69,12 @@ def test_a_file_without_a_sku_column_fails_with_its_reason_and_no_retry(page: Pa
     expect(reason).to_contain_text("Missing required column: sku")
     expect(page.locator("#job-badge")).to_have_text("Failed")
     expect(page.get_by_role("link", name="View products")).to_be_hidden()
-    # the same file would fail the same way: no Retry, but another file
+    # Retried as it was, it could only fail the same way: the columns are chosen instead.
     expect(page.get_by_role("button", name="Retry")).to_be_hidden()
+    expect(page.get_by_role("form", name="Column mapping")).to_be_visible()
     page.get_by_role("button", name="Import another file").click()
     expect(page.get_by_text("Drop a CSV file here")).to_be_visible()
-
-
-def test_a_file_without_one_valid_row_fails_and_can_be_retried(page: Page):
-    page.goto("/")
-    drop_file(page, "#dropzone", "nameless.csv", "sku,name\nA-1,\n")
-
-    reason = page.get_by_role("alert").filter(has_text="Nothing was imported")
-    expect(reason).to_contain_text("No valid rows")
-    first_job = page.url
-
-    page.get_by_role("button", name="Retry").click()
-
-    expect(page).not_to_have_url(first_job)  # a new job for the same file
-    expect(reason).to_contain_text("No valid rows")
-    expect(page.get_by_role("button", name="Retry")).to_be_visible()
+    expect(page.get_by_role("form", name="Column mapping")).to_be_hidden()
 
 
 def test_an_empty_file_is_refused_with_the_reason(page: Page):

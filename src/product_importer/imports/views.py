@@ -1,12 +1,14 @@
-"""Import pages: upload with live progress, and the import history."""
+"""Import pages: upload with live progress, the import history, and one import with its plan or
+change record."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from flask import Blueprint, current_app, render_template
 
 from ..accounts.auth import requires
 from ..accounts.roles import Role
 from ..extensions import db
+from ..timeutil import aware, utcnow
 from . import service
 from .models import ImportJob, superseded_note
 
@@ -53,9 +55,68 @@ def history_page():
     )
 
 
+@bp.get("/imports/<int:job_id>")
+@requires(Role.VIEWER)
+def import_page(job_id: int):
+    """One import: its outcome, its plan or change record, and what can be done with it."""
+    found = service.get(db.session, job_id)
+    days = current_app.config["IMPORT_UNDO_DAYS"]
+    return render_template(
+        "imports/detail.html",
+        job=history_row(found),
+        outcomes=OUTCOMES,
+        undo_question=undo_question(found.to_dict()),
+        undo_days=days,
+        record_kept=record_kept(found.finished_at, days),
+    )
+
+
+def record_kept(finished: datetime | None, days: float) -> bool:
+    """Whether a finished import's change record is still kept (and so it can be undone)."""
+    return finished is None or aware(finished) >= utcnow() - timedelta(days=days)
+
+
+def undo_question(job: dict) -> str:
+    """What undoing the import does, asked: "Delete 1,204 products it created and restore ..."."""
+    created, updated = job["created"] or 0, job["updated"] or 0
+    deed = []
+    if created:
+        deed.append(f"delete {products(created)} it created")
+    if updated:
+        deed.append(
+            f"restore {updated:,} it changed"
+            if created
+            else f"restore {products(updated)} it changed"
+        )
+    if not deed:
+        return "Undo this import? It changed no products."
+    return " and ".join(deed).capitalize() + "?"
+
+
+def products(count: int) -> str:
+    """ "1 product", "1,204 products"."""
+    return f"{count:,} product{'' if count == 1 else 's'}"
+
+
 def history_row(job: ImportJob) -> dict:
-    """The job's JSON plus what the history table shows: its duration."""
-    return {**job.to_dict(), "duration": duration_label(job.started_at, job.finished_at)}
+    """The job's JSON plus what the pages show: its duration, whether a Retry makes sense."""
+    row = job.to_dict()
+    return {
+        **row,
+        "duration": duration_label(job.started_at, job.finished_at),
+        "retryable": retryable(row),
+    }
+
+
+def retryable(job: dict) -> bool:
+    """Whether retrying the job as it was could end otherwise (upload.js says the same).
+
+    A file that lacked a column (its header is listed: the columns are mapped instead) or whose
+    rows made it fail (too many invalid, none valid) would only fail the same way again.
+    """
+    if job["status"] == "cancelled":
+        return True
+    return job["status"] == "failed" and not job["header"] and not job["rows_invalid"]
 
 
 def duration_label(started: datetime | None, finished: datetime | None) -> str:

@@ -7,11 +7,14 @@
    retried from the server's offset, and after a reload the same file picked again goes on
    from there (the library keeps the upload's fingerprint in localStorage). The import is
    asked for as soon as the upload exists, so the server reads the rows while they arrive.
-   Without the library, the file goes up as one multipart POST. */
+   Without the library, the file goes up as one multipart POST. A plan (the option "Plan
+   first") ends `planned` and shows what applying it would change, with Apply and Discard; a job
+   that failed for want of a column shows the column mapping form (changes.js). */
 (function () {
   "use strict";
 
   const { api, can, csrfToken, el, format, notify, whileBusy } = window.App;
+  const Changes = window.Changes;
   const $ = (id) => document.getElementById(id);
   const uploadSection = $("upload-section");
   const panel = $("job-panel");
@@ -22,11 +25,12 @@
   // [label, badge class] of each status, as imports/views.py names them for every page.
   const STATUS = JSON.parse($("status-labels").textContent);
   const PHASE = { reading: "Reading", applying: "Applying" };
-  const FINISHED = ["completed", "completed_with_errors", "failed", "cancelled"];
+  const FINISHED = ["completed", "completed_with_errors", "failed", "cancelled", "planned", "discarded"];
+  const SUCCEEDED = ["completed", "completed_with_errors"];
 
   const state = {
     file: null, xhr: null, upload: null, jobId: null, importing: null, paused: false, samples: [],
-    job: null, source: null, poll: null, uploadError: null,
+    job: null, source: null, poll: null, uploadError: null, shown: null,
   };
   const resumable = Boolean(window.tus && window.tus.isSupported);
   const CHUNK_BYTES = 16 * 1024 * 1024; // one PATCH each
@@ -57,9 +61,42 @@
       startUpload(files[0]);
     });
   }
-  if (can("editor")) listenForFiles();
+  if (can("editor")) {
+    listenForFiles();
+    $("stop-on-invalid").addEventListener("change", (event) => {
+      $("max-invalid").disabled = !event.target.checked;
+      showOptionError("");
+      if (event.target.checked) $("max-invalid").focus();
+    });
+    $("max-invalid").addEventListener("input", () => showOptionError(""));
+  }
   // A file dropped beside the drop zone must not make the browser navigate away to it.
   ["dragover", "drop"].forEach((type) => window.addEventListener(type, (event) => event.preventDefault()));
+
+  /* The options sent with the file (form fields, or the JSON that imports an upload): plan, and
+     max_invalid as a percentage. */
+  function uploadOptions() {
+    const options = {};
+    if ($("plan-first").checked) options.plan = "true";
+    if ($("stop-on-invalid").checked) options.max_invalid = `${$("max-invalid").value.trim()}%`;
+    return options;
+  }
+
+  /* Say what is wrong with the threshold beside it; true when it is fine. */
+  function optionsValid() {
+    const input = $("max-invalid");
+    if (!$("stop-on-invalid").checked) return true;
+    const value = Number(input.value.trim());
+    const ok = input.value.trim() !== "" && Number.isFinite(value) && value >= 0 && value <= 100;
+    showOptionError(ok ? "" : "Give a percentage from 0 to 100, such as 1 or 0.5.");
+    if (!ok) input.focus();
+    return ok;
+  }
+
+  function showOptionError(message) {
+    $("max-invalid-error").textContent = message;
+    $("max-invalid").toggleAttribute("aria-invalid", Boolean(message));
+  }
 
   function showUploadError(message) {
     const box = $("upload-error");
@@ -74,6 +111,7 @@
     showUploadError("");
     const note = $("resume-note");
     if (note) note.hidden = true;
+    if (!optionsValid()) return;
     if (file.size > maxBytes) {
       showUploadError(
         `${file.name} is ${format.bytes(file.size)}, over the ${format.bytes(maxBytes)} limit. ` +
@@ -126,7 +164,10 @@
     const known = localStorage.getItem(IMPORT_OF + upload.url);
     if (known) return (state.jobId = known); // resumed: its import already follows it
     try {
-      const job = await api("POST", "/api/imports", { upload: upload.url.split("/").pop() });
+      const options = uploadOptions();
+      if (options.plan) options.plan = true; // JSON, not a form field
+      const body = { upload: upload.url.split("/").pop(), ...options };
+      const job = await api("POST", "/api/imports", body);
       localStorage.setItem(IMPORT_OF + upload.url, String(job.id));
       if (state.upload === upload) state.jobId = String(job.id);
       return String(job.id);
@@ -231,6 +272,7 @@
       notify("Upload cancelled.", "info");
     });
     const form = new FormData();
+    Object.entries(uploadOptions()).forEach(([name, value]) => form.append(name, value));
     form.append("file", file, file.name);
     xhr.send(form);
   }
@@ -333,14 +375,42 @@
     $("job-detail").textContent = jobDetail(job);
     renderStats(job, finished);
     renderResult(finished ? resultBox(job) : null);
+    renderSections(job);
     showActions({
       cancel: !finished,
-      retry: (job.status === "failed" || job.status === "cancelled") && !headerFailed(job),
-      products: job.status === "completed" || job.status === "completed_with_errors",
+      retry: retryable(job),
+      apply: job.status === "planned",
+      discard: job.status === "planned",
+      products: SUCCEEDED.includes(job.status),
       errors: finished && job.rows_invalid > 0,
+      details: finished,
       another: finished,
     });
     $("errors-link").href = `/api/imports/${job.id}/rejected.csv`;
+    $("details-link").href = `/imports/${job.id}`;
+  }
+
+  /* Whether retrying the job as it was could end otherwise (imports/views.py says the same):
+     a file that lacked a column is mapped instead, and one whose rows made it fail (too many
+     invalid, none valid) would fail the same way again. */
+  function retryable(job) {
+    if (job.status === "cancelled") return true;
+    return job.status === "failed" && !job.header && !job.rows_invalid;
+  }
+
+  /* The plan's changes, or the mapping form: built once per job and status. */
+  function renderSections(job) {
+    const key = `${job.id}:${job.status}`;
+    if (state.shown === key) return;
+    state.shown = key;
+    const planned = job.status === "planned";
+    const mapping = job.status === "failed" && Boolean(job.header) && can("editor");
+    $("job-plan").hidden = !planned;
+    $("job-mapping").hidden = !mapping;
+    if (planned) Changes.browser($("job-plan-slot"), job);
+    else $("job-plan-slot").replaceChildren();
+    if (mapping) Changes.mappingForm($("job-mapping-slot"), job, { onRetried: jobStarted });
+    else $("job-mapping-slot").replaceChildren();
   }
 
   function renderMissing(error) {
@@ -350,13 +420,14 @@
     renderHead(title, "", "failed");
     renderProgress("", 0, "none");
     renderResult(alertBox("error", title, error.message));
+    renderSections({ id: null, status: "missing" });
     showActions({ another: true });
   }
 
   function barState(status) {
-    if (status === "completed" || status === "completed_with_errors") return "success";
+    if (SUCCEEDED.includes(status) || status === "planned") return "success";
     if (status === "failed") return "danger";
-    if (status === "cancelled") return "muted";
+    if (status === "cancelled" || status === "discarded") return "muted";
     return status === "running" ? "active" : "";
   }
 
@@ -394,6 +465,9 @@
     $("stat-eta-label").textContent = finished ? "Duration" : "Time left";
     const left = finished ? seconds : job.eta_seconds;
     $("stat-eta").textContent = left == null ? unknown : format.duration(left);
+    const planned = job.status === "planned"; // counts of what applying would do
+    $("stat-created-label").textContent = planned ? "To create" : "Created";
+    $("stat-updated-label").textContent = planned ? "To update" : "Updated";
     // The merge counts products only as it ends: until then they are not known, not zero.
     for (const name of ["created", "updated", "unchanged"]) {
       $(`stat-${name}`).textContent = finished ? format.number(job[name]) : "–";
@@ -404,7 +478,11 @@
 
   function resultBox(job) {
     const box = el("div", { className: "stack" });
-    if (job.status === "failed") {
+    if (job.status === "planned") {
+      box.append(alertBox("info", "Plan ready: the catalog has not changed yet", planSummary(job)));
+    } else if (job.status === "discarded") {
+      box.append(alertBox("info", "Plan discarded", "The catalog was not changed."));
+    } else if (job.status === "failed") {
       box.append(alertBox("error", "Nothing was imported", job.error));
     } else if (job.status === "cancelled") {
       box.append(alertBox("info", "Nothing was imported", job.error || "The import was cancelled."));
@@ -423,7 +501,7 @@
             "Fix those cells and import that file as it is (the line and reason columns are ignored)."));
       }
     }
-    if (job.warnings && job.warnings.length) box.append(warningList(job.warnings));
+    if (job.warnings && job.warnings.length) box.append(warningList(job.warnings, job.duplicate_of));
     return box;
   }
 
@@ -433,9 +511,23 @@
     return `${repeated} an earlier SKU; the last one was kept.`;
   }
 
-  function warningList(warnings) {
+  function planSummary(job) {
+    const plural = (count, word) => `${format.number(count)} ${word}${count === 1 ? "" : "s"}`;
+    let text =
+      `Applying it now would create ${plural(job.created, "product")}, update ` +
+      `${format.number(job.updated)} and leave ${format.number(job.unchanged)} unchanged`;
+    if (job.rows_invalid > 0) text += `; ${plural(job.rows_invalid, "row")} would be rejected`;
+    return `${text}. Review the changes below, then apply or discard it.`;
+  }
+
+  /* The warnings; when the file is one imported before, a link to that import. */
+  function warningList(warnings, duplicateOf) {
     const box = alertBox("warning", warnings.length === 1 ? "Warning" : "Warnings", null);
     box.append(el("ul", { className: "warnings" }, ...warnings.map((text) => el("li", {}, text))));
+    if (duplicateOf) {
+      box.append(el("p", { className: "alert-text" },
+        el("a", { href: `/imports/${duplicateOf}` }, `See import #${duplicateOf}`)));
+    }
     return box;
   }
 
@@ -489,6 +581,9 @@
     const hadFocus = document.activeElement;
     const editor = can("editor"); // a viewer follows an import but cannot change it
     $("cancel-button").hidden = !(visible.cancel && editor);
+    $("apply-button").hidden = !(visible.apply && editor);
+    $("discard-button").hidden = !(visible.discard && editor);
+    $("details-link").hidden = !visible.details;
     $("retry-button").hidden = !(visible.retry && editor);
     $("products-link").hidden = !visible.products;
     $("errors-link").hidden = !visible.errors;
@@ -504,7 +599,10 @@
 
   function reset() {
     stopWatching();
-    Object.assign(state, { file: null, xhr: null, upload: null, jobId: null, job: null, uploadError: null });
+    Object.assign(state, {
+      file: null, xhr: null, upload: null, jobId: null, job: null, uploadError: null, shown: null,
+    });
+    renderSections({ id: null, status: "none" });
     history.replaceState(null, "", location.pathname);
     panel.hidden = true;
     uploadSection.hidden = false;
@@ -535,6 +633,27 @@
       jobStarted(await whileBusy(busy, () => api("POST", `/api/imports/${state.job.id}/retry`)));
     } catch (error) {
       notify(`Could not retry: ${error.message}`, "error");
+    }
+  });
+
+  $("apply-button").addEventListener("click", async (event) => {
+    if (!state.job) return;
+    const busy = { button: event.currentTarget, text: "Applying…" };
+    try {
+      jobStarted(await whileBusy(busy, () => api("POST", `/api/imports/${state.job.id}/apply`)));
+    } catch (error) {
+      notify(`Could not apply the plan: ${error.message}`, "error");
+    }
+  });
+
+  $("discard-button").addEventListener("click", async (event) => {
+    if (!state.job) return;
+    const busy = { button: event.currentTarget, text: "Discarding…" };
+    try {
+      renderJob(await whileBusy(busy, () => api("POST", `/api/imports/${state.job.id}/discard`)));
+      notify("The plan was discarded; the catalog was not changed.", "info");
+    } catch (error) {
+      notify(`Could not discard the plan: ${error.message}`, "error");
     }
   });
 

@@ -1,0 +1,104 @@
+/* One import's page: its plan or change record (Changes.browser), the column mapping of a job
+   that failed for want of a column, Apply / Discard for a plan, Undo (after a confirmation)
+   for a completed import. While the job is queued or running the page fetches itself again
+   once a second and swaps in the fresh part, until it has finished. */
+(function () {
+  "use strict";
+
+  const { api, closeDialog, localTimes, notify, openDialog, whileBusy } = window.App;
+  const { browser, mappingForm } = window.Changes;
+  const REFRESH_MS = 1000;
+  const $ = (id) => document.getElementById(id);
+
+  function job() {
+    return JSON.parse($("job-data").textContent);
+  }
+
+  /* Fill in what the server rendered as data: the bar's width, the change list, the form. */
+  function enhance() {
+    const current = job();
+    document.querySelectorAll(".progress-bar[data-percent]").forEach((bar) => {
+      bar.style.width = `${Math.max(0, Math.min(100, Number(bar.dataset.percent)))}%`;
+    });
+    if ($("changes-slot")) browser($("changes-slot"), current);
+    if ($("mapping-form-slot")) {
+      mappingForm($("mapping-form-slot"), current, { onRetried: (next) => location.assign(`/imports/${next.id}`) });
+    }
+    localTimes($("import-detail"));
+    if ($("import-detail").dataset.active === "true") setTimeout(refresh, REFRESH_MS);
+  }
+
+  /* Fetch this page again and swap in its detail part; enhance() goes on while it runs. */
+  async function refresh() {
+    try {
+      const response = await fetch(location.href, { headers: { Accept: "text/html" } });
+      if (response.ok) {
+        const html = new DOMParser().parseFromString(await response.text(), "text/html");
+        const fresh = html.getElementById("import-detail");
+        if (fresh) {
+          $("import-detail").replaceWith(document.importNode(fresh, true));
+          return enhance();
+        }
+      }
+    } catch (error) {
+      // The next round tries again.
+    }
+    setTimeout(refresh, REFRESH_MS);
+  }
+
+  /* Run an action's request with its button busy; then show the page as it now is. */
+  async function act(button, text, work, done) {
+    try {
+      done(await whileBusy({ button, text }, work));
+    } catch (error) {
+      notify(`${button.textContent.trim()} failed: ${error.message}`, "error");
+    }
+  }
+
+  const ACTIONS = {
+    apply(button, id) {
+      act(button, "Applying…", () => api("POST", `/api/imports/${id}/apply`), () => {
+        notify("The plan is being applied.", "info");
+        refreshNow();
+      });
+    },
+    discard(button, id) {
+      act(button, "Discarding…", () => api("POST", `/api/imports/${id}/discard`), () => {
+        notify("The plan was discarded; the catalog was not changed.", "info");
+        refreshNow();
+      });
+    },
+    retry(button, id) {
+      act(button, "Retrying…", () => api("POST", `/api/imports/${id}/retry`), (next) =>
+        location.assign(`/imports/${next.id}`));
+    },
+    undo() {
+      openDialog($("undo-dialog"), { focus: $("undo-confirm") });
+    },
+  };
+
+  function refreshNow() {
+    $("import-detail").dataset.active = "true";
+    refresh();
+  }
+
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest("[data-action]");
+    if (button && ACTIONS[button.dataset.action]) ACTIONS[button.dataset.action](button, job().id);
+  });
+
+  $("undo-confirm").addEventListener("click", async (event) => {
+    const dialog = $("undo-dialog");
+    const busy = { button: event.currentTarget, text: "Undoing…", dialog };
+    try {
+      const undo = await whileBusy(busy, () => api("POST", `/api/imports/${job().id}/undo`));
+      closeDialog(dialog);
+      location.assign(`/imports/${undo.id}`);
+    } catch (error) {
+      closeDialog(dialog);
+      notify(`Could not undo: ${error.message}`, "error");
+    }
+  });
+
+  enhance();
+})();

@@ -1,0 +1,274 @@
+"""Plans, change records, undo and the column mapping, as a person uses them on the upload page
+and on an import's own page (/imports/<id>)."""
+
+import re
+
+from playwright.sync_api import Page, expect
+
+from tests.helpers import import_csv, upload_csv, wait_for_job
+from tests.imports.conftest import TABLE_LOCK
+
+from .conftest import sign_in
+from .test_pages_by_role import WATCH_CSP
+from .test_upload_page import csv_file
+
+WIDTHS = {"desktop": 1366, "phone": 390}
+NO_SIDEWAYS_SCROLL = "document.scrollingElement.scrollWidth <= window.innerWidth"
+CATALOG = "sku,name,description,active\nKEEP-1,Kept,Same,true\nOLD-1,Old name,Old text,true\n"
+FILE = "sku,name,description,active\nKEEP-1,Kept,Same,true\nold-1,New name,Old text,false\n"
+FILE += "".join(f"NEW-{n:02},New {n},,true\n" for n in range(1, 26)) + ",No SKU,,\n"
+
+
+def shoot(page: Page, artifacts, name: str) -> None:
+    """Screenshot the page at a desktop's and a phone's width; it must not scroll sideways."""
+    for label, width in WIDTHS.items():
+        page.set_viewport_size({"width": width, "height": 900})
+        page.wait_for_load_state("networkidle")
+        assert page.evaluate(NO_SIDEWAYS_SCROLL), f"{name} scrolls sideways at {width} px"
+        page.screenshot(path=str(artifacts / f"plans-{name}-{label}.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+
+def plan(http, content: str, filename: str = "plan.csv") -> dict:
+    """Upload a file as a plan through the API; return the planned job."""
+    response = upload_csv(http, content, filename, data={"plan": "true"})
+    assert response.status_code == 202, response.text
+    job = wait_for_job(http, response.json()["id"])
+    assert job["status"] == "planned", job
+    return job
+
+
+def job_id(page: Page) -> int:
+    """The id of the job the upload page follows (?job=<id>)."""
+    expect(page).to_have_url(re.compile(r"\?job=\d+$"))
+    return int(re.search(r"\?job=(\d+)$", page.url).group(1))
+
+
+def catalog(http) -> list[tuple]:
+    """Every product as (sku, name, description, active), by SKU."""
+    items = http.get("/api/products", params={"per_page": 200, "sort": "sku"}).json()["items"]
+    return [(p["sku"], p["name"], p["description"], p["active"]) for p in items]
+
+
+def test_plan_first_on_the_upload_page_then_apply(page: Page, http, artifacts):
+    import_csv(http, CATALOG)
+    page.goto("/")
+    page.get_by_label("Plan first (review before changing the catalog)").check()
+    page.locator("#file-input").set_input_files(csv_file("plan.csv", FILE))
+
+    expect(page.locator("#job-badge")).to_have_text("Planned")
+    assert http.get(f"/api/imports/{job_id(page)}").json()["plan"] is True
+    expect(page.get_by_text("Plan ready: the catalog has not changed yet")).to_be_visible()
+    expect(page.locator("#stat-created")).to_have_text("25")
+    expect(page.locator("#stat-updated")).to_have_text("1")
+    expect(page.locator("#stat-invalid")).to_have_text("1")
+    expect(page.get_by_role("link", name="Download rejected rows")).to_be_visible()
+    changes = page.locator("#job-plan")
+    created = changes.get_by_role("tab", name="Created 25")
+    expect(created).to_have_attribute("aria-selected", "true")
+    expect(changes.locator("tbody tr")).to_have_count(20)  # the first page of 25
+    expect(changes.locator("tbody tr").first).to_have_text(re.compile(r"NEW-01\s*New 1\s*true"))
+    expect(changes.get_by_text("Page 1 of 2 · 25 created products")).to_be_visible()
+    changes.get_by_role("button", name="Next ›").click()
+    expect(changes.locator("tbody tr")).to_have_count(5)
+    changes.get_by_role("tab", name="Updated 1").click()
+    row = changes.locator("tbody tr")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("old-1")
+    expect(row).to_contain_text(re.compile(r"sku\s*OLD-1\s*→\s*old-1"))  # its spelling
+    expect(row).to_contain_text(re.compile(r"name\s*Old name\s*→\s*New name"))
+    expect(row).to_contain_text(re.compile(r"active\s*true\s*→\s*false"))
+    expect(row).not_to_contain_text("description")  # only the fields that change
+    assert [p[0] for p in catalog(http)] == ["KEEP-1", "OLD-1"]  # nothing changed yet
+    shoot(page, artifacts, "upload-planned")
+
+    page.get_by_role("button", name="Apply").click()
+
+    expect(page.locator("#job-message")).to_have_text("Import complete")
+    expect(page.locator("#job-badge")).to_have_text("Completed with errors")
+    expect(page.locator("#job-plan")).to_be_hidden()
+    expect(page.get_by_role("button", name="Apply")).to_be_hidden()
+    assert len(catalog(http)) == 27
+    assert ("old-1", "New name", "Old text", False) in catalog(http)
+
+
+def test_plan_then_discard_on_the_import_page_leaves_the_catalog_as_it_was(page: Page, http):
+    import_csv(http, CATALOG)
+    before = catalog(http)
+    job = plan(http, FILE)
+    page.add_init_script(WATCH_CSP)
+
+    page.goto("/imports")
+    page.locator(f'tr[data-job-id="{job["id"]}"]').get_by_role("link", name="Review plan").click()
+    expect(page).to_have_url(re.compile(rf"/imports/{job['id']}$"))
+    expect(page.locator("#job-badge")).to_have_text("Planned")
+    expect(page.get_by_role("heading", name="What applying would change")).to_be_visible()
+    expect(page.get_by_role("tab", name="Created 25")).to_be_visible()
+    page.get_by_role("button", name="Discard").click()
+
+    expect(page.locator("#job-badge")).to_have_text("Discarded")
+    expect(page.get_by_text("This plan was discarded")).to_be_visible()
+    expect(page.get_by_role("button", name="Apply")).to_have_count(0)
+    assert http.get(f"/api/imports/{job['id']}").json()["status"] == "discarded"
+    assert catalog(http) == before
+    assert page.evaluate("window.__violations") == []  # it works under the CSP
+
+
+def test_apply_a_plan_from_its_page_shows_the_change_record(page: Page, http, artifacts):
+    import_csv(http, CATALOG)
+    job = plan(http, FILE)
+    page.goto(f"/imports/{job['id']}")
+    shoot(page, artifacts, "import-planned")
+
+    page.get_by_role("button", name="Apply").click()
+
+    expect(page.locator("#job-badge")).to_have_text("Completed with errors")
+    expect(page.get_by_role("heading", name="Change record")).to_be_visible()
+    page.get_by_role("tab", name="Updated 1").click()
+    expect(page.locator("#changes-slot tbody tr")).to_have_count(1)
+    expect(page.locator("#changes-slot tbody tr")).to_contain_text("Old name")
+    download = page.get_by_role("link", name="Download changes.csv")
+    expect(download).to_have_attribute("href", f"/api/imports/{job['id']}/changes.csv?kind=updated")
+    assert len(catalog(http)) == 27
+
+
+def test_undo_asks_what_it_will_do_then_shows_its_result(page: Page, http, accounts, artifacts):
+    import_csv(http, CATALOG)
+    done = import_csv(http, FILE, filename="update.csv")
+    edited = http.get("/api/products", params={"sku": "NEW-01"}).json()["items"][0]
+    http.patch(f"/api/products/{edited['id']}", json={"name": "Edited since"})
+
+    page.goto("/imports")
+    page.get_by_role("link", name=f"Import #{done['id']}: update.csv").click()
+    expect(page).to_have_url(re.compile(rf"/imports/{done['id']}$"))
+    expect(page.locator("#started-by")).to_have_text(accounts["admin"].email)
+    shoot(page, artifacts, "import-completed")
+    page.get_by_role("button", name="Undo this import").click()
+
+    dialog = page.get_by_role("dialog", name=f"Undo import #{done['id']}")
+    expect(dialog).to_contain_text("Delete 25 products it created and restore 1 it changed?")
+    shoot(page, artifacts, "undo-dialog")
+    dialog.get_by_role("button", name="Undo import").click()
+
+    expect(page).not_to_have_url(re.compile(rf"/imports/{done['id']}$"))
+    expect(page.get_by_text(f"Import #{done['id']} was undone")).to_be_visible()
+    expect(page.locator("#stat-conflicts")).to_have_text("1")
+    expect(page.get_by_text("1 product was left as it is")).to_be_visible()
+    shoot(page, artifacts, "undo-result")
+    assert catalog(http) == [
+        ("KEEP-1", "Kept", "Same", True),
+        ("NEW-01", "Edited since", "", True),
+        ("OLD-1", "Old name", "Old text", True),
+    ]
+    page.goto(f"/imports/{done['id']}")
+    expect(page.get_by_text("This import was undone")).to_be_visible()
+    expect(page.get_by_role("button", name="Undo this import")).to_have_count(0)
+
+
+def test_mapping_form_retries_the_same_file_with_the_chosen_columns(page: Page, http, artifacts):
+    page.goto("/")
+    content = "Item Code,Title,Notes\nA-1,Apple,Red\nB-2,Banana,\n"
+    page.locator("#file-input").set_input_files(csv_file("erp.csv", content))
+
+    expect(page.locator("#job-badge")).to_have_text("Failed")
+    expect(page.get_by_role("alert").filter(has_text="Nothing was imported")).to_contain_text("sku")
+    expect(page.get_by_role("button", name="Retry")).to_be_hidden()  # it would fail the same way
+    form = page.get_by_role("form", name="Column mapping")
+    expect(form.get_by_label("sku")).to_contain_text("Item Code")
+    form.get_by_role("button", name="Import with these columns").click()
+    expect(form.get_by_text("Choose the column that holds the sku.")).to_be_visible()
+    shoot(page, artifacts, "upload-mapping")
+    form.get_by_label("sku").select_option("Item Code")
+    form.get_by_label("name", exact=True).select_option("Title")
+    form.get_by_label("description (optional)").select_option("Notes")
+    with page.expect_request(re.compile(r"/api/imports/\d+/retry$")) as retry:
+        form.get_by_role("button", name="Import with these columns").click()
+    assert retry.value.post_data_json["columns"] == {
+        "sku": "Item Code",
+        "name": "Title",
+        "description": "Notes",
+    }
+
+    expect(page.locator("#job-message")).to_have_text("Import complete")
+    expect(page.locator("#stat-created")).to_have_text("2")
+    assert catalog(http) == [("A-1", "Apple", "Red", True), ("B-2", "Banana", "", True)]
+
+
+def test_mapping_form_on_the_import_page(page: Page, http, artifacts):
+    failed = import_csv(http, "code;title\nA-1;Apple\n", filename="erp.csv")
+    assert failed["header"] == ["code", "title"]
+    page.goto(f"/imports/{failed['id']}")
+    expect(page.get_by_role("heading", name="Choose the columns")).to_be_visible()
+    shoot(page, artifacts, "import-mapping")
+    page.get_by_label("sku").select_option("code")
+    page.get_by_label("name", exact=True).select_option("title")
+    page.get_by_role("button", name="Import with these columns").click()
+
+    expect(page).to_have_url(re.compile(rf"/imports/{failed['id'] + 1}$"))
+    expect(page.locator("#job-badge")).to_have_text("Completed")
+    assert catalog(http) == [("A-1", "Apple", "", True)]
+
+
+def test_the_threshold_option_is_sent_and_stops_the_import(page: Page, http):
+    page.goto("/")
+    page.get_by_label("Stop if more than").check()
+    page.get_by_label("Percentage of invalid rows allowed").fill("10")
+    content = "sku,name\nA-1,Apple\n,No SKU\n"
+    page.locator("#file-input").set_input_files(csv_file("bad.csv", content))
+
+    expect(page.locator("#job-badge")).to_have_text("Failed")
+    assert http.get(f"/api/imports/{job_id(page)}").json()["max_invalid"] == "10%"
+    reason = page.get_by_role("alert").filter(has_text="Nothing was imported")
+    expect(reason).to_contain_text("1 of 2")
+    expect(page.get_by_role("link", name="Download rejected rows")).to_be_visible()
+    expect(page.get_by_role("button", name="Retry")).to_be_hidden()  # it would stop again
+    assert catalog(http) == []
+
+
+def test_a_viewer_sees_an_import_but_no_action(signed_out_page: Page, accounts, http):
+    job = plan(http, "sku,name\nA-1,Apple\n")
+    page = signed_out_page
+    sign_in(page, accounts["viewer"].email)
+    page.goto(f"/imports/{job['id']}")
+    expect(page.locator("#job-badge")).to_have_text("Planned")
+    expect(page.get_by_role("tab", name="Created 1")).to_be_visible()
+    expect(page.get_by_role("button", name="Apply")).to_have_count(0)
+    expect(page.get_by_role("button", name="Discard")).to_have_count(0)
+
+
+def test_an_unknown_import_is_a_404_page(page: Page):
+    response = page.goto("/imports/999999")
+    assert response.status == 404
+    expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
+    expect(page.get_by_text("Import 999999 does not exist.")).to_be_visible()
+
+
+def test_the_same_file_again_is_named_on_the_plan(page: Page, http):
+    first = import_csv(http, FILE, filename="monday.csv")
+    page.goto("/")
+    page.get_by_label("Plan first (review before changing the catalog)").check()
+    page.locator("#file-input").set_input_files(csv_file("tuesday.csv", FILE))
+
+    expect(page.locator("#job-badge")).to_have_text("Planned")
+    warning = page.get_by_text(f"This file is identical to import #{first['id']} of")
+    expect(warning).to_be_visible()
+    page.get_by_role("link", name=f"See import #{first['id']}").click()
+    expect(page).to_have_url(re.compile(rf"/imports/{first['id']}$"))
+    expect(page.get_by_role("heading", name="monday.csv")).to_be_visible()
+
+
+def test_the_page_of_a_running_import_follows_it_to_its_change_record(page: Page, http, holding):
+    with holding(TABLE_LOCK) as edit:  # a product edit in progress: the import waits for it
+        response = http.post("/api/imports", files={"file": ("run.csv", b"sku,name\nA-1,Apple\n")})
+        job = response.json()
+        page.goto(f"/imports/{job['id']}")
+        edit.wait_until_blocking()
+        expect(page.locator("#job-badge")).to_contain_text("Running")
+        expect(page.get_by_role("progressbar")).to_be_visible()
+        expect(page.get_by_role("link", name="Watch progress")).to_have_attribute(
+            "href", f"/?job={job['id']}"
+        )
+
+    expect(page.locator("#job-badge")).to_have_text("Completed")
+    expect(page.get_by_role("heading", name="Change record")).to_be_visible()
+    expect(page.locator("#changes-slot tbody tr")).to_have_text(re.compile(r"A-1\s*Apple\s*true"))

@@ -1,0 +1,55 @@
+"""The page of one import (/imports/<id>) as the server renders it: what it offers to whom."""
+
+from datetime import timedelta
+
+import pytest
+
+from product_importer.imports.models import ImportJob
+from product_importer.timeutil import utcnow
+
+
+def completed_import(db_session, *, days_ago: float, created: int, updated: int) -> int:
+    """A completed import that finished `days_ago` days ago; return its id."""
+    finished = utcnow() - timedelta(days=days_ago)
+    job = ImportJob(
+        filename="done.csv",
+        file_path="",
+        status="completed",
+        created=created,
+        updated=updated,
+        warnings=[],
+        started_at=finished - timedelta(seconds=3),
+        finished_at=finished,
+    )
+    db_session.add(job)
+    db_session.commit()
+    return job.id
+
+
+@pytest.mark.parametrize(
+    ("created", "updated", "question"),
+    [
+        (1204, 3551, "Delete 1,204 products it created and restore 3,551 it changed?"),
+        (1, 0, "Delete 1 product it created?"),
+        (0, 2, "Restore 2 products it changed?"),
+    ],
+)
+def test_undo_asks_what_it_will_do(client, db_session, created, updated, question):
+    job_id = completed_import(db_session, days_ago=1, created=created, updated=updated)
+    page = client.get(f"/imports/{job_id}").get_data(as_text=True)
+    assert "Undo this import" in page
+    assert question in page
+
+
+def test_past_the_undo_window_the_record_is_gone_and_undo_is_not_offered(client, db_session):
+    job_id = completed_import(db_session, days_ago=8, created=3, updated=0)  # 7 days by default
+    page = " ".join(client.get(f"/imports/{job_id}").get_data(as_text=True).split())
+    assert "Undo this import" not in page
+    assert "A change record is kept for 7 days after its import" in page
+
+
+def test_a_viewer_is_offered_no_undo(client_as, db_session):
+    job_id = completed_import(db_session, days_ago=0, created=3, updated=0)
+    page = client_as("viewer").get(f"/imports/{job_id}")
+    assert page.status_code == 200
+    assert "Undo this import" not in page.get_data(as_text=True)
