@@ -285,17 +285,19 @@ def test_the_import_command_plans_then_applies(tmp_path, catalog):
     planned = run_import_command(path, "--plan", "--columns", columns, "--max-invalid", "1")
 
     assert planned.returncode == 0, planned.stdout + planned.stderr
-    assert (
-        "planned: 3 rows read, 2 would be created, 0 would be updated, 0 unchanged, 1 rejected"
-        in planned.stdout
-    )
+    said = planned.stdout
+    for field, value in [("Outcome", "Planned"), ("Rows read", "3"), ("Would be created", "2")]:
+        assert re.search(rf"{field}\s*│\s*{value}\s*│", said), said
+    for field, value in [("Would be updated", "0"), ("Unchanged", "0"), ("Rejected", "1")]:
+        assert re.search(rf"{field}\s*│\s*{value}\s*│", said), said
     assert catalog() == []
     job_id = planned.stdout.split("import --apply ")[1].split()[0]
 
     applied = run_import_command(None, "--apply", job_id)
 
     assert applied.returncode == 0, applied.stdout + applied.stderr
-    assert "2 created, 0 updated" in applied.stdout
+    assert re.search(r"Created\s*│\s*2\s*│", applied.stdout), applied.stdout
+    assert re.search(r"Updated\s*│\s*0\s*│", applied.stdout), applied.stdout
     assert sorted(row[1:3] for row in catalog()) == [("A-1", "Apple"), ("B-2", "Banana")]
     assert run_import_command(None, "--apply", job_id).returncode == 2
 
