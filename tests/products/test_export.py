@@ -111,5 +111,12 @@ def test_the_export_imports_back_unchanged(any_http):
 
     assert any_http.delete("/api/products?confirm=true").json() == {"deleted": len(TRICKY)}
     fresh = import_csv(any_http, exported, filename="products.csv")
-    assert (fresh["status"], fresh["created"], fresh["warnings"]) == ("completed", 5, [])
+    assert (fresh["status"], fresh["created"], fresh["duplicate_of"]) == (
+        "completed",
+        5,
+        again["id"],
+    )
+    assert [warning.split(" of ")[0] for warning in fresh["warnings"]] == [
+        f"This file is identical to import #{again['id']}"  # the same file again: said, not refused
+    ]
     assert fields(any_http.get(LIST).json()["items"]) == before

@@ -4,7 +4,6 @@ and a receiver that was down gets every event once it is back: in order, each ac
 Signatures are checked with the `standardwebhooks` library, as a receiver would.
 """
 
-import re
 import time
 
 import pytest
@@ -17,7 +16,6 @@ from .receiver import Answer, Receiver
 EVENTS = ["product.created", "product.updated", "product.deleted"]
 HOUR = 3600
 # Celery's line for a delivery task that made attempts (its result: how many).
-SENT_SOMETHING = re.compile(r"webhooks\.deliver\[[^\]]+\] succeeded in [\d.]+s: [1-9]")
 
 
 @pytest.fixture
@@ -66,8 +64,10 @@ def wait_until(condition, what: str, timeout: float = 60):
 
 
 @pytest.mark.slow  # two worker processes of its own
-def test_two_workers_share_the_deliveries_and_each_webhook_gets_them_in_order(two_workers, http):
-    receiver = Receiver(default=Answer(sleep=0.2))  # slow: deliveries pile up on both workers
+def test_with_two_workers_each_webhook_gets_its_events_in_order(two_workers, http):
+    # Which worker sends what is the broker's choice: on a quiet machine one may send them all,
+    # so the test holds the order, not the share (both workers claim with SKIP LOCKED).
+    receiver = Receiver(default=Answer(sleep=0.2))  # slow: deliveries pile up
     hooks = [add_webhook(http, f"{receiver.url}?hook={n}") for n in range(6)]
 
     happened = churn(http, ["ORD-1", "ORD-2", "ORD-3"])
@@ -77,8 +77,6 @@ def test_two_workers_share_the_deliveries_and_each_webhook_gets_them_in_order(tw
     for n, hook in enumerate(hooks):
         mine = [r for r in requests if r.path.endswith(f"?hook={n}")]
         assert events_of(hook, mine) == happened  # created, updated, deleted: never resurrected
-    for worker in two_workers:
-        assert SENT_SOMETHING.search(worker.output()), "a worker sent no delivery"
 
 
 def test_a_receiver_down_for_an_hour_gets_every_event_once_in_order(live_worker, http, sql):

@@ -154,6 +154,7 @@ def run_claimed(conn: Connection, job: ClaimedJob) -> None:
         log.info("import %s finished in %.1fs", job.id, time.monotonic() - started)
     except UploadStalled as stalled:
         _wait_for_upload(job, stalled)
+        return
     except (HandedBack, GiveWay) as stop:
         _hand_back(job, stop)
         return

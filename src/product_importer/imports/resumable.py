@@ -23,7 +23,7 @@ from werkzeug.exceptions import ClientDisconnected
 from .. import background
 from ..errors import AppError, BadRequest, Conflict, NotFound, TooLarge
 from ..timeutil import aware, utcnow
-from . import uploads
+from . import service, uploads
 from .endings import final_values
 from .models import ImportJob, Upload
 from .queue import DRAIN_TASK
@@ -197,6 +197,8 @@ def _finish(session: Session, upload: Upload) -> None:
     now = utcnow()
     upload.completed_at = now
     upload.expires_at = now + timedelta(hours=current_app.config["UPLOAD_RETENTION_HOURS"])
+    # the import may have been asked for before the file was whole: compare it now
+    service.note_same_file(session, upload.id, uploads.sha256(upload.file_path))
 
 
 def terminate(session: Session, upload: Upload) -> None:

@@ -15,7 +15,7 @@ import time
 import zlib
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, select
 
 from .. import database
 from ..timeutil import utcnow
@@ -24,6 +24,7 @@ from .endings import final_values
 from .engine import MergeCounts, open_stage
 from .failures import DamagedFile, FileGone, HeaderRejected, ImportStopped, TooManyInvalid
 from .growing import open_stored
+from .models import ImportJob
 from .options import invalid_limit
 from .progress import ClaimedJob, Heartbeat, Progress
 from .rejections import RejectionWriter
@@ -31,6 +32,7 @@ from .states import Status
 from .undo import undo_import
 
 log = logging.getLogger(__name__)
+jobs = ImportJob.__table__
 SEARCH_REFRESHING = "Import complete; the search index is being refreshed"
 PLAN_READY = "Plan ready: nothing has changed yet. Apply it or discard it"
 
@@ -174,6 +176,13 @@ class Run:
         self.progress.ending = True
         return outcome.columns(self.progress)
 
+    def _warnings_known(self) -> list[str]:
+        """The job's warnings as they are now: a resumable upload's, ended while this import
+        read it, may have added one (the same file again)."""
+        with self.engine.connect() as conn:
+            found = conn.execute(select(jobs.c.warnings).where(jobs.c.id == self.job.id))
+            return list(found.scalar() or [])
+
     def _import(self) -> Outcome:
         job, progress = self.job, self.progress
         stage = self.stage = open_stage(
@@ -199,7 +208,7 @@ class Run:
             rejections.clear(csv_file.header.names)
             reading = (raw, csv_file, stage, rejections, progress)
             csv_file, rows, invalid = _stage_file(*reading, max_invalid=job.max_invalid)
-        warnings = [*job.warnings, *_warnings(csv_file)]
+        warnings = [*self._warnings_known(), *_warnings(csv_file)]
         if rows and rows == invalid:
             stage.finish()
             reason = _most_common(csv_file, invalid)

@@ -76,6 +76,19 @@ def same_file_imported(session: Session, sha256: str | None) -> ImportJob | None
     ).first()
 
 
+def note_same_file(session: Session, upload_id: str, sha256: str) -> None:
+    """Give the imports that followed an upload its SHA-256, now whole, and the warning when
+    the file is identical to an earlier completed import (their runs read it at the end)."""
+    earlier = same_file_imported(session, sha256)
+    for job in session.scalars(
+        select(ImportJob).where(ImportJob.upload_id == upload_id, ImportJob.sha256.is_(None))
+    ):
+        job.sha256 = sha256
+        if earlier is not None and earlier.id != job.id:
+            job.duplicate_of = earlier.id
+            job.warnings = [*(job.warnings or []), *duplicate_warnings(earlier)]
+
+
 def duplicate_warnings(earlier: ImportJob | None) -> list[str]:
     """The warning a job gets when its file is identical to `earlier`'s."""
     if earlier is None:
