@@ -191,17 +191,7 @@ def _requeue_when_back(job: ClaimedJob, error: Exception) -> None:
     deadline = time.monotonic() + current_app.config["IMPORT_HEARTBEAT_TIMEOUT_SECONDS"]
     while True:
         try:
-            with db.engine.begin() as conn:
-                conn.execute(
-                    update(jobs)
-                    .where(
-                        jobs.c.id == job.id,
-                        jobs.c.status == Status.RUNNING,
-                        jobs.c.attempts == job.attempts,
-                    )
-                    .values(status=Status.QUEUED, phase=None, worker=None, db_pid=None)
-                    .values(message=message)
-                )
+            _requeue_running(job, message, counted=True)
             break
         except DBAPIError:
             if time.monotonic() > deadline:
@@ -260,8 +250,9 @@ def _hand_back(job: ClaimedJob, stop: ImportStopped) -> None:
         _wake_queue()
 
 
-def _requeue_running(job: ClaimedJob, message: str, **values) -> bool:
-    """Queue this attempt's job again, the attempt not counted; False if it is not ours now."""
+def _requeue_running(job: ClaimedJob, message: str, *, counted=False, **values) -> bool:
+    """Queue this attempt's job again (the attempt not counted unless `counted`); False if it
+    is not ours now."""
     with db.engine.begin() as conn:
         return bool(
             conn.execute(
@@ -274,7 +265,7 @@ def _requeue_running(job: ClaimedJob, message: str, **values) -> bool:
                 .values(
                     status=Status.QUEUED,
                     phase=None,
-                    attempts=jobs.c.attempts - 1,
+                    attempts=jobs.c.attempts if counted else jobs.c.attempts - 1,
                     worker=None,
                     db_pid=None,
                     message=message,
