@@ -72,9 +72,11 @@ class Build:
         self.helpers: list[Connection] = []
         self.indexes: list[tuple[str, str, str | None]] = []  # (build name, name, constraint)
         self.deferred: list[str] = []
+        self.interrupted = False  # set by a cancel or a stop: the switch gives up its tries
 
     def interrupt(self) -> None:
-        """Cancel whatever the helpers are running."""
+        """Cancel whatever the helpers are running, and the switch's tries for the catalog."""
+        self.interrupted = True
         for helper in list(self.helpers):
             database.POSTGRES.interrupt(helper)
 
@@ -165,6 +167,10 @@ class Build:
             except OperationalError as error:
                 if getattr(error.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
                     raise
+            # The import's own interrupt may land between two tries and be lost (the heartbeat
+            # beats every 0.5 s, about one try's length): the flag it sets is not.
+            if self.interrupted:
+                raise InterruptedError("the import was stopped while it waited to switch")
             self._release_deadlocked()
             time.sleep(LOCK_RETRY_SECONDS)
         execute("SET LOCAL lock_timeout = 0")
