@@ -27,6 +27,7 @@ import psycopg
 
 from harness import (
     BIN,
+    admin_token,
     app_environment,
     database_url,
     generated_csv,
@@ -152,8 +153,7 @@ def main() -> None:
     path = generated_csv(f"bench_{args.rows}.csv", args.rows)
     recreate_database(DB_NAME)
     cli("migrate")
-    cli("users", "create", "bench@example.test", "--role", "admin")
-    token = cli("tokens", "create", "bench@example.test", "--name", "upload bench")
+    token = admin_token(environment())
     server = start(["serve", "--port", str(PORT)], environment(), "upload-server.log")
     url = f"http://127.0.0.1:{PORT}"
     headers = {"Authorization": f"Bearer {token}"}

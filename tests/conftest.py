@@ -201,6 +201,21 @@ def holding(app):
     return hold
 
 
+def hold_next_rejected_row(conn) -> None:
+    """Insert, uncommitted, the rejected row an import would write next: its writes then wait."""
+    from product_importer.imports.models import ImportJob, RejectedRow
+
+    jobs, rejected = ImportJob.__table__, RejectedRow.__table__
+    # the held row's job: the test's own, never committed, seen by no one else
+    owner = conn.execute(
+        insert(jobs)
+        .values(filename="held", file_path="", status="failed", warnings=[])
+        .returning(jobs.c.id)
+    ).scalar()
+    taken = conn.execute(text("SELECT nextval('import_rejected_rows_id_seq')")).scalar()
+    conn.execute(insert(rejected).values(id=taken + 1, job_id=owner, line=0, reason="held"))
+
+
 @pytest.fixture
 def holding_rejections(app):
     """Return a context manager that stops the next write of rejected rows until it exits.
@@ -210,20 +225,11 @@ def holding_rejections(app):
     the test's transaction. The import is then still reading (`held_file` stops half-way).
     """
     from product_importer.extensions import db
-    from product_importer.imports.models import ImportJob, RejectedRow
 
     @contextmanager
     def hold():
         with app.app_context(), db.engine.connect() as conn:
-            jobs, rejected = ImportJob.__table__, RejectedRow.__table__
-            # the held row's job: the test's own, never committed, seen by no one else
-            owner = conn.execute(
-                insert(jobs)
-                .values(filename="held", file_path="", status="failed", warnings=[])
-                .returning(jobs.c.id)
-            ).scalar()
-            taken = conn.execute(text("SELECT nextval('import_rejected_rows_id_seq')")).scalar()
-            conn.execute(insert(rejected).values(id=taken + 1, job_id=owner, line=0, reason="held"))
+            hold_next_rejected_row(conn)
             try:
                 yield Held(conn, db.engine)
             finally:

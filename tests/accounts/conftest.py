@@ -10,7 +10,6 @@ import subprocess
 import httpx
 import pytest
 import redis
-from sqlalchemy import text
 
 from tests.conftest import BIN, PASSWORD, REDIS_URL, ROOT
 
@@ -66,19 +65,6 @@ def browsers(live_server):
     yield open_as
     for browser in opened:
         browser.close()
-
-
-@pytest.fixture
-def sql(app):
-    """Run one SQL statement on the test database in its own transaction; return all rows."""
-    from product_importer.extensions import db
-
-    def run(statement: str, **params) -> list:
-        with app.app_context(), db.engine.begin() as conn:
-            result = conn.execute(text(statement), params)
-            return list(result) if result.returns_rows else []
-
-    return run
 
 
 def clear_sign_in_limits() -> None:

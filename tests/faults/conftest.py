@@ -16,9 +16,16 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import create_engine
 
-from tests.conftest import BIN, Process, free_port, restore_accounts, wait_until_up
+from tests.conftest import (
+    BIN,
+    Process,
+    free_port,
+    hold_next_rejected_row,
+    restore_accounts,
+    wait_until_up,
+)
 
 PG_BIN = Path(os.environ.get("TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -172,19 +179,10 @@ def held_rejections(database_url: str):
 
     Yields the holding session's process id.
     """
-    from product_importer.imports.models import ImportJob, RejectedRow
-
     engine = create_engine(_sqlalchemy_url(database_url))
     try:
         with engine.connect() as conn:
-            jobs, rejected = ImportJob.__table__, RejectedRow.__table__
-            owner = conn.execute(
-                insert(jobs)
-                .values(filename="held", file_path="", status="failed", warnings=[])
-                .returning(jobs.c.id)
-            ).scalar()
-            taken = conn.execute(text("SELECT nextval('import_rejected_rows_id_seq')")).scalar()
-            conn.execute(insert(rejected).values(id=taken + 1, job_id=owner, line=0, reason="held"))
+            hold_next_rejected_row(conn)
             yield conn.connection.driver_connection.info.backend_pid
             with suppress(Exception):  # a restart may have ended the session already
                 conn.rollback()
