@@ -79,13 +79,18 @@ def environment() -> dict:
     return app_environment(DB_NAME, REDIS, "instance", LOG_LEVEL="INFO", UPLOAD_RETENTION_HOURS="0")
 
 
+WORKER_LOGS: list[str] = []  # one log per worker started, read for the step logs at the end
+
+
 def start_worker(env: dict | None = None, **settings: str) -> subprocess.Popen:
     env = (env or environment()) | settings
-    worker = start(["worker", "--concurrency", "2"], env, "worker.log")
+    log_name = f"worker-{len(WORKER_LOGS) + 1}.log"
+    WORKER_LOGS.append(log_name)
+    worker = start(["worker", "--concurrency", "2"], env, log_name)
     deadline = time.monotonic() + 60
-    while b" ready." not in (DATA / "worker.log").read_bytes():
+    while b" ready." not in (DATA / log_name).read_bytes():
         if time.monotonic() > deadline or worker.poll() is not None:
-            raise RuntimeError((DATA / "worker.log").read_text())
+            raise RuntimeError((DATA / log_name).read_text())
         time.sleep(0.2)
     return worker
 
@@ -160,16 +165,17 @@ def truncate_changes() -> None:
         conn.execute("TRUNCATE import_changes")
 
 
-def step_log(since: int) -> list[str]:
-    """The worker's step-time lines written after byte `since` of its log."""
-    with open(DATA / "worker.log", "rb") as log:
-        log.seek(since)
-        lines = log.read().decode(errors="replace").splitlines()
-    return [line.split(": ", 1)[1] for line in lines if "import step" in line or "built in" in line]
-
-
-def log_size() -> int:
-    return (DATA / "worker.log").stat().st_size
+def step_log(job: dict) -> list[str]:
+    """The step-time lines the workers logged for `job` (its id ends each line)."""
+    lines = []
+    for name in WORKER_LOGS:
+        lines += (DATA / name).read_text(errors="replace").splitlines()
+    tag = f" job_id={job['id']}"
+    return [
+        line.split(": ", 1)[1]
+        for line in lines
+        if line.endswith(tag) and ("import step" in line or "built in" in line)
+    ]
 
 
 def truncate_products() -> None:
@@ -190,8 +196,9 @@ def measure_fresh(http: httpx.Client, path: Path) -> dict:
     truncate_products()
     worker = start_worker()
     try:
-        done, ready, _job = import_through_api(http, path)
-        return {"rss": peak_rss_mb(worker.pid), "done": done, "ready": ready, "steps": step_log(0)}
+        done, ready, job = import_through_api(http, path)
+        rss = peak_rss_mb(worker.pid)
+        return {"rss": rss, "done": done, "ready": ready, "steps": step_log(job)}
     finally:
         stop(worker)
 
@@ -202,7 +209,7 @@ def timing_rounds(
     """Each round: the floors, then the imports with a change record, then without one."""
     keys = ("R_bare", "R", "A", "A ready", "B", "C", "C ready", "A0", "B0", "C0", "P", "AP", "U")
     times: dict[str, list[float]] = {key: [] for key in keys}
-    jobs, steps, storage = {}, {}, {}
+    jobs, storage = {}, {}
     for round_number in range(1, rounds + 1):
         print(f"round {round_number}/{rounds}...", flush=True)
         times["R_bare"].append(reference(files["base"], BARE_TABLE))
@@ -210,52 +217,48 @@ def timing_rounds(
             times["R"].append(reference(files["base"], FULL_TABLE))
         worker = start_worker()
         try:
-            storage = with_record(http, files, times, jobs, steps)
+            storage = with_record(http, files, times, jobs)
         finally:
             stop(worker)
         worker = start_worker(IMPORT_CHANGE_RECORD="false")
         try:
             truncate_products()
             for key, name in (("A0", "base"), ("B0", "base"), ("C0", "changed")):
-                since = log_size()
-                times[key].append(import_through_api(http, files[name])[0])
-                steps[key] = step_log(since)
+                done, _ready, jobs[key] = import_through_api(http, files[name])
+                times[key].append(done)
         finally:
             stop(worker)
+    # the jobs (and so the step logs) of the last round
     best = {
-        key: (min(values), jobs.get(key), steps.get(key)) for key, values in times.items() if values
+        key: (min(values), jobs.get(key), jobs.get(key) and step_log(jobs[key]))
+        for key, values in times.items()
+        if values
     }
     return best, storage
 
 
-def with_record(http: httpx.Client, files: dict, times: dict, jobs: dict, steps: dict) -> dict:
+def with_record(http: httpx.Client, files: dict, times: dict, jobs: dict) -> dict:
     """A, its undo U, the plan P and its apply AP, then B and C; the record's sizes of A and C."""
     storage = {}
     truncate_products()
     truncate_changes()
-    since = log_size()
     done, ready, jobs["A"] = import_through_api(http, files["base"])
     times["A"].append(done)
     times["A ready"].append(ready)
-    steps["A"] = step_log(since)
     storage["A"] = change_record_bytes()
     undo = follow(http, http.post(f"/api/imports/{jobs['A']['id']}/undo"))
     times["U"].append(undo[0])
     jobs["U"] = undo[2]
     done, _ready, jobs["P"] = import_through_api(http, files["base"], {"plan": "true"})
     times["P"].append(done)
-    since = log_size()
     done, _ready, jobs["AP"] = follow(http, http.post(f"/api/imports/{jobs['P']['id']}/apply"))
     times["AP"].append(done)
-    steps["AP"] = step_log(since)
     for key, name in (("B", "base"), ("C", "changed")):
         truncate_changes()
-        since = log_size()
         done, ready, jobs[key] = import_through_api(http, files[name])
         times[key].append(done)
         if f"{key} ready" in times:
             times[f"{key} ready"].append(ready)
-        steps[key] = step_log(since)
         storage[key] = change_record_bytes()
     return storage
 
@@ -310,7 +313,7 @@ def report(results: dict, rows: int) -> None:
                 f"{'':<8}created {job['created']:,}, updated {job['updated']:,}, "
                 f"unchanged {job['unchanged']:,}, superseded {job['rows_superseded']:,}"
             )
-    for key in ("A", "A0", "AP", "B", "C", "C0"):
+    for key in ("A", "A0", "P", "AP", "B", "C", "C0"):
         print(f"\nstep log of {key} (last round):")
         for line in results[key][2] or []:
             print(f"    {line}")

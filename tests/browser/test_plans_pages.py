@@ -142,6 +142,10 @@ def test_undo_asks_what_it_will_do_then_shows_its_result(page: Page, http, accou
     page.get_by_role("link", name=f"Import #{done['id']}: update.csv").click()
     expect(page).to_have_url(re.compile(rf"/imports/{done['id']}$"))
     expect(page.locator("#started-by")).to_have_text(accounts["admin"].email)
+    edited_row = page.get_by_role("row").filter(has_text="NEW-01")
+    expect(edited_row).to_contain_text("changed since")  # its values now: "Edited since"
+    expect(edited_row).to_contain_text("Edited since")
+    expect(page.locator(".changed-since")).to_have_count(1)
     shoot(page, artifacts, "import-completed")
     page.get_by_role("button", name="Undo this import").click()
 
@@ -152,6 +156,7 @@ def test_undo_asks_what_it_will_do_then_shows_its_result(page: Page, http, accou
 
     expect(page).not_to_have_url(re.compile(rf"/imports/{done['id']}$"))
     expect(page.get_by_text(f"Import #{done['id']} was undone")).to_be_visible()
+    expect(page.locator("#stat-deleted")).to_have_text("24")
     expect(page.locator("#stat-conflicts")).to_have_text("1")
     expect(page.get_by_text("1 product was left as it is")).to_be_visible()
     shoot(page, artifacts, "undo-result")

@@ -133,11 +133,13 @@ def test_the_change_record_downloads_as_csv(any_http):
     rows = list(csv.reader(io.StringIO(response.text)))
     assert rows[0] == [
         "kind", "product_id", "sku", "name", "description", "active",
-        "sku_before", "name_before", "description_before", "active_before",
+        "sku_before", "name_before", "description_before", "active_before", "changed_since",
     ]  # fmt: skip
     assert [row[0] for row in rows[1:]] == ["created", "updated", "updated"]
-    assert rows[1][2:6] == ["D-4", "Date", "'=1+1", "true"]
-    assert rows[2][2:] == ["a-1", "Apple pie", "Red", "false", "A-1", "Apple", "Red", "true"]
+    assert rows[1][2:] == ["D-4", "Date", "'=1+1", "true", "", "", "", "", "false"]
+    # a description left as it was is not repeated
+    assert rows[2][2:] == ["a-1", "Apple pie", "", "false", "A-1", "Apple", "", "true", "false"]
+    assert rows[3][2:] == ["C-3", "Cherry", "Dark", "false", "C-3", "Cherry", "", "false", "false"]
     only_created = any_http.get(f"/api/imports/{job['id']}/changes.csv", params={"kind": "created"})
     assert len(list(csv.reader(io.StringIO(only_created.text)))) == 2
     assert any_http.get(f"/api/imports/{job['id']}/changes?kind=deleted").status_code == 422
@@ -169,10 +171,13 @@ def test_undoing_a_fresh_import_leaves_an_empty_catalog(any_http, any_catalog):
     assert (undo["kind"], undo["undo_of"]) == ("undo", job["id"])
     undo = wait_for_job(any_http, undo["id"])
     assert undo["status"] == "completed", undo
-    assert undo["conflicts"] == 0
+    assert (undo["deleted"], undo["conflicts"]) == (3, 0)
     assert "deleted 3 products" in undo["message"]
     assert any_catalog() == []
     assert any_http.get(f"/api/imports/{job['id']}").json()["undone_by"] == undo["id"]
+    record = changes(any_http, job["id"])  # still says what the import had created
+    assert [item["sku"] for item in record["items"]] == ["A-1", "B-2", "C-3"]
+    assert record["items"][2]["changes"]["active"] == {"before": None, "after": False}
     assert any_http.post(f"/api/imports/{job['id']}/undo").status_code == 409
 
 
@@ -204,6 +209,30 @@ def test_a_product_edited_after_the_import_is_a_conflict_and_kept(any_http, any_
     assert values(any_catalog()) == [
         ("B-2", "Plantain", "Yellow", True),
         ("C-3", "Cherry", "Sour", False),
+    ]
+
+
+def test_a_created_product_changed_or_deleted_since_shows_so_and_is_kept(any_http, any_catalog):
+    job = import_csv(any_http, FIRST)
+    ids = {row[1]: row[0] for row in any_catalog()}
+    assert any_http.patch(f"/api/products/{ids['B-2']}", json={"name": "Plantain"}).is_success
+    assert any_http.delete(f"/api/products/{ids['C-3']}").is_success
+
+    record = changes(any_http, job["id"], kind="created")
+
+    assert record["total"] == 2  # C-3 is gone from the catalog, and from the record
+    listed = [(i["sku"], i["changed_since"], i["changes"]["name"]) for i in record["items"]]
+    assert listed == [
+        ("A-1", False, {"before": None, "after": "Apple"}),
+        ("B-2", True, {"before": None, "after": "Plantain"}),  # its name now
+    ]
+    undo = wait_for_job(any_http, any_http.post(f"/api/imports/{job['id']}/undo").json()["id"])
+    assert (undo["deleted"], undo["conflicts"]) == (1, 2)
+    assert values(any_catalog()) == [("B-2", "Plantain", "Yellow", True)]
+    after_undo = changes(any_http, job["id"], kind="created")["items"]
+    assert [(item["sku"], item["changed_since"]) for item in after_undo] == [
+        ("A-1", False),  # as the undo deleted it
+        ("B-2", True),
     ]
 
 

@@ -12,7 +12,6 @@ from ..errors import AppError, BadRequest, Invalid, TooLarge
 from ..extensions import db
 from ..security import large_body, refuse_cross_site_requests
 from . import changes, options, plans, resumable, service, streams, uploads
-from .states import Status
 
 bp = Blueprint("imports_api", __name__, url_prefix="/api/imports")
 bp.before_request(refuse_cross_site_requests)
@@ -176,13 +175,11 @@ def undo_import(job_id: int):
 @requires(Role.VIEWER)
 def list_changes(job_id: int):
     """A page of the products the import (or plan) created or updated, before and after."""
-    planned = service.get(db.session, job_id).status == Status.PLANNED
+    job = service.get(db.session, job_id)
     kind = changes.parse_kind(request.args.get("kind"))
     page = whole_number("page", 1)
     per_page = whole_number("per_page", changes.DEFAULT_PER_PAGE)
-    found = changes.page(
-        db.session, job_id, kind=kind, planned=planned, page=page, per_page=per_page
-    )
+    found = changes.page(db.session, job, kind=kind, page=page, per_page=per_page)
     return jsonify(found)
 
 
@@ -190,9 +187,9 @@ def list_changes(job_id: int):
 @requires(Role.VIEWER)
 def changes_csv(job_id: int):
     """Stream the change record as CSV: one row per product, its values after and before."""
-    planned = service.get(db.session, job_id).status == Status.PLANNED
+    job = service.get(db.session, job_id)
     kind = changes.parse_kind(request.args.get("kind"))
-    rows = changes.csv_rows(db.session, job_id, kind=kind, planned=planned)
+    rows = changes.csv_rows(db.session, job, kind=kind)
     return csv_download(rows, changes.CSV_HEADER, f"import-{job_id}-changes.csv")
 
 

@@ -17,7 +17,6 @@ of the import) are built after the commit by `refresh_search`; the substring fil
 correctly but without them meanwhile, and the job says its search index is refreshing.
 """
 
-import functools
 import logging
 import queue
 import threading
@@ -80,32 +79,17 @@ class Build:
         for helper in list(self.helpers):
             database.POSTGRES.interrupt(helper)
 
-    def fill(self, alongside: Callable[[int], None] | None = None) -> None:
+    def fill(self, base: int, alongside: Callable[[], None] | None = None) -> None:
         """Create the build table and write the whole new catalog into it, without indexes.
 
-        `alongside(base)` runs on the import's connection meanwhile; new products get the ids
-        base + line.
+        New products get the ids base + line (`reserve_ids`); `alongside()` runs on the
+        import's connection meanwhile.
         """
         columns = self._columns()
         with self._helper() as helper:
             helper.exec_driver_sql(CREATE_BUILD)
-        params = {"now": self.now, "base": self._reserve_ids()}
-        run_here = alongside and functools.partial(alongside, params["base"])
-        self._parallel(_fill_statements(columns, self.fresh), params, alongside=run_here)
-
-    def _reserve_ids(self) -> int:
-        """Take ids for the new products from the sequence: base + line, in file order.
-
-        Two helpers insert new products side by side; ids taken by each row from the sequence
-        would interleave, ids from the line numbers follow the file (with gaps, as ids may).
-        No one else takes ids meanwhile: product edits wait for this import.
-        """
-        execute = self.conn.exec_driver_sql
-        sequence = execute("SELECT pg_get_serial_sequence('products', 'id')").scalar()
-        last_line = execute("SELECT coalesce(max(rn), 0) FROM import_staging").scalar()
-        base = execute(f"SELECT nextval('{sequence}')").scalar()
-        execute(f"SELECT setval('{sequence}', {base + last_line})")
-        return base
+        params = {"now": self.now, "base": base}
+        self._parallel(_fill_statements(columns, self.fresh), params, alongside=alongside)
 
     def index(self) -> None:
         """Build the live catalog's indexes on the build table, side by side."""
@@ -242,6 +226,22 @@ class Build:
                 self.helpers.remove(helper)
 
 
+def reserve_ids(conn: Connection) -> tuple[int, int]:
+    """Take a block of ids for an import's new products: base + line, in file order.
+
+    Two helpers insert new products side by side; ids taken by each row from the sequence
+    would interleave, ids from the line numbers follow the file (with gaps, as ids may), and
+    the block is the change record of what the import created. No one else takes ids
+    meanwhile: product edits wait for the import. Returns the block's first and last id.
+    """
+    execute = conn.exec_driver_sql
+    sequence = execute("SELECT pg_get_serial_sequence('products', 'id')").scalar()
+    last_line = execute("SELECT coalesce(max(rn), 0) FROM import_staging").scalar()
+    base = execute(f"SELECT nextval('{sequence}')").scalar()
+    execute(f"SELECT setval('{sequence}', {base + last_line})")
+    return base + 1, base + last_line
+
+
 @contextmanager
 def helper_connection(engine: Engine) -> Iterator[Connection]:
     """A connection of its own in autocommit, with room for sorts and index builds."""
@@ -348,7 +348,7 @@ NEW_ROWS = (
     "WHERE plan.product_id IS NULL)"
 )
 NEW_FROM_STAGING = "import_staging"
-# New products, with ids reserved from the products' own sequence (`_reserve_ids`).
+# New products, with ids reserved from the products' own sequence (`reserve_ids`).
 FILL_NEW = f"""
 INSERT INTO {BUILD} (id, sku, name, description, active, created_at, updated_at)
 SELECT %(base)s + s.rn, s.sku, s.name, COALESCE(s.description, ''), COALESCE(s.active, true),

@@ -1,14 +1,23 @@
-"""An import's change record as the API reads it: pages of changes, and the CSV download."""
+"""An import's change record as the API reads it: pages of changes, and the CSV download.
+
+Two sources, created products first, each in the order of the file: the products an import
+created are the catalog's products in its block of ids stamped with its time (migration 0013);
+those it updated, and everything a plan would change, are rows of `import_changes`, and so are
+created products an undo deleted (it keeps their values). A created product edited since shows
+its values now, marked `changed_since`; one deleted since by other means is gone.
+"""
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from math import ceil
 
-from sqlalchemy import func, select
+from sqlalchemy import Subquery, false, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from ..errors import Invalid
-from .models import ImportChange
-from .states import CHANGE_KINDS, PLANNED_KINDS
+from ..products.models import Product
+from .models import ImportChange, ImportJob
+from .states import CHANGE_KINDS, PLANNED_KINDS, Status
 
 KINDS = CHANGE_KINDS
 FIELDS = ("sku", "name", "description", "active")
@@ -20,8 +29,10 @@ CSV_HEADER = (
     "product_id",
     *FIELDS,
     *(f"{field}_before" for field in FIELDS),
+    "changed_since",
 )
 change = ImportChange.__table__.c
+product = Product.__table__.c
 BEFORE = {field: change[f"before_{field}"] for field in FIELDS}
 
 
@@ -34,31 +45,110 @@ def parse_kind(value: str | None) -> str | None:
     return value
 
 
-def stored_kinds(kind: str | None, *, planned: bool) -> list[str]:
-    """The kinds of rows to read: a plan's record is kept under kinds of its own."""
+@dataclass(frozen=True)
+class Source:
+    """The changes of one kind: rows `(key, kind, product_id, *after, *before, changed_since)`,
+    in file order by `key`."""
+
+    kind: str
+    rows_of: Subquery
+
+    @property
+    def query(self):
+        return select(self.rows_of).order_by(self.rows_of.c.key)
+
+    def count(self, session: Session) -> int:
+        return session.scalar(select(func.count()).select_from(self.rows_of))
+
+    def rows(self, session: Session, offset: int, limit: int) -> list:
+        return session.execute(self.query.offset(offset).limit(limit)).all()
+
+    def chunks(self, session: Session) -> Iterator[list]:
+        """Every row, CSV_CHUNK at a time, each chunk after the last key of the one before."""
+        last = None
+        while True:
+            query = self.query if last is None else self.query.where(self.rows_of.c.key > last)
+            rows = session.execute(query.limit(CSV_CHUNK)).all()
+            yield rows
+            if len(rows) < CSV_CHUNK:
+                return
+            last = rows[-1][0]
+
+
+def sources(job: ImportJob, kind: str | None) -> list[Source]:
+    """Where each wanted kind of change of `job` is read, created first."""
     kinds = [kind] if kind else list(KINDS)
-    return [PLANNED_KINDS[one] for one in kinds] if planned else kinds
+    if job.status == Status.PLANNED:  # nothing written: every change is a row of its own
+        return [_recorded(job, one, PLANNED_KINDS[one]) for one in kinds]
+    return [_created(job) if one == "created" else _recorded(job, one, one) for one in kinds]
 
 
-def page(
-    session: Session, job_id: int, *, kind: str | None, planned: bool, page: int, per_page: int
-) -> dict:
+def _created(job: ImportJob) -> Source:
+    """The products the import created: its block of ids stamped with its time, and those an
+    undo deleted, kept as rows (in order of their ids, which is the file's)."""
+    in_block = [
+        product.id.between(job.created_from, job.created_to),
+        product.created_at == job.written_at,
+    ]
+    if job.created_from is None or job.written_at is None:
+        in_block = [false()]
+    nothing_before = [literal(None).label(f"before_{field}") for field in FIELDS]
+    in_catalog = select(
+        product.id.label("key"),
+        literal("created").label("kind"),
+        product.id.label("product_id"),
+        *(product[field] for field in FIELDS),
+        *nothing_before,
+        (product.updated_at != job.written_at).label("changed_since"),
+    ).where(*in_block)
+    undone = select(
+        change.product_id,
+        literal("created"),
+        change.product_id,
+        *(change[field] for field in FIELDS),
+        *nothing_before,
+        literal(False),
+    ).where(change.job_id == job.id, change.kind == "created")
+    return Source("created", union_all(in_catalog, undone).subquery())
+
+
+def _recorded(job: ImportJob, kind: str, stored: str) -> Source:
+    """The rows of `import_changes` of one stored kind, and whether each changed since."""
+    if job.status == Status.PLANNED or job.written_at is None:
+        changed_since = literal(False)
+    else:
+        changed_since = or_(product.id.is_(None), product.updated_at != job.written_at)
+    query = (
+        select(
+            change.rn.label("key"),
+            literal(kind).label("kind"),
+            change.product_id,
+            *(change[field] for field in FIELDS),
+            *BEFORE.values(),
+            changed_since.label("changed_since"),
+        )
+        .select_from(ImportChange.__table__.outerjoin(Product, product.id == change.product_id))
+        .where(change.job_id == job.id, change.kind == stored)
+    )
+    return Source(kind, query.subquery())
+
+
+def page(session: Session, job: ImportJob, *, kind: str | None, page: int, per_page: int) -> dict:
     """One page of the changes, created first, each in the order of the file."""
     if not 1 <= per_page <= MAX_PER_PAGE:
         raise Invalid(f"per_page must be 1 to {MAX_PER_PAGE}.", details={"per_page": "1-200"})
     if page < 1:
         raise Invalid("page must be 1 or more.", details={"page": "1 or more"})
-    where = _where(job_id, stored_kinds(kind, planned=planned))
-    total = session.scalar(select(func.count()).select_from(ImportChange).where(*where))
-    rows = session.execute(
-        select(ImportChange.__table__)
-        .where(*where)
-        .order_by(change.kind, change.rn)
-        .offset((page - 1) * per_page)
-        .limit(per_page)
-    ).all()
+    offset, items, total = (page - 1) * per_page, [], 0
+    for source in sources(job, kind):
+        count = source.count(session)
+        wanted = per_page - len(items)
+        if wanted and offset < total + count:
+            start = max(0, offset - total)
+            items += [_item(row) for row in source.rows(session, start, wanted)]
+        total += count
     return {
-        "items": [_item(row) for row in rows],
+        "items": items,
         "page": page,
         "per_page": per_page,
         "total": total,
@@ -66,42 +156,37 @@ def page(
     }
 
 
-def _where(job_id: int, kinds: list[str]) -> list:
-    return [change.job_id == job_id, change.kind.in_(kinds)]
-
-
 def _item(row) -> dict:
-    """`{"sku", "product_id", "kind", "changes": {field: {"before", "after"}}}` of one product."""
-    created = row.kind in ("created", PLANNED_KINDS["created"])
+    """`{"sku", "product_id", "kind", "changed_since", "changes": {field: {"before", "after"}}}`.
+
+    An update lists the fields whose value changed (a description left as it was is not
+    recorded); a creation lists every field, with no value before.
+    """
+    _key, kind, product_id, *values, changed_since = row
+    after = dict(zip(FIELDS, values[: len(FIELDS)], strict=True))
+    before = dict(zip(FIELDS, values[len(FIELDS) :], strict=True))
     fields = {}
     for field in FIELDS:
-        after, before = row._mapping[field], row._mapping[f"before_{field}"]
+        now, then = after[field], before[field]
         if field == "active":
-            after, before = bool(after), None if before is None else bool(before)
-        if created or before != after:
-            fields[field] = {"before": before, "after": after}
-    kind = "created" if created else "updated"
-    return {"sku": row.sku, "product_id": row.product_id, "kind": kind, "changes": fields}
+            now, then = bool(now), None if then is None else bool(then)
+        if kind == "created" or (then is not None and then != now):
+            fields[field] = {"before": then, "after": now}
+    return {
+        "sku": after["sku"],
+        "product_id": product_id,
+        "kind": kind,
+        "changed_since": bool(changed_since),
+        "changes": fields,
+    }
 
 
-def csv_rows(session: Session, job_id: int, *, kind: str | None, planned: bool) -> Iterator[tuple]:
+def csv_rows(session: Session, job: ImportJob, *, kind: str | None) -> Iterator[tuple]:
     """Yield every change as a CSV row, a chunk at a time (constant memory)."""
-    columns = (change.rn, change.kind, change.product_id, *(change[f] for f in FIELDS))
-    for one_kind in (kind,) if kind else KINDS:
-        stored = stored_kinds(one_kind, planned=planned)
-        last = -1
-        while True:
-            rows = session.execute(
-                select(*columns, *BEFORE.values())
-                .where(*_where(job_id, stored), change.rn > last)
-                .order_by(change.rn)
-                .limit(CSV_CHUNK)
-            ).all()
+    for source in sources(job, kind):
+        for rows in source.chunks(session):
             for row in rows:
-                yield _csv_row((one_kind, *row[2:]))
-            if len(rows) < CSV_CHUNK:
-                break
-            last = rows[-1].rn
+                yield _csv_row((*row[1:-1], bool(row[-1])))
 
 
 def _csv_row(row: tuple) -> tuple:

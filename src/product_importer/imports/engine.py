@@ -27,6 +27,7 @@ class SqliteStage:
         self.conn = conn
         self.job_id = job_id if record_changes else None  # the change record's job, if kept
         self.execute = conn.exec_driver_sql
+        self.written_at = now
         self.now = now.strftime("%Y-%m-%d %H:%M:%S.%f")  # SQLAlchemy's SQLite format
         self.staged = 0
 
@@ -102,8 +103,7 @@ class SqliteStage:
         updated = self.execute(SQLITE_RECORD_UPDATED, recorded).rowcount
         self._new_products()
         recorded = (self.job_id, PLANNED_KINDS["created"])
-        created_sql = SQLITE_RECORD_CREATED.format(product_id="NULL", join="")
-        created = self.execute(created_sql, recorded).rowcount
+        created = self.execute(SQLITE_RECORD_CREATED, recorded).rowcount
         return MergeCounts(distinct, created, updated, superseded=self.staged - distinct)
 
     def merge(self, steps: Steps) -> MergeCounts:
@@ -118,11 +118,15 @@ class SqliteStage:
         updated = execute(SQLITE_UPDATE, (self.now,)).rowcount
         steps.start("inserting")
         self._new_products()
+        # SQLite gives new rows the ids after the largest, and no one else writes meanwhile:
+        # the new products are one block of ids, the change record of what the import created.
+        last = execute(LAST_ID).fetchone()[0]
         created = execute(SQLITE_INSERT, (self.now, self.now)).rowcount
-        if self.job_id is not None:
-            created_sql = SQLITE_RECORD_CREATED.format(product_id="p.id", join=JOIN_NEW_PRODUCT)
-            execute(created_sql, (self.job_id, "created"))
-        return MergeCounts(distinct, created, updated, superseded=self.staged - distinct)
+        block = (last + 1, execute(LAST_ID).fetchone()[0]) if created else None
+        superseded = self.staged - distinct
+        return MergeCounts(
+            distinct, created, updated, superseded, created_ids=block, written_at=self.written_at
+        )
 
 
 # A staged row that changes its product (`products` as p, the row as l).
@@ -155,20 +159,24 @@ FROM temp.import_new AS l
 ORDER BY l.rn
 """
 
-# The change record (migration 0007): what the import writes, and for an update what was there.
+LAST_ID = "SELECT coalesce(max(id), 0) FROM products"
+
+# The change record (migrations 0007, 0013), as on PostgreSQL (postgres_stage.py): for an update
+# what the import writes and what was there, the description only where it changes; a plan's
+# new products with their values.
 SQLITE_RECORD_UPDATED = f"""
 INSERT INTO import_changes {CHANGE_COLUMNS}
-SELECT ?, l.rn, ?, p.id, l.sku, l.name, COALESCE(l.description, p.description),
-       COALESCE(l.active, p.active), p.sku, p.name, p.description, p.active, p.updated_at
+SELECT ?, l.rn, ?, p.id, l.sku, l.name,
+       CASE WHEN l.description <> p.description THEN l.description END,
+       COALESCE(l.active, p.active), p.sku, p.name,
+       CASE WHEN l.description <> p.description THEN p.description END, p.active, p.updated_at
 FROM temp.import_latest AS l JOIN products AS p ON {SQLITE_CHANGES}
 """
-# The products the merge has just inserted, found by their keys.
-JOIN_NEW_PRODUCT = "JOIN products AS p ON lower(p.sku) = l.key"
 SQLITE_RECORD_CREATED = f"""
 INSERT INTO import_changes {CHANGE_COLUMNS}
-SELECT ?, l.rn, ?, {{product_id}}, l.sku, l.name, COALESCE(l.description, ''),
+SELECT ?, l.rn, ?, NULL, l.sku, l.name, COALESCE(l.description, ''),
        COALESCE(l.active, 1), NULL, NULL, NULL, NULL, NULL
-FROM temp.import_new AS l {{join}}
+FROM temp.import_new AS l
 """
 
 

@@ -76,6 +76,12 @@ class ImportJob(db.Model):
     sha256: Mapped[str | None] = mapped_column(String(64), index=True)
     max_invalid: Mapped[str | None] = mapped_column(String(24))
     columns: Mapped[dict | None] = mapped_column(JSON)
+    # The change record of created products (migration 0013): the block of ids the import took
+    # and the time it stamped every product it wrote with; an undo's count of deleted products.
+    created_from: Mapped[int | None] = mapped_column(BigInteger)
+    created_to: Mapped[int | None] = mapped_column(BigInteger)
+    written_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deleted: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     __table_args__ = (Index("ix_import_jobs_status_id", "status", "id"),)
 
@@ -121,6 +127,7 @@ def job_json(job) -> dict:
         "undone_by": job.undone_by,
         "duplicate_of": job.duplicate_of,
         "conflicts": job.conflicts or 0,
+        "deleted": job.deleted or 0,
         "header": job.header,
         "max_invalid": job.max_invalid,
         "columns": job.columns,
@@ -183,7 +190,10 @@ class Upload(db.Model):
 
 
 class ImportChange(db.Model):
-    """One product an import (or a plan) creates or updates: the values after, and before."""
+    """One product an import updates (or a plan creates or updates): after, and before.
+
+    An import's created products are not rows here: they are the block of ids on its job.
+    """
 
     __tablename__ = "import_changes"
 
@@ -193,7 +203,7 @@ class ImportChange(db.Model):
     product_id: Mapped[int | None] = mapped_column(BigInteger)  # None for a plan's creations
     sku: Mapped[str] = mapped_column(Text)
     name: Mapped[str] = mapped_column(Text)
-    description: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)  # null: an update left it as it was
     active: Mapped[bool] = mapped_column(Boolean)
     before_sku: Mapped[str | None] = mapped_column(Text)
     before_name: Mapped[str | None] = mapped_column(Text)

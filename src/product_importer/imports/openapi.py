@@ -133,6 +133,10 @@ def schemas() -> dict:
                     "type": "integer",
                     "description": "Products an undo left alone: changed since the import",
                 },
+                "deleted": {
+                    "type": "integer",
+                    "description": "Products an undo deleted (those its import created)",
+                },
                 "max_invalid": {**OPTIONS["max_invalid"], "nullable": True},
                 "columns": {**OPTIONS["columns"], "nullable": True},
             },
@@ -161,6 +165,11 @@ def _change_page() -> dict:
             "sku": {"type": "string"},
             "product_id": {**NULLABLE_ID, "description": "null for a plan's new products"},
             "kind": {"type": "string", "enum": list(KINDS)},
+            "changed_since": {
+                "type": "boolean",
+                "description": "The product was changed or deleted after the import: for a "
+                "created product the values shown are its values now",
+            },
             "changes": {
                 "type": "object",
                 "properties": {field: change for field in FIELDS},

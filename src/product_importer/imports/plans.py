@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from .. import background
@@ -128,19 +128,21 @@ def refuse_undo(session: Session, target: ImportJob) -> None:
 
 def remove_old_changes(session: Session) -> int:
     """Delete the change records of imports finished more than IMPORT_UNDO_DAYS ago, and
-    those of plans applied or discarded."""
+    those of plans applied or discarded; return how many products they recorded."""
     cutoff = utcnow() - timedelta(days=current_app.config["IMPORT_UNDO_DAYS"])
     old = select(ImportJob.id).where(
         ImportJob.finished_at < cutoff, ImportJob.status.in_(FINISHED - {Status.PLANNED})
     )
     done_planning = select(ImportJob.id).where(ImportJob.status != Status.PLANNED)
     removed = session.execute(delete(ImportChange).where(ImportChange.job_id.in_(old))).rowcount
-    return (
-        removed
-        + session.execute(
-            delete(ImportChange).where(
-                ImportChange.kind.in_(PLANNED_KINDS.values()),
-                ImportChange.job_id.in_(done_planning),
-            )
-        ).rowcount
-    )
+    removed += session.execute(
+        delete(ImportChange).where(
+            ImportChange.kind.in_(PLANNED_KINDS.values()),
+            ImportChange.job_id.in_(done_planning),
+        )
+    ).rowcount
+    # the created products' record is the block of ids on the job: forget it
+    blocks = ImportJob.id.in_(old) & ImportJob.created_from.is_not(None)
+    removed += session.scalar(select(func.coalesce(func.sum(ImportJob.created), 0)).where(blocks))
+    session.execute(update(ImportJob).where(blocks).values(created_from=None, created_to=None))
+    return removed

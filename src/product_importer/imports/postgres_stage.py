@@ -12,6 +12,7 @@ that writes most of the catalog (a fresh one, or one that changes half the produ
 catalog anew beside the live one (`bulk.py`); one that writes few rows updates them in place.
 """
 
+import dataclasses
 import logging
 
 from sqlalchemy import Connection
@@ -165,7 +166,7 @@ class PostgresStage:
         catalog = self.execute(CATALOG_SIZE).scalar()
         created, updated = self._compare(catalog, distinct, committed=False)
         self._record_updated(PLANNED_KINDS["updated"])
-        self._record_created("NULL::bigint", kind=PLANNED_KINDS["created"])
+        self._record_created(PLANNED_KINDS["created"])
         return MergeCounts(distinct, created, updated, superseded)
 
     def _record_updated(self, kind: str = "updated") -> None:
@@ -173,15 +174,12 @@ class PostgresStage:
         if self._planned and self.job_id is not None:
             self.execute(PG_RECORD_UPDATED, {"job": self.job_id, "kind": kind})
 
-    def _record_created(
-        self, product_id: str, params: dict | None = None, join: str = "", kind: str = "created"
-    ) -> None:
-        """Record the products the plan creates; `product_id` is the SQL of their ids."""
+    def _record_created(self, kind: str) -> None:
+        """Record the products a plan would create, with their values (nothing is written)."""
         if self.job_id is None:
             return
         plan = PLAN if self._planned else STAGING_AS_PLAN
-        statement = PG_RECORD_CREATED.format(plan=plan, product_id=product_id, join=join)
-        self.execute(statement, {"job": self.job_id, "kind": kind} | (params or {}))
+        self.execute(PG_RECORD_CREATED.format(plan=plan), {"job": self.job_id, "kind": kind})
 
     def merge(self, steps: Steps) -> MergeCounts:
         """Apply the staged rows to the catalog; the caller's transaction is still open."""
@@ -193,11 +191,20 @@ class PostgresStage:
         bulk_possible = distinct >= max(BULK_MIN_ROWS, BULK_MIN_SHARE * catalog)
         bulk_possible = bulk_possible and bulk.possible(self.conn)
         created, updated = self._compare(catalog, distinct, committed=bulk_possible)
-        counts = MergeCounts(distinct, created, updated, superseded)
+        # New products take a block of ids: the change record of what this import creates.
+        block = bulk.reserve_ids(self.conn) if created else None
+        counts = MergeCounts(
+            distinct, created, updated, superseded, created_ids=block, written_at=self.now
+        )
         writes = created + updated
         if bulk_possible and writes >= max(BULK_MIN_ROWS, BULK_MIN_SHARE * (catalog + created)):
             return self._merge_in_bulk(steps, counts, catalog)
         return self._merge_in_place(steps, counts)
+
+    def _written(self, counts: MergeCounts) -> dict:
+        """The parameters of the statements that write products: the stamp, the id base."""
+        base = counts.created_ids[0] - 1 if counts.created_ids else 0
+        return {"now": self.now, "base": base}
 
     def _compare(self, catalog: int, distinct: int, *, committed: bool) -> tuple[int, int]:
         """Write the plan: the staged rows that are new or change their product; count them."""
@@ -218,11 +225,10 @@ class PostgresStage:
         if counts.updated:
             steps.start("updating")
             self._record_updated()
-            self.execute(PG_UPDATE.format(plan=plan))
+            self.execute(PG_UPDATE.format(plan=plan), self._written(counts))
         if counts.created:
             steps.start("inserting")
-            self.execute(PG_INSERT.format(plan=plan))
-            self._record_created("p.id", join=JOIN_NEW_PRODUCT)
+            self.execute(PG_INSERT.format(plan=plan), self._written(counts))
         return counts
 
     def _merge_in_bulk(self, steps: Steps, counts: MergeCounts, catalog: int) -> MergeCounts:
@@ -230,9 +236,9 @@ class PostgresStage:
         rows = catalog + counts.created
         steps.expect([("copying", rows), ("indexing", rows), ("analyzing", rows)])
         steps.start("copying")
-        # The change record is written by the import's own connection (it commits with the
+        # The record of updates is written by the import's own connection (it commits with the
         # import) while the helpers write the new catalog.
-        self._build.fill(alongside=self._record_bulk)
+        self._build.fill(self._written(counts)["base"], alongside=self._record_updated)
         steps.start("indexing")
         self._build.index()
         steps.start("analyzing")
@@ -240,14 +246,7 @@ class PostgresStage:
         steps.expect([("switching", rows)])
         steps.start("switching")
         deferred = self._build.switch()
-        return MergeCounts(
-            counts.distinct, counts.created, counts.updated, counts.superseded, deferred
-        )
-
-    def _record_bulk(self, base: int) -> None:
-        """Record what a bulk merge changes: new products get the ids `base` + line."""
-        self._record_updated()
-        self._record_created("%(base)s + s.rn", {"base": base})
+        return dataclasses.replace(counts, search_deferred=deferred)
 
 
 # Within the file the last row of a SKU wins: delete the earlier ones. Only keys of rows
@@ -297,44 +296,50 @@ PG_PLAN_COUNTS = f"SELECT count(*) - count(product_id), count(product_id) FROM {
 # A fresh catalog has no plan: every staged row is new.
 STAGING_AS_PLAN = f"(SELECT rn, NULL::bigint AS product_id FROM {STAGING})"
 
+# Every product an import writes gets the same stamp, %(now)s: while a product's updated_at is
+# that stamp it holds what the import wrote (undo.py).
 PG_UPDATE = f"""
 UPDATE products AS p
 SET sku = s.sku, name = s.name,
     description = COALESCE(s.description, p.description),
     active = COALESCE(s.active, p.active),
-    updated_at = now()
+    updated_at = %(now)s
 FROM {{plan}} AS plan JOIN {STAGING} AS s ON s.rn = plan.rn
 WHERE p.id = plan.product_id
 """
 
 # New products go in in key order, so the lower(sku) index fills from left to right; COLLATE
-# "C" sorts by bytes, faster than the database's collation and the same for equality.
+# "C" sorts by bytes, faster than the database's collation and the same for equality. Their
+# ids are the block the import took: base + line.
 PG_INSERT = f"""
-INSERT INTO products (sku, name, description, active, created_at, updated_at)
-SELECT s.sku, s.name, COALESCE(s.description, ''), COALESCE(s.active, true), now(), now()
+INSERT INTO products (id, sku, name, description, active, created_at, updated_at)
+SELECT %(base)s + s.rn, s.sku, s.name, COALESCE(s.description, ''), COALESCE(s.active, true),
+       %(now)s, %(now)s
 FROM {{plan}} AS plan JOIN {STAGING} AS s ON s.rn = plan.rn
 WHERE plan.product_id IS NULL
 ORDER BY s.key COLLATE "C"
 """
 
-# The change record (migration 0007): what the import writes, and for an update what was there.
+# The change record (migrations 0007, 0013): for an update, what the import writes and what was
+# there; the description only where it changes (null otherwise: most of the bytes). A plan
+# records the products it would create too; an import's created products are its block of ids.
 CHANGE_COLUMNS = (
     "(job_id, rn, kind, product_id, sku, name, description, active, "
     "before_sku, before_name, before_description, before_active, before_updated_at)"
 )
 PG_RECORD_UPDATED = f"""
 INSERT INTO import_changes {CHANGE_COLUMNS}
-SELECT %(job)s, s.rn, %(kind)s, p.id, s.sku, s.name, COALESCE(s.description, p.description),
-       COALESCE(s.active, p.active), p.sku, p.name, p.description, p.active, p.updated_at
+SELECT %(job)s, s.rn, %(kind)s, p.id, s.sku, s.name,
+       CASE WHEN s.description <> p.description THEN s.description END,
+       COALESCE(s.active, p.active), p.sku, p.name,
+       CASE WHEN s.description <> p.description THEN p.description END, p.active, p.updated_at
 FROM {PLAN} AS plan JOIN {STAGING} AS s ON s.rn = plan.rn
 JOIN products AS p ON p.id = plan.product_id
 """
 PG_RECORD_CREATED = f"""
 INSERT INTO import_changes {CHANGE_COLUMNS}
-SELECT %(job)s, s.rn, %(kind)s, {{product_id}}, s.sku, s.name, COALESCE(s.description, ''),
+SELECT %(job)s, s.rn, %(kind)s, NULL, s.sku, s.name, COALESCE(s.description, ''),
        COALESCE(s.active, true), NULL, NULL, NULL, NULL, NULL
-FROM {{plan}} AS plan JOIN {STAGING} AS s ON s.rn = plan.rn {{join}}
+FROM {{plan}} AS plan JOIN {STAGING} AS s ON s.rn = plan.rn
 WHERE plan.product_id IS NULL
 """
-# The products an in-place merge has just inserted, found by their keys.
-JOIN_NEW_PRODUCT = "JOIN products AS p ON lower(p.sku) = s.key"

@@ -81,6 +81,9 @@ class Outcome:
             "rows_superseded": self.counts.superseded,
             "search_index": "refreshing" if self.counts.search_deferred else None,
             "warnings": self.warnings,
+            "created_from": self.counts.created_ids and self.counts.created_ids[0],
+            "created_to": self.counts.created_ids and self.counts.created_ids[1],
+            "written_at": self.counts.written_at,
         }
 
 
@@ -166,6 +169,7 @@ class Run:
         self.progress.interruptible = False
         return final_values(Status.COMPLETED, message=counts.message()) | {
             "heartbeat_at": utcnow(),
+            "deleted": counts.deleted,
             "updated": counts.restored,
             "conflicts": counts.conflicts,
         }

@@ -133,7 +133,7 @@
       return after === "" || after == null ? "" : shown(after);
     };
     return el("tr", {},
-      el("td", { className: "sku", dataset: { label: "SKU" } }, item.sku),
+      el("td", { className: "sku", dataset: { label: "SKU" } }, item.sku, changedSince(item)),
       el("td", { dataset: { label: "name" } }, value("name")),
       el("td", { className: "wrap", dataset: { label: "description" } }, value("description")),
       el("td", { dataset: { label: "active" } }, value("active")));
@@ -149,8 +149,18 @@
         el("ins", { className: "diff-after" }, shown(item.changes[field].after))),
     );
     return el("tr", {},
-      el("td", { className: "sku", dataset: { label: "SKU" } }, item.sku),
+      el("td", { className: "sku", dataset: { label: "SKU" } }, item.sku, changedSince(item)),
       el("td", { className: "wrap", dataset: { label: "Changes" } }, el("ul", { className: "diff" }, ...fields)));
+  }
+
+  /* A product changed (or deleted) after the import: an undo leaves it as it is, and a
+     created product's values are the ones it has now. */
+  function changedSince(item) {
+    if (!item.changed_since) return "";
+    return el("span", {
+      className: "badge badge-warning changed-since",
+      title: "Changed after this import: an undo leaves it as it is",
+    }, "changed since");
   }
 
   function shown(value) {
