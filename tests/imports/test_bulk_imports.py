@@ -17,7 +17,7 @@ from .conftest import TABLE_LOCK, csv_bytes, generate, products_by_key, wait_for
 pytestmark = pytest.mark.usefixtures("live_worker")
 
 READ_HELD = "SELECT count(*) FROM products"  # holds ACCESS SHARE on products until rollback
-SCRATCH = ("import_staging", "import_plan", "products_build")
+SCRATCH = ("import_staging", "import_plan", "products_build", "import_record")
 BULK_ROWS = 20_000
 WAITING = ("queued", "running")
 
@@ -235,6 +235,13 @@ def test_undoing_a_bulk_update_restores_the_catalog_exactly(http, catalog):
     changed = [(f"Name {n}", f"sku-{n}", f"Other {n}") for n in range(0, BULK_ROWS, 2)]
     job = import_csv(http, csv_bytes(changed + [("New", "NEW-1", "")]))
     assert (job["created"], job["updated"]) == (1, BULK_ROWS // 2)
+    params = {"kind": "updated", "per_page": 1}
+    record = http.get(f"/api/imports/{job['id']}/changes", params=params).json()
+    assert record["total"] == BULK_ROWS // 2
+    assert record["items"][0]["changes"] == {
+        "sku": {"before": "SKU-0", "after": "sku-0"},
+        "description": {"before": "Text 0", "after": "Other 0"},
+    }
 
     undo = wait_for_job(http, http.post(f"/api/imports/{job['id']}/undo").json()["id"])
 

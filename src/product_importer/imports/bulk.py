@@ -33,6 +33,7 @@ from .. import database
 log = logging.getLogger(__name__)
 
 BUILD = "products_build"
+RECORD = "import_record"  # the values before of the products the build changes, while it runs
 BUILDERS = 2  # helper connections that fill and index the build table side by side
 LOCK_WAIT = "300ms"  # the longest a reader may wait behind one try to switch the catalog
 LOCK_RETRY_SECONDS = 0.2
@@ -65,8 +66,9 @@ DEFERRED = {name: statement for lane in LANES for name, statement in lane.items(
 class Build:
     """One build of the catalog beside the live one, switched in by `conn`'s transaction."""
 
-    def __init__(self, conn: Connection, now: datetime, *, fresh: bool):
+    def __init__(self, conn: Connection, now: datetime, *, fresh: bool, record: bool):
         self.conn, self.now, self.fresh = conn, now, fresh
+        self.record = record and not fresh  # keep the record of the products it updates
         self.engine = conn.engine
         self.helpers: list[Connection] = []
         self.indexes: list[tuple[str, str, str | None]] = []  # (build name, name, constraint)
@@ -79,19 +81,28 @@ class Build:
         for helper in list(self.helpers):
             database.POSTGRES.interrupt(helper)
 
-    def fill(self, base: int, alongside: Callable[[], None] | None = None) -> None:
+    def fill(self, base: int) -> None:
         """Create the build table and write the whole new catalog into it, without indexes.
 
-        New products get the ids base + line (`reserve_ids`); `alongside()` runs on the
-        import's connection meanwhile.
+        New products get the ids base + line (`reserve_ids`). The helpers that write the
+        changed products keep their values before in RECORD as they go: one pass over them.
         """
         columns = self._columns()
         with self._helper() as helper:
             helper.exec_driver_sql(CREATE_BUILD)
+            if self.record:
+                helper.exec_driver_sql(CREATE_RECORD)
         params = {"now": self.now, "base": base}
-        self._parallel(_fill_statements(columns, self.fresh), params, alongside=alongside)
+        self._parallel(_fill_statements(columns, self.fresh, self.record), params)
 
-    def index(self) -> None:
+    def keep_record(self, job_id: int) -> None:
+        """Add what the fill kept to the change record, in the import's own transaction.
+
+        In file order, so that the record's primary key fills from left to right.
+        """
+        self.conn.exec_driver_sql(KEEP_RECORD, {"job": job_id})
+
+    def index(self, alongside: Callable[[], None] | None = None) -> None:
         """Build the live catalog's indexes on the build table, side by side."""
         statements = []
         for name, definition, constraint in self.conn.execute(text(INDEXES)).all():
@@ -104,7 +115,7 @@ class Build:
             self.indexes.append((build_name, name, constraint))
         # trigram (GIN) builds take longest and use one core each: start them first
         statements.sort(key=lambda statement: " USING gin " not in statement)
-        self._parallel(statements)
+        self._parallel(statements, alongside=alongside)
 
     def analyze(self) -> None:
         """Give the planner the new catalog's statistics before anyone queries it."""
@@ -304,10 +315,11 @@ def _retarget(definition: str, name: str, build_name: str) -> str:
     return definition.replace(old, f" {build_name} ON public.{BUILD} ", 1)
 
 
-def _fill_statements(columns: list[str], fresh: bool) -> list[str]:
+def _fill_statements(columns: list[str], fresh: bool, record: bool) -> list[str]:
     """INSERTs that write the new catalog, split in halves so that two helpers share them."""
     written = ("id", "sku", "name", "description", "active", "created_at", "updated_at")
     kept = [column for column in columns if column not in written]
+    changed = FILL_CHANGED_RECORDED if record else FILL_CHANGED
     halves = []
     for half in (0, 1):
         halves.append(FILL_NEW.format(half=half, source=NEW_FROM_STAGING if fresh else NEW_ROWS))
@@ -315,7 +327,7 @@ def _fill_statements(columns: list[str], fresh: bool) -> list[str]:
             halves.append(FILL_KEPT.format(half=half, columns=", ".join(columns)))
             extra = "".join(f", {column}" for column in kept)
             pick = "".join(f", p.{column}" for column in kept)
-            halves.append(FILL_CHANGED.format(half=half, extra=extra, pick=pick))
+            halves.append(changed.format(half=half, extra=extra, pick=pick))
     return halves
 
 
@@ -342,6 +354,42 @@ SELECT p.id, s.sku, s.name, COALESCE(s.description, p.description),
 FROM import_plan AS plan JOIN import_staging AS s ON s.rn = plan.rn
 JOIN products AS p ON p.id = plan.product_id
 WHERE s.rn %% 2 = {{half}}
+"""
+# The same, keeping the values before in RECORD (as the change record holds them: the
+# description only where it changes) from the same pass over the changed products.
+FILL_CHANGED_RECORDED = f"""
+WITH changed AS MATERIALIZED (
+    SELECT s.rn, s.sku AS new_sku, s.name AS new_name, s.description AS new_description,
+           s.active AS new_active, p.*
+    FROM import_plan AS plan JOIN import_staging AS s ON s.rn = plan.rn
+    JOIN products AS p ON p.id = plan.product_id
+    WHERE s.rn %% 2 = {{half}}
+), kept AS (
+    INSERT INTO {RECORD}
+    SELECT p.rn, p.id, p.new_sku, p.new_name,
+           CASE WHEN p.new_description <> p.description THEN p.new_description END,
+           COALESCE(p.new_active, p.active), p.sku, p.name,
+           CASE WHEN p.new_description <> p.description THEN p.description END, p.active,
+           p.updated_at
+    FROM changed AS p
+)
+INSERT INTO {BUILD} (id, sku, name, description, active, created_at, updated_at{{extra}})
+SELECT p.id, p.new_sku, p.new_name, COALESCE(p.new_description, p.description),
+       COALESCE(p.new_active, p.active), p.created_at, %(now)s{{pick}}
+FROM changed AS p
+"""
+CREATE_RECORD = f"""
+CREATE UNLOGGED TABLE {RECORD} (rn bigint, product_id bigint, sku text, name text,
+    description text, active boolean, before_sku text, before_name text,
+    before_description text, before_active boolean, before_updated_at timestamptz)
+WITH (autovacuum_enabled = false)
+"""
+KEEP_RECORD = f"""
+INSERT INTO import_changes (job_id, rn, kind, product_id, sku, name, description, active,
+    before_sku, before_name, before_description, before_active, before_updated_at)
+SELECT %(job)s, rn, 'updated', product_id, sku, name, description, active, before_sku,
+       before_name, before_description, before_active, before_updated_at
+FROM {RECORD} ORDER BY rn
 """
 NEW_ROWS = (
     "(SELECT s.* FROM import_plan AS plan JOIN import_staging AS s ON s.rn = plan.rn "

@@ -13,6 +13,7 @@ catalog anew beside the live one (`bulk.py`); one that writes few rows updates t
 """
 
 import dataclasses
+import functools
 import logging
 
 from sqlalchemy import Connection
@@ -127,14 +128,15 @@ class PostgresStage:
     def cleanup(self) -> None:
         """Drop the staging tables of this import (or of an attempt that died), committed."""
         if self.table == STAGING:  # applying: the merge's tables too
-            self.execute(f"DROP TABLE IF EXISTS {STAGING}, {PLAN}, {bulk.BUILD}")
+            self.execute(f"DROP TABLE IF EXISTS {STAGING}, {PLAN}, {bulk.BUILD}, {bulk.RECORD}")
         else:
             self.execute(f"DROP TABLE IF EXISTS {self.table}")
         self.conn.commit()
 
     def _take_over_shared_names(self) -> None:
         """Give the staged rows the name the merge reads (it is this import's turn), committed."""
-        self.execute(f"DROP TABLE IF EXISTS {STAGING}, {PLAN}, {bulk.BUILD}")  # a lost attempt's
+        # a lost attempt's
+        self.execute(f"DROP TABLE IF EXISTS {STAGING}, {PLAN}, {bulk.BUILD}, {bulk.RECORD}")
         self.execute(f"ALTER TABLE {self.table} RENAME TO {STAGING}")
         self.table = STAGING
         self.conn.commit()
@@ -232,15 +234,17 @@ class PostgresStage:
         return counts
 
     def _merge_in_bulk(self, steps: Steps, counts: MergeCounts, catalog: int) -> MergeCounts:
-        self._build = bulk.Build(self.conn, self.now, fresh=catalog == 0)
+        record = self.job_id is not None
+        self._build = bulk.Build(self.conn, self.now, fresh=catalog == 0, record=record)
         rows = catalog + counts.created
         steps.expect([("copying", rows), ("indexing", rows), ("analyzing", rows)])
         steps.start("copying")
-        # The record of updates is written by the import's own connection (it commits with the
-        # import) while the helpers write the new catalog.
-        self._build.fill(self._written(counts)["base"], alongside=self._record_updated)
+        self._build.fill(self._written(counts)["base"])
         steps.start("indexing")
-        self._build.index()
+        # The record of updates, kept by the fill, joins the change record on the import's own
+        # connection (it commits with the import) while the helpers build the indexes.
+        keep = self._build.record and functools.partial(self._build.keep_record, self.job_id)
+        self._build.index(alongside=keep or None)
         steps.start("analyzing")
         self._build.analyze()
         steps.expect([("switching", rows)])
