@@ -93,6 +93,31 @@ def test_a_plan_changes_nothing_and_applying_it_equals_a_direct_import(any_http,
     assert any_http.post(f"/api/imports/{job['id']}/apply").status_code == 409
 
 
+def test_applying_a_plan_merges_the_rows_it_kept_without_reading_the_file_again(http, sql):
+    data = SECOND.replace(b"D-4,", b",") + b"E-5,Elder,,maybe\r\n"  # two invalid rows
+    plan = import_csv(http, data, data={"plan": "true"})
+    assert counts(plan) == (3, 0, 0, 2)
+    (path,) = sql("SELECT file_path FROM import_jobs WHERE id = :id", id=plan["id"])[0]
+    with open(path, "wb"):  # the stored file, emptied: an apply that read it would import nothing
+        pass
+
+    job = wait_for_job(http, http.post(f"/api/imports/{plan['id']}/apply").json()["id"])
+
+    assert job["status"] == "completed_with_errors", job
+    assert counts(job) == counts(plan)
+    assert http.get(f"/api/imports/{job['id']}/errors.csv").text.count("\n") == 3  # the plan's
+
+
+def test_applying_a_plan_whose_kept_rows_were_lost_reads_the_file_again(http, sql, catalog):
+    plan = import_csv(http, SECOND, data={"plan": "true"})
+    sql(f"TRUNCATE import_planned_{plan['id']}")  # as a crash of the database server leaves it
+
+    job = wait_for_job(http, http.post(f"/api/imports/{plan['id']}/apply").json()["id"])
+
+    assert (job["status"], counts(job)) == ("completed", (4, 0, 0, 0))
+    assert values(catalog()) == VALUES_AFTER_SECOND
+
+
 def test_applying_a_plan_counts_against_the_catalog_as_it_is_then(any_http, any_catalog):
     plan = import_csv(any_http, FIRST, data={"plan": "true"})
     assert counts(plan) == (3, 0, 0, 0)
@@ -340,7 +365,8 @@ def test_upkeep_discards_old_plans_and_removes_old_change_records(app, http, sql
         removed = plans.remove_old_changes(db.session)
         db.session.commit()
 
-    assert (discarded, removed) == (1, 4 + 3)  # the old import's, and the discarded plan's
+    # the old import's 4 created products (the discarded plan's rows went with the discard)
+    assert (discarded, removed) == (1, 4)
     assert http.get(f"/api/imports/{old_plan['id']}").json()["status"] == "discarded"
     assert changes(http, old_import["id"])["total"] == 0
     assert changes(http, recent["id"])["total"] == 1

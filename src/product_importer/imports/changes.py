@@ -2,21 +2,25 @@
 
 Two sources, created products first, each in the order of the file: the products an import
 created are the catalog's products in its block of ids stamped with its time (migration 0013);
-those it updated, and everything a plan would change, are rows of `import_changes`, and so are
-created products an undo deleted (it keeps their values). A created product edited since shows
-its values now, marked `changed_since`; one deleted since by other means is gone.
+those it updated, and what a plan would update, are rows of `import_changes`, and so are
+created products an undo deleted (it keeps their values). What a plan would create is read from
+the rows it kept for its apply (PostgreSQL), or from rows of `import_changes` (SQLite). A
+created product edited since shows its values now, marked `changed_since`; one deleted since by
+other means is gone.
 """
 
 from collections.abc import Iterator
 from dataclasses import dataclass
 from math import ceil
 
-from sqlalchemy import Subquery, false, func, literal, or_, select, union_all
+from sqlalchemy import Subquery, column, false, func, literal, or_, select, table, union_all
 from sqlalchemy.orm import Session
 
+from .. import database
 from ..errors import Invalid
 from ..products.models import Product
 from .models import ImportChange, ImportJob
+from .postgres_stage import kept_tables
 from .states import CHANGE_KINDS, PLANNED_KINDS, Status
 
 KINDS = CHANGE_KINDS
@@ -75,12 +79,36 @@ class Source:
             last = rows[-1][0]
 
 
-def sources(job: ImportJob, kind: str | None) -> list[Source]:
+def sources(session: Session, job: ImportJob, kind: str | None) -> list[Source]:
     """Where each wanted kind of change of `job` is read, created first."""
     kinds = [kind] if kind else list(KINDS)
-    if job.status == Status.PLANNED:  # nothing written: every change is a row of its own
-        return [_recorded(job, one, PLANNED_KINDS[one]) for one in kinds]
+    if job.status == Status.PLANNED:  # nothing written yet
+        return [_planned(session, job, one) for one in kinds]
     return [_created(job) if one == "created" else _recorded(job, one, one) for one in kinds]
+
+
+def _planned(session: Session, job: ImportJob, kind: str) -> Source:
+    """What a plan would create or update: the rows it kept, else its own rows."""
+    kept = kind == "created" and database.of(session).name == "postgresql"
+    kept = kept and kept_tables(session.connection(), job.id)
+    if not kept:
+        return _recorded(job, kind, PLANNED_KINDS[kind])
+    rows_name, new_name = kept
+    rows = table(rows_name, *(column(name) for name in ("rn", *FIELDS)))
+    query = select(
+        rows.c.rn.label("key"),
+        literal("created").label("kind"),
+        literal(None).label("product_id"),
+        rows.c.sku,
+        rows.c.name,
+        func.coalesce(rows.c.description, ""),
+        func.coalesce(rows.c.active, True),
+        *(literal(None).label(f"before_{field}") for field in FIELDS),
+        literal(False).label("changed_since"),
+    )
+    if new_name:  # else the catalog was empty: every row creates a product
+        query = query.where(rows.c.rn.in_(select(table(new_name, column("rn")).c.rn)))
+    return Source("created", query.subquery())
 
 
 def _created(job: ImportJob) -> Source:
@@ -140,7 +168,7 @@ def page(session: Session, job: ImportJob, *, kind: str | None, page: int, per_p
     if page < 1:
         raise Invalid("page must be 1 or more.", details={"page": "1 or more"})
     offset, items, total = (page - 1) * per_page, [], 0
-    for source in sources(job, kind):
+    for source in sources(session, job, kind):
         count = source.count(session)
         wanted = per_page - len(items)
         if wanted and offset < total + count:
@@ -183,7 +211,7 @@ def _item(row) -> dict:
 
 def csv_rows(session: Session, job: ImportJob, *, kind: str | None) -> Iterator[tuple]:
     """Yield every change as a CSV row, a chunk at a time (constant memory)."""
-    for source in sources(job, kind):
+    for source in sources(session, job, kind):
         for rows in source.chunks(session):
             for row in rows:
                 yield _csv_row((*row[1:-1], bool(row[-1])))

@@ -71,6 +71,16 @@ class SqliteStage:
     def refresh_search(engine: Engine) -> None:
         """Nothing to refresh: SQLite merges in place, its indexes are always whole."""
 
+    @staticmethod
+    def discard_plan(conn: Connection, job_id: int) -> None:
+        """Nothing to drop: a plan on SQLite keeps its record as rows, and its apply reads the
+        file again."""
+
+    def adopt_plan(self, distinct: int, superseded: int) -> bool:
+        """A plan's staged rows are not kept on SQLite (its temp tables end with the
+        connection): the file is read again."""
+        return False
+
     def lock_catalog(self) -> None:
         """Take SQLite's write lock (and the apply lock) for this transaction."""
         self.conn.commit()  # staging touched only the temp database; now take the write lock
@@ -191,6 +201,11 @@ def open_stage(
     What the merge (or a plan) changes is recorded as the job's change record, if kept.
     """
     return STAGES[database.of(conn).name](conn, now, job_id, record_changes=record_changes)
+
+
+def discard_plan(conn: Connection, job_id: int) -> None:
+    """Drop what a plan kept for its apply (PostgreSQL), in the caller's transaction."""
+    STAGES[database.of(conn).name].discard_plan(conn, job_id)
 
 
 def refresh_search(conn: Connection, engine: Engine) -> None:

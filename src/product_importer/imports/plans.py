@@ -10,9 +10,11 @@ from .. import background
 from ..errors import Conflict
 from ..timeutil import aware, utcnow
 from .endings import final_values
+from .engine import discard_plan
 from .models import ImportChange, ImportJob
 from .queue import DRAIN_TASK
 from .service import (
+    SAME_FILE_NOTE,
     duplicate_warnings,
     get,
     refuse_past_quota,
@@ -54,7 +56,10 @@ def apply(session: Session, job_id: int, *, created_by: dict | None) -> ImportJo
     for column, value in FRESH_RUN.items():
         setattr(job, column, value)
     job.status, job.plan = Status.QUEUED, False
-    job.duplicate_of, job.warnings = earlier and earlier.id, duplicate_warnings(earlier)
+    # the file's own warnings stand; whether an identical file was imported is asked again
+    own = [warning for warning in job.warnings or [] if not warning.startswith(SAME_FILE_NOTE)]
+    duplicate = duplicate_warnings(earlier)
+    job.duplicate_of, job.warnings = earlier and earlier.id, [*duplicate, *own]
     background.send_after_commit(session, DRAIN_TASK)
     return job
 
@@ -62,6 +67,7 @@ def apply(session: Session, job_id: int, *, created_by: dict | None) -> ImportJo
 def discard(session: Session, job_id: int) -> ImportJob:
     """End a plan without applying it (the upkeep removes what it recorded)."""
     job = _planned(session, job_id)
+    discard_plan(session.connection(), job_id)
     for column, value in final_values(Status.DISCARDED).items():
         setattr(job, column, value)
     return job
@@ -145,4 +151,4 @@ def remove_old_changes(session: Session) -> int:
     blocks = ImportJob.id.in_(old) & ImportJob.created_from.is_not(None)
     removed += session.scalar(select(func.coalesce(func.sum(ImportJob.created), 0)).where(blocks))
     session.execute(update(ImportJob).where(blocks).values(created_from=None, created_to=None))
-    return removed
+    return int(removed)

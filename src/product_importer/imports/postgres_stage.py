@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 
 STAGING = "import_staging"
 PLAN = "import_plan"
+# A plan keeps its staged rows until it is applied or discarded: its list of new products reads
+# them, and its apply merges them without reading the file again.
+KEPT = "import_planned_{}"
+KEPT_NEW = "import_planned_new_{}"  # the lines of those rows that create a product
 STAGING_COLUMNS = "(rn, sku, name, description, active, seen)"
 # Python marks rows whose SKU may have come before (a bit per hash of its lowercase): the
 # database then looks for repeats among those keys only, not among every key of the file.
@@ -41,7 +45,7 @@ class PostgresStage:
     """Staging and merge on a PostgreSQL connection; the merge runs in the caller's transaction."""
 
     def __init__(self, conn: Connection, now, job_id: int, *, record_changes: bool = True):
-        self.conn, self.now = conn, now
+        self.conn, self.now, self.job = conn, now, int(job_id)
         self.table = f"{STAGING}_{int(job_id)}"  # while reading; STAGING once applying
         # the change record's job: None when the import keeps none
         self.job_id = job_id if record_changes else None
@@ -52,6 +56,7 @@ class PostgresStage:
         self._build: bulk.Build | None = None
         self._planned = False  # whether the import_plan table holds the rows to write
         self._descriptions = True  # whether the file gives descriptions (its rows' hashes)
+        self._kept_superseded: int | None = None  # set when the rows are a plan's, kept
 
     def start(self) -> None:
         """Create the staging table and open a COPY into it."""
@@ -121,6 +126,11 @@ class PostgresStage:
             self._build.interrupt()
 
     @staticmethod
+    def discard_plan(conn: Connection, job_id: int) -> None:
+        """Drop the rows a plan kept, in the caller's transaction: it will not be applied."""
+        conn.exec_driver_sql(drop_kept(job_id))
+
+    @staticmethod
     def refresh_search(engine) -> None:
         """Build the search indexes a bulk import left for after its commit."""
         bulk.refresh_search(engine)
@@ -150,11 +160,42 @@ class PostgresStage:
         database.POSTGRES.hold_apply_lock(self.conn)
         self.execute("LOCK TABLE products IN SHARE ROW EXCLUSIVE MODE")
 
+    def adopt_plan(self, distinct: int, superseded: int) -> bool:
+        """Take the staged rows a plan of this job kept, instead of reading its file again.
+
+        True when they are there and whole (`distinct` rows: a crash empties unlogged tables);
+        committed.
+        """
+        kept = KEPT.format(self.job)
+        found = self.execute("SELECT to_regclass(%(name)s) IS NOT NULL", {"name": kept}).scalar()
+        whole = found and self.execute(f"SELECT count(*) FROM {kept}").scalar() == distinct
+        self.execute(f"DROP TABLE IF EXISTS {self.table}, {KEPT_NEW.format(self.job)}")
+        self.execute(f"ALTER TABLE {kept} RENAME TO {self.table}" if whole else drop_kept(self.job))
+        if whole:
+            self.staged, self._kept_superseded = distinct + superseded, superseded
+            no_description = f"SELECT description IS NULL FROM {self.table} LIMIT 1"
+            self._descriptions = not self.execute(no_description).scalar()
+        self.conn.commit()
+        return bool(whole)
+
+    def _keep_plan(self) -> None:
+        """Keep the staged rows, and which of them create products, past the plan's end."""
+        kept, new = KEPT.format(self.job), KEPT_NEW.format(self.job)
+        self.execute(f"DROP TABLE IF EXISTS {kept}, {new}")
+        if self._planned:
+            self.execute(
+                f"CREATE UNLOGGED TABLE {new} WITH (autovacuum_enabled = false) AS "
+                f"SELECT rn FROM {PLAN} WHERE product_id IS NULL"
+            )
+        self.execute(f"ALTER TABLE {STAGING} RENAME TO {kept}")
+
     def _deduplicate(self, steps: Steps) -> int:
         """Drop rows whose SKU comes again later, commit the staging table; return how many."""
         self._close_copy()
         self._take_over_shared_names()
         steps.start("deduplicating")
+        if self._kept_superseded is not None:  # a plan's rows: deduplicated when it ran
+            return self._kept_superseded
         superseded = self.execute(PG_DROP_SUPERSEDED).rowcount
         self.execute(f"ANALYZE {STAGING}")
         self.conn.commit()  # the staging table, readable by helpers; the catalog is untouched
@@ -168,20 +209,13 @@ class PostgresStage:
         catalog = self.execute(CATALOG_SIZE).scalar()
         created, updated = self._compare(catalog, distinct, committed=False)
         self._record_updated(PLANNED_KINDS["updated"])
-        self._record_created(PLANNED_KINDS["created"])
+        self._keep_plan()  # the new products are listed from the kept rows
         return MergeCounts(distinct, created, updated, superseded)
 
     def _record_updated(self, kind: str = "updated") -> None:
         """Record the products the plan updates, with their values before (set-based)."""
         if self._planned and self.job_id is not None:
             self.execute(PG_RECORD_UPDATED, {"job": self.job_id, "kind": kind})
-
-    def _record_created(self, kind: str) -> None:
-        """Record the products a plan would create, with their values (nothing is written)."""
-        if self.job_id is None:
-            return
-        plan = PLAN if self._planned else STAGING_AS_PLAN
-        self.execute(PG_RECORD_CREATED.format(plan=plan), {"job": self.job_id, "kind": kind})
 
     def merge(self, steps: Steps) -> MergeCounts:
         """Apply the staged rows to the catalog; the caller's transaction is still open."""
@@ -297,6 +331,24 @@ SELECT CASE WHEN NOT EXISTS (SELECT FROM products) THEN 0
        END::bigint
 """
 PG_PLAN_COUNTS = f"SELECT count(*) - count(product_id), count(product_id) FROM {PLAN}"
+
+
+def drop_kept(job_id: int) -> str:
+    """The statement that drops the rows a plan of `job_id` kept."""
+    return f"DROP TABLE IF EXISTS {KEPT.format(int(job_id))}, {KEPT_NEW.format(int(job_id))}"
+
+
+def kept_tables(conn: Connection, job_id: int) -> tuple[str, str | None] | None:
+    """The tables of the rows a plan of `job_id` kept, and of the lines that create products
+    (None: every row does); None when it kept none."""
+    kept, new = KEPT.format(int(job_id)), KEPT_NEW.format(int(job_id))
+    found = conn.exec_driver_sql(
+        "SELECT to_regclass(%(kept)s) IS NOT NULL, to_regclass(%(new)s) IS NOT NULL",
+        {"kept": kept, "new": new},
+    ).one()
+    return (kept, new if found[1] else None) if found[0] else None
+
+
 # A fresh catalog has no plan: every staged row is new.
 STAGING_AS_PLAN = f"(SELECT rn, NULL::bigint AS product_id FROM {STAGING})"
 
@@ -339,11 +391,4 @@ SELECT %(job)s, s.rn, %(kind)s, p.id, s.sku, s.name,
        CASE WHEN s.description <> p.description THEN p.description END, p.active, p.updated_at
 FROM {PLAN} AS plan JOIN {STAGING} AS s ON s.rn = plan.rn
 JOIN products AS p ON p.id = plan.product_id
-"""
-PG_RECORD_CREATED = f"""
-INSERT INTO import_changes {CHANGE_COLUMNS}
-SELECT %(job)s, s.rn, %(kind)s, NULL, s.sku, s.name, COALESCE(s.description, ''),
-       COALESCE(s.active, true), NULL, NULL, NULL, NULL, NULL
-FROM {{plan}} AS plan JOIN {STAGING} AS s ON s.rn = plan.rn
-WHERE plan.product_id IS NULL
 """

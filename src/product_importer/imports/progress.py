@@ -57,6 +57,13 @@ class ClaimedJob:
     columns: dict | None = None
     undo_of: int | None = None
     warnings: tuple[str, ...] = ()  # known before the file is read (the same file again)
+    # what a plan of this job found, for its apply to merge the rows the plan kept
+    rows_processed: int = 0
+    rows_invalid: int = 0
+    rows_superseded: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
 
 
 @dataclass

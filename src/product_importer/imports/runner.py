@@ -192,6 +192,9 @@ class Run:
         stage = self.stage = open_stage(
             self.conn, utcnow(), job.id, record_changes=self.record_changes
         )
+        planned = sum(count or 0 for count in (job.created, job.updated, job.unchanged))
+        if not job.plan and stage.adopt_plan(planned, job.rows_superseded or 0):
+            return self._apply_kept()
         rejections = self.rejections
         rejections.clear()
         following = {
@@ -212,7 +215,8 @@ class Run:
             rejections.clear(csv_file.header.names)
             reading = (raw, csv_file, stage, rejections, progress)
             csv_file, rows, invalid = _stage_file(*reading, max_invalid=job.max_invalid)
-        warnings = [*self._warnings_known(), *_warnings(csv_file)]
+        # (an applied plan knows its file's warnings already)
+        warnings = list(dict.fromkeys([*self._warnings_known(), *_warnings(csv_file)]))
         if rows and rows == invalid:
             stage.finish()
             reason = _most_common(csv_file, invalid)
@@ -225,6 +229,16 @@ class Run:
         self.turn.wait(progress)
         counts = self._plan(rows, invalid) if job.plan else self._merge(rows, invalid)
         return Outcome(counts, rows, invalid, warnings, plan=job.plan)
+
+    def _apply_kept(self) -> Outcome:
+        """Apply the rows a plan of this job read, checked and kept: the file is not read
+        again, and the plan's rejected rows and warnings stand."""
+        job, progress = self.job, self.progress
+        progress.read(job.bytes_total, job.rows_processed, job.rows_invalid)
+        progress.waiting()
+        self.turn.wait(progress)
+        counts = self._merge(job.rows_processed, job.rows_invalid)
+        return Outcome(counts, job.rows_processed, job.rows_invalid, self._warnings_known())
 
     def _plan(self, rows: int, invalid: int) -> MergeCounts:
         """Compare with the catalog and record what would change; the catalog is untouched."""

@@ -89,12 +89,15 @@ def note_same_file(session: Session, upload_id: str, sha256: str) -> None:
             job.warnings = [*(job.warnings or []), *duplicate_warnings(earlier)]
 
 
+SAME_FILE_NOTE = "This file is identical to import #"
+
+
 def duplicate_warnings(earlier: ImportJob | None) -> list[str]:
     """The warning a job gets when its file is identical to `earlier`'s."""
     if earlier is None:
         return []
     when = (earlier.finished_at or earlier.created_at).strftime("%Y-%m-%d %H:%M UTC")
-    return [f"This file is identical to import #{earlier.id} of {when}."]
+    return [f"{SAME_FILE_NOTE}{earlier.id} of {when}."]
 
 
 def refuse_past_quota(session: Session, created_by: dict | None) -> None:
