@@ -372,6 +372,24 @@ def test_upkeep_discards_old_plans_and_removes_old_change_records(app, http, sql
     assert changes(http, recent["id"])["total"] == 1
 
 
+def test_rows_a_plan_kept_go_once_no_apply_will_read_them(app, http, sql):
+    from product_importer.extensions import db
+    from product_importer.imports.engine import forget_unused_plans
+
+    kept = import_csv(http, FIRST, data={"plan": "true"})
+    dropped = import_csv(http, SECOND, data={"plan": "true"})
+    # as a cancel of its apply while it was queued leaves it
+    sql("UPDATE import_jobs SET status = 'cancelled' WHERE id = :id", id=dropped["id"])
+
+    with app.app_context():
+        forget_unused_plans(db.session.connection())
+        db.session.commit()
+
+    tables = {row[0] for row in sql("SELECT relname FROM pg_class WHERE relkind = 'r'")}
+    assert f"import_planned_{kept['id']}" in tables
+    assert f"import_planned_{dropped['id']}" not in tables
+
+
 def test_apply_discard_and_undo_are_in_the_audit_log(http):
     plan = import_csv(http, FIRST, data={"plan": "true"})
     other = import_csv(http, SECOND, data={"plan": "true"})

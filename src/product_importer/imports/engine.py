@@ -76,6 +76,11 @@ class SqliteStage:
         """Nothing to drop: a plan on SQLite keeps its record as rows, and its apply reads the
         file again."""
 
+    @staticmethod
+    def forget_unused_plans(conn: Connection) -> int:
+        """Nothing to drop: plans keep no rows on SQLite."""
+        return 0
+
     def adopt_plan(self, distinct: int, superseded: int) -> bool:
         """A plan's staged rows are not kept on SQLite (its temp tables end with the
         connection): the file is read again."""
@@ -206,6 +211,11 @@ def open_stage(
 def discard_plan(conn: Connection, job_id: int) -> None:
     """Drop what a plan kept for its apply (PostgreSQL), in the caller's transaction."""
     STAGES[database.of(conn).name].discard_plan(conn, job_id)
+
+
+def forget_unused_plans(conn: Connection) -> int:
+    """Drop what plans kept that no apply will read (PostgreSQL); return how many tables."""
+    return STAGES[database.of(conn).name].forget_unused_plans(conn)
 
 
 def refresh_search(conn: Connection, engine: Engine) -> None:

@@ -21,6 +21,7 @@ from ..timeutil import utcnow
 from ..webhooks import events
 from . import plans, resumable
 from .endings import announce, final_values, record_end, stopped_values
+from .engine import forget_unused_plans
 from .failures import MAX_ATTEMPTS, Cancelled, WorkerLost
 from .models import ImportJob
 from .queue import DRAIN_TASK, ready_to_run
@@ -134,10 +135,12 @@ def _search_left_refreshing() -> bool:
 
 
 def _expire_plans_and_changes() -> None:
-    """Discard plans nobody applied in time; drop change records past the undo window."""
+    """Discard plans nobody applied in time; drop change records past the undo window, and
+    the rows kept by plans no apply will read."""
     try:
         discarded = plans.discard_expired(db.session)
         removed = plans.remove_old_changes(db.session)
+        forget_unused_plans(db.session.connection())
         db.session.commit()
     finally:
         db.session.remove()

@@ -131,6 +131,15 @@ class PostgresStage:
         conn.exec_driver_sql(drop_kept(job_id))
 
     @staticmethod
+    def forget_unused_plans(conn: Connection) -> int:
+        """Drop the rows kept by plans that will not be applied now (their apply was cancelled
+        while queued, say), in the caller's transaction; return how many tables."""
+        tables = conn.exec_driver_sql(UNUSED_KEPT).scalars().all()
+        for name in tables:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+        return len(tables)
+
+    @staticmethod
     def refresh_search(engine) -> None:
         """Build the search indexes a bulk import left for after its commit."""
         bulk.refresh_search(engine)
@@ -349,6 +358,15 @@ def kept_tables(conn: Connection, job_id: int) -> tuple[str, str | None] | None:
     return (kept, new if found[1] else None) if found[0] else None
 
 
+# Tables of rows kept by plans whose job is no longer planned, nor applying them.
+UNUSED_KEPT = """
+SELECT c.relname FROM pg_class AS c
+WHERE c.relkind = 'r' AND c.relname ~ '^import_planned_(new_)?[0-9]+$'
+  AND NOT EXISTS (
+      SELECT FROM import_jobs AS j
+      WHERE j.id = substring(c.relname FROM '([0-9]+)$')::bigint
+        AND j.status IN ('planned', 'queued', 'running'))
+"""
 # A fresh catalog has no plan: every staged row is new.
 STAGING_AS_PLAN = f"(SELECT rn, NULL::bigint AS product_id FROM {STAGING})"
 
