@@ -52,6 +52,7 @@ class Receiver:
         self.requests: list[Received] = []
         self.statuses: list[int] = []  # the status each request was answered with, in order
         self.hang_ups = 0  # trickled answers whose sender hung up before they were complete
+        self.open = 0  # requests received and not answered yet
         self.released = threading.Event()
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -69,6 +70,10 @@ class Receiver:
         """Wait until `count` requests have arrived; return them all."""
         _wait_until(lambda: len(self.requests) >= count, f"{count} requests", timeout)
         return list(self.requests)
+
+    def wait_for_open(self, count: int, timeout: float = 30) -> None:
+        """Wait until `count` requests are open at once: received, not answered yet."""
+        _wait_until(lambda: self.open >= count, f"{count} requests open at once", timeout)
 
     def wait_for_hang_up(self, timeout: float = 30) -> None:
         """Wait until a sender hangs up on a trickled answer before it is complete."""
@@ -91,6 +96,7 @@ class Receiver:
 
     def _next_answer(self, received: Received) -> Answer:
         with self.lock:
+            self.open += 1
             self.requests.append(received)
             answer = self.script.pop(0) if self.script else self.default
             self.statuses.append(answer.status)
@@ -108,6 +114,13 @@ class Receiver:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 received = Received(self.path, headers, body, time.time(), self.client_address)
                 answer = receiver._next_answer(received)
+                try:
+                    self._answer(answer)
+                finally:
+                    with receiver.lock:
+                        receiver.open -= 1
+
+            def _answer(self, answer: Answer) -> None:
                 time.sleep(answer.sleep)
                 if answer.held:
                     receiver.released.wait(60)

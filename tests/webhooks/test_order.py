@@ -63,6 +63,34 @@ def wait_until(condition, what: str, timeout: float = 60):
     return found
 
 
+@pytest.fixture
+def patient_workers(worker, start_worker):
+    """Two worker processes of the test's own that wait two minutes for a receiver's answer
+    (the session's worker is stopped meanwhile)."""
+    worker.process.kill()  # started again by the next test that needs it
+    started = [start_worker(WEBHOOK_TIMEOUT_SECONDS="120") for _ in range(2)]
+    yield started
+    for process in started:
+        process.kill()
+
+
+@pytest.mark.slow  # two worker processes of its own
+def test_deliveries_to_many_webhooks_go_out_side_by_side_from_both_workers(patient_workers, http):
+    # A worker sends one request per thread (4), and takes no more tasks than it has threads
+    # (prefetch 1): six requests open at once can only come from both workers.
+    receiver = Receiver(default=Answer(held=True))  # answers nothing until released
+    hooks = [add_webhook(http, f"{receiver.url}?hook={n}") for n in range(8)]
+
+    created = http.post("/api/products", json={"sku": "SPREAD-1", "name": "New"})
+    assert created.status_code == 201
+
+    receiver.wait_for_open(6, timeout=120)
+    receiver.release()
+    requests = receiver.wait_for(len(hooks), timeout=120)
+    receiver.close()
+    assert sorted(r.path for r in requests) == sorted(f"/hook?hook={n}" for n in range(8))
+
+
 @pytest.mark.slow  # two worker processes of its own
 def test_with_two_workers_each_webhook_gets_its_events_in_order(two_workers, http):
     # Which worker sends what is the broker's choice: on a quiet machine one may send them all,
