@@ -19,6 +19,8 @@ from sqlalchemy.pool import NullPool
 IMPORT_LOCK_KEY = 0x1D0_0001
 # Transaction-level lock held while an import merges; delete-all refuses to run meanwhile.
 APPLY_LOCK_KEY = 0x1D0_0002
+# Set in a transaction that changes many products (migration 0012 reads it).
+BULK_CHANGE_SETTING = "product_importer.bulk_change"
 
 
 class Postgres:
@@ -91,6 +93,14 @@ class Postgres:
         """Take the lock that says an import is applying, until this transaction ends."""
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (APPLY_LOCK_KEY,))
 
+    def change_in_bulk(self, bind: Connection | Session) -> None:
+        """Say that this transaction changes many products: totals are counted again after it.
+
+        The edit log's trigger (migration 0012) skips every row, and the catalog version is
+        marked for a recount, instead of logging each changed product for the list totals.
+        """
+        bind.execute(text(f"SET LOCAL {BULK_CHANGE_SETTING} = 'on'"))
+
     def applying(self, session: Session) -> bool:
         """Whether an import is applying; if not, none starts before this transaction ends."""
         got = session.execute(select(func.pg_try_advisory_xact_lock(APPLY_LOCK_KEY))).scalar()
@@ -122,7 +132,10 @@ class Postgres:
         return True
 
     def empty_products(self, session: Session) -> None:
-        """Empty the products table: instant however many products, and transactional."""
+        """Empty the products table: instant however many products, and transactional.
+
+        TRUNCATE logs no edits: its trigger marks the catalog version for a recount.
+        """
         session.execute(text("TRUNCATE products"))
 
     def lock_for_edit(self, session: Session) -> None:
@@ -204,6 +217,9 @@ class Sqlite:
 
         for name in ("commit", "rollback"):
             event.listen(conn, name, release, once=True)
+
+    def change_in_bulk(self, bind: Connection | Session) -> None:
+        """Nothing to say: SQLite keeps no totals, it counts them every time."""
 
     def applying(self, session: Session) -> bool:
         """Whether an import holds the apply lock right now."""

@@ -147,8 +147,9 @@ class Build:
         for trigger in triggers:
             execute(trigger)
         execute("ALTER TABLE products RESET (autovacuum_enabled)")
-        # the statement triggers did not see the build's rows: move the catalog version on
-        execute("UPDATE products_version SET version = version + 1")
+        # No trigger saw the build's rows: move the catalog version on, and mark it for a
+        # recount of the list totals (a trigger on the version would mark it anyway).
+        execute("UPDATE products_version SET version = version + 1, recount_from = version + 1")
         return bool(self.deferred)
 
     def _lock_catalog(self) -> None:

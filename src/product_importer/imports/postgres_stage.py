@@ -142,9 +142,10 @@ class PostgresStage:
         """Hold the catalog for this transaction: product edits and other imports wait.
 
         Reads do not wait. An import's comparison stays true until it commits, so its INSERT
-        needs no costly ON CONFLICT.
+        needs no costly ON CONFLICT. Its changes are not logged row by row for the list totals.
         """
         database.POSTGRES.hold_apply_lock(self.conn)
+        database.POSTGRES.change_in_bulk(self.conn)
         self.execute("LOCK TABLE products IN SHARE ROW EXCLUSIVE MODE")
 
     def _deduplicate(self, steps: Steps) -> int:

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
+from .. import database
+
 # The product still holds what the import wrote (`products` against the change `c`).
 AS_WRITTEN = """
 products.sku = c.sku AND products.name = c.name AND products.description = c.description
@@ -47,6 +49,7 @@ class UndoCounts:
 def undo_import(conn: Connection, import_id: int) -> UndoCounts:
     """Delete what the import created and restore what it updated, unless changed since."""
     params = {"job": import_id}
+    database.of(conn).change_in_bulk(conn)  # not logged row by row for the list totals
     deleted = conn.execute(DELETE_CREATED, params).rowcount
     restored = conn.execute(RESTORE_UPDATED, params).rowcount
     recorded = conn.execute(RECORDED, params).scalar()
