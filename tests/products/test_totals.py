@@ -158,6 +158,32 @@ def test_a_total_read_while_an_edit_commits_is_kept_at_the_version_it_saw(
     assert total(http, "q=o") == 5  # carried from the kept total, over one edit
 
 
+def test_a_request_that_needs_a_count_waits_for_the_one_counting_and_carries_it(
+    http, sql, seeded, app
+):
+    from product_importer.extensions import db
+    from product_importer.products import totals
+
+    filters = Filters(name="widget")
+    with app.app_context(), db.engine.connect() as counting:  # as a request counting it
+        lock = {"space": totals.COUNT_LOCKS, "filters": filters.key()}
+        counting.execute(totals.WAIT_FOR_COUNT, lock)
+        with ThreadPoolExecutor(1) as pool:
+            reading = pool.submit(total, http, "name=widget")
+            Held(counting, db.engine).wait_until_blocking()
+            version = sql(VERSION)[0][0]
+            sql(
+                "INSERT INTO product_list_totals VALUES (:key, :v, 3, :v) ON CONFLICT (filters) "
+                "DO UPDATE SET version = :v, total = 3, counted_at = :v",  # left by another test
+                key=filters.key(),
+                v=version,
+            )
+            http.patch(f"/api/products/{product_id(sql, 'TOOL-4')}", json={"name": "Widget"})
+            counting.commit()
+            assert reading.result() == 4  # the count filed meanwhile, carried over the edit
+    assert kept(sql, filters)[1] == version  # not counted again
+
+
 def test_many_rows_changed_without_saying_so_are_still_exact(http, sql, seeded):
     assert_exact(http, sql)
     version, recount_from = sql(VERSION)[0]

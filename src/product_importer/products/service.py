@@ -157,6 +157,8 @@ def list_products(
     conditions = filters.conditions()
     offset = (page - 1) * per_page
     exact = exact_total(session, filters)
+    if exact.known is None:
+        exact.wait_for_other_counts()
     if exact.known is not None:
         _check_page_exists(page, per_page, exact.known)
         items = _fetch(session, conditions, sort, offset, per_page, total=exact.known)

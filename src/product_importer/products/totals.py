@@ -91,6 +91,13 @@ SELECT count(*) FROM pruned
 """)
 
 
+# One request counts a filter's total, the others that need it wait for it and carry its count:
+# after an import every filter is counted again, and a count that took long drew more requests
+# counting the same. Two 32-bit keys: a space apart from the single-key locks of the imports.
+WAIT_FOR_COUNT = text("SELECT pg_advisory_xact_lock(:space, hashtext(:filters))")
+COUNT_LOCKS = 0x1D0
+
+
 def count(session: Session, conditions: list[ColumnElement[bool]]) -> int:
     """Count the products that match, reading every match."""
     return session.scalar(select(func.count()).select_from(Product).where(*conditions))
@@ -107,14 +114,25 @@ class ExactTotal:
         log_conditions: list[ColumnElement[bool]],
     ):
         self.session, self.filters_key, self.conditions = session, filters_key, conditions
+        self.log_conditions = log_conditions
         self.kept = database.of(session).has_table(session, EDIT_LOG.name)
         # the total at the version now, when one was kept and can be carried to it
-        self.known: int | None = self._carry(log_conditions) if self.kept else None
+        self.known: int | None = self._carry() if self.kept else None
 
-    def _carry(self, log_conditions: list[ColumnElement[bool]]) -> int | None:
+    def wait_for_other_counts(self) -> None:
+        """Wait while another request counts these filters, then carry its count if it can be.
+
+        The lock is held until this request's transaction ends: count, if need be, after it.
+        """
+        if not self.kept:
+            return
+        self.session.execute(WAIT_FOR_COUNT, {"space": COUNT_LOCKS, "filters": self.filters_key})
+        self.known = self._carry()
+
+    def _carry(self) -> int | None:
         """Return the total now, carried from the kept one, and keep it; None if it cannot be."""
         version, kept_at, counted_at, total = self.session.execute(
-            _carried(self.filters_key, log_conditions)
+            _carried(self.filters_key, self.log_conditions)
         ).one()
         if total is not None and kept_at < version:
             self.remember(total, version, counted_at=counted_at)
