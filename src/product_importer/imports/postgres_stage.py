@@ -38,8 +38,17 @@ BULK_MIN_SHARE = 0.1  # rows written / products after the import
 class PostgresStage:
     """Staging and merge on a PostgreSQL connection; the merge runs in the caller's transaction."""
 
-    def __init__(self, conn: Connection, now, job_id: int, *, record_changes: bool = True):
+    def __init__(
+        self,
+        conn: Connection,
+        now,
+        job_id: int,
+        *,
+        record_changes: bool = True,
+        search_index_after_switch: bool = True,
+    ):
         self.conn, self.now = conn, now
+        self.search_index_after_switch = search_index_after_switch
         self.table = f"{STAGING}_{int(job_id)}"  # while reading; STAGING once applying
         # the change record's job: None when the import keeps none
         self.job_id = job_id if record_changes else None
@@ -227,7 +236,9 @@ class PostgresStage:
         return counts
 
     def _merge_in_bulk(self, steps: Steps, counts: MergeCounts, catalog: int) -> MergeCounts:
-        self._build = bulk.Build(self.conn, self.now, fresh=catalog == 0)
+        self._build = bulk.Build(
+            self.conn, self.now, fresh=catalog == 0, defer=self.search_index_after_switch
+        )
         rows = catalog + counts.created
         steps.expect([("copying", rows), ("indexing", rows), ("analyzing", rows)])
         steps.start("copying")
