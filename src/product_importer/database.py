@@ -24,7 +24,7 @@ BULK_CHANGE_SETTING = "product_importer.bulk_change"
 
 
 class Postgres:
-    """PostgreSQL: advisory locks, COPY, statement cancel, a catalog version kept by a trigger."""
+    """PostgreSQL: advisory locks, COPY, statement cancel, a catalog version kept by triggers."""
 
     name = "postgresql"
     # Imports read side by side, on any worker; `take_turn` lets one apply at a time.
@@ -105,12 +105,6 @@ class Postgres:
         """Whether an import is applying; if not, none starts before this transaction ends."""
         got = session.execute(select(func.pg_try_advisory_xact_lock(APPLY_LOCK_KEY))).scalar()
         return not got
-
-    def catalog_version(self, session: Session) -> int | None:
-        """The catalog version a trigger moves on with every change (None before migration)."""
-        if not self.has_table(session, "products_version"):
-            return None
-        return session.scalar(text("SELECT version FROM products_version"))
 
     def has_table(self, session: Session, table: str) -> bool:
         """Whether the table exists; a database stamped while empty lacks later tables."""
@@ -229,10 +223,6 @@ class Sqlite:
             except BlockingIOError:
                 return True
         return False
-
-    def catalog_version(self, session: Session) -> int | None:
-        """SQLite keeps no catalog version: totals are counted every time."""
-        return None
 
     def has_table(self, session: Session, table: str) -> bool:
         """Whether the table exists."""

@@ -41,7 +41,9 @@ log = logging.getLogger(__name__)
 # Rows logged after a kept total that it is carried over at most; past that, counting the
 # matches again is about as cheap as reading the rows. The maintenance loop drops older rows.
 MAX_CARRIED = 2000
-VERSION = table("products_version", column("version", BigInteger), column("recount_from"))
+VERSION = table(
+    "products_version", column("version", BigInteger), column("recount_from", BigInteger)
+)
 KEPT = table(
     "product_list_totals",
     column("filters", Text),
