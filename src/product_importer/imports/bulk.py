@@ -16,7 +16,8 @@ indexes on sku, name and descriptions: ~14 s of one core for 500K products, more
 of the import) are built after the commit by `refresh_search`; the substring filters answer
 correctly but without them meanwhile, and the job says its search index is refreshing. With
 IMPORT_SEARCH_INDEX_AFTER_SWITCH=false they are built with the others, before the switch: the
-import applies longer (edits wait), but readers keep indexed filters throughout.
+import applies longer, but readers keep indexed filters throughout (and edits, which wait for
+the index builds either way, waited less under load: bench/load_bench.py).
 """
 
 import functools
