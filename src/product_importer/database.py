@@ -19,10 +19,12 @@ from sqlalchemy.pool import NullPool
 IMPORT_LOCK_KEY = 0x1D0_0001
 # Transaction-level lock held while an import merges; delete-all refuses to run meanwhile.
 APPLY_LOCK_KEY = 0x1D0_0002
+# Set in a transaction that changes many products (migration 0012 reads it).
+BULK_CHANGE_SETTING = "product_importer.bulk_change"
 
 
 class Postgres:
-    """PostgreSQL: advisory locks, COPY, statement cancel, a catalog version kept by a trigger."""
+    """PostgreSQL: advisory locks, COPY, statement cancel, a catalog version kept by triggers."""
 
     name = "postgresql"
     # Imports read side by side, on any worker; `take_turn` lets one apply at a time.
@@ -91,16 +93,18 @@ class Postgres:
         """Take the lock that says an import is applying, until this transaction ends."""
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (APPLY_LOCK_KEY,))
 
+    def change_in_bulk(self, bind: Connection | Session) -> None:
+        """Say that this transaction changes many products: totals are counted again after it.
+
+        The edit log's trigger (migration 0012) skips every row, and the catalog version is
+        marked for a recount, instead of logging each changed product for the list totals.
+        """
+        bind.execute(text(f"SET LOCAL {BULK_CHANGE_SETTING} = 'on'"))
+
     def applying(self, session: Session) -> bool:
         """Whether an import is applying; if not, none starts before this transaction ends."""
         got = session.execute(select(func.pg_try_advisory_xact_lock(APPLY_LOCK_KEY))).scalar()
         return not got
-
-    def catalog_version(self, session: Session) -> int | None:
-        """The catalog version a trigger moves on with every change (None before migration)."""
-        if not self.has_table(session, "products_version"):
-            return None
-        return session.scalar(text("SELECT version FROM products_version"))
 
     def has_table(self, session: Session, table: str) -> bool:
         """Whether the table exists; a database stamped while empty lacks later tables."""
@@ -122,7 +126,10 @@ class Postgres:
         return True
 
     def empty_products(self, session: Session) -> None:
-        """Empty the products table: instant however many products, and transactional."""
+        """Empty the products table: instant however many products, and transactional.
+
+        TRUNCATE logs no edits: its trigger marks the catalog version for a recount.
+        """
         session.execute(text("TRUNCATE products"))
 
     def lock_for_edit(self, session: Session) -> None:
@@ -205,6 +212,9 @@ class Sqlite:
         for name in ("commit", "rollback"):
             event.listen(conn, name, release, once=True)
 
+    def change_in_bulk(self, bind: Connection | Session) -> None:
+        """Nothing to say: SQLite keeps no totals, it counts them every time."""
+
     def applying(self, session: Session) -> bool:
         """Whether an import holds the apply lock right now."""
         with open(_beside(session.connection(), "apply.lock"), "w") as lock_file:
@@ -213,10 +223,6 @@ class Sqlite:
             except BlockingIOError:
                 return True
         return False
-
-    def catalog_version(self, session: Session) -> int | None:
-        """SQLite keeps no catalog version: totals are counted every time."""
-        return None
 
     def has_table(self, session: Session, table: str) -> bool:
         """Whether the table exists."""

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from tests.conftest import paused
 from tests.helpers import import_csv, upload_csv, wait_for_job
 
 from .conftest import TABLE_LOCK, csv_bytes, generate, products_by_key, wait_for
@@ -247,3 +248,19 @@ def test_undoing_a_bulk_update_restores_the_catalog_exactly(http, catalog):
 
     assert (undo["status"], undo["updated"], undo["conflicts"]) == ("completed", BULK_ROWS // 2, 0)
     assert catalog() == before
+
+
+def test_a_bulk_import_told_so_builds_its_search_indexes_before_the_switch(
+    http, sql, start_worker, live_worker
+):
+    before_indexes = indexes(sql)
+    early = start_worker(IMPORT_SEARCH_INDEX_AFTER_SWITCH="false")
+    try:
+        with paused(live_worker):  # so that this worker takes the job
+            job = import_csv(http, generate(BULK_ROWS, seed=14).data)
+    finally:
+        early.kill()
+
+    assert job["status"] == "completed", job
+    assert job["search_index"] is None  # nothing left to build after the commit
+    assert indexes(sql) == before_indexes

@@ -14,7 +14,10 @@ The import's transaction holds SHARE ROW EXCLUSIVE on products throughout (produ
 as for an in-place merge), so the build cannot miss an edit. Indexes in DEFERRED (the trigram
 indexes on sku, name and descriptions: ~14 s of one core for 500K products, more than the rest
 of the import) are built after the commit by `refresh_search`; the substring filters answer
-correctly but without them meanwhile, and the job says its search index is refreshing.
+correctly but without them meanwhile, and the job says its search index is refreshing. With
+IMPORT_SEARCH_INDEX_AFTER_SWITCH=false they are built with the others, before the switch: the
+import applies longer, but readers keep indexed filters throughout (and edits, which wait for
+the index builds either way, waited less under load: bench/load_bench.py).
 """
 
 import logging
@@ -66,9 +69,12 @@ DEFERRED = {name: statement for lane in LANES for name, statement in lane.items(
 class Build:
     """One build of the catalog beside the live one, switched in by `conn`'s transaction."""
 
-    def __init__(self, conn: Connection, now: datetime, *, fresh: bool, record: bool):
+    def __init__(
+        self, conn: Connection, now: datetime, *, fresh: bool, record: bool, defer: bool = True
+    ):
         self.conn, self.now, self.fresh = conn, now, fresh
         self.record = record and not fresh  # keep the record of the products it updates
+        self.defer = defer  # whether the indexes in DEFERRED wait until after the commit
         self.engine = conn.engine
         self.helpers: list[Connection] = []
         self.indexes: list[tuple[str, str, str | None]] = []  # (build name, name, constraint)
@@ -106,7 +112,7 @@ class Build:
         """Build the live catalog's indexes on the build table, side by side."""
         statements = []
         for name, definition, constraint in self.conn.execute(text(INDEXES)).all():
-            if name in DEFERRED:
+            if self.defer and name in DEFERRED:
                 self.deferred.append(name)
                 continue
             build_name = f"{name[:50]}_build"
@@ -142,8 +148,9 @@ class Build:
         for trigger in triggers:
             execute(trigger)
         execute("ALTER TABLE products RESET (autovacuum_enabled)")
-        # the statement triggers did not see the build's rows: move the catalog version on
-        execute("UPDATE products_version SET version = version + 1")
+        # No trigger saw the build's rows: move the catalog version on, and mark it for a
+        # recount of the list totals (a trigger on the version would mark it anyway).
+        execute("UPDATE products_version SET version = version + 1, recount_from = version + 1")
         return bool(self.deferred)
 
     def _lock_catalog(self) -> None:

@@ -23,7 +23,9 @@ __all__ = ["MergeCounts", "PostgresStage", "SqliteStage", "open_stage", "refresh
 class SqliteStage:
     """Staging and merge on a SQLite connection; the merge runs in one write transaction."""
 
-    def __init__(self, conn: Connection, now: datetime, job_id: int, *, record_changes=True):
+    def __init__(
+        self, conn: Connection, now: datetime, job_id: int, *, record_changes=True, **_options
+    ):
         self.conn = conn
         self.job_id = job_id if record_changes else None  # the change record's job, if kept
         self.execute = conn.exec_driver_sql
@@ -199,13 +201,21 @@ STAGES = {database.POSTGRES.name: PostgresStage, database.SQLITE.name: SqliteSta
 
 
 def open_stage(
-    conn: Connection, now: datetime, job_id: int, *, record_changes: bool = True
+    conn: Connection,
+    now: datetime,
+    job_id: int,
+    *,
+    record_changes: bool = True,
+    search_index_after_switch: bool = True,
 ) -> PostgresStage | SqliteStage:
     """The staging area of job `job_id`; `now` stamps the products it writes.
 
-    What the merge (or a plan) changes is recorded as the job's change record, if kept.
+    What the merge (or a plan) changes is recorded as the job's change record, if kept. A
+    bulk merge (PostgreSQL) builds its trigram indexes after its switch, or before it.
     """
-    return STAGES[database.of(conn).name](conn, now, job_id, record_changes=record_changes)
+    stage = STAGES[database.of(conn).name]
+    options = {"search_index_after_switch": search_index_after_switch}
+    return stage(conn, now, job_id, record_changes=record_changes, **options)
 
 
 def discard_plan(conn: Connection, job_id: int) -> None:

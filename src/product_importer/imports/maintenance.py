@@ -1,4 +1,4 @@
-"""Import upkeep every worker runs each second: recover lost jobs, restart the queue, clean up.
+"""Upkeep every worker runs each second: recover lost jobs, restart the queue, clean up.
 
 State of this module (when uploads were last cleaned) is per process, which is all it needs:
 each worker cleans at most once a minute, and cleaning twice does no harm.
@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from .. import background, database
 from ..extensions import db
+from ..products import totals
 from ..timeutil import utcnow
 from ..webhooks import events
 from . import plans, resumable
@@ -43,6 +44,7 @@ def periodic() -> None:
     if time.monotonic() - _last_cleanup["at"] >= CLEANUP_EVERY_SECONDS:
         _last_cleanup["at"] = time.monotonic()
         _expire_plans_and_changes()
+        prune_edit_log()
         remove_expired_uploads()
         remove_expired_resumable_uploads()
         remove_abandoned_parts()
@@ -146,6 +148,15 @@ def _expire_plans_and_changes() -> None:
         db.session.remove()
     if discarded or removed:
         log.info("discarded %s expired plans, removed %s old change rows", discarded, removed)
+
+
+def prune_edit_log() -> int:
+    """Drop logged product edits too old to carry a list total over (`products/totals.py`)."""
+    with db.engine.begin() as conn:
+        pruned = totals.prune_edit_log(conn)
+    if pruned:
+        log.info("removed %s old rows of the product edit log", pruned)
+    return pruned
 
 
 def remove_expired_uploads() -> int:

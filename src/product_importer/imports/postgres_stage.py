@@ -44,8 +44,17 @@ BULK_MIN_SHARE = 0.1  # rows written / products after the import
 class PostgresStage:
     """Staging and merge on a PostgreSQL connection; the merge runs in the caller's transaction."""
 
-    def __init__(self, conn: Connection, now, job_id: int, *, record_changes: bool = True):
+    def __init__(
+        self,
+        conn: Connection,
+        now,
+        job_id: int,
+        *,
+        record_changes: bool = True,
+        search_index_after_switch: bool = True,
+    ):
         self.conn, self.now, self.job = conn, now, int(job_id)
+        self.search_index_after_switch = search_index_after_switch
         self.table = f"{STAGING}_{int(job_id)}"  # while reading; STAGING once applying
         # the change record's job: None when the import keeps none
         self.job_id = job_id if record_changes else None
@@ -164,9 +173,10 @@ class PostgresStage:
         """Hold the catalog for this transaction: product edits and other imports wait.
 
         Reads do not wait. An import's comparison stays true until it commits, so its INSERT
-        needs no costly ON CONFLICT.
+        needs no costly ON CONFLICT. Its changes are not logged row by row for the list totals.
         """
         database.POSTGRES.hold_apply_lock(self.conn)
+        database.POSTGRES.change_in_bulk(self.conn)
         self.execute("LOCK TABLE products IN SHARE ROW EXCLUSIVE MODE")
 
     def adopt_plan(self, distinct: int, superseded: int) -> bool:
@@ -278,7 +288,13 @@ class PostgresStage:
 
     def _merge_in_bulk(self, steps: Steps, counts: MergeCounts, catalog: int) -> MergeCounts:
         record = self.job_id is not None
-        self._build = bulk.Build(self.conn, self.now, fresh=catalog == 0, record=record)
+        self._build = bulk.Build(
+            self.conn,
+            self.now,
+            fresh=catalog == 0,
+            record=record,
+            defer=self.search_index_after_switch,
+        )
         rows = catalog + counts.created
         steps.expect([("copying", rows), ("indexing", rows), ("analyzing", rows)])
         steps.start("copying")

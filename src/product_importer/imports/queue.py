@@ -215,6 +215,7 @@ def _apply(conn: Connection, job: ClaimedJob) -> list[int]:
         stall_seconds=config["UPLOAD_STALL_SECONDS"],
         turn=turn,
         record_changes=config["IMPORT_CHANGE_RECORD"],
+        search_index_after_switch=config["IMPORT_SEARCH_INDEX_AFTER_SWITCH"],
     )
     with run:
         values = run.undo() if job.kind == Kind.UNDO else _import(run)

@@ -104,12 +104,14 @@ class Run:
         stall_seconds: float,
         turn,
         record_changes: bool = True,
+        search_index_after_switch: bool = True,
     ):
         self.conn, self.engine, self.job = conn, engine, job
         self.max_decompressed, self.stall_seconds = max_decompressed, stall_seconds
         self.turn = turn  # waits for the import's turn to apply; released on leaving
         # a plan always records what it would change: that is what it is for
         self.record_changes = record_changes or job.plan
+        self.search_index_after_switch = search_index_after_switch
         self.progress = Progress(bytes_total=job.bytes_total)
         self.stage = None
         self.rejections = RejectionWriter(engine, job.id)
@@ -190,7 +192,11 @@ class Run:
     def _import(self) -> Outcome:
         job, progress = self.job, self.progress
         stage = self.stage = open_stage(
-            self.conn, utcnow(), job.id, record_changes=self.record_changes
+            self.conn,
+            utcnow(),
+            job.id,
+            record_changes=self.record_changes,
+            search_index_after_switch=self.search_index_after_switch,
         )
         planned = sum(count or 0 for count in (job.created, job.updated, job.unchanged))
         if not job.plan and stage.adopt_plan(planned, job.rows_superseded or 0):

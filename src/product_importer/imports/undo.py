@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, DateTime, bindparam, select, text
 
+from .. import database
 from .models import ImportJob
 
 WRITTEN = bindparam("written", type_=DateTime(timezone=True))  # SQLite's format on SQLite
@@ -57,6 +58,7 @@ def undo_import(conn: Connection, import_id: int) -> UndoCounts:
         )
     ).one()
     params = {"job": import_id, "written": record.written_at}
+    database.of(conn).change_in_bulk(conn)  # not logged row by row for the list totals
     deleted = 0  # (a null stamp matches no product: then every one is a conflict)
     if record.created_from is not None:
         block = params | {"first": record.created_from, "last": record.created_to}

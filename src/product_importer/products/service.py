@@ -51,16 +51,19 @@ class Filters:
         """These filters as one string, to file their total under."""
         return json.dumps(asdict(self), sort_keys=True, ensure_ascii=False)
 
-    def conditions(self) -> list[ColumnElement[bool]]:
-        """Return the WHERE conditions of these filters."""
+    def conditions(self, columns=None) -> list[ColumnElement[bool]]:
+        """Return the WHERE conditions of these filters, on products or on `columns` like them."""
+        of = Product if columns is None else columns
         found = [
-            _matches(field, getattr(self, field)) for field in TEXT_FILTERS if getattr(self, field)
+            _matches(of, field, getattr(self, field))
+            for field in TEXT_FILTERS
+            if getattr(self, field)
         ]
         if self.q:
-            found.append(or_(*(_matches(field, self.q) for field in TEXT_FILTERS)))
+            found.append(or_(*(_matches(of, field, self.q) for field in TEXT_FILTERS)))
         if self.active is not None:
             # `NOT active` lets PostgreSQL use the partial index of inactive products.
-            found.append(Product.active if self.active else not_(Product.active))
+            found.append(of.active if self.active else not_(of.active))
         return found
 
 
@@ -88,10 +91,10 @@ class Page:
         }
 
 
-def _matches(field: str, term: str) -> ColumnElement[bool]:
-    """The condition of one text filter."""
-    contains = _contains(getattr(Product, field), term)
-    if field != "description":
+def _matches(of, field: str, term: str) -> ColumnElement[bool]:
+    """The condition of one text filter, on the products or on rows like them."""
+    contains = _contains(getattr(of, field), term)
+    if field != "description" or of is not Product:
         return contains
     # The same condition, asked of each half of the catalog (by the parity of the id): the
     # trigram index on descriptions comes in two halves (migration 0006) so that two
@@ -153,32 +156,27 @@ def list_products(
     _check_paging(page, per_page)
     conditions = filters.conditions()
     offset = (page - 1) * per_page
-    kept = None
-    total = _total_without_counting(session, filters)
-    if total is None:
-        kept = totals.FilteredTotals(session, filters.key())
-        total = kept.known()
-    if total is not None:
-        _check_page_exists(page, per_page, total)
-        items = _fetch(session, conditions, sort, offset, per_page, total=total)
-        return Page(items, page, per_page, total)
-    items = _fetch(session, conditions, sort, offset, per_page)
+    exact = exact_total(session, filters)
+    if exact.known is None:
+        exact.wait_for_other_counts()
+    if exact.known is not None:
+        _check_page_exists(page, per_page, exact.known)
+        items = _fetch(session, conditions, sort, offset, per_page, total=exact.known)
+        return Page(items, page, per_page, exact.known)
+    items, version = _fetch_with_version(session, conditions, sort, offset, per_page)
     if len(items) < per_page and (items or page == 1):
         total = offset + len(items)  # the last page: no count needed
+        exact.remember(total, version)
     else:
-        total = totals.count(session, conditions)
-    kept.remember(total)
+        total = exact.count()
     _check_page_exists(page, per_page, total)
     return Page(items, page, per_page, total)
 
 
-def _total_without_counting(session: Session, filters: Filters) -> int | None:
-    """Return the exact total when it costs no scan of the matches, else None."""
-    if filters == Filters():
-        return totals.catalog_total(session)
-    if filters == Filters(active=filters.active):
-        return totals.active_total(session, filters.active)
-    return None
+def exact_total(session: Session, filters: Filters) -> totals.ExactTotal:
+    """The exact total of the filters: carried over the edits since one was kept, or not."""
+    log_conditions = filters.conditions(totals.EDIT_LOG.c)
+    return totals.ExactTotal(session, filters.key(), filters.conditions(), log_conditions)
 
 
 def _check_paging(page: int, per_page: int) -> None:
@@ -198,6 +196,15 @@ def _check_page_exists(page: int, per_page: int, total: int) -> None:
             f"There is no page {page}: the last page is {last}.",
             details={"page": f"From 1 to {last}."},
         )
+
+
+def _fetch_with_version(
+    session: Session, conditions: list, sort: str, offset: int, limit: int
+) -> tuple[list[Product], int | None]:
+    """One page and the catalog version it was read at (None if it has no rows)."""
+    query = select(Product, totals.version_now(session)).where(*conditions)
+    rows = session.execute(query.order_by(*_order_by(sort)).offset(offset).limit(limit)).all()
+    return [row[0] for row in rows], rows[0][1] if rows else None
 
 
 def _fetch(
@@ -309,7 +316,7 @@ def delete_all(session: Session) -> int:
         raise Conflict(
             "The catalog is busy (an export or a long request is reading it). Try again."
         )
-    deleted = totals.catalog_total(session)
+    deleted = exact_total(session, Filters()).value()
     seam.empty_products(session)
     events.publish_in_session(session, "products.deleted_all", {"deleted": deleted})
     return deleted

@@ -1,16 +1,35 @@
 """Exact totals of product lists without counting every match on every request.
 
-The catalog has a version that a trigger moves on in the transaction that adds, changes or
-removes products (migrations 0003 and 0004). The unfiltered total is counted once per version
-and kept in this process; a filtered total is counted once per filter and version and kept in
-the unlogged table `product_list_totals`, shared by every web process, because counting every
-match of a common word reads a large part of the table. SQLite keeps no version: there the
-totals are counted every time.
+The catalog has a version that a trigger moves on in each statement that adds, changes or
+removes products (migrations 0003, 0004, 0012). A total, counted once, is kept in the unlogged
+table `product_list_totals` with the version it was counted at, for every web process. Small
+edits are logged in `product_edit_log` (each changed product's row before, sign -1, and after,
+sign +1, under the version its statement made), so a total kept at version v0 is carried to the
+version now by adding the signs of the rows logged since that match the filter: an edit costs
+the next request a look at the few rows logged, not a count of every match. A total is counted
+again when an import, an undo or a delete-all marked the version `recount_from` after v0 (they
+log nothing), or when more than MAX_CARRIED rows were logged since. The version and what is
+read with it always come from one statement (one snapshot): a total is never filed under a
+version it does not match. SQLite keeps no version: there the totals are counted every time.
 """
 
 import logging
 
-from sqlalchemy import ColumnElement, func, not_, select, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ColumnElement,
+    Connection,
+    SmallInteger,
+    Text,
+    case,
+    column,
+    func,
+    null,
+    select,
+    table,
+    text,
+)
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -19,45 +38,66 @@ from .models import Product
 
 log = logging.getLogger(__name__)
 
-TOTALS_TABLE = "product_list_totals"
-CACHED_TOTAL = text(
-    "SELECT total FROM product_list_totals WHERE filters = :filters AND version = :version"
+# Rows logged after a kept total that it is carried over at most; past that, counting the
+# matches again is about as cheap as reading the rows. The maintenance loop drops older rows.
+MAX_CARRIED = 2000
+VERSION = table(
+    "products_version", column("version", BigInteger), column("recount_from", BigInteger)
+)
+KEPT = table(
+    "product_list_totals",
+    column("filters", Text),
+    column("version", BigInteger),
+    column("total", BigInteger),
+    column("counted_at", BigInteger),
+)
+EDIT_LOG = table(
+    "product_edit_log",
+    column("version", BigInteger),
+    column("sign", SmallInteger),
+    column("product_id", BigInteger),
+    column("sku", Text),
+    column("name", Text),
+    column("description", Text),
+    column("active", Boolean),
 )
 REMEMBER_TOTAL = text(
-    "INSERT INTO product_list_totals (filters, version, total) "
-    "VALUES (:filters, :version, :total) ON CONFLICT (filters) DO UPDATE "
-    "SET version = EXCLUDED.version, total = EXCLUDED.total "
+    "INSERT INTO product_list_totals (filters, version, total, counted_at) "
+    "VALUES (:filters, :version, :total, :counted_at) ON CONFLICT (filters) DO UPDATE "
+    "SET version = EXCLUDED.version, total = EXCLUDED.total, counted_at = EXCLUDED.counted_at "
     "WHERE product_list_totals.version < EXCLUDED.version"
 )
-# Rows another request is forgetting or filing are skipped, not waited for: two requests that
-# each locked a row the other needed deadlocked (found by bench/load_bench.py, a 500).
-FORGET_OLD_TOTALS = text(
-    "DELETE FROM product_list_totals WHERE filters IN (SELECT filters FROM product_list_totals "
-    "WHERE version < :version FOR UPDATE SKIP LOCKED)"
+# The log is pruned, and the totals it can no longer carry forgotten, under the version row's
+# lock: no statement changes products meanwhile (one that holds it is waited for next time).
+# Rows another request is filing are skipped, not waited for: two requests that each locked a
+# row the other needed deadlocked (found by bench/load_bench.py, a 500).
+PRUNE = text("""
+WITH now AS (SELECT recount_from FROM products_version FOR UPDATE SKIP LOCKED),
+upto AS (
+    SELECT greatest(now.recount_from, (SELECT version FROM product_edit_log
+                                       ORDER BY version DESC OFFSET :keep LIMIT 1)) AS version
+    FROM now
+),
+pruned AS (DELETE FROM product_edit_log WHERE version <= (SELECT version FROM upto) RETURNING 1),
+marked AS (
+    UPDATE products_version SET recount_from = upto.version FROM upto
+    WHERE products_version.recount_from < upto.version
+),
+forgotten AS (
+    DELETE FROM product_list_totals WHERE filters IN (
+        SELECT filters FROM product_list_totals WHERE version < (SELECT version FROM upto)
+        FOR UPDATE SKIP LOCKED
+    )
 )
-VERSION_AND_TOTAL = text("SELECT version, (SELECT count(*) FROM products) FROM products_version")
-# The number of products per database, with the catalog version it was counted at.
-_catalog_totals: dict[str, tuple[int, int]] = {}
+SELECT count(*) FROM pruned
+""")
 
 
-def catalog_total(session: Session) -> int:
-    """Return the number of products; counted again only after the catalog changed."""
-    version = database.of(session).catalog_version(session)
-    if version is None:
-        return count(session, [])
-    key = str(session.get_bind().url)
-    cached = _catalog_totals.get(key)
-    if cached and cached[0] == version:
-        return cached[1]
-    version, total = session.execute(VERSION_AND_TOTAL).one()
-    _catalog_totals[key] = (version, total)
-    return total
-
-
-def active_total(session: Session, active: bool) -> int:
-    """Return how many products are (in)active, counted from the partial index of inactive."""
-    inactive = count(session, [not_(Product.active)])
-    return catalog_total(session) - inactive if active else inactive
+# One request counts a filter's total, the others that need it wait for it and carry its count:
+# after an import every filter is counted again, and a count that took long drew more requests
+# counting the same. Two 32-bit keys: a space apart from the single-key locks of the imports.
+WAIT_FOR_COUNT = text("SELECT pg_advisory_xact_lock(:space, hashtext(:filters))")
+COUNT_LOCKS = 0x1D0
 
 
 def count(session: Session, conditions: list[ColumnElement[bool]]) -> int:
@@ -65,31 +105,103 @@ def count(session: Session, conditions: list[ColumnElement[bool]]) -> int:
     return session.scalar(select(func.count()).select_from(Product).where(*conditions))
 
 
-class FilteredTotals:
-    """The totals of one filter at the catalog version read when this was made."""
+class ExactTotal:
+    """The exact total of one filter: carried over the edits logged since one was kept."""
 
-    def __init__(self, session: Session, filters_key: str):
-        self.session, self.filters_key = session, filters_key
-        seam = database.of(session)
-        # Read before counting: a count is never older than the version it is filed under.
-        usable = seam.has_table(session, TOTALS_TABLE)
-        self.version = seam.catalog_version(session) if usable else None
+    def __init__(
+        self,
+        session: Session,
+        filters_key: str,
+        conditions: list[ColumnElement[bool]],
+        log_conditions: list[ColumnElement[bool]],
+    ):
+        self.session, self.filters_key, self.conditions = session, filters_key, conditions
+        self.log_conditions = log_conditions
+        self.kept = database.of(session).has_table(session, EDIT_LOG.name)
+        # the total at the version now, when one was kept and can be carried to it
+        self.known: int | None = self._carry() if self.kept else None
 
-    def known(self) -> int | None:
-        """The total counted for this filter at this version, if one was."""
-        if self.version is None:
-            return None
-        params = {"filters": self.filters_key, "version": self.version}
-        return self.session.scalar(CACHED_TOTAL, params)
+    def wait_for_other_counts(self) -> None:
+        """Wait while another request counts these filters, then carry its count if it can be.
 
-    def remember(self, total: int) -> None:
-        """File a count under its catalog version, in its own short transaction."""
-        if self.version is None:
+        The lock is held until this request's transaction ends: count, if need be, after it.
+        """
+        if not self.kept:
             return
-        values = {"filters": self.filters_key, "version": self.version, "total": total}
+        self.session.execute(WAIT_FOR_COUNT, {"space": COUNT_LOCKS, "filters": self.filters_key})
+        self.known = self._carry()
+
+    def _carry(self) -> int | None:
+        """Return the total now, carried from the kept one, and keep it; None if it cannot be."""
+        version, kept_at, counted_at, total = self.session.execute(
+            _carried(self.filters_key, self.log_conditions)
+        ).one()
+        if total is not None and kept_at < version:
+            self.remember(total, version, counted_at=counted_at)
+        return total
+
+    def value(self) -> int:
+        """Return the total: the one carried, else counted (and kept)."""
+        return self.known if self.known is not None else self.count()
+
+    def count(self) -> int:
+        """Count the matches and keep the count with the version of the same snapshot."""
+        if not self.kept:
+            return count(self.session, self.conditions)
+        matches = select(func.count()).select_from(Product).where(*self.conditions)
+        version, total = self.session.execute(
+            select(VERSION.c.version, matches.scalar_subquery())
+        ).one()
+        self.remember(total, version)
+        return total
+
+    def remember(self, total: int, version: int | None, *, counted_at: int | None = None) -> None:
+        """Keep the total at `version` (counted then, or at `counted_at` and carried)."""
+        if not self.kept or version is None:
+            return
+        values = {"filters": self.filters_key, "version": version, "total": total}
+        values["counted_at"] = version if counted_at is None else counted_at
         try:
             with self.session.get_bind().begin() as conn:  # the request's transaction only reads
-                conn.execute(FORGET_OLD_TOTALS, values)
                 conn.execute(REMEMBER_TOTAL, values)
         except OperationalError as error:  # a deadlock, say: the next request files it
             log.info("product list total not kept: %s", error.orig)
+
+
+def version_now(session: Session) -> ColumnElement:
+    """A column of the catalog version, to read it in the same snapshot as a query's rows."""
+    if not database.of(session).has_table(session, EDIT_LOG.name):
+        return null()
+    return select(VERSION.c.version).scalar_subquery()
+
+
+def _carried(filters_key: str, log_conditions: list[ColumnElement[bool]]):
+    """The version now, the kept total's version and count's, and the total now (or NULL).
+
+    One statement: the rows logged up to the version read are exactly those it sees.
+    """
+    since = EDIT_LOG.c.version > KEPT.c.version
+    # the version of the oldest row a carry may need: more rows after the kept total, no carry
+    oldest_carried = (
+        select(EDIT_LOG.c.version)
+        .order_by(EDIT_LOG.c.version.desc())
+        .offset(MAX_CARRIED)
+        .limit(1)
+        .scalar_subquery()
+    )
+    changes = select(func.coalesce(func.sum(EDIT_LOG.c.sign), 0)).where(since, *log_conditions)
+    carried = case(
+        (KEPT.c.version.is_(None), null()),
+        (KEPT.c.version < VERSION.c.recount_from, null()),  # an unlogged change since
+        (func.coalesce(oldest_carried, 0) > KEPT.c.version, null()),
+        else_=KEPT.c.total + changes.scalar_subquery(),
+    )
+    joined = VERSION.outerjoin(KEPT, KEPT.c.filters == filters_key)
+    return select(VERSION.c.version, KEPT.c.version, KEPT.c.counted_at, carried).select_from(joined)
+
+
+def prune_edit_log(conn: Connection) -> int:
+    """Drop logged edits no kept total can be carried over any more; return how many."""
+    if conn.dialect.name != "postgresql":
+        return 0
+    return conn.execute(PRUNE, {"keep": MAX_CARRIED}).scalar()

@@ -1,0 +1,253 @@
+"""Exact list totals carried over edits by the edit log (migration 0012), through HTTP.
+
+Every total is checked against the products as they are, filtered here in Python. A total is
+first counted and kept; the changes after it are what each test is about.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import text
+
+from product_importer.products.service import Filters
+from tests.conftest import Held
+from tests.helpers import import_csv, wait_for_job
+
+from ..imports.conftest import csv_bytes, generate
+
+# (query, the products it matches) for every kind of filter the list has
+FILTERS = {
+    "": lambda p: True,
+    "name=widget": lambda p: "widget" in p["name"].lower(),
+    "sku=wid": lambda p: "wid" in p["sku"].lower(),
+    "description=steel": lambda p: "steel" in p["description"].lower(),
+    "q=wood": lambda p: any("wood" in p[f].lower() for f in ("sku", "name", "description")),
+    "active=false": lambda p: not p["active"],
+    "active=true": lambda p: p["active"],
+    "name=widget&active=true": lambda p: "widget" in p["name"].lower() and p["active"],
+}
+SEED = [
+    ("WID-1", "Blue widget", "Made of steel", True),
+    ("WID-2", "Red widget", "Made of wood", False),
+    ("GAD-3", "Gadget", "Steel and glass", True),
+    ("TOOL-4", "Hammer", "Wood handle", True),
+    ("BOX-5", "Box", "Cardboard", False),
+    ("WID-6", "Widget stand", "For widgets", True),
+]
+PRODUCTS = "SELECT id, sku, name, description, active FROM products"
+KEPT = "SELECT version, counted_at, total FROM product_list_totals WHERE filters = :filters"
+VERSION = "SELECT version, recount_from FROM products_version"
+OID = "SELECT 'products'::regclass::oid"
+
+
+@pytest.fixture
+def seeded(sql) -> None:
+    """The SEED products, written in one statement."""
+    sql(
+        "INSERT INTO products (sku, name, description, active) "
+        "SELECT * FROM unnest(CAST(:s AS text[]), CAST(:n AS text[]), CAST(:d AS text[]), "
+        "CAST(:a AS boolean[]))",
+        s=[r[0] for r in SEED],
+        n=[r[1] for r in SEED],
+        d=[r[2] for r in SEED],
+        a=[r[3] for r in SEED],
+    )
+
+
+def products(sql) -> list[dict]:
+    return [row._asdict() for row in sql(PRODUCTS)]
+
+
+def total(http, query: str, per_page: int = 1) -> int:
+    """The list's total; one per page, so that it is carried or counted, not seen on a page."""
+    response = http.get(f"/api/products?{query}&per_page={per_page}")
+    assert response.status_code == 200, response.text
+    return response.json()["total"]
+
+
+def assert_exact(http, sql) -> None:
+    """Every filter's total is the number of products it matches now."""
+    catalog = products(sql)
+    for query, matches in FILTERS.items():
+        assert total(http, query) == sum(map(matches, catalog)), query
+
+
+def kept(sql, filters: Filters):
+    """The kept total of the filters: (version, counted_at, total)."""
+    return sql(KEPT, filters=filters.key())[0]
+
+
+def product_id(sql, sku: str) -> int:
+    return sql("SELECT id FROM products WHERE sku = :sku", sku=sku)[0][0]
+
+
+def test_totals_stay_exact_over_creates_edits_and_deletes(http, sql, seeded):
+    assert_exact(http, sql)
+    created = http.post("/api/products", json={"sku": "NEW-1", "name": "Green widget"}).json()
+    assert_exact(http, sql)
+    steps = [
+        (created["id"], {"name": "Green thing"}),  # out of name=widget
+        (created["id"], {"description": "Steel wool"}),  # into description=steel
+        (created["id"], {"active": False}),  # from active=true to active=false
+        (product_id(sql, "GAD-3"), {"sku": "WID-3"}),  # into sku=wid
+        (product_id(sql, "BOX-5"), {"name": "Wooden widget box", "active": True}),
+    ]
+    for product, fields in steps:
+        assert http.patch(f"/api/products/{product}", json=fields).status_code == 200
+        assert_exact(http, sql)
+    for sku in ("WID-1", "NEW-1"):
+        assert http.delete(f"/api/products/{product_id(sql, sku)}").status_code == 204
+        assert_exact(http, sql)
+
+
+def test_a_total_after_an_edit_is_carried_over_it_not_counted_again(http, sql, seeded):
+    before = total(http, "name=widget")
+    version, counted_at, _ = kept(sql, Filters(name="widget"))
+    assert counted_at == version  # counted
+
+    http.patch(f"/api/products/{product_id(sql, 'TOOL-4')}", json={"name": "Widget hammer"})
+
+    assert total(http, "name=widget") == before + 1
+    now, counted_at, kept_total = kept(sql, Filters(name="widget"))
+    assert (counted_at, kept_total) == (version, before + 1)  # carried from the count
+    assert now == sql(VERSION)[0][0] > version
+    logged = sql("SELECT sign, name FROM product_edit_log WHERE version > :v", v=version)
+    assert sorted(logged) == [(-1, "Hammer"), (1, "Widget hammer")]
+
+
+def test_an_edit_held_open_is_not_counted_until_it_commits_and_the_next_waits(
+    http, sql, seeded, app
+):
+    from product_importer.extensions import db
+
+    assert_exact(http, sql)
+    with app.app_context(), db.engine.connect() as held:
+        held.execute(text("UPDATE products SET name = 'Widget box' WHERE sku = 'BOX-5'"))
+        assert_exact(http, sql)  # the held edit is not counted, nor carried
+        with ThreadPoolExecutor(1) as pool:
+            tool = product_id(sql, "TOOL-4")
+            patch = pool.submit(http.patch, f"/api/products/{tool}", json={"name": "Widget"})
+            Held(
+                held, db.engine
+            ).wait_until_blocking()  # its statement waits for the catalog version
+            held.commit()
+            assert patch.result().status_code == 200
+    assert_exact(http, sql)
+    assert total(http, "name=widget") == 5
+
+
+@pytest.mark.parametrize("per_page", [1, 200])  # counted, or seen on the last page
+def test_a_total_read_while_an_edit_commits_is_kept_at_the_version_it_saw(
+    http, sql, seeded, app, per_page
+):
+    from product_importer.extensions import db
+
+    assert_exact(http, sql)  # totals kept for other filters, the log up to date
+    with app.app_context(), db.engine.connect() as held:
+        held.execute(text("UPDATE products SET description = 'Fine' WHERE sku = 'WID-2'"))
+        # the list reads the version first, then waits for the products until the commit
+        held.execute(text("LOCK TABLE products IN ACCESS EXCLUSIVE MODE"))
+        with ThreadPoolExecutor(1) as pool:
+            reading = pool.submit(total, http, "q=o", per_page)
+            Held(held, db.engine).wait_until_blocking()
+            held.commit()
+            first = reading.result()
+    texts = [p["sku"] + p["name"] + p["description"] for p in products(sql)]
+    assert first == sum("o" in t.lower() for t in texts) == 4  # with the edit, not without
+    http.patch(f"/api/products/{product_id(sql, 'GAD-3')}", json={"name": "Gold gadget"})
+    assert total(http, "q=o") == 5  # carried from the kept total, over one edit
+
+
+def test_a_request_that_needs_a_count_waits_for_the_one_counting_and_carries_it(
+    http, sql, seeded, app
+):
+    from product_importer.extensions import db
+    from product_importer.products import totals
+
+    filters = Filters(name="widget")
+    with app.app_context(), db.engine.connect() as counting:  # as a request counting it
+        lock = {"space": totals.COUNT_LOCKS, "filters": filters.key()}
+        counting.execute(totals.WAIT_FOR_COUNT, lock)
+        with ThreadPoolExecutor(1) as pool:
+            reading = pool.submit(total, http, "name=widget")
+            Held(counting, db.engine).wait_until_blocking()
+            version = sql(VERSION)[0][0]
+            sql(
+                "INSERT INTO product_list_totals VALUES (:key, :v, 3, :v) ON CONFLICT (filters) "
+                "DO UPDATE SET version = :v, total = 3, counted_at = :v",  # left by another test
+                key=filters.key(),
+                v=version,
+            )
+            http.patch(f"/api/products/{product_id(sql, 'TOOL-4')}", json={"name": "Widget"})
+            counting.commit()
+            assert reading.result() == 4  # the count filed meanwhile, carried over the edit
+    assert kept(sql, filters)[1] == version  # not counted again
+
+
+def test_many_rows_changed_without_saying_so_are_still_exact(http, sql, seeded):
+    assert_exact(http, sql)
+    version, recount_from = sql(VERSION)[0]
+    sql("UPDATE products SET name = name || ' widget', active = NOT active")  # logs each row
+    assert sql(VERSION)[0][1] == recount_from  # logged, so no recount needed
+    assert_exact(http, sql)
+    assert kept(sql, Filters(name="widget"))[1] == version  # carried
+
+
+def test_a_bump_made_outside_the_triggers_marks_a_recount(http, sql, seeded):
+    assert_exact(http, sql)
+    sql("UPDATE products_version SET version = version + 1")
+    version, recount_from = sql(VERSION)[0]
+    assert recount_from == version
+    assert_exact(http, sql)
+    assert kept(sql, Filters(name="widget"))[1] == version  # counted again
+
+
+def test_the_maintenance_loop_prunes_the_log_and_totals_stay_exact(http, sql, seeded, app):
+    from product_importer.imports import maintenance
+    from product_importer.products import totals
+
+    assert_exact(http, sql)
+    updates = totals.MAX_CARRIED // 2 // len(SEED) + 1  # more rows than a total is carried over
+    for _ in range(updates):
+        sql("UPDATE products SET description = description || ' steel'")
+    assert_exact(http, sql)  # counted again: too long a log to carry
+    with app.app_context():  # the worker's maintenance loop may have pruned it first
+        maintenance.prune_edit_log()
+    version, recount_from = sql(VERSION)[0]
+    logged = sql("SELECT min(version), count(*) FROM product_edit_log")[0]
+    assert logged[0] > recount_from and logged[1] <= totals.MAX_CARRIED
+    assert_exact(http, sql)
+
+
+@pytest.mark.usefixtures("live_worker")
+def test_totals_are_exact_after_an_import_its_undo_and_delete_all(http, sql, seeded):
+    assert_exact(http, sql)
+    version = sql(VERSION)[0][0]
+    rows = [("Widget box", "BOX-5", "Steel box"), ("Wood widget", "NEW-7", "Pine")]
+    job = import_csv(http, csv_bytes(rows))
+    assert job["status"] == "completed", job
+    # the import logged nothing and marked a recount instead
+    assert sql("SELECT count(*) FROM product_edit_log WHERE version > :v", v=version)[0][0] == 0
+    assert sql(VERSION)[0][1] > version
+    assert_exact(http, sql)
+    undo = wait_for_job(http, http.post(f"/api/imports/{job['id']}/undo").json()["id"])
+    assert undo["status"] == "completed", undo
+    assert_exact(http, sql)
+    assert http.delete("/api/products?confirm=true").json() == {"deleted": len(SEED)}
+    assert_exact(http, sql)
+    http.post("/api/products", json={"sku": "WID-9", "name": "Widget"})
+    assert_exact(http, sql)
+
+
+@pytest.mark.usefixtures("live_worker")
+def test_totals_are_exact_after_a_bulk_import(http, sql, seeded):
+    assert_exact(http, sql)
+    table = sql(OID)
+    generated = generate(12_000)
+    job = import_csv(http, generated.data, timeout=120)
+    assert job["status"] == "completed", job
+    assert sql(OID) != table  # built anew and switched in
+    assert sql("SELECT count(*) FROM products")[0][0] == len(generated.expected) + len(SEED)
+    assert_exact(http, sql)
+    http.patch(f"/api/products/{product_id(sql, 'BOX-5')}", json={"name": "Widget"})
+    assert_exact(http, sql)
