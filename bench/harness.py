@@ -88,12 +88,11 @@ def wait_for_server(url: str, server: subprocess.Popen, log_name: str) -> None:
     raise RuntimeError(f"the server did not start:\n{(DATA / log_name).read_text()}")
 
 
-def admin_token(env: dict) -> str:
-    """An admin's personal access token on the benchmark's database, made with the CLI."""
+def role_token(env: dict, role: str, email: str) -> str:
+    """A personal access token of an account with `role` on the benchmark's database, made
+    with the CLI (the account is made first, unless a kept database has it already)."""
     cli = str(BIN / "product-importer")
-    email = "bench@example.com"
-    # the account may be there already (a kept database): then only a new token is needed
-    subprocess.run([cli, "users", "create", email, "--role", "admin"], env=env, capture_output=True)
+    subprocess.run([cli, "users", "create", email, "--role", role], env=env, capture_output=True)
     made = subprocess.run(
         [cli, "tokens", "create", email, "--name", "benchmark"],
         env=env,
@@ -102,6 +101,11 @@ def admin_token(env: dict) -> str:
         check=True,
     )
     return made.stdout.strip()
+
+
+def admin_token(env: dict) -> str:
+    """An admin's personal access token on the benchmark's database."""
+    return role_token(env, "admin", "bench@example.com")
 
 
 def api_client(url: str, env: dict, timeout: float) -> httpx.Client:

@@ -49,6 +49,7 @@ from harness import (  # noqa: E402
     database_url,
     generated_csv,
     recreate_database,
+    role_token,
     start,
     stop,
     wait_for_server,
@@ -214,11 +215,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def cli(env: dict, *args: str, stdin: str = "") -> str:
+def cli(env: dict, *args: str) -> str:
     done = subprocess.run(
         [str(BIN / "product-importer"), *args],
         env=env,
-        input=stdin,
         capture_output=True,
         text=True,
         check=True,
@@ -229,12 +229,8 @@ def cli(env: dict, *args: str, stdin: str = "") -> str:
 
 def make_tokens(env: dict) -> tuple[str, str, str]:
     """An admin (to import), a viewer and an editor, each with a token."""
-    tokens = []
-    for role in ("admin", "viewer", "editor"):
-        email = f"{role}@load.bench"
-        cli(env, "users", "create", email, "--role", role, "--password-stdin", stdin="x" * 20)
-        tokens.append(cli(env, "tokens", "create", email, "--name", "load bench"))
-    return tuple(tokens)
+    roles = ("admin", "viewer", "editor")
+    return tuple(role_token(env, role, f"{role}@load.bench") for role in roles)
 
 
 def upload(url: str, token: str, path) -> int:

@@ -302,8 +302,8 @@ class PostgresStage:
         steps.start("indexing")
         # The record of updates, kept by the fill, joins the change record on the import's own
         # connection (it commits with the import) while the helpers build the indexes.
-        keep = self._build.record and functools.partial(self._build.keep_record, self.job_id)
-        self._build.index(alongside=keep or None)
+        keep = functools.partial(self._build.keep_record, self.job_id)
+        self._build.index(alongside=keep if self._build.record else None)
         steps.start("analyzing")
         self._build.analyze()
         steps.expect([("switching", rows)])
