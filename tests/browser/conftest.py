@@ -49,6 +49,21 @@ def page(signed_out_page, accounts):
     return signed_out_page
 
 
+WIDTHS = {"desktop": 1366, "phone": 390}
+NO_SIDEWAYS_SCROLL = "document.scrollingElement.scrollWidth <= window.innerWidth"
+
+
+def shoot(page, artifacts, name: str) -> None:
+    """Screenshot the page at a desktop's and a phone's width (artifacts/<name>-<width>.png);
+    it must not scroll sideways. The page is left at its usual size."""
+    for label, width in WIDTHS.items():
+        page.set_viewport_size({"width": width, "height": 900})
+        page.wait_for_load_state("networkidle")
+        assert page.evaluate(NO_SIDEWAYS_SCROLL), f"{name} scrolls sideways at {width} px"
+        page.screenshot(path=str(artifacts / f"{name}-{label}.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+
 def sign_in(page, email: str, password: str = PASSWORD) -> None:
     """Sign in through the page, as a person does; wait until the app shows who it is."""
     page.goto("/login")

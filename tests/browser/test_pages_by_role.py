@@ -8,7 +8,7 @@ from playwright.sync_api import Page, expect
 
 from tests.helpers import import_csv
 
-from .conftest import sign_in
+from .conftest import shoot, sign_in
 
 NAV = {
     "viewer": ["Imports", "Products", "Webhooks"],
@@ -104,19 +104,6 @@ def test_every_page_works_under_the_content_security_policy(
     assert [p for p in problems if "404" not in p] == []
 
 
-WIDTHS = {"desktop": 1366, "phone": 390}
-NO_SIDEWAYS_SCROLL = "document.scrollingElement.scrollWidth <= window.innerWidth"
-
-
-def shoot(page: Page, artifacts, name: str) -> None:
-    """Screenshot the page at each width (artifacts/accounts-*); it must fit without scrolling."""
-    for label, width in WIDTHS.items():
-        page.set_viewport_size({"width": width, "height": 900})
-        page.wait_for_load_state("networkidle")
-        assert page.evaluate(NO_SIDEWAYS_SCROLL), f"{name} scrolls sideways at {width} px"
-        page.screenshot(path=str(artifacts / f"accounts-{name}-{label}.png"), full_page=True)
-
-
 def test_the_signed_out_pages_fit_a_phone_and_a_desktop(signed_out_page: Page, app, artifacts):
     from product_importer.accounts import service
     from product_importer.extensions import db
@@ -127,7 +114,7 @@ def test_the_signed_out_pages_fit_a_phone_and_a_desktop(signed_out_page: Page, a
     page.get_by_label("Email").fill("someone@example.test")
     page.get_by_label("Password").fill("wrong password")
     page.get_by_role("button", name="Sign in").click()
-    shoot(page, artifacts, "login-failed")
+    shoot(page, artifacts, "accounts-login-failed")
     with app.app_context():
         db.session.execute(db.text("TRUNCATE users CASCADE"))
         token = service.new_setup_link_token(db.session)
@@ -138,7 +125,7 @@ def test_the_signed_out_pages_fit_a_phone_and_a_desktop(signed_out_page: Page, a
     page.get_by_label("Password again").fill("short")
     page.get_by_role("button", name="Create the admin account").click()
     expect(page.get_by_text("Use at least 10 characters.")).to_be_visible()
-    shoot(page, artifacts, "setup-invalid")
+    shoot(page, artifacts, "accounts-setup-invalid")
     assert page.evaluate("window.__violations") == []  # the CSP lets these pages work too
 
 
@@ -152,18 +139,18 @@ def test_the_signed_in_account_pages_fit_a_phone_and_a_desktop(
     page.get_by_label("Name").fill("A token with a long name for the nightly ERP sync")
     page.get_by_role("button", name="Create token").click()
     expect(page.locator("#new-token-value")).to_have_text(re.compile("^pit_"))
-    shoot(page, artifacts, "account")
+    shoot(page, artifacts, "accounts-account")
     page.goto("/users")
     expect(page.locator("#users-body tr")).to_have_count(4)
-    shoot(page, artifacts, "users")
+    shoot(page, artifacts, "accounts-users")
     page.goto("/audit")
-    shoot(page, artifacts, "audit")
+    shoot(page, artifacts, "accounts-audit")
     page.get_by_role("button", name="Sign out").click()
     sign_in(page, accounts["viewer"].email)
     page.goto("/products")
     expect(page.locator("#products-body tr")).to_have_count(1)
-    shoot(page, artifacts, "products-as-viewer")
+    shoot(page, artifacts, "accounts-products-as-viewer")
     page.goto("/")
-    shoot(page, artifacts, "upload-as-viewer")
+    shoot(page, artifacts, "accounts-upload-as-viewer")
     page.goto("/users")
-    shoot(page, artifacts, "forbidden")
+    shoot(page, artifacts, "accounts-forbidden")

@@ -8,25 +8,13 @@ from playwright.sync_api import Page, expect
 from tests.helpers import import_csv, upload_csv, wait_for_job
 from tests.imports.conftest import TABLE_LOCK
 
-from .conftest import sign_in
+from .conftest import shoot, sign_in
 from .test_pages_by_role import WATCH_CSP
 from .test_upload_page import csv_file
 
-WIDTHS = {"desktop": 1366, "phone": 390}
-NO_SIDEWAYS_SCROLL = "document.scrollingElement.scrollWidth <= window.innerWidth"
 CATALOG = "sku,name,description,active\nKEEP-1,Kept,Same,true\nOLD-1,Old name,Old text,true\n"
 FILE = "sku,name,description,active\nKEEP-1,Kept,Same,true\nold-1,New name,Old text,false\n"
 FILE += "".join(f"NEW-{n:02},New {n},,true\n" for n in range(1, 26)) + ",No SKU,,\n"
-
-
-def shoot(page: Page, artifacts, name: str) -> None:
-    """Screenshot the page at a desktop's and a phone's width; it must not scroll sideways."""
-    for label, width in WIDTHS.items():
-        page.set_viewport_size({"width": width, "height": 900})
-        page.wait_for_load_state("networkidle")
-        assert page.evaluate(NO_SIDEWAYS_SCROLL), f"{name} scrolls sideways at {width} px"
-        page.screenshot(path=str(artifacts / f"plans-{name}-{label}.png"), full_page=True)
-    page.set_viewport_size({"width": 1280, "height": 900})
 
 
 def plan(http, content: str, filename: str = "plan.csv") -> dict:
@@ -80,7 +68,7 @@ def test_plan_first_on_the_upload_page_then_apply(page: Page, http, artifacts):
     expect(row).to_contain_text(re.compile(r"active\s*true\s*→\s*false"))
     expect(row).not_to_contain_text("description")  # only the fields that change
     assert [p[0] for p in catalog(http)] == ["KEEP-1", "OLD-1"]  # nothing changed yet
-    shoot(page, artifacts, "upload-planned")
+    shoot(page, artifacts, "plans-upload-planned")
 
     page.get_by_role("button", name="Apply").click()
 
@@ -118,7 +106,7 @@ def test_apply_a_plan_from_its_page_shows_the_change_record(page: Page, http, ar
     import_csv(http, CATALOG)
     job = plan(http, FILE)
     page.goto(f"/imports/{job['id']}")
-    shoot(page, artifacts, "import-planned")
+    shoot(page, artifacts, "plans-import-planned")
 
     page.get_by_role("button", name="Apply").click()
 
@@ -146,12 +134,12 @@ def test_undo_asks_what_it_will_do_then_shows_its_result(page: Page, http, accou
     expect(edited_row).to_contain_text("changed since")  # its values now: "Edited since"
     expect(edited_row).to_contain_text("Edited since")
     expect(page.locator(".changed-since")).to_have_count(1)
-    shoot(page, artifacts, "import-completed")
+    shoot(page, artifacts, "plans-import-completed")
     page.get_by_role("button", name="Undo this import").click()
 
     dialog = page.get_by_role("dialog", name=f"Undo import #{done['id']}")
     expect(dialog).to_contain_text("Delete 25 products it created and restore 1 it changed?")
-    shoot(page, artifacts, "undo-dialog")
+    shoot(page, artifacts, "plans-undo-dialog")
     dialog.get_by_role("button", name="Undo import").click()
 
     expect(page).not_to_have_url(re.compile(rf"/imports/{done['id']}$"))
@@ -159,7 +147,7 @@ def test_undo_asks_what_it_will_do_then_shows_its_result(page: Page, http, accou
     expect(page.locator("#stat-deleted")).to_have_text("24")
     expect(page.locator("#stat-conflicts")).to_have_text("1")
     expect(page.get_by_text("1 product was left as it is")).to_be_visible()
-    shoot(page, artifacts, "undo-result")
+    shoot(page, artifacts, "plans-undo-result")
     assert catalog(http) == [
         ("KEEP-1", "Kept", "Same", True),
         ("NEW-01", "Edited since", "", True),
@@ -182,7 +170,7 @@ def test_mapping_form_retries_the_same_file_with_the_chosen_columns(page: Page, 
     expect(form.get_by_label("sku")).to_contain_text("Item Code")
     form.get_by_role("button", name="Import with these columns").click()
     expect(form.get_by_text("Choose the column that holds the sku.")).to_be_visible()
-    shoot(page, artifacts, "upload-mapping")
+    shoot(page, artifacts, "plans-upload-mapping")
     form.get_by_label("sku").select_option("Item Code")
     form.get_by_label("name", exact=True).select_option("Title")
     form.get_by_label("description (optional)").select_option("Notes")
@@ -204,7 +192,7 @@ def test_mapping_form_on_the_import_page(page: Page, http, artifacts):
     assert failed["header"] == ["code", "title"]
     page.goto(f"/imports/{failed['id']}")
     expect(page.get_by_role("heading", name="Choose the columns")).to_be_visible()
-    shoot(page, artifacts, "import-mapping")
+    shoot(page, artifacts, "plans-import-mapping")
     page.get_by_label("sku").select_option("code")
     page.get_by_label("name", exact=True).select_option("title")
     page.get_by_role("button", name="Import with these columns").click()
