@@ -16,11 +16,10 @@ from math import ceil
 from sqlalchemy import Subquery, column, false, func, literal, or_, select, table, union_all
 from sqlalchemy.orm import Session
 
-from .. import database
 from ..errors import Invalid
 from ..products.models import Product
+from .engine import kept_tables
 from .models import ImportChange, ImportJob
-from .postgres_stage import kept_tables
 from .states import CHANGE_KINDS, PLANNED_KINDS, Status
 
 KINDS = CHANGE_KINDS
@@ -89,8 +88,7 @@ def sources(session: Session, job: ImportJob, kind: str | None) -> list[Source]:
 
 def _planned(session: Session, job: ImportJob, kind: str) -> Source:
     """What a plan would create or update: the rows it kept, else its own rows."""
-    kept = kind == "created" and database.of(session).name == "postgresql"
-    kept = kept and kept_tables(session.connection(), job.id)
+    kept = kind == "created" and kept_tables(session.connection(), job.id)
     if not kept:
         return _recorded(job, kind, PLANNED_KINDS[kind])
     rows_name, new_name = kept

@@ -83,6 +83,11 @@ class SqliteStage:
         """Nothing to drop: plans keep no rows on SQLite."""
         return 0
 
+    @staticmethod
+    def kept_tables(conn: Connection, job_id: int) -> None:
+        """None: a plan on SQLite records its new products as rows of the change record."""
+        return None
+
     def adopt_plan(self, distinct: int, superseded: int) -> bool:
         """A plan's staged rows are not kept on SQLite (its temp tables end with the
         connection): the file is read again."""
@@ -221,6 +226,11 @@ def open_stage(
 def discard_plan(conn: Connection, job_id: int) -> None:
     """Drop what a plan kept for its apply (PostgreSQL), in the caller's transaction."""
     STAGES[database.of(conn).name].discard_plan(conn, job_id)
+
+
+def kept_tables(conn: Connection, job_id: int) -> tuple[str, str | None] | None:
+    """The tables of the rows a plan kept for its apply (PostgreSQL), if it kept any."""
+    return STAGES[database.of(conn).name].kept_tables(conn, job_id)
 
 
 def forget_unused_plans(conn: Connection) -> int:

@@ -140,6 +140,17 @@ class PostgresStage:
         conn.exec_driver_sql(drop_kept(job_id))
 
     @staticmethod
+    def kept_tables(conn: Connection, job_id: int) -> tuple[str, str | None] | None:
+        """The tables of the rows a plan of `job_id` kept, and of the lines that create products
+        (None: every row does); None when it kept none."""
+        kept, new = KEPT.format(int(job_id)), KEPT_NEW.format(int(job_id))
+        found = conn.exec_driver_sql(
+            "SELECT to_regclass(%(kept)s) IS NOT NULL, to_regclass(%(new)s) IS NOT NULL",
+            {"kept": kept, "new": new},
+        ).one()
+        return (kept, new if found[1] else None) if found[0] else None
+
+    @staticmethod
     def forget_unused_plans(conn: Connection) -> int:
         """Drop the rows kept by plans that will not be applied now (their apply was cancelled
         while queued, say), in the caller's transaction; return how many tables."""
@@ -361,17 +372,6 @@ PG_PLAN_COUNTS = f"SELECT count(*) - count(product_id), count(product_id) FROM {
 def drop_kept(job_id: int) -> str:
     """The statement that drops the rows a plan of `job_id` kept."""
     return f"DROP TABLE IF EXISTS {KEPT.format(int(job_id))}, {KEPT_NEW.format(int(job_id))}"
-
-
-def kept_tables(conn: Connection, job_id: int) -> tuple[str, str | None] | None:
-    """The tables of the rows a plan of `job_id` kept, and of the lines that create products
-    (None: every row does); None when it kept none."""
-    kept, new = KEPT.format(int(job_id)), KEPT_NEW.format(int(job_id))
-    found = conn.exec_driver_sql(
-        "SELECT to_regclass(%(kept)s) IS NOT NULL, to_regclass(%(new)s) IS NOT NULL",
-        {"kept": kept, "new": new},
-    ).one()
-    return (kept, new if found[1] else None) if found[0] else None
 
 
 # Tables of rows kept by plans whose job is no longer planned, nor applying them.
