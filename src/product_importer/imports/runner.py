@@ -49,7 +49,7 @@ class Outcome:
     counts: MergeCounts
     rows: int
     invalid: int
-    warnings: list[str]
+    warnings: list[str]  # what reading the file found (the job's own are added at its end)
     no_valid_reason: str | None = None
     plan: bool = False
 
@@ -80,7 +80,6 @@ class Outcome:
             "unchanged": self.counts.unchanged,
             "rows_superseded": self.counts.superseded,
             "search_index": "refreshing" if self.counts.search_deferred else None,
-            "warnings": self.warnings,
             "created_from": self.counts.created_ids and self.counts.created_ids[0],
             "created_to": self.counts.created_ids and self.counts.created_ids[1],
             "written_at": self.counts.written_at,
@@ -180,14 +179,19 @@ class Run:
         """Stop interrupting statements: the final row is about to be written."""
         self.progress.interruptible = False
         self.progress.ending = True
-        return outcome.columns(self.progress)
+        return outcome.columns(self.progress) | {"warnings": self._warnings_at_end(outcome)}
 
-    def _warnings_known(self) -> list[str]:
-        """The job's warnings as they are now: a resumable upload's, ended while this import
-        read it, may have added one (the same file again)."""
-        with self.engine.connect() as conn:
-            found = conn.execute(select(jobs.c.warnings).where(jobs.c.id == self.job.id))
-            return list(found.scalar() or [])
+    def _warnings_at_end(self, outcome: Outcome) -> list[str]:
+        """The job's warnings as they are now, then the file's.
+
+        A resumable upload that ended while this import ran may have added one (the same file
+        again). Read under the row's lock, held by this transaction until the job's end is
+        committed: a note added meanwhile waits for it and then adds to what it wrote.
+        """
+        known = self.conn.execute(
+            select(jobs.c.warnings).where(jobs.c.id == self.job.id).with_for_update()
+        ).scalar()
+        return list(dict.fromkeys([*(known or []), *outcome.warnings]))
 
     def _import(self) -> Outcome:
         job, progress = self.job, self.progress
@@ -221,8 +225,7 @@ class Run:
             rejections.clear(csv_file.header.names)
             reading = (raw, csv_file, stage, rejections, progress)
             csv_file, rows, invalid = _stage_file(*reading, max_invalid=job.max_invalid)
-        # (an applied plan knows its file's warnings already)
-        warnings = list(dict.fromkeys([*self._warnings_known(), *_warnings(csv_file)]))
+        warnings = _warnings(csv_file)
         if rows and rows == invalid:
             stage.finish()
             reason = _most_common(csv_file, invalid)
@@ -244,7 +247,8 @@ class Run:
         progress.waiting()
         self.turn.wait(progress)
         counts = self._merge(job.rows_processed, job.rows_invalid)
-        return Outcome(counts, job.rows_processed, job.rows_invalid, self._warnings_known())
+        # the plan's warnings are the job's already
+        return Outcome(counts, job.rows_processed, job.rows_invalid, [])
 
     def _plan(self, rows: int, invalid: int) -> MergeCounts:
         """Compare with the catalog and record what would change; the catalog is untouched."""

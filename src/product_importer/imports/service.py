@@ -80,9 +80,9 @@ def note_same_file(session: Session, upload_id: str, sha256: str) -> None:
     """Give the imports that followed an upload its SHA-256, now whole, and the warning when
     the file is identical to an earlier completed import (their runs read it at the end)."""
     earlier = same_file_imported(session, sha256)
-    for job in session.scalars(
-        select(ImportJob).where(ImportJob.upload_id == upload_id, ImportJob.sha256.is_(None))
-    ):
+    # the rows locked: an import ending meanwhile (`Run.end_values`) is waited for, then read
+    waiting = select(ImportJob).where(ImportJob.upload_id == upload_id, ImportJob.sha256.is_(None))
+    for job in session.scalars(waiting.with_for_update()):
         job.sha256 = sha256
         if earlier is not None and earlier.id != job.id:
             job.duplicate_of = earlier.id
