@@ -10,10 +10,21 @@ from dotenv import find_dotenv, load_dotenv
 MIB = 1024**2
 GIB = 1024**3
 TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off"}
 
 
 def _bool(value: str | None, default: bool = False) -> bool:
     return default if value is None or value == "" else value.strip().lower() in TRUE_WORDS
+
+
+def _auto_or_bool(name: str, value: str | None) -> bool | None:
+    """A setting that is `auto` (None: the code decides case by case), true or false."""
+    word = (value or "auto").strip().lower()
+    if word == "auto":
+        return None
+    if word not in TRUE_WORDS | FALSE_WORDS:
+        raise ValueError(f"{name} must be auto, true or false, not {value!r}")
+    return word in TRUE_WORDS
 
 
 def normalize_database_url(url: str) -> str:
@@ -68,8 +79,8 @@ def load_config(instance_path: str) -> dict:
         "IMPORT_CHANGE_RECORD": _bool(env("IMPORT_CHANGE_RECORD"), default=True),
         # A bulk import builds its trigram indexes after its switch (the job is completed
         # sooner) or before it (the substring filters keep their indexes: load_bench.py).
-        "IMPORT_SEARCH_INDEX_AFTER_SWITCH": _bool(
-            env("IMPORT_SEARCH_INDEX_AFTER_SWITCH"), default=True
+        "IMPORT_SEARCH_INDEX_AFTER_SWITCH": _auto_or_bool(
+            "IMPORT_SEARCH_INDEX_AFTER_SWITCH", env("IMPORT_SEARCH_INDEX_AFTER_SWITCH")
         ),
         "IMPORT_HEARTBEAT_TIMEOUT_SECONDS": float(env("IMPORT_HEARTBEAT_TIMEOUT_SECONDS") or 30),
         # `serve` gives each web process 16 threads: half may follow imports, the rest serve.

@@ -18,7 +18,7 @@ from .conftest import TABLE_LOCK, csv_bytes, generate, products_by_key, wait_for
 pytestmark = pytest.mark.usefixtures("live_worker")
 
 READ_HELD = "SELECT count(*) FROM products"  # holds ACCESS SHARE on products until rollback
-SCRATCH = ("import_staging", "import_plan", "products_build", "import_record")
+SCRATCH = ("import_staging", "import_plan", "products_build")
 BULK_ROWS = 20_000
 WAITING = ("queued", "running")
 
@@ -85,12 +85,15 @@ def test_a_bulk_import_keeps_the_ids_and_rows_of_existing_products(http, catalog
     seed = [("Old name", changed[0], changed[2]), (same[1], same[0], same[2])]
     import_csv(http, csv_bytes([*seed, ("Not in the file", "OTHER-1", "kept")]))
     before = {row[1].lower(): row for row in catalog()}
-    oid = products_oid(sql)
+    oid, before_indexes = products_oid(sql), indexes(sql)
 
     job = import_csv(http, generated.data)
 
     assert products_oid(sql) != oid
     assert (job["created"], job["updated"], job["unchanged"]) == (len(keys) - 2, 1, 1)
+    # into a catalog people read: its search indexes were built before the switch
+    assert job["search_index"] is None
+    assert indexes(sql) == before_indexes
     after = {row[1].lower(): row for row in catalog()}
     assert after["other-1"] == before["other-1"]  # not in the file: untouched
     assert after[keys[1]] == before[keys[1]]  # unchanged: not rewritten, updated_at kept
@@ -172,6 +175,33 @@ def test_a_failure_while_building_leaves_the_catalog_unchanged(http, catalog, sq
     assert scratch_tables(sql) == []
 
 
+@pytest.fixture
+def unique_names(sql):
+    """A unique index on products' names for the test: a build with two alike fails on it."""
+    sql("CREATE UNIQUE INDEX test_unique_name ON products (name)")
+    yield
+    sql("DROP INDEX IF EXISTS test_unique_name")
+
+
+def test_a_failure_after_the_build_is_written_leaves_no_change_record(
+    http, catalog, sql, unique_names
+):
+    import_csv(http, "sku,name\nA-1,Apple\nA-2,Pear\n")
+    before, oid = catalog(), products_oid(sql)
+    # both products change (their record is written with the build), then two new products
+    # alike in name fail the build's indexing, after the fill
+    rows = [("Apple 2", "A-1", ""), ("Pear 2", "A-2", "")]
+    rows += [(f"Name {n}", f"SKU-{n}", "") for n in range(BULK_ROWS)] + [("Name 7", "T-1", "")]
+
+    job = import_csv(http, csv_bytes(rows))
+
+    assert job["status"] == "failed"
+    assert "test_unique_name" in job["error"]
+    assert (catalog(), products_oid(sql)) == (before, oid)
+    assert sql("SELECT count(*) FROM import_changes WHERE job_id = :id", id=job["id"]) == [(0,)]
+    assert http.get(f"/api/imports/{job['id']}/changes").json()["total"] == 0
+
+
 SEARCH_INDEXES = (
     "ix_products_sku_trgm",
     "ix_products_name_trgm",
@@ -250,17 +280,20 @@ def test_undoing_a_bulk_update_restores_the_catalog_exactly(http, catalog):
     assert catalog() == before
 
 
-def test_a_bulk_import_told_so_builds_its_search_indexes_before_the_switch(
-    http, sql, start_worker, live_worker
+def test_a_bulk_import_told_so_builds_its_search_indexes_after_the_switch_into_any_catalog(
+    http, catalog, sql, start_worker, live_worker
 ):
+    import_csv(http, "sku,name\nA-1,Apple\n")
     before_indexes = indexes(sql)
-    early = start_worker(IMPORT_SEARCH_INDEX_AFTER_SWITCH="false")
+    late = start_worker(IMPORT_SEARCH_INDEX_AFTER_SWITCH="true")
     try:
         with paused(live_worker):  # so that this worker takes the job
             job = import_csv(http, generate(BULK_ROWS, seed=14).data)
+            assert job["status"] == "completed", job
+            assert job["search_index"] in ("refreshing", "ready")
+            wait_until_search_ready(http, job["id"])
     finally:
-        early.kill()
+        late.kill()
 
-    assert job["status"] == "completed", job
-    assert job["search_index"] is None  # nothing left to build after the commit
     assert indexes(sql) == before_indexes
+    assert len(catalog()) == job["created"] + 1

@@ -354,6 +354,14 @@ def test_upkeep_discards_old_plans_and_removes_old_change_records(app, http, sql
     old_plan = import_csv(http, FIRST, data={"plan": "true"})
     old_import = import_csv(http, SECOND)
     recent = import_csv(http, csv_bytes([("E-5", "Elder", "", "")], header=HEADER))
+    failed = import_csv(http, "name\nNo sku\n")
+    assert failed["status"] == "failed"
+    # a row of its record, as the helpers of a bulk apply that died before its end leave it
+    sql(
+        "INSERT INTO import_changes (job_id, rn, kind, product_id, sku, name, active) "
+        "VALUES (:id, 2, 'updated', 1, 'X-1', 'Lost', true)",
+        id=failed["id"],
+    )
     long_ago = datetime.now(UTC) - timedelta(days=30)
     for job in (old_plan, old_import):
         sql(
@@ -365,8 +373,10 @@ def test_upkeep_discards_old_plans_and_removes_old_change_records(app, http, sql
         removed = plans.remove_old_changes(db.session)
         db.session.commit()
 
-    # the old import's 4 created products (the discarded plan's rows went with the discard)
-    assert (discarded, removed) == (1, 4)
+    # the old import's 4 created products (the discarded plan's rows went with the discard),
+    # and the failed import's left row
+    assert (discarded, removed) == (1, 5)
+    assert sql("SELECT count(*) FROM import_changes WHERE job_id = :id", id=failed["id"]) == [(0,)]
     assert http.get(f"/api/imports/{old_plan['id']}").json()["status"] == "discarded"
     assert changes(http, old_import["id"])["total"] == 0
     assert changes(http, recent["id"])["total"] == 1

@@ -11,20 +11,19 @@ key and triggers. Until that transaction commits nothing a reader sees has chang
 failure or crash before it leaves the catalog as it was (the build table is dropped later).
 
 The import's transaction holds SHARE ROW EXCLUSIVE on products throughout (product edits wait,
-as for an in-place merge), so the build cannot miss an edit. Indexes in DEFERRED (the trigram
-indexes on sku, name and descriptions: ~14 s of one core for 500K products, more than the rest
-of the import) are built after the commit by `refresh_search`; the substring filters answer
-correctly but without them meanwhile, and the job says its search index is refreshing. With
-IMPORT_SEARCH_INDEX_AFTER_SWITCH=false they are built with the others, before the switch: the
-import applies longer, but readers keep indexed filters throughout (and edits, which wait for
-the index builds either way, waited less under load: bench/load_bench.py).
+as for an in-place merge), so the build cannot miss an edit. The indexes in DEFERRED (the
+trigram indexes on sku, name and descriptions: ~14 s of one core for 500K products, more than
+the rest of the import) are built either with the others, before the switch (readers keep the
+old catalog's indexed filters meanwhile), or, into an empty catalog (`defer`), after the
+commit by `refresh_search`: the products are listed sooner, the substring filters answer
+correctly but by a scan until then, and the job says its search index is refreshing.
 """
 
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime
 
@@ -36,7 +35,6 @@ from .. import database
 log = logging.getLogger(__name__)
 
 BUILD = "products_build"
-RECORD = "import_record"  # the values before of the products the build changes, while it runs
 BUILDERS = 2  # helper connections that fill and index the build table side by side
 LOCK_WAIT = "300ms"  # the longest a reader may wait behind one try to switch the catalog
 LOCK_RETRY_SECONDS = 0.2
@@ -71,10 +69,11 @@ class Build:
     """One build of the catalog beside the live one, switched in by `conn`'s transaction."""
 
     def __init__(
-        self, conn: Connection, now: datetime, *, fresh: bool, record: bool, defer: bool = True
+        self, conn: Connection, now: datetime, *, fresh: bool, job: int | None, defer: bool = True
     ):
         self.conn, self.now, self.fresh = conn, now, fresh
-        self.record = record and not fresh  # keep the record of the products it updates
+        self.job = job  # whose change record the products it updates join (None: no record)
+        self.record = job is not None and not fresh
         self.defer = defer  # whether the indexes in DEFERRED wait until after the commit
         self.engine = conn.engine
         self.helpers: list[Connection] = []
@@ -92,21 +91,18 @@ class Build:
         """Create the build table and write the whole new catalog into it, without indexes.
 
         New products get the ids base + line (`reserve_ids`). The helpers that write the
-        changed products keep their values before in RECORD as they go: one pass over them.
+        changed products add their values before to the job's change record as they go: one
+        pass over them, one write. Those rows are committed by the helpers, ahead of the
+        import: until the job says it wrote the catalog they are not its record (`changes`),
+        and an import that ends otherwise deletes them (`forget_unwritten_record`).
         """
         columns = self._columns()
         with self._helper() as helper:
             helper.exec_driver_sql(CREATE_BUILD)
-            if self.record:
-                helper.exec_driver_sql(CREATE_RECORD)
-        params = {"now": self.now, "base": base}
+        params = {"now": self.now, "base": base, "job": self.job}
         self._parallel(_fill_statements(columns, self.fresh, self.record), params)
 
-    def keep_record(self, job_id: int) -> None:
-        """Add what the fill kept to the change record, in the import's own transaction."""
-        self.conn.exec_driver_sql(KEEP_RECORD, {"job": job_id})
-
-    def index(self, alongside: Callable[[], None] | None = None) -> None:
+    def index(self) -> None:
         """Build the live catalog's indexes on the build table, side by side."""
         statements = []
         for name, definition, constraint in self.conn.execute(text(INDEXES)).all():
@@ -119,7 +115,7 @@ class Build:
             self.indexes.append((build_name, name, constraint))
         # trigram (GIN) builds take longest and use one core each: start them first
         statements.sort(key=lambda statement: " USING gin " not in statement)
-        self._parallel(statements, alongside=alongside)
+        self._parallel(statements)
 
     def analyze(self) -> None:
         """Give the planner the new catalog's statistics before anyone queries it."""
@@ -183,16 +179,8 @@ class Build:
     def _columns(self) -> list[str]:
         return self.conn.exec_driver_sql(COLUMNS).scalars().all()
 
-    def _parallel(
-        self,
-        statements: list[str],
-        params: dict | None = None,
-        alongside: Callable[[], None] | None = None,
-    ) -> None:
-        """Run the statements on BUILDERS helper connections side by side; raise the first error.
-
-        `alongside` runs in this thread meanwhile.
-        """
+    def _parallel(self, statements: list[str], params: dict | None = None) -> None:
+        """Run the statements on BUILDERS helper connections side by side; raise the first error."""
         pending: queue.SimpleQueue[str] = queue.SimpleQueue()
         for statement in statements:
             pending.put(statement)
@@ -214,23 +202,10 @@ class Build:
         threads = [threading.Thread(target=work) for _ in range(min(BUILDERS, len(statements)))]
         for thread in threads:
             thread.start()
-        try:
-            self._run_alongside(alongside)
-        finally:
-            for thread in threads:
-                thread.join()
+        for thread in threads:
+            thread.join()
         if errors:
             raise errors[0]
-
-    def _run_alongside(self, alongside: Callable[[], None] | None) -> None:
-        """Run `alongside` in this thread; if it fails, stop the helpers too."""
-        if alongside is None:
-            return
-        try:
-            alongside()
-        except BaseException:
-            self.interrupt()
-            raise
 
     @contextmanager
     def _helper(self) -> Iterator[Connection]:
@@ -360,8 +335,8 @@ FROM import_plan AS plan JOIN import_staging AS s ON s.rn = plan.rn
 JOIN products AS p ON p.id = plan.product_id
 WHERE s.rn %% 2 = {{half}}
 """
-# The same, keeping the values before in RECORD (as the change record holds them: the
-# description only where it changes) from the same pass over the changed products.
+# The same, adding their values before to the change record (the description only where it
+# changes) from the same pass over the changed products.
 FILL_CHANGED_RECORDED = f"""
 WITH changed AS MATERIALIZED (
     SELECT s.rn, s.sku AS new_sku, s.name AS new_name, s.description AS new_description,
@@ -370,8 +345,9 @@ WITH changed AS MATERIALIZED (
     JOIN products AS p ON p.id = plan.product_id
     WHERE s.rn %% 2 = {{half}}
 ), kept AS (
-    INSERT INTO {RECORD}
-    SELECT p.rn, p.id, p.new_sku, p.new_name,
+    INSERT INTO import_changes (job_id, rn, kind, product_id, sku, name, description, active,
+        before_sku, before_name, before_description, before_active, before_updated_at)
+    SELECT %(job)s, p.rn, 'updated', p.id, p.new_sku, p.new_name,
            CASE WHEN p.new_description <> p.description THEN p.new_description END,
            COALESCE(p.new_active, p.active), p.sku, p.name,
            CASE WHEN p.new_description <> p.description THEN p.description END, p.active,
@@ -383,19 +359,6 @@ SELECT p.id, p.new_sku, p.new_name, COALESCE(p.new_description, p.description),
        COALESCE(p.new_active, p.active), p.created_at, %(now)s{{pick}}
 FROM changed AS p
 """
-CREATE_RECORD = f"""
-CREATE UNLOGGED TABLE {RECORD} (rn bigint, product_id bigint, sku text, name text,
-    description text, active boolean, before_sku text, before_name text,
-    before_description text, before_active boolean, before_updated_at timestamptz)
-WITH (autovacuum_enabled = false)
-"""
-KEEP_RECORD = f"""
-INSERT INTO import_changes (job_id, rn, kind, product_id, sku, name, description, active,
-    before_sku, before_name, before_description, before_active, before_updated_at)
-SELECT %(job)s, rn, 'updated', product_id, sku, name, description, active, before_sku,
-       before_name, before_description, before_active, before_updated_at
-FROM {RECORD}
-"""  # unsorted: sorting by rn first (so that the key fills in order) measured slower
 NEW_ROWS = (
     "(SELECT s.* FROM import_plan AS plan JOIN import_staging AS s ON s.rn = plan.rn "
     "WHERE plan.product_id IS NULL)"

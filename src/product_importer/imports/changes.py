@@ -23,6 +23,7 @@ from .models import ImportChange, ImportJob
 from .states import CHANGE_KINDS, PLANNED_KINDS, Status
 
 KINDS = CHANGE_KINDS
+UNWRITTEN = {Status.QUEUED, Status.RUNNING, Status.FAILED, Status.CANCELLED}
 FIELDS = ("sku", "name", "description", "active")
 DEFAULT_PER_PAGE = 50
 MAX_PER_PAGE = 200
@@ -81,6 +82,10 @@ class Source:
 def sources(session: Session, job: ImportJob, kind: str | None) -> list[Source]:
     """Where each wanted kind of change of `job` is read, created first."""
     kinds = [kind] if kind else list(KINDS)
+    # An import that has not written the catalog has no record yet, though the helpers of a
+    # bulk apply commit its rows ahead of it (and an attempt that died may have left some).
+    if job.status in UNWRITTEN:
+        return []
     if job.status == Status.PLANNED:  # nothing written yet
         return [_planned(session, job, one) for one in kinds]
     return [_created(job) if one == "created" else _recorded(job, one, one) for one in kinds]

@@ -211,7 +211,7 @@ def open_stage(
     job_id: int,
     *,
     record_changes: bool = True,
-    search_index_after_switch: bool = True,
+    search_index_after_switch: bool | None = None,
 ) -> PostgresStage | SqliteStage:
     """The staging area of job `job_id`; `now` stamps the products it writes.
 

@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from .. import background
@@ -133,11 +133,16 @@ def refuse_undo(session: Session, target: ImportJob) -> None:
 
 
 def remove_old_changes(session: Session) -> int:
-    """Delete the change records of imports finished more than IMPORT_UNDO_DAYS ago, and
-    those of plans applied or discarded; return how many products they recorded."""
+    """Delete the change records of imports finished more than IMPORT_UNDO_DAYS ago, those of
+    plans applied or discarded, and rows a failed import's lost attempt left (`bulk.fill`);
+    return how many products they recorded."""
     cutoff = utcnow() - timedelta(days=current_app.config["IMPORT_UNDO_DAYS"])
     old = select(ImportJob.id).where(
-        ImportJob.finished_at < cutoff, ImportJob.status.in_(FINISHED - {Status.PLANNED})
+        or_(
+            ImportJob.finished_at < cutoff,
+            ImportJob.status.in_((Status.FAILED, Status.CANCELLED)),
+        ),
+        ImportJob.status.in_(FINISHED - {Status.PLANNED}),
     )
     done_planning = select(ImportJob.id).where(ImportJob.status != Status.PLANNED)
     removed = session.execute(delete(ImportChange).where(ImportChange.job_id.in_(old))).rowcount

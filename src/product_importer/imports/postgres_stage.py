@@ -13,7 +13,6 @@ catalog anew beside the live one (`bulk.py`); one that writes few rows updates t
 """
 
 import dataclasses
-import functools
 import logging
 
 from sqlalchemy import Connection
@@ -51,7 +50,7 @@ class PostgresStage:
         job_id: int,
         *,
         record_changes: bool = True,
-        search_index_after_switch: bool = True,
+        search_index_after_switch: bool | None = None,
     ):
         self.conn, self.now, self.job = conn, now, int(job_id)
         self.search_index_after_switch = search_index_after_switch
@@ -167,7 +166,8 @@ class PostgresStage:
     def cleanup(self) -> None:
         """Drop the staging tables of this import (or of an attempt that died), committed."""
         if self.table == STAGING:  # applying: the merge's tables too
-            self.execute(f"DROP TABLE IF EXISTS {STAGING}, {PLAN}, {bulk.BUILD}, {bulk.RECORD}")
+            self.execute(f"DROP TABLE IF EXISTS {STAGING}, {PLAN}, {bulk.BUILD}")
+            self.execute(FORGET_UNWRITTEN_RECORD, {"job": self.job})
         else:
             self.execute(f"DROP TABLE IF EXISTS {self.table}")
         self.conn.commit()
@@ -175,7 +175,8 @@ class PostgresStage:
     def _take_over_shared_names(self) -> None:
         """Give the staged rows the name the merge reads (it is this import's turn), committed."""
         # a lost attempt's
-        self.execute(f"DROP TABLE IF EXISTS {STAGING}, {PLAN}, {bulk.BUILD}, {bulk.RECORD}")
+        self.execute(f"DROP TABLE IF EXISTS {STAGING}, {PLAN}, {bulk.BUILD}")
+        self.execute(FORGET_UNWRITTEN_RECORD, {"job": self.job})
         self.execute(f"ALTER TABLE {self.table} RENAME TO {STAGING}")
         self.table = STAGING
         self.conn.commit()
@@ -298,23 +299,16 @@ class PostgresStage:
         return counts
 
     def _merge_in_bulk(self, steps: Steps, counts: MergeCounts, catalog: int) -> MergeCounts:
-        record = self.job_id is not None
         self._build = bulk.Build(
-            self.conn,
-            self.now,
-            fresh=catalog == 0,
-            record=record,
-            defer=self.search_index_after_switch,
+            self.conn, self.now, fresh=catalog == 0, job=self.job_id, defer=self._defer(catalog)
         )
         rows = catalog + counts.created
-        steps.expect([("copying", rows), ("indexing", rows), ("analyzing", rows)])
+        indexing = "indexing" if self._build.defer else "indexing for search"
+        steps.expect([("copying", rows), (indexing, rows), ("analyzing", rows)])
         steps.start("copying")
         self._build.fill(self._written(counts)["base"])
-        steps.start("indexing")
-        # The record of updates, kept by the fill, joins the change record on the import's own
-        # connection (it commits with the import) while the helpers build the indexes.
-        keep = functools.partial(self._build.keep_record, self.job_id)
-        self._build.index(alongside=keep if self._build.record else None)
+        steps.start(indexing)
+        self._build.index()
         steps.start("analyzing")
         self._build.analyze()
         steps.expect([("switching", rows)])
@@ -322,6 +316,27 @@ class PostgresStage:
         deferred = self._build.switch()
         return dataclasses.replace(counts, search_deferred=deferred)
 
+    def _defer(self, catalog: int) -> bool:
+        """Whether a bulk merge leaves its trigram indexes until after its switch.
+
+        By default only into an empty catalog: nobody's filters lose their index, and the
+        products are listed sooner. Into a catalog people are reading, every substring filter
+        would scan the new table until the indexes are built, and on a busy server that took
+        list p95 from 40 ms to seconds (bench/load_bench.py); built before the switch, readers
+        keep the old catalog and its indexes meanwhile.
+        """
+        if self.search_index_after_switch is None:
+            return catalog == 0
+        return self.search_index_after_switch
+
+
+# The record of updates a bulk merge's helpers committed ahead of the import, while the job
+# has not written the catalog: an attempt that failed, was cancelled or died (`bulk.fill`).
+FORGET_UNWRITTEN_RECORD = """
+DELETE FROM import_changes
+WHERE job_id = %(job)s AND kind = 'updated'
+  AND (SELECT written_at FROM import_jobs WHERE id = %(job)s) IS NULL
+"""
 
 # Within the file the last row of a SKU wins: delete the earlier ones. Only keys of rows
 # marked `seen` can repeat; their rows are grouped (a hash aggregate of a few keys, no sort).

@@ -29,6 +29,7 @@ STEP_SECONDS = {
     "inserting": 2.0,
     "copying": 0.4,
     "indexing": 0.5,
+    "indexing for search": 2.5,  # the trigram indexes too (the bulk path's choice)
     "analyzing": 0.05,
     "switching": 0.02,
     "finishing": 0.01,

@@ -103,7 +103,7 @@ class Run:
         stall_seconds: float,
         turn,
         record_changes: bool = True,
-        search_index_after_switch: bool = True,
+        search_index_after_switch: bool | None = None,
     ):
         self.conn, self.engine, self.job = conn, engine, job
         self.max_decompressed, self.stall_seconds = max_decompressed, stall_seconds
