@@ -77,8 +77,9 @@ def load_config(instance_path: str) -> dict:
         "IMPORT_UNDO_DAYS": float(env("IMPORT_UNDO_DAYS") or 7),
         # Off only to measure what the change record costs (bench/import_bench.py).
         "IMPORT_CHANGE_RECORD": _bool(env("IMPORT_CHANGE_RECORD"), default=True),
-        # A bulk import builds its trigram indexes after its switch (the job is completed
-        # sooner) or before it (the substring filters keep their indexes: load_bench.py).
+        # When a bulk import builds its trigram indexes: auto (None) after its switch into an
+        # empty catalog, before it into one people read (their substring filters keep their
+        # indexes: load_bench.py); true always after (completed sooner), false always before.
         "IMPORT_SEARCH_INDEX_AFTER_SWITCH": _auto_or_bool(
             "IMPORT_SEARCH_INDEX_AFTER_SWITCH", env("IMPORT_SEARCH_INDEX_AFTER_SWITCH")
         ),

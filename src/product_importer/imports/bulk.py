@@ -94,7 +94,7 @@ class Build:
         changed products add their values before to the job's change record as they go: one
         pass over them, one write. Those rows are committed by the helpers, ahead of the
         import: until the job says it wrote the catalog they are not its record (`changes`),
-        and an import that ends otherwise deletes them (`forget_unwritten_record`).
+        and an import that ends otherwise deletes them (postgres_stage.FORGET_UNWRITTEN_RECORD).
         """
         columns = self._columns()
         with self._helper() as helper:
