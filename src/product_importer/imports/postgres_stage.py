@@ -300,7 +300,11 @@ class PostgresStage:
 
     def _merge_in_bulk(self, steps: Steps, counts: MergeCounts, catalog: int) -> MergeCounts:
         self._build = bulk.Build(
-            self.conn, self.now, fresh=catalog == 0, job=self.job_id, defer=self._defer(catalog)
+            self.conn,
+            self.now,
+            fresh=catalog == 0,
+            job=self.job_id,
+            defer=self.search_index_after_switch,
         )
         rows = catalog + counts.created
         indexing = "indexing" if self._build.defer else "indexing for search"
@@ -315,19 +319,6 @@ class PostgresStage:
         steps.start("switching")
         deferred = self._build.switch()
         return dataclasses.replace(counts, search_deferred=deferred)
-
-    def _defer(self, catalog: int) -> bool:
-        """Whether a bulk merge leaves its trigram indexes until after its switch.
-
-        By default only into an empty catalog: nobody's filters lose their index, and the
-        products are listed sooner. Into a catalog people are reading, every substring filter
-        would scan the new table until the indexes are built, and on a busy server that took
-        list p95 from 40 ms to seconds (bench/load_bench.py); built before the switch, readers
-        keep the old catalog and its indexes meanwhile.
-        """
-        if self.search_index_after_switch is None:
-            return catalog == 0
-        return self.search_index_after_switch
 
 
 # The record of updates a bulk merge's helpers committed ahead of the import, while the job
