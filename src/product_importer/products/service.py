@@ -99,9 +99,12 @@ def _matches(of, field: str, term: str) -> ColumnElement[bool]:
     # The same condition, asked of each half of the catalog (by the parity of the id): the
     # trigram index on descriptions comes in two halves (migration 0006) so that two
     # connections build it side by side after a bulk import, and each is used for its half.
-    # Literals, not parameters: a plan must prove each half's index predicate.
+    # Literals, not parameters: a plan must prove each half's index predicate. The parity
+    # comes first, so that a row is matched against the term once, not once per half: in an
+    # OR with other fields (`q`) PostgreSQL cannot take the common term out, and evaluates in
+    # order (a 30% `q` counted at 5M products: 8.1 s with the term first, 5.5 s).
     parity = Product.id % literal_column("2")
-    return or_(*(and_(contains, parity == literal_column(str(half))) for half in (0, 1)))
+    return or_(*(and_(parity == literal_column(str(half)), contains) for half in (0, 1)))
 
 
 def _contains(column, term: str) -> ColumnElement[bool]:
