@@ -32,6 +32,15 @@ def indexes(sql) -> list[tuple]:
     return sql("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'products' ORDER BY 1")
 
 
+def statistics_targets(sql) -> dict[str, int]:
+    """Columns with a statistics target of their own (migration 0015), and the target."""
+    found = sql(
+        "SELECT attname, attstattarget FROM pg_attribute "
+        "WHERE attrelid = 'products'::regclass AND attnum > 0 AND attstattarget >= 0"
+    )
+    return dict(found)
+
+
 def scratch_tables(sql) -> list[str]:
     found = sql(
         "SELECT relname FROM pg_class WHERE relname = ANY(:names) AND relkind = 'r'",
@@ -59,6 +68,7 @@ def upload(http, data: bytes) -> dict:
 
 def test_a_fresh_import_is_built_in_bulk_with_exact_counts_and_every_index(http, catalog, sql):
     before_indexes, before_oid = indexes(sql), products_oid(sql)
+    assert statistics_targets(sql) == {"sku": 400, "name": 400, "description": 400}
     generated = generate(BULK_ROWS, seed=11)
 
     job = import_csv(http, generated.data)
@@ -72,6 +82,8 @@ def test_a_fresh_import_is_built_in_bulk_with_exact_counts_and_every_index(http,
     assert products_by_key(catalog()) == generated.expected
     assert wait_until_search_ready(http, job["id"])["message"] == "Import complete"
     assert indexes(sql) == before_indexes
+    # the planner's finer histograms of the text columns went along with the table
+    assert statistics_targets(sql) == {"sku": 400, "name": 400, "description": 400}
     assert scratch_tables(sql) == []
     rows = http.get("/api/products", params={"description": "church"}).json()
     expected = sum("church" in values[2].lower() for values in generated.expected.values())

@@ -110,6 +110,7 @@ class Build:
         columns = self._columns()
         with self._helper() as helper:
             helper.exec_driver_sql(CREATE_BUILD)
+            self._keep_statistics_targets(helper)
         params = {"now": self.now, "base": base, "job": self.job}
         self._parallel(_fill_statements(columns, self.fresh, self.record), params)
 
@@ -186,6 +187,20 @@ class Build:
         """Cancel statements that hold the catalog and wait for this import: they never end."""
         for (pid,) in self.conn.exec_driver_sql(DEADLOCKED).all():
             log.warning("cancelled session %s: it held the catalog and waited for the import", pid)
+
+    def _keep_statistics_targets(self, helper: Connection) -> None:
+        """Give the build table the live one's statistics targets, which LIKE does not copy.
+
+        Without them the planner's estimates of substring filters swing tenfold from one
+        ANALYZE to the next (migration 0015).
+        """
+        quote = helper.dialect.identifier_preparer.quote
+        changes = [
+            f"ALTER COLUMN {quote(name)} SET STATISTICS {int(target)}"
+            for name, target in self.conn.exec_driver_sql(STATISTICS_TARGETS)
+        ]
+        if changes:
+            helper.exec_driver_sql(f"ALTER TABLE {BUILD} {', '.join(changes)}")
 
     def _columns(self) -> list[str]:
         return self.conn.exec_driver_sql(COLUMNS).scalars().all()
@@ -325,6 +340,12 @@ def _fill_statements(columns: list[str], fresh: bool, record: bool) -> list[str]
 CREATE_BUILD = f"""
 CREATE TABLE {BUILD} (LIKE products INCLUDING DEFAULTS INCLUDING CONSTRAINTS
     INCLUDING GENERATED INCLUDING STORAGE INCLUDING STATISTICS) WITH (autovacuum_enabled = false)
+"""
+# Columns given a target of their own (-1, or NULL from PostgreSQL 17, is the default).
+STATISTICS_TARGETS = """
+SELECT attname, attstattarget FROM pg_attribute
+WHERE attrelid = 'products'::regclass AND attnum > 0 AND NOT attisdropped AND attstattarget >= 0
+ORDER BY attnum
 """
 COLUMNS = """
 SELECT attname FROM pg_attribute
