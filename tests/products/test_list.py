@@ -207,3 +207,22 @@ def test_out_of_range_arguments_are_422(api, catalog, query, field):
 
 def test_per_page_200_is_allowed(api, catalog):
     assert api.get("/api/products?per_page=200").get_json()["per_page"] == 200
+
+
+@pytest.mark.parametrize("any_app", ["production"], indirect=True)  # PostgreSQL's planner
+def test_a_list_plans_without_jit_and_with_room_for_exact_bitmaps_for_its_transaction_only(
+    catalog, db_session
+):
+    """Both settings were measured at 5M products (`database.plan_for_lists`)."""
+    from product_importer.products.service import Filters, list_products
+
+    settings = text("SELECT current_setting('jit'), current_setting('work_mem')")
+    before = tuple(db_session.execute(settings).one())
+    db_session.rollback()
+
+    page = list_products(db_session, filters=Filters(description="steel"))
+
+    assert page.total == 3
+    assert tuple(db_session.execute(settings).one()) == ("off", "32MB")
+    db_session.rollback()  # the pooled connection goes back as it was, for imports and others
+    assert tuple(db_session.execute(settings).one()) == before != ("off", "32MB")

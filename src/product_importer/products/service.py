@@ -157,7 +157,7 @@ def list_products(
 ) -> Page:
     """Return one page of the products that match, with their exact total."""
     _check_paging(page, per_page)
-    database.of(session).without_jit(session)
+    database.of(session).plan_for_lists(session)
     conditions = filters.conditions()
     offset = (page - 1) * per_page
     exact = exact_total(session, filters)
