@@ -21,6 +21,7 @@ READ_HELD = "SELECT count(*) FROM products"  # holds ACCESS SHARE on products un
 SCRATCH = ("import_staging", "import_plan", "products_build")
 BULK_ROWS = 20_000
 WAITING = ("queued", "running")
+STATISTICS_OBJECTS = "SELECT stxname FROM pg_statistic_ext WHERE stxrelid = 'products'::regclass"
 
 
 def products_oid(sql) -> int:
@@ -39,6 +40,10 @@ def statistics_targets(sql) -> dict[str, int]:
         "WHERE attrelid = 'products'::regclass AND attnum > 0 AND attstattarget >= 0"
     )
     return dict(found)
+
+
+def statistics_objects(sql) -> list[str]:
+    return [row[0] for row in sql(STATISTICS_OBJECTS)]
 
 
 def scratch_tables(sql) -> list[str]:
@@ -69,6 +74,7 @@ def upload(http, data: bytes) -> dict:
 def test_a_fresh_import_is_built_in_bulk_with_exact_counts_and_every_index(http, catalog, sql):
     before_indexes, before_oid = indexes(sql), products_oid(sql)
     assert statistics_targets(sql) == {"sku": 400, "name": 400, "description": 400}
+    assert statistics_objects(sql) == ["products_id_parity"]  # migration 0006
     generated = generate(BULK_ROWS, seed=11)
 
     job = import_csv(http, generated.data)
@@ -84,6 +90,7 @@ def test_a_fresh_import_is_built_in_bulk_with_exact_counts_and_every_index(http,
     assert indexes(sql) == before_indexes
     # the planner's finer histograms of the text columns went along with the table
     assert statistics_targets(sql) == {"sku": 400, "name": 400, "description": 400}
+    assert statistics_objects(sql) == ["products_id_parity"]  # by the name it was made with
     assert scratch_tables(sql) == []
     rows = http.get("/api/products", params={"description": "church"}).json()
     expected = sum("church" in values[2].lower() for values in generated.expected.values())

@@ -139,6 +139,7 @@ class Build:
         execute = self.conn.exec_driver_sql
         triggers = execute(TRIGGERS).scalars().all()
         sequence = execute("SELECT pg_get_serial_sequence('products', 'id')").scalar()
+        statistics = self._statistics_names()
         self._lock_catalog()
         if sequence:  # owned by the old table, DROP would take it along
             execute(f"ALTER SEQUENCE {sequence} OWNED BY {BUILD}.id")
@@ -151,6 +152,8 @@ class Build:
                 execute(f"ALTER TABLE products ADD CONSTRAINT {name} {using}")
             else:
                 execute(f"ALTER INDEX {build_name} RENAME TO {name}")
+        for build_name, name in statistics:
+            execute(f"ALTER STATISTICS {build_name} RENAME TO {name}")
         for trigger in triggers:
             execute(trigger)
         execute("ALTER TABLE products RESET (autovacuum_enabled)")
@@ -187,6 +190,21 @@ class Build:
         """Cancel statements that hold the catalog and wait for this import: they never end."""
         for (pid,) in self.conn.exec_driver_sql(DEADLOCKED).all():
             log.warning("cancelled session %s: it held the catalog and waited for the import", pid)
+
+    def _statistics_names(self) -> list[tuple[str, str]]:
+        """(the build table's name, the live one's) of each statistics object LIKE copied.
+
+        LIKE names its copies after the build table; renamed back, a migration or an operator
+        finds each object by the name it was created with (migration 0006).
+        """
+        quote = self.conn.dialect.identifier_preparer.quote
+        live = dict(self.conn.exec_driver_sql(STATISTICS_OBJECTS.format(table="products")).all())
+        built = self.conn.exec_driver_sql(STATISTICS_OBJECTS.format(table=BUILD)).all()
+        return [
+            (quote(build_name), quote(live[columns]))
+            for columns, build_name in built
+            if columns in live and live[columns] != build_name
+        ]
 
     def _keep_statistics_targets(self, helper: Connection) -> None:
         """Give the build table the live one's statistics targets, which LIKE does not copy.
@@ -340,6 +358,11 @@ def _fill_statements(columns: list[str], fresh: bool, record: bool) -> list[str]
 CREATE_BUILD = f"""
 CREATE TABLE {BUILD} (LIKE products INCLUDING DEFAULTS INCLUDING CONSTRAINTS
     INCLUDING GENERATED INCLUDING STORAGE INCLUDING STATISTICS) WITH (autovacuum_enabled = false)
+"""
+# The statistics objects on a table, by what they are on (the columns and expressions).
+STATISTICS_OBJECTS = """
+SELECT pg_get_statisticsobjdef_columns(oid), stxname FROM pg_statistic_ext
+WHERE stxrelid = '{table}'::regclass
 """
 # Columns given a target of their own (-1, or NULL from PostgreSQL 17, is the default).
 STATISTICS_TARGETS = """
