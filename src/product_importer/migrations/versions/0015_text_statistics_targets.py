@@ -11,7 +11,8 @@ from one ANALYZE to the next; at the low end the list rechecked and sorted every
 (~425 ms) instead of walking the `updated_at` index to the first 50 (~5 ms). With 400 entries
 six ANALYZEs in a row estimated 81,870-140,367 for the same word, and a 2% sku or name term
 held as steady. ANALYZE then reads 120,000 sampled rows, not 30,000: 1.5 s instead of 0.35 s
-at 5M products. A bulk import gives its new table the same targets (`imports/bulk.py`).
+at 5M products, 1.3-1.4 s instead of 0.3 s at 500K (bench/import_bench.py: +0.15 R_bare). A
+bulk import gives its new table the same targets (`imports/bulk.py`).
 
 A bulk import also left the parity's statistics object (migration 0006) under the name LIKE
 gave its copy (`products_build_expr_stat`, then `..._stat1`); it now renames it back, and this
