@@ -24,6 +24,13 @@ BULK_CHANGE_SETTING = "product_importer.bulk_change"
 # Room for an exact bitmap of the rows a filter matches: ~16MB at 5M products (170K pages),
 # so twice that for growth. A larger bitmap is not an error: it goes lossy, and slower.
 LIST_WORK_MEM = "32MB"
+# For this transaction only (is_local): JIT off, and work_mem raised to :mem (never lowered).
+PLAN_FOR_LISTS = """
+SELECT set_config('jit', 'off', true),
+       set_config('work_mem', CASE WHEN pg_size_bytes(current_setting('work_mem'))
+                                        < pg_size_bytes(:mem)
+                                   THEN :mem ELSE current_setting('work_mem') END, true)
+"""
 
 
 class Postgres:
@@ -114,10 +121,7 @@ class Postgres:
         default work_mem (4MB) and went lossy: every row of those pages was matched again
         (6.1 s; with LIST_WORK_MEM 2.1 s; a scan of the whole table 3.6 s).
         """
-        session.execute(
-            text("SELECT set_config('jit', 'off', true), set_config('work_mem', :mem, true)"),
-            {"mem": LIST_WORK_MEM},
-        )
+        session.execute(text(PLAN_FOR_LISTS), {"mem": LIST_WORK_MEM})
 
     def applying(self, session: Session) -> bool:
         """Whether an import is applying; if not, none starts before this transaction ends."""

@@ -37,7 +37,8 @@ def statistics_targets(sql) -> dict[str, int]:
     """Columns with a statistics target of their own (migration 0015), and the target."""
     found = sql(
         "SELECT attname, attstattarget FROM pg_attribute "
-        "WHERE attrelid = 'products'::regclass AND attnum > 0 AND attstattarget >= 0"
+        "WHERE attrelid = 'products'::regclass AND attnum > 0 AND NOT attisdropped "
+        "AND attstattarget >= 0"
     )
     return dict(found)
 

@@ -7,8 +7,9 @@ ids, changed ones with their ids and new values, new ones with fresh ids), its i
 built in bulk by two helpers side by side, and the import's own transaction switches it in:
 it waits for the catalog in tries of LOCK_WAIT, so readers of the products are never held up
 longer than one try, then drops the old table and renames the new one, its indexes, primary
-key and triggers. Until that transaction commits nothing a reader sees has changed; a cancel,
-failure or crash before it leaves the catalog as it was (the build table is dropped later).
+key, statistics objects and triggers. Until that transaction commits nothing a reader sees has
+changed; a cancel, failure or crash before it leaves the catalog as it was (the build table is
+dropped later).
 
 The import's transaction holds SHARE ROW EXCLUSIVE on products throughout (product edits wait,
 as for an in-place merge), so the build cannot miss an edit. The indexes in DEFERRED (the
@@ -195,16 +196,27 @@ class Build:
         """(the build table's name, the live one's) of each statistics object LIKE copied.
 
         LIKE names its copies after the build table; renamed back, a migration or an operator
-        finds each object by the name it was created with (migration 0006).
+        finds each object by the name it was created with (migration 0006). Objects are paired
+        by what they are on and their kinds; where two share both, their names stay as LIKE
+        gave them (they work the same), rather than risk renaming two to one name.
         """
         quote = self.conn.dialect.identifier_preparer.quote
-        live = dict(self.conn.exec_driver_sql(STATISTICS_OBJECTS.format(table="products")).all())
-        built = self.conn.exec_driver_sql(STATISTICS_OBJECTS.format(table=BUILD)).all()
+        live = self._statistics_objects("products")
+        built = self._statistics_objects(BUILD)
         return [
-            (quote(build_name), quote(live[columns]))
-            for columns, build_name in built
-            if columns in live and live[columns] != build_name
+            (quote(built[key][0]), quote(live[key][0]))
+            for key in built.keys() & live.keys()
+            if len(built[key]) == len(live[key]) == 1
         ]
+
+    def _statistics_objects(self, table: str) -> dict[tuple[str, str], list[str]]:
+        """The names of a table's statistics objects, by (what they are on, their kinds)."""
+        found: dict[tuple[str, str], list[str]] = {}
+        for columns, kinds, name in self.conn.exec_driver_sql(
+            STATISTICS_OBJECTS.format(table=table)
+        ):
+            found.setdefault((columns, kinds), []).append(name)
+        return found
 
     def _keep_statistics_targets(self, helper: Connection) -> None:
         """Give the build table the live one's statistics targets, which LIKE does not copy.
@@ -359,9 +371,9 @@ CREATE_BUILD = f"""
 CREATE TABLE {BUILD} (LIKE products INCLUDING DEFAULTS INCLUDING CONSTRAINTS
     INCLUDING GENERATED INCLUDING STORAGE INCLUDING STATISTICS) WITH (autovacuum_enabled = false)
 """
-# The statistics objects on a table, by what they are on (the columns and expressions).
+# The statistics objects on a table: what they are on (columns and expressions), their kinds.
 STATISTICS_OBJECTS = """
-SELECT pg_get_statisticsobjdef_columns(oid), stxname FROM pg_statistic_ext
+SELECT pg_get_statisticsobjdef_columns(oid), stxkind::text, stxname FROM pg_statistic_ext
 WHERE stxrelid = '{table}'::regclass
 """
 # Columns given a target of their own (-1, or NULL from PostgreSQL 17, is the default).

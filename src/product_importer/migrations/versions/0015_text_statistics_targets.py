@@ -37,7 +37,9 @@ DECLARE copied name;
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_statistic_ext WHERE stxname = 'products_id_parity') THEN
         SELECT stxname INTO copied FROM pg_statistic_ext
-        WHERE stxrelid = 'products'::regclass AND stxname LIKE 'products_build_%' LIMIT 1;
+        WHERE stxrelid = 'products'::regclass
+          AND pg_get_statisticsobjdef_columns(oid) = '(id % 2::bigint)'
+        ORDER BY oid LIMIT 1;
         IF copied IS NOT NULL THEN
             EXECUTE format('ALTER STATISTICS %I RENAME TO products_id_parity', copied);
         END IF;
