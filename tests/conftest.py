@@ -19,6 +19,7 @@ import httpx
 import psycopg
 import pytest
 from sqlalchemy import insert, text
+from sqlalchemy.exc import OperationalError
 
 pytest_plugins = ["tests.modes"]  # the `api`, `served` and `any_http` fixtures: both modes
 
@@ -30,6 +31,8 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 ARTIFACTS = ROOT / "artifacts"
 # An import writes the rows it rejects every 5,000 of them and at the end of its reading.
 REJECTED_AT_ONCE = 5000
+TRUNCATE_TRIES = 5
+DEADLOCK_DETECTED = "40P01"
 
 
 def _database_url(name: str) -> str:
@@ -141,9 +144,18 @@ def _empty_tables(request, app, account_rows):
 
     with app.app_context():
         tables = ", ".join(t.name for t in db.metadata.sorted_tables)
-        with db.engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-            restore_accounts(conn, account_rows)
+        for attempt in range(TRUNCATE_TRIES):
+            try:
+                with db.engine.begin() as conn:
+                    conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+                    restore_accounts(conn, account_rows)
+                break
+            except OperationalError as error:
+                # A worker left running by an earlier test (its upkeep, a webhook) may lock
+                # these tables in another order: PostgreSQL then gives up one side, maybe ours.
+                deadlock = getattr(error.orig, "sqlstate", None) == DEADLOCK_DETECTED
+                if not deadlock or attempt == TRUNCATE_TRIES - 1:
+                    raise
     yield
 
 
