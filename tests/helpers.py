@@ -1,6 +1,16 @@
 """Small helpers shared by tests."""
 
 import time
+from contextlib import ExitStack
+
+from sqlalchemy import text
+
+# The settings a request or an import may change on its connection, as they are now.
+SESSION_SETTINGS = text(
+    "SELECT pg_backend_pid(), current_setting('jit'), "
+    "pg_size_bytes(current_setting('work_mem')), "
+    "pg_size_bytes(current_setting('maintenance_work_mem'))"
+)
 
 
 def upload_csv(
@@ -36,3 +46,15 @@ def import_csv(
     response = upload_csv(http_client, content, filename, data)
     assert response.status_code == 202, response.text
     return wait_for_job(http_client, response.json()["id"], timeout)
+
+
+def pooled_settings(engine, pid: int) -> list:
+    """SESSION_SETTINGS (but the pid) of the idle pooled connection `pid`, as its next user
+    finds them: take idle connections from the pool until it comes."""
+    with ExitStack() as taken:
+        for _ in range(engine.pool.size()):
+            connection = taken.enter_context(engine.connect())
+            found, *settings = connection.execute(SESSION_SETTINGS).one()
+            if found == pid:
+                return settings
+    raise AssertionError(f"connection {pid} is not back in the pool")

@@ -9,9 +9,10 @@ import io
 import time
 
 import pytest
+from sqlalchemy import text
 
 from tests.conftest import paused
-from tests.helpers import import_csv, upload_csv, wait_for_job
+from tests.helpers import SESSION_SETTINGS, import_csv, pooled_settings, upload_csv, wait_for_job
 
 from .conftest import TABLE_LOCK, csv_bytes, generate, products_by_key, wait_for
 
@@ -21,6 +22,14 @@ READ_HELD = "SELECT count(*) FROM products"  # holds ACCESS SHARE on products un
 SCRATCH = ("import_staging", "import_plan", "products_build")
 BULK_ROWS = 20_000
 WAITING = ("queued", "running")
+# jit, work_mem and maintenance_work_mem as the server's configuration sets them
+SERVER_SETTINGS = text(
+    "SELECT (SELECT reset_val FROM pg_settings WHERE name = 'jit'), "
+    "pg_size_bytes((SELECT reset_val || coalesce(unit, '') FROM pg_settings "
+    "WHERE name = 'work_mem')), "
+    "pg_size_bytes((SELECT reset_val || coalesce(unit, '') FROM pg_settings "
+    "WHERE name = 'maintenance_work_mem'))"
+)
 STATISTICS_OBJECTS = "SELECT stxname FROM pg_statistic_ext WHERE stxrelid = 'products'::regclass"
 
 
@@ -350,3 +359,18 @@ def test_a_record_left_by_a_lost_attempt_goes_before_the_job_runs_again(
     record = http.get(f"/api/imports/{job['id']}/changes").json()
     assert record["total"] == 1
     assert record["items"][0]["changes"]["name"] == {"before": "Apple", "after": "Apple 2"}
+
+
+def test_a_helper_connection_goes_back_to_the_pool_as_the_server_set_it(app):
+    """Its 256MB of work_mem is for the import's sorts, not for whoever takes it next."""
+    from product_importer.extensions import db
+    from product_importer.imports.bulk import helper_connection
+
+    with app.app_context():
+        with helper_connection(db.engine) as helper:
+            pid, _, work_mem, maintenance = helper.execute(SESSION_SETTINGS).one()
+            assert work_mem == maintenance == 256 * 1024 * 1024
+            server = helper.execute(SERVER_SETTINGS).one()  # what RESET gives back
+            assert work_mem > server[1]
+
+        assert pooled_settings(db.engine, pid) == list(server)

@@ -296,7 +296,13 @@ def helper_connection(engine: Engine) -> Iterator[Connection]:
         helper = helper.execution_options(isolation_level="AUTOCOMMIT")
         for setting in HELPER_SETTINGS:
             helper.exec_driver_sql(setting)
-        yield helper
+        try:
+            yield helper
+        finally:
+            # Back to the pool as the server set it: its next user (a web request, in the
+            # embedded mode) must not sort with 256MB of work_mem.
+            with suppress(DBAPIError):
+                helper.exec_driver_sql("RESET ALL")
 
 
 def run_alone(engine: Engine, statement: str) -> None:
