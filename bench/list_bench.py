@@ -61,9 +61,10 @@ from generate_csv import WORDS  # noqa: E402  (bench/ is on sys.path: the script
 # "2%" about one product in fifty, "30%" about one in three or four (each term's total is
 # printed). The generated descriptions draw every word from one small vocabulary (each word is
 # in ~27% of them), so the bench gives 2% of the products and five others a word of their own
-# (`mark_words`, idempotent). The extra cases are the limits of a trigram index: a phrase of
-# three common words taken from the catalog (see `sample`), and a 1.5% substring made of
-# punctuation and single letters, which no trigram narrows down.
+# (`mark_words`, idempotent). The extra cases are a two-word phrase in a handful of products,
+# then the limits of a trigram index: a phrase of three common words taken from the catalog
+# (see `sample`), and a 1.5% substring made of punctuation and single letters, which no
+# trigram narrows down.
 TERMS = {
     "sku": {"rare": "-12345", "2%": "-9", "30%": "-2"},  # index digits: 0.002%, 2.4%, 24%
     "name": {"rare": "wendy q", "2%": "a g", "30%": "ar"},  # none, 3.3%, 28%
@@ -192,24 +193,30 @@ def measure(http: httpx.Client, requests: list[dict], count: int) -> dict:
     return {"first": first, "p50": statistics.median(times), "p95": cuts[18], "body": body}
 
 
-def sample() -> tuple[str, str]:
-    """One full SKU and a rare three-word phrase taken from the middle of a description."""
+def sample() -> tuple[str, str, str]:
+    """One full SKU, a rare three-word phrase taken from the middle of a description, and a
+    full SKU that the planner overestimates: an entry of its histogram (1 product in 401)."""
     with psycopg.connect(database_url(DB_NAME)) as conn:
         sku, description = conn.execute(
             "SELECT sku, description FROM products ORDER BY id "
             "OFFSET (SELECT count(*) / 4 FROM products) LIMIT 1"
         ).fetchone()
-    return sku, " ".join(description.split()[2:5]).rstrip(".").lower()
+        (bound,) = conn.execute(
+            "SELECT (histogram_bounds::text::text[])[200] FROM pg_stats "
+            "WHERE tablename = 'products' AND attname = 'sku'"
+        ).fetchone()
+    return sku, " ".join(description.split()[2:5]).rstrip(".").lower(), bound
 
 
 def cases() -> list[tuple[str, str, list[dict]]]:
     """(label, terms shown, request parameters to cycle through)."""
-    one_sku, phrase = sample()
+    one_sku, phrase, overestimated = sample()
     found = []
     for field, terms in TERMS.items():
         for share, term in terms.items():
             found.append((f"{field}, {share}", repr(term), [{field: term}]))
     return found + [
+        ("extra: description, 2 words", "'quixotic gadget'", [{"description": "quixotic gadget"}]),
         ("extra: description, phrase", repr(phrase), [{"description": phrase}]),
         ("extra: q, phrase", repr(phrase), [{"q": phrase}]),
         ("extra: description, 'e. t'", "1.5%, no selective trigram", [{"description": "e. t"}]),
@@ -218,6 +225,7 @@ def cases() -> list[tuple[str, str, list[dict]]]:
         ("last page, unfiltered", "", [{"page": "LAST"}]),
         ("page 1, unfiltered", "", [{}]),
         ("sku, one whole SKU", one_sku, [{"sku": one_sku}]),
+        ("sku, one in the histogram", overestimated, [{"sku": overestimated}]),
         ("sort=name", "", [{"sort": "name"}]),
         ("sort=-sku", "", [{"sort": "-sku"}]),
         ("description 30%, sort=name", "'church'", [{"description": "church", "sort": "name"}]),

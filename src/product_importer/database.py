@@ -32,6 +32,11 @@ SELECT set_config('jit', 'off', true),
                                    THEN :mem ELSE current_setting('work_mem') END, true)
 """
 
+# For this transaction only: no index scans (so no walk of a sort order); the setting before.
+INDEX_SCANS_OFF = (
+    "SELECT current_setting('enable_indexscan'), set_config('enable_indexscan', 'off', true)"
+)
+
 
 class Postgres:
     """PostgreSQL: advisory locks, COPY, statement cancel, a catalog version kept by triggers."""
@@ -122,6 +127,26 @@ class Postgres:
         (6.1 s; with LIST_WORK_MEM 2.1 s; a scan of the whole table 3.6 s).
         """
         session.execute(text(PLAN_FOR_LISTS), {"mem": LIST_WORK_MEM})
+
+    def walks(self, session: Session, query) -> bool:
+        """Whether the plan of `query` walks an index, filtering the rows it passes."""
+        compiled = query.compile(dialect=session.get_bind().dialect)
+        plan = (
+            session.connection()
+            .exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}", compiled.params)
+            .scalar()
+        )
+        return _walks(plan[0]["Plan"])
+
+    @contextmanager
+    def without_sort_walk(self, session: Session) -> Iterator[None]:
+        """Plan the queries inside without index scans: a page comes from a bitmap, sorted."""
+        before = session.execute(text(INDEX_SCANS_OFF)).scalar()
+        yield
+        # not in a finally: after an error the transaction is rolled back, and the setting too
+        session.execute(
+            text("SELECT set_config('enable_indexscan', :before, true)"), {"before": before}
+        )
 
     def applying(self, session: Session) -> bool:
         """Whether an import is applying; if not, none starts before this transaction ends."""
@@ -240,6 +265,15 @@ class Sqlite:
     def plan_for_lists(self, session: Session) -> None:
         """Nothing to set: SQLite has neither JIT nor bitmaps."""
 
+    def walks(self, session: Session, query) -> bool:
+        """SQLite: its plans are not read (a text filter reads every product there)."""
+        return False
+
+    @contextmanager
+    def without_sort_walk(self, session: Session) -> Iterator[None]:
+        """Nothing to set: SQLite has no bitmaps to use instead."""
+        yield
+
     def applying(self, session: Session) -> bool:
         """Whether an import holds the apply lock right now."""
         with open(_beside(session.connection(), "apply.lock"), "w") as lock_file:
@@ -308,6 +342,13 @@ def create_if_missing(url: str) -> bool:
     finally:
         engine.dispose()
     return not found
+
+
+def _walks(node: dict) -> bool:
+    """Whether a node of a JSON plan, or one below it, is an index scan with a filter."""
+    if node["Node Type"] == "Index Scan" and "Filter" in node:
+        return True
+    return any(_walks(child) for child in node.get("Plans", ()))
 
 
 def of(bind: Connection | Session) -> Postgres | Sqlite:

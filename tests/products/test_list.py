@@ -151,6 +151,16 @@ def test_an_empty_catalog_has_one_empty_page(api):
 
 
 @pytest.mark.parametrize("any_app", ["production"], indirect=True)  # kept totals: PostgreSQL
+def test_a_filter_kept_at_no_matches_finds_the_first_product_that_matches(api, catalog):
+    for _ in range(2):  # counted, then known to match nothing
+        assert api.get("/api/products?name=sprocket").get_json()["items"] == []
+    created = api.post("/api/products", json={"sku": "SPR-1", "name": "Sprocket"})
+    assert created.status_code == 201
+    body = api.get("/api/products?name=sprocket").get_json()
+    assert ([item["sku"] for item in body["items"]], body["total"]) == (["SPR-1"], 1)
+
+
+@pytest.mark.parametrize("any_app", ["production"], indirect=True)  # kept totals: PostgreSQL
 def test_filtered_totals_follow_every_change_to_the_catalog(api, catalog, db_session):
     def total(query: str) -> int:
         # two per page, so the total is counted rather than seen on the last page
@@ -231,3 +241,64 @@ def test_a_list_plans_without_jit_and_with_room_for_exact_bitmaps_for_its_transa
     assert (jit, work_mem) == ("off", max(before[1], 32 * 1024 * 1024))
     db_session.commit()  # a SET of the session (not the transaction) would outlive a commit
     assert pooled_settings(db.engine, pid) == before
+
+
+def test_a_page_of_few_matches_comes_through_the_search_index_not_the_sort_order(db_session, sql):
+    """The planner overestimates a rare term; its exact total, counted first, says so.
+
+    20,000 products are analyzed while 1,000 names hold 'gadget', then all but three renamed.
+    Asked alone, the planner would walk the `updated_at` order looking for 50 matches (reading
+    all 20,000: there are three). The list counts them first, then takes every match (by the
+    name's trigram index, or at this size a scan of the table) and sorts them; the next request
+    finds the total kept. The plan of each page query is taken as it runs, on its connection.
+    """
+    from sqlalchemy import event
+
+    from product_importer.extensions import db
+    from product_importer.products.service import Filters, list_products
+
+    page_query = (
+        "SELECT * FROM products WHERE name ILIKE '%gadget%' "
+        "ORDER BY updated_at DESC, id DESC LIMIT 50"
+    )
+    sql("ALTER TABLE products SET (autovacuum_enabled = false)")  # no ANALYZE of the renames
+    try:
+        sql(
+            "INSERT INTO products (sku, name, description) "
+            "SELECT 'S-' || i, CASE WHEN i % 20 = 7 THEN 'Gadget ' ELSE 'Widget ' END || i, "
+            "'Plain' FROM generate_series(1, 20000) AS i"
+        )
+        sql("ANALYZE products")
+        sql(
+            "UPDATE products SET name = 'Widget ' || id "
+            "WHERE name LIKE 'Gadget%' AND sku NOT IN ('S-7', 'S-207', 'S-2007')"
+        )
+        alone = "\n".join(row[0] for row in sql("EXPLAIN " + page_query))
+        plans = []
+
+        def explain_pages(conn, cursor, statement, parameters, context, executemany):
+            if statement.startswith("SELECT products.id") and " LIMIT " in statement:
+                explained = cursor.connection.execute("EXPLAIN " + statement, parameters)
+                plans.append("\n".join(row[0] for row in explained))
+
+        event.listen(db.engine, "before_cursor_execute", explain_pages)
+        try:
+            pages = []
+            for _ in range(2):  # counted, then kept
+                pages.append(list_products(db_session, filters=Filters(name="gadget")))
+                indexscan = db_session.execute(text("SHOW enable_indexscan")).scalar()
+                db_session.commit()
+        finally:
+            event.remove(db.engine, "before_cursor_execute", explain_pages)
+    finally:
+        sql("ALTER TABLE products RESET (autovacuum_enabled)")
+
+    assert "Index Scan Backward using ix_products_updated_at_id" in alone  # the walk
+    expected = ["S-2007", "S-207", "S-7"]  # newest first, by id on the same updated_at
+    for page in pages:
+        assert ([p.sku for p in page.items], page.total) == (expected, 3)
+    assert len(plans) == 2
+    for plan in plans:
+        assert "ix_products_updated_at_id" not in plan
+        assert "Sort Key: updated_at DESC, id DESC" in plan
+    assert indexscan == "on"  # for the page query only
