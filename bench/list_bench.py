@@ -201,9 +201,10 @@ def sample() -> tuple[str, str, str]:
             "SELECT sku, description FROM products ORDER BY id "
             "OFFSET (SELECT count(*) / 4 FROM products) LIMIT 1"
         ).fetchone()
-        (bound,) = conn.execute(
-            "SELECT (histogram_bounds::text::text[])[200] FROM pg_stats "
-            "WHERE tablename = 'products' AND attname = 'sku'"
+        (bound,) = conn.execute(  # the middle entry; VACUUM ANALYZE ran in load_catalog
+            "SELECT bounds[array_length(bounds, 1) / 2 + 1] FROM ("
+            "  SELECT histogram_bounds::text::text[] AS bounds FROM pg_stats"
+            "  WHERE schemaname = 'public' AND tablename = 'products' AND attname = 'sku') AS s"
         ).fetchone()
     return sku, " ".join(description.split()[2:5]).rstrip(".").lower(), bound
 

@@ -32,10 +32,7 @@ SELECT set_config('jit', 'off', true),
                                    THEN :mem ELSE current_setting('work_mem') END, true)
 """
 
-# For this transaction only: no index scans (so no walk of a sort order); the setting before.
-INDEX_SCANS_OFF = (
-    "SELECT current_setting('enable_indexscan'), set_config('enable_indexscan', 'off', true)"
-)
+SHOW_INDEX_SCANS = "SELECT current_setting('enable_indexscan')"
 
 
 class Postgres:
@@ -130,7 +127,9 @@ class Postgres:
 
     def walks(self, session: Session, query) -> bool:
         """Whether the plan of `query` walks an index, filtering the rows it passes."""
-        compiled = query.compile(dialect=session.get_bind().dialect)
+        compiled = query.compile(
+            dialect=session.get_bind().dialect, compile_kwargs={"render_postcompile": True}
+        )
         plan = (
             session.connection()
             .exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}", compiled.params)
@@ -140,10 +139,12 @@ class Postgres:
 
     @contextmanager
     def without_sort_walk(self, session: Session) -> Iterator[None]:
-        """Plan the queries inside without index scans: a page comes from a bitmap, sorted."""
-        before = session.execute(text(INDEX_SCANS_OFF)).scalar()
+        """Plan the queries inside without index scans: every match is found, then sorted."""
+        before = session.execute(text(SHOW_INDEX_SCANS)).scalar()
+        session.execute(text("SELECT set_config('enable_indexscan', 'off', true)"))
         yield
-        # not in a finally: after an error the transaction is rolled back, and the setting too
+        # Not in a finally: after a database error the transaction is aborted (the setting is
+        # LOCAL to it), and a request's session is rolled back at its end whatever failed.
         session.execute(
             text("SELECT set_config('enable_indexscan', :before, true)"), {"before": before}
         )

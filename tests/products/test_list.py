@@ -1,5 +1,7 @@
 """GET /api/products: filters, sorting, pages and totals, in both modes (`api`)."""
 
+from contextlib import contextmanager
+
 import pytest
 from sqlalchemy import text
 
@@ -243,17 +245,56 @@ def test_a_list_plans_without_jit_and_with_room_for_exact_bitmaps_for_its_transa
     assert pooled_settings(db.engine, pid) == before
 
 
+@contextmanager
+def page_plans(engine):
+    """Collect what the list runs: its statements, and the plan of each page query as it runs."""
+    from sqlalchemy import event
+
+    seen = {"statements": [], "plans": []}
+
+    def explain_pages(conn, cursor, statement, parameters, context, executemany):
+        seen["statements"].append(statement)
+        if statement.startswith("SELECT products.id") and " LIMIT " in statement:
+            explained = cursor.connection.execute("EXPLAIN " + statement, parameters)
+            seen["plans"].append("\n".join(row[0] for row in explained))
+
+    event.listen(engine, "before_cursor_execute", explain_pages)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", explain_pages)
+
+
+def plan_asked(seen: dict) -> int:
+    return sum(statement.startswith("EXPLAIN") for statement in seen["statements"])
+
+
+def counted(seen: dict) -> int:
+    """How many statements counted the products that match (the filter is an ILIKE)."""
+    return sum("count(*)" in q and " ILIKE " in q for q in seen["statements"])
+
+
+def gadgets(sql, every: int) -> None:
+    """20,000 products, S-7 and one in `every` after it named 'Gadget ..', analyzed (autovacuum
+    off until reset)."""
+    sql("ALTER TABLE products SET (autovacuum_enabled = false)")
+    sql(
+        "INSERT INTO products (sku, name, description) "
+        f"SELECT 'S-' || i, CASE WHEN i % {every} = {7 % every} THEN 'Gadget ' ELSE 'Widget ' END "
+        "|| i, 'Plain' FROM generate_series(1, 20000) AS i"
+    )
+    sql("ANALYZE products")
+
+
 def test_a_page_of_few_matches_comes_through_the_search_index_not_the_sort_order(db_session, sql):
     """The planner overestimates a rare term; its exact total, counted first, says so.
 
     20,000 products are analyzed while 1,000 names hold 'gadget', then all but three renamed.
     Asked alone, the planner would walk the `updated_at` order looking for 50 matches (reading
-    all 20,000: there are three). The list counts them first, then takes every match (by the
-    name's trigram index, or at this size a scan of the table) and sorts them; the next request
-    finds the total kept. The plan of each page query is taken as it runs, on its connection.
+    all 20,000: there are three). The list sees the walk in the plan and counts them first,
+    then takes every match (by the name's trigram index, or at this size a scan of the table)
+    and sorts them; the next request finds the total kept.
     """
-    from sqlalchemy import event
-
     from product_importer.extensions import db
     from product_importer.products.service import Filters, list_products
 
@@ -261,35 +302,20 @@ def test_a_page_of_few_matches_comes_through_the_search_index_not_the_sort_order
         "SELECT * FROM products WHERE name ILIKE '%gadget%' "
         "ORDER BY updated_at DESC, id DESC LIMIT 50"
     )
-    sql("ALTER TABLE products SET (autovacuum_enabled = false)")  # no ANALYZE of the renames
     try:
-        sql(
-            "INSERT INTO products (sku, name, description) "
-            "SELECT 'S-' || i, CASE WHEN i % 20 = 7 THEN 'Gadget ' ELSE 'Widget ' END || i, "
-            "'Plain' FROM generate_series(1, 20000) AS i"
-        )
-        sql("ANALYZE products")
+        gadgets(sql, every=20)
         sql(
             "UPDATE products SET name = 'Widget ' || id "
             "WHERE name LIKE 'Gadget%' AND sku NOT IN ('S-7', 'S-207', 'S-2007')"
         )
         alone = "\n".join(row[0] for row in sql("EXPLAIN " + page_query))
-        plans = []
-
-        def explain_pages(conn, cursor, statement, parameters, context, executemany):
-            if statement.startswith("SELECT products.id") and " LIMIT " in statement:
-                explained = cursor.connection.execute("EXPLAIN " + statement, parameters)
-                plans.append("\n".join(row[0] for row in explained))
-
-        event.listen(db.engine, "before_cursor_execute", explain_pages)
-        try:
-            pages = []
-            for _ in range(2):  # counted, then kept
+        pages, settings, runs = [], [], []
+        for _ in range(2):  # counted, then kept
+            with page_plans(db.engine) as seen:
                 pages.append(list_products(db_session, filters=Filters(name="gadget")))
-                indexscan = db_session.execute(text("SHOW enable_indexscan")).scalar()
+                settings.append(db_session.execute(text("SHOW enable_indexscan")).scalar())
                 db_session.commit()
-        finally:
-            event.remove(db.engine, "before_cursor_execute", explain_pages)
+            runs.append(seen)
     finally:
         sql("ALTER TABLE products RESET (autovacuum_enabled)")
 
@@ -297,8 +323,59 @@ def test_a_page_of_few_matches_comes_through_the_search_index_not_the_sort_order
     expected = ["S-2007", "S-207", "S-7"]  # newest first, by id on the same updated_at
     for page in pages:
         assert ([p.sku for p in page.items], page.total) == (expected, 3)
-    assert len(plans) == 2
-    for plan in plans:
+    first, second = runs
+    # the first request asks for the plan and counts; the second finds the total kept
+    assert [plan_asked(first), counted(first)] == [1, 1]
+    assert [plan_asked(second), counted(second)] == [0, 0]
+    for run in runs:
+        (plan,) = run["plans"]
         assert "ix_products_updated_at_id" not in plan
         assert "Sort Key: updated_at DESC, id DESC" in plan
-    assert indexscan == "on"  # for the page query only
+    assert settings == ["on", "on"]  # index scans were off for the page query only
+
+
+def test_the_pages_of_a_common_term_still_walk_the_sort_order(db_session, sql):
+    """A quarter of the products match: the first and the last page each walk one end."""
+    from product_importer.extensions import db
+    from product_importer.products.service import Filters, list_products
+
+    try:
+        gadgets(sql, every=4)
+        with page_plans(db.engine) as seen:
+            for page in (1, 1, 100):  # counted, kept, the last page (5,000 / 50)
+                found = list_products(db_session, filters=Filters(name="gadget"), page=page)
+                assert (len(found.items), found.total) == (50, 5000)
+                db_session.commit()
+    finally:
+        sql("ALTER TABLE products RESET (autovacuum_enabled)")
+
+    assert len(seen["plans"]) == 3
+    for plan in seen["plans"]:
+        assert "Index Scan" in plan and "using ix_products_updated_at_id" in plan
+    assert "Index Scan Backward" not in seen["plans"][2]  # the last page, from the other end
+
+
+@pytest.mark.parametrize(
+    ("plan", "walks"),
+    [
+        ({"Node Type": "Index Scan", "Filter": "(name ~~* '%x%')"}, True),
+        ({"Node Type": "Index Scan", "Index Cond": "(id = 1)"}, False),  # a lookup, no filter
+        ({"Node Type": "Limit", "Plans": [{"Node Type": "Bitmap Heap Scan"}]}, False),
+        (
+            {
+                "Node Type": "Limit",
+                "Plans": [
+                    {
+                        "Node Type": "Gather Merge",
+                        "Plans": [{"Node Type": "Index Scan", "Filter": "(sku ~~* '%x%')"}],
+                    }
+                ],
+            },
+            True,
+        ),
+    ],
+)
+def test_a_walk_is_an_index_scan_with_a_filter_anywhere_in_the_plan(plan, walks):
+    from product_importer.database import _walks
+
+    assert _walks(plan) is walks

@@ -30,13 +30,15 @@ SORT_KEYS = {
 EXPORT_COLUMNS = ("sku", "name", "description", "active")
 READ_ONLY = {"id", "created_at", "updated_at"}
 LIKE_ESCAPE = "\\"
-# A page of a text filter whose exact total is known is found through the search index (every
-# match, then sorted) when the page ends past the first 1 / WALK_SHARE of the matches: walking
-# the sort order to it would read more than that share of the whole catalog, a row at a time.
-# The planner cannot know this when it overestimates a rare term: a term that is one of its
-# histogram's 401 entries is estimated at 1 in 401 products (one whole SKU's page took 450 ms
-# at 500K products that way, 8 ms through the index).
+# A page of a text filter whose exact total is known, at most SORT_AT_MOST, is found through the
+# search index (every match, then sorted) when the page ends past the first 1 / WALK_SHARE of
+# the matches: walking the sort order to it would read more than that share of the catalog, a
+# row at a time. The planner cannot know this when it overestimates a rare term: a term that is
+# one of its histogram's 401 entries is estimated at 1 in 401 products (one whole SKU's page took
+# 450 ms at 500K products that way, 8 ms through the index). Past SORT_AT_MOST matches the
+# planner chooses, as it estimates a common term well, and sorting them all would cost more.
 WALK_SHARE = 4
+SORT_AT_MOST = 10_000
 APPLYING_MESSAGE = (
     "An import is being applied to the catalog. Delete the products once it has finished."
 )
@@ -176,12 +178,13 @@ def list_products(
     if exact.known is None:
         exact.wait_for_other_counts()
     total = exact.known
-    page_query = _page_query(filters, sort).offset(offset).limit(per_page)
-    if total is None and filters.searches() and database.of(session).walks(session, page_query):
-        # A walk pays off only when the matches are as many as the planner estimates, and a
-        # text filter's estimate can be far off (see WALK_SHARE): count them first (kept for
-        # the next requests), so that the page is looked up knowing how many there are.
-        total = exact.count()
+    if total is None and filters.searches():
+        page_query = _page_query(filters, sort).offset(offset).limit(per_page)
+        if database.of(session).walks(session, page_query):
+            # A walk pays off only when the matches are as many as the planner estimates, and a
+            # text filter's estimate can be far off (see WALK_SHARE): count them first (kept
+            # for the next requests), so that the page is looked up knowing how many there are.
+            total = exact.count()
     if total is not None:
         _check_page_exists(page, per_page, total)
         items = _fetch(session, filters, sort, offset, per_page, total=total)
@@ -238,16 +241,19 @@ def _page_query(filters: Filters, sort: str, *, reverse: bool = False) -> Select
 def _fetch(
     session: Session, filters: Filters, sort: str, offset: int, limit: int, *, total: int
 ) -> list[Product]:
-    """One page of the products that match `filters`, whose exact `total` is known."""
+    """One page of the products that match `filters`, whose exact `total` is known.
+
+    A total of 0 is trusted as every kept total is (products/totals.py): no query is made.
+    """
     if total == 0:
-        return []  # a term that matches nothing: no need to look for it again
+        return []
     reverse = offset > total // 2
     if reverse:
         # Walk the sort order from its other end: the last page costs what the first does.
         offset, limit = max(total - offset - limit, 0), min(limit, total - offset)
     query = _page_query(filters, sort, reverse=reverse).offset(offset).limit(limit)
     planning = nullcontext()
-    if filters.searches() and (offset + limit) * WALK_SHARE > total:
+    if filters.searches() and (offset + limit) * WALK_SHARE > total and total <= SORT_AT_MOST:
         planning = database.of(session).without_sort_walk(session)
     with planning:
         items = session.scalars(query).all()
