@@ -32,7 +32,11 @@ SELECT set_config('jit', 'off', true),
                                    THEN :mem ELSE current_setting('work_mem') END, true)
 """
 
-SHOW_INDEX_SCANS = "SELECT current_setting('enable_indexscan')"
+# For this transaction only: no index scans; and the setting before, to put back (one round trip:
+# PostgreSQL computes a SELECT's columns in order).
+INDEX_SCANS_OFF = (
+    "SELECT current_setting('enable_indexscan'), set_config('enable_indexscan', 'off', true)"
+)
 
 
 class Postgres:
@@ -140,8 +144,7 @@ class Postgres:
     @contextmanager
     def without_sort_walk(self, session: Session) -> Iterator[None]:
         """Plan the queries inside without index scans: every match is found, then sorted."""
-        before = session.execute(text(SHOW_INDEX_SCANS)).scalar()
-        session.execute(text("SELECT set_config('enable_indexscan', 'off', true)"))
+        before = session.execute(text(INDEX_SCANS_OFF)).scalar()
         yield
         # Not in a finally: after a database error the transaction is aborted (the setting is
         # LOCAL to it), and a request's session is rolled back at its end whatever failed.

@@ -59,7 +59,7 @@ class Filters:
 
     def searches(self) -> bool:
         """Whether a text filter is set (matched through the trigram indexes on PostgreSQL)."""
-        return any((self.sku, self.name, self.description, self.q))
+        return any(getattr(self, field) for field in (*TEXT_FILTERS, "q"))
 
     def key(self) -> str:
         """These filters as one string, to file their total under."""
@@ -172,7 +172,6 @@ def list_products(
     """Return one page of the products that match, with their exact total."""
     _check_paging(page, per_page)
     database.of(session).plan_for_lists(session)
-    conditions = filters.conditions()
     offset = (page - 1) * per_page
     exact = exact_total(session, filters)
     if exact.known is None:
@@ -189,7 +188,7 @@ def list_products(
         _check_page_exists(page, per_page, total)
         items = _fetch(session, filters, sort, offset, per_page, total=total)
         return Page(items, page, per_page, total)
-    items, version = _fetch_with_version(session, conditions, sort, offset, per_page)
+    items, version = _fetch_with_version(session, filters, sort, offset, per_page)
     if len(items) < per_page and (items or page == 1):
         total = offset + len(items)  # the last page: no count needed
         exact.remember(total, version)
@@ -225,11 +224,11 @@ def _check_page_exists(page: int, per_page: int, total: int) -> None:
 
 
 def _fetch_with_version(
-    session: Session, conditions: list, sort: str, offset: int, limit: int
+    session: Session, filters: Filters, sort: str, offset: int, limit: int
 ) -> tuple[list[Product], int | None]:
     """One page and the catalog version it was read at (None if it has no rows)."""
-    query = select(Product, totals.version_now(session)).where(*conditions)
-    rows = session.execute(query.order_by(*_order_by(sort)).offset(offset).limit(limit)).all()
+    query = _page_query(filters, sort).add_columns(totals.version_now(session))
+    rows = session.execute(query.offset(offset).limit(limit)).all()
     return [row[0] for row in rows], rows[0][1] if rows else None
 
 
