@@ -45,6 +45,9 @@ class Postgres:
     name = "postgresql"
     # Imports read side by side, on any worker; `take_turn` lets one apply at a time.
     parallel_reading = True
+    # The description filter's two trigram index halves (migration 0006) are read as two
+    # branches of a UNION ALL, which PostgreSQL runs in two processes (products/service.py).
+    search_in_halves = True
 
     def __init__(self) -> None:
         self._tables: dict[tuple[str, str], bool] = {}
@@ -206,6 +209,8 @@ class Sqlite:
     name = "sqlite"
     # One writer: one process runs the queue (`import_lock`), one import after the other.
     parallel_reading = False
+    # No trigram indexes: a filter reads the table once, not once per half.
+    search_in_halves = False
 
     def take_turn(self, conn: Connection) -> bool:
         """The queue's lock file is the turn: this import is the only one running."""

@@ -1,5 +1,6 @@
 """GET /api/products: filters, sorting, pages and totals, in both modes (`api`)."""
 
+import re
 from contextlib import contextmanager
 
 import pytest
@@ -353,6 +354,80 @@ def test_the_pages_of_a_common_term_still_walk_the_sort_order(db_session, sql):
     for plan in seen["plans"]:
         assert "Index Scan" in plan and "using ix_products_updated_at_id" in plan
     assert "Index Scan Backward" not in seen["plans"][2]  # the last page, from the other end
+
+
+def every_page(db_session, filters, sort: str, per_page: int = 100) -> list[str]:
+    """The SKUs of every page of a list, first to last; each page gives the same total."""
+    from product_importer.products.service import list_products
+
+    skus, totals = [], []
+    for page in range(1, 1000):
+        listed = list_products(db_session, filters=filters, sort=sort, page=page, per_page=per_page)
+        skus += [product.sku for product in listed.items]
+        totals.append(listed.total)
+        db_session.commit()
+        if page >= listed.pages:
+            break
+    assert set(totals) == {len(skus)}
+    return skus
+
+
+def test_a_description_filter_sorts_and_counts_its_matches_read_from_both_halves_at_once(
+    db_session, sql
+):
+    """Where every match is sorted (or counted), each half of the description index is read in
+    a branch of its own, which PostgreSQL runs in a process of its own; the pages, in every
+    sort and from both ends, are the ones a plain ORDER BY gives."""
+    from sqlalchemy import event
+
+    from product_importer.extensions import db
+    from product_importer.products.service import Filters
+
+    sql(
+        "INSERT INTO products (sku, name, description, updated_at) "
+        "SELECT CASE WHEN i % 113 = 0 THEN 'Gadget-' ELSE 's-' END || i, "
+        "CASE WHEN i % 3 = 0 THEN 'widget ' ELSE 'Widget ' END || (i % 40), "
+        "CASE WHEN i % 97 = 0 THEN 'A GADGET, ' ELSE 'Plain, ' END || i, "
+        "now() - (i % 50) * interval '1 minute' FROM generate_series(1, 20000) AS i"
+    )
+    for half in (0, 1):  # as a bulk import leaves them: built, nothing pending
+        sql(f"SELECT gin_clean_pending_list('ix_products_description_trgm_{half}')")
+    sql("ANALYZE products")
+    where = {
+        "description": "description ILIKE '%gadget%'",
+        "q": "sku ILIKE '%gadget%' OR name ILIKE '%gadget%' OR description ILIKE '%gadget%'",
+    }
+    order = {"sku": "lower(sku) {0}, id {0}", "name": "lower(name) {0}, id {0}"}
+    order["updated_at"] = "updated_at {0}, id {0}"
+    statements, asked = [], [""]
+
+    def explain_halves(conn, cursor, statement, parameters, context, executemany):
+        if " UNION ALL " in statement:
+            explained = cursor.connection.execute("EXPLAIN " + statement, parameters)
+            statements.append((asked[0], statement, "\n".join(row[0] for row in explained)))
+
+    event.listen(db.engine, "before_cursor_execute", explain_halves)
+    try:
+        for field, condition in where.items():
+            asked[0] = field
+            for sort, direction in [(key, way) for key in order for way in ("", "-")]:
+                by = order[sort].format("DESC" if direction else "ASC")
+                rows = sql(f"SELECT sku FROM products WHERE {condition} ORDER BY {by}")
+                expected = [sku for (sku,) in rows]
+                found = every_page(db_session, Filters(**{field: "gadget"}), direction + sort)
+                assert found == expected, (field, direction + sort)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", explain_halves)
+
+    counts = [field for field, statement, _ in statements if "count(*)" in statement]
+    pages = {field for field, statement, _ in statements if " LIMIT " in statement}
+    assert (counts, pages) == (["description", "q"], {"description", "q"})
+    for field, _, plan in statements:
+        halves = re.findall(r"Scan on products(?: products_1)?  ", plan)
+        assert "Append" in plan and len(halves) == 2  # a scan of each half
+        if field == "description":  # 206 of 20,000: through each half's own index
+            assert "ix_products_description_trgm_0" in plan
+            assert "ix_products_description_trgm_1" in plan
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Boolean,
     ColumnElement,
     Connection,
+    Select,
     SmallInteger,
     Text,
     case,
@@ -34,7 +35,6 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from .. import database
-from .models import Product
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +100,6 @@ WAIT_FOR_COUNT = text("SELECT pg_advisory_xact_lock(:space, hashtext(:filters))"
 COUNT_LOCKS = 0x1D0
 
 
-def count(session: Session, conditions: list[ColumnElement[bool]]) -> int:
-    """Count the products that match, reading every match."""
-    return session.scalar(select(func.count()).select_from(Product).where(*conditions))
-
-
 class ExactTotal:
     """The exact total of one filter: carried over the edits logged since one was kept."""
 
@@ -112,10 +107,11 @@ class ExactTotal:
         self,
         session: Session,
         filters_key: str,
-        conditions: list[ColumnElement[bool]],
+        counting: Select,
         log_conditions: list[ColumnElement[bool]],
     ):
-        self.session, self.filters_key, self.conditions = session, filters_key, conditions
+        """`counting` counts the products that match; `log_conditions` match logged rows."""
+        self.session, self.filters_key, self.counting = session, filters_key, counting
         self.log_conditions = log_conditions
         self.kept = database.of(session).has_table(session, EDIT_LOG.name)
         # the total at the version now, when one was kept and can be carried to it
@@ -147,10 +143,9 @@ class ExactTotal:
     def count(self) -> int:
         """Count the matches and keep the count with the version of the same snapshot."""
         if not self.kept:
-            return count(self.session, self.conditions)
-        matches = select(func.count()).select_from(Product).where(*self.conditions)
+            return self.session.scalar(self.counting)
         version, total = self.session.execute(
-            select(VERSION.c.version, matches.scalar_subquery())
+            select(VERSION.c.version, self.counting.scalar_subquery())
         ).one()
         self.remember(total, version)
         return total
