@@ -6,6 +6,7 @@ the same methods; each says in its own words how it keeps the promise on its dat
 
 import fcntl
 import os
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
@@ -38,6 +39,16 @@ INDEX_SCANS_OFF = (
     "SELECT current_setting('enable_indexscan'), set_config('enable_indexscan', 'off', true)"
 )
 
+# The values ANALYZE sampled of each text column (most common ones, then the histogram's
+# bounds); kept per process for SAMPLE_SECONDS.
+PRODUCT_SAMPLES = """
+SELECT attname, coalesce(most_common_vals::text::text[], '{}') || histogram_bounds::text::text[]
+FROM pg_stats
+WHERE schemaname = current_schema() AND tablename = 'products'
+  AND attname IN ('sku', 'name', 'description')
+"""
+SAMPLE_SECONDS = 60
+
 
 class Postgres:
     """PostgreSQL: advisory locks, COPY, statement cancel, a catalog version kept by triggers."""
@@ -51,6 +62,7 @@ class Postgres:
 
     def __init__(self) -> None:
         self._tables: dict[tuple[str, str], bool] = {}
+        self._samples: dict[str, tuple[float, dict[str, list[str]]]] = {}
 
     @contextmanager
     def import_lock(self, conn: Connection) -> Iterator[bool]:
@@ -167,6 +179,19 @@ class Postgres:
             found = session.scalar(text("SELECT to_regclass(:table) IS NOT NULL"), {"table": table})
             self._tables[key] = bool(found)
         return self._tables[key]
+
+    def samples(self, session: Session) -> dict[str, list[str]]:
+        """The planner's sample of each text column of products (pg_stats), lowercased.
+
+        Read again after SAMPLE_SECONDS: an import's ANALYZE draws a new one.
+        """
+        key = str(session.get_bind().url)
+        read_at, found = self._samples.get(key, (-SAMPLE_SECONDS, {}))
+        if time.monotonic() - read_at >= SAMPLE_SECONDS:
+            rows = session.execute(text(PRODUCT_SAMPLES)).all()
+            found = {column: [value.lower() for value in values or ()] for column, values in rows}
+            self._samples[key] = (time.monotonic(), found)
+        return found
 
     def lock_products(self, session: Session) -> bool:
         """Lock the products table for emptying; False when readers keep it busy for 5 s."""
@@ -299,6 +324,10 @@ class Sqlite:
             {"table": table},
         )
         return found is not None
+
+    def samples(self, session: Session) -> dict[str, list[str]]:
+        """No planner's sample here: every term is asked of its column whole."""
+        return {}
 
     def lock_products(self, session: Session) -> bool:
         """Nothing to lock: SQLite's single writer waits its turn."""

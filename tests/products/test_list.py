@@ -430,6 +430,63 @@ def test_a_description_filter_sorts_and_counts_its_matches_read_from_both_halves
             assert "ix_products_description_trgm_1" in plan
 
 
+def test_a_whole_sku_is_looked_up_by_its_rare_word_and_still_matched_as_a_substring(
+    db_session, sql
+):
+    """The trigram index is asked for the SKU's number alone (the rows of its common words'
+    trigrams are not read); every product that holds the whole SKU is listed, no other."""
+    from product_importer import database
+    from product_importer.extensions import db
+    from product_importer.products.service import Filters, list_products
+
+    words = "(ARRAY['visit', 'moment', 'paper', 'light', 'road', 'quite'])"
+    sql(
+        "INSERT INTO products (sku, name, description) "
+        f"SELECT {words}[1 + i % 6] || '-' || {words}[1 + i / 6 % 6] || '-' || "
+        f"{words}[1 + i / 36 % 6] || '-' || i, 'Widget ' || i, 'Plain' "
+        "FROM generate_series(1, 20000) AS i"
+    )
+    (target,) = sql("SELECT sku FROM products WHERE sku LIKE '%-12345'")[0]
+    sql(
+        "INSERT INTO products (sku, name, description) VALUES "
+        "(:around, 'Around', 'Plain'), ('road-road-road-12345', 'Same number', 'Plain')",
+        around=f"X{target.upper()}0",
+    )
+    sql("SELECT gin_clean_pending_list('ix_products_sku_trgm')")
+    sql("ANALYZE products")
+    database.of(db_session)._samples.clear()  # this catalog's sample, not an earlier test's
+    with page_plans(db.engine) as seen:
+        found = [
+            list_products(db_session, filters=Filters(**{field: target})) for field in ("sku", "q")
+        ]
+
+    for page in found:
+        assert sorted(product.sku for product in page.items) == [f"X{target.upper()}0", target]
+        assert page.total == 2
+    (plan, *_) = seen["plans"]
+    assert "Index Cond: ((sku)::text ~~* '%12345%'::text)" in plan
+    assert f"Filter: (lower((sku)::text) ~~ '%{target}%'::text)" in plan
+
+
+@pytest.mark.parametrize(
+    ("term", "sample", "word"),
+    [
+        # the rarest word of 3 letters or more, ignoring case
+        ("Visit-MOMENT-1279867", ["visit-moment-2", "visit-road-3"], "1279867"),
+        ("visit moment", ["visit 1", "visit 2", "moment 3"], "moment"),
+        ("red gadget", [], None),  # no sample (SQLite, or not analyzed yet)
+        ("gadget", ["red"], None),  # one word: its own trigrams are the fewest
+        ("a b c", ["x"], None),  # no word of 3 letters
+        ("visit moment", ["visit moment", "visit moment"], None),  # both common
+        ("e. tea", ["tea 1", "e. 2"], "tea"),  # one in the sample is still rare
+    ],
+)
+def test_the_rare_word_of_a_term_is_the_one_in_fewest_sampled_values(term, sample, word):
+    from product_importer.products.service import rarest_word
+
+    assert rarest_word(sample, term) == word
+
+
 @pytest.mark.parametrize(
     ("plan", "walks"),
     [
