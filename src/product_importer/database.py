@@ -146,15 +146,11 @@ class Postgres:
 
     def walks(self, session: Session, query) -> bool:
         """Whether the plan of `query` walks an index, filtering the rows it passes."""
-        compiled = query.compile(
-            dialect=session.get_bind().dialect, compile_kwargs={"render_postcompile": True}
-        )
-        plan = (
-            session.connection()
-            .exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}", compiled.params)
-            .scalar()
-        )
-        return _walks(plan[0]["Plan"])
+        return _walks(_plan(session, query))
+
+    def scans_table(self, session: Session, query) -> bool:
+        """Whether the plan of `query` reads all of a table (a sequential scan)."""
+        return _scans(_plan(session, query))
 
     @contextmanager
     def without_sort_walk(self, session: Session) -> Iterator[None]:
@@ -303,6 +299,10 @@ class Sqlite:
         """SQLite: its plans are not read (a text filter reads every product there)."""
         return False
 
+    def scans_table(self, session: Session, query) -> bool:
+        """SQLite: its plans are not read; a text filter reads every product there."""
+        return True
+
     @contextmanager
     def without_sort_walk(self, session: Session) -> Iterator[None]:
         """Nothing to set: SQLite has no bitmaps to use instead."""
@@ -380,6 +380,22 @@ def create_if_missing(url: str) -> bool:
     finally:
         engine.dispose()
     return not found
+
+
+def _plan(session: Session, query) -> dict:
+    """The plan PostgreSQL would run `query` by (planning only)."""
+    compiled = query.compile(
+        dialect=session.get_bind().dialect, compile_kwargs={"render_postcompile": True}
+    )
+    explained = f"EXPLAIN (FORMAT JSON) {compiled}"
+    return session.connection().exec_driver_sql(explained, compiled.params).scalar()[0]["Plan"]
+
+
+def _scans(node: dict) -> bool:
+    """Whether a node of a JSON plan, or one below it, is a sequential scan."""
+    if node["Node Type"] == "Seq Scan":
+        return True
+    return any(_scans(child) for child in node.get("Plans", ()))
 
 
 def _walks(node: dict) -> bool:

@@ -1,11 +1,10 @@
 """Products: list with filters and totals, create, change, delete, delete all, export."""
 
-import dataclasses
 import json
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from math import ceil
 
 from sqlalchemy import (
@@ -72,15 +71,11 @@ class Filters:
     q: str = ""
     active: bool | None = None
     # (field, term) -> the term's rare word to ask the trigram index for (see `narrowed`)
-    narrow: Mapping[tuple[str, str], str] = dataclasses.field(default_factory=dict, compare=False)
+    narrow: Mapping[tuple[str, str], str] = field(default_factory=dict, compare=False)
 
     def searches(self) -> bool:
         """Whether a text filter is set (matched through the trigram indexes on PostgreSQL)."""
         return any(getattr(self, field) for field in (*TEXT_FILTERS, "q"))
-
-    def reads_descriptions(self) -> bool:
-        """Whether a filter matches descriptions (whose trigram index comes in two halves)."""
-        return bool(self.description or self.q)
 
     def key(self) -> str:
         """These filters as one string, to file their total under."""
@@ -90,7 +85,8 @@ class Filters:
     def conditions(self, columns=None, *, half: int | None = None) -> list[ColumnElement[bool]]:
         """Return the WHERE conditions of these filters, on products or on `columns` like them.
 
-        With `half` (0 or 1), for the products of that half only (see `_in_halves`).
+        With `half` (0 or 1), for a branch that reads that half (see `_in_halves`): the
+        description is matched without the parity, which the branch asks for itself.
         """
         of = Product if columns is None else columns
         narrow = self.narrow if of is Product else {}
@@ -139,9 +135,11 @@ def narrowed(session: Session, filters: Filters) -> Filters:
     'visit-moment-paper-1279867' read the lists of common words for 124 ms at 5M products; its
     rare word '1279867' alone took 4 ms, then the whole SKU is matched on the one candidate.
     """
-    samples = database.of(session).samples(session)
     terms = [(name, getattr(filters, name)) for name in TEXT_FILTERS if getattr(filters, name)]
     terms += [(name, filters.q) for name in TEXT_FILTERS if filters.q]
+    if not any(len(WORD.findall(term)) > 1 for _, term in terms):
+        return filters
+    samples = database.of(session).samples(session)
     narrow = {}
     for name, term in terms:
         word = rarest_word(samples.get(name, ()), term)
@@ -151,14 +149,23 @@ def narrowed(session: Session, filters: Filters) -> Filters:
 
 
 def rarest_word(sample: list[str], term: str) -> str | None:
-    """The word of `term` (of several) found in fewest `sample` values, if it is rare there."""
-    words = WORD.findall(term.lower())
+    """The word of `term` (of several) found in fewest `sample` values, if it is rare there.
+
+    The word is returned as the term has it: PostgreSQL lowers it as it lowers the term (Python
+    lowers a final Σ to ς, PostgreSQL to σ). Only a word of 3 letters or more gives a trigram
+    inside '%word%'; a word with Σ, or a letter whose lower case is longer, is left out: with an
+    ICU collation its lower case depends on the letters around it.
+    """
+    words = WORD.findall(term)
     if len(words) < 2 or not sample:
         return None
-    # a word of 3 letters or more has trigrams of its own, found without the word's edges
-    long_words = [word for word in words if len(word) >= 3]
+    usable = [
+        word
+        for word in words
+        if len(word) >= 3 and not any(char == "Σ" or len(char.lower()) > 1 for char in word)
+    ]
     scored = sorted(
-        (sum(word in value for value in sample), -len(word), word) for word in long_words
+        (sum(word.lower() in value for value in sample), -len(word), word) for word in usable
     )
     if scored and scored[0][0] <= RARE_IN_SAMPLE:
         return scored[0][2]
@@ -191,19 +198,42 @@ def _in_halves(filters: Filters, *columns) -> CompoundSelect:
     """The products that match, as a UNION ALL of the matches in each half of the catalog.
 
     PostgreSQL runs the two branches in two processes (Parallel Append), each through its half
-    of the description index, and tests each row against the term once (as an OR of the halves
-    it tests odd rows twice). At 500K products, counting 'church' (125K matches) took 270 ms
+    of the description index, and rechecks each candidate against the term once (an OR of the
+    halves, read through one bitmap, rechecks the odd rows twice: PostgreSQL puts the term
+    before the parity there). At 500K products, counting 'church' (125K matches) took 270 ms
     instead of 430-520, and the page of 'behavior owner culture' (25 matches among 9,000
-    candidates) 142 ms instead of 281-290. A page of common terms cannot walk the sort order
-    this way (from 1.3 to 149 ms for 'church'): it is used where every match is sorted anyway.
+    candidates) 142 ms instead of 281-290. Only where each half's index serves the term: a
+    branch that scans the table tests every row against the term before its parity (the
+    cheaper-looking test first), so two branches would test every row twice. And a page of
+    common terms cannot walk the sort order this way ('church' 1.3 to 149 ms): it is used
+    where every match is sorted anyway.
     """
     halves = (select(*columns).where(_parity_is(h), *filters.conditions(half=h)) for h in (0, 1))
     return union_all(*halves)
 
 
-def _split(session: Session, filters: Filters) -> bool:
-    """Whether the matches of `filters` are found in halves (see `_in_halves`)."""
-    return filters.reads_descriptions() and database.of(session).search_in_halves
+def _halves_apart(session: Session, filters: Filters) -> bool:
+    """Whether the matches of `filters` may be found in halves (see `_in_halves`)."""
+    terms = [term for term in (filters.description, filters.q) if term]
+    return (
+        bool(terms)
+        and all(has_trigram(term) for term in terms)
+        and database.of(session).search_in_halves
+    )
+
+
+def has_trigram(term: str) -> bool:
+    """Whether pg_trgm finds a trigram in '%term%', so that a trigram index serves it.
+
+    pg_trgm pads a word with two spaces before it and one after it where the pattern shows
+    its edge (any character but the wildcards): a word of one letter between spaces has
+    trigrams, 'ab' alone has none.
+    """
+    for word in WORD.finditer(term):
+        padded = len(word.group()) + 2 * (word.start() > 0) + (word.end() < len(term))
+        if padded >= 3:
+            return True
+    return False
 
 
 def _contains(column, term: str, narrow_to: str | None = None) -> ColumnElement[bool]:
@@ -221,10 +251,10 @@ def _contains(column, term: str, narrow_to: str | None = None) -> ColumnElement[
 def parse_filters(args: Mapping[str, str]) -> Filters:
     """Read the filters from query arguments; raise Invalid naming each bad one."""
     values, problems = {}, {}
-    for field in (*TEXT_FILTERS, "q"):
-        values[field] = (args.get(field) or "").strip(rules.SPACE)
-        if rules.DESCRIPTION_CONTROL.search(values[field]):
-            problems[field] = "Must not hold control characters."
+    for name in (*TEXT_FILTERS, "q"):
+        values[name] = (args.get(name) or "").strip(rules.SPACE)
+        if rules.DESCRIPTION_CONTROL.search(values[name]):
+            problems[name] = "Must not hold control characters."
     active = args.get("active")
     if active not in (None, "true", "false"):
         problems["active"] = "Must be true or false (or left out for any)."
@@ -249,7 +279,8 @@ def _order_by(sort: str, *, reverse: bool = False, of=Product) -> tuple:
     """The ORDER BY of `sort`, on the products or on an alias of them."""
     descending = sort.startswith("-") != reverse
     name = sort.removeprefix("-")
-    # SKU identity ignores case, so does its order; lower(sku) has a unique index.
+    # SKU identity ignores case, so does its order (lower(sku) has a unique index); so does
+    # the name's (on lower(name), id)
     key = getattr(of, name) if name == "updated_at" else func.lower(getattr(of, name))
     # ties broken by id, so pages are stable
     return (key.desc(), of.id.desc()) if descending else (key.asc(), of.id.asc())
@@ -280,7 +311,7 @@ def list_products(
             # text filter's estimate can be far off (see WALK_SHARE): count them first (kept
             # for the next requests), so that the page is looked up knowing how many there are.
             total = exact.count()
-        elif _split(session, filters):
+        elif _halves_apart(session, filters):
             sort_matches = True  # the planner sorts every match: so do the halves, side by side
     if total is not None:
         _check_page_exists(page, per_page, total)
@@ -301,12 +332,21 @@ def list_products(
 def exact_total(session: Session, filters: Filters) -> totals.ExactTotal:
     """The exact total of the filters: carried over the edits since one was kept, or not."""
     log_conditions = filters.conditions(totals.EDIT_LOG.c)
-    if _split(session, filters):
-        matches = _in_halves(filters, Product.id).subquery("matches")
-        counting = select(func.count()).select_from(matches)
-    else:
-        counting = select(func.count()).select_from(Product).where(*filters.conditions())
-    return totals.ExactTotal(session, filters.key(), counting, log_conditions)
+    return totals.ExactTotal(
+        session, filters.key(), lambda: _counting(session, filters), log_conditions
+    )
+
+
+def _counting(session: Session, filters: Filters) -> Select:
+    """The count of the products that match: in halves where each half's index serves it.
+
+    The planner has the last word: a common term may be scanned for (see `_in_halves`).
+    """
+    plain = select(func.count()).select_from(Product).where(*filters.conditions())
+    if not _halves_apart(session, filters):
+        return plain
+    halves = select(func.count()).select_from(_in_halves(filters, Product.id).subquery("matches"))
+    return plain if database.of(session).scans_table(session, halves) else halves
 
 
 def _check_paging(page: int, per_page: int) -> None:
@@ -358,7 +398,7 @@ def _page_query(
     With `sort_matches`, the query is shaped to find every match, then sort them: in halves
     where that is faster (see `_in_halves`).
     """
-    if not (sort_matches and _split(session, filters)):
+    if not (sort_matches and _halves_apart(session, filters)):
         ordered = _order_by(sort, reverse=reverse)
         return select(Product).where(*filters.conditions()).order_by(*ordered)
     matches = aliased(Product, _in_halves(filters, Product).subquery("matches"))

@@ -14,6 +14,7 @@ version it does not match. SQLite keeps no version: there the totals are counted
 """
 
 import logging
+from collections.abc import Callable
 
 from sqlalchemy import (
     BigInteger,
@@ -107,10 +108,11 @@ class ExactTotal:
         self,
         session: Session,
         filters_key: str,
-        counting: Select,
+        counting: Callable[[], Select],
         log_conditions: list[ColumnElement[bool]],
     ):
-        """`counting` counts the products that match; `log_conditions` match logged rows."""
+        """`counting()` gives the count of the products that match; `log_conditions` match
+        logged rows."""
         self.session, self.filters_key, self.counting = session, filters_key, counting
         self.log_conditions = log_conditions
         self.kept = database.of(session).has_table(session, EDIT_LOG.name)
@@ -143,9 +145,9 @@ class ExactTotal:
     def count(self) -> int:
         """Count the matches and keep the count with the version of the same snapshot."""
         if not self.kept:
-            return self.session.scalar(self.counting)
+            return self.session.scalar(self.counting())
         version, total = self.session.execute(
-            select(VERSION.c.version, self.counting.scalar_subquery())
+            select(VERSION.c.version, self.counting().scalar_subquery())
         ).one()
         self.remember(total, version)
         return total
