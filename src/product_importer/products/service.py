@@ -34,7 +34,13 @@ DEFAULT_PER_PAGE = 50
 MAX_PER_PAGE = 200
 MAX_PAGE = 10_000_000
 TEXT_FILTERS = ("sku", "name", "description")
-SORT_KEYS = ("sku", "name", "updated_at")
+SORT_KEYS = {
+    # SKU identity ignores case, so does its order (lower(sku) has a unique index); so does
+    # the name's (lower(name), id has an index). Each on the products or an alias of them.
+    "sku": lambda of: func.lower(of.sku),
+    "name": lambda of: func.lower(of.name),
+    "updated_at": lambda of: of.updated_at,
+}
 EXPORT_COLUMNS = ("sku", "name", "description", "active")
 READ_ONLY = {"id", "created_at", "updated_at"}
 LIKE_ESCAPE = "\\"
@@ -278,10 +284,7 @@ def parse_sort(value: str | None) -> str:
 def _order_by(sort: str, *, reverse: bool = False, of=Product) -> tuple:
     """The ORDER BY of `sort`, on the products or on an alias of them."""
     descending = sort.startswith("-") != reverse
-    name = sort.removeprefix("-")
-    # SKU identity ignores case, so does its order (lower(sku) has a unique index); so does
-    # the name's (on lower(name), id)
-    key = getattr(of, name) if name == "updated_at" else func.lower(getattr(of, name))
+    key = SORT_KEYS[sort.removeprefix("-")](of)
     # ties broken by id, so pages are stable
     return (key.desc(), of.id.desc()) if descending else (key.asc(), of.id.asc())
 
