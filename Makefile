@@ -39,8 +39,13 @@ worker: $(STAMP)  ## Start a Celery worker (production mode)
 migrate: $(STAMP)
 	$(BIN)/product-importer migrate
 
+# The tests run in TEST_PROCESSES pytest processes side by side (pytest-xdist), each with its
+# own database, Redis database, worker and servers. A test spends most of its time waiting for
+# those processes, so two of them keep a 2-core machine busy where one left it half idle.
+TEST_PROCESSES ?= 2
+
 test: $(STAMP) chromium  ## Run every test against real PostgreSQL, Redis, Celery and Chromium
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_PROCESSES) --dist worksteal
 
 chromium:
 	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)

@@ -1,8 +1,8 @@
 """Fixtures: a real PostgreSQL database, Redis, a Celery worker process and a gunicorn server.
 
-The test database `product_importer_test` is created afresh for each session (it is ours to
-drop). Every test starts from empty tables. Processes are started the way users start them:
-`product-importer worker` and `product-importer serve`.
+The test database `product_importer_test` (`_gw0`, `_gw1`, ... under pytest-xdist) is created
+afresh for each session (it is ours to drop). Every test starts from empty tables. Processes
+are started the way users start them: `product-importer worker` and `product-importer serve`.
 """
 
 import os
@@ -26,8 +26,26 @@ pytest_plugins = ["tests.modes"]  # the `api`, `served` and `any_http` fixtures:
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-TEST_DB = os.environ.get("TEST_DB_NAME", "product_importer_test")
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# `make test` runs the tests in several pytest processes (pytest-xdist: gw0, gw1, ...). Each has
+# a database and a Redis database of its own (15 for gw0, 14 for gw1, ...), hence its own
+# tables, queues and workers: no test sees another process's imports.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+TEST_DB = os.environ.get("TEST_DB_NAME", "product_importer_test") + (
+    f"_{XDIST_WORKER}" if XDIST_WORKER else ""
+)
+
+
+def _redis_url_of_worker(url: str, worker: str) -> str:
+    """`url` with its database number lowered by the xdist worker's number (gw1: 15 -> 14)."""
+    if not worker:
+        return url
+    base, number = url.rsplit("/", 1)
+    return f"{base}/{int(number) - int(worker.removeprefix('gw'))}"
+
+
+REDIS_URL = _redis_url_of_worker(
+    os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"), XDIST_WORKER
+)
 ARTIFACTS = ROOT / "artifacts"
 # An import writes the rows it rejects every 5,000 of them and at the end of its reading.
 REJECTED_AT_ONCE = 5000
