@@ -255,7 +255,8 @@ def page_plans(engine):
 
     def explain_pages(conn, cursor, statement, parameters, context, executemany):
         seen["statements"].append(statement)
-        if statement.startswith("SELECT products.id") and " LIMIT " in statement:
+        page = statement.startswith(("SELECT products.id", "SELECT walk.id"))
+        if page and " LIMIT " in statement:
             explained = cursor.connection.execute("EXPLAIN " + statement, parameters)
             seen["plans"].append("\n".join(row[0] for row in explained))
 
@@ -354,6 +355,49 @@ def test_the_pages_of_a_common_term_still_walk_the_sort_order(db_session, sql):
     for plan in seen["plans"]:
         assert "Index Scan" in plan and "using ix_products_updated_at_id" in plan
     assert "Index Scan Backward" not in seen["plans"][2]  # the last page, from the other end
+
+
+@pytest.mark.parametrize(
+    ("matching", "queries"),
+    [("i <= 1000", ["walk", "sorted"]), ("i > 19000", ["walk"])],
+    ids=["the oldest", "the newest"],
+)
+def test_a_walk_of_the_sort_order_reads_no_more_products_than_there_are_matches(
+    db_session, sql, matching, queries
+):
+    """SKUs numbered in the order they were added: the newest page of an old number is at the
+    far end of the newest-first order. Its walk stops after as many products as there are
+    matches (1,000 of 20,000), then the matches are found through the index and sorted; the
+    page of new numbers is found by the walk alone. Every page is the one ORDER BY gives."""
+    from product_importer.extensions import db
+    from product_importer.products.service import Filters, list_products
+
+    sql(
+        "INSERT INTO products (sku, name, description) "
+        f"SELECT CASE WHEN {matching} THEN 'Gadget-' ELSE 'Widget-' END || i, 'A name', 'Plain' "
+        "FROM generate_series(1, 20000) AS i"
+    )
+    sql("ANALYZE products")
+    gadgets = Filters(sku="gadget")
+    list_products(db_session, filters=gadgets)  # counted: the next requests know the total
+    db_session.commit()
+    with page_plans(db.engine) as seen:
+        page = list_products(db_session, filters=gadgets)
+        db_session.commit()
+
+    newest = sql("SELECT sku FROM products WHERE sku ILIKE '%gadget%' ORDER BY id DESC LIMIT 50")
+    assert ([p.sku for p in page.items], page.total) == ([sku for (sku,) in newest], 1000)
+    pages = [s for s in seen["statements"] if s.startswith(("SELECT products.id", "SELECT walk"))]
+    assert ["walk" if "walk" in statement else "sorted" for statement in pages] == queries
+    walk = seen["plans"][0]
+    assert "Index Scan Backward using ix_products_updated_at_id" in walk
+    assert "Limit  " in walk.split("Subquery Scan")[1]  # the walk's own bound
+    if len(seen["plans"]) == 2:
+        assert "ix_products_updated_at_id" not in seen["plans"][1]
+        assert "Sort Key: updated_at DESC, id DESC" in seen["plans"][1]
+    for sort, by in [("-updated_at", "id DESC"), ("sku", "lower(sku), id")]:
+        rows = sql(f"SELECT sku FROM products WHERE sku ILIKE '%gadget%' ORDER BY {by}")
+        assert every_page(db_session, gadgets, sort, per_page=50) == [sku for (sku,) in rows]
 
 
 def every_page(db_session, filters, sort: str, per_page: int = 100) -> list[str]:

@@ -2,7 +2,7 @@
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from math import ceil
@@ -49,12 +49,14 @@ LIKE_ESCAPE = "\\"
 # the matches: walking the sort order to it would read more than that share of the catalog, a
 # row at a time. The planner cannot know this when it overestimates a rare term: a term that is
 # one of its histogram's 401 entries is estimated at 1 in 401 products (one whole SKU's page took
-# 450 ms at 500K products that way, 8 ms through the index). Past SORT_AT_MOST matches the
-# planner chooses, as it estimates a common term well, and sorting them all would cost more.
-# A page whose matches are all found and sorted reads the two halves of the description index
-# side by side (see `_in_halves`).
+# 450 ms at 500K products that way, 8 ms through the index). An earlier page walks the sort
+# order, but at most as many products as there are matches (see `_walked`), so that it never
+# costs more than sorting them would. Past SORT_AT_MOST matches the planner chooses, as it
+# estimates a common term well, and sorting them all would cost more. A page whose matches are
+# all found and sorted reads the two halves of the description index side by side (see
+# `_in_halves`).
 WALK_SHARE = 4
-SORT_AT_MOST = 10_000
+SORT_AT_MOST = 20_000
 # A word as pg_trgm splits text into words: letters and digits.
 WORD = re.compile(r"[^\W_]+")
 # A word of a term found in at most RARE_IN_SAMPLE of its column's sampled values (~400) is rare.
@@ -426,13 +428,58 @@ def _fetch(
     if reverse:
         # Walk the sort order from its other end: the last page costs what the first does.
         offset, limit = max(total - offset - limit, 0), min(limit, total - offset)
-    sort_matches = (
-        filters.searches() and (offset + limit) * WALK_SHARE > total and total <= SORT_AT_MOST
-    )
-    query = _page_query(session, filters, sort, reverse=reverse, sort_matches=sort_matches)
-    with _planned(session, sort_matches):
-        items = session.scalars(query.offset(offset).limit(limit)).all()
+    items = _page_of(session, filters, sort, offset, limit, total=total, reverse=reverse)
     return list(reversed(items)) if reverse else list(items)
+
+
+def _page_of(
+    session: Session,
+    filters: Filters,
+    sort: str,
+    offset: int,
+    limit: int,
+    *,
+    total: int,
+    reverse: bool,
+) -> Sequence[Product]:
+    """The rows `offset` to `offset + limit` of the matches, all there (see SORT_AT_MOST)."""
+    if filters.searches() and total <= SORT_AT_MOST:
+        if (offset + limit) * WALK_SHARE <= total:
+            walked = _walked(session, filters, sort, offset, limit, reverse=reverse, rows=total)
+            if len(walked) == limit:
+                return walked
+        query = _page_query(session, filters, sort, reverse=reverse, sort_matches=True)
+        with _planned(session, True):
+            return session.scalars(query.offset(offset).limit(limit)).all()
+    query = _page_query(session, filters, sort, reverse=reverse)
+    return session.scalars(query.offset(offset).limit(limit)).all()
+
+
+def _walked(
+    session: Session,
+    filters: Filters,
+    sort: str,
+    offset: int,
+    limit: int,
+    *,
+    reverse: bool,
+    rows: int,
+) -> Sequence[Product]:
+    """The page among the first `rows` products in the sort order: short if not all there.
+
+    A walk of the sort order stops at the page's last match. It reads few products when the
+    matches are spread evenly, as the planner assumes, but all of them when the matches lie at
+    the far end: SKUs numbered in the order they were added, the newest page of '-345' (1,111
+    matches at 500K products) walked 64,000 products (50 ms) to sort 1,111 in 3 ms.
+    """
+    ordered = _order_by(sort, reverse=reverse)
+    first = aliased(Product, select(Product).order_by(*ordered).limit(rows).subquery("walk"))
+    query = (
+        select(first)
+        .where(*filters.conditions(first))
+        .order_by(*_order_by(sort, reverse=reverse, of=first))
+    )
+    return session.scalars(query.offset(offset).limit(limit)).all()
 
 
 # --- single products ------------------------------------------------------------------------
