@@ -132,6 +132,31 @@ def test_the_last_pages_read_from_the_other_end_match_the_first(api, catalog, so
         assert found == every, (sort, per_page)
 
 
+@pytest.mark.parametrize(
+    ("term", "numbers"), [("gad", range(200, 0, -1)), ("wid", range(400, 200, -1))]
+)
+def test_every_page_of_a_term_of_the_oldest_or_the_newest_products_is_in_order(
+    api, any_engine, term, numbers
+):
+    """Whether a page is found by walking the newest-first order or among every match sorted
+    (the walk stops after as many products as there are matches), it holds the right ones."""
+    with any_engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO products (sku, name, description) VALUES (:sku, :name, 'Plain')"),
+            [
+                {"sku": f"{'GAD' if i <= 200 else 'WID'}-{i:04}", "name": f"Product {i}"}
+                for i in range(1, 401)
+            ],
+        )
+    api.get(f"/api/products?sku={term}&per_page=10")  # counted: the next pages know the total
+    listed = []
+    for page in range(1, 21):
+        body = api.get(f"/api/products?sku={term}&per_page=10&page={page}").get_json()
+        assert (body["total"], body["pages"]) == (200, 20)
+        listed += [product["sku"] for product in body["items"]]
+    assert listed == [f"{term.upper()}-{i:04}" for i in numbers]
+
+
 def test_filtered_pages_give_totals_too(api, catalog):
     first = api.get("/api/products?active=true&per_page=3").get_json()
     last = api.get("/api/products?active=true&per_page=3&page=3").get_json()
