@@ -189,6 +189,13 @@ class Postgres:
             self._samples[key] = (time.monotonic(), found)
         return found
 
+    def products_estimated(self, session: Session) -> int | None:
+        """How many products the planner counts (its last ANALYZE); None if never analyzed."""
+        found = session.scalar(
+            text("SELECT reltuples FROM pg_class WHERE oid = 'products'::regclass")
+        )
+        return int(found) if found is not None and found >= 0 else None
+
     def lock_products(self, session: Session) -> bool:
         """Lock the products table for emptying; False when readers keep it busy for 5 s."""
         # TRUNCATE waits for every reader (a long export, say); meanwhile, readers wait for it.
@@ -328,6 +335,10 @@ class Sqlite:
     def samples(self, session: Session) -> dict[str, list[str]]:
         """No planner's sample here: every term is asked of its column whole."""
         return {}
+
+    def products_estimated(self, session: Session) -> int | None:
+        """No planner's count here: the list reads every product for a text filter anyway."""
+        return None
 
     def lock_products(self, session: Session) -> bool:
         """Nothing to lock: SQLite's single writer waits its turn."""

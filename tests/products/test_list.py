@@ -139,7 +139,8 @@ def test_every_page_of_a_term_of_the_oldest_or_the_newest_products_is_in_order(
     api, any_engine, term, numbers
 ):
     """Whether a page is found by walking the newest-first order or among every match sorted
-    (the walk stops after as many products as there are matches), it holds the right ones."""
+    (on PostgreSQL the walk stops after as many products as there are matches), it holds the
+    right ones. SQLite keeps no totals: there every page is looked up and counted."""
     with any_engine.begin() as conn:
         conn.execute(
             text("INSERT INTO products (sku, name, description) VALUES (:sku, :name, 'Plain')"),
@@ -148,7 +149,7 @@ def test_every_page_of_a_term_of_the_oldest_or_the_newest_products_is_in_order(
                 for i in range(1, 401)
             ],
         )
-    api.get(f"/api/products?sku={term}&per_page=10")  # counted: the next pages know the total
+    api.get(f"/api/products?sku={term}&per_page=10")  # PostgreSQL keeps the total it counts
     listed = []
     for page in range(1, 21):
         body = api.get(f"/api/products?sku={term}&per_page=10&page={page}").get_json()
@@ -384,43 +385,68 @@ def test_the_pages_of_a_common_term_still_walk_the_sort_order(db_session, sql):
 
 @pytest.mark.parametrize(
     ("matching", "queries"),
-    [("i <= 1000", ["walk", "sorted"]), ("i > 19000", ["walk"])],
-    ids=["the oldest", "the newest"],
+    [
+        ("i <= 2000", ["walk", "sorted"]),
+        ("i > 18000", ["walk"]),
+        ("i % 40 = 0", ["sorted"]),
+    ],
+    ids=["the oldest", "the newest", "spread thin"],
 )
 def test_a_walk_of_the_sort_order_reads_no_more_products_than_there_are_matches(
     db_session, sql, matching, queries
 ):
     """SKUs numbered in the order they were added: the newest page of an old number is at the
     far end of the newest-first order. Its walk stops after as many products as there are
-    matches (1,000 of 20,000), then the matches are found through the index and sorted; the
-    page of new numbers is found by the walk alone. Every page is the one ORDER BY gives."""
+    matches (2,000 of 20,000), then the matches are found through the index and sorted; the
+    page of new numbers is found by the walk alone. 500 matches spread evenly would need a walk
+    of 2,000 products, four times their number: they are sorted at once. Every page, in every
+    sort, is the one ORDER BY gives."""
     from product_importer.extensions import db
     from product_importer.products.service import Filters, list_products
 
     sql(
         "INSERT INTO products (sku, name, description) "
-        f"SELECT CASE WHEN {matching} THEN 'Gadget-' ELSE 'Widget-' END || i, 'A name', 'Plain' "
-        "FROM generate_series(1, 20000) AS i"
+        f"SELECT CASE WHEN {matching} THEN 'Gadget-' ELSE 'Widget-' END || i, "
+        "md5(i::text), 'Plain' FROM generate_series(1, 20000) AS i"
     )
     sql("ANALYZE products")
     gadgets = Filters(sku="gadget")
-    list_products(db_session, filters=gadgets)  # counted: the next requests know the total
+    total = list_products(db_session, filters=gadgets).total  # counted, then kept
     db_session.commit()
-    with page_plans(db.engine) as seen:
-        page = list_products(db_session, filters=gadgets)
-        db_session.commit()
+    walks = {}
+    for sort in ("-updated_at", "name", "sku"):
+        with page_plans(db.engine) as seen:
+            page = list_products(db_session, filters=gadgets, sort=sort)
+            db_session.commit()
+        pages = [
+            s for s in seen["statements"] if s.startswith(("SELECT products.id", "SELECT walk"))
+        ]
+        # by name (an md5: the matches spread evenly) or SKU ('gadget-' first) the walk finds
+        # its page
+        expected = queries if sort == "-updated_at" else queries[:1]
+        assert ["walk" if "walk" in statement else "sorted" for statement in pages] == expected
+        if queries[0] == "walk":
+            walks[sort] = seen["plans"][0]
+        if sort == "-updated_at":
+            newest = sql(
+                "SELECT sku FROM products WHERE sku ILIKE '%gadget%' ORDER BY id DESC LIMIT 50"
+            )
+            assert [p.sku for p in page.items] == [sku for (sku,) in newest]
 
-    newest = sql("SELECT sku FROM products WHERE sku ILIKE '%gadget%' ORDER BY id DESC LIMIT 50")
-    assert ([p.sku for p in page.items], page.total) == ([sku for (sku,) in newest], 1000)
-    pages = [s for s in seen["statements"] if s.startswith(("SELECT products.id", "SELECT walk"))]
-    assert ["walk" if "walk" in statement else "sorted" for statement in pages] == queries
-    walk = seen["plans"][0]
-    assert "Index Scan Backward using ix_products_updated_at_id" in walk
-    assert "Limit  " in walk.split("Subquery Scan")[1]  # the walk's own bound
-    if len(seen["plans"]) == 2:
-        assert "ix_products_updated_at_id" not in seen["plans"][1]
-        assert "Sort Key: updated_at DESC, id DESC" in seen["plans"][1]
-    for sort, by in [("-updated_at", "id DESC"), ("sku", "lower(sku), id")]:
+    assert total == (500 if "40" in matching else 2000)
+    for walk in walks.values():
+        above, below = walk.split("Subquery Scan")
+        assert "Sort" not in above  # the walk's rows come in the page's order: it can stop
+        assert "Limit  " in below  # and it reads at most as many products as there are matches
+    if walks:
+        assert "Index Scan Backward using ix_products_updated_at_id" in walks["-updated_at"]
+        assert "using ix_products_lower_name_id" in walks["name"]
+    order = {
+        "-updated_at": "id DESC",
+        "sku": "lower(sku), id",
+        "-name": "lower(name) DESC, id DESC",
+    }
+    for sort, by in order.items():
         rows = sql(f"SELECT sku FROM products WHERE sku ILIKE '%gadget%' ORDER BY {by}")
         assert every_page(db_session, gadgets, sort, per_page=50) == [sku for (sku,) in rows]
 

@@ -50,12 +50,14 @@ LIKE_ESCAPE = "\\"
 # row at a time. The planner cannot know this when it overestimates a rare term: a term that is
 # one of its histogram's 401 entries is estimated at 1 in 401 products (one whole SKU's page took
 # 450 ms at 500K products that way, 8 ms through the index). An earlier page walks the sort
-# order, but at most as many products as there are matches (see `_walked`), so that it never
-# costs more than sorting them would. Past SORT_AT_MOST matches the planner chooses, as it
-# estimates a common term well, and sorting them all would cost more. A page whose matches are
-# all found and sorted reads the two halves of the description index side by side (see
-# `_in_halves`).
+# order, but at most as many products as there are matches (see `_walked`): a walk that does
+# not find its page costs about what sorting the matches does, before they are sorted. It is
+# tried only where, with the matches spread evenly, it would find the page within 1 / WALK_ROOM
+# of that bound. Past SORT_AT_MOST matches the planner chooses, as it estimates a common term
+# well, and sorting them all would cost more. A page whose matches are all found and sorted
+# reads the two halves of the description index side by side (see `_in_halves`).
 WALK_SHARE = 4
+WALK_ROOM = 2
 SORT_AT_MOST = 20_000
 # A word as pg_trgm splits text into words: letters and digits.
 WORD = re.compile(r"[^\W_]+")
@@ -283,10 +285,10 @@ def parse_sort(value: str | None) -> str:
     return sort
 
 
-def _order_by(sort: str, *, reverse: bool = False, of=Product) -> tuple:
-    """The ORDER BY of `sort`, on the products or on an alias of them."""
+def _order_by(sort: str, *, reverse: bool = False, of=Product, key=None) -> tuple:
+    """The ORDER BY of `sort`, on the products or on an alias of them (whose `key` it may be)."""
     descending = sort.startswith("-") != reverse
-    key = SORT_KEYS[sort.removeprefix("-")](of)
+    key = SORT_KEYS[sort.removeprefix("-")](of) if key is None else key
     # ties broken by id, so pages are stable
     return (key.desc(), of.id.desc()) if descending else (key.asc(), of.id.asc())
 
@@ -444,7 +446,7 @@ def _page_of(
 ) -> Sequence[Product]:
     """The rows `offset` to `offset + limit` of the matches, all there (see SORT_AT_MOST)."""
     if filters.searches() and total <= SORT_AT_MOST:
-        if (offset + limit) * WALK_SHARE <= total:
+        if _walk_may_find(session, offset + limit, total):
             walked = _walked(session, filters, sort, offset, limit, reverse=reverse, rows=total)
             if len(walked) == limit:
                 return walked
@@ -453,6 +455,18 @@ def _page_of(
             return session.scalars(query.offset(offset).limit(limit)).all()
     query = _page_query(session, filters, sort, reverse=reverse)
     return session.scalars(query.offset(offset).limit(limit)).all()
+
+
+def _walk_may_find(session: Session, page_end: int, total: int) -> bool:
+    """Whether a walk of `total` products may find the first `page_end` of `total` matches.
+
+    With the matches spread evenly over the catalog it reads page_end * catalog / total products:
+    at 500K products a term of 1,111 matches spread so would need 21,000 for its first page.
+    """
+    if page_end * WALK_SHARE > total:
+        return False
+    catalog = database.of(session).products_estimated(session)
+    return catalog is None or page_end * catalog * WALK_ROOM <= total * total
 
 
 def _walked(
@@ -469,16 +483,22 @@ def _walked(
 
     A walk of the sort order stops at the page's last match. It reads few products when the
     matches are spread evenly, as the planner assumes, but all of them when the matches lie at
-    the far end: SKUs numbered in the order they were added, the newest page of '-345' (1,111
-    matches at 500K products) walked 64,000 products (50 ms) to sort 1,111 in 3 ms.
+    the far end: SKUs numbered in the order they were added, the planner's walk to the newest
+    page of '-345' (1,111 matches at 500K products) read 64,000 products (50 ms); sorting the
+    1,111 took 3 ms.
     """
-    ordered = _order_by(sort, reverse=reverse)
-    first = aliased(Product, select(Product).order_by(*ordered).limit(rows).subquery("walk"))
-    query = (
-        select(first)
-        .where(*filters.conditions(first))
-        .order_by(*_order_by(sort, reverse=reverse, of=first))
+    key = SORT_KEYS[sort.removeprefix("-")](Product).label("sort_key")
+    # The key is a column of the walk, so that PostgreSQL sees the walk's rows come in the
+    # page's order and stops at its last match; ordered by lower(walk.name) it sorted them all.
+    walk = (
+        select(Product, key)
+        .order_by(*_order_by(sort, reverse=reverse))
+        .limit(rows)
+        .subquery("walk")
     )
+    first = aliased(Product, walk)
+    ordered = _order_by(sort, reverse=reverse, of=first, key=walk.c.sort_key)
+    query = select(first).where(*filters.conditions(first)).order_by(*ordered)
     return session.scalars(query.offset(offset).limit(limit)).all()
 
 
