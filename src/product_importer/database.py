@@ -7,7 +7,7 @@ the same methods; each says in its own words how it keeps the promise on its dat
 import fcntl
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Connection, Table, create_engine, event, func, make_url, select, text
@@ -40,14 +40,14 @@ INDEX_SCANS_OFF = (
 )
 
 # The values ANALYZE sampled of each text column (most common ones, then the histogram's
-# bounds); kept per process for SAMPLE_SECONDS.
+# bounds). It and the planner's count of products are kept per process for STATISTICS_SECONDS.
 PRODUCT_SAMPLES = """
 SELECT attname, coalesce(most_common_vals::text::text[], '{}') || histogram_bounds::text::text[]
 FROM pg_stats
 WHERE schemaname = current_schema() AND tablename = 'products'
   AND attname IN ('sku', 'name', 'description')
 """
-SAMPLE_SECONDS = 60
+STATISTICS_SECONDS = 60
 
 
 class Postgres:
@@ -62,7 +62,7 @@ class Postgres:
 
     def __init__(self) -> None:
         self._tables: dict[tuple[str, str], bool] = {}
-        self._samples: dict[str, tuple[float, dict[str, list[str]]]] = {}
+        self._statistics: dict[tuple[str, str], tuple[float, object]] = {}
 
     @contextmanager
     def import_lock(self, conn: Connection) -> Iterator[bool]:
@@ -177,24 +177,36 @@ class Postgres:
         return self._tables[key]
 
     def samples(self, session: Session) -> dict[str, list[str]]:
-        """The planner's sample of each text column of products (pg_stats), lowercased.
+        """The planner's sample of each text column of products (pg_stats), lowercased."""
 
-        Read again after SAMPLE_SECONDS: an import's ANALYZE draws a new one.
-        """
-        key = str(session.get_bind().url)
-        read_at, found = self._samples.get(key, (-SAMPLE_SECONDS, {}))
-        if time.monotonic() - read_at >= SAMPLE_SECONDS:
+        def read() -> dict[str, list[str]]:
             rows = session.execute(text(PRODUCT_SAMPLES)).all()
-            found = {column: [value.lower() for value in values or ()] for column, values in rows}
-            self._samples[key] = (time.monotonic(), found)
-        return found
+            return {column: [value.lower() for value in values or ()] for column, values in rows}
+
+        return self._statistic(session, "samples", read)
 
     def products_estimated(self, session: Session) -> int | None:
         """How many products the planner counts (its last ANALYZE); None if never analyzed."""
-        found = session.scalar(
-            text("SELECT reltuples FROM pg_class WHERE oid = 'products'::regclass")
-        )
-        return int(found) if found is not None and found >= 0 else None
+
+        def read() -> int | None:
+            found = session.scalar(
+                text("SELECT reltuples FROM pg_class WHERE oid = 'products'::regclass")
+            )
+            return int(found) if found is not None and found >= 0 else None
+
+        return self._statistic(session, "products", read)
+
+    def _statistic(self, session: Session, name: str, read: Callable[[], object]):
+        """`read()`, kept for STATISTICS_SECONDS per database: an import's ANALYZE changes it.
+
+        Read on list requests: once a minute instead of once per request.
+        """
+        key = (str(session.get_bind().url), name)
+        read_at, found = self._statistics.get(key, (-STATISTICS_SECONDS, None))
+        if time.monotonic() - read_at >= STATISTICS_SECONDS:
+            found = read()
+            self._statistics[key] = (time.monotonic(), found)
+        return found
 
     def lock_products(self, session: Session) -> bool:
         """Lock the products table for emptying; False when readers keep it busy for 5 s."""

@@ -401,6 +401,7 @@ def test_a_walk_of_the_sort_order_reads_no_more_products_than_there_are_matches(
     page of new numbers is found by the walk alone. 500 matches spread evenly would need a walk
     of 2,000 products, four times their number: they are sorted at once. Every page, in every
     sort, is the one ORDER BY gives."""
+    from product_importer import database
     from product_importer.extensions import db
     from product_importer.products.service import Filters, list_products
 
@@ -410,6 +411,7 @@ def test_a_walk_of_the_sort_order_reads_no_more_products_than_there_are_matches(
         "md5(i::text), 'Plain' FROM generate_series(1, 20000) AS i"
     )
     sql("ANALYZE products")
+    database.of(db_session)._statistics.clear()  # this catalog's count, not an earlier test's
     gadgets = Filters(sku="gadget")
     total = list_products(db_session, filters=gadgets).total  # counted, then kept
     db_session.commit()
@@ -555,7 +557,7 @@ def test_a_whole_sku_is_looked_up_by_its_rare_word_and_still_matched_as_a_substr
     )
     sql("SELECT gin_clean_pending_list('ix_products_sku_trgm')")
     sql("ANALYZE products")
-    database.of(db_session)._samples.clear()  # this catalog's sample, not an earlier test's
+    database.of(db_session)._statistics.clear()  # this catalog's sample, not an earlier test's
     with page_plans(db.engine) as seen:
         found = [
             list_products(db_session, filters=Filters(**{field: target})) for field in ("sku", "q")
