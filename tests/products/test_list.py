@@ -453,6 +453,81 @@ def test_a_walk_of_the_sort_order_reads_no_more_products_than_there_are_matches(
         assert every_page(db_session, gadgets, sort, per_page=50) == [sku for (sku,) in rows]
 
 
+@contextmanager
+def plans_of_searches(engine):
+    """Collect the statements the list runs, and the plan of each that matches a text term."""
+    from sqlalchemy import event
+
+    seen = {"statements": [], "plans": {}}
+
+    def explain(conn, cursor, statement, parameters, context, executemany):
+        seen["statements"].append(statement)
+        if " ILIKE " in statement and not statement.startswith("EXPLAIN"):
+            explained = cursor.connection.execute("EXPLAIN " + statement, parameters)
+            seen["plans"][statement] = "\n".join(row[0] for row in explained)
+
+    event.listen(engine, "before_cursor_execute", explain)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", explain)
+
+
+PLANNER_SETTINGS = (
+    "SELECT current_setting('parallel_setup_cost'), current_setting('min_parallel_table_scan_size')"
+)
+
+
+def test_a_term_whose_trigram_is_in_most_descriptions_is_read_in_two_processes(db_session, sql):
+    """'e. t' is in one description in 500, but its one trigram ('  t', a word that starts with
+    t) in all of them: PostgreSQL, expecting few rows, would read the two halves of the index
+    one after the other, and their recheck tests every row. Its count, and a page that sorts
+    every match, read the halves side by side; a term whose trigram is rare is planned as
+    PostgreSQL plans it. Totals and pages are those of ILIKE, and the planner's settings are as
+    they were once each request is over."""
+    from product_importer import database
+    from product_importer.extensions import db
+    from product_importer.products.service import Filters, list_products
+
+    sql(
+        "INSERT INTO products (sku, name, description) "
+        "SELECT 'S-' || i, 'Gadget ' || i, CASE WHEN i % 500 = 0 THEN 'Large. Tall tree ' "
+        "ELSE 'Large tall tree ' END || md5(i::text) FROM generate_series(1, 20000) AS i"
+    )
+    for half in (0, 1):  # into the index proper, as VACUUM would: PostgreSQL then expects it cheap
+        sql(f"SELECT gin_clean_pending_list('ix_products_description_trgm_{half}'::regclass)")
+    sql("ANALYZE products")
+    database.of(db_session)._statistics.clear()  # this catalog's sample, not an earlier test's
+    before = db_session.execute(text(PLANNER_SETTINGS)).one()
+    term = Filters(description="e. t")
+    with plans_of_searches(db.engine) as seen:
+        first = list_products(db_session, filters=term, per_page=10)
+        deep = list_products(db_session, filters=term, page=3, per_page=10)  # past the walk
+        after = db_session.execute(text(PLANNER_SETTINGS)).one()
+    db_session.commit()
+
+    rows = sql("SELECT sku FROM products WHERE description ILIKE '%e. t%' ORDER BY id DESC")
+    assert first.total == deep.total == len(rows) == 40
+    assert [product.sku for product in deep.items] == [sku for (sku,) in rows[20:30]]
+    counts = [plan for statement, plan in seen["plans"].items() if "count(*)" in statement]
+    pages = [
+        plan
+        for statement, plan in seen["plans"].items()
+        if statement.startswith("SELECT matches.id")  # every match, sorted
+    ]
+    assert (len(counts), len(pages)) == (1, 2)
+    for plan in counts + pages:
+        assert "Parallel Append" in plan
+        assert plan.count("Bitmap Index Scan on ix_products_description_trgm_") == 2
+    assert after == before
+
+    with plans_of_searches(db.engine) as seen:
+        rare = list_products(db_session, filters=Filters(description="e. x"))
+    db_session.commit()
+    assert rare.total == 0
+    assert not any("parallel_setup_cost" in statement for statement in seen["statements"])
+
+
 def every_page(db_session, filters, sort: str, per_page: int = 100) -> list[str]:
     """The SKUs of every page of a list, first to last; each page gives the same total."""
     from product_importer.products.service import list_products
@@ -596,20 +671,41 @@ def test_the_rare_word_of_a_term_is_the_one_in_fewest_sampled_values(term, sampl
 
 
 @pytest.mark.parametrize(
-    ("term", "found"),
+    ("term", "trigrams"),
     [
-        ("abc", True),
-        ("ab", False),  # two letters, both edges open: no trigram (the index reads it all)
-        ("ab.", True),  # its end shows: 'ab '
-        ("e. t", True),  # 't' after a space: '  t'
-        ("a b", True),
-        ("..", False),
+        ("abc", {"abc"}),
+        ("ab", set()),  # two letters, both edges open: no trigram (the index reads it all)
+        ("ab.", {"ab "}),  # its end shows
+        ("e. t", {"  t"}),  # 'e' shows its end only ('e '), 't' its start
+        ("a b", {"  b"}),
+        ("..", set()),
+        ("Big-Red", {"big", "ig ", "  r", " re", "red"}),  # lowercased, split at the dash
+        ("x_y", {"  y"}),  # '_' is a character there, not LIKE's wildcard: 'x ' is too short
     ],
 )
-def test_a_term_has_a_trigram_as_pg_trgm_pads_the_words_of_a_like_pattern(term, found):
-    from product_importer.products.service import has_trigram
+def test_a_term_has_the_trigrams_pg_trgm_takes_from_the_words_of_a_like_pattern(term, trigrams):
+    from product_importer.products.service import has_trigram, like_trigrams
 
-    assert has_trigram(term) is found
+    assert like_trigrams(term) == trigrams
+    assert has_trigram(term) is bool(trigrams)
+
+
+@pytest.mark.parametrize(
+    ("term", "share"),
+    [
+        ("e. t", 0.75),  # '  t': a word that starts with t, in three of the four
+        ("e. z", 0.25),  # 'zebra'
+        ("all", 0.25),  # inside a word: 'tall' and 'all' alike, but not 'al l'
+        ("ll.", 0.25),  # a word that ends in 'll'
+        ("ab", 0.0),  # no trigram: nothing to hand on
+    ],
+)
+def test_the_share_of_candidates_is_of_the_sampled_values_that_hold_every_trigram(term, share):
+    from product_importer.products.service import candidates_share
+
+    sample = ["a tall tree", "a zebra", "top al l", "two. then"]
+    assert candidates_share(sample, term) == share
+    assert candidates_share([], term) == 0.0
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,8 @@ version it does not match. SQLite keeps no version: there the totals are counted
 
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 
 from sqlalchemy import (
     BigInteger,
@@ -101,6 +103,14 @@ WAIT_FOR_COUNT = text("SELECT pg_advisory_xact_lock(:space, hashtext(:filters))"
 COUNT_LOCKS = 0x1D0
 
 
+@dataclass
+class Counting:
+    """The query that counts the matches of a filter, and how to plan it."""
+
+    query: Select
+    planned: AbstractContextManager = field(default_factory=nullcontext)
+
+
 class ExactTotal:
     """The exact total of one filter: carried over the edits logged since one was kept."""
 
@@ -108,7 +118,7 @@ class ExactTotal:
         self,
         session: Session,
         filters_key: str,
-        counting: Callable[[], Select],
+        counting: Callable[[], Counting],
         log_conditions: list[ColumnElement[bool]],
     ):
         """`counting()` gives the count of the products that match; `log_conditions` match
@@ -144,11 +154,13 @@ class ExactTotal:
 
     def count(self) -> int:
         """Count the matches and keep the count with the version of the same snapshot."""
-        if not self.kept:
-            return self.session.scalar(self.counting())
-        version, total = self.session.execute(
-            select(VERSION.c.version, self.counting().scalar_subquery())
-        ).one()
+        counting = self.counting()
+        with counting.planned:
+            if not self.kept:
+                return self.session.scalar(counting.query)
+            version, total = self.session.execute(
+                select(VERSION.c.version, counting.query.scalar_subquery())
+            ).one()
         self.remember(total, version)
         return total
 
