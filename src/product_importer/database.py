@@ -39,12 +39,12 @@ SELECT set_config('jit', 'off', true),
 INDEX_SCANS_OFF = (
     "SELECT current_setting('enable_indexscan'), set_config('enable_indexscan', 'off', true)"
 )
-# For this transaction: no cost to start parallel workers, and no table small enough to be
-# scanned in parallel, so that the branches of an Append are run side by side, one per process.
+# For this transaction: no cost to start parallel workers, and no table (under 1 TB) big enough
+# to be scanned in parallel, so that the branches of an Append run side by side, one per process.
 BRANCHES_APART = """
 SELECT current_setting('parallel_setup_cost'), current_setting('min_parallel_table_scan_size'),
        set_config('parallel_setup_cost', '0', true),
-       set_config('min_parallel_table_scan_size', '1GB', true)
+       set_config('min_parallel_table_scan_size', '1TB', true)
 """
 BRANCHES_RESTORED = """
 SELECT set_config('parallel_setup_cost', :cost, true),
@@ -193,8 +193,9 @@ class Postgres:
         index hands to the recheck. A trigram index can hand it far more: 'e. t' is in 1.5% of
         the descriptions at 500K products, but its one trigram ('  t') in 61% of them, so both
         halves were read in one process (1.0-1.1 s; side by side 0.5-0.6 s). Without a cost to
-        start a worker it runs them side by side; with no table small enough to be scanned in
-        parallel, as each branch whole (a parallel scan of each half still ran in one process).
+        start a worker it runs them side by side; with no table (under 1 TB) big enough to be
+        scanned in parallel, as each branch whole (a parallel scan of each half still ran in one
+        process).
         """
         cost, size, *_ = session.execute(text(BRANCHES_APART)).one()
         yield

@@ -255,7 +255,9 @@ def like_trigrams(term: str) -> set[str]:
     """
     found = set()
     for word in WORD.finditer(term):
-        padded = "  " * (word.start() > 0) + word.group().lower() + " " * (word.end() < len(term))
+        # lowered letter by letter where that keeps its length, as PostgreSQL lowers 'İ' to 'i'
+        lowered = "".join(c.lower() if len(c.lower()) == 1 else c for c in word.group())
+        padded = "  " * (word.start() > 0) + lowered + " " * (word.end() < len(term))
         found.update(padded[start : start + 3] for start in range(len(padded) - 2))
     return found
 
