@@ -50,6 +50,7 @@ ARTIFACTS = ROOT / "artifacts"
 # An import writes the rows it rejects every 5,000 of them and at the end of its reading.
 REJECTED_AT_ONCE = 5000
 TRUNCATE_TRIES = 5
+TURN_WAIT_SECONDS = 60
 DEADLOCK_DETECTED = "40P01"
 
 
@@ -160,21 +161,62 @@ def _empty_tables(request, app, account_rows):
     """
     from product_importer.extensions import db
 
-    with app.app_context():
+    with app.app_context(), db.engine.connect() as turn:
         tables = ", ".join(t.name for t in db.metadata.sorted_tables)
-        for attempt in range(TRUNCATE_TRIES):
-            try:
-                with db.engine.begin() as conn:
-                    conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-                    restore_accounts(conn, account_rows)
-                break
-            except OperationalError as error:
-                # A worker left running by an earlier test (its upkeep, a webhook) may lock
-                # these tables in another order: PostgreSQL then gives up one side, maybe ours.
-                deadlock = getattr(error.orig, "sqlstate", None) == DEADLOCK_DETECTED
-                if not deadlock or attempt == TRUNCATE_TRIES - 1:
-                    raise
+        took_turn = _wait_for_the_turn_to_apply(turn)
+        try:
+            for attempt in range(TRUNCATE_TRIES):
+                try:
+                    with db.engine.begin() as conn:
+                        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+                        _restore_search_indexes(conn)
+                        restore_accounts(conn, account_rows)
+                    break
+                except OperationalError as error:
+                    # A worker left running by an earlier test (its upkeep, a webhook) may lock
+                    # these tables in another order: PostgreSQL then gives up one side, maybe
+                    # ours.
+                    deadlock = getattr(error.orig, "sqlstate", None) == DEADLOCK_DETECTED
+                    if not deadlock or attempt == TRUNCATE_TRIES - 1:
+                        raise
+        finally:
+            if took_turn:
+                turn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _import_lock_key()})
+                turn.commit()
     yield
+
+
+def _import_lock_key() -> int:
+    from product_importer import database
+
+    return database.IMPORT_LOCK_KEY
+
+
+def _wait_for_the_turn_to_apply(conn) -> bool:
+    """Wait until no import of an earlier test applies, or builds the search indexes it
+    deferred (both hold the turn): either would go on into this test's tables and locks.
+
+    False if the turn stays taken for TURN_WAIT_SECONDS (a worker a test left paused): the
+    test then starts anyway, as it always could.
+    """
+    deadline = time.monotonic() + TURN_WAIT_SECONDS
+    while True:
+        taken = conn.execute(
+            text("SELECT pg_try_advisory_lock(:key)"), {"key": _import_lock_key()}
+        ).scalar()
+        conn.commit()
+        if taken or time.monotonic() > deadline:
+            return bool(taken)
+        time.sleep(0.05)
+
+
+def _restore_search_indexes(conn) -> None:
+    """Create the search indexes a fresh import defers, if an earlier test's worker was
+    stopped before it built them (as the migrations leave them; instant on empty tables)."""
+    from product_importer.imports import bulk
+
+    for statement in bulk.DEFERRED.values():
+        conn.exec_driver_sql(statement)  # as `bulk` runs it
 
 
 def restore_accounts(conn, account_rows) -> None:
@@ -193,13 +235,17 @@ class Held:
         self.conn, self.engine = conn, engine
         self.pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
 
-    def wait_until_blocking(self, timeout: float = 60) -> None:
-        """Wait until another session waits for a lock this transaction holds."""
-        blocked = "SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"
+    def wait_until_blocking(self, timeout: float = 60, *, session: str | None = None) -> None:
+        """Wait until another session (named `session`, if given) waits for a lock this
+        transaction holds."""
+        blocked = (
+            "SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid)) "
+            "AND (CAST(:name AS text) IS NULL OR application_name = :name)"
+        )
         deadline = time.monotonic() + timeout
         while True:
             with self.engine.connect() as conn:
-                if conn.execute(text(blocked), {"pid": self.pid}).scalar():
+                if conn.execute(text(blocked), {"pid": self.pid, "name": session}).scalar():
                     return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"nothing waited on the held transaction within {timeout}s")
