@@ -66,7 +66,7 @@ STATISTICS_SECONDS = 60
 class Plan:
     """What a query's plan does, as far as the list of products asks."""
 
-    scans_table: bool  # reads all of a table (a sequential scan)
+    scans_table: bool  # reads all of the products (a sequential scan)
     in_parallel: bool  # runs in several processes (a Gather)
 
 
@@ -172,7 +172,7 @@ class Postgres:
         """What the plan of `query` does (planning only)."""
         node = _plan(session, query)
         in_parallel = _has(node, "Gather", "Gather Merge")
-        return Plan(scans_table=_has(node, "Seq Scan"), in_parallel=in_parallel)
+        return Plan(scans_table=_has(node, "Seq Scan", of="products"), in_parallel=in_parallel)
 
     @contextmanager
     def without_sort_walk(self, session: Session) -> Iterator[None]:
@@ -458,11 +458,12 @@ def _plan(session: Session, query) -> dict:
     return session.connection().exec_driver_sql(explained, compiled.params).scalar()[0]["Plan"]
 
 
-def _has(node: dict, *node_types: str) -> bool:
-    """Whether a node of a JSON plan, or one below it, is of one of `node_types`."""
-    if node["Node Type"] in node_types:
+def _has(node: dict, *node_types: str, of: str | None = None) -> bool:
+    """Whether a node of a JSON plan, or one below it, is of one of `node_types` (reading
+    table `of`, if given)."""
+    if node["Node Type"] in node_types and of in (None, node.get("Relation Name")):
         return True
-    return any(_has(child, *node_types) for child in node.get("Plans", ()))
+    return any(_has(child, *node_types, of=of) for child in node.get("Plans", ()))
 
 
 def _walks(node: dict) -> bool:

@@ -458,13 +458,13 @@ def plans_of_searches(engine):
     """Collect the statements the list runs, and the plan of each that matches a text term."""
     from sqlalchemy import event
 
-    seen = {"statements": [], "plans": {}}
+    seen = {"statements": [], "plans": []}  # plans: (statement, plan), in the order run
 
     def explain(conn, cursor, statement, parameters, context, executemany):
         seen["statements"].append(statement)
         if " ILIKE " in statement and not statement.startswith("EXPLAIN"):
             explained = cursor.connection.execute("EXPLAIN " + statement, parameters)
-            seen["plans"][statement] = "\n".join(row[0] for row in explained)
+            seen["plans"].append((statement, "\n".join(row[0] for row in explained)))
 
     event.listen(engine, "before_cursor_execute", explain)
     try:
@@ -509,10 +509,10 @@ def test_a_term_whose_trigram_is_in_most_descriptions_is_read_in_two_processes(d
     rows = sql("SELECT sku FROM products WHERE description ILIKE '%e. t%' ORDER BY id DESC")
     assert first.total == deep.total == len(rows) == 40
     assert [product.sku for product in deep.items] == [sku for (sku,) in rows[20:30]]
-    counts = [plan for statement, plan in seen["plans"].items() if "count(*)" in statement]
+    counts = [plan for statement, plan in seen["plans"] if "count(*)" in statement]
     pages = [
         plan
-        for statement, plan in seen["plans"].items()
+        for statement, plan in seen["plans"]
         if statement.startswith("SELECT matches.id")  # every match, sorted
     ]
     assert (len(counts), len(pages)) == (1, 2)
@@ -525,6 +525,28 @@ def test_a_term_whose_trigram_is_in_most_descriptions_is_read_in_two_processes(d
         rare = list_products(db_session, filters=Filters(description="e. x"))
     db_session.commit()
     assert rare.total == 0
+    assert not any("parallel_setup_cost" in statement for statement in seen["statements"])
+
+
+def test_a_small_catalog_is_read_in_one_process_whatever_its_trigrams(db_session, sql):
+    """Every description of 2,000 products holds the one trigram of 'e. t': rechecking them
+    all is short, and the planner's settings are left alone."""
+    from product_importer import database
+    from product_importer.extensions import db
+    from product_importer.products.service import Filters, list_products
+
+    sql(
+        "INSERT INTO products (sku, name, description) "
+        "SELECT 'S-' || i, 'Gadget ' || i, CASE WHEN i % 50 = 0 THEN 'Large. Tall tree' "
+        "ELSE 'Large tall tree' END FROM generate_series(1, 2000) AS i"
+    )
+    sql("ANALYZE products")
+    database.of(db_session)._statistics.clear()
+    with plans_of_searches(db.engine) as seen:
+        listed = list_products(db_session, filters=Filters(description="e. t"), page=3, per_page=10)
+    db_session.commit()
+
+    assert listed.total == 40
     assert not any("parallel_setup_cost" in statement for statement in seen["statements"])
 
 

@@ -69,6 +69,10 @@ RARE_IN_SAMPLE = 1
 # 25% of them; counted at 500K products in 353-498 ms in one process, 153-289 ms in two).
 # Below it a count is short and a worker would cost more than it saves.
 MANY_CANDIDATES = 0.1
+# Nor where that share is fewer rows than this (a small catalog): two processes save ~1.6 us a
+# row handed to the recheck ('a g' above: ~200 ms on its ~125,000), and starting the workers
+# costs ~10 ms ('quixotic': 3.4 ms in one process, 12-16 ms in two): a gain from ~10,000 rows.
+MANY_CANDIDATE_ROWS = 10_000
 # Where a word starts or ends, as pg_trgm pads it: beside a character not a letter or digit.
 WORD_EDGE_BEFORE = r"(?<![^\W_])"
 WORD_EDGE_AFTER = r"(?![^\W_])"
@@ -282,9 +286,15 @@ def _trigram_test(trigram: str) -> re.Pattern:
 
 def _rechecks_many(session: Session, filters: Filters) -> bool:
     """Whether the description index hands the recheck many rows for a term of `filters`."""
-    sample = database.of(session).samples(session).get("description", ())
+    seam = database.of(session)
+    sample = seam.samples(session).get("description", ())
+    products = seam.products_estimated(session) or 0
     terms = [term for term in (filters.description, filters.q) if term]
-    return any(candidates_share(sample, term) >= MANY_CANDIDATES for term in terms)
+    return any(
+        (share := candidates_share(sample, term)) >= MANY_CANDIDATES
+        and share * products >= MANY_CANDIDATE_ROWS
+        for term in terms
+    )
 
 
 def _contains(column, term: str, narrow_to: str | None = None) -> ColumnElement[bool]:
@@ -435,7 +445,7 @@ def _fetch_with_version(
     """One page and the catalog version it was read at (None if it has no rows)."""
     query = _page_query(session, filters, sort, sort_matches=sort_matches)
     query = query.add_columns(totals.version_now(session)).offset(offset).limit(limit)
-    with _planned(session, filters, sort_matches):
+    with _planned(session, filters, query, sort_matches=sort_matches):
         rows = session.execute(query).all()
     return [row[0] for row in rows], rows[0][1] if rows else None
 
@@ -461,18 +471,24 @@ def _page_query(
 
 
 @contextmanager
-def _planned(session: Session, filters: Filters, sort_matches: bool) -> Iterator[None]:
-    """Plan the queries inside as `sort_matches` says: without walking the sort order, or freely.
+def _planned(
+    session: Session, filters: Filters, query: Select, *, sort_matches: bool
+) -> Iterator[None]:
+    """Plan `query` inside as `sort_matches` says: without walking the sort order, or freely.
 
-    Every match is found and sorted: where the index hands the recheck many rows, the halves
-    are read side by side (see `_counting`; 'e. t' at 500K products: a page past the first
-    1,000 matches took 1.07-1.12 s in one process, 0.58-0.61 s in two).
+    Every match is found and sorted: where the index hands the recheck many rows and the
+    planner reads the halves one after the other, they are read side by side (as in
+    `_counting`; 'e. t' at 500K products: a page past the first 1,000 matches took 1.07-1.12 s
+    in one process, 0.58-0.61 s in two).
     """
+    seam = database.of(session)
     with ExitStack() as settings:
         if sort_matches:
-            settings.enter_context(database.of(session).without_sort_walk(session))
+            settings.enter_context(seam.without_sort_walk(session))
             if _halves_apart(session, filters) and _rechecks_many(session, filters):
-                settings.enter_context(database.of(session).branches_apart(session))
+                plan = seam.plan_of(session, query)
+                if not (plan.in_parallel or plan.scans_table):
+                    settings.enter_context(seam.branches_apart(session))
         yield
 
 
@@ -510,8 +526,9 @@ def _page_of(
             if len(walked) == limit:
                 return walked
         query = _page_query(session, filters, sort, reverse=reverse, sort_matches=True)
-        with _planned(session, filters, True):
-            return session.scalars(query.offset(offset).limit(limit)).all()
+        query = query.offset(offset).limit(limit)
+        with _planned(session, filters, query, sort_matches=True):
+            return session.scalars(query).all()
     query = _page_query(session, filters, sort, reverse=reverse)
     return session.scalars(query.offset(offset).limit(limit)).all()
 
