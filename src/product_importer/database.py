@@ -215,12 +215,14 @@ class Postgres:
             self._tables[key] = bool(found)
         return self._tables[key]
 
-    def samples(self, session: Session) -> dict[str, list[str]]:
+    def samples(self, session: Session) -> dict[str, tuple[str, ...]]:
         """The planner's sample of each text column of products (pg_stats), lowercased."""
 
-        def read() -> dict[str, list[str]]:
+        def read() -> dict[str, tuple[str, ...]]:
             rows = session.execute(text(PRODUCT_SAMPLES)).all()
-            return {column: [value.lower() for value in values or ()] for column, values in rows}
+            return {
+                column: tuple(value.lower() for value in values or ()) for column, values in rows
+            }
 
         return self._statistic(session, "samples", read)
 
@@ -388,7 +390,7 @@ class Sqlite:
         )
         return found is not None
 
-    def samples(self, session: Session) -> dict[str, list[str]]:
+    def samples(self, session: Session) -> dict[str, tuple[str, ...]]:
         """No planner's sample here: every term is asked of its column whole."""
         return {}
 

@@ -4,6 +4,8 @@ import re
 from contextlib import contextmanager
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from tests.helpers import SESSION_SETTINGS, pooled_settings
@@ -550,6 +552,50 @@ def test_a_small_catalog_is_read_in_one_process_whatever_its_trigrams(db_session
     assert not any("parallel_setup_cost" in statement for statement in seen["statements"])
 
 
+def test_a_phrase_of_common_words_is_looked_up_by_a_few_trigrams_and_matched_whole(db_session, sql):
+    """'behavior owner culture': each word is in one description in five, so the index is
+    asked for a trigram of a few ('beh%own'), not for the 20 trigrams of the phrase; the
+    products listed are those that hold the whole phrase, ignoring case, and no other."""
+    from product_importer import database
+    from product_importer.extensions import db
+    from product_importer.products.service import Filters, list_products, narrowed
+
+    sql(
+        "INSERT INTO products (sku, name, description) "
+        "SELECT 'S-' || i, 'Gadget ' || i, concat_ws(' ', "
+        "  CASE WHEN i % 5 = 0 THEN 'behavior' ELSE 'w' || i END, 'v' || i, "
+        "  CASE WHEN i / 5 % 5 = 0 THEN 'owner' ELSE 'x' || i END, 'v' || i, "
+        "  CASE WHEN i / 25 % 5 = 0 THEN 'culture' ELSE 'y' || i END, "
+        "  CASE WHEN i % 997 = 0 THEN 'Behavior Owner CULTURE.' END) "
+        "FROM generate_series(1, 20000) AS i"
+    )
+    for half in (0, 1):  # as a bulk import leaves them: built, nothing pending
+        sql(f"SELECT gin_clean_pending_list('ix_products_description_trgm_{half}')")
+    sql("ANALYZE products")
+    database.of(db_session)._statistics.clear()  # this catalog's sample, not an earlier test's
+    phrase = Filters(description="behavior owner culture")
+    pattern = narrowed(db_session, phrase).narrow[("description", phrase.description)]
+    assert pattern in ("beh%own", "beh%own%cul")  # as the sample of this catalog tells
+    with plans_of_searches(db.engine) as seen:
+        found = [
+            list_products(db_session, filters=Filters(**{field: phrase.description}), per_page=100)
+            for field in ("description", "q")
+        ]
+    db_session.commit()
+
+    rows = sql(
+        "SELECT sku FROM products WHERE description ILIKE '%behavior owner culture%' "
+        "ORDER BY updated_at DESC, id DESC"
+    )
+    assert len(rows) == 20
+    for page in found:
+        assert [product.sku for product in page.items] == [sku for (sku,) in rows]
+        assert page.total == len(rows)
+    plans = "\n".join(plan for _statement, plan in seen["plans"])
+    assert f"Index Cond: (description ~~* '%{pattern}%'::text)" in plans
+    assert "Index Cond: (description ~~* '%behavior owner culture%'::text)" not in plans
+
+
 def every_page(db_session, filters, sort: str, per_page: int = 100) -> list[str]:
     """The SKUs of every page of a list, first to last; each page gives the same total."""
     from product_importer.products.service import list_products
@@ -729,6 +775,70 @@ def test_the_share_of_candidates_is_of_the_sampled_values_that_hold_every_trigra
     sample = ["a tall tree", "a zebra", "top al l", "two. then"]
     assert candidates_share(sample, term) == share
     assert candidates_share([], term) == 0.0
+
+
+# Descriptions of common words: each of 'behavior', 'owner' and 'culture' in 1 of 5, all three
+# in 1 of 125, the phrase itself in none of them.
+COMMON_WORDS_SAMPLE = [
+    " ".join(
+        word if n // 5**k % 5 == 0 else f"w{n}x{k}"
+        for k, word in enumerate(("behavior", "owner", "culture"))
+    )
+    for n in range(1000)
+]
+
+
+@pytest.mark.parametrize(
+    ("term", "sample", "pattern"),
+    [
+        # three common words: a trigram of each, and no more candidates than all 20 would give
+        ("behavior owner culture", COMMON_WORDS_SAMPLE, "beh%own%cul"),
+        ("Behavior OWNER culture", COMMON_WORDS_SAMPLE, "Beh%OWN%cul"),  # as the term has it
+        # two words held together by half the values: the recheck would test each candidate
+        # twice for an index read hardly shorter
+        ("owner culture", ["owner culture"] * 50 + ["tree"] * 50, None),
+        ("behavior owner culture", [], None),  # no sample (SQLite, or not analyzed yet)
+        ("a b c", COMMON_WORDS_SAMPLE, None),  # no trigram inside a word
+        ("ΚΑΦΕΣ ΚΑΦΕΣ ΚΑΦΕΣ", ["καφεσ"] * 10, None),  # Σ: lowered otherwise by PostgreSQL
+    ],
+)
+def test_a_term_of_common_words_asks_the_index_for_a_few_of_its_trigrams(term, sample, pattern):
+    from product_importer.products.service import trigram_pattern
+
+    assert trigram_pattern(sample, term) == pattern
+
+
+def test_pieces_of_a_term_that_overlap_or_touch_are_asked_for_as_one():
+    from product_importer.products.service import _segments
+
+    # pieces of 'behavior owner', start and text
+    assert _segments([(0, "beh"), (1, "eha"), (3, "avi"), (9, "own")]) == ["behavi", "own"]
+    assert _segments([(0, "beh"), (3, "avi")]) == ["behavi"]
+
+
+@st.composite
+def terms_and_samples(draw) -> tuple[str, list[str]]:
+    """A term of a few words, and sampled values made of its words and others."""
+    words = draw(st.lists(st.text(alphabet="abcdeİ", min_size=1, max_size=7), min_size=1))
+    term = draw(st.sampled_from([" ", "-", ". ", "_"])).join(words)
+    vocabulary = [*words, "abc", "cab", "zz"]
+    values = st.lists(st.sampled_from(vocabulary), max_size=6).map(" ".join)
+    return term, draw(st.lists(values, min_size=1, max_size=80))
+
+
+@given(terms_and_samples())
+def test_every_product_that_holds_the_term_holds_its_trigram_pattern(term_and_sample):
+    """The index is asked for the pattern, so nothing that matches the term may miss it."""
+    from product_importer.products import service
+
+    term, sample = term_and_sample
+    # whatever the gain: the pattern is built the same way, then given or not
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(service, "NARROW_GAIN", 0)
+        pattern = service._trigram_pattern.__wrapped__(tuple(sample), term)
+    if pattern is not None:
+        as_regex = ".*".join(re.escape(segment) for segment in pattern.lower().split("%"))
+        assert re.search(as_regex, term.lower()), (term, pattern)
 
 
 @pytest.mark.parametrize(
