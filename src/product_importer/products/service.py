@@ -108,7 +108,8 @@ class Filters:
     description: str = ""
     q: str = ""
     active: bool | None = None
-    # (field, term) -> the term's rare word to ask the trigram index for (see `narrowed`)
+    # (field, term) -> what to ask the trigram index for instead of the whole term: a rare word
+    # of it, or a LIKE pattern of a few of its trigrams (see `narrowed`)
     narrow: Mapping[tuple[str, str], str] = field(default_factory=dict, compare=False)
 
     def searches(self) -> bool:
@@ -166,7 +167,8 @@ class Page:
 
 
 def narrowed(session: Session, filters: Filters) -> Filters:
-    """`filters`, with the rare word of each term of several words to ask the index for.
+    """`filters`, with what to ask the index for of each term of several words: its rare word,
+    or else a few of its trigrams (`trigram_pattern`).
 
     A trigram index reads the list of rows of each trigram of the term, and each word of the
     term gives its own trigrams, those of the word's edges included: a whole SKU like
@@ -187,7 +189,7 @@ def narrowed(session: Session, filters: Filters) -> Filters:
     return replace(filters, narrow=narrow) if narrow else filters
 
 
-def rarest_word(sample: list[str], term: str) -> str | None:
+def rarest_word(sample: Sequence[str], term: str) -> str | None:
     """The word of `term` (of several) found in fewest `sample` values, if it is rare there.
 
     The word is returned as the term has it: PostgreSQL lowers it as it lowers the term (Python
@@ -386,7 +388,7 @@ def _rechecks_many(session: Session, filters: Filters) -> bool:
 
 
 def _contains(column, term: str, narrow_to: str | None = None) -> ColumnElement[bool]:
-    """`column` holds `term`, ignoring case; the index asked for `narrow_to` (a word of it)."""
+    """`column` holds `term`, ignoring case; the index asked for `narrow_to` (see `narrowed`)."""
     for special in (LIKE_ESCAPE, "%", "_"):
         term = term.replace(special, LIKE_ESCAPE + special)
     if narrow_to is None:
