@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,59 +156,53 @@ def account_rows(accounts) -> tuple[list[dict], list[dict]]:
 
 @pytest.fixture(autouse=True)
 def _empty_tables(request, app, account_rows):
-    """Start every test from empty tables but the three standard accounts.
+    """Start every test from empty tables but the three standard accounts, with the search
+    indexes the migrations make.
 
-    Workers use their own connections, so there is no rollback to lean on.
+    Workers use their own connections, so there is no rollback to lean on. The tables are
+    emptied once no import of an earlier test applies, nor builds the search indexes it
+    deferred (both hold the turn to apply): either would go on into this test's tables and
+    locks. An earlier test's import that is still reading may apply later, as it always could.
     """
     from product_importer.extensions import db
 
-    with app.app_context(), db.engine.connect() as turn:
+    with app.app_context():
         tables = ", ".join(t.name for t in db.metadata.sorted_tables)
-        took_turn = _wait_for_the_turn_to_apply(turn)
-        try:
-            for attempt in range(TRUNCATE_TRIES):
-                try:
-                    with db.engine.begin() as conn:
+        deadline, deadlocks = time.monotonic() + TURN_WAIT_SECONDS, 0
+        while True:
+            try:
+                with db.engine.begin() as conn:
+                    if _take_the_turn(conn) or _turn_waited(deadline):
                         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
                         _restore_search_indexes(conn)
                         restore_accounts(conn, account_rows)
-                    break
-                except OperationalError as error:
-                    # A worker left running by an earlier test (its upkeep, a webhook) may lock
-                    # these tables in another order: PostgreSQL then gives up one side, maybe
-                    # ours.
-                    deadlock = getattr(error.orig, "sqlstate", None) == DEADLOCK_DETECTED
-                    if not deadlock or attempt == TRUNCATE_TRIES - 1:
-                        raise
-        finally:
-            if took_turn:
-                turn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _import_lock_key()})
-                turn.commit()
+                        break  # committed, and the turn given back, as the block ends
+            except OperationalError as error:
+                # A worker left running by an earlier test (its upkeep, a webhook) may lock
+                # these tables in another order: PostgreSQL then gives up one side, maybe ours.
+                if getattr(error.orig, "sqlstate", None) != DEADLOCK_DETECTED:
+                    raise
+                deadlocks += 1
+                if deadlocks == TRUNCATE_TRIES:
+                    raise
+            time.sleep(0.05)
     yield
 
 
-def _import_lock_key() -> int:
+def _take_the_turn(conn) -> bool:
+    """Take the turn to apply until this transaction ends; False if an import holds it."""
     from product_importer import database
 
-    return database.IMPORT_LOCK_KEY
+    taken = text("SELECT pg_try_advisory_xact_lock(:key)")
+    return bool(conn.execute(taken, {"key": database.IMPORT_LOCK_KEY}).scalar())
 
 
-def _wait_for_the_turn_to_apply(conn) -> bool:
-    """Wait until no import of an earlier test applies, or builds the search indexes it
-    deferred (both hold the turn): either would go on into this test's tables and locks.
-
-    False if the turn stays taken for TURN_WAIT_SECONDS (a worker a test left paused): the
-    test then starts anyway, as it always could.
-    """
-    deadline = time.monotonic() + TURN_WAIT_SECONDS
-    while True:
-        taken = conn.execute(
-            text("SELECT pg_try_advisory_lock(:key)"), {"key": _import_lock_key()}
-        ).scalar()
-        conn.commit()
-        if taken or time.monotonic() > deadline:
-            return bool(taken)
-        time.sleep(0.05)
+def _turn_waited(deadline: float) -> bool:
+    """Whether the turn was waited for long enough (a worker a test left paused holds it)."""
+    if time.monotonic() < deadline:
+        return False
+    warnings.warn(f"an import held the turn to apply for {TURN_WAIT_SECONDS}s", stacklevel=1)
+    return True
 
 
 def _restore_search_indexes(conn) -> None:
@@ -235,17 +230,18 @@ class Held:
         self.conn, self.engine = conn, engine
         self.pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
 
-    def wait_until_blocking(self, timeout: float = 60, *, session: str | None = None) -> None:
-        """Wait until another session (named `session`, if given) waits for a lock this
-        transaction holds."""
+    def wait_until_blocking(self, timeout: float = 60, *, job: int | None = None) -> None:
+        """Wait until another session (the one running import `job`, if given) waits for a
+        lock this transaction holds."""
         blocked = (
             "SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid)) "
-            "AND (CAST(:name AS text) IS NULL OR application_name = :name)"
+            "AND (CAST(:job AS bigint) IS NULL "
+            "     OR pid = (SELECT db_pid FROM import_jobs WHERE id = :job))"
         )
         deadline = time.monotonic() + timeout
         while True:
             with self.engine.connect() as conn:
-                if conn.execute(text(blocked), {"pid": self.pid, "name": session}).scalar():
+                if conn.execute(text(blocked), {"pid": self.pid, "job": job}).scalar():
                     return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"nothing waited on the held transaction within {timeout}s")

@@ -5,7 +5,6 @@ from datetime import timedelta
 
 import pytest
 
-from product_importer.imports.runner import application_name
 from tests.conftest import paused
 from tests.helpers import upload_csv, wait_for_job
 
@@ -54,8 +53,7 @@ def test_a_job_whose_worker_was_killed_is_recovered_and_imported_whole(
             response = upload_csv(http, held_file.data, "sample.csv")
             job_id = response.json()["id"]
             # merging: the import's own session waits (not one an earlier test left running)
-            waiting = application_name(job_id) if moment == "merging" else None
-            held.wait_until_blocking(session=waiting)
+            held.wait_until_blocking(job=job_id if moment == "merging" else None)
             assert claimed_by(sql, job_id) == doomed.popen.pid
             job = http.get(f"/api/imports/{job_id}").json()
             assert (job["status"], job["phase"]) == (

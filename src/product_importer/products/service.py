@@ -2,10 +2,9 @@
 
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from functools import lru_cache
 from math import ceil
 
 from sqlalchemy import (
@@ -66,14 +65,22 @@ WORD = re.compile(r"[^\W_]+")
 RARE_IN_SAMPLE = 1
 # A term with no rare word asks the index for a few of its trigrams (`trigram_pattern`) where
 # the sampled values holding them are no more than those holding all of them, plus a quarter
-# (at least one: each sampled value stands for ~0.25% of the catalog).
+# (at least one: each sampled value stands for ~0.25% of the catalog), with at most
+# NARROW_PIECES_AT_MOST trigrams...
 NARROW_ROOM = 4
+NARROW_PIECES_AT_MOST = 6
 # ... and only where the index lists it leaves unread hold this many sampled values for each
 # sampled candidate: an unread entry saved ~30 ns, a candidate tested twice cost ~1.5 us in a
 # description filter and ~4.5 us in `q`, which tests the three fields (measured at 500K
 # products: 'behavior owner culture', 280 of them, 97 to 55 ms a page; 'owner culture', 63,
 # no faster for a description, 45 ms slower for `q`).
 NARROW_GAIN = 150
+# A longer term is not tested against the samples (each trigram of it against each of ~400
+# values): it is asked of the index whole, whose trigrams narrow it down well enough.
+LONGEST_SAMPLED_TERM = 200
+# Kept sample shares and patterns (`_kept`), per process; forgotten all at once past this.
+KEPT_AT_MOST = 4096
+_KEPT: dict[tuple[str, int, str], object] = {}
 # The two halves of a description search are read side by side, whatever the planner expects,
 # when at least this share of the sampled descriptions hold every trigram of the term: the
 # index hands those rows to the recheck ('a g', 2% of the descriptions: its trigram '  g' is in
@@ -82,7 +89,8 @@ NARROW_GAIN = 150
 MANY_CANDIDATES = 0.1
 # Nor where that share is fewer rows than this (a small catalog): two processes save ~1.6 us a
 # row handed to the recheck ('a g' above: ~200 ms on its ~125,000), and starting the workers
-# costs ~10 ms ('quixotic': 3.4 ms in one process, 12-16 ms in two): a gain from ~10,000 rows.
+# costs ~10 ms ('quixotic': 3.4 ms in one process, 12-16 ms in two): even from ~6,000 rows,
+# clearly from 10,000.
 MANY_CANDIDATE_ROWS = 10_000
 # A term narrowed to a few of its trigrams (`trigram_pattern`) tests each candidate twice (the
 # pattern, then the whole term): 'behavior owner culture' took 67 ms for its 9,000 candidates
@@ -210,12 +218,11 @@ def rarest_word(sample: Sequence[str], term: str) -> str | None:
 
 
 def trigram_pattern(sample: Sequence[str], term: str) -> str | None:
-    """`_trigram_pattern`, kept per sample and term (as `candidates_share`)."""
-    return _trigram_pattern(tuple(sample), term)
+    """`_trigram_pattern`, kept per sample and term (see `_kept`)."""
+    return _kept("pattern", sample, term, _trigram_pattern)
 
 
-@lru_cache(maxsize=1024)
-def _trigram_pattern(sample: tuple[str, ...], term: str) -> str | None:
+def _trigram_pattern(sample: Sequence[str], term: str) -> str | None:
     """A few trigrams from inside the words of `term`, as a LIKE pattern in the term's order
     ('beh%own%cul'), held by about as few `sample` values as hold every trigram of '%term%'.
 
@@ -226,27 +233,29 @@ def _trigram_pattern(sample: tuple[str, ...], term: str) -> str | None:
     twice (the pattern, then the whole term): None unless the lists left unread are long
     against the candidates (NARROW_GAIN), or where no sample tells.
     """
-    pieces = [
-        (start, term[start : start + 3])
-        for word in WORD.finditer(term)
-        if _lowers_alike(word.group())
-        for start in range(word.start(), word.end() - 2)
-    ]
-    if not sample or len(pieces) < 2:
+    words = list(WORD.finditer(term))
+    if not sample or len(words) < 2 or len(term) > LONGEST_SAMPLED_TERM:
         return None
+    pieces = {}  # lowered trigram -> (start, trigram as the term has it): the first of each
+    for word in words:
+        if _lowers_alike(word.group()):
+            for start in range(word.start(), word.end() - 2):
+                pieces.setdefault(term[start : start + 3].lower(), (start, term[start : start + 3]))
     tests = [_trigram_test(trigram) for trigram in like_trigrams(term)]
     lists = [{n for n, value in enumerate(sample) if test.search(value)} for test in tests]
     goal = len(set.intersection(*lists))
     holding, chosen = set(range(len(sample))), []
     while len(holding) > goal + max(1, goal // NARROW_ROOM):
-        if len(chosen) == len(pieces):
+        if len(chosen) == NARROW_PIECES_AT_MOST or not pieces:
             return None
-        piece = min(
-            (piece for piece in pieces if piece not in chosen),
-            key=lambda piece: sum(piece[1].lower() in sample[n] for n in holding),
-        )
-        chosen.append(piece)
-        holding = {n for n in holding if piece[1].lower() in sample[n]}
+        lowered = min(pieces, key=lambda piece: sum(piece in sample[n] for n in holding))
+        narrower = {n for n in holding if lowered in sample[n]}
+        if len(narrower) == len(holding):
+            return None  # the best piece left narrows nothing: nor would the others
+        chosen.append(pieces.pop(lowered))
+        holding = narrower
+    if not chosen:
+        return None
     segments = _segments(sorted(chosen))
     asked = {segment.lower()[at : at + 3] for segment in segments for at in range(len(segment) - 2)}
     left_unread = sum(map(len, lists)) - sum(t in value for t in asked for value in sample)
@@ -346,17 +355,30 @@ def candidates_share(sample: Sequence[str], term: str) -> float:
 
     A trigram index hands about that share of the rows to the recheck; 0 with no sample.
     """
-    return _candidates_share(tuple(sample), term)
+    return _kept("share", sample, term, _candidates_share)
 
 
-# Kept per sample and term: a request asks them of up to three samples, 1-4 ms each, and a
-# sample is read again once a minute at most (database.STATISTICS_SECONDS).
-@lru_cache(maxsize=1024)
-def _candidates_share(sample: tuple[str, ...], term: str) -> float:
+def _candidates_share(sample: Sequence[str], term: str) -> float:
     tests = [_trigram_test(trigram) for trigram in like_trigrams(term)]
-    if not sample or not tests:
+    if not sample or not tests or len(term) > LONGEST_SAMPLED_TERM:
         return 0.0
     return sum(all(test.search(value) for test in tests) for value in sample) / len(sample)
+
+
+def _kept(kind: str, sample: Sequence[str], term: str, compute: Callable):
+    """`compute(sample, term)`, kept per sample (by its hash) and term.
+
+    A request asks 1-4 ms of this per term and field, and a sample is read again once a minute
+    at most (database.STATISTICS_SECONDS). Keyed by the sample's hash, not the sample, so that
+    no old sample is held in memory; what is kept for a term is right for that term whatever
+    the sample (only how fast it is found depends on the sample).
+    """
+    key = (kind, hash(tuple(sample)), term)
+    if key not in _KEPT:
+        if len(_KEPT) >= KEPT_AT_MOST:
+            _KEPT.clear()
+        _KEPT[key] = compute(sample, term)
+    return _KEPT[key]
 
 
 def _trigram_test(trigram: str) -> re.Pattern:
@@ -374,8 +396,9 @@ def _rechecks_many(session: Session, filters: Filters) -> bool:
     for term in (term for term in (filters.description, filters.q) if term):
         narrow = filters.narrow.get(("description", term))
         if narrow is not None:
-            # The planner's estimate of a narrowed term multiplies two patterns' as if apart,
-            # and expects a handful of rows whatever the candidates: count them here.
+            # The planner's estimate of a narrowed term (its rare word or a few trigrams, and
+            # the whole term) multiplies two patterns' as if apart, and expects a handful of
+            # rows whatever the candidates: count them here.
             pieces = narrow.lower().split("%")
             share = sum(all(piece in value for piece in pieces) for value in sample)
             if share / max(len(sample), 1) * products >= NARROWED_MANY_ROWS:
@@ -394,7 +417,7 @@ def _contains(column, term: str, narrow_to: str | None = None) -> ColumnElement[
     if narrow_to is None:
         return column.ilike(f"%{term}%", escape=LIKE_ESCAPE)
     # ILIKE is lower() of both sides, then LIKE: the same match, in a form no index takes, so
-    # that the trigram index is asked for the rare word alone.
+    # that the trigram index is asked for `narrow_to` alone.
     whole = func.lower(column).like(func.lower(literal(f"%{term}%")), escape=LIKE_ESCAPE)
     return and_(column.ilike(f"%{narrow_to}%"), whole)
 
