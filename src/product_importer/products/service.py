@@ -359,8 +359,10 @@ def candidates_share(sample: Sequence[str], term: str) -> float:
 
 
 def _candidates_share(sample: Sequence[str], term: str) -> float:
+    if not sample or len(term) > LONGEST_SAMPLED_TERM:
+        return 0.0  # before compiling a test for each trigram of a long term
     tests = [_trigram_test(trigram) for trigram in like_trigrams(term)]
-    if not sample or not tests or len(term) > LONGEST_SAMPLED_TERM:
+    if not tests:
         return 0.0
     return sum(all(test.search(value) for test in tests) for value in sample) / len(sample)
 
