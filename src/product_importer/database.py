@@ -52,12 +52,14 @@ SELECT set_config('parallel_setup_cost', :cost, true),
 """
 
 # The values ANALYZE sampled of each text column (most common ones, then the histogram's
-# bounds). It and the planner's count of products are kept per process for STATISTICS_SECONDS.
+# bounds), by the filter they serve: the description's are those of its lowered copy (migration
+# 0016). It and the planner's count of products are kept per process for STATISTICS_SECONDS.
+SAMPLED_COLUMNS = {"sku": "sku", "name": "name", "description_lower": "description"}
 PRODUCT_SAMPLES = """
 SELECT attname, coalesce(most_common_vals::text::text[], '{}') || histogram_bounds::text::text[]
 FROM pg_stats
 WHERE schemaname = current_schema() AND tablename = 'products'
-  AND attname IN ('sku', 'name', 'description')
+  AND attname IN ('sku', 'name', 'description_lower')
 """
 STATISTICS_SECONDS = 60
 
@@ -221,7 +223,8 @@ class Postgres:
         def read() -> dict[str, tuple[str, ...]]:
             rows = session.execute(text(PRODUCT_SAMPLES)).all()
             return {
-                column: tuple(value.lower() for value in values or ()) for column, values in rows
+                SAMPLED_COLUMNS[column]: tuple(value.lower() for value in values or ())
+                for column, values in rows
             }
 
         return self._statistic(session, "samples", read)

@@ -283,7 +283,11 @@ def _matches(
     of, field: str, term: str, half: int | None = None, narrow_to: str | None = None
 ) -> ColumnElement[bool]:
     """The condition of one text filter, on the products (of one `half`) or on rows like them."""
-    contains = _contains(getattr(of, field), term, narrow_to)
+    lowered = getattr(of, "description_lower", None) if field == "description" else None
+    if lowered is None:  # the edit log keeps descriptions as they are
+        contains = _contains(getattr(of, field), term, narrow_to)
+    else:
+        contains = _lowered_contains(lowered, term, narrow_to)
     if field != "description" or of is not Product or half is not None:
         return contains
     # The same condition, asked of each half of the catalog (by the parity of the id): the
@@ -422,6 +426,21 @@ def _contains(column, term: str, narrow_to: str | None = None) -> ColumnElement[
     # that the trigram index is asked for `narrow_to` alone.
     whole = func.lower(column).like(func.lower(literal(f"%{term}%")), escape=LIKE_ESCAPE)
     return and_(column.ilike(f"%{narrow_to}%"), whole)
+
+
+def _lowered_contains(lowered, term: str, narrow_to: str | None = None) -> ColumnElement[bool]:
+    """`_contains` on a column kept lowered (`description_lower`): no row is lowered to test it.
+
+    ILIKE is `lower()` of both sides, then LIKE: the term is lowered by the database too, as
+    ILIKE would. The whole term behind `narrow_to` is found with `strpos`, a form no index
+    takes, on PostgreSQL only (where alone terms are narrowed).
+    """
+    if narrow_to is not None:
+        whole = func.strpos(lowered, func.lower(literal(term))) > 0
+        return and_(lowered.like(func.lower(literal(f"%{narrow_to}%"))), whole)
+    for special in (LIKE_ESCAPE, "%", "_"):
+        term = term.replace(special, LIKE_ESCAPE + special)
+    return lowered.like(func.lower(literal(f"%{term}%")), escape=LIKE_ESCAPE)
 
 
 def parse_filters(args: Mapping[str, str]) -> Filters:

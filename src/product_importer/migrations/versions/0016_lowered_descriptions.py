@@ -1,0 +1,71 @@
+"""Descriptions kept lowered beside themselves, for the description filter's index and recheck.
+
+Revision ID: 0016
+Revises: 0015
+Create Date: 2026-12-04
+
+`ILIKE` lowers the whole description of every row it tests (PostgreSQL's `lower()`, then
+`LIKE`), and a trigram index hands its candidates to that test: counting 'church' (125,052 of
+466,693 descriptions) spent half its time lowering them. `products.description_lower` is
+`lower(description)`, a stored generated column (always in step with the description, written
+by PostgreSQL in every INSERT and UPDATE), and the description filter asks it for
+`LIKE lower('%term%')`: the same match as `description ILIKE '%term%'`, which is exactly that
+on an encoding of several bytes a character. Measured with psql on the 500K catalog, one half
+in one process: 'church' 83 to 41 ms, 'e. t' (whose candidates are 61% of the rows) 193 to
+97 ms. It costs the table ~50% more (110 to 165 MB at 500K products).
+
+The trigram index halves move from `description` to `description_lower` (the same trigrams:
+pg_trgm lowers what it indexes), and so does the statistics target of 400 (migration 0015):
+the planner estimates the filter from `description_lower` now; nothing filters on
+`description` itself, so ANALYZE no longer samples it. SQLite, where `ILIKE` is `lower()` then
+`LIKE` as well, gets the column too (virtual), so that the filter is written once.
+"""
+
+from alembic import op
+
+revision = "0016"
+down_revision = "0015"
+branch_labels = None
+depends_on = None
+
+HALVES = (0, 1)
+
+
+def upgrade():
+    if op.get_bind().dialect.name != "postgresql":
+        op.execute(
+            "ALTER TABLE products ADD COLUMN description_lower TEXT "
+            "GENERATED ALWAYS AS (lower(description)) VIRTUAL"
+        )
+        return
+    op.execute(
+        "ALTER TABLE products ADD COLUMN description_lower text "
+        "GENERATED ALWAYS AS (lower(description)) STORED"
+    )
+    op.execute("SET maintenance_work_mem = '1GB'")
+    for half in HALVES:
+        op.execute(f"DROP INDEX IF EXISTS ix_products_description_trgm_{half}")
+        op.execute(
+            f"CREATE INDEX ix_products_description_lower_trgm_{half} ON products "
+            f"USING gin (description_lower gin_trgm_ops) WHERE (id % 2) = {half}"
+        )
+    op.execute(
+        "ALTER TABLE products ALTER COLUMN description_lower SET STATISTICS 400, "
+        "ALTER COLUMN description SET STATISTICS 0"
+    )
+    op.execute("ANALYZE products")
+
+
+def downgrade():
+    if op.get_bind().dialect.name != "postgresql":
+        op.execute("ALTER TABLE products DROP COLUMN description_lower")
+        return
+    op.execute("SET maintenance_work_mem = '1GB'")
+    op.execute("ALTER TABLE products ALTER COLUMN description SET STATISTICS 400")
+    op.execute("ALTER TABLE products DROP COLUMN description_lower")  # and its indexes
+    for half in HALVES:
+        op.execute(
+            f"CREATE INDEX ix_products_description_trgm_{half} ON products "
+            f"USING gin (description gin_trgm_ops) WHERE (id % 2) = {half}"
+        )
+    op.execute("ANALYZE products")
