@@ -347,6 +347,11 @@ def searches(statement: str) -> bool:
     return " ILIKE " in statement or " LIKE " in statement
 
 
+def reads_products(statement: str) -> bool:
+    """Whether a statement reads the products (not only the version, totals or edit log)."""
+    return not statement.startswith("EXPLAIN") and bool(re.search(r"FROM products\b", statement))
+
+
 def gadgets(sql, every: int) -> None:
     """20,000 products, S-7 and one in `every` after it named 'Gadget ..', analyzed (autovacuum
     off until reset)."""
@@ -357,6 +362,24 @@ def gadgets(sql, every: int) -> None:
         "|| i, 'Plain' FROM generate_series(1, 20000) AS i"
     )
     sql("ANALYZE products")
+
+
+def test_a_term_that_matches_nothing_is_searched_for_once(db_session, sql):
+    """A first page with no rows gives the total, 0, without a count; it is kept (under the
+    version read before the page, unchanged after it), so the next request searches nothing.
+    """
+    from product_importer.extensions import db
+    from product_importer.products.service import Filters, list_products
+
+    gadgets(sql, every=20)
+    nothing = Filters(description="quixotic")
+    for request in range(2):
+        with plans_of_searches(db.engine) as seen:
+            page = list_products(db_session, filters=nothing)
+            db_session.commit()
+        assert (page.items, page.total) == ([], 0)
+        searched = [s for s in seen["statements"] if reads_products(s) and searches(s)]
+        assert len(searched) == (1 if request == 0 else 0), searched
 
 
 def test_a_page_of_few_matches_comes_through_the_search_index_not_the_sort_order(db_session, sql):

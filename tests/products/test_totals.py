@@ -158,6 +158,33 @@ def test_a_total_read_while_an_edit_commits_is_kept_at_the_version_it_saw(
     assert total(http, "q=o") == 5  # carried from the kept total, over one edit
 
 
+def test_no_matches_are_kept_only_if_the_catalog_did_not_change_while_they_were_sought(
+    http, sql, seeded, app
+):
+    """A page with no rows reads no version with them: its 0 is kept under the version read
+    before it only if that is still the version after it. Here an edit commits in between and
+    takes the last match away: kept under the version before, the next request would carry 0
+    over that edit (-1 match) to -1."""
+    from product_importer.extensions import db
+
+    quixotic = http.post(
+        "/api/products", json={"sku": "Q-1", "name": "Q", "description": "Quixotic"}
+    )
+    assert quixotic.status_code == 201
+    assert_exact(http, sql)
+    with app.app_context(), db.engine.connect() as held:
+        held.execute(text("UPDATE products SET description = 'Plain' WHERE sku = 'Q-1'"))
+        held.execute(text("LOCK TABLE products IN ACCESS EXCLUSIVE MODE"))
+        with ThreadPoolExecutor(1) as pool:
+            reading = pool.submit(total, http, "description=quixotic", 200)
+            Held(held, db.engine).wait_until_blocking()
+            held.commit()
+            assert reading.result() == 0
+    assert sql(KEPT, filters=Filters(description="quixotic").key()) == []
+    assert total(http, "description=quixotic") == 0  # counted
+    assert kept(sql, Filters(description="quixotic"))[2] == 0
+
+
 def test_a_request_that_needs_a_count_waits_for_the_one_counting_and_carries_it(
     http, sql, seeded, app
 ):

@@ -514,7 +514,10 @@ def list_products(
     )
     if len(items) < per_page and (items or page == 1):
         total = offset + len(items)  # the last page: no count needed
-        exact.remember(total, version)
+        if items:
+            exact.remember(total, version)
+        else:  # no row read the version: a term that matches nothing was searched each time
+            exact.remember_if_unchanged(total)
     else:
         total = exact.count()
     _check_page_exists(page, per_page, total)

@@ -126,6 +126,7 @@ class ExactTotal:
         self.session, self.filters_key, self.counting = session, filters_key, counting
         self.log_conditions = log_conditions
         self.kept = database.of(session).has_table(session, EDIT_LOG.name)
+        self.seen_version: int | None = None  # the catalog version last read (`_carry`)
         # the total at the version now, when one was kept and can be carried to it
         self.known: int | None = self._carry() if self.kept else None
 
@@ -144,6 +145,7 @@ class ExactTotal:
         version, kept_at, counted_at, total = self.session.execute(
             _carried(self.filters_key, self.log_conditions)
         ).one()
+        self.seen_version = version
         if total is not None and kept_at < version:
             self.remember(total, version, counted_at=counted_at)
         return total
@@ -163,6 +165,14 @@ class ExactTotal:
             ).one()
         self.remember(total, version)
         return total
+
+    def remember_if_unchanged(self, total: int) -> None:
+        """Keep `total`, found by a query that read no row (so no version with it), if the
+        version is still the one read before that query: the catalog did not change between."""
+        if not self.kept or self.seen_version is None:
+            return
+        if self.session.scalar(select(VERSION.c.version)) == self.seen_version:
+            self.remember(total, self.seen_version)
 
     def remember(self, total: int, version: int | None, *, counted_at: int | None = None) -> None:
         """Keep the total at `version` (counted then, or at `counted_at` and carried)."""
