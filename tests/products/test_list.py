@@ -451,6 +451,43 @@ def test_the_pages_of_a_common_term_still_walk_the_sort_order(db_session, sql):
     assert "Index Scan Backward" not in seen["plans"][2]  # the last page, from the other end
 
 
+@pytest.mark.parametrize("field", ["description", "q"])
+def test_two_common_words_walk_the_sort_order_not_every_candidate(db_session, sql, field):
+    """'owner culture': each word is in half of the 20,000 descriptions, the two together in
+    one in forty. The index hands the recheck the quarter that holds both words (~5,000), far
+    more than the 500 matches; walking the newest products finds the first page's 50 in ~2,000.
+    So the page walks the sort order, bounded by the candidates, not by the matches."""
+    from product_importer import database
+    from product_importer.extensions import db
+    from product_importer.products.service import Filters, list_products
+
+    sql(
+        "INSERT INTO products (sku, name, description) "
+        "SELECT 'S-' || i, 'Gadget ' || i, CASE "
+        "  WHEN i % 40 = 0 THEN 'x' || i || ' Owner Culture y' "
+        "  WHEN i % 4 = 1 THEN 'culture ' || i || ' owner' "
+        "  WHEN i % 2 = 0 THEN 'owner ' || i ELSE 'culture ' || i END "
+        "FROM generate_series(1, 20000) AS i"
+    )
+    sql("ANALYZE products")
+    database.of(db_session)._statistics.clear()  # this catalog's sample, not an earlier test's
+    filters = Filters(**{field: "owner culture"})
+    list_products(db_session, filters=filters)  # counted, then kept
+    db_session.commit()
+    with page_plans(db.engine) as seen:
+        page = list_products(db_session, filters=filters)
+        db_session.commit()
+
+    rows = sql(
+        "SELECT sku FROM products WHERE description ILIKE '%owner culture%' "
+        "ORDER BY updated_at DESC, id DESC LIMIT 50"
+    )
+    assert ([product.sku for product in page.items], page.total) == ([s for (s,) in rows], 500)
+    page_queries = ("SELECT products.id", "SELECT walk", "SELECT matches")
+    pages = [s for s in seen["statements"] if s.startswith(page_queries)]
+    assert ["walk" if s.startswith("SELECT walk") else "sorted" for s in pages] == ["walk"]
+
+
 @pytest.mark.parametrize(
     ("matching", "queries"),
     [

@@ -50,8 +50,9 @@ LIKE_ESCAPE = "\\"
 # row at a time. The planner cannot know this when it overestimates a rare term: a term that is
 # one of its histogram's 401 entries is estimated at 1 in 401 products (one whole SKU's page took
 # 450 ms at 500K products that way, 8 ms through the index). An earlier page walks the sort
-# order, but at most as many products as there are matches (see `_walked`): a walk that does
-# not find its page costs about what sorting the matches does, before they are sorted. It is
+# order, but at most as many products as the index would hand the recheck (the matches, or the
+# candidates the sample says hold what the index is asked for, if more: see `_walked`): a walk
+# that does not find its page costs about what finding and sorting the matches does. It is
 # tried only where, with the matches spread evenly, it would find the page within 1 / WALK_ROOM
 # of that bound. Past SORT_AT_MOST matches the planner chooses, as it estimates a common term
 # well, and sorting them all would cost more. A page whose matches are all found and sorted
@@ -371,6 +372,17 @@ def _candidates_share(sample: Sequence[str], term: str) -> float:
     return sum(all(test.search(value) for test in tests) for value in sample) / len(sample)
 
 
+def pieces_share(sample: Sequence[str], narrow_to: str) -> float:
+    """The share of `sample` values (lowercased) that hold every piece of a narrowed term
+    (`narrowed`: a word, or trigrams joined by '%'), as the index is asked for it."""
+    return _kept("pieces", sample, narrow_to, _pieces_share)
+
+
+def _pieces_share(sample: Sequence[str], narrow_to: str) -> float:
+    pieces = narrow_to.lower().split("%")
+    return sum(all(piece in value for piece in pieces) for value in sample) / max(len(sample), 1)
+
+
 def _kept(kind: str, sample: Sequence[str], term: str, compute: Callable):
     """`compute(sample, term)`, kept per sample (by its hash) and term.
 
@@ -405,9 +417,7 @@ def _rechecks_many(session: Session, filters: Filters) -> bool:
             # The planner's estimate of a narrowed term (its rare word or a few trigrams, and
             # the whole term) multiplies two patterns' as if apart, and expects a handful of
             # rows whatever the candidates: count them here.
-            pieces = narrow.lower().split("%")
-            share = sum(all(piece in value for piece in pieces) for value in sample)
-            if share / max(len(sample), 1) * products >= NARROWED_MANY_ROWS:
+            if pieces_share(sample, narrow) * products >= NARROWED_MANY_ROWS:
                 return True
         elif (share := candidates_share(sample, term)) >= MANY_CANDIDATES and (
             share * products >= MANY_CANDIDATE_ROWS
@@ -658,8 +668,9 @@ def _page_of(
 ) -> Sequence[Product]:
     """The rows `offset` to `offset + limit` of the matches, all there (see SORT_AT_MOST)."""
     if filters.searches() and total <= SORT_AT_MOST:
-        if _walk_may_find(session, offset + limit, total):
-            walked = _walked(session, filters, sort, offset, limit, reverse=reverse, rows=total)
+        rows = max(total, _candidate_rows(session, filters))
+        if _walk_may_find(session, offset + limit, total, rows):
+            walked = _walked(session, filters, sort, offset, limit, reverse=reverse, rows=rows)
             if len(walked) == limit:
                 return walked
         query = _page_query(session, filters, sort, reverse=reverse, sort_matches=True)
@@ -670,8 +681,8 @@ def _page_of(
     return session.scalars(query.offset(offset).limit(limit)).all()
 
 
-def _walk_may_find(session: Session, page_end: int, total: int) -> bool:
-    """Whether a walk of `total` products may find the first `page_end` of `total` matches.
+def _walk_may_find(session: Session, page_end: int, total: int, rows: int) -> bool:
+    """Whether a walk of `rows` products may find the first `page_end` of `total` matches.
 
     With the matches spread evenly over the catalog it reads page_end * catalog / total products:
     at 500K products a term of 1,111 matches spread so would need 21,000 for its first page.
@@ -679,7 +690,31 @@ def _walk_may_find(session: Session, page_end: int, total: int) -> bool:
     if page_end * WALK_SHARE > total:
         return False
     catalog = database.of(session).products_estimated(session)
-    return catalog is None or page_end * catalog * WALK_ROOM <= total * total
+    return catalog is None or page_end * catalog * WALK_ROOM <= total * rows
+
+
+def _candidate_rows(session: Session, filters: Filters) -> int:
+    """About how many rows the trigram indexes hand the recheck for the text filters.
+
+    A term of several common words has far more candidates than matches: 'owner culture'
+    (2,003 of 466,693 descriptions) has ~40,000, each read and tested to find the matches, so
+    a walk of the sort order may read as many (its first page needs ~12,000). The sampled share
+    that holds what each term asks of its index, times the products; the fewest of the filters
+    (all must match), the fields of `q` added up; 0 where no sample tells.
+    """
+    seam = database.of(session)
+    samples, products = seam.samples(session), seam.products_estimated(session) or 0
+
+    def rows(field: str, term: str) -> float:
+        sample = samples.get(field, ())
+        narrow = filters.narrow.get((field, term))
+        share = pieces_share(sample, narrow) if narrow else candidates_share(sample, term)
+        return share * products
+
+    found = [rows(name, getattr(filters, name)) for name in TEXT_FILTERS if getattr(filters, name)]
+    if filters.q:
+        found.append(sum(rows(name, filters.q) for name in TEXT_FILTERS))
+    return int(min(found, default=0))
 
 
 def _walked(
