@@ -62,7 +62,8 @@ from generate_csv import WORDS  # noqa: E402  (bench/ is on sys.path: the script
 # printed). The generated descriptions draw every word from one small vocabulary (each word is
 # in ~27% of them), so the bench gives 2% of the products and five others a word of their own
 # (`mark_words`, idempotent). The extra cases are a two-word phrase in a handful of products,
-# then the limits of a trigram index: a phrase of three common words taken from the catalog
+# two common words (each in ~20% of the descriptions, together in ~0.4%), then the limits of a
+# trigram index: a phrase of three common words taken from the catalog
 # (see `sample`), and a 1.5% substring made of punctuation and single letters, which no
 # trigram narrows down.
 TERMS = {
@@ -218,6 +219,8 @@ def cases() -> list[tuple[str, str, list[dict]]]:
             found.append((f"{field}, {share}", repr(term), [{field: term}]))
     return found + [
         ("extra: description, 2 words", "'quixotic gadget'", [{"description": "quixotic gadget"}]),
+        ("extra: description, 2 common", "'owner culture'", [{"description": "owner culture"}]),
+        ("extra: q, 2 common", "'owner culture'", [{"q": "owner culture"}]),
         ("extra: description, phrase", repr(phrase), [{"description": phrase}]),
         ("extra: q, phrase", repr(phrase), [{"q": phrase}]),
         ("extra: description, 'e. t'", "1.5%, no selective trigram", [{"description": "e. t"}]),
