@@ -380,6 +380,7 @@ def test_a_term_that_matches_nothing_is_searched_for_once(db_session, sql):
         assert (page.items, page.total) == ([], 0)
         searched = [s for s in seen["statements"] if reads_products(s) and searches(s)]
         assert len(searched) == (1 if request == 0 else 0), searched
+        assert counted(seen) == 0  # the empty page told the total
 
 
 def test_a_page_of_few_matches_comes_through_the_search_index_not_the_sort_order(db_session, sql):
@@ -655,13 +656,11 @@ def test_a_small_catalog_is_read_in_one_process_whatever_its_trigrams(db_session
     assert not any("parallel_setup_cost" in statement for statement in seen["statements"])
 
 
-def test_a_phrase_of_common_words_is_looked_up_by_a_few_trigrams_and_matched_whole(db_session, sql):
-    """'behavior owner culture': each word is in one description in five, so the index is
-    asked for a trigram of a few ('beh%own'), not for the 20 trigrams of the phrase; the
-    products listed are those that hold the whole phrase, ignoring case, and no other."""
+def common_words(sql, db_session) -> None:
+    """20,000 products: 'behavior', 'owner' and 'culture' each in one description in five, the
+    phrase in 20 (and 20 more with LIKE's wildcards and a dotted I between the words, 20 with
+    other characters there), analyzed."""
     from product_importer import database
-    from product_importer.extensions import db
-    from product_importer.products.service import Filters, list_products, narrowed
 
     sql(
         "INSERT INTO products (sku, name, description) "
@@ -669,13 +668,47 @@ def test_a_phrase_of_common_words_is_looked_up_by_a_few_trigrams_and_matched_who
         "  CASE WHEN i % 5 = 0 THEN 'behavior' ELSE 'w' || i END, 'v' || i, "
         "  CASE WHEN i / 5 % 5 = 0 THEN 'owner' ELSE 'x' || i END, 'v' || i, "
         "  CASE WHEN i / 25 % 5 = 0 THEN 'culture' ELSE 'y' || i END, "
-        "  CASE WHEN i % 997 = 0 THEN 'Behavior Owner CULTURE.' END) "
+        "  CASE WHEN i % 997 = 0 THEN 'Behavior Owner CULTURE.' "
+        "       WHEN i % 991 = 0 THEN 'Behavior_Owner% CULTURE\\İ' "
+        "       WHEN i % 983 = 0 THEN 'BehaviorXOwner CULTURE\\I' END) "
         "FROM generate_series(1, 20000) AS i"
     )
     for half in (0, 1):  # as a bulk import leaves them: built, nothing pending
         sql(f"SELECT gin_clean_pending_list('ix_products_description_lower_trgm_{half}')")
     sql("ANALYZE products")
     database.of(db_session)._statistics.clear()  # this catalog's sample, not an earlier test's
+
+
+def test_a_narrowed_term_is_matched_whole_as_ilike_matches_it_wildcards_and_all(db_session, sql):
+    """A term of common words with LIKE's wildcards, a backslash and a dotted capital I is
+    narrowed to a few trigrams like any other; its wildcards are matched as themselves and its
+    letters lowered as `ILIKE` lowers them."""
+    from product_importer.products.service import Filters, list_products, narrowed
+
+    common_words(sql, db_session)
+    term = "behavior_owner% culture\\İ"
+    assert ("description", term) in narrowed(db_session, Filters(description=term)).narrow
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    rows = sql(
+        "SELECT sku FROM products WHERE description ILIKE :pattern "
+        "ORDER BY updated_at DESC, id DESC",
+        pattern=f"%{escaped}%",
+    )
+    assert len(rows) == 20  # the wildcards as themselves: not 'BehaviorXOwner'
+    for field in ("description", "q"):
+        page = list_products(db_session, filters=Filters(**{field: term}), per_page=100)
+        db_session.commit()
+        assert ([product.sku for product in page.items], page.total) == ([r for (r,) in rows], 20)
+
+
+def test_a_phrase_of_common_words_is_looked_up_by_a_few_trigrams_and_matched_whole(db_session, sql):
+    """'behavior owner culture': each word is in one description in five, so the index is
+    asked for a trigram of a few ('beh%own'), not for the 20 trigrams of the phrase; the
+    products listed are those that hold the whole phrase, ignoring case, and no other."""
+    from product_importer.extensions import db
+    from product_importer.products.service import Filters, list_products, narrowed
+
+    common_words(sql, db_session)
     phrase = Filters(description="behavior owner culture")
     pattern = narrowed(db_session, phrase).narrow[("description", phrase.description)]
     # a trigram or two of a few of the words, in order: which ones the sample tells

@@ -158,19 +158,19 @@ def test_a_total_read_while_an_edit_commits_is_kept_at_the_version_it_saw(
     assert total(http, "q=o") == 5  # carried from the kept total, over one edit
 
 
-def test_no_matches_are_kept_only_if_the_catalog_did_not_change_while_they_were_sought(
+def test_no_matches_sought_while_an_edit_commits_are_never_kept_under_the_version_before(
     http, sql, seeded, app
 ):
-    """A page with no rows reads no version with them: its 0 is kept under the version read
-    before it only if that is still the version after it. Here an edit commits in between and
-    takes the last match away: kept under the version before, the next request would carry 0
-    over that edit (-1 match) to -1."""
+    """An edit takes the last match of 'quixotic' away while the list looks for it. Its 0 may
+    be kept only at the version after the edit: kept under the version before, the next request
+    would carry 0 over that edit (-1 match) to -1."""
     from product_importer.extensions import db
 
-    quixotic = http.post(
+    sql("TRUNCATE product_list_totals")  # not one an earlier test kept
+    created = http.post(
         "/api/products", json={"sku": "Q-1", "name": "Q", "description": "Quixotic"}
     )
-    assert quixotic.status_code == 201
+    assert created.status_code == 201
     assert_exact(http, sql)
     with app.app_context(), db.engine.connect() as held:
         held.execute(text("UPDATE products SET description = 'Plain' WHERE sku = 'Q-1'"))
@@ -180,9 +180,35 @@ def test_no_matches_are_kept_only_if_the_catalog_did_not_change_while_they_were_
             Held(held, db.engine).wait_until_blocking()
             held.commit()
             assert reading.result() == 0
-    assert sql(KEPT, filters=Filters(description="quixotic").key()) == []
-    assert total(http, "description=quixotic") == 0  # counted
+    after_edit = sql(VERSION)[0][0]
+    assert [row[0] for row in sql(KEPT, filters=Filters(description="quixotic").key())] in (
+        [],
+        [after_edit],
+    )
+    assert total(http, "description=quixotic") == 0
     assert kept(sql, Filters(description="quixotic"))[2] == 0
+
+
+@pytest.mark.parametrize("edited", [False, True])
+def test_an_empty_page_keeps_its_zero_only_if_the_version_did_not_move(sql, seeded, app, edited):
+    """`remember_if_unchanged`: the version read before the page (`seen_version`) is the
+    version its 0 is kept under, and only if no change committed since."""
+    from product_importer.extensions import db
+    from product_importer.products import totals
+
+    sql("TRUNCATE product_list_totals")  # not one an earlier test kept
+    nothing = Filters(description="quixotic")
+    with app.app_context():
+        session = db.session
+        exact = totals.ExactTotal(session, nothing.key(), lambda: None, [])
+        before = exact.seen_version
+        if edited:  # committed by another connection between the page and the check
+            sql("UPDATE products SET name = 'Renamed' WHERE sku = 'BOX-5'")
+        exact.remember_if_unchanged(0)
+        session.rollback()
+        session.remove()
+    found = sql(KEPT, filters=nothing.key())
+    assert found == ([] if edited else [(before, before, 0)])
 
 
 def test_a_request_that_needs_a_count_waits_for_the_one_counting_and_carries_it(
