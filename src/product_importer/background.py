@@ -205,7 +205,12 @@ def celery_settings(broker_url: str) -> dict:
         "task_ignore_result": True,
         "task_default_queue": "default",
         "task_routes": {f"{prefix}*": {"queue": name} for prefix, name in QUEUES.items()},
+        # A worker takes no more messages than it has threads free: acknowledged early, each
+        # thread would also hold one waiting message, and one worker could take every webhook
+        # batch of an event (8 receivers, 4 threads) while another worker stood idle. Work is
+        # claimed in the database, so a message delivered again finds nothing left to do.
         "worker_prefetch_multiplier": 1,
+        "task_acks_late": True,
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
     }
