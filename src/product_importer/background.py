@@ -211,6 +211,8 @@ def celery_settings(broker_url: str) -> dict:
         # claimed in the database, so a message delivered again finds nothing left to do.
         "worker_prefetch_multiplier": 1,
         "task_acks_late": True,
+        # A lost broker connection leaves running imports running (Celery 6 would cancel them).
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
     }
