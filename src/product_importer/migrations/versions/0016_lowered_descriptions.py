@@ -21,8 +21,9 @@ the planner estimates the filter from `description_lower` now; nothing filters o
 the planner needs to size sorts and hashes of whole rows). SQLite, where `ILIKE` is `lower()`
 then `LIKE` as well, gets the column too (virtual), so that the filter is written once.
 
-Upgrading rewrites the products table and builds the two index halves in one transaction:
-the catalog can be neither read nor written meanwhile (how long: the README, "Upgrading").
+Upgrading rewrites the products table in one transaction: the catalog can be neither read
+nor written meanwhile (how long: the README, "Upgrading"). The two index halves are built
+after it, without holding the catalog.
 """
 
 from alembic import op
@@ -46,20 +47,27 @@ def upgrade():
     # index on it (~2 min of the upgrade at 5M products with them there).
     for half in HALVES:
         op.execute(f"DROP INDEX IF EXISTS ix_products_description_trgm_{half}")
-    op.execute("SET maintenance_work_mem = '1GB'")
+    op.execute("SET maintenance_work_mem = '1GB'")  # for the session: the builds below too
     op.execute(
-        "ALTER TABLE products ADD COLUMN description_lower text "
+        "ALTER TABLE products ADD COLUMN IF NOT EXISTS description_lower text "
         "GENERATED ALWAYS AS (lower(description)) STORED"
     )
-    for half in HALVES:
-        op.execute(
-            f"CREATE INDEX ix_products_description_lower_trgm_{half} ON products "
-            f"USING gin (description_lower gin_trgm_ops) WHERE (id % 2) = {half}"
-        )
     op.execute(
         "ALTER TABLE products ALTER COLUMN description_lower SET STATISTICS 400, "
         "ALTER COLUMN description SET STATISTICS 10"
     )
+    # The new halves are built once the column is committed, without holding the catalog
+    # (`CONCURRENTLY`): meanwhile a description filter reads the table. An earlier try that
+    # failed here left the column (hence IF NOT EXISTS above) and may have left an invalid
+    # index: dropped first.
+    with op.get_context().autocommit_block():
+        for half in HALVES:
+            name = f"ix_products_description_lower_trgm_{half}"
+            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+            op.execute(
+                f"CREATE INDEX CONCURRENTLY {name} ON products "
+                f"USING gin (description_lower gin_trgm_ops) WHERE (id % 2) = {half}"
+            )
     op.execute("ANALYZE products")
 
 
