@@ -446,7 +446,7 @@ def _lowered_contains(lowered, term: str, narrow_to: str | None = None) -> Colum
 
     ILIKE is `lower()` of both sides, then LIKE: the term is lowered by the database too, as
     ILIKE would. The whole term behind `narrow_to` is found with `strpos`, a form no index
-    takes, on PostgreSQL only (where alone terms are narrowed).
+    takes: on PostgreSQL, the only database where terms are narrowed.
     """
     if narrow_to is not None:
         whole = func.strpos(lowered, func.lower(literal(term))) > 0
