@@ -77,7 +77,7 @@ NARROW_PIECES_AT_MOST = 6
 # products: 'behavior owner culture', 280 of them, 97 to 55 ms a page; 'owner culture', 63,
 # no faster for a description, 45 ms slower for `q`). Measured with ILIKE's test, before the
 # lowered description (migration 0016) made it cheaper: narrowing 'owner culture' then saved
-# ~15% of its page, but that page now walks the sort order instead (`_candidate_rows`).
+# ~15% of its page, but that page now walks the sort order instead (`_walk_bound`).
 NARROW_GAIN = 150
 # A longer term is not tested against the samples (each trigram of it against each of ~400
 # values): it is asked of the index whole, whose trigrams narrow it down well enough.
@@ -375,6 +375,12 @@ def _candidates_share(sample: Sequence[str], term: str) -> float:
     return sum(all(test.search(value) for test in tests) for value in sample) / len(sample)
 
 
+def asked_share(sample: Sequence[str], term: str, narrow_to: str | None) -> float:
+    """The share of `sample` values that hold what the index is asked for `term`: its
+    narrowed pieces (`narrowed`), else every trigram of it."""
+    return pieces_share(sample, narrow_to) if narrow_to else candidates_share(sample, term)
+
+
 def pieces_share(sample: Sequence[str], narrow_to: str) -> float:
     """The share of `sample` values (lowercased) that hold every piece of a narrowed term
     (`narrowed`: a word, or trigrams joined by '%'), as the index is asked for it."""
@@ -416,23 +422,21 @@ def _rechecks_many(session: Session, filters: Filters) -> bool:
     products = seam.products_estimated(session) or 0
     for term in (term for term in (filters.description, filters.q) if term):
         narrow = filters.narrow.get(("description", term))
+        share = asked_share(sample, term, narrow)
         if narrow is not None:
             # The planner's estimate of a narrowed term (its rare word or a few trigrams, and
             # the whole term) multiplies two patterns' as if apart, and expects a handful of
             # rows whatever the candidates: count them here.
-            if pieces_share(sample, narrow) * products >= NARROWED_MANY_ROWS:
+            if share * products >= NARROWED_MANY_ROWS:
                 return True
-        elif (share := candidates_share(sample, term)) >= MANY_CANDIDATES and (
-            share * products >= MANY_CANDIDATE_ROWS
-        ):
+        elif share >= MANY_CANDIDATES and share * products >= MANY_CANDIDATE_ROWS:
             return True
     return False
 
 
 def _contains(column, term: str, narrow_to: str | None = None) -> ColumnElement[bool]:
     """`column` holds `term`, ignoring case; the index asked for `narrow_to` (see `narrowed`)."""
-    for special in (LIKE_ESCAPE, "%", "_"):
-        term = term.replace(special, LIKE_ESCAPE + special)
+    term = _like_escaped(term)
     if narrow_to is None:
         return column.ilike(f"%{term}%", escape=LIKE_ESCAPE)
     # ILIKE is lower() of both sides, then LIKE: the same match, in a form no index takes, so
@@ -451,9 +455,14 @@ def _lowered_contains(lowered, term: str, narrow_to: str | None = None) -> Colum
     if narrow_to is not None:
         whole = func.strpos(lowered, func.lower(literal(term))) > 0
         return and_(lowered.like(func.lower(literal(f"%{narrow_to}%"))), whole)
+    return lowered.like(func.lower(literal(f"%{_like_escaped(term)}%")), escape=LIKE_ESCAPE)
+
+
+def _like_escaped(term: str) -> str:
+    """`term` with LIKE's wildcards and escape character matched as themselves."""
     for special in (LIKE_ESCAPE, "%", "_"):
         term = term.replace(special, LIKE_ESCAPE + special)
-    return lowered.like(func.lower(literal(f"%{term}%")), escape=LIKE_ESCAPE)
+    return term
 
 
 def parse_filters(args: Mapping[str, str]) -> Filters:
@@ -724,9 +733,7 @@ def _candidate_rows(session: Session, filters: Filters) -> int:
     samples, products = seam.samples(session), seam.products_estimated(session) or 0
 
     def share(field: str, term: str) -> float:
-        sample = samples.get(field, ())
-        narrow = filters.narrow.get((field, term))
-        return pieces_share(sample, narrow) if narrow else candidates_share(sample, term)
+        return asked_share(samples.get(field, ()), term, filters.narrow.get((field, term)))
 
     shares = [
         share(name, getattr(filters, name)) for name in TEXT_FILTERS if getattr(filters, name)
