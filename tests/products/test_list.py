@@ -342,6 +342,15 @@ def counted(seen: dict) -> int:
     return sum("count(*)" in q and searches(q) for q in seen["statements"])
 
 
+@pytest.fixture
+def without_kept_ids(monkeypatch):
+    """Pages looked up as for a term of more matches than a kept total keeps the ids of
+    (`totals.MATCHES_AT_MOST`): these tests' catalogs are small, their terms' totals too."""
+    from product_importer.products import totals
+
+    monkeypatch.setattr(totals, "MATCHES_AT_MOST", 0)
+
+
 def searches(statement: str) -> bool:
     """Whether a statement matches a text filter (ILIKE, or LIKE on the lowered description)."""
     return " ILIKE " in statement or " LIKE " in statement
@@ -383,6 +392,7 @@ def test_a_term_that_matches_nothing_is_searched_for_once(db_session, sql):
         assert counted(seen) == 0  # the empty page told the total
 
 
+@pytest.mark.usefixtures("without_kept_ids")
 def test_a_page_of_few_matches_comes_through_the_search_index_not_the_sort_order(db_session, sql):
     """The planner overestimates a rare term; its exact total, counted first, says so.
 
@@ -452,6 +462,7 @@ def test_the_pages_of_a_common_term_still_walk_the_sort_order(db_session, sql):
     assert "Index Scan Backward" not in seen["plans"][2]  # the last page, from the other end
 
 
+@pytest.mark.usefixtures("without_kept_ids")
 @pytest.mark.parametrize("field", ["description", "q"])
 def test_two_common_words_walk_the_sort_order_not_every_candidate(db_session, sql, field):
     """'owner culture': each word is in half of the 20,000 descriptions, the two together in
@@ -505,6 +516,7 @@ def page_kinds(seen: dict) -> list[str]:
     return ["walk" if s.startswith("SELECT walk") else "sorted" for s in pages]
 
 
+@pytest.mark.usefixtures("without_kept_ids")
 @pytest.mark.parametrize(
     ("matching", "queries"),
     [
@@ -600,6 +612,7 @@ PLANNER_SETTINGS = (
 )
 
 
+@pytest.mark.usefixtures("without_kept_ids")
 def test_a_term_whose_trigram_is_in_most_descriptions_is_read_in_two_processes(db_session, sql):
     """'e. t' is in one description in 500, but its one trigram ('  t', a word that starts with
     t) in all of them: PostgreSQL, expecting few rows, would read the two halves of the index
@@ -748,6 +761,34 @@ def test_a_phrase_of_common_words_is_looked_up_by_a_few_trigrams_and_matched_who
     plans = "\n".join(plan for _statement, plan in seen["plans"])
     assert f"Index Cond: (description_lower ~~ '%{pattern}%'::text)" in plans
     assert "Index Cond: (description_lower ~~ '%behavior owner culture%'::text)" not in plans
+
+
+def test_the_pages_of_a_term_with_few_matches_are_read_by_their_kept_ids(db_session, sql):
+    """'behavior owner culture' (20 of 20,000 products, each word in one in five): once its
+    total is kept, one request finds its matches and keeps their ids; every page then reads
+    those products by primary key, without the trigram index and its 4,000 candidates."""
+    from product_importer.extensions import db
+    from product_importer.products.service import Filters, list_products
+
+    common_words(sql, db_session)
+    sql("TRUNCATE product_list_totals")  # not among the tables emptied before each test
+    phrase = Filters(description="behavior owner culture")
+    assert list_products(db_session, filters=phrase, per_page=5).total == 20  # counted
+    db_session.commit()
+    with plans_of_searches(db.engine) as seen:
+        pages = every_page(db_session, phrase, "name", per_page=5)
+
+    rows = sql(
+        "SELECT sku FROM products WHERE description ILIKE '%behavior owner culture%' "
+        "ORDER BY lower(name), id"
+    )
+    assert pages == [sku for (sku,) in rows]
+    plans = [(s, plan) for s, plan in seen["plans"] if reads_products(s)]
+    found = [plan for statement, plan in plans if "array_agg" in statement]
+    by_id = [plan for statement, plan in plans if "array_agg" not in statement]
+    assert len(found) == 1 and "_trgm" in found[0]  # the ids, found once
+    assert len(by_id) == 4  # the four pages
+    assert all("Index Scan using pk_products" in plan and "_trgm" not in plan for plan in by_id)
 
 
 def every_page(db_session, filters, sort: str, per_page: int = 100) -> list[str]:

@@ -1,15 +1,18 @@
 """Exact list totals carried over edits by the edit log (migration 0012), through HTTP.
 
-Every total is checked against the products as they are, filtered here in Python. A total is
-first counted and kept; the changes after it are what each test is about.
+Every total, and every page, is checked against the products as they are, filtered here in
+Python. A total is first counted and kept (with the ids of its matches, migration 0017); the
+changes after it are what each test is about.
 """
 
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import parse_qsl
 
 import pytest
 from sqlalchemy import text
 
-from product_importer.products.service import Filters
+from product_importer.products import totals
+from product_importer.products.service import Filters, parse_filters
 from tests.conftest import Held
 from tests.helpers import import_csv, wait_for_job
 
@@ -36,6 +39,7 @@ SEED = [
 ]
 PRODUCTS = "SELECT id, sku, name, description, active FROM products"
 KEPT = "SELECT version, counted_at, total FROM product_list_totals WHERE filters = :filters"
+MATCHES = "SELECT matches FROM product_list_totals WHERE filters = :filters"
 VERSION = "SELECT version, recount_from FROM products_version"
 OID = "SELECT 'products'::regclass::oid"
 
@@ -65,11 +69,31 @@ def total(http, query: str, per_page: int = 1) -> int:
     return response.json()["total"]
 
 
+def listed(http, query: str) -> list[str]:
+    """The SKUs of every page of a filter by name, two a page, first to last."""
+    skus, page = [], 1
+    while True:
+        response = http.get(f"/api/products?{query}&sort=name&per_page=2&page={page}")
+        assert response.status_code == 200, response.text
+        skus += [product["sku"] for product in response.json()["items"]]
+        if page >= response.json()["pages"]:
+            return skus
+        page += 1
+
+
 def assert_exact(http, sql) -> None:
-    """Every filter's total is the number of products it matches now."""
+    """Every filter's total is the number of products it matches now, and its pages list
+    them all, in order (read by the ids kept with the total, after the first request)."""
     catalog = products(sql)
     for query, matches in FILTERS.items():
         assert total(http, query) == sum(map(matches, catalog)), query
+        by_name = sorted(filter(matches, catalog), key=lambda p: (p["name"].lower(), p["id"]))
+        assert listed(http, query) == [product["sku"] for product in by_name], query
+
+
+def kept_ids(sql, query: str) -> list[int] | None:
+    """The ids kept with the total of a filter (None: not kept)."""
+    return sql(MATCHES, filters=parse_filters(dict(parse_qsl(query))).key())[0][0]
 
 
 def kept(sql, filters: Filters):
@@ -98,6 +122,48 @@ def test_totals_stay_exact_over_creates_edits_and_deletes(http, sql, seeded):
     for sku in ("WID-1", "NEW-1"):
         assert http.delete(f"/api/products/{product_id(sql, sku)}").status_code == 204
         assert_exact(http, sql)
+
+
+def test_the_ids_of_a_small_totals_matches_are_kept_and_carried_over_edits(http, sql, seeded):
+    """A total of few matches keeps their ids once a page has needed them; an edit adds the
+    products it logged with a matching row; pages read by them list what matches now."""
+    sql("TRUNCATE product_list_totals")  # not among the tables emptied before each test
+    assert_exact(http, sql)
+    for query, matches in FILTERS.items():
+        assert kept_ids(sql, query) == sorted(p["id"] for p in filter(matches, products(sql)))
+    hammer, box = product_id(sql, "TOOL-4"), product_id(sql, "BOX-5")
+    widgets = kept_ids(sql, "name=widget")
+
+    http.patch(f"/api/products/{hammer}", json={"name": "Widget hammer"})  # into name=widget
+    http.patch(f"/api/products/{product_id(sql, 'WID-1')}", json={"name": "Blue gizmo"})  # out
+    http.patch(f"/api/products/{box}", json={"description": "Steel box"})  # not a name
+
+    assert listed(http, "name=widget") == ["WID-2", "TOOL-4", "WID-6"]
+    assert kept_ids(sql, "name=widget") == sorted({*widgets, hammer})  # a superset: WID-1 too
+    assert_exact(http, sql)
+
+
+def test_a_totals_kept_ids_are_dropped_when_they_grow_past_twice_its_bound(
+    http, sql, seeded, db_session, monkeypatch
+):
+    """Carried over many edits, the ids would grow: past KEPT_IDS_AT_MOST they are dropped,
+    and the next page that needs them finds them again."""
+    from product_importer.products.service import list_products
+
+    sql("TRUNCATE product_list_totals")
+    assert_exact(http, sql)
+    monkeypatch.setattr(totals, "KEPT_IDS_AT_MOST", 4)
+    for n in range(3):  # three widgets, then six: two more than the bound
+        http.post("/api/products", json={"sku": f"WID-{10 + n}", "name": f"Widget {n}"})
+    widgets = Filters(name="widget")
+    log_conditions = widgets.conditions(totals.EDIT_LOG.c)
+    exact = totals.ExactTotal(db_session, widgets.key(), None, log_conditions)
+    assert (exact.known, exact.matches) == (6, None)
+    db_session.commit()
+    page = list_products(db_session, filters=widgets, sort="name", per_page=50)
+    db_session.commit()
+    assert [p.sku for p in page.items] == listed(http, "name=widget")
+    assert len(kept_ids(sql, "name=widget")) == 6
 
 
 def test_a_total_after_an_edit_is_carried_over_it_not_counted_again(http, sql, seeded):

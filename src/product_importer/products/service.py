@@ -8,10 +8,14 @@ from dataclasses import asdict, dataclass, field, replace
 from math import ceil, prod
 
 from sqlalchemy import (
+    ARRAY,
+    BigInteger,
     ColumnElement,
     CompoundSelect,
     Select,
     and_,
+    any_,
+    bindparam,
     func,
     literal,
     literal_column,
@@ -529,15 +533,15 @@ def list_products(
             sort_matches = True  # the planner sorts every match: so do the halves, side by side
     if total is not None:
         _check_page_exists(page, per_page, total)
-        items = _fetch(session, filters, sort, offset, per_page, total=total)
+        items = _fetch(session, filters, sort, offset, per_page, exact=exact, total=total)
         return Page(items, page, per_page, total)
     items, version = _fetch_with_version(
         session, filters, sort, offset, per_page, sort_matches=sort_matches
     )
     if len(items) < per_page and (items or page == 1):
         total = offset + len(items)  # the last page: no count needed
-        if items:
-            exact.remember(total, version)
+        if items:  # on the first page, every match: their ids are kept too
+            exact.remember(total, version, matches=[p.id for p in items] if page == 1 else None)
         else:  # no row read the version: a term that matches nothing was searched each time
             exact.remember_if_unchanged(total)
     else:
@@ -554,17 +558,24 @@ def exact_total(session: Session, filters: Filters) -> totals.ExactTotal:
     )
 
 
-def _counting(session: Session, filters: Filters) -> totals.Counting:
-    """The count of the products that match: in halves where each half's index serves it.
+def _count(ids: ColumnElement) -> ColumnElement:
+    """count(*): how many rows, whatever their ids."""
+    return func.count()
+
+
+def _counting(session: Session, filters: Filters, aggregate=_count) -> totals.Counting:
+    """The count of the products that match (or another `aggregate` of their ids): in halves
+    where each half's index serves it.
 
     The planner has the last word: a common term may be scanned for (see `_in_halves`). Where
     it reads the halves one after the other though the index hands many rows to the recheck,
     they are read side by side.
     """
-    plain = select(func.count()).select_from(Product).where(*filters.conditions())
+    plain = select(aggregate(Product.id)).select_from(Product).where(*filters.conditions())
     if not _halves_apart(session, filters):
         return totals.Counting(plain)
-    halves = select(func.count()).select_from(_in_halves(filters, Product.id).subquery("matches"))
+    matches = _in_halves(filters, Product.id).subquery("matches")
+    halves = select(aggregate(matches.c.id)).select_from(matches)
     plan = database.of(session).plan_of(session, halves)
     if plan.scans_table:
         return totals.Counting(plain)
@@ -652,7 +663,14 @@ def _planned(
 
 
 def _fetch(
-    session: Session, filters: Filters, sort: str, offset: int, limit: int, *, total: int
+    session: Session,
+    filters: Filters,
+    sort: str,
+    offset: int,
+    limit: int,
+    *,
+    exact: totals.ExactTotal,
+    total: int,
 ) -> list[Product]:
     """One page of the products that match `filters`, whose exact `total` is known.
 
@@ -660,12 +678,47 @@ def _fetch(
     """
     if total == 0:
         return []
+    ids = _match_ids(session, filters, exact, total)
+    if ids is not None:
+        return _page_by_ids(session, filters, sort, ids, offset, limit)
     reverse = offset > total // 2
     if reverse:
         # Walk the sort order from its other end: the last page costs what the first does.
         offset, limit = max(total - offset - limit, 0), min(limit, total - offset)
     items = _page_of(session, filters, sort, offset, limit, total=total, reverse=reverse)
     return list(reversed(items)) if reverse else list(items)
+
+
+def _match_ids(
+    session: Session, filters: Filters, exact: totals.ExactTotal, total: int
+) -> list[int] | None:
+    """The ids of every match, kept with the total or found now (and kept); None where the
+    total is too large to keep them (`totals.MATCHES_AT_MOST`), or was just counted: a first
+    request looks its page up as before, and the next one finds the ids."""
+    if exact.matches is not None:
+        return exact.matches
+    if not exact.kept or exact.counted or total > totals.MATCHES_AT_MOST:
+        return None
+    return exact.find_matches(_counting(session, filters, func.array_agg))
+
+
+def _page_by_ids(
+    session: Session, filters: Filters, sort: str, ids: list[int], offset: int, limit: int
+) -> list[Product]:
+    """The page among the products of `ids` that match `filters` (tested again: the ids kept
+    may include products changed since)."""
+    # OFFSET 0 keeps the filter out of the scan: the primary key alone reads the few products,
+    # which a trigram index, ANDed with it, would search for.
+    listed = (
+        select(Product)
+        .where(Product.id == any_(bindparam("ids", ids, type_=ARRAY(BigInteger))))
+        .offset(0)
+        .subquery("listed")
+    )
+    product = aliased(Product, listed)
+    query = select(product).where(*filters.conditions(product))
+    query = query.order_by(*_order_by(sort, of=product)).offset(offset).limit(limit)
+    return list(session.scalars(query).all())
 
 
 def _page_of(

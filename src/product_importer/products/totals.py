@@ -11,6 +11,11 @@ again when an import, an undo or a delete-all marked the version `recount_from` 
 log nothing), or when more than MAX_CARRIED rows were logged since. The version and what is
 read with it always come from one statement (one snapshot): a total is never filed under a
 version it does not match. SQLite keeps no version: there the totals are counted every time.
+
+A total of at most MATCHES_AT_MOST keeps the ids of its matches too (migration 0017), once a
+request has found them all, so that its pages are read by id instead of by searching: they are
+carried as the total is, the products logged since with a row that matches added to them (a
+superset, then: whoever reads a page by them tests each row against the filter again).
 """
 
 import logging
@@ -19,6 +24,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Boolean,
     ColumnElement,
@@ -30,6 +36,7 @@ from sqlalchemy import (
     column,
     func,
     null,
+    or_,
     select,
     table,
     text,
@@ -44,6 +51,13 @@ log = logging.getLogger(__name__)
 # Rows logged after a kept total that it is carried over at most; past that, counting the
 # matches again is about as cheap as reading the rows. The maintenance loop drops older rows.
 MAX_CARRIED = 2000
+# A total of at most this many matches keeps their ids, so that its pages are read by id: a
+# phrase of common words at 5M products has a handful of matches among ~90,000 candidates, all
+# rechecked to find any page of it (290 ms); by id, its page takes a few ms. Carried over the
+# edits the ids grow (every product logged with a matching row is added): past KEPT_IDS_AT_MOST
+# they are dropped, and found again by the next page that needs them.
+MATCHES_AT_MOST = 2000
+KEPT_IDS_AT_MOST = 2 * MATCHES_AT_MOST
 VERSION = table(
     "products_version", column("version", BigInteger), column("recount_from", BigInteger)
 )
@@ -53,6 +67,8 @@ KEPT = table(
     column("version", BigInteger),
     column("total", BigInteger),
     column("counted_at", BigInteger),
+    column("matches", ARRAY(BigInteger)),
+    column("matches_at", BigInteger),  # the version the ids are for: used at the total's only
 )
 EDIT_LOG = table(
     "product_edit_log",
@@ -64,11 +80,19 @@ EDIT_LOG = table(
     column("description", Text),
     column("active", Boolean),
 )
+# A newer total replaces the kept one; one at the same version only adds the ids it lacked
+# (the total is the same: it keeps the version it was counted at).
 REMEMBER_TOTAL = text(
-    "INSERT INTO product_list_totals (filters, version, total, counted_at) "
-    "VALUES (:filters, :version, :total, :counted_at) ON CONFLICT (filters) DO UPDATE "
-    "SET version = EXCLUDED.version, total = EXCLUDED.total, counted_at = EXCLUDED.counted_at "
-    "WHERE product_list_totals.version < EXCLUDED.version"
+    "INSERT INTO product_list_totals (filters, version, total, counted_at, matches, matches_at) "
+    "VALUES (:filters, :version, :total, :counted_at, CAST(:matches AS bigint[]), :matches_at) "
+    "ON CONFLICT (filters) DO UPDATE "
+    "SET version = EXCLUDED.version, total = EXCLUDED.total, "
+    "counted_at = CASE WHEN product_list_totals.version = EXCLUDED.version "
+    "THEN product_list_totals.counted_at ELSE EXCLUDED.counted_at END, "
+    "matches = EXCLUDED.matches, matches_at = EXCLUDED.matches_at "
+    "WHERE product_list_totals.version < EXCLUDED.version "
+    "OR (product_list_totals.version = EXCLUDED.version AND EXCLUDED.matches IS NOT NULL "
+    "AND product_list_totals.matches_at IS DISTINCT FROM EXCLUDED.version)"
 )
 # The log is pruned, and the totals it can no longer carry forgotten, under the version row's
 # lock: no statement changes products meanwhile (one that holds it is waited for next time).
@@ -127,6 +151,9 @@ class ExactTotal:
         self.log_conditions = log_conditions
         self.kept = database.of(session).has_table(session, EDIT_LOG.name)
         self.seen_version: int | None = None  # the catalog version last read (`_carry`)
+        # the ids of every match (and maybe of a few more products), kept with the total
+        self.matches: list[int] | None = None
+        self.counted = False  # whether this request counted the matches (`count`)
         # the total at the version now, when one was kept and can be carried to it
         self.known: int | None = self._carry() if self.kept else None
 
@@ -142,12 +169,16 @@ class ExactTotal:
 
     def _carry(self) -> int | None:
         """Return the total now, carried from the kept one, and keep it; None if it cannot be."""
-        version, kept_at, counted_at, total = self.session.execute(
+        version, kept_at, counted_at, total, matches, matches_at, added = self.session.execute(
             _carried(self.filters_key, self.log_conditions)
         ).one()
         self.seen_version = version
+        self.matches = None
+        if total is not None and matches is not None and matches_at == kept_at:
+            carried = set(matches).union(added or ())
+            self.matches = sorted(carried) if len(carried) <= KEPT_IDS_AT_MOST else None
         if total is not None and kept_at < version:
-            self.remember(total, version, counted_at=counted_at)
+            self.remember(total, version, counted_at=counted_at, matches=self.matches)
         return total
 
     def value(self) -> int:
@@ -157,6 +188,7 @@ class ExactTotal:
     def count(self) -> int:
         """Count the matches and keep the count with the version of the same snapshot."""
         counting = self.counting()
+        self.counted = True
         with counting.planned:
             if not self.kept:
                 return self.session.scalar(counting.query)
@@ -166,20 +198,41 @@ class ExactTotal:
         self.remember(total, version)
         return total
 
+    def find_matches(self, finding: Counting) -> list[int]:
+        """Find the ids of every match (`finding` aggregates them) and keep them and their
+        number, with the version of the same snapshot."""
+        with finding.planned:
+            version, ids = self.session.execute(
+                select(VERSION.c.version, finding.query.scalar_subquery())
+            ).one()
+        self.matches = sorted(ids or ())
+        self.remember(len(self.matches), version, matches=self.matches)
+        return self.matches
+
     def remember_if_unchanged(self, total: int) -> None:
         """Keep `total`, found by a query that read no row (so no version with it), if the
         version is still the one read before that query: the catalog did not change between."""
         if not self.kept or self.seen_version is None:
             return
         if self.session.scalar(select(VERSION.c.version)) == self.seen_version:
-            self.remember(total, self.seen_version)
+            self.remember(total, self.seen_version, matches=[])
 
-    def remember(self, total: int, version: int | None, *, counted_at: int | None = None) -> None:
-        """Keep the total at `version` (counted then, or at `counted_at` and carried)."""
+    def remember(
+        self,
+        total: int,
+        version: int | None,
+        *,
+        counted_at: int | None = None,
+        matches: list[int] | None = None,
+    ) -> None:
+        """Keep the total at `version` (counted then, or at `counted_at` and carried), with
+        the ids of its matches where they are known and few enough."""
         if not self.kept or version is None:
             return
         values = {"filters": self.filters_key, "version": version, "total": total}
         values["counted_at"] = version if counted_at is None else counted_at
+        values["matches"] = matches if total <= MATCHES_AT_MOST else None
+        values["matches_at"] = None if values["matches"] is None else version
         try:
             with self.session.get_bind().begin() as conn:  # the request's transaction only reads
                 conn.execute(REMEMBER_TOTAL, values)
@@ -195,7 +248,8 @@ def version_now(session: Session) -> ColumnElement:
 
 
 def _carried(filters_key: str, log_conditions: list[ColumnElement[bool]]):
-    """The version now, the kept total's version and count's, and the total now (or NULL).
+    """The version now, the kept total's version and count's, the total now (or NULL), the
+    kept ids of its matches, and the products logged since with a row that matches.
 
     One statement: the rows logged up to the version read are exactly those it sees.
     """
@@ -220,6 +274,18 @@ def _carried(filters_key: str, log_conditions: list[ColumnElement[bool]]):
         .subquery()
     )
     changes = select(func.coalesce(func.sum(signs.c.sign), 0))
+    matching = (
+        select(EDIT_LOG.c.product_id)
+        .where(since, EDIT_LOG.c.sign == 1, *log_conditions)
+        .order_by(EDIT_LOG.c.version)
+        .limit(MAX_CARRIED)
+        .correlate(KEPT)
+        .subquery()
+    )
+    added = case(  # read only for ids kept at the total's version
+        (or_(KEPT.c.matches.is_(None), KEPT.c.matches_at.is_distinct_from(KEPT.c.version)), null()),
+        else_=select(func.array_agg(matching.c.product_id)).scalar_subquery(),
+    )
     carried = case(
         (KEPT.c.version.is_(None), null()),
         (KEPT.c.version < VERSION.c.recount_from, null()),  # an unlogged change since
@@ -227,7 +293,8 @@ def _carried(filters_key: str, log_conditions: list[ColumnElement[bool]]):
         else_=KEPT.c.total + changes.scalar_subquery(),
     )
     joined = VERSION.outerjoin(KEPT, KEPT.c.filters == filters_key)
-    return select(VERSION.c.version, KEPT.c.version, KEPT.c.counted_at, carried).select_from(joined)
+    kept = (KEPT.c.version, KEPT.c.counted_at, carried, KEPT.c.matches, KEPT.c.matches_at)
+    return select(VERSION.c.version, *kept, added).select_from(joined)
 
 
 def prune_edit_log(conn: Connection) -> int:
