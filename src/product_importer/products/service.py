@@ -678,32 +678,38 @@ def _fetch(
     """
     if total == 0:
         return []
-    ids = _match_ids(session, filters, exact, total)
-    if ids is not None:
-        return _page_by_ids(session, filters, sort, ids, offset, limit)
+    if exact.matches is not None:
+        return _page_by_ids(session, filters, sort, exact.matches, offset, limit)
     reverse = offset > total // 2
     if reverse:
         # Walk the sort order from its other end: the last page costs what the first does.
         offset, limit = max(total - offset - limit, 0), min(limit, total - offset)
-    items = _page_of(session, filters, sort, offset, limit, total=total, reverse=reverse)
+    items = _page_of(
+        session, filters, sort, offset, limit, exact=exact, total=total, reverse=reverse
+    )
     return list(reversed(items)) if reverse else list(items)
 
 
-def _match_ids(
+def _found_ids(
     session: Session, filters: Filters, exact: totals.ExactTotal, total: int
 ) -> list[int] | None:
-    """The ids of every match, kept with the total or found now (and kept); None where the
-    total is too large to keep them (`totals.MATCHES_AT_MOST`), or was just counted: a first
-    request looks its page up as before, and the next one finds the ids."""
-    if exact.matches is not None:
-        return exact.matches
+    """The ids of every match, found now and kept, for a page that would find every match
+    anyway; None where the total is too large to keep them (`totals.MATCHES_AT_MOST`), or was
+    just counted: a first request looks its page up as before, and the next one finds them."""
     if not exact.kept or exact.counted or total > totals.MATCHES_AT_MOST:
         return None
     return exact.find_matches(_counting(session, filters, func.array_agg))
 
 
 def _page_by_ids(
-    session: Session, filters: Filters, sort: str, ids: list[int], offset: int, limit: int
+    session: Session,
+    filters: Filters,
+    sort: str,
+    ids: list[int],
+    offset: int,
+    limit: int,
+    *,
+    reverse: bool = False,
 ) -> list[Product]:
     """The page among the products of `ids` that match `filters` (tested again: the ids kept
     may include products changed since)."""
@@ -717,8 +723,8 @@ def _page_by_ids(
     )
     product = aliased(Product, listed)
     query = select(product).where(*filters.conditions(product))
-    query = query.order_by(*_order_by(sort, of=product)).offset(offset).limit(limit)
-    return list(session.scalars(query).all())
+    ordered = _order_by(sort, reverse=reverse, of=product)
+    return list(session.scalars(query.order_by(*ordered).offset(offset).limit(limit)).all())
 
 
 def _page_of(
@@ -728,6 +734,7 @@ def _page_of(
     offset: int,
     limit: int,
     *,
+    exact: totals.ExactTotal,
     total: int,
     reverse: bool,
 ) -> Sequence[Product]:
@@ -738,6 +745,10 @@ def _page_of(
             walked = _walked(session, filters, sort, offset, limit, reverse=reverse, rows=rows)
             if len(walked) == limit:
                 return walked
+        # every match is found: keep their ids for the next pages, where they are few
+        ids = _found_ids(session, filters, exact, total)
+        if ids is not None:
+            return _page_by_ids(session, filters, sort, ids, offset, limit, reverse=reverse)
         query = _page_query(session, filters, sort, reverse=reverse, sort_matches=True)
         query = query.offset(offset).limit(limit)
         with _planned(session, filters, query, sort_matches=True):

@@ -32,11 +32,11 @@ from sqlalchemy import (
     Select,
     SmallInteger,
     Text,
+    and_,
     case,
     column,
     func,
     null,
-    or_,
     select,
     table,
     text,
@@ -231,7 +231,9 @@ class ExactTotal:
             return
         values = {"filters": self.filters_key, "version": version, "total": total}
         values["counted_at"] = version if counted_at is None else counted_at
-        values["matches"] = matches if total <= MATCHES_AT_MOST else None
+        values["matches"] = (
+            sorted(matches) if matches is not None and total <= MATCHES_AT_MOST else None
+        )
         values["matches_at"] = None if values["matches"] is None else version
         try:
             with self.session.get_bind().begin() as conn:  # the request's transaction only reads
@@ -274,6 +276,10 @@ def _carried(filters_key: str, log_conditions: list[ColumnElement[bool]]):
         .subquery()
     )
     changes = select(func.coalesce(func.sum(signs.c.sign), 0))
+    carries = and_(  # no unlogged change, nor more than MAX_CARRIED rows, since the kept total
+        KEPT.c.version >= VERSION.c.recount_from,
+        func.coalesce(oldest_carried, 0) <= KEPT.c.version,
+    )
     matching = (
         select(EDIT_LOG.c.product_id)
         .where(since, EDIT_LOG.c.sign == 1, *log_conditions)
@@ -282,16 +288,12 @@ def _carried(filters_key: str, log_conditions: list[ColumnElement[bool]]):
         .correlate(KEPT)
         .subquery()
     )
-    added = case(  # read only for ids kept at the total's version
-        (or_(KEPT.c.matches.is_(None), KEPT.c.matches_at.is_distinct_from(KEPT.c.version)), null()),
-        else_=select(func.array_agg(matching.c.product_id)).scalar_subquery(),
+    ids_kept = and_(KEPT.c.matches.is_not(None), KEPT.c.matches_at == KEPT.c.version)
+    added = case(  # read only for ids kept at the total's version, and a total carried
+        (and_(ids_kept, carries), select(func.array_agg(matching.c.product_id)).scalar_subquery()),
+        else_=null(),
     )
-    carried = case(
-        (KEPT.c.version.is_(None), null()),
-        (KEPT.c.version < VERSION.c.recount_from, null()),  # an unlogged change since
-        (func.coalesce(oldest_carried, 0) > KEPT.c.version, null()),
-        else_=KEPT.c.total + changes.scalar_subquery(),
-    )
+    carried = case((carries, KEPT.c.total + changes.scalar_subquery()), else_=null())
     joined = VERSION.outerjoin(KEPT, KEPT.c.filters == filters_key)
     kept = (KEPT.c.version, KEPT.c.counted_at, carried, KEPT.c.matches, KEPT.c.matches_at)
     return select(VERSION.c.version, *kept, added).select_from(joined)
