@@ -305,9 +305,12 @@ def helper_connection(engine: Engine) -> Iterator[Connection]:
                 helper.exec_driver_sql("RESET ALL")
 
 
-def run_alone(engine: Engine, statement: str) -> None:
-    """Run one statement on a helper connection, committed when it returns."""
+def run_alone(engine: Engine, statement: str, setting: str | None = None) -> None:
+    """Run one statement on a helper connection (after a `setting`, SET for the helper's
+    session: RESET when it goes back to the pool), committed when it returns."""
     with helper_connection(engine) as helper:
+        if setting:
+            helper.exec_driver_sql(setting)
         helper.exec_driver_sql(statement)
 
 

@@ -281,9 +281,12 @@ class PostgresStage:
         # Rows with descriptions compare by hash: a narrow join, not one of every column.
         plan = PG_PLAN if self._descriptions else PG_PLAN_BY_VALUES
         if committed:  # the bulk path's helpers read it
-            bulk.run_alone(self.conn.engine, plan.format(kind="UNLOGGED"))
+            unlogged = plan.format(kind="UNLOGGED")
+            bulk.run_alone(self.conn.engine, unlogged, f"SET {COMPARE_IN_PARALLEL}")
         else:
+            self.execute(f"SET LOCAL {COMPARE_IN_PARALLEL}")
             self.execute(plan.format(kind="TEMP"))
+            self.execute("SET LOCAL parallel_tuple_cost TO DEFAULT")
         return self.execute(PG_PLAN_COUNTS).one()
 
     def _merge_in_place(self, steps: Steps, counts: MergeCounts) -> MergeCounts:
@@ -356,6 +359,10 @@ FROM {STAGING} AS s LEFT JOIN products AS p ON lower(p.sku) = s.key
 WHERE p.id IS NULL OR p.row_hash <> s.hash
    OR p.active IS DISTINCT FROM COALESCE(s.active, p.active)
 """
+# The planner cannot tell how few staged rows a comparison keeps (it expects every one), so it
+# never pays for worker processes to pass them on, and joins in one. They pass on the few that
+# change: same file again (B), 466,693 rows compared in 0.40 s instead of 0.67 (psql, 500K).
+COMPARE_IN_PARALLEL = "parallel_tuple_cost = 0"
 # A file without descriptions keeps the catalog's: compare the values themselves.
 PG_PLAN_BY_VALUES = f"""
 CREATE {{kind}} TABLE {PLAN} WITH (autovacuum_enabled = false) AS
