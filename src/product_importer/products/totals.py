@@ -169,14 +169,14 @@ class ExactTotal:
 
     def _carry(self) -> int | None:
         """Return the total now, carried from the kept one, and keep it; None if it cannot be."""
-        version, kept_at, counted_at, total, matches, matches_at, added = self.session.execute(
+        version, kept_at, counted_at, total, matches, added = self.session.execute(
             _carried(self.filters_key, self.log_conditions)
         ).one()
         self.seen_version = version
         self.matches = None
-        if total is not None and matches is not None and matches_at == kept_at:
+        if matches is not None:
             carried = set(matches).union(added or ())
-            self.matches = sorted(carried) if len(carried) <= KEPT_IDS_AT_MOST else None
+            self.matches = list(carried) if len(carried) <= KEPT_IDS_AT_MOST else None
         if total is not None and kept_at < version:
             self.remember(total, version, counted_at=counted_at, matches=self.matches)
         return total
@@ -187,27 +187,28 @@ class ExactTotal:
 
     def count(self) -> int:
         """Count the matches and keep the count with the version of the same snapshot."""
-        counting = self.counting()
         self.counted = True
-        with counting.planned:
-            if not self.kept:
+        if not self.kept:
+            counting = self.counting()
+            with counting.planned:
                 return self.session.scalar(counting.query)
-            version, total = self.session.execute(
-                select(VERSION.c.version, counting.query.scalar_subquery())
-            ).one()
+        version, total = self._with_version(self.counting())
         self.remember(total, version)
         return total
 
     def find_matches(self, finding: Counting) -> list[int]:
         """Find the ids of every match (`finding` aggregates them) and keep them and their
         number, with the version of the same snapshot."""
-        with finding.planned:
-            version, ids = self.session.execute(
-                select(VERSION.c.version, finding.query.scalar_subquery())
-            ).one()
-        self.matches = sorted(ids or ())
+        version, ids = self._with_version(finding)
+        self.matches = ids or []
         self.remember(len(self.matches), version, matches=self.matches)
         return self.matches
+
+    def _with_version(self, counting: Counting) -> tuple[int, object]:
+        """The catalog version and what `counting` finds, read in one snapshot."""
+        with counting.planned:
+            query = select(VERSION.c.version, counting.query.scalar_subquery())
+            return tuple(self.session.execute(query).one())
 
     def remember_if_unchanged(self, total: int) -> None:
         """Keep `total`, found by a query that read no row (so no version with it), if the
@@ -250,8 +251,9 @@ def version_now(session: Session) -> ColumnElement:
 
 
 def _carried(filters_key: str, log_conditions: list[ColumnElement[bool]]):
-    """The version now, the kept total's version and count's, the total now (or NULL), the
-    kept ids of its matches, and the products logged since with a row that matches.
+    """The version now, the kept total's version and count's, the total now (or NULL), and
+    where it is carried and kept the ids of its matches, those of the products logged since
+    with a row that matches (or NULLs).
 
     One statement: the rows logged up to the version read are exactly those it sees.
     """
@@ -288,15 +290,18 @@ def _carried(filters_key: str, log_conditions: list[ColumnElement[bool]]):
         .correlate(KEPT)
         .subquery()
     )
-    ids_kept = and_(KEPT.c.matches.is_not(None), KEPT.c.matches_at == KEPT.c.version)
-    added = case(  # read only for ids kept at the total's version, and a total carried
-        (and_(ids_kept, carries), select(func.array_agg(matching.c.product_id)).scalar_subquery()),
+    # ids kept at the total's version (not left behind by a process that moved the total on
+    # without them), of a total carried
+    ids_carry = and_(carries, KEPT.c.matches.is_not(None), KEPT.c.matches_at == KEPT.c.version)
+    kept_ids = case((ids_carry, KEPT.c.matches), else_=null())
+    added = case(
+        (ids_carry, select(func.array_agg(matching.c.product_id)).scalar_subquery()),
         else_=null(),
     )
     carried = case((carries, KEPT.c.total + changes.scalar_subquery()), else_=null())
     joined = VERSION.outerjoin(KEPT, KEPT.c.filters == filters_key)
-    kept = (KEPT.c.version, KEPT.c.counted_at, carried, KEPT.c.matches, KEPT.c.matches_at)
-    return select(VERSION.c.version, *kept, added).select_from(joined)
+    kept = (KEPT.c.version, KEPT.c.counted_at, carried, kept_ids, added)
+    return select(VERSION.c.version, *kept).select_from(joined)
 
 
 def prune_edit_log(conn: Connection) -> int:
