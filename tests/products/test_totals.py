@@ -177,6 +177,41 @@ def test_a_totals_kept_ids_are_dropped_when_they_grow_past_twice_its_bound(
     assert [p.sku for p in page.items] == listed(http, "name=widget")
 
 
+def test_a_page_that_finds_the_ids_reports_the_total_of_the_same_snapshot(
+    http, sql, seeded, db_session
+):
+    """A widget is created after the request carried its total of three and before it finds
+    the ids of the matches: its page and its total both count the new widget."""
+    from sqlalchemy import event
+
+    from product_importer.products.service import list_products
+
+    sql("TRUNCATE product_list_totals")
+    assert total(http, "name=widget") == 3  # counted, one a page: no ids kept
+    widgets = Filters(name="widget")
+
+    created = []
+
+    def create_a_widget_first(conn, cursor, statement, *args):
+        # finding the ids (the carry aggregates logged ids): another request commits first
+        if not created and "array_agg" in statement and "product_edit_log" not in statement:
+            created.append(http.post("/api/products", json={"sku": "WID-9", "name": "Widget new"}))
+
+    engine = db_session.get_bind()
+    event.listen(engine, "before_cursor_execute", create_a_widget_first)
+    try:
+        page = list_products(db_session, filters=widgets, sort="name", per_page=2)
+    finally:
+        event.remove(engine, "before_cursor_execute", create_a_widget_first)
+    assert [response.status_code for response in created] == [201]
+    db_session.commit()
+    assert (page.total, page.pages) == (4, 2)  # not the 3 carried before the widget
+    assert [p.sku for p in page.items] == ["WID-1", "WID-2"]  # Blue, Red, then the new one
+    assert sorted(kept_ids(sql, "name=widget")) == sorted(
+        p["id"] for p in products(sql) if "widget" in p["name"].lower()
+    )
+
+
 def test_a_total_after_an_edit_is_carried_over_it_not_counted_again(http, sql, seeded):
     before = total(http, "name=widget")
     version, counted_at, _ = kept(sql, Filters(name="widget"))

@@ -534,7 +534,8 @@ def list_products(
     if total is not None:
         _check_page_exists(page, per_page, total)
         items = _fetch(session, filters, sort, offset, per_page, exact=exact, total=total)
-        return Page(items, page, per_page, total)
+        # the page's total: the ids of its matches, where it found them, are a later snapshot
+        return Page(items, page, per_page, total if exact.known is None else exact.known)
     items, version = _fetch_with_version(
         session, filters, sort, offset, per_page, sort_matches=sort_matches
     )

@@ -201,7 +201,9 @@ class ExactTotal:
         number, with the version of the same snapshot."""
         version, ids = self._with_version(finding)
         self.matches = ids or []
-        self.remember(len(self.matches), version, matches=self.matches)
+        # the total now: an edit may have committed since the one carried was read
+        self.known = len(self.matches)
+        self.remember(self.known, version, matches=self.matches)
         return self.matches
 
     def _with_version(self, counting: Counting) -> tuple[int, object]:
