@@ -1015,6 +1015,42 @@ def test_a_word_is_narrowed_by_only_where_python_lowers_it_as_postgresql_does(wo
     assert _lowers_alike(word) is alike
 
 
+MARKED_VALUES = [
+    "Handmade TAKI\u0307M rug, rugged",  # 'TAKİM', its dot a combining mark (U+0307)
+    "Handmade Kilim rug, rugged and shaggy",
+    "Straße rug",
+    "plain rug",
+]
+
+
+@pytest.mark.parametrize("collation", ["tr-x-icu", "az-x-icu", "lt-x-icu", "und-x-icu", "default"])
+def test_a_narrowed_term_misses_no_value_the_whole_term_matches_in_any_collation(sql, collation):
+    """The index is asked for the narrowed pattern alone: lowered as PostgreSQL lowers under
+    the collation, every value that holds the term holds it. A Turkish or Azeri I lowers by the
+    mark after it, so a term with a mark is not narrowed; the others still are."""
+    from product_importer.products import service
+
+    sample = ["plain rug"] * 40 + ["rugged and shaggy"] * 40
+    terms = ["TAKI\u0307M rug", "TAKI\u0307M rugged", "Handmade Kilim", "rugged and shaggy"]
+    check = (
+        f'SELECT (CAST(:value AS text) COLLATE "{collation}") ILIKE :whole, '
+        f'(CAST(:value AS text) COLLATE "{collation}") ILIKE :narrowed'
+    )
+    asked = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(service, "NARROW_GAIN", 0)  # every pattern that can be built, given
+        for term in terms:
+            patterns = (service.rarest_word(sample, term), service._trigram_pattern(sample, term))
+            for narrowed in filter(None, patterns):
+                asked.append(term)
+                for value in MARKED_VALUES:
+                    params = {"value": value, "whole": f"%{term}%", "narrowed": f"%{narrowed}%"}
+                    whole, narrow = sql(check, **params)[0]
+                    assert narrow or not whole, (term, narrowed, value)
+    assert "TAKI\u0307M rug" not in asked and "TAKI\u0307M rugged" not in asked
+    assert "Handmade Kilim" in asked and "rugged and shaggy" in asked  # still narrowed
+
+
 def test_pieces_of_a_term_that_overlap_or_touch_are_asked_for_as_one():
     from product_importer.products.service import _segments
 

@@ -2,6 +2,7 @@
 
 import json
 import re
+import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -214,7 +215,7 @@ def rarest_word(sample: Sequence[str], term: str) -> str | None:
     ICU collation its lower case depends on the letters around it.
     """
     words = WORD.findall(term)
-    if len(words) < 2 or not sample:
+    if len(words) < 2 or not sample or _has_combining_mark(term):
         return None
     usable = [word for word in words if len(word) >= 3 and _lowers_alike(word)]
     scored = sorted(
@@ -243,6 +244,8 @@ def _trigram_pattern(sample: Sequence[str], term: str) -> str | None:
     """
     words = list(WORD.finditer(term))
     if not sample or len(words) < 2 or len(term) > LONGEST_SAMPLED_TERM:
+        return None
+    if _has_combining_mark(term):
         return None
     pieces = {}  # lowered trigram -> (start, trigram as the term has it): the first of each
     for word in words:
@@ -273,6 +276,16 @@ def _trigram_pattern(sample: Sequence[str], term: str) -> str | None:
 def _lowers_alike(word: str) -> bool:
     """Whether Python lowers `word` letter for letter as PostgreSQL does (not Σ, not İ)."""
     return not any(char == "Σ" or len(char.lower()) > 1 for char in word)
+
+
+def _has_combining_mark(term: str) -> bool:
+    """Whether `term` has a combining mark (U+0307, say): no piece of it may be asked for alone.
+
+    A word ends before a mark (`WORD`), and an ICU collation may lower a letter by the mark
+    after it: in Turkish or Azeri 'I' followed by U+0307 lowers to 'i', 'I' alone to 'ı'. The
+    piece 'TAKI' of 'TAKI\u0307M' would then miss every row the whole term matches.
+    """
+    return any(unicodedata.combining(char) for char in term)
 
 
 def _segments(pieces: list[tuple[int, str]]) -> list[str]:
