@@ -6,7 +6,7 @@ Create Date: 2026-12-04
 
 A page of a term with few matches among many candidates finds every match before it can sort
 them: a phrase of three common words ('stuff plant floor') at 5M products rechecks ~90,000
-candidate descriptions for its handful of matches on every request (290 ms, see the README). A
+candidate descriptions for its handful of matches on every request (290 ms, docs/benchmarks.md). A
 kept total of at most `totals.MATCHES_AT_MOST` matches now keeps their ids beside it
 (`product_list_totals.matches`, NULL for larger totals or until they are found), carried over
 the edits as the total is: the products logged since are added to them, and every page rechecks
