@@ -6,6 +6,7 @@ changes after it are what each test is about.
 """
 
 from concurrent.futures import ThreadPoolExecutor
+from math import ceil
 from urllib.parse import parse_qsl
 
 import pytest
@@ -177,39 +178,58 @@ def test_a_totals_kept_ids_are_dropped_when_they_grow_past_twice_its_bound(
     assert [p.sku for p in page.items] == listed(http, "name=widget")
 
 
-def test_a_page_that_finds_the_ids_reports_the_total_of_the_same_snapshot(
-    http, sql, seeded, db_session
+@pytest.mark.parametrize(
+    ("edit", "per_page", "page", "listed"),
+    [
+        ("create", 3, 1, ["WID-1", "WID-2", "WID-9"]),  # Blue, Red, then the new one
+        ("create", 2, 2, ["WID-9", "WID-6"]),  # past the middle: read from the end before
+        ("delete", 2, 2, None),  # no page 2 of two widgets
+    ],
+)
+def test_a_page_that_finds_the_ids_lists_and_counts_them_in_the_same_snapshot(
+    http, sql, seeded, db_session, edit, per_page, page, listed
 ):
-    """A widget is created after the request carried its total of three and before it finds
-    the ids of the matches: its page and its total both count the new widget."""
+    """A widget is created (or deleted) after the request carried its total of three and
+    before it finds the ids of the matches: its page and its total both see the edit."""
     from sqlalchemy import event
 
+    from product_importer.errors import Invalid
     from product_importer.products.service import list_products
 
     sql("TRUNCATE product_list_totals")
     assert total(http, "name=widget") == 3  # counted, one a page: no ids kept
-    widgets = Filters(name="widget")
+    edits = []
 
-    created = []
-
-    def create_a_widget_first(conn, cursor, statement, *args):
+    def edit_first(conn, cursor, statement, *args):
         # finding the ids (the carry aggregates logged ids): another request commits first
-        if not created and "array_agg" in statement and "product_edit_log" not in statement:
-            created.append(http.post("/api/products", json={"sku": "WID-9", "name": "Widget new"}))
+        if not edits and "array_agg" in statement and "product_edit_log" not in statement:
+            if edit == "create":
+                sent = http.post("/api/products", json={"sku": "WID-9", "name": "Widget new"})
+            else:
+                sent = http.delete(f"/api/products/{product_id(sql, 'WID-6')}")
+            edits.append(sent.status_code)
+
+    def list_page():
+        widgets = Filters(name="widget")
+        return list_products(db_session, filters=widgets, sort="name", page=page, per_page=per_page)
 
     engine = db_session.get_bind()
-    event.listen(engine, "before_cursor_execute", create_a_widget_first)
+    event.listen(engine, "before_cursor_execute", edit_first)
     try:
-        page = list_products(db_session, filters=widgets, sort="name", per_page=2)
+        if listed is None:
+            with pytest.raises(Invalid, match="the last page is 1"):
+                list_page()
+        else:
+            found = list_page()
     finally:
-        event.remove(engine, "before_cursor_execute", create_a_widget_first)
-    assert [response.status_code for response in created] == [201]
+        event.remove(engine, "before_cursor_execute", edit_first)
+    assert edits == [201 if edit == "create" else 204]
     db_session.commit()
-    assert (page.total, page.pages) == (4, 2)  # not the 3 carried before the widget
-    assert [p.sku for p in page.items] == ["WID-1", "WID-2"]  # Blue, Red, then the new one
-    assert sorted(kept_ids(sql, "name=widget")) == sorted(
-        p["id"] for p in products(sql) if "widget" in p["name"].lower()
-    )
+    widgets = [p["id"] for p in products(sql) if "widget" in p["name"].lower()]
+    if listed is not None:
+        assert (found.total, found.pages) == (4, ceil(4 / per_page))  # not the 3 carried
+        assert [p.sku for p in found.items] == listed
+    assert sorted(kept_ids(sql, "name=widget")) == sorted(widgets)
 
 
 def test_a_total_after_an_edit_is_carried_over_it_not_counted_again(http, sql, seeded):

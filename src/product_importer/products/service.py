@@ -547,8 +547,11 @@ def list_products(
     if total is not None:
         _check_page_exists(page, per_page, total)
         items = _fetch(session, filters, sort, offset, per_page, exact=exact, total=total)
-        # the page's total: the ids of its matches, where it found them, are a later snapshot
-        return Page(items, page, per_page, total if exact.known is None else exact.known)
+        found = total if exact.known is None else exact.known
+        if found != total:  # the ids the page found saw an edit the total carried did not
+            _check_page_exists(page, per_page, found)
+            items = _page_by_ids(session, filters, sort, exact.matches, offset, per_page)
+        return Page(items, page, per_page, found)
     items, version = _fetch_with_version(
         session, filters, sort, offset, per_page, sort_matches=sort_matches
     )
