@@ -134,7 +134,7 @@ def refuse_undo(session: Session, target: ImportJob) -> None:
 
 def remove_old_changes(session: Session) -> int:
     """Delete the change records of imports finished more than IMPORT_UNDO_DAYS ago, those of
-    plans applied or discarded, and rows a failed import's lost attempt left (`bulk.fill`);
+    plans applied or discarded, and rows a failed import's lost attempt left (`bulk.Build.analyze`);
     return how many products they recorded."""
     cutoff = utcnow() - timedelta(days=current_app.config["IMPORT_UNDO_DAYS"])
     old = select(ImportJob.id).where(

@@ -325,7 +325,7 @@ class PostgresStage:
 
 
 # The record of updates a bulk merge's helpers committed ahead of the import, while the job
-# has not written the catalog: an attempt that failed, was cancelled or died (`bulk.fill`).
+# has not written the catalog: an attempt that failed, was cancelled or died (`bulk.Build.analyze`).
 FORGET_UNWRITTEN_RECORD = """
 DELETE FROM import_changes
 WHERE job_id = %(job)s AND kind = 'updated'
