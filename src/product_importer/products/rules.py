@@ -6,6 +6,8 @@ unchanged, and every row the import accepts could have been typed in by hand. Pu
 
 import re
 
+from ..spreadsheet import unescape_formula
+
 MAX_SKU = 255
 MAX_NAME = 255
 MAX_DESCRIPTION = 10_000
@@ -71,7 +73,7 @@ def clean_fields(fields: dict, *, partial: bool, read_only: set[str]) -> tuple[d
 def _clean_line(value, limit: int) -> str:
     if not isinstance(value, str):
         raise ValueError("Must be text.")
-    value = value.strip(SPACE)
+    value = _as_imported(value)
     if not value:
         raise ValueError("Required.")
     if len(value) > limit:
@@ -84,12 +86,21 @@ def _clean_line(value, limit: int) -> str:
 def _clean_description(value) -> str:
     if not isinstance(value, str):
         raise ValueError("Must be text (an empty string clears it).")
-    value = value.strip(SPACE)
+    value = _as_imported(value)
     if len(value) > MAX_DESCRIPTION:
         raise ValueError(f"At most {MAX_DESCRIPTION:,} characters.")
     if DESCRIPTION_CONTROL.search(value):
         raise ValueError("Must not hold control characters (tabs and line breaks are fine).")
     return value
+
+
+def _as_imported(value: str) -> str:
+    """`value` as an import reads it from a cell: trimmed, without a formula's escaping `'`.
+
+    An export escapes only what starts a formula, so a product named `'=x` would be exported
+    as it is and imported back as `=x`: the API stores it as `=x` from the start.
+    """
+    return unescape_formula(value.strip(SPACE))
 
 
 def _clean_active(value) -> bool:
