@@ -10,6 +10,7 @@ import io
 import json
 import os
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -301,6 +302,31 @@ def test_imports_apply_one_at_a_time_in_upload_order(http, catalog, holding):
         ("ONLY-2", "Only in 2"),
         ("SAME-1", "From file 2"),
     ]
+
+
+def test_an_import_stamps_what_it_writes_after_the_edits_it_overwrites(
+    http, holding_rejections, held_file
+):
+    """An edit committed while an import still reads its file is overwritten by the import,
+    which then says it changed the product after the edit: the newest change is listed first."""
+    key = seed_from(http, held_file, count=1)[0]
+    product = http.get("/api/products", params={"sku": key}).json()["items"][0]
+    with holding_rejections() as reading:  # the import stops half-way through the file
+        job = upload(http, held_file.data, "sample.csv")
+        reading.wait_until_blocking()
+        edit = http.patch(f"/api/products/{product['id']}", json={"name": "Edited meanwhile"})
+        assert edit.status_code == 200, edit.text
+
+    done = wait_for_job(http, job["id"])
+
+    written = http.get(f"/api/products/{product['id']}").json()
+    assert written["name"] == held_file.expected[key][1]  # the import's row, the last write
+    assert datetime.fromisoformat(written["updated_at"]) > datetime.fromisoformat(
+        edit.json()["updated_at"]
+    )
+    assert done["updated"] == 1
+    newest = http.get("/api/products", params={"per_page": 1}).json()["items"][0]
+    assert newest["updated_at"] == written["updated_at"]
 
 
 # --- failures -------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine
 
 from .. import database
+from ..timeutil import utcnow
 from .counts import MergeCounts, Steps
 from .postgres_stage import CHANGE_COLUMNS, PostgresStage
 from .states import PLANNED_KINDS
@@ -23,14 +24,12 @@ __all__ = ["MergeCounts", "PostgresStage", "SqliteStage", "open_stage", "refresh
 class SqliteStage:
     """Staging and merge on a SQLite connection; the merge runs in one write transaction."""
 
-    def __init__(
-        self, conn: Connection, now: datetime, job_id: int, *, record_changes=True, **_options
-    ):
+    def __init__(self, conn: Connection, job_id: int, *, record_changes=True, **_options):
         self.conn = conn
         self.job_id = job_id if record_changes else None  # the change record's job, if kept
         self.execute = conn.exec_driver_sql
-        self.written_at = now
-        self.now = now.strftime("%Y-%m-%d %H:%M:%S.%f")  # SQLAlchemy's SQLite format
+        self.written_at: datetime | None = None  # the stamp of what it writes (`merge`)
+        self.now = ""  # the same, in SQLAlchemy's SQLite format
         self.staged = 0
 
     def start(self) -> None:
@@ -132,6 +131,10 @@ class SqliteStage:
         """Apply the staged rows inside BEGIN IMMEDIATE; the caller commits."""
         execute = self.execute
         self.lock_catalog()
+        # Stamped once the catalog is the import's: after every edit it overwrites, which
+        # may have been committed while the file was read or the import waited its turn.
+        self.written_at = utcnow()
+        self.now = self.written_at.strftime("%Y-%m-%d %H:%M:%S.%f")
         distinct = self._deduplicate(steps)
         steps.expect([("updating", distinct), ("inserting", distinct)])
         steps.start("updating")
@@ -207,20 +210,19 @@ STAGES = {database.POSTGRES.name: PostgresStage, database.SQLITE.name: SqliteSta
 
 def open_stage(
     conn: Connection,
-    now: datetime,
     job_id: int,
     *,
     record_changes: bool = True,
     search_index_after_switch: bool | None = None,
 ) -> PostgresStage | SqliteStage:
-    """The staging area of job `job_id`; `now` stamps the products it writes.
+    """The staging area of job `job_id`; its merge stamps the products it writes.
 
     What the merge (or a plan) changes is recorded as the job's change record, if kept. A
     bulk merge (PostgreSQL) builds its trigram indexes after its switch, or before it.
     """
     stage = STAGES[database.of(conn).name]
     options = {"search_index_after_switch": search_index_after_switch}
-    return stage(conn, now, job_id, record_changes=record_changes, **options)
+    return stage(conn, job_id, record_changes=record_changes, **options)
 
 
 def discard_plan(conn: Connection, job_id: int) -> None:

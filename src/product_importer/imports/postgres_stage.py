@@ -14,10 +14,12 @@ catalog anew beside the live one (`bulk.py`); one that writes few rows updates t
 
 import dataclasses
 import logging
+from datetime import datetime
 
 from sqlalchemy import Connection
 
 from .. import database
+from ..timeutil import utcnow
 from . import bulk
 from .counts import MergeCounts, Steps
 from .states import PLANNED_KINDS
@@ -46,13 +48,13 @@ class PostgresStage:
     def __init__(
         self,
         conn: Connection,
-        now,
         job_id: int,
         *,
         record_changes: bool = True,
         search_index_after_switch: bool | None = None,
     ):
-        self.conn, self.now, self.job = conn, now, int(job_id)
+        self.conn, self.job = conn, int(job_id)
+        self.now: datetime | None = None  # the stamp of the products it writes (`merge`)
         self.search_index_after_switch = search_index_after_switch
         self.table = f"{STAGING}_{int(job_id)}"  # while reading; STAGING once applying
         # the change record's job: None when the import keeps none
@@ -252,6 +254,9 @@ class PostgresStage:
         """Apply the staged rows to the catalog; the caller's transaction is still open."""
         superseded = self._deduplicate(steps)
         self.lock_catalog()
+        # Stamped once the catalog is the import's: after every edit it overwrites, which
+        # may have been committed while the file was read or the import waited its turn.
+        self.now = utcnow()
         distinct = self.staged - superseded
         steps.start("comparing")
         catalog = self.execute(CATALOG_SIZE).scalar()

@@ -165,7 +165,7 @@ class Run:
         self.turn.wait(self.progress)  # an undo changes the catalog: in upload order too
         self.progress.applying(f"the undo of import #{self.job.undo_of}", 0)
         self.heartbeat.beat()
-        open_stage(self.conn, utcnow(), self.job.id).lock_catalog()
+        open_stage(self.conn, self.job.id).lock_catalog()
         counts = undo_import(self.conn, self.job.undo_of)
         self.progress.interruptible = False
         return final_values(Status.COMPLETED, message=counts.message()) | {
@@ -197,7 +197,6 @@ class Run:
         job, progress = self.job, self.progress
         stage = self.stage = open_stage(
             self.conn,
-            utcnow(),
             job.id,
             record_changes=self.record_changes,
             search_index_after_switch=self.search_index_after_switch,
