@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run run-prod test worker migrate lint format chromium bench bench-import bench-list bench-webhooks bench-load bench-upload clean
+.PHONY: run run-prod test worker migrate lint format chromium bench bench-import bench-list bench-webhooks bench-load bench-upload bench-narrow clean
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -74,6 +74,9 @@ bench-load: $(STAMP)  ## 50 people browsing and 5 editing (locust) while a 500K 
 
 bench-upload: $(STAMP)  ## A tus upload at 5 MB/s: import after its last byte vs R_bare
 	$(BIN)/python bench/upload_bench.py
+
+bench-narrow: $(STAMP)  ## Phrases counted narrowed and whole, by gain (after bench-list's catalog)
+	$(BIN)/python bench/narrow_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache artifacts bench/data

@@ -77,13 +77,11 @@ RARE_IN_SAMPLE = 1
 NARROW_ROOM = 4
 NARROW_PIECES_AT_MOST = 6
 # ... and only where the index lists it leaves unread hold this many sampled values for each
-# sampled candidate: an unread entry saved ~30 ns, a candidate tested twice cost ~1.5 us in a
-# description filter and ~4.5 us in `q`, which tests the three fields (measured at 500K
-# products: 'behavior owner culture', 280 of them, 97 to 55 ms a page; 'owner culture', 63,
-# no faster for a description, 45 ms slower for `q`). Measured with ILIKE's test, before the
-# lowered description (migration 0016) made it cheaper: narrowing 'owner culture' then saved
-# ~15% of its page, but that page now walks the sort order instead (`_walk_bound`).
-NARROW_GAIN = 150
+# sampled candidate (its gain): an unread entry saves a little, a candidate tested twice costs
+# more. bench/narrow_bench.py counts phrases of two and three words both ways on the 500K
+# catalog: from a gain of 50, narrowed was faster for 96 of 97 description terms (38% less
+# time in all), 95 of 97 in `q` (22%) and 119 of 119 names (31%); below it, for 27 of 37.
+NARROW_GAIN = 50
 # A longer term is not tested against the samples (each trigram of it against each of ~400
 # values): it is asked of the index whole, whose trigrams narrow it down well enough.
 LONGEST_SAMPLED_TERM = 200
@@ -232,6 +230,12 @@ def trigram_pattern(sample: Sequence[str], term: str) -> str | None:
 
 
 def _trigram_pattern(sample: Sequence[str], term: str) -> str | None:
+    """`trigram_narrowing`'s pattern where its gain is at least NARROW_GAIN."""
+    narrowing = trigram_narrowing(sample, term)
+    return narrowing[0] if narrowing and narrowing[1] >= NARROW_GAIN else None
+
+
+def trigram_narrowing(sample: Sequence[str], term: str) -> tuple[str, float] | None:
     """A few trigrams from inside the words of `term`, as a LIKE pattern in the term's order
     ('beh%own%cul'), held by about as few `sample` values as hold every trigram of '%term%'.
 
@@ -239,8 +243,9 @@ def _trigram_pattern(sample: Sequence[str], term: str) -> str | None:
     culture' has 20, most of them in a third of the descriptions or more (a word's edges, '  o',
     in nearly all). At 500K products its index scan took 50 ms a half, 'beh%own%cul' 9 ms, and
     both handed the recheck the same 4,513 rows. But the recheck then tests each candidate
-    twice (the pattern, then the whole term): None unless the lists left unread are long
-    against the candidates (NARROW_GAIN), or where no sample tells.
+    twice (the pattern, then the whole term): with the pattern comes its gain, the sampled
+    entries of the lists left unread for each sampled candidate (see NARROW_GAIN). None where
+    no sample tells.
     """
     words = list(WORD.finditer(term))
     if not sample or len(words) < 2 or len(term) > LONGEST_SAMPLED_TERM:
@@ -270,7 +275,7 @@ def _trigram_pattern(sample: Sequence[str], term: str) -> str | None:
     segments = _segments(sorted(chosen))
     asked = {segment.lower()[at : at + 3] for segment in segments for at in range(len(segment) - 2)}
     left_unread = sum(map(len, lists)) - sum(t in value for t in asked for value in sample)
-    return "%".join(segments) if left_unread >= NARROW_GAIN * max(len(holding), 1) else None
+    return "%".join(segments), left_unread / max(len(holding), 1)
 
 
 def _lowers_alike(word: str) -> bool:
