@@ -873,6 +873,18 @@ def get(session: Session, product_id: int) -> Product:
     return product
 
 
+def _get_for_edit(session: Session, product_id: int) -> Product:
+    """Return the product locked until this edit commits, as it is once locked; or NotFound.
+
+    Two edits of one product at once: the second waits for the first, then changes what the
+    first wrote and announces the product as it leaves it, not as it was before the first.
+    """
+    found = session.get(Product, product_id, with_for_update=True, populate_existing=True)
+    if found is None:
+        raise NotFound(f"Product {product_id} does not exist.")
+    return found
+
+
 def create(session: Session, *, fields: dict) -> Product:
     """Create a product from API fields; raise Invalid or Conflict (the SKU is taken)."""
     values = clean(fields, partial=False)
@@ -888,7 +900,7 @@ def create(session: Session, *, fields: dict) -> Product:
 def update(session: Session, product_id: int, *, fields: dict) -> Product:
     """Change the fields given; raise NotFound, Invalid or Conflict (another has the SKU)."""
     database.of(session).lock_for_edit(session)
-    product = get(session, product_id)
+    product = _get_for_edit(session, product_id)
     values = clean(fields, partial=True)
     changes = {name: value for name, value in values.items() if getattr(product, name) != value}
     if not changes:
@@ -905,7 +917,7 @@ def update(session: Session, product_id: int, *, fields: dict) -> Product:
 def delete_product(session: Session, product_id: int) -> dict:
     """Delete one product and return its JSON as it was; raise NotFound."""
     database.of(session).lock_for_edit(session)
-    product = get(session, product_id)
+    product = _get_for_edit(session, product_id)
     data = product.to_dict()
     session.delete(product)
     session.flush()
