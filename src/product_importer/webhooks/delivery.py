@@ -248,12 +248,13 @@ def _record(conn: Connection, claim: Claim, outcome: Outcome, started: datetime)
     """Log the attempt and move the delivery on: done, failed, or due again later."""
     reply = outcome.reply()
     with conn.begin():
+        state = {"delivery_id": claim.id, "attempt": claim.attempt, **reply}
+        if not conn.execute(RECORD, state | _next_state(claim, outcome)).rowcount:
+            return  # the claim was lost, or the webhook deleted (its deliveries with it)
         conn.execute(
             insert(attempts_table),
             {"delivery_id": claim.id, "number": claim.attempt, "started_at": started, **reply},
         )
-        state = {"delivery_id": claim.id, "attempt": claim.attempt, **reply}
-        conn.execute(RECORD, state | _next_state(claim, outcome))
         if outcome.verdict == Verdict.GONE:
             _disable(conn, claim.endpoint_id)
 
