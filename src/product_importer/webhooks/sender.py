@@ -163,12 +163,31 @@ def _until(deadline: float):
 
 
 def _post(target: ssrf.Target, headers: dict, body: bytes, *, deadline: float) -> httpx.Response:
+    """POST to the first of the target's addresses that takes the connection.
+
+    A name may have an address this machine cannot reach (IPv6 first, on a network of IPv4
+    only) or a dead server among several: as a browser does, the next one is tried.
+    """
+    *others, last = target.addresses
+    for address in others:
+        if time.perf_counter() >= deadline:
+            break
+        try:
+            return _post_to(target, address, headers, body, deadline=deadline)
+        except httpx.ConnectError:
+            continue  # nothing was sent: the next address gets the delivery
+    return _post_to(target, last, headers, body, deadline=deadline)
+
+
+def _post_to(
+    target: ssrf.Target, address: ssrf.Address, headers: dict, body: bytes, *, deadline: float
+) -> httpx.Response:
     extensions = {"sni_hostname": target.url.host} if target.url.scheme == "https" else {}
     with (
         _until(deadline),
         _client(target.url.host).stream(
             "POST",
-            target.pinned_url(),
+            target.pinned_url(address),
             content=body,
             headers=headers,
             timeout=_remaining(None),  # waiting for a pooled connection counts too

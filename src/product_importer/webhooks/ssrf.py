@@ -38,14 +38,20 @@ class Refused(Exception):
 
 @dataclass(frozen=True)
 class Target:
-    """A checked target: the URL to request and the address to connect to instead of DNS."""
+    """A checked target: the URL to request and the addresses to connect to instead of DNS,
+    in the order DNS gave them (every one checked)."""
 
     url: httpx.URL
-    address: Address
+    addresses: tuple[Address, ...]
 
-    def pinned_url(self) -> httpx.URL:
-        """The URL with its host replaced by the checked address."""
-        return self.url.copy_with(host=str(self.address))
+    @property
+    def address(self) -> Address:
+        """The first address: the one tried first."""
+        return self.addresses[0]
+
+    def pinned_url(self, address: Address | None = None) -> httpx.URL:
+        """The URL with its host replaced by a checked address (the first, by default)."""
+        return self.url.copy_with(host=str(address or self.address))
 
     def host_header(self) -> str:
         return self.url.netloc.decode("ascii")
@@ -96,7 +102,7 @@ def resolve(url: httpx.URL, *, allow_private: bool, timeout: float) -> Target:
         reason = refusal(address, allow_private=allow_private)
         if reason:
             raise Refused(_explain(url.host, address, reason))
-    return Target(url=url, address=addresses[0])
+    return Target(url=url, addresses=tuple(dict.fromkeys(addresses)))
 
 
 def _getaddrinfo(host: str, port: int, timeout: float) -> list:
