@@ -12,10 +12,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, exists, select
 
 from .failures import Cancelled, FileRejected, ImportStopped
-from .models import Upload
+from .models import ImportJob, Upload
 
 POLL_SECONDS = 0.02  # how often a waiting read looks at the file's size
 CHECK_SECONDS = 1.0  # how often it asks the database whether the upload still exists
@@ -133,9 +133,22 @@ class GrowingFile(io.RawIOBase):
                 )
             ).first()
         if row is None:
-            if os.fstat(self.file.fileno()).st_size >= self.length:
+            if self._was_completed():
                 return True
             raise FileRejected(GONE)
         if row.error:
             raise FileRejected(f"{row.error} The catalog was not changed.")
         return row.completed_at
+
+    def _was_completed(self) -> bool:
+        """Whether the removed upload had been completed: its imports were given its SHA-256
+        then (`service.note_same_file`). All its bytes are not enough: a piece may have gone
+        on arriving after a DELETE, or the last one been refused."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(
+                    exists().where(
+                        ImportJob.upload_id == self.upload_id, ImportJob.sha256.is_not(None)
+                    )
+                )
+            ).scalar()

@@ -23,8 +23,10 @@ from werkzeug.exceptions import ClientDisconnected
 from .. import background
 from ..errors import AppError, BadRequest, Conflict, NotFound, TooLarge
 from ..timeutil import aware, utcnow
+from ..webhooks import events
 from . import service, uploads
-from .endings import final_values
+from .endings import announce, final_values
+from .growing import GONE
 from .models import ImportJob, Upload
 from .queue import DRAIN_TASK
 from .states import Status
@@ -126,6 +128,8 @@ def append(session: Session, upload: Upload, *, at: int, stream, declared: int |
         if declared is not None and at + declared > target.length:
             raise TooLarge(_past_length(target))
         size = _copy(stream, out, size, target)
+    if not _still_there(session, upload, target.id):
+        raise NotFound(f"Upload {target.id} was removed while this piece arrived. Upload again.")
     upload.received_at = utcnow()
     if size == target.length and upload.completed_at is None:
         _finish(session, upload)
@@ -139,6 +143,14 @@ def _mark_received(session: Session, upload: Upload) -> None:
     if session.scalar(select(exists().where(ImportJob.upload_id == upload.id))):
         background.send_after_commit(session, DRAIN_TASK)
     session.commit()
+
+
+def _still_there(session: Session, upload: Upload, upload_id: str) -> bool:
+    """Whether the upload is still there, locked until the commit: it may have been removed
+    (DELETE, expiry) while the piece arrived, and a piece must not finish a removed upload."""
+    session.expire(upload)  # read again below, if still there
+    found = select(Upload.id).where(Upload.id == upload_id).with_for_update()
+    return session.scalar(found) is not None
 
 
 @contextmanager
@@ -161,6 +173,7 @@ def _writer(target: Target):
 
 def _copy(stream, out, size: int, target: Target) -> int:
     """Append the body to `out` until it ends, keeping what arrived if the client drops."""
+    start = size
     while True:
         try:
             chunk = stream.read(PIECE_READ_BYTES)
@@ -169,7 +182,9 @@ def _copy(stream, out, size: int, target: Target) -> int:
         if not chunk:
             return size
         if size + len(chunk) > target.length:
-            out.write(chunk[: target.length - size])
+            # None of the piece is kept: its bytes up to the length would leave the upload
+            # full but never finished (nor refused), and a client that asks HEAD would stop.
+            out.truncate(start)
             raise TooLarge(_past_length(target))
         out.write(chunk)
         size += len(chunk)
@@ -202,7 +217,13 @@ def _finish(session: Session, upload: Upload) -> None:
 
 
 def terminate(session: Session, upload: Upload) -> None:
-    """Remove the upload; its file too, unless an import keeps it (the caller commits)."""
+    """Remove the upload; its file too, unless an import keeps it (the caller commits).
+
+    The queued imports of an upload that never finished fail now; a running one fails when
+    it next asks for the upload (`growing.GrowingFile`).
+    """
+    if upload.completed_at is None:
+        _fail_waiting(session, upload.id, GONE)
     _remove(session, upload.id, upload.file_path)
 
 
@@ -222,15 +243,20 @@ def remove_expired(session: Session) -> int:
     ).all()
     for upload_id, path, completed_at in expired:
         if completed_at is None:
-            _fail_waiting(session, upload_id)
+            _fail_waiting(session, upload_id, EXPIRED)
         _remove(session, upload_id, path)
     return len(expired)
 
 
-def _fail_waiting(session: Session, upload_id: str) -> None:
-    """Fail the queued imports of an upload that will never finish (running ones notice)."""
-    session.execute(
-        update(ImportJob)
+def _fail_waiting(session: Session, upload_id: str, error: str) -> None:
+    """Fail the queued imports of an upload that will never finish, each with its
+    `import.failed` (sent once the session commits); running ones notice by themselves."""
+    ended = session.execute(
+        update(ImportJob.__table__)
         .where(ImportJob.upload_id == upload_id, ImportJob.status == Status.QUEUED)
-        .values(**final_values(Status.FAILED, error=EXPIRED))
-    )
+        .values(**final_values(Status.FAILED, error=error))
+        .returning(*ImportJob.__table__.c)
+    ).all()
+    deliveries = [id_ for row in ended for id_ in announce(session.connection(), row)]
+    if deliveries:
+        background.send_after_commit(session, events.DELIVER_TASK, deliveries)
