@@ -119,6 +119,14 @@ def test_another_account_gets_404(api, any_app, accounts):
     assert offset_of(api, url) == 0
 
 
+@pytest.mark.parametrize("upload_id", ["\x00\x17", "\udbc6\udeef", "a" * 32, "A" * 33])
+def test_an_id_no_upload_could_have_is_404(api, upload_id):
+    """Found by schemathesis: a NUL or a lone surrogate in the id was a 500 (a database error)."""
+    answer = api.post("/api/imports", json={"upload": upload_id})
+    assert answer.status_code == 404, answer.get_data(as_text=True)
+    assert "does not exist" in answer.get_json()["error"]["message"]
+
+
 def test_a_viewer_cannot_upload(any_app, accounts):
     viewer = client_with_token(any_app, accounts["viewer"].token)
     response = viewer.post("/api/uploads", headers={**TUS, "Upload-Length": "10"})

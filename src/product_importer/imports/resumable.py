@@ -10,6 +10,7 @@ import base64
 import binascii
 import fcntl
 import os
+import re
 import uuid
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from .models import ImportJob, Upload
 from .queue import DRAIN_TASK
 from .states import Status
 
+UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 PIECE_READ_BYTES = 64 * 1024  # small reads: an import that follows the upload sees bytes soon
 EXPIRED = (
     "The upload expired before its last byte arrived, so nothing was imported. Upload the "
@@ -81,7 +83,8 @@ def create(session: Session, *, owner_id: int, length: int, filename: str) -> Up
 
 def get_owned(session: Session, upload_id: str, owner_id: int) -> Upload:
     """The account's upload; NotFound for another account's, an expired or a removed one."""
-    upload = session.get(Upload, upload_id) if len(upload_id) <= 32 else None
+    # ids are uuid4().hex: anything else (a NUL, a lone surrogate) is none, not a query
+    upload = session.get(Upload, upload_id) if UPLOAD_ID.fullmatch(upload_id) else None
     if upload is None or upload.owner_id != owner_id or _expired(upload):
         raise NotFound(f"Upload {upload_id} does not exist (or has expired). Upload again.")
     return upload
