@@ -293,11 +293,6 @@ def test_protocol_edges_of_creation_termination_and_expiry(live_server, http, sq
     assert http.post("/api/imports", json={"upload": url.rsplit("/", 1)[-1]}).status_code == 404
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A piece whose connection goes silent keeps the upload's lock for ever: the server "
-    "reads its body without a timeout (resumable._writer/_copy), so every resume is 423.",
-)
 def test_a_connection_gone_silent_mid_piece_does_not_lock_the_upload(live_server, http, accounts):
     # A phone that loses its network sends neither FIN nor RST: the server never hears of it.
     data, _ = hunt_file(2_000, seed=2)

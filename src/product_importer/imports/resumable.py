@@ -180,7 +180,7 @@ def _copy(stream, out, size: int, target: Target) -> int:
     while True:
         try:
             chunk = stream.read(PIECE_READ_BYTES)
-        except ClientDisconnected:
+        except (ClientDisconnected, TimeoutError):  # dropped, or silent (`tus.py`)
             return size  # the bytes so far are kept: the client resumes from them
         if not chunk:
             return size

@@ -5,6 +5,9 @@ Views only translate the protocol's headers; `resumable` does the work. Every an
 `Tus-Resumable`; a request without `Tus-Resumable: 1.0.0` is 412 (OPTIONS excepted).
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from flask import Blueprint, current_app, request, url_for
 from werkzeug.http import http_date
 
@@ -20,6 +23,7 @@ from . import resumable
 VERSION = "1.0.0"
 EXTENSIONS = "creation,termination,expiration"
 PIECE_TYPE = "application/offset+octet-stream"
+PIECE_SILENCE_SECONDS = 5  # see `_silence_ends_the_piece`
 
 bp = Blueprint("uploads_api", __name__, url_prefix="/api/uploads")
 bp.before_request(refuse_cross_site_requests)
@@ -105,12 +109,50 @@ def upload_piece(upload_id: str):
         raise WrongPieceType(f"Send the bytes of a piece as Content-Type: {PIECE_TYPE}.")
     at = _number_header("Upload-Offset")
     upload = resumable.get_owned(db.session, upload_id, current_actor()["id"])
-    size = resumable.append(
-        db.session, upload, at=at, stream=request.stream, declared=request.content_length
-    )
+    with _silence_ends_the_piece() as body:
+        size = resumable.append(
+            db.session, upload, at=at, stream=body, declared=request.content_length
+        )
     expires = _http_date(upload.expires_at)
     db.session.commit()
     return "", 204, {"Upload-Offset": str(size), "Upload-Expires": expires}
+
+
+class _PieceBody:
+    """The body of a piece, noting whether it was read to its end."""
+
+    def __init__(self, stream):
+        self.stream, self.ended = stream, False
+
+    def read(self, size: int) -> bytes:
+        chunk = self.stream.read(size)
+        self.ended = self.ended or not chunk
+        return chunk
+
+
+@contextmanager
+def _silence_ends_the_piece() -> Iterator[_PieceBody]:
+    """Let no read of the piece's body wait more than PIECE_SILENCE_SECONDS.
+
+    A phone that loses its network sends neither FIN nor RST: its piece would wait for bytes,
+    holding the upload's lock, for ever, and every resume would be 423. Silent that long, the
+    piece ends with the bytes that arrived (`resumable._copy`) and the client resumes on a new
+    connection (tus-js-client retries after 0, 1, 3 and 5 s). A piece read to its end gives
+    the connection its usual waits back; one cut short keeps the limit, so that gunicorn's
+    read of the rest of its body gives up too and closes the connection.
+    """
+    sock = request.environ.get("gunicorn.socket")  # None under the Flask test client
+    body = _PieceBody(request.stream)
+    if sock is None:
+        yield body
+        return
+    usual = sock.gettimeout()
+    sock.settimeout(PIECE_SILENCE_SECONDS)
+    try:
+        yield body
+    finally:
+        if body.ended:
+            sock.settimeout(usual)
 
 
 @bp.route("/<upload_id>", methods=["DELETE"], provide_automatic_options=False)
