@@ -415,6 +415,27 @@ def test_ids_found_in_two_processes_while_an_edit_commits_are_kept_at_the_versio
     assert_exact(clients, sql)
 
 
+def test_a_page_read_after_an_edit_its_carried_total_missed_is_listed_with_it(clients, sql, engine):
+    """The total is carried by one statement and the page read by a later one: an edit that
+    commits between the two is in the page, so the total is carried again to it."""
+    seed(engine, 300)
+    query = "name=zebra&active=false"
+    assert_exact(clients, sql, [query])
+    assert_exact(clients, sql, [query])  # kept, with the ids of its matches
+    before = matching(sql, query)
+    with ThreadPoolExecutor(1) as pool, engine.connect() as held:
+        gone = text("UPDATE products SET name = 'Gone' WHERE id = :id")
+        held.execute(gone, {"id": before[0]})
+        # the request carries its total, then waits to read its page
+        held.execute(text("LOCK TABLE products IN ACCESS EXCLUSIVE MODE"))
+        asked = pool.submit(get_list, clients[0], f"{query}&sort=name&per_page={PER_PAGE}")
+        wait_for_waiting(sql, 1)
+        held.commit()
+        body = asked.result()
+    assert [item["id"] for item in body["items"]] == before[1:]
+    assert (body["total"], body["pages"]) == (len(before) - 1, 1)
+
+
 def test_totals_stay_exact_while_several_processes_carry_and_count_them_and_edits_commit(
     clients, sql, engine, app
 ):

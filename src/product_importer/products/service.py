@@ -106,6 +106,9 @@ NARROWED_MANY_ROWS = 5_000
 # Where a word starts or ends, as pg_trgm pads it: beside a character not a letter or digit.
 WORD_EDGE_BEFORE = r"(?<![^\W_])"
 WORD_EDGE_AFTER = r"(?![^\W_])"
+# A page read while an edit committed is read again with its total carried anew, this many
+# times at most: an edit between the total and the page is rare, one after each try rarer.
+PAGE_TRIES = 3
 APPLYING_MESSAGE = (
     "An import is being applied to the catalog. Delete the products once it has finished."
 )
@@ -550,13 +553,7 @@ def list_products(
         elif _halves_apart(session, filters):
             sort_matches = True  # the planner sorts every match: so do the halves, side by side
     if total is not None:
-        _check_page_exists(page, per_page, total)
-        items = _fetch(session, filters, sort, offset, per_page, exact=exact, total=total)
-        found = total if exact.known is None else exact.known
-        if found != total:  # the ids the page found saw an edit the total carried did not
-            _check_page_exists(page, per_page, found)
-            items = _page_by_ids(session, filters, sort, exact.matches, offset, per_page)
-        return Page(items, page, per_page, found)
+        return _page_of_total(session, filters, sort, page, per_page, exact, total)
     items, version = _fetch_with_version(
         session, filters, sort, offset, per_page, sort_matches=sort_matches
     )
@@ -570,6 +567,31 @@ def list_products(
         total = exact.count()
     _check_page_exists(page, per_page, total)
     return Page(items, page, per_page, total)
+
+
+def _page_of_total(
+    session: Session,
+    filters: Filters,
+    sort: str,
+    page: int,
+    per_page: int,
+    exact: totals.ExactTotal,
+    total: int,
+) -> Page:
+    """The page, once its exact `total` is known: read again, with the total carried anew,
+    where the catalog changed between the two (at most PAGE_TRIES times)."""
+    offset = (page - 1) * per_page
+    for _ in range(PAGE_TRIES):
+        _check_page_exists(page, per_page, total)
+        items = _fetch(session, filters, sort, offset, per_page, exact=exact, total=total)
+        found = total if exact.known is None else exact.known
+        if found != total:  # the ids the page found saw an edit the total carried did not
+            _check_page_exists(page, per_page, found)
+            items = _page_by_ids(session, filters, sort, exact.matches, offset, per_page)
+        if not exact.moved_on():  # the page and its total saw the same catalog
+            break
+        total = exact.value()
+    return Page(items, page, per_page, found)
 
 
 def exact_total(session: Session, filters: Filters) -> totals.ExactTotal:

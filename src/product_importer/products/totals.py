@@ -193,6 +193,7 @@ class ExactTotal:
             with counting.planned:
                 return self.session.scalar(counting.query)
         version, total = self._with_version(self.counting())
+        self.seen_version = version
         self.remember(total, version)
         return total
 
@@ -200,6 +201,7 @@ class ExactTotal:
         """Find the ids of every match (`finding` aggregates them) and keep them and their
         number, with the version of the same snapshot."""
         version, ids = self._with_version(finding)
+        self.seen_version = version
         self.matches = ids or []
         # the total now: an edit may have committed since the one carried was read
         self.known = len(self.matches)
@@ -211,6 +213,16 @@ class ExactTotal:
         with counting.planned:
             query = select(VERSION.c.version, counting.query.scalar_subquery())
             return tuple(self.session.execute(query).one())
+
+    def moved_on(self) -> bool:
+        """Whether the catalog changed since the version this total was read at: a page read
+        meanwhile may hold what the total does not. The total is then carried again."""
+        if not self.kept or self.seen_version is None:
+            return False
+        if self.session.scalar(select(VERSION.c.version)) == self.seen_version:
+            return False
+        self.known = self._carry()
+        return True
 
     def remember_if_unchanged(self, total: int) -> None:
         """Keep `total`, found by a query that read no row (so no version with it), if the
