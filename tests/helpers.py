@@ -35,6 +35,16 @@ def wait_for_job(http_client, job_id: int, timeout: float = 60) -> dict:
         time.sleep(0.2)
 
 
+def wait_until(condition, what: str, timeout: float = 60):
+    """Wait until `condition()` is truthy; return what it gave."""
+    deadline = time.monotonic() + timeout
+    while not (found := condition()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not {what} within {timeout}s")
+        time.sleep(0.05)
+    return found
+
+
 def import_csv(
     http_client,
     content: bytes | str,

@@ -20,7 +20,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from product_importer.webhooks import sender, signing
 from tests.conftest import http_client
-from tests.helpers import import_csv
+from tests.helpers import import_csv, wait_until
 from tests.imports.test_tus_hunt import PIECE, TUS
 
 PRODUCT_EVENTS = ["product.created", "product.updated", "product.deleted"]
@@ -184,16 +184,6 @@ def settled(http, hook: dict, count: int, timeout: float = 60) -> list[dict]:
         if time.monotonic() > deadline:
             raise TimeoutError(f"deliveries not settled: {found}")
         time.sleep(0.05)
-
-
-def wait_until(condition, what: str, timeout: float = 60):
-    """Wait until `condition()` is truthy; return what it gave."""
-    deadline = time.monotonic() + timeout
-    while not (found := condition()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not {what} within {timeout}s")
-        time.sleep(0.05)
-    return found
 
 
 def random_plan(seed: int):

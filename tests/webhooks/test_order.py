@@ -4,12 +4,11 @@ and a receiver that was down gets every event once it is back: in order, each ac
 Signatures are checked with the `standardwebhooks` library, as a receiver would.
 """
 
-import time
-
 import pytest
 from standardwebhooks import Webhook
 
 from tests.conftest import http_client
+from tests.helpers import wait_until
 
 from .receiver import Answer, Receiver
 
@@ -52,15 +51,6 @@ def deliveries(sql, hook: dict) -> list:
     return sql(
         "SELECT * FROM webhook_deliveries WHERE endpoint_id = :id ORDER BY id", id=hook["id"]
     )
-
-
-def wait_until(condition, what: str, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while not (found := condition()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not {what} within {timeout}s")
-        time.sleep(0.05)
-    return found
 
 
 @pytest.fixture
