@@ -887,24 +887,18 @@ def _walked(
 # --- single products ------------------------------------------------------------------------
 
 
-def get(session: Session, product_id: int) -> Product:
-    """Return the product, or raise NotFound."""
-    product = session.get(Product, product_id)
+def get(session: Session, product_id: int, *, for_edit: bool = False) -> Product:
+    """Return the product, or raise NotFound.
+
+    `for_edit`: locked until the edit commits, as it is once locked. Two edits of one product
+    at once: the second waits for the first, then changes what the first wrote and announces
+    the product as it leaves it, not as it was before the first.
+    """
+    locked = {"with_for_update": True, "populate_existing": True} if for_edit else {}
+    product = session.get(Product, product_id, **locked)
     if product is None:
         raise NotFound(f"Product {product_id} does not exist.")
     return product
-
-
-def _get_for_edit(session: Session, product_id: int) -> Product:
-    """Return the product locked until this edit commits, as it is once locked; or NotFound.
-
-    Two edits of one product at once: the second waits for the first, then changes what the
-    first wrote and announces the product as it leaves it, not as it was before the first.
-    """
-    found = session.get(Product, product_id, with_for_update=True, populate_existing=True)
-    if found is None:
-        raise NotFound(f"Product {product_id} does not exist.")
-    return found
 
 
 def create(session: Session, *, fields: dict) -> Product:
@@ -922,7 +916,7 @@ def create(session: Session, *, fields: dict) -> Product:
 def update(session: Session, product_id: int, *, fields: dict) -> Product:
     """Change the fields given; raise NotFound, Invalid or Conflict (another has the SKU)."""
     database.of(session).lock_for_edit(session)
-    product = _get_for_edit(session, product_id)
+    product = get(session, product_id, for_edit=True)
     values = clean(fields, partial=True)
     changes = {name: value for name, value in values.items() if getattr(product, name) != value}
     if not changes:
@@ -939,7 +933,7 @@ def update(session: Session, product_id: int, *, fields: dict) -> Product:
 def delete_product(session: Session, product_id: int) -> dict:
     """Delete one product and return its JSON as it was; raise NotFound."""
     database.of(session).lock_for_edit(session)
-    product = _get_for_edit(session, product_id)
+    product = get(session, product_id, for_edit=True)
     data = product.to_dict()
     session.delete(product)
     session.flush()

@@ -217,9 +217,7 @@ class ExactTotal:
     def moved_on(self) -> bool:
         """Whether the catalog changed since the version this total was read at: a page read
         meanwhile may hold what the total does not. The total is then carried again."""
-        if not self.kept or self.seen_version is None:
-            return False
-        if self.session.scalar(select(VERSION.c.version)) == self.seen_version:
+        if self._version_unchanged() is not False:
             return False
         self.known = self._carry()
         return True
@@ -227,10 +225,14 @@ class ExactTotal:
     def remember_if_unchanged(self, total: int) -> None:
         """Keep `total`, found by a query that read no row (so no version with it), if the
         version is still the one read before that query: the catalog did not change between."""
-        if not self.kept or self.seen_version is None:
-            return
-        if self.session.scalar(select(VERSION.c.version)) == self.seen_version:
+        if self._version_unchanged():
             self.remember(total, self.seen_version, matches=[])
+
+    def _version_unchanged(self) -> bool | None:
+        """Whether the catalog version now is the one last read; None where none was read."""
+        if not self.kept or self.seen_version is None:
+            return None
+        return self.session.scalar(select(VERSION.c.version)) == self.seen_version
 
     def remember(
         self,
