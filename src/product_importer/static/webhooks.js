@@ -38,9 +38,11 @@
   }
 
   function webhookRow(hook) {
-    const url = el("td", { dataset: { label: "URL" } }, el("span", { className: "sku" }, hook.url));
-    if (hook.description) url.append(el("div", { className: "muted small" }, hook.description));
-    if (hook.disabled_reason) url.append(el("div", { className: "field-error" }, hook.disabled_reason));
+    // one block beside the cell's label on a narrow screen, the URL above the notes
+    const about = el("div", { className: "webhook-about" }, el("span", { className: "sku" }, hook.url));
+    if (hook.description) about.append(el("div", { className: "muted small" }, hook.description));
+    if (hook.disabled_reason) about.append(el("div", { className: "field-error" }, hook.disabled_reason));
+    const url = el("td", { dataset: { label: "URL" } }, about);
     return el(
       "tr",
       { dataset: { id: String(hook.id) } },
