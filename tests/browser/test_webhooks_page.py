@@ -189,3 +189,40 @@ def test_invalid_urls_are_shown_next_to_the_field(page: Page):
     expect(dialog.locator("#webhook-url-error")).to_contain_text("link-local")
     expect(dialog.get_by_label("URL")).to_be_focused()
 
+
+def test_rotating_the_secret_shows_the_new_one_and_both_sign_until_the_old_one_ends(
+    page: Page, receiver
+):
+    page.goto("/webhooks")
+    old = add_webhook(page, receiver.url)
+    row = page.locator("#webhooks-body tr")
+    row.get_by_role("button", name=f"Edit {receiver.url}").click()
+    form = page.get_by_role("dialog", name="Edit webhook")
+    expect(form).to_contain_text("Only the current secret signs requests.")
+
+    form.get_by_role("button", name="Rotate secret").click()
+
+    shown = page.get_by_role("dialog", name="New signing secret")
+    expect(shown).to_contain_text("The old secret also signs until")
+    new = shown.get_by_label("Signing secret").input_value()
+    assert new.startswith("whsec_") and new != old
+    shown.get_by_role("button", name="Done").click()
+    expect(form).to_contain_text("The old secret also signs until")
+    form.get_by_role("button", name="Cancel").click()
+    expect(row).to_contain_text("The old secret also signs until")
+    row.get_by_role("button", name=f"Test {receiver.url}").click()
+    expect(row.locator(".test-result")).to_contain_text("200")
+    (ping,) = receiver.requests
+    assert verify(old, ping) and verify(new, ping)
+
+    row.get_by_role("button", name=f"Edit {receiver.url}").click()
+    form.get_by_label("Stop signing with the old secret at once").check()
+    form.get_by_role("button", name="Rotate secret").click()
+    expect(shown).to_contain_text("The old secret no longer signs anything.")
+    last = shown.get_by_label("Signing secret").input_value()
+    shown.get_by_role("button", name="Done").click()
+    form.get_by_role("button", name="Cancel").click()
+    expect(row).not_to_contain_text("The old secret also signs")
+    row.get_by_role("button", name=f"Test {receiver.url}").click()
+    receiver.wait_for(2)
+    assert verify(last, receiver.requests[1]) and not verify(new, receiver.requests[1])

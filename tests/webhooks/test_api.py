@@ -195,6 +195,7 @@ def test_the_openapi_part_refers_only_to_schemas_it_defines():
         "/api/webhooks",
         "/api/webhooks/{id}",
         "/api/webhooks/{id}/test",
+        "/api/webhooks/{id}/rotate-secret",
         "/api/webhooks/{id}/deliveries",
         "/api/webhooks/{id}/deliveries/{did}/redeliver",
     }

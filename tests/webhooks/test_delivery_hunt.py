@@ -387,7 +387,7 @@ def test_a_host_whose_first_address_is_unreachable_still_gets_its_events(receive
 
     monkeypatch.setattr(socket, "getaddrinfo", dual_stack)
     url = f"http://dual.hunt.test:{port}/hook"
-    outcome = sender.send(url, receiver.secret, "evt_dual", b"{}", timeout=5, allow_private=True)
+    outcome = sender.send(url, [receiver.secret], "evt_dual", b"{}", timeout=5, allow_private=True)
     assert outcome.ok, outcome
     (arrival,) = receiver.arrivals
     assert arrival.verified is None

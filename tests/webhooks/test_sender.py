@@ -15,7 +15,7 @@ BODY = b'{"id":"evt_1","type":"ping","data":{}}'
 
 
 def send(url: str, *, timeout: float = 2, allow_private: bool = True) -> sender.Outcome:
-    return sender.send(url, SECRET, "evt_1", BODY, timeout=timeout, allow_private=allow_private)
+    return sender.send(url, [SECRET], "evt_1", BODY, timeout=timeout, allow_private=allow_private)
 
 
 def test_a_signed_post_is_sent_to_the_checked_address(receiver):

@@ -18,7 +18,7 @@ def test_secret_is_whsec_and_base64_of_enough_random_bytes():
 def test_signature_matches_an_independent_implementation():
     secret = signing.generate_secret()
     body = b'{"id":"evt_1","type":"ping","data":{}}'
-    headers = signing.headers(secret, "evt_1", 1_700_000_000, body)
+    headers = signing.headers([secret], "evt_1", 1_700_000_000, body)
 
     assert headers["webhook-id"] == "evt_1"
     assert headers["webhook-timestamp"] == "1700000000"

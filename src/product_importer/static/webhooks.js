@@ -42,6 +42,7 @@
     const about = el("div", { className: "webhook-about" }, el("span", { className: "sku" }, hook.url));
     if (hook.description) about.append(el("div", { className: "muted small" }, hook.description));
     if (hook.disabled_reason) about.append(el("div", { className: "field-error" }, hook.disabled_reason));
+    if (hook.previous_secret_expires_at) about.append(el("div", { className: "muted small" }, previousSecretLine(hook)));
     const url = el("td", { dataset: { label: "URL" } }, about);
     return el(
       "tr",
@@ -64,6 +65,10 @@
       button("Edit", "edit", hook.id, `Edit ${hook.url}`),
       button("Delete", "delete", hook.id, `Delete ${hook.url}`, "btn btn-sm btn-danger-outline"),
     ];
+  }
+
+  function previousSecretLine(hook) {
+    return `The old secret also signs until ${format.dateTime(hook.previous_secret_expires_at)}.`;
   }
 
   function eventList(events) {
@@ -183,6 +188,8 @@
       form.elements.enabled.checked = hook.enabled;
       eventBoxes().forEach((box) => (box.checked = hook.events.includes(box.value)));
     }
+    $("rotate-secret").hidden = !hook;
+    if (hook) showSecretState(hook);
     openDialog($("webhook-dialog"));
   }
 
@@ -220,9 +227,42 @@
     else showSecret(saved.secret);
   }
 
-  function showSecret(secret) {
+  function showSecret(secret, { title = "Webhook added", previous = "" } = {}) {
+    $("secret-dialog-title").textContent = title;
+    $("secret-dialog-previous").textContent = previous;
+    $("secret-dialog-previous").hidden = !previous;
     $("webhook-secret").value = secret;
     openDialog($("secret-dialog"));
+  }
+
+  /* ---- rotating the secret (in the edit dialog) ----------------------------------------- */
+
+  function showSecretState(hook) {
+    $("rotate-secret-state").textContent = hook.previous_secret_expires_at
+      ? previousSecretLine(hook)
+      : "Only the current secret signs requests.";
+  }
+
+  async function rotateSecret() {
+    const hook = state.editing;
+    const body = $("rotate-secret-now").checked ? { keep_previous_hours: 0 } : {};
+    let rotated;
+    try {
+      rotated = await whileBusy({ button: $("rotate-secret-button"), text: "Rotating…", dialog: $("webhook-dialog") }, () =>
+        api("POST", `/api/webhooks/${hook.id}/rotate-secret`, body),
+      );
+    } catch (error) {
+      return notify(`Could not rotate the secret: ${error.message}`, "error");
+    }
+    Object.assign(hook, rotated);
+    delete hook.secret;
+    $("rotate-secret-now").checked = false;
+    showSecretState(hook);
+    renderWebhooks();
+    const previous = rotated.previous_secret_expires_at
+      ? previousSecretLine(rotated)
+      : "The old secret no longer signs anything.";
+    showSecret(rotated.secret, { title: "New signing secret", previous });
   }
 
   async function copySecret() {
@@ -379,6 +419,7 @@
     $("webhooks-body").addEventListener("change", onTableChange);
     $("webhook-form").addEventListener("submit", submitForm);
     $("secret-copy").addEventListener("click", copySecret);
+    $("rotate-secret-button").addEventListener("click", rotateSecret);
     $("delete-confirm").addEventListener("click", deleteConfirmed);
     $("deliveries-body").addEventListener("click", onDeliveriesClick);
     $("deliveries-refresh").addEventListener("click", loadDeliveries);

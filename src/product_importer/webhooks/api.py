@@ -1,6 +1,6 @@
 """The webhooks JSON API: endpoints, a test ping, deliveries and redelivery."""
 
-from flask import Blueprint, jsonify, url_for
+from flask import Blueprint, jsonify, request, url_for
 
 from ..accounts import audit
 from ..accounts.auth import requires
@@ -8,6 +8,7 @@ from ..accounts.roles import Role
 from ..apiutil import json_object, whole_number
 from ..extensions import db
 from ..security import refuse_cross_site_requests
+from ..timeutil import iso
 from . import models, service  # noqa: F401  (models: registers the tables with the app)
 
 bp = Blueprint("webhooks_api", __name__, url_prefix="/api/webhooks")
@@ -60,6 +61,18 @@ def delete_webhook(endpoint_id: int):
     audit.record(db.session, "webhook.deleted", url, id=endpoint_id)
     db.session.commit()
     return "", 204
+
+
+@bp.post("/<int:endpoint_id>/rotate-secret")
+@requires(Role.ADMIN)
+def rotate_secret(endpoint_id: int):
+    """Give the endpoint a new secret, shown this once; the old one signs beside it a while."""
+    fields = json_object("rotation") if request.get_data(cache=True) else {}
+    endpoint = service.rotate_secret(db.session, endpoint_id, fields=fields)
+    until = iso(endpoint.previous_secret_until)
+    audit.record(db.session, "webhook.secret_rotated", endpoint.url, id=endpoint_id, until=until)
+    db.session.commit()
+    return jsonify(endpoint.to_dict(with_secret=True))
 
 
 @bp.post("/<int:endpoint_id>/test")

@@ -24,7 +24,7 @@ from ..extensions import db
 from ..metrics import pushed
 from ..timeutil import aware, utcnow
 from . import events, sender
-from .models import Attempt, Delivery, DeliveryStatus, Endpoint
+from .models import Attempt, Delivery, DeliveryStatus, Endpoint, signing_secrets
 from .sender import Outcome, Verdict
 from .service import allow_private, order_wait_seconds, retry_base_seconds, timeout_seconds
 
@@ -105,9 +105,13 @@ CLAIM = (
 ENDPOINT_OF = select(deliveries.c.id, deliveries.c.endpoint_id).where(
     deliveries.c.id.in_(bindparam("ids", expanding=True))
 )
-ENDPOINT = select(endpoints.c.url, endpoints.c.secret, endpoints.c.enabled).where(
-    endpoints.c.id == bindparam("endpoint_id")
-)
+ENDPOINT = select(
+    endpoints.c.url,
+    endpoints.c.secret,
+    endpoints.c.previous_secret,
+    endpoints.c.previous_secret_until,
+    endpoints.c.enabled,
+).where(endpoints.c.id == bindparam("endpoint_id"))
 RECORD = (
     update(deliveries)
     # only while this attempt's claim holds: a worker that lost it records nothing
@@ -212,7 +216,9 @@ def _attempt(conn: Connection, delivery_id: int) -> tuple[Claim, Verdict] | None
     else:
         outcome = sender.send(
             endpoint.url,
-            endpoint.secret,
+            signing_secrets(
+                endpoint.secret, endpoint.previous_secret, endpoint.previous_secret_until
+            ),
             claim.event_id,
             claim.payload.encode(),
             timeout=timeout_seconds(),

@@ -7,7 +7,7 @@ from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text,
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import BigId, db
-from ..timeutil import iso, utcnow
+from ..timeutil import aware, iso, utcnow
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -25,6 +25,10 @@ class Endpoint(db.Model):
     enabled: Mapped[bool] = mapped_column(default=True, server_default=true())
     description: Mapped[str] = mapped_column(String(255), default="", server_default="")
     secret: Mapped[str] = mapped_column(String(255))
+    # The secret before the last rotation: it signs beside `secret` until `previous_secret_until`,
+    # so that a receiver can switch to the new one without refusing an event (migration 0018).
+    previous_secret: Mapped[str | None] = mapped_column(String(255))
+    previous_secret_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Why the app turned the endpoint off (a 410 answer); cleared when someone enables it.
     disabled_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -42,10 +46,28 @@ class Endpoint(db.Model):
             "description": self.description,
             "created_at": iso(self.created_at),
             "disabled_reason": self.disabled_reason,
+            "previous_secret_expires_at": iso(self.previous_secret_until)
+            if self.previous_secret_signs()
+            else None,
         }
         if with_secret:
             data["secret"] = self.secret
         return data
+
+    def previous_secret_signs(self) -> bool:
+        """Whether the secret before the last rotation still signs requests."""
+        return len(self.signing_secrets()) > 1
+
+    def signing_secrets(self) -> list[str]:
+        """The secrets that sign a request to this endpoint now, the current one first."""
+        return signing_secrets(self.secret, self.previous_secret, self.previous_secret_until)
+
+
+def signing_secrets(secret: str, previous: str | None, until: datetime | None) -> list[str]:
+    """The secrets that sign a request now: the current one, and the previous one until it ends."""
+    if previous and until is not None and aware(until) > utcnow():
+        return [secret, previous]
+    return [secret]
 
 
 class Delivery(db.Model):

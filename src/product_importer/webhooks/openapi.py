@@ -15,7 +15,7 @@ from ..apidoc import (
     ref,
 )
 from .events import EVENT_TYPES
-from .service import MAX_DELIVERIES, READ_ONLY
+from .service import KEEP_PREVIOUS_HOURS, MAX_DELIVERIES, MAX_KEEP_PREVIOUS_HOURS, READ_ONLY
 
 NULLABLE_INT = {"type": "integer", "nullable": True}
 NULLABLE_TEXT = {"type": "string", "nullable": True}
@@ -25,6 +25,7 @@ FOLLOW_WEBHOOK = (
     "delete_webhook",
     "test_webhook",
     "list_deliveries",
+    "rotate_secret",
 )
 
 
@@ -71,8 +72,29 @@ def schemas() -> dict:
                 **fields,
                 "description": {"type": "string"},
                 "disabled_reason": {**NULLABLE_TEXT, "description": "Set when a 410 disabled it"},
-                "secret": {"type": "string", "description": "whsec_...; only when created"},
+                "previous_secret_expires_at": {
+                    **NULLABLE_STAMP,
+                    "description": "Until then the secret before the last rotation signs too",
+                },
+                "secret": {
+                    "type": "string",
+                    "description": "whsec_...; only when created or its secret rotated",
+                },
             },
+        },
+        "SecretRotation": {
+            "type": "object",
+            "properties": {
+                "keep_previous_hours": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": MAX_KEEP_PREVIOUS_HOURS,
+                    "default": KEEP_PREVIOUS_HOURS,
+                    "description": "How long the old secret signs beside the new one "
+                    "(0: it stops now, for a secret that leaked)",
+                },
+            },
+            "additionalProperties": False,
         },
         "WebhookTest": {
             "type": "object",
@@ -158,6 +180,19 @@ def paths() -> dict:
                 "test_webhook",
                 "Send a ping now and wait for the answer (within the timeout)",
                 {"200": json_response(ref("WebhookTest"), "The outcome")},
+            ),
+        },
+        "/api/webhooks/{id}/rotate-secret": {
+            "parameters": [path_id()],
+            "post": operation(
+                "rotate_secret",
+                "Give the webhook a new secret, shown this once; each request is signed by "
+                "both secrets until the old one's time is up",
+                {"200": json_response(ref("Webhook"), "Rotated"), **invalid},
+                requestBody={
+                    "required": False,
+                    "content": {"application/json": {"schema": ref("SecretRotation")}},
+                },
             ),
         },
         "/api/webhooks/{id}/deliveries": {

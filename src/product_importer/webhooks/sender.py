@@ -6,6 +6,7 @@ import enum
 import functools
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -128,9 +129,16 @@ def _client(host: str) -> httpx.Client:
 
 
 def send(
-    url: str, secret: str, msg_id: str, body: bytes, *, timeout: float, allow_private: bool
+    url: str,
+    signing_secrets: Sequence[str],
+    msg_id: str,
+    body: bytes,
+    *,
+    timeout: float,
+    allow_private: bool,
 ) -> Outcome:
-    """POST `body` to `url`, signed, to the address checked after DNS; all within `timeout`."""
+    """POST `body` to `url`, signed by each secret, to the address checked after DNS; all
+    within `timeout`."""
     started = time.perf_counter()
     try:
         target = ssrf.resolve(ssrf.parse(url), allow_private=allow_private, timeout=timeout)
@@ -141,7 +149,10 @@ def send(
         return Outcome(Verdict.RETRY, response_time_ms=_elapsed_ms(started), error=error)
     except (OSError, UnicodeError) as error:
         return Outcome(Verdict.RETRY, error=f"DNS lookup failed: {error}")
-    headers = {"host": target.host_header(), **signing.headers(secret, msg_id, _now(), body)}
+    headers = {
+        "host": target.host_header(),
+        **signing.headers(signing_secrets, msg_id, _now(), body),
+    }
     try:
         response = _post(target, headers, body, deadline=started + timeout)
     except httpx.TimeoutException as error:

@@ -19,7 +19,11 @@ from .models import Attempt, Delivery, DeliveryStatus, Endpoint
 EDITABLE = {"url", "events", "enabled", "description"}
 DEFAULT_DELIVERIES = 50
 MAX_DELIVERIES = 200
-READ_ONLY = {"id", "created_at", "secret", "disabled_reason"}
+READ_ONLY = {"id", "created_at", "secret", "disabled_reason", "previous_secret_expires_at"}
+# How long the secret before a rotation signs beside the new one, unless asked otherwise: a day
+# for the receiver's owner to put the new one in place (as Svix and Stripe give).
+KEEP_PREVIOUS_HOURS = 24
+MAX_KEEP_PREVIOUS_HOURS = 7 * 24
 
 # --- settings ---------------------------------------------------------------------------------
 
@@ -75,6 +79,36 @@ def update_endpoint(session: Session, endpoint_id: int, *, fields: dict) -> Endp
         endpoint.disabled_reason = None
     session.flush()
     return endpoint
+
+
+def rotate_secret(session: Session, endpoint_id: int, *, fields: dict) -> Endpoint:
+    """Give the endpoint a new secret; the current one signs beside it for a while.
+
+    `keep_previous_hours` (0 to a week, default a day) is how long: 0 stops it at once, for
+    a secret that leaked. A secret already kept from an earlier rotation is dropped.
+    """
+    endpoint = get(session, endpoint_id)
+    hours = _keep_previous_hours(fields)
+    endpoint.previous_secret = endpoint.secret if hours else None
+    endpoint.previous_secret_until = utcnow() + timedelta(hours=hours) if hours else None
+    endpoint.secret = signing.generate_secret()
+    session.flush()
+    return endpoint
+
+
+def _keep_previous_hours(fields: dict) -> int:
+    """The `keep_previous_hours` of a rotation's body; raise Invalid naming what is wrong."""
+    problems = {name: "Unknown field." for name in fields if name != "keep_previous_hours"}
+    hours = fields.get("keep_previous_hours", KEEP_PREVIOUS_HOURS)
+    valid = isinstance(hours, int) and not isinstance(hours, bool)
+    if not (valid and 0 <= hours <= MAX_KEEP_PREVIOUS_HOURS):
+        problems["keep_previous_hours"] = (
+            f"Give a whole number of hours from 0 (stop the old secret now) "
+            f"to {MAX_KEEP_PREVIOUS_HOURS}."
+        )
+    if problems:
+        raise Invalid("The rotation is not valid; see details.", details=problems)
+    return hours
 
 
 def delete_endpoint(session: Session, endpoint_id: int) -> str:
@@ -215,7 +249,7 @@ def send_test(session: Session, endpoint_id: int) -> dict:
     started = utcnow()
     outcome = sender.send(
         endpoint.url,
-        endpoint.secret,
+        endpoint.signing_secrets(),
         event_id,
         body.encode(),
         timeout=timeout_seconds(),

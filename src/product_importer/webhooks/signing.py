@@ -4,6 +4,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32  # the standard asks for 24 to 64 random bytes
@@ -26,10 +27,17 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
-def headers(secret: str, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
-    """Return the `webhook-id`, `webhook-timestamp` and `webhook-signature` headers."""
+def headers(
+    signing_secrets: Sequence[str], msg_id: str, timestamp: int, body: bytes
+) -> dict[str, str]:
+    """Return the `webhook-id`, `webhook-timestamp` and `webhook-signature` headers.
+
+    One signature per secret, separated by spaces, as the standard allows: after a rotation a
+    receiver that knows either secret accepts the request.
+    """
+    signatures = " ".join(sign(secret, msg_id, timestamp, body) for secret in signing_secrets)
     return {
         "webhook-id": msg_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(secret, msg_id, timestamp, body),
+        "webhook-signature": signatures,
     }
