@@ -70,9 +70,11 @@ def routes(app) -> list[tuple[str, str, str]]:
 SAMPLE_VALUES = {"filename": "app.css", "token_id": "999"}
 
 
-def sample_path(rule: str) -> str:
-    """A URL of the rule: each id 1 (or as SAMPLE_VALUES says), a static file that exists."""
-    return re.sub(r"<(?:\w+:)?(\w+)>", lambda m: SAMPLE_VALUES.get(m.group(1), "1"), rule)
+def sample_path(rule: str, ids: dict[str, str] | None = None) -> str:
+    """A URL of the rule: each id as `ids` or SAMPLE_VALUES say (else 1), a static file that
+    exists."""
+    values = SAMPLE_VALUES | (ids or {})
+    return re.sub(r"<(?:\w+:)?(\w+)>", lambda m: values.get(m.group(1), "1"), rule)
 
 
 def undeclared(app) -> list[str]:
@@ -164,15 +166,24 @@ def needed_role(method: str, rule: str) -> str:
 
 
 @pytest.fixture
-def sample_objects(client, receiver_url):
-    """A product, an import, a webhook with a delivery: id 1 of each, for the routes' URLs."""
-    assert client.post("/api/products", json={"sku": "S-1", "name": "Sample"}).status_code == 201
-    hook = {"url": receiver_url, "events": ["product.updated"]}
-    assert client.post("/api/webhooks", json=hook).status_code == 201
-    assert client.patch("/api/products/1", json={"name": "Changed"}).status_code == 200
+def sample_objects(client, receiver_url) -> dict[str, str]:
+    """A product, an import, a webhook with a delivery; their ids, for the routes' URLs.
+
+    Ids as the app gave them, not 1: an id an earlier test's worker took is not given again.
+    """
+    product = client.post("/api/products", json={"sku": "S-1", "name": "Sample"})
+    assert product.status_code == 201
+    hook = client.post("/api/webhooks", json={"url": receiver_url, "events": ["product.updated"]})
+    assert hook.status_code == 201
+    ids = {"product_id": product.get_json()["id"], "endpoint_id": hook.get_json()["id"]}
+    assert client.patch(f"/api/products/{ids['product_id']}", json={"name": "C"}).status_code == 200
     upload = client.post("/api/imports", data={"file": (io.BytesIO(b"sku,name\nA,B\n"), "a.csv")})
     assert upload.status_code == 202
-    assert client.post("/api/imports/1/cancel").status_code == 202
+    ids["job_id"] = upload.get_json()["id"]
+    assert client.post(f"/api/imports/{ids['job_id']}/cancel").status_code == 202
+    deliveries = client.get(f"/api/webhooks/{ids['endpoint_id']}/deliveries").get_json()["items"]
+    ids["delivery_id"] = deliveries[0]["id"]
+    return {name: str(value) for name, value in ids.items()}
 
 
 @pytest.fixture
@@ -189,7 +200,7 @@ def test_each_role_may_call_exactly_the_api_routes_spec_gives_it(
     for method, rule in api_routes(app):
         needed = needed_role(method, rule)
         body = None if method == "GET" else {}
-        response = caller.open(sample_path(rule), method=method, json=body)
+        response = caller.open(sample_path(rule, sample_objects), method=method, json=body)
         response.close()  # a stream (progress events, CSV) is not read here
         if RANK[role] >= RANK[needed]:
             if response.status_code in (401, 403):
