@@ -45,10 +45,12 @@
       }
     });
     const cell = (label, ...content) => el("td", { dataset: { label } }, ...content);
+    // a name or an address without spaces wraps in its cell (app.css)
+    const long = (label, text) => el("td", { className: "break", dataset: { label } }, text);
     return el(
       "tr",
       {},
-      cell("Name", token.name),
+      long("Name", token.name),
       can("admin") ? cell("Owner", token.owner) : null, // admins see everyone's tokens
       cell("Starts with", el("code", {}, `${token.prefix}…`)),
       cell("Role", token.role),
@@ -136,7 +138,8 @@
         return el(
           "tr",
           { dataset: { userId: user.id } },
-          cell("Email", user.email, me ? el("span", { className: "muted small" }, " (you)") : null),
+          el("td", { className: "break", dataset: { label: "Email" } }, user.email,
+            me ? el("span", { className: "muted small" }, " (you)") : null),
           cell("Role", roleSelect(user, roles, me)),
           cell("Status", el("span", { className: `badge ${user.active ? "badge-success" : "badge-muted"}` }, user.active ? "Active" : "Deactivated")),
           cell("Last sign-in", user.last_sign_in_at ? format.dateTime(user.last_sign_in_at) : "never"),

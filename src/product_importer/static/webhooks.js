@@ -39,7 +39,7 @@
 
   function webhookRow(hook) {
     // one block beside the cell's label on a narrow screen, the URL above the notes
-    const about = el("div", { className: "webhook-about" }, el("span", { className: "sku" }, hook.url));
+    const about = el("div", {}, el("span", { className: "sku" }, hook.url));
     if (hook.description) about.append(el("div", { className: "muted small" }, hook.description));
     if (hook.disabled_reason) about.append(el("div", { className: "field-error" }, hook.disabled_reason));
     if (hook.previous_secret_expires_at) about.append(el("div", { className: "muted small" }, previousSecretLine(hook)));

@@ -1,0 +1,47 @@
+"""Values without spaces as long as the API allows (a SKU, a URL, an email) wrap inside their
+table cells: no page grows wider than the screen, and every row keeps its buttons in view."""
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from .conftest import WIDTHS
+
+LONG_SKU = "SKU-" + "9" * 120
+LONG_URL = "http://127.0.0.1:9/hooks/" + "x" * 120
+LONG_EMAIL = "a.rather.long.address.without.any.space.at.all@subdomain.example.test"
+# Neither the page nor a table in it scrolls sideways.
+FITS = """() => document.scrollingElement.scrollWidth <= innerWidth
+  && [...document.querySelectorAll(".table-wrap")]
+    .every((wrap) => wrap.scrollWidth <= wrap.clientWidth)"""
+
+
+@pytest.fixture
+def long_values(http):
+    """A product, a webhook and an account whose values have no space to wrap at."""
+    product = {"sku": LONG_SKU, "name": "Pen", "description": "Blue"}
+    assert http.post("/api/products", json=product).status_code == 201
+    hook = {"url": LONG_URL, "events": ["product.created"], "description": "The ERP"}
+    assert http.post("/api/webhooks", json=hook).status_code == 201
+    assert http.post("/api/users", json={"email": LONG_EMAIL, "role": "viewer"}).status_code == 201
+
+
+def test_long_values_wrap_inside_their_cells(page: Page, long_values):
+    wide = []
+    for path in ["/products", "/webhooks", "/users", "/audit"]:
+        for width in WIDTHS.values():
+            page.set_viewport_size({"width": width, "height": 900})
+            page.goto(path)
+            page.wait_for_load_state("networkidle")
+            expect(page.locator("[aria-busy=true]")).to_have_count(0)
+            if not page.evaluate(FITS):
+                wide.append(f"{path} at {width} px")
+    assert wide == []
+
+
+def test_a_webhooks_description_sits_below_its_url_on_a_phone(page: Page, long_values):
+    page.set_viewport_size({"width": WIDTHS["phone"], "height": 900})
+    page.goto("/webhooks")
+    url_cell = page.locator('#webhooks-body td[data-label="URL"]')
+    url_box = url_cell.locator(".sku").bounding_box()
+    description_box = url_cell.get_by_text("The ERP").bounding_box()
+    assert description_box["y"] >= url_box["y"] + url_box["height"]
