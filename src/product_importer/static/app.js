@@ -14,6 +14,8 @@
                                 dialog (optional) kept open; both are restored however it ends
    App.format.*                 numbers, bytes, durations, dates
    App.localTimes(root)         show <time datetime="..." data-local> in the reader's time zone
+   App.replaceKeepingFocus(part, fresh)   swap a part of the page for a fresh copy of it; the
+                                focus moves to the same control in the copy
    App.can(role)                whether the signed-in account has every right of a role
                                 (<body data-role>); the server refuses the rest anyway */
 (function () {
@@ -275,6 +277,25 @@
 
   document.addEventListener("DOMContentLoaded", () => localTimes());
 
+  /* ---- refreshed parts of a page ------------------------------------------------------- */
+
+  const IDENTITY = ["id", "href", "data-action", "data-retry", "aria-label"];
+
+  function sameControl(one, other) {
+    return one.tagName === other.tagName && one.textContent.trim() === other.textContent.trim()
+      && IDENTITY.every((name) => one.getAttribute(name) === other.getAttribute(name));
+  }
+
+  /* A page that refreshes itself must not send a keyboard user back to its top each time. */
+  function replaceKeepingFocus(part, fresh) {
+    const focused = document.activeElement;
+    const had = focused && focused !== part && part.contains(focused) ? focused : null;
+    part.replaceWith(fresh);
+    if (!had) return;
+    const again = [...fresh.querySelectorAll(had.tagName)].find((node) => sameControl(node, had));
+    if (again) again.focus({ preventScroll: true });
+  }
+
   /* ---- what the account may do -------------------------------------------------------- */
 
   const RANKS = { viewer: 1, editor: 2, admin: 3 };
@@ -285,6 +306,6 @@
 
   window.App = {
     api, ApiError, can, csrfToken, el, formErrors, notify, openDialog, closeDialog, setBusy, whileBusy,
-    format, localTimes,
+    format, localTimes, replaceKeepingFocus,
   };
 })();

@@ -5,7 +5,7 @@
 (function () {
   "use strict";
 
-  const { api, closeDialog, localTimes, notify, openDialog, whileBusy } = window.App;
+  const { api, closeDialog, localTimes, notify, openDialog, replaceKeepingFocus, whileBusy } = window.App;
   const { browser, mappingForm } = window.Changes;
   const REFRESH_MS = 1000;
   const $ = (id) => document.getElementById(id);
@@ -36,7 +36,7 @@
         const html = new DOMParser().parseFromString(await response.text(), "text/html");
         const fresh = html.getElementById("import-detail");
         if (fresh) {
-          $("import-detail").replaceWith(document.importNode(fresh, true));
+          replaceKeepingFocus($("import-detail"), document.importNode(fresh, true));
           return enhance();
         }
       }

@@ -3,7 +3,7 @@
 (function () {
   "use strict";
 
-  const { api, localTimes, notify, setBusy } = window.App;
+  const { api, localTimes, notify, replaceKeepingFocus, setBusy } = window.App;
   const REFRESH_MS = 2000;
 
   function body() {
@@ -18,14 +18,9 @@
       if (response.ok) {
         const html = new DOMParser().parseFromString(await response.text(), "text/html");
         const fresh = html.getElementById("imports-body");
-        const focusedRetry = document.activeElement && document.activeElement.dataset.retry;
         if (fresh) {
-          body().replaceWith(document.importNode(fresh, true));
+          replaceKeepingFocus(body(), document.importNode(fresh, true));
           localTimes(body());
-          if (focusedRetry) {
-            const again = body().querySelector(`[data-retry="${focusedRetry}"]`);
-            if (again) again.focus();
-          }
         }
       }
     } catch (error) {
