@@ -154,3 +154,21 @@ def test_the_audit_page_lists_entries_and_filters_them(page: Page, client_as):
     page.get_by_label("Account (email)").fill("admin@example.test")
     page.get_by_role("button", name="Filter").click()
     expect(rows).to_have_text(["Nothing recorded matches these filters."])
+
+
+def test_the_users_list_keeps_the_focus_on_the_control_just_used(page: Page):
+    page.goto("/users")
+    row = page.locator("#users-body tr", has_text="editor@example.test")
+    role = row.get_by_label("Role of editor@example.test")
+    role.focus()
+    page.keyboard.press("ArrowDown")  # a closed select takes the next option at once: admin
+
+    expect(page.locator("#notices")).to_contain_text("editor@example.test is now admin.")
+    expect(role).to_have_value("admin")
+    expect(role).to_be_focused()
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.get_by_role("button", name="Deactivate").focus()
+    page.keyboard.press("Enter")
+
+    expect(row).to_contain_text("Deactivated")
+    expect(row.get_by_role("button", name="Reactivate")).to_be_focused()

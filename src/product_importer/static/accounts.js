@@ -2,7 +2,7 @@
 (function () {
   "use strict";
 
-  const { api, can, el, format, formErrors, notify, whileBusy } = window.App;
+  const { api, can, el, format, formErrors, notify, replaceKeepingFocus, whileBusy } = window.App;
   const byId = (id) => document.getElementById(id);
 
   function fieldsOf(form) {
@@ -97,7 +97,9 @@
   }
 
   function roleSelect(user, roles, me) {
-    const select = el("select", { "aria-label": `Role of ${user.email}`, disabled: me || !user.active });
+    const select = el("select", {
+      "aria-label": `Role of ${user.email}`, disabled: me || !user.active, dataset: { action: "role", id: user.id },
+    });
     roles.forEach((role) => select.append(el("option", { value: role, selected: role === user.role }, role)));
     select.addEventListener("change", () => change(user, { role: select.value }, `${user.email} is now ${select.value}.`));
     return select;
@@ -106,13 +108,16 @@
   function userActions(user, me) {
     const actions = el("td", { className: "actions" });
     if (me) return actions;
-    const toggle = el("button", { type: "button", className: `btn btn-sm ${user.active ? "btn-danger-outline" : ""}` },
-      user.active ? "Deactivate" : "Reactivate");
+    const toggle = el("button", {
+      type: "button", className: `btn btn-sm ${user.active ? "btn-danger-outline" : ""}`,
+      dataset: { action: "active", id: user.id },
+    }, user.active ? "Deactivate" : "Reactivate");
     toggle.addEventListener("click", () => {
       if (user.active && !window.confirm(`Deactivate ${user.email}? Their sessions and tokens stop working at once.`)) return;
       change(user, { active: !user.active }, `${user.email} ${user.active ? "deactivated" : "reactivated"}.`);
     });
-    const reset = el("button", { type: "button", className: "btn btn-sm" }, "Reset password");
+    const reset = el("button", { type: "button", className: "btn btn-sm", dataset: { action: "password", id: user.id } },
+      "Reset password");
     reset.addEventListener("click", async () => {
       if (!window.confirm(`Give ${user.email} a new one-time password? Their sessions end.`)) return;
       try {
@@ -131,7 +136,8 @@
     const table = byId("users-table");
     const roles = table.dataset.roles.split(",");
     const { items } = await api("GET", "/api/users");
-    byId("users-body").replaceChildren(
+    // Drawn afresh after each change: the control just used keeps the focus.
+    replaceKeepingFocus(byId("users-body"), el("tbody", { id: "users-body" },
       ...items.map((user) => {
         const me = String(user.id) === table.dataset.me;
         const cell = (label, ...content) => el("td", { dataset: { label } }, ...content);
@@ -146,7 +152,7 @@
           userActions(user, me),
         );
       }),
-    );
+    ));
   }
 
   function usersPage() {

@@ -279,10 +279,13 @@
 
   /* ---- refreshed parts of a page ------------------------------------------------------- */
 
-  const IDENTITY = ["id", "href", "data-action", "data-retry", "aria-label"];
+  const IDENTITY = ["id", "href", "data-action", "data-id", "data-retry", "aria-label"];
 
+  /* Whether two controls are one, drawn twice: a control with a data-action may change its
+     words (Deactivate, then Reactivate). */
   function sameControl(one, other) {
-    return one.tagName === other.tagName && one.textContent.trim() === other.textContent.trim()
+    const words = one.hasAttribute("data-action") || one.textContent.trim() === other.textContent.trim();
+    return one.tagName === other.tagName && words
       && IDENTITY.every((name) => one.getAttribute(name) === other.getAttribute(name));
   }
 
