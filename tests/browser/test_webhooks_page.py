@@ -226,3 +226,19 @@ def test_rotating_the_secret_shows_the_new_one_and_both_sign_until_the_old_one_e
     row.get_by_role("button", name=f"Test {receiver.url}").click()
     receiver.wait_for(2)
     assert verify(last, receiver.requests[1]) and not verify(new, receiver.requests[1])
+
+
+def test_closing_the_deliveries_gives_the_focus_back_to_their_button(page: Page, http):
+    hook = {"url": "http://127.0.0.1:9/hook", "events": ["product.created"]}
+    assert http.post("/api/webhooks", json=hook).status_code == 201
+    page.goto("/webhooks")
+    opener = page.get_by_role("button", name="Deliveries of http://127.0.0.1:9/hook")
+    opener.focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_text("No deliveries yet.")).to_be_visible()
+
+    page.get_by_role("button", name="Close", exact=True).focus()
+    page.keyboard.press("Enter")
+
+    expect(page.get_by_role("heading", name="Recent deliveries")).to_be_hidden()
+    expect(opener).to_be_focused()

@@ -319,6 +319,14 @@
     clearTimeout(pollTimer);
   }
 
+  /* Close the list with its button: the focus goes back to the button that opened it. */
+  function closeDeliveries() {
+    const id = state.shown;
+    hideDeliveries();
+    const opener = $("webhooks-body").querySelector(`[data-action="deliveries"][data-id="${id}"]`);
+    if (opener) opener.focus();
+  }
+
   async function loadDeliveries() {
     clearTimeout(pollTimer);
     const id = state.shown;
@@ -423,7 +431,7 @@
     $("delete-confirm").addEventListener("click", deleteConfirmed);
     $("deliveries-body").addEventListener("click", onDeliveriesClick);
     $("deliveries-refresh").addEventListener("click", loadDeliveries);
-    $("deliveries-close").addEventListener("click", hideDeliveries);
+    $("deliveries-close").addEventListener("click", closeDeliveries);
     loadWebhooks();
   });
 })();
