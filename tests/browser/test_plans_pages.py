@@ -229,6 +229,19 @@ def test_a_viewer_sees_an_import_but_no_action(signed_out_page: Page, accounts, 
     expect(page.get_by_role("button", name="Discard")).to_have_count(0)
 
 
+def test_a_viewer_is_not_offered_the_column_mapping_of_a_failed_import(
+    signed_out_page: Page, accounts, http
+):
+    failed = import_csv(http, "Item Code,Title\nX-1,Thing\n")
+    assert failed["header"] == ["Item Code", "Title"]
+    page = signed_out_page
+    sign_in(page, accounts["viewer"].email)
+    page.goto(f"/imports/{failed['id']}")
+    expect(page.locator("#job-error")).to_contain_text("Missing required columns")
+    expect(page.get_by_role("heading", name="Choose the columns")).to_have_count(0)
+    expect(page.get_by_role("button", name="Import with these columns")).to_have_count(0)
+
+
 def test_an_unknown_import_is_a_404_page(page: Page):
     response = page.goto("/imports/999999")
     assert response.status == 404
