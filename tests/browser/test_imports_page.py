@@ -92,3 +92,15 @@ def test_a_running_import_fits_the_history_with_its_watch_button(
 def test_history_without_imports_says_so(page: Page):
     page.goto("/imports")
     expect(page.get_by_text("No imports yet")).to_be_visible()
+
+
+def test_an_imports_page_offers_the_same_rejected_rows_as_the_history(page: Page, http):
+    done = import_csv(http, "sku,name,colour\nA-1,Apple,red\n,No SKU,blue\n", "fruit.csv")
+    page.goto(f"/imports/{done['id']}")
+
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download rejected rows").click()
+
+    rejected = Path(download.value.path()).read_text(encoding="utf-8")
+    # every column of the file, to fix and import again (docs/csv-format.md)
+    assert rejected.splitlines() == ["line,reason,sku,name,colour", "3,sku is empty,,No SKU,blue"]
