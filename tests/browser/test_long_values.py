@@ -45,3 +45,12 @@ def test_a_webhooks_description_sits_below_its_url_on_a_phone(page: Page, long_v
     url_box = url_cell.locator(".sku").bounding_box()
     description_box = url_cell.get_by_text("The ERP").bounding_box()
     assert description_box["y"] >= url_box["y"] + url_box["height"]
+
+
+def test_a_long_url_wraps_above_its_deliveries_on_a_phone(page: Page, long_values):
+    page.set_viewport_size({"width": WIDTHS["phone"], "height": 900})
+    page.goto("/webhooks")
+    page.get_by_role("button", name="Deliveries of").click()
+    expect(page.locator("#deliveries-url")).to_have_text(LONG_URL)
+    expect(page.get_by_text("No deliveries yet.")).to_be_visible()
+    assert page.evaluate(FITS)
