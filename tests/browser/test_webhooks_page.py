@@ -242,3 +242,23 @@ def test_closing_the_deliveries_gives_the_focus_back_to_their_button(page: Page,
 
     expect(page.get_by_role("heading", name="Recent deliveries")).to_be_hidden()
     expect(opener).to_be_focused()
+
+
+def test_the_attempts_of_a_delivery_are_told_apart_by_their_seconds(page: Page, http, receiver):
+    hook = {"url": receiver.url, "events": ["product.created"]}
+    hook_id = http.post("/api/webhooks", json=hook).json()["id"]
+    receiver.answer(Answer(status=500), Answer(status=500))  # retried within the minute
+    assert http.post("/api/products", json={"sku": "P-1", "name": "Pen"}).status_code == 201
+    receiver.wait_for(3)
+    page.goto("/webhooks")
+    page.get_by_role("button", name=f"Deliveries of {receiver.url}").click()
+    row = page.locator("#deliveries-body tr").first
+    expect(row).to_contain_text("succeeded")
+
+    row.get_by_text("3 attempts").click()
+
+    at = re.compile(r"\d{1,2}:\d\d:\d\d")  # 7:24:05 PM, not 7:24 PM three times
+    for attempt in row.locator("details li").all():
+        expect(attempt).to_have_text(re.compile(rf"^.*{at.pattern}.*: HTTP (500|200)"))
+    deliveries = http.get(f"/api/webhooks/{hook_id}/deliveries").json()["items"]
+    assert deliveries[0]["attempts"] == 3

@@ -262,9 +262,11 @@
       if (minutes < 60) return `${minutes} min ${total % 60} s`;
       return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
     },
-    dateTime(iso) {
+    /* "Dec 4, 2026, 7:24 PM"; with seconds ("7:24:05 PM") where times a minute apart differ. */
+    dateTime(iso, { seconds = false } = {}) {
       if (!iso) return "–";
-      return new Date(iso).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+      const timeStyle = seconds ? "medium" : "short";
+      return new Date(iso).toLocaleString(undefined, { dateStyle: "medium", timeStyle });
     },
   };
 

@@ -387,7 +387,8 @@
 
   function nextAttempt(item) {
     if (!item.next_attempt_at || !item.attempts) return null;
-    return el("div", { className: "muted small" }, `next try ${format.dateTime(item.next_attempt_at)}`);
+    const at = format.dateTime(item.next_attempt_at, { seconds: true }); // retries come seconds apart
+    return el("div", { className: "muted small" }, `next try ${at}`);
   }
 
   function attemptLog(item) {
@@ -396,7 +397,8 @@
     const list = el("ol", { className: "small" });
     log.forEach((attempt) => {
       const code = attempt.status_code ? `HTTP ${attempt.status_code}` : "no answer";
-      list.append(el("li", {}, `${format.dateTime(attempt.at)}: ${code}. ${responseText(attempt)}`));
+      const at = format.dateTime(attempt.at, { seconds: true });
+      list.append(el("li", {}, `${at}: ${code}. ${responseText(attempt)}`));
     });
     return el("details", {}, el("summary", {}, `${item.attempts} attempt${item.attempts === 1 ? "" : "s"}`), list);
   }
