@@ -434,6 +434,12 @@ def test_a_wrong_field_count_rejects_the_row(row, reason, sku):
     assert result.rejected == [(2, sku, reason)]
 
 
+def test_a_row_of_the_wrong_width_reports_its_sku_as_an_import_reads_it():
+    # as a download escapes a SKU that starts with a tab: the report showed "'\tQ-1"
+    result = read("sku,name\n '\tQ-1 ,Apple,extra\n")
+    assert result.rejected == [(2, "Q-1", "wrong number of fields (expected 2, found 3)")]
+
+
 def test_a_row_of_empty_fields_is_rejected_not_skipped():
     assert only_reason("sku,name,description\n,,\n") == "sku is empty"
 

@@ -393,7 +393,7 @@ def row_validator(header: Header) -> Callable[[list[str], int, Batch], None]:
 
     def validate(row: list[str], line: int, batch: Batch) -> None:
         if len(row) != field_count:
-            sku = row[sku_at] if len(row) > sku_at else ""
+            sku = unescape_formula(row[sku_at].strip(SPACE)) if len(row) > sku_at else ""
             reason = f"wrong number of fields (expected {field_count}, found {len(row)})"
             batch.rejected.append((line, _reported_sku(sku), reason, row))
             return
