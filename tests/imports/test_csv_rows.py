@@ -391,6 +391,23 @@ def test_control_characters_at_the_edge_of_a_value_reject_the_row_too(char, colu
     assert reason.endswith("holds a control character")
 
 
+def test_a_cell_escaped_before_the_white_space_it_starts_with_reads_as_the_cell_without_it():
+    # how a download writes a cell that starts with a tab or a line break: '<tab>x
+    data = 'sku,name,description,active\n\'\tA-1,"\'\r\nApple","\'\t fresh ","\'\tyes"\n'
+    result = read(data)
+    assert result.rejected == []
+    assert result.products == [("A-1", "Apple", "fresh", True)]
+
+
+@pytest.mark.parametrize(
+    ("cell", "description"),
+    [("'\t", ""), ('"\'\r\n"', ""), ("' \t", "'"), (" '=x ", "=x"), ("'=", "=")],
+)
+def test_an_escaping_quote_goes_before_the_cell_is_trimmed(cell, description):
+    result = read(f"sku,name,description,active\nA-1,Apple,{cell},'\t\n")
+    assert result.products == [("A-1", "Apple", description, None)]
+
+
 def test_unicode_spaces_around_a_value_are_trimmed():
     result = read("sku,name\n\u00a0A-1\u3000, Apple\u2009\n")
     assert result.products == [("A-1", "Apple", None, None)]

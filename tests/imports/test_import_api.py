@@ -361,6 +361,27 @@ def test_the_rejected_rows_file_once_fixed_imports_as_it_is(any_http, any_catalo
     assert errors_csv(any_http, first["id"])[0] == ["line", "sku", "reason"]
 
 
+def test_a_cell_the_rejected_rows_file_escapes_before_its_tab_reads_as_it_did(any_http):
+    """The file writes a cell that starts with a tab as '<tab>...: the quote shielded the tab
+    from trimming, so the fixed row was rejected again, for a cell nobody had to fix."""
+    first = import_csv(any_http, "sku,name,active\n\tA-1,\tApple,\tmaybe\nB-2,\tBanana,\ty\n")
+    assert counts(first) == (2, 1, 1, 0, 0)
+    report = rejected_file(any_http, first["id"])
+    assert report[1] == ["2", report[1][1], "'\tA-1", "'\tApple", "'\tmaybe"]
+    report[1][4] = "'\tyes"  # the fix: a word of `active`, its tab and quote kept
+
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerows(report)
+    second = import_csv(any_http, buffer.getvalue())
+
+    assert second["status"] == "completed", errors_csv(any_http, second["id"])
+    products = any_http.get("/api/products", params={"sort": "sku"}).json()["items"]
+    assert [(p["sku"], p["name"], p["active"]) for p in products] == [
+        ("A-1", "Apple", True),
+        ("B-2", "Banana", True),
+    ]
+
+
 def test_a_file_without_one_valid_row_fails_naming_the_most_common_reason(any_http, any_catalog):
     import_csv(any_http, "sku,name\nKEEP-1,Kept\n")
     before = any_catalog()

@@ -21,9 +21,9 @@ from ..products.rules import (
     MAX_NAME,
     MAX_SKU,
     SPACE,
+    as_imported,
     check_values,
 )
-from ..spreadsheet import unescape_formula
 from .failures import FileRejected, HeaderRejected
 
 MAX_LINE_BYTES = 4 * 1024 * 1024
@@ -393,18 +393,13 @@ def row_validator(header: Header) -> Callable[[list[str], int, Batch], None]:
 
     def validate(row: list[str], line: int, batch: Batch) -> None:
         if len(row) != field_count:
-            sku = unescape_formula(row[sku_at].strip(SPACE)) if len(row) > sku_at else ""
+            sku = as_imported(row[sku_at]) if len(row) > sku_at else ""
             reason = f"wrong number of fields (expected {field_count}, found {len(row)})"
             batch.rejected.append((line, _reported_sku(sku), reason, row))
             return
-        sku = unescape_formula(row[sku_at].strip(SPACE))
-        name = unescape_formula(row[name_at].strip(SPACE))
-        description = (
-            unescape_formula(row[description_at].strip(SPACE))
-            if description_at is not None
-            else None
-        )
-        active = row[active_at].strip(SPACE) if active_at is not None else ""
+        sku, name = as_imported(row[sku_at]), as_imported(row[name_at])
+        description = as_imported(row[description_at]) if description_at is not None else None
+        active = as_imported(row[active_at]) if active_at is not None else ""
         reason = check_values(sku, name, description, active)
         if reason:
             batch.rejected.append((line, _reported_sku(sku), reason, row))

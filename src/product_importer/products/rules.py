@@ -73,7 +73,7 @@ def clean_fields(fields: dict, *, partial: bool, read_only: set[str]) -> tuple[d
 def _clean_line(value, limit: int) -> str:
     if not isinstance(value, str):
         raise ValueError("Must be text.")
-    value = _as_imported(value)
+    value = as_imported(value)
     if not value:
         raise ValueError("Required.")
     if len(value) > limit:
@@ -86,7 +86,7 @@ def _clean_line(value, limit: int) -> str:
 def _clean_description(value) -> str:
     if not isinstance(value, str):
         raise ValueError("Must be text (an empty string clears it).")
-    value = _as_imported(value)
+    value = as_imported(value)
     if len(value) > MAX_DESCRIPTION:
         raise ValueError(f"At most {MAX_DESCRIPTION:,} characters.")
     if DESCRIPTION_CONTROL.search(value):
@@ -94,13 +94,15 @@ def _clean_description(value) -> str:
     return value
 
 
-def _as_imported(value: str) -> str:
+def as_imported(value: str) -> str:
     """`value` as an import reads it from a cell: trimmed, without a formula's escaping `'`.
 
     An export escapes only what starts a formula, so a product named `'=x` would be exported
-    as it is and imported back as `=x`: the API stores it as `=x` from the start.
+    as it is and imported back as `=x`: the API stores it as `=x` from the start. A download
+    also escapes a cell that starts with a tab or a line break (`'\tx`, `'\t`, in the rejected
+    rows file): the `'` goes before the trimming, so the cell reads as it would without it.
     """
-    return unescape_formula(value.strip(SPACE))
+    return unescape_formula(value.lstrip(SPACE)).strip(SPACE)
 
 
 def _clean_active(value) -> bool:
