@@ -471,6 +471,8 @@ def _stored_files(folder) -> set[str]:
         (b"\xef\xbb\xbf\r\n", "empty"),
         (gzip.compress(b""), "empty"),
         (gzip.compress(b"\n\n   \n"), "empty"),
+        (" \u00a0\r\n\u3000\t".encode(), "empty"),  # as an import trims: no header in it
+        (b"\xa0\r\n \xa0", "empty"),  # no-break spaces in Windows-1252
         (b"sku,name\nA-1,App\x00le\n", "binary"),
         (b"PK\x03\x04\x14\x00\x00\x00\x08\x00" + bytes(range(256)) * 4, "binary"),
         (gzip.compress(b"sku,name\n\x00\x00\x00"), "binary"),
@@ -482,6 +484,8 @@ def _stored_files(folder) -> set[str]:
         "bom-only",
         "gzip-of-nothing",
         "gzip-of-whitespace",
+        "unicode-spaces",
+        "windows-1252-spaces",
         "nul",
         "zip",
         "gzip-of-binary",

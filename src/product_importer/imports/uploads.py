@@ -11,7 +11,7 @@ import zlib
 from flask import Request, current_app
 
 from ..errors import InsufficientStorage, Invalid, TooLarge
-from .csv_rows import GZIP_MAGIC
+from .csv_rows import FALLBACK_ENCODING, GZIP_MAGIC
 
 SNIFF_BYTES = 8192
 BLANK_SCAN_CHUNKS = 64  # of 1 MiB: how far the upload check reads a blank start
@@ -115,8 +115,18 @@ def _check_content(stream) -> None:
     # Looked at only so far: a gzip of spaces can expand a thousandfold, and this runs in the
     # request. A file that is blank past this point fails in the import, saying it holds no rows.
     for _ in range(BLANK_SCAN_CHUNKS):
-        if not chunk or chunk.strip():
+        if not chunk or not _blank(chunk):
             break
         chunk = stream.read(1 << 20)
-    if not chunk.strip():
+    if _blank(chunk):
         raise empty_file()
+
+
+def _blank(chunk: bytes) -> bool:
+    """Whether the bytes are only white space as the import reads them: no-break spaces too,
+    in UTF-8 or else Windows-1252 (a chunk that cuts a character in two is not blank)."""
+    try:
+        text = chunk.decode("utf-8")
+    except UnicodeDecodeError:
+        text = chunk.decode(FALLBACK_ENCODING)
+    return not text.strip()
