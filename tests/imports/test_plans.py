@@ -206,6 +206,18 @@ def test_undoing_a_fresh_import_leaves_an_empty_catalog(any_http, any_catalog):
     assert any_http.post(f"/api/imports/{job['id']}/undo").status_code == 409
 
 
+def test_an_undo_sums_up_what_it_deleted_restored_and_left(any_http):
+    import_csv(any_http, FIRST)
+    job = import_csv(any_http, SECOND)  # D-4 created; a-1 and C-3 updated
+    products = any_http.get("/api/products", params={"sku": "C-3"}).json()["items"]
+    assert any_http.patch(f"/api/products/{products[0]['id']}", json={"name": "Sour"}).is_success
+
+    undo = wait_for_job(any_http, any_http.post(f"/api/imports/{job['id']}/undo").json()["id"])
+
+    assert (undo["deleted"], undo["updated"], undo["conflicts"]) == (1, 1, 1), undo
+    assert undo["summary"] == "1 deleted, 1 restored, 1 changed since left as they are."
+
+
 def test_undoing_an_update_restores_every_field(any_http, any_catalog):
     import_csv(any_http, FIRST)
     before = any_catalog()

@@ -138,6 +138,11 @@ def summary(job) -> str | None:
     """Say what a completed import did, for people: the page, history, CLI and webhooks."""
     if job.status not in SUCCEEDED:
         return None
+    if job.kind == Kind.UNDO:  # it read no file: what it deleted, restored and left
+        return (
+            f"{job.deleted:,} deleted, {job.updated:,} restored, {job.conflicts:,} changed since "
+            "left as they are."
+        )
     said = (
         f"{job.created:,} created, {job.updated:,} updated, {job.unchanged:,} unchanged, "
         f"{job.rows_invalid:,} rejected."
