@@ -8,7 +8,7 @@ from sqlalchemy import text
 
 from tests.helpers import import_csv, upload_csv, wait_for_job
 
-from .conftest import csv_bytes
+from .conftest import TABLE_LOCK, csv_bytes, wait_for
 
 HEADER = ("sku", "name", "description", "active")
 FIRST = csv_bytes(
@@ -128,6 +128,24 @@ def test_applying_a_plan_counts_against_the_catalog_as_it_is_then(any_http, any_
 
     assert counts(job) == (0, 0, 3, 0)
     assert changes(any_http, job["id"])["total"] == 0
+
+
+def test_an_apply_cancelled_before_it_ran_counts_nothing(http, catalog, holding, live_worker):
+    import_csv(http, FIRST)
+    plan = import_csv(http, SECOND, data={"plan": "true"})
+    before = catalog()
+    with holding(TABLE_LOCK):  # an earlier import waits for the catalog; the apply behind it
+        first = upload_csv(http, "sku,name\r\nE-5,Elder\r\n").json()
+        wait_for(http, first["id"], lambda job: job["phase"] == "applying", "applying")
+        http.post(f"/api/imports/{plan['id']}/apply")
+        wait_for(http, plan["id"], lambda job: "waiting" in job["message"], "waiting its turn")
+        assert http.post(f"/api/imports/{plan['id']}/cancel").status_code == 202
+        cancelled = wait_for_job(http, plan["id"])
+    wait_for_job(http, first["id"])
+
+    assert cancelled["status"] == "cancelled", cancelled
+    assert counts(cancelled) == (0, 0, 0, 0)  # not the plan's (1, 2, 1, 0): nothing applied
+    assert values(catalog()) == values(before) + [("E-5", "Elder", "", True)]
 
 
 def test_a_discarded_plan_leaves_the_catalog_byte_identical(any_http, any_catalog):

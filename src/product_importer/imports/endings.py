@@ -41,6 +41,9 @@ def final_values(status: Status, *, error: str | None = None, message: str | Non
     }
     if status in SUCCEEDED or status == Status.PLANNED:
         values.update(percent=100.0, eta_seconds=0.0)
+    elif status in (Status.FAILED, Status.CANCELLED):
+        # nothing was applied: not the counts of the plan an apply started from
+        values.update(created=0, updated=0, unchanged=0)
     return values
 
 
