@@ -180,3 +180,24 @@ def test_a_token_used_only_to_read_shows_when_it_was_last_used(client_as, client
     assert client_as("viewer").get("/api/products").status_code == 200
 
     assert last_used() is not None
+
+
+def test_a_token_of_a_lower_role_than_its_owner_gains_no_more_through_the_tokens_api(
+    client_as, app
+):
+    admin = client_as("admin")
+    editor_token = make_token(client_as("editor"))
+    read_only = client_with_token(app, make_token(admin, role="viewer")["token"])
+
+    made = make_token(read_only)  # no role asked for: the one this token acts with
+    stronger = read_only.post("/api/tokens", json={"name": "stronger", "role": "admin"})
+
+    assert made["role"] == "viewer"
+    assert stronger.status_code == 422
+    assert stronger.get_json()["error"]["details"]["role"] == (
+        "At most viewer, the role this request acts with."
+    )
+    listed = read_only.get("/api/tokens").get_json()["items"]
+    assert {t["owner"] for t in listed} == {"admin@example.test"}  # its owner's own, as a viewer
+    assert read_only.delete(f"/api/tokens/{editor_token['id']}").status_code == 404
+    assert admin.delete(f"/api/tokens/{editor_token['id']}").status_code == 204

@@ -46,22 +46,27 @@ def change_password():
 @requires(Role.VIEWER)
 def list_tokens():
     """One's own tokens (every token, for an admin), without their secrets."""
-    tokens = service.list_tokens(db.session, current_user.user)
+    tokens = service.list_tokens(db.session, current_user.user, acting=current_user.role)
     return jsonify(items=[token.to_dict() for token in tokens])
 
 
 @bp.post("/tokens")
 @requires(Role.VIEWER)
 def create_token():
-    """Create a token for oneself: 201 with its secret, shown this once."""
+    """Create a token for oneself: 201 with its secret, shown this once.
+
+    Its role is at most the one this request acts with (a token's, which may be below its
+    owner's), and that by default.
+    """
     fields = json_object("token")
     refuse_unknown(fields, {"name", "role", "expires_days"})
     token, secret = service.create_token(
         db.session,
         current_user.user,
         name=fields.get("name"),
-        role=fields.get("role", current_user.user.role),
+        role=fields.get("role", current_user.role),
         expires_days=fields.get("expires_days"),
+        acting=current_user.role,
     )
     audit.record(db.session, "token.created", token.name, role=token.role, owner=token.owner.email)
     db.session.commit()
@@ -72,7 +77,7 @@ def create_token():
 @requires(Role.VIEWER)
 def revoke_token(token_id: int):
     """Revoke a token: 204; it stops working at once."""
-    token = service.revoke_token(db.session, token_id, current_user.user)
+    token = service.revoke_token(db.session, token_id, current_user.user, acting=current_user.role)
     audit.record(db.session, "token.revoked", token.name, owner=token.owner.email)
     db.session.commit()
     return "", 204

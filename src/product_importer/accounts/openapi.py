@@ -100,7 +100,8 @@ def schemas() -> dict:
                 "name": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": LINE},
                 "role": {
                     **ROLE,
-                    "description": "At most the owner's (422 otherwise); the owner's by default",
+                    "description": "At most the owner's, and at most the role the request acts "
+                    "with (a token's may be lower); 422 otherwise. That role by default",
                 },
                 "expires_days": {
                     "type": "integer",

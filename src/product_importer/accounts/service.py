@@ -176,9 +176,10 @@ def close_sessions(session: Session, user: User, *, keep: str | None = None) -> 
 
 
 def create_token(
-    session: Session, owner: User, *, name, role=None, expires_days=None
+    session: Session, owner: User, *, name, role=None, expires_days=None, acting=None
 ) -> tuple[Token, str]:
-    """Make a token for `owner` with `role` (at most the owner's); return it and its secret.
+    """Make a token for `owner` with `role` (at most the owner's, and at most `acting`, the
+    role of the request asking for it); return it and its secret.
 
     The secret is never shown again: only its hash is kept.
     """
@@ -189,6 +190,9 @@ def create_token(
         problems["role"] = f"One of {', '.join(ROLES)}."
     elif not at_least(owner.role, role):
         problems["role"] = f"At most {owner.role}, the role of {owner.email}."
+    elif acting is not None and not at_least(acting, role):
+        # A token of a lower role than its owner's must not make itself a stronger one.
+        problems["role"] = f"At most {acting}, the role this request acts with."
     if expires_days is not None and (
         isinstance(expires_days, bool)
         or not isinstance(expires_days, int)
@@ -212,18 +216,18 @@ def create_token(
     return token, secret
 
 
-def list_tokens(session: Session, viewer: User) -> list[Token]:
-    """The viewer's own tokens; every token for an admin."""
+def list_tokens(session: Session, viewer: User, *, acting: str) -> list[Token]:
+    """The viewer's own tokens; every token when acting as an admin (not with a lesser token)."""
     query = select(Token).order_by(Token.id)
-    if viewer.role != Role.ADMIN:
+    if acting != Role.ADMIN:
         query = query.where(Token.user_id == viewer.id)
     return list(session.scalars(query))
 
 
-def revoke_token(session: Session, token_id: int, viewer: User) -> Token:
-    """Delete a token: one's own, or any for an admin."""
+def revoke_token(session: Session, token_id: int, viewer: User, *, acting: str) -> Token:
+    """Delete a token: one's own, or any when acting as an admin."""
     token = session.get(Token, token_id)
-    if token is None or (token.user_id != viewer.id and viewer.role != Role.ADMIN):
+    if token is None or (token.user_id != viewer.id and acting != Role.ADMIN):
         raise NotFound(f"Token {token_id} does not exist.")
     session.delete(token)
     session.flush()
