@@ -4,6 +4,7 @@ The JSON API has outside clients (scripts, other systems) that hold no CSRF toke
 the token the pages send, it refuses state-changing requests that a browser marks as coming
 from another site: browsers always send `Sec-Fetch-Site` or `Origin` on such requests, other
 clients send neither. `Origin: null` (a sandboxed frame, a file: page) counts as cross-site.
+The pages' forms are refused the same way, on top of their CSRF token.
 """
 
 from urllib.parse import urlsplit

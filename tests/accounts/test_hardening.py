@@ -9,7 +9,9 @@ import httpx
 import pytest
 
 from product_importer.config import allowed_hosts
-from tests.conftest import http_client
+from tests.conftest import PASSWORD, http_client
+
+from .conftest import form_token, is_signed_in
 
 MIB = 1024 * 1024
 HEADERS = {
@@ -123,6 +125,28 @@ def test_a_session_request_without_the_pages_csrf_token_is_refused(browsers, acc
     assert response.status_code == 403
     assert "CSRF token" in response.json()["error"]["message"]
     assert client.get("/api/products").get_json()["total"] == 0
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Origin": "null"}, {"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}],
+)
+def test_a_form_posted_from_another_site_is_refused_even_with_its_csrf_token(
+    browsers, accounts, live_server, headers
+):
+    session = browsers(accounts["editor"].email)
+    token = form_token(session.get("/account").text)
+
+    sign_out = session.post("/logout", data={"csrf_token": token}, headers=headers)
+
+    assert sign_out.status_code == 403
+    assert is_signed_in(session)
+    with httpx.Client(base_url=live_server, timeout=30) as browser:
+        form = {"email": accounts["editor"].email, "password": PASSWORD}
+        form["csrf_token"] = form_token(browser.get("/login").text)
+        assert browser.post("/login", data=form, headers=headers).status_code == 403
+        assert not is_signed_in(browser)
+        assert browser.post("/login", data=form).status_code == 302  # from its own page
 
 
 def test_a_request_for_another_host_name_is_refused_and_changes_nothing(

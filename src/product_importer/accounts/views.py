@@ -6,11 +6,15 @@ from flask_login import current_user
 from ..apiutil import whole_number
 from ..errors import AppError
 from ..extensions import db, limiter
+from ..security import refuse_cross_site_requests
 from . import audit, service
 from .auth import client_address, public, requires, sign_in, sign_out
 from .roles import ROLES, Role
 
 bp = Blueprint("accounts", __name__, template_folder="templates")
+# The only pages that take forms (sign in, sign out, setup): a page of another site, or of
+# none (`Origin: null`), posts none of them, whatever token it holds.
+bp.before_request(refuse_cross_site_requests)
 
 SIGN_IN_LIMIT = "10 per minute"
 TOO_MANY = "Too many failed sign-ins from here or for this account. Wait a minute and try again."
