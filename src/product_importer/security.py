@@ -10,6 +10,7 @@ The pages' forms are refused the same way, on top of their CSRF token.
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from .errors import Forbidden
 
@@ -36,10 +37,26 @@ def large_body(view):
 
 def _limit_body() -> None:
     view = current_app.view_functions.get(request.endpoint)
-    if getattr(view, "large_body", False):
+    if getattr(view, "large_body", False) and not request.is_json:  # JSON is never an upload
         # Room for the multipart envelope around the file; the file itself is checked exactly.
         envelope = current_app.config["MAX_CONTENT_LENGTH"]
         request.max_content_length = current_app.config["MAX_UPLOAD_BYTES"] + envelope
+    elif "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+        _refuse_long_stream()
+
+
+def _refuse_long_stream() -> None:
+    """Read a body sent in chunks (no Content-Length) now, and refuse it past the limit (413).
+
+    Werkzeug stops reading such a body at the limit without a word, so a longer one would be
+    read cut short (a JSON body then seems malformed); one byte more than the limit tells.
+    """
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    request.max_content_length = limit + 1
+    read = len(request.get_data(cache=True))
+    request.max_content_length = limit  # the 413's message names the limit of a JSON body
+    if read > limit:
+        raise RequestEntityTooLarge()
 
 
 def _add_headers(response):

@@ -76,6 +76,27 @@ def test_a_json_body_over_1_mib_is_refused_before_it_is_read(live_server, http, 
     assert http.get("/api/webhooks").json()["items"] == []
 
 
+def in_chunks(body: bytes):
+    """The body as a generator: httpx sends it chunked, without Content-Length."""
+    for start in range(0, len(body), 64 * 1024):
+        yield body[start : start + 64 * 1024]
+
+
+@pytest.mark.parametrize("path", ["/api/products", "/api/imports", "/api/tokens"])
+def test_a_json_body_over_1_mib_sent_in_chunks_is_refused(live_server, http, path):
+    headers = {"Content-Type": "application/json", **http.headers}
+    body = json.dumps({"upload": "u" * (2 * MIB), "name": "n"}).encode()
+
+    response = httpx.post(f"{live_server}{path}", content=in_chunks(body), headers=headers)
+
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "too_large"
+    assert "larger than 1,048,576 bytes" in response.json()["error"]["message"]
+    small = json.dumps({"sku": "S-1", "name": "Small"}).encode()
+    made = httpx.post(f"{live_server}/api/products", content=in_chunks(small), headers=headers)
+    assert made.status_code == 201, made.text  # a body in chunks under the limit is read
+
+
 def test_a_form_over_1_mib_is_refused(live_server):
     with httpx.Client(base_url=live_server) as browser:
         response = browser.post("/login", data={"email": "x" * (2 * MIB), "password": "y"})
