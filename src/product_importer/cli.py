@@ -12,7 +12,7 @@ from flask import current_app
 from sqlalchemy import make_url
 
 from . import create_app, database, logs
-from .accounts import credentials
+from .accounts import audit, credentials
 from .accounts import service as accounts_service
 from .accounts.roles import ROLES
 from .config import load_env_file
@@ -182,6 +182,7 @@ def create_user(email: str, role: str, password_stdin: bool) -> None:
     with _cli_app():
         password = password or credentials.new_password()
         user = accounts_service.create_user(db.session, email=email, role=role, password=password)
+        audit.record(db.session, "user.created", user.email, role=user.role, via="cli")
         db.session.commit()
         click.echo(f"Created {user.email} ({user.role}).", err=True)
     if shown:
@@ -204,9 +205,11 @@ def create_token(email: str, name: str, role: str | None, expires_days: int | No
         owner = accounts_service.find_user(db.session, email)
         if owner is None or not owner.active:
             raise click.ClickException(f"No active account {email}. Create it with `users create`.")
-        _, secret = accounts_service.create_token(
+        token, secret = accounts_service.create_token(
             db.session, owner, name=name, role=role or owner.role, expires_days=expires_days
         )
+        details = {"role": token.role, "owner": owner.email, "via": "cli"}
+        audit.record(db.session, "token.created", token.name, **details)
         db.session.commit()
     click.echo(secret)
 

@@ -155,6 +155,23 @@ def test_the_cli_creates_accounts_and_prints_a_token_alone(app):
     assert post_sign_in(app.test_client(), "ops@example.test", PASSWORD).status_code == 401
 
 
+def test_the_accounts_and_tokens_the_cli_makes_are_in_the_audit_log(client):
+    assert run_cli("users", "create", "ops@example.test", "--role", "editor").returncode == 0
+    assert run_cli("tokens", "create", "ops@example.test", "--name", "ERP").returncode == 0
+
+    log = client.get("/api/audit").get_json()["items"][::-1]
+
+    assert [(e["actor"], e["action"], e["target"], e["details"]) for e in log] == [
+        (None, "user.created", "ops@example.test", {"role": "editor", "via": "cli"}),
+        (
+            None,
+            "token.created",
+            "ERP",
+            {"role": "editor", "owner": "ops@example.test", "via": "cli"},
+        ),
+    ]
+
+
 def test_the_cli_shows_a_one_time_password_and_refuses_what_it_cannot_do(app):
     created = run_cli("users", "create", "new@example.test", "--role", "viewer")
     assert created.returncode == 0 and created.stdout == ""
