@@ -115,6 +115,7 @@ def test_the_users_page_adds_an_account_changes_its_role_and_deactivates_it(
     row = page.locator("#users-body tr", has_text="ana@example.test")
     expect(row).to_contain_text("Active")
 
+    page.once("dialog", lambda dialog: dialog.accept())
     row.get_by_label("Role of ana@example.test").select_option("editor")
     expect(page.locator("#notices")).to_contain_text("ana@example.test is now editor.")
     page.once("dialog", lambda dialog: dialog.accept())
@@ -161,6 +162,7 @@ def test_the_users_list_keeps_the_focus_on_the_control_just_used(page: Page):
     row = page.locator("#users-body tr", has_text="editor@example.test")
     role = row.get_by_label("Role of editor@example.test")
     role.focus()
+    page.once("dialog", lambda dialog: dialog.accept())
     page.keyboard.press("ArrowDown")  # a closed select takes the next option at once: admin
 
     expect(page.locator("#notices")).to_contain_text("editor@example.test is now admin.")
@@ -172,3 +174,20 @@ def test_the_users_list_keeps_the_focus_on_the_control_just_used(page: Page):
 
     expect(row).to_contain_text("Deactivated")
     expect(row.get_by_role("button", name="Reactivate")).to_be_focused()
+
+
+def test_a_role_changes_only_once_the_admin_confirms_it(page: Page, client):
+    page.goto("/users")
+    role = page.locator("#users-body tr", has_text="editor@example.test").get_by_label(
+        "Role of editor@example.test"
+    )
+    asked = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+
+    role.focus()
+    page.keyboard.press("ArrowDown")  # the next option, admin, a key press away
+
+    expect(role).to_have_value("editor")
+    assert asked == ["Change the role of editor@example.test from editor to admin?"]
+    (editor,) = [u for u in client.get("/api/users").get_json()["items"] if u["id"] == 2]
+    assert editor["role"] == "editor"

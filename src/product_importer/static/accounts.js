@@ -101,7 +101,14 @@
       "aria-label": `Role of ${user.email}`, disabled: me || !user.active, dataset: { action: "role", id: user.id },
     });
     roles.forEach((role) => select.append(el("option", { value: role, selected: role === user.role }, role)));
-    select.addEventListener("change", () => change(user, { role: select.value }, `${user.email} is now ${select.value}.`));
+    select.addEventListener("change", () => {
+      // A closed select takes the next option on one arrow key: ask before anyone's rights change.
+      if (!window.confirm(`Change the role of ${user.email} from ${user.role} to ${select.value}?`)) {
+        select.value = user.role;
+        return;
+      }
+      change(user, { role: select.value }, `${user.email} is now ${select.value}.`);
+    });
     return select;
   }
 
