@@ -53,3 +53,31 @@ def test_a_viewer_is_offered_no_undo(client_as, db_session):
     page = client_as("viewer").get(f"/imports/{job_id}")
     assert page.status_code == 200
     assert "Undo this import" not in page.get_data(as_text=True)
+
+
+def test_the_history_says_what_an_undo_did_not_an_imports_counts(client, db_session):
+    undone = completed_import(db_session, days_ago=0, created=5, updated=3)
+    finished = utcnow()
+    undo = ImportJob(
+        filename="done.csv",
+        file_path="",
+        status="completed",
+        kind="undo",
+        undo_of=undone,
+        deleted=5,
+        updated=2,
+        conflicts=1,
+        warnings=[],
+        started_at=finished - timedelta(seconds=1),
+        finished_at=finished,
+    )
+    db_session.add(undo)
+    db_session.commit()
+
+    page = client.get("/imports").get_data(as_text=True)
+
+    row = page.split(f'data-job-id="{undo.id}"')[1].split("</tr>")[0]
+    assert "5 deleted, 2 restored, 1 changed since left as they are." in row
+    for label in ("Created", "Updated", "Unchanged"):
+        cell = row.split(f'data-label="{label}" class="num">')[1].split("</td>")[0]
+        assert cell.strip() == "–", label
