@@ -30,6 +30,11 @@ def json_object(what: str) -> dict:
     return body
 
 
+def json_object_or_none_sent(what: str) -> dict:
+    """The request's JSON object body, or {} when it sent no body (every field optional)."""
+    return json_object(what) if request.get_data(cache=True) else {}
+
+
 def refuse_unknown(fields: dict, known: set[str]) -> None:
     """Raise Invalid naming every field of a JSON body that is not one of `known`."""
     unknown = {name: "Unknown field." for name in fields if name not in known}

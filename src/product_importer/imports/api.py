@@ -7,7 +7,13 @@ from flask import Blueprint, current_app, jsonify, request, url_for
 from ..accounts import audit
 from ..accounts.auth import current_actor, requires
 from ..accounts.roles import Role
-from ..apiutil import csv_download, json_object, refuse_unknown, whole_number
+from ..apiutil import (
+    csv_download,
+    json_object,
+    json_object_or_none_sent,
+    refuse_unknown,
+    whole_number,
+)
 from ..errors import AppError, BadRequest, Invalid, TooLarge
 from ..extensions import db
 from ..security import large_body, refuse_cross_site_requests
@@ -134,9 +140,7 @@ def retry_import(job_id: int):
 
 def _json_options() -> dict:
     """The import options of a JSON body (none without a body)."""
-    if not request.get_data(cache=True):
-        return {}
-    body = json_object("options")
+    body = json_object_or_none_sent("options")
     refuse_unknown(body, set(options.FIELDS))
     return options.parse(body)
 

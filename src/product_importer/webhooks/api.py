@@ -1,11 +1,11 @@
 """The webhooks JSON API: endpoints, a test ping, deliveries and redelivery."""
 
-from flask import Blueprint, jsonify, request, url_for
+from flask import Blueprint, jsonify, url_for
 
 from ..accounts import audit
 from ..accounts.auth import requires
 from ..accounts.roles import Role
-from ..apiutil import json_object, whole_number
+from ..apiutil import json_object, json_object_or_none_sent, whole_number
 from ..extensions import db
 from ..security import refuse_cross_site_requests
 from ..timeutil import iso
@@ -67,7 +67,7 @@ def delete_webhook(endpoint_id: int):
 @requires(Role.ADMIN)
 def rotate_secret(endpoint_id: int):
     """Give the endpoint a new secret, shown this once; the old one signs beside it a while."""
-    fields = json_object("rotation") if request.get_data(cache=True) else {}
+    fields = json_object_or_none_sent("rotation")
     endpoint = service.rotate_secret(db.session, endpoint_id, fields=fields)
     until = iso(endpoint.previous_secret_until)
     audit.record(db.session, "webhook.secret_rotated", endpoint.url, id=endpoint_id, until=until)
