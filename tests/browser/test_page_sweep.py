@@ -196,12 +196,21 @@ def focus_problems(page: Page) -> list[str]:
     return problems
 
 
+def failed(request, seen: list[str]) -> None:
+    """Note a request that failed, except one the browser dropped because the page moved on."""
+    # The favicon, or a refresh, still loading when the sweep goes to the next page is aborted
+    # by the browser (net::ERR_ABORTED): nothing the server did. A server's error is a response,
+    # which the "response" listener below reports.
+    if request.failure != "net::ERR_ABORTED":
+        seen.append(f"failed: {request.url} {request.failure}")
+
+
 def watch(page: Page) -> list[str]:
     """Collect the page's console errors, uncaught exceptions and failed requests."""
     seen: list[str] = []
     page.on("console", lambda m: m.type == "error" and seen.append(f"console: {m.text}"))
     page.on("pageerror", lambda error: seen.append(f"exception: {error}"))
-    page.on("requestfailed", lambda r: seen.append(f"failed: {r.url} {r.failure}"))
+    page.on("requestfailed", lambda r: failed(r, seen))
     page.on(
         "response",
         lambda r: r.status >= 400 and seen.append(f"HTTP {r.status}: {r.request.method} {r.url}"),
