@@ -160,3 +160,30 @@ def test_an_import_says_who_started_it(acting, live_worker, http):
     listed = editor.get("/api/imports").get_json()["items"]
     assert [j["created_by"] for j in listed] == [ADMIN, EDITOR]
     assert wait_for_job(http, again["id"])["created_by"] == ADMIN
+
+
+def audit_page(admin, **filters) -> str:
+    response = admin.get("/audit", query_string=filters, headers={"Accept": "text/html"})
+    assert response.status_code == 200, response.status_code
+    return response.get_data(as_text=True)
+
+
+def test_the_audit_page_shows_details_as_a_person_reads_them(acting, sql):
+    admin = acting("admin")
+    hook = {"url": CLOSED_PORT_URL, "events": ["product.created", "product.deleted"]}
+    assert admin.post("/api/webhooks", json=hook).status_code == 201
+    assert admin.post("/api/webhooks/1/test").get_json()["ok"] is False
+    assert admin.patch("/api/users/3", json={"active": False}).status_code == 200
+    sql(
+        "INSERT INTO audit_log (at, action, target, details) VALUES (now(), 'import.created', "
+        """'import #9', '{"max_invalid": null, "plan": true, "columns": {"sku": "Item Code"}}')"""
+    )
+
+    page = audit_page(admin)
+
+    assert "events: product.created, product.deleted" in page
+    assert "ok: false" in page and "active: false" in page
+    assert "max_invalid: null" in page and "plan: true" in page
+    assert "columns: {&#34;sku&#34;: &#34;Item Code&#34;}" in page
+    for python in ("False", "True", "None", "['", "{'"):
+        assert python not in page, python

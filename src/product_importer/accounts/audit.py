@@ -4,6 +4,7 @@ An entry is written in the transaction of the change it records, so a change tha
 leaves no entry, and one that commits always has one.
 """
 
+import json
 import re
 from dataclasses import dataclass
 from math import ceil
@@ -34,6 +35,18 @@ def record(session: Session, action: str, target: str | None = None, **details) 
             details=details or None,
         )
     )
+
+
+def shown(value) -> str:
+    """A detail's value as a person reads it: text as is, a list of words joined, else JSON.
+
+    Python's own spellings (False, None, ['a']) mean nothing to the admin reading the log.
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value and all(isinstance(item, str) for item in value):
+        return ", ".join(value)
+    return json.dumps(value, ensure_ascii=False)
 
 
 @dataclass(frozen=True)
