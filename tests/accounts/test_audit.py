@@ -187,3 +187,22 @@ def test_the_audit_page_shows_details_as_a_person_reads_them(acting, sql):
     assert "columns: {&#34;sku&#34;: &#34;Item Code&#34;}" in page
     for python in ("False", "True", "None", "['", "{'"):
         assert python not in page, python
+
+
+def test_a_page_past_the_last_shows_the_last_page_and_says_so(acting, sql):
+    admin = acting("admin")
+    sql(
+        "INSERT INTO audit_log (at, action, target) "
+        "SELECT now(), 'product.created', 'P-' || n FROM generate_series(1, 51) AS n"
+    )
+
+    page = audit_page(admin, page=99)
+
+    assert "51 entries · page 2 of 2" in page
+    assert "There is no page 99: this is the last page, 2." in page
+    assert ">P-1<" in page.replace("\n", "").replace(" ", "") and ">P-2<" not in page
+    assert "page=1" in page and "page=3" not in page  # Newer leads back, Older is gone
+    nothing = audit_page(admin, action="auth.signed_in", page=5)
+    assert "0 entries · page 1 of 1" in nothing and "There is no page 5" in nothing
+    api = entries(admin, page=99)  # the API answers the page asked for: an empty one
+    assert (api["page"], api["pages"], api["items"]) == (99, 2, [])

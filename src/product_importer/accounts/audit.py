@@ -55,6 +55,11 @@ class AuditPage:
     page: int
     total: int
 
+    @property
+    def pages(self) -> int:
+        """How many pages the entries fill (one, when there are none)."""
+        return max(1, ceil(self.total / PER_PAGE))
+
     def to_dict(self) -> dict:
         """The audit page JSON: newest first."""
         return {
@@ -62,7 +67,7 @@ class AuditPage:
             "page": self.page,
             "per_page": PER_PAGE,
             "total": self.total,
-            "pages": max(1, ceil(self.total / PER_PAGE)),
+            "pages": self.pages,
         }
 
 

@@ -148,5 +148,10 @@ def users_page():
 def audit_page():
     """The audit log, newest first, filtered by actor and action."""
     actor, action = request.args.get("actor", "").strip(), request.args.get("action", "").strip()
-    found = audit.list_entries(db.session, actor=actor, action=action, page=whole_number("page", 1))
-    return render_template("accounts/audit.html", found=found.to_dict(), actor=actor, action=action)
+    asked = whole_number("page", 1)
+    found = audit.list_entries(db.session, actor=actor, action=action, page=asked)
+    if asked > found.pages:  # an old link, or the log filtered since: the last page, not none
+        found = audit.list_entries(db.session, actor=actor, action=action, page=found.pages)
+    return render_template(
+        "accounts/audit.html", found=found.to_dict(), actor=actor, action=action, asked=asked
+    )
