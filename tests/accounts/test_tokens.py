@@ -129,6 +129,20 @@ def test_demoting_the_owner_caps_what_its_tokens_may_do(client, client_as, brows
     assert editor_session.post("/api/products", json={"sku": "A-3", "name": "A"}).status_code == 403
 
 
+def test_a_demoted_owners_token_is_listed_with_the_role_it_acts_with(client, client_as):
+    made = make_token(client_as("editor"))
+    assert client.patch("/api/users/2", json={"role": "viewer"}).status_code == 200
+
+    as_admin = {t["id"]: t for t in client.get("/api/tokens").get_json()["items"]}
+    as_owner = {t["id"]: t for t in client_as("editor").get("/api/tokens").get_json()["items"]}
+
+    for listed in (as_admin[made["id"]], as_owner[made["id"]]):
+        assert (listed["role"], listed["made_as"]) == ("viewer", "editor")
+    assert client.patch("/api/users/2", json={"role": "editor"}).status_code == 200
+    again = {t["id"]: t for t in client.get("/api/tokens").get_json()["items"]}
+    assert (again[made["id"]]["role"], again[made["id"]]["made_as"]) == ("editor", "editor")
+
+
 def test_an_admin_cannot_demote_or_deactivate_itself(client):
     assert client.patch("/api/users/1", json={"role": "editor"}).status_code == 409
     assert client.patch("/api/users/1", json={"active": False}).status_code == 409

@@ -100,6 +100,17 @@ def test_a_new_token_is_shown_once(page: Page, live_server):
     assert value not in page.content()
 
 
+def test_a_demoted_owners_token_shows_the_role_it_acts_with(page: Page, client_as, client):
+    made = client_as("editor").post("/api/tokens", json={"name": "Nightly sync"}).get_json()
+    assert made["role"] == "editor"
+    assert client.patch("/api/users/2", json={"role": "viewer"}).status_code == 200
+
+    page.goto("/account")
+
+    row = page.locator("#tokens-body tr", has_text="Nightly sync")
+    expect(row.locator("td[data-label=Role]")).to_have_text("viewer (made as editor)")
+
+
 def test_the_users_page_adds_an_account_changes_its_role_and_deactivates_it(
     page: Page, live_server, client
 ):

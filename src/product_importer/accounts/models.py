@@ -7,7 +7,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import BigId, db
 from ..timeutil import iso, utcnow
-from .roles import Role
+from .roles import Role, lower_of
 
 
 class User(db.Model):
@@ -53,12 +53,16 @@ class Token(db.Model):
     owner: Mapped[User] = relationship(lazy="joined")
 
     def to_dict(self) -> dict:
-        """The token JSON, without the secret part."""
+        """The token JSON, without the secret part.
+
+        `role` is the one it acts with: its owner's current role caps the one it was made with.
+        """
         return {
             "id": self.id,
             "name": self.name,
             "prefix": self.prefix,
-            "role": self.role,
+            "role": lower_of(self.role, self.owner.role).value,
+            "made_as": self.role,
             "owner": self.owner.email,
             "expires_at": iso(self.expires_at),
             "created_at": iso(self.created_at),

@@ -53,7 +53,8 @@
       long("Name", token.name),
       can("admin") ? cell("Owner", token.owner) : null, // admins see everyone's tokens
       cell("Starts with", el("code", {}, `${token.prefix}…`)),
-      cell("Role", token.role),
+      // an owner demoted since caps the token: say the role it was made with too
+      cell("Role", token.made_as && token.made_as !== token.role ? `${token.role} (made as ${token.made_as})` : token.role),
       cell("Expires", token.expires_at ? format.dateTime(token.expires_at) : "never"),
       cell("Last used", token.last_used_at ? format.dateTime(token.last_used_at) : "never"),
       el("td", { className: "actions" }, revoke),
