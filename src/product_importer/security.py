@@ -10,8 +10,10 @@ The pages' forms are refused the same way, on top of their CSRF token.
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app, request
+from flask_login import current_user
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from .accounts.auth import PUBLIC, access_of
 from .errors import Forbidden
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -41,8 +43,17 @@ def _limit_body() -> None:
         # Room for the multipart envelope around the file; the file itself is checked exactly.
         envelope = current_app.config["MAX_CONTENT_LENGTH"]
         request.max_content_length = current_app.config["MAX_UPLOAD_BYTES"] + envelope
-    elif "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+    elif "chunked" in request.headers.get("Transfer-Encoding", "").lower() and _may_send_body():
         _refuse_long_stream()
+
+
+def _may_send_body() -> bool:
+    """Whether the body will be read at all: not for a caller without valid credentials.
+
+    auth.enforce answers them 401 (or sends them to sign in) without reading the body, so a
+    stranger cannot make the server read a megabyte sent slowly in chunks.
+    """
+    return access_of(request.endpoint) == PUBLIC or current_user.is_authenticated
 
 
 def _refuse_long_stream() -> None:

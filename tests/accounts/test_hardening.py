@@ -97,6 +97,23 @@ def test_a_json_body_over_1_mib_sent_in_chunks_is_refused(live_server, http, pat
     assert made.status_code == 201, made.text  # a body in chunks under the limit is read
 
 
+@pytest.mark.parametrize("token", [None, "pit_not-a-token"])
+def test_a_body_in_chunks_without_valid_credentials_is_refused_before_it_is_read(
+    live_server, http, token
+):
+    head = ["POST /api/products HTTP/1.1", f"Host: {urlsplit(live_server).netloc}"]
+    head += ["Connection: close", "Content-Type: application/json", "Transfer-Encoding: chunked"]
+    head += [f"Authorization: Bearer {token}"] if token else []
+    first_chunk = b"10000\r\n" + b" " * 0x10000 + b"\r\n"  # of a body that never ends
+
+    status, headers, body = raw_exchange(live_server, "\n".join(head) + "\n", first_chunk)
+
+    assert status == 401  # answered without waiting for the rest
+    assert headers["WWW-Authenticate"].startswith("Bearer")
+    assert json.loads(body)["error"]["code"] == "unauthorized"
+    assert http.get("/api/products").json()["total"] == 0
+
+
 def test_a_form_over_1_mib_is_refused(live_server):
     with httpx.Client(base_url=live_server) as browser:
         response = browser.post("/login", data={"email": "x" * (2 * MIB), "password": "y"})
