@@ -116,6 +116,7 @@ class Model:
     tokens: dict[int, Token] = field(default_factory=dict)
     audit: list[Expected] = field(default_factory=list)
     failed: dict[tuple, int] = field(default_factory=dict)  # (key, limit) -> failed sign-ins
+    refusals_audited: set[tuple] = field(default_factory=set)  # (key, limit): this minute
     secrets: set[str] = field(default_factory=set)  # never in an answer but where made
 
 
@@ -364,7 +365,7 @@ class AccessMachine(RuleBasedStateMachine):
         password = account.password if account and right else "not the password"
         browser, response = self.post_sign_in(typed, password, address)
         keys = ((address, "sign-in-address"), (f"account:{email.lower()}", "sign-in-account"))
-        if self.limited(keys, response):
+        if self.limited(keys, response, typed, address):
             return
         if account is not None and account.active and right:
             assert response.status_code == 302, response.text
@@ -383,7 +384,7 @@ class AccessMachine(RuleBasedStateMachine):
         for number in range(tries):
             typed = email.upper() if number % 2 else email  # one account in any case
             _, response = self.post_sign_in(typed, "a wrong guess", address)
-            if not self.limited(keys, response):
+            if not self.limited(keys, response, typed, address):
                 assert response.status_code == 401, response.status_code
                 self.count_failure(keys, typed, address)
 
@@ -394,6 +395,7 @@ class AccessMachine(RuleBasedStateMachine):
 
     def post_sign_in(self, email: str, password: str, address: str):
         """Post the sign-in form from `address` in a new browser; return it and the answer."""
+        self.forget_ended_minutes()
         browser = self.new_client()
         browser.environ_base["REMOTE_ADDR"] = address
         token = form_token(self.send(Actor("nobody", browser), "GET", "/login").get_data(True))
@@ -405,8 +407,11 @@ class AccessMachine(RuleBasedStateMachine):
         assert response.status_code == 302, response.status_code
         self.signed_in(browser, account, address)
 
-    def limited(self, keys: tuple[tuple[str, str], ...], response) -> bool:
-        """Whether the sign-in was refused for too many failures, as the model expects."""
+    def limited(self, keys: tuple[tuple[str, str], ...], response, typed, address) -> bool:
+        """Whether the sign-in was refused for too many failures, as the model expects.
+
+        The first refusal a minute of the limit it reached (the account's, if both) is audited.
+        """
         over = [key for key in keys if self.model.failed.get(key, 0) >= LIMIT]
         if over and response.status_code != 429:
             # The count's minute may have ended: then Redis holds it no more, nor do we.
@@ -417,7 +422,17 @@ class AccessMachine(RuleBasedStateMachine):
         if response.status_code == 429:
             assert over, "refused a sign-in below the limit"
             assert "Too many failed sign-ins" in response.get_data(as_text=True)
+            if over[-1] not in self.model.refusals_audited:
+                self.model.refusals_audited.add(over[-1])
+                refused = Expected(None, "auth.sign_in_refused", typed.strip(), address)
+                self.model.audit.append(refused)
         return bool(over)
+
+    def forget_ended_minutes(self) -> None:
+        """Forget the refusals audited in a minute that has ended (Redis forgot them too)."""
+        self.model.refusals_audited = {
+            key for key in self.model.refusals_audited if counted(*key, "refusal-audited/")
+        }
 
     def signed_in(self, browser, account: Account, address: str) -> None:
         page = browser.get("/account")
@@ -677,10 +692,11 @@ def sha256(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def counted(key: str, limit: str) -> bool:
-    """Whether Redis still counts failed sign-ins of `key` for `limit` (its minute goes on)."""
+def counted(key: str, limit: str, what: str = "") -> bool:
+    """Whether Redis still counts failed sign-ins (or `what`) of `key` for `limit` (its minute
+    goes on)."""
     store = redis.Redis.from_url(REDIS_URL)
-    return any(store.scan_iter(f"*product-importer-limits/{key}/*:{limit}/*"))
+    return any(store.scan_iter(f"*product-importer-limits/{what}{key}/*:{limit}/*"))
 
 
 def test_accounts_sessions_and_tokens_follow_the_model(app, accounts, account_rows):

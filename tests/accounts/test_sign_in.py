@@ -207,3 +207,35 @@ def test_the_live_server_counts_failed_sign_ins_in_redis(browser):
     keys = [key.decode() for key in store.scan_iter(f"*product-importer-limits/*{email}*")]
     assert len(keys) == 1, keys
     assert int(store.get(keys[0])) == 2  # every web process reads and adds to this count
+
+
+def refusals(client) -> list[tuple]:
+    found = client.get("/api/audit?action=auth.sign_in_refused").get_json()["items"][::-1]
+    return [(e["actor"], e["target"], e["client_address"], e["details"]) for e in found]
+
+
+def test_a_sign_in_refused_for_too_many_failures_is_audited_once_per_account(app, accounts, client):
+    browser, email = app.test_client(), accounts["editor"].email
+    for n in range(10):
+        assert sign_in_from(browser, f"198.51.100.{n}", email).status_code == 401
+
+    for n in range(5):  # an attacker keeps trying, from wherever: one entry, not five
+        assert sign_in_from(browser, f"198.51.100.{50 + n}", email.upper()).status_code == 429
+
+    limit = {"limit": "10 per minute per account"}
+    assert refusals(client) == [(None, email.upper(), "198.51.100.50", limit)]
+    failed = client.get("/api/audit?action=auth.sign_in_failed").get_json()["total"]
+    assert failed == 10  # refused tries are not counted as failed ones
+
+
+def test_a_sign_in_refused_for_too_many_failures_is_audited_once_per_address(app, client):
+    browser = app.test_client()
+    for n in range(10):
+        assert sign_in_from(browser, "203.0.113.5", f"guess{n}@example.test").status_code == 401
+
+    for n in range(5):
+        refused = sign_in_from(browser, "203.0.113.5", f"more{n}@example.test")
+        assert refused.status_code == 429
+
+    limit = {"limit": "10 per minute per address"}
+    assert refusals(client) == [(None, "more0@example.test", "203.0.113.5", limit)]

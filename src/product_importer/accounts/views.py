@@ -2,6 +2,7 @@
 
 from flask import Blueprint, abort, g, redirect, render_template, request, url_for
 from flask_login import current_user
+from limits import parse
 
 from ..apiutil import whole_number
 from ..errors import AppError
@@ -19,6 +20,7 @@ bp.add_app_template_filter(audit.shown, "audit_value")
 
 SIGN_IN_LIMIT = "10 per minute"
 TOO_MANY = "Too many failed sign-ins from here or for this account. Wait a minute and try again."
+REFUSALS_AUDITED = parse("1 per minute")  # per address, and per account
 
 
 def _failed(_response) -> bool:
@@ -29,6 +31,25 @@ def _account_key() -> str:
     return "account:" + (request.form.get("email") or "").strip().lower()
 
 
+def _audit_refusal(per: str):
+    """Return an on_breach callback that records a sign-in refused for too many failures.
+
+    Only the first refusal a minute per address (or account) is recorded: an attacker who goes
+    on trying would otherwise add an entry a try, and fill the log without bound.
+    """
+
+    def record(limit) -> None:
+        *prefix, key, scope = limit.request_args
+        if limit.limiter.hit(REFUSALS_AUDITED, *prefix, "refusal-audited", key, scope):
+            email = request.form.get("email", "").strip()[:254] or None
+            audit.record(
+                db.session, "auth.sign_in_refused", email, limit=f"{SIGN_IN_LIMIT} per {per}"
+            )
+            db.session.commit()
+
+    return record
+
+
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(
     SIGN_IN_LIMIT,
@@ -37,6 +58,7 @@ def _account_key() -> str:
     deduct_when=_failed,
     scope="sign-in-address",
     error_message=TOO_MANY,
+    on_breach=_audit_refusal("address"),
 )
 @limiter.limit(
     SIGN_IN_LIMIT,
@@ -45,6 +67,7 @@ def _account_key() -> str:
     deduct_when=_failed,
     scope="sign-in-account",
     error_message=TOO_MANY,
+    on_breach=_audit_refusal("account"),
 )
 @public
 def login_page():
