@@ -206,3 +206,21 @@ def test_a_page_past_the_last_shows_the_last_page_and_says_so(acting, sql):
     assert "0 entries · page 1 of 1" in nothing and "There is no page 5" in nothing
     api = entries(admin, page=99)  # the API answers the page asked for: an empty one
     assert (api["page"], api["pages"], api["items"]) == (99, 2, [])
+
+
+def test_a_prefix_filter_keeps_exactly_the_actions_it_starts(acting, sql):
+    actions = ["product.created", "product.updated", "products.deleted_all", "auth.signed_in"]
+    actions += ["auth.sign_in_failed", "webhook.created", "import_x.created"]
+    for action in actions:
+        sql("INSERT INTO audit_log (at, action) VALUES (now(), :action)", action=action)
+    admin = acting("admin")
+
+    def matched(action: str) -> list[str]:
+        return sorted(e["action"] for e in entries(admin, action=action)["items"])
+
+    assert matched("product.") == ["product.created", "product.updated"]
+    assert matched("products.") == ["products.deleted_all"]
+    assert matched("auth.") == ["auth.sign_in_failed", "auth.signed_in"]
+    assert matched("product") == []  # no dot: the exact action only
+    assert matched("%.") == [] and matched("_uth.") == []  # taken as they are, not as patterns
+    assert matched("import_x.") == ["import_x.created"]

@@ -85,7 +85,7 @@ def list_entries(
     if action:
         action = action.strip()
         query = query.where(
-            AuditEntry.action.startswith(action)
+            AuditEntry.action.startswith(action, autoescape=True)  # % and _ are no patterns
             if action.endswith(".")
             else AuditEntry.action == action
         )
