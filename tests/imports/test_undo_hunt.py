@@ -453,9 +453,9 @@ class Hunt(RuleBasedStateMachine):
         job.options, job.planned = {}, None
         done = self.wait(job.id)
         assert (done["plan"], done["duplicate_of"]) == (False, duplicate), done
-        # the import is the uploader's: its event names who started it (see the report)
-        uploader = ADMIN if done["created_by"] == ADMIN["email"] else EDITOR
-        self.end(job, done, self.model.expect(job.file), uploader)
+        # the upload is the uploader's, the import's end is the applier's: its event names them
+        assert done["applied_by"] == actor["email"], done
+        self.end(job, done, self.model.expect(job.file), actor)
 
     @precondition(lambda self: self.jobs_where(lambda job: job.status == "planned"))
     @rule(data=st.data())

@@ -6,7 +6,9 @@ delivery is pending, the receiver holds everything the earlier change sent.
 
 import pytest
 
-from tests.helpers import import_csv, wait_for_job
+from tests.conftest import http_client
+from tests.helpers import import_csv, upload_csv, wait_for_job
+from tests.imports.conftest import TABLE_LOCK
 
 from .conftest import settled_deliveries
 from .receiver import verify
@@ -79,3 +81,48 @@ def test_endpoints_only_get_the_events_they_chose(any_http, receiver):
     (request,) = receiver.requests  # none for the completed import
     assert request.json()["type"] == "import.failed"
     assert request.json()["data"]["id"] == failed["id"]
+
+
+def test_whoever_acts_on_an_import_is_its_actor_not_the_uploader(
+    any_http, served, accounts, receiver, import_hook
+):
+    """An admin applies, undoes, retries, cancels and discards what an editor uploaded: each
+    event and audit entry names the admin."""
+    admin = accounts["admin"].email
+    with http_client(served.url, accounts["editor"].token) as editor:
+        plan = import_csv(editor, "sku,name\nA-1,Apple\n", data={"plan": "true"})
+        other = import_csv(editor, "sku,name\nB-2,Banana\n", data={"plan": "true"})
+        failed = import_csv(editor, "name\nNo SKU column\n")
+    any_http.post(f"/api/imports/{plan['id']}/apply")
+    applied = wait_for_job(any_http, plan["id"])
+    undo = wait_for_job(any_http, any_http.post(f"/api/imports/{plan['id']}/undo").json()["id"])
+    retried = any_http.post(f"/api/imports/{failed['id']}/retry").json()
+    wait_for_job(any_http, retried["id"])
+    assert any_http.post(f"/api/imports/{other['id']}/discard").status_code == 200
+
+    receiver.wait_for(4)  # the editor's failure, then the admin's apply, undo and retry
+    assert len(settled_deliveries(any_http, import_hook["id"])) == 4
+    events = {(r.json()["type"], r.json()["data"]["id"]): r.json() for r in receiver.requests}
+    assert events[("import.failed", failed["id"])]["actor"]["email"] == accounts["editor"].email
+    assert events[("import.completed", plan["id"])]["actor"]["email"] == admin
+    assert events[("import.undone", undo["id"])]["actor"]["email"] == admin
+    assert events[("import.failed", retried["id"])]["actor"]["email"] == admin
+    assert (applied["created_by"], applied["applied_by"]) == (accounts["editor"].email, admin)
+    entries = any_http.get("/api/audit", params={"action": "import."}).json()["items"]
+    by = {(entry["action"], entry["target"]): entry["actor"] for entry in entries}
+    assert by[("import.applied", f"import #{plan['id']}")] == admin
+    assert by[("import.undone", f"import #{plan['id']}")] == admin
+    assert by[("import.retried", f"import #{retried['id']}")] == admin
+    assert by[("import.discarded", f"import #{other['id']}")] == admin
+
+
+def test_whoever_cancels_an_import_is_in_the_audit_log(http, live_server, accounts, holding):
+    with http_client(live_server, accounts["editor"].token) as editor, holding(TABLE_LOCK):
+        job = upload_csv(editor, "sku,name\nA-1,Apple\n").json()
+        assert http.post(f"/api/imports/{job['id']}/cancel").status_code == 202
+    assert wait_for_job(http, job["id"])["status"] == "cancelled"
+
+    entries = http.get("/api/audit", params={"action": "import.cancelled"}).json()["items"]
+    assert [(entry["target"], entry["actor"]) for entry in entries] == [
+        (f"import #{job['id']}", accounts["admin"].email)
+    ]

@@ -82,8 +82,14 @@ def announce(conn: Connection, row: Row | None) -> list[int]:
         event = "import.undone"
     elif event == "import.completed":
         data["changes_url"] = changes_path(row.id)
-    actor = {"id": row.created_by_id, "email": row.created_by} if row.created_by else None
-    return events.publish(conn, event, data, actor=actor, will_send=True)
+    return events.publish(conn, event, data, actor=actor_of(row), will_send=True)
+
+
+def actor_of(row: Row) -> dict | None:
+    """Who caused the job's end: who applied it if it was a plan, else who started it."""
+    if row.applied_by:
+        return {"id": row.applied_by_id, "email": row.applied_by}
+    return {"id": row.created_by_id, "email": row.created_by} if row.created_by else None
 
 
 def changes_path(job_id: int) -> str:

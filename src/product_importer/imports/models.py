@@ -62,6 +62,10 @@ class ImportJob(db.Model):
     # Who uploaded it (the email as it was then); None for the command line.
     created_by_id: Mapped[int | None] = mapped_column(BigId)
     created_by: Mapped[str | None] = mapped_column(String(254))
+    # Who applied it, when it was a plan (None otherwise, or from the command line): the actor
+    # of its end, as uploading and applying may be two people.
+    applied_by_id: Mapped[int | None] = mapped_column(BigId)
+    applied_by: Mapped[str | None] = mapped_column(String(254))
     # The resumable upload it reads (None for a multipart upload or the command line).
     upload_id: Mapped[str | None] = mapped_column(String(32))
     kind: Mapped[str] = mapped_column(String(8), default=Kind.IMPORT, server_default="import")
@@ -121,6 +125,7 @@ def job_json(job) -> dict:
         "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at),
         "created_by": job.created_by,
+        "applied_by": job.applied_by,
         "kind": job.kind,
         "plan": bool(job.plan),
         "undo_of": job.undo_of,

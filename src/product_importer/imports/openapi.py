@@ -121,6 +121,13 @@ def schemas() -> dict:
                     "nullable": True,
                     "description": "Who uploaded it; null from the command line",
                 },
+                "applied_by": {
+                    "type": "string",
+                    "nullable": True,
+                    "description": "Who applied it, when it was a plan: the actor of its "
+                    "import.completed or import.failed webhook; null otherwise or from the "
+                    "command line",
+                },
                 "kind": {"type": "string", "enum": [kind.value for kind in Kind]},
                 "plan": {"type": "boolean", "description": "Whether it is (or was) a plan"},
                 "undo_of": {**NULLABLE_ID, "description": "The import an undo job undoes"},

@@ -48,7 +48,10 @@ def _planned(session: Session, job_id: int) -> ImportJob:
 
 
 def apply(session: Session, job_id: int, *, created_by: dict | None) -> ImportJob:
-    """Queue a plan's import, as the same job; it compares with the catalog again as it runs."""
+    """Queue a plan's import, as the same job; it compares with the catalog again as it runs.
+
+    `created_by` is who applies it: the import's end is theirs, its upload the uploader's.
+    """
     job = _planned(session, job_id)
     refuse_without_file(job)
     refuse_past_quota(session, created_by)
@@ -56,6 +59,8 @@ def apply(session: Session, job_id: int, *, created_by: dict | None) -> ImportJo
     for column, value in FRESH_RUN.items():
         setattr(job, column, value)
     job.status, job.plan = Status.QUEUED, False
+    job.applied_by_id = created_by and created_by["id"]
+    job.applied_by = created_by and created_by["email"]
     # the file's own warnings stand; whether an identical file was imported is asked again
     own = [warning for warning in job.warnings or [] if not warning.startswith(SAME_FILE_NOTE)]
     duplicate = duplicate_warnings(earlier)
