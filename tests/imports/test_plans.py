@@ -189,6 +189,20 @@ def test_the_change_record_downloads_as_csv(any_http):
     assert any_http.get(f"/api/imports/{job['id']}/changes?per_page=201").status_code == 422
 
 
+def test_an_empty_kind_lists_both_kinds_as_no_kind_does(any_http):
+    import_csv(any_http, FIRST)
+    job = import_csv(any_http, SECOND)
+    every = any_http.get(f"/api/imports/{job['id']}/changes.csv")
+
+    # as `?sku=` on the products: a filter left empty filters nothing
+    listed = any_http.get(f"/api/imports/{job['id']}/changes", params={"kind": ""})
+    download = any_http.get(f"/api/imports/{job['id']}/changes.csv", params={"kind": ""})
+
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["total"] == 3
+    assert (download.status_code, download.text) == (200, every.text)
+
+
 def test_the_change_record_pages_in_file_order(any_http):
     rows = [(f"SKU-{n:03}", f"Name {n}", "") for n in range(120)]
     job = import_csv(any_http, csv_bytes(rows, header=("sku", "name", "description")))

@@ -41,11 +41,18 @@ BEFORE = {field: change[f"before_{field}"] for field in FIELDS}
 
 
 def parse_kind(value: str | None) -> str | None:
-    """`created`, `updated`, or None for both; raise Invalid otherwise."""
-    if value is None:
+    """`created`, `updated`, or None for both; raise Invalid otherwise.
+
+    Left empty (`?kind=`, as a form sends a blank choice) it filters nothing, as the products'
+    text filters do.
+    """
+    if not value:
         return None
     if value not in KINDS:
-        raise Invalid("kind must be created or updated.", details={"kind": "created or updated"})
+        raise Invalid(
+            "kind must be created or updated, or left out for both.",
+            details={"kind": "created or updated"},
+        )
     return value
 
 

@@ -483,7 +483,11 @@ def _upload_paths() -> dict:
 def _plan_paths(queued: dict) -> dict:
     """Apply and discard a plan, undo an import, read its change record."""
     job = ref("ImportJob")
-    kind = query("kind", {"type": "string", "enum": list(KINDS)}, "Only created or updated")
+    kind = query(
+        "kind",
+        {"type": "string", "enum": [*KINDS, ""]},
+        "Only created or updated; empty (or left out) for both",
+    )
     paging = [
         query("page", {"type": "integer", "minimum": 1, "maximum": 999_999_999}, "Page number"),
         query("per_page", {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE}, "Per page"),
