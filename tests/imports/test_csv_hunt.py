@@ -52,7 +52,11 @@ TRIMMED = " \t\r\n\u00a0\u1680\u2028\u2029\u202f\u205f\u3000" + "".join(
 KNOWN = ("sku", "name", "description", "active")
 MISSING_COLUMN = "Missing required column"
 OPEN_QUOTE = "a quoted field is still open at the end of the file"
-MALFORMED = "malformed quotes (a closing quote must be followed by a delimiter or line end)"
+MALFORMED = (
+    "malformed quotes (a closing quote is followed by something other than the delimiter or "
+    "the line end): remove the spaces after it, or write a quote inside a quoted value twice, "
+    'as in "5"" wide"'
+)
 BINARY_BYTES = 8 * 1024
 # SKUs of a few products, so that files repeat them and meet them again in the catalog; every
 # letter lowers alike in Python and PostgreSQL

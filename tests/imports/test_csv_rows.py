@@ -480,13 +480,26 @@ def test_a_quoted_field_still_open_at_the_end_of_the_file_rejects_that_row():
     assert result.rows_read == 2
 
 
+MALFORMED = (
+    "malformed quotes (a closing quote is followed by something other than the delimiter or "
+    "the line end): remove the spaces after it, or write a quote inside a quoted value twice, "
+    'as in "5"" wide"'
+)
+
+
 def test_malformed_quotes_reject_the_row_and_reading_goes_on():
     result = read('sku,name\nA-1,"Apple"s\nB-2,Banana\n')
     assert result.products == [("B-2", "Banana", None, None)]
-    assert result.rejected == [
-        (2, None, "malformed quotes (a closing quote must be followed by a delimiter or line end)")
-    ]
+    assert result.rejected == [(2, None, MALFORMED)]
     assert result.valid[0][0] == 3
+
+
+def test_spaces_after_a_closing_quote_reject_the_row_saying_what_to_do():
+    # As docs/csv-format.md says: the quotes of a field touch its delimiters. A space before
+    # the opening quote makes the quotes part of the value, read as it is and trimmed.
+    result = read('sku,name\n"A-1" ,Apple\nB-2,"Banana" \nC-3, "Cherry"\n')
+    assert result.rejected == [(2, None, MALFORMED), (3, None, MALFORMED)]
+    assert result.products == [("C-3", '"Cherry"', None, None)]
 
 
 def test_line_numbers_count_physical_lines_across_quoted_line_breaks_and_blank_lines():

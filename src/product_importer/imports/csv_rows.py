@@ -414,6 +414,15 @@ def _reported_sku(sku: str) -> str | None:
     return sku.strip()[:MAX_SKU].replace("\x00", "\ufffd") or None
 
 
+# Most often a space after a closing quote (`"b" ,c`, as some tools pad their columns) or a
+# quote inside a quoted value written once; the row is rejected, not guessed at.
+MALFORMED_QUOTES = (
+    "malformed quotes (a closing quote is followed by something other than the delimiter or "
+    "the line end): remove the spaces after it, or write a quote inside a quoted value twice, "
+    'as in "5"" wide"'
+)
+
+
 def _csv_error_reason(error: csv.Error) -> str:
     text = str(error)
     if "unexpected end of data" in text:
@@ -421,7 +430,7 @@ def _csv_error_reason(error: csv.Error) -> str:
     if "field larger than field limit" in text:
         return f"a field is longer than {MAX_FIELD_CHARS:,} characters (is a quote left open?)"
     if "expected after" in text:
-        return "malformed quotes (a closing quote must be followed by a delimiter or line end)"
+        return MALFORMED_QUOTES
     return f"unreadable row ({text})"
 
 
