@@ -5,6 +5,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.conftest import free_port
 from tests.webhooks.receiver import Answer, Receiver, verify
 
 
@@ -246,3 +247,23 @@ def test_the_attempts_of_a_delivery_are_told_apart_by_their_seconds(page: Page, 
         expect(attempt).to_have_text(re.compile(rf"^.*{at.pattern}.*: HTTP (500|200)"))
     deliveries = http.get(f"/api/webhooks/{hook_id}/deliveries").json()["items"]
     assert deliveries[0]["attempts"] == 3
+
+
+def test_a_receiver_nobody_runs_is_said_for_people_in_the_deliveries(page: Page, http):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/hook"
+    body = {"url": url, "events": ["product.created"]}
+    assert http.post("/api/webhooks", json=body).status_code == 201
+    assert http.post("/api/products", json={"sku": "HOOK-1", "name": "Hooked"}).status_code == 201
+    said = f"Connection refused: nothing listens at 127.0.0.1:{port}"
+
+    page.goto("/webhooks")
+    page.get_by_role("button", name=f"Deliveries of {url}").click()
+
+    delivery = page.locator("#deliveries-body tr").first
+    expect(delivery).to_contain_text("product.created")
+    expect(delivery).to_contain_text(said)  # retried meanwhile: it stays pending
+    expect(delivery).not_to_contain_text("Errno")
+    hook = http.get("/api/webhooks").json()["items"][0]
+    (item,) = http.get(f"/api/webhooks/{hook['id']}/deliveries").json()["items"]
+    assert item["error"] == said

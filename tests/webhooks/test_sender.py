@@ -1,6 +1,11 @@
 """One attempt, without the database: timeouts, refusals after DNS, what answers mean."""
 
+import logging
+import ssl
+import subprocess
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -12,6 +17,26 @@ from .receiver import Answer, verify
 
 SECRET = signing.generate_secret()
 BODY = b'{"id":"evt_1","type":"ping","data":{}}'
+
+
+@pytest.fixture
+def tls_receiver(tmp_path):
+    """An HTTPS server on 127.0.0.1 with a self-signed certificate; yields its URL."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"https://127.0.0.1:{server.server_address[1]}/hook"
+    server.shutdown()
+    server.server_close()
 
 
 def send(url: str, *, timeout: float = 2, allow_private: bool = True) -> sender.Outcome:
@@ -97,12 +122,44 @@ def test_time_spent_on_dns_counts_towards_the_timeout(receiver, slow_dns):
     assert outcome.response_time_ms >= 1000
 
 
-def test_a_closed_port_is_a_retryable_network_error():
-    outcome = send(f"http://127.0.0.1:{free_port()}/hook")
+def test_a_closed_port_is_a_retryable_network_error_said_for_people(caplog):
+    caplog.set_level(logging.INFO, logger="product_importer.webhooks")
+    port = free_port()
+    outcome = send(f"http://127.0.0.1:{port}/hook")
 
     assert outcome.verdict == Verdict.RETRY
     assert outcome.status_code is None
-    assert outcome.error
+    assert outcome.error == f"Connection refused: nothing listens at 127.0.0.1:{port}"
+    assert "[Errno 111] Connection refused" in caplog.text  # the raw detail, for operators
+
+
+def test_a_host_name_that_does_not_resolve_is_said_for_people():
+    outcome = send("http://no-such-host.invalid/hook")
+
+    assert outcome.verdict == Verdict.RETRY
+    assert outcome.error.startswith("DNS lookup failed: ")
+    assert "no-such-host.invalid" in outcome.error
+    assert "Errno" not in outcome.error
+
+
+def test_https_to_a_server_that_speaks_plain_http_is_said_for_people(receiver):
+    outcome = send(receiver.url.replace("http://", "https://"))
+
+    assert outcome.verdict == Verdict.RETRY
+    assert outcome.error == (
+        f"TLS handshake with 127.0.0.1:{receiver.port} failed: it does not speak HTTPS there "
+        "(should the URL start with http://?)"
+    )
+
+
+def test_a_certificate_nobody_vouches_for_is_said_for_people(tls_receiver):
+    outcome = send(tls_receiver)
+
+    assert outcome.verdict == Verdict.RETRY
+    assert outcome.error == (
+        "TLS: the certificate of 127.0.0.1 is not trusted (self-signed certificate); the "
+        "receiver needs a certificate from a known authority"
+    )
 
 
 def test_private_targets_are_refused_after_resolution_when_not_allowed(receiver):

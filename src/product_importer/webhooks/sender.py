@@ -14,7 +14,7 @@ from email.utils import parsedate_to_datetime
 import httpcore
 import httpx
 
-from . import signing, ssrf
+from . import reasons, signing, ssrf
 
 log = logging.getLogger(__name__)
 # httpx logs every request at INFO; the delivery log and our own lines say what matters.
@@ -141,14 +141,17 @@ def send(
     within `timeout`."""
     started = time.perf_counter()
     try:
-        target = ssrf.resolve(ssrf.parse(url), allow_private=allow_private, timeout=timeout)
+        parsed = ssrf.parse(url)
+        target = ssrf.resolve(parsed, allow_private=allow_private, timeout=timeout)
     except ssrf.Refused as error:
         return Outcome(Verdict.FAILED, error=str(error))
     except ssrf.LookupTimeout:
         error = _timed_out(timeout, "resolving the host name")
         return Outcome(Verdict.RETRY, response_time_ms=_elapsed_ms(started), error=error)
     except (OSError, UnicodeError) as error:
-        return Outcome(Verdict.RETRY, error=f"DNS lookup failed: {error}")
+        return Outcome(
+            Verdict.RETRY, error=_unreachable(url, reasons.dns(error, parsed.host), error)
+        )
     headers = {
         "host": target.host_header(),
         **signing.headers(signing_secrets, msg_id, _now(), body),
@@ -159,7 +162,8 @@ def send(
         ms = _elapsed_ms(started)
         return Outcome(Verdict.RETRY, response_time_ms=ms, error=_timeout_message(error, timeout))
     except httpx.HTTPError as error:
-        return Outcome(Verdict.RETRY, response_time_ms=_elapsed_ms(started), error=_describe(error))
+        said = _unreachable(url, reasons.network(error, target.url), error)
+        return Outcome(Verdict.RETRY, response_time_ms=_elapsed_ms(started), error=said)
     return judge(response, _elapsed_ms(started))
 
 
@@ -251,10 +255,10 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def _describe(error: httpx.HTTPError) -> str:
-    if isinstance(error, httpx.ConnectError):
-        return f"Could not connect: {error}"
-    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+def _unreachable(url: str, said: str, error: Exception) -> str:
+    """Log the raw error beside what the delivery log says of it; return what it says."""
+    log.info("webhook POST to %s failed: %s (%s: %s)", url, said, type(error).__name__, error)
+    return said
 
 
 def _timeout_message(error: httpx.TimeoutException, timeout: float) -> str:
