@@ -218,7 +218,10 @@ def test_the_threshold_option_is_sent_and_stops_the_import(page: Page, http):
     assert catalog(http) == []
 
 
-def test_a_viewer_sees_an_import_but_no_action(signed_out_page: Page, accounts, http):
+VIEWER_CANNOT = "an editor or admin can apply or discard it"
+
+
+def test_a_viewer_sees_an_import_but_no_action(signed_out_page: Page, accounts, http, artifacts):
     job = plan(http, "sku,name\nA-1,Apple\n")
     page = signed_out_page
     sign_in(page, accounts["viewer"].email)
@@ -227,6 +230,29 @@ def test_a_viewer_sees_an_import_but_no_action(signed_out_page: Page, accounts, 
     expect(page.get_by_role("tab", name="Created 1")).to_be_visible()
     expect(page.get_by_role("button", name="Apply")).to_have_count(0)
     expect(page.get_by_role("button", name="Discard")).to_have_count(0)
+    # told who can act on it, not to do what it cannot
+    expect(page.locator("#job-summary")).to_contain_text(VIEWER_CANNOT)
+    expect(page.locator("#job-summary")).not_to_contain_text(re.compile(r"[Tt]hen apply|Apply it"))
+    shoot(page, artifacts, "plans-import-planned-viewer")
+
+    page.goto(f"/?job={job['id']}")  # the upload page following the plan
+    expect(page.locator("#job-badge")).to_have_text("Planned")
+    expect(page.locator("#job-panel")).to_contain_text(VIEWER_CANNOT)
+    expect(page.locator("#job-panel")).not_to_contain_text(re.compile(r"[Tt]hen apply|Apply it"))
+    expect(page.get_by_role("button", name="Apply")).to_be_hidden()
+
+
+def test_an_editor_is_told_to_apply_or_discard_a_plan(signed_out_page: Page, accounts, http):
+    job = plan(http, "sku,name\nA-1,Apple\n")
+    page = signed_out_page
+    sign_in(page, accounts["editor"].email)
+    for path in (f"/imports/{job['id']}", f"/?job={job['id']}"):
+        page.goto(path)
+        expect(page.locator("#job-badge")).to_have_text("Planned")
+        editor_told = "Review the changes below, then apply or discard it."
+        expect(page.get_by_text(editor_told)).to_be_visible()
+        expect(page.get_by_text(VIEWER_CANNOT)).to_have_count(0)
+        expect(page.get_by_role("button", name="Apply")).to_be_visible()
 
 
 def test_a_viewer_is_not_offered_the_column_mapping_of_a_failed_import(

@@ -34,7 +34,8 @@ from .undo import undo_import
 log = logging.getLogger(__name__)
 jobs = ImportJob.__table__
 SEARCH_REFRESHING = "Import complete; the search index is being refreshed"
-PLAN_READY = "Plan ready: nothing has changed yet. Apply it or discard it"
+# For whoever reads it, whatever their role: the pages add what that role can do about it.
+PLAN_READY = "Plan ready: nothing has changed yet"
 
 
 def application_name(job_id: int) -> str:

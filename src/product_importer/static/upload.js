@@ -517,7 +517,10 @@
       `Applying it now would create ${plural(job.created, "product")}, update ` +
       `${format.number(job.updated)} and leave ${format.number(job.unchanged)} unchanged`;
     if (job.rows_invalid > 0) text += `; ${plural(job.rows_invalid, "row")} would be rejected`;
-    return `${text}. Review the changes below, then apply or discard it.`;
+    const next = can("editor")
+      ? "Review the changes below, then apply or discard it."
+      : "Review the changes below; an editor or admin can apply or discard it."; // a viewer cannot
+    return `${text}. ${next}`;
   }
 
   /* The warnings; when the file is one imported before, a link to that import. */
