@@ -47,6 +47,7 @@ def test_plan_first_on_the_upload_page_then_apply(page: Page, http, artifacts):
     expect(page.locator("#job-badge")).to_have_text("Planned")
     assert http.get(f"/api/imports/{job_id(page)}").json()["plan"] is True
     expect(page.get_by_text("Plan ready: the catalog has not changed yet")).to_be_visible()
+    expect(page.locator("#job-percent")).to_have_text("40.0%")  # the apply does the rest
     expect(page.locator("#stat-created")).to_have_text("25")
     expect(page.locator("#stat-updated")).to_have_text("1")
     expect(page.locator("#stat-invalid")).to_have_text("1")

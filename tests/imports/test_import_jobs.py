@@ -84,6 +84,26 @@ class Events:
         return [line for line in self._lines if line]
 
 
+def test_an_applied_plan_goes_on_from_the_percent_the_plan_reached(http, holding):
+    plan = import_csv(http, "sku,name\r\nA-1,Apple\r\nB-2,Banana\r\n", data={"plan": "true"})
+    # read and compared, not written: the bar stops short, with what is left for the apply
+    assert plan["status"] == "planned" and 0 < plan["percent"] < 100, plan
+    with holding(TABLE_LOCK) as catalog:  # the apply waits for the catalog, inside its merge
+        queued = http.post(f"/api/imports/{plan['id']}/apply").json()
+        with http.stream("GET", f"/api/imports/{plan['id']}/events") as response:
+            events = Events(response)
+            events.until(lambda name, data: data["phase"] == "applying")
+            catalog.wait_until_blocking(job=plan["id"])
+            catalog.release()
+            events.until(lambda name, data: name == "done")
+
+    percents = [queued["percent"]] + [data["percent"] for _, data in events.seen]
+    assert percents == sorted(percents), percents  # no jump back to 0 when the apply starts
+    assert percents[0] == plan["percent"], percents
+    assert all(percent < 100 for percent in percents[:-1]), percents
+    assert events.seen[-1][1]["status"] == "completed" and percents[-1] == 100
+
+
 def test_progress_is_streamed_then_done_with_percent_never_going_down(
     http, catalog, holding, holding_rejections, held_file
 ):

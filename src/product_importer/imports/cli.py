@@ -160,7 +160,9 @@ def _watch(console: Console, job_id: int):
 
 def _shown(job) -> dict:
     """The phase and figures the page shows, in one line; what is not known says so."""
-    if job.finished:
+    if job.status == Status.PLANNED:
+        phase = "Planned"  # its bar stops short: applying it does the rest
+    elif job.finished:
         phase = "Indexing" if job.search_index == "refreshing" else "Finished"
     else:
         phase = PHASES.get(job.phase, OUTCOMES[job.status][0])

@@ -11,6 +11,7 @@ from ..timeutil import utcnow
 from ..webhooks import events
 from .failures import ImportStopped
 from .models import ImportJob, job_json
+from .progress import PLAN_SHARE
 from .states import SUCCEEDED, Kind, Status
 
 MESSAGES = {
@@ -30,7 +31,8 @@ jobs = ImportJob.__table__
 
 
 def final_values(status: Status, *, error: str | None = None, message: str | None = None) -> dict:
-    """The columns of a job that ended with `status`; a completed one shows 100 percent."""
+    """The columns of a job that ended with `status`; a completed one shows 100 percent, a plan
+    PLAN_SHARE (its apply goes on from there)."""
     values = {
         "status": status,
         "phase": None,
@@ -39,8 +41,10 @@ def final_values(status: Status, *, error: str | None = None, message: str | Non
         "finished_at": utcnow(),
         "eta_seconds": None,
     }
-    if status in SUCCEEDED or status == Status.PLANNED:
+    if status in SUCCEEDED:
         values.update(percent=100.0, eta_seconds=0.0)
+    elif status == Status.PLANNED:
+        values.update(percent=PLAN_SHARE)
     elif status in (Status.FAILED, Status.CANCELLED):
         # nothing was applied: not the counts of the plan an apply started from
         values.update(created=0, updated=0, unchanged=0)

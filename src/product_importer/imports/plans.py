@@ -23,11 +23,11 @@ from .service import (
 )
 from .states import FINISHED, PLANNED_KINDS, SUCCEEDED, Kind, Status
 
-# What an applied plan starts again from: the run measures everything anew.
+# What an applied plan starts again from: the run measures everything anew, but its percent
+# goes on from the plan's (PLAN_SHARE): a bar watched since the upload never goes back.
 FRESH_RUN = {
     "phase": None,
     "message": "Waiting for a worker",
-    "percent": 0.0,
     "bytes_processed": 0,
     "rows_per_second": None,
     "eta_seconds": None,

@@ -19,7 +19,10 @@ log = logging.getLogger(__name__)
 # (500K rows, 2 cores): reading takes about a third of a fresh import and half of an
 # unchanged one; the rest is the merge, whose steps share what is left by their expected cost.
 READING_SHARE = 30.0
-LAST_STEP_SHARE = 99.0  # 100 only once the job has ended
+BELOW_THE_END = 1.0  # the last step ends this far below where the run ends: 100 only once ended
+# A plan ends here: read and compared, nothing written. Its apply (the same job) goes on from
+# here to 100, so the bar never goes back; 100 stays for a job that has ended for good.
+PLAN_SHARE = 40.0
 # Expected seconds per 100,000 rows of each merge step (measured as above; the rows a step is
 # expected for are the staged rows, the rows to write, or the catalog's, as the stage says).
 STEP_SECONDS = {
@@ -52,6 +55,7 @@ class ClaimedJob:
     file_path: str
     bytes_total: int
     upload_id: str | None = None  # a resumable upload, read while it arrives
+    percent: float = 0.0  # what the job shows already (a plan's, for its apply): never less
     kind: str = "import"
     plan: bool = False
     max_invalid: str | None = None
@@ -92,6 +96,10 @@ class Progress:
     # the merge steps still to come, with the rows each is expected to handle
     steps_ahead: list[tuple[str, int]] = field(default_factory=list)
     step_span: tuple[float, float, float] = (0.0, 0.0, 0.0)  # from %, to %, expected seconds
+    goal: float = 100.0  # where the job stands once this run has ended (PLAN_SHARE for a plan)
+
+    def __post_init__(self):
+        self.started_at_percent = self.percent  # the ETA counts what this run has done
 
     def stop(self, error: ImportStopped) -> None:
         """Ask the import to stop with `error` (the first reason given stays)."""
@@ -145,7 +153,8 @@ class Progress:
         self.steps_ahead = [ahead for ahead in self.steps_ahead if ahead[0] != step]
         expected = _seconds(step, self._rows_of(step))
         left = expected + sum(_seconds(name, rows) for name, rows in self.steps_ahead)
-        share = (LAST_STEP_SHARE - self.percent) * (expected / left if left else 1.0)
+        last = self.goal - BELOW_THE_END
+        share = (last - self.percent) * (expected / left if left else 1.0)
         self.step_span = (self.percent, self.percent + share, expected)
 
     def _rows_of(self, step: str) -> int:
@@ -166,9 +175,10 @@ class Progress:
         return max(time.monotonic() - self.started, 1e-6)
 
     def columns(self) -> dict:
-        """Return the job columns to write now, with rate and ETA from the whole job's pace."""
+        """Return the job columns to write now, with rate and ETA from this run's pace."""
         elapsed, percent = self.elapsed(), self.current_percent()
-        eta = elapsed * (100.0 - percent) / percent if percent >= 1 else None
+        done = percent - self.started_at_percent
+        eta = elapsed * (self.goal - percent) / done if done >= 1 else None
         rate = self.rows_processed / elapsed if self.rows_processed else None
         return {
             "phase": self.phase,

@@ -26,7 +26,7 @@ from .failures import DamagedFile, FileGone, HeaderRejected, ImportStopped, TooM
 from .growing import open_stored
 from .models import ImportJob
 from .options import invalid_limit
-from .progress import ClaimedJob, Heartbeat, Progress
+from .progress import PLAN_SHARE, ClaimedJob, Heartbeat, Progress
 from .rejections import RejectionWriter
 from .states import Status
 from .undo import undo_import
@@ -112,7 +112,8 @@ class Run:
         # a plan always records what it would change: that is what it is for
         self.record_changes = record_changes or job.plan
         self.search_index_after_switch = search_index_after_switch
-        self.progress = Progress(bytes_total=job.bytes_total)
+        goal = PLAN_SHARE if job.plan else 100.0
+        self.progress = Progress(bytes_total=job.bytes_total, percent=job.percent, goal=goal)
         self.stage = None
         self.rejections = RejectionWriter(engine, job.id)
         self.heartbeat = Heartbeat(engine, job, self.progress, interrupt=self._interrupt)

@@ -425,10 +425,10 @@
   }
 
   function barState(status) {
-    if (SUCCEEDED.includes(status) || status === "planned") return "success";
+    if (SUCCEEDED.includes(status)) return "success";
     if (status === "failed") return "danger";
     if (status === "cancelled" || status === "discarded") return "muted";
-    return status === "running" ? "active" : "";
+    return status === "running" ? "active" : ""; // a plan too: its apply goes on from there
   }
 
   function jobDetail(job) {
@@ -437,7 +437,11 @@
       return `${format.bytes(job.bytes_processed)} of ${format.bytes(job.bytes_total)} read`;
     }
     const seconds = elapsed(job);
-    return seconds == null ? "" : `Finished in ${format.duration(seconds)}`;
+    if (seconds == null) return "";
+    if (job.status === "planned") {
+      return `Read and compared in ${format.duration(seconds)}; applying it does the rest`;
+    }
+    return `Finished in ${format.duration(seconds)}`;
   }
 
   /* Whether the job failed on the file's header: the same file would fail the same way, so
@@ -456,7 +460,9 @@
     const stopped = job.status === "failed" || job.status === "cancelled";
     $("job-stats").hidden = stopped && !job.rows_processed; // nothing was read: zeros say nothing
     const seconds = elapsed(job);
-    $("stat-phase").textContent = finished ? "Finished" : PHASE[job.phase] || STATUS[job.status][0];
+    let phase = finished ? "Finished" : PHASE[job.phase] || STATUS[job.status][0];
+    if (job.status === "planned") phase = "Planned: not applied"; // the bar stops short of 100
+    $("stat-phase").textContent = phase;
     $("stat-rows").textContent = format.number(job.rows_processed);
     let speed = job.rows_per_second;
     if (finished) speed = seconds > 0 && job.rows_processed ? job.rows_processed / seconds : null;
