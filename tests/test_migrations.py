@@ -1,4 +1,7 @@
-"""Migration 0016 on a catalog that has products: up, down and up again, nothing lost."""
+"""Migrations on catalogs that have products (0016 on PostgreSQL, 0020 on SQLite): up, down and
+up again, nothing lost."""
+
+import sqlite3
 
 import psycopg
 import pytest
@@ -66,3 +69,86 @@ def test_the_lowered_description_is_added_to_a_catalog_and_taken_away_again(migr
         )
         flask_migrate.upgrade()  # and up again
         assert [valid for _, valid in sql(INDEXES)] == [True, True]
+
+
+# --- 0020: ids never given twice on SQLite --------------------------------------------------
+
+SQLITE_ROWS = {
+    "products": "SELECT id, sku, name, description, active, description_lower FROM products",
+    "webhook_endpoints": "SELECT id, url, secret FROM webhook_endpoints",
+    "webhook_deliveries": "SELECT id, endpoint_id, event_id, status FROM webhook_deliveries",
+    "webhook_attempts": "SELECT id, delivery_id, number FROM webhook_attempts",
+    "access_tokens": "SELECT id, user_id, token_hash FROM access_tokens",
+}
+SQLITE_INDEXES = "SELECT name, sql FROM sqlite_master WHERE type = 'index' ORDER BY name"
+OLD_CATALOG = """
+INSERT INTO products (sku, name, description) VALUES ('A-1', 'Apple', 'RED'), ('B-2', 'Pear', ''),
+    ('C-3', 'Plum', 'Dark');
+DELETE FROM products WHERE sku = 'B-2';
+INSERT INTO webhook_endpoints (url, events, secret, created_at, updated_at)
+    VALUES ('https://example.com/hook', '["product.created"]', 'whsec_x', '2026-12-01',
+    '2026-12-01');
+INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, payload, status, attempts,
+    created_at) VALUES (1, 'evt_1', 'product.created', '{}', 'failed', 1, '2026-12-01');
+INSERT INTO webhook_attempts (delivery_id, number, started_at) VALUES (1, 1, '2026-12-01');
+INSERT INTO users (email, password_hash, role, created_at) VALUES ('a@example.test', 'x', 'admin',
+    '2026-12-01');
+INSERT INTO access_tokens (user_id, name, token_hash, prefix, role, created_at)
+    VALUES (1, 'ci', 'hash', 'pit_x', 'admin', '2026-12-01');
+"""
+
+
+@pytest.fixture
+def sqlite_app(app, tmp_path):
+    """An app on a SQLite database of its own, to migrate at will; yields (app, its file)."""
+    from product_importer import create_app
+
+    path = tmp_path / "product_importer.db"
+    settings = {
+        "TESTING": True,
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}",
+        "SQLALCHEMY_ENGINE_OPTIONS": {"connect_args": {"timeout": 30, "check_same_thread": False}},
+    }
+    yield create_app(settings), path
+    app.extensions["celery"].set_default()
+
+
+def sqlite_state(path) -> dict:
+    """Every row the test wrote, table by table, and every index with its SQL."""
+    with sqlite3.connect(path) as database:
+        state = {
+            table: database.execute(f"{query} ORDER BY id").fetchall()
+            for table, query in SQLITE_ROWS.items()
+        }
+        state["indexes"] = database.execute(SQLITE_INDEXES).fetchall()
+    return state
+
+
+def test_an_existing_sqlite_catalog_keeps_its_rows_and_ids_and_never_gives_one_twice(sqlite_app):
+    import flask_migrate
+
+    migrating, path = sqlite_app
+    with migrating.app_context():
+        flask_migrate.upgrade(revision="0019")
+        with sqlite3.connect(path) as database:
+            database.executescript(OLD_CATALOG)
+        before = sqlite_state(path)
+
+        flask_migrate.upgrade()
+
+        assert sqlite_state(path) == before  # a webhook's deliveries were not cascaded away
+        with sqlite3.connect(path) as database:
+            database.execute("DELETE FROM products WHERE sku = 'C-3'")  # the newest, id 3
+            database.execute("INSERT INTO products (sku, name) VALUES ('D-4', 'Fig')")
+            assert database.execute("SELECT id FROM products WHERE sku = 'D-4'").fetchone() == (4,)
+            database.execute("DELETE FROM products WHERE sku = 'D-4'")
+            database.execute(
+                "INSERT INTO products (sku, name, description) VALUES ('C-3', 'Plum', 'Dark')"
+            )
+
+        flask_migrate.downgrade(revision="0019")  # and back: rows, ids and indexes kept
+        after = sqlite_state(path)
+        apple = before.pop("products")[0]
+        assert after.pop("products") == [apple, (5, "C-3", "Plum", "Dark", 1, "dark")]
+        assert after == before
+        flask_migrate.upgrade()

@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -42,10 +43,18 @@ SETTINGS = {
 
 @pytest.fixture
 def embedded_server(tmp_path, test_env):
-    """`product-importer serve` with no setting but INSTANCE_PATH; yields (url, instance, log)."""
+    """The embedded server with nothing configured (`serve_embedded`)."""
+    with serve_embedded(tmp_path, test_env) as served:
+        yield served
+
+
+@contextmanager
+def serve_embedded(tmp_path, test_env, **settings: str):
+    """`product-importer serve` with no setting but INSTANCE_PATH and `settings`; yields (url,
+    instance, server, an admin's token)."""
     env = {key: value for key, value in os.environ.items() if key not in SETTINGS | set(test_env)}
     instance = tmp_path / "instance"
-    env["INSTANCE_PATH"] = str(instance)
+    env |= {"INSTANCE_PATH": str(instance), **settings}
     port = free_port()
     args = [str(BIN / "product-importer"), "serve", "--port", str(port)]
     server = Process(args, env, tmp_path / "serve.log", cwd=tmp_path, inherit=False)

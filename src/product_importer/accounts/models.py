@@ -39,6 +39,7 @@ class Token(db.Model):
     """A personal access token: kept as a SHA-256 hash, shown in full only when created."""
 
     __tablename__ = "access_tokens"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids never given twice (migration 0020)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))

@@ -143,8 +143,9 @@ class SqliteStage:
         updated = execute(SQLITE_UPDATE, (self.now,)).rowcount
         steps.start("inserting")
         self._new_products()
-        # SQLite gives new rows the ids after the largest, and no one else writes meanwhile:
-        # the new products are one block of ids, the change record of what the import created.
+        # SQLite gives new rows ids after the largest it ever gave (AUTOINCREMENT, migration
+        # 0020), and no one else writes meanwhile: every id above the largest one here is a new
+        # product, so this block (gaps of deleted ids and all) is the record of what it created.
         last = execute(LAST_ID).fetchone()[0]
         created = execute(SQLITE_INSERT, (self.now, self.now)).rowcount
         block = (last + 1, execute(LAST_ID).fetchone()[0]) if created else None

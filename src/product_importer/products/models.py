@@ -43,6 +43,8 @@ class Product(db.Model):
         ),
         # PostgreSQL also has trigram indexes on sku and name (migration 0003) and on
         # description_lower (0006, 0016).
+        # SQLite never gives a deleted product's id again (migration 0020).
+        {"sqlite_autoincrement": True},
     )
 
     def to_dict(self) -> dict:

@@ -18,6 +18,7 @@ class DeliveryStatus(enum.StrEnum):
 
 class Endpoint(db.Model):
     __tablename__ = "webhook_endpoints"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids never given twice (migration 0020)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     url: Mapped[str] = mapped_column(String(2048))
@@ -105,6 +106,7 @@ class Delivery(db.Model):
             postgresql_where=text("status = 'pending'"),
             sqlite_where=text("status = 'pending'"),
         ),
+        {"sqlite_autoincrement": True},  # ids never given twice (migration 0020)
     )
 
     def to_dict(self, attempts: list["Attempt"] | None = None) -> dict:
