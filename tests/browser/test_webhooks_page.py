@@ -6,7 +6,10 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.conftest import free_port
+from tests.webhooks.conftest import settled_deliveries
 from tests.webhooks.receiver import Answer, Receiver, verify
+
+from .conftest import shoot
 
 
 @pytest.fixture
@@ -267,3 +270,74 @@ def test_a_receiver_nobody_runs_is_said_for_people_in_the_deliveries(page: Page,
     hook = http.get("/api/webhooks").json()["items"][0]
     (item,) = http.get(f"/api/webhooks/{hook['id']}/deliveries").json()["items"]
     assert item["error"] == said
+
+
+def failed_while_off(http, receiver, skus=("OFF-1", "OFF-2", "OFF-3")) -> dict:
+    """A webhook whose events failed: the receiver was down, then the webhook was disabled
+    while they waited in line. Returns the webhook, its secret included."""
+    receiver.default = Answer(status=503)
+    hook = http.post("/api/webhooks", json={"url": receiver.url, "events": ["product.created"]})
+    for sku in skus:
+        assert http.post("/api/products", json={"sku": sku, "name": sku}).status_code == 201
+    receiver.wait_for(2)  # the first event was retried; the others wait their turn
+    assert http.patch(f"/api/webhooks/{hook.json()['id']}", json={"enabled": False}).is_success
+    settled_deliveries(http, hook.json()["id"])
+    return hook.json()
+
+
+def test_enabling_a_webhook_again_offers_to_resend_what_failed_meanwhile(
+    page: Page, http, receiver, artifacts
+):
+    hook = failed_while_off(http, receiver)
+    tried = len(receiver.requests)
+    receiver.default = Answer(status=200)  # the receiver is back
+    page.goto("/webhooks")
+    row = page.locator("#webhooks-body tr")
+
+    row.get_by_role("switch").check()
+
+    offer = page.locator(".notice").filter(has_text="3 recent deliveries to")
+    expect(offer).to_contain_text(f"{receiver.url} failed.")
+    offer.get_by_role("button", name="Resend failed since…").click()
+    dialog = page.get_by_role("dialog", name="Resend failed deliveries")
+    expect(dialog).to_contain_text(receiver.url)
+    oldest = settled_deliveries(http, hook["id"])[0]["created_at"]
+    since = dialog.get_by_label("Failed since")
+    assert since.input_value() == page.evaluate(
+        "(at) => { const d = new Date(at); d.setSeconds(0, 0);"
+        " return new Date(d - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16); }",
+        oldest,
+    )  # the oldest failed delivery's minute, in the browser's time
+    shoot(page, artifacts, "webhooks-resend-failed")
+    dialog.get_by_role("button", name="Resend failed").click()
+
+    queued = page.get_by_text("3 events queued again; they are sent in the background.")
+    expect(queued).to_be_visible()
+    accepted = [r.headers["webhook-id"] for r in receiver.wait_for(tried + 3)[tried:]]
+    shown = settled_deliveries(http, hook["id"])
+    assert accepted == [d["event_id"] for d in shown[:3]]  # the same events, in their order
+    assert [d["status"] for d in shown] == ["failed"] * 3 + ["succeeded"] * 3
+
+
+def test_resend_failed_since_is_in_the_deliveries_and_says_why_it_cannot(
+    page: Page, http, receiver
+):
+    hook = failed_while_off(http, receiver, skus=("OFF-1",))
+    page.goto("/webhooks")
+    page.get_by_role("button", name=f"Deliveries of {receiver.url}").click()
+    expect(page.locator("#deliveries-body tr")).to_have_count(1)
+
+    page.get_by_role("button", name="Resend failed since…").click()
+    dialog = page.get_by_role("dialog", name="Resend failed deliveries")
+    dialog.get_by_role("button", name="Resend failed").click()
+
+    expect(dialog.get_by_role("alert")).to_have_text(
+        "The webhook is disabled. Enable it, then resend what failed."
+    )
+    dialog.get_by_role("button", name="Cancel").click()
+    assert http.patch(f"/api/webhooks/{hook['id']}", json={"enabled": True}).is_success
+    page.get_by_role("button", name="Resend failed since…").click()
+    dialog.get_by_label("Failed since").fill("")
+    dialog.get_by_role("button", name="Resend failed").click()
+    expect(dialog.locator("#recover-since-error")).to_have_text("Choose the time to resend from.")
+    expect(dialog.get_by_label("Failed since")).to_be_focused()

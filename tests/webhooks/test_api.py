@@ -198,4 +198,5 @@ def test_the_openapi_part_refers_only_to_schemas_it_defines():
         "/api/webhooks/{id}/rotate-secret",
         "/api/webhooks/{id}/deliveries",
         "/api/webhooks/{id}/deliveries/{did}/redeliver",
+        "/api/webhooks/{id}/recover",
     }

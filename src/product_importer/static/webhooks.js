@@ -1,16 +1,20 @@
 /* The webhooks page: a table filled from GET /api/webhooks with an enabled switch, Test,
    add and edit in a modal form, delete behind a confirmation, and each webhook's recent
-   deliveries with their attempt log and a Redeliver button. */
+   deliveries with their attempt log, a Redeliver button, and Resend failed since… (offered
+   too when a webhook with failed deliveries is enabled again). */
 (function () {
   "use strict";
 
   const { api, can, el, format, formErrors, notify, openDialog, closeDialog, setBusy, whileBusy } = window.App;
   const $ = (id) => document.getElementById(id);
   const POLL_MS = 2000;
+  const MINUTE_MS = 60 * 1000;
+  const DAY_MS = 24 * 60 * MINUTE_MS;
 
   const state = { webhooks: [], tests: {}, editing: null, deleting: null, shown: null };
   let pollTimer = null;
   let webhookErrors = null; // App.formErrors of the webhook form, once the page has loaded
+  let recoverErrors = null; // and of the form that resends failed deliveries
 
   function button(text, action, id, label, className = "btn btn-sm") {
     const props = { type: "button", className, dataset: { action, id: String(id) } };
@@ -144,6 +148,7 @@
       const changed = await api("PATCH", `/api/webhooks/${hook.id}`, { enabled: input.checked });
       Object.assign(hook, changed);
       notify(`Webhook ${changed.enabled ? "enabled" : "disabled"}.`, "success");
+      if (changed.enabled) offerRecovery(hook);
     } catch (error) {
       input.checked = !input.checked;
       notify(`Could not change the webhook: ${error.message}`, "error");
@@ -309,6 +314,7 @@
     $("deliveries-url").textContent = findWebhook(id).url;
     $("deliveries-body").replaceChildren();
     state.deliveriesSeen = null;
+    state.deliveryItems = null;
     $("deliveries-status").textContent = "Loading deliveries…";
     loadDeliveries().then(() => $("deliveries-title").scrollIntoView({ block: "nearest" }));
   }
@@ -334,6 +340,7 @@
     try {
       const { items } = await api("GET", `/api/webhooks/${id}/deliveries`);
       if (state.shown !== id) return;
+      state.deliveryItems = items;
       // Rendered again only when something changed: an open attempt log stays open.
       const seen = JSON.stringify(items);
       if (seen !== state.deliveriesSeen) {
@@ -420,11 +427,95 @@
     if (target) redeliver(target);
   }
 
+  /* ---- resending what failed since a time ---------------------------------------------- */
+
+  function failedEvents(items) {
+    return (items || []).filter((item) => item.status === "failed" && item.event !== "ping");
+  }
+
+  /* A datetime-local value for a moment: the browser's time zone, to the minute. */
+  function localInputValue(date) {
+    return new Date(date.getTime() - date.getTimezoneOffset() * MINUTE_MS).toISOString().slice(0, 16);
+  }
+
+  /* As far back as deliveries are kept, less a minute: the input's value is cut to the minute. */
+  function earliestSince() {
+    return new Date(Date.now() - Number($("recover-since").dataset.days) * DAY_MS + MINUTE_MS);
+  }
+
+  /* The oldest failed event of the recent deliveries (newest first), else a day ago. */
+  function defaultSince(items) {
+    const failed = failedEvents(items);
+    const oldest = failed.length ? new Date(failed[failed.length - 1].created_at) : new Date(Date.now() - DAY_MS);
+    return new Date(Math.max(oldest.getTime(), earliestSince().getTime()));
+  }
+
+  function openRecover(hook, items) {
+    state.recovering = hook;
+    recoverErrors.clear();
+    const input = $("recover-since");
+    input.min = localInputValue(earliestSince());
+    input.max = localInputValue(new Date());
+    input.value = localInputValue(defaultSince(items));
+    $("recover-url").textContent = hook.url;
+    openDialog($("recover-dialog"), { focus: input });
+  }
+
+  async function submitRecover(event) {
+    event.preventDefault();
+    recoverErrors.clear();
+    const dialog = $("recover-dialog");
+    const hook = state.recovering;
+    const value = $("recover-since").value;
+    if (!value) return recoverErrors.show({ message: "Choose a time.", details: { since: "Choose the time to resend from." } });
+    let result;
+    try {
+      result = await whileBusy({ button: $("recover-submit"), text: "Queuing…", dialog }, () =>
+        api("POST", `/api/webhooks/${hook.id}/recover`, { since: new Date(value).toISOString() }),
+      );
+    } catch (error) {
+      return recoverErrors.show(error);
+    }
+    closeDialog(dialog);
+    if (result.queued) {
+      const events = result.queued === 1 ? "1 event" : `${format.number(result.queued)} events`;
+      notify(`${events} queued again; they are sent in the background.`, "success");
+    } else {
+      notify(`Nothing to resend: no event's latest delivery failed since ${format.dateTime(result.since)}.`, "info");
+    }
+    if (state.shown === hook.id) loadDeliveries();
+  }
+
+  /* A webhook enabled again after deliveries failed: offer to resend them, once asked. */
+  async function offerRecovery(hook) {
+    let items;
+    try {
+      ({ items } = await api("GET", `/api/webhooks/${hook.id}/deliveries?limit=200`));
+    } catch (error) {
+      return; // the offer is a convenience: the deliveries list has the button too
+    }
+    const failed = failedEvents(items).length;
+    if (!failed) return;
+    const offer = el("button", { type: "button", className: "btn btn-sm" }, "Resend failed since…");
+    const text = failed === 1 ? "1 recent delivery" : `${format.number(failed)} recent deliveries`;
+    const said = el("span", {}, `${text} to `, el("span", { className: "sku break" }, hook.url), " failed. ", offer);
+    const notice = notify(said, "info", { timeout: 0 });
+    offer.addEventListener("click", () => {
+      notice.remove();
+      openRecover(hook, items);
+    });
+  }
+
   /* ---- wiring -------------------------------------------------------------------------- */
 
   document.addEventListener("DOMContentLoaded", () => {
     webhookErrors = formErrors($("webhook-form"));
-    if (can("admin")) $("new-webhook-button").addEventListener("click", () => openForm(null));
+    recoverErrors = formErrors($("recover-form"));
+    if (can("admin")) {
+      $("new-webhook-button").addEventListener("click", () => openForm(null));
+      $("deliveries-recover").addEventListener("click", () => openRecover(findWebhook(state.shown), state.deliveryItems));
+      $("recover-form").addEventListener("submit", submitRecover);
+    }
     $("webhooks-body").addEventListener("click", onTableClick);
     $("webhooks-body").addEventListener("change", onTableChange);
     $("webhook-form").addEventListener("submit", submitForm);

@@ -1,4 +1,4 @@
-"""The webhooks JSON API: endpoints, a test ping, deliveries and redelivery."""
+"""The webhooks JSON API: endpoints, a test ping, deliveries, redelivery and recovery."""
 
 from flask import Blueprint, jsonify, url_for
 
@@ -9,7 +9,7 @@ from ..apiutil import json_object, json_object_or_none_sent, whole_number
 from ..extensions import db
 from ..security import refuse_cross_site_requests
 from ..timeutil import iso
-from . import models, service  # noqa: F401  (models: registers the tables with the app)
+from . import models, recovery, service  # noqa: F401  (models: registers the tables)
 
 bp = Blueprint("webhooks_api", __name__, url_prefix="/api/webhooks")
 bp.before_request(refuse_cross_site_requests)
@@ -104,3 +104,16 @@ def redeliver(endpoint_id: int, delivery_id: int):
     )
     db.session.commit()
     return jsonify(delivery.to_dict()), 202
+
+
+@bp.post("/<int:endpoint_id>/recover")
+@requires(Role.ADMIN)
+def recover_webhook(endpoint_id: int):
+    """Queue again every event whose latest delivery since `since` failed: 202 with how many."""
+    since = recovery.parse_since(json_object("recovery"))
+    queued = recovery.recover(db.session, endpoint_id, since=since)
+    audit.record(
+        db.session, "webhook.recovered", f"webhook {endpoint_id}", since=iso(since), queued=queued
+    )
+    db.session.commit()
+    return jsonify(recovery.summary(since, queued)), 202

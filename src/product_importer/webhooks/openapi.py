@@ -14,6 +14,7 @@ from ..apidoc import (
     query,
     ref,
 )
+from .delivery import DELIVERY_RETENTION
 from .events import EVENT_TYPES
 from .service import KEEP_PREVIOUS_HOURS, MAX_DELIVERIES, MAX_KEEP_PREVIOUS_HOURS, READ_ONLY
 
@@ -26,6 +27,7 @@ FOLLOW_WEBHOOK = (
     "test_webhook",
     "list_deliveries",
     "rotate_secret",
+    "recover_webhook",
 )
 
 
@@ -106,6 +108,34 @@ def schemas() -> dict:
             },
         },
         "Delivery": _delivery(),
+        **_recovery(),
+    }
+
+
+def _recovery() -> dict:
+    days = DELIVERY_RETENTION.days
+    return {
+        "WebhookRecovery": {
+            "type": "object",
+            "required": ["since"],
+            "properties": {
+                "since": {
+                    "type": "string",
+                    "format": "date-time",
+                    "description": "Resend each event whose latest delivery since then failed. "
+                    f"With a time zone; at most {days} days back (older deliveries are not "
+                    "kept) and not in the future, else 422",
+                },
+            },
+            "additionalProperties": False,
+        },
+        "WebhookRecovered": {
+            "type": "object",
+            "properties": {
+                "since": STAMP,
+                "queued": {"type": "integer", "minimum": 0, "description": "Events queued again"},
+            },
+        },
     }
 
 
@@ -213,6 +243,20 @@ def paths() -> dict:
                     "202": json_response(ref("Delivery"), "Queued"),
                     "409": error("The webhook is disabled"),
                 },
+            ),
+        },
+        "/api/webhooks/{id}/recover": {
+            "parameters": [path_id()],
+            "post": operation(
+                "recover_webhook",
+                "Queue again, as new deliveries with the same webhook-id, every event whose "
+                "latest delivery since a time failed (not those delivered or still in line)",
+                {
+                    "202": json_response(ref("WebhookRecovered"), "Queued"),
+                    "409": error("The webhook is disabled"),
+                    **invalid,
+                },
+                requestBody=json_body("WebhookRecovery"),
             ),
         },
     }

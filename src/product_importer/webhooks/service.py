@@ -217,12 +217,11 @@ def redeliver(session: Session, endpoint_id: int, delivery_id: int) -> Delivery:
     original = session.get(Delivery, delivery_id)
     if original is None or original.endpoint_id != endpoint_id:
         raise NotFound(f"Delivery {delivery_id} of webhook {endpoint_id} does not exist.")
-    if not endpoint.enabled:
-        raise Conflict("The webhook is disabled. Enable it, then redeliver.")
-    queued_until = utcnow() + timedelta(seconds=events.QUEUED_GRACE_SECONDS)
+    refuse_disabled(endpoint, then="redeliver")
+    again = queued_again()
     if original.status == DeliveryStatus.PENDING:
-        original.next_attempt_at = utcnow()  # a retry waiting for later: bring it forward
-        original.queued_until = queued_until
+        original.next_attempt_at = again["next_attempt_at"]  # a retry waiting: bring it forward
+        original.queued_until = again["queued_until"]
         delivery = original
     else:
         delivery = Delivery(
@@ -230,15 +229,33 @@ def redeliver(session: Session, endpoint_id: int, delivery_id: int) -> Delivery:
             event_id=original.event_id,
             event_type=original.event_type,
             payload=original.payload,
-            status=DeliveryStatus.PENDING,
-            attempts=0,
-            next_attempt_at=utcnow(),
-            queued_until=queued_until,
+            **again,
         )
         session.add(delivery)
     session.flush()
     background.send_after_commit(session, events.DELIVER_TASK, [delivery.id])
     return delivery
+
+
+def refuse_disabled(endpoint: Endpoint, *, then: str) -> None:
+    """Raise Conflict if the endpoint is disabled: nothing would be sent to it."""
+    if not endpoint.enabled:
+        raise Conflict(f"The webhook is disabled. Enable it, then {then}.")
+
+
+def queued_again() -> dict:
+    """The columns of an event queued again: a new delivery, due now, its message on its way.
+
+    Its day of retries starts now (`created_at`); the sweep leaves it to that message.
+    """
+    now = utcnow()
+    return {
+        "status": DeliveryStatus.PENDING,
+        "attempts": 0,
+        "created_at": now,
+        "next_attempt_at": now,
+        "queued_until": now + timedelta(seconds=events.QUEUED_GRACE_SECONDS),
+    }
 
 
 def send_test(session: Session, endpoint_id: int) -> dict:
