@@ -42,6 +42,7 @@ NEEDS = {
     ("DELETE", "/api/webhooks/<int:endpoint_id>"): "admin",
     ("POST", "/api/webhooks/<int:endpoint_id>/test"): "admin",
     ("POST", "/api/webhooks/<int:endpoint_id>/rotate-secret"): "admin",
+    ("POST", "/api/webhooks/<int:endpoint_id>/recover"): "admin",
     ("POST", "/api/webhooks/<int:endpoint_id>/deliveries/<int:delivery_id>/redeliver"): "admin",
     ("GET", "/api/users"): "admin",
     ("POST", "/api/users"): "admin",
