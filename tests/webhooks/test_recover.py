@@ -80,6 +80,25 @@ def test_only_the_events_whose_latest_delivery_since_then_failed_are_queued_agai
     assert len(resent) == 2 and resent[1].body == resent[0].body  # the same payload again
 
 
+def test_more_events_than_a_batch_go_again_in_the_order_they_first_came(any_app, api, receiver):
+    receiver.default = Answer(400)
+    hook = create_endpoint(api, receiver.url, events=["product.created"])["id"]
+    for number in range(30):  # more than one task's batch (delivery.BATCH_SIZE, 25)
+        new_product(api, f"SKU-{number:02}")
+    first_came = [d["event_id"] for d in settle(any_app, api, hook)]
+    # the first event is redelivered, and fails again: its latest delivery is now the newest
+    api.post(f"/api/webhooks/{hook}/deliveries/{deliveries_of(api, hook)[0]['id']}/redeliver")
+    settle(any_app, api, hook)
+    receiver.default = Answer(200)
+
+    response = api.post(f"/api/webhooks/{hook}/recover", json={"since": ago(hours=1)})
+
+    assert response.get_json()["queued"] == 30
+    queued = [d for d in deliveries_of(api, hook) if d["status"] == "pending"]
+    assert [d["event_id"] for d in queued] == first_came
+    assert {d["status"] for d in settle(any_app, api, hook)[-30:]} == {"succeeded"}
+
+
 @pytest.mark.parametrize(
     ("body", "field", "says"),
     [
