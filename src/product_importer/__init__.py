@@ -44,6 +44,7 @@ def register_extensions(app: Flask) -> None:
     security.init_app(app)  # first: body limits hold before anything reads a body
     limiter.init_app(app)
     auth.init_app(app)  # before CSRF: a signed-out caller is sent to sign in, not told of tokens
+    security.init_chunked_body_check(app)  # after auth: a refused caller's body is never read
     csrf.init_app(app)
     background.register(app, celery_init_app)
 

@@ -10,10 +10,8 @@ The pages' forms are refused the same way, on top of their CSRF token.
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app, request
-from flask_login import current_user
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from .accounts.auth import PUBLIC, access_of
 from .errors import Forbidden
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -31,29 +29,34 @@ def init_app(app: Flask) -> None:
     app.after_request(_add_headers)
 
 
+def init_chunked_body_check(app: Flask) -> None:
+    """Refuse a body sent in chunks past the limit: after auth.enforce, so that a caller it
+    refuses (401, 403) is answered before the body is read, not after a megabyte sent slowly."""
+    app.before_request(_limit_chunked_body)
+
+
 def large_body(view):
     """Let this view receive an upload of up to MAX_UPLOAD_BYTES (plus the form around it)."""
     view.large_body = True
     return view
 
 
-def _limit_body() -> None:
+def _is_upload() -> bool:
+    """Whether the request is a file sent to a view that takes one (JSON is never an upload)."""
     view = current_app.view_functions.get(request.endpoint)
-    if getattr(view, "large_body", False) and not request.is_json:  # JSON is never an upload
+    return getattr(view, "large_body", False) and not request.is_json
+
+
+def _limit_body() -> None:
+    if _is_upload():
         # Room for the multipart envelope around the file; the file itself is checked exactly.
         envelope = current_app.config["MAX_CONTENT_LENGTH"]
         request.max_content_length = current_app.config["MAX_UPLOAD_BYTES"] + envelope
-    elif "chunked" in request.headers.get("Transfer-Encoding", "").lower() and _may_send_body():
+
+
+def _limit_chunked_body() -> None:
+    if not _is_upload() and "chunked" in request.headers.get("Transfer-Encoding", "").lower():
         _refuse_long_stream()
-
-
-def _may_send_body() -> bool:
-    """Whether the body will be read at all: not for a caller without valid credentials.
-
-    auth.enforce answers them 401 (or sends them to sign in) without reading the body, so a
-    stranger cannot make the server read a megabyte sent slowly in chunks.
-    """
-    return access_of(request.endpoint) == PUBLIC or current_user.is_authenticated
 
 
 def _refuse_long_stream() -> None:

@@ -114,6 +114,20 @@ def test_a_body_in_chunks_without_valid_credentials_is_refused_before_it_is_read
     assert http.get("/api/products").json()["total"] == 0
 
 
+def test_a_body_in_chunks_from_a_role_too_low_is_refused_before_it_is_read(
+    live_server, http, accounts
+):
+    head = ["DELETE /api/products HTTP/1.1", f"Host: {urlsplit(live_server).netloc}"]
+    head += ["Connection: close", "Content-Type: application/json", "Transfer-Encoding: chunked"]
+    head += [f"Authorization: Bearer {accounts['viewer'].token}"]
+    first_chunk = b"10000\r\n" + b" " * 0x10000 + b"\r\n"  # of a body that never ends
+
+    status, _headers, body = raw_exchange(live_server, "\n".join(head) + "\n", first_chunk)
+
+    assert status == 403  # answered without waiting for the rest
+    assert json.loads(body)["error"]["details"]["required_role"] == "admin"
+
+
 def test_a_form_over_1_mib_is_refused(live_server):
     with httpx.Client(base_url=live_server) as browser:
         response = browser.post("/login", data={"email": "x" * (2 * MIB), "password": "y"})
