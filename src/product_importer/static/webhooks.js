@@ -429,8 +429,14 @@
 
   /* ---- resending what failed since a time ---------------------------------------------- */
 
+  /* The events whose latest delivery listed (newest first) failed: what a resend would send. */
   function failedEvents(items) {
-    return (items || []).filter((item) => item.status === "failed" && item.event !== "ping");
+    const seen = new Set();
+    return (items || []).filter((item) => {
+      const latest = !seen.has(item.event_id);
+      seen.add(item.event_id);
+      return latest && item.status === "failed" && item.event !== "ping";
+    });
   }
 
   /* A datetime-local value for a moment: the browser's time zone, to the minute. */
@@ -497,8 +503,8 @@
     const failed = failedEvents(items).length;
     if (!failed) return;
     const offer = el("button", { type: "button", className: "btn btn-sm" }, "Resend failed since…");
-    const text = failed === 1 ? "1 recent delivery" : `${format.number(failed)} recent deliveries`;
-    const said = el("span", {}, `${text} to `, el("span", { className: "sku break" }, hook.url), " failed. ", offer);
+    const text = failed === 1 ? "1 recent event" : `${format.number(failed)} recent events`;
+    const said = el("span", {}, `${text} could not be sent to `, el("span", { className: "sku break" }, hook.url), ". ", offer);
     const notice = notify(said, "info", { timeout: 0 });
     offer.addEventListener("click", () => {
       notice.remove();

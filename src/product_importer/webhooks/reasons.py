@@ -20,7 +20,7 @@ CONNECT = {
 }
 DNS = {
     socket.EAI_NONAME: "DNS lookup failed: the host name {host} does not exist; check the URL",
-    socket.EAI_AGAIN: "DNS lookup failed: no answer for {host} for now; it will be tried again",
+    socket.EAI_AGAIN: "DNS lookup failed: no answer for {host} for now (the DNS server failed)",
 }
 if hasattr(socket, "EAI_NODATA"):  # not on every platform
     DNS[socket.EAI_NODATA] = DNS[socket.EAI_NONAME]
