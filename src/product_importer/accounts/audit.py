@@ -37,7 +37,7 @@ def record(session: Session, action: str, target: str | None = None, **details) 
     )
 
 
-def shown(value) -> str:
+def readable_detail(value) -> str:
     """A detail's value as a person reads it: text as is, a list of words joined, else JSON.
 
     Python's own spellings (False, None, ['a']) mean nothing to the admin reading the log.

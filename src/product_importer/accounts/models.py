@@ -53,16 +53,18 @@ class Token(db.Model):
 
     owner: Mapped[User] = relationship(lazy="joined")
 
-    def to_dict(self) -> dict:
-        """The token JSON, without the secret part.
+    @property
+    def acting_role(self) -> Role:
+        """The role it acts with: its owner's current role caps the one it was made with."""
+        return lower_of(self.role, self.owner.role)
 
-        `role` is the one it acts with: its owner's current role caps the one it was made with.
-        """
+    def to_dict(self) -> dict:
+        """The token JSON, without the secret part; `role` is the one it acts with."""
         return {
             "id": self.id,
             "name": self.name,
             "prefix": self.prefix,
-            "role": lower_of(self.role, self.owner.role).value,
+            "role": self.acting_role.value,
             "made_as": self.role,
             "owner": self.owner.email,
             "expires_at": iso(self.expires_at),

@@ -11,7 +11,7 @@ from ..errors import Conflict, Forbidden, Invalid, NotFound
 from ..timeutil import aware, utcnow
 from . import credentials
 from .models import SetupToken, SignInSession, Token, User
-from .roles import ROLES, Role, at_least, lower_of
+from .roles import ROLES, Role, at_least
 
 # Something@something, without spaces or control characters (the same in every regex dialect,
 # so the OpenAPI document can state it exactly).
@@ -248,7 +248,7 @@ def resolve_token(session: Session, secret: str) -> tuple[User, Role] | None:
     now = utcnow()
     if token.last_used_at is None or now - aware(token.last_used_at) > timedelta(minutes=1):
         token.last_used_at = now  # once a minute at most: a busy script writes little
-    return token.owner, lower_of(token.role, token.owner.role)
+    return token.owner, token.acting_role
 
 
 # --- first run --------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ bp = Blueprint("accounts", __name__, template_folder="templates")
 # The only pages that take forms (sign in, sign out, setup): a page of another site, or of
 # none (`Origin: null`), posts none of them, whatever token it holds.
 bp.before_request(refuse_cross_site_requests)
-bp.add_app_template_filter(audit.shown, "audit_value")
+bp.add_app_template_filter(audit.readable_detail, "readable_detail")
 
 SIGN_IN_LIMIT = "10 per minute"
 TOO_MANY = "Too many failed sign-ins from here or for this account. Wait a minute and try again."
