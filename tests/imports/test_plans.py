@@ -119,6 +119,17 @@ def test_applying_a_plan_whose_kept_rows_were_lost_reads_the_file_again(http, sq
     assert values(catalog()) == VALUES_AFTER_SECOND
 
 
+def test_a_plan_stored_at_100_percent_before_the_upgrade_is_applied_from_40(http, sql):
+    plan = import_csv(http, SECOND, data={"plan": "true"})
+    assert plan["percent"] == 40
+    sql("UPDATE import_jobs SET percent = 100 WHERE id = :id", id=plan["id"])  # as 0019 found it
+
+    queued = http.post(f"/api/imports/{plan['id']}/apply").json()
+
+    assert (queued["status"], queued["percent"]) == ("queued", 40)  # 100 only once it has ended
+    assert wait_for_job(http, plan["id"])["percent"] == 100
+
+
 def test_applying_a_plan_counts_against_the_catalog_as_it_is_then(any_http, any_catalog):
     plan = import_csv(any_http, FIRST, data={"plan": "true"})
     assert counts(plan) == (3, 0, 0, 0)

@@ -12,6 +12,7 @@ from ..timeutil import aware, utcnow
 from .endings import final_values
 from .engine import discard_plan
 from .models import ImportChange, ImportJob
+from .progress import PLAN_SHARE
 from .queue import DRAIN_TASK
 from .service import (
     SAME_FILE_NOTE,
@@ -59,6 +60,9 @@ def apply(session: Session, job_id: int, *, created_by: dict | None) -> ImportJo
     for column, value in FRESH_RUN.items():
         setattr(job, column, value)
     job.status, job.plan = Status.QUEUED, False
+    # A plan stored before migration 0019's release ended at 100: its apply starts where a
+    # plan ends now, since 100 means a job that has ended.
+    job.percent = min(job.percent or 0.0, PLAN_SHARE)
     job.applied_by_id = created_by and created_by["id"]
     job.applied_by = created_by and created_by["email"]
     # the file's own warnings stand; whether an identical file was imported is asked again
