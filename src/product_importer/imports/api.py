@@ -149,7 +149,7 @@ def _json_options() -> dict:
 @requires(Role.EDITOR)
 def apply_plan(job_id: int):
     """Run a plan's import (the same job): 202; 409 unless it is a plan waiting."""
-    job = plans.apply(db.session, job_id, created_by=current_actor())
+    job = plans.apply(db.session, job_id, applied_by=current_actor())
     audit.record(db.session, "import.applied", f"import #{job.id}")
     db.session.commit()
     return _accepted(job)

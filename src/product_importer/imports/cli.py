@@ -67,7 +67,7 @@ def run_import_from_terminal(path: str, given: dict | None = None) -> int:
 def apply_from_terminal(job_id: int) -> int:
     """Apply a plan, run the queue here, show progress; return an exit code."""
     try:
-        plans.apply(db.session, job_id, created_by=None)
+        plans.apply(db.session, job_id, applied_by=None)
     except AppError as error:
         click.echo(f"Error: {error.message}", err=True)
         return 2

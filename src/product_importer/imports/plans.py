@@ -48,14 +48,14 @@ def _planned(session: Session, job_id: int) -> ImportJob:
     return job
 
 
-def apply(session: Session, job_id: int, *, created_by: dict | None) -> ImportJob:
+def apply(session: Session, job_id: int, *, applied_by: dict | None) -> ImportJob:
     """Queue a plan's import, as the same job; it compares with the catalog again as it runs.
 
-    `created_by` is who applies it: the import's end is theirs, its upload the uploader's.
+    `applied_by` is who applies it: the import's end is theirs, its upload the uploader's.
     """
     job = _planned(session, job_id)
     refuse_without_file(job)
-    refuse_past_quota(session, created_by)
+    refuse_past_quota(session, applied_by)
     earlier = same_file_imported(session, job.sha256)
     for column, value in FRESH_RUN.items():
         setattr(job, column, value)
@@ -63,8 +63,8 @@ def apply(session: Session, job_id: int, *, created_by: dict | None) -> ImportJo
     # A plan stored before migration 0019's release ended at 100: its apply starts where a
     # plan ends now, since 100 means a job that has ended.
     job.percent = min(job.percent or 0.0, PLAN_SHARE)
-    job.applied_by_id = created_by and created_by["id"]
-    job.applied_by = created_by and created_by["email"]
+    job.applied_by_id = applied_by and applied_by["id"]
+    job.applied_by = applied_by and applied_by["email"]
     # the file's own warnings stand; whether an identical file was imported is asked again
     own = [warning for warning in job.warnings or [] if not warning.startswith(SAME_FILE_NOTE)]
     duplicate = duplicate_warnings(earlier)
