@@ -5,7 +5,7 @@ import io
 import os
 
 from tests.conftest import client_with_token, http_client, paused
-from tests.helpers import upload_csv
+from tests.helpers import upload_csv, wait_until
 
 from .test_hardening import raw_exchange, request_head
 
@@ -68,6 +68,34 @@ def test_the_quota_counts_only_unfinished_imports(make_app, accounts, live_worke
         second = upload()
         assert second.status_code == 202
         assert editor.post(f"/api/imports/{second.get_json()['id']}/cancel").status_code == 202
+
+
+def test_an_applied_plan_counts_against_who_applied_it_not_who_uploaded_it(
+    make_app, accounts, live_worker
+):
+    app = make_app(MAX_QUEUED_IMPORTS=1)
+    editor = client_with_token(app, accounts["editor"].token)
+    admin = client_with_token(app, accounts["admin"].token)
+
+    def upload(client, **fields):
+        data = {"file": (io.BytesIO(b"sku,name\nA,B\n"), "a.csv"), **fields}
+        return client.post("/api/imports", data=data)
+
+    def status(job_id):
+        return editor.get(f"/api/imports/{job_id}").get_json()["status"]
+
+    plan = upload(editor, plan="true").get_json()["id"]
+    wait_until(lambda: status(plan) == "planned", "planned")
+    with paused(live_worker):  # the applied plan stays queued until cancelled
+        assert admin.post(f"/api/imports/{plan}/apply").status_code == 202
+        uploader = upload(editor)
+        applier = upload(admin)
+        for job in editor.get("/api/imports").get_json()["items"]:
+            editor.post(f"/api/imports/{job['id']}/cancel")
+
+    assert uploader.status_code == 202, uploader.get_json()
+    assert applier.status_code == 429
+    assert "the limit is 1" in applier.get_json()["error"]["message"]
 
 
 def test_an_upload_that_would_fill_the_disk_is_507_and_nothing_is_stored(make_app, accounts):

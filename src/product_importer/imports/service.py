@@ -105,10 +105,13 @@ def refuse_past_quota(session: Session, created_by: dict | None) -> None:
     if created_by is None:
         return
     quota = current_app.config["MAX_QUEUED_IMPORTS"]
+    # An applied plan is the work of who applied it, who queued it just now; its uploader
+    # may not even know it was applied, and would be refused for someone else's work.
+    owner = func.coalesce(ImportJob.applied_by_id, ImportJob.created_by_id)
     unfinished = session.scalar(
         select(func.count())
         .select_from(ImportJob)
-        .where(ImportJob.created_by_id == created_by["id"], ImportJob.status.notin_(FINISHED))
+        .where(owner == created_by["id"], ImportJob.status.notin_(FINISHED))
     )
     if unfinished >= quota:
         raise TooMany(
