@@ -104,6 +104,32 @@ def test_an_applied_plan_goes_on_from_the_percent_the_plan_reached(http, holding
     assert events.seen[-1][1]["status"] == "completed" and percents[-1] == 100
 
 
+def test_an_apply_that_reads_the_file_again_moves_the_bar_while_it_reads(
+    http, sql, holding, holding_rejections, held_file
+):
+    plan = import_csv(http, held_file.data, data={"plan": "true"})
+    sql(f"TRUNCATE import_planned_{plan['id']}")  # its kept rows lost: the apply reads the file
+    # The apply stops half-way through its reading, then again inside its merge.
+    with holding(TABLE_LOCK) as catalog, holding_rejections() as reading:
+        queued = http.post(f"/api/imports/{plan['id']}/apply").json()
+        reading.wait_until_blocking()
+        wait_for_heartbeats(sql, plan["id"])  # what it has read is written
+        with http.stream("GET", f"/api/imports/{plan['id']}/events") as response:
+            events = Events(response)
+            held = events.until(lambda name, data: data["phase"] == "reading")[1]
+            reading.release()
+            merging = events.until(lambda name, data: data["phase"] == "applying")[1]
+            catalog.wait_until_blocking(job=plan["id"])
+            catalog.release()
+            events.until(lambda name, data: name == "done")
+
+    percents = [queued["percent"]] + [data["percent"] for _, data in events.seen]
+    assert percents == sorted(percents), percents
+    assert 0 < held["rows_processed"] < held_file.rows
+    assert plan["percent"] < held["percent"] < merging["percent"] < 100, percents
+    assert events.seen[-1][1]["status"] == "completed_with_errors" and percents[-1] == 100
+
+
 def test_progress_is_streamed_then_done_with_percent_never_going_down(
     http, catalog, holding, holding_rejections, held_file
 ):

@@ -100,6 +100,11 @@ class Progress:
 
     def __post_init__(self):
         self.started_at_percent = self.percent  # the ETA counts what this run has done
+        # Reading fills READING_SHARE of the bar, or as much of what is left when a run goes
+        # on from a percent (an applied plan that reads its file again): the bar moves as the
+        # file is read, and the merge starts where the reading ends.
+        left = (100.0 - self.percent) * READING_SHARE / 100.0
+        self.reading_end = min(self.percent + left, self.goal - BELOW_THE_END)
 
     def stop(self, error: ImportStopped) -> None:
         """Ask the import to stop with `error` (the first reason given stays)."""
@@ -114,20 +119,25 @@ class Progress:
     def waiting(self) -> None:
         """Record that the file is read and staged; the import waits for its turn to apply."""
         self.message = "Read; waiting for the imports uploaded before it to be applied"
-        self.percent = max(self.percent, READING_SHARE)
+        self.percent = max(self.percent, self.reading_end)
 
     def read(self, bytes_processed: int, rows: int, invalid: int) -> None:
         """Record reading progress; percent follows the bytes read."""
         self.bytes_processed = bytes_processed
         self.rows_processed, self.rows_invalid = rows, invalid
         share = bytes_processed / self.bytes_total if self.bytes_total else 1.0
-        self.percent = max(self.percent, READING_SHARE * min(share, 1.0))
+        start = self.started_at_percent
+        self.percent = max(self.percent, start + (self.reading_end - start) * min(share, 1.0))
+
+    def nothing_to_read(self) -> None:
+        """Leave the whole bar to the merge: this run reads no file (a plan's kept rows)."""
+        self.reading_end = self.percent
 
     def applying(self, what: str, rows: int) -> None:
         """Record that reading is done and the merge of `rows` staged rows is about to start."""
         self.phase, self.what = Phase.APPLYING, what
         self.message = f"Applying {what}"
-        self.percent = max(self.percent, READING_SHARE)
+        self.percent = max(self.percent, self.reading_end)
         self.expect([("deduplicating", rows), ("comparing", rows)])
         self.interruptible = True
 

@@ -244,6 +244,7 @@ class Run:
         """Apply the rows a plan of this job read, checked and kept: the file is not read
         again, and the plan's rejected rows and warnings stand."""
         job, progress = self.job, self.progress
+        progress.nothing_to_read()
         progress.read(job.bytes_total, job.rows_processed, job.rows_invalid)
         progress.waiting()
         self.turn.wait(progress)
