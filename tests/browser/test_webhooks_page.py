@@ -148,6 +148,42 @@ def test_webhook_cards_hold_their_buttons_and_event_ids(page: Page, receiver, wi
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
 
+def alone_on_a_line(page: Page) -> list[str]:
+    """The buttons of the deliveries' header that share their line with no other button nor
+    with the heading."""
+    header = page.locator("#deliveries .card-header")
+    heading = header.get_by_role("heading").bounding_box()
+    buttons = {
+        button.text_content(): button.bounding_box()
+        for button in header.get_by_role("button").all()
+    }
+
+    def beside(box, other) -> bool:
+        return box["y"] < other["y"] + other["height"] and other["y"] < box["y"] + box["height"]
+
+    return [
+        name
+        for name, box in buttons.items()
+        if not any(beside(box, other) for other in [heading, *buttons.values()] if other is not box)
+    ]
+
+
+@pytest.mark.parametrize("width", [1366, 390])
+def test_the_deliveries_header_keeps_no_button_alone_on_a_line(page: Page, http, width):
+    hook = {"url": "http://127.0.0.1:9/hook", "events": ["product.created"]}
+    assert http.post("/api/webhooks", json=hook).status_code == 201
+    page.set_viewport_size({"width": width, "height": 900})
+    page.goto("/webhooks")
+    page.get_by_role("button", name=f"Deliveries of {hook['url']}").click()
+    expect(page.get_by_text("No deliveries yet.")).to_be_visible()
+
+    card = page.locator("#deliveries").bounding_box()
+    for button in page.locator("#deliveries .card-header").get_by_role("button").all():
+        assert inside(button.bounding_box(), card), button.text_content()
+    assert alone_on_a_line(page) == []
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
 def test_the_events_box_has_the_pages_border(page: Page):
     page.goto("/webhooks")
     page.get_by_role("button", name="Add webhook").click()
