@@ -95,7 +95,10 @@ def test_an_applied_plan_counts_against_who_applied_it_not_who_uploaded_it(
 
     assert uploader.status_code == 202, uploader.get_json()
     assert applier.status_code == 429
-    assert "the limit is 1" in applier.get_json()["error"]["message"]
+    assert (
+        "You have 1 import waiting or running; the limit is 1."
+        in applier.get_json()["error"]["message"]
+    )
 
 
 def test_an_upload_that_would_fill_the_disk_is_507_and_nothing_is_stored(make_app, accounts):

@@ -115,7 +115,8 @@ def refuse_past_quota(session: Session, created_by: dict | None) -> None:
     )
     if unfinished >= quota:
         raise TooMany(
-            f"You have {unfinished} imports waiting or running; the limit is {quota}. "
+            f"You have {unfinished} import{'s' if unfinished != 1 else ''} waiting or running; "
+            f"the limit is {quota}. "
             "Wait for one to finish, or cancel one, then upload again."
         )
 
