@@ -100,9 +100,10 @@ def duplicate_warnings(earlier: ImportJob | None) -> list[str]:
     return [f"{SAME_FILE_NOTE}{earlier.id} of {when}."]
 
 
-def refuse_past_quota(session: Session, created_by: dict | None) -> None:
-    """Raise TooMany once the account has MAX_QUEUED_IMPORTS imports waiting or running."""
-    if created_by is None:
+def refuse_past_quota(session: Session, actor: dict | None) -> None:
+    """Raise TooMany once `actor` has MAX_QUEUED_IMPORTS imports waiting or running (none for
+    the command line): those it uploaded, and plans it applied."""
+    if actor is None:
         return
     quota = current_app.config["MAX_QUEUED_IMPORTS"]
     # An applied plan is the work of who applied it, who queued it just now; its uploader
@@ -111,7 +112,7 @@ def refuse_past_quota(session: Session, created_by: dict | None) -> None:
     unfinished = session.scalar(
         select(func.count())
         .select_from(ImportJob)
-        .where(owner == created_by["id"], ImportJob.status.notin_(FINISHED))
+        .where(owner == actor["id"], ImportJob.status.notin_(FINISHED))
     )
     if unfinished >= quota:
         raise TooMany(
