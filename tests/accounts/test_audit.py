@@ -208,6 +208,31 @@ def test_a_page_past_the_last_shows_the_last_page_and_says_so(acting, sql):
     assert (api["page"], api["pages"], api["items"]) == (99, 2, [])
 
 
+@pytest.mark.parametrize("asked", ["0", "-1", "-99999999999999999999", "first"])
+def test_a_page_before_the_first_shows_the_first_page_and_says_so(acting, sql, asked):
+    admin = acting("admin")
+    sql(
+        "INSERT INTO audit_log (at, action, target) "
+        "SELECT now(), 'product.created', 'P-' || n FROM generate_series(1, 51) AS n"
+    )
+
+    page = audit_page(admin, page=asked)
+
+    assert "51 entries · page 1 of 2" in page
+    assert f"There is no page {asked}: this is the first page, 1." in page
+    assert ">P-51<" in page.replace("\n", "").replace(" ", "")
+    assert "page=2" in page  # Older leads on
+    assert admin.get("/api/audit", query_string={"page": asked}).status_code == 422
+    for plain in ("", "1", "01"):
+        assert "There is no page" not in audit_page(admin, page=plain)
+
+
+def test_a_page_far_past_the_last_shows_the_last_page(acting):
+    page = audit_page(acting("admin"), page="9" * 30)
+
+    assert "page 1 of 1" in page and f"There is no page {'9' * 30}: this is the last page" in page
+
+
 def test_a_prefix_filter_keeps_exactly_the_actions_it_starts(acting, sql):
     actions = ["product.created", "product.updated", "products.deleted_all", "auth.signed_in"]
     actions += ["auth.sign_in_failed", "webhook.created", "import_x.created"]

@@ -4,7 +4,6 @@ from flask import Blueprint, abort, g, redirect, render_template, request, url_f
 from flask_login import current_user
 from limits import parse
 
-from ..apiutil import whole_number
 from ..errors import AppError
 from ..extensions import db, limiter
 from ..security import refuse_cross_site_requests
@@ -171,10 +170,24 @@ def users_page():
 def audit_page():
     """The audit log, newest first, filtered by actor and action."""
     actor, action = request.args.get("actor", "").strip(), request.args.get("action", "").strip()
-    asked = whole_number("page", 1)
-    found = audit.list_entries(db.session, actor=actor, action=action, page=asked)
-    if asked > found.pages:  # an old link, or the log filtered since: the last page, not none
+    asked = request.args.get("page", "").strip()
+    wanted = _page_wanted(asked)
+    found = audit.list_entries(db.session, actor=actor, action=action, page=wanted)
+    if wanted > found.pages:  # an old link, or the log filtered since: the last page, not none
         found = audit.list_entries(db.session, actor=actor, action=action, page=found.pages)
     return render_template(
-        "accounts/audit.html", found=found.to_dict(), actor=actor, action=action, asked=asked
+        "accounts/audit.html",
+        found=found.to_dict(),
+        actor=actor,
+        action=action,
+        asked=asked if asked.lstrip("0") != str(found.page) else None,  # said when not shown
+        nearest="first" if wanted == 1 else "last",
     )
+
+
+def _page_wanted(asked: str) -> int:
+    """The page to show for the `page` a person typed or kept in a link, never an error:
+    the first page for none, 0, a negative number or words; at most the API's last one."""
+    if not (asked.isascii() and asked.isdigit()):  # "-3", "first", "": before the first
+        return 1
+    return max(1, min(int(asked.lstrip("0")[:7] or 0), audit.MAX_PAGE))  # 7 digits: past it
