@@ -4,6 +4,8 @@ a byte of the upload is read or stored."""
 import io
 import os
 
+from product_importer.extensions import db
+from product_importer.imports import plans
 from tests.conftest import client_with_token, http_client, paused
 from tests.helpers import upload_csv, wait_until
 
@@ -99,6 +101,31 @@ def test_an_applied_plan_counts_against_who_applied_it_not_who_uploaded_it(
         "You have 1 import waiting or running; the limit is 1."
         in applier.get_json()["error"]["message"]
     )
+
+
+def test_a_plan_applied_from_the_command_line_counts_against_nobodys_queue(
+    make_app, accounts, live_worker
+):
+    app = make_app(MAX_QUEUED_IMPORTS=1)
+    editor = client_with_token(app, accounts["editor"].token)
+
+    def upload(**fields):
+        data = {"file": (io.BytesIO(b"sku,name\nA,B\n"), "a.csv"), **fields}
+        return editor.post("/api/imports", data=data)
+
+    job_id = upload(plan="true").get_json()["id"]
+    wait_until(
+        lambda: editor.get(f"/api/imports/{job_id}").get_json()["status"] == "planned", "planned"
+    )
+    with paused(live_worker):  # the applied plan stays queued until cancelled
+        with app.app_context():
+            plans.apply(db.session, job_id, applied_by=None)  # what `import --apply` does first
+            db.session.commit()
+        again = upload()
+        for job in editor.get("/api/imports").get_json()["items"]:
+            editor.post(f"/api/imports/{job['id']}/cancel")
+
+    assert again.status_code == 202, again.get_json()
 
 
 def test_an_upload_that_would_fill_the_disk_is_507_and_nothing_is_stored(make_app, accounts):

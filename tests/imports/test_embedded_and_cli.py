@@ -5,6 +5,7 @@ The API's behaviour in the embedded default is tested with everything else, in b
 (`tests/modes.py`); here, that it starts and works with no setting at all.
 """
 
+import io
 import os
 import pty
 import re
@@ -16,8 +17,17 @@ from contextlib import contextmanager
 
 import pytest
 
-from tests.conftest import BIN, ROOT, Process, free_port, http_client, paused, wait_until_up
-from tests.helpers import import_csv
+from tests.conftest import (
+    BIN,
+    ROOT,
+    Process,
+    client_with_token,
+    free_port,
+    http_client,
+    paused,
+    wait_until_up,
+)
+from tests.helpers import import_csv, wait_until
 from tests.webhooks.conftest import create_endpoint
 from tests.webhooks.receiver import Receiver
 
@@ -156,7 +166,7 @@ def run_import_command(path, *options: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_the_import_command_prints_the_outcome_and_exits_0(tmp_path, catalog):
+def test_the_import_command_prints_the_outcome_and_exits_0(tmp_path, catalog, client):
     path = tmp_path / "fruit.csv"
     path.write_text("sku,name,colour\nA-1,Apple,red\nB-2,Banana,yellow\na-1,Apple 2,green\n,x,\n")
 
@@ -177,6 +187,13 @@ def test_the_import_command_prints_the_outcome_and_exits_0(tmp_path, catalog):
     assert "Warning: Unknown columns were ignored: colour." in result.stdout
     assert sorted(row[1:3] for row in catalog()) == [("B-2", "Banana"), ("a-1", "Apple 2")]
     assert path.exists()  # the command imports a copy; the user's file stays
+    entries = client.get("/api/audit", query_string={"action": "import.created"}).get_json()
+    (entry,) = entries["items"]  # an import action of the command line: by no account
+    assert (entry["actor"], entry["details"]["via"], entry["details"]["file"]) == (
+        None,
+        "cli",
+        "fruit.csv",
+    )
 
 
 def test_the_import_command_sends_its_webhook_before_it_returns(tmp_path, client, live_worker):
@@ -309,6 +326,40 @@ def test_the_import_command_plans_then_applies(tmp_path, catalog):
     assert re.search(r"Updated\s*│\s*0\s*│", applied.stdout), applied.stdout
     assert sorted(row[1:3] for row in catalog()) == [("A-1", "Apple"), ("B-2", "Banana")]
     assert run_import_command(None, "--apply", job_id).returncode == 2
+
+
+def test_a_plan_applied_from_the_command_line_is_the_command_lines_not_the_uploaders(
+    app, client, accounts, live_worker
+):
+    """The command line acts as no account (as `import FILE` does): a plan it applies names no
+    one in its webhook, says where it was applied, and counts against nobody's queue."""
+    receiver = Receiver()
+    create_endpoint(client, receiver.url, events=("import.completed",))
+    editor = client_with_token(app, accounts["editor"].token)
+    plan = editor.post(
+        "/api/imports", data={"file": (io.BytesIO(b"sku,name\nA,B\n"), "a.csv"), "plan": "true"}
+    )
+    job_id = plan.get_json()["id"]
+    wait_until(
+        lambda: editor.get(f"/api/imports/{job_id}").get_json()["status"] == "planned", "planned"
+    )
+
+    with paused(live_worker):  # only the command runs the import and sends its webhook
+        applied = run_import_command(None, "--apply", str(job_id))
+        received = [request.json() for request in receiver.requests]
+    receiver.close()
+
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert [(event["type"], event["actor"]) for event in received] == [("import.completed", None)]
+    job = editor.get(f"/api/imports/{job_id}").get_json()
+    assert (job["created_by"], job["applied_by"]) == (accounts["editor"].email, None)
+    assert job["applied_at"] is not None
+    page = editor.get(f"/imports/{job_id}", headers={"Accept": "text/html"}).get_data(as_text=True)
+    assert "applied from the command line" in re.sub(r"<[^>]+>", "", page)
+    entries = client.get("/api/audit", query_string={"action": "import.applied"}).get_json()
+    assert [(e["target"], e["actor"], e["details"]) for e in entries["items"]] == [
+        (f"import #{job_id}", None, {"via": "cli"})
+    ]
 
 
 def test_the_import_command_stops_past_max_invalid(tmp_path, catalog):

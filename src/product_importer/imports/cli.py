@@ -20,6 +20,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 from sqlalchemy import select
 
+from ..accounts import audit
 from ..errors import AppError
 from ..extensions import db
 from ..timeutil import aware, utcnow
@@ -60,17 +61,26 @@ def run_import_from_terminal(path: str, given: dict | None = None) -> int:
         sha256=uploads.sha256(stored),
         options=chosen,
     )
+    size = os.path.getsize(stored)
+    audit.record(
+        db.session, "import.created", f"import #{job.id}", file=job.filename, bytes=size, via="cli"
+    )
     db.session.commit()
     return _run_and_watch(job.id)
 
 
 def apply_from_terminal(job_id: int) -> int:
-    """Apply a plan, run the queue here, show progress; return an exit code."""
+    """Apply a plan, run the queue here, show progress; return an exit code.
+
+    The command line acts as no account, as `import FILE` does: the plan's end is no one's
+    (its webhook's actor is null), and its page says it was applied from the command line.
+    """
     try:
         plans.apply(db.session, job_id, applied_by=None)
     except AppError as error:
         click.echo(f"Error: {error.message}", err=True)
         return 2
+    audit.record(db.session, "import.applied", f"import #{job_id}", via="cli")
     db.session.commit()
     return _run_and_watch(job_id)
 

@@ -90,9 +90,12 @@ def announce(conn: Connection, row: Row | None) -> list[int]:
 
 
 def actor_of(row: Row) -> dict | None:
-    """Who caused the job's end: who applied it if it was a plan, else who started it."""
+    """Who caused the job's end: who applied it if it was a plan (None for the command line),
+    else who started it."""
     if row.applied_by:
         return {"id": row.applied_by_id, "email": row.applied_by}
+    if row.applied_at is not None:  # applied from the command line: by no account
+        return None
     return {"id": row.created_by_id, "email": row.created_by} if row.created_by else None
 
 

@@ -66,6 +66,8 @@ class ImportJob(db.Model):
     # of its end, as uploading and applying may be two people.
     applied_by_id: Mapped[int | None] = mapped_column(BigId)
     applied_by: Mapped[str | None] = mapped_column(String(254))
+    # When it was applied, if it was a plan: set with no `applied_by`, the command line did.
+    applied_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The resumable upload it reads (None for a multipart upload or the command line).
     upload_id: Mapped[str | None] = mapped_column(String(32))
     kind: Mapped[str] = mapped_column(String(8), default=Kind.IMPORT, server_default="import")
@@ -126,6 +128,7 @@ def job_json(job) -> dict:
         "finished_at": iso(job.finished_at),
         "created_by": job.created_by,
         "applied_by": job.applied_by,
+        "applied_at": iso(job.applied_at),
         "kind": job.kind,
         "plan": bool(job.plan),
         "undo_of": job.undo_of,

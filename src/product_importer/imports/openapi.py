@@ -128,6 +128,12 @@ def schemas() -> dict:
                     "import.completed or import.failed webhook; null otherwise or from the "
                     "command line",
                 },
+                "applied_at": {
+                    **NULLABLE_STAMP,
+                    "description": "When it was applied, when it was a plan; with a null "
+                    "applied_by, it was applied from the command line, and its webhook's actor "
+                    "is null",
+                },
                 "kind": {"type": "string", "enum": [kind.value for kind in Kind]},
                 "plan": {"type": "boolean", "description": "Whether it is (or was) a plan"},
                 "undo_of": {**NULLABLE_ID, "description": "The import an undo job undoes"},

@@ -52,6 +52,8 @@ def apply(session: Session, job_id: int, *, applied_by: dict | None) -> ImportJo
     """Queue a plan's import, as the same job; it compares with the catalog again as it runs.
 
     `applied_by` is who applies it: the import's end is theirs, its upload the uploader's.
+    None is the command line, which acts as no account (as for `import FILE`): the end is then
+    no one's, not the uploader's.
     """
     job = _planned(session, job_id)
     refuse_without_file(job)
@@ -65,6 +67,7 @@ def apply(session: Session, job_id: int, *, applied_by: dict | None) -> ImportJo
     job.percent = min(job.percent or 0.0, PLAN_SHARE)
     job.applied_by_id = applied_by and applied_by["id"]
     job.applied_by = applied_by and applied_by["email"]
+    job.applied_at = utcnow()
     # the file's own warnings stand; whether an identical file was imported is asked again
     own = [warning for warning in job.warnings or [] if not warning.startswith(SAME_FILE_NOTE)]
     duplicate = duplicate_warnings(earlier)

@@ -5,7 +5,7 @@ import os
 from collections.abc import Iterator
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from .. import background
@@ -107,8 +107,16 @@ def refuse_past_quota(session: Session, actor: dict | None) -> None:
         return
     quota = current_app.config["MAX_QUEUED_IMPORTS"]
     # An applied plan is the work of who applied it, who queued it just now; its uploader
-    # may not even know it was applied, and would be refused for someone else's work.
-    owner = func.coalesce(ImportJob.applied_by_id, ImportJob.created_by_id)
+    # may not even know it was applied, and would be refused for someone else's work. One
+    # applied from the command line is no one's (applied_by_id None); one applied before
+    # migration 0021 has no applied_at.
+    owner = case(
+        (
+            ImportJob.applied_at.is_(None),
+            func.coalesce(ImportJob.applied_by_id, ImportJob.created_by_id),
+        ),
+        else_=ImportJob.applied_by_id,
+    )
     unfinished = session.scalar(
         select(func.count())
         .select_from(ImportJob)
