@@ -16,7 +16,7 @@ from .accounts import audit, credentials
 from .accounts import service as accounts_service
 from .accounts.roles import ROLES
 from .config import load_env_file
-from .errors import AppError
+from .errors import AppError, said
 from .extensions import db
 from .metrics import requests as request_metrics
 
@@ -222,5 +222,4 @@ def _cli_app():
         try:
             yield
         except AppError as error:
-            details = f" ({error.details})" if error.details else ""
-            raise click.ClickException(f"{error.message}{details}") from error
+            raise click.ClickException(said(error.message, error.details)) from error

@@ -21,6 +21,15 @@ class AppError(Exception):
             self.code = code
 
 
+def said(message: str, details: Any = None) -> str:
+    """An error for a terminal: its message, and its details as `field: what` pairs, never as
+    Python's spelling of a dict."""
+    message = message.removesuffix("; see details.").rstrip(".") + "."
+    if isinstance(details, dict):
+        return " ".join([message, *(f"{field}: {what}" for field, what in details.items())])
+    return f"{message} {details}" if details else message
+
+
 class BadRequest(AppError):
     status, code = 400, "bad_request"
 

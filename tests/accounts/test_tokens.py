@@ -199,6 +199,16 @@ def test_the_cli_shows_a_one_time_password_and_refuses_what_it_cannot_do(app):
     too_high = run_cli("tokens", "create", "new@example.test", "--name", "x", "--role", "admin")
     assert too_high.returncode != 0 and too_high.stdout == ""
     assert "At most viewer" in too_high.stderr
+    for refused in (again, too_high):  # what was wrong, as a person reads it
+        assert "{'" not in refused.stderr and "see details" not in refused.stderr, refused.stderr
+    assert (
+        "Error: An account with email 'NEW@example.test' already exists. email: Already taken."
+        in again.stderr
+    )
+    assert (
+        "Error: The token is not valid. role: At most viewer, the role of new@example.test."
+        in too_high.stderr
+    )
 
 
 def test_a_token_used_only_to_read_shows_when_it_was_last_used(client_as, client):

@@ -362,6 +362,17 @@ def test_a_plan_applied_from_the_command_line_is_the_command_lines_not_the_uploa
     ]
 
 
+def test_the_import_command_says_which_option_is_wrong(tmp_path, catalog):
+    path = tmp_path / "fruit.csv"
+    path.write_text("sku,name\nA-1,Apple\n")
+
+    result = run_import_command(path, "--max-invalid", "lots")
+
+    assert result.returncode == 2
+    assert "Error: Some import options are not valid. max_invalid: A count of rows" in result.stderr
+    assert "{'" not in result.stderr
+
+
 def test_the_import_command_stops_past_max_invalid(tmp_path, catalog):
     path = tmp_path / "bad.csv"
     path.write_text("sku,name\nA-1,\nB-2,\nC-3,Cherry\n")

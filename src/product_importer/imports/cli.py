@@ -21,7 +21,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from ..accounts import audit
-from ..errors import AppError
+from ..errors import AppError, said
 from ..extensions import db
 from ..timeutil import aware, utcnow
 from ..webhooks import delivery, events
@@ -43,7 +43,7 @@ def run_import_from_terminal(path: str, given: dict | None = None) -> int:
     try:
         chosen = options.Options(**options.parse(given or {}))
     except AppError as error:
-        click.echo(f"Error: {error.message} {error.details}", err=True)
+        click.echo(f"Error: {said(error.message, error.details)}", err=True)
         return 2
     stored = _store(path)
     try:
