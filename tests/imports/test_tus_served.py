@@ -163,6 +163,41 @@ def test_an_upload_refused_at_its_last_byte_fails_its_import(served, any_http, a
     assert any_catalog() == []
 
 
+def test_the_command_line_plans_on_a_remote_server_and_says_how_to_apply(
+    served, accounts, any_catalog, tmp_path
+):
+    path = tmp_path / "remote.csv"
+    path.write_text("sku,name\nA-1,Apple\nB-2,Banana\n")
+    args = [str(BIN / "product-importer"), "import", str(path), "--plan", "--url", served.url]
+    token = ["--token", accounts["editor"].token]
+
+    run = subprocess.run([*args, *token], capture_output=True, text=True, timeout=300)
+
+    assert run.returncode == 0, run.stderr
+    assert (
+        "planned: 2 rows read, would be 2 created, 0 updated, 0 unchanged, 0 rejected" in run.stdout
+    )
+    job_id = run.stdout.split("/imports/")[1].split()[0]
+    assert (
+        f"Nothing has changed yet. Review and apply it: {served.url}/imports/{job_id}" in run.stdout
+    )
+    assert any_catalog() == []
+
+
+def test_the_command_line_says_which_option_the_remote_server_refused(served, accounts, tmp_path):
+    path = tmp_path / "remote.csv"
+    path.write_text("sku,name\nA-1,Apple\n")
+    args = [str(BIN / "product-importer"), "import", str(path), "--max-invalid", "lots"]
+    token = ["--token", accounts["editor"].token]
+
+    run = subprocess.run(
+        [*args, "--url", served.url, *token], capture_output=True, text=True, timeout=300
+    )
+
+    assert run.returncode == 1
+    assert "Error: Some import options are not valid. max_invalid: A count of rows" in run.stderr
+
+
 def test_the_command_line_imports_into_a_remote_server_over_tus(
     served, accounts, any_catalog, tmp_path
 ):

@@ -13,10 +13,12 @@ import httpx
 from tusclient import client as tus
 from tusclient.exceptions import TusCommunicationError, TusUploadFailed
 
+from ..errors import said
+from .states import FINISHED, SUCCEEDED, Status
+
 PIECE_BYTES = 8 * 1024 * 1024  # one PATCH each; a dropped one costs at most this much again
 RETRIES = 10
 RETRY_DELAY_SECONDS = 3
-FINISHED = {"completed", "completed_with_errors", "failed", "cancelled"}
 
 
 def import_remotely(path: str, url: str, token: str, given: dict) -> int:
@@ -32,7 +34,7 @@ def import_remotely(path: str, url: str, token: str, given: dict) -> int:
             _send(uploader, os.path.getsize(path))
         except (TusCommunicationError, TusUploadFailed) as error:
             raise click.ClickException(_tus_error(error)) from error
-        return _report(_watch(http, job["id"]))
+        return _report(_watch(http, job["id"]), base)
 
 
 def _start_upload(base: str, headers: dict, path: str):
@@ -89,22 +91,29 @@ def _watch(http: httpx.Client, job_id: int) -> dict:
             time.sleep(0.5)
 
 
-def _report(job: dict) -> int:
+def _report(job: dict, base: str) -> int:
+    """Print the outcome (for a plan, what applying it would do, and where); return the exit
+    code: 0 for a completed import or a plan."""
+    planned = job["status"] == Status.PLANNED
     click.echo(
-        f"{job['status']}: {job['rows_processed']:,} rows read, {job['created']:,} created, "
+        f"{job['status']}: {job['rows_processed']:,} rows read, "
+        f"{'would be ' if planned else ''}{job['created']:,} created, "
         f"{job['updated']:,} updated, {job['unchanged']:,} unchanged, "
         f"{job['rows_invalid']:,} rejected"
     )
     for warning in job["warnings"]:
         click.echo(f"Warning: {warning}")
+    if planned:
+        click.echo(f"Nothing has changed yet. Review and apply it: {base}/imports/{job['id']}")
     if job["error"]:
         click.echo(f"Error: {job['error']}", err=True)
-    return 0 if job["status"] in ("completed", "completed_with_errors") else 1
+    return 0 if job["status"] in SUCCEEDED | {Status.PLANNED} else 1
 
 
 def _api_error(response: httpx.Response) -> str:
     try:
-        return response.json()["error"]["message"]
+        error = response.json()["error"]
+        return said(error["message"], error.get("details"))
     except (ValueError, KeyError, TypeError):
         return f"The server answered {response.status_code}."
 
@@ -112,6 +121,7 @@ def _api_error(response: httpx.Response) -> str:
 def _tus_error(error: Exception) -> str:
     content = getattr(error, "response_content", None) or b""
     try:
-        return json.loads(content)["error"]["message"]
+        error = json.loads(content)["error"]
+        return said(error["message"], error.get("details"))
     except (ValueError, KeyError, TypeError):
         return f"The upload failed: {error}"
