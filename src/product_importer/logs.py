@@ -36,6 +36,19 @@ class Context(logging.Filter):
         return True
 
 
+class AlembicPreamble(logging.Filter):
+    """Drop the two lines alembic logs before every upgrade, even one with nothing to do
+    ("Context impl PostgresqlImpl.", "Will assume transactional DDL."): every command prints
+    them, above a one-time password or a progress bar, and they tell an operator nothing.
+    The migrations it runs ("Running upgrade 0020 -> 0021, ...") are still logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(("Context impl ", "Will assume "))
+
+
+ALEMBIC_PREAMBLE = AlembicPreamble()
+
+
 def _request_id(record: logging.LogRecord) -> str | None:
     if has_request_context():
         return g.get("request_id")
@@ -81,6 +94,7 @@ def configure(level: str, log_format: str) -> None:
         root.removeHandler(old)
     root.addHandler(handler(log_format))
     root.setLevel(level)
+    logging.getLogger("alembic.runtime.migration").addFilter(ALEMBIC_PREAMBLE)  # once: a set
     # Python's warnings (Celery's about running as root, say) as log lines too: one format.
     logging.captureWarnings(log_format == "json")
 

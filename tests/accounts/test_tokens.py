@@ -199,6 +199,7 @@ def test_the_cli_shows_a_one_time_password_and_refuses_what_it_cannot_do(app):
     too_high = run_cli("tokens", "create", "new@example.test", "--name", "x", "--role", "admin")
     assert too_high.returncode != 0 and too_high.stdout == ""
     assert "At most viewer" in too_high.stderr
+    assert "Context impl" not in created.stderr + again.stderr  # no alembic preamble
     for refused in (again, too_high):  # what was wrong, as a person reads it
         assert "{'" not in refused.stderr and "see details" not in refused.stderr, refused.stderr
     assert (

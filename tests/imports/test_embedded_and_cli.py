@@ -153,6 +153,8 @@ def test_settings_come_from_the_env_file_of_the_folder_it_runs_in(tmp_path, test
 
     assert done.returncode == 0, done.stderr
     assert (instance / "product_importer.db").exists()
+    assert "Running upgrade 0020 -> 0021" in done.stderr  # what it did, without the preamble
+    assert "Context impl" not in done.stderr and "Will assume" not in done.stderr
 
 
 def run_import_command(path, *options: str) -> subprocess.CompletedProcess:
