@@ -1,8 +1,31 @@
-"""Settings read from the environment: what a mistyped value says."""
+"""Settings read from the environment: what a mistyped value says; `.env.example` names
+every one the code reads, and none it no longer reads."""
+
+import re
 
 import pytest
 
 from product_importer.config import load_config
+from tests.conftest import ROOT
+
+# How the code reads a setting: env("X") in config.py, os.environ.get("X") elsewhere, and
+# the name the metrics module keeps in a constant.
+READS = re.compile(r'(?:\benv\(|environ\.get\(|environ\[|_ENV = )"([A-Z][A-Z0-9_]+)"')
+
+
+def documented_settings() -> set[str]:
+    """The settings `.env.example` names (`NAME=` lines)."""
+    text = (ROOT / ".env.example").read_text()
+    return set(re.findall(r"^([A-Z][A-Z0-9_]+)=", text, flags=re.MULTILINE))
+
+
+def test_the_example_env_file_names_every_setting_the_code_reads_and_no_other():
+    read = set()
+    for path in (ROOT / "src" / "product_importer").rglob("*.py"):
+        for found in READS.findall(path.read_text()):
+            read.add(found)
+    assert read == documented_settings()
+
 
 SETTING = "IMPORT_SEARCH_INDEX_AFTER_SWITCH"
 

@@ -28,27 +28,14 @@ from tests.conftest import (
     wait_until_up,
 )
 from tests.helpers import import_csv, wait_until
+from tests.test_config import documented_settings
 from tests.webhooks.conftest import create_endpoint
 from tests.webhooks.receiver import Receiver
 
 from .conftest import errors_csv
 
 # Every setting the app reads (.env.example): none may reach the embedded server.
-SETTINGS = {
-    "DATABASE_URL",
-    "CELERY_BROKER_URL",
-    "SECRET_KEY",
-    "UPLOAD_FOLDER",
-    "MAX_UPLOAD_BYTES",
-    "UPLOAD_RETENTION_HOURS",
-    "IMPORT_HEARTBEAT_TIMEOUT_SECONDS",
-    "WEBHOOK_TIMEOUT_SECONDS",
-    "WEBHOOK_ALLOW_PRIVATE",
-    "WEBHOOK_RETRY_BASE_SECONDS",
-    "LOG_LEVEL",
-    "INSTANCE_PATH",
-    "WEB_CONCURRENCY",
-}
+SETTINGS = documented_settings()
 
 
 @pytest.fixture
