@@ -46,6 +46,10 @@ class Conflict(AppError):
     status, code = 409, "conflict"
 
 
+class PreconditionFailed(AppError):
+    status, code = 412, "precondition_failed"
+
+
 class TooLarge(AppError):
     status, code = 413, "too_large"
 

@@ -203,6 +203,51 @@ def test_delete_answers_204_then_the_product_is_gone(api):
     assert [p["id"] for p in api.get("/api/products").get_json()["items"]] == [kept["id"]]
 
 
+# --- edits that would lose a change made meanwhile ------------------------------------------
+
+
+def test_an_edit_of_a_version_changed_since_is_refused_and_says_what_it_is_now(api):
+    product = create(api, sku="E-1", name="Read")
+    url = f"/api/products/{product['id']}"
+    read = api.get(url).headers["ETag"]
+    theirs = api.patch(url, json={"name": "Theirs"})  # someone else, meanwhile
+
+    mine = api.patch(url, json={"name": "Mine"}, headers={"If-Match": read})
+
+    assert mine.status_code == 412
+    error = mine.get_json()["error"]
+    assert error["code"] == "precondition_failed"
+    assert "changed since you read it" in error["message"]
+    assert error["details"] == {"etag": theirs.headers["ETag"].strip('"'), "product": theirs.json}
+    assert api.get(url).get_json()["name"] == "Theirs"
+
+
+def test_an_edit_of_the_current_version_applies_and_gives_the_next_etag(api):
+    product = create(api, sku="E-1", name="Read")
+    url = f"/api/products/{product['id']}"
+    read = api.get(url).headers["ETag"]
+
+    first = api.patch(url, json={"name": "Mine"}, headers={"If-Match": read})
+    second = api.patch(url, json={"active": False}, headers={"If-Match": first.headers["ETag"]})
+    anyway = api.patch(url, json={"description": "Any"}, headers={"If-Match": "*"})
+
+    assert [r.status_code for r in (first, second, anyway)] == [200, 200, 200]
+    assert first.headers["ETag"] != read
+    assert api.get(url).headers["ETag"] == anyway.headers["ETag"]
+    assert api.get(url).get_json()["description"] == "Any"
+
+
+def test_a_delete_of_a_version_changed_since_is_refused(api):
+    product = create(api, sku="E-1", name="Read")
+    url = f"/api/products/{product['id']}"
+    read = api.get(url).headers["ETag"]
+    api.patch(url, json={"name": "Theirs"})
+
+    assert api.delete(url, headers={"If-Match": read}).status_code == 412
+    current = api.get(url).headers["ETag"]
+    assert api.delete(url, headers={"If-Match": current}).status_code == 204
+
+
 # --- delete all -----------------------------------------------------------------------------
 
 

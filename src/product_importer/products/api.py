@@ -37,35 +37,50 @@ def create_product():
     audit.record(db.session, "product.created", product.sku, id=product.id)
     db.session.commit()
     location = url_for("products_api.get_product", product_id=product.id)
-    return jsonify(product.to_dict()), 201, {"Location": location}
+    return _with_etag(product, 201, Location=location)
 
 
 @bp.get("/<int:product_id>")
 @requires(Role.VIEWER)
 def get_product(product_id: int):
-    """Return one product."""
-    return jsonify(service.get(db.session, product_id).to_dict())
+    """Return one product, with its ETag (for If-Match when changing it)."""
+    return _with_etag(service.get(db.session, product_id))
 
 
 @bp.patch("/<int:product_id>")
 @requires(Role.EDITOR)
 def update_product(product_id: int):
-    """Change the fields given: 200; 409 when another product has the SKU."""
+    """Change the fields given: 200; 409 when another product has the SKU; 412 when If-Match
+    names a version that is gone (someone else changed it meanwhile)."""
     fields = json_object("product")
-    product = service.update(db.session, product_id, fields=fields)
+    product = service.update(db.session, product_id, fields=fields, if_match=_if_match())
     audit.record(db.session, "product.updated", product.sku, id=product.id, fields=sorted(fields))
     db.session.commit()
-    return jsonify(product.to_dict())
+    return _with_etag(product)
 
 
 @bp.delete("/<int:product_id>")
 @requires(Role.EDITOR)
 def delete_product(product_id: int):
-    """Delete one product: 204."""
-    deleted = service.delete_product(db.session, product_id)
+    """Delete one product: 204; 412 when If-Match names a version that is gone."""
+    deleted = service.delete_product(db.session, product_id, if_match=_if_match())
     audit.record(db.session, "product.deleted", deleted["sku"], id=product_id)
     db.session.commit()
     return "", 204
+
+
+def _if_match():
+    """The versions If-Match accepts (`*` is any), or None when the request sent none."""
+    return request.if_match if "If-Match" in request.headers else None
+
+
+def _with_etag(product, status: int = 200, **headers):
+    """The product's JSON answer, with its version as ETag."""
+    response = jsonify(product.to_dict())
+    response.status_code = status
+    response.headers.update(headers)
+    response.set_etag(service.version(product))
+    return response
 
 
 @bp.delete("")

@@ -16,6 +16,28 @@ from ..apidoc import (
 )
 from . import rules, service
 
+ETAG = {
+    "ETag": {
+        "description": "The product's version: send it in If-Match to change or delete it "
+        "only if no one has changed it since",
+        "schema": {"type": "string"},
+    }
+}
+IF_MATCH = {
+    "name": "If-Match",
+    "in": "header",
+    "required": False,
+    "description": "The ETag of the product as you read it: if it has changed since, nothing "
+    "is done (412). Left out, the request applies whatever changed meanwhile.",
+    "schema": {"type": "string"},
+}
+STALE = {
+    "412": error(
+        "If-Match holds no current version: the product was changed since it was read. "
+        "error.details has the product now (`product`) and its ETag (`etag`)."
+    )
+}
+
 SORTS = [key for name in service.SORT_KEYS for key in (name, f"-{name}")]
 
 
@@ -109,7 +131,7 @@ def paths() -> dict:
     ]
     invalid = {"422": error("Invalid fields, each named in error.details")}
     clash = {"409": error("Another product has this SKU (ignoring case)")}
-    created = json_response(product, "Created", LOCATION)
+    created = json_response(product, "Created", LOCATION | ETAG)
     created["links"] = links_to("get_product", "update_product", "delete_product")
     return {
         "/api/products": {
@@ -154,18 +176,25 @@ def paths() -> dict:
             "get": {
                 "operationId": "get_product",
                 "summary": "One product",
-                "responses": {"200": json_response(product, "OK")},
+                "responses": {"200": json_response(product, "OK", ETAG)},
             },
             "patch": {
                 "operationId": "update_product",
                 "summary": "Change the fields given",
+                "parameters": [IF_MATCH],
                 "requestBody": json_body("ProductChange"),
-                "responses": {"200": json_response(product, "Changed"), **clash, **invalid},
+                "responses": {
+                    "200": json_response(product, "Changed", ETAG),
+                    **clash,
+                    **STALE,
+                    **invalid,
+                },
             },
             "delete": {
                 "operationId": "delete_product",
                 "summary": "Delete one product",
-                "responses": {"204": {"description": "Deleted"}},
+                "parameters": [IF_MATCH],
+                "responses": {"204": {"description": "Deleted"}, **STALE},
             },
         },
         "/api/products/export.csv": {

@@ -1,9 +1,10 @@
 """Products: list with filters and totals, create, change, delete, delete all, export."""
 
+import hashlib
 import json
 import re
 import unicodedata
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from math import ceil, prod
@@ -29,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from .. import database
-from ..errors import Conflict, Invalid, NotFound
+from ..errors import Conflict, Invalid, NotFound, PreconditionFailed
 from ..webhooks import events
 from . import rules, totals
 from .models import Product
@@ -913,10 +914,14 @@ def create(session: Session, *, fields: dict) -> Product:
     return product
 
 
-def update(session: Session, product_id: int, *, fields: dict) -> Product:
-    """Change the fields given; raise NotFound, Invalid or Conflict (another has the SKU)."""
+def update(
+    session: Session, product_id: int, *, fields: dict, if_match: Container[str] | None = None
+) -> Product:
+    """Change the fields given; raise NotFound, PreconditionFailed (changed since read, when
+    `if_match` holds no current version), Invalid or Conflict (another has the SKU)."""
     database.of(session).lock_for_edit(session)
     product = get(session, product_id, for_edit=True)
+    _refuse_stale(product, if_match)
     values = clean(fields, partial=True)
     changes = {name: value for name, value in values.items() if getattr(product, name) != value}
     if not changes:
@@ -930,15 +935,36 @@ def update(session: Session, product_id: int, *, fields: dict) -> Product:
     return product
 
 
-def delete_product(session: Session, product_id: int) -> dict:
-    """Delete one product and return its JSON as it was; raise NotFound."""
+def delete_product(
+    session: Session, product_id: int, *, if_match: Container[str] | None = None
+) -> dict:
+    """Delete one product and return its JSON as it was; raise NotFound or PreconditionFailed."""
     database.of(session).lock_for_edit(session)
     product = get(session, product_id, for_edit=True)
+    _refuse_stale(product, if_match)
     data = product.to_dict()
     session.delete(product)
     session.flush()
     events.publish_in_session(session, "product.deleted", data)
     return data
+
+
+def version(product: Product) -> str:
+    """The product's entity tag: it changes whenever any of its values does."""
+    data = json.dumps(product.to_dict(), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(data.encode()).hexdigest()[:24]
+
+
+def _refuse_stale(product: Product, if_match: Container[str] | None) -> None:
+    """Raise PreconditionFailed when the caller read a version of the product that is gone."""
+    # Checked under the edit lock, so no change can slip in between the check and the write.
+    if if_match is None or version(product) in if_match:
+        return
+    raise PreconditionFailed(
+        f"Product {product.id} was changed since you read it: read it again, then send your "
+        "change with its new ETag in If-Match.",
+        details={"etag": version(product), "product": product.to_dict()},
+    )
 
 
 def _refuse_taken_sku(session: Session, sku: str, *, other_than: int | None = None) -> None:
