@@ -226,6 +226,67 @@ def test_edit_a_product(page: Page, seed, http):
     )
 
 
+def test_the_edit_form_shows_the_product_as_it_is_now(page: Page, seed, http):
+    seed("sku,name\nSKU-1,Old name\n")
+    page.goto("/products")
+    expect(rows(page)).to_have_count(1)
+    product = http.get("/api/products").json()["items"][0]
+    http.patch(f"/api/products/{product['id']}", json={"name": "Renamed meanwhile"})
+
+    page.get_by_role("button", name="Edit SKU-1").click()
+
+    dialog = page.get_by_role("dialog", name="Edit SKU-1")
+    expect(dialog.get_by_label("Name")).to_have_value("Renamed meanwhile")
+
+
+def test_an_edit_never_silently_undoes_a_change_made_while_the_form_was_open(
+    page: Page, seed, http
+):
+    seed("sku,name,description\nSKU-1,Old name,Old description\n")
+    page.goto("/products")
+    page.get_by_role("button", name="Edit SKU-1").click()
+    dialog = page.get_by_role("dialog", name="Edit SKU-1")
+    expect(dialog.get_by_label("Name")).to_have_value("Old name")
+    url = f"/api/products/{http.get('/api/products').json()['items'][0]['id']}"
+    http.patch(url, json={"name": "Their name", "description": "Their description"})
+
+    dialog.get_by_label("Name").fill("My name")
+    dialog.get_by_label("Name").press("Enter")
+
+    # Their name is not lost unseen: the form says what it is now; theirs elsewhere is taken.
+    expect(dialog.locator("#product-name-error")).to_contain_text(
+        "Someone else changed this to “Their name”"
+    )
+    expect(dialog.get_by_label("Name")).to_be_focused()
+    expect(dialog.get_by_label("Name")).to_have_value("My name")
+    expect(dialog.get_by_label("Description")).to_have_value("Their description")
+    assert http.get(url).json()["name"] == "Their name"
+
+    dialog.get_by_role("button", name="Save changes").click()  # knowingly, this time
+
+    expect(dialog).to_be_hidden()
+    product = http.get(url).json()
+    assert (product["name"], product["description"]) == ("My name", "Their description")
+
+
+def test_an_edit_of_another_field_than_the_one_changed_meanwhile_just_saves(page: Page, seed, http):
+    seed("sku,name,description\nSKU-1,Old name,Old description\n")
+    page.goto("/products")
+    page.get_by_role("button", name="Edit SKU-1").click()
+    dialog = page.get_by_role("dialog", name="Edit SKU-1")
+    expect(dialog.get_by_label("Name")).to_have_value("Old name")
+    url = f"/api/products/{http.get('/api/products').json()['items'][0]['id']}"
+    http.patch(url, json={"description": "Their description"})
+
+    dialog.get_by_label("Name").fill("My name")
+    dialog.get_by_role("button", name="Save changes").click()
+
+    expect(dialog).to_be_hidden()
+    expect(page.get_by_text("Saved SKU-1.")).to_be_visible()
+    product = http.get(url).json()
+    assert (product["name"], product["description"]) == ("My name", "Their description")
+
+
 def test_delete_a_product_after_confirming(page: Page, seed):
     seed("sku,name\nSKU-1,First\nSKU-2,Second\n")
     page.goto("/products")

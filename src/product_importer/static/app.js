@@ -1,5 +1,7 @@
 /* Shared helpers for every page, exposed as window.App:
-   App.api(method, url, body)   JSON request with the CSRF token; throws App.ApiError
+   App.api(method, url, body, { headers, etag })   JSON request with the CSRF token (and
+                                `headers`); throws App.ApiError. With `etag: true` it returns
+                                { data, etag }: the body and the ETag (for If-Match)
    App.csrfToken()              the token from <meta name="csrf-token">
    App.el(tag, props, ...children)   a new element: props are properties (className, type,
                                 dataset: {...}) or else attributes ("aria-label"); null
@@ -44,9 +46,10 @@
     return new ApiError(status, `The server answered ${status}. Try again in a moment.`);
   }
 
-  /* Send a JSON request; state-changing ones carry the CSRF token. Returns the parsed body. */
-  async function api(method, url, body) {
-    const headers = { Accept: "application/json" };
+  /* Send a JSON request; state-changing ones carry the CSRF token. Returns the parsed body,
+     or { data, etag } when `etag` is asked for. */
+  async function api(method, url, body, { headers: extra = {}, etag = false } = {}) {
+    const headers = { Accept: "application/json", ...extra };
     if (!SAFE_METHODS.includes(method)) headers["X-CSRFToken"] = csrfToken();
     const init = { method, headers, credentials: "same-origin" };
     if (body !== undefined) {
@@ -61,7 +64,7 @@
     }
     const data = response.status === 204 ? null : await response.json().catch(() => null);
     if (!response.ok) throw errorFrom(response.status, data);
-    return data;
+    return etag ? { data, etag: response.headers.get("ETag") } : data;
   }
 
   /* ---- building the page ------------------------------------------------------------- */

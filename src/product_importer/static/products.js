@@ -3,9 +3,10 @@
 (function () {
   "use strict";
 
-  const { api, can, el, format, formErrors, notify, openDialog, closeDialog, whileBusy } = window.App;
+  const { api, ApiError, can, el, format, formErrors, notify, openDialog, closeDialog, whileBusy } = window.App;
   const $ = (id) => document.getElementById(id);
   const FILTERS = ["sku", "name", "description", "active"];
+  const EDITABLE = ["sku", "name", "description", "active"];
   const DEFAULT_SORT = "-updated_at";
   const DEFAULT_PER_PAGE = 50;
   const DEBOUNCE_MS = 300;
@@ -326,10 +327,30 @@
   const productDialog = $("product-dialog");
   const productForm = $("product-form");
   const productErrors = formErrors(productForm);
-  let editing = null;
+  let editing = null; // the product as last read, while its form is open
+  let editingEtag = null; // its version, so that a save cannot undo a change made meanwhile
+  let opening = false;
 
-  function openProductForm(product) {
+  /* Edit the product as it is now, not as the table showed it when it loaded. */
+  async function editProduct(product) {
+    if (opening) return;
+    opening = true;
+    let read;
+    try {
+      read = await api("GET", `/api/products/${product.id}`, undefined, { etag: true });
+    } catch (error) {
+      if (error.status === 404) notify(`${product.sku} was deleted meanwhile.`, "info");
+      else notify(`Could not open ${product.sku}: ${error.message}`, "error");
+      return load();
+    } finally {
+      opening = false;
+    }
+    openProductForm(read.data, read.etag);
+  }
+
+  function openProductForm(product, etag = null) {
     editing = product || null;
+    editingEtag = etag;
     productForm.reset();
     productErrors.clear();
     $("product-dialog-title").textContent = product ? `Edit ${product.sku}` : "New product";
@@ -357,11 +378,15 @@
     return Object.fromEntries(Object.entries(values).filter(([key, value]) => value !== editing[key]));
   }
 
-  productForm.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    productErrors.clear();
-    const values = formValues();
-    const body = changes(values);
+  function send(body) {
+    if (!editing) return api("POST", "/api/products", body);
+    const headers = editingEtag ? { "If-Match": editingEtag } : {};
+    return api("PATCH", `/api/products/${editing.id}`, body, { headers });
+  }
+
+  /* Save the form; `mayRetry`: once, at once, when a change made meanwhile is not in the way. */
+  async function save(mayRetry) {
+    const body = changes(formValues());
     if (editing && !Object.keys(body).length) {
       closeDialog(productDialog);
       return notify("Nothing changed.", "info");
@@ -369,10 +394,9 @@
     const busy = { button: $("product-save"), text: "Saving…", dialog: productDialog };
     let product;
     try {
-      product = await whileBusy(busy, () =>
-        editing ? api("PATCH", `/api/products/${editing.id}`, body) : api("POST", "/api/products", body),
-      );
+      product = await whileBusy(busy, () => send(body));
     } catch (error) {
+      if (error.status === 412 && error.details) return changedMeanwhile(error.details, body, mayRetry);
       productErrors.show(error);
       if (error.status === 404) load();
       return;
@@ -380,6 +404,43 @@
     closeDialog(productDialog);
     notify(editing ? `Saved ${product.sku}.` : `Created ${product.sku}.`, "success");
     load();
+  }
+
+  /* Someone changed the product while its form was open. The fields they changed and this
+     person did not take their values; when they changed none that this person changed too,
+     the edit goes again at once; else each such field says what it is now, and Save again
+     replaces it, knowingly. */
+  function changedMeanwhile({ product, etag }, mine, mayRetry) {
+    const theirs = EDITABLE.filter((name) => product[name] !== editing[name]);
+    theirs.filter((name) => !(name in mine)).forEach((name) => setFormValue(name, product[name]));
+    const clashes = theirs.filter((name) => name in mine && mine[name] !== product[name]);
+    editing = product;
+    editingEtag = etag;
+    if (!clashes.length && mayRetry) return save(false);
+    const words = (name) =>
+      `Someone else changed this to ${shown(name, product[name])} while you were editing. ` +
+      "Save again to replace it with yours, or Cancel to keep theirs.";
+    const details = Object.fromEntries(clashes.map((name) => [name, words(name)]));
+    const message = "Someone else changed this product while you were editing it. Save again to keep yours.";
+    productErrors.show(new ApiError(412, message, "precondition_failed", details));
+  }
+
+  function setFormValue(name, value) {
+    const control = productForm.elements[name];
+    if (control.type === "checkbox") control.checked = value;
+    else control.value = value || "";
+  }
+
+  function shown(name, value) {
+    if (name === "active") return value ? "Active" : "Inactive";
+    if (!value) return "nothing (empty)";
+    return `“${value.length > 80 ? `${value.slice(0, 80)}…` : value}”`;
+  }
+
+  productForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    productErrors.clear();
+    save(true);
   });
 
   if (can("editor")) $("new-product-button").addEventListener("click", () => openProductForm(null));
@@ -394,7 +455,7 @@
     if (!button) return;
     const product = state.items.find((item) => String(item.id) === button.dataset.id);
     if (!product) return;
-    if (button.dataset.action === "edit") return openProductForm(product);
+    if (button.dataset.action === "edit") return editProduct(product);
     deleting = product;
     $("delete-sku").textContent = product.sku;
     openDialog(deleteDialog);
