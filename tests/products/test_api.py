@@ -222,6 +222,15 @@ def test_an_edit_of_a_version_changed_since_is_refused_and_says_what_it_is_now(a
     assert api.get(url).get_json()["name"] == "Theirs"
 
 
+def test_an_edit_not_valid_anyway_is_422_even_from_a_version_changed_since(api):
+    product = create(api, sku="E-1", name="Read")
+    url = f"/api/products/{product['id']}"
+
+    response = api.patch(url, json={"name": ""}, headers={"If-Match": '"gone"'})
+
+    assert (response.status_code, set(response.get_json()["error"]["details"])) == (422, {"name"})
+
+
 def test_an_edit_of_the_current_version_applies_and_gives_the_next_etag(api):
     product = create(api, sku="E-1", name="Read")
     url = f"/api/products/{product['id']}"

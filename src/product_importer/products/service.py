@@ -921,8 +921,8 @@ def update(
     `if_match` holds no current version), Invalid or Conflict (another has the SKU)."""
     database.of(session).lock_for_edit(session)
     product = get(session, product_id, for_edit=True)
+    values = clean(fields, partial=True)  # a change not valid anyway is 422, stale or not
     _refuse_stale(product, if_match)
-    values = clean(fields, partial=True)
     changes = {name: value for name, value in values.items() if getattr(product, name) != value}
     if not changes:
         return product  # nothing to write, nothing to announce
