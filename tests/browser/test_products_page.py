@@ -133,6 +133,18 @@ def test_a_page_past_the_last_shows_the_last(page: Page, seed):
     expect(page).to_have_url(re.compile(r"page=3$"))
 
 
+def test_an_address_with_values_the_controls_do_not_offer_shows_the_products(page: Page, seed):
+    seed(catalog(3))
+
+    page.goto("/products?active=yes&sort=price&per_page=500&name=widget")
+
+    expect(page.locator("#list-summary")).to_have_text("2 products match the filters")
+    expect(filters(page).get_by_label("Status")).to_have_value("")
+    expect(page.get_by_label("Per page")).to_have_value("50")
+    expect(page.get_by_label("Sort")).to_have_value("-updated_at")
+    expect(page).to_have_url(re.compile(r"/products\?name=widget$"))
+
+
 def test_the_cards_of_a_phone_sort_with_a_control_of_their_own(page: Page, seed):
     seed(catalog(12))
     page.set_viewport_size({"width": 390, "height": 800})

@@ -19,12 +19,22 @@
 
   /* ---- state <-> address -------------------------------------------------------------- */
 
+  /* An address edited by hand or kept from long ago may hold what the controls do not offer
+     (?active=yes, ?sort=price, ?per_page=500): such a value is left out, as the form shows it,
+     rather than sent to the API for a page with no products at all. */
   function readAddress() {
     const params = new URLSearchParams(location.search);
     FILTERS.forEach((name) => (state.filters[name] = (params.get(name) || "").trim()));
+    if (!offered($("filter-active"), state.filters.active)) state.filters.active = "";
     state.page = positive(params.get("page"), 1);
-    state.perPage = positive(params.get("per_page"), DEFAULT_PER_PAGE);
-    state.sort = params.get("sort") || DEFAULT_SORT;
+    const perPage = params.get("per_page");
+    state.perPage = offered($("per-page"), perPage) ? Number(perPage) : DEFAULT_PER_PAGE;
+    const sort = params.get("sort");
+    state.sort = offered($("sort-select"), sort) ? sort : DEFAULT_SORT;
+  }
+
+  function offered(select, value) {
+    return [...select.options].some((option) => option.value === value);
   }
 
   function positive(text, fallback) {
@@ -504,5 +514,6 @@
 
   readAddress();
   fillForm();
+  writeAddress("replace");
   load();
 })();
