@@ -145,6 +145,16 @@ def test_an_address_with_values_the_controls_do_not_offer_shows_the_products(pag
     expect(page).to_have_url(re.compile(r"/products\?name=widget$"))
 
 
+def test_a_filter_the_api_refuses_is_named_with_the_reason(page: Page, seed):
+    seed(catalog(3))
+
+    page.goto("/products?description=a%01b")
+
+    expect(page.locator("#notices")).to_contain_text(
+        "Could not load the products. The Description filter must not hold control characters."
+    )
+
+
 def test_the_cards_of_a_phone_sort_with_a_control_of_their_own(page: Page, seed):
     seed(catalog(12))
     page.set_viewport_size({"width": 390, "height": 800})

@@ -7,6 +7,7 @@
   const $ = (id) => document.getElementById(id);
   const FILTERS = ["sku", "name", "description", "active"];
   const EDITABLE = ["sku", "name", "description", "active"];
+  const FILTER_LABELS = { sku: "SKU", name: "Name", description: "Description", active: "Status" };
   const DEFAULT_SORT = "-updated_at";
   const DEFAULT_PER_PAGE = 50;
   const DEBOUNCE_MS = 300;
@@ -87,10 +88,19 @@
       if (seq !== loadSeq) return;
       if (error.status === 422 && state.page > 1) return goToLastPage();
       $("list-summary").textContent = "The products could not be loaded.";
-      notify(`Could not load the products: ${error.message}`, "error");
+      notify(`Could not load the products. ${whyNotLoaded(error)}`, "error");
     } finally {
       if (seq === loadSeq) table.removeAttribute("aria-busy");
     }
+  }
+
+  /* The API's "The filters are not valid; see details." names no filter: say which, and why. */
+  function whyNotLoaded(error) {
+    const details = error.status === 422 && error.details && typeof error.details === "object" ? error.details : {};
+    const named = Object.entries(details).filter(([name]) => FILTER_LABELS[name]);
+    if (!named.length) return error.message;
+    const lowered = (why) => String(why).charAt(0).toLowerCase() + String(why).slice(1);
+    return named.map(([name, why]) => `The ${FILTER_LABELS[name]} filter ${lowered(why)}`).join(" ");
   }
 
   function goToPage(page, mode) {
