@@ -309,6 +309,34 @@ def test_an_edit_of_another_field_than_the_one_changed_meanwhile_just_saves(page
     assert (product["name"], product["description"]) == ("My name", "Their description")
 
 
+def test_an_edit_of_a_product_deleted_meanwhile_can_add_it_again(page: Page, seed, http):
+    seed("sku,name,description\nSKU-1,Old name,Old description\n")
+    page.goto("/products")
+    page.get_by_role("button", name="Edit SKU-1").click()
+    dialog = page.get_by_role("dialog", name="Edit SKU-1")
+    expect(dialog.get_by_label("Name")).to_have_value("Old name")
+    http.delete(f"/api/products/{http.get('/api/products').json()['items'][0]['id']}")
+
+    dialog.get_by_label("Name").fill("My name")
+    dialog.get_by_role("button", name="Save changes").click()
+
+    dialog = page.get_by_role("dialog", name="New product")
+    expect(dialog.get_by_role("alert")).to_have_text(
+        "SKU-1 was deleted while you were editing it. Create product adds it again with these "
+        "values; Cancel leaves it deleted."
+    )
+    expect(dialog.get_by_label("Name")).to_have_value("My name")
+    dialog.get_by_role("button", name="Create product").click()
+
+    expect(dialog).to_be_hidden()
+    product = http.get("/api/products").json()["items"][0]
+    assert (product["sku"], product["name"], product["description"]) == (
+        "SKU-1",
+        "My name",
+        "Old description",
+    )
+
+
 def test_delete_a_product_after_confirming(page: Page, seed):
     seed("sku,name\nSKU-1,First\nSKU-2,Second\n")
     page.goto("/products")

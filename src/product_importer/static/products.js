@@ -417,8 +417,8 @@
       product = await whileBusy(busy, () => send(body));
     } catch (error) {
       if (error.status === 412 && error.details) return changedMeanwhile(error.details, body, mayRetry);
+      if (error.status === 404 && editing) return deletedMeanwhile();
       productErrors.show(error);
-      if (error.status === 404) load();
       return;
     }
     closeDialog(productDialog);
@@ -443,6 +443,19 @@
     const details = Object.fromEntries(clashes.map((name) => [name, words(name)]));
     const message = "Someone else changed this product while you were editing it. Save again to keep yours.";
     productErrors.show(new ApiError(412, message, "precondition_failed", details));
+  }
+
+  /* Someone deleted the product while its form was open: what was typed is not lost, the
+     form becomes a new product's that can add it again ("Product 12 does not exist" helps no one). */
+  function deletedMeanwhile() {
+    const { sku } = editing;
+    editing = null;
+    editingEtag = null;
+    $("product-dialog-title").textContent = "New product";
+    $("product-save").textContent = "Create product";
+    const message = `${sku} was deleted while you were editing it. Create product adds it again with these values; Cancel leaves it deleted.`;
+    productErrors.show(new ApiError(404, message, "not_found"));
+    load();
   }
 
   function setFormValue(name, value) {
