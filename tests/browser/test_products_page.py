@@ -383,6 +383,22 @@ def test_delete_all_products_through_the_dialog(page: Page, seed, http):
     assert http.get("/api/products").json()["total"] == 0
 
 
+def test_delete_all_by_keyboard_leaves_the_focus_on_the_count(page: Page, seed):
+    seed(catalog(3))
+    page.goto("/products")
+    expect(rows(page)).to_have_count(3)
+
+    page.get_by_role("button", name="Delete all products").focus()
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")  # from Cancel to Delete all products
+    page.keyboard.press("Enter")
+
+    expect(page.get_by_text("No products yet")).to_be_visible()
+    # The button that had the focus is disabled now (nothing to delete): not back to the top.
+    expect(page.locator("#list-summary")).to_be_focused()
+    expect(page.locator("#list-summary")).to_have_text("0 products")
+
+
 def test_a_failed_delete_all_says_why(page: Page, seed):
     seed(catalog(2))
     page.goto("/products")

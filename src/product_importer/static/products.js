@@ -137,7 +137,15 @@
     renderPagination();
     $("sort-select").value = state.sort;
     $("export-link").href = `/api/products/export.csv?${exportQuery()}`;
-    if (can("admin")) $("delete-all-button").disabled = !filtering() && state.total === 0;
+    if (can("admin")) disableDeleteAll(!filtering() && state.total === 0);
+  }
+
+  /* A disabled button drops the focus to the page's top: keep a keyboard user's place. */
+  function disableDeleteAll(disabled) {
+    const button = $("delete-all-button");
+    const hadFocus = document.activeElement === button;
+    button.disabled = disabled;
+    if (disabled && hadFocus) $("list-summary").focus();
   }
 
   /* A row button that had the focus is replaced on every render: focus its successor. */
