@@ -286,6 +286,19 @@ def test_out_of_range_arguments_are_422(api, catalog, query, field):
     assert (error["code"], set(error["details"])) == ("invalid", {field})
 
 
+@pytest.mark.parametrize(
+    ("page", "says"),
+    [
+        ("0", "page must be 1 or more."),
+        ("10000001", "page must be from 1 to 10,000,000."),  # past any there can be
+        ("99999999", "page must be from 1 to 10,000,000."),  # not "1 or more"
+    ],
+)
+def test_a_page_out_of_range_says_which_way(api, page, says):
+    response = api.get(f"/api/products?page={page}")
+    assert (response.status_code, response.get_json()["error"]["message"]) == (422, says)
+
+
 def test_per_page_200_is_allowed(api, catalog):
     assert api.get("/api/products?per_page=200").get_json()["per_page"] == 200
 

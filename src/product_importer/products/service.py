@@ -635,8 +635,12 @@ def _check_paging(page: int, per_page: int) -> None:
             f"per_page must be from 1 to {MAX_PER_PAGE}.",
             details={"per_page": f"From 1 to {MAX_PER_PAGE}."},
         )
-    if not 1 <= page <= MAX_PAGE:
+    if page < 1:
         raise Invalid("page must be 1 or more.", details={"page": "1 or more."})
+    if page > MAX_PAGE:
+        raise Invalid(
+            f"page must be from 1 to {MAX_PAGE:,}.", details={"page": f"From 1 to {MAX_PAGE:,}."}
+        )
 
 
 def _check_page_exists(page: int, per_page: int, total: int) -> None:
