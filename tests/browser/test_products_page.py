@@ -248,6 +248,24 @@ def test_edit_a_product(page: Page, seed, http):
     )
 
 
+def test_an_edit_leaves_the_line_breaks_of_an_imported_description_alone(page: Page, seed, http):
+    seed('sku,name,description\r\nSKU-1,Old name,"Line one\r\nLine two"\r\n')
+    page.goto("/products")
+
+    page.get_by_role("button", name="Edit SKU-1").click()
+    page.get_by_role("dialog", name="Edit SKU-1").get_by_role("button", name="Save changes").click()
+    expect(page.get_by_text("Nothing changed.")).to_be_visible()
+
+    page.get_by_role("button", name="Edit SKU-1").click()
+    dialog = page.get_by_role("dialog", name="Edit SKU-1")
+    dialog.get_by_label("Name").fill("New name")
+    dialog.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_text("Saved SKU-1.")).to_be_visible()
+
+    product = http.get("/api/products").json()["items"][0]
+    assert (product["name"], product["description"]) == ("New name", "Line one\r\nLine two")
+
+
 def test_the_edit_form_shows_the_product_as_it_is_now(page: Page, seed, http):
     seed("sku,name\nSKU-1,Old name\n")
     page.goto("/products")

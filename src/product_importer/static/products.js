@@ -403,7 +403,14 @@
   /* For an edit, send only what changed (PATCH is partial). */
   function changes(values) {
     if (!editing) return values;
-    return Object.fromEntries(Object.entries(values).filter(([key, value]) => value !== editing[key]));
+    return Object.fromEntries(Object.entries(values).filter(([key, value]) => !sameValue(key, value, editing[key])));
+  }
+
+  /* A textarea gives every line break as \n: a description imported with \r\n (as Excel
+     writes them) is the same text, not a change to save over it. */
+  function sameValue(name, value, stored) {
+    if (name === "description") return value === (stored || "").replace(/\r\n?/g, "\n");
+    return value === stored;
   }
 
   function send(body) {
@@ -441,7 +448,7 @@
   function changedMeanwhile({ product, etag }, mine, mayRetry) {
     const theirs = EDITABLE.filter((name) => product[name] !== editing[name]);
     theirs.filter((name) => !(name in mine)).forEach((name) => setFormValue(name, product[name]));
-    const clashes = theirs.filter((name) => name in mine && mine[name] !== product[name]);
+    const clashes = theirs.filter((name) => name in mine && !sameValue(name, mine[name], product[name]));
     editing = product;
     editingEtag = etag;
     if (!clashes.length && mayRetry) return save(false);
