@@ -70,8 +70,15 @@ def delete_product(product_id: int):
 
 
 def _if_match():
-    """The versions If-Match accepts (`*` is any), or None when the request sent none."""
-    return request.if_match if "If-Match" in request.headers else None
+    """The versions If-Match accepts (`*` is any), or None when the request sent none.
+
+    Weak tags count too: a proxy that compresses an answer marks its ETag weak (W/"..."), and
+    the tag versions the product, not the bytes that carried it.
+    """
+    if "If-Match" not in request.headers:
+        return None
+    tags = request.if_match
+    return tags if tags.star_tag else tags.as_set(include_weak=True)
 
 
 def _with_etag(product, status: int = 200, **headers):
