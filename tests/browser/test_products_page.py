@@ -155,6 +155,23 @@ def test_a_filter_the_api_refuses_is_named_with_the_reason(page: Page, seed):
     )
 
 
+def test_a_session_that_ended_asks_to_sign_in_again_not_for_a_token(page: Page, seed):
+    seed(catalog(3))
+    page.goto("/products")
+    expect(rows(page)).to_have_count(3)
+    page.context.clear_cookies()  # signed out in another tab, or the session expired
+
+    filters(page).get_by_label("Name").fill("widget")
+    filters(page).get_by_label("Name").press("Enter")
+
+    notice = page.locator("#signed-out-notice")
+    expect(notice).to_contain_text("You are signed out: your session has ended.")
+    expect(page.locator("#notices")).not_to_contain_text("Bearer")
+    expect(notice.get_by_role("link", name="Sign in again")).to_have_attribute(
+        "href", "/login?next=%2Fproducts%3Fname%3Dwidget"
+    )
+
+
 def test_the_cards_of_a_phone_sort_with_a_control_of_their_own(page: Page, seed):
     seed(catalog(12))
     page.set_viewport_size({"width": 390, "height": 800})

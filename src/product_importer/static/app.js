@@ -1,7 +1,8 @@
 /* Shared helpers for every page, exposed as window.App:
    App.api(method, url, body, { headers, etag })   JSON request with the CSRF token (and
                                 `headers`); throws App.ApiError. With `etag: true` it returns
-                                { data, etag }: the body and the ETag (for If-Match)
+                                { data, etag }: the body and the ETag (for If-Match). A 401
+                                (the session ended) also shows a "Sign in again" notice
    App.csrfToken()              the token from <meta name="csrf-token">
    App.el(tag, props, ...children)   a new element: props are properties (className, type,
                                 dataset: {...}) or else attributes ("aria-label"); null
@@ -39,7 +40,25 @@
     }
   }
 
+  /* A page whose session ended (it expired, or the person signed out in another tab): the
+     API's 401 speaks of tokens to programs; a person needs to sign in again, and where. */
+  const SIGNED_OUT = "You are signed out: your session has ended. Sign in again, then try again.";
+
+  function signedOutNotice() {
+    if (document.getElementById("signed-out-notice")) return;
+    const notice = notify(SIGNED_OUT, "error", { timeout: 0 });
+    notice.id = "signed-out-notice";
+    // A new tab: what this page holds (an open form, its filters) is still here afterwards.
+    const next = encodeURIComponent(location.pathname + location.search);
+    const link = el("a", { href: `/login?next=${next}`, target: "_blank", rel: "noopener" }, "Sign in again");
+    notice.querySelector(".notice-text").append(" ", link);
+  }
+
   function errorFrom(status, body) {
+    if (status === 401) {
+      signedOutNotice();
+      return new ApiError(401, SIGNED_OUT, "unauthorized");
+    }
     const error = body && body.error;
     if (error && error.message) return new ApiError(status, error.message, error.code, error.details);
     if (status === 0) return new ApiError(0, "The server could not be reached. Check your connection and try again.");
