@@ -326,6 +326,23 @@ def test_an_edit_never_silently_undoes_a_change_made_while_the_form_was_open(
     assert (product["name"], product["description"]) == ("My name", "Their description")
 
 
+def test_a_sku_changed_meanwhile_renames_the_open_form(page: Page, seed, http):
+    seed("sku,name\nSKU-1,Old name\n")
+    page.goto("/products")
+    page.get_by_role("button", name="Edit SKU-1").click()
+    dialog = page.get_by_role("dialog", name="Edit SKU-1")
+    expect(dialog.get_by_label("Name")).to_have_value("Old name")
+    url = f"/api/products/{http.get('/api/products').json()['items'][0]['id']}"
+    http.patch(url, json={"sku": "SKU-9", "name": "Their name"})
+
+    dialog.get_by_label("Name").fill("My name")
+    dialog.get_by_label("Name").press("Enter")
+
+    dialog = page.get_by_role("dialog", name="Edit SKU-9")
+    expect(dialog.get_by_label("SKU")).to_have_value("SKU-9")
+    expect(dialog.locator("#product-name-error")).to_contain_text("“Their name”")
+
+
 def test_an_edit_of_another_field_than_the_one_changed_meanwhile_just_saves(page: Page, seed, http):
     seed("sku,name,description\nSKU-1,Old name,Old description\n")
     page.goto("/products")

@@ -451,6 +451,7 @@
     const clashes = theirs.filter((name) => name in mine && !sameValue(name, mine[name], product[name]));
     editing = product;
     editingEtag = etag;
+    $("product-dialog-title").textContent = `Edit ${product.sku}`; // they may have renamed it
     if (!clashes.length && mayRetry) return save(false);
     const words = (name) =>
       `Someone else changed this to ${shown(name, product[name])} while you were editing. ` +
