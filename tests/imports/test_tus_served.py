@@ -198,6 +198,20 @@ def test_the_command_line_says_which_option_the_remote_server_refused(served, ac
     assert "Error: Some import options are not valid. max_invalid: A count of rows" in run.stderr
 
 
+def test_a_binary_file_read_before_its_last_byte_fails_as_binary(served, any_http, any_catalog):
+    # A PNG's first line is "\x89PNG": read as a header, it would ask for a column mapping
+    # that can never work. The reader sees the NUL bytes first, as the upload's check would.
+    data = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 400
+    sent = 80 * 1024  # more than a read waits for: the reader starts before the last byte
+    url = start_upload(any_http, served, data, sent)
+    response = any_http.post("/api/imports", json={"upload": url.rsplit("/", 1)[-1]})
+    job = finished(any_http, response.json()["id"])
+    assert job["status"] == "failed"
+    assert job["error"].startswith("The file is binary, not a CSV"), job["error"]
+    assert job["header"] is None  # nothing to map
+    assert any_catalog() == []
+
+
 def test_the_command_line_imports_into_a_remote_server_over_tus(
     served, accounts, any_catalog, tmp_path
 ):

@@ -9,6 +9,7 @@ import codecs
 import csv
 import gzip
 import io
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -34,6 +35,11 @@ KNOWN_COLUMNS = ("sku", "name", "description", "active")
 REQUIRED_COLUMNS = ("sku", "name")
 GZIP_MAGIC = b"\x1f\x8b"
 FALLBACK_ENCODING = "x-cp1252-latin1"
+SNIFF_BYTES = 8192  # a NUL byte this early (decompressed) makes the file binary, not a CSV
+BINARY_FILE = (
+    "The file is binary, not a CSV (it holds NUL bytes). Export the products as CSV (for "
+    "example 'CSV UTF-8' in Excel) and upload that file."
+)
 
 csv.field_size_limit(MAX_FIELD_CHARS)
 
@@ -226,6 +232,23 @@ class CsvFile:
     def _count_reasons(self, batch: Batch) -> None:
         """Remember why rows were rejected, to name the most common reason."""
         self.reject_reasons.update(_reason_key(rejected[2]) for rejected in batch.rejected)
+
+
+def refuse_binary(raw: BinaryIO) -> None:
+    """Refuse a file whose first SNIFF_BYTES (decompressed) hold a NUL byte, as an upload is.
+
+    A resumable upload is read before its last byte arrives, so before its upload's check:
+    without this, a PNG's first line would be taken for a header that lacks its columns.
+    """
+    position = raw.tell()
+    try:
+        head = _decompressed(raw).read(SNIFF_BYTES)
+    except (OSError, EOFError, zlib.error):
+        head = b""  # a damaged gzip fails as it is read, saying so
+    finally:
+        raw.seek(position)
+    if b"\x00" in head:
+        raise FileRejected(f"{BINARY_FILE} The catalog was not changed.")
 
 
 def open_csv(

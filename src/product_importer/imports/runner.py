@@ -214,6 +214,7 @@ class Run:
             "stopping": progress.cancel.is_set,
         }
         with open_stored(job.file_path, job.upload_id, job.bytes_total, **following) as raw:
+            csv_rows.refuse_binary(raw)
             csv_file = csv_rows.open_csv(
                 raw, max_decompressed_bytes=self.max_decompressed, columns=job.columns
             )

@@ -11,9 +11,8 @@ import zlib
 from flask import Request, current_app
 
 from ..errors import InsufficientStorage, Invalid, TooLarge
-from .csv_rows import FALLBACK_ENCODING, GZIP_MAGIC
+from .csv_rows import BINARY_FILE, FALLBACK_ENCODING, GZIP_MAGIC, SNIFF_BYTES
 
-SNIFF_BYTES = 8192
 BLANK_SCAN_CHUNKS = 64  # of 1 MiB: how far the upload check reads a blank start
 
 
@@ -107,10 +106,7 @@ def empty_file() -> Invalid:
 def _check_content(stream) -> None:
     head = stream.read(SNIFF_BYTES)
     if b"\x00" in head:
-        raise Invalid(
-            "The file is binary, not a CSV (it holds NUL bytes). Export the products "
-            "as CSV (for example 'CSV UTF-8' in Excel) and upload that file."
-        )
+        raise Invalid(BINARY_FILE)
     chunk = head.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark alone is empty
     # Looked at only so far: a gzip of spaces can expand a thousandfold, and this runs in the
     # request. A file that is blank past this point fails in the import, saying it holds no rows.
