@@ -126,6 +126,25 @@ def test_unknown_columns_are_ignored_with_a_warning(any_http, any_catalog):
     assert [row[1:3] for row in any_catalog()] == [("A-1", "Apple")]
 
 
+def test_a_header_of_thousands_of_columns_is_named_in_short(any_http):
+    # An export with every attribute as a column: the warning and the missing-column error
+    # name the first columns and how many more, not a page of names; `header` keeps them all.
+    extra = ",".join(f"attribute {n}" for n in range(5_000))
+    job = import_csv(any_http, f"sku,name,{extra}\nA-1,Apple{',x' * 5_000}\n")
+    assert job["status"] == "completed"
+    assert job["warnings"] == [
+        "Unknown columns were ignored: "
+        + ", ".join(f"attribute {n}" for n in range(20))
+        + " and 4,980 more."
+    ]
+
+    failed = import_csv(any_http, f"code,title,{extra}\nA-1,Apple{',x' * 5_000}\n")
+    assert failed["status"] == "failed"
+    assert "The header found was: code, title, attribute 0," in failed["error"]
+    assert "attribute 17 and 4,982 more. The first line must name" in failed["error"]
+    assert len(failed["header"]) == 5_002
+
+
 # --- import semantics -----------------------------------------------------------------------
 
 

@@ -351,6 +351,14 @@ def parse_header(line: str, columns: dict[str, str] | None = None) -> Header:
     return Header(positions, len(names), delimiter, tuple(unknown), tuple(names))
 
 
+def named_in_short(names: list[str] | tuple[str, ...], shown: int = 20) -> str:
+    """Join the names, the first `shown` of them and how many more ("a, b and 4,980 more"):
+    a message names a header of thousands of columns without filling the page."""
+    if len(names) <= shown:
+        return ", ".join(names)
+    return f"{', '.join(names[:shown])} and {len(names) - shown:,} more"
+
+
 def _wanted_names(columns: dict[str, str]) -> dict[str, str]:
     """Lowercase header name -> product field: the mapping's, then the fields' own names."""
     wanted = {name.lower(): known for known, name in columns.items()}
@@ -361,7 +369,7 @@ def _wanted_names(columns: dict[str, str]) -> dict[str, str]:
 
 
 def _missing(missing: list[str], header: list[str], columns: dict | None) -> HeaderRejected:
-    found = ", ".join(header) or "(empty)"
+    found = named_in_short(header) or "(empty)"
     mapped = [f"{field} -> {columns[field]}" for field in missing if columns and field in columns]
     plural = "s" if len(missing) > 1 else ""
     where = f" (mapped: {'; '.join(mapped)})" if mapped else ""

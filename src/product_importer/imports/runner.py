@@ -329,7 +329,7 @@ def _read(csv_file, stage, rejections, progress, limit: float) -> tuple[int, int
 def _warnings(csv_file) -> list[str]:
     warnings = list(csv_file.warnings)
     if csv_file.header.unknown:
-        names = ", ".join(csv_file.header.unknown)
+        names = csv_rows.named_in_short(csv_file.header.unknown)
         warnings.append(f"Unknown columns were ignored: {names}.")
     return warnings
 
