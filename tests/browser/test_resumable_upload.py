@@ -73,3 +73,36 @@ def test_a_reload_mid_upload_resumes_from_the_servers_offset(page: Page, app, tm
     expect(page.locator("#stat-rows")).to_have_text(f"{file.rows:,}")
     assert scalar(app, "SELECT count(*) FROM import_jobs") == 1  # the one asked for at first
     assert scalar(app, "SELECT count(*) FROM products") == len(file.expected)
+
+
+def shown_speed(page: Page) -> float:
+    """The upload speed the page shows, in bytes per second (0 while it shows none)."""
+    detail = page.locator("#job-detail").text_content()
+    units = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
+    for part in detail.split(" · "):
+        if part.endswith("/s"):
+            number, unit = part[:-2].split(" ")
+            return float(number) * units[unit]
+    return 0.0
+
+
+def test_the_speed_after_a_resume_counts_only_the_bytes_sent_since(page: Page, app, tmp_path):
+    file = generate(9_000)
+    path = tmp_path / "catalog.csv"
+    path.write_bytes(file.data)
+    rate = 256 * 1024
+    throttle_uploads(page, rate)  # for the page's whole life, reloads included
+    page.goto("/")
+    page.get_by_label(PICK).set_input_files(str(path))
+    page.wait_for_function(
+        "() => Number(document.getElementById('job-detail').dataset.sent) > 400000"
+    )
+    page.reload()
+    expect(page.locator("#resume-note")).to_contain_text("catalog.csv")
+    page.get_by_label(PICK).set_input_files(str(path))
+    expect(page.locator("#job-detail")).to_contain_text("/s · about ")
+    # the bytes held before the reload were not sent now: they say nothing of the speed (the
+    # network sends at most `rate`; twice that leaves room for its bursts)
+    assert 0 < shown_speed(page) < 2 * rate, page.locator("#job-detail").text_content()
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.locator("#upload-section")).to_be_visible()

@@ -154,7 +154,12 @@
     state.paused = false;
     upload.findPreviousUploads().then((previous) => {
       if (state.upload !== upload) return;
-      if (previous.length) upload.resumeFromPreviousUpload(previous[0]);
+      if (previous.length) {
+        upload.resumeFromPreviousUpload(previous[0]);
+        // The speed counts from the server's offset, not from 0: the bytes sent before the
+        // reload were not sent now.
+        state.samples = [];
+      }
       upload.start();
     });
   }
