@@ -305,3 +305,33 @@ def test_the_page_of_a_running_import_follows_it_to_its_change_record(page: Page
     expect(page.locator("#job-badge")).to_have_text("Completed")
     expect(page.get_by_role("heading", name="Change record")).to_be_visible()
     expect(page.locator("#changes-slot tbody tr")).to_have_text(re.compile(r"A-1\s*Apple\s*true"))
+
+
+def test_a_plan_applied_elsewhere_shows_what_became_of_it_on_a_stale_page(page: Page, http):
+    # Two people (or two tabs) review the same plan; one applies it. The other's Apply is
+    # refused, and the page then shows the import as it is, not the plan with its buttons.
+    import_csv(http, CATALOG)
+    job = plan(http, FILE)
+    page.goto(f"/imports/{job['id']}")
+    expect(page.get_by_role("button", name="Apply")).to_be_visible()
+    assert http.post(f"/api/imports/{job['id']}/apply").status_code == 202
+
+    page.get_by_role("button", name="Apply").click()
+
+    expect(page.locator(".notice").filter(has_text="not a plan")).to_have_count(1)
+    expect(page.locator("#job-badge")).to_have_text("Completed with errors")
+    expect(page.get_by_role("button", name="Apply")).to_have_count(0)
+    expect(page.get_by_role("button", name="Discard")).to_have_count(0)
+
+
+def test_a_plan_discarded_elsewhere_shows_it_on_the_stale_upload_page(page: Page, http):
+    job = plan(http, FILE)
+    page.goto(f"/?job={job['id']}")
+    expect(page.locator("#job-badge")).to_have_text("Planned")
+    assert http.post(f"/api/imports/{job['id']}/discard").status_code == 200
+
+    page.get_by_role("button", name="Apply").click()
+
+    expect(page.locator("#job-badge")).to_have_text("Discarded")
+    expect(page.get_by_role("button", name="Apply")).to_be_hidden()
+    expect(page.get_by_role("button", name="Discard")).to_be_hidden()

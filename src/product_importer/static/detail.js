@@ -52,6 +52,9 @@
       done(await whileBusy({ button, text }, work));
     } catch (error) {
       notify(`${button.textContent.trim()} failed: ${error.message}`, "error");
+      // 409: someone else applied, discarded or retried it meanwhile; show what it became
+      // rather than leave buttons that can only fail again.
+      if (error.status === 409) refreshNow();
     }
   }
 

@@ -657,6 +657,7 @@
       jobStarted(await whileBusy(busy, () => api("POST", `/api/imports/${state.job.id}/apply`)));
     } catch (error) {
       notify(`Could not apply the plan: ${error.message}`, "error");
+      if (error.status === 409) resume(state.job.id); // changed elsewhere: show it as it is
     }
   });
 
@@ -668,6 +669,7 @@
       notify("The plan was discarded; the catalog was not changed.", "info");
     } catch (error) {
       notify(`Could not discard the plan: ${error.message}`, "error");
+      if (error.status === 409) resume(state.job.id); // changed elsewhere: show it as it is
     }
   });
 
