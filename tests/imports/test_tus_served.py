@@ -212,6 +212,42 @@ def test_a_binary_file_read_before_its_last_byte_fails_as_binary(served, any_htt
     assert any_catalog() == []
 
 
+def test_an_upload_cancelled_before_its_last_byte_is_not_offered_a_retry(served, any_http):
+    # As the upload page's Cancel does: cancel the import that follows the upload, then
+    # remove the upload. Its file never arrived whole: retrying could only fail.
+    file = generate(20_000)
+    url = start_upload(any_http, served, file.data, len(file.data) // 2)
+    job_id = any_http.post("/api/imports", json={"upload": url.rsplit("/", 1)[-1]}).json()["id"]
+    wait_for(any_http, job_id, lambda job: job["rows_processed"] > 0, "reading")
+    assert any_http.post(f"/api/imports/{job_id}/cancel").status_code == 202
+    assert finished(any_http, job_id)["status"] == "cancelled"
+    assert any_http.delete(url, headers=TUS).status_code == 204
+
+    retried = any_http.post(f"/api/imports/{job_id}/retry", json={})
+    assert retried.status_code == 409
+    assert "never arrived whole" in retried.json()["error"]["message"]
+    assert "Upload the file again" in retried.json()["error"]["message"]
+    for page in (f"/imports/{job_id}", "/imports"):
+        html = any_http.get(page).text
+        assert 'data-action="retry"' not in html and "data-retry=" not in html, page
+        assert "never arrived whole" in html, page
+
+
+def test_a_refused_upload_is_not_offered_a_retry(served, any_http):
+    data = b"sku,name\r\nA-1,Apple\r\n\x00\x00"
+    url = start_upload(any_http, served, data, 10)
+    job_id = any_http.post("/api/imports", json={"upload": url.rsplit("/", 1)[-1]}).json()["id"]
+    last = any_http.patch(url, content=data[10:], headers={**PIECE, "Upload-Offset": "10"})
+    assert last.status_code == 422
+    assert finished(any_http, job_id)["status"] == "failed"
+
+    retried = any_http.post(f"/api/imports/{job_id}/retry", json={})
+    assert retried.status_code == 409
+    assert retried.json()["error"]["message"].startswith("This upload was refused: The file is")
+    html = any_http.get(f"/imports/{job_id}").text
+    assert 'data-action="retry"' not in html
+
+
 def test_the_command_line_imports_into_a_remote_server_over_tus(
     served, accounts, any_catalog, tmp_path
 ):

@@ -307,7 +307,10 @@ def _import_paths() -> dict:
                 {
                     "202": queued,
                     "400": error("A body that is not a JSON object"),
-                    "409": error("Still running, an undo, or the file is no longer kept"),
+                    "409": error(
+                        "Still running, an undo, or the file is no longer kept, never "
+                        "arrived whole (a resumable upload stopped) or was refused"
+                    ),
                     "422": error("An option not valid"),
                     "429": error("The account has MAX_QUEUED_IMPORTS imports unfinished"),
                 },

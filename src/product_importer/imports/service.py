@@ -12,7 +12,7 @@ from .. import background
 from ..errors import Conflict, NotFound, TooMany
 from .endings import final_values
 from .failures import Cancelled
-from .models import ImportJob, RejectedRow
+from .models import ImportJob, RejectedRow, Upload
 from .options import Options
 from .queue import DRAIN_TASK
 from .states import FINISHED, SUCCEEDED, Kind, Status
@@ -168,7 +168,9 @@ def retry(
         raise Conflict(f"Job {job_id} is an undo; undo the import again instead.")
     if not job.finished:
         raise Conflict(f"Import {job_id} is still {job.status}; cancel it or wait for it.")
-    refuse_without_file(job)
+    refusal = retry_refusal(session, job)
+    if refusal:
+        raise Conflict(refusal)
     own = {"plan": job.plan, "max_invalid": job.max_invalid, "columns": job.columns}
     return create(
         session,
@@ -183,10 +185,30 @@ def retry(
     )
 
 
+NOT_KEPT = "The uploaded file is no longer kept on the server. Upload it again."
+
+
+def retry_refusal(session: Session, job: ImportJob) -> str | None:
+    """Why the job's file cannot be imported again, and what to do instead; None if it can."""
+    if job.file_removed_at or not os.path.exists(job.file_path):
+        return NOT_KEPT
+    if job.upload_id is None or job.sha256 is not None:
+        return None  # a whole file: a multipart upload, or a resumable one that finished
+    upload = session.get(Upload, job.upload_id)
+    if upload is None:  # cancelled or expired before its last byte (or refused, then expired)
+        return (
+            "The upload of this file stopped before its last byte: the file never arrived "
+            "whole. Upload the file again."
+        )
+    if upload.error:
+        return f"This upload was refused: {upload.error}"
+    return None  # still arriving: a retry follows it again
+
+
 def refuse_without_file(job: ImportJob) -> None:
     """Raise Conflict when the job's uploaded file is no longer kept."""
     if job.file_removed_at or not os.path.exists(job.file_path):
-        raise Conflict("The uploaded file is no longer kept on the server. Upload it again.")
+        raise Conflict(NOT_KEPT)
 
 
 def rejected_rows(session: Session, job_id: int) -> Iterator[tuple]:

@@ -99,12 +99,15 @@ def products(count: int) -> str:
 
 
 def history_row(job: ImportJob) -> dict:
-    """The job's JSON plus what the pages show: its duration, whether a Retry makes sense."""
+    """The job's JSON plus what the pages show: its duration, whether a Retry makes sense (or
+    why the file cannot be imported again)."""
     row = job.to_dict()
+    refusal = service.retry_refusal(db.session, job) if retryable(row) else None
     return {
         **row,
         "duration": duration_label(job.started_at, job.finished_at),
-        "retryable": retryable(row),
+        "retryable": retryable(row) and not refusal,
+        "retry_refusal": refusal,
     }
 
 
