@@ -148,3 +148,15 @@ def test_progress_is_polled_when_the_event_stream_is_refused_or_broken(page: Pag
     expect(page.locator("#job-message")).to_have_text("Import complete")
     expect(page.locator("#stat-created")).to_have_text("1")
     assert streams  # the page did ask for the stream first
+
+
+def test_on_a_phone_each_option_checkbox_sits_beside_its_words(page: Page):
+    page.set_viewport_size({"width": 390, "height": 800})
+    page.goto("/")
+    for label in ("Plan first", "Stop if more than"):
+        option = page.locator("#upload-options label.check").filter(has_text=label)
+        box = option.locator("input[type=checkbox]").bounding_box()
+        words = option.get_by_text(label).bounding_box()
+        # on one line: the words start beside the box, not on a line of their own below it
+        assert words["y"] < box["y"] + box["height"], label
+        assert words["x"] > box["x"] + box["width"], label
