@@ -219,6 +219,28 @@ def test_the_threshold_option_is_sent_and_stops_the_import(page: Page, http):
     assert catalog(http) == []
 
 
+def test_an_import_stopped_by_the_threshold_can_go_on_without_it(page: Page, http):
+    # The reason says to retry with a higher limit: the page offers that, without an upload.
+    page.goto("/")
+    page.get_by_label("Stop if more than").check()
+    page.get_by_label("Percentage of invalid rows allowed").fill("10")
+    content = "sku,name\nA-1,Apple\n,No SKU\nB-1,Banana\n"
+    page.locator("#file-input").set_input_files(csv_file("bad.csv", content))
+    expect(page.locator("#job-badge")).to_have_text("Failed")
+    stopped = job_id(page)
+
+    page.get_by_role("button", name="Import the valid rows anyway").click()
+
+    expect(page.locator("#job-badge")).to_have_text("Completed with errors")
+    assert job_id(page) != stopped
+    assert [p[0] for p in catalog(http)] == ["A-1", "B-1"]
+    expect(page.get_by_role("button", name="Import the valid rows anyway")).to_be_hidden()
+
+    page.goto(f"/imports/{stopped}")  # its own page offers the same
+    page.get_by_role("button", name="Import the valid rows anyway").click()
+    expect(page.locator("#job-badge")).to_have_text("Completed with errors")
+
+
 VIEWER_CANNOT = "an editor or admin can apply or discard it"
 
 

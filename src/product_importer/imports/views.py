@@ -102,13 +102,25 @@ def history_row(job: ImportJob) -> dict:
     """The job's JSON plus what the pages show: its duration, whether a Retry makes sense (or
     why the file cannot be imported again)."""
     row = job.to_dict()
-    refusal = service.retry_refusal(db.session, job) if retryable(row) else None
+    again = retryable(row) or stopped_by_threshold(row)
+    refusal = service.retry_refusal(db.session, job) if again else None
     return {
         **row,
         "duration": duration_label(job.started_at, job.finished_at),
         "retryable": retryable(row) and not refusal,
         "retry_refusal": refusal,
+        "stopped_by_threshold": stopped_by_threshold(row) and not refusal,
     }
+
+
+def stopped_by_threshold(job: dict) -> bool:
+    """Whether more rows were invalid than the job's threshold allowed, while some were valid:
+    it can go on without the threshold (upload.js says the same)."""
+    return (
+        job["status"] == "failed"
+        and bool(job["max_invalid"])
+        and 0 < job["rows_invalid"] < job["rows_processed"]
+    )
 
 
 def retryable(job: dict) -> bool:

@@ -75,6 +75,11 @@
       act(button, "Retrying…", () => api("POST", `/api/imports/${id}/retry`), (next) =>
         location.assign(`/imports/${next.id}`));
     },
+    anyway(button, id) {
+      const body = { max_invalid: "100%" }; // the threshold that never stops an import
+      act(button, "Importing…", () => api("POST", `/api/imports/${id}/retry`, body), (next) =>
+        location.assign(`/imports/${next.id}`));
+    },
     undo() {
       openDialog($("undo-dialog"), { focus: $("undo-confirm") });
     },

@@ -27,6 +27,7 @@
   const PHASE = { reading: "Reading", applying: "Applying" };
   const FINISHED = ["completed", "completed_with_errors", "failed", "cancelled", "planned", "discarded"];
   const SUCCEEDED = ["completed", "completed_with_errors"];
+  const ANY_INVALID = "100%"; // the threshold that never stops an import
 
   const state = {
     file: null, xhr: null, upload: null, jobId: null, importing: null, paused: false, samples: [],
@@ -384,6 +385,7 @@
     showActions({
       cancel: !finished,
       retry: retryable(job),
+      anyway: stoppedByThreshold(job),
       apply: job.status === "planned",
       discard: job.status === "planned",
       products: SUCCEEDED.includes(job.status),
@@ -401,6 +403,14 @@
   function retryable(job) {
     if (job.status === "cancelled") return true;
     return job.status === "failed" && !job.header && !job.rows_invalid;
+  }
+
+  /* Whether the job stopped because more rows were invalid than its threshold allowed (some
+     were valid): it can go on without the threshold, as its reason says (imports/views.py
+     says the same). */
+  function stoppedByThreshold(job) {
+    return job.status === "failed" && Boolean(job.max_invalid) && job.rows_invalid > 0 &&
+      job.rows_invalid < job.rows_processed;
   }
 
   /* The plan's changes, or the mapping form: built once per job and status. */
@@ -599,6 +609,7 @@
     $("discard-button").hidden = !(visible.discard && editor);
     $("details-link").hidden = !visible.details;
     $("retry-button").hidden = !(visible.retry && editor);
+    $("anyway-button").hidden = !(visible.anyway && editor);
     $("products-link").hidden = !visible.products;
     $("errors-link").hidden = !visible.errors;
     $("another-button").hidden = !(visible.another && editor);
@@ -647,6 +658,17 @@
       jobStarted(await whileBusy(busy, () => api("POST", `/api/imports/${state.job.id}/retry`)));
     } catch (error) {
       notify(`Could not retry: ${error.message}`, "error");
+    }
+  });
+
+  $("anyway-button").addEventListener("click", async (event) => {
+    if (!state.job) return;
+    const busy = { button: event.currentTarget, text: "Importing…" };
+    const url = `/api/imports/${state.job.id}/retry`;
+    try {
+      jobStarted(await whileBusy(busy, () => api("POST", url, { max_invalid: ANY_INVALID })));
+    } catch (error) {
+      notify(`Could not import the file again: ${error.message}`, "error");
     }
   });
 
