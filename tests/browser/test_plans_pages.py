@@ -188,6 +188,26 @@ def test_mapping_form_retries_the_same_file_with_the_chosen_columns(page: Page, 
     assert catalog(http) == [("A-1", "Apple", "Red", True), ("B-2", "Banana", "", True)]
 
 
+def test_mapping_form_does_not_offer_a_column_the_header_names_twice(page: Page, http):
+    # "name" twice: choosing it would fail the same way again, round and round.
+    page.goto("/")
+    content = "sku,Name,name,Title\nA-1,First,Second,Apple\n"
+    page.locator("#file-input").set_input_files(csv_file("twice.csv", content))
+    expect(page.locator("#job-badge")).to_have_text("Failed")
+    form = page.get_by_role("form", name="Column mapping")
+    name = form.get_by_label("name", exact=True)
+    expect(name).to_have_value("")  # not preset to a column it cannot take
+    twice = name.locator("option", has_text="name (twice in the file)")
+    expect(twice).to_have_count(1)
+    expect(twice).to_be_disabled()
+    expect(form.get_by_label("sku")).to_have_value("sku")
+    name.select_option("Title")
+    form.get_by_role("button", name="Import with these columns").click()
+
+    expect(page.locator("#job-message")).to_have_text("Import complete")
+    assert catalog(http) == [("A-1", "Apple", "", True)]
+
+
 def test_mapping_form_on_the_import_page(page: Page, http, artifacts):
     failed = import_csv(http, "code;title\nA-1;Apple\n", filename="erp.csv")
     assert failed["header"] == ["code", "title"]

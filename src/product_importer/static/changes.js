@@ -174,10 +174,10 @@
 
   function mappingForm(slot, job, { onRetried }) {
     const id = `mapping-${(serial += 1)}`;
-    const columns = (job.header || []).filter((column) => column && column.trim());
+    const choices = columnChoices(job.header || []);
     const chosen = job.columns || {};
     const summary = el("p", { className: "form-error alert alert-error", role: "alert" });
-    const fields = FIELDS.map((field) => mappingField(id, field, columns, chosen[field]));
+    const fields = FIELDS.map((field) => mappingField(id, field, choices, chosen[field]));
     const submit = el("button", { type: "submit", className: "btn btn-primary" }, "Import with these columns");
     const form = el("form", { className: "mapping-form", noValidate: true, "aria-label": "Column mapping" },
       summary,
@@ -211,13 +211,36 @@
     return form;
   }
 
-  function mappingField(id, field, columns, chosen) {
+  /* The header's columns to choose from. A name it holds more than once (any case, spaces
+     ignored, as the server matches them) is shown once and cannot be chosen: the server
+     could not tell which of them is meant. */
+  function columnChoices(header) {
+    const keyOf = (column) => column.trim().toLowerCase();
+    const counts = {};
+    header.forEach((column) => (counts[keyOf(column)] = (counts[keyOf(column)] || 0) + 1));
+    const shown = new Set();
+    const choices = [];
+    header.filter((column) => column && column.trim()).forEach((column) => {
+      const key = keyOf(column);
+      if (shown.has(key)) return;
+      shown.add(key);
+      choices.push({ column, key, usable: counts[key] === 1 });
+    });
+    return choices;
+  }
+
+  function mappingField(id, field, choices, chosen) {
     const required = REQUIRED.includes(field);
     const selectId = `${id}-${field}`;
-    const preset = chosen || columns.find((column) => column.trim().toLowerCase() === field) || "";
+    const own = choices.find((choice) => choice.usable && choice.key === field);
+    const preset = chosen || (own ? own.column : "");
+    const options = choices.map(({ column, usable }) =>
+      usable
+        ? el("option", { value: column }, column)
+        : el("option", { value: column, disabled: true }, `${column} (twice in the file)`));
     const select = el("select", { id: selectId, name: field, "aria-describedby": `${selectId}-error` },
       el("option", { value: "" }, required ? "Choose a column…" : "(not in the file)"),
-      ...columns.map((column) => el("option", { value: column }, column)));
+      ...options);
     select.value = preset;
     if (required) select.setAttribute("aria-required", "true");
     return el("div", { className: "field" },
