@@ -6,6 +6,7 @@ import os
 from playwright.sync_api import Page, expect
 from sqlalchemy import text
 
+from tests.helpers import wait_for_job
 from tests.imports.conftest import generate
 
 PICK = "Drop a CSV file here or choose a file"
@@ -106,3 +107,34 @@ def test_the_speed_after_a_resume_counts_only_the_bytes_sent_since(page: Page, a
     assert 0 < shown_speed(page) < 2 * rate, page.locator("#job-detail").text_content()
     page.get_by_role("button", name="Cancel").click()
     expect(page.locator("#upload-section")).to_be_visible()
+
+
+def test_an_interrupted_upload_can_be_discarded_instead_of_resumed(page: Page, app, http, tmp_path):
+    # Left alone, its import would wait for the bytes a day long, counted against the
+    # account's queued imports, and the note would come back on every visit.
+    file = generate(9_000)
+    path = tmp_path / "abandoned.csv"
+    path.write_bytes(file.data)
+    throttle_uploads(page, 100 * 1024)
+    page.goto("/")
+    page.get_by_label(PICK).set_input_files(str(path))
+    page.wait_for_function("() => Number(document.getElementById('job-detail').dataset.sent) > 0")
+    page.wait_for_function(
+        "() => localStorage.length && [...Array(localStorage.length).keys()].some("
+        "(i) => localStorage.key(i).startsWith('product-importer:import-of-upload:'))"
+    )
+    page.reload()
+    note = page.locator("#resume-note")
+    expect(note).to_contain_text("abandoned.csv")
+
+    note.get_by_role("button", name="Discard it").click()
+
+    expect(note).to_be_hidden()
+    expect(page.get_by_text("The unfinished upload was discarded.")).to_be_visible()
+    jobs = http.get("/api/imports").json()["items"]
+    assert len(jobs) == 1
+    assert wait_for_job(http, jobs[0]["id"])["status"] == "cancelled"
+    assert scalar(app, "SELECT count(*) FROM uploads") == 0
+    page.reload()
+    expect(page.get_by_label(PICK)).to_be_attached()
+    expect(note).to_be_hidden()  # not told again

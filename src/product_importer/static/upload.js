@@ -248,8 +248,28 @@
     });
     note.querySelector(".alert-text").textContent =
       `The upload of ${names.join(", ")} did not finish. Choose the same file again: it goes ` +
-      "on from where it stopped.";
+      "on from where it stopped, or discard it.";
+    $("discard-unfinished").textContent = stored.length === 1 ? "Discard it" : "Discard them";
     note.hidden = false;
+  }
+
+  /* Give up the unfinished uploads: their imports, which wait for their bytes (and count
+     against the account's queued imports), are cancelled, and the uploads removed. */
+  async function discardUnfinished(event) {
+    const storage = window.tus.defaultOptions.urlStorage;
+    const stored = await storage.findAllUploads().catch(() => []);
+    const busy = { button: event.currentTarget, text: "Discarding…" };
+    await whileBusy(busy, () => Promise.all(stored.map(async (entry) => {
+      const jobId = localStorage.getItem(IMPORT_OF + entry.uploadUrl);
+      if (jobId) await api("POST", `/api/imports/${jobId}/cancel`).catch(() => {});
+      const headers = { "X-CSRFToken": csrfToken() };
+      await window.tus.Upload.terminate(entry.uploadUrl, { headers }).catch(() => {});
+      await storage.removeUpload(entry.urlStorageKey);
+      localStorage.removeItem(IMPORT_OF + entry.uploadUrl);
+    })));
+    $("resume-note").hidden = true;
+    notify(stored.length === 1 ? "The unfinished upload was discarded." : "The unfinished uploads were discarded.", "info");
+    fileInput.focus();
   }
 
   function sendFile(file) {
@@ -696,6 +716,7 @@
   });
 
   $("another-button").addEventListener("click", reset);
+  if ($("discard-unfinished")) $("discard-unfinished").addEventListener("click", discardUnfinished);
   $("pause-button").addEventListener("click", pauseUpload);
   $("resume-button").addEventListener("click", resumeUpload);
 
