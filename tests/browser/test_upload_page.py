@@ -160,3 +160,22 @@ def test_on_a_phone_each_option_checkbox_sits_beside_its_words(page: Page):
         # on one line: the words start beside the box, not on a line of their own below it
         assert words["y"] < box["y"] + box["height"], label
         assert words["x"] > box["x"] + box["width"], label
+
+
+def test_a_workbook_dropped_by_mistake_is_refused_before_it_is_sent(page: Page, http):
+    # An .xlsx is a zip: NUL bytes at once. Sending all of it first only to hear it is not a
+    # CSV would keep the person waiting for nothing, and leave a failed import behind.
+    workbook = b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00" + b"x" * 200_000
+    requests = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto("/")
+    page.locator("#file-input").set_input_files(
+        {"name": "Products.xlsx", "mimeType": "application/octet-stream", "buffer": workbook}
+    )
+
+    error = page.locator("#upload-error")
+    expect(error).to_contain_text("Products.xlsx is not a CSV file")
+    expect(error).to_contain_text("CSV UTF-8")
+    expect(page.get_by_text("Drop a CSV file here")).to_be_visible()  # choose another
+    assert not [url for url in requests if "/api/uploads" in url or "/api/imports" in url]
+    assert http.get("/api/imports").json()["items"] == []

@@ -107,7 +107,7 @@
 
   /* ---- uploading --------------------------------------------------------------------- */
 
-  function startUpload(file) {
+  async function startUpload(file) {
     fileInput.value = "";
     showUploadError("");
     const note = $("resume-note");
@@ -120,11 +120,31 @@
       );
       return;
     }
+    if (await looksBinary(file)) {
+      showUploadError(
+        `${file.name} is not a CSV file (it holds binary data, as a workbook or an image does). ` +
+          "Export the products as CSV (for example 'CSV UTF-8' in Excel) and upload that file.",
+      );
+      return;
+    }
     Object.assign(state, { file, job: null, jobId: null, importing: null, uploadError: null, samples: [] });
     showPanel();
     renderUploading(file, 0);
     if (resumable) sendResumable(file);
     else sendFile(file);
+  }
+
+  /* Whether the file's first 8 KiB hold a NUL byte, as the server's check says of a binary
+     file (an .xlsx, a PNG): known at once, rather than after sending all of it. A gzip file
+     is compressed binary by nature: the server looks inside it. */
+  async function looksBinary(file) {
+    try {
+      const head = new Uint8Array(await file.slice(0, 8192).arrayBuffer());
+      const gzip = head[0] === 0x1f && head[1] === 0x8b;
+      return !gzip && head.includes(0);
+    } catch (error) {
+      return false; // unreadable here: the server says what it finds
+    }
   }
 
   /* ---- the resumable upload ------------------------------------------------------------ */
