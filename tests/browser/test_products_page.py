@@ -172,6 +172,27 @@ def test_a_session_that_ended_asks_to_sign_in_again_not_for_a_token(page: Page, 
     )
 
 
+def test_a_shortened_description_opens_in_place_on_a_phone(page: Page, seed):
+    words = "Made of oak, oiled twice, with brass hinges and a lock that keeps the lid shut"
+    seed(f'sku,name,description\nSKU-1,Chest,"{words}.\nCare: wipe dry."\nSKU-2,Box,Small\n')
+    page.set_viewport_size({"width": 390, "height": 800})
+    page.goto("/products?sort=sku")
+    expect(rows(page)).to_have_count(2)
+    long, short = page.locator('td[data-label="Description"] > div').all()
+    expect(long).to_have_attribute("aria-expanded", "false")
+    expect(short).not_to_have_attribute("role", "button")  # nothing more to show
+    closed = long.bounding_box()["height"]
+
+    long.focus()
+    page.keyboard.press("Enter")
+
+    expect(long).to_have_attribute("aria-expanded", "true")
+    assert long.bounding_box()["height"] > 3 * closed  # every word, on lines of their own
+    assert page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth")
+    long.click()
+    expect(long).to_have_attribute("aria-expanded", "false")
+
+
 def test_the_cards_of_a_phone_sort_with_a_control_of_their_own(page: Page, seed):
     seed(catalog(12))
     page.set_viewport_size({"width": 390, "height": 800})

@@ -129,6 +129,7 @@
   function render() {
     const focus = focusedAction();
     tbody.replaceChildren(...(state.items.length ? state.items.map(productRow) : [emptyRow()]));
+    offerWholeDescriptions();
     if (focus) restoreFocus(focus);
     const count = `${format.number(state.total)} product${state.total === 1 ? "" : "s"}`;
     const match = state.total === 1 ? "matches" : "match";
@@ -174,6 +175,7 @@
   function productRow(product) {
     const description = el("div", { className: "truncate" }, product.description || "–");
     if (product.description) description.title = product.description;
+    if (product.description) description.dataset.description = "";
     const status = product.active
       ? el("span", { className: "badge badge-success" }, "Active")
       : el("span", { className: "badge badge-muted" }, "Inactive");
@@ -199,6 +201,34 @@
       ),
     );
   }
+
+  /* A description cut to one line (its title shows only to a mouse) opens in place with a click,
+     Enter or Space: on a phone, or for a viewer, there is no other way to read all of it. */
+  function offerWholeDescriptions() {
+    tbody.querySelectorAll("[data-description]").forEach((box) => {
+      if (box.scrollWidth <= box.clientWidth && !box.textContent.includes("\n")) return;
+      box.tabIndex = 0;
+      box.setAttribute("role", "button");
+      box.setAttribute("aria-expanded", "false");
+    });
+  }
+
+  function toggleDescription(box) {
+    const open = box.getAttribute("aria-expanded") !== "true";
+    box.setAttribute("aria-expanded", String(open));
+    box.classList.toggle("expanded", open);
+  }
+
+  tbody.addEventListener("click", (event) => {
+    const box = event.target.closest('[data-description][role="button"]');
+    if (box) toggleDescription(box);
+  });
+  tbody.addEventListener("keydown", (event) => {
+    const box = event.target.closest('[data-description][role="button"]');
+    if (!box || (event.key !== "Enter" && event.key !== " ")) return;
+    event.preventDefault(); // Space would scroll the page
+    toggleDescription(box);
+  });
 
   function actionButton(text, label, action, id) {
     const className = action === "delete" ? "btn btn-sm btn-danger-outline" : "btn btn-sm";
