@@ -54,20 +54,32 @@ def whole_number(name: str, default: int) -> int:
     return int(value)
 
 
-def csv_download(rows: Iterable[Sequence], header: Sequence[str], filename: str) -> Response:
+def csv_download(
+    rows: Iterable[Sequence], header: Sequence[str], filename: str, *, bom: bool = False
+) -> Response:
     """Stream rows as a CSV attachment (CRLF, as spreadsheets write it), in constant memory.
 
     A text cell that a spreadsheet would run as a formula gets a `'` in front (the import
-    drops it again).
+    drops it again). `bom`: the file starts with a byte order mark, without which Excel
+    reads UTF-8 as the computer's ANSI code page ("Ã¼" for "ü").
     """
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
     return Response(
-        stream_with_context(_csv_text(rows, header)), mimetype="text/csv", headers=headers
+        stream_with_context(_csv_text(rows, header, bom)), mimetype="text/csv", headers=headers
     )
 
 
-def _csv_text(rows: Iterable[Sequence], header: Sequence[str]):
-    buffer = io.StringIO()
+def true_or_false(name: str) -> bool:
+    """A query argument `true` or `false` (left out: false); raise Invalid otherwise."""
+    value = request.args.get(name, "false")
+    if value not in ("true", "false"):
+        raise Invalid(f"{name} must be true or false.", details={name: "true or false."})
+    return value == "true"
+
+
+def _csv_text(rows: Iterable[Sequence], header: Sequence[str], bom: bool = False):
+    buffer = io.StringIO("\ufeff" if bom else "")
+    buffer.seek(0, io.SEEK_END)
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow([escape_formula(name) for name in header])  # a file's own header, too
     for count, row in enumerate(rows, start=1):

@@ -1,6 +1,7 @@
 """The products page: filter and page through the catalog, create, edit and delete products."""
 
 import re
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -191,6 +192,18 @@ def test_a_shortened_description_opens_in_place_on_a_phone(page: Page, seed):
     assert page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth")
     long.click()
     expect(long).to_have_attribute("aria-expanded", "false")
+
+
+def test_export_downloads_what_the_filters_show_in_a_file_excel_reads_as_utf8(page: Page, seed):
+    seed("sku,name\nÜ-1,Blue widget Ü\nSKU-2,Red gadget\n")
+    page.goto("/products?name=widget")
+    expect(rows(page)).to_have_count(1)
+
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Export CSV").click()
+
+    content = Path(download.value.path()).read_bytes()
+    assert content == "\ufeffsku,name,description,active\r\nÜ-1,Blue widget Ü,,true\r\n".encode()
 
 
 def test_the_cards_of_a_phone_sort_with_a_control_of_their_own(page: Page, seed):

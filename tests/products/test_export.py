@@ -120,3 +120,22 @@ def test_the_export_imports_back_unchanged(any_http):
         f"This file is identical to import #{again['id']}"  # the same file again: said, not refused
     ]
     assert fields(any_http.get(LIST).json()["items"]) == before
+
+
+def test_an_export_for_excel_starts_with_a_byte_order_mark_and_imports_back_unchanged(any_http):
+    for product in TRICKY:
+        assert any_http.post("/api/products", json=product).status_code == 201
+
+    plain = any_http.get("/api/products/export.csv?sort=sku").content
+    for_excel = any_http.get("/api/products/export.csv?sort=sku&bom=true").content
+
+    assert for_excel == b"\xef\xbb\xbf" + plain  # without it Excel shows "Ãœ" for "Ü"
+    assert plain.startswith(b"sku,")
+    again = import_csv(any_http, for_excel, filename="products.csv")
+    assert (again["status"], again["unchanged"], again["warnings"]) == (
+        "completed",
+        len(TRICKY),
+        [],
+    )
+    refused = any_http.get("/api/products/export.csv?bom=yes")
+    assert (refused.status_code, set(refused.json()["error"]["details"])) == (422, {"bom"})

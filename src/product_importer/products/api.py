@@ -5,7 +5,7 @@ from flask import Blueprint, jsonify, request, url_for
 from ..accounts import audit
 from ..accounts.auth import requires
 from ..accounts.roles import Role
-from ..apiutil import csv_download, json_object, whole_number
+from ..apiutil import csv_download, json_object, true_or_false, whole_number
 from ..errors import BadRequest
 from ..extensions import db
 from ..security import refuse_cross_site_requests
@@ -105,7 +105,9 @@ def delete_all_products():
 @bp.get("/export.csv")
 @requires(Role.VIEWER)
 def export_products():
-    """Stream the products that match the filters as CSV that imports back unchanged."""
+    """Stream the products that match the filters as CSV that imports back unchanged
+    (`bom=true`: with a byte order mark first, for Excel)."""
+    bom = true_or_false("bom")
     rows = service.export_rows(
         db.session,
         filters=service.parse_filters(request.args),
@@ -115,4 +117,4 @@ def export_products():
         (sku, name, description, "true" if active else "false")
         for sku, name, description, active in rows
     )
-    return csv_download(lines, service.EXPORT_COLUMNS, "products.csv")
+    return csv_download(lines, service.EXPORT_COLUMNS, "products.csv", bom=bom)

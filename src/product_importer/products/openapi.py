@@ -202,10 +202,18 @@ def paths() -> dict:
                 "operationId": "export_products",
                 "summary": "The matching products as CSV (sku,name,description,active) that "
                 "imports back unchanged; cells that would start a formula get a '",
-                "parameters": filters(),
+                "parameters": [
+                    *filters(),
+                    query(
+                        "bom",
+                        {"type": "string", "enum": ["true", "false"], "default": "false"},
+                        "Start the file with a UTF-8 byte order mark, so that Excel reads it as "
+                        "UTF-8 (the Products page asks for it; an import ignores it)",
+                    ),
+                ],
                 "responses": {
                     "200": text("text/csv", "The CSV, streamed"),
-                    "422": error("A filter or the sort is not valid"),
+                    "422": error("A filter, the sort or bom is not valid"),
                 },
             },
         },

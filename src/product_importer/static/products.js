@@ -165,6 +165,7 @@
     const params = new URLSearchParams();
     FILTERS.forEach((name) => state.filters[name] && params.set(name, state.filters[name]));
     params.set("sort", state.sort);
+    params.set("bom", "true"); // people open it in Excel, which reads UTF-8 right only with it
     return params.toString();
   }
 
