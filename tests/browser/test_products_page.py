@@ -273,6 +273,22 @@ def test_create_shows_field_errors_then_succeeds(page: Page, seed, http):
     ]
 
 
+def test_a_pasted_value_too_long_is_kept_whole_and_refused_not_cut_short(page: Page, http):
+    page.goto("/products")
+    page.get_by_role("button", name="New product").click()
+    dialog = page.get_by_role("dialog", name="New product")
+    sku = "SKU-" + "9" * 260
+
+    dialog.get_by_label("SKU").focus()
+    page.keyboard.insert_text(sku)  # as a paste does
+    dialog.get_by_label("Name").fill("Widget")
+    dialog.get_by_role("button", name="Create product").click()
+
+    expect(dialog.locator("#product-sku-error")).to_have_text("At most 255 characters.")
+    expect(dialog.get_by_label("SKU")).to_have_value(sku)  # to be shortened knowingly
+    assert http.get("/api/products").json()["total"] == 0
+
+
 def test_edit_a_product(page: Page, seed, http):
     seed("sku,name,description\nSKU-1,Old name,Old description\nSKU-2,Other,\n")
     page.goto("/products")
