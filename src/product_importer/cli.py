@@ -108,6 +108,13 @@ def _announce_setup_link(host: str, port: int) -> None:
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(concurrency: int, celery_args: tuple[str, ...]) -> None:
     """Run a Celery worker for every queue (imports, webhooks, default)."""
+    load_env_file()
+    if not os.environ.get("CELERY_BROKER_URL"):  # Celery would listen on memory:// alone
+        raise click.ClickException(
+            "A worker needs CELERY_BROKER_URL, the broker the web app sends its work to "
+            "(redis://127.0.0.1:6379/0, say). Without one (the embedded default), "
+            "`product-importer serve` runs the worker itself."
+        )
     from .worker import celery_app, flask_app
 
     quiet = ["--quiet"] if flask_app.config["LOG_FORMAT"] == "json" else []  # no banner

@@ -144,6 +144,24 @@ def test_settings_come_from_the_env_file_of_the_folder_it_runs_in(tmp_path, test
     assert "Context impl" not in done.stderr and "Will assume" not in done.stderr
 
 
+def test_a_worker_without_a_broker_says_what_it_needs_and_exits(tmp_path, test_env):
+    env = {key: value for key, value in os.environ.items() if key not in SETTINGS | set(test_env)}
+    env |= {"INSTANCE_PATH": str(tmp_path / "instance")}
+
+    done = subprocess.run(
+        [str(BIN / "product-importer"), "worker"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,  # it used to start on an in-memory broker no web process can reach
+    )
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Error: A worker needs CELERY_BROKER_URL" in done.stderr
+    assert "`product-importer serve` runs the worker itself" in done.stderr
+
+
 def run_import_command(path, *options: str) -> subprocess.CompletedProcess:
     """`product-importer import FILE` with the test session's settings (PostgreSQL, Redis)."""
     return subprocess.run(
