@@ -225,9 +225,9 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 class Terminal:
     """`product-importer import FILE` in a pseudo-terminal, as a person runs it; output kept."""
 
-    def __init__(self, path):
+    def __init__(self, path, columns: int = 160):
         leader, follower = pty.openpty()
-        env = os.environ | {"COLUMNS": "160", "LINES": "40", "TERM": "xterm-256color"}
+        env = os.environ | {"COLUMNS": str(columns), "LINES": "40", "TERM": "xterm-256color"}
         self.process = subprocess.Popen(
             [str(BIN / "product-importer"), "import", str(path)],
             cwd=ROOT,
@@ -288,6 +288,24 @@ def test_the_import_command_shows_the_pages_figures_with_logs_above_the_bar(
     assert logs and not [piece for piece in logs if "━" in piece]  # a log line never on the bar
     assert "Finished" in terminal.last_bar() and "100%" in terminal.last_bar()
     assert re.search(rf"│ Rejected\s+│ {held_file.rejected:,}\s+│", terminal.text())
+
+
+def test_in_a_terminal_of_80_columns_the_bar_keeps_its_phase_and_percent(
+    tmp_path, live_worker, held_file, holding_rejections
+):
+    """The figures are cut to fit the line, not the phase ("Rea…") or the bar and percent."""
+    path = tmp_path / "held.csv"
+    path.write_bytes(held_file.data)
+
+    with paused(live_worker), holding_rejections() as reading:  # stops half-way through reading
+        terminal = Terminal(path, columns=80)
+        reading.wait_until_blocking()
+        bar = terminal.wait_for(lambda bar: "rows/s" in bar and "Queued" not in bar)
+    terminal.process.wait(timeout=120)
+
+    assert re.search(r"Reading\s+━+\s+\d+% .*rows/s · elapsed", bar), bar
+    assert len(bar) <= 80, bar
+    assert terminal.process.returncode == 0, terminal.text()
 
 
 @pytest.mark.parametrize(

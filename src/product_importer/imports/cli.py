@@ -32,6 +32,11 @@ from .states import SUCCEEDED, Status
 from .views import OUTCOMES, seconds_label
 
 POLL_SECONDS = 0.25
+BAR_WIDTH = 20
+# The phase (9), the bar, the percent (4) and the spaces between: the figures get the rest of
+# the line, cut short on a narrow terminal; else rich would cut the phase ("Rea…") and drop
+# the bar and the percent first.
+BESIDE_FIGURES = 9 + BAR_WIDTH + 4 + 3
 PHASES = {"reading": "Reading", "applying": "Applying"}
 
 
@@ -153,7 +158,7 @@ def _watch(console: Console, job_id: int):
     """Show the job's progress until it (and the search index it rebuilds) is done."""
     columns = (
         TextColumn("[bold]{task.fields[phase]:<9}"),
-        BarColumn(),
+        BarColumn(bar_width=BAR_WIDTH),
         TaskProgressColumn(),
         TextColumn("{task.fields[figures]}"),
     )
@@ -162,7 +167,9 @@ def _watch(console: Console, job_id: int):
         while True:
             db.session.rollback()  # see what the worker committed since
             job = service.get(db.session, job_id)
-            bar.update(task, completed=job.percent, **_shown(job))
+            shown = _shown(job)
+            shown["figures"] = _cut(shown["figures"], console.width - BESIDE_FIGURES)
+            bar.update(task, completed=job.percent, **shown)
             if job.finished and job.search_index != "refreshing":
                 return job
             time.sleep(POLL_SECONDS)
@@ -189,6 +196,11 @@ def _shown(job) -> dict:
         f"{job.rows_invalid:,} rejected",
     ]
     return {"phase": phase, "figures": " · ".join(figure for figure in figures if figure)}
+
+
+def _cut(text: str, room: int) -> str:
+    """`text`, ending in "…" where it does not fit in `room` characters."""
+    return text if len(text) <= room else text[: max(0, room - 1)] + "…"
 
 
 def _left(eta: float | None) -> str:
