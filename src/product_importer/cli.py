@@ -139,7 +139,12 @@ def worker(concurrency: int, celery_args: tuple[str, ...]) -> None:
 @click.option(
     "--plan", is_flag=True, help="Compare with the catalog, change nothing; print counts."
 )
-@click.option("--apply", "apply_id", type=int, help="Apply the plan with this job id.")
+@click.option(
+    "--apply",
+    "apply_id",
+    type=int,
+    help="Apply the plan with this job id, as the command line (no account, like FILE).",
+)
 @click.option("--max-invalid", help="Fail past this many invalid rows: a count (100) or 1%.")
 @click.option("--columns", help='Map fields to header names: \'{"sku": "Item Code"}\'.')
 @click.option(
