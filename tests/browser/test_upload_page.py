@@ -179,3 +179,24 @@ def test_a_workbook_dropped_by_mistake_is_refused_before_it_is_sent(page: Page, 
     expect(page.get_by_text("Drop a CSV file here")).to_be_visible()  # choose another
     assert not [url for url in requests if "/api/uploads" in url or "/api/imports" in url]
     assert http.get("/api/imports").json()["items"] == []
+
+
+def test_a_connection_lost_as_the_upload_ends_does_not_make_the_import_look_failed(page: Page):
+    # The file went up and its import runs; the page's first look at the job finds the
+    # network gone for a moment. It tries again, rather than show "Failed" for good.
+    lost = []
+
+    def drop_once(route):
+        if lost:
+            return route.continue_()
+        lost.append(route.request.url)
+        return route.abort("internetdisconnected")
+
+    page.route(re.compile(r"/api/imports/\d+$"), drop_once)
+    page.goto("/")
+    page.locator("#file-input").set_input_files(csv_file("one.csv", "sku,name\nA-1,Apple\n"))
+
+    expect(page.locator("#job-message")).to_have_text("Import complete")
+    expect(page.locator("#job-badge")).to_have_text("Completed")
+    expect(page).to_have_url(re.compile(r"\?job=\d+$"))  # a reload still finds it
+    assert lost

@@ -213,11 +213,7 @@
     state.upload = null;
     localStorage.removeItem(IMPORT_OF + upload.url);
     if (!jobId) return uploadFailed("The upload finished but its import could not be started.", true);
-    try {
-      jobStarted(await api("GET", `/api/imports/${jobId}`));
-    } catch (error) {
-      renderMissing(error);
-    }
+    resume(jobId); // through a dropped connection too: the import runs on the server
   }
 
   function tusMessage(error) {
@@ -391,15 +387,22 @@
     });
   }
 
-  function poll(jobId) {
+  /* Ask for the job once a second until it has finished (or, with `thenWatch`, until it is
+     known, then follow its events). A lost connection or a server error is tried again;
+     only an answer about the job itself (404, 403) ends it. */
+  function poll(jobId, { thenWatch = false } = {}) {
     stopWatching();
     const tick = async () => {
       try {
         const job = await api("GET", `/api/imports/${jobId}`);
         renderJob(job);
         if (FINISHED.includes(job.status)) return;
+        if (thenWatch) return watch(job.id);
       } catch (error) {
-        if (error.status === 404) return renderMissing(error);
+        if (error.status && error.status < 500) return renderMissing(error);
+        $("job-detail").textContent = error.status
+          ? `The server answered ${error.status}: trying again every second…`
+          : "The connection was lost: trying again every second…";
       }
       state.poll = setTimeout(tick, 1000);
     };
@@ -758,17 +761,17 @@
 
   /* ---- resume watching a job named in the address ------------------------------------- */
 
-  async function resume(jobId) {
+  function resume(jobId) {
     showPanel();
-    renderHead("", `import #${jobId}`, "queued");
-    renderProgress("Loading…", 0, "");
-    try {
-      const job = await api("GET", `/api/imports/${jobId}`);
-      renderJob(job);
-      if (!FINISHED.includes(job.status)) watch(job.id);
-    } catch (error) {
-      renderMissing(error);
+    history.replaceState(null, "", `?job=${jobId}`);
+    // after an upload, or an action on the job shown, its name stays while it loads
+    const shown = state.file || (state.job && String(state.job.id) === String(jobId));
+    if (!shown) {
+      renderHead("", `import #${jobId}`, "queued");
+      renderProgress("Loading…", 0, "");
+      $("job-detail").textContent = "";
     }
+    poll(jobId, { thenWatch: true });
   }
 
   const jobId = new URLSearchParams(location.search).get("job");
