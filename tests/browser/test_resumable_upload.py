@@ -6,7 +6,7 @@ import os
 from playwright.sync_api import Page, expect
 from sqlalchemy import text
 
-from tests.helpers import wait_for_job
+from tests.helpers import wait_for_job, wait_until
 from tests.imports.conftest import generate
 
 PICK = "Drop a CSV file here or choose a file"
@@ -138,3 +138,32 @@ def test_an_interrupted_upload_can_be_discarded_instead_of_resumed(page: Page, a
     page.reload()
     expect(page.get_by_label(PICK)).to_be_attached()
     expect(note).to_be_hidden()  # not told again
+
+
+def test_an_import_waiting_for_its_stopped_upload_says_so_not_that_it_waits_for_a_worker(
+    page: Page, http
+):
+    # An upload cut off (a closed laptop): its import goes back to the queue until the bytes
+    # come. Watched from the history, the page must not say it waits for a worker.
+    data = generate(20_000).data
+    tus = {"Tus-Resumable": "1.0.0"}
+    created = http.post("/api/uploads", headers={**tus, "Upload-Length": str(len(data))})
+    url = created.headers["Location"]
+    piece = {**tus, "Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"}
+    assert http.patch(url, content=data[: len(data) // 2], headers=piece).status_code == 204
+    job = http.post("/api/imports", json={"upload": url.rsplit("/", 1)[-1]}).json()
+    wait_until(
+        lambda: (
+            http.get(f"/api/imports/{job['id']}").json()["status"] == "queued"
+            and http.get(f"/api/imports/{job['id']}").json()["started_at"]
+        ),
+        "the import to give its slot back while the upload stands still",
+    )
+
+    page.goto(f"/?job={job['id']}")
+
+    expect(page.locator("#job-message")).to_contain_text("Waiting for the upload to go on")
+    detail = page.locator("#job-detail")
+    expect(detail).to_contain_text("choose the same file again on the upload page")
+    expect(detail).not_to_contain_text("Waiting for a worker")
+    assert http.delete(url, headers=tus).status_code == 204

@@ -28,6 +28,8 @@
   const FINISHED = ["completed", "completed_with_errors", "failed", "cancelled", "planned", "discarded"];
   const SUCCEEDED = ["completed", "completed_with_errors"];
   const ANY_INVALID = "100%"; // the threshold that never stops an import
+  // How a queued job's message begins while its resumable upload stands still (growing.py).
+  const UPLOAD_STOPPED = "Waiting for the upload to go on";
 
   const state = {
     file: null, xhr: null, upload: null, jobId: null, importing: null, paused: false, samples: [],
@@ -490,6 +492,10 @@
   }
 
   function jobDetail(job) {
+    if (job.status === "queued" && job.message.startsWith(UPLOAD_STOPPED)) {
+      return "Its upload has stopped: choose the same file again on the upload page to go on, " +
+        "or cancel the import.";
+    }
     if (job.status === "queued") return "Waiting for a worker and for earlier imports to finish.";
     if (job.status === "running") {
       return `${format.bytes(job.bytes_processed)} of ${format.bytes(job.bytes_total)} read`;
