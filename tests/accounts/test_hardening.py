@@ -179,6 +179,21 @@ def test_a_session_request_without_the_pages_csrf_token_is_refused(browsers, acc
     assert client.get("/api/products").get_json()["total"] == 0
 
 
+def test_a_stale_csrf_token_is_named_so_the_page_fetches_the_sessions_token(browsers, accounts):
+    session = browsers(accounts["editor"].email)
+    session.headers["X-CSRFToken"] = "a token of an earlier session"
+
+    refused = session.post("/api/products", json={"sku": "X-1", "name": "Kept"})
+    fresh = session.get("/csrf-token", headers={"Accept": "application/json"})
+    session.headers["X-CSRFToken"] = fresh.json()["csrf_token"]
+    sent_again = session.post("/api/products", json={"sku": "X-1", "name": "Kept"})
+
+    assert refused.status_code == 403
+    assert refused.json()["error"]["details"] == {"reason": "csrf_token"}
+    assert fresh.status_code == 200 and fresh.headers["Cache-Control"] == "no-store"
+    assert sent_again.status_code == 201
+
+
 @pytest.mark.parametrize(
     "headers",
     [{"Origin": "null"}, {"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}],

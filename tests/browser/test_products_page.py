@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.conftest import PASSWORD
 from tests.helpers import import_csv
 
 
@@ -171,6 +172,39 @@ def test_a_session_that_ended_asks_to_sign_in_again_not_for_a_token(page: Page, 
     expect(notice.get_by_role("link", name="Sign in again")).to_have_attribute(
         "href", "/login?next=%2Fproducts%3Fname%3Dwidget"
     )
+
+
+def test_after_signing_in_again_in_a_new_tab_the_open_form_saves_what_was_typed(
+    page: Page, seed, http, accounts, artifacts
+):
+    seed(catalog(1))
+    page.goto("/products")
+    page.get_by_role("button", name="New product").click()
+    dialog = page.get_by_role("dialog", name="New product")
+    dialog.get_by_label("SKU").fill("NEW-1")
+    dialog.get_by_label("Name").fill("Typed before the session ended")
+    page.context.clear_cookies()  # the session expired while the form was open
+    dialog.get_by_role("button", name="Create product").click()
+    notice = page.locator("#signed-out-notice")
+    expect(notice).to_be_visible()
+
+    with page.context.expect_page() as opened:
+        notice.get_by_role("link", name="Sign in again").click()
+    sign_in_tab = opened.value
+    sign_in_tab.get_by_label("Email").fill(accounts["admin"].email)
+    sign_in_tab.get_by_label("Password").fill(PASSWORD)
+    sign_in_tab.get_by_role("button", name="Sign in").click()
+    expect(sign_in_tab.locator("#signed-in-as")).to_contain_text(accounts["admin"].email)
+    sign_in_tab.close()  # a new session: the old page's CSRF token is stale now
+
+    dialog.get_by_role("button", name="Create product").click()
+
+    expect(dialog).to_be_hidden()
+    expect(page.get_by_text("Created NEW-1.")).to_be_visible()
+    expect(notice).to_be_hidden()  # signed in again: the notice no longer holds
+    page.screenshot(path=str(artifacts / "saved-after-signing-in-again.png"))
+    created = http.get("/api/products", params={"sku": "NEW-1"}).json()["items"]
+    assert [p["name"] for p in created] == ["Typed before the session ended"]
 
 
 def test_a_shortened_description_opens_in_place_on_a_phone(page: Page, seed):

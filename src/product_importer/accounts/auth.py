@@ -184,8 +184,10 @@ def _require_csrf_header() -> None:
     try:
         validate_csrf(request.headers.get("X-CSRFToken"))
     except ValidationError as error:
+        # `details` tells a page to fetch a fresh token (GET /csrf-token) and send it again.
         raise Forbidden(
-            f"The page's CSRF token is missing or stale ({error}). Reload the page and retry."
+            f"The page's CSRF token is missing or stale ({error}). Reload the page and retry.",
+            details={"reason": "csrf_token"},
         ) from None
 
 

@@ -1,7 +1,8 @@
 """Account pages: sign in and out, first-run setup, one's account, accounts and audit (admins)."""
 
-from flask import Blueprint, abort, g, redirect, render_template, request, url_for
+from flask import Blueprint, abort, g, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
+from flask_wtf.csrf import generate_csrf
 from limits import parse
 
 from ..errors import AppError
@@ -106,6 +107,18 @@ def _safe_next(value: str | None) -> str:
     ):
         return value
     return url_for("imports.upload_page")
+
+
+@bp.get("/csrf-token")
+@requires(Role.VIEWER)
+def csrf_token():
+    """This browser session's CSRF token, for a page whose token went stale.
+
+    Signing in again in another tab starts a new session with a new token: the open page fetches
+    it and sends its request again, instead of being reloaded and losing what was typed. Another
+    site cannot read the answer (same-origin policy).
+    """
+    return jsonify(csrf_token=generate_csrf()), 200, {"Cache-Control": "no-store"}
 
 
 @bp.post("/logout")

@@ -2,7 +2,9 @@
    App.api(method, url, body, { headers, etag })   JSON request with the CSRF token (and
                                 `headers`); throws App.ApiError. With `etag: true` it returns
                                 { data, etag }: the body and the ETag (for If-Match). A 401
-                                (the session ended) also shows a "Sign in again" notice
+                                (the session ended) also shows a "Sign in again" notice; a 403
+                                for a stale CSRF token (signed in again in another tab)
+                                fetches the session's token and sends the request once more
    App.csrfToken()              the token from <meta name="csrf-token">
    App.el(tag, props, ...children)   a new element: props are properties (className, type,
                                 dataset: {...}) or else attributes ("aria-label"); null
@@ -29,6 +31,21 @@
   function csrfToken() {
     const meta = document.querySelector('meta[name="csrf-token"]');
     return meta ? meta.content : "";
+  }
+
+  /* Signing in again (in another tab) starts a new session with a new token: take it from the
+     server into the page (its <meta> and its forms' fields), so the page goes on without a reload. */
+  async function refreshCsrfToken() {
+    const response = await fetch("/csrf-token", { headers: { Accept: "application/json" }, credentials: "same-origin" });
+    const { csrf_token: token } = response.ok ? await response.json() : {};
+    if (!token) throw new Error(`no CSRF token (${response.status})`);
+    document.querySelector('meta[name="csrf-token"]').content = token;
+    document.querySelectorAll('input[name="csrf_token"]').forEach((field) => (field.value = token));
+  }
+
+  function isStaleCsrf(status, body) {
+    const error = body && body.error;
+    return status === 403 && Boolean(error && error.details && error.details.reason === "csrf_token");
   }
 
   class ApiError extends Error {
@@ -68,6 +85,25 @@
   /* Send a JSON request; state-changing ones carry the CSRF token. Returns the parsed body,
      or { data, etag } when `etag` is asked for. */
   async function api(method, url, body, { headers: extra = {}, etag = false } = {}) {
+    let { response, data } = await send(method, url, body, extra);
+    if (isStaleCsrf(response.status, data)) {
+      // The CSRF check runs before the view, so nothing was done: fetch the token, send once more.
+      try {
+        await refreshCsrfToken();
+      } catch (failed) {
+        throw errorFrom(response.status, data); // "Reload the page and retry", as before
+      }
+      ({ response, data } = await send(method, url, body, extra));
+    }
+    if (!response.ok) throw errorFrom(response.status, data);
+    // The session works (again): a "Sign in again" notice left from before is out of date.
+    const signedOut = document.getElementById("signed-out-notice");
+    if (signedOut) signedOut.remove();
+    return etag ? { data, etag: response.headers.get("ETag") } : data;
+  }
+
+  /* One try of a request: the response and its parsed body (null for none). */
+  async function send(method, url, body, extra) {
     const headers = { Accept: "application/json", ...extra };
     if (!SAFE_METHODS.includes(method)) headers["X-CSRFToken"] = csrfToken();
     const init = { method, headers, credentials: "same-origin" };
@@ -82,8 +118,7 @@
       throw errorFrom(0, null);
     }
     const data = response.status === 204 ? null : await response.json().catch(() => null);
-    if (!response.ok) throw errorFrom(response.status, data);
-    return etag ? { data, etag: response.headers.get("ETag") } : data;
+    return { response, data };
   }
 
   /* ---- building the page ------------------------------------------------------------- */
@@ -152,6 +187,8 @@
       dialog.addEventListener("keydown", trapFocus);
       dialog.addEventListener("cancel", refuseCancelWhileBusy);
       dialog.addEventListener("close", () => {
+        const below = [...document.querySelectorAll("dialog[open]")].filter((open) => open.matches(":modal"));
+        noticesInto(below.pop() || document.body);
         const opener = dialog._opener;
         dialog._opener = null;
         if (opener && opener.isConnected) opener.focus();
@@ -164,8 +201,16 @@
     dialog._opener = document.activeElement;
     setDialogBusy(dialog, false);
     dialog.showModal();
+    noticesInto(dialog);
     const target = focus || dialog.querySelector("[autofocus]") || focusables(dialog)[0];
     if (target) target.focus();
+  }
+
+  /* A modal dialog makes the rest of the page inert: the notices move into the open dialog, so
+     that their links ("Sign in again") and close buttons still work. */
+  function noticesInto(parent) {
+    const region = document.getElementById("notices");
+    if (region && region.parentNode !== parent) parent.append(region);
   }
 
   function closeDialog(dialog) {
