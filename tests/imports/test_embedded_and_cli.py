@@ -328,7 +328,7 @@ def test_the_import_command_fails_with_the_reason_and_a_non_zero_exit(
     assert catalog() == []
 
 
-def test_the_import_command_plans_then_applies(tmp_path, catalog):
+def test_the_import_command_plans_then_applies(tmp_path, catalog, client):
     path = tmp_path / "items.csv"
     path.write_text("Item Code,Title\nA-1,Apple\nB-2,Banana\nC-3,\n")
     columns = '{"sku": "Item Code", "name": "Title"}'
@@ -343,6 +343,15 @@ def test_the_import_command_plans_then_applies(tmp_path, catalog):
         assert re.search(rf"{field}\s*│\s*{value}\s*│", said), said
     assert catalog() == []
     job_id = planned.stdout.split("import --apply ")[1].split()[0]
+    (created,) = client.get("/api/audit", query_string={"action": "import.created"}).json["items"]
+    assert created["details"] | {"bytes": None} == {  # the options, as the API records them
+        "file": "items.csv",
+        "bytes": None,
+        "via": "cli",
+        "plan": True,
+        "max_invalid": "1",
+        "columns": {"sku": "Item Code", "name": "Title"},
+    }
 
     applied = run_import_command(None, "--apply", job_id)
 

@@ -46,7 +46,7 @@ def run_import_from_terminal(path: str, given: dict | None = None) -> int:
     `given` holds the options as typed (plan, max_invalid, columns).
     """
     try:
-        chosen = options.Options(**options.parse(given or {}))
+        parsed = options.parse(given or {})
     except AppError as error:
         click.echo(f"Error: {said(error.message, error.details)}", err=True)
         return 2
@@ -55,7 +55,7 @@ def run_import_from_terminal(path: str, given: dict | None = None) -> int:
         uploads.check(stored, os.path.getsize(stored))
     except AppError as error:
         os.remove(stored)
-        click.echo(f"Error: {error.message}", err=True)
+        click.echo(f"Error: {said(error.message, error.details)}", err=True)
         return 2
     job = service.create(
         db.session,
@@ -64,11 +64,17 @@ def run_import_from_terminal(path: str, given: dict | None = None) -> int:
         bytes_total=os.path.getsize(stored),
         created_by=None,
         sha256=uploads.sha256(stored),
-        options=chosen,
+        options=options.Options(**parsed),
     )
     size = os.path.getsize(stored)
-    audit.record(
-        db.session, "import.created", f"import #{job.id}", file=job.filename, bytes=size, via="cli"
+    audit.record(  # the options given, as the API records them
+        db.session,
+        "import.created",
+        f"import #{job.id}",
+        file=job.filename,
+        bytes=size,
+        via="cli",
+        **parsed,
     )
     db.session.commit()
     return _run_and_watch(job.id)
@@ -83,7 +89,7 @@ def apply_from_terminal(job_id: int) -> int:
     try:
         plans.apply(db.session, job_id, applied_by=None)
     except AppError as error:
-        click.echo(f"Error: {error.message}", err=True)
+        click.echo(f"Error: {said(error.message, error.details)}", err=True)
         return 2
     audit.record(db.session, "import.applied", f"import #{job_id}", via="cli")
     db.session.commit()
