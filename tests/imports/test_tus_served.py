@@ -6,8 +6,11 @@ import subprocess
 import time
 from urllib.parse import urlsplit
 
+import pytest
 from tusclient import client as tus
+from tusclient.exceptions import TusCommunicationError
 
+from product_importer.imports import remote
 from tests.conftest import BIN
 from tests.imports.conftest import generate, products_by_key, wait_for
 
@@ -264,3 +267,23 @@ def test_the_command_line_imports_into_a_remote_server_over_tus(
     with served.engine.connect() as conn:
         upload = conn.exec_driver_sql("SELECT filename, completed_at FROM uploads").one()
     assert upload.filename == "remote.csv" and upload.completed_at is not None
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (
+            b'{"error": {"code": "too_large", "message": "The file is too large."}}',
+            "The file is too large.",
+        ),
+        (
+            b'{"error": {"code": "too_large"}}',
+            "The upload failed: the server answered 413 (too_large).",
+        ),
+        (b"<html>Bad gateway</html>", "The upload failed: the server answered 413."),
+    ],
+)
+def test_the_remote_import_says_why_an_upload_failed_in_words(content, said):
+    failure = TusCommunicationError(None, status_code=413, response_content=content)
+
+    assert remote._tus_error(failure) == said

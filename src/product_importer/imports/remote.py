@@ -118,10 +118,18 @@ def _api_error(response: httpx.Response) -> str:
         return f"The server answered {response.status_code}."
 
 
-def _tus_error(error: Exception) -> str:
-    content = getattr(error, "response_content", None) or b""
+def _tus_error(failure: TusCommunicationError) -> str:
+    """What went wrong with the upload, as a person reads it: the server's message if it sent
+    one, else its status (and error code), never Python's spelling of its JSON."""
+    content = failure.response_content or b""
+    body = None
     try:
-        error = json.loads(content)["error"]
-        return said(error["message"], error.get("details"))
-    except (ValueError, KeyError, TypeError):
-        return f"The upload failed: {error}"
+        body = json.loads(content).get("error")
+        return said(body["message"], body.get("details"))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        pass
+    if failure.status_code is None:
+        return f"The upload failed: {failure}"
+    code = body.get("code") if isinstance(body, dict) else None
+    named = f" ({code})" if isinstance(code, str) else ""
+    return f"The upload failed: the server answered {failure.status_code}{named}."
