@@ -24,7 +24,9 @@ class AppError(Exception):
 def said(message: str, details: Any = None) -> str:
     """An error for a terminal: its message, and its details as `field: what` pairs, never as
     Python's spelling of a dict."""
-    message = message.removesuffix("; see details.").rstrip(".") + "."
+    message = message.removesuffix("; see details.")
+    if not message.endswith(("?", "!")):  # a question ends as one, not "?."
+        message = message.rstrip(".") + "."
     if isinstance(details, dict):
         return " ".join([message, *(f"{field}: {what}" for field, what in details.items())])
     return f"{message} {details}" if details else message
