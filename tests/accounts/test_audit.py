@@ -227,6 +227,16 @@ def test_a_page_before_the_first_shows_the_first_page_and_says_so(acting, sql, a
         assert "There is no page" not in audit_page(admin, page=plain)
 
 
+@pytest.mark.parametrize(
+    ("page", "says"),
+    [("0", "page must be 1 or more."), ("100001", "page must be from 1 to 100,000.")],
+)
+def test_a_page_out_of_range_is_said_as_the_products_api_says_it(acting, page, says):
+    response = acting("admin").get("/api/audit", query_string={"page": page})
+
+    assert (response.status_code, response.get_json()["error"]["message"]) == (422, says)
+
+
 def test_a_page_far_past_the_last_shows_the_last_page(acting):
     page = audit_page(acting("admin"), page="9" * 30)
 

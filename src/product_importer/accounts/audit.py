@@ -75,8 +75,12 @@ def list_entries(
     session: Session, *, actor: str = "", action: str = "", page: int = 1
 ) -> AuditPage:
     """Entries newest first, by actor email and action (exact, or a prefix ending in a dot)."""
-    if not 1 <= page <= MAX_PAGE:
-        raise Invalid(f"page must be from 1 to {MAX_PAGE}.", details={"page": f"1 to {MAX_PAGE}."})
+    if page < 1:  # said as the products API says it
+        raise Invalid("page must be 1 or more.", details={"page": "1 or more."})
+    if page > MAX_PAGE:
+        raise Invalid(
+            f"page must be from 1 to {MAX_PAGE:,}.", details={"page": f"From 1 to {MAX_PAGE:,}."}
+        )
     if CONTROL.search(actor + action):
         raise Invalid("The filters must not hold control characters.")
     query = select(AuditEntry)
