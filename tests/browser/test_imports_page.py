@@ -45,11 +45,14 @@ def test_history_shows_each_import_with_outcome_counts_and_rejected_rows(page: P
     )
 
     download_link = done_row.get_by_role("link", name="Download the rejected rows")
-    expect(download_link).to_have_attribute("href", f"/api/imports/{done['id']}/rejected.csv")
+    expect(download_link).to_have_attribute(
+        "href", f"/api/imports/{done['id']}/rejected.csv?bom=true"
+    )
     with page.expect_download() as download:
         download_link.click()
     rejected = Path(download.value.path()).read_text(encoding="utf-8")
-    assert rejected.splitlines() == ["line,reason,sku,name", "3,sku is empty,,No SKU"]
+    # a byte order mark first, else Excel reads the UTF-8 as the computer's code page
+    assert rejected.splitlines() == ["\ufeffline,reason,sku,name", "3,sku is empty,,No SKU"]
 
 
 def test_retry_from_the_history_follows_the_new_import(page: Page, http, live_worker):
@@ -103,4 +106,7 @@ def test_an_imports_page_offers_the_same_rejected_rows_as_the_history(page: Page
 
     rejected = Path(download.value.path()).read_text(encoding="utf-8")
     # every column of the file, to fix and import again (docs/csv-format.md)
-    assert rejected.splitlines() == ["line,reason,sku,name,colour", "3,sku is empty,,No SKU,blue"]
+    assert rejected.splitlines() == [
+        "\ufeffline,reason,sku,name,colour",  # for Excel, as the history's download
+        "3,sku is empty,,No SKU,blue",
+    ]

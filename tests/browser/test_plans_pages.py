@@ -117,7 +117,9 @@ def test_apply_a_plan_from_its_page_shows_the_change_record(page: Page, http, ar
     expect(page.locator("#changes-slot tbody tr")).to_have_count(1)
     expect(page.locator("#changes-slot tbody tr")).to_contain_text("Old name")
     download = page.get_by_role("link", name="Download changes.csv")
-    expect(download).to_have_attribute("href", f"/api/imports/{job['id']}/changes.csv?kind=updated")
+    expect(download).to_have_attribute(
+        "href", f"/api/imports/{job['id']}/changes.csv?kind=updated&bom=true"
+    )
     assert len(catalog(http)) == 27
 
 

@@ -54,7 +54,7 @@ def test_upload_shows_progress_until_the_import_is_complete(page: Page):
     expect(page.get_by_text("Unknown columns were ignored: colour.")).to_be_visible()
     job_id = re.search(r"\?job=(\d+)$", page.url).group(1)
     expect(page.get_by_role("link", name="Download rejected rows")).to_have_attribute(
-        "href", f"/api/imports/{job_id}/rejected.csv"
+        "href", f"/api/imports/{job_id}/rejected.csv?bom=true"
     )
     expect(page.get_by_role("link", name="View products")).to_have_attribute("href", "/products")
     expect(page.get_by_role("button", name="Cancel")).to_be_hidden()

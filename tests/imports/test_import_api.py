@@ -320,6 +320,21 @@ def test_errors_csv_of_a_clean_import_has_only_the_header(any_http):
     assert f"import-{job['id']}-errors.csv" in response.headers["content-disposition"]
 
 
+@pytest.mark.parametrize("download", ["rejected.csv", "errors.csv", "changes.csv"])
+def test_a_download_of_an_import_starts_with_a_byte_order_mark_only_when_asked(http, download):
+    job = import_csv(http, "sku,name\nÜ-1,Äpfel Ü\nÜ-2,\n")  # Ü-2 is rejected: no name
+    url = f"/api/imports/{job['id']}/{download}"
+
+    for_excel = http.get(url, params={"bom": "true"}).content
+    plain = http.get(url).content
+    refused = http.get(url, params={"bom": "yes"})
+
+    assert for_excel.startswith("\ufeff".encode()) and for_excel[3:] == plain
+    assert not plain.startswith("\ufeff".encode()) and "Ü".encode() in plain
+    assert refused.status_code == 422
+    assert refused.json()["error"]["details"] == {"bom": "true or false."}
+
+
 def rejected_file(http, job_id: int) -> list[list[str]]:
     """The job's rejected rows as the file had them, parsed."""
     response = http.get(f"/api/imports/{job_id}/rejected.csv")

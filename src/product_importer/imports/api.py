@@ -12,6 +12,7 @@ from ..apiutil import (
     json_object,
     json_object_or_none_sent,
     refuse_unknown,
+    true_or_false,
     whole_number,
 )
 from ..errors import AppError, BadRequest, Invalid, TooLarge
@@ -193,25 +194,28 @@ def changes_csv(job_id: int):
     """Stream the change record as CSV: one row per product, its values after and before."""
     job = service.get(db.session, job_id)
     kind = changes.parse_kind(request.args.get("kind"))
+    bom = true_or_false("bom")  # for Excel: the import pages ask for it
     rows = changes.csv_rows(db.session, job, kind=kind)
-    return csv_download(rows, changes.CSV_HEADER, f"import-{job_id}-changes.csv")
+    return csv_download(rows, changes.CSV_HEADER, f"import-{job_id}-changes.csv", bom=bom)
 
 
 @bp.get("/<int:job_id>/errors.csv")
 @requires(Role.VIEWER)
 def rejected_rows_csv(job_id: int):
     """Stream `line,sku,reason` for every rejected row."""
+    bom = true_or_false("bom")
     service.get(db.session, job_id)
     rows = service.rejected_rows(db.session, job_id)
-    return csv_download(rows, ("line", "sku", "reason"), f"import-{job_id}-errors.csv")
+    return csv_download(rows, ("line", "sku", "reason"), f"import-{job_id}-errors.csv", bom=bom)
 
 
 @bp.get("/<int:job_id>/rejected.csv")
 @requires(Role.VIEWER)
 def rejected_rows_file(job_id: int):
     """Stream the rejected rows as the file had them, after `line,reason`: fix, import again."""
+    bom = true_or_false("bom")  # for Excel: the import pages ask for it
     header, rows = service.rejected_file(db.session, service.get(db.session, job_id))
-    return csv_download(rows, header, f"import-{job_id}-rejected.csv")
+    return csv_download(rows, header, f"import-{job_id}-rejected.csv", bom=bom)
 
 
 @bp.get("/<int:job_id>/events")

@@ -60,6 +60,14 @@ OPTIONS = {
 }
 
 
+BOM = query(
+    "bom",
+    {"type": "string", "enum": ["true", "false"], "default": "false"},
+    "Start the file with a UTF-8 byte order mark, so that Excel reads it as UTF-8 (the import "
+    "pages ask for it; an import ignores it)",
+)
+
+
 def schemas() -> dict:
     """The ImportJob schema."""
     counts = ("bytes_total", "bytes_processed", "rows_processed", "rows_invalid")
@@ -326,7 +334,8 @@ def _import_paths() -> dict:
             "get": operation(
                 "rejected_rows_csv",
                 "Every rejected row as CSV: line,sku,reason",
-                {"200": text("text/csv", "The rejected rows")},
+                {"200": text("text/csv", "The rejected rows"), "422": error("bom is not valid")},
+                parameters=[BOM],
             ),
         },
         "/api/imports/{id}/rejected.csv": {
@@ -337,7 +346,11 @@ def _import_paths() -> dict:
                 "`reason`, then every column of the file's header with each row's cells as "
                 "they were (an import ignores the two added columns). Cells a spreadsheet would "
                 "run as a formula get a `'` in front, which an import drops again.",
-                {"200": text("text/csv", "The rejected rows with every column of the file")},
+                {
+                    "200": text("text/csv", "The rejected rows with every column of the file"),
+                    "422": error("bom is not valid"),
+                },
+                parameters=[BOM],
             ),
         },
     }
@@ -553,9 +566,9 @@ def _plan_paths(queued: dict) -> dict:
                 "The change record as CSV: kind, product_id, the values after and before",
                 {
                     "200": text("text/csv", "The changes"),
-                    "422": error("A kind not valid"),
+                    "422": error("A kind or bom not valid"),
                 },
-                parameters=[kind],
+                parameters=[kind, BOM],
             ),
         },
     }

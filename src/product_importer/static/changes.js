@@ -58,7 +58,7 @@
         if (selected && focus) tab.focus();
       });
       panel.setAttribute("aria-labelledby", `${id}-tab-${kind}`);
-      download.href = `/api/imports/${job.id}/changes.csv?kind=${kind}`;
+      download.href = `/api/imports/${job.id}/changes.csv?kind=${kind}&bom=true`; // for Excel
       load();
     }
 

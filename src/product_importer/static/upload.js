@@ -438,7 +438,7 @@
       details: finished,
       another: finished,
     });
-    $("errors-link").href = `/api/imports/${job.id}/rejected.csv`;
+    $("errors-link").href = `/api/imports/${job.id}/rejected.csv?bom=true`; // for Excel
     $("details-link").href = `/imports/${job.id}`;
   }
 
