@@ -1,6 +1,7 @@
 """Plans, change records, undo and guards, through HTTP, in both modes (issue 10)."""
 
 import csv
+import gzip
 import io
 from datetime import UTC, datetime, timedelta
 
@@ -350,6 +351,33 @@ def test_past_max_invalid_the_job_fails_before_the_merge(any_http, any_catalog):
     assert within["status"] == "completed_with_errors"
     assert within["created"] == 2
     assert len(any_catalog()) == len(before) + 2
+
+
+ANYWAY = "Import the valid rows anyway"
+
+
+def test_a_job_stopped_by_its_invalid_row_limit_says_so_and_can_go_on_without_it(any_http):
+    # max_invalid=0 stops at a bad first row: every row read was invalid, yet the limit (not
+    # the rows) stopped it, and the rows after it were never read.
+    first_bad = import_csv(any_http, "sku,name\n,No SKU\n", data={"max_invalid": "0"})
+    past_share = import_csv(any_http, "sku,name\nA-1,Apple\n,No SKU\n", data={"max_invalid": "10%"})
+
+    for job in (first_bad, past_share):
+        assert (job["status"], job["error_code"]) == ("failed", "too_many_invalid"), job
+        assert ANYWAY in any_http.get(f"/imports/{job['id']}").text
+
+
+def test_a_job_failed_otherwise_has_no_invalid_row_limit_code_whatever_its_counts(any_http):
+    # A damaged gzip file read past some invalid rows, with a limit it did not reach: going on
+    # without the limit would fail the same way.
+    rows = b"".join(b"S-%d,%s\n" % (n, b"" if n % 100 == 0 else b"Name") for n in range(50_000))
+    whole = gzip.compress(b"sku,name\n" + rows)
+    job = import_csv(any_http, whole[: len(whole) // 2], data={"max_invalid": "50%"})
+
+    assert job["status"] == "failed", job
+    assert job["error"].startswith("The compressed file is damaged"), job
+    assert job["error_code"] is None
+    assert ANYWAY not in any_http.get(f"/imports/{job['id']}").text
 
 
 def test_bad_options_are_refused_with_the_field(any_http):

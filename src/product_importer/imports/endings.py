@@ -38,6 +38,7 @@ def final_values(status: Status, *, error: str | None = None, message: str | Non
         "phase": None,
         "message": message or MESSAGES[status],
         "error": error,
+        "error_code": None,
         "finished_at": utcnow(),
         "eta_seconds": None,
     }
@@ -53,7 +54,7 @@ def final_values(status: Status, *, error: str | None = None, message: str | Non
 
 def stopped_values(stop: ImportStopped) -> dict:
     """The columns of a job that stopped before applying (with the counts or header it names)."""
-    return final_values(stop.status, error=str(stop)) | stop.columns
+    return final_values(stop.status, error=str(stop)) | {"error_code": stop.code} | stop.columns
 
 
 def record_end(conn: Connection, job_id: int, attempts: int, values: dict, *also) -> Row | None:

@@ -9,6 +9,10 @@ from .states import Status
 
 MAX_ATTEMPTS = 3  # the first run and two retries after a worker or the database was lost
 
+# The job's `error_code` when its invalid-row limit stopped it: the pages offer to go on
+# without the limit (the counts cannot tell: a worker lost or a damaged file has them too).
+TOO_MANY_INVALID = "too_many_invalid"
+
 CANCELLED_MESSAGE = (
     "The import was cancelled; the catalog was not changed. Retry it to run it again."
 )
@@ -19,6 +23,7 @@ class ImportStopped(Exception):
 
     status = Status.FAILED
     columns: dict = {}  # what the job row shows besides the error (counts, the header)
+    code: str | None = None  # the job's `error_code`, for a cause a client acts on
 
 
 class Cancelled(ImportStopped):
@@ -48,6 +53,8 @@ class HeaderRejected(FileRejected):
 
 class TooManyInvalid(FileRejected):
     """More rows were invalid than the job's `max_invalid` allows."""
+
+    code = TOO_MANY_INVALID
 
     def __init__(self, invalid: int, rows: int, max_invalid: str):
         super().__init__(

@@ -47,6 +47,8 @@ class ImportJob(db.Model):
     rows_per_second: Mapped[float | None] = mapped_column(Float)
     eta_seconds: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
+    # A cause a client acts on, beside `error` for people: "too_many_invalid" (failures.py).
+    error_code: Mapped[str | None] = mapped_column(String(32))
     warnings: Mapped[list] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -122,6 +124,7 @@ def job_json(job) -> dict:
         "rows_per_second": job.rows_per_second,
         "eta_seconds": job.eta_seconds,
         "error": job.error,
+        "error_code": job.error_code,
         "warnings": list(job.warnings or []),
         "created_at": iso(job.created_at),
         "started_at": iso(job.started_at),

@@ -120,6 +120,14 @@ def schemas() -> dict:
                 "rows_per_second": {"type": "number", "nullable": True},
                 "eta_seconds": {"type": "number", "nullable": True},
                 "error": {"type": "string", "nullable": True},
+                "error_code": {
+                    "type": "string",
+                    "enum": ["too_many_invalid", None],
+                    "nullable": True,
+                    "description": "A cause a client acts on, beside `error` (for people): "
+                    "too_many_invalid when max_invalid stopped it (retry with max_invalid "
+                    "'100%' imports its valid rows); null otherwise",
+                },
                 "warnings": {"type": "array", "items": {"type": "string"}},
                 "created_at": STAMP,
                 "started_at": NULLABLE_STAMP,

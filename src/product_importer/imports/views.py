@@ -10,6 +10,7 @@ from ..accounts.roles import Role
 from ..extensions import db
 from ..timeutil import aware, utcnow
 from . import service
+from .failures import TOO_MANY_INVALID
 from .models import ImportJob, superseded_note
 
 bp = Blueprint("imports", __name__, template_folder="templates")
@@ -114,13 +115,9 @@ def history_row(job: ImportJob) -> dict:
 
 
 def stopped_by_threshold(job: dict) -> bool:
-    """Whether more rows were invalid than the job's threshold allowed, while some were valid:
-    it can go on without the threshold (upload.js says the same)."""
-    return (
-        job["status"] == "failed"
-        and bool(job["max_invalid"])
-        and 0 < job["rows_invalid"] < job["rows_processed"]
-    )
+    """Whether the job's invalid-row limit stopped it (its `error_code` says so, for upload.js
+    too): it can go on without the limit."""
+    return job["error_code"] == TOO_MANY_INVALID
 
 
 def retryable(job: dict) -> bool:

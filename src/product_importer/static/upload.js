@@ -450,12 +450,10 @@
     return job.status === "failed" && !job.header && !job.rows_invalid;
   }
 
-  /* Whether the job stopped because more rows were invalid than its threshold allowed (some
-     were valid): it can go on without the threshold, as its reason says (imports/views.py
-     says the same). */
+  /* Whether the job's invalid-row limit stopped it, as the job says: it can go on without
+     the limit. */
   function stoppedByThreshold(job) {
-    return job.status === "failed" && Boolean(job.max_invalid) && job.rows_invalid > 0 &&
-      job.rows_invalid < job.rows_processed;
+    return job.error_code === "too_many_invalid";
   }
 
   /* The plan's changes, or the mapping form: built once per job and status. */
