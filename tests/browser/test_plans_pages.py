@@ -210,6 +210,20 @@ def test_mapping_form_does_not_offer_a_column_the_header_names_twice(page: Page,
     assert catalog(http) == [("A-1", "Apple", "", True)]
 
 
+def test_mapping_form_leaves_out_an_optional_field_the_header_names_twice(page: Page, http):
+    # Left at "(not in the file)", the field must not be found by its own name again.
+    page.goto("/")
+    content = "sku,name,Description,description\nA-1,Apple,x,y\n"
+    page.locator("#file-input").set_input_files(csv_file("twice.csv", content))
+    expect(page.locator("#job-badge")).to_have_text("Failed")
+    form = page.get_by_role("form", name="Column mapping")
+    expect(form.get_by_label("description (optional)")).to_have_value("")
+    form.get_by_role("button", name="Import with these columns").click()
+
+    expect(page.locator("#job-message")).to_have_text("Import complete")
+    assert catalog(http) == [("A-1", "Apple", "", True)]
+
+
 def test_mapping_form_on_the_import_page(page: Page, http, artifacts):
     failed = import_csv(http, "code;title\nA-1;Apple\n", filename="erp.csv")
     assert failed["header"] == ["code", "title"]

@@ -405,6 +405,25 @@ def test_a_missing_column_lists_the_header_and_a_mapping_retries_it(any_http, an
     assert values(any_catalog()) == [("A-1", "Apple", "", True)]
 
 
+def test_a_mapping_can_say_an_optional_field_is_not_in_the_file(any_http, any_catalog):
+    # "description" twice: without a way to say "none of them", the field's own name matched
+    # both again and the mapping failed the same way, round and round.
+    job = import_csv(any_http, "sku,name,Description,description\nA-1,Apple,x,y\n")
+    assert job["header"] == ["sku", "name", "Description", "description"]
+
+    columns = {"sku": "sku", "name": "name", "description": None}
+    retry = any_http.post(f"/api/imports/{job['id']}/retry", json={"columns": columns})
+
+    assert retry.status_code == 202, retry.text
+    done = wait_for_job(any_http, retry.json()["id"])
+    assert done["status"] == "completed", done
+    assert done["columns"] == columns
+    assert values(any_catalog()) == [("A-1", "Apple", "", True)]
+    refused = any_http.post(f"/api/imports/{job['id']}/retry", json={"columns": {"sku": None}})
+    assert refused.status_code == 422, refused.text
+    assert "columns" in refused.json()["error"]["details"]
+
+
 def test_the_same_file_again_is_noted(any_http):
     first = import_csv(any_http, FIRST)
     again = import_csv(any_http, FIRST, data={"plan": "true"})

@@ -154,7 +154,7 @@ class CsvFile:
         *,
         encoding: str = "utf-8-sig",
         max_decompressed_bytes: int | None = None,
-        columns: dict[str, str] | None = None,
+        columns: dict[str, str | None] | None = None,
     ):
         self.raw = raw
         self.columns = columns
@@ -255,7 +255,7 @@ def open_csv(
     raw: BinaryIO,
     *,
     max_decompressed_bytes: int | None = None,
-    columns: dict[str, str] | None = None,
+    columns: dict[str, str | None] | None = None,
 ) -> CsvFile:
     """Open `raw` as UTF-8 if it is, else as Windows-1252, with a warning.
 
@@ -276,7 +276,7 @@ def reopen_as_fallback(
     raw: BinaryIO,
     *,
     max_decompressed_bytes: int | None = None,
-    columns: dict[str, str] | None = None,
+    columns: dict[str, str | None] | None = None,
 ) -> CsvFile:
     """Open `raw` again from the start as Windows-1252, noting it in the warnings."""
     raw.seek(0)
@@ -319,11 +319,11 @@ def detect_delimiter(header_line: str) -> str:
     return "," if counts[","] == best else max(counts, key=counts.get)
 
 
-def parse_header(line: str, columns: dict[str, str] | None = None) -> Header:
+def parse_header(line: str, columns: dict[str, str | None] | None = None) -> Header:
     """Match the header's columns (any case, spaces ignored) to the known columns.
 
     With `columns` (product field -> header name), the mapped fields are found by those names
-    and the others by their own.
+    and the others by their own; a field mapped to None is not looked for.
     """
     line = line.removeprefix("\ufeff").removeprefix("\u00ef\u00bb\u00bf")  # a BOM, as read
     delimiter = detect_delimiter(line)
@@ -344,7 +344,9 @@ def parse_header(line: str, columns: dict[str, str] | None = None) -> Header:
             unknown.append(names[position].strip() or f"(unnamed column {position + 1})")
     missing = [column for column in REQUIRED_COLUMNS if column not in positions]
     missing += [
-        known for known in columns or {} if known not in positions and known not in REQUIRED_COLUMNS
+        known
+        for known, name in (columns or {}).items()
+        if name is not None and known not in positions and known not in REQUIRED_COLUMNS
     ]
     if missing:
         raise _missing(missing, [name.strip() for name in names], columns)
@@ -359,9 +361,10 @@ def named_in_short(names: list[str] | tuple[str, ...], shown: int = 20) -> str:
     return f"{', '.join(names[:shown])} and {len(names) - shown:,} more"
 
 
-def _wanted_names(columns: dict[str, str]) -> dict[str, str]:
-    """Lowercase header name -> product field: the mapping's, then the fields' own names."""
-    wanted = {name.lower(): known for known, name in columns.items()}
+def _wanted_names(columns: dict[str, str | None]) -> dict[str, str]:
+    """Lowercase header name -> product field: the mapping's, then the fields' own names (not
+    for a field the mapping says is absent)."""
+    wanted = {name.lower(): known for known, name in columns.items() if name is not None}
     for known in KNOWN_COLUMNS:
         if known not in columns:
             wanted.setdefault(known, known)

@@ -18,7 +18,7 @@ from ..apidoc import (
     text,
 )
 from .changes import FIELDS, KINDS, MAX_PER_PAGE
-from .csv_rows import KNOWN_COLUMNS
+from .csv_rows import KNOWN_COLUMNS, REQUIRED_COLUMNS
 from .options import MAX_INVALID_PATTERN
 from .states import Kind, Phase, Status
 
@@ -50,12 +50,19 @@ OPTIONS = {
     "columns": {
         "type": "object",
         "properties": {
-            name: {"type": "string", "pattern": LINE, "maxLength": 255} for name in KNOWN_COLUMNS
+            name: {
+                "type": "string",
+                "pattern": LINE,
+                "maxLength": 255,
+                "nullable": name not in REQUIRED_COLUMNS,
+            }
+            for name in KNOWN_COLUMNS
         },
         "additionalProperties": False,
         "minProperties": 1,
         "description": "Product field -> the file's header name, for a header that names them "
-        'otherwise: {"sku": "Item Code", "name": "Title"}',
+        'otherwise: {"sku": "Item Code", "name": "Title"}; null for description or active: '
+        "the file has none (not even a column of the field's own name, which is ignored)",
     },
 }
 

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 
 from ..errors import Invalid
-from .csv_rows import KNOWN_COLUMNS
+from .csv_rows import KNOWN_COLUMNS, REQUIRED_COLUMNS
 
 # A count of rows, or a percentage from 0 to 100 (the OpenAPI document has the same pattern).
 MAX_INVALID_PATTERN = r"^\s*(\d{1,12}|(100(\.0{1,4})?|\d{1,2}(\.\d{1,4})?)\s*%)\s*$"
@@ -25,7 +25,7 @@ class Options:
 
     plan: bool = False
     max_invalid: str | None = None
-    columns: dict[str, str] | None = None
+    columns: dict[str, str | None] | None = None
 
 
 def parse(values: dict) -> dict:
@@ -64,8 +64,9 @@ def _max_invalid(value) -> str:
     return "".join(text.split())
 
 
-def _columns(value) -> dict[str, str]:
-    """A JSON object from sku, name, description, active to header names of the file."""
+def _columns(value) -> dict[str, str | None]:
+    """A JSON object from sku, name, description, active to header names of the file; null for
+    an optional field says the file has none (not even a column of the field's own name)."""
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -77,10 +78,13 @@ def _columns(value) -> dict[str, str]:
     for field, column in value.items():
         if field not in KNOWN_COLUMNS:
             raise ValueError(f"{field!r} is not a product field; use {', '.join(KNOWN_COLUMNS)}.")
+        if column is None and field not in REQUIRED_COLUMNS:
+            mapping[field] = None
+            continue
         if not isinstance(column, str) or not column.strip() or len(column) > MAX_COLUMN_NAME:
             raise ValueError(f"The column for {field} must be a header name of the file.")
         mapping[field] = column.strip()
-    lowered = [column.lower() for column in mapping.values()]
+    lowered = [column.lower() for column in mapping.values() if column is not None]
     if len(set(lowered)) != len(lowered):
         raise ValueError("Each file column can feed one field only.")
     return mapping

@@ -192,7 +192,11 @@
       const mapping = {};
       FIELDS.forEach((field) => {
         const value = form.elements[field].value;
+        // An optional field left "(not in the file)" while the header has a column of its
+        // name (once, or twice) is sent as null: the server would take that column anyway.
+        const ownName = choices.some((choice) => choice.key === field);
         if (value) mapping[field] = value;
+        else if (ownName && !REQUIRED.includes(field)) mapping[field] = null;
       });
       const problem = mappingProblem(mapping);
       if (problem) return errors.show(problem);
@@ -233,7 +237,8 @@
     const required = REQUIRED.includes(field);
     const selectId = `${id}-${field}`;
     const own = choices.find((choice) => choice.usable && choice.key === field);
-    const preset = chosen || (own ? own.column : "");
+    // null: the last mapping said the file has no such column
+    const preset = chosen === null ? "" : chosen || (own ? own.column : "");
     const options = choices.map(({ column, usable }) =>
       usable
         ? el("option", { value: column }, column)
@@ -257,6 +262,7 @@
     });
     const seen = {};
     Object.entries(mapping).forEach(([field, column]) => {
+      if (column === null) return;
       if (seen[column]) details[field] = `“${column}” already feeds ${seen[column]}; a column feeds one field.`;
       else seen[column] = field;
     });
