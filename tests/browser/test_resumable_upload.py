@@ -174,6 +174,12 @@ def test_an_interrupted_upload_can_be_discarded_instead_of_resumed(page: Page, a
     expect(page.get_by_label(PICK)).to_be_attached()
     expect(note).to_be_hidden()  # not told again
 
+    # Its import, watched from the upload page, is not offered a Retry (it would be refused:
+    # the file never arrived whole)
+    page.goto(f"/?job={jobs[0]['id']}")
+    expect(page.locator("#job-badge")).to_have_text("Cancelled")
+    expect(page.get_by_role("button", name="Retry")).to_be_hidden()
+
 
 def test_an_import_waiting_for_its_stopped_upload_says_so_not_that_it_waits_for_a_worker(
     page: Page, http

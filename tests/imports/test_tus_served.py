@@ -213,6 +213,11 @@ def test_a_binary_file_read_before_its_last_byte_fails_as_binary(served, any_htt
     assert job["error"].startswith("The file is binary, not a CSV"), job["error"]
     assert job["header"] is None  # nothing to map
     assert any_catalog() == []
+    # Its upload, left unfinished, refused nothing; yet a retry would fail the same way.
+    assert (job["error_code"], job["retry_refusal"]) == ("binary_file", None)
+    for page in (f"/imports/{job['id']}", "/imports"):
+        html = any_http.get(page).text
+        assert 'data-action="retry"' not in html and "data-retry=" not in html, page
 
 
 def test_an_upload_cancelled_before_its_last_byte_is_not_offered_a_retry(served, any_http):
@@ -234,6 +239,11 @@ def test_an_upload_cancelled_before_its_last_byte_is_not_offered_a_retry(served,
         html = any_http.get(page).text
         assert 'data-action="retry"' not in html and "data-retry=" not in html, page
         assert "never arrived whole" in html, page
+    # the upload page (/?job=ID) reads the job's JSON: it says so too
+    refusal = any_http.get(f"/api/imports/{job_id}").json()["retry_refusal"]
+    assert refusal == retried.json()["error"]["message"]
+    listed = any_http.get("/api/imports").json()["items"]
+    assert [job["retry_refusal"] for job in listed if job["id"] == job_id] == [refusal]
 
 
 def test_a_refused_upload_is_not_offered_a_retry(served, any_http):

@@ -105,14 +105,15 @@ def _accepted(job):
 @requires(Role.VIEWER)
 def list_imports():
     """Return the import jobs, newest first."""
-    return jsonify(items=[job.to_dict() for job in service.list_recent(db.session)])
+    jobs = service.list_recent(db.session)
+    return jsonify(items=[service.job_json(db.session, job) for job in jobs])
 
 
 @bp.get("/<int:job_id>")
 @requires(Role.VIEWER)
 def get_import(job_id: int):
     """Return one import job."""
-    return jsonify(service.get(db.session, job_id).to_dict())
+    return jsonify(service.job_json(db.session, service.get(db.session, job_id)))
 
 
 @bp.post("/<int:job_id>/cancel")

@@ -25,7 +25,7 @@ from ..products.rules import (
     as_imported,
     check_values,
 )
-from .failures import FileRejected, HeaderRejected
+from .failures import FileRejected, HeaderRejected, NotCsv
 
 MAX_LINE_BYTES = 4 * 1024 * 1024
 # Longer than any valid value, short enough that an unclosed quote cannot fill memory.
@@ -248,7 +248,7 @@ def refuse_binary(raw: BinaryIO) -> None:
     finally:
         raw.seek(position)
     if b"\x00" in head:
-        raise FileRejected(f"{BINARY_FILE} The catalog was not changed.")
+        raise NotCsv(f"{BINARY_FILE} The catalog was not changed.")
 
 
 def open_csv(

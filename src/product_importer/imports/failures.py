@@ -12,6 +12,8 @@ MAX_ATTEMPTS = 3  # the first run and two retries after a worker or the database
 # The job's `error_code` when its invalid-row limit stopped it: the pages offer to go on
 # without the limit (the counts cannot tell: a worker lost or a damaged file has them too).
 TOO_MANY_INVALID = "too_many_invalid"
+# ... and when the file holds binary data (a workbook, an image): retrying it cannot succeed.
+BINARY_FILE = "binary_file"
 
 CANCELLED_MESSAGE = (
     "The import was cancelled; the catalog was not changed. Retry it to run it again."
@@ -37,6 +39,12 @@ class Cancelled(ImportStopped):
 
 class FileRejected(ImportStopped):
     """The file as a whole cannot be imported."""
+
+
+class NotCsv(FileRejected):
+    """The file holds binary data: a workbook or an image, not a CSV file."""
+
+    code = BINARY_FILE
 
 
 class HeaderRejected(FileRejected):

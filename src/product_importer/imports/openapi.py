@@ -129,11 +129,20 @@ def schemas() -> dict:
                 "error": {"type": "string", "nullable": True},
                 "error_code": {
                     "type": "string",
-                    "enum": ["too_many_invalid", None],
+                    "enum": ["too_many_invalid", "binary_file", None],
                     "nullable": True,
                     "description": "A cause a client acts on, beside `error` (for people): "
                     "too_many_invalid when max_invalid stopped it (retry with max_invalid "
-                    "'100%' imports its valid rows); null otherwise",
+                    "'100%' imports its valid rows); binary_file when the file is no CSV "
+                    "(a workbook, an image: a retry fails the same way); null otherwise",
+                },
+                "retry_refusal": {
+                    "type": "string",
+                    "nullable": True,
+                    "description": "Why a retry of this finished import would be refused (409) "
+                    "and what to do instead (the file never arrived whole, was refused, or is "
+                    "no longer kept); null when it can be retried, or while it runs. Not in "
+                    "webhooks",
                 },
                 "warnings": {"type": "array", "items": {"type": "string"}},
                 "created_at": STAMP,

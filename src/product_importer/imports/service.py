@@ -188,6 +188,15 @@ def retry(
 NOT_KEPT = "The uploaded file is no longer kept on the server. Upload it again."
 
 
+def job_json(session: Session, job: ImportJob) -> dict:
+    """The job's JSON as the API serves it: with `retry_refusal`, why a retry of it would be
+    refused (409), so that a page offers no Retry that cannot work."""
+    refusal = None
+    if job.finished and job.kind == Kind.IMPORT:
+        refusal = retry_refusal(session, job)
+    return job.to_dict() | {"retry_refusal": refusal}
+
+
 def retry_refusal(session: Session, job: ImportJob) -> str | None:
     """Why the job's file cannot be imported again, and what to do instead; None if it can."""
     if job.file_removed_at or not os.path.exists(job.file_path):

@@ -116,7 +116,7 @@ def _events(job_id: int, lifetime: float, client: socket.socket | None):
 
 def _job_state(job_id: int) -> tuple[dict, bool]:
     job = service.get(db.session, job_id)
-    data, finished = job.to_dict(), job.finished
+    data, finished = service.job_json(db.session, job), job.finished
     db.session.rollback()  # hold no transaction open between polls
     return data, finished
 

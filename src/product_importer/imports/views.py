@@ -123,12 +123,18 @@ def stopped_by_threshold(job: dict) -> bool:
 def retryable(job: dict) -> bool:
     """Whether retrying the job as it was could end otherwise (upload.js says the same).
 
-    A file that lacked a column (its header is listed: the columns are mapped instead) or whose
-    rows made it fail (too many invalid, none valid) would only fail the same way again.
+    A file that lacked a column (its header is listed: the columns are mapped instead), whose
+    rows made it fail (too many invalid, none valid) or that is no CSV file (its `error_code`
+    says so) would only fail the same way again.
     """
     if job["status"] == "cancelled":
         return True
-    return job["status"] == "failed" and not job["header"] and not job["rows_invalid"]
+    return (
+        job["status"] == "failed"
+        and not job["header"]
+        and not job["rows_invalid"]
+        and not job["error_code"]
+    )
 
 
 def duration_label(started: datetime | None, finished: datetime | None) -> str:

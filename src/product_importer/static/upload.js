@@ -430,7 +430,7 @@
     showActions({
       cancel: !finished,
       retry: retryable(job),
-      anyway: stoppedByThreshold(job),
+      anyway: stoppedByThreshold(job) && !job.retry_refusal,
       apply: job.status === "planned",
       discard: job.status === "planned",
       products: SUCCEEDED.includes(job.status),
@@ -446,8 +446,9 @@
      a file that lacked a column is mapped instead, and one whose rows made it fail (too many
      invalid, none valid) would fail the same way again. */
   function retryable(job) {
+    if (job.retry_refusal) return false; // the file never arrived whole, was refused or removed
     if (job.status === "cancelled") return true;
-    return job.status === "failed" && !job.header && !job.rows_invalid;
+    return job.status === "failed" && !job.header && !job.rows_invalid && !job.error_code;
   }
 
   /* Whether the job's invalid-row limit stopped it, as the job says: it can go on without

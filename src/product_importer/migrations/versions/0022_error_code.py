@@ -6,8 +6,9 @@ Create Date: 2026-12-05
 
 "too_many_invalid" marks a job its invalid-row limit stopped: the pages offer "Import the
 valid rows anyway" from it, where they guessed from the counts (a lost worker or a damaged
-file has invalid rows too). One empty column; the jobs the limit stopped before the release
-are found by the words of their error (failures.TooManyInvalid), few rows of a small table.
+file has invalid rows too). "binary_file" marks a file that is no CSV: no Retry is offered.
+One empty column; the jobs failed so before the release are found by the words of their
+error (failures.TooManyInvalid, csv_rows.BINARY_FILE), few rows of a small table.
 """
 
 import sqlalchemy as sa
@@ -25,6 +26,10 @@ def upgrade():
     op.execute(
         "UPDATE import_jobs SET error_code = 'too_many_invalid' WHERE status = 'failed' "
         "AND error LIKE '% rows read were invalid, more than the limit of %'"
+    )
+    op.execute(
+        "UPDATE import_jobs SET error_code = 'binary_file' WHERE status = 'failed' "
+        "AND error LIKE 'The file is binary, not a CSV%'"
     )
 
 
