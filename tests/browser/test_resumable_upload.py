@@ -181,6 +181,29 @@ def test_an_interrupted_upload_can_be_discarded_instead_of_resumed(page: Page, a
     expect(page.get_by_role("button", name="Retry")).to_be_hidden()
 
 
+def test_a_workbook_refused_at_once_leaves_the_note_of_an_unfinished_upload(page: Page, tmp_path):
+    # The note (and its "Discard it") is for the upload left behind: a file refused before
+    # anything was sent changes nothing about it.
+    path = tmp_path / "catalog.csv"
+    path.write_bytes(generate(9_000).data)
+    throttle_uploads(page, 100 * 1024)
+    page.goto("/")
+    page.get_by_label(PICK).set_input_files(str(path))
+    page.wait_for_function("() => Number(document.getElementById('job-detail').dataset.sent) > 0")
+    page.reload()
+    note = page.locator("#resume-note")
+    expect(note).to_contain_text("catalog.csv")
+
+    workbook = b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00" + b"x" * 20_000
+    page.get_by_label(PICK).set_input_files(
+        {"name": "Products.xlsx", "mimeType": "application/octet-stream", "buffer": workbook}
+    )
+
+    expect(page.locator("#upload-error")).to_contain_text("Products.xlsx is not a CSV file")
+    expect(note).to_be_visible()
+    expect(note.get_by_role("button", name="Discard it")).to_be_visible()
+
+
 def test_an_import_waiting_for_its_stopped_upload_says_so_not_that_it_waits_for_a_worker(
     page: Page, http
 ):

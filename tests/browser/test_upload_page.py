@@ -181,6 +181,28 @@ def test_a_workbook_dropped_by_mistake_is_refused_before_it_is_sent(page: Page, 
     assert http.get("/api/imports").json()["items"] == []
 
 
+# Two files dropped in the same moment: each startUpload awaits its binary check.
+DROP_TWO = """([first, second]) => {
+    const zone = document.getElementById('dropzone');
+    for (const [name, text] of [first, second]) {
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([text], name, {type: 'text/csv'}));
+        zone.dispatchEvent(new DragEvent('drop', {dataTransfer: transfer, bubbles: true}));
+    }
+}"""
+
+
+def test_two_files_dropped_at_once_start_one_upload_the_last(page: Page, http):
+    page.goto("/")
+    page.evaluate(
+        DROP_TWO, [["first.csv", "sku,name\nA-1,Apple\n"], ["second.csv", "sku,name\nB-2,Pear\n"]]
+    )
+
+    expect(page.locator("#job-message")).to_have_text("Import complete")
+    expect(page.locator("#job-file")).to_have_text("second.csv")
+    assert [job["filename"] for job in http.get("/api/imports").json()["items"]] == ["second.csv"]
+
+
 def test_a_connection_lost_as_the_upload_ends_does_not_make_the_import_look_failed(page: Page):
     # The file went up and its import runs; the page's first look at the job finds the
     # network gone for a moment. It tries again, rather than show "Failed" for good.

@@ -109,11 +109,12 @@
 
   /* ---- uploading --------------------------------------------------------------------- */
 
+  let chosen = 0; // counts the files chosen: only the last one goes on past its checks
+
   async function startUpload(file) {
+    const turn = (chosen += 1);
     fileInput.value = "";
     showUploadError("");
-    const note = $("resume-note");
-    if (note) note.hidden = true;
     if (!optionsValid()) return;
     if (file.size > maxBytes) {
       showUploadError(
@@ -122,13 +123,19 @@
       );
       return;
     }
-    if (await looksBinary(file)) {
+    const binary = await looksBinary(file);
+    if (turn !== chosen) return; // another file was chosen meanwhile (two quick drops)
+    if (binary) {
       showUploadError(
         `${file.name} is not a CSV file (it holds binary data, as a workbook or an image does). ` +
           "Export the products as CSV (for example 'CSV UTF-8' in Excel) and upload that file.",
       );
       return;
     }
+    // Only now: a file refused above leaves the note of an unfinished upload (and its
+    // "Discard it") where it was.
+    const note = $("resume-note");
+    if (note) note.hidden = true;
     Object.assign(state, { file, job: null, jobId: null, importing: null, uploadError: null, samples: [] });
     showPanel();
     renderUploading(file, 0);
