@@ -179,6 +179,8 @@ def test_an_interrupted_upload_can_be_discarded_instead_of_resumed(page: Page, a
     page.goto(f"/?job={jobs[0]['id']}")
     expect(page.locator("#job-badge")).to_have_text("Cancelled")
     expect(page.get_by_role("button", name="Retry")).to_be_hidden()
+    expect(page.locator("#job-panel")).to_contain_text("Upload the file again")
+    expect(page.locator("#job-panel")).not_to_contain_text("Retry it")
 
 
 def test_a_workbook_refused_at_once_leaves_the_note_of_an_unfinished_upload(page: Page, tmp_path):

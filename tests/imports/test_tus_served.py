@@ -244,6 +244,9 @@ def test_an_upload_cancelled_before_its_last_byte_is_not_offered_a_retry(served,
     assert refusal == retried.json()["error"]["message"]
     listed = any_http.get("/api/imports").json()["items"]
     assert [job["retry_refusal"] for job in listed if job["id"] == job_id] == [refusal]
+    # its reason says the same, not the shared "Retry it to run it again"
+    error = any_http.get(f"/api/imports/{job_id}").json()["error"]
+    assert "Upload the file again" in error and "Retry it" not in error, error
 
 
 def test_a_refused_upload_is_not_offered_a_retry(served, any_http):

@@ -20,6 +20,13 @@ CANCELLED_MESSAGE = (
 )
 
 
+# ... and when its upload was given up before the file's last byte: no retry can read it.
+UPLOAD_CANCELLED_MESSAGE = (
+    "The import was cancelled with its upload, before the file's last byte arrived; the "
+    "catalog was not changed. Upload the file again to import it."
+)
+
+
 class ImportStopped(Exception):
     """The import ended without applying; `str(error)` says why and what to do."""
 

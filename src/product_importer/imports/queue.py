@@ -27,9 +27,16 @@ from ..timeutil import utcnow
 from ..webhooks import events
 from .endings import announce, final_values, record_end, stopped_values
 from .engine import refresh_search
-from .failures import MAX_ATTEMPTS, Cancelled, HandedBack, ImportStopped, Unexpected
+from .failures import (
+    MAX_ATTEMPTS,
+    UPLOAD_CANCELLED_MESSAGE,
+    Cancelled,
+    HandedBack,
+    ImportStopped,
+    Unexpected,
+)
 from .growing import UploadStalled
-from .models import ImportJob
+from .models import ImportJob, Upload
 from .progress import WORKER_STOPPING, ClaimedJob
 from .runner import Run, application_name
 from .states import Kind, Phase, Status
@@ -169,6 +176,17 @@ def run_claimed(conn: Connection, job: ClaimedJob) -> None:
     events.send(deliveries)
 
 
+def _upload_given_up(conn: Connection, job: ClaimedJob) -> bool:
+    """Whether the job followed an upload removed before its last byte (the upload page's
+    Cancel removes it just after cancelling the import)."""
+    if job.upload_id is None:
+        return False
+    uploads = Upload.__table__
+    found = select(uploads.c.id).where(uploads.c.id == job.upload_id)
+    whole = select(jobs.c.sha256).where(jobs.c.id == job.id)
+    return conn.execute(found).first() is None and conn.execute(whole).scalar() is None
+
+
 def _database_lost(conn: Connection) -> bool:
     """Whether the import's connection broke (the database restarted, the network was cut)."""
     try:
@@ -296,6 +314,8 @@ def _import(run: Run) -> dict:
 def _end_stopped(job: ClaimedJob, stop: ImportStopped) -> list[int]:
     """Record a job that stopped without applying, unless another attempt has taken it over."""
     with db.engine.begin() as conn:
+        if isinstance(stop, Cancelled) and _upload_given_up(conn, job):
+            stop = Cancelled(UPLOAD_CANCELLED_MESSAGE)
         return announce(conn, record_end(conn, job.id, job.attempts, stopped_values(stop)))
 
 

@@ -27,6 +27,7 @@ from ..timeutil import aware, utcnow
 from ..webhooks import events
 from . import service, uploads
 from .endings import announce, final_values
+from .failures import UPLOAD_CANCELLED_MESSAGE
 from .growing import GONE
 from .models import ImportJob, Upload
 from .queue import DRAIN_TASK
@@ -227,7 +228,19 @@ def terminate(session: Session, upload: Upload) -> None:
     """
     if upload.completed_at is None:
         _fail_waiting(session, upload.id, GONE)
+        _say_cancelled_with_upload(session, upload.id)
     _remove(session, upload.id, upload.file_path)
+
+
+def _say_cancelled_with_upload(session: Session, upload_id: str) -> None:
+    """Its cancelled imports say to upload the file again: "Retry it" would be refused now.
+
+    An import still ending its cancel says so itself (queue._end_stopped)."""
+    session.execute(
+        update(ImportJob)
+        .where(ImportJob.upload_id == upload_id, ImportJob.status == Status.CANCELLED)
+        .values(error=UPLOAD_CANCELLED_MESSAGE)
+    )
 
 
 def _remove(session: Session, upload_id: str, path: str) -> None:
