@@ -330,6 +330,7 @@ def parse_header(line: str, columns: dict[str, str | None] | None = None) -> Hea
     names = next(csv.reader([line], delimiter=delimiter))
     cleaned = [name.strip().lower() for name in names]
     wanted = _wanted_names(columns or {})
+    left_out = {known for known, name in (columns or {}).items() if name is None}
     positions: dict[str, int] = {}
     unknown = []
     for position, name in enumerate(cleaned):
@@ -340,7 +341,7 @@ def parse_header(line: str, columns: dict[str, str | None] | None = None) -> Hea
                     header=[name.strip() for name in names],
                 )
             positions[wanted[name]] = position
-        else:
+        elif name not in left_out:  # a field the mapping leaves out is no surprise
             unknown.append(names[position].strip() or f"(unnamed column {position + 1})")
     missing = [column for column in REQUIRED_COLUMNS if column not in positions]
     missing += [
