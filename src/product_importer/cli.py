@@ -143,7 +143,8 @@ def worker(concurrency: int, celery_args: tuple[str, ...]) -> None:
     "--apply",
     "apply_id",
     type=int,
-    help="Apply the plan with this job id, as the command line (no account, like FILE).",
+    help="Apply the plan with this job id, as the command line (no account, like FILE), "
+    "with the options it was made with (it takes no others).",
 )
 @click.option("--max-invalid", help="Fail past this many invalid rows: a count (100) or 1%.")
 @click.option("--columns", help='Map fields to header names: \'{"sku": "Item Code"}\'.')
@@ -164,6 +165,9 @@ def import_file(path, plan, apply_id, max_invalid, columns, url, token) -> None:
     if (path is None) == (apply_id is None):
         raise click.UsageError("Give a FILE to import, or --apply ID of a plan (not both).")
     given = {"plan": plan or None, "max_invalid": max_invalid, "columns": columns}
+    ignored = [f"--{name.replace('_', '-')}" for name, value in given.items() if value is not None]
+    if apply_id is not None and ignored:  # a plan runs with the options it was made with
+        raise click.UsageError(f"--apply ID takes no other options (given: {', '.join(ignored)}).")
     if url:
         from .imports.remote import import_remotely
 

@@ -362,6 +362,31 @@ def test_the_import_command_plans_then_applies(tmp_path, catalog, client):
     assert run_import_command(None, "--apply", job_id).returncode == 2
 
 
+@pytest.mark.parametrize(
+    "options, named",
+    [
+        (["--max-invalid", "5"], "--max-invalid"),
+        (["--columns", '{"sku": "Item Code"}'], "--columns"),
+        (["--plan"], "--plan"),
+        (["--max-invalid", "5", "--plan"], "--plan, --max-invalid"),
+    ],
+)
+def test_applying_a_plan_refuses_the_options_it_would_ignore(tmp_path, catalog, options, named):
+    """A plan is applied with the options it was made with: others are refused, not ignored."""
+    path = tmp_path / "items.csv"
+    path.write_text("sku,name\nA-1,Apple\n")
+    planned = run_import_command(path, "--plan")
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    job_id = planned.stdout.split("import --apply ")[1].split()[0]
+
+    refused = run_import_command(None, "--apply", job_id, *options)
+
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert f"--apply ID takes no other options (given: {named})" in refused.stderr
+    assert catalog() == []  # the plan is still there to apply
+    assert run_import_command(None, "--apply", job_id).returncode == 0
+
+
 def test_a_plan_applied_from_the_command_line_is_the_command_lines_not_the_uploaders(
     app, client, accounts, live_worker
 ):
