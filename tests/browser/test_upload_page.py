@@ -5,6 +5,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.browser.conftest import sign_in
 from tests.conftest import REJECTED_AT_ONCE
 
 
@@ -59,6 +60,30 @@ def test_upload_shows_progress_until_the_import_is_complete(page: Page):
     expect(page.get_by_role("link", name="View products")).to_have_attribute("href", "/products")
     expect(page.get_by_role("button", name="Cancel")).to_be_hidden()
     expect(page.get_by_role("button", name="Retry")).to_be_hidden()
+
+
+@pytest.mark.parametrize("way", ["resumable", "one request"])
+def test_after_signing_in_again_in_a_new_tab_the_open_page_uploads_the_file(
+    page: Page, http, accounts, artifacts, way
+):
+    if way == "one request":  # a browser without tus-js-client sends one multipart POST
+        page.route(re.compile(r"/vendor/tus-js-client/"), lambda route: route.abort())
+    page.goto("/")
+    stale = page.locator('meta[name="csrf-token"]').get_attribute("content")
+    page.context.clear_cookies()  # the session expired while the page was open
+    sign_in_tab = page.context.new_page()
+    sign_in(sign_in_tab, accounts["admin"].email)
+    sign_in_tab.close()  # a new session: the open page's CSRF token is stale now
+
+    page.get_by_label("Drop a CSV file here or choose a file").set_input_files(
+        csv_file("again.csv", "sku,name\nAGAIN-1,Uploaded after signing in again\n")
+    )
+
+    expect(page.locator("#job-message")).to_have_text("Import complete")
+    page.screenshot(path=str(artifacts / f"uploaded-after-signing-in-again-{way}.png"))
+    assert page.locator('meta[name="csrf-token"]').get_attribute("content") != stale
+    created = http.get("/api/products", params={"sku": "AGAIN-1"}).json()["items"]
+    assert [p["name"] for p in created] == ["Uploaded after signing in again"]
 
 
 def test_a_file_without_a_sku_column_fails_with_its_reason_and_offers_the_mapping(page: Page):

@@ -6,6 +6,9 @@
                                 for a stale CSRF token (signed in again in another tab)
                                 fetches the session's token and sends the request once more
    App.csrfToken()              the token from <meta name="csrf-token">
+   App.freshCsrfTokenAfter(status, body)   after a 403 for a stale CSRF token, fetch the
+                                session's token into the page and resolve true (send once
+                                more); false for any other answer (for requests not sent by api)
    App.el(tag, props, ...children)   a new element: props are properties (className, type,
                                 dataset: {...}) or else attributes ("aria-label"); null
                                 children are skipped
@@ -48,6 +51,19 @@
     return status === 403 && Boolean(error && error.details && error.details.reason === "csrf_token");
   }
 
+  /* Whether the answer was a stale token's 403 and the page now holds a fresh token: the CSRF
+     check runs before the view, so nothing was done and the request can be sent once more.
+     When the token cannot be fetched, false: the 403 ("Reload the page and retry") stands. */
+  async function freshCsrfTokenAfter(status, body) {
+    if (!isStaleCsrf(status, body)) return false;
+    try {
+      await refreshCsrfToken();
+      return true;
+    } catch (failed) {
+      return false;
+    }
+  }
+
   class ApiError extends Error {
     constructor(status, message, code, details) {
       super(message);
@@ -86,13 +102,7 @@
      or { data, etag } when `etag` is asked for. */
   async function api(method, url, body, { headers: extra = {}, etag = false } = {}) {
     let { response, data } = await send(method, url, body, extra);
-    if (isStaleCsrf(response.status, data)) {
-      // The CSRF check runs before the view, so nothing was done: fetch the token, send once more.
-      try {
-        await refreshCsrfToken();
-      } catch (failed) {
-        throw errorFrom(response.status, data); // "Reload the page and retry", as before
-      }
+    if (await freshCsrfTokenAfter(response.status, data)) {
       ({ response, data } = await send(method, url, body, extra));
     }
     if (!response.ok) throw errorFrom(response.status, data);
@@ -378,6 +388,6 @@
 
   window.App = {
     api, ApiError, can, csrfToken, el, formErrors, notify, openDialog, closeDialog, setBusy, whileBusy,
-    format, localTimes, replaceKeepingFocus,
+    format, freshCsrfTokenAfter, localTimes, replaceKeepingFocus,
   };
 })();

@@ -13,7 +13,7 @@
 (function () {
   "use strict";
 
-  const { api, can, csrfToken, el, format, notify, whileBusy } = window.App;
+  const { api, can, csrfToken, el, format, freshCsrfTokenAfter, notify, whileBusy } = window.App;
   const Changes = window.Changes;
   const $ = (id) => document.getElementById(id);
   const uploadSection = $("upload-section");
@@ -159,11 +159,12 @@
   /* ---- the resumable upload ------------------------------------------------------------ */
 
   function sendResumable(file) {
+    let sentAgain = false; // after a stale CSRF token's 403, once, as App.api does
     const upload = new window.tus.Upload(file, {
       endpoint: "/api/uploads",
       chunkSize: CHUNK_BYTES,
       retryDelays: RETRY_DELAYS,
-      headers: { "X-CSRFToken": csrfToken() },
+      onBeforeRequest: withCsrfToken,
       metadata: { filename: file.name, filetype: file.type || "text/csv" },
       storeFingerprintForResuming: true,
       removeFingerprintOnSuccess: true,
@@ -174,7 +175,13 @@
         if (state.upload === upload) renderUploading(file, sent);
       },
       onSuccess: () => uploadDone(upload),
-      onError: (error) => {
+      onError: async (error) => {
+        if (state.upload !== upload) return;
+        if (!sentAgain && (await freshTokenAfterTus(error))) {
+          sentAgain = true; // signed in again in another tab: go on (from the server's offset)
+          if (state.upload === upload && !state.paused) upload.start();
+          return;
+        }
         if (state.upload !== upload) return;
         state.upload = null;
         uploadFailed(tusMessage(error), true);
@@ -192,6 +199,30 @@
       }
       upload.start();
     });
+  }
+
+  /* Each tus request carries the page's token as it is when sent: a fresh one fetched after
+     signing in again in another tab (by this upload or any other request of the page). */
+  function withCsrfToken(request) {
+    request.setHeader("X-CSRFToken", csrfToken());
+  }
+
+  /* Whether a tus request failed on a stale CSRF token and the page now holds a fresh one. */
+  async function freshTokenAfterTus(error) {
+    const response = error && error.originalResponse;
+    if (!response) return false;
+    return freshCsrfTokenAfter(response.getStatus(), parseJson(response.getBody()));
+  }
+
+  /* Remove an upload from the server (once more with a fresh token if the page's was stale). */
+  async function terminate(url) {
+    const options = { onBeforeRequest: withCsrfToken };
+    try {
+      await window.tus.Upload.terminate(url, options);
+    } catch (error) {
+      if (!(await freshTokenAfterTus(error))) throw error;
+      await window.tus.Upload.terminate(url, options);
+    }
   }
 
   /* Ask for the import as soon as the upload exists; resolve to its id (null if refused). */
@@ -287,8 +318,7 @@
     await whileBusy(busy, () => Promise.all(stored.map(async (entry) => {
       const jobId = localStorage.getItem(IMPORT_OF + entry.uploadUrl);
       if (jobId) await api("POST", `/api/imports/${jobId}/cancel`).catch(() => {});
-      const headers = { "X-CSRFToken": csrfToken() };
-      await window.tus.Upload.terminate(entry.uploadUrl, { headers }).catch(() => {});
+      await terminate(entry.uploadUrl).catch(() => {});
       await storage.removeUpload(entry.urlStorageKey);
       localStorage.removeItem(IMPORT_OF + entry.uploadUrl);
     })));
@@ -297,7 +327,9 @@
     fileInput.focus();
   }
 
-  function sendFile(file) {
+  /* The file as one multipart POST; sent once more after a stale CSRF token's 403, as App.api
+     does (the check runs before the view: nothing was stored). */
+  function sendFile(file, sentAgain = false) {
     const xhr = new XMLHttpRequest();
     state.xhr = xhr;
     xhr.open("POST", "/api/imports");
@@ -306,9 +338,13 @@
     xhr.upload.addEventListener("progress", (event) => {
       if (state.xhr === xhr) renderUploading(file, event.loaded);
     });
-    xhr.addEventListener("load", () => {
+    xhr.addEventListener("load", async () => {
       state.xhr = null;
       const body = parseJson(xhr.responseText);
+      if (!sentAgain && (await freshCsrfTokenAfter(xhr.status, body))) {
+        if (state.file === file) sendFile(file, true);
+        return;
+      }
       if (xhr.status === 202 && body) return jobStarted(body);
       const error = body && body.error;
       uploadFailed(error ? error.message : `The server answered ${xhr.status}.`, xhr.status >= 500);
