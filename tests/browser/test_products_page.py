@@ -207,6 +207,23 @@ def test_after_signing_in_again_in_a_new_tab_the_open_form_saves_what_was_typed(
     assert [p["name"] for p in created] == ["Typed before the session ended"]
 
 
+@pytest.mark.parametrize("current", [1, 6, 11])
+def test_on_a_phone_the_pager_keeps_its_buttons_on_one_line(page: Page, seed, artifacts, current):
+    seed(catalog(600))  # 12 pages
+    page.set_viewport_size({"width": 390, "height": 800})
+    page.goto(f"/products?page={current}")
+    for where in ("Pages", "Pages, above the table"):
+        expect(pager(page, where).get_by_text(f"Page {current} of 12")).to_be_visible()
+        items = pager(page, where).locator(".page-links > li")
+        tops = {round(item.bounding_box()["y"]) for item in items.all()}
+        assert len(tops) == 1, f"{where}: the buttons wrap onto {len(tops)} lines"
+        expect(pager(page, where).get_by_role("link", name="Next page")).to_be_visible()
+        expect(
+            pager(page, where).get_by_role("link", name=f"Page {current}", exact=True)
+        ).to_be_visible()
+    pager(page).screenshot(path=str(artifacts / f"pager-on-a-phone-page-{current}.png"))
+
+
 def test_a_shortened_description_opens_in_place_on_a_phone(page: Page, seed):
     words = "Made of oak, oiled twice, with brass hinges and a lock that keeps the lid shut"
     seed(f'sku,name,description\nSKU-1,Chest,"{words}.\nCare: wipe dry."\nSKU-2,Box,Small\n')

@@ -266,11 +266,20 @@
     });
   }
 
-  /* Page numbers: the first, the last, and two either side of the current one. */
+  // A phone's width (app.css): its pager shows the first, the current and the last page only,
+  // so that "Next ›" stays on the line of the others (the status and "Go to page" say the rest).
+  const PHONE = window.matchMedia("(max-width: 640px)");
+
+  /* Page numbers: the first, the last, and two either side of the current one (on a phone,
+     none either side); null for a gap ("…"). On a phone a gap never stands for one page alone:
+     that page is shown instead. */
   function pageNumbers(current, pages) {
+    const beside = PHONE.matches ? 0 : 2;
+    const shown = (n) => n === 1 || n === pages || Math.abs(n - current) <= beside;
     const numbers = [];
     for (let n = 1; n <= pages; n += 1) {
-      if (n === 1 || n === pages || Math.abs(n - current) <= 2) numbers.push(n);
+      const alone = PHONE.matches && !shown(n) && shown(n - 1) && shown(n + 1);
+      if (shown(n) || alone) numbers.push(n);
       else if (numbers[numbers.length - 1] !== null) numbers.push(null);
     }
     return numbers;
@@ -305,6 +314,7 @@
     $("go-to-page-number").max = String(pages);
     $("go-to-page").hidden = pages < 2;
   }
+  PHONE.addEventListener("change", renderPagination); // a phone turned, a window resized
 
   /* ---- filters, sorting, pages -------------------------------------------------------- */
 
