@@ -397,15 +397,24 @@ def test_the_edit_form_shows_the_product_as_it_is_now(page: Page, seed, http):
     expect(dialog.get_by_label("Name")).to_have_value("Renamed meanwhile")
 
 
-def test_an_edit_never_silently_undoes_a_change_made_while_the_form_was_open(
-    page: Page, seed, http
-):
-    seed("sku,name,description\nSKU-1,Old name,Old description\n")
+WITH_DESCRIPTION = "sku,name,description\nSKU-1,Old name,Old description\n"
+
+
+def open_edit_form(page: Page, seed, http, csv: str):
+    """Seed the catalog with `csv`, open SKU-1 ("Old name") in the edit form; return the dialog
+    and SKU-1's API address, for a change made by someone else while the form is open."""
+    seed(csv)
     page.goto("/products")
     page.get_by_role("button", name="Edit SKU-1").click()
     dialog = page.get_by_role("dialog", name="Edit SKU-1")
     expect(dialog.get_by_label("Name")).to_have_value("Old name")
-    url = f"/api/products/{http.get('/api/products').json()['items'][0]['id']}"
+    return dialog, f"/api/products/{http.get('/api/products').json()['items'][0]['id']}"
+
+
+def test_an_edit_never_silently_undoes_a_change_made_while_the_form_was_open(
+    page: Page, seed, http
+):
+    dialog, url = open_edit_form(page, seed, http, WITH_DESCRIPTION)
     http.patch(url, json={"name": "Their name", "description": "Their description"})
 
     dialog.get_by_label("Name").fill("My name")
@@ -428,12 +437,7 @@ def test_an_edit_never_silently_undoes_a_change_made_while_the_form_was_open(
 
 
 def test_a_sku_changed_meanwhile_renames_the_open_form(page: Page, seed, http):
-    seed("sku,name\nSKU-1,Old name\n")
-    page.goto("/products")
-    page.get_by_role("button", name="Edit SKU-1").click()
-    dialog = page.get_by_role("dialog", name="Edit SKU-1")
-    expect(dialog.get_by_label("Name")).to_have_value("Old name")
-    url = f"/api/products/{http.get('/api/products').json()['items'][0]['id']}"
+    dialog, url = open_edit_form(page, seed, http, "sku,name\nSKU-1,Old name\n")
     http.patch(url, json={"sku": "SKU-9", "name": "Their name"})
 
     dialog.get_by_label("Name").fill("My name")
@@ -445,12 +449,7 @@ def test_a_sku_changed_meanwhile_renames_the_open_form(page: Page, seed, http):
 
 
 def test_an_edit_of_another_field_than_the_one_changed_meanwhile_just_saves(page: Page, seed, http):
-    seed("sku,name,description\nSKU-1,Old name,Old description\n")
-    page.goto("/products")
-    page.get_by_role("button", name="Edit SKU-1").click()
-    dialog = page.get_by_role("dialog", name="Edit SKU-1")
-    expect(dialog.get_by_label("Name")).to_have_value("Old name")
-    url = f"/api/products/{http.get('/api/products').json()['items'][0]['id']}"
+    dialog, url = open_edit_form(page, seed, http, WITH_DESCRIPTION)
     http.patch(url, json={"description": "Their description"})
 
     dialog.get_by_label("Name").fill("My name")
@@ -463,12 +462,8 @@ def test_an_edit_of_another_field_than_the_one_changed_meanwhile_just_saves(page
 
 
 def test_an_edit_of_a_product_deleted_meanwhile_can_add_it_again(page: Page, seed, http):
-    seed("sku,name,description\nSKU-1,Old name,Old description\n")
-    page.goto("/products")
-    page.get_by_role("button", name="Edit SKU-1").click()
-    dialog = page.get_by_role("dialog", name="Edit SKU-1")
-    expect(dialog.get_by_label("Name")).to_have_value("Old name")
-    http.delete(f"/api/products/{http.get('/api/products').json()['items'][0]['id']}")
+    dialog, url = open_edit_form(page, seed, http, WITH_DESCRIPTION)
+    http.delete(url)
 
     dialog.get_by_label("Name").fill("My name")
     dialog.get_by_role("button", name="Save changes").click()
