@@ -102,6 +102,30 @@ def test_a_file_without_a_sku_column_fails_with_its_reason_and_offers_the_mappin
     expect(page.get_by_role("form", name="Column mapping")).to_be_hidden()
 
 
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ("sku,name\nA-1," + "x" * (6 * 1024 * 1024) + "\n", "A line is longer than"),
+        # blank, but not in the 8 KiB the upload's check reads (they end half a no-break space)
+        (" " * 8191 + "\u00a0\r\n", "The file holds no header row"),
+    ],
+    ids=["line-too-long", "no-header"],
+)
+def test_a_file_whose_bytes_failed_it_is_not_offered_a_retry_nor_a_mapping(
+    page: Page, content, reason
+):
+    page.goto("/")
+    page.locator("#file-input").set_input_files(csv_file("broken.csv", content))
+
+    alert = page.get_by_role("alert").filter(has_text="Nothing was imported")
+    expect(alert).to_contain_text(reason)
+    expect(page.locator("#job-badge")).to_have_text("Failed")
+    # the same bytes would fail the same way, whatever the columns: upload a fixed file
+    expect(page.get_by_role("button", name="Retry")).to_be_hidden()
+    expect(page.get_by_role("form", name="Column mapping")).to_be_hidden()
+    expect(page.get_by_role("button", name="Import another file")).to_be_visible()
+
+
 def test_an_empty_file_is_refused_with_the_reason(page: Page):
     page.goto("/")
     page.locator("#file-input").set_input_files(csv_file("empty.csv", "  \n"))

@@ -86,6 +86,26 @@ def wait_for(http, job_id: int, predicate, what: str, timeout: float = 60) -> di
         time.sleep(0.05)
 
 
+def assert_retry_refused(http, job: dict, code: str, advice: str) -> None:
+    """The job's file failed it by its bytes alone: its `error_code` says which way, a retry
+    (with any options) is refused with a reason that says what to do, as the job's
+    `retry_refusal` does, and neither import page offers a Retry."""
+    assert (job["status"], job["error_code"]) == ("failed", code), job
+    refusal = job["retry_refusal"]
+    assert refusal and refusal.startswith("A retry reads the same file"), job
+    assert advice in refusal, refusal
+    for options in ({}, {"max_invalid": "100%", "columns": {"sku": "sku", "name": "name"}}):
+        retried = http.post(f"/api/imports/{job['id']}/retry", json=options)
+        assert retried.status_code == 409, retried.text
+        assert retried.json()["error"]["message"] == refusal
+    listed = http.get("/api/imports").json()["items"]
+    assert [item["retry_refusal"] for item in listed if item["id"] == job["id"]] == [refusal]
+    for page in (f"/imports/{job['id']}", "/imports"):
+        html = http.get(page).text
+        assert job["filename"] in html, page  # the page itself, not a sign-in form
+        assert 'data-action="retry"' not in html and "data-retry=" not in html, page
+
+
 def read_events(http, job_id: int) -> list[tuple[str, dict]]:
     """Read the job's server-sent events until the server closes the stream."""
     events, name = [], None

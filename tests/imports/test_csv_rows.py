@@ -7,7 +7,8 @@ from io import BytesIO
 import pytest
 
 from product_importer.imports import csv_rows
-from product_importer.imports.csv_rows import FileRejected, NotUtf8, open_csv
+from product_importer.imports.csv_rows import NotUtf8, open_csv
+from product_importer.imports.failures import FileRejected
 
 
 @pytest.fixture(autouse=True)
@@ -143,8 +144,9 @@ def test_gzip_is_detected_by_its_magic_bytes_and_counted_in_compressed_bytes():
 
 def test_a_gzip_file_that_expands_past_the_limit_is_refused_saying_so():
     plain = b"sku,name\n" + b"".join(b"S-%d,Name\n" % i for i in range(20_000))
-    with pytest.raises(FileRejected, match=r"expands to more than 100,000 bytes.*Split"):
+    with pytest.raises(FileRejected, match=r"expands to more than 100,000 bytes.*Split") as refused:
         read(gzip.compress(plain), limit=100_000)
+    assert refused.value.code == "decompressed_too_large"  # a retry is refused
 
 
 def test_the_decompressed_limit_allows_a_gzip_file_within_it_and_ignores_plain_files():
@@ -553,8 +555,9 @@ def test_reject_reasons_are_grouped_to_find_the_most_common():
 def test_a_line_longer_than_the_limit_refuses_the_file():
     # Checked per read of up to 1 MiB: a line a little past the limit may still get through.
     data = b"sku,name\nA-1," + b"x" * (csv_rows.MAX_LINE_BYTES + 2 * 1024 * 1024) + b"\n"
-    with pytest.raises(FileRejected, match="does not look like a CSV file"):
+    with pytest.raises(FileRejected, match="does not look like a CSV file") as refused:
         read(data)
+    assert refused.value.code == "line_too_long"  # a retry is refused
 
 
 def test_a_field_longer_than_the_field_limit_rejects_its_row():

@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import client_with_token
 from tests.helpers import import_csv, upload_csv, wait_for_job
 
-from .conftest import errors_csv
+from .conftest import assert_retry_refused, errors_csv
 
 
 def counts(job: dict) -> tuple:
@@ -467,6 +467,8 @@ def test_a_missing_required_column_fails_at_once_naming_it(any_http, any_catalog
     assert job["error"].startswith(expected)
     assert "sku and name" in job["error"]  # what to do
     assert job["header"] == expected.split("was: ")[1].rstrip(".").split(", ")  # no Retry
+    # but a retry with a column mapping can import it: not refused
+    assert (job["error_code"], job["retry_refusal"]) == (None, None)
     assert job["rows_processed"] == 0
     assert job["percent"] < 100
     assert any_catalog() == []
@@ -488,6 +490,40 @@ def test_a_damaged_gzip_file_fails_the_job_saying_so(any_http, any_catalog, dama
     assert job["error"].startswith("The compressed file is damaged or incomplete")
     assert "Compress the CSV again" in job["error"]
     assert any_catalog() == []
+    assert_retry_refused(any_http, job, "damaged_gzip", "Compress the CSV again")
+
+
+def test_a_line_longer_than_any_csv_line_fails_the_job_and_is_not_retried(any_http, any_catalog):
+    from product_importer.imports.csv_rows import MAX_LINE_BYTES
+
+    # checked per read of up to 1 MiB: a line a little past the limit may still get through
+    long = b"x" * (MAX_LINE_BYTES + 2 * 1024 * 1024)
+    data = b"sku,name\nA-1,Apple\nB-2," + long + b"\nC-3,Cherry\n"
+
+    job = import_csv(any_http, data)
+
+    assert job["error"].startswith(f"A line is longer than {MAX_LINE_BYTES:,} bytes"), job
+    assert any_catalog() == []
+    assert_retry_refused(any_http, job, "line_too_long", "Export the products as CSV")
+
+
+def test_a_file_of_blank_lines_the_upload_check_let_through_is_not_retried(any_http, any_catalog):
+    # The upload's check reads the first 8 KiB: cut in the middle of a UTF-8 no-break space,
+    # they are not blank; the import reads the whole file, and it holds no header row.
+    from product_importer.imports.csv_rows import SNIFF_BYTES
+
+    data = b" " * (SNIFF_BYTES - 1) + "\u00a0\r\n".encode()
+
+    job = import_csv(any_http, data)
+
+    assert job["error"].startswith("The file holds no header row"), job
+    assert job["header"] == []
+    assert any_catalog() == []
+    assert_retry_refused(any_http, job, "no_header", "Add the line 'sku,name,description'")
+    # nothing to map either: no page offers to choose its columns
+    for page in (f"/imports/{job['id']}", "/imports"):
+        html = any_http.get(page).text
+        assert "Choose the columns" not in html and "mapping-section" not in html, page
 
 
 # --- refused uploads ------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from tests.helpers import import_csv, upload_csv, wait_for_job
 from .conftest import (
     ROW_LOCK,
     TABLE_LOCK,
+    assert_retry_refused,
     csv_bytes,
     errors_csv,
     generate,
@@ -204,6 +205,7 @@ def test_a_cancel_while_reading_leaves_the_catalog_unchanged_and_retry_runs_it_a
 
     assert cancelled["status"] == "cancelled"
     assert NOT_CHANGED in cancelled["error"] and "Retry" in cancelled["error"]
+    assert (cancelled["error_code"], cancelled["retry_refusal"]) == (None, None)
     assert 0 < cancelled["percent"] < 100
     assert 0 < cancelled["rows_processed"] < held_file.rows  # it stopped reading
     assert cancelled["phase"] is None
@@ -399,6 +401,9 @@ def test_a_failure_during_the_merge_leaves_the_catalog_unchanged(
     assert NOT_CHANGED in job["error"]
     assert "test_no_boom" in job["error"]  # what went wrong
     assert "Retry the import" in job["error"]  # what to do
+    # not the file's fault: a retry may succeed, and the pages offer it
+    assert (job["error_code"], job["retry_refusal"]) == (None, None)
+    assert f'data-retry="{job["id"]}"' in http.get("/imports").text
     assert job["percent"] < 100
     assert (job["created"], job["updated"], job["unchanged"]) == (0, 0, 0)
     assert catalog() == before
@@ -433,6 +438,7 @@ def test_a_gzip_file_expanding_past_ten_times_the_upload_limit_fails_saying_so(
     assert "expands to more than 1,000,000 bytes" in job["error"]
     assert "Split it into smaller files" in job["error"]
     assert catalog() == []
+    assert_retry_refused(http, job, "decompressed_too_large", "Split it into smaller files")
 
 
 def test_half_received_uploads_left_for_a_day_are_removed(app, test_env):

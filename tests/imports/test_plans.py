@@ -376,7 +376,7 @@ def test_a_job_failed_otherwise_has_no_invalid_row_limit_code_whatever_its_count
 
     assert job["status"] == "failed", job
     assert job["error"].startswith("The compressed file is damaged"), job
-    assert job["error_code"] is None
+    assert job["error_code"] == "damaged_gzip"  # not too_many_invalid
     assert ANYWAY not in any_http.get(f"/imports/{job['id']}").text
 
 

@@ -12,7 +12,7 @@ from tusclient.exceptions import TusCommunicationError
 
 from product_importer.imports import remote
 from tests.conftest import BIN
-from tests.imports.conftest import generate, products_by_key, wait_for
+from tests.imports.conftest import assert_retry_refused, generate, products_by_key, wait_for
 
 TUS = {"Tus-Resumable": "1.0.0"}
 PIECE = {**TUS, "Content-Type": "application/offset+octet-stream"}
@@ -214,10 +214,7 @@ def test_a_binary_file_read_before_its_last_byte_fails_as_binary(served, any_htt
     assert job["header"] is None  # nothing to map
     assert any_catalog() == []
     # Its upload, left unfinished, refused nothing; yet a retry would fail the same way.
-    assert (job["error_code"], job["retry_refusal"]) == ("binary_file", None)
-    for page in (f"/imports/{job['id']}", "/imports"):
-        html = any_http.get(page).text
-        assert 'data-action="retry"' not in html and "data-retry=" not in html, page
+    assert_retry_refused(any_http, job, "binary_file", "Export the products as CSV")
 
 
 def test_an_upload_cancelled_before_its_last_byte_is_not_offered_a_retry(served, any_http):

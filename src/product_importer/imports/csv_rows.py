@@ -25,7 +25,7 @@ from ..products.rules import (
     as_imported,
     check_values,
 )
-from .failures import FileRejected, HeaderRejected, NotCsv
+from .failures import ExpandsTooFar, HeaderRejected, LineTooLong, NotCsv
 
 MAX_LINE_BYTES = 4 * 1024 * 1024
 # Longer than any valid value, short enough that an unclosed quote cannot fill memory.
@@ -129,7 +129,7 @@ class GuardedReader(io.RawIOBase):
         buffer[:size] = data
         self.bytes_read += size
         if self.max_bytes is not None and self.bytes_read > self.max_bytes:
-            raise FileRejected(self.too_big_message)
+            raise ExpandsTooFar(self.too_big_message)
         self._check_line_length(data)
         return size
 
@@ -139,7 +139,7 @@ class GuardedReader(io.RawIOBase):
             len(data) - last_break - 1 if last_break >= 0 else (self.since_newline + len(data))
         )
         if self.since_newline > MAX_LINE_BYTES:
-            raise FileRejected(
+            raise LineTooLong(
                 f"A line is longer than {MAX_LINE_BYTES:,} bytes: this does not look like a "
                 "CSV file. Export the products as CSV and upload that file."
             )

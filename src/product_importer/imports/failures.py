@@ -12,8 +12,27 @@ MAX_ATTEMPTS = 3  # the first run and two retries after a worker or the database
 # The job's `error_code` when its invalid-row limit stopped it: the pages offer to go on
 # without the limit (the counts cannot tell: a worker lost or a damaged file has them too).
 TOO_MANY_INVALID = "too_many_invalid"
-# ... and when the file holds binary data (a workbook, an image): retrying it cannot succeed.
-BINARY_FILE = "binary_file"
+# ... and when the file's bytes alone stopped it: retrying the same file fails the same way,
+# whatever the options, so a retry is refused (RETRY_CANNOT_FIX says what to do instead).
+BINARY_FILE = "binary_file"  # binary data (a workbook, an image), not a CSV
+LINE_TOO_LONG = "line_too_long"  # a line past csv_rows.MAX_LINE_BYTES
+DECOMPRESSED_TOO_LARGE = "decompressed_too_large"  # a gzip expanding past the server's limit
+DAMAGED_GZIP = "damaged_gzip"  # a gzip that cannot be decompressed to its end
+NO_HEADER = "no_header"  # no line but blank ones: nothing a column mapping could name
+
+_SAME_FILE = "A retry reads the same file and would fail the same way:"
+RETRY_CANNOT_FIX = {
+    BINARY_FILE: f"{_SAME_FILE} it is binary, not a CSV. Export the products as CSV (for "
+    "example 'CSV UTF-8' in Excel) and upload that file.",
+    LINE_TOO_LONG: f"{_SAME_FILE} a line is longer than a CSV line can be. Export the products "
+    "as CSV and upload that file.",
+    DECOMPRESSED_TOO_LARGE: f"{_SAME_FILE} it expands past the server's limit. Split it into "
+    "smaller files and upload them one after the other.",
+    DAMAGED_GZIP: f"{_SAME_FILE} it cannot be decompressed. Compress the CSV again, or upload "
+    "it uncompressed.",
+    NO_HEADER: f"{_SAME_FILE} it holds no header row. Add the line 'sku,name,description' at "
+    "the top and upload the file again.",
+}
 
 CANCELLED_MESSAGE = (
     "The import was cancelled; the catalog was not changed. Retry it to run it again."
@@ -54,16 +73,41 @@ class NotCsv(FileRejected):
     code = BINARY_FILE
 
 
+class LineTooLong(FileRejected):
+    """A line is longer than any CSV line of products: this is no CSV file."""
+
+    code = LINE_TOO_LONG
+
+
+class ExpandsTooFar(FileRejected):
+    """The gzip file expands past the server's limit."""
+
+    code = DECOMPRESSED_TOO_LARGE
+
+
 class HeaderRejected(FileRejected):
-    """The header lacks a required column (or one the mapping names), or is missing, or names
-    one twice; `header` lists it. Retrying the same file fails the same way, unless with a
-    column mapping.
+    """The header lacks a required column (or one the mapping names), or names one twice, or
+    is missing (`NoHeader`); `header` lists it. Retrying the same file fails the same way,
+    unless with a column mapping.
     """
 
     def __init__(self, message: str, *, header: list[str]):
         super().__init__(message)
         self.header = header
         self.columns = {"header": header}
+
+
+class NoHeader(HeaderRejected):
+    """The file holds blank lines only: no column mapping can help (`header` is [])."""
+
+    code = NO_HEADER
+
+    def __init__(self):
+        super().__init__(
+            "The file holds no header row. Add the line 'sku,name,description' at the top and "
+            "upload again.",
+            header=[],
+        )
 
 
 class TooManyInvalid(FileRejected):
@@ -82,6 +126,8 @@ class TooManyInvalid(FileRejected):
 
 class DamagedFile(ImportStopped):
     """The gzip file cannot be decompressed to its end."""
+
+    code = DAMAGED_GZIP
 
     def __init__(self, error: Exception):
         super().__init__(

@@ -47,7 +47,7 @@ class ImportJob(db.Model):
     rows_per_second: Mapped[float | None] = mapped_column(Float)
     eta_seconds: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
-    # A cause a client acts on, beside `error` for people: "too_many_invalid" (failures.py).
+    # A cause a client acts on, beside `error` for people (failures.py lists them).
     error_code: Mapped[str | None] = mapped_column(String(32))
     warnings: Mapped[list] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -129,19 +129,33 @@ def schemas() -> dict:
                 "error": {"type": "string", "nullable": True},
                 "error_code": {
                     "type": "string",
-                    "enum": ["too_many_invalid", "binary_file", None],
+                    "enum": [
+                        "too_many_invalid",
+                        "binary_file",
+                        "line_too_long",
+                        "decompressed_too_large",
+                        "damaged_gzip",
+                        "no_header",
+                        None,
+                    ],
                     "nullable": True,
                     "description": "A cause a client acts on, beside `error` (for people): "
                     "too_many_invalid when max_invalid stopped it (retry with max_invalid "
-                    "'100%' imports its valid rows); binary_file when the file is no CSV "
-                    "(a workbook, an image: a retry fails the same way); null otherwise",
+                    "'100%' imports its valid rows). The file's bytes failed it, and a retry "
+                    "is refused (409, `retry_refusal` says what to do): binary_file (no CSV: "
+                    "a workbook, an image), line_too_long (a line past 4 MiB), "
+                    "decompressed_too_large (a gzip expanding past the server's limit), "
+                    "damaged_gzip (a gzip that cannot be decompressed), no_header (blank lines "
+                    "only). Null otherwise (a lost worker, a database error, a cancel: a retry "
+                    "may succeed)",
                 },
                 "retry_refusal": {
                     "type": "string",
                     "nullable": True,
                     "description": "Why a retry of this finished import would be refused (409) "
-                    "and what to do instead (the file never arrived whole, was refused, or is "
-                    "no longer kept); null when it can be retried, or while it runs. Not in "
+                    "and what to do instead (the file never arrived whole, was refused, is "
+                    "no longer kept, or its bytes failed it: see error_code); null when it can "
+                    "be retried, or while it runs. Not in "
                     "webhooks",
                 },
                 "warnings": {"type": "array", "items": {"type": "string"}},
@@ -341,7 +355,9 @@ def _import_paths() -> dict:
                     "400": error("A body that is not a JSON object"),
                     "409": error(
                         "Still running, an undo, or the file is no longer kept, never "
-                        "arrived whole (a resumable upload stopped) or was refused"
+                        "arrived whole (a resumable upload stopped), was refused, or failed "
+                        "by its bytes alone (error_code binary_file, line_too_long, "
+                        "decompressed_too_large, damaged_gzip, no_header)"
                     ),
                     "422": error("An option not valid"),
                     "429": error("The account has MAX_QUEUED_IMPORTS imports unfinished"),

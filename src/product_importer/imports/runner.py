@@ -22,7 +22,7 @@ from ..timeutil import utcnow
 from . import csv_rows
 from .endings import final_values
 from .engine import MergeCounts, open_stage
-from .failures import DamagedFile, FileGone, HeaderRejected, ImportStopped, TooManyInvalid
+from .failures import DamagedFile, FileGone, ImportStopped, NoHeader, TooManyInvalid
 from .growing import open_stored
 from .models import ImportJob
 from .options import invalid_limit
@@ -219,11 +219,7 @@ class Run:
                 raw, max_decompressed_bytes=self.max_decompressed, columns=job.columns
             )
             if csv_file.header is None:
-                raise HeaderRejected(
-                    "The file holds no header row. Add the line "
-                    "'sku,name,description' at the top and upload again.",
-                    header=[],
-                )
+                raise NoHeader()
             rejections.clear(csv_file.header.names)
             reading = (raw, csv_file, stage, rejections, progress)
             csv_file, rows, invalid = _stage_file(*reading, max_invalid=job.max_invalid)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from .. import background
 from ..errors import Conflict, NotFound, TooMany
 from .endings import final_values
-from .failures import Cancelled
+from .failures import RETRY_CANNOT_FIX, Cancelled
 from .models import ImportJob, RejectedRow, Upload
 from .options import Options
 from .queue import DRAIN_TASK
@@ -198,19 +198,24 @@ def job_json(session: Session, job: ImportJob) -> dict:
 
 
 def retry_refusal(session: Session, job: ImportJob) -> str | None:
-    """Why the job's file cannot be imported again, and what to do instead; None if it can."""
+    """Why the job's file cannot be imported again, and what to do instead; None if it can.
+
+    A file its bytes failed (`error_code`) would fail the same way: it is to be fixed first.
+    """
+    cannot_fix = RETRY_CANNOT_FIX.get(job.error_code)
     if job.file_removed_at or not os.path.exists(job.file_path):
-        return NOT_KEPT
-    if job.upload_id is None or job.sha256 is not None:
-        return None  # a whole file: a multipart upload, or a resumable one that finished
-    upload = session.get(Upload, job.upload_id)
+        return cannot_fix or NOT_KEPT
+    whole = job.upload_id is None or job.sha256 is not None  # multipart, or a finished upload
+    upload = None if whole else session.get(Upload, job.upload_id)
+    if upload is not None and upload.error:
+        return f"This upload was refused: {upload.error}"
+    if cannot_fix or whole:
+        return cannot_fix
     if upload is None:  # cancelled or expired before its last byte (or refused, then expired)
         return (
             "The upload of this file stopped before its last byte: the file never arrived "
             "whole. Upload the file again."
         )
-    if upload.error:
-        return f"This upload was refused: {upload.error}"
     return None  # still arriving: a retry follows it again
 
 

@@ -124,8 +124,9 @@ def retryable(job: dict) -> bool:
     """Whether retrying the job as it was could end otherwise (upload.js says the same).
 
     A file that lacked a column (its header is listed: the columns are mapped instead), whose
-    rows made it fail (too many invalid, none valid) or that is no CSV file (its `error_code`
-    says so) would only fail the same way again.
+    rows made it fail (too many invalid, none valid) or whose bytes did (no CSV, a line too
+    long, a gzip damaged or too large, no header: its `error_code` says so) would only fail the
+    same way again.
     """
     if job["status"] == "cancelled":
         return True

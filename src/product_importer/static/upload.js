@@ -489,7 +489,8 @@
      a file that lacked a column is mapped instead, and one whose rows made it fail (too many
      invalid, none valid) would fail the same way again. */
   function retryable(job) {
-    if (job.retry_refusal) return false; // the file never arrived whole, was refused or removed
+    // the file never arrived whole, was refused or removed, or its bytes failed it
+    if (job.retry_refusal) return false;
     if (job.status === "cancelled") return true;
     return job.status === "failed" && !job.header && !job.rows_invalid && !job.error_code;
   }
@@ -506,7 +507,8 @@
     if (state.shown === key) return;
     state.shown = key;
     const planned = job.status === "planned";
-    const mapping = job.status === "failed" && Boolean(job.header) && can("editor");
+    // a header of no names (the file held none) has nothing to map: upload the file again
+    const mapping = job.status === "failed" && Boolean(job.header && job.header.length) && can("editor");
     $("job-plan").hidden = !planned;
     $("job-mapping").hidden = !mapping;
     if (planned) Changes.browser($("job-plan-slot"), job);
