@@ -152,3 +152,130 @@ def test_an_existing_sqlite_catalog_keeps_its_rows_and_ids_and_never_gives_one_t
         assert after.pop("products") == [apple, (5, "C-3", "Plum", "Dark", 1, "dark")]
         assert after == before
         flask_migrate.upgrade()
+
+
+# --- 0022 and 0023: the error_code of jobs failed before the release, by their error's words -
+
+OLD_FAILURES = [  # (status, error as an older release wrote it, the error_code it gets)
+    (
+        "failed",
+        "1,204 of 5,000 rows read were invalid, more than the limit of 1%; the import stopped "
+        "before changing the catalog. Download the rejected rows, fix them and upload again, "
+        "or retry with a higher max_invalid.",
+        "too_many_invalid",
+    ),
+    (
+        "failed",
+        "The file is binary, not a CSV (it holds NUL bytes). Export the products as CSV (for "
+        "example 'CSV UTF-8' in Excel) and upload that file. The catalog was not changed.",
+        "binary_file",
+    ),
+    (
+        "failed",
+        "A line is longer than 4,194,304 bytes: this does not look like a CSV file. Export "
+        "the products as CSV and upload that file.",
+        "line_too_long",
+    ),
+    (
+        "failed",
+        "The compressed file expands to more than 10,737,418,240 bytes. Split it into smaller "
+        "files and import them one after the other.",
+        "decompressed_too_large",
+    ),
+    (
+        "failed",
+        "The compressed file is damaged or incomplete (Compressed file ended before the "
+        "end-of-stream marker was reached); the catalog was not changed. Compress the CSV "
+        "again, or upload it uncompressed.",
+        "damaged_gzip",
+    ),
+    (
+        "failed",
+        "The file holds no header row. Add the line 'sku,name,description' at the top and "
+        "upload again.",
+        "no_header",
+    ),
+    # not the file's bytes: a retry may work, they keep no code
+    (
+        "failed",
+        "The worker running this import stopped responding for 300 seconds, 3 times. The "
+        "catalog was not changed. Check that workers are running and have enough memory, then "
+        "retry the import.",
+        None,
+    ),
+    (
+        "failed",
+        "The import failed unexpectedly (OperationalError: server closed the connection); the "
+        "catalog was not changed. Retry the import; if it fails again, ask the operator to "
+        "check the worker log.",
+        None,
+    ),
+    (
+        "failed",
+        "Missing required column: sku. The header found was: name. The first line must name "
+        "the columns sku and name (description and active are optional), or map the file's "
+        "columns to them and retry.",
+        None,
+    ),
+    ("cancelled", "The import was cancelled; the catalog was not changed. Retry it.", None),
+    ("completed", None, None),
+]
+NEW_IN_0023 = {"line_too_long", "decompressed_too_large", "damaged_gzip", "no_header"}
+
+
+def run(statement: str, **params) -> list[tuple]:
+    """Run one statement on the app's database (either kind), committed; return its rows."""
+    from sqlalchemy import text
+
+    from product_importer.extensions import db
+
+    with db.engine.begin() as conn:
+        result = conn.execute(text(statement), params)
+        return [tuple(row) for row in result] if result.returns_rows else []
+
+
+def codes() -> list[str | None]:
+    return [code for (code,) in run("SELECT error_code FROM import_jobs ORDER BY id")]
+
+
+def add_old_job(status: str, error: str | None) -> None:
+    run(
+        "INSERT INTO import_jobs (filename, file_path, status, message, percent, bytes_total, "
+        "bytes_processed, rows_processed, rows_invalid, created, updated, unchanged, error, "
+        "warnings, created_at, attempts) VALUES ('old.csv', '/nowhere/old.csv', :status, "
+        "'Import failed', 0, 10, 0, 0, 0, 0, 0, 0, :error, '[]', CURRENT_TIMESTAMP, 1)",
+        status=status,
+        error=error,
+    )
+
+
+@pytest.mark.parametrize("database", ["postgresql", "sqlite"])
+def test_jobs_failed_before_the_release_get_the_error_code_their_words_say(request, database):
+    import flask_migrate
+    import sqlalchemy as sa
+
+    from product_importer.extensions import db
+
+    if database == "postgresql":
+        migrating = request.getfixturevalue("migrated_app")
+    else:
+        migrating = request.getfixturevalue("sqlite_app")[0]
+    marked = [code for _, _, code in OLD_FAILURES]
+    with migrating.app_context():
+        flask_migrate.upgrade(revision="0021")
+        for status, error, _ in OLD_FAILURES:
+            add_old_job(status, error)
+
+        flask_migrate.upgrade()
+        assert codes() == marked
+
+        flask_migrate.downgrade(revision="0022")  # 0023's codes go, 0022's stay
+        assert codes() == [None if code in NEW_IN_0023 else code for code in marked]
+
+        flask_migrate.downgrade(revision="0021")
+        columns = {column["name"] for column in sa.inspect(db.engine).get_columns("import_jobs")}
+        assert "error_code" not in columns
+        assert len(run("SELECT id FROM import_jobs")) == len(OLD_FAILURES)
+
+        flask_migrate.upgrade()  # and up again: marked again
+        assert codes() == marked
