@@ -229,6 +229,39 @@ def test_a_cancel_while_reading_leaves_the_catalog_unchanged_and_retry_runs_it_a
     assert products == held_file.expected
 
 
+def test_a_cancel_its_worker_ends_after_the_upload_was_removed_says_to_upload_again(
+    http, live_server, catalog, sql, holding_rejections, held_file
+):
+    # The upload page's Cancel cancels the import, then removes its unfinished upload. A worker
+    # that ends the cancel only after that removal finds no cancelled import to reword when
+    # it happens: the worker's own end must say the file never arrived whole.
+    tus = {"Tus-Resumable": "1.0.0"}
+    data = held_file.data
+    created = http.post("/api/uploads", headers={**tus, "Upload-Length": str(len(data))})
+    url = live_server + created.headers["Location"]
+    sent = len(data) * 4 // 5  # past the rejected rows in the middle, short of the last byte
+    piece = {**tus, "Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"}
+    assert http.patch(url, content=data[:sent], headers=piece).status_code == 204
+    with holding_rejections() as reading:  # the import stops half-way through what arrived
+        job_id = http.post("/api/imports", json={"upload": url.rsplit("/", 1)[-1]}).json()["id"]
+        reading.wait_until_blocking()
+        assert http.delete(url, headers=tus).status_code == 204  # the upload is removed...
+        assert http.get(f"/api/imports/{job_id}").json()["status"] == "running"
+        assert cancel(http, job_id).status_code == 202  # ...and the import not ended yet
+        wait_for_heartbeats(sql, job_id)  # the import has seen the cancel
+    cancelled = wait_for_job(http, job_id)
+
+    assert cancelled["status"] == "cancelled", cancelled
+    assert cancelled["error"].startswith("The import was cancelled with its upload, before")
+    assert "Upload the file again" in cancelled["error"]
+    assert "Retry it" not in cancelled["error"]
+    assert "never arrived whole" in cancelled["retry_refusal"]
+    retried = retry(http, job_id)
+    assert retried.status_code == 409
+    assert retried.json()["error"]["message"] == cancelled["retry_refusal"]
+    assert catalog() == []
+
+
 def test_a_cancel_while_applying_interrupts_the_merge(http, catalog, holding):
     generated = generate(20_000, seed=3)
     keys = seed_from(http, generated)
