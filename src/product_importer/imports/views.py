@@ -8,12 +8,14 @@ from flask import Blueprint, current_app, render_template
 from ..accounts.auth import requires
 from ..accounts.roles import Role
 from ..extensions import db
-from ..timeutil import aware, utcnow
+from ..timeutil import aware, local_times, utcnow
 from . import service
 from .failures import TOO_MANY_INVALID
 from .models import ImportJob, superseded_note
 
 bp = Blueprint("imports", __name__, template_folder="templates")
+# A moment in a message (a warning, an audit detail) in the reader's time zone, on every page.
+bp.add_app_template_filter(local_times, "local_times")
 
 OUTCOMES = {
     "queued": ("Queued", "badge-muted"),

@@ -22,6 +22,8 @@
                                 dialog (optional) kept open; both are restored however it ends
    App.format.*                 numbers, bytes, durations, dates
    App.localTimes(root)         show <time datetime="..." data-local> in the reader's time zone
+   App.withLocalTimes(text)     a server's message as nodes, each UTC moment in it ("of
+                                2026-12-04 19:24 UTC") a <time> in the reader's time zone
    App.replaceKeepingFocus(part, fresh)   swap a part of the page for a fresh copy of it; the
                                 focus moves to the same control in the copy
    App.can(role)                whether the signed-in account has every right of a role
@@ -356,6 +358,24 @@
 
   document.addEventListener("DOMContentLoaded", () => localTimes());
 
+  /* A moment the server wrote into a message, as timeutil.STAMP_IN_TEXT finds it: "2026-12-04
+     19:24 UTC" (a warning), or ISO 8601 UTC. */
+  const STAMP_IN_TEXT = /(\d{4}-\d{2}-\d{2})(?: (\d{2}:\d{2}) UTC\b|T([\d:.]+)Z)/g;
+
+  function withLocalTimes(message) {
+    const text = String(message || "");
+    const nodes = [];
+    let end = 0;
+    for (const stamp of text.matchAll(STAMP_IN_TEXT)) {
+      const moment = `${stamp[1]}T${stamp[2] || stamp[3]}Z`;
+      const time = el("time", { className: "nowrap", dateTime: moment, title: stamp[0] }, format.dateTime(moment));
+      nodes.push(text.slice(end, stamp.index), time);
+      end = stamp.index + stamp[0].length;
+    }
+    nodes.push(text.slice(end));
+    return nodes.filter((node) => node !== "");
+  }
+
   /* ---- refreshed parts of a page ------------------------------------------------------- */
 
   const IDENTITY = ["id", "href", "data-action", "data-id", "data-retry", "aria-label"];
@@ -388,6 +408,6 @@
 
   window.App = {
     api, ApiError, can, csrfToken, el, formErrors, notify, openDialog, closeDialog, setBusy, whileBusy,
-    format, freshCsrfTokenAfter, localTimes, replaceKeepingFocus,
+    format, freshCsrfTokenAfter, localTimes, replaceKeepingFocus, withLocalTimes,
   };
 })();

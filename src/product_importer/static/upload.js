@@ -13,7 +13,7 @@
 (function () {
   "use strict";
 
-  const { api, can, csrfToken, el, format, freshCsrfTokenAfter, notify, whileBusy } = window.App;
+  const { api, can, csrfToken, el, format, freshCsrfTokenAfter, notify, whileBusy, withLocalTimes } = window.App;
   const Changes = window.Changes;
   const $ = (id) => document.getElementById(id);
   const uploadSection = $("upload-section");
@@ -640,7 +640,8 @@
   /* The warnings; when the file is one imported before, a link to that import. */
   function warningList(warnings, duplicateOf) {
     const box = alertBox("warning", warnings.length === 1 ? "Warning" : "Warnings", null);
-    box.append(el("ul", { className: "warnings" }, ...warnings.map((text) => el("li", {}, text))));
+    const items = warnings.map((text) => el("li", {}, ...withLocalTimes(text)));
+    box.append(el("ul", { className: "warnings" }, ...items));
     if (duplicateOf) {
       box.append(el("p", { className: "alert-text" },
         el("a", { href: `/imports/${duplicateOf}` }, `See import #${duplicateOf}`)));

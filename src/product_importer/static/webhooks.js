@@ -5,7 +5,9 @@
 (function () {
   "use strict";
 
-  const { api, can, el, format, formErrors, notify, openDialog, closeDialog, setBusy, whileBusy } = window.App;
+  const {
+    api, can, el, format, formErrors, notify, openDialog, closeDialog, setBusy, whileBusy, withLocalTimes,
+  } = window.App;
   const $ = (id) => document.getElementById(id);
   const POLL_MS = 2000;
   const MINUTE_MS = 60 * 1000;
@@ -45,7 +47,7 @@
     // one block beside the cell's label on a narrow screen, the URL above the notes
     const about = el("div", {}, el("span", { className: "sku" }, hook.url));
     if (hook.description) about.append(el("div", { className: "muted small" }, hook.description));
-    if (hook.disabled_reason) about.append(el("div", { className: "field-error" }, hook.disabled_reason));
+    if (hook.disabled_reason) about.append(el("div", { className: "field-error" }, ...withLocalTimes(hook.disabled_reason)));
     if (hook.previous_secret_expires_at) about.append(el("div", { className: "muted small" }, previousSecretLine(hook)));
     const url = el("td", { dataset: { label: "URL" } }, about);
     return el(
