@@ -2,12 +2,16 @@
 Pause and Resume work, and the import that followed the upload completes once."""
 
 import os
+import re
 
 from playwright.sync_api import Page, expect
 from sqlalchemy import text
 
+from tests.conftest import paused
 from tests.helpers import wait_for_job, wait_until
 from tests.imports.conftest import generate
+
+from .conftest import shoot
 
 PICK = "Drop a CSV file here or choose a file"
 
@@ -233,3 +237,83 @@ def test_an_import_waiting_for_its_stopped_upload_says_so_not_that_it_waits_for_
     expect(detail).to_contain_text("choose the same file again on the upload page")
     expect(detail).not_to_contain_text("Waiting for a worker")
     assert http.delete(url, headers=tus).status_code == 204
+
+
+# Records what the bar shows each time it changes: its stage's label, its value, and whether
+# the upload's own line is shown (judged afterwards: the test never races the page).
+RECORD_BAR = """() => {
+    window.bar = [];
+    const read = () => {
+        const stage = document.getElementById('job-stage');
+        const done = document.getElementById('upload-done');
+        window.bar.push({
+            stage: stage ? stage.textContent : '',
+            value: Number(document.getElementById('job-progress').getAttribute('aria-valuenow')),
+            uploaded: Boolean(done && !done.hidden),
+        });
+    };
+    const what = {attributes: true, childList: true, characterData: true, subtree: true};
+    const observer = new MutationObserver(read);
+    for (const id of ['job-progress', 'job-stage', 'upload-done']) {
+        const node = document.getElementById(id);
+        if (node) observer.observe(node, what);
+    }
+}"""
+
+
+def stages(readings: list[dict]) -> list[tuple[str, list[int]]]:
+    """The readings as (stage, its values in order), a stage each time it changes."""
+    runs: list[tuple[str, list[int]]] = []
+    for reading in readings:
+        if not runs or runs[-1][0] != reading["stage"]:
+            runs.append((reading["stage"], []))
+        runs[-1][1].append(reading["value"])
+    return runs
+
+
+def test_the_bar_never_goes_back_from_the_upload_to_the_import_that_read_it(page: Page, tmp_path):
+    # The import reads the rows as they arrive: when the last byte is sent (the upload's
+    # 100%), it stands at its own reading share (some 29%). One bar going from 100% to 29%
+    # looked like the work going backwards.
+    file = generate(9_000)
+    path = tmp_path / "catalog.csv"
+    path.write_bytes(file.data)
+    throttle_uploads(page, 512 * 1024)  # some 3 s: the import reads meanwhile
+    page.goto("/")
+    page.evaluate(RECORD_BAR)
+
+    page.get_by_label(PICK).set_input_files(str(path))
+
+    expect(page.locator("#job-message")).to_have_text("Import complete")
+    runs = stages(page.evaluate("window.bar"))
+    assert [stage for stage, _ in runs] == ["Upload", "Import"], runs
+    for stage, values in runs:  # within a stage, never backwards
+        assert values == sorted(values), (stage, values)
+    assert runs[0][1][-1] == 100 and runs[1][1][-1] == 100, runs
+    readings = page.evaluate("window.bar")
+    # the upload's own line stands from the import's first reading to the end
+    assert all(r["uploaded"] for r in readings if r["stage"] == "Import"), readings
+    assert not any(r["uploaded"] for r in readings if r["stage"] == "Upload"), readings
+    expect(page.locator("#upload-done")).to_have_text(re.compile(r"^\s*Uploaded 1\.\d MB\s*$"))
+    expect(page.get_by_role("progressbar", name="Import Import complete")).to_be_visible()
+
+
+def test_while_the_import_waits_the_upload_says_it_is_done_and_the_import_has_its_own_bar(
+    page: Page, live_worker, artifacts, tmp_path
+):
+    file = generate(9_000)
+    path = tmp_path / "catalog.csv"
+    path.write_bytes(file.data)
+    page.goto("/")
+    with paused(live_worker):  # the import waits in the queue: the state holds
+        page.get_by_label(PICK).set_input_files(str(path))
+        expect(page.locator("#upload-done")).to_be_visible()
+        expect(page.locator("#upload-done")).to_contain_text("Uploaded 1.")
+        expect(page.locator("#job-stage")).to_have_text("Import")
+        expect(page.locator("#job-badge")).to_have_text("Queued")
+        expect(page.locator("#job-percent")).to_have_text("0%")
+        expect(page.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "0")
+        shoot(page, artifacts, "upload-done-import-queued")
+    expect(page.locator("#job-message")).to_have_text("Import complete")
+    expect(page.locator("#upload-done")).to_be_visible()
+    shoot(page, artifacts, "upload-done-import-complete")

@@ -34,6 +34,9 @@
   const state = {
     file: null, xhr: null, upload: null, jobId: null, importing: null, paused: false, samples: [],
     job: null, source: null, poll: null, uploadError: null, shown: null,
+    uploadedFor: null, // the id of the import whose file this page has just sent
+    uploadTurn: 0, // which file chosen is being sent: each upload has a bar of its own
+    bar: { stage: null, percent: 0 }, // what the bar shows: within a stage it never goes back
   };
   const resumable = Boolean(window.tus && window.tus.isSupported);
   const CHUNK_BYTES = 16 * 1024 * 1024; // one PATCH each
@@ -136,7 +139,10 @@
     // "Discard it") where it was.
     const note = $("resume-note");
     if (note) note.hidden = true;
-    Object.assign(state, { file, job: null, jobId: null, importing: null, uploadError: null, samples: [] });
+    Object.assign(state, {
+      file, job: null, jobId: null, importing: null, uploadError: null, samples: [], uploadedFor: null,
+    });
+    state.uploadTurn = turn; // a new upload starts its bar at 0
     showPanel();
     renderUploading(file, 0);
     if (resumable) sendResumable(file);
@@ -253,6 +259,7 @@
     state.upload = null;
     localStorage.removeItem(IMPORT_OF + upload.url);
     if (!jobId) return uploadFailed("The upload finished but its import could not be started.", true);
+    state.uploadedFor = String(jobId);
     resume(jobId); // through a dropped connection too: the import runs on the server
   }
 
@@ -345,7 +352,10 @@
         if (state.file === file) sendFile(file, true);
         return;
       }
-      if (xhr.status === 202 && body) return jobStarted(body);
+      if (xhr.status === 202 && body) {
+        state.uploadedFor = String(body.id);
+        return jobStarted(body);
+      }
       const error = body && body.error;
       uploadFailed(error ? error.message : `The server answered ${xhr.status}.`, xhr.status >= 500);
     });
@@ -373,6 +383,7 @@
   }
 
   function renderUploading(file, loaded) {
+    $("upload-done").hidden = true;
     const total = file.size || 1;
     const percent = Math.min(100, (loaded / total) * 100);
     const rate = state.paused ? null : uploadRate(loaded);
@@ -383,7 +394,7 @@
     renderHead(file.name, `${format.bytes(file.size)}`, state.paused ? "paused" : "uploading");
     let message = state.paused ? "Upload paused" : "Uploading…";
     if (loaded >= total) message = "Upload complete, starting the import…";
-    renderProgress(message, percent, state.paused ? "" : "active");
+    renderProgress(message, percent, state.paused ? "" : "active", "upload");
     const detailEl = $("job-detail");
     detailEl.textContent = detail.join(" · ");
     detailEl.dataset.sent = String(loaded);
@@ -465,7 +476,8 @@
     state.job = job;
     const finished = FINISHED.includes(job.status);
     renderHead(job.filename, `${format.bytes(job.bytes_total)} · import #${job.id}`, job.status);
-    renderProgress(job.message, job.percent, barState(job.status));
+    renderProgress(job.message, job.percent, barState(job.status), `import:${job.id}`);
+    renderUploaded(job);
     $("job-detail").textContent = jobDetail(job);
     renderStats(job, finished);
     renderResult(finished ? resultBox(job) : null);
@@ -676,17 +688,41 @@
     badge.className = `badge ${badgeClass}`;
   }
 
-  function renderProgress(message, percent, barStateName) {
+  /* The bar of one stage: the upload (bytes sent) or an import (its phases, as the job says).
+     Each stage starts its own bar; within one, a reading older than the one shown (a poll
+     answered after an event) never moves it back. */
+  function renderProgress(message, percent, barStateName, stage = null) {
     $("job-progress-line").hidden = barStateName === "none";
-    const value = Math.max(0, Math.min(100, percent || 0));
+    let value = Math.max(0, Math.min(100, percent || 0));
+    const uploading = stage === "upload";
+    const fill = $("job-progress-bar");
+    if (stage) {
+      const key = uploading ? `upload:${state.uploadTurn}` : stage;
+      if (state.bar.stage === key) value = Math.max(value, state.bar.percent);
+      else fill.style.transition = "none"; // a new bar starts where it is, not sliding back to it
+      state.bar = { stage: key, percent: value };
+      $("job-stage").textContent = uploading ? "Upload" : "Import";
+    }
     const shown = value >= 100 || value === 0 ? String(Math.round(value)) : value.toFixed(1);
     const messageEl = $("job-message");
     if (messageEl.textContent !== message) messageEl.textContent = message; // re-announce changes only
     $("job-percent").textContent = `${shown}%`;
-    $("job-progress-bar").style.width = `${value}%`;
+    fill.style.width = `${value}%`;
+    if (fill.style.transition) {
+      void fill.offsetWidth; // the new width is laid out before the transition comes back
+      fill.style.transition = "";
+    }
     const bar = $("job-progress");
     bar.setAttribute("aria-valuenow", String(Math.round(value)));
     bar.dataset.state = barStateName;
+  }
+
+  /* The upload's own line, once its bytes are all on the server: the import's bar that
+     follows measures the import alone (it read the rows as they arrived). */
+  function renderUploaded(job) {
+    const line = $("upload-done");
+    line.hidden = !(state.file && state.uploadedFor === String(job.id));
+    if (!line.hidden) $("upload-done-text").textContent = `Uploaded ${format.bytes(state.file.size)}`;
   }
 
   function renderResult(node) {
@@ -720,6 +756,7 @@
     stopWatching();
     Object.assign(state, {
       file: null, xhr: null, upload: null, jobId: null, job: null, uploadError: null, shown: null,
+      uploadedFor: null,
     });
     renderSections({ id: null, status: "none" });
     history.replaceState(null, "", location.pathname);
@@ -819,7 +856,7 @@
     const shown = state.file || (state.job && String(state.job.id) === String(jobId));
     if (!shown) {
       renderHead("", `import #${jobId}`, "queued");
-      renderProgress("Loading…", 0, "");
+      renderProgress("Loading…", 0, "", `import:${jobId}`);
       $("job-detail").textContent = "";
     }
     poll(jobId, { thenWatch: true });
