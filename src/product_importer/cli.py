@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 import click
 import flask_migrate
+from click.core import ParameterSource
 from flask import current_app
 from sqlalchemy import make_url
 
@@ -168,6 +169,8 @@ def import_file(path, plan, apply_id, max_invalid, columns, url, token) -> None:
     ignored = [f"--{name.replace('_', '-')}" for name, value in given.items() if value is not None]
     if apply_id is not None and ignored:  # a plan runs with the options it was made with
         raise click.UsageError(f"--apply ID takes no other options (given: {', '.join(ignored)}).")
+    if token and not url:
+        _token_without_url(apply_id)
     if url:
         from .imports.remote import import_remotely
 
@@ -180,6 +183,28 @@ def import_file(path, plan, apply_id, max_invalid, columns, url, token) -> None:
         if apply_id is not None:
             raise SystemExit(apply_from_terminal(apply_id))
         raise SystemExit(run_import_from_terminal(path, given))
+
+
+def _token_without_url(apply_id: int | None) -> None:
+    """A token is for a remote server: refuse one given on the command line without --url
+    (it would be ignored, and the file imported into this machine's database instead); one
+    from the environment is said, and the import goes on here."""
+    source = click.get_current_context().get_parameter_source("token")
+    if source == ParameterSource.COMMANDLINE and apply_id is not None:
+        raise click.UsageError(
+            "--token is for a remote server, and --apply ID applies a plan of this machine's "
+            "database: leave --token out."
+        )
+    if source == ParameterSource.COMMANDLINE:
+        raise click.UsageError(
+            "--token is for a remote server: add --url https://... (the server to import "
+            "into), or leave --token out to import into this machine's database."
+        )
+    click.echo(
+        "Note: PRODUCT_IMPORTER_TOKEN is set, but without --url the file is imported into "
+        "this machine's database. Add --url https://... to import into a remote server.",
+        err=True,
+    )
 
 
 @main.group()

@@ -162,11 +162,13 @@ def test_a_worker_without_a_broker_says_what_it_needs_and_exits(tmp_path, test_e
     assert "`product-importer serve` runs the worker itself" in done.stderr
 
 
-def run_import_command(path, *options: str) -> subprocess.CompletedProcess:
-    """`product-importer import FILE` with the test session's settings (PostgreSQL, Redis)."""
+def run_import_command(path, *options: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`product-importer import FILE` with the test session's settings (PostgreSQL, Redis),
+    and `env` besides."""
     return subprocess.run(
         [str(BIN / "product-importer"), "import", *([str(path)] if path else []), *options],
         cwd=ROOT,
+        env=os.environ | (env or {}),
         capture_output=True,
         text=True,
         timeout=120,
@@ -419,6 +421,53 @@ def test_a_plan_applied_from_the_command_line_is_the_command_lines_not_the_uploa
     assert [(e["target"], e["actor"], e["details"]) for e in entries["items"]] == [
         (f"import #{job_id}", None, {"via": "cli"})
     ]
+
+
+def test_a_token_without_a_url_is_refused_not_ignored(tmp_path, catalog, accounts):
+    """A token is for a remote server: given without --url, the file went into this
+    machine's database, and the person believed it was on the server."""
+    path = tmp_path / "fruit.csv"
+    path.write_text("sku,name\nA-1,Apple\n")
+
+    refused = run_import_command(path, "--token", accounts["editor"].token)
+
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "Error: --token is for a remote server: add --url https://..." in refused.stderr
+    assert "or leave --token out to import into this machine's database." in refused.stderr
+    assert catalog() == []  # nothing was imported here
+
+
+def test_a_token_given_to_apply_a_plan_is_refused(tmp_path, catalog, accounts):
+    path = tmp_path / "items.csv"
+    path.write_text("sku,name\nA-1,Apple\n")
+    planned = run_import_command(path, "--plan")
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    job_id = planned.stdout.split("import --apply ")[1].split()[0]
+
+    refused = run_import_command(None, "--apply", job_id, "--token", accounts["editor"].token)
+
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "--apply ID applies a plan of this machine's database: leave --token out" in (
+        refused.stderr
+    )
+    assert catalog() == []
+
+
+def test_a_token_from_the_environment_without_a_url_imports_here_and_says_so(
+    tmp_path, catalog, accounts
+):
+    """A token left in the environment is no request for a remote call: the import runs
+    here, as before, but the person is told, not left to believe it went to a server."""
+    path = tmp_path / "fruit.csv"
+    path.write_text("sku,name\nA-1,Apple\n")
+
+    result = run_import_command(path, env={"PRODUCT_IMPORTER_TOKEN": accounts["editor"].token})
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PRODUCT_IMPORTER_TOKEN is set, but without --url the file is imported into this" in (
+        result.stderr
+    )
+    assert [row[1:3] for row in catalog()] == [("A-1", "Apple")]
 
 
 def test_the_import_command_says_which_option_is_wrong(tmp_path, catalog):
