@@ -211,7 +211,7 @@ def test_a_workbook_refused_at_once_leaves_the_note_of_an_unfinished_upload(page
 
 
 def test_an_import_waiting_for_its_stopped_upload_says_so_not_that_it_waits_for_a_worker(
-    page: Page, http
+    page: Page, http, artifacts
 ):
     # An upload cut off (a closed laptop): its import goes back to the queue until the bytes
     # come. Watched from the history, the page must not say it waits for a worker.
@@ -234,8 +234,22 @@ def test_an_import_waiting_for_its_stopped_upload_says_so_not_that_it_waits_for_
 
     expect(page.locator("#job-message")).to_contain_text("Waiting for the upload to go on")
     detail = page.locator("#job-detail")
-    expect(detail).to_contain_text("choose the same file again on the upload page")
+    expect(detail).to_contain_text("choose the same file again in the browser that sent it")
     expect(detail).not_to_contain_text("Waiting for a worker")
+    shoot(page, artifacts, "upload-page-upload-stalled")
+    # the page can do what it says: back to the drop zone (the import goes on waiting)
+    page.get_by_role("button", name="Choose the file again").click()
+    expect(page.get_by_label(PICK)).to_be_attached()
+    expect(page.locator("#upload-section")).to_be_visible()
+
+    # the import's own page says what to do too, not only that it waits
+    page.goto(f"/imports/{job['id']}")
+    expect(page.locator(".job-message")).to_contain_text("Waiting for the upload to go on")
+    stalled = page.locator("#upload-stalled")
+    expect(stalled).to_contain_text("choose the same file again on the upload page")
+    expect(stalled.get_by_role("link", name="upload page")).to_have_attribute("href", "/")
+    shoot(page, artifacts, "import-page-upload-stalled")
+    assert http.get(f"/api/imports/{job['id']}").json()["status"] == "queued"
     assert http.delete(url, headers=tus).status_code == 204
 
 

@@ -29,13 +29,15 @@ GONE = (
 )
 
 
+# How the message of a job whose upload stands still begins (the pages look for it).
+UPLOAD_STALLED = "Waiting for the upload to go on"
+
+
 class UploadStalled(ImportStopped):
     """The upload stopped moving: the job waits in the queue until more bytes arrive."""
 
     def __init__(self, received: int, length: int):
-        super().__init__(
-            f"Waiting for the upload to go on ({received:,} of {length:,} bytes received)"
-        )
+        super().__init__(f"{UPLOAD_STALLED} ({received:,} of {length:,} bytes received)")
 
 
 @contextmanager

@@ -11,6 +11,7 @@ from ..extensions import db
 from ..timeutil import aware, local_times, utcnow
 from . import service
 from .failures import TOO_MANY_INVALID
+from .growing import UPLOAD_STALLED
 from .models import ImportJob, superseded_note
 
 bp = Blueprint("imports", __name__, template_folder="templates")
@@ -113,7 +114,14 @@ def history_row(job: ImportJob) -> dict:
         "retryable": retryable(row) and not refusal,
         "retry_refusal": refusal,
         "stopped_by_threshold": stopped_by_threshold(row) and not refusal,
+        "upload_stalled": upload_stalled(row),
     }
+
+
+def upload_stalled(job: dict) -> bool:
+    """Whether the job is back in the queue until its upload goes on (upload.js says the same):
+    the page says how to go on."""
+    return job["status"] == "queued" and (job["message"] or "").startswith(UPLOAD_STALLED)
 
 
 def stopped_by_threshold(job: dict) -> bool:

@@ -492,6 +492,7 @@
       errors: finished && job.rows_invalid > 0,
       details: finished,
       another: finished,
+      chooseAgain: job.status === "queued" && job.message.startsWith(UPLOAD_STOPPED),
     });
     $("errors-link").href = `/api/imports/${job.id}/rejected.csv?bom=true`; // for Excel
     $("details-link").href = `/imports/${job.id}`;
@@ -549,8 +550,8 @@
 
   function jobDetail(job) {
     if (job.status === "queued" && job.message.startsWith(UPLOAD_STOPPED)) {
-      return "Its upload has stopped: choose the same file again on the upload page to go on, " +
-        "or cancel the import.";
+      return "Its upload has stopped: choose the same file again in the browser that sent it to " +
+        "go on from where it stopped, or cancel the import.";
     }
     if (job.status === "queued") return "Waiting for a worker and for earlier imports to finish.";
     if (job.status === "running") {
@@ -743,6 +744,7 @@
     $("products-link").hidden = !visible.products;
     $("errors-link").hidden = !visible.errors;
     $("another-button").hidden = !(visible.another && editor);
+    $("choose-again-button").hidden = !(visible.chooseAgain && editor);
     $("pause-button").hidden = !(visible.pause && editor);
     $("resume-button").hidden = !(visible.resume && editor);
     // Keep keyboard users in place when the button they used disappears.
@@ -827,6 +829,8 @@
   });
 
   $("another-button").addEventListener("click", reset);
+  // Back to the drop zone, which says which upload did not finish; the import waits for it.
+  $("choose-again-button").addEventListener("click", reset);
   if ($("discard-unfinished")) $("discard-unfinished").addEventListener("click", discardUnfinished);
   $("pause-button").addEventListener("click", pauseUpload);
   $("resume-button").addEventListener("click", resumeUpload);
