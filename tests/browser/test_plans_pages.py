@@ -359,8 +359,14 @@ def test_the_page_of_a_running_import_follows_it_to_its_change_record(page: Page
         expect(page.get_by_role("link", name="Watch progress")).to_have_attribute(
             "href", f"/?job={job['id']}"
         )
+        # products are counted as the merge ends: not known yet, not "0 created"
+        for stat in ("created", "updated", "unchanged"):
+            expect(page.locator(f"#stat-{stat}")).to_have_text("–")
+        expect(page.locator("#stat-rows")).to_have_text("1")
 
     expect(page.locator("#job-badge")).to_have_text("Completed")
+    expect(page.locator("#stat-created")).to_have_text("1")
+    expect(page.locator("#stat-unchanged")).to_have_text("0")
     expect(page.get_by_role("heading", name="Change record")).to_be_visible()
     expect(page.locator("#changes-slot tbody tr")).to_have_text(re.compile(r"A-1\s*Apple\s*true"))
 
