@@ -110,3 +110,15 @@ def test_an_imports_page_offers_the_same_rejected_rows_as_the_history(page: Page
         "\ufeffline,reason,sku,name,colour",  # for Excel, as the history's download
         "3,sku is empty,,No SKU,blue",
     ]
+
+
+def test_a_queued_imports_page_does_not_show_its_bar_at_work(page: Page, http, live_worker):
+    # The striped, moving bar says the import is being worked on; a queued one waits.
+    with paused(live_worker):  # no worker takes it: it stays queued
+        queued = upload_csv(http, "sku,name\nA-1,Apple\n", filename="fruit.csv").json()
+        page.goto(f"/imports/{queued['id']}")
+        expect(page.locator("#job-badge")).to_have_text("Queued")
+        bar = page.get_by_role("progressbar", name="Progress")
+        expect(bar).to_be_visible()
+        expect(bar).not_to_have_attribute("data-state", "active")
+        assert http.post(f"/api/imports/{queued['id']}/cancel").status_code == 202
