@@ -70,6 +70,31 @@ def test_only_http_and_https_urls_are_accepted(url):
         ssrf.parse(url)
 
 
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("http://127.0.0.1:0/hook", "Port 0 does not exist: give one from 1 to 65535"),
+        ("http://127.0.0.1:65536/hook", "Port 65536 does not exist"),
+        ("http://localhost:99999/hook", "Port 99999 does not exist"),
+        ("http://exa mple.com/hook", "The host name 'exa mple.com' holds a space"),
+    ],
+)
+def test_a_port_or_host_name_that_cannot_exist_is_refused_saying_so(client, url, said):
+    response = client.post("/api/webhooks", json={"url": url, "events": ["product.created"]})
+
+    assert response.status_code == 422
+    assert response.get_json()["error"]["details"]["url"].startswith(said)
+    assert client.get("/api/webhooks").get_json()["items"] == []
+
+
+def test_the_highest_port_is_a_port(client):
+    url = "http://127.0.0.1:65535/hook"
+    response = client.post("/api/webhooks", json={"url": url, "events": ["product.created"]})
+
+    assert response.status_code == 201
+    assert response.get_json()["url"] == url
+
+
 def test_a_name_resolving_to_loopback_is_named_in_the_refusal():
     with pytest.raises(ssrf.Refused, match=r"localhost resolves to 127\.0\.0\.1 is a loopback"):
         ssrf.check_url("http://localhost/hook", allow_private=False)

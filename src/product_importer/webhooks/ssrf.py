@@ -10,6 +10,7 @@ import ipaddress
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 import httpx
 
@@ -25,6 +26,7 @@ TUNNELS = {
     ipaddress.ip_network("2002::/16"): "a 6to4 address (it embeds an IPv4 address)",
     ipaddress.ip_network("2001::/32"): "a Teredo address (it embeds an IPv4 address)",
 }
+MAX_PORT = 65535
 SAVE_LOOKUP_TIMEOUT_SECONDS = 10.0  # a webhook being saved waits no longer for DNS than this
 
 
@@ -67,6 +69,17 @@ def parse(url: str) -> httpx.URL:
         raise Refused("Only http:// and https:// URLs can receive webhooks.")
     if not parsed.host:
         raise Refused("The URL has no host name.")
+    if "%" in parsed.host:  # httpx escapes a space (or such) rather than refusing it
+        raise Refused(
+            f"The host name {unquote(parsed.host)!r} holds a space or another character a host "
+            "name cannot have; check the URL."
+        )
+    if parsed.port is not None and not 1 <= parsed.port <= MAX_PORT:
+        # else port 0 would be sent to the scheme's port, and 99999 refused at every attempt
+        raise Refused(
+            f"Port {parsed.port} does not exist: give one from 1 to {MAX_PORT}, or none "
+            "(http:// uses 80, https:// 443)."
+        )
     return parsed
 
 
