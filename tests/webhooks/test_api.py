@@ -113,6 +113,35 @@ def test_test_reports_errors_and_non_2xx_answers(api, receiver):
     assert unreachable["error"]
 
 
+def test_a_test_answered_410_disables_the_webhook_as_its_error_says(api, receiver):
+    endpoint = create_endpoint(api, receiver.url)
+    receiver.answer(Answer(status=410))
+
+    result = api.post(f"/api/webhooks/{endpoint['id']}/test").get_json()
+
+    assert (result["ok"], result["status_code"]) == (False, 410)
+    assert result["error"] == "HTTP 410 Gone: the webhook was disabled"
+    shown = api.get(f"/api/webhooks/{endpoint['id']}").get_json()
+    assert shown["enabled"] is False
+    assert "the receiver answered 410 Gone" in shown["disabled_reason"]
+
+
+@pytest.mark.parametrize("location", ["/hooks/v2", "https://hooks.example.com/v2"])
+def test_a_redirect_says_where_to_and_what_to_do(api, receiver, location):
+    endpoint = create_endpoint(api, receiver.url)
+    receiver.answer(Answer(status=308, headers={"Location": location}))
+
+    result = api.post(f"/api/webhooks/{endpoint['id']}/test").get_json()
+
+    where = location if location.startswith("https:") else receiver.url.replace("/hook", location)
+    assert (result["ok"], result["status_code"]) == (False, 308)
+    assert result["error"] == (
+        f"HTTP 308 Permanent Redirect: the receiver redirects to {where}. Redirects are not "
+        "followed; if that is where events should go, change the webhook's URL to it"
+    )
+    assert len(receiver.requests) == 1  # and the redirect was not followed
+
+
 def test_test_gives_up_on_an_answer_trickling_in_at_the_timeout(
     any_app, api, receiver, monkeypatch
 ):

@@ -24,7 +24,7 @@ from ..extensions import db
 from ..metrics import pushed
 from ..timeutil import aware, utcnow
 from . import events, sender
-from .models import Attempt, Delivery, DeliveryStatus, Endpoint, signing_secrets
+from .models import Attempt, Delivery, DeliveryStatus, Endpoint, gone_columns, signing_secrets
 from .sender import Outcome, Verdict
 from .service import allow_private, order_wait_seconds, retry_base_seconds, timeout_seconds
 
@@ -300,14 +300,7 @@ def retry_delay(attempt: int, retry_after: float | None = None) -> float:
 def _disable(conn: Connection, endpoint_id: int) -> None:
     log.warning("webhook %s answered 410 Gone; disabling it", endpoint_id)
     conn.execute(
-        update(endpoints)
-        .where(endpoints.c.id == endpoint_id)
-        .values(
-            enabled=False,
-            disabled_reason=f"Disabled at {utcnow():%Y-%m-%d %H:%M} UTC: the receiver "
-            "answered 410 Gone. Enable it again once the receiver accepts events.",
-            updated_at=utcnow(),
-        )
+        update(endpoints).where(endpoints.c.id == endpoint_id).values(**gone_columns(utcnow()))
     )
 
 

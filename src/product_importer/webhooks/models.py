@@ -71,6 +71,16 @@ def signing_secrets(secret: str, previous: str | None, until: datetime | None) -
     return [secret]
 
 
+def gone_columns(now: datetime) -> dict:
+    """The columns of an endpoint whose receiver answered 410 Gone: disabled, saying why."""
+    return {
+        "enabled": False,
+        "disabled_reason": f"Disabled at {now:%Y-%m-%d %H:%M} UTC: the receiver answered 410 "
+        "Gone. Enable it again once the receiver accepts events.",
+        "updated_at": now,
+    }
+
+
 class Delivery(db.Model):
     """One event for one endpoint; `event_id` is the `webhook-id` of every attempt."""
 

@@ -164,7 +164,7 @@ def send(
     except httpx.HTTPError as error:
         said = _unreachable(url, reasons.network(error, target.url), error)
         return Outcome(Verdict.RETRY, response_time_ms=_elapsed_ms(started), error=said)
-    return judge(response, _elapsed_ms(started))
+    return judge(response, _elapsed_ms(started), url=parsed)
 
 
 @contextlib.contextmanager
@@ -224,8 +224,11 @@ def _drain(response: httpx.Response, deadline: float) -> None:
             raise httpx.ReadTimeout("The answer took too long", request=response.request)
 
 
-def judge(response: httpx.Response, response_time_ms: int) -> Outcome:
-    """Say what a receiver's answer means: success, retry later, give up, or stop for good."""
+def judge(response: httpx.Response, response_time_ms: int, *, url: httpx.URL) -> Outcome:
+    """Say what a receiver's answer means: success, retry later, give up, or stop for good.
+
+    `url` is the webhook's URL, which a relative `Location` is read against.
+    """
     code = response.status_code
     reply = {"status_code": code, "response_time_ms": response_time_ms}
     if 200 <= code < 300:
@@ -236,7 +239,23 @@ def judge(response: httpx.Response, response_time_ms: int) -> Outcome:
     if code >= 500 or code == 429:
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         return Outcome(Verdict.RETRY, **reply, error=error, retry_after=retry_after)
+    location = response.headers.get("location") if 300 <= code < 400 else None
+    if location:
+        return Outcome(Verdict.FAILED, **reply, error=_redirected(error, url, location))
     return Outcome(Verdict.FAILED, **reply, error=f"{error} (only 5xx and 429 are retried)")
+
+
+def _redirected(error: str, url: httpx.URL, location: str) -> str:
+    """Say where a receiver redirects to, and what to do: redirects are never followed (the
+    address they point to would escape the check of the webhook's own)."""
+    try:
+        where = str(url.join(location))
+    except httpx.InvalidURL:
+        where = location
+    return (
+        f"{error}: the receiver redirects to {where}. Redirects are not followed; "
+        "if that is where events should go, change the webhook's URL to it"
+    )
 
 
 def parse_retry_after(value: str | None) -> float | None:

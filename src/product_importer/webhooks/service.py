@@ -14,7 +14,7 @@ from ..accounts.auth import current_actor
 from ..errors import Conflict, Invalid, NotFound
 from ..timeutil import utcnow
 from . import events, sender, signing, ssrf
-from .models import Attempt, Delivery, DeliveryStatus, Endpoint
+from .models import Attempt, Delivery, DeliveryStatus, Endpoint, gone_columns
 
 EDITABLE = {"url", "events", "enabled", "description"}
 DEFAULT_DELIVERIES = 50
@@ -286,6 +286,9 @@ def send_test(session: Session, endpoint_id: int) -> dict:
         finished_at=utcnow(),
     )
     session.add(delivery)
+    if outcome.verdict == sender.Verdict.GONE:  # as a delivery's 410 does, and its error says
+        for name, value in gone_columns(utcnow()).items():
+            setattr(endpoint, name, value)
     session.flush()
     reply = outcome.reply()
     session.add(Attempt(delivery_id=delivery.id, number=1, started_at=started, **reply))
