@@ -385,3 +385,182 @@ def test_resend_failed_since_is_in_the_deliveries_and_says_why_it_cannot(
     dialog.get_by_role("button", name="Resend failed").click()
     expect(dialog.locator("#recover-since-error")).to_have_text("Choose the time to resend from.")
     expect(dialog.get_by_label("Failed since")).to_be_focused()
+
+
+def hook_at(http, receiver, **fields) -> dict:
+    """A webhook to the receiver made through the API (as another tab or admin would)."""
+    body = {"url": receiver.url, "events": ["product.created", "product.updated"], **fields}
+    created = http.post("/api/webhooks", json=body)
+    assert created.status_code == 201, created.text
+    return created.json()
+
+
+def test_an_edit_saves_only_what_was_changed_in_the_form(page: Page, http, receiver):
+    hook = hook_at(http, receiver)
+    page.goto("/webhooks")
+    page.get_by_role("button", name=f"Edit {receiver.url}").click()
+    form = page.get_by_role("dialog", name="Edit webhook")
+    expect(form.get_by_label("Enabled")).to_be_checked()
+    # Meanwhile another tab changes its events, and a 410 (here: another admin) disables it.
+    change = {"events": ["product.deleted"], "enabled": False}
+    assert http.patch(f"/api/webhooks/{hook['id']}", json=change).is_success
+
+    form.get_by_label("Description").fill("CRM sync")
+    form.get_by_role("button", name="Save changes").click()
+
+    expect(page.get_by_text("Webhook saved.")).to_be_visible()
+    shown = http.get(f"/api/webhooks/{hook['id']}").json()
+    assert (shown["description"], shown["events"], shown["enabled"]) == (
+        "CRM sync",
+        ["product.deleted"],
+        False,
+    )
+    row = page.locator("#webhooks-body tr")
+    expect(row.get_by_role("switch")).not_to_be_checked()
+    expect(row).to_contain_text("product.deleted")
+
+
+def test_the_edit_form_shows_the_webhook_as_it_is_now(page: Page, http, receiver):
+    hook = hook_at(http, receiver)
+    page.goto("/webhooks")
+    row = page.locator("#webhooks-body tr")
+    expect(row.get_by_role("switch")).to_be_checked()
+    receiver.answer(Answer(status=410))  # the receiver is gone: a delivery disables the webhook
+    assert http.post("/api/products", json={"sku": "GONE-1", "name": "Gone"}).status_code == 201
+    receiver.wait_for(1)
+    settled_deliveries(http, hook["id"])
+
+    row.get_by_role("button", name=f"Edit {receiver.url}").click()
+
+    form = page.get_by_role("dialog", name="Edit webhook")
+    expect(form.get_by_label("Enabled")).not_to_be_checked()
+    form.get_by_role("button", name="Cancel").click()
+    expect(row.get_by_role("switch")).not_to_be_checked()
+    expect(row).to_contain_text("the receiver answered 410 Gone")
+    expect(row.get_by_role("button", name=f"Edit {receiver.url}")).to_be_focused()
+
+
+def test_saving_an_edit_with_the_keyboard_leaves_the_focus_on_its_edit_button(
+    page: Page, http, receiver
+):
+    hook_at(http, receiver)
+    page.goto("/webhooks")
+    edit = page.get_by_role("button", name=f"Edit {receiver.url}")
+    edit.focus()
+    page.keyboard.press("Enter")
+    form = page.get_by_role("dialog", name="Edit webhook")
+    form.get_by_label("Description").focus()
+    page.keyboard.type("CRM sync")
+    page.keyboard.press("Enter")
+
+    expect(page.get_by_text("Webhook saved.")).to_be_visible()
+    expect(page.locator("#webhooks-body tr")).to_contain_text("CRM sync")
+    expect(edit).to_be_focused()
+
+
+def test_a_test_with_the_keyboard_leaves_the_focus_on_its_button(page: Page, http, receiver):
+    hook_at(http, receiver)
+    page.goto("/webhooks")
+    row = page.locator("#webhooks-body tr")
+    receiver.answer(Answer(status=200))
+    test = row.get_by_role("button", name=f"Test {receiver.url}")
+    test.focus()
+    page.keyboard.press("Enter")
+
+    expect(row.locator(".test-result")).to_contain_text("200")
+    expect(test).to_be_focused()
+
+
+def test_redeliver_with_the_keyboard_leaves_the_focus_on_its_button(page: Page, http, receiver):
+    hook_at(http, receiver)
+    page.goto("/webhooks")
+    page.get_by_role("button", name=f"Test {receiver.url}").click()
+    page.get_by_role("button", name=f"Deliveries of {receiver.url}").click()
+    deliveries = page.locator("#deliveries-body tr")
+    expect(deliveries).to_have_count(1)
+    redeliver = deliveries.first.get_by_role("button", name=re.compile("^Redeliver ping"))
+    redeliver.focus()
+    page.keyboard.press("Enter")
+
+    expect(deliveries).to_have_count(2)
+    expect(deliveries.first).to_contain_text("succeeded")  # sent by the worker, polled
+    expect(deliveries.nth(1).get_by_role("button", name=re.compile("^Redeliver"))).to_be_focused()
+
+
+def test_a_test_answered_410_shows_the_webhook_disabled(page: Page, http, receiver):
+    hook_at(http, receiver)
+    page.goto("/webhooks")
+    row = page.locator("#webhooks-body tr")
+    receiver.answer(Answer(status=410))
+    test = row.get_by_role("button", name=f"Test {receiver.url}")
+    test.focus()
+    page.keyboard.press("Enter")
+
+    expect(row.locator(".test-result")).to_contain_text("410")
+    expect(row.get_by_role("switch")).not_to_be_checked()
+    expect(row).to_contain_text("the receiver answered 410 Gone")
+    expect(test).to_be_focused()
+
+
+DELETED = "The webhook to {} was deleted meanwhile, in another tab or by another admin."
+
+
+@pytest.mark.parametrize("action", ["Test", "Edit", "Delete", "Deliveries of"])
+def test_a_webhook_deleted_in_another_tab_is_said_so_and_leaves_the_list(
+    page: Page, http, receiver, action
+):
+    hook = hook_at(http, receiver)
+    page.goto("/webhooks")
+    row = page.locator("#webhooks-body tr")
+    expect(row).to_have_count(1)
+    assert http.delete(f"/api/webhooks/{hook['id']}").status_code == 204
+
+    row.get_by_role("button", name=f"{action} {receiver.url}").click()
+    if action == "Delete":
+        confirm = page.get_by_role("dialog", name="Delete webhook")
+        confirm.get_by_role("button", name="Delete").click()
+
+    expect(page.get_by_text(DELETED.format(receiver.url))).to_be_visible()
+    expect(page.get_by_text("No webhooks yet")).to_be_visible()
+    expect(page.get_by_role("heading", name="Recent deliveries")).to_be_hidden()
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    expect(page.get_by_role("button", name="Add webhook")).to_be_focused()
+    expect(page.get_by_text("does not exist")).to_have_count(0)
+
+
+def test_a_webhook_deleted_while_its_form_is_open_can_be_added_again(page: Page, http, receiver):
+    hook = hook_at(http, receiver)
+    page.goto("/webhooks")
+    page.get_by_role("button", name=f"Edit {receiver.url}").click()
+    form = page.get_by_role("dialog", name="Edit webhook")
+    form.get_by_label("Description").fill("CRM sync")
+    assert http.delete(f"/api/webhooks/{hook['id']}").status_code == 204
+
+    form.get_by_role("button", name="Save changes").click()
+
+    form = page.get_by_role("dialog", name="Add webhook")
+    expect(form.get_by_role("alert")).to_have_text(
+        f"The webhook to {receiver.url} was deleted while you were editing it, in another tab "
+        "or by another admin. Add webhook adds it again with these values and a new signing "
+        "secret; Cancel leaves it deleted."
+    )
+    expect(page.get_by_text("No webhooks yet")).to_be_visible()
+    form.get_by_role("button", name="Add webhook").click()
+    secret = page.get_by_role("dialog", name="Webhook added").get_by_label("Signing secret")
+    expect(secret).to_have_value(re.compile("^whsec_"))
+    (again,) = http.get("/api/webhooks").json()["items"]
+    assert (again["url"], again["description"]) == (receiver.url, "CRM sync")
+    assert again["events"] == ["product.created", "product.updated"]
+
+
+def test_open_deliveries_of_a_webhook_deleted_elsewhere_close_saying_so(page: Page, http, receiver):
+    hook = hook_at(http, receiver)
+    page.goto("/webhooks")
+    page.get_by_role("button", name=f"Deliveries of {receiver.url}").click()
+    expect(page.get_by_text("No deliveries yet.")).to_be_visible()
+
+    assert http.delete(f"/api/webhooks/{hook['id']}").status_code == 204  # polled, no Refresh
+
+    expect(page.get_by_text(DELETED.format(receiver.url))).to_be_visible()
+    expect(page.get_by_role("heading", name="Recent deliveries")).to_be_hidden()
+    expect(page.get_by_text("No webhooks yet")).to_be_visible()

@@ -6,7 +6,7 @@
   "use strict";
 
   const {
-    api, can, el, format, formErrors, notify, openDialog, closeDialog, setBusy, whileBusy, withLocalTimes,
+    api, ApiError, can, el, format, formErrors, notify, openDialog, closeDialog, setBusy, whileBusy, withLocalTimes,
   } = window.App;
   const $ = (id) => document.getElementById(id);
   const POLL_MS = 2000;
@@ -38,9 +38,41 @@
     }
   }
 
+  /* Drawn again (after a save, a test answered 410, a change in another tab): the control
+     that had the focus keeps it, so that a keyboard user is not sent back to the top. */
   function renderWebhooks() {
-    $("webhooks-body").replaceChildren(...state.webhooks.map(webhookRow));
+    refill($("webhooks-body"), state.webhooks.map(webhookRow));
     $("webhooks-empty").hidden = state.webhooks.length > 0;
+  }
+
+  /* Fill a table's body anew; the button that had the focus (the same action on the same
+     row) keeps it. */
+  function refill(body, rows) {
+    const had = body.contains(document.activeElement) ? { ...document.activeElement.dataset } : {};
+    body.replaceChildren(...rows);
+    const again = had.action && body.querySelector(`[data-action="${had.action}"][data-id="${had.id}"]`);
+    if (again) again.focus({ preventScroll: true });
+  }
+
+  /* Run a row's request with its button busy (disabled, so the browser takes the focus away
+     from it); the focus comes back to the button when it had it. */
+  async function busyButton(button, text, work) {
+    const focused = document.activeElement === button;
+    try {
+      return await whileBusy({ button, text }, work);
+    } finally {
+      if (focused && button.isConnected) button.focus({ preventScroll: true });
+    }
+  }
+
+  /* A webhook deleted meanwhile (in another tab, or by another admin): say so in words
+     ("Webhook 12 does not exist" helps no one) and show the list as it is now. */
+  async function deletedMeanwhile(hook) {
+    notify(`The webhook to ${hook.url} was deleted meanwhile, in another tab or by another admin.`, "info");
+    if (state.shown === hook.id) hideDeliveries();
+    delete state.tests[hook.id];
+    await loadWebhooks();
+    if (can("admin")) $("new-webhook-button").focus();
   }
 
   function webhookRow(hook) {
@@ -133,14 +165,15 @@
     state.tests[id] = { pending: true };
     $(`test-result-${id}`).replaceWith(testResult(id));
     try {
-      state.tests[id] = await whileBusy({ button: trigger, text: "Testing…" }, () =>
-        api("POST", `/api/webhooks/${id}/test`),
-      );
+      state.tests[id] = await busyButton(trigger, "Testing…", () => api("POST", `/api/webhooks/${id}/test`));
     } catch (error) {
+      if (error.status === 404) return deletedMeanwhile(findWebhook(id));
       state.tests[id] = { ok: false, error: error.message };
     }
     $(`test-result-${id}`).replaceWith(testResult(id));
     if (state.shown === id) loadDeliveries();
+    // A 410 disabled the webhook: its switch and the reason are shown as they are now.
+    if (state.tests[id].status_code === 410) await loadWebhooks();
   }
 
   async function toggle(input) {
@@ -152,6 +185,7 @@
       notify(`Webhook ${changed.enabled ? "enabled" : "disabled"}.`, "success");
       if (changed.enabled) offerRecovery(hook);
     } catch (error) {
+      if (error.status === 404) return deletedMeanwhile(hook);
       input.checked = !input.checked;
       notify(`Could not change the webhook: ${error.message}`, "error");
     } finally {
@@ -170,7 +204,7 @@
     const actions = {
       test: () => runTest(id, target),
       deliveries: () => showDeliveries(id),
-      edit: () => openForm(findWebhook(id)),
+      edit: () => editWebhook(findWebhook(id)),
       delete: () => confirmDelete(findWebhook(id)),
     };
     actions[target.dataset.action]();
@@ -181,6 +215,27 @@
   }
 
   /* ---- add and edit -------------------------------------------------------------------- */
+
+  let opening = false;
+
+  /* Edit the webhook as it is now (a 410 may have disabled it, another tab changed it), not
+     as the list showed it when it loaded. */
+  async function editWebhook(hook) {
+    if (opening) return;
+    opening = true;
+    let read;
+    try {
+      read = await api("GET", `/api/webhooks/${hook.id}`);
+    } catch (error) {
+      if (error.status === 404) return deletedMeanwhile(hook);
+      return notify(`Could not open the webhook: ${error.message}`, "error");
+    } finally {
+      opening = false;
+    }
+    Object.assign(hook, read);
+    renderWebhooks();
+    openForm(hook);
+  }
 
   function openForm(hook) {
     state.editing = hook || null;
@@ -214,24 +269,52 @@
     };
   }
 
+  /* For an edit, only what the person changed: the rest may have changed meanwhile (a 410
+     disabled it, another tab changed its events), and sending it back would undo that. */
+  function changes(values) {
+    const hook = state.editing;
+    if (!hook) return values;
+    const same = (name) => JSON.stringify(values[name]) === JSON.stringify(hook[name]);
+    return Object.fromEntries(Object.keys(values).filter((name) => !same(name)).map((name) => [name, values[name]]));
+  }
+
   async function submitForm(event) {
     event.preventDefault();
     webhookErrors.clear();
     const dialog = $("webhook-dialog");
     const editing = state.editing;
-    const values = formValues();
+    const values = changes(formValues());
+    if (editing && !Object.keys(values).length) {
+      closeDialog(dialog);
+      return notify("Nothing changed.", "info");
+    }
     let saved;
     try {
       saved = await whileBusy({ button: $("webhook-save"), text: "Saving…", dialog }, () =>
         editing ? api("PATCH", `/api/webhooks/${editing.id}`, values) : api("POST", "/api/webhooks", values),
       );
     } catch (error) {
+      if (error.status === 404 && editing) return deletedWhileEditing();
       return webhookErrors.show(error);
     }
     closeDialog(dialog);
     await loadWebhooks();
     if (editing) notify("Webhook saved.", "success");
     else showSecret(saved.secret);
+  }
+
+  /* What was typed is not lost: the form becomes a new webhook's, which can add it again. */
+  function deletedWhileEditing() {
+    const { url } = state.editing;
+    state.editing = null;
+    $("webhook-dialog-title").textContent = "Add webhook";
+    $("webhook-save").textContent = "Add webhook";
+    $("rotate-secret").hidden = true;
+    const message =
+      `The webhook to ${url} was deleted while you were editing it, in another tab or by another admin. ` +
+      "Add webhook adds it again with these values and a new signing secret; Cancel leaves it deleted.";
+    webhookErrors.show(new ApiError(404, message, "not_found"));
+    loadWebhooks();
   }
 
   function showSecret(secret, { title = "Webhook added", previous = "" } = {}) {
@@ -259,6 +342,7 @@
         api("POST", `/api/webhooks/${hook.id}/rotate-secret`, body),
       );
     } catch (error) {
+      if (error.status === 404) return deletedWhileEditing();
       return notify(`Could not rotate the secret: ${error.message}`, "error");
     }
     Object.assign(hook, rotated);
@@ -299,7 +383,9 @@
         api("DELETE", `/api/webhooks/${hook.id}`),
       );
     } catch (error) {
-      return notify(`Could not delete the webhook: ${error.message}`, "error");
+      if (error.status !== 404) return notify(`Could not delete the webhook: ${error.message}`, "error");
+      closeDialog(dialog);
+      return deletedMeanwhile(hook);
     }
     closeDialog(dialog);
     if (state.shown === hook.id) hideDeliveries();
@@ -347,12 +433,15 @@
       const seen = JSON.stringify(items);
       if (seen !== state.deliveriesSeen) {
         state.deliveriesSeen = seen;
-        $("deliveries-body").replaceChildren(...items.map(deliveryRow));
+        refill($("deliveries-body"), items.map(deliveryRow));
         $("deliveries-status").textContent = items.length
           ? `${items.length === 1 ? "1 most recent delivery" : `${items.length} most recent deliveries`}, newest first.`
           : "No deliveries yet. Press Test to send a ping.";
       }
     } catch (error) {
+      if (error.status === 404 && state.shown === id) {
+        return deletedMeanwhile(findWebhook(id) || { id, url: $("deliveries-url").textContent });
+      }
       $("deliveries-status").textContent = `Could not load the deliveries: ${error.message}`;
     }
     // New deliveries and retries show up while the list is open (not while the tab is hidden).
@@ -413,16 +502,17 @@
   }
 
   async function redeliver(target) {
-    setBusy(target, true, "Queuing…");
+    const url = `/api/webhooks/${state.shown}/deliveries/${target.dataset.id}/redeliver`;
     try {
-      await api("POST", `/api/webhooks/${state.shown}/deliveries/${target.dataset.id}/redeliver`);
-      notify("Delivery queued; it is sent in the background.", "success");
-      await loadDeliveries();
+      await busyButton(target, "Queuing…", () => api("POST", url));
     } catch (error) {
-      notify(`Could not redeliver: ${error.message}`, "error");
-      setBusy(target, false);
+      if (error.status === 404) return loadDeliveries(); // the webhook, or this old delivery, is gone
+      return notify(`Could not redeliver: ${error.message}`, "error");
     }
+    notify("Delivery queued; it is sent in the background.", "success");
+    await loadDeliveries();
   }
+
 
   function onDeliveriesClick(event) {
     const target = event.target.closest('[data-action="redeliver"]');
@@ -482,7 +572,9 @@
         api("POST", `/api/webhooks/${hook.id}/recover`, { since: new Date(value).toISOString() }),
       );
     } catch (error) {
-      return recoverErrors.show(error);
+      if (error.status !== 404) return recoverErrors.show(error);
+      closeDialog(dialog);
+      return deletedMeanwhile(hook);
     }
     closeDialog(dialog);
     if (result.queued) {
