@@ -71,6 +71,19 @@ def test_patch_changes_only_what_is_sent(api, receiver):
     assert refused.status_code == 422
 
 
+def test_a_url_longer_than_an_audit_target_is_saved_changed_and_deleted(api, receiver):
+    url = f"{receiver.url}?token={'x' * 1000}"
+    endpoint = create_endpoint(api, url)
+    webhook = f"/api/webhooks/{endpoint['id']}"
+
+    assert api.patch(webhook, json={"description": "CRM"}).status_code == 200
+    assert api.post(f"{webhook}/rotate-secret").status_code == 200
+    assert api.delete(webhook).status_code == 204
+    entries = api.get("/api/audit", query_string={"action": "webhook.created"}).get_json()
+    (created,) = entries["items"]
+    assert created["target"] == url[:254] + "…"
+
+
 def test_delete_removes_the_webhook_and_its_deliveries(api, receiver):
     endpoint = create_endpoint(api, receiver.url)
     api.post(f"/api/webhooks/{endpoint['id']}/test")

@@ -20,11 +20,18 @@ from .models import AuditEntry
 PER_PAGE = 50
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 MAX_PAGE = 100_000
+MAX_TARGET = AuditEntry.target.type.length
 
 
 def record(session: Session, action: str, target: str | None = None, **details) -> None:
-    """Add an entry for `action` on `target` by the account making this request."""
+    """Add an entry for `action` on `target` by the account making this request.
+
+    A target longer than the column (a webhook's URL may have 2048 characters) is cut short
+    with "…": the change it records must not fail for it.
+    """
     actor = current_actor() or {}
+    if target is not None and len(target) > MAX_TARGET:
+        target = target[: MAX_TARGET - 1] + "…"
     session.add(
         AuditEntry(
             actor_id=actor.get("id"),
