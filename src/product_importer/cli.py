@@ -218,10 +218,11 @@ def users() -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def create_user(email: str, role: str, password_stdin: bool) -> None:
     """Create an account; without --password-stdin, print a one-time password."""
+    # An empty line is a password too short, refused: not a random one that no one is shown.
     password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
     shown = password is None
     with _cli_app():
-        password = password or credentials.new_password()
+        password = credentials.new_password() if shown else password
         user = accounts_service.create_user(db.session, email=email, role=role, password=password)
         audit.record(db.session, "user.created", user.email, role=user.role, via="cli")
         db.session.commit()

@@ -169,6 +169,20 @@ def test_the_cli_creates_accounts_and_prints_a_token_alone(app):
     assert post_sign_in(app.test_client(), "ops@example.test", PASSWORD).status_code == 401
 
 
+def test_the_cli_refuses_an_empty_password_from_stdin_rather_than_make_one_no_one_sees(client):
+    # `... --password-stdin < /dev/null`, or a variable that was empty: a random password no
+    # one was shown would lock the account's owner out from the start.
+    for stdin in ("", "\n"):
+        made = run_cli(
+            "users", "create", "ops@example.test", "--role", "admin", "--password-stdin",
+            stdin=stdin,
+        )  # fmt: skip
+        assert made.returncode != 0, made.stderr
+        assert "password: Use at least 10 characters." in made.stderr
+    emails = [user["email"] for user in client.get("/api/users").get_json()["items"]]
+    assert "ops@example.test" not in emails
+
+
 def test_the_accounts_and_tokens_the_cli_makes_are_in_the_audit_log(client):
     assert run_cli("users", "create", "ops@example.test", "--role", "editor").returncode == 0
     assert run_cli("tokens", "create", "ops@example.test", "--name", "ERP").returncode == 0
