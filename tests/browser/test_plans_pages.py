@@ -161,6 +161,21 @@ def test_undo_asks_what_it_will_do_then_shows_its_result(page: Page, http, accou
     expect(page.get_by_role("button", name="Undo this import")).to_have_count(0)
 
 
+def test_an_import_undone_in_another_tab_shows_it_when_undo_is_refused(page: Page, http):
+    import_csv(http, CATALOG)
+    done = import_csv(http, FILE, filename="update.csv")
+    page.goto(f"/imports/{done['id']}")
+    page.get_by_role("button", name="Undo this import").click()
+    undo = wait_for_job(http, http.post(f"/api/imports/{done['id']}/undo").json()["id"])
+    assert undo["status"] == "completed", undo
+
+    page.get_by_role("dialog").get_by_role("button", name="Undo import").click()
+
+    expect(page.locator(".notice").filter(has_text="already undone")).to_have_count(1)
+    expect(page.get_by_text("This import was undone")).to_be_visible()
+    expect(page.get_by_role("button", name="Undo this import")).to_have_count(0)
+
+
 def test_mapping_form_retries_the_same_file_with_the_chosen_columns(page: Page, http, artifacts):
     page.goto("/")
     content = "Item Code,Title,Notes\nA-1,Apple,Red\nB-2,Banana,\n"

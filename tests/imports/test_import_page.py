@@ -81,3 +81,20 @@ def test_the_history_says_what_an_undo_did_not_an_imports_counts(client, db_sess
     for label in ("Created", "Updated", "Unchanged"):
         cell = row.split(f'data-label="{label}" class="num">')[1].split("</td>")[0]
         assert cell.strip() == "–", label
+
+
+def test_an_import_being_undone_is_not_offered_its_undo_again(client, db_session):
+    # An undo waits its turn behind other imports: until it ends, the import's page (open in
+    # another tab, or by a colleague) says so, rather than offer an Undo answered 409.
+    undone = completed_import(db_session, days_ago=0, created=5, updated=3)
+    undo = ImportJob(
+        filename="done.csv", file_path="", status="queued", kind="undo", undo_of=undone, warnings=[]
+    )
+    db_session.add(undo)
+    db_session.commit()
+
+    page = " ".join(client.get(f"/imports/{undone}").get_data(as_text=True).split())
+
+    assert "Undo this import</button>" not in page
+    assert "This import is being undone" in page
+    assert f'By <a href="/imports/{undo.id}">import #{undo.id}</a>, which has not ended yet' in page

@@ -132,16 +132,21 @@ def refuse_undo(session: Session, target: ImportJob) -> None:
             f"Import {target.id} finished more than {days:g} days ago; its change record is no "
             "longer kept, so it cannot be undone. Import the products you want back instead."
         )
-    earlier = session.scalar(
-        select(ImportJob.id).where(
-            ImportJob.undo_of == target.id,
-            ImportJob.status.notin_([Status.FAILED, Status.CANCELLED]),
-        )
-    )
+    earlier = undo_under_way(session, target.id)
     if target.undone_by or earlier:
         raise Conflict(
             f"Import {target.id} is already undone (by job {target.undone_by or earlier})."
         )
+
+
+def undo_under_way(session: Session, target_id: int) -> int | None:
+    """The id of the undo of this import that is queued, running or done, if any."""
+    return session.scalar(
+        select(ImportJob.id).where(
+            ImportJob.undo_of == target_id,
+            ImportJob.status.notin_([Status.FAILED, Status.CANCELLED]),
+        )
+    )
 
 
 def remove_old_changes(session: Session) -> int:

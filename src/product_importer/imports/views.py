@@ -9,7 +9,7 @@ from ..accounts.auth import requires
 from ..accounts.roles import Role
 from ..extensions import db
 from ..timeutil import aware, local_times, utcnow
-from . import service
+from . import plans, service
 from .failures import TOO_MANY_INVALID
 from .growing import UPLOAD_STALLED
 from .models import ImportJob, superseded_note
@@ -65,9 +65,12 @@ def import_page(job_id: int):
     """One import: its outcome, its plan or change record, and what can be done with it."""
     found = service.get(db.session, job_id)
     days = current_app.config["IMPORT_UNDO_DAYS"]
+    # an undo queued or running: not offered again (the page follows it until it has ended)
+    undoing = None if found.undone_by else plans.undo_under_way(db.session, job_id)
     return render_template(
         "imports/detail.html",
         job=history_row(found),
+        undoing=undoing,
         outcomes=OUTCOMES,
         undo_question=undo_question(found.to_dict()),
         undo_days=days,

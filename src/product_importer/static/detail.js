@@ -5,7 +5,7 @@
 (function () {
   "use strict";
 
-  const { api, closeDialog, localTimes, notify, openDialog, replaceKeepingFocus, whileBusy } = window.App;
+  const { api, closeDialog, fetchPage, localTimes, notify, openDialog, replaceKeepingFocus, whileBusy } = window.App;
   const { browser, mappingForm } = window.Changes;
   const REFRESH_MS = 1000;
   const $ = (id) => document.getElementById(id);
@@ -30,18 +30,11 @@
 
   /* Fetch this page again and swap in its detail part; enhance() goes on while it runs. */
   async function refresh() {
-    try {
-      const response = await fetch(location.href, { headers: { Accept: "text/html" } });
-      if (response.ok) {
-        const html = new DOMParser().parseFromString(await response.text(), "text/html");
-        const fresh = html.getElementById("import-detail");
-        if (fresh) {
-          replaceKeepingFocus($("import-detail"), document.importNode(fresh, true));
-          return enhance();
-        }
-      }
-    } catch (error) {
-      // The next round tries again.
+    const html = await fetchPage(); // null: the next round tries again
+    const fresh = html && html.getElementById("import-detail");
+    if (fresh) {
+      replaceKeepingFocus($("import-detail"), document.importNode(fresh, true));
+      return enhance();
     }
     setTimeout(refresh, REFRESH_MS);
   }
@@ -105,6 +98,8 @@
     } catch (error) {
       closeDialog(dialog);
       notify(`Could not undo: ${error.message}`, "error");
+      // 409: undone (or being undone) from another tab meanwhile: show that, not the button
+      if (error.status === 409) refreshNow();
     }
   });
 
