@@ -100,6 +100,24 @@ def test_a_new_token_is_shown_once(page: Page, live_server):
     assert value not in page.content()
 
 
+def test_revoking_a_token_with_the_keyboard_keeps_the_focus_in_the_list(page: Page, http):
+    for name in ("ERP sync", "Shop feed"):
+        assert http.post("/api/tokens", json={"name": name}).status_code == 201
+    page.goto("/account")
+    row = page.locator("#tokens-body tr", has_text="ERP sync")
+    row.get_by_role("button", name="Revoke").focus()
+    page.once("dialog", lambda dialog: dialog.accept())
+
+    page.keyboard.press("Enter")
+
+    expect(page.locator("#notices")).to_contain_text('Token "ERP sync" revoked.')
+    expect(row).to_have_count(0)
+    # the row that took its place: the next Tab does not start again from the page's top
+    expect(
+        page.locator("#tokens-body tr", has_text="Shop feed").get_by_role("button", name="Revoke")
+    ).to_be_focused()
+
+
 def test_a_demoted_owners_token_shows_the_role_it_acts_with(page: Page, client_as, client):
     made = client_as("editor").post("/api/tokens", json={"name": "Nightly sync"}).get_json()
     assert made["role"] == "editor"

@@ -39,7 +39,12 @@
       try {
         await api("DELETE", `/api/tokens/${token.id}`);
         notify(`Token "${token.name}" revoked.`);
-        loadTokens();
+        const at = [...byId("tokens-body").rows].indexOf(revoke.closest("tr"));
+        await loadTokens();
+        // The button just used is gone: the keyboard stays in the list, on the row that took
+        // its place (else the one above), or goes to the form when no token is left.
+        const buttons = byId("tokens-body").querySelectorAll("button");
+        (buttons[Math.min(at, buttons.length - 1)] || byId("token-name")).focus();
       } catch (error) {
         notify(error.message, "error");
       }
