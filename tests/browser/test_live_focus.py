@@ -34,3 +34,25 @@ def test_the_focus_stays_put_while_the_pages_of_a_running_import_refresh(page: P
         watch.focus()
         wait_for_a_refresh(page, "imports-body")
         expect(watch).to_be_focused()
+
+
+def test_a_refreshing_page_says_when_its_session_has_ended(page: Page, http, holding):
+    # Left open on a running import, the page would go on showing it running: its refresh
+    # was led to the sign-in page and found nothing to swap in, and said nothing.
+    with holding(TABLE_LOCK) as edit:  # the import waits: the pages go on refreshing
+        job = upload_csv(http, "sku,name\nA-1,Apple\n", "run.csv").json()
+        edit.wait_until_blocking()
+        for path, part in (
+            (f"/imports/{job['id']}", "import-detail"),
+            ("/imports", "imports-body"),
+        ):
+            page.goto(path)
+            wait_for_a_refresh(page, part)
+            cookies = page.context.cookies()
+            page.context.clear_cookies()  # signed out in another tab, or the session expired
+
+            notice = page.locator("#signed-out-notice")
+            expect(notice).to_contain_text("You are signed out: your session has ended.")
+            expect(notice.get_by_role("link", name="Sign in again")).to_be_visible()
+            page.context.add_cookies(cookies)  # signed in again: the notice goes
+            expect(notice).to_have_count(0)

@@ -9,6 +9,9 @@
    App.freshCsrfTokenAfter(status, body)   after a 403 for a stale CSRF token, fetch the
                                 session's token into the page and resolve true (send once
                                 more); false for any other answer (for requests not sent by api)
+   App.fetchPage(url)           the page (this one by default) as the server renders it now, a
+                                Document to take a fresh part from; null when not had (a
+                                session that ended shows the "Sign in again" notice)
    App.el(tag, props, ...children)   a new element: props are properties (className, type,
                                 dataset: {...}) or else attributes ("aria-label"); null
                                 children are skipped
@@ -108,10 +111,32 @@
       ({ response, data } = await send(method, url, body, extra));
     }
     if (!response.ok) throw errorFrom(response.status, data);
-    // The session works (again): a "Sign in again" notice left from before is out of date.
+    signedInAgain();
+    return etag ? { data, etag: response.headers.get("ETag") } : data;
+  }
+
+  /* The session works (again): a "Sign in again" notice left from before is out of date. */
+  function signedInAgain() {
     const signedOut = document.getElementById("signed-out-notice");
     if (signedOut) signedOut.remove();
-    return etag ? { data, etag: response.headers.get("ETag") } : data;
+  }
+
+  /* This page as the server renders it now, for a part that refreshes itself: a Document, or
+     null when it could not be had. A session that has ended is led to the sign-in page: that
+     is said, as for the API's 401, rather than the page showing its old state for good. */
+  async function fetchPage(url = location.href) {
+    try {
+      const response = await fetch(url, { headers: { Accept: "text/html" }, credentials: "same-origin" });
+      if (response.redirected && new URL(response.url).pathname === "/login") {
+        signedOutNotice();
+        return null;
+      }
+      if (!response.ok) return null;
+      signedInAgain();
+      return new DOMParser().parseFromString(await response.text(), "text/html");
+    } catch (networkError) {
+      return null; // the next round tries again
+    }
   }
 
   /* One try of a request: the response and its parsed body (null for none). */
@@ -407,7 +432,7 @@
   }
 
   window.App = {
-    api, ApiError, can, csrfToken, el, formErrors, notify, openDialog, closeDialog, setBusy, whileBusy,
-    format, freshCsrfTokenAfter, localTimes, replaceKeepingFocus, withLocalTimes,
+    api, ApiError, can, csrfToken, el, fetchPage, formErrors, notify, openDialog, closeDialog, setBusy,
+    whileBusy, format, freshCsrfTokenAfter, localTimes, replaceKeepingFocus, withLocalTimes,
   };
 })();

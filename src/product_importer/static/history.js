@@ -3,7 +3,7 @@
 (function () {
   "use strict";
 
-  const { api, localTimes, notify, replaceKeepingFocus, setBusy } = window.App;
+  const { api, fetchPage, localTimes, notify, replaceKeepingFocus, setBusy } = window.App;
   const REFRESH_MS = 2000;
 
   function body() {
@@ -13,18 +13,11 @@
   /* Fetch this page again and swap in its table body; stop once nothing is running. */
   async function refresh() {
     if (body().dataset.active !== "true") return;
-    try {
-      const response = await fetch(location.href, { headers: { Accept: "text/html" } });
-      if (response.ok) {
-        const html = new DOMParser().parseFromString(await response.text(), "text/html");
-        const fresh = html.getElementById("imports-body");
-        if (fresh) {
-          replaceKeepingFocus(body(), document.importNode(fresh, true));
-          localTimes(body());
-        }
-      }
-    } catch (error) {
-      // The next round tries again.
+    const html = await fetchPage(); // null: the next round tries again
+    const fresh = html && html.getElementById("imports-body");
+    if (fresh) {
+      replaceKeepingFocus(body(), document.importNode(fresh, true));
+      localTimes(body());
     }
     setTimeout(refresh, REFRESH_MS);
   }
