@@ -69,6 +69,14 @@ def test_setup_shows_what_is_wrong_and_creates_nothing(browser, no_accounts, sql
     assert post_setup(browser, no_accounts).status_code == 302  # the link still works
 
 
+def test_setup_trims_the_spaces_around_a_pasted_email(browser, no_accounts, sql):
+    # The page's email field is text (type=email refused jörg@…): it sends what was pasted.
+    response = post_setup(browser, no_accounts, email="  First@example.test ")
+
+    assert response.status_code == 302, response.text
+    assert sql("SELECT email FROM users") == [("First@example.test",)]
+
+
 def test_the_setup_link_is_dead_once_an_account_exists(browser, no_accounts, client, app):
     from product_importer.accounts import service
     from product_importer.extensions import db

@@ -156,6 +156,26 @@ def test_the_users_page_adds_an_account_changes_its_role_and_deactivates_it(
     expect(page.locator("#users-body tr", has_text="admin@example.test")).to_contain_text("(you)")
 
 
+def test_an_account_whose_email_is_not_ascii_is_added_and_signs_in(
+    page: Page, browser, live_server, client
+):
+    # Chromium's type=email refused to send jörg@… ("should not contain the symbol 'ö'") and
+    # spelled a domain such as exämple.test in punycode, which no account holds.
+    page.goto("/users")
+    page.get_by_label("Email").fill("  Jörg.Müller@Exämple.test ")  # pasted, spaces and all
+    page.get_by_role("button", name="Add account").click()
+    expect(page.locator("#new-password-for")).to_contain_text("Account Jörg.Müller@Exämple.test")
+    password = page.locator("#new-password-value").text_content()
+    emails = [user["email"] for user in client.get("/api/users").get_json()["items"]]
+    assert "Jörg.Müller@Exämple.test" in emails
+
+    context = browser.new_context(base_url=live_server)
+    try:
+        sign_in(context.new_page(), "Jörg.Müller@Exämple.test", password)
+    finally:
+        context.close()
+
+
 def test_a_page_above_ones_role_says_which_role_is_needed(signed_out_page: Page, accounts):
     sign_in(signed_out_page, accounts["viewer"].email)
 

@@ -13,9 +13,10 @@ from . import credentials
 from .models import SetupToken, SignInSession, Token, User
 from .roles import ROLES, Role, at_least
 
-# Something@something, without spaces or control characters (the same in every regex dialect,
-# so the OpenAPI document can state it exactly).
-EMAIL = re.compile(r"^[^@\x00-\x20\x7f-\x9f]+@[^@\x00-\x20\x7f-\x9f]+$")
+# Something@something, without spaces or control characters, between spaces that are trimmed
+# (pasted with the address); the same in every regex dialect, so the OpenAPI document can
+# state it exactly.
+EMAIL = re.compile(r"^ *[^@\x00-\x20\x7f-\x9f]+@[^@\x00-\x20\x7f-\x9f]+ *$")
 TOKEN_NAME = re.compile(LINE)
 MAX_TOKEN_DAYS = 3650
 
