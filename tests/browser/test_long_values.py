@@ -4,7 +4,7 @@ table cells: no page grows wider than the screen, and every row keeps its button
 import pytest
 from playwright.sync_api import Page, expect
 
-from .conftest import WIDTHS
+from .conftest import WIDTHS, sign_in
 
 LONG_SKU = "SKU-" + "9" * 120
 LONG_URL = "http://127.0.0.1:9/hooks/" + "x" * 120
@@ -54,3 +54,29 @@ def test_a_long_url_wraps_above_its_deliveries_on_a_phone(page: Page, long_value
     expect(page.locator("#deliveries-url")).to_have_text(LONG_URL)
     expect(page.get_by_text("No deliveries yet.")).to_be_visible()
     assert page.evaluate(FITS)
+
+
+ROLE_SHOWN = """() => {
+  const badge = document.querySelector("#signed-in-as .badge").getBoundingClientRect();
+  const link = document.querySelector("#signed-in-as").getBoundingClientRect();
+  return badge.width > 0 && badge.right <= link.right + 0.5;
+}"""
+
+
+def test_pages_that_name_a_long_email_fit_and_still_show_its_role(signed_out_page: Page, http):
+    # The account page's header and the upload page's note quote the email: one of 254
+    # characters without a space pushed the page wider than a phone; the navigation cut off
+    # the role beside it.
+    email = "x" * 230 + "@subdomain.example.test"
+    made = http.post("/api/users", json={"email": email, "role": "viewer"}).json()
+    page = signed_out_page
+    sign_in(page, email, made["password"])
+    wide = []
+    for path in ["/account", "/", "/users"]:  # /users: the 403 that names the account
+        for width in WIDTHS.values():
+            page.set_viewport_size({"width": width, "height": 900})
+            page.goto(path)
+            page.wait_for_load_state("networkidle")
+            if not page.evaluate(FITS) or not page.evaluate(ROLE_SHOWN):
+                wide.append(f"{path} at {width} px")
+    assert wide == []
