@@ -211,6 +211,29 @@ def test_on_a_phone_each_option_checkbox_sits_beside_its_words(page: Page):
         assert words["x"] > box["x"] + box["width"], label
 
 
+def test_on_a_phone_the_percent_sign_stays_beside_its_number(page: Page):
+    page.set_viewport_size({"width": 390, "height": 800})
+    page.goto("/")
+    box = page.locator("#max-invalid").bounding_box()
+    percent = page.evaluate(
+        """() => {
+            let node = document.getElementById("max-invalid").nextSibling;
+            while (node && !node.textContent.includes("%")) node = node.nextSibling;
+            if (node.nodeType !== Node.TEXT_NODE) node = node.firstChild;
+            const range = document.createRange();
+            const at = node.textContent.indexOf("%");
+            range.setStart(node, at);
+            range.setEnd(node, at + 1);
+            const rect = range.getBoundingClientRect();
+            return { x: rect.x, y: rect.y, height: rect.height };
+        }"""
+    )
+    # "more than [1] %" reads as one amount: the sign on the number's line, just after it
+    assert percent["y"] < box["y"] + box["height"]
+    assert percent["y"] + percent["height"] > box["y"]
+    assert percent["x"] > box["x"] + box["width"]
+
+
 def test_a_workbook_dropped_by_mistake_is_refused_before_it_is_sent(page: Page, http):
     # An .xlsx is a zip: NUL bytes at once. Sending all of it first only to hear it is not a
     # CSV would keep the person waiting for nothing, and leave a failed import behind.
