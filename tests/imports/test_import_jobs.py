@@ -293,13 +293,15 @@ def test_a_cancel_while_the_import_waits_for_the_catalog_is_not_lost(http, catal
     assert catalog() == before
 
 
-def test_a_queued_import_is_cancelled_at_once_and_never_runs(http, catalog, holding):
+def test_a_queued_import_is_cancelled_at_once_and_never_runs(http, catalog, holding, live_worker):
     with holding(TABLE_LOCK):  # keeps the first import running
         first = upload(http, "sku,name\nA-1,Apple\n")
         wait_for(http, first["id"], lambda j: j["rows_processed"] == 1, "read")
-        second = upload(http, "sku,name\nB-2,Banana\n")
-
-        response = cancel(http, second["id"])
+        # The worker's other slot would start reading the second import at once: paused, it
+        # leaves the second queued until the cancel has come, however fast it is.
+        with paused(live_worker):
+            second = upload(http, "sku,name\nB-2,Banana\n")
+            response = cancel(http, second["id"])
 
         assert response.status_code == 202
         assert response.json()["status"] == "cancelled"
