@@ -223,13 +223,13 @@ def test_an_import_waiting_for_its_stopped_upload_says_so_not_that_it_waits_for_
     piece = {**tus, "Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"}
     assert http.patch(url, content=data[: len(data) // 2], headers=piece).status_code == 204
     job = http.post("/api/imports", json={"upload": url.rsplit("/", 1)[-1]}).json()
-    wait_until(
-        lambda: (
-            http.get(f"/api/imports/{job['id']}").json()["status"] == "queued"
-            and http.get(f"/api/imports/{job['id']}").json()["started_at"]
-        ),
-        "the import to give its slot back while the upload stands still",
-    )
+
+    def handed_back() -> bool:
+        # one reading: two could see it queued before its claim, then started once claimed
+        now = http.get(f"/api/imports/{job['id']}").json()
+        return now["status"] == "queued" and now["started_at"] is not None
+
+    wait_until(handed_back, "the import to give its slot back while the upload stands still")
 
     page.goto(f"/?job={job['id']}")
 
