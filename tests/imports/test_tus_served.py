@@ -4,14 +4,17 @@ import io
 import socket
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import pytest
+from sqlalchemy import text as sql_text
 from tusclient import client as tus
 from tusclient.exceptions import TusCommunicationError
 
 from product_importer.imports import remote
-from tests.conftest import BIN
+from tests.conftest import BIN, http_client
+from tests.helpers import import_csv, wait_for_job, wait_until
 from tests.imports.conftest import assert_retry_refused, generate, products_by_key, wait_for
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -297,3 +300,48 @@ def test_the_remote_import_says_why_an_upload_failed_in_words(content, said):
     failure = TusCommunicationError(None, status_code=413, response_content=content)
 
     assert remote._tus_error(failure) == said
+
+
+def test_an_import_asked_for_as_the_last_piece_arrives_still_names_the_same_file(
+    http, live_server, accounts, holding, live_worker
+):
+    # The page asks for the import while the upload's last piece is on its way. The request
+    # that queues the import read the upload unfinished; the last piece then compared the whole
+    # file with earlier imports before that import was committed, so no one ever did: no
+    # "identical to import #N" warning, no SHA-256. Held here at that point: the queueing
+    # request waits (its job written, not committed) while the last piece arrives.
+    data = b"sku,name\nSAME-1,Same file\n"
+    first = import_csv(http, data, filename="monday.csv")
+    created = http.post("/api/uploads", headers={**TUS, "Upload-Length": str(len(data))})
+    url = created.headers["Location"]
+    token = accounts["admin"].token
+
+    def ask_for_import():
+        with http_client(live_server, token) as own:
+            return own.post("/api/imports", json={"upload": url.rsplit("/", 1)[-1]})
+
+    def send_last_piece():
+        with http_client(live_server, token) as own:
+            return own.patch(url, content=data, headers={**PIECE, "Upload-Offset": "0"})
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        with holding("LOCK TABLE audit_log IN SHARE MODE") as held:
+            asked = pool.submit(ask_for_import)
+            held.wait_until_blocking()  # the import's request: its job written, not committed
+            last = pool.submit(send_last_piece)
+            # the piece has arrived, or waits for the import's request to end
+            wait_until(lambda: last.done() or lock_waiters(held) >= 2, "the last piece to wait")
+        assert last.result().status_code == 204
+        assert asked.result().status_code == 202
+
+    job = wait_for_job(http, asked.result().json()["id"])
+    assert job["status"] == "completed"
+    assert job["duplicate_of"] == first["id"]
+    assert any(f"identical to import #{first['id']}" in warning for warning in job["warnings"])
+
+
+def lock_waiters(held) -> int:
+    """How many sessions of the test database wait for a lock now."""
+    with held.engine.connect() as conn:
+        waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        return conn.execute(sql_text(waiting)).scalar()

@@ -77,7 +77,9 @@ def _import_upload(actor: dict):
         )
     given = options.parse(body)
     service.refuse_past_quota(db.session, actor)
-    upload = resumable.get_owned(db.session, body["upload"], actor["id"])
+    # Locked: its last piece compares the whole file with earlier imports for the imports
+    # committed by then (`service.note_same_file`); this one is, or it sees the upload whole.
+    upload = resumable.get_owned(db.session, body["upload"], actor["id"], lock=True)
     if upload.error:
         raise Invalid(f"This upload was refused: {upload.error}")
     job = service.create(

@@ -82,10 +82,14 @@ def create(session: Session, *, owner_id: int, length: int, filename: str) -> Up
     return upload
 
 
-def get_owned(session: Session, upload_id: str, owner_id: int) -> Upload:
-    """The account's upload; NotFound for another account's, an expired or a removed one."""
+def get_owned(session: Session, upload_id: str, owner_id: int, *, lock: bool = False) -> Upload:
+    """The account's upload; NotFound for another account's, an expired or a removed one.
+
+    `lock` holds its row until the commit: its last piece then waits, or is seen whole.
+    """
     # ids are uuid4().hex: anything else (a NUL, a lone surrogate) is none, not a query
-    upload = session.get(Upload, upload_id) if UPLOAD_ID.fullmatch(upload_id) else None
+    found = UPLOAD_ID.fullmatch(upload_id)
+    upload = session.get(Upload, upload_id, with_for_update=lock) if found else None
     if upload is None or upload.owner_id != owner_id or _expired(upload):
         raise NotFound(f"Upload {upload_id} does not exist (or has expired). Upload again.")
     return upload
