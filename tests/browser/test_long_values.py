@@ -38,6 +38,27 @@ def test_long_values_wrap_inside_their_cells(page: Page, long_values):
     assert wide == []
 
 
+# Each select in a table is as wide as its longest option, as it would be on its own.
+SELECTS_WHOLE = """() => [...document.querySelectorAll(".table select")].every((select) => {
+  const alone = select.cloneNode(true);
+  alone.style.position = "absolute";
+  alone.style.width = "auto";
+  document.body.append(alone);
+  const natural = alone.getBoundingClientRect().width;
+  alone.remove();
+  return select.getBoundingClientRect().width >= natural - 0.5;
+})"""
+
+
+def test_a_long_email_leaves_the_role_beside_it_readable(page: Page, long_values):
+    # The email's column took the width and squeezed the role's select to "a…" and "vi…".
+    page.goto("/users")
+    expect(page.locator("#users-body select")).to_have_count(4)
+    for width in WIDTHS.values():
+        page.set_viewport_size({"width": width, "height": 900})
+        assert page.evaluate(SELECTS_WHOLE), f"a role is cut short at {width} px"
+
+
 def test_a_webhooks_description_sits_below_its_url_on_a_phone(page: Page, long_values):
     page.set_viewport_size({"width": WIDTHS["phone"], "height": 900})
     page.goto("/webhooks")
