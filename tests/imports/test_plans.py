@@ -3,6 +3,7 @@
 import csv
 import gzip
 import io
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
@@ -328,6 +329,21 @@ def test_only_a_completed_import_can_be_undone(any_http):
         assert response.status_code == 409, response.text
         assert response.json()["error"]["code"] == "conflict"
     assert any_http.post("/api/imports/999999/undo").status_code == 404
+
+
+def test_an_undo_asked_for_several_times_at_once_starts_once(any_http):
+    # Undo clicked in two tabs, or twice: on SQLite each request read "not undone" before the
+    # other had committed, and two undo jobs ran.
+    for round_ in range(5):
+        job = import_csv(any_http, csv_bytes([(f"U{round_}-1", "One", "")]))
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(any_http.post, [f"/api/imports/{job['id']}/undo"] * 4))
+        assert sorted(answer.status_code for answer in answers) == [202, 409, 409, 409]
+        undos = [
+            j for j in any_http.get("/api/imports").json()["items"] if j["undo_of"] == job["id"]
+        ]
+        assert len(undos) == 1, undos
+        wait_for_job(any_http, undos[0]["id"])
 
 
 # --- guards ---------------------------------------------------------------------------------
