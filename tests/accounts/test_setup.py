@@ -51,6 +51,16 @@ def test_the_setup_link_creates_the_first_admin_signed_in(browser, no_accounts, 
         assert other.get("/setup", params={"token": no_accounts}).status_code == 404
 
 
+def test_the_first_admins_sign_in_by_the_setup_link_is_in_the_audit_log(browser, no_accounts, sql):
+    assert post_setup(browser, no_accounts).status_code == 302
+
+    log = sql("SELECT actor_email, action, target FROM audit_log ORDER BY id")
+    assert [tuple(row) for row in log] == [
+        ("first@example.test", "user.created", "first@example.test"),
+        ("first@example.test", "auth.signed_in", "first@example.test"),
+    ]
+
+
 def test_a_wrong_setup_token_finds_nothing(browser, no_accounts, sql):
     assert browser.get("/setup", params={"token": "setup_wrong"}).status_code == 404
     assert browser.get("/setup").status_code == 404

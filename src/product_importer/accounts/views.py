@@ -160,6 +160,7 @@ def setup_page():
         ), 422
     sign_in(user)
     audit.record(db.session, "user.created", user.email, role=user.role)
+    audit.record(db.session, "auth.signed_in", user.email)  # every sign-in is in the log
     db.session.commit()
     return redirect(url_for("imports.upload_page"))
 
