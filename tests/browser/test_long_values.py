@@ -101,3 +101,16 @@ def test_pages_that_name_a_long_email_fit_and_still_show_its_role(signed_out_pag
             if not page.evaluate(FITS) or not page.evaluate(ROLE_SHOWN):
                 wide.append(f"{path} at {width} px")
     assert wide == []
+
+
+def test_a_webhooks_description_without_spaces_wraps_below_its_url(page: Page, http):
+    hook = {"url": LONG_URL, "events": ["product.created"], "description": "D" * 255}
+    assert http.post("/api/webhooks", json=hook).status_code == 201
+    wide = []
+    for width in WIDTHS.values():
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto("/webhooks")
+        expect(page.locator("#webhooks-body tr")).to_have_count(1)
+        if not page.evaluate(FITS):
+            wide.append(f"{width} px")
+    assert wide == []

@@ -78,7 +78,7 @@
   function webhookRow(hook) {
     // one block beside the cell's label on a narrow screen, the URL above the notes
     const about = el("div", {}, el("span", { className: "sku" }, hook.url));
-    if (hook.description) about.append(el("div", { className: "muted small" }, hook.description));
+    if (hook.description) about.append(el("div", { className: "muted small break" }, hook.description));
     if (hook.disabled_reason) about.append(el("div", { className: "field-error" }, ...withLocalTimes(hook.disabled_reason)));
     if (hook.previous_secret_expires_at) about.append(el("div", { className: "muted small" }, previousSecretLine(hook)));
     const url = el("td", { dataset: { label: "URL" } }, about);
