@@ -87,6 +87,16 @@ def test_a_port_or_host_name_that_cannot_exist_is_refused_saying_so(client, url,
     assert client.get("/api/webhooks").get_json()["items"] == []
 
 
+def test_a_host_name_that_does_not_exist_is_refused_in_words(client):
+    url = "http://no-such-host.invalid/hook"
+    response = client.post("/api/webhooks", json={"url": url, "events": ["product.created"]})
+
+    assert response.status_code == 422
+    assert response.get_json()["error"]["details"]["url"] == (
+        "DNS lookup failed: the host name no-such-host.invalid does not exist; check the URL."
+    )
+
+
 def test_the_highest_port_is_a_port(client):
     url = "http://127.0.0.1:65535/hook"
     response = client.post("/api/webhooks", json={"url": url, "events": ["product.created"]})

@@ -14,6 +14,8 @@ from urllib.parse import unquote
 
 import httpx
 
+from . import reasons
+
 SCHEMES = ("http", "https")
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 # Metadata services outside the link-local ranges (AWS over IPv6, Alibaba Cloud).
@@ -141,5 +143,7 @@ def check_url(url: str, *, allow_private: bool) -> Target:
     parsed = parse(url)
     try:
         return resolve(parsed, allow_private=allow_private, timeout=SAVE_LOOKUP_TIMEOUT_SECONDS)
+    except socket.gaierror as error:  # in words, as a delivery's error says it
+        raise Refused(f"{reasons.dns(error, parsed.host)}.") from None
     except (OSError, UnicodeError) as error:
         raise Refused(f"The host name {parsed.host} could not be resolved ({error}).") from None
