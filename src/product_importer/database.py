@@ -11,7 +11,17 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Table, create_engine, event, func, make_url, select, text
+from sqlalchemy import (
+    Connection,
+    Table,
+    create_engine,
+    event,
+    func,
+    make_url,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -270,6 +280,9 @@ class Postgres:
         """
         session.execute(text("TRUNCATE products"))
 
+    def lock_before_reading(self, session: Session, model, row_id) -> None:
+        """Nothing first: the caller reads the row FOR UPDATE, which locks it."""
+
     def lock_for_edit(self, session: Session) -> None:
         """Wait for a running import before reading the product to edit, not after.
 
@@ -408,6 +421,11 @@ class Sqlite:
     def empty_products(self, session: Session) -> None:
         """Delete every product (SQLite has no TRUNCATE)."""
         session.execute(text("DELETE FROM products"))
+
+    def lock_before_reading(self, session: Session, model, row_id) -> None:
+        """Take the one writer's lock before reading a row to change (SQLite locks no row, and
+        a FOR UPDATE read is a plain one): two requests then read it one after the other."""
+        session.execute(update(model).where(model.id == row_id).values(id=model.id))
 
     def lock_for_edit(self, session: Session) -> None:
         """Nothing to lock: SQLite's single writer waits its turn."""

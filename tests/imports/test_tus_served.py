@@ -330,7 +330,7 @@ def test_an_import_asked_for_as_the_last_piece_arrives_still_names_the_same_file
             held.wait_until_blocking()  # the import's request: its job written, not committed
             last = pool.submit(send_last_piece)
             # the piece has arrived, or waits for the import's request to end
-            wait_until(lambda: last.done() or lock_waiters(held) >= 2, "the last piece to wait")
+            wait_until(lambda: last.done() or waits_behind(held), "the last piece to wait")
         assert last.result().status_code == 204
         assert asked.result().status_code == 202
 
@@ -340,8 +340,13 @@ def test_an_import_asked_for_as_the_last_piece_arrives_still_names_the_same_file
     assert any(f"identical to import #{first['id']}" in warning for warning in job["warnings"])
 
 
-def lock_waiters(held) -> int:
-    """How many sessions of the test database wait for a lock now."""
+def waits_behind(held) -> bool:
+    """Whether a session waits for one that waits for the held transaction."""
+    behind = (
+        "SELECT count(*) FROM pg_stat_activity AS later WHERE EXISTS ("
+        "  SELECT 1 FROM pg_stat_activity AS held_up"
+        "  WHERE :pid = ANY(pg_blocking_pids(held_up.pid))"
+        "    AND held_up.pid = ANY(pg_blocking_pids(later.pid)))"
+    )
     with held.engine.connect() as conn:
-        waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-        return conn.execute(sql_text(waiting)).scalar()
+        return conn.execute(sql_text(behind), {"pid": held.pid}).scalar() > 0

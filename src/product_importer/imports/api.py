@@ -77,9 +77,12 @@ def _import_upload(actor: dict):
         )
     given = options.parse(body)
     service.refuse_past_quota(db.session, actor)
-    # Locked: its last piece compares the whole file with earlier imports for the imports
-    # committed by then (`service.note_same_file`); this one is, or it sees the upload whole.
-    upload = resumable.get_owned(db.session, body["upload"], actor["id"], lock=True)
+    upload = resumable.get_owned(db.session, body["upload"], actor["id"])
+    if upload.completed_at is None:
+        # Read again, locked: its last piece compares the file with earlier imports for the
+        # imports committed by then (`service.note_same_file`); this one is, or it sees the
+        # upload whole. A whole upload needs no lock (hashing 1 GB under it would hold others).
+        upload = resumable.get_owned(db.session, upload.id, actor["id"], lock=True)
     if upload.error:
         raise Invalid(f"This upload was refused: {upload.error}")
     job = service.create(

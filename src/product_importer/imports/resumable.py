@@ -21,7 +21,7 @@ from sqlalchemy import delete, exists, select, update
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import ClientDisconnected
 
-from .. import background
+from .. import background, database
 from ..errors import AppError, BadRequest, Conflict, NotFound, TooLarge
 from ..timeutil import aware, utcnow
 from ..webhooks import events
@@ -88,10 +88,14 @@ def get_owned(session: Session, upload_id: str, owner_id: int, *, lock: bool = F
     `lock` holds its row until the commit: its last piece then waits, or is seen whole.
     """
     # ids are uuid4().hex: anything else (a NUL, a lone surrogate) is none, not a query
-    found = UPLOAD_ID.fullmatch(upload_id)
-    upload = session.get(Upload, upload_id, with_for_update=lock) if found else None
+    missing = NotFound(f"Upload {upload_id} does not exist (or has expired). Upload again.")
+    if not UPLOAD_ID.fullmatch(upload_id):
+        raise missing
+    if lock:
+        database.of(session).lock_before_reading(session, Upload, upload_id)
+    upload = session.get(Upload, upload_id, with_for_update=lock, populate_existing=lock)
     if upload is None or upload.owner_id != owner_id or _expired(upload):
-        raise NotFound(f"Upload {upload_id} does not exist (or has expired). Upload again.")
+        raise missing
     return upload
 
 

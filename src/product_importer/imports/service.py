@@ -5,10 +5,10 @@ import os
 from collections.abc import Iterator
 
 from flask import current_app
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from .. import background
+from .. import background, database
 from ..errors import Conflict, NotFound, TooMany
 from .endings import final_values
 from .failures import RETRY_CANNOT_FIX, Cancelled
@@ -135,11 +135,9 @@ def get(session: Session, job_id: int, *, for_update: bool = False) -> ImportJob
     # FOR NO KEY UPDATE: a running import holds a key-share lock on its job row (its change
     # record refers to it), which a cancel must not wait for.
     lock = {"key_share": True} if for_update else None
-    if for_update and session.get_bind().dialect.name == "sqlite":
-        # SQLite locks no row, and reads outside a transaction: a write first takes its one
-        # writer's lock, so a second request (an Undo clicked twice) reads the job only once
-        # the first has committed, and is refused, instead of starting a second undo.
-        session.execute(update(ImportJob).where(ImportJob.id == job_id).values(id=ImportJob.id))
+    if for_update:
+        # a second request (an Undo clicked twice) reads the job once the first has committed
+        database.of(session).lock_before_reading(session, ImportJob, job_id)
     job = session.get(ImportJob, job_id, with_for_update=lock, populate_existing=for_update)
     if job is None:
         raise NotFound(f"Import {job_id} does not exist.")
