@@ -5,6 +5,7 @@ import re
 
 from playwright.sync_api import Page, expect
 
+from tests.conftest import paused
 from tests.helpers import import_csv, upload_csv, wait_for_job
 from tests.imports.conftest import TABLE_LOCK
 
@@ -174,6 +175,22 @@ def test_an_import_undone_in_another_tab_shows_it_when_undo_is_refused(page: Pag
     expect(page.locator(".notice").filter(has_text="already undone")).to_have_count(1)
     expect(page.get_by_text("This import was undone")).to_be_visible()
     expect(page.get_by_role("button", name="Undo this import")).to_have_count(0)
+
+
+def test_an_import_page_shows_the_outcome_of_its_undo_once_the_undo_has_ended(
+    page: Page, http, live_worker
+):
+    import_csv(http, CATALOG)
+    done = import_csv(http, FILE, filename="update.csv")
+    with paused(live_worker):  # the undo waits in the queue: the page says so
+        undo = http.post(f"/api/imports/{done['id']}/undo").json()
+        page.goto(f"/imports/{done['id']}")
+        expect(page.get_by_text("This import is being undone")).to_be_visible()
+
+    assert wait_for_job(http, undo["id"])["status"] == "completed"
+    # the page, left open, follows the undo to its end: no reload
+    expect(page.get_by_text("This import was undone")).to_be_visible()
+    expect(page.get_by_text("This import is being undone")).to_have_count(0)
 
 
 def test_mapping_form_retries_the_same_file_with_the_chosen_columns(page: Page, http, artifacts):

@@ -65,7 +65,7 @@ def import_page(job_id: int):
     """One import: its outcome, its plan or change record, and what can be done with it."""
     found = service.get(db.session, job_id)
     days = current_app.config["IMPORT_UNDO_DAYS"]
-    # an undo queued or running: not offered again (the page follows it until it has ended)
+    # an undo queued or running: not offered again (detail.js asks after it until it ends)
     undoing = None if found.undone_by else plans.undo_under_way(db.session, job_id)
     return render_template(
         "imports/detail.html",

@@ -1,7 +1,8 @@
 /* One import's page: its plan or change record (Changes.browser), the column mapping of a job
    that failed for want of a column, Apply / Discard for a plan, Undo (after a confirmation)
    for a completed import. While the job is queued or running the page fetches itself again
-   once a second and swaps in the fresh part, until it has finished. */
+   once a second and swaps in the fresh part, until it has finished; while an undo of it runs,
+   the page asks after the undo and is swapped once when it has ended. */
 (function () {
   "use strict";
 
@@ -26,6 +27,22 @@
     }
     localTimes($("import-detail"));
     if ($("import-detail").dataset.active === "true") setTimeout(refresh, REFRESH_MS);
+    else if ($("undoing")) followUndo($("undoing").dataset.undoId);
+  }
+
+  /* While an undo of this import waits or runs, ask after that job alone (swapping the page
+     in every second would reset the change record someone reads); once it has ended, show
+     the page as it now is. */
+  async function followUndo(undoId) {
+    let undo = null;
+    try {
+      undo = await api("GET", `/api/imports/${undoId}`);
+    } catch {
+      // offline or signed out (App.api says so): the next round asks again
+    }
+    if (!$("undoing")) return; // the page was shown anew meanwhile
+    if (undo && !["queued", "running"].includes(undo.status)) return refreshNow();
+    setTimeout(() => followUndo(undoId), REFRESH_MS);
   }
 
   /* Fetch this page again and swap in its detail part; enhance() goes on while it runs. */
