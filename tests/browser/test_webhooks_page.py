@@ -564,3 +564,28 @@ def test_open_deliveries_of_a_webhook_deleted_elsewhere_close_saying_so(page: Pa
     expect(page.get_by_text(DELETED.format(receiver.url))).to_be_visible()
     expect(page.get_by_role("heading", name="Recent deliveries")).to_be_hidden()
     expect(page.get_by_text("No webhooks yet")).to_be_visible()
+
+
+def test_a_test_answered_404_after_the_list_heard_of_the_deletion_still_says_so(
+    page: Page, http, receiver
+):
+    # The deliveries' poll hears of the deletion first and reloads the list; the Test sent
+    # before it then comes back 404 for a webhook the list no longer has.
+    hook = hook_at(http, receiver)
+    page.goto("/webhooks")
+    page.get_by_role("button", name=f"Deliveries of {receiver.url}").click()
+    expect(page.get_by_text("No deliveries yet.")).to_be_visible()
+    held = []
+    page.route(f"**/api/webhooks/{hook['id']}/test", lambda route: held.append(route))  # waits
+    errors = []
+    page.on("pageerror", lambda error: errors.append(error))
+    with page.expect_request(f"**/api/webhooks/{hook['id']}/test"):
+        page.get_by_role("button", name=f"Test {receiver.url}").click()
+    assert http.delete(f"/api/webhooks/{hook['id']}").status_code == 204
+    expect(page.get_by_text("No webhooks yet")).to_be_visible()  # the poll heard first
+    assert len(held) == 1
+
+    held[0].continue_()  # now the Test reaches the server: 404
+
+    expect(page.get_by_text("This webhook was deleted meanwhile")).to_be_visible()
+    assert errors == []

@@ -92,9 +92,10 @@ def test_a_host_name_that_does_not_exist_is_refused_in_words(client):
     response = client.post("/api/webhooks", json={"url": url, "events": ["product.created"]})
 
     assert response.status_code == 422
-    assert response.get_json()["error"]["details"]["url"] == (
-        "DNS lookup failed: the host name no-such-host.invalid does not exist; check the URL."
-    )
+    said = response.get_json()["error"]["details"]["url"]
+    # "does not exist" where a resolver answers; "no answer ... for now" on a host without one
+    assert said.startswith("DNS lookup failed: the host name no-such-host.invalid "), said
+    assert "Errno" not in said
 
 
 def test_the_highest_port_is_a_port(client):

@@ -66,9 +66,11 @@
   }
 
   /* A webhook deleted meanwhile (in another tab, or by another admin): say so in words
-     ("Webhook 12 does not exist" helps no one) and show the list as it is now. */
+     ("Webhook 12 does not exist" helps no one) and show the list as it is now. `hook` may
+     know only its id: a poll that heard of it first has reloaded the list already. */
   async function deletedMeanwhile(hook) {
-    notify(`The webhook to ${hook.url} was deleted meanwhile, in another tab or by another admin.`, "info");
+    const which = hook.url ? `The webhook to ${hook.url}` : "This webhook";
+    notify(`${which} was deleted meanwhile, in another tab or by another admin.`, "info");
     if (state.shown === hook.id) hideDeliveries();
     delete state.tests[hook.id];
     await loadWebhooks();
@@ -167,7 +169,7 @@
     try {
       state.tests[id] = await busyButton(trigger, "Testing…", () => api("POST", `/api/webhooks/${id}/test`));
     } catch (error) {
-      if (error.status === 404) return deletedMeanwhile(findWebhook(id));
+      if (error.status === 404) return deletedMeanwhile(findWebhook(id) || { id });
       state.tests[id] = { ok: false, error: error.message };
     }
     $(`test-result-${id}`).replaceWith(testResult(id));
