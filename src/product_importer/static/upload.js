@@ -565,12 +565,6 @@
     return `Finished in ${format.duration(seconds)}`;
   }
 
-  /* Whether the job failed on the file's header: the same file would fail the same way, so
-     there is no Retry (a column-mapping form, once there is one, belongs here). */
-  function headerFailed(job) {
-    return job.status === "failed" && Array.isArray(job.header);
-  }
-
   function elapsed(job) {
     if (!job.started_at) return null;
     const end = job.finished_at ? Date.parse(job.finished_at) : Date.now();
