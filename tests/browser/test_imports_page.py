@@ -122,3 +122,24 @@ def test_a_queued_imports_page_does_not_show_its_bar_at_work(page: Page, http, l
         expect(bar).to_be_visible()
         expect(bar).not_to_have_attribute("data-state", "active")
         assert http.post(f"/api/imports/{queued['id']}/cancel").status_code == 202
+
+
+def test_a_failed_imports_page_without_buttons_ends_its_card_at_the_error(page: Page, http):
+    # Failed on its header: no Retry (the columns are mapped below instead), no rejected rows.
+    failed = import_csv(http, "a,b\n1,2\n", filename="other-columns.csv")
+    for width in (1366, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(f"/imports/{failed['id']}")
+        expect(page.locator("#job-error")).to_contain_text("Missing required columns")
+        expect(page.locator("#job-summary button")).to_have_count(0)
+        # the card's own padding under the error, not an empty row of actions as well
+        strip = page.evaluate(
+            """() => {
+              const card = document.getElementById("job-summary");
+              const error = card.querySelector(".job-result");
+              const style = getComputedStyle(card);
+              return card.getBoundingClientRect().bottom - error.getBoundingClientRect().bottom
+                - parseFloat(style.paddingBottom) - parseFloat(style.borderBottomWidth);
+            }"""
+        )
+        assert abs(strip) < 1, f"{strip} px under the error at {width} px"
