@@ -3,6 +3,7 @@ Pause and Resume work, and the import that followed the upload completes once.""
 
 import os
 import re
+import time
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -337,3 +338,108 @@ def test_while_the_import_waits_the_upload_says_it_is_done_and_the_import_has_it
     expect(page.locator("#job-message")).to_have_text("Import complete")
     expect(page.locator("#upload-done")).to_be_visible()
     shoot(page, artifacts, "upload-done-import-complete")
+
+
+def job_file_size(app) -> int:
+    """How many bytes of the (one) import's file the server holds: an upload removed (its
+    DELETE) leaves them to the import that failed on them."""
+    return os.path.getsize(scalar(app, "SELECT file_path FROM import_jobs"))
+
+
+def binary_in_gzip(size: int) -> bytes:
+    """A gzip file (the page lets it through, as it cannot look inside) of binary data."""
+    import gzip
+    import random
+
+    return gzip.compress(b"\x00" + random.Random(7).randbytes(size), compresslevel=1)
+
+
+def long_line(size: int) -> bytes:
+    """A header, then a line longer than the import reads (4 MiB): failed some way in."""
+    return b"sku,name,description\r\nA-1,Widget," + b"x" * size + b"\r\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "rate", "reason"),
+    [
+        ("catalog.csv.gz", binary_in_gzip, 256 * 1024, "The file is binary, not a CSV"),
+        ("catalog.csv", long_line, 512 * 1024, "A line is longer than"),
+    ],
+    ids=["binary-in-gzip", "line-too-long"],
+)
+def test_an_upload_whose_import_failed_for_good_stops_at_once_and_says_why(
+    page: Page, app, http, artifacts, tmp_path, name, make, rate, reason
+):
+    # The import reads the rows as they arrive. Once the file's bytes failed it, no retry or
+    # mapping can help: the page went on sending the whole file (up to 1 GB) and only then
+    # showed the failure. Throttled so that the whole file would take a minute or more: the
+    # page's expectations wait 30 s at most, in which less than half of it can be sent.
+    data = make(40 * 1024 * 1024 if rate > 256 * 1024 else 20 * 1024 * 1024)
+    assert rate * 30 < len(data) / 2
+    path = tmp_path / name
+    path.write_bytes(data)
+    throttle_uploads(page, rate)
+    page.goto("/")
+    page.get_by_label(PICK).set_input_files(str(path))
+
+    alert = page.get_by_role("alert").filter(has_text="Nothing was imported")
+    expect(alert).to_contain_text(reason)
+    expect(alert).to_contain_text("upload that file")  # what to do
+    expect(page.locator("#job-badge")).to_have_text("Failed")
+    detail = page.locator("#job-detail")
+    expect(detail).to_contain_text("The upload was stopped after ")
+    expect(detail).to_contain_text("the rest of the file could not change this")
+    expect(page.get_by_role("button", name="Retry")).to_be_hidden()
+    expect(page.get_by_role("button", name="Pause")).to_be_hidden()
+    expect(page.get_by_role("button", name="Import another file")).to_be_visible()
+    # removed as Cancel removes it (its DELETE), well before its end
+    wait_until(lambda: scalar(app, "SELECT count(*) FROM uploads") == 0, "the upload removed")
+    assert job_file_size(app) < len(data) / 2
+    job = http.get("/api/imports").json()["items"][0]
+    assert job["status"] == "failed" and job["retry_refusal"]
+    expect(page).to_have_url(re.compile(rf"\?job={job['id']}$"))
+    shoot(page, artifacts, "upload-stopped-import-failed")
+
+    # nothing is left to resume: the drop zone says of no unfinished upload
+    page.get_by_role("button", name="Import another file").click()
+    expect(page.get_by_label(PICK)).to_be_attached()
+    expect(page.locator("#resume-note")).to_be_hidden()
+
+
+def test_an_upload_whose_import_lacks_a_column_goes_on_for_the_mappings_retry(
+    page: Page, app, tmp_path
+):
+    # A column mapping retries the import with the file as uploaded: it must arrive whole.
+    file = generate(20_000)  # about 3.4 MB: some 30 s at the rate below
+    data = file.data.replace(b"name,sku,description", b"title,ref,description", 1)
+    path = tmp_path / "catalog.csv"
+    path.write_bytes(data)
+    network = throttle_uploads(page, 100 * 1024)
+    seen = []  # the import as the page read it, with whether its upload was then complete
+
+    def record(route):
+        response = route.fetch()
+        if route.request.method == "GET" and response.ok:
+            complete = scalar(app, "SELECT count(*) FROM uploads WHERE completed_at IS NOT NULL")
+            seen.append((response.json()["status"], bool(complete)))
+        route.fulfill(response=response)
+
+    page.route(re.compile(r"/api/imports/\d+$"), record)
+    page.goto("/")
+    page.get_by_label(PICK).set_input_files(str(path))
+
+    # the page read the import failed (it looks at it while the file goes up) mid-upload...
+    deadline = time.monotonic() + 60
+    while ("failed", False) not in seen:
+        assert time.monotonic() < deadline, f"the page never read the import failed: {seen}"
+        page.wait_for_timeout(100)  # the page's requests are answered meanwhile
+    # ... and went on: no bytes were refused, the upload is there to be finished
+    expect(page.locator("#job-badge")).to_have_text("Uploading")
+    assert scalar(app, "SELECT count(*) FROM uploads") == 1
+    throttle_uploads(page, -1, network)  # the rest at full speed
+
+    expect(page.locator("#upload-done")).to_contain_text("Uploaded 3.")
+    expect(page.locator("#job-badge")).to_have_text("Failed")
+    expect(page.get_by_role("form", name="Column mapping")).to_be_visible()
+    assert scalar(app, "SELECT count(*) FROM uploads WHERE completed_at IS NOT NULL") == 1
+    assert job_file_size(app) == len(data)

@@ -6,7 +6,8 @@
    The file goes up as a resumable (tus) upload with tus-js-client: a dropped connection is
    retried from the server's offset, and after a reload the same file picked again goes on
    from there (the library keeps the upload's fingerprint in localStorage). The import is
-   asked for as soon as the upload exists, so the server reads the rows while they arrive.
+   asked for as soon as the upload exists, so the server reads the rows while they arrive;
+   if the file's bytes fail it meanwhile, the upload stops there and is removed.
    Without the library, the file goes up as one multipart POST. A plan (the option "Plan
    first") ends `planned` and shows what applying it would change, with Apply and Discard; a job
    that failed for want of a column shows the column mapping form (changes.js). */
@@ -30,11 +31,17 @@
   const ANY_INVALID = "100%"; // the threshold that never stops an import
   // How a queued job's message begins while its resumable upload stands still (growing.py).
   const UPLOAD_STOPPED = "Waiting for the upload to go on";
+  // The job's `error_code` when the file's bytes alone failed it (imports/failures.py): the
+  // rest of the file cannot change that, so its upload stops there.
+  const FILE_FAILED = ["binary_file", "line_too_long", "damaged_gzip", "decompressed_too_large", "no_header"];
 
   const state = {
     file: null, xhr: null, upload: null, jobId: null, importing: null, paused: false, samples: [],
     job: null, source: null, poll: null, uploadError: null, shown: null,
     uploadedFor: null, // the id of the import whose file this page has just sent
+    sent: 0, // the bytes of the upload sent so far
+    stopped: null, // { jobId, sent }: the upload this page stopped as its import failed for good
+    watching: null, // the upload whose import is looked at while it goes up
     uploadTurn: 0, // which file chosen is being sent: each upload has a bar of its own
     bar: { stage: null, percent: 0 }, // what the bar shows: within a stage it never goes back
   };
@@ -141,6 +148,7 @@
     if (note) note.hidden = true;
     Object.assign(state, {
       file, job: null, jobId: null, importing: null, uploadError: null, samples: [], uploadedFor: null,
+      sent: 0, stopped: null,
     });
     state.uploadTurn = turn; // a new upload starts its bar at 0
     showPanel();
@@ -234,7 +242,10 @@
   /* Ask for the import as soon as the upload exists; resolve to its id (null if refused). */
   async function importWhileUploading(upload) {
     const known = localStorage.getItem(IMPORT_OF + upload.url);
-    if (known) return (state.jobId = known); // resumed: its import already follows it
+    if (known) {
+      watchWhileUploading(upload, known);
+      return (state.jobId = known); // resumed: its import already follows it
+    }
     try {
       const options = uploadOptions();
       if (options.plan) options.plan = true; // JSON, not a form field
@@ -242,6 +253,7 @@
       const job = await api("POST", "/api/imports", body);
       localStorage.setItem(IMPORT_OF + upload.url, String(job.id));
       if (state.upload === upload) state.jobId = String(job.id);
+      watchWhileUploading(upload, String(job.id));
       return String(job.id);
     } catch (error) {
       if (state.upload !== upload) return null;
@@ -250,6 +262,49 @@
       uploadFailed(error.message, error.status >= 500);
       return null;
     }
+  }
+
+  /* While the file goes up, look at its import once a second. One that failed on the file's
+     bytes (binary data, a line too long, a damaged gzip...) would fail the same way whatever
+     the rest holds: the upload stops at once, rather than sending the whole file to show the
+     failure at its end. One that a column mapping can fix (a column missing) lets it go on:
+     the mapping's retry reads the whole file, which is then not uploaded again. */
+  function watchWhileUploading(upload, jobId) {
+    if (state.watching === upload) return; // the upload started again (a fresh CSRF token)
+    state.watching = upload;
+    const look = async () => {
+      if (state.upload !== upload) return;
+      let job;
+      try {
+        job = await api("GET", `/api/imports/${jobId}`);
+      } catch (error) {
+        if (error.status && error.status < 500) return; // not this page's to follow
+        job = null; // the server could not be reached: looked at again
+      }
+      if (state.upload !== upload) return;
+      if (job && FINISHED.includes(job.status)) {
+        if (failedForGood(job)) stopUpload(upload, job);
+        return;
+      }
+      setTimeout(look, 1000);
+    };
+    setTimeout(look, 1000);
+  }
+
+  /* Whether no retry or mapping of the job could end otherwise, whatever bytes follow. */
+  function failedForGood(job) {
+    return job.status === "failed" && Boolean(job.retry_refusal || FILE_FAILED.includes(job.error_code));
+  }
+
+  /* Stop the upload of an import that failed for good and remove it (as Cancel does): the
+     page shows the failure and what to do. */
+  function stopUpload(upload, job) {
+    state.upload = null;
+    state.stopped = { jobId: String(job.id), sent: state.sent };
+    upload.abort(true).catch(() => {}); // the DELETE: nothing of it is left to resume
+    if (upload.url) localStorage.removeItem(IMPORT_OF + upload.url);
+    history.replaceState(null, "", `?job=${job.id}`);
+    renderJob(job);
   }
 
   async function uploadDone(upload) {
@@ -386,6 +441,7 @@
     $("upload-done").hidden = true;
     const total = file.size || 1;
     const percent = Math.min(100, (loaded / total) * 100);
+    state.sent = loaded;
     const rate = state.paused ? null : uploadRate(loaded);
     const detail = [`${format.bytes(loaded)} of ${format.bytes(file.size)} sent`];
     if (rate) detail.push(`${format.bytes(rate)}/s`);
@@ -554,6 +610,11 @@
         "go on from where it stopped, or cancel the import.";
     }
     if (job.status === "queued") return "Waiting for a worker and for earlier imports to finish.";
+    const stopped = state.stopped && state.stopped.jobId === String(job.id) && state.file;
+    if (stopped && job.status === "failed") {
+      return `The upload was stopped after ${format.bytes(state.stopped.sent)} of ` +
+        `${format.bytes(state.file.size)}: the rest of the file could not change this.`;
+    }
     if (job.status === "running") {
       return `${format.bytes(job.bytes_processed)} of ${format.bytes(job.bytes_total)} read`;
     }
@@ -752,7 +813,7 @@
     stopWatching();
     Object.assign(state, {
       file: null, xhr: null, upload: null, jobId: null, job: null, uploadError: null, shown: null,
-      uploadedFor: null,
+      uploadedFor: null, stopped: null,
     });
     renderSections({ id: null, status: "none" });
     history.replaceState(null, "", location.pathname);
