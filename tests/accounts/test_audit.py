@@ -259,3 +259,19 @@ def test_a_prefix_filter_keeps_exactly_the_actions_it_starts(acting, sql):
     assert matched("product") == []  # no dot: the exact action only
     assert matched("%.") == [] and matched("_uth.") == []  # taken as they are, not as patterns
     assert matched("import_x.") == ["import_x.created"]
+
+
+def test_the_audit_page_shows_in_local_time_only_the_moments_the_server_wrote(acting, sql):
+    # A recovery's `since` is the server's moment; a file named like a time is the uploader's
+    # own words, and an audit log must show them as they were recorded.
+    admin = acting("admin")
+    sql(
+        "INSERT INTO audit_log (at, action, target, details) VALUES "
+        """(now(), 'webhook.recovered', 'webhook 1', '{"since": "2026-12-04T19:24:00Z"}'), """
+        """(now(), 'import.created', 'import #9', '{"file": "export 2026-12-04 19:24 UTC.csv"}')"""
+    )
+
+    page = audit_page(admin)
+
+    assert 'since: <time class="nowrap" datetime="2026-12-04T19:24:00Z" data-local>' in page
+    assert "file: export 2026-12-04 19:24 UTC.csv" in page

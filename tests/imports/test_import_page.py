@@ -98,3 +98,21 @@ def test_an_import_being_undone_is_not_offered_its_undo_again(client, db_session
     assert "Undo this import</button>" not in page
     assert "This import is being undone" in page
     assert f'By <a href="/imports/{undo.id}">import #{undo.id}</a>, which has not ended yet' in page
+
+
+def test_a_warning_shows_the_earlier_imports_moment_locally_and_the_files_words_as_written(
+    client, db_session
+):
+    job_id = completed_import(db_session, days_ago=0, created=1, updated=0)
+    job = db_session.get(ImportJob, job_id)
+    job.warnings = [
+        "This file is identical to import #3 of 2026-12-04 19:24 UTC.",
+        "Unknown columns ignored: 'export 2026-12-04 19:24 UTC'.",
+    ]
+    db_session.commit()
+
+    page = client.get(f"/imports/{job_id}").get_data(as_text=True)
+
+    # the page's script shows the <time> in the reader's zone; the file's own words stay
+    assert 'import #3 of <time class="nowrap" datetime="2026-12-04T19:24Z" data-local>' in page
+    assert "ignored: &#39;export 2026-12-04 19:24 UTC&#39;." in page

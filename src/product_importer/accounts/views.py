@@ -13,6 +13,9 @@ from .auth import client_address, public, requires, sign_in, sign_out
 from .roles import ROLES, Role
 
 bp = Blueprint("accounts", __name__, template_folder="templates")
+# The audit details the server fills with a moment (webhook.recovered's `since`), shown in the
+# reader's time zone; the others quote what people sent (a file name) as written.
+MOMENT_DETAILS = frozenset({"since"})
 # The only pages that take forms (sign in, sign out, setup): a page of another site, or of
 # none (`Origin: null`), posts none of them, whatever token it holds.
 bp.before_request(refuse_cross_site_requests)
@@ -196,6 +199,7 @@ def audit_page():
         action=action,
         asked=asked if asked.lstrip("0") != str(found.page) else None,  # said when not shown
         nearest="first" if wanted == 1 else "last",
+        moment_details=MOMENT_DETAILS,
     )
 
 

@@ -4,6 +4,7 @@ change record."""
 from datetime import datetime, timedelta
 
 from flask import Blueprint, current_app, render_template
+from markupsafe import Markup, escape
 
 from ..accounts.auth import requires
 from ..accounts.roles import Role
@@ -15,8 +16,16 @@ from .growing import UPLOAD_STALLED
 from .models import ImportJob, superseded_note
 
 bp = Blueprint("imports", __name__, template_folder="templates")
-# A moment in a message (a warning, an audit detail) in the reader's time zone, on every page.
+# A moment the server wrote into a message (an audit detail) in the reader's time zone.
 bp.add_app_template_filter(local_times, "local_times")
+
+
+@bp.app_template_filter("warning_html")
+def warning_html(warning: str) -> Markup:
+    """A job's warning as HTML: the moment of the identical earlier import in the reader's time
+    zone; any other as written (a header's name that looks like a time is the file's own)."""
+    return local_times(warning) if warning.startswith(service.SAME_FILE_NOTE) else escape(warning)
+
 
 OUTCOMES = {
     "queued": ("Queued", "badge-muted"),

@@ -29,6 +29,7 @@
   const FINISHED = ["completed", "completed_with_errors", "failed", "cancelled", "planned", "discarded"];
   const SUCCEEDED = ["completed", "completed_with_errors"];
   const ANY_INVALID = "100%"; // the threshold that never stops an import
+  const SAME_FILE_NOTE = "This file is identical to import #"; // imports/service.py's, as written
   // How a queued job's message begins while its resumable upload stands still (growing.py).
   const UPLOAD_STOPPED = "Waiting for the upload to go on";
   // The job's `error_code` when the file's bytes alone failed it (imports/failures.py): the
@@ -708,7 +709,8 @@
   /* The warnings; when the file is one imported before, a link to that import. */
   function warningList(warnings, duplicateOf) {
     const box = alertBox("warning", warnings.length === 1 ? "Warning" : "Warnings", null);
-    const items = warnings.map((text) => el("li", {}, ...withLocalTimes(text)));
+    // the earlier import's moment in the reader's zone; other warnings quote the file as written
+    const items = warnings.map((text) => el("li", {}, ...(text.startsWith(SAME_FILE_NOTE) ? withLocalTimes(text) : [text])));
     box.append(el("ul", { className: "warnings" }, ...items));
     if (duplicateOf) {
       box.append(el("p", { className: "alert-text" },
