@@ -230,9 +230,11 @@ class Held:
         self.conn, self.engine = conn, engine
         self.pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
 
-    def wait_until_blocking(self, timeout: float = 60, *, job: int | None = None) -> None:
-        """Wait until another session (the one running import `job`, if given) waits for a
-        lock this transaction holds."""
+    def wait_until_blocking(
+        self, timeout: float = 60, *, job: int | None = None, sessions: int = 1
+    ) -> None:
+        """Wait until another session (the one running import `job`, if given), or this many
+        `sessions`, wait for a lock this transaction holds."""
         blocked = (
             "SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid)) "
             "AND (CAST(:job AS bigint) IS NULL "
@@ -241,7 +243,7 @@ class Held:
         deadline = time.monotonic() + timeout
         while True:
             with self.engine.connect() as conn:
-                if conn.execute(text(blocked), {"pid": self.pid, "job": job}).scalar():
+                if conn.execute(text(blocked), {"pid": self.pid, "job": job}).scalar() >= sessions:
                     return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"nothing waited on the held transaction within {timeout}s")

@@ -291,6 +291,16 @@ class Postgres:
         """
         session.execute(text("LOCK TABLE products IN ROW EXCLUSIVE MODE"))
 
+    def locked_ids(self, session: Session, model, *where) -> list[int]:
+        """The ids of `model`'s rows matching `where`, locked until the commit.
+
+        Locked in id order, so two callers never each hold a row the other waits for; one that
+        waited reads the rows as the other committed them (a row that no longer matches is
+        left out).
+        """
+        query = select(model.id).where(*where).order_by(model.id)
+        return list(session.scalars(query.with_for_update(key_share=True)))
+
     def seconds_between(self, start, end):
         """A SQL expression: the seconds from timestamp `start` to `end`."""
         return func.extract("epoch", end - start)
@@ -429,6 +439,16 @@ class Sqlite:
 
     def lock_for_edit(self, session: Session) -> None:
         """Nothing to lock: SQLite's single writer waits its turn."""
+
+    def locked_ids(self, session: Session, model, *where) -> list[int]:
+        """The ids of `model`'s rows matching `where`, read once this has the writer's lock.
+
+        SQLite locks no row, and reads outside a transaction: a write first takes its one
+        writer's lock, so a second caller reads the rows only once this one has committed.
+        """
+        took = update(model).where(*where).values(id=model.id)
+        session.execute(took, execution_options={"synchronize_session": False})
+        return list(session.scalars(select(model.id).where(*where).order_by(model.id)))
 
     def seconds_between(self, start, end):
         """A SQL expression: the seconds from timestamp `start` to `end` (Julian days apart)."""

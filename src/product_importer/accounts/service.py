@@ -6,6 +6,7 @@ from datetime import timedelta
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from .. import database
 from ..apidoc import LINE
 from ..errors import Conflict, Forbidden, Invalid, NotFound
 from ..timeutil import aware, utcnow
@@ -86,16 +87,32 @@ def change_user(session: Session, user_id: int, *, fields: dict, acting: User) -
         raise Invalid("Unknown role.", details={"role": f"One of {', '.join(ROLES)}."})
     if "active" in fields and not isinstance(fields["active"], bool):
         raise Invalid("active must be true or false.", details={"active": "true or false."})
-    if user.id == acting.id and (
-        fields.get("active") is False or fields.get("role", Role.ADMIN) != Role.ADMIN
-    ):
+    locks_out = fields.get("active") is False or fields.get("role", Role.ADMIN) != Role.ADMIN
+    if user.id == acting.id and locks_out:
         raise Conflict("You cannot demote or deactivate your own account; ask another admin.")
+    if locks_out:
+        _keep_an_admin(session, user)
     if fields.get("active") is False:
         close_sessions(session, user)  # its tokens stop with `active`
     for name, value in fields.items():
         setattr(user, name, value)
     session.flush()
     return user
+
+
+def _keep_an_admin(session: Session, user: User) -> None:
+    """Refuse to demote or deactivate the last active admin.
+
+    The admins' rows stay locked until the commit: two admins demoting each other at once
+    are served one after the other, and the second finds the first's change.
+    """
+    admin = (User.role == Role.ADMIN, User.active.is_(True))
+    if database.of(session).locked_ids(session, User, *admin) == [user.id]:
+        raise Conflict(
+            f"An admin must remain: {user.email} is the only active admin now. "
+            "Make another account an admin first."
+        )
+    session.refresh(user)  # as the change before this one left it
 
 
 def change_password(session: Session, user: User, *, current, new, keep: str | None) -> None:

@@ -1,0 +1,86 @@
+"""Accounts changed by admins: at least one active admin always remains, even when two admins
+demote or deactivate each other at the same moment."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import text
+
+from tests.conftest import http_client
+
+# The standard editor (id 2) made a second admin, and its token one that acts as admin.
+SECOND_ADMIN = (
+    "UPDATE users SET role = 'admin', active = true WHERE id IN (1, 2)",
+    "UPDATE access_tokens SET role = 'admin' WHERE user_id = 2",
+)
+# Each change, and how the admin it locks out is refused once it has: demoted, its token acts
+# as an editor (403); deactivated, its token stops working (401).
+LOCKOUTS = [({"role": "editor"}, 403), ({"active": False}, 401)]
+IDS = ["demote", "deactivate"]
+MUST_REMAIN = "An admin must remain"
+
+
+def two_admins(engine) -> None:
+    with engine.begin() as conn:
+        for statement in SECOND_ADMIN:
+            conn.execute(text(statement))
+
+
+def active_admins(engine) -> list[str]:
+    with engine.connect() as conn:
+        found = "SELECT email FROM users WHERE role = 'admin' AND active ORDER BY id"
+        return [row[0] for row in conn.execute(text(found))]
+
+
+def each_other(url: str, accounts, change: dict) -> list:
+    """The admin changes the second admin (2), and the second admin the admin (1), at once."""
+    first, second = (
+        http_client(url, accounts["admin"].token),
+        http_client(url, accounts["editor"].token),
+    )
+    with first, second, ThreadPoolExecutor(2) as pool:
+        asked = [
+            pool.submit(first.patch, "/api/users/2", json=change),
+            pool.submit(second.patch, "/api/users/1", json=change),
+        ]
+        return [answer.result() for answer in asked]
+
+
+@pytest.mark.parametrize("change", [change for change, _ in LOCKOUTS], ids=IDS)
+def test_two_admins_locking_each_other_out_at_once_leave_one_admin(
+    live_server, accounts, holding, app, change
+):
+    from product_importer.extensions import db
+
+    with app.app_context():
+        engine = db.engine
+    two_admins(engine)
+    # Both requests past their sign-in check, each about to change the other: neither can see
+    # the other's change until the held lock goes (reads of the accounts go on; writes wait).
+    accounts_written = "LOCK TABLE users IN EXCLUSIVE MODE"
+    with holding(accounts_written) as held, ThreadPoolExecutor(1) as waiter:
+        answers = waiter.submit(each_other, live_server, accounts, change)
+        held.wait_until_blocking(sessions=2)
+        held.release()
+        first, second = answers.result()
+
+    assert sorted([first.status_code, second.status_code]) == [200, 409], (first, second)
+    refused = first if first.status_code == 409 else second
+    error = refused.json()["error"]
+    assert error["code"] == "conflict"
+    assert error["message"].startswith(MUST_REMAIN), error
+    assert len(active_admins(engine)) == 1
+
+
+@pytest.mark.parametrize(("change", "locked_out"), LOCKOUTS, ids=IDS)
+def test_admins_locking_each_other_out_leave_an_admin_in_either_mode(
+    served, accounts, change, locked_out
+):
+    # Whichever order the two requests take, one admin stays: the other request is refused,
+    # with 409 (it was signed in before the first change) or as locked out (after it).
+    for _ in range(5):
+        two_admins(served.engine)
+        answers = each_other(served.url, accounts, change)
+        codes = sorted(answer.status_code for answer in answers)
+        assert codes in ([200, 409], sorted([200, locked_out])), [a.text for a in answers]
+        assert len(active_admins(served.engine)) == 1
