@@ -215,11 +215,14 @@ def users() -> None:
 @users.command("create")
 @click.argument("email")
 @click.option("--role", type=click.Choice(ROLES), required=True)
-@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from standard input (in a terminal: asked for twice, not shown).",
+)
 def create_user(email: str, role: str, password_stdin: bool) -> None:
     """Create an account; without --password-stdin, print a one-time password."""
-    # An empty line is a password too short, refused: not a random one that no one is shown.
-    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
+    password = _password_from_stdin(email) if password_stdin else None
     shown = password is None
     with _cli_app():
         password = credentials.new_password() if shown else password
@@ -229,6 +232,19 @@ def create_user(email: str, role: str, password_stdin: bool) -> None:
         click.echo(f"Created {user.email} ({user.role}).", err=True)
     if shown:
         click.echo(f"One-time password (shown only once): {password}", err=True)
+
+
+def _password_from_stdin(email: str) -> str:
+    """The password on standard input: a line piped in, or typed unseen after a prompt."""
+    if sys.stdin.isatty():
+        return click.prompt(
+            f"Password for {email} (at least 10 characters)",
+            hide_input=True,
+            confirmation_prompt=True,
+            err=True,
+        )
+    # An empty line is a password too short, refused: not a random one that no one is shown.
+    return sys.stdin.readline().rstrip("\r\n")
 
 
 @main.group()

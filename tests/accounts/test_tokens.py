@@ -1,9 +1,15 @@
 """Personal access tokens: made once and shown once, hashed at rest, capped by the owner's role,
 ended by expiry, revocation or the owner's deactivation; and the provisioning CLI."""
 
+import errno
 import hashlib
+import os
+import pty
+import select
+import subprocess
+import time
 
-from tests.conftest import PASSWORD, client_with_token
+from tests.conftest import BIN, PASSWORD, ROOT, client_with_token
 
 from .conftest import is_signed_in, post_sign_in, run_cli
 
@@ -156,6 +162,7 @@ def test_the_cli_creates_accounts_and_prints_a_token_alone(app):
     )  # fmt: skip
     assert created.returncode == 0, created.stderr
     assert created.stdout == ""
+    assert "Password for" not in created.stderr  # piped: nothing asked
 
     made = run_cli("tokens", "create", "OPS@example.test", "--name", "ERP", "--role", "viewer")
 
@@ -167,6 +174,76 @@ def test_the_cli_creates_accounts_and_prints_a_token_alone(app):
     browser = app.test_client()
     assert post_sign_in(browser, "ops@example.test", "an operator password").status_code == 302
     assert post_sign_in(app.test_client(), "ops@example.test", PASSWORD).status_code == 401
+
+
+class Terminal:
+    """`product-importer ARGS` run in a terminal of its own (a pty), as a person runs it."""
+
+    def __init__(self, *args: str):
+        self.text = ""
+        self.screen, tty = pty.openpty()
+        # A session of its own, without the tests' terminal: getpass uses this one.
+        command = [str(BIN / "product-importer"), *args]
+        self.process = subprocess.Popen(
+            command, stdin=tty, stdout=tty, stderr=tty, cwd=ROOT, start_new_session=True
+        )
+        os.close(tty)
+
+    def wait_for(self, needle: str, timeout: float = 120) -> None:
+        """Read what the command writes until `needle` is on the screen."""
+        deadline = time.monotonic() + timeout
+        while needle not in self.text:
+            if not self._read(deadline - time.monotonic()):
+                raise AssertionError(f"{needle!r} never shown; the screen:\n{self.text}")
+
+    def type(self, line: str) -> None:
+        os.write(self.screen, f"{line}\r".encode())  # Enter
+
+    def finish(self, timeout: float = 120) -> int:
+        """Read the screen to the command's end; return its exit status."""
+        deadline = time.monotonic() + timeout
+        while self._read(deadline - time.monotonic()):
+            pass
+        return self.process.wait(timeout)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        os.close(self.screen)
+
+    def _read(self, seconds: float) -> bool:
+        """Add what the command writes within `seconds` to the screen; False once it ended."""
+        if seconds <= 0 or not select.select([self.screen], [], [], seconds)[0]:
+            return False
+        try:
+            written = os.read(self.screen, 4096)
+        except OSError as error:  # the command ended: its terminal is closed
+            if error.errno != errno.EIO:
+                raise
+            return False
+        self.text += written.decode(errors="replace")
+        return bool(written)
+
+
+def test_the_cli_asks_for_the_password_in_a_terminal_and_does_not_show_it(app):
+    # In a terminal, `--password-stdin` waited for a line without a word.
+    terminal = Terminal(
+        "users", "create", "ops@example.test", "--role", "editor", "--password-stdin"
+    )
+    try:
+        terminal.wait_for("Password for ops@example.test (at least 10 characters): ")
+        terminal.type("an operator password")
+        terminal.wait_for("Repeat for confirmation: ")
+        terminal.type("an operator password")
+        assert terminal.finish() == 0, terminal.text
+    finally:
+        terminal.close()
+
+    assert "Created ops@example.test (editor)." in terminal.text
+    assert "an operator password" not in terminal.text  # typed unseen
+    browser = app.test_client()
+    assert post_sign_in(browser, "ops@example.test", "an operator password").status_code == 302
 
 
 def test_the_cli_refuses_an_empty_password_from_stdin_rather_than_make_one_no_one_sees(client):
