@@ -435,7 +435,7 @@ class Sqlite:
     def lock_before_reading(self, session: Session, model, row_id) -> None:
         """Take the one writer's lock before reading a row to change (SQLite locks no row, and
         a FOR UPDATE read is a plain one): two requests then read it one after the other."""
-        session.execute(update(model).where(model.id == row_id).values(id=model.id))
+        _take_writer_lock(session, model, model.id == row_id)
 
     def lock_for_edit(self, session: Session) -> None:
         """Nothing to lock: SQLite's single writer waits its turn."""
@@ -446,8 +446,7 @@ class Sqlite:
         SQLite locks no row, and reads outside a transaction: a write first takes its one
         writer's lock, so a second caller reads the rows only once this one has committed.
         """
-        took = update(model).where(*where).values(id=model.id)
-        session.execute(took, execution_options={"synchronize_session": False})
+        _take_writer_lock(session, model, *where)
         return list(session.scalars(select(model.id).where(*where).order_by(model.id)))
 
     def seconds_between(self, start, end):
@@ -514,6 +513,12 @@ def _walks(node: dict) -> bool:
     if node["Node Type"] == "Index Scan" and "Filter" in node:
         return True
     return any(_walks(child) for child in node.get("Plans", ()))
+
+
+def _take_writer_lock(session: Session, model, *where) -> None:
+    """A write that changes nothing: SQLite's one writer's lock, held until the commit."""
+    took = update(model).where(*where).values(id=model.id)
+    session.execute(took, execution_options={"synchronize_session": False})
 
 
 def of(bind: Connection | Session) -> Postgres | Sqlite:
