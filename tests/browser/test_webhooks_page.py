@@ -458,14 +458,21 @@ def test_saving_an_edit_with_the_keyboard_leaves_the_focus_on_its_edit_button(
     expect(edit).to_be_focused()
 
 
-def test_a_test_with_the_keyboard_leaves_the_focus_on_its_button(page: Page, http, receiver):
+def press_test_with_enter(page: Page, http, receiver, status: int):
+    """Open the page on one webhook and press its Test with Enter, answered `status`; return
+    the row and its Test button."""
     hook_at(http, receiver)
     page.goto("/webhooks")
     row = page.locator("#webhooks-body tr")
-    receiver.answer(Answer(status=200))
+    receiver.answer(Answer(status=status))
     test = row.get_by_role("button", name=f"Test {receiver.url}")
     test.focus()
     page.keyboard.press("Enter")
+    return row, test
+
+
+def test_a_test_with_the_keyboard_leaves_the_focus_on_its_button(page: Page, http, receiver):
+    row, test = press_test_with_enter(page, http, receiver, 200)
 
     expect(row.locator(".test-result")).to_contain_text("200")
     expect(test).to_be_focused()
@@ -488,13 +495,7 @@ def test_redeliver_with_the_keyboard_leaves_the_focus_on_its_button(page: Page, 
 
 
 def test_a_test_answered_410_shows_the_webhook_disabled(page: Page, http, receiver):
-    hook_at(http, receiver)
-    page.goto("/webhooks")
-    row = page.locator("#webhooks-body tr")
-    receiver.answer(Answer(status=410))
-    test = row.get_by_role("button", name=f"Test {receiver.url}")
-    test.focus()
-    page.keyboard.press("Enter")
+    row, test = press_test_with_enter(page, http, receiver, 410)
 
     expect(row.locator(".test-result")).to_contain_text("410")
     expect(row.get_by_role("switch")).not_to_be_checked()

@@ -32,9 +32,6 @@
   const SAME_FILE_NOTE = "This file is identical to import #"; // imports/service.py's, as written
   // How a queued job's message begins while its resumable upload stands still (growing.py).
   const UPLOAD_STOPPED = "Waiting for the upload to go on";
-  // The job's `error_code` when the file's bytes alone failed it (imports/failures.py): the
-  // rest of the file cannot change that, so its upload stops there.
-  const FILE_FAILED = ["binary_file", "line_too_long", "damaged_gzip", "decompressed_too_large", "no_header"];
 
   const state = {
     file: null, xhr: null, upload: null, jobId: null, importing: null, paused: false, samples: [],
@@ -292,9 +289,10 @@
     setTimeout(look, 1000);
   }
 
-  /* Whether no retry or mapping of the job could end otherwise, whatever bytes follow. */
+  /* Whether no retry or mapping of the job could end otherwise, whatever bytes follow: the
+     server says why in `retry_refusal` (a file its bytes failed, whatever its `error_code`). */
   function failedForGood(job) {
-    return job.status === "failed" && Boolean(job.retry_refusal || FILE_FAILED.includes(job.error_code));
+    return job.status === "failed" && Boolean(job.retry_refusal);
   }
 
   /* Stop the upload of an import that failed for good and remove it (as Cancel does): the
