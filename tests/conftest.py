@@ -197,6 +197,25 @@ def _take_the_turn(conn) -> bool:
     return bool(conn.execute(taken, {"key": database.IMPORT_LOCK_KEY}).scalar())
 
 
+def _wait_for_the_turn() -> None:
+    """Return once the turn to apply is free or held by a running import (as a test may
+    hold one on purpose), or it was waited for long enough."""
+    from product_importer import database
+
+    deadline = time.monotonic() + TURN_WAIT_SECONDS
+    with psycopg.connect(_database_url(TEST_DB)) as conn:
+        while not _turn_waited(deadline):
+            free = conn.execute(
+                "SELECT pg_try_advisory_xact_lock(%s)"
+                " OR EXISTS (SELECT 1 FROM import_jobs WHERE status = 'running')",
+                (database.IMPORT_LOCK_KEY,),
+            ).fetchone()[0]
+            conn.rollback()  # gives the turn back at once
+            if free:
+                return
+            time.sleep(0.05)
+
+
 def _turn_waited(deadline: float) -> bool:
     """Whether the turn was waited for long enough (a worker a test left paused holds it)."""
     if time.monotonic() < deadline:
@@ -423,7 +442,14 @@ class Process:
 
 @contextmanager
 def paused(worker: Process):
-    """Stop a worker process (SIGSTOP) for a while: it takes no job and sends nothing."""
+    """Stop a worker process (SIGSTOP) for a while: it takes no job and sends nothing.
+
+    It is not stopped while it holds the turn to apply with no import running: a worker
+    releases the turn just after it commits the job's end, which a test may already have
+    seen; stopped in between, it would keep every other importer (the command line, another
+    worker) waiting.
+    """
+    _wait_for_the_turn()
     os.killpg(worker.popen.pid, signal.SIGSTOP)
     try:
         yield
