@@ -1,8 +1,10 @@
 """Resumable uploads against a running server, with a real tus client (tuspy), both modes."""
 
 import io
+import os
 import socket
 import subprocess
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
@@ -280,6 +282,145 @@ def test_the_command_line_imports_into_a_remote_server_over_tus(
     with served.engine.connect() as conn:
         upload = conn.exec_driver_sql("SELECT filename, completed_at FROM uploads").one()
     assert upload.filename == "remote.csv" and upload.completed_at is not None
+
+
+class PieceGate:
+    """A proxy in front of the server that holds every upload piece (PATCH) after the first
+    until `open()`: what the command sends after its import failed is then up to it, not to
+    how soon the worker read the first piece."""
+
+    def __init__(self, target_url: str):
+        parts = urlsplit(target_url)
+        self.target = (parts.hostname, parts.port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.opened = threading.Event()
+        self.pieces = 0
+        self.counting = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def open(self) -> None:
+        self.opened.set()
+
+    def close(self) -> None:
+        self.opened.set()
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._forward, args=(client,), daemon=True).start()
+
+    def _forward(self, client: socket.socket) -> None:
+        """Pass one connection through; tuspy opens one per piece."""
+        with client:
+            first = client.recv(65536)
+            if first.startswith(b"PATCH "):
+                with self.counting:
+                    self.pieces += 1
+                    held = self.pieces > 1
+                if held:
+                    self.opened.wait()
+            with socket.create_connection(self.target) as server:
+                server.sendall(first)
+                back = threading.Thread(target=pipe, args=(server, client), daemon=True)
+                back.start()
+                pipe(client, server)
+                back.join()
+
+
+def pipe(source: socket.socket, target: socket.socket) -> None:
+    """Copy bytes until `source` ends, then end `target`'s side too."""
+    try:
+        while chunk := source.recv(65536):
+            target.sendall(chunk)
+        target.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass  # the other side hung up
+
+
+def import_through_gate(served, accounts, path) -> subprocess.CompletedProcess:
+    """Run the command on `path` through a PieceGate, its second piece held until the import
+    has failed; return the finished run."""
+    gate = PieceGate(served.url)
+    args = [str(BIN / "product-importer"), "import", str(path), "--url", gate.url]
+    command = subprocess.Popen(
+        [*args, "--token", accounts["editor"].token],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: job_status(served) == "failed", "the import failed")
+        gate.open()
+        stdout, stderr = command.communicate(timeout=300)
+    finally:
+        command.kill()
+        gate.close()
+    return subprocess.CompletedProcess(args, command.returncode, stdout, stderr)
+
+
+def job_status(served) -> str | None:
+    with served.engine.connect() as conn:
+        return conn.exec_driver_sql("SELECT status FROM import_jobs").scalar()
+
+
+def received(served) -> int:
+    """How many bytes of the file the server holds for its (one) import."""
+    with served.engine.connect() as conn:
+        path = conn.exec_driver_sql("SELECT file_path FROM import_jobs").scalar_one()
+    return os.path.getsize(path)
+
+
+def several_pieces(head: bytes) -> bytes:
+    """`head`, then rows: six pieces of the command's upload."""
+    row = b"B-2,Banana\r\n"
+    return head + row * (6 * remote.PIECE_BYTES // len(row))
+
+
+def test_the_command_line_stops_uploading_a_file_whose_bytes_failed_its_import(
+    served, accounts, tmp_path
+):
+    # A NUL byte at the start: the import fails on the first piece, and no retry or mapping
+    # could help. The command went on sending the whole file (up to 1 GB) before saying so.
+    data = several_pieces(b"sku,name\r\nA-1,Apple\x00\r\n")
+    path = tmp_path / "catalog.csv"
+    path.write_bytes(data)
+
+    run = import_through_gate(served, accounts, path)
+
+    assert run.returncode == 1, run.stderr
+    assert received(served) <= 2 * remote.PIECE_BYTES < len(data)
+    with served.engine.connect() as conn:  # removed, as the page's Cancel removes it
+        assert conn.exec_driver_sql("SELECT count(*) FROM uploads").scalar() == 0
+    assert "The upload was stopped after " in run.stdout
+    assert f"of {len(data) // 2**20} MB: the import failed on the file's own bytes" in run.stdout
+    assert "failed: 0 rows read, 0 created" in run.stdout
+    assert "Error: The file is binary, not a CSV (it holds NUL bytes)." in run.stderr
+    assert "upload that file" in run.stderr  # what to do
+
+
+def test_the_command_line_finishes_the_upload_of_a_file_that_lacks_a_column(
+    served, accounts, tmp_path
+):
+    # The import fails at once, but a column mapping's retry reads the file as uploaded: it
+    # must arrive whole, as the upload page lets it.
+    data = several_pieces(b"title,ref\r\n")
+    path = tmp_path / "catalog.csv"
+    path.write_bytes(data)
+
+    run = import_through_gate(served, accounts, path)
+
+    assert run.returncode == 1, run.stderr
+    assert received(served) == len(data)
+    complete = "SELECT count(*) FROM uploads WHERE completed_at IS NOT NULL"
+    with served.engine.connect() as conn:
+        assert conn.exec_driver_sql(complete).scalar() == 1
+    assert "The upload was stopped" not in run.stdout
+    assert "Error: Missing required columns: sku, name." in run.stderr
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,11 @@
 """`product-importer import FILE --url URL --token TOKEN`: import into a remote server over the
 resumable (tus) upload, which survives a flaky link: a failed piece is retried from the offset
 the server has. The import is asked for as soon as the upload exists, so the server reads the
-rows while they arrive and applies them after the last byte.
+rows while they arrive and applies them after the last byte. Between pieces it looks at the
+import: one that failed on the file's own bytes stops the upload, as the upload page does.
 """
 
+import contextlib
 import json
 import os
 import time
@@ -15,6 +17,7 @@ from tusclient.exceptions import TusCommunicationError, TusUploadFailed
 
 from ..errors import said
 from .states import FINISHED, SUCCEEDED, Status
+from .views import size_label
 
 PIECE_BYTES = 8 * 1024 * 1024  # one PATCH each; a dropped one costs at most this much again
 RETRIES = 10
@@ -31,9 +34,18 @@ def import_remotely(path: str, url: str, token: str, given: dict) -> int:
         try:
             uploader = _start_upload(base, headers, path)
             job = _ask_for_import(http, uploader.url.rsplit("/", 1)[-1], options)
-            _send(uploader, os.path.getsize(path))
+            size = os.path.getsize(path)
+            failed = _send(uploader, size, lambda: _failed_for_good(http, job["id"]))
         except (TusCommunicationError, TusUploadFailed) as error:
             raise click.ClickException(_tus_error(error)) from error
+        if failed:
+            _stop_upload(http, uploader.url)
+            click.echo(
+                f"The upload was stopped after {size_label(uploader.offset)} of "
+                f"{size_label(size)}: the import failed on the file's own bytes, and the rest "
+                "of the file could not change this."
+            )
+            return _report(failed, base)
         return _report(_watch(http, job["id"]), base)
 
 
@@ -68,13 +80,38 @@ def _ask_for_import(http: httpx.Client, upload_id: str, options: dict) -> dict:
     return response.json()
 
 
-def _send(uploader, size: int) -> None:
-    """Send the pieces, with a progress bar of bytes sent."""
+def _send(uploader, size: int, failed_for_good) -> dict | None:
+    """Send the pieces, with a progress bar of bytes sent; before each piece but the first,
+    ask `failed_for_good()`: the job it returns (an import its bytes failed) stops the
+    upload, and is returned."""
     with click.progressbar(length=size, label="Uploading", show_pos=True) as bar:
         while uploader.offset < size:
+            # A look per piece (8 MiB) costs little next to the piece it may spare.
+            if uploader.offset and (failed := failed_for_good()):
+                return failed
             before = uploader.offset
             uploader.upload_chunk()
             bar.update(uploader.offset - before)
+    return None
+
+
+def _failed_for_good(http: httpx.Client, job_id: int) -> dict | None:
+    """The job if it failed on the file's own bytes, whatever the rest holds (the server says
+    why in `retry_refusal`: binary data, a line too long...); else None. An import that lacks a
+    column is not: the column mapping's retry reads the whole file, so it must arrive."""
+    try:
+        response = http.get(f"/api/imports/{job_id}")
+        job = response.json() if response.status_code == 200 else {}
+    except (httpx.HTTPError, ValueError):
+        return None  # not answered now: the upload goes on, and the job is looked at again
+    return job if job.get("status") == Status.FAILED and job.get("retry_refusal") else None
+
+
+def _stop_upload(http: httpx.Client, url: str) -> None:
+    """Remove the upload (tus termination), as the page's Cancel does: nothing of it is left
+    to resume, and the server keeps the bytes the failed import read."""
+    with contextlib.suppress(httpx.HTTPError):
+        http.delete(url, headers={"Tus-Resumable": "1.0.0"})
 
 
 def _watch(http: httpx.Client, job_id: int) -> dict:
