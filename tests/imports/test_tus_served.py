@@ -287,9 +287,11 @@ def test_the_command_line_imports_into_a_remote_server_over_tus(
 class PieceGate:
     """A proxy in front of the server that holds every upload piece (PATCH) after the first
     until `open()`: what the command sends after its import failed is then up to it, not to
-    how soon the worker read the first piece."""
+    how soon the worker read the first piece. It counts the pieces (`pieces`), and drops the
+    connection of piece number `cut` after its first bytes, as a flaky link would."""
 
-    def __init__(self, target_url: str):
+    def __init__(self, target_url: str, *, cut: int | None = None):
+        self.cut = cut
         parts = urlsplit(target_url)
         self.target = (parts.hostname, parts.port)
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -318,18 +320,25 @@ class PieceGate:
         """Pass one connection through; tuspy opens one per piece."""
         with client:
             first = client.recv(65536)
-            if first.startswith(b"PATCH "):
-                with self.counting:
-                    self.pieces += 1
-                    held = self.pieces > 1
-                if held:
-                    self.opened.wait()
+            number = self._count(first)
+            if number > 1:
+                self.opened.wait()
             with socket.create_connection(self.target) as server:
                 server.sendall(first)
+                if number == self.cut:
+                    return  # both connections close with the piece half sent
                 back = threading.Thread(target=pipe, args=(server, client), daemon=True)
                 back.start()
                 pipe(client, server)
                 back.join()
+
+    def _count(self, first: bytes) -> int:
+        """The piece's number if the connection sends one (a PATCH), else 0."""
+        if not first.startswith(b"PATCH "):
+            return 0
+        with self.counting:
+            self.pieces += 1
+            return self.pieces
 
 
 def pipe(source: socket.socket, target: socket.socket) -> None:
@@ -421,6 +430,50 @@ def test_the_command_line_finishes_the_upload_of_a_file_that_lacks_a_column(
         assert conn.exec_driver_sql(complete).scalar() == 1
     assert "The upload was stopped" not in run.stdout
     assert "Error: Missing required columns: sku, name." in run.stderr
+
+
+def remote_import(served, accounts, path, gate) -> subprocess.CompletedProcess:
+    """Run the command on `path` through an open PieceGate."""
+    gate.open()
+    args = [str(BIN / "product-importer"), "import", str(path), "--url", gate.url]
+    try:
+        return subprocess.run(
+            [*args, "--token", accounts["editor"].token],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        gate.close()
+
+
+def test_the_command_line_says_at_once_why_the_server_refused_a_piece(served, accounts, tmp_path):
+    # The server refuses the file at its last byte (binary). The command sent the refused piece
+    # again ten times, three seconds apart, before saying why.
+    path = tmp_path / "catalog.csv"
+    path.write_bytes(b"sku,name\r\nA-1,Apple\x00\r\n")
+    gate = PieceGate(served.url)
+
+    run = remote_import(served, accounts, path, gate)
+
+    assert run.returncode == 1
+    assert gate.pieces == 1
+    assert "Error: The file is binary, not a CSV (it holds NUL bytes)." in run.stderr
+
+
+def test_the_command_line_sends_a_dropped_piece_again(served, accounts, any_catalog, tmp_path):
+    file = generate(3_000)
+    assert len(file.data) > 4 * 65536  # cut after its first bytes, the piece is half sent
+    path = tmp_path / "catalog.csv"
+    path.write_bytes(file.data)
+    gate = PieceGate(served.url, cut=1)
+
+    run = remote_import(served, accounts, path, gate)
+
+    assert run.returncode == 0, run.stderr
+    assert gate.pieces > 1
+    assert f"completed: {file.rows:,} rows read, {len(file.expected):,} created" in run.stdout
+    assert products_by_key(any_catalog()) == file.expected
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ import time
 
 import click
 import httpx
+import requests
 from tusclient import client as tus
 from tusclient.exceptions import TusCommunicationError, TusUploadFailed
 
@@ -55,8 +56,7 @@ def _start_upload(base: str, headers: dict, path: str):
         file_path=path,
         chunk_size=PIECE_BYTES,
         metadata={"filename": os.path.basename(path)},
-        retries=RETRIES,
-        retry_delay=RETRY_DELAY_SECONDS,
+        retries=0,  # retried by _send_piece, which knows which failures a retry can mend
     )
     uploader.set_url(uploader.create_url())
     return uploader
@@ -90,9 +90,35 @@ def _send(uploader, size: int, failed_for_good) -> dict | None:
             if uploader.offset and (failed := failed_for_good()):
                 return failed
             before = uploader.offset
-            uploader.upload_chunk()
+            _send_piece(uploader)
             bar.update(uploader.offset - before)
     return None
+
+
+def _send_piece(uploader) -> None:
+    """Send the next piece; what a retry can mend (a dropped connection, a server error, a
+    piece still arriving) is retried from the server's offset up to RETRIES times. A refusal
+    (a file the server will not take) is raised at once: sending it again changes nothing."""
+    for attempt in range(RETRIES + 1):
+        try:
+            if attempt:
+                uploader.offset = uploader.get_offset()
+            uploader.upload_chunk()
+            return
+        except requests.RequestException as error:  # get_offset lets the library's through
+            failure = TusCommunicationError(error)
+        except TusCommunicationError as error:
+            failure = error
+        if attempt == RETRIES or not _worth_retrying(failure):
+            raise failure
+        time.sleep(RETRY_DELAY_SECONDS)
+
+
+def _worth_retrying(failure: TusCommunicationError) -> bool:
+    """Whether sending again may go through: no answer, a server error, an offset that moved
+    (409) or a piece still arriving (423), not a refusal such as 413 or 422."""
+    status = failure.status_code
+    return status is None or status >= 500 or status in (409, 423, 429)
 
 
 def _failed_for_good(http: httpx.Client, job_id: int) -> dict | None:
