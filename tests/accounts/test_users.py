@@ -1,7 +1,8 @@
-"""Accounts changed by admins: at least one active admin always remains, even when two admins
-demote or deactivate each other at the same moment."""
+"""Accounts changed by admins: at least one active admin always remains, even when two or three
+admins demote or deactivate each other at the same moment."""
 
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 
 import pytest
 from sqlalchemy import text
@@ -18,11 +19,32 @@ SECOND_ADMIN = (
 LOCKOUTS = [({"role": "editor"}, 403), ({"active": False}, 401)]
 IDS = ["demote", "deactivate"]
 MUST_REMAIN = "An admin must remain"
+# Every standard account an admin (1 admin, 2 editor, 3 viewer), each token acting as one.
+THREE_ADMINS = (
+    "UPDATE users SET role = 'admin', active = true",
+    "UPDATE access_tokens SET role = 'admin'",
+)
+# The accounts by id, in the order of RING: 1 changes 2, 2 changes 3, 3 changes 1.
+RING = ("admin", "editor", "viewer")
+DEMOTE, DEACTIVATE = LOCKOUTS[0][0], LOCKOUTS[1][0]
+# What each admin of RING does to the next, all at once.
+RING_CHANGES = {
+    "demote": [DEMOTE, DEMOTE, DEMOTE],
+    "deactivate": [DEACTIVATE, DEACTIVATE, DEACTIVATE],
+    "mixed": [DEMOTE, DEACTIVATE, DEACTIVATE],
+    "mixed-other": [DEACTIVATE, DEMOTE, DEMOTE],
+}
 
 
 def two_admins(engine) -> None:
     with engine.begin() as conn:
         for statement in SECOND_ADMIN:
+            conn.execute(text(statement))
+
+
+def three_admins(engine) -> None:
+    with engine.begin() as conn:
+        for statement in THREE_ADMINS:
             conn.execute(text(statement))
 
 
@@ -43,6 +65,17 @@ def each_other(url: str, accounts, change: dict) -> list:
             pool.submit(first.patch, "/api/users/2", json=change),
             pool.submit(second.patch, "/api/users/1", json=change),
         ]
+        return [answer.result() for answer in asked]
+
+
+def around(url: str, accounts, changes: list[dict]) -> list:
+    """Each admin of RING changes the next one, at once (1 changes 2, 2 changes 3, 3 changes 1)."""
+    with ExitStack() as stack, ThreadPoolExecutor(len(RING)) as pool:
+        asked = []
+        for number, (role, change) in enumerate(zip(RING, changes, strict=True)):
+            client = stack.enter_context(http_client(url, accounts[role].token))
+            target = (number + 1) % len(RING) + 1  # the next account's id
+            asked.append(pool.submit(client.patch, f"/api/users/{target}", json=change))
         return [answer.result() for answer in asked]
 
 
@@ -72,6 +105,34 @@ def test_two_admins_locking_each_other_out_at_once_leave_one_admin(
     assert len(active_admins(engine)) == 1
 
 
+@pytest.mark.parametrize("changes", RING_CHANGES.values(), ids=RING_CHANGES.keys())
+def test_three_admins_locking_each_other_out_in_a_ring_at_once_leave_one_admin(
+    live_server, accounts, holding, app, changes
+):
+    from product_importer.extensions import db
+
+    with app.app_context():
+        engine = db.engine
+    three_admins(engine)
+    # The three requests past their sign-in check, each about to change the next admin: they
+    # are served one after the other once the held lock goes. Two changes leave one admin, the
+    # one the last request is about to change: that request alone is refused.
+    with holding("LOCK TABLE users IN EXCLUSIVE MODE") as held, ThreadPoolExecutor(1) as waiter:
+        asked = waiter.submit(around, live_server, accounts, changes)
+        held.wait_until_blocking(sessions=len(RING))
+        held.release()
+        answers = asked.result()
+
+    codes = [answer.status_code for answer in answers]
+    assert sorted(codes) == [200, 200, 409], [answer.text for answer in answers]
+    refused = codes.index(409)
+    error = answers[refused].json()["error"]
+    assert error["code"] == "conflict"
+    assert error["message"].startswith(MUST_REMAIN), error
+    its_target = accounts[RING[(refused + 1) % len(RING)]].email
+    assert active_admins(engine) == [its_target]
+
+
 @pytest.mark.parametrize(("change", "locked_out"), LOCKOUTS, ids=IDS)
 def test_admins_locking_each_other_out_leave_an_admin_in_either_mode(
     served, accounts, change, locked_out
@@ -83,4 +144,17 @@ def test_admins_locking_each_other_out_leave_an_admin_in_either_mode(
         answers = each_other(served.url, accounts, change)
         codes = sorted(answer.status_code for answer in answers)
         assert codes in ([200, 409], sorted([200, locked_out])), [a.text for a in answers]
+        assert len(active_admins(served.engine)) == 1
+
+
+@pytest.mark.parametrize("changes", RING_CHANGES.values(), ids=RING_CHANGES.keys())
+def test_three_admins_in_a_ring_leave_one_admin_in_either_mode(served, accounts, changes):
+    # Whichever order the requests take, two changes succeed and one admin stays: the third
+    # request is refused, with 409 or as locked out (its admin was changed before it).
+    for _ in range(3):
+        three_admins(served.engine)
+        answers = around(served.url, accounts, changes)
+        codes = [answer.status_code for answer in answers]
+        assert codes.count(200) == 2, [answer.text for answer in answers]
+        assert {code for code in codes if code != 200} <= {409, 403, 401}, codes
         assert len(active_admins(served.engine)) == 1

@@ -103,8 +103,9 @@ def change_user(session: Session, user_id: int, *, fields: dict, acting: User) -
 def _keep_an_admin(session: Session, user: User) -> None:
     """Refuse to demote or deactivate the last active admin.
 
-    The admins' rows stay locked until the commit: two admins demoting each other at once
-    are served one after the other, and the second finds the first's change.
+    The admins' rows stay locked until the commit (all of them, in id order): admins demoting
+    each other at once (two, or three in a ring) are served one after the other, and each finds
+    the changes before it.
     """
     admin = (User.role == Role.ADMIN, User.active.is_(True))
     if database.of(session).locked_ids(session, User, *admin) == [user.id]:
