@@ -2,10 +2,12 @@
 up again, nothing lost."""
 
 import sqlite3
+from contextlib import closing
 
 import psycopg
 import pytest
 
+from product_importer.database import lower_letters
 from tests.conftest import PG_ADMIN_URL, TEST_DB, _database_url, _recreate_database
 
 SCRATCH_DB = f"{TEST_DB}_migrations"
@@ -279,3 +281,69 @@ def test_jobs_failed_before_the_release_get_the_error_code_their_words_say(reque
 
         flask_migrate.upgrade()  # and up again: marked again
         assert codes() == marked
+
+
+# --- 0024: SQLite lowers letter by letter as PostgreSQL does; its lower() indexes rebuilt -----
+
+# Written as the release before 0024 lowered (Python's str.lower): ΟΔΟΣ-1 to οδος-1.
+BEFORE_0024 = """
+INSERT INTO users (email, password_hash, role, created_at) VALUES
+    ('ΟΔΥΣΣΕΥΣ@example.test', 'x', 'admin', '2026-12-01'),
+    ('İLKER@example.test', 'x', 'viewer', '2026-12-01');
+INSERT INTO products (sku, name) VALUES ('ΟΔΟΣ-1', 'ΟΔΟΣ'), ('İ-2', 'İ'), ('A-3', 'Apple');
+"""
+BECOMES_ONE = "INSERT INTO products (sku, name) VALUES ('οδοσ-1', 'Road')"
+
+
+def old_sqlite(path) -> sqlite3.Connection:
+    """A connection to `path` whose lower() is the one of the release before 0024."""
+    database = sqlite3.connect(path)
+    database.create_function("lower", 1, str.lower, deterministic=True)
+    return database
+
+
+def index_problems(database: sqlite3.Connection) -> list[str]:
+    """What SQLite's integrity check finds (an index entry its lower() would not make, say)."""
+    return [problem for (problem,) in database.execute("PRAGMA integrity_check")]
+
+
+def test_sqlite_indexes_on_lower_are_built_again_as_postgresql_lowers(sqlite_app, caplog):
+    import flask_migrate
+
+    from product_importer.accounts import service
+    from product_importer.extensions import db
+
+    migrating, path = sqlite_app
+    with migrating.app_context():
+        flask_migrate.upgrade(revision="0023")
+        with closing(old_sqlite(path)) as database:
+            database.executescript(BEFORE_0024)
+
+        flask_migrate.upgrade()
+
+        with closing(sqlite3.connect(path)) as database:
+            database.create_function("lower", 1, lower_letters, deterministic=True)
+            assert index_problems(database) == ["ok"]
+        assert service.find_user(db.session, "οδυσσευσ@example.test").id == 1
+        assert service.find_user(db.session, "ilker@example.test").id == 2
+        found = run("SELECT id FROM products WHERE lower(sku) = lower('οδοσ-1')")
+        assert found == [(1,)]
+
+        flask_migrate.downgrade(revision="0023")  # built again as the release before lowers
+        with closing(old_sqlite(path)) as database:
+            assert index_problems(database) == ["ok"]
+            database.execute(BECOMES_ONE)  # one product there, two here
+            database.commit()
+
+        with pytest.raises(SystemExit):  # Flask-Migrate logs the error, and exits
+            flask_migrate.upgrade()
+        (said,) = [r.message for r in caplog.records if r.message.startswith("Error: ")]
+        assert said.startswith(
+            "Error: These products are one now that SQLite ignores case as PostgreSQL does"
+        )
+        assert "1 'ΟΔΟΣ-1' and 4 'οδοσ-1'" in said
+        assert said.endswith("then run `product-importer migrate` again.")
+
+        run("DELETE FROM products WHERE id = 4")  # as the message says
+        flask_migrate.upgrade()
+        assert run("SELECT id FROM products WHERE lower(sku) = lower('ΟΔΟΣ-1')") == [(1,)]

@@ -74,6 +74,20 @@ WHERE schemaname = current_schema() AND tablename = 'products'
 STATISTICS_SECONDS = 60
 
 
+def lower_letters(value: str) -> str:
+    """`value` lowered letter by letter, one letter to one, as PostgreSQL's lower() does.
+
+    PostgreSQL (a libc locale, as `initdb` makes by default) lowers each letter alone: 'Σ' to
+    'σ' at the end of a word too, where Python writes 'ς', and 'İ' to 'i', where Python adds
+    U+0307. SQLite's lower() is this (extensions.py), so that SKUs and emails are one in the
+    same cases on both; equal to PostgreSQL's for every code point (Debian 12, C.UTF-8).
+    """
+    lowered = value.lower()
+    if len(lowered) == len(value) and "ς" not in lowered:
+        return lowered  # no letter lowered with regard to the others: the same, faster
+    return "".join(letter.lower()[0] for letter in value)
+
+
 @dataclass(frozen=True)
 class Plan:
     """What a query's plan does, as far as the list of products asks."""

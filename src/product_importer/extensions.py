@@ -10,6 +10,8 @@ from sqlalchemy import BigInteger, Integer, MetaData, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
 
+from .database import lower_letters
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -37,16 +39,17 @@ limiter = Limiter(key_func=lambda: request.remote_addr or "unknown")
 
 def _unicode_lower(value):
     """lower() for SQLite that folds every letter, as PostgreSQL's does, not only ASCII."""
-    return value.lower() if isinstance(value, str) else value
+    return lower_letters(value) if isinstance(value, str) else value
 
 
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection, _record):
     """Let readers work while an import writes, enforce foreign keys and fold case fully."""
     if type(dbapi_connection).__module__.startswith("sqlite3"):
-        # Replaces the built-in lower() that the unique index on lower(sku) and the import's
-        # merge use, so ÄPFEL-1 and äpfel-1 are one product here too. Deterministic, so
-        # SQLite accepts it in an index expression.
+        # Replaces the built-in lower() that the unique indexes on lower(sku) and lower(email)
+        # and the import's merge use, so ÄPFEL-1 and äpfel-1 are one product here too, and
+        # JÖRG@example.com and jörg@example.com one account. Deterministic, so SQLite accepts
+        # it in an index expression (migration 0024 rebuilt those indexes with this one).
         dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")

@@ -101,6 +101,22 @@ def test_create_refuses_a_sku_that_exists_in_any_case(api):
     assert api.get("/api/products").get_json()["total"] == 1
 
 
+# SKUs one beyond ASCII, as PostgreSQL lowers them letter by letter (Python lowers a Σ ending
+# a word to ς, and İ to i with U+0307): (the product's, another spelling of it)
+SKU_SPELLINGS = [("ÄPFEL-1", "äpfel-1"), ("ΟΔΟΣ-1", "οδοσ-1"), ("οδοσ-1", "ΟΔΟΣ-1"), ("İ-1", "i-1")]
+
+
+@pytest.mark.parametrize(("sku", "spelled"), SKU_SPELLINGS)
+def test_create_refuses_a_sku_that_exists_in_another_case_beyond_ascii(api, sku, spelled):
+    create(api, sku=sku, name="First")
+
+    response = api.post("/api/products", json={"sku": spelled, "name": "Second"})
+
+    assert response.status_code == 409, response.get_json()
+    assert sku in response.get_json()["error"]["message"]
+    assert [p["sku"] for p in api.get(f"/api/products?sku={spelled}").get_json()["items"]] == [sku]
+
+
 @pytest.mark.parametrize(
     ("data", "content_type"),
     [("not json", "application/json"), ('["a list"]', "application/json"), ("x=1", "text/plain")],
