@@ -92,7 +92,7 @@ def list_entries(
         raise Invalid("The filters must not hold control characters.")
     query = select(AuditEntry)
     if actor:
-        query = query.where(func.lower(AuditEntry.actor_email) == actor.strip().lower())
+        query = query.where(func.lower(AuditEntry.actor_email) == func.lower(actor.strip()))
     if action:
         action = action.strip()
         query = query.where(

@@ -40,7 +40,8 @@ def get_user(session: Session, user_id: int) -> User:
 
 def find_user(session: Session, email: str) -> User | None:
     """The account with this email, in any case."""
-    query = select(User).where(func.lower(User.email) == email.strip().lower())
+    # Both lowered by the database: Python lowers some letters otherwise (a final 'Σ', 'İ').
+    query = select(User).where(func.lower(User.email) == func.lower(email.strip()))
     return session.scalars(query).first()
 
 

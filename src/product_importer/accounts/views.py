@@ -5,6 +5,7 @@ from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 from limits import parse
 
+from ..database import lower_letters
 from ..errors import AppError
 from ..extensions import db, limiter
 from ..security import refuse_cross_site_requests
@@ -31,7 +32,8 @@ def _failed(_response) -> bool:
 
 
 def _account_key() -> str:
-    return "account:" + (request.form.get("email") or "").strip().lower()
+    # lowered as the account's email is found (one account, one count, in any case)
+    return "account:" + lower_letters((request.form.get("email") or "").strip())
 
 
 def _audit_refusal(per: str):
