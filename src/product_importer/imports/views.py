@@ -116,7 +116,7 @@ def products(count: int) -> str:
 
 def history_row(job: ImportJob) -> dict:
     """The job's JSON plus what the pages show: its duration, whether a Retry makes sense (or
-    why the file cannot be imported again)."""
+    why the file cannot be imported again), whether a cancel of it is under way."""
     row = job.to_dict()
     again = retryable(row) or stopped_by_threshold(row)
     refusal = service.retry_refusal(db.session, job) if again else None
@@ -127,6 +127,8 @@ def history_row(job: ImportJob) -> dict:
         "retry_refusal": refusal,
         "stopped_by_threshold": stopped_by_threshold(row) and not refusal,
         "upload_stalled": upload_stalled(row),
+        # asked to stop and not yet stopped: the page says so rather than offer Cancel again
+        "cancelling": bool(job.cancel_requested) and not job.finished,
     }
 
 

@@ -1,8 +1,9 @@
 /* One import's page: its plan or change record (Changes.browser), the column mapping of a job
    that failed for want of a column, Apply / Discard for a plan, Undo (after a confirmation)
-   for a completed import. While the job is queued or running the page fetches itself again
-   once a second and swaps in the fresh part, until it has finished; while an undo of it runs,
-   the page asks after the undo and is swapped once when it has ended. */
+   for a completed import, Cancel (after a confirmation) for a queued or running one. While the
+   job is queued or running the page fetches itself again once a second and swaps in the fresh
+   part, until it has finished; while an undo of it runs, the page asks after the undo and is
+   swapped once when it has ended. */
 (function () {
   "use strict";
 
@@ -10,6 +11,11 @@
   const { browser, mappingForm } = window.Changes;
   const REFRESH_MS = 1000;
   const $ = (id) => document.getElementById(id);
+  // One round of refreshing at a time: an action's refreshNow() replaces the round waiting,
+  // and a copy of the page asked for before another already shown is not swapped in.
+  let nextRound = null;
+  let asked = 0;
+  let shown = 0;
 
   function job() {
     return JSON.parse($("job-data").textContent);
@@ -26,7 +32,8 @@
       mappingForm($("mapping-form-slot"), current, { onRetried: (next) => location.assign(`/imports/${next.id}`) });
     }
     localTimes($("import-detail"));
-    if ($("import-detail").dataset.active === "true") setTimeout(refresh, REFRESH_MS);
+    closeStaleCancel();
+    if ($("import-detail").dataset.active === "true") refreshLater();
     else if ($("undoing")) followUndo($("undoing").dataset.undoId);
   }
 
@@ -47,13 +54,70 @@
 
   /* Fetch this page again and swap in its detail part; enhance() goes on while it runs. */
   async function refresh() {
+    const round = ++asked;
     const html = await fetchPage(); // null: the next round tries again
+    if (round < shown) return; // a later copy is shown already (its round goes on)
     const fresh = html && html.getElementById("import-detail");
     if (fresh) {
+      shown = round;
+      const focused = document.activeElement;
+      const hadFocus = focused !== $("import-detail") && $("import-detail").contains(focused);
       replaceKeepingFocus($("import-detail"), document.importNode(fresh, true));
+      // the control it was on is gone (Cancel, once the job has ended): the outcome is next
+      if (hadFocus && !$("import-detail").contains(document.activeElement)) focusOutcome();
       return enhance();
     }
-    setTimeout(refresh, REFRESH_MS);
+    refreshLater();
+  }
+
+  function refreshLater() {
+    clearTimeout(nextRound);
+    nextRound = setTimeout(refresh, REFRESH_MS);
+  }
+
+  function focusOutcome() {
+    $("outcome-title").focus();
+  }
+
+  /* The job ended by itself while its Cancel was being confirmed: nothing is left to cancel,
+     and the page behind says how it ended. */
+  function closeStaleCancel() {
+    const dialog = $("cancel-dialog");
+    if (dialog && dialog.open && !document.querySelector('[data-action="cancel"]')) closeDialog(dialog);
+  }
+
+  /* Once the Cancel dialog has closed, the focus goes back to Cancel; that button may have
+     been swapped for a fresh one meanwhile (App.openDialog then finds its opener gone) or be
+     gone with the job's end: then to the outcome. Runs after App's own close handler. */
+  function afterCancelDialog(event) {
+    const dialog = event.currentTarget;
+    setTimeout(() => {
+      // App put it back on its opener; else it is nowhere, or still on the closed dialog's button
+      const at = document.activeElement;
+      if (at && at !== document.body && !dialog.contains(at)) return;
+      const button = document.querySelector('[data-action="cancel"]');
+      if (button) button.focus();
+      else focusOutcome();
+    });
+  }
+
+  /* Cancel the job, confirmed: shown as it now is (cancelled, or stopping). A session that
+     ended keeps the dialog open (App.api says to sign in again, in a new tab): pressed again
+     afterwards, it goes through. */
+  async function confirmCancel(event) {
+    const dialog = $("cancel-dialog");
+    const busy = { button: event.currentTarget, text: "Cancelling…", dialog };
+    try {
+      await whileBusy(busy, () => api("POST", `/api/imports/${job().id}/cancel`));
+      closeDialog(dialog);
+      refreshNow();
+    } catch (error) {
+      if (error.status === 401) return;
+      closeDialog(dialog);
+      notify(`Could not cancel: ${error.message}`, "error");
+      // 409: it ended meanwhile (completed, failed, or cancelled from elsewhere): show how
+      if (error.status === 409) refreshNow();
+    }
   }
 
   /* Run an action's request with its button busy; then show the page as it now is. */
@@ -93,10 +157,14 @@
     undo() {
       openDialog($("undo-dialog"), { focus: $("undo-confirm") });
     },
+    cancel() {
+      openDialog($("cancel-dialog"), { focus: $("cancel-confirm") });
+    },
   };
 
   function refreshNow() {
     $("import-detail").dataset.active = "true";
+    clearTimeout(nextRound);
     refresh();
   }
 
@@ -119,6 +187,11 @@
       if (error.status === 409) refreshNow();
     }
   });
+
+  if ($("cancel-dialog")) {
+    $("cancel-confirm").addEventListener("click", confirmCancel);
+    $("cancel-dialog").addEventListener("close", afterCancelDialog);
+  }
 
   enhance();
 })();
