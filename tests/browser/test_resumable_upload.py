@@ -252,6 +252,13 @@ def test_an_import_waiting_for_its_stopped_upload_says_so_not_that_it_waits_for_
     expect(stalled.get_by_role("link", name="upload page")).to_have_attribute("href", "/")
     shoot(page, artifacts, "import-page-upload-stalled")
     assert http.get(f"/api/imports/{job['id']}").json()["status"] == "queued"
+    # or cancel it there, without going to the upload page first
+    page.locator("#job-actions").get_by_role("button", name="Cancel import").click()
+    dialog = page.get_by_role("dialog", name=f"Cancel import #{job['id']}")
+    dialog.get_by_role("button", name="Cancel import").click()
+    expect(page.locator("#job-badge")).to_have_text("Cancelled")
+    expect(stalled).to_have_count(0)
+    assert http.get(f"/api/imports/{job['id']}").json()["status"] == "cancelled"
     assert http.delete(url, headers=tus).status_code == 204
 
 
