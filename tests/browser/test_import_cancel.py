@@ -55,7 +55,9 @@ def test_a_queued_import_is_cancelled_from_its_page_once_confirmed(
         expect(cancel_button(page)).to_be_focused()  # back where the person was
         assert status(http, job["id"]) == "queued"
 
-        open_cancel(page, job["id"]).get_by_role("button", name="Cancel import").click()
+        cancel_button(page).press("Enter")  # by keyboard this time: the confirm has the focus
+        expect(dialog.get_by_role("button", name="Cancel import")).to_be_focused()
+        page.keyboard.press("Enter")
 
         expect(page.locator("#job-badge")).to_have_text("Cancelled")
         expect(page.locator("#outcome-title")).to_have_text("Import cancelled")
@@ -69,7 +71,7 @@ def test_a_queued_import_is_cancelled_from_its_page_once_confirmed(
 
 
 def test_a_running_import_says_it_is_being_cancelled_until_it_has_stopped(
-    page: Page, http, holding_rejections
+    page: Page, http, holding_rejections, artifacts
 ):
     with holding_rejections() as reading:  # the import stops half-way through the file
         job = upload_csv(http, held_file(), "held.csv").json()
@@ -85,6 +87,7 @@ def test_a_running_import_says_it_is_being_cancelled_until_it_has_stopped(
         expect(page.locator("#outcome-title")).to_be_focused()
         expect(page.locator("#job-badge")).to_contain_text("Running")
         assert status(http, job["id"]) == "running"
+        shoot(page, artifacts, "import-page-being-cancelled")
 
     expect(page.locator("#job-badge")).to_have_text("Cancelled")
     expect(page.locator("#cancelling")).to_have_count(0)
