@@ -105,6 +105,9 @@ class Postgres:
     # The description filter's two trigram index halves (migration 0006) are read as two
     # branches of a UNION ALL, which PostgreSQL runs in two processes (products/service.py).
     search_in_halves = True
+    # Row locks: a cancel writes its request while the import merges, and the import's
+    # heartbeat reads it (its worker may be another process, on another machine).
+    one_writer = False
 
     def __init__(self) -> None:
         self._tables: dict[tuple[str, str], bool] = {}
@@ -332,6 +335,10 @@ class Sqlite:
     parallel_reading = False
     # No trigram indexes: a filter reads the table once, not once per half.
     search_in_halves = False
+    # The merge holds the one writer until it commits: a cancel could not write its request,
+    # nor the heartbeat the bar's progress. The web requests of the process that runs the
+    # import (the embedded worker's) reach it in memory instead (`runner.cancel_here`).
+    one_writer = True
 
     def take_turn(self, conn: Connection) -> bool:
         """The queue's lock file is the turn: this import is the only one running."""

@@ -184,8 +184,8 @@ class Progress:
     def elapsed(self) -> float:
         return max(time.monotonic() - self.started, 1e-6)
 
-    def columns(self) -> dict:
-        """Return the job columns to write now, with rate and ETA from this run's pace."""
+    def figures(self) -> dict:
+        """What the job shows now, with rate and ETA from this run's pace."""
         elapsed, percent = self.elapsed(), self.current_percent()
         done = percent - self.started_at_percent
         eta = elapsed * (self.goal - percent) / done if done >= 1 else None
@@ -193,11 +193,19 @@ class Progress:
         return {
             "phase": self.phase,
             "message": self.message,
+            "percent": percent,
             "bytes_processed": self.bytes_processed,
             "rows_processed": self.rows_processed,
             "rows_invalid": self.rows_invalid,
             "rows_per_second": round(rate, 1) if rate is not None else None,
             "eta_seconds": round(eta, 1) if eta is not None else None,
+        }
+
+    def columns(self) -> dict:
+        """Return the job columns to write now (`figures`)."""
+        figures = self.figures()
+        percent = figures["percent"]
+        return figures | {
             # percent never goes down, even when a retried job starts again from the start
             "percent": case((jobs.c.percent > percent, jobs.c.percent), else_=percent),
             "heartbeat_at": utcnow(),

@@ -11,6 +11,7 @@ Imports read in parallel (each stages into a table of its own); between reading 
 
 import gzip
 import logging
+import threading
 import time
 import zlib
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from ..timeutil import utcnow
 from . import csv_rows
 from .endings import final_values
 from .engine import MergeCounts, open_stage
-from .failures import DamagedFile, FileGone, ImportStopped, NoHeader, TooManyInvalid
+from .failures import Cancelled, DamagedFile, FileGone, ImportStopped, NoHeader, TooManyInvalid
 from .growing import open_stored
 from .models import ImportJob
 from .options import invalid_limit
@@ -36,6 +37,29 @@ jobs = ImportJob.__table__
 SEARCH_REFRESHING = "Import complete; the search index is being refreshed"
 # For whoever reads it, whatever their role: the pages add what that role can do about it.
 PLAN_READY = "Plan ready: nothing has changed yet"
+# The runs of this process, by job id. On SQLite (one writer) the web requests of the same
+# process reach them here: a cancel cannot write its request while the merge holds the writer,
+# and the heartbeat cannot write the bar's progress meanwhile.
+_running: dict[int, "Run"] = {}
+
+
+def cancel_here(job_id: int) -> bool:
+    """Stop the run of `job_id` in this process for a cancel; False if none runs here or it is
+    already writing its end (too late to stop)."""
+    run = _running.get(job_id)
+    if run is None:
+        return False
+    run.cancel_here()
+    return run.cancelled_here
+
+
+def progress_here(job_id: int, attempts: int) -> dict | None:
+    """What attempt `attempts` of `job_id` has done so far, if it runs in this process and
+    has not begun to write its end (its row says more then); None otherwise."""
+    run = _running.get(job_id)
+    if run is None or run.job.attempts != attempts or run.progress.ending:
+        return None
+    return run.progress.figures()
 
 
 def application_name(job_id: int) -> str:
@@ -117,6 +141,10 @@ class Run:
         self.stage = None
         self.rejections = RejectionWriter(engine, job.id)
         self.heartbeat = Heartbeat(engine, job, self.progress, interrupt=self._interrupt)
+        # set by a cancel asked in this process; held while interrupting, so that no
+        # interrupt lands on the statements that end the run (its final row, its rollback)
+        self.cancelled_here = False
+        self._stopping = threading.Lock()
 
     def _interrupt(self) -> None:
         """Cancel what the import runs on the database: its statements and its helpers'."""
@@ -126,17 +154,38 @@ class Run:
             database.of(self.conn).interrupt(self.conn)
         self.rejections.interrupt()
 
+    def cancel_here(self) -> None:
+        """Stop for a cancel asked in this process: at once, whatever the database's writer
+        is doing; the merge's statement is interrupted and its transaction rolled back.
+
+        A run whose final row is being written ends as it would have (too late to stop).
+        """
+        with self._stopping:
+            if self.progress.ending:
+                return
+            self.cancelled_here = True
+            self.progress.stop(Cancelled())
+            if not self.progress.interruptible:
+                return  # reading, or waiting: it sees `cancel` at its next batch or poll
+            try:
+                self._interrupt()
+            except Exception:  # the merge sees `cancel` at its next step all the same
+                log.warning("import %s: merge not interrupted", self.job.id, exc_info=True)
+
     def __enter__(self) -> "Run":
+        _running[self.job.id] = self
         self.heartbeat.start()
         return self
 
     def __exit__(self, kind, error, traceback) -> None:
-        self.progress.interruptible = False
+        with self._stopping:
+            self.progress.interruptible = False
         try:
             if error is not None:
                 self.conn.rollback()
             self._clean_up()
         finally:
+            _running.pop(self.job.id, None)
             self.heartbeat.stop()
             self.turn.release()
         interrupted = error is not None and not isinstance(error, ImportStopped)
@@ -169,7 +218,7 @@ class Run:
         self.heartbeat.beat()
         open_stage(self.conn, self.job.id).lock_catalog()
         counts = undo_import(self.conn, self.job.undo_of)
-        self.progress.interruptible = False
+        self._stop_interrupting()
         return final_values(Status.COMPLETED, message=counts.message()) | {
             "heartbeat_at": utcnow(),
             "deleted": counts.deleted,
@@ -179,9 +228,17 @@ class Run:
 
     def end_values(self, outcome: Outcome) -> dict:
         """Stop interrupting statements: the final row is about to be written."""
-        self.progress.interruptible = False
-        self.progress.ending = True
+        self._stop_interrupting(ending=True)
         return outcome.columns(self.progress) | {"warnings": self._warnings_at_end(outcome)}
+
+    def _stop_interrupting(self, *, ending: bool = False) -> None:
+        """Let no cancel interrupt a statement from now on; raise `Cancelled` if one asked in
+        this process came before (on SQLite it could not write its request yet)."""
+        with self._stopping:
+            self.progress.interruptible = False
+            self.progress.ending = self.progress.ending or ending
+        if self.cancelled_here:
+            raise Cancelled()
 
     def _warnings_at_end(self, outcome: Outcome) -> list[str]:
         """The job's warnings as they are now, then the file's.

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from .. import background, database
 from ..errors import Conflict, NotFound, TooMany
+from . import runner
 from .endings import final_values
 from .failures import RETRY_CANNOT_FIX, Cancelled
 from .models import ImportJob, RejectedRow, Upload
@@ -151,9 +152,14 @@ def list_recent(session: Session, *, limit: int = 200) -> list[ImportJob]:
 
 def cancel(session: Session, job_id: int) -> ImportJob:
     """Cancel a queued job now, or ask the worker to stop a running one."""
+    # On SQLite the merge holds the one writer until it commits: the request written below
+    # would wait for it, and come too late. A run of this process is stopped first, in memory;
+    # its rollback frees the writer.
+    stopped_here = database.of(session).one_writer and runner.cancel_here(job_id)
     # Locking the row waits for a worker that is committing the job, and then sees it finished.
     job = get(session, job_id, for_update=True)
-    if job.finished:
+    ended_by_this = stopped_here and job.status == Status.CANCELLED
+    if job.finished and not ended_by_this:
         raise Conflict(f"Import {job_id} has already finished ({job.status}).")
     job.cancel_requested = True
     if job.status == Status.QUEUED:
@@ -197,7 +203,22 @@ def job_json(session: Session, job: ImportJob) -> dict:
     refusal = None
     if job.finished and job.kind == Kind.IMPORT:
         refusal = retry_refusal(session, job)
-    return job.to_dict() | {"retry_refusal": refusal}
+    return job.to_dict() | {"retry_refusal": refusal} | progress_here(session, job)
+
+
+def progress_here(session: Session, job: ImportJob) -> dict:
+    """A running job's progress as its run in this process has it now, over what its row says.
+
+    On SQLite the merge holds the one writer, and the heartbeat cannot write the bar's
+    progress until the merge commits; the web requests of the embedded worker's process read
+    it in memory. Elsewhere the row is the truth (its worker may be another process).
+    """
+    if job.status != Status.RUNNING or not database.of(session).one_writer:
+        return {}
+    figures = runner.progress_here(job.id, job.attempts)
+    if figures is None:
+        return {}
+    return figures | {"percent": round(max(figures["percent"], job.percent or 0.0), 1)}
 
 
 def retry_refusal(session: Session, job: ImportJob) -> str | None:
