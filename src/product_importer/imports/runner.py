@@ -187,10 +187,20 @@ class Run:
         finally:
             _running.pop(self.job.id, None)
             self.heartbeat.stop()
+            if self.cancelled_here:
+                self._last_beat()
             self.turn.release()
         interrupted = error is not None and not isinstance(error, ImportStopped)
         if interrupted and self.progress.cancel.is_set():
             raise self.progress.stopped() from error  # interrupted by our cancel or stop
+
+    def _last_beat(self) -> None:
+        """Write how far the run got: a cancel in this process may stop it before its first
+        beat, or during a merge whose progress no beat could write."""
+        try:
+            self.heartbeat.beat()
+        except Exception:  # the job then shows its last beat's figures
+            log.warning("import %s: last progress not written", self.job.id, exc_info=True)
 
     def _clean_up(self) -> None:
         """Drop the import's staging tables (the next import drops them if this cannot)."""
