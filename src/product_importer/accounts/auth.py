@@ -15,6 +15,7 @@ from flask_login import AnonymousUserMixin, LoginManager, current_user, login_us
 from flask_wtf.csrf import validate_csrf
 from wtforms import ValidationError
 
+from .. import database
 from ..errors import AppError, Forbidden
 from ..extensions import db
 from . import service
@@ -111,7 +112,7 @@ def _load_session(user_id: str) -> Principal | None:
     user = db.session.get(User, int(account_id)) if account_id.isdigit() else None
     if user is None or not user.active or not service.session_alive(db.session, user.id, key):
         return None  # signed out, deactivated, or its password changed since: sign in again
-    db.session.commit()  # last_seen_at, at most once a minute
+    _note_seen()  # last_seen_at, at most once a minute
     return Principal(user, Role(user.role), "session", key)
 
 
@@ -125,9 +126,20 @@ def _load_token(req) -> Principal | None:
         g.bad_token = True
         return None
     if db.session.dirty:  # its last_used_at moved on: keep that even when the request only reads
-        db.session.commit()
+        _note_seen()
     user, role = found
     return Principal(user, role, "token")
+
+
+def _note_seen() -> None:
+    """Commit when a session or token was last seen, unless an import's merge holds SQLite's
+    one writer: the request (a Cancel, say) would wait for the merge to end just to say so.
+    It is said by a later request then."""
+    seam = database.of(db.session)
+    if db.session.dirty and seam.one_writer and seam.applying(db.session):
+        db.session.rollback()
+    else:
+        db.session.commit()
 
 
 def access_of(endpoint: str | None) -> str | None:
