@@ -1,0 +1,221 @@
+"""A cancel in the embedded default: SQLite has one writer, which the merge holds until it
+commits, and the import runs on a thread of the web process that is asked to cancel it.
+
+The app runs here, as `product-importer serve` runs it with nothing configured (SQLite, the
+worker's threads in the web process), served over HTTP on a thread: the tests can then hold an
+import at a known point of its run (`holding_run`) however fast the machine is.
+"""
+
+import json
+import os
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, text
+from werkzeug.serving import make_server
+
+from tests.conftest import admin_token_for, http_client
+from tests.helpers import import_csv, upload_csv, wait_for_job
+from tests.modes import snapshot
+
+from .conftest import generate, wait_for
+
+NOT_CHANGED = "the catalog was not changed"
+
+
+@dataclass
+class Embedded:
+    """The embedded app of this process, its URL, and its database for checking it."""
+
+    app: object
+    url: str
+    engine: Engine
+    token: str
+
+
+@pytest.fixture(scope="module")
+def embedded(app, tmp_path_factory):
+    """The app as the embedded default, with its worker's threads, served on a thread here."""
+    import flask_migrate
+
+    from product_importer import create_app
+    from product_importer.background import EmbeddedWorker
+    from product_importer.extensions import db
+
+    folder = tmp_path_factory.mktemp("embedded-cancel")
+    production_instance = os.environ["INSTANCE_PATH"]
+    os.environ["INSTANCE_PATH"] = str(folder)  # create_app reads its instance folder here
+    try:
+        embedded = create_app(
+            {
+                "TESTING": True,
+                "SQLALCHEMY_DATABASE_URI": f"sqlite:///{folder / 'product_importer.db'}",
+                "SQLALCHEMY_ENGINE_OPTIONS": {
+                    "connect_args": {"timeout": 30, "check_same_thread": False}
+                },
+                "CELERY_BROKER_URL": "",
+                "EMBEDDED_WORKER": True,
+                "UPLOAD_FOLDER": str(folder / "uploads"),
+            }
+        )
+    finally:
+        os.environ["INSTANCE_PATH"] = production_instance
+    with embedded.app_context():
+        flask_migrate.upgrade()
+        engine = db.engine
+    worker = EmbeddedWorker(embedded)
+    worker.start()
+    app.extensions["celery"].set_default()  # create_app made the embedded app's Celery current
+    server = make_server("127.0.0.1", 0, embedded, threaded=True)
+    threading.Thread(target=server.serve_forever, name="embedded-http", daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    yield Embedded(embedded, url, engine, admin_token_for(embedded))
+    server.shutdown()
+    worker.stop.set()  # its maintenance loop; its task threads wait for nothing more
+
+
+@pytest.fixture
+def http(embedded):
+    with http_client(embedded.url, embedded.token) as client:
+        yield client
+
+
+@pytest.fixture
+def holding_run(monkeypatch):
+    """Return a context manager that holds the next import at the start of a step of its
+    merge ("updating", ...) or at its first rows read ("reading"), until a cancel reaches it.
+
+    Held in the merge, it holds SQLite's one writer, as a merge of many rows does.
+    """
+    from product_importer.imports.progress import Progress
+
+    merging, read = Progress.merging, Progress.read
+
+    @contextmanager
+    def hold(step: str):
+        reached, released = threading.Event(), threading.Event()
+
+        def wait_for_cancel(progress) -> None:
+            reached.set()
+            while not progress.cancel.wait(0.05) and not released.is_set():
+                pass
+
+        def held_merging(progress, name, what=None):
+            merging(progress, name, what)
+            if name == step:
+                wait_for_cancel(progress)
+
+        def held_read(progress, *args):
+            read(progress, *args)
+            if step == "reading" and progress.rows_processed:
+                wait_for_cancel(progress)
+
+        monkeypatch.setattr(Progress, "merging", held_merging)
+        monkeypatch.setattr(Progress, "read", held_read)
+        try:
+            yield reached
+        finally:
+            released.set()  # a test that failed leaves no import held
+            monkeypatch.undo()
+
+    return hold
+
+
+def minutes_ago(minutes: float) -> datetime:
+    return datetime.now(UTC) - timedelta(minutes=minutes)
+
+
+def upload(http, data: bytes) -> dict:
+    response = upload_csv(http, data)
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def test_a_cancel_while_an_embedded_import_merges_stops_it_with_nothing_applied(
+    embedded, http, holding_run
+):
+    seeded = import_csv(http, generate(2_000, seed=3).data)
+    assert seeded["status"] == "completed", seeded
+    before = snapshot(embedded.engine)
+    changed = generate(3_000, seed=4)  # other names for some SKUs, and new SKUs
+    # The one who cancels last used their token minutes ago: a request notes that, a write.
+    late = http_client(embedded.url, admin_token_for(embedded.app))
+    with embedded.engine.begin() as conn:
+        conn.execute(text("UPDATE access_tokens SET last_used_at = :at"), {"at": minutes_ago(5)})
+
+    with late, holding_run("updating") as reached:  # the merge holds the writer meanwhile
+        job = upload(http, changed.data)
+        assert reached.wait(60), "the import never reached its merge"
+        assert http.get(f"/api/imports/{job['id']}").json()["phase"] == "applying"
+
+        response = late.post(f"/api/imports/{job['id']}/cancel")
+
+        assert response.status_code == 202, response.text
+        assert response.json()["id"] == job["id"]
+    cancelled = wait_for_job(http, job["id"])
+
+    assert cancelled["status"] == "cancelled", cancelled
+    assert NOT_CHANGED in cancelled["error"]
+    assert (cancelled["created"], cancelled["updated"]) == (0, 0)
+    assert snapshot(embedded.engine) == before
+    assert http.post(f"/api/imports/{job['id']}/cancel").status_code == 409
+
+
+def test_a_cancel_while_an_embedded_import_reads_stops_it_with_nothing_applied(
+    embedded, http, holding_run
+):
+    """Held at its first rows until the cancel has been answered: it reads no more after."""
+    import_csv(http, generate(2_000, seed=3).data)
+    before = snapshot(embedded.engine)
+    changed = generate(20_000, seed=5)
+
+    with holding_run("reading") as reached:
+        job = upload(http, changed.data)
+        assert reached.wait(60), "the import never read a row"
+
+        response = http.post(f"/api/imports/{job['id']}/cancel")
+
+        assert response.status_code == 202, response.text
+    cancelled = wait_for_job(http, job["id"])
+
+    assert cancelled["status"] == "cancelled", cancelled
+    assert NOT_CHANGED in cancelled["error"]
+    assert 0 < cancelled["rows_processed"] < changed.rows  # it stopped reading
+    assert snapshot(embedded.engine) == before
+
+
+def test_the_bar_of_an_embedded_import_goes_on_while_its_merge_holds_the_writer(
+    embedded, http, holding_run
+):
+    """The heartbeat cannot write the job's row meanwhile: it would stay where reading left it."""
+    from product_importer.imports.progress import READING_SHARE
+
+    import_csv(http, generate(2_000, seed=3).data)
+
+    with holding_run("updating") as reached:
+        job = upload(http, generate(3_000, seed=4).data)
+        assert reached.wait(60), "the import never reached its merge"
+
+        merging = wait_for(
+            http, job["id"], lambda j: j["percent"] > READING_SHARE, "past its reading's share"
+        )
+
+        assert (merging["phase"], merging["rows_processed"]) == ("applying", 3_000)
+        assert merging["message"] == "Applying 3,000 rows (updating)"
+        stream = first_event(http, job["id"])
+        assert stream["percent"] >= merging["percent"]  # the stream says it too, never less
+        assert http.post(f"/api/imports/{job['id']}/cancel").status_code == 202
+    assert wait_for_job(http, job["id"])["status"] == "cancelled"
+
+
+def first_event(http, job_id: int) -> dict:
+    """The data of the first `progress` event of the job's stream."""
+    with http.stream("GET", f"/api/imports/{job_id}/events") as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                return json.loads(line.removeprefix("data: "))
+    pytest.fail(f"the stream of import {job_id} ended without an event")
