@@ -9,7 +9,7 @@ from tests.conftest import free_port
 from tests.webhooks.conftest import settled_deliveries
 from tests.webhooks.receiver import Answer, Receiver, verify
 
-from .conftest import shoot
+from .conftest import shoot, sign_in
 
 
 @pytest.fixture
@@ -590,3 +590,103 @@ def test_a_test_answered_404_after_the_list_heard_of_the_deletion_still_says_so(
 
     expect(page.get_by_text("This webhook was deleted meanwhile")).to_be_visible()
     assert errors == []
+
+
+# ---- changes made elsewhere ------------------------------------------------------------------
+
+
+@pytest.fixture
+def other_tab(browser, live_server, accounts):
+    """The webhooks page in a second browser signed in as the admin: another tab, or another
+    admin."""
+    context = browser.new_context(base_url=live_server, viewport={"width": 1280, "height": 900})
+    tab = context.new_page()
+    tab.set_default_timeout(30_000)
+    sign_in(tab, accounts["admin"].email)
+    tab.goto("/webhooks")
+    yield tab
+    context.close()
+
+
+def test_changes_made_in_another_tab_show_up_without_a_reload(page: Page, other_tab, receiver):
+    page.goto("/webhooks")
+    expect(page.get_by_text("No webhooks yet")).to_be_visible()
+    rows = page.locator("#webhooks-body tr")
+
+    add_webhook(other_tab, receiver.url)
+    expect(rows).to_have_count(1)
+    expect(rows).to_contain_text("CRM sync")
+
+    other_tab.get_by_role("switch", name=f"Enabled: {receiver.url}").uncheck()
+    expect(rows.get_by_role("switch")).not_to_be_checked()
+
+    other_tab.get_by_role("button", name=f"Delete {receiver.url}").click()
+    confirm = other_tab.get_by_role("dialog", name="Delete webhook")
+    confirm.get_by_role("button", name="Delete").click()
+    expect(page.get_by_text("No webhooks yet")).to_be_visible()
+
+
+def test_an_open_form_keeps_what_is_typed_and_the_focus_while_the_list_catches_up(
+    page: Page, http, other_tab, receiver
+):
+    hook = hook_at(http, receiver)
+    page.goto("/webhooks")
+    row = page.locator("#webhooks-body tr")
+    page.get_by_role("button", name=f"Edit {receiver.url}").click()
+    form = page.get_by_role("dialog", name="Edit webhook")
+    description = form.get_by_label("Description")
+    description.press_sequentially("CRM")
+
+    other_tab.get_by_role("button", name=f"Edit {receiver.url}").click()
+    theirs = other_tab.get_by_role("dialog", name="Edit webhook")
+    theirs.get_by_label("product.deleted").check()
+    theirs.get_by_role("button", name="Save changes").click()
+    expect(other_tab.get_by_text("Webhook saved.")).to_be_visible()
+
+    expect(row).to_contain_text("product.deleted")  # drawn anew behind the open form
+    expect(description).to_be_focused()
+    page.keyboard.type(" sync")
+    expect(description).to_have_value("CRM sync")
+    form.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_text("Webhook saved.")).to_be_visible()
+    expect(page.get_by_role("button", name=f"Edit {receiver.url}")).to_be_focused()
+    saved = http.get(f"/api/webhooks/{hook['id']}").json()
+    assert (saved["description"], "product.deleted" in saved["events"]) == ("CRM sync", True)
+
+
+# A tab put in the background, then shown again (headless Chromium shows every tab).
+SHOWN = """(shown) => {
+    Object.defineProperty(document, "hidden", { value: !shown, configurable: true });
+    Object.defineProperty(document, "visibilityState", {
+        value: shown ? "visible" : "hidden", configurable: true,
+    });
+    document.dispatchEvent(new Event("visibilitychange"));
+}"""
+# Counts the page's requests for the list, as they are sent.
+COUNT_LIST_REQUESTS = """(() => {
+    window.listRequests = 0;
+    const send = window.fetch;
+    window.fetch = (url, ...rest) => {
+        if (String(url).endsWith("/api/webhooks")) window.listRequests += 1;
+        return send(url, ...rest);
+    };
+})()"""
+
+
+def test_a_tab_shown_again_catches_up_at_once_and_asks_nothing_while_hidden(
+    page: Page, http, receiver
+):
+    page.clock.install()
+    page.add_init_script(COUNT_LIST_REQUESTS)
+    page.goto("/webhooks")
+    expect(page.get_by_text("No webhooks yet")).to_be_visible()
+    page.clock.pause_at(page.evaluate("Date.now()") / 1000 + 1)  # no refresh comes on its own
+    page.evaluate(SHOWN, False)
+    asked = page.evaluate("window.listRequests")
+    page.clock.run_for(60_000)  # a minute in the background
+    assert page.evaluate("window.listRequests") == asked
+
+    hook_at(http, receiver, description="CRM sync")
+    page.evaluate(SHOWN, True)
+
+    expect(page.locator("#webhooks-body tr")).to_contain_text("CRM sync")

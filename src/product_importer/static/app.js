@@ -226,9 +226,9 @@
       dialog.addEventListener("close", () => {
         const below = [...document.querySelectorAll("dialog[open]")].filter((open) => open.matches(":modal"));
         noticesInto(below.pop() || document.body);
-        const opener = dialog._opener;
+        const opener = drawnNow(dialog._opener);
         dialog._opener = null;
-        if (opener && opener.isConnected) opener.focus();
+        if (opener) opener.focus();
       });
       dialog.querySelectorAll("[data-close-dialog]").forEach((button) =>
         button.addEventListener("click", () => closeDialog(dialog)),
@@ -411,6 +411,18 @@
     const words = one.hasAttribute("data-action") || one.textContent.trim() === other.textContent.trim();
     return one.tagName === other.tagName && words
       && IDENTITY.every((name) => one.getAttribute(name) === other.getAttribute(name));
+  }
+
+  /* The control as the page shows it now: a list that refreshed itself while a dialog was
+     open drew its buttons anew, and the one that opened the dialog takes the focus back. A
+     control with a data-action and a data-id is the same action on the same item. */
+  function drawnNow(control) {
+    if (!control || control.isConnected) return control;
+    const { action, id } = control.dataset;
+    if (action && id) {
+      return document.querySelector(`[data-action="${CSS.escape(action)}"][data-id="${CSS.escape(id)}"]`);
+    }
+    return [...document.querySelectorAll(control.tagName)].find((node) => sameControl(node, control)) || null;
   }
 
   /* A page that refreshes itself must not send a keyboard user back to its top each time. */

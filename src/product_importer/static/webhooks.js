@@ -1,7 +1,9 @@
 /* The webhooks page: a table filled from GET /api/webhooks with an enabled switch, Test,
    add and edit in a modal form, delete behind a confirmation, and each webhook's recent
    deliveries with their attempt log, a Redeliver button, and Resend failed since… (offered
-   too when a webhook with failed deliveries is enabled again). */
+   too when a webhook with failed deliveries is enabled again). The list catches up with
+   changes made elsewhere (another tab, another admin, a 410) every few seconds while the tab
+   is shown, and at once when it is shown again. */
 (function () {
   "use strict";
 
@@ -10,11 +12,15 @@
   } = window.App;
   const $ = (id) => document.getElementById(id);
   const POLL_MS = 2000;
+  // One small GET of every webhook: the list is short, and changes to it are rare.
+  const LIST_REFRESH_MS = 5000;
   const MINUTE_MS = 60 * 1000;
   const DAY_MS = 24 * 60 * MINUTE_MS;
 
   const state = { webhooks: [], tests: {}, editing: null, deleting: null, shown: null };
   let pollTimer = null;
+  let listTimer = null;
+  const list = { asked: 0, shown: 0, changes: 0, changedAt: 0 }; // the list's requests: loadWebhooks
   let webhookErrors = null; // App.formErrors of the webhook form, once the page has loaded
   let recoverErrors = null; // and of the form that resends failed deliveries
 
@@ -25,17 +31,57 @@
 
   /* ---- the list ------------------------------------------------------------------------ */
 
-  async function loadWebhooks() {
+  /* Load the list and draw it. `quiet` (a refresh of its own): no busy table, no notice when
+     it fails (the next round tries again), and an answer that may predate a change this page
+     made meanwhile is dropped. An older answer never replaces a newer one. */
+  async function loadWebhooks({ quiet = false } = {}) {
+    const ticket = ++list.asked;
     const table = $("webhooks-table");
-    table.setAttribute("aria-busy", "true");
+    if (!quiet) table.setAttribute("aria-busy", "true");
     try {
-      state.webhooks = (await api("GET", "/api/webhooks")).items;
+      const { items } = await api("GET", "/api/webhooks");
+      const stale = quiet && (list.changes > 0 || ticket <= list.changedAt);
+      if (stale || ticket < list.shown) return;
+      list.shown = ticket;
+      // Nothing changed: the rows stay as they are, and so does what a reader is on.
+      if (quiet && JSON.stringify(items) === JSON.stringify(state.webhooks)) return;
+      state.webhooks = items;
       renderWebhooks();
     } catch (error) {
-      notify(`Could not load the webhooks: ${error.message}`, "error");
+      if (!quiet) notify(`Could not load the webhooks: ${error.message}`, "error");
     } finally {
-      table.removeAttribute("aria-busy");
+      if (!quiet) table.removeAttribute("aria-busy");
     }
+  }
+
+  /* Run a request that changes a webhook: a refresh asked before it has ended is not drawn
+     (it could show the webhook as it was, under the answer this page drew). */
+  async function changing(work) {
+    list.changes += 1;
+    try {
+      return await work();
+    } finally {
+      list.changes -= 1;
+      list.changedAt = list.asked;
+    }
+  }
+
+  /* Every few seconds while the tab is shown; none while it is hidden. */
+  function scheduleRefresh() {
+    clearTimeout(listTimer);
+    listTimer = document.hidden ? null : setTimeout(refreshList, LIST_REFRESH_MS);
+  }
+
+  async function refreshList() {
+    clearTimeout(listTimer);
+    if (!document.hidden) await loadWebhooks({ quiet: true });
+    scheduleRefresh();
+  }
+
+  /* Back to the tab: the changes made meanwhile are shown at once, not a few seconds later. */
+  function onVisibilityChange() {
+    if (document.hidden) clearTimeout(listTimer);
+    else refreshList();
   }
 
   /* Drawn again (after a save, a test answered 410, a change in another tab): the control
@@ -43,6 +89,8 @@
   function renderWebhooks() {
     refill($("webhooks-body"), state.webhooks.map(webhookRow));
     $("webhooks-empty").hidden = state.webhooks.length > 0;
+    const shown = state.shown != null && findWebhook(state.shown);
+    if (shown) $("deliveries-url").textContent = shown.url; // its URL may have been edited elsewhere
   }
 
   /* Fill a table's body anew; the button that had the focus (the same action on the same
@@ -163,16 +211,23 @@
 
   /* ---- actions on a row ---------------------------------------------------------------- */
 
+  /* The row's Last test as state.tests has it (the row may be gone: deleted elsewhere). */
+  function showTestResult(id) {
+    const cell = $(`test-result-${id}`);
+    if (cell) cell.replaceWith(testResult(id));
+  }
+
   async function runTest(id, trigger) {
     state.tests[id] = { pending: true };
-    $(`test-result-${id}`).replaceWith(testResult(id));
+    showTestResult(id);
     try {
-      state.tests[id] = await busyButton(trigger, "Testing…", () => api("POST", `/api/webhooks/${id}/test`));
+      const ping = () => changing(() => api("POST", `/api/webhooks/${id}/test`)); // a 410 disables it
+      state.tests[id] = await busyButton(trigger, "Testing…", ping);
     } catch (error) {
       if (error.status === 404) return deletedMeanwhile(findWebhook(id) || { id });
       state.tests[id] = { ok: false, error: error.message };
     }
-    $(`test-result-${id}`).replaceWith(testResult(id));
+    showTestResult(id);
     if (state.shown === id) loadDeliveries();
     // A 410 disabled the webhook: its switch and the reason are shown as they are now.
     if (state.tests[id].status_code === 410) await loadWebhooks();
@@ -182,21 +237,19 @@
     const hook = findWebhook(input.dataset.id);
     input.disabled = true;
     try {
-      const changed = await api("PATCH", `/api/webhooks/${hook.id}`, { enabled: input.checked });
-      Object.assign(hook, changed);
+      const changed = await changing(() => api("PATCH", `/api/webhooks/${hook.id}`, { enabled: input.checked }));
+      Object.assign(findWebhook(hook.id) || hook, changed); // the list may have been loaded anew meanwhile
       notify(`Webhook ${changed.enabled ? "enabled" : "disabled"}.`, "success");
       if (changed.enabled) offerRecovery(hook);
     } catch (error) {
       if (error.status === 404) return deletedMeanwhile(hook);
-      input.checked = !input.checked;
       notify(`Could not change the webhook: ${error.message}`, "error");
     } finally {
       input.disabled = false;
     }
-    const row = input.closest("tr");
-    const fresh = webhookRow(hook);
-    row.replaceWith(fresh);
-    fresh.querySelector('[data-action="toggle"]').focus();
+    renderWebhooks(); // the switch as the webhook now is (unchanged when refused)
+    const again = $("webhooks-body").querySelector(`[data-action="toggle"][data-id="${hook.id}"]`);
+    if (again) again.focus();
   }
 
   function onTableClick(event) {
@@ -290,11 +343,11 @@
       closeDialog(dialog);
       return notify("Nothing changed.", "info");
     }
+    const save = () =>
+      changing(() => (editing ? api("PATCH", `/api/webhooks/${editing.id}`, values) : api("POST", "/api/webhooks", values)));
     let saved;
     try {
-      saved = await whileBusy({ button: $("webhook-save"), text: "Saving…", dialog }, () =>
-        editing ? api("PATCH", `/api/webhooks/${editing.id}`, values) : api("POST", "/api/webhooks", values),
-      );
+      saved = await whileBusy({ button: $("webhook-save"), text: "Saving…", dialog }, save);
     } catch (error) {
       if (error.status === 404 && editing) return deletedWhileEditing();
       return webhookErrors.show(error);
@@ -341,14 +394,17 @@
     let rotated;
     try {
       rotated = await whileBusy({ button: $("rotate-secret-button"), text: "Rotating…", dialog: $("webhook-dialog") }, () =>
-        api("POST", `/api/webhooks/${hook.id}/rotate-secret`, body),
+        changing(() => api("POST", `/api/webhooks/${hook.id}/rotate-secret`, body)),
       );
     } catch (error) {
       if (error.status === 404) return deletedWhileEditing();
       return notify(`Could not rotate the secret: ${error.message}`, "error");
     }
-    Object.assign(hook, rotated);
-    delete hook.secret;
+    // The list's copy too: it may have been loaded anew while the form was open.
+    [hook, findWebhook(hook.id)].filter(Boolean).forEach((copy) => {
+      Object.assign(copy, rotated);
+      delete copy.secret;
+    });
     $("rotate-secret-now").checked = false;
     showSecretState(hook);
     renderWebhooks();
@@ -382,7 +438,7 @@
     const hook = state.deleting;
     try {
       await whileBusy({ button: $("delete-confirm"), text: "Deleting…", dialog }, () =>
-        api("DELETE", `/api/webhooks/${hook.id}`),
+        changing(() => api("DELETE", `/api/webhooks/${hook.id}`)),
       );
     } catch (error) {
       if (error.status !== 404) return notify(`Could not delete the webhook: ${error.message}`, "error");
@@ -621,12 +677,13 @@
     $("webhooks-body").addEventListener("click", onTableClick);
     $("webhooks-body").addEventListener("change", onTableChange);
     $("webhook-form").addEventListener("submit", submitForm);
+    document.addEventListener("visibilitychange", onVisibilityChange);
     $("secret-copy").addEventListener("click", copySecret);
     $("rotate-secret-button").addEventListener("click", rotateSecret);
     $("delete-confirm").addEventListener("click", deleteConfirmed);
     $("deliveries-body").addEventListener("click", onDeliveriesClick);
     $("deliveries-refresh").addEventListener("click", loadDeliveries);
     $("deliveries-close").addEventListener("click", closeDeliveries);
-    loadWebhooks();
+    loadWebhooks().then(scheduleRefresh);
   });
 })();
