@@ -592,6 +592,98 @@ def test_a_test_answered_404_after_the_list_heard_of_the_deletion_still_says_so(
     assert errors == []
 
 
+# ---- a URL another webhook already has ---------------------------------------------------------
+
+SHARED = "Same URL as another webhook: an event both send arrives twice."
+
+
+def test_adding_a_url_another_webhook_has_asks_first_then_adds_it_anyway(
+    page: Page, http, receiver, artifacts
+):
+    page.goto("/webhooks")
+    expect(page.get_by_text("No webhooks yet")).to_be_visible()
+    hook_at(http, receiver, description="CRM sync")  # another tab, since the page loaded
+    page.get_by_role("button", name="Add webhook").click()
+    form = page.get_by_role("dialog", name="Add webhook")
+    form.get_by_label("URL").fill(receiver.url)
+
+    form.get_by_role("button", name="Add webhook").click()
+
+    expect(form.get_by_role("alert").get_by_role("paragraph")).to_have_text(
+        f"{receiver.url} is already the URL of another webhook, “CRM sync”: each product.created "
+        "and product.updated event would be sent to it twice. Add anyway to keep both, or edit "
+        "that webhook instead."
+    )
+    expect(form.get_by_label("URL")).to_be_focused()
+    assert len(http.get("/api/webhooks").json()["items"]) == 1
+    shoot(page, artifacts, "webhooks-same-url")
+
+    form.get_by_role("button", name="Add anyway").click()
+
+    secret = page.get_by_role("dialog", name="Webhook added").get_by_label("Signing secret")
+    expect(secret).to_have_value(re.compile("^whsec_"))
+    page.get_by_role("dialog", name="Webhook added").get_by_role("button", name="Done").click()
+    rows = page.locator("#webhooks-body tr")
+    expect(rows).to_have_count(2)
+    for row in rows.all():
+        expect(row).to_contain_text(SHARED)
+    shoot(page, artifacts, "webhooks-same-url-list")
+    assert [h["url"] for h in http.get("/api/webhooks").json()["items"]] == [receiver.url] * 2
+
+
+def test_the_same_url_warning_goes_with_a_changed_url_and_can_edit_the_other_instead(
+    page: Page, http, receiver
+):
+    hook_at(http, receiver, description="CRM sync")
+    page.goto("/webhooks")
+    page.get_by_role("button", name="Add webhook").click()
+    form = page.get_by_role("dialog", name="Add webhook")
+    url = form.get_by_label("URL")
+    url.fill(receiver.url)
+    form.get_by_role("button", name="Add webhook").click()
+    warning = form.get_by_role("alert")
+    expect(warning).to_contain_text("is already the URL of another webhook")
+
+    url.press("End")
+    url.press("Backspace")  # the URL is no longer the other's: the warning goes
+
+    expect(warning).to_be_hidden()
+    expect(form.get_by_role("button", name="Add webhook")).to_be_visible()
+    url.fill(receiver.url)
+    form.get_by_role("button", name="Add webhook").click()
+    form.get_by_role("button", name="Edit that webhook instead").click()
+
+    edit = page.get_by_role("dialog", name="Edit webhook")
+    expect(edit.get_by_label("Description")).to_have_value("CRM sync")
+    edit.get_by_role("button", name="Cancel").click()
+    expect(page.get_by_role("button", name=f"Edit {receiver.url}")).to_be_focused()
+    assert len(http.get("/api/webhooks").json()["items"]) == 1
+
+
+def test_editing_a_url_into_another_webhooks_asks_first_and_says_what_each_sends(
+    page: Page, http, receiver
+):
+    hook_at(http, receiver, description="Imports", events=["import.completed"])
+    other = "http://127.0.0.1:9/hook"
+    moved = http.post("/api/webhooks", json={"url": other, "events": ["product.created"]}).json()
+    page.goto("/webhooks")
+    page.get_by_role("button", name=f"Edit {other}").click()
+    form = page.get_by_role("dialog", name="Edit webhook")
+    form.get_by_label("URL").fill(receiver.url)
+
+    form.get_by_role("button", name="Save changes").click()
+
+    expect(form.get_by_role("alert").get_by_role("paragraph")).to_have_text(
+        f"{receiver.url} is already the URL of another webhook, “Imports”. It sends "
+        "import.completed there; this one would send other events, signed with another secret. "
+        "Save anyway to keep both, or edit that webhook instead."
+    )
+    assert http.get(f"/api/webhooks/{moved['id']}").json()["url"] == other
+    form.get_by_role("button", name="Save anyway").click()
+    expect(page.get_by_text("Webhook saved.")).to_be_visible()
+    assert http.get(f"/api/webhooks/{moved['id']}").json()["url"] == receiver.url
+
+
 # ---- changes made elsewhere ------------------------------------------------------------------
 
 

@@ -3,7 +3,8 @@
    deliveries with their attempt log, a Redeliver button, and Resend failed since… (offered
    too when a webhook with failed deliveries is enabled again). The list catches up with
    changes made elsewhere (another tab, another admin, a 410) every few seconds while the tab
-   is shown, and at once when it is shown again. */
+   is shown, and at once when it is shown again; saving a URL that another webhook already
+   has asks first, as each event both send would arrive twice. */
 (function () {
   "use strict";
 
@@ -131,6 +132,7 @@
     if (hook.description) about.append(el("div", { className: "muted small break" }, hook.description));
     if (hook.disabled_reason) about.append(el("div", { className: "field-error" }, ...withLocalTimes(hook.disabled_reason)));
     if (hook.previous_secret_expires_at) about.append(el("div", { className: "muted small" }, previousSecretLine(hook)));
+    if (othersAt(hook.url, hook.id).length) about.append(el("div", { className: "small warning-text" }, SHARED_LINE));
     const url = el("td", { dataset: { label: "URL" } }, about);
     return el(
       "tr",
@@ -289,6 +291,10 @@
     }
     Object.assign(hook, read);
     renderWebhooks();
+    // Closing the form gives the focus back to this Edit, also when it was opened from
+    // another webhook's form (Edit that webhook instead).
+    const edit = $("webhooks-body").querySelector(`[data-action="edit"][data-id="${hook.id}"]`);
+    if (edit) edit.focus({ preventScroll: true });
     openForm(hook);
   }
 
@@ -298,7 +304,7 @@
     form.reset();
     webhookErrors.clear();
     $("webhook-dialog-title").textContent = hook ? "Edit webhook" : "Add webhook";
-    $("webhook-save").textContent = hook ? "Save changes" : "Add webhook";
+    forgetSharedUrl();
     if (hook) {
       form.elements.url.value = hook.url;
       form.elements.description.value = hook.description;
@@ -347,11 +353,15 @@
       changing(() => (editing ? api("PATCH", `/api/webhooks/${editing.id}`, values) : api("POST", "/api/webhooks", values)));
     let saved;
     try {
-      saved = await whileBusy({ button: $("webhook-save"), text: "Saving…", dialog }, save);
+      saved = await whileBusy({ button: $("webhook-save"), text: "Saving…", dialog }, async () => {
+        const others = await sharingUrl(values);
+        return others.length ? { others } : save();
+      });
     } catch (error) {
       if (error.status === 404 && editing) return deletedWhileEditing();
       return webhookErrors.show(error);
     }
+    if (saved.others) return warnSharedUrl(formValues(), saved.others);
     closeDialog(dialog);
     await loadWebhooks();
     if (editing) notify("Webhook saved.", "success");
@@ -370,6 +380,87 @@
       "Add webhook adds it again with these values and a new signing secret; Cancel leaves it deleted.";
     webhookErrors.show(new ApiError(404, message, "not_found"));
     loadWebhooks();
+  }
+
+  /* ---- a URL that another webhook already has ------------------------------------------ */
+
+  // Beside each of two webhooks with one URL (made through the API, or saved anyway).
+  const SHARED_LINE = "Same URL as another webhook: an event both send arrives twice.";
+
+  /* A URL as the browser reads it (host in lower case, no default port), to compare two. */
+  function urlKey(url) {
+    try {
+      return new URL(url).href;
+    } catch (notAUrl) {
+      return String(url).trim();
+    }
+  }
+
+  /* The webhooks other than `id` that send to this URL. */
+  function othersAt(url, id) {
+    const key = urlKey(url);
+    return state.webhooks.filter((hook) => hook.id !== id && urlKey(hook.url) === key);
+  }
+
+  /* The other webhooks with the URL about to be saved, in the list as it is now (another tab
+     may have added one); none when the URL is not changed, or the person was told and saves
+     anyway. */
+  async function sharingUrl(values) {
+    if (!("url" in values) || urlKey(values.url) === state.sharedUrl) return [];
+    await loadWebhooks({ quiet: true }); // when it fails, the list as it was
+    return othersAt(values.url, state.editing ? state.editing.id : null);
+  }
+
+  /* Said in the form, as other second thoughts are: the save waits for Add anyway (or Save
+     anyway); Edit that webhook instead opens the other one. */
+  function warnSharedUrl(values, others) {
+    state.sharedUrl = urlKey(values.url);
+    state.sharedWith = others[0];
+    $("webhook-url-shared-text").textContent = sharedUrlWords(values, others);
+    $("webhook-url-shared").hidden = false;
+    $("webhook-save").textContent = state.editing ? "Save anyway" : "Add anyway";
+    $("webhook-url").focus();
+  }
+
+  /* "https://… is already the URL of another webhook, “CRM sync”: each product.created event
+     would be sent to it twice. Add anyway to keep both, or edit that webhook instead." */
+  function sharedUrlWords(values, others) {
+    const one = others.length === 1;
+    const [first] = others;
+    const whose = one
+      ? `another webhook, ${first.description ? `“${first.description}”` : `added ${format.dateTime(first.created_at)}`}`
+      : `${others.length} other webhooks`;
+    const that = one ? "that webhook" : "one of them";
+    const theirs = new Set(others.flatMap((hook) => hook.events));
+    const both = values.events.filter((name) => theirs.has(name));
+    const choice = `${state.editing ? "Save" : "Add"} anyway to keep ${one ? "both" : "them all"}, or edit ${that} instead.`;
+    if (!both.length) {
+      const sends = `${one ? "It sends" : "They send"} ${listed([...theirs])} there; this one would send other events, signed with another secret.`;
+      return `${values.url} is already the URL of ${whose}. ${sends} ${choice}`;
+    }
+    const when = others.some((hook) => hook.enabled) ? "" : ` once ${that} is enabled again`;
+    const twice = `each ${listed(both)} event would be sent to it ${one ? "twice" : "more than once"}${when}`;
+    return `${values.url} is already the URL of ${whose}: ${twice}. ${choice}`;
+  }
+
+  /* "a", "a and b", "a, b and c" */
+  function listed(names) {
+    return names.length < 2 ? names.join("") : `${names.slice(0, -1).join(", ")} and ${names[names.length - 1]}`;
+  }
+
+  /* A new form, or a URL changed after the warning: it is asked about again. */
+  function forgetSharedUrl() {
+    state.sharedUrl = null;
+    state.sharedWith = null;
+    $("webhook-url-shared").hidden = true;
+    $("webhook-save").textContent = state.editing ? "Save changes" : "Add webhook";
+  }
+
+  /* Leave this form for the other webhook's: what it sends may be what is wanted there. */
+  function editSharedInstead() {
+    const other = state.sharedWith;
+    closeDialog($("webhook-dialog"));
+    editWebhook(findWebhook(other.id) || other);
   }
 
   function showSecret(secret, { title = "Webhook added", previous = "" } = {}) {
@@ -677,6 +768,8 @@
     $("webhooks-body").addEventListener("click", onTableClick);
     $("webhooks-body").addEventListener("change", onTableChange);
     $("webhook-form").addEventListener("submit", submitForm);
+    $("webhook-url").addEventListener("input", () => state.sharedUrl && forgetSharedUrl());
+    $("webhook-url-shared-edit").addEventListener("click", editSharedInstead);
     document.addEventListener("visibilitychange", onVisibilityChange);
     $("secret-copy").addEventListener("click", copySecret);
     $("rotate-secret-button").addEventListener("click", rotateSecret);
