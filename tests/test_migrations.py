@@ -1,7 +1,9 @@
 """Migrations on catalogs that have products (0016 on PostgreSQL, 0020 on SQLite): up, down and
 up again, nothing lost."""
 
+import re
 import sqlite3
+import subprocess
 from contextlib import closing
 
 import psycopg
@@ -347,3 +349,74 @@ def test_sqlite_indexes_on_lower_are_built_again_as_postgresql_lowers(sqlite_app
         run("DELETE FROM products WHERE id = 4")  # as the message says
         flask_migrate.upgrade()
         assert run("SELECT id FROM products WHERE lower(sku) = lower('ΟΔΟΣ-1')") == [(1,)]
+
+
+def refusal(caplog) -> str:
+    """The error the refused upgrade logged (Flask-Migrate logs it, and exits)."""
+    (said,) = [r.message for r in caplog.records if r.message.startswith("Error: ")]
+    return said
+
+
+def test_a_refused_upgrade_leaves_every_index_as_the_release_before_built_it(sqlite_app, caplog):
+    import flask_migrate
+
+    migrating, path = sqlite_app
+    with migrating.app_context():
+        flask_migrate.upgrade(revision="0023")
+        with closing(old_sqlite(path)) as database:
+            database.executescript(BEFORE_0024)  # the accounts' index would be built anew
+            database.execute(BECOMES_ONE)  # but two products become one
+            database.commit()
+
+        with pytest.raises(SystemExit):
+            flask_migrate.upgrade()
+
+        said = refusal(caplog)
+        assert "These products are one now" in said and "1 'ΟΔΟΣ-1' and 4 'οδοσ-1'" in said
+        assert "accounts" not in said
+        with closing(old_sqlite(path)) as database:  # the release before can go on with it
+            assert index_problems(database) == ["ok"]
+        assert run("SELECT version_num FROM alembic_version") == [("0023",)]
+
+
+# Python lowers the last Σ to ς, the first to σ: two accounts before 0024, one after.
+TWO_ODYSSEUS = """
+INSERT INTO users (email, password_hash, role, created_at) VALUES
+    ('ΟΔΥΣΣΕΥΣ@example.test', 'x', 'admin', '2026-12-01'),
+    ('JÖRG@example.test', 'x', 'viewer', '2026-12-01'),
+    ('οδυσσευσ@example.test', 'x', 'viewer', '2026-12-02');
+"""
+
+
+def test_accounts_that_become_one_are_told_a_command_that_changes_an_email_safely(
+    sqlite_app, caplog
+):
+    import flask_migrate
+
+    from product_importer.accounts import service
+    from product_importer.extensions import db
+
+    migrating, path = sqlite_app
+    with migrating.app_context():
+        flask_migrate.upgrade(revision="0023")
+        with closing(old_sqlite(path)) as database:
+            database.executescript(TWO_ODYSSEUS)
+        with pytest.raises(SystemExit):
+            flask_migrate.upgrade()
+        said = refusal(caplog)
+        assert "These accounts are one now" in said
+        assert "1 'ΟΔΥΣΣΕΥΣ@example.test' and 3 'οδυσσευσ@example.test'" in said
+
+        command = re.search(r"`(python3 -c .+?)`", said).group(1)  # as an operator would
+        command = command.replace(", N)", ", 1)").replace("another@example.com", "ulysses@x.test")
+        subprocess.run(["bash", "-c", command], check=True)
+        with closing(old_sqlite(path)) as database:  # the sqlite3 shell's UPDATE would fail
+            assert index_problems(database) == ["ok"]
+
+        flask_migrate.upgrade()
+        with closing(sqlite3.connect(path)) as database:
+            database.create_function("lower", 1, lower_letters, deterministic=True)
+            assert index_problems(database) == ["ok"]
+        assert service.find_user(db.session, "ULYSSES@x.test").id == 1
+        assert service.find_user(db.session, "ΟΔΥΣΣΕΥΣ@example.test").id == 3
+        assert service.find_user(db.session, "jörg@example.test").id == 2
