@@ -197,22 +197,29 @@ def _take_the_turn(conn) -> bool:
     return bool(conn.execute(taken, {"key": database.IMPORT_LOCK_KEY}).scalar())
 
 
-def _wait_for_the_turn() -> None:
-    """Return once the turn to apply is free or held by a running import (as a test may
-    hold one on purpose), or it was waited for long enough."""
+def _stop_where_the_turn_is_free(worker: "Process") -> None:
+    """SIGSTOP `worker` at a moment the turn to apply is free or held by a running import (as
+    a test may hold one on purpose); after TURN_WAIT_SECONDS, stop it anyway."""
     from product_importer import database
 
     deadline = time.monotonic() + TURN_WAIT_SECONDS
     with psycopg.connect(_database_url(TEST_DB)) as conn:
-        while not _turn_waited(deadline):
-            free = conn.execute(
+
+        def free() -> bool:
+            found = conn.execute(
                 "SELECT pg_try_advisory_xact_lock(%s)"
                 " OR EXISTS (SELECT 1 FROM import_jobs WHERE status = 'running')",
                 (database.IMPORT_LOCK_KEY,),
             ).fetchone()[0]
             conn.rollback()  # gives the turn back at once
-            if free:
-                return
+            return found
+
+        while True:
+            if free() or _turn_waited(deadline):
+                os.killpg(worker.popen.pid, signal.SIGSTOP)
+                if free() or _turn_waited(deadline):  # it took no turn before it stopped
+                    return
+                os.killpg(worker.popen.pid, signal.SIGCONT)
             time.sleep(0.05)
 
 
@@ -449,8 +456,7 @@ def paused(worker: Process):
     seen; stopped in between, it would keep every other importer (the command line, another
     worker) waiting.
     """
-    _wait_for_the_turn()
-    os.killpg(worker.popen.pid, signal.SIGSTOP)
+    _stop_where_the_turn_is_free(worker)
     try:
         yield
     finally:
