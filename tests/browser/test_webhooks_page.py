@@ -782,3 +782,31 @@ def test_a_tab_shown_again_catches_up_at_once_and_asks_nothing_while_hidden(
     page.evaluate(SHOWN, True)
 
     expect(page.locator("#webhooks-body tr")).to_contain_text("CRM sync")
+
+
+def test_the_same_url_is_caught_while_a_test_of_another_webhook_is_under_way(
+    page: Page, http, receiver
+):
+    """A Test in flight makes the list drop its own refreshes (they could predate the Test's
+    answer); the check for a shared URL still reads the list as it is now."""
+    first = hook_at(http, receiver, url=f"{receiver.url}/first", description="First")
+    page.goto("/webhooks")
+    expect(page.locator("#webhooks-body tr")).to_have_count(1)
+    held = []
+    page.route(re.compile(r"/api/webhooks/\d+/test$"), lambda route: held.append(route))
+    page.get_by_role("button", name=f"Test {first['url']}").click()
+    while not held:  # the Test is under way, held before it reaches the server
+        page.wait_for_timeout(50)
+    hook_at(http, receiver, description="CRM sync")  # another tab, during the Test
+
+    page.get_by_role("button", name="Add webhook").click()
+    form = page.get_by_role("dialog", name="Add webhook")
+    form.get_by_label("URL").fill(receiver.url)
+    form.get_by_role("button", name="Add webhook").click()
+
+    expect(form.get_by_role("alert").get_by_role("paragraph")).to_contain_text(
+        "is already the URL of another webhook, “CRM sync”"
+    )
+    assert len(http.get("/api/webhooks").json()["items"]) == 2
+    for route in held:
+        route.continue_()

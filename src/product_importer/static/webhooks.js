@@ -397,9 +397,9 @@
   }
 
   /* The webhooks other than `id` that send to this URL. */
-  function othersAt(url, id) {
+  function othersAt(url, id, webhooks = state.webhooks) {
     const key = urlKey(url);
-    return state.webhooks.filter((hook) => hook.id !== id && urlKey(hook.url) === key);
+    return webhooks.filter((hook) => hook.id !== id && urlKey(hook.url) === key);
   }
 
   /* The other webhooks with the URL about to be saved, in the list as it is now (another tab
@@ -407,8 +407,15 @@
      anyway. */
   async function sharingUrl(values) {
     if (!("url" in values) || urlKey(values.url) === state.sharedUrl) return [];
-    await loadWebhooks({ quiet: true }); // when it fails, the list as it was
-    return othersAt(values.url, state.editing ? state.editing.id : null);
+    // Asked here, not through the list's refresh, which drops an answer while another change
+    // of this page (a Test, say) is under way; when it fails, the list as it is drawn.
+    let webhooks = state.webhooks;
+    try {
+      ({ items: webhooks } = await api("GET", "/api/webhooks"));
+    } catch {
+      // the list as drawn is the best there is; the save itself says what went wrong
+    }
+    return othersAt(values.url, state.editing ? state.editing.id : null, webhooks);
   }
 
   /* Said in the form, as other second thoughts are: the save waits for Add anyway (or Save
