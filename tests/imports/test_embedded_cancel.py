@@ -124,6 +124,66 @@ def holding_run(monkeypatch):
     return hold
 
 
+# Added to the merge's first write of its change record: the statement then goes on until it
+# is interrupted (or its test ends), as a merge of millions of rows goes on for minutes.
+ENDLESS = """
+AND (WITH RECURSIVE spin(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM spin WHERE still_held())
+     SELECT max(n) FROM spin) > 0
+"""
+
+
+@pytest.fixture
+def endless_statement(monkeypatch):
+    """Return a context manager under which the next merge's statement after its "updating"
+    step starts runs until it is interrupted; the merge is held between its step and that
+    statement until a cancel has interrupted it once. That interrupt lands with no statement
+    running: SQLite forgets it.
+
+    It yields an event set once the import runs the endless statement.
+    """
+    from product_importer import database
+    from product_importer.imports import engine
+    from product_importer.imports.progress import Progress
+
+    sqlite, stage = type(database.SQLITE), engine.SqliteStage
+    interrupt, lock_catalog, merging = sqlite.interrupt, stage.lock_catalog, Progress.merging
+
+    @contextmanager
+    def endless():
+        interrupted, inside, ended = threading.Event(), threading.Event(), threading.Event()
+
+        def noted_interrupt(seam, conn) -> None:
+            interrupt(seam, conn)
+            interrupted.set()
+
+        def still_held() -> int:
+            inside.set()
+            return 0 if ended.is_set() else 1
+
+        def with_endless(stage) -> None:
+            lock_catalog(stage)
+            stage.conn.connection.driver_connection.create_function("still_held", 0, still_held)
+
+        def held_merging(progress, name, what=None):
+            merging(progress, name, what)
+            if name == "updating":  # until the cancel's first interrupt, or the test's end
+                while not interrupted.wait(0.05) and not ended.is_set():
+                    pass
+
+        monkeypatch.setattr(sqlite, "interrupt", noted_interrupt)
+        monkeypatch.setattr(stage, "lock_catalog", with_endless)
+        endless_record = engine.SQLITE_RECORD_UPDATED + ENDLESS
+        monkeypatch.setattr(engine, "SQLITE_RECORD_UPDATED", endless_record)
+        monkeypatch.setattr(Progress, "merging", held_merging)
+        try:
+            yield inside
+        finally:
+            ended.set()  # a test that failed leaves no import running
+            monkeypatch.undo()
+
+    return endless
+
+
 def minutes_ago(minutes: float) -> datetime:
     return datetime.now(UTC) - timedelta(minutes=minutes)
 
@@ -219,3 +279,27 @@ def first_event(http, job_id: int) -> dict:
             if line.startswith("data: "):
                 return json.loads(line.removeprefix("data: "))
     pytest.fail(f"the stream of import {job_id} ended without an event")
+
+
+def test_a_cancel_stops_an_embedded_merge_inside_a_long_statement_after_one_between_two(
+    embedded, http, endless_statement
+):
+    """An interrupt that lands between two of the merge's statements is lost: the cancel goes
+    on interrupting until the merge has stopped, rather than wait for its statement to end
+    (its request would fail, SQLite's writer still held past its busy timeout)."""
+    import_csv(http, generate(2_000, seed=3).data)
+    before = snapshot(embedded.engine)
+
+    with endless_statement() as inside:
+        job = upload(http, generate(3_000, seed=4).data)
+        merging = lambda j: (j["message"] or "").endswith("(updating)")  # noqa: E731
+        wait_for(http, job["id"], merging, "merging")
+
+        response = http.post(f"/api/imports/{job['id']}/cancel")
+
+        assert response.status_code == 202, response.text
+        cancelled = wait_for_job(http, job["id"])
+        assert inside.is_set()  # it was stopped inside the statement, not before it
+    assert cancelled["status"] == "cancelled", cancelled
+    assert NOT_CHANGED in cancelled["error"]
+    assert snapshot(embedded.engine) == before

@@ -41,6 +41,10 @@ PLAN_READY = "Plan ready: nothing has changed yet"
 # process reach them here: a cancel cannot write its request while the merge holds the writer,
 # and the heartbeat cannot write the bar's progress meanwhile.
 _running: dict[int, "Run"] = {}
+# A cancel in this process interrupts its run this often until the run stops its statements,
+# for at most this long (the run is stuck otherwise; the cancel then writes its request).
+INTERRUPT_EVERY = 0.02
+INTERRUPTING_SECONDS = 30.0
 
 
 def cancel_here(job_id: int) -> bool:
@@ -145,6 +149,7 @@ class Run:
         # interrupt lands on the statements that end the run (its final row, its rollback)
         self.cancelled_here = False
         self._stopping = threading.Lock()
+        self._left = threading.Event()  # set once it runs no more statements to interrupt
 
     def _interrupt(self) -> None:
         """Cancel what the import runs on the database: its statements and its helpers'."""
@@ -165,12 +170,28 @@ class Run:
                 return
             self.cancelled_here = True
             self.progress.stop(Cancelled())
-            if not self.progress.interruptible:
-                return  # reading, or waiting: it sees `cancel` at its next batch or poll
-            try:
-                self._interrupt()
-            except Exception:  # the merge sees `cancel` at its next step all the same
-                log.warning("import %s: merge not interrupted", self.job.id, exc_info=True)
+        self._keep_interrupting()
+
+    def _keep_interrupting(self) -> None:
+        """Interrupt the run's statements until it stops running them (it rolls back, or
+        writes its end): an interrupt that lands between two statements is lost (SQLite has
+        none to stop then), and the next one, the merge's whole UPDATE say, would run to its
+        end holding the writer that the cancel's request waits for.
+
+        A run reading or waiting its turn sees `cancel` at its next batch or poll.
+        """
+        deadline = time.monotonic() + INTERRUPTING_SECONDS
+        while True:
+            with self._stopping:
+                if not self.progress.interruptible:
+                    return
+                try:
+                    self._interrupt()
+                except Exception:  # the merge sees `cancel` at its next step all the same
+                    log.warning("import %s: merge not interrupted", self.job.id, exc_info=True)
+                    return
+            if self._left.wait(INTERRUPT_EVERY) or time.monotonic() > deadline:
+                return
 
     def __enter__(self) -> "Run":
         _running[self.job.id] = self
@@ -180,6 +201,7 @@ class Run:
     def __exit__(self, kind, error, traceback) -> None:
         with self._stopping:
             self.progress.interruptible = False
+        self._left.set()
         try:
             if error is not None:
                 self.conn.rollback()
