@@ -303,3 +303,30 @@ def test_a_cancel_stops_an_embedded_merge_inside_a_long_statement_after_one_betw
     assert cancelled["status"] == "cancelled", cancelled
     assert NOT_CHANGED in cancelled["error"]
     assert snapshot(embedded.engine) == before
+
+
+def test_a_cancel_while_an_embedded_plan_holds_the_writer_is_answered_by_a_token_seen_long_ago(
+    embedded, http, holding_run
+):
+    """A plan writes its change record without the apply lock: the request must not wait for
+    the plan's end to note when its token was last used."""
+    import_csv(http, generate(2_000, seed=3).data)
+    before = snapshot(embedded.engine)
+    late = http_client(embedded.url, admin_token_for(embedded.app))
+    with embedded.engine.begin() as conn:
+        conn.execute(text("UPDATE access_tokens SET last_used_at = :at"), {"at": minutes_ago(5)})
+
+    with late, holding_run("finishing") as reached:  # its record written, not committed
+        job = upload_csv(http, generate(3_000, seed=4).data, data={"plan": "true"}).json()
+        assert reached.wait(60), "the plan never wrote its change record"
+
+        response = late.post(f"/api/imports/{job['id']}/cancel")
+
+        assert response.status_code == 202, response.text
+    cancelled = wait_for_job(http, job["id"])
+
+    assert cancelled["status"] == "cancelled", cancelled
+    assert snapshot(embedded.engine) == before
+    with embedded.engine.connect() as conn:
+        recorded = "SELECT count(*) FROM import_changes WHERE job_id = :id"
+        assert conn.execute(text(recorded), {"id": job["id"]}).scalar() == 0

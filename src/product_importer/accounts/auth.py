@@ -132,14 +132,23 @@ def _load_token(req) -> Principal | None:
 
 
 def _note_seen() -> None:
-    """Commit when a session or token was last seen, unless an import's merge holds SQLite's
-    one writer: the request (a Cancel, say) would wait for the merge to end just to say so.
-    It is said by a later request then."""
-    seam = database.of(db.session)
-    if db.session.dirty and seam.one_writer and seam.applying(db.session):
+    """Commit when a session or token was last seen, unless an import holds SQLite's one
+    writer: the request (a Cancel, say) would wait for its merge or plan to end just to say
+    so. It is said by a later request then."""
+    if db.session.dirty and _writer_taken():
         db.session.rollback()
     else:
         db.session.commit()
+
+
+def _writer_taken() -> bool:
+    """Whether an import holds SQLite's one writer, or may take it at any moment: a run of
+    this process that merges, plans or undoes (a plan holds it from its first write of the
+    change record to its end, without the apply lock), or a merge elsewhere (the apply lock)."""
+    from ..imports import runner  # here: the imports' modules import this one
+
+    seam = database.of(db.session)
+    return seam.one_writer and (runner.may_hold_writer() or seam.applying(db.session))
 
 
 def access_of(endpoint: str | None) -> str | None:

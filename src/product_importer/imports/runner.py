@@ -57,6 +57,12 @@ def cancel_here(job_id: int) -> bool:
     return run.cancelled_here
 
 
+def may_hold_writer() -> bool:
+    """Whether an import run of this process holds, or may take at any moment, the database's
+    writer: its merge, its plan's record, or its undo runs (until it writes its end)."""
+    return any(run.progress.interruptible for run in list(_running.values()))
+
+
 def progress_here(job_id: int, attempts: int) -> dict | None:
     """What attempt `attempts` of `job_id` has done so far, if it runs in this process and
     has not begun to write its end (its row says more then); None otherwise."""
