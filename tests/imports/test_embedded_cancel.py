@@ -330,3 +330,32 @@ def test_a_cancel_while_an_embedded_plan_holds_the_writer_is_answered_by_a_token
     with embedded.engine.connect() as conn:
         recorded = "SELECT count(*) FROM import_changes WHERE job_id = :id"
         assert conn.execute(text(recorded), {"id": job["id"]}).scalar() == 0
+
+
+def test_the_import_and_history_pages_show_the_bar_of_an_embedded_merge(
+    embedded, http, holding_run
+):
+    """Rendered by the server from the job: its row stays where reading left it meanwhile."""
+    from product_importer.imports.progress import READING_SHARE
+
+    import_csv(http, generate(2_000, seed=3).data)
+
+    with holding_run("updating") as reached:
+        job = upload(http, generate(3_000, seed=4).data)
+        assert reached.wait(60), "the import never reached its merge"
+        wait_for(http, job["id"], lambda j: j["percent"] > READING_SHARE, "past reading's share")
+
+        page = http.get(f"/imports/{job['id']}").text
+        history = http.get("/imports").text
+        row = history.split(f'data-job-id="{job["id"]}"')[1].split("</tr>")[0]
+
+        assert "Applying 3,000 rows (updating)" in page
+        assert float(page.split('data-percent="')[1].split('"')[0]) > READING_SHARE
+        assert shown_percent(row) > READING_SHARE
+        assert http.post(f"/api/imports/{job['id']}/cancel").status_code == 202
+    assert wait_for_job(http, job["id"])["status"] == "cancelled"
+
+
+def shown_percent(html: str) -> int:
+    """The percent a badge shows ("Running 57%")."""
+    return int(html.split("Running ")[1].split("%")[0])

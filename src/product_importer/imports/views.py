@@ -117,7 +117,8 @@ def products(count: int) -> str:
 def history_row(job: ImportJob) -> dict:
     """The job's JSON plus what the pages show: its duration, whether a Retry makes sense (or
     why the file cannot be imported again), whether a cancel of it is under way."""
-    row = job.to_dict()
+    # a running job's bar as its run here has it (on SQLite its row lags during the merge)
+    row = job.to_dict() | service.progress_here(db.session, job)
     again = retryable(row) or stopped_by_threshold(row)
     refusal = service.retry_refusal(db.session, job) if again else None
     return {
