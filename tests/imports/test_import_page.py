@@ -116,3 +116,27 @@ def test_a_warning_shows_the_earlier_imports_moment_locally_and_the_files_words_
     # the page's script shows the <time> in the reader's zone; the file's own words stay
     assert 'import #3 of <time class="nowrap" datetime="2026-12-04T19:24Z" data-local>' in page
     assert "ignored: &#39;export 2026-12-04 19:24 UTC&#39;." in page
+
+
+def test_a_job_handed_back_to_the_queue_after_a_cancel_request_offers_cancel_again(
+    client, db_session
+):
+    """A cancel asked while it ran, then its upload stalled and the job went back to the queue
+    with the request still set: it is no longer being stopped, a Cancel ends it at once."""
+    job = ImportJob(
+        filename="stalled.csv",
+        file_path="",
+        status="queued",
+        message="Waiting for the upload to go on from 1.0 MB",
+        cancel_requested=True,
+        warnings=[],
+    )
+    db_session.add(job)
+    db_session.commit()
+
+    page = client.get(f"/imports/{job.id}").get_data(as_text=True)
+
+    assert "Being cancelled" not in page
+    assert 'data-action="cancel"' in page
+    assert client.post(f"/api/imports/{job.id}/cancel").status_code == 202
+    assert client.get(f"/api/imports/{job.id}").get_json()["status"] == "cancelled"

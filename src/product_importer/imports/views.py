@@ -14,6 +14,7 @@ from . import plans, service
 from .failures import TOO_MANY_INVALID
 from .growing import UPLOAD_STALLED
 from .models import ImportJob, superseded_note
+from .states import Status
 
 bp = Blueprint("imports", __name__, template_folder="templates")
 # A moment the server wrote into a message (an audit detail) in the reader's time zone.
@@ -128,8 +129,10 @@ def history_row(job: ImportJob) -> dict:
         "retry_refusal": refusal,
         "stopped_by_threshold": stopped_by_threshold(row) and not refusal,
         "upload_stalled": upload_stalled(row),
-        # asked to stop and not yet stopped: the page says so rather than offer Cancel again
-        "cancelling": bool(job.cancel_requested) and not job.finished,
+        # asked to stop and not yet stopped: the page says so rather than offer Cancel again.
+        # Only while it runs: a job handed back to the queue (its upload stalled, its worker
+        # stopped) keeps the flag, and is cancelled at once by a Cancel there.
+        "cancelling": bool(job.cancel_requested) and job.status == Status.RUNNING,
     }
 
 
