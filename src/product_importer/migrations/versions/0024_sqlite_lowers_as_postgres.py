@@ -113,7 +113,9 @@ def _refuse_upgrade(found: list[tuple[str, str]]) -> str:
         for rows, named in found
     ]
     return (
-        " ".join(said) + " Nothing was changed: do that, then run `product-importer migrate` again."
+        " ".join(said)
+        + " No index was rebuilt (the database stays at revision 0023): do that, then run "
+        "`product-importer migrate` again."
     )
 
 
