@@ -217,10 +217,28 @@ def _stop_where_the_turn_is_free(worker: "Process") -> None:
         while True:
             if free() or _turn_waited(deadline):
                 os.killpg(worker.popen.pid, signal.SIGSTOP)
+                _wait_until_stopped(worker.popen.pid)
                 if free() or _turn_waited(deadline):  # it took no turn before it stopped
                     return
                 os.killpg(worker.popen.pid, signal.SIGCONT)
             time.sleep(0.05)
+
+
+def _wait_until_stopped(group: int) -> None:
+    """Return once every process of the group is stopped: SIGSTOP is delivered, not awaited."""
+    while True:
+        running = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # the process ended meanwhile
+            state, process_group = fields[0], int(fields[2])
+            if process_group == group and state not in ("T", "t", "Z", "X"):
+                running.append(stat)
+        if not running:
+            return
+        time.sleep(0.01)
 
 
 def _turn_waited(deadline: float) -> bool:
