@@ -60,14 +60,13 @@ def snapshot(engine: Engine) -> list[tuple]:
 # --- the app in this process ----------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def embedded_app(app, tmp_path_factory):
-    """The app configured as the embedded default (SQLite, no broker), migrated; no worker."""
+def make_embedded_app(app, folder):
+    """An app configured as the embedded default (SQLite, no broker) in `folder`, migrated;
+    `app`'s Celery stays the current one."""
     import flask_migrate
 
     from product_importer import create_app
 
-    folder = tmp_path_factory.mktemp("embedded-app")
     production_instance = os.environ["INSTANCE_PATH"]
     os.environ["INSTANCE_PATH"] = str(folder)  # create_app reads its instance folder here
     try:
@@ -89,6 +88,12 @@ def embedded_app(app, tmp_path_factory):
     with embedded.app_context():
         flask_migrate.upgrade()
     return embedded
+
+
+@pytest.fixture(scope="session")
+def embedded_app(app, tmp_path_factory):
+    """The app configured as the embedded default (SQLite, no broker), migrated; no worker."""
+    return make_embedded_app(app, tmp_path_factory.mktemp("embedded-app"))
 
 
 @pytest.fixture(params=MODES)

@@ -7,7 +7,6 @@ import at a known point of its run (`holding_run`) however fast the machine is.
 """
 
 import json
-import os
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from werkzeug.serving import make_server
 
 from tests.conftest import admin_token_for, http_client
 from tests.helpers import import_csv, upload_csv, wait_for_job
-from tests.modes import snapshot
+from tests.modes import make_embedded_app, snapshot
 
 from .conftest import generate, wait_for
 
@@ -39,36 +38,14 @@ class Embedded:
 @pytest.fixture(scope="module")
 def embedded(app, tmp_path_factory):
     """The app as the embedded default, with its worker's threads, served on a thread here."""
-    import flask_migrate
-
-    from product_importer import create_app
     from product_importer.background import EmbeddedWorker
     from product_importer.extensions import db
 
-    folder = tmp_path_factory.mktemp("embedded-cancel")
-    production_instance = os.environ["INSTANCE_PATH"]
-    os.environ["INSTANCE_PATH"] = str(folder)  # create_app reads its instance folder here
-    try:
-        embedded = create_app(
-            {
-                "TESTING": True,
-                "SQLALCHEMY_DATABASE_URI": f"sqlite:///{folder / 'product_importer.db'}",
-                "SQLALCHEMY_ENGINE_OPTIONS": {
-                    "connect_args": {"timeout": 30, "check_same_thread": False}
-                },
-                "CELERY_BROKER_URL": "",
-                "EMBEDDED_WORKER": True,
-                "UPLOAD_FOLDER": str(folder / "uploads"),
-            }
-        )
-    finally:
-        os.environ["INSTANCE_PATH"] = production_instance
+    embedded = make_embedded_app(app, tmp_path_factory.mktemp("embedded-cancel"))
     with embedded.app_context():
-        flask_migrate.upgrade()
         engine = db.engine
     worker = EmbeddedWorker(embedded)
     worker.start()
-    app.extensions["celery"].set_default()  # create_app made the embedded app's Celery current
     server = make_server("127.0.0.1", 0, embedded, threaded=True)
     threading.Thread(target=server.serve_forever, name="embedded-http", daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}"
