@@ -810,3 +810,20 @@ def test_the_same_url_is_caught_while_a_test_of_another_webhook_is_under_way(
     assert len(http.get("/api/webhooks").json()["items"]) == 2
     for route in held:
         route.continue_()
+
+
+def test_a_row_deleted_elsewhere_while_it_has_the_focus_hands_it_to_add_webhook(
+    page: Page, http, receiver
+):
+    """A keyboard user on a row's button is not sent back to the top of the page when another
+    tab deletes that webhook and the list catches up."""
+    hook = hook_at(http, receiver)
+    page.goto("/webhooks")
+    edit = page.get_by_role("button", name=f"Edit {receiver.url}")
+    edit.focus()
+    expect(edit).to_be_focused()
+
+    assert http.delete(f"/api/webhooks/{hook['id']}").status_code == 204
+
+    expect(page.get_by_text("No webhooks yet")).to_be_visible()
+    expect(page.get_by_role("button", name="Add webhook")).to_be_focused()

@@ -88,19 +88,22 @@
   /* Drawn again (after a save, a test answered 410, a change in another tab): the control
      that had the focus keeps it, so that a keyboard user is not sent back to the top. */
   function renderWebhooks() {
-    refill($("webhooks-body"), state.webhooks.map(webhookRow));
+    refill($("webhooks-body"), state.webhooks.map(webhookRow), $("new-webhook-button"));
     $("webhooks-empty").hidden = state.webhooks.length > 0;
     const shown = state.shown != null && findWebhook(state.shown);
     if (shown) $("deliveries-url").textContent = shown.url; // its URL may have been edited elsewhere
   }
 
   /* Fill a table's body anew; the button that had the focus (the same action on the same
-     row) keeps it. */
-  function refill(body, rows) {
+     row) keeps it. When its row is gone (deleted elsewhere), `instead` takes it: the focus
+     would otherwise fall back to the top of the document. */
+  function refill(body, rows, instead = null) {
     const had = body.contains(document.activeElement) ? { ...document.activeElement.dataset } : {};
     body.replaceChildren(...rows);
-    const again = had.action && body.querySelector(`[data-action="${had.action}"][data-id="${had.id}"]`);
+    if (!had.action) return;
+    const again = body.querySelector(`[data-action="${had.action}"][data-id="${had.id}"]`);
     if (again) again.focus({ preventScroll: true });
+    else if (instead) instead.focus();
   }
 
   /* Run a row's request with its button busy (disabled, so the browser takes the focus away
