@@ -414,16 +414,11 @@
   }
 
   /* The control as the page shows it now: a list that refreshed itself while a dialog was
-     open drew its buttons anew, and the one that opened the dialog takes the focus back. A
-     control with a data-action and a data-id is the same action on the same item; any other,
-     the one control drawn with the same words and identity, if there is just one. */
+     open drew its buttons anew, and the one that opened the dialog takes the focus back. It is
+     the one control drawn with the same identity (sameControl); another item's button of the
+     same words is not it. */
   function drawnNow(control) {
     if (!control || control.isConnected) return control;
-    const { action, id } = control.dataset;
-    if (action && id) {
-      return document.querySelector(`[data-action="${CSS.escape(action)}"][data-id="${CSS.escape(id)}"]`);
-    }
-    // Only one control like it: another item's button of the same words is not this one.
     const alike = [...document.querySelectorAll(control.tagName)].filter((node) => sameControl(node, control));
     return alike.length === 1 ? alike[0] : null;
   }

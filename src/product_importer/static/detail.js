@@ -86,18 +86,14 @@
     if (dialog && dialog.open && !document.querySelector('[data-action="cancel"]')) closeDialog(dialog);
   }
 
-  /* Once the Cancel dialog has closed, the focus goes back to Cancel; that button may have
-     been swapped for a fresh one meanwhile (App.openDialog then finds its opener gone) or be
-     gone with the job's end: then to the outcome. Runs after App's own close handler. */
+  /* Once the Cancel dialog has closed, App gives the focus back to Cancel (drawn anew if the
+     page refreshed meanwhile); when the job's end took Cancel away, the outcome takes it.
+     Runs after App's own close handler. */
   function afterCancelDialog(event) {
     const dialog = event.currentTarget;
     setTimeout(() => {
-      // App put it back on its opener; else it is nowhere, or still on the closed dialog's button
       const at = document.activeElement;
-      if (at && at !== document.body && !dialog.contains(at)) return;
-      const button = document.querySelector('[data-action="cancel"]');
-      if (button) button.focus();
-      else focusOutcome();
+      if (!at || at === document.body || dialog.contains(at)) focusOutcome();
     });
   }
 

@@ -101,9 +101,14 @@
     const had = body.contains(document.activeElement) ? { ...document.activeElement.dataset } : {};
     body.replaceChildren(...rows);
     if (!had.action) return;
-    const again = body.querySelector(`[data-action="${had.action}"][data-id="${had.id}"]`);
+    const again = rowControl(had.action, had.id, body);
     if (again) again.focus({ preventScroll: true });
     else if (instead) instead.focus();
+  }
+
+  /* A row's button or switch for `action` on webhook `id`, as the table has it now. */
+  function rowControl(action, id, body = $("webhooks-body")) {
+    return body.querySelector(`[data-action="${action}"][data-id="${id}"]`);
   }
 
   /* Run a row's request with its button busy (disabled, so the browser takes the focus away
@@ -253,7 +258,7 @@
       input.disabled = false;
     }
     renderWebhooks(); // the switch as the webhook now is (unchanged when refused)
-    const again = $("webhooks-body").querySelector(`[data-action="toggle"][data-id="${hook.id}"]`);
+    const again = rowControl("toggle", hook.id);
     if (again) again.focus();
   }
 
@@ -296,7 +301,7 @@
     renderWebhooks();
     // Closing the form gives the focus back to this Edit, also when it was opened from
     // another webhook's form (Edit that webhook instead).
-    const edit = $("webhooks-body").querySelector(`[data-action="edit"][data-id="${hook.id}"]`);
+    const edit = rowControl("edit", hook.id);
     if (edit) edit.focus({ preventScroll: true });
     openForm(hook);
   }
@@ -576,7 +581,7 @@
   function closeDeliveries() {
     const id = state.shown;
     hideDeliveries();
-    const opener = $("webhooks-body").querySelector(`[data-action="deliveries"][data-id="${id}"]`);
+    const opener = rowControl("deliveries", id);
     if (opener) opener.focus();
   }
 
