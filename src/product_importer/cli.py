@@ -60,7 +60,9 @@ def serve(host: str, port: int) -> None:
         _announce_setup_link(host, port)
     embedded = app.config["EMBEDDED_WORKER"]
     # SQLite has one writer: one process with threads. PostgreSQL: a process per core.
-    workers = 1 if embedded else int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
+    # An empty WEB_CONCURRENCY (a copy of .env.example) is the default, as every setting's is.
+    cores = multiprocessing.cpu_count()
+    workers = 1 if embedded else int(os.environ.get("WEB_CONCURRENCY") or cores)
     mode = "embedded (SQLite + in-process worker)" if embedded else "production"
     _say(app, f"Serving on http://{host}:{port} in {mode} mode")
     GunicornApp(
