@@ -1,16 +1,21 @@
 """Settings read from the environment: what a mistyped value says; `.env.example` names
 every one the code reads, and none it no longer reads."""
 
+import os
 import re
+import subprocess
 
 import pytest
 
 from product_importer.config import load_config
-from tests.conftest import ROOT
+from tests.conftest import BIN, ROOT
 
-# How the code reads a setting: env("X") in config.py, os.environ.get("X") elsewhere, and
-# the name the metrics module keeps in a constant.
-READS = re.compile(r'(?:\benv\(|environ\.get\(|environ\[|_ENV = )"([A-Z][A-Z0-9_]+)"')
+# How the code reads a setting: env("X") or a parser (_number("X", ...)) in config.py,
+# os.environ.get("X") elsewhere, and the name the metrics module keeps in a constant.
+READS = re.compile(
+    r"(?:\benv\(|\b_(?:number|bool|one_of|auto_or_bool)\(|environ\.get\(|environ\[|_ENV = )"
+    r'"([A-Z][A-Z0-9_]+)"'
+)
 
 
 def documented_settings() -> set[str]:
@@ -44,3 +49,44 @@ def test_a_mistyped_search_index_setting_says_what_it_takes(monkeypatch, tmp_pat
 
     with pytest.raises(ValueError, match="must be auto, true or false, not 'maybe'"):
         load_config(str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "said"),
+    [
+        ("MAX_UPLOAD_BYTES", "1GB", "MAX_UPLOAD_BYTES must be a whole number, not '1GB'"),
+        ("IMPORT_UNDO_DAYS", "7 days", "IMPORT_UNDO_DAYS must be a number, not '7 days'"),
+        ("WEBHOOK_ALLOW_PRIVATE", "ture", "WEBHOOK_ALLOW_PRIVATE must be true or false"),
+        ("LOG_FORMAT", "jsno", "LOG_FORMAT must be one of text, json, not 'jsno'"),
+        ("LOG_LEVEL", "verbose", "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR"),
+    ],
+)
+def test_a_command_with_a_mistyped_setting_names_it_and_stops(tmp_path, setting, value, said):
+    # A typo used to end in a traceback that did not name the setting (int('1GB')), or to be
+    # taken silently as the default (a boolean, the log format).
+    env = os.environ | {"INSTANCE_PATH": str(tmp_path / "instance"), setting: value}
+
+    done = subprocess.run(
+        [str(BIN / "product-importer"), "migrate"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"Error: {said}" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_settings_take_any_case_and_empty_is_the_default(monkeypatch, tmp_path):
+    monkeypatch.setenv("WEBHOOK_ALLOW_PRIVATE", "Yes")
+    monkeypatch.setenv("LOG_FORMAT", "JSON")
+    monkeypatch.setenv("LOG_LEVEL", "warning")
+    monkeypatch.setenv("MAX_UPLOAD_BYTES", " ")
+
+    config = load_config(str(tmp_path))
+
+    assert config["WEBHOOK_ALLOW_PRIVATE"] is True
+    assert (config["LOG_FORMAT"], config["LOG_LEVEL"]) == ("json", "WARNING")
+    assert config["MAX_UPLOAD_BYTES"] == 1024**3

@@ -16,7 +16,7 @@ from . import create_app, database, logs
 from .accounts import audit, credentials
 from .accounts import service as accounts_service
 from .accounts.roles import ROLES
-from .config import load_env_file
+from .config import SettingError, load_env_file
 from .errors import AppError, said
 from .extensions import db
 from .metrics import requests as request_metrics
@@ -24,7 +24,17 @@ from .metrics import requests as request_metrics
 log = logging.getLogger(__name__)
 
 
-@click.group()
+class Commands(click.Group):
+    """The commands; a mistyped setting stops any of them with its name, not a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except SettingError as error:
+            raise click.ClickException(f"{error} (from the environment or .env)") from error
+
+
+@click.group(cls=Commands)
 def main() -> None:
     """Product Importer: import product CSVs and manage the catalog."""
 

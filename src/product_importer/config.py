@@ -11,19 +11,53 @@ MIB = 1024**2
 GIB = 1024**3
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
-def _bool(value: str | None, default: bool = False) -> bool:
-    return default if value is None or value == "" else value.strip().lower() in TRUE_WORDS
+class SettingError(ValueError):
+    """A setting holds a value it does not take: the message names it and what it takes."""
 
 
-def _auto_or_bool(name: str, value: str | None) -> bool | None:
+def _bool(name: str, default: bool = False) -> bool:
+    """A setting that is true or false (1/0, yes/no, on/off); empty is the default."""
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    word = value.strip().lower()
+    if word not in TRUE_WORDS | FALSE_WORDS:
+        raise SettingError(f"{name} must be true or false, not {value!r}")
+    return word in TRUE_WORDS
+
+
+def _number(name: str, default: float, kind: type = float):
+    """A setting that is a number (`kind`: int for a whole one); empty is the default."""
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return kind(default)
+    try:
+        return kind(value.strip())
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise SettingError(f"{name} must be {what}, not {value!r}") from None
+
+
+def _one_of(name: str, default: str, words: tuple[str, ...]) -> str:
+    """A setting that is one of `words`, in any case; empty is the default."""
+    value = os.environ.get(name)
+    word = (value or "").strip().lower() or default.lower()
+    if word not in {w.lower() for w in words}:
+        raise SettingError(f"{name} must be one of {', '.join(words)}, not {value!r}")
+    return word
+
+
+def _auto_or_bool(name: str) -> bool | None:
     """A setting that is `auto` (None: the code decides case by case), true or false."""
+    value = os.environ.get(name)
     word = (value or "auto").strip().lower()
     if word == "auto":
         return None
     if word not in TRUE_WORDS | FALSE_WORDS:
-        raise ValueError(f"{name} must be auto, true or false, not {value!r}")
+        raise SettingError(f"{name} must be auto, true or false, not {value!r}")
     return word in TRUE_WORDS
 
 
@@ -58,7 +92,7 @@ def load_config(instance_path: str) -> dict:
     env = os.environ.get
     database_url = env("DATABASE_URL") or f"sqlite:///{instance / 'product_importer.db'}"
     broker_url = env("CELERY_BROKER_URL") or ""
-    max_upload = int(env("MAX_UPLOAD_BYTES") or GIB)
+    max_upload = _number("MAX_UPLOAD_BYTES", GIB, int)
     return {
         "SECRET_KEY": _secret_key(instance),
         "SQLALCHEMY_DATABASE_URI": normalize_database_url(database_url),
@@ -70,30 +104,28 @@ def load_config(instance_path: str) -> dict:
         "MAX_UPLOAD_BYTES": max_upload,
         # JSON and form bodies; views marked `large_body` (uploads) take MAX_UPLOAD_BYTES more.
         "MAX_CONTENT_LENGTH": MIB,
-        "UPLOAD_RETENTION_HOURS": float(env("UPLOAD_RETENTION_HOURS") or 24),
+        "UPLOAD_RETENTION_HOURS": _number("UPLOAD_RETENTION_HOURS", 24),
         # An import reading a resumable upload as it arrives gives the queue back to others
         # after this long without a new byte, and goes on when the upload does.
-        "UPLOAD_STALL_SECONDS": float(env("UPLOAD_STALL_SECONDS") or 30),
-        "IMPORT_UNDO_DAYS": float(env("IMPORT_UNDO_DAYS") or 7),
+        "UPLOAD_STALL_SECONDS": _number("UPLOAD_STALL_SECONDS", 30),
+        "IMPORT_UNDO_DAYS": _number("IMPORT_UNDO_DAYS", 7),
         # Off only to measure what the change record costs (bench/import_bench.py).
-        "IMPORT_CHANGE_RECORD": _bool(env("IMPORT_CHANGE_RECORD"), default=True),
+        "IMPORT_CHANGE_RECORD": _bool("IMPORT_CHANGE_RECORD", default=True),
         # When a bulk import builds its trigram indexes: auto (None) after its switch into an
         # empty catalog, before it into one people read (their substring filters keep their
         # indexes: load_bench.py); true always after (completed sooner), false always before.
-        "IMPORT_SEARCH_INDEX_AFTER_SWITCH": _auto_or_bool(
-            "IMPORT_SEARCH_INDEX_AFTER_SWITCH", env("IMPORT_SEARCH_INDEX_AFTER_SWITCH")
-        ),
-        "IMPORT_HEARTBEAT_TIMEOUT_SECONDS": float(env("IMPORT_HEARTBEAT_TIMEOUT_SECONDS") or 30),
+        "IMPORT_SEARCH_INDEX_AFTER_SWITCH": _auto_or_bool("IMPORT_SEARCH_INDEX_AFTER_SWITCH"),
+        "IMPORT_HEARTBEAT_TIMEOUT_SECONDS": _number("IMPORT_HEARTBEAT_TIMEOUT_SECONDS", 30),
         # `serve` gives each web process 16 threads: half may follow imports, the rest serve.
-        "MAX_EVENT_STREAMS": int(env("MAX_EVENT_STREAMS") or 8),
-        "EVENT_STREAM_SECONDS": float(env("EVENT_STREAM_SECONDS") or 300),
-        "WEBHOOK_TIMEOUT_SECONDS": float(env("WEBHOOK_TIMEOUT_SECONDS") or 5),
-        "WEBHOOK_ALLOW_PRIVATE": _bool(env("WEBHOOK_ALLOW_PRIVATE")),
-        "WEBHOOK_RETRY_BASE_SECONDS": float(env("WEBHOOK_RETRY_BASE_SECONDS") or 5),
+        "MAX_EVENT_STREAMS": _number("MAX_EVENT_STREAMS", 8, int),
+        "EVENT_STREAM_SECONDS": _number("EVENT_STREAM_SECONDS", 300),
+        "WEBHOOK_TIMEOUT_SECONDS": _number("WEBHOOK_TIMEOUT_SECONDS", 5),
+        "WEBHOOK_ALLOW_PRIVATE": _bool("WEBHOOK_ALLOW_PRIVATE"),
+        "WEBHOOK_RETRY_BASE_SECONDS": _number("WEBHOOK_RETRY_BASE_SECONDS", 5),
         # An event waits at most this long for the earlier events to its endpoint to leave.
-        "WEBHOOK_ORDER_WAIT_SECONDS": float(env("WEBHOOK_ORDER_WAIT_SECONDS") or 6 * 3600),
-        "LOG_LEVEL": (env("LOG_LEVEL") or "INFO").upper(),
-        "LOG_FORMAT": (env("LOG_FORMAT") or "text").lower(),
+        "WEBHOOK_ORDER_WAIT_SECONDS": _number("WEBHOOK_ORDER_WAIT_SECONDS", 6 * 3600),
+        "LOG_LEVEL": _one_of("LOG_LEVEL", "INFO", LOG_LEVELS).upper(),
+        "LOG_FORMAT": _one_of("LOG_FORMAT", "text", ("text", "json")),
         # A bearer token that opens GET /metrics only (admins' tokens and sessions open it too).
         "METRICS_TOKEN": env("METRICS_TOKEN") or "",
         "WTF_CSRF_TIME_LIMIT": None,
@@ -108,15 +140,15 @@ def _access_settings(env, broker_url: str) -> dict:
         "TRUSTED_HOSTS": allowed_hosts(env("ALLOWED_HOSTS"), env("SERVE_HOST")),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
-        "SESSION_COOKIE_SECURE": _bool(env("SESSION_COOKIE_SECURE")),
+        "SESSION_COOKIE_SECURE": _bool("SESSION_COOKIE_SECURE"),
         "PERMANENT_SESSION_LIFETIME": 14 * 24 * 3600,
         # Failed sign-ins are counted where every web process sees them: Redis in production.
         "RATELIMIT_STORAGE_URI": broker_url if broker_url.startswith("redis") else "memory://",
         "RATELIMIT_KEY_PREFIX": "product-importer-limits",
         "RATELIMIT_SWALLOW_ERRORS": True,  # Redis down: sign-in still works, unlimited
-        "MAX_QUEUED_IMPORTS": int(env("MAX_QUEUED_IMPORTS") or 3),
-        "MIN_FREE_DISK_BYTES": int(env("MIN_FREE_DISK_BYTES") or 512 * MIB),
-        "PROXY_COUNT": int(env("PROXY_COUNT") or 0),
+        "MAX_QUEUED_IMPORTS": _number("MAX_QUEUED_IMPORTS", 3, int),
+        "MIN_FREE_DISK_BYTES": _number("MIN_FREE_DISK_BYTES", 512 * MIB, int),
+        "PROXY_COUNT": _number("PROXY_COUNT", 0, int),
     }
 
 
