@@ -10,10 +10,11 @@ import pytest
 from product_importer.config import load_config
 from tests.conftest import BIN, ROOT
 
-# How the code reads a setting: env("X") or a parser (_number("X", ...)) in config.py,
+# How the code reads a setting: env("X") or a parser (_number("X", ...), whole_number),
 # os.environ.get("X") elsewhere, and the name the metrics module keeps in a constant.
 READS = re.compile(
-    r"(?:\benv\(|\b_(?:number|bool|one_of|auto_or_bool)\(|environ\.get\(|environ\[|_ENV = )"
+    r"(?:\benv\(|\b(?:_number|_bool|_one_of|_auto_or_bool|whole_number)\("
+    r"|environ\.get\(|environ\[|_ENV = )"
     r'"([A-Z][A-Z0-9_]+)"'
 )
 
@@ -90,3 +91,37 @@ def test_settings_take_any_case_and_empty_is_the_default(monkeypatch, tmp_path):
     assert config["WEBHOOK_ALLOW_PRIVATE"] is True
     assert (config["LOG_FORMAT"], config["LOG_LEVEL"]) == ("json", "WARNING")
     assert config["MAX_UPLOAD_BYTES"] == 1024**3
+
+
+@pytest.mark.parametrize(
+    ("command", "setting", "value", "said"),
+    [
+        (["worker"], "IMPORT_SLOTS", "two", "IMPORT_SLOTS must be a whole number, not 'two'"),
+        (["worker"], "IMPORT_SLOTS", "0", "IMPORT_SLOTS must be a whole number of at least 1"),
+        (["serve", "--port", "0"], "WEB_CONCURRENCY", "many", "WEB_CONCURRENCY must be a whole"),
+    ],
+)
+def test_a_mistyped_process_setting_stops_its_command_with_its_name(
+    tmp_path, command, setting, value, said
+):
+    # Both were read with int() (gunicorn reads WEB_CONCURRENCY as it is imported): a
+    # traceback naming no setting; IMPORT_SLOTS=0 started a worker that never imported.
+    env = os.environ | {
+        "INSTANCE_PATH": str(tmp_path / "instance"),
+        "DATABASE_URL": "postgresql://postgres@127.0.0.1/product_importer_never_made",
+        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/13",
+        setting: value,
+    }
+
+    done = subprocess.run(
+        [str(BIN / "product-importer"), *command],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"Error: {said}" in done.stderr
+    assert "Traceback" not in done.stderr

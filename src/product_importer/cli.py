@@ -16,7 +16,7 @@ from . import create_app, database, logs
 from .accounts import audit, credentials
 from .accounts import service as accounts_service
 from .accounts.roles import ROLES
-from .config import SettingError, load_env_file
+from .config import SettingError, load_env_file, whole_number
 from .errors import AppError, said
 from .extensions import db
 from .metrics import requests as request_metrics
@@ -59,10 +59,14 @@ def migrate(create_database: bool) -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 def serve(host: str, port: int) -> None:
     """Run the web app (gunicorn), with the embedded worker when no broker is configured."""
-    from .gunicorn_app import GunicornApp
-
     os.environ["SERVE_HOST"] = host  # the address to answer as, for every web process
     load_env_file()  # PROMETHEUS_MULTIPROC_DIR may be set there
+    # gunicorn reads WEB_CONCURRENCY as it is imported, with int(): checked first, and an
+    # empty one (a copy of .env.example) is the default, as every setting's is.
+    processes = whole_number("WEB_CONCURRENCY", multiprocessing.cpu_count())
+    os.environ["WEB_CONCURRENCY"] = str(processes)
+    from .gunicorn_app import GunicornApp
+
     metrics_dir = request_metrics.prepare_multiprocess_dir()  # before the app loads metrics
     app = create_app()
     with app.app_context():
@@ -70,9 +74,7 @@ def serve(host: str, port: int) -> None:
         _announce_setup_link(host, port)
     embedded = app.config["EMBEDDED_WORKER"]
     # SQLite has one writer: one process with threads. PostgreSQL: a process per core.
-    # An empty WEB_CONCURRENCY (a copy of .env.example) is the default, as every setting's is.
-    cores = multiprocessing.cpu_count()
-    workers = 1 if embedded else int(os.environ.get("WEB_CONCURRENCY") or cores)
+    workers = 1 if embedded else processes
     mode = "embedded (SQLite + in-process worker)" if embedded else "production"
     _say(app, f"Serving on http://{host}:{port} in {mode} mode")
     GunicornApp(

@@ -41,6 +41,14 @@ def _number(name: str, default: float, kind: type = float):
         raise SettingError(f"{name} must be {what}, not {value!r}") from None
 
 
+def whole_number(name: str, default: int, minimum: int = 1) -> int:
+    """A setting that is a whole number of at least `minimum`; empty is the default."""
+    value = _number(name, default, int)
+    if value < minimum:
+        raise SettingError(f"{name} must be a whole number of at least {minimum}, not {value}")
+    return value
+
+
 def _one_of(name: str, default: str, words: tuple[str, ...]) -> str:
     """A setting that is one of `words`, in any case; empty is the default."""
     value = os.environ.get(name)

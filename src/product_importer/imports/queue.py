@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from .. import background, database, logs
+from ..config import whole_number
 from ..extensions import db
 from ..timeutil import utcnow
 from ..webhooks import events
@@ -51,7 +52,7 @@ CLAIMED = [field.name for field in dataclasses.fields(ClaimedJob)]
 
 
 # Imports one worker process reads at once: the rest of its threads send webhooks.
-IMPORT_SLOTS = int(os.environ.get("IMPORT_SLOTS") or 2)
+IMPORT_SLOTS = whole_number("IMPORT_SLOTS", 2)  # read once the command has loaded .env
 _slots = threading.BoundedSemaphore(IMPORT_SLOTS)
 
 
