@@ -121,8 +121,9 @@ def schemas() -> dict:
                     "type": "string",
                     "enum": ["refreshing", "ready", None],
                     "nullable": True,
-                    "description": "A search index this import rebuilds after its commit: until "
-                    "it is ready, description and q filters answer correctly but slower",
+                    "description": "The search indexes this import rebuilds after its commit "
+                    "(the trigram indexes of sku, name and description): until they are ready, "
+                    "the sku, name, description and q filters answer correctly but slower",
                 },
                 "rows_per_second": {"type": "number", "nullable": True},
                 "eta_seconds": {"type": "number", "nullable": True},
