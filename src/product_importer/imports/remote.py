@@ -38,7 +38,7 @@ def import_remotely(path: str, url: str, token: str, given: dict) -> int:
             size = os.path.getsize(path)
             failed = _send(uploader, size, lambda: _failed_for_good(http, job["id"]))
         except (TusCommunicationError, TusUploadFailed) as error:
-            raise click.ClickException(_tus_error(error)) from error
+            raise click.ClickException(_tus_error(error, base)) from error
         if failed:
             _stop_upload(http, uploader.url)
             click.echo(
@@ -181,7 +181,7 @@ def _api_error(response: httpx.Response) -> str:
         return f"The server answered {response.status_code}."
 
 
-def _tus_error(failure: TusCommunicationError) -> str:
+def _tus_error(failure: TusCommunicationError, base: str) -> str:
     """What went wrong with the upload, as a person reads it: the server's message if it sent
     one, else its status (and error code), never Python's spelling of its JSON."""
     content = failure.response_content or b""
@@ -192,7 +192,22 @@ def _tus_error(failure: TusCommunicationError) -> str:
     except (ValueError, KeyError, TypeError, AttributeError):
         pass
     if failure.status_code is None:
-        return f"The upload failed: {failure}"
+        return f"The upload failed: {_unreachable(str(failure), base)}"
     code = body.get("code") if isinstance(body, dict) else None
     named = f" ({code})" if isinstance(code, str) else ""
     return f"The upload failed: the server answered {failure.status_code}{named}."
+
+
+# What a connection error's text says (urllib3's, through requests), as a person would.
+NO_ANSWER = (
+    (("NameResolutionError", "Name or service not known"), "its host name was not found"),
+    (("Connection refused",), "nothing answered there (connection refused)"),
+    (("timed out", "Timeout"), "it did not answer in time"),
+    (("SSLError", "CERTIFICATE_VERIFY_FAILED"), "its TLS certificate was not accepted"),
+)
+
+
+def _unreachable(error: str, base: str) -> str:
+    """Why the server at `base` could not be reached, and what to check."""
+    why = next((said for marks, said in NO_ANSWER if any(m in error for m in marks)), error)
+    return f"could not reach {base}: {why}. Check --url, and that the server is running there."
