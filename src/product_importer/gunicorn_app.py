@@ -1,6 +1,7 @@
 """Run gunicorn from the `serve` command, starting the embedded worker in its process."""
 
 import shutil
+import signal
 
 from gunicorn.app.base import BaseApplication
 
@@ -24,8 +25,8 @@ class GunicornApp(BaseApplication):
         # deletes the other's. Nothing here uses it.
         if "control_socket_disable" in self.cfg.settings:
             self.cfg.set("control_socket_disable", True)
-        if self.embedded:
-            self.cfg.set("post_worker_init", _start_embedded_worker)
+        self.cfg.set("post_worker_init", self._post_worker_init)
+        self.cfg.set("worker_int", _stopping)  # SIGINT or SIGQUIT: Ctrl-C, a quick stop
         self.cfg.set("child_exit", _web_process_gone)
         self.cfg.set("on_exit", self._remove_metrics_folder)
 
@@ -39,11 +40,34 @@ class GunicornApp(BaseApplication):
             shutil.rmtree(self.remove_on_exit, ignore_errors=True)
 
 
-def _start_embedded_worker(worker) -> None:
-    """Start the in-process background worker once the web worker has loaded the app."""
-    from .background import EmbeddedWorker
+    def _post_worker_init(self, worker) -> None:
+        """Once a web process has loaded the app: hear its stop, start the embedded worker."""
+        _hear_graceful_stop(worker)
+        if self.embedded:
+            from .background import EmbeddedWorker
 
-    EmbeddedWorker(worker.wsgi).start()
+            EmbeddedWorker(worker.wsgi).start()
+
+
+def _stopping(_worker=None) -> None:
+    """Tell the requests that would run on (progress streams) that this process stops: they
+    end within a second, where gunicorn would wait out its graceful timeout (30 s) for them
+    and then kill the process."""
+    from .imports.streams import server_stopping
+
+    server_stopping.set()
+
+
+def _hear_graceful_stop(worker) -> None:
+    """Call `_stopping` on SIGTERM (a graceful stop: systemctl stop or restart) too, for which
+    gunicorn has no hook, before its own handler."""
+
+    def on_term(sig, frame) -> None:
+        _stopping()
+        worker.handle_exit(sig, frame)
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.siginterrupt(signal.SIGTERM, False)  # as gunicorn sets it: requests go on
 
 
 def _web_process_gone(_server, worker) -> None:

@@ -6,6 +6,8 @@ running by a lock on the catalog, so its stream has no natural end.
 """
 
 import json
+import os
+import signal
 import time
 from contextlib import ExitStack
 
@@ -145,3 +147,36 @@ def test_a_stream_ends_after_its_time_without_done_and_a_new_one_goes_on(
         assert {name for name, _ in events[:-1]} <= {"progress"}
         assert events[-1] == ("done", wait_for_job(client, job_id))
         assert events[-1][1]["status"] == "completed"
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_server_stopped_while_a_stream_is_open_ends_the_stream_and_stops(
+    test_env, tmp_path, holding, accounts, stop
+):
+    # gunicorn waited out its graceful timeout (30 s) for the stream, then killed the web
+    # process ("Worker was sent SIGKILL! Perhaps out of memory?"): Ctrl-C on `make run`, or a
+    # `systemctl restart`, with a page following an import open somewhere.
+    port = free_port()
+    args = [str(BIN / "product-importer"), "serve", "--port", str(port)]
+    server = Process(args, {"WEB_CONCURRENCY": "1"}, tmp_path / "server.log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, server)
+        with (
+            http_client(url, accounts["admin"].token) as client,
+            ExitStack() as streams,
+            holding(TABLE_LOCK),
+        ):
+            stream = Stream(streams, client, running_job(client))
+            assert stream.next_event()[0] == "progress"
+
+            os.killpg(server.popen.pid, stop)  # as a terminal's Ctrl-C, or systemd, does
+
+            # The stream ends without `done` (the browser reconnects, to a server that runs),
+            # and the server stops by itself.
+            assert {name for name, _ in stream.rest()} <= {"progress"}
+            server.popen.wait()
+    finally:
+        server.kill()
+    assert "SIGKILL" not in server.output()
+    assert "Traceback" not in server.output()

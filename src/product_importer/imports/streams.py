@@ -2,7 +2,7 @@
 
 Each open stream holds a web thread, so a process keeps at most MAX_EVENT_STREAMS open (past
 that, 503 and the page polls instead); each stream ends after EVENT_STREAM_SECONDS (the
-browser reconnects at once), and as soon as the client hangs up.
+browser reconnects at once), as soon as the client hangs up, and once the server stops.
 """
 
 import json
@@ -44,6 +44,9 @@ class StreamSlots:
 
 
 stream_slots = StreamSlots()
+# Set when this web process is asked to stop (gunicorn_app): the open streams end without
+# `done`, and their browsers reconnect to a server that runs.
+server_stopping = threading.Event()
 
 
 def progress_stream(job_id: int) -> Response:
@@ -98,7 +101,7 @@ def _events(job_id: int, lifetime: float, client: socket.socket | None):
     yield f"retry: {RECONNECT_MILLISECONDS}\n\n"
     ends = time.monotonic() + lifetime
     last_sent, last_write = None, time.monotonic()
-    while not _client_gone(client):
+    while not _client_gone(client) and not server_stopping.is_set():
         data, finished = _job_state(job_id)
         if finished:
             yield _event("done", data)
@@ -111,7 +114,7 @@ def _events(job_id: int, lifetime: float, client: socket.socket | None):
             last_write = time.monotonic()
         if time.monotonic() >= ends:
             return  # after the current state, so every stream tells the client something
-        time.sleep(EVENT_POLL_SECONDS)
+        server_stopping.wait(EVENT_POLL_SECONDS)
 
 
 def _job_state(job_id: int) -> tuple[dict, bool]:
