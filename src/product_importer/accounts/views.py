@@ -1,6 +1,8 @@
 """Account pages: sign in and out, first-run setup, one's account, accounts and audit (admins)."""
 
-from flask import Blueprint, abort, g, jsonify, redirect, render_template, request, url_for
+import logging
+
+from flask import Blueprint, abort, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 from limits import parse
@@ -13,6 +15,7 @@ from . import audit, service
 from .auth import client_address, public, requires, sign_in, sign_out
 from .roles import ROLES, Role
 
+log = logging.getLogger(__name__)
 bp = Blueprint("accounts", __name__, template_folder="templates")
 # The audit details the server fills with a moment (webhook.recovered's `since`), shown in the
 # reader's time zone; the others quote what people sent (a file name) as written.
@@ -25,10 +28,6 @@ bp.add_app_template_filter(audit.readable_detail, "readable_detail")
 SIGN_IN_LIMIT = "10 per minute"
 TOO_MANY = "Too many failed sign-ins from here or for this account. Wait a minute and try again."
 REFUSALS_AUDITED = parse("1 per minute")  # per address, and per account
-
-
-def _failed(_response) -> bool:
-    return g.get("sign_in_failed", False)
 
 
 def _account_key() -> str:
@@ -60,7 +59,6 @@ def _audit_refusal(per: str):
     SIGN_IN_LIMIT,
     key_func=client_address,
     methods=["POST"],
-    deduct_when=_failed,
     scope="sign-in-address",
     error_message=TOO_MANY,
     on_breach=_audit_refusal("address"),
@@ -69,7 +67,6 @@ def _audit_refusal(per: str):
     SIGN_IN_LIMIT,
     key_func=_account_key,
     methods=["POST"],
-    deduct_when=_failed,
     scope="sign-in-account",
     error_message=TOO_MANY,
     on_breach=_audit_refusal("account"),
@@ -85,15 +82,29 @@ def login_page():
     email = request.form.get("email", "")
     user = service.authenticate(db.session, email, request.form.get("password", ""))
     if user is None:
-        g.sign_in_failed = True
         audit.record(db.session, "auth.sign_in_failed", email.strip()[:254] or None)
         db.session.commit()
         error = "That email and password do not match an active account."
         return render_template("accounts/login.html", next=target, email=email, error=error), 401
     sign_in(user)
+    _give_the_try_back()
     audit.record(db.session, "auth.signed_in", user.email)
     db.session.commit()
     return redirect(target)
+
+
+def _give_the_try_back() -> None:
+    """Take a sign-in that succeeded off the counts of failed tries.
+
+    Every try is counted before its password is checked: counted after (flask-limiter's
+    `deduct_when`), tries sent at once were all checked against a count none had raised yet,
+    and a burst of them got past the limit.
+    """
+    try:
+        for counted in limiter.current_limits:
+            limiter.limiter.hit(counted.limit, *counted.request_args, cost=-1)
+    except Exception:  # the store of the counts is down: sign-in goes on, unlimited
+        log.exception("could not take a successful sign-in off the failed tries")
 
 
 def _safe_next(value: str | None) -> str:
