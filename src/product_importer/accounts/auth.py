@@ -7,6 +7,7 @@ nothing is refused to everyone but admins (and a test walks the URL map, so none
 
 import hmac
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -184,6 +185,29 @@ def enforce():
     ):
         _require_csrf_header()
     return None
+
+
+def allowance() -> Callable[[], bool]:
+    """A check of whether the caller may still make this request, for a response that lasts
+    beyond its view (a progress stream): signing out, a revoked token or a deactivated account
+    end it too. Made in the view: the principal's rows leave with the view's database session."""
+    needed = access_of(request.endpoint)
+    if current_user.via == "session":
+        cookie = current_user.get_id()
+
+        def load() -> Principal | None:
+            return _load_session(cookie)
+    else:
+        asked = request._get_current_object()  # the request itself: its Authorization header
+
+        def load() -> Principal | None:
+            return _load_token(asked)
+
+    def allowed() -> bool:
+        fresh = load()
+        return fresh is not None and fresh.can(needed)
+
+    return allowed
 
 
 def _holds_setting_token(endpoint: str) -> bool:

@@ -2,16 +2,19 @@
 
 Each open stream holds a web thread, so a process keeps at most MAX_EVENT_STREAMS open (past
 that, 503 and the page polls instead); each stream ends after EVENT_STREAM_SECONDS (the
-browser reconnects at once), as soon as the client hangs up, and once the server stops.
+browser reconnects at once), as soon as the client hangs up, once its caller may no longer
+read it (signed out, token revoked, account deactivated), and once the server stops.
 """
 
 import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 from flask import Response, current_app, request, stream_with_context
 
+from ..accounts.auth import allowance
 from ..errors import error_response
 from ..extensions import db
 from . import service
@@ -57,7 +60,8 @@ def progress_stream(job_id: int) -> Response:
     """
     if not stream_slots.take(current_app.config["MAX_EVENT_STREAMS"]):
         return _streams_busy(job_id)
-    events = _events(job_id, current_app.config["EVENT_STREAM_SECONDS"], _client_socket())
+    lifetime = current_app.config["EVENT_STREAM_SECONDS"]
+    events = _events(job_id, lifetime, _client_socket(), allowance())
     response = Response(
         stream_with_context(events),
         mimetype="text/event-stream",
@@ -97,11 +101,14 @@ def _client_gone(sock: socket.socket | None) -> bool:
         return True
 
 
-def _events(job_id: int, lifetime: float, client: socket.socket | None):
+def _events(
+    job_id: int, lifetime: float, client: socket.socket | None, allowed: Callable[[], bool]
+):
     yield f"retry: {RECONNECT_MILLISECONDS}\n\n"
     ends = time.monotonic() + lifetime
     last_sent, last_write = None, time.monotonic()
-    while not _client_gone(client) and not server_stopping.is_set():
+    # asked again before each read of the job: a session signed out meanwhile reads no more
+    while not _client_gone(client) and not server_stopping.is_set() and allowed():
         data, finished = _job_state(job_id)
         if finished:
             yield _event("done", data)
