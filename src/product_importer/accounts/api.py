@@ -4,14 +4,20 @@ from flask import Blueprint, jsonify, request
 from flask_login import current_user
 
 from ..apiutil import json_object, refuse_unknown, whole_number
-from ..extensions import db
+from ..extensions import db, limiter
 from ..security import refuse_cross_site_requests
-from . import audit, credentials, service
+from . import audit, credentials, service, tries
 from .auth import requires
 from .roles import Role
 
 bp = Blueprint("accounts_api", __name__, url_prefix="/api")
 bp.before_request(refuse_cross_site_requests)
+TOO_MANY_WRONG = "Too many wrong current passwords for this account. Wait a minute and try again."
+
+
+def _own_account() -> str:
+    # none for a caller not signed in: the limit is skipped, and the request refused (401)
+    return f"account:{current_user.id}" if current_user.is_authenticated else ""
 
 
 @bp.get("/account")
@@ -24,9 +30,16 @@ def get_account():
 
 
 @bp.post("/account/password")
+@limiter.limit(
+    tries.TRIES_LIMIT, key_func=_own_account, scope="current-password", error_message=TOO_MANY_WRONG
+)
 @requires(Role.VIEWER)
 def change_password():
-    """Change one's own password: 204; every other session of the account ends."""
+    """Change one's own password: 204; every other session of the account ends.
+
+    The current password is asked, so it could be guessed here past the sign-in's limit (with
+    a token of a lower role, say): wrong ones are limited as failed sign-ins are.
+    """
     fields = json_object("passwords")
     refuse_unknown(fields, {"current_password", "new_password"})
     user = current_user.user
@@ -37,6 +50,7 @@ def change_password():
         new=fields.get("new_password"),
         keep=current_user.session_key,  # this session goes on; the others end
     )
+    tries.give_back()
     audit.record(db.session, "account.password_changed", user.email)
     db.session.commit()
     return "", 204

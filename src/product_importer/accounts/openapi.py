@@ -158,7 +158,11 @@ def paths() -> dict:
             "post": operation(
                 "change_password",
                 "Change one's own password (the account's other sessions end)",
-                {"204": {"description": "Changed"}, **invalid},
+                {
+                    "204": {"description": "Changed"},
+                    **invalid,
+                    "429": error("More than 10 wrong current passwords a minute for the account"),
+                },
                 requestBody=json_body("PasswordChange"),
             ),
         },

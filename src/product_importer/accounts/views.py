@@ -1,7 +1,5 @@
 """Account pages: sign in and out, first-run setup, one's account, accounts and audit (admins)."""
 
-import logging
-
 from flask import Blueprint, abort, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
@@ -11,11 +9,10 @@ from ..database import lower_letters
 from ..errors import AppError
 from ..extensions import db, limiter
 from ..security import refuse_cross_site_requests
-from . import audit, service
+from . import audit, service, tries
 from .auth import client_address, public, requires, sign_in, sign_out
 from .roles import ROLES, Role
 
-log = logging.getLogger(__name__)
 bp = Blueprint("accounts", __name__, template_folder="templates")
 # The audit details the server fills with a moment (webhook.recovered's `since`), shown in the
 # reader's time zone; the others quote what people sent (a file name) as written.
@@ -25,7 +22,7 @@ MOMENT_DETAILS = frozenset({"since"})
 bp.before_request(refuse_cross_site_requests)
 bp.add_app_template_filter(audit.readable_detail, "readable_detail")
 
-SIGN_IN_LIMIT = "10 per minute"
+SIGN_IN_LIMIT = tries.TRIES_LIMIT
 TOO_MANY = "Too many failed sign-ins from here or for this account. Wait a minute and try again."
 REFUSALS_AUDITED = parse("1 per minute")  # per address, and per account
 
@@ -87,24 +84,10 @@ def login_page():
         error = "That email and password do not match an active account."
         return render_template("accounts/login.html", next=target, email=email, error=error), 401
     sign_in(user)
-    _give_the_try_back()
+    tries.give_back()
     audit.record(db.session, "auth.signed_in", user.email)
     db.session.commit()
     return redirect(target)
-
-
-def _give_the_try_back() -> None:
-    """Take a sign-in that succeeded off the counts of failed tries.
-
-    Every try is counted before its password is checked: counted after (flask-limiter's
-    `deduct_when`), tries sent at once were all checked against a count none had raised yet,
-    and a burst of them got past the limit.
-    """
-    try:
-        for counted in limiter.current_limits:
-            limiter.limiter.hit(counted.limit, *counted.request_args, cost=-1)
-    except Exception:  # the store of the counts is down: sign-in goes on, unlimited
-        log.exception("could not take a successful sign-in off the failed tries")
 
 
 def _safe_next(value: str | None) -> str:

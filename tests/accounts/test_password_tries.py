@@ -1,0 +1,41 @@
+"""The current password asked by a password change cannot be guessed past the sign-in's limit.
+
+Else whoever holds a session or a token of the account, even a viewer's token an admin made
+for a script, could try passwords without end, and on the right one set their own.
+"""
+
+from tests.conftest import PASSWORD, client_with_token
+
+from .conftest import post_sign_in
+
+LIMIT = 10  # wrong current passwords a minute, per account
+NEW_PASSWORD = "the guesser's own password"
+
+
+def change(client, current: str):
+    body = {"current_password": current, "new_password": NEW_PASSWORD}
+    return client.post("/api/account/password", json=body)
+
+
+def test_past_ten_wrong_current_passwords_even_the_right_one_is_refused(app, client, accounts):
+    made = client.post("/api/tokens", json={"name": "a script", "role": "viewer"})
+    script = client_with_token(app, made.get_json()["token"])  # the admin's, as a viewer
+    for n in range(LIMIT):
+        assert change(script, f"guess number {n}").status_code == 422
+
+    refused = change(script, PASSWORD)
+
+    assert refused.status_code == 429
+    assert "Too many wrong current passwords" in refused.get_json()["error"]["message"]
+    assert post_sign_in(app.test_client(), accounts["admin"].email).status_code == 302
+    signed_in_as_guesser = post_sign_in(app.test_client(), accounts["admin"].email, NEW_PASSWORD)
+    assert signed_in_as_guesser.status_code == 401
+
+
+def test_the_limit_is_per_account_and_a_right_password_is_not_counted(browsers, accounts):
+    editor, viewer = browsers(accounts["editor"].email), browsers(accounts["viewer"].email)
+    for n in range(LIMIT):
+        assert change(editor, f"guess number {n}").status_code == 422
+    for _ in range(LIMIT + 1):  # given back each time: a person may change it again and again
+        body = {"current_password": PASSWORD, "new_password": PASSWORD}
+        assert viewer.post("/api/account/password", json=body).status_code == 204
