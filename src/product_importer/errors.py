@@ -95,6 +95,8 @@ def _handle_http_error(error: HTTPException):
     message = error.description or error.name
     if error.code == 413:  # one code for every 413, as TooLarge has it
         code, message = TooLarge.code, _too_large_message()
+    if error.code == 429:  # a limit of tries (flask-limiter's) is said as the import quota's
+        code = TooMany.code
     body, status = error_response(error.code or 500, code, message)
     # Keep what the protocol asks for: Allow on a 405, Retry-After on a 429.
     headers = [(name, value) for name, value in error.get_headers() if name != "Content-Type"]

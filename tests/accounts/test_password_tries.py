@@ -26,7 +26,8 @@ def test_past_ten_wrong_current_passwords_even_the_right_one_is_refused(app, cli
     refused = change(script, PASSWORD)
 
     assert refused.status_code == 429
-    assert "Too many wrong current passwords" in refused.get_json()["error"]["message"]
+    error = refused.get_json()["error"]
+    assert error["code"] == "too_many" and "Too many wrong current passwords" in error["message"]
     assert post_sign_in(app.test_client(), accounts["admin"].email).status_code == 302
     signed_in_as_guesser = post_sign_in(app.test_client(), accounts["admin"].email, NEW_PASSWORD)
     assert signed_in_as_guesser.status_code == 401
