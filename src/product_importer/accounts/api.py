@@ -70,7 +70,7 @@ def create_token():
     """Create a token for oneself: 201 with its secret, shown this once.
 
     Its role is at most the one this request acts with (a token's, which may be below its
-    owner's), and that by default.
+    owner's), and that by default; made by a token that expires, it expires no later.
     """
     fields = json_object("token")
     refuse_unknown(fields, {"name", "role", "expires_days"})
@@ -81,6 +81,7 @@ def create_token():
         role=fields.get("role", current_user.role),
         expires_days=fields.get("expires_days"),
         acting=current_user.role,
+        expires_by=current_user.expires_at,
     )
     audit.record(db.session, "token.created", token.name, role=token.role, owner=token.owner.email)
     db.session.commit()

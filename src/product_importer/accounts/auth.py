@@ -9,6 +9,7 @@ import hmac
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import urlencode
 
 from flask import Flask, current_app, g, has_request_context, jsonify, redirect, request, url_for
@@ -42,6 +43,7 @@ class Principal:
     role: Role
     via: str  # "session" or "token"
     session_key: str | None = None  # a session's key, as its cookie holds it
+    expires_at: datetime | None = None  # a token's: the tokens it makes expire no later
     is_authenticated = True
     is_active = True
     is_anonymous = False
@@ -122,14 +124,14 @@ def _load_token(req) -> Principal | None:
     scheme, _, secret = req.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not secret:
         return None
-    found = service.resolve_token(db.session, secret.strip())
-    if found is None:
+    token = service.resolve_token(db.session, secret.strip())
+    if token is None:
         g.bad_token = True
         return None
+    principal = Principal(token.owner, token.acting_role, "token", expires_at=token.expires_at)
     if db.session.dirty:  # its last_used_at moved on: keep that even when the request only reads
         _note_seen()
-    user, role = found
-    return Principal(user, role, "token")
+    return principal
 
 
 def _note_seen() -> None:

@@ -109,6 +109,8 @@ def schemas() -> dict:
                     "minimum": 1,
                     "maximum": MAX_TOKEN_DAYS,
                     "nullable": True,
+                    "description": "None: it never expires; made with a token that expires, it "
+                    "expires no later (422 otherwise), and with it by default",
                 },
             },
             "additionalProperties": False,

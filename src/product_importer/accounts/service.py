@@ -1,7 +1,7 @@
 """Accounts and tokens: create, find, change role, deactivate, sign in, first admin."""
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from .. import database
 from ..apidoc import LINE
 from ..errors import Conflict, Forbidden, Invalid, NotFound
-from ..timeutil import aware, utcnow
+from ..timeutil import aware, iso, utcnow
 from . import credentials
 from .models import SetupToken, SignInSession, Token, User
 from .roles import ROLES, Role, at_least
@@ -196,10 +196,18 @@ def close_sessions(session: Session, user: User, *, keep: str | None = None) -> 
 
 
 def create_token(
-    session: Session, owner: User, *, name, role=None, expires_days=None, acting=None
+    session: Session,
+    owner: User,
+    *,
+    name,
+    role=None,
+    expires_days=None,
+    acting=None,
+    expires_by: datetime | None = None,
 ) -> tuple[Token, str]:
     """Make a token for `owner` with `role` (at most the owner's, and at most `acting`, the
-    role of the request asking for it); return it and its secret.
+    role of the request asking for it), expiring by `expires_by` (when the token asking for it
+    does); return it and its secret.
 
     The secret is never shown again: only its hash is kept.
     """
@@ -213,16 +221,12 @@ def create_token(
     elif acting is not None and not at_least(acting, role):
         # A token of a lower role than its owner's must not make itself a stronger one.
         problems["role"] = f"At most {acting}, the role this request acts with."
-    if expires_days is not None and (
-        isinstance(expires_days, bool)
-        or not isinstance(expires_days, int)
-        or not 1 <= expires_days <= MAX_TOKEN_DAYS
-    ):
-        problems["expires_days"] = f"A whole number of days from 1 to {MAX_TOKEN_DAYS}, or none."
+    expires, problem = _token_expiry(expires_days, expires_by)
+    if problem:
+        problems["expires_days"] = problem
     if problems:
         raise Invalid("The token is not valid; see details.", details=problems)
     secret = credentials.new_token()
-    expires = utcnow() + timedelta(days=expires_days) if expires_days else None
     token = Token(
         owner=owner,
         name=name.strip(),
@@ -234,6 +238,29 @@ def create_token(
     session.add(token)
     session.flush()
     return token, secret
+
+
+def _token_expiry(expires_days, expires_by: datetime | None) -> tuple[datetime | None, str | None]:
+    """When a new token expires, or why `expires_days` is refused.
+
+    A token made by a token that expires expires no later (by default, with it): else a stolen
+    token, or a script's, would make itself one that lasts for good.
+    """
+    if expires_days is not None and (
+        isinstance(expires_days, bool)
+        or not isinstance(expires_days, int)
+        or not 1 <= expires_days <= MAX_TOKEN_DAYS
+    ):
+        return None, f"A whole number of days from 1 to {MAX_TOKEN_DAYS}, or none."
+    if expires_days is None:
+        return expires_by, None
+    expires = utcnow() + timedelta(days=expires_days)
+    if expires_by is not None and expires > aware(expires_by):
+        return None, (
+            f"At most until {iso(expires_by)}, when the token this request acts with expires; "
+            "or none, to expire with it."
+        )
+    return expires, None
 
 
 def list_tokens(session: Session, viewer: User, *, acting: str) -> list[Token]:
@@ -254,8 +281,8 @@ def revoke_token(session: Session, token_id: int, viewer: User, *, acting: str) 
     return token
 
 
-def resolve_token(session: Session, secret: str) -> tuple[User, Role] | None:
-    """The active account and effective role of a bearer token, or None."""
+def resolve_token(session: Session, secret: str) -> Token | None:
+    """The token of a bearer secret, while it opens its active account; else None."""
     if not secret.startswith(credentials.TOKEN_PREFIX):
         return None
     token = session.scalars(
@@ -268,7 +295,7 @@ def resolve_token(session: Session, secret: str) -> tuple[User, Role] | None:
     now = utcnow()
     if token.last_used_at is None or now - aware(token.last_used_at) > timedelta(minutes=1):
         token.last_used_at = now  # once a minute at most: a busy script writes little
-    return token.owner, token.acting_role
+    return token
 
 
 # --- first run --------------------------------------------------------------------------------
