@@ -39,7 +39,6 @@ class GunicornApp(BaseApplication):
         if self.remove_on_exit:
             shutil.rmtree(self.remove_on_exit, ignore_errors=True)
 
-
     def _post_worker_init(self, worker) -> None:
         """Once a web process has loaded the app: hear its stop, start the embedded worker."""
         _hear_graceful_stop(worker)
