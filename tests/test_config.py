@@ -3,6 +3,7 @@ every one the code reads, and none it no longer reads."""
 
 import os
 import re
+import stat
 import subprocess
 
 import pytest
@@ -125,3 +126,16 @@ def test_a_mistyped_process_setting_stops_its_command_with_its_name(
     assert done.returncode == 1, done.stdout + done.stderr
     assert f"Error: {said}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_new_instance_folder_and_its_secret_key_are_its_owners_alone(monkeypatch, tmp_path):
+    # The embedded default keeps its database (webhook secrets), uploads and secret key there;
+    # the folder was made readable by every user of the machine (0755 with the usual umask).
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    instance = tmp_path / "instance"
+
+    key = load_config(str(instance))["SECRET_KEY"]
+
+    assert stat.S_IMODE(instance.stat().st_mode) == 0o700
+    assert stat.S_IMODE((instance / "secret_key").stat().st_mode) == 0o600
+    assert len(key) == 64 and load_config(str(instance))["SECRET_KEY"] == key  # kept

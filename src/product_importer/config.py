@@ -82,9 +82,12 @@ def _secret_key(instance_path: Path) -> str:
     if os.environ.get("SECRET_KEY"):
         return os.environ["SECRET_KEY"]
     key_file = instance_path / "secret_key"
-    if not key_file.exists():
-        key_file.write_text(secrets.token_hex(32))
-        key_file.chmod(0o600)
+    try:  # made readable by its owner alone from the start, and by one process only
+        made = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return key_file.read_text().strip()
+    with os.fdopen(made, "w") as file:
+        file.write(secrets.token_hex(32))
     return key_file.read_text().strip()
 
 
@@ -96,7 +99,9 @@ def load_env_file() -> None:
 def load_config(instance_path: str) -> dict:
     """Read every setting from the environment; `.env.example` documents each one."""
     instance = Path(instance_path)
-    instance.mkdir(parents=True, exist_ok=True)
+    # Made private: in the embedded default it holds the database (webhook secrets included),
+    # the uploads and the secret key, which other users of the machine must not read.
+    instance.mkdir(mode=0o700, parents=True, exist_ok=True)
     env = os.environ.get
     database_url = env("DATABASE_URL") or f"sqlite:///{instance / 'product_importer.db'}"
     broker_url = env("CELERY_BROKER_URL") or ""

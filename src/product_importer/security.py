@@ -77,6 +77,10 @@ def _refuse_long_stream() -> None:
 def _add_headers(response):
     for name, value in HEADERS.items():
         response.headers.setdefault(name, value)
+    if response.mimetype == "text/html":
+        # A page shows the catalog, accounts or tokens as one account sees them: kept by the
+        # browser, Back showed it after signing out, to whoever uses the machine next.
+        response.headers.setdefault("Cache-Control", "no-store")
     return response
 
 

@@ -267,6 +267,21 @@ def test_every_kind_of_response_carries_the_security_headers(live_server, http, 
     assert responses["403 page"].status_code == 403
 
 
+def test_pages_are_not_kept_by_the_browser_and_the_api_and_files_may_be(
+    live_server, http, browsers, accounts
+):
+    # A page shows the catalog, accounts or tokens as one account sees them. Kept (Firefox
+    # keeps a page in its back-forward cache unless told no-store), Back after signing out
+    # showed it to whoever used the machine next.
+    session = browsers(accounts["admin"].email)
+    for path in ("/products", "/users", "/account", "/imports", "/audit"):
+        assert session.get(path).headers.get("Cache-Control") == "no-store", path
+    with httpx.Client(base_url=live_server) as anonymous:
+        assert anonymous.get("/login").headers["Cache-Control"] == "no-store"
+        assert "no-store" not in anonymous.get("/static/app.js").headers.get("Cache-Control", "")
+    assert "Cache-Control" not in http.get("/api/products").headers  # JSON: as it was
+
+
 def test_allowed_hosts_default_to_local_names_and_the_bound_address():
     assert allowed_hosts(None, None) == ["localhost", "127.0.0.1"]
     assert allowed_hosts(None, "10.1.2.3") == ["localhost", "127.0.0.1", "10.1.2.3"]
