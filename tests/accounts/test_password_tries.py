@@ -40,3 +40,18 @@ def test_the_limit_is_per_account_and_a_right_password_is_not_counted(browsers, 
     for _ in range(LIMIT + 1):  # given back each time: a person may change it again and again
         body = {"current_password": PASSWORD, "new_password": PASSWORD}
         assert viewer.post("/api/account/password", json=body).status_code == 204
+
+
+def test_new_passwords_refused_as_too_weak_are_not_wrong_guesses(browsers, accounts):
+    # Counted until the change succeeded, eleven weak new passwords in a minute were told
+    # "Too many wrong current passwords" though the current one was right each time.
+    viewer = browsers(accounts["viewer"].email)
+    for _ in range(LIMIT + 1):
+        weak = viewer.post(
+            "/api/account/password", json={"current_password": PASSWORD, "new_password": "short"}
+        )
+        assert weak.status_code == 422
+        assert "new_password" in weak.json()["error"]["details"]
+
+    body = {"current_password": PASSWORD, "new_password": PASSWORD}
+    assert viewer.post("/api/account/password", json=body).status_code == 204

@@ -189,6 +189,19 @@ def test_ten_failed_sign_ins_a_minute_from_one_address_then_429(app, accounts):
     )
 
 
+def test_tries_refused_at_an_address_over_its_limit_lock_no_account_out(app, accounts):
+    # Refused tries were counted against the account they named: one client over its own
+    # limit could then lock every account out, from everywhere, by naming each in turn.
+    browser = app.test_client()
+    for n in range(10):
+        assert sign_in_from(browser, "203.0.113.7", f"guess{n}@example.test").status_code == 401
+    victim = accounts["editor"].email
+    for _ in range(12):
+        assert sign_in_from(browser, "203.0.113.7", victim).status_code == 429
+
+    assert sign_in_from(browser, "203.0.113.8", victim, PASSWORD).status_code == 302
+
+
 def test_successful_sign_ins_are_not_counted(app, accounts):
     browser = app.test_client()
     for _ in range(12):

@@ -4,6 +4,7 @@ from flask import Blueprint, jsonify, request
 from flask_login import current_user
 
 from ..apiutil import json_object, refuse_unknown, whole_number
+from ..errors import AppError
 from ..extensions import db, limiter
 from ..security import refuse_cross_site_requests
 from . import audit, credentials, service, tries
@@ -40,16 +41,23 @@ def change_password():
     The current password is asked, so it could be guessed here past the sign-in's limit (with
     a token of a lower role, say): wrong ones are limited as failed sign-ins are.
     """
-    fields = json_object("passwords")
-    refuse_unknown(fields, {"current_password", "new_password"})
     user = current_user.user
-    service.change_password(
-        db.session,
-        user,
-        current=fields.get("current_password"),
-        new=fields.get("new_password"),
-        keep=current_user.session_key,  # this session goes on; the others end
-    )
+    try:
+        fields = json_object("passwords")
+        refuse_unknown(fields, {"current_password", "new_password"})
+        service.change_password(
+            db.session,
+            user,
+            current=fields.get("current_password"),
+            new=fields.get("new_password"),
+            keep=current_user.session_key,  # this session goes on; the others end
+        )
+    except AppError as error:
+        # Only a wrong current password counts: a weak new one, or a malformed body, is not
+        # a guess (the person would be told of wrong passwords they never typed).
+        if "current_password" not in (error.details or {}):
+            tries.give_back()
+        raise
     tries.give_back()
     audit.record(db.session, "account.password_changed", user.email)
     db.session.commit()

@@ -15,9 +15,10 @@ TRIES_LIMIT = "10 per minute"
 
 
 def give_back() -> None:
-    """Take this request's try, which succeeded, off the counts of every limit it was under."""
+    """Take this request's try off the counts of every limit it was under: it succeeded, or it
+    was refused before its password was checked."""
     try:
         for counted in limiter.current_limits:
             limiter.limiter.hit(counted.limit, *counted.request_args, cost=-1)
     except Exception:  # the store of the counts is down: the request goes on, unlimited
-        log.exception("could not take a successful try off the failed tries")
+        log.exception("could not take a try off the failed tries")

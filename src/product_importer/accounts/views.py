@@ -40,6 +40,10 @@ def _audit_refusal(per: str):
     """
 
     def record(limit) -> None:
+        # Refused, the try checks no password: it counts against no limit. Counted against the
+        # account it names while its address was over the limit, one client could lock every
+        # account out by naming each in turn.
+        tries.give_back()
         *prefix, key, scope = limit.request_args
         if limit.limiter.hit(REFUSALS_AUDITED, *prefix, "refusal-audited", key, scope):
             email = request.form.get("email", "").strip()[:254] or None
