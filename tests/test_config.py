@@ -5,10 +5,12 @@ import os
 import re
 import stat
 import subprocess
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from product_importer.config import load_config
+from product_importer.config import _secret_key, load_config
 from tests.conftest import BIN, ROOT
 
 # How the code reads a setting: env("X") or a parser (_number("X", ...), whole_number),
@@ -61,6 +63,8 @@ def test_a_mistyped_search_index_setting_says_what_it_takes(monkeypatch, tmp_pat
         ("WEBHOOK_ALLOW_PRIVATE", "ture", "WEBHOOK_ALLOW_PRIVATE must be true or false"),
         ("LOG_FORMAT", "jsno", "LOG_FORMAT must be one of text, json, not 'jsno'"),
         ("LOG_LEVEL", "verbose", "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR"),
+        ("PROXY_COUNT", "-1", "PROXY_COUNT must be a whole number of at least 0, not -1"),
+        ("MAX_UPLOAD_BYTES", "0", "MAX_UPLOAD_BYTES must be a whole number of at least 1"),
     ],
 )
 def test_a_command_with_a_mistyped_setting_names_it_and_stops(tmp_path, setting, value, said):
@@ -84,7 +88,7 @@ def test_a_command_with_a_mistyped_setting_names_it_and_stops(tmp_path, setting,
 def test_settings_take_any_case_and_empty_is_the_default(monkeypatch, tmp_path):
     monkeypatch.setenv("WEBHOOK_ALLOW_PRIVATE", "Yes")
     monkeypatch.setenv("LOG_FORMAT", "JSON")
-    monkeypatch.setenv("LOG_LEVEL", "warning")
+    monkeypatch.setenv("LOG_LEVEL", "warn")  # Python's logging takes it, and so did we
     monkeypatch.setenv("MAX_UPLOAD_BYTES", " ")
 
     config = load_config(str(tmp_path))
@@ -139,3 +143,24 @@ def test_a_new_instance_folder_and_its_secret_key_are_its_owners_alone(monkeypat
     assert stat.S_IMODE(instance.stat().st_mode) == 0o700
     assert stat.S_IMODE((instance / "secret_key").stat().st_mode) == 0o600
     assert len(key) == 64 and load_config(str(instance))["SECRET_KEY"] == key  # kept
+
+
+def test_processes_starting_at_once_on_a_new_instance_folder_share_one_secret_key(
+    monkeypatch, tmp_path
+):
+    # The key file was created, then written: a process starting in between read it empty, and
+    # signed every session with an empty key until it stopped.
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    starting = threading.Barrier(16)
+
+    def start() -> str:
+        starting.wait()
+        return _secret_key(instance)
+
+    with ThreadPoolExecutor(16) as processes:
+        keys = set(processes.map(lambda _: start(), range(16)))
+
+    assert len(keys) == 1 and len(keys.pop()) == 64
+    assert [path.name for path in instance.iterdir()] == ["secret_key"]  # nothing left beside

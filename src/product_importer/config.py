@@ -3,6 +3,8 @@
 import os
 import secrets
 import socket
+import tempfile
+from contextlib import suppress
 from pathlib import Path
 
 from dotenv import find_dotenv, load_dotenv
@@ -12,6 +14,7 @@ GIB = 1024**3
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}  # as Python's logging takes them
 
 
 class SettingError(ValueError):
@@ -58,6 +61,12 @@ def _one_of(name: str, default: str, words: tuple[str, ...]) -> str:
     return word
 
 
+def _log_level() -> str:
+    """LOG_LEVEL, one of LOG_LEVELS or an alias Python's logging takes (WARN, FATAL)."""
+    alias = LOG_LEVEL_ALIASES.get((os.environ.get("LOG_LEVEL") or "").strip().upper())
+    return alias or _one_of("LOG_LEVEL", "INFO", LOG_LEVELS).upper()
+
+
 def _auto_or_bool(name: str) -> bool | None:
     """A setting that is `auto` (None: the code decides case by case), true or false."""
     value = os.environ.get(name)
@@ -82,12 +91,17 @@ def _secret_key(instance_path: Path) -> str:
     if os.environ.get("SECRET_KEY"):
         return os.environ["SECRET_KEY"]
     key_file = instance_path / "secret_key"
-    try:  # made readable by its owner alone from the start, and by one process only
-        made = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return key_file.read_text().strip()
-    with os.fdopen(made, "w") as file:
-        file.write(secrets.token_hex(32))
+    if not key_file.exists():
+        # Written whole beside it (mkstemp makes it 0600), then linked into place: a process
+        # starting at the same moment finds no key or the whole key, never an empty file.
+        made, written = tempfile.mkstemp(dir=instance_path, prefix=".secret_key.")
+        try:
+            with os.fdopen(made, "w") as file:
+                file.write(secrets.token_hex(32))
+            with suppress(FileExistsError):  # the other process's key won
+                os.link(written, key_file)
+        finally:
+            os.unlink(written)
     return key_file.read_text().strip()
 
 
@@ -105,7 +119,7 @@ def load_config(instance_path: str) -> dict:
     env = os.environ.get
     database_url = env("DATABASE_URL") or f"sqlite:///{instance / 'product_importer.db'}"
     broker_url = env("CELERY_BROKER_URL") or ""
-    max_upload = _number("MAX_UPLOAD_BYTES", GIB, int)
+    max_upload = whole_number("MAX_UPLOAD_BYTES", GIB)
     return {
         "SECRET_KEY": _secret_key(instance),
         "SQLALCHEMY_DATABASE_URI": normalize_database_url(database_url),
@@ -130,14 +144,14 @@ def load_config(instance_path: str) -> dict:
         "IMPORT_SEARCH_INDEX_AFTER_SWITCH": _auto_or_bool("IMPORT_SEARCH_INDEX_AFTER_SWITCH"),
         "IMPORT_HEARTBEAT_TIMEOUT_SECONDS": _number("IMPORT_HEARTBEAT_TIMEOUT_SECONDS", 30),
         # `serve` gives each web process 16 threads: half may follow imports, the rest serve.
-        "MAX_EVENT_STREAMS": _number("MAX_EVENT_STREAMS", 8, int),
+        "MAX_EVENT_STREAMS": whole_number("MAX_EVENT_STREAMS", 8, minimum=0),
         "EVENT_STREAM_SECONDS": _number("EVENT_STREAM_SECONDS", 300),
         "WEBHOOK_TIMEOUT_SECONDS": _number("WEBHOOK_TIMEOUT_SECONDS", 5),
         "WEBHOOK_ALLOW_PRIVATE": _bool("WEBHOOK_ALLOW_PRIVATE"),
         "WEBHOOK_RETRY_BASE_SECONDS": _number("WEBHOOK_RETRY_BASE_SECONDS", 5),
         # An event waits at most this long for the earlier events to its endpoint to leave.
         "WEBHOOK_ORDER_WAIT_SECONDS": _number("WEBHOOK_ORDER_WAIT_SECONDS", 6 * 3600),
-        "LOG_LEVEL": _one_of("LOG_LEVEL", "INFO", LOG_LEVELS).upper(),
+        "LOG_LEVEL": _log_level(),
         "LOG_FORMAT": _one_of("LOG_FORMAT", "text", ("text", "json")),
         # A bearer token that opens GET /metrics only (admins' tokens and sessions open it too).
         "METRICS_TOKEN": env("METRICS_TOKEN") or "",
@@ -159,9 +173,10 @@ def _access_settings(env, broker_url: str) -> dict:
         "RATELIMIT_STORAGE_URI": broker_url if broker_url.startswith("redis") else "memory://",
         "RATELIMIT_KEY_PREFIX": "product-importer-limits",
         "RATELIMIT_SWALLOW_ERRORS": True,  # Redis down: sign-in still works, unlimited
-        "MAX_QUEUED_IMPORTS": _number("MAX_QUEUED_IMPORTS", 3, int),
-        "MIN_FREE_DISK_BYTES": _number("MIN_FREE_DISK_BYTES", 512 * MIB, int),
-        "PROXY_COUNT": _number("PROXY_COUNT", 0, int),
+        "MAX_QUEUED_IMPORTS": whole_number("MAX_QUEUED_IMPORTS", 3),
+        "MIN_FREE_DISK_BYTES": whole_number("MIN_FREE_DISK_BYTES", 512 * MIB, minimum=0),
+        # Below 0, ProxyFix would take an address the client itself sent in X-Forwarded-For.
+        "PROXY_COUNT": whole_number("PROXY_COUNT", 0, minimum=0),
     }
 
 
