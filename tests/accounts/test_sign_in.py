@@ -202,6 +202,21 @@ def test_tries_refused_at_an_address_over_its_limit_lock_no_account_out(app, acc
     assert sign_in_from(browser, "203.0.113.8", victim, PASSWORD).status_code == 302
 
 
+def test_failed_sign_ins_from_one_ipv6_network_share_its_limit(app, accounts):
+    # Counted per address, an IPv6 client, who holds a /64 of them, got ten tries a minute
+    # from each of its 2**64 addresses.
+    browser = app.test_client()
+    for n in range(10):
+        assert (
+            sign_in_from(browser, f"2001:db8:5:7::{n + 1:x}", "guess@example.test").status_code
+            == 401
+        )
+    admin = accounts["admin"].email
+
+    assert sign_in_from(browser, "2001:db8:5:7:ffff::99", admin, PASSWORD).status_code == 429
+    assert sign_in_from(browser, "2001:db8:5:8::1", admin, PASSWORD).status_code == 302
+
+
 def test_successful_sign_ins_are_not_counted(app, accounts):
     browser = app.test_client()
     for _ in range(12):

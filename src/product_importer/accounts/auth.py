@@ -6,6 +6,7 @@ nothing is refused to everyone but admins (and a test walks the URL map, so none
 """
 
 import hmac
+import ipaddress
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -276,3 +277,17 @@ def current_actor() -> dict | None:
 def client_address() -> str:
     """The client's address (as the trusted proxies, if any, report it)."""
     return request.remote_addr or "unknown"
+
+
+def client_network() -> str:
+    """Where a client signs in from, for the limit of failed tries: its IPv4 address, or its
+    IPv6 /64 network, which one household or server holds whole (each of its 2**64 addresses
+    would get tries of its own)."""
+    address = client_address()
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 6 and ip.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(getattr(ip, "ipv4_mapped", None) or ip)

@@ -10,7 +10,7 @@ from ..errors import AppError
 from ..extensions import db, limiter
 from ..security import refuse_cross_site_requests
 from . import audit, service, tries
-from .auth import client_address, public, requires, sign_in, sign_out
+from .auth import client_network, public, requires, sign_in, sign_out
 from .roles import ROLES, Role
 
 bp = Blueprint("accounts", __name__, template_folder="templates")
@@ -58,7 +58,7 @@ def _audit_refusal(per: str):
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(
     SIGN_IN_LIMIT,
-    key_func=client_address,
+    key_func=client_network,
     methods=["POST"],
     scope="sign-in-address",
     error_message=TOO_MANY,
