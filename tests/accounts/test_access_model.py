@@ -394,7 +394,13 @@ class AccessMachine(RuleBasedStateMachine):
     def count_failure(self, keys, typed: str, address: str) -> None:
         for key in keys:
             self.model.failed[key] = self.model.failed.get(key, 0) + 1
-        self.model.audit.append(Expected(None, "auth.sign_in_failed", typed.strip(), address))
+        self.model.audit.append(Expected(None, "auth.sign_in_failed", self.kept(typed), address))
+
+    def kept(self, typed: str) -> str | None:
+        """What the log keeps of an email typed: it as typed if it names an account, else
+        nothing (it may be a password typed in the wrong box)."""
+        known = {a.email.lower() for a in self.model.accounts.values()}
+        return typed.strip() if typed.strip().lower() in known else None
 
     def post_sign_in(self, email: str, password: str, address: str):
         """Post the sign-in form from `address` in a new browser; return it and the answer."""
@@ -427,7 +433,7 @@ class AccessMachine(RuleBasedStateMachine):
             assert "Too many failed sign-ins" in response.get_data(as_text=True)
             if over[-1] not in self.model.refusals_audited:
                 self.model.refusals_audited.add(over[-1])
-                refused = Expected(None, "auth.sign_in_refused", typed.strip(), address)
+                refused = Expected(None, "auth.sign_in_refused", self.kept(typed), address)
                 self.model.audit.append(refused)
         return bool(over)
 

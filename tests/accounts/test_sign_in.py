@@ -265,5 +265,22 @@ def test_a_sign_in_refused_for_too_many_failures_is_audited_once_per_address(app
         refused = sign_in_from(browser, "203.0.113.5", f"more{n}@example.test")
         assert refused.status_code == 429
 
-    limit = {"limit": "10 per minute per address"}
-    assert refusals(client) == [(None, "more0@example.test", "203.0.113.5", limit)]
+    limit = {"limit": "10 per minute per address", "account": "none has the email typed"}
+    assert refusals(client) == [(None, None, "203.0.113.5", limit)]
+
+
+def test_text_that_names_no_account_is_not_kept_in_the_audit_log(app, accounts, client):
+    # A password typed in the Email box was kept as the failed sign-in's target, for every
+    # admin to read.
+    browser = app.test_client()
+    password = "correct horse battery staple"
+    assert sign_in_from(browser, "192.0.2.77", password, "").status_code == 401
+    assert sign_in_from(browser, "192.0.2.77", accounts["viewer"].email.upper()).status_code == 401
+
+    entries = client.get("/api/audit?action=auth.sign_in_failed").get_json()["items"][::-1]
+
+    assert [(e["target"], e["details"]) for e in entries] == [
+        (None, {"account": "none has the email typed"}),
+        (accounts["viewer"].email.upper(), None),  # an account's, as typed
+    ]
+    assert password not in client.get("/api/audit").text

@@ -46,10 +46,9 @@ def _audit_refusal(per: str):
         tries.give_back()
         *prefix, key, scope = limit.request_args
         if limit.limiter.hit(REFUSALS_AUDITED, *prefix, "refusal-audited", key, scope):
-            email = request.form.get("email", "").strip()[:254] or None
-            audit.record(
-                db.session, "auth.sign_in_refused", email, limit=f"{SIGN_IN_LIMIT} per {per}"
-            )
+            target, details = _typed_account(request.form.get("email", ""))
+            limit_said = f"{SIGN_IN_LIMIT} per {per}"
+            audit.record(db.session, "auth.sign_in_refused", target, limit=limit_said, **details)
             db.session.commit()
 
     return record
@@ -83,7 +82,8 @@ def login_page():
     email = request.form.get("email", "")
     user = service.authenticate(db.session, email, request.form.get("password", ""))
     if user is None:
-        audit.record(db.session, "auth.sign_in_failed", email.strip()[:254] or None)
+        target, details = _typed_account(email)
+        audit.record(db.session, "auth.sign_in_failed", target, **details)
         db.session.commit()
         error = "That email and password do not match an active account."
         return render_template("accounts/login.html", next=target, email=email, error=error), 401
@@ -92,6 +92,18 @@ def login_page():
     audit.record(db.session, "auth.signed_in", user.email)
     db.session.commit()
     return redirect(target)
+
+
+def _typed_account(email: str) -> tuple[str | None, dict]:
+    """The audit entry's target for a sign-in tried with `email`: as typed when it names an
+    account; else none, and the details say so. Text that names no account may be a password
+    typed in the wrong box, and the log must not keep it for every admin to read."""
+    typed = email.strip()
+    if not typed:
+        return None, {}
+    if service.find_user(db.session, typed) is None:
+        return None, {"account": "none has the email typed"}
+    return typed[:254], {}
 
 
 def _safe_next(value: str | None) -> str:
