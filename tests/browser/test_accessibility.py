@@ -1,0 +1,319 @@
+"""Every page the app serves, checked by axe-core as each role sees it, at a desktop's and a
+phone's width, and in the states people meet most (an open form or dialog, a secret shown once,
+a notice, the column mapping, an import waiting in the queue).
+
+axe-core is the accessibility engine of the browsers' own audits: it finds what a screen reader
+or keyboard user would meet (a control without a name, text too faint to read, a heading out
+of order, a focusable control in a hidden region, a table without headers). The test fails on
+any violation, whatever impact axe gives it (minor and moderate ones too: the pages have none,
+so a new one is a regression), naming the rule, the page and the element.
+"""
+
+import itertools
+import re
+
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import Page, expect
+
+from tests.conftest import paused
+from tests.helpers import import_csv, upload_csv, wait_for_job
+
+from .conftest import WIDTHS, sign_in
+
+AXE = Axe()
+# Besides its default rules (WCAG 2.x A and AA, and best practices), axe's experimental ones
+# that check what a person meets: a name that does not contain the words shown (speech input
+# says those words), a paragraph drawn as a heading, cells without headers, a fake caption,
+# a page locked to one orientation. Left off: `hidden-content`, which never fails, it lists
+# hidden content for a person to review.
+EXPERIMENTAL = [
+    "label-content-name-mismatch",
+    "p-as-heading",
+    "td-has-header",
+    "table-fake-caption",
+    "focus-order-semantics",
+    "css-orientation-lock",
+]
+OPTIONS = {
+    "resultTypes": ["violations"],  # the other results in full would only slow it down
+    "rules": {rule: {"enabled": True} for rule in EXPERIMENTAL},
+}
+# A dialog or a notice fades in: axe reads its colours once its animation has ended, not
+# half-way (the spinners and the progress bar's stripes run forever: not waited for).
+ANIMATIONS_ENDED = """() => Promise.all(document.getAnimations()
+  .filter((animation) => animation.effect.getComputedTiming().endTime !== Infinity)
+  .map((animation) => animation.finished.catch(() => null)))"""
+HOOK_URL = "http://127.0.0.1:9/hooks"
+LONG_DESCRIPTION = "A description long enough to be cut to one line in the table. " * 8
+serial = itertools.count()  # new names for what a state creates, once per width
+
+
+@pytest.fixture(autouse=True)
+def _fresh_sign_in_limits():
+    """The refused sign-in shown here must not count against another test's."""
+    from tests.accounts.conftest import clear_sign_in_limits
+
+    yield
+    clear_sign_in_limits()
+
+
+@pytest.fixture
+def catalog(http) -> dict:
+    """Products (one inactive, one with a long description), a completed import with changes, a
+    failed one (its columns to map), a plan, an undo, a webhook with a failed delivery, a second
+    account and a token; the sign-ins add the audit entries."""
+    rows = "\n".join(f"P-{n:03},Product {n},Description {n}" for n in range(60))
+    first = import_csv(http, f"sku,name,description\n{rows}\n,no sku,x\n", "catalog.csv")
+    for product in (
+        {"sku": "LONG-1", "name": "Long one", "description": LONG_DESCRIPTION},
+        {"sku": "OFF-1", "name": "Switched off", "active": False},
+    ):
+        assert http.post("/api/products", json=product).status_code == 201
+    changed = "\n".join(f"P-{n:03},Renamed {n}" for n in range(5))
+    second = import_csv(http, f"sku,name\n{changed}\nNEW-1,New one\n", "changes.csv")
+    failed = import_csv(http, "Item Code,Title\nX-1,Thing\n", "no-sku.csv")
+    planned = import_csv(http, "sku,name\nP-001,Planned\nPLAN-1,Plan\n", data={"plan": "true"})
+    undone = import_csv(http, "sku,name\nU-1,Undone\n", "undone.csv")
+    undo = wait_for_job(http, http.post(f"/api/imports/{undone['id']}/undo").json()["id"])
+    hook = {"url": HOOK_URL, "events": ["product.created"], "description": "ERP"}
+    webhook = http.post("/api/webhooks", json=hook).json()
+    http.post(f"/api/webhooks/{webhook['id']}/test")  # refused: a failed delivery to show
+    http.post("/api/users", json={"email": "second@example.test", "role": "editor"})
+    http.post("/api/tokens", json={"name": "Nightly sync", "role": "viewer"})
+    return {
+        "completed": first["id"],
+        "updated": second["id"],
+        "failed": failed["id"],
+        "planned": planned["id"],
+        "undo": undo["id"],
+    }
+
+
+def admin_pages(ids: dict) -> dict[str, str]:
+    """Every page an admin sees, by a short name; the other roles see some of them."""
+    return {
+        "upload": "/",
+        "upload-completed": f"/?job={ids['completed']}",
+        "upload-mapping": f"/?job={ids['failed']}",
+        "upload-planned": f"/?job={ids['planned']}",
+        "imports": "/imports",
+        "import-completed": f"/imports/{ids['completed']}",
+        "import-changes": f"/imports/{ids['updated']}",
+        "import-mapping": f"/imports/{ids['failed']}",
+        "import-plan": f"/imports/{ids['planned']}",
+        "import-undo": f"/imports/{ids['undo']}",
+        "products": "/products",
+        "products-paged": "/products?per_page=25&page=2",
+        "products-none": "/products?sku=nothing-matches",
+        "webhooks": "/webhooks",
+        "account": "/account",
+        "users": "/users",
+        "audit": "/audit",
+        "not-found": "/no-such-page",
+    }
+
+
+# The pages that differ for an editor or a viewer (buttons, an upload they may not make).
+OTHER_ROLES = {
+    "editor": ["upload", "upload-mapping", "import-plan", "import-mapping", "products"],
+    "viewer": ["upload", "imports", "import-plan", "products", "webhooks", "account"],
+}
+
+
+def settle(page: Page) -> None:
+    """Wait until the page's scripts have filled it (its tables say they are busy until)."""
+    expect(page.locator("[aria-busy=true]")).to_have_count(0)
+    expect(page.get_by_text(re.compile("^Loading"))).to_have_count(0)
+
+
+def violations(page: Page, where: str) -> list[str]:
+    """What axe-core finds on the page as it is now: a line per rule, with its first element
+    (the others are alike: the rows of a table) and why it fails."""
+    page.evaluate(ANIMATIONS_ENDED)
+    found = AXE.run(page, options=OPTIONS).response["violations"]
+    return [f"{where}: {describe(rule)}" for rule in found]
+
+
+def describe(rule: dict) -> str:
+    """`color-contrast (serious) <help>: 3 element(s), the first <target> <html>: <why>`."""
+    node = rule["nodes"][0]
+    why = "; ".join(check["message"] for kind in ("any", "all", "none") for check in node[kind])
+    return (
+        f"{rule['id']} ({rule['impact']}) {rule['help']}: {len(rule['nodes'])} element(s), the "
+        f"first {' '.join(map(str, node['target']))} {node['html'][:160]}: {why}"
+    )
+
+
+def at_both_widths(page: Page, where: str, path: str | None, then=None) -> list[str]:
+    """Load `path` (or keep the page as it is) and do `then` at each width; audit each."""
+    found = []
+    for label, width in WIDTHS.items():
+        page.set_viewport_size({"width": width, "height": 900})
+        if path:
+            page.goto(path)
+            settle(page)
+        if then:
+            then(page)
+        found += violations(page, f"{where} at {width} px ({label})")
+    return found
+
+
+def mapping_shown(page: Page) -> None:
+    expect(page.get_by_role("button", name="Import with these columns")).to_be_visible()
+
+
+def dialog_opened(button: str, dialog: str):
+    """A state: the dialog that `button` opens."""
+
+    def open_it(page: Page) -> None:
+        page.get_by_role("button", name=button, exact=True).click()
+        expect(page.get_by_role("dialog", name=dialog)).to_be_visible()
+
+    return open_it
+
+
+def product_saved(page: Page) -> None:
+    dialog_opened("Edit P-000", "Edit P-000")(page)
+    page.locator("#product-name").fill(f"Renamed by hand {next(serial)}")
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.locator(".notice").first).to_be_visible()
+
+
+def description_opened(page: Page) -> None:
+    page.get_by_role("button", name=re.compile("^A description long enough")).click()
+    expect(page.locator("[data-description][aria-expanded=true]")).to_be_visible()
+
+
+def webhook_added(page: Page) -> None:
+    dialog_opened("Add webhook", "Add webhook")(page)
+    page.get_by_label("URL", exact=True).fill(f"http://127.0.0.1:9/added-{next(serial)}")
+    page.locator("#webhook-save").click()
+    expect(page.get_by_role("dialog", name="Webhook added")).to_be_visible()
+
+
+def webhook_tested(page: Page) -> None:
+    page.get_by_role("button", name=f"Test {HOOK_URL}").click()
+    expect(page.locator("#webhooks-body .test-result .badge")).to_be_visible()
+
+
+def deliveries_shown(page: Page) -> None:
+    page.get_by_role("button", name=f"Deliveries of {HOOK_URL}").click()
+    expect(page.locator("#deliveries-body tr")).not_to_have_count(0)
+
+
+def resend_asked(page: Page) -> None:
+    deliveries_shown(page)
+    dialog_opened("Resend failed since…", "Resend failed deliveries")(page)
+
+
+def token_created(page: Page) -> None:
+    page.get_by_label("Name", exact=True).fill(f"CI {next(serial)}")
+    page.get_by_role("button", name="Create token").click()
+    expect(page.locator("#new-token")).to_be_visible()
+
+
+def account_added(page: Page) -> None:
+    page.get_by_label("Email", exact=True).fill(f"added-{next(serial)}@example.test")
+    page.get_by_role("button", name="Add account").click()
+    expect(page.locator("#new-password-box")).to_be_visible()
+
+
+def admin_states(ids: dict) -> dict[str, tuple[str, object]]:
+    """The states of a page that people meet most: its page, and how to reach the state."""
+    completed = f"/imports/{ids['completed']}"
+    return {
+        "products: the edit form": ("/products", dialog_opened("Edit P-000", "Edit P-000")),
+        "products: a product saved": ("/products", product_saved),
+        "products: a description opened": ("/products", description_opened),
+        "products: delete one": ("/products", dialog_opened("Delete P-001", "Delete product")),
+        "products: delete all": (
+            "/products",
+            dialog_opened("Delete all products", "Delete all products"),
+        ),
+        "webhooks: the edit form": (
+            "/webhooks",
+            dialog_opened(f"Edit {HOOK_URL}", "Edit webhook"),
+        ),
+        "webhooks: one added, its secret": ("/webhooks", webhook_added),
+        "webhooks: a test sent": ("/webhooks", webhook_tested),
+        "webhooks: the deliveries": ("/webhooks", deliveries_shown),
+        "webhooks: resend failed": ("/webhooks", resend_asked),
+        "webhooks: delete one": (
+            "/webhooks",
+            dialog_opened(f"Delete {HOOK_URL}", "Delete webhook"),
+        ),
+        "import: undo it": (
+            completed,
+            dialog_opened("Undo this import", f"Undo import #{ids['completed']}"),
+        ),
+        "account: a token created": ("/account", token_created),
+        "users: an account added": ("/users", account_added),
+    }
+
+
+def queued_import(page: Page, http, worker) -> list[str]:
+    """An import waiting in the queue (its worker stopped): its progress, its Cancel."""
+    with paused(worker):
+        response = upload_csv(http, "sku,name\nQ-1,Queued\n", "queued.csv")
+        job = response.json()["id"]
+        cancel = dialog_opened("Cancel import", f"Cancel import #{job}")
+        found = at_both_widths(page, "admin: import queued", f"/imports/{job}")
+        found += at_both_widths(page, "admin: import queued, cancel it", f"/imports/{job}", cancel)
+        found += at_both_widths(page, "admin: upload, an import queued", f"/?job={job}")
+        found += at_both_widths(page, "admin: imports, one queued", "/imports")
+    wait_for_job(http, job)
+    return found
+
+
+def test_every_page_has_no_accessibility_violation(
+    signed_out_page: Page, accounts, catalog, app, http, live_worker
+):
+    page = signed_out_page
+    found = at_both_widths(page, "sign-in", "/login")
+    found += at_both_widths(page, "not found, signed out", "/no-such-page")
+    page.goto("/login")
+    page.get_by_label("Email").fill(accounts["viewer"].email)
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_be_visible()
+    found += at_both_widths(page, "sign-in refused", None)
+
+    pages = admin_pages(catalog)
+    sign_in(page, accounts["admin"].email)
+    for name, path in pages.items():
+        then = mapping_shown if name.endswith("-mapping") else None
+        found += at_both_widths(page, f"admin: {name}", path, then)
+    for name, (path, then) in admin_states(catalog).items():
+        found += at_both_widths(page, f"admin: {name}", path, then)
+    found += queued_import(page, http, live_worker)
+
+    for role, names in OTHER_ROLES.items():
+        page.get_by_role("button", name="Sign out").click()
+        sign_in(page, accounts[role].email)
+        for name in names:
+            then = mapping_shown if name.endswith("-mapping") else None
+            found += at_both_widths(page, f"{role}: {name}", pages[name], then)
+    found += at_both_widths(page, "viewer: not allowed (403)", "/users")
+
+    found += at_both_widths(page, "setup link", setup_link(app))
+    page.get_by_label("Email").fill("first@example.test")
+    page.get_by_label("Password (at least 10 characters)").fill("short")
+    page.get_by_label("Password again").fill("short")
+    page.get_by_role("button", name="Create the admin account").click()
+    expect(page.get_by_text("Use at least 10 characters.")).to_be_visible()
+    found += at_both_widths(page, "setup link refused", None)
+    assert not found, "\n".join(found)
+
+
+def setup_link(app) -> str:
+    """The first-run setup page's address: valid only while no account exists (so the last
+    page visited: it removes them all)."""
+    from product_importer.accounts import service
+    from product_importer.extensions import db
+
+    with app.app_context():
+        db.session.execute(db.text("TRUNCATE users CASCADE"))
+        token = service.new_setup_link_token(db.session)
+        db.session.commit()
+    return f"/setup?token={token}"
