@@ -222,13 +222,14 @@ def account_added(page: Page) -> None:
 def admin_states(ids: dict) -> dict[str, tuple[str, object]]:
     """The states of a page that people meet most: its page, and how to reach the state."""
     completed = f"/imports/{ids['completed']}"
+    products = "/products?per_page=25"  # rows alike: half of them tell axe as much, sooner
     return {
-        "products: the edit form": ("/products", dialog_opened("Edit P-000", "Edit P-000")),
-        "products: a product saved": ("/products", product_saved),
-        "products: a description opened": ("/products", description_opened),
-        "products: delete one": ("/products", dialog_opened("Delete P-001", "Delete product")),
+        "products: the edit form": (products, dialog_opened("Edit P-000", "Edit P-000")),
+        "products: a product saved": (products, product_saved),
+        "products: a description opened": (products, description_opened),
+        "products: delete one": (products, dialog_opened("Delete P-001", "Delete product")),
         "products: delete all": (
-            "/products",
+            products,
             dialog_opened("Delete all products", "Delete all products"),
         ),
         "webhooks: the edit form": (
@@ -317,3 +318,108 @@ def setup_link(app) -> str:
         token = service.new_setup_link_token(db.session)
         db.session.commit()
     return f"/setup?token={token}"
+
+
+# What axe does not check (WCAG 1.4.11): the edge of a field and the track of a switch, all that
+# shows where they are, and the ring that shows where the focus is, each 3:1 at least against
+# what is behind it. Colours are blended over that background as the eye sees them.
+CONTRAST = """
+const channels = (colour) => {
+  const [r, g, b, a = 1] = colour.match(/[\\d.]+/g).map(Number);
+  return { r, g, b, a };
+};
+const over = (top, under) => ["r", "g", "b"].reduce(
+  (mixed, key) => ({ ...mixed, [key]: top[key] * top.a + under[key] * (1 - top.a) }), { a: 1 });
+const luminance = ({ r, g, b }) => [r, g, b]
+  .map((value) => value / 255)
+  .map((value) => (value <= 0.03928 ? value / 12.92 : ((value + 0.055) / 1.055) ** 2.4))
+  .reduce((sum, value, index) => sum + value * [0.2126, 0.7152, 0.0722][index], 0);
+const ratio = (one, other) => {
+  const [light, dark] = [luminance(one), luminance(other)].sort((x, y) => y - x);
+  return (light + 0.05) / (dark + 0.05);
+};
+const behind = (node) => {
+  for (let at = node.parentElement; at; at = at.parentElement) {
+    const colour = channels(getComputedStyle(at).backgroundColor);
+    if (colour.a > 0) return over(colour, { r: 255, g: 255, b: 255 });
+  }
+  return { r: 255, g: 255, b: 255, a: 1 };
+};
+const contrast = (colour, node) => ratio(over(channels(colour), behind(node)), behind(node));
+const describe = (node) => node.outerHTML.replace(/\\s+/g, " ").slice(0, 100);
+"""
+EDGES = (
+    "() => {"
+    + CONTRAST
+    + """
+  const fields = "input:not([type=hidden]):not([type=checkbox]):not([type=file]):enabled, "
+    + "select:enabled, textarea:enabled";
+  const faint = [];
+  for (const node of document.querySelectorAll(`${fields}, .switch-track`)) {
+    if (!node.getClientRects().length) continue;
+    const style = getComputedStyle(node);
+    const edge = node.matches(".switch-track") ? style.backgroundColor : style.borderTopColor;
+    const found = contrast(edge, node);
+    if (found < 3) faint.push(`${describe(node)}: ${found.toFixed(2)}:1`);
+  }
+  return faint;
+}"""
+)
+# The contrast of the focused control's ring (its switch's, its drop zone's): the best of its
+# colours (a ring may be two, a gap and a line); null when nothing has the focus.
+FOCUS_RING = (
+    "() => {"
+    + CONTRAST
+    + """
+  const node = document.activeElement;
+  if (!node || node === document.body) return null;
+  const ringed = node.matches(".switch input") ? node.parentElement.querySelector(".switch-track")
+    : node.closest(".dropzone") || node;
+  const style = getComputedStyle(ringed);
+  const colours = style.boxShadow.match(/rgba?\\([^)]*\\)/g) || [];
+  if (style.outlineStyle !== "none") colours.push(style.outlineColor);
+  const best = Math.max(0, ...colours.map((colour) => contrast(colour, ringed)));
+  return { what: describe(node), best };
+}"""
+)
+TABS = 40
+
+
+def faint_focus(page: Page) -> list[str]:
+    """Tab through the page's controls: the ring of each must stand out (3:1)."""
+    faint = []
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    for _ in range(TABS):
+        page.keyboard.press("Tab")
+        focused = page.evaluate(FOCUS_RING)
+        if focused is None:
+            break
+        if focused["best"] < 3:
+            faint.append(f"focus ring {focused['best']:.2f}:1 on {focused['what']}")
+    return faint
+
+
+def test_fields_switches_and_the_focus_ring_stand_out(signed_out_page: Page, accounts, http):
+    page = signed_out_page
+    assert http.post("/api/products", json={"sku": "P-1", "name": "One"}).status_code == 201
+    hook = {"url": HOOK_URL, "events": ["product.created"]}
+    assert http.post("/api/webhooks", json=hook).status_code == 201
+    page.goto("/login")
+    found = {"sign-in": page.evaluate(EDGES) + faint_focus(page)}
+    sign_in(page, accounts["admin"].email)
+    states = {
+        "upload": ("/", None),
+        "products": ("/products", None),
+        "products: the edit form": ("/products", dialog_opened("Edit P-1", "Edit P-1")),
+        "webhooks: the edit form": ("/webhooks", dialog_opened(f"Edit {HOOK_URL}", "Edit webhook")),
+        "account": ("/account", None),
+    }
+    for name, (path, then) in states.items():
+        page.goto(path)
+        settle(page)
+        if then:
+            then(page)
+        page.evaluate(ANIMATIONS_ENDED)
+        found[name] = page.evaluate(EDGES) + faint_focus(page)
+    found = {name: problems for name, problems in found.items() if problems}
+    assert not found, "\n".join(f"{name}: {problem}" for name in found for problem in found[name])
