@@ -423,3 +423,29 @@ def test_fields_switches_and_the_focus_ring_stand_out(signed_out_page: Page, acc
         found[name] = page.evaluate(EDGES) + faint_focus(page)
     found = {name: problems for name, problems in found.items() if problems}
     assert not found, "\n".join(f"{name}: {problem}" for name in found for problem in found[name])
+
+
+TRACK = (
+    "getComputedStyle(document.querySelector('#product-active + .switch-track')).backgroundColor"
+)
+
+
+def test_in_forced_colours_the_focus_and_a_switch_still_show(page: Page, http):
+    """Windows' contrast themes repaint the page in a few colours and draw no box shadow."""
+    product = {"sku": "P-1", "name": "One", "active": False}
+    assert http.post("/api/products", json=product).status_code == 201
+    page.emulate_media(forced_colors="active")
+    found = []
+    for path in ("/", "/products"):
+        page.goto(path)
+        settle(page)
+        found += [f"{path}: {problem}" for problem in faint_focus(page)]
+    dialog_opened("Edit P-1", "Edit P-1")(page)
+    page.evaluate(ANIMATIONS_ENDED)
+    found += [f"the edit form: {problem}" for problem in faint_focus(page)]
+    off = page.evaluate(TRACK)
+    page.get_by_role("switch", name="Active").check()
+    page.evaluate(ANIMATIONS_ENDED)  # the track's colour changes in a transition
+    if page.evaluate(TRACK) == off:
+        found.append(f"the switch looks the same on and off: {off}")
+    assert not found, "\n".join(found)
