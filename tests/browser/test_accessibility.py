@@ -19,7 +19,7 @@ from playwright.sync_api import Page, expect
 from tests.conftest import paused
 from tests.helpers import import_csv, upload_csv, wait_for_job
 
-from .conftest import WIDTHS, sign_in
+from .conftest import NO_SIDEWAYS_SCROLL, WIDTHS, sign_in
 
 AXE = Axe()
 # Besides its default rules (WCAG 2.x A and AA, and best practices), axe's experimental ones
@@ -44,6 +44,7 @@ OPTIONS = {
 ANIMATIONS_ENDED = """() => Promise.all(document.getAnimations()
   .filter((animation) => animation.effect.getComputedTiming().endTime !== Infinity)
   .map((animation) => animation.finished.catch(() => null)))"""
+REFLOW_WIDTH = 320
 HOOK_URL = "http://127.0.0.1:9/hooks"
 LONG_DESCRIPTION = "A description long enough to be cut to one line in the table. " * 8
 serial = itertools.count()  # new names for what a state creates, once per width
@@ -145,8 +146,9 @@ def describe(rule: dict) -> str:
     )
 
 
-def at_both_widths(page: Page, where: str, path: str | None, then=None) -> list[str]:
-    """Load `path` (or keep the page as it is) and do `then` at each width; audit each."""
+def at_each_width(page: Page, where: str, path: str | None, then=None) -> list[str]:
+    """Load `path` (or keep the page as it is) and do `then` at each width; audit each, then
+    check that the page still fits 320 px (WCAG 1.4.10: a 1280 px screen zoomed to 400%)."""
     found = []
     for label, width in WIDTHS.items():
         page.set_viewport_size({"width": width, "height": 900})
@@ -156,6 +158,10 @@ def at_both_widths(page: Page, where: str, path: str | None, then=None) -> list[
         if then:
             then(page)
         found += violations(page, f"{where} at {width} px ({label})")
+    page.set_viewport_size({"width": REFLOW_WIDTH, "height": 900})
+    if not page.evaluate(NO_SIDEWAYS_SCROLL):
+        wide = page.evaluate("document.scrollingElement.scrollWidth")
+        found.append(f"{where} at {REFLOW_WIDTH} px: scrolls sideways, {wide} px wide")
     return found
 
 
@@ -259,10 +265,10 @@ def queued_import(page: Page, http, worker) -> list[str]:
         response = upload_csv(http, "sku,name\nQ-1,Queued\n", "queued.csv")
         job = response.json()["id"]
         cancel = dialog_opened("Cancel import", f"Cancel import #{job}")
-        found = at_both_widths(page, "admin: import queued", f"/imports/{job}")
-        found += at_both_widths(page, "admin: import queued, cancel it", f"/imports/{job}", cancel)
-        found += at_both_widths(page, "admin: upload, an import queued", f"/?job={job}")
-        found += at_both_widths(page, "admin: imports, one queued", "/imports")
+        found = at_each_width(page, "admin: import queued", f"/imports/{job}")
+        found += at_each_width(page, "admin: import queued, cancel it", f"/imports/{job}", cancel)
+        found += at_each_width(page, "admin: upload, an import queued", f"/?job={job}")
+        found += at_each_width(page, "admin: imports, one queued", "/imports")
     wait_for_job(http, job)
     return found
 
@@ -271,22 +277,22 @@ def test_every_page_has_no_accessibility_violation(
     signed_out_page: Page, accounts, catalog, app, http, live_worker
 ):
     page = signed_out_page
-    found = at_both_widths(page, "sign-in", "/login")
-    found += at_both_widths(page, "not found, signed out", "/no-such-page")
+    found = at_each_width(page, "sign-in", "/login")
+    found += at_each_width(page, "not found, signed out", "/no-such-page")
     page.goto("/login")
     page.get_by_label("Email").fill(accounts["viewer"].email)
     page.get_by_label("Password").fill("not the password")
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("alert")).to_be_visible()
-    found += at_both_widths(page, "sign-in refused", None)
+    found += at_each_width(page, "sign-in refused", None)
 
     pages = admin_pages(catalog)
     sign_in(page, accounts["admin"].email)
     for name, path in pages.items():
         then = mapping_shown if name.endswith("-mapping") else None
-        found += at_both_widths(page, f"admin: {name}", path, then)
+        found += at_each_width(page, f"admin: {name}", path, then)
     for name, (path, then) in admin_states(catalog).items():
-        found += at_both_widths(page, f"admin: {name}", path, then)
+        found += at_each_width(page, f"admin: {name}", path, then)
     found += queued_import(page, http, live_worker)
 
     for role, names in OTHER_ROLES.items():
@@ -294,16 +300,16 @@ def test_every_page_has_no_accessibility_violation(
         sign_in(page, accounts[role].email)
         for name in names:
             then = mapping_shown if name.endswith("-mapping") else None
-            found += at_both_widths(page, f"{role}: {name}", pages[name], then)
-    found += at_both_widths(page, "viewer: not allowed (403)", "/users")
+            found += at_each_width(page, f"{role}: {name}", pages[name], then)
+    found += at_each_width(page, "viewer: not allowed (403)", "/users")
 
-    found += at_both_widths(page, "setup link", setup_link(app))
+    found += at_each_width(page, "setup link", setup_link(app))
     page.get_by_label("Email").fill("first@example.test")
     page.get_by_label("Password (at least 10 characters)").fill("short")
     page.get_by_label("Password again").fill("short")
     page.get_by_role("button", name="Create the admin account").click()
     expect(page.get_by_text("Use at least 10 characters.")).to_be_visible()
-    found += at_both_widths(page, "setup link refused", None)
+    found += at_each_width(page, "setup link refused", None)
     assert not found, "\n".join(found)
 
 
