@@ -186,6 +186,12 @@ def product_saved(page: Page) -> None:
     expect(page.locator(".notice").first).to_be_visible()
 
 
+def product_refused(page: Page) -> None:
+    dialog_opened("New product", "New product")(page)
+    page.locator("#product-save").click()
+    expect(page.locator("#product-sku[aria-invalid=true]")).to_be_visible()
+
+
 def description_opened(page: Page) -> None:
     page.get_by_role("button", name=re.compile("^A description long enough")).click()
     expect(page.locator("[data-description][aria-expanded=true]")).to_be_visible()
@@ -232,6 +238,7 @@ def admin_states(ids: dict) -> dict[str, tuple[str, object]]:
     return {
         "products: the edit form": (products, dialog_opened("Edit P-000", "Edit P-000")),
         "products: a product saved": (products, product_saved),
+        "products: a new one refused": (products, product_refused),
         "products: a description opened": (products, description_opened),
         "products: delete one": (products, dialog_opened("Delete P-001", "Delete product")),
         "products: delete all": (
