@@ -462,3 +462,19 @@ def test_in_forced_colours_the_focus_and_a_switch_still_show(page: Page, http):
     if page.evaluate(TRACK) == off:
         found.append(f"the switch looks the same on and off: {off}")
     assert not found, "\n".join(found)
+
+
+def test_a_refused_sign_in_is_read_out_with_the_field_the_page_opens_on(
+    signed_out_page: Page, accounts
+):
+    page = signed_out_page
+    page.goto("/login")
+    page.get_by_label("Email").fill(accounts["viewer"].email)
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+
+    email = page.get_by_label("Email")
+    expect(email).to_be_focused()
+    expect(email).to_have_accessible_description(
+        "That email and password do not match an active account."
+    )
