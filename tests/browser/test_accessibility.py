@@ -478,3 +478,16 @@ def test_a_refused_sign_in_is_read_out_with_the_field_the_page_opens_on(
     expect(email).to_have_accessible_description(
         "That email and password do not match an active account."
     )
+
+
+def test_a_refused_setup_opens_on_the_field_refused_which_reads_out_why(signed_out_page: Page, app):
+    page = signed_out_page
+    page.goto(setup_link(app))
+    page.get_by_label("Email").fill("first@example.test")
+    page.get_by_label("Password (at least 10 characters)").fill("short")
+    page.get_by_label("Password again").fill("short")
+    page.get_by_role("button", name="Create the admin account").click()
+
+    password = page.get_by_label("Password (at least 10 characters)")
+    expect(password).to_be_focused()
+    expect(password).to_have_accessible_description("Use at least 10 characters.")
