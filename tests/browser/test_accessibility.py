@@ -444,12 +444,49 @@ TRACK = (
 )
 
 
-def test_in_forced_colours_the_focus_and_a_switch_still_show(page: Page, http):
-    """Windows' contrast themes repaint the page in a few colours and draw no box shadow."""
+# Whether the element `shown` looks other than `peer`: what tells the current one apart (a
+# background see-through in part is seen over what is behind it).
+TOLD_APART = (
+    "([shown, peer]) => {"
+    + CONTRAST
+    + """
+  const look = (selector) => {
+    const node = document.querySelector(selector);
+    const style = getComputedStyle(node);
+    const { r, g, b } = over(channels(style.backgroundColor), behind(node));
+    return [r, g, b, style.color, style.borderBottomColor, style.textDecorationLine].join();
+  };
+  return look(shown) !== look(peer);
+}"""
+)
+# On each page, the current one and one of its peers (a bar's fill and its track).
+CURRENT = {
+    "/products?per_page=25": [
+        (".nav-links a[aria-current=page]", ".nav-links a:not([aria-current])"),
+        (".pagination a[aria-current=page]", ".pagination a[data-page]:not([aria-current])"),
+    ],
+    "/imports/{job}": [(".tab[aria-selected=true]", ".tab[aria-selected=false]")],
+    "/?job={job}": [(".progress-bar", ".progress")],
+}
+
+
+def test_in_forced_colours_the_focus_a_switch_and_the_current_one_still_show(page: Page, http):
+    """Windows' contrast themes repaint the page in a few colours and draw no box shadow: the
+    focus, a switch's state, the page, tab and page number one is on, and a bar's progress
+    must still show."""
+    rows = "\n".join(f"P-{n:02},Product {n}" for n in range(2, 30))
+    job = import_csv(http, f"sku,name\n{rows}\n")["id"]
     product = {"sku": "P-1", "name": "One", "active": False}
     assert http.post("/api/products", json=product).status_code == 201
     page.emulate_media(forced_colors="active")
     found = []
+    for path, pairs in CURRENT.items():
+        page.goto(path.format(job=job))
+        settle(page)
+        for shown, peer in pairs:
+            expect(page.locator(peer).first).to_be_attached()
+            if not page.evaluate(TOLD_APART, [shown, peer]):
+                found.append(f"{path}: {shown} looks like {peer}")
     for path in ("/", "/products"):
         page.goto(path)
         settle(page)
