@@ -183,8 +183,24 @@
     notice.append(close);
     region.append(notice);
     const ms = timeout === undefined ? (kind === "error" ? 12000 : 6000) : timeout;
-    if (ms) setTimeout(() => notice.remove(), ms);
+    if (ms) removeWhenLetGo(notice, ms);
     return notice;
+  }
+
+  /* Remove a notice `ms` after it appeared, or after the pointer or the focus left it: one
+     being read (pointed at, or reached with Tab) stays, however slowly (WCAG 2.2.1). */
+  function removeWhenLetGo(notice, ms) {
+    let timer = setTimeout(() => notice.remove(), ms);
+    const hold = () => clearTimeout(timer);
+    const letGo = () => {
+      if (notice.matches(":hover") || notice.contains(document.activeElement)) return;
+      clearTimeout(timer);
+      timer = setTimeout(() => notice.remove(), ms);
+    };
+    notice.addEventListener("mouseenter", hold);
+    notice.addEventListener("focusin", hold);
+    notice.addEventListener("mouseleave", letGo);
+    notice.addEventListener("focusout", () => setTimeout(letGo)); // once the focus has moved
   }
 
   /* ---- dialogs ------------------------------------------------------------------------ */
