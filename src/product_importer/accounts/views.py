@@ -46,9 +46,9 @@ def _audit_refusal(per: str):
         tries.give_back()
         *prefix, key, scope = limit.request_args
         if limit.limiter.hit(REFUSALS_AUDITED, *prefix, "refusal-audited", key, scope):
-            target, details = _typed_account(request.form.get("email", ""))
+            account, details = _typed_account(request.form.get("email", ""))
             limit_said = f"{SIGN_IN_LIMIT} per {per}"
-            audit.record(db.session, "auth.sign_in_refused", target, limit=limit_said, **details)
+            audit.record(db.session, "auth.sign_in_refused", account, limit=limit_said, **details)
             db.session.commit()
 
     return record
@@ -82,8 +82,8 @@ def login_page():
     email = request.form.get("email", "")
     user = service.authenticate(db.session, email, request.form.get("password", ""))
     if user is None:
-        target, details = _typed_account(email)
-        audit.record(db.session, "auth.sign_in_failed", target, **details)
+        account, details = _typed_account(email)
+        audit.record(db.session, "auth.sign_in_failed", account, **details)
         db.session.commit()
         error = "That email and password do not match an active account."
         return render_template("accounts/login.html", next=target, email=email, error=error), 401
