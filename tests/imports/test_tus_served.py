@@ -493,7 +493,7 @@ def test_the_command_line_sends_a_dropped_piece_again(served, accounts, any_cata
 def test_the_remote_import_says_why_an_upload_failed_in_words(content, said):
     failure = TusCommunicationError(None, status_code=413, response_content=content)
 
-    assert remote._tus_error(failure) == said
+    assert remote._tus_error(failure, "https://products.example.com") == said
 
 
 def test_an_import_asked_for_as_the_last_piece_arrives_still_names_the_same_file(
