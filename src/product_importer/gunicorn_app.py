@@ -7,6 +7,8 @@ from gunicorn.app.base import BaseApplication
 
 from .metrics import requests as request_metrics
 
+STREAMS_END_SECONDS = 2  # how long a quick stop waits for the progress streams to end
+
 
 class GunicornApp(BaseApplication):
     """gunicorn with our settings; loads the Flask app in the worker process."""
@@ -26,7 +28,7 @@ class GunicornApp(BaseApplication):
         if "control_socket_disable" in self.cfg.settings:
             self.cfg.set("control_socket_disable", True)
         self.cfg.set("post_worker_init", self._post_worker_init)
-        self.cfg.set("worker_int", _stopping)  # SIGINT or SIGQUIT: Ctrl-C, a quick stop
+        self.cfg.set("worker_int", _stopping_now)  # SIGINT or SIGQUIT: Ctrl-C, a quick stop
         self.cfg.set("child_exit", _web_process_gone)
         self.cfg.set("on_exit", self._remove_metrics_folder)
 
@@ -55,6 +57,16 @@ def _stopping(_worker=None) -> None:
     from .imports.streams import server_stopping
 
     server_stopping.set()
+
+
+def _stopping_now(_worker) -> None:
+    """`_stopping`, for a quick stop: gunicorn ends the process 0.1 s after this returns, so
+    the streams are given a moment to send their end (a client reading one would see it cut
+    off) before it does."""
+    from .imports.streams import stream_slots
+
+    _stopping()
+    stream_slots.wait_until_none_open(STREAMS_END_SECONDS)
 
 
 def _hear_graceful_stop(worker) -> None:

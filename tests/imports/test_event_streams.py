@@ -173,8 +173,12 @@ def test_a_server_stopped_while_a_stream_is_open_ends_the_stream_and_stops(
             os.killpg(server.popen.pid, stop)  # as a terminal's Ctrl-C, or systemd, does
 
             # The stream ends without `done` (the browser reconnects, to a server that runs),
-            # and the server stops by itself.
-            assert {name for name, _ in stream.rest()} <= {"progress"}
+            # and the server stops by itself. Ctrl-C is gunicorn's quick stop: the end may be
+            # cut short there, which the browser takes as the same.
+            try:
+                assert {name for name, _ in stream.rest()} <= {"progress"}
+            except httpx.RemoteProtocolError:
+                assert stop == signal.SIGINT
             server.popen.wait()
     finally:
         server.kill()

@@ -29,7 +29,7 @@ class StreamSlots:
     """Count this process's open event streams, each of which holds a web thread."""
 
     def __init__(self):
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._open = 0
 
     def take(self, limit: int) -> bool:
@@ -44,6 +44,12 @@ class StreamSlots:
         """Free a slot taken by `take`."""
         with self._lock:
             self._open -= 1
+            self._lock.notify_all()
+
+    def wait_until_none_open(self, seconds: float) -> None:
+        """Wait until every stream has ended, for `seconds` at most."""
+        with self._lock:
+            self._lock.wait_for(lambda: self._open <= 0, timeout=seconds)
 
 
 stream_slots = StreamSlots()
