@@ -164,3 +164,31 @@ def test_processes_starting_at_once_on_a_new_instance_folder_share_one_secret_ke
 
     assert len(keys) == 1 and len(keys.pop()) == 64
     assert [path.name for path in instance.iterdir()] == ["secret_key"]  # nothing left beside
+
+
+def test_a_secret_key_is_made_where_the_folder_takes_no_hard_links(monkeypatch, tmp_path):
+    # A FAT or SMB volume refuses os.link with EPERM: every command stopped with a traceback.
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    instance = tmp_path / "instance"
+    instance.mkdir()
+
+    def no_hard_links(*_):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_hard_links)
+
+    key = _secret_key(instance)
+
+    assert len(key) == 64 and _secret_key(instance) == key
+    assert stat.S_IMODE((instance / "secret_key").stat().st_mode) == 0o600
+    assert [path.name for path in instance.iterdir()] == ["secret_key"]
+
+
+def test_an_empty_secret_key_file_is_given_a_key(monkeypatch, tmp_path):
+    # Left empty by a process that stopped while it wrote it: every session was signed with ""
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    (tmp_path / "secret_key").write_text("")
+
+    key = _secret_key(tmp_path)
+
+    assert len(key) == 64 and (tmp_path / "secret_key").read_text() == key

@@ -91,18 +91,46 @@ def _secret_key(instance_path: Path) -> str:
     if os.environ.get("SECRET_KEY"):
         return os.environ["SECRET_KEY"]
     key_file = instance_path / "secret_key"
-    if not key_file.exists():
-        # Written whole beside it (mkstemp makes it 0600), then linked into place: a process
-        # starting at the same moment finds no key or the whole key, never an empty file.
-        made, written = tempfile.mkstemp(dir=instance_path, prefix=".secret_key.")
+    key = _read_key(key_file)
+    if key is None:
+        _write_key(key_file)
+        key = _read_key(key_file)
+    if key is None:
+        raise SettingError(f"{key_file} could not be written: set SECRET_KEY instead")
+    return key
+
+
+def _read_key(key_file: Path) -> str | None:
+    """The key the file holds, or None when there is none (no file, or an empty one left by a
+    process that stopped while it wrote it)."""
+    try:
+        return key_file.read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def _write_key(key_file: Path) -> None:
+    """Put a new key in place, readable by its owner alone (mkstemp makes it 0600).
+
+    It is written whole beside the file first, then linked into place: a process starting at
+    the same moment finds no key or the whole key, and the first one linked wins. Where the
+    folder takes no hard links (a FAT or SMB volume), or an empty file stands in the way, it
+    is moved into place instead.
+    """
+    made, written = tempfile.mkstemp(dir=key_file.parent, prefix=".secret_key.")
+    try:
+        with os.fdopen(made, "w") as file:
+            file.write(secrets.token_hex(32))
         try:
-            with os.fdopen(made, "w") as file:
-                file.write(secrets.token_hex(32))
-            with suppress(FileExistsError):  # the other process's key won
-                os.link(written, key_file)
-        finally:
+            os.link(written, key_file)
+        except FileExistsError:
+            if _read_key(key_file) is None:
+                os.replace(written, key_file)
+        except OSError:  # no hard links here
+            os.replace(written, key_file)
+    finally:
+        with suppress(FileNotFoundError):
             os.unlink(written)
-    return key_file.read_text().strip()
 
 
 def load_env_file() -> None:
