@@ -201,6 +201,9 @@ def _access_settings(env, broker_url: str) -> dict:
         "RATELIMIT_STORAGE_URI": broker_url if broker_url.startswith("redis") else "memory://",
         "RATELIMIT_KEY_PREFIX": "product-importer-limits",
         "RATELIMIT_SWALLOW_ERRORS": True,  # Redis down: sign-in still works, unlimited
+        # A refused try stops at the first limit it is over, whose callback gives back its
+        # counts (accounts/tries.py): every limit counted once, given back once.
+        "RATELIMIT_FAIL_ON_FIRST_BREACH": True,
         "MAX_QUEUED_IMPORTS": whole_number("MAX_QUEUED_IMPORTS", 3),
         "MIN_FREE_DISK_BYTES": whole_number("MIN_FREE_DISK_BYTES", 512 * MIB, minimum=0),
         # Below 0, ProxyFix would take an address the client itself sent in X-Forwarded-For.

@@ -7,6 +7,8 @@ burst of them got past the limit. A try that succeeds is given back, so only fai
 
 import logging
 
+from flask import g
+
 from ..extensions import limiter
 
 log = logging.getLogger(__name__)
@@ -16,7 +18,11 @@ TRIES_LIMIT = "10 per minute"
 
 def give_back() -> None:
     """Take this request's try off the counts of every limit it was under: it succeeded, or it
-    was refused before its password was checked."""
+    was refused before its password was checked. Once a request: given back twice, a try
+    would take one off the count of the next."""
+    if g.get("try_given_back"):
+        return
+    g.try_given_back = True
     try:
         for counted in limiter.current_limits:
             limiter.limiter.hit(counted.limit, *counted.request_args, cost=-1)
