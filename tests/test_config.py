@@ -22,6 +22,22 @@ READS = re.compile(
 )
 
 
+def assert_refused(command: list[str], env: dict, folder, said: str) -> None:
+    """Run `product-importer COMMAND` in `folder`: it stops (exit 1) with `Error: said`, and no
+    traceback."""
+    done = subprocess.run(
+        [str(BIN / "product-importer"), *command],
+        env=env,
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"Error: {said}" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def documented_settings() -> set[str]:
     """The settings `.env.example` names (`NAME=` lines)."""
     text = (ROOT / ".env.example").read_text()
@@ -72,17 +88,7 @@ def test_a_command_with_a_mistyped_setting_names_it_and_stops(tmp_path, setting,
     # taken silently as the default (a boolean, the log format).
     env = os.environ | {"INSTANCE_PATH": str(tmp_path / "instance"), setting: value}
 
-    done = subprocess.run(
-        [str(BIN / "product-importer"), "migrate"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-    )
-
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert f"Error: {said}" in done.stderr
-    assert "Traceback" not in done.stderr
+    assert_refused(["migrate"], env, tmp_path, said)
 
 
 def test_settings_take_any_case_and_empty_is_the_default(monkeypatch, tmp_path):
@@ -118,18 +124,7 @@ def test_a_mistyped_process_setting_stops_its_command_with_its_name(
         setting: value,
     }
 
-    done = subprocess.run(
-        [str(BIN / "product-importer"), *command],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert f"Error: {said}" in done.stderr
-    assert "Traceback" not in done.stderr
+    assert_refused(command, env, tmp_path, said)
 
 
 def test_a_new_instance_folder_and_its_secret_key_are_its_owners_alone(monkeypatch, tmp_path):
