@@ -50,7 +50,7 @@ class GunicornApp(BaseApplication):
             EmbeddedWorker(worker.wsgi).start()
 
 
-def _stopping(_worker=None) -> None:
+def _stopping() -> None:
     """Tell the requests that would run on (progress streams) that this process stops: they
     end within a second, where gunicorn would wait out its graceful timeout (30 s) for them
     and then kill the process."""
