@@ -1,6 +1,10 @@
 """`product-importer serve`: several instances share one machine without stepping on each other."""
 
+import subprocess
+import sys
+
 import httpx
+import pytest
 
 from tests.conftest import BIN, Process, free_port, wait_until_up
 
@@ -33,3 +37,55 @@ def test_two_servers_on_one_machine_keep_no_control_socket(app, tmp_path):
 
     assert list(home.rglob("gunicorn.ctl")) == []
     assert all("Control socket listening" not in server.output() for _url, server in servers)
+
+
+# Fires a second stop signal on each line the first stop's handler runs, one line after
+# another, as when a terminal's Ctrl-C and gunicorn's master (or honcho and the master) both
+# signal a web process at once.
+SECOND_STOP_ON_EACH_LINE = """
+import os, signal, sys
+from product_importer import gunicorn_app
+from product_importer.imports import streams
+
+state = {"fire_at": 0, "line": 0, "in_second": False}
+
+def second_stop(sig, frame):
+    state["in_second"] = True
+    gunicorn_app._stopping_now(None)
+
+def trace(frame, event, arg):
+    if event == "line" and not state["in_second"]:
+        state["line"] += 1
+        if state["line"] == state["fire_at"]:
+            os.kill(os.getpid(), signal.SIGUSR1)
+    return trace
+
+signal.signal(signal.SIGUSR1, second_stop)
+fire_at = 1
+while True:
+    streams.server_stopping = type(streams.server_stopping)()
+    state.update(fire_at=fire_at, line=0, in_second=False)
+    sys.settrace(trace)
+    gunicorn_app._stopping_now(None)
+    sys.settrace(None)
+    assert streams.server_stopping.is_set()
+    if state["line"] < fire_at:
+        break
+    fire_at += 1
+print("stopped", fire_at)
+"""
+
+
+def test_a_second_stop_signal_during_the_first_does_not_hang_the_process():
+    # The stop flag was a threading.Event: a second signal handled while the first handler
+    # held the Event's lock waited on it forever, and the process hung until killed (CI saw
+    # honcho kill a web process 5 s after its SIGTERM). Seconds, not forever, when it works.
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", SECOND_STOP_ON_EACH_LINE],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        pytest.fail("a second stop signal, handled during the first, hung the process")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("stopped ")

@@ -23,13 +23,14 @@ EVENT_POLL_SECONDS = 1.0
 KEEPALIVE_SECONDS = 15.0
 RECONNECT_MILLISECONDS = 1000  # how soon EventSource reopens a stream the server ended
 STREAMS_BUSY_RETRY_SECONDS = 10
+STOP_CHECK_SECONDS = 0.05  # how often a stream's wait, and a stop's, look for what they wait on
 
 
 class StreamSlots:
     """Count this process's open event streams, each of which holds a web thread."""
 
     def __init__(self):
-        self._lock = threading.Condition()
+        self._lock = threading.Lock()
         self._open = 0
 
     def take(self, limit: int) -> bool:
@@ -44,18 +45,46 @@ class StreamSlots:
         """Free a slot taken by `take`."""
         with self._lock:
             self._open -= 1
-            self._lock.notify_all()
 
     def wait_until_none_open(self, seconds: float) -> None:
-        """Wait until every stream has ended, for `seconds` at most."""
-        with self._lock:
-            self._lock.wait_for(lambda: self._open <= 0, timeout=seconds)
+        """Wait until every stream has ended, for `seconds` at most.
+
+        Called from a signal handler, so it takes no lock: it reads the count (one attribute,
+        read whole) every STOP_CHECK_SECONDS."""
+        ends = time.monotonic() + seconds
+        while self._open > 0 and time.monotonic() < ends:
+            time.sleep(STOP_CHECK_SECONDS)
+
+
+class StopFlag:
+    """Whether this web process is asked to stop, raised from its signal handlers.
+
+    Not a `threading.Event`: its `set` takes a lock, and a second stop signal (a terminal
+    and gunicorn's master each send one) handled while the first handler holds it would wait
+    on it forever, and the process with it."""
+
+    def __init__(self):
+        self._raised = False
+
+    def set(self) -> None:
+        """Raise the flag (safe in a signal handler: one attribute written, no lock)."""
+        self._raised = True
+
+    def is_set(self) -> bool:
+        """Tell whether the flag is raised."""
+        return self._raised
+
+    def wait(self, seconds: float) -> None:
+        """Sleep for `seconds`, or until the flag is raised (looked at every STOP_CHECK_SECONDS)."""
+        ends = time.monotonic() + seconds
+        while not self._raised and time.monotonic() < ends:
+            time.sleep(min(STOP_CHECK_SECONDS, max(0.0, ends - time.monotonic())))
 
 
 stream_slots = StreamSlots()
-# Set when this web process is asked to stop (gunicorn_app): the open streams end without
+# Raised when this web process is asked to stop (gunicorn_app): the open streams end without
 # `done`, and their browsers reconnect to a server that runs.
-server_stopping = threading.Event()
+server_stopping = StopFlag()
 
 
 def progress_stream(job_id: int) -> Response:
