@@ -242,3 +242,29 @@ def test_the_openapi_part_refers_only_to_schemas_it_defines():
         "/api/webhooks/{id}/deliveries/{did}/redeliver",
         "/api/webhooks/{id}/recover",
     }
+
+
+@pytest.mark.parametrize("role", ["viewer", "editor"])
+def test_readers_below_admin_see_the_url_without_its_secrets(client, client_as, role):
+    # Viewers read webhooks "never a secret", but a password, a token in the query or the
+    # generated part of a Slack-style address was shown to them whole.
+    url = "http://ops:hunter2@127.0.0.1:9/services/T000/B000/xq7TzK2mPa9Lw4Rn8Bv3?token=s3cret"
+    created = create_endpoint(client, url, description="Stock sync")
+
+    reader = client_as(role)
+    shown = reader.get(f"/api/webhooks/{created['id']}").get_json()
+    listed = [
+        e for e in reader.get("/api/webhooks").get_json()["items"] if e["id"] == created["id"]
+    ]
+
+    assert shown["url"] == "http://***@127.0.0.1:9/services/T000/B000/***?token=***"
+    assert listed == [shown]
+    assert shown["description"] == "Stock sync"
+    # The admin, who manages it, sees it whole.
+    assert client.get(f"/api/webhooks/{created['id']}").get_json()["url"] == url
+
+
+def test_a_plain_url_is_shown_whole_to_every_reader(client, client_as):
+    url = "http://127.0.0.1:9/api/v1/product-events/2024"
+    created = create_endpoint(client, url)
+    assert client_as("viewer").get(f"/api/webhooks/{created['id']}").get_json()["url"] == url

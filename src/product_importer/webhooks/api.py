@@ -1,6 +1,7 @@
 """The webhooks JSON API: endpoints, a test ping, deliveries, redelivery and recovery."""
 
 from flask import Blueprint, jsonify, url_for
+from flask_login import current_user
 
 from ..accounts import audit
 from ..accounts.auth import requires
@@ -19,7 +20,9 @@ bp.before_request(refuse_cross_site_requests)
 @requires(Role.VIEWER)
 def list_webhooks():
     """Return every webhook endpoint."""
-    return jsonify(items=[e.to_dict() for e in service.list_endpoints(db.session)])
+    whole_url = current_user.can(Role.ADMIN)
+    endpoints = service.list_endpoints(db.session)
+    return jsonify(items=[e.to_dict(whole_url=whole_url) for e in endpoints])
 
 
 @bp.post("")
@@ -39,7 +42,8 @@ def create_webhook():
 @requires(Role.VIEWER)
 def get_webhook(endpoint_id: int):
     """Return one endpoint (without its secret)."""
-    return jsonify(service.get(db.session, endpoint_id).to_dict())
+    endpoint = service.get(db.session, endpoint_id)
+    return jsonify(endpoint.to_dict(whole_url=current_user.can(Role.ADMIN)))
 
 
 @bp.patch("/<int:endpoint_id>")

@@ -72,6 +72,11 @@ def schemas() -> dict:
                 "id": {"type": "integer"},
                 "created_at": STAMP,
                 **fields,
+                "url": {
+                    **fields["url"],
+                    "description": "Whole for admins; viewers and editors read its user and "
+                    "password, query values and generated-looking path segments as ***",
+                },
                 "description": {"type": "string"},
                 "disabled_reason": {**NULLABLE_TEXT, "description": "Set when a 410 disabled it"},
                 "previous_secret_expires_at": {
