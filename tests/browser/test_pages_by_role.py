@@ -17,10 +17,13 @@ NAV = {
 }
 
 
+HOOK_URL = "http://ops:hunter2@127.0.0.1:9/hook"
+
+
 @pytest.fixture
 def catalog_with_everything(http):
     """A product, a webhook with a delivery, and a failed import: something to act on."""
-    hook = {"url": "http://127.0.0.1:9/hook", "events": ["product.created"]}
+    hook = {"url": HOOK_URL, "events": ["product.created"]}
     assert http.post("/api/webhooks", json=hook).status_code == 201
     assert http.post("/api/products", json={"sku": "P-1", "name": "Pen"}).status_code == 201
     # a file without a sku column: editors may choose its columns and retry
@@ -29,7 +32,7 @@ def catalog_with_everything(http):
 
 @pytest.mark.parametrize("role", ["viewer", "editor", "admin"])
 def test_each_role_sees_only_the_actions_it_may_take(
-    signed_out_page: Page, accounts, role, catalog_with_everything
+    signed_out_page: Page, accounts, role, catalog_with_everything, artifacts
 ):
     page = signed_out_page
     sign_in(page, accounts[role].email)
@@ -50,6 +53,11 @@ def test_each_role_sees_only_the_actions_it_may_take(
     page.goto("/webhooks")
     hook_row = page.locator("#webhooks-body tr").first
     expect(hook_row.get_by_role("button", name="Deliveries of")).to_be_visible()
+    # the password in the URL is the admin's to see
+    expect(hook_row).to_contain_text(HOOK_URL if admin else "http://***@127.0.0.1:9/hook")
+    if not admin:
+        expect(hook_row).not_to_contain_text("hunter2")
+    shoot(page, artifacts, f"webhooks-as-{role}")
     for action in ("Test", "Edit", "Delete"):
         expect(hook_row.get_by_role("button", name=f"{action} http")).to_have_count(int(admin))
     expect(page.get_by_role("button", name="Add webhook")).to_have_count(int(admin))
