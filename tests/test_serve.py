@@ -89,3 +89,25 @@ def test_a_second_stop_signal_during_the_first_does_not_hang_the_process():
         pytest.fail("a second stop signal, handled during the first, hung the process")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("stopped ")
+
+
+@pytest.mark.parametrize("mode", [0o755, 0o700])
+def test_serve_warns_when_others_may_read_the_instance_folder(app, tmp_path, mode):
+    # A folder made before the app made it private (0700) kept its mode: the secret key, and
+    # in the embedded default the database, readable by every user of the machine, unsaid.
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    instance.chmod(mode)
+    port = free_port()
+    args = [str(BIN / "product-importer"), "serve", "--port", str(port)]
+    env = {"INSTANCE_PATH": str(instance), "WEB_CONCURRENCY": "1"}
+    server = Process(args, env, tmp_path / "serve.log")
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}", server)
+        server.wait_for_output("Serving on")
+    finally:
+        server.kill()
+    warned = f"may read the instance folder {instance} (mode {mode:o})" in server.output()
+    assert warned == (mode == 0o755)
+    if warned:
+        assert f"chmod 700 {instance}" in server.output()

@@ -3,6 +3,8 @@
 import logging
 import multiprocessing
 import os
+import shlex
+import stat
 import sys
 from contextlib import contextmanager
 
@@ -72,6 +74,7 @@ def serve(host: str, port: int) -> None:
     with app.app_context():
         flask_migrate.upgrade()
         _announce_setup_link(host, port)
+    _warn_if_instance_open(app)
     embedded = app.config["EMBEDDED_WORKER"]
     # SQLite has one writer: one process with threads. PostgreSQL: a process per core.
     workers = 1 if embedded else processes
@@ -104,6 +107,20 @@ def _say(app, message: str) -> None:
         log.info("%s", message)
     else:
         click.echo(message)
+
+
+def _warn_if_instance_open(app) -> None:
+    """Warn when other users of the machine may read the instance folder: one made before it
+    was made private (0700) keeps its mode, and it holds the secret key (and, embedded, the
+    database with the webhook secrets, and the uploads)."""
+    folder = app.instance_path
+    mode = stat.S_IMODE(os.stat(folder).st_mode)
+    if mode & 0o077:
+        log.warning(
+            "other users of this machine may read the instance folder %s (mode %o), which holds"
+            " the secret key and, embedded, the database: run chmod 700 %s",
+            folder, mode, shlex.quote(folder),
+        )  # fmt: skip
 
 
 def _announce_setup_link(host: str, port: int) -> None:
