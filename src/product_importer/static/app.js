@@ -188,18 +188,28 @@
   }
 
   /* Remove a notice `ms` after it appeared, or after the pointer or the focus left it: one
-     being read (pointed at, or reached with Tab) stays, however slowly (WCAG 2.2.1). */
+     being read (pointed at, or reached with Tab) stays, however slowly (WCAG 2.2.1). A tap
+     holds nothing: a touch screen keeps :hover after it, and would keep the notice for good. */
   function removeWhenLetGo(notice, ms) {
     let timer = setTimeout(() => notice.remove(), ms);
+    let pointedAt = false;
     const hold = () => clearTimeout(timer);
     const letGo = () => {
-      if (notice.matches(":hover") || notice.contains(document.activeElement)) return;
+      if (pointedAt || notice.contains(document.activeElement)) return;
       clearTimeout(timer);
       timer = setTimeout(() => notice.remove(), ms);
     };
-    notice.addEventListener("mouseenter", hold);
+    notice.addEventListener("pointerenter", (event) => {
+      if (event.pointerType === "touch") return;
+      pointedAt = true;
+      hold();
+    });
+    notice.addEventListener("pointerleave", (event) => {
+      if (event.pointerType === "touch") return;
+      pointedAt = false;
+      letGo();
+    });
     notice.addEventListener("focusin", hold);
-    notice.addEventListener("mouseleave", letGo);
     notice.addEventListener("focusout", () => setTimeout(letGo)); // once the focus has moved
   }
 
