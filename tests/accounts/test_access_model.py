@@ -316,10 +316,14 @@ class AccessMachine(RuleBasedStateMachine):
             assert response.status_code == 409, response.text  # not oneself
             return
         assert response.status_code == 200, response.text
+        was_active = target.active
         for name, value in change.items():
             setattr(target, name, value)
-        if not target.active:
+        if not target.active or not was_active:  # no token it had works once it is active again
             self.end_sessions(target.id)
+            for token in self.model.tokens.values():
+                if token.owner == target.id:
+                    token.revoked = True
         self.audit(actor, "user.changed", target.email)
         assert response.get_json()["role"] == target.role
 
@@ -745,17 +749,19 @@ class Script:
 
 
 # The actors every run starts with (AccessMachine.__init__), by their place in `actors`.
-ADMIN_TOKEN, EDITOR_SESSION, ADMINS_VIEWER_TOKEN = 1, 6, 8
+ADMIN_TOKEN, EDITOR_TOKEN, EDITOR_SESSION, ADMINS_VIEWER_TOKEN = 1, 2, 6, 8
 EDITOR = 2  # the editor's account id
 
 
 def deactivated_then_reactivated(machine):
-    """A deactivation ends the account's sessions: they stay ended once it is active again."""
+    """A deactivation ends the account's sessions and revokes its tokens: they stay ended
+    once it is active again."""
     admin, session = machine.actors[ADMIN_TOKEN], machine.actors[EDITOR_SESSION]
     assert (session.kind, session.account, session.alive) == ("session", EDITOR, True)
     yield machine.deactivate_or_reactivate(Script(admin, EDITOR), active=False)
     yield machine.deactivate_or_reactivate(Script(admin, EDITOR), active=True)
     assert not machine.actors[EDITOR_SESSION].alive
+    assert machine.role_of(machine.actors[EDITOR_TOKEN]) is None  # the editor's token, revoked
 
 
 def audit_log_filtered_by_prefixes(machine):

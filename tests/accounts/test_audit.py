@@ -120,7 +120,7 @@ def test_every_action_is_recorded_with_account_time_address_and_target(acting, l
         at = datetime.fromisoformat(entry["at"])
         assert started - timedelta(seconds=1) <= at <= datetime.now(UTC)
     changes = [e["details"] for e in log if e["action"] == "user.changed"]
-    assert changes == [{"role": "editor"}, {"active": False}]
+    assert changes == [{"role": "editor"}, {"active": False, "tokens_revoked": 0}]
 
 
 def test_the_log_is_filtered_by_account_and_action_and_paged(acting):

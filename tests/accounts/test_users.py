@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import insert, text
 
 from tests.conftest import http_client
 
@@ -36,14 +36,24 @@ RING_CHANGES = {
 }
 
 
-def two_admins(engine) -> None:
+def standard_tokens(conn, account_rows) -> None:
+    """Give the standard accounts their tokens again: a deactivation before revoked some."""
+    from product_importer.accounts.models import Token
+
+    conn.execute(text("DELETE FROM access_tokens"))
+    conn.execute(insert(Token), account_rows[1])
+
+
+def two_admins(engine, account_rows) -> None:
     with engine.begin() as conn:
+        standard_tokens(conn, account_rows)
         for statement in SECOND_ADMIN:
             conn.execute(text(statement))
 
 
-def three_admins(engine) -> None:
+def three_admins(engine, account_rows) -> None:
     with engine.begin() as conn:
+        standard_tokens(conn, account_rows)
         for statement in THREE_ADMINS:
             conn.execute(text(statement))
 
@@ -81,13 +91,13 @@ def around(url: str, accounts, changes: list[dict]) -> list:
 
 @pytest.mark.parametrize("change", [change for change, _ in LOCKOUTS], ids=IDS)
 def test_two_admins_locking_each_other_out_at_once_leave_one_admin(
-    live_server, accounts, holding, app, change
+    live_server, accounts, account_rows, holding, app, change
 ):
     from product_importer.extensions import db
 
     with app.app_context():
         engine = db.engine
-    two_admins(engine)
+    two_admins(engine, account_rows)
     # Both requests past their sign-in check, each about to change the other: neither can see
     # the other's change until the held lock goes (reads of the accounts go on; writes wait).
     accounts_written = "LOCK TABLE users IN EXCLUSIVE MODE"
@@ -107,13 +117,13 @@ def test_two_admins_locking_each_other_out_at_once_leave_one_admin(
 
 @pytest.mark.parametrize("changes", RING_CHANGES.values(), ids=RING_CHANGES.keys())
 def test_three_admins_locking_each_other_out_in_a_ring_at_once_leave_one_admin(
-    live_server, accounts, holding, app, changes
+    live_server, accounts, account_rows, holding, app, changes
 ):
     from product_importer.extensions import db
 
     with app.app_context():
         engine = db.engine
-    three_admins(engine)
+    three_admins(engine, account_rows)
     # The three requests past their sign-in check, each about to change the next admin: they
     # are served one after the other once the held lock goes. Two changes leave one admin, the
     # one the last request is about to change: that request alone is refused.
@@ -135,12 +145,12 @@ def test_three_admins_locking_each_other_out_in_a_ring_at_once_leave_one_admin(
 
 @pytest.mark.parametrize(("change", "locked_out"), LOCKOUTS, ids=IDS)
 def test_admins_locking_each_other_out_leave_an_admin_in_either_mode(
-    served, accounts, change, locked_out
+    served, accounts, account_rows, change, locked_out
 ):
     # Whichever order the two requests take, one admin stays: the other request is refused,
     # with 409 (it was signed in before the first change) or as locked out (after it).
     for _ in range(5):
-        two_admins(served.engine)
+        two_admins(served.engine, account_rows)
         answers = each_other(served.url, accounts, change)
         codes = sorted(answer.status_code for answer in answers)
         assert codes in ([200, 409], sorted([200, locked_out])), [a.text for a in answers]
@@ -148,11 +158,13 @@ def test_admins_locking_each_other_out_leave_an_admin_in_either_mode(
 
 
 @pytest.mark.parametrize("changes", RING_CHANGES.values(), ids=RING_CHANGES.keys())
-def test_three_admins_in_a_ring_leave_one_admin_in_either_mode(served, accounts, changes):
+def test_three_admins_in_a_ring_leave_one_admin_in_either_mode(
+    served, accounts, account_rows, changes
+):
     # Whichever order the requests take, two changes succeed and one admin stays: the third
     # request is refused, with 409 or as locked out (its admin was changed before it).
     for _ in range(3):
-        three_admins(served.engine)
+        three_admins(served.engine, account_rows)
         answers = around(served.url, accounts, changes)
         codes = [answer.status_code for answer in answers]
         assert codes.count(200) == 2, [answer.text for answer in answers]

@@ -199,10 +199,17 @@ def test_the_users_page_adds_an_account_changes_its_role_and_deactivates_it(
     page.once("dialog", lambda dialog: dialog.accept())
     row.get_by_label("Role of ana@example.test").select_option("editor")
     expect(page.locator("#notices")).to_contain_text("ana@example.test is now editor.")
-    page.once("dialog", lambda dialog: dialog.accept())
+    asked = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
     row.get_by_role("button", name="Deactivate").click()
 
     expect(row).to_contain_text("Deactivated")
+    assert asked == [
+        "Deactivate ana@example.test? Their sessions end and their tokens are revoked at once, "
+        "for good."
+    ]
+    expect(page.locator("#notices")).to_contain_text("signed out, tokens revoked.")
+    expect(page.locator("#deactivation-note")).to_contain_text("makes new tokens")
     (ana,) = [u for u in client.get("/api/users").get_json()["items"] if u["id"] == 4]
     assert (ana["role"], ana["active"]) == ("editor", False)
     expect(page.locator("#users-body tr", has_text="admin@example.test")).to_contain_text("(you)")

@@ -131,10 +131,14 @@ def create_user():
 @bp.patch("/users/<int:user_id>")
 @requires(Role.ADMIN)
 def change_user(user_id: int):
-    """Change an account's role, or deactivate it (its sessions and tokens stop at once)."""
+    """Change an account's role, or deactivate it: its sessions end and its tokens are revoked
+    at once (the audit entry says how many, `tokens_revoked`)."""
     fields = json_object("change")
-    user = service.change_user(db.session, user_id, fields=fields, acting=current_user.user)
-    audit.record(db.session, "user.changed", user.email, **fields)
+    user, revoked = service.change_user(
+        db.session, user_id, fields=fields, acting=current_user.user
+    )
+    counted = {} if revoked is None else {"tokens_revoked": revoked}
+    audit.record(db.session, "user.changed", user.email, **fields, **counted)
     db.session.commit()
     return jsonify(user.to_dict())
 

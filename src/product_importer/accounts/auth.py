@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from flask import Flask, current_app, g, has_request_context, jsonify, redirect, request, url_for
 from flask_login import AnonymousUserMixin, LoginManager, current_user, login_user, logout_user
 from flask_wtf.csrf import validate_csrf
+from sqlalchemy.orm.exc import StaleDataError
 from wtforms import ValidationError
 
 from .. import database
@@ -116,7 +117,8 @@ def _load_session(user_id: str) -> Principal | None:
     user = db.session.get(User, int(account_id)) if account_id.isdigit() else None
     if user is None or not user.active or not service.session_alive(db.session, user.id, key):
         return None  # signed out, deactivated, or its password changed since: sign in again
-    _note_seen()  # last_seen_at, at most once a minute
+    if not _note_seen():  # last_seen_at, at most once a minute
+        return None
     return Principal(user, Role(user.role), "session", key)
 
 
@@ -130,19 +132,30 @@ def _load_token(req) -> Principal | None:
         g.bad_token = True
         return None
     principal = Principal(token.owner, token.acting_role, "token", expires_at=token.expires_at)
-    if db.session.dirty:  # its last_used_at moved on: keep that even when the request only reads
-        _note_seen()
+    # its last_used_at moved on: keep that even when the request only reads
+    if db.session.dirty and not _note_seen():
+        g.bad_token = True
+        return None
     return principal
 
 
-def _note_seen() -> None:
+def _note_seen() -> bool:
     """Commit when a session or token was last seen, unless an import holds SQLite's one
     writer: the request (a Cancel, say) would wait for its merge or plan to end just to say
-    so. It is said by a later request then."""
+    so. It is said by a later request then.
+
+    False when the row is gone since it was read: the session ended, or the token was revoked
+    (its account deactivated, say) by a request served meanwhile. The caller is nobody then.
+    """
     if db.session.dirty and _writer_taken():
         db.session.rollback()
-    else:
+        return True
+    try:
         db.session.commit()
+    except StaleDataError:  # the UPDATE of last_seen_at or last_used_at found no row
+        db.session.rollback()
+        return False
+    return True
 
 
 def _writer_taken() -> bool:

@@ -204,7 +204,8 @@ def paths() -> dict:
             "parameters": [path_id()],
             "patch": operation(
                 "change_user",
-                "Change a role, or deactivate: its sessions and tokens stop at once (admin)",
+                "Change a role, or deactivate: its sessions end and its tokens are revoked, "
+                "for good (admin)",
                 {
                     "200": json_response(ref("Account"), "Changed"),
                     "409": error("Not on one's own account"),

@@ -76,8 +76,15 @@ def create_user(session: Session, *, email, role, password: str | None = None) -
     return user
 
 
-def change_user(session: Session, user_id: int, *, fields: dict, acting: User) -> User:
-    """Change an account's role or deactivate it; an admin cannot demote or lock out itself."""
+def change_user(
+    session: Session, user_id: int, *, fields: dict, acting: User
+) -> tuple[User, int | None]:
+    """Change an account's role or deactivate it; an admin cannot demote or lock out itself.
+
+    Deactivating ends the account's sessions and revokes (deletes) its tokens: reactivated, it
+    signs in again and makes new tokens, and a token that leaked stays dead. Returns the
+    account and how many tokens were revoked (None when no token was to be revoked).
+    """
     user = get_user(session, user_id)
     unknown = set(fields) - {"role", "active"}
     if unknown:
@@ -93,12 +100,18 @@ def change_user(session: Session, user_id: int, *, fields: dict, acting: User) -
         raise Conflict("You cannot demote or deactivate your own account; ask another admin.")
     if locks_out:
         _keep_an_admin(session, user)
+    revoked = None
     if fields.get("active") is False:
-        close_sessions(session, user)  # its tokens stop with `active`
+        close_sessions(session, user)
+        revoked = revoke_tokens_of(session, user)
+    elif fields.get("active") is True and not user.active:
+        # Deactivated before tokens were revoked with the account, it may hold some still:
+        # they must not come back to life with it.
+        revoked = revoke_tokens_of(session, user) or None
     for name, value in fields.items():
         setattr(user, name, value)
     session.flush()
-    return user
+    return user, revoked
 
 
 def _keep_an_admin(session: Session, user: User) -> None:
@@ -279,6 +292,11 @@ def revoke_token(session: Session, token_id: int, viewer: User, *, acting: str) 
     session.delete(token)
     session.flush()
     return token
+
+
+def revoke_tokens_of(session: Session, user: User) -> int:
+    """Delete every token of `user`; return how many there were."""
+    return session.execute(delete(Token).where(Token.user_id == user.id)).rowcount
 
 
 def resolve_token(session: Session, secret: str) -> Token | None:

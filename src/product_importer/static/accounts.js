@@ -126,8 +126,10 @@
       dataset: { action: "active", id: user.id },
     }, user.active ? "Deactivate" : "Reactivate");
     toggle.addEventListener("click", () => {
-      if (user.active && !window.confirm(`Deactivate ${user.email}? Their sessions and tokens stop working at once.`)) return;
-      change(user, { active: !user.active }, `${user.email} ${user.active ? "deactivated" : "reactivated"}.`);
+      if (user.active && !window.confirm(`Deactivate ${user.email}? Their sessions end and their tokens are revoked at once, for good.`)) return;
+      change(user, { active: !user.active }, user.active
+        ? `${user.email} deactivated: signed out, tokens revoked.`
+        : `${user.email} reactivated: they sign in again and make new tokens.`);
     });
     const reset = el("button", { type: "button", className: "btn btn-sm", dataset: { action: "password", id: user.id } },
       "Reset password");
