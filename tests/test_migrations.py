@@ -138,7 +138,7 @@ def test_an_existing_sqlite_catalog_keeps_its_rows_and_ids_and_never_gives_one_t
             database.executescript(OLD_CATALOG)
         before = sqlite_state(path)
 
-        flask_migrate.upgrade()
+        flask_migrate.upgrade(revision="0024")  # 0025 adds an index to the tokens
 
         assert sqlite_state(path) == before  # a webhook's deliveries were not cascaded away
         with sqlite3.connect(path) as database:
@@ -420,3 +420,55 @@ def test_accounts_that_become_one_are_told_a_command_that_changes_an_email_safel
         assert service.find_user(db.session, "ULYSSES@x.test").id == 1
         assert service.find_user(db.session, "ΟΔΥΣΣΕΥΣ@example.test").id == 3
         assert service.find_user(db.session, "jörg@example.test").id == 2
+
+
+# --- 0025: a token made with a token goes when it goes ----------------------------------------
+
+TOKENS_BEFORE_0025 = [
+    "INSERT INTO users (email, password_hash, role, created_at) "
+    "VALUES ('a@example.test', 'x', 'admin', '2026-12-01')",
+    "INSERT INTO access_tokens (user_id, name, token_hash, prefix, role, created_at) VALUES "
+    "(1, 'parent', 'h1', 'pit_1', 'admin', '2026-12-01'), "
+    "(1, 'child', 'h2', 'pit_2', 'admin', '2026-12-01'), "
+    "(1, 'grandchild', 'h3', 'pit_3', 'admin', '2026-12-01'), "
+    "(1, 'sibling', 'h4', 'pit_4', 'admin', '2026-12-01')",
+]
+
+
+def token_names() -> list[str]:
+    return [name for (name,) in run("SELECT name FROM access_tokens ORDER BY id")]
+
+
+@pytest.mark.parametrize("database", ["postgresql", "sqlite"])
+def test_deleting_a_token_deletes_the_tokens_made_with_it_in_the_database(request, database):
+    import flask_migrate
+    import sqlalchemy as sa
+
+    from product_importer.extensions import db
+
+    if database == "postgresql":
+        migrating = request.getfixturevalue("migrated_app")
+    else:
+        migrating = request.getfixturevalue("sqlite_app")[0]
+    with migrating.app_context():
+        flask_migrate.upgrade(revision="0024")
+        for statement in TOKENS_BEFORE_0025:
+            run(statement)
+        indexes_before = sa.inspect(db.engine).get_indexes("access_tokens")
+
+        flask_migrate.upgrade()
+        assert run("SELECT made_by_token_id FROM access_tokens") == [(None,)] * 4  # no parent
+        made_with = "UPDATE access_tokens SET made_by_token_id = :parent WHERE name = :name"
+        run(made_with, parent=1, name="child")
+        run(made_with, parent=2, name="grandchild")
+        run("DELETE FROM access_tokens WHERE name = 'parent'")  # as a revocation deletes it
+        assert token_names() == ["sibling"]  # the child went with it, and the grandchild
+
+        flask_migrate.downgrade(revision="0024")
+        columns = {column["name"] for column in sa.inspect(db.engine).get_columns("access_tokens")}
+        assert "made_by_token_id" not in columns
+        assert sa.inspect(db.engine).get_indexes("access_tokens") == indexes_before
+        assert token_names() == ["sibling"]
+
+        flask_migrate.upgrade()  # and up again
+        assert run("SELECT name, made_by_token_id FROM access_tokens") == [("sibling", None)]

@@ -15,14 +15,16 @@ admin and the editor, and 120 audit entries (more than two pages).
 
 Derandomized (the same examples on every run) and without shrinking, to keep to a minute: a
 failure prints its whole run of steps. At that size the random runs may miss a short sequence
-that matters (a reactivation after a deactivation, a lesser token asking for a token, sign-ins
-past the limit), so a few such scripts also run through the same model and checks every time.
+that matters (a reactivation after a deactivation, a lesser token asking for a token, a token
+made with a token revoked with it, sign-ins past the limit), so a few such scripts also run
+through the same model and checks every time.
 """
 
 import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
@@ -86,6 +88,8 @@ class Token:
     name: str
     expired: bool = False
     revoked: bool = False
+    made_by: int | None = None  # the token it was made with: revoked, it is revoked too
+    expires_at: datetime | None = None  # as made: the tokens it makes expire no later
 
 
 @dataclass(repr=False)
@@ -483,29 +487,44 @@ class AccessMachine(RuleBasedStateMachine):
     def make_token_as(self, actor: Actor, role: str | None, expires=None) -> None:
         name = f"token {len(self.model.tokens) + 1}"
         body = {"name": name} | ({"role": role} if role else {}) | {"expires_days": expires}
+        asked_at = datetime.now(UTC)  # before the server's check: a later end is later there too
         response = self.send(actor, "POST", "/api/tokens", json=body, shows_secret=True)
         if not self.allowed(actor, "viewer", response):
             return
         acting = self.role_of(actor)  # a token's role is at most its owner's, and so its own
         wanted = role or acting
+        # A token that expires makes tokens that expire no later (with it, by default).
+        cap = self.model.tokens[actor.token].expires_at if actor.kind == "token" else None
         problems = set()
         if RANK[wanted] > RANK[acting]:
             problems.add("role")
-        if expires is not None and not (isinstance(expires, int) and 1 <= expires <= 3650):
-            problems.add("expires_days")
+        if expires is not None:
+            valid = isinstance(expires, int) and 1 <= expires <= 3650
+            if not valid or (cap is not None and asked_at + timedelta(days=expires) > cap):
+                problems.add("expires_days")
         if problems:
             assert response.status_code == 422, (actor, body, response.text)
             assert set(response.get_json()["error"]["details"]) == problems
             return
         assert response.status_code == 201, (actor, body, response.text)
-        self.made_token(actor, response.get_json(), wanted, name, expires)
+        self.made_token(actor, response.get_json(), wanted, name, expires, cap)
 
-    def made_token(self, actor: Actor, made: dict, role: str, name: str, expires) -> None:
+    def made_token(
+        self, actor: Actor, made: dict, role: str, name: str, expires, cap: datetime | None
+    ) -> None:
         secret = made["token"]
         assert secret.startswith("pit_") and made["prefix"] == secret[:12]
         assert (made["role"], made["owner"], made["name"]) == (role, self.email_of(actor), name)
-        assert (made["expires_at"] is None) == (expires is None)
-        token = Token(made["id"], secret, actor.account, role, name)
+        expires_at = made["expires_at"] and datetime.fromisoformat(made["expires_at"])
+        if expires is None:
+            assert expires_at == cap  # never, or with the token that made it
+        else:
+            assert expires_at is not None and (cap is None or expires_at <= cap)
+        made_by = actor.token if actor.kind == "token" else None  # none from a browser
+        assert made["made_by_token"] == made_by
+        token = Token(
+            made["id"], secret, actor.account, role, name, made_by=made_by, expires_at=expires_at
+        )
         self.model.tokens[token.id] = token
         self.model.secrets.add(secret)
         self.actors.append(self.token_actor(token))
@@ -525,8 +544,14 @@ class AccessMachine(RuleBasedStateMachine):
             assert response.status_code == 404, (actor, token, response.status_code)
             return
         assert response.status_code == 204, response.text
-        token.revoked = True
+        self.revoke_with_those_made_with_it(token)
         self.audit(actor, "token.revoked", token.name)
+
+    def revoke_with_those_made_with_it(self, token: Token) -> None:
+        token.revoked = True
+        for other in self.model.tokens.values():
+            if other.made_by == token.id and not other.revoked:
+                self.revoke_with_those_made_with_it(other)
 
     @rule(data=st.data())
     def let_a_token_expire(self, data):
@@ -637,9 +662,19 @@ class AccessMachine(RuleBasedStateMachine):
         listed = self.send(self.observer, "GET", "/api/tokens").get_json()["items"]
         live = [t for t in self.model.tokens.values() if not t.revoked]
         owners = {t.id: self.model.accounts[t.owner] for t in live}
-        assert [(t["id"], t["role"], t["made_as"], t["owner"], t["prefix"]) for t in listed] == [
+        assert [
+            (t["id"], t["role"], t["made_as"], t["owner"], t["prefix"], t["made_by_token"])
+            for t in listed
+        ] == [
             # listed with the role it acts with: its owner's now caps the one it was made with
-            (t.id, lower_role(t.role, owners[t.id].role), t.role, owners[t.id].email, t.secret[:12])
+            (
+                t.id,
+                lower_role(t.role, owners[t.id].role),
+                t.role,
+                owners[t.id].email,
+                t.secret[:12],
+                t.made_by,
+            )
             for t in live
         ]
         from product_importer.extensions import db
@@ -779,6 +814,18 @@ def tokens_made_by_a_lesser_token(machine):
     yield machine.make_token(Script(lesser), role="editor", expires=30)
 
 
+def tokens_made_with_a_revoked_token(machine):
+    """A token makes one, which makes another; revoking the first revokes both, not a sibling
+    made in a browser."""
+    admin, lesser = machine.actors[ADMIN_TOKEN], machine.actors[ADMINS_VIEWER_TOKEN]
+    yield machine.make_token(Script(lesser), role=None, expires=None)
+    yield machine.make_token(Script(machine.actors[-1]), role=None, expires=None)
+    admins_session = next(a for a in machine.actors if a.kind == "session" and a.account == 1)
+    yield machine.make_token(Script(admins_session), role="viewer", expires=None)
+    yield machine.revoke_token(Script(admin, lesser.token))
+    assert [machine.role_of(actor) for actor in machine.actors[-3:]] == [None, None, "viewer"]
+
+
 def sign_ins_past_the_limit(machine):
     """Failed sign-ins up to the limit, then refusals: the first of them is audited."""
     yield machine.guess_passwords(Script("editor@example.test", SIGN_IN_ADDRESSES[1]), tries=12)
@@ -792,6 +839,7 @@ def sign_ins_past_the_limit(machine):
         deactivated_then_reactivated,
         audit_log_filtered_by_prefixes,
         tokens_made_by_a_lesser_token,
+        tokens_made_with_a_revoked_token,
         sign_ins_past_the_limit,
     ],
 )

@@ -109,3 +109,76 @@ def test_a_request_whose_token_is_revoked_while_it_is_served_is_refused(
 
     assert answer.status_code == 401, answer.text
     assert answer.json()["error"]["code"] == "unauthorized"
+
+
+def test_revoking_a_token_revokes_the_tokens_made_with_it_and_with_those(
+    served, any_http, accounts
+):
+    email = accounts["editor"].email
+    browser = signed_in(served.url, email)
+    try:
+        parent = make_token(browser, "stolen")
+        with http_client(served.url, parent["token"]) as thief:
+            child = make_token(thief, "the thief's own")
+        with http_client(served.url, child["token"]) as thief:
+            grandchild = make_token(thief, "and another")
+        sibling = make_token(browser, "nightly sync")  # made in the browser: no parent
+        made_by = {t["id"]: t["made_by_token"] for t in any_http.get("/api/tokens").json()["items"]}
+        assert [made_by[t["id"]] for t in (parent, child, grandchild, sibling)] == [
+            None,
+            parent["id"],
+            child["id"],
+            None,
+        ]
+
+        assert browser.delete(f"/api/tokens/{parent['id']}").status_code == 204
+    finally:
+        browser.close()
+
+    for token in (parent, child, grandchild):
+        with http_client(served.url, token["token"]) as revoked:
+            assert revoked.get("/api/account").status_code == 401, token["name"]
+    with http_client(served.url, sibling["token"]) as kept:
+        assert kept.get("/api/account").status_code == 200
+    listed = listed_ids(any_http)
+    assert sibling["id"] in listed
+    assert not {parent["id"], child["id"], grandchild["id"]} & set(listed)
+    (revocation,) = any_http.get("/api/audit", params={"action": "token.revoked"}).json()["items"]
+    assert (revocation["target"], revocation["details"]) == (
+        "stolen",
+        {"owner": email, "revoked_with": [child["id"], grandchild["id"]]},
+    )
+    made = any_http.get("/api/audit", params={"action": "token.created"}).json()["items"]
+    assert {entry["target"]: entry["details"].get("made_by_token") for entry in made} == {
+        "stolen": None,
+        "the thief's own": parent["id"],
+        "and another": child["id"],
+        "nightly sync": None,
+    }
+
+
+def test_a_token_revoking_its_own_parent_goes_with_it(served, accounts):
+    # The thief's child token cannot keep itself alive by being the one that revokes.
+    with http_client(served.url, accounts["viewer"].token) as standard:
+        parent = make_token(standard, "parent")
+    with http_client(served.url, parent["token"]) as parent_client:
+        child = make_token(parent_client, "child")
+    with http_client(served.url, child["token"]) as child_client:
+        assert child_client.delete(f"/api/tokens/{parent['id']}").status_code == 204
+        assert child_client.get("/api/account").status_code == 401
+
+
+def test_deactivating_counts_every_token_revoked_also_those_made_with_another(
+    served, any_http, accounts
+):
+    email = accounts["editor"].email
+    with http_client(served.url, accounts["editor"].token) as standard:
+        child = make_token(standard, "child")
+    with http_client(served.url, child["token"]) as parent:
+        make_token(parent, "grandchild")
+
+    editor = account_id(any_http, email)
+    assert any_http.patch(f"/api/users/{editor}", json={"active": False}).status_code == 200
+
+    (change,) = any_http.get("/api/audit", params={"action": "user.changed"}).json()["items"]
+    assert change["details"] == {"active": False, "tokens_revoked": 3}

@@ -8,9 +8,9 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.accounts.conftest import post_sign_in
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, http_client
 
-from .conftest import sign_in
+from .conftest import shoot, sign_in
 
 
 @pytest.fixture(autouse=True)
@@ -116,6 +116,32 @@ def test_revoking_a_token_with_the_keyboard_keeps_the_focus_in_the_list(page: Pa
     expect(
         page.locator("#tokens-body tr", has_text="Shop feed").get_by_role("button", name="Revoke")
     ).to_be_focused()
+
+
+def test_revoking_a_token_says_the_tokens_made_with_it_go_too(page: Page, live_server, artifacts):
+    page.goto("/account")
+    page.get_by_label("Name").fill("Deploy")
+    page.get_by_role("button", name="Create token").click()
+    secret = page.locator("#new-token-value")
+    expect(secret).to_have_text(re.compile(r"^pit_"))
+    with http_client(live_server, secret.text_content()) as deploy:  # a script's own helper
+        assert deploy.post("/api/tokens", json={"name": "Deploy helper"}).status_code == 201
+    page.reload()
+    helper = page.locator("#tokens-body tr", has_text="Deploy helper")
+    expect(helper.locator("td[data-label=Name]")).to_have_text('Deploy helper (made with "Deploy")')
+    shoot(page, artifacts, "accounts-account-made-with")
+    asked = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+
+    parent = page.locator("#tokens-body tr").filter(has=page.get_by_text("Deploy", exact=True))
+    parent.get_by_role("button", name="Revoke").click()
+
+    expect(page.locator("#notices")).to_contain_text('Token "Deploy" revoked, with 1 made with it.')
+    expect(helper).to_have_count(0)
+    assert asked == [
+        'Revoke the token "Deploy"? Scripts using it stop working at once. "Deploy helper", '
+        "made with it, is revoked too."
+    ]
 
 
 def revoked_token_notice(page: Page, http):

@@ -78,7 +78,8 @@ def create_token():
     """Create a token for oneself: 201 with its secret, shown this once.
 
     Its role is at most the one this request acts with (a token's, which may be below its
-    owner's), and that by default; made by a token that expires, it expires no later.
+    owner's), and that by default; made by a token that expires, it expires no later, and
+    revoking that token revokes it.
     """
     fields = json_object("token")
     refuse_unknown(fields, {"name", "role", "expires_days"})
@@ -90,8 +91,11 @@ def create_token():
         expires_days=fields.get("expires_days"),
         acting=current_user.role,
         expires_by=current_user.expires_at,
+        made_by=current_user.token_id,
     )
-    audit.record(db.session, "token.created", token.name, role=token.role, owner=token.owner.email)
+    made_by = {"made_by_token": token.made_by_token_id} if token.made_by_token_id else {}
+    details = {"role": token.role, "owner": token.owner.email, **made_by}
+    audit.record(db.session, "token.created", token.name, **details)
     db.session.commit()
     return jsonify(token.to_dict() | {"token": secret}), 201
 
@@ -99,9 +103,12 @@ def create_token():
 @bp.delete("/tokens/<int:token_id>")
 @requires(Role.VIEWER)
 def revoke_token(token_id: int):
-    """Revoke a token: 204; it stops working at once."""
-    token = service.revoke_token(db.session, token_id, current_user.user, acting=current_user.role)
-    audit.record(db.session, "token.revoked", token.name, owner=token.owner.email)
+    """Revoke a token, and every token made with it: 204; they stop working at once."""
+    token, made_with = service.revoke_token(
+        db.session, token_id, current_user.user, acting=current_user.role
+    )
+    with_it = {"revoked_with": made_with} if made_with else {}
+    audit.record(db.session, "token.revoked", token.name, owner=token.owner.email, **with_it)
     db.session.commit()
     return "", 204
 

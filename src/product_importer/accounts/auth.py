@@ -46,6 +46,7 @@ class Principal:
     via: str  # "session" or "token"
     session_key: str | None = None  # a session's key, as its cookie holds it
     expires_at: datetime | None = None  # a token's: the tokens it makes expire no later
+    token_id: int | None = None  # a token's: revoking it revokes the tokens it makes
     is_authenticated = True
     is_active = True
     is_anonymous = False
@@ -131,7 +132,13 @@ def _load_token(req) -> Principal | None:
     if token is None:
         g.bad_token = True
         return None
-    principal = Principal(token.owner, token.acting_role, "token", expires_at=token.expires_at)
+    principal = Principal(
+        token.owner,
+        token.acting_role,
+        "token",
+        expires_at=token.expires_at,
+        token_id=token.id,
+    )
     # its last_used_at moved on: keep that even when the request only reads
     if db.session.dirty and not _note_seen():
         g.bad_token = True

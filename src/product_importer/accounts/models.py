@@ -50,6 +50,12 @@ class Token(db.Model):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The token it was made with (POST /api/tokens with a bearer token); none when made in a
+    # browser or by the command line. Deleting a token deletes those made with it, and so on:
+    # a stolen token cannot make itself another that outlives its revocation (migration 0025).
+    made_by_token_id: Mapped[int | None] = mapped_column(
+        ForeignKey("access_tokens.id", ondelete="CASCADE"), index=True
+    )
 
     owner: Mapped[User] = relationship(lazy="joined")
 
@@ -70,6 +76,7 @@ class Token(db.Model):
             "expires_at": iso(self.expires_at),
             "created_at": iso(self.created_at),
             "last_used_at": iso(self.last_used_at),
+            "made_by_token": self.made_by_token_id,
         }
 
 

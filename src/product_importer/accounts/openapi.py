@@ -91,6 +91,13 @@ def schemas() -> dict:
                 "expires_at": NULLABLE_STAMP,
                 "created_at": STAMP,
                 "last_used_at": NULLABLE_STAMP,
+                "made_by_token": {
+                    "type": "integer",
+                    "nullable": True,
+                    "description": "The id of the token it was made with (POST /api/tokens "
+                    "with a bearer token): revoking that one revokes this one. Null when made "
+                    "in a browser or by the command line",
+                },
                 "token": {"type": "string", "description": "pit_...; only when made"},
             },
         },
@@ -184,7 +191,9 @@ def paths() -> dict:
         "/api/tokens/{id}": {
             "parameters": [path_id()],
             "delete": operation(
-                "revoke_token", "Revoke a token", {"204": {"description": "Revoked"}}
+                "revoke_token",
+                "Revoke a token, and every token made with it (and with those)",
+                {"204": {"description": "Revoked"}},
             ),
         },
         "/api/users": {

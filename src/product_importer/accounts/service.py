@@ -217,10 +217,12 @@ def create_token(
     expires_days=None,
     acting=None,
     expires_by: datetime | None = None,
+    made_by: int | None = None,
 ) -> tuple[Token, str]:
     """Make a token for `owner` with `role` (at most the owner's, and at most `acting`, the
     role of the request asking for it), expiring by `expires_by` (when the token asking for it
-    does); return it and its secret.
+    does); return it and its secret. `made_by` is the id of the token asking for it, if one
+    does: revoking that token revokes this one.
 
     The secret is never shown again: only its hash is kept.
     """
@@ -247,6 +249,7 @@ def create_token(
         token_hash=credentials.token_hash(secret),
         prefix=secret[:12],
         expires_at=expires,
+        made_by_token_id=made_by,
     )
     session.add(token)
     session.flush()
@@ -284,19 +287,37 @@ def list_tokens(session: Session, viewer: User, *, acting: str) -> list[Token]:
     return list(session.scalars(query))
 
 
-def revoke_token(session: Session, token_id: int, viewer: User, *, acting: str) -> Token:
-    """Delete a token: one's own, or any when acting as an admin."""
+def revoke_token(
+    session: Session, token_id: int, viewer: User, *, acting: str
+) -> tuple[Token, list[int]]:
+    """Delete a token: one's own, or any when acting as an admin; and with it every token made
+    with it, and with those, and so on. Returns it and the ids of those.
+
+    The database deletes them (ON DELETE CASCADE), also one made with them while this runs,
+    which the ids returned may then miss.
+    """
     token = session.get(Token, token_id)
     if token is None or (token.user_id != viewer.id and acting != Role.ADMIN):
         raise NotFound(f"Token {token_id} does not exist.")
+    made_with = tokens_made_with(session, token.id)
     session.delete(token)
     session.flush()
-    return token
+    return token, made_with
+
+
+def tokens_made_with(session: Session, token_id: int) -> list[int]:
+    """The ids of the tokens made with this token, and with those, and so on; oldest first."""
+    tree = select(Token.id).where(Token.made_by_token_id == token_id).cte(recursive=True)
+    tree = tree.union_all(select(Token.id).where(Token.made_by_token_id == tree.c.id))
+    return list(session.scalars(select(tree.c.id).order_by(tree.c.id)))
 
 
 def revoke_tokens_of(session: Session, user: User) -> int:
     """Delete every token of `user`; return how many there were."""
-    return session.execute(delete(Token).where(Token.user_id == user.id)).rowcount
+    # Counted first: SQLite counts no row its cascade deleted (a token made with another).
+    held = session.scalar(select(func.count()).where(Token.user_id == user.id))
+    session.execute(delete(Token).where(Token.user_id == user.id))
+    return held
 
 
 def resolve_token(session: Session, secret: str) -> Token | None:

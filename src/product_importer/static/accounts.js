@@ -32,13 +32,28 @@
 
   /* ---- the account page ---------------------------------------------------------------- */
 
-  function tokenRow(token) {
+  /* The listed tokens made with `token`, and with those, and so on: revoked with it. */
+  function madeWith(token, tokens) {
+    const found = [];
+    let parents = new Set([token.id]);
+    while (parents.size) {
+      const children = tokens.filter((other) => parents.has(other.made_by_token));
+      found.push(...children);
+      parents = new Set(children.map((child) => child.id));
+    }
+    return found;
+  }
+
+  function tokenRow(token, tokens) {
     const revoke = el("button", { type: "button", className: "btn btn-sm btn-danger-outline" }, "Revoke");
     revoke.addEventListener("click", async () => {
-      if (!window.confirm(`Revoke the token "${token.name}"? Scripts using it stop working at once.`)) return;
+      const children = madeWith(token, tokens);
+      const also = children.length === 1 ? ` "${children[0].name}", made with it, is revoked too.`
+        : children.length ? ` The ${children.length} tokens made with it are revoked too.` : "";
+      if (!window.confirm(`Revoke the token "${token.name}"? Scripts using it stop working at once.${also}`)) return;
       try {
         await api("DELETE", `/api/tokens/${token.id}`);
-        notify(`Token "${token.name}" revoked.`);
+        notify(children.length ? `Token "${token.name}" revoked, with ${children.length} made with it.` : `Token "${token.name}" revoked.`);
         const at = [...byId("tokens-body").rows].indexOf(revoke.closest("tr"));
         await loadTokens();
         // The button just used is gone: the keyboard stays in the list, on the row that took
@@ -52,10 +67,16 @@
     const cell = (label, ...content) => el("td", { dataset: { label } }, ...content);
     // a name or an address without spaces wraps in its cell (app.css)
     const long = (label, text) => el("td", { className: "break", dataset: { label } }, text);
+    // made with another token: revoking that one revokes this one (the confirmation says so);
+    // one node with the name, as a stacked row (a phone's) lays a cell's nodes side by side
+    const parent = tokens.find((other) => other.id === token.made_by_token);
+    const name = parent
+      ? el("span", {}, token.name, el("span", { className: "muted small" }, ` (made with "${parent.name}")`))
+      : token.name;
     return el(
       "tr",
       {},
-      long("Name", token.name),
+      long("Name", name),
       can("admin") ? cell("Owner", token.owner) : null, // admins see everyone's tokens
       cell("Starts with", el("code", {}, `${token.prefix}…`)),
       // an owner demoted since caps the token: say the role it was made with too
@@ -70,7 +91,7 @@
     const body = byId("tokens-body");
     const { items } = await api("GET", "/api/tokens");
     body.replaceChildren(
-      ...(items.length ? items.map(tokenRow) : [el("tr", {}, el("td", { colSpan: 7, className: "empty-cell" }, "No tokens yet."))]),
+      ...(items.length ? items.map((token) => tokenRow(token, items)) : [el("tr", {}, el("td", { colSpan: 7, className: "empty-cell" }, "No tokens yet."))]),
     );
   }
 
