@@ -182,3 +182,26 @@ def test_deactivating_counts_every_token_revoked_also_those_made_with_another(
 
     (change,) = any_http.get("/api/audit", params={"action": "user.changed"}).json()["items"]
     assert change["details"] == {"active": False, "tokens_revoked": 3}
+
+
+def test_a_token_revoked_while_it_makes_another_is_refused(live_server, holding, accounts):
+    # The new token names the one asking for it as its maker; revoked in that very moment,
+    # the maker is gone when the new row refers to it. Once a 500 (a foreign key violated).
+    with http_client(live_server, accounts["viewer"].token) as standard:
+        maker = make_token(standard, "maker")
+    with http_client(live_server, maker["token"]) as script:
+        assert script.get("/api/account").status_code == 200  # used: no note of it for a minute
+
+        revoking = f"DELETE FROM access_tokens WHERE id = {maker['id']}"
+        with holding(revoking) as held, ThreadPoolExecutor(1) as pool:
+            asked = pool.submit(script.post, "/api/tokens", json={"name": "made meanwhile"})
+            held.wait_until_blocking()  # the new row's reference waits for the revocation
+            held.conn.commit()
+            answer = asked.result()
+
+    assert answer.status_code == 401, answer.text
+    assert answer.json()["error"]["code"] == "unauthorized"
+    with http_client(live_server, accounts["viewer"].token) as standard:
+        assert "made meanwhile" not in [
+            t["name"] for t in standard.get("/api/tokens").json()["items"]
+        ]

@@ -2,13 +2,14 @@
 
 from flask import Blueprint, jsonify, request
 from flask_login import current_user
+from sqlalchemy.exc import IntegrityError
 
 from ..apiutil import json_object, refuse_unknown, whole_number
 from ..errors import AppError
 from ..extensions import db, limiter
 from ..security import refuse_cross_site_requests
 from . import audit, credentials, service, tries
-from .auth import requires
+from .auth import requires, token_revoked_meanwhile
 from .roles import Role
 
 bp = Blueprint("accounts_api", __name__, url_prefix="/api")
@@ -83,16 +84,20 @@ def create_token():
     """
     fields = json_object("token")
     refuse_unknown(fields, {"name", "role", "expires_days"})
-    token, secret = service.create_token(
-        db.session,
-        current_user.user,
-        name=fields.get("name"),
-        role=fields.get("role", current_user.role),
-        expires_days=fields.get("expires_days"),
-        acting=current_user.role,
-        expires_by=current_user.expires_at,
-        made_by=current_user.token_id,
-    )
+    try:
+        token, secret = service.create_token(
+            db.session,
+            current_user.user,
+            name=fields.get("name"),
+            role=fields.get("role", current_user.role),
+            expires_days=fields.get("expires_days"),
+            acting=current_user.role,
+            expires_by=current_user.expires_at,
+            made_by=current_user.token_id,
+        )
+    except IntegrityError:  # the token asking (`made_by`) was revoked since it was read
+        db.session.rollback()
+        return token_revoked_meanwhile()
     made_by = {"made_by_token": token.made_by_token_id} if token.made_by_token_id else {}
     details = {"role": token.role, "owner": token.owner.email, **made_by}
     audit.record(db.session, "token.created", token.name, **details)

@@ -259,6 +259,13 @@ def _require_csrf_header() -> None:
         ) from None
 
 
+def token_revoked_meanwhile():
+    """The answer to a request whose token was revoked while it was served: the 401 it would
+    have had a moment later."""
+    g.bad_token = True
+    return _unauthorized()
+
+
 def _unauthorized():
     if request.path.startswith("/api/") or request.path == "/metrics":  # programs: no redirect
         message = (
