@@ -1,6 +1,8 @@
 """Passwords: one's own change (other sessions end, this one goes on) and an admin's reset."""
 
-from tests.conftest import PASSWORD
+import pytest
+
+from tests.conftest import PASSWORD, client_with_token
 
 from .conftest import is_signed_in, post_sign_in
 
@@ -45,7 +47,9 @@ def test_changing_it_ends_the_other_sessions_and_this_one_goes_on(
     assert post_sign_in(app.test_client(), email, NEW_PASSWORD).status_code == 302
 
 
-def test_an_admin_reset_gives_a_one_time_password_that_signs_in(client, browsers, accounts, app):
+def test_an_admin_reset_gives_a_one_time_password_that_signs_in(
+    client, client_as, browsers, accounts, app
+):
     session = browsers(accounts["viewer"].email)
 
     response = client.post("/api/users/3/password")
@@ -58,6 +62,33 @@ def test_an_admin_reset_gives_a_one_time_password_that_signs_in(client, browsers
     again = app.test_client()
     assert post_sign_in(again, accounts["viewer"].email, reset["password"]).status_code == 302
     assert again.get("/api/account").get_json()["account"]["email"] == accounts["viewer"].email
+    assert reset["tokens_revoked"] == 0  # not asked to: a forgotten password stops no script
+    assert client_as("viewer").get("/api/account").status_code == 200
+
+
+def test_a_reset_asked_to_revokes_the_accounts_tokens_too(client, browsers, app, accounts):
+    # A password that may have been stolen: whoever signed in with it may have made a token,
+    # which a reset alone left working.
+    thief = browsers(accounts["viewer"].email)
+    made = thief.post("/api/tokens", json={"name": "mine now"})
+    assert made.status_code == 201, made.text
+
+    response = client.post("/api/users/3/password", json={"revoke_tokens": True})
+
+    assert response.status_code == 200
+    assert response.get_json()["tokens_revoked"] == 2  # the standard one and the thief's
+    for secret in (made.json()["token"], accounts["viewer"].token):
+        assert client_with_token(app, secret).get("/api/account").status_code == 401
+    entry = client.get("/api/audit", query_string={"action": "user.password_reset"}).get_json()
+    assert entry["items"][0]["details"] == {"tokens_revoked": 2}
+
+
+@pytest.mark.parametrize("body", [{"revoke_tokens": "yes"}, {"revoke": True}])
+def test_a_reset_with_a_wrong_field_changes_nothing(client, app, accounts, body):
+    response = client.post("/api/users/3/password", json=body)
+
+    assert response.status_code == 422
+    assert post_sign_in(app.test_client(), accounts["viewer"].email, PASSWORD).status_code == 302
 
 
 def test_an_admin_adds_an_account_with_a_one_time_password(client, app):

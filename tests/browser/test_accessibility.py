@@ -264,7 +264,16 @@ def admin_states(ids: dict) -> dict[str, tuple[str, object]]:
         ),
         "account: a token created": ("/account", token_created),
         "users: an account added": ("/users", account_added),
+        "users: reset a password": ("/users", reset_dialog_opened),
     }
+
+
+def reset_dialog_opened(page: Page) -> None:
+    """The reset dialog of the viewer's account, its box to revoke the tokens too ticked."""
+    row = page.locator("#users-body tr", has_text="viewer@example.test")
+    row.get_by_role("button", name="Reset password").click()
+    dialog = page.get_by_role("dialog", name="Reset password")
+    dialog.get_by_label("Also revoke their tokens").check()
 
 
 def queued_import(page: Page, http, worker) -> list[str]:

@@ -241,6 +241,35 @@ def test_the_users_page_adds_an_account_changes_its_role_and_deactivates_it(
     expect(page.locator("#users-body tr", has_text="admin@example.test")).to_contain_text("(you)")
 
 
+@pytest.mark.parametrize("revoke", [False, True], ids=["keeps-tokens", "revokes-tokens"])
+def test_a_password_reset_may_revoke_the_accounts_tokens_too(
+    page: Page, live_server, accounts, artifacts, revoke
+):
+    page.goto("/users")
+    row = page.locator("#users-body tr", has_text=accounts["viewer"].email)
+    row.get_by_role("button", name="Reset password").click()
+    dialog = page.get_by_role("dialog", name="Reset password")
+    expect(dialog).to_contain_text(f"Give {accounts['viewer'].email} a new one-time password?")
+    box = dialog.get_by_label("Also revoke their tokens")
+    expect(box).not_to_be_checked()
+    if revoke:
+        box.check()
+        shoot(page, artifacts, "accounts-reset-dialog")
+    dialog.get_by_role("button", name="Reset password").click()
+
+    shown = page.locator("#new-password-box")
+    expect(shown).to_be_focused()
+    said = f"New one-time password for {accounts['viewer'].email} (shown only once):"
+    expect(page.locator("#new-password-for")).to_have_text(
+        said + (" Their tokens are revoked (1)." if revoke else "")
+    )
+    password = page.locator("#new-password-value").text_content()
+    with httpx.Client(base_url=live_server) as browser:
+        assert post_sign_in(browser, accounts["viewer"].email, password).status_code == 302
+    with http_client(live_server, accounts["viewer"].token) as script:
+        assert script.get("/api/account").status_code == (401 if revoke else 200)
+
+
 def test_an_account_whose_email_is_not_ascii_is_added_and_signs_in(
     page: Page, browser, live_server, client
 ):

@@ -4,8 +4,8 @@ from flask import Blueprint, jsonify, request
 from flask_login import current_user
 from sqlalchemy.exc import IntegrityError
 
-from ..apiutil import json_object, refuse_unknown, whole_number
-from ..errors import AppError
+from ..apiutil import json_object, json_object_or_none_sent, refuse_unknown, whole_number
+from ..errors import AppError, Invalid
 from ..extensions import db, limiter
 from ..security import refuse_cross_site_requests
 from . import audit, credentials, service, tries
@@ -158,11 +158,22 @@ def change_user(user_id: int):
 @bp.post("/users/<int:user_id>/password")
 @requires(Role.ADMIN)
 def reset_password(user_id: int):
-    """Give an account a new one-time password (shown this once); its sessions end."""
-    user, password = service.reset_password(db.session, user_id)
-    audit.record(db.session, "user.password_reset", user.email)
+    """Give an account a new one-time password (shown this once); its sessions end, and its
+    tokens too with `{"revoke_tokens": true}`."""
+    fields = json_object_or_none_sent("reset")
+    refuse_unknown(fields, {"revoke_tokens"})
+    revoke_tokens = fields.get("revoke_tokens", False)
+    if not isinstance(revoke_tokens, bool):
+        raise Invalid(
+            "revoke_tokens must be true or false.", details={"revoke_tokens": "true or false."}
+        )
+    user, password, revoked = service.reset_password(
+        db.session, user_id, revoke_tokens=revoke_tokens
+    )
+    counted = {} if revoked is None else {"tokens_revoked": revoked}
+    audit.record(db.session, "user.password_reset", user.email, **counted)
     db.session.commit()
-    return jsonify(user.to_dict() | {"password": password})
+    return jsonify(user.to_dict() | {"password": password, "tokens_revoked": revoked or 0})
 
 
 @bp.get("/audit")

@@ -53,7 +53,23 @@ def schemas() -> dict:
                 "created_at": STAMP,
                 "last_sign_in_at": NULLABLE_STAMP,
                 "password": {"type": "string", "description": "One-time; only when made or reset"},
+                "tokens_revoked": {
+                    "type": "integer",
+                    "description": "Only in a reset's answer: the tokens revoked with it",
+                },
             },
+        },
+        "PasswordReset": {
+            "type": "object",
+            "properties": {
+                "revoke_tokens": {
+                    "type": "boolean",
+                    "default": False,
+                    "description": "Revoke the account's tokens too (a password that may "
+                    "have been stolen)",
+                },
+            },
+            "additionalProperties": False,
         },
         "AccountCreate": {
             "type": "object",
@@ -227,8 +243,13 @@ def paths() -> dict:
             "parameters": [path_id()],
             "post": operation(
                 "reset_password",
-                "A new one-time password (admin); the account's sessions end",
-                {"200": json_response(ref("Account"), "With `password`")},
+                "A new one-time password (admin); the account's sessions end, and its tokens "
+                "with revoke_tokens",
+                {"200": json_response(ref("Account"), "With `password`"), **invalid},
+                requestBody={
+                    "required": False,
+                    "content": {"application/json": {"schema": ref("PasswordReset")}},
+                },
             ),
         },
         "/api/audit": {

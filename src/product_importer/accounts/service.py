@@ -144,14 +144,20 @@ def change_password(session: Session, user: User, *, current, new, keep: str | N
     session.flush()
 
 
-def reset_password(session: Session, user_id: int) -> tuple[User, str]:
-    """Give an account a new one-time password; its sessions end. Returns the password."""
+def reset_password(
+    session: Session, user_id: int, *, revoke_tokens: bool = False
+) -> tuple[User, str, int | None]:
+    """Give an account a new one-time password; its sessions end, and its tokens too when
+    `revoke_tokens` (a password that may have been stolen: whoever signed in with it may have
+    made one). Returns the account, the password and how many tokens were revoked (None when
+    not asked)."""
     user = get_user(session, user_id)
     password = credentials.new_password()
     user.password_hash = credentials.hash_password(password)
     close_sessions(session, user)
+    revoked = revoke_tokens_of(session, user) if revoke_tokens else None
     session.flush()
-    return user, password
+    return user, password, revoked
 
 
 def authenticate(session: Session, email: str, password: str) -> User | None:

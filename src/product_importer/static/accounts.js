@@ -2,7 +2,9 @@
 (function () {
   "use strict";
 
-  const { api, can, el, format, formErrors, notify, replaceKeepingFocus, whileBusy } = window.App;
+  const {
+    api, can, closeDialog, el, format, formErrors, notify, openDialog, replaceKeepingFocus, whileBusy,
+  } = window.App;
   const byId = (id) => document.getElementById(id);
 
   function fieldsOf(form) {
@@ -154,18 +156,38 @@
     });
     const reset = el("button", { type: "button", className: "btn btn-sm", dataset: { action: "password", id: user.id } },
       "Reset password");
-    reset.addEventListener("click", async () => {
-      if (!window.confirm(`Give ${user.email} a new one-time password? Their sessions end.`)) return;
-      try {
-        const result = await api("POST", `/api/users/${user.id}/password`);
-        byId("new-password-for").textContent = `New one-time password for ${user.email} (shown only once):`;
-        showSecret(byId("new-password-box"), "new-password-value", result.password);
-      } catch (error) {
-        notify(error.message, "error");
-      }
-    });
+    reset.addEventListener("click", () => askReset(user));
     actions.append(reset, toggle);
     return actions;
+  }
+
+  /* The reset dialog: which account, and whether its tokens go too (unticked each time). */
+  function askReset(user) {
+    const dialog = byId("reset-dialog");
+    dialog.dataset.userId = user.id;
+    dialog.dataset.email = user.email;
+    byId("reset-email").textContent = user.email;
+    byId("reset-revoke-tokens").checked = false;
+    openDialog(dialog);
+  }
+
+  async function confirmReset(event) {
+    const dialog = byId("reset-dialog");
+    const { userId, email } = dialog.dataset;
+    const body = { revoke_tokens: byId("reset-revoke-tokens").checked };
+    let result;
+    try {
+      result = await whileBusy({ button: event.currentTarget, text: "Resetting…", dialog }, () =>
+        api("POST", `/api/users/${userId}/password`, body));
+    } catch (error) {
+      notify(error.message, "error");
+      return;
+    }
+    const revoked = body.revoke_tokens ? ` Their tokens are revoked (${result.tokens_revoked}).` : "";
+    byId("new-password-for").textContent = `New one-time password for ${email} (shown only once):${revoked}`;
+    // Shown once the dialog has given the focus back to Reset password: the focus goes on to it.
+    dialog.addEventListener("close", () => showSecret(byId("new-password-box"), "new-password-value", result.password), { once: true });
+    closeDialog(dialog);
   }
 
   async function loadUsers() {
@@ -199,6 +221,7 @@
       byId("user-form").reset();
       loadUsers();
     });
+    byId("reset-confirm").addEventListener("click", confirmReset);
     loadUsers().catch((error) => notify(error.message, "error"));
   }
 
