@@ -117,6 +117,20 @@ def test_create_refuses_a_sku_that_exists_in_another_case_beyond_ascii(api, sku,
     assert [p["sku"] for p in api.get(f"/api/products?sku={spelled}").get_json()["items"]] == [sku]
 
 
+@pytest.mark.parametrize("sku", ["C:\\PARTS\\12", "X\u00a0Y-1", "O'NEIL-1"])
+def test_a_taken_sku_is_named_as_it_is_spelled_not_in_python_escapes(api, sku):
+    """The 409 quotes both SKUs as typed: no doubled backslash, no \\xa0 for a no-break space."""
+    create(api, sku=sku.lower(), name="First")
+
+    response = api.post("/api/products", json={"sku": sku, "name": "Second"})
+
+    assert response.status_code == 409
+    message = response.get_json()["error"]["message"]
+    assert message == (
+        f'A product with SKU "{sku}" (as "{sku.lower()}") already exists; SKUs ignore case.'
+    )
+
+
 @pytest.mark.parametrize(
     ("data", "content_type"),
     [("not json", "application/json"), ('["a list"]', "application/json"), ("x=1", "text/plain")],

@@ -981,8 +981,9 @@ def _refuse_taken_sku(session: Session, sku: str, *, other_than: int | None = No
 
 
 def _sku_taken(sku: str, taken: str | None = None) -> Conflict:
-    spelled = f" (as {taken!r})" if taken and taken != sku else ""
-    message = f"A product with SKU {sku!r}{spelled} already exists; SKUs ignore case."
+    # Quoted as spelled, not with repr(): a person reads C:\PARTS\12, not 'C:\\PARTS\\12'.
+    spelled = f' (as "{taken}")' if taken and taken != sku else ""
+    message = f'A product with SKU "{sku}"{spelled} already exists; SKUs ignore case.'
     return Conflict(message, details={"sku": message})
 
 
