@@ -157,6 +157,22 @@ def test_a_filter_the_api_refuses_is_named_with_the_reason(page: Page, seed):
     )
 
 
+def test_a_filter_too_long_for_an_address_says_to_shorten_it(page: Page, seed):
+    """A pasted paragraph makes an address past the server's limit (414): not "try again"."""
+    seed(catalog(3))
+    page.goto("/products")
+    expect(rows(page)).to_have_count(3)
+
+    # 800 letters of two bytes each: 4,800 characters once escaped in the address
+    filters(page).get_by_label("Description").fill("ä" * 800)
+    filters(page).get_by_label("Description").press("Enter")
+
+    expect(page.locator("#notices")).to_contain_text(
+        "Could not load the products. The filters are too long: search for a shorter part"
+    )
+    expect(page.locator("#notices")).not_to_contain_text("Try again")
+
+
 def test_a_session_that_ended_asks_to_sign_in_again_not_for_a_token(page: Page, seed):
     seed(catalog(3))
     page.goto("/products")

@@ -94,8 +94,13 @@
     }
   }
 
-  /* The API's "The filters are not valid; see details." names no filter: say which, and why. */
+  /* The API's "The filters are not valid; see details." names no filter: say which, and why.
+     A pasted paragraph makes an address longer than the server takes (414, from the server
+     in front of the app, before the API can say so): "try again" would fail the same way. */
   function whyNotLoaded(error) {
+    if (error.status === 414) {
+      return "The filters are too long: search for a shorter part of the text (a few words find it).";
+    }
     const details = error.status === 422 && error.details && typeof error.details === "object" ? error.details : {};
     const named = Object.entries(details).filter(([name]) => FILTER_LABELS[name]);
     if (!named.length) return error.message;
