@@ -522,6 +522,52 @@ def test_delete_a_product_after_confirming(page: Page, seed):
     expect(page.locator("#list-summary")).to_have_text("1 product")
 
 
+def test_the_delete_dialog_names_the_product_as_it_is_now(page: Page, seed, http):
+    """The table may be older than a rename: the question names what will be deleted."""
+    seed("sku,name\nSKU-1,First\n")
+    page.goto("/products")
+    expect(rows(page)).to_have_count(1)
+    product = http.get("/api/products").json()["items"][0]
+    http.patch(f"/api/products/{product['id']}", json={"sku": "SKU-9"})
+
+    page.get_by_role("button", name="Delete SKU-1").click()
+
+    dialog = page.get_by_role("dialog", name="Delete product")
+    expect(dialog).to_contain_text("Delete SKU-9? This cannot be undone.")
+    dialog.get_by_role("button", name="Delete", exact=True).click()
+    expect(dialog).to_be_hidden()
+    expect(page.get_by_text("Deleted SKU-9.")).to_be_visible()
+
+
+def test_a_product_changed_while_its_delete_dialog_was_open_is_not_deleted_unseen(
+    page: Page, seed, http
+):
+    seed("sku,name\nSKU-1,First\n")
+    page.goto("/products")
+    page.get_by_role("button", name="Delete SKU-1").click()
+    dialog = page.get_by_role("dialog", name="Delete product")
+    expect(dialog).to_contain_text("Delete SKU-1?")
+    url = f"/api/products/{http.get('/api/products').json()['items'][0]['id']}"
+    http.patch(url, json={"sku": "SKU-9", "name": "Their name"})
+
+    dialog.get_by_role("button", name="Delete", exact=True).click()
+
+    # Kept, and the dialog says what it is now; Delete again deletes it knowingly.
+    expect(dialog.get_by_role("alert")).to_have_text(
+        "Someone else changed this product while this dialog was open: it is now SKU-9, "
+        "“Their name”. Delete it anyway, or Cancel to keep it."
+    )
+    expect(dialog).to_contain_text("Delete SKU-9? This cannot be undone.")
+    expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()
+    assert http.get(url).json()["name"] == "Their name"
+
+    dialog.get_by_role("button", name="Delete", exact=True).click()
+
+    expect(dialog).to_be_hidden()
+    expect(page.get_by_text("Deleted SKU-9.")).to_be_visible()
+    assert http.get(url).status_code == 404
+
+
 def test_delete_all_products_through_the_dialog(page: Page, seed, http):
     seed(catalog(3))
     page.goto("/products")

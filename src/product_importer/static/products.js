@@ -543,7 +543,8 @@
   /* ---- delete one --------------------------------------------------------------------- */
 
   const deleteDialog = $("delete-dialog");
-  let deleting = null;
+  let deleting = null; // the product as last read, while its dialog is open
+  let deletingEtag = null; // its version: a delete never takes a change it did not show
 
   tbody.addEventListener("click", (event) => {
     const button = event.target.closest("button[data-action]");
@@ -551,17 +552,55 @@
     const product = state.items.find((item) => String(item.id) === button.dataset.id);
     if (!product) return;
     if (button.dataset.action === "edit") return editProduct(product);
-    deleting = product;
-    $("delete-sku").textContent = product.sku;
-    openDialog(deleteDialog);
+    confirmDelete(product);
   });
+
+  /* Ask about the product as it is now, not as the table showed it when it loaded: renamed
+     meanwhile, its question names the SKU that will be gone. */
+  async function confirmDelete(product) {
+    if (opening) return;
+    opening = true;
+    let read;
+    try {
+      read = await api("GET", `/api/products/${product.id}`, undefined, { etag: true });
+    } catch (error) {
+      if (error.status === 404) notify(`${product.sku} was already deleted.`, "info");
+      else notify(`Could not open ${product.sku}: ${error.message}`, "error");
+      return load();
+    } finally {
+      opening = false;
+    }
+    askToDelete(read.data, read.etag, "");
+    openDialog(deleteDialog);
+  }
+
+  function askToDelete(product, etag, warning) {
+    deleting = product;
+    deletingEtag = etag;
+    $("delete-sku").textContent = product.sku;
+    $("delete-changed").textContent = warning;
+    $("delete-changed").hidden = !warning;
+  }
+
+  /* Someone changed the product while the dialog was open: it is kept, the dialog says what it
+     is now, and Delete again deletes it knowingly (Cancel, which has the focus, keeps it). */
+  function changedBeforeDelete({ product, etag }) {
+    const name = product.name.length > 80 ? `${product.name.slice(0, 80)}…` : product.name;
+    const warning =
+      `Someone else changed this product while this dialog was open: it is now ${product.sku}, ` +
+      `“${name}”. Delete it anyway, or Cancel to keep it.`;
+    askToDelete(product, etag, warning);
+    deleteDialog.querySelector("[data-close-dialog][autofocus]").focus();
+  }
 
   $("delete-confirm").addEventListener("click", async (event) => {
     const busy = { button: event.currentTarget, text: "Deleting…", dialog: deleteDialog };
+    const headers = deletingEtag ? { "If-Match": deletingEtag } : {};
     try {
-      await whileBusy(busy, () => api("DELETE", `/api/products/${deleting.id}`));
+      await whileBusy(busy, () => api("DELETE", `/api/products/${deleting.id}`, undefined, { headers }));
       notify(`Deleted ${deleting.sku}.`, "success");
     } catch (error) {
+      if (error.status === 412 && error.details) return changedBeforeDelete(error.details);
       if (error.status === 404) notify(`${deleting.sku} was already deleted.`, "info");
       else notify(`Could not delete ${deleting.sku}: ${error.message}`, "error");
     }
