@@ -656,3 +656,26 @@ def test_pages_fit_a_narrow_screen(page: Page, seed, path):
     if path == "/products":
         expect(rows(page)).to_have_count(3)
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_the_edit_form_of_a_long_sku_wraps_its_title_and_keeps_its_close_button(
+    page: Page, http, width
+):
+    """A SKU of 255 characters without a space: the title wraps inside the dialog, and the
+    Close button beside it stays on the screen, not pushed out past the dialog's edge."""
+    sku = "L" * 255
+    assert http.post("/api/products", json={"sku": sku, "name": "Long"}).status_code == 201
+    page.set_viewport_size({"width": width, "height": 900})
+    page.goto("/products")
+
+    page.get_by_role("button", name=f"Edit {sku}").click()
+
+    dialog = page.get_by_role("dialog", name=f"Edit {sku}")
+    expect(dialog.get_by_label("Name")).to_have_value("Long")
+    assert dialog.evaluate("box => box.scrollWidth <= box.clientWidth")
+    close = dialog.get_by_role("button", name="Close").bounding_box()
+    edge = dialog.bounding_box()
+    assert close["x"] + close["width"] <= edge["x"] + edge["width"]
+    dialog.get_by_role("button", name="Close").click()
+    expect(dialog).to_be_hidden()
