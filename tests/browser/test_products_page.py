@@ -679,3 +679,38 @@ def test_the_edit_form_of_a_long_sku_wraps_its_title_and_keeps_its_close_button(
     assert close["x"] + close["width"] <= edge["x"] + edge["width"]
     dialog.get_by_role("button", name="Close").click()
     expect(dialog).to_be_hidden()
+
+
+def fits(box) -> bool:
+    """Whether an element shows all of its text: nothing of it runs past its right edge."""
+    return box.evaluate("node => node.scrollWidth <= node.clientWidth")
+
+
+def test_a_long_sku_in_a_refusal_and_a_notice_wraps_inside_them(page: Page, http):
+    """The 409 beside the SKU field and the "Saved …" notice quote a SKU of 255 characters
+    without a space: both wrap, and the notice keeps its Dismiss button on the screen."""
+    sku = "L" * 255
+    assert http.post("/api/products", json={"sku": sku, "name": "Long"}).status_code == 201
+    page.set_viewport_size({"width": 390, "height": 900})
+    page.goto("/products")
+    page.get_by_role("button", name="New product").click()
+    dialog = page.get_by_role("dialog", name="New product")
+    dialog.get_by_label("SKU").fill(sku.lower())
+    dialog.get_by_label("Name").fill("Again")
+    dialog.get_by_label("Name").press("Enter")
+
+    refusal = dialog.locator("#product-sku-error")
+    expect(refusal).to_contain_text("already exists")
+    assert fits(refusal) and fits(dialog)
+    dialog.get_by_role("button", name="Cancel").click()
+
+    page.get_by_role("button", name=f"Edit {sku}").click()
+    dialog = page.get_by_role("dialog", name=f"Edit {sku}")
+    dialog.get_by_label("Name").fill("Renamed")
+    dialog.get_by_label("Name").press("Enter")
+
+    notice = page.locator(".notice", has_text="Saved")
+    expect(notice).to_be_visible()
+    assert fits(notice.locator(".notice-text")) and fits(notice)
+    dismiss = notice.get_by_role("button", name="Dismiss notice").bounding_box()
+    assert dismiss["x"] + dismiss["width"] <= 390
