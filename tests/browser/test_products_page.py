@@ -400,6 +400,35 @@ def test_an_edit_leaves_the_line_breaks_of_an_imported_description_alone(page: P
     assert (product["name"], product["description"]) == ("New name", "Line one\r\nLine two")
 
 
+def test_an_untouched_edit_form_leaves_a_zero_width_no_break_space_alone(page: Page, http):
+    """U+FEFF is no space to the API, which keeps it (a BOM of a second file pasted into a
+    cell): the form must not trim what the API would not, and so change a SKU nobody touched."""
+    created = http.post(
+        "/api/products", json={"sku": "\ufeffBOM-1", "name": "Gadget\ufeff", "description": "x"}
+    ).json()
+    page.goto("/products")
+    page.get_by_role("button", name="Edit").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_label("Name")).to_have_value("Gadget\ufeff")
+
+    dialog.get_by_role("button", name="Save changes").click()
+
+    expect(page.get_by_text("Nothing changed.")).to_be_visible()
+    assert http.get(f"/api/products/{created['id']}").json() == created
+
+    page.get_by_role("button", name="Edit").click()
+    dialog.get_by_label("Description").fill("y")
+    dialog.get_by_role("button", name="Save changes").click()
+
+    expect(dialog).to_be_hidden()
+    product = http.get(f"/api/products/{created['id']}").json()
+    assert (product["sku"], product["name"], product["description"]) == (
+        "\ufeffBOM-1",
+        "Gadget\ufeff",
+        "y",
+    )
+
+
 def test_the_edit_form_shows_the_product_as_it_is_now(page: Page, seed, http):
     seed("sku,name\nSKU-1,Old name\n")
     page.goto("/products")

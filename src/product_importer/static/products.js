@@ -436,12 +436,18 @@
     openDialog(productDialog, { focus: product ? productForm.elements.name : productForm.elements.sku });
   }
 
+  /* What the API trims (rules.SPACE): String.trim() also takes U+FEFF, \v and \f, which the
+     API keeps (or refuses), so a form saved untouched would change a SKU holding U+FEFF. */
+  const SPACE = "[\\t\\n\\r \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
+  const AROUND = new RegExp(`^${SPACE}+|${SPACE}+$`, "g");
+  const trimmed = (text) => text.replace(AROUND, "");
+
   function formValues() {
     const elements = productForm.elements;
     return {
-      sku: elements.sku.value.trim(),
-      name: elements.name.value.trim(),
-      description: elements.description.value.trim(),
+      sku: trimmed(elements.sku.value),
+      name: trimmed(elements.name.value),
+      description: trimmed(elements.description.value),
       active: elements.active.checked,
     };
   }
