@@ -153,7 +153,8 @@ def test_a_filter_the_api_refuses_is_named_with_the_reason(page: Page, seed):
     page.goto("/products?description=a%01b")
 
     expect(page.locator("#notices")).to_contain_text(
-        "Could not load the products. The Description filter must not hold control characters."
+        "Could not load the products. The Description filter must not hold control characters. "
+        "Remove the invisible U+0001, character 2."
     )
 
 

@@ -78,6 +78,24 @@ def test_create_names_every_invalid_field(api, fields, problems):
     assert api.get("/api/products").get_json()["total"] == 0
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "said"),
+    [
+        ("name", "Widget\x1f 5 cm", "Remove the invisible U+001F, character 7."),
+        ("sku", "\x7fA-1", "Remove the invisible U+007F, character 1."),
+        ("description", "Line\r\nBell\x07", "Remove the invisible U+0007, character 11."),
+    ],
+)
+def test_a_control_character_is_named_with_where_it_is(api, field, value, said):
+    """It cannot be seen: the answer says which one, and where, for a person to find it."""
+    fields = {"sku": "A-1", "name": "Ok", field: value}
+
+    response = api.post("/api/products", json=fields)
+
+    assert response.status_code == 422
+    assert said in response.get_json()["error"]["details"][field]
+
+
 def test_create_keeps_tabs_and_line_breaks_inside_a_description(api):
     product = create(api, sku="T-1", name="Tabs", description="a\tb\r\nc")
     assert product["description"] == "a\tb\r\nc"

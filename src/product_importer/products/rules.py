@@ -79,7 +79,7 @@ def _clean_line(value, limit: int) -> str:
     if len(value) > limit:
         raise ValueError(f"At most {limit} characters.")
     if CONTROL.search(value):
-        raise ValueError("Must not hold control characters.")
+        raise ValueError(f"Must not hold control characters. {where_control(value, CONTROL)}")
     return value
 
 
@@ -90,8 +90,17 @@ def _clean_description(value) -> str:
     if len(value) > MAX_DESCRIPTION:
         raise ValueError(f"At most {MAX_DESCRIPTION:,} characters.")
     if DESCRIPTION_CONTROL.search(value):
-        raise ValueError("Must not hold control characters (tabs and line breaks are fine).")
+        raise ValueError(
+            "Must not hold control characters (tabs and line breaks are fine). "
+            + where_control(value, DESCRIPTION_CONTROL)
+        )
     return value
+
+
+def where_control(value: str, control: re.Pattern) -> str:
+    """Which control character of `value` to remove, and where: none of them can be seen."""
+    found = control.search(value)
+    return f"Remove the invisible U+{ord(found.group()):04X}, character {found.start() + 1}."
 
 
 def as_imported(value: str) -> str:

@@ -497,7 +497,8 @@ def parse_filters(args: Mapping[str, str]) -> Filters:
     for name in (*TEXT_FILTERS, "q"):
         values[name] = (args.get(name) or "").strip(rules.SPACE)
         if rules.DESCRIPTION_CONTROL.search(values[name]):
-            problems[name] = "Must not hold control characters."
+            where = rules.where_control(values[name], rules.DESCRIPTION_CONTROL)
+            problems[name] = f"Must not hold control characters. {where}"
     active = args.get("active")
     if active not in (None, "true", "false"):
         problems["active"] = "Must be true or false (or left out for any)."
