@@ -174,6 +174,32 @@ def test_a_filter_too_long_for_an_address_says_to_shorten_it(page: Page, seed):
     expect(page.locator("#notices")).not_to_contain_text("Try again")
 
 
+def test_a_list_that_could_not_be_loaded_neither_shows_nor_exports_the_one_before(page: Page, seed):
+    """The form shows the filters that failed: rows and an Export CSV of the filters before
+    would pass for theirs."""
+    seed(catalog(3))
+    page.goto("/products")
+    filters(page).get_by_label("Name").fill("widget")
+    filters(page).get_by_label("Name").press("Enter")
+    expect(page.locator("#list-summary")).to_have_text("2 products match the filters")
+
+    filters(page).get_by_label("Description").fill("ä" * 800)  # too long for an address
+    filters(page).get_by_label("Description").press("Enter")
+
+    expect(page.locator("#list-summary")).to_have_text("The products could not be loaded.")
+    expect(rows(page)).to_have_count(0)
+    expect(pager(page)).to_be_hidden()
+    export = page.locator("#export-link")
+    expect(export).to_have_attribute("aria-disabled", "true")
+    assert export.get_attribute("href") is None
+
+    filters(page).get_by_label("Description").fill("")
+    filters(page).get_by_label("Description").press("Enter")
+    expect(rows(page)).to_have_count(2)
+    expect(export).to_have_attribute("href", re.compile(r"name=widget"))
+    expect(export).not_to_have_attribute("aria-disabled", "true")
+
+
 def test_a_session_that_ended_asks_to_sign_in_again_not_for_a_token(page: Page, seed):
     seed(catalog(3))
     page.goto("/products")

@@ -87,11 +87,25 @@
     } catch (error) {
       if (seq !== loadSeq) return;
       if (error.status === 422 && state.page > 1) return goToLastPage();
+      showNothing();
       $("list-summary").textContent = "The products could not be loaded.";
       notify(`Could not load the products. ${whyNotLoaded(error)}`, "error");
     } finally {
       if (seq === loadSeq) table.removeAttribute("aria-busy");
     }
+  }
+
+  /* A list that could not be loaded: the rows, pages and export of the filters before would
+     pass for those of the form, which shows the filters that failed. */
+  function showNothing() {
+    const parts = [tbody, $("pagination-top"), $("pagination")];
+    const hadFocus = parts.some((part) => part.contains(document.activeElement));
+    Object.assign(state, { items: [], total: 0, pages: 0 });
+    tbody.replaceChildren();
+    parts.slice(1).forEach((nav) => (nav.hidden = true));
+    $("export-link").removeAttribute("href");
+    $("export-link").setAttribute("aria-disabled", "true");
+    if (hadFocus) $("list-summary").focus();
   }
 
   /* The API's "The filters are not valid; see details." names no filter: say which, and why.
@@ -143,6 +157,7 @@
     renderPagination();
     $("sort-select").value = state.sort;
     $("export-link").href = `/api/products/export.csv?${exportQuery()}`;
+    $("export-link").removeAttribute("aria-disabled");
     if (can("admin")) disableDeleteAll(!filtering() && state.total === 0);
   }
 
