@@ -649,6 +649,31 @@ def test_delete_all_products_through_the_dialog(page: Page, seed, http):
     assert http.get("/api/products").json()["total"] == 0
 
 
+def test_delete_all_counts_the_catalog_as_it_is_now(page: Page, seed):
+    """The table may be older than an import, or filtered: the question counts the catalog."""
+    seed(catalog(1))
+    page.goto("/products")
+    expect(page.locator("#list-summary")).to_have_text("1 product")
+    dialog = page.get_by_role("dialog", name="Delete all products")
+
+    page.get_by_role("button", name="Delete all products").click()
+    expect(dialog).to_contain_text("The one product in the catalog will be deleted.")
+    dialog.get_by_role("button", name="Cancel").click()
+
+    seed(catalog(5))  # imported from elsewhere while the page was open
+    page.get_by_role("button", name="Delete all products").click()
+    expect(dialog).to_contain_text("All 5 products in the catalog will be deleted.")
+    dialog.get_by_role("button", name="Cancel").click()
+
+    filters(page).get_by_label("SKU").fill("SKU-002")
+    filters(page).get_by_label("SKU").press("Enter")
+    expect(page.locator("#list-summary")).to_have_text("1 product matches the filters")
+    page.get_by_role("button", name="Delete all products").click()
+    expect(dialog).to_contain_text(
+        "All 5 products in the catalog will be deleted, not only those the filters show."
+    )
+
+
 def test_delete_all_by_keyboard_leaves_the_focus_on_the_count(page: Page, seed):
     seed(catalog(3))
     page.goto("/products")

@@ -633,13 +633,26 @@
 
   const deleteAllDialog = $("delete-all-dialog");
 
-  if (can("admin")) $("delete-all-button").addEventListener("click", () => {
-    $("delete-all-count").textContent = filtering()
-      ? "Every product in the catalog is deleted, not only those the filters show."
-      : `All ${format.number(state.total)} products in the catalog will be deleted.`;
+  /* The question counts the catalog as it is now: the table may be older than an import
+     (and filtered, it never counted the catalog). Until the count comes, it counts nothing. */
+  if (can("admin")) $("delete-all-button").addEventListener("click", async () => {
+    $("delete-all-count").textContent = willBeDeleted("Every product in the catalog");
     $("delete-all-progress").textContent = "";
     openDialog(deleteAllDialog);
+    let total;
+    try {
+      ({ total } = await api("GET", "/api/products?per_page=1"));
+    } catch (error) {
+      return; // the words without a count stand; the delete says how many it deleted
+    }
+    if (!deleteAllDialog.open) return;
+    const all = total === 1 ? "The one product in the catalog" : `All ${format.number(total)} products in the catalog`;
+    $("delete-all-count").textContent = willBeDeleted(all);
   });
+
+  function willBeDeleted(what) {
+    return filtering() ? `${what} will be deleted, not only those the filters show.` : `${what} will be deleted.`;
+  }
 
   $("delete-all-confirm").addEventListener("click", async (event) => {
     const busy = { button: event.currentTarget, text: "Deleting…", dialog: deleteAllDialog };
