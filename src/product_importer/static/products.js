@@ -646,6 +646,7 @@
       return; // the words without a count stand; the delete says how many it deleted
     }
     if (!deleteAllDialog.open) return;
+    if (total === 0) return ($("delete-all-count").textContent = "The catalog is empty now: nothing will be deleted.");
     const all = total === 1 ? "The one product in the catalog" : `All ${format.number(total)} products in the catalog`;
     $("delete-all-count").textContent = willBeDeleted(all);
   });
