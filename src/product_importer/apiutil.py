@@ -42,13 +42,18 @@ def refuse_unknown(fields: dict, known: set[str]) -> None:
         raise Invalid(f"Unknown fields; send only {', '.join(sorted(known))}.", details=unknown)
 
 
-def whole_number(name: str, default: int) -> int:
-    """A query argument of ASCII digits (or `default` when absent); raise Invalid otherwise."""
+def whole_number(name: str, default: int, *, most: int | None = None) -> int:
+    """A query argument of ASCII digits (or `default` when absent); raise Invalid otherwise.
+
+    `most`: a larger one, however many digits it has, is refused naming the range (from 1).
+    """
     value = request.args.get(name)
     if value is None:
         return default
     if not (value.isascii() and value.isdigit()):  # "²" is a digit to isdigit(), not to int()
         raise Invalid(f"{name} must be a whole number.", details={name: "A whole number."})
+    if most is not None and (len(value) > MAX_DIGITS or int(value) > most):
+        raise Invalid(f"{name} must be from 1 to {most:,}.", details={name: f"From 1 to {most:,}."})
     if len(value) > MAX_DIGITS:
         raise Invalid(f"{name} is out of range.", details={name: "Too large."})
     return int(value)

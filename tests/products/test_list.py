@@ -292,11 +292,21 @@ def test_out_of_range_arguments_are_422(api, catalog, query, field):
         ("0", "page must be 1 or more."),
         ("10000001", "page must be from 1 to 10,000,000."),  # past any there can be
         ("99999999", "page must be from 1 to 10,000,000."),  # not "1 or more"
+        ("1000000000", "page must be from 1 to 10,000,000."),  # not "page is out of range."
+        ("99999999999999999999", "page must be from 1 to 10,000,000."),
     ],
 )
 def test_a_page_out_of_range_says_which_way(api, page, says):
     response = api.get(f"/api/products?page={page}")
     assert (response.status_code, response.get_json()["error"]["message"]) == (422, says)
+
+
+@pytest.mark.parametrize("per_page", ["201", "1000000000"])
+def test_a_page_size_out_of_range_names_the_range_however_large(api, per_page):
+    response = api.get(f"/api/products?per_page={per_page}")
+    error = response.get_json()["error"]
+    assert (response.status_code, error["message"]) == (422, "per_page must be from 1 to 200.")
+    assert error["details"] == {"per_page": "From 1 to 200."}
 
 
 def test_per_page_200_is_allowed(api, catalog):

@@ -23,8 +23,8 @@ def list_products():
         db.session,
         filters=service.parse_filters(request.args),
         sort=service.parse_sort(request.args.get("sort")),
-        page=whole_number("page", 1),
-        per_page=whole_number("per_page", service.DEFAULT_PER_PAGE),
+        page=whole_number("page", 1, most=service.MAX_PAGE),
+        per_page=whole_number("per_page", service.DEFAULT_PER_PAGE, most=service.MAX_PER_PAGE),
     )
     return jsonify(page.to_dict())
 
