@@ -268,3 +268,21 @@ def test_a_plain_url_is_shown_whole_to_every_reader(client, client_as):
     url = "http://127.0.0.1:9/api/v1/product-events/2024"
     created = create_endpoint(client, url)
     assert client_as("viewer").get(f"/api/webhooks/{created['id']}").get_json()["url"] == url
+
+
+def test_a_redirect_relative_to_a_url_with_credentials_shows_none_of_them(
+    client, client_as, receiver
+):
+    # A relative Location is joined to the webhook's URL, user and password included, and
+    # the delivery log, which every role reads, said it whole.
+    url = receiver.url.replace("http://", "http://ops:hunter2@") + "/xq7TzK2mPa9Lw4Rn8Bv3"
+    endpoint = create_endpoint(client, url)
+    receiver.answer(Answer(status=308, headers={"Location": "?moved=1"}))
+    assert client.post(f"/api/webhooks/{endpoint['id']}/test").status_code == 200
+
+    deliveries = f"/api/webhooks/{endpoint['id']}/deliveries"
+    (delivery,) = client_as("viewer").get(deliveries).get_json()["items"]
+
+    where = receiver.url.replace("http://", "http://***@") + "/***?moved=***"
+    assert f"the receiver redirects to {where}." in delivery["error"]
+    assert "hunter2" not in str(delivery) and "xq7TzK2mPa9Lw4Rn8Bv3" not in str(delivery)

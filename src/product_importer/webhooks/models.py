@@ -1,15 +1,14 @@
 """Webhook endpoints, the deliveries queued for them, and every attempt made."""
 
 import enum
-import re
 from datetime import datetime
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, text, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import BigId, db
 from ..timeutil import aware, iso, utcnow
+from .urls import url_without_secrets
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -65,37 +64,6 @@ class Endpoint(db.Model):
     def signing_secrets(self) -> list[str]:
         """The secrets that sign a request to this endpoint now, the current one first."""
         return signing_secrets(self.secret, self.previous_secret, self.previous_secret_until)
-
-
-HIDDEN = "***"
-SECRET_SEGMENT = re.compile(r"[A-Za-z0-9_-]{16,}")
-
-
-def _looks_generated(segment: str) -> bool:
-    """Whether a path segment looks like a generated secret (Slack's, Discord's, a UUID): 16
-    or more letters, digits, `-` and `_`, mixing at least two of lower case, upper case and
-    digits. An id of digits alone, or words, stay."""
-    if not SECRET_SEGMENT.fullmatch(segment):
-        return False
-    kinds = (str.islower, str.isupper, str.isdigit)
-    return sum(any(kind(c) for c in segment) for kind in kinds) >= 2
-
-
-def url_without_secrets(url: str) -> str:
-    """`url` as a reader below admin may see it: the user and password in it, the values of
-    its query and the path segments that look like generated secrets are shown as `***`."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = f"{HIDDEN}@{netloc.rpartition('@')[2]}"
-    path = "/".join(
-        HIDDEN if _looks_generated(segment) else segment for segment in parts.path.split("/")
-    )
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(key, HIDDEN) for key, _ in pairs], safe="*")
-    return urlunsplit((parts.scheme, netloc, path, query, HIDDEN if parts.fragment else ""))
 
 
 def signing_secrets(secret: str, previous: str | None, until: datetime | None) -> list[str]:

@@ -15,6 +15,7 @@ import httpcore
 import httpx
 
 from . import reasons, signing, ssrf
+from .urls import url_without_secrets
 
 log = logging.getLogger(__name__)
 # httpx logs every request at INFO; the delivery log and our own lines say what matters.
@@ -252,6 +253,9 @@ def _redirected(error: str, url: httpx.URL, location: str) -> str:
         where = str(url.join(location))
     except httpx.InvalidURL:
         where = location
+    # Every role reads the delivery log: a Location relative to the webhook's URL keeps its
+    # user, password and path once joined to it.
+    where = url_without_secrets(where)
     return (
         f"{error}: the receiver redirects to {where}. Redirects are not followed; "
         "if that is where events should go, change the webhook's URL to it"
