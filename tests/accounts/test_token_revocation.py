@@ -205,3 +205,28 @@ def test_a_token_revoked_while_it_makes_another_is_refused(live_server, holding,
         assert "made meanwhile" not in [
             t["name"] for t in standard.get("/api/tokens").json()["items"]
         ]
+
+
+def test_a_token_made_while_a_reset_revokes_the_accounts_tokens_is_refused(
+    live_server, holding, accounts
+):
+    # Someone signed in with a stolen password makes a token just as the admin resets the
+    # password, revoking the account's tokens: made after the revocation read the table,
+    # it was left working.
+    thief = signed_in(live_server, accounts["viewer"].email)
+    try:
+        hold_account = "SELECT id FROM users WHERE id = 3 FOR NO KEY UPDATE"  # as a reset does
+        with holding(hold_account) as held, ThreadPoolExecutor(1) as pool:
+            asked = pool.submit(thief.post, "/api/tokens", json={"name": "mine now"})
+            held.wait_until_blocking()  # the new token waits for the account
+            held.conn.execute(text("DELETE FROM sign_in_sessions WHERE user_id = 3"))
+            held.conn.execute(text("DELETE FROM access_tokens WHERE user_id = 3"))
+            held.conn.commit()
+            answer = asked.result()
+    finally:
+        thief.close()
+
+    assert answer.status_code == 401, answer.text
+    with http_client(live_server, accounts["admin"].token) as admin:
+        names = [token["name"] for token in admin.get("/api/tokens").json()["items"]]
+    assert "mine now" not in names

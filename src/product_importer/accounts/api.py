@@ -84,6 +84,8 @@ def create_token():
     """
     fields = json_object("token")
     refuse_unknown(fields, {"name", "role", "expires_days"})
+    if not service.hold_account(db.session, current_user.user) or not _still_signed_in():
+        return token_revoked_meanwhile()  # a reset or deactivation ended it as this began
     try:
         token, secret = service.create_token(
             db.session,
@@ -103,6 +105,13 @@ def create_token():
     audit.record(db.session, "token.created", token.name, **details)
     db.session.commit()
     return jsonify(token.to_dict() | {"token": secret}), 201
+
+
+def _still_signed_in() -> bool:
+    """Whether the caller's session or token still stands, read again under the account's lock."""
+    if current_user.via == "session":
+        return service.session_alive(db.session, current_user.id, current_user.session_key)
+    return service.token_exists(db.session, current_user.token_id)
 
 
 @bp.delete("/tokens/<int:token_id>")

@@ -100,6 +100,8 @@ def change_user(
         raise Conflict("You cannot demote or deactivate your own account; ask another admin.")
     if locks_out:
         _keep_an_admin(session, user)
+    if "active" in fields:
+        hold_account(session, user)  # after the admins': all lock those first, in id order
     revoked = None
     if fields.get("active") is False:
         close_sessions(session, user)
@@ -152,6 +154,7 @@ def reset_password(
     made one). Returns the account, the password and how many tokens were revoked (None when
     not asked)."""
     user = get_user(session, user_id)
+    hold_account(session, user)
     password = credentials.new_password()
     user.password_hash = credentials.hash_password(password)
     close_sessions(session, user)
@@ -318,12 +321,27 @@ def tokens_made_with(session: Session, token_id: int) -> list[int]:
     return list(session.scalars(select(tree.c.id).order_by(tree.c.id)))
 
 
+def hold_account(session: Session, user: User) -> bool:
+    """Lock the account's row until the commit; tell whether it is still active.
+
+    A deactivation, or a reset that revokes tokens, holds it while it ends sessions and
+    revokes tokens; a token made meanwhile holds it too, and so comes after them and sees
+    that its caller's session or token has ended, or before them and is revoked with them."""
+    active = database.of(session).locked_ids(session, User, User.id == user.id, User.active)
+    return active == [user.id]
+
+
 def revoke_tokens_of(session: Session, user: User) -> int:
     """Delete every token of `user`; return how many there were."""
     # Counted first: SQLite counts no row its cascade deleted (a token made with another).
     held = session.scalar(select(func.count()).where(Token.user_id == user.id))
     session.execute(delete(Token).where(Token.user_id == user.id))
     return held
+
+
+def token_exists(session: Session, token_id: int) -> bool:
+    """Whether the token is still there (not revoked)."""
+    return session.scalar(select(Token.id).where(Token.id == token_id)) is not None
 
 
 def resolve_token(session: Session, secret: str) -> Token | None:
