@@ -91,7 +91,7 @@ def test_a_second_stop_signal_during_the_first_does_not_hang_the_process():
     assert done.stdout.startswith("stopped ")
 
 
-@pytest.mark.parametrize("mode", [0o755, 0o700])
+@pytest.mark.parametrize("mode", [0o755, 0o750, 0o700])
 def test_serve_warns_when_others_may_read_the_instance_folder(app, tmp_path, mode):
     # A folder made before the app made it private (0700) kept its mode: the secret key, and
     # in the embedded default the database, readable by every user of the machine, unsaid.
@@ -100,14 +100,18 @@ def test_serve_warns_when_others_may_read_the_instance_folder(app, tmp_path, mod
     instance.chmod(mode)
     port = free_port()
     args = [str(BIN / "product-importer"), "serve", "--port", str(port)]
-    env = {"INSTANCE_PATH": str(instance), "WEB_CONCURRENCY": "1"}
+    env = {"INSTANCE_PATH": str(instance), "WEB_CONCURRENCY": "1", "CELERY_BROKER_URL": ""}
     server = Process(args, env, tmp_path / "serve.log")
     try:
         wait_until_up(f"http://127.0.0.1:{port}", server)
         server.wait_for_output("Serving on")
     finally:
         server.kill()
+    # no broker, the tests' PostgreSQL: it said "SQLite" whatever DATABASE_URL named
+    assert "in embedded (PostgreSQL + in-process worker) mode" in server.output()
     warned = f"may read the instance folder {instance} (mode {mode:o})" in server.output()
-    assert warned == (mode == 0o755)
+    assert warned == (mode != 0o700)
+    who = {0o755: "every user of this machine", 0o750: "the folder's group"}.get(mode)
+    assert (f"{who} may read" in server.output()) == warned
     if warned:
         assert f"chmod 700 {instance}" in server.output()

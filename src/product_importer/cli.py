@@ -78,7 +78,9 @@ def serve(host: str, port: int) -> None:
     embedded = app.config["EMBEDDED_WORKER"]
     # SQLite has one writer: one process with threads. PostgreSQL: a process per core.
     workers = 1 if embedded else processes
-    mode = "embedded (SQLite + in-process worker)" if embedded else "production"
+    sqlite = app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite")
+    store = "SQLite" if sqlite else "PostgreSQL"  # DATABASE_URL names it, without a broker too
+    mode = f"embedded ({store} + in-process worker)" if embedded else "production"
     _say(app, f"Serving on http://{host}:{port} in {mode} mode")
     GunicornApp(
         {
@@ -116,10 +118,11 @@ def _warn_if_instance_open(app) -> None:
     folder = app.instance_path
     mode = stat.S_IMODE(os.stat(folder).st_mode)
     if mode & 0o077:
+        who = "every user of this machine" if mode & 0o007 else "the folder's group"
         log.warning(
-            "other users of this machine may read the instance folder %s (mode %o), which holds"
-            " the secret key and, embedded, the database: run chmod 700 %s",
-            folder, mode, shlex.quote(folder),
+            "%s may read the instance folder %s (mode %o), which holds the secret key and,"
+            " embedded, the database: run chmod 700 %s",
+            who, folder, mode, shlex.quote(folder),
         )  # fmt: skip
 
 
