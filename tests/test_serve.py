@@ -115,3 +115,34 @@ def test_serve_warns_when_others_may_read_the_instance_folder(app, tmp_path, mod
     assert (f"{who} may read" in server.output()) == warned
     if warned:
         assert f"chmod 700 {instance}" in server.output()
+
+
+# A web process's quick stop (Ctrl-C, SIGQUIT) handled while the process hands a connection to
+# its thread pool, which holds the pool's lock then (ThreadPoolExecutor.submit).
+QUICK_STOP_DURING_SUBMIT = """
+import signal, types
+from concurrent.futures import ThreadPoolExecutor
+from product_importer.gunicorn_app import WebWorker
+
+worker = WebWorker.__new__(WebWorker)  # the handler's part alone: no sockets, no app
+worker.tpool = ThreadPoolExecutor(1)
+worker.cfg = types.SimpleNamespace(worker_int=lambda worker: None)
+with worker.tpool._shutdown_lock:
+    try:
+        worker.handle_quit(signal.SIGQUIT, None)
+    except SystemExit as stop:
+        print("stopped", stop.code)
+"""
+
+
+def test_a_quick_stop_while_a_connection_is_handed_to_the_threads_does_not_hang():
+    # gthread's quick stop shut its thread pool from the signal handler, taking the lock the
+    # interrupted hand-over held: the process waited for it until the master's SIGKILL.
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", QUICK_STOP_DURING_SUBMIT],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        pytest.fail("a quick stop during a hand-over to the thread pool hung the process")
+    assert done.stdout.strip() == "stopped 0", done.stderr

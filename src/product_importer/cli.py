@@ -87,7 +87,7 @@ def serve(host: str, port: int) -> None:
             "bind": f"{host}:{port}",
             "workers": workers,
             "threads": 16,
-            "worker_class": "gthread",
+            "worker_class": "product_importer.gunicorn_app.WebWorker",  # gthread, safer stop
             "timeout": 120,
             # Idle connections stay open longer than a proxy keeps its own (nginx: 60 s), so
             # the proxy always closes first: closed here first, a request the proxy or a

@@ -4,6 +4,8 @@ import shutil
 import signal
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.workers import base as base_worker
+from gunicorn.workers.gthread import ThreadWorker
 
 from .metrics import requests as request_metrics
 
@@ -79,6 +81,19 @@ def _hear_graceful_stop(worker) -> None:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.siginterrupt(signal.SIGTERM, False)  # as gunicorn sets it: requests go on
+
+
+class WebWorker(ThreadWorker):
+    """gunicorn's gthread worker, whose quick stop (SIGINT, SIGQUIT) takes no lock.
+
+    gthread's own shuts its thread pool from the signal handler, which takes the pool's lock:
+    a Ctrl-C landing while the process hands a new connection to the pool (which holds that
+    lock) would wait for it forever, until the master's SIGKILL 30 s later. Skipped here: the
+    process exits 0.1 s later, and Python's exit stops the pool's threads as that shutdown did.
+    """
+
+    def handle_quit(self, sig, frame) -> None:
+        base_worker.Worker.handle_quit(self, sig, frame)
 
 
 def _web_process_gone(_server, worker) -> None:
