@@ -1,5 +1,7 @@
 """Webhook targets inside the network are refused when saved and again at delivery."""
 
+import socket
+
 import pytest
 
 from product_importer import create_app
@@ -134,3 +136,39 @@ def test_delivery_checks_the_target_again(strict_client, make_endpoint, receiver
     assert result["ok"] is False
     assert result["error"].startswith("Refused: localhost resolves to 127.0.0.1")
     assert receiver.requests == []
+
+
+@pytest.fixture
+def idn_dns(monkeypatch):
+    """DNS where only the IDNA 2008 form of straße.test (xn--strae-oqa.test) exists, at
+    127.0.0.1; strasse.test, the name IDNA 2003 maps it to, is another domain, not here."""
+    getaddrinfo = socket.getaddrinfo
+    asked = []
+
+    def lookup(host, port, *args, **kwargs):
+        # as CPython does before asking the resolver: a non-ASCII name goes out as IDNA 2003
+        name = host if host.isascii() else host.encode("idna").decode("ascii")
+        if not name.endswith(".test"):
+            return getaddrinfo(host, port, *args, **kwargs)  # the addresses connected to
+        asked.append(name)
+        if name == "xn--strae-oqa.test":
+            return getaddrinfo("127.0.0.1", port, *args, **kwargs)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
+    return asked
+
+
+def test_an_idn_host_is_looked_up_and_sent_as_the_url_names_it(client, idn_dns, receiver):
+    """straße.test is xn--strae-oqa.test (IDNA 2008, as browsers and the Host header have
+    it): saving and delivering look that name up, not strasse.test, someone else's domain."""
+    url = receiver.url.replace("127.0.0.1", "straße.test")
+    created = client.post("/api/webhooks", json={"url": url, "events": ["product.created"]})
+    assert created.status_code == 201, created.get_json()
+
+    result = client.post(f"/api/webhooks/{created.get_json()['id']}/test").get_json()
+
+    assert result["ok"] is True, result
+    [request] = receiver.requests
+    assert request.headers["host"] == f"xn--strae-oqa.test:{receiver.port}"
+    assert "strasse.test" not in idn_dns

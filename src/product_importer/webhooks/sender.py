@@ -198,10 +198,11 @@ def _post(target: ssrf.Target, headers: dict, body: bytes, *, deadline: float) -
 def _post_to(
     target: ssrf.Target, address: ssrf.Address, headers: dict, body: bytes, *, deadline: float
 ) -> httpx.Response:
-    extensions = {"sni_hostname": target.url.host} if target.url.scheme == "https" else {}
+    host = ssrf.ascii_host(target.url)  # as the Host header names it, not as IDNA 2003 would
+    extensions = {"sni_hostname": host} if target.url.scheme == "https" else {}
     with (
         _until(deadline),
-        _client(target.url.host).stream(
+        _client(host).stream(
             "POST",
             target.pinned_url(address),
             content=body,

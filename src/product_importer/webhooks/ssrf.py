@@ -110,7 +110,7 @@ def refusal(address: Address, *, allow_private: bool) -> str | None:
 def resolve(url: httpx.URL, *, allow_private: bool, timeout: float) -> Target:
     """Resolve the host within `timeout` s, check every address; raise Refused or OSError."""
     port = url.port or (443 if url.scheme == "https" else 80)
-    infos = _getaddrinfo(url.host, port, timeout)
+    infos = _getaddrinfo(ascii_host(url), port, timeout)
     addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
     for address in addresses:
         # one refused address refuses the name: DNS may hand out any of them later
@@ -118,6 +118,13 @@ def resolve(url: httpx.URL, *, allow_private: bool, timeout: float) -> Target:
         if reason:
             raise Refused(_explain(url.host, address, reason))
     return Target(url=url, addresses=tuple(dict.fromkeys(addresses)))
+
+
+def ascii_host(url: httpx.URL) -> str:
+    """The host as DNS, TLS and the Host header must name it: an IDN in its IDNA 2008 form
+    (straße.de is xn--strae-oqa.de). `url.host` is decoded for people; handed to the socket or
+    ssl module, Python would encode it anew as IDNA 2003 (strasse.de: another domain)."""
+    return url.raw_host.decode("ascii")
 
 
 def _getaddrinfo(host: str, port: int, timeout: float) -> list:
