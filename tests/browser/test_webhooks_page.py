@@ -827,3 +827,25 @@ def test_a_row_deleted_elsewhere_while_it_has_the_focus_hands_it_to_add_webhook(
 
     expect(page.get_by_text("No webhooks yet")).to_be_visible()
     expect(page.get_by_role("button", name="Add webhook")).to_be_focused()
+
+
+def test_a_long_error_wraps_in_its_cell_instead_of_widening_the_tables(page: Page, http, receiver):
+    """A redirect to a long URL (its error names it, without spaces) stays inside the Last
+    test and Response cells at desktop width: every column and Redeliver stay in sight."""
+    page.set_viewport_size({"width": 1366, "height": 900})
+    page.goto("/webhooks")
+    add_webhook(page, receiver.url)
+    row = page.locator("#webhooks-body tr")
+    receiver.answer(Answer(status=302, headers={"Location": "/moved/" + "x" * 300}))
+    row.get_by_role("button", name=f"Test {receiver.url}").click()
+    expect(row.locator(".test-result")).to_contain_text("302")
+    row.get_by_role("button", name=f"Deliveries of {receiver.url}").click()
+    delivery = page.locator("#deliveries-body tr")
+    expect(delivery.locator('[data-label="Response"]')).to_contain_text("redirects to")
+    delivery.get_by_text("1 attempt").click()  # the attempt log says it too
+
+    fits = "t => t.scrollWidth <= t.parentElement.clientWidth"  # no sideways scroll in its box
+    for table in ("#webhooks-table", "#deliveries-table"):
+        assert page.locator(table).evaluate(fits), f"{table} is wider than the page"
+    redeliver = delivery.get_by_role("button", name=re.compile("Redeliver"))
+    assert inside(redeliver.bounding_box(), page.locator("#deliveries").bounding_box())

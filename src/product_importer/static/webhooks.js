@@ -200,7 +200,7 @@
     const time = result.response_time_ms == null ? "" : ` ${format.number(result.response_time_ms)} ms`;
     const line = el("span", { className: "nowrap" }, responseBadge(result), el("span", { className: "muted" }, time));
     if (!result.error) return line;
-    return el("span", {}, line, el("div", { className: "muted" }, result.error));
+    return el("span", {}, line, el("div", { className: "muted long-error" }, result.error));
   }
 
   function responseBadge(result) {
@@ -628,7 +628,7 @@
         el("div", { className: "event-cell" }, el("code", {}, item.event), el("div", { className: "muted small sku event-id" }, item.event_id)),
       ),
       el("td", { dataset: { label: "Outcome" } }, outcomeBadge(item), nextAttempt(item)),
-      el("td", { dataset: { label: "Response" } }, deliveryResponse(item)),
+      el("td", { dataset: { label: "Response" } }, el("div", { className: "long-error" }, deliveryResponse(item))),
       el("td", { dataset: { label: "Attempts" } }, attemptLog(item)),
       el("td", { dataset: { label: "Created" } }, format.dateTime(item.created_at)),
       el("td", { className: "actions" }, can("admin") ? button("Redeliver", "redeliver", item.id, `Redeliver ${item.event} ${item.event_id}`) : null),
@@ -657,7 +657,7 @@
   function attemptLog(item) {
     const log = item.attempt_log || [];
     if (!log.length) return String(item.attempts);
-    const list = el("ol", { className: "small" });
+    const list = el("ol", { className: "small long-error" });
     log.forEach((attempt) => {
       const code = attempt.status_code ? `HTTP ${attempt.status_code}` : "no answer";
       const at = format.dateTime(attempt.at, { seconds: true });
