@@ -195,7 +195,7 @@ def test_retries_stop_after_about_a_day(make_endpoint, receiver):
 
     given_up = wait_for(delivery_id, "failed")
 
-    assert given_up.error.startswith("Gave up after 1 attempts over a day: HTTP 502")
+    assert given_up.error.startswith("Gave up after 1 attempt over a day: HTTP 502")
 
 
 def test_a_delivery_of_a_disabled_endpoint_is_not_sent(make_endpoint, receiver):
@@ -281,3 +281,20 @@ def test_redelivering_a_waiting_retry_sends_it_now(client, make_endpoint, receiv
     done = wait_for(delivery_id)
     assert done.attempts == 2
     assert len(receiver.requests) == 2
+
+
+def test_a_retry_after_past_the_day_of_retries_gives_up_saying_so(client, make_endpoint, receiver):
+    """A receiver asking to be retried in 25 hours: the event is given up at once, and the log
+    says why and what to do, not "after 1 attempts over a day" seconds after it was sent."""
+    endpoint = make_endpoint(receiver.url)
+    receiver.answer(Answer(status=429, headers={"Retry-After": str(25 * 3600)}))
+
+    (delivery_id,) = publish()
+    wait_for(delivery_id, "failed")
+
+    [item] = client.get(f"/api/webhooks/{endpoint['id']}/deliveries").get_json()["items"]
+    assert item["error"] == (
+        "Gave up after 1 attempt: the receiver asked to be retried in 25 h (Retry-After), "
+        "past this event's day of retries: HTTP 429 Too Many Requests. "
+        "Redeliver it once the receiver accepts events"
+    )

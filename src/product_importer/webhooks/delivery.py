@@ -282,9 +282,33 @@ def _next_state(claim: Claim, outcome: Outcome) -> dict:
             "status": DeliveryStatus.FAILED,
             "next_attempt_at": None,
             "finished_at": now,
-            "error": f"Gave up after {claim.attempt} attempts over a day: {outcome.error}",
+            "error": _given_up(claim, outcome, now),
         }
     return {"status": DeliveryStatus.FAILED, "next_attempt_at": None, "finished_at": now}
+
+
+def _given_up(claim: Claim, outcome: Outcome, now: datetime) -> str:
+    """Why a delivery that would be retried is not: its day is over, or the receiver asked
+    for a wait (`Retry-After`) that ends past it, which may be seconds after it was sent."""
+    made = f"{claim.attempt} attempt{'' if claim.attempt == 1 else 's'}"
+    window_ends = aware(claim.created_at) + RETRY_WINDOW
+    asked = outcome.retry_after
+    if asked is None or now + timedelta(seconds=asked) <= window_ends:
+        return f"Gave up after {made} over a day: {outcome.error}"
+    return (
+        f"Gave up after {made}: the receiver asked to be retried in {_wait(asked)} "
+        f"(Retry-After), past this event's day of retries: {outcome.error}. "
+        "Redeliver it once the receiver accepts events"
+    )
+
+
+def _wait(seconds: float) -> str:
+    """A wait as a person says it: 90 s, 45 min, 25 h."""
+    if seconds < 120:
+        return f"{round(seconds)} s"
+    if seconds < 2 * 3600:
+        return f"{round(seconds / 60)} min"
+    return f"{round(seconds / 3600)} h"
 
 
 def retry_delay(attempt: int, retry_after: float | None = None) -> float:
