@@ -298,3 +298,16 @@ def test_a_retry_after_past_the_day_of_retries_gives_up_saying_so(client, make_e
         "past this event's day of retries: HTTP 429 Too Many Requests. "
         "Redeliver it once the receiver accepts events"
     )
+
+
+def test_a_retry_after_of_no_number_is_retried_on_the_usual_schedule(make_endpoint, receiver):
+    """`Retry-After: ²` (a digit to str.isdigit, a latin-1 byte on the wire, no number to
+    float): the worker retries on its backoff instead of failing the attempt unrecorded."""
+    make_endpoint(receiver.url)
+    receiver.answer(Answer(status=503, headers={"Retry-After": "²"}), Answer(status=200))
+
+    (delivery_id,) = publish()
+    done = wait_for(delivery_id)
+
+    assert [a.status_code for a in attempts_of(delivery_id)] == [503, 200]
+    assert done.attempts == 2
