@@ -849,3 +849,23 @@ def test_a_long_error_wraps_in_its_cell_instead_of_widening_the_tables(page: Pag
         assert page.locator(table).evaluate(fits), f"{table} is wider than the page"
     redeliver = delivery.get_by_role("button", name=re.compile("Redeliver"))
     assert inside(redeliver.bounding_box(), page.locator("#deliveries").bounding_box())
+
+
+def test_closing_a_rotated_secret_gives_the_focus_back_to_rotate_secret(page: Page, http, receiver):
+    """Rotate secret pressed from the keyboard, its new secret read and closed (Done, or
+    Escape): the focus is back on Rotate secret in the Edit dialog, not outside it."""
+    http.post("/api/webhooks", json={"url": receiver.url, "events": ["product.created"]})
+    page.goto("/webhooks")
+    page.locator("#webhooks-body tr").get_by_role("button", name=f"Edit {receiver.url}").click()
+    form = page.get_by_role("dialog", name="Edit webhook")
+    rotate = form.get_by_role("button", name="Rotate secret")
+    shown = page.get_by_role("dialog", name="New signing secret")
+
+    for close in ("Enter", "Escape"):  # Enter on Done, which has the focus
+        rotate.focus()
+        page.keyboard.press("Enter")
+        expect(shown.get_by_role("button", name="Done")).to_be_focused()
+        page.keyboard.press(close)
+        expect(shown).to_be_hidden()
+        expect(rotate).to_be_focused()
+        expect(form).to_be_visible()

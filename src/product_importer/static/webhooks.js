@@ -518,6 +518,9 @@
     const previous = rotated.previous_secret_expires_at
       ? previousSecretLine(rotated)
       : "The old secret no longer signs anything.";
+    // Busy, the button lost the focus; given it back, closing the secret returns to it, in
+    // the Edit dialog still open beneath, not to the top of the page.
+    $("rotate-secret-button").focus();
     showSecret(rotated.secret, { title: "New signing secret", previous });
   }
 
