@@ -869,3 +869,25 @@ def test_closing_a_rotated_secret_gives_the_focus_back_to_rotate_secret(page: Pa
         expect(shown).to_be_hidden()
         expect(rotate).to_be_focused()
         expect(form).to_be_visible()
+
+
+def test_closing_the_offered_resend_gives_the_focus_back_to_the_webhooks_switch(
+    page: Page, http, receiver
+):
+    """The offer to resend goes with its notice once pressed: closing its dialog (Escape)
+    gives the focus back to the switch that enabled the webhook, not the top of the page."""
+    failed_while_off(http, receiver)
+    page.goto("/webhooks")
+    switch = page.locator("#webhooks-body tr").get_by_role("switch")
+    switch.focus()
+    page.keyboard.press("Space")
+    offer = page.locator(".notice").get_by_role("button", name="Resend failed since…")
+    offer.focus()
+    page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog", name="Resend failed deliveries")
+    expect(dialog.get_by_label("Failed since")).to_be_focused()
+
+    page.keyboard.press("Escape")
+
+    expect(dialog).to_be_hidden()
+    expect(switch).to_be_focused()

@@ -769,6 +769,9 @@
     const said = el("span", {}, `${text} could not be sent to `, el("span", { className: "sku break" }, hook.url), ". ", offer);
     const notice = notify(said, "info", { timeout: 0 });
     offer.addEventListener("click", () => {
+      // The offer goes with its notice: closing the dialog gives the focus to the switch that
+      // enabled the webhook (the dialog's opener), not to the top of the page.
+      (rowControl("toggle", hook.id) || $("new-webhook-button")).focus({ preventScroll: true });
       notice.remove();
       openRecover(hook, items);
     });
