@@ -1,6 +1,7 @@
 """The webhooks API: configure endpoints, test them, list and redeliver deliveries; in both
 modes (`api`)."""
 
+import threading
 import time
 
 import pytest
@@ -8,7 +9,7 @@ import pytest
 from tests.conftest import free_port
 
 from .conftest import create_endpoint
-from .receiver import Answer, verify
+from .receiver import Answer, Receiver, verify
 
 
 def test_create_returns_the_secret_once(api, receiver):
@@ -286,3 +287,29 @@ def test_a_redirect_relative_to_a_url_with_credentials_shows_none_of_them(
     where = receiver.url.replace("http://", "http://***@") + "/***?moved=***"
     assert f"the receiver redirects to {where}." in delivery["error"]
     assert "hunter2" not in str(delivery) and "xq7TzK2mPa9Lw4Rn8Bv3" not in str(delivery)
+
+
+@pytest.mark.parametrize("status", [200, 410])
+def test_a_webhook_deleted_while_its_test_waits_for_the_answer_is_said_not_found(http, status):
+    """Test, then Delete (another tab, another admin) before the receiver answers: Test
+    answers 404 as for any deleted webhook (the page says "deleted meanwhile"), not 500."""
+    receiver = Receiver(Answer(status=status, held=True))
+    try:
+        hook = http.post(
+            "/api/webhooks", json={"url": receiver.url, "events": ["product.created"]}
+        ).json()
+        answers = []
+        tester = threading.Thread(
+            target=lambda: answers.append(http.post(f"/api/webhooks/{hook['id']}/test"))
+        )
+        tester.start()
+        receiver.wait_for_open(1)
+        assert http.delete(f"/api/webhooks/{hook['id']}").status_code == 204
+        receiver.release()
+        tester.join()
+
+        [answer] = answers
+        assert answer.status_code == 404, answer.text
+        assert answer.json()["error"]["message"] == f"Webhook {hook['id']} does not exist."
+    finally:
+        receiver.close()

@@ -272,6 +272,11 @@ def send_test(session: Session, endpoint_id: int) -> dict:
         timeout=timeout_seconds(),
         allow_private=allow_private(),
     )
+    # Deleted while its receiver answered (in another tab, by another admin)? Said as for any
+    # deleted webhook, rather than failing on its delivery's foreign key (a 500).
+    endpoint = session.get(Endpoint, endpoint_id, with_for_update=True, populate_existing=True)
+    if endpoint is None:
+        raise NotFound(f"Webhook {endpoint_id} does not exist.")
     delivery = Delivery(
         endpoint_id=endpoint.id,
         event_id=event_id,
