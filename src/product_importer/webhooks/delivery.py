@@ -303,12 +303,15 @@ def _given_up(claim: Claim, outcome: Outcome, now: datetime) -> str:
 
 
 def _wait(seconds: float) -> str:
-    """A wait as a person says it: 90 s, 45 min, 25 h."""
+    """A wait as a person says it: 90 s, 45 min, 25 h, 3 days (a Retry-After date may be
+    years away)."""
     if seconds < 120:
         return f"{round(seconds)} s"
     if seconds < 2 * 3600:
         return f"{round(seconds / 60)} min"
-    return f"{round(seconds / 3600)} h"
+    if seconds < 2 * 86400:
+        return f"{round(seconds / 3600)} h"
+    return f"{round(seconds / 86400):,} days"
 
 
 def retry_delay(attempt: int, retry_after: float | None = None) -> float:
