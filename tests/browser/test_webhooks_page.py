@@ -891,3 +891,27 @@ def test_closing_the_offered_resend_gives_the_focus_back_to_the_webhooks_switch(
 
     expect(dialog).to_be_hidden()
     expect(switch).to_be_focused()
+
+
+def test_an_open_attempt_log_stays_open_when_new_deliveries_come_in(page: Page, http, receiver):
+    """The deliveries list is drawn anew when a delivery comes in or is retried: an attempt
+    log being read stays open, rather than snapping shut under the reader."""
+    hook = http.post("/api/webhooks", json={"url": receiver.url, "events": ["product.created"]})
+    tested = f"/api/webhooks/{hook.json()['id']}/test"
+    receiver.answer(Answer(status=500))
+    assert http.post(tested).json()["status_code"] == 500
+    page.goto("/webhooks")
+    page.locator("#webhooks-body tr").get_by_role("button", name="Deliveries").click()
+    rows = page.locator("#deliveries-body tr")
+    expect(rows).to_have_count(1)
+    rows.first.get_by_text("1 attempt").focus()
+    page.keyboard.press("Enter")
+    expect(rows.first.locator("details")).to_have_attribute("open", "")
+
+    assert http.post(tested).json()["ok"] is True  # a new delivery, drawn above it
+
+    expect(rows).to_have_count(2)
+    expect(rows.nth(1).locator("details")).to_have_attribute("open", "")
+    expect(rows.nth(1).locator("details li")).to_contain_text("HTTP 500")
+    expect(rows.nth(1).locator("summary")).to_be_focused()  # where the reader was
+    expect(rows.first.locator("details")).not_to_have_attribute("open", "")

@@ -601,7 +601,11 @@
       const seen = JSON.stringify(items);
       if (seen !== state.deliveriesSeen) {
         state.deliveriesSeen = seen;
-        refill($("deliveries-body"), items.map(deliveryRow));
+        // the attempt logs being read stay open through a new delivery or a retry
+        const body = $("deliveries-body");
+        const open = new Set([...body.querySelectorAll("details[open]")].map((log) => log.dataset.id));
+        refill(body, items.map(deliveryRow));
+        body.querySelectorAll("details").forEach((log) => (log.open = open.has(log.dataset.id)));
         $("deliveries-status").textContent = items.length
           ? `${items.length === 1 ? "1 most recent delivery" : `${items.length} most recent deliveries`}, newest first.`
           : "No deliveries yet. Press Test to send a ping.";
@@ -666,7 +670,10 @@
       const at = format.dateTime(attempt.at, { seconds: true });
       list.append(el("li", {}, `${at}: ${code}. ${responseText(attempt)}`));
     });
-    return el("details", {}, el("summary", {}, `${item.attempts} attempt${item.attempts === 1 ? "" : "s"}`), list);
+    // data-action and data-id: drawn anew, the summary keeps the focus (refill)
+    const props = { dataset: { action: "log", id: String(item.id) } };
+    const summary = el("summary", props, `${item.attempts} attempt${item.attempts === 1 ? "" : "s"}`);
+    return el("details", { dataset: { id: String(item.id) } }, summary, list);
   }
 
   async function redeliver(target) {
