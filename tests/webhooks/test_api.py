@@ -313,3 +313,20 @@ def test_a_webhook_deleted_while_its_test_waits_for_the_answer_is_said_not_found
         assert answer.json()["error"]["message"] == f"Webhook {hook['id']} does not exist."
     finally:
         receiver.close()
+
+
+@pytest.mark.parametrize("description", ["CRM\x00sync", "CRM\x1bsync", "CRM\x85sync"])
+def test_a_description_with_a_control_character_is_refused_naming_it(api, receiver, description):
+    """A NUL (which PostgreSQL cannot store: it was a 500) or another control character in
+    a description is refused when created or changed, as a product's text is."""
+    body = {"url": receiver.url, "events": ["product.created"], "description": description}
+    created = api.post("/api/webhooks", json=body)
+    hook = create_endpoint(api, receiver.url, description="CRM")
+    changed = api.patch(f"/api/webhooks/{hook['id']}", json={"description": description})
+
+    for response in (created, changed):
+        assert response.status_code == 422
+        assert response.get_json()["error"]["details"] == {
+            "description": "Must be text of at most 255 characters, without control characters."
+        }
+    assert api.get(f"/api/webhooks/{hook['id']}").get_json()["description"] == "CRM"

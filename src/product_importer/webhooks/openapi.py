@@ -2,6 +2,7 @@
 
 from ..apidoc import (
     LOCATION,
+    NO_CONTROL,
     NULLABLE_STAMP,
     STAMP,
     error,
@@ -49,7 +50,12 @@ def schemas() -> dict:
             "items": {"type": "string", "enum": list(EVENT_TYPES)},
         },
         "enabled": {"type": "boolean", "default": True},
-        "description": {"type": "string", "maxLength": 255, "nullable": True},
+        "description": {
+            "type": "string",
+            "maxLength": 255,
+            "nullable": True,
+            "pattern": NO_CONTROL,
+        },
     }
     read_only = {name: {"description": "Read-only: ignored when sent"} for name in READ_ONLY}
     change = {

@@ -3,6 +3,7 @@
 Sending, retrying and the periodic sweep are in `delivery.py`, which workers run.
 """
 
+import re
 from datetime import timedelta
 
 from flask import current_app
@@ -165,11 +166,16 @@ def _clean_enabled(value) -> bool:
     return value
 
 
+# C0, DEL and C1 control characters but tab and line breaks: as a product's description (and
+# PostgreSQL cannot store a NUL at all).
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
 def _clean_description(value) -> str:
     if value is None:
         return ""
-    if not isinstance(value, str) or len(value.strip()) > 255:
-        raise ValueError("Must be text of at most 255 characters.")
+    if not isinstance(value, str) or len(value.strip()) > 255 or CONTROL.search(value):
+        raise ValueError("Must be text of at most 255 characters, without control characters.")
     return value.strip()
 
 
