@@ -79,6 +79,12 @@ def test_only_http_and_https_urls_are_accepted(url):
         ("http://127.0.0.1:65536/hook", "Port 65536 does not exist"),
         ("http://localhost:99999/hook", "Port 99999 does not exist"),
         ("http://exa mple.com/hook", "The host name 'exa mple.com' holds a space"),
+        # the parser's own sentence, ended once
+        (
+            "http://127.0.0.1/a\x00b",
+            "Not a valid URL: Invalid non-printable ASCII character in URL, '\\x00' at "
+            "position 18.",
+        ),
     ],
 )
 def test_a_port_or_host_name_that_cannot_exist_is_refused_saying_so(client, url, said):
@@ -86,6 +92,7 @@ def test_a_port_or_host_name_that_cannot_exist_is_refused_saying_so(client, url,
 
     assert response.status_code == 422
     assert response.get_json()["error"]["details"]["url"].startswith(said)
+    assert not response.get_json()["error"]["details"]["url"].endswith("..")
     assert client.get("/api/webhooks").get_json()["items"] == []
 
 

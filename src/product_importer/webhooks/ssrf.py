@@ -66,7 +66,7 @@ def parse(url: str) -> httpx.URL:
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError) as error:
-        raise Refused(f"Not a valid URL: {error}.") from None
+        raise Refused(f"Not a valid URL: {str(error).rstrip('.')}.") from None  # ended once
     if parsed.scheme not in SCHEMES:
         raise Refused("Only http:// and https:// URLs can receive webhooks.")
     if not parsed.host:
