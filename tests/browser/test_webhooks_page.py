@@ -915,3 +915,19 @@ def test_an_open_attempt_log_stays_open_when_new_deliveries_come_in(page: Page, 
     expect(rows.nth(1).locator("details li")).to_contain_text("HTTP 500")
     expect(rows.nth(1).locator("summary")).to_be_focused()  # where the reader was
     expect(rows.first.locator("details")).not_to_have_attribute("open", "")
+
+
+def test_enabling_a_webhook_in_its_edit_form_offers_to_resend_too(page: Page, http, receiver):
+    """Enabled again through Edit rather than the list's switch: the offer to resend what
+    failed meanwhile comes all the same."""
+    failed_while_off(http, receiver)
+    page.goto("/webhooks")
+    page.locator("#webhooks-body tr").get_by_role("button", name=f"Edit {receiver.url}").click()
+    form = page.get_by_role("dialog", name="Edit webhook")
+    form.get_by_role("switch", name="Enabled").check()
+
+    form.get_by_role("button", name="Save changes").click()
+
+    expect(page.get_by_text("Webhook saved.")).to_be_visible()
+    offer = page.locator(".notice").filter(has_text="recent events could not be sent to")
+    expect(offer.get_by_role("button", name="Resend failed since…")).to_be_visible()

@@ -373,8 +373,9 @@
     if (saved.others) return warnSharedUrl(formValues(), saved.others);
     closeDialog(dialog);
     await loadWebhooks();
-    if (editing) notify("Webhook saved.", "success");
-    else showSecret(saved.secret);
+    if (!editing) return showSecret(saved.secret);
+    notify("Webhook saved.", "success");
+    if (values.enabled === true) offerRecovery(saved); // enabled again here, as by its switch
   }
 
   /* What was typed is not lost: the form becomes a new webhook's, which can add it again. */
