@@ -133,6 +133,17 @@ def test_a_closed_port_is_a_retryable_network_error_said_for_people(caplog):
     assert "[Errno 111] Connection refused" in caplog.text  # the raw detail, for operators
 
 
+def test_a_failure_is_logged_without_the_urls_credentials(caplog):
+    # Logs are read and kept more widely than the webhook's settings: a password in the URL
+    # went into every failure's line.
+    caplog.set_level(logging.INFO, logger="product_importer.webhooks")
+    port = free_port()
+    send(f"http://ops:hunter2@127.0.0.1:{port}/hook?token=s3cret")
+
+    assert f"webhook POST to http://***@127.0.0.1:{port}/hook?token=*** failed" in caplog.text
+    assert "hunter2" not in caplog.text and "s3cret" not in caplog.text
+
+
 def test_a_host_name_that_does_not_resolve_is_said_for_people():
     outcome = send("http://no-such-host.invalid/hook")
 

@@ -282,8 +282,10 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 def _unreachable(url: str, said: str, error: Exception) -> str:
-    """Log the raw error beside what the delivery log says of it; return what it says."""
-    log.info("webhook POST to %s failed: %s (%s: %s)", url, said, type(error).__name__, error)
+    """Log the raw error beside what the delivery log says of it; return what it says. The
+    URL goes to the log without its credentials: logs are read and kept more widely."""
+    shown = url_without_secrets(str(url))
+    log.info("webhook POST to %s failed: %s (%s: %s)", shown, said, type(error).__name__, error)
     return said
 
 
