@@ -17,6 +17,7 @@ from product_importer.timeutil import utcnow
 from product_importer.webhooks import delivery as sending
 from product_importer.webhooks import events
 from product_importer.webhooks.models import Attempt, Delivery, Endpoint
+from tests.conftest import free_port
 
 from .receiver import Answer, verify
 
@@ -196,6 +197,30 @@ def test_retries_stop_after_about_a_day(make_endpoint, receiver):
     given_up = wait_for(delivery_id, "failed")
 
     assert given_up.error.startswith("Gave up after 1 attempt over a day: HTTP 502")
+
+
+@pytest.mark.parametrize("change", ["url", "enabled"])
+def test_a_url_put_right_or_a_webhook_enabled_again_gets_its_waiting_retries_now(
+    client, make_endpoint, receiver, change
+):
+    nobody = f"http://127.0.0.1:{free_port()}/hook"
+    endpoint = make_endpoint(nobody if change == "url" else receiver.url)
+    webhook = f"/api/webhooks/{endpoint['id']}"
+    with db.engine.begin() as conn:  # it failed once, and its retry waits two hours
+        (first,) = events.publish(conn, "product.updated", {**PRODUCT, "sku": "1st"}, actor=None)
+        later = utcnow() + timedelta(hours=2)
+        conn.execute(update(deliveries).values(attempts=1, next_attempt_at=later))
+    (_, second) = publish(data={**PRODUCT, "sku": "2nd"})  # in line behind it
+    if change == "enabled":
+        assert client.patch(webhook, json={"enabled": False}).status_code == 200
+
+    fix = {"url": receiver.url} if change == "url" else {"enabled": True}
+    assert client.patch(webhook, json=fix).status_code == 200
+
+    # sent now, not in two hours, and the event in line behind it follows
+    assert wait_for(first).attempts == 2
+    wait_for(second)
+    assert [request.json()["data"]["sku"] for request in receiver.requests] == ["1st", "2nd"]
 
 
 def test_a_delivery_of_a_disabled_endpoint_is_not_sent(make_endpoint, receiver):

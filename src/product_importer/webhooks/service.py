@@ -7,7 +7,7 @@ import re
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from .. import background
@@ -74,12 +74,36 @@ def update_endpoint(session: Session, endpoint_id: int, *, fields: dict) -> Endp
     """Change some of an endpoint's fields; enabling it again clears why it was disabled."""
     endpoint = get(session, endpoint_id)
     values = clean(fields, partial=True)
+    url, enabled = endpoint.url, endpoint.enabled
     for name, value in values.items():
         setattr(endpoint, name, value)
     if values.get("enabled"):
         endpoint.disabled_reason = None
     session.flush()
+    if endpoint.enabled and (endpoint.url != url or not enabled):
+        retry_now(session, endpoint_id)
     return endpoint
+
+
+def retry_now(session: Session, endpoint_id: int) -> None:
+    """Send the endpoint's waiting retries now, rather than when their backoff ends.
+
+    For a URL put right, or a webhook enabled again: a retry waited up to 4 hours for the
+    receiver as it was, and every later event to the endpoint waited behind it (in order).
+    """
+    now = utcnow()
+    waiting = session.scalars(
+        update(Delivery)
+        .where(
+            Delivery.endpoint_id == endpoint_id,
+            Delivery.status == DeliveryStatus.PENDING,
+            Delivery.next_attempt_at > now,
+        )
+        .values(next_attempt_at=now, queued_until=queued_again()["queued_until"])
+        .returning(Delivery.id)
+    ).all()
+    if waiting:
+        background.send_after_commit(session, events.DELIVER_TASK, sorted(waiting))
 
 
 def rotate_secret(session: Session, endpoint_id: int, *, fields: dict) -> Endpoint:
