@@ -427,7 +427,14 @@ def _warnings(csv_file) -> list[str]:
 
 def _most_common(csv_file, invalid: int) -> str:
     reason, count = csv_file.reject_reasons.most_common(1)[0]
+    # a file of one row is common (a quick try): not "all 1 rows ... (1 rows)"
+    if invalid == 1:
+        return (
+            f"No valid rows: the file's only row was rejected: {reason}. Download the "
+            "rejected row, fix it and upload again."
+        )
     return (
         f"No valid rows: all {invalid:,} rows were rejected. The most common reason: "
-        f"{reason} ({count:,} rows). Download the rejected rows, fix them and upload again."
+        f"{reason} ({count:,} {'row' if count == 1 else 'rows'}). Download the rejected rows, "
+        "fix them and upload again."
     )
