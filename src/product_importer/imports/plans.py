@@ -122,7 +122,14 @@ def undo(session: Session, job_id: int, *, created_by: dict | None) -> ImportJob
 
 def refuse_undo(session: Session, target: ImportJob) -> None:
     """Raise Conflict unless `target` is a completed import that can still be undone."""
-    if target.kind != Kind.IMPORT or target.status not in SUCCEEDED:
+    if target.kind == Kind.UNDO:
+        # "Import 22 is completed: only a completed import can be undone" contradicted itself
+        raise Conflict(
+            f"Job {target.id} is an undo (of import {target.undo_of}): an undo cannot be "
+            f"undone. To bring back what it removed, import the file of import "
+            f"{target.undo_of} again."
+        )
+    if target.status not in SUCCEEDED:
         raise Conflict(
             f"Import {target.id} is {target.status}: only a completed import can be undone."
         )
