@@ -109,9 +109,20 @@ def _accepted(job):
 @bp.get("")
 @requires(Role.VIEWER)
 def list_imports():
-    """Return the import jobs, newest first."""
-    jobs = service.list_recent(db.session)
-    return jsonify(items=[service.job_json(db.session, job) for job in jobs])
+    """Return a page of the import jobs, newest first (the first 200 unless `page` says)."""
+    per_page = whole_number("per_page", service.HISTORY_PER_PAGE, most=service.HISTORY_PER_PAGE)
+    page = whole_number("page", 1)
+    if page < 1 or per_page < 1:
+        raise Invalid("page and per_page must be 1 or more.", details={"page": "1 or more"})
+    jobs = service.list_recent(db.session, limit=per_page, page=page)
+    total = service.count_jobs(db.session)
+    return jsonify(
+        items=[service.job_json(db.session, job) for job in jobs],
+        page=page,
+        pages=service.pages_of(total, per_page),
+        per_page=per_page,
+        total=total,
+    )
 
 
 @bp.get("/<int:job_id>")

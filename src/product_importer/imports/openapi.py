@@ -247,6 +247,13 @@ def _change_page() -> dict:
     }
 
 
+def _import_page() -> dict:
+    """`{"items": [ImportJob, ...], "page", "per_page", "total", "pages"}`."""
+    listed = list_of("ImportJob")
+    numbers = {name: {"type": "integer"} for name in ("page", "per_page", "total", "pages")}
+    return {**listed, "properties": {**listed["properties"], **numbers}}
+
+
 def _event_stream() -> dict:
     """Server-sent events, each `progress` or `done` with the ImportJob as JSON data."""
     event = {
@@ -314,8 +321,21 @@ def _import_paths() -> dict:
             ),
             "get": operation(
                 "list_imports",
-                "Import jobs, newest first",
-                {"200": json_response(list_of("ImportJob"), "OK")},
+                "A page of the import jobs, newest first (200 a page unless per_page says)",
+                {
+                    "200": json_response(_import_page(), "OK"),
+                    "422": error("page or per_page not a whole number from 1, per_page over 200"),
+                },
+                parameters=[
+                    query(
+                        "page",
+                        {"type": "integer", "minimum": 1, "maximum": 999_999_999},
+                        "Page number (1: newest)",
+                    ),
+                    query(
+                        "per_page", {"type": "integer", "minimum": 1, "maximum": 200}, "Per page"
+                    ),
+                ],
             ),
         },
         "/api/imports/{id}": {

@@ -145,9 +145,25 @@ def get(session: Session, job_id: int, *, for_update: bool = False) -> ImportJob
     return job
 
 
-def list_recent(session: Session, *, limit: int = 200) -> list[ImportJob]:
-    """Return the newest jobs first."""
-    return list(session.scalars(select(ImportJob).order_by(ImportJob.id.desc()).limit(limit)))
+HISTORY_PER_PAGE = 200  # the jobs of one page of the history (and of GET /api/imports)
+
+
+def list_recent(
+    session: Session, *, limit: int = HISTORY_PER_PAGE, page: int = 1
+) -> list[ImportJob]:
+    """Return one page of the jobs, the newest first."""
+    query = select(ImportJob).order_by(ImportJob.id.desc())
+    return list(session.scalars(query.offset((page - 1) * limit).limit(limit)))
+
+
+def count_jobs(session: Session) -> int:
+    """How many jobs there are, each page of the history together."""
+    return session.scalar(select(func.count()).select_from(ImportJob)) or 0
+
+
+def pages_of(total: int, per_page: int) -> int:
+    """How many pages `total` jobs fill (one, empty, for none)."""
+    return max(1, -(-total // per_page))
 
 
 def cancel(session: Session, job_id: int) -> ImportJob:

@@ -3,7 +3,7 @@ change record."""
 
 from datetime import datetime, timedelta
 
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, current_app, render_template, request
 from markupsafe import Markup, escape
 
 from ..accounts.auth import requires
@@ -62,11 +62,35 @@ def upload_page():
 @bp.get("/imports")
 @requires(Role.VIEWER)
 def history_page():
-    """The history of imports, newest first."""
-    jobs = [history_row(job) for job in service.list_recent(db.session)]
+    """The history of imports, newest first, a page at a time (?page=2 for older ones)."""
+    per_page = service.HISTORY_PER_PAGE
+    total = service.count_jobs(db.session)
+    pages = service.pages_of(total, per_page)
+    # an old link past the last page (imports deleted since) shows the last one, not none
+    page = min(page_wanted(request.args.get("page", "")), pages)
+    found = service.list_recent(db.session, limit=per_page, page=page)
     return render_template(
-        "imports/history.html", jobs=jobs, outcomes=OUTCOMES, superseded_note=superseded_note
+        "imports/history.html",
+        jobs=[history_row(job) for job in found],
+        paging={
+            "page": page,
+            "pages": pages,
+            "total": total,
+            "first": (page - 1) * per_page + 1,
+            "last": (page - 1) * per_page + len(found),
+        },
+        outcomes=OUTCOMES,
+        superseded_note=superseded_note,
     )
+
+
+def page_wanted(asked: str) -> int:
+    """The page of the history a person typed or kept in a link, never an error: the first
+    for none, 0 or words."""
+    asked = asked.strip()
+    if not (asked.isascii() and asked.isdigit()):
+        return 1
+    return max(1, int(asked.lstrip("0")[:9] or 0))
 
 
 @bp.get("/imports/<int:job_id>")
