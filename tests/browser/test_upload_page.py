@@ -294,3 +294,17 @@ def test_a_connection_lost_as_the_upload_ends_does_not_make_the_import_look_fail
     expect(page.locator("#job-badge")).to_have_text("Completed")
     expect(page).to_have_url(re.compile(r"\?job=\d+$"))  # a reload still finds it
     assert lost
+
+
+def test_a_file_chosen_with_the_keyboard_leaves_the_focus_on_its_import(page: Page):
+    """The drop zone hides as the upload starts: Tab goes on to the import's buttons, not back
+    to the top of the page."""
+    page.goto("/")
+    chooser = page.get_by_label("Drop a CSV file here or choose a file")
+    chooser.focus()
+    chooser.set_input_files(csv_file("keys.csv", "sku,name\nKEY-1,Key\n"))
+    expect(page.locator("#job-badge")).to_have_text("Completed")
+
+    expect(page.locator("#job-panel")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="View products")).to_be_focused()

@@ -731,8 +731,12 @@
   /* ---- shared rendering --------------------------------------------------------------- */
 
   function showPanel() {
+    // A keyboard user who chose the file was in the section hidden now: the focus goes on to
+    // the panel (Tab then reaches its buttons), not lost to the top of the page.
+    const wasInSection = uploadSection.contains(document.activeElement);
     uploadSection.hidden = true;
     panel.hidden = false;
+    if (wasInSection) panel.focus();
   }
 
   function renderHead(name, meta, status) {
