@@ -431,3 +431,13 @@ def test_a_plan_discarded_elsewhere_shows_it_on_the_stale_upload_page(page: Page
     expect(page.locator("#job-badge")).to_have_text("Discarded")
     expect(page.get_by_role("button", name="Apply")).to_be_hidden()
     expect(page.get_by_role("button", name="Discard")).to_be_hidden()
+
+
+def test_a_change_record_of_one_product_counts_it_in_the_singular(page: Page, http):
+    """Not "1 created products" under the change list."""
+    job = import_csv(http, "sku,name\nONLY-1,Only one\n", "one.csv")
+
+    page.goto(f"/imports/{job['id']}")
+
+    expect(page.locator(".page-status")).to_have_text("Page 1 of 1 · 1 created product")
+

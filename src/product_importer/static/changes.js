@@ -87,8 +87,9 @@
         el("th", { scope: "col" }, name)));
       const rows = data.items.map((item) => (created ? createdRow(item) : updatedRow(item)));
       body.replaceChildren(...(rows.length ? rows : [messageRow(`No ${state.kind} products.`)]));
+      const products = data.total === 1 ? "product" : "products"; // not "1 created products"
       status.textContent = data.total
-        ? `Page ${data.page} of ${pages} · ${format.number(data.total)} ${state.kind} products`
+        ? `Page ${data.page} of ${pages} · ${format.number(data.total)} ${state.kind} ${products}`
         : "";
       prev.disabled = data.page <= 1;
       next.disabled = data.page >= pages;
