@@ -441,3 +441,21 @@ def test_a_change_record_of_one_product_counts_it_in_the_singular(page: Page, ht
 
     expect(page.locator(".page-status")).to_have_text("Page 1 of 1 · 1 created product")
 
+
+def test_paging_the_change_record_with_the_keyboard_keeps_the_focus_on_its_buttons(
+    page: Page, http
+):
+    """Next pressed onto the last page is disabled: the focus moves to Previous, and back."""
+    rows = "".join(f"KEY-{n:02},Key {n}\n" for n in range(1, 26))  # 20 a page: two pages
+    job = import_csv(http, "sku,name\n" + rows, "keys.csv")
+    page.goto(f"/imports/{job['id']}")
+    status = page.locator(".page-status")
+    expect(status).to_have_text("Page 1 of 2 · 25 created products")
+
+    page.get_by_role("button", name="Next ›").press("Enter")
+    expect(status).to_have_text("Page 2 of 2 · 25 created products")
+    expect(page.get_by_role("button", name="‹ Previous")).to_be_focused()
+
+    page.keyboard.press("Enter")
+    expect(status).to_have_text("Page 1 of 2 · 25 created products")
+    expect(page.get_by_role("button", name="Next ›")).to_be_focused()

@@ -91,8 +91,13 @@
       status.textContent = data.total
         ? `Page ${data.page} of ${pages} · ${format.number(data.total)} ${state.kind} ${products}`
         : "";
+      const pressed = document.activeElement;
       prev.disabled = data.page <= 1;
       next.disabled = data.page >= pages;
+      // Next pressed onto the last page (Previous onto the first) is disabled now: the focus
+      // goes to the other button rather than being lost to the page.
+      if (pressed === next && next.disabled && !prev.disabled) prev.focus();
+      if (pressed === prev && prev.disabled && !next.disabled) next.focus();
       prev.hidden = next.hidden = pages <= 1;
       download.hidden = !data.total;
     }
