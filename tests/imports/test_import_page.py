@@ -140,3 +140,30 @@ def test_a_job_handed_back_to_the_queue_after_a_cancel_request_offers_cancel_aga
     assert 'data-action="cancel"' in page
     assert client.post(f"/api/imports/{job.id}/cancel").status_code == 202
     assert client.get(f"/api/imports/{job.id}").get_json()["status"] == "cancelled"
+
+
+def test_a_plan_older_than_the_undo_window_still_shows_what_applying_would_change(
+    client, db_session
+):
+    """A plan kept past IMPORT_UNDO_DAYS (UPLOAD_RETENTION_HOURS set longer) keeps its change
+    record until applied or discarded: its page lists it rather than call it removed."""
+    finished = utcnow() - timedelta(days=8)  # the undo window is 7 days by default
+    job = ImportJob(
+        filename="plan.csv",
+        file_path="",
+        status="planned",
+        plan=True,
+        created=2,
+        warnings=[],
+        started_at=finished - timedelta(seconds=3),
+        finished_at=finished,
+    )
+    db_session.add(job)
+    db_session.commit()
+
+    page = client.get(f"/imports/{job.id}").get_data(as_text=True)
+
+    assert 'data-action="apply"' in page
+    assert "this one has been removed" not in page
+    assert 'id="changes-slot"' in page
+

@@ -108,7 +108,8 @@ def import_page(job_id: int):
         outcomes=OUTCOMES,
         undo_question=undo_question(found.to_dict()),
         undo_days=days,
-        record_kept=record_kept(found.finished_at, days),
+        # a plan's record is kept until it is applied or discarded, however old the plan
+        record_kept=found.status == Status.PLANNED or record_kept(found.finished_at, days),
     )
 
 
