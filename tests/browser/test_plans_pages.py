@@ -459,3 +459,16 @@ def test_paging_the_change_record_with_the_keyboard_keeps_the_focus_on_its_butto
     page.keyboard.press("Enter")
     expect(status).to_have_text("Page 1 of 2 · 25 created products")
     expect(page.get_by_role("button", name="Next ›")).to_be_focused()
+
+
+def test_a_plan_discarded_on_the_upload_page_shows_no_product_created(page: Page, http):
+    """Its counts were what applying would have done: after Discard none is shown as done."""
+    job = plan(http, FILE)
+    page.goto(f"/?job={job['id']}")
+    expect(page.locator("#stat-created")).to_have_text("27")  # "To create": all of FILE is new
+
+    page.get_by_role("button", name="Discard").click()
+
+    expect(page.locator("#job-badge")).to_have_text("Discarded")
+    for name in ("created", "updated", "unchanged"):
+        expect(page.locator(f"#stat-{name}")).to_have_text("–")

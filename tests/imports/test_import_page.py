@@ -167,3 +167,56 @@ def test_a_plan_older_than_the_undo_window_still_shows_what_applying_would_chang
     assert "this one has been removed" not in page
     assert 'id="changes-slot"' in page
 
+
+def plan_job(db_session, status: str) -> int:
+    """A plan of 25 new products and 3 changed ones, `planned` or `discarded`; its id."""
+    finished = utcnow()
+    job = ImportJob(
+        filename="plan.csv",
+        file_path="",
+        status=status,
+        plan=True,
+        created=25,
+        updated=3,
+        unchanged=1,
+        rows_processed=29,
+        warnings=[],
+        started_at=finished - timedelta(seconds=1),
+        finished_at=finished,
+    )
+    db_session.add(job)
+    db_session.commit()
+    return job.id
+
+
+def count_cells(row: str) -> list[str]:
+    """The Created, Updated and Unchanged cells of a history row, as shown."""
+    return [
+        row.split(f'data-label="{label}" class="num">')[1].split("</td>")[0].strip()
+        for label in ("Created", "Updated", "Unchanged")
+    ]
+
+
+def test_the_history_counts_no_product_as_created_by_a_plan(client, db_session):
+    """A plan (or a discarded one) changed nothing: not "Created 25" in its row."""
+    planned, discarded = plan_job(db_session, "planned"), plan_job(db_session, "discarded")
+
+    page = client.get("/imports").get_data(as_text=True)
+
+    planned_row = page.split(f'data-job-id="{planned}"')[1].split("</tr>")[0]
+    assert count_cells(planned_row) == ["–", "–", "–"]
+    assert "Applying it would create 25, update 3 and leave 1 unchanged." in planned_row
+    discarded_row = page.split(f'data-job-id="{discarded}"')[1].split("</tr>")[0]
+    assert count_cells(discarded_row) == ["–", "–", "–"]
+    assert "The catalog was not changed." in discarded_row
+
+
+def test_a_discarded_plans_page_counts_no_product_as_created(client, db_session):
+    """Its counts were what applying would have done: the page shows none as done."""
+    job_id = plan_job(db_session, "discarded")
+
+    page = client.get(f"/imports/{job_id}").get_data(as_text=True)
+
+    for name in ("created", "updated", "unchanged"):
+        cell = page.split(f'id="stat-{name}">')[1].split("</dd>")[0]
+        assert ">–</span>" in cell and "25" not in cell, name

@@ -649,10 +649,14 @@
     const planned = job.status === "planned"; // counts of what applying would do
     $("stat-created-label").textContent = planned ? "To create" : "Created";
     $("stat-updated-label").textContent = planned ? "To update" : "Updated";
-    // The merge counts products only as it ends: until then they are not known, not zero.
+    // The merge counts products only as it ends: until then they are not known, not zero. A
+    // discarded plan's are what it would have done: it created and updated nothing.
+    const discarded = job.status === "discarded";
     for (const name of ["created", "updated", "unchanged"]) {
-      $(`stat-${name}`).textContent = finished ? format.number(job[name]) : "–";
-      $(`stat-${name}`).title = finished ? "" : "Known once the import is applied";
+      $(`stat-${name}`).textContent = finished && !discarded ? format.number(job[name]) : "–";
+      $(`stat-${name}`).title = discarded
+        ? "The plan was discarded: nothing was applied"
+        : finished ? "" : "Known once the import is applied";
     }
     $("stat-invalid").textContent = format.number(job.rows_invalid);
   }
