@@ -56,3 +56,19 @@ def test_a_refreshing_page_says_when_its_session_has_ended(page: Page, http, hol
             expect(notice.get_by_role("link", name="Sign in again")).to_be_visible()
             page.context.add_cookies(cookies)  # signed in again: the notice goes
             expect(notice).to_have_count(0)
+
+
+def test_an_import_page_announces_once_what_the_import_became(page: Page, http, holding):
+    """A screen reader following an import's page hears it end, not every refresh."""
+    with holding(TABLE_LOCK) as edit:  # a product edit in progress: the import waits for it
+        job = upload_csv(http, "sku,name\nSAY-1,Said\n", "said.csv").json()
+        edit.wait_until_blocking()
+        page.goto(f"/imports/{job['id']}")
+        wait_for_a_refresh(page, "import-detail")
+        announcer = page.locator("#outcome-announcer")
+        expect(announcer).to_have_attribute("role", "status")
+        seen = announcer.text_content()
+
+    expect(page.locator("#job-badge")).to_have_text("Completed")
+    expect(announcer).to_have_text("Import complete: Completed")
+    assert seen != announcer.text_content()

@@ -62,12 +62,22 @@
       shown = round;
       const focused = document.activeElement;
       const hadFocus = focused !== $("import-detail") && $("import-detail").contains(focused);
+      const before = $("import-detail").dataset.status;
       replaceKeepingFocus($("import-detail"), document.importNode(fresh, true));
+      announceOutcome(before);
       // the control it was on is gone (Cancel, once the job has ended): the outcome is next
       if (hadFocus && !$("import-detail").contains(document.activeElement)) focusOutcome();
       return enhance();
     }
     refreshLater();
+  }
+
+  /* Say what the import became when its status has changed (queued to running, running to
+     completed...): a screen reader hears the end of an import it waits for, once, and not
+     every second's refresh. */
+  function announceOutcome(before) {
+    if ($("import-detail").dataset.status === before) return;
+    $("outcome-announcer").textContent = `${$("outcome-title").textContent.trim()}: ${$("job-badge").textContent.trim()}`;
   }
 
   function refreshLater() {
