@@ -472,3 +472,16 @@ def test_a_plan_discarded_on_the_upload_page_shows_no_product_created(page: Page
     expect(page.locator("#job-badge")).to_have_text("Discarded")
     for name in ("created", "updated", "unchanged"):
         expect(page.locator(f"#stat-{name}")).to_have_text("–")
+
+
+def test_a_plan_discarded_on_the_upload_page_is_not_timed_to_its_discard(page: Page, http):
+    """Its wait for review is no duration of the plan: no "Finished in", no duration."""
+    job = plan(http, FILE)
+    page.goto(f"/?job={job['id']}")
+    expect(page.locator("#job-detail")).to_contain_text("Read and compared in")
+
+    page.get_by_role("button", name="Discard").click()
+
+    expect(page.locator("#job-badge")).to_have_text("Discarded")
+    expect(page.locator("#job-detail")).to_have_text("")
+    expect(page.locator("#stat-eta")).to_have_text("–")

@@ -220,3 +220,18 @@ def test_a_discarded_plans_page_counts_no_product_as_created(client, db_session)
     for name in ("created", "updated", "unchanged"):
         cell = page.split(f'id="stat-{name}">')[1].split("</dd>")[0]
         assert ">–</span>" in cell and "25" not in cell, name
+
+
+def test_a_plan_discarded_a_day_after_its_reading_is_not_said_to_have_run_a_day(client, db_session):
+    """Discarded (by hand or after UPLOAD_RETENTION_HOURS), its end is the discard: not "24 h"."""
+    job_id = plan_job(db_session, "discarded")
+    job = db_session.get(ImportJob, job_id)
+    job.started_at = job.finished_at - timedelta(hours=24, seconds=1)
+    db_session.commit()
+
+    history = client.get("/imports").get_data(as_text=True)
+    row = history.split(f'data-job-id="{job_id}"')[1].split("</tr>")[0]
+    cell = row.split('data-label="Duration" class="num">')[1].split("</td>")[0]
+    assert cell.strip() == "–"
+    page = client.get(f"/imports/{job_id}").get_data(as_text=True)
+    assert page.split('id="stat-duration">')[1].split("</dd>")[0] == "–"

@@ -149,7 +149,11 @@ def history_row(job: ImportJob) -> dict:
     refusal = service.retry_refusal(db.session, job) if again else None
     return {
         **row,
-        "duration": duration_label(job.started_at, job.finished_at),
+        # a discarded plan "finished" when it was discarded, perhaps a day after its reading:
+        # that wait is no duration of it
+        "duration": ""
+        if job.status == Status.DISCARDED
+        else duration_label(job.started_at, job.finished_at),
         "retryable": retryable(row) and not refusal,
         "retry_refusal": refusal,
         "stopped_by_threshold": stopped_by_threshold(row) and not refusal,

@@ -626,7 +626,9 @@
   }
 
   function elapsed(job) {
-    if (!job.started_at) return null;
+    // a discarded plan ended when it was discarded, perhaps a day after its reading: that wait
+    // is no duration of it (nor a speed)
+    if (!job.started_at || job.status === "discarded") return null;
     const end = job.finished_at ? Date.parse(job.finished_at) : Date.now();
     return (end - Date.parse(job.started_at)) / 1000;
   }
