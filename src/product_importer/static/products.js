@@ -420,21 +420,27 @@
   let editingEtag = null; // its version, so that a save cannot undo a change made meanwhile
   let opening = false;
 
-  /* Edit the product as it is now, not as the table showed it when it loaded. */
-  async function editProduct(product) {
-    if (opening) return;
+  /* The product as it is now, not as the table showed it when it loaded, with its version;
+     null (said, and the list drawn again) when it is gone or could not be read. */
+  async function readNow(product, goneWords) {
+    if (opening) return null;
     opening = true;
-    let read;
     try {
-      read = await api("GET", `/api/products/${product.id}`, undefined, { etag: true });
+      return await api("GET", `/api/products/${product.id}`, undefined, { etag: true });
     } catch (error) {
-      if (error.status === 404) notify(`${product.sku} was deleted meanwhile.`, "info");
+      if (error.status === 404) notify(`${product.sku} ${goneWords}`, "info");
       else notify(`Could not open ${product.sku}: ${error.message}`, "error");
-      return load();
+      load();
+      return null;
     } finally {
       opening = false;
     }
-    openProductForm(read.data, read.etag);
+  }
+
+  /* Edit the product as it is now. */
+  async function editProduct(product) {
+    const read = await readNow(product, "was deleted meanwhile.");
+    if (read) openProductForm(read.data, read.etag);
   }
 
   function openProductForm(product, etag = null) {
@@ -579,18 +585,8 @@
   /* Ask about the product as it is now, not as the table showed it when it loaded: renamed
      meanwhile, its question names the SKU that will be gone. */
   async function confirmDelete(product) {
-    if (opening) return;
-    opening = true;
-    let read;
-    try {
-      read = await api("GET", `/api/products/${product.id}`, undefined, { etag: true });
-    } catch (error) {
-      if (error.status === 404) notify(`${product.sku} was already deleted.`, "info");
-      else notify(`Could not open ${product.sku}: ${error.message}`, "error");
-      return load();
-    } finally {
-      opening = false;
-    }
+    const read = await readNow(product, "was already deleted.");
+    if (!read) return;
     askToDelete(read.data, read.etag, "");
     openDialog(deleteDialog);
   }
