@@ -80,15 +80,20 @@ def test_a_second_stop_signal_during_the_first_does_not_hang_the_process():
     # The stop flag was a threading.Event: a second signal handled while the first handler
     # held the Event's lock waited on it forever, and the process hung until killed (CI saw
     # honcho kill a web process 5 s after its SIGTERM). Seconds, not forever, when it works.
-    try:
-        done = subprocess.run(
-            [sys.executable, "-c", SECOND_STOP_ON_EACH_LINE],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-    except subprocess.TimeoutExpired:
-        pytest.fail("a second stop signal, handled during the first, hung the process")
+    done = run_or_fail(SECOND_STOP_ON_EACH_LINE, "a second stop signal, during the first")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("stopped ")
+
+
+def run_or_fail(script: str, what: str) -> subprocess.CompletedProcess:
+    """Run a Python script; fail the test, saying `what` hung, if it has not ended in a minute
+    (it takes well under a second: a minute is a hang)."""
+    try:
+        return subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{what} hung the process")
 
 
 @pytest.mark.parametrize("mode", [0o755, 0o750, 0o700])
@@ -138,11 +143,5 @@ with worker.tpool._shutdown_lock:
 def test_a_quick_stop_while_a_connection_is_handed_to_the_threads_does_not_hang():
     # gthread's quick stop shut its thread pool from the signal handler, taking the lock the
     # interrupted hand-over held: the process waited for it until the master's SIGKILL.
-    try:
-        done = subprocess.run(
-            [sys.executable, "-c", QUICK_STOP_DURING_SUBMIT],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-    except subprocess.TimeoutExpired:
-        pytest.fail("a quick stop during a hand-over to the thread pool hung the process")
+    done = run_or_fail(QUICK_STOP_DURING_SUBMIT, "a quick stop during a hand-over to the threads")
     assert done.stdout.strip() == "stopped 0", done.stderr
