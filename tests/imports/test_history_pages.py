@@ -73,3 +73,8 @@ def test_the_api_lists_imports_page_by_page(client, db_session):
     assert [job["filename"] for job in small["items"]] == ["file-201.csv", "file-200.csv"]
     assert client.get("/api/imports?page=0").status_code == 422
     assert client.get("/api/imports?per_page=201").status_code == 422
+    refused = client.get("/api/imports?per_page=0").get_json()["error"]  # named as itself
+    assert (refused["message"], refused["details"]) == (
+        "per_page must be 1 or more.",
+        {"per_page": "1 or more."},
+    )

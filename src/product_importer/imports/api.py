@@ -112,8 +112,11 @@ def list_imports():
     """Return a page of the import jobs, newest first (the first 200 unless `page` says)."""
     per_page = whole_number("per_page", service.HISTORY_PER_PAGE, most=service.HISTORY_PER_PAGE)
     page = whole_number("page", 1)
-    if page < 1 or per_page < 1:
-        raise Invalid("page and per_page must be 1 or more.", details={"page": "1 or more"})
+    below_one = {
+        name: "1 or more." for name, n in (("page", page), ("per_page", per_page)) if n < 1
+    }
+    if below_one:
+        raise Invalid(f"{' and '.join(below_one)} must be 1 or more.", details=below_one)
     jobs = service.list_recent(db.session, limit=per_page, page=page)
     total = service.count_jobs(db.session)
     return jsonify(
