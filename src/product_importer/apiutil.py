@@ -42,6 +42,11 @@ def refuse_unknown(fields: dict, known: set[str]) -> None:
         raise Invalid(f"Unknown fields; send only {', '.join(sorted(known))}.", details=unknown)
 
 
+def page_count(total: int, per_page: int) -> int:
+    """How many pages `total` items fill, `per_page` a page (one, empty, for none)."""
+    return max(1, -(-total // per_page))
+
+
 def whole_number(name: str, default: int, *, most: int | None = None) -> int:
     """A query argument of ASCII digits (or `default` when absent); raise Invalid otherwise.
 

@@ -7,12 +7,12 @@ leaves no entry, and one that commits always has one.
 import json
 import re
 from dataclasses import dataclass
-from math import ceil
 
 from flask import has_request_context, request
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ..apiutil import page_count
 from ..errors import Invalid
 from .auth import current_actor
 from .models import AuditEntry
@@ -65,7 +65,7 @@ class AuditPage:
     @property
     def pages(self) -> int:
         """How many pages the entries fill (one, when there are none)."""
-        return max(1, ceil(self.total / PER_PAGE))
+        return page_count(self.total, PER_PAGE)
 
     def to_dict(self) -> dict:
         """The audit page JSON: newest first."""

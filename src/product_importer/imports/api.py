@@ -11,6 +11,7 @@ from ..apiutil import (
     csv_download,
     json_object,
     json_object_or_none_sent,
+    page_count,
     refuse_unknown,
     true_or_false,
     whole_number,
@@ -122,7 +123,7 @@ def list_imports():
     return jsonify(
         items=[service.job_json(db.session, job) for job in jobs],
         page=page,
-        pages=service.pages_of(total, per_page),
+        pages=page_count(total, per_page),
         per_page=per_page,
         total=total,
     )

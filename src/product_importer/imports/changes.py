@@ -11,11 +11,11 @@ other means is gone.
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from math import ceil
 
 from sqlalchemy import Subquery, column, false, func, literal, or_, select, table, union_all
 from sqlalchemy.orm import Session
 
+from ..apiutil import page_count
 from ..errors import Invalid
 from ..products.models import Product
 from .engine import kept_tables
@@ -190,7 +190,7 @@ def page(session: Session, job: ImportJob, *, kind: str | None, page: int, per_p
         "page": page,
         "per_page": per_page,
         "total": total,
-        "pages": max(1, ceil(total / per_page)),
+        "pages": page_count(total, per_page),
     }
 
 

@@ -161,11 +161,6 @@ def count_jobs(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(ImportJob)) or 0
 
 
-def pages_of(total: int, per_page: int) -> int:
-    """How many pages `total` jobs fill (one, empty, for none)."""
-    return max(1, -(-total // per_page))
-
-
 def cancel(session: Session, job_id: int) -> ImportJob:
     """Cancel a queued job now, or ask the worker to stop a running one."""
     # On SQLite the merge holds the one writer until it commits: the request written below

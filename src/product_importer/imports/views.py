@@ -8,6 +8,7 @@ from markupsafe import Markup, escape
 
 from ..accounts.auth import requires
 from ..accounts.roles import Role
+from ..apiutil import page_count
 from ..extensions import db
 from ..timeutil import aware, local_times, utcnow
 from . import plans, service
@@ -65,7 +66,7 @@ def history_page():
     """The history of imports, newest first, a page at a time (?page=2 for older ones)."""
     per_page = service.HISTORY_PER_PAGE
     total = service.count_jobs(db.session)
-    pages = service.pages_of(total, per_page)
+    pages = page_count(total, per_page)
     # an old link past the last page (imports deleted since) shows the last one, not none
     page = min(page_wanted(request.args.get("page", "")), pages)
     found = service.list_recent(db.session, limit=per_page, page=page)

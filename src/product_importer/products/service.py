@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from .. import database
+from ..apiutil import page_count
 from ..errors import Conflict, Invalid, NotFound, PreconditionFailed
 from ..webhooks import events
 from . import rules, totals
@@ -645,7 +646,7 @@ def _check_paging(page: int, per_page: int) -> None:
 
 
 def _check_page_exists(page: int, per_page: int, total: int) -> None:
-    last = max(1, ceil(total / per_page))
+    last = page_count(total, per_page)
     if page > last:
         raise Invalid(
             f"There is no page {page}: the last page is {last}.",
