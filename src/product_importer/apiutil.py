@@ -9,6 +9,7 @@ from werkzeug.routing import IntegerConverter
 
 from .apidoc import MAX_ID
 from .errors import BadRequest, Invalid
+from .products.rules import SPACE
 from .spreadsheet import escape_formula
 
 CSV_FLUSH_ROWS = 2000
@@ -47,12 +48,24 @@ def page_count(total: int, per_page: int) -> int:
     return max(1, -(-total // per_page))
 
 
+def blank_is_none(value: str | None) -> str | None:
+    """`value`, or None when it is blank: a query argument sent empty (`?sort=`, as a form's
+    "any" choice sends it) is left out, as the text filters take an empty one."""
+    return value if value is not None and value.strip(SPACE) else None
+
+
+def query_arg(name: str) -> str | None:
+    """The query argument `name`, or None when it is left out or blank."""
+    return blank_is_none(request.args.get(name))
+
+
 def whole_number(name: str, default: int, *, most: int | None = None) -> int:
-    """A query argument of ASCII digits (or `default` when absent); raise Invalid otherwise.
+    """A query argument of ASCII digits (or `default` when left out or blank); raise Invalid
+    otherwise.
 
     `most`: a larger one, however many digits it has, is refused naming the range (from 1).
     """
-    value = request.args.get(name)
+    value = query_arg(name)
     if value is None:
         return default
     if not (value.isascii() and value.isdigit()):  # "²" is a digit to isdigit(), not to int()
@@ -80,8 +93,8 @@ def csv_download(
 
 
 def true_or_false(name: str) -> bool:
-    """A query argument `true` or `false` (left out: false); raise Invalid otherwise."""
-    value = request.args.get(name, "false")
+    """A query argument `true` or `false` (left out or blank: false); raise Invalid otherwise."""
+    value = query_arg(name) or "false"
     if value not in ("true", "false"):
         raise Invalid(f"{name} must be true or false.", details={name: "true or false."})
     return value == "true"

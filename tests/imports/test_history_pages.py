@@ -71,6 +71,8 @@ def test_the_api_lists_imports_page_by_page(client, db_session):
 
     small = client.get("/api/imports?page=3&per_page=2").get_json()
     assert [job["filename"] for job in small["items"]] == ["file-201.csv", "file-200.csv"]
+    blank = client.get("/api/imports?page=&per_page=").get_json()  # as a form sends them
+    assert (blank["page"], blank["per_page"], len(blank["items"])) == (1, 200, 200)
     assert client.get("/api/imports?page=0").status_code == 422
     assert client.get("/api/imports?per_page=201").status_code == 422
     refused = client.get("/api/imports?per_page=0").get_json()["error"]  # named as itself

@@ -139,3 +139,20 @@ def test_an_export_for_excel_starts_with_a_byte_order_mark_and_imports_back_unch
     )
     refused = any_http.get("/api/products/export.csv?bom=yes")
     assert (refused.status_code, set(refused.json()["error"]["details"])) == (422, {"bom"})
+
+
+def test_empty_filters_sort_and_bom_export_as_left_out(api):
+    """A form's blank choices (`active=`, `sort=`) are no filter and the default order."""
+    for product in TRICKY:
+        assert api.post("/api/products", json=product).status_code == 201
+
+    with api.get("/api/products/export.csv") as left_out:
+        every = left_out.get_data(as_text=True)
+    with api.get("/api/products/export.csv?sku=&active=&sort=&bom=") as blank:
+        assert (blank.status_code, blank.get_data(as_text=True)) == (200, every)
+    assert len(rows(every)) == len(TRICKY)
+    refused = api.get("/api/products/export.csv?active=any")
+    assert refused.status_code == 422
+    assert refused.get_json()["error"]["details"] == {
+        "active": "Must be true or false (or left out for any)."
+    }

@@ -271,9 +271,8 @@ def test_filtered_totals_follow_every_change_to_the_catalog(api, catalog, db_ses
         ("sort=price", "sort"),
         ("sort=--sku", "sort"),
         ("active=maybe", "active"),
-        ("active=", "active"),  # empty is not "any": leave it out for that
         ("active=FALSE", "active"),  # the document's enum is lower case
-        ("sort=", "sort"),
+        ("active=%1C", "active"),  # not trimmed away: a control character is not blank
         ("sort=%1C", "sort"),  # not trimmed away: a control character is no sort
         ("name=%00", "name"),
         ("q=%1F", "q"),
@@ -284,6 +283,40 @@ def test_out_of_range_arguments_are_422(api, catalog, query, field):
     assert response.status_code == 422
     error = response.get_json()["error"]
     assert (error["code"], set(error["details"])) == ("invalid", {field})
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "active=",  # a form's blank "any" choice
+        "sort=",
+        "page=",
+        "per_page=",
+        "active=%20&sort=%09&page=%20%20&per_page=%E3%80%80",  # blank, as text filters trim
+    ],
+)
+def test_an_argument_sent_empty_is_taken_as_left_out(api, catalog, query):
+    """As an empty text filter is no filter: every product, first page, default size and order."""
+    response = api.get(f"/api/products?{query}")
+
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert (body["total"], body["page"], body["per_page"]) == (len(catalog), 1, 50)
+    assert [item["sku"] for item in body["items"]] == skus(api)
+
+
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [
+        ("active=yes", "The filters are not valid; see details."),
+        ("sort=price", "Unknown sort 'price'."),
+        ("page=%201", "page must be a whole number."),  # blank is left out; padded is not
+        ("per_page=x", "per_page must be a whole number."),
+    ],
+)
+def test_an_argument_not_blank_is_still_checked(api, query, says):
+    response = api.get(f"/api/products?{query}")
+    assert (response.status_code, response.get_json()["error"]["message"]) == (422, says)
 
 
 @pytest.mark.parametrize(

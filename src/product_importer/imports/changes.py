@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import Subquery, column, false, func, literal, or_, select, table, union_all
 from sqlalchemy.orm import Session
 
-from ..apiutil import page_count
+from ..apiutil import blank_is_none, page_count
 from ..errors import Invalid
 from ..products.models import Product
 from .engine import kept_tables
@@ -43,10 +43,10 @@ BEFORE = {field: change[f"before_{field}"] for field in FIELDS}
 def parse_kind(value: str | None) -> str | None:
     """`created`, `updated`, or None for both; raise Invalid otherwise.
 
-    Left empty (`?kind=`, as a form sends a blank choice) it filters nothing, as the products'
-    text filters do.
+    Left empty or blank (`?kind=`, as a form sends a blank choice) it filters nothing, as the
+    products' text filters do.
     """
-    if not value:
+    if blank_is_none(value) is None:
         return None
     if value not in KINDS:
         raise Invalid(

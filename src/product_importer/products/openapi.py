@@ -105,11 +105,16 @@ def filters() -> list[dict]:
         query("name", term, "Case-insensitive substring of the name"),
         query("description", term, "Case-insensitive substring of the description"),
         query("q", term, "Case-insensitive substring of the SKU, name or description"),
-        query("active", {"type": "string", "enum": ["true", "false"]}, "Status"),
+        query(
+            "active",
+            {"type": "string", "enum": ["true", "false", ""]},
+            "Status; empty (or left out) for any",
+        ),
         query(
             "sort",
-            {"type": "string", "enum": SORTS, "default": service.DEFAULT_SORT},
-            "Order, `-` for descending; ties are broken by id",
+            {"type": "string", "enum": [*SORTS, ""], "default": service.DEFAULT_SORT},
+            "Order, `-` for descending; ties are broken by id; empty (or left out) for "
+            f"{service.DEFAULT_SORT}",
         ),
     ]
 
@@ -121,12 +126,12 @@ def paths() -> dict:
         query(
             "page",
             {"type": "integer", "minimum": 1, "maximum": service.MAX_PAGE, "default": 1},
-            "Page number; past the last page is 422",
+            "Page number; past the last page is 422; empty (or left out) for 1",
         ),
         query(
             "per_page",
             {"type": "integer", "minimum": 1, "maximum": service.MAX_PER_PAGE, "default": 50},
-            "Products per page",
+            f"Products per page; empty (or left out) for {service.DEFAULT_PER_PAGE}",
         ),
     ]
     invalid = {"422": error("Invalid fields, each named in error.details")}

@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from .. import database
-from ..apiutil import page_count
+from ..apiutil import blank_is_none, page_count
 from ..errors import Conflict, Invalid, NotFound, PreconditionFailed
 from ..webhooks import events
 from . import rules, totals
@@ -500,7 +500,7 @@ def parse_filters(args: Mapping[str, str]) -> Filters:
         if rules.DESCRIPTION_CONTROL.search(values[name]):
             where = rules.where_control(values[name], rules.DESCRIPTION_CONTROL)
             problems[name] = f"Must not hold control characters. {where}"
-    active = args.get("active")
+    active = blank_is_none(args.get("active"))
     if active not in (None, "true", "false"):
         problems["active"] = "Must be true or false (or left out for any)."
     if problems:
@@ -509,8 +509,9 @@ def parse_filters(args: Mapping[str, str]) -> Filters:
 
 
 def parse_sort(value: str | None) -> str:
-    """Return a valid sort (`sku`, `name`, `updated_at`, `-` first for descending)."""
-    sort = DEFAULT_SORT if value is None else value
+    """Return a valid sort (`sku`, `name`, `updated_at`, `-` first for descending; left out or
+    blank: the default)."""
+    sort = blank_is_none(value) or DEFAULT_SORT
     if sort.removeprefix("-") not in SORT_KEYS:
         choices = ", ".join(SORT_KEYS)
         raise Invalid(
