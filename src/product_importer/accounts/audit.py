@@ -90,11 +90,11 @@ def list_entries(
         )
     if CONTROL.search(actor + action):
         raise Invalid("The filters must not hold control characters.")
+    actor, action = actor.strip(), action.strip()  # blank is no filter, as the products' are
     query = select(AuditEntry)
     if actor:
-        query = query.where(func.lower(AuditEntry.actor_email) == func.lower(actor.strip()))
+        query = query.where(func.lower(AuditEntry.actor_email) == func.lower(actor))
     if action:
-        action = action.strip()
         query = query.where(
             AuditEntry.action.startswith(action, autoescape=True)  # % and _ are no patterns
             if action.endswith(".")
