@@ -33,9 +33,9 @@ def text(media_type: str, description: str) -> dict:
 
 
 def query(name: str, schema: dict, description: str, *, required: bool = False) -> dict:
-    """A query parameter."""
+    """A query parameter; an optional one sent empty (`?sort=`) counts as left out."""
     parameter = {"name": name, "in": "query", "schema": schema, "description": description}
-    return {**parameter, "required": True} if required else parameter
+    return {**parameter, "required": True} if required else {**parameter, "allowEmptyValue": True}
 
 
 def path_id(name: str = "id") -> dict:
