@@ -81,6 +81,8 @@ def test_a_mistyped_search_index_setting_says_what_it_takes(monkeypatch, tmp_pat
         ("LOG_LEVEL", "verbose", "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR"),
         ("PROXY_COUNT", "-1", "PROXY_COUNT must be a whole number of at least 0, not -1"),
         ("MAX_UPLOAD_BYTES", "0", "MAX_UPLOAD_BYTES must be a whole number of at least 1"),
+        # past it, gunicorn would refuse the line with its own page before the app could
+        ("MAX_URL_BYTES", "9000", "MAX_URL_BYTES must be at most 8000 (gunicorn reads request"),
     ],
 )
 def test_a_command_with_a_mistyped_setting_names_it_and_stops(tmp_path, setting, value, said):

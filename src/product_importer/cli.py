@@ -18,7 +18,7 @@ from . import create_app, database, logs
 from .accounts import audit, credentials
 from .accounts import service as accounts_service
 from .accounts.roles import ROLES
-from .config import SettingError, load_env_file, whole_number
+from .config import MAX_REQUEST_LINE, SettingError, load_env_file, whole_number
 from .errors import AppError, said
 from .extensions import db
 from .metrics import requests as request_metrics
@@ -94,6 +94,11 @@ def serve(host: str, port: int) -> None:
             # client sent on it at that moment is lost ("connection closed", found by
             # bench/load_bench.py). gthread waits on idle connections without a thread.
             "keepalive": 75,
+            # Its default (4094) refused a filter of a few KB with its own HTML page before the
+            # app saw it. Longer addresses now reach the app, which refuses those past
+            # MAX_URL_BYTES in the API's JSON; a longer line is still refused after 8190 bytes
+            # (by WebWorker, in the same JSON), never read whole into memory (0 would be).
+            "limit_request_line": MAX_REQUEST_LINE,
             "accesslog": "-",
             "loglevel": app.config["LOG_LEVEL"].lower(),
             "logger_class": logs.gunicorn_logger(app.config["LOG_FORMAT"]),

@@ -13,6 +13,11 @@ MIB = 1024**2
 GIB = 1024**3
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
+# gunicorn's longest request line (method, address, protocol) short of no limit at all.
+MAX_REQUEST_LINE = 8190
+# The longest address the API reads: a request line that holds it fits in MAX_REQUEST_LINE,
+# so gunicorn lets it through and the app, not gunicorn, refuses a longer one.
+MOST_URL_BYTES = 8000
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}  # as Python's logging takes them
 
@@ -59,6 +64,17 @@ def _one_of(name: str, default: str, words: tuple[str, ...]) -> str:
     if word not in {w.lower() for w in words}:
         raise SettingError(f"{name} must be one of {', '.join(words)}, not {value!r}")
     return word
+
+
+def _url_bytes() -> int:
+    """MAX_URL_BYTES: the longest address (path and query) the API reads, up to MOST_URL_BYTES."""
+    value = whole_number("MAX_URL_BYTES", MOST_URL_BYTES, minimum=1024)
+    if value > MOST_URL_BYTES:
+        raise SettingError(
+            f"MAX_URL_BYTES must be at most {MOST_URL_BYTES} (gunicorn reads request lines of "
+            f"at most {MAX_REQUEST_LINE} bytes), not {value}"
+        )
+    return value
 
 
 def _log_level() -> str:
@@ -159,6 +175,7 @@ def load_config(instance_path: str) -> dict:
         "MAX_UPLOAD_BYTES": max_upload,
         # JSON and form bodies; views marked `large_body` (uploads) take MAX_UPLOAD_BYTES more.
         "MAX_CONTENT_LENGTH": MIB,
+        "MAX_URL_BYTES": _url_bytes(),
         "UPLOAD_RETENTION_HOURS": _number("UPLOAD_RETENTION_HOURS", 24),
         # An import reading a resumable upload as it arrives gives the queue back to others
         # after this long without a new byte, and goes on when the upload does.

@@ -56,6 +56,10 @@ class TooLarge(AppError):
     status, code = 413, "too_large"
 
 
+class UriTooLong(AppError):
+    status, code = 414, "uri_too_long"
+
+
 class Invalid(AppError):
     status, code = 422, "invalid"
 
@@ -108,6 +112,14 @@ def _too_large_message() -> str:
     if request.max_content_length and request.max_content_length > limit:
         return "The upload is larger than the limit. Split the file or compress it with gzip."
     return f"The request body is larger than {limit:,} bytes. Send less at once."
+
+
+def uri_too_long_message(limit: int) -> str:
+    """Why an address past `limit` bytes is refused, and what to do instead."""
+    return (
+        f"The address is longer than {limit:,} bytes (its path and query). "
+        "Shorten the filters: a few words of the text find the same products."
+    )
 
 
 def register_errorhandlers(app: Flask) -> None:

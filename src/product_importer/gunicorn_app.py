@@ -1,13 +1,18 @@
 """Run gunicorn from the `serve` command, starting the embedded worker in its process."""
 
+import json
 import shutil
 import signal
 
+from gunicorn import util
 from gunicorn.app.base import BaseApplication
+from gunicorn.http.errors import LimitRequestLine
 from gunicorn.workers import base as base_worker
 from gunicorn.workers.gthread import ThreadWorker
 
+from .errors import UriTooLong, uri_too_long_message
 from .metrics import requests as request_metrics
+from .security import HEADERS
 
 STREAMS_END_SECONDS = 2  # how long a quick stop waits for the progress streams to end
 
@@ -94,6 +99,32 @@ class WebWorker(ThreadWorker):
 
     def handle_quit(self, sig, frame) -> None:
         base_worker.Worker.handle_quit(self, sig, frame)
+
+    def handle_error(self, req, client, addr, exc) -> None:
+        """A request line past limit_request_line: answer 414 in the API's JSON error shape,
+        not gunicorn's HTML page (the path is not read yet: pages get the JSON too)."""
+        if not isinstance(exc, LimitRequestLine):
+            return super().handle_error(req, client, addr, exc)
+        self.log.warning("Invalid request from ip=%s: %s", (addr or ("",))[0], exc)
+        try:
+            util.write_nonblock(client, uri_too_long_response(self.wsgi.config["MAX_URL_BYTES"]))
+        except Exception:  # the client went away: nothing to tell it, as gunicorn does
+            self.log.debug("Failed to send error message.")
+        return None
+
+
+def uri_too_long_response(limit: int) -> bytes:
+    """The whole HTTP answer to a request line too long to read: 414, the API's JSON error."""
+    error = {"code": UriTooLong.code, "message": uri_too_long_message(limit), "details": None}
+    body = json.dumps({"error": error}).encode()
+    headers = {
+        "Connection": "close",
+        "Content-Type": "application/json",
+        "Content-Length": str(len(body)),
+        **HEADERS,
+    }
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    return f"HTTP/1.1 414 URI Too Long\r\n{head}\r\n".encode("latin-1") + body
 
 
 def _web_process_gone(_server, worker) -> None:

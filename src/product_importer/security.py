@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from flask import Flask, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from .errors import Forbidden
+from .errors import Forbidden, UriTooLong, uri_too_long_message
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 HEADERS = {
@@ -24,7 +24,9 @@ HEADERS = {
 
 
 def init_app(app: Flask) -> None:
-    """Limit request bodies (MAX_CONTENT_LENGTH, 1 MiB) and add the security headers."""
+    """Limit API addresses (MAX_URL_BYTES) and request bodies (MAX_CONTENT_LENGTH, 1 MiB), and
+    add the security headers."""
+    app.before_request(_limit_api_address)
     app.before_request(_limit_body)
     app.after_request(_add_headers)
 
@@ -45,6 +47,23 @@ def _is_upload() -> bool:
     """Whether the request is a file sent to a view that takes one (JSON is never an upload)."""
     view = current_app.view_functions.get(request.endpoint)
     return getattr(view, "large_body", False) and not request.is_json
+
+
+def _limit_api_address() -> None:
+    """Refuse an API address past MAX_URL_BYTES (414 in the API's JSON): the same limit under
+    any server, below the one gunicorn keeps, so that a client is told what to do."""
+    limit = current_app.config["MAX_URL_BYTES"]
+    if request.path.startswith("/api/") and _address_bytes() > limit:
+        raise UriTooLong(uri_too_long_message(limit))
+
+
+def _address_bytes() -> int:
+    """The length of the address as sent (path and query, still percent-encoded)."""
+    wsgi = request.environ  # the request's, not settings
+    raw = wsgi.get("RAW_URI")  # gunicorn and Werkzeug keep it; plain WSGI may not
+    if raw is not None:
+        return len(raw)
+    return len(wsgi.get("PATH_INFO", "").encode()) + 1 + len(wsgi.get("QUERY_STRING", ""))
 
 
 def _limit_body() -> None:

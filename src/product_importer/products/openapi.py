@@ -135,6 +135,7 @@ def paths() -> dict:
         ),
     ]
     invalid = {"422": error("Invalid fields, each named in error.details")}
+    too_long = {"414": error("The address is longer than MAX_URL_BYTES: shorten the filters")}
     clash = {"409": error("Another product has this SKU (ignoring case)")}
     created = json_response(product, "Created", LOCATION | ETAG)
     created["links"] = links_to("get_product", "update_product", "delete_product")
@@ -146,6 +147,7 @@ def paths() -> dict:
                 "parameters": filters() + paging,
                 "responses": {
                     "200": json_response(ref("ProductPage"), "OK"),
+                    **too_long,
                     "422": error("A filter or sort not valid, or a page past the last one"),
                 },
             },
@@ -218,6 +220,7 @@ def paths() -> dict:
                 ],
                 "responses": {
                     "200": text("text/csv", "The CSV, streamed"),
+                    **too_long,
                     "422": error("A filter, the sort or bom is not valid"),
                 },
             },

@@ -109,8 +109,8 @@
   }
 
   /* The API's "The filters are not valid; see details." names no filter: say which, and why.
-     A pasted paragraph makes an address longer than the server takes (414, from the server
-     in front of the app, before the API can say so): "try again" would fail the same way. */
+     A pasted page of text makes an address longer than the API takes (414: its message speaks
+     of bytes and addresses, this one of the form): "try again" would fail the same way. */
   function whyNotLoaded(error) {
     if (error.status === 414) {
       return "The filters are too long: search for a shorter part of the text (a few words find it).";
