@@ -5,6 +5,7 @@ import threading
 import time
 
 import pytest
+from sqlalchemy import text
 
 from tests.conftest import free_port
 
@@ -125,6 +126,25 @@ def test_test_reports_errors_and_non_2xx_answers(api, receiver):
     assert unreachable["ok"] is False
     assert unreachable["status_code"] is None
     assert unreachable["error"]
+
+
+def test_a_test_that_fails_unexpectedly_says_what_went_wrong(api, any_engine, receiver):
+    """A stored secret that is not base64 (a row edited by hand): the Test button answers what
+    happened, and the ping is in the log, rather than a bare server error."""
+    endpoint = create_endpoint(api, receiver.url)
+    with any_engine.begin() as conn:
+        statement = text("UPDATE webhook_endpoints SET secret = 'whsec_abc' WHERE id = :id")
+        conn.execute(statement, {"id": endpoint["id"]})
+
+    response = api.post(f"/api/webhooks/{endpoint['id']}/test")
+
+    assert response.status_code == 200
+    result = response.get_json()
+    assert (result["ok"], result["status_code"]) == (False, None)
+    assert "unexpected error (binascii.Error: Incorrect padding)" in result["error"]
+    (ping,) = api.get(f"/api/webhooks/{endpoint['id']}/deliveries").get_json()["items"]
+    assert (ping["status"], ping["error"]) == ("failed", result["error"])
+    assert receiver.requests == []
 
 
 def test_a_test_answered_410_disables_the_webhook_as_its_error_says(api, receiver):

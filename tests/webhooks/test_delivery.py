@@ -336,3 +336,58 @@ def test_a_retry_after_of_no_number_is_retried_on_the_usual_schedule(make_endpoi
 
     assert [a.status_code for a in attempts_of(delivery_id)] == [503, 200]
     assert done.attempts == 2
+
+
+def test_an_attempt_that_fails_unexpectedly_is_logged_retried_and_holds_no_one_for_good(
+    client, sql, live_worker, make_endpoint, receiver
+):
+    """A stored secret that is not base64 (a row edited by hand) makes signing raise what the
+    sender foresees nowhere: the attempt still counts, says what went wrong, is retried on the
+    usual backoff, and the events behind it go once the secret is put right."""
+    endpoint = make_endpoint(receiver.url)
+    sql("UPDATE webhook_endpoints SET secret = 'whsec_abc' WHERE id = :id", id=endpoint["id"])
+
+    (first,) = publish(data={**PRODUCT, "sku": "1st"})
+    deadline = time.monotonic() + 30
+    while len(attempts_of(first)) < 2:  # recorded, and retried
+        assert time.monotonic() < deadline, delivery(first).to_dict()
+        time.sleep(0.05)
+
+    failed = attempts_of(first)[0]
+    assert failed.status_code is None
+    assert failed.error == (
+        "The attempt ended in an unexpected error (binascii.Error: Incorrect padding); "
+        "the server's log has the details"
+    )
+    assert delivery(first).status == "pending"
+    assert f"webhook delivery {first} attempt 1 failed unexpectedly" in live_worker.output()
+    assert "Traceback" in live_worker.output()
+    assert receiver.requests == []
+
+    rotation = {"keep_previous_hours": 0}
+    rotated = client.post(f"/api/webhooks/{endpoint['id']}/rotate-secret", json=rotation)
+    (_, second) = publish(data={**PRODUCT, "sku": "2nd"})  # in line behind the first
+    redelivered = client.post(f"/api/webhooks/{endpoint['id']}/deliveries/{first}/redeliver")
+    assert redelivered.status_code == 202
+    wait_for(first)
+    wait_for(second)
+
+    secret = rotated.get_json()["secret"]
+    assert all(verify(secret, request) for request in receiver.requests)
+    assert [request.json()["data"]["sku"] for request in receiver.requests] == ["1st", "2nd"]
+
+
+def test_a_retry_after_of_many_lifetimes_gives_up_saying_so(client, make_endpoint, receiver):
+    """`Retry-After: 99999999999999` (3 million years): given up at once, saying so, rather
+    than failing to reckon the date and leaving the event unrecorded, sent again every minute."""
+    endpoint = make_endpoint(receiver.url)
+    receiver.answer(Answer(status=429, headers={"Retry-After": "99999999999999"}))
+
+    (delivery_id,) = publish()
+    wait_for(delivery_id, "failed")
+
+    [item] = client.get(f"/api/webhooks/{endpoint['id']}/deliveries").get_json()["items"]
+    assert item["error"].startswith(
+        "Gave up after 1 attempt: the receiver asked to be retried in 1,157,407,407 days "
+    )
+    assert len(receiver.requests) == 1

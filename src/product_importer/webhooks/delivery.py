@@ -211,24 +211,44 @@ def _attempt(conn: Connection, delivery_id: int) -> tuple[Claim, Verdict] | None
         return None
     claim, endpoint = claimed
     started = utcnow()
-    if endpoint is None or not endpoint.enabled:
-        outcome = Outcome(Verdict.FAILED, error="Not sent: the webhook is disabled.")
-    else:
-        outcome = sender.send(
-            endpoint.url,
-            signing_secrets(
-                endpoint.secret, endpoint.previous_secret, endpoint.previous_secret_until
-            ),
-            claim.event_id,
-            claim.payload.encode(),
-            timeout=timeout_seconds(),
-            allow_private=allow_private(),
-        )
-    _record(conn, claim, outcome, started)
+    outcome, state = _decide(claim, endpoint)
+    _record(conn, claim, outcome, state, started)
     pushed.webhook_attempt(outcome.verdict.value, outcome.response_time_ms)
     level = logging.DEBUG if outcome.ok else logging.INFO
     log.log(level, "webhook delivery %s attempt %s: %s", claim.id, claim.attempt, _said(outcome))
     return claim, outcome.verdict
+
+
+def _decide(claim: Claim, endpoint: Row | None) -> tuple[Outcome, dict]:
+    """Make the attempt and say what follows it; an error no one foresaw counts as a failed
+    attempt, so that the delivery is never left claimed, unrecorded, holding up the next."""
+    try:
+        outcome = _send(claim, endpoint)
+        return outcome, _next_state(claim, outcome)
+    except Exception as error:
+        log.exception("webhook delivery %s attempt %s failed unexpectedly", claim.id, claim.attempt)
+        url, secrets = (endpoint.url, _secrets(endpoint)) if endpoint is not None else ("", [])
+        outcome = sender.unexpected(error, url, secrets)
+        return outcome, _next_state(claim, outcome)
+
+
+def _send(claim: Claim, endpoint: Row | None) -> Outcome:
+    if endpoint is None or not endpoint.enabled:
+        return Outcome(Verdict.FAILED, error="Not sent: the webhook is disabled.")
+    return sender.send(
+        endpoint.url,
+        _secrets(endpoint),
+        claim.event_id,
+        claim.payload.encode(),
+        timeout=timeout_seconds(),
+        allow_private=allow_private(),
+    )
+
+
+def _secrets(endpoint: Row) -> list[str]:
+    return signing_secrets(
+        endpoint.secret, endpoint.previous_secret, endpoint.previous_secret_until
+    )
 
 
 def _said(outcome: Outcome) -> str:
@@ -250,12 +270,14 @@ def _claim(conn: Connection, delivery_id: int) -> tuple[Claim, Row | None] | Non
     return Claim(*row), endpoint
 
 
-def _record(conn: Connection, claim: Claim, outcome: Outcome, started: datetime) -> None:
-    """Log the attempt and move the delivery on: done, failed, or due again later."""
+def _record(
+    conn: Connection, claim: Claim, outcome: Outcome, state: dict, started: datetime
+) -> None:
+    """Log the attempt and move the delivery on to `state`: done, failed, or due again later."""
     reply = outcome.reply()
     with conn.begin():
-        state = {"delivery_id": claim.id, "attempt": claim.attempt, **reply}
-        if not conn.execute(RECORD, state | _next_state(claim, outcome)).rowcount:
+        row = {"delivery_id": claim.id, "attempt": claim.attempt, **reply}
+        if not conn.execute(RECORD, row | state).rowcount:
             return  # the claim was lost, or the webhook deleted (its deliveries with it)
         conn.execute(
             insert(attempts_table),
@@ -293,7 +315,8 @@ def _given_up(claim: Claim, outcome: Outcome, now: datetime) -> str:
     made = f"{claim.attempt} attempt{'' if claim.attempt == 1 else 's'}"
     window_ends = aware(claim.created_at) + RETRY_WINDOW
     asked = outcome.retry_after
-    if asked is None or now + timedelta(seconds=asked) <= window_ends:
+    # in seconds: a date years away is past what a datetime can hold
+    if asked is None or asked <= (window_ends - now).total_seconds():
         return f"Gave up after {made} over a day: {outcome.error}"
     return (
         f"Gave up after {made}: the receiver asked to be retried in {_wait(asked)} "
@@ -311,7 +334,7 @@ def _wait(seconds: float) -> str:
         return f"{round(seconds / 60)} min"
     if seconds < 2 * 86400:
         return f"{round(seconds / 3600)} h"
-    return f"{round(seconds / 86400):,} days"
+    return f"{seconds / 86400:,.0f} days"  # not round(): an endless wait has no integer
 
 
 def retry_delay(attempt: int, retry_after: float | None = None) -> float:

@@ -3,6 +3,7 @@
 Sending, retrying and the periodic sweep are in `delivery.py`, which workers run.
 """
 
+import logging
 import re
 from datetime import timedelta
 
@@ -16,6 +17,8 @@ from ..errors import Conflict, Invalid, NotFound
 from ..timeutil import utcnow
 from . import events, sender, signing, ssrf
 from .models import Attempt, Delivery, DeliveryStatus, Endpoint, gone_columns
+
+log = logging.getLogger(__name__)
 
 EDITABLE = {"url", "events", "enabled", "description"}
 DEFAULT_DELIVERIES = 50
@@ -294,14 +297,18 @@ def send_test(session: Session, endpoint_id: int) -> dict:
     event_id = events.new_event_id()
     body = events.payload(event_id, events.PING, {"webhook_id": endpoint.id}, current_actor())
     started = utcnow()
-    outcome = sender.send(
-        endpoint.url,
-        endpoint.signing_secrets(),
-        event_id,
-        body.encode(),
-        timeout=timeout_seconds(),
-        allow_private=allow_private(),
-    )
+    try:
+        outcome = sender.send(
+            endpoint.url,
+            endpoint.signing_secrets(),
+            event_id,
+            body.encode(),
+            timeout=timeout_seconds(),
+            allow_private=allow_private(),
+        )
+    except Exception as error:  # said as any failed test is, not as a 500 with nothing recorded
+        log.exception("webhook %s test failed unexpectedly", endpoint_id)
+        outcome = sender.unexpected(error, endpoint.url, endpoint.signing_secrets())
     # Deleted while its receiver answered (in another tab, by another admin)? Said as for any
     # deleted webhook, rather than failing on its delivery's foreign key (a 500).
     endpoint = session.get(Endpoint, endpoint_id, with_for_update=True, populate_existing=True)
