@@ -391,3 +391,43 @@ def test_a_retry_after_of_many_lifetimes_gives_up_saying_so(client, make_endpoin
         "Gave up after 1 attempt: the receiver asked to be retried in 1,157,407,407 days "
     )
     assert len(receiver.requests) == 1
+
+
+def test_redeliver_while_an_attempt_is_being_sent_is_refused_saying_so(
+    app, client, make_endpoint, receiver, monkeypatch
+):
+    """Pressed while the receiver still holds the attempt's answer: accepted, it would be undone
+    by that answer when recorded (here a 400 that fails the event), and nothing sent again."""
+    endpoint = make_endpoint(receiver.url)
+    receiver.answer(Answer(status=400, held=True))
+    monkeypatch.setitem(app.config, "WEBHOOK_TIMEOUT_SECONDS", 120)  # the in-process sender's
+    with db.engine.begin() as conn:  # no task message, nor the sweep's: this process sends it
+        (delivery_id,) = events.publish(conn, "product.updated", PRODUCT, actor=None)
+        conn.execute(update(deliveries).values(queued_until=utcnow() + timedelta(hours=1)))
+
+    def send() -> None:
+        with app.app_context():
+            sending.deliver_one(delivery_id)
+
+    in_flight = threading.Thread(target=send)
+    in_flight.start()
+    receiver.wait_for_open(1)
+    url = f"/api/webhooks/{endpoint['id']}/deliveries/{delivery_id}/redeliver"
+    during = client.post(url)
+    db.session.rollback()  # the request used this test's session: end it, as a teardown would
+    receiver.release()
+    in_flight.join()
+
+    assert during.status_code == 409, during.get_json()
+    error = during.get_json()["error"]
+    assert error["code"] == "attempt_in_progress"
+    assert error["message"] == (
+        "Attempt 1 of this delivery is being sent now; its outcome shows here when it ends "
+        "(in at most 120 s). Redeliver it then if it still needs sending."
+    )
+    failed = delivery(delivery_id)
+    assert (failed.status, failed.status_code, failed.attempts) == ("failed", 400, 1)
+    after = client.post(url)
+    assert after.status_code == 202
+    wait_for(after.get_json()["id"])
+    assert len(receiver.requests) == 2

@@ -252,7 +252,10 @@ def paths() -> dict:
                 "Send again with the same webhook-id (a waiting retry: now)",
                 {
                     "202": json_response(ref("Delivery"), "Queued"),
-                    "409": error("The webhook is disabled"),
+                    "409": error(
+                        "The webhook is disabled, or an attempt of the delivery is being sent "
+                        "now (code attempt_in_progress: redeliver once its outcome shows)"
+                    ),
                 },
             ),
         },

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from .. import background
 from ..accounts.auth import current_actor
 from ..errors import Conflict, Invalid, NotFound
-from ..timeutil import utcnow
+from ..timeutil import aware, utcnow
 from . import events, sender, signing, ssrf
 from .models import Attempt, Delivery, DeliveryStatus, Endpoint, gone_columns
 
@@ -247,10 +247,12 @@ def list_deliveries(
 def redeliver(session: Session, endpoint_id: int, delivery_id: int) -> Delivery:
     """Send a delivery again, with the same `webhook-id`: now if still pending, else anew."""
     endpoint = get(session, endpoint_id)
-    original = session.get(Delivery, delivery_id)
+    # locked: no worker claims it between the check below and the commit (SKIP LOCKED)
+    original = session.get(Delivery, delivery_id, with_for_update=True, populate_existing=True)
     if original is None or original.endpoint_id != endpoint_id:
         raise NotFound(f"Delivery {delivery_id} of webhook {endpoint_id} does not exist.")
     refuse_disabled(endpoint, then="redeliver")
+    refuse_in_flight(original)
     again = queued_again()
     if original.status == DeliveryStatus.PENDING:
         original.next_attempt_at = again["next_attempt_at"]  # a retry waiting: bring it forward
@@ -268,6 +270,20 @@ def redeliver(session: Session, endpoint_id: int, delivery_id: int) -> Delivery:
     session.flush()
     background.send_after_commit(session, events.DELIVER_TASK, [delivery.id])
     return delivery
+
+
+def refuse_in_flight(delivery: Delivery) -> None:
+    """Raise Conflict while a worker sends the delivery: the attempt's outcome, recorded when
+    it ends, would overwrite the redelivery (a 400 failing the event, a retry's backoff)."""
+    claimed = delivery.locked_until is not None and aware(delivery.locked_until) > utcnow()
+    if delivery.status == DeliveryStatus.PENDING and claimed:
+        raise Conflict(
+            f"Attempt {delivery.attempts} of this delivery is being sent now; its outcome shows "
+            f"here when it ends (in at most {timeout_seconds():g} s). Redeliver it then if it "
+            "still needs sending.",
+            code="attempt_in_progress",
+            details={"attempt": delivery.attempts},
+        )
 
 
 def refuse_disabled(endpoint: Endpoint, *, then: str) -> None:
