@@ -931,3 +931,44 @@ def test_enabling_a_webhook_in_its_edit_form_offers_to_resend_too(page: Page, ht
     expect(page.get_by_text("Webhook saved.")).to_be_visible()
     offer = page.locator(".notice").filter(has_text="recent events could not be sent to")
     expect(offer.get_by_role("button", name="Resend failed since…")).to_be_visible()
+
+
+def test_older_deliveries_are_a_page_away_with_the_keyboard(page: Page, http, sql, artifacts):
+    hook = {"url": "http://127.0.0.1:9/hook", "events": ["product.created"]}
+    hook_id = http.post("/api/webhooks", json=hook).json()["id"]
+    sql(  # 120 events of the last two hours, all delivered
+        "INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, payload, status, "
+        "attempts, status_code, response_time_ms, created_at) "
+        "SELECT :id, 'evt_' || n, 'product.created', '{}', 'succeeded', 1, 200, 30, "
+        "now() - (120 - n) * interval '1 minute' FROM generate_series(0, 119) AS n",
+        id=hook_id,
+    )
+    page.goto("/webhooks")
+    page.get_by_role("button", name=f"Deliveries of {hook['url']}").click()
+    status = page.locator("#deliveries-status")
+    rows = page.locator("#deliveries-body tr")
+    newer = page.get_by_role("button", name="Newer")
+    older = page.get_by_role("button", name="Older")
+    expect(status).to_have_text("Deliveries 1–50 of 120, newest first.")
+    expect(rows.first).to_contain_text("evt_119")
+    expect(newer).to_be_hidden()
+
+    older.focus()
+    page.keyboard.press("Enter")
+    expect(status).to_have_text("Deliveries 51–100 of 120, newest first.")
+    expect(rows.first).to_contain_text("evt_69")
+    expect(page.get_by_text("Page 2 of 3")).to_be_visible()
+    expect(older).to_be_focused()
+    shoot(page, artifacts, "webhooks-deliveries-paging")
+
+    page.keyboard.press("Enter")
+    expect(status).to_have_text("Deliveries 101–120 of 120, newest first.")
+    expect(rows).to_have_count(20)
+    expect(rows.last).to_contain_text("evt_0")
+    expect(older).to_be_hidden()
+    expect(newer).to_be_focused()  # not lost with the button that led to the last page
+
+    page.keyboard.press("Enter")
+    page.keyboard.press("Enter")
+    expect(status).to_have_text("Deliveries 1–50 of 120, newest first.")
+    expect(older).to_be_focused()

@@ -5,7 +5,7 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import insert, select, text
 
 from tests.conftest import free_port
 
@@ -213,6 +213,72 @@ def test_deliveries_list_the_test_ping_with_its_attempt(api, receiver):
     assert set(delivery) >= {"id", "error", "response_time_ms", "created_at", "attempt_log"}
     (attempt,) = delivery["attempt_log"]
     assert (attempt["number"], attempt["status_code"]) == (1, 200)
+
+
+def add_deliveries(engine, endpoint_id: int, count: int) -> list[int]:
+    """Insert `count` finished deliveries, as weeks of events leave; return their ids."""
+    from product_importer.webhooks.models import Delivery
+
+    rows = [
+        {
+            "endpoint_id": endpoint_id,
+            "event_id": f"evt_{n}",
+            "event_type": "product.updated",
+            "payload": "{}",
+            "status": "succeeded",
+            "attempts": 1,
+        }
+        for n in range(count)
+    ]
+    with engine.begin() as conn:
+        conn.execute(insert(Delivery.__table__), rows)
+        query = select(Delivery.id).where(Delivery.endpoint_id == endpoint_id)
+        return sorted(conn.scalars(query))
+
+
+def test_deliveries_come_a_page_at_a_time_down_to_the_oldest(api, any_engine, receiver):
+    endpoint = create_endpoint(api, receiver.url)
+    ids = add_deliveries(any_engine, endpoint["id"], 55)
+    listed = f"/api/webhooks/{endpoint['id']}/deliveries"
+
+    first = api.get(listed).get_json()
+    last = api.get(listed, query_string={"page": 2}).get_json()
+    small = api.get(listed, query_string={"page": 3, "per_page": 20}).get_json()
+
+    assert [item["id"] for item in first["items"]] == ids[::-1][:50]  # newest first, as before
+    assert {k: first[k] for k in ("page", "pages", "per_page", "total")} == {
+        "page": 1,
+        "pages": 2,
+        "per_page": 50,
+        "total": 55,
+    }
+    assert [item["id"] for item in last["items"]] == ids[4::-1]
+    assert [item["id"] for item in small["items"]] == ids[14::-1]
+    assert (small["page"], small["pages"]) == (3, 3)
+    assert len(api.get(listed, query_string={"limit": 200}).get_json()["items"]) == 55
+    beyond = api.get(listed, query_string={"page": 4, "per_page": 20}).get_json()
+    assert (beyond["items"], beyond["total"]) == ([], 55)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        ({"per_page": 201}, "per_page"),
+        ({"per_page": 0}, "per_page"),
+        ({"page": 0}, "page"),
+        ({"page": "x"}, "page"),
+        ({"limit": 201}, "limit"),
+        ({"limit": 0}, "limit"),
+    ],
+)
+def test_a_deliveries_page_out_of_range_is_refused_naming_it(api, receiver, arguments, named):
+    endpoint = create_endpoint(api, receiver.url)
+    url = f"/api/webhooks/{endpoint['id']}/deliveries"
+
+    response = api.get(url, query_string=arguments)
+
+    assert response.status_code == 422
+    assert list(response.get_json()["error"]["details"]) == [named]
 
 
 def test_redeliver_sends_the_same_event_again(any_app, api, receiver):

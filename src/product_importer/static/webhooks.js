@@ -18,7 +18,7 @@
   const MINUTE_MS = 60 * 1000;
   const DAY_MS = 24 * 60 * MINUTE_MS;
 
-  const state = { webhooks: [], tests: {}, editing: null, deleting: null, shown: null };
+  const state = { webhooks: [], tests: {}, editing: null, deleting: null, shown: null, deliveriesPage: 1 };
   let pollTimer = null;
   let listTimer = null;
   const list = { asked: 0, shown: 0, changes: 0, changedAt: 0 }; // the list's requests: loadWebhooks
@@ -570,8 +570,10 @@
     $("deliveries").hidden = false;
     $("deliveries-url").textContent = findWebhook(id).url;
     $("deliveries-body").replaceChildren();
+    $("deliveries-pager").hidden = true;
     state.deliveriesSeen = null;
     state.deliveryItems = null;
+    state.deliveriesPage = 1;
     $("deliveries-status").textContent = "Loading deliveries…";
     loadDeliveries().then(() => $("deliveries-title").scrollIntoView({ block: "nearest" }));
   }
@@ -595,21 +597,22 @@
     const id = state.shown;
     if (id == null) return;
     try {
-      const { items } = await api("GET", `/api/webhooks/${id}/deliveries`);
-      if (state.shown !== id) return;
-      state.deliveryItems = items;
+      const page = state.deliveriesPage;
+      const found = await api("GET", `/api/webhooks/${id}/deliveries?page=${page}`);
+      if (state.shown !== id || state.deliveriesPage !== page) return; // another page was asked for
+      if (page > found.pages) return turnDeliveries(found.pages - page); // fewer pages now: the last
+      state.deliveryItems = found.items;
       // Rendered again only when something changed: an open attempt log stays open.
-      const seen = JSON.stringify(items);
+      const seen = JSON.stringify(found);
       if (seen !== state.deliveriesSeen) {
         state.deliveriesSeen = seen;
         // the attempt logs being read stay open through a new delivery or a retry
         const body = $("deliveries-body");
         const open = new Set([...body.querySelectorAll("details[open]")].map((log) => log.dataset.id));
-        refill(body, items.map(deliveryRow));
+        refill(body, found.items.map(deliveryRow));
         body.querySelectorAll("details").forEach((log) => (log.open = open.has(log.dataset.id)));
-        $("deliveries-status").textContent = items.length
-          ? `${items.length === 1 ? "1 most recent delivery" : `${items.length} most recent deliveries`}, newest first.`
-          : "No deliveries yet. Press Test to send a ping.";
+        $("deliveries-status").textContent = deliveriesSaid(found);
+        showDeliveryPager(found);
       }
     } catch (error) {
       if (error.status === 404 && state.shown === id) {
@@ -619,6 +622,38 @@
     }
     // New deliveries and retries show up while the list is open (not while the tab is hidden).
     if (state.shown === id) pollTimer = setTimeout(pollDeliveries, POLL_MS);
+  }
+
+  /* "3 most recent deliveries, newest first." on one page; "Deliveries 51–100 of 230" on many. */
+  function deliveriesSaid({ items, page, per_page: perPage, total }) {
+    if (!items.length && page === 1) return "No deliveries yet. Press Test to send a ping.";
+    if (total <= perPage) {
+      return `${items.length === 1 ? "1 most recent delivery" : `${items.length} most recent deliveries`}, newest first.`;
+    }
+    const first = (page - 1) * perPage + 1;
+    const last = first + items.length - 1;
+    return `Deliveries ${format.number(first)}–${format.number(last)} of ${format.number(total)}, newest first.`;
+  }
+
+  /* Newer and Older, as the import history has them: only those that lead somewhere. */
+  function showDeliveryPager({ page, pages }) {
+    const newer = $("deliveries-newer");
+    const older = $("deliveries-older");
+    const pressed = document.activeElement;
+    $("deliveries-pager").hidden = pages <= 1;
+    $("deliveries-page").textContent = `Page ${format.number(page)} of ${format.number(pages)}`;
+    newer.hidden = page <= 1;
+    older.hidden = page >= pages;
+    // Older pressed onto the last page (Newer onto the first) is gone: the focus goes to the
+    // other button rather than being lost to the page.
+    if (pressed === older && older.hidden && !newer.hidden) newer.focus();
+    if (pressed === newer && newer.hidden && !older.hidden) older.focus();
+  }
+
+  function turnDeliveries(step) {
+    state.deliveriesPage = Math.max(1, state.deliveriesPage + step);
+    state.deliveriesSeen = null;
+    return loadDeliveries();
   }
 
   function pollDeliveries() {
@@ -806,6 +841,8 @@
     $("delete-confirm").addEventListener("click", deleteConfirmed);
     $("deliveries-body").addEventListener("click", onDeliveriesClick);
     $("deliveries-refresh").addEventListener("click", loadDeliveries);
+    $("deliveries-newer").addEventListener("click", () => turnDeliveries(-1));
+    $("deliveries-older").addEventListener("click", () => turnDeliveries(1));
     $("deliveries-close").addEventListener("click", closeDeliveries);
     loadWebhooks().then(scheduleRefresh);
   });

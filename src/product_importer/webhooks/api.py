@@ -1,12 +1,13 @@
 """The webhooks JSON API: endpoints, a test ping, deliveries, redelivery and recovery."""
 
-from flask import Blueprint, jsonify, url_for
+from flask import Blueprint, jsonify, request, url_for
 from flask_login import current_user
 
 from ..accounts import audit
 from ..accounts.auth import requires
 from ..accounts.roles import Role
-from ..apiutil import json_object, json_object_or_none_sent, whole_number
+from ..apiutil import json_object, json_object_or_none_sent, page_count, whole_number
+from ..errors import Invalid
 from ..extensions import db
 from ..security import refuse_cross_site_requests
 from ..timeutil import iso
@@ -92,10 +93,29 @@ def test_webhook(endpoint_id: int):
 @bp.get("/<int:endpoint_id>/deliveries")
 @requires(Role.VIEWER)
 def list_deliveries(endpoint_id: int):
-    """Return the endpoint's recent deliveries, newest first, each with its attempt log."""
-    limit = whole_number("limit", service.DEFAULT_DELIVERIES)
-    recent = service.list_deliveries(db.session, endpoint_id, limit=limit)
-    return jsonify(items=[delivery.to_dict(attempts) for delivery, attempts in recent])
+    """Return a page of the endpoint's deliveries, newest first, each with its attempt log."""
+    page, per_page = _delivery_paging()
+    found = service.list_deliveries(db.session, endpoint_id, limit=per_page, page=page)
+    total = service.count_deliveries(db.session, endpoint_id)
+    return jsonify(
+        items=[delivery.to_dict(attempts) for delivery, attempts in found],
+        page=page,
+        pages=page_count(total, per_page),
+        per_page=per_page,
+        total=total,
+    )
+
+
+def _delivery_paging() -> tuple[int, int]:
+    """`page` and `per_page` of the deliveries list (`limit`, per_page's first name, when
+    per_page is not given); raise Invalid naming any out of range."""
+    size = "per_page" if "per_page" in request.args else "limit"
+    per_page = whole_number(size, service.DEFAULT_DELIVERIES, most=service.MAX_DELIVERIES)
+    page = whole_number("page", 1)
+    below_one = {name: "1 or more." for name, n in (("page", page), (size, per_page)) if n < 1}
+    if below_one:
+        raise Invalid(f"{' and '.join(below_one)} must be 1 or more.", details=below_one)
+    return page, per_page
 
 
 @bp.post("/<int:endpoint_id>/deliveries/<int:delivery_id>/redeliver")

@@ -176,16 +176,29 @@ def _delivery() -> dict:
     }
 
 
+def _delivery_page() -> dict:
+    """`{"items": [Delivery, ...], "page", "per_page", "total", "pages"}`."""
+    numbers = {name: {"type": "integer"} for name in ("page", "per_page", "total", "pages")}
+    return {
+        "type": "object",
+        "required": ["items", "page", "per_page", "total", "pages"],
+        "properties": {"items": {"type": "array", "items": ref("Delivery")}, **numbers},
+    }
+
+
 def paths() -> dict:
     """The /api/webhooks paths (reading: any role; changing: admin)."""
     invalid = {"422": error("Invalid fields, each named in error.details")}
     created = json_response(ref("Webhook"), "Created", LOCATION)
     created["links"] = links_to(*FOLLOW_WEBHOOK)
-    limit = query(
-        "limit",
-        {"type": "integer", "minimum": 1, "maximum": MAX_DELIVERIES, "default": 50},
-        "How many of the newest deliveries",
-    )
+    per_page = {"type": "integer", "minimum": 1, "maximum": MAX_DELIVERIES, "default": 50}
+    paging = [
+        query(
+            "page", {"type": "integer", "minimum": 1, "maximum": 999_999_999}, "Page (1: newest)"
+        ),
+        query("per_page", per_page, "Deliveries a page"),
+        query("limit", per_page, "per_page's first name, used when per_page is not given"),
+    ]
     return {
         "/api/webhooks": {
             "get": operation(
@@ -240,9 +253,13 @@ def paths() -> dict:
             "parameters": [path_id()],
             "get": operation(
                 "list_deliveries",
-                "Recent deliveries, newest first, each with its attempt log",
-                {"200": json_response(list_of("Delivery"), "OK"), **invalid},
-                parameters=[limit],
+                "A page of the webhook's deliveries, newest first, each with its attempt log "
+                f"({DELIVERY_RETENTION.days} days are kept)",
+                {
+                    "200": json_response(_delivery_page(), "OK"),
+                    "422": error("page, per_page or limit not a whole number from 1, over 200"),
+                },
+                parameters=paging,
             ),
         },
         "/api/webhooks/{id}/deliveries/{did}/redeliver": {

@@ -8,7 +8,7 @@ import re
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from .. import background
@@ -218,18 +218,17 @@ CLEANERS = {
 
 
 def list_deliveries(
-    session: Session, endpoint_id: int, *, limit: int = 50
+    session: Session, endpoint_id: int, *, limit: int = DEFAULT_DELIVERIES, page: int = 1
 ) -> list[tuple[Delivery, list[Attempt]]]:
-    """Return an endpoint's newest deliveries, each with its attempts in order."""
-    if not 1 <= limit <= MAX_DELIVERIES:
-        message = f"limit must be a whole number from 1 to {MAX_DELIVERIES}."
-        raise Invalid(message, details={"limit": message})
+    """Return one page of an endpoint's deliveries, newest first, each with its attempts in
+    order."""
     get(session, endpoint_id)
     recent = list(
         session.scalars(
             select(Delivery)
             .where(Delivery.endpoint_id == endpoint_id)
             .order_by(Delivery.id.desc())
+            .offset((page - 1) * limit)
             .limit(limit)
         )
     )
@@ -242,6 +241,12 @@ def list_deliveries(
         ):
             log_of[attempt.delivery_id].append(attempt)
     return [(delivery, log_of[delivery.id]) for delivery in recent]
+
+
+def count_deliveries(session: Session, endpoint_id: int) -> int:
+    """How many deliveries the endpoint has, every page together."""
+    query = select(func.count()).select_from(Delivery).where(Delivery.endpoint_id == endpoint_id)
+    return session.scalar(query)
 
 
 def redeliver(session: Session, endpoint_id: int, delivery_id: int) -> Delivery:
