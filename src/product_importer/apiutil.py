@@ -77,6 +77,17 @@ def whole_number(name: str, default: int, *, most: int | None = None) -> int:
     return int(value)
 
 
+def paging(default: int, most: int, size: str = "per_page") -> tuple[int, int]:
+    """`page` and the page size (query argument `size`) of a list; raise Invalid naming each
+    one below 1 or out of range."""
+    per_page = whole_number(size, default, most=most)
+    page = whole_number("page", 1)
+    below_one = {name: "1 or more." for name, n in (("page", page), (size, per_page)) if n < 1}
+    if below_one:
+        raise Invalid(f"{' and '.join(below_one)} must be 1 or more.", details=below_one)
+    return page, per_page
+
+
 def csv_download(
     rows: Iterable[Sequence], header: Sequence[str], filename: str, *, bom: bool = False
 ) -> Response:

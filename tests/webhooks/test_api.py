@@ -256,6 +256,8 @@ def test_deliveries_come_a_page_at_a_time_down_to_the_oldest(api, any_engine, re
     assert [item["id"] for item in small["items"]] == ids[14::-1]
     assert (small["page"], small["pages"]) == (3, 3)
     assert len(api.get(listed, query_string={"limit": 200}).get_json()["items"]) == 55
+    blank_per_page = api.get(listed, query_string={"limit": 10, "per_page": ""}).get_json()
+    assert len(blank_per_page["items"]) == 10  # a blank per_page is left out: limit counts
     beyond = api.get(listed, query_string={"page": 4, "per_page": 20}).get_json()
     assert (beyond["items"], beyond["total"]) == ([], 55)
 

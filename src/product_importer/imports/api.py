@@ -12,6 +12,7 @@ from ..apiutil import (
     json_object,
     json_object_or_none_sent,
     page_count,
+    paging,
     refuse_unknown,
     true_or_false,
     whole_number,
@@ -111,13 +112,7 @@ def _accepted(job):
 @requires(Role.VIEWER)
 def list_imports():
     """Return a page of the import jobs, newest first (the first 200 unless `page` says)."""
-    per_page = whole_number("per_page", service.HISTORY_PER_PAGE, most=service.HISTORY_PER_PAGE)
-    page = whole_number("page", 1)
-    below_one = {
-        name: "1 or more." for name, n in (("page", page), ("per_page", per_page)) if n < 1
-    }
-    if below_one:
-        raise Invalid(f"{' and '.join(below_one)} must be 1 or more.", details=below_one)
+    page, per_page = paging(service.HISTORY_PER_PAGE, most=service.HISTORY_PER_PAGE)
     jobs = service.list_recent(db.session, limit=per_page, page=page)
     total = service.count_jobs(db.session)
     return jsonify(

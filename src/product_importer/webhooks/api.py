@@ -1,13 +1,12 @@
 """The webhooks JSON API: endpoints, a test ping, deliveries, redelivery and recovery."""
 
-from flask import Blueprint, jsonify, request, url_for
+from flask import Blueprint, jsonify, url_for
 from flask_login import current_user
 
 from ..accounts import audit
 from ..accounts.auth import requires
 from ..accounts.roles import Role
-from ..apiutil import json_object, json_object_or_none_sent, page_count, whole_number
-from ..errors import Invalid
+from ..apiutil import json_object, json_object_or_none_sent, page_count, paging, query_arg
 from ..extensions import db
 from ..security import refuse_cross_site_requests
 from ..timeutil import iso
@@ -108,14 +107,9 @@ def list_deliveries(endpoint_id: int):
 
 def _delivery_paging() -> tuple[int, int]:
     """`page` and `per_page` of the deliveries list (`limit`, per_page's first name, when
-    per_page is not given); raise Invalid naming any out of range."""
-    size = "per_page" if "per_page" in request.args else "limit"
-    per_page = whole_number(size, service.DEFAULT_DELIVERIES, most=service.MAX_DELIVERIES)
-    page = whole_number("page", 1)
-    below_one = {name: "1 or more." for name, n in (("page", page), (size, per_page)) if n < 1}
-    if below_one:
-        raise Invalid(f"{' and '.join(below_one)} must be 1 or more.", details=below_one)
-    return page, per_page
+    per_page is left out); raise Invalid naming any out of range."""
+    size = "per_page" if query_arg("per_page") is not None else "limit"
+    return paging(service.DEFAULT_DELIVERIES, most=service.MAX_DELIVERIES, size=size)
 
 
 @bp.post("/<int:endpoint_id>/deliveries/<int:delivery_id>/redeliver")
