@@ -80,11 +80,15 @@ def wants_json() -> bool:
     return best == "application/json"
 
 
+def error_body(code: str, message: str, details: Any = None) -> dict:
+    """The SPEC error shape: {"error": {"code", "message", "details"}}."""
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
 def error_response(status: int, code: str, message: str, details: Any = None):
     """Answer in the SPEC error shape for JSON callers, or with the error page for people."""
     if wants_json():
-        body = {"error": {"code": code, "message": message, "details": details}}
-        return jsonify(body), status
+        return jsonify(error_body(code, message, details)), status
     if request_ctx.url_adapter is None:  # a Host not allowed: the page's links cannot be built
         return Response(message, mimetype="text/plain"), status
     return render_template("error.html", status=status, message=message), status

@@ -10,7 +10,7 @@ from gunicorn.http.errors import LimitRequestLine
 from gunicorn.workers import base as base_worker
 from gunicorn.workers.gthread import ThreadWorker
 
-from .errors import UriTooLong, uri_too_long_message
+from .errors import UriTooLong, error_body, uri_too_long_message
 from .metrics import requests as request_metrics
 from .security import HEADERS
 
@@ -115,8 +115,7 @@ class WebWorker(ThreadWorker):
 
 def uri_too_long_response(limit: int) -> bytes:
     """The whole HTTP answer to a request line too long to read: 414, the API's JSON error."""
-    error = {"code": UriTooLong.code, "message": uri_too_long_message(limit), "details": None}
-    body = json.dumps({"error": error}).encode()
+    body = json.dumps(error_body(UriTooLong.code, uri_too_long_message(limit))).encode()
     headers = {
         "Connection": "close",
         "Content-Type": "application/json",

@@ -2,7 +2,8 @@
 
 Each domain describes its own paths and schemas (`<domain>/openapi.py`); this module puts them
 together and adds what every operation shares: who may call it (401/403), the 404 of an id
-that does not exist, and the 400/413 of a JSON body that is not an object or too large.
+that does not exist, the 400/413 of a JSON body that is not an object or too large, and the
+414 of an address too long.
 """
 
 from flask import Blueprint, jsonify
@@ -58,6 +59,8 @@ def _complete(paths: dict) -> dict:
             if method not in METHODS:
                 continue
             responses = operation["responses"]
+            if path.startswith("/api/"):
+                responses.setdefault("414", error("The address is longer than MAX_URL_BYTES"))
             if path in PUBLIC_PATHS:
                 operation["security"] = []
                 continue

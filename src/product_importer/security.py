@@ -60,7 +60,7 @@ def _limit_api_address() -> None:
 def _address_bytes() -> int:
     """The length of the address as sent (path and query, still percent-encoded)."""
     wsgi = request.environ  # the request's, not settings
-    raw = wsgi.get("RAW_URI")  # gunicorn and Werkzeug keep it; plain WSGI may not
+    raw = wsgi.get("RAW_URI") or wsgi.get("REQUEST_URI")  # gunicorn, Werkzeug; uWSGI, mod_wsgi
     if raw is not None:
         return len(raw)
     return len(wsgi.get("PATH_INFO", "").encode()) + 1 + len(wsgi.get("QUERY_STRING", ""))

@@ -69,7 +69,7 @@ OPTIONS = {
 
 BOM = query(
     "bom",
-    {"type": "string", "enum": ["true", "false"], "default": "false"},
+    {"type": "string", "enum": ["true", "false", ""], "default": "false"},
     "Start the file with a UTF-8 byte order mark, so that Excel reads it as UTF-8 (the import "
     "pages ask for it; an import ignores it)",
 )

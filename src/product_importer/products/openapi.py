@@ -213,7 +213,7 @@ def paths() -> dict:
                     *filters(),
                     query(
                         "bom",
-                        {"type": "string", "enum": ["true", "false"], "default": "false"},
+                        {"type": "string", "enum": ["true", "false", ""], "default": "false"},
                         "Start the file with a UTF-8 byte order mark, so that Excel reads it as "
                         "UTF-8 (the Products page asks for it; an import ignores it)",
                     ),
