@@ -1,8 +1,10 @@
 """Reading and validating product CSVs: in-memory files through `open_csv(...).batches()`."""
 
 import gzip
+import unicodedata
 from dataclasses import dataclass
-from io import BytesIO
+from functools import partial
+from io import BytesIO, TextIOWrapper
 
 import pytest
 
@@ -574,3 +576,39 @@ def test_a_rejected_row_keeps_its_cells_as_the_file_had_them():
     assert result.file.header.names == ("SKU ", " Name", "Extra")
     assert [line for line, _sku, _reason in result.rejected] == [2, 3, 6]
     assert result.rejected_cells == [[" A-1 ", "", "x"], ["B-2", "two\nlines", "y", "z"], None]
+
+
+# --- text in NFC --------------------------------------------------------------------------------
+
+NFD = partial(unicodedata.normalize, "NFD")
+
+
+def test_an_nfd_file_reads_as_nfc_header_values_and_line_numbers_alike():
+    text = 'SKU,Désignation,description\r\nCafé-1,Café,"Crème\r\nbrûlée"\r\nThé-2,Thé,\r\n'
+    columns = {"name": "désignation"}
+    nfd = read_columns(NFD(text).encode(), columns)
+
+    assert nfd.products == [("Café-1", "Café", "Crème\r\nbrûlée", None), ("Thé-2", "Thé", "", None)]
+    assert [row[0] for row in nfd.valid] == [2, 4]
+    assert nfd.products == read_columns(text.encode(), columns).products
+
+
+def read_columns(data: bytes, columns: dict) -> Read:
+    csv_file = open_csv(BytesIO(data), columns=columns)
+    valid = [row for batch in csv_file.batches() for row in batch.valid]
+    return Read(csv_file, valid, [], len(valid), [], [])
+
+
+# A mark right after its base at every place a block could end (e + U+0301, then a line that
+# starts with a mark, which composes with nothing, then CR and LF line ends).
+BLOCKS_TEXT = "sku,name\r\nA-1,Cafe\u0301 cre\u0300me\r\n\u0301B-2,Noe\u0308l\rC-3,x\n"
+
+
+@pytest.mark.parametrize("block_chars", range(1, len(BLOCKS_TEXT) + 2))
+def test_nfc_lines_never_cut_a_mark_from_its_base_wherever_a_block_ends(block_chars):
+    text = TextIOWrapper(BytesIO(BLOCKS_TEXT.encode()), encoding="utf-8", newline="")
+
+    lines = list(csv_rows.nfc_lines(text, block_chars))
+
+    assert lines == ["sku,name\r\n", "A-1,Café crème\r\n", "\u0301B-2,Noël\r", "C-3,x\n"]
+    assert all(unicodedata.is_normalized("NFC", line) for line in lines)

@@ -9,6 +9,7 @@ import gzip
 import io
 import os
 import time
+import unicodedata
 
 import pytest
 
@@ -58,6 +59,26 @@ def test_an_upload_is_imported_exactly_as_written(any_http, any_catalog):
         ("D-4", "Café crème", "日本語", True),
         ("E-5", "Elder", "", True),
     ]
+
+
+# Accents as a browser types them (NFC: é is U+00E9); files exported on macOS often hold them
+# decomposed (NFD: e, then the combining U+0301).
+ACCENTED = "sku,name,description\r\nCafé-1,Café crème,Crème brûlée\r\nThé-2,Thé,\r\n"
+
+
+def test_an_nfd_file_and_an_nfc_file_of_the_same_skus_are_the_same_products(any_http, any_catalog):
+    nfd = unicodedata.normalize("NFD", ACCENTED).encode()
+    assert nfd != ACCENTED.encode()
+
+    assert counts(import_csv(any_http, nfd, filename="mac.csv")) == (2, 0, 2, 0, 0)
+    stored = [("Café-1", "Café crème", "Crème brûlée"), ("Thé-2", "Thé", "")]
+    assert [row[1:4] for row in any_catalog()] == stored  # in NFC
+
+    assert counts(import_csv(any_http, ACCENTED.encode())) == (2, 0, 0, 0, 2)
+    assert counts(import_csv(any_http, nfd)) == (2, 0, 0, 0, 2)  # compared in NFC too
+    renamed = unicodedata.normalize("NFD", "sku,name\nCAFÉ-1,Café noir\n").encode()
+    assert counts(import_csv(any_http, renamed)) == (1, 0, 0, 1, 0)
+    assert [row[1:3] for row in any_catalog()] == [("CAFÉ-1", "Café noir"), ("Thé-2", "Thé")]
 
 
 def test_the_response_to_an_upload_is_the_queued_job_and_where_to_find_it(any_http):

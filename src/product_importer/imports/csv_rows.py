@@ -11,9 +11,10 @@ import gzip
 import io
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from itertools import chain
+from typing import BinaryIO, TextIO
 
 from ..products.rules import (
     ACTIVE_WORDS,
@@ -24,6 +25,7 @@ from ..products.rules import (
     SPACE,
     as_imported,
     check_values,
+    to_nfc,
 )
 from .failures import ExpandsTooFar, HeaderRejected, LineTooLong, NotCsv
 
@@ -35,6 +37,8 @@ KNOWN_COLUMNS = ("sku", "name", "description", "active")
 REQUIRED_COLUMNS = ("sku", "name")
 GZIP_MAGIC = b"\x1f\x8b"
 FALLBACK_ENCODING = "x-cp1252-latin1"
+# Text is normalised a block of whole lines at a time (`nfc_lines`): about this many characters.
+NFC_BLOCK_CHARS = 1 << 18
 SNIFF_BYTES = 8192  # a NUL byte this early (decompressed) makes the file binary, not a CSV
 BINARY_FILE = (
     "The file is binary, not a CSV (it holds NUL bytes). Export the products as CSV (for "
@@ -182,7 +186,7 @@ class CsvFile:
             for line in self._text:
                 self._lines_before_data += 1
                 if line.strip():
-                    return parse_header(line, self.columns)
+                    return parse_header(to_nfc(line), self.columns)
         except UnicodeDecodeError as error:
             raise NotUtf8(str(error)) from error
         return None
@@ -196,7 +200,7 @@ class CsvFile:
 
     def _batches(self, size: int) -> Iterator[Batch]:
         # The hot loop of every import: keep per-row work here to the bare minimum.
-        reader = csv.reader(self._text, delimiter=self.header.delimiter, strict=True)
+        reader = csv.reader(nfc_lines(self._text), delimiter=self.header.delimiter, strict=True)
         accept, check = fast_acceptor(self.header), row_validator(self.header)
         field_count, base = self.header.field_count, self._lines_before_data
         previous_end = base
@@ -232,6 +236,24 @@ class CsvFile:
     def _count_reasons(self, batch: Batch) -> None:
         """Remember why rows were rejected, to name the most common reason."""
         self.reject_reasons.update(_reason_key(rejected[2]) for rejected in batch.rejected)
+
+
+def nfc_lines(text: TextIO, block_chars: int = NFC_BLOCK_CHARS) -> Iterator[str]:
+    """Yield the lines of `text` in Unicode NFC, checked a block of whole lines at a time.
+
+    `Café` typed in a browser is NFC; from a file exported on macOS it is often NFD (e, then a
+    combining accent): two strings that look the same, two SKUs. A line break composes with
+    nothing, so lines normalise apart and a mark is never cut from its base at a block's end.
+    """
+    return chain.from_iterable(map(_nfc_block, iter(lambda: text.readlines(block_chars), [])))
+
+
+def _nfc_block(lines: list[str]) -> Iterable[str]:
+    # An ASCII block (most files, most blocks) is NFC as it is: one join and a flag, in C.
+    # Any other is normalised line by line: `normalize` returns a line already NFC at once,
+    # where `is_normalized` of the whole block would normalise all of it to compare whenever it
+    # holds a combining mark (NFC_Quick_Check "maybe"): twice the cost of an NFD file.
+    return lines if "".join(lines).isascii() else map(to_nfc, lines)
 
 
 def refuse_binary(raw: BinaryIO) -> None:
@@ -365,7 +387,8 @@ def named_in_short(names: list[str] | tuple[str, ...], shown: int = 20) -> str:
 def _wanted_names(columns: dict[str, str | None]) -> dict[str, str]:
     """Lowercase header name -> product field: the mapping's, then the fields' own names (not
     for a field the mapping says is absent)."""
-    wanted = {name.lower(): known for known, name in columns.items() if name is not None}
+    # in NFC, as the header is read
+    wanted = {to_nfc(name).lower(): known for known, name in columns.items() if name is not None}
     for known in KNOWN_COLUMNS:
         if known not in columns:
             wanted.setdefault(known, known)

@@ -5,6 +5,8 @@ unchanged, and every row the import accepts could have been typed in by hand. Pu
 """
 
 import re
+import unicodedata
+from functools import partial
 
 from ..spreadsheet import unescape_formula
 
@@ -30,6 +32,10 @@ SPACE = "\t\r\n" + "".join(
     char for char in map(chr, range(0x3001)) if char.isspace() and not CONTROL.match(char)
 )
 EDITABLE = ("sku", "name", "description", "active")
+# Text is kept in Unicode NFC: `Café` with its `é` as one character (as a browser sends it), not
+# as `e` and a combining accent (as files exported on macOS often have it), which would make a
+# second product with the same SKU and miss a filter typed by hand.
+to_nfc = partial(unicodedata.normalize, "NFC")
 
 
 def check_values(sku: str, name: str, description: str | None, active: str) -> str | None:
