@@ -1,7 +1,9 @@
 """The products JSON API, through the whole app in this process, in both modes (`api`): on
 the real PostgreSQL, and on SQLite as the embedded default has it."""
 
+import unicodedata
 from contextlib import contextmanager
+from functools import partial
 
 import psycopg
 import pytest
@@ -133,6 +135,26 @@ def test_create_refuses_a_sku_that_exists_in_another_case_beyond_ascii(api, sku,
     assert response.status_code == 409, response.get_json()
     assert sku in response.get_json()["error"]["message"]
     assert [p["sku"] for p in api.get(f"/api/products?sku={spelled}").get_json()["items"]] == [sku]
+
+
+NFD = partial(unicodedata.normalize, "NFD")
+
+
+def test_an_accent_written_decomposed_is_the_same_sku_and_stored_composed(api):
+    """`Café` as a browser sends it (é is U+00E9) and as macOS files hold it (e + U+0301)."""
+    product = create(api, sku="Café-1", name="Café")
+
+    response = api.post("/api/products", json={"sku": NFD("CAFÉ-1"), "name": "Second"})
+    assert response.status_code == 409, response.get_json()
+    assert "Café-1" in response.get_json()["error"]["message"]
+
+    created = create(api, sku=NFD("Thé-2"), name=NFD("Thé"), description=NFD("Crème"))
+    assert (created["sku"], created["name"], created["description"]) == ("Thé-2", "Thé", "Crème")
+    patched = api.patch(f"/api/products/{product['id']}", json={"name": NFD("Café noir")})
+    assert patched.get_json()["name"] == "Café noir"
+    clash = api.patch(f"/api/products/{created['id']}", json={"sku": NFD("café-1")})
+    assert clash.status_code == 409
+    assert api.get("/api/products").get_json()["total"] == 2
 
 
 @pytest.mark.parametrize("sku", ["C:\\PARTS\\12", "X\u00a0Y-1", "O'NEIL-1"])

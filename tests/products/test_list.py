@@ -1,7 +1,9 @@
 """GET /api/products: filters, sorting, pages and totals, in both modes (`api`)."""
 
 import re
+import unicodedata
 from contextlib import contextmanager
+from urllib.parse import quote
 
 import pytest
 from hypothesis import given
@@ -83,6 +85,23 @@ def test_non_ascii_text_matches_ignoring_case(api, catalog):
     assert skus(api, "sku=éclair") == ["ÉCLAIR-9"]
     assert skus(api, "description=PÂTISSERIE") == ["ÉCLAIR-9"]
     assert api.post("/api/products", json={"sku": "éclair-9", "name": "x"}).status_code == 409
+
+
+def test_a_term_with_its_accent_written_decomposed_finds_the_composed_text(api, catalog):
+    """A term pasted from a macOS file (e + U+0301) finds what a browser typed (U+00E9)."""
+    fields = {"sku": "CRÈME-1", "name": "Café crème", "description": "Brûlée"}
+    assert api.post("/api/products", json=fields).status_code == 201
+
+    for field, term in [
+        ("sku", "crème"),
+        ("name", "café"),
+        ("description", "BRÛLÉE"),
+        ("q", "é c"),
+    ]:
+        query = f"{field}={quote(unicodedata.normalize('NFD', term))}"
+        assert skus(api, query) == ["CRÈME-1"]
+        export = api.get(f"/api/products/export.csv?{query}").get_data(as_text=True)
+        assert export.splitlines()[1:] == ["CRÈME-1,Café crème,Brûlée,true"]
 
 
 # Letters whose lower case is special: a final sigma, a dotted capital I, the Kelvin sign

@@ -110,14 +110,14 @@ def where_control(value: str, control: re.Pattern) -> str:
 
 
 def as_imported(value: str) -> str:
-    """`value` as an import reads it from a cell: trimmed, without a formula's escaping `'`.
+    """`value` as an import reads it from a cell: in NFC, trimmed, without a formula's `'`.
 
     An export escapes only what starts a formula, so a product named `'=x` would be exported
     as it is and imported back as `=x`: the API stores it as `=x` from the start. A download
     also escapes a cell that starts with a tab or a line break (`'\tx`, `'\t`, in the rejected
     rows file): the `'` goes before the trimming, so the cell reads as it would without it.
     """
-    return unescape_formula(value.lstrip(SPACE)).strip(SPACE)
+    return unescape_formula(to_nfc(value).lstrip(SPACE)).strip(SPACE)
 
 
 def _clean_active(value) -> bool:

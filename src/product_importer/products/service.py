@@ -496,7 +496,8 @@ def parse_filters(args: Mapping[str, str]) -> Filters:
     """Read the filters from query arguments; raise Invalid naming each bad one."""
     values, problems = {}, {}
     for name in (*TEXT_FILTERS, "q"):
-        values[name] = (args.get(name) or "").strip(rules.SPACE)
+        # in NFC, as the catalog's text is: an accent typed either way finds it
+        values[name] = rules.to_nfc(args.get(name) or "").strip(rules.SPACE)
         if rules.DESCRIPTION_CONTROL.search(values[name]):
             where = rules.where_control(values[name], rules.DESCRIPTION_CONTROL)
             problems[name] = f"Must not hold control characters. {where}"
