@@ -1,10 +1,13 @@
-"""Migrations on catalogs that have products (0016 on PostgreSQL, 0020 on SQLite): up, down and
-up again, nothing lost."""
+"""Migrations on catalogs that have products (0016 on PostgreSQL, 0020 on SQLite, 0026 on
+both): up, down and up again, nothing lost."""
 
+import logging
 import re
 import sqlite3
 import subprocess
+import unicodedata
 from contextlib import closing
+from functools import partial
 
 import psycopg
 import pytest
@@ -13,6 +16,7 @@ from product_importer.database import lower_letters
 from tests.conftest import PG_ADMIN_URL, TEST_DB, _database_url, _recreate_database
 
 SCRATCH_DB = f"{TEST_DB}_migrations"
+NFD = partial(unicodedata.normalize, "NFD")
 DESCRIPTIONS = ["Forged STEEL head", "Ünïcode Ärger", "ΣΟΦΊΑΣ", "", "Pine wood\r\nwith lid"]
 INDEXES = (
     "SELECT indexrelid::regclass::text, indisvalid FROM pg_index "
@@ -476,3 +480,84 @@ def test_deleting_a_token_deletes_the_tokens_made_with_it_in_the_database(reques
 
         flask_migrate.upgrade()  # and up again
         assert run("SELECT name, made_by_token_id FROM access_tokens") == [("sibling", None)]
+
+
+# --- 0026: products' text in NFC --------------------------------------------------------------
+
+# As the release before 0026 kept them: (sku, name, description); NFD writes é as e + U+0301.
+BEFORE_0026 = [
+    (NFD("Café-1"), NFD("Café crème"), NFD("Crème brûlée")),
+    ("Plain-2", NFD("Noël"), ""),
+    ("Thé-3", "Thé vert", "already NFC"),
+    (NFD("THÉ-3"), NFD("Thé noir"), "the other form of a SKU there: kept as it is"),
+    ("\u212b-5", "Ångström sign", ""),  # not NFC: Å as the Angstrom sign
+    (NFD("Å-5"), "A and a ring above", ""),  # becomes the same SKU: kept as it is
+]
+AFTER_0026 = [
+    ("Café-1", "Café crème", "Crème brûlée"),
+    ("Plain-2", "Noël", ""),
+    ("Thé-3", "Thé vert", "already NFC"),
+    (NFD("THÉ-3"), "Thé noir", "the other form of a SKU there: kept as it is"),
+    ("Å-5", "Ångström sign", ""),
+    (NFD("Å-5"), "A and a ring above", ""),
+]
+
+
+@pytest.mark.parametrize("database", ["postgresql", "sqlite"])
+def test_products_text_goes_to_nfc_but_a_sku_another_product_has_in_nfc(request, database, caplog):
+    import flask_migrate
+
+    if database == "postgresql":
+        migrating = request.getfixturevalue("migrated_app")
+    else:
+        migrating = request.getfixturevalue("sqlite_app")[0]
+    insert = "INSERT INTO products (sku, name, description) VALUES (:sku, :name, :description)"
+    values = "SELECT sku, name, description FROM products ORDER BY id"
+    with migrating.app_context():
+        flask_migrate.upgrade(revision="0025")
+        for sku, name, description in BEFORE_0026:
+            run(insert, sku=sku, name=name, description=description)
+        stamps = run("SELECT id, updated_at FROM products ORDER BY id")
+        caplog.set_level(logging.INFO, logger="product_importer.migrations")
+
+        flask_migrate.upgrade()
+        assert run(values) == AFTER_0026
+        assert run("SELECT id, updated_at FROM products ORDER BY id") == stamps
+        said = [r.getMessage() for r in caplog.records if r.name == "product_importer.migrations"]
+        assert said[0] == "Text in NFC: 4 products normalised."
+        assert said[1].startswith("2 products keep their SKU as it was")
+        assert f'id 4 "{NFD("THÉ-3")}"; id 6 "{NFD("Å-5")}"' in said[1]
+        assert "Change the SKU of one of each pair, or delete it" in said[1]
+        found = run("SELECT sku FROM products WHERE lower(sku) = lower(:sku)", sku="café-1")
+        assert found == [("Café-1",)]
+
+        flask_migrate.downgrade(revision="0025")  # changes nothing
+        assert run(values) == AFTER_0026
+        flask_migrate.upgrade()  # and up again: nothing more to do
+        assert run(values) == AFTER_0026
+
+
+def test_on_postgresql_the_derived_columns_follow_and_totals_are_counted_again(migrated_app):
+    import flask_migrate
+
+    with migrated_app.app_context():
+        flask_migrate.upgrade(revision="0025")
+        for sku, name, description in BEFORE_0026[:2]:
+            sql(
+                "INSERT INTO products (sku, name, description) VALUES (%(s)s, %(n)s, %(d)s)",
+                s=sku,
+                n=name,
+                d=description,
+            )
+        logged = sql("SELECT count(*) FROM product_edit_log")
+
+        flask_migrate.upgrade()
+        assert sql("SELECT description_lower FROM products ORDER BY id") == [
+            ("crème brûlée",),
+            ("",),
+        ]
+        hashed = "SELECT row_hash = hashtextextended(%(v)s, 0) FROM products WHERE id = 1"
+        assert sql(hashed, v="Café-1\x1fCafé crème\x1fCrème brûlée") == [(True,)]
+        assert sql("SELECT count(*) FROM product_edit_log") == logged  # a bulk change
+        version, recount_from = sql("SELECT version, recount_from FROM products_version")[0]
+        assert recount_from == version
