@@ -45,7 +45,7 @@ def schemas() -> dict:
     """The component schemas of the products paths."""
     line = {"type": "string", "minLength": 1, "maxLength": rules.MAX_SKU, "pattern": LINE}
     fields = {
-        "sku": {**line, "description": "Unique, ignoring case"},
+        "sku": {**line, "description": "Unique, ignoring case and how an accent is encoded"},
         "name": {**line, "maxLength": rules.MAX_NAME},
         "description": {
             "type": "string",
@@ -60,8 +60,9 @@ def schemas() -> dict:
     }
     change = {
         "type": "object",
-        "description": "Values are trimmed. Read-only fields (id, created_at, updated_at) may "
-        "be sent back and are ignored; any other field is refused.",
+        "description": "Values are trimmed and stored in Unicode NFC (`e` followed by a "
+        "combining U+0301 is stored as `é`, U+00E9). Read-only fields (id, created_at, "
+        "updated_at) may be sent back and are ignored; any other field is refused.",
         "properties": fields | read_only,
         "additionalProperties": False,
     }
@@ -99,7 +100,11 @@ def schemas() -> dict:
 
 def filters() -> list[dict]:
     """The list's filters and sort (the export takes the same)."""
-    term = {"type": "string", "pattern": NO_CONTROL, "description": "No control characters"}
+    term = {
+        "type": "string",
+        "pattern": NO_CONTROL,
+        "description": "No control characters; read in Unicode NFC, as the text is stored",
+    }
     return [
         query("sku", term, "Case-insensitive substring of the SKU"),
         query("name", term, "Case-insensitive substring of the name"),
