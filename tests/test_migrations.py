@@ -537,6 +537,38 @@ def test_products_text_goes_to_nfc_but_a_sku_another_product_has_in_nfc(request,
         assert run(values) == AFTER_0026
 
 
+@pytest.mark.parametrize("database", ["postgresql", "sqlite"])
+def test_the_change_records_text_goes_to_nfc_so_an_undo_puts_back_nfc(request, database):
+    import flask_migrate
+
+    if database == "postgresql":
+        migrating = request.getfixturevalue("migrated_app")
+    else:
+        migrating = request.getfixturevalue("sqlite_app")[0]
+    record = (
+        "INSERT INTO import_changes (job_id, rn, kind, product_id, sku, name, description, "
+        "active, before_sku, before_name, before_description, before_active) VALUES "
+        "(1, :rn, :kind, 1, :sku, :name, 'Plain', true, :before, :before_name, NULL, :active)"
+    )
+    recorded = (
+        "SELECT sku, name, description, before_sku, before_name, before_description "
+        "FROM import_changes ORDER BY rn"
+    )
+    with migrating.app_context():
+        flask_migrate.upgrade(revision="0025")
+        add_old_job("completed", None)
+        updated = {"sku": "Café-1", "name": "New name", "before": NFD("Café-1")}
+        run(record, rn=1, kind="updated", before_name=NFD("Noël"), active=True, **updated)
+        created = {"sku": NFD("Thé-2"), "name": NFD("Thé"), "before": None}
+        run(record, rn=2, kind="created", before_name=None, active=None, **created)
+
+        flask_migrate.upgrade()
+        assert run(recorded) == [
+            ("Café-1", "New name", "Plain", "Café-1", "Noël", None),
+            ("Thé-2", "Thé", "Plain", None, None, None),
+        ]
+
+
 def test_on_postgresql_the_derived_columns_follow_and_totals_are_counted_again(migrated_app):
     import flask_migrate
 

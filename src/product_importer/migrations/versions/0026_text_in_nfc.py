@@ -16,6 +16,9 @@ A SKU whose NFC form is already another product's SKU (both forms were in the ca
 as it is, and the upgrade logs how many and which: nothing is merged or deleted. Change the SKU
 of one of each pair, or delete it (the README, "Upgrading").
 
+The change records of imports (what an undo puts back, what the change lists show) go to NFC
+too: an undo of an import made before would otherwise bring the other form back.
+
 PostgreSQL: one UPDATE of the rows not in NFC. SQLite: in Python, in batches of rows.
 Downgrading changes nothing: the text stays in NFC, which reads the same.
 """
@@ -76,14 +79,33 @@ SELECT (SELECT count(*) FROM written),
 """
 
 
+# The change records' text: an undo puts a product's values back from them, and the change
+# lists show them. No SKU can clash there: an undo gives a product back its own SKU.
+CHANGE_COLUMNS = ("sku", "name", "description", "before_sku", "before_name", "before_description")
+PG_NORMALISE_CHANGES = "UPDATE import_changes SET {set} WHERE NOT ({normal})".format(
+    set=", ".join(f"{c} = normalize({c}, NFC)" for c in CHANGE_COLUMNS),
+    normal=" AND ".join(f"coalesce({c} IS NFC NORMALIZED, true)" for c in CHANGE_COLUMNS),
+)
+CHANGES_PAGE = sa.text(
+    f"SELECT rowid, {', '.join(CHANGE_COLUMNS)} FROM import_changes WHERE rowid > :last "
+    "ORDER BY rowid LIMIT :batch"
+)
+CHANGES_WRITE = sa.text(
+    f"UPDATE import_changes SET {', '.join(f'{c} = :{c}' for c in CHANGE_COLUMNS)} "
+    "WHERE rowid = :row"
+)
+
+
 def upgrade():
     if op.get_bind().dialect.name == "postgresql":
         # Not logged row by row for the list totals: they are counted again after it.
         op.execute(f"SET LOCAL {BULK_CHANGE_SETTING} = 'on'")
         written, ids, skus = op.get_bind().exec_driver_sql(PG_NORMALISE).one()
         left = list(zip(ids or [], skus or [], strict=True))
+        op.execute(PG_NORMALISE_CHANGES)
     else:
         written, left = _normalise_sqlite()
+        _normalise_sqlite_changes()
     log.info("Text in NFC: %d products normalised.", written)
     if left:
         log.warning(
@@ -133,3 +155,22 @@ def _normalised(conn, row, claimed: set[str], left: list[tuple[int, str]]) -> di
     if values == (sku, name, description):
         return None
     return dict(zip(("sku", "name", "description"), values, strict=True), id=product_id)
+
+
+def _normalise_sqlite_changes() -> None:
+    """Normalise the change records' text in batches of rows."""
+    conn, last = op.get_bind(), 0
+    while rows := conn.execute(CHANGES_PAGE, {"last": last, "batch": BATCH}).all():
+        last = rows[-1][0]
+        changed = [
+            {"row": row[0], **dict(zip(CHANGE_COLUMNS, map(_nfc, row[1:]), strict=True))}
+            for row in rows
+            if any(value is not None and not unicodedata.is_normalized("NFC", value)
+                   for value in row[1:])
+        ]  # fmt: skip
+        if changed:
+            conn.execute(CHANGES_WRITE, changed)
+
+
+def _nfc(value: str | None) -> str | None:
+    return None if value is None else unicodedata.normalize("NFC", value)
