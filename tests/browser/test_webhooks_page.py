@@ -972,3 +972,9 @@ def test_older_deliveries_are_a_page_away_with_the_keyboard(page: Page, http, sq
     page.keyboard.press("Enter")
     expect(status).to_have_text("Deliveries 1–50 of 120, newest first.")
     expect(older).to_be_focused()
+
+    # A finished delivery redelivered from page 2 is sent as a new one: at the top of page 1.
+    page.keyboard.press("Enter")
+    expect(status).to_have_text("Deliveries 51–100 of 120, newest first.")
+    page.get_by_role("button", name="Redeliver product.created evt_69").click()
+    expect(page.get_by_text("Delivery queued as a new delivery, first on page 1;")).to_be_visible()

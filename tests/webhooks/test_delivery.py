@@ -356,7 +356,7 @@ def test_an_attempt_that_fails_unexpectedly_is_logged_retried_and_holds_no_one_f
     failed = attempts_of(first)[0]
     assert failed.status_code is None
     assert failed.error == (
-        "The attempt ended in an unexpected error (binascii.Error: Incorrect padding); "
+        "The attempt ended in an unexpected error (binascii.Error); "
         "the server's log has the details"
     )
     assert delivery(first).status == "pending"
@@ -388,7 +388,7 @@ def test_a_retry_after_of_many_lifetimes_gives_up_saying_so(client, make_endpoin
 
     [item] = client.get(f"/api/webhooks/{endpoint['id']}/deliveries").get_json()["items"]
     assert item["error"].startswith(
-        "Gave up after 1 attempt: the receiver asked to be retried in 1,157,407,407 days "
+        "Gave up after 1 attempt: the receiver asked to be retried in over 100 years "
     )
     assert len(receiver.requests) == 1
 
@@ -421,9 +421,12 @@ def test_redeliver_while_an_attempt_is_being_sent_is_refused_saying_so(
     assert during.status_code == 409, during.get_json()
     error = during.get_json()["error"]
     assert error["code"] == "attempt_in_progress"
+    claim_left = error["details"]["claimed_for_seconds"]
+    assert 0 < claim_left <= 120 + 60  # the timeout, and the claim's margin past it
     assert error["message"] == (
-        "Attempt 1 of this delivery is being sent now; its outcome shows here when it ends "
-        "(in at most 120 s). Redeliver it then if it still needs sending."
+        "Attempt 1 of this delivery is being sent now; its outcome shows here when the "
+        f"receiver answers (within 120 s), or in {claim_left} s at most if the worker sending "
+        "it stopped. Redeliver it then if it still needs sending."
     )
     failed = delivery(delivery_id)
     assert (failed.status, failed.status_code, failed.attempts) == ("failed", 400, 1)
@@ -431,3 +434,24 @@ def test_redeliver_while_an_attempt_is_being_sent_is_refused_saying_so(
     assert after.status_code == 202
     wait_for(after.get_json()["id"])
     assert len(receiver.requests) == 2
+
+
+def test_redeliver_of_a_delivery_whose_worker_stopped_mid_attempt_is_taken(
+    client, make_endpoint, receiver
+):
+    """The claim of a worker that died sending it has run out: nothing is in flight any more."""
+    endpoint = make_endpoint(receiver.url)
+    with db.engine.begin() as conn:
+        (delivery_id,) = events.publish(conn, "product.updated", PRODUCT, actor=None)
+        ran_out, later = utcnow() - timedelta(seconds=1), utcnow() + timedelta(hours=1)
+        # no task message, nor the sweep's: only the redelivery sends it
+        conn.execute(
+            update(deliveries).values(attempts=1, locked_until=ran_out, queued_until=later)
+        )
+    url = f"/api/webhooks/{endpoint['id']}/deliveries/{delivery_id}/redeliver"
+
+    redelivered = client.post(url)
+
+    assert redelivered.status_code == 202, redelivered.get_json()
+    wait_for(redelivered.get_json()["id"], "succeeded")
+    assert len(receiver.requests) == 1

@@ -648,6 +648,8 @@
     // other button rather than being lost to the page.
     if (pressed === older && older.hidden && !newer.hidden) newer.focus();
     if (pressed === newer && newer.hidden && !older.hidden) older.focus();
+    // Both gone (the list shrank to one page): to Refresh, beside the list, not to the page.
+    if ((pressed === older || pressed === newer) && pages <= 1) $("deliveries-refresh").focus();
   }
 
   function turnDeliveries(step) {
@@ -714,13 +716,17 @@
 
   async function redeliver(target) {
     const url = `/api/webhooks/${state.shown}/deliveries/${target.dataset.id}/redeliver`;
+    let queued;
     try {
-      await busyButton(target, "Queuing…", () => api("POST", url));
+      queued = await busyButton(target, "Queuing…", () => api("POST", url));
     } catch (error) {
       if (error.status === 404) return loadDeliveries(); // the webhook, or this old delivery, is gone
       return notify(`Could not redeliver: ${error.message}`, "error");
     }
-    notify("Delivery queued; it is sent in the background.", "success");
+    // A finished delivery is sent again as a new one, newest: first on page 1, not on this page.
+    const where = state.deliveriesPage > 1 ? ", first on page 1" : ", first in the list";
+    const anew = queued && String(queued.id) !== target.dataset.id ? ` as a new delivery${where}` : "";
+    notify(`Delivery queued${anew}; it is sent in the background.`, "success");
     await loadDeliveries();
   }
 

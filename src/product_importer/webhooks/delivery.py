@@ -227,8 +227,7 @@ def _decide(claim: Claim, endpoint: Row | None) -> tuple[Outcome, dict]:
         return outcome, _next_state(claim, outcome)
     except Exception as error:
         log.exception("webhook delivery %s attempt %s failed unexpectedly", claim.id, claim.attempt)
-        url, secrets = (endpoint.url, _secrets(endpoint)) if endpoint is not None else ("", [])
-        outcome = sender.unexpected(error, url, secrets)
+        outcome = sender.unexpected(error)
         return outcome, _next_state(claim, outcome)
 
 
@@ -334,7 +333,9 @@ def _wait(seconds: float) -> str:
         return f"{round(seconds / 60)} min"
     if seconds < 2 * 86400:
         return f"{round(seconds / 3600)} h"
-    return f"{seconds / 86400:,.0f} days"  # not round(): an endless wait has no integer
+    if seconds >= 100 * 365 * 86400:  # 400 digits are infinity to float: not "inf days"
+        return "over 100 years"
+    return f"{seconds / 86400:,.0f} days"
 
 
 def retry_delay(attempt: int, retry_after: float | None = None) -> float:

@@ -15,7 +15,7 @@ import httpcore
 import httpx
 
 from . import reasons, signing, ssrf
-from .urls import HIDDEN, url_without_secrets
+from .urls import url_without_secrets
 
 log = logging.getLogger(__name__)
 # httpx logs every request at INFO; the delivery log and our own lines say what matters.
@@ -25,7 +25,6 @@ USER_AGENT = "ProductImporter-Webhooks/1.0"
 MAX_BODY_READ = 64 * 1024  # read this much of an answer, so the connection can be reused
 # A zero socket timeout means non-blocking (an error, not a timeout): wait at least this long.
 MIN_WAIT_SECONDS = 0.001
-MAX_UNEXPECTED_SAID = 300  # characters of an unexpected exception's text kept in the log
 # When the current thread's attempt must end (a time.perf_counter() value), if it is sending.
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
 
@@ -282,22 +281,13 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def unexpected(error: Exception, url: str, signing_secrets: Sequence[str]) -> Outcome:
+def unexpected(error: Exception) -> Outcome:
     """An attempt ended by an error no one foresaw (a bug, a library's surprise): retried as a
-    network error is, its error naming the exception without the webhook's secrets."""
-    said = (
-        f"{_qualified_name(type(error))}: {error}" if str(error) else _qualified_name(type(error))
-    )
-    # Every role reads the delivery log: a message may quote the URL or a secret.
-    for secret in filter(None, signing_secrets):
-        said = said.replace(secret, HIDDEN)
-    if url:
-        said = said.replace(url, url_without_secrets(url))
-    if len(said) > MAX_UNEXPECTED_SAID:
-        said = said[: MAX_UNEXPECTED_SAID - 1] + "…"
+    network error is. Its error names the exception's type only: every role reads the delivery
+    log, and a message may quote the URL's credentials or a secret in any form."""
     return Outcome(
         Verdict.RETRY,
-        error=f"The attempt ended in an unexpected error ({said}); "
+        error=f"The attempt ended in an unexpected error ({_qualified_name(type(error))}); "
         "the server's log has the details",
     )
 

@@ -4,6 +4,7 @@ Sending, retrying and the periodic sweep are in `delivery.py`, which workers run
 """
 
 import logging
+import math
 import re
 from datetime import timedelta
 
@@ -56,9 +57,9 @@ def list_endpoints(session: Session) -> list[Endpoint]:
     return list(session.scalars(select(Endpoint).order_by(Endpoint.id)))
 
 
-def get(session: Session, endpoint_id: int) -> Endpoint:
-    """Return the endpoint, or raise NotFound."""
-    endpoint = session.get(Endpoint, endpoint_id)
+def get(session: Session, endpoint_id: int, **options) -> Endpoint:
+    """Return the endpoint (`options` as Session.get takes them), or raise NotFound."""
+    endpoint = session.get(Endpoint, endpoint_id, **options)
     if endpoint is None:
         raise NotFound(f"Webhook {endpoint_id} does not exist.")
     return endpoint
@@ -251,7 +252,9 @@ def count_deliveries(session: Session, endpoint_id: int) -> int:
 
 def redeliver(session: Session, endpoint_id: int, delivery_id: int) -> Delivery:
     """Send a delivery again, with the same `webhook-id`: now if still pending, else anew."""
-    endpoint = get(session, endpoint_id)
+    # The webhook first, as a delete takes it before its deliveries: the other order deadlocks
+    # with a delete of the webhook. Key share: a worker's 410 may still disable it meanwhile.
+    endpoint = get(session, endpoint_id, with_for_update={"key_share": True})
     # locked: no worker claims it between the check below and the commit (SKIP LOCKED)
     original = session.get(Delivery, delivery_id, with_for_update=True, populate_existing=True)
     if original is None or original.endpoint_id != endpoint_id:
@@ -280,14 +283,17 @@ def redeliver(session: Session, endpoint_id: int, delivery_id: int) -> Delivery:
 def refuse_in_flight(delivery: Delivery) -> None:
     """Raise Conflict while a worker sends the delivery: the attempt's outcome, recorded when
     it ends, would overwrite the redelivery (a 400 failing the event, a retry's backoff)."""
-    claimed = delivery.locked_until is not None and aware(delivery.locked_until) > utcnow()
-    if delivery.status == DeliveryStatus.PENDING and claimed:
+    if delivery.status != DeliveryStatus.PENDING or delivery.locked_until is None:
+        return
+    claim_left = math.ceil((aware(delivery.locked_until) - utcnow()).total_seconds())
+    if claim_left > 0:
         raise Conflict(
             f"Attempt {delivery.attempts} of this delivery is being sent now; its outcome shows "
-            f"here when it ends (in at most {timeout_seconds():g} s). Redeliver it then if it "
+            f"here when the receiver answers (within {timeout_seconds():g} s), or in "
+            f"{claim_left} s at most if the worker sending it stopped. Redeliver it then if it "
             "still needs sending.",
             code="attempt_in_progress",
-            details={"attempt": delivery.attempts},
+            details={"attempt": delivery.attempts, "claimed_for_seconds": claim_left},
         )
 
 
@@ -329,7 +335,7 @@ def send_test(session: Session, endpoint_id: int) -> dict:
         )
     except Exception as error:  # said as any failed test is, not as a 500 with nothing recorded
         log.exception("webhook %s test failed unexpectedly", endpoint_id)
-        outcome = sender.unexpected(error, endpoint.url, endpoint.signing_secrets())
+        outcome = sender.unexpected(error)
     # Deleted while its receiver answered (in another tab, by another admin)? Said as for any
     # deleted webhook, rather than failing on its delivery's foreign key (a 500).
     endpoint = session.get(Endpoint, endpoint_id, with_for_update=True, populate_existing=True)
