@@ -41,8 +41,9 @@ migrate: $(STAMP)
 
 # The tests run in TEST_PROCESSES pytest processes side by side (pytest-xdist), each with its
 # own database, Redis database, worker and servers. A test spends most of its time waiting for
-# those processes, so two of them keep a 2-core machine busy where one left it half idle.
-TEST_PROCESSES ?= 2
+# those processes (and the Redis outage test sleeps a minute), so three of them keep a 2-core
+# machine busy where two left it partly idle.
+TEST_PROCESSES ?= 3
 
 test: $(STAMP) chromium  ## Run every test against real PostgreSQL, Redis, Celery and Chromium
 	$(BIN)/pytest -n $(TEST_PROCESSES) --dist worksteal
