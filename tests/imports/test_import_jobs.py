@@ -262,6 +262,37 @@ def test_a_cancel_its_worker_ends_after_the_upload_was_removed_says_to_upload_ag
     assert catalog() == []
 
 
+@pytest.mark.parametrize("cancelled", [True, False], ids=["cancelled first", "not cancelled"])
+def test_an_upload_removed_under_its_import_fails_it_unless_a_cancel_came_first(
+    app, http, live_worker, tmp_path, cancelled
+):
+    """The import page's Discard cancels the import, then removes its unfinished upload. An
+    import following that upload may find it gone before a heartbeat brings the cancel: it
+    ends cancelled, as asked, not failed (the file did not arrive whole: it never could)."""
+    from product_importer.extensions import db
+    from product_importer.imports.failures import Cancelled, FileRejected
+    from product_importer.imports.growing import GrowingFile
+
+    with paused(live_worker):  # the job waits in the queue: this test reads for it
+        job_id = upload_csv(http, "sku,name\nA-1,One\n").json()["id"]
+        if cancelled:
+            assert cancel(http, job_id).status_code == 202
+    arrived = tmp_path / "arrived.csv"
+    arrived.write_bytes(b"sku,name\n")  # what came of a file of 100 bytes
+    with app.app_context():
+        following = GrowingFile(
+            str(arrived),
+            "an-upload-since-removed",
+            100,
+            job_id=job_id,
+            engine=db.engine,
+            stall_seconds=600,
+            stopping=lambda: False,  # no heartbeat has brought the cancel yet
+        )
+        with following, pytest.raises(Cancelled if cancelled else FileRejected):
+            following.read(100)
+
+
 def test_a_cancel_while_applying_interrupts_the_merge(http, catalog, holding):
     generated = generate(20_000, seed=3)
     keys = seed_from(http, generated)

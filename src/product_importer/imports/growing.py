@@ -62,12 +62,14 @@ class GrowingFile(io.RawIOBase):
         upload_id: str,
         length: int,
         *,
+        job_id: int,
         engine: Engine,
         stall_seconds: float,
         stopping: Callable[[], bool],
     ):
         self.file = open(path, "rb")  # noqa: SIM115  (closed with this object)
         self.upload_id, self.length, self.engine = upload_id, length, engine
+        self.job_id = job_id
         self.stall_seconds, self.stopping = stall_seconds, stopping
         self.grown_at = self.checked_at = time.monotonic()
         self.known_size = 0
@@ -137,10 +139,19 @@ class GrowingFile(io.RawIOBase):
         if row is None:
             if self._was_completed():
                 return True
-            raise FileRejected(GONE)
+            self._refuse(GONE)
         if row.error:
-            raise FileRejected(f"{row.error} The catalog was not changed.")
+            self._refuse(f"{row.error} The catalog was not changed.")
         return row.completed_at
+
+    def _refuse(self, reason: str) -> None:
+        """Fail the job for its upload; but a cancel asked first wins: the import page's
+        Discard cancels the import, then removes its upload, before a heartbeat may tell."""
+        with self.engine.connect() as conn:
+            query = select(ImportJob.cancel_requested).where(ImportJob.id == self.job_id)
+            if conn.execute(query).scalar():
+                raise Cancelled()
+        raise FileRejected(reason)
 
     def _was_completed(self) -> bool:
         """Whether the removed upload had been completed: its imports were given its SHA-256

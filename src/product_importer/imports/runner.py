@@ -304,6 +304,7 @@ class Run:
         rejections = self.rejections
         rejections.clear()
         following = {
+            "job_id": job.id,
             "engine": self.engine,
             "stall_seconds": self.stall_seconds,
             "stopping": progress.cancel.is_set,
