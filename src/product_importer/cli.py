@@ -13,6 +13,7 @@ import flask_migrate
 from click.core import ParameterSource
 from flask import current_app
 from sqlalchemy import make_url
+from sqlalchemy.exc import OperationalError
 
 from . import create_app, database, logs
 from .accounts import audit, credentials
@@ -27,13 +28,26 @@ log = logging.getLogger(__name__)
 
 
 class Commands(click.Group):
-    """The commands; a mistyped setting stops any of them with its name, not a traceback."""
+    """The commands; a mistyped setting or a database out of reach stops any of them with what
+    to check, not a traceback."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except SettingError as error:
             raise click.ClickException(f"{error} (from the environment or .env)") from error
+        except OperationalError as error:
+            raise click.ClickException(_database_unreachable(error)) from error
+
+
+def _database_unreachable(error: OperationalError) -> str:
+    """What the driver said about the database it could not use, and what to do about it."""
+    said_by_driver = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+    if "does not exist" in said_by_driver and "database" in said_by_driver:
+        advice = "Create it with `product-importer migrate --create-database`."
+    else:
+        advice = "Check DATABASE_URL (from the environment or .env) and that the server runs."
+    return f"The database could not be used: {said_by_driver}. {advice}"
 
 
 @click.group(cls=Commands)

@@ -1,0 +1,55 @@
+"""The commands as a new operator meets them when something is wrong: what to do, no traceback."""
+
+import os
+import subprocess
+
+import pytest
+from sqlalchemy import make_url
+
+from tests.conftest import BIN, ROOT, TEST_DB, _database_url, free_port
+
+
+def run_command(*args: str, env: dict) -> subprocess.CompletedProcess:
+    """`product-importer ARGS` with the session's settings and `env` besides."""
+    return subprocess.run(
+        [str(BIN / "product-importer"), *args],
+        cwd=ROOT,
+        env=os.environ | env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+COMMANDS = [
+    ("migrate",),
+    ("users", "create", "ana@example.com", "--role", "admin"),
+    ("tokens", "create", "ana@example.com", "--name", "ci"),
+    ("import", "README.md"),
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda command: command[0])
+def test_a_database_not_created_yet_is_said_with_the_command_that_creates_it(command, test_env):
+    missing = _database_url(f"{TEST_DB}_never_created")
+
+    done = run_command(*command, env={"DATABASE_URL": missing})
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert f'database "{TEST_DB}_never_created" does not exist' in done.stderr, done.stderr
+    assert "Create it with `product-importer migrate --create-database`." in done.stderr
+
+
+def test_a_database_server_that_does_not_answer_is_said_with_what_to_check(test_env):
+    nowhere = make_url(test_env["DATABASE_URL"]).set(port=free_port())
+
+    done = run_command("migrate", env={"DATABASE_URL": nowhere.render_as_string(False)})
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "Error: The database could not be used: " in done.stderr, done.stderr
+    assert "Connection refused" in done.stderr
+    assert "Check DATABASE_URL (from the environment or .env) and that the server runs." in (
+        done.stderr
+    )
