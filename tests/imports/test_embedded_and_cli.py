@@ -9,6 +9,7 @@ import io
 import os
 import pty
 import re
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -309,6 +310,30 @@ def test_in_a_terminal_of_80_columns_the_bar_keeps_its_phase_and_percent(
     assert re.search(r"Reading\s+━+\s+\d+% .*rows/s · elapsed", bar), bar
     assert len(bar) <= 80, bar
     assert terminal.process.returncode == 0, terminal.text()
+
+
+def test_ctrl_c_cancels_the_import_and_says_so_rather_than_leaving_it_running(
+    tmp_path, catalog, client, live_worker, held_file, holding_rejections
+):
+    """It used to print "Aborted!" alone, the job left running for a worker to finish later."""
+    path = tmp_path / "held.csv"
+    path.write_bytes(held_file.data)
+
+    with paused(live_worker), holding_rejections() as reading:  # stops half-way through reading
+        terminal = Terminal(path)
+        reading.wait_until_blocking()
+        terminal.wait_for(lambda bar: re.search(r"[1-9][\d,]* rows read", bar))
+        terminal.process.send_signal(signal.SIGINT)
+        wait_until(lambda: "(Ctrl-C): nothing" in terminal.text(), "told it cancels")
+    terminal.process.wait(timeout=120)
+
+    assert terminal.process.returncode == 130, terminal.text()
+    assert re.search(r"Cancelling import #\d+ \(Ctrl-C\)", terminal.text())
+    assert re.search(r"│ Outcome\s+│ Cancelled\s+│", terminal.text()), terminal.text()
+    assert "Aborted!" not in terminal.text()
+    (job,) = client.get("/api/imports").get_json()["items"]
+    assert job["status"] == "cancelled"
+    assert catalog() == []
 
 
 @pytest.mark.parametrize(

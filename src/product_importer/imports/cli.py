@@ -21,7 +21,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from ..accounts import audit
-from ..errors import AppError, said
+from ..errors import AppError, Conflict, said
 from ..extensions import db
 from ..timeutil import aware, utcnow
 from ..webhooks import delivery, events
@@ -38,6 +38,7 @@ BAR_WIDTH = 20
 # the bar and the percent first.
 BESIDE_FIGURES = 9 + BAR_WIDTH + 4 + 3
 PHASES = {"reading": "Reading", "applying": "Applying"}
+INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C (128 + SIGINT)
 
 
 def run_import_from_terminal(path: str, given: dict | None = None) -> int:
@@ -104,10 +105,39 @@ def _run_and_watch(job_id: int) -> int:
     runner = threading.Thread(target=_run_queue, args=(app,), name="import-queue", daemon=True)
     runner.start()
     console = Console(stderr=True)  # progress and logs; the outcome goes to stdout
+    interrupted = False
     with _logging_above(console):
-        job = _watch(console, job_id)
+        try:
+            job = _watch(console, job_id)
+        except KeyboardInterrupt:
+            interrupted, job = True, _cancel_on_interrupt(console, job_id)
+            if job is None:
+                return INTERRUPTED
         runner.join()  # it sends the import's webhooks before it ends
-    return _report(Console(), job, tasks.sent)
+    code = _report(Console(), job, tasks.sent)
+    return INTERRUPTED if interrupted and job.status == Status.CANCELLED else code
+
+
+def _cancel_on_interrupt(console: Console, job_id: int):
+    """Ctrl-C: cancel the import as the page's Cancel does, and show it stop; None when a
+    second Ctrl-C leaves before it has (the import is then left being cancelled)."""
+    db.session.rollback()  # the interrupt may have come in the middle of a query
+    try:
+        service.cancel(db.session, job_id)
+        audit.record(db.session, "import.cancelled", f"import #{job_id}", via="cli")
+        db.session.commit()
+        console.print(f"Cancelling import #{job_id} (Ctrl-C): nothing of it will be applied.")
+    except Conflict:
+        db.session.rollback()  # it ended meanwhile: its outcome is reported as it is
+    try:
+        return _watch(console, job_id)
+    except KeyboardInterrupt:
+        click.echo(
+            f"Stopped without waiting: import #{job_id} is being cancelled, and a worker or "
+            "`serve` ends it (nothing of it is applied).",
+            err=True,
+        )
+        return None
 
 
 class SendsWebhooksHere:
