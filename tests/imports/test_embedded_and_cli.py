@@ -484,6 +484,38 @@ def test_a_server_that_cannot_be_reached_is_said_so_with_what_to_check(tmp_path,
     assert catalog() == []
 
 
+def test_a_url_without_http_is_refused_with_the_form_it_takes(tmp_path, catalog):
+    # It said requests' "No connection adapters were found for '127.0.0.1:8000/api/uploads'".
+    path = tmp_path / "fruit.csv"
+    path.write_text("sku,name\nA-1,Apple\n")
+
+    refused = run_import_command(path, "--url", "127.0.0.1:8000", "--token", "pit_unused")
+
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "--url '127.0.0.1:8000' is not a server's address: give it with http://" in (
+        refused.stderr
+    )
+    assert "No connection adapters" not in refused.stderr
+    assert catalog() == []
+
+
+def test_a_url_of_a_page_is_said_to_be_the_servers_address_alone(
+    tmp_path, catalog, live_server, accounts
+):
+    # It said the app's 404: "The requested URL was not found on the server. If you entered
+    # the URL manually please check your spelling and try again."
+    path = tmp_path / "fruit.csv"
+    path.write_text("sku,name\nA-1,Apple\n")
+    page = f"{live_server}/imports"
+
+    refused = run_import_command(path, "--url", page, "--token", accounts["editor"].token)
+
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert f"nothing at {page}/api/uploads answered it (404)" in refused.stderr
+    assert "Give --url as the server's address alone, without a page's path" in refused.stderr
+    assert catalog() == []
+
+
 def test_a_token_given_to_apply_a_plan_is_refused(tmp_path, catalog, accounts):
     path = tmp_path / "items.csv"
     path.write_text("sku,name\nA-1,Apple\n")

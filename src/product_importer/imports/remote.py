@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import time
+from urllib.parse import urlsplit
 
 import click
 import httpx
@@ -29,7 +30,7 @@ def import_remotely(path: str, url: str, token: str, given: dict) -> int:
     """Upload `path` to the server at `url` and import it there with the `given` options
     (plan, max_invalid, columns as JSON text); return an exit code."""
     options = _options(given)
-    base = url.rstrip("/")
+    base = _server_address(url)
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=base, headers=headers, timeout=60) as http:
         try:
@@ -48,6 +49,17 @@ def import_remotely(path: str, url: str, token: str, given: dict) -> int:
             )
             return _report(failed, base)
         return _report(_watch(http, job["id"]), base)
+
+
+def _server_address(url: str) -> str:
+    """The server's address as given, checked: http(s) and a host, else a usage error."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise click.UsageError(
+            f"--url {url!r} is not a server's address: give it with http:// or https://, "
+            "as the browser shows it (https://products.example.com)."
+        )
+    return url.strip().rstrip("/")
 
 
 def _start_upload(base: str, headers: dict, path: str):
@@ -184,6 +196,11 @@ def _api_error(response: httpx.Response) -> str:
 def _tus_error(failure: TusCommunicationError, base: str) -> str:
     """What went wrong with the upload, as a person reads it: the server's message if it sent
     one, else its status (and error code), never Python's spelling of its JSON."""
+    if failure.status_code == 404:  # the app's own 404 says "check your spelling" alone
+        return (
+            f"The upload failed: nothing at {base}/api/uploads answered it (404). Give --url "
+            "as the server's address alone, without a page's path (https://products.example.com)."
+        )
     content = failure.response_content or b""
     body = None
     try:
