@@ -1,5 +1,6 @@
 """`product-importer serve`: several instances share one machine without stepping on each other."""
 
+import socket
 import subprocess
 import sys
 
@@ -145,3 +146,25 @@ def test_a_quick_stop_while_a_connection_is_handed_to_the_threads_does_not_hang(
     # interrupted hand-over held: the process waited for it until the master's SIGKILL.
     done = run_or_fail(QUICK_STOP_DURING_SUBMIT, "a quick stop during a hand-over to the threads")
     assert done.stdout.strip() == "stopped 0", done.stderr
+
+
+def test_serve_on_a_port_in_use_says_so_and_what_to_do(app, tmp_path):
+    # gunicorn tried for five seconds after "Serving on http://...", then ended on
+    # "Can't connect to ('127.0.0.1', 8000)" with no word of what to do.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [str(BIN / "product-importer"), "serve", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert (
+        f"Error: Port {port} of 127.0.0.1 is already in use (another `product-importer serve`?):"
+        " stop what listens there, or give another with --port."
+    ) in done.stderr
+    assert "Serving on" not in done.stdout + done.stderr

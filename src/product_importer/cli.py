@@ -1,9 +1,11 @@
 """The `product-importer` command: serve, worker, migrate, import."""
 
+import errno
 import logging
 import multiprocessing
 import os
 import shlex
+import socket
 import stat
 import sys
 from contextlib import contextmanager
@@ -75,6 +77,7 @@ def migrate(create_database: bool) -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 def serve(host: str, port: int) -> None:
     """Run the web app (gunicorn), with the embedded worker when no broker is configured."""
+    _check_address_free(host, port)
     os.environ["SERVE_HOST"] = host  # the address to answer as, for every web process
     load_env_file()  # PROMETHEUS_MULTIPROC_DIR may be set there
     # gunicorn reads WEB_CONCURRENCY as it is imported, with int(): checked first, and an
@@ -120,6 +123,28 @@ def serve(host: str, port: int) -> None:
         embedded=embedded,
         remove_on_exit=metrics_dir,
     ).run()
+
+
+def _check_address_free(host: str, port: int) -> None:
+    """Refuse at once an address that cannot be listened on: gunicorn would try for five
+    seconds, after "Serving on ...", and end on "Can't connect" with no word of what to do."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+            probe.bind(address)
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise click.ClickException(
+                f"Port {port} of {host} is already in use (another `product-importer serve`?): "
+                "stop what listens there, or give another with --port."
+            ) from error
+        raise click.ClickException(
+            f"Cannot listen on {host}:{port} ({error.strerror or error}): give an address of "
+            "this machine with --host (127.0.0.1, or 0.0.0.0 for every one)."
+        ) from error
 
 
 def _say(app, message: str) -> None:
