@@ -516,6 +516,31 @@ def test_a_url_of_a_page_is_said_to_be_the_servers_address_alone(
     assert catalog() == []
 
 
+def test_ctrl_c_during_a_remote_import_cancels_it_on_the_server(
+    tmp_path, catalog, client, live_server, accounts, held_file, holding_rejections
+):
+    # It printed "Aborted!" alone, and the server's import went on to change the catalog.
+    path = tmp_path / "held.csv"
+    path.write_bytes(held_file.data)
+    token = accounts["editor"].token
+    args = [str(BIN / "product-importer"), "import", str(path), "--url", live_server]
+
+    with holding_rejections() as reading:  # the server's import stops half-way through reading
+        command = Process([*args, "--token", token], {}, tmp_path / "import.log")
+        reading.wait_until_blocking()
+        command.popen.send_signal(signal.SIGINT)
+        command.wait_for_output("(Ctrl-C)")
+    command.popen.wait(timeout=120)
+    command.kill()
+
+    assert command.popen.returncode == 130, command.output()
+    assert re.search(r"Cancelling import \d+ on the server \(Ctrl-C\)", command.output())
+    assert "cancelled: " in command.output() and "Aborted!" not in command.output()
+    (job,) = client.get("/api/imports").get_json()["items"]
+    assert job["status"] == "cancelled"
+    assert catalog() == []
+
+
 def test_a_token_given_to_apply_a_plan_is_refused(tmp_path, catalog, accounts):
     path = tmp_path / "items.csv"
     path.write_text("sku,name\nA-1,Apple\n")

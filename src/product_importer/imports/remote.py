@@ -24,6 +24,7 @@ from .views import size_label
 PIECE_BYTES = 8 * 1024 * 1024  # one PATCH each; a dropped one costs at most this much again
 RETRIES = 10
 RETRY_DELAY_SECONDS = 3
+INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C (128 + SIGINT)
 
 
 def import_remotely(path: str, url: str, token: str, given: dict) -> int:
@@ -32,23 +33,57 @@ def import_remotely(path: str, url: str, token: str, given: dict) -> int:
     options = _options(given)
     base = _server_address(url)
     headers = {"Authorization": f"Bearer {token}"}
+    started: dict = {}  # the upload's address and the job, once the server has them
     with httpx.Client(base_url=base, headers=headers, timeout=60) as http:
         try:
-            uploader = _start_upload(base, headers, path)
-            job = _ask_for_import(http, uploader.url.rsplit("/", 1)[-1], options)
-            size = os.path.getsize(path)
-            failed = _send(uploader, size, lambda: _failed_for_good(http, job["id"]))
-        except (TusCommunicationError, TusUploadFailed) as error:
-            raise click.ClickException(_tus_error(error, base)) from error
-        if failed:
-            _stop_upload(http, uploader.url)
-            click.echo(
-                f"The upload was stopped after {size_label(uploader.offset)} of "
-                f"{size_label(size)}: the import failed on the file's own bytes, and the rest "
-                "of the file could not change this."
-            )
-            return _report(failed, base)
-        return _report(_watch(http, job["id"]), base)
+            return _upload_and_import(http, base, path, options, started)
+        except KeyboardInterrupt:
+            return _cancel_on_interrupt(http, base, started)
+
+
+def _upload_and_import(http: httpx.Client, base: str, path: str, options: dict, started) -> int:
+    """Send the file, follow its import to the end, report it; note in `started` what exists."""
+    try:
+        uploader = _start_upload(base, {"Authorization": http.headers["Authorization"]}, path)
+        started["upload"] = uploader.url
+        job = started["job"] = _ask_for_import(http, uploader.url.rsplit("/", 1)[-1], options)
+        size = os.path.getsize(path)
+        failed = _send(uploader, size, lambda: _failed_for_good(http, job["id"]))
+    except (TusCommunicationError, TusUploadFailed) as error:
+        raise click.ClickException(_tus_error(error, base)) from error
+    if failed:
+        _stop_upload(http, uploader.url)
+        click.echo(
+            f"The upload was stopped after {size_label(uploader.offset)} of "
+            f"{size_label(size)}: the import failed on the file's own bytes, and the rest "
+            "of the file could not change this."
+        )
+        return _report(failed, base)
+    return _report(_watch(http, job["id"]), base)
+
+
+def _cancel_on_interrupt(http: httpx.Client, base: str, started: dict) -> int:
+    """Ctrl-C: cancel the server's import and remove its upload, as the page's Cancel does; an
+    import that ended meanwhile is reported as it ended."""
+    click.echo("", err=True)  # off the progress bar's line
+    job = started.get("job")
+    if job is None:  # no import yet: at most an upload, removed
+        if "upload" in started:
+            _stop_upload(http, started["upload"])
+        click.echo("Stopped (Ctrl-C) before the import was asked for: nothing changed.", err=True)
+        return INTERRUPTED
+    answer = http.post(f"/api/imports/{job['id']}/cancel")
+    if answer.status_code not in (202, 409):  # 409: it had ended; its outcome is reported
+        raise click.ClickException(
+            f"Ctrl-C: import {job['id']} could not be cancelled: {_api_error(answer)} "
+            f"Cancel it on its page: {base}/imports/{job['id']}"
+        )
+    _stop_upload(http, started["upload"])
+    if answer.status_code == 202:
+        click.echo(f"Cancelling import {job['id']} on the server (Ctrl-C)...", err=True)
+    ended = _watch(http, job["id"])
+    code = _report(ended, base)
+    return INTERRUPTED if ended["status"] == Status.CANCELLED else code
 
 
 def _server_address(url: str) -> str:
