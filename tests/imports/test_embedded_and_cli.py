@@ -336,6 +336,20 @@ def test_ctrl_c_cancels_the_import_and_says_so_rather_than_leaving_it_running(
     assert catalog() == []
 
 
+def test_the_bar_of_a_failed_import_says_failed_not_finished(tmp_path, catalog, live_worker):
+    path = tmp_path / "bad.csv"
+    path.write_text("name,description\nApple,Red\n")
+
+    with paused(live_worker):
+        terminal = Terminal(path)
+        terminal.process.wait(timeout=120)
+
+    phases = re.findall(r"(\w+) +━", terminal.text())  # each drawing of the bar, in order
+    assert terminal.process.returncode == 1, terminal.text()
+    assert phases[-1] == "Failed", terminal.text()
+    assert "Finished" not in phases
+
+
 @pytest.mark.parametrize(
     ("content", "code", "message"),
     [

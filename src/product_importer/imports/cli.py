@@ -216,8 +216,12 @@ def _shown(job) -> dict:
     """The phase and figures the page shows, in one line; what is not known says so."""
     if job.status == Status.PLANNED:
         phase = "Planned"  # its bar stops short: applying it does the rest
-    elif job.finished:
-        phase = "Indexing" if job.search_index == "refreshing" else "Finished"
+    elif job.finished and job.search_index == "refreshing":
+        phase = "Indexing"
+    elif job.status in SUCCEEDED:
+        phase = "Finished"
+    elif job.finished:  # "Finished" beside a bar stopped short read as a success
+        phase = OUTCOMES[job.status][0]
     else:
         phase = PHASES.get(job.phase, OUTCOMES[job.status][0])
     rate = f"{job.rows_per_second:,.0f} rows/s" if job.rows_per_second else "– rows/s"
