@@ -312,6 +312,26 @@ def test_in_a_terminal_of_80_columns_the_bar_keeps_its_phase_and_percent(
     assert terminal.process.returncode == 0, terminal.text()
 
 
+def test_in_a_terminal_of_60_columns_the_figures_that_do_not_fit_are_left_out_whole(
+    tmp_path, live_worker, held_file, holding_rejections
+):
+    """They were cut in the middle of a word: "290,326 rows/s · elapse…"."""
+    path = tmp_path / "held.csv"
+    path.write_bytes(held_file.data)
+
+    with paused(live_worker), holding_rejections() as reading:  # stops half-way through reading
+        terminal = Terminal(path, columns=60)
+        reading.wait_until_blocking()
+        bar = terminal.wait_for(lambda bar: "rows/s" in bar and "Queued" not in bar)
+    terminal.process.wait(timeout=120)
+
+    assert re.fullmatch(
+        r"Reading\s+━+\s+\d+% (–|[\d,]+) rows/s( · elapsed [\d.]+ m?s)? …\s*", bar
+    ), bar
+    assert len(bar) <= 60, bar
+    assert terminal.process.returncode == 0, terminal.text()
+
+
 def test_ctrl_c_cancels_the_import_and_says_so_rather_than_leaving_it_running(
     tmp_path, catalog, client, live_worker, held_file, holding_rejections
 ):

@@ -34,10 +34,11 @@ from .views import OUTCOMES, seconds_label
 POLL_SECONDS = 0.25
 BAR_WIDTH = 20
 # The phase (9), the bar, the percent (4) and the spaces between: the figures get the rest of
-# the line, cut short on a narrow terminal; else rich would cut the phase ("Rea…") and drop
+# the line, those that do not fit left out (`_fit`); else rich would cut the phase ("Rea…") and drop
 # the bar and the percent first.
 BESIDE_FIGURES = 9 + BAR_WIDTH + 4 + 3
 PHASES = {"reading": "Reading", "applying": "Applying"}
+SEPARATOR = " · "  # between the bar's figures
 INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C (128 + SIGINT)
 
 
@@ -205,7 +206,7 @@ def _watch(console: Console, job_id: int):
             db.session.rollback()  # see what the worker committed since
             job = service.get(db.session, job_id)
             shown = _shown(job)
-            shown["figures"] = _cut(shown["figures"], console.width - BESIDE_FIGURES)
+            shown["figures"] = _fit(shown["figures"], console.width - BESIDE_FIGURES)
             bar.update(task, completed=job.percent, **shown)
             if job.finished and job.search_index != "refreshing":
                 return job
@@ -236,12 +237,22 @@ def _shown(job) -> dict:
         f"{job.rows_processed:,} rows read",
         f"{job.rows_invalid:,} rejected",
     ]
-    return {"phase": phase, "figures": " · ".join(figure for figure in figures if figure)}
+    return {"phase": phase, "figures": SEPARATOR.join(figure for figure in figures if figure)}
 
 
-def _cut(text: str, room: int) -> str:
-    """`text`, ending in "…" where it does not fit in `room` characters."""
-    return text if len(text) <= room else text[: max(0, room - 1)] + "…"
+def _fit(figures: str, room: int) -> str:
+    """The first of the `figures` that fit whole in `room` characters, then "…" for the rest:
+    a figure cut in its middle ("elapse…") reads as a mistake. One that alone does not fit is
+    cut, rather than show nothing."""
+    if len(figures) <= room:
+        return figures
+    kept = ""
+    for figure in figures.split(SEPARATOR):
+        longer = f"{kept}{SEPARATOR}{figure}" if kept else figure
+        if len(longer) + len(" …") > room:
+            break
+        kept = longer
+    return f"{kept} …" if kept else figures[: max(0, room - 1)] + "…"
 
 
 def _left(eta: float | None) -> str:
