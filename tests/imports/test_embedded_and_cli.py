@@ -390,6 +390,38 @@ def test_the_import_command_fails_with_the_reason_and_a_non_zero_exit(
     assert catalog() == []
 
 
+@pytest.mark.parametrize(
+    ("content", "options", "next_step"),
+    [
+        (
+            "Item Code,Title\nA-1,Apple\n",
+            (),
+            "To import it, name the columns of its header that hold each field: "
+            "product-importer import {path} --columns "
+            '\'{{"sku": "<column>", "name": "<column>"}}\'',
+        ),
+        (
+            "sku,name\nA-1,Apple\n,Nameless\n,Nameless too\n",
+            ("--max-invalid", "1"),
+            "To import its valid rows anyway: product-importer import {path} --max-invalid 100%",
+        ),
+    ],
+)
+def test_a_failure_an_option_mends_is_followed_by_the_command_that_mends_it(
+    tmp_path, catalog, content, options, next_step
+):
+    # The error said what the pages offer ("map the file's columns to them and retry", "retry
+    # with a higher max_invalid"), not how from a terminal.
+    path = tmp_path / "items.csv"
+    path.write_text(content)
+
+    failed = run_import_command(path, *options)
+
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert next_step.format(path=path) in failed.stderr
+    assert catalog() == []
+
+
 def test_the_import_command_plans_then_applies(tmp_path, catalog, client):
     path = tmp_path / "items.csv"
     path.write_text("Item Code,Title\nA-1,Apple\nB-2,Banana\nC-3,\n")

@@ -8,6 +8,7 @@ returns, since nothing in this process would send them once it has exited.
 
 import logging
 import os
+import shlex
 import shutil
 import threading
 import time
@@ -27,6 +28,8 @@ from ..timeutil import aware, utcnow
 from ..webhooks import delivery, events
 from ..webhooks.models import Delivery
 from . import options, plans, queue, service, uploads
+from .csv_rows import MISSING_COLUMNS
+from .failures import TOO_MANY_INVALID
 from .models import superseded_note
 from .states import SUCCEEDED, Status
 from .views import OUTCOMES, seconds_label
@@ -79,7 +82,7 @@ def run_import_from_terminal(path: str, given: dict | None = None) -> int:
         **parsed,
     )
     db.session.commit()
-    return _run_and_watch(job.id)
+    return _run_and_watch(job.id, path)
 
 
 def apply_from_terminal(job_id: int) -> int:
@@ -98,7 +101,7 @@ def apply_from_terminal(job_id: int) -> int:
     return _run_and_watch(job_id)
 
 
-def _run_and_watch(job_id: int) -> int:
+def _run_and_watch(job_id: int, path: str | None = None) -> int:
     """Run the queue in this process while showing the job's progress; report its outcome."""
     app = current_app._get_current_object()
     tasks = SendsWebhooksHere(app)
@@ -116,6 +119,7 @@ def _run_and_watch(job_id: int) -> int:
                 return INTERRUPTED
         runner.join()  # it sends the import's webhooks before it ends
     code = _report(Console(), job, tasks.sent)
+    _say_next_step(job, path or job.filename)
     return INTERRUPTED if interrupted and job.status == Status.CANCELLED else code
 
 
@@ -282,6 +286,21 @@ def _report(console: Console, job, sent: list[int]) -> int:
     if job.error:
         click.echo(f"Error: {job.error}", err=True)
     return 0 if job.status in SUCCEEDED | {Status.PLANNED} else 1
+
+
+def _say_next_step(job, path: str) -> None:
+    """After a failure the options mend, the command that mends it: the pages' buttons are out
+    of reach here, and the error names them in the API's words."""
+    again = f"product-importer import {shlex.quote(path)}"
+    if job.error_code == TOO_MANY_INVALID:
+        click.echo(f"To import its valid rows anyway: {again} --max-invalid 100%", err=True)
+    elif job.status == Status.FAILED and (job.error or "").startswith(MISSING_COLUMNS):
+        mapping = '\'{"sku": "<column>", "name": "<column>"}\''
+        click.echo(
+            f"To import it, name the columns of its header that hold each field: {again} "
+            f"--columns {mapping}",
+            err=True,
+        )
 
 
 def _summary_rows(job) -> list[tuple[str, str]]:

@@ -395,13 +395,17 @@ def _wanted_names(columns: dict[str, str | None]) -> dict[str, str]:
     return wanted
 
 
+# How the error of a file without a required column begins (the command line offers a mapping).
+MISSING_COLUMNS = "Missing required column"
+
+
 def _missing(missing: list[str], header: list[str], columns: dict | None) -> HeaderRejected:
     found = named_in_short(header) or "(empty)"
     mapped = [f"{field} -> {columns[field]}" for field in missing if columns and field in columns]
     plural = "s" if len(missing) > 1 else ""
     where = f" (mapped: {'; '.join(mapped)})" if mapped else ""
     return HeaderRejected(
-        f"Missing required column{plural}: {', '.join(missing)}{where}. "
+        f"{MISSING_COLUMNS}{plural}: {', '.join(missing)}{where}. "
         f"The header found was: {found}. The first line must name the columns sku and name "
         "(description and active are optional), or map the file's columns to them and retry.",
         header=header,
