@@ -239,7 +239,7 @@ def worker(concurrency: int, celery_args: tuple[str, ...]) -> None:
 def import_file(path, plan, apply_id, max_invalid, columns, url, token) -> None:
     """Import a CSV file from a terminal, with a progress bar: here, or on a server (--url);
     or plan it, or apply a plan."""
-    from .imports.cli import apply_from_terminal, run_import_from_terminal
+    from .imports.cli import apply_from_terminal, options_problem, run_import_from_terminal
 
     if (path is None) == (apply_id is None):
         raise click.UsageError("Give a FILE to import, or --apply ID of a plan (not both).")
@@ -249,6 +249,9 @@ def import_file(path, plan, apply_id, max_invalid, columns, url, token) -> None:
         raise click.UsageError(f"--apply ID takes no other options (given: {', '.join(ignored)}).")
     if token and not url:
         _token_without_url(apply_id)
+    if problem := options_problem(given):  # before a file is sent or copied anywhere
+        click.echo(f"Error: {problem}", err=True)
+        raise SystemExit(2)
     if url:
         from .imports.remote import import_remotely
 

@@ -640,14 +640,21 @@ def test_a_token_from_the_environment_without_a_url_imports_here_and_says_so(
     assert [row[1:3] for row in catalog()] == [("A-1", "Apple")]
 
 
-def test_the_import_command_says_which_option_is_wrong(tmp_path, catalog):
+@pytest.mark.parametrize(
+    "remote", [(), ("--url", "http://127.0.0.1:9", "--token", "pit_unused")], ids=["here", "url"]
+)
+def test_the_import_command_says_which_option_is_wrong(tmp_path, catalog, remote):
+    # By its flag: it said `max_invalid`, the API's name; with --url, the server said it after
+    # the upload was made, or the command said it could not reach a server that was down.
     path = tmp_path / "fruit.csv"
     path.write_text("sku,name\nA-1,Apple\n")
 
-    result = run_import_command(path, "--max-invalid", "lots")
+    result = run_import_command(path, "--max-invalid", "lots", *remote)
 
     assert result.returncode == 2
-    assert "Error: Some import options are not valid. max_invalid: A count of rows" in result.stderr
+    assert "Error: Some import options are not valid. --max-invalid: A count of rows" in (
+        result.stderr
+    )
     assert "{'" not in result.stderr
 
 

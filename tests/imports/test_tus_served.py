@@ -192,7 +192,9 @@ def test_the_command_line_plans_on_a_remote_server_and_says_how_to_apply(
     assert any_catalog() == []
 
 
-def test_the_command_line_says_which_option_the_remote_server_refused(served, accounts, tmp_path):
+def test_the_command_line_says_which_option_is_wrong_before_sending_the_file(
+    served, accounts, tmp_path, any_http
+):
     path = tmp_path / "remote.csv"
     path.write_text("sku,name\nA-1,Apple\n")
     args = [str(BIN / "product-importer"), "import", str(path), "--max-invalid", "lots"]
@@ -202,8 +204,9 @@ def test_the_command_line_says_which_option_the_remote_server_refused(served, ac
         [*args, "--url", served.url, *token], capture_output=True, text=True, timeout=300
     )
 
-    assert run.returncode == 1
-    assert "Error: Some import options are not valid. max_invalid: A count of rows" in run.stderr
+    assert run.returncode == 2  # as without --url: it used to upload, and the server refused
+    assert "Error: Some import options are not valid. --max-invalid: A count of rows" in run.stderr
+    assert any_http.get("/api/imports").json()["items"] == []
 
 
 def test_a_binary_file_read_before_its_last_byte_fails_as_binary(served, any_http, any_catalog):

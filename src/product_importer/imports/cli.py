@@ -53,7 +53,7 @@ def run_import_from_terminal(path: str, given: dict | None = None) -> int:
     try:
         parsed = options.parse(given or {})
     except AppError as error:
-        click.echo(f"Error: {said(error.message, error.details)}", err=True)
+        click.echo(f"Error: {_said_with_flags(error)}", err=True)
         return 2
     stored = _store(path)
     try:
@@ -83,6 +83,23 @@ def run_import_from_terminal(path: str, given: dict | None = None) -> int:
     )
     db.session.commit()
     return _run_and_watch(job.id, path)
+
+
+def options_problem(given: dict) -> str | None:
+    """What is wrong with the options as typed, each named by its flag; None if nothing is."""
+    try:
+        options.parse(given)
+    except AppError as error:
+        return _said_with_flags(error)
+    return None
+
+
+def _said_with_flags(error: AppError) -> str:
+    """An options error for the terminal: `--max-invalid`, where the API says `max_invalid`."""
+    details = error.details
+    if isinstance(details, dict):
+        details = {f"--{name.replace('_', '-')}": what for name, what in details.items()}
+    return said(error.message, details)
 
 
 def apply_from_terminal(job_id: int) -> int:
