@@ -550,6 +550,42 @@ def test_a_server_that_cannot_be_reached_is_said_so_with_what_to_check(tmp_path,
     assert catalog() == []
 
 
+def import_from_a_pipe(content: str, *options: str) -> subprocess.CompletedProcess:
+    """`product-importer import /dev/stdin` with `content` piped in (`<(zcat file.gz)` alike)."""
+    return subprocess.run(
+        [str(BIN / "product-importer"), "import", "/dev/stdin", *options],
+        cwd=ROOT,
+        input=content,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_file_given_as_a_pipe_imports(catalog):
+    # copyfile refused it: "shutil.SpecialFileError: `/dev/stdin` is a named pipe", a traceback.
+    done = import_from_a_pipe("sku,name\nP-1,Piped\n")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"│ Created\s+│ 1\s+│", done.stdout), done.stdout
+    assert [row[1:3] for row in catalog()] == [("P-1", "Piped")]
+
+
+def test_a_pipe_to_send_to_a_server_is_refused_with_what_to_do(catalog):
+    # tuspy raised "ValueError: invalid file /dev/stdin", a traceback: a pipe has no size to send.
+    done = import_from_a_pipe(
+        "sku,name\nP-1,Piped\n", "--url", "http://127.0.0.1:9", "--token", "t"
+    )
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert (
+        "/dev/stdin is not a regular file (a pipe?): --url sends a file whose size is known."
+        in (done.stderr)
+    )
+    assert catalog() == []
+
+
 def test_a_url_without_http_is_refused_with_the_form_it_takes(tmp_path, catalog):
     # It said requests' "No connection adapters were found for '127.0.0.1:8000/api/uploads'".
     path = tmp_path / "fruit.csv"

@@ -41,6 +41,7 @@ BAR_WIDTH = 20
 # the bar and the percent first.
 BESIDE_FIGURES = 9 + BAR_WIDTH + 4 + 3
 PHASES = {"reading": "Reading", "applying": "Applying"}
+COPY_BYTES = 1024 * 1024  # a read of the file to import at a time
 SEPARATOR = " · "  # between the bar's figures
 INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C (128 + SIGINT)
 
@@ -184,9 +185,18 @@ class SendsWebhooksHere:
 
 
 def _store(path: str) -> str:
-    """Copy the file into the upload folder: the retention cleanup may remove it later."""
+    """Copy the file into the upload folder: the retention cleanup may remove it later.
+
+    Read as a stream, so that a pipe imports too (`<(zcat file.gz)`, /dev/stdin), where
+    copyfile refuses one; a copy stopped half-way (Ctrl-C) is removed, as no job will.
+    """
     stored = uploads.new_path(path)
-    shutil.copyfile(path, stored)
+    try:
+        with open(path, "rb") as source, open(stored, "wb") as copy:
+            shutil.copyfileobj(source, copy, COPY_BYTES)
+    except BaseException:
+        os.remove(stored)
+        raise
     return stored
 
 

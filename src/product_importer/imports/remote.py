@@ -32,6 +32,11 @@ def import_remotely(path: str, url: str, token: str, given: dict) -> int:
     (plan, max_invalid, columns as JSON text); return an exit code."""
     options = _options(given)
     base = _server_address(url)
+    if not os.path.isfile(path):  # a pipe: the upload says its length before its first byte
+        raise click.UsageError(
+            f"{path} is not a regular file (a pipe?): --url sends a file whose size is known. "
+            "Save it to a file first, or import it here without --url."
+        )
     headers = {"Authorization": f"Bearer {token}"}
     started: dict = {}  # the upload's address and the job, once the server has them
     with httpx.Client(base_url=base, headers=headers, timeout=60) as http:
