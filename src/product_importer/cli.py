@@ -14,7 +14,7 @@ import click
 import flask_migrate
 from click.core import ParameterSource
 from flask import current_app
-from sqlalchemy import make_url
+from sqlalchemy import make_url, text
 from sqlalchemy.exc import OperationalError
 
 from . import create_app, database, logs
@@ -196,6 +196,9 @@ def worker(concurrency: int, celery_args: tuple[str, ...]) -> None:
         )
     from .worker import celery_app, flask_app
 
+    with flask_app.app_context():  # out of reach, it would log a traceback every second
+        db.session.execute(text("SELECT 1"))
+        db.session.rollback()
     quiet = ["--quiet"] if flask_app.config["LOG_FORMAT"] == "json" else []  # no banner
     argv = [
         *quiet,

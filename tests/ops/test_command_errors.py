@@ -23,6 +23,7 @@ def run_command(*args: str, env: dict) -> subprocess.CompletedProcess:
 
 COMMANDS = [
     ("migrate",),
+    ("worker",),  # it ran, logging a traceback every second
     ("users", "create", "ana@example.com", "--role", "admin"),
     ("tokens", "create", "ana@example.com", "--name", "ci"),
     ("import", "README.md"),
