@@ -143,7 +143,8 @@ def _check_address_free(host: str, port: int) -> None:
             ) from error
         raise click.ClickException(
             f"Cannot listen on {host}:{port} ({error.strerror or error}): give an address of "
-            "this machine with --host (127.0.0.1, or 0.0.0.0 for every one)."
+            "this machine with --host (127.0.0.1, or 0.0.0.0 for every one), and a port from "
+            "1024 with --port unless running as root."
         ) from error
 
 
