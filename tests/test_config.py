@@ -83,6 +83,17 @@ def test_a_mistyped_search_index_setting_says_what_it_takes(monkeypatch, tmp_pat
         ("MAX_UPLOAD_BYTES", "0", "MAX_UPLOAD_BYTES must be a whole number of at least 1"),
         # past it, gunicorn would refuse the line with its own page before the app could
         ("MAX_URL_BYTES", "9000", "MAX_URL_BYTES must be at most 8000 (gunicorn reads request"),
+        # a traceback: "No module named 'MySQLdb'", "Could not parse SQLAlchemy URL"
+        (
+            "DATABASE_URL",
+            "mysql://a:secret@db/x",
+            "DATABASE_URL must be postgresql://user@host/database or sqlite:///path, not mysql://...",
+        ),
+        (
+            "DATABASE_URL",
+            "db.example.com/x",
+            "DATABASE_URL must be postgresql://user@host/database or sqlite:///path, not a value",
+        ),
     ],
 )
 def test_a_command_with_a_mistyped_setting_names_it_and_stops(tmp_path, setting, value, said):

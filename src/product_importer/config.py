@@ -95,10 +95,16 @@ def _auto_or_bool(name: str) -> bool | None:
 
 
 def normalize_database_url(url: str) -> str:
-    """Make `postgresql://` URLs use psycopg 3 (SQLAlchemy would pick psycopg2)."""
+    """Make `postgresql://` URLs use psycopg 3 (SQLAlchemy would pick psycopg2); refuse a URL
+    of another database, or none, naming what it takes (never the URL: it may hold a password)."""
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
+    if not url.startswith(("postgresql+psycopg://", "sqlite:///")):
+        scheme = f"{url.split('://')[0]}://..." if "://" in url else "a value without ://"
+        raise SettingError(
+            f"DATABASE_URL must be postgresql://user@host/database or sqlite:///path, not {scheme}"
+        )
     return url
 
 
