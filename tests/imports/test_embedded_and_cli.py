@@ -370,6 +370,18 @@ def test_the_bar_of_a_failed_import_says_failed_not_finished(tmp_path, catalog, 
     assert "Finished" not in phases
 
 
+def test_the_bar_of_a_one_row_file_says_one_row(tmp_path, catalog):
+    path = tmp_path / "one.csv"
+    path.write_text("sku,name\nONE-1,Alone\n")
+
+    terminal = Terminal(path)
+    terminal.process.wait(timeout=120)
+
+    assert terminal.process.returncode == 0, terminal.text()
+    assert "1 row read" in terminal.text(), terminal.text()
+    assert "1 rows read" not in terminal.text()
+
+
 @pytest.mark.parametrize(
     ("content", "code", "message"),
     [
@@ -550,10 +562,12 @@ def test_a_server_that_cannot_be_reached_is_said_so_with_what_to_check(tmp_path,
     assert catalog() == []
 
 
-def import_from_a_pipe(content: str, *options: str) -> subprocess.CompletedProcess:
+def import_from_a_pipe(
+    content: str, *options: str, path: str = "/dev/stdin"
+) -> subprocess.CompletedProcess:
     """`product-importer import /dev/stdin` with `content` piped in (`<(zcat file.gz)` alike)."""
     return subprocess.run(
-        [str(BIN / "product-importer"), "import", "/dev/stdin", *options],
+        [str(BIN / "product-importer"), "import", path, *options],
         cwd=ROOT,
         input=content,
         capture_output=True,
@@ -569,6 +583,16 @@ def test_a_file_given_as_a_pipe_imports(catalog):
     assert done.returncode == 0, done.stdout + done.stderr
     assert re.search(r"│ Created\s+│ 1\s+│", done.stdout), done.stdout
     assert [row[1:3] for row in catalog()] == [("P-1", "Piped")]
+
+
+def test_an_import_from_a_pipe_is_listed_as_piped_input_not_by_its_descriptor(catalog, http):
+    # `<(zcat file.gz)` is /dev/fd/63: the import was listed as "63".
+    done = import_from_a_pipe("sku,name\nP-1,Piped\n", path="/dev/fd/0")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "piped input (/dev/fd/0)" in " ".join(done.stdout.split()), done.stdout
+    listed = http.get("/api/imports").json()["items"]
+    assert [job["filename"] for job in listed] == ["piped input (/dev/fd/0)"]
 
 
 def test_a_pipe_to_send_to_a_server_is_refused_with_what_to_do(catalog):

@@ -44,6 +44,7 @@ PHASES = {"reading": "Reading", "applying": "Applying"}
 COPY_BYTES = 1024 * 1024  # a read of the file to import at a time
 SEPARATOR = " · "  # between the bar's figures
 INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C (128 + SIGINT)
+FILENAME_LENGTH = 255  # import_jobs.filename
 
 
 def run_import_from_terminal(path: str, given: dict | None = None) -> int:
@@ -65,7 +66,7 @@ def run_import_from_terminal(path: str, given: dict | None = None) -> int:
         return 2
     job = service.create(
         db.session,
-        filename=os.path.basename(path),
+        filename=_job_name(path),
         file_path=stored,
         bytes_total=os.path.getsize(stored),
         created_by=None,
@@ -184,6 +185,14 @@ class SendsWebhooksHere:
             self.app.extensions["celery"].send_task(task_name, args=args)
 
 
+def _job_name(path: str) -> str:
+    """The name the import is listed under: the file's, or for a pipe the path given (the
+    basename of `<(zcat file.gz)`, /dev/fd/63, would read "63")."""
+    if os.path.isfile(path):
+        return os.path.basename(path)
+    return f"piped input ({path})"[:FILENAME_LENGTH]
+
+
 def _store(path: str) -> str:
     """Copy the file into the upload folder: the retention cleanup may remove it later.
 
@@ -265,7 +274,7 @@ def _shown(job) -> dict:
         rate,
         f"elapsed {seconds_label(_elapsed(job))}",
         left,
-        f"{job.rows_processed:,} rows read",
+        f"{job.rows_processed:,} row{'' if job.rows_processed == 1 else 's'} read",
         f"{job.rows_invalid:,} rejected",
     ]
     return {"phase": phase, "figures": SEPARATOR.join(figure for figure in figures if figure)}
