@@ -403,6 +403,13 @@ def test_a_cell_escaped_before_the_white_space_it_starts_with_reads_as_the_cell_
     assert result.products == [("A-1", "Apple", "fresh", True)]
 
 
+def test_a_downloaded_cell_that_starts_with_a_line_break_reads_as_the_cell_did():
+    # the rejected rows file escapes a cell "\r\n'\tx5" as "'\r\n'\tx5": it read back as "'\tx5"
+    data = 'sku,name,description\nA-1,Apple,"\r\n\'\tx5"\nA-2,Pear,"\'\r\n\'\tx5"\n'
+    result = read(data)
+    assert result.products == [("A-1", "Apple", "x5", None), ("A-2", "Pear", "x5", None)]
+
+
 @pytest.mark.parametrize(
     ("cell", "description"),
     [("'\t", ""), ('"\'\r\n"', ""), ("' \t", "'"), (" '=x ", "=x"), ("'=", "=")],

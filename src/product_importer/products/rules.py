@@ -115,9 +115,14 @@ def as_imported(value: str) -> str:
     An export escapes only what starts a formula, so a product named `'=x` would be exported
     as it is and imported back as `=x`: the API stores it as `=x` from the start. A download
     also escapes a cell that starts with a tab or a line break (`'\tx`, `'\t`, in the rejected
-    rows file): the `'` goes before the trimming, so the cell reads as it would without it.
+    rows file): the `'` goes before the trimming, so the cell reads as it would without it,
+    its own escaping `'` included (`'\r\n'\tx` reads as `\r\n'\tx` does: `x`).
     """
-    return unescape_formula(to_nfc(value).lstrip(SPACE)).strip(SPACE)
+    trimmed = to_nfc(value).lstrip(SPACE)
+    read = unescape_formula(trimmed)
+    if read != trimmed and read != read.lstrip(SPACE):  # a download's `'` before white space
+        read = unescape_formula(read.lstrip(SPACE))
+    return read.strip(SPACE)
 
 
 def _clean_active(value) -> bool:
