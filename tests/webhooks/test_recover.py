@@ -68,11 +68,14 @@ def test_only_the_events_whose_latest_delivery_since_then_failed_are_queued_agai
 
     assert response.status_code == 202, response.get_data(as_text=True)
     assert response.get_json() == {"since": second["created_at"], "queued": 2}
-    *_, again_second, again_fourth = deliveries_of(api, hook)
-    assert [(d["event_id"], d["status"], d["attempts"]) for d in (again_second, again_fourth)] == [
-        (second["event_id"], "pending", 0),
-        (fourth["event_id"], "pending", 0),
+    *before, again_second, again_fourth = deliveries_of(api, hook)
+    assert [d["event_id"] for d in (again_second, again_fourth)] == [
+        second["event_id"],
+        fourth["event_id"],
     ]
+    # new deliveries of their own; the session's worker may already be sending them
+    assert min(again_second["id"], again_fourth["id"]) > max(d["id"] for d in before)
+    assert {d["status"] for d in (again_second, again_fourth)} <= {"pending", "succeeded"}
     # queued again, they are in line: asking again queues nothing more
     assert api.post(f"/api/webhooks/{hook}/recover", json=since).get_json()["queued"] == 0
     assert [d["status"] for d in settle(any_app, api, hook)[-2:]] == ["succeeded"] * 2
