@@ -31,7 +31,7 @@ from . import options, plans, queue, service, uploads
 from .csv_rows import MISSING_COLUMNS
 from .failures import TOO_MANY_INVALID
 from .models import superseded_note
-from .states import SUCCEEDED, Status
+from .states import INTERRUPTED, SUCCEEDED, Status
 from .views import OUTCOMES, seconds_label
 
 POLL_SECONDS = 0.25
@@ -43,7 +43,6 @@ BESIDE_FIGURES = 9 + BAR_WIDTH + 4 + 3
 PHASES = {"reading": "Reading", "applying": "Applying"}
 COPY_BYTES = 1024 * 1024  # a read of the file to import at a time
 SEPARATOR = " · "  # between the bar's figures
-INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C (128 + SIGINT)
 FILENAME_LENGTH = 255  # import_jobs.filename
 
 

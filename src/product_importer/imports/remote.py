@@ -18,13 +18,12 @@ from tusclient import client as tus
 from tusclient.exceptions import TusCommunicationError, TusUploadFailed
 
 from ..errors import said
-from .states import FINISHED, SUCCEEDED, Status
+from .states import FINISHED, INTERRUPTED, SUCCEEDED, Status
 from .views import size_label
 
 PIECE_BYTES = 8 * 1024 * 1024  # one PATCH each; a dropped one costs at most this much again
 RETRIES = 10
 RETRY_DELAY_SECONDS = 3
-INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C (128 + SIGINT)
 
 
 def import_remotely(path: str, url: str, token: str, given: dict) -> int:

@@ -15,6 +15,9 @@ class Status(enum.StrEnum):
 
 
 # No worker runs these: a planned job waits for a person, not for the queue.
+# The exit code of an import command stopped by Ctrl-C, local or remote (128 + SIGINT).
+INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C (128 + SIGINT)
+
 FINISHED = frozenset(
     {
         Status.COMPLETED,
