@@ -49,9 +49,13 @@ def generated_csv(name: str, rows: int, *, changed: bool = False) -> Path:
     if not path.exists():
         DATA.mkdir(parents=True, exist_ok=True)
         print(f"generating {path.name} ({rows:,} rows)...", flush=True)
-        args = [sys.executable, str(ROOT / "bench" / "generate_csv.py"), str(path)]
+        # written aside and renamed whole: a run stopped while generating leaves no partial
+        # file that the next run would take for the data (and upload as it grows)
+        partial = path.with_name(f"{path.name}.partial")
+        args = [sys.executable, str(ROOT / "bench" / "generate_csv.py"), str(partial)]
         args += ["--rows", str(rows)] + (["--changed"] if changed else [])
         subprocess.run(args, check=True)
+        partial.replace(path)
     return path
 
 
