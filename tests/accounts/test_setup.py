@@ -61,6 +61,16 @@ def test_the_first_admins_sign_in_by_the_setup_link_is_in_the_audit_log(browser,
     ]
 
 
+def test_the_first_admins_sign_in_by_the_setup_link_shows_as_their_last_sign_in(
+    browser, no_accounts
+):
+    # The Users page said "never" beside an admin the audit log showed signed in.
+    assert post_setup(browser, no_accounts).status_code == 302
+
+    [admin] = browser.get("/api/users").json()["items"]
+    assert admin["last_sign_in_at"] is not None
+
+
 def test_a_wrong_setup_token_finds_nothing(browser, no_accounts, sql):
     assert browser.get("/setup", params={"token": "setup_wrong"}).status_code == 404
     assert browser.get("/setup").status_code == 404

@@ -169,7 +169,6 @@ def authenticate(session: Session, email: str, password: str) -> User | None:
     hashed = user.password_hash if user is not None and user.active else None
     if not credentials.password_matches(hashed, password or ""):
         return None
-    user.last_sign_in_at = utcnow()
     return user
 
 
@@ -178,6 +177,7 @@ def authenticate(session: Session, email: str, password: str) -> User | None:
 
 def open_session(session: Session, user: User) -> str:
     """Record a new sign-in of `user`; return the key its cookie will hold."""
+    user.last_sign_in_at = utcnow()  # the sign-in page's, and the setup link's for the first admin
     key = credentials.new_token(credentials.SESSION_PREFIX)
     session.add(SignInSession(user_id=user.id, key_hash=credentials.token_hash(key)))
     session.flush()
