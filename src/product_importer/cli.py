@@ -72,7 +72,7 @@ def migrate(create_database: bool) -> None:
     _say(app, "Database schema is up to date.")
 
 
-@main.command()
+@main.command(short_help="Run the web app (gunicorn), and the worker when embedded.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 def serve(host: str, port: int) -> None:
@@ -217,7 +217,7 @@ def worker(concurrency: int, celery_args: tuple[str, ...]) -> None:
     celery_app.worker_main(argv)
 
 
-@main.command("import")
+@main.command("import", short_help="Import a CSV file here or on a server; plan, or apply a plan.")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False), required=False)
 @click.option(
     "--plan", is_flag=True, help="Compare with the catalog, change nothing; print counts."
@@ -297,7 +297,7 @@ def users() -> None:
     """Manage accounts (for provisioning without a browser)."""
 
 
-@users.command("create")
+@users.command("create", short_help="Create an account, with a password printed or piped.")
 @click.argument("email")
 @click.option("--role", type=click.Choice(ROLES), required=True)
 @click.option(
@@ -337,7 +337,7 @@ def tokens() -> None:
     """Manage personal access tokens (for scripts and other systems)."""
 
 
-@tokens.command("create")
+@tokens.command("create", short_help="Create a token for an account and print it.")
 @click.argument("email")
 @click.option("--name", required=True, help="What the token is for.")
 @click.option("--role", type=click.Choice(ROLES), help="At most the account's role (default).")
