@@ -4,7 +4,7 @@ Header `name,sku,description`, CRLF line ends, quoted descriptions of which some
 breaks, and about 6.7% of rows repeating an earlier SKU in another letter case (500,000 rows:
 33,307 repeats, 466,693 distinct SKUs, about 87 MB).
 
-    python bench/generate_csv.py OUT.csv [--rows N] [--changed] [--seed S]
+    python3 bench/generate_csv.py OUT.csv [--rows N] [--changed] [--seed S]
 
 `--changed` writes the same SKUs with every second product's name changed, for the
 "half the rows change" benchmark.
@@ -151,10 +151,16 @@ def rows(count: int, *, changed: bool, seed: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out")
-    parser.add_argument("--rows", type=int, default=500_000)
-    parser.add_argument("--changed", action="store_true")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("out", help="the CSV file to write")
+    parser.add_argument("--rows", type=int, default=500_000, help="data rows (default 500000)")
+    parser.add_argument(
+        "--changed",
+        action="store_true",
+        help="the same SKUs, every second product's name changed (the file of an update)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=42, help="the same seed writes the same file (default 42)"
+    )
     args = parser.parse_args()
     with open(args.out, "w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out, lineterminator="\r\n")
