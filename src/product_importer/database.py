@@ -29,6 +29,16 @@ from sqlalchemy.pool import NullPool
 
 # Session-level lock held by the import whose turn it is to apply: imports apply one at a time.
 IMPORT_LOCK_KEY = 0x1D0_0001
+# A bigint advisory lock is listed in pg_locks as its two halves (classid, objid), objsubid 1;
+# every database of the server shares the keys, so only this one's count.
+TURN_TAKEN = """
+SELECT EXISTS (
+    SELECT FROM pg_locks
+    WHERE locktype = 'advisory' AND granted AND objsubid = 1
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND (classid::bigint << 32) + objid::bigint = :key
+)
+"""
 # Transaction-level lock held while an import merges; delete-all refuses to run meanwhile.
 APPLY_LOCK_KEY = 0x1D0_0002
 # Set in a transaction that changes many products (migration 0012 reads it).
@@ -128,6 +138,11 @@ class Postgres:
         """Let the next import apply."""
         conn.execute(select(func.pg_advisory_unlock(IMPORT_LOCK_KEY)))
         conn.commit()
+
+    def turn_taken(self, conn: Connection) -> bool:
+        """Whether a session of this database holds the turn (an import applies, or builds the
+        search indexes it left after its switch); read only, so no lock is ever left behind."""
+        return bool(conn.execute(text(TURN_TAKEN), {"key": IMPORT_LOCK_KEY}).scalar())
 
     def drop_staging(self, conn: Connection, job_id: int) -> None:
         """Drop the staging table a lost import of `job_id` left (`postgres_stage`)."""
@@ -346,6 +361,10 @@ class Sqlite:
 
     def end_turn(self, conn: Connection) -> None:
         """Nothing to end: the queue's lock file is held until the queue is empty."""
+
+    def turn_taken(self, conn: Connection) -> bool:
+        """No import leaves its search indexes to build here: nothing holds the turn for it."""
+        return False
 
     def drop_staging(self, conn: Connection, job_id: int) -> None:
         """Nothing to drop: SQLite stages in the connection's temp database."""

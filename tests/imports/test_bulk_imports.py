@@ -11,8 +11,16 @@ import time
 import pytest
 from sqlalchemy import text
 
+from product_importer.database import IMPORT_LOCK_KEY
 from tests.conftest import paused
-from tests.helpers import SESSION_SETTINGS, import_csv, pooled_settings, upload_csv, wait_for_job
+from tests.helpers import (
+    SESSION_SETTINGS,
+    import_csv,
+    pooled_settings,
+    upload_csv,
+    wait_for_job,
+    wait_until,
+)
 
 from .conftest import TABLE_LOCK, csv_bytes, generate, products_by_key, wait_for
 
@@ -254,6 +262,47 @@ def test_a_search_index_left_unbuilt_by_a_lost_worker_is_built_again(http, sql):
 
     names = [name for name, _definition in indexes(sql)]
     assert set(SEARCH_INDEXES) <= set(names)
+
+
+# The turn an import holds to apply, and to build the search indexes it left after its switch.
+TURN_HELD = f"SELECT pg_advisory_xact_lock({IMPORT_LOCK_KEY})"
+DRAIN_SENT = "Task product_importer.imports.drain_imports["
+
+
+def maintenance_round_passes(http, sql, n: int) -> None:
+    """Wait until a worker's maintenance round sends a delivery that only its sweep finds."""
+    hook = {"url": f"http://127.0.0.1:9/round-{n}", "events": ["product.created"]}
+    hook_id = http.post("/api/webhooks", json=hook).json()["id"]
+    [(delivery_id,)] = sql(
+        "INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, payload, status, "
+        "attempts, created_at, next_attempt_at) VALUES (:id, :event, 'product.created', '{}', "
+        "'pending', 0, now(), now()) RETURNING id",
+        id=hook_id,
+        event=f"evt_round_{n}",
+    )
+    wait_until(
+        lambda: sql("SELECT attempts FROM webhook_deliveries WHERE id = :id", id=delivery_id)[0][0],
+        "the maintenance sweep to send the delivery",
+    )
+
+
+def test_workers_leave_a_search_index_alone_while_it_is_being_built(
+    http, sql, holding, live_worker
+):
+    # Each worker's maintenance took an index being built after an import's switch for one a
+    # lost worker had left: every second, each worker queued itself a task that did nothing
+    # (`make run-prod` printed four Celery lines a second for the whole build).
+    job = import_csv(http, generate(BULK_ROWS, seed=18).data)
+    wait_until_search_ready(http, job["id"])
+
+    with holding(TURN_HELD):  # as the worker that builds it holds the turn
+        sql("UPDATE import_jobs SET search_index = 'refreshing' WHERE id = :id", id=job["id"])
+        drains = live_worker.output().count(DRAIN_SENT)
+        for n in (1, 2):  # the second starts after the first: a whole round sees the build
+            maintenance_round_passes(http, sql, n)
+        assert live_worker.output().count(DRAIN_SENT) == drains
+
+    wait_until_search_ready(http, job["id"])  # its builder gone, a worker takes it over
 
 
 def test_progress_moves_while_applying_and_never_goes_down(http, holding):

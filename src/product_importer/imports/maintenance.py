@@ -125,7 +125,11 @@ def _queue_waiting() -> bool:
 
 
 def _search_left_refreshing() -> bool:
-    """Whether an import's search index waits to be built while no import runs."""
+    """Whether an import's search index waits to be built while no import runs, nor builds it.
+
+    The import's worker builds it after the switch, the job already completed, holding the
+    turn: a drain then could only find the turn taken (one a second from every worker).
+    """
     with db.engine.connect() as conn:
         refreshing = conn.execute(
             select(jobs.c.id).where(jobs.c.search_index == "refreshing").limit(1)
@@ -133,7 +137,7 @@ def _search_left_refreshing() -> bool:
         if refreshing is None:
             return False
         running = conn.execute(select(jobs.c.id).where(jobs.c.status == Status.RUNNING).limit(1))
-        return running.first() is None
+        return running.first() is None and not database.of(conn).turn_taken(conn)
 
 
 def _expire_plans_and_changes() -> None:
