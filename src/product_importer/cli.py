@@ -306,7 +306,7 @@ def users() -> None:
     help="Read the password from standard input (in a terminal: asked for twice, not shown).",
 )
 def create_user(email: str, role: str, password_stdin: bool) -> None:
-    """Create an account; without --password-stdin, print a one-time password."""
+    """Create an account; without --password-stdin, print a new password (once)."""
     password = _password_from_stdin(email) if password_stdin else None
     shown = password is None
     with _cli_app():
@@ -316,7 +316,8 @@ def create_user(email: str, role: str, password_stdin: bool) -> None:
         db.session.commit()
         click.echo(f"Created {user.email} ({user.role}).", err=True)
     if shown:
-        click.echo(f"One-time password (shown only once): {password}", err=True)
+        said = "Password (shown only once; it works until changed on the account page)"
+        click.echo(f"{said}: {password}", err=True)
 
 
 def _password_from_stdin(email: str) -> str:

@@ -39,7 +39,7 @@ class Context(logging.Filter):
 class AlembicPreamble(logging.Filter):
     """Drop the two lines alembic logs before every upgrade, even one with nothing to do
     ("Context impl PostgresqlImpl.", "Will assume transactional DDL."): every command prints
-    them, above a one-time password or a progress bar, and they tell an operator nothing.
+    them, above a new password or a progress bar, and they tell an operator nothing.
     The migrations it runs ("Running upgrade 0020 -> 0021, ...") are still logged."""
 
     def filter(self, record: logging.LogRecord) -> bool:

@@ -249,7 +249,7 @@ def test_a_password_reset_may_revoke_the_accounts_tokens_too(
     row = page.locator("#users-body tr", has_text=accounts["viewer"].email)
     row.get_by_role("button", name="Reset password").click()
     dialog = page.get_by_role("dialog", name="Reset password")
-    expect(dialog).to_contain_text(f"Give {accounts['viewer'].email} a new one-time password?")
+    expect(dialog).to_contain_text(f"Give {accounts['viewer'].email} a new password?")
     box = dialog.get_by_label("Also revoke their tokens")
     expect(box).not_to_be_checked()
     if revoke:
@@ -259,7 +259,7 @@ def test_a_password_reset_may_revoke_the_accounts_tokens_too(
 
     shown = page.locator("#new-password-box")
     expect(shown).to_be_focused()
-    said = f"New one-time password for {accounts['viewer'].email} (shown only once):"
+    said = f"New password for {accounts['viewer'].email} (shown only once; it works until changed):"
     expect(page.locator("#new-password-for")).to_have_text(
         said + (" Their tokens are revoked (1)." if revoke else "")
     )

@@ -137,7 +137,7 @@ def list_users():
 @bp.post("/users")
 @requires(Role.ADMIN)
 def create_user():
-    """Add an account: 201 with a one-time password, shown this once."""
+    """Add an account: 201 with a new password, shown this once."""
     fields = json_object("account")
     refuse_unknown(fields, {"email", "role"})
     password = credentials.new_password()
@@ -167,7 +167,7 @@ def change_user(user_id: int):
 @bp.post("/users/<int:user_id>/password")
 @requires(Role.ADMIN)
 def reset_password(user_id: int):
-    """Give an account a new one-time password (shown this once); its sessions end, and its
+    """Give an account a new password (shown this once); its sessions end, and its
     tokens too with `{"revoke_tokens": true}`."""
     fields = json_object_or_none_sent("reset")
     refuse_unknown(fields, {"revoke_tokens"})

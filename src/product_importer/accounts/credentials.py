@@ -41,7 +41,7 @@ def password_problem(password) -> str | None:
 
 
 def new_password() -> str:
-    """A random one-time password for a new account (about 95 bits)."""
+    """A random password for a new account, or a reset one (about 95 bits)."""
     return secrets.token_urlsafe(12)
 
 

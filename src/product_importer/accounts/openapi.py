@@ -220,7 +220,7 @@ def paths() -> dict:
             ),
             "post": operation(
                 "create_user",
-                "Add an account (admin); a one-time password is in the answer",
+                "Add an account (admin); its new password is in the answer, this once",
                 {"201": account_made, "409": error("The email is taken"), **invalid},
                 requestBody=json_body("AccountCreate"),
             ),
@@ -243,7 +243,7 @@ def paths() -> dict:
             "parameters": [path_id()],
             "post": operation(
                 "reset_password",
-                "A new one-time password (admin); the account's sessions end, and its tokens "
+                "A new random password (admin); the account's sessions end, and its tokens "
                 "with revoke_tokens",
                 {"200": json_response(ref("Account"), "With `password`"), **invalid},
                 requestBody={

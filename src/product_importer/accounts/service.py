@@ -149,7 +149,7 @@ def change_password(session: Session, user: User, *, current, new, keep: str | N
 def reset_password(
     session: Session, user_id: int, *, revoke_tokens: bool = False
 ) -> tuple[User, str, int | None]:
-    """Give an account a new one-time password; its sessions end, and its tokens too when
+    """Give an account a new random password; its sessions end, and its tokens too when
     `revoke_tokens` (a password that may have been stolen: whoever signed in with it may have
     made one). Returns the account, the password and how many tokens were revoked (None when
     not asked)."""

@@ -184,7 +184,7 @@
       return;
     }
     const revoked = body.revoke_tokens ? ` Their tokens are revoked (${result.tokens_revoked}).` : "";
-    byId("new-password-for").textContent = `New one-time password for ${email} (shown only once):${revoked}`;
+    byId("new-password-for").textContent = `New password for ${email} (shown only once; it works until changed):${revoked}`;
     // Shown once the dialog has given the focus back to Reset password: the focus goes on to it.
     dialog.addEventListener("close", () => showSecret(byId("new-password-box"), "new-password-value", result.password), { once: true });
     closeDialog(dialog);
@@ -216,7 +216,7 @@
   function usersPage() {
     onSubmit(byId("user-form"), async (fields) => {
       const created = await api("POST", "/api/users", fields);
-      byId("new-password-for").textContent = `Account ${created.email} added (${created.role}). Its one-time password (shown only once):`;
+      byId("new-password-for").textContent = `Account ${created.email} added (${created.role}). Its password (shown only once; it works until changed):`;
       showSecret(byId("new-password-box"), "new-password-value", created.password);
       byId("user-form").reset();
       loadUsers();
