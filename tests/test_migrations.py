@@ -8,6 +8,7 @@ import subprocess
 import unicodedata
 from contextlib import closing
 from functools import partial
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -593,3 +594,16 @@ def test_on_postgresql_the_derived_columns_follow_and_totals_are_counted_again(m
         assert sql("SELECT count(*) FROM product_edit_log") == logged  # a bulk change
         version, recount_from = sql("SELECT version, recount_from FROM products_version")[0]
         assert recount_from == version
+
+
+def test_each_migration_is_named_by_one_line_in_the_upgrade_log():
+    # `make run` on a fresh machine logs every migration it runs: 0005's name went on to a
+    # second line, which began with no time and no logger, as if another program had spoken.
+    from alembic.script import ScriptDirectory
+
+    import product_importer
+
+    scripts = ScriptDirectory(str(Path(product_importer.__file__).parent / "migrations"))
+    names = {script.revision: script.doc for script in scripts.walk_revisions()}
+    assert len(names) > 20
+    assert [revision for revision, name in names.items() if "\n" in name] == []

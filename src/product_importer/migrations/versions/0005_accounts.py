@@ -1,5 +1,4 @@
-"""Accounts, their sign-in sessions and tokens, the one-time setup link, the audit log; who
-started an import.
+"""Accounts, their sign-in sessions and tokens, the setup link, the audit log; who imported.
 
 Revision ID: 0005
 Revises: 0004
