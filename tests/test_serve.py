@@ -163,8 +163,10 @@ def test_serve_on_a_port_in_use_says_so_and_what_to_do(app, tmp_path):
         )
 
     assert done.returncode == 1, done.stdout + done.stderr
+    # The README starts it with `make run`, whose port is PORT=, not --port (make refuses it).
     assert (
         f"Error: Port {port} of 127.0.0.1 is already in use (another `product-importer serve`?):"
-        " stop what listens there, or give another with --port."
+        f" stop what listens there, or give another: --port {port + 1}"
+        f" (make run PORT={port + 1})."
     ) in done.stderr
     assert "Serving on" not in done.stdout + done.stderr

@@ -136,15 +136,17 @@ def _check_address_free(host: str, port: int) -> None:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
             probe.bind(address)
     except OSError as error:
+        # Said for `make run` too, whose options are HOST= and PORT= (make refuses --port).
         if error.errno == errno.EADDRINUSE:
+            other = port + 1 if port < 65535 else port - 1
             raise click.ClickException(
                 f"Port {port} of {host} is already in use (another `product-importer serve`?): "
-                "stop what listens there, or give another with --port."
+                f"stop what listens there, or give another: --port {other} (make run PORT={other})."
             ) from error
         raise click.ClickException(
             f"Cannot listen on {host}:{port} ({error.strerror or error}): give an address of "
             "this machine with --host (127.0.0.1, or 0.0.0.0 for every one), and a port from "
-            "1024 with --port unless running as root."
+            "1024 with --port unless running as root (make run HOST=... PORT=...)."
         ) from error
 
 
