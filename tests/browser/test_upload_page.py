@@ -126,13 +126,16 @@ def test_a_file_whose_bytes_failed_it_is_not_offered_a_retry_nor_a_mapping(
     expect(page.get_by_role("button", name="Import another file")).to_be_visible()
 
 
-def test_an_empty_file_is_refused_with_the_reason(page: Page):
+@pytest.mark.parametrize("text", ["", "  \n"], ids=["no-bytes", "blank"])
+def test_an_empty_file_is_refused_with_the_reason(page: Page, text):
     page.goto("/")
-    page.locator("#file-input").set_input_files(csv_file("empty.csv", "  \n"))
+    page.locator("#file-input").set_input_files(csv_file("empty.csv", text))
 
     expect(page.get_by_role("alert").filter(has_text="The file was not accepted")).to_be_visible()
     expect(page.locator("#job-badge")).to_have_text("Upload failed")
     expect(page.get_by_role("button", name="Import another file")).to_be_visible()
+    # Retry sent the same empty file again, to be refused again.
+    expect(page.get_by_role("button", name="Retry")).to_be_hidden()
 
 
 def test_reloading_the_page_resumes_following_the_import(page: Page):

@@ -29,6 +29,10 @@
   const FINISHED = ["completed", "completed_with_errors", "failed", "cancelled", "planned", "discarded"];
   const SUCCEEDED = ["completed", "completed_with_errors"];
   const ANY_INVALID = "100%"; // the threshold that never stops an import
+  // Answers that refuse the file itself (too large; empty, blank or binary): sent again, it
+  // would be refused again, so no Retry is offered. Others (a dropped connection, a server
+  // error, an upload expired meanwhile) may go through on a second try.
+  const REFUSED_FILE = [413, 422];
   const SAME_FILE_NOTE = "This file is identical to import #"; // imports/service.py's, as written
   // How a queued job's message begins while its resumable upload stands still (growing.py).
   const UPLOAD_STOPPED = "Waiting for the upload to go on";
@@ -196,7 +200,7 @@
         }
         if (state.upload !== upload) return;
         state.upload = null;
-        uploadFailed(tusMessage(error), true);
+        uploadFailed(tusMessage(error), !REFUSED_FILE.includes(tusStatus(error)));
       },
     });
     state.upload = upload;
@@ -315,6 +319,11 @@
     if (!jobId) return uploadFailed("The upload finished but its import could not be started.", true);
     state.uploadedFor = String(jobId);
     resume(jobId); // through a dropped connection too: the import runs on the server
+  }
+
+  /* The status of the server's answer that ended a tus upload; 0 when none came. */
+  function tusStatus(error) {
+    return error.originalResponse ? error.originalResponse.getStatus() : 0;
   }
 
   function tusMessage(error) {
