@@ -71,6 +71,23 @@ def test_the_first_admins_sign_in_by_the_setup_link_shows_as_their_last_sign_in(
     assert admin["last_sign_in_at"] is not None
 
 
+def test_the_sign_in_page_of_a_fresh_install_points_to_the_setup_link(browser, no_accounts):
+    # It said "Ask an admin of this Product Importer to add you" while there was no one.
+    page = browser.get("/login")
+
+    assert page.status_code == 200
+    assert "No account exists yet" in page.text and "setup link" in page.text
+    assert "Ask an admin" not in page.text
+    assert no_accounts not in page.text  # the link itself is for whoever reads the terminal
+
+
+def test_the_sign_in_page_sends_newcomers_to_an_admin_once_one_exists(browser, accounts):
+    page = browser.get("/login")
+
+    assert "Ask an admin of this Product Importer to add you." in page.text
+    assert "No account exists yet" not in page.text
+
+
 def test_a_wrong_setup_token_finds_nothing(browser, no_accounts, sql):
     assert browser.get("/setup", params={"token": "setup_wrong"}).status_code == 404
     assert browser.get("/setup").status_code == 404

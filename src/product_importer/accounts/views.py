@@ -78,7 +78,7 @@ def login_page():
     if request.method == "GET":
         if current_user.is_authenticated:
             return redirect(target)
-        return render_template("accounts/login.html", next=target, email="", error=None)
+        return _login_page(next=target, email="", error=None)
     email = request.form.get("email", "")
     user = service.authenticate(db.session, email, request.form.get("password", ""))
     if user is None:
@@ -86,7 +86,7 @@ def login_page():
         audit.record(db.session, "auth.sign_in_failed", account, **details)
         db.session.commit()
         error = "That email and password do not match an active account."
-        return render_template("accounts/login.html", next=target, email=email, error=error), 401
+        return _login_page(next=target, email=email, error=error), 401
     sign_in(user)
     tries.give_back()
     audit.record(db.session, "auth.signed_in", user.email)
@@ -122,6 +122,12 @@ def _safe_next(value: str | None) -> str:
     ):
         return value
     return url_for("imports.upload_page")
+
+
+def _login_page(**fields) -> str:
+    """The sign-in page; on a fresh install it points to the setup link, not to an admin."""
+    first_run = not service.any_account(db.session)
+    return render_template("accounts/login.html", first_run=first_run, **fields)
 
 
 @bp.get("/csrf-token")
