@@ -320,7 +320,10 @@ def test_every_page_has_no_accessibility_violation(
         if role == "editor":
             found += at_each_width(page, "editor: not allowed (403)", "/users")
 
-    found += at_each_width(page, "setup link", setup_link(app))
+    link = setup_link(app)
+    found += at_each_width(page, "sign-in, no account yet", "/login")
+    expect(page.get_by_text("No account exists yet.")).to_be_visible()
+    found += at_each_width(page, "setup link", link)
     page.get_by_label("Email").fill("first@example.test")
     page.get_by_label("Password (at least 10 characters)").fill("short")
     page.get_by_label("Password again").fill("short")
