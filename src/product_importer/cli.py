@@ -349,8 +349,15 @@ def create_token(email: str, name: str, role: str | None, expires_days: int | No
     """Create a token for an account and print it alone on standard output."""
     with _cli_app():
         owner = accounts_service.find_user(db.session, email)
-        if owner is None or not owner.active:
-            raise click.ClickException(f"No active account {email}. Create it with `users create`.")
+        if owner is None:
+            raise click.ClickException(
+                f"No account {email}. Create it first: "
+                f"product-importer users create {shlex.quote(email)} --role viewer|editor|admin"
+            )
+        if not owner.active:
+            raise click.ClickException(
+                f"The account {email} is deactivated: an admin reactivates it on the Users page."
+            )
         token, secret = accounts_service.create_token(
             db.session, owner, name=name, role=role or owner.role, expires_days=expires_days
         )

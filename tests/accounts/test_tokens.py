@@ -290,6 +290,9 @@ def test_the_cli_shows_the_new_password_once_and_refuses_what_it_cannot_do(app):
     assert again.returncode != 0 and "already exists" in again.stderr
     nobody = run_cli("tokens", "create", "nobody@example.test", "--name", "x")
     assert nobody.returncode != 0 and nobody.stdout == ""
+    # `users create` alone was refused for its missing --role: the whole command is given.
+    said = "product-importer users create nobody@example.test --role viewer|editor|admin"
+    assert said in nobody.stderr
     too_high = run_cli("tokens", "create", "new@example.test", "--name", "x", "--role", "admin")
     assert too_high.returncode != 0 and too_high.stdout == ""
     assert "At most viewer" in too_high.stderr
