@@ -661,7 +661,8 @@ def test_ctrl_c_during_a_remote_import_cancels_it_on_the_server(
 
     assert command.popen.returncode == 130, command.output()
     assert re.search(r"Cancelling import \d+ on the server \(Ctrl-C\)", command.output())
-    assert "cancelled: " in command.output() and "Aborted!" not in command.output()
+    assert re.search(r"│ Outcome\s+│ Cancelled\s+│", command.output()), command.output()
+    assert "Aborted!" not in command.output()
     (job,) = client.get("/api/imports").get_json()["items"]
     assert job["status"] == "cancelled"
     assert catalog() == []

@@ -17,32 +17,20 @@ import click
 from flask import Flask, current_app
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
-from rich.table import Table
 from sqlalchemy import select
 
 from ..accounts import audit
 from ..errors import AppError, Conflict, said
 from ..extensions import db
-from ..timeutil import aware, utcnow
 from ..webhooks import delivery, events
 from ..webhooks.models import Delivery
-from . import options, plans, queue, service, uploads
+from . import display, options, plans, queue, service, uploads
 from .csv_rows import MISSING_COLUMNS
 from .failures import TOO_MANY_INVALID
-from .models import superseded_note
-from .states import INTERRUPTED, SUCCEEDED, Status
-from .views import OUTCOMES, seconds_label
+from .states import INTERRUPTED, Status
 
 POLL_SECONDS = 0.25
-BAR_WIDTH = 20
-# The phase (9), the bar, the percent (4) and the spaces between: the figures get the rest of
-# the line, those that do not fit left out (`_fit`); else rich would cut the phase ("Rea…") and drop
-# the bar and the percent first.
-BESIDE_FIGURES = 9 + BAR_WIDTH + 4 + 3
-PHASES = {"reading": "Reading", "applying": "Applying"}
 COPY_BYTES = 1024 * 1024  # a read of the file to import at a time
-SEPARATOR = " · "  # between the bar's figures
 FILENAME_LENGTH = 255  # import_jobs.filename
 
 
@@ -233,94 +221,22 @@ class _logging_above:
 
 def _watch(console: Console, job_id: int):
     """Show the job's progress until it (and the search index it rebuilds) is done."""
-    columns = (
-        TextColumn("[bold]{task.fields[phase]:<9}"),
-        BarColumn(bar_width=BAR_WIDTH),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[figures]}"),
-    )
-    with Progress(*columns, console=console, refresh_per_second=8) as bar:
+    with display.progress_bar(console) as bar:
         task = bar.add_task(f"Import {job_id}", total=100, phase="Queued", figures="")
         while True:
             db.session.rollback()  # see what the worker committed since
             job = service.get(db.session, job_id)
-            shown = _shown(job)
-            shown["figures"] = _fit(shown["figures"], console.width - BESIDE_FIGURES)
-            bar.update(task, completed=job.percent, **shown)
+            display.show_job(bar, task, job.to_dict())
             if job.finished and job.search_index != "refreshing":
                 return job
             time.sleep(POLL_SECONDS)
 
 
-def _shown(job) -> dict:
-    """The phase and figures the page shows, in one line; what is not known says so."""
-    if job.status == Status.PLANNED:
-        phase = "Planned"  # its bar stops short: applying it does the rest
-    elif job.finished and job.search_index == "refreshing":
-        phase = "Indexing"
-    elif job.status in SUCCEEDED:
-        phase = "Finished"
-    elif job.finished:  # "Finished" beside a bar stopped short read as a success
-        phase = OUTCOMES[job.status][0]
-    else:
-        phase = PHASES.get(job.phase, OUTCOMES[job.status][0])
-    rate = f"{job.rows_per_second:,.0f} rows/s" if job.rows_per_second else "– rows/s"
-    if job.finished:
-        left = job.message if job.search_index == "refreshing" else ""
-    else:
-        left = _left(job.eta_seconds)
-    figures = [
-        rate,
-        f"elapsed {seconds_label(_elapsed(job))}",
-        left,
-        f"{job.rows_processed:,} row{'' if job.rows_processed == 1 else 's'} read",
-        f"{job.rows_invalid:,} rejected",
-    ]
-    return {"phase": phase, "figures": SEPARATOR.join(figure for figure in figures if figure)}
-
-
-def _fit(figures: str, room: int) -> str:
-    """The first of the `figures` that fit whole in `room` characters, then "…" for the rest:
-    a figure cut in its middle ("elapse…") reads as a mistake. One that alone does not fit is
-    cut, rather than show nothing."""
-    if len(figures) <= room:
-        return figures
-    kept = ""
-    for figure in figures.split(SEPARATOR):
-        longer = f"{kept}{SEPARATOR}{figure}" if kept else figure
-        if len(longer) + len(" …") > room:
-            break
-        kept = longer
-    return f"{kept} …" if kept else figures[: max(0, room - 1)] + "…"
-
-
-def _left(eta: float | None) -> str:
-    return "time left not known yet" if eta is None else f"about {seconds_label(eta)} left"
-
-
-def _elapsed(job) -> float:
-    if job.started_at is None:
-        return 0.0
-    end = aware(job.finished_at) if job.finished_at else utcnow()
-    return max(0.0, (end - aware(job.started_at)).total_seconds())
-
-
 def _report(console: Console, job, sent: list[int]) -> int:
     """Print the outcome as a table (and an error on stderr); return the exit code."""
-    table = Table(title=f"Import #{job.id}: {job.filename}", show_header=False)
-    table.add_column(style="bold")
-    table.add_column()
-    for name, value in _summary_rows(job) + _webhook_rows(sent):
-        table.add_row(name, value)
-    console.print(table)
-    if job.status == Status.PLANNED:
-        apply = f"product-importer import --apply {job.id}"
-        console.print(f"Nothing has changed yet. Apply it: {apply}")
-    for warning in job.warnings or []:
-        console.print(f"Warning: {warning}", style="yellow", soft_wrap=True)
-    if job.error:
-        click.echo(f"Error: {job.error}", err=True)
-    return 0 if job.status in SUCCEEDED | {Status.PLANNED} else 1
+    rows = _rejected_rows(job) + _webhook_rows(sent)
+    apply = f"Apply it: product-importer import --apply {job.id}"
+    return display.report(console, job.to_dict(), rows, apply)
 
 
 def _say_next_step(job, path: str) -> None:
@@ -338,25 +254,11 @@ def _say_next_step(job, path: str) -> None:
         )
 
 
-def _summary_rows(job) -> list[tuple[str, str]]:
-    would = "Would be " if job.status == Status.PLANNED else ""
-    rows = [
-        ("Outcome", OUTCOMES[job.status][0]),
-        ("Rows read", f"{job.rows_processed:,}"),
-        (f"{would}created".capitalize(), f"{job.created:,}"),
-        (f"{would}updated".capitalize(), f"{job.updated:,}"),
-        ("Unchanged", f"{job.unchanged:,}"),
-        ("Rejected", f"{job.rows_invalid:,}"),
-        ("Duration", seconds_label(_elapsed(job))),
-    ]
-    if job.rows_per_second:
-        rows.append(("Speed", f"{job.rows_per_second:,.0f} rows/s"))
-    if job.rows_superseded:
-        rows.append(("Repeated SKUs", superseded_note(job.rows_superseded)))
-    if job.rows_invalid:
-        where = f"/api/imports/{job.id}/rejected.csv"
-        rows.append(("Rejected rows", f"{where} (fix them and import that file)"))
-    return rows
+def _rejected_rows(job) -> list[tuple[str, str]]:
+    if not job.rows_invalid:
+        return []
+    where = f"/api/imports/{job.id}/rejected.csv"
+    return [("Rejected rows", f"{where} (fix them and import that file)")]
 
 
 def _webhook_rows(sent: list[int]) -> list[tuple[str, str]]:

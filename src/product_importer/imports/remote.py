@@ -3,6 +3,7 @@ resumable (tus) upload, which survives a flaky link: a failed piece is retried f
 the server has. The import is asked for as soon as the upload exists, so the server reads the
 rows while they arrive and applies them after the last byte. Between pieces it looks at the
 import: one that failed on the file's own bytes stops the upload, as the upload page does.
+The bars and the summary are the local command's (`display.py`), read from the job's JSON.
 """
 
 import contextlib
@@ -14,16 +15,19 @@ from urllib.parse import urlsplit
 import click
 import httpx
 import requests
+from rich.console import Console
 from tusclient import client as tus
 from tusclient.exceptions import TusCommunicationError, TusUploadFailed
 
 from ..errors import said
-from .states import FINISHED, INTERRUPTED, SUCCEEDED, Status
+from . import display
+from .states import FINISHED, INTERRUPTED, Status
 from .views import size_label
 
 PIECE_BYTES = 8 * 1024 * 1024  # one PATCH each; a dropped one costs at most this much again
 RETRIES = 10
 RETRY_DELAY_SECONDS = 3
+POLL_SECONDS = 0.5
 
 
 def import_remotely(path: str, url: str, token: str, given: dict) -> int:
@@ -47,11 +51,11 @@ def import_remotely(path: str, url: str, token: str, given: dict) -> int:
 
 def _upload_and_import(http: httpx.Client, base: str, path: str, options: dict, started) -> int:
     """Send the file, follow its import to the end, report it; note in `started` what exists."""
+    size = os.path.getsize(path)
     try:
         uploader = _start_upload(base, {"Authorization": http.headers["Authorization"]}, path)
         started["upload"] = uploader.url
         job = started["job"] = _ask_for_import(http, uploader.url.rsplit("/", 1)[-1], options)
-        size = os.path.getsize(path)
         failed = _send(uploader, size, lambda: _failed_for_good(http, job["id"]))
     except (TusCommunicationError, TusUploadFailed) as error:
         raise click.ClickException(_tus_error(error, base)) from error
@@ -63,7 +67,7 @@ def _upload_and_import(http: httpx.Client, base: str, path: str, options: dict, 
             "of the file could not change this."
         )
         return _report(failed, base)
-    return _report(_watch(http, job["id"]), base)
+    return _report(_watch(http, base, job["id"]), base)
 
 
 def _cancel_on_interrupt(http: httpx.Client, base: str, started: dict) -> int:
@@ -85,7 +89,7 @@ def _cancel_on_interrupt(http: httpx.Client, base: str, started: dict) -> int:
     _stop_upload(http, started["upload"])
     if answer.status_code == 202:
         click.echo(f"Cancelling import {job['id']} on the server (Ctrl-C)...", err=True)
-    ended = _watch(http, job["id"])
+    ended = _watch(http, base, job["id"])
     code = _report(ended, base)
     return INTERRUPTED if ended["status"] == Status.CANCELLED else code
 
@@ -132,17 +136,19 @@ def _ask_for_import(http: httpx.Client, upload_id: str, options: dict) -> dict:
 
 
 def _send(uploader, size: int, failed_for_good) -> dict | None:
-    """Send the pieces, with a progress bar of bytes sent; before each piece but the first,
-    ask `failed_for_good()`: the job it returns (an import its bytes failed) stops the
-    upload, and is returned."""
-    with click.progressbar(length=size, label="Uploading", show_pos=True) as bar:
+    """Send the pieces, with a bar of the bytes sent; before each piece but the first, ask
+    `failed_for_good()`: the job it returns (an import its bytes failed) stops the upload, and
+    is returned."""
+    with display.progress_bar(Console(stderr=True)) as bar:
+        task = bar.add_task("Upload", total=max(size, 1), phase="Uploading", figures="")
         while uploader.offset < size:
+            sent = f"{size_label(uploader.offset)} of {size_label(size)} sent"
+            display.show(bar, task, "Uploading", [sent], uploader.offset)
             # A look per piece (8 MiB) costs little next to the piece it may spare.
             if uploader.offset and (failed := failed_for_good()):
                 return failed
-            before = uploader.offset
             _send_piece(uploader)
-            bar.update(uploader.offset - before)
+        display.show(bar, task, "Uploaded", [f"{size_label(size)} sent"], max(size, 1))
     return None
 
 
@@ -191,37 +197,31 @@ def _stop_upload(http: httpx.Client, url: str) -> None:
         http.delete(url, headers={"Tus-Resumable": "1.0.0"})
 
 
-def _watch(http: httpx.Client, job_id: int) -> dict:
-    """Show the import's progress until it finishes; return the final job."""
-    with click.progressbar(length=100, label=f"Import {job_id}", show_eta=False) as bar:
-        shown = 0
+def _watch(http: httpx.Client, base: str, job_id: int) -> dict:
+    """Show the import's progress, as the local command does, until it finishes; return the
+    final job."""
+    with display.progress_bar(Console(stderr=True)) as bar:
+        task = bar.add_task(f"Import {job_id}", total=100, phase="Queued", figures="")
         while True:
             job = http.get(f"/api/imports/{job_id}").json()
-            bar.label = f"{job['message'][:40]:<40}"
-            bar.update(max(0, int(job["percent"]) - shown))
-            shown = max(shown, int(job["percent"]))
-            if job["status"] in FINISHED:
+            if job["status"] in FINISHED:  # the server rebuilds the search index on its own
+                display.show_job(bar, task, job | {"search_index": None})
                 return job
-            time.sleep(0.5)
+            display.show_job(bar, task, job)
+            time.sleep(POLL_SECONDS)
 
 
 def _report(job: dict, base: str) -> int:
-    """Print the outcome (for a plan, what applying it would do, and where); return the exit
-    code: 0 for a completed import or a plan."""
-    planned = job["status"] == Status.PLANNED
-    click.echo(
-        f"{job['status']}: {job['rows_processed']:,} rows read, "
-        f"{'would be ' if planned else ''}{job['created']:,} created, "
-        f"{job['updated']:,} updated, {job['unchanged']:,} unchanged, "
-        f"{job['rows_invalid']:,} rejected"
-    )
-    for warning in job["warnings"]:
-        click.echo(f"Warning: {warning}")
-    if planned:
-        click.echo(f"Nothing has changed yet. Review and apply it: {base}/imports/{job['id']}")
-    if job["error"]:
-        click.echo(f"Error: {job['error']}", err=True)
-    return 0 if job["status"] in SUCCEEDED | {Status.PLANNED} else 1
+    """Print the outcome as the local command does, with where a person gets the rejected rows
+    (and for a plan, where to review and apply it); return the exit code."""
+    page = f"{base}/imports/{job['id']}"
+    after = ()
+    if job["rows_invalid"]:  # each address at the end of its line, to copy whole
+        after = (
+            f"Rejected rows, to fix and import again: on the import's page {page}",
+            f"or with your token: {base}/api/imports/{job['id']}/rejected.csv",
+        )
+    return display.report(Console(), job, [], f"Review and apply it: {page}", after)
 
 
 def _api_error(response: httpx.Response) -> str:
@@ -265,5 +265,10 @@ NO_ANSWER = (
 
 def _unreachable(error: str, base: str) -> str:
     """Why the server at `base` could not be reached, and what to check."""
-    why = next((said for marks, said in NO_ANSWER if any(m in error for m in marks)), error)
+    why = _no_answer(error)
     return f"could not reach {base}: {why}. Check --url, and that the server is running there."
+
+
+def _no_answer(error: str) -> str:
+    """A connection error's text (urllib3's) as a person would say it."""
+    return next((said for marks, said in NO_ANSWER if any(m in error for m in marks)), error)
