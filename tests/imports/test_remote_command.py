@@ -1,17 +1,158 @@
 """`product-importer import FILE --url URL`, against a real server: the summary a person reads
-at the end."""
+at the end, and what the command does when the server stops answering for a while."""
 
 import re
+import socket
 import subprocess
+import threading
+from urllib.parse import urlsplit
 
+from product_importer.imports import remote
 from tests.conftest import BIN
+from tests.helpers import wait_until
+from tests.imports.conftest import wait_for
 
-from .test_tus_served import summary
+from .test_tus_served import pipe, summary
+
+BODY = b"<h1>502 Bad Gateway</h1>"
+BAD_GATEWAY = (
+    b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\nConnection: close\r\n"
+    b"Content-Length: %d\r\n\r\n%s" % (len(BODY), BODY)
+)
+
+
+class Outage:
+    """A proxy in front of the server that passes everything through until `fail(answer)`:
+    then it cuts the connections it carries, and answers each new request with `answer` (a
+    proxy's 502; b"" hangs up, as a server restarting does), counting them in `failed`, until
+    `end()`. `fail(answer, only=b"PATCH ")` fails the requests of that method alone."""
+
+    def __init__(self, target_url: str):
+        parts = urlsplit(target_url)
+        self.target = (parts.hostname, parts.port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.answer: bytes | None = None
+        self.only = b""
+        self.failed = 0
+        self.carried: set[socket.socket] = set()
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def fail(self, answer: bytes, only: bytes = b"") -> None:
+        with self.lock:
+            self.answer, self.only = answer, only
+            for carried in self.carried if not only else ():
+                carried.shutdown(socket.SHUT_RDWR)
+
+    def end(self) -> None:
+        with self.lock:
+            self.answer = None
+
+    def close(self) -> None:
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        with client:
+            first = client.recv(65536)
+            with self.lock:
+                answer = self.answer if first.startswith(self.only) else None
+                if answer is None:
+                    self.carried.add(client)
+                elif first:
+                    self.failed += 1
+            if answer is None:
+                self._forward(client, first)
+            elif first:
+                client.sendall(answer)
+
+    def _forward(self, client: socket.socket, first: bytes) -> None:
+        try:
+            with socket.create_connection(self.target) as server:
+                server.sendall(first)
+                back = threading.Thread(target=pipe, args=(server, client), daemon=True)
+                back.start()
+                pipe(client, server)
+                back.join()
+        finally:
+            with self.lock:
+                self.carried.discard(client)
 
 
 def start_import(path, url: str, token: str) -> subprocess.Popen:
     args = [str(BIN / "product-importer"), "import", str(path), "--url", url, "--token", token]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def ended(command: subprocess.Popen) -> bool:
+    return command.poll() is not None
+
+
+def upload_complete(sql) -> bool:
+    return sql("SELECT count(*) FROM uploads WHERE completed_at IS NOT NULL")[0][0] == 1
+
+
+def test_a_remote_import_rides_out_a_server_that_stops_answering_for_a_while(
+    tmp_path, live_server, live_worker, accounts, sql, held_file, holding_rejections
+):
+    # The first 502 of a proxy (or a restart's refused connection) ended the command with a
+    # traceback (JSONDecodeError), the import going on unwatched.
+    path = tmp_path / "held.csv"
+    path.write_bytes(held_file.data)
+    outage = Outage(live_server)
+
+    with holding_rejections() as reading:  # stops half-way through reading
+        command = start_import(path, outage.url, accounts["editor"].token)
+        reading.wait_until_blocking()
+        wait_until(lambda: upload_complete(sql), "the file uploaded")
+        outage.fail(BAD_GATEWAY)
+        wait_until(lambda: outage.failed >= 3 or ended(command), "asked through the 502s")
+        outage.fail(b"")
+        wait_until(lambda: outage.failed >= 6 or ended(command), "asked through hang-ups")
+        outage.end()
+    stdout, stderr = command.communicate(timeout=300)
+    outage.close()
+
+    assert command.returncode == 0, stdout + stderr
+    assert "Traceback" not in stderr
+    shown = summary(stdout)
+    assert shown["Outcome"] == "Completed with errors", stdout
+    assert shown["Rows read"] == f"{held_file.rows:,}"
+    assert shown["Rejected"] == f"{held_file.rejected:,}"
+
+
+def test_a_token_revoked_during_a_remote_import_stops_the_watch_saying_where_to_watch_it(
+    tmp_path, live_server, live_worker, http, sql, held_file, holding_rejections
+):
+    # It ended with a traceback (KeyError: 'message', the 401's JSON read as the job's).
+    path = tmp_path / "held.csv"
+    path.write_bytes(held_file.data)
+    token = http.post("/api/tokens", json={"name": "laptop", "role": "editor"}).json()
+
+    with holding_rejections() as reading:  # stops half-way through reading
+        command = start_import(path, live_server, token["token"])
+        reading.wait_until_blocking()
+        wait_until(lambda: upload_complete(sql), "the file uploaded")
+        assert http.delete(f"/api/tokens/{token['id']}").status_code == 204
+        stdout, stderr = command.communicate(timeout=300)
+        (job,) = http.get("/api/imports").json()["items"]
+
+    assert command.returncode == 1, stdout + stderr
+    assert stderr.splitlines()[-1] == (
+        f"Error: Stopped watching import {job['id']}: That token is not valid (unknown, "
+        "expired, revoked, or its account deactivated). The import goes on on the server: "
+        f"watch it at {live_server}/imports/{job['id']}"
+    ), stderr
+    assert job["status"] == "running"
+    wait_for(http, job["id"], lambda job: job["status"] == "completed_with_errors", "ended")
 
 
 def test_a_remote_import_ends_with_the_summary_and_where_to_get_its_rejected_rows(
@@ -40,3 +181,32 @@ def test_a_remote_import_ends_with_the_summary_and_where_to_get_its_rejected_row
     assert http.get(where[1]).status_code == 200
     rejected = http.get(where[2])
     assert rejected.status_code == 200 and "Nameless" in rejected.text
+
+
+def test_an_upload_the_server_stops_taking_ends_saying_how_far_it_got_its_import_cancelled(
+    tmp_path, live_server, live_worker, accounts, http, sql
+):
+    # After its ten tries it said "The upload failed: the server answered 502." alone, and the
+    # server's import was left waiting for the rest of the file.
+    path = tmp_path / "catalog.csv"
+    path.write_bytes(b"sku,name\r\nA-1,Apple\r\n")
+    outage = Outage(live_server)
+    outage.fail(BAD_GATEWAY, only=b"PATCH ")
+
+    command = start_import(path, outage.url, accounts["editor"].token)
+    stdout, stderr = command.communicate(timeout=300)
+    outage.close()
+
+    (job,) = http.get("/api/imports").json()["items"]
+    assert command.returncode == 1, stdout + stderr
+    assert outage.failed == remote.RETRIES + 1
+    said = (
+        rf"Error: The upload stopped at 0 B of 21 B: {outage.url} did not take the rest in "
+        rf"{remote.RETRIES} tries \((HTTP 502|connection dropped)\)\. Import {job['id']} was "
+        r"cancelled: run this command again once the server answers\."
+    )
+    assert re.fullmatch(said, stderr.splitlines()[-1]), stderr
+    wait_until(
+        lambda: http.get(f"/api/imports/{job['id']}").json()["status"] == "cancelled", "cancelled"
+    )
+    assert sql("SELECT count(*) FROM uploads")[0][0] == 0  # removed, as Ctrl-C removes it

@@ -3,7 +3,8 @@ resumable (tus) upload, which survives a flaky link: a failed piece is retried f
 the server has. The import is asked for as soon as the upload exists, so the server reads the
 rows while they arrive and applies them after the last byte. Between pieces it looks at the
 import: one that failed on the file's own bytes stops the upload, as the upload page does.
-The bars and the summary are the local command's (`display.py`), read from the job's JSON.
+The bars and the summary are the local command's (`display.py`), read from the job's JSON; a
+server out of reach for a while (a restart, a proxy's 502) is waited for, then said.
 """
 
 import contextlib
@@ -28,6 +29,10 @@ PIECE_BYTES = 8 * 1024 * 1024  # one PATCH each; a dropped one costs at most thi
 RETRIES = 10
 RETRY_DELAY_SECONDS = 3
 POLL_SECONDS = 0.5
+# A server restarting, or a proxy answering 502 meanwhile, is asked again for this long before
+# the command stops watching (the import goes on there); each look waits for at most LOOK_SECONDS.
+WATCH_PATIENCE_SECONDS = 60
+LOOK_SECONDS = 10
 
 
 def import_remotely(path: str, url: str, token: str, given: dict) -> int:
@@ -58,6 +63,8 @@ def _upload_and_import(http: httpx.Client, base: str, path: str, options: dict, 
         job = started["job"] = _ask_for_import(http, uploader.url.rsplit("/", 1)[-1], options)
         failed = _send(uploader, size, lambda: _failed_for_good(http, job["id"]))
     except (TusCommunicationError, TusUploadFailed) as error:
+        if "job" in started and _worth_retrying(error):  # retried, in vain: not a refusal
+            raise _gave_up_uploading(http, base, started, uploader.offset, size, error) from error
         raise click.ClickException(_tus_error(error, base)) from error
     if failed:
         _stop_upload(http, uploader.url)
@@ -70,6 +77,29 @@ def _upload_and_import(http: httpx.Client, base: str, path: str, options: dict, 
     return _report(_watch(http, base, job["id"]), base)
 
 
+def _gave_up_uploading(http, base: str, started: dict, sent: int, size: int, failure):
+    """The error of an upload the server stopped taking for RETRIES tries: its import is
+    cancelled if the server answers that (a new run starts afresh), else left to cancel."""
+    job_id = started["job"]["id"]
+    stopped = (
+        f"The upload stopped at {size_label(sent)} of {size_label(size)}: {base} did not take "
+        f"the rest in {RETRIES} tries ({_failure_why(failure)})."
+    )
+    try:
+        cancelled = http.post(f"/api/imports/{job_id}/cancel", timeout=LOOK_SECONDS)
+    except httpx.HTTPError:
+        cancelled = None
+    if cancelled is not None and cancelled.status_code == 202:
+        _stop_upload(http, started["upload"])
+        then = f"Import {job_id} was cancelled: run this command again once the server answers."
+    else:
+        then = (
+            f"Import {job_id} waits there for the rest of the file: cancel it at "
+            f"{base}/imports/{job_id}, and run this command again once the server answers."
+        )
+    return click.ClickException(f"{stopped} {then}")
+
+
 def _cancel_on_interrupt(http: httpx.Client, base: str, started: dict) -> int:
     """Ctrl-C: cancel the server's import and remove its upload, as the page's Cancel does; an
     import that ended meanwhile is reported as it ended."""
@@ -80,10 +110,14 @@ def _cancel_on_interrupt(http: httpx.Client, base: str, started: dict) -> int:
             _stop_upload(http, started["upload"])
         click.echo("Stopped (Ctrl-C) before the import was asked for: nothing changed.", err=True)
         return INTERRUPTED
-    answer = http.post(f"/api/imports/{job['id']}/cancel")
-    if answer.status_code not in (202, 409):  # 409: it had ended; its outcome is reported
+    try:
+        answer = http.post(f"/api/imports/{job['id']}/cancel", timeout=LOOK_SECONDS)
+        why = None if answer.status_code in (202, 409) else _api_error(answer)  # 409: it ended
+    except httpx.HTTPError as error:
+        why = f"{base} did not answer ({_briefly(error)})."
+    if why:
         raise click.ClickException(
-            f"Ctrl-C: import {job['id']} could not be cancelled: {_api_error(answer)} "
+            f"Ctrl-C: import {job['id']} could not be cancelled: {why} "
             f"Cancel it on its page: {base}/imports/{job['id']}"
         )
     _stop_upload(http, started["upload"])
@@ -129,7 +163,13 @@ def _options(given: dict) -> dict:
 
 
 def _ask_for_import(http: httpx.Client, upload_id: str, options: dict) -> dict:
-    response = http.post("/api/imports", json={"upload": upload_id, **options})
+    try:
+        response = http.post("/api/imports", json={"upload": upload_id, **options})
+    except httpx.HTTPError as error:  # it answered the upload's creation a moment ago
+        raise click.ClickException(
+            f"The import could not be asked for: {str(http.base_url).rstrip('/')} did not answer "
+            f"({_briefly(error)}). Run this command again once it does."
+        ) from error
     if response.status_code != 202:
         raise click.ClickException(_api_error(response))
     return response.json()
@@ -147,15 +187,16 @@ def _send(uploader, size: int, failed_for_good) -> dict | None:
             # A look per piece (8 MiB) costs little next to the piece it may spare.
             if uploader.offset and (failed := failed_for_good()):
                 return failed
-            _send_piece(uploader)
+            _send_piece(uploader, _waiting(bar, task, uploader.offset))
         display.show(bar, task, "Uploaded", [f"{size_label(size)} sent"], max(size, 1))
     return None
 
 
-def _send_piece(uploader) -> None:
+def _send_piece(uploader, waiting) -> None:
     """Send the next piece; what a retry can mend (a dropped connection, a server error, a
-    piece still arriving) is retried from the server's offset up to RETRIES times. A refusal
-    (a file the server will not take) is raised at once: sending it again changes nothing."""
+    piece still arriving) is retried from the server's offset up to RETRIES times, said
+    through `waiting(why, what next)`. A refusal (a file the server will not take) is raised
+    at once: sending it again changes nothing."""
     for attempt in range(RETRIES + 1):
         try:
             if attempt:
@@ -168,7 +209,15 @@ def _send_piece(uploader) -> None:
             failure = error
         if attempt == RETRIES or not _worth_retrying(failure):
             raise failure
+        waiting(_failure_why(failure), f"sending again, try {attempt + 1} of {RETRIES}")
         time.sleep(RETRY_DELAY_SECONDS)
+
+
+def _failure_why(failure: TusCommunicationError) -> str:
+    """Why a piece did not go through, in a few words."""
+    if failure.status_code is None:
+        return _briefly(failure)
+    return f"HTTP {failure.status_code}"
 
 
 def _worth_retrying(failure: TusCommunicationError) -> bool:
@@ -202,13 +251,55 @@ def _watch(http: httpx.Client, base: str, job_id: int) -> dict:
     final job."""
     with display.progress_bar(Console(stderr=True)) as bar:
         task = bar.add_task(f"Import {job_id}", total=100, phase="Queued", figures="")
+        percent = 0
         while True:
-            job = http.get(f"/api/imports/{job_id}").json()
+            job = _look(http, base, job_id, _waiting(bar, task, percent))
             if job["status"] in FINISHED:  # the server rebuilds the search index on its own
                 display.show_job(bar, task, job | {"search_index": None})
                 return job
             display.show_job(bar, task, job)
+            percent = job["percent"]
             time.sleep(POLL_SECONDS)
+
+
+def _waiting(bar, task, completed: float):
+    """What shows on the bar while the server does not answer: why, and what is done next."""
+
+    def show(why: str, then: str) -> None:
+        display.show(bar, task, "Waiting", [why, then], completed)
+
+    return show
+
+
+def _look(http: httpx.Client, base: str, job_id: int, waiting) -> dict:
+    """The job as the server has it now. No answer, or a server error, is asked again for
+    WATCH_PATIENCE_SECONDS (said through `waiting(why, what next)`); then, or at once when the
+    server refuses the token, the command stops watching and says where to watch the import."""
+    since = time.monotonic()
+    while True:
+        try:
+            response = http.get(f"/api/imports/{job_id}", timeout=LOOK_SECONDS)
+        except httpx.HTTPError as error:
+            why = _briefly(error)
+        else:
+            if response.status_code in (401, 403, 404):  # asking again changes nothing
+                raise _stopped_watching(base, job_id, _api_error(response))
+            with contextlib.suppress(ValueError):
+                if response.status_code == 200:
+                    return response.json()
+            why = f"HTTP {response.status_code}"
+        if time.monotonic() - since >= WATCH_PATIENCE_SECONDS:
+            waited = f"{base} did not answer for {WATCH_PATIENCE_SECONDS} s ({why})."
+            raise _stopped_watching(base, job_id, waited)
+        waiting(why, "asking again")
+        time.sleep(1)
+
+
+def _stopped_watching(base: str, job_id: int, why: str) -> click.ClickException:
+    return click.ClickException(
+        f"Stopped watching import {job_id}: {why} The import goes on on the server: watch "
+        f"it at {base}/imports/{job_id}"
+    )
 
 
 def _report(job: dict, base: str) -> int:
@@ -272,3 +363,18 @@ def _unreachable(error: str, base: str) -> str:
 def _no_answer(error: str) -> str:
     """A connection error's text (urllib3's) as a person would say it."""
     return next((said for marks, said in NO_ANSWER if any(m in error for m in marks)), error)
+
+
+# A connection error (httpx's, or urllib3's through requests) in the words of a bar's figure.
+BRIEFLY = (
+    (("Connection refused",), "connection refused"),
+    (("timed out", "Timeout"), "no answer in time"),
+    (("disconnected", "reset", "aborted", "RemoteDisconnected"), "connection dropped"),
+    (("NameResolutionError", "Name or service not known"), "host name not found"),
+)
+
+
+def _briefly(error: Exception) -> str:
+    """Why a request had no answer, in a few words (a timeout's text may be empty)."""
+    text = f"{type(error).__name__}: {error}"
+    return next((said for marks, said in BRIEFLY if any(m in text for m in marks)), "no answer")
