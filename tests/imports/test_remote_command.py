@@ -87,8 +87,9 @@ class Outage:
                 self.carried.discard(client)
 
 
-def start_import(path, url: str, token: str) -> subprocess.Popen:
+def start_import(path, url: str, token: str, *options: str) -> subprocess.Popen:
     args = [str(BIN / "product-importer"), "import", str(path), "--url", url, "--token", token]
+    args += options
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -210,3 +211,24 @@ def test_an_upload_the_server_stops_taking_ends_saying_how_far_it_got_its_import
         lambda: http.get(f"/api/imports/{job['id']}").json()["status"] == "cancelled", "cancelled"
     )
     assert sql("SELECT count(*) FROM uploads")[0][0] == 0  # removed, as Ctrl-C removes it
+
+
+def test_a_remote_import_past_its_limit_is_followed_by_what_mends_it(
+    tmp_path, live_server, live_worker, accounts, http
+):
+    # The local command says which option mends it; the remote one printed the API's words
+    # alone ("retry with a higher max_invalid").
+    path = tmp_path / "items.csv"
+    path.write_text("sku,name\nA-1,Apple\n,Nameless\n,Nameless too\n")
+    args = ["--max-invalid", "1"]
+
+    command = start_import(path, live_server, accounts["editor"].token, *args)
+    stdout, stderr = command.communicate(timeout=300)
+
+    (job,) = http.get("/api/imports").json()["items"]
+    assert command.returncode == 1, stdout + stderr
+    assert stderr.splitlines()[-1] == (
+        f"To import its valid rows anyway: product-importer import {path} --url {live_server} "
+        "--max-invalid 100% (or on its page, without sending the file again: "
+        f"{live_server}/imports/{job['id']})"
+    ), stderr

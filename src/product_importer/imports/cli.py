@@ -25,8 +25,6 @@ from ..extensions import db
 from ..webhooks import delivery, events
 from ..webhooks.models import Delivery
 from . import display, options, plans, queue, service, uploads
-from .csv_rows import MISSING_COLUMNS
-from .failures import TOO_MANY_INVALID
 from .states import INTERRUPTED, Status
 
 POLL_SECONDS = 0.25
@@ -125,7 +123,9 @@ def _run_and_watch(job_id: int, path: str | None = None) -> int:
                 return INTERRUPTED
         runner.join()  # it sends the import's webhooks before it ends
     code = _report(Console(), job, tasks.sent)
-    _say_next_step(job, path or job.filename)
+    display.say_next_step(
+        job.to_dict(), f"product-importer import {shlex.quote(path or job.filename)}"
+    )
     return INTERRUPTED if interrupted and job.status == Status.CANCELLED else code
 
 
@@ -237,21 +237,6 @@ def _report(console: Console, job, sent: list[int]) -> int:
     rows = _rejected_rows(job) + _webhook_rows(sent)
     apply = f"Apply it: product-importer import --apply {job.id}"
     return display.report(console, job.to_dict(), rows, apply)
-
-
-def _say_next_step(job, path: str) -> None:
-    """After a failure the options mend, the command that mends it: the pages' buttons are out
-    of reach here, and the error names them in the API's words."""
-    again = f"product-importer import {shlex.quote(path)}"
-    if job.error_code == TOO_MANY_INVALID:
-        click.echo(f"To import its valid rows anyway: {again} --max-invalid 100%", err=True)
-    elif job.status == Status.FAILED and (job.error or "").startswith(MISSING_COLUMNS):
-        mapping = '\'{"sku": "<column>", "name": "<column>"}\''
-        click.echo(
-            f"To import it, name the columns of its header that hold each field: {again} "
-            f"--columns {mapping}",
-            err=True,
-        )
 
 
 def _rejected_rows(job) -> list[tuple[str, str]]:

@@ -11,6 +11,8 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 
 from ..timeutil import aware, utcnow
+from .csv_rows import MISSING_COLUMNS
+from .failures import TOO_MANY_INVALID
 from .models import superseded_note
 from .states import FINISHED, SUCCEEDED, Status
 from .views import OUTCOMES, seconds_label
@@ -150,3 +152,22 @@ def summary_rows(job: dict) -> list[tuple[str, str]]:
     if job["rows_superseded"]:
         rows.append(("Repeated SKUs", superseded_note(job["rows_superseded"])))
     return rows
+
+
+def say_next_step(job: dict, again: str, page: str | None = None) -> None:
+    """After a failure the options mend, the command that mends it (`again`, with the option),
+    and on a server the `page` whose button does it without sending the file again: the error
+    names them in the API's words."""
+    if job["error_code"] == TOO_MANY_INVALID:
+        step = f"To import its valid rows anyway: {again} --max-invalid 100%"
+    elif job["status"] == Status.FAILED and (job["error"] or "").startswith(MISSING_COLUMNS):
+        mapping = '\'{"sku": "<column>", "name": "<column>"}\''
+        step = (
+            "To import it, name the columns of its header that hold each field: "
+            f"{again} --columns {mapping}"
+        )
+    else:
+        return
+    if page:
+        step += f" (or on its page, without sending the file again: {page})"
+    click.echo(step, err=True)

@@ -10,6 +10,7 @@ server out of reach for a while (a restart, a proxy's 502) is waited for, then s
 import contextlib
 import json
 import os
+import shlex
 import time
 from urllib.parse import urlsplit
 
@@ -74,7 +75,11 @@ def _upload_and_import(http: httpx.Client, base: str, path: str, options: dict, 
             "of the file could not change this."
         )
         return _report(failed, base)
-    return _report(_watch(http, base, job["id"]), base)
+    ended = _watch(http, base, job["id"])
+    code = _report(ended, base)
+    again = f"product-importer import {shlex.quote(path)} --url {base}"
+    display.say_next_step(ended, again, f"{base}/imports/{ended['id']}")
+    return code
 
 
 def _gave_up_uploading(http, base: str, started: dict, sent: int, size: int, failure):
