@@ -7,6 +7,8 @@ import subprocess
 import threading
 from urllib.parse import urlsplit
 
+import pytest
+
 from product_importer.imports import remote
 from tests.conftest import BIN
 from tests.helpers import wait_until
@@ -15,6 +17,7 @@ from tests.imports.conftest import wait_for
 from .test_tus_served import pipe, summary
 
 BODY = b"<h1>502 Bad Gateway</h1>"
+HANG = b"(no answer)"
 BAD_GATEWAY = (
     b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\nConnection: close\r\n"
     b"Content-Length: %d\r\n\r\n%s" % (len(BODY), BODY)
@@ -25,7 +28,8 @@ class Outage:
     """A proxy in front of the server that passes everything through until `fail(answer)`:
     then it cuts the connections it carries, and answers each new request with `answer` (a
     proxy's 502; b"" hangs up, as a server restarting does), counting them in `failed`, until
-    `end()`. `fail(answer, only=b"PATCH ")` fails the requests of that method alone."""
+    `end()`. `fail(answer, only=b"PATCH ")` fails the requests of that method alone; with
+    answer HANG, they are never answered (until `close()`)."""
 
     def __init__(self, target_url: str):
         parts = urlsplit(target_url)
@@ -37,6 +41,7 @@ class Outage:
         self.failed = 0
         self.carried: set[socket.socket] = set()
         self.lock = threading.Lock()
+        self.closed = threading.Event()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def fail(self, answer: bytes, only: bytes = b"") -> None:
@@ -50,6 +55,7 @@ class Outage:
             self.answer = None
 
     def close(self) -> None:
+        self.closed.set()
         self.listener.close()
 
     def _accept(self) -> None:
@@ -71,6 +77,8 @@ class Outage:
                     self.failed += 1
             if answer is None:
                 self._forward(client, first)
+            elif answer is HANG:
+                self.closed.wait()
             elif first:
                 client.sendall(answer)
 
@@ -87,10 +95,23 @@ class Outage:
                 self.carried.discard(client)
 
 
-def start_import(path, url: str, token: str, *options: str) -> subprocess.Popen:
-    args = [str(BIN / "product-importer"), "import", str(path), "--url", url, "--token", token]
-    args += options
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+@pytest.fixture
+def start_import():
+    """Return a function that starts the command on `path` for the server at `url`; whatever it
+    started is stopped when the test ends (one that hangs must not outlive its test)."""
+    started: list[subprocess.Popen] = []
+
+    def start(path, url: str, token: str, *options: str) -> subprocess.Popen:
+        args = [str(BIN / "product-importer"), "import", str(path), "--url", url]
+        args += ["--token", token, *options]
+        started.append(
+            subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        )
+        return started[-1]
+
+    yield start
+    for command in started:
+        command.kill()
 
 
 def ended(command: subprocess.Popen) -> bool:
@@ -102,7 +123,7 @@ def upload_complete(sql) -> bool:
 
 
 def test_a_remote_import_rides_out_a_server_that_stops_answering_for_a_while(
-    tmp_path, live_server, live_worker, accounts, sql, held_file, holding_rejections
+    tmp_path, start_import, live_server, live_worker, accounts, sql, held_file, holding_rejections
 ):
     # The first 502 of a proxy (or a restart's refused connection) ended the command with a
     # traceback (JSONDecodeError), the import going on unwatched.
@@ -131,7 +152,7 @@ def test_a_remote_import_rides_out_a_server_that_stops_answering_for_a_while(
 
 
 def test_a_token_revoked_during_a_remote_import_stops_the_watch_saying_where_to_watch_it(
-    tmp_path, live_server, live_worker, http, sql, held_file, holding_rejections
+    tmp_path, start_import, live_server, live_worker, http, sql, held_file, holding_rejections
 ):
     # It ended with a traceback (KeyError: 'message', the 401's JSON read as the job's).
     path = tmp_path / "held.csv"
@@ -157,7 +178,7 @@ def test_a_token_revoked_during_a_remote_import_stops_the_watch_saying_where_to_
 
 
 def test_a_remote_import_ends_with_the_summary_and_where_to_get_its_rejected_rows(
-    tmp_path, live_server, live_worker, accounts, http
+    tmp_path, start_import, live_server, live_worker, accounts, http
 ):
     # It printed one line, "completed_with_errors: 3 rows read, ...", where the local command
     # prints a table; and no word of the rejected rows.
@@ -185,7 +206,7 @@ def test_a_remote_import_ends_with_the_summary_and_where_to_get_its_rejected_row
 
 
 def test_an_upload_the_server_stops_taking_ends_saying_how_far_it_got_its_import_cancelled(
-    tmp_path, live_server, live_worker, accounts, http, sql
+    tmp_path, start_import, live_server, live_worker, accounts, http, sql
 ):
     # After its ten tries it said "The upload failed: the server answered 502." alone, and the
     # server's import was left waiting for the rest of the file.
@@ -214,7 +235,7 @@ def test_an_upload_the_server_stops_taking_ends_saying_how_far_it_got_its_import
 
 
 def test_a_remote_import_past_its_limit_is_followed_by_what_mends_it(
-    tmp_path, live_server, live_worker, accounts, http
+    tmp_path, start_import, live_server, live_worker, accounts, http
 ):
     # The local command says which option mends it; the remote one printed the API's words
     # alone ("retry with a higher max_invalid").
@@ -232,3 +253,23 @@ def test_a_remote_import_past_its_limit_is_followed_by_what_mends_it(
         "--max-invalid 100% (or on its page, without sending the file again: "
         f"{live_server}/imports/{job['id']})"
     ), stderr
+
+
+def test_a_piece_the_server_never_answers_is_sent_again(
+    tmp_path, start_import, live_server, live_worker, accounts
+):
+    # tuspy waits for an answer for ever: a server or proxy that took a piece and never
+    # answered held the upload for good, its bar still.
+    path = tmp_path / "catalog.csv"
+    path.write_bytes(b"sku,name\r\nA-1,Apple\r\n")
+    outage = Outage(live_server)
+    outage.fail(HANG, only=b"PATCH ")
+
+    command = start_import(path, outage.url, accounts["editor"].token)
+    wait_until(lambda: outage.failed == 1 or ended(command), "the first piece sent")
+    outage.end()  # the next try goes through
+    stdout, stderr = command.communicate(timeout=600)
+    outage.close()
+
+    assert command.returncode == 0, stdout + stderr
+    assert summary(stdout)["Outcome"] == "Completed"

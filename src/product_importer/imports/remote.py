@@ -29,6 +29,7 @@ from .views import size_label
 PIECE_BYTES = 8 * 1024 * 1024  # one PATCH each; a dropped one costs at most this much again
 RETRIES = 10
 RETRY_DELAY_SECONDS = 3
+ANSWER_SECONDS = 60  # the longest wait for the server's answer to an upload's request
 POLL_SECONDS = 0.5
 # A server restarting, or a proxy answering 502 meanwhile, is asked again for this long before
 # the command stops watching (the import goes on there); each look waits for at most LOOK_SECONDS.
@@ -48,7 +49,7 @@ def import_remotely(path: str, url: str, token: str, given: dict) -> int:
         )
     headers = {"Authorization": f"Bearer {token}"}
     started: dict = {}  # the upload's address and the job, once the server has them
-    with httpx.Client(base_url=base, headers=headers, timeout=60) as http:
+    with httpx.Client(base_url=base, headers=headers, timeout=60) as http, _answered_in_time():
         try:
             return _upload_and_import(http, base, path, options, started)
         except KeyboardInterrupt:
@@ -131,6 +132,25 @@ def _cancel_on_interrupt(http: httpx.Client, base: str, started: dict) -> int:
     ended = _watch(http, base, job["id"])
     code = _report(ended, base)
     return INTERRUPTED if ended["status"] == Status.CANCELLED else code
+
+
+@contextlib.contextmanager
+def _answered_in_time():
+    """Give tuspy's requests a timeout while the command runs. It takes none, and requests
+    waits for ever by default: a server or proxy that took a piece and never answered held the
+    upload for good, where a timeout is retried like any lost piece. Its calls all go through
+    `requests.api.request`."""
+    untimed = requests.api.request
+
+    def request(method, url, **kwargs):
+        kwargs.setdefault("timeout", ANSWER_SECONDS)
+        return untimed(method, url, **kwargs)
+
+    requests.api.request = request
+    try:
+        yield
+    finally:
+        requests.api.request = untimed
 
 
 def _server_address(url: str) -> str:
