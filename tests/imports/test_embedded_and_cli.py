@@ -207,6 +207,20 @@ def test_the_import_command_prints_the_outcome_and_exits_0(tmp_path, catalog, cl
     )
 
 
+def test_a_file_whose_name_and_columns_hold_brackets_is_summed_up_as_they_are(tmp_path, catalog):
+    # rich read "[/note]" as its markup: the summary ended in a MarkupError, after the import;
+    # and the title said "prices.csv", "[red]" taken for a colour.
+    path = tmp_path / "[red]prices.csv"
+    path.write_text("sku,name,[/note]\nA-1,Apple,x\n")
+
+    result = run_import_command(path)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    words = " ".join(result.stdout.split())  # the title wraps at the table's width
+    assert re.search(r"Import #\d+: \[red\]prices\.csv", words), result.stdout
+    assert "Warning: Unknown columns were ignored: [/note]." in result.stdout
+
+
 def test_the_import_command_sends_its_webhook_before_it_returns(tmp_path, client, live_worker):
     receiver = Receiver()
     create_endpoint(client, receiver.url, events=("import.completed",))

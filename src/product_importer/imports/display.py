@@ -7,6 +7,7 @@ from datetime import datetime
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 
@@ -32,7 +33,7 @@ def progress_bar(console: Console) -> Progress:
         TextColumn("[bold]{task.fields[phase]:<9}"),
         BarColumn(bar_width=BAR_WIDTH),
         TaskProgressColumn(),
-        TextColumn("{task.fields[figures]}"),
+        TextColumn("{task.fields[figures]}", markup=False),  # a server's words, not markup
     )
     return Progress(*columns, console=console, refresh_per_second=8)
 
@@ -117,19 +118,21 @@ def report(
     """Print the outcome as a table, with the summary's rows and then `rows`, and the lines
     `after` it (an address, whole on its line: cut in a cell, it could not be copied); a plan
     is followed by how to `apply` it, then the warnings and the error (on stderr). Return the
-    exit code: 0 for a completed import or a plan."""
-    table = Table(title=f"Import #{job['id']}: {job['filename']}", show_header=False)
+    exit code: 0 for a completed import or a plan. A file's name, its columns in a warning or a
+    webhook's error are escaped: rich took a "[/b]" in them for its markup, and failed."""
+    title = escape(f"Import #{job['id']}: {job['filename']}")
+    table = Table(title=title, show_header=False)
     table.add_column(style="bold")
     table.add_column()
     for name, value in summary_rows(job) + rows:
-        table.add_row(name, value)
+        table.add_row(name, escape(value))
     console.print(table)
     for line in after:
-        console.print(line, soft_wrap=True)
+        console.print(escape(line), soft_wrap=True)
     if job["status"] == Status.PLANNED:
-        console.print(f"Nothing has changed yet. {apply}", soft_wrap=True)
+        console.print(escape(f"Nothing has changed yet. {apply}"), soft_wrap=True)
     for warning in job["warnings"]:
-        console.print(f"Warning: {warning}", style="yellow", soft_wrap=True)
+        console.print(escape(f"Warning: {warning}"), style="yellow", soft_wrap=True)
     if job["error"]:
         click.echo(f"Error: {job['error']}", err=True)
     return 0 if job["status"] in SUCCEEDED | {Status.PLANNED} else 1
