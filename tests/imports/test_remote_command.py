@@ -14,7 +14,7 @@ from tests.conftest import BIN
 from tests.helpers import wait_until
 from tests.imports.conftest import wait_for
 
-from .test_tus_served import pipe, summary
+from .test_tus_served import PieceGate, pipe, several_pieces, summary
 
 BODY = b"<h1>502 Bad Gateway</h1>"
 HANG = b"(no answer)"
@@ -273,3 +273,29 @@ def test_a_piece_the_server_never_answers_is_sent_again(
 
     assert command.returncode == 0, stdout + stderr
     assert summary(stdout)["Outcome"] == "Completed"
+
+
+def test_a_token_revoked_during_the_upload_is_said_with_where_to_cancel_the_import(
+    tmp_path, start_import, live_server, live_worker, http
+):
+    # It said the server's 401 alone ("That token is not valid ..."), the server's import left
+    # waiting for the rest of the file, with no word of it.
+    path = tmp_path / "catalog.csv"
+    path.write_bytes(several_pieces(b"sku,name\r\n"))
+    token = http.post("/api/tokens", json={"name": "laptop", "role": "editor"}).json()
+    gate = PieceGate(live_server)  # holds the second piece until it opens
+
+    command = start_import(path, gate.url, token["token"])
+    wait_until(lambda: gate.pieces == 2 or ended(command), "the second piece sent")
+    assert http.delete(f"/api/tokens/{token['id']}").status_code == 204
+    gate.open()
+    stdout, stderr = command.communicate(timeout=300)
+    gate.close()
+
+    (job,) = http.get("/api/imports").json()["items"]
+    assert command.returncode == 1, stdout + stderr
+    assert stderr.splitlines()[-1] == (
+        "Error: That token is not valid (unknown, expired, revoked, or its account "
+        f"deactivated). Import {job['id']} waits on the server for the rest of the file: "
+        f"cancel it on its page {gate.url}/imports/{job['id']}"
+    ), stderr

@@ -67,6 +67,8 @@ def _upload_and_import(http: httpx.Client, base: str, path: str, options: dict, 
     except (TusCommunicationError, TusUploadFailed) as error:
         if "job" in started and _worth_retrying(error):  # retried, in vain: not a refusal
             raise _gave_up_uploading(http, base, started, uploader.offset, size, error) from error
+        if "job" in started and error.status_code in (401, 403):  # it cannot be cancelled
+            raise click.ClickException(_refused_midway(error, base, job["id"])) from error
         raise click.ClickException(_tus_error(error, base)) from error
     if failed:
         _stop_upload(http, uploader.url)
@@ -104,6 +106,15 @@ def _gave_up_uploading(http, base: str, started: dict, sent: int, size: int, fai
             f"{base}/imports/{job_id}, and run this command again once the server answers."
         )
     return click.ClickException(f"{stopped} {then}")
+
+
+def _refused_midway(failure: TusCommunicationError, base: str, job_id: int) -> str:
+    """The token refused half-way (revoked, expired): the server's words, and where the import
+    that waits for the rest of the file can be cancelled, as this command no longer can."""
+    return (
+        f"{_tus_error(failure, base)} Import {job_id} waits on the server for the rest of the "
+        f"file: cancel it on its page {base}/imports/{job_id}"
+    )
 
 
 def _cancel_on_interrupt(http: httpx.Client, base: str, started: dict) -> int:
