@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import insert, select, text
 
 from tests.conftest import free_port
+from tests.helpers import wait_until
 
 from .conftest import create_endpoint
 from .receiver import Answer, Receiver, verify
@@ -418,3 +419,56 @@ def test_a_description_with_a_control_character_is_refused_naming_it(api, receiv
             "description": "Must be text of at most 255 characters, without control characters."
         }
     assert api.get(f"/api/webhooks/{hook['id']}").get_json()["description"] == "CRM"
+
+
+# A delivery row of the test's own, never committed, with the id the next delivery will get:
+# the next insert of a delivery waits on it until the test lets go (its webhook is the test's
+# own too, seen by no one else).
+HOLD_NEXT_DELIVERY = """
+WITH hook AS (
+    INSERT INTO webhook_endpoints (url, events, secret, created_at, updated_at)
+    VALUES ('http://held.invalid/', '[]', 'whsec_held', now(), now()) RETURNING id
+)
+INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, payload, status,
+                                attempts, created_at)
+SELECT nextval(pg_get_serial_sequence('webhook_deliveries', 'id')) + 1, hook.id, 'evt_held',
+       'ping', '{}', 'failed', 1, now()
+FROM hook
+"""
+BLOCKED_BY = "SELECT pid FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"
+
+
+def test_redeliver_and_a_delete_of_its_webhook_at_once_both_succeed(http, holding, sql, receiver):
+    """Redeliver (one admin) while Delete of its webhook (another) runs: the delete waits for
+    the redelivery, then deletes the webhook with every delivery. Redeliver took the delivery
+    before the webhook, a delete the webhook before its deliveries: PostgreSQL ended one of
+    them as a deadlock, and the delete answered 500."""
+    hook = http.post("/api/webhooks", json={"url": receiver.url, "events": ["product.created"]})
+    webhook = f"/api/webhooks/{hook.json()['id']}"
+    assert http.post(f"{webhook}/test").json()["ok"]
+    [ping] = http.get(f"{webhook}/deliveries").json()["items"]
+    answers = {}
+
+    def ask(name: str, method: str, url: str) -> threading.Thread:
+        def run():
+            answers[name] = http.request(method, url)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    with holding(HOLD_NEXT_DELIVERY) as held:
+        # the redelivery has taken its locks and waits to insert the new delivery
+        redeliver = ask("redeliver", "POST", f"{webhook}/deliveries/{ping['id']}/redeliver")
+        held.wait_until_blocking()
+        [(redeliverer,)] = sql(BLOCKED_BY, pid=held.pid)
+        delete = ask("delete", "DELETE", webhook)
+        wait_until(lambda: sql(BLOCKED_BY, pid=redeliverer), "the delete waiting")
+        held.release()
+        redeliver.join()
+        delete.join()
+
+    assert answers["redeliver"].status_code == 202, answers["redeliver"].text
+    assert answers["delete"].status_code == 204, answers["delete"].text
+    assert http.get(webhook).status_code == 404
+    assert sql("SELECT id FROM webhook_deliveries") == []

@@ -120,8 +120,11 @@ def redeliver(endpoint_id: int, delivery_id: int):
     audit.record(
         db.session, "webhook.redelivered", f"webhook {endpoint_id}", event=delivery.event_id
     )
+    # read before the commit: a delete of the webhook that waited for it may come between
+    # the commit and a reload, and the delivery be gone with its webhook
+    queued = delivery.to_dict()
     db.session.commit()
-    return jsonify(delivery.to_dict()), 202
+    return jsonify(queued), 202
 
 
 @bp.post("/<int:endpoint_id>/recover")
