@@ -9,8 +9,9 @@ import threading
 import time
 from datetime import timedelta
 
+import psutil
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from product_importer.extensions import db
 from product_importer.timeutil import utcnow
@@ -455,3 +456,44 @@ def test_redeliver_of_a_delivery_whose_worker_stopped_mid_attempt_is_taken(
     assert redelivered.status_code == 202, redelivered.get_json()
     wait_for(redelivered.get_json()["id"], "succeeded")
     assert len(receiver.requests) == 1
+
+
+def end_database_sessions(process) -> int:
+    """End the PostgreSQL sessions of a process and its children, as a database restart or a
+    network cut ends them; return how many were ended."""
+    top = psutil.Process(process.popen.pid)
+    ports = [
+        connection.laddr.port
+        for each in [top, *top.children(recursive=True)]
+        for connection in each.net_connections(kind="tcp")
+        if connection.raddr and connection.raddr.port == db.engine.url.port
+    ]
+    ended = text(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND client_port = ANY(:ports)"
+    )
+    with db.engine.begin() as conn:
+        return conn.execute(ended, {"ports": ports}).scalar()
+
+
+def test_an_attempt_whose_worker_loses_the_database_before_recording_it_is_recorded(
+    client, make_endpoint, receiver, live_worker
+):
+    """The database connection lost while the receiver answers (a restart, a network cut): the
+    worker records the answer on a new connection, and the event behind it follows at once.
+    The error left the delivery claimed, unrecorded, holding up the events behind it until
+    its message's grace ran out (3 minutes), and then sent it again."""
+    endpoint = make_endpoint(receiver.url)
+    receiver.answer(Answer(held=True))
+    (first,) = publish(data={**PRODUCT, "sku": "1st"})
+    receiver.wait_for_open(1)  # sent; the worker waits for the answer
+    (_, second) = publish(data={**PRODUCT, "sku": "2nd"})  # in line behind it
+
+    assert end_database_sessions(live_worker) >= 1
+    receiver.release()
+    wait_for(second, timeout=300)
+
+    [item, _] = client.get(f"/api/webhooks/{endpoint['id']}/deliveries").get_json()["items"][::-1]
+    assert (item["status"], item["attempts"], item["status_code"]) == ("succeeded", 1, 200)
+    assert [attempt["status_code"] for attempt in item["attempt_log"]] == [200]
+    assert [request.json()["data"]["sku"] for request in receiver.requests] == ["1st", "2nd"]

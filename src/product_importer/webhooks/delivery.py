@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Row, bindparam, delete, exists, insert, or_, select, update
+from sqlalchemy.exc import DBAPIError
 
 from ..extensions import db
 from ..metrics import pushed
@@ -117,6 +118,9 @@ RECORD = (
     # only while this attempt's claim holds: a worker that lost it records nothing
     .where(deliveries.c.id == bindparam("delivery_id"))
     .where(deliveries.c.attempts == bindparam("attempt"))
+    # not yet recorded: a record whose commit went through as its connection was lost is
+    # not recorded twice when tried again
+    .where(deliveries.c.locked_until.is_not(None))
     .values(
         locked_until=None,
         queued_until=None,  # a retry is the sweep's to send when it falls due
@@ -212,7 +216,7 @@ def _attempt(conn: Connection, delivery_id: int) -> tuple[Claim, Verdict] | None
     claim, endpoint = claimed
     started = utcnow()
     outcome, state = _decide(claim, endpoint)
-    _record(conn, claim, outcome, state, started)
+    _record_surely(conn, claim, outcome, state, started)
     pushed.webhook_attempt(outcome.verdict.value, outcome.response_time_ms)
     level = logging.DEBUG if outcome.ok else logging.INFO
     log.log(level, "webhook delivery %s attempt %s: %s", claim.id, claim.attempt, _said(outcome))
@@ -267,6 +271,26 @@ def _claim(conn: Connection, delivery_id: int) -> tuple[Claim, Row | None] | Non
             return None
         endpoint = conn.execute(ENDPOINT, {"endpoint_id": row.endpoint_id}).first()
     return Claim(*row), endpoint
+
+
+def _record_surely(
+    conn: Connection, claim: Claim, outcome: Outcome, state: dict, started: datetime
+) -> None:
+    """Record the attempt; again on a new connection if the database cut this one off (a
+    restart, a network cut, an admin ending it): unrecorded, the delivery would stay claimed,
+    holding up the events behind it for minutes, and be sent again."""
+    try:
+        _record(conn, claim, outcome, state, started)
+    except DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+        log.warning(
+            "webhook delivery %s attempt %s: the database connection was lost while recording "
+            "it; recording it on a new one",
+            claim.id,
+            claim.attempt,
+        )
+        _record(conn, claim, outcome, state, started)  # the connection reconnects when used
 
 
 def _record(
