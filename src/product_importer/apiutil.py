@@ -103,9 +103,10 @@ def csv_download(
     )
 
 
-def true_or_false(name: str) -> bool:
-    """A query argument `true` or `false` (left out or blank: false); raise Invalid otherwise."""
-    value = query_arg(name) or "false"
+def true_or_false(name: str, *, default: bool = False) -> bool:
+    """A query argument `true` or `false` (left out or blank: `default`); raise Invalid
+    otherwise."""
+    value = query_arg(name) or ("true" if default else "false")
     if value not in ("true", "false"):
         raise Invalid(f"{name} must be true or false.", details={name: "true or false."})
     return value == "true"

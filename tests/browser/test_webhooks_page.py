@@ -978,3 +978,38 @@ def test_older_deliveries_are_a_page_away_with_the_keyboard(page: Page, http, sq
     expect(status).to_have_text("Deliveries 51–100 of 120, newest first.")
     page.get_by_role("button", name="Redeliver product.created evt_69").click()
     expect(page.get_by_text("Delivery queued as a new delivery, first on page 1;")).to_be_visible()
+
+
+def test_open_deliveries_take_in_new_ones_without_counting_them_all_each_time(
+    page: Page, http, sql
+):
+    """A busy webhook keeps millions of deliveries (30 days), which take hundreds of ms to
+    count: the list refreshing every 2 s counts them once a minute, and adds the new ones on
+    top to that count meanwhile."""
+    hook = {"url": "http://127.0.0.1:9/hook", "events": ["product.created"]}
+    hook_id = http.post("/api/webhooks", json=hook).json()["id"]
+    add = (
+        "INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, payload, status, "
+        "attempts, status_code, response_time_ms, created_at) "
+        "SELECT :id, 'evt_' || n, 'product.created', '{}', 'succeeded', 1, 200, 30, now() "
+        "FROM generate_series(CAST(:start AS int), CAST(:stop AS int)) AS n"
+    )
+    sql(add, id=hook_id, start=0, stop=119)
+    asked = []
+    page.on(
+        "request",
+        lambda request: asked.append(request.url) if "/deliveries" in request.url else None,
+    )
+    page.goto("/webhooks")
+    page.get_by_role("button", name=f"Deliveries of {hook['url']}").click()
+    status = page.locator("#deliveries-status")
+    expect(status).to_have_text("Deliveries 1–50 of 120, newest first.")
+
+    sql(add, id=hook_id, start=120, stop=122)
+
+    expect(status).to_have_text("Deliveries 1–50 of 123, newest first.")
+    expect(page.locator("#deliveries-body tr").first).to_contain_text("evt_122")
+    expect(page.get_by_text("Page 1 of 3")).to_be_visible()
+    opened, *refreshes = asked
+    assert "total=false" not in opened
+    assert refreshes and all("total=false" in url for url in refreshes)

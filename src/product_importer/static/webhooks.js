@@ -17,8 +17,12 @@
   const LIST_REFRESH_MS = 5000;
   const MINUTE_MS = 60 * 1000;
   const DAY_MS = 24 * 60 * MINUTE_MS;
+  // Counting a webhook's deliveries reads every one kept: 150-250 ms a request for the 4 million
+  // a busy webhook keeps in 30 days (docs/benchmarks.md). A refresh counts them once a minute;
+  // meanwhile page 1 adds those new on top to the count, and other pages show the last one.
+  const COUNT_EVERY_MS = MINUTE_MS;
 
-  const state = { webhooks: [], tests: {}, editing: null, deleting: null, shown: null, deliveriesPage: 1 };
+  const state = { webhooks: [], tests: {}, editing: null, deleting: null, shown: null, deliveriesPage: 1, counted: null };
   let pollTimer = null;
   let listTimer = null;
   const list = { asked: 0, shown: 0, changes: 0, changedAt: 0 }; // the list's requests: loadWebhooks
@@ -592,14 +596,18 @@
     if (opener) opener.focus();
   }
 
-  async function loadDeliveries() {
+  /* `poll`: a refresh of the page as it is, which counts the deliveries only once a minute. */
+  async function loadDeliveries({ poll = false } = {}) {
     clearTimeout(pollTimer);
     const id = state.shown;
     if (id == null) return;
     try {
       const page = state.deliveriesPage;
-      const found = await api("GET", `/api/webhooks/${id}/deliveries?page=${page}`);
+      const carry = poll && countedLately(id);
+      const asked = await api("GET", `/api/webhooks/${id}/deliveries?page=${page}${carry ? "&total=false" : ""}`);
       if (state.shown !== id || state.deliveriesPage !== page) return; // another page was asked for
+      const found = carry ? carried(asked) : keepCount(id, asked);
+      if (!found) return loadDeliveries(); // what came meanwhile cannot be told: counted now
       if (page > found.pages) return turnDeliveries(found.pages - page); // fewer pages now: the last
       state.deliveryItems = found.items;
       // Rendered again only when something changed: an open attempt log stays open.
@@ -622,6 +630,34 @@
     }
     // New deliveries and retries show up while the list is open (not while the tab is hidden).
     if (state.shown === id) pollTimer = setTimeout(pollDeliveries, POLL_MS);
+  }
+
+  function countedLately(id) {
+    const last = state.counted;
+    return Boolean(last && last.id === id && Date.now() - last.at < COUNT_EVERY_MS);
+  }
+
+  /* Keep the count of a counted answer, with the newest delivery it took in (from page 1). */
+  function keepCount(id, found) {
+    const newest = found.page === 1 && found.items.length ? found.items[0].id : null;
+    state.counted = { id, total: found.total, newest, at: Date.now() };
+    return found;
+  }
+
+  /* An answer not counted, with the last count carried: on page 1 with the deliveries newer
+     than it on top; null when that cannot be told (more came than a page shows). */
+  function carried(found) {
+    const last = state.counted;
+    let { total } = found; // read off a page that is not full, which needs no count
+    if (total == null && !found.items.length) return null; // past the end: how far?
+    if (total == null && found.page === 1) {
+      const newer = found.items.findIndex((item) => item.id <= last.newest);
+      if (last.newest == null || newer < 0) return null;
+      total = last.total + newer;
+      state.counted = { ...last, total, newest: found.items[0].id };
+    }
+    total ??= last.total; // other pages: the last count, at most a minute old
+    return { ...found, total, pages: Math.max(1, Math.ceil(total / found.per_page)) };
   }
 
   /* "3 most recent deliveries, newest first." on one page; "Deliveries 51–100 of 230" on many. */
@@ -660,7 +696,7 @@
 
   function pollDeliveries() {
     if (document.hidden) pollTimer = setTimeout(pollDeliveries, POLL_MS);
-    else loadDeliveries();
+    else loadDeliveries({ poll: true });
   }
 
   function deliveryRow(item) {
@@ -846,7 +882,7 @@
     $("rotate-secret-button").addEventListener("click", rotateSecret);
     $("delete-confirm").addEventListener("click", deleteConfirmed);
     $("deliveries-body").addEventListener("click", onDeliveriesClick);
-    $("deliveries-refresh").addEventListener("click", loadDeliveries);
+    $("deliveries-refresh").addEventListener("click", () => loadDeliveries());
     $("deliveries-newer").addEventListener("click", () => turnDeliveries(-1));
     $("deliveries-older").addEventListener("click", () => turnDeliveries(1));
     $("deliveries-close").addEventListener("click", closeDeliveries);

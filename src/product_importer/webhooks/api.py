@@ -6,7 +6,14 @@ from flask_login import current_user
 from ..accounts import audit
 from ..accounts.auth import requires
 from ..accounts.roles import Role
-from ..apiutil import json_object, json_object_or_none_sent, page_count, paging, query_arg
+from ..apiutil import (
+    json_object,
+    json_object_or_none_sent,
+    page_count,
+    paging,
+    query_arg,
+    true_or_false,
+)
 from ..extensions import db
 from ..security import refuse_cross_site_requests
 from ..timeutil import iso
@@ -94,12 +101,13 @@ def test_webhook(endpoint_id: int):
 def list_deliveries(endpoint_id: int):
     """Return a page of the endpoint's deliveries, newest first, each with its attempt log."""
     page, per_page = _delivery_paging()
+    counted = true_or_false("total", default=True)
     found = service.list_deliveries(db.session, endpoint_id, limit=per_page, page=page)
-    total = service.count_deliveries(db.session, endpoint_id)
+    total = service.deliveries_total(db.session, endpoint_id, page, per_page, len(found), counted)
     return jsonify(
         items=[delivery.to_dict(attempts) for delivery, attempts in found],
         page=page,
-        pages=page_count(total, per_page),
+        pages=None if total is None else page_count(total, per_page),
         per_page=per_page,
         total=total,
     )

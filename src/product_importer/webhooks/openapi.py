@@ -178,11 +178,16 @@ def _delivery() -> dict:
 
 def _delivery_page() -> dict:
     """`{"items": [Delivery, ...], "page", "per_page", "total", "pages"}`."""
-    numbers = {name: {"type": "integer"} for name in ("page", "per_page", "total", "pages")}
+    numbers = {name: {"type": "integer"} for name in ("page", "per_page")}
+    uncounted = "null when asked with total=false and the page is full (not counted)"
+    counts = {
+        "total": {**NULLABLE_INT, "description": f"Every delivery kept, exactly; {uncounted}"},
+        "pages": {**NULLABLE_INT, "description": uncounted},
+    }
     return {
         "type": "object",
         "required": ["items", "page", "per_page", "total", "pages"],
-        "properties": {"items": {"type": "array", "items": ref("Delivery")}, **numbers},
+        "properties": {"items": {"type": "array", "items": ref("Delivery")}, **numbers, **counts},
     }
 
 
@@ -198,6 +203,12 @@ def paths() -> dict:
         ),
         query("per_page", per_page, "Deliveries a page"),
         query("limit", per_page, "per_page's first name, used when per_page is not given"),
+        query(
+            "total",
+            {"type": "boolean", "default": True},
+            "false: leave out the count of every delivery (total and pages null) unless the "
+            "page is not full; for a page refreshing every few seconds",
+        ),
     ]
     return {
         "/api/webhooks": {
@@ -257,7 +268,10 @@ def paths() -> dict:
                 f"({DELIVERY_RETENTION.days} days are kept)",
                 {
                     "200": json_response(_delivery_page(), "OK"),
-                    "422": error("page, per_page or limit not a whole number from 1, over 200"),
+                    "422": error(
+                        "page, per_page or limit not a whole number from 1, over 200; "
+                        "total not true or false"
+                    ),
                 },
                 parameters=paging,
             ),
