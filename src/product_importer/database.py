@@ -30,7 +30,7 @@ from sqlalchemy.pool import NullPool
 # Session-level lock held by the import whose turn it is to apply: imports apply one at a time.
 IMPORT_LOCK_KEY = 0x1D0_0001
 # A bigint advisory lock is listed in pg_locks as its two halves (classid, objid), objsubid 1;
-# every database of the server shares the keys, so only this one's count.
+# pg_locks lists every database's locks, so only this database's count.
 TURN_TAKEN = """
 SELECT EXISTS (
     SELECT FROM pg_locks

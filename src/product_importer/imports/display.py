@@ -3,6 +3,8 @@ bar's phase and figures, and the summary table at the end. Both read the ImportJ
 the local command has from its row and the remote one from `GET /api/imports/<id>`.
 """
 
+import json
+import shlex
 from datetime import datetime
 
 import click
@@ -157,13 +159,17 @@ def summary_rows(job: dict) -> list[tuple[str, str]]:
     return rows
 
 
-def say_next_step(job: dict, again: str, page: str | None = None) -> None:
-    """After a failure the options mend, the command that mends it (`again`, with the option),
-    and on a server the `page` whose button does it without sending the file again: the error
-    names them in the API's words."""
+def say_next_step(
+    job: dict, again: str, page: str | None = None, given: dict | None = None
+) -> None:
+    """After a failure the options mend, the command that mends it (`again`, with the option and
+    the other options `given`), and on a server the `page` whose button does it without sending
+    the file again: the error names them in the API's words."""
     if job["error_code"] == TOO_MANY_INVALID:
+        again = _with_options(again, given, leave_out="max_invalid")
         step = f"To import its valid rows anyway: {again} --max-invalid 100%"
     elif job["status"] == Status.FAILED and (job["error"] or "").startswith(MISSING_COLUMNS):
+        again = _with_options(again, given, leave_out="columns")
         mapping = '\'{"sku": "<column>", "name": "<column>"}\''
         step = (
             "To import it, name the columns of its header that hold each field: "
@@ -174,3 +180,18 @@ def say_next_step(job: dict, again: str, page: str | None = None) -> None:
     if page:
         step += f" (or on its page, without sending the file again: {page})"
     click.echo(step, err=True)
+
+
+def _with_options(command: str, given: dict | None, leave_out: str) -> str:
+    """`command` with the options given to the run that failed, but the one the step replaces:
+    a mapping given with --columns is kept when --max-invalid is suggested, and so on."""
+    for name, value in (given or {}).items():
+        if name == leave_out or value is None:
+            continue
+        flag = f"--{name.replace('_', '-')}"
+        if value is True:
+            command += f" {flag}"
+            continue
+        typed = json.dumps(value) if isinstance(value, dict) else str(value)  # a mapping's JSON
+        command += f" {flag} {shlex.quote(typed)}"
+    return command

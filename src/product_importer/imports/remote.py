@@ -8,6 +8,7 @@ server out of reach for a while (a restart, a proxy's 502) is waited for, then s
 """
 
 import contextlib
+import io
 import json
 import os
 import shlex
@@ -80,8 +81,10 @@ def _upload_and_import(http: httpx.Client, base: str, path: str, options: dict, 
         return _report(failed, base)
     ended = _watch(http, base, job["id"])
     code = _report(ended, base)
-    again = f"product-importer import {shlex.quote(path)} --url {base}"
-    display.say_next_step(ended, again, f"{base}/imports/{ended['id']}")
+    # the token is never printed: the command takes it from where a shell keeps it
+    token = '--token "$PRODUCT_IMPORTER_TOKEN"'
+    again = f"product-importer import {shlex.quote(path)} --url {shlex.quote(base)} {token}"
+    display.say_next_step(ended, again, f"{base}/imports/{ended['id']}", options)
     return code
 
 
@@ -91,7 +94,7 @@ def _gave_up_uploading(http, base: str, started: dict, sent: int, size: int, fai
     job_id = started["job"]["id"]
     stopped = (
         f"The upload stopped at {size_label(sent)} of {size_label(size)}: {base} did not take "
-        f"the rest in {RETRIES} tries ({_failure_why(failure)})."
+        f"the rest in {RETRIES + 1} tries ({_failure_why(failure)})."
     )
     try:
         cancelled = http.post(f"/api/imports/{job_id}/cancel", timeout=LOOK_SECONDS)
@@ -155,6 +158,11 @@ def _answered_in_time():
 
     def request(method, url, **kwargs):
         kwargs.setdefault("timeout", ANSWER_SECONDS)
+        if isinstance(kwargs.get("data"), bytes):
+            # A piece of bytes goes out in one sendall, which the timeout bounds whole: on a
+            # link under ~140 KB/s no 8 MiB piece could be sent in time. Read from a file, it
+            # goes out in blocks, each with its own timeout: a stalled link still stops.
+            kwargs["data"] = io.BytesIO(kwargs["data"])
         return untimed(method, url, **kwargs)
 
     requests.api.request = request
@@ -245,7 +253,7 @@ def _send_piece(uploader, waiting) -> None:
             failure = error
         if attempt == RETRIES or not _worth_retrying(failure):
             raise failure
-        waiting(_failure_why(failure), f"sending again, try {attempt + 1} of {RETRIES}")
+        waiting(_failure_why(failure), f"sending again, retry {attempt + 1} of {RETRIES}")
         time.sleep(RETRY_DELAY_SECONDS)
 
 

@@ -207,7 +207,8 @@ def paths() -> dict:
             "total",
             {"type": "boolean", "default": True},
             "false: leave out the count of every delivery (total and pages null) unless the "
-            "page is not full; for a page refreshing every few seconds",
+            "page holds some but not a full page's worth; for a page refreshing every few "
+            "seconds",
         ),
     ]
     return {
