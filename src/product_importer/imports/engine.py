@@ -18,7 +18,14 @@ from .counts import MergeCounts, Steps
 from .postgres_stage import CHANGE_COLUMNS, PostgresStage
 from .states import PLANNED_KINDS
 
-__all__ = ["MergeCounts", "PostgresStage", "SqliteStage", "open_stage", "refresh_search"]
+__all__ = [
+    "MergeCounts",
+    "PostgresStage",
+    "SqliteStage",
+    "drop_leftovers",
+    "open_stage",
+    "refresh_search",
+]
 
 
 class SqliteStage:
@@ -81,6 +88,10 @@ class SqliteStage:
     def forget_unused_plans(conn: Connection) -> int:
         """Nothing to drop: plans keep no rows on SQLite."""
         return 0
+
+    @staticmethod
+    def drop_leftovers(conn: Connection) -> None:
+        """Nothing to drop: SQLite merges in temp tables, which end with their connection."""
 
     @staticmethod
     def kept_tables(conn: Connection, job_id: int) -> None:
@@ -239,6 +250,12 @@ def kept_tables(conn: Connection, job_id: int) -> tuple[str, str | None] | None:
 def forget_unused_plans(conn: Connection) -> int:
     """Drop what plans kept that no apply will read (PostgreSQL); return how many tables."""
     return STAGES[database.of(conn).name].forget_unused_plans(conn)
+
+
+def drop_leftovers(conn: Connection) -> None:
+    """Drop the scratch tables an import lost while applying left (PostgreSQL); only while
+    holding the turn to apply, when no import uses them."""
+    STAGES[database.of(conn).name].drop_leftovers(conn)
 
 
 def refresh_search(conn: Connection, engine: Engine) -> None:

@@ -161,6 +161,14 @@ class PostgresStage:
         return len(tables)
 
     @staticmethod
+    def drop_leftovers(conn: Connection) -> None:
+        """Drop the merge's tables an import lost while applying left (its build of the whole
+        catalog, say), committed. Its next attempt would drop them, but one that ended for
+        good (cancelled, or lost too often) has none."""
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {STAGING}, {PLAN}, {bulk.BUILD}")
+        conn.commit()
+
+    @staticmethod
     def refresh_search(engine) -> None:
         """Build the search indexes a bulk import left for after its commit."""
         bulk.refresh_search(engine)

@@ -27,7 +27,7 @@ from ..extensions import db
 from ..timeutil import utcnow
 from ..webhooks import events
 from .endings import announce, final_values, record_end, stopped_values
-from .engine import refresh_search
+from .engine import drop_leftovers, refresh_search
 from .failures import (
     MAX_ATTEMPTS,
     UPLOAD_CANCELLED_MESSAGE,
@@ -88,7 +88,7 @@ def _drain() -> int:
             if not locked:
                 return 0
             seam.prepare_import(conn)
-            _refresh_left_search(conn)
+            _finish_what_lost_imports_left(conn)
             while not WORKER_STOPPING.is_set() and (job := claim_next(conn)) is not None:
                 if seam.parallel_reading and _more_queued(conn):
                     _wake_queue()  # another slot, here or elsewhere, reads the next one
@@ -100,11 +100,13 @@ def _drain() -> int:
     return ran
 
 
-def _refresh_left_search(conn: Connection) -> None:
-    """Build search indexes a worker lost after an import committed left, if no import applies."""
+def _finish_what_lost_imports_left(conn: Connection) -> None:
+    """If no import applies: drop the scratch tables of an import lost while applying, and
+    build the search indexes of one whose worker was lost after it committed."""
     seam = database.of(conn)
     if seam.take_turn(conn):
         try:
+            drop_leftovers(conn)
             refresh_search(conn, db.engine)
         finally:
             seam.end_turn(conn)

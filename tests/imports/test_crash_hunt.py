@@ -1,0 +1,289 @@
+"""A worker killed (SIGKILL, as an OOM kill does) or stopped (SIGTERM, as a deploy does) at each
+later step of a bulk import, of a plan's apply, of an undo, and while the search indexes are
+built after the commit: with a worker running again, the catalog is one of its two states, the
+job ends saying so, and the next import and an undo work.
+
+The import is held at a step by an advisory lock the test holds, which the product named PAUSE
+takes in that step's statement (a CHECK constraint while the build is filled, an expression
+index while it is indexed and analyzed); at the switch, by a read of the catalog.
+"""
+
+import signal
+import threading
+
+import psycopg
+import pytest
+
+from tests.conftest import paused
+from tests.helpers import import_csv, upload_csv, wait_for_job, wait_until
+
+from .conftest import ROW_LOCK, csv_bytes, generate, products_by_key, wait_for
+from .test_bulk_imports import READ_HELD, SEARCH_INDEXES, wait_until_search_ready
+
+pytestmark = pytest.mark.slow  # a worker of its own for each test, killed
+ROWS = 20_000
+# The PAUSE product's statement in each step takes this lock, shared, until it ends.
+PAUSE_FUNCTION = """
+CREATE OR REPLACE FUNCTION test_pause(name text) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF name = 'PAUSE' THEN
+        PERFORM pg_advisory_xact_lock_shared(CASE
+            WHEN current_query() ILIKE 'ANALYZE%' THEN 7003
+            WHEN current_query() ILIKE '%CREATE%INDEX%' THEN 7002
+            ELSE 7001 END);
+    END IF;
+    RETURN true;
+END $$
+"""
+STEP_LOCKS = {"copying": 7001, "indexing": 7002, "analyzing": 7003}
+UNFINISHED = "SELECT id FROM import_jobs WHERE status IN ('queued', 'running')"
+# what an import applying builds beside the catalog, and their indexes
+SCRATCH = (
+    "SELECT relname FROM pg_class WHERE relname IN ('import_staging', 'import_plan') "
+    "OR relname LIKE '%\\_build' ORDER BY 1"
+)
+BLOCKED_BY = "SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"
+VALID_INDEXES = (
+    "SELECT i.relname FROM pg_index AS x JOIN pg_class AS i ON i.oid = x.indexrelid "
+    "WHERE x.indrelid = 'products'::regclass AND x.indisvalid"
+)
+
+
+@pytest.fixture
+def pausing(sql):
+    """The PAUSE product's CHECK constraint and expression index, for the test."""
+    sql(PAUSE_FUNCTION)
+    sql("ALTER TABLE products ADD CONSTRAINT test_pause CHECK (test_pause(name))")
+    sql("CREATE INDEX test_pause_ix ON products ((test_pause(name)))")
+    yield
+    # an import a failed test left would wait for these drops, and they for it
+    sql("UPDATE import_jobs SET cancel_requested = true WHERE status IN ('queued', 'running')")
+    wait_until(lambda: not sql(UNFINISHED), "no import running")
+    sql("DROP INDEX IF EXISTS test_pause_ix")
+    sql("ALTER TABLE products DROP CONSTRAINT IF EXISTS test_pause")
+
+
+def hold_step(holding, step: str):
+    """Hold the import's PAUSE product at `step` until the context exits (or `release`)."""
+    return holding(f"SELECT pg_advisory_xact_lock({STEP_LOCKS[step]})")
+
+
+def seed(http) -> dict:
+    """A catalog of ROWS products; return it by key."""
+    rows = [(f"Name {n}", f"SKU-{n}", f"Text {n}") for n in range(ROWS)]
+    job = import_csv(http, csv_bytes(rows), timeout=120)
+    assert job["status"] == "completed", job
+
+
+def changed_file() -> bytes:
+    """Half the products renamed and one new, named PAUSE: a bulk import with a record."""
+    rows = [(f"Renamed {n}", f"SKU-{n}", f"Text {n}") for n in range(0, ROWS, 2)]
+    return csv_bytes([*rows, ("PAUSE", "PAUSE-1", "held")])
+
+
+def worker_of(sql, job_id: int) -> int:
+    """The process id of the worker that claimed the job last."""
+    worker = sql("SELECT worker FROM import_jobs WHERE id = :id", id=job_id)[0][0]
+    return int(worker.rsplit(":", 1)[1])
+
+
+def attempts(sql, job_id: int) -> int:
+    return sql("SELECT attempts FROM import_jobs WHERE id = :id", id=job_id)[0][0]
+
+
+def no_scratch_left(sql) -> None:
+    """Wait until the build, its indexes and the staging tables are gone (an import drops its
+    own just after its end is committed)."""
+    wait_until(lambda: not sql(SCRATCH), f"scratch tables dropped: {sql(SCRATCH)}")
+
+
+def assert_applied_whole(http, sql, catalog, job_id: int, before: dict) -> None:
+    """The import ended completed and whole: catalog, totals, record; its undo gives `before`
+    back exactly, and a second import of the file applies."""
+    job = wait_for_job(http, job_id, timeout=120)
+    assert (job["status"], job["created"], job["updated"]) == ("completed", 1, ROWS // 2), job
+    products = products_by_key(catalog())
+    assert len(products) == len(before) + 1
+    assert products["sku-0"][1] == "Renamed 0"
+    assert http.get("/api/products").json()["total"] == len(before) + 1
+    assert http.get("/api/products", params={"name": "renamed"}).json()["total"] == ROWS // 2
+    record = http.get(f"/api/imports/{job_id}/changes", params={"kind": "updated"}).json()
+    assert record["total"] == ROWS // 2
+    no_scratch_left(sql)
+
+    undo = wait_for_job(http, http.post(f"/api/imports/{job_id}/undo").json()["id"], timeout=120)
+    assert (undo["status"], undo["conflicts"]) == ("completed", 0), undo
+    assert products_by_key(catalog()) == before
+    assert http.get("/api/products").json()["total"] == len(before)
+
+    again = import_csv(http, changed_file(), timeout=120)
+    assert (again["status"], again["updated"]) == ("completed", ROWS // 2), again
+    no_scratch_left(sql)
+
+
+@pytest.mark.parametrize(
+    ("step", "sig"),
+    [
+        ("copying", signal.SIGKILL),
+        ("indexing", signal.SIGKILL),
+        ("analyzing", signal.SIGKILL),  # the record of its updates is written already
+        ("analyzing", signal.SIGTERM),
+    ],
+    ids=["killed copying", "killed indexing", "killed analyzing", "stopped analyzing"],
+)
+def test_a_worker_lost_in_a_bulk_step_leaves_the_catalog_and_the_import_applies_whole(
+    http, sql, catalog, holding, start_worker, live_worker, pausing, step, sig
+):
+    seed(http)
+    before = products_by_key(catalog())
+    doomed = start_worker()
+    with paused(live_worker), hold_step(holding, step) as held:  # the doomed worker takes it
+        try:
+            job = upload_csv(http, changed_file()).json()
+            held.wait_until_blocking(timeout=120)
+            assert worker_of(sql, job["id"]) == doomed.popen.pid
+            wait_for(http, job["id"], lambda j: f"({step}" in j["message"], step)
+        finally:
+            doomed.kill(sig, timeout=60)
+        assert products_by_key(catalog()) == before
+        held.release()
+
+    assert_applied_whole(http, sql, catalog, job["id"], before)
+
+
+def test_a_worker_killed_while_it_waits_to_switch_leaves_the_catalog(
+    http, sql, catalog, holding, start_worker, live_worker, pausing
+):
+    seed(http)
+    before = products_by_key(catalog())
+    doomed = start_worker()
+    with paused(live_worker), holding(READ_HELD) as read:
+        try:
+            job = upload_csv(http, changed_file()).json()
+            wait_for(http, job["id"], lambda j: "(switching" in j["message"], "switching")
+            assert worker_of(sql, job["id"]) == doomed.popen.pid
+        finally:
+            doomed.kill(signal.SIGKILL, timeout=60)
+        assert products_by_key(catalog()) == before
+        read.release()
+
+    assert_applied_whole(http, sql, catalog, job["id"], before)
+
+
+def test_a_plan_whose_apply_lost_its_worker_is_applied_whole(
+    http, sql, catalog, holding, start_worker, live_worker, pausing
+):
+    seed(http)
+    before = products_by_key(catalog())
+    plan = import_csv(http, changed_file(), data={"plan": "true"}, timeout=120)
+    assert plan["status"] == "planned", plan
+    doomed = start_worker()
+    with paused(live_worker), hold_step(holding, "copying") as held:
+        try:
+            assert http.post(f"/api/imports/{plan['id']}/apply").status_code == 202
+            held.wait_until_blocking(timeout=120)
+            assert worker_of(sql, plan["id"]) == doomed.popen.pid
+        finally:
+            doomed.kill(signal.SIGKILL, timeout=60)
+        held.release()
+
+    assert_applied_whole(http, sql, catalog, plan["id"], before)
+
+
+def test_an_undo_whose_worker_was_killed_undoes_whole(
+    http, sql, catalog, holding, start_worker, live_worker
+):
+    seed(http)
+    before = products_by_key(catalog())
+    done = import_csv(http, changed_file(), timeout=120)
+    doomed = start_worker()
+    # the undo waits to delete the product the import created, its record half written
+    with paused(live_worker), holding(ROW_LOCK.format(key="pause-1")) as held:
+        try:
+            undo = http.post(f"/api/imports/{done['id']}/undo").json()
+            held.wait_until_blocking(timeout=120)
+            assert worker_of(sql, undo["id"]) == doomed.popen.pid
+        finally:
+            doomed.kill(signal.SIGKILL, timeout=60)
+        assert len(catalog()) == len(before) + 1
+        held.release()
+
+    undone = wait_for_job(http, undo["id"], timeout=120)
+    assert (undone["status"], undone["deleted"], undone["updated"]) == ("completed", 1, ROWS // 2)
+    assert products_by_key(catalog()) == before
+    assert http.get(f"/api/imports/{done['id']}").json()["undone_by"] == undo["id"]
+    assert import_csv(http, changed_file(), timeout=120)["status"] == "completed"
+
+
+def test_a_worker_killed_while_it_builds_the_search_indexes_after_the_commit(
+    http, sql, catalog, holding, start_worker, live_worker, test_env
+):
+    generated = generate(ROWS, seed=21)
+    doomed = start_worker()
+    edit = psycopg.connect(test_env["DATABASE_URL"])
+    try:
+        with paused(live_worker):
+            with holding(READ_HELD):
+                try:
+                    job = upload_csv(http, generated.data).json()
+                    wait_for(http, job["id"], lambda j: "(switching" in j["message"], "switching")
+                    # an edit waits for the import, then holds the new catalog as it commits:
+                    # the search indexes built after the commit wait for it
+                    lock = "LOCK TABLE products IN ROW EXCLUSIVE MODE"
+                    editing = threading.Thread(target=edit.execute, args=(lock,))
+                    editing.start()
+                    edit_pid = edit.info.backend_pid
+                    blocked = "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :p"
+                    wait_until(lambda: sql(blocked, p=edit_pid)[0][0], "edit waits")
+                except BaseException:
+                    doomed.kill(signal.SIGKILL)
+                    raise
+            try:
+                editing.join()
+                job = wait_for_job(http, job["id"])
+                assert (job["status"], job["search_index"]) == ("completed", "refreshing"), job
+                # both lanes of index builds wait for the edit
+                wait_until(lambda: sql(BLOCKED_BY, pid=edit_pid)[0][0] == 2, "indexes wait")
+            finally:
+                doomed.kill(signal.SIGKILL)
+            edit.rollback()
+    finally:
+        edit.close()
+
+    page = http.get(f"/imports/{job['id']}").text
+    assert "search index is being refreshed" in page
+    done = wait_until_search_ready(http, job["id"])
+    assert (done["status"], done["message"]) == ("completed", "Import complete")
+    assert set(SEARCH_INDEXES) <= {row[0] for row in sql(VALID_INDEXES)}
+    assert http.get("/api/products").json()["total"] == len(generated.expected)
+    name = next(iter(generated.expected.values()))[1]
+    assert http.get("/api/products", params={"name": name}).json()["total"] >= 1
+    no_scratch_left(sql)
+    undo = wait_for_job(http, http.post(f"/api/imports/{job['id']}/undo").json()["id"])
+    assert (undo["status"], catalog()) == ("completed", [])
+
+
+def test_an_import_cancelled_after_its_worker_was_killed_leaves_no_build_behind(
+    http, sql, catalog, holding, start_worker, live_worker, pausing
+):
+    seed(http)
+    before = products_by_key(catalog())
+    doomed = start_worker()
+    with paused(live_worker), hold_step(holding, "indexing") as held:
+        try:
+            job = upload_csv(http, changed_file()).json()
+            held.wait_until_blocking(timeout=120)
+        finally:
+            doomed.kill(signal.SIGKILL, timeout=60)
+        # the person sees it stuck and cancels it: recovery ends it, never to run again
+        assert http.post(f"/api/imports/{job['id']}/cancel").status_code == 202
+        held.release()
+
+    cancelled = wait_for_job(http, job["id"])
+    assert cancelled["status"] == "cancelled"
+    assert "the catalog was not changed. Retry it" in cancelled["error"]
+    assert products_by_key(catalog()) == before
+    # the build of the whole catalog, and its indexes, are not left for the next import
+    no_scratch_left(sql)
+    page = http.get(f"/imports/{job['id']}").text
+    assert "the catalog was not changed" in page and 'data-action="retry"' in page
