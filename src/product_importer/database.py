@@ -84,6 +84,11 @@ WHERE schemaname = current_schema() AND tablename = 'products'
 STATISTICS_SECONDS = 60
 
 
+def helper_name(name: str) -> str:
+    """The session label of the helper connections of the session labelled `name`."""
+    return f"{name} helper"
+
+
 def lower_letters(value: str) -> str:
     """`value` lowered letter by letter, one letter to one, as PostgreSQL's lower() does.
 
@@ -162,13 +167,25 @@ class Postgres:
         """Label this connection's session (recovery ends only a session with this name)."""
         conn.exec_driver_sql("SELECT set_config('application_name', %s, false)", (name,))
 
+    def session_name(self, conn: Connection) -> str:
+        """This connection's session label (`name_session`), '' if it has none."""
+        return conn.exec_driver_sql("SELECT current_setting('application_name')").scalar()
+
+    def name_helper(self, helper: Connection, name: str) -> None:
+        """Label a helper's session after the session `name` it helps (recovery ends both);
+        RESET ALL, as the helper goes back to the pool, takes the label off."""
+        if name:
+            self.name_session(helper, helper_name(name))
+
     def end_session(self, conn: Connection, session_id: int | None, name: str) -> None:
-        """End a lost worker's session, so its transaction and locks go away."""
+        """End a lost worker's session, so its transaction and locks go away, and its helpers'
+        sessions: the server runs their statements to the end otherwise (a build of the whole
+        catalog, holding the tables its next attempt drops)."""
         if session_id:
             conn.exec_driver_sql(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE pid = %s AND application_name = %s",
-                (session_id, name),
+                "WHERE (pid = %s AND application_name = %s) OR application_name = %s",
+                (session_id, name, helper_name(name)),
             )
 
     def interrupt(self, conn: Connection) -> None:

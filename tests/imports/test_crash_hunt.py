@@ -287,3 +287,30 @@ def test_an_import_cancelled_after_its_worker_was_killed_leaves_no_build_behind(
     no_scratch_left(sql)
     page = http.get(f"/imports/{job['id']}").text
     assert "the catalog was not changed" in page and 'data-action="retry"' in page
+
+
+def test_the_next_attempt_of_a_killed_bulk_import_does_not_wait_for_its_helpers(
+    http, sql, catalog, holding, start_worker, live_worker, pausing
+):
+    seed(http)
+    before = products_by_key(catalog())
+    doomed = start_worker()
+    with hold_step(holding, "copying") as held:
+        with paused(live_worker):
+            try:
+                job = upload_csv(http, changed_file()).json()
+                held.wait_until_blocking(timeout=120)  # a helper writes the build
+            finally:
+                doomed.kill(signal.SIGKILL, timeout=60)
+        # The server ran the dead worker's helper statement on, and the next attempt waited
+        # for it (at 5M rows, minutes of two cores): recovery ends the helpers with the import.
+        wait_for(
+            http,
+            job["id"],
+            lambda j: "(copying" in j["message"] and attempts(sql, job["id"]) == 2,
+            "copying again",
+        )
+        assert worker_of(sql, job["id"]) == live_worker.popen.pid
+        assert sql(BLOCKED_BY, pid=held.pid) == [(1,)]  # its own helper, the dead one's gone
+
+    assert_applied_whole(http, sql, catalog, job["id"], before)

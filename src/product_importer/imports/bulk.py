@@ -88,6 +88,8 @@ class Build:
         # (bench/load_bench.py); built before the switch, readers keep the old indexes.
         self.defer = fresh if defer is None else defer
         self.engine = conn.engine
+        # the helpers are named after the import's session: recovery ends them with it
+        self.session_name = database.POSTGRES.session_name(conn)
         self.helpers: list[Connection] = []
         self.indexes: list[tuple[str, str, str | None]] = []  # (build name, name, constraint)
         self.deferred: list[str] = []
@@ -273,6 +275,7 @@ class Build:
     @contextmanager
     def _helper(self) -> Iterator[Connection]:
         with helper_connection(self.engine) as helper:
+            database.POSTGRES.name_helper(helper, self.session_name)
             self.helpers.append(helper)
             try:
                 yield helper
@@ -312,10 +315,11 @@ def helper_connection(engine: Engine) -> Iterator[Connection]:
                 helper.exec_driver_sql("RESET ALL")
 
 
-def run_alone(engine: Engine, statement: str, setting: str | None = None) -> None:
-    """Run one statement on a helper connection (after a `setting`, SET for the helper's
-    session: RESET when it goes back to the pool), committed when it returns."""
-    with helper_connection(engine) as helper:
+def run_alone(conn: Connection, statement: str, setting: str | None = None) -> None:
+    """Run one statement on a helper connection of `conn`'s session (after a `setting`, SET for
+    the helper's session: RESET when it goes back to the pool), committed when it returns."""
+    with helper_connection(conn.engine) as helper:
+        database.POSTGRES.name_helper(helper, database.POSTGRES.session_name(conn))
         if setting:
             helper.exec_driver_sql(setting)
         helper.exec_driver_sql(statement)

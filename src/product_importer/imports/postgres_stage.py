@@ -295,7 +295,7 @@ class PostgresStage:
         plan = PG_PLAN if self._descriptions else PG_PLAN_BY_VALUES
         if committed:  # the bulk path's helpers read it
             unlogged = plan.format(kind="UNLOGGED")
-            bulk.run_alone(self.conn.engine, unlogged, f"SET {COMPARE_IN_PARALLEL}")
+            bulk.run_alone(self.conn, unlogged, f"SET {COMPARE_IN_PARALLEL}")
         else:
             self.execute(f"SET LOCAL {COMPARE_IN_PARALLEL}")
             self.execute(plan.format(kind="TEMP"))
