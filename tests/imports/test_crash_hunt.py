@@ -314,3 +314,32 @@ def test_the_next_attempt_of_a_killed_bulk_import_does_not_wait_for_its_helpers(
         assert sql(BLOCKED_BY, pid=held.pid) == [(1,)]  # its own helper, the dead one's gone
 
     assert_applied_whole(http, sql, catalog, job["id"], before)
+
+
+def test_an_import_waiting_for_the_search_indexes_of_the_last_one_says_so(
+    http, sql, catalog, holding, live_worker, test_env
+):
+    generated = generate(ROWS, seed=22)
+    edit = psycopg.connect(test_env["DATABASE_URL"])
+    try:
+        with holding(READ_HELD):
+            first = upload_csv(http, generated.data).json()
+            wait_for(http, first["id"], lambda j: "(switching" in j["message"], "switching")
+            lock = "LOCK TABLE products IN ROW EXCLUSIVE MODE"
+            editing = threading.Thread(target=edit.execute, args=(lock,))
+            editing.start()
+            blocked = "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :p"
+            wait_until(lambda: sql(blocked, p=edit.info.backend_pid)[0][0], "edit waits")
+        editing.join()
+        wait_until(lambda: sql(BLOCKED_BY, pid=edit.info.backend_pid)[0][0] == 2, "indexes wait")
+        assert http.get(f"/api/imports/{first['id']}").json()["status"] == "completed"
+
+        # It said it waited for imports uploaded before it, which had all ended.
+        second = upload_csv(http, csv_bytes([("Later", "LATER-1", "")])).json()
+        wait_for(http, second["id"], lambda j: "search indexes" in j["message"], "waiting")
+        edit.rollback()
+    finally:
+        edit.close()
+
+    assert wait_for_job(http, second["id"])["status"] == "completed"
+    assert http.get("/api/products").json()["total"] == len(generated.expected) + 1

@@ -41,6 +41,7 @@ STEP_SECONDS = {
 # takes longer than expected waits near its end rather than overtaking the next one.
 WITHIN_STEP = 0.9
 HEARTBEAT_SECONDS = 0.5
+WAITING = "Read; waiting for the imports uploaded before it to be applied"
 jobs = ImportJob.__table__
 # Set when this worker process is asked to stop (SIGTERM): its imports hand their jobs back.
 WORKER_STOPPING = threading.Event()
@@ -118,7 +119,7 @@ class Progress:
 
     def waiting(self) -> None:
         """Record that the file is read and staged; the import waits for its turn to apply."""
-        self.message = "Read; waiting for the imports uploaded before it to be applied"
+        self.message = WAITING
         self.percent = max(self.percent, self.reading_end)
 
     def read(self, bytes_processed: int, rows: int, invalid: int) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, and_, exists, or_, select
 from .. import database
 from .failures import ImportStopped
 from .models import ImportJob, Upload
-from .progress import WORKER_STOPPING, ClaimedJob, Progress
+from .progress import WAITING, WORKER_STOPPING, ClaimedJob, Progress
 from .states import Status
 
 log = logging.getLogger(__name__)
@@ -25,6 +25,9 @@ POLL_SECONDS = 0.2
 GIVE_WAY_SECONDS = 10.0
 jobs = ImportJob.__table__
 uploads = Upload.__table__
+# An import that committed into an empty catalog builds its search indexes after its commit,
+# holding the turn: the import waiting for it has no earlier import to wait for.
+WAITING_FOR_SEARCH = "Read; waiting for the search indexes of the last import to be built"
 
 
 class GiveWay(ImportStopped):
@@ -58,6 +61,7 @@ class Turn:
                 if self.refresh is not None:
                     self.refresh(self.conn)  # what a lost import left to do, first
                 return
+            progress.message = WAITING_FOR_SEARCH if self._search_held(earlier) else WAITING
             if Status.QUEUED in earlier and not WORKER_STOPPING.is_set():
                 queued_since = queued_since or time.monotonic()
                 if time.monotonic() - queued_since > GIVE_WAY_SECONDS:
@@ -65,6 +69,17 @@ class Turn:
             else:
                 queued_since = None
             time.sleep(POLL_SECONDS)
+
+    def _search_held(self, earlier: set[str]) -> bool:
+        """Whether the turn is held by the building of an import's search indexes (after its
+        commit: minutes at 5M products), not by an earlier import."""
+        if earlier:
+            return False
+        found = self.conn.execute(
+            select(jobs.c.id).where(jobs.c.search_index == "refreshing").limit(1)
+        ).first()
+        self.conn.commit()
+        return found is not None
 
     def _earlier_unfinished(self) -> set[str]:
         """The statuses of the imports uploaded before this one that have not ended."""
