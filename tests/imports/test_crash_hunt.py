@@ -43,6 +43,9 @@ SCRATCH = (
     "OR relname LIKE '%\\_build' ORDER BY 1"
 )
 BLOCKED_BY = "SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"
+END_BLOCKED = (
+    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"
+)
 VALID_INDEXES = (
     "SELECT i.relname FROM pg_index AS x JOIN pg_class AS i ON i.oid = x.indexrelid "
     "WHERE x.indrelid = 'products'::regclass AND x.indisvalid"
@@ -343,3 +346,52 @@ def test_an_import_waiting_for_the_search_indexes_of_the_last_one_says_so(
 
     assert wait_for_job(http, second["id"])["status"] == "completed"
     assert http.get("/api/products").json()["total"] == len(generated.expected) + 1
+
+
+@pytest.mark.parametrize("session", ["import", "helper"])
+def test_an_import_whose_connection_was_cut_while_it_built_the_catalog_runs_again(
+    http, sql, catalog, holding, live_worker, pausing, session
+):
+    seed(http)
+    before = products_by_key(catalog())
+    with hold_step(holding, "copying") as held:
+        job = upload_csv(http, changed_file()).json()
+        held.wait_until_blocking(timeout=120)
+        # as a network cut, a proxy, or an administrator ends a session of the import
+        if session == "import":
+            end = "SELECT pg_terminate_backend(db_pid) FROM import_jobs WHERE id = :id"
+            sql(end, id=job["id"])
+        else:  # the helper that waits for the test
+            sql(END_BLOCKED, pid=held.pid)
+        held.release()
+
+    # It failed "unexpectedly", asking for a retry, where the database was back at once.
+    assert_applied_whole(http, sql, catalog, job["id"], before)
+    assert attempts(sql, job["id"]) == 2
+
+
+def test_search_index_builds_cut_off_after_the_commit_are_built_again(
+    http, sql, holding, live_worker, test_env
+):
+    generated = generate(ROWS, seed=23)
+    edit = psycopg.connect(test_env["DATABASE_URL"])
+    try:
+        with holding(READ_HELD):
+            job = upload_csv(http, generated.data).json()
+            wait_for(http, job["id"], lambda j: "(switching" in j["message"], "switching")
+            lock = "LOCK TABLE products IN ROW EXCLUSIVE MODE"
+            editing = threading.Thread(target=edit.execute, args=(lock,))
+            editing.start()
+            blocked = "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :p"
+            wait_until(lambda: sql(blocked, p=edit.info.backend_pid)[0][0], "edit waits")
+        editing.join()
+        wait_until(lambda: sql(BLOCKED_BY, pid=edit.info.backend_pid)[0][0] == 2, "indexes wait")
+        # both lanes' connections cut, as a database restart or a network cut does
+        assert sql(END_BLOCKED, pid=edit.info.backend_pid) == [(True,), (True,)]
+        edit.rollback()
+    finally:
+        edit.close()
+
+    wait_until_search_ready(http, job["id"])  # by the maintenance loop
+    assert set(SEARCH_INDEXES) <= {row[0] for row in sql(VALID_INDEXES)}
+    assert http.get("/api/products").json()["total"] == len(generated.expected)

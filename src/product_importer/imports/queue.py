@@ -172,7 +172,7 @@ def run_claimed(conn: Connection, job: ClaimedJob) -> None:
         deliveries = _end_stopped(job, stop)
     except Exception as error:
         log.exception("import %s failed", job.id)
-        if _database_lost(conn) and job.attempts < MAX_ATTEMPTS:
+        if (_database_lost(conn) or _cut_off(error)) and job.attempts < MAX_ATTEMPTS:
             _requeue_when_back(job, error)
             return
         deliveries = _end_stopped(job, Unexpected(_describe(error)))
@@ -197,6 +197,17 @@ def _database_lost(conn: Connection) -> bool:
     except Exception:  # invalidated: SQLAlchemy saw it break
         return True
     return bool(getattr(driver, "broken", False))
+
+
+def _cut_off(error: BaseException) -> bool:
+    """Whether a connection of the import (its own or a helper's) was cut in its midst: the
+    server ended its session, or restarted and answers again (the connection is then made
+    anew, and no longer looks broken). Nothing of the import was applied."""
+    while error is not None:
+        if isinstance(error, DBAPIError) and error.connection_invalidated:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _requeue_when_back(job: ClaimedJob, error: Exception) -> None:
