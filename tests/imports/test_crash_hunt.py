@@ -374,6 +374,7 @@ def test_search_index_builds_cut_off_after_the_commit_are_built_again(
     http, sql, holding, live_worker, test_env
 ):
     generated = generate(ROWS, seed=23)
+    logged = len(live_worker.output())
     edit = psycopg.connect(test_env["DATABASE_URL"])
     try:
         with holding(READ_HELD):
@@ -395,3 +396,6 @@ def test_search_index_builds_cut_off_after_the_commit_are_built_again(
     wait_until_search_ready(http, job["id"])  # by the maintenance loop
     assert set(SEARCH_INDEXES) <= {row[0] for row in sql(VALID_INDEXES)}
     assert http.get("/api/products").json()["total"] == len(generated.expected)
+    # said in a line, not a traceback of each lane's thread
+    assert "Exception in thread" not in live_worker.output()[logged:]
+    assert "search indexes not built, connection lost" in live_worker.output()[logged:]

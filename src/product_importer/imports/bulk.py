@@ -63,6 +63,7 @@ LANES = (
         "ix_products_description_lower_trgm_1": DESCRIPTION_HALF.format(half=1),
     },
 )
+LANE_LOST = "search indexes not built, connection lost (%s): the maintenance loop tries again"
 DEFERRED = {name: statement for lane in LANES for name, statement in lane.items()}
 
 
@@ -310,9 +311,11 @@ def helper_connection(engine: Engine) -> Iterator[Connection]:
             yield helper
         finally:
             # Back to the pool as the server set it: its next user (a web request, in the
-            # embedded mode) must not sort with 256MB of work_mem.
-            with suppress(DBAPIError):
-                helper.exec_driver_sql("RESET ALL")
+            # embedded mode) must not sort with 256MB of work_mem. One cut off is not given
+            # back (the pool makes a new one): RESET on it raised in the helper's thread.
+            if not helper.invalidated:
+                with suppress(DBAPIError):
+                    helper.exec_driver_sql("RESET ALL")
 
 
 def run_alone(conn: Connection, statement: str, setting: str | None = None) -> None:
@@ -359,7 +362,10 @@ def _build_deferred(engine: Engine, statements: list[str]) -> None:
         for statement in statements:
             try:
                 helper.exec_driver_sql(statement)
-            except Exception:
+            except Exception as error:
+                if helper.invalidated:  # the lane's next statements cannot run either
+                    log.warning(LANE_LOST, getattr(error, "orig", error))
+                    return
                 log.exception("search index not built: %s", statement)
 
 
