@@ -399,3 +399,31 @@ def test_search_index_builds_cut_off_after_the_commit_are_built_again(
     # said in a line, not a traceback of each lane's thread
     assert "Exception in thread" not in live_worker.output()[logged:]
     assert "search indexes not built, connection lost" in live_worker.output()[logged:]
+
+
+def test_an_undo_cancelled_after_its_worker_was_killed_says_to_undo_again(
+    http, sql, catalog, holding, start_worker, live_worker
+):
+    seed(http)
+    done = import_csv(http, changed_file(), timeout=120)
+    after = products_by_key(catalog())
+    doomed = start_worker()
+    with paused(live_worker), holding(ROW_LOCK.format(key="pause-1")) as held:
+        try:
+            undo = http.post(f"/api/imports/{done['id']}/undo").json()
+            held.wait_until_blocking(timeout=120)
+        finally:
+            doomed.kill(signal.SIGKILL, timeout=60)
+        assert http.post(f"/api/imports/{undo['id']}/cancel").status_code == 202
+        held.release()
+
+    cancelled = wait_for_job(http, undo["id"])
+    assert products_by_key(catalog()) == after
+    # It said "Retry it to run it again", which an undo refuses (409).
+    again = f"Undo import #{done['id']} again from its page"
+    assert cancelled["status"] == "cancelled" and again in cancelled["error"], cancelled
+    assert http.post(f"/api/imports/{undo['id']}/retry").status_code == 409
+    assert again in http.get(f"/imports/{undo['id']}").text
+    assert 'data-action="undo"' in http.get(f"/imports/{done['id']}").text
+    redone = wait_for_job(http, http.post(f"/api/imports/{done['id']}/undo").json()["id"])
+    assert (redone["status"], redone["deleted"]) == ("completed", 1)

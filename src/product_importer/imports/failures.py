@@ -63,6 +63,21 @@ class Cancelled(ImportStopped):
         super().__init__(message)
 
 
+def cancelled(undo_of: int | None = None) -> Cancelled:
+    """A cancel of an import, or of the undo of import `undo_of` (which no retry runs again)."""
+    if undo_of is None:
+        return Cancelled()
+    return Cancelled(
+        f"The undo was cancelled; the catalog was not changed. {_undo_again(undo_of)} to run "
+        "it again."
+    )
+
+
+def _undo_again(undo_of: int) -> str:
+    """What runs a stopped undo again: a retry is for imports only."""
+    return f"Undo import #{undo_of} again from its page"
+
+
 class FileRejected(ImportStopped):
     """The file as a whole cannot be imported."""
 
@@ -146,11 +161,12 @@ class FileGone(ImportStopped):
 class WorkerLost(ImportStopped):
     """The job's worker stopped responding too many times."""
 
-    def __init__(self, timeout: float, attempts: int):
+    def __init__(self, timeout: float, attempts: int, undo_of: int | None = None):
+        then = "retry the import" if undo_of is None else _undo_again(undo_of).lower()
         super().__init__(
-            f"The worker running this import stopped responding for {timeout:.0f} seconds, "
-            f"{attempts} times. The catalog was not changed. Check that workers are running "
-            "and have enough memory, then retry the import."
+            f"The worker running this {'import' if undo_of is None else 'undo'} stopped "
+            f"responding for {timeout:.0f} seconds, {attempts} times. The catalog was not "
+            f"changed. Check that workers are running and have enough memory, then {then}."
         )
 
 
@@ -167,8 +183,10 @@ class HandedBack(ImportStopped):
 class Unexpected(ImportStopped):
     """Anything else: a bug, or the database gone away."""
 
-    def __init__(self, description: str):
+    def __init__(self, description: str, undo_of: int | None = None):
+        what, again = ("import", "Retry the import") if undo_of is None else ("undo", "")
+        again = again or _undo_again(undo_of)
         super().__init__(
-            f"The import failed unexpectedly ({description}); the catalog was not changed. "
-            "Retry the import; if it fails again, ask the operator to check the worker log."
+            f"The {what} failed unexpectedly ({description}); the catalog was not changed. "
+            f"{again}; if it fails again, ask the operator to check the worker log."
         )

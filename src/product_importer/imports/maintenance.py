@@ -23,7 +23,7 @@ from ..webhooks import events
 from . import plans, resumable
 from .endings import announce, final_values, record_end, stopped_values
 from .engine import forget_unused_plans
-from .failures import MAX_ATTEMPTS, Cancelled, WorkerLost
+from .failures import MAX_ATTEMPTS, WorkerLost, cancelled
 from .models import ImportJob
 from .queue import DRAIN_TASK, ready_to_run
 from .runner import application_name
@@ -56,7 +56,9 @@ def recover_stale_jobs() -> int:
     cutoff = utcnow() - timedelta(seconds=timeout)
     with db.engine.begin() as conn:
         stale = conn.execute(
-            select(jobs.c.id, jobs.c.attempts, jobs.c.db_pid, jobs.c.cancel_requested)
+            select(
+                jobs.c.id, jobs.c.attempts, jobs.c.db_pid, jobs.c.cancel_requested, jobs.c.undo_of
+            )
             .where(jobs.c.status == Status.RUNNING, jobs.c.heartbeat_at < cutoff)
             .with_for_update(skip_locked=True)
         ).all()
@@ -74,9 +76,9 @@ def _recover(conn: Connection, job, timeout: float, cutoff: datetime) -> list[in
     # committed since the SELECT, while this statement waited for the write lock.
     still_stale = jobs.c.heartbeat_at < cutoff
     if job.cancel_requested:
-        values = final_values(Status.CANCELLED, error=str(Cancelled()))
+        values = final_values(Status.CANCELLED, error=str(cancelled(job.undo_of)))
     elif job.attempts >= MAX_ATTEMPTS:
-        values = stopped_values(WorkerLost(timeout, job.attempts))
+        values = stopped_values(WorkerLost(timeout, job.attempts, job.undo_of))
     else:
         _requeue(conn, job, timeout, still_stale)
         return []

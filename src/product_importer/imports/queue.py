@@ -35,6 +35,7 @@ from .failures import (
     HandedBack,
     ImportStopped,
     Unexpected,
+    cancelled,
 )
 from .growing import UploadStalled
 from .models import ImportJob, Upload
@@ -175,7 +176,7 @@ def run_claimed(conn: Connection, job: ClaimedJob) -> None:
         if (_database_lost(conn) or _cut_off(error)) and job.attempts < MAX_ATTEMPTS:
             _requeue_when_back(job, error)
             return
-        deliveries = _end_stopped(job, Unexpected(_describe(error)))
+        deliveries = _end_stopped(job, Unexpected(_describe(error), job.undo_of))
     events.send(deliveries)
 
 
@@ -330,6 +331,8 @@ def _end_stopped(job: ClaimedJob, stop: ImportStopped) -> list[int]:
     with db.engine.begin() as conn:
         if isinstance(stop, Cancelled) and _upload_given_up(conn, job):
             stop = Cancelled(UPLOAD_CANCELLED_MESSAGE)
+        elif isinstance(stop, Cancelled) and job.undo_of is not None:
+            stop = cancelled(job.undo_of)
         return announce(conn, record_end(conn, job.id, job.attempts, stopped_values(stop)))
 
 

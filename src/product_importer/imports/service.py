@@ -12,7 +12,7 @@ from .. import background, database
 from ..errors import Conflict, NotFound, TooMany
 from . import runner
 from .endings import final_values
-from .failures import RETRY_CANNOT_FIX, Cancelled
+from .failures import RETRY_CANNOT_FIX, cancelled
 from .models import ImportJob, RejectedRow, Upload
 from .options import Options
 from .queue import DRAIN_TASK
@@ -174,7 +174,8 @@ def cancel(session: Session, job_id: int) -> ImportJob:
         raise Conflict(f"Import {job_id} has already finished ({job.status}).")
     job.cancel_requested = True
     if job.status == Status.QUEUED:
-        for column, value in final_values(Status.CANCELLED, error=str(Cancelled())).items():
+        error = str(cancelled(job.undo_of))
+        for column, value in final_values(Status.CANCELLED, error=error).items():
             setattr(job, column, value)
     return job
 
