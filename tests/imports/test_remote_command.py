@@ -10,7 +10,9 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from click.testing import CliRunner
 
+from product_importer import cli
 from product_importer.imports import remote
 from tests.conftest import BIN
 from tests.helpers import wait_until
@@ -209,21 +211,24 @@ def test_a_remote_import_ends_with_the_summary_and_where_to_get_its_rejected_row
 
 
 def test_an_upload_the_server_stops_taking_ends_saying_how_far_it_got_its_import_cancelled(
-    tmp_path, start_import, live_server, live_worker, accounts, http, sql
+    tmp_path, monkeypatch, live_server, live_worker, accounts, http, sql
 ):
     # After its ten tries it said "The upload failed: the server answered 502." alone, and the
-    # server's import was left waiting for the rest of the file.
+    # server's import was left waiting for the rest of the file. Run in this process, so that
+    # the 3 s between tries can be made short.
+    monkeypatch.setattr(remote, "RETRY_DELAY_SECONDS", 0.1)
     path = tmp_path / "catalog.csv"
     path.write_bytes(b"sku,name\r\nA-1,Apple\r\n")
     outage = Outage(live_server)
     outage.fail(BAD_GATEWAY, only=b"PATCH ")
 
-    command = start_import(path, outage.url, accounts["editor"].token)
-    stdout, stderr = command.communicate(timeout=300)
+    args = ["import", str(path), "--url", outage.url, "--token", accounts["editor"].token]
+    result = CliRunner().invoke(cli.main, args)
     outage.close()
+    stderr = result.stderr
 
     (job,) = http.get("/api/imports").json()["items"]
-    assert command.returncode == 1, stdout + stderr
+    assert result.exit_code == 1, result.output
     assert outage.failed == remote.RETRIES + 1
     said = (
         rf"Error: The upload stopped at 0 B of 21 B: {outage.url} did not take the rest in "
@@ -262,23 +267,32 @@ def test_a_remote_import_past_its_limit_is_followed_by_what_mends_it(
 
 
 def test_a_piece_the_server_never_answers_is_sent_again(
-    tmp_path, start_import, live_server, live_worker, accounts
+    tmp_path, monkeypatch, live_server, live_worker, accounts
 ):
     # tuspy waits for an answer for ever: a server or proxy that took a piece and never
-    # answered held the upload for good, its bar still.
+    # answered held the upload for good, its bar still. Run in this process, so that the
+    # wait for an answer (60 s) can be made short.
+    monkeypatch.setattr(remote, "ANSWER_SECONDS", 2)
+    monkeypatch.setattr(remote, "RETRY_DELAY_SECONDS", 0.1)
     path = tmp_path / "catalog.csv"
     path.write_bytes(b"sku,name\r\nA-1,Apple\r\n")
     outage = Outage(live_server)
     outage.fail(HANG, only=b"PATCH ")
+    threading.Thread(target=_end_after_first_failure, args=(outage,), daemon=True).start()
 
-    command = start_import(path, outage.url, accounts["editor"].token)
-    wait_until(lambda: outage.failed == 1 or ended(command), "the first piece sent")
-    outage.end()  # the next try goes through
-    stdout, stderr = command.communicate(timeout=600)
+    args = ["import", str(path), "--url", outage.url, "--token", accounts["editor"].token]
+    result = CliRunner().invoke(cli.main, args)
     outage.close()
 
-    assert command.returncode == 0, stdout + stderr
-    assert summary(stdout)["Outcome"] == "Completed"
+    assert outage.failed == 1
+    assert result.exit_code == 0, result.output
+    assert summary(result.stdout)["Outcome"] == "Completed"
+
+
+def _end_after_first_failure(outage: "Outage") -> None:
+    """Let the requests through once the first piece has hung: the next try goes through."""
+    wait_until(lambda: outage.failed == 1, "the first piece sent")
+    outage.end()
 
 
 def test_a_token_revoked_during_the_upload_is_said_with_where_to_cancel_the_import(
@@ -305,6 +319,8 @@ def test_a_token_revoked_during_the_upload_is_said_with_where_to_cancel_the_impo
         f"deactivated). Import {job['id']} waits on the server for the rest of the file: "
         f"cancel it on its page {gate.url}/imports/{job['id']}"
     ), stderr
+    # as the message says; else the import waits for the rest of its file past the test
+    assert http.post(f"/api/imports/{job['id']}/cancel").status_code == 202
 
 
 def test_a_piece_sent_slowly_but_steadily_is_not_cut_off_by_the_answer_timeout(monkeypatch):
