@@ -184,7 +184,10 @@ class Postgres:
         if session_id:
             conn.exec_driver_sql(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE (pid = %s AND application_name = %s) OR application_name = %s",
+                "WHERE (pid = %s AND application_name = %s) "
+                # job ids start at 1 in every database: another database's import of the same
+                # number (a staging catalog on the same server) has helpers of the same name
+                "OR (application_name = %s AND datname = current_database())",
                 (session_id, name, helper_name(name)),
             )
 

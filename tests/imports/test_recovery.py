@@ -103,3 +103,30 @@ def test_a_cancelled_job_whose_worker_was_lost_ends_cancelled_not_run_again(
     assert job["status"] == "cancelled"
     assert "catalog was not changed" in job["error"] and "Retry" in job["error"]
     assert catalog() == []
+
+
+def test_recovery_ends_the_lost_imports_helpers_in_its_own_database_only(app):
+    # Job ids start at 1 in every database: recovery of import 7 here ended the helpers of
+    # import 7 of another database on the same server (a staging catalog, another test
+    # process), whose import then ran again.
+    import psycopg
+
+    from product_importer import database
+    from product_importer.extensions import db
+    from product_importer.imports.runner import application_name
+    from tests.conftest import PG_ADMIN_URL
+
+    helper = database.helper_name(application_name(7))
+    with app.app_context():
+        here_url = db.engine.url.render_as_string(hide_password=False)
+        here_url = here_url.replace("postgresql+psycopg://", "postgresql://")
+        with (
+            psycopg.connect(PG_ADMIN_URL, application_name=helper) as elsewhere,
+            psycopg.connect(here_url, application_name=helper) as here,
+            db.engine.connect() as conn,
+        ):
+            database.POSTGRES.end_session(conn, here.info.backend_pid, application_name(7))
+
+            assert elsewhere.execute("SELECT 1").fetchone() == (1,)  # untouched
+            with pytest.raises(psycopg.OperationalError):
+                here.execute("SELECT 1")  # the lost import's helper, ended
