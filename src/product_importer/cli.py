@@ -265,6 +265,7 @@ def import_file(path, plan, apply_id, max_invalid, columns, url, token) -> None:
             raise click.UsageError("--url needs a FILE and --token (or PRODUCT_IMPORTER_TOKEN).")
         raise SystemExit(import_remotely(path, url, token, given))
     app = create_app()
+    logs.quiet_unless_asked()  # the bar and the summary, not the step log, unless asked
     with app.app_context():
         flask_migrate.upgrade()
         if apply_id is not None:

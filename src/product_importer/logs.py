@@ -6,6 +6,7 @@ person's report, the proxy's log and ours meet on one id.
 """
 
 import logging
+import os
 import re
 import sys
 import uuid
@@ -97,6 +98,13 @@ def configure(level: str, log_format: str) -> None:
     logging.getLogger("alembic.runtime.migration").addFilter(ALEMBIC_PREAMBLE)  # once: a set
     # Python's warnings (Celery's about running as root, say) as log lines too: one format.
     logging.captureWarnings(log_format == "json")
+
+
+def quiet_unless_asked() -> None:
+    """Leave a command's INFO lines (an import's step log, each migration it runs) out of a
+    person's terminal: warnings and errors only, unless LOG_LEVEL is set (environment or .env)."""
+    if not (os.environ.get("LOG_LEVEL") or "").strip():
+        logging.getLogger().setLevel(logging.WARNING)
 
 
 @contextmanager

@@ -243,11 +243,12 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 class Terminal:
     """`product-importer import FILE` in a pseudo-terminal, as a person runs it; output kept."""
 
-    def __init__(self, path, columns: int = 160):
+    def __init__(self, path, columns: int = 160, *options: str, unset: tuple[str, ...] = ()):
         leader, follower = pty.openpty()
         env = os.environ | {"COLUMNS": str(columns), "LINES": "40", "TERM": "xterm-256color"}
+        env = {name: value for name, value in env.items() if name not in unset}
         self.process = subprocess.Popen(
-            [str(BIN / "product-importer"), "import", str(path)],
+            [str(BIN / "product-importer"), "import", str(path), *options],
             cwd=ROOT,
             env=env,
             stdin=follower,
