@@ -322,7 +322,7 @@ def test_in_a_terminal_of_80_columns_the_bar_keeps_its_phase_and_percent(
         bar = terminal.wait_for(lambda bar: "rows/s" in bar and "Queued" not in bar)
     terminal.process.wait(timeout=120)
 
-    assert re.search(r"Reading\s+━+\s+\d+% .*rows/s · elapsed", bar), bar
+    assert re.search(r"Reading\s+[━╸╺]+\s+\d+% .*rows/s · elapsed", bar), bar
     assert len(bar) <= 80, bar
     assert terminal.process.returncode == 0, terminal.text()
 
@@ -341,7 +341,7 @@ def test_in_a_terminal_of_60_columns_the_figures_that_do_not_fit_are_left_out_wh
     terminal.process.wait(timeout=120)
 
     assert re.fullmatch(
-        r"Reading\s+━+\s+\d+% (–|[\d,]+) rows/s( · elapsed [\d.]+ m?s)? …\s*", bar
+        r"Reading\s+[━╸╺]+\s+\d+% (–|[\d,]+) rows/s( · elapsed [\d.]+ m?s)? …\s*", bar
     ), bar
     assert len(bar) <= 60, bar
     assert terminal.process.returncode == 0, terminal.text()

@@ -3,7 +3,10 @@ goes, the summary, plain warnings, and the rejected rows in a file of theirs."""
 
 import re
 
-from .test_embedded_and_cli import Terminal
+from tests.conftest import paused
+
+from .conftest import ROW_LOCK
+from .test_embedded_and_cli import Terminal, run_import_command
 
 
 def test_the_terminal_shows_the_bar_and_the_summary_not_the_step_log(tmp_path, catalog):
@@ -18,3 +21,22 @@ def test_the_terminal_shows_the_bar_and_the_summary_not_the_step_log(tmp_path, c
     assert "Finished" in terminal.last_bar(), terminal.text()
     assert re.search(r"│ Created\s+│ 2\s+│", terminal.text()), terminal.text()
     assert "INFO" not in terminal.text() and "import step" not in terminal.text(), terminal.text()
+
+
+def test_the_bar_says_which_step_of_the_apply_runs(tmp_path, catalog, holding, live_worker):
+    """It said "Applying" alone for the whole apply, where the page names the step."""
+    seed = tmp_path / "seed.csv"
+    seed.write_text("sku,name\nA-1,Apple\nB-2,Banana\nC-3,Cherry\n")
+    assert run_import_command(seed).returncode == 0
+    path = tmp_path / "renamed.csv"
+    path.write_text("sku,name\nA-1,Green apple\n")
+
+    # the product it renames is held by an edit in progress: the apply waits in its update
+    with paused(live_worker), holding(ROW_LOCK.format(key="a-1")) as edit:
+        terminal = Terminal(path, 80)
+        edit.wait_until_blocking()
+        bar = terminal.wait_for(lambda bar: "updating" in bar)
+    terminal.process.wait(timeout=120)
+
+    assert re.match(r"Applying\s+[━╸╺]+\s+\d+% updating · ", bar), bar
+    assert terminal.process.returncode == 0, terminal.text()

@@ -223,10 +223,16 @@ def _watch(console: Console, job_id: int):
     """Show the job's progress until it (and the search index it rebuilds) is done."""
     with display.progress_bar(console) as bar:
         task = bar.add_task(f"Import {job_id}", total=100, phase="Queued", figures="")
+        shown: dict = {"percent": 0.0}
         while True:
             db.session.rollback()  # see what the worker committed since
             job = service.get(db.session, job_id)
-            display.show_job(bar, task, job.to_dict())
+            # its run is on a thread here: the row lags it by a heartbeat, and on SQLite by
+            # the whole merge, which holds the one writer (the bar sat at "Applying 30%")
+            now = job.to_dict() | service.run_progress(job)
+            if job.finished or now["percent"] >= shown["percent"]:
+                shown = now  # not the row's lag once the run writes its end: never back
+            display.show_job(bar, task, shown)
             if job.finished and job.search_index != "refreshing":
                 return job
             time.sleep(POLL_SECONDS)

@@ -4,6 +4,7 @@ the local command has from its row and the remote one from `GET /api/imports/<id
 """
 
 import json
+import re
 import shlex
 from datetime import datetime
 
@@ -17,16 +18,23 @@ from ..timeutil import aware, utcnow
 from .csv_rows import MISSING_COLUMNS
 from .failures import TOO_MANY_INVALID
 from .models import superseded_note
-from .states import FINISHED, SUCCEEDED, Status
+from .progress import WAITING
+from .states import FINISHED, SUCCEEDED, Phase, Status
+from .turns import WAITING_FOR_SEARCH
 from .views import OUTCOMES, seconds_label
 
 BAR_WIDTH = 20
+WAITS = {  # an import's wait for its turn, as the bar says it
+    WAITING: "waiting for the imports before it",
+    WAITING_FOR_SEARCH: "waiting for the last import's search indexes",
+}
 # The phase (9), the bar, the percent (4) and the spaces between: the figures get the rest of
 # the line, those that do not fit left out (`fit`); else rich would cut the phase ("Rea…") and drop
 # the bar and the percent first.
 BESIDE_FIGURES = 9 + BAR_WIDTH + 4 + 3
 PHASES = {"reading": "Reading", "applying": "Applying"}
 SEPARATOR = " · "  # between the bar's figures
+STEP = re.compile(r"Applying .+ \((?P<step>[^()]+)\)")  # progress.Progress.merging's message
 
 
 def progress_bar(console: Console) -> Progress:
@@ -69,17 +77,27 @@ def figures_of(job: dict) -> list[str]:
     """The page's figures, in one line; what is not known says so."""
     rows = job["rows_processed"]
     rate = f"{job['rows_per_second']:,.0f} rows/s" if job["rows_per_second"] else "– rows/s"
-    if job["status"] in FINISHED:
-        left = job["message"] if job.get("search_index") == "refreshing" else ""
-    else:
-        left = _left(job["eta_seconds"])
+    left = "" if job["status"] in FINISHED else _left(job["eta_seconds"])
     return [
+        doing(job),
         rate,
         f"elapsed {seconds_label(elapsed(job))}",
         left,
         f"{rows:,} row{'' if rows == 1 else 's'} read",
         f"{job['rows_invalid']:,} rejected",
     ]
+
+
+def doing(job: dict) -> str:
+    """What the import does now that its phase does not say, as the page's message says it:
+    the merge's step ("comparing"), its wait for its turn, the search indexes built after it.
+    First of the figures: the bar sat at "Applying 30%" for the whole merge without it."""
+    message = job["message"] or ""
+    if job["status"] in FINISHED:
+        return "building search indexes" if job.get("search_index") == "refreshing" else ""
+    if job["phase"] == Phase.APPLYING and (step := STEP.fullmatch(message)):
+        return step["step"]
+    return WAITS.get(message, "")
 
 
 def fit(figures: str, width: int) -> str:

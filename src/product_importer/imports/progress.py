@@ -139,7 +139,9 @@ class Progress:
         self.phase, self.what = Phase.APPLYING, what
         self.message = f"Applying {what}"
         self.percent = max(self.percent, self.reading_end)
-        self.expect([("deduplicating", rows), ("comparing", rows)])
+        # "inserting" stands for the writing to come until the merge says what it will be:
+        # without it the first two steps took the whole bar, the writes squeezed in its end
+        self.expect([("deduplicating", rows), ("comparing", rows), ("inserting", rows)])
         self.interruptible = True
 
     def expect(self, steps: list[tuple[str, int]]) -> None:
@@ -161,8 +163,8 @@ class Progress:
         self.step, self.step_started = step, now
         self.phase, self.what = Phase.APPLYING, what or self.what
         self.message = f"Applying {self.what} ({step})"
+        expected = _seconds(step, self._rows_of(step))  # before it leaves the steps ahead
         self.steps_ahead = [ahead for ahead in self.steps_ahead if ahead[0] != step]
-        expected = _seconds(step, self._rows_of(step))
         left = expected + sum(_seconds(name, rows) for name, rows in self.steps_ahead)
         last = self.goal - BELOW_THE_END
         share = (last - self.percent) * (expected / left if left else 1.0)

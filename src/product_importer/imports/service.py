@@ -225,7 +225,15 @@ def progress_here(session: Session, job: ImportJob) -> dict:
     progress until the merge commits; the web requests of the embedded worker's process read
     it in memory. Elsewhere the row is the truth (its worker may be another process).
     """
-    if job.status != Status.RUNNING or not database.of(session).one_writer:
+    if not database.of(session).one_writer:
+        return {}
+    return run_progress(job)
+
+
+def run_progress(job: ImportJob) -> dict:
+    """A running job's progress as its run in this process has it now, over what its row
+    says (written every HEARTBEAT_SECONDS); {} if it does not run here."""
+    if job.status != Status.RUNNING:
         return {}
     figures = runner.progress_here(job.id, job.attempts)
     if figures is None:
