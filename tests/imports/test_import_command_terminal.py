@@ -40,3 +40,18 @@ def test_the_bar_says_which_step_of_the_apply_runs(tmp_path, catalog, holding, l
 
     assert re.match(r"Applying\s+[━╸╺]+\s+\d+% updating · ", bar), bar
     assert terminal.process.returncode == 0, terminal.text()
+
+
+def test_a_warning_is_shown_in_its_colour_alone(tmp_path, catalog):
+    """rich coloured its numbers: "import #12 of 2026-12-05" in three colours."""
+    path = tmp_path / "fruit.csv"
+    path.write_text("sku,name\nA-1,Apple\n")
+    assert run_import_command(path).returncode == 0
+
+    terminal = Terminal(path, 80)  # the same file again: a warning names the first import
+    terminal.process.wait(timeout=120)
+
+    raw = terminal.output.decode()
+    warning = re.search(r"Warning: [^\r\n]*", raw)
+    assert warning and "identical to import #" in warning[0], raw
+    assert "\x1b" not in warning[0].removesuffix("\x1b[0m"), repr(warning[0])

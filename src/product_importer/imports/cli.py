@@ -16,6 +16,7 @@ import time
 import click
 from flask import Flask, current_app
 from rich.console import Console
+from rich.highlighter import NullHighlighter
 from rich.logging import RichHandler
 from sqlalchemy import select
 
@@ -206,7 +207,9 @@ class _logging_above:
     """Log through rich on the bar's console while it shows, so lines go above the bar."""
 
     def __init__(self, console: Console):
-        self.handler = RichHandler(console=console, show_path=False, log_time_format="%X")
+        self.handler = RichHandler(
+            console=console, show_path=False, log_time_format="%X", highlighter=NullHighlighter()
+        )
         self.root = logging.getLogger()
         self.saved: list[logging.Handler] = []
 

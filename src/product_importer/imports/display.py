@@ -139,7 +139,8 @@ def report(
     `after` it (an address, whole on its line: cut in a cell, it could not be copied); a plan
     is followed by how to `apply` it, then the warnings and the error (on stderr). Return the
     exit code: 0 for a completed import or a plan. A file's name, its columns in a warning or a
-    webhook's error are escaped: rich took a "[/b]" in them for its markup, and failed."""
+    webhook's error are escaped: rich took a "[/b]" in them for its markup, and failed; and
+    shown plain: rich's highlighter coloured the numbers of "import #12 of 2026-12-05"."""
     title = escape(f"Import #{job['id']}: {job['filename']}")
     table = Table(title=title, show_header=False)
     table.add_column(style="bold")
@@ -148,11 +149,13 @@ def report(
         table.add_row(name, escape(value))
     console.print(table)
     for line in after:
-        console.print(escape(line), soft_wrap=True)
+        console.print(escape(line), soft_wrap=True, highlight=False)
     if job["status"] == Status.PLANNED:
-        console.print(escape(f"Nothing has changed yet. {apply}"), soft_wrap=True)
+        console.print(escape(f"Nothing has changed yet. {apply}"), soft_wrap=True, highlight=False)
     for warning in job["warnings"]:
-        console.print(escape(f"Warning: {warning}"), style="yellow", soft_wrap=True)
+        console.print(
+            escape(f"Warning: {warning}"), style="yellow", soft_wrap=True, highlight=False
+        )
     if job["error"]:
         click.echo(f"Error: {job['error']}", err=True)
     return 0 if job["status"] in SUCCEEDED | {Status.PLANNED} else 1
