@@ -99,7 +99,7 @@ def csv_download(
     """
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
     return Response(
-        stream_with_context(_csv_text(rows, header, bom)), mimetype="text/csv", headers=headers
+        stream_with_context(csv_text(rows, header, bom)), mimetype="text/csv", headers=headers
     )
 
 
@@ -112,7 +112,8 @@ def true_or_false(name: str, *, default: bool = False) -> bool:
     return value == "true"
 
 
-def _csv_text(rows: Iterable[Sequence], header: Sequence[str], bom: bool = False):
+def csv_text(rows: Iterable[Sequence], header: Sequence[str], bom: bool = False):
+    """The CSV of `header` and `rows` as `csv_download` sends it, a piece at a time."""
     buffer = io.StringIO("\ufeff" if bom else "")
     buffer.seek(0, io.SEEK_END)
     writer = csv.writer(buffer, lineterminator="\r\n")

@@ -234,6 +234,12 @@ def worker(concurrency: int, celery_args: tuple[str, ...]) -> None:
 @click.option("--max-invalid", help="Fail past this many invalid rows: a count (100) or 1%.")
 @click.option("--columns", help='Map fields to header names: \'{"sku": "Item Code"}\'.')
 @click.option(
+    "--rejected",
+    "rejected_to",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write the rejected rows here (default: beside FILE, as NAME-rejected.csv).",
+)
+@click.option(
     "--url",
     help="A remote server (https://...): upload there with the resumable protocol and import.",
 )
@@ -242,7 +248,7 @@ def worker(concurrency: int, celery_args: tuple[str, ...]) -> None:
     envvar="PRODUCT_IMPORTER_TOKEN",
     help="A personal access token (editor) of the remote server; or PRODUCT_IMPORTER_TOKEN.",
 )
-def import_file(path, plan, apply_id, max_invalid, columns, url, token) -> None:
+def import_file(path, plan, apply_id, max_invalid, columns, rejected_to, url, token) -> None:
     """Import a CSV file from a terminal, with a progress bar: here, or on a server (--url);
     or plan it, or apply a plan."""
     from .imports.cli import apply_from_terminal, options_problem, run_import_from_terminal
@@ -263,14 +269,16 @@ def import_file(path, plan, apply_id, max_invalid, columns, url, token) -> None:
 
         if not token or path is None:
             raise click.UsageError("--url needs a FILE and --token (or PRODUCT_IMPORTER_TOKEN).")
+        if rejected_to:  # the server keeps them: the addresses printed after the table
+            raise click.UsageError("--rejected is for an import here; leave it out with --url.")
         raise SystemExit(import_remotely(path, url, token, given))
     app = create_app()
     logs.quiet_unless_asked()  # the bar and the summary, not the step log, unless asked
     with app.app_context():
         flask_migrate.upgrade()
         if apply_id is not None:
-            raise SystemExit(apply_from_terminal(apply_id))
-        raise SystemExit(run_import_from_terminal(path, given))
+            raise SystemExit(apply_from_terminal(apply_id, rejected_to))
+        raise SystemExit(run_import_from_terminal(path, given, rejected_to))
 
 
 def _token_without_url(apply_id: int | None) -> None:

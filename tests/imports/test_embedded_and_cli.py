@@ -164,13 +164,16 @@ def test_a_worker_without_a_broker_says_what_it_needs_and_exits(tmp_path, test_e
     assert "`product-importer serve` runs the worker itself" in done.stderr
 
 
-def run_import_command(path, *options: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_import_command(
+    path, *options: str, env: dict | None = None, cwd=ROOT
+) -> subprocess.CompletedProcess:
     """`product-importer import FILE` with the test session's settings (PostgreSQL, Redis),
-    and `env` besides."""
+    and `env` besides; on a line wide enough for the summary's paths. A plan applied writes
+    its rejected rows into `cwd`."""
     return subprocess.run(
         [str(BIN / "product-importer"), "import", *([str(path)] if path else []), *options],
-        cwd=ROOT,
-        env=os.environ | (env or {}),
+        cwd=cwd,
+        env=os.environ | {"COLUMNS": "300"} | (env or {}),
         capture_output=True,
         text=True,
         timeout=120,
@@ -194,7 +197,7 @@ def test_the_import_command_prints_the_outcome_and_exits_0(tmp_path, catalog, cl
     assert (summary["Unchanged"], summary["Rejected"]) == ("0", "1")
     assert summary["Repeated SKUs"] == "1 row repeated an earlier SKU; the last one was kept."
     assert re.fullmatch(r"\d+ ms|\d\.\d s", summary["Duration"])
-    assert summary["Rejected rows"].startswith("/api/imports/")
+    assert summary["Rejected rows"].startswith(str(tmp_path / "fruit-rejected.csv"))
     assert "Warning: Unknown columns were ignored: colour." in result.stdout
     assert sorted(row[1:3] for row in catalog()) == [("B-2", "Banana"), ("a-1", "Apple 2")]
     assert path.exists()  # the command imports a copy; the user's file stays
@@ -474,13 +477,13 @@ def test_the_import_command_plans_then_applies(tmp_path, catalog, client):
         "columns": {"sku": "Item Code", "name": "Title"},
     }
 
-    applied = run_import_command(None, "--apply", job_id)
+    applied = run_import_command(None, "--apply", job_id, cwd=tmp_path)
 
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert re.search(r"Created\s*│\s*2\s*│", applied.stdout), applied.stdout
     assert re.search(r"Updated\s*│\s*0\s*│", applied.stdout), applied.stdout
     assert sorted(row[1:3] for row in catalog()) == [("A-1", "Apple"), ("B-2", "Banana")]
-    assert run_import_command(None, "--apply", job_id).returncode == 2
+    assert run_import_command(None, "--apply", job_id, cwd=tmp_path).returncode == 2
 
 
 @pytest.mark.parametrize(
@@ -505,11 +508,11 @@ def test_applying_a_plan_refuses_the_options_it_would_ignore(tmp_path, catalog, 
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert f"--apply ID takes no other options (given: {named})" in refused.stderr
     assert catalog() == []  # the plan is still there to apply
-    assert run_import_command(None, "--apply", job_id).returncode == 0
+    assert run_import_command(None, "--apply", job_id, cwd=tmp_path).returncode == 0
 
 
 def test_a_plan_applied_from_the_command_line_is_the_command_lines_not_the_uploaders(
-    app, client, accounts, live_worker
+    app, client, accounts, live_worker, tmp_path
 ):
     """The command line acts as no account (as `import FILE` does): a plan it applies names no
     one in its webhook, says where it was applied, and counts against nobody's queue."""
@@ -525,7 +528,7 @@ def test_a_plan_applied_from_the_command_line_is_the_command_lines_not_the_uploa
     )
 
     with paused(live_worker):  # only the command runs the import and sends its webhook
-        applied = run_import_command(None, "--apply", str(job_id))
+        applied = run_import_command(None, "--apply", str(job_id), cwd=tmp_path)
         received = [request.json() for request in receiver.requests]
     receiver.close()
 

@@ -1,6 +1,8 @@
 """What `product-importer import FILE` leaves in a person's terminal: the bar as the import
 goes, the summary, plain warnings, and the rejected rows in a file of theirs."""
 
+import csv
+import gzip
 import re
 
 from tests.conftest import paused
@@ -55,3 +57,36 @@ def test_a_warning_is_shown_in_its_colour_alone(tmp_path, catalog):
     warning = re.search(r"Warning: [^\r\n]*", raw)
     assert warning and "identical to import #" in warning[0], raw
     assert "\x1b" not in warning[0].removesuffix("\x1b[0m"), repr(warning[0])
+
+
+def test_the_rejected_rows_are_written_beside_the_file(tmp_path, catalog):
+    """The summary named /api/imports/<id>/rejected.csv, of no use in a terminal."""
+    path = tmp_path / "fruit.csv"
+    path.write_text("sku,name\nA-1,Apple\n,Nameless\nB-2,\n")
+
+    result = run_import_command(path)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    rejected = tmp_path / "fruit-rejected.csv"
+    assert re.search(rf"│ Rejected rows\s+│ {re.escape(str(rejected))} \(fix them", result.stdout)
+    with open(rejected, newline="") as written:
+        rows = list(csv.reader(written))
+    assert rows == [
+        ["line", "reason", "sku", "name"],
+        ["3", "sku is empty", "", "Nameless"],
+        ["4", "name is empty", "B-2", ""],
+    ]
+
+
+def test_the_rejected_rows_go_where_rejected_says(tmp_path, catalog):
+    path = tmp_path / "fruit.csv.gz"
+    path.write_bytes(gzip.compress(b"sku,name\nA-1,Apple\n,Nameless\n"))
+    elsewhere = tmp_path / "out" / "fix-these.csv"
+    elsewhere.parent.mkdir()
+
+    result = run_import_command(path, "--rejected", str(elsewhere))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert elsewhere.read_text().splitlines()[1:] == ["3,sku is empty,,Nameless"]
+    assert not (tmp_path / "fruit-rejected.csv").exists()
+    assert str(elsewhere) in result.stdout

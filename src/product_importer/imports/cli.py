@@ -8,6 +8,7 @@ returns, since nothing in this process would send them once it has exited.
 
 import logging
 import os
+import re
 import shlex
 import shutil
 import threading
@@ -21,6 +22,7 @@ from rich.logging import RichHandler
 from sqlalchemy import select
 
 from ..accounts import audit
+from ..apiutil import csv_text
 from ..errors import AppError, Conflict, said
 from ..extensions import db
 from ..webhooks import delivery, events
@@ -33,10 +35,13 @@ COPY_BYTES = 1024 * 1024  # a read of the file to import at a time
 FILENAME_LENGTH = 255  # import_jobs.filename
 
 
-def run_import_from_terminal(path: str, given: dict | None = None) -> int:
+def run_import_from_terminal(
+    path: str, given: dict | None = None, rejected_to: str | None = None
+) -> int:
     """Queue `path` like an upload, run the queue here, show progress; return an exit code.
 
-    `given` holds the options as typed (plan, max_invalid, columns).
+    `given` holds the options as typed (plan, max_invalid, columns); `rejected_to`, the file
+    to write the rejected rows to (--rejected), else one beside `path` (`rejected_path`).
     """
     try:
         parsed = options.parse(given or {})
@@ -70,7 +75,7 @@ def run_import_from_terminal(path: str, given: dict | None = None) -> int:
         **parsed,
     )
     db.session.commit()
-    return _run_and_watch(job.id, path)
+    return _run_and_watch(job.id, path, rejected_to)
 
 
 def options_problem(given: dict) -> str | None:
@@ -90,7 +95,7 @@ def _said_with_flags(error: AppError) -> str:
     return said(error.message, details)
 
 
-def apply_from_terminal(job_id: int) -> int:
+def apply_from_terminal(job_id: int, rejected_to: str | None = None) -> int:
     """Apply a plan, run the queue here, show progress; return an exit code.
 
     The command line acts as no account, as `import FILE` does: the plan's end is no one's
@@ -103,10 +108,10 @@ def apply_from_terminal(job_id: int) -> int:
         return 2
     audit.record(db.session, "import.applied", f"import #{job_id}", via="cli")
     db.session.commit()
-    return _run_and_watch(job_id)
+    return _run_and_watch(job_id, rejected_to=rejected_to)
 
 
-def _run_and_watch(job_id: int, path: str | None = None) -> int:
+def _run_and_watch(job_id: int, path: str | None = None, rejected_to: str | None = None) -> int:
     """Run the queue in this process while showing the job's progress; report its outcome."""
     app = current_app._get_current_object()
     tasks = SendsWebhooksHere(app)
@@ -123,7 +128,8 @@ def _run_and_watch(job_id: int, path: str | None = None) -> int:
             if job is None:
                 return INTERRUPTED
         runner.join()  # it sends the import's webhooks before it ends
-    code = _report(Console(), job, tasks.sent)
+    rejected = _write_rejected(job, rejected_to or rejected_path(path, job.id))
+    code = _report(Console(), job, rejected + _webhook_rows(tasks.sent))
     display.say_next_step(
         job.to_dict(), f"product-importer import {shlex.quote(path or job.filename)}"
     )
@@ -241,18 +247,36 @@ def _watch(console: Console, job_id: int):
             time.sleep(POLL_SECONDS)
 
 
-def _report(console: Console, job, sent: list[int]) -> int:
+def _report(console: Console, job, rows: list[tuple[str, str]]) -> int:
     """Print the outcome as a table (and an error on stderr); return the exit code."""
-    rows = _rejected_rows(job) + _webhook_rows(sent)
     apply = f"Apply it: product-importer import --apply {job.id}"
     return display.report(console, job.to_dict(), rows, apply)
 
 
-def _rejected_rows(job) -> list[tuple[str, str]]:
+def rejected_path(path: str | None, job_id: int) -> str:
+    """Where the rejected rows go without --rejected: beside the file, after its name
+    (prices.csv.gz: prices-rejected.csv); for a pipe or a plan applied, the current folder."""
+    if path is None or not os.path.isfile(path):
+        return f"import-{job_id}-rejected.csv"  # the name of the page's download
+    folder, name = os.path.split(path)
+    stem = re.sub(r"(\.csv)?(\.gz)?$", "", name, flags=re.IGNORECASE) or name
+    return os.path.join(folder, f"{stem}-rejected.csv")
+
+
+def _write_rejected(job, to: str) -> list[tuple[str, str]]:
+    """Write the job's rejected rows, as the file had them after `line,reason`, to `to`; the
+    summary's row that says where (the server's rejected.csv is no use in a terminal)."""
     if not job.rows_invalid:
         return []
-    where = f"/api/imports/{job.id}/rejected.csv"
-    return [("Rejected rows", f"{where} (fix them and import that file)")]
+    db.session.rollback()
+    header, rows = service.rejected_file(db.session, job)
+    try:
+        with open(to, "w", encoding="utf-8", newline="") as out:
+            out.writelines(csv_text(rows, header))
+    except OSError as error:
+        said = f"not written to {to} ({error.strerror or error})"
+        return [("Rejected rows", f"{said}; the import's page has them (`serve`)")]
+    return [("Rejected rows", f"{to} (fix them there and import that file)")]
 
 
 def _webhook_rows(sent: list[int]) -> list[tuple[str, str]]:
