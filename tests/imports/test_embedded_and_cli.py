@@ -435,6 +435,12 @@ def test_the_import_command_fails_with_the_reason_and_a_non_zero_exit(
             ("--max-invalid", "1"),
             "To import its valid rows anyway: product-importer import {path} --max-invalid 100%",
         ),
+        (  # the mapping given is kept: without it, that command failed on the columns
+            "Item Code,Title\nA-1,Apple\n,Nameless\n,Nameless too\n",
+            ("--columns", '{"sku": "Item Code", "name": "Title"}', "--max-invalid", "1"),
+            "To import its valid rows anyway: product-importer import {path} "
+            '--columns \'{{"sku": "Item Code", "name": "Title"}}\' --max-invalid 100%',
+        ),
     ],
 )
 def test_a_failure_an_option_mends_is_followed_by_the_command_that_mends_it(

@@ -130,3 +130,30 @@ def test_recovery_ends_the_lost_imports_helpers_in_its_own_database_only(app):
             assert elsewhere.execute("SELECT 1").fetchone() == (1,)  # untouched
             with pytest.raises(psycopg.OperationalError):
                 here.execute("SELECT 1")  # the lost import's helper, ended
+
+
+def test_a_drain_leaves_the_build_a_lost_import_still_uses_for_later(app):
+    # A lost import's helpers may still hold its build until recovery ends them: the drain's
+    # clean-up waited for them while it held the turn every import needs.
+    import psycopg
+
+    from product_importer.extensions import db
+    from product_importer.imports import engine
+
+    with app.app_context():
+        url = db.engine.url.render_as_string(hide_password=False)
+        url = url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(url, autocommit=True) as owner:
+            owner.execute("CREATE TABLE products_build (id bigint)")
+        try:
+            with psycopg.connect(url) as helper, db.engine.connect() as conn:
+                helper.execute("SELECT count(*) FROM products_build")  # holds it, as a helper
+                engine.drop_leftovers(conn)  # waited here for as long as the helper ran
+
+                assert conn.exec_driver_sql("SELECT to_regclass('products_build')").scalar()
+                helper.rollback()
+                engine.drop_leftovers(conn)
+                assert conn.exec_driver_sql("SELECT to_regclass('products_build')").scalar() is None
+        finally:
+            with psycopg.connect(url, autocommit=True) as owner:
+                owner.execute("DROP TABLE IF EXISTS products_build")

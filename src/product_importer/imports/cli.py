@@ -75,7 +75,7 @@ def run_import_from_terminal(
         **parsed,
     )
     db.session.commit()
-    return _run_and_watch(job.id, path, rejected_to)
+    return _run_and_watch(job.id, path, rejected_to, given)
 
 
 def options_problem(given: dict) -> str | None:
@@ -111,7 +111,12 @@ def apply_from_terminal(job_id: int, rejected_to: str | None = None) -> int:
     return _run_and_watch(job_id, rejected_to=rejected_to)
 
 
-def _run_and_watch(job_id: int, path: str | None = None, rejected_to: str | None = None) -> int:
+def _run_and_watch(
+    job_id: int,
+    path: str | None = None,
+    rejected_to: str | None = None,
+    given: dict | None = None,
+) -> int:
     """Run the queue in this process while showing the job's progress; report its outcome."""
     app = current_app._get_current_object()
     tasks = SendsWebhooksHere(app)
@@ -130,8 +135,8 @@ def _run_and_watch(job_id: int, path: str | None = None, rejected_to: str | None
         runner.join()  # it sends the import's webhooks before it ends
     rejected = _write_rejected(job, rejected_to or rejected_path(path, job.id))
     code = _report(Console(), job, rejected + _webhook_rows(tasks.sent))
-    display.say_next_step(
-        job.to_dict(), f"product-importer import {shlex.quote(path or job.filename)}"
+    display.say_next_step(  # with the options `given` to this run, but the one it mends
+        job.to_dict(), f"product-importer import {shlex.quote(path or job.filename)}", given=given
     )
     return INTERRUPTED if interrupted and job.status == Status.CANCELLED else code
 

@@ -17,6 +17,7 @@ import logging
 from datetime import datetime
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import OperationalError
 
 from .. import database
 from ..timeutil import utcnow
@@ -25,6 +26,8 @@ from .counts import MergeCounts, Steps
 from .states import PLANNED_KINDS
 
 log = logging.getLogger(__name__)
+
+LEFTOVERS_LOCK_WAIT = "1s"  # the longest a drain waits for a lost import's tables
 
 STAGING = "import_staging"
 PLAN = "import_plan"
@@ -164,8 +167,18 @@ class PostgresStage:
     def drop_leftovers(conn: Connection) -> None:
         """Drop the merge's tables an import lost while applying left (its build of the whole
         catalog, say), committed. Its next attempt would drop them, but one that ended for
-        good (cancelled, or lost too often) has none."""
-        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {STAGING}, {PLAN}, {bulk.BUILD}")
+        good (cancelled, or lost too often) has none. A lost import's helpers may still hold
+        them until recovery ends their sessions: then they are left for the next drain, rather
+        than waited for while this one holds the turn every import needs."""
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LEFTOVERS_LOCK_WAIT}'")
+        try:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {STAGING}, {PLAN}, {bulk.BUILD}")
+        except OperationalError as error:
+            if getattr(error.orig, "sqlstate", None) != bulk.LOCK_NOT_AVAILABLE:
+                raise
+            conn.rollback()
+            log.info("the scratch tables of a lost import are still in use: left for later")
+            return
         conn.commit()
 
     @staticmethod
