@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 
 from tests.conftest import paused
-from tests.helpers import upload_csv, wait_for_job
+from tests.helpers import upload_csv, wait_for_job, wait_until
 
 from .conftest import TABLE_LOCK, products_by_key
 
@@ -157,3 +157,12 @@ def test_a_drain_leaves_the_build_a_lost_import_still_uses_for_later(app):
         finally:
             with psycopg.connect(url, autocommit=True) as owner:
                 owner.execute("DROP TABLE IF EXISTS products_build")
+
+
+def test_a_build_left_by_a_lost_import_is_dropped_once_no_import_runs(app, live_worker, sql):
+    # The drain recovery starts tried once: if the turn was taken then (another import's
+    # search indexes, an undo) or the lost import's helpers still held its build, the build
+    # (a second catalog on disk) stayed until the next import, which might never come.
+    sql("CREATE TABLE products_build (id bigint)")  # as a lost import leaves it
+
+    wait_until(lambda: sql("SELECT to_regclass('products_build')")[0][0] is None, "dropped")

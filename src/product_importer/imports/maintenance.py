@@ -20,7 +20,7 @@ from ..extensions import db
 from ..products import totals
 from ..timeutil import utcnow
 from ..webhooks import events
-from . import plans, resumable
+from . import bulk, plans, resumable
 from .endings import announce, final_values, record_end, stopped_values
 from .engine import forget_unused_plans
 from .failures import MAX_ATTEMPTS, WorkerLost, cancelled
@@ -39,7 +39,7 @@ _last_cleanup = {"at": 0.0}
 
 def periodic() -> None:
     """Recover jobs whose worker died, start the queue if idle, remove old uploads."""
-    if recover_stale_jobs() or _queue_waiting() or _search_left_refreshing():
+    if recover_stale_jobs() or _queue_waiting() or _search_left_refreshing() or _build_left():
         background.submit(DRAIN_TASK)
     if time.monotonic() - _last_cleanup["at"] >= CLEANUP_EVERY_SECONDS:
         _last_cleanup["at"] = time.monotonic()
@@ -140,6 +140,20 @@ def _search_left_refreshing() -> bool:
             return False
         running = conn.execute(select(jobs.c.id).where(jobs.c.status == Status.RUNNING).limit(1))
         return running.first() is None and not database.of(conn).turn_taken(conn)
+
+
+def _build_left() -> bool:
+    """Whether a lost import's build of the catalog (a second catalog on disk) is left while no
+    import runs nor holds the turn: the drain recovery started may have found the turn taken,
+    or the tables still held by the lost import's helpers (`drop_leftovers`)."""
+    with db.engine.connect() as conn:
+        seam = database.of(conn)
+        if seam.name != "postgresql":
+            return False  # SQLite builds nothing beside the catalog
+        if conn.exec_driver_sql(f"SELECT to_regclass('{bulk.BUILD}')").scalar() is None:
+            return False
+        running = conn.execute(select(jobs.c.id).where(jobs.c.status == Status.RUNNING).limit(1))
+        return running.first() is None and not seam.turn_taken(conn)
 
 
 def _expire_plans_and_changes() -> None:
