@@ -237,7 +237,8 @@ def worker(concurrency: int, celery_args: tuple[str, ...]) -> None:
     "--rejected",
     "rejected_to",
     type=click.Path(dir_okay=False, writable=True),
-    help="Write the rejected rows here (default: beside FILE, as NAME-rejected.csv).",
+    help="Write the rejected rows here, replacing the file (default: beside FILE, as "
+    "NAME-rejected.csv; for a pipe or --apply, import-ID-rejected.csv here).",
 )
 @click.option(
     "--url",
@@ -272,6 +273,7 @@ def import_file(path, plan, apply_id, max_invalid, columns, rejected_to, url, to
         if rejected_to:  # the server keeps them: the addresses printed after the table
             raise click.UsageError("--rejected is for an import here; leave it out with --url.")
         raise SystemExit(import_remotely(path, url, token, given))
+    _check_rejected_to(rejected_to, path)
     app = create_app()
     logs.quiet_unless_asked()  # the bar and the summary, not the step log, unless asked
     with app.app_context():
@@ -279,6 +281,18 @@ def import_file(path, plan, apply_id, max_invalid, columns, rejected_to, url, to
         if apply_id is not None:
             raise SystemExit(apply_from_terminal(apply_id, rejected_to))
         raise SystemExit(run_import_from_terminal(path, given, rejected_to))
+
+
+def _check_rejected_to(rejected_to: str | None, path: str | None) -> None:
+    """Refuse, before anything is imported, a --rejected that is FILE itself (it would be
+    replaced) or in a folder that does not exist."""
+    if not rejected_to:
+        return
+    if path and os.path.exists(rejected_to) and os.path.samefile(rejected_to, path):
+        raise click.UsageError(f"--rejected {rejected_to} is FILE itself: name another file.")
+    folder = os.path.dirname(os.path.abspath(rejected_to))
+    if not os.path.isdir(folder):
+        raise click.UsageError(f"--rejected {rejected_to}: the folder {folder} does not exist.")
 
 
 def _token_without_url(apply_id: int | None) -> None:

@@ -11,12 +11,16 @@ from .conftest import ROW_LOCK
 from .test_embedded_and_cli import Terminal, run_import_command
 
 
-def test_the_terminal_shows_the_bar_and_the_summary_not_the_step_log(tmp_path, catalog):
+def test_the_terminal_shows_the_bar_and_the_summary_not_the_step_log(
+    tmp_path, catalog, monkeypatch
+):
     """Without LOG_LEVEL it printed "INFO import step reading: 0.03s" and more around the bar."""
     path = tmp_path / "fruit.csv"
     path.write_text("sku,name\nA-1,Apple\nB-2,Banana\n")
+    # empty counts as not set, and a .env's LOG_LEVEL does not replace it
+    monkeypatch.setenv("LOG_LEVEL", "")
 
-    terminal = Terminal(path, 80, unset=("LOG_LEVEL",))
+    terminal = Terminal(path, 80)
     terminal.process.wait(timeout=120)
 
     assert terminal.process.returncode == 0, terminal.text()
@@ -90,3 +94,32 @@ def test_the_rejected_rows_go_where_rejected_says(tmp_path, catalog):
     assert elsewhere.read_text().splitlines()[1:] == ["3,sku is empty,,Nameless"]
     assert not (tmp_path / "fruit-rejected.csv").exists()
     assert str(elsewhere) in result.stdout
+
+
+def test_rejected_that_names_the_file_itself_is_refused_before_the_import(tmp_path, catalog):
+    # The input was replaced by its own rejected rows (the import read a copy, the file lost).
+    path = tmp_path / "fruit.csv"
+    path.write_text("sku,name\nA-1,Apple\n,Nameless\n")
+
+    result = run_import_command(path, "--rejected", str(path))
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "is FILE itself" in result.stderr
+    assert path.read_text() == "sku,name\nA-1,Apple\n,Nameless\n"
+    assert catalog() == []
+
+
+def test_an_import_that_rejects_nothing_leaves_no_rejected_file_of_an_earlier_one(
+    tmp_path, catalog
+):
+    # The earlier import's prices-rejected.csv stayed beside the file, taken for this one's.
+    path = tmp_path / "prices.csv"
+    path.write_text("sku,name\nA-1,Apple\n,Nameless\n")
+    assert run_import_command(path).returncode == 0
+    assert (tmp_path / "prices-rejected.csv").exists()
+    path.write_text("sku,name\nA-1,Apple\nB-2,Banana\n")
+
+    result = run_import_command(path)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not (tmp_path / "prices-rejected.csv").exists()

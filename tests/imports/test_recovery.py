@@ -132,7 +132,7 @@ def test_recovery_ends_the_lost_imports_helpers_in_its_own_database_only(app):
                 here.execute("SELECT 1")  # the lost import's helper, ended
 
 
-def test_a_drain_leaves_the_build_a_lost_import_still_uses_for_later(app):
+def test_a_drain_leaves_the_build_a_lost_import_still_uses_for_later(app, live_worker):
     # A lost import's helpers may still hold its build until recovery ends them: the drain's
     # clean-up waited for them while it held the turn every import needs.
     import psycopg
@@ -143,10 +143,11 @@ def test_a_drain_leaves_the_build_a_lost_import_still_uses_for_later(app):
     with app.app_context():
         url = db.engine.url.render_as_string(hide_password=False)
         url = url.replace("postgresql+psycopg://", "postgresql://")
-        with psycopg.connect(url, autocommit=True) as owner:
-            owner.execute("CREATE TABLE products_build (id bigint)")
-        try:
-            with psycopg.connect(url) as helper, db.engine.connect() as conn:
+        # paused: the worker's upkeep would drop the build meanwhile
+        with paused(live_worker), psycopg.connect(url) as helper, db.engine.connect() as conn:
+            helper.execute("CREATE TABLE products_build (id bigint)")
+            helper.commit()
+            try:
                 helper.execute("SELECT count(*) FROM products_build")  # holds it, as a helper
                 engine.drop_leftovers(conn)  # waited here for as long as the helper ran
 
@@ -154,9 +155,10 @@ def test_a_drain_leaves_the_build_a_lost_import_still_uses_for_later(app):
                 helper.rollback()
                 engine.drop_leftovers(conn)
                 assert conn.exec_driver_sql("SELECT to_regclass('products_build')").scalar() is None
-        finally:
-            with psycopg.connect(url, autocommit=True) as owner:
-                owner.execute("DROP TABLE IF EXISTS products_build")
+            finally:
+                helper.rollback()
+                helper.execute("DROP TABLE IF EXISTS products_build")
+                helper.commit()
 
 
 def test_a_build_left_by_a_lost_import_is_dropped_once_no_import_runs(app, live_worker, sql):

@@ -6,6 +6,7 @@ summary table at the end. Webhook deliveries of the import are made before the c
 returns, since nothing in this process would send them once it has exited.
 """
 
+import contextlib
 import logging
 import os
 import re
@@ -136,7 +137,9 @@ def _run_and_watch(
     rejected = _write_rejected(job, rejected_to or rejected_path(path, job.id))
     code = _report(Console(), job, rejected + _webhook_rows(tasks.sent))
     display.say_next_step(  # with the options `given` to this run, but the one it mends
-        job.to_dict(), f"product-importer import {shlex.quote(path or job.filename)}", given=given
+        job.to_dict(),
+        f"product-importer import {shlex.quote(path or job.filename)}",
+        given={**(given or {}), "rejected": rejected_to},
     )
     return INTERRUPTED if interrupted and job.status == Status.CANCELLED else code
 
@@ -272,6 +275,9 @@ def _write_rejected(job, to: str) -> list[tuple[str, str]]:
     """Write the job's rejected rows, as the file had them after `line,reason`, to `to`; the
     summary's row that says where (the server's rejected.csv is no use in a terminal)."""
     if not job.rows_invalid:
+        # one left by an earlier import of the file would be taken for this one's
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(to)
         return []
     db.session.rollback()
     header, rows = service.rejected_file(db.session, job)

@@ -35,6 +35,8 @@ CLEANUP_EVERY_SECONDS = 60.0
 ABANDONED_PART_SECONDS = 24 * 3600  # no upload takes a day
 jobs = ImportJob.__table__
 _last_cleanup = {"at": 0.0}
+BUILD_LEFT_EVERY_SECONDS = 30.0
+_build_left_asked = {"at": -BUILD_LEFT_EVERY_SECONDS}
 
 
 def periodic() -> None:
@@ -146,6 +148,10 @@ def _build_left() -> bool:
     """Whether a lost import's build of the catalog (a second catalog on disk) is left while no
     import runs nor holds the turn: the drain recovery started may have found the turn taken,
     or the tables still held by the lost import's helpers (`drop_leftovers`)."""
+    # At most once in BUILD_LEFT_EVERY_SECONDS: a table held for long (a pg_dump holds every
+    # table) would have each worker take the turn and wait for it every second.
+    if time.monotonic() - _build_left_asked["at"] < BUILD_LEFT_EVERY_SECONDS:
+        return False
     with db.engine.connect() as conn:
         seam = database.of(conn)
         if seam.name != "postgresql":
@@ -153,7 +159,10 @@ def _build_left() -> bool:
         if conn.exec_driver_sql(f"SELECT to_regclass('{bulk.BUILD}')").scalar() is None:
             return False
         running = conn.execute(select(jobs.c.id).where(jobs.c.status == Status.RUNNING).limit(1))
-        return running.first() is None and not seam.turn_taken(conn)
+        left = running.first() is None and not seam.turn_taken(conn)
+    if left:
+        _build_left_asked["at"] = time.monotonic()
+    return left
 
 
 def _expire_plans_and_changes() -> None:
