@@ -186,7 +186,10 @@ def _upload_given_up(conn: Connection, job: ClaimedJob) -> bool:
     if job.upload_id is None:
         return False
     uploads = Upload.__table__
+    # key share: waits for a removal under way (`tus.terminate_upload` locks the row first),
+    # and a removal waits for this record, then finds the job cancelled and says so
     found = select(uploads.c.id).where(uploads.c.id == job.upload_id)
+    found = found.with_for_update(key_share=True)
     whole = select(jobs.c.sha256).where(jobs.c.id == job.id)
     return conn.execute(found).first() is None and conn.execute(whole).scalar() is None
 

@@ -159,7 +159,10 @@ def _silence_ends_the_piece() -> Iterator[_PieceBody]:
 @requires(Role.EDITOR)
 def terminate_upload(upload_id: str):
     """Remove the upload and the bytes received: 204."""
-    upload = resumable.get_owned(db.session, upload_id, current_actor()["id"])
+    # locked: an import ending its cancel reads the upload under a lock too (queue's
+    # `_upload_given_up`), so one of the two sees the other's end and says "Upload the file
+    # again", not "Retry it" (which would be refused)
+    upload = resumable.get_owned(db.session, upload_id, current_actor()["id"], lock=True)
     resumable.terminate(db.session, upload)
     audit.record(db.session, "upload.terminated", f"upload {upload_id}")
     db.session.commit()
