@@ -138,10 +138,7 @@ def _search_left_refreshing() -> bool:
         refreshing = conn.execute(
             select(jobs.c.id).where(jobs.c.search_index == "refreshing").limit(1)
         ).first()
-        if refreshing is None:
-            return False
-        running = conn.execute(select(jobs.c.id).where(jobs.c.status == Status.RUNNING).limit(1))
-        return running.first() is None and not database.of(conn).turn_taken(conn)
+        return refreshing is not None and _nothing_applies(conn)
 
 
 def _build_left() -> bool:
@@ -153,16 +150,21 @@ def _build_left() -> bool:
     if time.monotonic() - _build_left_asked["at"] < BUILD_LEFT_EVERY_SECONDS:
         return False
     with db.engine.connect() as conn:
-        seam = database.of(conn)
-        if seam.name != "postgresql":
+        if database.of(conn).name != "postgresql":
             return False  # SQLite builds nothing beside the catalog
         if conn.exec_driver_sql(f"SELECT to_regclass('{bulk.BUILD}')").scalar() is None:
             return False
-        running = conn.execute(select(jobs.c.id).where(jobs.c.status == Status.RUNNING).limit(1))
-        left = running.first() is None and not seam.turn_taken(conn)
+        left = _nothing_applies(conn)
     if left:
         _build_left_asked["at"] = time.monotonic()
     return left
+
+
+def _nothing_applies(conn: Connection) -> bool:
+    """Whether no import runs, nor holds the turn (one builds its search indexes after its
+    commit, an undo...): a drain asked for now would find work, not the turn taken."""
+    running = conn.execute(select(jobs.c.id).where(jobs.c.status == Status.RUNNING).limit(1))
+    return running.first() is None and not database.of(conn).turn_taken(conn)
 
 
 def _expire_plans_and_changes() -> None:

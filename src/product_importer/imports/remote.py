@@ -389,36 +389,43 @@ def _tus_error(failure: TusCommunicationError, base: str) -> str:
     return f"The upload failed: the server answered {failure.status_code}{named}."
 
 
-# What a connection error's text says (urllib3's, through requests), as a person would.
+# What a connection error's text says (httpx's, or urllib3's through requests): as a person
+# would say it in a sentence, and in the few words of a bar's figure.
 NO_ANSWER = (
-    (("NameResolutionError", "Name or service not known"), "its host name was not found"),
-    (("Connection refused",), "nothing answered there (connection refused)"),
-    (("timed out", "Timeout"), "it did not answer in time"),
-    (("SSLError", "CERTIFICATE_VERIFY_FAILED"), "its TLS certificate was not accepted"),
+    (
+        ("NameResolutionError", "Name or service not known"),
+        "its host name was not found",
+        "host name not found",
+    ),
+    (("Connection refused",), "nothing answered there (connection refused)", "connection refused"),
+    (("timed out", "Timeout"), "it did not answer in time", "no answer in time"),
+    (
+        ("SSLError", "CERTIFICATE_VERIFY_FAILED"),
+        "its TLS certificate was not accepted",
+        "TLS certificate not accepted",
+    ),
+    (
+        ("disconnected", "reset", "aborted", "RemoteDisconnected"),
+        "it dropped the connection",
+        "connection dropped",
+    ),
 )
 
 
 def _unreachable(error: str, base: str) -> str:
     """Why the server at `base` could not be reached, and what to check."""
-    why = _no_answer(error)
+    why = _said_of(error, long=True) or error
     return f"could not reach {base}: {why}. Check --url, and that the server is running there."
-
-
-def _no_answer(error: str) -> str:
-    """A connection error's text (urllib3's) as a person would say it."""
-    return next((said for marks, said in NO_ANSWER if any(m in error for m in marks)), error)
-
-
-# A connection error (httpx's, or urllib3's through requests) in the words of a bar's figure.
-BRIEFLY = (
-    (("Connection refused",), "connection refused"),
-    (("timed out", "Timeout"), "no answer in time"),
-    (("disconnected", "reset", "aborted", "RemoteDisconnected"), "connection dropped"),
-    (("NameResolutionError", "Name or service not known"), "host name not found"),
-)
 
 
 def _briefly(error: Exception) -> str:
     """Why a request had no answer, in a few words (a timeout's text may be empty)."""
-    text = f"{type(error).__name__}: {error}"
-    return next((said for marks, said in BRIEFLY if any(m in text for m in marks)), "no answer")
+    return _said_of(f"{type(error).__name__}: {error}", long=False) or "no answer"
+
+
+def _said_of(error: str, *, long: bool) -> str | None:
+    """The NO_ANSWER phrase for a connection error's text, long or short; None if none fits."""
+    for marks, sentence, words in NO_ANSWER:
+        if any(mark in error for mark in marks):
+            return sentence if long else words
+    return None
