@@ -1,14 +1,19 @@
 """Tokens that end for good: deactivating an account revokes its tokens, so reactivating it
 brings none back. Through HTTP against a running server, in both modes."""
 
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 from sqlalchemy import text
 
-from tests.conftest import http_client
+from tests.conftest import BIN, ROOT, http_client
+from tests.helpers import wait_until
 
 from .conftest import signed_in
+
+# The sessions that wait for a lock the session `pid` holds.
+BLOCKED_BY = "SELECT pid FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"
 
 
 def account_id(admin: httpx.Client, email: str) -> int:
@@ -74,8 +79,8 @@ def test_a_reactivated_account_signs_in_again_and_makes_new_tokens(served, any_h
 def test_tokens_an_account_kept_from_an_earlier_release_die_when_it_is_reactivated(
     served, any_http, accounts
 ):
-    # An earlier release deactivated an account without revoking its tokens; nor can a token
-    # made while the deactivation commits be seen by it. Either must not come back to life.
+    # An earlier release deactivated an account without revoking its tokens: they must not
+    # come back to life.
     email = accounts["viewer"].email
     viewer = account_id(any_http, email)
     with served.engine.begin() as conn:
@@ -230,3 +235,29 @@ def test_a_token_made_while_a_reset_revokes_the_accounts_tokens_is_refused(
     with http_client(live_server, accounts["admin"].token) as admin:
         names = [token["name"] for token in admin.get("/api/tokens").json()["items"]]
     assert "mine now" not in names
+
+
+def test_a_token_the_command_line_makes_as_the_account_is_deactivated_is_refused(
+    holding, sql, accounts
+):
+    # The command line read the account as active while an admin's deactivation, which had
+    # revoked its tokens already, was about to commit: the new token was printed and kept, on
+    # a deactivated account (its deactivation counting none of it), until a reactivation.
+    email = accounts["viewer"].email
+    command = [str(BIN / "product-importer"), "tokens", "create", email, "--name", "meanwhile"]
+    with holding("DELETE FROM sign_in_sessions WHERE user_id = 3") as held:  # as PATCH does
+        held.conn.execute(text("DELETE FROM access_tokens WHERE user_id = 3"))
+        held.conn.execute(text("UPDATE users SET active = false WHERE id = 3"))
+        making = subprocess.Popen(command, cwd=ROOT, text=True, stdout=-1, stderr=-1)
+        # waiting for the account, or (without its row lock) done without waiting
+        wait_until(
+            lambda: making.poll() is not None or sql(BLOCKED_BY, pid=held.pid),
+            "the command waiting for the account",
+        )
+        held.conn.commit()
+        printed, said = making.communicate(timeout=120)
+
+    assert making.returncode == 1, printed
+    assert printed == ""
+    assert f"The account {email} is deactivated" in said
+    assert sql("SELECT name FROM access_tokens WHERE user_id = 3") == []

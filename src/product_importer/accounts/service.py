@@ -231,7 +231,9 @@ def create_token(
     """Make a token for `owner` with `role` (at most the owner's, and at most `acting`, the
     role of the request asking for it), expiring by `expires_by` (when the token asking for it
     does); return it and its secret. `made_by` is the id of the token asking for it, if one
-    does: revoking that token revokes this one.
+    does: revoking that token revokes this one. Refused (Conflict) when the owner is
+    deactivated, read under its row lock: a deactivation, or a reset that revokes the account's
+    tokens, then either comes first and is seen, or waits for this one and revokes it.
 
     The secret is never shown again: only its hash is kept.
     """
@@ -250,6 +252,10 @@ def create_token(
         problems["expires_days"] = problem
     if problems:
         raise Invalid("The token is not valid; see details.", details=problems)
+    if not hold_account(session, owner):
+        raise Conflict(
+            f"The account {owner.email} is deactivated: an admin reactivates it on the Users page."
+        )
     secret = credentials.new_token()
     token = Token(
         owner=owner,
