@@ -9,6 +9,8 @@ import select
 import subprocess
 import time
 
+from sqlalchemy import event
+
 from tests.conftest import BIN, PASSWORD, ROOT, client_with_token
 
 from .conftest import is_signed_in, post_sign_in, run_cli
@@ -45,6 +47,31 @@ def test_a_token_is_shown_once_and_only_its_sha256_is_kept(app, client_as, sql):
         "editor",
         "token",
     )
+
+
+def test_a_token_revoked_the_moment_it_is_made_is_answered_with_its_secret(app, client_as, sql):
+    # A deactivation waiting for the account's row revokes the new token as soon as the request
+    # that makes it commits; the answer, read back from the row after the commit, was a 500.
+    from product_importer.extensions import db
+
+    deactivated = []
+
+    def deactivate_once_made(_session) -> None:
+        if not deactivated and sql("SELECT id FROM access_tokens WHERE name = 'meanwhile'"):
+            deactivated.append(sql("DELETE FROM access_tokens WHERE user_id = 3 RETURNING id"))
+            sql("UPDATE users SET active = false WHERE id = 3")
+
+    event.listen(db.session, "after_commit", deactivate_once_made)
+    try:
+        made = client_as("viewer").post("/api/tokens", json={"name": "meanwhile"})
+    finally:
+        event.remove(db.session, "after_commit", deactivate_once_made)
+
+    assert deactivated, "the token was never made"
+    assert made.status_code == 201, made.get_data(as_text=True)
+    assert made.get_json()["name"] == "meanwhile"
+    assert made.get_json()["token"].startswith("pit_")
+    assert client_with_token(app, made.get_json()["token"]).get("/api/account").status_code == 401
 
 
 def test_a_token_role_is_at_most_the_owner_role(client_as, app):
