@@ -1,5 +1,7 @@
 """Signing in and out at /login: the session cookie, where it leads, and failed tries limited."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import httpx
 import pytest
 import redis
@@ -8,7 +10,7 @@ from tests.conftest import PASSWORD, REDIS_URL, http_client
 from tests.helpers import import_csv
 from tests.imports.conftest import read_events
 
-from .conftest import form_token, is_signed_in, post_sign_in
+from .conftest import clear_sign_in_limits, form_token, is_signed_in, post_sign_in
 
 
 @pytest.fixture
@@ -174,6 +176,31 @@ def test_ten_failed_sign_ins_a_minute_for_one_account_then_429(app, accounts):
         sign_in_from(browser, "198.51.100.99", accounts["viewer"].email, PASSWORD).status_code
         == 302
     )
+
+
+def test_a_sign_in_served_as_its_minute_ends_leaves_the_next_minute_ten_tries(
+    app, holding, accounts
+):
+    # A try is counted as it comes and given back once it succeeds. Given back after its
+    # minute's count had expired, it started the next minute's count at -1: that minute let
+    # eleven wrong passwords through.
+    email = accounts["editor"].email
+    holding_the_account = holding("SELECT id FROM users WHERE id = 2 FOR UPDATE")
+    with holding_the_account as held, ThreadPoolExecutor(1) as pool:
+        signing_in = pool.submit(sign_in_from, app.test_client(), "198.51.100.1", email, PASSWORD)
+        held.wait_until_blocking()  # counted, and noting the sign-in on the account
+        clear_sign_in_limits()  # the minute is over: its counts expire
+        held.release()
+        assert signing_in.result().status_code == 302
+    browser = app.test_client()
+    for n in range(10):
+        assert sign_in_from(browser, f"198.51.100.{n}", email).status_code == 401, n
+
+    refused = sign_in_from(browser, "198.51.100.99", email)
+
+    assert refused.status_code == 429
+    said = refused.get_data(as_text=True)
+    assert "Too many failed sign-ins" in said and "Wait a minute and try again." in said
 
 
 def test_ten_failed_sign_ins_a_minute_from_one_address_then_429(app, accounts):

@@ -8,12 +8,20 @@ burst of them got past the limit. A try that succeeds is given back, so only fai
 import logging
 
 from flask import g
+from limits.storage import RedisStorage
 
 from ..extensions import limiter
 
 log = logging.getLogger(__name__)
 
 TRIES_LIMIT = "10 per minute"
+# A try is given back only while the count of its minute is there. Gone (the minute ended while
+# the try was served), limits' own way, a hit of cost -1, would start the next minute's count
+# at -1, and that minute would let 11 wrong passwords through.
+TAKE_OFF_IF_COUNTED = """
+if redis.call('exists', KEYS[1]) == 1 then return redis.call('decr', KEYS[1]) end
+return 0
+"""
 
 
 def give_back() -> None:
@@ -25,6 +33,15 @@ def give_back() -> None:
     g.try_given_back = True
     try:
         for counted in limiter.current_limits:
-            limiter.limiter.hit(counted.limit, *counted.request_args, cost=-1)
+            _take_off(counted.limit.key_for(*counted.request_args))
     except Exception:  # the store of the counts is down: the request goes on, unlimited
         log.exception("could not take a try off the failed tries")
+
+
+def _take_off(key: str) -> None:
+    """Take one try off the count at `key`, unless that count is gone (its minute is over)."""
+    storage = limiter.limiter.storage
+    if isinstance(storage, RedisStorage):
+        storage.get_connection().eval(TAKE_OFF_IF_COUNTED, 1, storage.prefixed_key(key))
+    else:  # memory://, one process's: its decrement never goes below 0
+        storage.decr(key)
