@@ -112,7 +112,7 @@ def schemas() -> dict:
                     "nullable": True,
                     "description": "The id of the token it was made with (POST /api/tokens "
                     "with a bearer token): revoking that one revokes this one. Null when made "
-                    "in a browser or by the command line",
+                    "in a browser, by the command line or before migration 0025",
                 },
                 "token": {"type": "string", "description": "pit_...; only when made"},
             },
