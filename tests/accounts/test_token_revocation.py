@@ -261,3 +261,27 @@ def test_a_token_the_command_line_makes_as_the_account_is_deactivated_is_refused
     assert printed == ""
     assert f"The account {email} is deactivated" in said
     assert sql("SELECT name FROM access_tokens WHERE user_id = 3") == []
+
+
+def test_a_browser_deactivated_as_it_makes_a_token_is_told_its_sign_in_ended(
+    browsers, holding, sql, accounts
+):
+    # Refused as a token that is not valid, it read as if the browser had sent a token.
+    browser = browsers(accounts["viewer"].email)
+    with holding("DELETE FROM sign_in_sessions WHERE user_id = 3") as held:  # as PATCH does
+        held.conn.execute(text("DELETE FROM access_tokens WHERE user_id = 3"))
+        held.conn.execute(text("UPDATE users SET active = false WHERE id = 3"))
+        with ThreadPoolExecutor(1) as pool:
+            making = pool.submit(browser.post, "/api/tokens", json={"name": "meanwhile"})
+            wait_until(
+                lambda: making.done() or sql(BLOCKED_BY, pid=held.pid),
+                "the request waiting for the account",
+            )
+            held.conn.commit()
+            answer = making.result()
+
+    assert answer.status_code == 401, answer.text
+    message = answer.json()["error"]["message"]
+    assert message.startswith("Your sign-in ended as this was sent"), message
+    assert "sign in again" in message
+    assert sql("SELECT name FROM access_tokens WHERE user_id = 3") == []

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 PUBLIC = "public"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+BEARER_REALM = 'Bearer realm="product-importer"'  # the 401's WWW-Authenticate
 login_manager = LoginManager()
 
 
@@ -260,26 +261,37 @@ def _require_csrf_header() -> None:
 
 
 def token_revoked_meanwhile():
-    """The answer to a request whose token was revoked while it was served: the 401 it would
-    have had a moment later."""
-    g.bad_token = True
+    """The answer to a request whose token or sign-in was ended while it was served: the 401
+    it would have had a moment later."""
+    if current_user.is_authenticated and current_user.via == "session":
+        g.ended_session = True  # a browser: its sign-in ended, there is no token to blame
+    else:
+        g.bad_token = True
     return _unauthorized()
 
 
 def _unauthorized():
     if request.path.startswith("/api/") or request.path == "/metrics":  # programs: no redirect
-        message = (
-            "That token is not valid (unknown, expired, revoked, or its account deactivated)."
-            if g.get("bad_token")
-            else "Sign in, or send a personal access token: Authorization: Bearer pit_..."
-        )
-        body = {"error": {"code": Unauthorized.code, "message": message, "details": None}}
-        return jsonify(body), 401, {"WWW-Authenticate": 'Bearer realm="product-importer"'}
+        return jsonify(_unauthorized_body()), 401, {"WWW-Authenticate": BEARER_REALM}
     login = url_for("accounts.login_page")
     if request.method not in SAFE_METHODS:
         return redirect(login)  # a form posted while signed out cannot be sent again after
     target = request.full_path.rstrip("?") if request.query_string else request.path
     return redirect(login + "?" + urlencode({"next": target}))
+
+
+def _unauthorized_body() -> dict:
+    """The API's 401: what ended the request's proof, and what to do."""
+    if g.get("bad_token"):
+        message = "That token is not valid (unknown, expired, revoked, or its account deactivated)."
+    elif g.get("ended_session"):
+        message = (
+            "Your sign-in ended as this was sent (signed out, password reset, or account "
+            "deactivated): sign in again."
+        )
+    else:
+        message = "Sign in, or send a personal access token: Authorization: Bearer pit_..."
+    return {"error": {"code": Unauthorized.code, "message": message, "details": None}}
 
 
 def sign_in(user: User) -> None:
