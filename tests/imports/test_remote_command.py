@@ -371,3 +371,58 @@ class SlowReader:
     def close(self) -> None:
         self.thread.join()
         self.listener.close()
+
+
+def test_a_server_out_of_reach_when_the_upload_starts_is_waited_for(
+    tmp_path, monkeypatch, live_server, live_worker, accounts
+):
+    # A proxy's 502 (or a server restarting: the connection dropped) as the upload was created
+    # ended the command at once, "The upload failed: the server answered 502.", where the same
+    # outage a moment later was waited for. Run in this process, so that the second between
+    # two asks can be made short.
+    monkeypatch.setattr(remote, "ASK_AGAIN_SECONDS", 0.1)
+    path = tmp_path / "catalog.csv"
+    path.write_bytes(b"sku,name\r\nA-1,Apple\r\n")
+    outage = Outage(live_server)
+    outage.fail(BAD_GATEWAY, only=b"POST /api/uploads ")
+    threading.Thread(target=_hang_up_then_end, args=(outage,), daemon=True).start()
+
+    args = ["import", str(path), "--url", outage.url, "--token", accounts["editor"].token]
+    result = CliRunner().invoke(cli.main, args)
+    outage.close()
+
+    assert outage.failed >= 4  # two 502s, two hang-ups
+    assert result.exit_code == 0, result.output
+    assert summary(result.stdout)["Outcome"] == "Completed"
+
+
+def _hang_up_then_end(outage: "Outage") -> None:
+    """After two 502s, hang up on the upload's creation twice, then let it through."""
+    wait_until(lambda: outage.failed >= 2, "two 502s")
+    outage.fail(b"", only=b"POST /api/uploads ")
+    wait_until(lambda: outage.failed >= 4, "two hang-ups")
+    outage.end()
+
+
+def test_a_server_that_stays_out_of_reach_as_the_upload_starts_is_given_up_on_in_one_line(
+    tmp_path, monkeypatch
+):
+    # It said at once that nothing answered: a server restarting refuses connections for a
+    # few seconds. Now it asks again for PATIENCE_SECONDS (1 s here), then says so in a line.
+    # It printed urllib3's "HTTPConnectionPool(host=..., port=...): Max retries exceeded ...".
+    monkeypatch.setattr(remote, "ASK_AGAIN_SECONDS", 0.1)
+    monkeypatch.setattr(remote, "PATIENCE_SECONDS", 1)
+    path = tmp_path / "catalog.csv"
+    path.write_text("sku,name\nA-1,Apple\n")
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{unused.getsockname()[1]}"  # closed: nothing listens there
+
+    result = CliRunner().invoke(cli.main, ["import", str(path), "--url", url, "--token", "t"])
+
+    assert result.exit_code == 1, result.output
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: The upload could not be started: {url} did not answer for 1 s (connection "
+        "refused). Check --url, and that the server is running there."
+    ), result.stderr
+    assert "HTTPConnectionPool" not in result.stderr

@@ -32,9 +32,11 @@ RETRIES = 10
 RETRY_DELAY_SECONDS = 3
 ANSWER_SECONDS = 60  # the longest wait for the server's answer to an upload's request
 POLL_SECONDS = 0.5
-# A server restarting, or a proxy answering 502 meanwhile, is asked again for this long before
-# the command stops watching (the import goes on there); each look waits for at most LOOK_SECONDS.
-WATCH_PATIENCE_SECONDS = 60
+# A server restarting, or a proxy answering 502 meanwhile, is asked again every ASK_AGAIN_SECONDS
+# for this long before the command gives up: on creating the upload (nothing was sent), or on
+# watching the import (it goes on there); each look waits for at most LOOK_SECONDS.
+PATIENCE_SECONDS = 60
+ASK_AGAIN_SECONDS = 1
 LOOK_SECONDS = 10
 
 
@@ -61,10 +63,13 @@ def _upload_and_import(http: httpx.Client, base: str, path: str, options: dict, 
     """Send the file, follow its import to the end, report it; note in `started` what exists."""
     size = os.path.getsize(path)
     try:
-        uploader = _start_upload(base, {"Authorization": http.headers["Authorization"]}, path)
-        started["upload"] = uploader.url
-        job = started["job"] = _ask_for_import(http, uploader.url.rsplit("/", 1)[-1], options)
-        failed = _send(uploader, size, lambda: _failed_for_good(http, job["id"]))
+        with display.progress_bar(Console(stderr=True)) as bar:
+            task = bar.add_task("Upload", total=max(size, 1), phase="Uploading", figures="")
+            auth = {"Authorization": http.headers["Authorization"]}
+            uploader = _start_upload(base, auth, path, _waiting(bar, task, 0))
+            started["upload"] = uploader.url
+            job = started["job"] = _ask_for_import(http, uploader.url.rsplit("/", 1)[-1], options)
+            failed = _send(uploader, size, (bar, task), lambda: _failed_for_good(http, job["id"]))
     except (TusCommunicationError, TusUploadFailed) as error:
         if "job" in started and _worth_retrying(error):  # retried, in vain: not a refusal
             raise _gave_up_uploading(http, base, started, uploader.offset, size, error) from error
@@ -72,13 +77,7 @@ def _upload_and_import(http: httpx.Client, base: str, path: str, options: dict, 
             raise click.ClickException(_refused_midway(error, base, job["id"])) from error
         raise click.ClickException(_tus_error(error, base)) from error
     if failed:
-        _stop_upload(http, uploader.url)
-        click.echo(
-            f"The upload was stopped after {size_label(uploader.offset)} of "
-            f"{size_label(size)}: the import failed on the file's own bytes, and the rest "
-            "of the file could not change this."
-        )
-        return _report(failed, base)
+        return _stopped_on_its_bytes(http, base, uploader, size, failed)
     ended = _watch(http, base, job["id"])
     code = _report(ended, base)
     # the token is never printed: the command takes it from where a shell keeps it
@@ -86,6 +85,17 @@ def _upload_and_import(http: httpx.Client, base: str, path: str, options: dict, 
     again = f"product-importer import {shlex.quote(path)} --url {shlex.quote(base)} {token}"
     display.say_next_step(ended, again, f"{base}/imports/{ended['id']}", options)
     return code
+
+
+def _stopped_on_its_bytes(http, base: str, uploader, size: int, failed: dict) -> int:
+    """Remove the upload of an import that failed on the file's own bytes; report it."""
+    _stop_upload(http, uploader.url)
+    click.echo(
+        f"The upload was stopped after {size_label(uploader.offset)} of {size_label(size)}: "
+        "the import failed on the file's own bytes, and the rest of the file could not change "
+        "this."
+    )
+    return _report(failed, base)
 
 
 def _gave_up_uploading(http, base: str, started: dict, sent: int, size: int, failure):
@@ -183,7 +193,10 @@ def _server_address(url: str) -> str:
     return url.strip().rstrip("/")
 
 
-def _start_upload(base: str, headers: dict, path: str):
+def _start_upload(base: str, headers: dict, path: str, waiting):
+    """Create the upload. No answer, or a server error (a restart, a proxy's 502), is asked
+    again for PATIENCE_SECONDS, said through `waiting(why, what next)`; then it gives up, as it
+    does at once on a refusal or on an address that cannot be the server's (no such host)."""
     client = tus.TusClient(f"{base}/api/uploads", headers=headers)
     uploader = client.uploader(
         file_path=path,
@@ -191,8 +204,31 @@ def _start_upload(base: str, headers: dict, path: str):
         metadata={"filename": os.path.basename(path)},
         retries=0,  # retried by _send_piece, which knows which failures a retry can mend
     )
-    uploader.set_url(uploader.create_url())
-    return uploader
+    since = time.monotonic()
+    while True:
+        try:
+            uploader.set_url(uploader.create_url())
+            return uploader
+        except TusCommunicationError as failure:
+            if not _outage(failure):
+                raise
+            why = _failure_why(failure)
+        if time.monotonic() - since >= PATIENCE_SECONDS:
+            raise click.ClickException(
+                f"The upload could not be started: {base} did not answer for {PATIENCE_SECONDS} "
+                f"s ({why}). Check --url, and that the server is running there."
+            )
+        waiting(why, "asking again")
+        time.sleep(ASK_AGAIN_SECONDS)
+
+
+def _outage(failure: TusCommunicationError) -> bool:
+    """Whether the upload's creation failed as a server out of reach for a while does: no
+    answer or a server error, not a host name unknown or a certificate refused (a wrong --url,
+    which asking again would not mend)."""
+    if failure.status_code is None:
+        return _said_of(str(failure), long=False) not in (NO_HOST, NO_TLS)
+    return failure.status_code >= 500 or failure.status_code == 429
 
 
 def _options(given: dict) -> dict:
@@ -219,20 +255,19 @@ def _ask_for_import(http: httpx.Client, upload_id: str, options: dict) -> dict:
     return response.json()
 
 
-def _send(uploader, size: int, failed_for_good) -> dict | None:
-    """Send the pieces, with a bar of the bytes sent; before each piece but the first, ask
-    `failed_for_good()`: the job it returns (an import its bytes failed) stops the upload, and
-    is returned."""
-    with display.progress_bar(Console(stderr=True)) as bar:
-        task = bar.add_task("Upload", total=max(size, 1), phase="Uploading", figures="")
-        while uploader.offset < size:
-            sent = f"{size_label(uploader.offset)} of {size_label(size)} sent"
-            display.show(bar, task, "Uploading", [sent], uploader.offset)
-            # A look per piece (8 MiB) costs little next to the piece it may spare.
-            if uploader.offset and (failed := failed_for_good()):
-                return failed
-            _send_piece(uploader, _waiting(bar, task, uploader.offset))
-        display.show(bar, task, "Uploaded", [f"{size_label(size)} sent"], max(size, 1))
+def _send(uploader, size: int, shown, failed_for_good) -> dict | None:
+    """Send the pieces, showing the bytes sent on `shown` (a bar and its task); before each
+    piece but the first, ask `failed_for_good()`: the job it returns (an import its bytes
+    failed) stops the upload, and is returned."""
+    bar, task = shown
+    while uploader.offset < size:
+        sent = f"{size_label(uploader.offset)} of {size_label(size)} sent"
+        display.show(bar, task, "Uploading", [sent], uploader.offset)
+        # A look per piece (8 MiB) costs little next to the piece it may spare.
+        if uploader.offset and (failed := failed_for_good()):
+            return failed
+        _send_piece(uploader, _waiting(bar, task, uploader.offset))
+    display.show(bar, task, "Uploaded", [f"{size_label(size)} sent"], max(size, 1))
     return None
 
 
@@ -317,7 +352,7 @@ def _waiting(bar, task, completed: float):
 
 def _look(http: httpx.Client, base: str, job_id: int, waiting) -> dict:
     """The job as the server has it now. No answer, or a server error, is asked again for
-    WATCH_PATIENCE_SECONDS (said through `waiting(why, what next)`); then, or at once when the
+    PATIENCE_SECONDS (said through `waiting(why, what next)`); then, or at once when the
     server refuses the token, the command stops watching and says where to watch the import."""
     since = time.monotonic()
     while True:
@@ -332,11 +367,11 @@ def _look(http: httpx.Client, base: str, job_id: int, waiting) -> dict:
                 if response.status_code == 200:
                     return response.json()
             why = f"HTTP {response.status_code}"
-        if time.monotonic() - since >= WATCH_PATIENCE_SECONDS:
-            waited = f"{base} did not answer for {WATCH_PATIENCE_SECONDS} s ({why})."
+        if time.monotonic() - since >= PATIENCE_SECONDS:
+            waited = f"{base} did not answer for {PATIENCE_SECONDS} s ({why})."
             raise _stopped_watching(base, job_id, waited)
         waiting(why, "asking again")
-        time.sleep(1)
+        time.sleep(ASK_AGAIN_SECONDS)
 
 
 def _stopped_watching(base: str, job_id: int, why: str) -> click.ClickException:
@@ -391,18 +426,20 @@ def _tus_error(failure: TusCommunicationError, base: str) -> str:
 
 # What a connection error's text says (httpx's, or urllib3's through requests): as a person
 # would say it in a sentence, and in the few words of a bar's figure.
+NO_HOST = "host name not found"
+NO_TLS = "TLS certificate not accepted"
 NO_ANSWER = (
     (
         ("NameResolutionError", "Name or service not known"),
         "its host name was not found",
-        "host name not found",
+        NO_HOST,
     ),
     (("Connection refused",), "nothing answered there (connection refused)", "connection refused"),
     (("timed out", "Timeout"), "it did not answer in time", "no answer in time"),
     (
         ("SSLError", "CERTIFICATE_VERIFY_FAILED"),
         "its TLS certificate was not accepted",
-        "TLS certificate not accepted",
+        NO_TLS,
     ),
     (
         ("disconnected", "reset", "aborted", "RemoteDisconnected"),
