@@ -1,6 +1,7 @@
 """`product-importer import FILE --url URL`, against a real server: the summary a person reads
 at the end, and what the command does when the server stops answering for a while."""
 
+import http.server
 import re
 import socket
 import subprocess
@@ -426,3 +427,95 @@ def test_a_server_that_stays_out_of_reach_as_the_upload_starts_is_given_up_on_in
         "refused). Check --url, and that the server is running there."
     ), result.stderr
     assert "HTTPConnectionPool" not in result.stderr
+
+
+class Answering:
+    """A tiny HTTP server that answers every request 200 with `body` as `content_type`, as a
+    captive portal or another site does; with `uploads`, it first takes the upload's creation
+    as a tus server does (201 and the upload's address), so that what follows meets it."""
+
+    def __init__(self, content_type: str, body: bytes, *, uploads: bool = False):
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if outer.uploads and self.command == "POST" and self.path == "/api/uploads":
+                    outer.uploads = False
+                    self.send_response(201)
+                    self.send_header("Location", "/api/uploads/abc")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_HEAD = do_PATCH = do_DELETE = _answer
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.uploads = uploads
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+PORTAL = b"<!DOCTYPE html>\n<html><body><h1>Welcome to the hotel's Wi-Fi</h1></body></html>"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "what"),
+    [
+        ("text/html; charset=utf-8", PORTAL, "an HTML page"),
+        ("application/json", b'{"status": "ok"}', "JSON of another shape"),
+    ],
+    ids=["html", "json"],
+)
+def test_a_url_that_is_not_product_importer_is_said_so_with_what_to_check(
+    tmp_path, content_type, body, what
+):
+    # A captive portal, or --url naming another site, answered 200: "The upload failed: the
+    # server answered 200.", which reads as a success that failed.
+    path = tmp_path / "catalog.csv"
+    path.write_text("sku,name\nA-1,Apple\n")
+    portal = Answering(content_type, body)
+
+    result = CliRunner().invoke(
+        cli.main, ["import", str(path), "--url", portal.url, "--token", "t"]
+    )
+    portal.close()
+
+    assert result.exit_code == 1, result.output
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: The upload failed: {portal.url} answered with {what}, not Product Importer's "
+        "API: check --url (it should be the address of the Product Importer server, like "
+        "http://host:8000)."
+    ), result.stderr
+
+
+def test_an_html_page_where_the_import_is_asked_for_is_said_so(tmp_path):
+    # The upload was made, then a portal's page answered the import's request: "The server
+    # answered 200."
+    path = tmp_path / "catalog.csv"
+    path.write_text("sku,name\nA-1,Apple\n")
+    portal = Answering("text/html", PORTAL, uploads=True)
+
+    result = CliRunner().invoke(
+        cli.main, ["import", str(path), "--url", portal.url, "--token", "t"]
+    )
+    portal.close()
+
+    assert result.exit_code == 1, result.output
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: The import could not be asked for: {portal.url} answered with an HTML page, "
+        "not Product Importer's API: check --url (it should be the address of the Product "
+        "Importer server, like http://host:8000)."
+    ), result.stderr

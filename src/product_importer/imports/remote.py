@@ -250,9 +250,13 @@ def _ask_for_import(http: httpx.Client, upload_id: str, options: dict) -> dict:
             f"The import could not be asked for: {str(http.base_url).rstrip('/')} did not answer "
             f"({_briefly(error)}). Run this command again once it does."
         ) from error
-    if response.status_code != 202:
-        raise click.ClickException(_api_error(response))
-    return response.json()
+    if response.status_code == 202 and _is_job(job := _json_of(response)):
+        return job
+    if response.status_code < 300:  # a success, but not of this API
+        base = str(http.base_url).rstrip("/")
+        why = _not_the_api(base, response.content)
+        raise click.ClickException(f"The import could not be asked for: {why}")
+    raise click.ClickException(_api_error(response))
 
 
 def _send(uploader, size: int, shown, failed_for_good) -> dict | None:
@@ -312,10 +316,12 @@ def _failed_for_good(http: httpx.Client, job_id: int) -> dict | None:
     column is not: the column mapping's retry reads the whole file, so it must arrive."""
     try:
         response = http.get(f"/api/imports/{job_id}")
-        job = response.json() if response.status_code == 200 else {}
-    except (httpx.HTTPError, ValueError):
+    except httpx.HTTPError:
         return None  # not answered now: the upload goes on, and the job is looked at again
-    return job if job.get("status") == Status.FAILED and job.get("retry_refusal") else None
+    job = _json_of(response) if response.status_code == 200 else None
+    if not _is_job(job):
+        return None  # as above
+    return job if job["status"] == Status.FAILED and job.get("retry_refusal") else None
 
 
 def _stop_upload(http: httpx.Client, url: str) -> None:
@@ -363,10 +369,11 @@ def _look(http: httpx.Client, base: str, job_id: int, waiting) -> dict:
         else:
             if response.status_code in (401, 403, 404):  # asking again changes nothing
                 raise _stopped_watching(base, job_id, _api_error(response))
-            with contextlib.suppress(ValueError):
-                if response.status_code == 200:
-                    return response.json()
+            if response.status_code == 200 and _is_job(job := _json_of(response)):
+                return job
             why = f"HTTP {response.status_code}"
+            if response.status_code == 200:  # a captive portal's page, say: not the server's
+                why = f"{_kind_of(response.content)}, not the API"
         if time.monotonic() - since >= PATIENCE_SECONDS:
             waited = f"{base} did not answer for {PATIENCE_SECONDS} s ({why})."
             raise _stopped_watching(base, job_id, waited)
@@ -394,6 +401,43 @@ def _report(job: dict, base: str) -> int:
     return display.report(Console(), job, [], f"Review and apply it: {page}", after)
 
 
+# What every ImportJob of the API has (SPEC.md): an answer without them is not the API's.
+JOB_KEYS = {"id", "status", "phase", "percent", "rows_processed", "rows_invalid"}
+
+
+def _json_of(response: httpx.Response):
+    """The answer's JSON; None if it is not JSON."""
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _is_job(answer) -> bool:
+    """Whether `answer` (JSON) is an ImportJob of the API."""
+    return isinstance(answer, dict) and answer.keys() >= JOB_KEYS
+
+
+def _not_the_api(base: str, content: bytes) -> str:
+    """What answered a request of the API (a captive portal, another site), and what to do."""
+    return (
+        f"{base} answered with {_kind_of(content)}, not Product Importer's API: check --url "
+        "(it should be the address of the Product Importer server, like http://host:8000)."
+    )
+
+
+def _kind_of(content: bytes) -> str:
+    """What an answer that is not the API's holds, in a few words."""
+    try:
+        json.loads(content)
+    except ValueError:
+        start = content.lstrip()[:512].lower()
+        if start.startswith((b"<!doctype html", b"<html")) or b"<body" in start:
+            return "an HTML page"
+        return "an answer that is not JSON" if start else "an empty answer"
+    return "JSON of another shape"
+
+
 def _api_error(response: httpx.Response) -> str:
     try:
         error = response.json()["error"]
@@ -411,6 +455,8 @@ def _tus_error(failure: TusCommunicationError, base: str) -> str:
             "as the server's address alone, without a page's path (https://products.example.com)."
         )
     content = failure.response_content or b""
+    if failure.status_code and 200 <= failure.status_code < 300:  # and no upload's address
+        return f"The upload failed: {_not_the_api(base, content)}"
     body = None
     try:
         body = json.loads(content).get("error")
