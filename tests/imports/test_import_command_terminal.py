@@ -6,6 +6,7 @@ import gzip
 import re
 
 from tests.conftest import paused
+from tests.ops.test_logs import json_lines
 
 from .conftest import ROW_LOCK
 from .test_embedded_and_cli import Terminal, run_import_command
@@ -123,3 +124,27 @@ def test_an_import_that_rejects_nothing_leaves_no_rejected_file_of_an_earlier_on
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert not (tmp_path / "prices-rejected.csv").exists()
+
+
+def test_json_logs_stay_one_object_a_line_beside_the_bar(tmp_path, catalog, monkeypatch):
+    """LOG_FORMAT=json: rich's log columns ("12:00:00 INFO import step ...") took the place of
+    the JSON lines, in a terminal and in a file alike."""
+    path = tmp_path / "fruit.csv"
+    path.write_text("sku,name\nA-1,Apple\nB-2,Banana\n")
+    monkeypatch.setenv("LOG_FORMAT", "json")
+    monkeypatch.setenv("LOG_LEVEL", "INFO")  # the step log: lines while the bar shows
+
+    terminal = Terminal(path, 80)  # narrower than the lines: rich wrapped them at 80
+    terminal.process.wait(timeout=120)
+    piped = run_import_command(path, env={"LOG_FORMAT": "json", "LOG_LEVEL": "INFO"})
+
+    assert terminal.process.returncode == 0, terminal.text()
+    assert "Finished" in terminal.last_bar(), terminal.text()
+    raw = re.split(r"[\r\n]", terminal.output.decode())
+    shown = [piece[piece.index('{"') :] for piece in raw if '{"' in piece]
+    assert all("\x1b" not in line for line in shown), shown  # not coloured, nor the bar's
+    assert any("import step" in record["message"] for record in json_lines("\n".join(shown)))
+    assert piped.returncode == 0, piped.stdout + piped.stderr
+    logged = [line for line in piped.stderr.splitlines() if not line.startswith("Finished")]
+    assert any("import step" in record["message"] for record in json_lines("\n".join(logged)))
+    assert "{" not in piped.stdout  # the summary alone

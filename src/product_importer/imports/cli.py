@@ -22,6 +22,7 @@ from rich.highlighter import NullHighlighter
 from rich.logging import RichHandler
 from sqlalchemy import select
 
+from .. import logs
 from ..accounts import audit
 from ..apiutil import csv_text
 from ..errors import AppError, Conflict, said
@@ -126,7 +127,7 @@ def _run_and_watch(
     runner.start()
     console = Console(stderr=True)  # progress and logs; the outcome goes to stdout
     interrupted = False
-    with _logging_above(console):
+    with _logging_above(console, app.config["LOG_FORMAT"]):
         try:
             job = _watch(console, job_id)
         except KeyboardInterrupt:
@@ -218,12 +219,19 @@ def _run_queue(app) -> None:
 
 
 class _logging_above:
-    """Log through rich on the bar's console while it shows, so lines go above the bar."""
+    """Log through rich on the bar's console while it shows, so lines go above the bar: in
+    rich's columns, or with LOG_FORMAT=json as JSON lines (`JsonAbove`)."""
 
-    def __init__(self, console: Console):
-        self.handler = RichHandler(
-            console=console, show_path=False, log_time_format="%X", highlighter=NullHighlighter()
-        )
+    def __init__(self, console: Console, log_format: str):
+        if log_format == "json":
+            self.handler: logging.Handler = JsonAbove(console)
+        else:
+            self.handler = RichHandler(
+                console=console,
+                show_path=False,
+                log_time_format="%X",
+                highlighter=NullHighlighter(),
+            )
         self.root = logging.getLogger()
         self.saved: list[logging.Handler] = []
 
@@ -234,6 +242,24 @@ class _logging_above:
 
     def __exit__(self, *exc):
         self.root.handlers = self.saved
+
+
+class JsonAbove(logging.Handler):
+    """LOG_FORMAT=json's lines, with their ids, above the bar: each whole on its line, as rich
+    neither wraps, crops nor colours `out` (a JSON object cut at the terminal's width, or
+    coloured, is no longer one); rich's columns would drop the JSON altogether."""
+
+    def __init__(self, console: Console):
+        super().__init__()
+        self.console = console
+        self.setFormatter(logs.formatter("json"))
+        self.addFilter(logs.Context())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.console.out(self.format(record), highlight=False)
+        except Exception:  # as logging's own handlers: a line lost, not the import
+            self.handleError(record)
 
 
 def _watch(console: Console, job_id: int):
