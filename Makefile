@@ -21,6 +21,9 @@ run: $(STAMP)  ## Start the app (embedded default unless DATABASE_URL/CELERY_BRO
 # and migrated, then honcho runs deploy/Procfile (gunicorn with WEB_CONCURRENCY processes and
 # two Celery workers). Ctrl-C stops them all. Settings come from the environment, else .env,
 # else these defaults.
+# honcho ends 130 after a Ctrl-C, which make reported as "Error 130": a stop asked for is no
+# failure, so the shell waits for honcho (its trap keeps it through the terminal's Ctrl-C) and
+# ends 0 for it; a SIGTERM to make reaches that shell alone, which passes it on.
 PROD_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/product_importer
 PROD_BROKER_URL ?= redis://127.0.0.1:6379/0
 
@@ -30,8 +33,11 @@ run-prod: $(STAMP)  ## Production mode here: gunicorn and two Celery workers (ho
 			CELERY_BROKER_URL="$${CELERY_BROKER_URL:-$(PROD_BROKER_URL)}" \
 			WEB_CONCURRENCY="$${WEB_CONCURRENCY:-4}" HOST="$(HOST)" \
 			PATH="$(abspath $(BIN)):$$PATH" && \
-		product-importer migrate --create-database && \
-		exec honcho start --procfile deploy/Procfile --port $(PORT)'
+		product-importer migrate --create-database || exit; \
+		trap : INT; honcho start --procfile deploy/Procfile --port $(PORT) & honcho=$$!; \
+		trap "kill -TERM $$honcho" TERM; \
+		while wait $$honcho; code=$$?; kill -0 $$honcho 2>/dev/null; do :; done; \
+		[ $$code -ne 130 ] || code=0; exit $$code'
 
 worker: $(STAMP)  ## Start a Celery worker (production mode)
 	$(BIN)/product-importer worker
