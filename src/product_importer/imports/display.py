@@ -37,15 +37,20 @@ SEPARATOR = " · "  # between the bar's figures
 STEP = re.compile(r"Applying .+ \((?P<step>[^()]+)\)")  # progress.Progress.merging's message
 
 
-def progress_bar(console: Console) -> Progress:
-    """A bar of the phase, its percent and the figures beside it, on `console`."""
+def progress_bar(console: Console, *, transient: bool = False) -> Progress:
+    """A bar of the phase, its percent and the figures beside it, on `console`; a `transient`
+    one is removed when it stops."""
     columns = (
         TextColumn("[bold]{task.fields[phase]:<9}"),
         BarColumn(bar_width=BAR_WIDTH),
         TaskProgressColumn(),
         TextColumn("{task.fields[figures]}", markup=False),  # a server's words, not markup
     )
-    return Progress(*columns, console=console, refresh_per_second=8)
+    # a transient bar leaves nothing in a file, but rich's "\n" where it stood
+    hidden = transient and not console.is_terminal
+    return Progress(
+        *columns, console=console, refresh_per_second=8, transient=transient, disable=hidden
+    )
 
 
 def show(bar: Progress, task, phase: str, figures: list[str], percent: float) -> None:

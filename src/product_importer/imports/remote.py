@@ -63,13 +63,10 @@ def _upload_and_import(http: httpx.Client, base: str, path: str, options: dict, 
     """Send the file, follow its import to the end, report it; note in `started` what exists."""
     size = os.path.getsize(path)
     try:
-        with display.progress_bar(Console(stderr=True)) as bar:
-            task = bar.add_task("Upload", total=max(size, 1), phase="Uploading", figures="")
-            auth = {"Authorization": http.headers["Authorization"]}
-            uploader = _start_upload(base, auth, path, _waiting(bar, task, 0))
-            started["upload"] = uploader.url
-            job = started["job"] = _ask_for_import(http, uploader.url.rsplit("/", 1)[-1], options)
-            failed = _send(uploader, size, (bar, task), lambda: _failed_for_good(http, job["id"]))
+        uploader = _start_upload(base, {"Authorization": http.headers["Authorization"]}, path)
+        started["upload"] = uploader.url
+        job = started["job"] = _ask_for_import(http, uploader.url.rsplit("/", 1)[-1], options)
+        failed = _send(uploader, size, lambda: _failed_for_good(http, job["id"]))
     except (TusCommunicationError, TusUploadFailed) as error:
         if "job" in started and _worth_retrying(error):  # retried, in vain: not a refusal
             raise _gave_up_uploading(http, base, started, uploader.offset, size, error) from error
@@ -193,10 +190,10 @@ def _server_address(url: str) -> str:
     return url.strip().rstrip("/")
 
 
-def _start_upload(base: str, headers: dict, path: str, waiting):
+def _start_upload(base: str, headers: dict, path: str):
     """Create the upload. No answer, or a server error (a restart, a proxy's 502), is asked
-    again for PATIENCE_SECONDS, said through `waiting(why, what next)`; then it gives up, as it
-    does at once on a refusal or on an address that cannot be the server's (no such host)."""
+    again for PATIENCE_SECONDS, said on a bar meanwhile; then it gives up, as it does at once
+    on a refusal or on an address that cannot be the server's (no such host)."""
     client = tus.TusClient(f"{base}/api/uploads", headers=headers)
     uploader = client.uploader(
         file_path=path,
@@ -204,11 +201,21 @@ def _start_upload(base: str, headers: dict, path: str, waiting):
         metadata={"filename": os.path.basename(path)},
         retries=0,  # retried by _send_piece, which knows which failures a retry can mend
     )
+    # transient: gone once the upload exists (its own bar follows) or the error says why
+    with display.progress_bar(Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("Upload", total=1, phase="Uploading", figures="")
+        _create(uploader, base, _waiting(bar, task, 0))
+    return uploader
+
+
+def _create(uploader, base: str, waiting) -> None:
+    """Ask the server for the upload's address, through an outage of PATIENCE_SECONDS said
+    through `waiting(why, what next)`."""
     since = time.monotonic()
     while True:
         try:
             uploader.set_url(uploader.create_url())
-            return uploader
+            return
         except TusCommunicationError as failure:
             if not _outage(failure):
                 raise
@@ -259,19 +266,20 @@ def _ask_for_import(http: httpx.Client, upload_id: str, options: dict) -> dict:
     raise click.ClickException(_api_error(response))
 
 
-def _send(uploader, size: int, shown, failed_for_good) -> dict | None:
-    """Send the pieces, showing the bytes sent on `shown` (a bar and its task); before each
-    piece but the first, ask `failed_for_good()`: the job it returns (an import its bytes
-    failed) stops the upload, and is returned."""
-    bar, task = shown
-    while uploader.offset < size:
-        sent = f"{size_label(uploader.offset)} of {size_label(size)} sent"
-        display.show(bar, task, "Uploading", [sent], uploader.offset)
-        # A look per piece (8 MiB) costs little next to the piece it may spare.
-        if uploader.offset and (failed := failed_for_good()):
-            return failed
-        _send_piece(uploader, _waiting(bar, task, uploader.offset))
-    display.show(bar, task, "Uploaded", [f"{size_label(size)} sent"], max(size, 1))
+def _send(uploader, size: int, failed_for_good) -> dict | None:
+    """Send the pieces, with a bar of the bytes sent; before each piece but the first, ask
+    `failed_for_good()`: the job it returns (an import its bytes failed) stops the upload, and
+    is returned."""
+    with display.progress_bar(Console(stderr=True)) as bar:
+        task = bar.add_task("Upload", total=max(size, 1), phase="Uploading", figures="")
+        while uploader.offset < size:
+            sent = f"{size_label(uploader.offset)} of {size_label(size)} sent"
+            display.show(bar, task, "Uploading", [sent], uploader.offset)
+            # A look per piece (8 MiB) costs little next to the piece it may spare.
+            if uploader.offset and (failed := failed_for_good()):
+                return failed
+            _send_piece(uploader, _waiting(bar, task, uploader.offset))
+        display.show(bar, task, "Uploaded", [f"{size_label(size)} sent"], max(size, 1))
     return None
 
 
