@@ -105,6 +105,27 @@ def test_an_applied_plan_goes_on_from_the_percent_the_plan_reached(http, holding
     assert events.seen[-1][1]["status"] == "completed" and percents[-1] == 100
 
 
+def test_a_plan_comparing_with_the_catalog_has_its_bar_near_the_plan_end(
+    http, sql, holding, held_file
+):
+    from product_importer.imports.progress import READING_SHARE
+
+    # Comparing is a plan's last step: it reads the catalog, which the test holds meanwhile.
+    with holding("LOCK TABLE products IN ACCESS EXCLUSIVE MODE") as catalog:
+        job = upload_csv(http, held_file.data, data={"plan": "true"}).json()
+        catalog.wait_until_blocking(job=job["id"])
+        wait_for_heartbeats(sql, job["id"])  # what the step shows is written
+        held = http.get(f"/api/imports/{job['id']}").json()
+    plan = wait_for_job(http, job["id"])
+
+    assert held["message"].endswith("(comparing)"), held
+    assert plan["status"] == "planned", plan
+    # The bar's part after the reading, up to where the plan stops, is a plan's dedup and
+    # comparison: none of it is kept for writes a plan never makes, to jump over at its end.
+    merge_part = plan["percent"] - READING_SHARE
+    assert plan["percent"] - held["percent"] < merge_part / 2, (held["percent"], plan)
+
+
 def test_an_apply_that_reads_the_file_again_moves_the_bar_while_it_reads(
     http, sql, holding, holding_rejections, held_file
 ):

@@ -134,14 +134,17 @@ class Progress:
         """Leave the whole bar to the merge: this run reads no file (a plan's kept rows)."""
         self.reading_end = self.percent
 
-    def applying(self, what: str, rows: int) -> None:
-        """Record that reading is done and the merge of `rows` staged rows is about to start."""
+    def applying(self, what: str, rows: int, *, writes: bool = True) -> None:
+        """Record that reading is done and the merge of `rows` staged rows is about to start;
+        `writes` False for a plan, which only deduplicates and compares."""
         self.phase, self.what = Phase.APPLYING, what
         self.message = f"Applying {what}"
         self.percent = max(self.percent, self.reading_end)
         # "inserting" stands for the writing to come until the merge says what it will be:
-        # without it the first two steps took the whole bar, the writes squeezed in its end
-        self.expect([("deduplicating", rows), ("comparing", rows), ("inserting", rows)])
+        # without it the first two steps took the whole bar, the writes squeezed in its end.
+        # A plan writes nothing: kept for it, its share sat empty until the plan's end.
+        steps = [("deduplicating", rows), ("comparing", rows)]
+        self.expect([*steps, ("inserting", rows)] if writes else steps)
         self.interruptible = True
 
     def expect(self, steps: list[tuple[str, int]]) -> None:

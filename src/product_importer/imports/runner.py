@@ -347,7 +347,7 @@ class Run:
 
     def _plan(self, rows: int, invalid: int) -> MergeCounts:
         """Compare with the catalog and record what would change; the catalog is untouched."""
-        self.progress.applying(f"{rows - invalid:,} rows", self.stage.staged)
+        self.progress.applying(f"{rows - invalid:,} rows", self.stage.staged, writes=False)
         self.progress.message = f"Comparing {rows - invalid:,} rows with the catalog"
         counts = self.stage.plan(self.progress)
         self.progress.merging("finishing", f"{counts.distinct:,} products")
