@@ -82,6 +82,10 @@ WHERE schemaname = current_schema() AND tablename = 'products'
   AND attname IN ('sku', 'name', 'description_lower')
 """
 STATISTICS_SECONDS = 60
+# An import's statements run for minutes at 5M rows, and its session sits idle in its
+# transaction while helpers fill and index the new catalog: a server's timeouts for everyone
+# else (an operator's safety settings) cut it there, three attempts running, and it failed.
+NO_TIMEOUTS = ("SET statement_timeout = 0", "SET idle_in_transaction_session_timeout = 0")
 
 
 def helper_name(name: str) -> str:
@@ -154,9 +158,12 @@ class Postgres:
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS import_staging_{int(job_id)}")
 
     def prepare_import(self, conn: Connection) -> None:
-        """Give the import's session room to sort and hash its staged rows in memory."""
+        """Give the import's session room to sort and hash its staged rows in memory, and no
+        timeouts (`NO_TIMEOUTS`)."""
         conn.exec_driver_sql("SET temp_buffers = '128MB'")
         conn.exec_driver_sql("SET work_mem = '256MB'")
+        for setting in NO_TIMEOUTS:
+            conn.exec_driver_sql(setting)
         conn.commit()
 
     def session_id(self, conn: Connection) -> int | None:

@@ -433,3 +433,62 @@ def test_an_undo_cancelled_after_its_worker_was_killed_says_to_undo_again(
     assert 'data-action="undo"' in http.get(f"/imports/{done['id']}").text
     redone = wait_for_job(http, http.post(f"/api/imports/{done['id']}/undo").json()["id"])
     assert (redone["status"], redone["deleted"]) == ("completed", 1)
+
+
+# The sessions that began while a setting the test gave the database applied: they keep it.
+BEGUN_SINCE = (
+    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+    "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_start >= %s"
+)
+# A session that has waited for the test's lock for longer than the test's timeouts.
+WAITED_LONG = (
+    "SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid)) "
+    "AND clock_timestamp() - query_start > interval '2 s'"
+)
+FIRST_ATTEMPT = (
+    "SELECT status IN ('queued', 'running') AND attempts <= 1 FROM import_jobs WHERE id = :id"
+)
+
+
+@pytest.fixture
+def database_setting(sql, test_env):
+    """Give every new session of the test database a setting, as an operator's ALTER DATABASE
+    does; afterwards reset it and end the sessions that began with it (the pools make new)."""
+    named, since = [], sql("SELECT clock_timestamp()")[0][0]
+
+    def setting(name: str, value: str) -> None:
+        sql(f"ALTER DATABASE {sql('SELECT current_database()')[0][0]} SET {name} = '{value}'")
+        named.append(name)
+
+    yield setting
+    with psycopg.connect(test_env["DATABASE_URL"], autocommit=True) as own:
+        for name in named:
+            own.execute(f"ALTER DATABASE {own.info.dbname} RESET {name}")
+        own.execute(BEGUN_SINCE, (since,))
+
+
+def waited_or_ended(sql, held: int, job_id: int) -> bool:
+    """Whether a session has waited for the lock of `held` past the timeouts, or the job's
+    first attempt has ended."""
+    return bool(sql(WAITED_LONG, pid=held)[0][0]) or not sql(FIRST_ATTEMPT, id=job_id)[0][0]
+
+
+@pytest.mark.parametrize("name", ["idle_in_transaction_session_timeout", "statement_timeout"])
+def test_an_import_outlasts_the_timeouts_a_server_sets_for_everyone(
+    http, sql, holding, live_worker, pausing, database_setting, name
+):
+    database_setting(name, "1s")
+    rows = [(f"Name {n}", f"SKU-{n}", f"Text {n}") for n in range(ROWS)]
+    # The fill of the new catalog waits for the test (a helper's statement) twice the timeout,
+    # the import's own session idle in its transaction meanwhile: each was cut there.
+    own_timeouts_off = "set_config('idle_in_transaction_session_timeout', '0', false)"
+    with holding(f"SELECT {own_timeouts_off}, pg_advisory_xact_lock(7001)") as held:
+        job = upload_csv(http, csv_bytes([*rows, ("PAUSE", "PAUSE-1", "held")])).json()
+        wait_until(
+            lambda: waited_or_ended(sql, held.pid, job["id"]), "the fill waited", timeout=120
+        )
+
+    done = wait_for_job(http, job["id"], timeout=120)
+    assert (done["status"], done["created"]) == ("completed", ROWS + 1), done
+    assert attempts(sql, job["id"]) == 1
+    assert wait_until_search_ready(http, job["id"])["search_index"] == "ready"

@@ -302,10 +302,11 @@ def reserve_ids(conn: Connection) -> tuple[int, int]:
 
 @contextmanager
 def helper_connection(engine: Engine) -> Iterator[Connection]:
-    """A connection of its own in autocommit, with room for sorts and index builds."""
+    """A connection of its own in autocommit, with room for sorts and index builds, and no
+    timeouts (`database.NO_TIMEOUTS`)."""
     with engine.connect() as helper:
         helper = helper.execution_options(isolation_level="AUTOCOMMIT")
-        for setting in HELPER_SETTINGS:
+        for setting in (*HELPER_SETTINGS, *database.NO_TIMEOUTS):
             helper.exec_driver_sql(setting)
         try:
             yield helper
