@@ -492,3 +492,62 @@ def test_an_import_outlasts_the_timeouts_a_server_sets_for_everyone(
     assert (done["status"], done["created"]) == ("completed", ROWS + 1), done
     assert attempts(sql, job["id"]) == 1
     assert wait_until_search_ready(http, job["id"])["search_index"] == "ready"
+
+
+# The PAUSE product's CHECK, run by the session that inserts it: an import in place, its own.
+# It waits for one lock of two, by whether the session has the import's settings.
+SETTINGS_FUNCTION = """
+CREATE OR REPLACE FUNCTION test_settings(product text) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF product = 'PAUSE' THEN
+        PERFORM pg_advisory_xact_lock_shared(CASE
+            WHEN (SELECT setting <> reset_val FROM pg_settings WHERE name = 'work_mem') THEN 7101
+            ELSE 7102 END);
+    END IF;
+    RETURN true;
+END $$
+"""
+PREPARED, UNPREPARED = 7101, 7102
+WAITS_FOR = (
+    "SELECT l.objid FROM pg_locks AS l JOIN import_jobs AS j ON l.pid = j.db_pid "
+    "WHERE j.id = :id AND l.locktype = 'advisory' AND NOT l.granted"
+)
+
+
+@pytest.fixture
+def telling_settings(sql):
+    """The PAUSE product's CHECK constraint that tells the import session's settings."""
+    sql(SETTINGS_FUNCTION)
+    sql("ALTER TABLE products ADD CONSTRAINT test_settings CHECK (test_settings(name))")
+    yield
+    sql("UPDATE import_jobs SET cancel_requested = true WHERE status IN ('queued', 'running')")
+    wait_until(lambda: not sql(UNFINISHED), "no import running")
+    sql("ALTER TABLE products DROP CONSTRAINT IF EXISTS test_settings")
+
+
+def test_the_attempt_after_a_cut_session_has_the_import_sessions_settings(
+    http, sql, holding, start_worker, live_worker, telling_settings
+):
+    data = csv_bytes([("PAUSE", "PAUSE-1", "held")])
+    with paused(live_worker):
+        # one slot: the next attempt runs where the cut one ran, if that one goes on
+        own = start_worker(IMPORT_SLOTS="1")
+        try:
+            with holding(
+                f"SELECT pg_advisory_xact_lock({PREPARED}), pg_advisory_xact_lock({UNPREPARED})"
+            ) as held:
+                job = upload_csv(http, data).json()
+                held.wait_until_blocking(job=job["id"], timeout=120)
+                assert sql(WAITS_FOR, id=job["id"]) == [(PREPARED,)]
+                # as a network cut, a proxy, or an administrator ends the import's session
+                end = "SELECT pg_terminate_backend(db_pid) FROM import_jobs WHERE id = :id"
+                sql(end, id=job["id"])
+                wait_until(lambda: attempts(sql, job["id"]) == 2, "the next attempt")
+                held.wait_until_blocking(job=job["id"], timeout=120)
+                # Its session was made anew by SQLAlchemy, without work_mem and the rest.
+                assert sql(WAITS_FOR, id=job["id"]) == [(PREPARED,)]
+            done = wait_for_job(http, job["id"])
+        finally:
+            own.kill()
+    assert (done["status"], done["created"]) == ("completed", 1), done

@@ -89,6 +89,7 @@ def _drain() -> int:
             if not locked:
                 return 0
             seam.prepare_import(conn)
+            prepared = conn.connection.driver_connection
             _finish_what_lost_imports_left(conn)
             while not WORKER_STOPPING.is_set() and (job := claim_next(conn)) is not None:
                 if seam.parallel_reading and _more_queued(conn):
@@ -96,9 +97,16 @@ def _drain() -> int:
                 with logs.job(job.id):  # its lines name the job
                     run_claimed(conn, job)
                 ran += 1
-                if _database_lost(conn):
+                if _database_lost(conn) or _made_anew(conn, prepared):
                     break  # a new drain, on a new connection, takes the queue on
     return ran
+
+
+def _made_anew(conn: Connection, prepared) -> bool:
+    """Whether `conn` runs on another connection than the `prepared` one: SQLAlchemy connects
+    again by itself after a cut once the transaction is rolled back (the attempt's clean-up
+    does), and the new session has none of the import's settings (`prepare_import`)."""
+    return conn.invalidated or conn.connection.driver_connection is not prepared
 
 
 def _finish_what_lost_imports_left(conn: Connection) -> None:
