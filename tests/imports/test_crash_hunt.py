@@ -43,6 +43,8 @@ SCRATCH = (
     "OR relname LIKE '%\\_build' ORDER BY 1"
 )
 BLOCKED_BY = "SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"
+BLOCKED = "SELECT pid FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"
+ALIVE = "SELECT pid FROM pg_stat_activity WHERE pid = ANY(:pids)"
 END_BLOCKED = (
     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"
 )
@@ -82,6 +84,11 @@ def changed_file() -> bytes:
     """Half the products renamed and one new, named PAUSE: a bulk import with a record."""
     rows = [(f"Renamed {n}", f"SKU-{n}", f"Text {n}") for n in range(0, ROWS, 2)]
     return csv_bytes([*rows, ("PAUSE", "PAUSE-1", "held")])
+
+
+def waiting_besides(sql, pid: int, lost: list[int]) -> set[int]:
+    """The sessions that wait for session `pid`'s locks, other than the `lost` ones."""
+    return {found for (found,) in sql(BLOCKED, pid=pid)} - set(lost)
 
 
 def worker_of(sql, job_id: int) -> int:
@@ -228,6 +235,7 @@ def test_a_worker_killed_while_it_builds_the_search_indexes_after_the_commit(
 ):
     generated = generate(ROWS, seed=21)
     doomed = start_worker()
+    logged = len(live_worker.output())
     edit = psycopg.connect(test_env["DATABASE_URL"])
     try:
         with paused(live_worker):
@@ -252,9 +260,15 @@ def test_a_worker_killed_while_it_builds_the_search_indexes_after_the_commit(
                 assert (job["status"], job["search_index"]) == ("completed", "refreshing"), job
                 # both lanes of index builds wait for the edit
                 wait_until(lambda: sql(BLOCKED_BY, pid=edit_pid)[0][0] == 2, "indexes wait")
+                lost = [pid for (pid,) in sql(BLOCKED, pid=edit_pid)]
             finally:
                 doomed.kill(signal.SIGKILL)
-            edit.rollback()
+        # The server runs the lost lanes' statements on: the next worker's build of the same
+        # indexes raced them, into an error. It ends them before it builds.
+        next_lanes = lambda: len(waiting_besides(sql, edit_pid, lost)) == 2  # noqa: E731
+        wait_until(next_lanes, "the next build waits")
+        assert sql(ALIVE, pids=lost) == []
+        edit.rollback()
     finally:
         edit.close()
 
@@ -269,6 +283,7 @@ def test_a_worker_killed_while_it_builds_the_search_indexes_after_the_commit(
     no_scratch_left(sql)
     undo = wait_for_job(http, http.post(f"/api/imports/{job['id']}/undo").json()["id"])
     assert (undo["status"], catalog()) == ("completed", [])
+    assert "search index not built" not in live_worker.output()[logged:]
 
 
 def test_an_import_cancelled_after_its_worker_was_killed_leaves_no_build_behind(

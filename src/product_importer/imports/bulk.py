@@ -64,6 +64,14 @@ LANES = (
     },
 )
 LANE_LOST = "search indexes not built, connection lost (%s): the maintenance loop tries again"
+# The session name of each lane: a lane whose worker was lost builds on (the server runs its
+# statement to its end, minutes of a core at 5M rows), beside the next build of the same index.
+SEARCH_BUILD = "product-importer search index build"
+# Only the holder of the import's turn builds: a lane of another session is a lost worker's.
+END_LOST_LANES = (
+    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+    "WHERE application_name = %s AND datname = current_database() AND pid <> pg_backend_pid()"
+)
 DEFERRED = {name: statement for lane in LANES for name, statement in lane.items()}
 
 
@@ -335,10 +343,14 @@ def possible(conn: Connection) -> bool:
 
 
 def refresh_search(engine: Engine) -> None:
-    """Build the search indexes an import deferred, side by side, then say so on its job."""
+    """Build the search indexes an import deferred, side by side, then say so on its job;
+    first end the lanes of a lost worker's build of them (the caller holds the turn)."""
     with helper_connection(engine) as helper:
         if not helper.execute(text(REFRESHING)).scalar():
             return
+        ended = helper.exec_driver_sql(END_LOST_LANES, (SEARCH_BUILD,)).all()
+        if ended:
+            log.warning("ended %s lanes of a lost search index build", len(ended))
         started = time.monotonic()
         threads = [
             threading.Thread(target=_build_deferred, args=(engine, list(lane.values())))
@@ -359,6 +371,7 @@ def refresh_search(engine: Engine) -> None:
 def _build_deferred(engine: Engine, statements: list[str]) -> None:
     """Build one lane of deferred indexes, one after another, on a connection of its own."""
     with helper_connection(engine) as helper:
+        database.POSTGRES.name_session(helper, SEARCH_BUILD)
         helper.exec_driver_sql("SET maintenance_work_mem = '512MB'")
         for statement in statements:
             try:
