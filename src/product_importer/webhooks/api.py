@@ -103,7 +103,14 @@ def list_deliveries(endpoint_id: int):
     page, per_page = _delivery_paging()
     counted = true_or_false("total", default=True)
     found = service.list_deliveries(db.session, endpoint_id, limit=per_page, page=page)
-    total = service.deliveries_total(db.session, endpoint_id, page, per_page, len(found), counted)
+    total = service.deliveries_total(
+        db.session,
+        endpoint_id=endpoint_id,
+        page=page,
+        per_page=per_page,
+        found=len(found),
+        counted=counted,
+    )
     return jsonify(
         items=[delivery.to_dict(attempts) for delivery, attempts in found],
         page=page,

@@ -245,7 +245,7 @@ def list_deliveries(
 
 
 def deliveries_total(
-    session: Session, endpoint_id: int, page: int, per_page: int, found: int, counted: bool
+    session: Session, *, endpoint_id: int, page: int, per_page: int, found: int, counted: bool
 ) -> int | None:
     """The total of a deliveries page that holds `found`: read off a page that is not full,
     else counted, unless not `counted` (None)."""
