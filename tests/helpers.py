@@ -1,5 +1,6 @@
 """Small helpers shared by tests."""
 
+import threading
 import time
 from contextlib import ExitStack
 
@@ -43,6 +44,50 @@ def wait_until(condition, what: str, timeout: float = 60):
             raise TimeoutError(f"not {what} within {timeout}s")
         time.sleep(0.05)
     return found
+
+
+# An audit entry of the test's own, never committed, with the id the next entry will get: the
+# next change made through the API (each records one just before its commit) waits on it.
+HOLD_NEXT_AUDIT = (
+    "INSERT INTO audit_log (id, at, action) "
+    "SELECT nextval(pg_get_serial_sequence('audit_log', 'id')) + 1, now(), 'test.held'"
+)
+BLOCKED = "SELECT cardinality(pg_blocking_pids(:pid)) > 0"
+
+
+def deleted_as_it_commits(holding, send, *, table: str, delete: str, **params):
+    """Send a change (`send()`, a request that writes to `table`) and commit `delete` right
+    after the change's commit, before the request reads `table` again; return its response.
+
+    The change is held before its commit (HOLD_NEXT_AUDIT); meanwhile a lock on the whole
+    table is asked for, which waits for the change, and anything the request reads there after
+    its commit waits for that lock, whose transaction deletes.
+    """
+    answers, deleter = [], []
+    request = threading.Thread(target=lambda: answers.append(send()))
+    with holding(HOLD_NEXT_AUDIT) as audit:
+        request.start()
+        audit.wait_until_blocking()  # its change made, waiting to record it and commit
+
+        def delete_then():
+            with audit.engine.begin() as conn:
+                deleter.append(conn.execute(text("SELECT pg_backend_pid()")).scalar())
+                conn.execute(text(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+                conn.execute(text(delete), params)
+
+        deleting = threading.Thread(target=delete_then)
+        deleting.start()
+        wait_until(lambda: deleter, "the delete started")
+
+        def delete_waits():
+            with audit.engine.connect() as conn:
+                return conn.execute(text(BLOCKED), {"pid": deleter[0]}).scalar()
+
+        wait_until(delete_waits, "the delete waiting for the change")
+        audit.release()
+        deleting.join()
+        request.join()
+    return answers[0]
 
 
 def import_csv(

@@ -11,6 +11,7 @@ from sqlalchemy import select, text
 
 from product_importer import database
 from product_importer.webhooks.models import Delivery
+from tests.helpers import deleted_as_it_commits
 
 
 def create(client, **fields):
@@ -450,3 +451,32 @@ def test_the_total_follows_rows_written_by_other_connections(client, app):
         conn.execute(text("DELETE FROM products WHERE sku LIKE 'T-1%'"))
     body = client.get("/api/products?per_page=1").get_json()
     assert (body["total"], body["pages"]) == (89, 89)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "", {"sku": "GONE-1", "name": "Made, then deleted"}),
+        ("PATCH", "/{id}", {"name": "Made, then deleted"}),
+    ],
+)
+def test_a_change_answers_what_it_made_though_a_delete_of_the_product_commits_right_after(
+    http, holding, method, path, body
+):
+    """A product created or changed (one editor) and deleted (another) at once: the delete
+    waits for the change, and may commit before the change's answer is read. The answer was
+    read after the commit, from the product loaded again: it was gone, and the change that was
+    made answered 500."""
+    existing = http.post("/api/products", json={"sku": "GONE-0", "name": "Before"}).json()
+
+    answer = deleted_as_it_commits(
+        holding,
+        lambda: http.request(method, "/api/products" + path.format(**existing), json=body),
+        table="products",
+        delete="DELETE FROM products WHERE lower(sku) LIKE 'gone-%'",
+    )
+
+    assert answer.status_code in (200, 201), answer.text
+    assert answer.json()["name"] == "Made, then deleted"
+    assert answer.headers["ETag"]
+    assert http.get(f"/api/products/{answer.json()['id']}").status_code == 404

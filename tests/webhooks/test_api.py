@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import insert, select, text
 
 from tests.conftest import free_port
-from tests.helpers import wait_until
+from tests.helpers import deleted_as_it_commits, wait_until
 
 from .conftest import create_endpoint
 from .receiver import Answer, Receiver, verify
@@ -491,3 +491,52 @@ def test_redeliver_and_a_delete_of_its_webhook_at_once_both_succeed(http, holdin
     assert answers["delete"].status_code == 204, answers["delete"].text
     assert http.get(webhook).status_code == 404
     assert sql("SELECT id FROM webhook_deliveries") == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "shown"),
+    [
+        ("PATCH", "", {"description": "CRM"}, {"description": "CRM"}),
+        ("POST", "/rotate-secret", {}, {"enabled": True}),
+    ],
+)
+def test_a_change_answers_what_it_made_though_a_delete_of_the_webhook_commits_right_after(
+    http, holding, receiver, method, path, body, shown
+):
+    """A change of a webhook (one admin) and a delete of it (another) at once: the delete
+    waits for the change, and may commit before the change's answer is read. The answer was
+    read after the commit, from the webhook loaded again: it was gone, and the change that was
+    made answered 500."""
+    hook = http.post("/api/webhooks", json={"url": receiver.url, "events": ["product.created"]})
+    webhook = f"/api/webhooks/{hook.json()['id']}"
+
+    answer = deleted_as_it_commits(
+        holding,
+        lambda: http.request(method, webhook + path, json=body),
+        table="webhook_endpoints",
+        delete="DELETE FROM webhook_endpoints WHERE id = :id",
+        id=hook.json()["id"],
+    )
+
+    assert answer.status_code == 200, answer.text
+    assert shown.items() <= answer.json().items()
+    assert http.get(webhook).status_code == 404
+
+
+def test_a_new_webhook_is_answered_though_a_delete_of_it_commits_right_after(
+    http, holding, receiver
+):
+    """Created, and deleted by another admin at once (from the list refreshed meanwhile): the
+    webhook was read for the answer after the commit, gone, and its creation answered 500."""
+    body = {"url": receiver.url, "events": ["product.created"], "description": "Gone soon"}
+
+    answer = deleted_as_it_commits(
+        holding,
+        lambda: http.post("/api/webhooks", json=body),
+        table="webhook_endpoints",
+        delete="DELETE FROM webhook_endpoints WHERE description = 'Gone soon'",
+    )
+
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["secret"].startswith("whsec_")
+    assert http.get(answer.headers["Location"]).status_code == 404

@@ -35,9 +35,10 @@ def create_product():
     """Create a product: 201; 409 when its SKU exists in any case; 422 naming bad fields."""
     product = service.create(db.session, fields=json_object("product"))
     audit.record(db.session, "product.created", product.sku, id=product.id)
-    db.session.commit()
     location = url_for("products_api.get_product", product_id=product.id)
-    return _with_etag(product, 201, Location=location)
+    created = _with_etag(product, 201, Location=location)  # read before the commit: _with_etag
+    db.session.commit()
+    return created
 
 
 @bp.get("/<int:product_id>")
@@ -55,8 +56,9 @@ def update_product(product_id: int):
     fields = json_object("product")
     product = service.update(db.session, product_id, fields=fields, if_match=_if_match())
     audit.record(db.session, "product.updated", product.sku, id=product.id, fields=sorted(fields))
+    changed = _with_etag(product)  # read before the commit: _with_etag says why
     db.session.commit()
-    return _with_etag(product)
+    return changed
 
 
 @bp.delete("/<int:product_id>")
@@ -82,7 +84,12 @@ def _if_match():
 
 
 def _with_etag(product, status: int = 200, **headers):
-    """The product's JSON answer, with its version as ETag."""
+    """The product's JSON answer, with its version as ETag.
+
+    A change makes it before its commit: the commit expires the product, and reading it after
+    loads it again, when a delete that waited for the change may have committed (a 500 for a
+    change that was made).
+    """
     response = jsonify(product.to_dict())
     response.status_code = status
     response.headers.update(headers)

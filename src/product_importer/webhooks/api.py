@@ -22,6 +22,11 @@ from . import models, recovery, service  # noqa: F401  (models: registers the ta
 bp = Blueprint("webhooks_api", __name__, url_prefix="/api/webhooks")
 bp.before_request(refuse_cross_site_requests)
 
+# A handler that changes a webhook reads its answer before the commit: the commit expires what
+# the session holds, and reading it after loads it again, when a delete of the webhook that
+# waited for the change (another admin, another tab) may have committed: a 500 for a change
+# that was made.
+
 
 @bp.get("")
 @requires(Role.VIEWER)
@@ -40,9 +45,10 @@ def create_webhook():
     audit.record(
         db.session, "webhook.created", endpoint.url, id=endpoint.id, events=endpoint.events
     )
-    db.session.commit()
+    created = endpoint.to_dict(with_secret=True)  # read before the commit (see the top)
     location = url_for("webhooks_api.get_webhook", endpoint_id=endpoint.id)
-    return jsonify(endpoint.to_dict(with_secret=True)), 201, {"Location": location}
+    db.session.commit()
+    return jsonify(created), 201, {"Location": location}
 
 
 @bp.get("/<int:endpoint_id>")
@@ -60,8 +66,9 @@ def update_webhook(endpoint_id: int):
     fields = json_object("webhook")
     endpoint = service.update_endpoint(db.session, endpoint_id, fields=fields)
     audit.record(db.session, "webhook.updated", endpoint.url, id=endpoint_id, fields=sorted(fields))
+    changed = endpoint.to_dict()  # read before the commit (see the top)
     db.session.commit()
-    return jsonify(endpoint.to_dict())
+    return jsonify(changed)
 
 
 @bp.delete("/<int:endpoint_id>")
@@ -82,8 +89,9 @@ def rotate_secret(endpoint_id: int):
     endpoint = service.rotate_secret(db.session, endpoint_id, fields=fields)
     until = iso(endpoint.previous_secret_until)
     audit.record(db.session, "webhook.secret_rotated", endpoint.url, id=endpoint_id, until=until)
+    rotated = endpoint.to_dict(with_secret=True)  # read before the commit (see the top)
     db.session.commit()
-    return jsonify(endpoint.to_dict(with_secret=True))
+    return jsonify(rotated)
 
 
 @bp.post("/<int:endpoint_id>/test")
@@ -135,9 +143,7 @@ def redeliver(endpoint_id: int, delivery_id: int):
     audit.record(
         db.session, "webhook.redelivered", f"webhook {endpoint_id}", event=delivery.event_id
     )
-    # read before the commit: a delete of the webhook that waited for it may come between
-    # the commit and a reload, and the delivery be gone with its webhook
-    queued = delivery.to_dict()
+    queued = delivery.to_dict()  # read before the commit (see the top)
     db.session.commit()
     return jsonify(queued), 202
 
