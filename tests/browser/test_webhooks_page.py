@@ -72,6 +72,26 @@ def test_add_test_toggle_and_delete_a_webhook(page: Page, http, receiver):
     assert http.get("/api/webhooks").json()["items"] == []
 
 
+def test_the_last_test_is_still_shown_after_a_reload(page: Page, receiver, artifacts):
+    """The Last test column came from the page alone: reloaded, it said "–" though a test had
+    been sent a minute before."""
+    page.goto("/webhooks")
+    add_webhook(page, receiver.url)
+    row = page.locator("#webhooks-body tr")
+    receiver.answer(Answer(status=503))
+    row.get_by_role("button", name=f"Test {receiver.url}").click()
+    expect(row.locator(".test-result")).to_contain_text("503")
+
+    page.reload()
+
+    result = page.locator("#webhooks-body tr .test-result")
+    expect(result).to_contain_text("503")
+    expect(result).to_contain_text(re.compile(r"\d+ ms"))
+    expect(result).to_contain_text("HTTP 503 Service Unavailable")
+    expect(result).to_contain_text(re.compile(r"\b20\d\d\b"))  # when it was sent
+    shoot(page, artifacts, "webhooks-last-test")
+
+
 def test_deliveries_show_each_attempt_and_can_be_redelivered(page: Page, receiver):
     page.goto("/webhooks")
     add_webhook(page, receiver.url)

@@ -30,6 +30,29 @@ def test_create_returns_the_secret_once(api, receiver):
     assert api.get("/api/webhooks").get_json()["items"] == [shown]
 
 
+def test_a_webhook_keeps_the_outcome_of_its_last_test(api, receiver):
+    """The Webhooks page's Last test came from the page alone: reloaded, it said "–" though
+    a test had just been sent. Each webhook now has its latest ended test, from the server."""
+    hook = create_endpoint(api, receiver.url, events=["product.created"])
+    webhook = f"/api/webhooks/{hook['id']}"
+    assert hook["last_test"] is None
+    receiver.answer(Answer(status=202), Answer(status=503))
+    assert api.post(f"{webhook}/test").get_json()["ok"]
+    failed = api.post(f"{webhook}/test").get_json()
+    api.post("/api/products", json={"sku": "T-1", "name": "Not a test"})  # a later event
+
+    shown = api.get(webhook).get_json()
+
+    last = shown["last_test"]
+    assert {name: last[name] for name in failed} == failed
+    assert (last["ok"], last["status_code"], last["error"]) == (False, 503, failed["error"])
+    assert last["at"].endswith("Z")
+    assert api.get("/api/webhooks").get_json()["items"] == [shown]
+    changed = api.patch(webhook, json={**shown, "description": "CRM"})  # sent back whole
+    assert changed.status_code == 200, changed.get_json()
+    assert changed.get_json()["last_test"] == last
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [

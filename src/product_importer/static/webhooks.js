@@ -153,7 +153,7 @@
       url,
       el("td", { dataset: { label: "Events" } }, eventList(hook.events)),
       el("td", { dataset: { label: "Enabled" } }, enabledSwitch(hook)),
-      el("td", { dataset: { label: "Last test" } }, testResult(hook.id)),
+      el("td", { dataset: { label: "Last test" } }, testResult(hook)),
       el("td", { className: "actions" }, ...rowActions(hook)),
     );
   }
@@ -190,21 +190,25 @@
     return el("label", { className: "switch" }, input, el("span", { className: "switch-track", "aria-hidden": "true" }));
   }
 
-  function testResult(id) {
-    const result = state.tests[id];
-    const cell = el("span", { className: "small test-result", role: "status", id: `test-result-${id}` });
+  /* The test this page is sending or could not send (state.tests), else the webhook's last
+     test as the server keeps it: the same after a reload, and tests sent from elsewhere too. */
+  function testResult(hook) {
+    const result = state.tests[hook.id] || hook.last_test;
+    const cell = el("span", { className: "small test-result", role: "status", id: `test-result-${hook.id}` });
     if (!result) cell.append(el("span", { className: "muted" }, "–"));
     else if (result.pending) cell.append(el("span", { className: "muted" }, "Sending ping…"));
     else cell.append(resultLine(result));
     return cell;
   }
 
-  /* "200 · 34 ms" on one line, then the error (if any) below it. */
+  /* "200 · 34 ms" on one line, when it was sent below it, then the error (if any). */
   function resultLine(result) {
     const time = result.response_time_ms == null ? "" : ` ${format.number(result.response_time_ms)} ms`;
     const line = el("span", { className: "nowrap" }, responseBadge(result), el("span", { className: "muted" }, time));
-    if (!result.error) return line;
-    return el("span", {}, line, el("div", { className: "muted long-error" }, result.error));
+    if (!result.error && !result.at) return line;
+    const when = result.at ? el("div", { className: "muted nowrap" }, format.dateTime(result.at)) : null;
+    const error = result.error ? el("div", { className: "muted long-error" }, result.error) : null;
+    return el("span", {}, line, when, error);
   }
 
   function responseBadge(result) {
@@ -226,18 +230,25 @@
 
   /* ---- actions on a row ---------------------------------------------------------------- */
 
-  /* The row's Last test as state.tests has it (the row may be gone: deleted elsewhere). */
+  /* The row's Last test as it is now (the row may be gone: deleted elsewhere). */
   function showTestResult(id) {
     const cell = $(`test-result-${id}`);
-    if (cell) cell.replaceWith(testResult(id));
+    const hook = findWebhook(id);
+    if (cell && hook) cell.replaceWith(testResult(hook));
   }
 
+  /* Sent, the test is recorded with the webhook (its last_test, which the list's next refresh
+     brings too); a test that failed to be sent at all is this page's to show. */
   async function runTest(id, trigger) {
     state.tests[id] = { pending: true };
     showTestResult(id);
+    let result;
     try {
       const ping = () => changing(() => api("POST", `/api/webhooks/${id}/test`)); // a 410 disables it
-      state.tests[id] = await busyButton(trigger, "Testing…", ping);
+      result = await busyButton(trigger, "Testing…", ping);
+      delete state.tests[id];
+      const hook = findWebhook(id);
+      if (hook) hook.last_test = { ...result, at: new Date().toISOString() };
     } catch (error) {
       if (error.status === 404) return deletedMeanwhile(findWebhook(id) || { id });
       state.tests[id] = { ok: false, error: error.message };
@@ -245,7 +256,7 @@
     showTestResult(id);
     if (state.shown === id) loadDeliveries();
     // A 410 disabled the webhook: its switch and the reason are shown as they are now.
-    if (state.tests[id].status_code === 410) await loadWebhooks();
+    if (result && result.status_code === 410) await loadWebhooks();
   }
 
   async function toggle(input) {

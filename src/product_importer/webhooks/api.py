@@ -17,7 +17,7 @@ from ..apiutil import (
 from ..extensions import db
 from ..security import refuse_cross_site_requests
 from ..timeutil import iso
-from . import models, recovery, service  # noqa: F401  (models: registers the tables)
+from . import models, recovery, service
 
 bp = Blueprint("webhooks_api", __name__, url_prefix="/api/webhooks")
 bp.before_request(refuse_cross_site_requests)
@@ -34,7 +34,10 @@ def list_webhooks():
     """Return every webhook endpoint."""
     whole_url = current_user.can(Role.ADMIN)
     endpoints = service.list_endpoints(db.session)
-    return jsonify(items=[e.to_dict(whole_url=whole_url) for e in endpoints])
+    tests = service.last_tests(db.session, endpoint_ids=[e.id for e in endpoints])
+    return jsonify(
+        items=[e.to_dict(whole_url=whole_url, last_test=tests.get(e.id)) for e in endpoints]
+    )
 
 
 @bp.post("")
@@ -45,7 +48,8 @@ def create_webhook():
     audit.record(
         db.session, "webhook.created", endpoint.url, id=endpoint.id, events=endpoint.events
     )
-    created = endpoint.to_dict(with_secret=True)  # read before the commit (see the top)
+    # read before the commit (see the top); a new webhook has had no test
+    created = endpoint.to_dict(with_secret=True, last_test=None)
     location = url_for("webhooks_api.get_webhook", endpoint_id=endpoint.id)
     db.session.commit()
     return jsonify(created), 201, {"Location": location}
@@ -56,7 +60,12 @@ def create_webhook():
 def get_webhook(endpoint_id: int):
     """Return one endpoint (without its secret)."""
     endpoint = service.get(db.session, endpoint_id)
-    return jsonify(endpoint.to_dict(whole_url=current_user.can(Role.ADMIN)))
+    return jsonify(_webhook_json(endpoint, whole_url=current_user.can(Role.ADMIN)))
+
+
+def _webhook_json(endpoint: models.Endpoint, **options) -> dict:
+    """The Webhook JSON of an endpoint (`options` as to_dict takes them), with its last test."""
+    return endpoint.to_dict(last_test=service.last_test(db.session, endpoint), **options)
 
 
 @bp.patch("/<int:endpoint_id>")
@@ -66,7 +75,7 @@ def update_webhook(endpoint_id: int):
     fields = json_object("webhook")
     endpoint = service.update_endpoint(db.session, endpoint_id, fields=fields)
     audit.record(db.session, "webhook.updated", endpoint.url, id=endpoint_id, fields=sorted(fields))
-    changed = endpoint.to_dict()  # read before the commit (see the top)
+    changed = _webhook_json(endpoint)  # read before the commit (see the top)
     db.session.commit()
     return jsonify(changed)
 
@@ -89,7 +98,7 @@ def rotate_secret(endpoint_id: int):
     endpoint = service.rotate_secret(db.session, endpoint_id, fields=fields)
     until = iso(endpoint.previous_secret_until)
     audit.record(db.session, "webhook.secret_rotated", endpoint.url, id=endpoint_id, until=until)
-    rotated = endpoint.to_dict(with_secret=True)  # read before the commit (see the top)
+    rotated = _webhook_json(endpoint, with_secret=True)  # read before the commit (see the top)
     db.session.commit()
     return jsonify(rotated)
 

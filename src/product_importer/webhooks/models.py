@@ -38,9 +38,16 @@ class Endpoint(db.Model):
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
 
-    def to_dict(self, *, with_secret: bool = False, whole_url: bool = True) -> dict:
-        """Return the Webhook JSON of SPEC; the secret only when asked (the create response),
-        the URL with its likely secrets hidden unless `whole_url` (for those who manage it)."""
+    def to_dict(
+        self,
+        *,
+        last_test: "Delivery | None",
+        with_secret: bool = False,
+        whole_url: bool = True,
+    ) -> dict:
+        """Return the Webhook JSON of SPEC, with the outcome of `last_test` (its latest test);
+        the secret only when asked (the create response), the URL with its likely secrets
+        hidden unless `whole_url` (for those who manage it)."""
         data = {
             "id": self.id,
             "url": self.url if whole_url else url_without_secrets(self.url),
@@ -52,6 +59,7 @@ class Endpoint(db.Model):
             "previous_secret_expires_at": iso(self.previous_secret_until)
             if self.previous_secret_signs()
             else None,
+            "last_test": last_test.test_outcome() if last_test is not None else None,
         }
         if with_secret:
             data["secret"] = self.secret
@@ -118,6 +126,14 @@ class Delivery(db.Model):
             postgresql_where=text("status = 'pending'"),
             sqlite_where=text("status = 'pending'"),
         ),
+        # each endpoint's latest test (its `last_test`), among the pings alone (migration 0027)
+        Index(
+            "ix_webhook_deliveries_ping_endpoint",
+            "endpoint_id",
+            "id",
+            postgresql_where=text("event_type = 'ping'"),
+            sqlite_where=text("event_type = 'ping'"),
+        ),
         {"sqlite_autoincrement": True},  # ids never given twice (migration 0020)
     )
 
@@ -138,6 +154,16 @@ class Delivery(db.Model):
         if attempts is not None:
             data["attempt_log"] = [attempt.to_dict() for attempt in attempts]
         return data
+
+    def test_outcome(self) -> dict:
+        """Return the `last_test` of a Webhook JSON: this finished ping's outcome, and when."""
+        return {
+            "ok": self.status == DeliveryStatus.SUCCEEDED,
+            "status_code": self.status_code,
+            "response_time_ms": self.response_time_ms,
+            "error": self.error,
+            "at": iso(self.finished_at or self.created_at),
+        }
 
 
 class Attempt(db.Model):

@@ -93,6 +93,7 @@ def schemas() -> dict:
                     "type": "string",
                     "description": "whsec_...; only when created or its secret rotated",
                 },
+                "last_test": _last_test(),
             },
         },
         "SecretRotation": {
@@ -120,6 +121,23 @@ def schemas() -> dict:
         },
         "Delivery": _delivery(),
         **_recovery(),
+    }
+
+
+def _last_test() -> dict:
+    return {
+        "type": "object",
+        "nullable": True,
+        "description": "The latest test (a ping, from Test or redelivered) that has ended, as "
+        "Test answered it, and when; null when none was sent in the last "
+        f"{DELIVERY_RETENTION.days} days",
+        "properties": {
+            "ok": {"type": "boolean"},
+            "status_code": NULLABLE_INT,
+            "response_time_ms": NULLABLE_INT,
+            "error": NULLABLE_TEXT,
+            "at": STAMP,
+        },
     }
 
 

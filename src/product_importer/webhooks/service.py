@@ -9,7 +9,7 @@ import re
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import func, literal, select, update
 from sqlalchemy.orm import Session
 
 from .. import background
@@ -24,7 +24,14 @@ log = logging.getLogger(__name__)
 EDITABLE = {"url", "events", "enabled", "description"}
 DEFAULT_DELIVERIES = 50
 MAX_DELIVERIES = 200
-READ_ONLY = {"id", "created_at", "secret", "disabled_reason", "previous_secret_expires_at"}
+READ_ONLY = {
+    "id",
+    "created_at",
+    "secret",
+    "disabled_reason",
+    "previous_secret_expires_at",
+    "last_test",
+}
 # How long the secret before a rotation signs beside the new one, unless asked otherwise: a day
 # for the receiver's owner to put the new one in place (as Svix and Stripe give).
 KEEP_PREVIOUS_HOURS = 24
@@ -55,6 +62,29 @@ def allow_private() -> bool:
 def list_endpoints(session: Session) -> list[Endpoint]:
     """Return every endpoint, oldest first."""
     return list(session.scalars(select(Endpoint).order_by(Endpoint.id)))
+
+
+def last_tests(session: Session, *, endpoint_ids: list[int]) -> dict[int, Delivery]:
+    """The latest finished test (`ping`) of each of the endpoints that has one, by endpoint."""
+    if not endpoint_ids:
+        return {}
+    latest = (
+        select(func.max(Delivery.id))
+        .where(
+            Delivery.endpoint_id.in_(endpoint_ids),
+            # written out, not a parameter: so PostgreSQL reads the pings' index alone
+            Delivery.event_type == literal(events.PING, literal_execute=True),
+            Delivery.status != DeliveryStatus.PENDING,  # a redelivered ping on its way
+        )
+        .group_by(Delivery.endpoint_id)
+    )
+    found = session.scalars(select(Delivery).where(Delivery.id.in_(latest)))
+    return {delivery.endpoint_id: delivery for delivery in found}
+
+
+def last_test(session: Session, endpoint: Endpoint) -> Delivery | None:
+    """The endpoint's latest finished test, if it has one."""
+    return last_tests(session, endpoint_ids=[endpoint.id]).get(endpoint.id)
 
 
 def get(session: Session, endpoint_id: int, **options) -> Endpoint:
