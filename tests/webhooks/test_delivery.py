@@ -7,18 +7,21 @@ worker could pick up too (except to show that a delivery is claimed once).
 
 import threading
 import time
+from contextlib import contextmanager
 from datetime import timedelta
 
 import psutil
+import psycopg
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 
 from product_importer.extensions import db
 from product_importer.timeutil import utcnow
 from product_importer.webhooks import delivery as sending
 from product_importer.webhooks import events
 from product_importer.webhooks.models import Attempt, Delivery, Endpoint
-from tests.conftest import free_port
+from tests.conftest import PG_ADMIN_URL, TEST_DB, free_port
+from tests.helpers import wait_until
 
 from .receiver import Answer, verify
 
@@ -459,8 +462,10 @@ def test_redeliver_of_a_delivery_whose_worker_stopped_mid_attempt_is_taken(
 
 
 def end_database_sessions(process) -> int:
-    """End the PostgreSQL sessions of a process and its children, as a database restart or a
-    network cut ends them; return how many were ended."""
+    """End the PostgreSQL sessions of a process and its children on the test database, as a
+    database restart or a network cut ends them; return how many were ended.
+
+    Ended from the server's own database: the test database may refuse new connections."""
     top = psutil.Process(process.popen.pid)
     ports = [
         connection.laddr.port
@@ -468,12 +473,12 @@ def end_database_sessions(process) -> int:
         for connection in each.net_connections(kind="tcp")
         if connection.raddr and connection.raddr.port == db.engine.url.port
     ]
-    ended = text(
+    ended = (
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-        "WHERE datname = current_database() AND client_port = ANY(:ports)"
+        "WHERE datname = %(database)s AND client_port = ANY(%(ports)s)"
     )
-    with db.engine.begin() as conn:
-        return conn.execute(ended, {"ports": ports}).scalar()
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        return admin.execute(ended, {"database": TEST_DB, "ports": ports}).fetchone()[0]
 
 
 def test_an_attempt_whose_worker_loses_the_database_before_recording_it_is_recorded(
@@ -491,6 +496,56 @@ def test_an_attempt_whose_worker_loses_the_database_before_recording_it_is_recor
 
     assert end_database_sessions(live_worker) >= 1
     receiver.release()
+    wait_for(second, timeout=300)
+
+    [item, _] = client.get(f"/api/webhooks/{endpoint['id']}/deliveries").get_json()["items"][::-1]
+    assert (item["status"], item["attempts"], item["status_code"]) == ("succeeded", 1, 200)
+    assert [attempt["status_code"] for attempt in item["attempt_log"]] == [200]
+    assert [request.json()["data"]["sku"] for request in receiver.requests] == ["1st", "2nd"]
+
+
+@contextmanager
+def database_refusing_connections():
+    """Make the test database refuse new connections (as one restarting, or out of reach,
+    does) until the block ends; the sessions already open keep working."""
+    refuse = f'ALTER DATABASE "{TEST_DB}" WITH ALLOW_CONNECTIONS %s'
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(refuse % "false")
+        try:
+            yield
+        finally:
+            admin.execute(refuse % "true")
+
+
+def refused_records(worker, logged: int) -> int:
+    """How many times the worker, trying again to record an attempt, has been refused by the
+    database (its log since `logged` characters)."""
+    return sum(
+        "while recording it" in line and "is not currently accepting connections" in line
+        for line in worker.output()[logged:].splitlines()
+    )
+
+
+def test_an_attempt_is_recorded_once_the_database_is_back_though_it_stayed_away(
+    client, make_endpoint, receiver, live_worker
+):
+    """The database lost while the receiver answers, and out of reach for a while (a restart,
+    a failover): the worker tries again to record the answer until the database is back, and
+    the event is sent once. It tried once more at once: the database still away, the delivery
+    stayed claimed, unrecorded, holding up the events behind it for 3 minutes, then was sent
+    again."""
+    endpoint = make_endpoint(receiver.url)
+    receiver.answer(Answer(held=True))
+    (first,) = publish(data={**PRODUCT, "sku": "1st"})
+    receiver.wait_for_open(1)  # sent; the worker waits for the answer
+    (_, second) = publish(data={**PRODUCT, "sku": "2nd"})  # in line behind it
+    logged = len(live_worker.output())
+
+    with database_refusing_connections():
+        assert end_database_sessions(live_worker) >= 1
+        receiver.release()
+        # away through more than one try (each logged): it was tried once more, at once
+        wait_until(lambda: refused_records(live_worker, logged) >= 2, "two refused records")
     wait_for(second, timeout=300)
 
     [item, _] = client.get(f"/api/webhooks/{endpoint['id']}/deliveries").get_json()["items"][::-1]

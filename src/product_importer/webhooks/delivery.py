@@ -35,6 +35,10 @@ RETRY_WINDOW = timedelta(hours=24)  # "about a day" of retries
 MAX_RETRY_DELAY_SECONDS = 4 * 3600.0
 RETRY_FACTOR = 3
 LEASE_MARGIN_SECONDS = 60.0  # a claim outlives the attempt's timeout by this much
+# Recording an attempt while the database is out of reach: tried again after 0.5 s, 1 s, 2 s...
+# at most 8 s apart, while the claim lasts.
+RECORD_RETRY_FIRST_SECONDS = 0.5
+RECORD_RETRY_MOST_SECONDS = 8.0
 SWEEP_LIMIT = 500
 BATCH_SIZE = 25  # deliveries to one endpoint that one task sends, one after another
 DELIVERY_RETENTION = timedelta(days=30)
@@ -149,6 +153,7 @@ class Claim:
     event_id: str
     payload: str
     created_at: datetime
+    lease_until: datetime  # then another worker may claim it for the next attempt
 
 
 def deliver(delivery_ids: list[int]) -> int:
@@ -270,27 +275,59 @@ def _claim(conn: Connection, delivery_id: int) -> tuple[Claim, Row | None] | Non
         if row is None:
             return None
         endpoint = conn.execute(ENDPOINT, {"endpoint_id": row.endpoint_id}).first()
-    return Claim(*row), endpoint
+    return Claim(*row, lease_until=lease_until), endpoint
 
 
 def _record_surely(
     conn: Connection, claim: Claim, outcome: Outcome, state: dict, started: datetime
 ) -> None:
-    """Record the attempt; again on a new connection if the database cut this one off (a
-    restart, a network cut, an admin ending it): unrecorded, the delivery would stay claimed,
-    holding up the events behind it for minutes, and be sent again."""
-    try:
-        _record(conn, claim, outcome, state, started)
-    except DBAPIError as error:
-        if not error.connection_invalidated:
-            raise
-        log.warning(
-            "webhook delivery %s attempt %s: the database connection was lost while recording "
-            "it; recording it on a new one",
-            claim.id,
-            claim.attempt,
-        )
-        _record(conn, claim, outcome, state, started)  # the connection reconnects when used
+    """Record the attempt; if the database cut the connection off (a restart, a network cut,
+    an admin ending it), again on a new one, with backoff, as long as the claim lasts.
+
+    Unrecorded, the delivery stays claimed, holds up the events behind it for minutes, and
+    is sent again. Past the claim another worker may be sending it already: given up then.
+    """
+    wait = RECORD_RETRY_FIRST_SECONDS
+    while True:
+        try:
+            return _record(conn, claim, outcome, state, started)  # reconnects when used
+        except DBAPIError as error:
+            if not (error.connection_invalidated or conn.invalidated):
+                raise
+            left = (claim.lease_until - utcnow()).total_seconds()
+            if left <= 0:
+                return _unrecorded(claim, outcome, error)
+            wait = min(wait, left)
+            _say_unreachable(claim, error, wait)
+            time.sleep(wait)
+            wait = min(wait * 2, RECORD_RETRY_MOST_SECONDS)
+
+
+def _say_unreachable(claim: Claim, error: DBAPIError, wait: float) -> None:
+    log.warning(
+        "webhook delivery %s attempt %s: the database is out of reach while recording it (%s); "
+        "trying again in %.1f s, on a new connection",
+        claim.id,
+        claim.attempt,
+        _first_line(error),
+        wait,
+    )
+
+
+def _unrecorded(claim: Claim, outcome: Outcome, error: DBAPIError) -> None:
+    log.error(
+        "webhook delivery %s attempt %s (%s) could not be recorded: the database was out of "
+        "reach until its claim ended (%s). It is sent again once a worker's sweep finds it "
+        "due; its receiver gets this event twice, with the same webhook-id",
+        claim.id,
+        claim.attempt,
+        _said(outcome),
+        _first_line(error),
+    )
+
+
+def _first_line(error: DBAPIError) -> str:
+    return str(error.orig or error).strip().splitlines()[0]
 
 
 def _record(
