@@ -4,7 +4,9 @@ import re
 
 import pytest
 from playwright.sync_api import Page, expect
+from sqlalchemy import text
 
+from product_importer.extensions import db
 from tests.conftest import free_port
 from tests.webhooks.conftest import settled_deliveries
 from tests.webhooks.receiver import Answer, Receiver, verify
@@ -1033,3 +1035,33 @@ def test_open_deliveries_take_in_new_ones_without_counting_them_all_each_time(
     opened, *refreshes = asked
     assert "total=false" not in opened
     assert refreshes and all("total=false" in url for url in refreshes)
+
+
+def test_open_deliveries_count_two_that_commit_out_of_order(page: Page, http, sql, app):
+    """Two events whose transactions commit in the other order than their ids (the first
+    one's took longer): the list added on top of its count those newer than its newest, and
+    missed the one with the smaller id, committed second, until it counted again a minute
+    later."""
+    hook = {"url": "http://127.0.0.1:9/hook", "events": ["product.created"]}
+    hook_id = http.post("/api/webhooks", json=hook).json()["id"]
+    add = (
+        "INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, payload, status, "
+        "attempts, status_code, response_time_ms, created_at) "
+        "SELECT :id, 'evt_' || n, 'product.created', '{}', 'succeeded', 1, 200, 30, now() "
+        "FROM generate_series(CAST(:start AS int), CAST(:stop AS int)) AS n"
+    )
+    sql(add, id=hook_id, start=0, stop=119)
+    page.goto("/webhooks")
+    page.get_by_role("button", name=f"Deliveries of {hook['url']}").click()
+    status = page.locator("#deliveries-status")
+    expect(status).to_have_text("Deliveries 1–50 of 120, newest first.")
+
+    with app.app_context(), db.engine.connect() as slow:
+        slow.execute(text(add), {"id": hook_id, "start": 120, "stop": 120})  # the smaller id
+        sql(add, id=hook_id, start=121, stop=121)
+        expect(status).to_have_text("Deliveries 1–50 of 121, newest first.")
+        slow.commit()
+
+    expect(status).to_have_text("Deliveries 1–50 of 122, newest first.")
+    rows = page.locator("#deliveries-body tr")
+    expect(rows.nth(1)).to_contain_text("evt_120")

@@ -648,24 +648,30 @@
     return Boolean(last && last.id === id && Date.now() - last.at < COUNT_EVERY_MS);
   }
 
-  /* Keep the count of a counted answer, with the newest delivery it took in (from page 1). */
+  /* Keep the count of a counted answer, with the deliveries of page 1 it took in. */
   function keepCount(id, found) {
-    const newest = found.page === 1 && found.items.length ? found.items[0].id : null;
-    state.counted = { id, total: found.total, newest, at: Date.now() };
+    state.counted = { id, total: found.total, ...pageOne(found), at: Date.now() };
     return found;
   }
 
-  /* An answer not counted, with the last count carried: on page 1 with the deliveries newer
-     than it on top; null when that cannot be told (more came than a page shows). */
+  /* The ids on page 1, and the oldest of them: a delivery above that one not among them came
+     since, even one with a smaller id than others there (committed after them). */
+  function pageOne(found) {
+    const ids = found.page === 1 ? found.items.map((item) => item.id) : [];
+    return { seen: new Set(ids), oldest: ids.length ? ids[ids.length - 1] : null };
+  }
+
+  /* An answer not counted, with the last count carried: on page 1 with the deliveries that
+     came since on top; null when that cannot be told (more came than a page shows). */
   function carried(found) {
     const last = state.counted;
     let { total } = found; // read off a page that is not full, which needs no count
     if (total == null && !found.items.length) return null; // past the end: how far?
     if (total == null && found.page === 1) {
-      const newer = found.items.findIndex((item) => item.id <= last.newest);
-      if (last.newest == null || newer < 0) return null;
-      total = last.total + newer;
-      state.counted = { ...last, total, newest: found.items[0].id };
+      if (last.oldest == null || !found.items.some((item) => last.seen.has(item.id))) return null;
+      const came = found.items.filter((item) => item.id > last.oldest && !last.seen.has(item.id));
+      total = last.total + came.length;
+      state.counted = { ...last, total, ...pageOne(found) };
     }
     total ??= last.total; // other pages: the last count, at most a minute old
     return { ...found, total, pages: Math.max(1, Math.ceil(total / found.per_page)) };
