@@ -2,6 +2,7 @@
 at the end, and what the command does when the server stops answering for a while."""
 
 import http.server
+import json
 import re
 import socket
 import subprocess
@@ -21,11 +22,23 @@ from tests.imports.conftest import wait_for
 
 from .test_tus_served import PieceGate, pipe, several_pieces, summary
 
+
+def raw_answer(status: bytes, content_type: bytes, body: bytes) -> bytes:
+    """An HTTP answer as its bytes, for the proxy below to send."""
+    head = b"HTTP/1.1 %s\r\nContent-Type: %s\r\nConnection: close\r\n" % (status, content_type)
+    return head + b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+def api_error(message: str) -> bytes:
+    """The API's JSON error of `message`."""
+    return json.dumps({"error": {"code": "x", "message": message, "details": None}}).encode()
+
+
 BODY = b"<h1>502 Bad Gateway</h1>"
 HANG = b"(no answer)"
-BAD_GATEWAY = (
-    b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\nConnection: close\r\n"
-    b"Content-Length: %d\r\n\r\n%s" % (len(BODY), BODY)
+BAD_GATEWAY = raw_answer(b"502 Bad Gateway", b"text/html", BODY)
+SERVER_ERROR = raw_answer(
+    b"500 Internal Server Error", b"application/json", api_error("Reading the job failed (a bug)")
 )
 
 
@@ -519,3 +532,146 @@ def test_an_html_page_where_the_import_is_asked_for_is_said_so(tmp_path):
         "not Product Importer's API: check --url (it should be the address of the Product "
         "Importer server, like http://host:8000)."
     ), result.stderr
+
+
+class Refusing:
+    """A tiny HTTP server that answers every request `status` with the API's JSON error of
+    `message`, counting the requests in `asked`: a server that refuses for good."""
+
+    def __init__(self, status: int, message: str):
+        outer = self
+        body = api_error(message)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                outer.asked += 1
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_HEAD = do_PATCH = do_DELETE = _answer
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.asked = 0
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+DISK_FULL = (
+    "The server has too little disk space for this upload (1,000 bytes free, 536,870,912 kept "
+    "free). Try again later, or ask the operator to free space."
+)
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [(507, DISK_FULL), (500, "Something went wrong on the server (reference 4f2a).")],
+    ids=["disk-full", "bug"],
+)
+def test_a_server_refusing_the_upload_for_good_is_said_at_once_in_its_words(
+    tmp_path, monkeypatch, status, message
+):
+    # Every answer >= 500 was taken for an outage: the command asked again for 60 s, then said
+    # "did not answer for 60 s (HTTP 507). Check --url...", the server's words lost.
+    monkeypatch.setattr(remote, "ASK_AGAIN_SECONDS", 0.1)
+    monkeypatch.setattr(remote, "PATIENCE_SECONDS", 1)
+    path = tmp_path / "catalog.csv"
+    path.write_text("sku,name\nA-1,Apple\n")
+    server = Refusing(status, message)
+
+    args = ["import", str(path), "--url", server.url, "--token", "t"]
+    result = CliRunner().invoke(cli.main, args)
+    server.close()
+
+    assert result.exit_code == 1, result.output
+    assert result.stderr.splitlines()[-1] == f"Error: {message}", result.stderr
+    assert server.asked == 1
+
+
+def test_a_token_pasted_with_a_line_break_is_refused_at_once_without_printing_it(
+    tmp_path, monkeypatch
+):
+    # requests refuses the header (InvalidHeader), which was taken for an outage: asked again
+    # for 60 s, then "did not answer for 60 s (no answer)".
+    monkeypatch.setattr(remote, "ASK_AGAIN_SECONDS", 0.1)
+    monkeypatch.setattr(remote, "PATIENCE_SECONDS", 1)
+    path = tmp_path / "catalog.csv"
+    path.write_text("sku,name\nA-1,Apple\n")
+    server = Refusing(401, "That token is not valid.")
+
+    args = ["import", str(path), "--url", server.url, "--token", "se\rcret"]
+    result = CliRunner().invoke(cli.main, args)
+    server.close()
+
+    assert result.exit_code == 2, result.output
+    assert "--token holds a line break" in result.stderr, result.stderr
+    assert "se\rcret" not in result.stderr and "cret" not in result.stderr
+    assert server.asked == 0
+
+
+def test_a_server_error_while_watching_stops_the_watch_at_once_in_its_words(
+    tmp_path,
+    start_import,
+    live_server,
+    live_worker,
+    accounts,
+    http,
+    sql,
+    held_file,
+    holding_rejections,
+):
+    # A 500 (a bug reading the job) was asked again for 60 s, then said "did not answer for
+    # 60 s (HTTP 500)", its message lost; the import goes on on the server either way.
+    path = tmp_path / "held.csv"
+    path.write_bytes(held_file.data)
+    outage = Outage(live_server)
+
+    with holding_rejections() as reading:  # stops half-way through reading
+        command = start_import(path, outage.url, accounts["editor"].token)
+        reading.wait_until_blocking()
+        wait_until(lambda: upload_complete(sql), "the file uploaded")
+        outage.fail(SERVER_ERROR)
+        stdout, stderr = command.communicate(timeout=300)
+        (job,) = http.get("/api/imports").json()["items"]
+    outage.close()
+
+    assert command.returncode == 1, stdout + stderr
+    assert stderr.splitlines()[-1] == (
+        f"Error: Stopped watching import {job['id']}: Reading the job failed (a bug). The "
+        f"import goes on on the server: watch it at {outage.url}/imports/{job['id']}"
+    ), stderr
+    assert outage.failed == 1
+    wait_for(http, job["id"], lambda job: job["status"] == "completed_with_errors", "ended")
+
+
+def test_a_piece_the_server_refuses_for_good_is_not_sent_again(
+    tmp_path, monkeypatch, live_server, live_worker, accounts, http
+):
+    # A 507 (the disk nearly full) on a piece was sent again ten times, then said "did not take
+    # the rest in 11 tries (HTTP 507)", the server's words lost.
+    monkeypatch.setattr(remote, "RETRY_DELAY_SECONDS", 0.1)
+    path = tmp_path / "catalog.csv"
+    path.write_bytes(b"sku,name\r\nA-1,Apple\r\n")
+    outage = Outage(live_server)
+    full = raw_answer(b"507 Insufficient Storage", b"application/json", api_error(DISK_FULL))
+    outage.fail(full, only=b"PATCH ")
+
+    args = ["import", str(path), "--url", outage.url, "--token", accounts["editor"].token]
+    result = CliRunner().invoke(cli.main, args)
+    outage.close()
+
+    (job,) = http.get("/api/imports").json()["items"]
+    assert result.exit_code == 1, result.output
+    assert outage.failed == 1
+    assert result.stderr.splitlines()[-1] == f"Error: {DISK_FULL}", result.stderr
+    # it waits for the rest of its file, as after any refusal of a piece: not this test's
+    assert http.post(f"/api/imports/{job['id']}/cancel").status_code == 202

@@ -21,6 +21,7 @@ import requests
 from rich.console import Console
 from tusclient import client as tus
 from tusclient.exceptions import TusCommunicationError, TusUploadFailed
+from urllib3.exceptions import NameResolutionError, NewConnectionError, ProtocolError
 
 from ..errors import said
 from . import display
@@ -38,6 +39,10 @@ POLL_SECONDS = 0.5
 PATIENCE_SECONDS = 60
 ASK_AGAIN_SECONDS = 1
 LOOK_SECONDS = 10
+# The answers of a server out of reach for a while, asked again: a proxy's while the app
+# restarts (502, 503, 504), a rate limit (429). Any other is the server's word, said at once
+# (a 507 for a disk nearly full, a 500 for a bug): asking again would not change it.
+AWAY = (429, 502, 503, 504)
 
 
 def import_remotely(path: str, url: str, token: str, given: dict) -> int:
@@ -50,7 +55,12 @@ def import_remotely(path: str, url: str, token: str, given: dict) -> int:
             f"{path} is not a regular file (a pipe?): --url sends a file whose size is known. "
             "Save it to a file first, or import it here without --url."
         )
-    headers = {"Authorization": f"Bearer {token}"}
+    if not token.strip().isprintable():  # a header cannot hold it: requests would refuse it
+        raise click.UsageError(
+            "--token holds a line break or another control character (pasted with it?): give "
+            "the token alone."
+        )
+    headers = {"Authorization": f"Bearer {token.strip()}"}
     started: dict = {}  # the upload's address and the job, once the server has them
     with httpx.Client(base_url=base, headers=headers, timeout=60) as http, _answered_in_time():
         try:
@@ -217,25 +227,55 @@ def _create(uploader, base: str, waiting) -> None:
             uploader.set_url(uploader.create_url())
             return
         except TusCommunicationError as failure:
-            if not _outage(failure):
+            if not _away(failure):
                 raise
-            why = _failure_why(failure)
+            why, last = _failure_why(failure), _message_in(failure.response_content)
         if time.monotonic() - since >= PATIENCE_SECONDS:
+            it_said = f" It said: {last}" if last else ""
             raise click.ClickException(
                 f"The upload could not be started: {base} did not answer for {PATIENCE_SECONDS} "
-                f"s ({why}). Check --url, and that the server is running there."
+                f"s ({why}).{it_said} Check --url, and that the server is running there."
             )
         waiting(why, "asking again")
         time.sleep(ASK_AGAIN_SECONDS)
 
 
-def _outage(failure: TusCommunicationError) -> bool:
-    """Whether the upload's creation failed as a server out of reach for a while does: no
-    answer or a server error, not a host name unknown or a certificate refused (a wrong --url,
-    which asking again would not mend)."""
-    if failure.status_code is None:
-        return _said_of(str(failure), long=False) not in (NO_HOST, NO_TLS)
-    return failure.status_code >= 500 or failure.status_code == 429
+def _away(failure: TusCommunicationError) -> bool:
+    """Whether a request of the upload failed as a server out of reach for a while makes it
+    fail: refused, dropped, not answered in time, or one of the AWAY answers. Not a host name
+    unknown or a certificate refused (a wrong --url), nor a request that could not be made."""
+    if failure.status_code is not None:
+        return failure.status_code in AWAY
+    error = failure.args[0] if failure.args else None
+    return _not_connected(error) or _cut_off(error)
+
+
+def _not_connected(error) -> bool:
+    """Whether a request of requests found no connection: refused, or none in time."""
+    if isinstance(error, requests.exceptions.ConnectTimeout):
+        return True
+    if not isinstance(error, requests.ConnectionError) or isinstance(
+        error, requests.exceptions.SSLError
+    ):
+        return False
+    cause = _cause(error)
+    return isinstance(cause, NewConnectionError) and not isinstance(cause, NameResolutionError)
+
+
+def _cut_off(error) -> bool:
+    """Whether a request of requests was sent, then not answered: in time, or at all (the
+    connection dropped)."""
+    if isinstance(
+        error, (requests.exceptions.ReadTimeout, requests.exceptions.ChunkedEncodingError)
+    ):
+        return True
+    return isinstance(error, requests.ConnectionError) and isinstance(_cause(error), ProtocolError)
+
+
+def _cause(error: requests.RequestException):
+    """What urllib3 raised under requests' error (a connection's failure is in its reason)."""
+    cause = error.args[0] if error.args else None
+    return getattr(cause, "reason", cause)
 
 
 def _options(given: dict) -> dict:
@@ -312,10 +352,9 @@ def _failure_why(failure: TusCommunicationError) -> str:
 
 
 def _worth_retrying(failure: TusCommunicationError) -> bool:
-    """Whether sending again may go through: no answer, a server error, an offset that moved
-    (409) or a piece still arriving (423), not a refusal such as 413 or 422."""
-    status = failure.status_code
-    return status is None or status >= 500 or status in (409, 423, 429)
+    """Whether sending again may go through: a server out of reach for a while, an offset that
+    moved (409) or a piece still arriving (423); not a refusal such as 413, 422 or 507."""
+    return _away(failure) or failure.status_code in (409, 423)
 
 
 def _failed_for_good(http: httpx.Client, job_id: int) -> dict | None:
@@ -365,28 +404,38 @@ def _waiting(bar, task, completed: float):
 
 
 def _look(http: httpx.Client, base: str, job_id: int, waiting) -> dict:
-    """The job as the server has it now. No answer, or a server error, is asked again for
-    PATIENCE_SECONDS (said through `waiting(why, what next)`); then, or at once when the
-    server refuses the token, the command stops watching and says where to watch the import."""
-    since = time.monotonic()
+    """The job as the server has it now. A server out of reach (no answer, an AWAY answer) is
+    asked again for PATIENCE_SECONDS (said through `waiting(why, what next)`); then, or at once
+    on any other answer (a token refused, a server's bug), the command stops watching, says
+    why, and where to watch the import: it goes on there."""
+    since, last = time.monotonic(), None
     while True:
         try:
             response = http.get(f"/api/imports/{job_id}", timeout=LOOK_SECONDS)
-        except httpx.HTTPError as error:
+        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as error:
             why = _briefly(error)
+        except httpx.HTTPError as error:  # a request that cannot be made: asking again is vain
+            raise _stopped_watching(base, job_id, f"It could not be asked ({error}).") from error
         else:
-            if response.status_code in (401, 403, 404):  # asking again changes nothing
-                raise _stopped_watching(base, job_id, _api_error(response))
             if response.status_code == 200 and _is_job(job := _json_of(response)):
                 return job
-            why = f"HTTP {response.status_code}"
-            if response.status_code == 200:  # a captive portal's page, say: not the server's
-                why = f"{_kind_of(response.content)}, not the API"
+            if response.status_code not in (200, *AWAY):  # asking again changes nothing
+                raise _stopped_watching(base, job_id, _api_error(response))
+            why, last = _answer_why(response), _message_in(response.content) or last
         if time.monotonic() - since >= PATIENCE_SECONDS:
-            waited = f"{base} did not answer for {PATIENCE_SECONDS} s ({why})."
+            it_said = f" It said: {last}" if last else ""
+            waited = f"{base} did not answer for {PATIENCE_SECONDS} s ({why}).{it_said}"
             raise _stopped_watching(base, job_id, waited)
         waiting(why, "asking again")
         time.sleep(ASK_AGAIN_SECONDS)
+
+
+def _answer_why(response: httpx.Response) -> str:
+    """Why an answer is not the job, in a few words: its status, or what a 200 held (a captive
+    portal's page, say: not the server's)."""
+    if response.status_code == 200:
+        return f"{_kind_of(response.content)}, not the API"
+    return f"HTTP {response.status_code}"
 
 
 def _stopped_watching(base: str, job_id: int, why: str) -> click.ClickException:
@@ -465,17 +514,31 @@ def _tus_error(failure: TusCommunicationError, base: str) -> str:
     content = failure.response_content or b""
     if failure.status_code and 200 <= failure.status_code < 300:  # and no upload's address
         return f"The upload failed: {_not_the_api(base, content)}"
-    body = None
-    try:
-        body = json.loads(content).get("error")
-        return said(body["message"], body.get("details"))
-    except (ValueError, KeyError, TypeError, AttributeError):
-        pass
+    if message := _message_in(content):
+        return message
     if failure.status_code is None:
         return f"The upload failed: {_unreachable(str(failure), base)}"
+    body = _json_error(content)
     code = body.get("code") if isinstance(body, dict) else None
     named = f" ({code})" if isinstance(code, str) else ""
     return f"The upload failed: the server answered {failure.status_code}{named}."
+
+
+def _json_error(content: bytes | None):
+    """The API's error object in an answer's body; None if it holds none."""
+    try:
+        return json.loads(content or b"").get("error")
+    except (ValueError, AttributeError):
+        return None
+
+
+def _message_in(content: bytes | None) -> str | None:
+    """The API's error message in an answer's body, with its details; None if it has none."""
+    body = _json_error(content)
+    try:
+        return said(body["message"], body.get("details"))
+    except (KeyError, TypeError, AttributeError):
+        return None
 
 
 # What a connection error's text says (httpx's, or urllib3's through requests): as a person
