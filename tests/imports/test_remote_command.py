@@ -37,6 +37,7 @@ def api_error(message: str) -> bytes:
 BODY = b"<h1>502 Bad Gateway</h1>"
 HANG = b"(no answer)"
 BAD_GATEWAY = raw_answer(b"502 Bad Gateway", b"text/html", BODY)
+UNAVAILABLE = raw_answer(b"503 Service Unavailable", b"text/html", b"<h1>503</h1>")
 SERVER_ERROR = raw_answer(
     b"500 Internal Server Error", b"application/json", api_error("Reading the job failed (a bug)")
 )
@@ -390,31 +391,31 @@ class SlowReader:
 def test_a_server_out_of_reach_when_the_upload_starts_is_waited_for(
     tmp_path, monkeypatch, live_server, live_worker, accounts
 ):
-    # A proxy's 502 (or a server restarting: the connection dropped) as the upload was created
-    # ended the command at once, "The upload failed: the server answered 502.", where the same
-    # outage a moment later was waited for. Run in this process, so that the second between
-    # two asks can be made short.
+    # A proxy's 502 or 503 (it could not reach the app: the request went no further) as the
+    # upload was created ended the command at once, "The upload failed: the server answered
+    # 502.", where the same outage a moment later was waited for. Run in this process, so that
+    # the second between two asks can be made short.
     monkeypatch.setattr(remote, "ASK_AGAIN_SECONDS", 0.1)
     path = tmp_path / "catalog.csv"
     path.write_bytes(b"sku,name\r\nA-1,Apple\r\n")
     outage = Outage(live_server)
     outage.fail(BAD_GATEWAY, only=b"POST /api/uploads ")
-    threading.Thread(target=_hang_up_then_end, args=(outage,), daemon=True).start()
+    threading.Thread(target=_unavailable_then_end, args=(outage,), daemon=True).start()
 
     args = ["import", str(path), "--url", outage.url, "--token", accounts["editor"].token]
     result = CliRunner().invoke(cli.main, args)
     outage.close()
 
-    assert outage.failed >= 4  # two 502s, two hang-ups
+    assert outage.failed >= 4  # two 502s, two 503s
     assert result.exit_code == 0, result.output
     assert summary(result.stdout)["Outcome"] == "Completed"
 
 
-def _hang_up_then_end(outage: "Outage") -> None:
-    """After two 502s, hang up on the upload's creation twice, then let it through."""
+def _unavailable_then_end(outage: "Outage") -> None:
+    """After two 502s, answer the upload's creation 503 twice, then let it through."""
     wait_until(lambda: outage.failed >= 2, "two 502s")
-    outage.fail(b"", only=b"POST /api/uploads ")
-    wait_until(lambda: outage.failed >= 4, "two hang-ups")
+    outage.fail(UNAVAILABLE, only=b"POST /api/uploads ")
+    wait_until(lambda: outage.failed >= 4, "two 503s")
     outage.end()
 
 
@@ -675,3 +676,34 @@ def test_a_piece_the_server_refuses_for_good_is_not_sent_again(
     assert result.stderr.splitlines()[-1] == f"Error: {DISK_FULL}", result.stderr
     # it waits for the rest of its file, as after any refusal of a piece: not this test's
     assert http.post(f"/api/imports/{job['id']}/cancel").status_code == 202
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"", raw_answer(b"504 Gateway Timeout", b"text/html", b"<h1>504</h1>")],
+    ids=["dropped", "504"],
+)
+def test_an_upload_whose_creation_may_have_reached_the_server_is_not_asked_for_again(
+    tmp_path, monkeypatch, live_server, answer
+):
+    # A connection dropped once the request was sent, or a proxy's 504, was asked again: if
+    # the first had reached the server, a second upload was made, the first left unused.
+    monkeypatch.setattr(remote, "ASK_AGAIN_SECONDS", 0.1)
+    monkeypatch.setattr(remote, "PATIENCE_SECONDS", 1)
+    path = tmp_path / "catalog.csv"
+    path.write_text("sku,name\nA-1,Apple\n")
+    outage = Outage(live_server)
+    outage.fail(answer, only=b"POST /api/uploads ")
+
+    args = ["import", str(path), "--url", outage.url, "--token", "t"]
+    result = CliRunner().invoke(cli.main, args)
+    outage.close()
+
+    assert result.exit_code == 1, result.output
+    assert outage.failed == 1
+    why = "connection dropped" if answer == b"" else "HTTP 504"
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: The upload could not be started: {outage.url} did not answer it ({why}). It "
+        "was not asked again: the server may have made the upload. Run this command again once "
+        "the server answers."
+    ), result.stderr

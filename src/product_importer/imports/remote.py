@@ -34,8 +34,9 @@ RETRY_DELAY_SECONDS = 3
 ANSWER_SECONDS = 60  # the longest wait for the server's answer to an upload's request
 POLL_SECONDS = 0.5
 # A server restarting, or a proxy answering 502 meanwhile, is asked again every ASK_AGAIN_SECONDS
-# for this long before the command gives up: on creating the upload (nothing was sent), or on
-# watching the import (it goes on there); each look waits for at most LOOK_SECONDS.
+# for this long before the command gives up: on creating the upload (when the request did not
+# reach the app), or on watching the import (it goes on there); each look waits at most
+# LOOK_SECONDS.
 PATIENCE_SECONDS = 60
 ASK_AGAIN_SECONDS = 1
 LOOK_SECONDS = 10
@@ -43,6 +44,10 @@ LOOK_SECONDS = 10
 # restarts (502, 503, 504), a rate limit (429). Any other is the server's word, said at once
 # (a 507 for a disk nearly full, a 500 for a bug): asking again would not change it.
 AWAY = (429, 502, 503, 504)
+# Of those, the answers that prove the app never had the request: a proxy that could not
+# reach it (502, 503), a rate limit that refused it first (429). A 504 does not: the app may
+# have done what was asked after the proxy stopped waiting.
+NOT_RECEIVED = (429, 502, 503)
 
 
 def import_remotely(path: str, url: str, token: str, given: dict) -> int:
@@ -201,9 +206,10 @@ def _server_address(url: str) -> str:
 
 
 def _start_upload(base: str, headers: dict, path: str):
-    """Create the upload. No answer, or a server error (a restart, a proxy's 502), is asked
-    again for PATIENCE_SECONDS, said on a bar meanwhile; then it gives up, as it does at once
-    on a refusal or on an address that cannot be the server's (no such host)."""
+    """Create the upload. A server out of reach before the request reached it (a restart's
+    refused connection, a proxy's 502) is asked again for PATIENCE_SECONDS, said on a bar
+    meanwhile; then it gives up, as it does at once on a refusal, on an address that cannot be
+    the server's (no such host), or on a request that may have reached it."""
     client = tus.TusClient(f"{base}/api/uploads", headers=headers)
     uploader = client.uploader(
         file_path=path,
@@ -219,8 +225,8 @@ def _start_upload(base: str, headers: dict, path: str):
 
 
 def _create(uploader, base: str, waiting) -> None:
-    """Ask the server for the upload's address, through an outage of PATIENCE_SECONDS said
-    through `waiting(why, what next)`."""
+    """Ask the server for the upload's address, through an outage of PATIENCE_SECONDS that
+    the request did not reach the app through, said through `waiting(why, what next)`."""
     since = time.monotonic()
     while True:
         try:
@@ -229,6 +235,8 @@ def _create(uploader, base: str, waiting) -> None:
         except TusCommunicationError as failure:
             if not _away(failure):
                 raise
+            if not _not_received(failure):  # each creation makes an upload: never two
+                raise _maybe_created(failure, base) from failure
             why, last = _failure_why(failure), _message_in(failure.response_content)
         if time.monotonic() - since >= PATIENCE_SECONDS:
             it_said = f" It said: {last}" if last else ""
@@ -248,6 +256,24 @@ def _away(failure: TusCommunicationError) -> bool:
         return failure.status_code in AWAY
     error = failure.args[0] if failure.args else None
     return _not_connected(error) or _cut_off(error)
+
+
+def _not_received(failure: TusCommunicationError) -> bool:
+    """Whether a request failed before the app had it: no connection, or a NOT_RECEIVED
+    answer; not a request sent, then unanswered (dropped, timed out, a 504)."""
+    if failure.status_code is not None:
+        return failure.status_code in NOT_RECEIVED
+    return _not_connected(failure.args[0] if failure.args else None)
+
+
+def _maybe_created(failure: TusCommunicationError, base: str) -> click.ClickException:
+    """The error of an upload's creation sent, then unanswered: asking again could make a
+    second upload, the first left unused until the server removes it."""
+    return click.ClickException(
+        f"The upload could not be started: {base} did not answer it ({_failure_why(failure)}). "
+        "It was not asked again: the server may have made the upload. Run this command again "
+        "once the server answers."
+    )
 
 
 def _not_connected(error) -> bool:
