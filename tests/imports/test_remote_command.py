@@ -1,6 +1,7 @@
 """`product-importer import FILE --url URL`, against a real server: the summary a person reads
 at the end, and what the command does when the server stops answering for a while."""
 
+import collections
 import http.server
 import json
 import re
@@ -46,9 +47,10 @@ SERVER_ERROR = raw_answer(
 class Outage:
     """A proxy in front of the server that passes everything through until `fail(answer)`:
     then it cuts the connections it carries, and answers each new request with `answer` (a
-    proxy's 502; b"" hangs up, as a server restarting does), counting them in `failed`, until
-    `end()`. `fail(answer, only=b"PATCH ")` fails the requests of that method alone; with
-    answer HANG, they are never answered (until `close()`)."""
+    proxy's 502; b"" hangs up, as a server restarting does), counting them in `failed`, and
+    each answer's in `answered[answer]`, until `end()`. `fail(answer, only=b"PATCH ")` fails
+    the requests of that method alone; with answer HANG, they are never answered (until
+    `close()`)."""
 
     def __init__(self, target_url: str):
         parts = urlsplit(target_url)
@@ -58,6 +60,7 @@ class Outage:
         self.answer: bytes | None = None
         self.only = b""
         self.failed = 0
+        self.answered: collections.Counter[bytes] = collections.Counter()
         self.carried: set[socket.socket] = set()
         self.lock = threading.Lock()
         self.closed = threading.Event()
@@ -94,6 +97,7 @@ class Outage:
                     self.carried.add(client)
                 elif first:
                     self.failed += 1
+                    self.answered[answer] += 1
             if answer is None:
                 self._forward(client, first)
             elif answer is HANG:
@@ -156,14 +160,16 @@ def test_a_remote_import_rides_out_a_server_that_stops_answering_for_a_while(
         reading.wait_until_blocking()
         wait_until(lambda: upload_complete(sql), "the file uploaded")
         outage.fail(BAD_GATEWAY)
-        wait_until(lambda: outage.failed >= 3 or ended(command), "asked through the 502s")
+        wait_until(lambda: outage.answered[BAD_GATEWAY] >= 3 or ended(command), "502s")
         outage.fail(b"")
-        wait_until(lambda: outage.failed >= 6 or ended(command), "asked through hang-ups")
+        wait_until(lambda: outage.answered[b""] >= 3 or ended(command), "hang-ups")
         outage.end()
     stdout, stderr = command.communicate(timeout=300)
     outage.close()
 
     assert command.returncode == 0, stdout + stderr
+    assert outage.answered[BAD_GATEWAY] >= 3, outage.answered
+    assert outage.answered[b""] >= 3, outage.answered
     assert "Traceback" not in stderr
     shown = summary(stdout)
     assert shown["Outcome"] == "Completed with errors", stdout
@@ -406,16 +412,17 @@ def test_a_server_out_of_reach_when_the_upload_starts_is_waited_for(
     result = CliRunner().invoke(cli.main, args)
     outage.close()
 
-    assert outage.failed >= 4  # two 502s, two 503s
+    assert outage.answered[BAD_GATEWAY] >= 2, outage.answered
+    assert outage.answered[UNAVAILABLE] >= 2, outage.answered
     assert result.exit_code == 0, result.output
     assert summary(result.stdout)["Outcome"] == "Completed"
 
 
 def _unavailable_then_end(outage: "Outage") -> None:
     """After two 502s, answer the upload's creation 503 twice, then let it through."""
-    wait_until(lambda: outage.failed >= 2, "two 502s")
+    wait_until(lambda: outage.answered[BAD_GATEWAY] >= 2, "two 502s")
     outage.fail(UNAVAILABLE, only=b"POST /api/uploads ")
-    wait_until(lambda: outage.failed >= 4, "two 503s")
+    wait_until(lambda: outage.answered[UNAVAILABLE] >= 2, "two 503s")
     outage.end()
 
 
