@@ -77,9 +77,9 @@ def test_make_run_prod_serves_imports_and_stops_on_ctrl_c(test_env, tmp_path):
 
     assert "SIGINT received" in output
     # honcho ends 130 after a Ctrl-C, and make said "make: *** [Makefile:28: run-prod] Error
-    # 130" as the last line: a stop asked for, read as a failure.
-    stopping = output[output.index("SIGINT received") :]
-    assert "Error" not in stopping and "make: ***" not in output, stopping
+    # 130" as the last line: a stop asked for, read as a failure. Only make's own line counts:
+    # a process's shutdown may log an error's name (a ConnectionResetError) on a clean stop.
+    assert "make: ***" not in output and "Error 130" not in output, output[-2000:]
     for name in ("web.1", "worker1.1", "worker2.1"):
         assert f"{name} stopped (rc=0)" in output
     assert "Shutting down: Master" in output  # gunicorn stopped its processes itself
