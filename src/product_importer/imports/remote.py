@@ -84,12 +84,14 @@ def _upload_and_import(http: httpx.Client, base: str, path: str, options: dict, 
         failed = _send(uploader, size, lambda: _failed_for_good(http, job["id"]))
     except (TusCommunicationError, TusUploadFailed) as error:
         if "job" in started and _worth_retrying(error):  # retried, in vain: not a refusal
-            raise _gave_up_uploading(http, base, started, uploader.offset, size, error) from error
+            raise _gave_up_uploading(
+                http, base=base, started=started, sent=uploader.offset, size=size, failure=error
+            ) from error
         if "job" in started and error.status_code in (401, 403):  # it cannot be cancelled
             raise click.ClickException(_refused_midway(error, base, job["id"])) from error
         raise click.ClickException(_tus_error(error, base)) from error
     if failed:
-        return _stopped_on_its_bytes(http, base, uploader, size, failed)
+        return _stopped_on_its_bytes(http, base=base, uploader=uploader, size=size, failed=failed)
     ended = _watch(http, base, job["id"])
     code = _report(ended, base)
     # the token is never printed: the command takes it from where a shell keeps it
@@ -99,7 +101,7 @@ def _upload_and_import(http: httpx.Client, base: str, path: str, options: dict, 
     return code
 
 
-def _stopped_on_its_bytes(http, base: str, uploader, size: int, failed: dict) -> int:
+def _stopped_on_its_bytes(http, *, base: str, uploader, size: int, failed: dict) -> int:
     """Remove the upload of an import that failed on the file's own bytes; report it."""
     _stop_upload(http, uploader.url)
     click.echo(
@@ -110,7 +112,7 @@ def _stopped_on_its_bytes(http, base: str, uploader, size: int, failed: dict) ->
     return _report(failed, base)
 
 
-def _gave_up_uploading(http, base: str, started: dict, sent: int, size: int, failure):
+def _gave_up_uploading(http, *, base: str, started: dict, sent: int, size: int, failure):
     """The error of an upload the server stopped taking for RETRIES tries: its import is
     cancelled if the server answers that (a new run starts afresh), else left to cancel."""
     job_id = started["job"]["id"]
@@ -227,23 +229,48 @@ def _start_upload(base: str, headers: dict, path: str):
 def _create(uploader, base: str, waiting) -> None:
     """Ask the server for the upload's address, through an outage of PATIENCE_SECONDS that
     the request did not reach the app through, said through `waiting(why, what next)`."""
-    since = time.monotonic()
-    while True:
+
+    def ask() -> None:
         try:
             uploader.set_url(uploader.create_url())
-            return
         except TusCommunicationError as failure:
             if not _away(failure):
                 raise
             if not _not_received(failure):  # each creation makes an upload: never two
                 raise _maybe_created(failure, base) from failure
-            why, last = _failure_why(failure), _message_in(failure.response_content)
+            raise Away(_failure_why(failure), _message_in(failure.response_content)) from failure
+
+    def give_up(waited: str) -> click.ClickException:
+        return click.ClickException(
+            f"The upload could not be started: {base} {waited} Check --url, and that the "
+            "server is running there."
+        )
+
+    _patiently(ask, waiting=waiting, give_up=give_up)
+
+
+class Away(Exception):
+    """A request that met a server out of reach for a while: why, in a few words, and the
+    error message it answered, if any."""
+
+    def __init__(self, why: str, message: str | None = None):
+        super().__init__(why)
+        self.why, self.message = why, message
+
+
+def _patiently(ask, *, waiting, give_up):
+    """Return `ask()`, asked again every ASK_AGAIN_SECONDS while it raises Away (said through
+    `waiting(why, what next)`) for PATIENCE_SECONDS; then raise `give_up(waited)`, `waited`
+    saying for how long, why, and the server's last error message."""
+    since, last = time.monotonic(), None
+    while True:
+        try:
+            return ask()
+        except Away as away:
+            why, last = away.why, away.message or last
         if time.monotonic() - since >= PATIENCE_SECONDS:
             it_said = f" It said: {last}" if last else ""
-            raise click.ClickException(
-                f"The upload could not be started: {base} did not answer for {PATIENCE_SECONDS} "
-                f"s ({why}).{it_said} Check --url, and that the server is running there."
-            )
+            raise give_up(f"did not answer for {PATIENCE_SECONDS} s ({why}).{it_said}")
         waiting(why, "asking again")
         time.sleep(ASK_AGAIN_SECONDS)
 
@@ -434,26 +461,26 @@ def _look(http: httpx.Client, base: str, job_id: int, waiting) -> dict:
     asked again for PATIENCE_SECONDS (said through `waiting(why, what next)`); then, or at once
     on any other answer (a token refused, a server's bug), the command stops watching, says
     why, and where to watch the import: it goes on there."""
-    since, last = time.monotonic(), None
-    while True:
-        try:
-            response = http.get(f"/api/imports/{job_id}", timeout=LOOK_SECONDS)
-        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as error:
-            why = _briefly(error)
-        except httpx.HTTPError as error:  # a request that cannot be made: asking again is vain
-            raise _stopped_watching(base, job_id, f"It could not be asked ({error}).") from error
-        else:
-            if response.status_code == 200 and _is_job(job := _json_of(response)):
-                return job
-            if response.status_code not in (200, *AWAY):  # asking again changes nothing
-                raise _stopped_watching(base, job_id, _api_error(response))
-            why, last = _answer_why(response), _message_in(response.content) or last
-        if time.monotonic() - since >= PATIENCE_SECONDS:
-            it_said = f" It said: {last}" if last else ""
-            waited = f"{base} did not answer for {PATIENCE_SECONDS} s ({why}).{it_said}"
-            raise _stopped_watching(base, job_id, waited)
-        waiting(why, "asking again")
-        time.sleep(ASK_AGAIN_SECONDS)
+
+    def give_up(waited: str) -> click.ClickException:
+        return _stopped_watching(base, job_id, f"{base} {waited}")
+
+    return _patiently(lambda: _job_now(http, base, job_id), waiting=waiting, give_up=give_up)
+
+
+def _job_now(http: httpx.Client, base: str, job_id: int) -> dict:
+    """The job as the server has it now; Away if the server is out of reach."""
+    try:
+        response = http.get(f"/api/imports/{job_id}", timeout=LOOK_SECONDS)
+    except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as error:
+        raise Away(_briefly(error)) from error
+    except httpx.HTTPError as error:  # a request that cannot be made: asking again is vain
+        raise _stopped_watching(base, job_id, f"It could not be asked ({error}).") from error
+    if response.status_code == 200 and _is_job(job := _json_of(response)):
+        return job
+    if response.status_code not in (200, *AWAY):  # asking again changes nothing
+        raise _stopped_watching(base, job_id, _api_error(response))
+    raise Away(_answer_why(response), _message_in(response.content))
 
 
 def _answer_why(response: httpx.Response) -> str:
