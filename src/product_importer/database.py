@@ -39,6 +39,9 @@ SELECT EXISTS (
       AND (classid::bigint << 32) + objid::bigint = :key
 )
 """
+# Whether this session holds the turn: a session made anew after a cut holds none, whatever
+# its connection object says (SQLAlchemy connects again by itself).
+TURN_HELD_HERE = TURN_TAKEN.replace("AND granted", "AND granted AND pid = pg_backend_pid()")
 # Transaction-level lock held while an import merges; delete-all refuses to run meanwhile.
 APPLY_LOCK_KEY = 0x1D0_0002
 # Set in a transaction that changes many products (migration 0012 reads it).
@@ -147,6 +150,13 @@ class Postgres:
         """Let the next import apply."""
         conn.execute(select(func.pg_advisory_unlock(IMPORT_LOCK_KEY)))
         conn.commit()
+
+    def holds_turn(self, conn: Connection) -> bool:
+        """Whether this connection's session holds the turn: the lock goes with the session,
+        and another import may have taken it since."""
+        held = bool(conn.execute(text(TURN_HELD_HERE), {"key": IMPORT_LOCK_KEY}).scalar())
+        conn.commit()
+        return held
 
     def turn_taken(self, conn: Connection) -> bool:
         """Whether a session of this database holds the turn (an import applies, or builds the
@@ -388,6 +398,10 @@ class Sqlite:
 
     def end_turn(self, conn: Connection) -> None:
         """Nothing to end: the queue's lock file is held until the queue is empty."""
+
+    def holds_turn(self, conn: Connection) -> bool:
+        """The queue's lock file is the turn, held by this process until the queue is empty."""
+        return True
 
     def turn_taken(self, conn: Connection) -> bool:
         """No import leaves its search indexes to build here: nothing holds the turn for it."""

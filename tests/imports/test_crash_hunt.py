@@ -566,3 +566,46 @@ def test_the_attempt_after_a_cut_session_has_the_import_sessions_settings(
         finally:
             own.kill()
     assert (done["status"], done["created"]) == ("completed", 1), done
+
+
+def test_an_import_whose_session_was_cut_leaves_the_next_holder_of_the_turn_its_search_build(
+    http, sql, catalog, holding, live_worker, pausing, test_env
+):
+    seed(http)
+    logged = len(live_worker.output())
+    edit = psycopg.connect(test_env["DATABASE_URL"])
+    try:
+        with hold_step(holding, "copying") as held:
+            job = upload_csv(http, changed_file()).json()
+            held.wait_until_blocking(timeout=120)  # it holds the turn, its helper fills
+            # what a lost import left: its search indexes to build by the next holder of the turn
+            sql("UPDATE import_jobs SET search_index = 'refreshing' WHERE id < :id", id=job["id"])
+            # as a network cut, a proxy, or an administrator ends the import's session
+            pid = sql("SELECT db_pid FROM import_jobs WHERE id = :id", id=job["id"])[0][0]
+            sql("SELECT pg_terminate_backend(:pid)", pid=pid)
+            wait_until(lambda: not sql(ALIVE, pids=[pid]), "its session ended")
+            # the next holder's build waits for an edit, its lanes alive meanwhile
+            edit.execute("LOCK TABLE products IN ROW EXCLUSIVE MODE")
+            later = upload_csv(http, csv_bytes([("Later", "LATER-1", "")])).json()
+            edit_pid = edit.info.backend_pid
+            wait_until(lambda: sql(BLOCKED_BY, pid=edit_pid)[0][0] == 2, "the next build waits")
+            lanes = sorted(pid for (pid,) in sql(BLOCKED, pid=edit_pid))
+            held.release()  # the cut import goes on, finds its session gone, and ends
+            wait_until(
+                lambda: attempts(sql, job["id"]) == 2 or len(sql(ALIVE, pids=lanes)) < 2,
+                "the cut attempt ended",
+            )
+            # It rolled back on a session made anew, then built the indexes, ending the lanes.
+            assert sorted(pid for (pid,) in sql(ALIVE, pids=lanes)) == lanes
+        edit.rollback()
+    finally:
+        edit.close()
+
+    done = wait_for_job(http, job["id"], timeout=120)
+    assert (done["status"], done["created"], done["updated"]) == ("completed", 1, ROWS // 2)
+    assert wait_for_job(http, later["id"])["status"] == "completed"
+    assert wait_until_search_ready(http, job["id"] - 1)["search_index"] == "ready"
+    assert len(catalog()) == ROWS + 2
+    said = live_worker.output()[logged:]
+    assert "lanes of a lost search index build" not in said
+    assert "search indexes not built" not in said

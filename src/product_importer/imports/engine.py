@@ -7,6 +7,7 @@ SQLite (embedded default): the same semantics with executemany and SQLite's UPDA
 Neither touches the catalog until `merge()`, and neither commits it: the caller commits once.
 """
 
+import logging
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -17,6 +18,8 @@ from ..timeutil import utcnow
 from .counts import MergeCounts, Steps
 from .postgres_stage import CHANGE_COLUMNS, PostgresStage
 from .states import PLANNED_KINDS
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "MergeCounts",
@@ -259,5 +262,12 @@ def drop_leftovers(conn: Connection) -> None:
 
 
 def refresh_search(conn: Connection, engine: Engine) -> None:
-    """Build the search indexes that a bulk import left for after its commit (PostgreSQL)."""
-    STAGES[database.of(conn).name].refresh_search(engine)
+    """Build the search indexes that a bulk import left for after its commit (PostgreSQL),
+    if `conn`'s session still holds the turn to apply."""
+    seam = database.of(conn)
+    if not seam.holds_turn(conn):
+        # Cut off, and connected again: another import may hold the turn now and build them;
+        # this build would end its lanes first (`bulk.END_LOST_LANES`).
+        log.warning("search indexes not refreshed: this session lost the turn to apply")
+        return
+    STAGES[seam.name].refresh_search(engine)

@@ -107,6 +107,11 @@ class Turn:
             return
         self.held = False
         try:
+            if not self.seam.holds_turn(self.conn):
+                # its session was cut (and made anew): the lock went with it, and another
+                # import may hold the turn now, building the search indexes
+                log.warning("import %s: the turn was lost with its session", self.job.id)
+                return
             if self.refresh is not None:
                 self.refresh(self.conn)
             self.seam.end_turn(self.conn)
