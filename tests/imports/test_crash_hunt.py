@@ -14,7 +14,7 @@ import threading
 import psycopg
 import pytest
 
-from tests.conftest import paused
+from tests.conftest import BIN, Process, paused
 from tests.helpers import import_csv, upload_csv, wait_for_job, wait_until
 
 from .conftest import ROW_LOCK, csv_bytes, generate, products_by_key, wait_for
@@ -609,3 +609,30 @@ def test_an_import_whose_session_was_cut_leaves_the_next_holder_of_the_turn_its_
     said = live_worker.output()[logged:]
     assert "lanes of a lost search index build" not in said
     assert "search indexes not built" not in said
+
+
+def test_an_import_command_whose_session_was_cut_runs_its_next_attempt_itself(
+    http, sql, holding, live_worker, telling_settings, tmp_path
+):
+    path = tmp_path / "held.csv"
+    path.write_bytes(csv_bytes([("PAUSE", "PAUSE-1", "held")]))
+    args = [str(BIN / "product-importer"), "import", str(path)]
+    with paused(live_worker):  # no worker runs the queue: the command alone
+        command = Process(args, {}, tmp_path / "command.log")
+        try:
+            with holding(
+                f"SELECT pg_advisory_xact_lock({PREPARED}), pg_advisory_xact_lock({UNPREPARED})"
+            ) as held:
+                held.wait_until_blocking(timeout=120)
+                (job_id,) = sql("SELECT id FROM import_jobs")[0]
+                # as a network cut, a proxy, or an administrator ends the import's session
+                end = "SELECT pg_terminate_backend(db_pid) FROM import_jobs WHERE id = :id"
+                sql(end, id=job_id)
+                # It was queued again for a worker's wake-up, which none would answer.
+                wait_until(lambda: attempts(sql, job_id) == 2, "the next attempt, by the command")
+                held.wait_until_blocking(job=job_id, timeout=120)
+                assert sql(WAITS_FOR, id=job_id) == [(PREPARED,)]  # on a prepared session
+            assert command.popen.wait(120) == 0, command.output()
+        finally:
+            command.kill()
+    assert wait_for_job(http, job_id)["status"] == "completed"

@@ -76,30 +76,55 @@ def drain_queue() -> int:
     if not _slots.acquire(blocking=False):
         return 0  # this worker reads as many as it may; a running drain takes the next job
     try:
-        return _drain()
+        return _drain_in_slot()
     finally:
         _slots.release()
 
 
-def _drain() -> int:
+def _drain_in_slot() -> int:
+    """Drain the queue, on a new connection each time a drain's connection is lost."""
+    ran, lost = _drain()
+    # Not left to a wake-up: with every slot taken (IMPORT_SLOTS=1, this one not yet given
+    # back) it finds none free, and the command line's wakes go to workers there may not be:
+    # the job the cut attempt requeued would wait for a maintenance loop, or for ever.
+    while lost and not WORKER_STOPPING.is_set():
+        try:
+            more, lost = _drain()
+        except DBAPIError:  # still away: the maintenance loop starts a drain once it is back
+            log.warning("import queue stopped: the database is away", exc_info=True)
+            break
+        ran += more
+    return ran
+
+
+def _drain() -> tuple[int, bool]:
+    """Run queued jobs on one prepared connection; return how many ran, and whether it ended
+    because that connection was lost (the next drain, on a new one, goes on)."""
     ran = 0
     with import_engine().connect() as conn:
         seam = database.of(conn)
         with seam.import_lock(conn) as locked:
             if not locked:
-                return 0
+                return 0, False
             seam.prepare_import(conn)
             prepared = conn.connection.driver_connection
             _finish_what_lost_imports_left(conn)
-            while not WORKER_STOPPING.is_set() and (job := claim_next(conn)) is not None:
+            while (
+                not WORKER_STOPPING.is_set()
+                and not _lost(conn, prepared)
+                and (job := claim_next(conn)) is not None
+            ):
                 if seam.parallel_reading and _more_queued(conn):
                     _wake_queue()  # another slot, here or elsewhere, reads the next one
                 with logs.job(job.id):  # its lines name the job
                     run_claimed(conn, job)
                 ran += 1
-                if _database_lost(conn) or _made_anew(conn, prepared):
-                    break  # a new drain, on a new connection, takes the queue on
-    return ran
+            return ran, _lost(conn, prepared)
+
+
+def _lost(conn: Connection, prepared) -> bool:
+    """Whether `conn` broke, or runs on another connection than the `prepared` one."""
+    return _database_lost(conn) or _made_anew(conn, prepared)
 
 
 def _made_anew(conn: Connection, prepared) -> bool:
