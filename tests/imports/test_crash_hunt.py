@@ -267,7 +267,8 @@ def test_a_worker_killed_while_it_builds_the_search_indexes_after_the_commit(
         # indexes raced them, into an error. It ends them before it builds.
         next_lanes = lambda: len(waiting_besides(sql, edit_pid, lost)) == 2  # noqa: E731
         wait_until(next_lanes, "the next build waits")
-        assert sql(ALIVE, pids=lost) == []
+        # pg_terminate_backend does not wait for the session to end
+        wait_until(lambda: not sql(ALIVE, pids=lost), "the lost lanes ended")
         edit.rollback()
     finally:
         edit.close()
@@ -453,7 +454,8 @@ def test_an_undo_cancelled_after_its_worker_was_killed_says_to_undo_again(
 # The sessions that began while a setting the test gave the database applied: they keep it.
 BEGUN_SINCE = (
     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-    "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_start >= %s"
+    "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_start >= %s "
+    "AND backend_type = 'client backend'"
 )
 # A session that has waited for the test's lock for longer than the test's timeouts.
 WAITED_LONG = (
@@ -482,10 +484,12 @@ def database_setting(sql, test_env):
         own.execute(BEGUN_SINCE, (since,))
 
 
-def waited_or_ended(sql, held: int, job_id: int) -> bool:
-    """Whether a session has waited for the lock of `held` past the timeouts, or the job's
-    first attempt has ended."""
-    return bool(sql(WAITED_LONG, pid=held)[0][0]) or not sql(FIRST_ATTEMPT, id=job_id)[0][0]
+def waited_or_ended(sql, held: int, job_id: int) -> str | None:
+    """'waited' once a session has waited for the lock of `held` past the timeouts, 'ended'
+    once the job's first attempt has ended (a timeout cut it), else None."""
+    if sql(WAITED_LONG, pid=held)[0][0]:
+        return "waited"
+    return None if sql(FIRST_ATTEMPT, id=job_id)[0][0] else "ended"
 
 
 @pytest.mark.parametrize("name", ["idle_in_transaction_session_timeout", "statement_timeout"])
@@ -499,9 +503,11 @@ def test_an_import_outlasts_the_timeouts_a_server_sets_for_everyone(
     own_timeouts_off = "set_config('idle_in_transaction_session_timeout', '0', false)"
     with holding(f"SELECT {own_timeouts_off}, pg_advisory_xact_lock(7001)") as held:
         job = upload_csv(http, csv_bytes([*rows, ("PAUSE", "PAUSE-1", "held")])).json()
-        wait_until(
+        seen = wait_until(
             lambda: waited_or_ended(sql, held.pid, job["id"]), "the fill waited", timeout=120
         )
+        # one that never waited here (its attempt ended first) met no timeout at all
+        assert seen == "waited", sql("SELECT status, message FROM import_jobs")
 
     done = wait_for_job(http, job["id"], timeout=120)
     assert (done["status"], done["created"]) == ("completed", ROWS + 1), done
