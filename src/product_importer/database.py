@@ -225,6 +225,11 @@ class Postgres:
         """Take the lock that says an import is applying, until this transaction ends."""
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (APPLY_LOCK_KEY,))
 
+    def without_statement_timeout(self, bind: Connection | Session) -> None:
+        """Lift a server's statement_timeout (README) for this transaction: maintenance deletes
+        old rows by the million (the change records of 5M-product imports) in one statement."""
+        bind.execute(text("SET LOCAL statement_timeout = 0"))
+
     def change_in_bulk(self, bind: Connection | Session) -> None:
         """Say that this transaction changes many products: totals are counted again after it.
 
@@ -455,6 +460,9 @@ class Sqlite:
 
         for name in ("commit", "rollback"):
             event.listen(conn, name, release, once=True)
+
+    def without_statement_timeout(self, bind: Connection | Session) -> None:
+        """SQLite has no statement timeout."""
 
     def change_in_bulk(self, bind: Connection | Session) -> None:
         """Nothing to say: SQLite keeps no totals, it counts them every time."""

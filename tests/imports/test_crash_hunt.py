@@ -10,6 +10,7 @@ index while it is indexed and analyzed); at the switch, by a read of the catalog
 
 import signal
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
@@ -513,6 +514,44 @@ def test_an_import_outlasts_the_timeouts_a_server_sets_for_everyone(
     assert (done["status"], done["created"]) == ("completed", ROWS + 1), done
     assert attempts(sql, job["id"]) == 1
     assert wait_until_search_ready(http, job["id"])["search_index"] == "ready"
+
+
+def in_app(app, work):
+    """Run `work()` in an application context (of a thread of the test's)."""
+    with app.app_context():
+        return work()
+
+
+def test_upkeep_outlasts_the_statement_timeout_a_server_sets_for_everyone(
+    app, http, sql, holding, live_worker, database_setting
+):
+    from product_importer.extensions import db
+    from product_importer.imports import maintenance
+
+    failed = import_csv(http, "name\nNo sku\n")
+    assert failed["status"] == "failed"
+    with paused(live_worker):  # its own upkeep would remove the record first
+        # a row of its record, as the helpers of a bulk apply that died before its end leave it
+        sql(
+            "INSERT INTO import_changes (job_id, rn, kind, product_id, sku, name, active) "
+            "VALUES (:id, 2, 'updated', 1, 'X-1', 'Lost', true)",
+            id=failed["id"],
+        )
+        database_setting("statement_timeout", "1s")
+        with app.app_context():
+            db.engine.dispose()  # its sessions began before the setting
+        # The delete of old records (millions of rows at 5M products) waits past the timeout.
+        hold = f"SELECT FROM import_changes WHERE job_id = {failed['id']} FOR UPDATE"
+        with holding(hold) as held, ThreadPoolExecutor(1) as pool:
+            upkeep = pool.submit(in_app, app, maintenance._expire_plans_and_changes)
+            seen = wait_until(
+                lambda: "waited" if sql(WAITED_LONG, pid=held.pid)[0][0] else upkeep.done(),
+                "the delete waited",
+            )
+            held.release()
+            assert seen == "waited", upkeep.exception()  # it was cut at 1 s
+            upkeep.result()
+    assert sql("SELECT count(*) FROM import_changes") == [(0,)]
 
 
 # The PAUSE product's CHECK, run by the session that inserts it: an import in place, its own.

@@ -171,6 +171,7 @@ def _expire_plans_and_changes() -> None:
     """Discard plans nobody applied in time; drop change records past the undo window, and
     the rows kept by plans no apply will read."""
     try:
+        database.of(db.session).without_statement_timeout(db.session)
         discarded = plans.discard_expired(db.session)
         removed = plans.remove_old_changes(db.session)
         forget_unused_plans(db.session.connection())
@@ -184,6 +185,7 @@ def _expire_plans_and_changes() -> None:
 def prune_edit_log() -> int:
     """Drop logged product edits too old to carry a list total over (`products/totals.py`)."""
     with db.engine.begin() as conn:
+        database.of(conn).without_statement_timeout(conn)
         pruned = totals.prune_edit_log(conn)
     if pruned:
         log.info("removed %s old rows of the product edit log", pruned)
