@@ -90,8 +90,8 @@ def _drain_in_slot() -> int:
     while lost and not WORKER_STOPPING.is_set():
         try:
             more, lost = _drain()
-        except DBAPIError:  # still away: the maintenance loop starts a drain once it is back
-            log.warning("import queue stopped: the database is away", exc_info=True)
+        except DBAPIError:  # still away, say: the maintenance loop starts a drain once back
+            log.warning("import queue stopped on a database error", exc_info=True)
             break
         ran += more
     return ran
