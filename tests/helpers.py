@@ -33,7 +33,7 @@ def wait_for_job(http_client, job_id: int, timeout: float = 60) -> dict:
             return job
         if time.monotonic() > deadline:
             raise TimeoutError(f"import {job_id} still {job['status']} after {timeout}s: {job}")
-        time.sleep(0.2)
+        time.sleep(0.05)  # as often as `wait_until`: most imports of the tests end within 0.2 s
 
 
 def wait_until(condition, what: str, timeout: float = 60):
