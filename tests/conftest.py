@@ -525,9 +525,6 @@ def start_worker(test_env, app, tmp_path_factory):
             "4",
             "--hostname",
             f"test{len(started)}@%h",
-            # Celery's startup sync with the other workers waits a second for their answers;
-            # the app shares nothing through it (its work is claimed in the database).
-            "--without-mingle",
         ]
         worker = Process(args, env, logs / f"worker-{len(started)}.log")
         started.append(worker)

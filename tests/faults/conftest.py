@@ -131,7 +131,7 @@ class Deployment:
     def worker(self) -> Process:
         number = len(self.processes)
         args = [str(BIN / "product-importer"), "worker", "--concurrency", "4",
-                "--hostname", f"fault{number}@%h", "--without-mingle"]  # fmt: skip
+                "--hostname", f"fault{number}@%h"]  # fmt: skip
         worker = self._start(args, f"worker-{number}")
         worker.wait_for_output(" ready.")
         return worker
