@@ -461,6 +461,43 @@ def test_redeliver_of_a_delivery_whose_worker_stopped_mid_attempt_is_taken(
     assert len(receiver.requests) == 1
 
 
+def test_a_record_late_past_its_claim_does_not_undo_a_redelivery(client, make_endpoint, receiver):
+    """A worker's record of an attempt, written once the database came back after the claim
+    ended, matched the delivery an admin had redelivered meanwhile: its old 400 failed the
+    event, and the redelivery (answered 202) was silently gone."""
+    endpoint = make_endpoint(receiver.url)
+    with db.engine.begin() as conn:
+        # no task message, nor the sweep's: nothing sends them while the test looks
+        (earlier,) = events.publish(conn, "product.updated", PRODUCT, actor=None)
+        (delivery_id,) = events.publish(conn, "product.updated", PRODUCT, actor=None)
+        ran_out, later = utcnow() - timedelta(seconds=1), utcnow() + timedelta(hours=1)
+        conn.execute(update(deliveries).values(queued_until=later))
+        # the earlier event waits for its retry, holding this one in line behind it
+        conn.execute(
+            update(deliveries).where(deliveries.c.id == earlier).values(next_attempt_at=later)
+        )
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id == delivery_id)
+            .values(attempts=1, locked_until=ran_out)
+        )
+        row = conn.execute(select(deliveries).where(deliveries.c.id == delivery_id)).one()
+    url = f"/api/webhooks/{endpoint['id']}/deliveries/{delivery_id}/redeliver"
+    assert client.post(url).status_code == 202
+    db.session.rollback()
+    claim = sending.Claim(
+        delivery_id, 1, endpoint["id"], row.event_id, row.payload, row.created_at, ran_out
+    )
+    refused = sending.Outcome(sending.Verdict.FAILED, status_code=400, response_time_ms=5)
+
+    with db.engine.connect() as conn:  # the worker's record, late
+        sending._record(conn, claim, refused, sending._next_state(claim, refused), ran_out)
+
+    redelivered = delivery(delivery_id)
+    assert (redelivered.status, redelivered.attempts) == ("pending", 1)
+    assert attempts_of(delivery_id) == []
+
+
 def end_database_sessions(process) -> int:
     """End the PostgreSQL sessions of a process and its children on the test database, as a
     database restart or a network cut ends them; return how many were ended.

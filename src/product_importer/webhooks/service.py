@@ -307,6 +307,9 @@ def redeliver(session: Session, endpoint_id: int, delivery_id: int) -> Delivery:
     if original.status == DeliveryStatus.PENDING:
         original.next_attempt_at = again["next_attempt_at"]  # a retry waiting: bring it forward
         original.queued_until = again["queued_until"]
+        # Its claim has ended (`refuse_in_flight`): unclaimed, the attempt's record that a worker
+        # may still be trying to write, the database back, no longer matches and overwrites this.
+        original.locked_until = None
         delivery = original
     else:
         delivery = Delivery(
