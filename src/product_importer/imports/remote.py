@@ -44,9 +44,11 @@ LOOK_SECONDS = 10
 # restarts (502, 503, 504), a rate limit (429). Any other is the server's word, said at once
 # (a 507 for a disk nearly full, a 500 for a bug): asking again would not change it.
 AWAY = (429, 502, 503, 504)
-# Of those, the answers that prove the app never had the request: a proxy that could not
-# reach it (502, 503), a rate limit that refused it first (429). A 504 does not: the app may
-# have done what was asked after the proxy stopped waiting.
+# Of those, the answers that say the app most likely never had the request: a proxy that
+# could not reach it (502, 503), a rate limit that refused it first (429). A 504 does not: the
+# app may have done what was asked after the proxy stopped waiting. Nor, rarely, does a 502
+# (an app that died before it answered): a creation asked again then leaves an unused upload,
+# removed with the others after UPLOAD_RETENTION_HOURS.
 NOT_RECEIVED = (429, 502, 503)
 
 

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, Row, bindparam, delete, exists, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError
 
+from .. import database
 from ..extensions import db
 from ..metrics import pushed
 from ..timeutil import aware, utcnow
@@ -315,19 +316,24 @@ def _say_unreachable(claim: Claim, error: DBAPIError, wait: float) -> None:
 
 
 def _unrecorded(claim: Claim, outcome: Outcome, error: DBAPIError) -> None:
+    # "twice" only if it reached the receiver: refused, unresolved or disabled, it did not
+    twice = "its receiver gets this event twice, with the same webhook-id"
     log.error(
         "webhook delivery %s attempt %s (%s) could not be recorded: the database was out of "
         "reach until its claim ended (%s). It is sent again once a worker's sweep finds it "
-        "due; its receiver gets this event twice, with the same webhook-id",
+        "due%s",
         claim.id,
         claim.attempt,
         _said(outcome),
         _first_line(error),
+        f"; {twice}" if outcome.status_code is not None else "",
     )
 
 
 def _first_line(error: DBAPIError) -> str:
-    return str(error.orig or error).strip().splitlines()[0]
+    """The driver's message, first line (its name if it says nothing)."""
+    said = str(error.orig).strip().splitlines()
+    return said[0] if said else type(error.orig).__name__
 
 
 def _record(
@@ -463,6 +469,8 @@ def remove_old_deliveries() -> int:
     """Delete finished deliveries (and their attempts) older than DELIVERY_RETENTION."""
     cutoff = utcnow() - DELIVERY_RETENTION
     with db.engine.begin() as conn:
+        # a month of a busy webhook's deliveries: more than a timeout set for everyone allows
+        database.of(conn).without_statement_timeout(conn)
         return conn.execute(
             delete(deliveries).where(
                 deliveries.c.status != DeliveryStatus.PENDING, deliveries.c.created_at < cutoff
