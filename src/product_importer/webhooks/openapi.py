@@ -128,9 +128,9 @@ def _last_test() -> dict:
     return {
         "type": "object",
         "nullable": True,
-        "description": "The latest test (a ping, from Test or redelivered) that has ended, as "
-        "Test answered it, and when; null when none was sent in the last "
-        f"{DELIVERY_RETENTION.days} days",
+        "description": "Of the tests that have ended (pings, from Test or redelivered), the "
+        "one sent last, as Test answered it, and when it ended; null when none was sent in the "
+        f"last {DELIVERY_RETENTION.days} days",
         "properties": {
             "ok": {"type": "boolean"},
             "status_code": NULLABLE_INT,
