@@ -681,3 +681,60 @@ def test_an_import_command_whose_session_was_cut_runs_its_next_attempt_itself(
         finally:
             command.kill()
     assert wait_for_job(http, job_id)["status"] == "completed"
+
+
+TUS = {"Tus-Resumable": "1.0.0"}
+# Whether the job's session waits for a lock session `pid` holds.
+JOB_WAITS_FOR = (
+    "SELECT count(*) FROM pg_stat_activity AS a JOIN import_jobs AS j ON a.pid = j.db_pid "
+    "WHERE j.id = :id AND :pid = ANY(pg_blocking_pids(a.pid))"
+)
+FILLED = "SELECT count(*) FROM products_build"
+
+
+def test_a_cut_import_leaves_the_next_holder_of_the_turn_its_staged_rows(
+    http, sql, live_server, holding, live_worker, pausing, test_env
+):
+    seed(http)
+    data = csv_bytes([("Later", "LATER-1", "")])
+    # Uploaded first, its import waits for its upload's bytes: it holds no later one up.
+    created = http.post("/api/uploads", headers={**TUS, "Upload-Length": str(len(data))})
+    url = live_server + created.headers["Location"]
+    later = http.post("/api/imports", json={"upload": url.rsplit("/", 1)[-1]}).json()
+    edit = psycopg.connect(test_env["DATABASE_URL"])
+    try:
+        with hold_step(holding, "copying") as held:
+            job = upload_csv(http, changed_file()).json()
+            held.wait_until_blocking(timeout=120)  # it holds the turn, a helper fills
+            # the other helper's statements ended: none waits for the later import (below)
+            wait_until(lambda: sql(FILLED)[0][0] == ROWS, "all but the held row filled")
+            # as a network cut, a proxy, or an administrator ends the import's session
+            pid = sql("SELECT db_pid FROM import_jobs WHERE id = :id", id=job["id"])[0][0]
+            sql("SELECT pg_terminate_backend(:pid)", pid=pid)
+            wait_until(lambda: not sql(ALIVE, pids=[pid]), "its session ended")
+            # the later import, once it has taken the shared names over, waits for an edit
+            edit.execute("LOCK TABLE products IN ROW EXCLUSIVE MODE")
+            piece = {**TUS, "Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"}
+            assert http.patch(url, content=data, headers=piece).status_code == 204
+            ((helper,),) = sql(BLOCKED, pid=held.pid)
+            taking_over = lambda: sql(JOB_WAITS_FOR, id=later["id"], pid=helper)[0][0]  # noqa: E731
+            wait_until(taking_over, "the later import takes the names over")
+            held.release()  # the cut import's fill ends, and it finds its session gone
+            edit_pid = edit.info.backend_pid
+            waiting = lambda: sql(JOB_WAITS_FOR, id=later["id"], pid=edit_pid)[0][0]  # noqa: E731
+            ended = lambda: not sql(FIRST_ATTEMPT, id=later["id"])[0][0]  # noqa: E731
+            wait_until(lambda: waiting() or ended(), "the later import waits for the edit")
+            # the cut attempt cleaned up, and another waits for the turn
+            wait_until(lambda: attempts(sql, job["id"]) == 2, "the cut attempt ended")
+        edit.rollback()
+    finally:
+        edit.close()
+
+    done = wait_for_job(http, later["id"])
+    assert (done["status"], done["created"]) == ("completed", 1), done
+    assert attempts(sql, later["id"]) == 1  # its staged rows were its own to the end
+    done = wait_for_job(http, job["id"], timeout=120)
+    assert (done["status"], done["created"], done["updated"]) == ("completed", 1, ROWS // 2)
+    assert attempts(sql, job["id"]) == 2
+    assert http.get("/api/products").json()["total"] == ROWS + 2
+    no_scratch_left(sql)

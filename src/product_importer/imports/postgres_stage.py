@@ -188,11 +188,16 @@ class PostgresStage:
 
     def cleanup(self) -> None:
         """Drop the staging tables of this import (or of an attempt that died), committed."""
-        if self.table == STAGING:  # applying: the merge's tables too
-            self.execute(f"DROP TABLE IF EXISTS {STAGING}, {PLAN}, {bulk.BUILD}")
-            self.execute(FORGET_UNWRITTEN_RECORD, {"job": self.job})
-        else:
+        if self.table != STAGING:
             self.execute(f"DROP TABLE IF EXISTS {self.table}")
+        elif database.POSTGRES.holds_turn(self.conn):  # applying: the merge's tables too
+            self.execute(f"DROP TABLE IF EXISTS {STAGING}, {PLAN}, {bulk.BUILD}")
+        else:
+            # Its session was cut: the shared names may be the next holder's tables now (that
+            # holder drops this attempt's as it takes them over).
+            log.warning("import %s: lost the turn with its session, merge tables left", self.job)
+        if self.table == STAGING:
+            self.execute(FORGET_UNWRITTEN_RECORD, {"job": self.job})
         self.conn.commit()
 
     def _take_over_shared_names(self) -> None:
