@@ -231,6 +231,22 @@ def test_an_undo_whose_worker_was_killed_undoes_whole(
     assert import_csv(http, changed_file(), timeout=120)["status"] == "completed"
 
 
+def edit_waiting_at_the_switch(http, sql, holding, edit, data: bytes) -> dict:
+    """Upload `data`, a bulk import, and hold it at its switch until the `edit` connection's
+    lock waits for it; return its job. The edit then holds the new catalog as the import
+    commits: the search indexes built after the commit wait for it (`edit.rollback()`)."""
+    with holding(READ_HELD):
+        job = upload_csv(http, data).json()
+        wait_for(http, job["id"], lambda j: "(switching" in j["message"], "switching")
+        lock = "LOCK TABLE products IN ROW EXCLUSIVE MODE"
+        editing = threading.Thread(target=edit.execute, args=(lock,))
+        editing.start()
+        blocked = "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :p"
+        wait_until(lambda: sql(blocked, p=edit.info.backend_pid)[0][0], "edit waits")
+    editing.join()
+    return job
+
+
 def test_a_worker_killed_while_it_builds_the_search_indexes_after_the_commit(
     http, sql, catalog, holding, start_worker, live_worker, test_env
 ):
@@ -240,23 +256,13 @@ def test_a_worker_killed_while_it_builds_the_search_indexes_after_the_commit(
     edit = psycopg.connect(test_env["DATABASE_URL"])
     try:
         with paused(live_worker):
-            with holding(READ_HELD):
-                try:
-                    job = upload_csv(http, generated.data).json()
-                    wait_for(http, job["id"], lambda j: "(switching" in j["message"], "switching")
-                    # an edit waits for the import, then holds the new catalog as it commits:
-                    # the search indexes built after the commit wait for it
-                    lock = "LOCK TABLE products IN ROW EXCLUSIVE MODE"
-                    editing = threading.Thread(target=edit.execute, args=(lock,))
-                    editing.start()
-                    edit_pid = edit.info.backend_pid
-                    blocked = "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :p"
-                    wait_until(lambda: sql(blocked, p=edit_pid)[0][0], "edit waits")
-                except BaseException:
-                    doomed.kill(signal.SIGKILL)
-                    raise
             try:
-                editing.join()
+                job = edit_waiting_at_the_switch(http, sql, holding, edit, generated.data)
+            except BaseException:
+                doomed.kill(signal.SIGKILL)
+                raise
+            edit_pid = edit.info.backend_pid
+            try:
                 job = wait_for_job(http, job["id"])
                 assert (job["status"], job["search_index"]) == ("completed", "refreshing"), job
                 # both lanes of index builds wait for the edit
@@ -348,15 +354,7 @@ def test_an_import_waiting_for_the_search_indexes_of_the_last_one_says_so(
     generated = generate(ROWS, seed=22)
     edit = psycopg.connect(test_env["DATABASE_URL"])
     try:
-        with holding(READ_HELD):
-            first = upload_csv(http, generated.data).json()
-            wait_for(http, first["id"], lambda j: "(switching" in j["message"], "switching")
-            lock = "LOCK TABLE products IN ROW EXCLUSIVE MODE"
-            editing = threading.Thread(target=edit.execute, args=(lock,))
-            editing.start()
-            blocked = "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :p"
-            wait_until(lambda: sql(blocked, p=edit.info.backend_pid)[0][0], "edit waits")
-        editing.join()
+        first = edit_waiting_at_the_switch(http, sql, holding, edit, generated.data)
         wait_until(lambda: sql(BLOCKED_BY, pid=edit.info.backend_pid)[0][0] == 2, "indexes wait")
         assert http.get(f"/api/imports/{first['id']}").json()["status"] == "completed"
 
@@ -400,15 +398,7 @@ def test_search_index_builds_cut_off_after_the_commit_are_built_again(
     logged = len(live_worker.output())
     edit = psycopg.connect(test_env["DATABASE_URL"])
     try:
-        with holding(READ_HELD):
-            job = upload_csv(http, generated.data).json()
-            wait_for(http, job["id"], lambda j: "(switching" in j["message"], "switching")
-            lock = "LOCK TABLE products IN ROW EXCLUSIVE MODE"
-            editing = threading.Thread(target=edit.execute, args=(lock,))
-            editing.start()
-            blocked = "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :p"
-            wait_until(lambda: sql(blocked, p=edit.info.backend_pid)[0][0], "edit waits")
-        editing.join()
+        job = edit_waiting_at_the_switch(http, sql, holding, edit, generated.data)
         wait_until(lambda: sql(BLOCKED_BY, pid=edit.info.backend_pid)[0][0] == 2, "indexes wait")
         # both lanes' connections cut, as a database restart or a network cut does
         assert sql(END_BLOCKED, pid=edit.info.backend_pid) == [(True,), (True,)]
