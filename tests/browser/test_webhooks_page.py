@@ -1002,6 +1002,15 @@ def test_older_deliveries_are_a_page_away_with_the_keyboard(page: Page, http, sq
     expect(page.get_by_text("Delivery queued as a new delivery, first on page 1;")).to_be_visible()
 
 
+# Succeeded deliveries evt_<start>..evt_<stop> of webhook :id, written as its worker would.
+ADD_DELIVERIES = (
+    "INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, payload, status, "
+    "attempts, status_code, response_time_ms, created_at) "
+    "SELECT :id, 'evt_' || n, 'product.created', '{}', 'succeeded', 1, 200, 30, now() "
+    "FROM generate_series(CAST(:start AS int), CAST(:stop AS int)) AS n"
+)
+
+
 def test_open_deliveries_take_in_new_ones_without_counting_them_all_each_time(
     page: Page, http, sql
 ):
@@ -1010,13 +1019,7 @@ def test_open_deliveries_take_in_new_ones_without_counting_them_all_each_time(
     top to that count meanwhile."""
     hook = {"url": "http://127.0.0.1:9/hook", "events": ["product.created"]}
     hook_id = http.post("/api/webhooks", json=hook).json()["id"]
-    add = (
-        "INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, payload, status, "
-        "attempts, status_code, response_time_ms, created_at) "
-        "SELECT :id, 'evt_' || n, 'product.created', '{}', 'succeeded', 1, 200, 30, now() "
-        "FROM generate_series(CAST(:start AS int), CAST(:stop AS int)) AS n"
-    )
-    sql(add, id=hook_id, start=0, stop=119)
+    sql(ADD_DELIVERIES, id=hook_id, start=0, stop=119)
     asked = []
     page.on(
         "request",
@@ -1027,7 +1030,7 @@ def test_open_deliveries_take_in_new_ones_without_counting_them_all_each_time(
     status = page.locator("#deliveries-status")
     expect(status).to_have_text("Deliveries 1–50 of 120, newest first.")
 
-    sql(add, id=hook_id, start=120, stop=122)
+    sql(ADD_DELIVERIES, id=hook_id, start=120, stop=122)
 
     expect(status).to_have_text("Deliveries 1–50 of 123, newest first.")
     expect(page.locator("#deliveries-body tr").first).to_contain_text("evt_122")
@@ -1044,21 +1047,17 @@ def test_open_deliveries_count_two_that_commit_out_of_order(page: Page, http, sq
     later."""
     hook = {"url": "http://127.0.0.1:9/hook", "events": ["product.created"]}
     hook_id = http.post("/api/webhooks", json=hook).json()["id"]
-    add = (
-        "INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, payload, status, "
-        "attempts, status_code, response_time_ms, created_at) "
-        "SELECT :id, 'evt_' || n, 'product.created', '{}', 'succeeded', 1, 200, 30, now() "
-        "FROM generate_series(CAST(:start AS int), CAST(:stop AS int)) AS n"
-    )
-    sql(add, id=hook_id, start=0, stop=119)
+    sql(ADD_DELIVERIES, id=hook_id, start=0, stop=119)
     page.goto("/webhooks")
     page.get_by_role("button", name=f"Deliveries of {hook['url']}").click()
     status = page.locator("#deliveries-status")
     expect(status).to_have_text("Deliveries 1–50 of 120, newest first.")
 
     with app.app_context(), db.engine.connect() as slow:
-        slow.execute(text(add), {"id": hook_id, "start": 120, "stop": 120})  # the smaller id
-        sql(add, id=hook_id, start=121, stop=121)
+        slow.execute(
+            text(ADD_DELIVERIES), {"id": hook_id, "start": 120, "stop": 120}
+        )  # the smaller id
+        sql(ADD_DELIVERIES, id=hook_id, start=121, stop=121)
         expect(status).to_have_text("Deliveries 1–50 of 121, newest first.")
         slow.commit()
 
