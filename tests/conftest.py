@@ -194,6 +194,12 @@ def _empty_tables(request, app, account_rows):
     deferred (both hold the turn to apply): either would go on into this test's tables and
     locks. An earlier test's import that is still reading may apply later, as it always could.
     """
+    empty_tables(app, account_rows)
+    yield
+
+
+def empty_tables(app, account_rows) -> None:
+    """Empty every table but the standard accounts (`_empty_tables` says when and why)."""
     from product_importer.extensions import db
 
     with app.app_context():
@@ -206,7 +212,7 @@ def _empty_tables(request, app, account_rows):
                         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
                         _restore_search_indexes(conn)
                         restore_accounts(conn, account_rows)
-                        break  # committed, and the turn given back, as the block ends
+                        return  # committed, and the turn given back, as the block ends
             except OperationalError as error:
                 # A worker left running by an earlier test (its upkeep, a webhook) may lock
                 # these tables in another order: PostgreSQL then gives up one side, maybe ours.
@@ -216,7 +222,6 @@ def _empty_tables(request, app, account_rows):
                 if deadlocks == TRUNCATE_TRIES:
                     raise
             time.sleep(0.05)
-    yield
 
 
 def _take_the_turn(conn) -> bool:

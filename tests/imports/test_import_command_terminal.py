@@ -126,7 +126,9 @@ def test_an_import_that_rejects_nothing_leaves_no_rejected_file_of_an_earlier_on
     assert not (tmp_path / "prices-rejected.csv").exists()
 
 
-def test_json_logs_stay_one_object_a_line_beside_the_bar(tmp_path, catalog, monkeypatch):
+def test_json_logs_stay_one_object_a_line_beside_the_bar(
+    tmp_path, catalog, monkeypatch, live_worker
+):
     """LOG_FORMAT=json: rich's log columns ("12:00:00 INFO import step ...") took the place of
     the JSON lines, in a terminal and in a file alike."""
     path = tmp_path / "fruit.csv"
@@ -134,9 +136,11 @@ def test_json_logs_stay_one_object_a_line_beside_the_bar(tmp_path, catalog, monk
     monkeypatch.setenv("LOG_FORMAT", "json")
     monkeypatch.setenv("LOG_LEVEL", "INFO")  # the step log: lines while the bar shows
 
-    terminal = Terminal(path, 80)  # narrower than the lines: rich wrapped them at 80
-    terminal.process.wait(timeout=120)
-    piped = run_import_command(path, env={"LOG_FORMAT": "json", "LOG_LEVEL": "INFO"})
+    # the command runs its import itself: the worker, taking it first, logged its steps (CI)
+    with paused(live_worker):
+        terminal = Terminal(path, 80)  # narrower than the lines: rich wrapped them at 80
+        terminal.process.wait(timeout=120)
+        piped = run_import_command(path, env={"LOG_FORMAT": "json", "LOG_LEVEL": "INFO"})
 
     assert terminal.process.returncode == 0, terminal.text()
     assert "Finished" in terminal.last_bar(), terminal.text()
