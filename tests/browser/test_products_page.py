@@ -250,6 +250,37 @@ def test_after_signing_in_again_in_a_new_tab_the_open_form_saves_what_was_typed(
     assert [p["name"] for p in created] == ["Typed before the session ended"]
 
 
+def test_a_slow_answer_sent_before_the_session_ended_leaves_the_sign_in_link(page: Page, seed):
+    seed(catalog(3))
+    page.goto("/products")
+    expect(rows(page)).to_have_count(3)
+    held = []  # the list's request, answered while signed in, its answer held back
+
+    def hold_the_first(route):
+        if held:
+            return route.continue_()
+        held.append((route, route.fetch()))
+
+    page.route("**/api/products?*", hold_the_first)
+    filters(page).get_by_label("Name").fill("widget")
+    filters(page).get_by_label("Name").press("Enter")
+    while not held:
+        page.wait_for_timeout(50)
+    page.context.clear_cookies()  # the session ends while that answer is on its way
+    page.get_by_role("button", name="New product").click()
+    dialog = page.get_by_role("dialog", name="New product")
+    dialog.get_by_label("SKU").fill("NEW-1")
+    dialog.get_by_label("Name").fill("Typed after the session ended")
+    dialog.get_by_role("button", name="Create product").click()
+    notice = page.locator("#signed-out-notice")
+    expect(notice).to_be_visible()
+
+    route, answer = held[0]
+    route.fulfill(response=answer)  # the list loads: it was asked for while signed in
+    expect(page.locator("#products-table")).not_to_have_attribute("aria-busy", "true")
+    expect(notice.get_by_role("link", name="Sign in again")).to_be_visible()
+
+
 @pytest.mark.parametrize("current", [1, 6, 11])
 def test_on_a_phone_the_pager_keeps_its_buttons_on_one_line(page: Page, seed, artifacts, current):
     seed(catalog(600))  # 12 pages

@@ -86,6 +86,7 @@
     if (document.getElementById("signed-out-notice")) return;
     const notice = notify(SIGNED_OUT, "error", { timeout: 0 });
     notice.id = "signed-out-notice";
+    notice.dataset.shownAt = String(performance.now());
     // A new tab: what this page holds (an open form, its filters) is still here afterwards.
     const next = encodeURIComponent(location.pathname + location.search);
     const link = el("a", { href: `/login?next=${next}`, target: "_blank", rel: "noopener" }, "Sign in again");
@@ -106,25 +107,30 @@
   /* Send a JSON request; state-changing ones carry the CSRF token. Returns the parsed body,
      or { data, etag } when `etag` is asked for. */
   async function api(method, url, body, { headers: extra = {}, etag = false } = {}) {
+    const sentAt = performance.now();
     let { response, data } = await send(method, url, body, extra);
     if (await freshCsrfTokenAfter(response.status, data)) {
       ({ response, data } = await send(method, url, body, extra));
     }
     if (!response.ok) throw errorFrom(response.status, data);
-    signedInAgain();
+    signedInAgain(sentAt);
     return etag ? { data, etag: response.headers.get("ETag") } : data;
   }
 
-  /* The session works (again): a "Sign in again" notice left from before is out of date. */
-  function signedInAgain() {
+  /* The session works (again): a "Sign in again" notice left from before is out of date. Not
+     when the request that worked was sent before the notice: a slow answer to a request sent
+     while signed in says nothing of the session now, and would take the link from under the
+     pointer of someone about to sign in again. */
+  function signedInAgain(sentAt) {
     const signedOut = document.getElementById("signed-out-notice");
-    if (signedOut) signedOut.remove();
+    if (signedOut && sentAt > Number(signedOut.dataset.shownAt)) signedOut.remove();
   }
 
   /* This page as the server renders it now, for a part that refreshes itself: a Document, or
      null when it could not be had. A session that has ended is led to the sign-in page: that
      is said, as for the API's 401, rather than the page showing its old state for good. */
   async function fetchPage(url = location.href) {
+    const sentAt = performance.now();
     try {
       const response = await fetch(url, { headers: { Accept: "text/html" }, credentials: "same-origin" });
       if (response.redirected && new URL(response.url).pathname === "/login") {
@@ -132,7 +138,7 @@
         return null;
       }
       if (!response.ok) return null;
-      signedInAgain();
+      signedInAgain(sentAt);
       return new DOMParser().parseFromString(await response.text(), "text/html");
     } catch (networkError) {
       return null; // the next round tries again
