@@ -254,18 +254,22 @@ def test_a_slow_answer_sent_before_the_session_ended_leaves_the_sign_in_link(pag
     seed(catalog(3))
     page.goto("/products")
     expect(rows(page)).to_have_count(3)
-    held = []  # the list's request, answered while signed in, its answer held back
+    held = []  # the list's requests (typing may send one before Enter), answered while signed in
+    holding = [True]
 
-    def hold_the_first(route):
-        if held:
+    def hold(route):
+        if not holding[0]:
             return route.continue_()
-        held.append((route, route.fetch()))
+        request = [route, None]
+        held.append(request)
+        request[1] = route.fetch()  # the answer, held back
 
-    page.route("**/api/products?*", hold_the_first)
+    page.route("**/api/products?*", hold)
     filters(page).get_by_label("Name").fill("widget")
     filters(page).get_by_label("Name").press("Enter")
-    while not held:
+    while not held or any(answer is None for _, answer in held):
         page.wait_for_timeout(50)
+    holding[0] = False
     page.context.clear_cookies()  # the session ends while that answer is on its way
     page.get_by_role("button", name="New product").click()
     dialog = page.get_by_role("dialog", name="New product")
@@ -275,8 +279,8 @@ def test_a_slow_answer_sent_before_the_session_ended_leaves_the_sign_in_link(pag
     notice = page.locator("#signed-out-notice")
     expect(notice).to_be_visible()
 
-    route, answer = held[0]
-    route.fulfill(response=answer)  # the list loads: it was asked for while signed in
+    for route, answer in held:  # the list loads: it was asked for while signed in
+        route.fulfill(response=answer)
     expect(page.locator("#products-table")).not_to_have_attribute("aria-busy", "true")
     expect(notice.get_by_role("link", name="Sign in again")).to_be_visible()
 
