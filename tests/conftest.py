@@ -501,6 +501,19 @@ class Process:
 
 
 @contextmanager
+def database_refusing_connections():
+    """Make the test database refuse new connections (as one restarting, or out of reach,
+    does) until the block ends; the sessions already open keep working."""
+    refuse = f'ALTER DATABASE "{TEST_DB}" WITH ALLOW_CONNECTIONS %s'
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(refuse % "false")
+        try:
+            yield
+        finally:
+            admin.execute(refuse % "true")
+
+
+@contextmanager
 def paused(worker: Process):
     """Stop a worker process (SIGSTOP) for a while: it takes no job and sends nothing.
 

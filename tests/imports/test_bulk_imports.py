@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import text
 
 from product_importer.database import IMPORT_LOCK_KEY
-from tests.conftest import paused
+from product_importer.timeutil import utcnow
+from tests.conftest import database_refusing_connections, paused
 from tests.helpers import (
     SESSION_SETTINGS,
     import_csv,
@@ -427,3 +428,20 @@ def test_a_helper_connection_goes_back_to_the_pool_as_the_server_set_it(app):
             assert work_mem > server[1]
 
         assert pooled_settings(db.engine, pid) == list(server)
+
+
+def test_a_build_step_whose_helpers_cannot_connect_fails_rather_than_doing_nothing(app):
+    """The server out of connections as a step starts: the build's helpers are refused. The
+    step passed having done nothing: a catalog built empty and switched in, or an import
+    without the change record its undo needs."""
+    from sqlalchemy.exc import OperationalError
+
+    from product_importer.extensions import db
+    from product_importer.imports.bulk import Build
+
+    with app.app_context(), db.engine.connect() as conn:
+        db.engine.pool.dispose()  # no idle connection for the helpers to take: they connect
+        build = Build(conn, utcnow(), fresh=False, job=None)
+        refused = pytest.raises(OperationalError, match="not currently accepting connections")
+        with database_refusing_connections(), refused:
+            build.analyze()

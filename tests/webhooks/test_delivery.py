@@ -7,7 +7,6 @@ worker could pick up too (except to show that a delivery is claimed once).
 
 import threading
 import time
-from contextlib import contextmanager
 from datetime import timedelta
 
 import psutil
@@ -20,7 +19,7 @@ from product_importer.timeutil import utcnow
 from product_importer.webhooks import delivery as sending
 from product_importer.webhooks import events
 from product_importer.webhooks.models import Attempt, Delivery, Endpoint
-from tests.conftest import PG_ADMIN_URL, TEST_DB, free_port
+from tests.conftest import PG_ADMIN_URL, TEST_DB, database_refusing_connections, free_port
 from tests.helpers import wait_until
 
 from .receiver import Answer, verify
@@ -539,19 +538,6 @@ def test_an_attempt_whose_worker_loses_the_database_before_recording_it_is_recor
     assert (item["status"], item["attempts"], item["status_code"]) == ("succeeded", 1, 200)
     assert [attempt["status_code"] for attempt in item["attempt_log"]] == [200]
     assert [request.json()["data"]["sku"] for request in receiver.requests] == ["1st", "2nd"]
-
-
-@contextmanager
-def database_refusing_connections():
-    """Make the test database refuse new connections (as one restarting, or out of reach,
-    does) until the block ends; the sessions already open keep working."""
-    refuse = f'ALTER DATABASE "{TEST_DB}" WITH ALLOW_CONNECTIONS %s'
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(refuse % "false")
-        try:
-            yield
-        finally:
-            admin.execute(refuse % "true")
 
 
 def refused_records(worker, logged: int) -> int:

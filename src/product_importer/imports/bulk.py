@@ -261,17 +261,20 @@ class Build:
         errors: list[BaseException] = []
 
         def work() -> None:
-            with self._helper() as helper:
-                while not errors:
-                    try:
-                        statement = pending.get_nowait()
-                    except queue.Empty:
-                        return
-                    try:
+            # A helper that cannot connect fails the build too: raised in its thread, it was
+            # lost, and with both refused (the server out of connections) the step did
+            # nothing and passed (an empty build, an import without its change record).
+            try:
+                with self._helper() as helper:
+                    while not errors:
+                        try:
+                            statement = pending.get_nowait()
+                        except queue.Empty:
+                            return
                         helper.exec_driver_sql(statement, *([params] if params else []))
-                    except BaseException as error:  # noqa: BLE001  (raised in the caller's thread)
-                        errors.append(error)
-                        self.interrupt()
+            except BaseException as error:  # noqa: BLE001  (raised in the caller's thread)
+                errors.append(error)
+                self.interrupt()
 
         threads = [threading.Thread(target=work) for _ in range(min(BUILDERS, len(statements)))]
         for thread in threads:
