@@ -300,7 +300,9 @@ def test_a_page_above_ones_role_says_which_role_is_needed(signed_out_page: Page,
     expect(signed_out_page.locator("main")).to_contain_text("This needs the admin role")
 
 
-def test_the_audit_page_lists_entries_and_filters_them(page: Page, client_as):
+def test_the_audit_page_lists_entries_and_filters_them(signed_out_page: Page, client_as, accounts):
+    page = signed_out_page
+    sign_in(page, accounts["admin"].email)  # through the page: its entry is listed
     editor = client_as("editor")
     for sku in ("A-1", "B-2"):
         editor.post("/api/products", json={"sku": sku, "name": sku})
