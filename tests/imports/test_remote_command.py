@@ -50,7 +50,8 @@ class Outage:
     proxy's 502; b"" hangs up, as a server restarting does), counting them in `failed`, and
     each answer's in `answered[answer]`, until `end()`. `fail(answer, only=b"PATCH ")` fails
     the requests of that method alone; with answer HANG, they are never answered (until
-    `close()`)."""
+    `close()`). `refuse()` stops listening, as a server restarting does, until `listen_again()`.
+    """
 
     def __init__(self, target_url: str):
         parts = urlsplit(target_url)
@@ -64,7 +65,7 @@ class Outage:
         self.carried: set[socket.socket] = set()
         self.lock = threading.Lock()
         self.closed = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
 
     def fail(self, answer: bytes, only: bytes = b"") -> None:
         with self.lock:
@@ -80,10 +81,22 @@ class Outage:
         self.closed.set()
         self.listener.close()
 
-    def _accept(self) -> None:
+    def refuse(self) -> None:
+        """Cut the connections carried and stop listening: new ones are refused."""
+        with self.lock:
+            for carried in self.carried:
+                carried.shutdown(socket.SHUT_RDWR)
+        self.listener.shutdown(socket.SHUT_RDWR)  # wakes its accept(), which close() does not
+        self.listener.close()
+
+    def listen_again(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", urlsplit(self.url).port))
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
-                client, _ = self.listener.accept()
+                client, _ = listener.accept()
             except OSError:
                 return  # closed
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
@@ -175,6 +188,55 @@ def test_a_remote_import_rides_out_a_server_that_stops_answering_for_a_while(
     assert shown["Outcome"] == "Completed with errors", stdout
     assert shown["Rows read"] == f"{held_file.rows:,}"
     assert shown["Rejected"] == f"{held_file.rejected:,}"
+
+
+def test_a_server_that_answered_then_refuses_connections_is_waited_for_as_a_restart(
+    tmp_path,
+    monkeypatch,
+    start_import,
+    live_server,
+    live_worker,
+    accounts,
+    http,
+    sql,
+    held_file,
+    holding_rejections,
+):
+    # A refused connection on the command's first request is said at once (a wrong --url);
+    # once the server has answered, it is a restart's, asked again until it listens again.
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # its bar is drawn, saying why it waits
+    monkeypatch.setenv("COLUMNS", "200")
+    path = tmp_path / "held.csv"
+    path.write_bytes(held_file.data)
+    outage = Outage(live_server)
+
+    with holding_rejections() as reading:  # stops half-way through reading
+        command = start_import(path, outage.url, accounts["editor"].token)
+        stderr = Collected(command.stderr)
+        reading.wait_until_blocking()
+        wait_until(lambda: upload_complete(sql), "the file uploaded")
+        outage.refuse()
+        wait_until(lambda: "connection refused" in stderr.text or ended(command), "refused")
+        outage.listen_again()
+    command.wait(timeout=300)
+    outage.close()
+
+    assert command.returncode == 0, stderr.text[-1000:]
+    assert "connection refused · asking again" in stderr.text
+    (job,) = http.get("/api/imports").json()["items"]
+    assert job["status"] == "completed_with_errors"
+
+
+class Collected:
+    """The text a stream gave so far (`text`), read on a thread of its own."""
+
+    def __init__(self, stream):
+        self.text = ""
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream) -> None:
+        while chunk := stream.read(1):
+            self.text += chunk
 
 
 def test_a_token_revoked_during_a_remote_import_stops_the_watch_saying_where_to_watch_it(
@@ -427,27 +489,57 @@ def _unavailable_then_end(outage: "Outage") -> None:
 
 
 def test_a_server_that_stays_out_of_reach_as_the_upload_starts_is_given_up_on_in_one_line(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, live_server
 ):
-    # It said at once that nothing answered: a server restarting refuses connections for a
-    # few seconds. Now it asks again for PATIENCE_SECONDS (1 s here), then says so in a line.
-    # It printed urllib3's "HTTPConnectionPool(host=..., port=...): Max retries exceeded ...".
+    # A proxy's 503 (the app behind it restarting) is asked again for PATIENCE_SECONDS (1 s
+    # here), then said in a line. It printed urllib3's "HTTPConnectionPool(host=..., port=...):
+    # Max retries exceeded ...". (A refused connection was the outage here: it is now said at
+    # once when nothing answered before it, the next test.)
     monkeypatch.setattr(remote, "ASK_AGAIN_SECONDS", 0.1)
     monkeypatch.setattr(remote, "PATIENCE_SECONDS", 1)
     path = tmp_path / "catalog.csv"
     path.write_text("sku,name\nA-1,Apple\n")
-    with socket.socket() as unused:
-        unused.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{unused.getsockname()[1]}"  # closed: nothing listens there
+    outage = Outage(live_server)
+    outage.fail(UNAVAILABLE, only=b"POST /api/uploads ")
+
+    args = ["import", str(path), "--url", outage.url, "--token", "t"]
+    result = CliRunner().invoke(cli.main, args)
+    outage.close()
+
+    assert result.exit_code == 1, result.output
+    assert outage.failed >= 2
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: The upload could not be started: {outage.url} did not answer for 1 s (HTTP "
+        "503). Check --url, and that the server is running there."
+    ), result.stderr
+    assert "HTTPConnectionPool" not in result.stderr
+
+
+def test_a_url_where_nothing_listens_is_said_at_once_without_asking_again(tmp_path, monkeypatch):
+    # A wrong port in --url was taken for a server restarting: the command asked again every
+    # second for 60 s ("connection refused · asking again" on its bar), then said it. The bar
+    # is drawn as on a terminal here, so that an ask again would show.
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    monkeypatch.setenv("COLUMNS", "200")
+    path = tmp_path / "catalog.csv"
+    path.write_text("sku,name\nA-1,Apple\n")
+    url = f"http://127.0.0.1:{closed_port()}"
 
     result = CliRunner().invoke(cli.main, ["import", str(path), "--url", url, "--token", "t"])
 
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.stderr[-1000:]  # as a wrong option is
     assert result.stderr.splitlines()[-1] == (
-        f"Error: The upload could not be started: {url} did not answer for 1 s (connection "
-        "refused). Check --url, and that the server is running there."
+        f"Error: Nothing answers at {url} (connection refused): check --url, and that the "
+        "server is running there."
     ), result.stderr
-    assert "HTTPConnectionPool" not in result.stderr
+    assert "asking again" not in result.stderr
+
+
+def closed_port() -> int:
+    """A port of 127.0.0.1 where nothing listens: a connection to it is refused."""
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        return unused.getsockname()[1]
 
 
 class Answering:

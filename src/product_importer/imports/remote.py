@@ -210,10 +210,11 @@ def _server_address(url: str) -> str:
 
 
 def _start_upload(base: str, headers: dict, path: str):
-    """Create the upload. A server out of reach before the request reached it (a restart's
-    refused connection, a proxy's 502) is asked again for PATIENCE_SECONDS, said on a bar
-    meanwhile; then it gives up, as it does at once on a refusal, on an address that cannot be
-    the server's (no such host), or on a request that may have reached it."""
+    """Create the upload. A server out of reach before the request reached it (a proxy's 502,
+    a restart's refused connection once something answered) is asked again for
+    PATIENCE_SECONDS, said on a bar meanwhile; then it gives up, as it does at once on a
+    refusal, on a first request that found nothing there (a wrong --url: no connection, no such
+    host), or on a request that may have reached it."""
     client = tus.TusClient(f"{base}/api/uploads", headers=headers)
     uploader = client.uploader(
         file_path=path,
@@ -232,10 +233,16 @@ def _create(uploader, base: str, waiting) -> None:
     """Ask the server for the upload's address, through an outage of PATIENCE_SECONDS that
     the request did not reach the app through, said through `waiting(why, what next)`."""
 
+    answered = False  # once anything at `base` answered, a refusal is a restart's
+
     def ask() -> None:
+        nonlocal answered
         try:
             uploader.set_url(uploader.create_url())
         except TusCommunicationError as failure:
+            answered = answered or failure.status_code is not None
+            if not answered and _nothing_there(failure):
+                raise _nothing_answers(failure, base) from failure
             if not _away(failure):
                 raise
             if not _not_received(failure):  # each creation makes an upload: never two
@@ -249,6 +256,25 @@ def _create(uploader, base: str, waiting) -> None:
         )
 
     _patiently(ask, waiting=waiting, give_up=give_up)
+
+
+def _nothing_there(failure: TusCommunicationError) -> bool:
+    """Whether a request found no server at all: no connection made, or no such host."""
+    error = failure.args[0] if failure.args else None
+    if _not_connected(error):
+        return True
+    return isinstance(error, requests.ConnectionError) and isinstance(
+        _cause(error), NameResolutionError
+    )
+
+
+def _nothing_answers(failure: TusCommunicationError, base: str) -> click.UsageError:
+    """The error of a first request that found nothing at `base`: a wrong --url far more
+    often than a server restarting just then, so it is said at once, not waited for."""
+    return click.UsageError(
+        f"Nothing answers at {base} ({_failure_why(failure)}): check --url, and that the "
+        "server is running there."
+    )
 
 
 class Away(Exception):
