@@ -2,8 +2,10 @@
 at the end, and what the command does when the server stops answering for a while."""
 
 import collections
+import email.utils
 import http.server
 import json
+import math
 import re
 import socket
 import subprocess
@@ -24,10 +26,17 @@ from tests.imports.conftest import wait_for
 from .test_tus_served import PieceGate, pipe, several_pieces, summary
 
 
-def raw_answer(status: bytes, content_type: bytes, body: bytes) -> bytes:
-    """An HTTP answer as its bytes, for the proxy below to send."""
+def raw_answer(status: bytes, content_type: bytes, body: bytes, more: bytes = b"") -> bytes:
+    """An HTTP answer as its bytes, for the proxy below to send; `more` holds more headers,
+    each ending in CRLF."""
     head = b"HTTP/1.1 %s\r\nContent-Type: %s\r\nConnection: close\r\n" % (status, content_type)
-    return head + b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    return head + more + b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+def asking_to_wait(status: bytes, retry_after: str) -> bytes:
+    """A proxy's answer `status` asking to be asked again after `retry_after` (Retry-After)."""
+    more = b"Retry-After: %s\r\n" % retry_after.encode()
+    return raw_answer(status, b"text/html", b"<h1>Busy</h1>", more)
 
 
 def api_error(message: str) -> bytes:
@@ -49,8 +58,11 @@ class Outage:
     then it cuts the connections it carries, and answers each new request with `answer` (a
     proxy's 502; b"" hangs up, as a server restarting does), counting them in `failed`, and
     each answer's in `answered[answer]`, until `end()`. `fail(answer, only=b"PATCH ")` fails
-    the requests of that method alone; with answer HANG, they are never answered (until
-    `close()`). `refuse()` stops listening, as a server restarting does, until `listen_again()`.
+    the requests of that method alone; with answer HANG,
+    they are never answered (until `close()`); `fail(answer, times=1)` ends after that many
+    answers. `refuse()` stops listening, as a server restarting does, until `listen_again()`.
+    Each connection's first request line is noted in `seen`, with the time it came
+    (`time.time()`), and each failed request's time in `failed_at`.
     """
 
     def __init__(self, target_url: str):
@@ -60,16 +72,19 @@ class Outage:
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         self.answer: bytes | None = None
         self.only = b""
+        self.times: int | None = None
         self.failed = 0
+        self.failed_at: list[float] = []
+        self.seen: list[tuple[float, bytes]] = []
         self.answered: collections.Counter[bytes] = collections.Counter()
         self.carried: set[socket.socket] = set()
         self.lock = threading.Lock()
         self.closed = threading.Event()
         threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
 
-    def fail(self, answer: bytes, only: bytes = b"") -> None:
+    def fail(self, answer: bytes, only: bytes = b"", times: int | None = None) -> None:
         with self.lock:
-            self.answer, self.only = answer, only
+            self.answer, self.only, self.times = answer, only, times
             for carried in self.carried if not only else ():
                 carried.shutdown(socket.SHUT_RDWR)
 
@@ -105,18 +120,33 @@ class Outage:
         with client:
             first = client.recv(65536)
             with self.lock:
+                if first:
+                    self.seen.append((time.time(), first.split(b"\r\n", 1)[0]))
                 answer = self.answer if first.startswith(self.only) else None
                 if answer is None:
                     self.carried.add(client)
                 elif first:
                     self.failed += 1
+                    self.failed_at.append(time.time())
                     self.answered[answer] += 1
+                    self._count_down()
             if answer is None:
                 self._forward(client, first)
             elif answer is HANG:
                 self.closed.wait()
             elif first:
                 client.sendall(answer)
+
+    def _count_down(self) -> None:
+        if self.times is not None:
+            self.times -= 1
+            if self.times == 0:
+                self.answer = None
+
+    def seen_at(self, start: bytes) -> list[float]:
+        """When the connections whose first request line starts with `start` came."""
+        with self.lock:
+            return [at for at, line in self.seen if line.startswith(start)]
 
     def _forward(self, client: socket.socket, first: bytes) -> None:
         try:
@@ -806,3 +836,129 @@ def test_an_upload_whose_creation_may_have_reached_the_server_is_not_asked_for_a
         "was not asked again: the server may have made the upload. Run this command again once "
         "the server answers."
     ), result.stderr
+
+
+@pytest.mark.parametrize("form", ["seconds", "date"])
+def test_a_retry_after_on_the_uploads_creation_is_waited_for(
+    tmp_path, monkeypatch, live_server, live_worker, accounts, form
+):
+    # A proxy's 503 with Retry-After (seconds, or an HTTP date) was asked again after the
+    # command's own pause (0.1 s here), as if it had said nothing.
+    monkeypatch.setattr(remote, "ASK_AGAIN_SECONDS", 0.1)
+    path = tmp_path / "catalog.csv"
+    path.write_bytes(b"sku,name\r\nA-1,Apple\r\n")
+    not_before = math.ceil(time.time()) + 4
+    retry_after = "4" if form == "seconds" else email.utils.formatdate(not_before, usegmt=True)
+    outage = Outage(live_server)
+    busy = asking_to_wait(b"503 Service Unavailable", retry_after)
+    outage.fail(busy, only=b"POST /api/uploads ", times=1)
+
+    args = ["import", str(path), "--url", outage.url, "--token", accounts["editor"].token]
+    result = CliRunner().invoke(cli.main, args)
+    outage.close()
+
+    assert result.exit_code == 0, result.output
+    assert summary(result.stdout)["Outcome"] == "Completed"
+    first, again = outage.seen_at(b"POST /api/uploads ")
+    assert again >= (first + 4 if form == "seconds" else not_before), (first, again)
+
+
+def test_a_retry_after_on_a_piece_is_waited_for_before_sending_it_again(
+    tmp_path, monkeypatch, live_server, live_worker, accounts
+):
+    # A 429 with Retry-After on a piece was sent again after the command's own pause (0.1 s
+    # here), and again, using up its ten retries while the server still asked to wait.
+    monkeypatch.setattr(remote, "RETRY_DELAY_SECONDS", 0.1)
+    path = tmp_path / "catalog.csv"
+    path.write_bytes(b"sku,name\r\nA-1,Apple\r\n")
+    outage = Outage(live_server)
+    outage.fail(asking_to_wait(b"429 Too Many Requests", "3"), only=b"PATCH ", times=1)
+
+    args = ["import", str(path), "--url", outage.url, "--token", accounts["editor"].token]
+    result = CliRunner().invoke(cli.main, args)
+    outage.close()
+
+    assert result.exit_code == 0, result.output
+    assert summary(result.stdout)["Outcome"] == "Completed"
+    first, again = outage.seen_at(b"PATCH ")
+    assert again - first >= 3, (first, again)
+
+
+def test_a_retry_after_while_watching_the_import_is_waited_for(
+    tmp_path, start_import, live_server, live_worker, accounts, sql, held_file, holding_rejections
+):
+    # A proxy's 503 with Retry-After while the import ran was asked again a second later.
+    path = tmp_path / "held.csv"
+    path.write_bytes(held_file.data)
+    outage = Outage(live_server)
+
+    with holding_rejections() as reading:  # stops half-way through reading
+        command = start_import(path, outage.url, accounts["editor"].token)
+        reading.wait_until_blocking()
+        wait_until(lambda: upload_complete(sql), "the file uploaded")
+        outage.fail(asking_to_wait(b"503 Service Unavailable", "4"), times=1)
+        wait_until(lambda: outage.failed == 1 or ended(command), "the 503")
+    stdout, stderr = command.communicate(timeout=300)
+    outage.close()
+
+    assert command.returncode == 0, stdout + stderr
+    assert summary(stdout)["Outcome"] == "Completed with errors", stdout
+    (busy_at,) = outage.failed_at
+    again = min(at for at in outage.seen_at(b"GET /api/imports/") if at > busy_at)
+    assert again - busy_at >= 4, (busy_at, again)
+
+
+def test_a_retry_after_longer_than_the_command_waits_is_said_at_once(
+    tmp_path, monkeypatch, live_server
+):
+    # A 503 asking for an hour was asked again every second (0.1 s here) until the command's
+    # patience (1 s here) ran out, then said as "did not answer for 1 s (HTTP 503)".
+    monkeypatch.setattr(remote, "ASK_AGAIN_SECONDS", 0.1)
+    monkeypatch.setattr(remote, "PATIENCE_SECONDS", 1)
+    path = tmp_path / "catalog.csv"
+    path.write_bytes(b"sku,name\r\nA-1,Apple\r\n")
+    outage = Outage(live_server)
+    busy = asking_to_wait(b"503 Service Unavailable", "3600")
+    outage.fail(busy, only=b"POST /api/uploads ")
+
+    result = CliRunner().invoke(
+        cli.main, ["import", str(path), "--url", outage.url, "--token", "t"]
+    )
+    outage.close()
+
+    assert result.exit_code == 1, result.output
+    assert outage.failed == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: The upload could not be started: {outage.url} asked to be asked again in "
+        "3,600 s (HTTP 503, Retry-After), longer than this command waits (1 s). Run this "
+        "command again once that time has passed."
+    ), result.stderr
+
+
+def test_a_piece_asked_to_wait_longer_than_the_command_waits_ends_the_upload_at_once(
+    tmp_path, monkeypatch, live_server, live_worker, accounts, http, sql
+):
+    # A 503 asking for an hour on a piece was sent again ten times, 0.1 s apart here, then said
+    # as "did not take the rest in 11 tries (HTTP 503)".
+    monkeypatch.setattr(remote, "RETRY_DELAY_SECONDS", 0.1)
+    path = tmp_path / "catalog.csv"
+    path.write_bytes(b"sku,name\r\nA-1,Apple\r\n")
+    outage = Outage(live_server)
+    outage.fail(asking_to_wait(b"503 Service Unavailable", "3600"), only=b"PATCH ")
+
+    args = ["import", str(path), "--url", outage.url, "--token", accounts["editor"].token]
+    result = CliRunner().invoke(cli.main, args)
+    outage.close()
+
+    (job,) = http.get("/api/imports").json()["items"]
+    assert result.exit_code == 1, result.output
+    assert outage.failed == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: The upload stopped at 0 B of 21 B: {outage.url} asked to be sent the rest in "
+        f"3,600 s (HTTP 503, Retry-After), longer than this command waits (60 s). Import "
+        f"{job['id']} was cancelled: run this command again once the server answers."
+    ), result.stderr
+    wait_until(
+        lambda: http.get(f"/api/imports/{job['id']}").json()["status"] == "cancelled", "cancelled"
+    )
+    assert sql("SELECT count(*) FROM uploads")[0][0] == 0

@@ -24,6 +24,7 @@ from tusclient.exceptions import TusCommunicationError, TusUploadFailed
 from urllib3.exceptions import NameResolutionError, NewConnectionError, ProtocolError
 
 from ..errors import said
+from ..webhooks.sender import parse_retry_after
 from . import display
 from .states import FINISHED, INTERRUPTED, Status
 from .views import size_label
@@ -50,6 +51,12 @@ AWAY = (429, 502, 503, 504)
 # (an app that died before it answered): a creation asked again then leaves an unused upload,
 # removed with the others after UPLOAD_RETENTION_HOURS.
 NOT_RECEIVED = (429, 502, 503)
+# The answers whose Retry-After (seconds, or an HTTP date) says when to ask again: a rate
+# limit's, a proxy's or a server's in maintenance. It is waited for in place of the command's
+# own pause (never less), within PATIENCE_SECONDS: a longer one is said at once, since asking
+# again sooner than asked is pointless. (The server's own 429, its MAX_QUEUED_IMPORTS quota
+# on asking for the import, has none: that is said at once, as any refusal of it.)
+ASKS_TO_WAIT = (429, 503)
 
 
 def import_remotely(path: str, url: str, token: str, given: dict) -> int:
@@ -69,21 +76,28 @@ def import_remotely(path: str, url: str, token: str, given: dict) -> int:
         )
     headers = {"Authorization": f"Bearer {token.strip()}"}
     started: dict = {}  # the upload's address and the job, once the server has them
-    with httpx.Client(base_url=base, headers=headers, timeout=60) as http, _answered_in_time():
+    with (
+        httpx.Client(base_url=base, headers=headers, timeout=60) as http,
+        _answered_in_time() as answers,
+    ):
         try:
-            return _upload_and_import(http, base, path, options, started)
+            return _upload_and_import(http, base, path, options, started, answers)
         except KeyboardInterrupt:
             return _cancel_on_interrupt(http, base, started)
 
 
-def _upload_and_import(http: httpx.Client, base: str, path: str, options: dict, started) -> int:
-    """Send the file, follow its import to the end, report it; note in `started` what exists."""
+def _upload_and_import(
+    http: httpx.Client, base: str, path: str, options: dict, started, answers: "LastAnswer"
+) -> int:
+    """Send the file, follow its import to the end, report it; note in `started` what exists.
+    `answers` has the last answer to the upload's requests."""
     size = os.path.getsize(path)
     try:
-        uploader = _start_upload(base, {"Authorization": http.headers["Authorization"]}, path)
+        headers = {"Authorization": http.headers["Authorization"]}
+        uploader = _start_upload(base, headers, path, answers)
         started["upload"] = uploader.url
         job = started["job"] = _ask_for_import(http, uploader.url.rsplit("/", 1)[-1], options)
-        failed = _send(uploader, size, lambda: _failed_for_good(http, job["id"]))
+        failed = _send(uploader, size, lambda: _failed_for_good(http, job["id"]), answers)
     except (TusCommunicationError, TusUploadFailed) as error:
         if "job" in started and _worth_retrying(error):  # retried, in vain: not a refusal
             raise _gave_up_uploading(
@@ -118,10 +132,14 @@ def _gave_up_uploading(http, *, base: str, started: dict, sent: int, size: int, 
     """The error of an upload the server stopped taking for RETRIES tries: its import is
     cancelled if the server answers that (a new run starts afresh), else left to cancel."""
     job_id = started["job"]["id"]
-    stopped = (
-        f"The upload stopped at {size_label(sent)} of {size_label(size)}: {base} did not take "
-        f"the rest in {RETRIES + 1} tries ({_failure_why(failure)})."
-    )
+    stopped = f"The upload stopped at {size_label(sent)} of {size_label(size)}: {base} "
+    if isinstance(failure, AskedToWait):
+        stopped += (
+            f"asked to be sent the rest in {_seconds(failure.seconds)} ({_failure_why(failure)}, "
+            f"Retry-After), longer than this command waits ({PATIENCE_SECONDS} s)."
+        )
+    else:
+        stopped += f"did not take the rest in {RETRIES + 1} tries ({_failure_why(failure)})."
     try:
         cancelled = http.post(f"/api/imports/{job_id}/cancel", timeout=LOOK_SECONDS)
     except httpx.HTTPError:
@@ -174,13 +192,39 @@ def _cancel_on_interrupt(http: httpx.Client, base: str, started: dict) -> int:
     return INTERRUPTED if ended["status"] == Status.CANCELLED else code
 
 
+class LastAnswer:
+    """The last answer to tuspy's requests: its errors keep an answer's status and body, not
+    its headers, where a Retry-After is."""
+
+    def __init__(self):
+        self.response: requests.Response | None = None
+
+    def wait_asked(self, failure: TusCommunicationError) -> float | None:
+        """The seconds the answer that made `failure` asked to wait; None if it did not."""
+        answer = self.response
+        if answer is None or failure.status_code != answer.status_code:
+            return None  # not answered (no connection): there is no header to read
+        return _wait_asked(answer.status_code, answer.headers)
+
+
+def _wait_asked(status: int, headers) -> float | None:
+    """The seconds an ASKS_TO_WAIT answer's Retry-After asks to wait; None without one."""
+    return parse_retry_after(headers.get("Retry-After")) if status in ASKS_TO_WAIT else None
+
+
+def _seconds(seconds: float) -> str:
+    """A wait in whole seconds (a Retry-After date may be days away): "5 s", "3,600 s"."""
+    return f"{seconds:,.0f} s"
+
+
 @contextlib.contextmanager
 def _answered_in_time():
-    """Give tuspy's requests a timeout while the command runs. It takes none, and requests
-    waits for ever by default: a server or proxy that took a piece and never answered held the
-    upload for good, where a timeout is retried like any lost piece. Its calls all go through
-    `requests.api.request`."""
+    """Give tuspy's requests a timeout while the command runs, and keep their last answer
+    (yielded, a LastAnswer). It takes none, and requests waits for ever by default: a server or
+    proxy that took a piece and never answered held the upload for good, where a timeout is
+    retried like any lost piece. Its calls all go through `requests.api.request`."""
     untimed = requests.api.request
+    answers = LastAnswer()
 
     def request(method, url, **kwargs):
         kwargs.setdefault("timeout", ANSWER_SECONDS)
@@ -189,11 +233,13 @@ def _answered_in_time():
             # link under ~140 KB/s no 8 MiB piece could be sent in time. Read from a file, it
             # goes out in blocks, each with its own timeout: a stalled link still stops.
             kwargs["data"] = io.BytesIO(kwargs["data"])
-        return untimed(method, url, **kwargs)
+        answers.response = None
+        answers.response = untimed(method, url, **kwargs)
+        return answers.response
 
     requests.api.request = request
     try:
-        yield
+        yield answers
     finally:
         requests.api.request = untimed
 
@@ -209,7 +255,7 @@ def _server_address(url: str) -> str:
     return url.strip().rstrip("/")
 
 
-def _start_upload(base: str, headers: dict, path: str):
+def _start_upload(base: str, headers: dict, path: str, answers: LastAnswer):
     """Create the upload. A server out of reach before the request reached it (a proxy's 502,
     a restart's refused connection once something answered) is asked again for
     PATIENCE_SECONDS, said on a bar meanwhile; then it gives up, as it does at once on a
@@ -225,13 +271,14 @@ def _start_upload(base: str, headers: dict, path: str):
     # transient: gone once the upload exists (its own bar follows) or the error says why
     with display.progress_bar(Console(stderr=True), transient=True) as bar:
         task = bar.add_task("Upload", total=1, phase="Uploading", figures="")
-        _create(uploader, base, _waiting(bar, task, 0))
+        _create(uploader, base, _waiting(bar, task, 0), answers)
     return uploader
 
 
-def _create(uploader, base: str, waiting) -> None:
+def _create(uploader, base: str, waiting, answers: LastAnswer) -> None:
     """Ask the server for the upload's address, through an outage of PATIENCE_SECONDS that
-    the request did not reach the app through, said through `waiting(why, what next)`."""
+    the request did not reach the app through, said through `waiting(why, what next)`;
+    `answers` has the last answer, for its Retry-After."""
 
     answered = False  # once anything at `base` answered, a refusal is a restart's
 
@@ -247,13 +294,16 @@ def _create(uploader, base: str, waiting) -> None:
                 raise
             if not _not_received(failure):  # each creation makes an upload: never two
                 raise _maybe_created(failure, base) from failure
-            raise Away(_failure_why(failure), _message_in(failure.response_content)) from failure
+            why, message = _failure_why(failure), _message_in(failure.response_content)
+            raise Away(why, message, answers.wait_asked(failure)) from failure
 
-    def give_up(waited: str) -> click.ClickException:
-        return click.ClickException(
-            f"The upload could not be started: {base} {waited} Check --url, and that the "
-            "server is running there."
+    def give_up(waited: str, *, asked_later: bool) -> click.ClickException:
+        then = (
+            "Run this command again once that time has passed."
+            if asked_later
+            else "Check --url, and that the server is running there."
         )
+        return click.ClickException(f"The upload could not be started: {base} {waited} {then}")
 
     _patiently(ask, waiting=waiting, give_up=give_up)
 
@@ -278,29 +328,51 @@ def _nothing_answers(failure: TusCommunicationError, base: str) -> click.UsageEr
 
 
 class Away(Exception):
-    """A request that met a server out of reach for a while: why, in a few words, and the
-    error message it answered, if any."""
+    """A request that met a server out of reach for a while: why, in a few words, the error
+    message it answered, if any, and the seconds its Retry-After asked to wait, if any."""
 
-    def __init__(self, why: str, message: str | None = None):
+    def __init__(self, why: str, message: str | None = None, wait_asked: float | None = None):
         super().__init__(why)
-        self.why, self.message = why, message
+        self.why, self.message, self.wait_asked = why, message, wait_asked
+
+
+class AskedToWait(TusCommunicationError):
+    """A piece answered with a Retry-After longer than the command waits (`seconds`)."""
+
+    def __init__(self, failure: TusCommunicationError, seconds: float):
+        super().__init__(str(failure), failure.status_code, failure.response_content)
+        self.seconds = seconds
 
 
 def _patiently(ask, *, waiting, give_up):
-    """Return `ask()`, asked again every ASK_AGAIN_SECONDS while it raises Away (said through
-    `waiting(why, what next)`) for PATIENCE_SECONDS; then raise `give_up(waited)`, `waited`
-    saying for how long, why, and the server's last error message."""
+    """Return `ask()`, asked again while it raises Away (said through `waiting(why, what
+    next)`) for PATIENCE_SECONDS: every ASK_AGAIN_SECONDS, or after the wait its Retry-After
+    asked for. Then, or at once on a Retry-After past that time, raise `give_up(waited,
+    asked_later=...)`, `waited` saying for how long (or how long it asked), why, and the
+    server's last error message."""
     since, last = time.monotonic(), None
     while True:
         try:
             return ask()
         except Away as away:
-            why, last = away.why, away.message or last
-        if time.monotonic() - since >= PATIENCE_SECONDS:
-            it_said = f" It said: {last}" if last else ""
-            raise give_up(f"did not answer for {PATIENCE_SECONDS} s ({why}).{it_said}")
-        waiting(why, "asking again")
-        time.sleep(ASK_AGAIN_SECONDS)
+            why, last, asked = away.why, away.message or last, away.wait_asked
+        it_said = f" It said: {last}" if last else ""
+        left = PATIENCE_SECONDS - (time.monotonic() - since)
+        if asked is not None and asked > left:
+            waited = (
+                f"asked to be asked again in {_seconds(asked)} ({why}, Retry-After), longer "
+                f"than this command waits ({PATIENCE_SECONDS} s).{it_said}"
+            )
+            raise give_up(waited, asked_later=True)
+        if left <= 0:
+            waited = f"did not answer for {PATIENCE_SECONDS} s ({why}).{it_said}"
+            raise give_up(waited, asked_later=False)
+        if asked is None:
+            waiting(why, "asking again")
+            time.sleep(ASK_AGAIN_SECONDS)
+        else:  # never sooner than asked, nor than its own pause
+            waiting(why, f"asking again in {_seconds(asked)}, as it asked")
+            time.sleep(max(asked, ASK_AGAIN_SECONDS))
 
 
 def _away(failure: TusCommunicationError) -> bool:
@@ -387,10 +459,10 @@ def _ask_for_import(http: httpx.Client, upload_id: str, options: dict) -> dict:
     raise click.ClickException(_api_error(response))
 
 
-def _send(uploader, size: int, failed_for_good) -> dict | None:
+def _send(uploader, size: int, failed_for_good, answers: LastAnswer) -> dict | None:
     """Send the pieces, with a bar of the bytes sent; before each piece but the first, ask
     `failed_for_good()`: the job it returns (an import its bytes failed) stops the upload, and
-    is returned."""
+    is returned. `answers` has the last answer, for its Retry-After."""
     with display.progress_bar(Console(stderr=True)) as bar:
         task = bar.add_task("Upload", total=max(size, 1), phase="Uploading", figures="")
         while uploader.offset < size:
@@ -399,16 +471,19 @@ def _send(uploader, size: int, failed_for_good) -> dict | None:
             # A look per piece (8 MiB) costs little next to the piece it may spare.
             if uploader.offset and (failed := failed_for_good()):
                 return failed
-            _send_piece(uploader, _waiting(bar, task, uploader.offset))
+            _send_piece(uploader, _waiting(bar, task, uploader.offset), answers)
         display.show(bar, task, "Uploaded", [f"{size_label(size)} sent"], max(size, 1))
     return None
 
 
-def _send_piece(uploader, waiting) -> None:
+def _send_piece(uploader, waiting, answers: LastAnswer) -> None:
     """Send the next piece; what a retry can mend (a dropped connection, a server error, a
     piece still arriving) is retried from the server's offset up to RETRIES times, said
-    through `waiting(why, what next)`. A refusal (a file the server will not take) is raised
-    at once: sending it again changes nothing."""
+    through `waiting(why, what next)`, RETRY_DELAY_SECONDS apart or as long as an answer's
+    Retry-After asks (`answers` has the last answer). A refusal (a file the server will not
+    take) is raised at once: sending it again changes nothing; so is a Retry-After past
+    PATIENCE_SECONDS from the piece's first failure (AskedToWait)."""
+    failed_since = None
     for attempt in range(RETRIES + 1):
         try:
             if attempt:
@@ -421,8 +496,17 @@ def _send_piece(uploader, waiting) -> None:
             failure = error
         if attempt == RETRIES or not _worth_retrying(failure):
             raise failure
-        waiting(_failure_why(failure), f"sending again, retry {attempt + 1} of {RETRIES}")
-        time.sleep(RETRY_DELAY_SECONDS)
+        failed_since = failed_since or time.monotonic()
+        asked = answers.wait_asked(failure)
+        retry = f"retry {attempt + 1} of {RETRIES}"
+        if asked is None:
+            waiting(_failure_why(failure), f"sending again, {retry}")
+            time.sleep(RETRY_DELAY_SECONDS)
+        elif asked > PATIENCE_SECONDS - (time.monotonic() - failed_since):
+            raise AskedToWait(failure, asked)
+        else:  # never sooner than asked, nor than its own pause
+            waiting(_failure_why(failure), f"sending again in {_seconds(asked)}, {retry}")
+            time.sleep(max(asked, RETRY_DELAY_SECONDS))
 
 
 def _failure_why(failure: TusCommunicationError) -> str:
@@ -490,7 +574,7 @@ def _look(http: httpx.Client, base: str, job_id: int, waiting) -> dict:
     on any other answer (a token refused, a server's bug), the command stops watching, says
     why, and where to watch the import: it goes on there."""
 
-    def give_up(waited: str) -> click.ClickException:
+    def give_up(waited: str, *, asked_later: bool) -> click.ClickException:
         return _stopped_watching(base, job_id, f"{base} {waited}")
 
     return _patiently(lambda: _job_now(http, base, job_id), waiting=waiting, give_up=give_up)
@@ -508,7 +592,8 @@ def _job_now(http: httpx.Client, base: str, job_id: int) -> dict:
         return job
     if response.status_code not in (200, *AWAY):  # asking again changes nothing
         raise _stopped_watching(base, job_id, _api_error(response))
-    raise Away(_answer_why(response), _message_in(response.content))
+    wait_asked = _wait_asked(response.status_code, response.headers)
+    raise Away(_answer_why(response), _message_in(response.content), wait_asked)
 
 
 def _answer_why(response: httpx.Response) -> str:
