@@ -2,6 +2,7 @@
 at the end, and what the command does when the server stops answering for a while."""
 
 import collections
+import contextlib
 import email.utils
 import http.server
 import json
@@ -58,11 +59,13 @@ class Outage:
     then it cuts the connections it carries, and answers each new request with `answer` (a
     proxy's 502; b"" hangs up, as a server restarting does), counting them in `failed`, and
     each answer's in `answered[answer]`, until `end()`. `fail(answer, only=b"PATCH ")` fails
-    the requests of that method alone; with answer HANG,
+    the requests of that method alone (of those methods, given a tuple); with answer HANG,
     they are never answered (until `close()`); `fail(answer, times=1)` ends after that many
-    answers. `refuse()` stops listening, as a server restarting does, until `listen_again()`.
-    Each connection's first request line is noted in `seen`, with the time it came
-    (`time.time()`), and each failed request's time in `failed_at`.
+    answers; with `cutting=True`, each failed request cuts the connections carried too, so that
+    a client's next request, on a new connection, is looked at (only the first request of a
+    connection is). `refuse()` stops listening, as a server restarting does, until
+    `listen_again()`. Each connection's first request line is noted in `seen`, with the time
+    it came (`time.time()`), and each failed request's time in `failed_at`.
     """
 
     def __init__(self, target_url: str):
@@ -73,6 +76,7 @@ class Outage:
         self.answer: bytes | None = None
         self.only = b""
         self.times: int | None = None
+        self.cutting = False
         self.failed = 0
         self.failed_at: list[float] = []
         self.seen: list[tuple[float, bytes]] = []
@@ -82,10 +86,22 @@ class Outage:
         self.closed = threading.Event()
         threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
 
-    def fail(self, answer: bytes, only: bytes = b"", times: int | None = None) -> None:
+    def fail(
+        self,
+        answer: bytes,
+        only: bytes | tuple[bytes, ...] = b"",
+        times: int | None = None,
+        *,
+        cutting: bool = False,
+    ) -> None:
         with self.lock:
-            self.answer, self.only, self.times = answer, only, times
-            for carried in self.carried if not only else ():
+            self.answer, self.only, self.times, self.cutting = answer, only, times, cutting
+            if not only:
+                self._cut_carried()
+
+    def _cut_carried(self) -> None:
+        for carried in self.carried:
+            with contextlib.suppress(OSError):  # its other side hung up first
                 carried.shutdown(socket.SHUT_RDWR)
 
     def end(self) -> None:
@@ -130,6 +146,8 @@ class Outage:
                     self.failed_at.append(time.time())
                     self.answered[answer] += 1
                     self._count_down()
+                    if self.cutting:
+                        self._cut_carried()
             if answer is None:
                 self._forward(client, first)
             elif answer is HANG:
@@ -783,17 +801,23 @@ def test_a_server_error_while_watching_stops_the_watch_at_once_in_its_words(
     wait_for(http, job["id"], lambda job: job["status"] == "completed_with_errors", "ended")
 
 
-def test_a_piece_the_server_refuses_for_good_is_not_sent_again(
-    tmp_path, monkeypatch, live_server, live_worker, accounts, http
+DISK_FULL_ANSWER = raw_answer(
+    b"507 Insufficient Storage", b"application/json", api_error(DISK_FULL)
+)
+
+
+def test_a_piece_the_server_refuses_for_good_is_not_sent_again_its_import_and_upload_ended(
+    tmp_path, monkeypatch, live_server, live_worker, accounts, http, sql
 ):
     # A 507 (the disk nearly full) on a piece was sent again ten times, then said "did not take
-    # the rest in 11 tries (HTTP 507)", the server's words lost.
+    # the rest in 11 tries (HTTP 507)", the server's words lost. Then it was said at once, but
+    # the upload stayed on the server, unfinished, its import waiting for bytes that would
+    # never come.
     monkeypatch.setattr(remote, "RETRY_DELAY_SECONDS", 0.1)
     path = tmp_path / "catalog.csv"
     path.write_bytes(b"sku,name\r\nA-1,Apple\r\n")
     outage = Outage(live_server)
-    full = raw_answer(b"507 Insufficient Storage", b"application/json", api_error(DISK_FULL))
-    outage.fail(full, only=b"PATCH ")
+    outage.fail(DISK_FULL_ANSWER, only=b"PATCH ")
 
     args = ["import", str(path), "--url", outage.url, "--token", accounts["editor"].token]
     result = CliRunner().invoke(cli.main, args)
@@ -802,9 +826,50 @@ def test_a_piece_the_server_refuses_for_good_is_not_sent_again(
     (job,) = http.get("/api/imports").json()["items"]
     assert result.exit_code == 1, result.output
     assert outage.failed == 1
-    assert result.stderr.splitlines()[-1] == f"Error: {DISK_FULL}", result.stderr
-    # it waits for the rest of its file, as after any refusal of a piece: not this test's
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: {DISK_FULL} The upload was removed, and import {job['id']} was cancelled."
+    ), result.stderr
+    assert sql("SELECT count(*) FROM uploads")[0][0] == 0
+    wait_for(http, job["id"], lambda job: job["status"] == "cancelled", "cancelled")
+
+
+def test_an_upload_that_could_not_be_removed_after_a_refused_piece_is_said_with_its_address(
+    tmp_path, monkeypatch, live_server, live_worker, accounts, http, sql
+):
+    # The command said the server's words alone, with no word of the upload it left there.
+    # Here the import's cancel and the upload's removal are refused too (the same 507): the
+    # upload's address is said, to remove it, and the import's page, to cancel it.
+    monkeypatch.setattr(remote, "RETRY_DELAY_SECONDS", 0.1)
+    path = tmp_path / "catalog.csv"
+    path.write_bytes(b"sku,name\r\nA-1,Apple\r\n")
+    outage = Outage(live_server)
+    refused = (b"PATCH ", b"POST /api/imports/", b"DELETE ")
+    outage.fail(DISK_FULL_ANSWER, only=refused, cutting=True)
+    token = accounts["editor"].token
+
+    result = CliRunner().invoke(
+        cli.main, ["import", str(path), "--url", outage.url, "--token", token]
+    )
+    outage.end()
+
+    (job,) = http.get("/api/imports").json()["items"]
+    assert result.exit_code == 1, result.output
+    said = re.fullmatch(
+        rf"Error: {re.escape(DISK_FULL)} The upload could not be removed: it stays at (\S+) \(a "
+        r"tus DELETE there removes it; else the server does once it expires\)\. Import "
+        rf"{job['id']} waits for the rest of it: cancel it on its page "
+        rf"{outage.url}/imports/{job['id']}",
+        result.stderr.splitlines()[-1],
+    )
+    assert said, result.stderr
+    assert outage.failed == 3  # the piece, the cancel, the removal: each once
+    assert job["status"] in ("queued", "running")  # waiting for the rest
+    # as it says: the page cancels the import, the address removes the upload
     assert http.post(f"/api/imports/{job['id']}/cancel").status_code == 202
+    headers = {"Authorization": f"Bearer {token}", "Tus-Resumable": "1.0.0"}
+    assert requests.delete(said[1], headers=headers).status_code == 204
+    outage.close()
+    assert sql("SELECT count(*) FROM uploads")[0][0] == 0
 
 
 @pytest.mark.parametrize(

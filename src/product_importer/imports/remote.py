@@ -105,6 +105,8 @@ def _upload_and_import(
             ) from error
         if "job" in started and error.status_code in (401, 403):  # it cannot be cancelled
             raise click.ClickException(_refused_midway(error, base, job["id"])) from error
+        if "job" in started:  # a piece refused for good: the rest will never come
+            raise _refused_piece(http, base, started, error) from error
         raise click.ClickException(_tus_error(error, base)) from error
     if failed:
         return _stopped_on_its_bytes(http, base=base, uploader=uploader, size=size, failed=failed)
@@ -153,6 +155,36 @@ def _gave_up_uploading(http, *, base: str, started: dict, sent: int, size: int, 
             f"{base}/imports/{job_id}, and run this command again once the server answers."
         )
     return click.ClickException(f"{stopped} {then}")
+
+
+def _refused_piece(
+    http: httpx.Client, base: str, started: dict, failure: TusCommunicationError
+) -> click.ClickException:
+    """The error of a piece the server refused for good (a 507, a 413...): its words, then
+    what became of its import and upload, ended here (cancelled, removed) since the rest of
+    the file will never come; or, where that failed, where they are to end them."""
+    job_id, url = started["job"]["id"], started["upload"]
+    try:
+        cancel = http.post(f"/api/imports/{job_id}/cancel", timeout=LOOK_SECONDS).status_code
+    except httpx.HTTPError:
+        cancel = None
+    removed = _stop_upload(http, url)
+    import_now = {202: f"import {job_id} was cancelled", 409: f"import {job_id} had ended"}
+    if removed:  # an upload removed ends its import too: it fails, its bytes gone
+        ended = import_now.get(cancel, f"import {job_id} ends with it")
+        then = f"The upload was removed, and {ended}."
+    else:
+        kept = (
+            f"The upload could not be removed: it stays at {url} (a tus DELETE there removes "
+            "it; else the server does once it expires)."
+        )
+        then = (
+            f"{kept} {import_now[cancel].capitalize()}."
+            if cancel in import_now
+            else f"{kept} Import {job_id} waits for the rest of it: cancel it on its page "
+            f"{base}/imports/{job_id}"
+        )
+    return click.ClickException(f"{_tus_error(failure, base)} {then}")
 
 
 def _refused_midway(failure: TusCommunicationError, base: str, job_id: int) -> str:
@@ -536,11 +568,15 @@ def _failed_for_good(http: httpx.Client, job_id: int) -> dict | None:
     return job if job["status"] == Status.FAILED and job.get("retry_refusal") else None
 
 
-def _stop_upload(http: httpx.Client, url: str) -> None:
+def _stop_upload(http: httpx.Client, url: str) -> bool:
     """Remove the upload (tus termination), as the page's Cancel does: nothing of it is left
-    to resume, and the server keeps the bytes the failed import read."""
-    with contextlib.suppress(httpx.HTTPError):
-        http.delete(url, headers={"Tus-Resumable": "1.0.0"})
+    to resume, and the server keeps the bytes the failed import read. Return whether it is
+    gone (a 404: gone already, expired)."""
+    try:
+        answer = http.delete(url, headers={"Tus-Resumable": "1.0.0"}, timeout=LOOK_SECONDS)
+    except httpx.HTTPError:
+        return False
+    return answer.status_code in (204, 404)
 
 
 def _watch(http: httpx.Client, base: str, job_id: int) -> dict:
