@@ -728,3 +728,35 @@ def test_a_cut_import_leaves_the_next_holder_of_the_turn_its_staged_rows(
     assert attempts(sql, job["id"]) == 2
     assert http.get("/api/products").json()["total"] == ROWS + 2
     no_scratch_left(sql)
+
+
+def test_an_import_cancelled_after_its_session_was_cut_ends_cancelled_on_its_last_attempt(
+    http, sql, catalog, holding, live_worker, pausing
+):
+    from product_importer.imports.failures import MAX_ATTEMPTS
+
+    seed(http)
+    before = products_by_key(catalog())
+    with hold_step(holding, "copying") as held:
+        with paused(live_worker):
+            job = upload_csv(http, changed_file()).json()
+            # as two attempts lost to cuts leave it: how this one ends, the job ends
+            last = "UPDATE import_jobs SET attempts = :n WHERE id = :id"
+            sql(last, n=MAX_ATTEMPTS - 1, id=job["id"])
+        held.wait_until_blocking(timeout=120)  # it holds the turn, a helper fills
+        # as a network cut, a proxy, or an administrator ends the import's session
+        pid = sql("SELECT db_pid FROM import_jobs WHERE id = :id", id=job["id"])[0][0]
+        sql("SELECT pg_terminate_backend(:pid)", pid=pid)
+        wait_until(lambda: not sql(ALIVE, pids=[pid]), "its session ended")
+        # The person cancels it: its helper is interrupted, and its rollback found the session
+        # gone. That error was raised over the cancel: the job ended "failed unexpectedly".
+        assert http.post(f"/api/imports/{job['id']}/cancel").status_code == 202
+        cancelled = wait_for_job(http, job["id"], timeout=120)
+
+    assert cancelled["status"] == "cancelled", cancelled
+    assert "failed unexpectedly" not in (cancelled["error"] or ""), cancelled
+    assert attempts(sql, job["id"]) == MAX_ATTEMPTS
+    assert products_by_key(catalog()) == before
+    no_scratch_left(sql)  # the build of the whole catalog is not left for the next import
+    later = import_csv(http, csv_bytes([("Later", "LATER-1", "")]), timeout=120)
+    assert (later["status"], later["created"]) == ("completed", 1), later

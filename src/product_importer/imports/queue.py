@@ -193,6 +193,8 @@ def claim_next(conn: Connection) -> ClaimedJob | None:
 def run_claimed(conn: Connection, job: ClaimedJob) -> None:
     """Run a claimed job to its end and record the outcome; never raise."""
     started = time.monotonic()
+    # A session cut meanwhile is made anew for the attempt's clean-up: compared after it.
+    session = conn.connection.driver_connection
     try:
         deliveries = _apply(conn, job)
         log.info("import %s finished in %.1fs", job.id, time.monotonic() - started)
@@ -206,7 +208,7 @@ def run_claimed(conn: Connection, job: ClaimedJob) -> None:
         deliveries = _end_stopped(job, stop)
     except Exception as error:
         log.exception("import %s failed", job.id)
-        if (_database_lost(conn) or _cut_off(error)) and job.attempts < MAX_ATTEMPTS:
+        if (_lost(conn, session) or _cut_off(error)) and job.attempts < MAX_ATTEMPTS:
             _requeue_when_back(job, error)
             return
         deliveries = _end_stopped(job, Unexpected(_describe(error), job.undo_of))

@@ -210,7 +210,7 @@ class Run:
         self._left.set()
         try:
             if error is not None:
-                self.conn.rollback()
+                self._roll_back()
             self._clean_up()
         finally:
             _running.pop(self.job.id, None)
@@ -229,6 +229,19 @@ class Run:
             self.heartbeat.beat()
         except Exception:  # the job then shows its last beat's figures
             log.warning("import %s: last progress not written", self.job.id, exc_info=True)
+
+    def _roll_back(self) -> None:
+        """Undo the attempt; if its session was cut, the server undid it with the session.
+
+        The rollback then raises: that is logged, not raised over the error the import ended
+        with (which says how its job ends), and the clean-up goes on on a session made anew.
+        """
+        try:
+            self.conn.rollback()
+        except Exception:
+            log.warning("import %s: not rolled back, session lost", self.job.id, exc_info=True)
+            if not self.conn.invalidated:  # whatever broke it: the next statement connects anew
+                self.conn.invalidate()
 
     def _clean_up(self) -> None:
         """Drop the import's staging tables (the next import drops them if this cannot)."""
