@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import (
     Connection,
+    Engine,
     Table,
     create_engine,
     event,
@@ -89,6 +90,10 @@ STATISTICS_SECONDS = 60
 # transaction while helpers fill and index the new catalog: a server's timeouts for everyone
 # else (an operator's safety settings) cut it there, three attempts running, and it failed.
 NO_TIMEOUTS = ("SET statement_timeout = 0", "SET idle_in_transaction_session_timeout = 0")
+# The same for a migration's session, from its start (libpq's `options`, before the driver's
+# first query): a migration rewrites or indexes a whole table, minutes at 5M products, and waits
+# idle in its transaction between statements. lock_timeout stays the server's (README).
+MIGRATION_OPTIONS = "-c statement_timeout=0 -c idle_in_transaction_session_timeout=0"
 
 
 def helper_name(name: str) -> str:
@@ -578,6 +583,23 @@ def create_if_missing(url: str) -> bool:
     finally:
         engine.dispose()
     return not found
+
+
+def migration_engine(engine: Engine, connect_args: dict) -> Engine:
+    """An engine like `engine` (connected with `connect_args`) whose sessions start without
+    the server's timeouts (`MIGRATION_OPTIONS`), and no pool: the app's sessions keep them.
+    SQLite has none: `engine` itself.
+
+    Options an operator gave (in DATABASE_URL, or PGOPTIONS) come first; ours win over them.
+    """
+    if engine.dialect.name != "postgresql":
+        return engine
+    given = connect_args.get("options") or engine.url.query.get("options")
+    given = given or os.environ.get("PGOPTIONS")
+    options = f"{given} {MIGRATION_OPTIONS}" if given else MIGRATION_OPTIONS
+    return create_engine(
+        engine.url, poolclass=NullPool, connect_args=connect_args | {"options": options}
+    )
 
 
 def _plan(session: Session, query) -> dict:
