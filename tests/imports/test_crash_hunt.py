@@ -760,3 +760,22 @@ def test_an_import_cancelled_after_its_session_was_cut_ends_cancelled_on_its_las
     no_scratch_left(sql)  # the build of the whole catalog is not left for the next import
     later = import_csv(http, csv_bytes([("Later", "LATER-1", "")]), timeout=120)
     assert (later["status"], later["created"]) == ("completed", 1), later
+
+
+def test_an_import_whose_session_was_cut_while_it_read_its_file_runs_again(
+    http, sql, catalog, holding_rejections, held_file, live_worker
+):
+    with holding_rejections() as reading:  # the import stops half-way through its file
+        job = upload_csv(http, held_file.data).json()
+        reading.wait_until_blocking(timeout=120)
+        # as a network cut, a proxy, or an administrator ends the import's session, its COPY
+        pid = sql("SELECT db_pid FROM import_jobs WHERE id = :id", id=job["id"])[0][0]
+        sql("SELECT pg_terminate_backend(:pid)", pid=pid)
+        wait_until(lambda: not sql(ALIVE, pids=[pid]), "its session ended")
+
+    # The COPY's error is the driver's own, not marked as a cut: once its clean-up connects
+    # anew, only the session it began with tells that it was lost (else "failed unexpectedly").
+    done = wait_for_job(http, job["id"], timeout=120)
+    assert (done["status"], done["created"]) == ("completed_with_errors", len(held_file.expected))
+    assert attempts(sql, job["id"]) == 2
+    assert products_by_key(catalog()).keys() == held_file.expected.keys()
