@@ -434,14 +434,13 @@ def test_a_build_step_whose_helpers_cannot_connect_fails_rather_than_doing_nothi
     """The server out of connections as a step starts: the build's helpers are refused. The
     step passed having done nothing: a catalog built empty and switched in, or an import
     without the change record its undo needs."""
-    from sqlalchemy.exc import OperationalError
-
     from product_importer.extensions import db
     from product_importer.imports.bulk import Build
+    from product_importer.imports.failures import HelperNotConnected
 
     with app.app_context(), db.engine.connect() as conn:
         db.engine.pool.dispose()  # no idle connection for the helpers to take: they connect
         build = Build(conn, utcnow(), fresh=False, job=None)
-        refused = pytest.raises(OperationalError, match="not currently accepting connections")
+        refused = pytest.raises(HelperNotConnected, match="not currently accepting connections")
         with database_refusing_connections(), refused:
             build.analyze()

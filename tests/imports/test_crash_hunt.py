@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 import pytest
 
-from tests.conftest import BIN, Process, paused
+from tests.conftest import BIN, Process, database_refusing_connections, paused
 from tests.helpers import import_csv, upload_csv, wait_for_job, wait_until
 
 from .conftest import ROW_LOCK, csv_bytes, generate, products_by_key, wait_for
@@ -346,6 +346,26 @@ def test_the_next_attempt_of_a_killed_bulk_import_does_not_wait_for_its_helpers(
         wait_until(lambda: sql(BLOCKED_BY, pid=held.pid) == [(1,)], "the new helper waiting")
 
     assert_applied_whole(http, sql, catalog, job["id"], before)
+
+
+def test_an_import_whose_helpers_are_refused_a_connection_runs_again(
+    http, sql, catalog, holding, live_worker, pausing
+):
+    """The server out of connections as a bulk step starts: its helpers cannot connect. The
+    step did nothing and the import went on; then the attempt ended "failed unexpectedly"."""
+    seed(http)
+    before = products_by_key(catalog())
+    with hold_step(holding, "indexing") as held:
+        job = upload_csv(http, changed_file()).json()
+        held.wait_until_blocking(timeout=120)
+        logged = len(live_worker.output())
+        with database_refusing_connections():  # open sessions go on; new ones are refused
+            held.release()  # the indexes are built; the analyzing step's helpers connect
+            failed = f"import {job['id']} failed"
+            wait_until(lambda: failed in live_worker.output()[logged:], "the attempt failed")
+
+    assert_applied_whole(http, sql, catalog, job["id"], before)
+    assert attempts(sql, job["id"]) == 2
 
 
 def test_an_import_waiting_for_the_search_indexes_of_the_last_one_says_so(

@@ -32,6 +32,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from .. import database
+from .failures import HelperNotConnected
 
 log = logging.getLogger(__name__)
 
@@ -264,8 +265,10 @@ class Build:
             # A helper that cannot connect fails the build too: raised in its thread, it was
             # lost, and with both refused (the server out of connections) the step did
             # nothing and passed (an empty build, an import without its change record).
+            connected = False
             try:
                 with self._helper() as helper:
+                    connected = True
                     while not errors:
                         try:
                             statement = pending.get_nowait()
@@ -273,7 +276,7 @@ class Build:
                             return
                         helper.exec_driver_sql(statement, *([params] if params else []))
             except BaseException as error:  # noqa: BLE001  (raised in the caller's thread)
-                errors.append(error)
+                errors.append(error if connected else _not_connected(error))
                 self.interrupt()
 
         threads = [threading.Thread(target=work) for _ in range(min(BUILDERS, len(statements)))]
@@ -293,6 +296,15 @@ class Build:
                 yield helper
             finally:
                 self.helpers.remove(helper)
+
+
+def _not_connected(error: BaseException) -> BaseException:
+    """A helper's failure to connect, as the attempt's error: the queue tries again."""
+    if not isinstance(error, DBAPIError):
+        return error
+    described = HelperNotConnected(f"a helper session could not connect: {error.orig}")
+    described.__cause__ = error
+    return described
 
 
 def reserve_ids(conn: Connection) -> tuple[int, int]:

@@ -46,6 +46,12 @@ UPLOAD_CANCELLED_MESSAGE = (
 )
 
 
+class HelperNotConnected(Exception):
+    """A helper session of a bulk build could not connect (the server out of connections,
+    restarting, refusing them): nothing of the import was applied, and an attempt more, once
+    the server takes connections again, may well apply it."""
+
+
 class ImportStopped(Exception):
     """The import ended without applying; `str(error)` says why and what to do."""
 

@@ -33,6 +33,7 @@ from .failures import (
     UPLOAD_CANCELLED_MESSAGE,
     Cancelled,
     HandedBack,
+    HelperNotConnected,
     ImportStopped,
     Unexpected,
     cancelled,
@@ -241,9 +242,12 @@ def _database_lost(conn: Connection) -> bool:
 def _cut_off(error: BaseException) -> bool:
     """Whether a connection of the import (its own or a helper's) was cut in its midst: the
     server ended its session, or restarted and answers again (the connection is then made
-    anew, and no longer looks broken). Nothing of the import was applied."""
+    anew, and no longer looks broken); or a helper's could not be made. Nothing of the import
+    was applied."""
     while error is not None:
         if isinstance(error, DBAPIError) and error.connection_invalidated:
+            return True
+        if isinstance(error, HelperNotConnected):  # refused: made none, applied nothing
             return True
         error = error.__cause__ or error.__context__
     return False
