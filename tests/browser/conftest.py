@@ -45,35 +45,47 @@ def signed_out_page(browser, live_server, live_worker, artifacts, request):
 @pytest.fixture(scope="session")
 def admin_sign_in() -> dict:
     """The admin's sign-in made through the sign-in page by the first test that asks: its
-    cookies, and the row that makes them valid (each test's reset deletes sign-ins)."""
+    cookies, and the rows it wrote (each test's reset deletes them)."""
     return {}
 
 
 @pytest.fixture
 def page(signed_out_page, accounts, admin_sign_in, sql):
     """A fresh page, signed in as the admin: through the sign-in page once per test process,
-    then with that sign-in's cookies (a second each; tests of signing in use the page)."""
-    context = signed_out_page.context
+    then with that sign-in's cookies and rows (a second less each; the tests of signing in
+    use the page)."""
+    context, email = signed_out_page.context, accounts["admin"].email
     if not admin_sign_in:
-        sign_in(signed_out_page, accounts["admin"].email)
-        admin_sign_in["cookies"] = context.cookies()
-        admin_sign_in["row"] = sql(SIGN_IN_ROW, email=accounts["admin"].email)[0]._asdict()
+        sign_in(signed_out_page, email)
+        rows = {"session": sql(SIGN_IN_ROW, email=email)[0], "audit": sql(SIGN_IN_AUDIT)[0]}
+        admin_sign_in.update(cookies=context.cookies(), **rows)
     else:
-        sql(KEEP_SIGN_IN, **admin_sign_in["row"])
+        sql(KEEP_SIGN_IN, **admin_sign_in["session"]._asdict())
+        sql(KEEP_SIGN_IN_AUDIT, **admin_sign_in["audit"]._asdict())
         context.add_cookies(admin_sign_in["cookies"])
         signed_out_page.goto("/")
-        expect(signed_out_page.locator("#signed-in-as")).to_contain_text(accounts["admin"].email)
+        expect(signed_out_page.locator("#signed-in-as")).to_contain_text(email)
     return signed_out_page
 
 
+# What a sign-in writes: its session, the account's last sign-in, the audit log's entry.
 SIGN_IN_ROW = (
     "SELECT s.user_id, s.key_hash FROM sign_in_sessions AS s JOIN users AS u ON u.id = s.user_id "
     "WHERE u.email = :email"
 )
-KEEP_SIGN_IN = (
-    "INSERT INTO sign_in_sessions (user_id, key_hash, created_at, last_seen_at) "
-    "VALUES (:user_id, :key_hash, now(), now())"
+KEEP_SIGN_IN = """
+WITH signed_in AS (UPDATE users SET last_sign_in_at = now() WHERE id = :user_id)
+INSERT INTO sign_in_sessions (user_id, key_hash, created_at, last_seen_at)
+VALUES (:user_id, :key_hash, now(), now())
+"""
+SIGN_IN_AUDIT = (
+    "SELECT actor_id, actor_email, client_address, action, target, details::text AS details "
+    "FROM audit_log WHERE action = 'auth.signed_in' ORDER BY id DESC LIMIT 1"
 )
+KEEP_SIGN_IN_AUDIT = """
+INSERT INTO audit_log (at, actor_id, actor_email, client_address, action, target, details)
+VALUES (now(), :actor_id, :actor_email, :client_address, :action, :target, CAST(:details AS json))
+"""
 
 
 WIDTHS = {"desktop": 1366, "phone": 390}
