@@ -90,10 +90,6 @@ STATISTICS_SECONDS = 60
 # transaction while helpers fill and index the new catalog: a server's timeouts for everyone
 # else (an operator's safety settings) cut it there, three attempts running, and it failed.
 NO_TIMEOUTS = ("SET statement_timeout = 0", "SET idle_in_transaction_session_timeout = 0")
-# The same for a migration's session, from its start (libpq's `options`, before the driver's
-# first query): a migration rewrites or indexes a whole table, minutes at 5M products, and waits
-# idle in its transaction between statements. lock_timeout stays the server's (README).
-MIGRATION_OPTIONS = "-c statement_timeout=0 -c idle_in_transaction_session_timeout=0"
 
 
 def helper_name(name: str) -> str:
@@ -586,20 +582,28 @@ def create_if_missing(url: str) -> bool:
 
 
 def migration_engine(engine: Engine, connect_args: dict) -> Engine:
-    """An engine like `engine` (connected with `connect_args`) whose sessions start without
-    the server's timeouts (`MIGRATION_OPTIONS`), and no pool: the app's sessions keep them.
-    SQLite has none: `engine` itself.
-
-    Options an operator gave (in DATABASE_URL, or PGOPTIONS) come first; ours win over them.
-    """
+    """An engine like `engine` (connected with `connect_args`), without a pool, whose sessions
+    lift the server's timeouts (`NO_TIMEOUTS`) as they connect: a migration rewrites or indexes
+    a whole table, minutes at 5M products, and waits idle in its transaction between
+    statements. lock_timeout stays the server's (README). SQLite has none: `engine` itself."""
     if engine.dialect.name != "postgresql":
         return engine
-    given = connect_args.get("options") or engine.url.query.get("options")
-    given = given or os.environ.get("PGOPTIONS")
-    options = f"{given} {MIGRATION_OPTIONS}" if given else MIGRATION_OPTIONS
-    return create_engine(
-        engine.url, poolclass=NullPool, connect_args=connect_args | {"options": options}
-    )
+    migrating = create_engine(engine.url, poolclass=NullPool, connect_args=connect_args)
+    # first: before the dialect's own first queries, which a timeout of 1 ms cuts too
+    event.listen(migrating, "connect", _lift_timeouts, insert=True)
+    return migrating
+
+
+def _lift_timeouts(dbapi_connection, _record) -> None:
+    """SET the session's timeouts to none: a PgBouncer in session mode passes SET on, where
+    it refuses settings in the startup's `options` (PGOPTIONS's are still kept)."""
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True
+    try:
+        for setting in NO_TIMEOUTS:
+            dbapi_connection.execute(setting)
+    finally:
+        dbapi_connection.autocommit = autocommit
 
 
 def _plan(session: Session, query) -> dict:
