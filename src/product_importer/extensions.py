@@ -28,9 +28,22 @@ BigId = BigInteger().with_variant(Integer, "sqlite")
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+    # What the database fills in at an INSERT or UPDATE (a server default, a generated column)
+    # comes back with the statement (RETURNING), rather than being left to load on first read:
+    # read after the commit, that load could find the row deleted meanwhile (see `db`).
+    __mapper_args__ = {"eager_defaults": True}
 
 
-db = SQLAlchemy(model_class=Base)
+# A commit leaves the objects the session holds as they are (expire_on_commit off), so an answer
+# built after the commit is what the request made. Expired, each was loaded again on its next
+# read, from a row that a delete waiting for the change (another admin, another tab) may have
+# removed by then: a 500 for a change that was made. A session lives as long as its app context
+# (a request, a command, a round of upkeep; workers write through connections of their own).
+# Code that must see what others committed since says so: a poll forgets what it holds
+# (`expire_all`, as `imports.cli._watch` and `imports.streams._job_state` do: a rollback right
+# after a commit forgets nothing), an upload's piece reads its row again
+# (`imports.resumable._still_there`), an edit reads under its lock (`populate_existing`).
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate()
 csrf = CSRFProtect()
 # Limits are declared on the views that need them (failed sign-ins); none by default.

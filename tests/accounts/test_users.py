@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 
 import pytest
-from sqlalchemy import insert, text
+from sqlalchemy import event, insert, text
 
 from tests.conftest import http_client
 
@@ -170,3 +170,49 @@ def test_three_admins_in_a_ring_leave_one_admin_in_either_mode(
         assert codes.count(200) == 2, [answer.text for answer in answers]
         assert {code for code in codes if code != 200} <= {409, 403, 401}, codes
         assert len(active_admins(served.engine)) == 1
+
+
+# An admin's change of an account (the viewer, or a new one): the audit entry it commits with,
+# and the role it leaves the account with.
+ACCOUNT_CHANGES = [
+    (
+        "POST",
+        "/api/users",
+        {"email": "new@example.test", "role": "editor"},
+        "user.created",
+        "editor",
+    ),
+    ("PATCH", "/api/users/3", {"role": "editor"}, "user.changed", "editor"),
+    ("POST", "/api/users/3/password", {"revoke_tokens": True}, "user.password_reset", "viewer"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "audited", "role"),
+    ACCOUNT_CHANGES,
+    ids=["create", "change", "reset"],
+)
+def test_an_account_change_answers_the_account_as_it_left_it(
+    client, sql, method, path, body, audited, role
+):
+    # Another admin promotes and deactivates the account the moment this change commits: the
+    # answer says what this change made, not the account as that one left it right after.
+    from product_importer.extensions import db
+
+    changed_after = []
+
+    def change_once_committed(_session) -> None:
+        # once this change's own commit is made (not the commit of the token's last use)
+        if not changed_after and sql("SELECT 1 FROM audit_log WHERE action = :a", a=audited):
+            promoted = "UPDATE users SET role = 'admin', active = false WHERE email IN (:a, :b)"
+            changed_after.append(sql(promoted, a="new@example.test", b="viewer@example.test"))
+
+    event.listen(db.session, "after_commit", change_once_committed)
+    try:
+        answer = client.open(path, method=method, json=body)
+    finally:
+        event.remove(db.session, "after_commit", change_once_committed)
+
+    assert changed_after, "the account was never changed after the commit"
+    assert answer.status_code in (200, 201), answer.get_data(as_text=True)
+    assert (answer.get_json()["role"], answer.get_json()["active"]) == (role, True)

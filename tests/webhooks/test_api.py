@@ -563,3 +563,28 @@ def test_a_new_webhook_is_answered_though_a_delete_of_it_commits_right_after(
     assert answer.status_code == 201, answer.text
     assert answer.json()["secret"].startswith("whsec_")
     assert http.get(answer.headers["Location"]).status_code == 404
+
+
+def test_a_redelivery_is_answered_though_a_delete_of_its_webhook_commits_right_after(
+    http, holding, receiver
+):
+    """Redeliver (one admin) and a delete of its webhook (another) at once: the delete waits
+    for the redelivery and may commit before its answer is read. Read from the delivery loaded
+    again after the commit, the answer found it gone with its webhook: a 500 for an event that
+    was queued."""
+    hook = http.post("/api/webhooks", json={"url": receiver.url, "events": ["product.created"]})
+    webhook = f"/api/webhooks/{hook.json()['id']}"
+    assert http.post(f"{webhook}/test").json()["ok"]
+    [ping] = http.get(f"{webhook}/deliveries").json()["items"]
+
+    answer = deleted_as_it_commits(
+        holding,
+        lambda: http.post(f"{webhook}/deliveries/{ping['id']}/redeliver"),
+        table="webhook_deliveries",  # where the delivery would be read again
+        delete="DELETE FROM webhook_endpoints WHERE id = :id",
+        id=hook.json()["id"],
+    )
+
+    assert answer.status_code == 202, answer.text
+    assert (answer.json()["event_id"], answer.json()["status"]) == (ping["event_id"], "pending")
+    assert http.get(webhook).status_code == 404

@@ -103,11 +103,8 @@ def create_token():
     made_by = {"made_by_token": token.made_by_token_id} if token.made_by_token_id else {}
     details = {"role": token.role, "owner": token.owner.email, **made_by}
     audit.record(db.session, "token.created", token.name, **details)
-    # Before the commit: a deactivation waiting for the account revokes the token the moment
-    # it commits, and the row read again after it would be gone (a 500, not its secret).
-    made = token.to_dict() | {"token": secret}
     db.session.commit()
-    return jsonify(made), 201
+    return jsonify(token.to_dict() | {"token": secret}), 201
 
 
 def _still_signed_in() -> bool:
@@ -148,9 +145,8 @@ def create_user():
         db.session, email=fields.get("email"), role=fields.get("role"), password=password
     )
     audit.record(db.session, "user.created", user.email, role=user.role)
-    created = user.to_dict() | {"password": password}  # as this request made it
     db.session.commit()
-    return jsonify(created), 201
+    return jsonify(user.to_dict() | {"password": password}), 201
 
 
 @bp.patch("/users/<int:user_id>")
@@ -164,9 +160,8 @@ def change_user(user_id: int):
     )
     counted = {} if revoked is None else {"tokens_revoked": revoked}
     audit.record(db.session, "user.changed", user.email, **fields, **counted)
-    changed = user.to_dict()  # as this request left it, not as a change after it did
     db.session.commit()
-    return jsonify(changed)
+    return jsonify(user.to_dict())
 
 
 @bp.post("/users/<int:user_id>/password")
@@ -186,9 +181,8 @@ def reset_password(user_id: int):
     )
     counted = {} if revoked is None else {"tokens_revoked": revoked}
     audit.record(db.session, "user.password_reset", user.email, **counted)
-    reset = user.to_dict() | {"password": password, "tokens_revoked": revoked or 0}
     db.session.commit()
-    return jsonify(reset)
+    return jsonify(user.to_dict() | {"password": password, "tokens_revoked": revoked or 0})
 
 
 @bp.get("/audit")

@@ -268,7 +268,10 @@ def _watch(console: Console, job_id: int):
         task = bar.add_task(f"Import {job_id}", total=100, phase="Queued", figures="")
         shown: dict = {"percent": 0.0}
         while True:
-            db.session.rollback()  # see what the worker committed since
+            # what the worker committed since: no transaction kept (SQLite's snapshot would hide
+            # it), nor the job as last read (a rollback right after a commit forgets nothing)
+            db.session.rollback()
+            db.session.expire_all()
             job = service.get(db.session, job_id)
             # its run is on a thread here: the row lags it by a heartbeat, and on SQLite by
             # the whole merge, which holds the one writer (the bar sat at "Applying 30%")

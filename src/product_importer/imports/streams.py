@@ -162,7 +162,10 @@ def _events(
 def _job_state(job_id: int) -> tuple[dict, bool]:
     job = service.get(db.session, job_id)
     data, finished = service.job_json(db.session, job), job.finished
-    db.session.rollback()  # hold no transaction open between polls
+    # no transaction held between polls, nor rows as last read: the next poll reads the job,
+    # and the caller's sign-in or token (`allowance`), as they are then
+    db.session.rollback()
+    db.session.expire_all()
     return data, finished
 
 

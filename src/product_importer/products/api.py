@@ -35,10 +35,9 @@ def create_product():
     """Create a product: 201; 409 when its SKU exists in any case; 422 naming bad fields."""
     product = service.create(db.session, fields=json_object("product"))
     audit.record(db.session, "product.created", product.sku, id=product.id)
-    location = url_for("products_api.get_product", product_id=product.id)
-    created = _with_etag(product, 201, Location=location)  # read before the commit: _with_etag
     db.session.commit()
-    return created
+    location = url_for("products_api.get_product", product_id=product.id)
+    return _with_etag(product, 201, Location=location)
 
 
 @bp.get("/<int:product_id>")
@@ -56,9 +55,8 @@ def update_product(product_id: int):
     fields = json_object("product")
     product = service.update(db.session, product_id, fields=fields, if_match=_if_match())
     audit.record(db.session, "product.updated", product.sku, id=product.id, fields=sorted(fields))
-    changed = _with_etag(product)  # read before the commit: _with_etag says why
     db.session.commit()
-    return changed
+    return _with_etag(product)
 
 
 @bp.delete("/<int:product_id>")
@@ -84,12 +82,7 @@ def _if_match():
 
 
 def _with_etag(product, status: int = 200, **headers):
-    """The product's JSON answer, with its version as ETag.
-
-    A change makes it before its commit: the commit expires the product, and reading it after
-    loads it again, when a delete that waited for the change may have committed (a 500 for a
-    change that was made).
-    """
+    """The product's JSON answer, with its version as ETag."""
     response = jsonify(product.to_dict())
     response.status_code = status
     response.headers.update(headers)

@@ -22,11 +22,6 @@ from . import models, recovery, service
 bp = Blueprint("webhooks_api", __name__, url_prefix="/api/webhooks")
 bp.before_request(refuse_cross_site_requests)
 
-# A handler that changes a webhook reads its answer before the commit: the commit expires what
-# the session holds, and reading it after loads it again, when a delete of the webhook that
-# waited for the change (another admin, another tab) may have committed: a 500 for a change
-# that was made.
-
 
 @bp.get("")
 @requires(Role.VIEWER)
@@ -48,10 +43,9 @@ def create_webhook():
     audit.record(
         db.session, "webhook.created", endpoint.url, id=endpoint.id, events=endpoint.events
     )
-    # read before the commit (see the top); a new webhook has had no test
-    created = endpoint.to_dict(with_secret=True, last_test=None)
-    location = url_for("webhooks_api.get_webhook", endpoint_id=endpoint.id)
     db.session.commit()
+    location = url_for("webhooks_api.get_webhook", endpoint_id=endpoint.id)
+    created = endpoint.to_dict(with_secret=True, last_test=None)  # a new webhook has had no test
     return jsonify(created), 201, {"Location": location}
 
 
@@ -75,9 +69,8 @@ def update_webhook(endpoint_id: int):
     fields = json_object("webhook")
     endpoint = service.update_endpoint(db.session, endpoint_id, fields=fields)
     audit.record(db.session, "webhook.updated", endpoint.url, id=endpoint_id, fields=sorted(fields))
-    changed = _webhook_json(endpoint)  # read before the commit (see the top)
     db.session.commit()
-    return jsonify(changed)
+    return jsonify(_webhook_json(endpoint))
 
 
 @bp.delete("/<int:endpoint_id>")
@@ -98,9 +91,8 @@ def rotate_secret(endpoint_id: int):
     endpoint = service.rotate_secret(db.session, endpoint_id, fields=fields)
     until = iso(endpoint.previous_secret_until)
     audit.record(db.session, "webhook.secret_rotated", endpoint.url, id=endpoint_id, until=until)
-    rotated = _webhook_json(endpoint, with_secret=True)  # read before the commit (see the top)
     db.session.commit()
-    return jsonify(rotated)
+    return jsonify(_webhook_json(endpoint, with_secret=True))
 
 
 @bp.post("/<int:endpoint_id>/test")
@@ -152,9 +144,8 @@ def redeliver(endpoint_id: int, delivery_id: int):
     audit.record(
         db.session, "webhook.redelivered", f"webhook {endpoint_id}", event=delivery.event_id
     )
-    queued = delivery.to_dict()  # read before the commit (see the top)
     db.session.commit()
-    return jsonify(queued), 202
+    return jsonify(delivery.to_dict()), 202
 
 
 @bp.post("/<int:endpoint_id>/recover")
