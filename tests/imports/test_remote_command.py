@@ -1027,3 +1027,86 @@ def test_a_piece_asked_to_wait_longer_than_the_command_waits_ends_the_upload_at_
         lambda: http.get(f"/api/imports/{job['id']}").json()["status"] == "cancelled", "cancelled"
     )
     assert sql("SELECT count(*) FROM uploads")[0][0] == 0
+
+
+def test_a_retry_after_past_the_time_left_as_the_upload_starts_is_not_said_as_too_long(
+    tmp_path, monkeypatch, live_server
+):
+    # A 503 asking for 2 s, 2 s into the command's patience of 3 s (60 s), was said as "asked
+    # to be asked again in 2 s ..., longer than this command waits (3 s)": 2 s is not.
+    monkeypatch.setattr(remote, "ASK_AGAIN_SECONDS", 0.1)
+    monkeypatch.setattr(remote, "PATIENCE_SECONDS", 3)
+    path = tmp_path / "catalog.csv"
+    path.write_bytes(b"sku,name\r\nA-1,Apple\r\n")
+    outage = Outage(live_server)
+    outage.fail(asking_to_wait(b"503 Service Unavailable", "2"), only=b"POST /api/uploads ")
+
+    result = CliRunner().invoke(
+        cli.main, ["import", str(path), "--url", outage.url, "--token", "t"]
+    )
+    outage.close()
+
+    assert result.exit_code == 1, result.output
+    assert outage.failed == 2  # asked again once, after the 2 s it asked for
+    said = (
+        rf"Error: The upload could not be started: {re.escape(outage.url)} did not answer for "
+        r"\d+ s \(HTTP 503\), then asked to be asked again in 2 s \(Retry-After\): past the 3 s "
+        r"this command waits\. Run this command again once that time has passed\."
+    )
+    assert re.fullmatch(said, result.stderr.splitlines()[-1]), result.stderr
+
+
+def test_a_retry_after_of_no_time_when_the_patience_runs_out_is_said_as_no_answer(
+    tmp_path, monkeypatch, live_server
+):
+    # A 503 asking to be asked again at once (Retry-After: 0) when the command's patience (1 s
+    # here) ran out was said as "asked to be asked again in 0 s ..., longer than this command
+    # waits (1 s)".
+    monkeypatch.setattr(remote, "ASK_AGAIN_SECONDS", 0.1)
+    monkeypatch.setattr(remote, "PATIENCE_SECONDS", 1)
+    path = tmp_path / "catalog.csv"
+    path.write_bytes(b"sku,name\r\nA-1,Apple\r\n")
+    outage = Outage(live_server)
+    outage.fail(asking_to_wait(b"503 Service Unavailable", "0"), only=b"POST /api/uploads ")
+
+    result = CliRunner().invoke(
+        cli.main, ["import", str(path), "--url", outage.url, "--token", "t"]
+    )
+    outage.close()
+
+    assert result.exit_code == 1, result.output
+    assert outage.failed >= 2
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: The upload could not be started: {outage.url} did not answer for 1 s (HTTP "
+        "503). Check --url, and that the server is running there."
+    ), result.stderr
+
+
+def test_a_piece_asked_to_wait_past_the_time_left_is_not_said_as_too_long(
+    tmp_path, monkeypatch, live_server, live_worker, accounts, http, sql
+):
+    # A piece's 503 asking for 2 s, 2 s after its first failure, was said as "asked to be sent
+    # the rest in 2 s ..., longer than this command waits (3 s)": 2 s is not.
+    monkeypatch.setattr(remote, "RETRY_DELAY_SECONDS", 0.1)
+    monkeypatch.setattr(remote, "PATIENCE_SECONDS", 3)
+    path = tmp_path / "catalog.csv"
+    path.write_bytes(b"sku,name\r\nA-1,Apple\r\n")
+    outage = Outage(live_server)
+    outage.fail(asking_to_wait(b"503 Service Unavailable", "2"), only=b"PATCH ")
+
+    args = ["import", str(path), "--url", outage.url, "--token", accounts["editor"].token]
+    result = CliRunner().invoke(cli.main, args)
+    outage.close()
+
+    (job,) = http.get("/api/imports").json()["items"]
+    assert result.exit_code == 1, result.output
+    assert outage.failed == 2  # sent again once, after the 2 s it asked for
+    said = (
+        rf"Error: The upload stopped at 0 B of 21 B: {re.escape(outage.url)} did not take the "
+        r"rest for \d+ s \(HTTP 503\), then asked to be sent the rest in 2 s \(Retry-After\): "
+        rf"past the 3 s this command waits\. Import {job['id']} was cancelled: run this command "
+        r"again once the server answers\."
+    )
+    assert re.fullmatch(said, result.stderr.splitlines()[-1]), result.stderr
+    wait_for(http, job["id"], lambda job: job["status"] == "cancelled", "cancelled")
+    assert sql("SELECT count(*) FROM uploads")[0][0] == 0

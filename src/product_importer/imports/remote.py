@@ -10,6 +10,7 @@ server out of reach for a while (a restart, a proxy's 502) is waited for, then s
 import contextlib
 import io
 import json
+import math
 import os
 import shlex
 import time
@@ -53,9 +54,10 @@ AWAY = (429, 502, 503, 504)
 NOT_RECEIVED = (429, 502, 503)
 # The answers whose Retry-After (seconds, or an HTTP date) says when to ask again: a rate
 # limit's, a proxy's or a server's in maintenance. It is waited for in place of the command's
-# own pause (never less), within PATIENCE_SECONDS: a longer one is said at once, since asking
-# again sooner than asked is pointless. (The server's own 429, its MAX_QUEUED_IMPORTS quota
-# on asking for the import, has none: that is said at once, as any refusal of it.)
+# own pause (never less), within PATIENCE_SECONDS of the outage's start: one that would end past
+# them is said at once (_pause), since asking again sooner than asked is pointless. (The
+# server's own 429, its MAX_QUEUED_IMPORTS quota on asking for the import, has none: that is
+# said at once, as any refusal of it.)
 ASKS_TO_WAIT = (429, 503)
 
 
@@ -135,10 +137,10 @@ def _gave_up_uploading(http, *, base: str, started: dict, sent: int, size: int, 
     cancelled if the server answers that (a new run starts afresh), else left to cancel."""
     job_id = started["job"]["id"]
     stopped = f"The upload stopped at {size_label(sent)} of {size_label(size)}: {base} "
-    if isinstance(failure, AskedToWait):
-        stopped += (
-            f"asked to be sent the rest in {_seconds(failure.seconds)} ({_failure_why(failure)}, "
-            f"Retry-After), longer than this command waits ({PATIENCE_SECONDS} s)."
+    if isinstance(failure, GaveUpOnPiece):
+        why = _failure_why(failure)
+        stopped += failure.out.said(
+            why, not_done="did not take the rest", asked_for="to be sent the rest"
         )
     else:
         stopped += f"did not take the rest in {RETRIES + 1} tries ({_failure_why(failure)})."
@@ -368,12 +370,50 @@ class Away(Exception):
         self.why, self.message, self.wait_asked = why, message, wait_asked
 
 
-class AskedToWait(TusCommunicationError):
-    """A piece answered with a Retry-After longer than the command waits (`seconds`)."""
+class OutOfPatience(Exception):
+    """Asking again is vain: the server was out of reach for PATIENCE_SECONDS (`asked` None),
+    or its Retry-After asks to wait `asked` seconds past them, after `waited` seconds."""
 
-    def __init__(self, failure: TusCommunicationError, seconds: float):
+    def __init__(self, waited: float, asked: float | None = None):
+        super().__init__(waited, asked)
+        self.waited, self.asked = waited, asked
+
+    def said(self, why: str, *, not_done: str, asked_for: str) -> str:
+        """A sentence's end after the server's address: what it did not do (`not_done`: "did
+        not answer") and for how long, or what it asked (`asked_for`: "to be asked again")."""
+        if self.asked is None:
+            return f"{not_done} for {PATIENCE_SECONDS} s ({why})."
+        if self.asked > PATIENCE_SECONDS:  # no run of this command could wait that long
+            return (
+                f"asked {asked_for} in {_seconds(self.asked)} ({why}, Retry-After), longer "
+                f"than this command waits ({PATIENCE_SECONDS} s)."
+            )
+        return (  # a run started now could: say how long it already waited
+            f"{not_done} for {_seconds(math.ceil(self.waited))} ({why}), then asked {asked_for} "
+            f"in {_seconds(self.asked)} (Retry-After): past the {PATIENCE_SECONDS} s this "
+            "command waits."
+        )
+
+
+class GaveUpOnPiece(TusCommunicationError):
+    """A piece's failure past the command's patience (`out`, an OutOfPatience)."""
+
+    def __init__(self, failure: TusCommunicationError, out: OutOfPatience):
         super().__init__(str(failure), failure.status_code, failure.response_content)
-        self.seconds = seconds
+        self.out = out
+
+
+def _pause(asked: float | None, *, since: float, pause: float) -> float:
+    """The seconds to wait before asking again, an outage having started at `since`
+    (`time.monotonic()`): `pause`, or the Retry-After's `asked` (never less than `pause`). Raise
+    OutOfPatience once PATIENCE_SECONDS have passed, or if `asked` would end past them: asking
+    sooner than asked is pointless."""
+    waited = time.monotonic() - since
+    if waited >= PATIENCE_SECONDS:  # first: a Retry-After of 0 then is no longer than that
+        raise OutOfPatience(waited)
+    if asked is not None and waited + asked > PATIENCE_SECONDS:
+        raise OutOfPatience(waited, asked)
+    return pause if asked is None else max(asked, pause)
 
 
 def _patiently(ask, *, waiting, give_up):
@@ -388,23 +428,17 @@ def _patiently(ask, *, waiting, give_up):
             return ask()
         except Away as away:
             why, last, asked = away.why, away.message or last, away.wait_asked
-        it_said = f" It said: {last}" if last else ""
-        left = PATIENCE_SECONDS - (time.monotonic() - since)
-        if asked is not None and asked > left:
-            waited = (
-                f"asked to be asked again in {_seconds(asked)} ({why}, Retry-After), longer "
-                f"than this command waits ({PATIENCE_SECONDS} s).{it_said}"
-            )
-            raise give_up(waited, asked_later=True)
-        if left <= 0:
-            waited = f"did not answer for {PATIENCE_SECONDS} s ({why}).{it_said}"
-            raise give_up(waited, asked_later=False)
-        if asked is None:
-            waiting(why, "asking again")
-            time.sleep(ASK_AGAIN_SECONDS)
-        else:  # never sooner than asked, nor than its own pause
-            waiting(why, f"asking again in {_seconds(asked)}, as it asked")
-            time.sleep(max(asked, ASK_AGAIN_SECONDS))
+        try:
+            pause = _pause(asked, since=since, pause=ASK_AGAIN_SECONDS)
+        except OutOfPatience as out:
+            it_said = f" It said: {last}" if last else ""
+            waited = out.said(why, not_done="did not answer", asked_for="to be asked again")
+            raise give_up(waited + it_said, asked_later=out.asked is not None) from None
+        again = (
+            "asking again" if asked is None else f"asking again in {_seconds(asked)}, as it asked"
+        )
+        waiting(why, again)
+        time.sleep(pause)
 
 
 def _away(failure: TusCommunicationError) -> bool:
@@ -514,7 +548,7 @@ def _send_piece(uploader, waiting, answers: LastAnswer) -> None:
     through `waiting(why, what next)`, RETRY_DELAY_SECONDS apart or as long as an answer's
     Retry-After asks (`answers` has the last answer). A refusal (a file the server will not
     take) is raised at once: sending it again changes nothing; so is a Retry-After past
-    PATIENCE_SECONDS from the piece's first failure (AskedToWait)."""
+    PATIENCE_SECONDS from the piece's first failure (GaveUpOnPiece)."""
     failed_since = None
     for attempt in range(RETRIES + 1):
         try:
@@ -530,15 +564,23 @@ def _send_piece(uploader, waiting, answers: LastAnswer) -> None:
             raise failure
         failed_since = failed_since or time.monotonic()
         asked = answers.wait_asked(failure)
-        retry = f"retry {attempt + 1} of {RETRIES}"
-        if asked is None:
-            waiting(_failure_why(failure), f"sending again, {retry}")
-            time.sleep(RETRY_DELAY_SECONDS)
-        elif asked > PATIENCE_SECONDS - (time.monotonic() - failed_since):
-            raise AskedToWait(failure, asked)
-        else:  # never sooner than asked, nor than its own pause
-            waiting(_failure_why(failure), f"sending again in {_seconds(asked)}, {retry}")
-            time.sleep(max(asked, RETRY_DELAY_SECONDS))
+        pause = _piece_pause(failure, asked, since=failed_since)
+        again = "sending again" if asked is None else f"sending again in {_seconds(asked)}"
+        waiting(_failure_why(failure), f"{again}, retry {attempt + 1} of {RETRIES}")
+        time.sleep(pause)
+
+
+def _piece_pause(failure: TusCommunicationError, asked: float | None, *, since: float) -> float:
+    """The seconds before a failed piece is sent again: RETRY_DELAY_SECONDS, or its Retry-After
+    (`asked`) within the patience since its first failure at `since` (_pause), else raise
+    GaveUpOnPiece. Without a Retry-After, RETRIES bound it, not the time (a try may take
+    ANSWER_SECONDS)."""
+    if asked is None:
+        return RETRY_DELAY_SECONDS
+    try:
+        return _pause(asked, since=since, pause=RETRY_DELAY_SECONDS)
+    except OutOfPatience as out:
+        raise GaveUpOnPiece(failure, out) from None
 
 
 def _failure_why(failure: TusCommunicationError) -> str:
