@@ -363,8 +363,9 @@ def test_an_upload_the_server_stops_taking_ends_saying_how_far_it_got_its_import
     assert outage.failed == remote.RETRIES + 1
     said = (
         rf"Error: The upload stopped at 0 B of 21 B: {outage.url} did not take the rest in "
-        rf"{remote.RETRIES + 1} tries \((HTTP 502|connection dropped)\)\. Import {job['id']} was "
-        r"cancelled: run this command again once the server answers\."
+        rf"{remote.RETRIES + 1} tries \((HTTP 502|connection dropped)\)\. Run this command again "
+        rf"once the server answers\. The upload was removed, and import {job['id']} was "
+        r"cancelled\."
     )
     assert re.fullmatch(said, stderr.splitlines()[-1]), stderr
     wait_until(
@@ -1020,8 +1021,9 @@ def test_a_piece_asked_to_wait_longer_than_the_command_waits_ends_the_upload_at_
     assert outage.failed == 1
     assert result.stderr.splitlines()[-1] == (
         f"Error: The upload stopped at 0 B of 21 B: {outage.url} asked to be sent the rest in "
-        f"3,600 s (HTTP 503, Retry-After), longer than this command waits (60 s). Import "
-        f"{job['id']} was cancelled: run this command again once the server answers."
+        "3,600 s (HTTP 503, Retry-After), longer than this command waits (60 s). Run this "
+        "command again once the server answers. The upload was removed, and import "
+        f"{job['id']} was cancelled."
     ), result.stderr
     wait_until(
         lambda: http.get(f"/api/imports/{job['id']}").json()["status"] == "cancelled", "cancelled"
@@ -1104,9 +1106,49 @@ def test_a_piece_asked_to_wait_past_the_time_left_is_not_said_as_too_long(
     said = (
         rf"Error: The upload stopped at 0 B of 21 B: {re.escape(outage.url)} did not take the "
         r"rest for \d+ s \(HTTP 503\), then asked to be sent the rest in 2 s \(Retry-After\): "
-        rf"past the 3 s this command waits\. Import {job['id']} was cancelled: run this command "
-        r"again once the server answers\."
+        r"past the 3 s this command waits\. Run this command again once the server answers\. "
+        rf"The upload was removed, and import {job['id']} was cancelled\."
     )
     assert re.fullmatch(said, result.stderr.splitlines()[-1]), result.stderr
     wait_for(http, job["id"], lambda job: job["status"] == "cancelled", "cancelled")
+    assert sql("SELECT count(*) FROM uploads")[0][0] == 0
+
+
+def test_an_upload_given_up_on_that_could_not_be_removed_is_said_with_its_address(
+    tmp_path, monkeypatch, live_server, live_worker, accounts, http, sql
+):
+    # After its ten tries it said where to cancel the import, with no word of the upload: it
+    # was not even asked to be removed, and stayed on the server, unfinished. Here the cancel
+    # and the removal meet the proxy's 502 too: both addresses are said, to end them there.
+    monkeypatch.setattr(remote, "RETRY_DELAY_SECONDS", 0.1)
+    path = tmp_path / "catalog.csv"
+    path.write_bytes(b"sku,name\r\nA-1,Apple\r\n")
+    outage = Outage(live_server)
+    failing = (b"PATCH ", b"POST /api/imports/", b"DELETE ")
+    outage.fail(BAD_GATEWAY, only=failing, cutting=True)
+    token = accounts["editor"].token
+
+    result = CliRunner().invoke(
+        cli.main, ["import", str(path), "--url", outage.url, "--token", token]
+    )
+    outage.end()
+
+    (job,) = http.get("/api/imports").json()["items"]
+    assert result.exit_code == 1, result.output
+    said = re.fullmatch(
+        rf"Error: The upload stopped at 0 B of 21 B: {re.escape(outage.url)} did not take the "
+        rf"rest in {remote.RETRIES + 1} tries \((HTTP 502|connection dropped)\)\. Run this "
+        r"command again once the server answers\. The upload could not be removed: it stays at "
+        r"(\S+) \(a tus DELETE there removes it; else the server does once it expires\)\. "
+        rf"Import {job['id']} waits for the rest of it: cancel it on its page "
+        rf"{re.escape(outage.url)}/imports/{job['id']}",
+        result.stderr.splitlines()[-1],
+    )
+    assert said, result.stderr
+    assert outage.failed == remote.RETRIES + 3  # the tries, the cancel, the removal
+    # as it says: the page cancels the import, the address removes the upload
+    assert http.post(f"/api/imports/{job['id']}/cancel").status_code == 202
+    headers = {"Authorization": f"Bearer {token}", "Tus-Resumable": "1.0.0"}
+    assert requests.delete(said[2], headers=headers).status_code == 204
+    outage.close()
     assert sql("SELECT count(*) FROM uploads")[0][0] == 0

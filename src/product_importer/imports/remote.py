@@ -14,6 +14,7 @@ import math
 import os
 import shlex
 import time
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import click
@@ -111,7 +112,9 @@ def _upload_and_import(
             raise _refused_piece(http, base, started, error) from error
         raise click.ClickException(_tus_error(error, base)) from error
     if failed:
-        return _stopped_on_its_bytes(http, base=base, uploader=uploader, size=size, failed=failed)
+        return _stopped_on_its_bytes(
+            http, base=base, started=started, uploader=uploader, size=size, failed=failed
+        )
     ended = _watch(http, base, job["id"])
     code = _report(ended, base)
     # the token is never printed: the command takes it from where a shell keeps it
@@ -121,21 +124,21 @@ def _upload_and_import(
     return code
 
 
-def _stopped_on_its_bytes(http, *, base: str, uploader, size: int, failed: dict) -> int:
+def _stopped_on_its_bytes(http, *, base: str, started: dict, uploader, size: int, failed: dict):
     """Remove the upload of an import that failed on the file's own bytes; report it."""
-    _stop_upload(http, uploader.url)
+    ended = _end_there(http, started)
     click.echo(
         f"The upload was stopped after {size_label(uploader.offset)} of {size_label(size)}: "
         "the import failed on the file's own bytes, and the rest of the file could not change "
-        "this."
+        f"this.{'' if ended.removed else ' ' + _kept(started['upload'])}"
     )
     return _report(failed, base)
 
 
 def _gave_up_uploading(http, *, base: str, started: dict, sent: int, size: int, failure):
-    """The error of an upload the server stopped taking for RETRIES tries: its import is
-    cancelled if the server answers that (a new run starts afresh), else left to cancel."""
-    job_id = started["job"]["id"]
+    """The error of an upload the server stopped taking for RETRIES tries, or for longer than
+    the command waits: its import cancelled and its upload removed where the server answers
+    that (a new run starts afresh), else where to end them."""
     stopped = f"The upload stopped at {size_label(sent)} of {size_label(size)}: {base} "
     if isinstance(failure, GaveUpOnPiece):
         why = _failure_why(failure)
@@ -144,19 +147,8 @@ def _gave_up_uploading(http, *, base: str, started: dict, sent: int, size: int, 
         )
     else:
         stopped += f"did not take the rest in {RETRIES + 1} tries ({_failure_why(failure)})."
-    try:
-        cancelled = http.post(f"/api/imports/{job_id}/cancel", timeout=LOOK_SECONDS)
-    except httpx.HTTPError:
-        cancelled = None
-    if cancelled is not None and cancelled.status_code == 202:
-        _stop_upload(http, started["upload"])
-        then = f"Import {job_id} was cancelled: run this command again once the server answers."
-    else:
-        then = (
-            f"Import {job_id} waits there for the rest of the file: cancel it at "
-            f"{base}/imports/{job_id}, and run this command again once the server answers."
-        )
-    return click.ClickException(f"{stopped} {then}")
+    then = _what_became(_end_there(http, started), base, started)
+    return click.ClickException(f"{stopped} Run this command again once the server answers. {then}")
 
 
 def _refused_piece(
@@ -165,28 +157,58 @@ def _refused_piece(
     """The error of a piece the server refused for good (a 507, a 413...): its words, then
     what became of its import and upload, ended here (cancelled, removed) since the rest of
     the file will never come; or, where that failed, where they are to end them."""
-    job_id, url = started["job"]["id"], started["upload"]
-    try:
-        cancel = http.post(f"/api/imports/{job_id}/cancel", timeout=LOOK_SECONDS).status_code
-    except httpx.HTTPError:
-        cancel = None
-    removed = _stop_upload(http, url)
-    import_now = {202: f"import {job_id} was cancelled", 409: f"import {job_id} had ended"}
-    if removed:  # an upload removed ends its import too: it fails, its bytes gone
-        ended = import_now.get(cancel, f"import {job_id} ends with it")
-        then = f"The upload was removed, and {ended}."
-    else:
-        kept = (
-            f"The upload could not be removed: it stays at {url} (a tus DELETE there removes "
-            "it; else the server does once it expires)."
-        )
-        then = (
-            f"{kept} {import_now[cancel].capitalize()}."
-            if cancel in import_now
-            else f"{kept} Import {job_id} waits for the rest of it: cancel it on its page "
-            f"{base}/imports/{job_id}"
-        )
+    then = _what_became(_end_there(http, started), base, started)
     return click.ClickException(f"{_tus_error(failure, base)} {then}")
+
+
+class Ended(NamedTuple):
+    """What became of the import and upload _end_there ended: the cancel's status (None if
+    there was no import, or no answer), why it was not cancelled (None if it was, or had
+    ended), and whether the upload is gone."""
+
+    cancel: int | None
+    why_not: str | None
+    removed: bool
+
+
+def _end_there(http: httpx.Client, started: dict) -> Ended:
+    """Cancel the server's import, if asked for, and remove its upload, as the page's Cancel
+    does (nothing of it is left to resume); return what happened."""
+    cancel, why_not = None, None
+    if job := started.get("job"):
+        try:
+            answer = http.post(f"/api/imports/{job['id']}/cancel", timeout=LOOK_SECONDS)
+        except httpx.HTTPError as error:
+            why_not = f"{str(http.base_url).rstrip('/')} did not answer ({_briefly(error)})."
+        else:
+            cancel = answer.status_code
+            why_not = None if cancel in (202, 409) else _api_error(answer)  # 409: it ended
+    # removed even where the cancel failed: an upload removed ends its import too (it fails)
+    return Ended(cancel, why_not, _stop_upload(http, started["upload"]))
+
+
+def _what_became(ended: Ended, base: str, started: dict) -> str:
+    """What became of the import and upload ended (`ended`), in sentences; where one is left,
+    its address, to end it there."""
+    job_id, url = started["job"]["id"], started["upload"]
+    import_now = {202: f"import {job_id} was cancelled", 409: f"import {job_id} had ended"}
+    if ended.removed:  # an upload removed ends its import too: it fails, its bytes gone
+        now = import_now.get(ended.cancel, f"import {job_id} ends with it")
+        return f"The upload was removed, and {now}."
+    if ended.cancel in import_now:
+        return f"{_kept(url)} {import_now[ended.cancel].capitalize()}."
+    return (
+        f"{_kept(url)} Import {job_id} waits for the rest of it: cancel it on its page "
+        f"{base}/imports/{job_id}"
+    )
+
+
+def _kept(url: str) -> str:
+    """That the upload at `url` could not be removed, and how it is."""
+    return (
+        f"The upload could not be removed: it stays at {url} (a tus DELETE there removes it; "
+        "else the server does once it expires)."
+    )
 
 
 def _refused_midway(failure: TusCommunicationError, base: str, job_id: int) -> str:
@@ -203,27 +225,25 @@ def _cancel_on_interrupt(http: httpx.Client, base: str, started: dict) -> int:
     import that ended meanwhile is reported as it ended."""
     click.echo("", err=True)  # off the progress bar's line
     job = started.get("job")
+    ended = _end_there(http, started) if "upload" in started else Ended(None, None, True)
     if job is None:  # no import yet: at most an upload, removed
-        if "upload" in started:
-            _stop_upload(http, started["upload"])
-        click.echo("Stopped (Ctrl-C) before the import was asked for: nothing changed.", err=True)
-        return INTERRUPTED
-    try:
-        answer = http.post(f"/api/imports/{job['id']}/cancel", timeout=LOOK_SECONDS)
-        why = None if answer.status_code in (202, 409) else _api_error(answer)  # 409: it ended
-    except httpx.HTTPError as error:
-        why = f"{base} did not answer ({_briefly(error)})."
-    if why:
-        raise click.ClickException(
-            f"Ctrl-C: import {job['id']} could not be cancelled: {why} "
-            f"Cancel it on its page: {base}/imports/{job['id']}"
+        left = "" if ended.removed else f" {_kept(started['upload'])}"
+        click.echo(
+            f"Stopped (Ctrl-C) before the import was asked for: nothing changed.{left}", err=True
         )
-    _stop_upload(http, started["upload"])
-    if answer.status_code == 202:
+        return INTERRUPTED
+    if ended.why_not:
+        raise click.ClickException(
+            f"Ctrl-C: import {job['id']} could not be cancelled: {ended.why_not} "
+            f"{_what_became(ended, base, started)}"
+        )
+    if not ended.removed:
+        click.echo(_kept(started["upload"]), err=True)
+    if ended.cancel == 202:
         click.echo(f"Cancelling import {job['id']} on the server (Ctrl-C)...", err=True)
-    ended = _watch(http, base, job["id"])
-    code = _report(ended, base)
-    return INTERRUPTED if ended["status"] == Status.CANCELLED else code
+    final = _watch(http, base, job["id"])
+    code = _report(final, base)
+    return INTERRUPTED if final["status"] == Status.CANCELLED else code
 
 
 class LastAnswer:
