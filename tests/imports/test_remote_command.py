@@ -1152,3 +1152,35 @@ def test_an_upload_given_up_on_that_could_not_be_removed_is_said_with_its_addres
     assert requests.delete(said[2], headers=headers).status_code == 204
     outage.close()
     assert sql("SELECT count(*) FROM uploads")[0][0] == 0
+
+
+def test_a_refusal_after_a_proxys_answer_as_the_upload_starts_is_waited_for_as_a_restart(
+    tmp_path, monkeypatch, start_import, live_server, live_worker, accounts, http
+):
+    # Untested until now: a connection refused as the upload is created, once a proxy at
+    # --url has answered (a 503 here), is a restart's, asked again until it listens again,
+    # not a wrong --url said at once (exit 2, "Nothing answers at ..."). Its bar is drawn, so
+    # that the ask again shows.
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    monkeypatch.setenv("COLUMNS", "200")
+    path = tmp_path / "catalog.csv"
+    path.write_bytes(b"sku,name\r\nA-1,Apple\r\n")
+    outage = Outage(live_server)
+    # asked again in 5 s, as the 503 asks: time enough to stop listening before then
+    busy = asking_to_wait(b"503 Service Unavailable", "5")
+    outage.fail(busy, only=b"POST /api/uploads ", times=1)
+
+    command = start_import(path, outage.url, accounts["editor"].token)
+    stderr = Collected(command.stderr)
+    wait_until(lambda: outage.failed == 1 or ended(command), "the 503")
+    outage.refuse()
+    wait_until(lambda: "connection refused" in stderr.text or ended(command), "refused")
+    outage.listen_again()
+    command.wait(timeout=300)
+    outage.close()
+
+    assert command.returncode == 0, stderr.text[-1000:]
+    assert "connection refused · asking again" in stderr.text
+    (job,) = http.get("/api/imports").json()["items"]
+    assert job["status"] == "completed"
+    assert len(outage.seen_at(b"POST /api/uploads ")) == 2  # the 503, then the upload made
