@@ -7,8 +7,10 @@ import email.utils
 import http.server
 import json
 import math
+import os
 import re
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -17,6 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 from click.testing import CliRunner
+from tusclient.exceptions import TusCommunicationError
 
 from product_importer import cli
 from product_importer.imports import remote
@@ -1184,3 +1187,70 @@ def test_a_refusal_after_a_proxys_answer_as_the_upload_starts_is_waited_for_as_a
     (job,) = http.get("/api/imports").json()["items"]
     assert job["status"] == "completed"
     assert len(outage.seen_at(b"POST /api/uploads ")) == 2  # the 503, then the upload made
+
+
+class BreakingTls:
+    """A TLS server on 127.0.0.1, its certificate self-signed (made with openssl in `folder`,
+    as `cert`), that reads a request, then sends a record that does not decrypt: a TLS
+    connection broken off on the way (a middlebox, a link that mangled it)."""
+
+    def __init__(self, folder):
+        key, self.cert = folder / "key.pem", folder / "cert.pem"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+            + ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+            + ["-keyout", str(key), "-out", str(self.cert)],
+            check=True,
+            capture_output=True,
+        )
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(self.cert, key)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"https://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            with (
+                contextlib.suppress(OSError),
+                self.context.wrap_socket(client, server_side=True) as tls,
+            ):
+                tls.recv(65536)
+                with socket.socket(fileno=os.dup(tls.fileno())) as raw:  # under the TLS
+                    raw.sendall(b"\x17\x03\x03\x00\x20" + b"\x00" * 32)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def tls_failure(url: str, verify) -> TusCommunicationError:
+    """The error a piece sent to `url` meets (`verify` as requests takes it), as tuspy gives it."""
+    with pytest.raises(requests.RequestException) as raised:
+        requests.patch(url, data=b"sku,name\r\nA-1,Apple\r\n", verify=verify, timeout=10)
+    return TusCommunicationError(raised.value)
+
+
+def test_a_tls_connection_broken_off_on_a_piece_is_sent_again_a_certificate_refused_is_not(
+    tmp_path,
+):
+    # A TLS error on a piece (a record that does not decrypt) was neither a dropped connection
+    # nor a refused one: the command took it for the server's refusal, cancelled the import
+    # and removed the upload, saying "its TLS certificate was not accepted". Real errors of a
+    # real TLS server, without the command: an end-to-end TLS proxy would cost much more.
+    server = BreakingTls(tmp_path)
+    broken = tls_failure(server.url, verify=str(server.cert))  # trusted: the record breaks
+    refused = tls_failure(server.url, verify=True)  # not trusted: the handshake fails
+    server.close()
+
+    assert remote._worth_retrying(broken), broken
+    assert remote._failure_why(broken) == "TLS connection broken off"
+    assert not remote._worth_retrying(refused), refused
+    assert remote._tus_error(refused, server.url) == (
+        f"The upload failed: could not reach {server.url}: its TLS certificate was not "
+        "accepted. Check the host name in --url, and the server's certificate (expired? for "
+        "another name?): a new run meets the same certificate."
+    )

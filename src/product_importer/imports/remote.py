@@ -13,6 +13,7 @@ import json
 import math
 import os
 import shlex
+import ssl
 import time
 from typing import NamedTuple
 from urllib.parse import urlsplit
@@ -611,9 +612,22 @@ def _failure_why(failure: TusCommunicationError) -> str:
 
 
 def _worth_retrying(failure: TusCommunicationError) -> bool:
-    """Whether sending again may go through: a server out of reach for a while, an offset that
-    moved (409) or a piece still arriving (423); not a refusal such as 413, 422 or 507."""
+    """Whether sending again may go through: a server out of reach for a while, a TLS
+    connection broken off, an offset that moved (409) or a piece still arriving (423); not a
+    refusal such as 413, 422 or 507, nor a certificate refused."""
+    if failure.status_code is None and _tls_broken(failure.args[0] if failure.args else None):
+        return True
     return _away(failure) or failure.status_code in (409, 423)
+
+
+def _tls_broken(error) -> bool:
+    """Whether a request of requests failed on TLS other than on the server's certificate: a
+    connection broken off mid-piece (a record that does not decrypt, an EOF), a dropped
+    connection's, where a certificate refused will be refused again."""
+    if not isinstance(error, requests.exceptions.SSLError):
+        return False
+    held = getattr(_cause(error), "args", ())  # urllib3's SSLError holds ssl's
+    return not any(isinstance(inner, ssl.SSLCertVerificationError) for inner in held)
 
 
 def _failed_for_good(http: httpx.Client, job_id: int) -> dict | None:
@@ -818,10 +832,12 @@ NO_ANSWER = (
     (("Connection refused",), "nothing answered there (connection refused)", "connection refused"),
     (("timed out", "Timeout"), "it did not answer in time", "no answer in time"),
     (
-        ("SSLError", "CERTIFICATE_VERIFY_FAILED"),
+        ("CERTIFICATE_VERIFY_FAILED", "SSLCertVerificationError"),
         "its TLS certificate was not accepted",
         NO_TLS,
     ),
+    # after the certificate's: any other TLS error is a connection broken off on the way
+    (("SSLError", "SSLEOFError"), "its TLS connection broke off", "TLS connection broken off"),
     (
         ("disconnected", "reset", "aborted", "RemoteDisconnected"),
         "it dropped the connection",
@@ -833,6 +849,11 @@ NO_ANSWER = (
 def _unreachable(error: str, base: str) -> str:
     """Why the server at `base` could not be reached, and what to check."""
     why = _said_of(error, long=True) or error
+    if _said_of(error, long=False) == NO_TLS:  # asking again changes nothing
+        return (
+            f"could not reach {base}: {why}. Check the host name in --url, and the server's "
+            "certificate (expired? for another name?): a new run meets the same certificate."
+        )
     return f"could not reach {base}: {why}. Check --url, and that the server is running there."
 
 
