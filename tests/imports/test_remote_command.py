@@ -9,6 +9,7 @@ import json
 import math
 import os
 import re
+import signal
 import socket
 import ssl
 import subprocess
@@ -1254,3 +1255,50 @@ def test_a_tls_connection_broken_off_on_a_piece_is_sent_again_a_certificate_refu
         "accepted. Check the host name in --url, and the server's certificate (expired? for "
         "another name?): a new run meets the same certificate."
     )
+
+
+def test_ctrl_c_that_could_not_end_the_servers_import_says_where_its_upload_stays(
+    tmp_path,
+    start_import,
+    live_server,
+    live_worker,
+    accounts,
+    http,
+    sql,
+    held_file,
+    holding_rejections,
+):
+    # Ctrl-C while the server did not answer said where to cancel the import alone: its upload
+    # was not even asked to be removed, and stayed there with no word of it.
+    path = tmp_path / "held.csv"
+    path.write_bytes(held_file.data)
+    outage = Outage(live_server)
+    token = accounts["editor"].token
+
+    with holding_rejections() as reading:  # stops half-way through reading
+        command = start_import(path, outage.url, token)
+        reading.wait_until_blocking()
+        wait_until(lambda: upload_complete(sql), "the file uploaded")
+        outage.refuse()  # the cancel and the removal find nothing there
+        command.send_signal(signal.SIGINT)
+        stdout, stderr = command.communicate(timeout=300)
+        (job,) = http.get("/api/imports").json()["items"]
+        # as it says: the page cancels the import, the address removes the upload
+        assert http.post(f"/api/imports/{job['id']}/cancel").status_code == 202
+    outage.close()
+
+    assert command.returncode == 1, stdout + stderr
+    said = re.fullmatch(
+        rf"Error: Ctrl-C: import {job['id']} could not be cancelled: {re.escape(outage.url)} "
+        r"did not answer \(connection refused\)\. The upload could not be removed: it stays at "
+        r"(\S+) \(a tus DELETE there removes it; else the server does once it expires\)\. "
+        # (it waits for the rest if Ctrl-C came between the last byte's answer and the watch)
+        rf"Import {job['id']} (?:goes on there|waits for the rest of it): cancel it on its page "
+        rf"{re.escape(outage.url)}/imports/{job['id']}",
+        stderr.splitlines()[-1],
+    )
+    assert said, stderr
+    upload = said[1].replace(outage.url, live_server)  # the proxy no longer listens
+    headers = {"Authorization": f"Bearer {token}", "Tus-Resumable": "1.0.0"}
+    assert requests.delete(upload, headers=headers).status_code == 204
+    assert sql("SELECT count(*) FROM uploads")[0][0] == 0

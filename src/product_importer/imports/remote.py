@@ -102,6 +102,7 @@ def _upload_and_import(
         started["upload"] = uploader.url
         job = started["job"] = _ask_for_import(http, uploader.url.rsplit("/", 1)[-1], options)
         failed = _send(uploader, size, lambda: _failed_for_good(http, job["id"]), answers)
+        started["sent"] = not failed  # every byte: the import no longer waits for the rest
     except (TusCommunicationError, TusUploadFailed) as error:
         if "job" in started and _worth_retrying(error):  # retried, in vain: not a refusal
             raise _gave_up_uploading(
@@ -198,10 +199,8 @@ def _what_became(ended: Ended, base: str, started: dict) -> str:
         return f"The upload was removed, and {now}."
     if ended.cancel in import_now:
         return f"{_kept(url)} {import_now[ended.cancel].capitalize()}."
-    return (
-        f"{_kept(url)} Import {job_id} waits for the rest of it: cancel it on its page "
-        f"{base}/imports/{job_id}"
-    )
+    goes_on = "goes on there" if started.get("sent") else "waits for the rest of it"
+    return f"{_kept(url)} Import {job_id} {goes_on}: cancel it on its page {base}/imports/{job_id}"
 
 
 def _kept(url: str) -> str:
