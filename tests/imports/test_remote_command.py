@@ -211,6 +211,29 @@ def upload_complete(sql) -> bool:
     return sql("SELECT count(*) FROM uploads WHERE completed_at IS NOT NULL")[0][0] == 1
 
 
+@pytest.fixture
+def import_one_row(tmp_path, live_server, accounts):
+    """Import a file of one row through an `Outage` in front of the server, failing with
+    `answer` as `failing` says (`Outage.fail`); the command's result and the proxy, passing
+    everything through since (closed as the test ends)."""
+    outages = []
+
+    def run(answer: bytes, **failing):
+        path = tmp_path / "catalog.csv"
+        path.write_bytes(b"sku,name\r\nA-1,Apple\r\n")
+        outage = Outage(live_server)
+        outages.append(outage)
+        outage.fail(answer, **failing)
+        args = ["import", str(path), "--url", outage.url, "--token", accounts["editor"].token]
+        result = CliRunner().invoke(cli.main, args)
+        outage.end()
+        return result, outage
+
+    yield run
+    for outage in outages:
+        outage.close()
+
+
 def test_a_remote_import_rides_out_a_server_that_stops_answering_for_a_while(
     tmp_path, start_import, live_server, live_worker, accounts, sql, held_file, holding_rejections
 ):
@@ -346,20 +369,13 @@ def test_a_remote_import_ends_with_the_summary_and_where_to_get_its_rejected_row
 
 
 def test_an_upload_the_server_stops_taking_ends_saying_how_far_it_got_its_import_cancelled(
-    tmp_path, monkeypatch, live_server, live_worker, accounts, http, sql
+    import_one_row, tmp_path, monkeypatch, live_server, live_worker, accounts, http, sql
 ):
     # After its ten tries it said "The upload failed: the server answered 502." alone, and the
     # server's import was left waiting for the rest of the file. Run in this process, so that
     # the 3 s between tries can be made short.
     monkeypatch.setattr(remote, "RETRY_DELAY_SECONDS", 0.1)
-    path = tmp_path / "catalog.csv"
-    path.write_bytes(b"sku,name\r\nA-1,Apple\r\n")
-    outage = Outage(live_server)
-    outage.fail(BAD_GATEWAY, only=b"PATCH ")
-
-    args = ["import", str(path), "--url", outage.url, "--token", accounts["editor"].token]
-    result = CliRunner().invoke(cli.main, args)
-    outage.close()
+    result, outage = import_one_row(BAD_GATEWAY, only=b"PATCH ")
     stderr = result.stderr
 
     (job,) = http.get("/api/imports").json()["items"]
@@ -812,21 +828,14 @@ DISK_FULL_ANSWER = raw_answer(
 
 
 def test_a_piece_the_server_refuses_for_good_is_not_sent_again_its_import_and_upload_ended(
-    tmp_path, monkeypatch, live_server, live_worker, accounts, http, sql
+    import_one_row, tmp_path, monkeypatch, live_server, live_worker, accounts, http, sql
 ):
     # A 507 (the disk nearly full) on a piece was sent again ten times, then said "did not take
     # the rest in 11 tries (HTTP 507)", the server's words lost. Then it was said at once, but
     # the upload stayed on the server, unfinished, its import waiting for bytes that would
     # never come.
     monkeypatch.setattr(remote, "RETRY_DELAY_SECONDS", 0.1)
-    path = tmp_path / "catalog.csv"
-    path.write_bytes(b"sku,name\r\nA-1,Apple\r\n")
-    outage = Outage(live_server)
-    outage.fail(DISK_FULL_ANSWER, only=b"PATCH ")
-
-    args = ["import", str(path), "--url", outage.url, "--token", accounts["editor"].token]
-    result = CliRunner().invoke(cli.main, args)
-    outage.close()
+    result, outage = import_one_row(DISK_FULL_ANSWER, only=b"PATCH ")
 
     (job,) = http.get("/api/imports").json()["items"]
     assert result.exit_code == 1, result.output
@@ -839,23 +848,14 @@ def test_a_piece_the_server_refuses_for_good_is_not_sent_again_its_import_and_up
 
 
 def test_an_upload_that_could_not_be_removed_after_a_refused_piece_is_said_with_its_address(
-    tmp_path, monkeypatch, live_server, live_worker, accounts, http, sql
+    import_one_row, tmp_path, monkeypatch, live_server, live_worker, accounts, http, sql
 ):
     # The command said the server's words alone, with no word of the upload it left there.
     # Here the import's cancel and the upload's removal are refused too (the same 507): the
     # upload's address is said, to remove it, and the import's page, to cancel it.
     monkeypatch.setattr(remote, "RETRY_DELAY_SECONDS", 0.1)
-    path = tmp_path / "catalog.csv"
-    path.write_bytes(b"sku,name\r\nA-1,Apple\r\n")
-    outage = Outage(live_server)
     refused = (b"PATCH ", b"POST /api/imports/", b"DELETE ")
-    outage.fail(DISK_FULL_ANSWER, only=refused, cutting=True)
-    token = accounts["editor"].token
-
-    result = CliRunner().invoke(
-        cli.main, ["import", str(path), "--url", outage.url, "--token", token]
-    )
-    outage.end()
+    result, outage = import_one_row(DISK_FULL_ANSWER, only=refused, cutting=True)
 
     (job,) = http.get("/api/imports").json()["items"]
     assert result.exit_code == 1, result.output
@@ -871,7 +871,7 @@ def test_an_upload_that_could_not_be_removed_after_a_refused_piece_is_said_with_
     assert job["status"] in ("queued", "running")  # waiting for the rest
     # as it says: the page cancels the import, the address removes the upload
     assert http.post(f"/api/imports/{job['id']}/cancel").status_code == 202
-    headers = {"Authorization": f"Bearer {token}", "Tus-Resumable": "1.0.0"}
+    headers = {"Authorization": f"Bearer {accounts['editor'].token}", "Tus-Resumable": "1.0.0"}
     assert requests.delete(said[1], headers=headers).status_code == 204
     outage.close()
     assert sql("SELECT count(*) FROM uploads")[0][0] == 0
@@ -934,19 +934,16 @@ def test_a_retry_after_on_the_uploads_creation_is_waited_for(
 
 
 def test_a_retry_after_on_a_piece_is_waited_for_before_sending_it_again(
-    tmp_path, monkeypatch, live_server, live_worker, accounts
+    import_one_row, tmp_path, monkeypatch, live_server, live_worker, accounts
 ):
     # A 429 with Retry-After on a piece was sent again after the command's own pause (0.1 s
     # here), and again, using up its ten retries while the server still asked to wait.
     monkeypatch.setattr(remote, "RETRY_DELAY_SECONDS", 0.1)
-    path = tmp_path / "catalog.csv"
-    path.write_bytes(b"sku,name\r\nA-1,Apple\r\n")
-    outage = Outage(live_server)
-    outage.fail(asking_to_wait(b"429 Too Many Requests", "3"), only=b"PATCH ", times=1)
-
-    args = ["import", str(path), "--url", outage.url, "--token", accounts["editor"].token]
-    result = CliRunner().invoke(cli.main, args)
-    outage.close()
+    result, outage = import_one_row(
+        asking_to_wait(b"429 Too Many Requests", "3"),
+        only=b"PATCH ",
+        times=1,
+    )
 
     assert result.exit_code == 0, result.output
     assert summary(result.stdout)["Outcome"] == "Completed"
@@ -1006,19 +1003,15 @@ def test_a_retry_after_longer_than_the_command_waits_is_said_at_once(
 
 
 def test_a_piece_asked_to_wait_longer_than_the_command_waits_ends_the_upload_at_once(
-    tmp_path, monkeypatch, live_server, live_worker, accounts, http, sql
+    import_one_row, tmp_path, monkeypatch, live_server, live_worker, accounts, http, sql
 ):
     # A 503 asking for an hour on a piece was sent again ten times, 0.1 s apart here, then said
     # as "did not take the rest in 11 tries (HTTP 503)".
     monkeypatch.setattr(remote, "RETRY_DELAY_SECONDS", 0.1)
-    path = tmp_path / "catalog.csv"
-    path.write_bytes(b"sku,name\r\nA-1,Apple\r\n")
-    outage = Outage(live_server)
-    outage.fail(asking_to_wait(b"503 Service Unavailable", "3600"), only=b"PATCH ")
-
-    args = ["import", str(path), "--url", outage.url, "--token", accounts["editor"].token]
-    result = CliRunner().invoke(cli.main, args)
-    outage.close()
+    result, outage = import_one_row(
+        asking_to_wait(b"503 Service Unavailable", "3600"),
+        only=b"PATCH ",
+    )
 
     (job,) = http.get("/api/imports").json()["items"]
     assert result.exit_code == 1, result.output
@@ -1089,20 +1082,16 @@ def test_a_retry_after_of_no_time_when_the_patience_runs_out_is_said_as_no_answe
 
 
 def test_a_piece_asked_to_wait_past_the_time_left_is_not_said_as_too_long(
-    tmp_path, monkeypatch, live_server, live_worker, accounts, http, sql
+    import_one_row, tmp_path, monkeypatch, live_server, live_worker, accounts, http, sql
 ):
     # A piece's 503 asking for 2 s, 2 s after its first failure, was said as "asked to be sent
     # the rest in 2 s ..., longer than this command waits (3 s)": 2 s is not.
     monkeypatch.setattr(remote, "RETRY_DELAY_SECONDS", 0.1)
     monkeypatch.setattr(remote, "PATIENCE_SECONDS", 3)
-    path = tmp_path / "catalog.csv"
-    path.write_bytes(b"sku,name\r\nA-1,Apple\r\n")
-    outage = Outage(live_server)
-    outage.fail(asking_to_wait(b"503 Service Unavailable", "2"), only=b"PATCH ")
-
-    args = ["import", str(path), "--url", outage.url, "--token", accounts["editor"].token]
-    result = CliRunner().invoke(cli.main, args)
-    outage.close()
+    result, outage = import_one_row(
+        asking_to_wait(b"503 Service Unavailable", "2"),
+        only=b"PATCH ",
+    )
 
     (job,) = http.get("/api/imports").json()["items"]
     assert result.exit_code == 1, result.output
@@ -1119,23 +1108,14 @@ def test_a_piece_asked_to_wait_past_the_time_left_is_not_said_as_too_long(
 
 
 def test_an_upload_given_up_on_that_could_not_be_removed_is_said_with_its_address(
-    tmp_path, monkeypatch, live_server, live_worker, accounts, http, sql
+    import_one_row, tmp_path, monkeypatch, live_server, live_worker, accounts, http, sql
 ):
     # After its ten tries it said where to cancel the import, with no word of the upload: it
     # was not even asked to be removed, and stayed on the server, unfinished. Here the cancel
     # and the removal meet the proxy's 502 too: both addresses are said, to end them there.
     monkeypatch.setattr(remote, "RETRY_DELAY_SECONDS", 0.1)
-    path = tmp_path / "catalog.csv"
-    path.write_bytes(b"sku,name\r\nA-1,Apple\r\n")
-    outage = Outage(live_server)
     failing = (b"PATCH ", b"POST /api/imports/", b"DELETE ")
-    outage.fail(BAD_GATEWAY, only=failing, cutting=True)
-    token = accounts["editor"].token
-
-    result = CliRunner().invoke(
-        cli.main, ["import", str(path), "--url", outage.url, "--token", token]
-    )
-    outage.end()
+    result, outage = import_one_row(BAD_GATEWAY, only=failing, cutting=True)
 
     (job,) = http.get("/api/imports").json()["items"]
     assert result.exit_code == 1, result.output
@@ -1152,7 +1132,7 @@ def test_an_upload_given_up_on_that_could_not_be_removed_is_said_with_its_addres
     assert outage.failed == remote.RETRIES + 3  # the tries, the cancel, the removal
     # as it says: the page cancels the import, the address removes the upload
     assert http.post(f"/api/imports/{job['id']}/cancel").status_code == 202
-    headers = {"Authorization": f"Bearer {token}", "Tus-Resumable": "1.0.0"}
+    headers = {"Authorization": f"Bearer {accounts['editor'].token}", "Tus-Resumable": "1.0.0"}
     assert requests.delete(said[2], headers=headers).status_code == 204
     outage.close()
     assert sql("SELECT count(*) FROM uploads")[0][0] == 0
@@ -1299,6 +1279,6 @@ def test_ctrl_c_that_could_not_end_the_servers_import_says_where_its_upload_stay
     )
     assert said, stderr
     upload = said[1].replace(outage.url, live_server)  # the proxy no longer listens
-    headers = {"Authorization": f"Bearer {token}", "Tus-Resumable": "1.0.0"}
+    headers = {"Authorization": f"Bearer {accounts['editor'].token}", "Tus-Resumable": "1.0.0"}
     assert requests.delete(upload, headers=headers).status_code == 204
     assert sql("SELECT count(*) FROM uploads")[0][0] == 0
