@@ -1188,6 +1188,7 @@ class BreakingTls:
         self.context.load_cert_chain(self.cert, key)
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"https://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.closed = threading.Event()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -1196,15 +1197,22 @@ class BreakingTls:
                 client, _ = self.listener.accept()
             except OSError:
                 return  # closed
-            with (
-                contextlib.suppress(OSError),
-                self.context.wrap_socket(client, server_side=True) as tls,
-            ):
-                tls.recv(65536)
-                with socket.socket(fileno=os.dup(tls.fileno())) as raw:  # under the TLS
-                    raw.sendall(b"\x17\x03\x03\x00\x20" + b"\x00" * 32)
+            threading.Thread(target=self._break, args=(client,), daemon=True).start()
+
+    def _break(self, client: socket.socket) -> None:
+        with (
+            contextlib.suppress(OSError),
+            self.context.wrap_socket(client, server_side=True) as tls,
+        ):
+            tls.recv(65536)
+            with socket.socket(fileno=os.dup(tls.fileno())) as raw:  # under the TLS
+                raw.sendall(b"\x17\x03\x03\x00\x20" + b"\x00" * 32)
+                # kept open: the client reads the record, not a hang-up (which a client still
+                # sending its piece meets first, as a connection dropped)
+                self.closed.wait()
 
     def close(self) -> None:
+        self.closed.set()
         self.listener.close()
 
 
