@@ -46,3 +46,17 @@ def local_times(text: str | None) -> Markup:
         ]
         end = stamp.end()
     return Markup("").join([*pieces, escape((text or "")[end:])])
+
+
+def spoken_wait(seconds: float) -> str:
+    """A wait as a person says it: 90 s, 45 min, 25 h, 3 days (a Retry-After date may be
+    years away)."""
+    if seconds < 120:
+        return f"{round(seconds)} s"
+    if seconds < 2 * 3600:
+        return f"{round(seconds / 60)} min"
+    if seconds < 2 * 86400:
+        return f"{round(seconds / 3600)} h"
+    if seconds >= 100 * 365 * 86400:  # 400 digits are infinity to float: not "inf days"
+        return "over 100 years"
+    return f"{seconds / 86400:,.0f} days"

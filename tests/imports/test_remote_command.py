@@ -997,7 +997,7 @@ def test_a_retry_after_longer_than_the_command_waits_is_said_at_once(
     assert outage.failed == 1
     assert result.stderr.splitlines()[-1] == (
         f"Error: The upload could not be started: {outage.url} asked to be asked again in "
-        "3,600 s (HTTP 503, Retry-After), longer than this command waits (1 s). Run this "
+        "60 min (HTTP 503, Retry-After), longer than this command waits (1 s). Run this "
         "command again once that time has passed."
     ), result.stderr
 
@@ -1018,7 +1018,7 @@ def test_a_piece_asked_to_wait_longer_than_the_command_waits_ends_the_upload_at_
     assert outage.failed == 1
     assert result.stderr.splitlines()[-1] == (
         f"Error: The upload stopped at 0 B of 21 B: {outage.url} asked to be sent the rest in "
-        "3,600 s (HTTP 503, Retry-After), longer than this command waits (60 s). Run this "
+        "60 min (HTTP 503, Retry-After), longer than this command waits (60 s). Run this "
         "command again once the server answers. The upload was removed, and import "
         f"{job['id']} was cancelled."
     ), result.stderr

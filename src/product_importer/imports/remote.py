@@ -27,6 +27,7 @@ from tusclient.exceptions import TusCommunicationError, TusUploadFailed
 from urllib3.exceptions import NameResolutionError, NewConnectionError, ProtocolError
 
 from ..errors import said
+from ..timeutil import spoken_wait
 from ..webhooks.sender import parse_retry_after
 from . import display
 from .states import FINISHED, INTERRUPTED, Status
@@ -266,11 +267,6 @@ def _wait_asked(status: int, headers) -> float | None:
     return parse_retry_after(headers.get("Retry-After")) if status in ASKS_TO_WAIT else None
 
 
-def _seconds(seconds: float) -> str:
-    """A wait in whole seconds (a Retry-After date may be days away): "5 s", "3,600 s"."""
-    return f"{seconds:,.0f} s"
-
-
 @contextlib.contextmanager
 def _answered_in_time():
     """Give tuspy's requests a timeout while the command runs, and keep their last answer
@@ -405,12 +401,12 @@ class OutOfPatience(Exception):
             return f"{not_done} for {PATIENCE_SECONDS} s ({why})."
         if self.asked > PATIENCE_SECONDS:  # no run of this command could wait that long
             return (
-                f"asked {asked_for} in {_seconds(self.asked)} ({why}, Retry-After), longer "
+                f"asked {asked_for} in {spoken_wait(self.asked)} ({why}, Retry-After), longer "
                 f"than this command waits ({PATIENCE_SECONDS} s)."
             )
         return (  # a run started now could: say how long it already waited
-            f"{not_done} for {_seconds(math.ceil(self.waited))} ({why}), then asked {asked_for} "
-            f"in {_seconds(self.asked)} (Retry-After): past the {PATIENCE_SECONDS} s this "
+            f"{not_done} for {spoken_wait(math.ceil(self.waited))} ({why}), then asked {asked_for} "
+            f"in {spoken_wait(self.asked)} (Retry-After): past the {PATIENCE_SECONDS} s this "
             "command waits."
         )
 
@@ -454,9 +450,9 @@ def _patiently(ask, *, waiting, give_up):
             it_said = f" It said: {last}" if last else ""
             waited = out.said(why, not_done="did not answer", asked_for="to be asked again")
             raise give_up(waited + it_said, asked_later=out.asked is not None) from None
-        again = (
-            "asking again" if asked is None else f"asking again in {_seconds(asked)}, as it asked"
-        )
+        again = "asking again"
+        if asked is not None:
+            again = f"asking again in {spoken_wait(asked)}, as it asked"
         waiting(why, again)
         time.sleep(pause)
 
@@ -585,7 +581,7 @@ def _send_piece(uploader, waiting, answers: LastAnswer) -> None:
         failed_since = failed_since or time.monotonic()
         asked = answers.wait_asked(failure)
         pause = _piece_pause(failure, asked, since=failed_since)
-        again = "sending again" if asked is None else f"sending again in {_seconds(asked)}"
+        again = "sending again" if asked is None else f"sending again in {spoken_wait(asked)}"
         waiting(_failure_why(failure), f"{again}, retry {attempt + 1} of {RETRIES}")
         time.sleep(pause)
 

@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from .. import database
 from ..extensions import db
 from ..metrics import pushed
-from ..timeutil import aware, utcnow
+from ..timeutil import aware, spoken_wait, utcnow
 from . import events, sender
 from .models import Attempt, Delivery, DeliveryStatus, Endpoint, gone_columns, signing_secrets
 from .sender import Outcome, Verdict
@@ -385,24 +385,10 @@ def _given_up(claim: Claim, outcome: Outcome, now: datetime) -> str:
     if asked is None or asked <= (window_ends - now).total_seconds():
         return f"Gave up after {made} over a day: {outcome.error}"
     return (
-        f"Gave up after {made}: the receiver asked to be retried in {_wait(asked)} "
+        f"Gave up after {made}: the receiver asked to be retried in {spoken_wait(asked)} "
         f"(Retry-After), past this event's day of retries: {outcome.error}. "
         "Redeliver it once the receiver accepts events"
     )
-
-
-def _wait(seconds: float) -> str:
-    """A wait as a person says it: 90 s, 45 min, 25 h, 3 days (a Retry-After date may be
-    years away)."""
-    if seconds < 120:
-        return f"{round(seconds)} s"
-    if seconds < 2 * 3600:
-        return f"{round(seconds / 60)} min"
-    if seconds < 2 * 86400:
-        return f"{round(seconds / 3600)} h"
-    if seconds >= 100 * 365 * 86400:  # 400 digits are infinity to float: not "inf days"
-        return "over 100 years"
-    return f"{seconds / 86400:,.0f} days"
 
 
 def retry_delay(attempt: int, retry_after: float | None = None) -> float:
