@@ -581,14 +581,25 @@ def create_if_missing(url: str) -> bool:
     return not found
 
 
-def migration_engine(engine: Engine, connect_args: dict) -> Engine:
-    """An engine like `engine` (connected with `connect_args`), without a pool, whose sessions
-    lift the server's timeouts (`NO_TIMEOUTS`) as they connect: a migration rewrites or indexes
-    a whole table, minutes at 5M products, and waits idle in its transaction between
-    statements. lock_timeout stays the server's (README). SQLite has none: `engine` itself."""
+def unpooled_engine(config) -> Engine:
+    """An engine on the app's database (`config`) without a pool: each connection is a
+    session of its own, closed with it (an import's, a migration's)."""
+    options = config["SQLALCHEMY_ENGINE_OPTIONS"]
+    return create_engine(
+        config["SQLALCHEMY_DATABASE_URI"],
+        poolclass=NullPool,
+        connect_args=options.get("connect_args", {}),
+    )
+
+
+def migration_engine(config, engine: Engine) -> Engine:
+    """An unpooled engine on the app's database whose sessions lift the server's timeouts
+    (`NO_TIMEOUTS`) as they connect: a migration rewrites or indexes a whole table, minutes at
+    5M products, and waits idle in its transaction between statements. lock_timeout stays the
+    server's (README). SQLite has none: `engine` itself."""
     if engine.dialect.name != "postgresql":
         return engine
-    migrating = create_engine(engine.url, poolclass=NullPool, connect_args=connect_args)
+    migrating = unpooled_engine(config)
     # first: before the dialect's own first queries, which a timeout of 1 ms cuts too
     event.listen(migrating, "connect", _lift_timeouts, insert=True)
     return migrating

@@ -17,9 +17,8 @@ import threading
 import time
 
 from flask import current_app
-from sqlalchemy import Connection, Engine, create_engine, func, select, update
+from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.pool import NullPool
 
 from .. import background, database, logs
 from ..config import whole_number
@@ -62,12 +61,7 @@ def import_engine() -> Engine:
     """An engine without a pool: each import gets a fresh connection, closed afterwards."""
     engine = current_app.extensions.get("import_engine")
     if engine is None:
-        options = current_app.config["SQLALCHEMY_ENGINE_OPTIONS"]
-        engine = create_engine(
-            current_app.config["SQLALCHEMY_DATABASE_URI"],
-            poolclass=NullPool,
-            connect_args=options.get("connect_args", {}),
-        )
+        engine = database.unpooled_engine(current_app.config)
         current_app.extensions["import_engine"] = engine
     return engine
 

@@ -11,8 +11,7 @@ db = current_app.extensions["migrate"].db
 def run_migrations_online() -> None:
     """Run every pending migration, one transaction each, on a connection of its own without
     the server's timeouts (`database.migration_engine`)."""
-    options = current_app.config["SQLALCHEMY_ENGINE_OPTIONS"]
-    engine = database.migration_engine(db.engine, options.get("connect_args", {}))
+    engine = database.migration_engine(current_app.config, db.engine)
     try:
         with engine.connect() as connection:
             context.configure(
