@@ -1,5 +1,6 @@
 """Passwords (argon2id, memory-hard) and random tokens (stored as SHA-256). Pure: no database."""
 
+import functools
 import hashlib
 import secrets
 
@@ -14,8 +15,15 @@ MAX_PASSWORD = 1024
 # argon2-cffi's defaults (RFC 9106's second recommendation: 64 MiB, 3 passes) cost about
 # 50 ms of one core per sign-in: cheap for a person, ruinous for a password guesser.
 _hasher = PasswordHasher()
-# Compared against when the account does not exist, so a guess takes as long either way.
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Compared against when the account does not exist, so a guess takes as long either way.
+
+    Made at the first such guess, not at import: every command and server start would pay it.
+    """
+    return _hasher.hash(secrets.token_hex(16))
 
 
 def hash_password(password: str) -> str:
@@ -26,7 +34,7 @@ def hash_password(password: str) -> str:
 def password_matches(password_hash: str | None, password: str) -> bool:
     """Whether `password` is the one hashed; as slow for an unknown account as a known one."""
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and bool(password_hash)
+        return _hasher.verify(password_hash or _dummy_hash(), password) and bool(password_hash)
     except (VerificationError, InvalidHashError):
         return False
 
