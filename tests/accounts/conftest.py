@@ -11,7 +11,7 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import BIN, PASSWORD, REDIS_URL, ROOT
+from tests.conftest import BIN, PASSWORD, REDIS_URL, ROOT, TLS
 
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
@@ -33,7 +33,7 @@ def post_sign_in(browser, email: str, password: str = PASSWORD, **more):
 
 def signed_in(url: str, email: str, password: str = PASSWORD) -> httpx.Client:
     """A browser signed in through /login, sending the page's CSRF token as app.js does."""
-    browser = httpx.Client(base_url=url, timeout=30)
+    browser = httpx.Client(base_url=url, timeout=30, verify=TLS)
     response = post_sign_in(browser, email, password)
     assert response.status_code == 302, response.text
     page = browser.get("/account")

@@ -20,6 +20,7 @@ from sqlalchemy import create_engine
 
 from tests.conftest import (
     BIN,
+    TLS,
     Process,
     free_port,
     hold_next_rejected_row,
@@ -223,7 +224,7 @@ def wait_for_status(url: str, path: str, status: int, timeout: float = 120) -> h
     deadline = time.monotonic() + timeout
     while True:
         try:
-            response = httpx.get(url + path, timeout=5)
+            response = httpx.get(url + path, timeout=5, verify=TLS)
             if response.status_code == status:
                 return response
         except httpx.HTTPError:
