@@ -799,3 +799,46 @@ def test_an_import_whose_session_was_cut_while_it_read_its_file_runs_again(
     assert (done["status"], done["created"]) == ("completed_with_errors", len(held_file.expected))
     assert attempts(sql, job["id"]) == 2
     assert products_by_key(catalog()).keys() == held_file.expected.keys()
+
+
+def test_an_attempt_that_lost_its_job_to_a_later_one_leaves_it_its_change_record(
+    http, sql, holding, live_worker, pausing
+):
+    seed(http)
+    with hold_step(holding, "copying") as held:
+        job = upload_csv(http, changed_file()).json()
+        held.wait_until_blocking(timeout=120)
+        # As a stall past the heartbeat's timeout leaves it: the job queued again and claimed
+        # by another worker, which beats (here for ever) and has written part of its change
+        # record (this row; helpers commit theirs); then this attempt's session is cut.
+        sql(LATER_ATTEMPT, id=job["id"])
+        sql(LATER_RECORD, id=job["id"])
+        pid = sql("SELECT db_pid FROM import_jobs WHERE id = :id", id=job["id"])[0][0]
+        logged = len(live_worker.output())
+        sql("SELECT pg_terminate_backend(:pid)", pid=pid)
+        wait_until(lambda: not sql(ALIVE, pids=[pid]), "its session ended")
+    # released: the cut attempt's fill ends, it finds its session gone and cleans up
+
+    left = f"import {job['id']}: attempt 1 was followed by another, its tables left to it"
+    later_rows = "SELECT count(*) FROM import_changes WHERE job_id = :id AND sku = 'LATER-1'"
+    kept = lambda: sql(later_rows, id=job["id"])[0][0] == 1  # noqa: E731
+    wait_until(lambda: left in live_worker.output()[logged:] or not kept(), "its clean-up")
+    assert kept(), "the cut attempt deleted the later attempt's change record"
+    # Once the later attempt stops beating, the job is queued again and applies whole.
+    sql(
+        "UPDATE import_jobs SET heartbeat_at = now() - interval '1 day' WHERE id = :id",
+        id=job["id"],
+    )
+    done = wait_for_job(http, job["id"], timeout=120)
+    assert (done["status"], done["created"], done["updated"]) == ("completed", 1, ROWS // 2)
+    assert sql(later_rows, id=job["id"])[0][0] == 0  # its next attempt began its own record
+    no_scratch_left(sql)
+
+
+LATER_ATTEMPT = (
+    "UPDATE import_jobs SET attempts = 2, heartbeat_at = now() + interval '1 day' WHERE id = :id"
+)
+LATER_RECORD = (
+    "INSERT INTO import_changes (job_id, rn, kind, sku, name, active) "
+    "VALUES (:id, 1000000, 'updated', 'LATER-1', 'Later', true)"
+)

@@ -244,13 +244,31 @@ class Run:
                 self.conn.invalidate()
 
     def _clean_up(self) -> None:
-        """Drop the import's staging tables (the next import drops them if this cannot)."""
+        """Drop the import's staging tables (the next import drops them if this cannot), unless
+        a later attempt has the job: they are named after the job, so they may be its now."""
         if self.stage is None:
             return
         try:
-            self.stage.cleanup()
+            if self._still_the_jobs_attempt():
+                self.stage.cleanup()  # commits, and so lets the job's row go
+            else:
+                self.conn.rollback()
+                log.warning(
+                    "import %s: attempt %s was followed by another, its tables left to it",
+                    self.job.id,
+                    self.job.attempts,
+                )
         except Exception:
             log.warning("import %s: staging tables not dropped", self.job.id, exc_info=True)
+
+    def _still_the_jobs_attempt(self) -> bool:
+        """Whether no later attempt has begun, the job's row held until the clean-up commits.
+
+        One has if this attempt stalled past the heartbeat's timeout (a worker paused, a
+        session cut and connected anew): the job was queued again and claimed by a worker.
+        """
+        attempts = select(ImportJob.attempts).where(ImportJob.id == self.job.id)
+        return self.conn.execute(attempts.with_for_update()).scalar() == self.job.attempts
 
     def import_file(self) -> Outcome:
         """Stage the file and merge it; the transaction stays open for the caller."""
