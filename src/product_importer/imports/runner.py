@@ -267,6 +267,8 @@ class Run:
         One has if this attempt stalled past the heartbeat's timeout (a worker paused, a
         session cut and connected anew): the job was queued again and claimed by a worker.
         """
+        if self.conn.dialect.name != "postgresql":
+            return True  # SQLite stages in temp tables: the connection's own, no one else's
         attempts = select(ImportJob.attempts).where(ImportJob.id == self.job.id)
         return self.conn.execute(attempts.with_for_update()).scalar() == self.job.attempts
 
