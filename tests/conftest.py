@@ -131,13 +131,11 @@ def _flush_redis() -> None:
 @pytest.fixture(scope="session")
 def app(test_env):
     """The Flask app on the test database, migrated."""
-    import flask_migrate
-
-    from product_importer import create_app
+    from product_importer import create_app, schema
 
     app = create_app({"TESTING": True})
     with app.app_context():
-        flask_migrate.upgrade()
+        schema.upgrade()
     return app
 
 

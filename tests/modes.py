@@ -63,9 +63,7 @@ def snapshot(engine: Engine) -> list[tuple]:
 def make_embedded_app(app, folder):
     """An app configured as the embedded default (SQLite, no broker) in `folder`, migrated;
     `app`'s Celery stays the current one."""
-    import flask_migrate
-
-    from product_importer import create_app
+    from product_importer import create_app, schema
 
     production_instance = os.environ["INSTANCE_PATH"]
     os.environ["INSTANCE_PATH"] = str(folder)  # create_app reads its instance folder here
@@ -86,7 +84,7 @@ def make_embedded_app(app, folder):
         os.environ["INSTANCE_PATH"] = production_instance
     app.extensions["celery"].set_default()  # create_app made the embedded app's Celery current
     with embedded.app_context():
-        flask_migrate.upgrade()
+        schema.upgrade()
     return embedded
 
 

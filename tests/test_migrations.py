@@ -2,6 +2,7 @@
 both): up, down and up again, nothing lost."""
 
 import logging
+import os
 import re
 import sqlite3
 import subprocess
@@ -13,8 +14,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from product_importer import schema
 from product_importer.database import lower_letters
-from tests.conftest import PG_ADMIN_URL, TEST_DB, _database_url, _recreate_database
+from tests.conftest import BIN, PG_ADMIN_URL, TEST_DB, _database_url, _recreate_database
 
 SCRATCH_DB = f"{TEST_DB}_migrations"
 NFD = partial(unicodedata.normalize, "NFD")
@@ -32,10 +34,19 @@ def migrated_app(app):
     from product_importer import create_app
 
     _recreate_database(SCRATCH_DB)
-    yield create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": _database_url(SCRATCH_DB)})
+    yield migratable(
+        create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": _database_url(SCRATCH_DB)})
+    )
     app.extensions["celery"].set_default()  # create_app made the scratch app's Celery current
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{SCRATCH_DB}" WITH (FORCE)')
+
+
+def migratable(app):
+    """`app` with Flask-Migrate set up, for the tests' own upgrades and downgrades."""
+    with app.app_context():
+        schema.migrations()
+    return app
 
 
 def sql(statement: str, **params) -> list[tuple]:
@@ -122,7 +133,7 @@ def sqlite_app(app, tmp_path):
         "SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}",
         "SQLALCHEMY_ENGINE_OPTIONS": {"connect_args": {"timeout": 30, "check_same_thread": False}},
     }
-    yield create_app(settings), path
+    yield migratable(create_app(settings)), path
     app.extensions["celery"].set_default()
 
 
@@ -607,3 +618,37 @@ def test_each_migration_is_named_by_one_line_in_the_upgrade_log():
     names = {script.revision: script.doc for script in scripts.walk_revisions()}
     assert len(names) > 20
     assert [revision for revision, name in names.items() if "\n" in name] == []
+
+
+def test_the_latest_migration_the_commands_look_for_is_alembics_head():
+    # Commands compare the database's revision with schema.head(), read from the files' names,
+    # and load Alembic only when they differ: a file named out of order would leave a database
+    # behind, every command taking it for up to date.
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory(schema.MIGRATIONS)
+    assert scripts.get_heads() == [schema.head()]
+    assert int(schema.head()) == len(list(scripts.walk_revisions()))
+
+
+def test_a_command_on_an_up_to_date_database_loads_no_alembic_and_one_behind_is_migrated(
+    migrated_app,
+):
+    check = (
+        "import sys; from product_importer import create_app, schema; app = create_app(); "
+        "app.app_context().push(); schema.upgrade(); "
+        "print(schema.applied(), 'alembic' in sys.modules)"
+    )
+    env = {**os.environ, "DATABASE_URL": _database_url(SCRATCH_DB)}
+
+    def start() -> str:
+        done = subprocess.run(
+            [str(BIN / "python"), "-c", check], env=env, capture_output=True, text=True, check=True
+        )
+        return done.stdout.strip()
+
+    behind = f"{int(schema.head()) - 1:04}"
+    with migrated_app.app_context():
+        schema.migrations().upgrade(revision=behind)
+    assert start() == f"['{schema.head()}'] True"  # one behind: migrated, by Alembic
+    assert start() == f"['{schema.head()}'] False"  # up to date: Alembic not even loaded

@@ -10,11 +10,9 @@ from .accounts import auth
 from .apiutil import IdConverter
 from .config import load_config, load_env_file
 from .errors import register_errorhandlers
-from .extensions import celery_init_app, csrf, db, limiter, migrate
+from .extensions import celery_init_app, csrf, db, limiter
 from .imports.uploads import UploadRequest
 from .metrics import requests as request_metrics
-
-MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -37,9 +35,8 @@ def create_app(test_config: dict | None = None) -> Flask:
 
 
 def register_extensions(app: Flask) -> None:
-    """Attach the database, migrations, metrics, CSRF, sign-in, rate limits, hardening, Celery."""
+    """Attach the database, metrics, CSRF, sign-in, rate limits, hardening, Celery."""
     db.init_app(app)
-    migrate.init_app(app, db, directory=MIGRATIONS)
     request_metrics.init_app(app)  # first: it times and counts every request, refused or not
     security.init_app(app)  # first: body limits hold before anything reads a body
     limiter.init_app(app)

@@ -11,13 +11,12 @@ import sys
 from contextlib import contextmanager
 
 import click
-import flask_migrate
 from click.core import ParameterSource
 from flask import current_app
 from sqlalchemy import make_url, text
 from sqlalchemy.exc import OperationalError
 
-from . import create_app, database, logs
+from . import create_app, database, logs, schema
 from .accounts import audit, credentials
 from .accounts import service as accounts_service
 from .accounts.roles import ROLES
@@ -68,7 +67,7 @@ def migrate(create_database: bool) -> None:
     if create_database and database.create_if_missing(url):
         log.info("created the database %s", make_url(url).database)
     with app.app_context():
-        flask_migrate.upgrade()
+        schema.upgrade()
     _say(app, "Database schema is up to date.")
 
 
@@ -89,7 +88,7 @@ def serve(host: str, port: int) -> None:
     metrics_dir = request_metrics.prepare_multiprocess_dir()  # before the app loads metrics
     app = create_app()
     with app.app_context():
-        flask_migrate.upgrade()
+        schema.upgrade()
         _announce_setup_link(host, port)
     _warn_if_instance_open(app)
     embedded = app.config["EMBEDDED_WORKER"]
@@ -280,7 +279,7 @@ def import_file(path, plan, apply_id, max_invalid, columns, rejected_to, url, to
     app = create_app()
     logs.quiet_unless_asked()  # the bar and the summary, not the step log, unless asked
     with app.app_context():
-        flask_migrate.upgrade()
+        schema.upgrade()
         if apply_id is not None:
             raise SystemExit(apply_from_terminal(apply_id, rejected_to))
         raise SystemExit(run_import_from_terminal(path, given, rejected_to))
@@ -397,7 +396,7 @@ def create_token(email: str, name: str, role: str | None, expires_days: int | No
 def _cli_app():
     """An app context on a migrated database; domain errors become clean CLI errors."""
     with create_app().app_context():
-        flask_migrate.upgrade()
+        schema.upgrade()
         try:
             yield
         except AppError as error:

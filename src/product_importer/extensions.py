@@ -3,7 +3,6 @@
 from celery import Celery, Task
 from flask import Flask, request
 from flask_limiter import Limiter
-from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import BigInteger, Integer, MetaData, event
@@ -44,7 +43,6 @@ class Base(DeclarativeBase):
 # after a commit forgets nothing), an upload's piece reads its row again
 # (`imports.resumable._still_there`), an edit reads under its lock (`populate_existing`).
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
-migrate = Migrate()
 csrf = CSRFProtect()
 # Limits are declared on the views that need them (failed sign-ins); none by default.
 limiter = Limiter(key_func=lambda: request.remote_addr or "unknown")
