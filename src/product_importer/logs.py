@@ -38,13 +38,15 @@ class Context(logging.Filter):
 
 
 class AlembicPreamble(logging.Filter):
-    """Drop the two lines alembic logs before every upgrade, even one with nothing to do
-    ("Context impl PostgresqlImpl.", "Will assume transactional DDL."): every command prints
-    them, above a new password or a progress bar, and they tell an operator nothing.
-    The migrations it runs ("Running upgrade 0020 -> 0021, ...") are still logged."""
+    """Drop the lines alembic logs before an upgrade ("Context impl PostgresqlImpl.", "Will
+    assume transactional DDL.", and one "setup plugin ..." per plugin as it is loaded, which
+    is when a command finds its database behind): above a new password or a progress bar,
+    they tell an operator nothing. The migrations it runs ("Running upgrade 0020 -> 0021,
+    ...") are still logged."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(("Context impl ", "Will assume "))
+        said = record.getMessage()
+        return not said.startswith(("Context impl ", "Will assume ", "setup plugin "))
 
 
 ALEMBIC_PREAMBLE = AlembicPreamble()
@@ -95,7 +97,8 @@ def configure(level: str, log_format: str) -> None:
         root.removeHandler(old)
     root.addHandler(handler(log_format))
     root.setLevel(level)
-    logging.getLogger("alembic.runtime.migration").addFilter(ALEMBIC_PREAMBLE)  # once: a set
+    for alembic in ("alembic.runtime.migration", "alembic.runtime.plugins"):
+        logging.getLogger(alembic).addFilter(ALEMBIC_PREAMBLE)  # once: a set
     # Python's warnings (Celery's about running as root, say) as log lines too: one format.
     logging.captureWarnings(log_format == "json")
 
