@@ -297,9 +297,9 @@ def migrate_to(revision: str) -> None:
     run_cli("migrate", env=env)
     if revision != "head":
         code = (
-            "import flask_migrate; from product_importer import create_app\n"
+            "from product_importer import create_app, schema\n"
             "with create_app().app_context():\n"
-            f"    flask_migrate.downgrade(revision={revision!r})"
+            f"    schema.migrations().downgrade(revision={revision!r})"
         )
         subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=ROOT)
 
