@@ -1,6 +1,6 @@
 """The database schema's version: Alembic (through Flask-Migrate) brings it up to date, and is
-loaded only when it is not. Every command and server start checks it, and on a database already
-up to date, loading Alembic (with Mako and Pygments) was a fifth of a command's start."""
+loaded only when it is not. Every command and server start checks it; on a database already up
+to date, loading Alembic (with Mako and Pygments) was a tenth of a command's start."""
 
 import functools
 import os
