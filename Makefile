@@ -59,8 +59,11 @@ migrate: $(STAMP) bytecode
 # cores busy throughout) and hold more of the server's connections (75 at most, of 100).
 TEST_PROCESSES ?= 3
 
+# PYTHONDONTWRITEBYTECODE is emptied for the tests: pytest keeps its rewritten test modules
+# only where Python may write bytecode, and each test process collected them in 9.4 s of a
+# core without, 3.6 s with.
 test: $(STAMP) bytecode chromium  ## Run every test against real PostgreSQL, Redis, Celery and Chromium
-	$(BIN)/pytest -n $(TEST_PROCESSES) --dist worksteal
+	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -n $(TEST_PROCESSES) --dist worksteal
 
 chromium:
 	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
