@@ -9,7 +9,6 @@ import subprocess
 import unicodedata
 from contextlib import closing
 from functools import partial
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -612,9 +611,7 @@ def test_each_migration_is_named_by_one_line_in_the_upgrade_log():
     # second line, which began with no time and no logger, as if another program had spoken.
     from alembic.script import ScriptDirectory
 
-    import product_importer
-
-    scripts = ScriptDirectory(str(Path(product_importer.__file__).parent / "migrations"))
+    scripts = ScriptDirectory(schema.MIGRATIONS)
     names = {script.revision: script.doc for script in scripts.walk_revisions()}
     assert len(names) > 20
     assert [revision for revision, name in names.items() if "\n" in name] == []

@@ -592,17 +592,24 @@ def unpooled_engine(config) -> Engine:
     )
 
 
-def migration_engine(config, engine: Engine) -> Engine:
-    """An unpooled engine on the app's database whose sessions lift the server's timeouts
-    (`NO_TIMEOUTS`) as they connect: a migration rewrites or indexes a whole table, minutes at
-    5M products, and waits idle in its transaction between statements. lock_timeout stays the
-    server's (README). SQLite has none: `engine` itself."""
+@contextmanager
+def migration_connection(config, engine: Engine) -> Iterator[Connection]:
+    """A connection to the app's database (`engine`'s) of its own, without a pool, whose
+    session lifts the server's timeouts (`NO_TIMEOUTS`) as it connects: a migration rewrites or
+    indexes a whole table, minutes at 5M products, and waits idle in its transaction between
+    statements. lock_timeout stays the server's (README). SQLite has none: one of `engine`'s."""
     if engine.dialect.name != "postgresql":
-        return engine
+        with engine.connect() as conn:
+            yield conn
+        return
     migrating = unpooled_engine(config)
     # first: before the dialect's own first queries, which a timeout of 1 ms cuts too
     event.listen(migrating, "connect", _lift_timeouts, insert=True)
-    return migrating
+    try:
+        with migrating.connect() as conn:
+            yield conn
+    finally:
+        migrating.dispose()
 
 
 def _lift_timeouts(dbapi_connection, _record) -> None:

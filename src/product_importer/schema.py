@@ -33,15 +33,10 @@ def upgrade() -> None:
 
 def applied() -> list[str]:
     """The revisions the current app's database says it has (none for a new database)."""
-    engine = database.migration_engine(current_app.config, db.engine)
-    try:
-        with engine.connect() as conn:
-            if not inspect(conn).has_table("alembic_version"):
-                return []
-            return conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
-    finally:
-        if engine is not db.engine:
-            engine.dispose()
+    with database.migration_connection(current_app.config, db.engine) as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return []
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
 
 
 def migrations():
