@@ -626,13 +626,13 @@ def live_server(test_env, app, worker, tmp_path_factory):
     server.kill()
 
 
-def wait_until_up(url: str, process: Process, timeout: float = 60) -> None:
+def wait_until_up(url: str, process: Process, timeout: float = 60, verify=TLS) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.popen.poll() is not None:
             raise RuntimeError(f"server exited:\n{process.output()[-3000:]}")
         try:
-            if httpx.get(f"{url}/healthz", timeout=1, verify=TLS).status_code == 200:
+            if httpx.get(f"{url}/healthz", timeout=1, verify=verify).status_code == 200:
                 return
         except httpx.HTTPError:
             time.sleep(0.2)

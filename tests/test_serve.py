@@ -1,13 +1,16 @@
 """`product-importer serve`: several instances share one machine without stepping on each other."""
 
+import os
 import socket
 import subprocess
 import sys
 
 import httpx
 import pytest
+import trustme
 
-from tests.conftest import BIN, Process, free_port, wait_until_up
+from tests.accounts.conftest import post_sign_in
+from tests.conftest import BIN, PASSWORD, Process, free_port, wait_until_up
 
 
 def test_two_servers_on_one_machine_keep_no_control_socket(app, tmp_path):
@@ -169,4 +172,94 @@ def test_serve_on_a_port_in_use_says_so_and_what_to_do(app, tmp_path):
         f" stop what listens there, or give another: --port {port + 1}"
         f" (make run PORT={port + 1})."
     ) in done.stderr
+    assert "Serving on" not in done.stdout + done.stderr
+
+
+@pytest.fixture
+def tls_server(app, live_worker, tmp_path):
+    """`serve` answering HTTPS itself, with a certificate for localhost from a CA of the
+    test's own (trustme); yields its URL and the CA's PEM file."""
+    authority = trustme.CA()
+    certificate = authority.issue_cert("localhost", "127.0.0.1")
+    cert, key, ca = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    certificate.cert_chain_pems[0].write_to_path(str(cert))
+    certificate.private_key_pem.write_to_path(str(key))
+    authority.cert_pem.write_to_path(str(ca))
+    port = free_port()
+    args = [str(BIN / "product-importer"), "serve", "--port", str(port)]
+    env = {"TLS_CERT_FILE": str(cert), "TLS_KEY_FILE": str(key), "WEB_CONCURRENCY": "1"}
+    server = Process(args, env, tmp_path / "serve.log")
+    url = f"https://localhost:{port}"
+    try:
+        server.wait_for_output(f"Serving on https://127.0.0.1:{port}")
+        wait_until_up(url, server, verify=str(ca))
+        yield url, ca
+    finally:
+        server.kill()
+
+
+def test_serve_answers_https_and_a_remote_import_goes_through_it(
+    tls_server, tmp_path, accounts, sql
+):
+    # A CSV imported from another machine through `import --url https://...`, and a person
+    # signing in over it. The command asks for the import with httpx and uploads with
+    # requests (tuspy): each read its own variable for the CAs to trust, so a server whose CA
+    # SSL_CERT_FILE named took the upload's first request and refused the import's (and with
+    # REQUESTS_CA_BUNDLE the other way round). Either variable now serves both.
+    url, ca = tls_server
+    path = tmp_path / "fruit.csv"
+    path.write_text("sku,name\nA-1,Apple\nB-2,Banana\n")
+    command = [str(BIN / "product-importer"), "import", str(path), "--url", url]
+    command += ["--token", accounts["editor"].token]
+    plain = {name: value for name, value in os.environ.items() if name not in CA_VARIABLES}
+
+    for variable in CA_VARIABLES:
+        trusted = subprocess.run(
+            command, capture_output=True, text=True, timeout=300, env={**plain, variable: str(ca)}
+        )
+        assert trusted.returncode == 0, f"{variable}: {trusted.stdout}{trusted.stderr}"
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=300, env=plain)
+
+    assert sorted(sql("SELECT sku, name FROM products")) == [("A-1", "Apple"), ("B-2", "Banana")]
+    assert sql("SELECT count(*) FROM import_jobs WHERE status = 'completed'")[0][0] == 2
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert f"could not reach {url}: its TLS certificate was not accepted" in refused.stderr
+    assert "set SSL_CERT_FILE to its PEM file" in refused.stderr
+    assert sql("SELECT count(*) FROM uploads")[0][0] == 2  # the refused one sent nothing
+    # as a browser signs in over HTTPS: Flask-WTF refuses a form posted without a Referer of
+    # the same origin there (the pages' Referrer-Policy, same-origin, sends it)
+    referer = {"Referer": f"{url}/login"}
+    with httpx.Client(base_url=url, verify=str(ca), timeout=30, headers=referer) as browser:
+        response = post_sign_in(browser, accounts["viewer"].email, PASSWORD)
+        assert response.status_code == 302, response.text
+        assert "; Secure" in response.headers["set-cookie"]  # never sent back in clear
+        assert browser.get("/api/products").json()["total"] == 2
+
+
+CA_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+
+
+@pytest.mark.parametrize(
+    ("names", "said"),
+    [
+        (("TLS_CERT_FILE",), "TLS_CERT_FILE is set but TLS_KEY_FILE is not"),
+        (("TLS_KEY_FILE",), "TLS_KEY_FILE is set but TLS_CERT_FILE is not"),
+        (("TLS_CERT_FILE", "TLS_KEY_FILE"), "could not be loaded"),
+    ],
+)
+def test_serve_with_a_wrong_tls_setting_stops_saying_what_is_wrong(app, tmp_path, names, said):
+    # The key given as the certificate and the certificate as the key: neither loads.
+    authority = trustme.CA()
+    certificate = authority.issue_cert("localhost")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    certificate.cert_chain_pems[0].write_to_path(str(key))
+    certificate.private_key_pem.write_to_path(str(cert))
+    env = {**os.environ, **{name: str(cert if name == "TLS_CERT_FILE" else key) for name in names}}
+    done = subprocess.run(
+        [str(BIN / "product-importer"), "serve", "--port", str(free_port())],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert said in done.stderr and "(from the environment or .env)" in done.stderr
     assert "Serving on" not in done.stdout + done.stderr

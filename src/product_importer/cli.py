@@ -20,7 +20,7 @@ from . import create_app, database, logs, schema
 from .accounts import audit, credentials
 from .accounts import service as accounts_service
 from .accounts.roles import ROLES
-from .config import MAX_REQUEST_LINE, SettingError, load_env_file, whole_number
+from .config import MAX_REQUEST_LINE, SettingError, load_env_file, tls_files, whole_number
 from .errors import AppError, said
 from .extensions import db
 from .metrics import requests as request_metrics
@@ -83,13 +83,15 @@ def serve(host: str, port: int) -> None:
     # empty one (a copy of .env.example) is the default, as every setting's is.
     processes = whole_number("WEB_CONCURRENCY", multiprocessing.cpu_count())
     os.environ["WEB_CONCURRENCY"] = str(processes)
+    tls = tls_files()
+    scheme = "https" if tls else "http"
     from .gunicorn_app import GunicornApp
 
     metrics_dir = request_metrics.prepare_multiprocess_dir()  # before the app loads metrics
     app = create_app()
     with app.app_context():
         schema.upgrade()
-        _announce_setup_link(host, port)
+        _announce_setup_link(f"{scheme}://{_shown(host)}:{port}")
     _warn_if_instance_open(app)
     embedded = app.config["EMBEDDED_WORKER"]
     # SQLite has one writer: one process with threads. PostgreSQL: a process per core.
@@ -97,7 +99,7 @@ def serve(host: str, port: int) -> None:
     sqlite = app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite")
     store = "SQLite" if sqlite else "PostgreSQL"  # DATABASE_URL names it, without a broker too
     mode = f"embedded ({store} + in-process worker)" if embedded else "production"
-    _say(app, f"Serving on http://{host}:{port} in {mode} mode")
+    _say(app, f"Serving on {scheme}://{host}:{port} in {mode} mode")
     GunicornApp(
         {
             "bind": f"{host}:{port}",
@@ -118,6 +120,7 @@ def serve(host: str, port: int) -> None:
             "accesslog": "-",
             "loglevel": app.config["LOG_LEVEL"].lower(),
             "logger_class": logs.gunicorn_logger(app.config["LOG_FORMAT"]),
+            **({"certfile": tls[0], "keyfile": tls[1]} if tls else {}),
         },
         embedded=embedded,
         remove_on_exit=metrics_dir,
@@ -172,13 +175,17 @@ def _warn_if_instance_open(app) -> None:
         )  # fmt: skip
 
 
-def _announce_setup_link(host: str, port: int) -> None:
+def _shown(host: str) -> str:
+    """The address a link names for a server bound to `host`."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+def _announce_setup_link(origin: str) -> None:
     """While no account exists, print (and log) a one-time link that creates the first admin."""
     token = accounts_service.new_setup_link_token(db.session)
     db.session.commit()
     if token:
-        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-        link = f"http://{shown}:{port}/setup?token={token}"
+        link = f"{origin}/setup?token={token}"
         if current_app.config["LOG_FORMAT"] != "json":
             click.secho(f"No account exists yet. Create the first admin here: {link}", bold=True)
         log.warning("no account exists yet; create the first admin at %s", link)

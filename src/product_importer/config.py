@@ -3,6 +3,7 @@
 import os
 import secrets
 import socket
+import ssl
 import tempfile
 from contextlib import suppress
 from pathlib import Path
@@ -155,6 +156,29 @@ def _write_key(key_file: Path) -> None:
             os.unlink(written)
 
 
+def tls_files() -> tuple[str, str] | None:
+    """TLS_CERT_FILE and TLS_KEY_FILE, for `serve` to answer HTTPS itself; None when unset.
+
+    Loaded once here, so a wrong file stops the command with what is wrong, before gunicorn's
+    web processes would each fail to start on it.
+    """
+    cert = os.environ.get("TLS_CERT_FILE", "").strip()
+    key = os.environ.get("TLS_KEY_FILE", "").strip()
+    if not (cert or key):
+        return None
+    if not (cert and key):
+        given, missing = ("TLS_CERT_FILE", "TLS_KEY_FILE")[:: 1 if cert else -1]
+        raise SettingError(f"{given} is set but {missing} is not: HTTPS needs both, or neither")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as error:
+        raise SettingError(
+            f"TLS_CERT_FILE {cert} and TLS_KEY_FILE {key} could not be loaded ({error}): each "
+            "must be a PEM file readable here, the key the certificate's own"
+        ) from None
+    return cert, key
+
+
 def load_env_file() -> None:
     """Read `.env` of the folder the command runs in (not the package's) into the environment."""
     load_dotenv(find_dotenv(usecwd=True))
@@ -218,7 +242,8 @@ def _access_settings(env, broker_url: str) -> dict:
         "TRUSTED_HOSTS": allowed_hosts(env("ALLOWED_HOSTS"), env("SERVE_HOST")),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
-        "SESSION_COOKIE_SECURE": _bool("SESSION_COOKIE_SECURE"),
+        # Served over HTTPS by `serve` itself (TLS_CERT_FILE): the cookie is never sent in clear.
+        "SESSION_COOKIE_SECURE": _bool("SESSION_COOKIE_SECURE", default=_tls_named()),
         "PERMANENT_SESSION_LIFETIME": 14 * 24 * 3600,
         # Failed sign-ins are counted where every web process sees them: Redis in production.
         "RATELIMIT_STORAGE_URI": broker_url if broker_url.startswith("redis") else "memory://",
@@ -232,6 +257,10 @@ def _access_settings(env, broker_url: str) -> dict:
         # Below 0, ProxyFix would take an address the client itself sent in X-Forwarded-For.
         "PROXY_COUNT": whole_number("PROXY_COUNT", 0, minimum=0),
     }
+
+
+def _tls_named() -> bool:
+    return bool(os.environ.get("TLS_CERT_FILE", "").strip())
 
 
 LOCAL_HOSTS = ["localhost", "127.0.0.1"]  # Werkzeug cannot match IPv6 literals

@@ -1241,7 +1241,8 @@ def test_a_tls_connection_broken_off_on_a_piece_is_sent_again_a_certificate_refu
     assert remote._tus_error(refused, server.url) == (
         f"The upload failed: could not reach {server.url}: its TLS certificate was not "
         "accepted. Check the host name in --url, and the server's certificate (expired? for "
-        "another name?): a new run meets the same certificate."
+        "another name? signed by a CA of your own: set SSL_CERT_FILE to its PEM file): a new "
+        "run meets the same certificate."
     )
 
 

@@ -81,9 +81,11 @@ def import_remotely(path: str, url: str, token: str, given: dict) -> int:
         )
     headers = {"Authorization": f"Bearer {token.strip()}"}
     started: dict = {}  # the upload's address and the job, once the server has them
+    cas = trusted_cas()
+    verify = ssl.create_default_context(cafile=cas) if cas else True
     with (
-        httpx.Client(base_url=base, headers=headers, timeout=60) as http,
-        _answered_in_time() as answers,
+        httpx.Client(base_url=base, headers=headers, timeout=60, verify=verify) as http,
+        _answered_in_time(cas) as answers,
     ):
         try:
             return _upload_and_import(http, base, path, options, started, answers)
@@ -267,17 +269,31 @@ def _wait_asked(status: int, headers) -> float | None:
     return parse_retry_after(headers.get("Retry-After")) if status in ASKS_TO_WAIT else None
 
 
+def trusted_cas() -> str | None:
+    """The PEM file of the CAs a server's certificate is checked against, where one is named:
+    SSL_CERT_FILE (OpenSSL's, which httpx reads) or REQUESTS_CA_BUNDLE (which requests reads).
+
+    The command talks through both libraries (its own requests, and tuspy's upload): each would
+    read only its own variable, so a server whose CA one names passed the first request and
+    failed the upload, or the other way round. Else None: both check against certifi's CAs.
+    """
+    return os.environ.get("SSL_CERT_FILE") or os.environ.get("REQUESTS_CA_BUNDLE") or None
+
+
 @contextlib.contextmanager
-def _answered_in_time():
-    """Give tuspy's requests a timeout while the command runs, and keep their last answer
-    (yielded, a LastAnswer). It takes none, and requests waits for ever by default: a server or
-    proxy that took a piece and never answered held the upload for good, where a timeout is
-    retried like any lost piece. Its calls all go through `requests.api.request`."""
+def _answered_in_time(cas: str | None = None):
+    """Give tuspy's requests a timeout while the command runs, and the CAs to trust (`cas`, a
+    PEM file), and keep their last answer (yielded, a LastAnswer). It takes none, and requests
+    waits for ever by default: a server or proxy that took a piece and never answered held the
+    upload for good, where a timeout is retried like any lost piece. Its calls all go through
+    `requests.api.request`."""
     untimed = requests.api.request
     answers = LastAnswer()
 
     def request(method, url, **kwargs):
         kwargs.setdefault("timeout", ANSWER_SECONDS)
+        if cas and kwargs.get("verify", True) is True:  # tuspy passes True: check, by default
+            kwargs["verify"] = cas
         if isinstance(kwargs.get("data"), bytes):
             # A piece of bytes goes out in one sendall, which the timeout bounds whole: on a
             # link under ~140 KB/s no 8 MiB piece could be sent in time. Read from a file, it
@@ -847,7 +863,8 @@ def _unreachable(error: str, base: str) -> str:
     if _said_of(error, long=False) == NO_TLS:  # asking again changes nothing
         return (
             f"could not reach {base}: {why}. Check the host name in --url, and the server's "
-            "certificate (expired? for another name?): a new run meets the same certificate."
+            "certificate (expired? for another name? signed by a CA of your own: set "
+            "SSL_CERT_FILE to its PEM file): a new run meets the same certificate."
         )
     return f"could not reach {base}: {why}. Check --url, and that the server is running there."
 
