@@ -2,13 +2,17 @@
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 
+import certifi
 import httpx
 import pytest
 import trustme
+from cryptography.hazmat.primitives import serialization
 
+from product_importer.imports.remote import CA_VARIABLES
 from tests.accounts.conftest import post_sign_in
 from tests.conftest import BIN, PASSWORD, Process, free_port, wait_until_up
 
@@ -178,13 +182,14 @@ def test_serve_on_a_port_in_use_says_so_and_what_to_do(app, tmp_path):
 @pytest.fixture
 def tls_server(app, live_worker, tmp_path):
     """`serve` answering HTTPS itself, with a certificate for localhost from a CA of the
-    test's own (trustme); yields its URL and the CA's PEM file."""
+    test's own (trustme); yields its URL, the CA's PEM file, and a TLS context trusting it."""
     authority = trustme.CA()
     certificate = authority.issue_cert("localhost", "127.0.0.1")
     cert, key, ca = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
     certificate.cert_chain_pems[0].write_to_path(str(cert))
     certificate.private_key_pem.write_to_path(str(key))
     authority.cert_pem.write_to_path(str(ca))
+    trusting = ssl.create_default_context(cafile=ca)
     port = free_port()
     args = [str(BIN / "product-importer"), "serve", "--port", str(port)]
     env = {"TLS_CERT_FILE": str(cert), "TLS_KEY_FILE": str(key), "WEB_CONCURRENCY": "1"}
@@ -192,8 +197,8 @@ def tls_server(app, live_worker, tmp_path):
     url = f"https://localhost:{port}"
     try:
         server.wait_for_output(f"Serving on https://127.0.0.1:{port}")
-        wait_until_up(url, server, verify=str(ca))
-        yield url, ca
+        wait_until_up(url, server, verify=trusting)
+        yield url, ca, trusting
     finally:
         server.kill()
 
@@ -206,37 +211,46 @@ def test_serve_answers_https_and_a_remote_import_goes_through_it(
     # requests (tuspy): each read its own variable for the CAs to trust, so a server whose CA
     # SSL_CERT_FILE named took the upload's first request and refused the import's (and with
     # REQUESTS_CA_BUNDLE the other way round). Either variable now serves both.
-    url, ca = tls_server
+    url, ca, trusting = tls_server
     path = tmp_path / "fruit.csv"
     path.write_text("sku,name\nA-1,Apple\nB-2,Banana\n")
     command = [str(BIN / "product-importer"), "import", str(path), "--url", url]
     command += ["--token", accounts["editor"].token]
     plain = {name: value for name, value in os.environ.items() if name not in CA_VARIABLES}
 
+    def run(**cas: str) -> subprocess.CompletedProcess:
+        return subprocess.run(command, capture_output=True, text=True, timeout=300, env=plain | cas)
+
     for variable in CA_VARIABLES:
-        trusted = subprocess.run(
-            command, capture_output=True, text=True, timeout=300, env={**plain, variable: str(ca)}
-        )
+        trusted = run(**{variable: str(ca)})
         assert trusted.returncode == 0, f"{variable}: {trusted.stdout}{trusted.stderr}"
-    refused = subprocess.run(command, capture_output=True, text=True, timeout=300, env=plain)
+    refused = run()
+    wrong = run(SSL_CERT_FILE=str(tmp_path / "key.pem"))  # holds no certificate
+    other = run(REQUESTS_CA_BUNDLE=certifi.where())  # the browsers' CAs, not the test's own
 
     assert sorted(sql("SELECT sku, name FROM products")) == [("A-1", "Apple"), ("B-2", "Banana")]
     assert sql("SELECT count(*) FROM import_jobs WHERE status = 'completed'")[0][0] == 2
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert f"could not reach {url}: its TLS certificate was not accepted" in refused.stderr
     assert "set SSL_CERT_FILE to its PEM file" in refused.stderr
-    assert sql("SELECT count(*) FROM uploads")[0][0] == 2  # the refused one sent nothing
+    assert wrong.returncode == 2, wrong.stdout + wrong.stderr
+    assert f"SSL_CERT_FILE is {tmp_path / 'key.pem'}, which holds no CA certificate" in wrong.stderr
+    assert "Traceback" not in wrong.stderr
+    assert other.returncode == 1, other.stdout + other.stderr
+    said = f"REQUESTS_CA_BUNDLE is {certifi.where()}: does it hold the CA that signed it?"
+    assert said in other.stderr
+    assert sql("SELECT count(*) FROM uploads")[0][0] == 2  # the refused ones sent nothing
     # as a browser signs in over HTTPS: Flask-WTF refuses a form posted without a Referer of
     # the same origin there (the pages' Referrer-Policy, same-origin, sends it)
     referer = {"Referer": f"{url}/login"}
-    with httpx.Client(base_url=url, verify=str(ca), timeout=30, headers=referer) as browser:
+    with httpx.Client(base_url=url, verify=trusting, timeout=30, headers=referer) as browser:
         response = post_sign_in(browser, accounts["viewer"].email, PASSWORD)
         assert response.status_code == 302, response.text
-        assert "; Secure" in response.headers["set-cookie"]  # never sent back in clear
+        (session,) = [
+            c for c in response.headers.get_list("set-cookie") if c.startswith("session=")
+        ]
+        assert "; Secure" in session  # never sent back in clear
         assert browser.get("/api/products").json()["total"] == 2
-
-
-CA_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 
 
 @pytest.mark.parametrize(
@@ -254,12 +268,43 @@ def test_serve_with_a_wrong_tls_setting_stops_saying_what_is_wrong(app, tmp_path
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     certificate.cert_chain_pems[0].write_to_path(str(key))
     certificate.private_key_pem.write_to_path(str(cert))
-    env = {**os.environ, **{name: str(cert if name == "TLS_CERT_FILE" else key) for name in names}}
+    chosen = {name: str(cert if name == "TLS_CERT_FILE" else key) for name in names}
+
+    done = serve_refused(chosen)
+
+    assert said in done.stderr
+
+
+def test_serve_with_a_key_under_a_passphrase_refuses_it_rather_than_ask(app, tmp_path):
+    # OpenSSL asked for the passphrase at the terminal, in `serve` and again in each web
+    # process, where nobody can type it.
+    certificate = trustme.CA().issue_cert("localhost")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    certificate.cert_chain_pems[0].write_to_path(str(cert))
+    unlocked = serialization.load_pem_private_key(certificate.private_key_pem.bytes(), None)
+    key.write_bytes(
+        unlocked.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
+
+    done = serve_refused({"TLS_CERT_FILE": str(cert), "TLS_KEY_FILE": str(key)})
+
+    assert "could not be loaded (the key is encrypted)" in done.stderr
+    assert "without a passphrase" in done.stderr
+
+
+def serve_refused(settings: dict) -> subprocess.CompletedProcess:
+    """Run `serve` with these settings, its input closed: it stops (exit 1) before serving,
+    saying why as a setting's error."""
     done = subprocess.run(
         [str(BIN / "product-importer"), "serve", "--port", str(free_port())],
-        capture_output=True, text=True, timeout=120, env=env,
+        capture_output=True, text=True, timeout=120, env=os.environ | settings,
+        stdin=subprocess.DEVNULL,
     )  # fmt: skip
-
     assert done.returncode == 1, done.stdout + done.stderr
-    assert said in done.stderr and "(from the environment or .env)" in done.stderr
+    assert "(from the environment or .env)" in done.stderr, done.stderr
     assert "Serving on" not in done.stdout + done.stderr
+    return done

@@ -20,7 +20,14 @@ from . import create_app, database, logs, schema
 from .accounts import audit, credentials
 from .accounts import service as accounts_service
 from .accounts.roles import ROLES
-from .config import MAX_REQUEST_LINE, SettingError, load_env_file, tls_files, whole_number
+from .config import (
+    MAX_REQUEST_LINE,
+    WILDCARDS,
+    SettingError,
+    load_env_file,
+    tls_files,
+    whole_number,
+)
 from .errors import AppError, said
 from .extensions import db
 from .metrics import requests as request_metrics
@@ -176,8 +183,9 @@ def _warn_if_instance_open(app) -> None:
 
 
 def _shown(host: str) -> str:
-    """The address a link names for a server bound to `host`."""
-    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    """The address a link names for a server bound to `host` (an IPv6 one in brackets)."""
+    shown = "127.0.0.1" if host in WILDCARDS else host
+    return f"[{shown}]" if ":" in shown else shown
 
 
 def _announce_setup_link(origin: str) -> None:

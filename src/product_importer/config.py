@@ -170,13 +170,28 @@ def tls_files() -> tuple[str, str] | None:
         given, missing = ("TLS_CERT_FILE", "TLS_KEY_FILE")[:: 1 if cert else -1]
         raise SettingError(f"{given} is set but {missing} is not: HTTPS needs both, or neither")
     try:
-        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
-    except (OSError, ssl.SSLError) as error:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        # a key under a passphrase would have OpenSSL ask for it at the terminal, in `serve`
+        # and again in each web process: refused here instead
+        context.load_cert_chain(cert, key, password=_no_passphrase)
+    except (OSError, ssl.SSLError, PassphraseAsked) as error:
         raise SettingError(
             f"TLS_CERT_FILE {cert} and TLS_KEY_FILE {key} could not be loaded ({error}): each "
-            "must be a PEM file readable here, the key the certificate's own"
+            "must be a PEM file readable here, the key the certificate's own, without a "
+            "passphrase"
         ) from None
     return cert, key
+
+
+class PassphraseAsked(Exception):
+    """TLS_KEY_FILE is encrypted: `serve` has no passphrase to give."""
+
+    def __str__(self) -> str:
+        return "the key is encrypted"
+
+
+def _no_passphrase() -> str:
+    raise PassphraseAsked
 
 
 def load_env_file() -> None:
@@ -260,6 +275,7 @@ def _access_settings(env, broker_url: str) -> dict:
 
 
 def _tls_named() -> bool:
+    """Whether TLS_CERT_FILE is set: `serve` answers HTTPS (or refuses to start)."""
     return bool(os.environ.get("TLS_CERT_FILE", "").strip())
 
 

@@ -82,10 +82,9 @@ def import_remotely(path: str, url: str, token: str, given: dict) -> int:
     headers = {"Authorization": f"Bearer {token.strip()}"}
     started: dict = {}  # the upload's address and the job, once the server has them
     cas = trusted_cas()
-    verify = ssl.create_default_context(cafile=cas) if cas else True
     with (
-        httpx.Client(base_url=base, headers=headers, timeout=60, verify=verify) as http,
-        _answered_in_time(cas) as answers,
+        httpx.Client(base_url=base, headers=headers, timeout=60, verify=_verify(cas)) as http,
+        _answered_in_time(cas[1] if cas else None) as answers,
     ):
         try:
             return _upload_and_import(http, base, path, options, started, answers)
@@ -269,15 +268,36 @@ def _wait_asked(status: int, headers) -> float | None:
     return parse_retry_after(headers.get("Retry-After")) if status in ASKS_TO_WAIT else None
 
 
-def trusted_cas() -> str | None:
-    """The PEM file of the CAs a server's certificate is checked against, where one is named:
-    SSL_CERT_FILE (OpenSSL's, which httpx reads) or REQUESTS_CA_BUNDLE (which requests reads).
+CA_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")  # the first one set is taken
+
+
+def trusted_cas() -> tuple[str, str] | None:
+    """(variable, path) of the CAs a server's certificate is checked against, where one is
+    named: SSL_CERT_FILE (OpenSSL's, which httpx reads) or REQUESTS_CA_BUNDLE (requests').
 
     The command talks through both libraries (its own requests, and tuspy's upload): each would
     read only its own variable, so a server whose CA one names passed the first request and
     failed the upload, or the other way round. Else None: both check against certifi's CAs.
     """
-    return os.environ.get("SSL_CERT_FILE") or os.environ.get("REQUESTS_CA_BUNDLE") or None
+    named = [(name, os.environ.get(name, "").strip()) for name in CA_VARIABLES]
+    return next(((name, path) for name, path in named if path), None)
+
+
+def _verify(cas: tuple[str, str] | None) -> ssl.SSLContext | bool:
+    """httpx's `verify` for the CAs named (a PEM file, or a folder of them, as requests takes);
+    a path that holds none stops the command saying which variable names it."""
+    if cas is None:
+        return True
+    name, path = cas
+    try:
+        if os.path.isdir(path):
+            return ssl.create_default_context(capath=path)
+        return ssl.create_default_context(cafile=path)
+    except (OSError, ssl.SSLError) as error:
+        raise click.UsageError(
+            f"{name} is {path}, which holds no CA certificate that can be read ({error}): point "
+            "it at the PEM file of the CA that signed the server's certificate."
+        ) from None
 
 
 @contextlib.contextmanager
@@ -861,10 +881,16 @@ def _unreachable(error: str, base: str) -> str:
     """Why the server at `base` could not be reached, and what to check."""
     why = _said_of(error, long=True) or error
     if _said_of(error, long=False) == NO_TLS:  # asking again changes nothing
+        cas = trusted_cas()
+        own = (
+            f"{cas[0]} is {cas[1]}: does it hold the CA that signed it?"
+            if cas
+            else "signed by a CA of your own: set SSL_CERT_FILE to its PEM file"
+        )
         return (
             f"could not reach {base}: {why}. Check the host name in --url, and the server's "
-            "certificate (expired? for another name? signed by a CA of your own: set "
-            "SSL_CERT_FILE to its PEM file): a new run meets the same certificate."
+            f"certificate (expired? for another name? {own}): a new run meets the same "
+            "certificate."
         )
     return f"could not reach {base}: {why}. Check --url, and that the server is running there."
 
