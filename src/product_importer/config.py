@@ -186,12 +186,9 @@ def tls_files() -> tuple[str, str] | None:
 class PassphraseAsked(Exception):
     """TLS_KEY_FILE is encrypted: `serve` has no passphrase to give."""
 
-    def __str__(self) -> str:
-        return "the key is encrypted"
-
 
 def _no_passphrase() -> str:
-    raise PassphraseAsked
+    raise PassphraseAsked("the key is encrypted")
 
 
 def load_env_file() -> None:
