@@ -57,6 +57,12 @@ TRUNCATE_TRIES = 5
 TURN_WAIT_SECONDS = 60
 DEADLOCK_DETECTED = "40P01"
 
+# A shell starts a background job (`cmd &`) with SIGINT ignored, and every process below
+# inherits that: the commands the tests stop with Ctrl-C never saw it, and those tests waited
+# in vain. Each test process takes Ctrl-C back, so that the processes it starts do too.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 # The longest tests (a minute or more each on a busy 2-core machine, `--durations`), started
 # first: pytest-xdist hands each process a run of tests in this order and lets the others take
