@@ -176,7 +176,8 @@ def test_an_interrupted_upload_can_be_discarded_instead_of_resumed(page: Page, a
     expect(page.get_by_text("The unfinished upload was discarded.")).to_be_visible()
     jobs = http.get("/api/imports").json()["items"]
     assert len(jobs) == 1
-    assert wait_for_job(http, jobs[0]["id"])["status"] == "cancelled"
+    job = wait_for_job(http, jobs[0]["id"])
+    assert job["status"] == "cancelled", job
     assert scalar(app, "SELECT count(*) FROM uploads") == 0
     page.reload()
     expect(page.get_by_label(PICK)).to_be_attached()
