@@ -60,16 +60,16 @@ SERVER_ERROR = raw_answer(
 
 class Outage:
     """A proxy in front of the server that passes everything through until `fail(answer)`:
-    then it cuts the connections it carries, and answers each new request with `answer` (a
-    proxy's 502; b"" hangs up, as a server restarting does), counting them in `failed`, and
-    each answer's in `answered[answer]`, until `end()`. `fail(answer, only=b"PATCH ")` fails
-    the requests of that method alone (of those methods, given a tuple); with answer HANG,
-    they are never answered (until `close()`); `fail(answer, times=1)` ends after that many
-    answers; with `cutting=True`, each failed request cuts the connections carried too, so that
-    a client's next request, on a new connection, is looked at (only the first request of a
-    connection is). `refuse()` stops listening, as a server restarting does, until
-    `listen_again()`. Each connection's first request line is noted in `seen`, with the time
-    it came (`time.time()`), and each failed request's time in `failed_at`.
+    then it cuts the connections it carries, and answers each request with `answer` (a proxy's
+    502; b"" hangs up, as a server restarting does), counting them in `failed`, and each
+    answer's in `answered[answer]`, until `end()`. `fail(answer, only=b"PATCH ")` fails the
+    requests of that method alone (of those methods, given a tuple), the others passed through;
+    with answer HANG, they are never answered (until `close()`); `fail(answer, times=1)` ends
+    after that many answers. Every request is looked at, those a client sends on a connection
+    kept alive as its first (a request failed ends its connection). `refuse()` stops
+    listening, as a server restarting does, until `listen_again()`. Each request line is noted
+    in `seen`, with the time it came (`time.time()`), and each failed request's time in
+    `failed_at`.
     """
 
     def __init__(self, target_url: str):
@@ -80,7 +80,6 @@ class Outage:
         self.answer: bytes | None = None
         self.only = b""
         self.times: int | None = None
-        self.cutting = False
         self.failed = 0
         self.failed_at: list[float] = []
         self.seen: list[tuple[float, bytes]] = []
@@ -91,15 +90,10 @@ class Outage:
         threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
 
     def fail(
-        self,
-        answer: bytes,
-        only: bytes | tuple[bytes, ...] = b"",
-        times: int | None = None,
-        *,
-        cutting: bool = False,
+        self, answer: bytes, only: bytes | tuple[bytes, ...] = b"", times: int | None = None
     ) -> None:
         with self.lock:
-            self.answer, self.only, self.times, self.cutting = answer, only, times, cutting
+            self.answer, self.only, self.times = answer, only, times
             if not only:
                 self._cut_carried()
 
@@ -137,27 +131,54 @@ class Outage:
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def _serve(self, client: socket.socket) -> None:
-        with client:
-            first = client.recv(65536)
+        """Pass each request of `client`'s connection on to the server, on one connection
+        there, until one is failed: its answer then ends the connection."""
+        server, back, pending = None, None, b""
+        try:
+            while (request := _request_head(client, pending)) is not None:
+                head, pending = request
+                if (answer := self._look_at(client, head)) is not None:
+                    self._fail_request(client, answer)
+                    return
+                if server is None:
+                    server = socket.create_connection(self.target)
+                    back = threading.Thread(target=pipe, args=(server, client), daemon=True)
+                    back.start()
+                pending = _pass_on(head, pending, client, server)
+                if pending is None:  # a body of unknown length: the rest went through as it came
+                    return
+        except OSError:
+            pass  # a side hung up, or was cut
+        finally:
             with self.lock:
-                if first:
-                    self.seen.append((time.time(), first.split(b"\r\n", 1)[0]))
-                answer = self.answer if first.startswith(self.only) else None
-                if answer is None:
-                    self.carried.add(client)
-                elif first:
-                    self.failed += 1
-                    self.failed_at.append(time.time())
-                    self.answered[answer] += 1
-                    self._count_down()
-                    if self.cutting:
-                        self._cut_carried()
+                self.carried.discard(client)
+            if server is not None:  # no more requests: it ends once it has answered, piped back
+                with contextlib.suppress(OSError):  # it hung up first
+                    server.shutdown(socket.SHUT_WR)
+                back.join()
+                server.close()
+            client.close()
+
+    def _look_at(self, client: socket.socket, head: bytes) -> bytes | None:
+        """Note the request of `head`; return the answer that fails it (None: passed on)."""
+        with self.lock:
+            self.seen.append((time.time(), head.split(b"\r\n", 1)[0]))
+            answer = self.answer if head.startswith(self.only) else None
             if answer is None:
-                self._forward(client, first)
-            elif answer is HANG:
-                self.closed.wait()
-            elif first:
-                client.sendall(answer)
+                self.carried.add(client)
+                return None
+            self.failed += 1
+            self.failed_at.append(time.time())
+            self.answered[answer] += 1
+            self._count_down()
+            return answer
+
+    def _fail_request(self, client: socket.socket, answer: bytes) -> None:
+        """Answer a request with `answer`; HANG never does (until `close()`)."""
+        if answer is HANG:
+            self.closed.wait()
+        else:
+            client.sendall(answer)  # b"" sends nothing: the connection ends unanswered
 
     def _count_down(self) -> None:
         if self.times is not None:
@@ -166,21 +187,43 @@ class Outage:
                 self.answer = None
 
     def seen_at(self, start: bytes) -> list[float]:
-        """When the connections whose first request line starts with `start` came."""
+        """When the requests whose line starts with `start` came."""
         with self.lock:
             return [at for at, line in self.seen if line.startswith(start)]
 
-    def _forward(self, client: socket.socket, first: bytes) -> None:
-        try:
-            with socket.create_connection(self.target) as server:
-                server.sendall(first)
-                back = threading.Thread(target=pipe, args=(server, client), daemon=True)
-                back.start()
-                pipe(client, server)
-                back.join()
-        finally:
-            with self.lock:
-                self.carried.discard(client)
+
+def _request_head(client: socket.socket, pending: bytes) -> tuple[bytes, bytes] | None:
+    """The head of the next request on `client`, its first bytes in `pending`, and the bytes
+    read past it; None if the client hung up first."""
+    while b"\r\n\r\n" not in pending:
+        if not (chunk := client.recv(65536)):
+            return None
+        pending += chunk
+    end = pending.index(b"\r\n\r\n") + 4
+    return pending[:end], pending[end:]
+
+
+def _pass_on(
+    head: bytes, pending: bytes, client: socket.socket, server: socket.socket
+) -> bytes | None:
+    """Send the request of `head` and its body (its first bytes in `pending`) on to `server`;
+    return the bytes read past it (the next request's). A body whose length the head does not
+    say (chunked) is passed on with the rest of the connection as it comes: None."""
+    if re.search(rb"\r\nTransfer-Encoding:", head, re.IGNORECASE):
+        server.sendall(head + pending)
+        pipe(client, server)
+        return None
+    length = re.search(rb"\r\nContent-Length:\s*(\d+)", head, re.IGNORECASE)
+    left = int(length[1]) if length else 0
+    body, pending = pending[:left], pending[left:]
+    server.sendall(head + body)
+    left -= len(body)
+    while left:
+        if not (chunk := client.recv(min(left, 65536))):
+            raise ConnectionResetError("the client hung up within a body")
+        server.sendall(chunk)
+        left -= len(chunk)
+    return pending
 
 
 @pytest.fixture
@@ -855,7 +898,7 @@ def test_an_upload_that_could_not_be_removed_after_a_refused_piece_is_said_with_
     # upload's address is said, to remove it, and the import's page, to cancel it.
     monkeypatch.setattr(remote, "RETRY_DELAY_SECONDS", 0.1)
     refused = (b"PATCH ", b"POST /api/imports/", b"DELETE ")
-    result, outage = import_one_row(DISK_FULL_ANSWER, only=refused, cutting=True)
+    result, outage = import_one_row(DISK_FULL_ANSWER, only=refused)
 
     (job,) = http.get("/api/imports").json()["items"]
     assert result.exit_code == 1, result.output
@@ -1115,7 +1158,7 @@ def test_an_upload_given_up_on_that_could_not_be_removed_is_said_with_its_addres
     # and the removal meet the proxy's 502 too: both addresses are said, to end them there.
     monkeypatch.setattr(remote, "RETRY_DELAY_SECONDS", 0.1)
     failing = (b"PATCH ", b"POST /api/imports/", b"DELETE ")
-    result, outage = import_one_row(BAD_GATEWAY, only=failing, cutting=True)
+    result, outage = import_one_row(BAD_GATEWAY, only=failing)
 
     (job,) = http.get("/api/imports").json()["items"]
     assert result.exit_code == 1, result.output
