@@ -24,6 +24,7 @@ from tusclient.exceptions import TusCommunicationError
 
 from product_importer import cli
 from product_importer.imports import remote
+from product_importer.imports.failures import CANCELLED_MESSAGE
 from tests.conftest import BIN
 from tests.helpers import wait_until
 from tests.imports.conftest import wait_for
@@ -1335,4 +1336,58 @@ def test_ctrl_c_that_could_not_end_the_servers_import_says_where_its_upload_stay
     upload = said[1].replace(outage.url, live_server)  # the proxy no longer listens
     headers = {"Authorization": f"Bearer {accounts['editor'].token}", "Tus-Resumable": "1.0.0"}
     assert requests.delete(upload, headers=headers).status_code == 204
+    assert sql("SELECT count(*) FROM uploads")[0][0] == 0
+
+
+@pytest.mark.parametrize("answer", [b"", BAD_GATEWAY], ids=["dropped", "502"])
+def test_ctrl_c_whose_upload_could_not_be_removed_says_where_it_stays_its_import_cancelled(
+    answer,
+    tmp_path,
+    start_import,
+    live_server,
+    live_worker,
+    accounts,
+    http,
+    sql,
+    held_file,
+    holding_rejections,
+):
+    # The one Ctrl-C untested: the server cancelled the import, but its upload was not removed
+    # (the DELETE's connection dropped, or a proxy's 502 on it). The DELETE goes on the
+    # connection the cancel kept alive, which the proxy looks at request by request.
+    path = tmp_path / "held.csv"
+    path.write_bytes(held_file.data)
+    outage = Outage(live_server)
+
+    with holding_rejections() as reading:  # stops half-way through reading
+        command = start_import(path, outage.url, accounts["editor"].token)
+        reading.wait_until_blocking()
+        wait_until(lambda: upload_complete(sql), "the file uploaded")
+        outage.fail(answer, only=b"DELETE ")
+        command.send_signal(signal.SIGINT)
+        # the cancel was answered before the removal was asked: let go, the import ends there
+        wait_until(lambda: outage.failed == 1 or ended(command), "the removal refused")
+    stdout, stderr = command.communicate(timeout=300)
+    outage.end()
+
+    assert command.returncode == remote.INTERRUPTED, stdout + stderr
+    (job,) = http.get("/api/imports").json()["items"]
+    assert job["status"] == "cancelled"
+    assert summary(stdout)["Outcome"] == "Cancelled", stdout
+    assert outage.failed == 1  # the removal alone: the cancel went through
+    said = re.search(
+        r"^The upload could not be removed: it stays at (\S+) \(a tus DELETE there removes it; "
+        r"else the server does once it expires\)\.\n"
+        rf"Cancelling import {job['id']} on the server \(Ctrl-C\)\.\.\.$",
+        stderr,
+        re.MULTILINE,
+    )
+    assert said, stderr
+    assert stderr.splitlines()[-1] == f"Error: {CANCELLED_MESSAGE}", stderr
+    assert "Traceback" not in stderr
+    # as it says: the upload stays, and a DELETE at its address removes it
+    assert sql("SELECT count(*) FROM uploads")[0][0] == 1
+    headers = {"Authorization": f"Bearer {accounts['editor'].token}", "Tus-Resumable": "1.0.0"}
+    assert requests.delete(said[1], headers=headers).status_code == 204
+    outage.close()
     assert sql("SELECT count(*) FROM uploads")[0][0] == 0
