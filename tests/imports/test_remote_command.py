@@ -1376,9 +1376,9 @@ def test_ctrl_c_whose_upload_could_not_be_removed_says_where_it_stays_its_import
     assert summary(stdout)["Outcome"] == "Cancelled", stdout
     assert outage.failed == 1  # the removal alone: the cancel went through
     said = re.search(
-        r"^The upload could not be removed: it stays at (\S+) \(a tus DELETE there removes it; "
-        r"else the server does once it expires\)\.\n"
-        rf"Cancelling import {job['id']} on the server \(Ctrl-C\)\.\.\.$",
+        rf"^Cancelling import {job['id']} on the server \(Ctrl-C\)\.\.\.\n"
+        r"The upload could not be removed: it stays at (\S+) \(a tus DELETE there removes it; "
+        r"else the server does once it expires\)\.$",
         stderr,
         re.MULTILINE,
     )

@@ -239,10 +239,10 @@ def _cancel_on_interrupt(http: httpx.Client, base: str, started: dict) -> int:
             f"Ctrl-C: import {job['id']} could not be cancelled: {ended.why_not} "
             f"{_what_became(ended, base, started)}"
         )
-    if not ended.removed:
-        click.echo(_kept(started["upload"]), err=True)
     if ended.cancel == 202:
         click.echo(f"Cancelling import {job['id']} on the server (Ctrl-C)...", err=True)
+    if not ended.removed:
+        click.echo(_kept(started["upload"]), err=True)
     final = _watch(http, base, job["id"])
     code = _report(final, base)
     return INTERRUPTED if final["status"] == Status.CANCELLED else code
