@@ -15,7 +15,7 @@ from tusclient import client as tus
 from tusclient.exceptions import TusCommunicationError
 
 from product_importer.imports import remote
-from tests.conftest import BIN, http_client
+from tests.conftest import BIN, http_client, paused
 from tests.helpers import import_csv, wait_for_job, wait_until
 from tests.imports.conftest import assert_retry_refused, generate, products_by_key, wait_for
 
@@ -562,3 +562,35 @@ def waits_behind(held) -> bool:
     )
     with held.engine.connect() as conn:
         return conn.execute(sql_text(behind), {"pid": held.pid}).scalar() > 0
+
+
+def test_a_cancel_asked_before_an_import_gave_way_to_its_stalled_upload_wins_over_removal(
+    app, http, sql, live_worker, monkeypatch
+):
+    # The upload page's Discard cancels the import, then removes its upload. A run whose
+    # upload stood still may give its job back to the queue before a heartbeat brought the
+    # cancel: the job waits there, its cancel asked, when the removal comes.
+    from product_importer.imports import progress, queue
+
+    monkeypatch.setitem(app.config, "UPLOAD_STALL_SECONDS", 0)  # gives way at the first wait
+    monkeypatch.setattr(progress, "HEARTBEAT_SECONDS", 3600)  # no beat brings the cancel
+    data = generate(20_000).data
+    created = http.post("/api/uploads", headers={**TUS, "Upload-Length": str(len(data))})
+    url = created.headers["Location"]
+    half = {**PIECE, "Upload-Offset": "0"}
+    assert http.patch(url, content=data[: len(data) // 2], headers=half).status_code == 204
+    with paused(live_worker):  # the import runs here
+        job_id = http.post("/api/imports", json={"upload": url.rsplit("/", 1)[-1]}).json()["id"]
+        with app.app_context(), queue.import_engine().connect() as conn:
+            job = queue.claim_next(conn)
+            assert job.id == job_id
+            assert http.post(f"/api/imports/{job_id}/cancel").status_code == 202  # running
+            queue.run_claimed(conn, job)
+        waiting = "SELECT status, cancel_requested FROM import_jobs WHERE id = :id"
+        assert sql(waiting, id=job_id) == [("queued", True)]  # back in the queue, cancel asked
+
+        assert http.delete(url, headers=TUS).status_code == 204
+
+    job = finished(http, job_id)
+    assert job["status"] == "cancelled", job
+    assert "Upload the file again" in job["error"], job

@@ -274,10 +274,20 @@ def remove_expired(session: Session) -> int:
 
 def _fail_waiting(session: Session, upload_id: str, error: str) -> None:
     """Fail the queued imports of an upload that will never finish, each with its
-    `import.failed` (sent once the session commits); running ones notice by themselves."""
+    `import.failed` (sent once the session commits); running ones notice by themselves.
+    One whose cancel was asked ends cancelled."""
+    waiting = (ImportJob.upload_id == upload_id, ImportJob.status == Status.QUEUED)
+    # A cancel asked first wins here too (`growing.GrowingFile._refuse`): a run may give its
+    # job back to the queue (its upload stalled, its worker stopping) before a heartbeat
+    # brought the cancel, and the job waits there for a worker to end it.
+    session.execute(
+        update(ImportJob.__table__)
+        .where(*waiting, ImportJob.cancel_requested)
+        .values(**final_values(Status.CANCELLED, error=UPLOAD_CANCELLED_MESSAGE))
+    )
     ended = session.execute(
         update(ImportJob.__table__)
-        .where(ImportJob.upload_id == upload_id, ImportJob.status == Status.QUEUED)
+        .where(*waiting)
         .values(**final_values(Status.FAILED, error=error))
         .returning(*ImportJob.__table__.c)
     ).all()
