@@ -199,7 +199,8 @@ def _empty_tables(request, app, account_rows):
     Workers use their own connections, so there is no rollback to lean on. The tables are
     emptied once no import of an earlier test applies, nor builds the search indexes it
     deferred (both hold the turn to apply): either would go on into this test's tables and
-    locks. An earlier test's import that is still reading may apply later, as it always could.
+    locks. An earlier test's import that is still running is cancelled first, and its end
+    waited for (`_end_imports_left_running`).
     """
     empty_tables(app, account_rows)
     yield
@@ -210,6 +211,7 @@ def empty_tables(app, account_rows) -> None:
     from product_importer.extensions import db
 
     with app.app_context():
+        _end_imports_left_running(db.engine, app.config["IMPORT_HEARTBEAT_TIMEOUT_SECONDS"])
         tables = [t.name for t in db.metadata.sorted_tables]
         deadline, deadlocks = time.monotonic() + TURN_WAIT_SECONDS, 0
         while True:
@@ -229,6 +231,34 @@ def empty_tables(app, account_rows) -> None:
                 if deadlocks == TRUNCATE_TRIES:
                     raise
             time.sleep(0.05)
+
+
+# The runs of imports an earlier test left: running, with a live heartbeat (a run whose worker
+# was killed writes no more).
+LEFT_RUNNING = "status = 'running' AND heartbeat_at > now() - make_interval(secs => :timeout)"
+
+
+def _end_imports_left_running(engine, timeout: float) -> None:
+    """Cancel the imports an earlier test left, and wait until their runs have ended.
+
+    Emptied, the tables number jobs from 1 again: the run of an earlier test's job 1 (one
+    following an upload the test left, say) would take this test's job 1 for its own, write
+    its progress there and end it ("the upload was cancelled or expired").
+    """
+    deadline = time.monotonic() + TURN_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        with engine.begin() as conn:
+            # queued ones too: a worker could claim one between this look and the emptying
+            conn.execute(
+                text("UPDATE import_jobs SET status = 'cancelled' WHERE status = 'queued'")
+            )
+            running = {"timeout": timeout}
+            asked = f"UPDATE import_jobs SET cancel_requested = true WHERE {LEFT_RUNNING}"
+            conn.execute(text(asked), running)
+            left = f"SELECT count(*) FROM import_jobs WHERE {LEFT_RUNNING}"
+            if not conn.execute(text(left), running).scalar():
+                return
+        time.sleep(0.05)
 
 
 def _truncate_used(conn, tables: list[str]) -> None:
