@@ -200,7 +200,8 @@ def _empty_tables(request, app, account_rows):
     emptied once no import of an earlier test applies, nor builds the search indexes it
     deferred (both hold the turn to apply): either would go on into this test's tables and
     locks. An earlier test's import that is still running is cancelled first, and its end
-    waited for (`_end_imports_left_running`).
+    waited for (`_end_imports_left_running`); so is a webhook attempt still being sent
+    (`_end_webhook_attempts_left_in_flight`).
     """
     empty_tables(app, account_rows)
     yield
@@ -212,6 +213,7 @@ def empty_tables(app, account_rows) -> None:
 
     with app.app_context():
         _end_imports_left_running(db.engine, app.config["IMPORT_HEARTBEAT_TIMEOUT_SECONDS"])
+        _end_webhook_attempts_left_in_flight(db.engine, app.config["WEBHOOK_TIMEOUT_SECONDS"])
         tables = [t.name for t in db.metadata.sorted_tables]
         deadline, deadlocks = time.monotonic() + TURN_WAIT_SECONDS, 0
         while True:
@@ -257,6 +259,41 @@ def _end_imports_left_running(engine, timeout: float) -> None:
             conn.execute(text(asked), running)
             left = f"SELECT count(*) FROM import_jobs WHERE {LEFT_RUNNING}"
             if not conn.execute(text(left), running).scalar():
+                return
+        time.sleep(0.05)
+
+
+# The deliveries an earlier test left: pending, or being sent. A claim lasts the attempt's
+# timeout and LEASE_MARGIN_SECONDS more; past its timeout (and a second to record it), an
+# attempt has ended, or its worker is gone.
+LEFT_SENDING = "status = 'pending' OR locked_until > now() + make_interval(secs => :margin)"
+# SKIP LOCKED: a worker's statement locking several of them waits for none of this one's
+FAIL_PENDING = (
+    "UPDATE webhook_deliveries SET status = 'failed' WHERE id IN "
+    "(SELECT id FROM webhook_deliveries WHERE status = 'pending' FOR UPDATE SKIP LOCKED)"
+)
+
+
+def _end_webhook_attempts_left_in_flight(engine, timeout: float) -> None:
+    """Fail the webhook deliveries an earlier test left pending, and wait until the attempts
+    being sent end (one to a receiver still sleeping on it, up to WEBHOOK_TIMEOUT_SECONDS).
+
+    Emptied, the tables number deliveries from 1 again: a worker records an attempt by the
+    delivery's id and attempt number, so an attempt of an earlier test's delivery 1 still
+    being sent would record its answer into this test's delivery 1 if that one's first attempt
+    is being sent too (a receiver that holds it), and this test's own answer then nowhere.
+    Failed, a pending one is not claimed (nor sent next in line) between this look and the
+    emptying.
+    """
+    from product_importer.webhooks.delivery import LEASE_MARGIN_SECONDS
+
+    margin = {"margin": LEASE_MARGIN_SECONDS - 1}
+    deadline = time.monotonic() + timeout + 1  # a worker of a longer timeout: not waited out
+    while time.monotonic() < deadline:
+        with engine.begin() as conn:
+            conn.execute(text(FAIL_PENDING))
+            left = f"SELECT EXISTS (SELECT FROM webhook_deliveries WHERE {LEFT_SENDING})"
+            if not conn.execute(text(left), margin).scalar():
                 return
         time.sleep(0.05)
 
