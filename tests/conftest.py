@@ -57,9 +57,10 @@ TRUNCATE_TRIES = 5
 TURN_WAIT_SECONDS = 60
 DEADLOCK_DETECTED = "40P01"
 
-# A shell starts a background job (`cmd &`) with SIGINT ignored, and every process below
-# inherits that: the commands the tests stop with Ctrl-C never saw it, and those tests waited
-# in vain. Each test process takes Ctrl-C back, so that the processes it starts do too.
+# A shell without job control (a script, `sh -c`) starts a background job (`cmd &`) with
+# SIGINT ignored, and every process below inherits that: the commands the tests stop with
+# Ctrl-C never saw it, and those tests waited in vain. Each test process takes Ctrl-C back, so
+# that the processes it starts do too.
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
@@ -248,19 +249,23 @@ def _end_imports_left_running(engine, timeout: float) -> None:
     its progress there and end it ("the upload was cancelled or expired").
     """
     deadline = time.monotonic() + TURN_WAIT_SECONDS
+    running = {"timeout": timeout}
     while time.monotonic() < deadline:
         with engine.begin() as conn:
             # queued ones too: a worker could claim one between this look and the emptying
             conn.execute(
                 text("UPDATE import_jobs SET status = 'cancelled' WHERE status = 'queued'")
             )
-            running = {"timeout": timeout}
             asked = f"UPDATE import_jobs SET cancel_requested = true WHERE {LEFT_RUNNING}"
             conn.execute(text(asked), running)
-            left = f"SELECT count(*) FROM import_jobs WHERE {LEFT_RUNNING}"
-            if not conn.execute(text(left), running).scalar():
+            # a run may give its job back to the queue after the first statement: looked at
+            # again, as queued, at the next turn of the loop
+            left = f"SELECT id FROM import_jobs WHERE status = 'queued' OR ({LEFT_RUNNING})"
+            ids = conn.execute(text(left), running).scalars().all()
+            if not ids:
                 return
         time.sleep(0.05)
+    warnings.warn(f"imports {ids} of an earlier test still run", stacklevel=2)
 
 
 # The deliveries an earlier test left: pending, or being sent. A claim lasts the attempt's
@@ -292,10 +297,12 @@ def _end_webhook_attempts_left_in_flight(engine, timeout: float) -> None:
     while time.monotonic() < deadline:
         with engine.begin() as conn:
             conn.execute(text(FAIL_PENDING))
-            left = f"SELECT EXISTS (SELECT FROM webhook_deliveries WHERE {LEFT_SENDING})"
-            if not conn.execute(text(left), margin).scalar():
+            left = f"SELECT id FROM webhook_deliveries WHERE {LEFT_SENDING}"
+            ids = conn.execute(text(left), margin).scalars().all()
+            if not ids:
                 return
         time.sleep(0.05)
+    warnings.warn(f"webhook deliveries {ids} of an earlier test are still being sent", stacklevel=2)
 
 
 def _truncate_used(conn, tables: list[str]) -> None:

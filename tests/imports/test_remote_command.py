@@ -67,7 +67,8 @@ class Outage:
     requests of that method alone (of those methods, given a tuple), the others passed through;
     with answer HANG, they are never answered (until `close()`); `fail(answer, times=1)` ends
     after that many answers. Every request is looked at, those a client sends on a connection
-    kept alive as its first (a request failed ends its connection). `refuse()` stops
+    kept alive as its first (a request failed ends its connection), up to one with a chunked
+    body: the rest of its connection is passed on as it comes. `refuse()` stops
     listening, as a server restarting does, until `listen_again()`. Each request line is noted
     in `seen`, with the time it came (`time.time()`), and each failed request's time in
     `failed_at`.

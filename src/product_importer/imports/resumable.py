@@ -231,8 +231,9 @@ def _finish(session: Session, upload: Upload) -> None:
 def terminate(session: Session, upload: Upload) -> None:
     """Remove the upload; its file too, unless an import keeps it (the caller commits).
 
-    The queued imports of an upload that never finished fail now; a running one fails when
-    it next asks for the upload (`growing.GrowingFile`).
+    The queued imports of an upload that never finished fail now (or end cancelled, if a
+    cancel was asked); a running one fails when it next asks for the upload
+    (`growing.GrowingFile`), unless a cancel was asked there too.
     """
     if upload.completed_at is None:
         _fail_waiting(session, upload.id, GONE)
@@ -259,7 +260,7 @@ def _remove(session: Session, upload_id: str, path: str) -> None:
 
 
 def remove_expired(session: Session) -> int:
-    """Remove uploads past their expiry; fail the queued imports still waiting for them."""
+    """Remove uploads past their expiry; end the queued imports still waiting for them."""
     expired = session.execute(
         select(Upload.id, Upload.file_path, Upload.completed_at).where(
             Upload.expires_at <= utcnow()
