@@ -256,6 +256,13 @@ def upload_complete(sql) -> bool:
     return sql("SELECT count(*) FROM uploads WHERE completed_at IS NOT NULL")[0][0] == 1
 
 
+def removed_as_said(url: str, token: str, sql) -> None:
+    """A tus DELETE at the address the command said its upload stays removes it."""
+    headers = {"Authorization": f"Bearer {token}", "Tus-Resumable": "1.0.0"}
+    assert requests.delete(url, headers=headers).status_code == 204
+    assert sql("SELECT count(*) FROM uploads")[0][0] == 0
+
+
 @pytest.fixture
 def import_one_row(tmp_path, live_server, accounts):
     """Import a file of one row through an `Outage` in front of the server, failing with
@@ -916,10 +923,8 @@ def test_an_upload_that_could_not_be_removed_after_a_refused_piece_is_said_with_
     assert job["status"] in ("queued", "running")  # waiting for the rest
     # as it says: the page cancels the import, the address removes the upload
     assert http.post(f"/api/imports/{job['id']}/cancel").status_code == 202
-    headers = {"Authorization": f"Bearer {accounts['editor'].token}", "Tus-Resumable": "1.0.0"}
-    assert requests.delete(said[1], headers=headers).status_code == 204
+    removed_as_said(said[1], accounts["editor"].token, sql)
     outage.close()
-    assert sql("SELECT count(*) FROM uploads")[0][0] == 0
 
 
 @pytest.mark.parametrize(
@@ -1177,10 +1182,8 @@ def test_an_upload_given_up_on_that_could_not_be_removed_is_said_with_its_addres
     assert outage.failed == remote.RETRIES + 3  # the tries, the cancel, the removal
     # as it says: the page cancels the import, the address removes the upload
     assert http.post(f"/api/imports/{job['id']}/cancel").status_code == 202
-    headers = {"Authorization": f"Bearer {accounts['editor'].token}", "Tus-Resumable": "1.0.0"}
-    assert requests.delete(said[2], headers=headers).status_code == 204
+    removed_as_said(said[2], accounts["editor"].token, sql)
     outage.close()
-    assert sql("SELECT count(*) FROM uploads")[0][0] == 0
 
 
 def test_a_refusal_after_a_proxys_answer_as_the_upload_starts_is_waited_for_as_a_restart(
@@ -1335,9 +1338,7 @@ def test_ctrl_c_that_could_not_end_the_servers_import_says_where_its_upload_stay
     )
     assert said, stderr
     upload = said[1].replace(outage.url, live_server)  # the proxy no longer listens
-    headers = {"Authorization": f"Bearer {accounts['editor'].token}", "Tus-Resumable": "1.0.0"}
-    assert requests.delete(upload, headers=headers).status_code == 204
-    assert sql("SELECT count(*) FROM uploads")[0][0] == 0
+    removed_as_said(upload, accounts["editor"].token, sql)
 
 
 @pytest.mark.parametrize("answer", [b"", BAD_GATEWAY], ids=["dropped", "502"])
@@ -1388,7 +1389,5 @@ def test_ctrl_c_whose_upload_could_not_be_removed_says_where_it_stays_its_import
     assert "Traceback" not in stderr
     # as it says: the upload stays, and a DELETE at its address removes it
     assert sql("SELECT count(*) FROM uploads")[0][0] == 1
-    headers = {"Authorization": f"Bearer {accounts['editor'].token}", "Tus-Resumable": "1.0.0"}
-    assert requests.delete(said[1], headers=headers).status_code == 204
+    removed_as_said(said[1], accounts["editor"].token, sql)
     outage.close()
-    assert sql("SELECT count(*) FROM uploads")[0][0] == 0
