@@ -264,6 +264,28 @@ def removed_as_said(url: str, token: str, sql) -> None:
 
 
 @pytest.fixture
+def held_remote_import(
+    tmp_path, start_import, live_server, live_worker, accounts, sql, held_file, holding_rejections
+):
+    """Return a context manager: the command imports the held file through an `Outage` in
+    front of the server, as the editor; inside it, the upload is complete and the server's
+    import stops half-way through reading. It gives the command and the proxy."""
+
+    @contextlib.contextmanager
+    def held():
+        path = tmp_path / "held.csv"
+        path.write_bytes(held_file.data)
+        outage = Outage(live_server)
+        with holding_rejections() as reading:
+            command = start_import(path, outage.url, accounts["editor"].token)
+            reading.wait_until_blocking()
+            wait_until(lambda: upload_complete(sql), "the file uploaded")
+            yield command, outage
+
+    return held
+
+
+@pytest.fixture
 def import_one_row(tmp_path, live_server, accounts):
     """Import a file of one row through an `Outage` in front of the server, failing with
     `answer` as `failing` says (`Outage.fail`); the command's result and the proxy, passing
@@ -287,18 +309,11 @@ def import_one_row(tmp_path, live_server, accounts):
 
 
 def test_a_remote_import_rides_out_a_server_that_stops_answering_for_a_while(
-    tmp_path, start_import, live_server, live_worker, accounts, sql, held_file, holding_rejections
+    held_file, held_remote_import
 ):
     # The first 502 of a proxy (or a restart's refused connection) ended the command with a
     # traceback (JSONDecodeError), the import going on unwatched.
-    path = tmp_path / "held.csv"
-    path.write_bytes(held_file.data)
-    outage = Outage(live_server)
-
-    with holding_rejections() as reading:  # stops half-way through reading
-        command = start_import(path, outage.url, accounts["editor"].token)
-        reading.wait_until_blocking()
-        wait_until(lambda: upload_complete(sql), "the file uploaded")
+    with held_remote_import() as (command, outage):
         outage.fail(BAD_GATEWAY)
         wait_until(lambda: outage.answered[BAD_GATEWAY] >= 3 or ended(command), "502s")
         outage.fail(b"")
@@ -840,26 +855,11 @@ def test_a_token_pasted_with_a_line_break_is_refused_at_once_without_printing_it
 
 
 def test_a_server_error_while_watching_stops_the_watch_at_once_in_its_words(
-    tmp_path,
-    start_import,
-    live_server,
-    live_worker,
-    accounts,
-    http,
-    sql,
-    held_file,
-    holding_rejections,
+    http, held_remote_import
 ):
     # A 500 (a bug reading the job) was asked again for 60 s, then said "did not answer for
     # 60 s (HTTP 500)", its message lost; the import goes on on the server either way.
-    path = tmp_path / "held.csv"
-    path.write_bytes(held_file.data)
-    outage = Outage(live_server)
-
-    with holding_rejections() as reading:  # stops half-way through reading
-        command = start_import(path, outage.url, accounts["editor"].token)
-        reading.wait_until_blocking()
-        wait_until(lambda: upload_complete(sql), "the file uploaded")
+    with held_remote_import() as (command, outage):
         outage.fail(SERVER_ERROR)
         stdout, stderr = command.communicate(timeout=300)
         (job,) = http.get("/api/imports").json()["items"]
@@ -1001,18 +1001,9 @@ def test_a_retry_after_on_a_piece_is_waited_for_before_sending_it_again(
     assert again - first >= 3, (first, again)
 
 
-def test_a_retry_after_while_watching_the_import_is_waited_for(
-    tmp_path, start_import, live_server, live_worker, accounts, sql, held_file, holding_rejections
-):
+def test_a_retry_after_while_watching_the_import_is_waited_for(held_remote_import):
     # A proxy's 503 with Retry-After while the import ran was asked again a second later.
-    path = tmp_path / "held.csv"
-    path.write_bytes(held_file.data)
-    outage = Outage(live_server)
-
-    with holding_rejections() as reading:  # stops half-way through reading
-        command = start_import(path, outage.url, accounts["editor"].token)
-        reading.wait_until_blocking()
-        wait_until(lambda: upload_complete(sql), "the file uploaded")
+    with held_remote_import() as (command, outage):
         outage.fail(asking_to_wait(b"503 Service Unavailable", "4"), times=1)
         wait_until(lambda: outage.failed == 1 or ended(command), "the 503")
     stdout, stderr = command.communicate(timeout=300)
@@ -1297,27 +1288,11 @@ def test_a_tls_connection_broken_off_on_a_piece_is_sent_again_a_certificate_refu
 
 
 def test_ctrl_c_that_could_not_end_the_servers_import_says_where_its_upload_stays(
-    tmp_path,
-    start_import,
-    live_server,
-    live_worker,
-    accounts,
-    http,
-    sql,
-    held_file,
-    holding_rejections,
+    live_server, accounts, http, sql, held_remote_import
 ):
     # Ctrl-C while the server did not answer said where to cancel the import alone: its upload
     # was not even asked to be removed, and stayed there with no word of it.
-    path = tmp_path / "held.csv"
-    path.write_bytes(held_file.data)
-    outage = Outage(live_server)
-    token = accounts["editor"].token
-
-    with holding_rejections() as reading:  # stops half-way through reading
-        command = start_import(path, outage.url, token)
-        reading.wait_until_blocking()
-        wait_until(lambda: upload_complete(sql), "the file uploaded")
+    with held_remote_import() as (command, outage):
         outage.refuse()  # the cancel and the removal find nothing there
         command.send_signal(signal.SIGINT)
         stdout, stderr = command.communicate(timeout=300)
@@ -1343,28 +1318,12 @@ def test_ctrl_c_that_could_not_end_the_servers_import_says_where_its_upload_stay
 
 @pytest.mark.parametrize("answer", [b"", BAD_GATEWAY], ids=["dropped", "502"])
 def test_ctrl_c_whose_upload_could_not_be_removed_says_where_it_stays_its_import_cancelled(
-    answer,
-    tmp_path,
-    start_import,
-    live_server,
-    live_worker,
-    accounts,
-    http,
-    sql,
-    held_file,
-    holding_rejections,
+    answer, accounts, http, sql, held_remote_import
 ):
     # The one Ctrl-C untested: the server cancelled the import, but its upload was not removed
     # (the DELETE's connection dropped, or a proxy's 502 on it). The DELETE goes on the
     # connection the cancel kept alive, which the proxy looks at request by request.
-    path = tmp_path / "held.csv"
-    path.write_bytes(held_file.data)
-    outage = Outage(live_server)
-
-    with holding_rejections() as reading:  # stops half-way through reading
-        command = start_import(path, outage.url, accounts["editor"].token)
-        reading.wait_until_blocking()
-        wait_until(lambda: upload_complete(sql), "the file uploaded")
+    with held_remote_import() as (command, outage):
         outage.fail(answer, only=b"DELETE ")
         command.send_signal(signal.SIGINT)
         # the cancel was answered before the removal was asked: let go, the import ends there
