@@ -239,6 +239,14 @@ def empty_tables(app, account_rows) -> None:
 # The runs of imports an earlier test left: running, with a live heartbeat (a run whose worker
 # was killed writes no more).
 LEFT_RUNNING = "status = 'running' AND heartbeat_at > now() - make_interval(secs => :timeout)"
+END_IMPORTS = (
+    # queued ones too: a worker could claim one between this look and the emptying
+    "UPDATE import_jobs SET status = 'cancelled' WHERE status = 'queued'",
+    f"UPDATE import_jobs SET cancel_requested = true WHERE {LEFT_RUNNING}",
+)
+# a run may give its job back to the queue after the first statement: looked at again, as
+# queued, at the next turn
+IMPORTS_LEFT = f"SELECT id FROM import_jobs WHERE status = 'queued' OR ({LEFT_RUNNING})"
 
 
 def _end_imports_left_running(engine, timeout: float) -> None:
@@ -248,34 +256,24 @@ def _end_imports_left_running(engine, timeout: float) -> None:
     following an upload the test left, say) would take this test's job 1 for its own, write
     its progress there and end it ("the upload was cancelled or expired").
     """
-    deadline = time.monotonic() + TURN_WAIT_SECONDS
-    running = {"timeout": timeout}
-    while time.monotonic() < deadline:
-        with engine.begin() as conn:
-            # queued ones too: a worker could claim one between this look and the emptying
-            conn.execute(
-                text("UPDATE import_jobs SET status = 'cancelled' WHERE status = 'queued'")
-            )
-            asked = f"UPDATE import_jobs SET cancel_requested = true WHERE {LEFT_RUNNING}"
-            conn.execute(text(asked), running)
-            # a run may give its job back to the queue after the first statement: looked at
-            # again, as queued, at the next turn of the loop
-            left = f"SELECT id FROM import_jobs WHERE status = 'queued' OR ({LEFT_RUNNING})"
-            ids = conn.execute(text(left), running).scalars().all()
-            if not ids:
-                return
-        time.sleep(0.05)
-    warnings.warn(f"imports {ids} of an earlier test still run", stacklevel=2)
+    left = _until_none_left(
+        engine, TURN_WAIT_SECONDS, END_IMPORTS, IMPORTS_LEFT, {"timeout": timeout}
+    )
+    if left:
+        warnings.warn(f"imports {left} of an earlier test still run", stacklevel=2)
 
 
 # The deliveries an earlier test left: pending, or being sent. A claim lasts the attempt's
 # timeout and LEASE_MARGIN_SECONDS more; past its timeout (and a second to record it), an
 # attempt has ended, or its worker is gone.
-LEFT_SENDING = "status = 'pending' OR locked_until > now() + make_interval(secs => :margin)"
+DELIVERIES_LEFT = (
+    "SELECT id FROM webhook_deliveries "
+    "WHERE status = 'pending' OR locked_until > now() + make_interval(secs => :margin)"
+)
 # SKIP LOCKED: a worker's statement locking several of them waits for none of this one's
 FAIL_PENDING = (
     "UPDATE webhook_deliveries SET status = 'failed' WHERE id IN "
-    "(SELECT id FROM webhook_deliveries WHERE status = 'pending' FOR UPDATE SKIP LOCKED)"
+    "(SELECT id FROM webhook_deliveries WHERE status = 'pending' FOR UPDATE SKIP LOCKED)",
 )
 
 
@@ -293,16 +291,24 @@ def _end_webhook_attempts_left_in_flight(engine, timeout: float) -> None:
     from product_importer.webhooks.delivery import LEASE_MARGIN_SECONDS
 
     margin = {"margin": LEASE_MARGIN_SECONDS - 1}
-    deadline = time.monotonic() + timeout + 1  # a worker of a longer timeout: not waited out
-    while time.monotonic() < deadline:
+    # a worker of a longer timeout than this app's: not waited out
+    left = _until_none_left(engine, timeout + 1, FAIL_PENDING, DELIVERIES_LEFT, margin)
+    if left:
+        warnings.warn(f"webhook deliveries {left} of an earlier test are still sent", stacklevel=2)
+
+
+def _until_none_left(engine, seconds: float, ending: tuple, left: str, params: dict) -> list:
+    """Run the `ending` statements until `left` finds no ids, for at most `seconds`; return
+    the ids still left then (none: all ended)."""
+    deadline = time.monotonic() + seconds
+    while True:
         with engine.begin() as conn:
-            conn.execute(text(FAIL_PENDING))
-            left = f"SELECT id FROM webhook_deliveries WHERE {LEFT_SENDING}"
-            ids = conn.execute(text(left), margin).scalars().all()
-            if not ids:
-                return
+            for statement in ending:
+                conn.execute(text(statement), params)
+            ids = conn.execute(text(left), params).scalars().all()
+        if not ids or time.monotonic() > deadline:
+            return ids
         time.sleep(0.05)
-    warnings.warn(f"webhook deliveries {ids} of an earlier test are still being sent", stacklevel=2)
 
 
 def _truncate_used(conn, tables: list[str]) -> None:
