@@ -687,6 +687,42 @@ PLANNER_SETTINGS = (
 )
 
 
+def test_q_tests_each_row_first_against_the_field_that_holds_its_term_most_often(db_session, sql):
+    """PostgreSQL tests an OR's conditions in order and stops at the first that holds: `q`
+    puts first the field whose sampled values hold the term most often, the description for a
+    word of a third of the descriptions, the SKU for a SKU's prefix, and finds what ILIKE
+    finds either way."""
+    from product_importer import database
+    from product_importer.extensions import db
+    from product_importer.products.service import Filters, list_products
+
+    sql(
+        "INSERT INTO products (sku, name, description) "
+        "SELECT 'S-' || i, 'Gadget ' || i, CASE WHEN i % 3 = 0 THEN 'Old church ' "
+        "ELSE 'Plain ' END || md5(i::text) FROM generate_series(1, 3000) AS i"
+    )
+    sql("ANALYZE products")
+    database.of(db_session)._statistics.clear()  # this catalog's sample, not an earlier test's
+    found = {}
+    with plans_of_searches(db.engine) as seen:
+        for term in ("church", "S-12"):
+            found[term] = list_products(db_session, filters=Filters(q=term)).total
+    db_session.commit()
+
+    [word, prefix] = [
+        statement
+        for statement in seen["statements"]
+        if "count(*)" in statement and not statement.startswith("EXPLAIN")
+    ]
+    assert word.index("description_lower LIKE") < word.index("sku ILIKE")
+    assert prefix.index("sku ILIKE") < prefix.index("description_lower LIKE")
+    for term, total in found.items():
+        like = f"'%{term}%'"
+        matches = f"sku ILIKE {like} OR name ILIKE {like} OR description ILIKE {like}"
+        assert total == sql(f"SELECT count(*) FROM products WHERE {matches}")[0][0]
+    assert found == {"church": 1000, "S-12": 111}
+
+
 @pytest.mark.usefixtures("without_kept_ids")
 def test_a_term_whose_trigram_is_in_most_descriptions_is_read_in_two_processes(db_session, sql):
     """'e. t' is in one description in 500, but its one trigram ('  t', a word that starts with
@@ -1045,6 +1081,16 @@ def test_the_share_of_candidates_is_of_the_sampled_values_that_hold_every_trigra
     sample = ["a tall tree", "a zebra", "top al l", "two. then"]
     assert candidates_share(sample, term) == share
     assert candidates_share([], term) == 0.0
+
+
+def test_the_share_holding_a_term_is_of_the_sampled_values_that_hold_it_in_any_case():
+    from product_importer.products.service import holding_share
+
+    sample = ["a tall tree", "a zebra", "top al l", "two. then"]
+    assert holding_share(sample, "ALL") == 0.25  # 'tall', not 'al l'
+    assert holding_share(sample, "a ") == 0.5
+    assert holding_share(sample, "zz") == 0.0
+    assert holding_share([], "a") == 0.0
 
 
 # Descriptions of common words: each of 'behavior', 'owner' and 'culture' in 1 of 5, all three

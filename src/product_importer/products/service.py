@@ -131,6 +131,8 @@ class Filters:
     # (field, term) -> what to ask the trigram index for instead of the whole term: a rare word
     # of it, or a LIKE pattern of a few of its trigrams (see `narrowed`)
     narrow: Mapping[tuple[str, str], str] = field(default_factory=dict, compare=False)
+    # the fields `q` tests each candidate row against, in this order (see `q_in_order`)
+    q_fields: tuple[str, ...] = field(default=TEXT_FILTERS, compare=False)
 
     def searches(self) -> bool:
         """Whether a text filter is set (matched through the trigram indexes on PostgreSQL)."""
@@ -138,7 +140,8 @@ class Filters:
 
     def key(self) -> str:
         """These filters as one string, to file their total under."""
-        fields = {name: value for name, value in asdict(self).items() if name != "narrow"}
+        kept_apart = ("narrow", "q_fields")
+        fields = {name: value for name, value in asdict(self).items() if name not in kept_apart}
         return json.dumps(fields, sort_keys=True, ensure_ascii=False)
 
     def conditions(self, columns=None, *, half: int | None = None) -> list[ColumnElement[bool]]:
@@ -155,7 +158,7 @@ class Filters:
 
         found = [matches(name, getattr(self, name)) for name in TEXT_FILTERS if getattr(self, name)]
         if self.q:
-            found.append(or_(*(matches(name, self.q) for name in TEXT_FILTERS)))
+            found.append(or_(*(matches(name, self.q) for name in self.q_fields)))
         if self.active is not None:
             # `NOT active` lets PostgreSQL use the partial index of inactive products.
             found.append(of.active if self.active else not_(of.active))
@@ -207,6 +210,35 @@ def narrowed(session: Session, filters: Filters) -> Filters:
         if pattern:
             narrow[(name, term)] = pattern
     return replace(filters, narrow=narrow) if narrow else filters
+
+
+def q_in_order(session: Session, filters: Filters) -> Filters:
+    """`filters`, with `q`'s fields in the order that tests each candidate row fewest times:
+    the field whose sampled values hold the term most often first.
+
+    PostgreSQL tests an OR's conditions in their order and stops at the first that holds. A
+    word of a third of the descriptions, tested against each candidate's SKU and name first,
+    spent a third of its count there (two `ILIKE`s that lower their text; 'church' at 500K
+    products: 255-263 ms a half in one process, 170-173 ms with the description first), where
+    a SKU's digits tested against every description first cost as much the other way ('-2':
+    170-171 ms, 222 ms).
+    """
+    if not filters.q or not database.of(session).search_in_halves:
+        return filters
+    samples = database.of(session).samples(session)
+    shares = {name: holding_share(samples.get(name, ()), filters.q) for name in TEXT_FILTERS}
+    order = tuple(sorted(TEXT_FILTERS, key=lambda name: -shares[name]))  # ties: as they were
+    return replace(filters, q_fields=order)
+
+
+def holding_share(sample: Sequence[str], term: str) -> float:
+    """The share of `sample` values (lowercased) that hold `term`, in any case; 0 with no sample."""
+    return _kept("holding", sample, term, _holding_share)
+
+
+def _holding_share(sample: Sequence[str], term: str) -> float:
+    lowered = term.lower()
+    return sum(lowered in value for value in sample) / max(len(sample), 1)
 
 
 def rarest_word(sample: Sequence[str], term: str) -> str | None:
@@ -541,7 +573,7 @@ def list_products(
     """Return one page of the products that match, with their exact total."""
     _check_paging(page, per_page)
     database.of(session).plan_for_lists(session)
-    filters = narrowed(session, filters)
+    filters = q_in_order(session, narrowed(session, filters))
     offset = (page - 1) * per_page
     exact = exact_total(session, filters)
     if exact.known is None:
