@@ -219,7 +219,7 @@ def q_in_order(session: Session, filters: Filters) -> Filters:
     PostgreSQL tests an OR's conditions in their order and stops at the first that holds. A
     word of a third of the descriptions, tested against each candidate's SKU and name first,
     spent a third of its count there (two `ILIKE`s that lower their text; 'church' at 500K
-    products: 255-263 ms a half in one process, 170-173 ms with the description first), where
+    products: 254-263 ms a half in one process, 170-173 ms with the description first), where
     a SKU's digits tested against every description first cost as much the other way ('-2':
     170-171 ms, 222 ms).
     """
