@@ -82,7 +82,7 @@ def measure(session, field: str, term: str, rounds: int):
     if narrowing is None:
         return None
     narrow = {(column, term): narrowing[0]}
-    plain = service.Filters(**{field: term})
+    plain = service.q_in_order(session, service.Filters(**{field: term}))  # as the list asks
     best = {"whole": float("inf"), "narrowed": float("inf")}
     matches = None
     for _ in range(rounds):

@@ -269,7 +269,7 @@ def test_a_search_index_left_unbuilt_by_a_lost_worker_is_built_again(http, sql):
 # The turn an import holds to apply, and to build the search indexes it left after its switch.
 TURN_HELD = f"SELECT pg_advisory_xact_lock({IMPORT_LOCK_KEY})"
 # Received, not ended: the task that built the index logs its end after the job says `ready`.
-DRAIN_SENT = re.compile(r"Task product_importer\.imports\.drain_imports\[\S+\] received")
+DRAIN_RECEIVED = re.compile(r"Task product_importer\.imports\.drain_imports\[\S+\] received")
 
 
 def maintenance_round_passes(http, sql, n: int) -> None:
@@ -300,10 +300,10 @@ def test_workers_leave_a_search_index_alone_while_it_is_being_built(
 
     with holding(TURN_HELD):  # as the worker that builds it holds the turn
         sql("UPDATE import_jobs SET search_index = 'refreshing' WHERE id = :id", id=job["id"])
-        drains = len(DRAIN_SENT.findall(live_worker.output()))
+        drains = len(DRAIN_RECEIVED.findall(live_worker.output()))
         for n in (1, 2):  # the second starts after the first: a whole round sees the build
             maintenance_round_passes(http, sql, n)
-        assert len(DRAIN_SENT.findall(live_worker.output())) == drains
+        assert len(DRAIN_RECEIVED.findall(live_worker.output())) == drains
 
     wait_until_search_ready(http, job["id"])  # its builder gone, a worker takes it over
 

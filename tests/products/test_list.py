@@ -689,9 +689,9 @@ PLANNER_SETTINGS = (
 
 def test_q_tests_each_row_first_against_the_field_that_holds_its_term_most_often(db_session, sql):
     """PostgreSQL tests an OR's conditions in order and stops at the first that holds: `q`
-    puts first the field whose sampled values hold the term most often, the description for a
-    word of a third of the descriptions, the SKU for a SKU's prefix, and finds what ILIKE
-    finds either way."""
+    puts first the field whose sampled values hold the term most often: the description for a
+    word of a third of the descriptions, the name for a word of every name, the SKU for a SKU's
+    prefix; and finds what ILIKE finds either way."""
     from product_importer import database
     from product_importer.extensions import db
     from product_importer.products.service import Filters, list_products
@@ -705,22 +705,23 @@ def test_q_tests_each_row_first_against_the_field_that_holds_its_term_most_often
     database.of(db_session)._statistics.clear()  # this catalog's sample, not an earlier test's
     found = {}
     with plans_of_searches(db.engine) as seen:
-        for term in ("church", "S-12"):
+        for term in ("church", "gadget", "S-12"):
             found[term] = list_products(db_session, filters=Filters(q=term)).total
     db_session.commit()
 
-    [word, prefix] = [
+    [word, name, prefix] = [
         statement
         for statement in seen["statements"]
         if "count(*)" in statement and not statement.startswith("EXPLAIN")
     ]
     assert word.index("description_lower LIKE") < word.index("sku ILIKE")
+    assert name.index("name ILIKE") < name.index("sku ILIKE")
     assert prefix.index("sku ILIKE") < prefix.index("description_lower LIKE")
     for term, total in found.items():
         like = f"'%{term}%'"
         matches = f"sku ILIKE {like} OR name ILIKE {like} OR description ILIKE {like}"
         assert total == sql(f"SELECT count(*) FROM products WHERE {matches}")[0][0]
-    assert found == {"church": 1000, "S-12": 111}
+    assert found == {"church": 1000, "gadget": 3000, "S-12": 111}
 
 
 @pytest.mark.usefixtures("without_kept_ids")
@@ -1091,6 +1092,15 @@ def test_the_share_holding_a_term_is_of_the_sampled_values_that_hold_it_in_any_c
     assert holding_share(sample, "a ") == 0.5
     assert holding_share(sample, "zz") == 0.0
     assert holding_share([], "a") == 0.0
+
+
+def test_the_order_of_q_fields_files_no_total_apart():
+    from product_importer.products.service import Filters
+
+    reordered = Filters(q="x", q_fields=("description", "sku", "name"))
+    assert reordered.key() == Filters(q="x").key()
+    with pytest.raises(ValueError, match="q_fields"):
+        Filters(q="x", q_fields=("sku", "name"))
 
 
 # Descriptions of common words: each of 'behavior', 'owner' and 'culture' in 1 of 5, all three
