@@ -5,10 +5,7 @@ import re
 
 from tests.conftest import empty_tables
 from tests.helpers import wait_until
-from tests.imports.conftest import generate, products_by_key, wait_for
-
-TUS = {"Tus-Resumable": "1.0.0"}
-PIECE = {**TUS, "Content-Type": "application/offset+octet-stream"}
+from tests.imports.conftest import PIECE, TUS, generate, products_by_key, wait_for
 
 
 def import_upload(http, data: bytes, sent: int) -> int:

@@ -9,9 +9,8 @@ import pytest
 from sqlalchemy import text
 
 from tests.conftest import client_with_token
+from tests.imports.conftest import PIECE, TUS
 
-TUS = {"Tus-Resumable": "1.0.0"}
-PIECE = {**TUS, "Content-Type": "application/offset+octet-stream"}
 DATA = b"sku,name\r\nA-1,Apple\r\nB-2,Banana\r\n"
 
 

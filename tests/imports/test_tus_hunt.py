@@ -22,12 +22,10 @@ from sqlalchemy.orm import Session
 from tusclient import client as tus
 
 from tests.conftest import http_client, paused
-from tests.imports.conftest import products_by_key, wait_for
+from tests.imports.conftest import PIECE, TUS, products_by_key, wait_for
 from tests.modes import snapshot
 from tests.webhooks.receiver import Receiver
 
-TUS = {"Tus-Resumable": "1.0.0"}
-PIECE = {**TUS, "Content-Type": "application/offset+octet-stream"}
 NAMES = ["Crème brûlée", "Ünïcödé ☕", "Smörgåsbord 😀", "Plain name", 'Ĳssel, "quoted"']
 # tus-js-client's first retry delays (the upload page's schedule starts with them)
 RESUME_DELAYS = [0, 1, 3, 5]

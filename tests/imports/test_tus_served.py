@@ -17,10 +17,14 @@ from tusclient.exceptions import TusCommunicationError
 from product_importer.imports import remote
 from tests.conftest import BIN, http_client, paused
 from tests.helpers import import_csv, wait_for_job, wait_until
-from tests.imports.conftest import assert_retry_refused, generate, products_by_key, wait_for
-
-TUS = {"Tus-Resumable": "1.0.0"}
-PIECE = {**TUS, "Content-Type": "application/offset+octet-stream"}
+from tests.imports.conftest import (
+    PIECE,
+    TUS,
+    assert_retry_refused,
+    generate,
+    products_by_key,
+    wait_for,
+)
 
 
 def tus_client(served, accounts) -> tus.TusClient:
