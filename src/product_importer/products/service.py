@@ -6,7 +6,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from math import ceil, prod
 
 from sqlalchemy import (
@@ -143,10 +143,10 @@ class Filters:
         return any(getattr(self, field) for field in (*TEXT_FILTERS, "q"))
 
     def key(self) -> str:
-        """These filters as one string, to file their total under."""
-        kept_apart = ("narrow", "q_fields")
-        fields = {name: value for name, value in asdict(self).items() if name not in kept_apart}
-        return json.dumps(fields, sort_keys=True, ensure_ascii=False)
+        """These filters as one string, to file their total under: the fields that compare (how
+        a term is asked, not what it matches, is left out)."""
+        values = {each.name: getattr(self, each.name) for each in fields(self) if each.compare}
+        return json.dumps(values, sort_keys=True, ensure_ascii=False)
 
     def conditions(self, columns=None, *, half: int | None = None) -> list[ColumnElement[bool]]:
         """Return the WHERE conditions of these filters, on products or on `columns` like them.
