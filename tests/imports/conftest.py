@@ -12,12 +12,12 @@ from bench.generate_csv import rows as generated_rows
 from tests.conftest import REJECTED_AT_ONCE
 from tests.modes import snapshot
 
-# Held by a test (`holding`), these stop an import at a known point: a lock on the whole
-# catalog (as any product edit in progress holds) makes it wait before its merge; a row lock,
-# inside it. `holding_rejections` stops it in the middle of its reading.
 # The headers of a tus request, and of a tus request that sends a piece of the file.
 TUS = {"Tus-Resumable": "1.0.0"}
 PIECE = {**TUS, "Content-Type": "application/offset+octet-stream"}
+# Held by a test (`holding`), these stop an import at a known point: a lock on the whole
+# catalog (as any product edit in progress holds) makes it wait before its merge; a row lock,
+# inside it. `holding_rejections` stops it in the middle of its reading.
 TABLE_LOCK = "LOCK TABLE products IN ROW EXCLUSIVE MODE"
 ROW_LOCK = "SELECT id FROM products WHERE lower(sku) = '{key}' FOR UPDATE"
 
