@@ -230,7 +230,7 @@ def timing_rounds(
             stop(worker)
     # the jobs (and so the step logs) of the last round
     best = {
-        key: (min(values), jobs.get(key), jobs.get(key) and step_log(jobs[key]))
+        key: (min(values), jobs.get(key), jobs.get(key) and step_log(jobs[key]), values)
         for key, values in times.items()
         if values
     }
@@ -292,9 +292,12 @@ PAIRS = (
 
 def report_pairs(results: dict, storage: dict, rows: int) -> None:
     """The ratios between runs, and what the change record takes on disk."""
-    print(f"\n{'ratio':<48}{'value':>9}{'target':>9}")
+    print(f"\n{'ratio':<48}{'value':>9}{'target':>9}   each round")
     for top, bottom, label, target in PAIRS:
-        print(f"{label:<48}{results[top][0] / results[bottom][0]:>9.2f}{target:>9}")
+        rounds = zip(results[top][3], results[bottom][3], strict=True)
+        spread = " ".join(f"{one / other:.2f}" for one, other in rounds)
+        value = results[top][0] / results[bottom][0]
+        print(f"{label:<48}{value:>9.2f}{target:>9}   {spread}")
     for key, size in storage.items():
         job = results[key][1]
         changed = job["created"] + job["updated"]
@@ -303,11 +306,24 @@ def report_pairs(results: dict, storage: dict, rows: int) -> None:
 
 
 def report(results: dict, rows: int) -> None:
-    bare = results["R_bare"][0]
-    print(f"\n{'run':<48}{'seconds':>9}{'rows/s':>11}{'/R_bare':>9}{'target':>9}")
-    for key, (seconds, job, _steps) in results.items():
+    """Each run's best round against the best R_bare, then each round against its own R_bare
+    (the spread: on a shared machine one round of a run can take half as long again)."""
+    bare, bare_rounds = results["R_bare"][0], results["R_bare"][3]
+    print(
+        f"\n{'run':<48}{'seconds':>9}{'rows/s':>11}{'/R_bare':>9}{'target':>9}"
+        "   each round / its R_bare"
+    )
+    for key, (seconds, job, _steps, rounds) in results.items():
         ratio, target = seconds / bare, TARGETS.get(key, "")
-        print(f"{LABELS[key]:<48}{seconds:>9.2f}{rows / seconds:>11,.0f}{ratio:>9.2f}{target:>9}")
+        spread = " ".join(
+            f"{took / floor:.2f}" for took, floor in zip(rounds, bare_rounds, strict=True)
+        )
+        if key == "R_bare":  # its own seconds: how far the machine moved between rounds
+            spread = " ".join(f"{took:.2f}" for took in rounds) + " s"
+        print(
+            f"{LABELS[key]:<48}{seconds:>9.2f}{rows / seconds:>11,.0f}{ratio:>9.2f}{target:>9}"
+            f"   {spread}"
+        )
         if job and "ready" not in key:
             print(
                 f"{'':<8}created {job['created']:,}, updated {job['updated']:,}, "
