@@ -328,13 +328,16 @@ class Postgres:
     def _statistic(self, session: Session, name: str, read: Callable[[], object]):
         """`read()`, kept for STATISTICS_SECONDS per database: an import's ANALYZE changes it.
 
-        Read on list requests: once a minute instead of once per request.
+        Read on list requests: once a minute instead of once per request. Nothing found (a
+        catalog not analyzed yet, such as one a fresh import has just switched in, whose
+        ANALYZE comes with its search indexes) is not kept: it is read again next time.
         """
         key = (str(session.get_bind().url), name)
         read_at, found = self._statistics.get(key, (-STATISTICS_SECONDS, None))
         if time.monotonic() - read_at >= STATISTICS_SECONDS:
             found = read()
-            self._statistics[key] = (time.monotonic(), found)
+            if found:
+                self._statistics[key] = (time.monotonic(), found)
         return found
 
     def lock_products(self, session: Session) -> bool:
