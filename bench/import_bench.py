@@ -165,6 +165,11 @@ def truncate_changes() -> None:
         conn.execute("TRUNCATE import_changes")
 
 
+# What the workers log of an import's steps, of its search indexes and of its ANALYZE after
+# the commit (`bulk.refresh_search`).
+STEP_LINES = ("import step", "built in", "analyzed in")
+
+
 def step_log(job: dict) -> list[str]:
     """The step-time lines the workers logged for `job` (its id ends each line)."""
     lines = []
@@ -174,7 +179,7 @@ def step_log(job: dict) -> list[str]:
     return [
         line.split(": ", 1)[1]
         for line in lines
-        if line.endswith(tag) and ("import step" in line or "built in" in line)
+        if line.endswith(tag) and any(said in line for said in STEP_LINES)
     ]
 
 

@@ -70,6 +70,26 @@ def statistics_objects(sql) -> list[str]:
     return [row[0] for row in sql(STATISTICS_OBJECTS)]
 
 
+# The planner's histogram of each text column, as long as ANALYZE made it (none: not analyzed).
+HISTOGRAMS = (
+    "SELECT attname, coalesce(array_length(histogram_bounds::text::text[], 1), 0) FROM pg_stats "
+    "WHERE schemaname = current_schema() AND tablename = 'products' AND attname = ANY(:names)"
+)
+
+
+def histogram_lengths(sql) -> dict[str, int]:
+    """How many bounds the planner's histogram of sku, name and the lowered description has."""
+    return dict(sql(HISTOGRAMS, names=["sku", "name", "description_lower"]))
+
+
+def finer_histograms(sql) -> bool:
+    """Whether ANALYZE has given each text column its statistics, with the targets of
+    migrations 0015 and 0016: the SKUs (all distinct) more than the default target's 101
+    bounds."""
+    lengths = histogram_lengths(sql)
+    return set(lengths) == {"sku", "name", "description_lower"} and lengths["sku"] > 101
+
+
 def scratch_tables(sql) -> list[str]:
     found = sql(
         "SELECT relname FROM pg_class WHERE relname = ANY(:names) AND relkind = 'r'",
@@ -112,8 +132,10 @@ def test_a_fresh_import_is_built_in_bulk_with_exact_counts_and_every_index(http,
     assert products_by_key(catalog()) == generated.expected
     assert wait_until_search_ready(http, job["id"])["message"] == "Import complete"
     assert indexes(sql) == before_indexes
-    # the planner's finer histograms of the text columns went along with the table
+    # the planner's finer histograms of the text columns went along with the table, and the
+    # ANALYZE after the commit made them so
     assert statistics_targets(sql) == TARGETS
+    assert finer_histograms(sql)
     assert statistics_objects(sql) == ["products_id_parity"]  # by the name it was made with
     assert scratch_tables(sql) == []
     rows = http.get("/api/products", params={"description": "church"}).json()
@@ -256,14 +278,17 @@ SEARCH_INDEXES = (
 def test_a_search_index_left_unbuilt_by_a_lost_worker_is_built_again(http, sql):
     job = import_csv(http, generate(BULK_ROWS, seed=16).data)
     wait_until_search_ready(http, job["id"])
-    # as a worker that died after the commit, before building the index, leaves it
+    # as a worker that died after the commit, before its ANALYZE and the index, leaves them
     sql(f"DROP INDEX {', '.join(SEARCH_INDEXES)}")
+    sql("DELETE FROM pg_statistic WHERE starelid = 'products'::regclass")
     sql("UPDATE import_jobs SET search_index = 'refreshing' WHERE id = :id", id=job["id"])
+    assert histogram_lengths(sql) == {}
 
     wait_until_search_ready(http, job["id"])  # the maintenance loop of a worker builds it
 
     names = [name for name, _definition in indexes(sql)]
     assert set(SEARCH_INDEXES) <= set(names)
+    assert finer_histograms(sql)  # analyzed again, its targets kept
 
 
 # The turn an import holds to apply, and to build the search indexes it left after its switch.

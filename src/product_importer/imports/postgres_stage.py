@@ -360,13 +360,15 @@ class PostgresStage:
         )
         rows = catalog + counts.created
         indexing = "indexing" if self._build.defer else "indexing for search"
-        steps.expect([("copying", rows), (indexing, rows), ("analyzing", rows)])
+        analyzing = [("analyzing", rows)] if self._build.analyzes else []
+        steps.expect([("copying", rows), (indexing, rows), *analyzing])
         steps.start("copying")
         self._build.fill(self._written(counts)["base"])
         steps.start(indexing)
         self._build.index()
-        steps.start("analyzing")
-        self._build.analyze()
+        if analyzing:
+            steps.start("analyzing")
+            self._build.analyze()
         steps.expect([("switching", rows)])
         steps.start("switching")
         deferred = self._build.switch()
