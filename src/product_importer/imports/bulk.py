@@ -382,14 +382,15 @@ def refresh_search(engine: Engine) -> None:
         ended = helper.exec_driver_sql(END_LOST_LANES, (SEARCH_BUILD,)).all()
         if ended:
             log.warning("ended %s lanes of a lost search index build", len(ended))
-        started = time.monotonic()
         if not helper.execute(text(ANALYZED)).scalar():
             # first: ANALYZE and an index build lock each other out, and the planner's
             # estimates serve every filter, the trigram indexes only the substring ones
+            started = time.monotonic()
             _build_deferred(engine, [ANALYZE])
             if not helper.execute(text(ANALYZED)).scalar():
                 return  # logged by `_build_deferred`; the maintenance loop tries again
             log.info("products analyzed in %.1fs", time.monotonic() - started)
+        started = time.monotonic()
         threads = [
             threading.Thread(target=_build_deferred, args=(engine, list(lane.values())))
             for lane in LANES
