@@ -86,6 +86,10 @@ WHERE schemaname = current_schema() AND tablename = 'products'
   AND attname IN ('sku', 'name', 'description_lower')
 """
 STATISTICS_SECONDS = 60
+# A read that found nothing (a catalog not analyzed yet) is kept this long instead: a fresh
+# import's ANALYZE comes a second or so after its commit, and a small catalog autovacuum never
+# analyzes would otherwise be read on every request.
+NOTHING_FOUND_SECONDS = 1
 # An import's statements run for minutes at 5M rows, and its session sits idle in its
 # transaction while helpers fill and index the new catalog: a server's timeouts for everyone
 # else (an operator's safety settings) cut it there, three attempts running, and it failed.
@@ -328,16 +332,15 @@ class Postgres:
     def _statistic(self, session: Session, name: str, read: Callable[[], object]):
         """`read()`, kept for STATISTICS_SECONDS per database: an import's ANALYZE changes it.
 
-        Read on list requests: once a minute instead of once per request. Nothing found (a
-        catalog not analyzed yet, such as one a fresh import has just switched in, whose
-        ANALYZE comes with its search indexes) is not kept: it is read again next time.
+        Read on list requests: once a minute instead of once per request; nothing found, once
+        a second (NOTHING_FOUND_SECONDS).
         """
         key = (str(session.get_bind().url), name)
         read_at, found = self._statistics.get(key, (-STATISTICS_SECONDS, None))
-        if time.monotonic() - read_at >= STATISTICS_SECONDS:
+        kept_for = STATISTICS_SECONDS if found else NOTHING_FOUND_SECONDS
+        if time.monotonic() - read_at >= kept_for:
             found = read()
-            if found:
-                self._statistics[key] = (time.monotonic(), found)
+            self._statistics[key] = (time.monotonic(), found)
         return found
 
     def lock_products(self, session: Session) -> bool:
