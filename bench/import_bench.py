@@ -320,11 +320,11 @@ def report(results: dict, rows: int) -> None:
     )
     for key, (seconds, job, _steps, rounds) in results.items():
         ratio, target = seconds / bare, TARGETS.get(key, "")
-        spread = " ".join(
-            f"{took / floor:.2f}" for took, floor in zip(rounds, bare_rounds, strict=True)
-        )
         if key == "R_bare":  # its own seconds: how far the machine moved between rounds
             spread = " ".join(f"{took:.2f}" for took in rounds) + " s"
+        else:
+            pairs = zip(rounds, bare_rounds, strict=True)
+            spread = " ".join(f"{took / floor:.2f}" for took, floor in pairs)
         print(
             f"{LABELS[key]:<48}{seconds:>9.2f}{rows / seconds:>11,.0f}{ratio:>9.2f}{target:>9}"
             f"   {spread}"
