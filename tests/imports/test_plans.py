@@ -405,6 +405,29 @@ def test_bad_options_are_refused_with_the_field(any_http):
     assert set(response.json()["error"]["details"]) == {"max_invalid", "columns"}
 
 
+def test_options_are_taken_as_the_openapi_document_describes_them(any_http):
+    # A form's plan is a word or a digit; a JSON body's is a boolean (schemathesis found both
+    # taking anything, and an empty max_invalid and a control character in a column name).
+    assert import_csv(any_http, FIRST, data={"plan": "0"})["status"] == "completed"
+    planned = import_csv(any_http, SECOND, data={"plan": "Yes"})
+    assert planned["status"] == "planned", planned
+
+    retry = f"/api/imports/{planned['id']}/retry"
+    bodies = {
+        "plan": {"plan": "true"},
+        "max_invalid": {"max_invalid": ""},
+        "columns": {"columns": {"sku": "Item\x03Code", "name": "name"}},
+    }
+    for option, body in bodies.items():
+        response = any_http.post(retry, json=body)
+        assert response.status_code == 422, response.text
+        assert set(response.json()["error"]["details"]) == {option}, response.text
+    assert "U+0003" in response.json()["error"]["details"]["columns"]
+    taken = any_http.post(retry, json={"plan": True, "max_invalid": 5, "columns": None})
+    assert taken.status_code == 202, taken.text
+    assert (taken.json()["plan"], taken.json()["max_invalid"]) == (True, "5")
+
+
 def test_a_missing_column_lists_the_header_and_a_mapping_retries_it(any_http, any_catalog):
     data = "Item Code;Title;Notes\r\nA-1;Apple;x\r\n"
     job = import_csv(any_http, data)

@@ -77,7 +77,7 @@ def _import_upload(actor: dict):
         raise Invalid(
             'Name the upload: {"upload": "<upload id>"}.', details={"upload": "Required."}
         )
-    given = options.parse(body)
+    given = options.parse(body, json_body=True)
     service.refuse_past_quota(db.session, actor)
     upload = resumable.get_owned(db.session, body["upload"], actor["id"])
     if upload.completed_at is None:
@@ -159,7 +159,7 @@ def _json_options() -> dict:
     """The import options of a JSON body (none without a body)."""
     body = json_object_or_none_sent("options")
     refuse_unknown(body, set(options.FIELDS))
-    return options.parse(body)
+    return options.parse(body, json_body=True)
 
 
 @bp.post("/<int:job_id>/apply")

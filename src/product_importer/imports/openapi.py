@@ -19,7 +19,7 @@ from ..apidoc import (
 )
 from .changes import FIELDS, KINDS, MAX_PER_PAGE
 from .csv_rows import KNOWN_COLUMNS, REQUIRED_COLUMNS
-from .options import MAX_INVALID_PATTERN
+from .options import MAX_INVALID_COUNT, MAX_INVALID_PATTERN, PLAN_PATTERN
 from .states import Kind, Phase, Status
 
 FOLLOW_JOB = (
@@ -34,36 +34,62 @@ FOLLOW_JOB = (
     "discard_plan",
     "undo_import",
 )
+
+
+def _or_empty(pattern: str) -> str:
+    """`pattern` (anchored with ^ and $), or the empty string."""
+    return f"^({pattern[1:-1]})?$"
+
+
 NULLABLE_ID = {"type": "integer", "nullable": True}
+MAX_INVALID_TEXT = {
+    "type": "string",
+    "pattern": MAX_INVALID_PATTERN,
+    "description": "Fail the job, before the catalog changes, once more rows than this are "
+    "invalid: a count (`100`) or a percentage of the rows read (`1%`)",
+}
+COLUMNS = {
+    "type": "object",
+    "properties": {
+        name: {
+            "type": "string",
+            "pattern": LINE,
+            "maxLength": 255,
+            "nullable": name not in REQUIRED_COLUMNS,
+        }
+        for name in KNOWN_COLUMNS
+    },
+    "additionalProperties": False,
+    "minProperties": 1,
+    "description": "Product field -> the file's header name, for a header that names them "
+    'otherwise: {"sku": "Item Code", "name": "Title"}; null for description or active: '
+    "the file has none (not even a column of the field's own name, which is ignored)",
+}
+PLAN = (
+    "Read, validate and compare with the catalog without changing it; the job ends `planned`: "
+    "apply or discard it"
+)
+# The options in a JSON body; null is an option not given.
 OPTIONS = {
-    "plan": {
-        "type": "boolean",
-        "description": "Read, validate and compare with the catalog without changing it; the "
-        "job ends `planned`: apply or discard it",
-    },
+    "plan": {"type": "boolean", "nullable": True, "description": PLAN},
     "max_invalid": {
+        "anyOf": [
+            {**MAX_INVALID_TEXT, "nullable": True},
+            {"type": "integer", "minimum": 0, "maximum": MAX_INVALID_COUNT},
+        ],
+        "description": MAX_INVALID_TEXT["description"] + "; in JSON a count may be a number",
+    },
+    "columns": {**COLUMNS, "nullable": True},
+}
+# The options as form fields, which are text; a field left empty is an option not given.
+FORM_OPTIONS = {
+    "plan": {
         "type": "string",
-        "pattern": MAX_INVALID_PATTERN,
-        "description": "Fail the job, before the catalog changes, once more rows than this are "
-        "invalid: a count (`100`) or a percentage of the rows read (`1%`)",
+        "pattern": _or_empty(PLAN_PATTERN),
+        "description": PLAN + ". true or false (also 1 or 0, yes or no, in any case)",
     },
-    "columns": {
-        "type": "object",
-        "properties": {
-            name: {
-                "type": "string",
-                "pattern": LINE,
-                "maxLength": 255,
-                "nullable": name not in REQUIRED_COLUMNS,
-            }
-            for name in KNOWN_COLUMNS
-        },
-        "additionalProperties": False,
-        "minProperties": 1,
-        "description": "Product field -> the file's header name, for a header that names them "
-        'otherwise: {"sku": "Item Code", "name": "Title"}; null for description or active: '
-        "the file has none (not even a column of the field's own name, which is ignored)",
-    },
+    "max_invalid": {**MAX_INVALID_TEXT, "pattern": _or_empty(MAX_INVALID_PATTERN)},
+    "columns": {"type": "string", "description": "The columns mapping, as a JSON object"},
 }
 
 
@@ -197,15 +223,15 @@ def schemas() -> dict:
                     "type": "integer",
                     "description": "Products an undo deleted (those its import created)",
                 },
-                "max_invalid": {**OPTIONS["max_invalid"], "nullable": True},
-                "columns": {**OPTIONS["columns"], "nullable": True},
+                "max_invalid": {**MAX_INVALID_TEXT, "nullable": True},
+                "columns": {**COLUMNS, "nullable": True},
             },
         },
         "ImportOptions": {
             "type": "object",
             "properties": OPTIONS,
             "additionalProperties": False,
-            "description": "Options of a retry; those not given are the job's own",
+            "description": "Options of a retry; those not given (or null) are the job's own",
         },
         "ChangePage": _change_page(),
     }
@@ -287,11 +313,7 @@ def _import_paths() -> dict:
                     "required": ["file"],
                     "properties": {
                         "file": {"type": "string", "format": "binary"},
-                        **OPTIONS,
-                        "columns": {
-                            "type": "string",
-                            "description": "The columns mapping, as a JSON object",
-                        },
+                        **FORM_OPTIONS,
                     },
                 }
             },
@@ -519,7 +541,8 @@ def _upload_paths() -> dict:
                         "name": "Upload-Metadata",
                         "in": "header",
                         "schema": {"type": "string"},
-                        "description": "`key base64value,...`; `filename` names the file",
+                        "description": "`key base64value,...` (tus), each value base64 of UTF-8 "
+                        "text (else 400); `filename` names the file",
                     },
                 ],
             ),
