@@ -1,11 +1,9 @@
 """The import options as a form (and the command line) sends them, and as a JSON body does.
 
-The OpenAPI document describes each with the patterns of `options.py`; schemathesis found the
-server taking values the document refuses (`plan=0` in JSON, an empty `max_invalid`, a column
+The OpenAPI document describes each as `options.py` reads it; schemathesis found the server
+taking values the document refused (`plan=0` in a form, an empty `max_invalid` in JSON, a column
 name with a control character, which the job then gave back against its own schema).
 """
-
-import re
 
 import pytest
 
@@ -20,19 +18,15 @@ def refused(values: dict, *, json_body: bool = False) -> dict:
     return caught.value.details
 
 
-@pytest.mark.parametrize(
-    ("word", "plan"),
-    [("true", True), ("FALSE", False), (" Yes ", True), ("no", False), ("1", True), ("0", False)],
-)
-def test_a_form_says_plan_in_words_or_digits(word, plan):
+@pytest.mark.parametrize(("word", "plan"), [("true", True), ("FALSE", False), ("True", True)])
+def test_a_form_says_plan_true_or_false(word, plan):
     assert options.parse({"plan": word}) == {"plan": plan}
-    assert re.fullmatch(options.PLAN_PATTERN, word)
 
 
-@pytest.mark.parametrize("word", ["maybe", "\ttrue", "\x1ctrue", "true\n", " ", "y"])
+# Not 1 or 0: the fuzzer sends the number 0, which the document refuses, as the text "0".
+@pytest.mark.parametrize("word", ["0", "1", "yes", "maybe", " true", "\x1ctrue", "true\n", " "])
 def test_a_form_refuses_any_other_plan(word):
     assert refused({"plan": word}) == {"plan": "true or false."}
-    assert not re.fullmatch(options.PLAN_PATTERN, word)
 
 
 def test_an_empty_form_field_is_an_option_not_given():

@@ -406,10 +406,13 @@ def test_bad_options_are_refused_with_the_field(any_http):
 
 
 def test_options_are_taken_as_the_openapi_document_describes_them(any_http):
-    # A form's plan is a word or a digit; a JSON body's is a boolean (schemathesis found both
-    # taking anything, and an empty max_invalid and a control character in a column name).
-    assert import_csv(any_http, FIRST, data={"plan": "0"})["status"] == "completed"
-    planned = import_csv(any_http, SECOND, data={"plan": "Yes"})
+    # A form's plan is true or false, as is a JSON body's (schemathesis found both taking
+    # anything, and an empty max_invalid and a control character in a column name).
+    refused = upload_csv(any_http, FIRST, data={"plan": "0"})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["details"] == {"plan": "true or false."}
+    assert import_csv(any_http, FIRST, data={"plan": "false"})["status"] == "completed"
+    planned = import_csv(any_http, SECOND, data={"plan": "True", "max_invalid": ""})
     assert planned["status"] == "planned", planned
 
     retry = f"/api/imports/{planned['id']}/retry"

@@ -19,7 +19,7 @@ from ..apidoc import (
 )
 from .changes import FIELDS, KINDS, MAX_PER_PAGE
 from .csv_rows import KNOWN_COLUMNS, REQUIRED_COLUMNS
-from .options import MAX_INVALID_COUNT, MAX_INVALID_PATTERN, PLAN_PATTERN
+from .options import MAX_INVALID_COUNT, MAX_INVALID_PATTERN
 from .states import Kind, Phase, Status
 
 FOLLOW_JOB = (
@@ -69,26 +69,29 @@ PLAN = (
     "Read, validate and compare with the catalog without changing it; the job ends `planned`: "
     "apply or discard it"
 )
+MAX_INVALID = {
+    "anyOf": [
+        {**MAX_INVALID_TEXT, "nullable": True},
+        {"type": "integer", "minimum": 0, "maximum": MAX_INVALID_COUNT},
+    ],
+    "description": MAX_INVALID_TEXT["description"] + "; a count may be a number",
+}
 # The options in a JSON body; null is an option not given.
 OPTIONS = {
     "plan": {"type": "boolean", "nullable": True, "description": PLAN},
-    "max_invalid": {
-        "anyOf": [
-            {**MAX_INVALID_TEXT, "nullable": True},
-            {"type": "integer", "minimum": 0, "maximum": MAX_INVALID_COUNT},
-        ],
-        "description": MAX_INVALID_TEXT["description"] + "; in JSON a count may be a number",
-    },
+    "max_invalid": MAX_INVALID,
     "columns": {**COLUMNS, "nullable": True},
 }
 # The options as form fields, which are text; a field left empty is an option not given.
 FORM_OPTIONS = {
-    "plan": {
-        "type": "string",
-        "pattern": _or_empty(PLAN_PATTERN),
-        "description": PLAN + ". true or false (also 1 or 0, yes or no, in any case)",
+    "plan": {"type": "boolean", "description": PLAN + " (`true` or `false`)"},
+    "max_invalid": {
+        **MAX_INVALID,
+        "anyOf": [
+            {**MAX_INVALID_TEXT, "pattern": _or_empty(MAX_INVALID_PATTERN)},
+            MAX_INVALID["anyOf"][1],
+        ],
     },
-    "max_invalid": {**MAX_INVALID_TEXT, "pattern": _or_empty(MAX_INVALID_PATTERN)},
     "columns": {"type": "string", "description": "The columns mapping, as a JSON object"},
 }
 

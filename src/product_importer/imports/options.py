@@ -18,9 +18,9 @@ from .csv_rows import KNOWN_COLUMNS, REQUIRED_COLUMNS
 MAX_INVALID_PATTERN = r"^ *([0-9]{1,12}|(100(\.0{1,4})?|[0-9]{1,2}(\.[0-9]{1,4})?) *%) *$"
 MAX_INVALID = re.compile(MAX_INVALID_PATTERN)
 MAX_INVALID_COUNT = 10**12 - 1  # a count of twelve digits, as the pattern allows
-# A form field's plan (true or false, 1 or 0, yes or no, in any case); JSON has booleans.
-PLAN_PATTERN = r"^ *([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|[Yy][Ee][Ss]|[Nn][Oo]|1|0) *$"
-PLAN_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+# A form field's plan, as OpenAPI spells a boolean in a form (any case); JSON has booleans.
+# Not 1 or 0: a form cannot tell the number 0, which the document refuses, from the text "0".
+PLAN_WORDS = {"true": True, "false": False}
 MAX_COLUMN_NAME = 255
 FIELDS = ("plan", "max_invalid", "columns")
 # A column name is blank when it holds only these: JSON Schema's white space (\s).
@@ -55,12 +55,12 @@ def parse(values: dict, *, json_body: bool = False) -> dict:
 
 
 def _form_plan(value) -> bool:
-    """A form field's word (PLAN_PATTERN), or the command line's flag."""
+    """A form field's `true` or `false`, or the command line's flag."""
     if isinstance(value, bool):
         return value
-    if not isinstance(value, str) or not re.fullmatch(PLAN_PATTERN, value):
+    if not isinstance(value, str) or value.lower() not in PLAN_WORDS:
         raise ValueError("true or false.")
-    return PLAN_WORDS[value.strip(" ").lower()]
+    return PLAN_WORDS[value.lower()]
 
 
 def _json_plan(value) -> bool:
