@@ -94,6 +94,7 @@ NOTHING_FOUND_SECONDS = 1
 # transaction while helpers fill and index the new catalog: a server's timeouts for everyone
 # else (an operator's safety settings) cut it there, three attempts running, and it failed.
 NO_TIMEOUTS = ("SET statement_timeout = 0", "SET idle_in_transaction_session_timeout = 0")
+QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement cut by a timeout or a cancel
 
 
 def helper_name(name: str) -> str:
@@ -625,9 +626,21 @@ def _lift_timeouts(dbapi_connection, _record) -> None:
     dbapi_connection.autocommit = True
     try:
         for setting in NO_TIMEOUTS:
-            dbapi_connection.execute(setting)
+            _set_again_if_cut(dbapi_connection, setting)
     finally:
         dbapi_connection.autocommit = autocommit
+
+
+def _set_again_if_cut(dbapi_connection, setting: str, tries: int = 10) -> None:
+    """Run `setting`, again if the timeout it lifts cut it: a server's timeout of 1 ms cut
+    the SET itself on a busy machine (the session's timeout is the server's until it ends)."""
+    for attempt in range(1, tries + 1):
+        try:
+            dbapi_connection.execute(setting)
+            return
+        except Exception as error:
+            if getattr(error, "sqlstate", None) != QUERY_CANCELED or attempt == tries:
+                raise
 
 
 def _plan(session: Session, query) -> dict:
