@@ -69,29 +69,27 @@ PLAN = (
     "Read, validate and compare with the catalog without changing it; the job ends `planned`: "
     "apply or discard it"
 )
-MAX_INVALID = {
-    "anyOf": [
-        {**MAX_INVALID_TEXT, "nullable": True},
-        {"type": "integer", "minimum": 0, "maximum": MAX_INVALID_COUNT},
-    ],
-    "description": MAX_INVALID_TEXT["description"] + "; a count may be a number",
-}
+MAX_INVALID_NUMBER = {"type": "integer", "minimum": 0, "maximum": MAX_INVALID_COUNT}
+
+
+def _max_invalid(text: dict) -> dict:
+    """max_invalid as `text` (a schema of MAX_INVALID_TEXT's) or a whole number."""
+    return {
+        "anyOf": [text, MAX_INVALID_NUMBER],
+        "description": MAX_INVALID_TEXT["description"] + "; a count may be a number",
+    }
+
+
 # The options in a JSON body; null is an option not given.
 OPTIONS = {
     "plan": {"type": "boolean", "nullable": True, "description": PLAN},
-    "max_invalid": MAX_INVALID,
+    "max_invalid": _max_invalid({**MAX_INVALID_TEXT, "nullable": True}),
     "columns": {**COLUMNS, "nullable": True},
 }
 # The options as form fields, which are text; a field left empty is an option not given.
 FORM_OPTIONS = {
     "plan": {"type": "boolean", "description": PLAN + " (`true` or `false`)"},
-    "max_invalid": {
-        **MAX_INVALID,
-        "anyOf": [
-            {**MAX_INVALID_TEXT, "pattern": _or_empty(MAX_INVALID_PATTERN)},
-            MAX_INVALID["anyOf"][1],
-        ],
-    },
+    "max_invalid": _max_invalid({**MAX_INVALID_TEXT, "pattern": _or_empty(MAX_INVALID_PATTERN)}),
     "columns": {"type": "string", "description": "The columns mapping, as a JSON object"},
 }
 

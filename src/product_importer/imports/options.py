@@ -58,9 +58,10 @@ def _form_plan(value) -> bool:
     """A form field's `true` or `false`, or the command line's flag."""
     if isinstance(value, bool):
         return value
-    if not isinstance(value, str) or value.lower() not in PLAN_WORDS:
+    plan = PLAN_WORDS.get(value.lower()) if isinstance(value, str) else None
+    if plan is None:
         raise ValueError("true or false.")
-    return PLAN_WORDS[value.lower()]
+    return plan
 
 
 def _json_plan(value) -> bool:
