@@ -2,6 +2,7 @@
 
 import csv
 import io
+import json
 from collections.abc import Iterable, Sequence
 
 from flask import Response, request, stream_with_context
@@ -28,7 +29,26 @@ def json_object(what: str) -> dict:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise BadRequest(f"Send the {what} as a JSON object.")
+    if not _is_unicode(body):
+        raise BadRequest(
+            "The JSON body holds text that is not Unicode: a lone surrogate escape such as "
+            "\\ud800. Send the text as UTF-8, or escape each character outside the Basic "
+            "Multilingual Plane as its pair of surrogates."
+        )
     return body
+
+
+def _is_unicode(body: dict) -> bool:
+    """Whether every string of a parsed JSON body is Unicode text.
+
+    JSON's parser takes a lone surrogate escape (`"\\ud800"`) and gives a string that no
+    database, hash or encoder takes: refused here, not as a 500 wherever it goes next.
+    """
+    try:
+        json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def json_object_or_none_sent(what: str) -> dict:

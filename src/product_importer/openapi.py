@@ -2,8 +2,8 @@
 
 Each domain describes its own paths and schemas (`<domain>/openapi.py`); this module puts them
 together and adds what every operation shares: who may call it (401/403), the 404 of an id
-that does not exist, the 400/413 of a JSON body that is not an object or too large, and the
-414 of an address too long.
+that does not exist, the 400/413 of a JSON body that is not an object (or not Unicode) or too
+large, and the 414 of an address too long.
 """
 
 from flask import Blueprint, jsonify
@@ -73,7 +73,7 @@ def _complete(paths: dict) -> dict:
                 # An id that is not a number can spell another route: /api/webhooks/1/test
                 responses.setdefault("405", error("The id names another resource"))
             if "application/json" in operation.get("requestBody", {}).get("content", {}):
-                responses.setdefault("400", error("The body is not a JSON object"))
+                responses.setdefault("400", error("The body is not a JSON object, or not Unicode"))
                 responses.setdefault("413", error("The body is larger than 1 MiB"))
     return paths
 

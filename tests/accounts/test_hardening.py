@@ -298,3 +298,36 @@ def test_allowed_hosts_names_the_only_host_names_answered(make_app, monkeypatch)
 
     assert app.test_client().get("/healthz", base_url="http://shop.example").status_code == 200
     assert app.test_client().get("/healthz", base_url="http://localhost").status_code == 400
+
+
+NOT_UNICODE = "The JSON body holds text that is not Unicode"
+# A lone surrogate as JSON escapes it, and as UTF-8 would encode it (which Python's JSON
+# parser reads too): each of these bodies answered a 500, as no database or hash takes it.
+LONE_SURROGATES = {"escaped": b"\\ud800", "encoded": b"\xed\xb0\x80"}
+BODIES = {
+    "/api/products": b'{"sku": "A-1", "name": "Lamp %s"}',
+    "/api/tokens": b'{"name": "laptop %s"}',
+    "/api/users": b'{"email": "ana%s@example.test", "role": "viewer"}',
+    "/api/account/password": b'{"current_password": "%s", "new_password": "a new password"}',
+    "/api/webhooks": b'{"url": "https://example.test/%s", "events": ["product.created"]}',
+}
+COUNTS = (
+    "SELECT (SELECT count(*) FROM products), (SELECT count(*) FROM access_tokens), "
+    "(SELECT count(*) FROM users), (SELECT count(*) FROM webhook_endpoints)"
+)
+
+
+@pytest.mark.parametrize("surrogate", LONE_SURROGATES.values(), ids=LONE_SURROGATES.keys())
+@pytest.mark.parametrize("path", BODIES)
+def test_a_json_body_with_a_lone_surrogate_is_refused_and_changes_nothing(
+    http, sql, path, surrogate
+):
+    before = sql(COUNTS)
+
+    body = BODIES[path] % surrogate
+    response = http.post(path, content=body, headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "bad_request" and error["message"].startswith(NOT_UNICODE)
+    assert sql(COUNTS) == before
