@@ -1,5 +1,7 @@
 """First run: while no account exists, the one-time /setup link creates the first admin."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import httpx
 import pytest
 
@@ -124,3 +126,31 @@ def test_the_setup_link_is_dead_once_an_account_exists(browser, no_accounts, cli
         assert service.new_setup_link_token(db.session) is None
 
     assert browser.get("/setup", params={"token": no_accounts}).status_code == 404
+
+
+def test_two_forms_sent_through_the_setup_link_at_once_make_one_admin(
+    live_server, no_accounts, holding, sql
+):
+    # A double click, or the link opened twice: both forms are past the link's check when the
+    # held lock goes. The link made two admins before.
+    people = [httpx.Client(base_url=live_server, timeout=30) for _ in range(2)]
+    forms = []
+    for number, person in enumerate(people):
+        page = person.get("/setup", params={"token": no_accounts})
+        email = f"first{number}@example.test"
+        fields = {**ADMIN, "email": email, "confirm": ADMIN["password"]}
+        forms.append({"csrf_token": form_token(page.text), "token": no_accounts, **fields})
+    with (
+        holding("LOCK TABLE setup_tokens IN EXCLUSIVE MODE") as held,
+        ThreadPoolExecutor(2) as pool,
+    ):
+        asked = [pool.submit(p.post, "/setup", data=f) for p, f in zip(people, forms, strict=True)]
+        held.wait_until_blocking(sessions=2)
+        held.release()
+        answers = sorted((answer.result() for answer in asked), key=lambda a: a.status_code)
+    for person in people:
+        person.close()
+
+    assert [answer.status_code for answer in answers] == [302, 404], answers
+    assert "This setup link is not valid" in answers[1].text
+    assert len(sql("SELECT email FROM users")) == 1

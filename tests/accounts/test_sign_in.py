@@ -311,3 +311,12 @@ def test_text_that_names_no_account_is_not_kept_in_the_audit_log(app, accounts, 
         (accounts["viewer"].email.upper(), None),  # an account's, as typed
     ]
     assert password not in client.get("/api/audit").text
+
+
+def test_an_email_holding_a_nul_is_refused_like_a_wrong_password(browser, accounts):
+    # PostgreSQL's text holds no NUL: looking the account up with one answered a 500.
+    response = post_sign_in(browser, accounts["admin"].email + "\x00", PASSWORD)
+
+    assert response.status_code == 401
+    assert "That email and password do not match an active account." in response.text
+    assert not is_signed_in(browser)

@@ -216,3 +216,23 @@ def test_an_account_change_answers_the_account_as_it_left_it(
     assert changed_after, "the account was never changed after the commit"
     assert answer.status_code in (200, 201), answer.get_data(as_text=True)
     assert (answer.get_json()["role"], answer.get_json()["active"]) == (role, True)
+
+
+def test_one_email_added_twice_at_once_makes_one_account_and_a_409(
+    live_server, accounts, holding, sql
+):
+    # Both requests past their look for the email, each about to add the account: the second
+    # finds the first's at the unique index (a 500 before), not at the look.
+    accounts_written = "LOCK TABLE users IN EXCLUSIVE MODE"
+    new = {"email": "Ana@example.test", "role": "viewer"}
+    with ExitStack() as stack, ThreadPoolExecutor(2) as pool:
+        held = stack.enter_context(holding(accounts_written))
+        admins = [stack.enter_context(http_client(live_server, accounts["admin"].token))] * 2
+        asked = [pool.submit(admin.post, "/api/users", json=new) for admin in admins]
+        held.wait_until_blocking(sessions=2)
+        held.release()
+        answers = sorted((answer.result() for answer in asked), key=lambda a: a.status_code)
+
+    assert [answer.status_code for answer in answers] == [201, 409], answers
+    assert answers[1].json()["error"]["details"] == {"email": "Already taken."}
+    assert sql("SELECT count(*) FROM users WHERE lower(email) = 'ana@example.test'") == [(1,)]

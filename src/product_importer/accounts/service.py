@@ -4,6 +4,7 @@ import re
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .. import database
@@ -20,6 +21,7 @@ from .roles import ROLES, Role, at_least
 EMAIL = re.compile(r"^ *[^@\x00-\x20\x7f-\x9f]+@[^@\x00-\x20\x7f-\x9f]+ *$")
 TOKEN_NAME = re.compile(LINE)
 MAX_TOKEN_DAYS = 3650
+SETUP_USED = "This setup link is no longer valid: an account exists already. Sign in."
 
 
 # --- accounts -------------------------------------------------------------------------------
@@ -40,6 +42,8 @@ def get_user(session: Session, user_id: int) -> User:
 
 def find_user(session: Session, email: str) -> User | None:
     """The account with this email, in any case."""
+    if "\x00" in email:  # PostgreSQL's text holds no NUL: no account's email has one
+        return None
     # Both lowered by the database: Python lowers some letters otherwise (a final 'Σ', 'İ').
     query = select(User).where(func.lower(User.email) == func.lower(email.strip()))
     return session.scalars(query).first()
@@ -72,7 +76,14 @@ def create_user(session: Session, *, email, role, password: str | None = None) -
         password_hash=credentials.hash_password(password or credentials.new_password()),
     )
     session.add(user)
-    session.flush()
+    try:
+        with session.begin_nested():  # an account of the same email added since the look
+            session.flush()
+    except IntegrityError:
+        raise Conflict(
+            f"An account with email {email.strip()!r} already exists.",
+            details={"email": "Already taken."},
+        ) from None
     return user
 
 
@@ -392,9 +403,13 @@ def setup_token_valid(session: Session, secret: str | None) -> bool:
 def create_first_admin(session: Session, *, secret, email, password) -> User:
     """Create the first admin through the setup link; the link stops working."""
     if not setup_token_valid(session, secret):
-        raise Forbidden("This setup link is no longer valid: an account exists already. Sign in.")
+        raise Forbidden(SETUP_USED)
     if problem := credentials.password_problem(password):
         raise Invalid("Choose another password.", details={"password": problem})
-    user = create_user(session, email=email, role=Role.ADMIN, password=password)
-    session.execute(delete(SetupToken))
-    return user
+    # Taken before the account is made: of two forms sent at once, the second waits for the
+    # first's commit here and then finds no token, so the link makes one admin, not two.
+    digest = credentials.token_hash(secret)
+    taken = session.execute(delete(SetupToken).where(SetupToken.token_hash == digest))
+    if taken.rowcount != 1:
+        raise Forbidden(SETUP_USED)
+    return create_user(session, email=email, role=Role.ADMIN, password=password)

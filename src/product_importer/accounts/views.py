@@ -6,7 +6,7 @@ from flask_wtf.csrf import generate_csrf
 from limits import parse
 
 from ..database import lower_letters
-from ..errors import AppError
+from ..errors import AppError, Forbidden
 from ..extensions import db, limiter
 from ..security import refuse_cross_site_requests
 from . import audit, service, tries
@@ -25,6 +25,10 @@ bp.add_app_template_filter(audit.readable_detail, "readable_detail")
 SIGN_IN_LIMIT = tries.TRIES_LIMIT
 TOO_MANY = "Too many failed sign-ins from here or for this account. Wait a minute and try again."
 REFUSALS_AUDITED = parse("1 per minute")  # per address, and per account
+SETUP_LINK_DEAD = (
+    "This setup link is not valid: an account exists already, or the link was "
+    "replaced when the server restarted. Sign in, or use the newest link."
+)
 
 
 def _account_key() -> str:
@@ -158,11 +162,7 @@ def setup_page():
     """Create the first admin through the one-time link `serve` printed."""
     secret = request.values.get("token")
     if not service.setup_token_valid(db.session, secret):
-        abort(
-            404,
-            "This setup link is not valid: an account exists already, or the link was "
-            "replaced when the server restarted. Sign in, or use the newest link.",
-        )
+        abort(404, SETUP_LINK_DEAD)
     if request.method == "GET":
         return render_template("accounts/setup.html", token=secret, email="", problems={})
     email = request.form.get("email", "")
@@ -173,6 +173,8 @@ def setup_page():
                 "The two passwords differ.", details={"confirm": "Type the same password twice."}
             )
         user = service.create_first_admin(db.session, secret=secret, email=email, password=password)
+    except Forbidden:  # another form sent through the link made the admin meanwhile
+        abort(404, SETUP_LINK_DEAD)
     except AppError as error:
         db.session.rollback()
         problems = error.details or {"email": error.message}
