@@ -669,7 +669,9 @@ def _walks(node: dict) -> bool:
 
 def _take_writer_lock(session: Session, model, *where) -> None:
     """A write that changes nothing: SQLite's one writer's lock, held until the commit."""
-    took = update(model).where(*where).values(id=model.id)
+    # Each column kept as it is, those with an `onupdate` too (a product's updated_at).
+    unchanged = {column: column for column in model.__table__.columns if column.onupdate}
+    took = update(model).where(*where).values({model.id: model.id, **unchanged})
     session.execute(took, execution_options={"synchronize_session": False})
 
 

@@ -1,16 +1,18 @@
 """The products JSON API, through the whole app in this process, in both modes (`api`): on
 the real PostgreSQL, and on SQLite as the embedded default has it."""
 
+import threading
 import unicodedata
 from contextlib import contextmanager
 from functools import partial
 
 import psycopg
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
 from product_importer import database
 from product_importer.webhooks.models import Delivery
+from tests.conftest import client_with_token
 from tests.helpers import deleted_as_it_commits
 
 
@@ -337,6 +339,62 @@ def test_a_delete_of_a_version_changed_since_is_refused(api):
     assert api.delete(url, headers={"If-Match": read}).status_code == 412
     current = api.get(url).headers["ETag"]
     assert api.delete(url, headers={"If-Match": current}).status_code == 204
+
+
+class Interleaved:
+    """Two edits' statements, interleaved: the first stops right after it read the product to
+    change, until the second runs a statement that would wait for the first's lock (a row read
+    FOR UPDATE, or SQLite's one writer's lock) or that writes.
+
+    `first` is the thread of the first edit; `before` and `after` are the engine's cursor events.
+    """
+
+    def __init__(self, first: threading.Thread):
+        self.first = first
+        self.first_read, self.second_locks = threading.Event(), threading.Event()
+
+    def before(self, conn, cursor, statement, *args):
+        locks = statement.startswith("UPDATE") or "FOR UPDATE" in statement
+        if threading.current_thread() is not self.first and locks:
+            self.second_locks.set()
+
+    def after(self, conn, cursor, statement, *args):
+        reads = statement.startswith("SELECT") and "WHERE products.id =" in statement
+        if threading.current_thread() is self.first and reads and not self.first_read.is_set():
+            self.first_read.set()
+            assert self.second_locks.wait(60), "the second edit never got to its lock"
+
+
+def test_two_edits_from_one_version_at_once_apply_one_and_refuse_the_other(
+    any_app, any_engine, accounts, api
+):
+    # Both read the same version, and both say so (If-Match): the second waits for the first
+    # and is refused, in both modes. SQLite reads no row FOR UPDATE: both edits applied there,
+    # and the first one's name was lost without a word.
+    product = create(api, sku="E-1", name="Read")
+    url = f"/api/products/{product['id']}"
+    etag = {"If-Match": api.get(url).headers["ETag"]}
+    answers = {}
+
+    def edit(name: str) -> None:
+        client = client_with_token(any_app, accounts["admin"].token)
+        answers[name] = client.patch(url, json={"name": name}, headers=etag)
+
+    first, second = (threading.Thread(target=edit, args=(name,)) for name in ("One", "Two"))
+    order = Interleaved(first)
+    event.listen(any_engine, "before_cursor_execute", order.before)
+    event.listen(any_engine, "after_cursor_execute", order.after)
+    try:
+        first.start()
+        assert order.first_read.wait(60), "the first edit never read the product"
+        second.start()
+        first.join(), second.join()
+    finally:
+        event.remove(any_engine, "before_cursor_execute", order.before)
+        event.remove(any_engine, "after_cursor_execute", order.after)
+
+    assert (answers["One"].status_code, answers["Two"].status_code) == (200, 412), answers
+    assert api.get(url).get_json()["name"] == "One"
 
 
 # --- delete all -----------------------------------------------------------------------------

@@ -936,6 +936,8 @@ def get(session: Session, product_id: int, *, for_edit: bool = False) -> Product
     the product as it leaves it, not as it was before the first.
     """
     locked = {"with_for_update": True, "populate_existing": True} if for_edit else {}
+    if for_edit:  # SQLite reads no row FOR UPDATE: its writer's lock is taken first instead
+        database.of(session).lock_before_reading(session, Product, product_id)
     product = session.get(Product, product_id, **locked)
     if product is None:
         raise NotFound(f"Product {product_id} does not exist.")
