@@ -94,12 +94,12 @@ def _since(value) -> tuple[datetime | None, str | None]:
         return None, f"Give the time to resend from, in ISO 8601 with a time zone ({EXAMPLE})."
     if since.tzinfo is None:
         return None, f"Give the time zone too: Z for UTC, or an offset ({EXAMPLE})."
-    since = since.astimezone(UTC)
+    # Compared before it is turned to UTC: year 1 an hour east of UTC is before year 1 there.
     if since < utcnow() - DELIVERY_RETENTION:
         return None, f"At most {days} days back: older deliveries are no longer kept."
     if since > utcnow():
         return None, "Give a time in the past: nothing has failed after now."
-    return since, None
+    return since.astimezone(UTC), None
 
 
 def recover(session: Session, endpoint_id: int, *, since: datetime) -> int:
