@@ -26,7 +26,10 @@ class IdConverter(IntegerConverter):
 
 def json_object(what: str) -> dict:
     """The request's JSON body, which must be an object; raise BadRequest naming `what`."""
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # arrays nested a thousand deep, which Python's parser gives up on
+        body = None
     if not isinstance(body, dict):
         raise BadRequest(f"Send the {what} as a JSON object.")
     if not _is_unicode(body):

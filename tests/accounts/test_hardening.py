@@ -331,3 +331,13 @@ def test_a_json_body_with_a_lone_surrogate_is_refused_and_changes_nothing(
     error = response.json()["error"]
     assert error["code"] == "bad_request" and error["message"].startswith(NOT_UNICODE)
     assert sql(COUNTS) == before
+
+
+@pytest.mark.parametrize("path", ["/api/products", "/api/imports", "/api/webhooks"])
+def test_a_json_body_nested_a_thousand_deep_is_refused_as_not_an_object(http, path):
+    # Python's JSON parser raises RecursionError there, not ValueError: it was a 500.
+    body = b"[" * 100_000 + b"]" * 100_000
+    response = http.post(path, content=body, headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["message"].startswith("Send the ")

@@ -87,3 +87,15 @@ def test_columns_are_json_text_in_a_form_and_an_object_in_json():
     text = '{"sku": "Item Code"}'
     assert options.parse({"columns": text}) == {"columns": {"sku": "Item Code"}}
     assert set(refused({"columns": text}, json_body=True)) == {"columns"}
+
+
+def test_a_column_name_holding_a_lone_surrogate_is_refused():
+    # JSON text in a form takes "\ud800": the job saved it, and the audit page then failed.
+    why = refused({"columns": '{"sku": "Item \\ud800"}'})["columns"]
+    assert why == "The column for sku must be Unicode text, without a lone surrogate."
+
+
+def test_columns_nested_a_thousand_deep_are_refused_as_not_an_object():
+    # Python's JSON parser raises RecursionError there, not ValueError: it was a 500.
+    why = refused({"columns": "[" * 100_000})["columns"]
+    assert why == 'A JSON object such as {"sku": "Item Code"}.'

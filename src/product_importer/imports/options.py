@@ -84,7 +84,7 @@ def _form_columns(value) -> dict[str, str | None]:
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested a thousand deep
             raise ValueError('A JSON object such as {"sku": "Item Code"}.') from None
     return _json_columns(value)
 
@@ -115,6 +115,8 @@ def _column_name(field: str, column) -> str:
     if rules.CONTROL.search(column):
         where = rules.where_control(column, rules.CONTROL)
         raise ValueError(f"The column for {field} must not hold control characters. {where}")
+    if rules.LONE_SURROGATE.search(column):
+        raise ValueError(f"The column for {field} must be Unicode text, without a lone surrogate.")
     return column.strip(rules.SPACE)
 
 

@@ -26,6 +26,9 @@ ACTIVE_WORDS = {
 # C0, DEL and C1 control characters; the description may also hold tabs and line breaks.
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 DESCRIPTION_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Half of a UTF-16 pair alone: JSON's "\ud800", or a byte not in UTF-8 in a file name given on
+# the command line. Not text: no encoder nor database takes it.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # What trimming removes: spaces, tabs, line breaks and Unicode spaces. Not str.strip()'s
 # default, which also removes control characters (\x1c-\x1f, \x85) that make a value invalid.
 SPACE = "\t\r\n" + "".join(
