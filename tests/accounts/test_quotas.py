@@ -3,6 +3,8 @@ a byte of the upload is read or stored."""
 
 import io
 import os
+import socket
+from urllib.parse import urlsplit
 
 from product_importer.extensions import db
 from product_importer.imports import plans
@@ -12,6 +14,9 @@ from tests.helpers import upload_csv, wait_until
 from .test_hardening import raw_exchange, request_head
 
 BOUNDARY = "quota-test-boundary"
+# Of a body sent in two parts: past the 64 KiB the form parser reads at a time, so that the
+# server has begun to store the file when the first part is in.
+FIRST = 200 * 1024
 
 
 def multipart(content: bytes) -> bytes:
@@ -148,3 +153,37 @@ def test_an_upload_that_would_fill_the_disk_is_507_and_nothing_is_stored(make_ap
     assert files_in(folder) == before
     imports = client_with_token(app, accounts["editor"].token).get("/api/imports").get_json()
     assert imports["items"] == []  # no import was made for it
+
+
+def test_an_upload_refused_by_the_quota_it_met_while_arriving_leaves_no_file(
+    live_server, live_worker, accounts, client, test_env
+):
+    # The quota is looked at before the body is read, and again as the job is made: another
+    # import can fill it meanwhile. The file stored was kept on disk for good before.
+    folder = test_env["UPLOAD_FOLDER"]
+    body = multipart(b"sku,name\n" + b"R-1,Refused\n" * 30_000)  # 360 KB
+    head = request_head(
+        "POST",
+        live_server,
+        "/api/imports",
+        accounts["editor"].token,
+        Content_Type=f"multipart/form-data; boundary={BOUNDARY}",
+        Content_Length=len(body),
+    )
+    parts = urlsplit(live_server)
+    with paused(live_worker), http_client(live_server, accounts["editor"].token) as editor:
+        for n in range(2):  # MAX_QUEUED_IMPORTS is 3 by default; the worker holds them queued
+            assert upload_csv(editor, f"sku,name\nQ-{n},Q\n").status_code == 202
+        with socket.create_connection((parts.hostname, parts.port), timeout=60) as sock:
+            sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body[:FIRST])
+            wait_until(lambda: any(name.endswith(".part") for name in files_in(folder)), "read")
+            assert upload_csv(editor, "sku,name\nQ-2,Q\n").status_code == 202  # the third
+            kept = {name for name in files_in(folder) if not name.endswith(".part")}
+            sock.sendall(body[FIRST:])
+            answer = sock.makefile("rb").read()
+        for job in client.get("/api/imports").get_json()["items"]:
+            client.post(f"/api/imports/{job['id']}/cancel")
+
+    assert answer.startswith(b"HTTP/1.1 429"), answer[:300]
+    assert b"the limit is 3" in answer
+    assert files_in(folder) == kept  # the refused upload's file removed, the .part closed

@@ -111,6 +111,23 @@ def test_a_gzip_upload_is_imported(any_http, any_catalog, filename):
     assert [row[1:3] for row in any_catalog()] == [("A-1", "Apple"), ("B-2", "Banana")]
 
 
+def test_a_file_name_is_listed_without_its_control_characters(any_http):
+    # A NUL, which PostgreSQL's text cannot hold (a 500), and a terminal's escape, as a form
+    # may send them.
+    boundary = "name-test"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+        f'filename="\x1b[1mbold\x00.csv"\r\nContent-Type: text/csv\r\n\r\n'
+        f"sku,name\r\nA-1,Apple\r\n--{boundary}--\r\n"
+    ).encode()
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    response = any_http.post("/api/imports", content=body, headers=headers)
+
+    assert response.status_code == 202, response.text
+    job = wait_for_job(any_http, response.json()["id"])
+    assert (job["filename"], job["status"]) == ("[1mbold.csv", "completed")
+
+
 def test_a_semicolon_file_with_columns_in_any_case_is_imported(any_http, any_catalog):
     job = import_csv(any_http, " SKU ; Name ;DESCRIPTION\nA-1;Apple, red;Sweet, crisp\n")
 

@@ -169,6 +169,27 @@ def test_an_upload_over_the_limit_is_413_at_once(api, any_app):
     assert "limit" in response.get_json()["error"]["message"]
 
 
+def test_a_length_or_offset_of_thousands_of_digits_is_refused_as_too_large_or_misplaced(api):
+    # int() refuses over 4,300 digits: both were a 500.
+    huge = "1" + "0" * 5000
+    too_long = api.post("/api/uploads", headers={**TUS, "Upload-Length": huge})
+    url = create(api, len(DATA))
+    misplaced = send(api, url, "0" * 5000 + huge, DATA)
+
+    assert too_long.status_code == 413 and "limit" in too_long.get_json()["error"]["message"]
+    assert misplaced.status_code == 409
+    assert offset_of(api, url) == 0
+
+
+def test_a_file_name_is_kept_without_its_control_characters(api, any_engine):
+    # A NUL, which PostgreSQL's text cannot hold (a 500), and a terminal's escape.
+    url = create(api, len(DATA), filename="\x1b[31mred\x00.csv")
+    assert send(api, url, 0, DATA).status_code == 204
+
+    with any_engine.connect() as conn:
+        assert conn.execute(text("SELECT filename FROM uploads")).scalar() == "[31mred.csv"
+
+
 def test_an_expired_upload_is_gone(api, any_app, any_engine):
     from product_importer.imports import maintenance
 

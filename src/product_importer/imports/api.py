@@ -50,20 +50,22 @@ def upload_import():
     except AppError:
         os.remove(path)
         raise
-    filename = file.filename or "upload.csv"
-    job = service.create(
-        db.session,
-        filename=filename,
-        file_path=path,
-        bytes_total=size,
-        created_by=actor,
-        sha256=uploads.sha256(path),
-        options=options.Options(**given),
-    )
-    audit.record(
-        db.session, "import.created", f"import #{job.id}", file=filename, bytes=size, **given
-    )
-    db.session.commit()
+    try:
+        job = service.create(
+            db.session,
+            filename=file.filename,
+            file_path=path,
+            bytes_total=size,
+            created_by=actor,
+            sha256=uploads.sha256(path),
+            options=options.Options(**given),
+        )
+        what = f"import #{job.id}"
+        audit.record(db.session, "import.created", what, file=job.filename, bytes=size, **given)
+        db.session.commit()
+    except BaseException:  # refused (the quota, looked at again) or cut: no job keeps the file
+        os.remove(path)
+        raise
     return _accepted(job)
 
 

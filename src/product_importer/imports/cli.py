@@ -34,7 +34,6 @@ from .states import INTERRUPTED, Status
 
 POLL_SECONDS = 0.25
 COPY_BYTES = 1024 * 1024  # a read of the file to import at a time
-FILENAME_LENGTH = 255  # import_jobs.filename
 
 
 def run_import_from_terminal(
@@ -193,7 +192,7 @@ def _job_name(path: str) -> str:
     basename of `<(zcat file.gz)`, /dev/fd/63, would read "63")."""
     if os.path.isfile(path):
         return os.path.basename(path)
-    return f"piped input ({path})"[:FILENAME_LENGTH]
+    return f"piped input ({path})"[: uploads.FILENAME_LENGTH]
 
 
 def _store(path: str) -> str:

@@ -73,7 +73,7 @@ def create(session: Session, *, owner_id: int, length: int, filename: str) -> Up
     upload = Upload(
         id=uuid.uuid4().hex,
         owner_id=owner_id,
-        filename=(filename or "upload.csv")[:255],
+        filename=uploads.shown_name(filename),
         length=length,
         file_path=path,
         expires_at=utcnow() + timedelta(hours=hours),

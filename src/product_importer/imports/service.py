@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from .. import background, database
 from ..errors import Conflict, NotFound, TooMany
-from . import runner
+from . import runner, uploads
 from .endings import final_values
 from .failures import RETRY_CANNOT_FIX, cancelled
 from .models import ImportJob, RejectedRow, Upload
@@ -40,7 +40,7 @@ def create(
     options = options or Options()
     earlier = same_file_imported(session, sha256)
     job = ImportJob(
-        filename=filename[:255],
+        filename=uploads.shown_name(filename),
         file_path=file_path,
         bytes_total=bytes_total,
         retry_of_id=retry_of_id,

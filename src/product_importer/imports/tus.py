@@ -24,6 +24,7 @@ VERSION = "1.0.0"
 EXTENSIONS = "creation,termination,expiration"
 PIECE_TYPE = "application/offset+octet-stream"
 PIECE_SILENCE_SECONDS = 5  # see `_silence_ends_the_piece`
+MAX_DIGITS = 19  # of Upload-Length and Upload-Offset read as they are (`_number_header`)
 
 bp = Blueprint("uploads_api", __name__, url_prefix="/api/uploads")
 bp.before_request(refuse_cross_site_requests)
@@ -80,7 +81,9 @@ def create_upload():
     filename = metadata.get("filename") or metadata.get("name") or "upload.csv"
     actor = current_actor()
     upload = resumable.create(db.session, owner_id=actor["id"], length=length, filename=filename)
-    audit.record(db.session, "upload.created", f"upload {upload.id}", file=filename, bytes=length)
+    audit.record(
+        db.session, "upload.created", f"upload {upload.id}", file=upload.filename, bytes=length
+    )
     db.session.commit()
     location = url_for("uploads_api.upload_offset", upload_id=upload.id)
     return "", 201, {"Location": location, "Upload-Expires": _http_date(upload.expires_at)}
@@ -173,7 +176,10 @@ def _number_header(name: str) -> int:
     value = request.headers.get(name, "")
     if not value.isdigit() or not value.isascii():
         raise BadRequest(f"Send the header {name} as a whole number of bytes.")
-    return int(value)
+    digits = value.lstrip("0") or "0"
+    # Past 19 digits, more bytes than any file has: refused as too large (a length) or not
+    # where the upload is (an offset). int() refuses over 4,300 digits.
+    return int(digits) if len(digits) <= MAX_DIGITS else 10**MAX_DIGITS
 
 
 def _http_date(moment) -> str:

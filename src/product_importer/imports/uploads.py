@@ -11,9 +11,11 @@ import zlib
 from flask import Request, current_app
 
 from ..errors import InsufficientStorage, Invalid, TooLarge
+from ..products import rules
 from .csv_rows import BINARY_FILE, FALLBACK_ENCODING, GZIP_MAGIC, SNIFF_BYTES
 
 BLANK_SCAN_CHUNKS = 64  # of 1 MiB: how far the upload check reads a blank start
+FILENAME_LENGTH = 255  # import_jobs.filename, uploads.filename
 
 
 class UploadRequest(Request):
@@ -60,6 +62,16 @@ def sha256(path: str) -> str:
     """The SHA-256 of a stored file, in hex (to tell the same file uploaded again)."""
     with open(path, "rb") as stored:
         return hashlib.file_digest(stored, "sha256").hexdigest()
+
+
+def shown_name(filename: str | None) -> str:
+    """A file's name as the pages, the API and the terminal show it: without control
+    characters (a NUL, which PostgreSQL's text cannot hold; a terminal's escapes), a lone
+    surrogate (a name not in UTF-8 on the command line) as U+FFFD, trimmed, at most 255
+    characters; "upload.csv" for none."""
+    name = rules.CONTROL.sub("", filename or "")
+    name = rules.LONE_SURROGATE.sub("\ufffd", name).strip(rules.SPACE)[:FILENAME_LENGTH]
+    return name or "upload.csv"
 
 
 def new_path(filename: str | None) -> str:
