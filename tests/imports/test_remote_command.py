@@ -435,6 +435,21 @@ def test_a_remote_import_ends_with_the_summary_and_where_to_get_its_rejected_row
     assert rejected.status_code == 200 and "Nameless" in rejected.text
 
 
+def test_a_file_whose_name_is_not_utf8_is_sent_under_a_name_that_is(
+    tmp_path, start_import, live_server, live_worker, accounts, http
+):
+    # tus sends a name in UTF-8: a name in Latin-1 bytes ended the command in a traceback.
+    path = tmp_path / os.fsdecode(b"caf\xe9.csv")
+    path.write_text("sku,name\nA-1,Apple\n")
+
+    command = start_import(path, live_server, accounts["editor"].token)
+    stdout, stderr = command.communicate(timeout=300)
+
+    assert command.returncode == 0, stdout + stderr
+    (job,) = http.get("/api/imports").json()["items"]
+    assert (job["filename"], job["status"]) == ("caf\ufffd.csv", "completed")
+
+
 def test_an_upload_the_server_stops_taking_ends_saying_how_far_it_got_its_import_cancelled(
     import_one_row, tmp_path, monkeypatch, live_server, live_worker, accounts, http, sql
 ):

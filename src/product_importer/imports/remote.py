@@ -31,6 +31,7 @@ from ..timeutil import spoken_wait
 from ..webhooks.sender import parse_retry_after
 from . import display
 from .states import FINISHED, INTERRUPTED, Status
+from .uploads import shown_name
 from .views import size_label
 
 PIECE_BYTES = 8 * 1024 * 1024  # one PATCH each; a dropped one costs at most this much again
@@ -351,7 +352,7 @@ def _start_upload(base: str, headers: dict, path: str, answers: LastAnswer):
     uploader = client.uploader(
         file_path=path,
         chunk_size=PIECE_BYTES,
-        metadata={"filename": os.path.basename(path)},
+        metadata={"filename": shown_name(os.path.basename(path))},  # tus sends UTF-8 only
         retries=0,  # retried by _send_piece, which knows which failures a retry can mend
     )
     # transient: gone once the upload exists (its own bar follows) or the error says why
