@@ -12,9 +12,11 @@ import pytest
 import trustme
 from cryptography.hazmat.primitives import serialization
 
+from product_importer import cli
 from product_importer.imports.remote import CA_VARIABLES
 from tests.accounts.conftest import post_sign_in
 from tests.conftest import BIN, PASSWORD, Process, free_port, wait_until_up
+from tests.helpers import wait_until
 
 
 def test_two_servers_on_one_machine_keep_no_control_socket(app, tmp_path):
@@ -308,3 +310,47 @@ def serve_refused(settings: dict) -> subprocess.CompletedProcess:
     assert "(from the environment or .env)" in done.stderr, done.stderr
     assert "Serving on" not in done.stdout + done.stderr
     return done
+
+
+@pytest.mark.parametrize(("host", "link"), [("::", "127.0.0.1"), ("::1", "localhost")])
+def test_serve_listens_on_an_ipv6_address_and_answers_the_name_its_links_give(
+    app, live_worker, tmp_path, host, link
+):
+    # gunicorn read "::1:8000" as host "" and port "": serve stopped after "Serving on".
+    port = free_port()
+    args = [str(BIN / "product-importer"), "serve", "--host", host, "--port", str(port)]
+    server = Process(args, {"WEB_CONCURRENCY": "1"}, tmp_path / "serve.log")
+    try:
+        server.wait_for_output(f"Serving on http://[{host}]:{port}")
+        # as a browser opening the link reaches it: by IPv6 (a name may be tried by IPv4 first)
+        wait_until(lambda: answers(f"http://[::1]:{port}/healthz", link), "serving on [::1]")
+    finally:
+        server.kill()
+
+
+def answers(url: str, host: str) -> bool:
+    """Whether a server answers 200 at `url` to a request naming `host`; False if none is up."""
+    try:
+        return httpx.get(url, headers={"Host": host}).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def test_serve_on_a_port_no_address_has_says_which_ports_there_are():
+    # gunicorn ended in a traceback on 70000, after "Serving on http://127.0.0.1:70000".
+    done = subprocess.run(
+        [str(BIN / "product-importer"), "serve", "--port", "70000"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Invalid value for '--port': 70000 is not in the range 1<=x<=65535." in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("host", "shown"),
+    [("0.0.0.0", "127.0.0.1"), ("::", "127.0.0.1"), ("::1", "localhost"), ("fd00::5", "[fd00::5]")],
+)
+def test_the_setup_link_names_the_server_as_the_host_check_takes_it(host, shown):
+    # The Host check takes no IPv6 address: the loopback's link names localhost.
+    assert cli._shown(host) == shown

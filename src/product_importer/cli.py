@@ -80,7 +80,7 @@ def migrate(create_database: bool) -> None:
 
 @main.command(short_help="Run the web app (gunicorn), and the worker when embedded.")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 def serve(host: str, port: int) -> None:
     """Run the web app (gunicorn), with the embedded worker when no broker is configured."""
     _check_address_free(host, port)
@@ -106,10 +106,10 @@ def serve(host: str, port: int) -> None:
     sqlite = app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite")
     store = "SQLite" if sqlite else "PostgreSQL"  # DATABASE_URL names it, without a broker too
     mode = f"embedded ({store} + in-process worker)" if embedded else "production"
-    _say(app, f"Serving on {scheme}://{host}:{port} in {mode} mode")
+    _say(app, f"Serving on {scheme}://{_bracketed(host)}:{port} in {mode} mode")
     GunicornApp(
         {
-            "bind": f"{host}:{port}",
+            "bind": f"{_bracketed(host)}:{port}",  # gunicorn splits "::1:8000" at its first colon
             "workers": workers,
             "threads": 16,
             "worker_class": "product_importer.gunicorn_app.WebWorker",  # gthread, safer stop
@@ -183,9 +183,16 @@ def _warn_if_instance_open(app) -> None:
 
 
 def _shown(host: str) -> str:
-    """The address a link names for a server bound to `host` (an IPv6 one in brackets)."""
-    shown = "127.0.0.1" if host in WILDCARDS else host
-    return f"[{shown}]" if ":" in shown else shown
+    """The address a link names for a server bound to `host`: a name the Host check allows
+    (it takes no IPv6 address: the loopback's is named localhost), else the address."""
+    if host in WILDCARDS:
+        return "127.0.0.1"
+    return "localhost" if host == "::1" else _bracketed(host)
+
+
+def _bracketed(host: str) -> str:
+    """`host` as an address with a port names it: an IPv6 one in brackets."""
+    return f"[{host}]" if ":" in host else host
 
 
 def _announce_setup_link(origin: str) -> None:
