@@ -14,12 +14,13 @@ import click
 from click.core import ParameterSource
 from flask import current_app
 from sqlalchemy import make_url, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from . import create_app, database, logs, schema
 from .accounts import audit, credentials
 from .accounts import service as accounts_service
 from .accounts.roles import ROLES
+from .apidoc import MAX_ID
 from .config import (
     MAX_REQUEST_LINE,
     WILDCARDS,
@@ -33,6 +34,7 @@ from .extensions import db
 from .metrics import requests as request_metrics
 
 log = logging.getLogger(__name__)
+INSUFFICIENT_PRIVILEGE = "42501"  # PostgreSQL's SQLSTATE for "permission denied"
 
 
 class Commands(click.Group):
@@ -46,6 +48,14 @@ class Commands(click.Group):
             raise click.ClickException(f"{error} (from the environment or .env)") from error
         except OperationalError as error:
             raise click.ClickException(_database_unreachable(error)) from error
+        except ProgrammingError as error:
+            if getattr(error.orig, "sqlstate", None) != INSUFFICIENT_PRIVILEGE:
+                raise
+            said_by_driver = str(error.orig).strip().splitlines()[0]
+            raise click.ClickException(
+                f"The database refused: {said_by_driver}. Give the role DATABASE_URL names that "
+                "right (CREATEDB to create the database), or have its administrator do it."
+            ) from error
 
 
 def _database_unreachable(error: OperationalError) -> str:
@@ -251,7 +261,7 @@ def worker(concurrency: int, celery_args: tuple[str, ...]) -> None:
 @click.option(
     "--apply",
     "apply_id",
-    type=int,
+    type=click.IntRange(1, MAX_ID),  # SQLite takes no larger number (a traceback, not a 404)
     help="Apply the plan with this job id, as the command line (no account, like FILE), "
     "with the options it was made with (it takes no others).",
 )

@@ -4,9 +4,9 @@ import os
 import subprocess
 
 import pytest
-from sqlalchemy import make_url
+from sqlalchemy import create_engine, make_url, text
 
-from tests.conftest import BIN, ROOT, TEST_DB, _database_url, free_port
+from tests.conftest import BIN, PG_ADMIN_URL, ROOT, TEST_DB, _database_url, free_port
 
 
 def run_command(*args: str, env: dict) -> subprocess.CompletedProcess:
@@ -54,3 +54,43 @@ def test_a_database_server_that_does_not_answer_is_said_with_what_to_check(test_
     assert "Check DATABASE_URL (from the environment or .env) and that the server runs." in (
         done.stderr
     )
+
+
+NO_CREATEDB = "pi_test_no_createdb"
+
+
+@pytest.fixture
+def role_without_createdb():
+    """A role that may sign in but not create databases, dropped after the test."""
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP ROLE IF EXISTS {NO_CREATEDB}"))
+        conn.execute(text(f"CREATE ROLE {NO_CREATEDB} LOGIN NOCREATEDB"))
+    try:
+        yield NO_CREATEDB
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP ROLE {NO_CREATEDB}"))
+        admin.dispose()
+
+
+def test_a_role_that_may_not_create_the_database_is_said_with_what_to_do(role_without_createdb):
+    # The permission error ended in a traceback.
+    url = make_url(_database_url(f"{TEST_DB}_never_created")).set(username=role_without_createdb)
+
+    done = run_command(
+        "migrate", "--create-database", env={"DATABASE_URL": url.render_as_string(False)}
+    )
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "Error: The database refused: permission denied to create database." in done.stderr
+    assert "Give the role DATABASE_URL names that right (CREATEDB" in done.stderr
+
+
+def test_a_plan_id_no_job_could_have_is_refused_as_out_of_range():
+    # SQLite takes no integer past 64 bits: the embedded default ended in a traceback.
+    done = run_command("import", "--apply", "99999999999999999999", env={})
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Invalid value for '--apply': 99999999999999999999 is not in the range" in done.stderr
