@@ -187,3 +187,25 @@ def test_an_upload_refused_by_the_quota_it_met_while_arriving_leaves_no_file(
     assert answer.startswith(b"HTTP/1.1 429"), answer[:300]
     assert b"the limit is 3" in answer
     assert files_in(folder) == kept  # the refused upload's file removed, the .part closed
+
+
+def test_a_piece_of_an_upload_whose_rest_would_fill_the_disk_is_507_and_can_be_sent_later(
+    make_app, accounts
+):
+    # The space free when an upload begins is set aside for none: uploads side by side filled
+    # the disk past MIN_FREE_DISK_BYTES, each piece taken whatever was left.
+    tus = {"Tus-Resumable": "1.0.0"}
+    piece = {**tus, "Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"}
+    data = b"sku,name\nA-1,Apple\n"
+    roomy = client_with_token(make_app(), accounts["editor"].token)
+    created = roomy.post("/api/uploads", headers={**tus, "Upload-Length": str(len(data))})
+    url = created.headers["Location"]
+    full = client_with_token(make_app(MIN_FREE_DISK_BYTES=2**62), accounts["editor"].token)
+
+    refused = full.patch(url, data=data, headers=piece)
+    sent_later = roomy.patch(url, data=data, headers=piece)
+
+    assert refused.status_code == 507
+    assert "too little disk space" in refused.get_json()["error"]["message"]
+    assert sent_later.status_code == 204
+    assert sent_later.headers["Upload-Offset"] == str(len(data))

@@ -574,6 +574,7 @@ def _upload_paths() -> dict:
                     "415": error("Content-Type is not application/offset+octet-stream"),
                     "422": error("The finished file is empty, binary, or not gzip it claims"),
                     "423": error("Another piece of this upload is being received"),
+                    "507": error("The rest would leave less than MIN_FREE_DISK_BYTES free"),
                 },
                 parameters=[_bytes_header("Upload-Offset", "Where this piece starts")],
                 requestBody=piece,

@@ -124,10 +124,15 @@ def append(session: Session, upload: Upload, *, at: int, stream, declared: int |
     """Write one piece at offset `at` from `stream`; return the new offset (the caller commits).
 
     409 when `at` is not the offset, 413 past the declared length, 423 while another piece of
-    the same upload is being written; the last byte runs the checks of a multipart upload.
+    the same upload is being written, 507 when the rest of it would leave too little disk
+    free; the last byte runs the checks of a multipart upload.
     """
     if upload.error:
         raise Conflict(f"This upload was refused: {upload.error}")
+    # Looked at again for each piece: the space free when the upload began is reserved for
+    # none, and uploads side by side would fill the disk past MIN_FREE_DISK_BYTES. Refused,
+    # the piece can be sent again once there is room.
+    uploads.refuse_if_disk_would_fill(upload.length - at)
     target = Target(upload.id, upload.file_path, upload.length)
     _mark_received(session, upload)
     with _writer(target) as out:
