@@ -277,3 +277,16 @@ def test_the_audit_page_shows_in_local_time_only_the_moments_the_server_wrote(ac
 
     assert 'since: <time class="nowrap" datetime="2026-12-04T19:24:00Z" data-local>' in page
     assert "file: export 2026-12-04 19:24 UTC.csv" in page
+
+
+def test_the_audit_page_searches_without_the_control_characters_a_filter_was_given(acting):
+    # A NUL or an escape (in a link, or pasted) replaced the page, its form and its entries,
+    # with an error page.
+    editor, admin = acting("editor"), acting("admin")
+    assert editor.post("/api/products", json={"sku": "E-1", "name": "E"}).status_code == 201
+
+    page = audit_page(admin, actor=f"\t{EDITOR}\x00", action="product.created\x1b")
+
+    assert "1 entry · page 1 of 1" in page
+    assert f'name="actor" value="{EDITOR}"' in page and ">E-1<" in page.replace(" ", "")
+    assert admin.get("/api/audit", query_string={"actor": f"{EDITOR}\x00"}).status_code == 422

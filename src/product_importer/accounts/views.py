@@ -25,6 +25,7 @@ bp.add_app_template_filter(audit.readable_detail, "readable_detail")
 SIGN_IN_LIMIT = tries.TRIES_LIMIT
 TOO_MANY = "Too many failed sign-ins from here or for this account. Wait a minute and try again."
 REFUSALS_AUDITED = parse("1 per minute")  # per address, and per account
+AUDIT_FILTERS = ("actor", "action")  # the audit page's
 SETUP_LINK_DEAD = (
     "This setup link is not valid: an account exists already, or the link was "
     "replaced when the server restarted. Sign in, or use the newest link."
@@ -206,7 +207,11 @@ def users_page():
 @requires(Role.ADMIN)
 def audit_page():
     """The audit log, newest first, filtered by actor and action."""
-    actor, action = request.args.get("actor", "").strip(), request.args.get("action", "").strip()
+    # without control characters (a NUL in a link), which the API refuses: the page shows what
+    # it searched for in its form, rather than an error page in place of the log
+    actor, action = (
+        audit.CONTROL.sub("", request.args.get(name, "")).strip() for name in AUDIT_FILTERS
+    )
     asked = request.args.get("page", "").strip()
     wanted = _page_wanted(asked)
     found = audit.list_entries(db.session, actor=actor, action=action, page=wanted)
