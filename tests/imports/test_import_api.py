@@ -307,6 +307,21 @@ def test_created_updated_unchanged_count_distinct_products(any_http):
 # --- rejected rows and failed files ---------------------------------------------------------
 
 
+def test_a_nul_in_an_active_cell_past_the_files_start_rejects_its_row(any_http, any_catalog):
+    # The reason quoted the cell, NUL and all, and PostgreSQL's text holds none: the whole
+    # import failed. Past the first 8 KiB, which the binary check reads, a NUL reaches the rows.
+    rows = "".join(f"A-{n},Apple {n},yes\n" for n in range(1000))
+    job = import_csv(any_http, f"sku,name,active\n{rows}Z-1,Zed,y\x00\n")
+
+    assert job["status"] == "completed_with_errors", job
+    assert counts(job)[:3] == (1001, 1, 1000)  # rows read, rejected, created
+    assert errors_csv(any_http, job["id"])[1] == [
+        "1002",
+        "Z-1",
+        'active is not one of true/false, 1/0, yes/no, y/n (found "y\ufffd")',
+    ]
+
+
 def test_invalid_rows_are_skipped_and_listed_in_errors_csv(any_http, any_catalog):
     data = (
         "sku,name,description,active\r\n"

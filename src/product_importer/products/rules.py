@@ -54,7 +54,9 @@ def check_values(sku: str, name: str, description: str | None, active: str) -> s
     if description is not None and len(description) > MAX_DESCRIPTION:
         return f"description is longer than {MAX_DESCRIPTION:,} characters"
     if active and active.lower() not in ACTIVE_WORDS:
-        return f'active is not one of true/false, 1/0, yes/no, y/n (found "{active[:20]}")'
+        # quoted without its control characters: a NUL in the reason fails its COPY
+        found = CONTROL.sub("\ufffd", active[:20])
+        return f'active is not one of true/false, 1/0, yes/no, y/n (found "{found}")'
     if CONTROL.search(sku) or CONTROL.search(name):
         return "sku or name holds a control character"
     if description and DESCRIPTION_CONTROL.search(description):
