@@ -8,7 +8,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import paused
-from tests.helpers import import_csv, upload_csv
+from tests.helpers import import_csv, upload_csv, wait_for_job
 from tests.webhooks.conftest import settled_deliveries
 from tests.webhooks.receiver import Receiver
 
@@ -76,6 +76,21 @@ def test_requests_are_counted_per_route_by_every_web_process(two_process_server,
     assert not any(dict(labels).get("route") == "/api/products/1" for _, labels in after)
 
 
+def test_a_method_made_up_by_a_caller_is_counted_as_other_not_as_a_series_of_its_own(
+    two_process_server,
+):
+    # Counted as it came, each made-up method added series to every scrape, without sign-in.
+    url = two_process_server
+    labels = {"route": "(unmatched)", "method": "(other)", "status": "405"}
+    before = sample(scrape(url), REQUESTS, **labels)
+    for method in ("AAAA", "AAAB", "ZZZZZZ"):  # signed out: refused before sign-in is asked
+        assert httpx.request(method, f"{url}/api/products").status_code == 405
+    after = scrape(url)
+
+    assert sample(after, REQUESTS, **labels) - before == 3
+    assert not {dict(labels).get("method") for _, labels in after} & {"AAAA", "AAAB", "ZZZZZZ"}
+
+
 def test_an_import_and_a_webhook_delivery_move_their_counters(
     two_process_server, accounts, live_worker
 ):
@@ -126,6 +141,31 @@ def test_the_queue_and_pending_deliveries_are_read_from_the_database(
             leave_no_work(http, upload.json()["id"], hook["id"])
     assert sample(samples, "product_importer_import_queue_depth", status="queued") == 1
     assert sample(samples, "product_importer_webhook_deliveries_pending") == 1
+
+
+def test_a_plan_waits_in_the_queue_gauge_and_is_counted_once_it_has_run(
+    two_process_server, accounts, live_worker
+):
+    # Counted among the ended imports while it waited, a plan's status counter went down as
+    # it was applied: Prometheus reads that as a restart, and rate() shows a false spike.
+    url = two_process_server
+    ended, depth = "product_importer_imports_total", "product_importer_import_queue_depth"
+    before = scrape(url)
+    with httpx.Client(base_url=url, timeout=30) as http:
+        http.headers["Authorization"] = f"Bearer {accounts['editor'].token}"
+        job = upload_csv(http, "sku,name\nP-1,Plan\n", data={"plan": "true"}).json()
+        assert wait_for_job(http, job["id"])["status"] == "planned"
+        planned = scrape(url)
+        assert http.post(f"/api/imports/{job['id']}/apply").status_code == 202
+        assert wait_for_job(http, job["id"])["status"] == "completed"
+    applied = scrape(url)
+
+    assert sample(planned, depth, status="planned") == sample(before, depth, status="planned") + 1
+    assert sample(planned, ended, status="planned") == 0
+    assert sample(applied, depth, status="planned") == sample(before, depth, status="planned")
+    assert (
+        sample(applied, ended, status="completed") == sample(before, ended, status="completed") + 1
+    )
 
 
 def leave_no_work(http, job_id: int, webhook_id: int) -> None:

@@ -17,6 +17,10 @@ from ..webhooks.models import Delivery, DeliveryStatus
 from . import pushed
 
 IMPORT_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600)
+# A plan has ended its run but not its job: applied, it is queued again. Counted among the
+# ended ones, its status's counters would go down, which Prometheus reads as a restart.
+ENDED = sorted(FINISHED - {Status.PLANNED})
+WAITING = (Status.QUEUED, Status.RUNNING, Status.PLANNED)
 jobs = ImportJob.__table__
 deliveries = Delivery.__table__
 
@@ -45,7 +49,7 @@ def import_families(conn: Connection):
         *(func.count().filter(seconds <= bound) for bound in IMPORT_BUCKETS),
     ]
     rows = conn.execute(
-        select(*columns).where(jobs.c.status.in_(sorted(FINISHED))).group_by(jobs.c.status)
+        select(*columns).where(jobs.c.status.in_(ENDED)).group_by(jobs.c.status)
     ).all()
     imports = CounterMetricFamily(
         "product_importer_imports", "Imports that ended, by status.", labels=["status"]
@@ -69,20 +73,20 @@ def import_families(conn: Connection):
 
 
 def queue_families(conn: Connection):
-    """The import queue: jobs waiting and running now, and how long the oldest has waited."""
+    """The import queue: jobs waiting (for a worker, or planned: for a person) and running."""
     counts = dict(
         conn.execute(
             select(jobs.c.status, func.count())
-            .where(jobs.c.status.in_([Status.QUEUED, Status.RUNNING]))
+            .where(jobs.c.status.in_(WAITING))
             .group_by(jobs.c.status)
         ).all()
     )
     depth = GaugeMetricFamily(
         "product_importer_import_queue_depth",
-        "Imports queued (waiting for a worker) and running now.",
+        "Imports queued (waiting for a worker), running, and planned (waiting to be applied).",
         labels=["status"],
     )
-    for status in (Status.QUEUED, Status.RUNNING):
+    for status in WAITING:
         depth.add_metric([status.value], counts.get(status.value, 0))
     return [depth]
 
