@@ -344,7 +344,7 @@ def test_serve_on_a_port_no_address_has_says_which_ports_there_are():
     )  # fmt: skip
 
     assert done.returncode == 2, done.stdout + done.stderr
-    assert "Invalid value for '--port': 70000 is not in the range 1<=x<=65535." in done.stderr
+    assert "Invalid value for '--port': 70000 is not in the range 0<=x<=65535." in done.stderr
 
 
 @pytest.mark.parametrize(
