@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
+from tests.conftest import paused
 from tests.helpers import import_csv, upload_csv, wait_for_job
 
 from .conftest import TABLE_LOCK, csv_bytes, wait_for
@@ -528,6 +529,68 @@ def test_upkeep_discards_old_plans_and_removes_old_change_records(app, http, sql
     assert http.get(f"/api/imports/{old_plan['id']}").json()["status"] == "discarded"
     assert changes(http, old_import["id"])["total"] == 0
     assert changes(http, recent["id"])["total"] == 1
+
+
+def test_a_plan_discarded_by_someone_as_the_upkeep_expires_it_stops_not_the_upkeep(
+    app, http, sql, holding
+):
+    # The upkeep listed the expired plans, then discarded each: one applied or discarded in
+    # between raised a 409 there, and the rest of the pass (old change records) was skipped.
+    from product_importer.extensions import db
+    from product_importer.imports import plans
+
+    plan = import_csv(http, FIRST, data={"plan": "true"})
+    old_import = import_csv(http, SECOND)
+    long_ago = datetime.now(UTC) - timedelta(days=30)
+    for job in (plan, old_import):
+        sql("UPDATE import_jobs SET finished_at = :at WHERE id = :id", at=long_ago, id=job["id"])
+
+    def upkeep() -> tuple[int, int]:
+        with app.app_context():
+            done = plans.discard_expired(db.session), plans.remove_old_changes(db.session)
+            db.session.commit()
+            return done
+
+    lock = f"SELECT id FROM import_jobs WHERE id = {plan['id']} FOR UPDATE"
+    with holding(lock) as held, ThreadPoolExecutor(1) as pool:
+        upkept = pool.submit(upkeep)
+        held.wait_until_blocking()  # the plan listed, its discard waiting for the row
+        discard = "UPDATE import_jobs SET status = 'discarded' WHERE id = :id"
+        held.conn.execute(text(discard), {"id": plan["id"]})  # by someone, meanwhile
+        held.conn.commit()
+        discarded, removed = upkept.result()
+
+    assert (discarded, removed) == (0, 4)  # the old import's 4 created products
+    assert changes(http, old_import["id"])["total"] == 0
+
+
+def test_an_undo_asked_for_inside_the_window_keeps_the_record_it_will_read(
+    app, http, sql, catalog, live_worker
+):
+    # Asked for a minute before the window closed, an undo waiting in the queue found its
+    # record removed by the upkeep: it undid nothing, and the import was marked undone.
+    from product_importer.extensions import db
+    from product_importer.imports import plans
+
+    job = import_csv(http, FIRST)
+    window_end = datetime.now(UTC) - timedelta(days=7)
+    sql("UPDATE import_jobs SET finished_at = :at WHERE id = :id", at=window_end, id=job["id"])
+    with paused(live_worker):
+        sql(  # a minute inside, when the undo was asked for
+            "UPDATE import_jobs SET finished_at = :at WHERE id = :id",
+            at=window_end + timedelta(minutes=1),
+            id=job["id"],
+        )
+        undo = http.post(f"/api/imports/{job['id']}/undo")
+        assert undo.status_code == 202, undo.text
+        sql("UPDATE import_jobs SET finished_at = :at WHERE id = :id", at=window_end, id=job["id"])
+        with app.app_context():
+            plans.remove_old_changes(db.session)  # the upkeep's pass, the window now closed
+            db.session.commit()
+
+    undone = wait_for_job(http, undo.json()["id"])
+    assert undone["status"] == "completed", undone
+    assert catalog() == []  # every product the import created, deleted
 
 
 def test_rows_a_plan_kept_go_once_no_apply_will_read_them(app, http, sql):

@@ -3,8 +3,8 @@
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import delete, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
 from .. import background
 from ..errors import Conflict
@@ -93,9 +93,14 @@ def discard_expired(session: Session) -> int:
             ImportJob.status == Status.PLANNED, ImportJob.finished_at < cutoff
         )
     ).all()
+    discarded = 0
     for job_id in expired:
-        discard(session, job_id)
-    return len(expired)
+        try:
+            discard(session, job_id)
+        except Conflict:  # applied (or discarded) since the look: the upkeep goes on
+            continue
+        discarded += 1
+    return discarded
 
 
 def undo(session: Session, job_id: int, *, created_by: dict | None) -> ImportJob:
@@ -161,12 +166,18 @@ def remove_old_changes(session: Session) -> int:
     plans applied or discarded, and rows a failed import's lost attempt left (`bulk.Build.analyze`);
     return how many products they recorded."""
     cutoff = utcnow() - timedelta(days=current_app.config["IMPORT_UNDO_DAYS"])
+    # An undo asked for just inside the window reads the record when it runs, maybe later.
+    undo = aliased(ImportJob)
+    undo_waits = exists().where(
+        undo.undo_of == ImportJob.id, undo.status.in_((Status.QUEUED, Status.RUNNING))
+    )
     old = select(ImportJob.id).where(
         or_(
             ImportJob.finished_at < cutoff,
             ImportJob.status.in_((Status.FAILED, Status.CANCELLED)),
         ),
         ImportJob.status.in_(FINISHED - {Status.PLANNED}),
+        ~undo_waits,
     )
     done_planning = select(ImportJob.id).where(ImportJob.status != Status.PLANNED)
     removed = session.execute(delete(ImportChange).where(ImportChange.job_id.in_(old))).rowcount
