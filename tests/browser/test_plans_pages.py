@@ -309,6 +309,29 @@ def test_an_import_stopped_by_the_threshold_can_go_on_without_it(page: Page, htt
     expect(page.locator("#job-badge")).to_have_text("Completed with errors")
 
 
+def test_the_button_that_went_on_stays_busy_until_the_new_imports_page_comes(page: Page, http):
+    # It was enabled again as its answer came, before the browser left: pressed again then
+    # (a double click), it queued a second import of the file.
+    page.goto("/")
+    page.get_by_label("Stop if more than").check()
+    page.get_by_label("Percentage of invalid rows allowed").fill("10")
+    content = "sku,name\nA-1,Apple\n,No SKU\nB-1,Banana\n"
+    page.locator("#file-input").set_input_files(csv_file("bad.csv", content))
+    expect(page.locator("#job-badge")).to_have_text("Failed")
+    page.goto(f"/imports/{job_id(page)}")
+    # What the button is as the browser leaves, kept for the next page (of the same tab)
+    page.evaluate(
+        """() => addEventListener("beforeunload", () => sessionStorage.setItem("busy",
+            document.querySelector("[data-action=anyway]").disabled))"""
+    )
+
+    page.get_by_role("button", name="Import the valid rows anyway").click()
+
+    expect(page.locator("#job-badge")).to_have_text("Completed with errors")
+    assert page.evaluate("sessionStorage.getItem('busy')") == "true"
+    assert len(http.get("/api/imports").json()["items"]) == 2
+
+
 VIEWER_CANNOT = "an editor or admin can apply or discard it"
 
 

@@ -7,7 +7,9 @@
 (function () {
   "use strict";
 
-  const { api, closeDialog, fetchPage, localTimes, notify, openDialog, replaceKeepingFocus, whileBusy } = window.App;
+  const {
+    api, closeDialog, fetchPage, localTimes, notify, openDialog, replaceKeepingFocus, setBusy, whileBusy,
+  } = window.App;
   const { browser, mappingForm } = window.Changes;
   const REFRESH_MS = 1000;
   const $ = (id) => document.getElementById(id);
@@ -126,6 +128,13 @@
     }
   }
 
+  /* Go to the new job's page, the button busy until the browser has left: pressed again
+     meanwhile, it would queue a second import of the file. */
+  function leaveFor(next, button, text) {
+    setBusy(button, true, text);
+    location.assign(`/imports/${next.id}`);
+  }
+
   /* Run an action's request with its button busy; then show the page as it now is. */
   async function act(button, text, work, done) {
     try {
@@ -153,12 +162,12 @@
     },
     retry(button, id) {
       act(button, "Retrying…", () => api("POST", `/api/imports/${id}/retry`), (next) =>
-        location.assign(`/imports/${next.id}`));
+        leaveFor(next, button, "Retrying…"));
     },
     anyway(button, id) {
       const body = { max_invalid: "100%" }; // the threshold that never stops an import
       act(button, "Importing…", () => api("POST", `/api/imports/${id}/retry`, body), (next) =>
-        location.assign(`/imports/${next.id}`));
+        leaveFor(next, button, "Importing…"));
     },
     undo() {
       openDialog($("undo-dialog"), { focus: $("undo-confirm") });
