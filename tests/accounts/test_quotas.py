@@ -30,6 +30,18 @@ def multipart(content: bytes) -> bytes:
     )
 
 
+def upload_head(url: str, token: str, length: int) -> str:
+    """The head of a multipart upload to /api/imports announcing `length` bytes of body."""
+    return request_head(
+        "POST",
+        url,
+        "/api/imports",
+        token,
+        Content_Type=f"multipart/form-data; boundary={BOUNDARY}",
+        Content_Length=length,
+    )
+
+
 def files_in(folder: str) -> set[str]:
     return set(os.listdir(folder)) if os.path.isdir(folder) else set()
 
@@ -40,14 +52,8 @@ def test_past_max_queued_imports_an_account_is_refused_429_before_its_upload_is_
     with paused(live_worker), http_client(live_server, accounts["editor"].token) as editor:
         for n in range(3):  # MAX_QUEUED_IMPORTS is 3 by default; the worker holds them queued
             assert upload_csv(editor, f"sku,name\nQ-{n},Q\n").status_code == 202
-        head = request_head(
-            "POST",
-            live_server,
-            "/api/imports",
-            accounts["editor"].token,
-            Content_Type=f"multipart/form-data; boundary={BOUNDARY}",
-            Content_Length=100 * 1024 * 1024,  # announced; only its start is sent
-        )
+        # announced; only its start is sent
+        head = upload_head(live_server, accounts["editor"].token, 100 * 1024 * 1024)
         status, _, body = raw_exchange(live_server, head, multipart(b"sku,name\n")[:200])
         with http_client(live_server, accounts["admin"].token) as admin:
             others = upload_csv(admin, "sku,name\nA-1,A\n")  # the quota is per account
@@ -162,14 +168,7 @@ def test_an_upload_refused_by_the_quota_it_met_while_arriving_leaves_no_file(
     # import can fill it meanwhile. The file stored was kept on disk for good before.
     folder = test_env["UPLOAD_FOLDER"]
     body = multipart(b"sku,name\n" + b"R-1,Refused\n" * 30_000)  # 360 KB
-    head = request_head(
-        "POST",
-        live_server,
-        "/api/imports",
-        accounts["editor"].token,
-        Content_Type=f"multipart/form-data; boundary={BOUNDARY}",
-        Content_Length=len(body),
-    )
+    head = upload_head(live_server, accounts["editor"].token, len(body))
     parts = urlsplit(live_server)
     with paused(live_worker), http_client(live_server, accounts["editor"].token) as editor:
         for n in range(2):  # MAX_QUEUED_IMPORTS is 3 by default; the worker holds them queued

@@ -271,15 +271,21 @@ def test_mapping_form_on_the_import_page(page: Page, http, artifacts):
     assert catalog(http) == [("A-1", "Apple", "", True)]
 
 
-def test_the_threshold_option_is_sent_and_stops_the_import(page: Page, http):
+def stopped_by_the_threshold(page: Page, content: str) -> int:
+    """Upload `content` from the upload page with a limit of 10% invalid rows, which it
+    passes: return the failed import's id."""
     page.goto("/")
     page.get_by_label("Stop if more than").check()
     page.get_by_label("Percentage of invalid rows allowed").fill("10")
-    content = "sku,name\nA-1,Apple\n,No SKU\n"
     page.locator("#file-input").set_input_files(csv_file("bad.csv", content))
-
     expect(page.locator("#job-badge")).to_have_text("Failed")
-    assert http.get(f"/api/imports/{job_id(page)}").json()["max_invalid"] == "10%"
+    return job_id(page)
+
+
+def test_the_threshold_option_is_sent_and_stops_the_import(page: Page, http):
+    stopped = stopped_by_the_threshold(page, "sku,name\nA-1,Apple\n,No SKU\n")
+
+    assert http.get(f"/api/imports/{stopped}").json()["max_invalid"] == "10%"
     reason = page.get_by_role("alert").filter(has_text="Nothing was imported")
     expect(reason).to_contain_text("1 of 2")
     expect(page.get_by_role("link", name="Download rejected rows")).to_be_visible()
@@ -289,13 +295,7 @@ def test_the_threshold_option_is_sent_and_stops_the_import(page: Page, http):
 
 def test_an_import_stopped_by_the_threshold_can_go_on_without_it(page: Page, http):
     # The reason says to retry with a higher limit: the page offers that, without an upload.
-    page.goto("/")
-    page.get_by_label("Stop if more than").check()
-    page.get_by_label("Percentage of invalid rows allowed").fill("10")
-    content = "sku,name\nA-1,Apple\n,No SKU\nB-1,Banana\n"
-    page.locator("#file-input").set_input_files(csv_file("bad.csv", content))
-    expect(page.locator("#job-badge")).to_have_text("Failed")
-    stopped = job_id(page)
+    stopped = stopped_by_the_threshold(page, "sku,name\nA-1,Apple\n,No SKU\nB-1,Banana\n")
 
     page.get_by_role("button", name="Import the valid rows anyway").click()
 
@@ -312,13 +312,8 @@ def test_an_import_stopped_by_the_threshold_can_go_on_without_it(page: Page, htt
 def test_the_button_that_went_on_stays_busy_until_the_new_imports_page_comes(page: Page, http):
     # It was enabled again as its answer came, before the browser left: pressed again then
     # (a double click), it queued a second import of the file.
-    page.goto("/")
-    page.get_by_label("Stop if more than").check()
-    page.get_by_label("Percentage of invalid rows allowed").fill("10")
-    content = "sku,name\nA-1,Apple\n,No SKU\nB-1,Banana\n"
-    page.locator("#file-input").set_input_files(csv_file("bad.csv", content))
-    expect(page.locator("#job-badge")).to_have_text("Failed")
-    page.goto(f"/imports/{job_id(page)}")
+    stopped = stopped_by_the_threshold(page, "sku,name\nA-1,Apple\n,No SKU\nB-1,Banana\n")
+    page.goto(f"/imports/{stopped}")
     # What the button is as the browser leaves, kept for the next page (of the same tab)
     page.evaluate(
         """() => addEventListener("beforeunload", () => sessionStorage.setItem("busy",
