@@ -297,9 +297,11 @@ def allowed_hosts(configured: str | None, serve_host: str | None) -> list[str]:
 
 
 def _engine_options(database_url: str) -> dict:
-    """Pool settings: pre-ping everywhere, TCP keepalives so a lost peer is noticed."""
+    """Pool settings: pre-ping everywhere, TCP keepalives so a lost peer is noticed. A
+    statement's values stay out of its errors (a webhook's secret, logged with a traceback)."""
     if database_url.startswith("sqlite"):
-        return {"connect_args": {"timeout": 30, "check_same_thread": False}}
+        connect = {"timeout": 30, "check_same_thread": False}
+        return {"connect_args": connect, "hide_parameters": True}
     keepalives = {
         "keepalives": 1,
         "keepalives_idle": 10,
@@ -307,4 +309,10 @@ def _engine_options(database_url: str) -> dict:
         "keepalives_count": 3,
         "connect_timeout": 10,
     }
-    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20, "connect_args": keepalives}
+    return {
+        "pool_pre_ping": True,
+        "pool_size": 10,
+        "max_overflow": 20,
+        "connect_args": keepalives,
+        "hide_parameters": True,
+    }

@@ -2,8 +2,10 @@
 
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+from sqlalchemy import text
 
 from tests.conftest import BIN, Process, free_port, paused, wait_until_up
 from tests.helpers import import_csv
@@ -11,6 +13,12 @@ from tests.helpers import import_csv
 FIELDS = {"time", "level", "logger", "message", "request_id", "job_id"}
 # Celery's signal handler writes this straight to the terminal, past every logging setting.
 CELERY_SHUTDOWN_NOTICE = re.compile(r"\n+worker: (Warm|Cold) shutdown \(MainProcess\)\n")
+
+
+# Ends the sessions that wait for a lock the held transaction (`:pid`) holds.
+END_BLOCKED = (
+    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"
+)
 
 
 def json_lines(output: str) -> list[dict]:
@@ -75,3 +83,22 @@ def test_text_logs_stay_readable_and_name_the_request(app, tmp_path):
     assert " INFO gunicorn.access: " in line and '"GET /healthz HTTP/1.1" 200' in line
     assert line.endswith(" request_id=text-7")
     assert not any(line.startswith("{") for line in server.output().splitlines())
+
+
+def test_a_database_error_while_a_webhook_is_made_logs_no_secret(
+    live_server, http, holding, tmp_path_factory
+):
+    # The traceback logged with a 500 quoted the statement's values: the webhook's secret.
+    made = "LOCK TABLE webhook_endpoints IN EXCLUSIVE MODE"
+    hook = {"url": "http://127.0.0.1:9/hook", "events": ["product.created"]}
+    with holding(made) as held, ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(http.post, "/api/webhooks", json=hook)
+        held.wait_until_blocking()
+        with held.engine.connect() as conn:  # the server gone from under its INSERT
+            conn.execute(text(END_BLOCKED), {"pid": held.pid})
+        assert answer.result().status_code == 500
+
+    servers = tmp_path_factory.getbasetemp().glob("server*/server.log")  # live_server's among
+    logged = "".join(log.read_text() for log in servers)
+    assert "terminating connection due to administrator command" in logged
+    assert "whsec_" not in logged and "[SQL parameters hidden" in logged
