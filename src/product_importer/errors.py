@@ -98,7 +98,8 @@ def _handle_app_error(error: AppError):
     return error_response(error.status, error.code, error.message, error.details)
 
 
-def _handle_http_error(error: HTTPException):
+def handle_http_error(error: HTTPException):
+    """Any HTTP error (a 404, a 405, flask-limiter's 429) in the one response shape."""
     code = (error.name or "error").lower().replace(" ", "_")
     message = error.description or error.name
     if error.code == 413:  # one code for every 413, as TooLarge has it
@@ -129,4 +130,4 @@ def uri_too_long_message(limit: int) -> str:
 def register_errorhandlers(app: Flask) -> None:
     """Map domain exceptions and HTTP errors to one response shape."""
     app.register_error_handler(AppError, _handle_app_error)
-    app.register_error_handler(HTTPException, _handle_http_error)
+    app.register_error_handler(HTTPException, handle_http_error)

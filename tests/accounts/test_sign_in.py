@@ -320,3 +320,18 @@ def test_an_email_holding_a_nul_is_refused_like_a_wrong_password(browser, accoun
     assert response.status_code == 401
     assert "That email and password do not match an active account." in response.text
     assert not is_signed_in(browser)
+
+
+def test_a_sign_in_refused_for_too_many_tries_shows_the_form_with_the_email_typed(app, accounts):
+    # An error page took the form's place, and the email typed was lost.
+    browser = app.test_client()
+    email = accounts["editor"].email
+    for n in range(10):
+        assert sign_in_from(browser, f"198.51.100.{n}", email).status_code == 401
+
+    refused = sign_in_from(browser, "198.51.100.99", email, PASSWORD)
+
+    page = refused.get_data(as_text=True)
+    assert refused.status_code == 429
+    assert "Too many failed sign-ins" in page
+    assert f'value="{email}"' in page and 'name="password"' in page

@@ -6,7 +6,7 @@ from flask_wtf.csrf import generate_csrf
 from limits import parse
 
 from ..database import lower_letters
-from ..errors import AppError, Forbidden
+from ..errors import AppError, Forbidden, handle_http_error
 from ..extensions import db, limiter
 from ..security import refuse_cross_site_requests
 from . import audit, service, tries
@@ -97,6 +97,22 @@ def login_page():
     audit.record(db.session, "auth.signed_in", user.email)
     db.session.commit()
     return redirect(target)
+
+
+@bp.errorhandler(429)
+def sign_in_refused(error):
+    """Too many failed sign-ins: the sign-in form again, with the email typed and what to do,
+    rather than an error page in place of the form."""
+    if request.endpoint != "accounts.login_page":
+        return handle_http_error(error)
+    target = _safe_next(request.values.get("next"))
+    email = request.form.get("email", "")
+    page = _login_page(next=target, email=email, error=TOO_MANY)
+    return (
+        page,
+        429,
+        [(name, value) for name, value in error.get_headers() if name != "Content-Type"],
+    )
 
 
 def _typed_account(email: str) -> tuple[str | None, dict]:
