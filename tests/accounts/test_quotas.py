@@ -3,6 +3,7 @@ a byte of the upload is read or stored."""
 
 import io
 import os
+import shutil
 import socket
 from urllib.parse import urlsplit
 
@@ -208,3 +209,29 @@ def test_a_piece_of_an_upload_whose_rest_would_fill_the_disk_is_507_and_can_be_s
     assert "too little disk space" in refused.get_json()["error"]["message"]
     assert sent_later.status_code == 204
     assert sent_later.headers["Upload-Offset"] == str(len(data))
+
+
+def test_an_upload_in_chunks_is_taken_as_the_largest_file_against_the_free_disk(make_app, accounts):
+    # Sent in chunks, an upload says not its size: it was checked as 0 bytes, then stored
+    # whatever was left. Here the disk has room for a small file, not for the largest.
+    probe = make_app()
+    os.makedirs(probe.config["UPLOAD_FOLDER"], exist_ok=True)
+    free = shutil.disk_usage(probe.config["UPLOAD_FOLDER"]).free
+    app = make_app(MIN_FREE_DISK_BYTES=free - probe.config["MAX_UPLOAD_BYTES"] // 2)
+    editor = client_with_token(app, accounts["editor"].token)
+    body = multipart(b"sku,name\nA,B\n")
+    kind = f"multipart/form-data; boundary={BOUNDARY}"
+
+    sized = editor.post("/api/imports", data=body, content_type=kind)
+    chunked = editor.post(
+        "/api/imports",
+        input_stream=io.BytesIO(body),
+        content_type=kind,
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+
+    assert sized.status_code == 202, sized.get_json()
+    assert chunked.status_code == 507, chunked.get_json()
+    assert "too little disk space" in chunked.get_json()["error"]["message"]
+    editor.post(f"/api/imports/{sized.get_json()['id']}/cancel")

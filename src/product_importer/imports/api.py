@@ -39,7 +39,11 @@ def upload_import():
         return _import_upload(actor)
     # Refused before a byte of the body is read: a quota or a full disk wastes no upload.
     service.refuse_past_quota(db.session, actor)
-    uploads.refuse_if_disk_would_fill(request.content_length or 0)
+    # A body sent in chunks says not its size: taken as the largest a file may be.
+    size = request.content_length
+    uploads.refuse_if_disk_would_fill(
+        current_app.config["MAX_UPLOAD_BYTES"] if size is None else size
+    )
     file = request.files.get("file")
     if file is None:
         raise BadRequest("Send the CSV as multipart/form-data in a field named 'file'.")
