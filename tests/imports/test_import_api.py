@@ -322,6 +322,23 @@ def test_a_nul_in_an_active_cell_past_the_files_start_rejects_its_row(any_http, 
     ]
 
 
+def test_rejected_rows_of_a_mapped_column_named_like_a_formula_import_again_mapped(
+    any_http, any_catalog
+):
+    # The download puts a `'` before "@id" (a spreadsheet would run it), and the import kept
+    # it: the same mapping then failed ("Missing required column: sku").
+    mapped = {"columns": '{"sku": "@id"}'}
+    first = import_csv(any_http, "@id,name\nA-1,Apple\nB-2,\n", data=mapped)
+    rejected = any_http.get(f"/api/imports/{first['id']}/rejected.csv").text
+    assert rejected.splitlines()[0].endswith(",'@id,name")
+    fixed = rejected.replace("B-2,", "B-2,Banana")
+
+    again = import_csv(any_http, fixed, data=mapped)
+
+    assert again["status"] == "completed", again
+    assert [row[1:3] for row in any_catalog()] == [("A-1", "Apple"), ("B-2", "Banana")]
+
+
 def test_invalid_rows_are_skipped_and_listed_in_errors_csv(any_http, any_catalog):
     data = (
         "sku,name,description,active\r\n"

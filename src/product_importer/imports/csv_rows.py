@@ -28,6 +28,7 @@ from ..products.rules import (
     check_values,
     to_nfc,
 )
+from ..spreadsheet import unescape_formula
 from .failures import ExpandsTooFar, HeaderRejected, LineTooLong, NotCsv
 
 MAX_LINE_BYTES = 4 * 1024 * 1024
@@ -370,7 +371,9 @@ def parse_header(line: str, columns: dict[str, str | None] | None = None) -> Hea
     """
     line = line.removeprefix("\ufeff").removeprefix("\u00ef\u00bb\u00bf")  # a BOM, as read
     delimiter = detect_delimiter(line)
-    names = next(csv.reader([line], delimiter=delimiter))
+    # a download's `'` before a name that starts a formula goes, as it goes from a cell: the
+    # rejected rows of a file whose sku column is `@id` import again with the same mapping
+    names = [unescape_formula(name) for name in next(csv.reader([line], delimiter=delimiter))]
     cleaned = [name.strip().lower() for name in names]
     wanted = _wanted_names(columns or {})
     left_out = {known for known, name in (columns or {}).items() if name is None}
