@@ -243,6 +243,15 @@ def test_a_header_only_file_has_no_rows():
     assert (result.valid, result.rejected, result.rows_read) == ([], [], 0)
 
 
+def test_a_file_not_in_utf8_whose_bom_is_alone_on_its_first_line_reads_the_next_as_header():
+    # Read as Windows-1252, the BOM's three bytes ("ï»¿") made the first line not blank: the
+    # header found was empty, and the import failed.
+    result = read(b"\xef\xbb\xbf\r\nsku,name\r\nA-1,Caf\xe9\r\n")
+
+    assert result.products == [("A-1", "Café", None, None)]
+    assert result.valid[0][0] == 3  # the file's own line number
+
+
 @pytest.mark.parametrize("data", [b"", b"\n\n", b"  \r\n\t\r\n", b"\xef\xbb\xbf"])
 def test_a_file_without_a_header_line_has_no_header(data):
     assert open_csv(BytesIO(data)).header is None

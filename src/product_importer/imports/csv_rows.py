@@ -189,7 +189,7 @@ class CsvFile:
         try:
             for line in self._text:
                 self._lines_before_data += 1
-                if line.strip():
+                if without_bom(line).strip():  # a line of only a BOM is blank too
                     return parse_header(to_nfc(line + self._rest_of_header(line)), self.columns)
         except UnicodeDecodeError as error:
             raise NotUtf8(str(error)) from error
@@ -363,13 +363,19 @@ def detect_delimiter(header_line: str) -> str:
     return "," if counts[","] == best else max(counts, key=counts.get)
 
 
+def without_bom(line: str) -> str:
+    """The line without a byte order mark at its start: as UTF-8 reads it, or as the
+    Windows-1252 fallback reads its three bytes (a file not in UTF-8 that starts with one)."""
+    return line.removeprefix("\ufeff").removeprefix("\u00ef\u00bb\u00bf")
+
+
 def parse_header(line: str, columns: dict[str, str | None] | None = None) -> Header:
     """Match the header's columns (any case, spaces ignored) to the known columns.
 
     With `columns` (product field -> header name), the mapped fields are found by those names
     and the others by their own; a field mapped to None is not looked for.
     """
-    line = line.removeprefix("\ufeff").removeprefix("\u00ef\u00bb\u00bf")  # a BOM, as read
+    line = without_bom(line)
     delimiter = detect_delimiter(line)
     # a download's `'` before a name that starts a formula goes, as it goes from a cell: the
     # rejected rows of a file whose sku column is `@id` import again with the same mapping
