@@ -1,15 +1,10 @@
 """Domain exceptions and the one handler that turns them into JSON or HTML responses."""
 
-import logging
 from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, render_template, request
 from flask.globals import request_ctx
-from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
-
-log = logging.getLogger(__name__)
-DATABASE_RETRY_SECONDS = 5
 
 
 class AppError(Exception):
@@ -132,20 +127,7 @@ def uri_too_long_message(limit: int) -> str:
     )
 
 
-def database_unavailable(error: OperationalError):
-    """The database did not answer (restarting, gone, or SQLite's one writer busy past its
-    wait): a 503 that says to try again, not an internal error; logged, without its values."""
-    log.warning("database unavailable: %s", error)
-    message = (
-        "The database did not answer: it may be restarting, or busy with an import. "
-        f"Try again in {DATABASE_RETRY_SECONDS} seconds."
-    )
-    body, status = error_response(503, "database_unavailable", message)
-    return body, status, {"Retry-After": str(DATABASE_RETRY_SECONDS)}
-
-
 def register_errorhandlers(app: Flask) -> None:
     """Map domain exceptions and HTTP errors to one response shape."""
     app.register_error_handler(AppError, _handle_app_error)
     app.register_error_handler(HTTPException, handle_http_error)
-    app.register_error_handler(OperationalError, database_unavailable)

@@ -3,7 +3,7 @@
 Each domain describes its own paths and schemas (`<domain>/openapi.py`); this module puts them
 together and adds what every operation shares: who may call it (401/403), the 404 of an id
 that does not exist, the 400/413 of a JSON body that is not an object (or not Unicode) or too
-large, the 414 of an address too long, and the 503 of a database that did not answer.
+large, and the 414 of an address too long.
 """
 
 from flask import Blueprint, jsonify
@@ -61,7 +61,6 @@ def _complete(paths: dict) -> dict:
             responses = operation["responses"]
             if path.startswith("/api/"):
                 responses.setdefault("414", error("The address is longer than MAX_URL_BYTES"))
-                responses.setdefault("503", error("The database did not answer; see Retry-After"))
             if path in PUBLIC_PATHS:
                 operation["security"] = []
                 continue
