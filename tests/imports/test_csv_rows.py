@@ -209,27 +209,10 @@ def test_unknown_columns_are_listed_and_ignored():
     assert result.products == [("A-1", "Apple", None, None)]
 
 
-@pytest.mark.parametrize("end", ["\n", "\r\n"])
-def test_a_header_cell_holding_a_line_break_is_one_cell(end):
-    # A spreadsheet's header cell typed with Alt+Enter: its second line was read as a data
-    # row ("wrong number of fields"), or the header lost the columns after it.
-    result = read(f'"Item{end}Code",sku,name,"Price{end}EUR"{end}X,A-1,Apple,9{end}Y,,x,1{end}')
-
-    assert result.file.header.unknown == (f"Item{end}Code", f"Price{end}EUR")
-    assert result.products == [("A-1", "Apple", None, None)]
-    assert result.rejected == [(5, None, "sku is empty")]  # lines counted as the file has them
-
-
 def test_a_stray_quote_in_a_header_name_is_part_of_it():
     result = read('sku,name,Width (in")\nA-1,Apple,3\n')
     assert result.file.header.unknown == ('Width (in")',)
     assert result.products == [("A-1", "Apple", None, None)]
-
-
-def test_a_header_quote_never_closed_reads_only_so_far_and_says_what_is_missing():
-    rows = "".join(f"A-{n},Apple\n" for n in range(100))
-    with pytest.raises(FileRejected, match="Missing required column: name"):
-        read(f'sku,"name\n{rows}')
 
 
 def test_unnamed_columns_are_listed_by_position():

@@ -6,7 +6,6 @@ filling memory.
 """
 
 import codecs
-import contextlib
 import csv
 import gzip
 import io
@@ -32,7 +31,6 @@ from ..spreadsheet import unescape_formula
 from .failures import ExpandsTooFar, HeaderRejected, LineTooLong, NotCsv
 
 MAX_LINE_BYTES = 4 * 1024 * 1024
-MAX_HEADER_LINES = 20  # the lines a header's quoted cells may go on to, past its first
 # Longer than any valid value, short enough that an unclosed quote cannot fill memory.
 MAX_FIELD_CHARS = 1024 * 1024
 DELIMITERS = (",", ";", "\t", "|")
@@ -184,34 +182,15 @@ class CsvFile:
         return self.raw.tell()
 
     def _read_header(self) -> Header | None:
-        """Read the first non-blank line as the header, with the lines its quoted cells carry
-        on to (a spreadsheet's header cell may hold a line break); None for a file without."""
+        """Read the first non-blank line as the header; None for a file without one."""
         try:
             for line in self._text:
                 self._lines_before_data += 1
                 if without_bom(line).strip():  # a line of only a BOM is blank too
-                    return parse_header(to_nfc(line + self._rest_of_header(line)), self.columns)
+                    return parse_header(to_nfc(line), self.columns)
         except UnicodeDecodeError as error:
             raise NotUtf8(str(error)) from error
         return None
-
-    def _rest_of_header(self, first: str) -> str:
-        """The lines a quoted cell of the header line `first` goes on to ("" for most files):
-        as many as csv reads for one record, at most MAX_HEADER_LINES more."""
-        taken: list[str] = []
-
-        def lines() -> Iterator[str]:
-            yield first
-            for line in self._text:
-                taken.append(line)
-                yield line
-                if len(taken) == MAX_HEADER_LINES:
-                    return  # a quote never closed: the header is garbled, and said so
-
-        with contextlib.suppress(csv.Error):
-            next(csv.reader(lines(), delimiter=detect_delimiter(first), strict=True))
-        self._lines_before_data += len(taken)
-        return "".join(taken)
 
     def batches(self, size: int = 5000) -> Iterator[Batch]:
         """Yield the data rows, validated, in batches of about `size` rows read."""
