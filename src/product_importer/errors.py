@@ -107,9 +107,12 @@ def handle_http_error(error: HTTPException):
     if error.code == 429:  # a limit of tries (flask-limiter's) is said as the import quota's
         code = TooMany.code
     body, status = error_response(error.code or 500, code, message)
-    # Keep what the protocol asks for: Allow on a 405, Retry-After on a 429.
-    headers = [(name, value) for name, value in error.get_headers() if name != "Content-Type"]
-    return body, status, headers
+    return body, status, protocol_headers(error)
+
+
+def protocol_headers(error: HTTPException) -> list[tuple[str, str]]:
+    """The headers an HTTP error keeps in any answer: Allow on a 405, Retry-After on a 429."""
+    return [(name, value) for name, value in error.get_headers() if name != "Content-Type"]
 
 
 def _too_large_message() -> str:

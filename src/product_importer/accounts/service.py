@@ -402,12 +402,12 @@ def setup_token_valid(session: Session, secret: str | None) -> bool:
 
 def create_first_admin(session: Session, *, secret, email, password) -> User:
     """Create the first admin through the setup link; the link stops working."""
-    if not setup_token_valid(session, secret):
-        raise Forbidden(SETUP_USED)
     if problem := credentials.password_problem(password):
         raise Invalid("Choose another password.", details={"password": problem})
-    # Taken before the account is made: of two forms sent at once, the second waits for the
-    # first's commit here and then finds no token, so the link makes one admin, not two.
+    # The token taken before the account is made: of two forms sent at once, the second waits
+    # for the first's commit here and then finds no token, so the link makes one admin.
+    if not secret or any_account(session):
+        raise Forbidden(SETUP_USED)
     digest = credentials.token_hash(secret)
     taken = session.execute(delete(SetupToken).where(SetupToken.token_hash == digest))
     if taken.rowcount != 1:

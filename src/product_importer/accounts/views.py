@@ -6,7 +6,7 @@ from flask_wtf.csrf import generate_csrf
 from limits import parse
 
 from ..database import lower_letters
-from ..errors import AppError, Forbidden, handle_http_error
+from ..errors import AppError, Forbidden, handle_http_error, protocol_headers
 from ..extensions import db, limiter
 from ..security import refuse_cross_site_requests
 from . import audit, service, tries
@@ -107,12 +107,7 @@ def sign_in_refused(error):
         return handle_http_error(error)
     target = _safe_next(request.values.get("next"))
     email = request.form.get("email", "")
-    page = _login_page(next=target, email=email, error=TOO_MANY)
-    return (
-        page,
-        429,
-        [(name, value) for name, value in error.get_headers() if name != "Content-Type"],
-    )
+    return _login_page(next=target, email=email, error=TOO_MANY), 429, protocol_headers(error)
 
 
 def _typed_account(email: str) -> tuple[str | None, dict]:

@@ -40,10 +40,9 @@ def upload_import():
     # Refused before a byte of the body is read: a quota or a full disk wastes no upload.
     service.refuse_past_quota(db.session, actor)
     # A body sent in chunks says not its size: taken as the largest a file may be.
-    size = request.content_length
-    uploads.refuse_if_disk_would_fill(
-        current_app.config["MAX_UPLOAD_BYTES"] if size is None else size
-    )
+    announced = request.content_length
+    largest = current_app.config["MAX_UPLOAD_BYTES"]
+    uploads.refuse_if_disk_would_fill(largest if announced is None else announced)
     file = request.files.get("file")
     if file is None:
         raise BadRequest("Send the CSV as multipart/form-data in a field named 'file'.")

@@ -192,7 +192,7 @@ def _job_name(path: str) -> str:
     basename of `<(zcat file.gz)`, /dev/fd/63, would read "63")."""
     if os.path.isfile(path):
         return os.path.basename(path)
-    return f"piped input ({path})"[: uploads.FILENAME_LENGTH]
+    return f"piped input ({path})"  # cut to its column's length as the job keeps it
 
 
 def _store(path: str) -> str:
