@@ -35,17 +35,29 @@ PLAN = "import_plan"
 # them, and its apply merges them without reading the file again.
 KEPT = "import_planned_{}"
 KEPT_NEW = "import_planned_new_{}"  # the lines of those rows that create a product
-STAGING_COLUMNS = "(rn, sku, name, description, active, seen)"
+STAGING_COLUMNS = "(rn, sku, name, description, active, bucket)"
 # COPY's binary format: psycopg writes each value as it is, where the text format has it scan
 # every value for characters to escape (500K rows read 0.2-0.25 s sooner, measured alone).
-STAGING_TYPES = ("int8", "text", "text", "text", "bool", "bool")
-# Python marks rows whose SKU may have come before (a bit per hash of its lowercase): the
-# database then looks for repeats among those keys only, not among every key of the file.
-SEEN_BITS = 1 << 26  # 8 MB: about 7% of new SKUs marked in vain at 5M rows
+STAGING_TYPES = ("int8", "text", "text", "text", "bool", "int4")
+# Python puts each row in a bucket by a hash of its SKU's lowercase, and notes the buckets that
+# got a second row: only rows of those buckets can repeat a SKU. The database then groups those
+# rows alone, found in one scan by a bitmap of the buckets, not by joining every key of the file.
+SEEN_BITS = 1 << 26  # buckets, 8 MB per bitmap: ~150K rows of new SKUs share one at 5M rows
+REPEATS = "import_repeats"  # the bitmap of buckets with repeats, for the statement to read
 # Building the catalog anew costs about half a row written in place per catalog row (its
 # indexes are built in bulk, in parallel), plus a fixed cost that a small import never repays.
 BULK_MIN_ROWS = 10_000
 BULK_MIN_SHARE = 0.1  # rows written / products after the import
+
+
+@dataclasses.dataclass
+class Buckets:
+    """Which buckets of SKUs got a row (`seen`) and a second row (`again`), as bitmaps."""
+
+    seen: bytearray = dataclasses.field(default_factory=lambda: bytearray(SEEN_BITS // 8))
+    again: bytearray = dataclasses.field(default_factory=lambda: bytearray(SEEN_BITS // 8))
+    repeats: int = 0  # rows that came to a bucket already seen
+    unsorted: int = 0  # rows without a bucket (a SKU not in ASCII)
 
 
 class PostgresStage:
@@ -67,7 +79,7 @@ class PostgresStage:
         self.job_id = job_id if record_changes else None
         self.execute = conn.exec_driver_sql
         self.staged = 0
-        self._seen = bytearray(SEEN_BITS // 8)
+        self._buckets = Buckets()
         self._copy = self._copy_cm = None
         self._build: bulk.Build | None = None
         self._planned = False  # whether the import_plan table holds the rows to write
@@ -79,7 +91,8 @@ class PostgresStage:
         self.cleanup()
         self.execute(
             f"CREATE UNLOGGED TABLE {self.table} (rn bigint NOT NULL, sku text NOT NULL, "
-            "name text NOT NULL, description text, active boolean, seen boolean NOT NULL, "
+            # NULL: a SKU not in ASCII, whose lowercase Python may not see as PostgreSQL does
+            "name text NOT NULL, description text, active boolean, bucket integer, "
             # computed by the database while Python is still parsing later rows
             "key text GENERATED ALWAYS AS (lower(sku)) STORED, "
             f"hash bigint GENERATED ALWAYS AS ({ROW_HASH}) STORED) "
@@ -96,18 +109,24 @@ class PostgresStage:
 
     def write(self, rows: list[tuple]) -> None:
         """Send valid rows `(line, sku, name, description, active)` to the staging table."""
-        write_row, seen, mask = self._copy.write_row, self._seen, SEEN_BITS - 1
+        write_row, buckets = self._copy.write_row, self._buckets
+        seen, again, mask = buckets.seen, buckets.again, SEEN_BITS - 1
         for row in rows:
             sku = row[1]
             # PostgreSQL's lower() of an ASCII SKU is the same key as Python's whenever two
-            # such SKUs are one; any other SKU is marked, so no repeat goes unseen.
+            # such SKUs are one; any other SKU gets no bucket, and is grouped in every case.
             if sku.isascii():
                 bit = hash(sku.lower()) & mask
-                mark = seen[bit >> 3] & (1 << (bit & 7))
-                seen[bit >> 3] |= 1 << (bit & 7)
-                write_row((*row, mark != 0))
+                byte, flag = bit >> 3, 1 << (bit & 7)
+                if seen[byte] & flag:
+                    again[byte] |= flag
+                    buckets.repeats += 1
+                else:
+                    seen[byte] |= flag
+                write_row((*row, bit))
             else:
-                write_row((*row, True))
+                write_row((*row, None))
+                buckets.unsorted += 1
         self.staged += len(rows)
         if rows and rows[0][3] is None:  # the file has no description column
             self._descriptions = False
@@ -116,7 +135,7 @@ class PostgresStage:
         """Forget every staged row, to read the file again from the start."""
         self._close_copy()
         self.execute(f"TRUNCATE {self.table}")
-        self.staged, self._seen = 0, bytearray(SEEN_BITS // 8)
+        self.staged, self._buckets = 0, Buckets()
         self._open_copy()
 
     def _close_copy(self, error: BaseException | None = None) -> None:
@@ -260,11 +279,25 @@ class PostgresStage:
         steps.start("deduplicating")
         if self._kept_superseded is not None:  # a plan's rows: deduplicated when it ran
             return self._kept_superseded
-        superseded = self.execute(PG_DROP_SUPERSEDED).rowcount
+        superseded = self._drop_superseded()
         if self._joined_to_catalog(self.staged - superseded):
             self.execute(f"ANALYZE {STAGING}")
         self.conn.commit()  # the staging table, readable by helpers; the catalog is untouched
         return superseded
+
+    def _drop_superseded(self) -> int:
+        """Delete the rows a later row of the same SKU supersedes; return how many."""
+        buckets = self._buckets
+        if not buckets.repeats and not buckets.unsorted:  # no bucket got two rows
+            return 0
+        self.execute(f"CREATE TEMP TABLE {REPEATS} (bits bytea) ON COMMIT DROP")
+        cursor = self.conn.connection.driver_connection.cursor()
+        # COPY, not a parameter: a server that logs its statements would write out 8 MB
+        with cursor.copy(f"COPY {REPEATS} FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["bytea"])
+            copy.write_row((buckets.again,))
+        statement = PG_DROP_SUPERSEDED if buckets.unsorted else PG_DROP_SUPERSEDED_ASCII
+        return self.execute(statement).rowcount
 
     def _joined_to_catalog(self, distinct: int) -> bool:
         """Whether the merge may join the staged rows, so that its plans need their statistics.
@@ -383,13 +416,31 @@ WHERE job_id = %(job)s AND kind = 'updated'
   AND (SELECT written_at FROM import_jobs WHERE id = %(job)s) IS NULL
 """
 
-# Within the file the last row of a SKU wins: delete the earlier ones. Only keys of rows
-# marked `seen` can repeat; their rows are grouped (a hash aggregate of a few keys, no sort).
+# Within the file the last row of a SKU wins: delete the earlier ones. Only rows of a bucket
+# with repeats can repeat a SKU (`Buckets`). The bitmap is read once (its concatenation makes
+# one plain copy of it, where the value as stored would be fetched again for every row).
+REPEATED = f"get_bit((SELECT bits || '\\x'::bytea FROM {REPEATS}), bucket) = 1"
+
+# Every SKU in ASCII: the rows of those buckets are found in one scan and grouped (a hash
+# aggregate of a few keys, no sort); the earlier ones are deleted by their row address.
+PG_DROP_SUPERSEDED_ASCII = f"""
+WITH candidates AS MATERIALIZED (
+    SELECT ctid AS address, key, rn FROM {STAGING} WHERE {REPEATED}
+)
+DELETE FROM {STAGING} WHERE ctid = ANY (ARRAY(
+    SELECT c.address FROM candidates AS c
+    JOIN (SELECT key, max(rn) AS rn FROM candidates GROUP BY key HAVING count(*) > 1) AS last
+      ON c.key = last.key AND c.rn < last.rn
+))
+"""
+
+# Some SKU is not in ASCII: its key may equal an ASCII one's, in another bucket. Every row of
+# a key that a row without a bucket or in a bucket with repeats has is grouped.
 PG_DROP_SUPERSEDED = f"""
 DELETE FROM {STAGING} AS s
 USING (
     SELECT key, max(rn) AS rn FROM {STAGING}
-    WHERE key IN (SELECT key FROM {STAGING} WHERE seen)
+    WHERE key IN (SELECT key FROM {STAGING} WHERE bucket IS NULL OR {REPEATED})
     GROUP BY key HAVING count(*) > 1
 ) AS last
 WHERE s.key = last.key AND s.rn < last.rn
