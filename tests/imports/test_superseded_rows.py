@@ -4,7 +4,6 @@ bucket, and SKUs outside ASCII are grouped with their ASCII twins."""
 
 import pytest
 
-from product_importer import database
 from product_importer.extensions import db
 from product_importer.imports import postgres_stage
 from product_importer.imports.postgres_stage import KEPT, PostgresStage
@@ -25,7 +24,6 @@ class NoSteps:
 def planned(rows: list[tuple[str, str]]) -> tuple[int, list[tuple[int, str, str]]]:
     """Stage `(sku, name)` rows as an import does, plan them; the rows superseded and those kept."""
     with db.engine.connect() as conn:
-        database.POSTGRES.prepare_import(conn)
         stage = PostgresStage(conn, JOB, record_changes=False)
         stage.start()
         stage.write([(line, sku, name, None, None) for line, (sku, name) in enumerate(rows, 2)])
@@ -47,7 +45,7 @@ def postgres(app_ctx):
 def test_the_last_row_of_each_sku_is_kept_when_every_sku_shares_a_few_buckets(
     postgres, monkeypatch
 ):
-    monkeypatch.setattr(postgres_stage, "SEEN_BITS", 8)  # eight buckets for 60 SKUs
+    monkeypatch.setattr(postgres_stage, "BUCKETS", 8)  # eight buckets for 60 SKUs
     rows = [(f"sku-{n}", f"first {n}") for n in range(60)]
     rows += [(f"SKU-{n}", f"second {n}") for n in range(0, 60, 3)]
     rows += [(f"Sku-{n}", f"third {n}") for n in range(0, 60, 6)]
@@ -71,6 +69,20 @@ def test_a_sku_outside_ascii_and_its_ascii_twin_are_one_sku(postgres):
 
     assert superseded == 2
     assert kept == [(3, "x-1", "alone"), (4, "SKU-\u212a", "kelvin last"), (6, "Y-K", "ascii last")]
+
+
+def test_a_few_repeats_among_many_skus_are_found_in_their_buckets(postgres):
+    rows = [(f"sku-{n}", f"name {n}") for n in range(5000)]
+    rows += [("SKU-17", "again"), ("Sku-4321", "again"), ("sKU-17", "last")]
+
+    superseded, kept = planned(rows)
+
+    assert superseded == 3
+    assert [row for row in kept if row[2] != f"name {row[1][4:]}"] == [
+        (5003, "Sku-4321", "again"),
+        (5004, "sKU-17", "last"),
+    ]
+    assert len(kept) == 5000
 
 
 def test_a_file_without_repeats_keeps_every_row(postgres):

@@ -42,7 +42,8 @@ STAGING_TYPES = ("int8", "text", "text", "text", "bool", "int4")
 # Python puts each row in a bucket by a hash of its SKU's lowercase, and notes the buckets that
 # got a second row: only rows of those buckets can repeat a SKU. The database then groups those
 # rows alone, found in one scan by a bitmap of the buckets, not by joining every key of the file.
-SEEN_BITS = 1 << 26  # buckets, 8 MB per bitmap: ~150K rows of new SKUs share one at 5M rows
+# 2^26 buckets, 8 MB per bitmap: at 5M distinct SKUs, 7% of the rows share a bucket in vain
+BUCKETS = 1 << 26
 REPEATS = "import_repeats"  # the bitmap of buckets with repeats, for the statement to read
 # Building the catalog anew costs about half a row written in place per catalog row (its
 # indexes are built in bulk, in parallel), plus a fixed cost that a small import never repays.
@@ -54,10 +55,10 @@ BULK_MIN_SHARE = 0.1  # rows written / products after the import
 class Buckets:
     """Which buckets of SKUs got a row (`seen`) and a second row (`again`), as bitmaps."""
 
-    seen: bytearray = dataclasses.field(default_factory=lambda: bytearray(SEEN_BITS // 8))
-    again: bytearray = dataclasses.field(default_factory=lambda: bytearray(SEEN_BITS // 8))
+    seen: bytearray = dataclasses.field(default_factory=lambda: bytearray(BUCKETS // 8))
+    again: bytearray = dataclasses.field(default_factory=lambda: bytearray(BUCKETS // 8))
     repeats: int = 0  # rows that came to a bucket already seen
-    unsorted: int = 0  # rows without a bucket (a SKU not in ASCII)
+    outside_ascii: int = 0  # rows without a bucket
 
 
 class PostgresStage:
@@ -110,7 +111,7 @@ class PostgresStage:
     def write(self, rows: list[tuple]) -> None:
         """Send valid rows `(line, sku, name, description, active)` to the staging table."""
         write_row, buckets = self._copy.write_row, self._buckets
-        seen, again, mask = buckets.seen, buckets.again, SEEN_BITS - 1
+        seen, again, mask = buckets.seen, buckets.again, BUCKETS - 1
         for row in rows:
             sku = row[1]
             # PostgreSQL's lower() of an ASCII SKU is the same key as Python's whenever two
@@ -126,7 +127,7 @@ class PostgresStage:
                 write_row((*row, bit))
             else:
                 write_row((*row, None))
-                buckets.unsorted += 1
+                buckets.outside_ascii += 1
         self.staged += len(rows)
         if rows and rows[0][3] is None:  # the file has no description column
             self._descriptions = False
@@ -287,9 +288,12 @@ class PostgresStage:
 
     def _drop_superseded(self) -> int:
         """Delete the rows a later row of the same SKU supersedes; return how many."""
-        buckets = self._buckets
-        if not buckets.repeats and not buckets.unsorted:  # no bucket got two rows
+        buckets, self._buckets = self._buckets, Buckets(bytearray(), bytearray())  # read
+        if not buckets.repeats and not buckets.outside_ascii:  # no bucket got two rows
             return 0
+        statement = PG_DROP_SUPERSEDED if buckets.outside_ascii else PG_DROP_SUPERSEDED_ASCII
+        again = buckets.again
+        del buckets  # the other bitmap's 8 MB given back before this one is copied
         self.execute(f"CREATE TEMP TABLE {REPEATS} (bits bytea) ON COMMIT DROP")
         # stored as it is: compressing it cost 0.3 s at 5M rows, to be undone the next moment
         self.execute(f"ALTER TABLE {REPEATS} ALTER bits SET STORAGE EXTERNAL")
@@ -297,8 +301,8 @@ class PostgresStage:
         # COPY, not a parameter: a server that logs its statements would write out 8 MB
         with cursor.copy(f"COPY {REPEATS} FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(["bytea"])
-            copy.write_row((buckets.again,))
-        statement = PG_DROP_SUPERSEDED if buckets.unsorted else PG_DROP_SUPERSEDED_ASCII
+            copy.write_row((again,))
+        del again
         return self.execute(statement).rowcount
 
     def _joined_to_catalog(self, distinct: int) -> bool:
@@ -418,13 +422,14 @@ WHERE job_id = %(job)s AND kind = 'updated'
   AND (SELECT written_at FROM import_jobs WHERE id = %(job)s) IS NULL
 """
 
-# Within the file the last row of a SKU wins: delete the earlier ones. Only rows of a bucket
-# with repeats can repeat a SKU (`Buckets`). The bitmap is read once (its concatenation makes
-# one plain copy of it, where the value as stored would be fetched again for every row).
-REPEATED = f"get_bit((SELECT bits || '\\x'::bytea FROM {REPEATS}), bucket) = 1"
+# Within the file the last row of a SKU wins: delete the earlier ones. A row is in a bucket
+# with repeats (`Buckets`): the bitmap is read once (its concatenation makes one plain copy of
+# it, where the value as stored would be fetched again for every row).
+REPEATED = f"get_bit((SELECT bits || ''::bytea FROM {REPEATS}), bucket) = 1"
 
-# Every SKU in ASCII: the rows of those buckets are found in one scan and grouped (a hash
-# aggregate of a few keys, no sort); the earlier ones are deleted by their row address.
+# Every SKU in ASCII: only rows of a bucket with repeats can repeat a SKU. Those rows are found
+# in one scan and grouped (a hash aggregate of a few keys, no sort); the earlier ones are
+# deleted by their row address.
 PG_DROP_SUPERSEDED_ASCII = f"""
 WITH candidates AS MATERIALIZED (
     SELECT ctid AS address, key, rn FROM {STAGING} WHERE {REPEATED}
