@@ -427,12 +427,12 @@ WHERE job_id = %(job)s AND kind = 'updated'
 # it, where the value as stored would be fetched again for every row).
 REPEATED = f"get_bit((SELECT bits || ''::bytea FROM {REPEATS}), bucket) = 1"
 
-# Every SKU in ASCII: only rows of a bucket with repeats can repeat a SKU. Those rows are found
-# in one scan and grouped (a hash aggregate of a few keys, no sort); the earlier ones are
-# deleted by their row address.
-PG_DROP_SUPERSEDED_ASCII = f"""
+# The rows that may repeat a SKU are found in one scan and grouped (a hash aggregate of a few
+# keys, no sort); the earlier ones are deleted by their row address. `{candidates}` says which
+# rows: every SKU in ASCII, only rows of a bucket with repeats can repeat one.
+DROP_SUPERSEDED = f"""
 WITH candidates AS MATERIALIZED (
-    SELECT ctid AS address, key, rn FROM {STAGING} WHERE {REPEATED}
+    SELECT ctid AS address, key, rn FROM {STAGING} WHERE {{candidates}}
 )
 DELETE FROM {STAGING} WHERE ctid = ANY (ARRAY(
     SELECT c.address FROM candidates AS c
@@ -440,18 +440,12 @@ DELETE FROM {STAGING} WHERE ctid = ANY (ARRAY(
       ON c.key = last.key AND c.rn < last.rn
 ))
 """
-
+PG_DROP_SUPERSEDED_ASCII = DROP_SUPERSEDED.format(candidates=REPEATED)
 # Some SKU is not in ASCII: its key may equal an ASCII one's, in another bucket. Every row of
-# a key that a row without a bucket or in a bucket with repeats has is grouped.
-PG_DROP_SUPERSEDED = f"""
-DELETE FROM {STAGING} AS s
-USING (
-    SELECT key, max(rn) AS rn FROM {STAGING}
-    WHERE key IN (SELECT key FROM {STAGING} WHERE bucket IS NULL OR {REPEATED})
-    GROUP BY key HAVING count(*) > 1
-) AS last
-WHERE s.key = last.key AND s.rn < last.rn
-"""
+# such a key is a candidate too (the keys of the rows without a bucket: one more scan).
+PG_DROP_SUPERSEDED = DROP_SUPERSEDED.format(
+    candidates=f"{REPEATED} OR key IN (SELECT key FROM {STAGING} WHERE bucket IS NULL)"
+)
 
 # A product's row hash (migration 0006 stores it on products): sku, name and description with a
 # separator no valid value holds. Equal hashes mean equal values (a 64-bit hash: one chance in
