@@ -59,9 +59,11 @@ def test_the_last_row_of_each_sku_is_kept_when_every_sku_shares_a_few_buckets(
     assert kept == sorted(last.values())
 
 
-def test_a_sku_outside_ascii_and_its_ascii_twin_are_one_sku(postgres):
+@pytest.mark.parametrize("hashed", [postgres_stage.OUTSIDE_ASCII_HASHED, 0], ids=["few", "many"])
+def test_a_sku_outside_ascii_and_its_ascii_twin_are_one_sku(postgres, monkeypatch, hashed):
     # The Kelvin sign's lowercase is k: Python puts no such SKU in a bucket, and its twin in
-    # ASCII got a bucket of its own with one row.
+    # ASCII got a bucket of its own with one row. Files with many such rows join every key.
+    monkeypatch.setattr(postgres_stage, "OUTSIDE_ASCII_HASHED", hashed)
     rows = [("sku-k", "ascii first"), ("x-1", "alone"), ("SKU-\u212a", "kelvin last")]
     rows += [("y-\u212a", "kelvin first"), ("Y-K", "ascii last")]
 

@@ -291,7 +291,7 @@ class PostgresStage:
         buckets, self._buckets = self._buckets, Buckets(bytearray(), bytearray())  # read
         if not buckets.repeats and not buckets.outside_ascii:  # no bucket got two rows
             return 0
-        statement = PG_DROP_SUPERSEDED if buckets.outside_ascii else PG_DROP_SUPERSEDED_ASCII
+        statement = _superseded_statement(buckets.outside_ascii)
         again = buckets.again
         del buckets  # the other bitmap's 8 MB given back before this one is copied
         self.execute(f"CREATE TEMP TABLE {REPEATS} (bits bytea) ON COMMIT DROP")
@@ -422,6 +422,16 @@ WHERE job_id = %(job)s AND kind = 'updated'
   AND (SELECT written_at FROM import_jobs WHERE id = %(job)s) IS NULL
 """
 
+
+def _superseded_statement(outside_ascii: int) -> str:
+    """The statement that deletes superseded rows, for a file with this many rows outside ASCII."""
+    if not outside_ascii:
+        return PG_DROP_SUPERSEDED_ASCII
+    if outside_ascii <= OUTSIDE_ASCII_HASHED:
+        return PG_DROP_SUPERSEDED_FEW_OUTSIDE_ASCII
+    return PG_DROP_SUPERSEDED
+
+
 # Within the file the last row of a SKU wins: delete the earlier ones. A row is in a bucket
 # with repeats (`Buckets`): the bitmap is read once (its concatenation makes one plain copy of
 # it, where the value as stored would be fetched again for every row).
@@ -441,11 +451,24 @@ DELETE FROM {STAGING} WHERE ctid = ANY (ARRAY(
 ))
 """
 PG_DROP_SUPERSEDED_ASCII = DROP_SUPERSEDED.format(candidates=REPEATED)
-# Some SKU is not in ASCII: its key may equal an ASCII one's, in another bucket. Every row of
-# such a key is a candidate too (the keys of the rows without a bucket: one more scan).
-PG_DROP_SUPERSEDED = DROP_SUPERSEDED.format(
+# A few SKUs are not in ASCII: such a key may equal an ASCII one's, in another bucket. Every row
+# of such a key is a candidate too (the keys of the rows without a bucket: one more scan). Those
+# keys are hashed in memory, which PostgreSQL never spills to disk here: fine for a few.
+PG_DROP_SUPERSEDED_FEW_OUTSIDE_ASCII = DROP_SUPERSEDED.format(
     candidates=f"{REPEATED} OR key IN (SELECT key FROM {STAGING} WHERE bucket IS NULL)"
 )
+OUTSIDE_ASCII_HASHED = 100_000  # the most rows outside ASCII whose keys are hashed so
+# Many (a catalog in another script): every key of a row without a bucket or in a bucket with
+# repeats is joined, in a hash join that spills to disk where it must (three scans).
+PG_DROP_SUPERSEDED = f"""
+DELETE FROM {STAGING} AS s
+USING (
+    SELECT key, max(rn) AS rn FROM {STAGING}
+    WHERE key IN (SELECT key FROM {STAGING} WHERE bucket IS NULL OR {REPEATED})
+    GROUP BY key HAVING count(*) > 1
+) AS last
+WHERE s.key = last.key AND s.rn < last.rn
+"""
 
 # A product's row hash (migration 0006 stores it on products): sku, name and description with a
 # separator no valid value holds. Equal hashes mean equal values (a 64-bit hash: one chance in
