@@ -57,8 +57,11 @@ class Buckets:
 
     seen: bytearray = dataclasses.field(default_factory=lambda: bytearray(BUCKETS // 8))
     again: bytearray = dataclasses.field(default_factory=lambda: bytearray(BUCKETS // 8))
-    repeats: int = 0  # rows that came to a bucket already seen
     outside_ascii: int = 0  # rows without a bucket
+
+    def repeated(self) -> bool:
+        """Whether some bucket got a second row (the bitmap scanned in C: 5-8 ms)."""
+        return self.again.count(0) != len(self.again)
 
 
 class PostgresStage:
@@ -121,7 +124,6 @@ class PostgresStage:
                 byte, flag = bit >> 3, 1 << (bit & 7)
                 if seen[byte] & flag:
                     again[byte] |= flag
-                    buckets.repeats += 1
                 else:
                     seen[byte] |= flag
                 write_row((*row, bit))
@@ -289,7 +291,7 @@ class PostgresStage:
     def _drop_superseded(self) -> int:
         """Delete the rows a later row of the same SKU supersedes; return how many."""
         buckets, self._buckets = self._buckets, Buckets(bytearray(), bytearray())  # read
-        if not buckets.repeats and not buckets.outside_ascii:  # no bucket got two rows
+        if not buckets.outside_ascii and not buckets.repeated():
             return 0
         statement = _superseded_statement(buckets.outside_ascii)
         again = buckets.again
@@ -429,7 +431,7 @@ def _superseded_statement(outside_ascii: int) -> str:
         return PG_DROP_SUPERSEDED_ASCII
     if outside_ascii <= OUTSIDE_ASCII_HASHED:
         return PG_DROP_SUPERSEDED_FEW_OUTSIDE_ASCII
-    return PG_DROP_SUPERSEDED
+    return PG_DROP_SUPERSEDED_MANY_OUTSIDE_ASCII
 
 
 # Within the file the last row of a SKU wins: delete the earlier ones. A row is in a bucket
@@ -460,7 +462,7 @@ PG_DROP_SUPERSEDED_FEW_OUTSIDE_ASCII = DROP_SUPERSEDED.format(
 OUTSIDE_ASCII_HASHED = 100_000  # the most rows outside ASCII whose keys are hashed so
 # Many (a catalog in another script): every key of a row without a bucket or in a bucket with
 # repeats is joined, in a hash join that spills to disk where it must (three scans).
-PG_DROP_SUPERSEDED = f"""
+PG_DROP_SUPERSEDED_MANY_OUTSIDE_ASCII = f"""
 DELETE FROM {STAGING} AS s
 USING (
     SELECT key, max(rn) AS rn FROM {STAGING}
