@@ -222,6 +222,7 @@ def empty_tables(app, account_rows) -> None:
                 with db.engine.begin() as conn:
                     if _take_the_turn(conn) or _turn_waited(deadline):
                         _truncate_used(conn, tables)
+                        _drop_kept_plans(conn)
                         _restore_search_indexes(conn)
                         restore_accounts(conn, account_rows)
                         return  # committed, and the turn given back, as the block ends
@@ -329,6 +330,17 @@ def _truncate_used(conn, tables: list[str]) -> None:
         "SELECT setval(format('%%I.%%I', schemaname, sequencename), start_value, false) "
         "FROM pg_sequences WHERE last_value IS NOT NULL AND schemaname = current_schema()"
     )
+
+
+def _drop_kept_plans(conn) -> None:
+    """Drop the rows an earlier test's plans kept (`import_planned_<job id>`): emptied, the
+    tables number jobs from 1 again, and this test's job of the same id took them for its own
+    (a cancelled plan's were found kept)."""
+    from product_importer.imports.postgres_stage import UNUSED_KEPT
+
+    kept = conn.execute(text(UNUSED_KEPT)).scalars().all()  # no job is left: every one of them
+    if kept:
+        conn.exec_driver_sql(f"DROP TABLE {', '.join(kept)}")
 
 
 def _take_the_turn(conn) -> bool:
