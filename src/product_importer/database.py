@@ -24,7 +24,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
@@ -95,6 +96,33 @@ NOTHING_FOUND_SECONDS = 1
 # else (an operator's safety settings) cut it there, three attempts running, and it failed.
 NO_TIMEOUTS = ("SET statement_timeout = 0", "SET idle_in_transaction_session_timeout = 0")
 QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement cut by a timeout or a cancel
+# What PostgreSQL tells the sessions it ends as it shuts down or restarts after a crash
+# (57P01, 57P02), and a connection's own failures (class 08). A connection not made (refused,
+# the server starting up or out of connections, or refusing the credentials) raises an error
+# with no SQLSTATE at all in psycopg 3, as does a connection lost mid-request.
+SERVER_AWAY = ("57P01", "57P02", "57P03")
+# SQLite's SQLITE_BUSY (the primary code, the low byte of Python's extended one): another
+# connection kept the one writer past the timeout.
+SQLITE_BUSY = 5
+
+
+def unavailable(error: BaseException | None) -> str | None:
+    """Why the database could not serve a request for now, or None for any other error:
+    "away" (PostgreSQL not answering, restarting, or out of connections, the pool's included)
+    or "busy" (SQLite's one writer held past the timeout). A deadlock or a statement timeout is
+    neither: the request itself would meet it again."""
+    if isinstance(error, PoolTimeout):  # every connection of the pool busy past its timeout
+        return "away"
+    if not isinstance(error, DBAPIError):
+        return None
+    cause = error.orig
+    if type(cause).__module__.startswith("sqlite3"):
+        code = getattr(cause, "sqlite_errorcode", None)
+        return "busy" if code is not None and code & 0xFF == SQLITE_BUSY else None
+    state = getattr(cause, "sqlstate", None)
+    if error.connection_invalidated or (isinstance(error, OperationalError) and state is None):
+        return "away"
+    return "away" if state and (state.startswith("08") or state in SERVER_AWAY) else None
 
 
 def helper_name(name: str) -> str:

@@ -6,6 +6,20 @@ from flask import Flask, Response, current_app, jsonify, render_template, reques
 from flask.globals import request_ctx
 from werkzeug.exceptions import HTTPException
 
+from . import database
+from .extensions import request_committed
+
+# Seconds a client is asked to wait (Retry-After) when the database cannot serve it: a restart
+# takes a few. (SQLite's busy writer was already waited for 30 s: a longer wait would put the
+# command line's next ask past the 60 s it waits.)
+UNAVAILABLE_RETRY_SECONDS = 5
+UNAVAILABLE_MESSAGES = {
+    "away": "The database is not answering (restarting, out of connections, or out of reach). "
+    "Nothing was changed: try again in a few seconds.",
+    "busy": "The database is busy with another write (an import being applied, say). Nothing "
+    "was changed: try again in a few seconds.",
+}
+
 
 class AppError(Exception):
     """An error a caller can act on; the subclass sets the HTTP status and code."""
@@ -106,8 +120,27 @@ def handle_http_error(error: HTTPException):
         code, message = TooLarge.code, _too_large_message()
     if error.code == 429:  # a limit of tries (flask-limiter's) is said as the import quota's
         code = TooMany.code
+    if error.code == 500 and (unavailable := _database_unavailable(error)):
+        return _unavailable_response(unavailable)
     body, status = error_response(error.code or 500, code, message)
     return body, status, protocol_headers(error)
+
+
+def _unavailable_response(kind: str):
+    """The 503 of a request the database failed for now (`kind`: "away", "busy")."""
+    from .accounts.auth import as_nobody  # here: accounts imports this module
+
+    as_nobody()  # the page's navigation would ask the database who is signed in
+    body, status = error_response(503, "database_unavailable", UNAVAILABLE_MESSAGES[kind])
+    return body, status, {"Retry-After": str(UNAVAILABLE_RETRY_SECONDS)}
+
+
+def _database_unavailable(error: HTTPException) -> str | None:
+    """Why the database failed the request for now ("away", "busy"), if that is the cause of
+    this 500 and the request changed nothing: the caller may then simply send it again. After
+    a COMMIT was sent the change may have been made, so the 500 stands."""
+    kind = database.unavailable(getattr(error, "original_exception", None))
+    return None if kind is None or request_committed() else kind
 
 
 def protocol_headers(error: HTTPException) -> list[tuple[str, str]]:

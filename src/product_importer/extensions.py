@@ -1,7 +1,10 @@
 """Extension objects, created unbound and attached to the app in create_app()."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from celery import Celery, Task
-from flask import Flask, request
+from flask import Flask, g, has_request_context, request
 from flask_limiter import Limiter
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
@@ -67,6 +70,34 @@ def _sqlite_pragmas(dbapi_connection, _record):
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+
+@event.listens_for(Engine, "commit")
+def _note_commit(_conn):
+    """Note that the request sent a COMMIT (before it is sent: one cut may have landed): an
+    error after it cannot say that nothing was changed (`errors.handle_http_error`)."""
+    if has_request_context():
+        g.committed = True
+
+
+def request_committed() -> bool:
+    """Whether this request sent a COMMIT of its work (bookkeeping aside)."""
+    return g.get("committed", False)
+
+
+@contextmanager
+def bookkeeping() -> Iterator[None]:
+    """Commits inside are the request's bookkeeping (when its token was last used, a list's
+    total kept), not its work: a request that then fails on a database away has still changed
+    nothing. Outside a request, nothing is noted anyway."""
+    if not has_request_context():
+        yield
+        return
+    before = g.get("committed", False)
+    try:
+        yield
+    finally:
+        g.committed = before
 
 
 def celery_init_app(app: Flask) -> Celery:

@@ -20,6 +20,12 @@ bp = Blueprint("openapi", __name__)
 DOMAINS = (imports_openapi, products_openapi, webhooks_openapi, accounts_openapi)
 PUBLIC_PATHS = {"/api/openapi.json", "/healthz", "/readyz"}
 METHODS = {"get", "head", "options", "post", "put", "patch", "delete"}
+# Any request the database fails for now (restarting, out of connections; SQLite's writer held
+# past its timeout) when it has changed nothing: `database_unavailable`, with a Retry-After.
+DATABASE_UNAVAILABLE = (
+    "The database is not answering, or busy (code database_unavailable): nothing was changed. "
+    "Send it again after Retry-After seconds"
+)
 
 
 @bp.get("/api/openapi.json")
@@ -65,6 +71,7 @@ def _complete(paths: dict) -> dict:
                 operation["security"] = []
                 continue
             responses.setdefault("401", error("No valid session or token"))
+            _add_unavailable(responses)  # who asks is read in the database
             responses.setdefault(
                 "403", error("The role is too low (details name the role needed), or cross-site")
             )
@@ -76,6 +83,18 @@ def _complete(paths: dict) -> dict:
                 responses.setdefault("400", error("The body is not a JSON object, or not Unicode"))
                 responses.setdefault("413", error("The body is larger than 1 MiB"))
     return paths
+
+
+def _add_unavailable(responses: dict) -> None:
+    """Document the database's 503 beside any 503 of the operation's own."""
+    if "503" in responses:
+        own = responses["503"]
+        responses["503"] = {
+            **own,
+            "description": f"{own['description']}; or: {DATABASE_UNAVAILABLE}",
+        }
+    else:
+        responses["503"] = error(DATABASE_UNAVAILABLE)
 
 
 def _error_schema() -> dict:

@@ -639,6 +639,57 @@ def _unavailable_then_end(outage: "Outage") -> None:
     outage.end()
 
 
+DATABASE_AWAY = raw_answer(
+    b"503 Service Unavailable",
+    b"application/json",
+    api_error("The database is not answering. Nothing was changed: try again in a few seconds."),
+    b"Retry-After: 0\r\n",
+)
+
+
+def test_a_server_whose_database_is_away_as_the_import_is_asked_for_is_waited_for(
+    tmp_path, monkeypatch, live_server, live_worker, accounts
+):
+    # The import asked for while the server's database restarted (its 503: nothing changed)
+    # ended the command at once, its upload made for nothing.
+    monkeypatch.setattr(remote, "ASK_AGAIN_SECONDS", 0.1)
+    path = tmp_path / "catalog.csv"
+    path.write_bytes(b"sku,name\r\nA-1,Apple\r\n")
+    outage = Outage(live_server)
+    outage.fail(DATABASE_AWAY, only=b"POST /api/imports ", times=3)
+
+    args = ["import", str(path), "--url", outage.url, "--token", accounts["editor"].token]
+    result = CliRunner().invoke(cli.main, args)
+    outage.close()
+
+    assert outage.answered[DATABASE_AWAY] == 3, outage.answered
+    assert result.exit_code == 0, result.output
+    assert summary(result.stdout)["Outcome"] == "Completed"
+
+
+def test_a_database_that_stays_away_as_the_import_is_asked_for_is_said_in_its_words(
+    tmp_path, monkeypatch, live_server, accounts
+):
+    monkeypatch.setattr(remote, "ASK_AGAIN_SECONDS", 0.1)
+    monkeypatch.setattr(remote, "PATIENCE_SECONDS", 1)
+    path = tmp_path / "catalog.csv"
+    path.write_bytes(b"sku,name\r\nA-1,Apple\r\n")
+    outage = Outage(live_server)
+    outage.fail(DATABASE_AWAY, only=b"POST /api/imports ")
+
+    args = ["import", str(path), "--url", outage.url, "--token", accounts["editor"].token]
+    result = CliRunner().invoke(cli.main, args)
+    outage.close()
+
+    assert result.exit_code == 1, result.output
+    assert outage.answered[DATABASE_AWAY] >= 2, outage.answered
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: The import could not be asked for: {outage.url} did not answer for 1 s (HTTP "
+        "503). It said: The database is not answering. Nothing was changed: try again in a few "
+        "seconds. Run this command again once it answers."
+    ), result.stderr
+
+
 def test_a_server_that_stays_out_of_reach_as_the_upload_starts_is_given_up_on_in_one_line(
     tmp_path, monkeypatch, live_server
 ):

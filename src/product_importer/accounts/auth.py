@@ -21,7 +21,7 @@ from wtforms import ValidationError
 
 from .. import database
 from ..errors import AppError, Forbidden
-from ..extensions import db
+from ..extensions import bookkeeping, db
 from . import service
 from .models import User
 from .roles import Role, at_least
@@ -113,6 +113,12 @@ def init_app(app: Flask) -> None:
     app.before_request(enforce)
 
 
+def as_nobody() -> None:
+    """Take this request as nobody's from here on: who it is cannot be read (the database is
+    away), and the error page's navigation would ask again. Flask-Login's own way to set it."""
+    login_manager._update_request_context_with_user()
+
+
 @login_manager.user_loader
 def _load_session(user_id: str) -> Principal | None:
     account_id, _, key = user_id.partition(":")
@@ -159,7 +165,8 @@ def _note_seen() -> bool:
         db.session.rollback()
         return True
     try:
-        db.session.commit()
+        with bookkeeping():
+            db.session.commit()
     except StaleDataError:  # the UPDATE of last_seen_at or last_used_at found no row
         db.session.rollback()
         return False

@@ -18,7 +18,7 @@ from ..apiutil import (
     whole_number,
 )
 from ..errors import AppError, BadRequest, Invalid, TooLarge
-from ..extensions import db
+from ..extensions import db, request_committed
 from ..security import large_body, refuse_cross_site_requests
 from . import changes, options, plans, resumable, service, streams, uploads
 
@@ -67,7 +67,8 @@ def upload_import():
         audit.record(db.session, "import.created", what, file=job.filename, bytes=size, **given)
         db.session.commit()
     except BaseException:  # refused (the quota, looked at again) or cut: no job keeps the file
-        os.remove(path)
+        if not request_committed():  # else its job may have been saved: the file is its
+            os.remove(path)
         raise
     return _accepted(job)
 

@@ -562,20 +562,54 @@ def _options(given: dict) -> dict:
 
 
 def _ask_for_import(http: httpx.Client, upload_id: str, options: dict) -> dict:
-    try:
-        response = http.post("/api/imports", json={"upload": upload_id, **options})
-    except httpx.HTTPError as error:  # it answered the upload's creation a moment ago
-        raise click.ClickException(
-            f"The import could not be asked for: {str(http.base_url).rstrip('/')} did not answer "
-            f"({_briefly(error)}). Run this command again once it does."
-        ) from error
-    if response.status_code == 202 and _is_job(job := _json_of(response)):
-        return job
-    if response.status_code < 300:  # a success, but not of this API
-        base = str(http.base_url).rstrip("/")
-        why = _not_the_api(base, response.content)
-        raise click.ClickException(f"The import could not be asked for: {why}")
-    raise click.ClickException(_api_error(response))
+    """Ask for the upload's import. A 503, which says the app did not act on it (a proxy's
+    while the app restarts, the app's while its database is away), is asked again for
+    PATIENCE_SECONDS, said on a bar meanwhile; any other failure is said at once: a 502 may
+    come from an app that died once it had made the job (a second would import the file twice),
+    and the quota's 429 would not change soon."""
+    base = str(http.base_url).rstrip("/")
+
+    def ask() -> dict:
+        try:
+            response = http.post("/api/imports", json={"upload": upload_id, **options})
+        except httpx.HTTPError as error:  # it answered the upload's creation a moment ago
+            raise click.ClickException(
+                f"The import could not be asked for: {base} did not answer ({_briefly(error)}). "
+                "Run this command again once it does."
+            ) from error
+        if response.status_code == 202 and _is_job(job := _json_of(response)):
+            return job
+        if response.status_code < 300:  # a success, but not of this API
+            why = _not_the_api(base, response.content)
+            raise click.ClickException(f"The import could not be asked for: {why}")
+        if response.status_code == 503:
+            wait_asked = _wait_asked(response.status_code, response.headers)
+            raise Away(_answer_why(response), _message_in(response.content), wait_asked)
+        raise click.ClickException(_api_error(response))
+
+    def give_up(waited: str, *, asked_later: bool) -> click.ClickException:
+        return click.ClickException(
+            f"The import could not be asked for: {base} {waited} Run this command again once "
+            "it answers."
+        )
+
+    with contextlib.ExitStack() as bars:
+        waiting = _bar_when_waiting(bars, "Asking for the import")
+        return _patiently(ask, waiting=waiting, give_up=give_up)
+
+
+def _bar_when_waiting(bars: contextlib.ExitStack, what: str):
+    """A `waiting(why, what next)` that shows a bar for `what` from its first call on (none
+    while nothing is waited for); `bars` closes it."""
+    shown = []
+
+    def show(why: str, then: str) -> None:
+        if not shown:
+            bar = bars.enter_context(display.progress_bar(Console(stderr=True), transient=True))
+            shown.append(_waiting(bar, bar.add_task(what, total=1, phase="Waiting", figures=""), 0))
+        shown[0](why, then)
+
+    return show
 
 
 def _send(uploader, size: int, failed_for_good, answers: LastAnswer) -> dict | None:

@@ -5,6 +5,7 @@ Views only translate the protocol's headers; `resumable` does the work. Every an
 `Tus-Resumable`; a request without `Tus-Resumable: 1.0.0` is 412 (OPTIONS excepted).
 """
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -15,7 +16,7 @@ from ..accounts import audit
 from ..accounts.auth import current_actor, requires
 from ..accounts.roles import Role
 from ..errors import AppError, BadRequest, error_response
-from ..extensions import db
+from ..extensions import db, request_committed
 from ..security import large_body, refuse_cross_site_requests
 from ..timeutil import aware
 from . import resumable
@@ -81,10 +82,15 @@ def create_upload():
     filename = metadata.get("filename") or metadata.get("name") or "upload.csv"
     actor = current_actor()
     upload = resumable.create(db.session, owner_id=actor["id"], length=length, filename=filename)
-    audit.record(
-        db.session, "upload.created", f"upload {upload.id}", file=upload.filename, bytes=length
-    )
-    db.session.commit()
+    try:
+        audit.record(
+            db.session, "upload.created", f"upload {upload.id}", file=upload.filename, bytes=length
+        )
+        db.session.commit()
+    except BaseException:  # the database away, say: no upload keeps the file, asked for again
+        if not request_committed():  # else its row may have been saved: the file is its
+            os.remove(upload.file_path)
+        raise
     location = url_for("uploads_api.upload_offset", upload_id=upload.id)
     return "", 201, {"Location": location, "Upload-Expires": _http_date(upload.expires_at)}
 

@@ -45,6 +45,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from .. import database
+from ..extensions import bookkeeping
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +254,8 @@ class ExactTotal:
         )
         values["matches_at"] = None if values["matches"] is None else version
         try:
-            with self.session.get_bind().begin() as conn:  # the request's transaction only reads
+            # the request's transaction only reads; this one keeps a total, not its work
+            with bookkeeping(), self.session.get_bind().begin() as conn:
                 conn.execute(REMEMBER_TOTAL, values)
         except OperationalError as error:  # a deadlock, say: the next request files it
             log.info("product list total not kept: %s", error.orig)
