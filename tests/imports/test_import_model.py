@@ -247,7 +247,8 @@ class Model:
             same = before.description == after.description
             after_values = (*after.values()[:2], None if same else after.description, after.active)
             before_values = (*before.values()[:2], None if same else before.description)
-            changed = now is None or now.writer != after.writer
+            # changed since: neither what the import wrote nor what its undo put back
+            changed = now is None or now.writer not in (after.writer, before.writer)
             rows["updated", product_id] = (*after_values, *before_values, before.active, changed)
         return {key: tuple(_cell(value) for value in row) for key, row in rows.items()}
 

@@ -265,6 +265,13 @@ def test_an_undo_sums_up_what_it_deleted_restored_and_left(any_http):
 
     assert (undo["deleted"], undo["updated"], undo["conflicts"]) == (1, 1, 1), undo
     assert undo["summary"] == "1 deleted, 1 restored, 1 changed since left as they are."
+    # Only the one edited since is marked in the undone import's record: every product the
+    # undo restored was marked too, hiding it.
+    record = changes(any_http, job["id"], kind="updated")["items"]
+    assert [(item["sku"], item["changed_since"]) for item in record] == [
+        ("a-1", False),
+        ("C-3", True),
+    ]
 
 
 def test_undoing_an_update_restores_every_field(any_http, any_catalog):

@@ -274,7 +274,9 @@ class Model:
                 items.append(_created(product_id, job.deleted[product_id], False))
         for product_id, before, after in job.updated:
             now = self.products.get(product_id)
-            items.append(_updated(product_id, before, after, now is None or now is not after))
+            # changed since: neither what the import wrote nor what its undo put back
+            changed = now is None or (now is not after and now.writer != before.writer)
+            items.append(_updated(product_id, before, after, changed))
         return items
 
     def _planned(self, created: list, updated: list) -> list[dict]:
