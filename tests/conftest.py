@@ -340,7 +340,7 @@ def _drop_kept_plans(conn) -> None:
 
     kept = conn.execute(text(UNUSED_KEPT)).scalars().all()  # no job is left: every one of them
     if kept:
-        conn.exec_driver_sql(f"DROP TABLE {', '.join(kept)}")
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {', '.join(kept)}")
 
 
 def _take_the_turn(conn) -> bool:

@@ -79,6 +79,7 @@ class Record:
     created: list[Product] = field(default_factory=list)  # ids learned after the import
     updated: dict[int, tuple[Product, Product]] = field(default_factory=dict)  # before, after
     deleted: dict[int, tuple] = field(default_factory=dict)  # values of those its undo deleted
+    undone: bool = False
 
 
 @dataclass
@@ -229,6 +230,7 @@ class Model:
                 self.products[key] = before  # its timestamp too: as if never written
                 restored += 1
         changed = len(record.created) + len(record.updated) - deleted - restored
+        record.undone = True
         return deleted, restored, changed
 
     def changes(self, job_id: int) -> dict[tuple, tuple]:
@@ -247,8 +249,8 @@ class Model:
             same = before.description == after.description
             after_values = (*after.values()[:2], None if same else after.description, after.active)
             before_values = (*before.values()[:2], None if same else before.description)
-            # changed since: neither what the import wrote nor what its undo put back
-            changed = now is None or now.writer not in (after.writer, before.writer)
+            # changed since: not what the import wrote; once undone, not what its undo put back
+            changed = now is None or now.writer != (before if record.undone else after).writer
             rows["updated", product_id] = (*after_values, *before_values, before.active, changed)
         return {key: tuple(_cell(value) for value in row) for key, row in rows.items()}
 

@@ -274,6 +274,24 @@ def test_an_undo_sums_up_what_it_deleted_restored_and_left(any_http):
     ]
 
 
+def test_a_product_its_undo_left_stays_marked_once_a_later_undo_puts_back_the_import_values(
+    any_http,
+):
+    import_csv(any_http, FIRST)
+    job = import_csv(any_http, SECOND)  # a-1 and C-3 updated
+    later = import_csv(any_http, csv_bytes([("C-3", "Cherry", "Black", "no")], header=HEADER))
+    undo = wait_for_job(any_http, any_http.post(f"/api/imports/{job['id']}/undo").json()["id"])
+    assert undo["conflicts"] == 1  # C-3, written since by the later import: left
+    wait_for_job(any_http, any_http.post(f"/api/imports/{later['id']}/undo").json()["id"])
+
+    # C-3 holds what the undone import wrote again, not what its undo restored: still marked
+    record = changes(any_http, job["id"], kind="updated")["items"]
+    assert [(item["sku"], item["changed_since"]) for item in record] == [
+        ("a-1", False),
+        ("C-3", True),
+    ]
+
+
 def test_undoing_an_update_restores_every_field(any_http, any_catalog):
     import_csv(any_http, FIRST)
     before = any_catalog()

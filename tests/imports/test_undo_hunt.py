@@ -274,8 +274,8 @@ class Model:
                 items.append(_created(product_id, job.deleted[product_id], False))
         for product_id, before, after in job.updated:
             now = self.products.get(product_id)
-            # changed since: neither what the import wrote nor what its undo put back
-            changed = now is None or (now is not after and now.writer != before.writer)
+            # changed since: not what the import wrote; once undone, not what its undo put back
+            changed = now is None or now.writer != (before if job.undone_by else after).writer
             items.append(_updated(product_id, before, after, changed))
         return items
 

@@ -6,25 +6,14 @@ those it updated, and what a plan would update, are rows of `import_changes`, an
 created products an undo deleted (it keeps their values). What a plan would create is read from
 the rows it kept for its apply (PostgreSQL), or from rows of `import_changes` (SQLite). A
 created product edited since shows its values now, marked `changed_since`; one deleted since by
-other means is gone. An updated product the import's undo restored is not marked: the undo only
-put back what was there before (one it left, changed since, stays marked).
+other means is gone. Once the import is undone, an updated product is marked unless it holds
+what the undo restored: those the undo left (changed since) and those changed after it are.
 """
 
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import (
-    Subquery,
-    and_,
-    column,
-    false,
-    func,
-    literal,
-    or_,
-    select,
-    table,
-    union_all,
-)
+from sqlalchemy import Subquery, column, false, func, literal, or_, select, table, union_all
 from sqlalchemy.orm import Session
 
 from ..apiutil import blank_is_none, page_count
@@ -166,14 +155,12 @@ def _recorded(job: ImportJob, kind: str, stored: str) -> Source:
     """The rows of `import_changes` of one stored kind, and whether each changed since."""
     if job.status == Status.PLANNED or job.written_at is None:
         changed_since = literal(False)
-    else:  # neither what the import wrote nor, once undone, what the undo restored
+    elif job.undone_by is not None:  # not as its undo restored it: left, or changed since
         changed_since = or_(
-            product.id.is_(None),
-            and_(
-                product.updated_at != job.written_at,
-                product.updated_at.is_distinct_from(change.before_updated_at),
-            ),
+            product.id.is_(None), product.updated_at.is_distinct_from(change.before_updated_at)
         )
+    else:  # not as the import wrote it
+        changed_since = or_(product.id.is_(None), product.updated_at != job.written_at)
     query = (
         select(
             change.rn.label("key"),

@@ -254,8 +254,9 @@ def _change_page() -> dict:
             "kind": {"type": "string", "enum": list(KINDS)},
             "changed_since": {
                 "type": "boolean",
-                "description": "The product was changed or deleted after the import: for a "
-                "created product the values shown are its values now",
+                "description": "The product was changed or deleted after the import (once "
+                "the import is undone: it does not hold what the undo restored): for a created "
+                "product the values shown are its values now",
             },
             "changes": {
                 "type": "object",

@@ -165,7 +165,7 @@
     if (!item.changed_since) return "";
     return el("span", {
       className: "badge badge-warning changed-since",
-      title: "Changed after this import: an undo leaves it as it is",
+      title: "Changed after this import by a later import or an edit: an undo leaves it as it is",
     }, "changed since");
   }
 
