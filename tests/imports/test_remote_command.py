@@ -648,19 +648,12 @@ DATABASE_AWAY = raw_answer(
 
 
 def test_a_server_whose_database_is_away_as_the_import_is_asked_for_is_waited_for(
-    tmp_path, monkeypatch, live_server, live_worker, accounts
+    monkeypatch, live_worker, import_one_row
 ):
     # The import asked for while the server's database restarted (its 503: nothing changed)
     # ended the command at once, its upload made for nothing.
     monkeypatch.setattr(remote, "ASK_AGAIN_SECONDS", 0.1)
-    path = tmp_path / "catalog.csv"
-    path.write_bytes(b"sku,name\r\nA-1,Apple\r\n")
-    outage = Outage(live_server)
-    outage.fail(DATABASE_AWAY, only=b"POST /api/imports ", times=3)
-
-    args = ["import", str(path), "--url", outage.url, "--token", accounts["editor"].token]
-    result = CliRunner().invoke(cli.main, args)
-    outage.close()
+    result, outage = import_one_row(DATABASE_AWAY, only=b"POST /api/imports ", times=3)
 
     assert outage.answered[DATABASE_AWAY] == 3, outage.answered
     assert result.exit_code == 0, result.output
@@ -668,18 +661,11 @@ def test_a_server_whose_database_is_away_as_the_import_is_asked_for_is_waited_fo
 
 
 def test_a_database_that_stays_away_as_the_import_is_asked_for_is_said_in_its_words(
-    tmp_path, monkeypatch, live_server, accounts
+    monkeypatch, import_one_row
 ):
     monkeypatch.setattr(remote, "ASK_AGAIN_SECONDS", 0.1)
     monkeypatch.setattr(remote, "PATIENCE_SECONDS", 1)
-    path = tmp_path / "catalog.csv"
-    path.write_bytes(b"sku,name\r\nA-1,Apple\r\n")
-    outage = Outage(live_server)
-    outage.fail(DATABASE_AWAY, only=b"POST /api/imports ")
-
-    args = ["import", str(path), "--url", outage.url, "--token", accounts["editor"].token]
-    result = CliRunner().invoke(cli.main, args)
-    outage.close()
+    result, outage = import_one_row(DATABASE_AWAY, only=b"POST /api/imports ")
 
     assert result.exit_code == 1, result.output
     assert outage.answered[DATABASE_AWAY] >= 2, outage.answered
