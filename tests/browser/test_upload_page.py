@@ -1,5 +1,6 @@
 """The upload page: a CSV goes up, and its import is followed live until it finishes."""
 
+import json
 import re
 
 import pytest
@@ -200,6 +201,34 @@ def test_progress_is_polled_when_the_event_stream_is_refused_or_broken(page: Pag
     expect(page.locator("#job-message")).to_have_text("Import complete")
     expect(page.locator("#stat-created")).to_have_text("1")
     assert streams  # the page did ask for the stream first
+
+
+def test_an_upload_met_by_a_database_away_is_offered_a_retry_that_imports_it(page: Page):
+    # Said as "The file was not accepted", as for a file refused for its bytes.
+    answers = []
+
+    def database_away(route) -> None:
+        message = "The database is not answering. Nothing was changed: try again in a few seconds."
+        error = {"code": "database_unavailable", "message": message, "details": None}
+        body = json.dumps({"error": error})
+        answers.append(503)
+        route.fulfill(
+            status=503, headers={"Retry-After": "5"}, content_type="application/json", body=body
+        )
+
+    page.route(re.compile(r"/api/imports$"), database_away)
+    page.goto("/")
+    page.locator("#file-input").set_input_files(csv_file("one.csv", "sku,name\nA-1,Apple\n"))
+
+    alert = page.get_by_role("alert").filter(has_text="The upload did not go through")
+    expect(alert).to_contain_text("Nothing was changed: try again in a few seconds.")
+    expect(page.locator("#job-badge")).to_have_text("Upload failed")
+    page.unroute(re.compile(r"/api/imports$"))
+    page.get_by_role("button", name="Retry").click()
+
+    expect(page.locator("#job-message")).to_have_text("Import complete")
+    expect(page.locator("#stat-created")).to_have_text("1")
+    assert answers == [503]
 
 
 def test_on_a_phone_each_option_checkbox_sits_beside_its_words(page: Page):

@@ -473,7 +473,10 @@
     renderHead(state.file.name, format.bytes(state.file.size), "upload_failed");
     renderProgress("Upload failed", 0, "none");
     $("job-detail").textContent = "";
-    renderResult(alertBox("error", "The file was not accepted", message));
+    // one that may go through when sent again (a server restarting, its database away) is no
+    // fault of the file's
+    const title = canRetry ? "The upload did not go through" : "The file was not accepted";
+    renderResult(alertBox("error", title, message));
     showActions({ retry: canRetry, another: true });
   }
 
