@@ -9,17 +9,26 @@ from . import background, logs, security
 from .accounts import auth
 from .apiutil import IdConverter
 from .config import load_config, load_env_file
-from .errors import register_errorhandlers
+from .errors import logged_as_unavailable, register_errorhandlers
 from .extensions import celery_init_app, csrf, db, limiter
 from .imports.uploads import UploadRequest
 from .metrics import requests as request_metrics
+
+
+class ProductImporter(Flask):
+    """Flask, logging a request the database could not serve for now in one line."""
+
+    def log_exception(self, exc_info) -> None:
+        """Log an unhandled error with its traceback, unless it is answered 503 (errors.py)."""
+        if not logged_as_unavailable(exc_info[1]):
+            super().log_exception(exc_info)
 
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Create the web application; `test_config` overrides settings read from the environment."""
     load_env_file()
     instance_path = os.path.abspath(os.environ.get("INSTANCE_PATH") or "instance")
-    app = Flask(__name__, instance_path=instance_path)
+    app = ProductImporter(__name__, instance_path=instance_path)
     app.request_class = UploadRequest  # uploads stream to disk, never into memory
     app.url_map.converters["int"] = IdConverter  # before any route: ids past 64 bits are 404
     app.config.from_mapping(load_config(app.instance_path))

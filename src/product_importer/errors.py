@@ -135,6 +135,18 @@ def _unavailable_response(kind: str):
     return body, status, {"Retry-After": str(UNAVAILABLE_RETRY_SECONDS)}
 
 
+def logged_as_unavailable(error: BaseException | None) -> bool:
+    """Log in one line an error that will be answered 503 (the database away or busy, nothing
+    committed): a traceback per request through an outage says nothing more. False, and
+    nothing logged, for any other error."""
+    kind = database.unavailable(error)
+    if kind is None or request_committed():
+        return False
+    cause = str(getattr(error, "orig", None) or error).strip() or type(error).__name__
+    current_app.logger.warning("database %s, answered 503: %s", kind, cause.splitlines()[0])
+    return True
+
+
 def _database_unavailable(error: HTTPException) -> str | None:
     """Why the database failed the request for now ("away", "busy"), if that is the cause of
     this 500 and the request changed nothing: the caller may then simply send it again. After

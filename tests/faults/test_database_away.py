@@ -53,6 +53,10 @@ def test_requests_while_postgresql_is_down_answer_503_and_change_nothing(
         # Nothing was kept: the same product is created now, once.
         assert http.post("/api/products", json={"sku": "DOWN-1", "name": "Down"}).status_code == 201
     assert files_in(tmp_path / "uploads") == []
+    # one line each in the web server's log, not a traceback per request through the outage
+    logged = app.processes[0].output()
+    assert "database away, answered 503: connection failed" in logged
+    assert "Traceback" not in logged
 
 
 def test_an_upload_cut_by_a_stop_before_its_commit_leaves_no_file(
@@ -71,6 +75,7 @@ def test_an_upload_cut_by_a_stop_before_its_commit_leaves_no_file(
         unavailable(creating.result())
         holder.close()  # its session ended with the others
     assert files_in(tmp_path / "uploads") == []
+    assert "database away, answered 503: terminating connection" in app.processes[0].output()
 
 
 def test_a_remote_import_started_while_postgresql_is_down_waits_for_it(
