@@ -120,7 +120,9 @@ def handle_http_error(error: HTTPException):
         code, message = TooLarge.code, _too_large_message()
     if error.code == 429:  # a limit of tries (flask-limiter's) is said as the import quota's
         code = TooMany.code
-    if error.code == 500 and (unavailable := _database_unavailable(error)):
+    if error.code == 500 and (
+        unavailable := _unavailable(getattr(error, "original_exception", None))
+    ):
         return _unavailable_response(unavailable)
     body, status = error_response(error.code or 500, code, message)
     return body, status, protocol_headers(error)
@@ -139,19 +141,18 @@ def logged_as_unavailable(error: BaseException | None) -> bool:
     """Log in one line an error that will be answered 503 (the database away or busy, nothing
     committed): a traceback per request through an outage says nothing more. False, and
     nothing logged, for any other error."""
-    kind = database.unavailable(error)
-    if kind is None or request_committed():
+    if (kind := _unavailable(error)) is None:
         return False
     cause = str(getattr(error, "orig", None) or error).strip() or type(error).__name__
     current_app.logger.warning("database %s, answered 503: %s", kind, cause.splitlines()[0])
     return True
 
 
-def _database_unavailable(error: HTTPException) -> str | None:
-    """Why the database failed the request for now ("away", "busy"), if that is the cause of
-    this 500 and the request changed nothing: the caller may then simply send it again. After
-    a COMMIT was sent the change may have been made, so the 500 stands."""
-    kind = database.unavailable(getattr(error, "original_exception", None))
+def _unavailable(error: BaseException | None) -> str | None:
+    """Why the database failed the request for now ("away", "busy"), if `error` says so and
+    the request changed nothing: the caller may then simply send it again. After a COMMIT was
+    sent the change may have been made, so the 500 stands."""
+    kind = database.unavailable(error)
     return None if kind is None or request_committed() else kind
 
 

@@ -1,5 +1,6 @@
 """Extension objects, created unbound and attached to the app in create_app()."""
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -98,6 +99,18 @@ def bookkeeping() -> Iterator[None]:
         yield
     finally:
         g.committed = before
+
+
+@contextmanager
+def removed_unless_committed(path: str) -> Iterator[None]:
+    """Remove the file at `path` if the block fails before the request sent a COMMIT: no row
+    names it then. After one, its row may have been saved, and the file is that row's."""
+    try:
+        yield
+    except BaseException:
+        if not request_committed():
+            os.remove(path)
+        raise
 
 
 def celery_init_app(app: Flask) -> Celery:

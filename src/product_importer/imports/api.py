@@ -18,7 +18,7 @@ from ..apiutil import (
     whole_number,
 )
 from ..errors import AppError, BadRequest, Invalid, TooLarge
-from ..extensions import db, request_committed
+from ..extensions import db, removed_unless_committed
 from ..security import large_body, refuse_cross_site_requests
 from . import changes, options, plans, resumable, service, streams, uploads
 
@@ -53,7 +53,8 @@ def upload_import():
     except AppError:
         os.remove(path)
         raise
-    try:
+    # refused (the quota, looked at again) or cut: no job keeps the file
+    with removed_unless_committed(path):
         job = service.create(
             db.session,
             filename=file.filename,
@@ -66,10 +67,6 @@ def upload_import():
         what = f"import #{job.id}"
         audit.record(db.session, "import.created", what, file=job.filename, bytes=size, **given)
         db.session.commit()
-    except BaseException:  # refused (the quota, looked at again) or cut: no job keeps the file
-        if not request_committed():  # else its job may have been saved: the file is its
-            os.remove(path)
-        raise
     return _accepted(job)
 
 

@@ -593,23 +593,10 @@ def _ask_for_import(http: httpx.Client, upload_id: str, options: dict) -> dict:
             "it answers."
         )
 
-    with contextlib.ExitStack() as bars:
-        waiting = _bar_when_waiting(bars, "Asking for the import")
-        return _patiently(ask, waiting=waiting, give_up=give_up)
-
-
-def _bar_when_waiting(bars: contextlib.ExitStack, what: str):
-    """A `waiting(why, what next)` that shows a bar for `what` from its first call on (none
-    while nothing is waited for); `bars` closes it."""
-    shown = []
-
-    def show(why: str, then: str) -> None:
-        if not shown:
-            bar = bars.enter_context(display.progress_bar(Console(stderr=True), transient=True))
-            shown.append(_waiting(bar, bar.add_task(what, total=1, phase="Waiting", figures=""), 0))
-        shown[0](why, then)
-
-    return show
+    # transient, as the creation's (`_start_upload`): gone once the import is asked for
+    with display.progress_bar(Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("Import", total=1, phase="Asking", figures="")
+        return _patiently(ask, waiting=_waiting(bar, task, 0), give_up=give_up)
 
 
 def _send(uploader, size: int, failed_for_good, answers: LastAnswer) -> dict | None:

@@ -5,7 +5,6 @@ Views only translate the protocol's headers; `resumable` does the work. Every an
 `Tus-Resumable`; a request without `Tus-Resumable: 1.0.0` is 412 (OPTIONS excepted).
 """
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,7 +15,7 @@ from ..accounts import audit
 from ..accounts.auth import current_actor, requires
 from ..accounts.roles import Role
 from ..errors import AppError, BadRequest, error_response
-from ..extensions import db, request_committed
+from ..extensions import db, removed_unless_committed
 from ..security import large_body, refuse_cross_site_requests
 from ..timeutil import aware
 from . import resumable
@@ -82,15 +81,11 @@ def create_upload():
     filename = metadata.get("filename") or metadata.get("name") or "upload.csv"
     actor = current_actor()
     upload = resumable.create(db.session, owner_id=actor["id"], length=length, filename=filename)
-    try:
+    with removed_unless_committed(upload.file_path):  # the database away, say
         audit.record(
             db.session, "upload.created", f"upload {upload.id}", file=upload.filename, bytes=length
         )
         db.session.commit()
-    except BaseException:  # the database away, say: no upload keeps the file, asked for again
-        if not request_committed():  # else its row may have been saved: the file is its
-            os.remove(upload.file_path)
-        raise
     location = url_for("uploads_api.upload_offset", upload_id=upload.id)
     return "", 201, {"Location": location, "Upload-Expires": _http_date(upload.expires_at)}
 
