@@ -606,6 +606,55 @@ def test_on_postgresql_the_derived_columns_follow_and_totals_are_counted_again(m
         assert recount_from == version
 
 
+# --- 0028: accounts' emails in NFC ------------------------------------------------------------
+
+# (email as the release before kept it, what it is after 0028)
+EMAILS_0028 = [
+    (NFD("jörg@example.test"), "jörg@example.test"),
+    ("ana@example.test", "ana@example.test"),
+    (NFD("Zoë@example.test"), NFD("Zoë@example.test")),  # in NFC, the next one's: left
+    ("zoë@example.test", "zoë@example.test"),
+]
+
+
+@pytest.mark.parametrize("database", ["postgresql", "sqlite"])
+def test_emails_go_to_nfc_with_their_audit_entries_but_one_another_account_has(
+    request, database, caplog
+):
+    import flask_migrate
+
+    if database == "postgresql":
+        migrating = request.getfixturevalue("migrated_app")
+    else:
+        migrating = request.getfixturevalue("sqlite_app")[0]
+    add_user = (
+        "INSERT INTO users (email, password_hash, role, created_at) "
+        "VALUES (:email, 'x', 'viewer', '2026-12-01')"
+    )
+    add_entry = (
+        "INSERT INTO audit_log (at, actor_id, actor_email, action) "
+        "VALUES ('2026-12-01', :id, :email, 'auth.signed_in')"
+    )
+    with migrating.app_context():
+        flask_migrate.upgrade(revision="0027")
+        for number, (email, _) in enumerate(EMAILS_0028, start=1):
+            run(add_user, email=email)
+            run(add_entry, id=number, email=email)
+        caplog.set_level(logging.INFO, logger="product_importer.migrations")
+
+        flask_migrate.upgrade()
+
+        after = [email for _, email in EMAILS_0028]
+        assert [email for (email,) in run("SELECT email FROM users ORDER BY id")] == after
+        entries = run("SELECT actor_email FROM audit_log ORDER BY id")
+        assert [email for (email,) in entries] == after
+        said = [r.getMessage() for r in caplog.records if r.name == "product_importer.migrations"]
+        assert "Emails in NFC: 1 accounts normalised." in said
+        left = [line for line in said if "keep their email as it was" in line]
+        assert len(left) == 1 and f"id 3 {NFD('Zoë@example.test')!r}" in left[0]
+        assert "(in NFC, the email of id 4)" in left[0]
+
+
 def test_each_migration_is_named_by_one_line_in_the_upgrade_log():
     # `make run` on a fresh machine logs every migration it runs: 0005's name went on to a
     # second line, which began with no time and no logger, as if another program had spoken.

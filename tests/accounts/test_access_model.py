@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 from sqlalchemy import text
 
+from product_importer.accounts.tries import ACCOUNT_SCOPE, account_key
 from tests.conftest import PASSWORD, REDIS_URL, empty_tables
 
 from .conftest import CSRF_META, clear_sign_in_limits, form_token
@@ -347,11 +348,19 @@ class AccessMachine(RuleBasedStateMachine):
         new = f"password number {len(self.model.secrets)} of the model"
         current = self.model.accounts[actor.account].password if actor.account else PASSWORD
         body = {"current_password": current if right else "not the password", "new_password": new}
+        self.forget_ended_minutes()
         response = self.send(actor, "POST", "/api/account/password", json=body)
         if not self.allowed(actor, "viewer", response):
             return
+        email = self.email_of(actor)
+        if self.password_change_limited(actor, (account_key(email), ACCOUNT_SCOPE), response):
+            return
         if not right:
+            # one count with the account's failed sign-ins
             assert response.status_code == 422, response.text
+            key = (account_key(email), ACCOUNT_SCOPE)
+            self.model.failed[key] = self.model.failed.get(key, 0) + 1
+            self.audit(actor, "account.password_change_failed", email)
             return
         assert response.status_code == 204, response.text
         self.model.accounts[actor.account].password = new
@@ -359,6 +368,22 @@ class AccessMachine(RuleBasedStateMachine):
         # Other sessions end; a token keeps none (it is no session).
         self.end_sessions(actor.account, keep=actor if actor.kind == "session" else None)
         self.audit(actor, "account.password_changed", self.email_of(actor))
+
+    def password_change_limited(self, actor: Actor, key: tuple[str, str], response) -> bool:
+        """Whether the change was refused past the account's failed tries, as the model expects
+        (the first refusal a minute of the account is audited, at sign-in or here)."""
+        if self.model.failed.get(key, 0) < LIMIT:
+            assert response.status_code != 429, "refused a password change below the limit"
+            return False
+        if response.status_code != 429:  # the count's minute has ended
+            assert not counted(*key), response.status_code
+            self.model.failed.pop(key)
+            return False
+        assert "Too many wrong passwords" in response.get_json()["error"]["message"]
+        if key not in self.model.refusals_audited:
+            self.model.refusals_audited.add(key)
+            self.audit(actor, "account.password_change_refused", self.email_of(actor))
+        return True
 
     # --- sign-ins --------------------------------------------------------------------------------
 
@@ -372,7 +397,7 @@ class AccessMachine(RuleBasedStateMachine):
         account = next((a for a in self.model.accounts.values() if a.email == email), None)
         password = account.password if account and right else "not the password"
         browser, response = self.post_sign_in(typed, password, address)
-        keys = ((address, "sign-in-address"), (f"account:{email.lower()}", "sign-in-account"))
+        keys = ((address, "sign-in-address"), (account_key(email), ACCOUNT_SCOPE))
         if self.limited(keys, response, typed, address):
             return
         if account is not None and account.active and right:
@@ -388,7 +413,7 @@ class AccessMachine(RuleBasedStateMachine):
         emails = [a.email for a in self.model.accounts.values()] + [UNKNOWN_EMAIL]
         email = data.draw(st.sampled_from(emails), label="email")
         address = data.draw(st.sampled_from(SIGN_IN_ADDRESSES), label="address")
-        keys = ((address, "sign-in-address"), (f"account:{email.lower()}", "sign-in-account"))
+        keys = ((address, "sign-in-address"), (account_key(email), ACCOUNT_SCOPE))
         for number in range(tries):
             typed = email.upper() if number % 2 else email  # one account in any case
             _, response = self.post_sign_in(typed, "a wrong guess", address)
@@ -741,7 +766,7 @@ def counted(key: str, limit: str, what: str = "") -> bool:
     """Whether Redis still counts failed sign-ins (or `what`) of `key` for `limit` (its minute
     goes on)."""
     store = redis.Redis.from_url(REDIS_URL)
-    return any(store.scan_iter(f"*product-importer-limits/{what}{key}/*:{limit}/*"))
+    return any(store.scan_iter(f"*product-importer-limits/{what}{key}/*{limit}/*"))
 
 
 @pytest.fixture

@@ -45,3 +45,20 @@ def test_the_audit_log_finds_an_actor_by_email_in_another_case(api, any_app, mad
     found = api.get("/api/audit", query_string={"actor": typed}).get_json()["items"]
 
     assert [entry["action"] for entry in found] == ["auth.signed_in"]
+
+
+def test_an_email_written_with_a_combining_mark_is_the_one_account_typed_without(api, any_app):
+    # Pasted from macOS, `ö` is often `o` and U+0308 (NFD); typed, it is one character (NFC):
+    # two accounts once, and the person could not sign in with the address as typed.
+    pasted, typed = "jo\u0308rg@example.test", "jörg@example.test"
+    added = add(api, pasted)
+    assert added.status_code == 201, added.get_json()
+    assert added.get_json()["email"] == typed  # kept as typed
+
+    for email in (typed, pasted):
+        response = post_sign_in(any_app.test_client(), email, added.get_json()["password"])
+        assert response.status_code == 302, (email, response.get_data(as_text=True)[-300:])
+    taken = add(api, typed)
+    assert taken.status_code == 409, taken.get_json()
+    found = api.get("/api/audit", query_string={"actor": pasted}).get_json()["items"]
+    assert [entry["action"] for entry in found] == ["auth.signed_in", "auth.signed_in"]

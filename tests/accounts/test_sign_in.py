@@ -10,7 +10,7 @@ from tests.conftest import PASSWORD, REDIS_URL, http_client
 from tests.helpers import import_csv
 from tests.imports.conftest import read_events
 
-from .conftest import clear_sign_in_limits, form_token, is_signed_in, post_sign_in
+from .conftest import CSRF_META, clear_sign_in_limits, form_token, is_signed_in, post_sign_in
 
 
 @pytest.fixture
@@ -106,6 +106,31 @@ def test_a_cookie_copied_before_signing_out_stops_working_too(browser, live_serv
     with httpx.Client(base_url=live_server, cookies=copied, timeout=30) as thief:
         assert thief.get("/api/account").status_code == 401
         assert thief.get("/products").status_code == 302
+
+
+def test_signing_in_over_another_account_ends_its_session_and_its_csrf_token(
+    browser, live_server, accounts
+):
+    post_sign_in(browser, accounts["viewer"].email)
+    copied = dict(browser.cookies)
+    page = browser.get("/account").text
+    viewers_token = CSRF_META.search(page).group(1)
+
+    # the same browser signs in as someone else without signing out (the form of a page
+    # open from before: /login itself leads a signed-in browser on)
+    form = {"csrf_token": form_token(page), "email": accounts["editor"].email}
+    assert browser.post("/login", data=form | {"password": PASSWORD}).status_code == 302
+
+    assert browser.get("/api/account").json()["account"]["email"] == accounts["editor"].email
+    with httpx.Client(base_url=live_server, cookies=copied, timeout=30) as thief:
+        assert thief.get("/api/account").status_code == 401
+    made = {"name": "a script", "role": "viewer"}
+    stale = browser.post("/api/tokens", json=made, headers={"X-CSRFToken": viewers_token})
+    assert stale.status_code == 403 and stale.json()["error"]["details"]["reason"] == "csrf_token"
+    editors_token = CSRF_META.search(browser.get("/account").text).group(1)
+    assert editors_token != viewers_token
+    made_by_editor = browser.post("/api/tokens", json=made, headers={"X-CSRFToken": editors_token})
+    assert made_by_editor.status_code == 201
 
 
 def test_two_browsers_have_sessions_of_their_own(browser, live_server, accounts):
@@ -253,15 +278,20 @@ def test_successful_sign_ins_are_not_counted(app, accounts):
 
 
 def test_the_live_server_counts_failed_sign_ins_in_redis(browser):
+    from product_importer.accounts.tries import account_key
+
     store = redis.Redis.from_url(REDIS_URL)
     email = "counted-in-redis@example.test"
 
     for _ in range(2):
         assert post_sign_in(browser, email, "wrong").status_code == 401
 
-    keys = [key.decode() for key in store.scan_iter(f"*product-importer-limits/*{email}*")]
+    counted = f"*product-importer-limits/*{account_key(email)}*"
+    keys = [key.decode() for key in store.scan_iter(counted)]
     assert len(keys) == 1, keys
     assert int(store.get(keys[0])) == 2  # every web process reads and adds to this count
+    # under a hash: an email field of 400 KB was kept whole in Redis for each try
+    assert list(store.scan_iter(f"*product-importer-limits/*{email}*")) == []
 
 
 def refusals(client) -> list[tuple]:

@@ -14,12 +14,28 @@ from .roles import Role
 
 bp = Blueprint("accounts_api", __name__, url_prefix="/api")
 bp.before_request(refuse_cross_site_requests)
-TOO_MANY_WRONG = "Too many wrong current passwords for this account. Wait a minute and try again."
+TOO_MANY_WRONG = (
+    "Too many wrong passwords for this account, here or at sign-in. Wait a minute and try again."
+)
 
 
 def _own_account() -> str:
     # none for a caller not signed in: the limit is skipped, and the request refused (401)
-    return f"account:{current_user.id}" if current_user.is_authenticated else ""
+    return tries.account_key(current_user.email) if current_user.is_authenticated else ""
+
+
+def _audit_refusal(limit) -> None:
+    """Record a password change refused for too many wrong current passwords (the first a
+    minute per account); the refused try checked no password, so it is not counted."""
+    tries.give_back()
+    if tries.first_refusal_this_minute(limit):
+        audit.record(db.session, "account.password_change_refused", current_user.email, **_how())
+        db.session.commit()
+
+
+def _how() -> dict:
+    """An audit entry's details naming the token a request was made with, if any."""
+    return {"token": current_user.token_id} if current_user.token_id else {}
 
 
 @bp.get("/account")
@@ -32,19 +48,26 @@ def get_account():
 
 
 @bp.post("/account/password")
-@limiter.limit(
-    tries.TRIES_LIMIT, key_func=_own_account, scope="current-password", error_message=TOO_MANY_WRONG
+@limiter.shared_limit(
+    tries.TRIES_LIMIT,
+    key_func=_own_account,
+    scope=tries.ACCOUNT_SCOPE,  # the sign-in's count of the account
+    error_message=TOO_MANY_WRONG,
+    on_breach=_audit_refusal,
 )
 @requires(Role.VIEWER)
 def change_password():
     """Change one's own password: 204; every other session of the account ends.
 
     The current password is asked, so it could be guessed here past the sign-in's limit (with
-    a token of a lower role, say): wrong ones are limited as failed sign-ins are.
+    a token of a lower role, say): wrong ones count as failed sign-ins of the account, and are
+    audited as they are.
     """
     user = current_user.user
+    guessed = False
     try:
         fields = json_object("passwords")
+        guessed = isinstance(fields.get("current_password"), str)
         refuse_unknown(fields, {"current_password", "new_password"})
         service.change_password(
             db.session,
@@ -56,8 +79,11 @@ def change_password():
     except AppError as error:
         # Only a wrong current password counts: a weak new one, or a malformed body, is not
         # a guess (the person would be told of wrong passwords they never typed).
-        if "current_password" not in (error.details or {}):
+        if not guessed or "current_password" not in (error.details or {}):
             tries.give_back()
+        else:
+            audit.record(db.session, "account.password_change_failed", user.email, **_how())
+            db.session.commit()
         raise
     tries.give_back()
     audit.record(db.session, "account.password_changed", user.email)

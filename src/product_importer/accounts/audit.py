@@ -6,6 +6,7 @@ leaves no entry, and one that commits always has one.
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from flask import has_request_context, request
@@ -93,6 +94,7 @@ def list_entries(
     actor, action = actor.strip(), action.strip()  # blank is no filter, as the products' are
     query = select(AuditEntry)
     if actor:
+        actor = unicodedata.normalize("NFC", actor)  # as accounts keep their emails
         query = query.where(func.lower(AuditEntry.actor_email) == func.lower(actor))
     if action:
         query = query.where(

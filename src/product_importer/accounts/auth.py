@@ -13,7 +13,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlencode
 
-from flask import Flask, current_app, g, has_request_context, jsonify, redirect, request, url_for
+from flask import (
+    Flask,
+    current_app,
+    g,
+    has_request_context,
+    jsonify,
+    redirect,
+    request,
+    session,
+    url_for,
+)
 from flask_login import AnonymousUserMixin, LoginManager, current_user, login_user, logout_user
 from flask_wtf.csrf import validate_csrf
 from sqlalchemy.orm.exc import StaleDataError
@@ -302,7 +312,10 @@ def _unauthorized_body() -> dict:
 
 
 def sign_in(user: User) -> None:
-    """Start a sign-in session of `user` in this browser (the caller commits)."""
+    """Start a sign-in session of `user` in this browser (the caller commits), ending the one
+    it held: signed in over it, that session stayed open on the server, and a copy of its
+    cookie kept working after the browser signed out."""
+    sign_out()
     login_user(Principal(user, Role(user.role), "session", service.open_session(db.session, user)))
 
 
@@ -311,6 +324,15 @@ def sign_out() -> None:
     if current_user.is_authenticated and current_user.session_key:
         service.close_session(db.session, current_user.session_key)
     logout_user()
+    _forget_csrf_secret()
+
+
+def _forget_csrf_secret() -> None:
+    """Drop the session's CSRF secret: a token a page read before the sign-in (or by the one
+    signed out) must not be good for the next account. The next page makes a new one."""
+    field = current_app.config["WTF_CSRF_FIELD_NAME"]
+    session.pop(field, None)
+    g.pop(field, None)
 
 
 def current_actor() -> dict | None:

@@ -1,6 +1,7 @@
 """Accounts and tokens: create, find, change role, deactivate, sign in, first admin."""
 
 import re
+import unicodedata
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select
@@ -40,12 +41,18 @@ def get_user(session: Session, user_id: int) -> User:
     return user
 
 
+def normal_email(email: str) -> str:
+    """An email as accounts keep it: trimmed, in Unicode NFC (`jörg` pasted from macOS is often
+    `o` and a combining mark: the same address, typed, is one character)."""
+    return unicodedata.normalize("NFC", email.strip())
+
+
 def find_user(session: Session, email: str) -> User | None:
-    """The account with this email, in any case."""
+    """The account with this email, in any case or Unicode form."""
     if "\x00" in email:  # PostgreSQL's text holds no NUL: no account's email has one
         return None
     # Both lowered by the database: Python lowers some letters otherwise (a final 'Σ', 'İ').
-    query = select(User).where(func.lower(User.email) == func.lower(email.strip()))
+    query = select(User).where(func.lower(User.email) == func.lower(normal_email(email)))
     return session.scalars(query).first()
 
 
@@ -57,6 +64,8 @@ def list_users(session: Session) -> list[User]:
 def create_user(session: Session, *, email, role, password: str | None = None) -> User:
     """Create an account; raise Invalid naming bad fields, Conflict when the email is taken."""
     problems = {}
+    if isinstance(email, str):  # measured as kept: NFC writes a few letters longer
+        email = normal_email(email)
     if not isinstance(email, str) or not EMAIL.match(email) or len(email) > 254:
         problems["email"] = "Give an email address, such as ana@example.com."
     if role not in ROLES:
@@ -67,11 +76,11 @@ def create_user(session: Session, *, email, role, password: str | None = None) -
         raise Invalid("The account is not valid; see details.", details=problems)
     if find_user(session, email) is not None:
         raise Conflict(
-            f"An account with email {email.strip()!r} already exists.",
+            f"An account with email {email!r} already exists.",
             details={"email": "Already taken."},
         )
     user = User(
-        email=email.strip(),
+        email=email,
         role=role,
         password_hash=credentials.hash_password(password or credentials.new_password()),
     )
@@ -81,7 +90,7 @@ def create_user(session: Session, *, email, role, password: str | None = None) -
             session.flush()
     except IntegrityError:
         raise Conflict(
-            f"An account with email {email.strip()!r} already exists.",
+            f"An account with email {email!r} already exists.",
             details={"email": "Already taken."},
         ) from None
     return user

@@ -5,16 +5,24 @@ Every try is counted before its password is checked: counted after (flask-limite
 burst of them got past the limit. A try that succeeds is given back, so only failures count.
 """
 
+import hashlib
 import logging
+import unicodedata
 
 from flask import g
+from limits import parse
 from limits.storage import RedisStorage
 
+from ..database import lower_letters
 from ..extensions import limiter
 
 log = logging.getLogger(__name__)
 
 TRIES_LIMIT = "10 per minute"
+# Failed sign-ins and wrong current passwords of one account are one count: counted apart, whoever
+# held a session or token of it could guess 20 passwords a minute.
+ACCOUNT_SCOPE = "sign-in-account"
+REFUSALS_AUDITED = parse("1 per minute")  # per address, and per account
 # A try is given back only while the count of its minute is there. Gone (the minute ended while
 # the try was served), limits' own way, a hit of cost -1, would start the next minute's count
 # at -1, and that minute would let 11 wrong passwords through.
@@ -22,6 +30,22 @@ TAKE_OFF_IF_COUNTED = """
 if redis.call('exists', KEYS[1]) == 1 then return redis.call('decr', KEYS[1]) end
 return 0
 """
+
+
+def account_key(email: str) -> str:
+    """The key an account's tries are counted under: its email as the database finds it (in
+    NFC, lowered), hashed, so that what a client types is never kept in the store of counts
+    (an email field of 400 KB was kept whole, for every try)."""
+    email = lower_letters(unicodedata.normalize("NFC", email.strip()))
+    return "account:" + hashlib.sha256(email.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def first_refusal_this_minute(limit) -> bool:
+    """Whether this refusal by `limit` (flask-limiter's on_breach) is the first this minute for
+    its key: only that one is audited, or an attacker who goes on trying would add an entry a
+    try and fill the log without bound."""
+    *prefix, key, scope = limit.request_args
+    return limit.limiter.hit(REFUSALS_AUDITED, *prefix, "refusal-audited", key, scope)
 
 
 def give_back() -> None:

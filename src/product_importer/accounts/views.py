@@ -3,9 +3,7 @@
 from flask import Blueprint, abort, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
-from limits import parse
 
-from ..database import lower_letters
 from ..errors import AppError, Forbidden, handle_http_error, protocol_headers
 from ..extensions import db, limiter
 from ..security import refuse_cross_site_requests
@@ -24,7 +22,6 @@ bp.add_app_template_filter(audit.readable_detail, "readable_detail")
 
 SIGN_IN_LIMIT = tries.TRIES_LIMIT
 TOO_MANY = "Too many failed sign-ins from here or for this account. Wait a minute and try again."
-REFUSALS_AUDITED = parse("1 per minute")  # per address, and per account
 AUDIT_FILTERS = ("actor", "action")  # the audit page's
 SETUP_LINK_DEAD = (
     "This setup link is not valid: an account exists already, or the link was "
@@ -33,24 +30,20 @@ SETUP_LINK_DEAD = (
 
 
 def _account_key() -> str:
-    # lowered as the account's email is found (one account, one count, in any case)
-    return "account:" + lower_letters((request.form.get("email") or "").strip())
+    # as the account's email is found: one account, one count, in any case or Unicode form
+    return tries.account_key(request.form.get("email") or "")
 
 
 def _audit_refusal(per: str):
-    """Return an on_breach callback that records a sign-in refused for too many failures.
-
-    Only the first refusal a minute per address (or account) is recorded: an attacker who goes
-    on trying would otherwise add an entry a try, and fill the log without bound.
-    """
+    """Return an on_breach callback that records a sign-in refused for too many failures, the
+    first a minute per address (or account)."""
 
     def record(limit) -> None:
         # Refused, the try checks no password: it counts against no limit. Counted against the
         # account it names while its address was over the limit, one client could lock every
         # account out by naming each in turn.
         tries.give_back()
-        *prefix, key, scope = limit.request_args
-        if limit.limiter.hit(REFUSALS_AUDITED, *prefix, "refusal-audited", key, scope):
+        if tries.first_refusal_this_minute(limit):
             account, details = _typed_account(request.form.get("email", ""))
             limit_said = f"{SIGN_IN_LIMIT} per {per}"
             audit.record(db.session, "auth.sign_in_refused", account, limit=limit_said, **details)
@@ -68,11 +61,11 @@ def _audit_refusal(per: str):
     error_message=TOO_MANY,
     on_breach=_audit_refusal("address"),
 )
-@limiter.limit(
+@limiter.shared_limit(  # shared with the password change's current password
     SIGN_IN_LIMIT,
     key_func=_account_key,
     methods=["POST"],
-    scope="sign-in-account",
+    scope=tries.ACCOUNT_SCOPE,
     error_message=TOO_MANY,
     on_breach=_audit_refusal("account"),
 )
