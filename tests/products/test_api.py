@@ -227,6 +227,22 @@ def test_patch_with_the_same_values_changes_nothing(api):
     assert response.get_json() == product
 
 
+def test_the_audit_log_names_the_fields_a_patch_changed_and_skips_one_that_changed_none(api):
+    # The whole product sent back (read-only fields are ignored) was logged as a change of
+    # every field it holds, and a change of nothing as a change.
+    product = create(api, sku="P-1", name="Old")
+
+    def edits():
+        return api.get("/api/audit?action=product.updated").get_json()
+
+    assert api.patch(f"/api/products/{product['id']}", json=product).status_code == 200
+    assert edits()["items"] == []
+    renamed = product | {"name": "New"}
+    assert api.patch(f"/api/products/{product['id']}", json=renamed).status_code == 200
+    [entry] = edits()["items"]
+    assert entry["details"] == {"id": product["id"], "fields": ["name"]}
+
+
 def test_patch_may_change_only_the_case_of_the_sku(api):
     product = create(api, sku="abc-1", name="Lower")
     response = api.patch(f"/api/products/{product['id']}", json={"sku": "ABC-1"})

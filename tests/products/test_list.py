@@ -8,7 +8,7 @@ from urllib.parse import quote
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from tests.helpers import SESSION_SETTINGS, pooled_settings
 
@@ -246,6 +246,36 @@ def test_a_filter_kept_at_no_matches_finds_the_first_product_that_matches(api, c
     assert created.status_code == 201
     body = api.get("/api/products?name=sprocket").get_json()
     assert ([item["sku"] for item in body["items"]], body["total"]) == (["SPR-1"], 1)
+
+
+@pytest.mark.parametrize("any_app", ["production"], indirect=True)  # kept totals: PostgreSQL
+def test_a_page_read_again_for_a_change_meanwhile_shows_the_products_new_values(
+    api, any_engine, sql
+):
+    """The catalog changed between a page's total and its rows: the page is read again, and
+    the products read the first time kept their old values in their new places (a product
+    renamed to "Widget ZZZ" listed last, still named "Widget A")."""
+    for sku, name in [("W-1", "Widget A"), ("W-2", "Widget B"), ("W-3", "Widget C")]:
+        assert api.post("/api/products", json={"sku": sku, "name": name}).status_code == 201
+    listed = "/api/products?name=widget&sort=name"
+    for _ in range(3):  # counted, kept, then its matches kept: the page is read by their ids
+        api.get(listed)
+    [(renamed,)] = sql("SELECT id FROM products WHERE sku = 'W-1'")
+
+    def rename_once(conn, cursor, statement, *_):
+        if " listed" in statement and not renamed_already:  # the page was read by its ids
+            renamed_already.append(True)
+            sql("UPDATE products SET name = 'Widget ZZZ' WHERE id = :id", id=renamed)
+
+    renamed_already = []
+    event.listen(any_engine, "after_cursor_execute", rename_once)
+    try:
+        page = api.get(listed).get_json()
+    finally:
+        event.remove(any_engine, "after_cursor_execute", rename_once)
+
+    assert renamed_already
+    assert [item["name"] for item in page["items"]] == ["Widget B", "Widget C", "Widget ZZZ"]
 
 
 @pytest.mark.parametrize("any_app", ["production"], indirect=True)  # kept totals: PostgreSQL

@@ -53,8 +53,9 @@ def update_product(product_id: int):
     """Change the fields given: 200; 409 when another product has the SKU; 412 when If-Match
     names a version that is gone (someone else changed it meanwhile)."""
     fields = json_object("product")
-    product = service.update(db.session, product_id, fields=fields, if_match=_if_match())
-    audit.record(db.session, "product.updated", product.sku, id=product.id, fields=sorted(fields))
+    product, changed = service.update(db.session, product_id, fields=fields, if_match=_if_match())
+    if changed:  # the fields sent may be the whole product, read-only ones and all
+        audit.record(db.session, "product.updated", product.sku, id=product.id, fields=changed)
     db.session.commit()
     return _with_etag(product)
 

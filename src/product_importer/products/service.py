@@ -618,12 +618,17 @@ def _page_of_total(
     """The page, once its exact `total` is known: read again, with the total carried anew,
     where the catalog changed between the two (at most PAGE_TRIES times)."""
     offset = (page - 1) * per_page
-    for _ in range(PAGE_TRIES):
+    for tried in range(PAGE_TRIES):
         _check_page_exists(page, per_page, total)
+        if tried:
+            # Read again, a product the session holds would keep the values first read, in
+            # the place of its new ones: renamed meanwhile, it stood out of its sort order.
+            session.expire_all()
         items = _fetch(session, filters, sort, offset, per_page, exact=exact, total=total)
         found = total if exact.known is None else exact.known
         if found != total:  # the ids the page found saw an edit the total carried did not
             _check_page_exists(page, per_page, found)
+            session.expire_all()
             items = _page_by_ids(session, filters, sort, exact.matches, offset, per_page)
         if not exact.moved_on():  # the page and its total saw the same catalog
             break
@@ -958,23 +963,24 @@ def create(session: Session, *, fields: dict) -> Product:
 
 def update(
     session: Session, product_id: int, *, fields: dict, if_match: Container[str] | None = None
-) -> Product:
-    """Change the fields given; raise NotFound, PreconditionFailed (changed since read, when
-    `if_match` holds no current version), Invalid or Conflict (another has the SKU)."""
+) -> tuple[Product, list[str]]:
+    """Change the fields given; return the product and the names of the fields whose values
+    changed. Raise NotFound, PreconditionFailed (changed since read, when `if_match` holds no
+    current version), Invalid or Conflict (another has the SKU)."""
     database.of(session).lock_for_edit(session)
     product = get(session, product_id, for_edit=True)
     values = clean(fields, partial=True)  # a change not valid anyway is 422, stale or not
     _refuse_stale(product, if_match)
     changes = {name: value for name, value in values.items() if getattr(product, name) != value}
     if not changes:
-        return product  # nothing to write, nothing to announce
+        return product, []  # nothing to write, nothing to announce
     if "sku" in changes:
         _refuse_taken_sku(session, changes["sku"], other_than=product.id)
     for name, value in changes.items():
         setattr(product, name, value)
     _flush(session, changes.get("sku", product.sku))
     events.publish_in_session(session, "product.updated", product.to_dict())
-    return product
+    return product, sorted(changes)
 
 
 def delete_product(
