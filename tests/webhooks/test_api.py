@@ -588,3 +588,101 @@ def test_a_redelivery_is_answered_though_a_delete_of_its_webhook_commits_right_a
     assert answer.status_code == 202, answer.text
     assert (answer.json()["event_id"], answer.json()["status"]) == (ping["event_id"], "pending")
     assert http.get(webhook).status_code == 404
+
+
+# A session waiting for a lock while inserting deliveries: an event's fan-out.
+FAN_OUT_WAITING = (
+    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+    "AND query LIKE 'INSERT INTO webhook_deliveries%'"
+)
+
+
+def test_a_product_change_while_its_webhook_is_deleted_is_made_and_sends_it_nothing(
+    http, holding, sql, receiver
+):
+    """A product changed while a delete of a webhook for its event has not committed yet: the
+    change waits for the delete, then is made without that webhook. Its event was queued for
+    the webhook being deleted, and the insert failed on the gone webhook: the change answered
+    500 (an import ending then failed as a whole)."""
+    hook = http.post("/api/webhooks", json={"url": receiver.url, "events": ["product.updated"]})
+    product = http.post("/api/products", json={"sku": "HOOK-1", "name": "Before"}).json()
+    answers = []
+    change = threading.Thread(
+        target=lambda: answers.append(
+            http.patch(f"/api/products/{product['id']}", json={"name": "After"})
+        )
+    )
+    delete = f"DELETE FROM webhook_endpoints WHERE id = {hook.json()['id']}"
+    with holding(delete) as deleting:
+        change.start()
+        deleting.wait_until_blocking()  # the change waits for the webhook's delete
+        deleting.conn.commit()
+        change.join()
+
+    assert answers[0].status_code == 200, answers[0].text
+    assert http.get(f"/api/products/{product['id']}").json()["name"] == "After"
+    assert sql("SELECT id FROM webhook_deliveries") == []
+
+
+def test_product_changes_do_not_wait_while_a_webhooks_deliveries_are_deleted(
+    http, holding, sql, receiver
+):
+    """Deleting a webhook deletes its deliveries (the millions a busy one keeps take
+    seconds). The webhook was deleted first and stayed locked meanwhile: every product change
+    with an event for it waited for the whole delete. Its deliveries go first now."""
+    hook = http.post("/api/webhooks", json={"url": receiver.url, "events": ["product.updated"]})
+    webhook = f"/api/webhooks/{hook.json()['id']}"
+    assert http.post(f"{webhook}/test").json()["ok"]
+    [(ping,)] = sql("SELECT id FROM webhook_deliveries")
+    product = http.post("/api/products", json={"sku": "HOOK-2", "name": "Before"}).json()
+    answers = {}
+
+    def send(name: str, method: str, url: str, **body) -> threading.Thread:
+        thread = threading.Thread(
+            target=lambda: answers.update({name: http.request(method, url, **body)})
+        )
+        thread.start()
+        return thread
+
+    # a delivery held: the delete stops there, deleting the webhook's deliveries
+    with holding(f"SELECT id FROM webhook_deliveries WHERE id = {ping} FOR UPDATE") as held:
+        delete = send("delete", "DELETE", webhook)
+        held.wait_until_blocking()
+        change = send("change", "PATCH", f"/api/products/{product['id']}", json={"name": "After"})
+        wait_until(lambda: "change" in answers or sql(FAN_OUT_WAITING)[0][0], "the change answered")
+        waited = "change" not in answers
+        held.release()
+        change.join()
+        delete.join()
+
+    assert not waited, "the product change waited for the webhook's delete"
+    assert answers["change"].status_code == 200, answers["change"].text
+    assert answers["delete"].status_code == 204, answers["delete"].text
+    assert http.get(webhook).status_code == 404
+    # the change's event for the webhook, queued meanwhile, went with it
+    assert sql("SELECT id FROM webhook_deliveries") == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [("PATCH", "", {"description": "CRM"}), ("POST", "/rotate-secret", {})],
+)
+def test_a_change_of_a_webhook_being_deleted_waits_and_is_said_not_found(
+    http, holding, receiver, method, path, body
+):
+    """Changed (one admin) while a delete of it (another) has not committed: the change read
+    the webhook, then updated nothing once the delete committed, and answered 500."""
+    hook = http.post("/api/webhooks", json={"url": receiver.url, "events": ["product.created"]})
+    webhook = f"/api/webhooks/{hook.json()['id']}"
+    answers = []
+    change = threading.Thread(
+        target=lambda: answers.append(http.request(method, webhook + path, json=body))
+    )
+    with holding(f"DELETE FROM webhook_endpoints WHERE id = {hook.json()['id']}") as deleting:
+        change.start()
+        deleting.wait_until_blocking()
+        deleting.conn.commit()
+        change.join()
+
+    assert answers[0].status_code == 404, answers[0].text
+    assert answers[0].json()["error"]["message"] == f"Webhook {hook.json()['id']} does not exist."

@@ -64,10 +64,16 @@ FAN_OUT = (
             bindparam("now", type_=DateTime(timezone=True)),
             bindparam("now", type_=DateTime(timezone=True)),
             bindparam("queued_until", type_=DateTime(timezone=True)),
-        ).where(
+        )
+        .where(
             endpoints.c.enabled,
             cast(endpoints.c.events, Text).like(bindparam("subscribed"), escape="/"),
-        ),
+        )
+        # The lock the deliveries' foreign key takes anyway, taken as they are chosen: an
+        # endpoint being deleted is waited for and then left out. Chosen unlocked, it was
+        # chosen, and the insert failed on the foreign key once the delete committed (a
+        # product change answered 500, an import failed).
+        .with_for_update(read=True, key_share=True),
     )
     .returning(deliveries.c.id)
 )

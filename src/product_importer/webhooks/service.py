@@ -9,7 +9,7 @@ import re
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import func, literal, select, update
+from sqlalchemy import delete, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from .. import background
@@ -35,6 +35,10 @@ READ_ONLY = {
 # How long the secret before a rotation signs beside the new one, unless asked otherwise: a day
 # for the receiver's owner to put the new one in place (as Svix and Stripe give).
 KEEP_PREVIOUS_HOURS = 24
+# An endpoint read to be changed or deleted: locked (FOR NO KEY UPDATE), so a change waits for a
+# delete and then finds it gone (404; it read the row and updated none: a 500), while events
+# published for it meanwhile (FOR KEY SHARE, as the deliveries' foreign key) go on.
+HELD = {"with_for_update": {"key_share": True}, "populate_existing": True}
 MAX_KEEP_PREVIOUS_HOURS = 7 * 24
 
 # --- settings ---------------------------------------------------------------------------------
@@ -106,7 +110,7 @@ def create(session: Session, *, fields: dict) -> Endpoint:
 
 def update_endpoint(session: Session, endpoint_id: int, *, fields: dict) -> Endpoint:
     """Change some of an endpoint's fields; enabling it again clears why it was disabled."""
-    endpoint = get(session, endpoint_id)
+    endpoint = get(session, endpoint_id, **HELD)
     values = clean(fields, partial=True)
     url, enabled = endpoint.url, endpoint.enabled
     for name, value in values.items():
@@ -146,7 +150,7 @@ def rotate_secret(session: Session, endpoint_id: int, *, fields: dict) -> Endpoi
     `keep_previous_hours` (0 to a week, default a day) is how long: 0 stops it at once, for
     a secret that leaked. A secret already kept from an earlier rotation is dropped.
     """
-    endpoint = get(session, endpoint_id)
+    endpoint = get(session, endpoint_id, **HELD)
     hours = _keep_previous_hours(fields)
     endpoint.previous_secret = endpoint.secret if hours else None
     endpoint.previous_secret_until = utcnow() + timedelta(hours=hours) if hours else None
@@ -171,8 +175,19 @@ def _keep_previous_hours(fields: dict) -> int:
 
 
 def delete_endpoint(session: Session, endpoint_id: int) -> str:
-    """Delete an endpoint with its deliveries; return the URL it had."""
-    endpoint = get(session, endpoint_id)
+    """Delete an endpoint with its deliveries; return the URL it had.
+
+    Its row is held first (its tests, redeliveries and changes wait, as for a change) but
+    deleted last: deleted first, it stayed locked while its deliveries went (seconds for the
+    millions a busy webhook keeps), and every product change or import with an event for it
+    waited that long, then failed on the webhook gone. Events published meanwhile are deleted
+    with the row (the foreign key's cascade).
+    """
+    endpoint = get(session, endpoint_id, **HELD)
+    session.execute(
+        delete(Delivery).where(Delivery.endpoint_id == endpoint_id),
+        execution_options={"synchronize_session": False},
+    )
     session.delete(endpoint)
     session.flush()
     return endpoint.url
