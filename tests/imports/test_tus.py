@@ -1,7 +1,9 @@
 """Resumable uploads (tus 1.0) at /api/uploads: protocol, ownership, checks, expiry; both modes."""
 
 import base64
+import errno
 import gzip
+import io
 import os
 from datetime import UTC, datetime, timedelta
 
@@ -246,3 +248,75 @@ def test_an_import_waits_in_the_queue_while_its_upload_stalls(embedded_app, acco
     with embedded_app.app_context(), db.engine.connect() as conn:
         attempts = conn.execute(text("SELECT attempts FROM import_jobs")).scalar_one()
     assert attempts == 1  # waiting was not an attempt
+
+
+def stored_path(any_engine) -> str:
+    with any_engine.connect() as conn:
+        return conn.execute(text("SELECT file_path FROM uploads")).scalar()
+
+
+def test_an_upload_whose_last_piece_failed_before_its_commit_is_finished_when_asked(
+    api, any_engine
+):
+    # The last piece's bytes were written, then its request failed before its commit (the
+    # database restarting, a web process killed): asked the offset, clients found the upload
+    # whole and sent nothing more, and nothing ever finished it; its import waited a day.
+    url = create(api, len(DATA))
+    with open(stored_path(any_engine), "ab") as out:  # as the failed piece left it
+        out.write(DATA)
+
+    head = api.head(url, headers=TUS)
+
+    assert head.headers["Upload-Offset"] == str(len(DATA))
+    assert "Upload-Expires" not in head.headers  # finished: it no longer expires
+    with any_engine.connect() as conn:
+        assert conn.execute(text("SELECT completed_at FROM uploads")).scalar() is not None
+    job = api.post("/api/imports", json={"upload": url.rsplit("/", 1)[-1]})
+    assert job.status_code == 202, job.get_json()
+
+
+def test_importing_an_upload_whose_file_is_no_longer_kept_is_404(api, any_engine):
+    # Its file goes with the end of an import of it (retention) while the upload is kept a
+    # day: a second import of it hashed a missing file and answered 500.
+    url = create(api, len(DATA))
+    assert send(api, url, 0, DATA).status_code == 204
+    os.remove(stored_path(any_engine))
+
+    answer = api.post("/api/imports", json={"upload": url.rsplit("/", 1)[-1]})
+
+    assert answer.status_code == 404, answer.get_json()
+    upload_id = url.rsplit("/", 1)[-1]
+    message = f"Upload {upload_id} no longer has its file. Upload again."
+    assert answer.get_json()["error"]["message"] == message
+
+
+class FillingDisk:
+    """A file on a disk that fills: each write takes at most 5 bytes, then none (ENOSPC)."""
+
+    def __init__(self, room: int):
+        self.kept, self.room = bytearray(), room
+
+    def write(self, data) -> int:
+        if not self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        taken = min(5, self.room, len(data))
+        self.kept += data[:taken]
+        self.room -= taken
+        return taken
+
+
+def test_a_piece_counts_the_bytes_the_disk_took_and_a_full_disk_is_507(app_ctx):
+    # Each write was counted whole: a disk that filled during the last piece took part of it,
+    # and a short file was finished as whole (its import then waited for bytes forever).
+    from product_importer.errors import InsufficientStorage
+    from product_importer.imports.resumable import Target, _copy
+
+    target = Target("a" * 32, "/nowhere", length=40)
+    roomy = FillingDisk(room=100)
+    assert _copy(io.BytesIO(DATA[:33]), roomy, 7, target) == 40
+    assert bytes(roomy.kept) == DATA[:33]
+
+    full = FillingDisk(room=12)
+    with pytest.raises(InsufficientStorage, match="disk filled while this piece arrived"):
+        _copy(io.BytesIO(DATA[:33]), full, 7, target)
+    assert bytes(full.kept) == DATA[:12]  # kept: the client resumes from the file's size

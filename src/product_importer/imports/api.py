@@ -17,7 +17,7 @@ from ..apiutil import (
     true_or_false,
     whole_number,
 )
-from ..errors import AppError, BadRequest, Invalid, TooLarge
+from ..errors import AppError, BadRequest, Invalid, NotFound, TooLarge
 from ..extensions import db, removed_unless_committed
 from ..security import large_body, refuse_cross_site_requests
 from . import changes, options, plans, resumable, service, streams, uploads
@@ -90,14 +90,17 @@ def _import_upload(actor: dict):
         upload = resumable.get_owned(db.session, upload.id, actor["id"], lock=True)
     if upload.error:
         raise Invalid(f"This upload was refused: {upload.error}")
+    try:  # known now only for an upload already whole (one still arriving is not compared)
+        sha256 = uploads.sha256(upload.file_path) if upload.completed_at else None
+    except FileNotFoundError:  # removed with the end of an import of it: HEAD says 404 too
+        raise NotFound(f"Upload {upload.id} no longer has its file. Upload again.") from None
     job = service.create(
         db.session,
         filename=upload.filename,
         file_path=upload.file_path,
         bytes_total=upload.length,
         created_by=actor,
-        # known now only for an upload already whole (one still arriving is not compared)
-        sha256=uploads.sha256(upload.file_path) if upload.completed_at else None,
+        sha256=sha256,
         options=options.Options(**given),
         upload_id=upload.id,
     )

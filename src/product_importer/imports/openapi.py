@@ -332,7 +332,10 @@ def _import_paths() -> dict:
                 {
                     "202": queued,
                     "400": error("No file field, or the JSON body is not an object"),
-                    "404": error("No such upload of this account (or it expired)"),
+                    "404": error(
+                        "No such upload of this account (or it expired, or its file is no "
+                        "longer kept)"
+                    ),
                     "413": error("Over MAX_UPLOAD_BYTES"),
                     "422": error(
                         "Empty, only white space, binary, or not gzip it claims to be; an "

@@ -8,6 +8,7 @@ dropped connection keeps the bytes that arrived, and the client asks the offset 
 
 import base64
 import binascii
+import errno
 import fcntl
 import os
 import re
@@ -22,7 +23,14 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import ClientDisconnected
 
 from .. import background, database
-from ..errors import AppError, BadRequest, Conflict, NotFound, TooLarge
+from ..errors import (
+    AppError,
+    BadRequest,
+    Conflict,
+    InsufficientStorage,
+    NotFound,
+    TooLarge,
+)
 from ..timeutil import aware, utcnow
 from ..webhooks import events
 from . import service, uploads
@@ -203,8 +211,25 @@ def _copy(stream, out, size: int, target: Target) -> int:
             # full but never finished (nor refused), and a client that asks HEAD would stop.
             out.truncate(start)
             raise TooLarge(_past_length(target))
-        out.write(chunk)
-        size += len(chunk)
+        size += _write_all(out, chunk)
+
+
+def _write_all(out, chunk: bytes) -> int:
+    """Write all of `chunk` to the unbuffered `out`, which may take fewer bytes a call; return
+    its length. A disk that fills part-way keeps what it took: 507, and the client resumes
+    from the file's size (counted whole, a short last write finished a short file)."""
+    view, written = memoryview(chunk), 0
+    while written < len(view):
+        try:
+            written += out.write(view[written:])
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise
+            raise InsufficientStorage(
+                "The server's disk filled while this piece arrived; the bytes before stay. "
+                "Try again later (ask the offset with HEAD), or ask the operator to free space."
+            ) from None
+    return written
 
 
 def _past_length(target: Target) -> str:
@@ -212,6 +237,24 @@ def _past_length(target: Target) -> str:
         f"The piece goes past the upload's declared length ({target.length:,} bytes). "
         "Send only the bytes of the file."
     )
+
+
+def finish_if_whole(session: Session, upload: Upload) -> None:
+    """Finish an upload whose last byte arrived with a piece that failed before its commit (the
+    database restarting, a web process killed): asked the offset, a client finds it whole and
+    sends nothing more, so nothing else would. Committed here; a refused file is recorded."""
+    if upload.completed_at is not None or upload.error:
+        return
+    target = Target(upload.id, upload.file_path, upload.length)
+    # Locked: a piece being written finishes it; refused: `_finish` recorded why
+    with suppress(AppError), _writer(target) as out:
+        if os.fstat(out.fileno()).st_size != target.length:
+            return
+        if not _still_there(session, upload, target.id) or upload.completed_at is not None:
+            return
+        _finish(session, upload)
+        background.send_after_commit(session, DRAIN_TASK)  # a job waits for these bytes
+        session.commit()
 
 
 def _finish(session: Session, upload: Upload) -> None:

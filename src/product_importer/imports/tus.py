@@ -95,6 +95,7 @@ def create_upload():
 def upload_offset(upload_id: str):
     """Tell how many bytes have arrived: 200 with `Upload-Offset` and `Upload-Length`."""
     upload = resumable.get_owned(db.session, upload_id, current_actor()["id"])
+    resumable.finish_if_whole(db.session, upload)
     headers = {
         "Upload-Offset": str(resumable.offset(upload)),
         "Upload-Length": str(upload.length),
