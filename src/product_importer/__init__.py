@@ -11,7 +11,7 @@ from .apiutil import IdConverter
 from .config import load_config, load_env_file
 from .errors import logged_as_unavailable, register_errorhandlers
 from .extensions import celery_init_app, csrf, db, limiter
-from .imports.uploads import UploadRequest
+from .imports.uploads import MethodOverride, UploadRequest
 from .metrics import requests as request_metrics
 
 
@@ -37,6 +37,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     if app.config["PROXY_COUNT"]:  # the client's address and scheme, as the proxies saw them
         count = app.config["PROXY_COUNT"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
+    app.wsgi_app = MethodOverride(app.wsgi_app)  # tus clients behind a proxy that drops PATCH
     register_extensions(app)
     register_blueprints(app)
     register_errorhandlers(app)

@@ -87,6 +87,60 @@ def test_a_reload_mid_upload_resumes_from_the_servers_offset(page: Page, app, tm
     assert scalar(app, "SELECT count(*) FROM products") == len(file.expected)
 
 
+DATABASE_AWAY = (
+    '{"error": {"code": "database_unavailable", "message": "The database is not answering '
+    'at the moment; nothing was changed. Try again in a few seconds."}}'
+)
+
+
+def test_a_resume_whose_offset_is_not_answered_for_a_moment_goes_on_at_the_same_address(
+    page: Page, app, tmp_path
+):
+    # tus-js-client takes any answer but 423 to its HEAD for an upload gone: on a 503 (the
+    # database away) or a proxy's 502 (the web server restarting) it made a new upload from
+    # byte 0 and a second import, and the first waited for its bytes a day.
+    file = generate(9_000)
+    path = tmp_path / "catalog.csv"
+    path.write_bytes(file.data)
+    network = throttle_uploads(page, 150 * 1024)
+    page.goto("/")
+    page.get_by_label(PICK).set_input_files(str(path))
+    page.wait_for_function("() => Number(document.getElementById('job-detail').dataset.sent) > 0")
+    page.reload()  # mid-upload
+    expect(page.locator("#resume-note")).to_contain_text("catalog.csv")
+    held = server_offset(app)
+    not_answered = []
+
+    def offset_not_answered_once(route):
+        if route.request.method == "HEAD" and not not_answered:
+            not_answered.append(route.request.url)
+            route.fulfill(status=503, content_type="application/json", body=DATABASE_AWAY)
+        else:
+            route.continue_()
+
+    page.route(re.compile(r"/api/uploads/[0-9a-f]{32}$"), offset_not_answered_once)
+    created = []
+    page.on(
+        "request",
+        lambda request: (
+            request.method == "POST"
+            and request.url.endswith("/api/uploads")
+            and created.append(request.url)
+        ),
+    )
+    throttle_uploads(page, 4 * 1024 * 1024, network)
+    with page.expect_request(lambda request: request.method == "PATCH") as resumed:
+        page.get_by_label(PICK).set_input_files(str(path))
+
+    assert not_answered and resumed.value.url == not_answered[0]  # the same upload
+    assert held <= int(resumed.value.headers["upload-offset"]) < len(file.data)
+    expect(page.locator("#job-message")).to_have_text("Import complete")
+    assert created == []
+    assert scalar(app, "SELECT count(*) FROM uploads") == 1
+    assert scalar(app, "SELECT count(*) FROM import_jobs") == 1
+    assert scalar(app, "SELECT count(*) FROM products") == len(file.expected)
+
+
 # Records each text the upload's detail line shows, with the page's clock (performance.now()):
 # the readings are judged afterwards, so the test never races the clock.
 RECORD_READINGS = """() => {

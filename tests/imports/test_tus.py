@@ -320,3 +320,24 @@ def test_a_piece_counts_the_bytes_the_disk_took_and_a_full_disk_is_507(app_ctx):
     with pytest.raises(InsufficientStorage, match="disk filled while this piece arrived"):
         _copy(io.BytesIO(DATA[:33]), full, 7, target)
     assert bytes(full.kept) == DATA[:12]  # kept: the client resumes from the file's size
+
+
+def test_a_post_that_names_another_method_in_the_override_header_is_that_method(api):
+    # tus 1.0: a proxy that passes only GET and POST; clients send pieces as POST with
+    # X-HTTP-Method-Override: PATCH (tus-js-client's `overridePatchMethod`). They were 405.
+    url = create(api, len(DATA))
+    override = {**PIECE, "Upload-Offset": "0", "X-HTTP-Method-Override": "PATCH"}
+
+    piece = api.post(url, data=DATA, headers=override)
+
+    assert piece.status_code == 204, piece.get_data(as_text=True)
+    assert piece.headers["Upload-Offset"] == str(len(DATA))
+    asked = api.post(url, headers={**TUS, "X-HTTP-Method-Override": "HEAD"})
+    assert asked.headers["Upload-Offset"] == str(len(DATA))
+    ended = api.post(url, headers={**TUS, "X-HTTP-Method-Override": "delete"})
+    assert ended.status_code == 204
+    assert api.head(url, headers=TUS).status_code == 404
+    # nowhere else: a POST to the products stays a POST
+    other = api.post("/api/products", json={"sku": "O-1", "name": "Override"},
+                     headers={"X-HTTP-Method-Override": "DELETE"})  # fmt: skip
+    assert other.status_code == 201

@@ -245,6 +245,9 @@ def finish_if_whole(session: Session, upload: Upload) -> None:
     sends nothing more, so nothing else would. Committed here; a refused file is recorded."""
     if upload.completed_at is not None or upload.error:
         return
+    with suppress(OSError):  # its file gone: the offset says so
+        if os.path.getsize(upload.file_path) != upload.length:
+            return  # looked at unlocked: a piece sent meanwhile is not refused as Locked
     target = Target(upload.id, upload.file_path, upload.length)
     # Locked: a piece being written finishes it; refused: `_finish` recorded why
     with suppress(AppError), _writer(target) as out:

@@ -181,6 +181,7 @@
       chunkSize: CHUNK_BYTES,
       retryDelays: RETRY_DELAYS,
       onBeforeRequest: withCsrfToken,
+      onAfterResponse: offsetNotAnswered,
       metadata: { filename: file.name, filetype: file.type || "text/csv" },
       storeFingerprintForResuming: true,
       removeFingerprintOnSuccess: true,
@@ -221,6 +222,16 @@
      signing in again in another tab (by this upload or any other request of the page). */
   function withCsrfToken(request) {
     request.setHeader("X-CSRFToken", csrfToken());
+  }
+
+  /* A HEAD (the offset asked, to resume) answered 5xx: the server is there but cannot say it
+     for a moment (the database away, a web server restarting behind its proxy). Thrown, it is
+     a failure the upload retries at the same address; returned, tus-js-client drops the
+     address and starts a new upload from byte 0, leaving the first import waiting a day. */
+  function offsetNotAnswered(request, response) {
+    if (request.getMethod() === "HEAD" && response.getStatus() >= 500) {
+      throw new Error(`the offset was not answered (${response.getStatus()})`);
+    }
   }
 
   /* Whether a tus request failed on a stale CSRF token and the page now holds a fresh one. */
