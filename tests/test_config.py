@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from product_importer.config import _secret_key, load_config
-from product_importer.imports import remote
+from product_importer.tls import CA_VARIABLES
 from tests.conftest import BIN, ROOT
 
 # How the code reads a setting: env("X") or a parser (_number("X", ...), whole_number),
@@ -47,7 +47,7 @@ def documented_settings() -> set[str]:
 
 # The command line's own (the CAs `import --url` trusts): read from the environment, never from
 # `.env`, so named in its section's words rather than as `NAME=` lines.
-CLIENT_VARIABLES = set(remote.CA_VARIABLES)
+CLIENT_VARIABLES = set(CA_VARIABLES)
 
 
 def test_the_example_env_file_names_every_setting_the_code_reads_and_no_other():

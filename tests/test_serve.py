@@ -13,7 +13,7 @@ import trustme
 from cryptography.hazmat.primitives import serialization
 
 from product_importer import cli
-from product_importer.imports.remote import CA_VARIABLES
+from product_importer.tls import CA_VARIABLES
 from tests.accounts.conftest import post_sign_in
 from tests.conftest import BIN, PASSWORD, Process, free_port, wait_until_up
 from tests.helpers import wait_until

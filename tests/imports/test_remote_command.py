@@ -25,6 +25,7 @@ from tusclient.exceptions import TusCommunicationError
 from product_importer import cli
 from product_importer.imports import remote
 from product_importer.imports.failures import CANCELLED_MESSAGE
+from product_importer.tls import CA_VARIABLES
 from tests.conftest import BIN
 from tests.helpers import wait_until
 from tests.imports.conftest import wait_for
@@ -1321,7 +1322,7 @@ def test_a_tls_connection_broken_off_on_a_piece_is_sent_again_a_certificate_refu
     # nor a refused one: the command took it for the server's refusal, cancelled the import
     # and removed the upload, saying "its TLS certificate was not accepted". Real errors of a
     # real TLS server, without the command: an end-to-end TLS proxy would cost much more.
-    for variable in remote.CA_VARIABLES:  # none names a CA: the message says which to set
+    for variable in CA_VARIABLES:  # none names a CA: the message says which to set
         monkeypatch.delenv(variable, raising=False)
     server = BreakingTls(tmp_path)
     broken = tls_failure(server.url, verify=str(server.cert))  # trusted: the record breaks

@@ -8,6 +8,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import trustme
 
 from product_importer.webhooks import sender, signing
 from product_importer.webhooks.sender import Verdict
@@ -169,8 +170,55 @@ def test_a_certificate_nobody_vouches_for_is_said_for_people(tls_receiver):
     assert outcome.verdict == Verdict.RETRY
     assert outcome.error == (
         "TLS: the certificate of 127.0.0.1 is not trusted (self-signed certificate); the "
-        "receiver needs a certificate from a known authority"
+        "receiver needs a certificate from a known authority, or the workers' SSL_CERT_FILE "
+        "must name the CA that signed it"
     )
+
+
+class NoContent(BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers["content-length"]))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def own_ca_receiver(tmp_path):
+    """An HTTPS receiver whose certificate a CA of one's own signed; yields its URL and the
+    CA's PEM file. The worker's clients are made again after it (they keep their CAs)."""
+    ca = trustme.CA()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NoContent)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"https://127.0.0.1:{server.server_address[1]}/hook", ca_file
+    server.shutdown()
+    server.server_close()
+    sender._trusted.cache_clear()
+    sender._client.cache_clear()
+
+
+def test_a_receiver_signed_by_a_ca_of_ones_own_is_trusted_through_ssl_cert_file(
+    own_ca_receiver, monkeypatch
+):
+    # Internal receivers (WEBHOOK_ALLOW_PRIVATE) often have a certificate of the company's CA:
+    # with the environment off (its proxies would bypass the address check), httpx read no
+    # SSL_CERT_FILE, and every attempt failed as not trusted, retried for a day.
+    url, ca_file = own_ca_receiver
+    assert send(url).verdict == Verdict.RETRY  # the public CAs do not vouch for it
+    sender._trusted.cache_clear()
+    sender._client.cache_clear()
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+
+    outcome = send(url)
+
+    assert outcome.ok, outcome.error
 
 
 def test_private_targets_are_refused_after_resolution_when_not_allowed(receiver):

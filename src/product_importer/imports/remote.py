@@ -26,8 +26,10 @@ from tusclient import client as tus
 from tusclient.exceptions import TusCommunicationError, TusUploadFailed
 from urllib3.exceptions import NameResolutionError, NewConnectionError, ProtocolError
 
+from .. import tls
 from ..errors import said
 from ..timeutil import spoken_wait
+from ..tls import trusted_cas
 from ..webhooks.sender import parse_retry_after
 from . import display
 from .states import FINISHED, INTERRUPTED, Status
@@ -269,21 +271,6 @@ def _wait_asked(status: int, headers) -> float | None:
     return parse_retry_after(headers.get("Retry-After")) if status in ASKS_TO_WAIT else None
 
 
-CA_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")  # the first one set is taken
-
-
-def trusted_cas() -> tuple[str, str] | None:
-    """(variable, path) of the CAs a server's certificate is checked against, where one is
-    named: SSL_CERT_FILE (OpenSSL's, which httpx reads) or REQUESTS_CA_BUNDLE (requests').
-
-    The command talks through both libraries (its own requests, and tuspy's upload): each would
-    read only its own variable, so a server whose CA one names passed the first request and
-    failed the upload, or the other way round. Else None: both check against certifi's CAs.
-    """
-    named = [(name, os.environ.get(name, "").strip()) for name in CA_VARIABLES]
-    return next(((name, path) for name, path in named if path), None)
-
-
 def _verify(cas: tuple[str, str] | None) -> ssl.SSLContext | bool:
     """httpx's `verify` for the CAs named (a PEM file, or a folder of them, as requests takes);
     a path that holds none stops the command saying which variable names it."""
@@ -291,9 +278,7 @@ def _verify(cas: tuple[str, str] | None) -> ssl.SSLContext | bool:
         return True
     name, path = cas
     try:
-        if os.path.isdir(path):
-            return ssl.create_default_context(capath=path)
-        return ssl.create_default_context(cafile=path)
+        return tls.context(path)
     except (OSError, ssl.SSLError) as error:
         raise click.UsageError(
             f"{name} is {path}, which holds no CA certificate that can be read ({error}): point "

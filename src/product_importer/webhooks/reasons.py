@@ -71,7 +71,8 @@ def _untrusted(error: ssl.SSLCertVerificationError, host: str) -> str:
         return f"TLS: the certificate of {host} has expired"
     return (
         f"TLS: the certificate of {host} is not trusted ({reason}); the receiver needs a "
-        "certificate from a known authority"
+        "certificate from a known authority, or the workers' SSL_CERT_FILE must name the CA "
+        "that signed it"
     )
 
 

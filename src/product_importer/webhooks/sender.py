@@ -5,6 +5,7 @@ import contextvars
 import enum
 import functools
 import logging
+import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from email.utils import parsedate_to_datetime
 import httpcore
 import httpx
 
+from .. import tls
 from . import reasons, signing, ssrf
 from .urls import url_without_secrets
 
@@ -107,6 +109,27 @@ def _remaining(timeout: float | None) -> float | None:
     return left if timeout is None else min(timeout, left)
 
 
+@functools.cache
+def _trusted() -> ssl.SSLContext | bool:
+    """The CAs a receiver's certificate is checked against: those SSL_CERT_FILE (or
+    REQUESTS_CA_BUNDLE) names, as for `import --url`, else certifi's. With the environment off
+    (its proxies would bypass the address check) httpx read neither: an internal receiver
+    signed by a CA of one's own was never trusted."""
+    cas = tls.trusted_cas()
+    if cas is None:
+        return True
+    try:
+        return tls.context(cas[1])
+    except (OSError, ssl.SSLError) as error:
+        log.error(
+            "%s is %s, which holds no CA certificate that can be read (%s): webhook receivers "
+            "are checked against the public CAs. Point it at the PEM file of your CA.",
+            *cas,
+            error,
+        )
+        return True
+
+
 @functools.lru_cache(maxsize=256)
 def _client(host: str) -> httpx.Client:
     """One client per receiving host name: keeps connections open between its deliveries.
@@ -115,7 +138,7 @@ def _client(host: str) -> httpx.Client:
     connection verified for one host name to another name on the same address.
     """
     limits = httpx.Limits(max_connections=50, max_keepalive_connections=10)
-    transport = httpx.HTTPTransport(limits=limits, trust_env=False)
+    transport = httpx.HTTPTransport(limits=limits, trust_env=False, verify=_trusted())
     # httpx's timeouts restart on every read, so a receiver trickling its answer could hold a
     # thread for ever; only the socket level sees every wait. httpx has no public way in.
     pool = transport._pool
@@ -123,6 +146,7 @@ def _client(host: str) -> httpx.Client:
     # Proxies from the environment would bypass the address check; redirects likewise.
     return httpx.Client(
         transport=transport,
+        verify=_trusted(),
         trust_env=False,
         follow_redirects=False,
         headers={"user-agent": USER_AGENT, "content-type": "application/json"},
