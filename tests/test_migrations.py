@@ -48,6 +48,13 @@ def migratable(app):
     return app
 
 
+def scratch_app(request, database: str):
+    """An app on a scratch database of `database`'s kind, to migrate at will."""
+    if database == "postgresql":
+        return request.getfixturevalue("migrated_app")
+    return request.getfixturevalue("sqlite_app")[0]
+
+
 def sql(statement: str, **params) -> list[tuple]:
     with psycopg.connect(_database_url(SCRATCH_DB), autocommit=True) as conn:
         cursor = conn.execute(statement, params or None)
@@ -279,10 +286,7 @@ def test_jobs_failed_before_the_release_get_the_error_code_their_words_say(reque
 
     from product_importer.extensions import db
 
-    if database == "postgresql":
-        migrating = request.getfixturevalue("migrated_app")
-    else:
-        migrating = request.getfixturevalue("sqlite_app")[0]
+    migrating = scratch_app(request, database)
     marked = [code for _, _, code in OLD_FAILURES]
     with migrating.app_context():
         flask_migrate.upgrade(revision="0021")
@@ -465,10 +469,7 @@ def test_deleting_a_token_deletes_the_tokens_made_with_it_in_the_database(reques
 
     from product_importer.extensions import db
 
-    if database == "postgresql":
-        migrating = request.getfixturevalue("migrated_app")
-    else:
-        migrating = request.getfixturevalue("sqlite_app")[0]
+    migrating = scratch_app(request, database)
     with migrating.app_context():
         flask_migrate.upgrade(revision="0024")
         for statement in TOKENS_BEFORE_0025:
@@ -518,10 +519,7 @@ AFTER_0026 = [
 def test_products_text_goes_to_nfc_but_a_sku_another_product_has_in_nfc(request, database, caplog):
     import flask_migrate
 
-    if database == "postgresql":
-        migrating = request.getfixturevalue("migrated_app")
-    else:
-        migrating = request.getfixturevalue("sqlite_app")[0]
+    migrating = scratch_app(request, database)
     insert = "INSERT INTO products (sku, name, description) VALUES (:sku, :name, :description)"
     values = "SELECT sku, name, description FROM products ORDER BY id"
     with migrating.app_context():
@@ -552,10 +550,7 @@ def test_products_text_goes_to_nfc_but_a_sku_another_product_has_in_nfc(request,
 def test_the_change_records_text_goes_to_nfc_so_an_undo_puts_back_nfc(request, database):
     import flask_migrate
 
-    if database == "postgresql":
-        migrating = request.getfixturevalue("migrated_app")
-    else:
-        migrating = request.getfixturevalue("sqlite_app")[0]
+    migrating = scratch_app(request, database)
     record = (
         "INSERT INTO import_changes (job_id, rn, kind, product_id, sku, name, description, "
         "active, before_sku, before_name, before_description, before_active) VALUES "
@@ -623,10 +618,7 @@ def test_emails_go_to_nfc_with_their_audit_entries_but_one_another_account_has(
 ):
     import flask_migrate
 
-    if database == "postgresql":
-        migrating = request.getfixturevalue("migrated_app")
-    else:
-        migrating = request.getfixturevalue("sqlite_app")[0]
+    migrating = scratch_app(request, database)
     add_user = (
         "INSERT INTO users (email, password_hash, role, created_at) "
         "VALUES (:email, 'x', 'viewer', '2026-12-01')"
