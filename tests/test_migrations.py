@@ -609,6 +609,8 @@ EMAILS_0028 = [
     ("ana@example.test", "ana@example.test"),
     (NFD("Zoë@example.test"), NFD("Zoë@example.test")),  # in NFC, the next one's: left
     ("zoë@example.test", "zoë@example.test"),
+    # U+0958 is two letters in NFC: 254 characters would become 255, past the column
+    ("\u0958" * 241 + "@example.test", "\u0958" * 241 + "@example.test"),
 ]
 
 
@@ -645,6 +647,7 @@ def test_emails_go_to_nfc_with_their_audit_entries_but_one_another_account_has(
         left = [line for line in said if "keep their email as it was" in line]
         assert len(left) == 1 and f"id 3 {NFD('Zoë@example.test')!r}" in left[0]
         assert "(in NFC, the email of id 4)" in left[0]
+        assert "id 5 " in left[0] and "(in NFC, longer than 254 characters)" in left[0]
 
 
 def test_each_migration_is_named_by_one_line_in_the_upgrade_log():

@@ -4,6 +4,8 @@ command line's `import --url` and webhook deliveries."""
 import os
 import ssl
 
+import certifi
+
 CA_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")  # the first one set is taken
 
 
@@ -17,6 +19,17 @@ def trusted_cas() -> tuple[str, str] | None:
     """
     named = [(name, os.environ.get(name, "").strip()) for name in CA_VARIABLES]
     return next(((name, path) for name, path in named if path), None)
+
+
+def with_public_cas(path: str) -> ssl.SSLContext:
+    """A TLS context trusting certifi's CAs (those of the browsers) and those of `path` too:
+    a worker sends to public receivers and internal ones alike. Raises as `context`."""
+    trusting = ssl.create_default_context(cafile=certifi.where())
+    if os.path.isdir(path):
+        trusting.load_verify_locations(capath=path)
+    else:
+        trusting.load_verify_locations(cafile=path)
+    return trusting
 
 
 def context(path: str) -> ssl.SSLContext:

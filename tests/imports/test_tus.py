@@ -332,8 +332,9 @@ def test_a_post_that_names_another_method_in_the_override_header_is_that_method(
 
     assert piece.status_code == 204, piece.get_data(as_text=True)
     assert piece.headers["Upload-Offset"] == str(len(DATA))
-    asked = api.post(url, headers={**TUS, "X-HTTP-Method-Override": "HEAD"})
-    assert asked.headers["Upload-Offset"] == str(len(DATA))
+    assert offset_of(api, url) == len(DATA)
+    # not HEAD: the server, which sees a POST, would promise a body and send none
+    assert api.post(url, headers={**TUS, "X-HTTP-Method-Override": "HEAD"}).status_code == 405
     ended = api.post(url, headers={**TUS, "X-HTTP-Method-Override": "delete"})
     assert ended.status_code == 204
     assert api.head(url, headers=TUS).status_code == 404

@@ -593,7 +593,7 @@ def test_a_redelivery_is_answered_though_a_delete_of_its_webhook_commits_right_a
 # A session waiting for a lock while inserting deliveries: an event's fan-out.
 FAN_OUT_WAITING = (
     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-    "AND query LIKE 'INSERT INTO webhook_deliveries%'"
+    "AND datname = current_database() AND query LIKE 'INSERT INTO webhook_deliveries%'"
 )
 
 

@@ -7,6 +7,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import certifi
 import pytest
 import trustme
 
@@ -219,6 +220,9 @@ def test_a_receiver_signed_by_a_ca_of_ones_own_is_trusted_through_ssl_cert_file(
     outcome = send(url)
 
     assert outcome.ok, outcome.error
+    # beside the public CAs, not in their place: public receivers are still trusted
+    public = ssl.create_default_context(cafile=certifi.where()).cert_store_stats()["x509_ca"]
+    assert sender._trusted().cert_store_stats()["x509_ca"] == public + 1
 
 
 def test_private_targets_are_refused_after_resolution_when_not_allowed(receiver):

@@ -17,7 +17,7 @@ from ..apiutil import (
     true_or_false,
     whole_number,
 )
-from ..errors import AppError, BadRequest, Invalid, NotFound, TooLarge
+from ..errors import AppError, BadRequest, Invalid, TooLarge
 from ..extensions import db, removed_unless_committed
 from ..security import large_body, refuse_cross_site_requests
 from . import changes, options, plans, resumable, service, streams, uploads
@@ -93,7 +93,7 @@ def _import_upload(actor: dict):
     try:  # known now only for an upload already whole (one still arriving is not compared)
         sha256 = uploads.sha256(upload.file_path) if upload.completed_at else None
     except FileNotFoundError:  # removed with the end of an import of it: HEAD says 404 too
-        raise NotFound(f"Upload {upload.id} no longer has its file. Upload again.") from None
+        raise resumable.file_gone(upload.id) from None
     job = service.create(
         db.session,
         filename=upload.filename,

@@ -29,7 +29,6 @@ from urllib3.exceptions import NameResolutionError, NewConnectionError, Protocol
 from .. import tls
 from ..errors import said
 from ..timeutil import spoken_wait
-from ..tls import trusted_cas
 from ..webhooks.sender import parse_retry_after
 from . import display
 from .states import FINISHED, INTERRUPTED, Status
@@ -84,7 +83,7 @@ def import_remotely(path: str, url: str, token: str, given: dict) -> int:
         )
     headers = {"Authorization": f"Bearer {token.strip()}"}
     started: dict = {}  # the upload's address and the job, once the server has them
-    cas = trusted_cas()
+    cas = tls.trusted_cas()
     with (
         httpx.Client(base_url=base, headers=headers, timeout=60, verify=_verify(cas)) as http,
         _answered_in_time(cas[1] if cas else None) as answers,
@@ -888,7 +887,7 @@ def _unreachable(error: str, base: str) -> str:
     """Why the server at `base` could not be reached, and what to check."""
     why = _said_of(error, long=True) or error
     if _said_of(error, long=False) == NO_TLS:  # asking again changes nothing
-        cas = trusted_cas()
+        cas = tls.trusted_cas()
         own = (
             f"{cas[0]} is {cas[1]}: does it hold the CA that signed it?"
             if cas

@@ -111,12 +111,17 @@ def _expired(upload: Upload) -> bool:
     return upload.completed_at is None and aware(upload.expires_at) <= utcnow()
 
 
+def file_gone(upload_id: str) -> NotFound:
+    """The error for an upload whose file is no longer kept (removed with an import's end)."""
+    return NotFound(f"Upload {upload_id} no longer has its file. Upload again.")
+
+
 def offset(upload: Upload) -> int:
     """How many bytes of the upload have arrived."""
     try:
         return os.path.getsize(upload.file_path)
     except FileNotFoundError:
-        raise NotFound(f"Upload {upload.id} no longer has its file. Upload again.") from None
+        raise file_gone(upload.id) from None
 
 
 @dataclass(frozen=True)
@@ -184,7 +189,7 @@ def _writer(target: Target):
     try:
         out = open(target.path, "ab", buffering=0)  # noqa: SIM115  (closed by the with below)
     except FileNotFoundError:
-        raise NotFound(f"Upload {target.id} no longer has its file. Upload again.") from None
+        raise file_gone(target.id) from None
     with out:
         try:
             fcntl.flock(out.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

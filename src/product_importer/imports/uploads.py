@@ -31,13 +31,15 @@ class UploadRequest(Request):
         return tempfile.NamedTemporaryFile(dir=folder, prefix=".incoming-", suffix=".part")
 
 
-OVERRIDDEN = frozenset({"PATCH", "DELETE", "HEAD"})  # what X-HTTP-Method-Override may name
+# What X-HTTP-Method-Override may name: a HEAD so named would leave the server (which sees a
+# POST) sending a Content-Length without the body it promises.
+OVERRIDDEN = frozenset({"PATCH", "DELETE"})
 AN_UPLOAD = re.compile(r"/api/uploads/[^/]+")  # a resumable upload's address (tus.py)
 
 
 class MethodOverride:
     """WSGI middleware: a POST to a resumable upload with `X-HTTP-Method-Override: PATCH` (or
-    DELETE, HEAD) is that method, as tus 1.0 asks of a server. Clients behind a proxy that
+    DELETE) is that method, as tus 1.0 asks of a server. Clients behind a proxy that
     passes only GET and POST send their pieces so (tus-js-client's `overridePatchMethod`). Only
     an upload's address: nowhere else does a POST become another method."""
 

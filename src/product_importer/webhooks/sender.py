@@ -111,15 +111,15 @@ def _remaining(timeout: float | None) -> float | None:
 
 @functools.cache
 def _trusted() -> ssl.SSLContext | bool:
-    """The CAs a receiver's certificate is checked against: those SSL_CERT_FILE (or
-    REQUESTS_CA_BUNDLE) names, as for `import --url`, else certifi's. With the environment off
-    (its proxies would bypass the address check) httpx read neither: an internal receiver
-    signed by a CA of one's own was never trusted."""
+    """The CAs a receiver's certificate is checked against: certifi's, and those SSL_CERT_FILE
+    (or REQUESTS_CA_BUNDLE) names, as for `import --url`. With the environment off (its proxies
+    would bypass the address check) httpx read neither: an internal receiver signed by a CA of
+    one's own was never trusted."""
     cas = tls.trusted_cas()
     if cas is None:
         return True
     try:
-        return tls.context(cas[1])
+        return tls.with_public_cas(cas[1])
     except (OSError, ssl.SSLError) as error:
         log.error(
             "%s is %s, which holds no CA certificate that can be read (%s): webhook receivers "
@@ -146,7 +146,6 @@ def _client(host: str) -> httpx.Client:
     # Proxies from the environment would bypass the address check; redirects likewise.
     return httpx.Client(
         transport=transport,
-        verify=_trusted(),
         trust_env=False,
         follow_redirects=False,
         headers={"user-agent": USER_AGENT, "content-type": "application/json"},

@@ -12,7 +12,7 @@ from flask import current_app
 from sqlalchemy import delete, func, literal, select, update
 from sqlalchemy.orm import Session
 
-from .. import background
+from .. import background, database
 from ..accounts.auth import current_actor
 from ..errors import Conflict, Invalid, NotFound
 from ..timeutil import aware, utcnow
@@ -35,10 +35,6 @@ READ_ONLY = {
 # How long the secret before a rotation signs beside the new one, unless asked otherwise: a day
 # for the receiver's owner to put the new one in place (as Svix and Stripe give).
 KEEP_PREVIOUS_HOURS = 24
-# An endpoint read to be changed or deleted: locked (FOR NO KEY UPDATE), so a change waits for a
-# delete and then finds it gone (404; it read the row and updated none: a 500), while events
-# published for it meanwhile (FOR KEY SHARE, as the deliveries' foreign key) go on.
-HELD = {"with_for_update": {"key_share": True}, "populate_existing": True}
 MAX_KEEP_PREVIOUS_HOURS = 7 * 24
 
 # --- settings ---------------------------------------------------------------------------------
@@ -91,6 +87,15 @@ def last_test(session: Session, endpoint: Endpoint) -> Delivery | None:
     return last_tests(session, endpoint_ids=[endpoint.id]).get(endpoint.id)
 
 
+def held(session: Session, endpoint_id: int) -> Endpoint:
+    """The endpoint, read to be changed or deleted: locked (FOR NO KEY UPDATE; SQLite's writer
+    lock), so a change waits for a delete and then finds it gone (404; read unlocked, it updated
+    no row: a 500), while events published for it meanwhile (FOR KEY SHARE, as the deliveries'
+    foreign key) go on."""
+    database.of(session).lock_before_reading(session, Endpoint, endpoint_id)
+    return get(session, endpoint_id, with_for_update={"key_share": True}, populate_existing=True)
+
+
 def get(session: Session, endpoint_id: int, **options) -> Endpoint:
     """Return the endpoint (`options` as Session.get takes them), or raise NotFound."""
     endpoint = session.get(Endpoint, endpoint_id, **options)
@@ -110,8 +115,8 @@ def create(session: Session, *, fields: dict) -> Endpoint:
 
 def update_endpoint(session: Session, endpoint_id: int, *, fields: dict) -> Endpoint:
     """Change some of an endpoint's fields; enabling it again clears why it was disabled."""
-    endpoint = get(session, endpoint_id, **HELD)
-    values = clean(fields, partial=True)
+    values = clean(fields, partial=True)  # first: its DNS lookup may take seconds, unlocked
+    endpoint = held(session, endpoint_id)
     url, enabled = endpoint.url, endpoint.enabled
     for name, value in values.items():
         setattr(endpoint, name, value)
@@ -150,7 +155,7 @@ def rotate_secret(session: Session, endpoint_id: int, *, fields: dict) -> Endpoi
     `keep_previous_hours` (0 to a week, default a day) is how long: 0 stops it at once, for
     a secret that leaked. A secret already kept from an earlier rotation is dropped.
     """
-    endpoint = get(session, endpoint_id, **HELD)
+    endpoint = held(session, endpoint_id)
     hours = _keep_previous_hours(fields)
     endpoint.previous_secret = endpoint.secret if hours else None
     endpoint.previous_secret_until = utcnow() + timedelta(hours=hours) if hours else None
@@ -183,7 +188,7 @@ def delete_endpoint(session: Session, endpoint_id: int) -> str:
     waited that long, then failed on the webhook gone. Events published meanwhile are deleted
     with the row (the foreign key's cascade).
     """
-    endpoint = get(session, endpoint_id, **HELD)
+    endpoint = held(session, endpoint_id)
     session.execute(
         delete(Delivery).where(Delivery.endpoint_id == endpoint_id),
         execution_options={"synchronize_session": False},

@@ -10,9 +10,9 @@ as typed. Emails now enter in NFC (new accounts, sign-ins, the audit log's filte
 the accounts already there to NFC, and their entries in the audit log with them (its filter by
 actor finds them by the email they have now).
 
-An email whose NFC form is already another account's (both forms were made) is left as it is,
-and the upgrade names both: nothing is merged or deleted. Deactivate the one not used (it
-cannot sign in any more: the email typed finds the other).
+An email whose NFC form is already another account's (both forms were made), or longer than an
+email may be, is left as it is, and the upgrade names it: nothing is merged or deleted.
+Deactivate the one not used (it cannot sign in any more: the email typed finds the other).
 
 Both databases: in Python, a statement per account changed (accounts are few).
 Downgrading changes nothing: an email in NFC reads the same.
@@ -31,6 +31,7 @@ depends_on = None
 
 log = logging.getLogger("product_importer.migrations")
 
+MAX_EMAIL = 254
 ACCOUNTS = sa.text("SELECT id, email FROM users ORDER BY id")
 # Another account has this email, ignoring case (SQLite's lower() is the app's, as its index's).
 TAKEN = sa.text("SELECT id FROM users WHERE lower(email) = lower(:email) AND id <> :id")
@@ -45,6 +46,9 @@ def upgrade():
         nfc = unicodedata.normalize("NFC", email)
         if nfc == email:
             continue
+        if len(nfc) > MAX_EMAIL:  # NFC writes a few letters longer
+            left.append(f"id {account} {email!r} (in NFC, longer than {MAX_EMAIL} characters)")
+            continue
         other = conn.execute(TAKEN, {"email": nfc, "id": account}).scalar()
         if other is not None:
             left.append(f"id {account} {email!r} (in NFC, the email of id {other})")
@@ -55,9 +59,9 @@ def upgrade():
     log.info("Emails in NFC: %d accounts normalised.", written)
     if left:
         log.warning(
-            "%d accounts keep their email as it was: %s. They cannot sign in (the email "
-            "typed finds the other account); deactivate them if they are not needed: "
-            "nothing was merged or deleted.",
+            "%d accounts keep their email as it was: %s. They cannot sign in with it as "
+            "typed (it finds the other account, or none); deactivate them if they are not "
+            "needed, or add the person again: nothing was merged or deleted.",
             len(left),
             "; ".join(left),
         )
