@@ -686,3 +686,22 @@ def test_a_change_of_a_webhook_being_deleted_waits_and_is_said_not_found(
 
     assert answers[0].status_code == 404, answers[0].text
     assert answers[0].json()["error"]["message"] == f"Webhook {hook.json()['id']} does not exist."
+
+
+def test_the_audit_log_names_the_fields_a_webhook_patch_changed_and_skips_one_of_none(
+    api, receiver
+):
+    # Logged as the fields sent: read-only ones and values as they were, and a change of
+    # nothing as a change.
+    hook = create_endpoint(api, receiver.url, description="CRM")
+    same = {"url": receiver.url, "description": "CRM", "enabled": True, "id": hook["id"]}
+
+    def edits():
+        return api.get("/api/audit?action=webhook.updated").get_json()["items"]
+
+    assert api.patch(f"/api/webhooks/{hook['id']}", json=same).status_code == 200
+    assert edits() == []
+    renamed = same | {"description": "ERP"}
+    assert api.patch(f"/api/webhooks/{hook['id']}", json=renamed).status_code == 200
+    [entry] = edits()
+    assert entry["details"] == {"id": hook["id"], "fields": ["description"]}

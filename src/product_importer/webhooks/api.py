@@ -67,8 +67,9 @@ def _webhook_json(endpoint: models.Endpoint, **options) -> dict:
 def update_webhook(endpoint_id: int):
     """Change some of an endpoint's fields."""
     fields = json_object("webhook")
-    endpoint = service.update_endpoint(db.session, endpoint_id, fields=fields)
-    audit.record(db.session, "webhook.updated", endpoint.url, id=endpoint_id, fields=sorted(fields))
+    endpoint, changed = service.update_endpoint(db.session, endpoint_id, fields=fields)
+    if changed:  # the fields sent may be the whole webhook, read-only ones and all
+        audit.record(db.session, "webhook.updated", endpoint.url, id=endpoint_id, fields=changed)
     db.session.commit()
     return jsonify(_webhook_json(endpoint))
 

@@ -113,10 +113,14 @@ def create(session: Session, *, fields: dict) -> Endpoint:
     return endpoint
 
 
-def update_endpoint(session: Session, endpoint_id: int, *, fields: dict) -> Endpoint:
-    """Change some of an endpoint's fields; enabling it again clears why it was disabled."""
+def update_endpoint(
+    session: Session, endpoint_id: int, *, fields: dict
+) -> tuple[Endpoint, list[str]]:
+    """Change some of an endpoint's fields; enabling it again clears why it was disabled.
+    Returns the endpoint and the names of the fields whose values changed."""
     values = clean(fields, partial=True)  # first: its DNS lookup may take seconds, unlocked
     endpoint = held(session, endpoint_id)
+    changed = sorted(name for name, value in values.items() if getattr(endpoint, name) != value)
     url, enabled = endpoint.url, endpoint.enabled
     for name, value in values.items():
         setattr(endpoint, name, value)
@@ -125,7 +129,7 @@ def update_endpoint(session: Session, endpoint_id: int, *, fields: dict) -> Endp
     session.flush()
     if endpoint.enabled and (endpoint.url != url or not enabled):
         retry_now(session, endpoint_id)
-    return endpoint
+    return endpoint, changed
 
 
 def retry_now(session: Session, endpoint_id: int) -> None:
