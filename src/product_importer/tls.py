@@ -21,20 +21,14 @@ def trusted_cas() -> tuple[str, str] | None:
     return next(((name, path) for name, path in named if path), None)
 
 
-def with_public_cas(path: str) -> ssl.SSLContext:
-    """A TLS context trusting certifi's CAs (those of the browsers) and those of `path` too:
-    a worker sends to public receivers and internal ones alike. Raises as `context`."""
-    trusting = ssl.create_default_context(cafile=certifi.where())
-    if os.path.isdir(path):
-        trusting.load_verify_locations(capath=path)
-    else:
-        trusting.load_verify_locations(cafile=path)
-    return trusting
-
-
-def context(path: str) -> ssl.SSLContext:
+def context(path: str, *, beside_public: bool = False) -> ssl.SSLContext:
     """A TLS context trusting the CAs of a PEM file, or of a folder of them (as requests
-    takes); raises OSError or ssl.SSLError where it holds none that can be read."""
-    if os.path.isdir(path):
-        return ssl.create_default_context(capath=path)
-    return ssl.create_default_context(cafile=path)
+    takes), and certifi's too (those of the browsers) if `beside_public`: a worker sends to
+    public receivers and internal ones alike. Raises OSError or ssl.SSLError where `path`
+    holds none that can be read."""
+    named = {"capath": path} if os.path.isdir(path) else {"cafile": path}
+    if not beside_public:
+        return ssl.create_default_context(**named)
+    trusting = ssl.create_default_context(cafile=certifi.where())
+    trusting.load_verify_locations(**named)
+    return trusting

@@ -6,7 +6,6 @@ leaves no entry, and one that commits always has one.
 
 import json
 import re
-import unicodedata
 from dataclasses import dataclass
 
 from flask import has_request_context, request
@@ -15,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from ..apiutil import page_count
 from ..errors import Invalid
+from . import service
 from .auth import current_actor
 from .models import AuditEntry
 
@@ -94,7 +94,7 @@ def list_entries(
     actor, action = actor.strip(), action.strip()  # blank is no filter, as the products' are
     query = select(AuditEntry)
     if actor:
-        actor = unicodedata.normalize("NFC", actor)  # as accounts keep their emails
+        actor = service.normal_email(actor)  # as accounts keep their emails
         query = query.where(func.lower(AuditEntry.actor_email) == func.lower(actor))
     if action:
         query = query.where(

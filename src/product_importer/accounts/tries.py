@@ -7,7 +7,6 @@ burst of them got past the limit. A try that succeeds is given back, so only fai
 
 import hashlib
 import logging
-import unicodedata
 
 from flask import g
 from limits import parse
@@ -15,6 +14,7 @@ from limits.storage import RedisStorage
 
 from ..database import lower_letters
 from ..extensions import limiter
+from . import service
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def account_key(email: str) -> str:
     """The key an account's tries are counted under: its email as the database finds it (in
     NFC, lowered), hashed, so that what a client types is never kept in the store of counts
     (an email field of 400 KB was kept whole, for every try)."""
-    email = lower_letters(unicodedata.normalize("NFC", email.strip()))
+    email = lower_letters(service.normal_email(email))
     return "account:" + hashlib.sha256(email.encode("utf-8", "surrogatepass")).hexdigest()
 
 

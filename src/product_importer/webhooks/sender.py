@@ -119,7 +119,7 @@ def _trusted() -> ssl.SSLContext | bool:
     if cas is None:
         return True
     try:
-        return tls.with_public_cas(cas[1])
+        return tls.context(cas[1], beside_public=True)
     except (OSError, ssl.SSLError) as error:
         log.error(
             "%s is %s, which holds no CA certificate that can be read (%s): webhook receivers "
