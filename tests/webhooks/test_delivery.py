@@ -12,7 +12,7 @@ from datetime import timedelta
 import psutil
 import psycopg
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from product_importer.extensions import db
 from product_importer.timeutil import utcnow
@@ -159,6 +159,32 @@ def test_410_disables_the_endpoint(client, make_endpoint, receiver):
     assert publish() == [delivery_id], "a disabled endpoint gets no new deliveries"
     enabled = client.patch(f"/api/webhooks/{endpoint['id']}", json={"enabled": True}).get_json()
     assert enabled["disabled_reason"] is None
+
+
+def test_a_webhook_being_deleted_as_its_receiver_answers_410_keeps_no_delivery_locked(
+    make_endpoint, receiver, holding
+):
+    """Recording a 410, the worker locked the delivery, then the webhook to disable it; a
+    delete holds the webhook, then deletes its deliveries. Each waited for the other, and
+    PostgreSQL failed one of them: the delete answered 500, or the worker lost its record.
+    The worker now takes the webhook first, as the delete does."""
+    endpoint = make_endpoint(receiver.url)
+    receiver.answer(Answer(status=410))
+    webhook = f"FROM webhook_endpoints WHERE id = {endpoint['id']}"
+    its_deliveries = f"FROM webhook_deliveries WHERE endpoint_id = {endpoint['id']}"
+    with holding(f"SELECT id {webhook} FOR NO KEY UPDATE") as deleting:  # as a delete does
+        publish()
+        deleting.wait_until_blocking()  # the worker, recording the 410, waits for the webhook
+
+        # the delete's next step: the webhook's deliveries, none of them held by the worker
+        deleting.conn.execute(text(f"SELECT id {its_deliveries} FOR UPDATE NOWAIT"))
+        deleting.conn.execute(text(f"DELETE {its_deliveries}"))
+        deleting.conn.execute(text(f"DELETE {webhook}"))
+        deleting.conn.commit()
+
+    db.session.rollback()
+    assert db.session.get(Endpoint, endpoint["id"]) is None
+    assert list(db.session.scalars(select(Delivery.id))) == []
 
 
 @pytest.mark.parametrize("status", [400, 404, 301])

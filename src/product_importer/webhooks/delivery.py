@@ -342,6 +342,10 @@ def _record(
     """Log the attempt and move the delivery on to `state`: done, failed, or due again later."""
     reply = outcome.reply()
     with conn.begin():
+        if outcome.verdict == Verdict.GONE:
+            # The webhook first, as its delete does (then its deliveries): the delivery first
+            # could deadlock with a delete, which would fail one side.
+            conn.execute(_HOLD_ENDPOINT, {"endpoint_id": claim.endpoint_id})
         row = {"delivery_id": claim.id, "attempt": claim.attempt, **reply}
         if not conn.execute(RECORD, row | state).rowcount:
             return  # the claim was lost, or the webhook deleted (its deliveries with it)
@@ -351,6 +355,13 @@ def _record(
         )
         if outcome.verdict == Verdict.GONE:
             _disable(conn, claim.endpoint_id)
+
+
+_HOLD_ENDPOINT = (
+    select(endpoints.c.id)
+    .where(endpoints.c.id == bindparam("endpoint_id"))
+    .with_for_update(key_share=True)  # FOR NO KEY UPDATE: events may still be published to it
+)
 
 
 def _next_state(claim: Claim, outcome: Outcome) -> dict:
