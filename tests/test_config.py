@@ -112,6 +112,38 @@ def test_a_command_with_a_mistyped_setting_names_it_and_stops(tmp_path, setting,
     assert_refused(["migrate"], env, tmp_path, said)
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("", ""),
+        (" https://importer.example.com/ ", "https://importer.example.com"),
+        ("http://10.0.0.5:8000/importer/", "http://10.0.0.5:8000/importer"),
+    ],
+)
+def test_the_public_url_is_kept_without_its_final_slash(monkeypatch, tmp_path, value, expected):
+    monkeypatch.setenv("PUBLIC_URL", value)
+
+    assert load_config(str(tmp_path))["PUBLIC_URL"] == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "importer.example.com",  # no scheme: a receiver could not fetch it
+        "ftp://importer.example.com",
+        "https://",
+        "https://ops:pw@importer.example.com",  # a credential sent to every receiver
+        "https://importer.example.com:99999",
+        "https://importer.example.com/?token=x",
+    ],
+)
+def test_a_public_url_that_is_no_address_says_what_it_takes(monkeypatch, tmp_path, value):
+    monkeypatch.setenv("PUBLIC_URL", value)
+
+    with pytest.raises(ValueError, match="^PUBLIC_URL must "):
+        load_config(str(tmp_path))
+
+
 def test_settings_take_any_case_and_empty_is_the_default(monkeypatch, tmp_path):
     monkeypatch.setenv("WEBHOOK_ALLOW_PRIVATE", "Yes")
     monkeypatch.setenv("LOG_FORMAT", "JSON")

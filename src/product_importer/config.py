@@ -7,6 +7,7 @@ import ssl
 import tempfile
 from contextlib import suppress
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from dotenv import find_dotenv, load_dotenv
 
@@ -76,6 +77,26 @@ def _url_bytes() -> int:
             f"at most {MAX_REQUEST_LINE} bytes), not {value}"
         )
     return value
+
+
+def _public_url() -> str:
+    """PUBLIC_URL, the address people and receivers reach the app at, without a final slash;
+    empty when unset (each import then names the address it was asked at)."""
+    value = (os.environ.get("PUBLIC_URL") or "").strip()
+    if not value:
+        return ""
+    try:
+        parts = urlsplit(value)
+        usable = parts.scheme in ("http", "https") and parts.hostname and parts.port != 0
+    except ValueError:  # a port out of range or a bracket unclosed
+        usable = False
+    if not usable or parts.username is not None:
+        raise SettingError(
+            f"PUBLIC_URL must be the app's address, as https://importer.example.com, not {value!r}"
+        )
+    if parts.query or parts.fragment:
+        raise SettingError(f"PUBLIC_URL must have no query or fragment, not {value!r}")
+    return value.rstrip("/")
 
 
 def _log_level() -> str:
@@ -242,6 +263,8 @@ def load_config(instance_path: str) -> dict:
         "LOG_FORMAT": _one_of("LOG_FORMAT", "text", ("text", "json")),
         # A bearer token that opens GET /metrics only (admins' tokens and sessions open it too).
         "METRICS_TOKEN": env("METRICS_TOKEN") or "",
+        # Where webhook receivers fetch an import's change record (`changes_url`).
+        "PUBLIC_URL": _public_url(),
         "WTF_CSRF_TIME_LIMIT": None,
         **_access_settings(env, broker_url),
     }

@@ -67,6 +67,8 @@ def test_an_import_from_the_command_line_has_no_actor(receiver, hook, tmp_path):
     assert event["type"] == "import.completed"
     assert event["actor"] is None
     assert event["data"]["created_by"] is None
+    # asked at no address, and PUBLIC_URL unset: the path alone (docs/api.md says so)
+    assert event["data"]["changes_url"] == f"/api/imports/{event['data']['id']}/changes"
 
 
 def test_a_tampered_payload_fails_the_library_check(client_as, receiver, hook):

@@ -669,7 +669,8 @@ class Hunt(RuleBasedStateMachine):
             data = {key: value for key, value in event["data"].items() if key != "changes_url"}
             assert {k: data[k] for k in COUNTED} == {k: shown[k] for k in COUNTED}, event
             if event["type"] == "import.completed":
-                assert event["data"]["changes_url"] == f"/api/imports/{shown['id']}/changes"
+                changes = self.http.base_url.join(f"/api/imports/{shown['id']}/changes")
+                assert event["data"]["changes_url"] == str(changes)
         entries = self.audit_entries(ids)
         for action, target, email in self.expected_audit:
             assert (action, target, email) in entries, (action, target, email)

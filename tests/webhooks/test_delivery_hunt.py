@@ -301,7 +301,8 @@ def test_import_completed_carries_the_job_as_the_api_shows_it(served, any_http, 
         event = sent[job_id]
         assert event["type"] == "import.completed"
         assert event["actor"]["email"] == "admin@example.test"
-        assert event["data"]["changes_url"] == f"/api/imports/{job_id}/changes"
+        changes = any_http.base_url.join(f"/api/imports/{job_id}/changes")
+        assert event["data"]["changes_url"] == str(changes)
         # The API's retry_refusal is not in webhooks: it changes after the event (a file no
         # longer kept), and a receiver has no Retry to offer.
         assert "retry_refusal" not in event["data"]

@@ -42,7 +42,26 @@ def test_a_completed_import_sends_one_import_completed(any_http, receiver, impor
         "3 created, 0 updated, 0 unchanged, 1 rejected. "
         "1 row repeated an earlier SKU; the last one was kept."
     )
-    assert event["data"]["changes_url"] == f"/api/imports/{job['id']}/changes"
+    # the URL of its change record, at the address the import was asked at: a receiver
+    # fetches what changed from it
+    changes_url = event["data"]["changes_url"]
+    assert changes_url == str(any_http.base_url.join(f"/api/imports/{job['id']}/changes"))
+    assert any_http.get(changes_url).json()["total"] == 3
+
+
+def test_public_url_names_the_change_record_wherever_the_import_was_asked(app, monkeypatch):
+    # Behind a reverse proxy the address the request came in at may be an internal one
+    # that receivers cannot reach; PUBLIC_URL, when set, is the one they are given.
+    from types import SimpleNamespace
+
+    from product_importer.imports.endings import changes_url
+
+    asked = SimpleNamespace(id=7, origin="http://10.0.0.5:8000")
+    with app.app_context():
+        monkeypatch.setitem(app.config, "PUBLIC_URL", "https://importer.example.com/pi")
+        assert changes_url(asked) == "https://importer.example.com/pi/api/imports/7/changes"
+        monkeypatch.setitem(app.config, "PUBLIC_URL", "")
+        assert changes_url(asked) == "http://10.0.0.5:8000/api/imports/7/changes"
 
 
 def test_a_plan_sends_nothing_and_an_undo_sends_import_undone(any_http, receiver, import_hook):

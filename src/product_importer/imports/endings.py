@@ -5,6 +5,7 @@ lost worker) goes through `final_values`; `record_end` writes them only while th
 still owns the job; `announce` queues the webhook in the same transaction.
 """
 
+from flask import current_app
 from sqlalchemy import Connection, Row, update
 
 from ..timeutil import utcnow
@@ -86,7 +87,7 @@ def announce(conn: Connection, row: Row | None) -> list[int]:
     if event == "import.completed" and row.kind == Kind.UNDO:
         event = "import.undone"
     elif event == "import.completed":
-        data["changes_url"] = changes_path(row.id)
+        data["changes_url"] = changes_url(row)
     return events.publish(conn, event, data, actor=actor_of(row), will_send=True)
 
 
@@ -100,6 +101,8 @@ def actor_of(row: Row) -> dict | None:
     return {"id": row.created_by_id, "email": row.created_by} if row.created_by else None
 
 
-def changes_path(job_id: int) -> str:
-    """Where the API serves an import's change record (a path on this server)."""
-    return f"/api/imports/{job_id}/changes"
+def changes_url(row: Row) -> str:
+    """Where a receiver fetches the import's change record: under PUBLIC_URL, else the address
+    the import was asked at; only the path for one from the command line with neither."""
+    base = current_app.config["PUBLIC_URL"] or row.origin or ""
+    return f"{base}/api/imports/{row.id}/changes"

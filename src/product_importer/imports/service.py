@@ -4,7 +4,7 @@ import json
 import os
 from collections.abc import Iterator
 
-from flask import current_app
+from flask import current_app, has_request_context, request
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
@@ -45,6 +45,7 @@ def create(
         bytes_total=bytes_total,
         retry_of_id=retry_of_id,
         upload_id=upload_id,
+        origin=asked_at(),
         created_by_id=created_by and created_by["id"],
         created_by=created_by and created_by["email"],
         status=Status.QUEUED,
@@ -61,8 +62,15 @@ def create(
     return job
 
 
+def asked_at() -> str | None:
+    """The app's address as the request asking for an import names it (its Host one of
+    ALLOWED_HOSTS, Flask refuses others); None from the command line."""
+    return request.url_root.rstrip("/") if has_request_context() else None
+
+
 def same_file_imported(session: Session, sha256: str | None) -> ImportJob | None:
-    """The latest completed import of a file with this SHA-256, if any."""
+    """The latest completed import of a file with this SHA-256 still in effect, if any: the
+    file of an undone import is imported again without a warning that it already was."""
     if sha256 is None:
         return None
     return session.scalars(
