@@ -17,9 +17,9 @@ from tests.conftest import BIN, ROOT
 # How the code reads a setting: env("X") or a parser (_number("X", ...), whole_number),
 # os.environ.get("X") elsewhere, and the name the metrics module keeps in a constant.
 READS = re.compile(
-    r"(?:\benv\(|\b(?:_number|_bool|_one_of|_auto_or_bool|whole_number)\("
+    r"(?:\benv\(|\b(?:_number|_between|_bool|_one_of|_auto_or_bool|whole_number)\("
     r"|environ\.get\(|environ\[|_ENV = )"
-    r'"([A-Z][A-Z0-9_]+)"'
+    r'\s*"([A-Z][A-Z0-9_]+)"'  # the name may be on the call's next line
 )
 
 
@@ -89,6 +89,28 @@ def test_a_mistyped_search_index_setting_says_what_it_takes(monkeypatch, tmp_pat
         ("LOG_LEVEL", "verbose", "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR"),
         ("PROXY_COUNT", "-1", "PROXY_COUNT must be a whole number of at least 0, not -1"),
         ("MAX_UPLOAD_BYTES", "0", "MAX_UPLOAD_BYTES must be a whole number of at least 1"),
+        # each taken, and the workers' upkeep then failed every minute on the dates they made
+        ("UPLOAD_RETENTION_HOURS", "inf", "UPLOAD_RETENTION_HOURS must be a number, not 'inf'"),
+        ("IMPORT_UNDO_DAYS", "nan", "IMPORT_UNDO_DAYS must be a number, not 'nan'"),
+        ("IMPORT_UNDO_DAYS", "-1", "IMPORT_UNDO_DAYS must be a number from 0 to 3650, not -1"),
+        (
+            "UPLOAD_RETENTION_HOURS",
+            "99999999",
+            "UPLOAD_RETENTION_HOURS must be a number from 0 to 87600, not 99999999",
+        ),
+        # every running import would look lost and be started again
+        (
+            "IMPORT_HEARTBEAT_TIMEOUT_SECONDS",
+            "0",
+            "IMPORT_HEARTBEAT_TIMEOUT_SECONDS must be a number from 5 to 86400, not 0",
+        ),
+        # taken for RabbitMQ on a host named localhost:6379, retried a hundred times
+        (
+            "CELERY_BROKER_URL",
+            "localhost:6379",
+            "CELERY_BROKER_URL must be redis://host:6379/0 (or rediss://, amqp:// for RabbitMQ), "
+            "or empty for the embedded worker, not a value without ://",
+        ),
         # past it, gunicorn would refuse the line with its own page before the app could
         ("MAX_URL_BYTES", "9000", "MAX_URL_BYTES must be at most 8000 (gunicorn reads request"),
         # a traceback: "No module named 'MySQLdb'", "Could not parse SQLAlchemy URL"
@@ -142,6 +164,18 @@ def test_a_public_url_that_is_no_address_says_what_it_takes(monkeypatch, tmp_pat
 
     with pytest.raises(ValueError, match="^PUBLIC_URL must "):
         load_config(str(tmp_path))
+
+
+def test_a_dotenv_file_of_a_folder_above_is_not_read(tmp_path):
+    # Another project's .env higher up (its DATABASE_URL) configured this app without a word.
+    (tmp_path / ".env").write_text("LOG_FORMAT=jsno\n")
+    (tmp_path / "here").mkdir()  # a folder with no .env of its own
+    env = os.environ | {"INSTANCE_PATH": str(tmp_path / "instance")}
+    command = [str(BIN / "product-importer"), "migrate"]
+
+    done = subprocess.run(command, env=env, cwd=tmp_path / "here", capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert_refused(["migrate"], env, tmp_path, "LOG_FORMAT must be one of text, json")
 
 
 def test_settings_take_any_case_and_empty_is_the_default(monkeypatch, tmp_path):

@@ -1,5 +1,6 @@
 """Settings from the environment: the embedded default unless a database and broker are named."""
 
+import math
 import os
 import secrets
 import socket
@@ -9,10 +10,12 @@ from contextlib import suppress
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from dotenv import find_dotenv, load_dotenv
+from dotenv import load_dotenv
 
 MIB = 1024**2
 GIB = 1024**3
+DAY = 24 * 3600  # seconds
+TEN_YEARS = 3650 * DAY  # the longest anything is kept: longer is a mistyped number
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
 # gunicorn's longest request line (method, address, protocol) short of no limit at all.
@@ -45,10 +48,23 @@ def _number(name: str, default: float, kind: type = float):
     if value is None or value.strip() == "":
         return kind(default)
     try:
-        return kind(value.strip())
+        number = kind(value.strip())
     except ValueError:
+        number = None
+    if number is None or not math.isfinite(number):  # float() takes "nan" and "inf"
         what = "a whole number" if kind is int else "a number"
         raise SettingError(f"{name} must be {what}, not {value!r}") from None
+    return number
+
+
+def _between(name: str, default: float, least: float, most: float) -> float:
+    """A setting that is a number from `least` to `most`; empty is the default. Past them a
+    time would be negative, every import stale, or a date past the year 9999."""
+    value = _number(name, default)
+    if not least <= value <= most:
+        given = os.environ[name].strip()
+        raise SettingError(f"{name} must be a number from {least:g} to {most:g}, not {given}")
+    return value
 
 
 def whole_number(name: str, default: int, minimum: int = 1) -> int:
@@ -126,6 +142,24 @@ def normalize_database_url(url: str) -> str:
         scheme = f"{url.split('://')[0]}://..." if "://" in url else "a value without ://"
         raise SettingError(
             f"DATABASE_URL must be postgresql://user@host/database or sqlite:///path, not {scheme}"
+        )
+    return url
+
+
+BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp")
+
+
+def _broker_url() -> str:
+    """CELERY_BROKER_URL, empty for the embedded worker; refuse one Celery would read as
+    something else (`localhost:6379` is taken for RabbitMQ on a host named so, retried a
+    hundred times), naming what it takes (never the URL: it may hold a password)."""
+    url = (os.environ.get("CELERY_BROKER_URL") or "").strip()
+    scheme = url.split("://")[0] if "://" in url else None
+    if url and (scheme or "").lower() not in BROKER_SCHEMES:
+        shown = f"{scheme}://..." if scheme else "a value without ://"
+        raise SettingError(
+            "CELERY_BROKER_URL must be redis://host:6379/0 (or rediss://, amqp:// for "
+            f"RabbitMQ), or empty for the embedded worker, not {shown}"
         )
     return url
 
@@ -214,7 +248,7 @@ def _no_passphrase() -> str:
 
 def load_env_file() -> None:
     """Read `.env` of the folder the command runs in (not the package's) into the environment."""
-    load_dotenv(find_dotenv(usecwd=True))
+    load_dotenv(Path.cwd() / ".env")  # not a folder above's: another project's .env
 
 
 def load_config(instance_path: str) -> dict:
@@ -225,7 +259,7 @@ def load_config(instance_path: str) -> dict:
     instance.mkdir(mode=0o700, parents=True, exist_ok=True)
     env = os.environ.get
     database_url = env("DATABASE_URL") or f"sqlite:///{instance / 'product_importer.db'}"
-    broker_url = env("CELERY_BROKER_URL") or ""
+    broker_url = _broker_url()
     max_upload = whole_number("MAX_UPLOAD_BYTES", GIB)
     return {
         "SECRET_KEY": _secret_key(instance),
@@ -239,26 +273,30 @@ def load_config(instance_path: str) -> dict:
         # JSON and form bodies; views marked `large_body` (uploads) take MAX_UPLOAD_BYTES more.
         "MAX_CONTENT_LENGTH": MIB,
         "MAX_URL_BYTES": _url_bytes(),
-        "UPLOAD_RETENTION_HOURS": _number("UPLOAD_RETENTION_HOURS", 24),
+        "UPLOAD_RETENTION_HOURS": _between("UPLOAD_RETENTION_HOURS", 24, 0, TEN_YEARS / 3600),
         # An import reading a resumable upload as it arrives gives the queue back to others
         # after this long without a new byte, and goes on when the upload does.
-        "UPLOAD_STALL_SECONDS": _number("UPLOAD_STALL_SECONDS", 30),
-        "IMPORT_UNDO_DAYS": _number("IMPORT_UNDO_DAYS", 7),
+        "UPLOAD_STALL_SECONDS": _between("UPLOAD_STALL_SECONDS", 30, 0, DAY),
+        "IMPORT_UNDO_DAYS": _between("IMPORT_UNDO_DAYS", 7, 0, TEN_YEARS / DAY),
         # Off only to measure what the change record costs (bench/import_bench.py).
         "IMPORT_CHANGE_RECORD": _bool("IMPORT_CHANGE_RECORD", default=True),
         # When a bulk import builds its trigram indexes: auto (None) after its switch into an
         # empty catalog, before it into one people read (their substring filters keep their
         # indexes: load_bench.py); true always after (completed sooner), false always before.
         "IMPORT_SEARCH_INDEX_AFTER_SWITCH": _auto_or_bool("IMPORT_SEARCH_INDEX_AFTER_SWITCH"),
-        "IMPORT_HEARTBEAT_TIMEOUT_SECONDS": _number("IMPORT_HEARTBEAT_TIMEOUT_SECONDS", 30),
+        # below a few heartbeats (progress.HEARTBEAT_SECONDS, 0.5 s) every running import
+        # would look lost and be started again
+        "IMPORT_HEARTBEAT_TIMEOUT_SECONDS": _between(
+            "IMPORT_HEARTBEAT_TIMEOUT_SECONDS", 30, 5, DAY
+        ),
         # `serve` gives each web process 16 threads: half may follow imports, the rest serve.
         "MAX_EVENT_STREAMS": whole_number("MAX_EVENT_STREAMS", 8, minimum=0),
-        "EVENT_STREAM_SECONDS": _number("EVENT_STREAM_SECONDS", 300),
-        "WEBHOOK_TIMEOUT_SECONDS": _number("WEBHOOK_TIMEOUT_SECONDS", 5),
+        "EVENT_STREAM_SECONDS": _between("EVENT_STREAM_SECONDS", 300, 1, DAY),
+        "WEBHOOK_TIMEOUT_SECONDS": _between("WEBHOOK_TIMEOUT_SECONDS", 5, 0.1, 3600),
         "WEBHOOK_ALLOW_PRIVATE": _bool("WEBHOOK_ALLOW_PRIVATE"),
-        "WEBHOOK_RETRY_BASE_SECONDS": _number("WEBHOOK_RETRY_BASE_SECONDS", 5),
+        "WEBHOOK_RETRY_BASE_SECONDS": _between("WEBHOOK_RETRY_BASE_SECONDS", 5, 0.01, DAY),
         # An event waits at most this long for the earlier events to its endpoint to leave.
-        "WEBHOOK_ORDER_WAIT_SECONDS": _number("WEBHOOK_ORDER_WAIT_SECONDS", 6 * 3600),
+        "WEBHOOK_ORDER_WAIT_SECONDS": _between("WEBHOOK_ORDER_WAIT_SECONDS", 6 * 3600, 0, 30 * DAY),
         "LOG_LEVEL": _log_level(),
         "LOG_FORMAT": _one_of("LOG_FORMAT", "text", ("text", "json")),
         # A bearer token that opens GET /metrics only (admins' tokens and sessions open it too).
