@@ -350,6 +350,14 @@ def test_a_viewer_sees_an_import_but_no_action(signed_out_page: Page, accounts, 
     expect(page.locator("#job-panel")).not_to_contain_text(re.compile(r"[Tt]hen apply|Apply it"))
     expect(page.get_by_role("button", name="Apply")).to_be_hidden()
 
+    # an import that does not exist: no "Failed" import, and somewhere to go (a viewer's
+    # page had no action at all)
+    page.goto("/?job=999999")
+    expect(page.locator("#job-panel")).to_contain_text("This import does not exist")
+    expect(page.locator("#job-badge")).to_be_hidden()
+    page.get_by_role("link", name="See the imports").click()
+    expect(page).to_have_url(re.compile(r"/imports$"))
+
 
 def test_an_editor_is_told_to_apply_or_discard_a_plan(signed_out_page: Page, accounts, http):
     job = plan(http, "sku,name\nA-1,Apple\n")
@@ -419,6 +427,10 @@ def test_the_page_of_a_running_import_follows_it_to_its_change_record(page: Page
     expect(page.locator("#stat-unchanged")).to_have_text("0")
     expect(page.get_by_role("heading", name="Change record")).to_be_visible()
     expect(page.locator("#changes-slot tbody tr")).to_have_text(re.compile(r"A-1\s*Apple\s*true"))
+    # Undo asks what it will do as the import ended, not as it was when the page opened
+    # ("It changed no products", for an import that created one)
+    page.get_by_role("button", name="Undo this import").click()
+    expect(page.get_by_role("dialog")).to_contain_text("Delete 1 product it created?")
 
 
 def test_a_plan_applied_elsewhere_shows_what_became_of_it_on_a_stale_page(page: Page, http):
@@ -503,3 +515,25 @@ def test_a_plan_discarded_on_the_upload_page_is_not_timed_to_its_discard(page: P
     expect(page.locator("#job-badge")).to_have_text("Discarded")
     expect(page.locator("#job-detail")).to_have_text("")
     expect(page.locator("#stat-eta")).to_have_text("–")
+
+
+def test_rows_repeating_an_sku_are_said_on_a_plan_and_on_the_imports_page(page: Page, http):
+    # Three rows read, two products to create, none rejected: only the history of a completed
+    # import said where the third went, never a plan nor an import's own page.
+    plan = import_csv(http, "sku,name\nA-1,Apple\nB-2,Banana\na-1,Apricot\n", data={"plan": "true"})
+    note = "1 row repeated an earlier SKU; the last one was kept"
+
+    page.goto(f"/?job={plan['id']}")
+    expect(page.locator("#job-panel")).to_contain_text(
+        f"create 2 products, update 0 and leave 0 unchanged. {note}."
+    )
+    page.goto("/imports")
+    expect(page.locator(f'tr[data-job-id="{plan["id"]}"]')).to_contain_text(note)
+    page.goto(f"/imports/{plan['id']}")
+    expect(page.locator("#stat-superseded")).to_have_text("1")
+
+    wait_for_job(http, http.post(f"/api/imports/{plan['id']}/apply").json()["id"])
+    page.reload()
+    expect(page.locator("#stat-created")).to_have_text("2")
+    expect(page.locator("#stat-superseded")).to_have_text("1")
+    expect(page.locator("#stat-superseded")).to_have_attribute("title", f"{note}.")

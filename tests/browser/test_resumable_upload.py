@@ -13,7 +13,7 @@ from tests.conftest import paused
 from tests.helpers import wait_for_job, wait_until
 from tests.imports.conftest import generate
 
-from .conftest import shoot
+from .conftest import shoot, sign_in
 
 PICK = "Drop a CSV file here or choose a file"
 
@@ -267,6 +267,61 @@ def test_a_workbook_refused_at_once_leaves_the_note_of_an_unfinished_upload(page
     expect(page.locator("#upload-error")).to_contain_text("Products.xlsx is not a CSV file")
     expect(note).to_be_visible()
     expect(note.get_by_role("button", name="Discard it")).to_be_visible()
+
+
+def leave_unfinished(page: Page, path) -> None:
+    """Upload `path` slowly (the page's uploads stay slow) and reload mid-upload: the note
+    offers to go on with it."""
+    throttle_uploads(page, 100 * 1024)
+    page.goto("/")
+    page.get_by_label(PICK).set_input_files(str(path))
+    page.wait_for_function("() => Number(document.getElementById('job-detail').dataset.sent) > 0")
+    page.reload()
+    expect(page.locator("#resume-note")).to_contain_text(path.name)
+
+
+def test_a_file_refused_at_its_last_byte_is_not_offered_as_unfinished(page: Page, tmp_path):
+    # Refused (422: only blank lines), nothing of it can be sent on; its saved resume stayed,
+    # and every later visit said its upload "did not finish" and offered to go on with it.
+    other = tmp_path / "other.csv"
+    other.write_bytes(generate(9_000).data)
+    leave_unfinished(page, other)
+    blank = tmp_path / "blank.csv"
+    blank.write_bytes(b" \r\n" * 10_000)  # 30 KB: a fraction of a second at that speed
+
+    page.get_by_label(PICK).set_input_files(str(blank))
+    expect(page.get_by_role("alert").filter(has_text="The file was not accepted")).to_contain_text(
+        "The file is empty"
+    )
+
+    page.reload()
+    note = page.locator("#resume-note")
+    expect(note).to_contain_text("other.csv")  # the one left unfinished is still offered
+    expect(note).not_to_contain_text("blank.csv")
+
+
+def test_an_accounts_unfinished_uploads_are_not_offered_to_another_in_the_same_browser(
+    page: Page, accounts, tmp_path
+):
+    # A browser people share kept one list: the next person was told of (and offered to
+    # discard) the uploads someone else left, whose imports it may not even see.
+    mine = tmp_path / "admins.csv"
+    mine.write_bytes(generate(9_000).data)
+    leave_unfinished(page, mine)
+
+    page.context.clear_cookies()  # signed out; the browser's storage stays
+    sign_in(page, accounts["editor"].email)
+    theirs = tmp_path / "editors.csv"
+    theirs.write_bytes(generate(9_000).data)
+    leave_unfinished(page, theirs)
+    note = page.locator("#resume-note")
+    expect(note).not_to_contain_text("admins.csv")
+
+    page.context.clear_cookies()
+    sign_in(page, accounts["admin"].email)
+    page.goto("/")
+    expect(note).to_contain_text("admins.csv")
+    expect(note).not_to_contain_text("editors.csv")
 
 
 def test_an_import_waiting_for_its_stopped_upload_says_so_not_that_it_waits_for_a_worker(

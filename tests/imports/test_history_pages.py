@@ -80,3 +80,29 @@ def test_the_api_lists_imports_page_by_page(client, db_session):
         "per_page must be 1 or more.",
         {"per_page": "1 or more."},
     )
+
+
+def test_the_history_says_an_import_was_undone_and_a_cancelled_undo_asks_for_no_file(
+    client, db_session
+):
+    """An undone import read "Completed" with its counts, nothing saying they were taken
+    back; a cancelled undo also said its (never uploaded) file was no longer kept."""
+    now = utcnow()
+    done = dict(file_path="", warnings=[], started_at=now, finished_at=now)
+    imported = ImportJob(filename="b.csv", status="completed", created=3, **done)
+    db_session.add(imported)
+    db_session.flush()
+    undo = ImportJob(filename="b.csv", status="completed", kind="undo", undo_of=imported.id, **done)
+    cancelled = ImportJob(
+        filename="b.csv", status="cancelled", kind="undo", undo_of=imported.id, **done
+    )
+    db_session.add_all([undo, cancelled])
+    db_session.flush()
+    imported.undone_by = undo.id
+    db_session.commit()
+
+    history = client.get("/imports").get_data(as_text=True)
+
+    assert f'Undone by <a href="/imports/{undo.id}">#{undo.id}</a>' in history
+    assert "no longer kept" not in history
+    assert "no longer kept" not in client.get(f"/imports/{cancelled.id}").get_data(as_text=True)

@@ -265,6 +265,10 @@ def test_an_undo_sums_up_what_it_deleted_restored_and_left(any_http):
 
     assert (undo["deleted"], undo["updated"], undo["conflicts"]) == (1, 1, 1), undo
     assert undo["summary"] == "1 deleted, 1 restored, 1 changed since left as they are."
+    # its message, the heading of its page, in words for one product ("1 products" before)
+    assert undo["message"] == (
+        "Undo complete: deleted 1 product, restored 1; 1 changed since was left as it is"
+    )
     # Only the one edited since is marked in the undone import's record: every product the
     # undo restored was marked too, hiding it.
     record = changes(any_http, job["id"], kind="updated")["items"]
@@ -502,6 +506,52 @@ def test_the_same_file_again_is_noted(any_http):
     assert again["duplicate_of"] == first["id"]
     assert again["warnings"][0].startswith(f"This file is identical to import #{first['id']} of ")
     assert import_csv(any_http, SECOND)["duplicate_of"] is None
+
+
+def test_the_file_of_an_undone_import_imported_again_is_not_noted_as_imported(any_http):
+    # Undone, its products are gone: importing its file again is the next step, not a repeat.
+    first = import_csv(any_http, FIRST)
+    wait_for_job(any_http, any_http.post(f"/api/imports/{first['id']}/undo").json()["id"])
+
+    again = import_csv(any_http, FIRST)
+
+    assert (again["duplicate_of"], again["warnings"]) == (None, [])
+    assert import_csv(any_http, FIRST)["duplicate_of"] == again["id"]  # in effect again
+
+
+def test_refusals_of_undo_retry_and_cancel_say_what_to_do_instead(any_http):
+    job = import_csv(any_http, FIRST)
+    undo = wait_for_job(any_http, any_http.post(f"/api/imports/{job['id']}/undo").json()["id"])
+    plan = import_csv(any_http, SECOND, data={"plan": "true"})
+
+    def refusal(path: str) -> str:
+        answer = any_http.post(path)
+        assert answer.status_code == 409, answer.text
+        return answer.json()["error"]["message"]
+
+    # a completed undo: "undo the import again instead" was itself refused
+    assert refusal(f"/api/imports/{undo['id']}/retry") == (
+        f"Job {undo['id']} is an undo: it cannot be retried."
+    )
+    assert refusal(f"/api/imports/{plan['id']}/cancel") == (
+        f"Import {plan['id']} is a plan waiting: discard it instead."
+    )
+
+
+def test_every_answer_holds_the_import_job_as_get_does(any_http):
+    # docs/api.md's ImportJob has `retry_refusal`: the answers to POSTs left it out.
+    plan = import_csv(any_http, FIRST, data={"plan": "true"})
+    discarded = any_http.post(f"/api/imports/{plan['id']}/discard")
+    job = import_csv(any_http, FIRST)
+    undo = any_http.post(f"/api/imports/{job['id']}/undo")
+    retried = any_http.post(f"/api/imports/{plan['id']}/retry")
+
+    for answer in (discarded, undo, retried):
+        assert answer.is_success, answer.text
+        shown = any_http.get(f"/api/imports/{answer.json()['id']}").json()
+        assert answer.json().keys() == shown.keys()
+    wait_for_job(any_http, undo.json()["id"])
+    wait_for_job(any_http, retried.json()["id"])
 
 
 def test_an_import_past_the_undo_window_cannot_be_undone(any_http, served):

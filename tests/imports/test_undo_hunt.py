@@ -346,7 +346,8 @@ class Seen:
     """What the whole test saw across runs: the files of completed imports."""
 
     def __init__(self):
-        self.completed_files: dict[str, int] = {}  # SHA-256 -> latest completed import
+        self.completed_files: dict[str, list[int]] = {}  # SHA-256 -> its completed imports
+        self.undone: set[int] = set()  # imports undone: their files are not "imported" now
 
 
 class Hunt(RuleBasedStateMachine):
@@ -376,7 +377,9 @@ class Hunt(RuleBasedStateMachine):
         self.expected_audit.append((action, target, actor["email"]))
 
     def duplicate_of(self, file: File) -> int | None:
-        return self.seen.completed_files.get(hashlib.sha256(file.data()).hexdigest())
+        imported = self.seen.completed_files.get(hashlib.sha256(file.data()).hexdigest(), [])
+        in_effect = [job_id for job_id in imported if job_id not in self.seen.undone]
+        return max(in_effect, default=None)
 
     def end(self, job: Job, done: dict, outcome: Outcome, actor: dict) -> None:
         """Check a finished import or plan against the model, and take in what it did."""
@@ -404,7 +407,8 @@ class Hunt(RuleBasedStateMachine):
             return
         self.model.apply(job, outcome, self.catalog())
         self.expected_events.append(("import.completed", job.id, actor["email"]))
-        self.seen.completed_files[hashlib.sha256(job.file.data()).hexdigest()] = job.id
+        sha256 = hashlib.sha256(job.file.data()).hexdigest()
+        self.seen.completed_files.setdefault(sha256, []).append(job.id)
 
     def upload(self, file: File, options: dict, actor: dict) -> Job:
         duplicate = self.duplicate_of(file)
@@ -539,6 +543,7 @@ class Hunt(RuleBasedStateMachine):
         ), done
         assert done["created_by"] == actor["email"]
         job.undone_by, undo.status = undo.id, "completed"
+        self.seen.undone.add(job.id)
         self.expected_events.append(("import.undone", undo.id, actor["email"]))
         for again in (job, undo):  # once only, and an undo is not undone
             response = self.client(actor).post(f"/api/imports/{again.id}/undo")

@@ -111,7 +111,7 @@ def _import_upload(actor: dict):
 
 def _accepted(job):
     location = url_for("imports_api.get_import", job_id=job.id)
-    return jsonify(job.to_dict()), 202, {"Location": location}
+    return jsonify(service.job_json(db.session, job)), 202, {"Location": location}
 
 
 @bp.get("")
@@ -144,7 +144,7 @@ def cancel_import(job_id: int):
     job = service.cancel(db.session, job_id)
     audit.record(db.session, "import.cancelled", f"import #{job.id}")
     db.session.commit()
-    return jsonify(job.to_dict()), 202
+    return jsonify(service.job_json(db.session, job)), 202
 
 
 @bp.post("/<int:job_id>/retry")
@@ -185,7 +185,7 @@ def discard_plan(job_id: int):
     job = plans.discard(db.session, job_id)
     audit.record(db.session, "import.discarded", f"import #{job.id}")
     db.session.commit()
-    return jsonify(job.to_dict())
+    return jsonify(service.job_json(db.session, job))
 
 
 @bp.post("/<int:job_id>/undo")

@@ -167,6 +167,11 @@ def summary(job) -> str | None:
     return said
 
 
+def products(count: int) -> str:
+    """ "1 product", "1,204 products"."""
+    return f"{count:,} product{'' if count == 1 else 's'}"
+
+
 def superseded_note(rows: int) -> str:
     """Say that rows repeating a SKU gave way to its last row."""
     repeated = "1 row repeated" if rows == 1 else f"{rows:,} rows repeated"

@@ -145,10 +145,10 @@ def refuse_undo(session: Session, target: ImportJob) -> None:
             "longer kept, so it cannot be undone. Import the products you want back instead."
         )
     earlier = undo_under_way(session, target.id)
-    if target.undone_by or earlier:
-        raise Conflict(
-            f"Import {target.id} is already undone (by job {target.undone_by or earlier})."
-        )
+    if target.undone_by:
+        raise Conflict(f"Import {target.id} is already undone (by job {target.undone_by}).")
+    if earlier:
+        raise Conflict(f"Import {target.id} is being undone (by job {earlier}).")
 
 
 def undo_under_way(session: Session, target_id: int) -> int | None:

@@ -79,6 +79,7 @@ def same_file_imported(session: Session, sha256: str | None) -> ImportJob | None
             ImportJob.sha256 == sha256,
             ImportJob.kind == Kind.IMPORT,
             ImportJob.status.in_(SUCCEEDED),
+            ImportJob.undone_by.is_(None),
         )
         .order_by(ImportJob.id.desc())
         .limit(1)
@@ -178,6 +179,8 @@ def cancel(session: Session, job_id: int) -> ImportJob:
     # Locking the row waits for a worker that is committing the job, and then sees it finished.
     job = get(session, job_id, for_update=True)
     ended_by_this = stopped_here and job.status == Status.CANCELLED
+    if job.status == Status.PLANNED:
+        raise Conflict(f"Import {job_id} is a plan waiting: discard it instead.")
     if job.finished and not ended_by_this:
         raise Conflict(f"Import {job_id} has already finished ({job.status}).")
     job.cancel_requested = True
@@ -194,7 +197,8 @@ def retry(
     """Queue a new job for the same stored file, with the options given or the job's own."""
     job = get(session, job_id)
     if job.kind != Kind.IMPORT:
-        raise Conflict(f"Job {job_id} is an undo; undo the import again instead.")
+        again = "" if job.status in SUCCEEDED else f"; undo import {job.undo_of} again instead"
+        raise Conflict(f"Job {job_id} is an undo: it cannot be retried{again}.")
     if not job.finished:
         raise Conflict(f"Import {job_id} is still {job.status}; cancel it or wait for it.")
     refusal = retry_refusal(session, job)

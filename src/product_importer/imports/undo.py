@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, DateTime, bindparam, select, text
 
 from .. import database
-from .models import ImportJob
+from .models import ImportJob, products
 
 WRITTEN = bindparam("written", type_=DateTime(timezone=True))  # SQLite's format on SQLite
 AS_CREATED = "id BETWEEN :first AND :last AND created_at = :written AND updated_at = :written"
@@ -46,8 +46,12 @@ class UndoCounts:
 
     def message(self) -> str:
         """What the undo did, for people."""
-        kept = f"; {self.conflicts:,} changed since were left as they are" if self.conflicts else ""
-        return f"Undo complete: deleted {self.deleted:,} products, restored {self.restored:,}{kept}"
+        kept = ""
+        if self.conflicts == 1:
+            kept = "; 1 changed since was left as it is"
+        elif self.conflicts:
+            kept = f"; {self.conflicts:,} changed since were left as they are"
+        return f"Undo complete: deleted {products(self.deleted)}, restored {self.restored:,}{kept}"
 
 
 def undo_import(conn: Connection, import_id: int) -> UndoCounts:

@@ -14,8 +14,8 @@ from ..timeutil import aware, local_times, utcnow
 from . import plans, service
 from .failures import TOO_MANY_INVALID
 from .growing import UPLOAD_STALLED
-from .models import ImportJob, superseded_note
-from .states import Status
+from .models import ImportJob, products, superseded_note
+from .states import Kind, Status
 
 bp = Blueprint("imports", __name__, template_folder="templates")
 # A moment the server wrote into a message (an audit detail) in the reader's time zone.
@@ -108,6 +108,7 @@ def import_page(job_id: int):
         undoing=undoing,
         outcomes=OUTCOMES,
         undo_question=undo_question(found.to_dict()),
+        superseded_note=superseded_note,
         undo_days=days,
         # a plan's record is kept until it is applied or discarded, however old the plan
         record_kept=found.status == Status.PLANNED or record_kept(found.finished_at, days),
@@ -136,17 +137,13 @@ def undo_question(job: dict) -> str:
     return " and ".join(deed).capitalize() + "?"
 
 
-def products(count: int) -> str:
-    """ "1 product", "1,204 products"."""
-    return f"{count:,} product{'' if count == 1 else 's'}"
-
-
 def history_row(job: ImportJob) -> dict:
     """The job's JSON plus what the pages show: its duration, whether a Retry makes sense (or
     why the file cannot be imported again), whether a cancel of it is under way."""
     # a running job's bar as its run here has it (on SQLite its row lags during the merge)
     row = job.to_dict() | service.progress_here(db.session, job)
-    again = retryable(row) or stopped_by_threshold(row)
+    # an undo reads no file: it is undone again from its import's page, never refused so
+    again = job.kind == Kind.IMPORT and (retryable(row) or stopped_by_threshold(row))
     refusal = service.retry_refusal(db.session, job) if again else None
     return {
         **row,

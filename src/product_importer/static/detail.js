@@ -169,7 +169,9 @@
       act(button, "Importing…", () => api("POST", `/api/imports/${id}/retry`, body), (next) =>
         leaveFor(next, button, "Importing…"));
     },
-    undo() {
+    undo(button) {
+      // as the refreshed page counts them: opened while the import ran, the page had none
+      $("undo-question").querySelector("strong").textContent = button.dataset.question;
       openDialog($("undo-dialog"), { focus: $("undo-confirm") });
     },
     cancel() {

@@ -51,6 +51,9 @@
   const CHUNK_BYTES = 16 * 1024 * 1024; // one PATCH each
   const RETRY_DELAYS = [0, 1000, 3000, 5000, 10000, 20000, 30000, 60000];
   const IMPORT_OF = "product-importer:import-of-upload:"; // + upload URL -> its import's id
+  // Each account's unfinished uploads are its own in a browser people share: the library's
+  // fingerprint of a file, which names its saved upload, begins with the account's id.
+  const ACCOUNT_MARK = `account-${document.body.dataset.account}:`;
 
   /* ---- choosing a file (editors; a viewer's page has no drop zone) --------------------- */
 
@@ -185,6 +188,7 @@
       metadata: { filename: file.name, filetype: file.type || "text/csv" },
       storeFingerprintForResuming: true,
       removeFingerprintOnSuccess: true,
+      fingerprint: accountFingerprint,
       onUploadUrlAvailable: () => {
         state.importing = importWhileUploading(upload);
       },
@@ -201,7 +205,9 @@
         }
         if (state.upload !== upload) return;
         state.upload = null;
-        uploadFailed(tusMessage(error), !REFUSED_FILE.includes(tusStatus(error)));
+        const refused = REFUSED_FILE.includes(tusStatus(error));
+        if (refused) forgetUpload(upload); // nothing of it can be sent on: not "unfinished"
+        uploadFailed(tusMessage(error), !refused);
       },
     });
     state.upload = upload;
@@ -216,6 +222,27 @@
       }
       upload.start();
     });
+  }
+
+  /* The library's fingerprint of the file, marked with the signed-in account's id. */
+  async function accountFingerprint(file, options) {
+    return ACCOUNT_MARK + (await window.tus.defaultOptions.fingerprint(file, options));
+  }
+
+  /* The uploads saved in this browser by the signed-in account (another's are not its). */
+  async function savedUploads() {
+    const stored = await window.tus.defaultOptions.urlStorage.findAllUploads().catch(() => []);
+    return stored.filter((entry) => entry.urlStorageKey.startsWith(`tus::${ACCOUNT_MARK}`));
+  }
+
+  /* Drop the saved resume of an upload the server refused (its file too large, empty or
+     binary), so that the next visit does not offer to go on with it. */
+  async function forgetUpload(upload) {
+    const storage = window.tus.defaultOptions.urlStorage;
+    const saved = await upload.findPreviousUploads().catch(() => []);
+    await Promise.all(saved.filter((entry) => entry.uploadUrl === upload.url)
+      .map((entry) => storage.removeUpload(entry.urlStorageKey)));
+    if (upload.url) localStorage.removeItem(IMPORT_OF + upload.url);
   }
 
   /* Each tus request carries the page's token as it is when sent: a fresh one fetched after
@@ -376,7 +403,7 @@
   /* An upload left unfinished by a reload or a closed tab: say how to go on with it. */
   async function noteUnfinishedUploads() {
     if (!resumable || !can("editor")) return;
-    const stored = await window.tus.defaultOptions.urlStorage.findAllUploads().catch(() => []);
+    const stored = await savedUploads();
     const note = $("resume-note");
     if (!note || !stored.length) return;
     const names = stored.map((entry) => {
@@ -394,7 +421,7 @@
      against the account's queued imports), are cancelled, and the uploads removed. */
   async function discardUnfinished(event) {
     const storage = window.tus.defaultOptions.urlStorage;
-    const stored = await storage.findAllUploads().catch(() => []);
+    const stored = await savedUploads();
     const busy = { button: event.currentTarget, text: "Discarding…" };
     await whileBusy(busy, () => Promise.all(stored.map(async (entry) => {
       const jobId = localStorage.getItem(IMPORT_OF + entry.uploadUrl);
@@ -612,11 +639,11 @@
     stopWatching();
     showPanel();
     const title = error.status === 404 ? "This import does not exist" : "The import could not be loaded";
-    renderHead(title, "", "failed");
+    renderHead(title, "", null); // no import ran: no status to show
     renderProgress("", 0, "none");
     renderResult(alertBox("error", title, error.message));
     renderSections({ id: null, status: "missing" });
-    showActions({ another: true });
+    showActions({ another: true, history: true }); // a viewer too has somewhere to go
   }
 
   function barState(status) {
@@ -727,6 +754,7 @@
       `Applying it now would create ${plural(job.created, "product")}, update ` +
       `${format.number(job.updated)} and leave ${format.number(job.unchanged)} unchanged`;
     if (job.rows_invalid > 0) text += `; ${plural(job.rows_invalid, "row")} would be rejected`;
+    if (job.rows_superseded > 0) text += `. ${supersededNote(job.rows_superseded).slice(0, -1)}`;
     const next = can("editor")
       ? "Review the changes below, then apply or discard it."
       : "Review the changes below; an editor or admin can apply or discard it."; // a viewer cannot
@@ -775,6 +803,7 @@
     const badge = $("job-badge");
     badge.textContent = label;
     badge.className = `badge ${badgeClass}`;
+    badge.hidden = !status;
   }
 
   /* The bar of one stage: the upload (bytes sent) or an import (its phases, as the job says).
@@ -827,6 +856,7 @@
     $("apply-button").hidden = !(visible.apply && editor);
     $("discard-button").hidden = !(visible.discard && editor);
     $("details-link").hidden = !visible.details;
+    $("history-link").hidden = !visible.history;
     $("retry-button").hidden = !(visible.retry && editor);
     $("anyway-button").hidden = !(visible.anyway && editor);
     $("products-link").hidden = !visible.products;
