@@ -100,6 +100,31 @@ def test_a_new_token_is_shown_once(page: Page, live_server):
     assert value not in page.content()
 
 
+def test_revoking_the_token_just_made_takes_its_secret_off_the_page(page: Page, http):
+    # "Copy your new token now" stayed on screen, with the secret, for a token that no
+    # longer works; revoking another token leaves it.
+    assert http.post("/api/tokens", json={"name": "Shop feed"}).status_code == 201
+    page.goto("/account")
+    page.get_by_label("Name").fill("ERP sync")
+    page.get_by_role("button", name="Create token").click()
+    shown = page.locator("#new-token")
+    expect(shown).to_contain_text("pit_")
+    page.on("dialog", lambda dialog: dialog.accept())
+
+    page.locator("#tokens-body tr", has_text="Shop feed").get_by_role(
+        "button", name="Revoke"
+    ).click()
+    expect(page.locator("#notices")).to_contain_text('Token "Shop feed" revoked.')
+    expect(shown).to_be_visible()
+
+    page.locator("#tokens-body tr", has_text="ERP sync").get_by_role(
+        "button", name="Revoke"
+    ).click()
+    expect(page.locator("#notices")).to_contain_text('Token "ERP sync" revoked.')
+    expect(shown).to_be_hidden()
+    expect(page.locator("#new-token-value")).to_have_text("")
+
+
 def test_revoking_a_token_with_the_keyboard_keeps_the_focus_in_the_list(page: Page, http):
     for name in ("ERP sync", "Shop feed"):
         assert http.post("/api/tokens", json={"name": name}).status_code == 201

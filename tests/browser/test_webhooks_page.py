@@ -138,6 +138,11 @@ def test_new_deliveries_appear_while_the_list_is_open_with_their_http_code(
     status = page.locator("#deliveries-status")
     expect(status).to_have_text("2 most recent deliveries, newest first.")
 
+    # Refresh with nothing new says so, rather than look like a button that does nothing
+    page.locator("#deliveries-refresh").click()
+    expect(page.locator("#notices")).to_contain_text("The deliveries are up to date.")
+    expect(deliveries).to_have_count(2)
+
 
 def inside(inner: dict, outer: dict) -> bool:
     """Whether one bounding box lies within another."""

@@ -174,9 +174,10 @@ def setup_page():
     password = request.form.get("password", "")
     try:
         if password != request.form.get("confirm", ""):
-            raise AppError(
-                "The two passwords differ.", details={"confirm": "Type the same password twice."}
-            )
+            # said at the first of the two fields, where the page opens: both come back empty,
+            # and said at the second, it sent the person typing there alone, refused again
+            differ = "The two passwords differed: type the password in both fields."
+            raise AppError("The two passwords differ.", details={"password": differ})
         user = service.create_first_admin(db.session, secret=secret, email=email, password=password)
     except Forbidden:  # another form sent through the link made the admin meanwhile
         abort(404, SETUP_LINK_DEAD)

@@ -46,6 +46,14 @@
     return found;
   }
 
+  /* The new token's secret, if it is one of those just revoked: no use to copy any more. */
+  function hideRevokedSecret(revoked) {
+    const secret = byId("new-token-value").textContent;
+    if (!secret || !revoked.some((token) => secret.startsWith(token.prefix))) return;
+    byId("new-token-value").textContent = "";
+    byId("new-token").hidden = true;
+  }
+
   function tokenRow(token, tokens) {
     const revoke = el("button", { type: "button", className: "btn btn-sm btn-danger-outline" }, "Revoke");
     revoke.addEventListener("click", async () => {
@@ -55,6 +63,7 @@
       if (!window.confirm(`Revoke the token "${token.name}"? Scripts using it stop working at once.${also}`)) return;
       try {
         await api("DELETE", `/api/tokens/${token.id}`);
+        hideRevokedSecret([token, ...children]);
         notify(children.length ? `Token "${token.name}" revoked, with ${children.length} made with it.` : `Token "${token.name}" revoked.`);
         const at = [...byId("tokens-body").rows].indexOf(revoke.closest("tr"));
         await loadTokens();

@@ -608,6 +608,15 @@
   }
 
   /* `poll`: a refresh of the page as it is, which counts the deliveries only once a minute. */
+  /* Refresh, asked: busy while it asks, then says so (the list alone changes only when
+     something came, and a click that showed nothing looked like a dead button). */
+  async function refreshDeliveries(event) {
+    await busyButton(event.currentTarget, "Refreshing…", () => loadDeliveries());
+    if (!$("deliveries-status").textContent.startsWith("Could not")) {
+      notify("The deliveries are up to date.", "info");
+    }
+  }
+
   async function loadDeliveries({ poll = false } = {}) {
     clearTimeout(pollTimer);
     const id = state.shown;
@@ -899,7 +908,7 @@
     $("rotate-secret-button").addEventListener("click", rotateSecret);
     $("delete-confirm").addEventListener("click", deleteConfirmed);
     $("deliveries-body").addEventListener("click", onDeliveriesClick);
-    $("deliveries-refresh").addEventListener("click", () => loadDeliveries());
+    $("deliveries-refresh").addEventListener("click", refreshDeliveries);
     $("deliveries-newer").addEventListener("click", () => turnDeliveries(-1));
     $("deliveries-older").addEventListener("click", () => turnDeliveries(1));
     $("deliveries-close").addEventListener("click", closeDeliveries);
