@@ -732,11 +732,12 @@ def closed_port() -> int:
 
 
 class Answering:
-    """A tiny HTTP server that answers every request 200 with `body` as `content_type`, as a
-    captive portal or another site does; with `uploads`, it first takes the upload's creation
-    as a tus server does (201 and the upload's address), so that what follows meets it."""
+    """A tiny HTTP server that answers every request 200 (or `status`) with `body` as
+    `content_type`, as a captive portal or another site does; with `uploads`, it first takes
+    the upload's creation as a tus server does (201 and the upload's address), so that what
+    follows meets it."""
 
-    def __init__(self, content_type: str, body: bytes, *, uploads: bool = False):
+    def __init__(self, content_type: str, body: bytes, *, uploads: bool = False, status=200):
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -749,7 +750,7 @@ class Answering:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
-                self.send_response(200)
+                self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -884,6 +885,97 @@ def test_a_server_refusing_the_upload_for_good_is_said_at_once_in_its_words(
     assert result.exit_code == 1, result.output
     assert result.stderr.splitlines()[-1] == f"Error: {message}", result.stderr
     assert server.asked == 1
+
+
+@pytest.mark.parametrize("status", [413, 422])
+def test_a_file_refused_as_its_upload_is_created_exits_2_as_it_does_here(tmp_path, status):
+    # A file refused before it is read exits 2 here (README); with --url it exited 1.
+    path = tmp_path / "catalog.csv"
+    path.write_text("sku,name\nA-1,Apple\n")
+    server = Refusing(status, "The file is 40 bytes; the limit is 10 bytes.")
+
+    args = ["import", str(path), "--url", server.url, "--token", "t"]
+    result = CliRunner().invoke(cli.main, args)
+    server.close()
+
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines()[-1] == "Error: The file is 40 bytes; the limit is 10 bytes."
+    assert server.asked == 1
+
+
+def test_an_empty_file_refused_by_the_server_exits_2_as_it_does_here(
+    tmp_path, live_server, accounts, catalog
+):
+    path = tmp_path / "empty.csv"
+    path.write_text("")
+
+    args = ["import", str(path), "--url", live_server, "--token", accounts["editor"].token]
+    result = CliRunner().invoke(cli.main, args)
+
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines()[-1].startswith("Error: The file is empty."), result.stderr
+    assert catalog() == []
+
+
+def test_an_import_refused_as_it_is_asked_for_exits_2(tmp_path):
+    path = tmp_path / "catalog.csv"
+    path.write_text("sku,name\nA-1,Apple\n")
+    message = "This upload was refused: The file is empty."
+    server = Answering("application/json", api_error(message), uploads=True, status=422)
+
+    args = ["import", str(path), "--url", server.url, "--token", "t"]
+    result = CliRunner().invoke(cli.main, args)
+    server.close()
+
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines()[-1] == f"Error: {message}", result.stderr
+
+
+class Redirecting:
+    """A tiny HTTP server that answers every request 301 to the same path at `to`, as nginx's
+    http -> https does (deploy/nginx.conf)."""
+
+    def __init__(self, to: str):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                self.send_response(301)
+                self.send_header("Location", f"{to}{self.path}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_POST = do_HEAD = do_PATCH = do_DELETE = _answer
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_server_that_redirects_is_said_with_the_url_to_give_not_followed(tmp_path):
+    # Behind nginx's http -> https 301 the upload library followed it: the POST became a GET,
+    # the token went along, and the command said the app's answer to that GET (exit 1).
+    path = tmp_path / "catalog.csv"
+    path.write_text("sku,name\nA-1,Apple\n")
+    server = Refusing(405, "The method is not allowed for the requested URL.")
+    redirecting = Redirecting(server.url)
+
+    args = ["import", str(path), "--url", redirecting.url, "--token", "t"]
+    result = CliRunner().invoke(cli.main, args)
+    redirecting.close()
+    server.close()
+
+    assert result.exit_code == 2, result.output  # nothing was sent: as a wrong option
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: The upload could not be started: the server at {redirecting.url} redirects to "
+        f"{server.url}/api/uploads: give --url {server.url}"
+    ), result.stderr
+    assert server.asked == 0  # not followed
 
 
 def test_a_token_pasted_with_a_line_break_is_refused_at_once_without_printing_it(

@@ -11,7 +11,6 @@ import logging
 import os
 import re
 import shlex
-import shutil
 import threading
 import time
 
@@ -25,11 +24,12 @@ from sqlalchemy import select
 from .. import logs
 from ..accounts import audit
 from ..apiutil import csv_text
-from ..errors import AppError, Conflict, said
+from ..errors import AppError, Conflict, InsufficientStorage, TooLarge, said
 from ..extensions import db
 from ..webhooks import delivery, events
 from ..webhooks.models import Delivery
 from . import display, options, plans, queue, service, uploads
+from .progress import WORKER_STOPPING
 from .states import INTERRUPTED, Status
 
 POLL_SECONDS = 0.25
@@ -39,7 +39,7 @@ COPY_BYTES = 1024 * 1024  # a read of the file to import at a time
 def run_import_from_terminal(
     path: str, given: dict | None = None, rejected_to: str | None = None
 ) -> int:
-    """Queue `path` like an upload, run the queue here, show progress; return an exit code.
+    """Queue `path` like an upload, run its import here, show progress; return an exit code.
 
     `given` holds the options as typed (plan, max_invalid, columns); `rejected_to`, the file
     to write the rejected rows to (--rejected), else one beside `path` (`rejected_path`).
@@ -49,34 +49,50 @@ def run_import_from_terminal(
     except AppError as error:
         click.echo(f"Error: {_said_with_flags(error)}", err=True)
         return 2
+    try:
+        job_id = _queue(path, parsed)
+    except KeyboardInterrupt:
+        click.echo("Stopped (Ctrl-C) before the import was queued: nothing was imported.", err=True)
+        return INTERRUPTED
+    except AppError as error:
+        click.echo(f"Error: {said(error.message, error.details)}", err=True)
+        return 1 if isinstance(error, InsufficientStorage) else 2  # else the file is refused
+    return _run_and_watch(job_id, path, rejected_to, given)
+
+
+def _queue(path: str, parsed: dict) -> int:
+    """Copy the file into the upload folder, check it and queue its import; return the job's
+    id. The copy is removed if anything stops this before the job is committed (a refusal,
+    Ctrl-C): no job, hence no retention cleanup, would ever remove it."""
+    if os.path.isfile(path):  # refused before a byte is copied (a pipe's, past the limit)
+        uploads.check_size(os.path.getsize(path))
     stored = _store(path)
     try:
-        uploads.check(stored, os.path.getsize(stored))
-    except AppError as error:
-        os.remove(stored)
-        click.echo(f"Error: {said(error.message, error.details)}", err=True)
-        return 2
-    job = service.create(
-        db.session,
-        filename=_job_name(path),
-        file_path=stored,
-        bytes_total=os.path.getsize(stored),
-        created_by=None,
-        sha256=uploads.sha256(stored),
-        options=options.Options(**parsed),
-    )
-    size = os.path.getsize(stored)
-    audit.record(  # the options given, as the API records them
-        db.session,
-        "import.created",
-        f"import #{job.id}",
-        file=job.filename,
-        bytes=size,
-        via="cli",
-        **parsed,
-    )
-    db.session.commit()
-    return _run_and_watch(job.id, path, rejected_to, given)
+        size = os.path.getsize(stored)
+        uploads.check(stored, size)
+        job = service.create(
+            db.session,
+            filename=_job_name(path),
+            file_path=stored,
+            bytes_total=size,
+            created_by=None,
+            sha256=uploads.sha256(stored),
+            options=options.Options(**parsed),
+        )
+        audit.record(  # the options given, as the API records them
+            db.session,
+            "import.created",
+            f"import #{job.id}",
+            file=job.filename,
+            bytes=size,
+            via="cli",
+            **parsed,
+        )
+        db.session.commit()
+    except BaseException:
+        _remove(stored)
+        raise
+    return job.id
 
 
 def options_problem(given: dict) -> str | None:
@@ -118,52 +134,94 @@ def _run_and_watch(
     rejected_to: str | None = None,
     given: dict | None = None,
 ) -> int:
-    """Run the queue in this process while showing the job's progress; report its outcome."""
+    """Run the job in this process (unless a worker takes it) while showing its progress;
+    report its outcome."""
     app = current_app._get_current_object()
     tasks = SendsWebhooksHere(app)
     app.extensions["embedded_worker"] = tasks  # background.submit() hands tasks to it
-    runner = threading.Thread(target=_run_queue, args=(app,), name="import-queue", daemon=True)
+    runner = OwnJobRunner(app, job_id)
     runner.start()
     console = Console(stderr=True)  # progress and logs; the outcome goes to stdout
-    interrupted = False
+    cancelled = ended_first = False
     with _logging_above(console, app.config["LOG_FORMAT"]):
         try:
             job = _watch(console, job_id)
         except KeyboardInterrupt:
-            interrupted, job = True, _cancel_on_interrupt(console, job_id)
+            job, cancelled = _cancel_on_interrupt(console, job_id)
             if job is None:
                 return INTERRUPTED
-        runner.join()  # it sends the import's webhooks before it ends
+            ended_first = not cancelled  # Ctrl-C once it had ended: out, no more waiting
+        waited = runner.finish(wait=not ended_first)
+        if not waited:
+            click.echo(NOT_WAITED, err=True)
     rejected = _write_rejected(job, rejected_to or rejected_path(path, job.id))
-    code = _report(Console(), job, rejected + _webhook_rows(tasks.sent))
+    code = _report(Console(), job, rejected + _webhook_rows(tasks.sent, waited))
     display.say_next_step(  # with the options `given` to this run, but the one it mends
         job.to_dict(),
         f"product-importer import {shlex.quote(path or job.filename)}",
         given={**(given or {}), "rejected": rejected_to},
     )
-    return INTERRUPTED if interrupted and job.status == Status.CANCELLED else code
+    return INTERRUPTED if cancelled and job.status == Status.CANCELLED else code
+
+
+NOT_WAITED = (
+    "Stopped without waiting for the import's webhooks (Ctrl-C): a worker or `serve` sends "
+    "those not delivered yet."
+)
+
+
+class OwnJobRunner(threading.Thread):
+    """Runs this command's job in this process whenever it is queued, until it has ended; a
+    worker (or `serve`, or a drain of another process) that takes it first runs it instead.
+    It takes no job queued after its own (`queue.run_up_to`): another terminal's import is that
+    terminal's to run, and to stop with its Ctrl-C."""
+
+    def __init__(self, app: Flask, job_id: int):
+        super().__init__(name="import-queue", daemon=True)
+        self.app, self.job_id = app, job_id
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        with self.app.app_context():
+            while not queue.run_up_to(self.job_id) and not self.stopping.wait(POLL_SECONDS):
+                pass  # held by another drain, or run by a worker: looked at again
+
+    def finish(self, wait: bool = True) -> bool:
+        """Take no more jobs, and wait (if `wait`) until what it still does ends: the job's
+        webhooks it sends; an earlier job it runs (this one cancelled before it began) goes
+        back to the queue at once, as a stopping worker's does. Return whether it has ended:
+        Ctrl-C stops the wait."""
+        self.stopping.set()
+        WORKER_STOPPING.set()
+        if wait:
+            with contextlib.suppress(KeyboardInterrupt):
+                self.join()
+        return not self.is_alive()
 
 
 def _cancel_on_interrupt(console: Console, job_id: int):
-    """Ctrl-C: cancel the import as the page's Cancel does, and show it stop; None when a
-    second Ctrl-C leaves before it has (the import is then left being cancelled)."""
+    """Ctrl-C: cancel the import as the page's Cancel does, and show it stop. Return the job as
+    it ended (None when a second Ctrl-C leaves before it has: the import is then left being
+    cancelled), and whether this cancelled it (not if it had ended already)."""
     db.session.rollback()  # the interrupt may have come in the middle of a query
     try:
         service.cancel(db.session, job_id)
         audit.record(db.session, "import.cancelled", f"import #{job_id}", via="cli")
         db.session.commit()
         console.print(f"Cancelling import #{job_id} (Ctrl-C): nothing of it will be applied.")
+        cancelled = True
     except Conflict:
         db.session.rollback()  # it ended meanwhile: its outcome is reported as it is
+        cancelled = False
     try:
-        return _watch(console, job_id)
+        return _watch(console, job_id), cancelled
     except KeyboardInterrupt:
         click.echo(
             f"Stopped without waiting: import #{job_id} is being cancelled, and a worker or "
             "`serve` ends it (nothing of it is applied).",
             err=True,
         )
-        return None
+        return None, cancelled
 
 
 class SendsWebhooksHere:
@@ -199,22 +257,75 @@ def _store(path: str) -> str:
     """Copy the file into the upload folder: the retention cleanup may remove it later.
 
     Read as a stream, so that a pipe imports too (`<(zcat file.gz)`, /dev/stdin), where
-    copyfile refuses one; a copy stopped half-way (Ctrl-C) is removed, as no job will.
+    copyfile refuses one, and stopped past MAX_UPLOAD_BYTES (a pipe's size is known only
+    then); a copy stopped half-way (Ctrl-C, a full disk) is removed, as no job will. A folder
+    that cannot take it is said in a line (AppError for too little room, ClickException else).
     """
-    stored = uploads.new_path(path)
+    size = os.path.getsize(path) if os.path.isfile(path) else 0
+    stored = None
     try:
-        with open(path, "rb") as source, open(stored, "wb") as copy:
-            shutil.copyfileobj(source, copy, COPY_BYTES)
-    except BaseException:
-        os.remove(stored)
+        _refuse_if_disk_would_fill(size)
+        stored = uploads.new_path(path)
+        # unbuffered: a read of a pipe returns what came, not 1 MiB or its end (the limit
+        # is seen while the pipe is still open)
+        with open(path, "rb", buffering=0) as source, open(stored, "wb") as copy:
+            _copy(source, copy)
+    except BaseException as error:
+        if stored is not None:
+            _remove(stored)
+        if isinstance(error, OSError):  # the file's own reads are said by `_copy`
+            raise _not_written(stored, error) from error
         raise
     return stored
 
 
-def _run_queue(app) -> None:
-    """Run the queue in this process unless a worker is already running it."""
-    with app.app_context():
-        queue.drain_queue()
+def _copy(source, copy) -> None:
+    """Copy `source` into `copy`, refusing it (TooLarge) once past MAX_UPLOAD_BYTES."""
+    limit, copied = current_app.config["MAX_UPLOAD_BYTES"], 0
+    while True:
+        try:
+            chunk = source.read(COPY_BYTES)
+        except OSError as error:  # not the copy's fault: UPLOAD_FOLDER is not the cure
+            why = f"Could not read {source.name} ({error.strerror or error})."
+            raise click.ClickException(why) from None
+        if not chunk:
+            return
+        copied += len(chunk)
+        if copied > limit:
+            raise TooLarge(
+                f"The input is larger than the limit of {limit:,} bytes (MAX_UPLOAD_BYTES). "
+                "Split it into smaller files or compress it with gzip."
+            )
+        copy.write(chunk)
+
+
+def _refuse_if_disk_would_fill(size: int) -> None:
+    """Refuse (InsufficientStorage) a copy of `size` bytes that would leave less than
+    MIN_FREE_DISK_BYTES free in the upload folder, as the web upload does, said for a terminal."""
+    short = uploads.disk_would_fill(size)
+    if short:
+        free, keep_free = short
+        folder = current_app.config["UPLOAD_FOLDER"]
+        raise InsufficientStorage(
+            f"Too little disk space in UPLOAD_FOLDER ({folder}) for a copy of the file: "
+            f"{free:,} bytes free, {size:,} to copy, {keep_free:,} kept free "
+            "(MIN_FREE_DISK_BYTES). Free space there, or set UPLOAD_FOLDER to a folder with more."
+        )
+
+
+def _not_written(stored: str | None, error: OSError) -> click.ClickException:
+    """The error of a copy (or its folder) that could not be written, with what to do."""
+    target = stored or current_app.config["UPLOAD_FOLDER"]
+    return click.ClickException(
+        f"Could not write {target} ({error.strerror or error}): the file is copied into "
+        "UPLOAD_FOLDER before it is imported. Set UPLOAD_FOLDER to a folder this user can "
+        "write to, with free space for the file."
+    )
+
+
+def _remove(stored: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(stored)
 
 
 class _logging_above:
@@ -318,21 +429,24 @@ def _write_rejected(job, to: str) -> list[tuple[str, str]]:
     return [("Rejected rows", f"{to} (fix them there and import that file)")]
 
 
-def _webhook_rows(sent: list[int]) -> list[tuple[str, str]]:
-    """Say what became of the webhooks this command sent (none when a worker ran the job)."""
+def _webhook_rows(sent: list[int], waited: bool = True) -> list[tuple[str, str]]:
+    """Say what became of the webhooks this command sent (none when a worker ran the job);
+    not `waited` for (Ctrl-C), one not answered yet is being sent, or left to send."""
     if not sent:
         return []
     db.session.rollback()
     outcomes = db.session.execute(
         select(Delivery.status, Delivery.status_code, Delivery.error).where(Delivery.id.in_(sent))
     ).all()
-    said = [_delivery_said(*outcome) for outcome in outcomes]
+    said = [_delivery_said(*outcome, waited=waited) for outcome in outcomes]
     hooks = "1 webhook" if len(sent) == 1 else f"{len(sent)} webhooks"
     return [("Webhooks", f"{hooks}: {'; '.join(said)}")]
 
 
-def _delivery_said(status: str, code: int | None, error: str | None) -> str:
+def _delivery_said(status: str, code: int | None, error: str | None, *, waited: bool) -> str:
     if status == "pending" and not code and not error:  # not tried: its webhook's order holds it
+        if not waited:
+            return "not delivered yet (Ctrl-C); a worker or `serve` sends it"
         return "waiting for an earlier event to that webhook; a worker or `serve` sends it next"
     answer = f"HTTP {code}" if code else error
     if status == "succeeded":

@@ -41,7 +41,7 @@ from .growing import UploadStalled
 from .models import ImportJob, Upload
 from .progress import WORKER_STOPPING, ClaimedJob
 from .runner import Run, application_name
-from .states import Kind, Phase, Status
+from .states import FINISHED, Kind, Phase, Status
 from .turns import GiveWay, Turn, ready_to_run
 
 log = logging.getLogger(__name__)
@@ -66,25 +66,48 @@ def import_engine() -> Engine:
     return engine
 
 
-def drain_queue() -> int:
-    """Run queued jobs, oldest first, while there are any; return how many ran."""
+def drain_queue(up_to: int | None = None) -> int:
+    """Run queued jobs, oldest first, while there are any; return how many ran. With `up_to`,
+    the command line's own job: only those `claim_next` gives it, ending with that job."""
     if not _slots.acquire(blocking=False):
         return 0  # this worker reads as many as it may; a running drain takes the next job
     try:
-        return _drain_in_slot()
+        return _drain_in_slot(up_to)
     finally:
         _slots.release()
 
 
-def _drain_in_slot() -> int:
+def run_up_to(job_id: int) -> bool:
+    """Run the command line's job `job_id` here if it is queued (after the earlier ones it
+    applies after, on PostgreSQL), never a job queued after it; return whether it has ended.
+
+    Another process's drain (a worker, `serve`, another terminal) may hold the queue, or have
+    taken the job: it is asked again until the job ends. Each command runs its own import, so
+    none waits for, or is stopped with, another's (a terminal's Ctrl-C left the other
+    terminal's import running with no one to run it).
+    """
+    if _claimable(job_id):  # no drain's connection made while a worker runs the job
+        drain_queue(up_to=job_id)
+    with db.engine.connect() as conn:
+        status = conn.execute(select(jobs.c.status).where(jobs.c.id == job_id)).scalar()
+    return status in FINISHED
+
+
+def _claimable(job_id: int) -> bool:
+    """Whether `claim_next(up_to=job_id)` would find a job now."""
+    with db.engine.connect() as conn:
+        return conn.execute(_queued(conn, job_id).limit(1)).first() is not None
+
+
+def _drain_in_slot(up_to: int | None) -> int:
     """Drain the queue, on a new connection each time a drain's connection is lost."""
-    ran, lost = _drain()
+    ran, lost = _drain(up_to)
     # Not left to a wake-up: with every slot taken (IMPORT_SLOTS=1, this one not yet given
     # back) it finds none free, and the command line's wakes go to workers there may not be:
     # the job the cut attempt requeued would wait for a maintenance loop, or for ever.
     while lost and not WORKER_STOPPING.is_set():
         try:
-            more, lost = _drain()
+            more, lost = _drain(up_to)
         except DBAPIError:  # still away, say: the maintenance loop starts a drain once back
             log.warning("import queue stopped on a database error", exc_info=True)
             break
@@ -92,9 +115,10 @@ def _drain_in_slot() -> int:
     return ran
 
 
-def _drain() -> tuple[int, bool]:
-    """Run queued jobs on one prepared connection; return how many ran, and whether it ended
-    because that connection was lost (the next drain, on a new one, goes on)."""
+def _drain(up_to: int | None) -> tuple[int, bool]:
+    """Run queued jobs on one prepared connection (up to job `up_to`, if given); return how
+    many ran, and whether it ended because that connection was lost (the next drain, on a new
+    one, goes on)."""
     ran = 0
     with import_engine().connect() as conn:
         seam = database.of(conn)
@@ -107,13 +131,15 @@ def _drain() -> tuple[int, bool]:
             while (
                 not WORKER_STOPPING.is_set()
                 and not _lost(conn, prepared)
-                and (job := claim_next(conn)) is not None
+                and (job := claim_next(conn, up_to)) is not None
             ):
                 if seam.parallel_reading and _more_queued(conn):
                     _wake_queue()  # another slot, here or elsewhere, reads the next one
                 with logs.job(job.id):  # its lines name the job
                     run_claimed(conn, job)
                 ran += 1
+                if job.id == up_to:  # ended, or back in the queue: the caller looks again
+                    break
             return ran, _lost(conn, prepared)
 
 
@@ -142,23 +168,28 @@ def _finish_what_lost_imports_left(conn: Connection) -> None:
 
 
 def _more_queued(conn: Connection) -> bool:
-    queued = select(jobs.c.id).where(jobs.c.status == Status.QUEUED, ready_to_run()).limit(1)
-    found = conn.execute(queued)
-    more = found.first() is not None
+    more = conn.execute(_queued(conn).limit(1)).first() is not None
     conn.commit()
     return more
 
 
-def claim_next(conn: Connection) -> ClaimedJob | None:
-    """Mark the oldest queued job running, on this connection; return it."""
-    oldest = (
-        select(jobs.c.id)
-        .where(jobs.c.status == Status.QUEUED, ready_to_run())
-        .order_by(jobs.c.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
+def _queued(conn: Connection, up_to: int | None = None):
+    """The ids of the jobs that may run now. With `up_to` (the command line's own job): on
+    PostgreSQL, that one and those queued before it, which apply before it (`turns`), so that
+    it never waits for one no worker takes; on SQLite, which applies in no order, that alone."""
+    queued = select(jobs.c.id).where(jobs.c.status == Status.QUEUED, ready_to_run())
+    if up_to is None:
+        return queued
+    if database.of(conn).parallel_reading:
+        return queued.where(jobs.c.id <= up_to)
+    return queued.where(jobs.c.id == up_to)
+
+
+def claim_next(conn: Connection, up_to: int | None = None) -> ClaimedJob | None:
+    """Mark the oldest queued job running, on this connection; return it. With `up_to`, none
+    queued after that job (`_queued`)."""
+    oldest = _queued(conn, up_to).order_by(jobs.c.id).limit(1)
+    oldest = oldest.with_for_update(skip_locked=True).scalar_subquery()
     seam, now = database.of(conn), utcnow()
     row = conn.execute(
         update(jobs)

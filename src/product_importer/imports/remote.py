@@ -16,7 +16,7 @@ import shlex
 import ssl
 import time
 from typing import NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import click
 import httpx
@@ -64,6 +64,16 @@ NOT_RECEIVED = (429, 502, 503)
 # server's own 429, its MAX_QUEUED_IMPORTS quota on asking for the import, has none: that is
 # said at once, as any refusal of it.)
 ASKS_TO_WAIT = (429, 503)
+# The answers that refuse the file itself (413: too large; 422: empty, say), as the upload is
+# created or its import asked for: exit 2, as the local command's refusal of such a file.
+REFUSED = (413, 422)
+
+
+class Refused(click.ClickException):
+    """A refusal before any of the file was read: of the file (REFUSED), or of an address
+    that redirects elsewhere (`_redirected`). Exit 2, as a wrong option's."""
+
+    exit_code = 2
 
 
 def import_remotely(path: str, url: str, token: str, given: dict) -> int:
@@ -116,6 +126,8 @@ def _upload_and_import(
             raise click.ClickException(_refused_midway(error, base, job["id"])) from error
         if "job" in started:  # a piece refused for good: the rest will never come
             raise _refused_piece(http, base, started, error) from error
+        if error.status_code in REFUSED:  # the file itself, before a byte of it was sent
+            raise Refused(_tus_error(error, base)) from error
         raise click.ClickException(_tus_error(error, base)) from error
     if failed:
         return _stopped_on_its_bytes(
@@ -297,6 +309,9 @@ def _answered_in_time(cas: str | None = None):
 
     def request(method, url, **kwargs):
         kwargs.setdefault("timeout", ANSWER_SECONDS)
+        # A redirect is said, not followed (`_redirected`): requests turned the creation's POST
+        # answered 301 into a GET, which the app refused (405), and took the token along.
+        kwargs["allow_redirects"] = False
         if cas and kwargs.get("verify", True) is True:  # tuspy passes True: check, by default
             kwargs["verify"] = cas
         if isinstance(kwargs.get("data"), bytes):
@@ -356,7 +371,7 @@ def _create(uploader, base: str, waiting, answers: LastAnswer) -> None:
     def ask() -> None:
         nonlocal answered
         try:
-            uploader.set_url(uploader.create_url())
+            address = uploader.create_url()
         except TusCommunicationError as failure:
             answered = answered or failure.status_code is not None
             if not answered and _nothing_there(failure):
@@ -367,6 +382,10 @@ def _create(uploader, base: str, waiting, answers: LastAnswer) -> None:
                 raise _maybe_created(failure, base) from failure
             why, message = _failure_why(failure), _message_in(failure.response_content)
             raise Away(why, message, answers.wait_asked(failure)) from failure
+        # tuspy takes a redirect's Location for the upload's address
+        if answers.response is not None and answers.response.is_redirect:
+            raise _redirected("The upload could not be started", base, answers.response)
+        uploader.set_url(address)
 
     def give_up(waited: str, *, asked_later: bool) -> click.ClickException:
         then = (
@@ -569,6 +588,10 @@ def _ask_for_import(http: httpx.Client, upload_id: str, options: dict) -> dict:
         if response.status_code == 503:
             wait_asked = _wait_asked(response.status_code, response.headers)
             raise Away(_answer_why(response), _message_in(response.content), wait_asked)
+        if response.is_redirect:
+            raise _redirected("The import could not be asked for", base, response)
+        if response.status_code in REFUSED:
+            raise Refused(_api_error(response))
         raise click.ClickException(_api_error(response))
 
     def give_up(waited: str, *, asked_later: bool) -> click.ClickException:
@@ -796,6 +819,18 @@ def _not_the_api(base: str, content: bytes) -> str:
         f"{base} answered with {_kind_of(content)}, not Product Importer's API: check --url "
         "(it should be the address of the Product Importer server, like http://host:8000)."
     )
+
+
+def _redirected(what: str, base: str, answer) -> Refused:
+    """The error of a request answered with a redirect (a proxy's http -> https, say): where
+    to, and the --url to give (the address it names, without the API's path)."""
+    location = urljoin(str(answer.url), answer.headers["Location"])
+    path = urlsplit(str(answer.url)).path
+    server = location.removesuffix(path) if path and location.endswith(path) else None
+    if not server:
+        parts = urlsplit(location)
+        server = f"{parts.scheme}://{parts.netloc}"
+    return Refused(f"{what}: the server at {base} redirects to {location}: give --url {server}")
 
 
 def _kind_of(content: bytes) -> str:

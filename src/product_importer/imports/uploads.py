@@ -59,15 +59,22 @@ class MethodOverride:
 
 def refuse_if_disk_would_fill(incoming: int) -> None:
     """Raise InsufficientStorage when storing `incoming` bytes would leave too little free."""
-    folder = current_app.config["UPLOAD_FOLDER"]
-    os.makedirs(folder, exist_ok=True)
-    free = shutil.disk_usage(folder).free
-    keep_free = current_app.config["MIN_FREE_DISK_BYTES"]
-    if free - incoming < keep_free:
+    if short := disk_would_fill(incoming):
+        free, keep_free = short
         raise InsufficientStorage(
             f"The server has too little disk space for this upload ({free:,} bytes free, "
             f"{keep_free:,} kept free). Try again later, or ask the operator to free space."
         )
+
+
+def disk_would_fill(incoming: int) -> tuple[int, int] | None:
+    """The bytes free in UPLOAD_FOLDER and MIN_FREE_DISK_BYTES, when storing `incoming` bytes
+    would leave less than that free; else None."""
+    folder = current_app.config["UPLOAD_FOLDER"]
+    os.makedirs(folder, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    keep_free = current_app.config["MIN_FREE_DISK_BYTES"]
+    return (free, keep_free) if free - incoming < keep_free else None
 
 
 def keep(upload) -> tuple[str, int]:
