@@ -92,17 +92,17 @@ def test_a_mistyped_search_index_setting_says_what_it_takes(monkeypatch, tmp_pat
         # each taken, and the workers' upkeep then failed every minute on the dates they made
         ("UPLOAD_RETENTION_HOURS", "inf", "UPLOAD_RETENTION_HOURS must be a number, not 'inf'"),
         ("IMPORT_UNDO_DAYS", "nan", "IMPORT_UNDO_DAYS must be a number, not 'nan'"),
-        ("IMPORT_UNDO_DAYS", "-1", "IMPORT_UNDO_DAYS must be a number from 0 to 3650, not -1"),
+        ("IMPORT_UNDO_DAYS", "-1", "IMPORT_UNDO_DAYS must be a number from 0 to 3,650, not -1"),
         (
             "UPLOAD_RETENTION_HOURS",
             "99999999",
-            "UPLOAD_RETENTION_HOURS must be a number from 0 to 87600, not 99999999",
+            "UPLOAD_RETENTION_HOURS must be a number from 0 to 87,600, not 99999999",
         ),
         # every running import would look lost and be started again
         (
             "IMPORT_HEARTBEAT_TIMEOUT_SECONDS",
             "0",
-            "IMPORT_HEARTBEAT_TIMEOUT_SECONDS must be a number from 5 to 86400, not 0",
+            "IMPORT_HEARTBEAT_TIMEOUT_SECONDS must be a number from 5 to 86,400, not 0",
         ),
         # taken for RabbitMQ on a host named localhost:6379, retried a hundred times
         (
@@ -164,6 +164,17 @@ def test_a_public_url_that_is_no_address_says_what_it_takes(monkeypatch, tmp_pat
 
     with pytest.raises(ValueError, match="^PUBLIC_URL must "):
         load_config(str(tmp_path))
+
+
+def test_a_broker_url_in_capitals_shares_the_sign_in_limits_through_redis(monkeypatch, tmp_path):
+    # The scheme is taken in any case; the limits' storage compared it in lower case alone
+    # and fell back to each process's memory without a word.
+    monkeypatch.setenv("CELERY_BROKER_URL", " REDIS://127.0.0.1:6379/0 ")
+
+    config = load_config(str(tmp_path))
+
+    assert config["CELERY_BROKER_URL"] == "redis://127.0.0.1:6379/0"
+    assert config["RATELIMIT_STORAGE_URI"] == "redis://127.0.0.1:6379/0"
 
 
 def test_a_dotenv_file_of_a_folder_above_is_not_read(tmp_path):

@@ -95,6 +95,7 @@ def serve(host: str, port: int) -> None:
     """Run the web app (gunicorn), with the embedded worker when no broker is configured."""
     _check_address_free(host, port)
     os.environ["SERVE_HOST"] = host  # the address to answer as, for every web process
+    os.environ["SERVE_PORT"] = str(port)  # the one port a Host header may name (changes_url)
     load_env_file()  # PROMETHEUS_MULTIPROC_DIR may be set there
     # gunicorn reads WEB_CONCURRENCY as it is imported, with int(): checked first, and an
     # empty one (a copy of .env.example) is the default, as every setting's is.
@@ -222,7 +223,9 @@ def _announce_setup_link(origin: str) -> None:
 def worker(concurrency: int, celery_args: tuple[str, ...]) -> None:
     """Run a Celery worker for every queue (imports, webhooks, default)."""
     load_env_file()
-    if not os.environ.get("CELERY_BROKER_URL"):  # Celery would listen on memory:// alone
+    # Celery reads the variable itself too: a blank one would be RabbitMQ on a host named " "
+    os.environ["CELERY_BROKER_URL"] = os.environ.get("CELERY_BROKER_URL", "").strip()
+    if not os.environ["CELERY_BROKER_URL"]:  # Celery would listen on memory:// alone
         raise click.ClickException(
             "A worker needs CELERY_BROKER_URL, the broker the web app sends its work to "
             "(redis://127.0.0.1:6379/0, say). Without one (the embedded default), "

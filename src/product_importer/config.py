@@ -63,8 +63,15 @@ def _between(name: str, default: float, least: float, most: float) -> float:
     value = _number(name, default)
     if not least <= value <= most:
         given = os.environ[name].strip()
-        raise SettingError(f"{name} must be a number from {least:g} to {most:g}, not {given}")
+        raise SettingError(
+            f"{name} must be a number from {_said(least)} to {_said(most)}, not {given}"
+        )
     return value
+
+
+def _said(number: float) -> str:
+    """A bound as a person writes it: 2592000 as 2,592,000, 0.01 as it is."""
+    return f"{number:,.0f}" if number == int(number) else f"{number:g}"
 
 
 def whole_number(name: str, default: int, minimum: int = 1) -> int:
@@ -161,7 +168,7 @@ def _broker_url() -> str:
             "CELERY_BROKER_URL must be redis://host:6379/0 (or rediss://, amqp:// for "
             f"RabbitMQ), or empty for the embedded worker, not {shown}"
         )
-    return url
+    return f"{scheme.lower()}{url[len(scheme) :]}" if url else url  # REDIS:// is redis:// here
 
 
 def _secret_key(instance_path: Path) -> str:

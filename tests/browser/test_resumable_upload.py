@@ -1,6 +1,7 @@
 """The upload page sends files with tus-js-client: a reload mid-upload resumes from its offset,
 Pause and Resume work, and the import that followed the upload completes once."""
 
+import json
 import os
 import re
 import time
@@ -11,7 +12,7 @@ from sqlalchemy import text
 
 from tests.conftest import paused
 from tests.helpers import wait_for_job, wait_until
-from tests.imports.conftest import generate
+from tests.imports.conftest import PIECE, TUS, generate
 
 from .conftest import shoot, sign_in
 
@@ -322,6 +323,35 @@ def test_an_accounts_unfinished_uploads_are_not_offered_to_another_in_the_same_b
     page.goto("/")
     expect(note).to_contain_text("admins.csv")
     expect(note).not_to_contain_text("editors.csv")
+
+
+def test_an_upload_saved_before_uploads_were_kept_per_account_still_goes_on(
+    page: Page, http, tmp_path
+):
+    # Saved by the release before (its key the library's own fingerprint, no account), it was
+    # no longer offered, and choosing its file started again from byte 0 with a second import.
+    file = generate(9_000)
+    path = tmp_path / "catalog.csv"
+    path.write_bytes(file.data)
+    os.utime(path, (1_700_000_000, 1_700_000_000))  # the file's lastModified, in the key
+    size, half = len(file.data), len(file.data) // 2
+    created = http.post("/api/uploads", headers={**TUS, "Upload-Length": str(size)})
+    address = "/api/uploads/" + created.headers["Location"].rsplit("/", 1)[-1]
+    sent = http.patch(address, content=file.data[:half], headers={**PIECE, "Upload-Offset": "0"})
+    assert sent.is_success, sent.text
+    key = f"tus::tus-br-catalog.csv-text/csv-{size}-1700000000000-/api/uploads::1"
+    saved = {"size": size, "metadata": {"filename": "catalog.csv"}, "uploadUrl": address}
+    page.goto("/")
+    page.evaluate("([key, value]) => localStorage.setItem(key, value)", [key, json.dumps(saved)])
+
+    page.reload()
+    expect(page.locator("#resume-note")).to_contain_text("catalog.csv")
+    with page.expect_request(lambda request: request.method == "PATCH") as resumed:
+        page.get_by_label(PICK).set_input_files(str(path))
+
+    assert int(resumed.value.headers["upload-offset"]) == half  # from where it stopped
+    expect(page.locator("#job-message")).to_have_text("Import complete")
+    assert http.get("/api/imports").json()["total"] == 1
 
 
 def test_an_import_waiting_for_its_stopped_upload_says_so_not_that_it_waits_for_a_worker(

@@ -49,6 +49,21 @@ def test_a_completed_import_sends_one_import_completed(any_http, receiver, impor
     assert any_http.get(changes_url).json()["total"] == 3
 
 
+def test_a_port_the_client_named_is_not_given_to_receivers(any_http, receiver, import_hook):
+    # Flask checks a Host's name against ALLOWED_HOSTS, not its port: an editor naming
+    # 127.0.0.1:6666 would have sent every receiver, with its token, to that port.
+    host = f"{any_http.base_url.host}:6666"
+    answer = any_http.post(
+        "/api/imports",
+        files={"file": ("fruit.csv", b"sku,name\nA-1,Apple\n", "text/csv")},
+        headers={"Host": host},
+    )
+    assert answer.status_code == 202, answer.text
+
+    (received,) = receiver.wait_for(1)
+    assert received.json()["data"]["changes_url"] == f"/api/imports/{answer.json()['id']}/changes"
+
+
 def test_public_url_names_the_change_record_wherever_the_import_was_asked(app, monkeypatch):
     # Behind a reverse proxy the address the request came in at may be an internal one
     # that receivers cannot reach; PUBLIC_URL, when set, is the one they are given.

@@ -63,9 +63,16 @@ def create(
 
 
 def asked_at() -> str | None:
-    """The app's address as the request asking for an import names it (its Host one of
-    ALLOWED_HOSTS, Flask refuses others); None from the command line."""
-    return request.url_root.rstrip("/") if has_request_context() else None
+    """The app's address as the request asking for an import reached it, for its webhook's
+    `changes_url`; None from the command line. Flask refuses a Host name not in ALLOWED_HOSTS
+    but takes any port: one the Host names must be the port `serve` listens on (SERVE_PORT),
+    else an editor could send receivers, and their tokens, to a port of their choosing."""
+    if not has_request_context():
+        return None
+    _, colon, port = request.host.rpartition(":")
+    if colon and port != os.environ.get("SERVE_PORT"):
+        return None  # the path alone
+    return request.url_root.rstrip("/")
 
 
 def same_file_imported(session: Session, sha256: str | None) -> ImportJob | None:
@@ -197,7 +204,9 @@ def retry(
     """Queue a new job for the same stored file, with the options given or the job's own."""
     job = get(session, job_id)
     if job.kind != Kind.IMPORT:
-        again = "" if job.status in SUCCEEDED else f"; undo import {job.undo_of} again instead"
+        # only one that ended without undoing may be asked for again (queued, it still runs)
+        ended_short = job.status in (Status.FAILED, Status.CANCELLED)
+        again = f"; undo import {job.undo_of} again instead" if ended_short else ""
         raise Conflict(f"Job {job_id} is an undo: it cannot be retried{again}.")
     if not job.finished:
         raise Conflict(f"Import {job_id} is still {job.status}; cancel it or wait for it.")

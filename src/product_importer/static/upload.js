@@ -212,7 +212,8 @@
     });
     state.upload = upload;
     state.paused = false;
-    upload.findPreviousUploads().then((previous) => {
+    upload.findPreviousUploads().then(async (previous) => {
+      if (!previous.length) previous = await savedBeforeAccounts(file, upload.options);
       if (state.upload !== upload) return;
       if (previous.length) {
         upload.resumeFromPreviousUpload(previous[0]);
@@ -229,10 +230,20 @@
     return ACCOUNT_MARK + (await window.tus.defaultOptions.fingerprint(file, options));
   }
 
-  /* The uploads saved in this browser by the signed-in account (another's are not its). */
+  /* The uploads saved in this browser by the signed-in account (another's are not its), and
+     those saved before uploads were kept per account, which went on whoever chose them. */
   async function savedUploads() {
     const stored = await window.tus.defaultOptions.urlStorage.findAllUploads().catch(() => []);
-    return stored.filter((entry) => entry.urlStorageKey.startsWith(`tus::${ACCOUNT_MARK}`));
+    const mine = (key) => key.startsWith(`tus::${ACCOUNT_MARK}`) || !key.startsWith("tus::account-");
+    return stored.filter((entry) => mine(entry.urlStorageKey));
+  }
+
+  /* The saved uploads of this file from before uploads were kept per account: an upgrade
+     must not send an unfinished one back to byte 0, its import waiting a day for it. */
+  async function savedBeforeAccounts(file, options) {
+    const storage = window.tus.defaultOptions.urlStorage;
+    const fingerprint = await window.tus.defaultOptions.fingerprint(file, options);
+    return storage.findUploadsByFingerprint(fingerprint).catch(() => []);
   }
 
   /* Drop the saved resume of an upload the server refused (its file too large, empty or

@@ -607,16 +607,18 @@
     if (opener) opener.focus();
   }
 
-  /* `poll`: a refresh of the page as it is, which counts the deliveries only once a minute. */
   /* Refresh, asked: busy while it asks, then says so (the list alone changes only when
-     something came, and a click that showed nothing looked like a dead button). */
+     something came, and a click that showed nothing looked like a dead button); not when the
+     webhook was deleted meanwhile (that is said) or the deliveries could not be loaded. */
   async function refreshDeliveries(event) {
+    const id = state.shown;
     await busyButton(event.currentTarget, "Refreshing…", () => loadDeliveries());
-    if (!$("deliveries-status").textContent.startsWith("Could not")) {
+    if (state.shown === id && !$("deliveries-status").textContent.startsWith("Could not")) {
       notify("The deliveries are up to date.", "info");
     }
   }
 
+  /* `poll`: a refresh of the page as it is, which counts the deliveries only once a minute. */
   async function loadDeliveries({ poll = false } = {}) {
     clearTimeout(pollTimer);
     const id = state.shown;
@@ -639,9 +641,9 @@
         const open = new Set([...body.querySelectorAll("details[open]")].map((log) => log.dataset.id));
         refill(body, found.items.map(deliveryRow));
         body.querySelectorAll("details").forEach((log) => (log.open = open.has(log.dataset.id)));
-        $("deliveries-status").textContent = deliveriesSaid(found);
         showDeliveryPager(found);
       }
+      $("deliveries-status").textContent = deliveriesSaid(found); // after a failed load too
     } catch (error) {
       if (error.status === 404 && state.shown === id) {
         return deletedMeanwhile(findWebhook(id) || { id, url: $("deliveries-url").textContent });
