@@ -75,7 +75,8 @@ def test_an_upload_cut_by_a_stop_before_its_commit_leaves_no_file(
         unavailable(creating.result())
         holder.close()  # its session ended with the others
     assert files_in(tmp_path / "uploads") == []
-    assert "database away, answered 503: terminating connection" in app.processes[0].output()
+    # its reason is the driver's first line, which depends on when the stop cut the session
+    assert "database away, answered 503: " in app.processes[0].output()
 
 
 def test_a_remote_import_started_while_postgresql_is_down_waits_for_it(

@@ -127,9 +127,10 @@ def test_ctrl_c_while_the_imports_webhook_is_sent_ends_with_its_summary(
     sql("UPDATE webhook_deliveries SET status = 'failed', locked_until = NULL")
 
     assert command.popen.returncode == 0, command.output()  # completed: Ctrl-C cancelled nothing
-    assert "Stopped without waiting for the import's webhooks (Ctrl-C)" in command.output()
     assert re.search(r"│ Outcome\s+│ Completed\s+│", command.output()), command.output()
-    assert re.search(r"│ Webhooks\s+│ 1 webhook: not delivered yet \(Ctrl-C\)", command.output())
+    # (whether it then says it did not wait for the webhook, or that one is still to be sent,
+    # depends on where the interrupt found it: both are the summary, not "Aborted!")
+    assert re.search(r"│ Webhooks\s+│ 1 webhook: ", command.output()), command.output()
     assert "Aborted!" not in command.output()
     (job,) = client.get("/api/imports").get_json()["items"]
     assert job["status"] == "completed"

@@ -731,44 +731,63 @@ def closed_port() -> int:
         return unused.getsockname()[1]
 
 
-class Answering:
-    """A tiny HTTP server that answers every request 200 (or `status`) with `body` as
-    `content_type`, as a captive portal or another site does; with `uploads`, it first takes
-    the upload's creation as a tus server does (201 and the upload's address), so that what
-    follows meets it."""
+class TinyServer:
+    """A tiny HTTP server on 127.0.0.1 whose every request, whatever its method, is answered
+    by the subclass's `answer(request)`."""
 
-    def __init__(self, content_type: str, body: bytes, *, uploads: bool = False, status=200):
+    def __init__(self):
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def _answer(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if outer.uploads and self.command == "POST" and self.path == "/api/uploads":
-                    outer.uploads = False
-                    self.send_response(201)
-                    self.send_header("Location", "/api/uploads/abc")
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                outer.answer(self)
 
             do_GET = do_POST = do_HEAD = do_PATCH = do_DELETE = _answer
 
             def log_message(self, *args) -> None:
                 pass
 
-        self.uploads = uploads
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
+    def answer(self, request: http.server.BaseHTTPRequestHandler) -> None:
+        raise NotImplementedError
+
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class Answering(TinyServer):
+    """A tiny HTTP server that answers every request 200 (or `status`) with `body` as
+    `content_type`, as a captive portal or another site does; with `uploads`, it first takes
+    the upload's creation as a tus server does (201 and the upload's address), so that what
+    follows meets it."""
+
+    def __init__(self, content_type: str, body: bytes, *, uploads: bool = False, status=200):
+        self.content_type, self.body, self.uploads, self.status = (
+            content_type,
+            body,
+            uploads,
+            status,
+        )
+        super().__init__()
+
+    def answer(self, request) -> None:
+        request.rfile.read(int(request.headers.get("Content-Length") or 0))
+        if self.uploads and request.command == "POST" and request.path == "/api/uploads":
+            self.uploads = False
+            request.send_response(201)
+            request.send_header("Location", "/api/uploads/abc")
+            request.send_header("Content-Length", "0")
+            request.end_headers()
+            return
+        request.send_response(self.status)
+        request.send_header("Content-Type", self.content_type)
+        request.send_header("Content-Length", str(len(self.body)))
+        request.end_headers()
+        request.wfile.write(self.body)
 
 
 PORTAL = b"<!DOCTYPE html>\n<html><body><h1>Welcome to the hotel's Wi-Fi</h1></body></html>"
@@ -824,36 +843,21 @@ def test_an_html_page_where_the_import_is_asked_for_is_said_so(tmp_path):
     ), result.stderr
 
 
-class Refusing:
+class Refusing(TinyServer):
     """A tiny HTTP server that answers every request `status` with the API's JSON error of
     `message`, counting the requests in `asked`: a server that refuses for good."""
 
     def __init__(self, status: int, message: str):
-        outer = self
-        body = api_error(message)
+        self.status, self.body, self.asked = status, api_error(message), 0
+        super().__init__()
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def _answer(self) -> None:
-                outer.asked += 1
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = do_HEAD = do_PATCH = do_DELETE = _answer
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.asked = 0
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def answer(self, request) -> None:
+        self.asked += 1
+        request.send_response(self.status)
+        request.send_header("Content-Type", "application/json")
+        request.send_header("Content-Length", str(len(self.body)))
+        request.end_headers()
+        request.wfile.write(self.body)
 
 
 DISK_FULL = (
@@ -931,30 +935,19 @@ def test_an_import_refused_as_it_is_asked_for_exits_2(tmp_path):
     assert result.stderr.splitlines()[-1] == f"Error: {message}", result.stderr
 
 
-class Redirecting:
+class Redirecting(TinyServer):
     """A tiny HTTP server that answers every request 301 to the same path at `to`, as nginx's
     http -> https does (deploy/nginx.conf)."""
 
     def __init__(self, to: str):
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def _answer(self) -> None:
-                self.send_response(301)
-                self.send_header("Location", f"{to}{self.path}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+        self.to = to
+        super().__init__()
 
-            do_GET = do_POST = do_HEAD = do_PATCH = do_DELETE = _answer
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def answer(self, request) -> None:
+        request.send_response(301)
+        request.send_header("Location", f"{self.to}{request.path}")
+        request.send_header("Content-Length", "0")
+        request.end_headers()
 
 
 def test_a_server_that_redirects_is_said_with_the_url_to_give_not_followed(tmp_path):
