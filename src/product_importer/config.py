@@ -146,11 +146,16 @@ def normalize_database_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     if not url.startswith(("postgresql+psycopg://", "sqlite:///")):
-        scheme = f"{url.split('://')[0]}://..." if "://" in url else "a value without ://"
         raise SettingError(
-            f"DATABASE_URL must be postgresql://user@host/database or sqlite:///path, not {scheme}"
+            "DATABASE_URL must be postgresql://user@host/database or sqlite:///path, "
+            f"not {_scheme_shown(url)}"
         )
     return url
+
+
+def _scheme_shown(url: str) -> str:
+    """A refused URL as an error says it: its scheme alone (the rest may hold a password)."""
+    return f"{url.split('://')[0]}://..." if "://" in url else "a value without ://"
 
 
 BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp")
@@ -163,10 +168,9 @@ def _broker_url() -> str:
     url = (os.environ.get("CELERY_BROKER_URL") or "").strip()
     scheme = url.split("://")[0] if "://" in url else None
     if url and (scheme or "").lower() not in BROKER_SCHEMES:
-        shown = f"{scheme}://..." if scheme else "a value without ://"
         raise SettingError(
             "CELERY_BROKER_URL must be redis://host:6379/0 (or rediss://, amqp:// for "
-            f"RabbitMQ), or empty for the embedded worker, not {shown}"
+            f"RabbitMQ), or empty for the embedded worker, not {_scheme_shown(url)}"
         )
     return f"{scheme.lower()}{url[len(scheme) :]}" if url else url  # REDIS:// is redis:// here
 
@@ -320,6 +324,8 @@ def _access_settings(env, broker_url: str) -> dict:
     return {
         # Flask refuses (400) a request whose Host header is not one of these.
         "TRUSTED_HOSTS": allowed_hosts(env("ALLOWED_HOSTS"), env("SERVE_HOST")),
+        # The one port a Host header may name for an import's `changes_url` (service.asked_at).
+        "SERVE_PORT": env("SERVE_PORT") or "",
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         # Served over HTTPS by `serve` itself (TLS_CERT_FILE): the cookie is never sent in clear.

@@ -70,9 +70,9 @@ class ImportJob(db.Model):
     applied_by: Mapped[str | None] = mapped_column(String(254))
     # When it was applied, if it was a plan: set with no `applied_by`, the command line did.
     applied_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # The app's address as the request that asked for it named it (`request.url_root`, its
-    # host one of ALLOWED_HOSTS): where its webhook says its change record is, when PUBLIC_URL
-    # is not set. None from the command line.
+    # The app's address as the request that asked for it reached it (`service.asked_at`):
+    # where its webhook says its change record is, when PUBLIC_URL is not set. None from the
+    # command line, or when the request named a port `serve` does not listen on.
     origin: Mapped[str | None] = mapped_column(String(2048))
     # The resumable upload it reads (None for a multipart upload or the command line).
     upload_id: Mapped[str | None] = mapped_column(String(32))

@@ -70,7 +70,7 @@ def asked_at() -> str | None:
     if not has_request_context():
         return None
     _, colon, port = request.host.rpartition(":")
-    if colon and port != os.environ.get("SERVE_PORT"):
+    if colon and port != current_app.config["SERVE_PORT"]:
         return None  # the path alone
     return request.url_root.rstrip("/")
 

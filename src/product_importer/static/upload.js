@@ -250,7 +250,7 @@
      binary), so that the next visit does not offer to go on with it. */
   async function forgetUpload(upload) {
     const storage = window.tus.defaultOptions.urlStorage;
-    const saved = await upload.findPreviousUploads().catch(() => []);
+    const saved = await savedUploads(); // one resumed from the last release's key too
     await Promise.all(saved.filter((entry) => entry.uploadUrl === upload.url)
       .map((entry) => storage.removeUpload(entry.urlStorageKey)));
     if (upload.url) localStorage.removeItem(IMPORT_OF + upload.url);
