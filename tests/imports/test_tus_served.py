@@ -128,6 +128,59 @@ def test_a_finished_upload_is_imported(served, any_http, any_catalog):
     assert products_by_key(any_catalog()) == file.expected
 
 
+def test_an_import_asked_for_again_while_it_waits_for_its_upload_is_the_same_import(
+    served, any_http, any_catalog
+):
+    # The upload page asks for the import as the upload starts; reloaded before that answer
+    # came, it asked again on resuming: a second import of the same bytes was queued.
+    file = generate(3_000)
+    half = len(file.data) // 2
+    url = start_upload(any_http, served, file.data, half)
+    asked = {"upload": url.rsplit("/", 1)[-1]}
+    first = any_http.post("/api/imports", json=asked)
+    again = any_http.post("/api/imports", json=asked)
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert again.json()["id"] == first.json()["id"]
+    assert again.headers["Location"] == first.headers["Location"]
+
+    other = any_http.post("/api/imports", json={**asked, "plan": True})
+    assert other.status_code == 409
+    error = other.json()["error"]
+    assert error["details"] == {"import": first.json()["id"]}
+    assert f"already being imported, as import #{first.json()['id']}" in error["message"]
+
+    rest = any_http.patch(
+        url, content=file.data[half:], headers={**PIECE, "Upload-Offset": str(half)}
+    )
+    assert rest.status_code == 204
+    job = finished(any_http, first.json()["id"])
+    assert (job["status"], job["created"]) == ("completed", len(file.expected)), job
+    assert any_http.get("/api/imports").json()["total"] == 1
+    assert products_by_key(any_catalog()) == file.expected
+
+
+def test_two_asks_for_an_uploads_import_at_once_queue_one_import(
+    http, live_server, accounts, holding, live_worker
+):
+    data = b"sku,name\nONCE-1,Imported once\n"
+    created = http.post("/api/uploads", headers={**TUS, "Upload-Length": str(len(data))})
+    upload_id = created.headers["Location"].rsplit("/", 1)[-1]
+
+    def ask_for_import():
+        with http_client(live_server, accounts["admin"].token) as own:
+            return own.post("/api/imports", json={"upload": upload_id})
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        with holding("SELECT id FROM uploads FOR UPDATE") as held:
+            asks = [pool.submit(ask_for_import) for _ in range(2)]
+            held.wait_until_blocking()  # one has read it unlocked and waits to lock it,
+            wait_until(lambda: waits_behind(held), "the other ask to wait behind it")
+        answers = [ask.result() for ask in asks]
+    assert [answer.status_code for answer in answers] == [202, 202]
+    assert answers[0].json()["id"] == answers[1].json()["id"]
+    assert http.get("/api/imports").json()["total"] == 1
+
+
 def test_an_import_reads_while_the_upload_arrives_and_applies_after_its_last_byte(
     served, any_http, any_catalog
 ):

@@ -17,7 +17,7 @@ from ..apiutil import (
     true_or_false,
     whole_number,
 )
-from ..errors import AppError, BadRequest, Invalid, TooLarge
+from ..errors import AppError, BadRequest, Conflict, Invalid, TooLarge
 from ..extensions import db, removed_unless_committed
 from ..security import large_body, refuse_cross_site_requests
 from . import changes, options, plans, resumable, service, streams, uploads
@@ -81,19 +81,15 @@ def _import_upload(actor: dict):
             'Name the upload: {"upload": "<upload id>"}.', details={"upload": "Required."}
         )
     given = options.parse(body, json_body=True)
+    sha256 = _checked_sha256(resumable.get_owned(db.session, body["upload"], actor["id"]))
+    # Read again, locked, after hashing (1 GB under the lock would hold others): a second ask
+    # for its import waits here, then finds the first; and its last piece compares the file
+    # with earlier imports for the imports committed by then (`service.note_same_file`).
+    upload = resumable.get_owned(db.session, body["upload"], actor["id"], lock=True)
+    sha256 = sha256 or _checked_sha256(upload)  # its last piece may have arrived meanwhile
+    if (asked := service.unfinished_import_of(db.session, upload.id)) is not None:
+        return _asked_again(asked, options.Options(**given))
     service.refuse_past_quota(db.session, actor)
-    upload = resumable.get_owned(db.session, body["upload"], actor["id"])
-    if upload.completed_at is None:
-        # Read again, locked: its last piece compares the file with earlier imports for the
-        # imports committed by then (`service.note_same_file`); this one is, or it sees the
-        # upload whole. A whole upload needs no lock (hashing 1 GB under it would hold others).
-        upload = resumable.get_owned(db.session, upload.id, actor["id"], lock=True)
-    if upload.error:
-        raise Invalid(f"This upload was refused: {upload.error}")
-    try:  # known now only for an upload already whole (one still arriving is not compared)
-        sha256 = uploads.sha256(upload.file_path) if upload.completed_at else None
-    except FileNotFoundError:  # removed with the end of an import of it: HEAD says 404 too
-        raise resumable.file_gone(upload.id) from None
     job = service.create(
         db.session,
         filename=upload.filename,
@@ -106,6 +102,30 @@ def _import_upload(actor: dict):
     )
     audit.record(db.session, "import.created", f"import #{job.id}", upload=upload.id, **given)
     db.session.commit()
+    return _accepted(job)
+
+
+def _checked_sha256(upload) -> str | None:
+    """The SHA-256 of an upload already whole, None for one still arriving (not compared);
+    Invalid for one refused at its last byte."""
+    if upload.error:
+        raise Invalid(f"This upload was refused: {upload.error}")
+    try:
+        return uploads.sha256(upload.file_path) if upload.completed_at else None
+    except FileNotFoundError:  # removed with the end of an import of it: HEAD says 404 too
+        raise resumable.file_gone(upload.id) from None
+
+
+def _asked_again(job, given: options.Options):
+    """The import already asked for an upload, asked for again (a page reloaded before the
+    first answer came, a client retrying a lost one): the same job, or 409 if the options
+    differ. A second job would read the same bytes and import the file twice."""
+    if service.options_of(job) != given:
+        raise Conflict(
+            f"This upload is already being imported, as import #{job.id}, with other options. "
+            "Follow that import, or cancel it and ask again.",
+            details={"import": job.id},
+        )
     return _accepted(job)
 
 

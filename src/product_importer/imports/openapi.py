@@ -336,6 +336,10 @@ def _import_paths() -> dict:
                         "No such upload of this account (or it expired, or its file is no "
                         "longer kept)"
                     ),
+                    "409": error(
+                        "The upload's import is waiting or running already, asked with other "
+                        "options (asked with the same, that import is answered, 202)"
+                    ),
                     "413": error("Over MAX_UPLOAD_BYTES"),
                     "422": error(
                         "Empty, only white space, binary, or not gzip it claims to be; an "

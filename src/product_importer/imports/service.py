@@ -3,6 +3,7 @@
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 
 from flask import current_app, has_request_context, request
 from sqlalchemy import case, func, select
@@ -104,6 +105,19 @@ def note_same_file(session: Session, upload_id: str, sha256: str) -> None:
         if earlier is not None and earlier.id != job.id:
             job.duplicate_of = earlier.id
             job.warnings = [*(job.warnings or []), *duplicate_warnings(earlier)]
+
+
+def unfinished_import_of(session: Session, upload_id: str) -> ImportJob | None:
+    """The import of the upload that is still waiting or running, if any."""
+    asked = select(ImportJob).where(
+        ImportJob.upload_id == upload_id, ImportJob.status.notin_(FINISHED)
+    )
+    return session.scalars(asked.order_by(ImportJob.id).limit(1)).first()
+
+
+def options_of(job: ImportJob) -> Options:
+    """The options the import was asked with."""
+    return Options(plan=job.plan, max_invalid=job.max_invalid, columns=job.columns)
 
 
 SAME_FILE_NOTE = "This file is identical to import #"
@@ -213,7 +227,6 @@ def retry(
     refusal = retry_refusal(session, job)
     if refusal:
         raise Conflict(refusal)
-    own = {"plan": job.plan, "max_invalid": job.max_invalid, "columns": job.columns}
     return create(
         session,
         filename=job.filename,
@@ -221,7 +234,7 @@ def retry(
         bytes_total=job.bytes_total,
         created_by=created_by,
         sha256=job.sha256,
-        options=Options(**(own | (options or {}))),
+        options=replace(options_of(job), **(options or {})),
         retry_of_id=job.id,
         upload_id=job.upload_id,  # an upload still arriving is followed again
     )
