@@ -92,6 +92,30 @@ def test_a_running_import_fits_the_history_with_its_watch_button(
     expect(row.locator('[data-label="Created"]')).to_have_text("10,000")
 
 
+# The page's animations playing now: a progress bar's stripes, a spinner.
+RUNNING_ANIMATIONS = "document.getAnimations().filter((a) => a.playState === 'running').length"
+
+
+def test_a_running_imports_bar_stands_still_for_someone_who_asks_for_less_motion(
+    page: Page, http, holding_rejections
+):
+    # Motion off made each animation last 0.01 ms but still repeat without end: the bar's
+    # stripes (and a spinner's turn) jumped to a new place every frame, a flicker.
+    rows = [f"SKU-{n},Widget {n}" for n in range(REJECTED_AT_ONCE)]
+    nameless = [f"NONAME-{n}," for n in range(REJECTED_AT_ONCE)]
+    content = "sku,name\n" + "\n".join(rows + nameless + rows) + "\n"
+    with holding_rejections() as reading:  # the import stops half-way through the file
+        job = upload_csv(http, content, "held.csv").json()
+        reading.wait_until_blocking()
+        page.goto(f"/imports/{job['id']}")
+        expect(page.locator('.progress[data-state="active"]')).to_be_visible()
+        assert page.evaluate(RUNNING_ANIMATIONS) > 0  # the stripes move
+
+        page.emulate_media(reduced_motion="reduce")
+        page.wait_for_function(f"() => {RUNNING_ANIMATIONS} === 0")
+        expect(page.locator('.progress[data-state="active"]')).to_be_visible()
+
+
 def test_history_without_imports_says_so(page: Page):
     page.goto("/imports")
     expect(page.get_by_text("No imports yet")).to_be_visible()
