@@ -4,9 +4,25 @@ import os
 import re
 import subprocess
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from tests.conftest import BIN, ROOT, paused
 from tests.webhooks.conftest import create_endpoint
 from tests.webhooks.receiver import Answer, Receiver
+
+SUCCEEDED = ("product_importer_webhook_attempts_total", {"outcome": "succeeded"})
+
+
+def attempts_succeeded(client) -> float:
+    """The succeeded webhook attempts /metrics counts."""
+    metrics = client.get("/metrics").get_data(as_text=True)
+    found = (
+        sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if (sample.name, sample.labels) == SUCCEEDED
+    )
+    return next(found, 0.0)
 
 
 def webhooks_row(stdout: str) -> str:
@@ -24,6 +40,7 @@ def test_the_import_command_says_each_webhook_once_and_why_one_waits(tmp_path, c
 
     with paused(live_worker):  # only the command sends: the failing webhook's event waits
         assert client.post("/api/products", json={"sku": "P-1", "name": "Pear"}).status_code == 201
+        before = attempts_succeeded(client)
         done = subprocess.run(
             [str(BIN / "product-importer"), "import", str(path)],
             cwd=ROOT,
@@ -39,5 +56,6 @@ def test_the_import_command_says_each_webhook_once_and_why_one_waits(tmp_path, c
     assert "delivered (HTTP 200)" in said
     assert re.search(r"waiting for an earlier event to that webhook; a worker or `serve`", said)
     assert "None" not in said
+    assert attempts_succeeded(client) == before + 1  # counted in /metrics: pushed as it ended
     answering.close()
     failing.close()

@@ -20,17 +20,21 @@ from rich.console import Console
 from rich.highlighter import NullHighlighter
 from rich.logging import RichHandler
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from .. import logs
 from ..accounts import audit
 from ..apiutil import csv_text
 from ..errors import AppError, Conflict, InsufficientStorage, TooLarge, said
 from ..extensions import db
+from ..metrics import pushed
 from ..webhooks import delivery, events
 from ..webhooks.models import Delivery
 from . import display, options, plans, queue, service, uploads
 from .progress import WORKER_STOPPING
 from .states import INTERRUPTED, Status
+
+log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.25
 COPY_BYTES = 1024 * 1024  # a read of the file to import at a time
@@ -154,6 +158,7 @@ def _run_and_watch(
         waited = runner.finish(wait=not ended_first)
         if not waited:
             click.echo(NOT_WAITED, err=True)
+        _push_counts()
     rejected = _write_rejected(job, rejected_to or rejected_path(path, job.id))
     code = _report(Console(), job, rejected + _webhook_rows(tasks.sent, waited))
     display.say_next_step(  # with the options `given` to this run, but the one it mends
@@ -168,6 +173,15 @@ NOT_WAITED = (
     "Stopped without waiting for the import's webhooks (Ctrl-C): a worker or `serve` sends "
     "those not delivered yet."
 )
+
+
+def _push_counts() -> None:
+    """Add the webhook attempts this command made to the totals /metrics reads (a worker
+    pushes its own every second; this process ends now). Not counted if the database is away."""
+    try:
+        pushed.flush()
+    except SQLAlchemyError as error:
+        log.warning("This command's webhook attempts are not counted in /metrics: %s", error)
 
 
 class OwnJobRunner(threading.Thread):
