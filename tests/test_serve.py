@@ -336,15 +336,17 @@ def answers(url: str, host: str) -> bool:
         return False
 
 
-def test_serve_on_a_port_no_address_has_says_which_ports_there_are():
-    # gunicorn ended in a traceback on 70000, after "Serving on http://127.0.0.1:70000".
+@pytest.mark.parametrize("port", ["70000", "0"])
+def test_serve_on_a_port_no_address_has_says_which_ports_there_are(port):
+    # gunicorn ended in a traceback on 70000, after "Serving on http://127.0.0.1:70000"; on 0
+    # it listened on a port of the system's choosing, the setup link naming port 0.
     done = subprocess.run(
-        [str(BIN / "product-importer"), "serve", "--port", "70000"],
+        [str(BIN / "product-importer"), "serve", "--port", port],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
 
     assert done.returncode == 2, done.stdout + done.stderr
-    assert "Invalid value for '--port': 70000 is not in the range 0<=x<=65535." in done.stderr
+    assert f"Invalid value for '--port': {port} is not in the range 1<=x<=65535." in done.stderr
 
 
 @pytest.mark.parametrize(

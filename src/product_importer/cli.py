@@ -90,7 +90,7 @@ def migrate(create_database: bool) -> None:
 
 @main.command(short_help="Run the web app (gunicorn), and the worker when embedded.")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 def serve(host: str, port: int) -> None:
     """Run the web app (gunicorn), with the embedded worker when no broker is configured."""
     _check_address_free(host, port)
