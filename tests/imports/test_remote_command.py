@@ -921,6 +921,21 @@ def test_an_empty_file_refused_by_the_server_exits_2_as_it_does_here(
     assert catalog() == []
 
 
+def test_a_blank_file_refused_at_its_last_byte_exits_2_as_it_does_here(
+    tmp_path, live_server, accounts, catalog
+):
+    path = tmp_path / "blank.csv"
+    path.write_text("   \n\n")  # not empty: the server sees it blank once it is all there
+
+    args = ["import", str(path), "--url", live_server, "--token", accounts["editor"].token]
+    result = CliRunner().invoke(cli.main, args)
+
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines()[-1].startswith("Error: The file is empty."), result.stderr
+    assert "The upload was removed" in result.stderr
+    assert catalog() == []
+
+
 def test_an_import_refused_as_it_is_asked_for_exits_2(tmp_path):
     path = tmp_path / "catalog.csv"
     path.write_text("sku,name\nA-1,Apple\n")

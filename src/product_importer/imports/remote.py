@@ -70,8 +70,9 @@ REFUSED = (413, 422)
 
 
 class Refused(click.ClickException):
-    """A refusal before any of the file was read: of the file (REFUSED), or of an address
-    that redirects elsewhere (`_redirected`). Exit 2, as a wrong option's."""
+    """A refusal of the file itself (REFUSED, as its upload starts or at its last byte), or
+    of an address that redirects elsewhere (`_redirected`). Exit 2, as a wrong option's and
+    as the same file imported here."""
 
     exit_code = 2
 
@@ -176,7 +177,8 @@ def _refused_piece(
     what became of its import and upload, ended here (cancelled, removed) since the rest of
     the file will never come; or, where that failed, where they are to end them."""
     then = _what_became(_end_there(http, started), base, started)
-    return click.ClickException(f"{_tus_error(failure, base)} {then}")
+    refusal = Refused if failure.status_code in REFUSED else click.ClickException
+    return refusal(f"{_tus_error(failure, base)} {then}")
 
 
 class Ended(NamedTuple):
