@@ -126,6 +126,30 @@ def test_an_import_that_rejects_nothing_leaves_no_rejected_file_of_an_earlier_on
     assert not (tmp_path / "prices-rejected.csv").exists()
 
 
+# A step's line as the server writes it: the date, the level, the logger, the job's id.
+STEP_LINE = re.compile(
+    r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO product_importer[\w.]*: "
+    r"import step [a-z ]+: [\d.]+s.* job_id=\d+"
+)
+
+
+def test_text_logs_kept_in_a_file_are_one_whole_line_each_with_the_date(
+    tmp_path, catalog, live_worker
+):
+    """`LOG_LEVEL=INFO ... 2> import.log`: rich wrapped each line at 80 columns ("writing to
+    the" / "staging table 0.00s)"), with the time of day alone."""
+    path = tmp_path / "fruit.csv"
+    path.write_text("sku,name\nA-1,Apple\nB-2,Banana\n")
+
+    with paused(live_worker):  # the command runs its import itself, logging its steps
+        piped = run_import_command(path, env={"LOG_LEVEL": "INFO", "COLUMNS": "80"})
+
+    assert piped.returncode == 0, piped.stdout + piped.stderr
+    steps = [line for line in piped.stderr.splitlines() if "import step" in line]
+    assert any("import step reading" in line for line in steps), piped.stderr
+    assert all(STEP_LINE.fullmatch(line) for line in steps), steps
+
+
 def test_json_logs_stay_one_object_a_line_beside_the_bar(
     tmp_path, catalog, monkeypatch, live_worker
 ):

@@ -344,11 +344,15 @@ def _remove(stored: str) -> None:
 
 class _logging_above:
     """Log through rich on the bar's console while it shows, so lines go above the bar: in
-    rich's columns, or with LOG_FORMAT=json as JSON lines (`JsonAbove`)."""
+    rich's columns, or with LOG_FORMAT=json as JSON lines (`JsonAbove`). Into a file (`2>
+    import.log`) text lines go as the server writes them: rich would wrap them at 80 columns,
+    with the time of day alone."""
 
     def __init__(self, console: Console, log_format: str):
         if log_format == "json":
             self.handler: logging.Handler = JsonAbove(console)
+        elif not console.is_terminal:
+            self.handler = logs.handler(log_format)
         else:
             self.handler = RichHandler(
                 console=console,
