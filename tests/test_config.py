@@ -12,7 +12,7 @@ import pytest
 
 from product_importer.config import _secret_key, load_config
 from product_importer.tls import CA_VARIABLES
-from tests.conftest import BIN, ROOT
+from tests.conftest import BIN, ROOT, free_port
 
 # How the code reads a setting: env("X") or a parser (_number("X", ...), whole_number),
 # os.environ.get("X") elsewhere, and the name the metrics module keeps in a constant.
@@ -207,20 +207,30 @@ def test_settings_take_any_case_and_empty_is_the_default(monkeypatch, tmp_path):
     [
         (["worker"], "IMPORT_SLOTS", "two", "IMPORT_SLOTS must be a whole number, not 'two'"),
         (["worker"], "IMPORT_SLOTS", "0", "IMPORT_SLOTS must be a whole number of at least 1"),
-        (["serve", "--port", "0"], "WEB_CONCURRENCY", "many", "WEB_CONCURRENCY must be a whole"),
+        (["import", "a.csv"], "IMPORT_SLOTS", "two", "IMPORT_SLOTS must be a whole number"),
+        (["serve", "--port", "PORT"], "WEB_CONCURRENCY", "many", "WEB_CONCURRENCY must be a whole"),
     ],
 )
+@pytest.mark.parametrize("where", ["environment", ".env"])
 def test_a_mistyped_process_setting_stops_its_command_with_its_name(
-    tmp_path, command, setting, value, said
+    tmp_path, command, setting, value, said, where
 ):
     # Both were read with int() (gunicorn reads WEB_CONCURRENCY as it is imported): a
-    # traceback naming no setting; IMPORT_SLOTS=0 started a worker that never imported.
+    # traceback naming no setting; IMPORT_SLOTS=0 started a worker that never imported. And
+    # IMPORT_SLOTS of `.env` was not seen by `import`, which runs imports too: read as its
+    # module was imported, before the command read `.env`.
     env = os.environ | {
         "INSTANCE_PATH": str(tmp_path / "instance"),
         "DATABASE_URL": "postgresql://postgres@127.0.0.1/product_importer_never_made",
         "CELERY_BROKER_URL": "redis://127.0.0.1:6379/13",
-        setting: value,
     }
+    if where == ".env":
+        (tmp_path / ".env").write_text(f"{setting}={value}\n")
+        env.pop(setting, None)
+    else:
+        env[setting] = value
+    command = [str(free_port()) if part == "PORT" else part for part in command]
+    (tmp_path / "a.csv").write_text("sku,name\nA-1,Apple\n")  # the file `import` is given
 
     assert_refused(command, env, tmp_path, said)
 

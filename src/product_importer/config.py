@@ -339,6 +339,8 @@ def _access_settings(env, broker_url: str) -> dict:
         # counts (accounts/tries.py): every limit counted once, given back once.
         "RATELIMIT_FAIL_ON_FIRST_BREACH": True,
         "MAX_QUEUED_IMPORTS": whole_number("MAX_QUEUED_IMPORTS", 3),
+        # Imports one worker process reads at once: the rest of its threads send webhooks.
+        "IMPORT_SLOTS": whole_number("IMPORT_SLOTS", 2),
         "MIN_FREE_DISK_BYTES": whole_number("MIN_FREE_DISK_BYTES", 512 * MIB, minimum=0),
         # Below 0, ProxyFix would take an address the client itself sent in X-Forwarded-For.
         "PROXY_COUNT": whole_number("PROXY_COUNT", 0, minimum=0),

@@ -21,7 +21,6 @@ from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.exc import DBAPIError
 
 from .. import background, database, logs
-from ..config import whole_number
 from ..extensions import db
 from ..timeutil import utcnow
 from ..webhooks import events
@@ -52,9 +51,17 @@ jobs = ImportJob.__table__
 CLAIMED = [field.name for field in dataclasses.fields(ClaimedJob)]
 
 
-# Imports one worker process reads at once: the rest of its threads send webhooks.
-IMPORT_SLOTS = whole_number("IMPORT_SLOTS", 2)  # read once the command has loaded .env
-_slots = threading.BoundedSemaphore(IMPORT_SLOTS)
+_slots: list[threading.BoundedSemaphore] = []  # this process's, once it drains
+_slots_made = threading.Lock()
+
+
+def _import_slots() -> threading.BoundedSemaphore:
+    """The IMPORT_SLOTS of this process: made from the app's settings, which read `.env` (this
+    module is imported before a command loads it)."""
+    with _slots_made:
+        if not _slots:
+            _slots.append(threading.BoundedSemaphore(current_app.config["IMPORT_SLOTS"]))
+        return _slots[0]
 
 
 def import_engine() -> Engine:
@@ -69,12 +76,13 @@ def import_engine() -> Engine:
 def drain_queue(up_to: int | None = None) -> int:
     """Run queued jobs, oldest first, while there are any; return how many ran. With `up_to`,
     the command line's own job: only those `claim_next` gives it, ending with that job."""
-    if not _slots.acquire(blocking=False):
+    slots = _import_slots()
+    if not slots.acquire(blocking=False):
         return 0  # this worker reads as many as it may; a running drain takes the next job
     try:
         return _drain_in_slot(up_to)
     finally:
-        _slots.release()
+        slots.release()
 
 
 def run_up_to(job_id: int) -> bool:
