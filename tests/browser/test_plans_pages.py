@@ -143,6 +143,8 @@ def test_undo_asks_what_it_will_do_then_shows_its_result(page: Page, http, accou
 
     dialog = page.get_by_role("dialog", name=f"Undo import #{done['id']}")
     expect(dialog).to_contain_text("Delete 25 products it created and restore 1 it changed?")
+    # the counts are what the import did: the undo leaves what changed or went since
+    expect(dialog).to_contain_text("those changed or deleted since")
     shoot(page, artifacts, "plans-undo-dialog")
     dialog.get_by_role("button", name="Undo import").click()
 
