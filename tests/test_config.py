@@ -287,6 +287,15 @@ def test_a_secret_key_is_made_where_the_folder_takes_no_hard_links(monkeypatch, 
     assert [path.name for path in instance.iterdir()] == ["secret_key"]
 
 
+def test_a_blank_secret_key_is_unset_and_one_is_made(monkeypatch, tmp_path):
+    # A key of spaces was taken as the key: anyone could sign sessions with it.
+    monkeypatch.setenv("SECRET_KEY", "   ")
+
+    key = load_config(str(tmp_path / "instance"))["SECRET_KEY"]
+
+    assert len(key) == 64 and key == (tmp_path / "instance" / "secret_key").read_text().strip()
+
+
 def test_an_empty_secret_key_file_is_given_a_key(monkeypatch, tmp_path):
     # Left empty by a process that stopped while it wrote it: every session was signed with ""
     monkeypatch.delenv("SECRET_KEY", raising=False)

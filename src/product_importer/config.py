@@ -177,7 +177,7 @@ def _broker_url() -> str:
 
 def _secret_key(instance_path: Path) -> str:
     """Return SECRET_KEY, generating and keeping one in the instance folder when unset."""
-    if os.environ.get("SECRET_KEY"):
+    if os.environ.get("SECRET_KEY", "").strip():  # blank is unset, as every other setting
         return os.environ["SECRET_KEY"]
     key_file = instance_path / "secret_key"
     key = _read_key(key_file)
@@ -362,8 +362,9 @@ def allowed_hosts(configured: str | None, serve_host: str | None) -> list[str]:
     Bound to every address (0.0.0.0), the machine's own names are added; anything else (a
     public DNS name) must be listed in ALLOWED_HOSTS.
     """
-    if configured:
-        return [name.strip() for name in configured.split(",") if name.strip()]
+    named = [name.strip() for name in (configured or "").split(",") if name.strip()]
+    if named:  # only commas or blanks name none: the default, never "any" (Flask's empty list)
+        return named
     hosts = list(LOCAL_HOSTS)
     if serve_host in WILDCARDS and serve_host is not None:
         hosts += [socket.gethostname(), socket.getfqdn()]

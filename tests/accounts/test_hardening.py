@@ -292,6 +292,16 @@ def test_allowed_hosts_default_to_local_names_and_the_bound_address():
     ]
 
 
+@pytest.mark.parametrize("blank", [",", " ", " , ,"])
+def test_allowed_hosts_naming_no_host_is_the_default_not_every_host(make_app, monkeypatch, blank):
+    # Flask took the empty list it gave as "check nothing": any Host was answered.
+    monkeypatch.setenv("ALLOWED_HOSTS", blank)
+    app = make_app()
+
+    assert app.test_client().get("/healthz", base_url="http://evil.example").status_code == 400
+    assert app.test_client().get("/healthz", base_url="http://localhost").status_code == 200
+
+
 def test_allowed_hosts_names_the_only_host_names_answered(make_app, monkeypatch):
     monkeypatch.setenv("ALLOWED_HOSTS", "shop.example")
     app = make_app()
