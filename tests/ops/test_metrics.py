@@ -123,6 +123,14 @@ def test_an_import_and_a_webhook_delivery_move_their_counters(
     assert (
         moved("product_importer_webhook_attempt_duration_seconds_count", outcome="succeeded") == 1
     )
+
+    with httpx.Client(base_url=url, timeout=30) as http:  # an undo is no import: not counted
+        http.headers["Authorization"] = f"Bearer {accounts['admin'].token}"
+        undo = wait_for_job(http, http.post(f"/api/imports/{job['id']}/undo").json()["id"])
+        assert undo["status"] == "completed"
+    undone = scrape(url)
+    for name in ("product_importer_imports_total", "product_importer_import_rows_total"):
+        assert sample(undone, name, status="completed") == sample(after, name, status="completed")
     assert sample(after, REQUESTS, route="/api/imports", method="POST", status="202") >= 1
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, func, select
 from .. import database
 from ..extensions import db
 from ..imports.models import ImportJob
-from ..imports.states import FINISHED, Status
+from ..imports.states import FINISHED, Kind, Status
 from ..timeutil import utcnow
 from ..webhooks.models import Delivery, DeliveryStatus
 from . import pushed
@@ -49,7 +49,9 @@ def import_families(conn: Connection):
         *(func.count().filter(seconds <= bound) for bound in IMPORT_BUCKETS),
     ]
     rows = conn.execute(
-        select(*columns).where(jobs.c.status.in_(ENDED)).group_by(jobs.c.status)
+        select(*columns)
+        .where(jobs.c.status.in_(ENDED), jobs.c.kind == Kind.IMPORT)  # an undo is no import
+        .group_by(jobs.c.status)
     ).all()
     imports = CounterMetricFamily(
         "product_importer_imports", "Imports that ended, by status.", labels=["status"]
