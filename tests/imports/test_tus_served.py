@@ -128,6 +128,20 @@ def test_a_finished_upload_is_imported(served, any_http, any_catalog):
     assert products_by_key(any_catalog()) == file.expected
 
 
+def test_uploaded_files_are_readable_by_the_servers_user_alone(served, any_http):
+    # A resumable upload's file was made with open(): with the usual umask (022), any user of
+    # the machine could read the catalog; a multipart upload's was this user's alone.
+    data = generate(50).data
+    url = start_upload(any_http, served, data, len(data))
+    small = any_http.post("/api/imports", files={"file": ("small.csv", data, "text/csv")})
+    assert small.status_code == 202
+    with served.engine.connect() as conn:
+        paths = conn.exec_driver_sql("SELECT file_path FROM uploads").scalars().all()
+        paths += conn.exec_driver_sql("SELECT file_path FROM import_jobs").scalars().all()
+    assert len(paths) == 2
+    assert [oct(os.stat(path).st_mode & 0o777) for path in paths] == ["0o600"] * 2, url
+
+
 def test_an_import_asked_for_again_while_it_waits_for_its_upload_is_the_same_import(
     served, any_http, any_catalog
 ):
@@ -530,7 +544,7 @@ def test_the_command_line_says_at_once_why_the_server_refused_a_piece(served, ac
 
     run = remote_import(served, accounts, path, gate)
 
-    assert run.returncode == 1
+    assert run.returncode == 2  # the file refused, as the same file imported here
     assert gate.pieces == 1
     assert "Error: The file is binary, not a CSV (it holds NUL bytes)." in run.stderr
 

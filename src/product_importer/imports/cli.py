@@ -282,7 +282,7 @@ def _store(path: str) -> str:
         stored = uploads.new_path(path)
         # unbuffered: a read of a pipe returns what came, not 1 MiB or its end (the limit
         # is seen while the pipe is still open)
-        with open(path, "rb", buffering=0) as source, open(stored, "wb") as copy:
+        with open(path, "rb", buffering=0) as source, uploads.open_new(stored) as copy:
             _copy(source, copy)
     except BaseException as error:
         if stored is not None:

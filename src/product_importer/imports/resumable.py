@@ -76,7 +76,7 @@ def create(session: Session, *, owner_id: int, length: int, filename: str) -> Up
         raise uploads.empty_file()
     uploads.refuse_if_disk_would_fill(length)
     path = uploads.new_path(filename)
-    open(path, "xb").close()
+    uploads.open_new(path).close()
     hours = current_app.config["UPLOAD_RETENTION_HOURS"]
     upload = Upload(
         id=uuid.uuid4().hex,

@@ -19,15 +19,26 @@ BLANK_SCAN_CHUNKS = 64  # of 1 MiB: how far the upload check reads a blank start
 FILENAME_LENGTH = 255  # import_jobs.filename, uploads.filename
 
 
+# The upload folder, when the app makes it, and each file in it: this user's alone.
+PRIVATE_FOLDER, PRIVATE_FILE = 0o700, 0o600
+
+
+def upload_folder() -> str:
+    """UPLOAD_FOLDER, made (this user's alone) if it is not there yet."""
+    folder = current_app.config["UPLOAD_FOLDER"]
+    os.makedirs(folder, mode=PRIVATE_FOLDER, exist_ok=True)
+    return folder
+
+
 class UploadRequest(Request):
     """A request whose uploaded files are written to the upload folder, never held in memory."""
 
     def _get_file_stream(
         self, total_content_length, content_type, filename=None, content_length=None
     ):
-        folder = current_app.config["UPLOAD_FOLDER"]
-        os.makedirs(folder, exist_ok=True)
-        # Deleted when closed; the view keeps the bytes by hard-linking the file first.
+        folder = upload_folder()
+        # 0600, as the files of `open_new`; deleted when closed; the view keeps the bytes by
+        # hard-linking the file first.
         return tempfile.NamedTemporaryFile(dir=folder, prefix=".incoming-", suffix=".part")
 
 
@@ -70,8 +81,7 @@ def refuse_if_disk_would_fill(incoming: int) -> None:
 def disk_would_fill(incoming: int) -> tuple[int, int] | None:
     """The bytes free in UPLOAD_FOLDER and MIN_FREE_DISK_BYTES, when storing `incoming` bytes
     would leave less than that free; else None."""
-    folder = current_app.config["UPLOAD_FOLDER"]
-    os.makedirs(folder, exist_ok=True)
+    folder = upload_folder()
     free = shutil.disk_usage(folder).free
     keep_free = current_app.config["MIN_FREE_DISK_BYTES"]
     return (free, keep_free) if free - incoming < keep_free else None
@@ -86,7 +96,7 @@ def keep(upload) -> tuple[str, int]:
         os.link(stream.name, path)
     else:  # a small file that werkzeug kept in memory
         stream.seek(0)
-        with open(path, "wb") as out:
+        with open_new(path) as out:
             while chunk := stream.read(1 << 20):
                 out.write(chunk)
     return path, os.path.getsize(path)
@@ -110,10 +120,16 @@ def shown_name(filename: str | None) -> str:
 
 def new_path(filename: str | None) -> str:
     """A unique path in the upload folder for a file of this name (`.csv` or `.csv.gz`)."""
-    folder = current_app.config["UPLOAD_FOLDER"]
-    os.makedirs(folder, exist_ok=True)
+    folder = upload_folder()
     suffix = ".csv.gz" if (filename or "").lower().endswith(".gz") else ".csv"
     return os.path.join(folder, f"{uuid.uuid4().hex}{suffix}")
+
+
+def open_new(path: str):
+    """Create the file at `path` (a `new_path`) to write uploaded bytes into, readable by this
+    user alone, as a multipart upload's temporary file is: a catalog is no one else's to read
+    (with the usual umask, open() made it readable by every user of the machine)."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE), "wb")
 
 
 def check(path: str, size: int) -> None:
