@@ -11,7 +11,7 @@ import time
 
 from sqlalchemy import event
 
-from tests.conftest import BIN, PASSWORD, ROOT, client_with_token
+from tests.conftest import BIN, PASSWORD, ROOT, client_with_token, http_client
 
 from .conftest import is_signed_in, post_sign_in, run_cli
 
@@ -160,6 +160,34 @@ def test_demoting_the_owner_caps_what_its_tokens_may_do(client, client_as, brows
     assert "needs the editor role" in refused.get_json()["error"]["message"]
     assert token.get("/api/account").get_json()["role"] == "viewer"
     assert editor_session.post("/api/products", json={"sku": "A-3", "name": "A"}).status_code == 403
+
+
+def test_a_token_made_below_its_owners_role_is_refused_naming_the_tokens_role(
+    live_server, accounts
+):
+    with http_client(live_server, accounts["editor"].token) as editor:
+        made = editor.post("/api/tokens", json={"name": "child", "role": "viewer"}).json()
+    with http_client(live_server, made["token"]) as child:
+        upload = child.post("/api/uploads", headers={"Tus-Resumable": "1.0.0"})
+        delete_all = child.delete("/api/products")
+    with http_client(live_server, accounts["viewer"].token) as viewer:
+        viewers_upload = viewer.post("/api/uploads", headers={"Tus-Resumable": "1.0.0"})
+
+    assert upload.status_code == 403
+    assert upload.json()["error"]["message"] == (
+        "This needs the editor role; this token acts as viewer (its account "
+        "editor@example.test is editor). Use a token made with the editor role."
+    )
+    assert upload.json()["error"]["details"] == {"required_role": "editor", "role": "viewer"}
+    # beyond what its account may do, the account's role is what to raise
+    assert delete_all.status_code == 403
+    assert delete_all.json()["error"]["message"] == (
+        "This needs the admin role; your account (editor@example.test) is editor. Ask an admin."
+    )
+    # a token of its account's role: the account's role is what to raise, as for a session
+    assert viewers_upload.json()["error"]["message"] == (
+        "This needs the editor role; your account (viewer@example.test) is viewer. Ask an admin."
+    )
 
 
 def test_a_demoted_owners_token_is_listed_with_the_role_it_acts_with(client, client_as):

@@ -215,8 +215,7 @@ def enforce():
         return _unauthorized()
     if not current_user.can(needed):
         raise Forbidden(
-            f"This needs the {needed} role; your account ({current_user.email}) is "
-            f"{current_user.role}. Ask an admin.",
+            _role_too_low(needed),
             details={"required_role": str(needed), "role": str(current_user.role)},
         )
     if (
@@ -226,6 +225,21 @@ def enforce():
     ):
         _require_csrf_header()
     return None
+
+
+def _role_too_low(needed: Role) -> str:
+    """Why the caller may not: the role of its token, when the token acts below an account that
+    may (a token made with a lower role); else its account's, which only an admin raises."""
+    account_role = Role(current_user.user.role)
+    if current_user.via == "token" and at_least(account_role, needed):
+        return (
+            f"This needs the {needed} role; this token acts as {current_user.role} (its account "
+            f"{current_user.email} is {account_role}). Use a token made with the {needed} role."
+        )
+    return (
+        f"This needs the {needed} role; your account ({current_user.email}) is "
+        f"{account_role}. Ask an admin."
+    )
 
 
 def allowance() -> Callable[[], bool]:
