@@ -4,6 +4,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, render_template, request
 from flask.globals import request_ctx
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from . import database
@@ -52,6 +53,18 @@ class BadRequest(AppError):
 
 class Forbidden(AppError):
     status, code = 403, "forbidden"
+
+
+class StaleCsrfToken(Forbidden):
+    """A browser's state change without its page's CSRF token, or with one of a sign-in that
+    ended since the page was made (the browser signed in or out in another tab)."""
+
+    def __init__(self, why: str):
+        # `details` tells a page to fetch a fresh token (GET /csrf-token) and send it again.
+        super().__init__(
+            f"The page's CSRF token is missing or stale ({why}). Reload the page and retry.",
+            details={"reason": "csrf_token"},
+        )
 
 
 class NotFound(AppError):
@@ -110,6 +123,12 @@ def error_response(status: int, code: str, message: str, details: Any = None):
 
 def _handle_app_error(error: AppError):
     return error_response(error.status, error.code, error.message, error.details)
+
+
+def handle_csrf_error(error: CSRFError):
+    """A page's form sent with a missing or stale CSRF token (CSRFProtect's 400): refused as the
+    API refuses one, with 403 and `details.reason`, which a page acts on."""
+    return _handle_app_error(StaleCsrfToken(error.description))
 
 
 def handle_http_error(error: HTTPException):
@@ -179,4 +198,5 @@ def uri_too_long_message(limit: int) -> str:
 def register_errorhandlers(app: Flask) -> None:
     """Map domain exceptions and HTTP errors to one response shape."""
     app.register_error_handler(AppError, _handle_app_error)
+    app.register_error_handler(CSRFError, handle_csrf_error)  # an HTTPException's 400 otherwise
     app.register_error_handler(HTTPException, handle_http_error)

@@ -70,7 +70,7 @@ def test_the_sign_in_form_needs_its_csrf_token(browser, accounts):
     browser.get("/login")
     data = {"email": accounts["admin"].email, "password": PASSWORD}
 
-    assert browser.post("/login", data=data).status_code == 400
+    assert browser.post("/login", data=data).status_code == 403
     assert not is_signed_in(browser)
 
 

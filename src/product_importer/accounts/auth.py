@@ -30,7 +30,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from wtforms import ValidationError
 
 from .. import database
-from ..errors import AppError, Forbidden
+from ..errors import AppError, Forbidden, StaleCsrfToken
 from ..extensions import bookkeeping, db
 from . import service
 from .models import User
@@ -284,11 +284,7 @@ def _require_csrf_header() -> None:
     try:
         validate_csrf(request.headers.get("X-CSRFToken"))
     except ValidationError as error:
-        # `details` tells a page to fetch a fresh token (GET /csrf-token) and send it again.
-        raise Forbidden(
-            f"The page's CSRF token is missing or stale ({error}). Reload the page and retry.",
-            details={"reason": "csrf_token"},
-        ) from None
+        raise StaleCsrfToken(str(error)) from None
 
 
 def token_revoked_meanwhile():
