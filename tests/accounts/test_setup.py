@@ -160,3 +160,36 @@ def test_two_forms_sent_through_the_setup_link_at_once_make_one_admin(
     assert [answer.status_code for answer in answers] == [302, 404], answers
     assert "This setup link is not valid" in answers[1].text
     assert len(sql("SELECT email FROM users")) == 1
+
+
+def test_a_setup_form_with_a_stale_token_is_shown_again_and_makes_no_account(
+    browser, no_accounts, sql
+):
+    browser.get("/setup", params={"token": no_accounts})
+    form = {**ADMIN, "confirm": ADMIN["password"], "token": no_accounts}
+    as_a_page = {"Accept": "text/html"}
+
+    refused = browser.post("/setup", data=form | {"csrf_token": "stale"}, headers=as_a_page)
+
+    assert refused.status_code == 403
+    assert "so no account was made" in refused.text
+    assert f'value="{ADMIN["email"]}"' in refused.text  # the email stays filled in
+    assert sql("SELECT count(*) FROM users") == [(0,)]
+    made = browser.post("/setup", data=form | {"csrf_token": form_token(refused.text)})
+    assert made.status_code == 302
+    assert sql("SELECT email FROM users") == [(ADMIN["email"],)]
+
+
+def test_a_stale_setup_form_of_a_spent_link_says_the_link_is_spent(
+    browser, live_server, no_accounts
+):
+    stale = form_token(browser.get("/setup", params={"token": no_accounts}).text)
+    with httpx.Client(base_url=live_server) as other_browser:  # the admin made elsewhere
+        assert post_setup(other_browser, no_accounts).status_code == 302
+    browser.cookies.clear()  # and this browser's session gone (its cookies cleared, say)
+    form = {**ADMIN, "confirm": ADMIN["password"], "token": no_accounts, "csrf_token": stale}
+
+    refused = browser.post("/setup", data=form, headers={"Accept": "text/html"})
+
+    assert refused.status_code == 404
+    assert "This setup link is not valid" in refused.text

@@ -44,6 +44,50 @@ def test_sign_in_leads_back_to_the_page_and_sign_out_ends_it(signed_out_page: Pa
     expect(page).to_have_url(re.compile(r"/login\?next=%2Fproducts$"))
 
 
+def test_sign_out_in_a_tab_older_than_a_sign_in_says_so_and_signs_out_when_pressed_again(
+    signed_out_page: Page, accounts
+):
+    email = accounts["editor"].email
+    old_tab = signed_out_page
+    sign_in(old_tab, email)
+    old_tab.goto("/products")
+    other_tab = old_tab.context.new_page()  # the same browser: the same cookies
+    other_tab.goto("/products")
+    other_tab.get_by_role("button", name="Sign out").click()
+    expect(other_tab).to_have_url(re.compile(r"/login$"))
+    sign_in(other_tab, email)
+
+    old_tab.get_by_role("button", name="Sign out").click()
+
+    page_said = old_tab.get_by_role("main")
+    expect(page_said).to_contain_text("Your sign-in changed in another tab")
+    expect(old_tab.locator("#signed-in-as")).to_contain_text(email)  # still, as it says
+    page_said.get_by_role("button", name="Sign out").click()
+    expect(old_tab).to_have_url(re.compile(r"/login$"))
+    other_tab.goto("/products")
+    expect(other_tab).to_have_url(re.compile(r"/login\?next=%2Fproducts$"))
+
+
+def test_a_sign_in_tab_older_than_another_tabs_sign_in_shows_its_form_again(
+    signed_out_page: Page, accounts
+):
+    first_tab = signed_out_page
+    second_tab = first_tab.context.new_page()
+    second_tab.goto("/login?next=%2Fproducts")
+    sign_in(first_tab, accounts["viewer"].email)
+    second_tab.get_by_label("Email").fill(accounts["editor"].email)
+    second_tab.get_by_label("Password").fill(PASSWORD)
+
+    second_tab.get_by_role("button", name="Sign in").click()
+
+    expect(second_tab.get_by_role("alert")).to_contain_text("The sign-in form had gone out of date")
+    expect(second_tab.get_by_label("Email")).to_have_value(accounts["editor"].email)
+    second_tab.get_by_label("Password").fill(PASSWORD)
+    second_tab.get_by_role("button", name="Sign in").click()
+    expect(second_tab).to_have_url(re.compile(r"/products$"))
+    expect(second_tab.locator("#signed-in-as")).to_contain_text(accounts["editor"].email)
+
+
 def test_the_setup_page_creates_the_first_admin(signed_out_page: Page, app, sql_runner):
     from product_importer.accounts import service
     from product_importer.extensions import db

@@ -1,10 +1,20 @@
 """Account pages: sign in and out, first-run setup, one's account, accounts and audit (admins)."""
 
+from urllib.parse import urlsplit
+
 from flask import Blueprint, abort, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
-from flask_wtf.csrf import generate_csrf
+from flask_wtf.csrf import CSRFError, generate_csrf
+from werkzeug.exceptions import NotFound
 
-from ..errors import AppError, Forbidden, handle_http_error, protocol_headers
+from ..errors import (
+    AppError,
+    Forbidden,
+    handle_csrf_error,
+    handle_http_error,
+    protocol_headers,
+    wants_json,
+)
 from ..extensions import db, limiter
 from ..security import refuse_cross_site_requests
 from . import audit, service, tries
@@ -26,6 +36,16 @@ AUDIT_FILTERS = ("actor", "action")  # the audit page's
 SETUP_LINK_DEAD = (
     "This setup link is not valid: an account exists already, or the link was "
     "replaced when the server restarted. Sign in, or use the newest link."
+)
+# A form's CSRF token goes stale when its browser signs in or out in another tab (each sign-in
+# has a token of its own): what each form says then, shown again with a fresh token.
+SIGN_IN_FORM_STALE = (
+    "The sign-in form had gone out of date (this browser signed in or out in another tab since "
+    "it opened), so no one was signed in. Type the password again and sign in."
+)
+SETUP_FORM_STALE = (
+    "This form had gone out of date (this browser's session changed since it opened), so no "
+    "account was made. Type the password in both fields again."
 )
 
 
@@ -137,6 +157,62 @@ def _login_page(**fields) -> str:
     """The sign-in page; on a fresh install it points to the setup link, not to an admin."""
     first_run = not service.any_account(db.session)
     return render_template("accounts/login.html", first_run=first_run, **fields)
+
+
+@bp.errorhandler(CSRFError)
+def form_gone_stale(error: CSRFError):
+    """A sign-in, sign-out or setup form sent with a stale CSRF token: the form again, with a
+    fresh token and what to do, rather than an error page. Nothing was done: CSRFProtect
+    refuses the request before its view runs."""
+    show_again = STALE_FORMS.get(request.endpoint)
+    if show_again is None or wants_json():
+        return handle_csrf_error(error)  # the API's 403, which a page's script acts on
+    return show_again()
+
+
+def _sign_in_again():
+    """The sign-in form again, with the email typed; or on to `next` when this browser signed
+    in as that very account meanwhile, as the sign-in page leads a signed-in browser on."""
+    target = _safe_next(request.form.get("next"))
+    email = request.form.get("email", "")
+    if current_user.is_authenticated:
+        account = service.find_user(db.session, email)
+        if account is not None and account.id == current_user.id:
+            return redirect(target)
+    return _login_page(next=target, email=email, error=SIGN_IN_FORM_STALE), 403
+
+
+def _sign_out_again():
+    """A page to sign out from once more. The sign-in the button's page was made for has ended,
+    and this browser signed in again in another tab: that sign-in is not ended unasked. (Signed
+    out alone, the browser is led to sign in before its token is checked.)"""
+    return render_template("accounts/sign_out_again.html", back=_page_it_came_from()), 403
+
+
+def _set_up_again():
+    """The setup form again, with the email typed, while its link may still make the admin."""
+    secret = request.form.get("token")
+    if not service.setup_token_valid(db.session, secret):
+        return handle_http_error(NotFound(SETUP_LINK_DEAD))
+    email = request.form.get("email", "")
+    problems = {"password": SETUP_FORM_STALE}
+    return render_template("accounts/setup.html", token=secret, email=email, problems=problems), 403
+
+
+def _page_it_came_from() -> str:
+    """The path of the page whose form was sent (its Referer, of this site only), or the
+    start page."""
+    referer = urlsplit(request.headers.get("Referer", ""))
+    if referer.netloc != request.host:
+        return url_for("imports.upload_page")
+    return _safe_next(referer.path + (f"?{referer.query}" if referer.query else ""))
+
+
+STALE_FORMS = {
+    "accounts.login_page": _sign_in_again,
+    "accounts.logout": _sign_out_again,
+    "accounts.setup_page": _set_up_again,
+}
 
 
 @bp.get("/csrf-token")
