@@ -693,3 +693,30 @@ def test_a_command_on_an_up_to_date_database_loads_no_alembic_and_one_behind_is_
         schema.migrations().upgrade(revision=behind)
     assert start() == f"['{schema.head()}'] True"  # one behind: migrated, by Alembic
     assert start() == f"['{schema.head()}'] False"  # up to date: Alembic not even loaded
+
+
+def test_processes_migrating_a_new_database_at_once_all_start(app):
+    # Two web machines starting on a new database: each ran every migration, and the one that
+    # came second failed ("relation already exists", or a duplicate alembic_version row).
+    name = f"{TEST_DB}_migrating_at_once"
+    _recreate_database(name)
+    env = os.environ | {"DATABASE_URL": _database_url(name)}
+    try:
+        commands = [
+            subprocess.Popen(
+                [str(BIN / "product-importer"), "migrate"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )  # fmt: skip
+            for _ in range(3)
+        ]
+        said = [command.communicate(timeout=300)[0] for command in commands]
+        assert [command.returncode for command in commands] == [0, 0, 0], said
+        with psycopg.connect(_database_url(name)) as conn:
+            versions = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+        assert versions == [(schema.head(),)]
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

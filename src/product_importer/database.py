@@ -46,6 +46,10 @@ SELECT EXISTS (
 TURN_HELD_HERE = TURN_TAKEN.replace("AND granted", "AND granted AND pid = pg_backend_pid()")
 # Transaction-level lock held while an import merges; delete-all refuses to run meanwhile.
 APPLY_LOCK_KEY = 0x1D0_0002
+# Session-level lock held while a process migrates the database (`wait_to_migrate`).
+MIGRATION_LOCK_KEY = 0x1D0_0003
+MIGRATION_WAIT_SECONDS = 0.5
+TRY_LOCK = "SELECT pg_try_advisory_lock(%s)"
 # Set in a transaction that changes many products (migration 0012 reads it).
 BULK_CHANGE_SETTING = "product_importer.bulk_change"
 # Room for an exact bitmap of the rows a filter matches: ~16MB at 5M products (170K pages),
@@ -645,6 +649,20 @@ def migration_connection(config, engine: Engine) -> Iterator[Connection]:
             yield conn
     finally:
         migrating.dispose()
+
+
+def wait_to_migrate(conn: Connection) -> None:
+    """Wait until no other process migrates this database; the others wait for this one
+    until `conn` closes. Two web machines starting at once on a new database each ran every
+    migration: one failed ("relation already exists"). SQLite has one writer already."""
+    if conn.dialect.name != "postgresql":
+        return
+    # Asked again and again, each time in a transaction of its own: one left waiting for the
+    # lock would be waited for by the other's CREATE INDEX CONCURRENTLY, a deadlock.
+    while not conn.exec_driver_sql(TRY_LOCK, (MIGRATION_LOCK_KEY,)).scalar():
+        conn.commit()
+        time.sleep(MIGRATION_WAIT_SECONDS)
+    conn.commit()  # the lock is the session's: migrations begin their own transactions
 
 
 def _lift_timeouts(dbapi_connection, _record) -> None:

@@ -12,6 +12,8 @@ def run_migrations_online() -> None:
     """Run every pending migration, one transaction each, on a connection of its own without
     the server's timeouts (`database.migration_connection`)."""
     with database.migration_connection(current_app.config, db.engine) as connection:
+        # another process's migrations first: Alembic then reads the version they left
+        database.wait_to_migrate(connection)
         context.configure(
             connection=connection,
             target_metadata=db.metadata,
