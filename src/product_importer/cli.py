@@ -46,6 +46,8 @@ class Commands(click.Group):
             return super().invoke(ctx)
         except SettingError as error:
             raise click.ClickException(f"{error} (from the environment or .env)") from error
+        except schema.NotThisRelease as error:
+            raise click.ClickException(str(error)) from error
         except OperationalError as error:
             raise click.ClickException(_database_unreachable(error)) from error
         except ProgrammingError as error:
@@ -236,6 +238,7 @@ def worker(concurrency: int, celery_args: tuple[str, ...]) -> None:
     with flask_app.app_context():  # out of reach, it would log a traceback every second
         db.session.execute(text("SELECT 1"))
         db.session.rollback()
+        schema.check_current()  # as on tables that are not there yet
     quiet = ["--quiet"] if flask_app.config["LOG_FORMAT"] == "json" else []  # no banner
     argv = [
         *quiet,

@@ -25,10 +25,40 @@ def head() -> str:
     return max(found.group(1) for found in names if found)
 
 
+class NotThisRelease(Exception):
+    """The database's schema is not this release's, and this command cannot make it so."""
+
+
 def upgrade() -> None:
     """Bring the current app's database up to date, unless it is."""
-    if applied() != [head()]:
+    found = applied()
+    if found != [head()]:
+        refuse_newer(found)
         migrations().upgrade()
+
+
+def check_current() -> None:
+    """Raise NotThisRelease unless the database is at this release's migration (a worker's
+    queries would fail every second, a traceback each, on tables not made yet)."""
+    found = applied()
+    refuse_newer(found)
+    if found != [head()]:
+        at = f"is at migration {found[0]}" if found else "has no tables yet"
+        raise NotThisRelease(
+            f"The database {at}; this release needs migration {head()}. Run "
+            "`product-importer migrate` (or start `serve`, which migrates), then the workers."
+        )
+
+
+def refuse_newer(found: list[str]) -> None:
+    """Raise NotThisRelease when a newer release migrated the database (rolled back since):
+    Alembic said only that it could not locate the revision."""
+    newer = [revision for revision in found if revision > head()]
+    if newer:
+        raise NotThisRelease(
+            f"The database was migrated by a newer release (migration {newer[0]}; this one "
+            f"knows migrations up to {head()}). Run that release, or a newer one."
+        )
 
 
 def applied() -> list[str]:

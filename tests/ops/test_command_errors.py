@@ -3,10 +3,20 @@
 import os
 import subprocess
 
+import psycopg
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
-from tests.conftest import BIN, PG_ADMIN_URL, ROOT, TEST_DB, _database_url, free_port
+from product_importer import schema
+from tests.conftest import (
+    BIN,
+    PG_ADMIN_URL,
+    ROOT,
+    TEST_DB,
+    _database_url,
+    _recreate_database,
+    free_port,
+)
 
 
 def run_command(*args: str, env: dict) -> subprocess.CompletedProcess:
@@ -40,6 +50,44 @@ def test_a_database_not_created_yet_is_said_with_the_command_that_creates_it(com
     assert "Traceback" not in done.stderr, done.stderr
     assert f'database "{TEST_DB}_never_created" does not exist' in done.stderr, done.stderr
     assert "Create it with `product-importer migrate --create-database`." in done.stderr
+
+
+@pytest.fixture
+def empty_database():
+    """A database of its own with no tables, as `createdb` leaves one; its URL."""
+    name = f"{TEST_DB}_not_migrated"
+    _recreate_database(name)
+    yield _database_url(name)
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_a_worker_on_a_database_not_migrated_says_to_migrate_first(empty_database):
+    # It ran, logging two tracebacks a second ("relation import_jobs does not exist").
+    done = run_command("worker", env={"DATABASE_URL": empty_database})
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert (
+        f"Error: The database has no tables yet; this release needs migration {schema.head()}. "
+        "Run `product-importer migrate` (or start `serve`, which migrates), then the workers."
+    ) in done.stderr, done.stderr
+
+
+def test_a_database_of_a_newer_release_is_said_so_by_migrate_and_the_worker(empty_database):
+    # Rolled back to this release, `migrate` said only Alembic's "Can't locate revision".
+    assert run_command("migrate", env={"DATABASE_URL": empty_database}).returncode == 0
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+
+    for command in ("migrate", "worker"):
+        done = run_command(command, env={"DATABASE_URL": empty_database})
+
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert (
+            "Error: The database was migrated by a newer release (migration 9999; this one "
+            f"knows migrations up to {schema.head()}). Run that release, or a newer one."
+        ) in done.stderr, done.stderr
 
 
 def test_a_database_server_that_does_not_answer_is_said_with_what_to_check(test_env):
