@@ -425,6 +425,20 @@ def test_delete_all_needs_confirm_true(api):
     assert api.get("/api/products").get_json()["total"] == 1
 
 
+def test_delete_all_with_a_filter_deletes_nothing_and_says_it_takes_none(api):
+    # The filter was ignored: `?confirm=true&sku=ET-` deleted the whole catalog.
+    create(api, sku="ET-1", name="Meant")
+    create(api, sku="K-1", name="Kept")
+
+    response = api.delete("/api/products?confirm=true&sku=ET-")
+
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["message"].startswith("This deletes every product; it takes no sku.")
+    assert error["details"] == {"sku": "Not taken here."}
+    assert api.get("/api/products").get_json()["total"] == 2
+
+
 def test_delete_all_deletes_every_product_and_says_how_many(api):
     for n in range(3):
         create(api, sku=f"ALL-{n}", name="Product")

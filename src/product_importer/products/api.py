@@ -97,6 +97,13 @@ def delete_all_products():
     """Delete every product (`?confirm=true`): 200 with the number deleted."""
     if request.args.get("confirm") != "true":
         raise BadRequest("Deleting every product cannot be undone: add ?confirm=true to do it.")
+    others = sorted(set(request.args) - {"confirm"})
+    if others:  # a filter, as the list and the export take, would be ignored: all would go
+        raise BadRequest(
+            f"This deletes every product; it takes no {', '.join(others)}. To delete some, "
+            "delete each (DELETE /api/products/<id>); to delete all, send only ?confirm=true.",
+            details={name: "Not taken here." for name in others},
+        )
     deleted = service.delete_all(db.session)
     audit.record(db.session, "products.deleted_all", "every product", deleted=deleted)
     db.session.commit()

@@ -178,7 +178,9 @@ def paths() -> dict:
                         {"type": "object", "properties": {"deleted": {"type": "integer"}}},
                         "Deleted; `deleted` counts them",
                     ),
-                    "400": error("confirm=true is missing"),
+                    "400": error(
+                        "confirm=true is missing, or another argument (a filter) is given"
+                    ),
                     "409": error("An import is being applied, or the catalog is busy"),
                 },
             },
