@@ -7,7 +7,7 @@ import unicodedata
 from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, fields, replace
-from math import ceil, prod
+from math import prod
 
 from sqlalchemy import (
     ARRAY,
@@ -180,7 +180,8 @@ class Page:
 
     @property
     def pages(self) -> int:
-        return ceil(self.total / self.per_page)
+        """One, empty, for none: as every other list of the API, and as `page=1` is served."""
+        return page_count(self.total, self.per_page)
 
     def to_dict(self) -> dict:
         """Return the list JSON of SPEC."""
