@@ -31,7 +31,7 @@ def json_object(what: str) -> dict:
     except RecursionError:  # arrays nested a thousand deep, which Python's parser gives up on
         body = None
     if not isinstance(body, dict):
-        raise BadRequest(f"Send the {what} as a JSON object.")
+        raise BadRequest(f"Send the {what} as a JSON object{_content_type_advice()}.")
     if not _is_unicode(body):
         raise BadRequest(
             "The JSON body holds text that is not Unicode: a lone surrogate escape such as "
@@ -39,6 +39,16 @@ def json_object(what: str) -> dict:
             "Multilingual Plane as its pair of surrogates."
         )
     return body
+
+
+def _content_type_advice() -> str:
+    """What to add when the body was not sent as JSON (curl -d sends a form's type): the
+    object itself may be right."""
+    if request.is_json or not request.get_data(cache=True):
+        return ""
+    return ", with Content-Type: application/json (it came as " + (
+        f"{request.mimetype})" if request.mimetype else "no Content-Type)"
+    )
 
 
 def _is_unicode(body: dict) -> bool:

@@ -184,6 +184,24 @@ def test_create_wants_a_json_object(api, data, content_type):
     assert response.get_json()["error"]["code"] == "bad_request"
 
 
+@pytest.mark.parametrize(
+    ("content_type", "came_as"),
+    [("application/x-www-form-urlencoded", "application/x-www-form-urlencoded"), ("", "no")],
+)
+def test_a_json_object_sent_without_its_content_type_is_told_which_to_send(
+    api, content_type, came_as
+):
+    # curl -d sends a form's type: "Send the product as a JSON object." of a JSON object.
+    body = '{"sku": "CT-1", "name": "Sent as a form"}'
+    response = api.post("/api/products", data=body, content_type=content_type or None)
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["message"] == (
+        "Send the product as a JSON object, with Content-Type: application/json "
+        f"(it came as {came_as}{' Content-Type' if came_as == 'no' else ''})."
+    )
+
+
 def test_a_page_of_another_site_cannot_change_products(api):
     response = api.post(
         "/api/products",
