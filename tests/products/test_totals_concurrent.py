@@ -250,7 +250,7 @@ def discrepancy(asked: Asked, states: list[dict]) -> str | None:
     # lack a match the total counted, never list a product that matched at no time.
     matched = frozenset().union(*(state[asked.query] for state in window))
     body, ids = asked.body, {item["id"] for item in asked.body["items"]}
-    pages = ceil(body["total"] / asked.per_page)
+    pages = max(1, ceil(body["total"] / asked.per_page))  # one page, empty, for none
     if body["total"] in totals_then and ids <= matched and body["pages"] == pages:
         return None
     return (
