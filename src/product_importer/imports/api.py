@@ -81,6 +81,7 @@ def _import_upload(actor: dict):
             'Name the upload: {"upload": "<upload id>"}.', details={"upload": "Required."}
         )
     given = options.parse(body, json_body=True)
+    asked_with = options.Options(**given)
     sha256 = _checked_sha256(resumable.get_owned(db.session, body["upload"], actor["id"]))
     # Read again, locked, after hashing (1 GB under the lock would hold others): a second ask
     # for its import waits here, then finds the first; and its last piece compares the file
@@ -88,7 +89,7 @@ def _import_upload(actor: dict):
     upload = resumable.get_owned(db.session, body["upload"], actor["id"], lock=True)
     sha256 = sha256 or _checked_sha256(upload)  # its last piece may have arrived meanwhile
     if (asked := service.unfinished_import_of(db.session, upload.id)) is not None:
-        return _asked_again(asked, options.Options(**given))
+        return _asked_again(asked, asked_with)
     service.refuse_past_quota(db.session, actor)
     job = service.create(
         db.session,
@@ -97,7 +98,7 @@ def _import_upload(actor: dict):
         bytes_total=upload.length,
         created_by=actor,
         sha256=sha256,
-        options=options.Options(**given),
+        options=asked_with,
         upload_id=upload.id,
     )
     audit.record(db.session, "import.created", f"import #{job.id}", upload=upload.id, **given)
